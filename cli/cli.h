@@ -1,0 +1,18 @@
+/*
+ * cli.h — internal interface between the escqrs CLI's dispatcher and its
+ * subcommands.  Each subcommand is one function taking the loaded
+ * configuration and the arguments after its name; it returns the process
+ * exit code (0 ok, 1 failure, 2 usage or configuration error).
+ */
+#ifndef ESCQRS_CLI_H
+#define ESCQRS_CLI_H
+
+#include "escqrs/conf.h"
+
+#define CLI_EXIT_OK      0
+#define CLI_EXIT_FAILURE 1
+#define CLI_EXIT_USAGE   2
+
+int cli_topics(es_conf_t *conf, int argc, char **argv);
+
+#endif

@@ -1,0 +1,67 @@
+/*
+ * main.c — the escqrs command line tool: dispatch to subcommands.
+ *
+ * Global options (--config, --set, --list-config) are taken out of argv by
+ * the configuration system before dispatch, so they may stand anywhere.
+ * Exit codes: 0 success, 1 failure, 2 usage or configuration error.
+ */
+#include "cli.h"
+#include "escqrs/kafka.h"
+#include "escqrs/log.h"
+
+#include <stdio.h>
+#include <string.h>
+
+extern char **environ;
+
+static const es_conf_def_t cli_conf_defs[] = {
+    {.name = "registry.url",
+     .type = ES_CONF_STRING,
+     .defval = "http://127.0.0.1:8081/apis/ccompat/v7",
+     .desc = "Confluent-compatible schema registry base URL"},
+    {.name = NULL},
+};
+
+static const es_conf_def_t *const cli_tables[] = {es_conf_common_defs, es_kafka_conf_defs,
+                                                  cli_conf_defs, NULL};
+
+static const struct {
+    const char *name;
+    int (*run)(es_conf_t *conf, int argc, char **argv);
+    const char *summary;
+} subcommands[] = {
+    {"topics", cli_topics, "create or describe an aggregate's topics"},
+};
+
+static void usage(FILE *fp)
+{
+    fprintf(fp, "usage: escqrs [--config FILE] [--set key=value]... <command> [args]\n"
+                "       escqrs --list-config[=markdown]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]); i++)
+        fprintf(fp, "  %-10s %s\n", subcommands[i].name, subcommands[i].summary);
+    fprintf(fp, "\nRun 'escqrs <command> --help' for a command's options.\n"
+                "Exit codes: 0 success, 1 failure, 2 usage or configuration error.\n");
+}
+
+int main(int argc, char **argv)
+{
+    es_conf_t *conf = es_conf_load_or_exit("escqrs", cli_tables, &argc, argv, environ);
+    int rc = CLI_EXIT_USAGE;
+
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(argc < 2 ? stderr : stdout);
+        rc = argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
+        goto out;
+    }
+    for (size_t i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]); i++) {
+        if (!strcmp(argv[1], subcommands[i].name)) {
+            rc = subcommands[i].run(conf, argc - 1, argv + 1);
+            goto out;
+        }
+    }
+    fprintf(stderr, "escqrs: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+out:
+    es_conf_destroy(conf);
+    return rc;
+}

@@ -1,0 +1,49 @@
+/**
+ * @file log.h
+ * @brief Logging through a callback; the default sink writes JSON lines.
+ *
+ * The library never prints: every message goes to the process-wide sink.
+ * The default sink writes one JSON object per line to stderr
+ * (`{"ts":"...","level":"info","component":"conf","msg":"..."}`), which both
+ * people and log shippers can read.  Daemons may install their own sink.
+ *
+ * @remark The sink and level are process-wide and may be called from any thread;
+ *         a sink must therefore be thread-safe (the default one is).
+ */
+#ifndef ESCQRS_LOG_H
+#define ESCQRS_LOG_H
+
+#include "escqrs/err.h"
+
+typedef enum {
+    ES_LOG_DEBUG = 0,
+    ES_LOG_INFO = 1,
+    ES_LOG_WARN = 2,
+    ES_LOG_ERROR = 3,
+} es_log_level_t;
+
+typedef void(es_log_sink_t)(void *opaque, es_log_level_t level, const char *component,
+                            const char *msg);
+
+/** @brief Install @p sink (NULL restores the default JSON-lines sink on stderr). */
+void es_log_set_sink(es_log_sink_t *sink, void *opaque);
+/** @brief Drop messages below @p level. */
+void es_log_set_level(es_log_level_t level);
+es_log_level_t es_log_get_level(void);
+/** @brief Parse "debug"|"info"|"warn"|"error". */
+es_err_t es_log_level_parse(const char *name, es_log_level_t *out);
+const char *es_log_level_name(es_log_level_t level);
+
+void es_log(es_log_level_t level, const char *component, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#define es_log_debug(comp, ...) es_log(ES_LOG_DEBUG, comp, __VA_ARGS__)
+#define es_log_info(comp, ...)  es_log(ES_LOG_INFO, comp, __VA_ARGS__)
+#define es_log_warn(comp, ...)  es_log(ES_LOG_WARN, comp, __VA_ARGS__)
+#define es_log_error(comp, ...) es_log(ES_LOG_ERROR, comp, __VA_ARGS__)
+
+/** @brief Append @p s to @p out as a JSON string body (escaped, without quotes). */
+struct es_buf_s;
+void es_json_escape(struct es_buf_s *out, const char *s);
+
+#endif

@@ -1,0 +1,36 @@
+/**
+ * @file mem.h
+ * @brief Allocation that never returns NULL, and a growable byte buffer.
+ *
+ * Out of memory aborts with a message: there is no NOMEM path to forget.
+ */
+#ifndef ESCQRS_MEM_H
+#define ESCQRS_MEM_H
+
+#include <stddef.h>
+
+void *es_malloc(size_t size);
+void *es_calloc(size_t nmemb, size_t size);
+void *es_realloc(void *ptr, size_t size);
+char *es_strdup(const char *s);
+char *es_strndup(const char *s, size_t n);
+
+/** @brief A growable byte buffer; zero-initialise (`es_buf_t b = {0};`) to use. */
+typedef struct es_buf_s {
+    char *data;
+    size_t len;
+    size_t cap;
+} es_buf_t;
+
+/** @brief Make room for at least @p extra more bytes. */
+void es_buf_reserve(es_buf_t *b, size_t extra);
+/** @brief Replace the contents with a copy of @p len bytes at @p data. */
+void es_buf_set(es_buf_t *b, const void *data, size_t len);
+void es_buf_append(es_buf_t *b, const void *data, size_t len);
+/** @brief Append a printf-formatted string (no NUL counted in len, but data stays terminated). */
+void es_buf_appendf(es_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void es_buf_clear(es_buf_t *b);
+/** @brief Free the storage; the buffer may be reused afterwards. */
+void es_buf_free(es_buf_t *b);
+
+#endif
