@@ -1,0 +1,64 @@
+/**
+ * @file registry.h
+ * @brief Confluent-compatible schema registry client (libcurl), with caches.
+ *
+ * Speaks the Confluent REST API (Apicurio Registry's /apis/ccompat/v7 locally),
+ * so the same subjects and ids serve Python confluent-kafka, Kafka Connect and
+ * Spark.  Schemas by id and ids by (subject, schema) are cached in memory for
+ * the life of the client: the hot path never does HTTP.  Transient failures
+ * (connection refused, 5xx, timeouts) are retried with exponential backoff;
+ * the registry's own error message is passed on in errstr.
+ *
+ * @remark A client is thread-safe: caches are guarded by a mutex and each
+ *         request uses its own curl easy handle.
+ */
+#ifndef ESCQRS_REGISTRY_H
+#define ESCQRS_REGISTRY_H
+
+#include "escqrs/err.h"
+
+#include <avro.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct es_registry_s es_registry_t;
+
+/**
+ * @param base_url e.g. "http://127.0.0.1:8081/apis/ccompat/v7" (no trailing slash needed)
+ * @param timeout_ms per HTTP request
+ * @param retries extra attempts for transient failures
+ */
+es_registry_t *es_registry_new(const char *base_url, int timeout_ms, int retries, char *errstr,
+                               size_t errstr_size);
+void es_registry_destroy(es_registry_t *reg);
+
+/** @brief Register @p schema_json under @p subject (idempotent); *id is its global id. */
+es_err_t es_registry_register(es_registry_t *reg, const char *subject, const char *schema_json,
+                              int *id, char *errstr, size_t errstr_size);
+
+/** @brief Id of @p schema_json if registered under @p subject, else ES_ERR_NOT_FOUND. */
+es_err_t es_registry_lookup(es_registry_t *reg, const char *subject, const char *schema_json,
+                            int *id, char *errstr, size_t errstr_size);
+
+/**
+ * @brief The parsed writer schema with global id @p id (fetched once, cached).
+ * @returns ES_ERR_UNKNOWN_SCHEMA when the registry does not know the id.
+ * @remark *schema is borrowed: owned by the client, valid until it is destroyed.
+ */
+es_err_t es_registry_schema_by_id(es_registry_t *reg, int id, avro_schema_t *schema, char *errstr,
+                                  size_t errstr_size);
+
+/** @brief Set the subject's compatibility level, e.g. "BACKWARD_TRANSITIVE". */
+es_err_t es_registry_set_compatibility(es_registry_t *reg, const char *subject, const char *level,
+                                       char *errstr, size_t errstr_size);
+
+/**
+ * @brief Ask whether @p schema_json is compatible with every registered version
+ *        of @p subject under the subject's level.  Registers nothing.
+ * @returns ES_ERR_OK (compatible, or no version registered yet),
+ *          ES_ERR_INCOMPATIBLE_SCHEMA with the registry's reasons in errstr.
+ */
+es_err_t es_registry_check_compatible(es_registry_t *reg, const char *subject,
+                                      const char *schema_json, char *errstr, size_t errstr_size);
+
+#endif
