@@ -1,0 +1,281 @@
+/*
+ * store.c — RocksDB behind the es_store_* API.
+ *
+ * Memory bounds: one process-wide LRU cache holds data, index and filter
+ * blocks for every store, so two stores (a live view and its rebuilding
+ * shadow) do not double the memory; memtables are capped per store.  WAL is
+ * on (atomic batches survive kill -9); fsync per batch is optional because
+ * Kafka, not RocksDB, is the durable record — a lost tail is re-applied from
+ * the stored offsets.
+ */
+#include "escqrs/store.h"
+
+#include <pthread.h>
+#include <rocksdb/c.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct es_store_s {
+    rocksdb_t *db;
+    rocksdb_options_t *opts;
+    rocksdb_block_based_table_options_t *topts;
+    rocksdb_readoptions_t *ropts;
+    rocksdb_writeoptions_t *wopts;
+    char *path;
+};
+
+struct es_batch_s {
+    rocksdb_writebatch_t *wb;
+};
+
+struct es_store_iter_s {
+    rocksdb_iterator_t *it;
+    rocksdb_readoptions_t *ropts;
+    const rocksdb_snapshot_t *snap;
+    rocksdb_t *db;
+    char *prefix;
+    size_t prefixlen;
+    bool started;
+};
+
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static rocksdb_cache_t *shared_cache;
+
+static rocksdb_cache_t *get_shared_cache(size_t mb)
+{
+    pthread_mutex_lock(&cache_lock);
+    if (!shared_cache)
+        shared_cache = rocksdb_cache_create_lru((mb ? mb : 64) * 1024 * 1024);
+    pthread_mutex_unlock(&cache_lock);
+    return shared_cache;
+}
+
+es_store_t *es_store_open(const char *path, const es_store_opts_t *o, char *errstr,
+                          size_t errstr_size)
+{
+    es_store_t *st = es_calloc(1, sizeof(*st));
+    char *rerr = NULL;
+    size_t wbuf = (o && o->write_buffer_mb ? o->write_buffer_mb : 16) * 1024 * 1024;
+
+    st->path = es_strdup(path);
+    st->opts = rocksdb_options_create();
+    rocksdb_options_set_create_if_missing(st->opts, 1);
+    rocksdb_options_set_write_buffer_size(st->opts, wbuf);
+    rocksdb_options_set_max_write_buffer_number(st->opts, 2);
+    rocksdb_options_set_max_open_files(st->opts, 256);
+    rocksdb_options_set_compression(st->opts, rocksdb_lz4_compression);
+    st->topts = rocksdb_block_based_options_create();
+    rocksdb_block_based_options_set_block_cache(st->topts,
+                                                get_shared_cache(o ? o->block_cache_mb : 0));
+    rocksdb_block_based_options_set_cache_index_and_filter_blocks(st->topts, 1);
+    rocksdb_options_set_block_based_table_factory(st->opts, st->topts);
+    st->ropts = rocksdb_readoptions_create();
+    st->wopts = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(st->wopts, o && o->sync);
+
+    st->db = rocksdb_open(st->opts, path, &rerr);
+    if (rerr) {
+        snprintf(errstr, errstr_size, "rocksdb open %s: %s", path, rerr);
+        rocksdb_free(rerr);
+        es_store_close(st);
+        return NULL;
+    }
+    return st;
+}
+
+void es_store_close(es_store_t *st)
+{
+    if (!st)
+        return;
+    if (st->db)
+        rocksdb_close(st->db);
+    rocksdb_readoptions_destroy(st->ropts);
+    rocksdb_writeoptions_destroy(st->wopts);
+    rocksdb_options_destroy(st->opts);
+    rocksdb_block_based_options_destroy(st->topts);
+    free(st->path);
+    free(st);
+}
+
+es_err_t es_store_destroy_path(const char *path, char *errstr, size_t errstr_size)
+{
+    char *rerr = NULL;
+    rocksdb_options_t *opts = rocksdb_options_create();
+    rocksdb_destroy_db(opts, path, &rerr);
+    rocksdb_options_destroy(opts);
+    if (rerr) {
+        snprintf(errstr, errstr_size, "rocksdb destroy %s: %s", path, rerr);
+        rocksdb_free(rerr);
+        return ES_ERR_STORE;
+    }
+    return ES_ERR_OK;
+}
+
+const char *es_store_path(const es_store_t *st)
+{
+    return st->path;
+}
+
+es_err_t es_store_get(es_store_t *st, const void *key, size_t keylen, es_buf_t *out, char *errstr,
+                      size_t errstr_size)
+{
+    char *rerr = NULL;
+    size_t len = 0;
+    char *val = rocksdb_get(st->db, st->ropts, key, keylen, &len, &rerr);
+
+    if (rerr) {
+        snprintf(errstr, errstr_size, "rocksdb get: %s", rerr);
+        rocksdb_free(rerr);
+        return ES_ERR_STORE;
+    }
+    if (!val)
+        return ES_ERR_NOT_FOUND; /* an answer, not a failure */
+    es_buf_set(out, val, len);   /* copies; only our allocator crosses our API */
+    rocksdb_free(val);
+    return ES_ERR_OK;
+}
+
+es_err_t es_store_write(es_store_t *st, es_batch_t *batch, char *errstr, size_t errstr_size)
+{
+    char *rerr = NULL;
+    rocksdb_write(st->db, st->wopts, batch->wb, &rerr);
+    if (rerr) {
+        snprintf(errstr, errstr_size, "rocksdb write: %s", rerr);
+        rocksdb_free(rerr);
+        return ES_ERR_STORE;
+    }
+    return ES_ERR_OK;
+}
+
+/* 0x00 "off" 0x00 <topic> 0x00 <partition as 4 bytes big-endian> */
+static size_t offset_key(const char *topic, int32_t partition, char *out, size_t outsz)
+{
+    size_t tlen = strlen(topic);
+    if (tlen + 9 > outsz)
+        tlen = outsz - 9;
+    out[0] = '\0';
+    memcpy(out + 1, "off", 3);
+    out[4] = '\0';
+    memcpy(out + 5, topic, tlen);
+    out[5 + tlen] = '\0';
+    uint32_t p = (uint32_t)partition;
+    out[6 + tlen] = (char)(p >> 24);
+    out[7 + tlen] = (char)(p >> 16);
+    out[8 + tlen] = (char)(p >> 8);
+    out[9 + tlen] = (char)p;
+    return 10 + tlen;
+}
+
+es_err_t es_store_get_offset(es_store_t *st, const char *topic, int32_t partition,
+                             int64_t *next_offset, char *errstr, size_t errstr_size)
+{
+    char key[300];
+    es_buf_t val = {0};
+    size_t klen = offset_key(topic, partition, key, sizeof(key));
+    es_err_t err = es_store_get(st, key, klen, &val, errstr, errstr_size);
+    if (err == ES_ERR_OK) {
+        if (val.len != 8) {
+            snprintf(errstr, errstr_size, "offset record of %s/%d is corrupt", topic,
+                     (int)partition);
+            err = ES_ERR_STORE;
+        } else {
+            uint64_t v = 0;
+            for (int i = 0; i < 8; i++)
+                v = v << 8 | (uint8_t)val.data[i];
+            *next_offset = (int64_t)v;
+        }
+    }
+    es_buf_free(&val);
+    return err;
+}
+
+es_store_iter_t *es_store_iter_prefix(es_store_t *st, const void *prefix, size_t prefixlen)
+{
+    es_store_iter_t *it = es_calloc(1, sizeof(*it));
+    it->db = st->db;
+    it->snap = rocksdb_create_snapshot(st->db);
+    it->ropts = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_snapshot(it->ropts, it->snap);
+    rocksdb_readoptions_set_fill_cache(it->ropts, 0); /* scans must not evict hot blocks */
+    it->it = rocksdb_create_iterator(st->db, it->ropts);
+    it->prefix = es_strndup(prefix, prefixlen);
+    it->prefixlen = prefixlen;
+    return it;
+}
+
+bool es_store_iter_next(es_store_iter_t *it, const char **key, size_t *keylen, const char **val,
+                        size_t *vallen)
+{
+    if (!it->started) {
+        rocksdb_iter_seek(it->it, it->prefix, it->prefixlen);
+        it->started = true;
+    } else {
+        rocksdb_iter_next(it->it);
+    }
+    if (!rocksdb_iter_valid(it->it))
+        return false;
+    *key = rocksdb_iter_key(it->it, keylen);
+    if (*keylen < it->prefixlen || memcmp(*key, it->prefix, it->prefixlen))
+        return false;
+    *val = rocksdb_iter_value(it->it, vallen);
+    return true;
+}
+
+void es_store_iter_destroy(es_store_iter_t *it)
+{
+    if (!it)
+        return;
+    rocksdb_iter_destroy(it->it);
+    rocksdb_readoptions_destroy(it->ropts);
+    rocksdb_release_snapshot(it->db, it->snap);
+    free(it->prefix);
+    free(it);
+}
+
+es_batch_t *es_batch_new(void)
+{
+    es_batch_t *b = es_calloc(1, sizeof(*b));
+    b->wb = rocksdb_writebatch_create();
+    return b;
+}
+
+void es_batch_destroy(es_batch_t *batch)
+{
+    if (!batch)
+        return;
+    rocksdb_writebatch_destroy(batch->wb);
+    free(batch);
+}
+
+void es_batch_put(es_batch_t *batch, const void *key, size_t keylen, const void *val,
+                  size_t vallen)
+{
+    rocksdb_writebatch_put(batch->wb, key, keylen, val, vallen);
+}
+
+void es_batch_delete(es_batch_t *batch, const void *key, size_t keylen)
+{
+    rocksdb_writebatch_delete(batch->wb, key, keylen);
+}
+
+void es_batch_put_offset(es_batch_t *batch, const char *topic, int32_t partition,
+                         int64_t next_offset)
+{
+    char key[300], val[8];
+    size_t klen = offset_key(topic, partition, key, sizeof(key));
+    uint64_t v = (uint64_t)next_offset;
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        val[i] = (char)(v & 0xff);
+    rocksdb_writebatch_put(batch->wb, key, klen, val, 8);
+}
+
+void es_batch_clear(es_batch_t *batch)
+{
+    rocksdb_writebatch_clear(batch->wb);
+}
+
+size_t es_batch_count(const es_batch_t *batch)
+{
+    return (size_t)rocksdb_writebatch_count(batch->wb);
+}

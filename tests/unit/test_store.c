@@ -1,0 +1,99 @@
+/*
+ * test_store.c — RocksDB wrapper: batches are atomic, offsets round-trip,
+ * prefix iteration stays inside its prefix, reopen keeps data.
+ */
+#include "escqrs/store.h"
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char path[256];
+static char errstr[512];
+static const es_store_opts_t opts = {.block_cache_mb = 8, .write_buffer_mb = 4};
+
+static void test_batch_and_offsets(void)
+{
+    es_store_t *st = es_store_open(path, &opts, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+    es_buf_t v = {0};
+    int64_t off = 0;
+    CU_ASSERT_EQUAL(es_store_get(st, "cart/1", 6, &v, errstr, sizeof(errstr)), ES_ERR_NOT_FOUND);
+    CU_ASSERT_EQUAL(es_store_get_offset(st, "cart.events", 0, &off, errstr, sizeof(errstr)),
+                    ES_ERR_NOT_FOUND);
+
+    es_batch_t *b = es_batch_new();
+    es_batch_put(b, "cart/1", 6, "a", 1);
+    es_batch_put(b, "cart/2", 6, "b", 1);
+    es_batch_put(b, "dart/1", 6, "x", 1);
+    es_batch_put_offset(b, "cart.events", 0, 42);
+    es_batch_put_offset(b, "cart.events", 2, 7000000000LL);
+    CU_ASSERT_EQUAL(es_batch_count(b), 5);
+    /* nothing visible before the write */
+    CU_ASSERT_EQUAL(es_store_get(st, "cart/1", 6, &v, errstr, sizeof(errstr)), ES_ERR_NOT_FOUND);
+    CU_ASSERT_EQUAL(es_store_write(st, b, errstr, sizeof(errstr)), ES_ERR_OK);
+    es_batch_clear(b);
+    CU_ASSERT_EQUAL(es_batch_count(b), 0);
+    CU_ASSERT_EQUAL(es_store_get(st, "cart/1", 6, &v, errstr, sizeof(errstr)), ES_ERR_OK);
+    CU_ASSERT_EQUAL(v.len, 1);
+    CU_ASSERT_EQUAL(v.data[0], 'a');
+    CU_ASSERT_EQUAL(es_store_get_offset(st, "cart.events", 0, &off, errstr, sizeof(errstr)),
+                    ES_ERR_OK);
+    CU_ASSERT_EQUAL(off, 42);
+    CU_ASSERT_EQUAL(es_store_get_offset(st, "cart.events", 2, &off, errstr, sizeof(errstr)),
+                    ES_ERR_OK);
+    CU_ASSERT_EQUAL(off, 7000000000LL);
+    CU_ASSERT_EQUAL(es_store_get_offset(st, "cart.events", 1, &off, errstr, sizeof(errstr)),
+                    ES_ERR_NOT_FOUND);
+
+    es_batch_delete(b, "cart/2", 6);
+    CU_ASSERT_EQUAL(es_store_write(st, b, errstr, sizeof(errstr)), ES_ERR_OK);
+    CU_ASSERT_EQUAL(es_store_get(st, "cart/2", 6, &v, errstr, sizeof(errstr)), ES_ERR_NOT_FOUND);
+    es_batch_destroy(b);
+    es_buf_free(&v);
+    es_store_close(st);
+}
+
+static void test_prefix_iteration_and_reopen(void)
+{
+    es_store_t *st = es_store_open(path, &opts, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+    es_store_iter_t *it = es_store_iter_prefix(st, "cart/", 5);
+    const char *k, *val;
+    size_t kl, vl;
+    int n = 0;
+    while (es_store_iter_next(it, &k, &kl, &val, &vl)) {
+        CU_ASSERT_EQUAL(kl, 6);
+        CU_ASSERT_EQUAL(memcmp(k, "cart/", 5), 0);
+        n++;
+    }
+    CU_ASSERT_EQUAL(n, 1); /* cart/1 survived the reopen; cart/2 was deleted; dart/ excluded */
+    es_store_iter_destroy(it);
+    es_store_close(st);
+    CU_ASSERT_EQUAL(es_store_destroy_path(path, errstr, sizeof(errstr)), ES_ERR_OK);
+    st = es_store_open(path, &opts, errstr, sizeof(errstr));
+    es_buf_t v = {0};
+    CU_ASSERT_EQUAL(es_store_get(st, "cart/1", 6, &v, errstr, sizeof(errstr)), ES_ERR_NOT_FOUND);
+    es_store_close(st);
+    es_store_destroy_path(path, errstr, sizeof(errstr));
+}
+
+static void test_open_error_names_path(void)
+{
+    es_store_t *st = es_store_open("/proc/escqrs-no-such/db", &opts, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NULL(st);
+    CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "/proc/escqrs-no-such/db"));
+}
+
+int main(void)
+{
+    es_test_unique("/tmp/escqrs-test-store", path, sizeof(path));
+    static const es_test_case_t cases[] = {
+        {"atomic batch and offsets", test_batch_and_offsets},
+        {"prefix iteration and reopen", test_prefix_iteration_and_reopen},
+        {"open error names the path", test_open_error_names_path},
+        {NULL, NULL},
+    };
+    return es_test_run("store", cases);
+}
