@@ -114,7 +114,8 @@ int cli_topics(es_conf_t *conf, int argc, char **argv)
             return CLI_EXIT_USAGE;
         }
     }
-    if (argc - optind != 2 || (strcmp(argv[optind], "create") && strcmp(argv[optind], "describe"))) {
+    if (argc - optind != 2 ||
+        (strcmp(argv[optind], "create") && strcmp(argv[optind], "describe"))) {
         topics_usage(stderr);
         return CLI_EXIT_USAGE;
     }

@@ -409,7 +409,7 @@ static const char *type_name(const es_conf_def_t *d)
 
 static const char *role_name(es_conf_role_t role)
 {
-    return role == ES_CONF_ROLE_PRODUCER ? " (producers)"
+    return role == ES_CONF_ROLE_PRODUCER   ? " (producers)"
            : role == ES_CONF_ROLE_CONSUMER ? " (consumers)"
                                            : "";
 }
@@ -429,7 +429,8 @@ void es_conf_describe(const es_conf_t *conf, es_conf_list_t fmt, es_buf_t *out)
             if (d->type == ES_CONF_INT)
                 es_buf_appendf(out, "%lld..%lld", (long long)d->min, (long long)d->max);
             else if (d->type == ES_CONF_ENUM)
-                es_buf_appendf(out, "%s", d->choices);
+                for (const char *c = d->choices; *c; c++) /* '|' would split the table */
+                    es_buf_append(out, *c == '|' ? ", " : c, *c == '|' ? 2 : 1);
             else if (d->type == ES_CONF_BOOL)
                 es_buf_appendf(out, "true, false");
             es_buf_appendf(out, " | %s%s |\n", d->desc, role_name(d->role));
@@ -499,8 +500,8 @@ const es_conf_def_t es_conf_common_defs[] = {
     {.name = NULL},
 };
 
-es_conf_t *es_conf_load_or_exit(const char *program, const es_conf_def_t *const *tables,
-                                int *argc, char **argv, char **envp)
+es_conf_t *es_conf_load_or_exit(const char *program, const es_conf_def_t *const *tables, int *argc,
+                                char **argv, char **envp)
 {
     char errstr[1024];
     es_conf_list_t list;

@@ -74,8 +74,8 @@ const char *es_http_req_body(const es_http_req_t *req, size_t *len)
     return req->body.data ? req->body.data : "";
 }
 
-void es_http_resp_text(es_http_resp_t *resp, int status, const char *content_type,
-                       const char *text, size_t len)
+void es_http_resp_text(es_http_resp_t *resp, int status, const char *content_type, const char *text,
+                       size_t len)
 {
     resp->status = status;
     resp->content_type = content_type;
@@ -115,8 +115,7 @@ void es_http_resp_header(es_http_resp_t *resp, const char *name, const char *val
     resp->nheaders++;
 }
 
-bool es_http_route_match(const char *pattern, const char *path, char params[][128],
-                         size_t *nparams)
+bool es_http_route_match(const char *pattern, const char *path, char params[][128], size_t *nparams)
 {
     const char *p = pattern, *s = path;
     *nparams = 0;
@@ -195,16 +194,15 @@ static void dispatch(es_http_server_t *srv, es_http_req_t *req, es_http_resp_t *
     }
     req->nparams = 0;
     if (path_known)
-        es_http_resp_error(resp, 405, "method_not_allowed", "%s is not allowed on %s",
-                           req->method, req->path);
+        es_http_resp_error(resp, 405, "method_not_allowed", "%s is not allowed on %s", req->method,
+                           req->path);
     else
         es_http_resp_error(resp, 404, "not_found", "no such resource: %s", req->path);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     es_http_server_t *srv = cls;
     es_http_req_t *req = *con_cls;

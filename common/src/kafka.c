@@ -115,9 +115,8 @@ static void apply_one(void *opaque, const char *name, const char *value)
 rd_kafka_conf_t *es_kafka_conf_build(const es_conf_t *conf, es_conf_role_t role, char *errstr,
                                      size_t errstr_size)
 {
-    struct build_ctx ctx = {.rkconf = rd_kafka_conf_new(),
-                            .errstr = errstr,
-                            .errstr_size = errstr_size};
+    struct build_ctx ctx = {
+        .rkconf = rd_kafka_conf_new(), .errstr = errstr, .errstr_size = errstr_size};
     es_conf_kafka_foreach(conf, role, apply_one, &ctx);
     if (ctx.failed) {
         rd_kafka_conf_destroy(ctx.rkconf);
@@ -165,8 +164,8 @@ es_producer_t *es_producer_new(const es_conf_t *conf, const char *transactional_
 
     if (!rkconf)
         goto fail;
-    if (transactional_id && rd_kafka_conf_set(rkconf, "transactional.id", transactional_id,
-                                              errstr, errstr_size) != RD_KAFKA_CONF_OK) {
+    if (transactional_id && rd_kafka_conf_set(rkconf, "transactional.id", transactional_id, errstr,
+                                              errstr_size) != RD_KAFKA_CONF_OK) {
         rd_kafka_conf_destroy(rkconf);
         goto fail;
     }
@@ -209,10 +208,10 @@ es_err_t es_producer_send(es_producer_t *prod, const char *topic, const void *ke
                 RD_KAFKA_V_VALUE((void *)value, valuelen), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                 RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE(msg_opaque), RD_KAFKA_V_END);
         else
-            kerr = rd_kafka_producev(
-                prod->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, keylen),
-                RD_KAFKA_V_VALUE((void *)value, valuelen), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                RD_KAFKA_V_OPAQUE(msg_opaque), RD_KAFKA_V_END);
+            kerr = rd_kafka_producev(prod->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, keylen),
+                                     RD_KAFKA_V_VALUE((void *)value, valuelen),
+                                     RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                     RD_KAFKA_V_OPAQUE(msg_opaque), RD_KAFKA_V_END);
         if (kerr == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
             rd_kafka_poll(prod->rk, 100); /* serve delivery reports to make room */
             continue;
@@ -260,8 +259,8 @@ es_consumer_t *es_consumer_new(const es_conf_t *conf, const char *group_id, char
     if (!rkconf)
         goto fail;
     /* librdkafka needs a group.id for a consumer handle even when it only assigns. */
-    if (rd_kafka_conf_set(rkconf, "group.id", group_id ? group_id : "escqrs-unused",
-                          errstr, errstr_size) != RD_KAFKA_CONF_OK) {
+    if (rd_kafka_conf_set(rkconf, "group.id", group_id ? group_id : "escqrs-unused", errstr,
+                          errstr_size) != RD_KAFKA_CONF_OK) {
         rd_kafka_conf_destroy(rkconf);
         goto fail;
     }
@@ -410,7 +409,8 @@ es_err_t es_admin_create_topics(es_admin_t *adm, const es_topic_spec_t *specs, s
 {
     rd_kafka_NewTopic_t **nts = es_calloc(n, sizeof(*nts));
     rd_kafka_queue_t *q = rd_kafka_queue_new(adm->rk);
-    rd_kafka_AdminOptions_t *opts = rd_kafka_AdminOptions_new(adm->rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_AdminOptions_t *opts =
+        rd_kafka_AdminOptions_new(adm->rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
     rd_kafka_event_t *ev = NULL;
     es_err_t err = ES_ERR_OK;
     char kerr[256];
@@ -487,8 +487,8 @@ out:
     return err;
 }
 
-es_err_t es_admin_topic_config(es_admin_t *adm, const char *topic, const char *key,
-                               int timeout_ms, char **value, char *errstr, size_t errstr_size)
+es_err_t es_admin_topic_config(es_admin_t *adm, const char *topic, const char *key, int timeout_ms,
+                               char **value, char *errstr, size_t errstr_size)
 {
     rd_kafka_ConfigResource_t *cr = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic);
     rd_kafka_queue_t *q = rd_kafka_queue_new(adm->rk);

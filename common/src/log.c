@@ -52,8 +52,7 @@ void es_json_escape(es_buf_t *out, const char *s)
     }
 }
 
-static void default_sink(void *opaque, es_log_level_t level, const char *component,
-                         const char *msg)
+static void default_sink(void *opaque, es_log_level_t level, const char *component, const char *msg)
 {
     (void)opaque;
     struct timeval tv;

@@ -33,9 +33,8 @@ struct es_metrics_s {
     struct es_metric_s *head, *tail;
 };
 
-const double es_metrics_latency_buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                                             0.05,   0.1,   0.25,   0.5,   1,    2.5,
-                                             5,      10};
+const double es_metrics_latency_buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                             0.1,    0.25,  0.5,    1,     2.5,  5,     10};
 const size_t es_metrics_latency_nbuckets =
     sizeof(es_metrics_latency_buckets) / sizeof(es_metrics_latency_buckets[0]);
 
@@ -177,8 +176,7 @@ static void render_labels(es_buf_t *out, const char *labels, const char *extra)
     bool have = labels && *labels, more = extra && *extra;
     if (!have && !more)
         return;
-    es_buf_appendf(out, "{%s%s%s}", have ? labels : "", have && more ? "," : "",
-                   more ? extra : "");
+    es_buf_appendf(out, "{%s%s%s}", have ? labels : "", have && more ? "," : "", more ? extra : "");
 }
 
 void es_metrics_render(es_metrics_t *m, es_buf_t *out)
@@ -220,9 +218,9 @@ void es_metrics_render(es_metrics_t *m, es_buf_t *out)
             render_labels(out, x->labels, NULL);
             es_buf_appendf(out, " %.17g\n%s_count", u2d(raw), x->name);
             render_labels(out, x->labels, NULL);
-            es_buf_appendf(out, " %llu\n",
-                           (unsigned long long)atomic_load_explicit(&x->count,
-                                                                    memory_order_relaxed));
+            es_buf_appendf(
+                out, " %llu\n",
+                (unsigned long long)atomic_load_explicit(&x->count, memory_order_relaxed));
             break;
         }
         }

@@ -248,8 +248,7 @@ void es_batch_destroy(es_batch_t *batch)
     free(batch);
 }
 
-void es_batch_put(es_batch_t *batch, const void *key, size_t keylen, const void *val,
-                  size_t vallen)
+void es_batch_put(es_batch_t *batch, const void *key, size_t keylen, const void *val, size_t vallen)
 {
     rocksdb_writebatch_put(batch->wb, key, keylen, val, vallen);
 }

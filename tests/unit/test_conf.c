@@ -57,10 +57,14 @@ static void test_precedence(void)
 {
     char *path = write_file("# comment\nbatch.size = 200\non.error=halt\nhttp.listen = file:1\n"
                             "kafka.linger.ms = 7\n");
-    char *envp[] = {"ESCQRS_BATCH_SIZE=300", "ESCQRS_HTTP_LISTEN=env:1", "HOME=/root",
-                    "ESCQRS_KAFKA_SOCKET_TIMEOUT_MS=12345", "ESCQRS_STACK_PROFILE=test", NULL};
-    char *argv[] = {"prog", "--set", "batch.size=400", "positional", "--config", path,
-                    "--set=dry.run=yes", NULL};
+    char *envp[] = {"ESCQRS_BATCH_SIZE=300",
+                    "ESCQRS_HTTP_LISTEN=env:1",
+                    "HOME=/root",
+                    "ESCQRS_KAFKA_SOCKET_TIMEOUT_MS=12345",
+                    "ESCQRS_STACK_PROFILE=test",
+                    NULL};
+    char *argv[] = {"prog",     "--set", "batch.size=400",    "positional",
+                    "--config", path,    "--set=dry.run=yes", NULL};
     int argc = 7;
     es_conf_list_t list;
     es_conf_t *c = es_conf_new("t", tables);
@@ -68,9 +72,9 @@ static void test_precedence(void)
     CU_ASSERT_EQUAL_FATAL(
         es_conf_init_from_args(c, &argc, argv, envp, &list, errstr, sizeof(errstr)), ES_ERR_OK);
     CU_ASSERT_EQUAL(list, ES_CONF_LIST_NONE);
-    CU_ASSERT_EQUAL(es_conf_get_int(c, "batch.size"), 400);            /* flag beats env */
-    CU_ASSERT_STRING_EQUAL(es_conf_get(c, "http.listen"), "env:1");    /* env beats file */
-    CU_ASSERT_STRING_EQUAL(es_conf_get(c, "on.error"), "halt");        /* file beats default */
+    CU_ASSERT_EQUAL(es_conf_get_int(c, "batch.size"), 400);         /* flag beats env */
+    CU_ASSERT_STRING_EQUAL(es_conf_get(c, "http.listen"), "env:1"); /* env beats file */
+    CU_ASSERT_STRING_EQUAL(es_conf_get(c, "on.error"), "halt");     /* file beats default */
     CU_ASSERT_TRUE(es_conf_get_bool(c, "dry.run"));
     CU_ASSERT_STRING_EQUAL(es_conf_get(c, "kafka.linger.ms"), "7");
     CU_ASSERT_STRING_EQUAL(es_conf_get(c, "kafka.socket.timeout.ms"), "12345");
@@ -185,8 +189,9 @@ static void test_listings(void)
     CU_ASSERT_EQUAL(list, ES_CONF_LIST_MARKDOWN);
     es_buf_t out = {0};
     es_conf_describe(c, ES_CONF_LIST_MARKDOWN, &out);
-    CU_ASSERT_PTR_NOT_NULL(strstr(out.data, "| `batch.size` | integer | `100` | 1..1000 | batch |"));
-    CU_ASSERT_PTR_NOT_NULL(strstr(out.data, "| `on.error` | enum | `dlq` | dlq|halt |"));
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr(out.data, "| `batch.size` | integer | `100` | 1..1000 | batch |"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(out.data, "| `on.error` | enum | `dlq` | dlq, halt |"));
     CU_ASSERT_PTR_NOT_NULL(strstr(out.data, "`kafka.acks`"));
     es_buf_clear(&out);
     es_conf_set(c, "batch.size", "9", "flag", errstr, sizeof(errstr));

@@ -70,7 +70,8 @@ static void test_route_match(void)
 {
     char params[ES_HTTP_MAX_PARAMS][128];
     size_t n;
-    CU_ASSERT_TRUE(es_http_route_match("/v1/carts/{id}/{cmd}", "/v1/carts/c1/add-item", params, &n));
+    CU_ASSERT_TRUE(
+        es_http_route_match("/v1/carts/{id}/{cmd}", "/v1/carts/c1/add-item", params, &n));
     CU_ASSERT_EQUAL(n, 2);
     CU_ASSERT_STRING_EQUAL(params[0], "c1");
     CU_ASSERT_STRING_EQUAL(params[1], "add-item");
@@ -102,8 +103,8 @@ static void test_server(void)
     es_buf_t out = {0};
 
     CU_ASSERT_EQUAL(request(port, "POST", "/v1/carts/c9/add-item?x=y", "{\"a\":1}", 7, &out), 200);
-    CU_ASSERT_STRING_EQUAL(out.data,
-                           "{\"id\":\"c9\",\"cmd\":\"add-item\",\"len\":7,\"x\":\"y\",\"if_match\":\"7\"}");
+    CU_ASSERT_STRING_EQUAL(
+        out.data, "{\"id\":\"c9\",\"cmd\":\"add-item\",\"len\":7,\"x\":\"y\",\"if_match\":\"7\"}");
     CU_ASSERT_EQUAL(request(port, "GET", "/v1/carts/c9/add-item", NULL, 0, &out), 405);
     CU_ASSERT_PTR_NOT_NULL(strstr(out.data, "\"error\":\"method_not_allowed\""));
     CU_ASSERT_EQUAL(request(port, "GET", "/nowhere", NULL, 0, &out), 404);

@@ -14,10 +14,11 @@ static void test_render(void)
     es_counter_t *b =
         es_metrics_counter(m, "escqrs_commands_total", "Commands", "result=\"rejected\"");
     static const double bounds[] = {0.01, 0.1};
-    es_histogram_t *h = es_metrics_histogram(m, "escqrs_latency_seconds", "Latency", NULL, bounds, 2);
+    es_histogram_t *h =
+        es_metrics_histogram(m, "escqrs_latency_seconds", "Latency", NULL, bounds, 2);
 
-    CU_ASSERT_PTR_EQUAL(a, es_metrics_counter(m, "escqrs_commands_total", "Commands",
-                                              "result=\"ok\""));
+    CU_ASSERT_PTR_EQUAL(
+        a, es_metrics_counter(m, "escqrs_commands_total", "Commands", "result=\"ok\""));
     es_counter_add(a, 3);
     es_counter_add(b, 1);
     es_gauge_set(g, 12.5);

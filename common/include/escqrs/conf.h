@@ -44,7 +44,7 @@ typedef enum {
 } es_conf_role_t;
 
 typedef struct es_conf_def_s {
-    const char *name;    /**< dotted key, e.g. "http.listen"; NULL ends a table */
+    const char *name; /**< dotted key, e.g. "http.listen"; NULL ends a table */
     es_conf_type_t type;
     const char *defval;  /**< default in string form; NULL: unset unless given */
     int64_t min, max;    /**< bounds for ES_CONF_INT (inclusive) */
@@ -124,8 +124,8 @@ void es_conf_kafka_foreach(const es_conf_t *conf, es_conf_role_t role,
  *        exits 0.  Returns the loaded configuration otherwise.
  * @remark For main() only: it is the one place in libescqrs that exits.
  */
-es_conf_t *es_conf_load_or_exit(const char *program, const es_conf_def_t *const *tables,
-                                int *argc, char **argv, char **envp);
+es_conf_t *es_conf_load_or_exit(const char *program, const es_conf_def_t *const *tables, int *argc,
+                                char **argv, char **envp);
 
 /** @brief Common keys every program has (log.level). */
 extern const es_conf_def_t es_conf_common_defs[];

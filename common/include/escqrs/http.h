@@ -45,8 +45,8 @@ const char *es_http_req_body(const es_http_req_t *req, size_t *len);
 /** @brief Answer with @p body as JSON; takes the reference to @p body. */
 void es_http_resp_json(es_http_resp_t *resp, int status, json_t *body);
 /** @brief Answer with a copy of @p len bytes of @p text. */
-void es_http_resp_text(es_http_resp_t *resp, int status, const char *content_type,
-                       const char *text, size_t len);
+void es_http_resp_text(es_http_resp_t *resp, int status, const char *content_type, const char *text,
+                       size_t len);
 /** @brief Answer `{"error": code, "message": ...}` (printf-style message). */
 void es_http_resp_error(es_http_resp_t *resp, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

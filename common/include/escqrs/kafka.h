@@ -129,8 +129,8 @@ es_err_t es_admin_create_topics(es_admin_t *adm, const es_topic_spec_t *specs, s
                                 int timeout_ms, char *errstr, size_t errstr_size);
 
 /** @brief The value of topic config @p key (caller frees) or ES_ERR_NOT_FOUND. */
-es_err_t es_admin_topic_config(es_admin_t *adm, const char *topic, const char *key,
-                               int timeout_ms, char **value, char *errstr, size_t errstr_size);
+es_err_t es_admin_topic_config(es_admin_t *adm, const char *topic, const char *key, int timeout_ms,
+                               char **value, char *errstr, size_t errstr_size);
 
 /** @brief Partition count of @p topic, or ES_ERR_NOT_FOUND when it does not exist. */
 es_err_t es_admin_topic_partitions(es_admin_t *adm, const char *topic, int timeout_ms,

@@ -39,8 +39,7 @@
 const char *es_schema_text(const char *name);
 
 /** @brief Parse schema @p name (see es_schema_text()); caller owns *schema. */
-es_err_t es_schema_parse(const char *name, avro_schema_t *schema, char *errstr,
-                         size_t errstr_size);
+es_err_t es_schema_parse(const char *name, avro_schema_t *schema, char *errstr, size_t errstr_size);
 
 typedef struct es_serde_s es_serde_t;
 

@@ -69,7 +69,8 @@ void es_batch_destroy(es_batch_t *batch);
 void es_batch_put(es_batch_t *batch, const void *key, size_t keylen, const void *val,
                   size_t vallen);
 void es_batch_delete(es_batch_t *batch, const void *key, size_t keylen);
-/** @brief Record that the state in this batch reflects @p topic/@p partition up to @p next_offset. */
+/** @brief Record that the state in this batch reflects @p topic/@p partition up to @p next_offset.
+ */
 void es_batch_put_offset(es_batch_t *batch, const char *topic, int32_t partition,
                          int64_t next_offset);
 void es_batch_clear(es_batch_t *batch);
