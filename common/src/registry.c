@@ -212,8 +212,7 @@ static es_err_t post_schema_for_id(es_registry_t *reg, const char *path, const c
 {
     char *body = schema_body(schema_json);
     es_buf_t resp = {0};
-    es_err_t err =
-        registry_request(reg, "POST", path, body, status, &resp, errstr, errstr_size);
+    es_err_t err = registry_request(reg, "POST", path, body, status, &resp, errstr, errstr_size);
     free(body);
     if (err)
         goto out;
@@ -342,8 +341,8 @@ es_err_t es_registry_set_compatibility(es_registry_t *reg, const char *subject, 
     if (!err && status != 200) {
         char msg[512];
         registry_message(&resp, msg, sizeof(msg));
-        snprintf(errstr, errstr_size, "set compatibility of %s to %s: HTTP %ld: %s", subject,
-                 level, status, msg);
+        snprintf(errstr, errstr_size, "set compatibility of %s to %s: HTTP %ld: %s", subject, level,
+                 status, msg);
         err = ES_ERR_REGISTRY;
     }
     es_buf_free(&resp);
@@ -388,8 +387,8 @@ es_err_t es_registry_check_compatible(es_registry_t *reg, const char *subject,
             if (json_is_string(m))
                 es_buf_appendf(&reasons, "%s%s", reasons.len ? "; " : "", json_string_value(m));
         }
-        snprintf(errstr, errstr_size, "%s: not compatible with the registered versions%s%s",
-                 subject, reasons.len ? ": " : "", reasons.len ? reasons.data : "");
+        snprintf(errstr, errstr_size, "not compatible with the registered versions%s%s",
+                 reasons.len ? ": " : "", reasons.len ? reasons.data : "");
         es_buf_free(&reasons);
         err = ES_ERR_INCOMPATIBLE_SCHEMA;
     }

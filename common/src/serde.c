@@ -7,15 +7,17 @@
  * hostile input gets a specific error (Debian's Avro C 1.11.1 trusts lengths
  * and can be made to over-read or allocate without bound).  Then Avro C reads
  * the bytes — directly into the reader value when the writer schema is the
- * reader schema, otherwise through a resolved writer that maps the writer's
- * fields onto the reader's (defaults filled in, unknown fields skipped).
+ * reader schema, otherwise into a value of the writer schema that resolve.c
+ * copies onto the reader's (defaults filled in, unknown fields skipped):
+ * Avro C 1.11.1's own resolver cannot fill defaults, see resolve.h.
  *
- * Per writer schema id the resolver and its value are built once and reused;
+ * Per writer schema id its value class and value are built once and reused;
  * the reader value, the Avro reader/writer and the encode buffer are reused
  * across calls, so the steady state allocates nothing per record.
  */
 #include "escqrs/serde.h"
 #include "escqrs/log.h"
+#include "resolve.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,8 +36,8 @@ typedef struct {
     int id;
     avro_schema_t writer; /* borrowed from the registry, or our reader */
     bool direct;          /* writer == reader: no resolution needed */
-    avro_value_iface_t *resolver_iface;
-    avro_value_t resolved;
+    avro_value_iface_t *writer_iface;
+    avro_value_t writer_value;
 } writer_entry_t;
 
 struct es_serde_s {
@@ -44,6 +46,7 @@ struct es_serde_s {
     avro_schema_t reader;
     avro_value_iface_t *reader_iface;
     avro_value_t reader_value;
+    es_resolver_t *resolver;
     int schema_id;
     avro_reader_t areader;
     avro_writer_t awriter;
@@ -59,8 +62,7 @@ const char *es_schema_text(const char *name)
     return NULL;
 }
 
-es_err_t es_schema_parse(const char *name, avro_schema_t *schema, char *errstr,
-                         size_t errstr_size)
+es_err_t es_schema_parse(const char *name, avro_schema_t *schema, char *errstr, size_t errstr_size)
 {
     const char *text = es_schema_text(name);
     if (!text) {
@@ -87,6 +89,8 @@ es_serde_t *es_serde_new(es_registry_t *reg, const char *subject, const char *sc
         snprintf(errstr, errstr_size, "schema for %s: %s", subject, avro_strerror());
         goto fail;
     }
+    if (!(serde->resolver = es_resolver_new(schema_json, errstr, errstr_size)))
+        goto fail;
     if (reg) {
         err = register_schema ? es_registry_register(reg, subject, schema_json, &serde->schema_id,
                                                      errstr, errstr_size)
@@ -107,6 +111,7 @@ es_serde_t *es_serde_new(es_registry_t *reg, const char *subject, const char *sc
     serde->awriter = avro_writer_memory("", 0);
     return serde;
 fail:
+    es_resolver_destroy(serde->resolver);
     if (serde->reader_iface)
         avro_value_iface_decref(serde->reader_iface);
     if (serde->reader)
@@ -123,11 +128,12 @@ void es_serde_destroy(es_serde_t *serde)
     for (size_t i = 0; i < serde->nwriters; i++) {
         writer_entry_t *w = &serde->writers[i];
         if (!w->direct) {
-            avro_value_decref(&w->resolved);
-            avro_value_iface_decref(w->resolver_iface);
+            avro_value_decref(&w->writer_value);
+            avro_value_iface_decref(w->writer_iface);
         }
     }
     free(serde->writers);
+    es_resolver_destroy(serde->resolver);
     avro_value_decref(&serde->reader_value);
     avro_value_iface_decref(serde->reader_iface);
     avro_schema_decref(serde->reader);
@@ -362,14 +368,12 @@ static es_err_t writer_for(es_serde_t *serde, int id, writer_entry_t **out, char
     writer_entry_t w = {.id = id, .writer = writer};
     w.direct = writer == serde->reader || avro_schema_equal(writer, serde->reader);
     if (!w.direct) {
-        w.resolver_iface = avro_resolved_writer_new(writer, serde->reader);
-        if (!w.resolver_iface) {
-            snprintf(errstr, errstr_size, "%s: writer schema %d cannot be read as the reader "
-                     "schema: %s", serde->subject, id, avro_strerror());
+        w.writer_iface = avro_generic_class_from_schema(writer);
+        if (!w.writer_iface || avro_generic_value_new(w.writer_iface, &w.writer_value)) {
+            snprintf(errstr, errstr_size, "%s: writer schema %d: %s", serde->subject, id,
+                     avro_strerror());
             return ES_ERR_SCHEMA;
         }
-        avro_resolved_writer_new_value(w.resolver_iface, &w.resolved);
-        avro_resolved_writer_set_dest(&w.resolved, &serde->reader_value);
     }
     if (serde->nwriters == serde->capwriters) {
         serde->capwriters = serde->capwriters ? serde->capwriters * 2 : 4;
@@ -393,8 +397,7 @@ es_err_t es_serde_decode(es_serde_t *serde, const void *data, size_t len, avro_v
         return err;
     }
     if (err) {
-        snprintf(errstr, errstr_size, "record of %zu bytes is shorter than the 5-byte header",
-                 len);
+        snprintf(errstr, errstr_size, "record of %zu bytes is shorter than the 5-byte header", len);
         return err;
     }
     if ((err = writer_for(serde, id, &w, errstr, errstr_size)))
@@ -413,11 +416,22 @@ es_err_t es_serde_decode(es_serde_t *serde, const void *data, size_t len, avro_v
         return ES_ERR_DECODE;
     }
 
+    avro_value_t *target = w->direct ? &serde->reader_value : &w->writer_value;
     avro_value_reset(&serde->reader_value);
+    if (!w->direct)
+        avro_value_reset(&w->writer_value);
     avro_reader_memory_set_source(serde->areader, (const char *)walker.p, (int64_t)walker.len);
-    if (avro_value_read(serde->areader, w->direct ? &serde->reader_value : &w->resolved)) {
+    if (avro_value_read(serde->areader, target)) {
         snprintf(errstr, errstr_size, "schema id %d: %s", id, avro_strerror());
         return ES_ERR_DECODE;
+    }
+    if (!w->direct) {
+        char detail[256];
+        if ((err = es_resolve_copy(serde->resolver, &w->writer_value, &serde->reader_value, detail,
+                                   sizeof(detail)))) {
+            snprintf(errstr, errstr_size, "schema id %d: %s", id, detail);
+            return err;
+        }
     }
     *out = &serde->reader_value;
     return ES_ERR_OK;

@@ -19,9 +19,9 @@
 static const uint8_t golden[] = {
     0x00, 0x00, 0x00, 0x00, 0x07,                                     /* magic, id 7 */
     0x48, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x2d, 0x30, /* event_id (36) */
-    0x30, 0x30, 0x30, 0x2d, 0x34, 0x30, 0x30, 0x30, 0x2d, 0x38, 0x30, 0x30, 0x30, 0x2d,
-    0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x31,
-    0x04, 0x63, 0x31,                   /* cart_id "c1" */
+    0x30, 0x30, 0x30, 0x2d, 0x34, 0x30, 0x30, 0x30, 0x2d, 0x38, 0x30, 0x30, 0x30, 0x2d, 0x30,
+    0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x31, 0x04, 0x63, 0x31, /* cart_id
+                                                                                           "c1" */
     0x02,                               /* version 1 */
     0x80, 0xa0, 0xab, 0xfe, 0xf9, 0x62, /* occurred_at 1700000000000 */
     0x04, 0x6b, 0x31,                   /* command_id "k1" */
@@ -84,9 +84,8 @@ static void test_decode_golden(void)
     size_t disc = 99;
     const char *sku = NULL;
     size_t sz;
-    CU_ASSERT_EQUAL_FATAL(es_serde_decode(serde, golden, sizeof(golden), &got, errstr,
-                                          sizeof(errstr)),
-                          ES_ERR_OK);
+    CU_ASSERT_EQUAL_FATAL(
+        es_serde_decode(serde, golden, sizeof(golden), &got, errstr, sizeof(errstr)), ES_ERR_OK);
     build_golden_event(&expect);
     CU_ASSERT_TRUE(avro_value_equal(&expect, got));
     avro_value_get_by_name(got, "payload", &f, NULL);
@@ -137,8 +136,8 @@ static void test_hostile(void)
     b[5] = 0x01;
     CU_ASSERT_EQUAL(decode_bytes(b, sizeof(golden)), ES_ERR_BAD_LENGTH);
     /* huge string length: 2^62 as a 9-byte varint */
-    static const uint8_t huge[] = {0, 0, 0, 0, GOLDEN_ID, 0x80, 0x80, 0x80, 0x80, 0x80,
-                                   0x80, 0x80, 0x80, 0x7f};
+    static const uint8_t huge[] = {0,    0,    0,    0,    GOLDEN_ID, 0x80, 0x80,
+                                   0x80, 0x80, 0x80, 0x80, 0x80,      0x80, 0x7f};
     CU_ASSERT_EQUAL(decode_bytes(huge, sizeof(huge)), ES_ERR_BAD_LENGTH);
     /* length that runs past the end */
     memcpy(b, golden, sizeof(golden));
@@ -149,8 +148,8 @@ static void test_hostile(void)
     b[56] = 0x06; /* branch 3 of 3 */
     CU_ASSERT_EQUAL(decode_bytes(b, sizeof(golden)), ES_ERR_DECODE);
     /* varint that never ends */
-    static const uint8_t endless[] = {0, 0, 0, 0, GOLDEN_ID, 0xff, 0xff, 0xff, 0xff, 0xff,
-                                      0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
+    static const uint8_t endless[] = {0,    0,    0,    0,    GOLDEN_ID, 0xff, 0xff, 0xff, 0xff,
+                                      0xff, 0xff, 0xff, 0xff, 0xff,      0xff, 0xff, 0x01};
     CU_ASSERT_EQUAL(decode_bytes(endless, sizeof(endless)), ES_ERR_DECODE);
     /* trailing garbage */
     memcpy(b, golden, sizeof(golden));
@@ -176,8 +175,8 @@ static void test_embedded_schemas(void)
 
 int main(void)
 {
-    serde = es_serde_new(NULL, "cart.events-value", es_schema_text("cart.events"), false,
-                         GOLDEN_ID, errstr, sizeof(errstr));
+    serde = es_serde_new(NULL, "cart.events-value", es_schema_text("cart.events"), false, GOLDEN_ID,
+                         errstr, sizeof(errstr));
     if (!serde) {
         fprintf(stderr, "serde: %s\n", errstr);
         return 1;
