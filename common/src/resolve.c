@@ -139,9 +139,9 @@ static es_err_t set_from_json(avro_value_t *dst, json_t *j, int depth)
         return json_is_integer(j) ? (avro_value_set_long(dst, json_integer_value(j)), ES_ERR_OK)
                                   : ES_ERR_SCHEMA;
     case AVRO_FLOAT:
-        return json_is_number(j) ? (avro_value_set_float(dst, (float)json_number_value(j)),
-                                    ES_ERR_OK)
-                                 : ES_ERR_SCHEMA;
+        return json_is_number(j)
+                   ? (avro_value_set_float(dst, (float)json_number_value(j)), ES_ERR_OK)
+                   : ES_ERR_SCHEMA;
     case AVRO_DOUBLE:
         return json_is_number(j) ? (avro_value_set_double(dst, json_number_value(j)), ES_ERR_OK)
                                  : ES_ERR_SCHEMA;
@@ -215,8 +215,8 @@ static const char *branch_name(avro_schema_t s)
 static es_err_t copy(es_resolver_t *r, avro_value_t *src, avro_value_t *dst, int depth,
                      char *errstr, size_t errstr_size);
 
-static es_err_t copy_into_union(es_resolver_t *r, avro_value_t *src, avro_value_t *dst,
-                                int depth, char *errstr, size_t errstr_size)
+static es_err_t copy_into_union(es_resolver_t *r, avro_value_t *src, avro_value_t *dst, int depth,
+                                char *errstr, size_t errstr_size)
 {
     avro_schema_t us = avro_value_get_schema(dst);
     const char *want = branch_name(avro_value_get_schema(src));
@@ -227,8 +227,7 @@ static es_err_t copy_into_union(es_resolver_t *r, avro_value_t *src, avro_value_
         avro_value_set_branch(dst, (int)b, &branch);
         return copy(r, src, &branch, depth + 1, errstr, errstr_size);
     }
-    snprintf(errstr, errstr_size, "writer union branch %s has no match in the reader union",
-             want);
+    snprintf(errstr, errstr_size, "writer union branch %s has no match in the reader union", want);
     return ES_ERR_SCHEMA;
 }
 
@@ -257,7 +256,7 @@ static es_err_t copy(es_resolver_t *r, avro_value_t *src, avro_value_t *dst, int
         break;
     case AVRO_BOOLEAN:
         if (st == AVRO_BOOLEAN) {
-            int b;
+            int b = 0;
             avro_value_get_boolean(src, &b);
             avro_value_set_boolean(dst, b);
             return ES_ERR_OK;
@@ -265,7 +264,7 @@ static es_err_t copy(es_resolver_t *r, avro_value_t *src, avro_value_t *dst, int
         break;
     case AVRO_INT32:
         if (st == AVRO_INT32) {
-            int32_t v;
+            int32_t v = 0;
             avro_value_get_int(src, &v);
             avro_value_set_int(dst, v);
             return ES_ERR_OK;
@@ -277,7 +276,7 @@ static es_err_t copy(es_resolver_t *r, avro_value_t *src, avro_value_t *dst, int
         double d = 0;
         int64_t l = 0;
         if (st == AVRO_INT32) {
-            int32_t v;
+            int32_t v = 0;
             avro_value_get_int(src, &v);
             l = v;
             d = v;
@@ -285,7 +284,7 @@ static es_err_t copy(es_resolver_t *r, avro_value_t *src, avro_value_t *dst, int
             avro_value_get_long(src, &l);
             d = (double)l;
         } else if (st == AVRO_FLOAT && dt != AVRO_INT64) {
-            float f;
+            float f = 0;
             avro_value_get_float(src, &f);
             d = f;
         } else if (st == AVRO_DOUBLE && dt == AVRO_DOUBLE) {
@@ -333,7 +332,7 @@ static es_err_t copy(es_resolver_t *r, avro_value_t *src, avro_value_t *dst, int
         break;
     case AVRO_ENUM:
         if (st == AVRO_ENUM) {
-            int sym;
+            int sym = 0;
             avro_value_get_enum(src, &sym);
             const char *name = avro_schema_enum_get(avro_value_get_schema(src), sym);
             int dsym = avro_schema_enum_get_by_name(avro_value_get_schema(dst), name);

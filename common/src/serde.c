@@ -205,10 +205,11 @@ typedef struct {
     const char *what; /* for the error message */
 } walk_t;
 
-static es_err_t read_varint(walk_t *w, int64_t *out)
+/* A zigzag varint of at most @p max_bytes (5 for int, 10 for long, as Avro C reads them). */
+static es_err_t read_varint_max(walk_t *w, int max_bytes, int64_t *out)
 {
     uint64_t v = 0;
-    for (int shift = 0; shift < 70; shift += 7) {
+    for (int shift = 0; shift < 7 * max_bytes; shift += 7) {
         if (w->pos >= w->len) {
             w->what = "varint runs past the end";
             return ES_ERR_TRUNCATED;
@@ -220,8 +221,13 @@ static es_err_t read_varint(walk_t *w, int64_t *out)
             return ES_ERR_OK;
         }
     }
-    w->what = "varint longer than 10 bytes";
+    w->what = "varint longer than its type allows";
     return ES_ERR_DECODE;
+}
+
+static es_err_t read_varint(walk_t *w, int64_t *out)
+{
+    return read_varint_max(w, 10, out);
 }
 
 static es_err_t skip(walk_t *w, int64_t n)
@@ -294,6 +300,13 @@ static es_err_t walk(walk_t *w, avro_schema_t s, int depth)
     case AVRO_BOOLEAN:
         return skip(w, 1);
     case AVRO_INT32:
+        if ((err = read_varint_max(w, 5, &v)))
+            return err;
+        if (v < INT32_MIN || v > INT32_MAX) {
+            w->what = "int out of range";
+            return ES_ERR_DECODE;
+        }
+        return ES_ERR_OK;
     case AVRO_INT64:
         return read_varint(w, &v);
     case AVRO_FLOAT:
