@@ -174,11 +174,11 @@ int cli_schemas(es_conf_t *conf, int argc, char **argv)
             es_err_t err;
             if (do_register) {
                 int id = 0;
-                err = es_registry_register(reg, subject, files[i].text, &id, errstr,
-                                           sizeof(errstr));
+                err =
+                    es_registry_register(reg, subject, files[i].text, &id, errstr, sizeof(errstr));
                 if (!err && is_events)
-                    err = es_registry_set_compatibility(reg, subject, "BACKWARD_TRANSITIVE",
-                                                        errstr, sizeof(errstr));
+                    err = es_registry_set_compatibility(reg, subject, "BACKWARD_TRANSITIVE", errstr,
+                                                        sizeof(errstr));
                 if (!err)
                     printf("registered %s id=%d%s\n", subject, id,
                            is_events ? " compatibility=BACKWARD_TRANSITIVE" : "");
