@@ -128,8 +128,8 @@ avro_value_t *es_evgen_cart(es_evgen_t *g, const char *cart_id, int64_t version,
     return &g->value;
 }
 
-avro_value_t *es_evgen_account(es_evgen_t *g, const char *account_id, int64_t version,
-                               int64_t ts, const char *type, const char *owner, int64_t amount)
+avro_value_t *es_evgen_account(es_evgen_t *g, const char *account_id, int64_t version, int64_t ts,
+                               const char *type, const char *owner, int64_t amount)
 {
     avro_value_t p, r;
     set_envelope(g, "account_id", account_id, version, ts);
@@ -144,8 +144,7 @@ avro_value_t *es_evgen_account(es_evgen_t *g, const char *account_id, int64_t ve
     return &g->value;
 }
 
-static void flush_cb(void *opaque, const char *key, size_t keylen, const char *val,
-                     size_t vallen)
+static void flush_cb(void *opaque, const char *key, size_t keylen, const char *val, size_t vallen)
 {
     es_proj_memmap_t *m = opaque;
     if (val)

@@ -28,8 +28,8 @@ avro_schema_t es_evgen_schema(es_evgen_t *g);
 avro_value_t *es_evgen_cart(es_evgen_t *g, const char *cart_id, int64_t version, int64_t ts,
                             const char *type, const char *sku, int32_t qty, int64_t amount);
 /** @brief An AccountEvent: "AccountOpened" (owner), "Deposited"/"Withdrawn" (amount). */
-avro_value_t *es_evgen_account(es_evgen_t *g, const char *account_id, int64_t version,
-                               int64_t ts, const char *type, const char *owner, int64_t amount);
+avro_value_t *es_evgen_account(es_evgen_t *g, const char *account_id, int64_t version, int64_t ts,
+                               const char *type, const char *owner, int64_t amount);
 
 /** @brief Fold @p value into @p map through @p def, as one event (rolled back on error). */
 es_err_t es_evgen_fold(const es_proj_def_t *def, es_proj_memmap_t *map, avro_value_t *value,

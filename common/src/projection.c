@@ -282,8 +282,7 @@ es_err_t es_proj_get(es_proj_txn_t *txn, const void *key, size_t keylen, es_buf_
     return es_proj_reader_get(txn->base, key, keylen, out, errstr, errstr_size);
 }
 
-void es_proj_put(es_proj_txn_t *txn, const void *key, size_t keylen, const void *val,
-                 size_t vallen)
+void es_proj_put(es_proj_txn_t *txn, const void *key, size_t keylen, const void *val, size_t vallen)
 {
     kvmap_set(txn->in_event ? &txn->event : &txn->batch, key, keylen, val ? val : "",
               val ? vallen : 0);

@@ -20,8 +20,8 @@ static void ab_key(es_buf_t *k, const char *id, size_t idlen)
     es_buf_append(k, id, idlen);
 }
 
-static es_err_t account_balance_fold(int agg_index, const es_proj_event_t *ev,
-                                     es_proj_txn_t *txn, char *errstr, size_t errstr_size)
+static es_err_t account_balance_fold(int agg_index, const es_proj_event_t *ev, es_proj_txn_t *txn,
+                                     char *errstr, size_t errstr_size)
 {
     avro_value_t payload;
     const char *type, *id, *owner = "";
@@ -32,8 +32,7 @@ static es_err_t account_balance_fold(int agg_index, const es_proj_event_t *ev,
     es_err_t err;
 
     if ((err = es_proj_event_type(ev->value, &payload, &type, errstr, errstr_size)) ||
-        (err = es_proj_field_string(ev->value, "account_id", &id, &idlen, errstr,
-                                    errstr_size)) ||
+        (err = es_proj_field_string(ev->value, "account_id", &id, &idlen, errstr, errstr_size)) ||
         (err = es_proj_field_long(ev->value, "version", &version, errstr, errstr_size)))
         goto out;
     ab_key(&key, id, idlen);
@@ -59,8 +58,8 @@ static es_err_t account_balance_fold(int agg_index, const es_proj_event_t *ev,
     }
     err = ES_ERR_STATE;
     if (version <= cur_version) {
-        snprintf(errstr, errstr_size, "account %.*s: event version %lld not after %lld",
-                 (int)idlen, id, (long long)version, (long long)cur_version);
+        snprintf(errstr, errstr_size, "account %.*s: event version %lld not after %lld", (int)idlen,
+                 id, (long long)version, (long long)cur_version);
         goto out;
     }
     if (strcmp(type, "AccountOpened") == 0) {
@@ -68,8 +67,7 @@ static es_err_t account_balance_fold(int agg_index, const es_proj_event_t *ev,
             snprintf(errstr, errstr_size, "account %.*s opened twice", (int)idlen, id);
             goto out;
         }
-        if ((err = es_proj_field_string(&payload, "owner", &owner, &ownerlen, errstr,
-                                        errstr_size)))
+        if ((err = es_proj_field_string(&payload, "owner", &owner, &ownerlen, errstr, errstr_size)))
             goto out;
     } else if (strcmp(type, "Deposited") == 0 || strcmp(type, "Withdrawn") == 0) {
         if ((err = es_proj_field_long(&payload, "amount_cents", &amount, errstr, errstr_size)))
@@ -109,8 +107,8 @@ out:
     return err;
 }
 
-static int account_balance_get(es_proj_reader_t *rd, const es_proj_query_req_t *req,
-                               json_t **body, char *errstr, size_t errstr_size)
+static int account_balance_get(es_proj_reader_t *rd, const es_proj_query_req_t *req, json_t **body,
+                               char *errstr, size_t errstr_size)
 {
     const char *id = req->params[0];
     es_buf_t key = {0}, val = {0};

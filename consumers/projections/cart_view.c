@@ -214,11 +214,10 @@ static int cart_view_get(es_proj_reader_t *rd, const es_proj_query_req_t *req, j
     }
     json_t *items = json_array();
     for (size_t i = 0; i < cart.n; i++)
-        json_array_append_new(items,
-                              json_pack("{s:s%, s:I, s:I}", "sku", cart.items[i].sku,
-                                        cart.items[i].skulen, "quantity",
-                                        (json_int_t)cart.items[i].qty, "unit_price_cents",
-                                        (json_int_t)cart.items[i].price));
+        json_array_append_new(items, json_pack("{s:s%, s:I, s:I}", "sku", cart.items[i].sku,
+                                               cart.items[i].skulen, "quantity",
+                                               (json_int_t)cart.items[i].qty, "unit_price_cents",
+                                               (json_int_t)cart.items[i].price));
     *body = json_pack("{s:s, s:s, s:o, s:I, s:I}", "cart_id", id, "status",
                       cart.status ? "checked_out" : "open", "items", items, "total_cents",
                       (json_int_t)cart.total, "version", (json_int_t)cart.version);

@@ -209,8 +209,7 @@ static bool is_before(const is_row_t *a, const is_row_t *b, int by)
     return strcmp(a->sku, b->sku) < 0;
 }
 
-static bool is_top_cb(void *opaque, const char *key, size_t keylen, const char *val,
-                      size_t vallen)
+static bool is_top_cb(void *opaque, const char *key, size_t keylen, const char *val, size_t vallen)
 {
     is_top_t *t = opaque;
     es_proj_cursor_t cur;

@@ -40,18 +40,14 @@ static void test_open_deposit_withdraw(void)
     json_t *body;
 
     CU_ASSERT_EQUAL(get(m, "acc", &body), 404);
-    CU_ASSERT_EQUAL(fold(m, es_evgen_account(g, "acc", 1, 1, "Deposited", NULL, 5)),
-                    ES_ERR_STATE);
+    CU_ASSERT_EQUAL(fold(m, es_evgen_account(g, "acc", 1, 1, "Deposited", NULL, 5)), ES_ERR_STATE);
     CU_ASSERT_EQUAL(fold(m, es_evgen_account(g, "acc", 1, 1, "AccountOpened", "ann", 0)),
                     ES_ERR_OK);
-    CU_ASSERT_EQUAL(fold(m, es_evgen_account(g, "acc", 2, 1, "Deposited", NULL, 500)),
-                    ES_ERR_OK);
-    CU_ASSERT_EQUAL(fold(m, es_evgen_account(g, "acc", 3, 1, "Withdrawn", NULL, 120)),
-                    ES_ERR_OK);
+    CU_ASSERT_EQUAL(fold(m, es_evgen_account(g, "acc", 2, 1, "Deposited", NULL, 500)), ES_ERR_OK);
+    CU_ASSERT_EQUAL(fold(m, es_evgen_account(g, "acc", 3, 1, "Withdrawn", NULL, 120)), ES_ERR_OK);
     CU_ASSERT_EQUAL(fold(m, es_evgen_account(g, "acc", 4, 1, "Withdrawn", NULL, 381)),
                     ES_ERR_STATE);
-    CU_ASSERT_EQUAL(fold(m, es_evgen_account(g, "acc", 3, 1, "Deposited", NULL, 1)),
-                    ES_ERR_STATE);
+    CU_ASSERT_EQUAL(fold(m, es_evgen_account(g, "acc", 3, 1, "Deposited", NULL, 1)), ES_ERR_STATE);
     CU_ASSERT_EQUAL(fold(m, es_evgen_account(g, "acc", 4, 1, "AccountOpened", "bob", 0)),
                     ES_ERR_STATE);
     CU_ASSERT_EQUAL_FATAL(get(m, "acc", &body), 200);
@@ -83,8 +79,8 @@ static void test_many_accounts(void)
         int64_t amt = 1 + (int64_t)(es_sim_rand(&rng) % 1000);
         bool wd = es_sim_rand(&rng) % 2 && amt <= bal[i];
         snprintf(id, sizeof(id), "acc-%d", i);
-        CU_ASSERT_EQUAL(fold(m, es_evgen_account(g, id, ++ver[i], 1,
-                                                 wd ? "Withdrawn" : "Deposited", NULL, amt)),
+        CU_ASSERT_EQUAL(fold(m, es_evgen_account(g, id, ++ver[i], 1, wd ? "Withdrawn" : "Deposited",
+                                                 NULL, amt)),
                         ES_ERR_OK);
         bal[i] += wd ? -amt : amt;
     }

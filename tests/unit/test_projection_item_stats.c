@@ -43,7 +43,7 @@ static void test_counts_and_checkout(void)
     es_proj_memmap_t *m = es_proj_memmap_new();
     json_t *body;
 #define FOLD(...)                                                                                  \
-    CU_ASSERT_EQUAL(es_evgen_fold(&es_proj_item_stats, m, es_evgen_cart(g, __VA_ARGS__), errstr, \
+    CU_ASSERT_EQUAL(es_evgen_fold(&es_proj_item_stats, m, es_evgen_cart(g, __VA_ARGS__), errstr,   \
                                   sizeof(errstr)),                                                 \
                     ES_ERR_OK)
     FOLD("a", 1, 1, "ItemAdded", "x", 3, 10);

@@ -166,8 +166,8 @@ typedef struct es_proj_query_s {
      * Render the answer from @p rd.  @returns the HTTP status; *body is the
      * JSON answer (for 404 the runtime answers `not_found` when *body is NULL).
      */
-    int (*handle)(es_proj_reader_t *rd, const es_proj_query_req_t *req, json_t **body,
-                  char *errstr, size_t errstr_size);
+    int (*handle)(es_proj_reader_t *rd, const es_proj_query_req_t *req, json_t **body, char *errstr,
+                  size_t errstr_size);
     /**
      * Index of the route parameter that is the aggregate id, for `as_of`
      * (point-in-time) queries; -1 when the query spans aggregates.
@@ -178,9 +178,9 @@ typedef struct es_proj_query_s {
 } es_proj_query_t;
 
 typedef struct es_proj_def_s {
-    const char *name;                                /**< "cart_view" */
-    const char *aggregates[ES_PROJ_MAX_AGGREGATES];  /**< "cart": reads `<agg>.events` */
-    const char *schemas[ES_PROJ_MAX_AGGREGATES];     /**< reader schema names, "cart.events" */
+    const char *name;                               /**< "cart_view" */
+    const char *aggregates[ES_PROJ_MAX_AGGREGATES]; /**< "cart": reads `<agg>.events` */
+    const char *schemas[ES_PROJ_MAX_AGGREGATES];    /**< reader schema names, "cart.events" */
     size_t naggregates;
     /**
      * Fold one event (of aggregate @p agg_index) onto @p txn.  Pure: no I/O.
