@@ -423,3 +423,78 @@ size_t rt_compare_store(const char *store_root, const es_proj_def_t *def, rt_top
     es_store_close(st);
     return c.diffs;
 }
+
+/* ------------------------------------------------------------------ DLQ */
+
+static void hdr(rd_kafka_headers_t *h, const char *name, char *out, size_t outsz)
+{
+    const void *v;
+    size_t len;
+    out[0] = '\0';
+    if (h && rd_kafka_header_get_last(h, name, &v, &len) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (len >= outsz)
+            len = outsz - 1;
+        memcpy(out, v, len);
+        out[len] = '\0';
+    }
+}
+
+size_t rt_dlq_read(es_conf_t *conf, const char *agg, rt_dlq_rec_t **out)
+{
+    char topic[300], err[512];
+    size_t n = 0, cap = 16;
+    *out = es_calloc(cap, sizeof(**out));
+    es_topic_name(agg, ES_TOPIC_DLQ, "projector", topic, sizeof(topic));
+    es_consumer_t *c = es_consumer_new(conf, NULL, err, sizeof(err));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    rd_kafka_t *rk = es_consumer_rk(c);
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    int nparts = 0;
+    if (rd_kafka_metadata(rk, 0, rkt, &md, 10000) == 0 && md->topic_cnt == 1 && !md->topics[0].err)
+        nparts = md->topics[0].partition_cnt;
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(nparts + 1);
+    int64_t remaining = 0;
+    for (int p = 0; p < nparts; p++) {
+        int64_t lo = 0, hi = 0;
+        rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 10000);
+        remaining += hi - lo;
+        rd_kafka_topic_partition_list_add(tl, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    }
+    if (nparts)
+        rd_kafka_assign(rk, tl);
+    for (int idle = 0; remaining > 0 && idle < 100;) {
+        rd_kafka_message_t *m = es_consumer_poll(c, 200);
+        if (!m) {
+            idle++;
+            continue;
+        }
+        if (!m->err) {
+            rd_kafka_headers_t *h = NULL;
+            char buf[64];
+            rd_kafka_message_headers(m, &h);
+            if (n == cap) {
+                cap *= 2;
+                *out = es_realloc(*out, cap * sizeof(**out));
+            }
+            rt_dlq_rec_t *r = &(*out)[n++];
+            memset(r, 0, sizeof(*r));
+            hdr(h, "source-topic", r->src_topic, sizeof(r->src_topic));
+            hdr(h, "source-partition", buf, sizeof(buf));
+            r->src_partition = (int32_t)strtol(buf, NULL, 10);
+            hdr(h, "source-offset", buf, sizeof(buf));
+            r->src_offset = strtoll(buf, NULL, 10);
+            hdr(h, "error", r->error, sizeof(r->error));
+            hdr(h, "projection", r->projection, sizeof(r->projection));
+            r->len = m->len;
+            remaining--;
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_topic_partition_list_destroy(tl);
+    es_consumer_destroy(c);
+    return n;
+}

@@ -88,4 +88,20 @@ bool rt_wait_caught_up(const rt_proc_t *p, const char *name, int timeout_ms);
 size_t rt_compare_store(const char *store_root, const es_proj_def_t *def, rt_topic_t *tp,
                         size_t *applied);
 
+/* One record of a DLQ topic, from its headers. */
+typedef struct rt_dlq_rec_s {
+    char src_topic[249];
+    int32_t src_partition;
+    int64_t src_offset;
+    char error[64];
+    char projection[64];
+    size_t len; /* value bytes (the original record) */
+} rt_dlq_rec_t;
+
+/**
+ * @brief Every record of `<agg>.events.dlq.projector` (@p agg with its
+ *        prefix); returns the count (0 when the topic does not exist).
+ */
+size_t rt_dlq_read(es_conf_t *conf, const char *agg, rt_dlq_rec_t **out);
+
 #endif

@@ -267,9 +267,11 @@ static es_err_t load_dlq_seen(loop_t *l)
             continue;
         if (!m->err) {
             rd_kafka_headers_t *h = NULL;
-            char st[249], sp[32], so[32], key[400];
+            char st[249], sp[32], so[32], pn[128], key[400];
             rd_kafka_message_headers(m, &h);
-            if (header_str(h, "source-topic", st, sizeof(st)) &&
+            /* the DLQ of a topic is shared by the projections reading it */
+            if (header_str(h, "projection", pn, sizeof(pn)) && strcmp(pn, r->def->name) == 0 &&
+                header_str(h, "source-topic", st, sizeof(st)) &&
                 header_str(h, "source-partition", sp, sizeof(sp)) &&
                 header_str(h, "source-offset", so, sizeof(so))) {
                 size_t kl = dlq_key(key, sizeof(key), st, (int32_t)strtol(sp, NULL, 10),
