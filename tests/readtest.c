@@ -266,10 +266,9 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *ud)
     return size * nmemb;
 }
 
-int rt_http(const rt_proc_t *p, const char *method, const char *path, json_t **body)
+int rt_http_raw(const rt_proc_t *p, const char *method, const char *path, es_buf_t *out)
 {
     char url[1200];
-    es_buf_t b = {0};
     long code = 0;
     CURL *c = curl_easy_init();
     snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", p->port, path);
@@ -278,16 +277,42 @@ int rt_http(const rt_proc_t *p, const char *method, const char *path, json_t **b
     if (strcmp(method, "POST") == 0)
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_cb);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 30000L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     if (curl_easy_perform(c) == CURLE_OK)
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
     curl_easy_cleanup(c);
+    return (int)code;
+}
+
+int rt_http(const rt_proc_t *p, const char *method, const char *path, json_t **body)
+{
+    es_buf_t b = {0};
+    int code = rt_http_raw(p, method, path, &b);
     if (body)
         *body = b.data ? json_loadb(b.data, b.len, 0, NULL) : NULL;
     es_buf_free(&b);
-    return (int)code;
+    return code;
+}
+
+double rt_metric(const rt_proc_t *p, const char *series)
+{
+    es_buf_t b = {0};
+    double v = -1;
+    size_t sl = strlen(series);
+    if (rt_http_raw(p, "GET", "/metrics", &b) == 200 && b.data) {
+        for (char *line = b.data; line && *line;) {
+            char *nl = strchr(line, '\n');
+            if (strncmp(line, series, sl) == 0 && line[sl] == ' ') {
+                v = strtod(line + sl + 1, NULL);
+                break;
+            }
+            line = nl ? nl + 1 : NULL;
+        }
+    }
+    es_buf_free(&b);
+    return v;
 }
 
 bool rt_wait_up(const rt_proc_t *p, int timeout_ms)
@@ -439,12 +464,12 @@ static void hdr(rd_kafka_headers_t *h, const char *name, char *out, size_t outsz
     }
 }
 
-size_t rt_dlq_read(es_conf_t *conf, const char *agg, rt_dlq_rec_t **out)
+size_t rt_dlq_read(es_conf_t *conf, const char *agg, const char *projector, rt_dlq_rec_t **out)
 {
     char topic[300], err[512];
     size_t n = 0, cap = 16;
     *out = es_calloc(cap, sizeof(**out));
-    es_topic_name(agg, ES_TOPIC_DLQ, "projector", topic, sizeof(topic));
+    es_topic_name(agg, ES_TOPIC_DLQ, projector, topic, sizeof(topic));
     es_consumer_t *c = es_consumer_new(conf, NULL, err, sizeof(err));
     CU_ASSERT_PTR_NOT_NULL_FATAL(c);
     rd_kafka_t *rk = es_consumer_rk(c);

@@ -74,6 +74,10 @@ bool rt_proc_alive(rt_proc_t *p);
 
 /** @brief GET http://127.0.0.1:<port><path>; returns the status (0 when unreachable). */
 int rt_http(const rt_proc_t *p, const char *method, const char *path, json_t **body);
+/** @brief Like rt_http() but the raw body into @p out (for /metrics). */
+int rt_http_raw(const rt_proc_t *p, const char *method, const char *path, es_buf_t *out);
+/** @brief Value of the metric line starting with @p series in /metrics (-1 if absent). */
+double rt_metric(const rt_proc_t *p, const char *series);
 /** @brief Wait until the projector answers /healthz (or @p timeout_ms). */
 bool rt_wait_up(const rt_proc_t *p, int timeout_ms);
 /** @brief Wait until projection @p name applied everything up to the topics' ends. */
@@ -99,9 +103,9 @@ typedef struct rt_dlq_rec_s {
 } rt_dlq_rec_t;
 
 /**
- * @brief Every record of `<agg>.events.dlq.projector` (@p agg with its
+ * @brief Every record of `<agg>.events.dlq.<projector>` (@p agg with its
  *        prefix); returns the count (0 when the topic does not exist).
  */
-size_t rt_dlq_read(es_conf_t *conf, const char *agg, rt_dlq_rec_t **out);
+size_t rt_dlq_read(es_conf_t *conf, const char *agg, const char *projector, rt_dlq_rec_t **out);
 
 #endif

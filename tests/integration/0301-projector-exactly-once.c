@@ -168,10 +168,10 @@ static void test_kill9_rounds(void)
     /* nothing was poison, so nothing may be in the DLQs */
     rt_dlq_rec_t *dlq = NULL;
     snprintf(agg, sizeof(agg), "%s.cart", prefix);
-    CU_ASSERT_EQUAL(rt_dlq_read(conf, agg, &dlq), 0);
+    CU_ASSERT_EQUAL(rt_dlq_read(conf, agg, "projector", &dlq), 0);
     free(dlq);
     snprintf(agg, sizeof(agg), "%s.account", prefix);
-    CU_ASSERT_EQUAL(rt_dlq_read(conf, agg, &dlq), 0);
+    CU_ASSERT_EQUAL(rt_dlq_read(conf, agg, "projector", &dlq), 0);
     free(dlq);
 
     size_t applied;
