@@ -14,5 +14,6 @@
 #define CLI_EXIT_USAGE   2
 
 int cli_topics(es_conf_t *conf, int argc, char **argv);
+int cli_schemas(es_conf_t *conf, int argc, char **argv);
 
 #endif

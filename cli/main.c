@@ -31,6 +31,7 @@ static const struct {
     const char *summary;
 } subcommands[] = {
     {"topics", cli_topics, "create or describe an aggregate's topics"},
+    {"schemas", cli_schemas, "check schemas against the registry, or register them"},
 };
 
 static void usage(FILE *fp)

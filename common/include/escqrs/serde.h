@@ -44,13 +44,15 @@ es_err_t es_schema_parse(const char *name, avro_schema_t *schema, char *errstr, 
 typedef struct es_serde_s es_serde_t;
 
 /**
- * @brief Serde for @p subject reading with @p reader_schema (a reference is taken).
+ * @brief Serde for @p subject reading (and writing) with the schema @p schema_json.
  * @param reg may be NULL for a registry-less serde with a fixed @p schema_id
- *        (tests, fuzzing): then only records with that id decode.
- * @param register_schema register the reader schema under the subject now and
- *        encode with its id; otherwise look the id up (it must exist to encode).
+ *        (unit tests, fuzzing): then only records with that id decode.
+ * @param register_schema register the schema under the subject now and encode
+ *        with its id; otherwise look the id up (encoding needs it registered).
+ * @remark The schema text is registered as given (docs and logical types kept),
+ *         which is what analysts' tools will read.
  */
-es_serde_t *es_serde_new(es_registry_t *reg, const char *subject, avro_schema_t reader_schema,
+es_serde_t *es_serde_new(es_registry_t *reg, const char *subject, const char *schema_json,
                          bool register_schema, int schema_id, char *errstr, size_t errstr_size);
 void es_serde_destroy(es_serde_t *serde);
 
@@ -72,6 +74,9 @@ es_err_t es_serde_encode(es_serde_t *serde, avro_value_t *value, es_buf_t *out, 
  */
 es_err_t es_serde_decode(es_serde_t *serde, const void *data, size_t len, avro_value_t **out,
                          char *errstr, size_t errstr_size);
+
+/** @brief The reader schema (borrowed). */
+avro_schema_t es_serde_schema(const es_serde_t *serde);
 
 /** @brief Schema id of a framed record without decoding it (ES_ERR_BAD_MAGIC/TRUNCATED). */
 es_err_t es_wire_schema_id(const void *data, size_t len, int *schema_id);

@@ -1,0 +1,399 @@
+/*
+ * registry.c — Confluent-compatible schema registry client.
+ *
+ * Every answer the hot path needs (a writer schema by id, our own schema's id)
+ * is cached after the first request, so steady-state encoding and decoding
+ * never wait on HTTP.  Transient failures (no connection, timeouts, 5xx) are
+ * retried with exponential backoff; 4xx answers are final and their
+ * `message` is passed on, because it is what an operator needs to read
+ * (an incompatible schema, an unknown subject).
+ */
+#include "escqrs/registry.h"
+#include "escqrs/log.h"
+#include "escqrs/mem.h"
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef struct {
+    int id;
+    avro_schema_t schema;
+} id_entry_t;
+
+typedef struct {
+    char *subject;
+    char *schema_json;
+    int id;
+} lookup_entry_t;
+
+struct es_registry_s {
+    char *base_url;
+    int timeout_ms;
+    int retries;
+    pthread_mutex_t lock;
+    id_entry_t *ids;
+    size_t nids, capids;
+    lookup_entry_t *lookups;
+    size_t nlookups, caplookups;
+};
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+
+static void curl_init_once(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+es_registry_t *es_registry_new(const char *base_url, int timeout_ms, int retries, char *errstr,
+                               size_t errstr_size)
+{
+    if (!base_url || strncmp(base_url, "http", 4)) {
+        snprintf(errstr, errstr_size, "registry URL \"%s\" is not an http(s) URL",
+                 base_url ? base_url : "");
+        return NULL;
+    }
+    pthread_once(&curl_once, curl_init_once);
+    es_registry_t *reg = es_calloc(1, sizeof(*reg));
+    size_t n = strlen(base_url);
+    while (n && base_url[n - 1] == '/')
+        n--;
+    reg->base_url = es_strndup(base_url, n);
+    reg->timeout_ms = timeout_ms > 0 ? timeout_ms : 5000;
+    reg->retries = retries >= 0 ? retries : 0;
+    pthread_mutex_init(&reg->lock, NULL);
+    return reg;
+}
+
+void es_registry_destroy(es_registry_t *reg)
+{
+    if (!reg)
+        return;
+    for (size_t i = 0; i < reg->nids; i++)
+        avro_schema_decref(reg->ids[i].schema);
+    for (size_t i = 0; i < reg->nlookups; i++) {
+        free(reg->lookups[i].subject);
+        free(reg->lookups[i].schema_json);
+    }
+    free(reg->ids);
+    free(reg->lookups);
+    pthread_mutex_destroy(&reg->lock);
+    free(reg->base_url);
+    free(reg);
+}
+
+static size_t collect(char *p, size_t sz, size_t n, void *ud)
+{
+    es_buf_append(ud, p, sz * n);
+    return sz * n;
+}
+
+/* The registry's own error text: {"message": "...", "error_code": N} or the raw body. */
+static void registry_message(const es_buf_t *body, char *out, size_t outsz)
+{
+    json_t *j = body->len ? json_loadb(body->data, body->len, 0, NULL) : NULL;
+    const char *msg = j ? json_string_value(json_object_get(j, "message")) : NULL;
+    snprintf(out, outsz, "%s", msg ? msg : (body->len ? body->data : "(empty answer)"));
+    json_decref(j);
+}
+
+/*
+ * One request with retries.  *status is the HTTP status of the final answer;
+ * ES_ERR_REGISTRY_UNAVAILABLE when no answer came after every retry.
+ */
+static es_err_t registry_request(es_registry_t *reg, const char *method, const char *path,
+                                 const char *body, long *status, es_buf_t *resp, char *errstr,
+                                 size_t errstr_size)
+{
+    char url[1024];
+    char curlerr[CURL_ERROR_SIZE];
+    snprintf(url, sizeof(url), "%s%s", reg->base_url, path);
+
+    for (int attempt = 0;; attempt++) {
+        CURL *c = curl_easy_init();
+        struct curl_slist *hdrs =
+            curl_slist_append(NULL, "Content-Type: application/vnd.schemaregistry.v1+json");
+        hdrs = curl_slist_append(hdrs, "Accept: application/vnd.schemaregistry.v1+json, "
+                                       "application/json");
+        es_buf_clear(resp);
+        curlerr[0] = '\0';
+        curl_easy_setopt(c, CURLOPT_URL, url);
+        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)reg->timeout_ms);
+        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(c, CURLOPT_ERRORBUFFER, curlerr);
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, resp);
+        if (body)
+            curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        CURLcode cres = curl_easy_perform(c);
+        *status = 0;
+        if (cres == CURLE_OK)
+            curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+        curl_slist_free_all(hdrs);
+        curl_easy_cleanup(c);
+
+        bool transient = cres != CURLE_OK || *status >= 500;
+        if (!transient)
+            return ES_ERR_OK;
+        if (attempt >= reg->retries) {
+            if (cres != CURLE_OK) {
+                snprintf(errstr, errstr_size, "schema registry %s unreachable: %s", url,
+                         curlerr[0] ? curlerr : curl_easy_strerror(cres));
+                return ES_ERR_REGISTRY_UNAVAILABLE;
+            }
+            char msg[512];
+            registry_message(resp, msg, sizeof(msg));
+            snprintf(errstr, errstr_size, "schema registry %s %s: HTTP %ld: %s", method, url,
+                     *status, msg);
+            return ES_ERR_REGISTRY;
+        }
+        long backoff_ms = 100L << (attempt < 6 ? attempt : 6);
+        es_log_warn("registry", "%s %s failed (%s), retrying in %ld ms", method, url,
+                    cres != CURLE_OK ? curl_easy_strerror(cres) : "server error", backoff_ms);
+        struct timespec ts = {backoff_ms / 1000, (backoff_ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static char *schema_body(const char *schema_json)
+{
+    json_t *j = json_pack("{s:s}", "schema", schema_json);
+    char *s = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    return s;
+}
+
+static void subject_path(const char *prefix, const char *subject, const char *suffix, char *out,
+                         size_t outsz)
+{
+    char *esc = curl_easy_escape(NULL, subject, 0);
+    snprintf(out, outsz, "%s%s%s", prefix, esc ? esc : subject, suffix);
+    curl_free(esc);
+}
+
+static void cache_lookup_put(es_registry_t *reg, const char *subject, const char *schema_json,
+                             int id)
+{
+    pthread_mutex_lock(&reg->lock);
+    if (reg->nlookups == reg->caplookups) {
+        reg->caplookups = reg->caplookups ? reg->caplookups * 2 : 8;
+        reg->lookups = es_realloc(reg->lookups, reg->caplookups * sizeof(*reg->lookups));
+    }
+    reg->lookups[reg->nlookups++] =
+        (lookup_entry_t){es_strdup(subject), es_strdup(schema_json), id};
+    pthread_mutex_unlock(&reg->lock);
+}
+
+static bool cache_lookup_get(es_registry_t *reg, const char *subject, const char *schema_json,
+                             int *id)
+{
+    bool found = false;
+    pthread_mutex_lock(&reg->lock);
+    for (size_t i = 0; i < reg->nlookups && !found; i++) {
+        if (!strcmp(reg->lookups[i].subject, subject) &&
+            !strcmp(reg->lookups[i].schema_json, schema_json)) {
+            *id = reg->lookups[i].id;
+            found = true;
+        }
+    }
+    pthread_mutex_unlock(&reg->lock);
+    return found;
+}
+
+/* POST @p path with the schema; parses {"id": N}. */
+static es_err_t post_schema_for_id(es_registry_t *reg, const char *path, const char *schema_json,
+                                   int *id, long *status, char *errstr, size_t errstr_size)
+{
+    char *body = schema_body(schema_json);
+    es_buf_t resp = {0};
+    es_err_t err = registry_request(reg, "POST", path, body, status, &resp, errstr, errstr_size);
+    free(body);
+    if (err)
+        goto out;
+    if (*status == 200) {
+        json_t *j = json_loadb(resp.data, resp.len, 0, NULL);
+        json_t *jid = j ? json_object_get(j, "id") : NULL;
+        if (!json_is_integer(jid)) {
+            snprintf(errstr, errstr_size, "schema registry answered without an id: %.200s",
+                     resp.data ? resp.data : "");
+            err = ES_ERR_REGISTRY;
+        } else {
+            *id = (int)json_integer_value(jid);
+        }
+        json_decref(j);
+    } else {
+        char msg[512];
+        registry_message(&resp, msg, sizeof(msg));
+        snprintf(errstr, errstr_size, "schema registry: HTTP %ld: %s", *status, msg);
+        err = *status == 409   ? ES_ERR_INCOMPATIBLE_SCHEMA
+              : *status == 404 ? ES_ERR_NOT_FOUND
+              : *status == 422 ? ES_ERR_SCHEMA
+                               : ES_ERR_REGISTRY;
+    }
+out:
+    es_buf_free(&resp);
+    return err;
+}
+
+es_err_t es_registry_register(es_registry_t *reg, const char *subject, const char *schema_json,
+                              int *id, char *errstr, size_t errstr_size)
+{
+    char path[512];
+    long status;
+    if (cache_lookup_get(reg, subject, schema_json, id))
+        return ES_ERR_OK;
+    subject_path("/subjects/", subject, "/versions", path, sizeof(path));
+    es_err_t err = post_schema_for_id(reg, path, schema_json, id, &status, errstr, errstr_size);
+    if (!err) {
+        cache_lookup_put(reg, subject, schema_json, *id);
+        es_log_info("registry", "schema for %s has id %d", subject, *id);
+    }
+    return err;
+}
+
+es_err_t es_registry_lookup(es_registry_t *reg, const char *subject, const char *schema_json,
+                            int *id, char *errstr, size_t errstr_size)
+{
+    char path[512];
+    long status;
+    if (cache_lookup_get(reg, subject, schema_json, id))
+        return ES_ERR_OK;
+    subject_path("/subjects/", subject, "", path, sizeof(path));
+    es_err_t err = post_schema_for_id(reg, path, schema_json, id, &status, errstr, errstr_size);
+    if (!err)
+        cache_lookup_put(reg, subject, schema_json, *id);
+    return err;
+}
+
+es_err_t es_registry_schema_by_id(es_registry_t *reg, int id, avro_schema_t *schema, char *errstr,
+                                  size_t errstr_size)
+{
+    pthread_mutex_lock(&reg->lock);
+    for (size_t i = 0; i < reg->nids; i++) {
+        if (reg->ids[i].id == id) {
+            *schema = reg->ids[i].schema;
+            pthread_mutex_unlock(&reg->lock);
+            return ES_ERR_OK;
+        }
+    }
+    pthread_mutex_unlock(&reg->lock);
+
+    char path[64];
+    long status;
+    es_buf_t resp = {0};
+    json_t *j = NULL;
+    avro_schema_t parsed = NULL;
+    snprintf(path, sizeof(path), "/schemas/ids/%d", id);
+    es_err_t err = registry_request(reg, "GET", path, NULL, &status, &resp, errstr, errstr_size);
+    if (err)
+        goto out;
+    if (status == 404) {
+        snprintf(errstr, errstr_size, "schema id %d is not known to the registry", id);
+        err = ES_ERR_UNKNOWN_SCHEMA;
+        goto out;
+    }
+    j = status == 200 ? json_loadb(resp.data, resp.len, 0, NULL) : NULL;
+    const char *text = j ? json_string_value(json_object_get(j, "schema")) : NULL;
+    if (!text) {
+        char msg[512];
+        registry_message(&resp, msg, sizeof(msg));
+        snprintf(errstr, errstr_size, "schema id %d: HTTP %ld: %s", id, status, msg);
+        err = ES_ERR_REGISTRY;
+        goto out;
+    }
+    if (avro_schema_from_json_length(text, strlen(text), &parsed)) {
+        snprintf(errstr, errstr_size, "schema id %d does not parse: %s", id, avro_strerror());
+        err = ES_ERR_SCHEMA;
+        goto out;
+    }
+    pthread_mutex_lock(&reg->lock);
+    if (reg->nids == reg->capids) {
+        reg->capids = reg->capids ? reg->capids * 2 : 8;
+        reg->ids = es_realloc(reg->ids, reg->capids * sizeof(*reg->ids));
+    }
+    reg->ids[reg->nids++] = (id_entry_t){id, parsed};
+    pthread_mutex_unlock(&reg->lock);
+    *schema = parsed;
+out:
+    json_decref(j);
+    es_buf_free(&resp);
+    return err;
+}
+
+es_err_t es_registry_set_compatibility(es_registry_t *reg, const char *subject, const char *level,
+                                       char *errstr, size_t errstr_size)
+{
+    char path[512];
+    long status;
+    es_buf_t resp = {0};
+    json_t *jb = json_pack("{s:s}", "compatibility", level);
+    char *body = json_dumps(jb, JSON_COMPACT);
+    json_decref(jb);
+    subject_path("/config/", subject, "", path, sizeof(path));
+    es_err_t err = registry_request(reg, "PUT", path, body, &status, &resp, errstr, errstr_size);
+    free(body);
+    if (!err && status != 200) {
+        char msg[512];
+        registry_message(&resp, msg, sizeof(msg));
+        snprintf(errstr, errstr_size, "set compatibility of %s to %s: HTTP %ld: %s", subject, level,
+                 status, msg);
+        err = ES_ERR_REGISTRY;
+    }
+    es_buf_free(&resp);
+    return err;
+}
+
+es_err_t es_registry_check_compatible(es_registry_t *reg, const char *subject,
+                                      const char *schema_json, char *errstr, size_t errstr_size)
+{
+    char path[512];
+    long status;
+    es_buf_t resp = {0};
+    json_t *j = NULL;
+    char *body = schema_body(schema_json);
+    /* Against every registered version: what BACKWARD_TRANSITIVE means. */
+    subject_path("/compatibility/subjects/", subject, "/versions?verbose=true", path, sizeof(path));
+    es_err_t err = registry_request(reg, "POST", path, body, &status, &resp, errstr, errstr_size);
+    free(body);
+    if (err)
+        goto out;
+    if (status == 404) { /* nothing registered yet: anything is compatible */
+        err = ES_ERR_OK;
+        goto out;
+    }
+    j = status == 200 ? json_loadb(resp.data, resp.len, 0, NULL) : NULL;
+    json_t *ok = j ? json_object_get(j, "is_compatible") : NULL;
+    if (!json_is_boolean(ok)) {
+        char msg[512];
+        registry_message(&resp, msg, sizeof(msg));
+        snprintf(errstr, errstr_size, "compatibility check of %s: HTTP %ld: %s", subject, status,
+                 msg);
+        err = status == 422 ? ES_ERR_SCHEMA : ES_ERR_REGISTRY;
+        goto out;
+    }
+    if (!json_is_true(ok)) {
+        es_buf_t reasons = {0};
+        json_t *msgs = json_object_get(j, "messages");
+        size_t i;
+        json_t *m;
+        json_array_foreach(msgs, i, m)
+        {
+            if (json_is_string(m))
+                es_buf_appendf(&reasons, "%s%s", reasons.len ? "; " : "", json_string_value(m));
+        }
+        snprintf(errstr, errstr_size, "not compatible with the registered versions%s%s",
+                 reasons.len ? ": " : "", reasons.len ? reasons.data : "");
+        es_buf_free(&reasons);
+        err = ES_ERR_INCOMPATIBLE_SCHEMA;
+    }
+out:
+    json_decref(j);
+    es_buf_free(&resp);
+    return err;
+}

@@ -1,0 +1,411 @@
+/*
+ * resolve.c — writer-to-reader copy with defaults; see resolve.h for why.
+ *
+ * The reader schema's JSON is indexed once: every record's fields array by
+ * the record's full name, so a reader-only field's "default" is found in
+ * O(fields).  Copying walks the reader value; the writer value is looked up
+ * by name.  Errors name the field path so a schema mistake is easy to find.
+ */
+#include "resolve.h"
+#include "escqrs/mem.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+#define RESOLVE_MAX_DEPTH 64
+
+typedef struct {
+    char *fullname;
+    json_t *fields; /* borrowed from root */
+} record_index_t;
+
+struct es_resolver_s {
+    json_t *root;
+    record_index_t *records;
+    size_t nrecords, cap;
+};
+
+static void index_schema(es_resolver_t *r, json_t *node, const char *ns)
+{
+    if (json_is_array(node)) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(node, i, v) index_schema(r, v, ns);
+        return;
+    }
+    if (!json_is_object(node))
+        return;
+    const char *type = json_string_value(json_object_get(node, "type"));
+    const char *name = json_string_value(json_object_get(node, "name"));
+    const char *own_ns = json_string_value(json_object_get(node, "namespace"));
+    if (own_ns)
+        ns = own_ns;
+    if (type && !strcmp(type, "record") && name) {
+        char full[512];
+        if (strchr(name, '.') || !ns || !*ns)
+            snprintf(full, sizeof(full), "%s", name);
+        else
+            snprintf(full, sizeof(full), "%s.%s", ns, name);
+        if (r->nrecords == r->cap) {
+            r->cap = r->cap ? r->cap * 2 : 16;
+            r->records = es_realloc(r->records, r->cap * sizeof(*r->records));
+        }
+        json_t *fields = json_object_get(node, "fields");
+        r->records[r->nrecords++] = (record_index_t){es_strdup(full), fields};
+        size_t i;
+        json_t *f;
+        json_array_foreach(fields, i, f) index_schema(r, json_object_get(f, "type"), ns);
+        return;
+    }
+    if (type && !strcmp(type, "array"))
+        index_schema(r, json_object_get(node, "items"), ns);
+    else if (type && !strcmp(type, "map"))
+        index_schema(r, json_object_get(node, "values"), ns);
+    else if (json_is_object(json_object_get(node, "type")) ||
+             json_is_array(json_object_get(node, "type")))
+        index_schema(r, json_object_get(node, "type"), ns);
+}
+
+es_resolver_t *es_resolver_new(const char *reader_schema_json, char *errstr, size_t errstr_size)
+{
+    json_error_t jerr;
+    json_t *root = json_loads(reader_schema_json, 0, &jerr);
+    if (!root) {
+        snprintf(errstr, errstr_size, "reader schema JSON: %s (line %d)", jerr.text, jerr.line);
+        return NULL;
+    }
+    es_resolver_t *r = es_calloc(1, sizeof(*r));
+    r->root = root;
+    index_schema(r, root, NULL);
+    return r;
+}
+
+void es_resolver_destroy(es_resolver_t *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->nrecords; i++)
+        free(r->records[i].fullname);
+    free(r->records);
+    json_decref(r->root);
+    free(r);
+}
+
+static json_t *field_default(es_resolver_t *r, avro_schema_t record, const char *field)
+{
+    char full[512];
+    const char *ns = avro_schema_namespace(record);
+    const char *name = avro_schema_name(record);
+    if (ns && *ns)
+        snprintf(full, sizeof(full), "%s.%s", ns, name);
+    else
+        snprintf(full, sizeof(full), "%s", name);
+    for (size_t i = 0; i < r->nrecords; i++) {
+        const char *rn = r->records[i].fullname;
+        /* match the full name, or the bare name when namespaces were inherited */
+        const char *dot = strrchr(rn, '.');
+        if (strcmp(rn, full) && strcmp(dot ? dot + 1 : rn, name))
+            continue;
+        size_t j;
+        json_t *f;
+        json_array_foreach(r->records[i].fields, j, f)
+        {
+            if (!strcmp(json_string_value(json_object_get(f, "name")), field))
+                return json_object_get(f, "default");
+        }
+    }
+    return NULL;
+}
+
+/* Set @p dst from a JSON default value (Avro spec: a union's default is for its first branch). */
+static es_err_t set_from_json(avro_value_t *dst, json_t *j, int depth)
+{
+    avro_value_t child;
+    size_t i;
+    if (depth > RESOLVE_MAX_DEPTH)
+        return ES_ERR_DECODE;
+    switch (avro_value_get_type(dst)) {
+    case AVRO_NULL:
+        return json_is_null(j) ? (avro_value_set_null(dst), ES_ERR_OK) : ES_ERR_SCHEMA;
+    case AVRO_BOOLEAN:
+        return json_is_boolean(j) ? (avro_value_set_boolean(dst, json_is_true(j)), ES_ERR_OK)
+                                  : ES_ERR_SCHEMA;
+    case AVRO_INT32:
+        return json_is_integer(j)
+                   ? (avro_value_set_int(dst, (int32_t)json_integer_value(j)), ES_ERR_OK)
+                   : ES_ERR_SCHEMA;
+    case AVRO_INT64:
+        return json_is_integer(j) ? (avro_value_set_long(dst, json_integer_value(j)), ES_ERR_OK)
+                                  : ES_ERR_SCHEMA;
+    case AVRO_FLOAT:
+        return json_is_number(j) ? (avro_value_set_float(dst, (float)json_number_value(j)),
+                                    ES_ERR_OK)
+                                 : ES_ERR_SCHEMA;
+    case AVRO_DOUBLE:
+        return json_is_number(j) ? (avro_value_set_double(dst, json_number_value(j)), ES_ERR_OK)
+                                 : ES_ERR_SCHEMA;
+    case AVRO_STRING:
+        return json_is_string(j) ? (avro_value_set_string(dst, json_string_value(j)), ES_ERR_OK)
+                                 : ES_ERR_SCHEMA;
+    case AVRO_BYTES:
+        return json_is_string(j) ? (avro_value_set_bytes(dst, (void *)json_string_value(j),
+                                                         json_string_length(j)),
+                                    ES_ERR_OK)
+                                 : ES_ERR_SCHEMA;
+    case AVRO_ENUM: {
+        int sym = json_is_string(j) ? avro_schema_enum_get_by_name(avro_value_get_schema(dst),
+                                                                   json_string_value(j))
+                                    : -1;
+        return sym >= 0 ? (avro_value_set_enum(dst, sym), ES_ERR_OK) : ES_ERR_SCHEMA;
+    }
+    case AVRO_UNION:
+        if (avro_value_set_branch(dst, 0, &child))
+            return ES_ERR_SCHEMA;
+        return set_from_json(&child, j, depth + 1);
+    case AVRO_RECORD: {
+        size_t n = 0;
+        avro_value_get_size(dst, &n);
+        for (i = 0; i < n; i++) {
+            const char *name = NULL;
+            avro_value_get_by_index(dst, i, &child, &name);
+            json_t *v = json_object_get(j, name);
+            if (!v || set_from_json(&child, v, depth + 1))
+                return ES_ERR_SCHEMA;
+        }
+        return ES_ERR_OK;
+    }
+    case AVRO_ARRAY: {
+        json_t *v;
+        json_array_foreach(j, i, v)
+        {
+            if (avro_value_append(dst, &child, NULL) || set_from_json(&child, v, depth + 1))
+                return ES_ERR_SCHEMA;
+        }
+        return ES_ERR_OK;
+    }
+    case AVRO_MAP: {
+        const char *key;
+        json_t *v;
+        json_object_foreach(j, key, v)
+        {
+            if (avro_value_add(dst, key, &child, NULL, NULL) || set_from_json(&child, v, depth + 1))
+                return ES_ERR_SCHEMA;
+        }
+        return ES_ERR_OK;
+    }
+    default:
+        return ES_ERR_SCHEMA;
+    }
+}
+
+/* The name a union branch is matched by: a named type's name, else the primitive's. */
+static const char *branch_name(avro_schema_t s)
+{
+    switch (avro_typeof(s)) {
+    case AVRO_RECORD:
+    case AVRO_ENUM:
+    case AVRO_FIXED:
+        return avro_schema_name(s);
+    default:
+        return avro_schema_type_name(s);
+    }
+}
+
+static es_err_t copy(es_resolver_t *r, avro_value_t *src, avro_value_t *dst, int depth,
+                     char *errstr, size_t errstr_size);
+
+static es_err_t copy_into_union(es_resolver_t *r, avro_value_t *src, avro_value_t *dst,
+                                int depth, char *errstr, size_t errstr_size)
+{
+    avro_schema_t us = avro_value_get_schema(dst);
+    const char *want = branch_name(avro_value_get_schema(src));
+    for (size_t b = 0; b < avro_schema_union_size(us); b++) {
+        if (strcmp(branch_name(avro_schema_union_branch(us, (int)b)), want))
+            continue;
+        avro_value_t branch;
+        avro_value_set_branch(dst, (int)b, &branch);
+        return copy(r, src, &branch, depth + 1, errstr, errstr_size);
+    }
+    snprintf(errstr, errstr_size, "writer union branch %s has no match in the reader union",
+             want);
+    return ES_ERR_SCHEMA;
+}
+
+static es_err_t copy(es_resolver_t *r, avro_value_t *src, avro_value_t *dst, int depth,
+                     char *errstr, size_t errstr_size)
+{
+    avro_type_t st = avro_value_get_type(src), dt = avro_value_get_type(dst);
+    avro_value_t sc, dc;
+    es_err_t err;
+
+    if (depth > RESOLVE_MAX_DEPTH) {
+        snprintf(errstr, errstr_size, "value nested too deep");
+        return ES_ERR_DECODE;
+    }
+    if (st == AVRO_UNION) { /* resolve the writer's branch first */
+        avro_value_get_current_branch(src, &sc);
+        return copy(r, &sc, dst, depth + 1, errstr, errstr_size);
+    }
+    if (dt == AVRO_UNION)
+        return copy_into_union(r, src, dst, depth, errstr, errstr_size);
+
+    switch (dt) {
+    case AVRO_NULL:
+        if (st == AVRO_NULL)
+            return avro_value_set_null(dst) ? ES_ERR_DECODE : ES_ERR_OK;
+        break;
+    case AVRO_BOOLEAN:
+        if (st == AVRO_BOOLEAN) {
+            int b;
+            avro_value_get_boolean(src, &b);
+            avro_value_set_boolean(dst, b);
+            return ES_ERR_OK;
+        }
+        break;
+    case AVRO_INT32:
+        if (st == AVRO_INT32) {
+            int32_t v;
+            avro_value_get_int(src, &v);
+            avro_value_set_int(dst, v);
+            return ES_ERR_OK;
+        }
+        break;
+    case AVRO_INT64:
+    case AVRO_FLOAT:
+    case AVRO_DOUBLE: {
+        double d = 0;
+        int64_t l = 0;
+        if (st == AVRO_INT32) {
+            int32_t v;
+            avro_value_get_int(src, &v);
+            l = v;
+            d = v;
+        } else if (st == AVRO_INT64) {
+            avro_value_get_long(src, &l);
+            d = (double)l;
+        } else if (st == AVRO_FLOAT && dt != AVRO_INT64) {
+            float f;
+            avro_value_get_float(src, &f);
+            d = f;
+        } else if (st == AVRO_DOUBLE && dt == AVRO_DOUBLE) {
+            avro_value_get_double(src, &d);
+        } else {
+            break;
+        }
+        if (dt == AVRO_INT64)
+            avro_value_set_long(dst, l);
+        else if (dt == AVRO_FLOAT)
+            avro_value_set_float(dst, (float)d);
+        else
+            avro_value_set_double(dst, d);
+        return ES_ERR_OK;
+    }
+    case AVRO_STRING:
+    case AVRO_BYTES:
+        if (st == AVRO_STRING || st == AVRO_BYTES) {
+            const void *p = NULL;
+            size_t n = 0;
+            if (st == AVRO_STRING) {
+                avro_value_get_string(src, (const char **)&p, &n);
+                n = n ? n - 1 : 0; /* Avro C counts the NUL */
+            } else {
+                avro_value_get_bytes(src, &p, &n);
+            }
+            if (dt == AVRO_BYTES) {
+                avro_value_set_bytes(dst, (void *)p, n);
+            } else {
+                char *s = es_strndup(p, n);
+                avro_value_set_string_len(dst, s, n + 1);
+                free(s);
+            }
+            return ES_ERR_OK;
+        }
+        break;
+    case AVRO_FIXED:
+        if (st == AVRO_FIXED) {
+            const void *p;
+            size_t n;
+            avro_value_get_fixed(src, &p, &n);
+            avro_value_set_fixed(dst, (void *)p, n);
+            return ES_ERR_OK;
+        }
+        break;
+    case AVRO_ENUM:
+        if (st == AVRO_ENUM) {
+            int sym;
+            avro_value_get_enum(src, &sym);
+            const char *name = avro_schema_enum_get(avro_value_get_schema(src), sym);
+            int dsym = avro_schema_enum_get_by_name(avro_value_get_schema(dst), name);
+            if (dsym < 0) {
+                snprintf(errstr, errstr_size, "enum symbol %s unknown to the reader", name);
+                return ES_ERR_SCHEMA;
+            }
+            avro_value_set_enum(dst, dsym);
+            return ES_ERR_OK;
+        }
+        break;
+    case AVRO_RECORD:
+        if (st == AVRO_RECORD) {
+            size_t n = 0;
+            avro_value_get_size(dst, &n);
+            for (size_t i = 0; i < n; i++) {
+                const char *name = NULL;
+                avro_value_get_by_index(dst, i, &dc, &name);
+                if (avro_value_get_by_name(src, name, &sc, NULL) == 0) {
+                    if ((err = copy(r, &sc, &dc, depth + 1, errstr, errstr_size)))
+                        return err;
+                    continue;
+                }
+                json_t *def = field_default(r, avro_value_get_schema(dst), name);
+                if (!def || set_from_json(&dc, def, 0)) {
+                    snprintf(errstr, errstr_size,
+                             "reader field %s is not in the writer and has no usable default",
+                             name);
+                    return ES_ERR_SCHEMA;
+                }
+            }
+            return ES_ERR_OK;
+        }
+        break;
+    case AVRO_ARRAY:
+        if (st == AVRO_ARRAY) {
+            size_t n = 0;
+            avro_value_get_size(src, &n);
+            for (size_t i = 0; i < n; i++) {
+                avro_value_get_by_index(src, i, &sc, NULL);
+                avro_value_append(dst, &dc, NULL);
+                if ((err = copy(r, &sc, &dc, depth + 1, errstr, errstr_size)))
+                    return err;
+            }
+            return ES_ERR_OK;
+        }
+        break;
+    case AVRO_MAP:
+        if (st == AVRO_MAP) {
+            size_t n = 0;
+            avro_value_get_size(src, &n);
+            for (size_t i = 0; i < n; i++) {
+                const char *key;
+                avro_value_get_by_index(src, i, &sc, &key);
+                avro_value_add(dst, key, &dc, NULL, NULL);
+                if ((err = copy(r, &sc, &dc, depth + 1, errstr, errstr_size)))
+                    return err;
+            }
+            return ES_ERR_OK;
+        }
+        break;
+    default:
+        break;
+    }
+    snprintf(errstr, errstr_size, "writer type %s cannot be read as reader type %s",
+             avro_schema_type_name(avro_value_get_schema(src)),
+             avro_schema_type_name(avro_value_get_schema(dst)));
+    return ES_ERR_SCHEMA;
+}
+
+es_err_t es_resolve_copy(es_resolver_t *r, avro_value_t *src, avro_value_t *dst, char *errstr,
+                         size_t errstr_size)
+{
+    return copy(r, src, dst, 0, errstr, errstr_size);
+}
