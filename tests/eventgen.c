@@ -3,10 +3,12 @@
  * random workload that keeps its own model of what every cart should look
  * like (independent of the projection code it checks).
  *
- * Schemas are read from the source tree's schemas/ directory, the one home
- * of every record definition.
+ * Schemas are the ones compiled into libescqrs from schemas/ (the one home
+ * of every record definition).
  */
 #include "eventgen.h"
+
+#include "escqrs/serde.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,25 +22,12 @@ struct es_evgen_s {
 
 static avro_schema_t load_schema(const char *name)
 {
-    char path[512];
-    snprintf(path, sizeof(path), "%s/%s.avsc", ESCQRS_SCHEMA_DIR, name);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "eventgen: cannot open %s\n", path);
-        abort();
-    }
-    es_buf_t b = {0};
-    char chunk[4096];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        es_buf_append(&b, chunk, n);
-    fclose(f);
+    char err[512];
     avro_schema_t s = NULL;
-    if (avro_schema_from_json_length(b.data, b.len, &s) != 0) {
-        fprintf(stderr, "eventgen: %s: %s\n", path, avro_strerror());
+    if (es_schema_parse(name, &s, err, sizeof(err)) != ES_ERR_OK) {
+        fprintf(stderr, "eventgen: %s\n", err);
         abort();
     }
-    es_buf_free(&b);
     return s;
 }
 

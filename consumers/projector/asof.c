@@ -75,7 +75,6 @@ es_err_t pj_fold_as_of(pj_runner_t *r, size_t t, const char *id, int64_t ts_ms,
     int32_t part = pj_partition_of(id, idlen, r->nparts[t]);
     es_consumer_t *c = NULL;
     es_serde_t *serde = NULL;
-    avro_schema_t schema = NULL;
     rd_kafka_topic_partition_list_t *tl = NULL;
     es_proj_backend_t be = es_proj_memmap_backend(map);
     es_proj_reader_t *rd = es_proj_reader_new(&be);
@@ -84,10 +83,9 @@ es_err_t pj_fold_as_of(pj_runner_t *r, size_t t, const char *id, int64_t ts_ms,
     int64_t lo = 0, hi = 0, stop;
     es_err_t err;
 
-    if ((err = es_schema_parse(r->def->schemas[t], &schema, errstr, errstr_size)))
-        goto out;
     snprintf(subject, sizeof(subject), "%s-value", r->topic[t]);
-    serde = es_serde_new(r->pj->reg, subject, schema, false, 0, errstr, errstr_size);
+    serde = es_serde_new(r->pj->reg, subject, es_schema_text(r->def->schemas[t]), false, 0,
+                         errstr, errstr_size);
     if (!serde) {
         err = ES_ERR_REGISTRY;
         goto out;
@@ -160,7 +158,5 @@ out:
     es_proj_reader_destroy(rd);
     es_consumer_destroy(c);
     es_serde_destroy(serde);
-    if (schema)
-        avro_schema_decref(schema);
     return err;
 }

@@ -325,14 +325,16 @@ static es_err_t loop_open(loop_t *l)
         return ES_ERR_KAFKA;
     rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(16);
     for (size_t t = 0; t < r->ntopics; t++) {
-        avro_schema_t schema = NULL;
         char subject[300];
-        if ((err = es_schema_parse(r->def->schemas[t], &schema, l->errstr, sizeof(l->errstr))))
+        const char *text = es_schema_text(r->def->schemas[t]);
+        if (!text) {
+            snprintf(l->errstr, sizeof(l->errstr), "no schema named %s", r->def->schemas[t]);
+            err = ES_ERR_SCHEMA;
             goto out;
+        }
         snprintf(subject, sizeof(subject), "%s-value", r->topic[t]);
         l->serde[t] =
-            es_serde_new(r->pj->reg, subject, schema, false, 0, l->errstr, sizeof(l->errstr));
-        avro_schema_decref(schema);
+            es_serde_new(r->pj->reg, subject, text, false, 0, l->errstr, sizeof(l->errstr));
         if (!l->serde[t]) {
             err = ES_ERR_REGISTRY;
             goto out;

@@ -36,7 +36,7 @@ typedef struct pj_rebuild_s {
     double rate;  /* events/s, smoothed */
     int64_t lag;  /* events left to the high watermarks */
     double eta_s; /* lag / rate */
-    char last_error[256];
+    char last_error[512];
     int64_t finished_ms;
     int64_t last_duration_ms;
     int64_t last_events;
