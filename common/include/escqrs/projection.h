@@ -1,0 +1,218 @@
+/**
+ * @file projection.h
+ * @brief Projection definitions and the pure part of the projection runtime.
+ *
+ * A team writes a projection as data plus pure functions: a name, the
+ * aggregates whose `<agg>.events` topics it reads, the reader schema of each,
+ * a fold of one event onto a transaction, and query handlers.  The fold never
+ * sees Kafka or RocksDB: it reads current view state and writes changes
+ * through an es_proj_txn_t, which the runtime (escqrs-projector) backs with
+ * RocksDB and turns into one atomic write batch per consumed batch (together
+ * with the next offset of every partition), and which unit tests back with
+ * an in-memory map.
+ *
+ * Reads inside a transaction see the transaction's own writes, so several
+ * events of one aggregate in one batch fold correctly.  Each event is folded
+ * inside an event scope: a fold that fails leaves nothing behind (the event
+ * goes to the DLQ whole, or the projection halts), so a half-applied event
+ * can never reach the store.
+ *
+ * Query handlers read through an es_proj_reader_t, which is either the live
+ * store or an in-memory fold (point-in-time `as_of` queries re-fold one
+ * aggregate's events into memory and render them with the same handler).
+ *
+ * View keys must not start with byte 0x00 (reserved by store.h).
+ *
+ * @remark A transaction belongs to one thread.  Readers are thread-safe when
+ *         their backing is (RocksDB is).
+ */
+#ifndef ESCQRS_PROJECTION_H
+#define ESCQRS_PROJECTION_H
+
+#include "escqrs/err.h"
+#include "escqrs/mem.h"
+
+#include <avro.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ------------------------------------------------------------------ events */
+
+/** One event as a fold sees it. */
+typedef struct es_proj_event_s {
+    const char *topic;
+    int32_t partition;
+    int64_t offset;
+    int64_t timestamp_ms; /**< record timestamp */
+    const char *key;      /**< aggregate id (not NUL-terminated) */
+    size_t keylen;
+    avro_value_t *value; /**< decoded with the projection's reader schema */
+} es_proj_event_t;
+
+/** @brief The record name of the event's `payload` union branch, e.g. "ItemAdded". */
+es_err_t es_proj_event_type(avro_value_t *value, avro_value_t *payload, const char **type,
+                            char *errstr, size_t errstr_size);
+/** @brief String field @p name of record @p rec (borrowed, NUL-terminated). */
+es_err_t es_proj_field_string(avro_value_t *rec, const char *name, const char **s, size_t *len,
+                              char *errstr, size_t errstr_size);
+/** @brief long field @p name of record @p rec. */
+es_err_t es_proj_field_long(avro_value_t *rec, const char *name, int64_t *v, char *errstr,
+                            size_t errstr_size);
+/** @brief int field @p name of record @p rec. */
+es_err_t es_proj_field_int(avro_value_t *rec, const char *name, int32_t *v, char *errstr,
+                           size_t errstr_size);
+
+/* ----------------------------------------------------------------- readers */
+
+typedef struct es_proj_reader_s es_proj_reader_t;
+
+/** @brief Copy of the value of @p key into @p out, or ES_ERR_NOT_FOUND. */
+es_err_t es_proj_reader_get(es_proj_reader_t *rd, const void *key, size_t keylen, es_buf_t *out,
+                            char *errstr, size_t errstr_size);
+/**
+ * @brief Call @p cb for every entry whose key starts with @p prefix, in byte
+ *        order; @p cb returns false to stop.
+ */
+es_err_t es_proj_reader_scan(es_proj_reader_t *rd, const void *prefix, size_t prefixlen,
+                             bool (*cb)(void *opaque, const char *key, size_t keylen,
+                                        const char *val, size_t vallen),
+                             void *opaque, char *errstr, size_t errstr_size);
+
+/** Backing of a reader (the runtime gives a store, tests a memory map). */
+typedef struct es_proj_backend_s {
+    es_err_t (*get)(void *opaque, const void *key, size_t keylen, es_buf_t *out, char *errstr,
+                    size_t errstr_size);
+    es_err_t (*scan)(void *opaque, const void *prefix, size_t prefixlen,
+                     bool (*cb)(void *opaque, const char *key, size_t keylen, const char *val,
+                                size_t vallen),
+                     void *cbopaque, char *errstr, size_t errstr_size);
+    void *opaque;
+} es_proj_backend_t;
+
+/** @brief A reader over @p backend (copied). */
+es_proj_reader_t *es_proj_reader_new(const es_proj_backend_t *backend);
+void es_proj_reader_destroy(es_proj_reader_t *rd);
+
+/* ------------------------------------------------------------ memory maps */
+
+/**
+ * An ordered in-memory key/value map: the backing of unit tests and of
+ * point-in-time folds.  es_proj_memmap_backend() gives its reader backing.
+ */
+typedef struct es_proj_memmap_s es_proj_memmap_t;
+
+es_proj_memmap_t *es_proj_memmap_new(void);
+void es_proj_memmap_destroy(es_proj_memmap_t *m);
+void es_proj_memmap_put(es_proj_memmap_t *m, const void *key, size_t keylen, const void *val,
+                        size_t vallen);
+void es_proj_memmap_delete(es_proj_memmap_t *m, const void *key, size_t keylen);
+size_t es_proj_memmap_count(const es_proj_memmap_t *m);
+es_proj_backend_t es_proj_memmap_backend(es_proj_memmap_t *m);
+
+/* ------------------------------------------------------------ transactions */
+
+typedef struct es_proj_txn_s es_proj_txn_t;
+
+/** @brief A transaction reading through to @p base (borrowed). */
+es_proj_txn_t *es_proj_txn_new(es_proj_reader_t *base);
+void es_proj_txn_destroy(es_proj_txn_t *txn);
+
+/** @brief Read @p key as the transaction sees it (own writes first). */
+es_err_t es_proj_get(es_proj_txn_t *txn, const void *key, size_t keylen, es_buf_t *out,
+                     char *errstr, size_t errstr_size);
+void es_proj_put(es_proj_txn_t *txn, const void *key, size_t keylen, const void *val,
+                 size_t vallen);
+void es_proj_delete(es_proj_txn_t *txn, const void *key, size_t keylen);
+
+/** @brief Start an event scope (the runtime does this around each fold). */
+void es_proj_txn_begin_event(es_proj_txn_t *txn);
+/** @brief Keep the event scope's writes. */
+void es_proj_txn_commit_event(es_proj_txn_t *txn);
+/** @brief Drop the event scope's writes. */
+void es_proj_txn_rollback_event(es_proj_txn_t *txn);
+
+/**
+ * @brief Every pending write (committed event scopes), in key byte order;
+ *        @p val is NULL for a delete.
+ */
+void es_proj_txn_foreach(es_proj_txn_t *txn,
+                         void (*cb)(void *opaque, const char *key, size_t keylen, const char *val,
+                                    size_t vallen),
+                         void *opaque);
+/** @brief Number of keys written. */
+size_t es_proj_txn_count(const es_proj_txn_t *txn);
+/** @brief Forget every pending write (after the runtime stored them). */
+void es_proj_txn_clear(es_proj_txn_t *txn);
+
+/* ------------------------------------------------------------- definitions */
+
+#define ES_PROJ_MAX_AGGREGATES 4
+#define ES_PROJ_MAX_QUERIES    4
+
+/** What a query handler gets. */
+typedef struct es_proj_query_req_s {
+    const char *const *params; /**< the route's {...} segments */
+    size_t nparams;
+    const char *(*query)(void *opaque, const char *name); /**< query-string lookup */
+    void *query_opaque;
+} es_proj_query_req_t;
+
+/** A query route of a projection. */
+typedef struct es_proj_query_s {
+    const char *pattern; /**< e.g. "/v1/carts/{id}" */
+    /**
+     * Render the answer from @p rd.  @returns the HTTP status; *body is the
+     * JSON answer (for 404 the runtime answers `not_found` when *body is NULL).
+     */
+    int (*handle)(es_proj_reader_t *rd, const es_proj_query_req_t *req, json_t **body, char *errstr,
+                  size_t errstr_size);
+    /**
+     * Index of the route parameter that is the aggregate id, for `as_of`
+     * (point-in-time) queries; -1 when the query spans aggregates.
+     */
+    int aggregate_param;
+    /** Which aggregate (index into es_proj_def_t.aggregates) the id belongs to. */
+    int aggregate_index;
+} es_proj_query_t;
+
+typedef struct es_proj_def_s {
+    const char *name;                               /**< "cart_view" */
+    const char *aggregates[ES_PROJ_MAX_AGGREGATES]; /**< "cart": reads `<agg>.events` */
+    const char *schemas[ES_PROJ_MAX_AGGREGATES];    /**< reader schema names, "cart.events" */
+    size_t naggregates;
+    /**
+     * Fold one event (of aggregate @p agg_index) onto @p txn.  Pure: no I/O.
+     * An error makes the event poison (DLQ or halt); its writes are dropped.
+     */
+    es_err_t (*fold)(int agg_index, const es_proj_event_t *ev, es_proj_txn_t *txn, char *errstr,
+                     size_t errstr_size);
+    es_proj_query_t queries[ES_PROJ_MAX_QUERIES];
+    size_t nqueries;
+} es_proj_def_t;
+
+/** @brief `{"error": "invalid_query", "message": msg}` for a 400 from a query handler. */
+json_t *es_proj_bad_request(const char *msg);
+
+/* ------------------------------------------------------------ byte codecs */
+
+/** Little helpers for compact, deterministic view encodings. */
+void es_proj_put_u64(es_buf_t *b, uint64_t v);
+void es_proj_put_u32(es_buf_t *b, uint32_t v);
+void es_proj_put_str(es_buf_t *b, const char *s, size_t len);
+
+/** A cursor over an encoded value; any overrun sets `bad`. */
+typedef struct es_proj_cursor_s {
+    const unsigned char *p;
+    size_t left;
+    bool bad;
+} es_proj_cursor_t;
+
+void es_proj_cursor_init(es_proj_cursor_t *c, const void *data, size_t len);
+uint64_t es_proj_get_u64(es_proj_cursor_t *c);
+uint32_t es_proj_get_u32(es_proj_cursor_t *c);
+/** @brief A length-prefixed string (borrowed, not NUL-terminated). */
+const char *es_proj_get_str(es_proj_cursor_t *c, size_t *len);
+
+#endif

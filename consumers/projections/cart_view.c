@@ -1,0 +1,243 @@
+/*
+ * cart_view.c — a cart's items, quantities, unit prices, total, status and
+ * version, answering GET /v1/carts/{id}.
+ *
+ * One key per cart, "c/<cart_id>", holding a compact big-endian encoding
+ * (deterministic, so two folds of the same events are byte-identical):
+ *   u32 status (0 open, 1 checked_out), u64 version, u64 total_cents,
+ *   u32 n, n × (str sku, u64 quantity, u64 unit_price_cents)
+ * Items keep the order they were first added.  The unit price of an item is
+ * the one of its latest ItemAdded (what the cart would charge now); the total
+ * is recomputed from the items after every event.
+ *
+ * The fold refuses what the write side never emits — a version that does not
+ * grow, a non-positive quantity, removing more than the cart holds, an event
+ * after checkout — so a corrupt or duplicated event surfaces as a poison
+ * event (DLQ) instead of silently skewing the view.
+ */
+#include "projections.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    char *sku;
+    size_t skulen;
+    int64_t qty, price;
+} cv_item_t;
+
+typedef struct {
+    uint32_t status;
+    int64_t version, total;
+    cv_item_t *items;
+    size_t n;
+} cv_cart_t;
+
+static void cv_free(cv_cart_t *c)
+{
+    for (size_t i = 0; i < c->n; i++)
+        free(c->items[i].sku);
+    free(c->items);
+    memset(c, 0, sizeof(*c));
+}
+
+static bool cv_decode(const es_buf_t *b, cv_cart_t *c)
+{
+    es_proj_cursor_t cur;
+    memset(c, 0, sizeof(*c));
+    es_proj_cursor_init(&cur, b->data, b->len);
+    c->status = es_proj_get_u32(&cur);
+    c->version = (int64_t)es_proj_get_u64(&cur);
+    c->total = (int64_t)es_proj_get_u64(&cur);
+    uint32_t n = es_proj_get_u32(&cur);
+    if (cur.bad || n > cur.left / 20)
+        return false;
+    c->items = es_calloc(n ? n : 1, sizeof(*c->items));
+    for (uint32_t i = 0; i < n; i++) {
+        size_t len;
+        const char *s = es_proj_get_str(&cur, &len);
+        c->items[i].sku = es_strndup(s, len);
+        c->items[i].skulen = len;
+        c->items[i].qty = (int64_t)es_proj_get_u64(&cur);
+        c->items[i].price = (int64_t)es_proj_get_u64(&cur);
+        c->n++;
+    }
+    return !cur.bad;
+}
+
+static void cv_encode(const cv_cart_t *c, es_buf_t *b)
+{
+    es_buf_clear(b);
+    es_proj_put_u32(b, c->status);
+    es_proj_put_u64(b, (uint64_t)c->version);
+    es_proj_put_u64(b, (uint64_t)c->total);
+    es_proj_put_u32(b, (uint32_t)c->n);
+    for (size_t i = 0; i < c->n; i++) {
+        es_proj_put_str(b, c->items[i].sku, c->items[i].skulen);
+        es_proj_put_u64(b, (uint64_t)c->items[i].qty);
+        es_proj_put_u64(b, (uint64_t)c->items[i].price);
+    }
+}
+
+static void cv_key(es_buf_t *k, const char *id, size_t idlen)
+{
+    es_buf_set(k, "c/", 2);
+    es_buf_append(k, id, idlen);
+}
+
+static cv_item_t *cv_find(cv_cart_t *c, const char *sku, size_t len)
+{
+    for (size_t i = 0; i < c->n; i++) {
+        if (c->items[i].skulen == len && memcmp(c->items[i].sku, sku, len) == 0)
+            return &c->items[i];
+    }
+    return NULL;
+}
+
+static es_err_t cart_view_fold(int agg_index, const es_proj_event_t *ev, es_proj_txn_t *txn,
+                               char *errstr, size_t errstr_size)
+{
+    avro_value_t payload;
+    const char *type, *id, *sku;
+    size_t idlen, skulen;
+    int64_t version, price;
+    int32_t qty;
+    es_buf_t key = {0}, val = {0};
+    cv_cart_t cart = {0};
+    es_err_t err;
+
+    if ((err = es_proj_event_type(ev->value, &payload, &type, errstr, errstr_size)) ||
+        (err = es_proj_field_string(ev->value, "cart_id", &id, &idlen, errstr, errstr_size)) ||
+        (err = es_proj_field_long(ev->value, "version", &version, errstr, errstr_size)))
+        goto out;
+    cv_key(&key, id, idlen);
+    err = es_proj_get(txn, key.data, key.len, &val, errstr, errstr_size);
+    if (err == ES_ERR_OK) {
+        if (!cv_decode(&val, &cart)) {
+            snprintf(errstr, errstr_size, "stored cart %.*s is corrupt", (int)idlen, id);
+            err = ES_ERR_STORE;
+            goto out;
+        }
+    } else if (err != ES_ERR_NOT_FOUND) {
+        goto out;
+    }
+    err = ES_ERR_STATE;
+    if (version <= cart.version) {
+        snprintf(errstr, errstr_size, "cart %.*s: event version %lld not after %lld", (int)idlen,
+                 id, (long long)version, (long long)cart.version);
+        goto out;
+    }
+    if (cart.status == 1) {
+        snprintf(errstr, errstr_size, "cart %.*s: %s after checkout", (int)idlen, id, type);
+        goto out;
+    }
+    if (strcmp(type, "ItemAdded") == 0) {
+        if ((err = es_proj_field_string(&payload, "sku", &sku, &skulen, errstr, errstr_size)) ||
+            (err = es_proj_field_int(&payload, "quantity", &qty, errstr, errstr_size)) ||
+            (err = es_proj_field_long(&payload, "unit_price_cents", &price, errstr, errstr_size)))
+            goto out;
+        err = ES_ERR_STATE;
+        if (qty <= 0 || price < 0) {
+            snprintf(errstr, errstr_size, "ItemAdded with quantity %d, price %lld", qty,
+                     (long long)price);
+            goto out;
+        }
+        cv_item_t *it = cv_find(&cart, sku, skulen);
+        if (!it) {
+            cart.items = es_realloc(cart.items, (cart.n + 1) * sizeof(*cart.items));
+            it = &cart.items[cart.n++];
+            it->sku = es_strndup(sku, skulen);
+            it->skulen = skulen;
+            it->qty = 0;
+        }
+        it->qty += qty;
+        it->price = price;
+    } else if (strcmp(type, "ItemRemoved") == 0) {
+        if ((err = es_proj_field_string(&payload, "sku", &sku, &skulen, errstr, errstr_size)) ||
+            (err = es_proj_field_int(&payload, "quantity", &qty, errstr, errstr_size)))
+            goto out;
+        err = ES_ERR_STATE;
+        cv_item_t *it = cv_find(&cart, sku, skulen);
+        if (qty <= 0 || !it || it->qty < qty) {
+            snprintf(errstr, errstr_size, "ItemRemoved of %d × %.*s: cart holds %lld", qty,
+                     (int)skulen, sku, it ? (long long)it->qty : 0LL);
+            goto out;
+        }
+        it->qty -= qty;
+        if (it->qty == 0) {
+            size_t at = (size_t)(it - cart.items);
+            free(it->sku);
+            memmove(it, it + 1, (cart.n - at - 1) * sizeof(*it));
+            cart.n--;
+        }
+    } else if (strcmp(type, "CartCheckedOut") == 0) {
+        cart.status = 1;
+    } else {
+        snprintf(errstr, errstr_size, "unknown cart event type %s", type);
+        err = ES_ERR_DECODE;
+        goto out;
+    }
+    cart.version = version;
+    cart.total = 0;
+    for (size_t i = 0; i < cart.n; i++)
+        cart.total += cart.items[i].qty * cart.items[i].price;
+    cv_encode(&cart, &val);
+    es_proj_put(txn, key.data, key.len, val.data, val.len);
+    err = ES_ERR_OK;
+out:
+    cv_free(&cart);
+    es_buf_free(&key);
+    es_buf_free(&val);
+    return err;
+}
+
+static int cart_view_get(es_proj_reader_t *rd, const es_proj_query_req_t *req, json_t **body,
+                         char *errstr, size_t errstr_size)
+{
+    const char *id = req->params[0];
+    es_buf_t key = {0}, val = {0};
+    cv_cart_t cart = {0};
+    int status = 500;
+
+    cv_key(&key, id, strlen(id));
+    es_err_t err = es_proj_reader_get(rd, key.data, key.len, &val, errstr, errstr_size);
+    if (err == ES_ERR_NOT_FOUND) {
+        status = 404;
+        goto out;
+    }
+    if (err)
+        goto out;
+    if (!cv_decode(&val, &cart)) {
+        snprintf(errstr, errstr_size, "stored cart %s is corrupt", id);
+        goto out;
+    }
+    json_t *items = json_array();
+    for (size_t i = 0; i < cart.n; i++)
+        json_array_append_new(items, json_pack("{s:s%, s:I, s:I}", "sku", cart.items[i].sku,
+                                               cart.items[i].skulen, "quantity",
+                                               (json_int_t)cart.items[i].qty, "unit_price_cents",
+                                               (json_int_t)cart.items[i].price));
+    *body = json_pack("{s:s, s:s, s:o, s:I, s:I}", "cart_id", id, "status",
+                      cart.status ? "checked_out" : "open", "items", items, "total_cents",
+                      (json_int_t)cart.total, "version", (json_int_t)cart.version);
+    status = 200;
+out:
+    cv_free(&cart);
+    es_buf_free(&key);
+    es_buf_free(&val);
+    return status;
+}
+
+const es_proj_def_t es_proj_cart_view = {
+    .name = "cart_view",
+    .aggregates = {"cart"},
+    .schemas = {"cart.events"},
+    .naggregates = 1,
+    .fold = cart_view_fold,
+    .queries = {{.pattern = "/v1/carts/{id}",
+                 .handle = cart_view_get,
+                 .aggregate_param = 0,
+                 .aggregate_index = 0}},
+    .nqueries = 1,
+};

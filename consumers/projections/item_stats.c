@@ -1,0 +1,305 @@
+/*
+ * item_stats.c — quantities added, removed and checked out per sku across
+ * all carts, answering GET /v1/stats/items?top=N[&by=added|removed|checked_out].
+ *
+ * Keys:
+ *   "s/<sku>"     u64 added, u64 removed, u64 checked_out
+ *   "k/<cart_id>" the projection's own copy of each open cart's contents
+ *                 (u32 n, n × (str sku, u64 quantity)), needed because a
+ *                 CartCheckedOut event names only the total; deleted at
+ *                 checkout.  Projections never read each other's stores, so
+ *                 item_stats keeps what it needs itself.
+ * Top N scans "s/" (one entry per sku: small next to the event log) keeping
+ * the best N; ties are broken by sku so answers are deterministic.
+ */
+#include "projections.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    char *sku;
+    size_t skulen;
+    int64_t qty;
+} is_line_t;
+
+typedef struct {
+    is_line_t *lines;
+    size_t n;
+} is_cart_t;
+
+static void is_cart_free(is_cart_t *c)
+{
+    for (size_t i = 0; i < c->n; i++)
+        free(c->lines[i].sku);
+    free(c->lines);
+    memset(c, 0, sizeof(*c));
+}
+
+static bool is_cart_decode(const es_buf_t *b, is_cart_t *c)
+{
+    es_proj_cursor_t cur;
+    memset(c, 0, sizeof(*c));
+    es_proj_cursor_init(&cur, b->data, b->len);
+    uint32_t n = es_proj_get_u32(&cur);
+    if (cur.bad || n > cur.left / 12)
+        return false;
+    c->lines = es_calloc(n ? n : 1, sizeof(*c->lines));
+    for (uint32_t i = 0; i < n; i++) {
+        size_t len;
+        const char *s = es_proj_get_str(&cur, &len);
+        c->lines[i].sku = es_strndup(s, len);
+        c->lines[i].skulen = len;
+        c->lines[i].qty = (int64_t)es_proj_get_u64(&cur);
+        c->n++;
+    }
+    return !cur.bad;
+}
+
+static void is_cart_encode(const is_cart_t *c, es_buf_t *b)
+{
+    es_buf_clear(b);
+    es_proj_put_u32(b, (uint32_t)c->n);
+    for (size_t i = 0; i < c->n; i++) {
+        es_proj_put_str(b, c->lines[i].sku, c->lines[i].skulen);
+        es_proj_put_u64(b, (uint64_t)c->lines[i].qty);
+    }
+}
+
+/* Add (added, removed, checked_out) to the counters of one sku. */
+static es_err_t is_bump(es_proj_txn_t *txn, const char *sku, size_t skulen, int64_t add,
+                        int64_t rem, int64_t out_, char *errstr, size_t errstr_size)
+{
+    es_buf_t key = {0}, val = {0};
+    uint64_t c[3] = {0, 0, 0};
+    es_err_t err;
+
+    es_buf_set(&key, "s/", 2);
+    es_buf_append(&key, sku, skulen);
+    err = es_proj_get(txn, key.data, key.len, &val, errstr, errstr_size);
+    if (err == ES_ERR_OK) {
+        es_proj_cursor_t cur;
+        es_proj_cursor_init(&cur, val.data, val.len);
+        for (int i = 0; i < 3; i++)
+            c[i] = es_proj_get_u64(&cur);
+        if (cur.bad) {
+            snprintf(errstr, errstr_size, "stored stats of %.*s are corrupt", (int)skulen, sku);
+            err = ES_ERR_STORE;
+            goto out;
+        }
+    } else if (err != ES_ERR_NOT_FOUND) {
+        goto out;
+    }
+    c[0] += (uint64_t)add;
+    c[1] += (uint64_t)rem;
+    c[2] += (uint64_t)out_;
+    es_buf_clear(&val);
+    for (int i = 0; i < 3; i++)
+        es_proj_put_u64(&val, c[i]);
+    es_proj_put(txn, key.data, key.len, val.data, val.len);
+    err = ES_ERR_OK;
+out:
+    es_buf_free(&key);
+    es_buf_free(&val);
+    return err;
+}
+
+static es_err_t item_stats_fold(int agg_index, const es_proj_event_t *ev, es_proj_txn_t *txn,
+                                char *errstr, size_t errstr_size)
+{
+    avro_value_t payload;
+    const char *type, *id, *sku = NULL;
+    size_t idlen, skulen = 0;
+    int32_t qty = 0;
+    es_buf_t key = {0}, val = {0};
+    is_cart_t cart = {0};
+    es_err_t err;
+
+    if ((err = es_proj_event_type(ev->value, &payload, &type, errstr, errstr_size)) ||
+        (err = es_proj_field_string(ev->value, "cart_id", &id, &idlen, errstr, errstr_size)))
+        goto out;
+    es_buf_set(&key, "k/", 2);
+    es_buf_append(&key, id, idlen);
+    err = es_proj_get(txn, key.data, key.len, &val, errstr, errstr_size);
+    if (err == ES_ERR_OK) {
+        if (!is_cart_decode(&val, &cart)) {
+            snprintf(errstr, errstr_size, "stored cart %.*s is corrupt", (int)idlen, id);
+            err = ES_ERR_STORE;
+            goto out;
+        }
+    } else if (err != ES_ERR_NOT_FOUND) {
+        goto out;
+    }
+
+    if (strcmp(type, "ItemAdded") == 0 || strcmp(type, "ItemRemoved") == 0) {
+        bool added = type[4] == 'A';
+        if ((err = es_proj_field_string(&payload, "sku", &sku, &skulen, errstr, errstr_size)) ||
+            (err = es_proj_field_int(&payload, "quantity", &qty, errstr, errstr_size)))
+            goto out;
+        is_line_t *ln = NULL;
+        for (size_t i = 0; i < cart.n && !ln; i++) {
+            if (cart.lines[i].skulen == skulen && memcmp(cart.lines[i].sku, sku, skulen) == 0)
+                ln = &cart.lines[i];
+        }
+        err = ES_ERR_STATE;
+        if (qty <= 0 || (!added && (!ln || ln->qty < qty))) {
+            snprintf(errstr, errstr_size, "%s of %d × %.*s: cart holds %lld", type, qty,
+                     (int)skulen, sku, ln ? (long long)ln->qty : 0LL);
+            goto out;
+        }
+        if (!ln) {
+            cart.lines = es_realloc(cart.lines, (cart.n + 1) * sizeof(*cart.lines));
+            ln = &cart.lines[cart.n++];
+            ln->sku = es_strndup(sku, skulen);
+            ln->skulen = skulen;
+            ln->qty = 0;
+        }
+        ln->qty += added ? qty : -qty;
+        if (ln->qty == 0) {
+            size_t at = (size_t)(ln - cart.lines);
+            free(ln->sku);
+            memmove(ln, ln + 1, (cart.n - at - 1) * sizeof(*ln));
+            cart.n--;
+        }
+        if ((err = is_bump(txn, sku, skulen, added ? qty : 0, added ? 0 : qty, 0, errstr,
+                           errstr_size)))
+            goto out;
+        is_cart_encode(&cart, &val);
+        es_proj_put(txn, key.data, key.len, val.data, val.len);
+    } else if (strcmp(type, "CartCheckedOut") == 0) {
+        for (size_t i = 0; i < cart.n; i++) {
+            if ((err = is_bump(txn, cart.lines[i].sku, cart.lines[i].skulen, 0, 0,
+                               cart.lines[i].qty, errstr, errstr_size)))
+                goto out;
+        }
+        es_proj_delete(txn, key.data, key.len);
+    } else {
+        snprintf(errstr, errstr_size, "unknown cart event type %s", type);
+        err = ES_ERR_DECODE;
+        goto out;
+    }
+    err = ES_ERR_OK;
+out:
+    is_cart_free(&cart);
+    es_buf_free(&key);
+    es_buf_free(&val);
+    return err;
+}
+
+/* ---------------------------------------------------------------- top N */
+
+typedef struct {
+    char *sku;
+    uint64_t c[3];
+} is_row_t;
+
+typedef struct {
+    is_row_t *rows;
+    size_t n, top;
+    int by;
+    bool bad;
+} is_top_t;
+
+/* Does a rank before b? */
+static bool is_before(const is_row_t *a, const is_row_t *b, int by)
+{
+    if (a->c[by] != b->c[by])
+        return a->c[by] > b->c[by];
+    return strcmp(a->sku, b->sku) < 0;
+}
+
+static bool is_top_cb(void *opaque, const char *key, size_t keylen, const char *val, size_t vallen)
+{
+    is_top_t *t = opaque;
+    es_proj_cursor_t cur;
+    is_row_t r;
+    es_proj_cursor_init(&cur, val, vallen);
+    for (int i = 0; i < 3; i++)
+        r.c[i] = es_proj_get_u64(&cur);
+    if (cur.bad) {
+        t->bad = true;
+        return false;
+    }
+    r.sku = es_strndup(key + 2, keylen - 2);
+    /* insertion into a sorted array of at most `top` rows */
+    size_t pos = t->n;
+    while (pos > 0 && is_before(&r, &t->rows[pos - 1], t->by))
+        pos--;
+    if (pos >= t->top) {
+        free(r.sku);
+        return true;
+    }
+    if (t->n == t->top) {
+        free(t->rows[t->n - 1].sku);
+        t->n--;
+    }
+    memmove(&t->rows[pos + 1], &t->rows[pos], (t->n - pos) * sizeof(r));
+    t->rows[pos] = r;
+    t->n++;
+    return true;
+}
+
+static int item_stats_top(es_proj_reader_t *rd, const es_proj_query_req_t *req, json_t **body,
+                          char *errstr, size_t errstr_size)
+{
+    static const char *const bys[3] = {"added", "removed", "checked_out"};
+    const char *tops = req->query(req->query_opaque, "top");
+    const char *by = req->query(req->query_opaque, "by");
+    is_top_t t = {.top = 10, .by = 0};
+    int status = 500;
+
+    if (tops) {
+        char *end;
+        long v = strtol(tops, &end, 10);
+        if (*tops == '\0' || *end != '\0' || v < 1 || v > 1000) {
+            *body = es_proj_bad_request("top must be an integer in 1..1000");
+            return 400;
+        }
+        t.top = (size_t)v;
+    }
+    if (by) {
+        t.by = -1;
+        for (int i = 0; i < 3; i++) {
+            if (strcmp(by, bys[i]) == 0)
+                t.by = i;
+        }
+        if (t.by < 0) {
+            *body = es_proj_bad_request("by must be added, removed or checked_out");
+            return 400;
+        }
+    }
+    t.rows = es_calloc(t.top + 1, sizeof(*t.rows));
+    if (es_proj_reader_scan(rd, "s/", 2, is_top_cb, &t, errstr, errstr_size))
+        goto out;
+    if (t.bad) {
+        snprintf(errstr, errstr_size, "stored item stats are corrupt");
+        goto out;
+    }
+    json_t *items = json_array();
+    for (size_t i = 0; i < t.n; i++)
+        json_array_append_new(items, json_pack("{s:s, s:I, s:I, s:I}", "sku", t.rows[i].sku,
+                                               "added", (json_int_t)t.rows[i].c[0], "removed",
+                                               (json_int_t)t.rows[i].c[1], "checked_out",
+                                               (json_int_t)t.rows[i].c[2]));
+    *body = json_pack("{s:s, s:o}", "by", bys[t.by], "items", items);
+    status = 200;
+out:
+    for (size_t i = 0; i < t.n; i++)
+        free(t.rows[i].sku);
+    free(t.rows);
+    return status;
+}
+
+const es_proj_def_t es_proj_item_stats = {
+    .name = "item_stats",
+    .aggregates = {"cart"},
+    .schemas = {"cart.events"},
+    .naggregates = 1,
+    .fold = item_stats_fold,
+    .queries = {{.pattern = "/v1/stats/items",
+                 .handle = item_stats_top,
+                 .aggregate_param = -1,
+                 .aggregate_index = 0}},
+    .nqueries = 1,
+};

@@ -1,0 +1,283 @@
+/*
+ * api.c — the projector's HTTP API: the hosted projections' queries with
+ * `min_position=` (read-your-writes) and `as_of=` (point in time), and the
+ * admin endpoints (list, rebuild).
+ *
+ * A query holds its runner's read lock only while rendering, so a rebuild's
+ * swap waits for answers in flight and no answer ever sees a closed store.
+ */
+#include "projector.h"
+
+#include "escqrs/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_ROUTES 32
+
+static es_http_route_t routes[MAX_ROUTES];
+
+static const char *req_query(void *opaque, const char *name)
+{
+    return es_http_req_query(opaque, name);
+}
+
+/* "<partition>:<offset>" */
+static bool parse_position(const char *s, int32_t *part, int64_t *off)
+{
+    char *end;
+    long p = strtol(s, &end, 10);
+    if (end == s || *end != ':' || p < 0 || p >= PJ_MAX_PARTITIONS)
+        return false;
+    const char *o = end + 1;
+    long long v = strtoll(o, &end, 10);
+    if (end == o || *end || v < 0)
+        return false;
+    *part = (int32_t)p;
+    *off = v;
+    return true;
+}
+
+/* Milliseconds since the epoch, or RFC 3339 ("2026-11-22T10:00:00Z", "+01:00", fractions). */
+static bool parse_time(const char *s, int64_t *ms)
+{
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (end != s && *end == '\0') {
+        *ms = v;
+        return v >= 0;
+    }
+    struct tm tm = {0};
+    const char *p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!p)
+        return false;
+    int64_t frac = 0;
+    if (*p == '.') {
+        int digits = 0;
+        for (p++; *p >= '0' && *p <= '9'; p++, digits++) {
+            if (digits < 3)
+                frac = frac * 10 + (*p - '0');
+        }
+        for (; digits < 3; digits++)
+            frac *= 10;
+    }
+    int64_t offset_s = 0;
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int hh, mm;
+        if (sscanf(p + 1, "%2d:%2d", &hh, &mm) != 2)
+            return false;
+        offset_s = (hh * 3600 + mm * 60) * (*p == '+' ? 1 : -1);
+        p += 6;
+    } else {
+        return false;
+    }
+    if (*p)
+        return false;
+    *ms = ((int64_t)timegm(&tm) - offset_s) * 1000 + frac;
+    return true;
+}
+
+static void answer(es_http_resp_t *resp, int st, json_t *body, const char *errstr)
+{
+    if (st == 404 && !body)
+        es_http_resp_error(resp, 404, "not_found", "no such resource");
+    else if (st >= 500 && !body)
+        es_http_resp_error(resp, st, "internal", "%s", errstr);
+    else
+        es_http_resp_json(resp, st, body);
+}
+
+static void query_handler(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
+{
+    es_projector_t *pj = opaque;
+    const char *path = es_http_req_path(req);
+    char params[ES_HTTP_MAX_PARAMS][128];
+    const char *pv[ES_HTTP_MAX_PARAMS];
+    size_t np = 0;
+    pj_runner_t *r = NULL;
+    const es_proj_query_t *qd = NULL;
+    char errstr[512] = "";
+
+    for (size_t i = 0; i < pj->nrunners && !qd; i++) {
+        for (size_t k = 0; k < pj->runners[i].def->nqueries && !qd; k++) {
+            if (es_http_route_match(pj->runners[i].def->queries[k].pattern, path, params, &np)) {
+                r = &pj->runners[i];
+                qd = &r->def->queries[k];
+            }
+        }
+    }
+    if (!qd) {
+        es_http_resp_error(resp, 404, "not_found", "no such resource: %s", path);
+        return;
+    }
+    for (size_t i = 0; i < np; i++)
+        pv[i] = params[i];
+    es_proj_query_req_t qr = {.params = pv, .nparams = np, .query = req_query, .query_opaque = req};
+    size_t t = (size_t)qd->aggregate_index;
+
+    const char *minpos = es_http_req_query(req, "min_position");
+    if (minpos) {
+        int32_t part;
+        int64_t off;
+        if (!parse_position(minpos, &part, &off) || part >= r->nparts[t]) {
+            es_http_resp_error(resp, 400, "invalid_query",
+                               "min_position must be <partition>:<offset> with partition < %d",
+                               r->nparts[t]);
+            return;
+        }
+        if (pj_wait_applied(r, t, part, off, pj->wait_max_ms) == ES_ERR_TIMED_OUT) {
+            es_http_resp_error(resp, 504, "timeout", "position %s not applied by %s within %d ms",
+                               minpos, r->def->name, pj->wait_max_ms);
+            return;
+        }
+    }
+
+    json_t *body = NULL;
+    int st;
+    const char *asof = es_http_req_query(req, "as_of");
+    if (asof) {
+        int64_t ts;
+        if (!parse_time(asof, &ts)) {
+            es_http_resp_error(resp, 400, "invalid_query",
+                               "as_of must be milliseconds since the epoch or RFC 3339");
+            return;
+        }
+        if (qd->aggregate_param < 0 || (size_t)qd->aggregate_param >= np) {
+            es_http_resp_error(resp, 400, "invalid_query",
+                               "as_of applies to one aggregate, not to %s", path);
+            return;
+        }
+        es_proj_memmap_t *map = es_proj_memmap_new();
+        if (pj_fold_as_of(r, t, pv[qd->aggregate_param], ts, map, errstr, sizeof(errstr))) {
+            es_proj_memmap_destroy(map);
+            es_http_resp_error(resp, 503, "unavailable", "as_of: %s", errstr);
+            return;
+        }
+        es_proj_backend_t be = es_proj_memmap_backend(map);
+        es_proj_reader_t *rd = es_proj_reader_new(&be);
+        st = qd->handle(rd, &qr, &body, errstr, sizeof(errstr));
+        es_proj_reader_destroy(rd);
+        es_proj_memmap_destroy(map);
+        answer(resp, st, body, errstr);
+        return;
+    }
+
+    pthread_rwlock_rdlock(&r->lock);
+    es_proj_backend_t be = pj_store_backend(r->live);
+    es_proj_reader_t *rd = es_proj_reader_new(&be);
+    st = qd->handle(rd, &qr, &body, errstr, sizeof(errstr));
+    es_proj_reader_destroy(rd);
+    pthread_rwlock_unlock(&r->lock);
+    answer(resp, st, body, errstr);
+}
+
+static json_t *runner_json(pj_runner_t *r)
+{
+    json_t *parts = json_array();
+    int64_t lag = pj_runner_lag(r);
+    pthread_mutex_lock(&r->mu);
+    for (size_t t = 0; t < r->ntopics; t++) {
+        for (int p = 0; p < r->nparts[t]; p++)
+            json_array_append_new(parts,
+                                  json_pack("{s:s, s:i, s:I, s:I}", "topic", r->topic[t],
+                                            "partition", p, "applied", (json_int_t)r->applied[t][p],
+                                            "high", (json_int_t)r->high[t][p]));
+    }
+    json_t *rb =
+        json_pack("{s:b, s:i, s:I, s:f, s:I, s:f, s:s, s:I, s:I}", "running", r->rb.active,
+                  "generation", r->rb.generation, "events", (json_int_t)r->rb.events,
+                  "events_per_second", r->rb.rate, "lag", (json_int_t)r->rb.lag, "eta_seconds",
+                  r->rb.eta_s, "last_error", r->rb.last_error, "last_duration_ms",
+                  (json_int_t)r->rb.last_duration_ms, "last_events", (json_int_t)r->rb.last_events);
+    json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:I, s:o, s:o}", "name", r->def->name, "state",
+                          r->state == PJ_HALTED ? "halted" : "running", "halt_reason",
+                          r->halt_reason, "generation", r->generation, "lag", (json_int_t)lag,
+                          "partitions", parts, "rebuild", rb);
+    pthread_mutex_unlock(&r->mu);
+    return o;
+}
+
+static void admin_list(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
+{
+    es_projector_t *pj = opaque;
+    json_t *arr = json_array();
+    for (size_t i = 0; i < pj->nrunners; i++)
+        json_array_append_new(arr, runner_json(&pj->runners[i]));
+    es_http_resp_json(resp, 200, json_pack("{s:o}", "projections", arr));
+}
+
+static void admin_rebuild(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
+{
+    es_projector_t *pj = opaque;
+    const char *name = es_http_req_param(req, 0);
+    char errstr[512];
+    pj_runner_t *r = pj_runner_find(pj, name);
+    if (!r) {
+        es_http_resp_error(resp, 404, "not_found", "no projection named %s here", name);
+        return;
+    }
+    es_err_t err = pj_rebuild_start(r, errstr, sizeof(errstr));
+    if (err == ES_ERR_STATE) {
+        es_http_resp_error(resp, 409, "conflict", "%s", errstr);
+        return;
+    }
+    if (err) {
+        es_http_resp_error(resp, 500, "internal", "%s", errstr);
+        return;
+    }
+    es_http_resp_json(resp, 202, runner_json(r));
+}
+
+static bool ready(void *opaque, char *why, size_t whysz)
+{
+    es_projector_t *pj = opaque;
+    for (size_t i = 0; i < pj->nrunners; i++) {
+        pj_runner_t *r = &pj->runners[i];
+        if (r->state == PJ_HALTED) {
+            snprintf(why, whysz, "%s is halted: %s", r->def->name, r->halt_reason);
+            return false;
+        }
+        int64_t lag = pj_runner_lag(r);
+        if (lag < 0) {
+            snprintf(why, whysz, "%s: high watermarks not known yet", r->def->name);
+            return false;
+        }
+        if (lag > pj->ready_max_lag) {
+            snprintf(why, whysz, "%s: lag %lld > ready.max.lag %lld", r->def->name, (long long)lag,
+                     (long long)pj->ready_max_lag);
+            return false;
+        }
+    }
+    return true;
+}
+
+es_http_server_t *pj_http_start(es_projector_t *pj, char *errstr, size_t errstr_size)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < pj->nrunners; i++) {
+        for (size_t k = 0; k < pj->runners[i].def->nqueries && n < MAX_ROUTES - 2; k++) {
+            const char *pat = pj->runners[i].def->queries[k].pattern;
+            bool dup = false;
+            for (size_t j = 0; j < n; j++)
+                dup |= strcmp(routes[j].pattern, pat) == 0;
+            if (!dup)
+                routes[n++] = (es_http_route_t){"GET", pat, query_handler};
+        }
+    }
+    routes[n++] = (es_http_route_t){"GET", "/admin/projections", admin_list};
+    routes[n++] = (es_http_route_t){"POST", "/admin/projections/{name}/rebuild", admin_rebuild};
+    es_http_server_conf_t hc = {
+        .listen = es_conf_get(pj->conf, "http.listen"),
+        .max_body = 4096,
+        .routes = routes,
+        .nroutes = n,
+        .opaque = pj,
+        .metrics = pj->metrics,
+        .ready = ready,
+    };
+    return es_http_server_start(&hc, errstr, errstr_size);
+}

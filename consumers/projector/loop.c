@@ -1,0 +1,1118 @@
+/*
+ * loop.c — the projector's runners: consume, fold, one RocksDB write batch
+ * per consumed batch, and blue/green rebuilds.
+ *
+ * Exactly once: every consumed batch becomes one atomic RocksDB batch with
+ * the view changes *and* the next offset of every partition it touched, and
+ * a loop starts from the offsets in its store (never from Kafka's committed
+ * offsets, which are committed asynchronously only for lag tools).  kill -9
+ * between two batches loses nothing; within a batch, nothing of it exists.
+ *
+ * Poison events (undecodable, unknown schema, refused by the fold) go to
+ * `<agg>.events.dlq.<projector>` with headers naming where they came from;
+ * the DLQ records are flushed *before* the batch that advances past them is
+ * written, and a loop first reads the DLQ's existing source positions so a
+ * replay after a crash (or a rebuild) never sends one event twice.
+ * `on_error=halt` instead stops the runner at the poison event (state
+ * "halted", /readyz fails): never a crash loop, never a silent skip.
+ *
+ * Replica mode: every loop assigns every partition manually; replicas share
+ * nothing.  Rebuild: a second loop fills a new generation from offset 0
+ * while the live one serves; when it is close, the live loop is stopped at
+ * a batch boundary, the shadow catches up to exactly the live offsets, and
+ * the store pointer is swapped under a write lock (readers hold the read
+ * lock only while rendering one answer), the CURRENT file is rewritten
+ * atomically and the old generation deleted.  The rebuild loop then simply
+ * carries on as the live loop.
+ */
+#include "projections.h"
+#include "projector.h"
+
+#include "escqrs/log.h"
+#include "escqrs/serde.h"
+
+#include <dirent.h>
+#include <stdarg.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LOG "projector"
+
+int64_t pj_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ------------------------------------------------------- store backend */
+
+static es_err_t st_get(void *opaque, const void *key, size_t keylen, es_buf_t *out, char *errstr,
+                       size_t errstr_size)
+{
+    return es_store_get(opaque, key, keylen, out, errstr, errstr_size);
+}
+
+static es_err_t st_scan(void *opaque, const void *prefix, size_t prefixlen,
+                        bool (*cb)(void *, const char *, size_t, const char *, size_t),
+                        void *cbopaque, char *errstr, size_t errstr_size)
+{
+    es_store_iter_t *it = es_store_iter_prefix(opaque, prefix, prefixlen);
+    const char *k, *v;
+    size_t kl, vl;
+    while (es_store_iter_next(it, &k, &kl, &v, &vl)) {
+        if (!cb(cbopaque, k, kl, v, vl))
+            break;
+    }
+    es_store_iter_destroy(it);
+    return ES_ERR_OK;
+}
+
+es_proj_backend_t pj_store_backend(es_store_t *st)
+{
+    es_proj_backend_t be = {.get = st_get, .scan = st_scan, .opaque = st};
+    return be;
+}
+
+/* ---------------------------------------------------------- generations */
+
+static int read_current(const char *dir)
+{
+    char path[600], buf[32] = {0};
+    snprintf(path, sizeof(path), "%s/CURRENT", dir);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    long g = strtol(buf, NULL, 10);
+    return g > 0 && g < 1000000000 ? (int)g : 0;
+}
+
+/* Point CURRENT at generation g: write a temporary file, fsync, rename. */
+static es_err_t write_current(const char *dir, int g, char *errstr, size_t errstr_size)
+{
+    char tmp[600], path[600];
+    snprintf(tmp, sizeof(tmp), "%s/CURRENT.tmp", dir);
+    snprintf(path, sizeof(path), "%s/CURRENT", dir);
+    FILE *f = fopen(tmp, "w");
+    if (!f || fprintf(f, "%d\n", g) < 0 || fflush(f) != 0 || fsync(fileno(f)) != 0) {
+        snprintf(errstr, errstr_size, "write %s: %s", tmp, strerror(errno));
+        if (f)
+            fclose(f);
+        return ES_ERR_IO;
+    }
+    fclose(f);
+    if (rename(tmp, path) != 0) {
+        snprintf(errstr, errstr_size, "rename %s: %s", tmp, strerror(errno));
+        return ES_ERR_IO;
+    }
+    return ES_ERR_OK;
+}
+
+static void gen_path(const pj_runner_t *r, int g, char *out, size_t outsz)
+{
+    snprintf(out, outsz, "%s/g%d", r->dir, g);
+}
+
+static es_err_t mkdirs(const char *path, char *errstr, size_t errstr_size)
+{
+    char tmp[600];
+    snprintf(tmp, sizeof(tmp), "%s", path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            mkdir(tmp, 0755);
+            *p = '/';
+        }
+    }
+    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) {
+        snprintf(errstr, errstr_size, "mkdir %s: %s", tmp, strerror(errno));
+        return ES_ERR_IO;
+    }
+    return ES_ERR_OK;
+}
+
+/* Remove generations other than `keep` (left over by a crash during a rebuild). */
+static void remove_stale_generations(pj_runner_t *r, int keep)
+{
+    DIR *d = opendir(r->dir);
+    struct dirent *e;
+    char errstr[256], path[1024];
+    if (!d)
+        return;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] != 'g')
+            continue;
+        char *end;
+        long g = strtol(e->d_name + 1, &end, 10);
+        if (*end || g == keep)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", r->dir, e->d_name);
+        if (es_store_destroy_path(path, errstr, sizeof(errstr)) == ES_ERR_OK)
+            rmdir(path);
+        es_log_info(LOG, "%s: removed stale generation %s", r->def->name, path);
+    }
+    closedir(d);
+}
+
+/* --------------------------------------------------------------- loops */
+
+typedef struct loop_s {
+    pj_runner_t *r;
+    es_store_t *st;
+    int generation;
+    bool rebuild; /* filling a shadow generation */
+    int64_t *next[ES_PROJ_MAX_AGGREGATES];
+    es_consumer_t *cons;
+    es_serde_t *serde[ES_PROJ_MAX_AGGREGATES];
+    es_proj_memmap_t *dlq_seen; /* "topic\0partition\0offset" of records already in the DLQ */
+    char errstr[512];
+} loop_t;
+
+static void loop_free(loop_t *l)
+{
+    for (size_t t = 0; t < ES_PROJ_MAX_AGGREGATES; t++) {
+        free(l->next[t]);
+        es_serde_destroy(l->serde[t]);
+    }
+    es_consumer_destroy(l->cons);
+    es_proj_memmap_destroy(l->dlq_seen);
+    free(l);
+}
+
+static size_t dlq_key(char *out, size_t outsz, const char *topic, int32_t part, int64_t off)
+{
+    int n = snprintf(out, outsz, "%s/%d/%lld", topic, (int)part, (long long)off);
+    return n < 0 ? 0 : (size_t)n;
+}
+
+static const char *header_str(rd_kafka_headers_t *h, const char *name, char *buf, size_t bufsz)
+{
+    const void *v;
+    size_t len;
+    if (!h || rd_kafka_header_get_last(h, name, &v, &len) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return NULL;
+    if (len >= bufsz)
+        len = bufsz - 1;
+    memcpy(buf, v, len);
+    buf[len] = '\0';
+    return buf;
+}
+
+/*
+ * Read every record of the runner's DLQ topics once (up to their high
+ * watermarks) and remember the source positions already there.
+ */
+static es_err_t load_dlq_seen(loop_t *l)
+{
+    pj_runner_t *r = l->r;
+    es_consumer_t *c = es_consumer_new(r->pj->conf, NULL, l->errstr, sizeof(l->errstr));
+    rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(8);
+    es_err_t err = ES_ERR_OK;
+    int64_t *highs = NULL;
+    int total = 0;
+
+    l->dlq_seen = es_proj_memmap_new();
+    if (!c)
+        return ES_ERR_KAFKA;
+    for (size_t t = 0; t < r->ntopics; t++) {
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(es_consumer_rk(c), r->dlq[t], NULL);
+        if (rd_kafka_metadata(es_consumer_rk(c), 0, rkt, &md, 10000) == 0 && md->topic_cnt == 1 &&
+            !md->topics[0].err) {
+            for (int p = 0; p < md->topics[0].partition_cnt; p++)
+                rd_kafka_topic_partition_list_add(tl, r->dlq[t], p)->offset =
+                    RD_KAFKA_OFFSET_BEGINNING;
+        }
+        if (md)
+            rd_kafka_metadata_destroy(md);
+        rd_kafka_topic_destroy(rkt);
+    }
+    highs = es_calloc((size_t)tl->cnt + 1, sizeof(*highs));
+    for (int i = 0; i < tl->cnt; i++) {
+        int64_t lo = 0, hi = 0;
+        if (rd_kafka_query_watermark_offsets(es_consumer_rk(c), tl->elems[i].topic,
+                                             tl->elems[i].partition, &lo, &hi, 10000)) {
+            snprintf(l->errstr, sizeof(l->errstr), "watermarks of %s", tl->elems[i].topic);
+            err = ES_ERR_KAFKA;
+            goto out;
+        }
+        highs[i] = hi;
+    }
+    if (tl->cnt)
+        rd_kafka_assign(es_consumer_rk(c), tl);
+    for (;;) {
+        bool done = true;
+        for (int i = 0; i < tl->cnt; i++) {
+            rd_kafka_topic_partition_list_t *pos = rd_kafka_topic_partition_list_new(1);
+            rd_kafka_topic_partition_list_add(pos, tl->elems[i].topic, tl->elems[i].partition);
+            rd_kafka_position(es_consumer_rk(c), pos);
+            int64_t o = pos->elems[0].offset;
+            rd_kafka_topic_partition_list_destroy(pos);
+            if (highs[i] > 0 && o < highs[i])
+                done = false;
+        }
+        if (done || atomic_load(&r->pj->stop))
+            break;
+        rd_kafka_message_t *m = es_consumer_poll(c, 500);
+        if (!m)
+            continue;
+        if (!m->err) {
+            rd_kafka_headers_t *h = NULL;
+            char st[249], sp[32], so[32], pn[128], key[400];
+            rd_kafka_message_headers(m, &h);
+            /* the DLQ of a topic is shared by the projections reading it */
+            if (header_str(h, "projection", pn, sizeof(pn)) && strcmp(pn, r->def->name) == 0 &&
+                header_str(h, "source-topic", st, sizeof(st)) &&
+                header_str(h, "source-partition", sp, sizeof(sp)) &&
+                header_str(h, "source-offset", so, sizeof(so))) {
+                size_t kl = dlq_key(key, sizeof(key), st, (int32_t)strtol(sp, NULL, 10),
+                                    strtoll(so, NULL, 10));
+                es_proj_memmap_put(l->dlq_seen, key, kl, "", 0);
+                total++;
+            }
+        }
+        rd_kafka_message_destroy(m);
+    }
+    es_log_info(LOG, "%s: %d event(s) already in the DLQ", r->def->name, total);
+out:
+    free(highs);
+    rd_kafka_topic_partition_list_destroy(tl);
+    es_consumer_destroy(c);
+    return err;
+}
+
+static es_err_t partitions_of(rd_kafka_t *rk, const char *topic, int *n, char *errstr,
+                              size_t errstr_size)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    rd_kafka_resp_err_t kerr = rd_kafka_metadata(rk, 0, rkt, &md, 10000);
+    es_err_t err = ES_ERR_OK;
+    if (kerr) {
+        snprintf(errstr, errstr_size, "metadata of %s: %s", topic, rd_kafka_err2str(kerr));
+        err = ES_ERR_KAFKA;
+    } else if (md->topic_cnt != 1 || md->topics[0].err || md->topics[0].partition_cnt < 1) {
+        snprintf(errstr, errstr_size, "topic %s does not exist", topic);
+        err = ES_ERR_NOT_FOUND;
+    } else {
+        *n = md->topics[0].partition_cnt;
+    }
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    return err;
+}
+
+/* Consumer, serdes and assignment at the offsets stored in l->st. */
+static es_err_t loop_open(loop_t *l)
+{
+    pj_runner_t *r = l->r;
+    char group[400];
+    es_err_t err;
+
+    snprintf(group, sizeof(group), "escqrs-projector.%s.%s", r->pj->name, r->def->name);
+    l->cons = es_consumer_new(r->pj->conf, group, l->errstr, sizeof(l->errstr));
+    if (!l->cons)
+        return ES_ERR_KAFKA;
+    rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(16);
+    for (size_t t = 0; t < r->ntopics; t++) {
+        char subject[300];
+        const char *text = es_schema_text(r->def->schemas[t]);
+        if (!text) {
+            snprintf(l->errstr, sizeof(l->errstr), "no schema named %s", r->def->schemas[t]);
+            err = ES_ERR_SCHEMA;
+            goto out;
+        }
+        snprintf(subject, sizeof(subject), "%s-value", r->topic[t]);
+        l->serde[t] =
+            es_serde_new(r->pj->reg, subject, text, false, 0, l->errstr, sizeof(l->errstr));
+        if (!l->serde[t]) {
+            err = ES_ERR_REGISTRY;
+            goto out;
+        }
+        l->next[t] = es_calloc((size_t)r->nparts[t], sizeof(int64_t));
+        for (int p = 0; p < r->nparts[t]; p++) {
+            int64_t off = 0;
+            err = es_store_get_offset(l->st, r->topic[t], p, &off, l->errstr, sizeof(l->errstr));
+            if (err == ES_ERR_NOT_FOUND)
+                off = 0;
+            else if (err)
+                goto out;
+            l->next[t][p] = off;
+            rd_kafka_topic_partition_list_add(tl, r->topic[t], p)->offset =
+                off > 0 ? off : RD_KAFKA_OFFSET_BEGINNING;
+        }
+    }
+    rd_kafka_resp_err_t kerr = rd_kafka_assign(es_consumer_rk(l->cons), tl);
+    if (kerr) {
+        snprintf(l->errstr, sizeof(l->errstr), "assign: %s", rd_kafka_err2str(kerr));
+        err = ES_ERR_KAFKA;
+        goto out;
+    }
+    err = ES_ERR_OK;
+out:
+    rd_kafka_topic_partition_list_destroy(tl);
+    return err;
+}
+
+static size_t topic_index(const pj_runner_t *r, const char *topic)
+{
+    for (size_t t = 0; t < r->ntopics; t++) {
+        if (strcmp(r->topic[t], topic) == 0)
+            return t;
+    }
+    return SIZE_MAX;
+}
+
+static void put_batch_cb(void *opaque, const char *key, size_t keylen, const char *val,
+                         size_t vallen)
+{
+    if (val)
+        es_batch_put(opaque, key, keylen, val, vallen);
+    else
+        es_batch_delete(opaque, key, keylen);
+}
+
+static void add_header(rd_kafka_headers_t *h, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void add_header(rd_kafka_headers_t *h, const char *name, const char *fmt, ...)
+{
+    char buf[600];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        n = 0;
+    if ((size_t)n >= sizeof(buf))
+        n = sizeof(buf) - 1;
+    rd_kafka_header_add(h, name, -1, buf, n);
+}
+
+/* Send one poison event to the DLQ (unless it is there already). */
+static es_err_t send_dlq(loop_t *l, size_t t, const rd_kafka_message_t *m, es_err_t why,
+                         const char *msg, bool *sent)
+{
+    pj_runner_t *r = l->r;
+    char key[400];
+    size_t kl = dlq_key(key, sizeof(key), r->topic[t], m->partition, m->offset);
+    es_buf_t dummy = {0};
+    es_proj_backend_t be = es_proj_memmap_backend(l->dlq_seen);
+    *sent = false;
+    if (be.get(be.opaque, key, kl, &dummy, l->errstr, sizeof(l->errstr)) == ES_ERR_OK) {
+        es_buf_free(&dummy);
+        return ES_ERR_OK;
+    }
+    rd_kafka_headers_t *h = rd_kafka_headers_new(8);
+    add_header(h, "source-topic", "%s", r->topic[t]);
+    add_header(h, "source-partition", "%d", (int)m->partition);
+    add_header(h, "source-offset", "%lld", (long long)m->offset);
+    add_header(h, "error", "%s", es_err2name(why));
+    add_header(h, "error-message", "%s", msg);
+    add_header(h, "projection", "%s", r->def->name);
+    add_header(h, "projector", "%s", r->pj->name);
+    pthread_mutex_lock(&r->pj->dlq_mu);
+    es_err_t err = es_producer_send(r->pj->dlq_producer, r->dlq[t], m->key, m->key_len, m->payload,
+                                    m->len, h, NULL, l->errstr, sizeof(l->errstr));
+    pthread_mutex_unlock(&r->pj->dlq_mu);
+    if (err) {
+        rd_kafka_headers_destroy(h);
+        return err;
+    }
+    es_proj_memmap_put(l->dlq_seen, key, kl, "", 0);
+    *sent = true;
+    return ES_ERR_OK;
+}
+
+static void set_halted(pj_runner_t *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_halted(pj_runner_t *r, const char *fmt, ...)
+{
+    va_list ap;
+    pthread_mutex_lock(&r->mu);
+    r->state = PJ_HALTED;
+    va_start(ap, fmt);
+    vsnprintf(r->halt_reason, sizeof(r->halt_reason), fmt, ap);
+    va_end(ap);
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    es_log_error(LOG, "%s: halted: %s", r->def->name, r->halt_reason);
+}
+
+/* Publish the loop's offsets as the live applied offsets and commit them to Kafka. */
+static void publish_applied(loop_t *l)
+{
+    pj_runner_t *r = l->r;
+    rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(16);
+    pthread_mutex_lock(&r->mu);
+    for (size_t t = 0; t < r->ntopics; t++) {
+        for (int p = 0; p < r->nparts[t]; p++) {
+            if (l->next[t][p] != r->applied[t][p] && l->next[t][p] > 0)
+                rd_kafka_topic_partition_list_add(tl, r->topic[t], p)->offset = l->next[t][p];
+            r->applied[t][p] = l->next[t][p];
+        }
+    }
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    if (tl->cnt)
+        rd_kafka_commit(es_consumer_rk(l->cons), tl, 1); /* async: for lag tools only */
+    rd_kafka_topic_partition_list_destroy(tl);
+}
+
+/* Refresh high watermarks (cached by librdkafka from fetches), lags and gauges. */
+static int64_t refresh_lag(loop_t *l)
+{
+    pj_runner_t *r = l->r;
+    int64_t total = 0;
+    bool unknown = false;
+    for (size_t t = 0; t < r->ntopics; t++) {
+        for (int p = 0; p < r->nparts[t]; p++) {
+            int64_t lo = -1, hi = -1;
+            rd_kafka_get_watermark_offsets(es_consumer_rk(l->cons), r->topic[t], p, &lo, &hi);
+            if (hi < 0)
+                rd_kafka_query_watermark_offsets(es_consumer_rk(l->cons), r->topic[t], p, &lo, &hi,
+                                                 2000);
+            if (hi < 0) {
+                unknown = true;
+                continue;
+            }
+            int64_t lag = hi > l->next[t][p] ? hi - l->next[t][p] : 0;
+            total += lag;
+            if (!l->rebuild) {
+                pthread_mutex_lock(&r->mu);
+                r->high[t][p] = hi;
+                pthread_mutex_unlock(&r->mu);
+                es_gauge_set(r->m_lag[t][p], (double)lag);
+            }
+        }
+    }
+    return unknown ? -1 : total;
+}
+
+/*
+ * When the queue is empty, everything the consumer delivered has been
+ * applied; if its position moved past our offsets (transaction markers are
+ * never delivered), record that position so lag reaches 0.
+ */
+static bool advance_past_markers(loop_t *l, es_batch_t *b)
+{
+    pj_runner_t *r = l->r;
+    bool moved = false;
+    rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(16);
+    for (size_t t = 0; t < r->ntopics; t++)
+        for (int p = 0; p < r->nparts[t]; p++)
+            rd_kafka_topic_partition_list_add(tl, r->topic[t], p);
+    rd_kafka_position(es_consumer_rk(l->cons), tl);
+    for (int i = 0; i < tl->cnt; i++) {
+        size_t t = topic_index(r, tl->elems[i].topic);
+        int p = tl->elems[i].partition;
+        if (tl->elems[i].offset > l->next[t][p]) {
+            l->next[t][p] = tl->elems[i].offset;
+            es_batch_put_offset(b, r->topic[t], p, l->next[t][p]);
+            moved = true;
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(tl);
+    return moved;
+}
+
+static bool caught_up_to_live(loop_t *l)
+{
+    pj_runner_t *r = l->r;
+    bool ok = true;
+    pthread_mutex_lock(&r->mu);
+    for (size_t t = 0; t < r->ntopics && ok; t++)
+        for (int p = 0; p < r->nparts[t] && ok; p++)
+            ok = l->next[t][p] >= r->applied[t][p];
+    pthread_mutex_unlock(&r->mu);
+    return ok;
+}
+
+/* Make the shadow the live store; the old generation is closed and deleted. */
+static es_err_t swap_in(loop_t *l)
+{
+    pj_runner_t *r = l->r;
+    char oldpath[600];
+    es_err_t err;
+
+    if ((err = write_current(r->dir, l->generation, l->errstr, sizeof(l->errstr))))
+        return err;
+    pthread_rwlock_wrlock(&r->lock);
+    es_store_t *old = r->live;
+    r->live = l->st;
+    int oldgen = r->generation;
+    r->generation = l->generation;
+    pthread_rwlock_unlock(&r->lock);
+    snprintf(oldpath, sizeof(oldpath), "%s", es_store_path(old));
+    es_store_close(old);
+    if (es_store_destroy_path(oldpath, l->errstr, sizeof(l->errstr)) == ES_ERR_OK)
+        rmdir(oldpath);
+    l->rebuild = false;
+    pthread_mutex_lock(&r->mu);
+    r->live_thread = r->rb_thread;
+    r->live_thread_valid = true;
+    r->rb_thread_valid = false;
+    r->rb.active = false;
+    r->rb.finished_ms = pj_now_ms();
+    r->rb.last_duration_ms = r->rb.finished_ms - r->rb.started_ms;
+    r->rb.last_events = r->rb.events;
+    pthread_mutex_unlock(&r->mu);
+    atomic_store(&r->live_stop, false);
+    es_gauge_set(r->m_rb_active, 0);
+    es_log_info(LOG,
+                "%s: rebuild done: generation %d replaced %d (%lld events in %.1f s, %.0f "
+                "events/s)",
+                r->def->name, l->generation, oldgen, (long long)r->rb.last_events,
+                (double)r->rb.last_duration_ms / 1000.0,
+                r->rb.last_duration_ms
+                    ? (double)r->rb.last_events * 1000.0 / (double)r->rb.last_duration_ms
+                    : 0.0);
+    return ES_ERR_OK;
+}
+
+static void rebuild_progress(loop_t *l, int64_t lag, int64_t applied_now, double dt)
+{
+    pj_runner_t *r = l->r;
+    pthread_mutex_lock(&r->mu);
+    r->rb.events += applied_now;
+    if (dt > 0) {
+        double inst = (double)applied_now / dt;
+        r->rb.rate = r->rb.rate > 0 ? 0.8 * r->rb.rate + 0.2 * inst : inst;
+    }
+    if (lag >= 0)
+        r->rb.lag = lag;
+    r->rb.eta_s = r->rb.rate > 0 ? (double)r->rb.lag / r->rb.rate : -1;
+    pthread_mutex_unlock(&r->mu);
+    es_gauge_set(r->m_rb_rate, r->rb.rate);
+    es_gauge_set(r->m_rb_lag, (double)r->rb.lag);
+    es_gauge_set(r->m_rb_eta, r->rb.eta_s);
+}
+
+static void *loop_main(void *arg)
+{
+    loop_t *l = arg;
+    pj_runner_t *r = l->r;
+    es_projector_t *pj = r->pj;
+    es_proj_backend_t be = pj_store_backend(l->st);
+    es_proj_reader_t *rd = es_proj_reader_new(&be);
+    es_proj_txn_t *txn = es_proj_txn_new(rd);
+    es_batch_t *b = es_batch_new();
+    rd_kafka_message_t **msgs = es_calloc((size_t)pj->batch_max, sizeof(*msgs));
+    rd_kafka_queue_t *q = NULL;
+    int64_t last_log = pj_now_ms(), last_tick = pj_now_ms(), since_tick = 0;
+    bool halt = false;
+
+    if (load_dlq_seen(l) || loop_open(l)) {
+        if (l->rebuild) { /* the live view keeps serving */
+            pthread_mutex_lock(&r->mu);
+            snprintf(r->rb.last_error, sizeof(r->rb.last_error), "%s", l->errstr);
+            pthread_mutex_unlock(&r->mu);
+            es_log_error(LOG, "%s: rebuild cannot start: %s", r->def->name, l->errstr);
+        } else {
+            set_halted(r, "cannot start: %s", l->errstr);
+        }
+        goto out;
+    }
+    q = rd_kafka_queue_get_consumer(es_consumer_rk(l->cons));
+    es_log_info(LOG, "%s: %s loop started on generation %d", r->def->name,
+                l->rebuild ? "rebuild" : "live", l->generation);
+
+    while (!atomic_load(&pj->stop) && !halt) {
+        if (!l->rebuild && atomic_load(&r->live_stop))
+            break; /* a rebuild is taking over */
+        ssize_t n = rd_kafka_consume_batch_queue(q, 100, msgs, (size_t)pj->batch_max);
+        int64_t t0 = pj_now_ms();
+        struct timespec a, z;
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        int64_t applied_now = 0, dlq_now = 0;
+        bool dlq_sent = false;
+
+        for (ssize_t i = 0; i < n; i++) {
+            rd_kafka_message_t *m = msgs[i];
+            if (halt || m->err) {
+                if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                    es_log_warn(LOG, "%s: consume: %s", r->def->name, rd_kafka_message_errstr(m));
+                continue;
+            }
+            size_t t = topic_index(r, rd_kafka_topic_name(m->rkt));
+            if (t == SIZE_MAX || m->partition >= r->nparts[t] ||
+                m->offset < l->next[t][m->partition])
+                continue; /* not ours, or already applied */
+            avro_value_t *value = NULL;
+            char ferr[512] = "";
+            es_err_t err = m->payload ? es_serde_decode(l->serde[t], m->payload, m->len, &value,
+                                                        ferr, sizeof(ferr))
+                                      : ES_ERR_DECODE;
+            if (!m->payload)
+                snprintf(ferr, sizeof(ferr), "record has no value");
+            if (!err) {
+                rd_kafka_timestamp_type_t tstype;
+                es_proj_event_t ev = {.topic = r->topic[t],
+                                      .partition = m->partition,
+                                      .offset = m->offset,
+                                      .timestamp_ms = rd_kafka_message_timestamp(m, &tstype),
+                                      .key = m->key,
+                                      .keylen = m->key_len,
+                                      .value = value};
+                es_proj_txn_begin_event(txn);
+                err = r->def->fold((int)t, &ev, txn, ferr, sizeof(ferr));
+                if (err)
+                    es_proj_txn_rollback_event(txn);
+                else
+                    es_proj_txn_commit_event(txn);
+            }
+            if (err == ES_ERR_STORE) {
+                /* our own store failed, not the event: stop without advancing */
+                set_halted(r, "store: %s", ferr);
+                halt = true;
+                continue;
+            }
+            if (err) {
+                if (pj->halt_on_error) {
+                    set_halted(r, "poison event %s/%d@%lld: %s: %s", r->topic[t], (int)m->partition,
+                               (long long)m->offset, es_err2name(err), ferr);
+                    halt = true;
+                    continue; /* the offset stays before the poison event */
+                }
+                bool sent = false;
+                if (send_dlq(l, t, m, err, ferr, &sent)) {
+                    set_halted(r, "DLQ produce failed: %s", l->errstr);
+                    halt = true;
+                    continue;
+                }
+                if (sent) {
+                    dlq_sent = true;
+                    dlq_now++;
+                    es_log_warn(LOG, "%s: poison event %s/%d@%lld to %s: %s: %s", r->def->name,
+                                r->topic[t], (int)m->partition, (long long)m->offset, r->dlq[t],
+                                es_err2name(err), ferr);
+                }
+            } else {
+                applied_now++;
+            }
+            l->next[t][m->partition] = m->offset + 1;
+            es_batch_put_offset(b, r->topic[t], m->partition, m->offset + 1);
+        }
+        for (ssize_t i = 0; i < n; i++)
+            rd_kafka_message_destroy(msgs[i]);
+
+        if (n <= 0 && !halt)
+            advance_past_markers(l, b);
+
+        if (es_batch_count(b) > 0 || es_proj_txn_count(txn) > 0) {
+            if (dlq_sent) {
+                pthread_mutex_lock(&pj->dlq_mu);
+                es_err_t err =
+                    es_producer_flush(pj->dlq_producer, 30000, l->errstr, sizeof(l->errstr));
+                pthread_mutex_unlock(&pj->dlq_mu);
+                if (err) {
+                    set_halted(r, "DLQ flush failed: %s", l->errstr);
+                    break; /* nothing of this batch is written: it is replayed */
+                }
+            }
+            es_proj_txn_foreach(txn, put_batch_cb, b);
+            if (es_store_write(l->st, b, l->errstr, sizeof(l->errstr))) {
+                set_halted(r, "store write: %s", l->errstr);
+                break;
+            }
+            es_proj_txn_clear(txn);
+            es_batch_clear(b);
+            clock_gettime(CLOCK_MONOTONIC, &z);
+            if (!l->rebuild) {
+                publish_applied(l);
+                es_counter_add(r->m_applied, (uint64_t)applied_now);
+                es_counter_add(r->m_dlq, (uint64_t)dlq_now);
+                if (n > 0)
+                    es_histogram_observe(r->m_batch, (double)(z.tv_sec - a.tv_sec) +
+                                                         (double)(z.tv_nsec - a.tv_nsec) / 1e9);
+            }
+        }
+        since_tick += applied_now + dlq_now;
+
+        int64_t now = pj_now_ms();
+        if (n <= 0 || now - last_tick >= 1000) {
+            int64_t lag = refresh_lag(l);
+            if (l->rebuild) {
+                rebuild_progress(l, lag, since_tick, (double)(now - last_tick) / 1000.0);
+                since_tick = 0;
+                last_tick = now;
+                if (now - last_log >= 5000) {
+                    last_log = now;
+                    es_log_info(LOG,
+                                "%s: rebuild generation %d: %lld events, %.0f events/s, lag "
+                                "%lld, ETA %.0f s",
+                                r->def->name, l->generation, (long long)r->rb.events, r->rb.rate,
+                                (long long)r->rb.lag, r->rb.eta_s);
+                }
+                /* close: stop the live loop at a batch boundary, then match it exactly */
+                if (lag >= 0 && lag <= pj->batch_max && !atomic_load(&r->live_stop)) {
+                    atomic_store(&r->live_stop, true);
+                    pthread_mutex_lock(&r->mu);
+                    bool valid = r->live_thread_valid;
+                    pthread_t lt = r->live_thread;
+                    r->live_thread_valid = false;
+                    pthread_mutex_unlock(&r->mu);
+                    if (valid)
+                        pthread_join(lt, NULL);
+                }
+                if (atomic_load(&r->live_stop) && caught_up_to_live(l)) {
+                    if (swap_in(l)) {
+                        set_halted(r, "swap: %s", l->errstr);
+                        break;
+                    }
+                    publish_applied(l);
+                }
+            } else {
+                since_tick = 0;
+                last_tick = now;
+            }
+        }
+        (void)t0;
+    }
+out:
+    es_log_info(LOG, "%s: %s loop stopped", r->def->name, l->rebuild ? "rebuild" : "live");
+    if (l->rebuild) {
+        /* an unfinished shadow is dropped; the live loop (if stopped) resumes */
+        char path[600];
+        snprintf(path, sizeof(path), "%s", es_store_path(l->st));
+        es_store_close(l->st);
+        es_store_destroy_path(path, l->errstr, sizeof(l->errstr));
+        rmdir(path);
+        pthread_mutex_lock(&r->mu);
+        r->rb.active = false;
+        pthread_mutex_unlock(&r->mu);
+        es_gauge_set(r->m_rb_active, 0);
+    }
+    if (q)
+        rd_kafka_queue_destroy(q);
+    free(msgs);
+    es_batch_destroy(b);
+    es_proj_txn_destroy(txn);
+    es_proj_reader_destroy(rd);
+    loop_free(l);
+    return NULL;
+}
+
+/* ------------------------------------------------------------- runners */
+
+static loop_t *loop_new(pj_runner_t *r, es_store_t *st, int generation, bool rebuild)
+{
+    loop_t *l = es_calloc(1, sizeof(*l));
+    l->r = r;
+    l->st = st;
+    l->generation = generation;
+    l->rebuild = rebuild;
+    return l;
+}
+
+es_err_t pj_rebuild_start(pj_runner_t *r, char *errstr, size_t errstr_size)
+{
+    char path[600];
+    pthread_mutex_lock(&r->mu);
+    if (r->rb.active || r->rb_thread_valid) {
+        pthread_mutex_unlock(&r->mu);
+        snprintf(errstr, errstr_size, "a rebuild of %s is already running", r->def->name);
+        return ES_ERR_STATE;
+    }
+    if (r->state == PJ_HALTED) {
+        pthread_mutex_unlock(&r->mu);
+        snprintf(errstr, errstr_size, "%s is halted: %s", r->def->name, r->halt_reason);
+        return ES_ERR_STATE;
+    }
+    int g = r->generation + 1;
+    pthread_mutex_unlock(&r->mu);
+
+    gen_path(r, g, path, sizeof(path));
+    es_store_destroy_path(path, errstr, errstr_size); /* a leftover of a crash */
+    es_store_t *st = es_store_open(path, &r->pj->store_opts, errstr, errstr_size);
+    if (!st)
+        return ES_ERR_STORE;
+    loop_t *l = loop_new(r, st, g, true);
+    pthread_mutex_lock(&r->mu);
+    memset(&r->rb, 0, sizeof(r->rb));
+    r->rb.active = true;
+    r->rb.generation = g;
+    r->rb.started_ms = pj_now_ms();
+    r->rb.lag = -1;
+    r->rb.eta_s = -1;
+    if (pthread_create(&r->rb_thread, NULL, loop_main, l) != 0) {
+        r->rb.active = false;
+        pthread_mutex_unlock(&r->mu);
+        loop_free(l);
+        es_store_close(st);
+        snprintf(errstr, errstr_size, "cannot start the rebuild thread");
+        return ES_ERR_STATE;
+    }
+    r->rb_thread_valid = true;
+    pthread_mutex_unlock(&r->mu);
+    es_gauge_set(r->m_rb_active, 1);
+    es_log_info(LOG, "%s: rebuild into generation %d started", r->def->name, g);
+    return ES_ERR_OK;
+}
+
+es_err_t pj_wait_applied(pj_runner_t *r, size_t t, int32_t part, int64_t offset, int timeout_ms)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += timeout_ms / 1000;
+    dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (dl.tv_nsec >= 1000000000L) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&r->mu);
+    es_err_t err = ES_ERR_OK;
+    while (r->applied[t][part] <= offset) {
+        if (pthread_cond_timedwait(&r->cv, &r->mu, &dl) != 0) {
+            err = r->applied[t][part] > offset ? ES_ERR_OK : ES_ERR_TIMED_OUT;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&r->mu);
+    return err;
+}
+
+int64_t pj_runner_lag(pj_runner_t *r)
+{
+    int64_t total = 0;
+    pthread_mutex_lock(&r->mu);
+    for (size_t t = 0; t < r->ntopics; t++) {
+        for (int p = 0; p < r->nparts[t]; p++) {
+            if (r->high[t][p] < 0) {
+                total = -1;
+                goto out;
+            }
+            if (r->high[t][p] > r->applied[t][p])
+                total += r->high[t][p] - r->applied[t][p];
+        }
+    }
+out:
+    pthread_mutex_unlock(&r->mu);
+    return total;
+}
+
+pj_runner_t *pj_runner_find(es_projector_t *pj, const char *name)
+{
+    for (size_t i = 0; i < pj->nrunners; i++) {
+        if (strcmp(pj->runners[i].def->name, name) == 0)
+            return &pj->runners[i];
+    }
+    return NULL;
+}
+
+static es_err_t runner_init(es_projector_t *pj, pj_runner_t *r, const es_proj_def_t *def,
+                            rd_kafka_t *rk, char *errstr, size_t errstr_size)
+{
+    const char *prefix = es_conf_get(pj->conf, "aggregate.prefix");
+    const char *root = es_conf_get(pj->conf, "store.path");
+    char labels[600], agg[200], path[600];
+    es_err_t err;
+
+    r->pj = pj;
+    r->def = def;
+    r->ntopics = def->naggregates;
+    pthread_rwlock_init(&r->lock, NULL);
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    snprintf(r->dir, sizeof(r->dir), "%s/%s", root, def->name);
+    snprintf(labels, sizeof(labels), "projection=\"%s\"", def->name);
+    r->m_applied = es_metrics_counter(pj->metrics, "escqrs_projector_events_applied_total",
+                                      "Events applied to the live view", labels);
+    r->m_dlq = es_metrics_counter(pj->metrics, "escqrs_projector_dlq_total",
+                                  "Poison events sent to the dead-letter topic", labels);
+    r->m_batch = es_metrics_histogram(pj->metrics, "escqrs_projector_batch_apply_seconds",
+                                      "Time to fold and write one consumed batch", labels,
+                                      es_metrics_latency_buckets, es_metrics_latency_nbuckets);
+    r->m_rb_active = es_metrics_gauge(pj->metrics, "escqrs_projector_rebuild_running",
+                                      "1 while a rebuild runs", labels);
+    r->m_rb_rate = es_metrics_gauge(pj->metrics, "escqrs_projector_rebuild_events_per_second",
+                                    "Rebuild speed", labels);
+    r->m_rb_lag = es_metrics_gauge(pj->metrics, "escqrs_projector_rebuild_lag",
+                                   "Events the rebuild still has to apply", labels);
+    r->m_rb_eta = es_metrics_gauge(pj->metrics, "escqrs_projector_rebuild_eta_seconds",
+                                   "Estimated seconds to the end of the rebuild", labels);
+    for (size_t t = 0; t < r->ntopics; t++) {
+        snprintf(agg, sizeof(agg), "%s%s", prefix ? prefix : "", def->aggregates[t]);
+        es_topic_name(agg, ES_TOPIC_EVENTS, NULL, r->topic[t], sizeof(r->topic[t]));
+        es_topic_name(agg, ES_TOPIC_DLQ, pj->name, r->dlq[t], sizeof(r->dlq[t]));
+        if ((err = partitions_of(rk, r->topic[t], &r->nparts[t], errstr, errstr_size)))
+            return err;
+        if (r->nparts[t] > PJ_MAX_PARTITIONS) {
+            snprintf(errstr, errstr_size, "%s has too many partitions", r->topic[t]);
+            return ES_ERR_STATE;
+        }
+        r->applied[t] = es_calloc((size_t)r->nparts[t], sizeof(int64_t));
+        r->high[t] = es_calloc((size_t)r->nparts[t], sizeof(int64_t));
+        r->m_lag[t] = es_calloc((size_t)r->nparts[t], sizeof(es_gauge_t *));
+        for (int p = 0; p < r->nparts[t]; p++) {
+            r->high[t][p] = -1;
+            snprintf(labels, sizeof(labels), "projection=\"%s\",topic=\"%s\",partition=\"%d\"",
+                     def->name, r->topic[t], p);
+            r->m_lag[t][p] = es_metrics_gauge(pj->metrics, "escqrs_projector_lag",
+                                              "Events not yet applied, per partition", labels);
+        }
+    }
+    if ((err = mkdirs(r->dir, errstr, errstr_size)))
+        return err;
+    r->generation = read_current(r->dir);
+    if (!r->generation) {
+        r->generation = 1;
+        if ((err = write_current(r->dir, 1, errstr, errstr_size)))
+            return err;
+    }
+    remove_stale_generations(r, r->generation);
+    gen_path(r, r->generation, path, sizeof(path));
+    r->live = es_store_open(path, &pj->store_opts, errstr, errstr_size);
+    if (!r->live)
+        return ES_ERR_STORE;
+    for (size_t t = 0; t < r->ntopics; t++) {
+        for (int p = 0; p < r->nparts[t]; p++) {
+            int64_t off = 0;
+            err = es_store_get_offset(r->live, r->topic[t], p, &off, errstr, errstr_size);
+            if (err && err != ES_ERR_NOT_FOUND)
+                return err;
+            r->applied[t][p] = err ? 0 : off;
+        }
+    }
+    return ES_ERR_OK;
+}
+
+es_projector_t *pj_new(es_conf_t *conf, char *errstr, size_t errstr_size)
+{
+    es_projector_t *pj = es_calloc(1, sizeof(*pj));
+    es_consumer_t *meta = NULL;
+    es_admin_t *adm = NULL;
+    char *names = NULL;
+
+    pj->conf = conf;
+    pthread_mutex_init(&pj->dlq_mu, NULL);
+    snprintf(pj->name, sizeof(pj->name), "%s", es_conf_get(conf, "projector.name"));
+    pj->halt_on_error = strcmp(es_conf_get(conf, "on_error"), "halt") == 0;
+    pj->ready_max_lag = es_conf_get_int(conf, "ready.max.lag");
+    pj->batch_max = (int)es_conf_get_int(conf, "batch.max.events");
+    pj->wait_max_ms = (int)es_conf_get_int(conf, "query.wait.max.ms");
+    pj->store_opts.block_cache_mb = (size_t)es_conf_get_int(conf, "store.block.cache.mb");
+    pj->store_opts.write_buffer_mb = (size_t)es_conf_get_int(conf, "store.write.buffer.mb");
+    pj->store_opts.sync = es_conf_get_bool(conf, "store.sync");
+    pj->metrics = es_metrics_new();
+    pj->reg =
+        es_registry_new(es_conf_get(conf, "registry.url"),
+                        (int)es_conf_get_int(conf, "registry.timeout.ms"), 3, errstr, errstr_size);
+    if (!pj->reg)
+        goto fail;
+    pj->dlq_producer = es_producer_new(conf, NULL, errstr, errstr_size);
+    if (!pj->dlq_producer)
+        goto fail;
+    meta = es_consumer_new(conf, NULL, errstr, errstr_size);
+    if (!meta)
+        goto fail;
+    adm = es_admin_new(conf, errstr, errstr_size);
+    if (!adm)
+        goto fail;
+
+    names = es_strdup(es_conf_get(conf, "projections"));
+    size_t cap = 1;
+    for (char *c = names; *c; c++)
+        cap += *c == ',';
+    pj->runners = es_calloc(cap, sizeof(*pj->runners));
+    char *save = NULL;
+    for (char *tok = strtok_r(names, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
+        const es_proj_def_t *def = es_projections_find(tok);
+        if (!def) {
+            snprintf(errstr, errstr_size, "projections: no projection named \"%s\"", tok);
+            goto fail;
+        }
+        if (pj_runner_find(pj, tok))
+            continue;
+        pj_runner_t *r = &pj->runners[pj->nrunners++];
+        if (runner_init(pj, r, def, es_consumer_rk(meta), errstr, errstr_size))
+            goto fail;
+        /* the DLQ topic exists before anything is sent to it */
+        for (size_t t = 0; t < r->ntopics; t++) {
+            es_topic_spec_t spec;
+            es_topic_spec_for(conf, ES_TOPIC_DLQ, r->dlq[t], &spec);
+            spec.partitions = r->nparts[t];
+            if (es_admin_create_topics(adm, &spec, 1, 15000, errstr, errstr_size))
+                goto fail;
+        }
+    }
+    if (!pj->nrunners) {
+        snprintf(errstr, errstr_size, "projections: none given");
+        goto fail;
+    }
+    free(names);
+    es_consumer_destroy(meta);
+    es_admin_destroy(adm);
+    return pj;
+fail:
+    free(names);
+    es_consumer_destroy(meta);
+    es_admin_destroy(adm);
+    pj_destroy(pj);
+    return NULL;
+}
+
+es_err_t pj_start(es_projector_t *pj, char *errstr, size_t errstr_size)
+{
+    for (size_t i = 0; i < pj->nrunners; i++) {
+        pj_runner_t *r = &pj->runners[i];
+        loop_t *l = loop_new(r, r->live, r->generation, false);
+        pthread_mutex_lock(&r->mu);
+        if (pthread_create(&r->live_thread, NULL, loop_main, l) != 0) {
+            pthread_mutex_unlock(&r->mu);
+            loop_free(l);
+            snprintf(errstr, errstr_size, "cannot start a thread");
+            return ES_ERR_STATE;
+        }
+        r->live_thread_valid = true;
+        pthread_mutex_unlock(&r->mu);
+    }
+    return ES_ERR_OK;
+}
+
+void pj_destroy(es_projector_t *pj)
+{
+    if (!pj)
+        return;
+    atomic_store(&pj->stop, true);
+    for (size_t i = 0; i < pj->nrunners; i++) {
+        pj_runner_t *r = &pj->runners[i];
+        for (;;) { /* a rebuild may hand the live thread over while we join */
+            pthread_mutex_lock(&r->mu);
+            bool rv = r->rb_thread_valid, lv = r->live_thread_valid;
+            pthread_t rt = r->rb_thread, lt = r->live_thread;
+            r->rb_thread_valid = false;
+            r->live_thread_valid = false;
+            pthread_mutex_unlock(&r->mu);
+            if (!rv && !lv)
+                break;
+            if (rv)
+                pthread_join(rt, NULL);
+            if (lv)
+                pthread_join(lt, NULL);
+        }
+        es_store_close(r->live);
+        for (size_t t = 0; t < r->ntopics; t++) {
+            free(r->applied[t]);
+            free(r->high[t]);
+            free(r->m_lag[t]);
+        }
+        pthread_rwlock_destroy(&r->lock);
+        pthread_mutex_destroy(&r->mu);
+        pthread_cond_destroy(&r->cv);
+    }
+    free(pj->runners);
+    es_producer_destroy(pj->dlq_producer);
+    es_registry_destroy(pj->reg);
+    es_metrics_destroy(pj->metrics);
+    pthread_mutex_destroy(&pj->dlq_mu);
+    free(pj);
+}

@@ -1,0 +1,137 @@
+/*
+ * main.c — escqrs-projector: hosts projections, serves their queries.
+ *
+ * Configuration is the table below (plus the common and Kafka tables);
+ * SIGINT/SIGTERM stop the loops at a batch boundary and close the stores.
+ * kill -9 is just as safe: the stores hold their own offsets.
+ */
+#include "projector.h"
+
+#include "escqrs/log.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static const es_conf_def_t projector_defs[] = {
+    {.name = "http.listen",
+     .type = ES_CONF_STRING,
+     .defval = "127.0.0.1:8090",
+     .desc = "Address of the query and admin API (port 0 picks a free port)"},
+    {.name = "registry.url",
+     .type = ES_CONF_STRING,
+     .defval = "http://127.0.0.1:8081/apis/ccompat/v7",
+     .desc = "Confluent-compatible schema registry base URL"},
+    {.name = "registry.timeout.ms",
+     .type = ES_CONF_INT,
+     .defval = "5000",
+     .min = 100,
+     .max = 600000,
+     .desc = "Timeout of one registry request"},
+    {.name = "store.path",
+     .type = ES_CONF_STRING,
+     .defval = "./data/projector",
+     .desc = "Directory of the projections' RocksDB stores (one subdirectory each)"},
+    {.name = "store.block.cache.mb",
+     .type = ES_CONF_INT,
+     .defval = "64",
+     .min = 1,
+     .max = 1048576,
+     .desc = "RocksDB block cache shared by every store of the process, in MiB"},
+    {.name = "store.write.buffer.mb",
+     .type = ES_CONF_INT,
+     .defval = "16",
+     .min = 1,
+     .max = 4096,
+     .desc = "RocksDB memtable size per store (at most 2 per store), in MiB"},
+    {.name = "store.sync",
+     .type = ES_CONF_BOOL,
+     .defval = "false",
+     .desc = "fsync every write batch (Kafka is the durable record, so off by default)"},
+    {.name = "projections",
+     .type = ES_CONF_STRING,
+     .defval = "cart_view,item_stats,account_balance",
+     .desc = "Comma-separated projections this process hosts"},
+    {.name = "projector.name",
+     .type = ES_CONF_STRING,
+     .defval = "projector",
+     .desc = "Name in DLQ topics (<agg>.events.dlq.<name>) and consumer group ids"},
+    {.name = "aggregate.prefix",
+     .type = ES_CONF_STRING,
+     .defval = "",
+     .desc = "Prefix of aggregate names, so topics are <prefix><agg>.events (tests, tenants)"},
+    {.name = "on_error",
+     .type = ES_CONF_ENUM,
+     .defval = "dlq",
+     .choices = "dlq|halt",
+     .desc = "Poison events: send to the DLQ and go on, or halt the projection"},
+    {.name = "ready.max.lag",
+     .type = ES_CONF_INT,
+     .defval = "1000",
+     .min = 0,
+     .max = INT64_MAX,
+     .desc = "/readyz answers 200 only while every projection's total lag is at most this"},
+    {.name = "batch.max.events",
+     .type = ES_CONF_INT,
+     .defval = "2000",
+     .min = 1,
+     .max = 100000,
+     .desc = "Most events folded into one RocksDB write batch"},
+    {.name = "query.wait.max.ms",
+     .type = ES_CONF_INT,
+     .defval = "5000",
+     .min = 0,
+     .max = 600000,
+     .desc = "Longest a query with min_position= waits before answering 504 timeout"},
+    {.name = NULL},
+};
+
+static const es_conf_def_t *const tables[] = {es_conf_common_defs, es_kafka_conf_defs,
+                                              projector_defs, NULL};
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig)
+{
+    stop_signal = sig;
+}
+
+int main(int argc, char **argv, char **envp)
+{
+    char errstr[1024];
+    es_conf_t *conf = es_conf_load_or_exit("escqrs-projector", tables, &argc, argv, envp);
+    es_projector_t *pj = NULL;
+    es_http_server_t *srv = NULL;
+    int rc = 1;
+
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+
+    pj = pj_new(conf, errstr, sizeof(errstr));
+    if (!pj) {
+        es_log_error("projector", "%s", errstr);
+        goto out;
+    }
+    srv = pj_http_start(pj, errstr, sizeof(errstr));
+    if (!srv) {
+        es_log_error("projector", "http: %s", errstr);
+        goto out;
+    }
+    if (pj_start(pj, errstr, sizeof(errstr))) {
+        es_log_error("projector", "%s", errstr);
+        goto out;
+    }
+    es_log_info("projector", "serving on port %d (%zu projection(s))", es_http_server_port(srv),
+                pj->nrunners);
+    while (!stop_signal)
+        usleep(100 * 1000); /* the signal may land on any thread: poll the flag */
+    es_log_info("projector", "signal %d: stopping", (int)stop_signal);
+    rc = 0;
+out:
+    es_http_server_stop(srv);
+    pj_destroy(pj);
+    es_conf_destroy(conf);
+    return rc;
+}

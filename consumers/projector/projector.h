@@ -1,0 +1,119 @@
+/*
+ * projector.h — escqrs-projector's runtime, shared by its source files.
+ *
+ * A projector hosts runners, one per projection.  A runner owns the live
+ * RocksDB store of its projection (one "generation" directory under
+ * <store.path>/<projection>/, named by the CURRENT file), the consume loop
+ * that applies events to it, and at most one rebuild loop filling a shadow
+ * generation.  Both loops are the same code (loop.c) on different stores.
+ */
+#ifndef ESCQRS_PROJECTOR_H
+#define ESCQRS_PROJECTOR_H
+
+#include "escqrs/conf.h"
+#include "escqrs/http.h"
+#include "escqrs/kafka.h"
+#include "escqrs/metrics.h"
+#include "escqrs/projection.h"
+#include "escqrs/registry.h"
+#include "escqrs/store.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#define PJ_MAX_PARTITIONS 1024
+
+typedef struct es_projector_s es_projector_t;
+
+typedef enum { PJ_RUNNING, PJ_HALTED } pj_state_t;
+
+/* Progress of a rebuild, for logs, /metrics and GET /admin/projections. */
+typedef struct pj_rebuild_s {
+    bool active;
+    int generation;
+    int64_t started_ms;
+    int64_t events;
+    double rate;  /* events/s, smoothed */
+    int64_t lag;  /* events left to the high watermarks */
+    double eta_s; /* lag / rate */
+    char last_error[512];
+    int64_t finished_ms;
+    int64_t last_duration_ms;
+    int64_t last_events;
+} pj_rebuild_t;
+
+typedef struct pj_runner_s {
+    es_projector_t *pj;
+    const es_proj_def_t *def;
+    size_t ntopics;
+    char topic[ES_PROJ_MAX_AGGREGATES][249];
+    char dlq[ES_PROJ_MAX_AGGREGATES][249];
+    int nparts[ES_PROJ_MAX_AGGREGATES];
+    char dir[512]; /* <store.path>/<name> */
+
+    pthread_rwlock_t lock; /* readers of `live` vs. the swap */
+    es_store_t *live;
+    int generation;
+
+    pthread_mutex_t mu;                       /* everything below */
+    pthread_cond_t cv;                        /* applied offsets moved */
+    int64_t *applied[ES_PROJ_MAX_AGGREGATES]; /* next offsets in the live store */
+    int64_t *high[ES_PROJ_MAX_AGGREGATES];    /* high watermarks (-1 unknown) */
+    pj_state_t state;
+    char halt_reason[512];
+    pthread_t live_thread;
+    bool live_thread_valid;
+    pthread_t rb_thread;
+    bool rb_thread_valid;
+    pj_rebuild_t rb;
+    atomic_bool live_stop; /* the live loop stops at its next batch boundary */
+
+    es_counter_t *m_applied, *m_dlq;
+    es_histogram_t *m_batch;
+    es_gauge_t **m_lag[ES_PROJ_MAX_AGGREGATES];
+    es_gauge_t *m_rb_rate, *m_rb_lag, *m_rb_eta, *m_rb_active;
+} pj_runner_t;
+
+struct es_projector_s {
+    es_conf_t *conf;
+    es_registry_t *reg;
+    es_metrics_t *metrics;
+    es_producer_t *dlq_producer;
+    pthread_mutex_t dlq_mu; /* the DLQ producer is shared by loops */
+    pj_runner_t *runners;
+    size_t nrunners;
+    atomic_bool stop;
+    bool halt_on_error;
+    int64_t ready_max_lag;
+    int batch_max;
+    int wait_max_ms;
+    char name[128];
+    es_store_opts_t store_opts;
+};
+
+/* loop.c */
+es_projector_t *pj_new(es_conf_t *conf, char *errstr, size_t errstr_size);
+es_err_t pj_start(es_projector_t *pj, char *errstr, size_t errstr_size);
+void pj_destroy(es_projector_t *pj);
+pj_runner_t *pj_runner_find(es_projector_t *pj, const char *name);
+/** @brief Start a rebuild of @p r from offset 0 (ES_ERR_STATE if one runs). */
+es_err_t pj_rebuild_start(pj_runner_t *r, char *errstr, size_t errstr_size);
+/** @brief Wait until partition @p part of topic @p t has applied @p offset. */
+es_err_t pj_wait_applied(pj_runner_t *r, size_t t, int32_t part, int64_t offset, int timeout_ms);
+/** @brief Sum of lags over every partition; -1 while a high watermark is unknown. */
+int64_t pj_runner_lag(pj_runner_t *r);
+int64_t pj_now_ms(void);
+/** @brief Reader backend over a store (get and prefix scan). */
+es_proj_backend_t pj_store_backend(es_store_t *st);
+
+/* api.c */
+es_http_server_t *pj_http_start(es_projector_t *pj, char *errstr, size_t errstr_size);
+
+/* asof.c */
+/** @brief Fold aggregate @p id's events up to @p ts_ms into @p map. */
+es_err_t pj_fold_as_of(pj_runner_t *r, size_t t, const char *id, int64_t ts_ms,
+                       es_proj_memmap_t *map, char *errstr, size_t errstr_size);
+/** @brief Java-compatible partition of @p key (murmur2, like the producers). */
+int32_t pj_partition_of(const char *key, size_t keylen, int nparts);
+
+#endif

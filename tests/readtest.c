@@ -1,0 +1,522 @@
+/*
+ * readtest.c — the read-side integration harness (see readtest.h).
+ *
+ * Records are produced with a plain librdkafka producer whose delivery
+ * reports record each record's partition and offset, so a test knows
+ * exactly which events lie below any stored offset and can fold them
+ * itself, in memory, independently of the projector's Kafka and RocksDB
+ * machinery.
+ */
+#include "readtest.h"
+
+#include "escqrs/kafka.h"
+#include "escqrs/registry.h"
+#include "escqrs/store.h"
+#include "testutil.h"
+
+#include <CUnit/CUnit.h>
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static const es_conf_def_t *const rt_tables[] = {es_conf_common_defs, es_kafka_conf_defs, NULL};
+
+es_conf_t *rt_conf(int partitions)
+{
+    char err[512], n[16];
+    es_conf_t *c = es_conf_new("itread", rt_tables);
+    snprintf(n, sizeof(n), "%d", partitions);
+    if (es_conf_set(c, "kafka.bootstrap.servers", es_test_bootstrap(), "test", err, sizeof(err)) ||
+        es_conf_set(c, "topics.partitions", n, "test", err, sizeof(err))) {
+        fprintf(stderr, "rt_conf: %s\n", err);
+        abort();
+    }
+    return c;
+}
+
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    rt_topic_t *tp = opaque;
+    size_t i = (size_t)(uintptr_t)m->_private;
+    if (m->err) {
+        fprintf(stderr, "delivery of record %zu failed: %s\n", i, rd_kafka_err2str(m->err));
+        tp->recs[i].partition = -1;
+        return;
+    }
+    rd_kafka_timestamp_type_t tst;
+    tp->recs[i].partition = m->partition;
+    tp->recs[i].offset = m->offset;
+    tp->recs[i].ts = rd_kafka_message_timestamp(m, &tst);
+}
+
+void rt_topic_init(rt_topic_t *tp, es_conf_t *conf, const char *agg, const char *schema)
+{
+    char err[512], subject[300];
+    memset(tp, 0, sizeof(*tp));
+    es_topic_name(agg, ES_TOPIC_EVENTS, NULL, tp->name, sizeof(tp->name));
+    tp->partitions = (int)es_conf_get_int(conf, "topics.partitions");
+    es_admin_t *adm = es_admin_new(conf, err, sizeof(err));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(adm);
+    es_topic_spec_t spec;
+    es_topic_spec_for(conf, ES_TOPIC_EVENTS, tp->name, &spec);
+    CU_ASSERT_EQUAL_FATAL(es_admin_create_topics(adm, &spec, 1, 20000, err, sizeof(err)),
+                          ES_ERR_OK);
+    es_admin_destroy(adm);
+
+    es_registry_t *reg = es_registry_new(es_test_registry(), 5000, 3, err, sizeof(err));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(reg);
+    snprintf(subject, sizeof(subject), "%s-value", tp->name);
+    tp->serde = es_serde_new(reg, subject, es_schema_text(schema), true, 0, err, sizeof(err));
+    if (!tp->serde)
+        fprintf(stderr, "serde: %s\n", err);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(tp->serde);
+    /* the registry client must outlive the serde: kept for the process */
+
+    rd_kafka_conf_t *kc = es_kafka_conf_build(conf, ES_CONF_ROLE_PRODUCER, err, sizeof(err));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(kc);
+    rd_kafka_conf_set(kc, "linger.ms", "20", NULL, 0);
+    rd_kafka_conf_set_dr_msg_cb(kc, dr_cb);
+    rd_kafka_conf_set_opaque(kc, tp);
+    tp->rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, err, sizeof(err));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(tp->rk);
+}
+
+void rt_topic_free(rt_topic_t *tp)
+{
+    if (tp->rk) {
+        rd_kafka_flush(tp->rk, 10000);
+        rd_kafka_destroy(tp->rk);
+    }
+    for (size_t i = 0; i < tp->n; i++) {
+        free(tp->recs[i].key);
+        free(tp->recs[i].value);
+    }
+    free(tp->recs);
+    es_serde_destroy(tp->serde);
+    memset(tp, 0, sizeof(*tp));
+}
+
+static void produce_bytes(rt_topic_t *tp, const char *key, const void *data, size_t len,
+                          bool poison)
+{
+    if (tp->n == tp->cap) {
+        tp->cap = tp->cap ? tp->cap * 2 : 1024;
+        tp->recs = es_realloc(tp->recs, tp->cap * sizeof(*tp->recs));
+    }
+    rt_rec_t *r = &tp->recs[tp->n];
+    memset(r, 0, sizeof(*r));
+    r->key = es_strdup(key);
+    r->value = es_malloc(len ? len : 1);
+    memcpy(r->value, data, len);
+    r->len = len;
+    r->partition = -2; /* not delivered yet */
+    r->poison = poison;
+    for (;;) {
+        rd_kafka_resp_err_t e = rd_kafka_producev(
+            tp->rk, RD_KAFKA_V_TOPIC(tp->name), RD_KAFKA_V_KEY(r->key, strlen(r->key)),
+            RD_KAFKA_V_VALUE(r->value, r->len), RD_KAFKA_V_OPAQUE((void *)(uintptr_t)tp->n),
+            RD_KAFKA_V_END);
+        if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            rd_kafka_poll(tp->rk, 50);
+            continue;
+        }
+        CU_ASSERT_EQUAL_FATAL(e, RD_KAFKA_RESP_ERR_NO_ERROR);
+        break;
+    }
+    tp->n++;
+    rd_kafka_poll(tp->rk, 0);
+}
+
+void rt_produce(rt_topic_t *tp, const char *key, avro_value_t *value)
+{
+    es_buf_t b = {0};
+    char err[512];
+    CU_ASSERT_EQUAL_FATAL(es_serde_encode(tp->serde, value, &b, err, sizeof(err)), ES_ERR_OK);
+    produce_bytes(tp, key, b.data, b.len, false);
+    es_buf_free(&b);
+}
+
+void rt_produce_raw(rt_topic_t *tp, const char *key, const void *data, size_t len)
+{
+    produce_bytes(tp, key, data, len, true);
+}
+
+void rt_topic_flush(rt_topic_t *tp)
+{
+    CU_ASSERT_EQUAL(rd_kafka_flush(tp->rk, 60000), RD_KAFKA_RESP_ERR_NO_ERROR);
+    size_t bad = 0;
+    for (size_t i = 0; i < tp->n; i++)
+        bad += tp->recs[i].partition < 0;
+    CU_ASSERT_EQUAL_FATAL(bad, 0);
+}
+
+/* ---------------------------------------------------------- subprocess */
+
+int rt_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    socklen_t len = sizeof(a);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd, (struct sockaddr *)&a, sizeof(a));
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+void rt_proc_start(rt_proc_t *p, const char *store, const char *prefix, const char *const *sets,
+                   size_t nsets)
+{
+    char bin[600], a[16][600];
+    const char *bd = getenv("ESCQRS_BUILD_DIR");
+    char *argv[64];
+    size_t n = 0, k = 0;
+
+    snprintf(p->store, sizeof(p->store), "%s", store);
+    snprintf(p->log, sizeof(p->log), "%s.log", store);
+    p->port = rt_free_port();
+    snprintf(bin, sizeof(bin), "%s/consumers/projector/escqrs-projector", bd ? bd : "build");
+    argv[n++] = bin;
+    snprintf(a[k], sizeof(a[k]), "kafka.bootstrap.servers=%s", es_test_bootstrap());
+    k++;
+    snprintf(a[k], sizeof(a[k]), "registry.url=%s", es_test_registry());
+    k++;
+    snprintf(a[k], sizeof(a[k]), "store.path=%s", store);
+    k++;
+    snprintf(a[k], sizeof(a[k]), "http.listen=127.0.0.1:%d", p->port);
+    k++;
+    snprintf(a[k], sizeof(a[k]), "aggregate.prefix=%s", prefix);
+    k++;
+    for (size_t i = 0; i < k; i++) {
+        argv[n++] = "--set";
+        argv[n++] = a[i];
+    }
+    for (size_t i = 0; i < nsets && n < 60; i++) {
+        argv[n++] = "--set";
+        argv[n++] = (char *)sets[i];
+    }
+    argv[n] = NULL;
+    fflush(NULL);
+    p->pid = fork();
+    if (p->pid == 0) {
+        int fd = open(p->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 2);
+            close(fd);
+        }
+        setenv("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0", 0);
+        execv(bin, argv);
+        _exit(127);
+    }
+    CU_ASSERT_FATAL(p->pid > 0);
+}
+
+bool rt_proc_alive(rt_proc_t *p)
+{
+    int st;
+    return p->pid > 0 && waitpid(p->pid, &st, WNOHANG) == 0;
+}
+
+void rt_proc_kill9(rt_proc_t *p)
+{
+    int st;
+    if (p->pid <= 0)
+        return;
+    kill(p->pid, SIGKILL);
+    waitpid(p->pid, &st, 0);
+    p->pid = 0;
+}
+
+int rt_proc_stop(rt_proc_t *p)
+{
+    int st = 0;
+    if (p->pid <= 0)
+        return -1;
+    kill(p->pid, SIGTERM);
+    for (int i = 0; i < 300; i++) {
+        if (waitpid(p->pid, &st, WNOHANG) == p->pid) {
+            p->pid = 0;
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        }
+        usleep(100 * 1000);
+    }
+    kill(p->pid, SIGKILL);
+    waitpid(p->pid, &st, 0);
+    p->pid = 0;
+    return -2;
+}
+
+/* ---------------------------------------------------------------- http */
+
+static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+    es_buf_append(ud, ptr, size * nmemb);
+    return size * nmemb;
+}
+
+int rt_http_raw(const rt_proc_t *p, const char *method, const char *path, es_buf_t *out)
+{
+    char url[1200];
+    long code = 0;
+    CURL *c = curl_easy_init();
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", p->port, path);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    if (strcmp(method, "POST") == 0)
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_cb);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 30000L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    curl_easy_cleanup(c);
+    return (int)code;
+}
+
+int rt_http(const rt_proc_t *p, const char *method, const char *path, json_t **body)
+{
+    es_buf_t b = {0};
+    int code = rt_http_raw(p, method, path, &b);
+    if (body)
+        *body = b.data ? json_loadb(b.data, b.len, 0, NULL) : NULL;
+    es_buf_free(&b);
+    return code;
+}
+
+double rt_metric(const rt_proc_t *p, const char *series)
+{
+    es_buf_t b = {0};
+    double v = -1;
+    size_t sl = strlen(series);
+    if (rt_http_raw(p, "GET", "/metrics", &b) == 200 && b.data) {
+        for (char *line = b.data; line && *line;) {
+            char *nl = strchr(line, '\n');
+            if (strncmp(line, series, sl) == 0 && line[sl] == ' ') {
+                v = strtod(line + sl + 1, NULL);
+                break;
+            }
+            line = nl ? nl + 1 : NULL;
+        }
+    }
+    es_buf_free(&b);
+    return v;
+}
+
+bool rt_wait_up(const rt_proc_t *p, int timeout_ms)
+{
+    for (int waited = 0; waited < timeout_ms; waited += 100) {
+        if (rt_http(p, "GET", "/healthz", NULL) == 200)
+            return true;
+        usleep(100 * 1000);
+    }
+    return false;
+}
+
+bool rt_wait_caught_up(const rt_proc_t *p, const char *name, int timeout_ms)
+{
+    for (int waited = 0; waited < timeout_ms; waited += 200) {
+        json_t *b = NULL;
+        if (rt_http(p, "GET", "/admin/projections", &b) == 200) {
+            json_t *arr = json_object_get(b, "projections");
+            for (size_t i = 0; i < json_array_size(arr); i++) {
+                json_t *o = json_array_get(arr, i);
+                if (strcmp(json_string_value(json_object_get(o, "name")), name) != 0)
+                    continue;
+                json_t *parts = json_object_get(o, "partitions");
+                bool ok = json_array_size(parts) > 0 &&
+                          !json_is_true(json_object_get(json_object_get(o, "rebuild"), "running"));
+                for (size_t k = 0; k < json_array_size(parts); k++) {
+                    json_t *pp = json_array_get(parts, k);
+                    json_int_t hi = json_integer_value(json_object_get(pp, "high"));
+                    json_int_t ap = json_integer_value(json_object_get(pp, "applied"));
+                    ok = ok && hi >= 0 && ap >= hi;
+                }
+                if (ok) {
+                    json_decref(b);
+                    return true;
+                }
+            }
+        }
+        json_decref(b);
+        usleep(200 * 1000);
+    }
+    return false;
+}
+
+/* --------------------------------------------------------- store checks */
+
+static bool collect_cb(void *opaque, const char *key, size_t keylen, const char *val, size_t vallen)
+{
+    es_proj_memmap_put(opaque, key, keylen, val, vallen);
+    return true;
+}
+
+typedef struct {
+    es_store_t *st;
+    size_t diffs, seen;
+} cmp_t;
+
+static bool cmp_cb(void *opaque, const char *key, size_t keylen, const char *val, size_t vallen)
+{
+    cmp_t *c = opaque;
+    es_buf_t got = {0};
+    char err[256];
+    c->seen++;
+    if (es_store_get(c->st, key, keylen, &got, err, sizeof(err)) != ES_ERR_OK ||
+        got.len != vallen || memcmp(got.data, val, vallen) != 0) {
+        if (c->diffs < 5)
+            fprintf(stderr, "store differs at key %.*s\n", (int)keylen, key);
+        c->diffs++;
+    }
+    es_buf_free(&got);
+    return true;
+}
+
+size_t rt_compare_store(const char *store_root, const es_proj_def_t *def, rt_topic_t *tp,
+                        size_t *applied)
+{
+    char path[700], cur[32] = {0}, err[512];
+    snprintf(path, sizeof(path), "%s/%s/CURRENT", store_root, def->name);
+    FILE *f = fopen(path, "r");
+    int gen = 1;
+    if (f) {
+        if (fgets(cur, sizeof(cur), f))
+            gen = (int)strtol(cur, NULL, 10);
+        fclose(f);
+    }
+    snprintf(path, sizeof(path), "%s/%s/g%d", store_root, def->name, gen);
+    es_store_opts_t so = {.block_cache_mb = 16, .write_buffer_mb = 4};
+    es_store_t *st = es_store_open(path, &so, err, sizeof(err));
+    if (!st) {
+        fprintf(stderr, "rt_compare_store: %s\n", err);
+        return SIZE_MAX;
+    }
+    int64_t next[1024] = {0};
+    for (int p = 0; p < tp->partitions && p < 1024; p++) {
+        if (es_store_get_offset(st, tp->name, p, &next[p], err, sizeof(err)) != ES_ERR_OK)
+            next[p] = 0;
+    }
+    es_proj_memmap_t *want = es_proj_memmap_new();
+    size_t n = 0;
+    for (size_t i = 0; i < tp->n; i++) {
+        rt_rec_t *r = &tp->recs[i];
+        if (r->partition < 0 || r->offset >= next[r->partition])
+            continue;
+        n++;
+        if (r->poison)
+            continue;
+        avro_value_t *v = NULL;
+        if (es_serde_decode(tp->serde, r->value, r->len, &v, err, sizeof(err)) != ES_ERR_OK)
+            continue;
+        es_evgen_fold(def, want, v, err, sizeof(err)); /* refused events change nothing */
+    }
+    *applied = n;
+    /* every expected key has the same bytes in the store ... */
+    cmp_t c = {.st = st};
+    es_proj_backend_t be = es_proj_memmap_backend(want);
+    be.scan(be.opaque, "", 0, cmp_cb, &c, err, sizeof(err));
+    /* ... and the store has no other view key */
+    es_proj_memmap_t *got = es_proj_memmap_new();
+    es_store_iter_t *it = es_store_iter_prefix(st, "", 0);
+    const char *k, *v;
+    size_t kl, vl;
+    while (es_store_iter_next(it, &k, &kl, &v, &vl)) {
+        if (kl > 0 && k[0] != '\0')
+            collect_cb(got, k, kl, v, vl);
+    }
+    es_store_iter_destroy(it);
+    if (es_proj_memmap_count(got) != es_proj_memmap_count(want)) {
+        fprintf(stderr, "store has %zu view keys, the fold %zu\n", es_proj_memmap_count(got),
+                es_proj_memmap_count(want));
+        c.diffs++;
+    }
+    es_proj_memmap_destroy(got);
+    es_proj_memmap_destroy(want);
+    es_store_close(st);
+    return c.diffs;
+}
+
+/* ------------------------------------------------------------------ DLQ */
+
+static void hdr(rd_kafka_headers_t *h, const char *name, char *out, size_t outsz)
+{
+    const void *v;
+    size_t len;
+    out[0] = '\0';
+    if (h && rd_kafka_header_get_last(h, name, &v, &len) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (len >= outsz)
+            len = outsz - 1;
+        memcpy(out, v, len);
+        out[len] = '\0';
+    }
+}
+
+size_t rt_dlq_read(es_conf_t *conf, const char *agg, const char *projector, rt_dlq_rec_t **out)
+{
+    char topic[300], err[512];
+    size_t n = 0, cap = 16;
+    *out = es_calloc(cap, sizeof(**out));
+    es_topic_name(agg, ES_TOPIC_DLQ, projector, topic, sizeof(topic));
+    es_consumer_t *c = es_consumer_new(conf, NULL, err, sizeof(err));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    rd_kafka_t *rk = es_consumer_rk(c);
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    int nparts = 0;
+    if (rd_kafka_metadata(rk, 0, rkt, &md, 10000) == 0 && md->topic_cnt == 1 && !md->topics[0].err)
+        nparts = md->topics[0].partition_cnt;
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(nparts + 1);
+    int64_t remaining = 0;
+    for (int p = 0; p < nparts; p++) {
+        int64_t lo = 0, hi = 0;
+        rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 10000);
+        remaining += hi - lo;
+        rd_kafka_topic_partition_list_add(tl, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    }
+    if (nparts)
+        rd_kafka_assign(rk, tl);
+    for (int idle = 0; remaining > 0 && idle < 100;) {
+        rd_kafka_message_t *m = es_consumer_poll(c, 200);
+        if (!m) {
+            idle++;
+            continue;
+        }
+        if (!m->err) {
+            rd_kafka_headers_t *h = NULL;
+            char buf[64];
+            rd_kafka_message_headers(m, &h);
+            if (n == cap) {
+                cap *= 2;
+                *out = es_realloc(*out, cap * sizeof(**out));
+            }
+            rt_dlq_rec_t *r = &(*out)[n++];
+            memset(r, 0, sizeof(*r));
+            hdr(h, "source-topic", r->src_topic, sizeof(r->src_topic));
+            hdr(h, "source-partition", buf, sizeof(buf));
+            r->src_partition = (int32_t)strtol(buf, NULL, 10);
+            hdr(h, "source-offset", buf, sizeof(buf));
+            r->src_offset = strtoll(buf, NULL, 10);
+            hdr(h, "error", r->error, sizeof(r->error));
+            hdr(h, "projection", r->projection, sizeof(r->projection));
+            r->len = m->len;
+            remaining--;
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_topic_partition_list_destroy(tl);
+    es_consumer_destroy(c);
+    return n;
+}

@@ -1,0 +1,111 @@
+/*
+ * readtest.h — harness of the read-side integration tests: a stream of
+ * contract events produced to a real topic with their positions recorded,
+ * escqrs-projector run as a subprocess, HTTP GETs, and an independent
+ * in-memory fold compared byte for byte with a projector's RocksDB store.
+ */
+#ifndef ESCQRS_TEST_READTEST_H
+#define ESCQRS_TEST_READTEST_H
+
+#include "escqrs/conf.h"
+#include "escqrs/projection.h"
+#include "escqrs/serde.h"
+#include "eventgen.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* One produced record and where it landed. */
+typedef struct rt_rec_s {
+    char *key;
+    char *value; /* framed (wire format) bytes */
+    size_t len;
+    int32_t partition;
+    int64_t offset;
+    int64_t ts;
+    bool poison; /* not decodable on purpose */
+} rt_rec_t;
+
+/* A topic being written by a test. */
+typedef struct rt_topic_s {
+    char name[249];
+    int partitions;
+    es_serde_t *serde; /* registered under <name>-value */
+    rt_rec_t *recs;
+    size_t n, cap;
+    void *rk; /* rd_kafka_t */
+} rt_topic_t;
+
+/** @brief Configuration for the test stack (bootstrap, topics.partitions=@p partitions). */
+es_conf_t *rt_conf(int partitions);
+/** @brief Create topic `<agg>.events` and its serde for schema @p schema ("cart.events"). */
+void rt_topic_init(rt_topic_t *tp, es_conf_t *conf, const char *agg, const char *schema);
+void rt_topic_free(rt_topic_t *tp);
+/** @brief Encode and produce @p value keyed by @p key (recorded; flushed by rt_topic_flush). */
+void rt_produce(rt_topic_t *tp, const char *key, avro_value_t *value);
+/** @brief Produce raw bytes (poison events). */
+void rt_produce_raw(rt_topic_t *tp, const char *key, const void *data, size_t len);
+/** @brief Wait for every delivery; fails the test on any delivery error. */
+void rt_topic_flush(rt_topic_t *tp);
+
+/** A projector subprocess. */
+typedef struct rt_proc_s {
+    pid_t pid;
+    int port;
+    char store[512];
+    char log[600];
+} rt_proc_t;
+
+/** @brief A free TCP port on 127.0.0.1. */
+int rt_free_port(void);
+/**
+ * @brief Start escqrs-projector with the test stack and @p nsets extra
+ *        `--set k=v` strings; stderr goes to <store>.log.
+ */
+void rt_proc_start(rt_proc_t *p, const char *store, const char *prefix, const char *const *sets,
+                   size_t nsets);
+/** @brief kill -9 and reap. */
+void rt_proc_kill9(rt_proc_t *p);
+/** @brief SIGTERM and reap; returns the exit status. */
+int rt_proc_stop(rt_proc_t *p);
+bool rt_proc_alive(rt_proc_t *p);
+
+/** @brief GET http://127.0.0.1:<port><path>; returns the status (0 when unreachable). */
+int rt_http(const rt_proc_t *p, const char *method, const char *path, json_t **body);
+/** @brief Like rt_http() but the raw body into @p out (for /metrics). */
+int rt_http_raw(const rt_proc_t *p, const char *method, const char *path, es_buf_t *out);
+/** @brief Value of the metric line starting with @p series in /metrics (-1 if absent). */
+double rt_metric(const rt_proc_t *p, const char *series);
+/** @brief Wait until the projector answers /healthz (or @p timeout_ms). */
+bool rt_wait_up(const rt_proc_t *p, int timeout_ms);
+/** @brief Wait until projection @p name applied everything up to the topics' ends. */
+bool rt_wait_caught_up(const rt_proc_t *p, const char *name, int timeout_ms);
+
+/**
+ * @brief Compare the store of projection @p def under @p store_root (closed,
+ *        the projector being dead) with an in-memory fold of @p tp's records
+ *        below the store's offsets.  Returns the number of differing keys and
+ *        sets *applied to the number of records below the offsets.
+ */
+size_t rt_compare_store(const char *store_root, const es_proj_def_t *def, rt_topic_t *tp,
+                        size_t *applied);
+
+/* One record of a DLQ topic, from its headers. */
+typedef struct rt_dlq_rec_s {
+    char src_topic[249];
+    int32_t src_partition;
+    int64_t src_offset;
+    char error[64];
+    char projection[64];
+    size_t len; /* value bytes (the original record) */
+} rt_dlq_rec_t;
+
+/**
+ * @brief Every record of `<agg>.events.dlq.<projector>` (@p agg with its
+ *        prefix); returns the count (0 when the topic does not exist).
+ */
+size_t rt_dlq_read(es_conf_t *conf, const char *agg, const char *projector, rt_dlq_rec_t **out);
+
+#endif

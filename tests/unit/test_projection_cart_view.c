@@ -1,0 +1,214 @@
+/*
+ * test_projection_cart_view.c — the cart_view fold and query, in memory, and
+ * the transaction semantics every fold relies on (own writes visible,
+ * failed events dropped whole).  A random workload is folded and every cart
+ * compared with the workload's own independent model.
+ */
+#include "eventgen.h"
+#include "projections.h"
+#include "testutil.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static char errstr[512];
+
+static const char *no_query(void *opaque, const char *name)
+{
+    return opaque ? (const char *)opaque : NULL;
+}
+
+/* GET /v1/carts/{id} against the map; returns status, *out the body. */
+static int get_cart(es_proj_memmap_t *m, const char *id, json_t **out)
+{
+    es_proj_backend_t be = es_proj_memmap_backend(m);
+    es_proj_reader_t *rd = es_proj_reader_new(&be);
+    const char *params[1] = {id};
+    es_proj_query_req_t req = {.params = params, .nparams = 1, .query = no_query};
+    *out = NULL;
+    int st = es_proj_cart_view.queries[0].handle(rd, &req, out, errstr, sizeof(errstr));
+    es_proj_reader_destroy(rd);
+    return st;
+}
+
+static void test_add_remove_checkout(void)
+{
+    es_evgen_t *g = es_evgen_new("cart.events");
+    es_proj_memmap_t *m = es_proj_memmap_new();
+    json_t *body;
+
+    CU_ASSERT_EQUAL(get_cart(m, "c1", &body), 404);
+    CU_ASSERT_PTR_NULL(body);
+    CU_ASSERT_EQUAL(es_evgen_fold(&es_proj_cart_view, m,
+                                  es_evgen_cart(g, "c1", 1, 1000, "ItemAdded", "apple", 2, 150),
+                                  errstr, sizeof(errstr)),
+                    ES_ERR_OK);
+    CU_ASSERT_EQUAL(es_evgen_fold(&es_proj_cart_view, m,
+                                  es_evgen_cart(g, "c1", 2, 1001, "ItemAdded", "pear", 1, 99),
+                                  errstr, sizeof(errstr)),
+                    ES_ERR_OK);
+    CU_ASSERT_EQUAL(es_evgen_fold(&es_proj_cart_view, m,
+                                  es_evgen_cart(g, "c1", 3, 1002, "ItemAdded", "apple", 1, 160),
+                                  errstr, sizeof(errstr)),
+                    ES_ERR_OK);
+    CU_ASSERT_EQUAL(es_evgen_fold(&es_proj_cart_view, m,
+                                  es_evgen_cart(g, "c1", 4, 1003, "ItemRemoved", "pear", 1, 0),
+                                  errstr, sizeof(errstr)),
+                    ES_ERR_OK);
+    CU_ASSERT_EQUAL_FATAL(get_cart(m, "c1", &body), 200);
+    json_t *want = json_loads("{\"cart_id\":\"c1\",\"status\":\"open\",\"items\":[{\"sku\":"
+                              "\"apple\",\"quantity\":3,\"unit_price_cents\":160}],"
+                              "\"total_cents\":480,\"version\":4}",
+                              0, NULL);
+    CU_ASSERT_TRUE(json_equal(body, want));
+    json_decref(body);
+    json_decref(want);
+
+    CU_ASSERT_EQUAL(es_evgen_fold(&es_proj_cart_view, m,
+                                  es_evgen_cart(g, "c1", 5, 1004, "CartCheckedOut", NULL, 0, 480),
+                                  errstr, sizeof(errstr)),
+                    ES_ERR_OK);
+    CU_ASSERT_EQUAL_FATAL(get_cart(m, "c1", &body), 200);
+    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(body, "status")), "checked_out");
+    CU_ASSERT_EQUAL(json_integer_value(json_object_get(body, "total_cents")), 480);
+    CU_ASSERT_EQUAL(json_integer_value(json_object_get(body, "version")), 5);
+    json_decref(body);
+    es_proj_memmap_destroy(m);
+    es_evgen_destroy(g);
+}
+
+static void test_refuses_impossible_events(void)
+{
+    es_evgen_t *g = es_evgen_new("cart.events");
+    es_proj_memmap_t *m = es_proj_memmap_new();
+    json_t *body;
+
+    CU_ASSERT_EQUAL(es_evgen_fold(&es_proj_cart_view, m,
+                                  es_evgen_cart(g, "c2", 1, 1, "ItemAdded", "a", 1, 10), errstr,
+                                  sizeof(errstr)),
+                    ES_ERR_OK);
+    /* the same version again: a duplicate must never be applied twice */
+    CU_ASSERT_EQUAL(es_evgen_fold(&es_proj_cart_view, m,
+                                  es_evgen_cart(g, "c2", 1, 1, "ItemAdded", "a", 1, 10), errstr,
+                                  sizeof(errstr)),
+                    ES_ERR_STATE);
+    CU_ASSERT_EQUAL(es_evgen_fold(&es_proj_cart_view, m,
+                                  es_evgen_cart(g, "c2", 2, 1, "ItemRemoved", "a", 2, 0), errstr,
+                                  sizeof(errstr)),
+                    ES_ERR_STATE);
+    CU_ASSERT_EQUAL(es_evgen_fold(&es_proj_cart_view, m,
+                                  es_evgen_cart(g, "c2", 2, 1, "ItemRemoved", "zzz", 1, 0), errstr,
+                                  sizeof(errstr)),
+                    ES_ERR_STATE);
+    CU_ASSERT_EQUAL(es_evgen_fold(&es_proj_cart_view, m,
+                                  es_evgen_cart(g, "c2", 2, 1, "ItemAdded", "b", 0, 10), errstr,
+                                  sizeof(errstr)),
+                    ES_ERR_STATE);
+    CU_ASSERT_EQUAL(es_evgen_fold(&es_proj_cart_view, m,
+                                  es_evgen_cart(g, "c2", 2, 1, "CartCheckedOut", NULL, 0, 10),
+                                  errstr, sizeof(errstr)),
+                    ES_ERR_OK);
+    CU_ASSERT_EQUAL(es_evgen_fold(&es_proj_cart_view, m,
+                                  es_evgen_cart(g, "c2", 3, 1, "ItemAdded", "a", 1, 10), errstr,
+                                  sizeof(errstr)),
+                    ES_ERR_STATE);
+    CU_ASSERT_EQUAL_FATAL(get_cart(m, "c2", &body), 200);
+    CU_ASSERT_EQUAL(json_integer_value(json_object_get(body, "version")), 2);
+    CU_ASSERT_EQUAL(json_array_size(json_object_get(body, "items")), 1);
+    json_decref(body);
+    es_proj_memmap_destroy(m);
+    es_evgen_destroy(g);
+}
+
+static void test_txn_reads_own_writes_and_rolls_back(void)
+{
+    es_proj_memmap_t *m = es_proj_memmap_new();
+    es_proj_memmap_put(m, "k1", 2, "base", 4);
+    es_proj_backend_t be = es_proj_memmap_backend(m);
+    es_proj_reader_t *rd = es_proj_reader_new(&be);
+    es_proj_txn_t *txn = es_proj_txn_new(rd);
+    es_buf_t v = {0};
+
+    es_proj_txn_begin_event(txn);
+    es_proj_put(txn, "k1", 2, "one", 3);
+    CU_ASSERT_EQUAL(es_proj_get(txn, "k1", 2, &v, errstr, sizeof(errstr)), ES_ERR_OK);
+    CU_ASSERT_EQUAL(v.len, 3);
+    es_proj_txn_commit_event(txn);
+
+    es_proj_txn_begin_event(txn);
+    es_proj_put(txn, "k1", 2, "two", 3);
+    es_proj_put(txn, "k2", 2, "x", 1);
+    es_proj_txn_rollback_event(txn);
+    CU_ASSERT_EQUAL(es_proj_get(txn, "k1", 2, &v, errstr, sizeof(errstr)), ES_ERR_OK);
+    CU_ASSERT_TRUE(v.len == 3 && memcmp(v.data, "one", 3) == 0);
+    CU_ASSERT_EQUAL(es_proj_get(txn, "k2", 2, &v, errstr, sizeof(errstr)), ES_ERR_NOT_FOUND);
+
+    es_proj_txn_begin_event(txn);
+    es_proj_delete(txn, "k1", 2);
+    es_proj_txn_commit_event(txn);
+    CU_ASSERT_EQUAL(es_proj_get(txn, "k1", 2, &v, errstr, sizeof(errstr)), ES_ERR_NOT_FOUND);
+    CU_ASSERT_EQUAL(es_proj_txn_count(txn), 1);
+    /* the base is untouched until the runtime writes the batch */
+    CU_ASSERT_EQUAL(es_proj_reader_get(rd, "k1", 2, &v, errstr, sizeof(errstr)), ES_ERR_OK);
+    CU_ASSERT_TRUE(v.len == 4 && memcmp(v.data, "base", 4) == 0);
+
+    es_buf_free(&v);
+    es_proj_txn_destroy(txn);
+    es_proj_reader_destroy(rd);
+    es_proj_memmap_destroy(m);
+}
+
+/* A random workload: every cart equals the workload's own model. */
+static void test_random_workload_matches_model(void)
+{
+    es_evgen_t *g = es_evgen_new("cart.events");
+    es_proj_memmap_t *m = es_proj_memmap_new();
+    es_sim_t sim;
+    const char *id;
+    int failures = 0;
+
+    es_sim_init(&sim, "rc", 42, 50);
+    for (int i = 0; i < 20000; i++) {
+        avro_value_t *v = es_sim_next(&sim, g, 1000 + i, &id);
+        if (es_evgen_fold(&es_proj_cart_view, m, v, errstr, sizeof(errstr)) != ES_ERR_OK) {
+            failures++;
+            fprintf(stderr, "fold: %s\n", errstr);
+        }
+    }
+    CU_ASSERT_EQUAL(failures, 0);
+    size_t touched = 0;
+    for (size_t i = 0; i < sim.ncarts; i++)
+        touched += sim.carts[i].version > 0;
+    CU_ASSERT_EQUAL(es_proj_memmap_count(m), touched);
+    CU_ASSERT_TRUE(touched > 1000);
+    for (size_t i = 0; i < sim.ncarts; i++) {
+        json_t *body = NULL;
+        char *js = es_sim_cart_json(&sim, i);
+        json_t *want = json_loads(js, 0, NULL);
+        int st = get_cart(m, sim.carts[i].id, &body);
+        if (sim.carts[i].version == 0) {
+            CU_ASSERT_EQUAL(st, 404);
+        } else {
+            CU_ASSERT_EQUAL(st, 200);
+            CU_ASSERT_TRUE(json_equal(body, want));
+        }
+        json_decref(body);
+        json_decref(want);
+        free(js);
+    }
+    es_sim_free(&sim);
+    es_proj_memmap_destroy(m);
+    es_evgen_destroy(g);
+}
+
+int main(void)
+{
+    static const es_test_case_t cases[] = {
+        {"add, remove, checkout", test_add_remove_checkout},
+        {"refuses impossible events", test_refuses_impossible_events},
+        {"txn reads own writes and rolls back", test_txn_reads_own_writes_and_rolls_back},
+        {"random workload matches the model", test_random_workload_matches_model},
+        {NULL, NULL},
+    };
+    return es_test_run("projection_cart_view", cases);
+}

@@ -1,0 +1,127 @@
+/*
+ * test_projection_item_stats.c — per-sku counters and top N, checked against
+ * the random workload's own tally of added, removed and checked-out units.
+ */
+#include "eventgen.h"
+#include "projections.h"
+#include "testutil.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static char errstr[512];
+
+typedef struct {
+    const char *top, *by;
+} args_t;
+
+static const char *q(void *opaque, const char *name)
+{
+    args_t *a = opaque;
+    if (strcmp(name, "top") == 0)
+        return a->top;
+    if (strcmp(name, "by") == 0)
+        return a->by;
+    return NULL;
+}
+
+static int top(es_proj_memmap_t *m, const char *n, const char *by, json_t **out)
+{
+    es_proj_backend_t be = es_proj_memmap_backend(m);
+    es_proj_reader_t *rd = es_proj_reader_new(&be);
+    args_t a = {n, by};
+    es_proj_query_req_t req = {.query = q, .query_opaque = &a};
+    *out = NULL;
+    int st = es_proj_item_stats.queries[0].handle(rd, &req, out, errstr, sizeof(errstr));
+    es_proj_reader_destroy(rd);
+    return st;
+}
+
+static void test_counts_and_checkout(void)
+{
+    es_evgen_t *g = es_evgen_new("cart.events");
+    es_proj_memmap_t *m = es_proj_memmap_new();
+    json_t *body;
+#define FOLD(...)                                                                                  \
+    CU_ASSERT_EQUAL(es_evgen_fold(&es_proj_item_stats, m, es_evgen_cart(g, __VA_ARGS__), errstr,   \
+                                  sizeof(errstr)),                                                 \
+                    ES_ERR_OK)
+    FOLD("a", 1, 1, "ItemAdded", "x", 3, 10);
+    FOLD("a", 2, 1, "ItemAdded", "y", 1, 10);
+    FOLD("b", 1, 1, "ItemAdded", "x", 2, 10);
+    FOLD("a", 3, 1, "ItemRemoved", "x", 1, 0);
+    FOLD("a", 4, 1, "CartCheckedOut", NULL, 0, 30);
+    CU_ASSERT_EQUAL_FATAL(top(m, "5", NULL, &body), 200);
+    json_t *want = json_loads(
+        "{\"by\":\"added\",\"items\":[{\"sku\":\"x\",\"added\":5,\"removed\":1,\"checked_out\":2},"
+        "{\"sku\":\"y\",\"added\":1,\"removed\":0,\"checked_out\":1}]}",
+        0, NULL);
+    CU_ASSERT_TRUE(json_equal(body, want));
+    json_decref(body);
+    json_decref(want);
+    CU_ASSERT_EQUAL_FATAL(top(m, "1", "removed", &body), 200);
+    CU_ASSERT_EQUAL(json_array_size(json_object_get(body, "items")), 1);
+    json_decref(body);
+    CU_ASSERT_EQUAL(top(m, "0", NULL, &body), 400);
+    json_decref(body);
+    CU_ASSERT_EQUAL(top(m, "3", "price", &body), 400);
+    json_decref(body);
+    /* removing what the cart never held is refused and changes nothing */
+    CU_ASSERT_EQUAL(es_evgen_fold(&es_proj_item_stats, m,
+                                  es_evgen_cart(g, "b", 2, 1, "ItemRemoved", "y", 1, 0), errstr,
+                                  sizeof(errstr)),
+                    ES_ERR_STATE);
+    CU_ASSERT_EQUAL_FATAL(top(m, "5", "removed", &body), 200);
+    CU_ASSERT_EQUAL(json_integer_value(json_object_get(
+                        json_array_get(json_object_get(body, "items"), 1), "removed")),
+                    0);
+    json_decref(body);
+    es_proj_memmap_destroy(m);
+    es_evgen_destroy(g);
+}
+
+static void test_random_workload_matches_tally(void)
+{
+    es_evgen_t *g = es_evgen_new("cart.events");
+    es_proj_memmap_t *m = es_proj_memmap_new();
+    es_sim_t sim;
+    const char *id;
+    int failures = 0;
+    json_t *body;
+
+    es_sim_init(&sim, "rs", 7, 64);
+    for (int i = 0; i < 20000; i++) {
+        if (es_evgen_fold(&es_proj_item_stats, m, es_sim_next(&sim, g, i, &id), errstr,
+                          sizeof(errstr)))
+            failures++;
+    }
+    CU_ASSERT_EQUAL(failures, 0);
+    CU_ASSERT_EQUAL_FATAL(top(m, "1000", "checked_out", &body), 200);
+    json_t *items = json_object_get(body, "items");
+    CU_ASSERT_EQUAL(json_array_size(items), ES_SIM_SKUS);
+    uint64_t prev = UINT64_MAX;
+    for (size_t i = 0; i < json_array_size(items); i++) {
+        json_t *it = json_array_get(items, i);
+        int k = (int)strtol(json_string_value(json_object_get(it, "sku")) + 4, NULL, 10);
+        CU_ASSERT_EQUAL(json_integer_value(json_object_get(it, "added")), sim.stats[k][0]);
+        CU_ASSERT_EQUAL(json_integer_value(json_object_get(it, "removed")), sim.stats[k][1]);
+        CU_ASSERT_EQUAL(json_integer_value(json_object_get(it, "checked_out")), sim.stats[k][2]);
+        uint64_t co = (uint64_t)json_integer_value(json_object_get(it, "checked_out"));
+        CU_ASSERT_TRUE(co <= prev);
+        prev = co;
+    }
+    json_decref(body);
+    es_sim_free(&sim);
+    es_proj_memmap_destroy(m);
+    es_evgen_destroy(g);
+}
+
+int main(void)
+{
+    static const es_test_case_t cases[] = {
+        {"counts and checkout", test_counts_and_checkout},
+        {"random workload matches the tally", test_random_workload_matches_tally},
+        {NULL, NULL},
+    };
+    return es_test_run("projection_item_stats", cases);
+}
