@@ -15,5 +15,9 @@
 
 int cli_topics(es_conf_t *conf, int argc, char **argv);
 int cli_schemas(es_conf_t *conf, int argc, char **argv);
+int cli_export(es_conf_t *conf, int argc, char **argv);
+int cli_tail(es_conf_t *conf, int argc, char **argv);
+int cli_status(es_conf_t *conf, int argc, char **argv);
+int cli_rebuild(es_conf_t *conf, int argc, char **argv);
 
 #endif

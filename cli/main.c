@@ -19,6 +19,15 @@ static const es_conf_def_t cli_conf_defs[] = {
      .type = ES_CONF_STRING,
      .defval = "http://127.0.0.1:8081/apis/ccompat/v7",
      .desc = "Confluent-compatible schema registry base URL"},
+    {.name = "kafka.enable.partition.eof",
+     .type = ES_CONF_STRING,
+     .defval = "true",
+     .desc = "export stops at the end of the committed data, which shows as partition EOF",
+     .role = ES_CONF_ROLE_CONSUMER},
+    {.name = "projector.url",
+     .type = ES_CONF_STRING,
+     .defval = "http://127.0.0.1:8090",
+     .desc = "Base URL of the projector whose admin API status and rebuild use"},
     {.name = NULL},
 };
 
@@ -32,6 +41,10 @@ static const struct {
 } subcommands[] = {
     {"topics", cli_topics, "create or describe an aggregate's topics"},
     {"schemas", cli_schemas, "check schemas against the registry, or register them"},
+    {"export", cli_export, "write a topic's records as JSON lines or CSV, then stop"},
+    {"tail", cli_tail, "follow a topic's records as JSON lines or CSV"},
+    {"status", cli_status, "each projection's position, lag and state"},
+    {"rebuild", cli_rebuild, "rebuild a projection from offset 0, with progress"},
 };
 
 static void usage(FILE *fp)

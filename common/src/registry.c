@@ -9,6 +9,7 @@
  * (an incompatible schema, an unknown subject).
  */
 #include "escqrs/registry.h"
+#include "escqrs/http.h"
 #include "escqrs/log.h"
 #include "escqrs/mem.h"
 
@@ -42,13 +43,6 @@ struct es_registry_s {
     size_t nlookups, caplookups;
 };
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-
-static void curl_init_once(void)
-{
-    curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
 es_registry_t *es_registry_new(const char *base_url, int timeout_ms, int retries, char *errstr,
                                size_t errstr_size)
 {
@@ -57,7 +51,6 @@ es_registry_t *es_registry_new(const char *base_url, int timeout_ms, int retries
                  base_url ? base_url : "");
         return NULL;
     }
-    pthread_once(&curl_once, curl_init_once);
     es_registry_t *reg = es_calloc(1, sizeof(*reg));
     size_t n = strlen(base_url);
     while (n && base_url[n - 1] == '/')
@@ -86,12 +79,6 @@ void es_registry_destroy(es_registry_t *reg)
     free(reg);
 }
 
-static size_t collect(char *p, size_t sz, size_t n, void *ud)
-{
-    es_buf_append(ud, p, sz * n);
-    return sz * n;
-}
-
 /* The registry's own error text: {"message": "...", "error_code": N} or the raw body. */
 static void registry_message(const es_buf_t *body, char *out, size_t outsz)
 {
@@ -110,41 +97,18 @@ static es_err_t registry_request(es_registry_t *reg, const char *method, const c
                                  size_t errstr_size)
 {
     char url[1024];
-    char curlerr[CURL_ERROR_SIZE];
     snprintf(url, sizeof(url), "%s%s", reg->base_url, path);
 
     for (int attempt = 0;; attempt++) {
-        CURL *c = curl_easy_init();
-        struct curl_slist *hdrs =
-            curl_slist_append(NULL, "Content-Type: application/vnd.schemaregistry.v1+json");
-        hdrs = curl_slist_append(hdrs, "Accept: application/vnd.schemaregistry.v1+json, "
-                                       "application/json");
-        es_buf_clear(resp);
-        curlerr[0] = '\0';
-        curl_easy_setopt(c, CURLOPT_URL, url);
-        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)reg->timeout_ms);
-        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(c, CURLOPT_ERRORBUFFER, curlerr);
-        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-        curl_easy_setopt(c, CURLOPT_WRITEDATA, resp);
-        if (body)
-            curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-        CURLcode cres = curl_easy_perform(c);
-        *status = 0;
-        if (cres == CURLE_OK)
-            curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
-        curl_slist_free_all(hdrs);
-        curl_easy_cleanup(c);
-
-        bool transient = cres != CURLE_OK || *status >= 500;
+        char neterr[512] = "";
+        es_err_t nerr = es_http_fetch(method, url, "application/vnd.schemaregistry.v1+json", body,
+                                      reg->timeout_ms, status, resp, neterr, sizeof(neterr));
+        bool transient = nerr != ES_ERR_OK || *status >= 500;
         if (!transient)
             return ES_ERR_OK;
         if (attempt >= reg->retries) {
-            if (cres != CURLE_OK) {
-                snprintf(errstr, errstr_size, "schema registry %s unreachable: %s", url,
-                         curlerr[0] ? curlerr : curl_easy_strerror(cres));
+            if (nerr) {
+                snprintf(errstr, errstr_size, "schema registry unreachable: %s", neterr);
                 return ES_ERR_REGISTRY_UNAVAILABLE;
             }
             char msg[512];
@@ -155,7 +119,7 @@ static es_err_t registry_request(es_registry_t *reg, const char *method, const c
         }
         long backoff_ms = 100L << (attempt < 6 ? attempt : 6);
         es_log_warn("registry", "%s %s failed (%s), retrying in %ld ms", method, url,
-                    cres != CURLE_OK ? curl_easy_strerror(cres) : "server error", backoff_ms);
+                    nerr ? neterr : "server error", backoff_ms);
         struct timespec ts = {backoff_ms / 1000, (backoff_ms % 1000) * 1000000L};
         nanosleep(&ts, NULL);
     }

@@ -85,6 +85,16 @@ es_serde_t *es_serde_new(es_registry_t *reg, const char *subject, const char *sc
     serde->reg = reg;
     serde->subject = es_strdup(subject);
     serde->schema_id = schema_id;
+    serde->areader = avro_reader_memory("", 0);
+    serde->awriter = avro_writer_memory("", 0);
+    if (!schema_json) { /* writer-schema mode: every record read with its own schema */
+        if (!reg) {
+            snprintf(errstr, errstr_size, "%s: writer-schema mode needs a registry", subject);
+            goto fail;
+        }
+        serde->schema_id = -1;
+        return serde;
+    }
     if (avro_schema_from_json_length(schema_json, strlen(schema_json), &serde->reader)) {
         snprintf(errstr, errstr_size, "schema for %s: %s", subject, avro_strerror());
         goto fail;
@@ -107,10 +117,10 @@ es_serde_t *es_serde_new(es_registry_t *reg, const char *subject, const char *sc
         snprintf(errstr, errstr_size, "schema for %s: %s", subject, avro_strerror());
         goto fail;
     }
-    serde->areader = avro_reader_memory("", 0);
-    serde->awriter = avro_writer_memory("", 0);
     return serde;
 fail:
+    avro_reader_free(serde->areader);
+    avro_writer_free(serde->awriter);
     es_resolver_destroy(serde->resolver);
     if (serde->reader_iface)
         avro_value_iface_decref(serde->reader_iface);
@@ -134,9 +144,11 @@ void es_serde_destroy(es_serde_t *serde)
     }
     free(serde->writers);
     es_resolver_destroy(serde->resolver);
-    avro_value_decref(&serde->reader_value);
-    avro_value_iface_decref(serde->reader_iface);
-    avro_schema_decref(serde->reader);
+    if (serde->reader) {
+        avro_value_decref(&serde->reader_value);
+        avro_value_iface_decref(serde->reader_iface);
+        avro_schema_decref(serde->reader);
+    }
     avro_reader_free(serde->areader);
     avro_writer_free(serde->awriter);
     free(serde->subject);
@@ -162,7 +174,7 @@ es_err_t es_serde_encode(es_serde_t *serde, avro_value_t *value, es_buf_t *out, 
                          size_t errstr_size)
 {
     size_t size = 0;
-    if (serde->schema_id < 0) {
+    if (serde->schema_id < 0 || !serde->reader) {
         snprintf(errstr, errstr_size, "%s: schema is not registered; cannot encode",
                  serde->subject);
         return ES_ERR_ENCODE;
@@ -379,7 +391,8 @@ static es_err_t writer_for(es_serde_t *serde, int id, writer_entry_t **out, char
             return err;
     }
     writer_entry_t w = {.id = id, .writer = writer};
-    w.direct = writer == serde->reader || avro_schema_equal(writer, serde->reader);
+    w.direct =
+        serde->reader && (writer == serde->reader || avro_schema_equal(writer, serde->reader));
     if (!w.direct) {
         w.writer_iface = avro_generic_class_from_schema(writer);
         if (!w.writer_iface || avro_generic_value_new(w.writer_iface, &w.writer_value)) {
@@ -430,13 +443,18 @@ es_err_t es_serde_decode(es_serde_t *serde, const void *data, size_t len, avro_v
     }
 
     avro_value_t *target = w->direct ? &serde->reader_value : &w->writer_value;
-    avro_value_reset(&serde->reader_value);
+    if (serde->reader)
+        avro_value_reset(&serde->reader_value);
     if (!w->direct)
         avro_value_reset(&w->writer_value);
     avro_reader_memory_set_source(serde->areader, (const char *)walker.p, (int64_t)walker.len);
     if (avro_value_read(serde->areader, target)) {
         snprintf(errstr, errstr_size, "schema id %d: %s", id, avro_strerror());
         return ES_ERR_DECODE;
+    }
+    if (!serde->reader) { /* writer-schema mode */
+        *out = &w->writer_value;
+        return ES_ERR_OK;
     }
     if (!w->direct) {
         char detail[256];

@@ -84,6 +84,17 @@ int es_http_server_port(const es_http_server_t *srv);
 /** @brief Stop accepting, wait for handlers, free; NULL is a no-op. */
 void es_http_server_stop(es_http_server_t *srv);
 
+/**
+ * @brief One HTTP client request (libcurl), for the registry client and the CLI.
+ * @param body NULL for none; sent with @p content_type.
+ * @param status set to the HTTP status of the answer (0 when none came).
+ * @returns ES_ERR_OK when an answer came (whatever its status), ES_ERR_HTTP with
+ *          curl's reason in @p errstr when none did.
+ */
+es_err_t es_http_fetch(const char *method, const char *url, const char *content_type,
+                       const char *body, int timeout_ms, long *status, es_buf_t *resp, char *errstr,
+                       size_t errstr_size);
+
 /** @brief Pure route matching, exposed for tests: fills @p params on a match. */
 bool es_http_route_match(const char *pattern, const char *path, char params[][128],
                          size_t *nparams);

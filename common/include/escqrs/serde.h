@@ -49,6 +49,8 @@ typedef struct es_serde_s es_serde_t;
  *        (unit tests, fuzzing): then only records with that id decode.
  * @param register_schema register the schema under the subject now and encode
  *        with its id; otherwise look the id up (encoding needs it registered).
+ * @param schema_json NULL for writer-schema mode (needs @p reg): every record is
+ *        decoded with its own writer schema, as export tools want; no encoding.
  * @remark The schema text is registered as given (docs and logical types kept),
  *         which is what analysts' tools will read.
  */
@@ -59,7 +61,8 @@ void es_serde_destroy(es_serde_t *serde);
 /** @brief The id this serde encodes with. */
 int es_serde_schema_id(const es_serde_t *serde);
 
-/** @brief A fresh value of the reader schema for building a record to encode. */
+/** @brief A fresh value of the reader schema for building a record to encode (not in writer-schema
+ * mode). */
 void es_serde_new_value(es_serde_t *serde, avro_value_t *value);
 
 /** @brief Encode @p value (of the reader schema) as a framed record into @p out. */
