@@ -11,9 +11,8 @@
 
 #include <stdio.h>
 
-
 es_err_t es_record_payload(avro_value_t *value, avro_value_t *payload, const char **type,
-                            char *errstr, size_t errstr_size)
+                           char *errstr, size_t errstr_size)
 {
     avro_value_t u;
     if (avro_value_get_by_name(value, "payload", &u, NULL) != 0) {
@@ -55,7 +54,7 @@ static es_err_t get_field(avro_value_t *rec, const char *name, avro_value_t *f, 
 }
 
 es_err_t es_record_string(avro_value_t *rec, const char *name, const char **s, size_t *len,
-                              char *errstr, size_t errstr_size)
+                          char *errstr, size_t errstr_size)
 {
     avro_value_t f;
     size_t sz = 0;
@@ -72,7 +71,7 @@ es_err_t es_record_string(avro_value_t *rec, const char *name, const char **s, s
 }
 
 es_err_t es_record_long(avro_value_t *rec, const char *name, int64_t *v, char *errstr,
-                            size_t errstr_size)
+                        size_t errstr_size)
 {
     avro_value_t f;
     es_err_t err = get_field(rec, name, &f, errstr, errstr_size);
@@ -92,7 +91,7 @@ es_err_t es_record_long(avro_value_t *rec, const char *name, int64_t *v, char *e
 }
 
 es_err_t es_record_int(avro_value_t *rec, const char *name, int32_t *v, char *errstr,
-                           size_t errstr_size)
+                       size_t errstr_size)
 {
     avro_value_t f;
     es_err_t err = get_field(rec, name, &f, errstr, errstr_size);
