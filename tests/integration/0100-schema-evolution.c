@@ -82,12 +82,12 @@ static void test_v1_and_v2_read_each_other(void)
     es_buf_t rec1 = {0}, rec2 = {0};
     avro_value_t ev, *got;
 
-    es_serde_t *v1 = es_serde_new(reg, subject, es_schema_text("cart.events"), true, 0, errstr,
-                                  sizeof(errstr));
+    es_serde_t *v1 =
+        es_serde_new(reg, subject, es_schema_text("cart.events"), true, 0, errstr, sizeof(errstr));
     CU_ASSERT_PTR_NOT_NULL_FATAL(v1);
-    CU_ASSERT_EQUAL(es_registry_set_compatibility(reg, subject, "BACKWARD_TRANSITIVE", errstr,
-                                                  sizeof(errstr)),
-                    ES_ERR_OK);
+    CU_ASSERT_EQUAL(
+        es_registry_set_compatibility(reg, subject, "BACKWARD_TRANSITIVE", errstr, sizeof(errstr)),
+        ES_ERR_OK);
     es_serde_new_value(v1, &ev);
     fill_event(&ev, "cart-v1", 1);
     CU_ASSERT_EQUAL(es_serde_encode(v1, &ev, &rec1, errstr, sizeof(errstr)), ES_ERR_OK);
@@ -116,8 +116,8 @@ static void test_v1_and_v2_read_each_other(void)
     CU_ASSERT_EQUAL(get_long(got, "version"), 1);
 
     /* new record, old reader (fetched the v2 writer schema by id): field ignored */
-    es_serde_t *v1_reader = es_serde_new(reg, subject, es_schema_text("cart.events"), false, 0,
-                                         errstr, sizeof(errstr));
+    es_serde_t *v1_reader =
+        es_serde_new(reg, subject, es_schema_text("cart.events"), false, 0, errstr, sizeof(errstr));
     CU_ASSERT_PTR_NOT_NULL_FATAL(v1_reader);
     if (es_serde_decode(v1_reader, rec2.data, rec2.len, &got, errstr, sizeof(errstr)))
         fprintf(stderr, "decode v2 as v1: %s\n", errstr);
