@@ -28,8 +28,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     char errstr[256];
     (void)argc;
     (void)argv;
-    serde = es_serde_new(NULL, "cart.events-value", es_schema_text("cart.events"), false, 7,
-                         errstr, sizeof(errstr));
+    serde = es_serde_new(NULL, "cart.events-value", es_schema_text("cart.events"), false, 7, errstr,
+                         sizeof(errstr));
     if (!serde)
         abort();
     atexit(destroy_serde);
