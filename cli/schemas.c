@@ -7,7 +7,8 @@
  *   command-result.avsc  → <agg>.command-results-value for every aggregate found
  * `check` registers nothing: it asks the registry whether each schema is
  * compatible with every registered version of its subjects and exits 1 with
- * the registry's reason when one is not.  `register` registers them all and
+ * the registry's reason when one is not, or when an event subject's level is
+ * weaker than BACKWARD_TRANSITIVE.  `register` registers them all and
  * sets the event subjects' compatibility level.  Without --dir the schemas
  * compiled into this binary are used, so the CLI checks what the daemons run.
  */
@@ -33,7 +34,8 @@ static void schemas_usage(FILE *fp)
     fprintf(fp, "usage: escqrs schemas check|register [--dir DIR] [--prefix P]\n\n"
                 "check     ask the registry (registry.url) whether every schema is compatible\n"
                 "          with all registered versions of its subjects; registers nothing;\n"
-                "          exit 1 with the registry's reason if one is not\n"
+                "          exit 1 with the registry's reason if one is not, or if an\n"
+                "          event subject's level is weaker than BACKWARD_TRANSITIVE\n"
                 "register  register every schema under its subjects; event subjects get\n"
                 "          compatibility BACKWARD_TRANSITIVE\n"
                 "--dir     read <name>.avsc files from DIR instead of the built-in schemas\n"
@@ -92,6 +94,35 @@ static size_t aggregates(const schema_file_t *files, size_t n, char aggs[][64])
             snprintf(aggs[na++], 64, "%.*s", (int)(dot - files[i].name), files[i].name);
     }
     return na;
+}
+
+/*
+ * The registry judges a check under the subject's own level, and Apicurio's
+ * default is NONE, under which everything is compatible.  An event subject
+ * with versions but a level weaker than BACKWARD_TRANSITIVE would make a
+ * passing check meaningless, so that is a failure of its own.
+ */
+static es_err_t check_event_level(es_registry_t *reg, const char *subject, char *errstr,
+                                  size_t errstr_size)
+{
+    size_t nver = 0;
+    char level[64] = "";
+    es_err_t err = es_registry_version_count(reg, subject, &nver, errstr, errstr_size);
+    if (err || nver == 0)
+        return err;
+    err = es_registry_get_compatibility(reg, subject, level, sizeof(level), errstr, errstr_size);
+    if (err == ES_ERR_NOT_FOUND)
+        snprintf(level, sizeof(level), "(none)");
+    else if (err)
+        return err;
+    if (!strcmp(level, "BACKWARD_TRANSITIVE") || !strcmp(level, "FULL_TRANSITIVE"))
+        return ES_ERR_OK;
+    snprintf(errstr, errstr_size,
+             "compatibility level is %s, not BACKWARD_TRANSITIVE, so the registry's answer "
+             "does not cover every earlier version (run `escqrs schemas register`, or set "
+             "the level)",
+             level);
+    return ES_ERR_STATE;
 }
 
 int cli_schemas(es_conf_t *conf, int argc, char **argv)
@@ -173,6 +204,8 @@ int cli_schemas(es_conf_t *conf, int argc, char **argv)
             } else {
                 err = es_registry_check_compatible(reg, subject, files[i].text, errstr,
                                                    sizeof(errstr));
+                if (!err && is_events)
+                    err = check_event_level(reg, subject, errstr, sizeof(errstr));
                 if (!err)
                     printf("compatible %s\n", subject);
             }

@@ -92,17 +92,14 @@ static void registry_message(const es_buf_t *body, char *out, size_t outsz)
  * One request with retries.  *status is the HTTP status of the final answer;
  * ES_ERR_REGISTRY_UNAVAILABLE when no answer came after every retry.
  */
-static es_err_t registry_request(es_registry_t *reg, const char *method, const char *path,
-                                 const char *body, long *status, es_buf_t *resp, char *errstr,
-                                 size_t errstr_size)
+static es_err_t registry_request_url(es_registry_t *reg, const char *method, const char *url,
+                                     const char *content_type, const char *body, long *status,
+                                     es_buf_t *resp, char *errstr, size_t errstr_size)
 {
-    char url[1024];
-    snprintf(url, sizeof(url), "%s%s", reg->base_url, path);
-
     for (int attempt = 0;; attempt++) {
         char neterr[512] = "";
-        es_err_t nerr = es_http_fetch(method, url, "application/vnd.schemaregistry.v1+json", body,
-                                      reg->timeout_ms, status, resp, neterr, sizeof(neterr));
+        es_err_t nerr = es_http_fetch(method, url, content_type, body, reg->timeout_ms, status,
+                                      resp, neterr, sizeof(neterr));
         bool transient = nerr != ES_ERR_OK || *status >= 500;
         if (!transient)
             return ES_ERR_OK;
@@ -123,6 +120,16 @@ static es_err_t registry_request(es_registry_t *reg, const char *method, const c
         struct timespec ts = {backoff_ms / 1000, (backoff_ms % 1000) * 1000000L};
         nanosleep(&ts, NULL);
     }
+}
+
+static es_err_t registry_request(es_registry_t *reg, const char *method, const char *path,
+                                 const char *body, long *status, es_buf_t *resp, char *errstr,
+                                 size_t errstr_size)
+{
+    char url[1024];
+    snprintf(url, sizeof(url), "%s%s", reg->base_url, path);
+    return registry_request_url(reg, method, url, "application/vnd.schemaregistry.v1+json", body,
+                                status, resp, errstr, errstr_size);
 }
 
 static char *schema_body(const char *schema_json)
@@ -277,6 +284,15 @@ es_err_t es_registry_schema_by_id(es_registry_t *reg, int id, avro_schema_t *sch
         goto out;
     }
     pthread_mutex_lock(&reg->lock);
+    for (size_t i = 0; i < reg->nids; i++) {
+        if (reg->ids[i].id == id) { /* another thread fetched it meanwhile: keep theirs */
+            avro_schema_decref(parsed);
+            parsed = reg->ids[i].schema;
+            pthread_mutex_unlock(&reg->lock);
+            *schema = parsed;
+            goto out;
+        }
+    }
     if (reg->nids == reg->capids) {
         reg->capids = reg->capids ? reg->capids * 2 : 8;
         reg->ids = es_realloc(reg->ids, reg->capids * sizeof(*reg->ids));
@@ -311,6 +327,116 @@ es_err_t es_registry_set_compatibility(es_registry_t *reg, const char *subject, 
     }
     es_buf_free(&resp);
     return err;
+}
+
+es_err_t es_registry_version_count(es_registry_t *reg, const char *subject, size_t *count,
+                                   char *errstr, size_t errstr_size)
+{
+    char path[512];
+    long status;
+    es_buf_t resp = {0};
+    json_t *j = NULL;
+    subject_path("/subjects/", subject, "/versions", path, sizeof(path));
+    es_err_t err = registry_request(reg, "GET", path, NULL, &status, &resp, errstr, errstr_size);
+    if (err)
+        goto out;
+    j = status == 200 ? json_loadb(resp.data, resp.len, 0, NULL) : NULL;
+    if (json_is_array(j)) {
+        *count = json_array_size(j);
+    } else if (status == 404) {
+        *count = 0;
+    } else {
+        char msg[512];
+        registry_message(&resp, msg, sizeof(msg));
+        snprintf(errstr, errstr_size, "versions of %s: HTTP %ld: %s", subject, status, msg);
+        err = ES_ERR_REGISTRY;
+    }
+out:
+    json_decref(j);
+    es_buf_free(&resp);
+    return err;
+}
+
+es_err_t es_registry_get_compatibility(es_registry_t *reg, const char *subject, char *level,
+                                       size_t level_size, char *errstr, size_t errstr_size)
+{
+    char path[512];
+    long status;
+    es_buf_t resp = {0};
+    json_t *j = NULL;
+    /* defaultToGlobal: Confluent answers 404 for a subject without its own level otherwise */
+    subject_path("/config/", subject, "?defaultToGlobal=true", path, sizeof(path));
+    es_err_t err = registry_request(reg, "GET", path, NULL, &status, &resp, errstr, errstr_size);
+    if (err)
+        goto out;
+    j = status == 200 ? json_loadb(resp.data, resp.len, 0, NULL) : NULL;
+    const char *lv = j ? json_string_value(json_object_get(j, "compatibilityLevel")) : NULL;
+    if (!lv && j) /* some servers answer {"compatibility": ...} */
+        lv = json_string_value(json_object_get(j, "compatibility"));
+    if (lv) {
+        snprintf(level, level_size, "%s", lv);
+    } else if (status == 404) {
+        snprintf(errstr, errstr_size, "subject %s has no compatibility level", subject);
+        err = ES_ERR_NOT_FOUND;
+    } else {
+        char msg[512];
+        registry_message(&resp, msg, sizeof(msg));
+        snprintf(errstr, errstr_size, "compatibility level of %s: HTTP %ld: %s", subject, status,
+                 msg);
+        err = ES_ERR_REGISTRY;
+    }
+out:
+    json_decref(j);
+    es_buf_free(&resp);
+    return err;
+}
+
+/*
+ * Apicurio's Confluent-compatible API answers a failed check with a bare
+ * {"is_compatible": false}, even with verbose=true.  Its native API gives the
+ * reasons for a dry-run new version (registers nothing), so when the base URL
+ * is Apicurio's ccompat one, ask that.  Best effort: no reasons on failure.
+ */
+static void apicurio_reasons(es_registry_t *reg, const char *subject, const char *schema_json,
+                             es_buf_t *reasons)
+{
+    const char *cc = strstr(reg->base_url, "/apis/ccompat/");
+    char url[1024];
+    long status = 0;
+    es_buf_t resp = {0};
+    char err[256];
+    json_t *j = NULL;
+    if (!cc)
+        return;
+    char *esc = curl_easy_escape(NULL, subject, 0);
+    snprintf(url, sizeof(url),
+             "%.*s/apis/registry/v3/groups/default/artifacts/%s/versions?dryRun=true",
+             (int)(cc - reg->base_url), reg->base_url, esc ? esc : subject);
+    curl_free(esc);
+    json_t *jb = json_pack("{s:{s:s,s:s}}", "content", "content", schema_json, "contentType",
+                           "application/json");
+    char *body = json_dumps(jb, JSON_COMPACT);
+    json_decref(jb);
+    if (registry_request_url(reg, "POST", url, "application/json", body, &status, &resp, err,
+                             sizeof(err)) == ES_ERR_OK &&
+        status == 409 && (j = json_loadb(resp.data, resp.len, 0, NULL))) {
+        size_t i;
+        json_t *c;
+        json_array_foreach(json_object_get(j, "causes"), i, c)
+        {
+            const char *d = json_string_value(json_object_get(c, "description"));
+            const char *ctx = json_string_value(json_object_get(c, "context"));
+            if (d)
+                es_buf_appendf(reasons, "%s%s%s%s", reasons->len ? "; " : "", d, ctx ? " at " : "",
+                               ctx ? ctx : "");
+        }
+        const char *detail = json_string_value(json_object_get(j, "detail"));
+        if (!reasons->len && detail)
+            es_buf_appendf(reasons, "%s", detail);
+    }
+    json_decref(j);
+    free(body);
+    es_buf_free(&resp);
 }
 
 es_err_t es_registry_check_compatible(es_registry_t *reg, const char *subject,
@@ -351,6 +477,8 @@ es_err_t es_registry_check_compatible(es_registry_t *reg, const char *subject,
             if (json_is_string(m))
                 es_buf_appendf(&reasons, "%s%s", reasons.len ? "; " : "", json_string_value(m));
         }
+        if (!reasons.len)
+            apicurio_reasons(reg, subject, schema_json, &reasons);
         snprintf(errstr, errstr_size, "not compatible with the registered versions%s%s",
                  reasons.len ? ": " : "", reasons.len ? reasons.data : "");
         es_buf_free(&reasons);

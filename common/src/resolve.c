@@ -10,6 +10,7 @@
 #include "escqrs/mem.h"
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -215,17 +216,45 @@ static const char *branch_name(avro_schema_t s)
 static es_err_t copy(es_resolver_t *r, avro_value_t *src, avro_value_t *dst, int depth,
                      char *errstr, size_t errstr_size);
 
+/* The spec's promotions: int to long, float or double; long to float or double;
+ * float to double; string and bytes to each other. */
+static bool promotable(avro_type_t from, avro_type_t to)
+{
+    switch (from) {
+    case AVRO_INT32:
+        return to == AVRO_INT64 || to == AVRO_FLOAT || to == AVRO_DOUBLE;
+    case AVRO_INT64:
+        return to == AVRO_FLOAT || to == AVRO_DOUBLE;
+    case AVRO_FLOAT:
+        return to == AVRO_DOUBLE;
+    case AVRO_STRING:
+        return to == AVRO_BYTES;
+    case AVRO_BYTES:
+        return to == AVRO_STRING;
+    default:
+        return false;
+    }
+}
+
+/* The spec: the first reader branch that matches the writer's value, by name
+ * first, else the first one the value can be promoted to. */
 static es_err_t copy_into_union(es_resolver_t *r, avro_value_t *src, avro_value_t *dst, int depth,
                                 char *errstr, size_t errstr_size)
 {
     avro_schema_t us = avro_value_get_schema(dst);
     const char *want = branch_name(avro_value_get_schema(src));
-    for (size_t b = 0; b < avro_schema_union_size(us); b++) {
-        if (strcmp(branch_name(avro_schema_union_branch(us, (int)b)), want))
-            continue;
-        avro_value_t branch;
-        avro_value_set_branch(dst, (int)b, &branch);
-        return copy(r, src, &branch, depth + 1, errstr, errstr_size);
+    size_t nb = avro_schema_union_size(us);
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t b = 0; b < nb; b++) {
+            avro_schema_t bs = avro_schema_union_branch(us, (int)b);
+            if (pass == 0 ? strcmp(branch_name(bs), want) != 0
+                          : !promotable(avro_value_get_type(src), avro_typeof(bs)))
+                continue;
+            avro_value_t branch;
+            if (avro_value_set_branch(dst, (int)b, &branch))
+                break;
+            return copy(r, src, &branch, depth + 1, errstr, errstr_size);
+        }
     }
     snprintf(errstr, errstr_size, "writer union branch %s has no match in the reader union", want);
     return ES_ERR_SCHEMA;

@@ -30,12 +30,13 @@ struct es_embedded_schema {
 extern const struct es_embedded_schema es_embedded_schemas[];
 
 #define WALK_MAX_DEPTH       64
-#define ZERO_WIDTH_MAX_ITEMS 65536 /* items that take no bytes (e.g. null) per block */
+#define ZERO_WIDTH_MAX_ITEMS 65536 /* items that take no bytes (e.g. null) per record */
 
 typedef struct {
     int id;
     avro_schema_t writer; /* borrowed from the registry, or our reader */
     bool direct;          /* writer == reader: no resolution needed */
+    bool owned;           /* writer added by es_serde_add_writer(): ours to release */
     avro_value_iface_t *writer_iface;
     avro_value_t writer_value;
 } writer_entry_t;
@@ -141,6 +142,8 @@ void es_serde_destroy(es_serde_t *serde)
             avro_value_decref(&w->writer_value);
             avro_value_iface_decref(w->writer_iface);
         }
+        if (w->owned)
+            avro_schema_decref(w->writer);
     }
     free(serde->writers);
     es_resolver_destroy(serde->resolver);
@@ -214,6 +217,7 @@ es_err_t es_wire_schema_id(const void *data, size_t len, int *schema_id)
 typedef struct {
     const uint8_t *p;
     size_t len, pos;
+    uint64_t items;   /* array and map items seen so far in this record */
     const char *what; /* for the error message */
 } walk_t;
 
@@ -282,8 +286,16 @@ static es_err_t walk_blocks(walk_t *w, avro_schema_t item, bool is_map, int dept
                 return bytes < 0 ? ES_ERR_BAD_LENGTH : ES_ERR_TRUNCATED;
             }
         }
-        if ((uint64_t)count > w->len - w->pos && count > ZERO_WIDTH_MAX_ITEMS) {
-            w->what = "block count larger than the bytes left";
+        /*
+         * Every item takes at least one byte unless its type takes none (null,
+         * an empty record), so a record of n bytes holds at most n items plus
+         * a bounded number of zero-width ones.  Counting across all blocks
+         * keeps many blocks of zero-width items from adding up to an
+         * unbounded number of values for Avro C to allocate.
+         */
+        w->items += (uint64_t)count;
+        if (w->items > (uint64_t)w->len + ZERO_WIDTH_MAX_ITEMS) {
+            w->what = "more array or map items than the record's bytes can hold";
             return ES_ERR_BAD_LENGTH;
         }
         for (int64_t i = 0; i < count; i++) {
@@ -367,6 +379,9 @@ static es_err_t walk(walk_t *w, avro_schema_t s, int depth)
 
 /* ---------------------------------------------------------------- decode */
 
+static es_err_t writer_add(es_serde_t *serde, int id, avro_schema_t writer, bool owned,
+                           writer_entry_t **out, char *errstr, size_t errstr_size);
+
 static es_err_t writer_for(es_serde_t *serde, int id, writer_entry_t **out, char *errstr,
                            size_t errstr_size)
 {
@@ -390,7 +405,13 @@ static es_err_t writer_for(es_serde_t *serde, int id, writer_entry_t **out, char
         if (err)
             return err;
     }
-    writer_entry_t w = {.id = id, .writer = writer};
+    return writer_add(serde, id, writer, false, out, errstr, errstr_size);
+}
+
+static es_err_t writer_add(es_serde_t *serde, int id, avro_schema_t writer, bool owned,
+                           writer_entry_t **out, char *errstr, size_t errstr_size)
+{
+    writer_entry_t w = {.id = id, .writer = writer, .owned = owned};
     w.direct =
         serde->reader && (writer == serde->reader || avro_schema_equal(writer, serde->reader));
     if (!w.direct) {
@@ -398,6 +419,8 @@ static es_err_t writer_for(es_serde_t *serde, int id, writer_entry_t **out, char
         if (!w.writer_iface || avro_generic_value_new(w.writer_iface, &w.writer_value)) {
             snprintf(errstr, errstr_size, "%s: writer schema %d: %s", serde->subject, id,
                      avro_strerror());
+            if (w.writer_iface)
+                avro_value_iface_decref(w.writer_iface);
             return ES_ERR_SCHEMA;
         }
     }
@@ -408,6 +431,28 @@ static es_err_t writer_for(es_serde_t *serde, int id, writer_entry_t **out, char
     serde->writers[serde->nwriters] = w;
     *out = &serde->writers[serde->nwriters++];
     return ES_ERR_OK;
+}
+
+es_err_t es_serde_add_writer(es_serde_t *serde, int id, const char *writer_json, char *errstr,
+                             size_t errstr_size)
+{
+    avro_schema_t writer = NULL;
+    writer_entry_t *w = NULL;
+    for (size_t i = 0; i < serde->nwriters; i++) {
+        if (serde->writers[i].id == id) {
+            snprintf(errstr, errstr_size, "%s: schema id %d is already known", serde->subject, id);
+            return ES_ERR_INVALID_ARG;
+        }
+    }
+    if (avro_schema_from_json_length(writer_json, strlen(writer_json), &writer)) {
+        snprintf(errstr, errstr_size, "%s: writer schema %d: %s", serde->subject, id,
+                 avro_strerror());
+        return ES_ERR_SCHEMA;
+    }
+    es_err_t err = writer_add(serde, id, writer, true, &w, errstr, errstr_size);
+    if (err)
+        avro_schema_decref(writer);
+    return err;
 }
 
 es_err_t es_serde_decode(es_serde_t *serde, const void *data, size_t len, avro_value_t **out,

@@ -1,38 +1,62 @@
 /*
  * fuzz_serde_decode.c — libFuzzer target for the record decode path.
  *
- * Feeds arbitrary bytes to es_serde_decode() with the cart.events reader
- * schema and no registry (schema id 7 is the only known writer), so every
- * input exercises the wire header check, the bounds-checking walk and Avro
- * C's read.  Any crash, sanitizer report or leak is a finding.  Seeds in
- * corpus/serde/ are golden records (see docs/wire-format.md).
+ * Feeds arbitrary bytes to es_serde_decode() of two registry-less serdes, so
+ * every input exercises the wire header check, the bounds-checking walk,
+ * Avro C's read and, for a second writer schema, the resolver:
+ *   - cart.events reader; id 7 is cart.events itself (read directly), id 8
+ *     the v2 of tests/data/evolution (adds a field: resolved to the reader);
+ *   - command-result reader, id 9 (enum, array of records, unions).
+ * Any crash, sanitizer report or leak is a finding.  Seeds in corpus/serde/
+ * are golden records of those ids (see docs/wire-format.md).
  */
 #include "escqrs/serde.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static es_serde_t *serde;
+static es_serde_t *events, *results;
 
-static void destroy_serde(void)
+static void destroy_serdes(void)
 {
-    es_serde_destroy(serde);
+    es_serde_destroy(events);
+    es_serde_destroy(results);
+}
+
+static char *slurp(const char *rel)
+{
+    char path[1024];
+    es_buf_t b = {0};
+    snprintf(path, sizeof(path), "%s/%s", ESCQRS_SOURCE_DIR, rel);
+    if (es_buf_load_file(&b, path)) {
+        es_buf_free(&b);
+        return NULL;
+    }
+    return b.data;
 }
 
 /* Built once before any input, and destroyed at exit, so LeakSanitizer sees no leak. */
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     char errstr[256];
+    char *v2 = slurp("tests/data/evolution/v2/cart.events.avsc");
     (void)argc;
     (void)argv;
-    serde = es_serde_new(NULL, "cart.events-value", es_schema_text("cart.events"), false, 7, errstr,
-                         sizeof(errstr));
-    if (!serde)
+    events = es_serde_new(NULL, "cart.events-value", es_schema_text("cart.events"), false, 7,
+                          errstr, sizeof(errstr));
+    results = es_serde_new(NULL, "cart.command-results-value", es_schema_text("command-result"),
+                           false, 9, errstr, sizeof(errstr));
+    if (!events || !results || !v2 ||
+        es_serde_add_writer(events, 8, v2, errstr, sizeof(errstr)) != ES_ERR_OK) {
+        fprintf(stderr, "fuzz_serde_decode: setup failed: %s\n", errstr);
         abort();
-    atexit(destroy_serde);
+    }
+    free(v2);
+    atexit(destroy_serdes);
     return 0;
 }
 
@@ -40,6 +64,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char errstr[256];
     avro_value_t *out;
-    es_serde_decode(serde, data, size, &out, errstr, sizeof(errstr));
+    es_serde_decode(events, data, size, &out, errstr, sizeof(errstr));
+    es_serde_decode(results, data, size, &out, errstr, sizeof(errstr));
     return 0;
 }

@@ -129,14 +129,13 @@ static void test_v1_and_v2_read_each_other(void)
 }
 
 /* Runs `escqrs schemas check --dir DIR --prefix P`; returns its exit code and stderr. */
-static int run_check(const char *dir, es_buf_t *output)
+static int run_check(const char *dir, const char *pfx, es_buf_t *output)
 {
     char cmd[2048];
     snprintf(cmd, sizeof(cmd),
              "'%s/cli/escqrs' --set 'registry.url=%s' --set log.level=error schemas check "
              "--dir '%s/tests/data/evolution/%s' --prefix '%s' 2>&1",
-             getenv("ESCQRS_BUILD_DIR"), es_test_registry(), getenv("ESCQRS_SOURCE_DIR"), dir,
-             prefix);
+             getenv("ESCQRS_BUILD_DIR"), es_test_registry(), getenv("ESCQRS_SOURCE_DIR"), dir, pfx);
     FILE *p = popen(cmd, "r");
     char line[1024];
     es_buf_clear(output);
@@ -150,12 +149,33 @@ static void test_check_accepts_v2_refuses_v3(void)
 {
     es_buf_t out = {0};
     CU_ASSERT_PTR_NOT_NULL_FATAL(getenv("ESCQRS_BUILD_DIR"));
-    CU_ASSERT_EQUAL(run_check("v2", &out), 0);
+    CU_ASSERT_EQUAL(run_check("v2", prefix, &out), 0);
     CU_ASSERT_PTR_NOT_NULL(strstr(out.data ? out.data : "", "compatible"));
-    CU_ASSERT_EQUAL(run_check("v3", &out), 1);
+    CU_ASSERT_EQUAL(run_check("v3", prefix, &out), 1);
     printf("\n    v3 check said: %s", out.data ? out.data : "");
     CU_ASSERT_PTR_NOT_NULL(strstr(out.data ? out.data : "", "INCOMPATIBLE"));
     CU_ASSERT_PTR_NOT_NULL(strstr(out.data ? out.data : "", "cart.events-value"));
+    /* the registry's reason is passed on: it names the field whose type changed */
+    CU_ASSERT_PTR_NOT_NULL(strstr(out.data ? out.data : "", "/fields/2"));
+    es_buf_free(&out);
+}
+
+/* A subject left at the registry's default level (NONE) accepts anything, so
+ * check must not report it compatible. */
+static void test_check_refuses_weak_level(void)
+{
+    char uniq[120], pfx[128], subj[192];
+    int id = 0;
+    es_buf_t out = {0};
+    es_test_unique("it0100-weak", uniq, sizeof(uniq));
+    snprintf(pfx, sizeof(pfx), "%s-", uniq);
+    snprintf(subj, sizeof(subj), "%scart.events-value", pfx);
+    CU_ASSERT_EQUAL_FATAL(
+        es_registry_register(reg, subj, es_schema_text("cart.events"), &id, errstr, sizeof(errstr)),
+        ES_ERR_OK);
+    CU_ASSERT_EQUAL(run_check("v3", pfx, &out), 1);
+    printf("\n    weak-level check said: %s", out.data ? out.data : "");
+    CU_ASSERT_PTR_NOT_NULL(strstr(out.data ? out.data : "", "not BACKWARD_TRANSITIVE"));
     es_buf_free(&out);
 }
 
@@ -179,6 +199,7 @@ int main(void)
     static const es_test_case_t cases[] = {
         {"v1 and v2 records read each other", test_v1_and_v2_read_each_other},
         {"schemas check accepts v2, refuses v3", test_check_accepts_v2_refuses_v3},
+        {"schemas check refuses an event subject at level NONE", test_check_refuses_weak_level},
         {NULL, NULL},
     };
     int rc = es_test_run("it0100-schema-evolution", cases);

@@ -9,6 +9,8 @@
 #include "escqrs/serde.h"
 #include "testutil.h"
 
+#include <ctype.h>
+#include <stdio.h>
 #include <string.h>
 
 #define GOLDEN_ID 7
@@ -159,6 +161,50 @@ static void test_hostile(void)
     CU_ASSERT_EQUAL(decode_bytes(golden, sizeof(golden)), ES_ERR_OK);
 }
 
+/* The worked example in docs/wire-format.md: the hex dump after "is these N bytes". */
+static size_t docs_example_bytes(uint8_t *out, size_t cap)
+{
+    char path[1024], line[512];
+    size_t n = 0;
+    int state = 0; /* 0 before the example, 1 before its code fence, 2 inside it */
+    snprintf(path, sizeof(path), "%s/docs/wire-format.md", ESCQRS_SOURCE_DIR);
+    FILE *fp = fopen(path, "r");
+    if (!fp)
+        return 0;
+    while (fgets(line, sizeof(line), fp) && state < 3) {
+        if (state == 0 && strstr(line, "is these ") && strstr(line, " bytes"))
+            state = 1;
+        else if (state == 1 && !strncmp(line, "```", 3))
+            state = 2;
+        else if (state == 2 && !strncmp(line, "```", 3))
+            state = 3;
+        else if (state == 2) {
+            char *save = NULL;
+            for (char *tok = strtok_r(line, " \t\n", &save); tok;
+                 tok = strtok_r(NULL, " \t\n", &save)) {
+                unsigned v;
+                if (strlen(tok) != 2 || !isxdigit((unsigned char)tok[0]) ||
+                    !isxdigit((unsigned char)tok[1]) || sscanf(tok, "%2x", &v) != 1)
+                    break; /* the rest of the line is commentary */
+                if (n < cap)
+                    out[n] = (uint8_t)v;
+                n++;
+            }
+        }
+    }
+    fclose(fp);
+    return n;
+}
+
+/* The documentation and the encoder cannot drift apart: same bytes. */
+static void test_docs_example_is_golden(void)
+{
+    uint8_t doc[256];
+    size_t n = docs_example_bytes(doc, sizeof(doc));
+    CU_ASSERT_EQUAL(n, sizeof(golden));
+    CU_ASSERT_TRUE(n == sizeof(golden) && !memcmp(doc, golden, n));
+}
+
 static void test_embedded_schemas(void)
 {
     static const char *const names[] = {"cart.commands", "cart.events", "account.commands",
@@ -185,6 +231,7 @@ int main(void)
         {"encode gives the golden bytes", test_encode_golden},
         {"golden bytes decode to the event", test_decode_golden},
         {"hostile records get specific errors", test_hostile},
+        {"docs/wire-format.md shows the golden bytes", test_docs_example_is_golden},
         {"schemas are embedded", test_embedded_schemas},
         {NULL, NULL},
     };

@@ -10,7 +10,11 @@
 #ifndef ESCQRS_ENVELOPE_H
 #define ESCQRS_ENVELOPE_H
 
+#include "escqrs/err.h"
+
+#include <avro.h>
 #include <librdkafka/rdkafka.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define ES_UUID_STR_LEN 37 /* 36 characters and a NUL */
@@ -24,6 +28,18 @@ int64_t es_now_ms(void);
 /** @brief The headers of an event record; the caller owns them (or hands them to produce). */
 rd_kafka_headers_t *es_event_headers(const char *event_type, const char *event_id,
                                      const char *command_id, int64_t aggregate_version);
+
+/**
+ * @brief The headers of an event record, read from the event envelope value
+ *        itself (a CartEvent, AccountEvent or any record with string fields
+ *        `event_id` and `command_id`, a long `version` and a union `payload`
+ *        of records): `event-type` is the payload branch's record name.
+ * @param out set to new headers the caller owns (or hands to produce).
+ * @returns ES_ERR_INVALID_ARG, with the missing field in errstr, when
+ *          @p event is not such a record.
+ */
+es_err_t es_event_headers_from_value(avro_value_t *event, rd_kafka_headers_t **out, char *errstr,
+                                     size_t errstr_size);
 
 /**
  * @brief Copy header @p name of @p msg into @p out (NUL-terminated, truncated to fit).

@@ -52,11 +52,27 @@ es_err_t es_registry_schema_by_id(es_registry_t *reg, int id, avro_schema_t *sch
 es_err_t es_registry_set_compatibility(es_registry_t *reg, const char *subject, const char *level,
                                        char *errstr, size_t errstr_size);
 
+/** @brief How many versions are registered under @p subject (0 when it is unknown). */
+es_err_t es_registry_version_count(es_registry_t *reg, const char *subject, size_t *count,
+                                   char *errstr, size_t errstr_size);
+
+/**
+ * @brief The subject's compatibility level (the registry's global one when the
+ *        subject has none of its own), e.g. "BACKWARD_TRANSITIVE", into @p level.
+ * @returns ES_ERR_NOT_FOUND when the registry reports no level at all.
+ */
+es_err_t es_registry_get_compatibility(es_registry_t *reg, const char *subject, char *level,
+                                       size_t level_size, char *errstr, size_t errstr_size);
+
 /**
  * @brief Ask whether @p schema_json is compatible with every registered version
  *        of @p subject under the subject's level.  Registers nothing.
  * @returns ES_ERR_OK (compatible, or no version registered yet),
  *          ES_ERR_INCOMPATIBLE_SCHEMA with the registry's reasons in errstr.
+ * @remark The answer is only as strict as the subject's level: under NONE
+ *         everything is compatible (see es_registry_get_compatibility()).
+ *         Apicurio's Confluent API gives no reasons; they are then taken from
+ *         Apicurio's native API with a dry run, which registers nothing.
  */
 es_err_t es_registry_check_compatible(es_registry_t *reg, const char *subject,
                                       const char *schema_json, char *errstr, size_t errstr_size);

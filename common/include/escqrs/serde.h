@@ -58,6 +58,16 @@ es_serde_t *es_serde_new(es_registry_t *reg, const char *subject, const char *sc
                          bool register_schema, int schema_id, char *errstr, size_t errstr_size);
 void es_serde_destroy(es_serde_t *serde);
 
+/**
+ * @brief Make writer schema @p writer_json known under @p id without asking the
+ *        registry, e.g. for a registry-less serde reading records of several
+ *        schema versions (unit tests, fuzzing, replaying a file of records).
+ * @returns ES_ERR_INVALID_ARG when @p id is already known, ES_ERR_SCHEMA when
+ *          the schema does not parse.
+ */
+es_err_t es_serde_add_writer(es_serde_t *serde, int id, const char *writer_json, char *errstr,
+                             size_t errstr_size);
+
 /** @brief The id this serde encodes with. */
 int es_serde_schema_id(const es_serde_t *serde);
 
@@ -73,7 +83,9 @@ es_err_t es_serde_encode(es_serde_t *serde, avro_value_t *value, es_buf_t *out, 
  * @brief Decode a framed record into a value of the reader schema.
  * @param out set to a value owned by the serde, valid until the next decode.
  * @returns ES_ERR_BAD_MAGIC, ES_ERR_UNKNOWN_SCHEMA, ES_ERR_TRUNCATED,
- *          ES_ERR_BAD_LENGTH, ES_ERR_DECODE or ES_ERR_OK.
+ *          ES_ERR_BAD_LENGTH, ES_ERR_DECODE, ES_ERR_SCHEMA (the writer schema
+ *          cannot be resolved to the reader's), ES_ERR_REGISTRY or
+ *          ES_ERR_REGISTRY_UNAVAILABLE (writer schema not fetched), or ES_ERR_OK.
  */
 es_err_t es_serde_decode(es_serde_t *serde, const void *data, size_t len, avro_value_t **out,
                          char *errstr, size_t errstr_size);

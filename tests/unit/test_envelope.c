@@ -1,0 +1,154 @@
+/*
+ * test_envelope.c — event headers, UUIDs and the clock.
+ *
+ * Headers built from a CartEvent and an AccountEvent value carry exactly the
+ * four names of the contract with the values of the body; never a
+ * `__value_schema_id`.  UUIDs are canonical version-4 text and do not repeat.
+ */
+#include "escqrs/envelope.h"
+#include "escqrs/serde.h"
+#include "testutil.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static char errstr[512];
+
+static char *header(rd_kafka_headers_t *h, const char *name, char *buf, size_t bufsz)
+{
+    const void *v;
+    size_t len;
+    if (rd_kafka_header_get_last(h, name, &v, &len))
+        return NULL;
+    snprintf(buf, bufsz, "%.*s", (int)len, (const char *)v);
+    return buf;
+}
+
+static void set_str(avro_value_t *rec, const char *field, const char *v)
+{
+    avro_value_t f;
+    avro_value_get_by_name(rec, field, &f, NULL);
+    avro_value_set_string(&f, v);
+}
+
+/* An event value of schema @p name with payload branch @p branch. */
+static void new_event(const char *name, int branch, es_serde_t **serde, avro_value_t *ev)
+{
+    avro_value_t f, p;
+    *serde = es_serde_new(NULL, name, es_schema_text(name), false, 1, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(*serde);
+    es_serde_new_value(*serde, ev);
+    set_str(ev, "event_id", "6f1c2a38-0d6f-4a8e-9d3c-1b2a3c4d5e6f");
+    set_str(ev, "command_id", "cmd-42");
+    avro_value_get_by_name(ev, "version", &f, NULL);
+    avro_value_set_long(&f, 1234567890123LL);
+    avro_value_get_by_name(ev, "payload", &f, NULL);
+    avro_value_set_branch(&f, branch, &p);
+}
+
+static void check_headers(const char *schema, int branch, const char *type)
+{
+    es_serde_t *serde = NULL;
+    avro_value_t ev;
+    rd_kafka_headers_t *h = NULL;
+    char buf[128];
+    new_event(schema, branch, &serde, &ev);
+    CU_ASSERT_EQUAL_FATAL(es_event_headers_from_value(&ev, &h, errstr, sizeof(errstr)), ES_ERR_OK);
+    CU_ASSERT_EQUAL(rd_kafka_header_cnt(h), 4);
+    CU_ASSERT_STRING_EQUAL(header(h, "event-type", buf, sizeof(buf)), type);
+    CU_ASSERT_STRING_EQUAL(header(h, "event-id", buf, sizeof(buf)),
+                           "6f1c2a38-0d6f-4a8e-9d3c-1b2a3c4d5e6f");
+    CU_ASSERT_STRING_EQUAL(header(h, "command-id", buf, sizeof(buf)), "cmd-42");
+    CU_ASSERT_STRING_EQUAL(header(h, "aggregate-version", buf, sizeof(buf)), "1234567890123");
+    CU_ASSERT_PTR_NULL(header(h, "__value_schema_id", buf, sizeof(buf)));
+    rd_kafka_headers_destroy(h);
+    avro_value_decref(&ev);
+    es_serde_destroy(serde);
+}
+
+static void test_headers_from_cart_event(void)
+{
+    check_headers("cart.events", 0, "ItemAdded");
+    check_headers("cart.events", 2, "CartCheckedOut");
+}
+
+static void test_headers_from_account_event(void)
+{
+    check_headers("account.events", 2, "Withdrawn");
+}
+
+static void test_not_an_event(void)
+{
+    es_serde_t *serde = NULL;
+    avro_value_t cmd, f, p;
+    rd_kafka_headers_t *h = NULL;
+    /* a command has no event_id */
+    serde = es_serde_new(NULL, "c", es_schema_text("cart.commands"), false, 1, errstr, 512);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(serde);
+    es_serde_new_value(serde, &cmd);
+    avro_value_get_by_name(&cmd, "payload", &f, NULL);
+    avro_value_set_branch(&f, 0, &p);
+    CU_ASSERT_EQUAL(es_event_headers_from_value(&cmd, &h, errstr, sizeof(errstr)),
+                    ES_ERR_INVALID_ARG);
+    CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "event_id"));
+    CU_ASSERT_PTR_NULL(h);
+    avro_value_decref(&cmd);
+    es_serde_destroy(serde);
+}
+
+static bool is_uuid_v4(const char *s)
+{
+    if (strlen(s) != 36)
+        return false;
+    for (int i = 0; i < 36; i++) {
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? s[i] != '-' : !isxdigit((unsigned char)s[i]) || isupper((unsigned char)s[i]))
+            return false;
+    }
+    return s[14] == '4' && strchr("89ab", s[19]) != NULL;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp((const char *)a, (const char *)b);
+}
+
+static void test_uuid_v4(void)
+{
+    enum { N = 2000 };
+    static char ids[N][ES_UUID_STR_LEN];
+    for (int i = 0; i < N; i++) {
+        es_uuid_v4(ids[i]);
+        CU_ASSERT_TRUE(is_uuid_v4(ids[i]));
+    }
+    qsort(ids, N, ES_UUID_STR_LEN, cmp_str);
+    int dups = 0;
+    for (int i = 1; i < N; i++)
+        dups += !strcmp(ids[i - 1], ids[i]);
+    CU_ASSERT_EQUAL(dups, 0);
+}
+
+static void test_now_ms(void)
+{
+    int64_t a = es_now_ms();
+    int64_t t = (int64_t)time(NULL) * 1000;
+    int64_t b = es_now_ms();
+    CU_ASSERT_TRUE(b >= a);
+    CU_ASSERT_TRUE(a > t - 2000 && a < t + 2000);
+}
+
+int main(void)
+{
+    static const es_test_case_t cases[] = {
+        {"headers from a CartEvent value", test_headers_from_cart_event},
+        {"headers from an AccountEvent value", test_headers_from_account_event},
+        {"a command is not an event", test_not_an_event},
+        {"uuids are canonical v4 and unique", test_uuid_v4},
+        {"now_ms is the wall clock in ms", test_now_ms},
+        {NULL, NULL},
+    };
+    return es_test_run("envelope", cases);
+}

@@ -1,0 +1,316 @@
+/*
+ * test_serde_resolve.c — schema resolution without a registry.
+ *
+ * Writer schemas are made known by id with es_serde_add_writer(), so the
+ * resolution rules are checked here byte for byte, and 0100 only has to show
+ * the same against the real registry.  The cart.events v2 (adds a field with
+ * a default) and v3 (changes a field's type) files are the ones 0100 uses.
+ */
+#include "escqrs/serde.h"
+#include "testutil.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static char errstr[512];
+static char *v2_text, *v3_text;
+
+/* A binary file of the source tree into @p b; returns b->data or NULL. */
+static char *slurp_len(const char *rel, es_buf_t *b)
+{
+    char path[1024], chunk[4096];
+    size_t n;
+    snprintf(path, sizeof(path), "%s/%s", ESCQRS_SOURCE_DIR, rel);
+    FILE *fp = fopen(path, "rb");
+    if (!fp)
+        return NULL;
+    while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0)
+        es_buf_append(b, chunk, n);
+    fclose(fp);
+    return b->data;
+}
+
+static char *slurp(const char *rel)
+{
+    es_buf_t b = {0};
+    return slurp_len(rel, &b);
+}
+
+static void set_field_str(avro_value_t *rec, const char *name, const char *v)
+{
+    avro_value_t f;
+    avro_value_get_by_name(rec, name, &f, NULL);
+    avro_value_set_string(&f, v);
+}
+
+static const char *field_str(avro_value_t *rec, const char *name)
+{
+    avro_value_t f;
+    const char *s = NULL;
+    size_t sz;
+    if (avro_value_get_by_name(rec, name, &f, NULL) || avro_value_get_string(&f, &s, &sz))
+        return NULL;
+    return s;
+}
+
+/* A cart event (ItemRemoved) in a value of any cart.events version. */
+static void fill_event(avro_value_t *ev, const char *version_as_text)
+{
+    avro_value_t f, br, p;
+    set_field_str(ev, "event_id", "00000000-0000-4000-8000-000000000002");
+    set_field_str(ev, "cart_id", "c9");
+    avro_value_get_by_name(ev, "version", &f, NULL);
+    if (version_as_text)
+        avro_value_set_string(&f, version_as_text);
+    else
+        avro_value_set_long(&f, 4);
+    avro_value_get_by_name(ev, "occurred_at", &f, NULL);
+    avro_value_set_long(&f, 1700000000123LL);
+    set_field_str(ev, "command_id", "k9");
+    avro_value_get_by_name(ev, "correlation_id", &f, NULL);
+    avro_value_set_branch(&f, 1, &br);
+    avro_value_set_string(&br, "corr-1");
+    avro_value_get_by_name(ev, "payload", &f, NULL);
+    avro_value_set_branch(&f, 1, &p);
+    set_field_str(&p, "sku", "SKU-1");
+    avro_value_get_by_name(&p, "quantity", &f, NULL);
+    avro_value_set_int(&f, 3);
+}
+
+/* Encode one event with @p schema_json under @p id (registry-less serde). */
+static void encode_with(const char *schema_json, int id, const char *version_as_text,
+                        const char *channel, es_buf_t *out)
+{
+    avro_value_t ev, f;
+    es_serde_t *w =
+        es_serde_new(NULL, "cart.events-value", schema_json, false, id, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(w);
+    es_serde_new_value(w, &ev);
+    fill_event(&ev, version_as_text);
+    if (channel) {
+        avro_value_get_by_name(&ev, "channel", &f, NULL);
+        avro_value_set_string(&f, channel);
+    }
+    CU_ASSERT_EQUAL(es_serde_encode(w, &ev, out, errstr, sizeof(errstr)), ES_ERR_OK);
+    avro_value_decref(&ev);
+    es_serde_destroy(w);
+}
+
+static void check_common_fields(avro_value_t *got)
+{
+    avro_value_t f, p;
+    int64_t v = 0;
+    CU_ASSERT_STRING_EQUAL(field_str(got, "cart_id"), "c9");
+    avro_value_get_by_name(got, "version", &f, NULL);
+    avro_value_get_long(&f, &v);
+    CU_ASSERT_EQUAL(v, 4);
+    avro_value_get_by_name(got, "payload", &f, NULL);
+    avro_value_get_current_branch(&f, &p);
+    CU_ASSERT_STRING_EQUAL(avro_schema_name(avro_value_get_schema(&p)), "ItemRemoved");
+    CU_ASSERT_STRING_EQUAL(field_str(&p, "sku"), "SKU-1");
+    avro_value_get_by_name(got, "correlation_id", &f, NULL);
+    avro_value_get_current_branch(&f, &p);
+    const char *s = NULL;
+    size_t sz;
+    avro_value_get_string(&p, &s, &sz);
+    CU_ASSERT_STRING_EQUAL(s, "corr-1");
+}
+
+static void test_old_record_new_reader_gets_default(void)
+{
+    es_buf_t rec = {0};
+    avro_value_t *got = NULL;
+    encode_with(es_schema_text("cart.events"), 1, NULL, NULL, &rec);
+    es_serde_t *v2 = es_serde_new(NULL, "cart.events-value", v2_text, false, 2, errstr, 512);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(v2);
+    CU_ASSERT_EQUAL(es_serde_add_writer(v2, 1, es_schema_text("cart.events"), errstr, 512),
+                    ES_ERR_OK);
+    for (int i = 0; i < 3; i++) { /* reused writer entry, no leak (ASan) */
+        CU_ASSERT_EQUAL_FATAL(es_serde_decode(v2, rec.data, rec.len, &got, errstr, 512), ES_ERR_OK);
+        check_common_fields(got);
+        CU_ASSERT_STRING_EQUAL(field_str(got, "channel"), "web");
+    }
+    es_serde_destroy(v2);
+    es_buf_free(&rec);
+}
+
+static void test_new_record_old_reader_ignores_field(void)
+{
+    es_buf_t rec = {0};
+    avro_value_t *got = NULL;
+    encode_with(v2_text, 2, NULL, "mobile", &rec);
+    es_serde_t *v1 = es_serde_new(NULL, "cart.events-value", es_schema_text("cart.events"), false,
+                                  1, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(v1);
+    /* before the writer is known: a specific error, not a guess */
+    CU_ASSERT_EQUAL(es_serde_decode(v1, rec.data, rec.len, &got, errstr, 512),
+                    ES_ERR_UNKNOWN_SCHEMA);
+    CU_ASSERT_EQUAL(es_serde_add_writer(v1, 2, v2_text, errstr, 512), ES_ERR_OK);
+    CU_ASSERT_EQUAL(es_serde_add_writer(v1, 2, v2_text, errstr, 512), ES_ERR_INVALID_ARG);
+    CU_ASSERT_EQUAL_FATAL(es_serde_decode(v1, rec.data, rec.len, &got, errstr, 512), ES_ERR_OK);
+    check_common_fields(got);
+    CU_ASSERT_PTR_NULL(field_str(got, "channel"));
+    es_serde_destroy(v1);
+    es_buf_free(&rec);
+}
+
+static void test_incompatible_writer_is_refused(void)
+{
+    es_buf_t rec = {0};
+    avro_value_t *got = NULL;
+    encode_with(v3_text, 3, "four", NULL, &rec);
+    es_serde_t *v1 = es_serde_new(NULL, "cart.events-value", es_schema_text("cart.events"), false,
+                                  1, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(v1);
+    CU_ASSERT_EQUAL(es_serde_add_writer(v1, 3, v3_text, errstr, 512), ES_ERR_OK);
+    CU_ASSERT_EQUAL(es_serde_decode(v1, rec.data, rec.len, &got, errstr, 512), ES_ERR_SCHEMA);
+    CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "string"));
+    CU_ASSERT_EQUAL(es_serde_add_writer(v1, 4, "{\"type\":", errstr, 512), ES_ERR_SCHEMA);
+    es_serde_destroy(v1);
+    es_buf_free(&rec);
+}
+
+/* Promotions, enum symbols by name, union branches by name or promotion,
+ * reordered fields, and a record-typed default. */
+static void test_spec_rules(void)
+{
+    static const char *writer =
+        "{\"type\":\"record\",\"name\":\"R\",\"fields\":["
+        "{\"name\":\"gone\",\"type\":\"string\"},"
+        "{\"name\":\"e\",\"type\":{\"type\":\"enum\",\"name\":\"E\",\"symbols\":[\"X\",\"Y\"]}},"
+        "{\"name\":\"a\",\"type\":\"int\"},"
+        "{\"name\":\"u\",\"type\":[\"null\",\"int\"]},"
+        "{\"name\":\"s\",\"type\":\"string\"}]}";
+    static const char *reader =
+        "{\"type\":\"record\",\"name\":\"R\",\"fields\":["
+        "{\"name\":\"a\",\"type\":\"long\"},"
+        "{\"name\":\"u\",\"type\":[\"null\",\"double\"]},"
+        "{\"name\":\"s\",\"type\":\"bytes\"},"
+        "{\"name\":\"e\",\"type\":{\"type\":\"enum\",\"name\":\"E\",\"symbols\":[\"Z\",\"Y\",\"X\"]"
+        "}},"
+        "{\"name\":\"extra\",\"type\":{\"type\":\"record\",\"name\":\"X\",\"fields\":["
+        "{\"name\":\"q\",\"type\":\"int\"},{\"name\":\"tags\",\"type\":{\"type\":\"array\","
+        "\"items\":\"string\"}}]},\"default\":{\"q\":7,\"tags\":[\"t1\",\"t2\"]}}]}";
+    es_buf_t rec = {0};
+    avro_value_t v, f, br, *got = NULL;
+    es_serde_t *w = es_serde_new(NULL, "r-value", writer, false, 11, errstr, sizeof(errstr));
+    es_serde_t *r = es_serde_new(NULL, "r-value", reader, false, 12, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(w);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+    es_serde_new_value(w, &v);
+    set_field_str(&v, "gone", "bye");
+    avro_value_get_by_name(&v, "e", &f, NULL);
+    avro_value_set_enum(&f, 0); /* X */
+    avro_value_get_by_name(&v, "a", &f, NULL);
+    avro_value_set_int(&f, -5);
+    avro_value_get_by_name(&v, "u", &f, NULL);
+    avro_value_set_branch(&f, 1, &br);
+    avro_value_set_int(&br, 41);
+    set_field_str(&v, "s", "hi");
+    CU_ASSERT_EQUAL_FATAL(es_serde_encode(w, &v, &rec, errstr, sizeof(errstr)), ES_ERR_OK);
+    avro_value_decref(&v);
+
+    CU_ASSERT_EQUAL(es_serde_add_writer(r, 11, writer, errstr, sizeof(errstr)), ES_ERR_OK);
+    CU_ASSERT_EQUAL_FATAL(es_serde_decode(r, rec.data, rec.len, &got, errstr, sizeof(errstr)),
+                          ES_ERR_OK);
+    int64_t a = 0;
+    double d = 0;
+    int sym = -1, disc = -1;
+    int32_t q = 0;
+    const void *bytes = NULL;
+    size_t n = 0;
+    avro_value_get_by_name(got, "a", &f, NULL);
+    avro_value_get_long(&f, &a);
+    CU_ASSERT_EQUAL(a, -5);
+    avro_value_get_by_name(got, "u", &f, NULL);
+    avro_value_get_discriminant(&f, &disc);
+    CU_ASSERT_EQUAL(disc, 1);
+    avro_value_get_current_branch(&f, &br);
+    avro_value_get_double(&br, &d);
+    CU_ASSERT_DOUBLE_EQUAL(d, 41.0, 1e-9);
+    avro_value_get_by_name(got, "s", &f, NULL);
+    avro_value_get_bytes(&f, &bytes, &n);
+    CU_ASSERT_EQUAL(n, 2);
+    CU_ASSERT_TRUE(n == 2 && !memcmp(bytes, "hi", 2));
+    avro_value_get_by_name(got, "e", &f, NULL);
+    avro_value_get_enum(&f, &sym);
+    CU_ASSERT_EQUAL(sym, 2); /* X is the reader's third symbol */
+    avro_value_get_by_name(got, "extra", &f, NULL);
+    avro_value_get_by_name(&f, "q", &br, NULL);
+    avro_value_get_int(&br, &q);
+    CU_ASSERT_EQUAL(q, 7);
+    avro_value_get_by_name(&f, "tags", &br, NULL);
+    avro_value_get_size(&br, &n);
+    CU_ASSERT_EQUAL(n, 2);
+    es_serde_destroy(w);
+    es_serde_destroy(r);
+    es_buf_free(&rec);
+}
+
+/*
+ * The fuzz seeds are golden records: each decodes without error under the
+ * fuzz target's set-up (cart.events ids 7 and 8, command-result id 9), so
+ * the fuzzer starts from inputs that reach the deepest code.
+ */
+static void test_fuzz_seeds_decode(void)
+{
+    char dir[1024];
+    int nseeds = 0;
+    es_serde_t *events =
+        es_serde_new(NULL, "e", es_schema_text("cart.events"), false, 7, errstr, sizeof(errstr));
+    es_serde_t *results =
+        es_serde_new(NULL, "r", es_schema_text("command-result"), false, 9, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(events);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(results);
+    CU_ASSERT_EQUAL(es_serde_add_writer(events, 8, v2_text, errstr, sizeof(errstr)), ES_ERR_OK);
+    snprintf(dir, sizeof(dir), "%s/tests/fuzz/corpus/serde", ESCQRS_SOURCE_DIR);
+    DIR *d = opendir(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(d);
+    for (struct dirent *de; (de = readdir(d));) {
+        char rel[512];
+        if (de->d_name[0] == '.')
+            continue;
+        snprintf(rel, sizeof(rel), "tests/fuzz/corpus/serde/%s", de->d_name);
+        es_buf_t b = {0};
+        char *data = slurp_len(rel, &b);
+        int id = -1;
+        avro_value_t *got;
+        CU_ASSERT_PTR_NOT_NULL_FATAL(data);
+        CU_ASSERT_EQUAL(es_wire_schema_id(b.data, b.len, &id), ES_ERR_OK);
+        es_err_t err = es_serde_decode(id == 9 ? results : events, b.data, b.len, &got, errstr,
+                                       sizeof(errstr));
+        if (err)
+            fprintf(stderr, "\n    seed %s: %s", de->d_name, errstr);
+        CU_ASSERT_EQUAL(err, ES_ERR_OK);
+        es_buf_free(&b);
+        nseeds++;
+    }
+    closedir(d);
+    CU_ASSERT_TRUE(nseeds >= 6);
+    es_serde_destroy(events);
+    es_serde_destroy(results);
+}
+
+int main(void)
+{
+    v2_text = slurp("tests/data/evolution/v2/cart.events.avsc");
+    v3_text = slurp("tests/data/evolution/v3/cart.events.avsc");
+    if (!v2_text || !v3_text) {
+        fprintf(stderr, "cannot read tests/data/evolution under %s\n", ESCQRS_SOURCE_DIR);
+        return 1;
+    }
+    static const es_test_case_t cases[] = {
+        {"v1 record, v2 reader: default filled in", test_old_record_new_reader_gets_default},
+        {"v2 record, v1 reader: added field ignored", test_new_record_old_reader_ignores_field},
+        {"v3 record (type changed) is refused", test_incompatible_writer_is_refused},
+        {"promotions, enums, unions, defaults", test_spec_rules},
+        {"every fuzz seed is a valid record", test_fuzz_seeds_decode},
+        {NULL, NULL},
+    };
+    int rc = es_test_run("serde-resolve", cases);
+    free(v2_text);
+    free(v3_text);
+    return rc;
+}
