@@ -16,9 +16,8 @@ void dh_init(dh_t *h, const es_aggregate_def_t *def)
     h->state = es_calloc(1, def->state_size);
     h->em = es_emitter_new(def->events_schema, errstr, sizeof(errstr));
     CU_ASSERT_PTR_NOT_NULL_FATAL(h->em);
-    CU_ASSERT_EQUAL_FATAL(es_schema_parse(def->commands_schema, &h->commands, errstr,
-                                          sizeof(errstr)),
-                          ES_ERR_OK);
+    CU_ASSERT_EQUAL_FATAL(
+        es_schema_parse(def->commands_schema, &h->commands, errstr, sizeof(errstr)), ES_ERR_OK);
     h->iface = avro_generic_class_from_schema(avro_schema_record_field_get(h->commands, "payload"));
     avro_generic_value_new(h->iface, &h->holder);
 }

@@ -92,8 +92,9 @@ static es_err_t account_decode(void *state, const void *data, size_t len)
     const char *owner = NULL;
     json_int_t balance = 0;
     memset(a, 0, sizeof(*a));
-    if (!j || json_unpack(j, "{s:b, s:s, s:I}", "open", &open, "owner", &owner, "balance_cents",
-                          &balance) ||
+    if (!j ||
+        json_unpack(j, "{s:b, s:s, s:I}", "open", &open, "owner", &owner, "balance_cents",
+                    &balance) ||
         strlen(owner) >= sizeof(a->owner)) {
         json_decref(j);
         return ES_ERR_DECODE;
