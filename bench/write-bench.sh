@@ -3,7 +3,7 @@
 #
 # Starts escqrs-command-service (account) and escqrs-gateway against the test
 # stack under a fresh topic prefix, then runs bench/write_load at a few load
-# levels: closed loop with 1, 8 and 32 clients (the most the path sustains),
+# levels: closed loop with 1, 8, 32 and 128 clients (the most the path sustains),
 # then open loop at fixed rates.  Prints one line per level.
 #
 #   bench/write-bench.sh [build-dir]      (needs the test stack running)
@@ -39,7 +39,7 @@ done
 echo "# escqrs write path: account deposits via gateway :$GW_PORT, logs in $DIR"
 echo "# $(nproc) cores shared with the broker and registry; ${DURATION}s per level"
 LOAD="$BUILD/bench/write_load"
-for c in 1 8 32; do
+for c in 1 8 32 128; do
   "$LOAD" -u "http://127.0.0.1:$GW_PORT" -c "$c" -d "$DURATION" -a 1000 -p acct
 done
 for r in $RATES; do

@@ -115,15 +115,29 @@ int main(int argc, char **argv)
     int o;
     while ((o = getopt(argc, argv, "u:c:d:r:a:p:")) != -1) {
         switch (o) {
-        case 'u': base = optarg; break;
-        case 'c': clients = (int)strtol(optarg, NULL, 10); break;
-        case 'd': duration = (int)strtol(optarg, NULL, 10); break;
-        case 'r': rate = strtod(optarg, NULL); break;
-        case 'a': accounts = (int)strtol(optarg, NULL, 10); break;
-        case 'p': prefix = optarg; break;
+        case 'u':
+            base = optarg;
+            break;
+        case 'c':
+            clients = (int)strtol(optarg, NULL, 10);
+            break;
+        case 'd':
+            duration = (int)strtol(optarg, NULL, 10);
+            break;
+        case 'r':
+            rate = strtod(optarg, NULL);
+            break;
+        case 'a':
+            accounts = (int)strtol(optarg, NULL, 10);
+            break;
+        case 'p':
+            prefix = optarg;
+            break;
         default:
-            fprintf(stderr, "usage: %s -u URL -c clients -d seconds [-r rate] [-a accounts] "
-                            "[-p id-prefix]\n", argv[0]);
+            fprintf(stderr,
+                    "usage: %s -u URL -c clients -d seconds [-r rate] [-a accounts] "
+                    "[-p id-prefix]\n",
+                    argv[0]);
             return 2;
         }
     }

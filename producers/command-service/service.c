@@ -88,7 +88,7 @@ struct cs_s {
     const es_aggregate_def_t *def;
     es_metrics_t *metrics;
     char t_cmd[256], t_ev[256], t_res[256], group[300], txid[400];
-    int batch_max;
+    int batch_max, linger_ms;
 
     es_registry_t *reg;
     es_serde_t *cmd_serde, *ev_serde, *res_serde;
@@ -859,6 +859,7 @@ int cs_run(cs_t *cs, volatile sig_atomic_t *stop)
     cs->stop = stop;
     while (!*stop && !cs->fatal) {
         size_t n = 0;
+        int64_t linger_until = 0;
         int gen = atomic_load(&cs->generation);
         rd_kafka_message_t *m = rd_kafka_consumer_poll(cs->cons, 100);
         while (m) {
@@ -875,7 +876,11 @@ int cs_run(cs_t *cs, volatile sig_atomic_t *stop)
             }
             if (n == (size_t)cs->batch_max || cs->fatal)
                 break;
-            m = rd_kafka_consumer_poll(cs->cons, 0);
+            /* Linger a little once a batch has begun: fuller transactions under load. */
+            if (n && !linger_until)
+                linger_until = now_ms() + cs->linger_ms;
+            int64_t left = n ? linger_until - now_ms() : 0;
+            m = rd_kafka_consumer_poll(cs->cons, left > 0 ? (int)left : 0);
         }
         if (n && atomic_load(&cs->generation) != gen) {
             /* A rebalance happened mid-batch: the new owners start from the committed offsets. */
@@ -961,6 +966,7 @@ cs_t *cs_new(const es_conf_t *conf, const es_aggregate_def_t *def, es_metrics_t 
     cs->def = def;
     cs->metrics = metrics;
     cs->batch_max = (int)es_conf_get_int(conf, "batch.max");
+    cs->linger_ms = (int)es_conf_get_int(conf, "batch.linger.ms");
     snprintf(agg, sizeof(agg), "%s%s", prefix ? prefix : "", def->name);
     es_topic_name(agg, ES_TOPIC_COMMANDS, NULL, cs->t_cmd, sizeof(cs->t_cmd));
     es_topic_name(agg, ES_TOPIC_EVENTS, NULL, cs->t_ev, sizeof(cs->t_ev));
