@@ -299,7 +299,7 @@ int main(int argc, char **argv)
     /* initial build and a blue/green rebuild */
     char store[300], log[400], a[6][400];
     int port = free_port();
-    snprintf(store, sizeof(store), "/tmp/%s-store", prefix);
+    snprintf(store, sizeof(store), "/tmp/%s-store-%ld", prefix, (long)time(NULL)); /* empty */
     snprintf(log, sizeof(log), "%s.log", store);
     snprintf(a[0], sizeof(a[0]), "kafka.bootstrap.servers=%s", bootstrap);
     snprintf(a[1], sizeof(a[1]), "registry.url=%s",
