@@ -106,6 +106,14 @@ static es_err_t account_decode(void *state, const void *data, size_t len)
     return ES_ERR_OK;
 }
 
+static const es_command_def_t account_commands[] = {
+    {"open",
+     "OpenAccount",
+     {{"owner", ES_FIELD_STRING, 1, sizeof(((account_state_t *)0)->owner) - 1}}},
+    {"deposit", "Deposit", {{"amount_cents", ES_FIELD_INT, 1, INT64_MAX}}},
+    {"withdraw", "Withdraw", {{"amount_cents", ES_FIELD_INT, 1, INT64_MAX}}},
+};
+
 const es_aggregate_def_t es_domain_account = {
     .name = "account",
     .id_field = "account_id",
@@ -116,4 +124,7 @@ const es_aggregate_def_t es_domain_account = {
     .evolve = account_evolve,
     .state_encode = account_encode,
     .state_decode = account_decode,
+    .collection = "accounts",
+    .commands = account_commands,
+    .ncommands = sizeof(account_commands) / sizeof(account_commands[0]),
 };

@@ -178,6 +178,18 @@ static es_err_t cart_decode(void *state, const void *data, size_t len)
     return ES_ERR_OK;
 }
 
+static const es_command_def_t cart_commands[] = {
+    {"add-item",
+     "AddItem",
+     {{"sku", ES_FIELD_STRING, 1, CART_SKU_MAX - 1},
+      {"quantity", ES_FIELD_INT, 1, INT32_MAX},
+      {"unit_price_cents", ES_FIELD_INT, 0, INT64_MAX}}},
+    {"remove-item",
+     "RemoveItem",
+     {{"sku", ES_FIELD_STRING, 1, CART_SKU_MAX - 1}, {"quantity", ES_FIELD_INT, 1, INT32_MAX}}},
+    {"checkout", "Checkout", {{NULL}}},
+};
+
 const es_aggregate_def_t es_domain_cart = {
     .name = "cart",
     .id_field = "cart_id",
@@ -188,4 +200,7 @@ const es_aggregate_def_t es_domain_cart = {
     .evolve = cart_evolve,
     .state_encode = cart_encode,
     .state_decode = cart_decode,
+    .collection = "carts",
+    .commands = cart_commands,
+    .ncommands = sizeof(cart_commands) / sizeof(cart_commands[0]),
 };

@@ -22,8 +22,29 @@
 
 #include <avro.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define ES_AGG_MAX_EVENTS 8 /* events one command may produce */
+#define ES_CMD_MAX_FIELDS 4 /* fields of one command's JSON body */
+
+/** How a JSON body field maps to the command payload record (see command.h). */
+typedef enum {
+    ES_FIELD_STRING, /**< JSON string; min/max bound its length in bytes */
+    ES_FIELD_INT,    /**< JSON integer; min/max bound its value */
+} es_field_kind_t;
+
+typedef struct es_field_def_s {
+    const char *name; /**< NULL ends the list */
+    es_field_kind_t kind;
+    int64_t min, max;
+} es_field_def_t;
+
+/** One HTTP command: `POST /v1/<collection>/{id}/<verb>` → payload record @p type. */
+typedef struct es_command_def_s {
+    const char *verb; /**< "add-item" */
+    const char *type; /**< "AddItem": a record of the command payload union */
+    es_field_def_t fields[ES_CMD_MAX_FIELDS];
+} es_command_def_t;
 
 /** Collects the events decide() produces, as payload records of the event schema. */
 typedef struct es_emitter_s es_emitter_t;
@@ -54,6 +75,10 @@ typedef struct es_aggregate_def_s {
     /** State to bytes for the aggregate store, and back (ES_ERR_DECODE when corrupt). */
     void (*state_encode)(const void *state, es_buf_t *out);
     es_err_t (*state_decode)(void *state, const void *data, size_t len);
+    /** The HTTP API: `POST /v1/<collection>/{id}/<verb>` for each of @p commands. */
+    const char *collection; /**< "carts" */
+    const es_command_def_t *commands;
+    size_t ncommands;
 } es_aggregate_def_t;
 
 /** @brief New emitter for events of the schema named @p events_schema. */
