@@ -185,7 +185,11 @@ static void test_kill9_rounds(void)
                 d2, mid ? " (mid-stream)" : "");
     }
     fprintf(stderr, "%d of %d kills landed mid-stream\n", midstream, ROUNDS);
-    CU_ASSERT_TRUE(midstream >= ROUNDS / 2);
+    /* The test is worthless if kills only ever land between backlogs.  On a quiet
+     * machine 22-24 of 24 land mid-stream; under heavy load (another build on the
+     * 2 cores) 9-11 did, and a version that waited for the backlog first got 1.
+     * A quarter separates a meaningful run from a vacuous one without flaking. */
+    CU_ASSERT_TRUE(midstream >= ROUNDS / 4);
 
     /* a clean run: caught up, answers as the model says, nothing in the DLQ */
     rt_proc_start(&proc, root, agg, NULL, 0);
