@@ -110,6 +110,44 @@ static void kvmap_clear(kvmap_t *m)
     m->cap = m->used = 0;
 }
 
+/* Empty the map but keep its slot array (the per-event layer is reused). */
+static void kvmap_reset(kvmap_t *m)
+{
+    if (!m->used)
+        return;
+    for (size_t i = 0; i < m->cap; i++) {
+        free(m->slots[i].key);
+        free(m->slots[i].val);
+    }
+    memset(m->slots, 0, m->cap * sizeof(*m->slots));
+    m->used = 0;
+}
+
+/* Move every entry of src into dst (ownership of keys and values moves too). */
+static void kvmap_move(kvmap_t *dst, kvmap_t *src)
+{
+    for (size_t i = 0; i < src->cap; i++) {
+        kv_t *s = &src->slots[i];
+        if (!s->key)
+            continue;
+        if ((dst->used + 1) * 4 > dst->cap * 3)
+            kvmap_grow(dst);
+        kv_t *d = kv_find_slot(dst->slots, dst->cap, s->key, s->keylen);
+        if (d->key) {
+            free(s->key);
+            free(d->val);
+        } else {
+            d->key = s->key;
+            d->keylen = s->keylen;
+            dst->used++;
+        }
+        d->val = s->val;
+        d->vallen = s->vallen;
+        memset(s, 0, sizeof(*s));
+    }
+    src->used = 0;
+}
+
 static int kv_cmp(const void *a, const void *b)
 {
     const kv_t *x = *(kv_t *const *)a, *y = *(kv_t *const *)b;
@@ -295,24 +333,19 @@ void es_proj_delete(es_proj_txn_t *txn, const void *key, size_t keylen)
 
 void es_proj_txn_begin_event(es_proj_txn_t *txn)
 {
-    kvmap_clear(&txn->event);
+    kvmap_reset(&txn->event);
     txn->in_event = true;
 }
 
 void es_proj_txn_commit_event(es_proj_txn_t *txn)
 {
-    for (size_t i = 0; i < txn->event.cap; i++) {
-        kv_t *s = &txn->event.slots[i];
-        if (s->key)
-            kvmap_set(&txn->batch, s->key, s->keylen, s->val, s->vallen);
-    }
-    kvmap_clear(&txn->event);
+    kvmap_move(&txn->batch, &txn->event);
     txn->in_event = false;
 }
 
 void es_proj_txn_rollback_event(es_proj_txn_t *txn)
 {
-    kvmap_clear(&txn->event);
+    kvmap_reset(&txn->event);
     txn->in_event = false;
 }
 
@@ -335,8 +368,8 @@ size_t es_proj_txn_count(const es_proj_txn_t *txn)
 
 void es_proj_txn_clear(es_proj_txn_t *txn)
 {
-    kvmap_clear(&txn->batch);
-    kvmap_clear(&txn->event);
+    kvmap_clear(&txn->batch); /* a batch's map may be large: give it back */
+    kvmap_reset(&txn->event);
     txn->in_event = false;
 }
 

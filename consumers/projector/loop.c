@@ -621,6 +621,7 @@ static void *loop_main(void *arg)
     rd_kafka_queue_t *q = NULL;
     int64_t last_log = pj_now_ms(), last_tick = pj_now_ms(), since_tick = 0;
     bool halt = false;
+    bool *touched[ES_PROJ_MAX_AGGREGATES] = {NULL};
 
     /* Kafka or the registry may not be reachable yet (a new topic has no
      * leader for a moment): retry with a backoff instead of dying, so an
@@ -642,6 +643,8 @@ static void *loop_main(void *arg)
         usleep((useconds_t)(attempt < 10 ? attempt * 200 : 2000) * 1000);
     }
     q = rd_kafka_queue_get_consumer(es_consumer_rk(l->cons));
+    for (size_t t = 0; t < r->ntopics; t++)
+        touched[t] = es_calloc((size_t)r->nparts[t], sizeof(bool));
     es_log_info(LOG, "%s: %s loop started on generation %d", r->def->name,
                 l->rebuild ? "rebuild" : "live", l->generation);
 
@@ -719,7 +722,17 @@ static void *loop_main(void *arg)
                 applied_now++;
             }
             l->next[t][m->partition] = m->offset + 1;
-            es_batch_put_offset(b, r->topic[t], m->partition, m->offset + 1);
+            touched[t][m->partition] = true;
+        }
+        /* one offset record per partition touched (not per event: each put is a
+         * memtable insert) */
+        for (size_t t = 0; t < r->ntopics; t++) {
+            for (int p = 0; p < r->nparts[t]; p++) {
+                if (touched[t][p]) {
+                    es_batch_put_offset(b, r->topic[t], p, l->next[t][p]);
+                    touched[t][p] = false;
+                }
+            }
         }
         for (ssize_t i = 0; i < n; i++)
             rd_kafka_message_destroy(msgs[i]);
@@ -813,6 +826,8 @@ out:
     }
     if (q)
         rd_kafka_queue_destroy(q);
+    for (size_t t = 0; t < ES_PROJ_MAX_AGGREGATES; t++)
+        free(touched[t]);
     free(msgs);
     es_batch_destroy(b);
     es_proj_txn_destroy(txn);

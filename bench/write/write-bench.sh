@@ -2,11 +2,11 @@
 # write-bench.sh — commands/s and latency of the command path through the gateway.
 #
 # Starts escqrs-command-service (account) and escqrs-gateway against the test
-# stack under a fresh topic prefix, then runs bench/write_load at a few load
+# stack under a fresh topic prefix, then runs bench/write/write_load at a few load
 # levels: closed loop with 1, 8, 32 and 128 clients (the most the path sustains),
 # then open loop at fixed rates.  Prints one line per level.
 #
-#   bench/write-bench.sh [build-dir]      (needs the test stack running)
+#   bench/write/write-bench.sh [build-dir]      (needs the test stack running)
 #
 # Environment: BOOTSTRAP, REGISTRY, DURATION (s per level, default 10),
 # RATES (default "250 500 1000"), EXTRA_CS / EXTRA_GW (more --set flags).
@@ -38,7 +38,7 @@ for port in $CS_PORT $GW_PORT; do
 done
 echo "# escqrs write path: account deposits via gateway :$GW_PORT, logs in $DIR"
 echo "# $(nproc) cores shared with the broker and registry; ${DURATION}s per level"
-LOAD="$BUILD/bench/write_load"
+LOAD="$BUILD/bench/write/write_load"
 for c in 1 8 32 128; do
   "$LOAD" -u "http://127.0.0.1:$GW_PORT" -c "$c" -d "$DURATION" -a 1000 -p acct
 done
