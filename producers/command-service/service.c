@@ -1018,6 +1018,37 @@ cs_t *cs_new(const es_conf_t *conf, const es_aggregate_def_t *def, es_metrics_t 
             goto fail;
     }
 
+    /* Events go to the partition number of their command: the counts must agree. */
+    {
+        int pc_cmd = 0, pc_ev = 0, pc_res = 0;
+        es_admin_t *adm = es_admin_new(conf, errstr, errstr_size);
+        if (!adm)
+            goto fail;
+        es_err_t err =
+            es_admin_topic_partitions(adm, cs->t_cmd, 30000, &pc_cmd, errstr, errstr_size);
+        if (!err)
+            err = es_admin_topic_partitions(adm, cs->t_ev, 30000, &pc_ev, errstr, errstr_size);
+        if (!err)
+            err = es_admin_topic_partitions(adm, cs->t_res, 30000, &pc_res, errstr, errstr_size);
+        es_admin_destroy(adm);
+        if (err == ES_ERR_NOT_FOUND) {
+            snprintf(errstr, errstr_size,
+                     "topics of %s missing: create them (escqrs topics create %s, or "
+                     "topics.create=true)",
+                     agg, agg);
+            goto fail;
+        }
+        if (err)
+            goto fail;
+        if (pc_cmd != pc_ev) {
+            snprintf(errstr, errstr_size,
+                     "%s has %d partitions but %s has %d: they must be equal (events go to the "
+                     "partition number of their command)",
+                     cs->t_cmd, pc_cmd, cs->t_ev, pc_ev);
+            goto fail;
+        }
+    }
+
     cs->reg =
         es_registry_new(es_conf_get(conf, "registry.url"),
                         (int)es_conf_get_int(conf, "registry.timeout.ms"), 5, errstr, errstr_size);
