@@ -187,6 +187,16 @@ uint64_t es_command_fingerprint(avro_value_t *command)
     return h ? h : 1;
 }
 
+es_precheck_t es_command_precheck(bool known, uint64_t known_fp, uint64_t fp, bool has_expected,
+                                  int64_t expected, int64_t version)
+{
+    if (known) /* a known id is answered from memory, whatever the version is now */
+        return known_fp == 0 || known_fp == fp ? ES_PRECHECK_REPLAY : ES_PRECHECK_REUSED;
+    if (has_expected && expected != version)
+        return ES_PRECHECK_CONFLICT;
+    return ES_PRECHECK_DECIDE;
+}
+
 static void set_opt_string(avro_value_t *rec, const char *name, const char *s)
 {
     avro_value_t f, br;

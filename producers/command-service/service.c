@@ -613,20 +613,21 @@ static es_err_t handle_command(cs_t *cs, rd_kafka_message_t *m, char *errstr, si
         (err = idem_load(cs, agg_id, cmd_id, &e, errstr, errstr_size)))
         return err;
     o->actual_version = o->version = a->version;
-    if (e) {
-        if (e->fp == 0 || e->fp == fp) {
-            pd->replay = e; /* the first outcome, nothing new written */
-            es_counter_add(cs->c_replayed, 1);
-        } else {
-            o->status = ES_OUTCOME_IDEMPOTENCY_KEY_REUSED;
-            es_counter_add(cs->c_reused, 1);
-        }
+    switch (es_command_precheck(e != NULL, e ? e->fp : 0, fp, o->has_expected, o->expected_version,
+                                a->version)) {
+    case ES_PRECHECK_REPLAY:
+        pd->replay = e; /* the first outcome, nothing new written */
+        es_counter_add(cs->c_replayed, 1);
         return ES_ERR_OK;
-    }
-    if (o->has_expected && o->expected_version != a->version) {
+    case ES_PRECHECK_REUSED:
+        o->status = ES_OUTCOME_IDEMPOTENCY_KEY_REUSED; /* not remembered */
+        es_counter_add(cs->c_reused, 1);
+        return ES_ERR_OK;
+    case ES_PRECHECK_CONFLICT:
         o->status = ES_OUTCOME_VERSION_CONFLICT;
         es_counter_add(cs->c_conflict, 1);
-    } else {
+        break;
+    case ES_PRECHECK_DECIDE: {
         es_emitter_reset(cs->em);
         const char *reason = cs->def->decide(a->state, type, &pl, cs->em);
         if (reason) {
@@ -659,6 +660,8 @@ static es_err_t handle_command(cs_t *cs, rd_kafka_message_t *m, char *errstr, si
             o->version = a->version;
             es_counter_add(cs->c_accepted, 1);
         }
+        break;
+    }
     }
     e = idem_insert(cs, agg_id, cmd_id, fp);
     pd->remember = e;

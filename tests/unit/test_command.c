@@ -188,6 +188,21 @@ static void test_fingerprint(void)
     cmdv_free(&c);
 }
 
+static void test_precheck(void)
+{
+    /* new command: If-Match decides between deciding and a conflict */
+    CU_ASSERT_EQUAL(es_command_precheck(false, 0, 42, false, 0, 7), ES_PRECHECK_DECIDE);
+    CU_ASSERT_EQUAL(es_command_precheck(false, 0, 42, true, 7, 7), ES_PRECHECK_DECIDE);
+    CU_ASSERT_EQUAL(es_command_precheck(false, 0, 42, true, 6, 7), ES_PRECHECK_CONFLICT);
+    CU_ASSERT_EQUAL(es_command_precheck(false, 0, 42, true, 0, 0), ES_PRECHECK_DECIDE);
+    /* known id: same command → replay even when the version moved on since */
+    CU_ASSERT_EQUAL(es_command_precheck(true, 42, 42, true, 3, 9), ES_PRECHECK_REPLAY);
+    CU_ASSERT_EQUAL(es_command_precheck(true, 42, 43, false, 0, 9), ES_PRECHECK_REUSED);
+    CU_ASSERT_EQUAL(es_command_precheck(true, 42, 43, true, 9, 9), ES_PRECHECK_REUSED);
+    /* rebuilt from the log: the body is unknown, so it counts as a retry */
+    CU_ASSERT_EQUAL(es_command_precheck(true, 0, 43, false, 0, 9), ES_PRECHECK_REPLAY);
+}
+
 static void test_outcome_roundtrip_and_http(void)
 {
     char errstr[256];
@@ -277,6 +292,7 @@ int main(void)
         {"account bodies", test_account_bodies},
         {"ids", test_ids},
         {"fingerprint", test_fingerprint},
+        {"idempotency and If-Match precheck", test_precheck},
         {"outcome round trip and HTTP", test_outcome_roundtrip_and_http},
         {NULL, NULL},
     };

@@ -47,6 +47,23 @@ bool es_command_id_valid(const char *id);
  */
 uint64_t es_command_fingerprint(avro_value_t *command);
 
+/** What to do with a command before deciding it (es_command_precheck()). */
+typedef enum {
+    ES_PRECHECK_DECIDE,   /**< new command, version fine: run decide() */
+    ES_PRECHECK_REPLAY,   /**< a retry: answer the first outcome, write nothing */
+    ES_PRECHECK_REUSED,   /**< same id, different command: IDEMPOTENCY_KEY_REUSED */
+    ES_PRECHECK_CONFLICT, /**< If-Match differs from the version: VERSION_CONFLICT */
+} es_precheck_t;
+
+/**
+ * @brief The idempotency and expected-version rules, in their order.
+ * @param known whether an outcome is remembered for this (aggregate, command id)
+ * @param known_fp its fingerprint (0: rebuilt from the log, body unknown → a retry)
+ * @param fp this command's es_command_fingerprint()
+ */
+es_precheck_t es_command_precheck(bool known, uint64_t known_fp, uint64_t fp, bool has_expected,
+                                  int64_t expected, int64_t version);
+
 typedef enum {
     ES_OUTCOME_ACCEPTED = 0, /* the order of the CommandStatus enum */
     ES_OUTCOME_REJECTED,
