@@ -199,6 +199,18 @@ static void test_serde_fetches_writer_once(void)
     CU_ASSERT_EQUAL(es_serde_decode(serde, unknown, sizeof(unknown), &got, errstr, 1024),
                     ES_ERR_UNKNOWN_SCHEMA);
     es_serde_destroy(serde);
+
+    /*
+     * A reader whose schema is not registered has no id of its own (-1); a
+     * record claiming id 0xffffffff must not be taken for one of ours.
+     */
+    serde = es_serde_new(reg, "missing-value", schema_json, false, 0, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(serde);
+    CU_ASSERT_EQUAL(es_serde_schema_id(serde), -1);
+    static const uint8_t minus_one[] = {0, 0xff, 0xff, 0xff, 0xff, 0x54};
+    CU_ASSERT_EQUAL(es_serde_decode(serde, minus_one, sizeof(minus_one), &got, errstr, 1024),
+                    ES_ERR_UNKNOWN_SCHEMA);
+    es_serde_destroy(serde);
     es_registry_destroy(reg);
 }
 
