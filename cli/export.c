@@ -115,11 +115,11 @@ static bool write_record(FILE *out, bool csv, es_serde_t *serde, const rd_kafka_
     }
     if (!err)
         value_obj = json_loads(value_json, JSON_DECODE_ANY, NULL);
-    json_t *rec = json_pack("{s:s, s:i, s:I, s:I, s:s%, s:o, s:i}", "topic",
-                            rd_kafka_topic_name(m->rkt), "partition", (int)m->partition, "offset",
-                            (json_int_t)m->offset, "timestamp", (json_int_t)ts, "key",
-                            m->key ? (const char *)m->key : "", m->key ? m->key_len : 0,
-                            "headers", headers_json(m), "schema_id", schema_id);
+    json_t *rec =
+        json_pack("{s:s, s:i, s:I, s:I, s:s%, s:o, s:i}", "topic", rd_kafka_topic_name(m->rkt),
+                  "partition", (int)m->partition, "offset", (json_int_t)m->offset, "timestamp",
+                  (json_int_t)ts, "key", m->key ? (const char *)m->key : "",
+                  m->key ? m->key_len : 0, "headers", headers_json(m), "schema_id", schema_id);
     if (value_obj)
         json_object_set_new(rec, "value", value_obj);
     else
@@ -192,8 +192,10 @@ static int export_run(es_conf_t *conf, int argc, char **argv, bool follow)
             break;
         case 'T':
             if (!parse_time(optarg, &from_time)) {
-                fprintf(stderr, "escqrs %s: --from-time takes milliseconds or "
-                                "YYYY-MM-DDTHH:MM:SSZ, not %s\n", cmd, optarg);
+                fprintf(stderr,
+                        "escqrs %s: --from-time takes milliseconds or "
+                        "YYYY-MM-DDTHH:MM:SSZ, not %s\n",
+                        cmd, optarg);
                 return CLI_EXIT_USAGE;
             }
             break;

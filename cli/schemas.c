@@ -42,22 +42,6 @@ static void schemas_usage(FILE *fp)
                 "--prefix  prepend P to every subject (tests use it for unique subjects)\n");
 }
 
-static char *read_file(const char *path)
-{
-    FILE *fp = fopen(path, "rb");
-    es_buf_t b = {0};
-    char chunk[4096];
-    size_t n;
-    if (!fp)
-        return NULL;
-    while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0)
-        es_buf_append(&b, chunk, n);
-    fclose(fp);
-    if (!b.data)
-        es_buf_append(&b, "", 0);
-    return b.data;
-}
-
 static size_t load_dir(const char *dir, schema_file_t *out)
 {
     DIR *d = opendir(dir);
@@ -72,9 +56,13 @@ static size_t load_dir(const char *dir, schema_file_t *out)
         char path[1024];
         snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
         snprintf(out[n].name, sizeof(out[n].name), "%.*s", (int)(len - 5), de->d_name);
-        out[n].text = read_file(path);
-        if (out[n].text)
+        es_buf_t text = {0};
+        if (es_buf_load_file(&text, path) == 0) {
+            out[n].text = text.data; /* ownership moves to out[n] */
             n++;
+        } else {
+            es_buf_free(&text);
+        }
     }
     closedir(d);
     return n;

@@ -210,8 +210,8 @@ avro_value_t *es_sim_next(es_sim_t *s, es_evgen_t *g, int64_t ts, const char **c
     char sku[32];
     avro_value_t *v;
 
-    snprintf(s->current_id, sizeof(s->current_id), "%s", c->id);
-    *cart_id = s->current_id; /* not c->id: a checkout below may move s->carts */
+    snprintf(s->last_id, sizeof(s->last_id), "%s", c->id);
+    *cart_id = s->last_id;
     c->version++;
     if (roll < 15 && c->norder > 0) { /* checkout */
         int64_t total = 0;

@@ -56,7 +56,7 @@ typedef struct es_sim_s {
     size_t nlive;
     uint64_t rng;
     char prefix[64];
-    char current_id[96]; /* id of the cart es_sim_next() last returned (carts may move) */
+    char last_id[96];              /* id of the cart of the last event (carts may move) */
     int64_t stats[ES_SIM_SKUS][3]; /* added, removed, checked_out */
 } es_sim_t;
 

@@ -72,14 +72,13 @@ void rt_topic_init(rt_topic_t *tp, es_conf_t *conf, const char *agg, const char 
                           ES_ERR_OK);
     es_admin_destroy(adm);
 
-    es_registry_t *reg = es_registry_new(es_test_registry(), 5000, 3, err, sizeof(err));
+    es_registry_t *reg = tp->reg = es_registry_new(es_test_registry(), 5000, 3, err, sizeof(err));
     CU_ASSERT_PTR_NOT_NULL_FATAL(reg);
     snprintf(subject, sizeof(subject), "%s-value", tp->name);
     tp->serde = es_serde_new(reg, subject, es_schema_text(schema), true, 0, err, sizeof(err));
     if (!tp->serde)
         fprintf(stderr, "serde: %s\n", err);
     CU_ASSERT_PTR_NOT_NULL_FATAL(tp->serde);
-    /* the registry client must outlive the serde: kept for the process */
 
     rd_kafka_conf_t *kc = es_kafka_conf_build(conf, ES_CONF_ROLE_PRODUCER, err, sizeof(err));
     CU_ASSERT_PTR_NOT_NULL_FATAL(kc);
@@ -102,6 +101,7 @@ void rt_topic_free(rt_topic_t *tp)
     }
     free(tp->recs);
     es_serde_destroy(tp->serde);
+    es_registry_destroy(tp->reg); /* after the serde that uses it */
     memset(tp, 0, sizeof(*tp));
 }
 
@@ -177,7 +177,7 @@ void rt_proc_start(rt_proc_t *p, const char *store, const char *prefix, const ch
                    size_t nsets)
 {
     char bin[600], a[16][600];
-    const char *bd = getenv("ESCQRS_BUILD_DIR");
+    const char *bd = getenv("ESCQRS_BUILD_DIR"); /* set by ctest */
     char *argv[64];
     size_t n = 0, k = 0;
 

@@ -9,6 +9,7 @@
 
 #include "escqrs/conf.h"
 #include "escqrs/projection.h"
+#include "escqrs/registry.h"
 #include "escqrs/serde.h"
 #include "eventgen.h"
 
@@ -33,6 +34,7 @@ typedef struct rt_topic_s {
     char name[249];
     int partitions;
     es_serde_t *serde; /* registered under <name>-value */
+    es_registry_t *reg;
     rt_rec_t *recs;
     size_t n, cap;
     void *rk; /* rd_kafka_t */

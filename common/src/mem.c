@@ -100,6 +100,21 @@ void es_buf_appendf(es_buf_t *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
+int es_buf_load_file(es_buf_t *b, const char *path)
+{
+    char chunk[8192];
+    size_t n;
+    FILE *fp = fopen(path, "rb");
+    if (!fp)
+        return -1;
+    es_buf_set(b, "", 0);
+    while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0)
+        es_buf_append(b, chunk, n);
+    int failed = ferror(fp);
+    fclose(fp);
+    return failed ? -1 : 0;
+}
+
 void es_buf_clear(es_buf_t *b)
 {
     b->len = 0;

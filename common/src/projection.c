@@ -110,6 +110,44 @@ static void kvmap_clear(kvmap_t *m)
     m->cap = m->used = 0;
 }
 
+/* Empty the map but keep its slot array (the per-event layer is reused). */
+static void kvmap_reset(kvmap_t *m)
+{
+    if (!m->used)
+        return;
+    for (size_t i = 0; i < m->cap; i++) {
+        free(m->slots[i].key);
+        free(m->slots[i].val);
+    }
+    memset(m->slots, 0, m->cap * sizeof(*m->slots));
+    m->used = 0;
+}
+
+/* Move every entry of src into dst (ownership of keys and values moves too). */
+static void kvmap_move(kvmap_t *dst, kvmap_t *src)
+{
+    for (size_t i = 0; i < src->cap; i++) {
+        kv_t *s = &src->slots[i];
+        if (!s->key)
+            continue;
+        if ((dst->used + 1) * 4 > dst->cap * 3)
+            kvmap_grow(dst);
+        kv_t *d = kv_find_slot(dst->slots, dst->cap, s->key, s->keylen);
+        if (d->key) {
+            free(s->key);
+            free(d->val);
+        } else {
+            d->key = s->key;
+            d->keylen = s->keylen;
+            dst->used++;
+        }
+        d->val = s->val;
+        d->vallen = s->vallen;
+        memset(s, 0, sizeof(*s));
+    }
+    src->used = 0;
+}
+
 static int kv_cmp(const void *a, const void *b)
 {
     const kv_t *x = *(kv_t *const *)a, *y = *(kv_t *const *)b;
@@ -295,24 +333,19 @@ void es_proj_delete(es_proj_txn_t *txn, const void *key, size_t keylen)
 
 void es_proj_txn_begin_event(es_proj_txn_t *txn)
 {
-    kvmap_clear(&txn->event);
+    kvmap_reset(&txn->event);
     txn->in_event = true;
 }
 
 void es_proj_txn_commit_event(es_proj_txn_t *txn)
 {
-    for (size_t i = 0; i < txn->event.cap; i++) {
-        kv_t *s = &txn->event.slots[i];
-        if (s->key)
-            kvmap_set(&txn->batch, s->key, s->keylen, s->val, s->vallen);
-    }
-    kvmap_clear(&txn->event);
+    kvmap_move(&txn->batch, &txn->event);
     txn->in_event = false;
 }
 
 void es_proj_txn_rollback_event(es_proj_txn_t *txn)
 {
-    kvmap_clear(&txn->event);
+    kvmap_reset(&txn->event);
     txn->in_event = false;
 }
 
@@ -335,104 +368,9 @@ size_t es_proj_txn_count(const es_proj_txn_t *txn)
 
 void es_proj_txn_clear(es_proj_txn_t *txn)
 {
-    kvmap_clear(&txn->batch);
-    kvmap_clear(&txn->event);
+    kvmap_clear(&txn->batch); /* a batch's map may be large: give it back */
+    kvmap_reset(&txn->event);
     txn->in_event = false;
-}
-
-/* ---------------------------------------------------------- avro helpers */
-
-es_err_t es_proj_event_type(avro_value_t *value, avro_value_t *payload, const char **type,
-                            char *errstr, size_t errstr_size)
-{
-    avro_value_t u;
-    if (avro_value_get_by_name(value, "payload", &u, NULL) != 0) {
-        snprintf(errstr, errstr_size, "event has no payload field");
-        return ES_ERR_DECODE;
-    }
-    if (avro_value_get_type(&u) != AVRO_UNION) {
-        *payload = u;
-    } else if (avro_value_get_current_branch(&u, payload) != 0) {
-        snprintf(errstr, errstr_size, "event payload union has no branch: %s", avro_strerror());
-        return ES_ERR_DECODE;
-    }
-    avro_schema_t s = avro_value_get_schema(payload);
-    if (!s || !is_avro_record(s)) {
-        snprintf(errstr, errstr_size, "event payload is not a record");
-        return ES_ERR_DECODE;
-    }
-    *type = avro_schema_name(s);
-    return ES_ERR_OK;
-}
-
-static es_err_t get_field(avro_value_t *rec, const char *name, avro_value_t *f, char *errstr,
-                          size_t errstr_size)
-{
-    if (avro_value_get_by_name(rec, name, f, NULL) != 0) {
-        snprintf(errstr, errstr_size, "missing field %s", name);
-        return ES_ERR_DECODE;
-    }
-    /* ["null", T] unions: take the branch */
-    if (avro_value_get_type(f) == AVRO_UNION) {
-        avro_value_t b;
-        if (avro_value_get_current_branch(f, &b) != 0) {
-            snprintf(errstr, errstr_size, "field %s: empty union", name);
-            return ES_ERR_DECODE;
-        }
-        *f = b;
-    }
-    return ES_ERR_OK;
-}
-
-es_err_t es_proj_field_string(avro_value_t *rec, const char *name, const char **s, size_t *len,
-                              char *errstr, size_t errstr_size)
-{
-    avro_value_t f;
-    size_t sz = 0;
-    es_err_t err = get_field(rec, name, &f, errstr, errstr_size);
-    if (err)
-        return err;
-    if (avro_value_get_type(&f) != AVRO_STRING || avro_value_get_string(&f, s, &sz) != 0) {
-        snprintf(errstr, errstr_size, "field %s is not a string", name);
-        return ES_ERR_DECODE;
-    }
-    if (len)
-        *len = sz ? sz - 1 : 0; /* Avro C counts the NUL */
-    return ES_ERR_OK;
-}
-
-es_err_t es_proj_field_long(avro_value_t *rec, const char *name, int64_t *v, char *errstr,
-                            size_t errstr_size)
-{
-    avro_value_t f;
-    es_err_t err = get_field(rec, name, &f, errstr, errstr_size);
-    if (err)
-        return err;
-    if (avro_value_get_type(&f) == AVRO_INT32) {
-        int32_t i;
-        avro_value_get_int(&f, &i);
-        *v = i;
-        return ES_ERR_OK;
-    }
-    if (avro_value_get_type(&f) != AVRO_INT64 || avro_value_get_long(&f, v) != 0) {
-        snprintf(errstr, errstr_size, "field %s is not a long", name);
-        return ES_ERR_DECODE;
-    }
-    return ES_ERR_OK;
-}
-
-es_err_t es_proj_field_int(avro_value_t *rec, const char *name, int32_t *v, char *errstr,
-                           size_t errstr_size)
-{
-    avro_value_t f;
-    es_err_t err = get_field(rec, name, &f, errstr, errstr_size);
-    if (err)
-        return err;
-    if (avro_value_get_type(&f) != AVRO_INT32 || avro_value_get_int(&f, v) != 0) {
-        snprintf(errstr, errstr_size, "field %s is not an int", name);
-        return ES_ERR_DECODE;
-    }
-    return ES_ERR_OK;
 }
 
 json_t *es_proj_bad_request(const char *msg)

@@ -31,9 +31,9 @@ static es_err_t account_balance_fold(int agg_index, const es_proj_event_t *ev, e
     bool exists = false;
     es_err_t err;
 
-    if ((err = es_proj_event_type(ev->value, &payload, &type, errstr, errstr_size)) ||
-        (err = es_proj_field_string(ev->value, "account_id", &id, &idlen, errstr, errstr_size)) ||
-        (err = es_proj_field_long(ev->value, "version", &version, errstr, errstr_size)))
+    if ((err = es_record_payload(ev->value, &payload, &type, errstr, errstr_size)) ||
+        (err = es_record_string(ev->value, "account_id", &id, &idlen, errstr, errstr_size)) ||
+        (err = es_record_long(ev->value, "version", &version, errstr, errstr_size)))
         goto out;
     ab_key(&key, id, idlen);
     err = es_proj_get(txn, key.data, key.len, &val, errstr, errstr_size);
@@ -67,10 +67,10 @@ static es_err_t account_balance_fold(int agg_index, const es_proj_event_t *ev, e
             snprintf(errstr, errstr_size, "account %.*s opened twice", (int)idlen, id);
             goto out;
         }
-        if ((err = es_proj_field_string(&payload, "owner", &owner, &ownerlen, errstr, errstr_size)))
+        if ((err = es_record_string(&payload, "owner", &owner, &ownerlen, errstr, errstr_size)))
             goto out;
     } else if (strcmp(type, "Deposited") == 0 || strcmp(type, "Withdrawn") == 0) {
-        if ((err = es_proj_field_long(&payload, "amount_cents", &amount, errstr, errstr_size)))
+        if ((err = es_record_long(&payload, "amount_cents", &amount, errstr, errstr_size)))
             goto out;
         err = ES_ERR_STATE;
         if (!exists || amount <= 0) {

@@ -107,9 +107,9 @@ static es_err_t cart_view_fold(int agg_index, const es_proj_event_t *ev, es_proj
     cv_cart_t cart = {0};
     es_err_t err;
 
-    if ((err = es_proj_event_type(ev->value, &payload, &type, errstr, errstr_size)) ||
-        (err = es_proj_field_string(ev->value, "cart_id", &id, &idlen, errstr, errstr_size)) ||
-        (err = es_proj_field_long(ev->value, "version", &version, errstr, errstr_size)))
+    if ((err = es_record_payload(ev->value, &payload, &type, errstr, errstr_size)) ||
+        (err = es_record_string(ev->value, "cart_id", &id, &idlen, errstr, errstr_size)) ||
+        (err = es_record_long(ev->value, "version", &version, errstr, errstr_size)))
         goto out;
     cv_key(&key, id, idlen);
     err = es_proj_get(txn, key.data, key.len, &val, errstr, errstr_size);
@@ -133,9 +133,9 @@ static es_err_t cart_view_fold(int agg_index, const es_proj_event_t *ev, es_proj
         goto out;
     }
     if (strcmp(type, "ItemAdded") == 0) {
-        if ((err = es_proj_field_string(&payload, "sku", &sku, &skulen, errstr, errstr_size)) ||
-            (err = es_proj_field_int(&payload, "quantity", &qty, errstr, errstr_size)) ||
-            (err = es_proj_field_long(&payload, "unit_price_cents", &price, errstr, errstr_size)))
+        if ((err = es_record_string(&payload, "sku", &sku, &skulen, errstr, errstr_size)) ||
+            (err = es_record_int(&payload, "quantity", &qty, errstr, errstr_size)) ||
+            (err = es_record_long(&payload, "unit_price_cents", &price, errstr, errstr_size)))
             goto out;
         err = ES_ERR_STATE;
         if (qty <= 0 || price < 0) {
@@ -154,8 +154,8 @@ static es_err_t cart_view_fold(int agg_index, const es_proj_event_t *ev, es_proj
         it->qty += qty;
         it->price = price;
     } else if (strcmp(type, "ItemRemoved") == 0) {
-        if ((err = es_proj_field_string(&payload, "sku", &sku, &skulen, errstr, errstr_size)) ||
-            (err = es_proj_field_int(&payload, "quantity", &qty, errstr, errstr_size)))
+        if ((err = es_record_string(&payload, "sku", &sku, &skulen, errstr, errstr_size)) ||
+            (err = es_record_int(&payload, "quantity", &qty, errstr, errstr_size)))
             goto out;
         err = ES_ERR_STATE;
         cv_item_t *it = cv_find(&cart, sku, skulen);

@@ -116,8 +116,8 @@ static es_err_t item_stats_fold(int agg_index, const es_proj_event_t *ev, es_pro
     is_cart_t cart = {0};
     es_err_t err;
 
-    if ((err = es_proj_event_type(ev->value, &payload, &type, errstr, errstr_size)) ||
-        (err = es_proj_field_string(ev->value, "cart_id", &id, &idlen, errstr, errstr_size)))
+    if ((err = es_record_payload(ev->value, &payload, &type, errstr, errstr_size)) ||
+        (err = es_record_string(ev->value, "cart_id", &id, &idlen, errstr, errstr_size)))
         goto out;
     es_buf_set(&key, "k/", 2);
     es_buf_append(&key, id, idlen);
@@ -134,8 +134,8 @@ static es_err_t item_stats_fold(int agg_index, const es_proj_event_t *ev, es_pro
 
     if (strcmp(type, "ItemAdded") == 0 || strcmp(type, "ItemRemoved") == 0) {
         bool added = type[4] == 'A';
-        if ((err = es_proj_field_string(&payload, "sku", &sku, &skulen, errstr, errstr_size)) ||
-            (err = es_proj_field_int(&payload, "quantity", &qty, errstr, errstr_size)))
+        if ((err = es_record_string(&payload, "sku", &sku, &skulen, errstr, errstr_size)) ||
+            (err = es_record_int(&payload, "quantity", &qty, errstr, errstr_size)))
             goto out;
         is_line_t *ln = NULL;
         for (size_t i = 0; i < cart.n && !ln; i++) {

@@ -84,8 +84,8 @@ es_err_t pj_fold_as_of(pj_runner_t *r, size_t t, const char *id, int64_t ts_ms,
     es_err_t err;
 
     snprintf(subject, sizeof(subject), "%s-value", r->topic[t]);
-    serde = es_serde_new(r->pj->reg, subject, es_schema_text(r->def->schemas[t]), false, 0,
-                         errstr, errstr_size);
+    serde = es_serde_new(r->pj->reg, subject, es_schema_text(r->def->schemas[t]), false, 0, errstr,
+                         errstr_size);
     if (!serde) {
         err = ES_ERR_REGISTRY;
         goto out;

@@ -177,14 +177,24 @@ typedef struct loop_s {
     char errstr[512];
 } loop_t;
 
-static void loop_free(loop_t *l)
+/* Drop what loop_open() and load_dlq_seen() built (to retry or to finish). */
+static void loop_reset(loop_t *l)
 {
     for (size_t t = 0; t < ES_PROJ_MAX_AGGREGATES; t++) {
         free(l->next[t]);
+        l->next[t] = NULL;
         es_serde_destroy(l->serde[t]);
+        l->serde[t] = NULL;
     }
     es_consumer_destroy(l->cons);
+    l->cons = NULL;
     es_proj_memmap_destroy(l->dlq_seen);
+    l->dlq_seen = NULL;
+}
+
+static void loop_free(loop_t *l)
+{
+    loop_reset(l);
     free(l);
 }
 
@@ -221,8 +231,10 @@ static es_err_t load_dlq_seen(loop_t *l)
     int total = 0;
 
     l->dlq_seen = es_proj_memmap_new();
-    if (!c)
+    if (!c) {
+        rd_kafka_topic_partition_list_destroy(tl);
         return ES_ERR_KAFKA;
+    }
     for (size_t t = 0; t < r->ntopics; t++) {
         const struct rd_kafka_metadata *md = NULL;
         rd_kafka_topic_t *rkt = rd_kafka_topic_new(es_consumer_rk(c), r->dlq[t], NULL);
@@ -609,19 +621,30 @@ static void *loop_main(void *arg)
     rd_kafka_queue_t *q = NULL;
     int64_t last_log = pj_now_ms(), last_tick = pj_now_ms(), since_tick = 0;
     bool halt = false;
+    bool *touched[ES_PROJ_MAX_AGGREGATES] = {NULL};
 
-    if (load_dlq_seen(l) || loop_open(l)) {
-        if (l->rebuild) { /* the live view keeps serving */
+    /* Kafka or the registry may not be reachable yet (a new topic has no
+     * leader for a moment): retry with a backoff instead of dying, so an
+     * orchestrator never sees a crash loop; /readyz says why meanwhile. */
+    for (int attempt = 1;; attempt++) {
+        if (!load_dlq_seen(l) && !loop_open(l))
+            break;
+        loop_reset(l);
+        if (atomic_load(&pj->stop))
+            goto out;
+        if (l->rebuild && attempt >= 10) { /* the live view keeps serving */
             pthread_mutex_lock(&r->mu);
             snprintf(r->rb.last_error, sizeof(r->rb.last_error), "%s", l->errstr);
             pthread_mutex_unlock(&r->mu);
             es_log_error(LOG, "%s: rebuild cannot start: %s", r->def->name, l->errstr);
-        } else {
-            set_halted(r, "cannot start: %s", l->errstr);
+            goto out;
         }
-        goto out;
+        es_log_warn(LOG, "%s: cannot start yet (attempt %d): %s", r->def->name, attempt, l->errstr);
+        usleep((useconds_t)(attempt < 10 ? attempt * 200 : 2000) * 1000);
     }
     q = rd_kafka_queue_get_consumer(es_consumer_rk(l->cons));
+    for (size_t t = 0; t < r->ntopics; t++)
+        touched[t] = es_calloc((size_t)r->nparts[t], sizeof(bool));
     es_log_info(LOG, "%s: %s loop started on generation %d", r->def->name,
                 l->rebuild ? "rebuild" : "live", l->generation);
 
@@ -699,7 +722,17 @@ static void *loop_main(void *arg)
                 applied_now++;
             }
             l->next[t][m->partition] = m->offset + 1;
-            es_batch_put_offset(b, r->topic[t], m->partition, m->offset + 1);
+            touched[t][m->partition] = true;
+        }
+        /* one offset record per partition touched (not per event: each put is a
+         * memtable insert) */
+        for (size_t t = 0; t < r->ntopics; t++) {
+            for (int p = 0; p < r->nparts[t]; p++) {
+                if (touched[t][p]) {
+                    es_batch_put_offset(b, r->topic[t], p, l->next[t][p]);
+                    touched[t][p] = false;
+                }
+            }
         }
         for (ssize_t i = 0; i < n; i++)
             rd_kafka_message_destroy(msgs[i]);
@@ -793,6 +826,8 @@ out:
     }
     if (q)
         rd_kafka_queue_destroy(q);
+    for (size_t t = 0; t < ES_PROJ_MAX_AGGREGATES; t++)
+        free(touched[t]);
     free(msgs);
     es_batch_destroy(b);
     es_proj_txn_destroy(txn);

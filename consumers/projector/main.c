@@ -84,6 +84,11 @@ static const es_conf_def_t projector_defs[] = {
      .min = 0,
      .max = 600000,
      .desc = "Longest a query with min_position= waits before answering 504 timeout"},
+    {.name = "kafka.queued.max.messages.kbytes",
+     .type = ES_CONF_STRING,
+     .defval = "16384",
+     .desc = "Prefetch bound per consumer (a rebuild runs two): keeps RSS flat on any topic size",
+     .role = ES_CONF_ROLE_CONSUMER},
     {.name = NULL},
 };
 

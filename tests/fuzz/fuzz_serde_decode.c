@@ -36,15 +36,11 @@ static char *slurp(const char *rel)
 {
     char path[1024];
     es_buf_t b = {0};
-    char chunk[4096];
-    size_t n;
     snprintf(path, sizeof(path), "%s/%s", ESCQRS_SOURCE_DIR, rel);
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
+    if (es_buf_load_file(&b, path)) {
+        es_buf_free(&b);
         return NULL;
-    while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0)
-        es_buf_append(&b, chunk, n);
-    fclose(fp);
+    }
     return b.data;
 }
 

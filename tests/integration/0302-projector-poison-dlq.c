@@ -115,7 +115,7 @@ static void check_dlq(const char *projector, size_t nproj, size_t npoison)
 static void test_poison_to_dlq_once(void)
 {
     rt_proc_t proc = {0};
-    const char *sets[] = {"batch.max.events=50"};
+    const char *sets[] = {"batch.max.events=50", "projections=cart_view,item_stats"};
     size_t applied;
 
     conf = rt_conf(3);
@@ -133,11 +133,11 @@ static void test_poison_to_dlq_once(void)
     char pfx[200];
     snprintf(pfx, sizeof(pfx), "%s.", prefix);
     for (int k = 0; k < 2; k++) { /* crash while working, twice */
-        rt_proc_start(&proc, root, pfx, sets, 1);
+        rt_proc_start(&proc, root, pfx, sets, 2);
         usleep((useconds_t)(1500 + 700 * k) * 1000);
         rt_proc_kill9(&proc);
     }
-    rt_proc_start(&proc, root, pfx, sets, 1);
+    rt_proc_start(&proc, root, pfx, sets, 2);
     CU_ASSERT_TRUE_FATAL(rt_wait_up(&proc, 30000));
     CU_ASSERT_TRUE(rt_wait_caught_up(&proc, "cart_view", 120000));
     CU_ASSERT_TRUE(rt_wait_caught_up(&proc, "item_stats", 120000));
@@ -151,7 +151,7 @@ static void test_poison_to_dlq_once(void)
     CU_ASSERT_EQUAL(applied, cart.n);
 
     /* a restart and a full rebuild send nothing again; the metric counts this run's */
-    rt_proc_start(&proc, root, pfx, sets, 1);
+    rt_proc_start(&proc, root, pfx, sets, 2);
     CU_ASSERT_TRUE_FATAL(rt_wait_up(&proc, 30000));
     json_t *b = NULL;
     CU_ASSERT_EQUAL(rt_http(&proc, "POST", "/admin/projections/cart_view/rebuild", &b), 202);

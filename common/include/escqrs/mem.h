@@ -30,6 +30,8 @@ void es_buf_append(es_buf_t *b, const void *data, size_t len);
 /** @brief Append a printf-formatted string (no NUL counted in len, but data stays terminated). */
 void es_buf_appendf(es_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void es_buf_clear(es_buf_t *b);
+/** @brief Replace the contents with the whole file at @p path. @returns 0, or -1 (errno set). */
+int es_buf_load_file(es_buf_t *b, const char *path);
 /** @brief Free the storage; the buffer may be reused afterwards. */
 void es_buf_free(es_buf_t *b);
 

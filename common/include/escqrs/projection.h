@@ -30,6 +30,7 @@
 #define ESCQRS_PROJECTION_H
 
 #include "escqrs/err.h"
+#include "escqrs/record.h"
 #include "escqrs/mem.h"
 
 #include <avro.h>
@@ -50,19 +51,6 @@ typedef struct es_proj_event_s {
     size_t keylen;
     avro_value_t *value; /**< decoded with the projection's reader schema */
 } es_proj_event_t;
-
-/** @brief The record name of the event's `payload` union branch, e.g. "ItemAdded". */
-es_err_t es_proj_event_type(avro_value_t *value, avro_value_t *payload, const char **type,
-                            char *errstr, size_t errstr_size);
-/** @brief String field @p name of record @p rec (borrowed, NUL-terminated). */
-es_err_t es_proj_field_string(avro_value_t *rec, const char *name, const char **s, size_t *len,
-                              char *errstr, size_t errstr_size);
-/** @brief long field @p name of record @p rec. */
-es_err_t es_proj_field_long(avro_value_t *rec, const char *name, int64_t *v, char *errstr,
-                            size_t errstr_size);
-/** @brief int field @p name of record @p rec. */
-es_err_t es_proj_field_int(avro_value_t *rec, const char *name, int32_t *v, char *errstr,
-                           size_t errstr_size);
 
 /* ----------------------------------------------------------------- readers */
 

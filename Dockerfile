@@ -1,0 +1,47 @@
+# escqrs: one image holding every escqrs program (today the projector and the
+# CLI; the gateway and command service join them when they exist).
+#   docker build -t escqrs:dev .
+# Build stage: Debian 12 with the -dev packages; runtime stage: only the shared
+# libraries the programs link, running as an unprivileged user.
+# Checked without a Docker engine by scripts/check-dockerfile (see docs/operations.md).
+
+FROM debian:12.11-slim AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends \
+      build-essential cmake pkg-config \
+      librdkafka-dev libavro-dev librocksdb-dev libcunit1-dev \
+      libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY CMakeLists.txt ./
+COPY common common
+COPY producers producers
+COPY consumers consumers
+COPY cli cli
+COPY schemas schemas
+COPY tests tests
+RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DESCQRS_WERROR=ON \
+ && cmake --build /build -j"$(nproc)" \
+ && mkdir -p /out \
+ && cp /build/cli/escqrs /build/consumers/projector/escqrs-projector /out/
+
+FROM debian:12.11-slim AS runtime
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends \
+      librdkafka1 libavro23 librocksdb7.8 libmicrohttpd12 libjansson4 libcurl4 \
+      ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system --gid 10001 escqrs \
+ && useradd --system --uid 10001 --gid escqrs --home-dir /var/lib/escqrs --shell /usr/sbin/nologin escqrs \
+ && mkdir -p /var/lib/escqrs \
+ && chown escqrs:escqrs /var/lib/escqrs
+COPY --from=build /out/ /usr/local/bin/
+USER 10001:10001
+WORKDIR /var/lib/escqrs
+# RocksDB views live here; mount a volume (a PVC per projector replica on Kubernetes).
+VOLUME ["/var/lib/escqrs"]
+# In a container the API must listen on every interface, not loopback.
+ENV ESCQRS_STORE_PATH=/var/lib/escqrs \
+    ESCQRS_HTTP_LISTEN=0.0.0.0:8090
+EXPOSE 8090
+ENTRYPOINT ["/usr/local/bin/escqrs-projector"]

@@ -1,0 +1,369 @@
+/*
+ * bench_rebuild.c — how fast does escqrs-projector rebuild a view, next to
+ * the ceiling of reading the same topic raw with kcat, in the same run?
+ *
+ *   escqrs-bench-rebuild [--events N] [--partitions P] [--projector PATH]
+ *                        [--projection NAME] [--topic-prefix PFX]
+ *
+ * 1. produces N valid cart events (the tests' workload model) to a fresh
+ *    `<pfx>.cart.events` (skipped when --topic-prefix names an existing one);
+ * 2. times `kcat -C -e -o beginning -q -f ''` over the topic (raw consume);
+ * 3. starts escqrs-projector (build it without sanitizers) on an empty store
+ *    and times the initial build until it is caught up;
+ * 4. POSTs a blue/green rebuild and takes its duration from the admin API;
+ * 5. samples the projector's RSS every 100 ms throughout and reports the
+ *    peak (VmHWM) and the RSS at the end of each phase, to show it is flat.
+ * Reports events/s of each and the ratios to kcat.  Uses the stack given by
+ * ESCQRS_TEST_BOOTSTRAP / ESCQRS_TEST_REGISTRY (default: the test stack).
+ */
+#include "eventgen.h"
+
+#include "escqrs/kafka.h"
+#include "escqrs/registry.h"
+#include "escqrs/serde.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static const es_conf_def_t *const tables[] = {es_conf_common_defs, es_kafka_conf_defs, NULL};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static const char *env_or(const char *name, const char *def)
+{
+    const char *v = getenv(name);
+    return v && *v ? v : def;
+}
+
+static void die(const char *what, const char *err)
+{
+    fprintf(stderr, "bench: %s: %s\n", what, err);
+    exit(1);
+}
+
+/* ------------------------------------------------------------- produce */
+
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    if (m->err) {
+        fprintf(stderr, "bench: delivery failed: %s\n", rd_kafka_err2str(m->err));
+        exit(1);
+    }
+}
+
+static void produce(es_conf_t *conf, const char *topic, long n)
+{
+    char err[512], subject[320];
+    es_registry_t *reg =
+        es_registry_new(env_or("ESCQRS_TEST_REGISTRY", "http://127.0.0.1:18081/apis/ccompat/v7"),
+                        5000, 3, err, sizeof(err));
+    if (!reg)
+        die("registry", err);
+    snprintf(subject, sizeof(subject), "%s-value", topic);
+    es_serde_t *serde =
+        es_serde_new(reg, subject, es_schema_text("cart.events"), true, 0, err, sizeof(err));
+    if (!serde)
+        die("serde", err);
+    rd_kafka_conf_t *kc = es_kafka_conf_build(conf, ES_CONF_ROLE_PRODUCER, err, sizeof(err));
+    if (!kc)
+        die("producer conf", err);
+    rd_kafka_conf_set(kc, "linger.ms", "50", NULL, 0);
+    rd_kafka_conf_set(kc, "batch.size", "1000000", NULL, 0);
+    rd_kafka_conf_set(kc, "queue.buffering.max.messages", "1000000", NULL, 0);
+    rd_kafka_conf_set_dr_msg_cb(kc, dr_cb);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, err, sizeof(err));
+    if (!rk)
+        die("producer", err);
+    es_evgen_t *g = es_evgen_new("cart.events");
+    es_sim_t sim;
+    es_sim_init(&sim, "bench", 99, 256);
+    es_buf_t b = {0};
+    const char *id;
+    double t0 = now_s();
+    for (long i = 0; i < n; i++) {
+        avro_value_t *v = es_sim_next(&sim, g, 0, &id);
+        if (es_serde_encode(serde, v, &b, err, sizeof(err)))
+            die("encode", err);
+        for (;;) {
+            rd_kafka_resp_err_t e =
+                rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(id, strlen(id)),
+                                  RD_KAFKA_V_VALUE(b.data, b.len),
+                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+            if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+                rd_kafka_poll(rk, 10);
+                continue;
+            }
+            if (e)
+                die("produce", rd_kafka_err2str(e));
+            break;
+        }
+        rd_kafka_poll(rk, 0);
+        if (i % 1000000 == 999999)
+            fprintf(stderr, "bench: produced %ld events\n", i + 1);
+        if (sim.ncarts > 200000) { /* bound the model's memory */
+            es_sim_free(&sim);
+            char pfx[32];
+            snprintf(pfx, sizeof(pfx), "bench%ld", i);
+            es_sim_init(&sim, pfx, (uint64_t)i + 1, 256);
+        }
+    }
+    rd_kafka_flush(rk, 120000);
+    double dt = now_s() - t0;
+    printf("produce: %ld events in %.1f s (%.0f events/s)\n", n, dt, (double)n / dt);
+    rd_kafka_destroy(rk);
+    es_buf_free(&b);
+    es_sim_free(&sim);
+    es_evgen_destroy(g);
+    es_serde_destroy(serde);
+    es_registry_destroy(reg);
+}
+
+/* ------------------------------------------------------------ processes */
+
+static pid_t spawn(char *const argv[], const char *log)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(log ? log : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd >= 0) {
+            dup2(fd, 2);
+            if (!log)
+                dup2(fd, 1);
+            close(fd);
+        }
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+static long rss_kb(pid_t pid, const char *field)
+{
+    char path[64], line[256];
+    long v = -1;
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t fl = strlen(field);
+    while (fgets(line, sizeof(line), f)) {
+        if (strncmp(line, field, fl) == 0 && line[fl] == ':')
+            v = strtol(line + fl + 1, NULL, 10);
+    }
+    fclose(f);
+    return v;
+}
+
+static size_t wcb(char *p, size_t s, size_t n, void *ud)
+{
+    es_buf_append(ud, p, s * n);
+    return s * n;
+}
+
+static json_t *http(int port, const char *method, const char *path)
+{
+    char url[512];
+    es_buf_t b = {0};
+    CURL *c = curl_easy_init();
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    if (strcmp(method, "POST") == 0)
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, wcb);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    json_t *j = NULL;
+    if (curl_easy_perform(c) == CURLE_OK && b.data)
+        j = json_loadb(b.data, b.len, 0, NULL);
+    curl_easy_cleanup(c);
+    es_buf_free(&b);
+    return j;
+}
+
+static json_t *projection(json_t *list, const char *name)
+{
+    json_t *arr = json_object_get(list, "projections");
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        json_t *o = json_array_get(arr, i);
+        if (strcmp(json_string_value(json_object_get(o, "name")), name) == 0)
+            return o;
+    }
+    return NULL;
+}
+
+static bool caught_up(json_t *o)
+{
+    json_t *parts = json_object_get(o, "partitions");
+    if (!json_array_size(parts))
+        return false;
+    for (size_t k = 0; k < json_array_size(parts); k++) {
+        json_t *p = json_array_get(parts, k);
+        json_int_t hi = json_integer_value(json_object_get(p, "high"));
+        if (hi < 0 || json_integer_value(json_object_get(p, "applied")) < hi)
+            return false;
+    }
+    return true;
+}
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    socklen_t len = sizeof(a);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd, (struct sockaddr *)&a, sizeof(a));
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+int main(int argc, char **argv)
+{
+    long n = 5000000;
+    int partitions = 4;
+    const char *projector = "build-bench/consumers/projector/escqrs-projector";
+    const char *pname = "cart_view";
+    char prefix[128] = "";
+    char err[512], topic[300], agg[200];
+
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--events"))
+            n = strtol(argv[i + 1], NULL, 10);
+        else if (!strcmp(argv[i], "--partitions"))
+            partitions = (int)strtol(argv[i + 1], NULL, 10);
+        else if (!strcmp(argv[i], "--projector"))
+            projector = argv[i + 1];
+        else if (!strcmp(argv[i], "--projection"))
+            pname = argv[i + 1];
+        else if (!strcmp(argv[i], "--topic-prefix"))
+            snprintf(prefix, sizeof(prefix), "%s", argv[i + 1]);
+    }
+    const char *bootstrap = env_or("ESCQRS_TEST_BOOTSTRAP", "127.0.0.1:19092");
+    es_conf_t *conf = es_conf_new("bench", tables);
+    char np[16];
+    snprintf(np, sizeof(np), "%d", partitions);
+    if (es_conf_set(conf, "kafka.bootstrap.servers", bootstrap, "bench", err, sizeof(err)) ||
+        es_conf_set(conf, "topics.partitions", np, "bench", err, sizeof(err)))
+        die("conf", err);
+
+    bool fresh = !prefix[0];
+    if (fresh)
+        snprintf(prefix, sizeof(prefix), "bench-%ld", (long)time(NULL));
+    snprintf(agg, sizeof(agg), "%s.cart", prefix);
+    es_topic_name(agg, ES_TOPIC_EVENTS, NULL, topic, sizeof(topic));
+    if (fresh) {
+        es_admin_t *adm = es_admin_new(conf, err, sizeof(err));
+        es_topic_spec_t spec;
+        es_topic_spec_for(conf, ES_TOPIC_EVENTS, topic, &spec);
+        if (!adm || es_admin_create_topics(adm, &spec, 1, 30000, err, sizeof(err)))
+            die("create topic", err);
+        es_admin_destroy(adm);
+        produce(conf, topic, n);
+    }
+    printf("topic: %s (%d partitions, %ld events)\n", topic, partitions, n);
+
+    /* raw consume ceiling */
+    char *kcat[] = {"kcat", "-C", "-b", (char *)bootstrap, "-t",
+                    topic,  "-e", "-o", "beginning",       "-q",
+                    "-f",   "",   NULL};
+    double t0 = now_s();
+    pid_t kp = spawn(kcat, NULL);
+    int st;
+    waitpid(kp, &st, 0);
+    double kcat_s = now_s() - t0;
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        die("kcat", "failed");
+    double kcat_rate = (double)n / kcat_s;
+    printf("kcat raw consume: %.2f s, %.0f events/s\n", kcat_s, kcat_rate);
+
+    /* initial build and a blue/green rebuild */
+    char store[300], log[400], a[6][400];
+    int port = free_port();
+    snprintf(store, sizeof(store), "/tmp/%s-store-%ld", prefix, (long)time(NULL)); /* empty */
+    snprintf(log, sizeof(log), "%s.log", store);
+    snprintf(a[0], sizeof(a[0]), "kafka.bootstrap.servers=%s", bootstrap);
+    snprintf(a[1], sizeof(a[1]), "registry.url=%s",
+             env_or("ESCQRS_TEST_REGISTRY", "http://127.0.0.1:18081/apis/ccompat/v7"));
+    snprintf(a[2], sizeof(a[2]), "store.path=%s", store);
+    snprintf(a[3], sizeof(a[3]), "http.listen=127.0.0.1:%d", port);
+    snprintf(a[4], sizeof(a[4]), "aggregate.prefix=%s.", prefix);
+    snprintf(a[5], sizeof(a[5]), "projections=%s", pname);
+    char *pargv[] = {(char *)projector, "--set", a[0],    "--set", a[1],    "--set", a[2],
+                     "--set",           a[3],    "--set", a[4],    "--set", a[5],    NULL};
+    t0 = now_s();
+    pid_t pp = spawn(pargv, log);
+    long peak = 0, rss_build = 0, rss_rebuild = 0;
+    double build_s = -1;
+    for (;;) {
+        usleep(100 * 1000);
+        long r = rss_kb(pp, "VmRSS");
+        if (r < 0)
+            die("projector", "exited; see its log");
+        peak = r > peak ? r : peak;
+        json_t *j = http(port, "GET", "/admin/projections");
+        json_t *o = projection(j, pname);
+        bool done = o && caught_up(o);
+        json_decref(j);
+        if (done) {
+            build_s = now_s() - t0;
+            rss_build = r;
+            break;
+        }
+    }
+    printf("projector initial build (%s): %.2f s, %.0f events/s (incl. start-up)\n", pname, build_s,
+           (double)n / build_s);
+
+    char path[200];
+    snprintf(path, sizeof(path), "/admin/projections/%s/rebuild", pname);
+    json_decref(http(port, "POST", path));
+    json_int_t dur = 0, events = 0;
+    for (;;) {
+        usleep(100 * 1000);
+        long r = rss_kb(pp, "VmRSS");
+        peak = r > peak ? r : peak;
+        rss_rebuild = r;
+        json_t *j = http(port, "GET", "/admin/projections");
+        json_t *rb = json_object_get(projection(j, pname), "rebuild");
+        bool running = json_is_true(json_object_get(rb, "running"));
+        dur = json_integer_value(json_object_get(rb, "last_duration_ms"));
+        events = json_integer_value(json_object_get(rb, "last_events"));
+        json_decref(j);
+        if (!running && dur > 0)
+            break;
+    }
+    long hwm = rss_kb(pp, "VmHWM");
+    kill(pp, SIGTERM);
+    waitpid(pp, &st, 0);
+    double rebuild_rate = (double)events * 1000.0 / (double)dur;
+    printf("projector rebuild (%s, shadow store while live serves): %lld events in %.2f s, "
+           "%.0f events/s\n",
+           pname, (long long)events, (double)dur / 1000.0, rebuild_rate);
+    printf("ratio rebuild / kcat: %.2f   initial build / kcat: %.2f\n", rebuild_rate / kcat_rate,
+           ((double)n / build_s) / kcat_rate);
+    printf("projector RSS: peak (VmHWM) %.1f MiB, sampled peak %.1f MiB, after build %.1f MiB, "
+           "at end of rebuild %.1f MiB\n",
+           (double)hwm / 1024.0, (double)peak / 1024.0, (double)rss_build / 1024.0,
+           (double)rss_rebuild / 1024.0);
+    es_conf_destroy(conf);
+    return 0;
+}

@@ -1,0 +1,105 @@
+/*
+ * record.c — reading fields of Avro records, strictly.
+ *
+ * Shared by everything that looks inside an envelope: projection folds, the
+ * aggregates' decide and evolve, tools.  Strict on purpose: a missing field
+ * or a wrong type is an error with the field's name, never a silent zero,
+ * so a fold can send the event to the DLQ with a reason a person can act on.
+ * ["null", T] unions are read through to their branch.
+ */
+#include "escqrs/record.h"
+
+#include <stdio.h>
+
+es_err_t es_record_payload(avro_value_t *value, avro_value_t *payload, const char **type,
+                           char *errstr, size_t errstr_size)
+{
+    avro_value_t u;
+    if (avro_value_get_by_name(value, "payload", &u, NULL) != 0) {
+        snprintf(errstr, errstr_size, "event has no payload field");
+        return ES_ERR_DECODE;
+    }
+    if (avro_value_get_type(&u) != AVRO_UNION) {
+        *payload = u;
+    } else if (avro_value_get_current_branch(&u, payload) != 0) {
+        snprintf(errstr, errstr_size, "event payload union has no branch: %s", avro_strerror());
+        return ES_ERR_DECODE;
+    }
+    avro_schema_t s = avro_value_get_schema(payload);
+    if (!s || !is_avro_record(s)) {
+        snprintf(errstr, errstr_size, "event payload is not a record");
+        return ES_ERR_DECODE;
+    }
+    *type = avro_schema_name(s);
+    return ES_ERR_OK;
+}
+
+static es_err_t get_field(avro_value_t *rec, const char *name, avro_value_t *f, char *errstr,
+                          size_t errstr_size)
+{
+    if (avro_value_get_by_name(rec, name, f, NULL) != 0) {
+        snprintf(errstr, errstr_size, "missing field %s", name);
+        return ES_ERR_DECODE;
+    }
+    /* ["null", T] unions: take the branch */
+    if (avro_value_get_type(f) == AVRO_UNION) {
+        avro_value_t b;
+        if (avro_value_get_current_branch(f, &b) != 0) {
+            snprintf(errstr, errstr_size, "field %s: empty union", name);
+            return ES_ERR_DECODE;
+        }
+        *f = b;
+    }
+    return ES_ERR_OK;
+}
+
+es_err_t es_record_string(avro_value_t *rec, const char *name, const char **s, size_t *len,
+                          char *errstr, size_t errstr_size)
+{
+    avro_value_t f;
+    size_t sz = 0;
+    es_err_t err = get_field(rec, name, &f, errstr, errstr_size);
+    if (err)
+        return err;
+    if (avro_value_get_type(&f) != AVRO_STRING || avro_value_get_string(&f, s, &sz) != 0) {
+        snprintf(errstr, errstr_size, "field %s is not a string", name);
+        return ES_ERR_DECODE;
+    }
+    if (len)
+        *len = sz ? sz - 1 : 0; /* Avro C counts the NUL */
+    return ES_ERR_OK;
+}
+
+es_err_t es_record_long(avro_value_t *rec, const char *name, int64_t *v, char *errstr,
+                        size_t errstr_size)
+{
+    avro_value_t f;
+    es_err_t err = get_field(rec, name, &f, errstr, errstr_size);
+    if (err)
+        return err;
+    if (avro_value_get_type(&f) == AVRO_INT32) {
+        int32_t i;
+        avro_value_get_int(&f, &i);
+        *v = i;
+        return ES_ERR_OK;
+    }
+    if (avro_value_get_type(&f) != AVRO_INT64 || avro_value_get_long(&f, v) != 0) {
+        snprintf(errstr, errstr_size, "field %s is not a long", name);
+        return ES_ERR_DECODE;
+    }
+    return ES_ERR_OK;
+}
+
+es_err_t es_record_int(avro_value_t *rec, const char *name, int32_t *v, char *errstr,
+                       size_t errstr_size)
+{
+    avro_value_t f;
+    es_err_t err = get_field(rec, name, &f, errstr, errstr_size);
+    if (err)
+        return err;
+    if (avro_value_get_type(&f) != AVRO_INT32 || avro_value_get_int(&f, v) != 0) {
+        snprintf(errstr, errstr_size, "field %s is not an int", name);
+        return ES_ERR_DECODE;
+    }
+    return ES_ERR_OK;
+}

@@ -1,0 +1,206 @@
+/*
+ * cart.c — the shopping cart aggregate: items added and removed, then checkout.
+ *
+ * Invariants decide() keeps: nothing changes after checkout
+ * (cart_checked_out); only items in the cart, at most as many as it holds,
+ * can be removed (item_not_in_cart); an empty cart cannot be checked out
+ * (cart_empty).  Adding a sku already in the cart adds to its quantity and
+ * takes the newest unit price, as a shop's cart does.  Pure: no I/O.
+ */
+#include "domains.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+static int find_item(const cart_state_t *c, const char *sku)
+{
+    for (int i = 0; i < c->nitems; i++)
+        if (!strcmp(c->items[i].sku, sku))
+            return i;
+    return -1;
+}
+
+static const char *cart_decide(const void *state, const char *type, avro_value_t *cmd,
+                               es_emitter_t *out)
+{
+    const cart_state_t *c = state;
+    char errstr[128];
+    const char *sku = NULL;
+    int32_t qty = 0;
+    int64_t price = 0;
+
+    if (c->checked_out)
+        return "cart_checked_out";
+    if (!strcmp(type, "AddItem")) {
+        if (es_record_string(cmd, "sku", &sku, NULL, errstr, sizeof(errstr)) ||
+            es_record_int(cmd, "quantity", &qty, errstr, sizeof(errstr)) ||
+            es_record_long(cmd, "unit_price_cents", &price, errstr, sizeof(errstr)) || qty <= 0 ||
+            price < 0 || !*sku || strlen(sku) >= CART_SKU_MAX)
+            return "invalid_command";
+        if (find_item(c, sku) < 0 && c->nitems == CART_MAX_ITEMS)
+            return "cart_full";
+        avro_value_t *ev = es_emit(out, "ItemAdded");
+        avro_value_t f;
+        avro_value_get_by_name(ev, "sku", &f, NULL);
+        avro_value_set_string(&f, sku);
+        avro_value_get_by_name(ev, "quantity", &f, NULL);
+        avro_value_set_int(&f, qty);
+        avro_value_get_by_name(ev, "unit_price_cents", &f, NULL);
+        avro_value_set_long(&f, price);
+        return NULL;
+    }
+    if (!strcmp(type, "RemoveItem")) {
+        if (es_record_string(cmd, "sku", &sku, NULL, errstr, sizeof(errstr)) ||
+            es_record_int(cmd, "quantity", &qty, errstr, sizeof(errstr)) || qty <= 0)
+            return "invalid_command";
+        int i = find_item(c, sku);
+        if (i < 0 || c->items[i].quantity < qty)
+            return "item_not_in_cart";
+        avro_value_t *ev = es_emit(out, "ItemRemoved");
+        avro_value_t f;
+        avro_value_get_by_name(ev, "sku", &f, NULL);
+        avro_value_set_string(&f, sku);
+        avro_value_get_by_name(ev, "quantity", &f, NULL);
+        avro_value_set_int(&f, qty);
+        return NULL;
+    }
+    if (!strcmp(type, "Checkout")) {
+        if (c->nitems == 0)
+            return "cart_empty";
+        int64_t total = 0;
+        for (int i = 0; i < c->nitems; i++)
+            total += (int64_t)c->items[i].quantity * c->items[i].unit_price_cents;
+        avro_value_t *ev = es_emit(out, "CartCheckedOut");
+        avro_value_t f;
+        avro_value_get_by_name(ev, "total_cents", &f, NULL);
+        avro_value_set_long(&f, total);
+        return NULL;
+    }
+    return "unknown_command";
+}
+
+static es_err_t cart_evolve(void *state, const char *type, avro_value_t *ev, char *errstr,
+                            size_t errstr_size)
+{
+    cart_state_t *c = state;
+    const char *sku = NULL;
+    int32_t qty = 0;
+    int64_t price = 0;
+    es_err_t err;
+
+    if (!strcmp(type, "ItemAdded")) {
+        if ((err = es_record_string(ev, "sku", &sku, NULL, errstr, errstr_size)) ||
+            (err = es_record_int(ev, "quantity", &qty, errstr, errstr_size)) ||
+            (err = es_record_long(ev, "unit_price_cents", &price, errstr, errstr_size)))
+            return err;
+        int i = find_item(c, sku);
+        if (i < 0) {
+            if (c->nitems == CART_MAX_ITEMS || strlen(sku) >= CART_SKU_MAX) {
+                snprintf(errstr, errstr_size, "ItemAdded %s does not fit the cart state", sku);
+                return ES_ERR_STATE;
+            }
+            i = c->nitems++;
+            snprintf(c->items[i].sku, sizeof(c->items[i].sku), "%s", sku);
+            c->items[i].quantity = 0;
+        }
+        c->items[i].quantity += qty;
+        c->items[i].unit_price_cents = price;
+        return ES_ERR_OK;
+    }
+    if (!strcmp(type, "ItemRemoved")) {
+        if ((err = es_record_string(ev, "sku", &sku, NULL, errstr, errstr_size)) ||
+            (err = es_record_int(ev, "quantity", &qty, errstr, errstr_size)))
+            return err;
+        int i = find_item(c, sku);
+        if (i < 0 || c->items[i].quantity < qty) {
+            snprintf(errstr, errstr_size, "ItemRemoved %s: more than the cart holds", sku);
+            return ES_ERR_STATE;
+        }
+        c->items[i].quantity -= qty;
+        if (c->items[i].quantity == 0) { /* drop it, keeping the others in order */
+            memmove(&c->items[i], &c->items[i + 1],
+                    (size_t)(c->nitems - i - 1) * sizeof(c->items[0]));
+            c->nitems--;
+        }
+        return ES_ERR_OK;
+    }
+    if (!strcmp(type, "CartCheckedOut")) {
+        c->checked_out = true;
+        return ES_ERR_OK;
+    }
+    snprintf(errstr, errstr_size, "unknown cart event %s", type);
+    return ES_ERR_DECODE;
+}
+
+static void cart_encode(const void *state, es_buf_t *out)
+{
+    const cart_state_t *c = state;
+    json_t *items = json_array();
+    for (int i = 0; i < c->nitems; i++)
+        json_array_append_new(items, json_pack("[s, i, I]", c->items[i].sku, c->items[i].quantity,
+                                               (json_int_t)c->items[i].unit_price_cents));
+    json_t *j = json_pack("{s:b, s:o}", "checked_out", c->checked_out, "items", items);
+    char *s = json_dumps(j, JSON_COMPACT);
+    es_buf_set(out, s, strlen(s));
+    free(s);
+    json_decref(j);
+}
+
+static es_err_t cart_decode(void *state, const void *data, size_t len)
+{
+    cart_state_t *c = state;
+    json_t *j = json_loadb(data, len, 0, NULL), *items, *it;
+    int checked_out = 0;
+    size_t i;
+    memset(c, 0, sizeof(*c));
+    if (!j || json_unpack(j, "{s:b, s:o}", "checked_out", &checked_out, "items", &items) ||
+        json_array_size(items) > CART_MAX_ITEMS) {
+        json_decref(j);
+        return ES_ERR_DECODE;
+    }
+    c->checked_out = checked_out;
+    json_array_foreach(items, i, it)
+    {
+        const char *sku;
+        int qty;
+        json_int_t price;
+        if (json_unpack(it, "[s, i, I]", &sku, &qty, &price) || strlen(sku) >= CART_SKU_MAX) {
+            json_decref(j);
+            return ES_ERR_DECODE;
+        }
+        snprintf(c->items[i].sku, sizeof(c->items[i].sku), "%s", sku);
+        c->items[i].quantity = qty;
+        c->items[i].unit_price_cents = price;
+        c->nitems++;
+    }
+    json_decref(j);
+    return ES_ERR_OK;
+}
+
+static const es_command_def_t cart_commands[] = {
+    {"add-item",
+     "AddItem",
+     {{"sku", ES_FIELD_STRING, 1, CART_SKU_MAX - 1},
+      {"quantity", ES_FIELD_INT, 1, INT32_MAX},
+      {"unit_price_cents", ES_FIELD_INT, 0, INT64_MAX}}},
+    {"remove-item",
+     "RemoveItem",
+     {{"sku", ES_FIELD_STRING, 1, CART_SKU_MAX - 1}, {"quantity", ES_FIELD_INT, 1, INT32_MAX}}},
+    {"checkout", "Checkout", {{NULL}}},
+};
+
+const es_aggregate_def_t es_domain_cart = {
+    .name = "cart",
+    .id_field = "cart_id",
+    .commands_schema = "cart.commands",
+    .events_schema = "cart.events",
+    .state_size = sizeof(cart_state_t),
+    .decide = cart_decide,
+    .evolve = cart_evolve,
+    .state_encode = cart_encode,
+    .state_decode = cart_decode,
+    .collection = "carts",
+    .commands = cart_commands,
+    .ncommands = sizeof(cart_commands) / sizeof(cart_commands[0]),
+};
