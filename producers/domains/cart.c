@@ -187,7 +187,7 @@ static const es_command_def_t cart_commands[] = {
     {"remove-item",
      "RemoveItem",
      {{"sku", ES_FIELD_STRING, 1, CART_SKU_MAX - 1}, {"quantity", ES_FIELD_INT, 1, INT32_MAX}}},
-    {"checkout", "Checkout", {{NULL}}},
+    {"checkout", "Checkout", {{.name = NULL}}},
 };
 
 const es_aggregate_def_t es_domain_cart = {

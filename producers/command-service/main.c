@@ -1,0 +1,149 @@
+/*
+ * main.c — escqrs-command-service: decides commands of one aggregate type and
+ * publishes their events and outcomes, exactly once (see service.c).
+ *
+ * Configuration is the table below plus the common and Kafka tables.
+ * SIGINT/SIGTERM finish the batch in hand, leave the group and exit 0; a
+ * fenced or fatal producer, or a store failure, exits 1 so the orchestrator
+ * restarts the process (which then catches up from the log).
+ */
+#include "domains.h"
+#include "escqrs/http.h"
+#include "escqrs/kafka.h"
+#include "escqrs/log.h"
+#include "service.h"
+
+#include <signal.h>
+#include <stdlib.h>
+
+static const es_conf_def_t service_defs[] = {
+    {.name = "aggregate",
+     .type = ES_CONF_ENUM,
+     .defval = "cart",
+     .choices = "cart|account",
+     .desc = "Aggregate type this service decides for (topics <prefix><aggregate>.*)"},
+    {.name = "aggregate.prefix",
+     .type = ES_CONF_STRING,
+     .defval = "",
+     .desc = "Prefix of aggregate names, so topics are <prefix><agg>.commands (tests, tenants)"},
+    {.name = "http.listen",
+     .type = ES_CONF_STRING,
+     .defval = "127.0.0.1:8070",
+     .desc = "Address of /healthz, /readyz and /metrics (port 0 picks a free port)"},
+    {.name = "registry.url",
+     .type = ES_CONF_STRING,
+     .defval = "http://127.0.0.1:8081/apis/ccompat/v7",
+     .desc = "Confluent-compatible schema registry base URL"},
+    {.name = "registry.timeout.ms",
+     .type = ES_CONF_INT,
+     .defval = "5000",
+     .min = 100,
+     .max = 600000,
+     .desc = "Timeout of one registry request"},
+    {.name = "store.path",
+     .type = ES_CONF_STRING,
+     .defval = "./data/command-service",
+     .desc = "RocksDB aggregate store (a cache of the events topic: safe to delete)"},
+    {.name = "store.block.cache.mb",
+     .type = ES_CONF_INT,
+     .defval = "64",
+     .min = 1,
+     .max = 1048576,
+     .desc = "RocksDB block cache of the aggregate store, in MiB"},
+    {.name = "store.write.buffer.mb",
+     .type = ES_CONF_INT,
+     .defval = "16",
+     .min = 1,
+     .max = 4096,
+     .desc = "RocksDB memtable size (at most 2), in MiB"},
+    {.name = "store.sync",
+     .type = ES_CONF_BOOL,
+     .defval = "false",
+     .desc = "fsync every write batch (Kafka is the durable record, so off by default)"},
+    {.name = "batch.max",
+     .type = ES_CONF_INT,
+     .defval = "500",
+     .min = 1,
+     .max = 100000,
+     .desc = "Most commands decided in one Kafka transaction"},
+    {.name = "batch.linger.ms",
+     .type = ES_CONF_INT,
+     .defval = "2",
+     .min = 0,
+     .max = 1000,
+     .desc = "Once a batch has a command, wait up to this long for more before deciding"},
+    {.name = "transactional.id",
+     .type = ES_CONF_STRING,
+     .defval = "",
+     .desc = "Kafka transactional.id; empty: <prefix><agg>.command-service-<hostname> (stable "
+             "per pod, so a restart fences and aborts its predecessor at once)"},
+    {.name = "topics.create",
+     .type = ES_CONF_BOOL,
+     .defval = "false",
+     .desc = "Create the aggregate's commands, events and results topics at start-up"},
+    {.name = NULL},
+};
+
+static const es_conf_def_t *const tables[] = {es_conf_common_defs, es_kafka_conf_defs, service_defs,
+                                              NULL};
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig)
+{
+    stop_signal = sig;
+}
+
+static bool ready(void *opaque, char *why, size_t whysz)
+{
+    return cs_ready(opaque, why, whysz);
+}
+
+int main(int argc, char **argv, char **envp)
+{
+    char errstr[1024];
+    es_conf_t *conf = es_conf_load_or_exit("escqrs-command-service", tables, &argc, argv, envp);
+    es_metrics_t *metrics = es_metrics_new();
+    es_http_server_t *srv = NULL;
+    cs_t *cs = NULL;
+    int rc = 1;
+
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+
+    const es_aggregate_def_t *def = es_domain_find(es_conf_get(conf, "aggregate"));
+    if (!def) {
+        es_log_error("command-service", "no aggregate named %s", es_conf_get(conf, "aggregate"));
+        goto out;
+    }
+    cs = cs_new(conf, def, metrics, errstr, sizeof(errstr));
+    if (!cs) {
+        es_log_error("command-service", "%s", errstr);
+        goto out;
+    }
+    es_http_server_conf_t hc = {
+        .listen = es_conf_get(conf, "http.listen"),
+        .max_body = 1024,
+        .routes = NULL,
+        .nroutes = 0,
+        .opaque = cs,
+        .metrics = metrics,
+        .ready = ready,
+    };
+    srv = es_http_server_start(&hc, errstr, sizeof(errstr));
+    if (!srv) {
+        es_log_error("command-service", "http: %s", errstr);
+        goto out;
+    }
+    es_log_info("command-service", "health on port %d", es_http_server_port(srv));
+    rc = cs_run(cs, &stop_signal);
+    if (stop_signal)
+        es_log_info("command-service", "signal %d: stopped", (int)stop_signal);
+out:
+    es_http_server_stop(srv);
+    cs_destroy(cs);
+    es_metrics_destroy(metrics);
+    es_conf_destroy(conf);
+    return rc;
+}

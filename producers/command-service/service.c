@@ -1,0 +1,1123 @@
+/*
+ * service.c — the exactly-once command loop of escqrs-command-service.
+ *
+ * The service is a consumer group on <agg>.commands; the owner of partition
+ * p is the single writer of every aggregate in p, so deciding on the state
+ * in the local RocksDB store is enough to keep invariants under any
+ * concurrency.  One batch of commands is one Kafka transaction:
+ *
+ *   begin → for each command: load state, check idempotency and If-Match,
+ *   decide, produce its events (to the command's own partition number) →
+ *   flush, so delivery reports give every event's offset → produce each
+ *   outcome with the position of its last event → send the consumed offsets
+ *   with the group metadata (KIP-447: a zombie owner is fenced by the group
+ *   generation) → commit → write new states, outcomes and the events-topic
+ *   offsets they reflect in one RocksDB batch.
+ *
+ * Batch state lives in an overlay (two small hash maps) until the commit
+ * succeeds, so an aborted batch leaves the store untouched; the consumer is
+ * then rewound to the committed offsets and the batch is decided again.
+ * A commit whose answer did not arrive is retried, never aborted
+ * (KAFKA-17754).  Fenced or fatal → exit non-zero and let the orchestrator
+ * restart us.
+ *
+ * The store is a cache of the log: on every assignment the service reads
+ * <agg>.events (read_committed) from the stored offset to the end before it
+ * decides anything, rebuilding states and the accepted outcomes of the
+ * commands whose events it finds.  So a crash between commit and store
+ * write, or a lost store, is only slower, never wrong, and a client retry
+ * of such a command still gets its first outcome and writes nothing.
+ *
+ * Store layout: "s" + id → 8-byte big-endian version + state_encode();
+ * "i" + id + 0x00 + command id → 8-byte fingerprint + framed CommandResult
+ * (fingerprint 0 when rebuilt from events: the body is not in the log).
+ */
+#include "service.h"
+
+#include "escqrs/command.h"
+#include "escqrs/envelope.h"
+#include "escqrs/kafka.h"
+#include "escqrs/log.h"
+#include "escqrs/record.h"
+#include "escqrs/registry.h"
+#include "escqrs/serde.h"
+#include "escqrs/store.h"
+
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define NBUCKETS 4096
+
+typedef struct agg_ent_s {
+    struct agg_ent_s *next;
+    char id[ES_ID_MAX + 1];
+    int64_t version;
+    bool dirty;
+    void *state;
+} agg_ent_t;
+
+typedef struct idem_ent_s {
+    struct idem_ent_s *next;
+    char key[2 * ES_ID_MAX + 3]; /* "i" id 0x00 cmdid */
+    size_t keylen;
+    uint64_t fp;
+    bool dirty;
+    es_outcome_t o;
+} idem_ent_t;
+
+typedef struct evpos_s {
+    int32_t partition;
+    int64_t offset;
+    rd_kafka_resp_err_t err;
+} evpos_t;
+
+typedef struct pend_s {
+    es_outcome_t o;
+    int last_ev;          /* index in evpos, -1 when none */
+    idem_ent_t *remember; /* entry to complete with the position */
+    idem_ent_t *replay;   /* answer with this entry's outcome */
+} pend_t;
+
+struct cs_s {
+    const es_conf_t *conf;
+    const es_aggregate_def_t *def;
+    es_metrics_t *metrics;
+    char t_cmd[256], t_ev[256], t_res[256], group[300], txid[400];
+    int batch_max, linger_ms;
+
+    es_registry_t *reg;
+    es_serde_t *cmd_serde, *ev_serde, *res_serde;
+    avro_value_t ev_value, res_value;
+    es_emitter_t *em;
+    es_store_t *store;
+    rd_kafka_t *cons, *prod, *catchup;
+
+    agg_ent_t *aggs[NBUCKETS];
+    idem_ent_t *idems[NBUCKETS];
+    pend_t *pends;
+    evpos_t *evs;
+    size_t npend, nev;
+    rd_kafka_resp_err_t deliv_err; /* first delivery error of the transaction */
+
+    atomic_bool ready;
+    atomic_int generation; /* bumped on every rebalance */
+    bool fatal, have_values;
+    char fatal_reason[1200];
+    volatile sig_atomic_t *stop;
+
+    es_counter_t *c_accepted, *c_replayed, *c_conflict, *c_reused, *c_undecodable, *c_aborts;
+    es_histogram_t *h_commit, *h_batch;
+    es_gauge_t *g_caught_up;
+};
+
+/* ------------------------------------------------------------------ overlay */
+
+static uint32_t hash_bytes(const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 16777619u;
+    }
+    return h % NBUCKETS;
+}
+
+static void overlay_clear(cs_t *cs)
+{
+    for (size_t b = 0; b < NBUCKETS; b++) {
+        for (agg_ent_t *a = cs->aggs[b], *n; a; a = n) {
+            n = a->next;
+            free(a->state);
+            free(a);
+        }
+        for (idem_ent_t *e = cs->idems[b], *n; e; e = n) {
+            n = e->next;
+            free(e);
+        }
+        cs->aggs[b] = NULL;
+        cs->idems[b] = NULL;
+    }
+}
+
+static es_err_t agg_load(cs_t *cs, const char *id, agg_ent_t **out, char *errstr,
+                         size_t errstr_size)
+{
+    uint32_t b = hash_bytes(id, strlen(id));
+    es_buf_t key = {0}, val = {0};
+    es_err_t err;
+    for (agg_ent_t *a = cs->aggs[b]; a; a = a->next)
+        if (!strcmp(a->id, id)) {
+            *out = a;
+            return ES_ERR_OK;
+        }
+    agg_ent_t *a = es_calloc(1, sizeof(*a));
+    a->state = es_calloc(1, cs->def->state_size);
+    snprintf(a->id, sizeof(a->id), "%s", id);
+    es_buf_append(&key, "s", 1);
+    es_buf_append(&key, id, strlen(id));
+    err = es_store_get(cs->store, key.data, key.len, &val, errstr, errstr_size);
+    if (err == ES_ERR_OK) {
+        const unsigned char *p = (const unsigned char *)val.data;
+        if (val.len < 8 || cs->def->state_decode(a->state, val.data + 8, val.len - 8)) {
+            snprintf(errstr, errstr_size, "aggregate %s: stored state does not decode", id);
+            err = ES_ERR_DECODE;
+            goto fail;
+        }
+        for (int i = 0; i < 8; i++)
+            a->version = (a->version << 8) | p[i];
+    } else if (err != ES_ERR_NOT_FOUND) {
+        goto fail;
+    }
+    es_buf_free(&key);
+    es_buf_free(&val);
+    a->next = cs->aggs[b];
+    cs->aggs[b] = a;
+    *out = a;
+    return ES_ERR_OK;
+fail:
+    es_buf_free(&key);
+    es_buf_free(&val);
+    free(a->state);
+    free(a);
+    return err;
+}
+
+static size_t idem_key(char *out, const char *agg_id, const char *cmd_id)
+{
+    size_t a = strlen(agg_id), c = strlen(cmd_id);
+    out[0] = 'i';
+    memcpy(out + 1, agg_id, a);
+    out[1 + a] = '\0';
+    memcpy(out + 2 + a, cmd_id, c);
+    return 2 + a + c;
+}
+
+/* The remembered outcome of (agg_id, cmd_id): *out NULL when there is none. */
+static es_err_t idem_load(cs_t *cs, const char *agg_id, const char *cmd_id, idem_ent_t **out,
+                          char *errstr, size_t errstr_size)
+{
+    char key[2 * ES_ID_MAX + 3];
+    size_t keylen = idem_key(key, agg_id, cmd_id);
+    uint32_t b = hash_bytes(key, keylen);
+    es_buf_t val = {0};
+    avro_value_t *v;
+    *out = NULL;
+    for (idem_ent_t *e = cs->idems[b]; e; e = e->next)
+        if (e->keylen == keylen && !memcmp(e->key, key, keylen)) {
+            *out = e;
+            return ES_ERR_OK;
+        }
+    es_err_t err = es_store_get(cs->store, key, keylen, &val, errstr, errstr_size);
+    if (err == ES_ERR_NOT_FOUND)
+        return ES_ERR_OK;
+    if (err)
+        return err;
+    idem_ent_t *e = es_calloc(1, sizeof(*e));
+    memcpy(e->key, key, keylen);
+    e->keylen = keylen;
+    const unsigned char *p = (const unsigned char *)val.data;
+    if (val.len < 8 ||
+        (err =
+             es_serde_decode(cs->res_serde, val.data + 8, val.len - 8, &v, errstr, errstr_size)) ||
+        (err = es_outcome_from_value(v, &e->o, errstr, errstr_size))) {
+        es_buf_free(&val);
+        free(e);
+        return err ? err : ES_ERR_DECODE;
+    }
+    for (int i = 0; i < 8; i++)
+        e->fp = (e->fp << 8) | p[i];
+    es_buf_free(&val);
+    e->next = cs->idems[b];
+    cs->idems[b] = e;
+    *out = e;
+    return ES_ERR_OK;
+}
+
+static idem_ent_t *idem_insert(cs_t *cs, const char *agg_id, const char *cmd_id, uint64_t fp)
+{
+    idem_ent_t *e = es_calloc(1, sizeof(*e));
+    e->keylen = idem_key(e->key, agg_id, cmd_id);
+    e->fp = fp;
+    e->dirty = true;
+    uint32_t b = hash_bytes(e->key, e->keylen);
+    e->next = cs->idems[b];
+    cs->idems[b] = e;
+    return e;
+}
+
+static void put_be64(unsigned char *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (unsigned char)(v & 0xff);
+}
+
+/* Write every dirty entry of the overlay plus the next events-topic offsets of
+ * partitions @p parts in one atomic batch. */
+static es_err_t overlay_write(cs_t *cs, const int32_t *parts, const int64_t *next_offsets,
+                              size_t nparts, char *errstr, size_t errstr_size)
+{
+    es_batch_t *batch = es_batch_new();
+    es_buf_t key = {0}, val = {0};
+    es_err_t err = ES_ERR_OK;
+    unsigned char be[8];
+    for (size_t b = 0; b < NBUCKETS && !err; b++) {
+        for (agg_ent_t *a = cs->aggs[b]; a; a = a->next) {
+            if (!a->dirty)
+                continue;
+            es_buf_clear(&key);
+            es_buf_append(&key, "s", 1);
+            es_buf_append(&key, a->id, strlen(a->id));
+            cs->def->state_encode(a->state, &val);
+            es_buf_t rec = {0};
+            put_be64(be, (uint64_t)a->version);
+            es_buf_append(&rec, be, 8);
+            es_buf_append(&rec, val.data, val.len);
+            es_batch_put(batch, key.data, key.len, rec.data, rec.len);
+            es_buf_free(&rec);
+            a->dirty = false;
+        }
+        for (idem_ent_t *e = cs->idems[b]; e && !err; e = e->next) {
+            if (!e->dirty)
+                continue;
+            if ((err = es_outcome_to_value(&e->o, &cs->res_value, errstr, errstr_size)) ||
+                (err = es_serde_encode(cs->res_serde, &cs->res_value, &val, errstr, errstr_size)))
+                break;
+            es_buf_t rec = {0};
+            put_be64(be, e->fp);
+            es_buf_append(&rec, be, 8);
+            es_buf_append(&rec, val.data, val.len);
+            es_batch_put(batch, e->key, e->keylen, rec.data, rec.len);
+            es_buf_free(&rec);
+            e->dirty = false;
+        }
+    }
+    for (size_t i = 0; i < nparts && !err; i++)
+        es_batch_put_offset(batch, cs->t_ev, parts[i], next_offsets[i]);
+    if (!err)
+        err = es_store_write(cs->store, batch, errstr, errstr_size);
+    es_batch_destroy(batch);
+    es_buf_free(&key);
+    es_buf_free(&val);
+    return err;
+}
+
+/* --------------------------------------------------------------- catch-up */
+
+static int64_t now_ms(void)
+{
+    return es_now_ms();
+}
+
+/* Apply one committed event of partition @p p to the overlay. */
+static es_err_t catchup_apply(cs_t *cs, rd_kafka_message_t *m, char *errstr, size_t errstr_size)
+{
+    avro_value_t *v, pl;
+    const char *agg_id, *cmd_id, *type;
+    int64_t version = 0, occurred = 0;
+    agg_ent_t *a;
+    idem_ent_t *e;
+    es_err_t err;
+    if ((err = es_serde_decode(cs->ev_serde, m->payload, m->len, &v, errstr, errstr_size)) ||
+        (err = es_record_string(v, cs->def->id_field, &agg_id, NULL, errstr, errstr_size)) ||
+        (err = es_record_string(v, "command_id", &cmd_id, NULL, errstr, errstr_size)) ||
+        (err = es_record_long(v, "version", &version, errstr, errstr_size)) ||
+        (err = es_record_long(v, "occurred_at", &occurred, errstr, errstr_size)) ||
+        (err = es_record_payload(v, &pl, &type, errstr, errstr_size)))
+        return err;
+    if (!es_command_id_valid(agg_id) || !es_command_id_valid(cmd_id)) {
+        snprintf(errstr, errstr_size, "event at %d:%" PRId64 " has an invalid id", m->partition,
+                 m->offset);
+        return ES_ERR_DECODE;
+    }
+    if ((err = agg_load(cs, agg_id, &a, errstr, errstr_size)))
+        return err;
+    if (version <= a->version)
+        return ES_ERR_OK; /* already in the stored state */
+    if (version != a->version + 1)
+        es_log_warn("command-service", "aggregate %s: event version %" PRId64 " after %" PRId64,
+                    agg_id, version, a->version);
+    if ((err = cs->def->evolve(a->state, type, &pl, errstr, errstr_size)))
+        return err;
+    a->version = version;
+    a->dirty = true;
+
+    if ((err = idem_load(cs, agg_id, cmd_id, &e, errstr, errstr_size)))
+        return err;
+    if (!e) {
+        e = idem_insert(cs, agg_id, cmd_id, 0);
+        snprintf(e->o.command_id, sizeof(e->o.command_id), "%s", cmd_id);
+        snprintf(e->o.aggregate_id, sizeof(e->o.aggregate_id), "%s", agg_id);
+        e->o.status = ES_OUTCOME_ACCEPTED;
+        e->o.actual_version = version - 1;
+    } else if (e->o.status != ES_OUTCOME_ACCEPTED || e->o.version >= version ||
+               e->o.nevents == ES_AGG_MAX_EVENTS) {
+        return ES_ERR_OK; /* its outcome already covers this event */
+    }
+    e->dirty = true;
+    snprintf(e->o.events[e->o.nevents].type, sizeof(e->o.events[0].type), "%s", type);
+    e->o.events[e->o.nevents++].version = version;
+    e->o.version = version;
+    snprintf(e->o.position, sizeof(e->o.position), "%d:%" PRId64, (int)m->partition, m->offset);
+    e->o.processed_at = occurred;
+    return ES_ERR_OK;
+}
+
+/* Bring the store up to the end of <agg>.events partition @p p. */
+static es_err_t catch_up(cs_t *cs, int32_t p, char *errstr, size_t errstr_size)
+{
+    int64_t start = RD_KAFKA_OFFSET_BEGINNING, next = -1;
+    int64_t t0 = now_ms();
+    size_t applied = 0, since_write = 0;
+    es_err_t err = es_store_get_offset(cs->store, cs->t_ev, p, &start, errstr, errstr_size);
+    if (err == ES_ERR_NOT_FOUND)
+        start = RD_KAFKA_OFFSET_BEGINNING;
+    else if (err)
+        return err;
+    rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(tl, cs->t_ev, p)->offset = start;
+    rd_kafka_resp_err_t kerr = rd_kafka_assign(cs->catchup, tl);
+    rd_kafka_topic_partition_list_destroy(tl);
+    if (kerr) {
+        snprintf(errstr, errstr_size, "catch-up assign %s [%d]: %s", cs->t_ev, p,
+                 rd_kafka_err2str(kerr));
+        return ES_ERR_KAFKA;
+    }
+    overlay_clear(cs);
+    err = ES_ERR_OK;
+    for (;;) {
+        if (*cs->stop) {
+            snprintf(errstr, errstr_size, "stopped during catch-up");
+            err = ES_ERR_STATE;
+            break;
+        }
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(cs->catchup, 500);
+        if (!m)
+            continue;
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            rd_kafka_message_destroy(m);
+            break;
+        }
+        if (m->err) {
+            es_log_warn("command-service", "catch-up %s [%d]: %s", cs->t_ev, p,
+                        rd_kafka_message_errstr(m));
+            bool fatal = m->err == RD_KAFKA_RESP_ERR__FATAL;
+            rd_kafka_message_destroy(m);
+            if (fatal) {
+                snprintf(errstr, errstr_size, "catch-up consumer failed");
+                err = ES_ERR_KAFKA_FATAL;
+                break;
+            }
+            continue;
+        }
+        err = catchup_apply(cs, m, errstr, errstr_size);
+        next = m->offset + 1;
+        rd_kafka_message_destroy(m);
+        if (err)
+            break;
+        applied++;
+        if (++since_write >= 2000) { /* bounded memory: write as we go */
+            if ((err = overlay_write(cs, &p, &next, 1, errstr, errstr_size)))
+                break;
+            overlay_clear(cs);
+            since_write = 0;
+        }
+    }
+    if (!err && next >= 0)
+        err = overlay_write(cs, &p, &next, 1, errstr, errstr_size);
+    overlay_clear(cs);
+    rd_kafka_assign(cs->catchup, NULL);
+    if (!err)
+        es_log_info("command-service", "caught up %s [%d]: %zu event(s) from %s in %" PRId64 " ms",
+                    cs->t_ev, p, applied, start < 0 ? "the beginning" : "the stored offset",
+                    now_ms() - t0);
+    return err;
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    cs_t *cs = opaque;
+    char errstr[512];
+    bool coop = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
+    atomic_fetch_add(&cs->generation, 1);
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        atomic_store(&cs->ready, false);
+        for (int i = 0; i < parts->cnt && !cs->fatal; i++) {
+            if (catch_up(cs, parts->elems[i].partition, errstr, sizeof(errstr)) && !*cs->stop) {
+                cs->fatal = true;
+                snprintf(cs->fatal_reason, sizeof(cs->fatal_reason), "catch-up: %s", errstr);
+            }
+        }
+        if (coop) {
+            rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, parts);
+            if (e)
+                rd_kafka_error_destroy(e);
+        } else {
+            rd_kafka_assign(rk, parts);
+        }
+        es_log_info("command-service", "assigned %d partition(s) of %s", parts->cnt, cs->t_cmd);
+        if (!cs->fatal)
+            atomic_store(&cs->ready, true);
+        es_gauge_set(cs->g_caught_up, 1);
+    } else {
+        if (coop) {
+            rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
+            if (e)
+                rd_kafka_error_destroy(e);
+        } else {
+            rd_kafka_assign(rk, NULL);
+        }
+        es_log_info("command-service", "revoked %d partition(s) of %s", parts->cnt, cs->t_cmd);
+    }
+}
+
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    cs_t *cs = opaque;
+    evpos_t *ev = m->_private;
+    if (m->err && !cs->deliv_err)
+        cs->deliv_err = m->err;
+    if (ev) {
+        ev->err = m->err;
+        ev->partition = m->partition;
+        ev->offset = m->offset;
+    }
+}
+
+/* --------------------------------------------------------------- the batch */
+
+static const char *opt_string(avro_value_t *rec, const char *name)
+{
+    avro_value_t f, br;
+    const char *s = NULL;
+    size_t len;
+    if (avro_value_get_by_name(rec, name, &f, NULL) || avro_value_get_type(&f) != AVRO_UNION ||
+        avro_value_get_current_branch(&f, &br) || avro_value_get_type(&br) != AVRO_STRING ||
+        avro_value_get_string(&br, &s, &len))
+        return NULL;
+    return s;
+}
+
+static bool opt_long(avro_value_t *rec, const char *name, int64_t *v)
+{
+    avro_value_t f, br;
+    return !avro_value_get_by_name(rec, name, &f, NULL) && avro_value_get_type(&f) == AVRO_UNION &&
+           !avro_value_get_current_branch(&f, &br) && avro_value_get_type(&br) == AVRO_INT64 &&
+           !avro_value_get_long(&br, v);
+}
+
+/* Build, encode and produce event @p i of the emitter for the command. */
+static es_err_t produce_event(cs_t *cs, const char *agg_id, const char *cmd_id,
+                              const char *correlation, int64_t version, const char *type,
+                              avro_value_t *payload, int32_t partition, char *errstr,
+                              size_t errstr_size)
+{
+    avro_value_t *env = &cs->ev_value, f, br, pu;
+    char event_id[ES_UUID_STR_LEN];
+    es_buf_t buf = {0};
+    es_err_t err = ES_ERR_ENCODE;
+    es_uuid_v4(event_id);
+    avro_value_reset(env);
+    if (avro_value_get_by_name(env, "event_id", &f, NULL) || avro_value_set_string(&f, event_id) ||
+        avro_value_get_by_name(env, cs->def->id_field, &f, NULL) ||
+        avro_value_set_string(&f, agg_id) || avro_value_get_by_name(env, "version", &f, NULL) ||
+        avro_value_set_long(&f, version) || avro_value_get_by_name(env, "occurred_at", &f, NULL) ||
+        avro_value_set_long(&f, now_ms()) || avro_value_get_by_name(env, "command_id", &f, NULL) ||
+        avro_value_set_string(&f, cmd_id) ||
+        avro_value_get_by_name(env, "correlation_id", &f, NULL))
+        goto avro_fail;
+    if (correlation ? avro_value_set_branch(&f, 1, &br) || avro_value_set_string(&br, correlation)
+                    : avro_value_set_branch(&f, 0, &br) || avro_value_set_null(&br))
+        goto avro_fail;
+    if (avro_value_get_by_name(env, "payload", &pu, NULL))
+        goto avro_fail;
+    avro_schema_t us = avro_value_get_schema(&pu);
+    size_t b, nb = avro_schema_union_size(us);
+    for (b = 0; b < nb; b++)
+        if (!strcmp(avro_schema_name(avro_schema_union_branch(us, (int)b)), type))
+            break;
+    if (b == nb || avro_value_set_branch(&pu, (int)b, &br) || avro_value_copy(&br, payload))
+        goto avro_fail;
+    if ((err = es_serde_encode(cs->ev_serde, env, &buf, errstr, errstr_size)))
+        goto out;
+    evpos_t *pos = &cs->evs[cs->nev++];
+    pos->partition = -1;
+    pos->offset = -1;
+    pos->err = RD_KAFKA_RESP_ERR__IN_PROGRESS;
+    rd_kafka_headers_t *h = es_event_headers(type, event_id, cmd_id, version);
+    rd_kafka_resp_err_t kerr;
+    for (;;) {
+        kerr = rd_kafka_producev(
+            cs->prod, RD_KAFKA_V_TOPIC(cs->t_ev), RD_KAFKA_V_PARTITION(partition),
+            RD_KAFKA_V_KEY(agg_id, strlen(agg_id)), RD_KAFKA_V_VALUE(buf.data, buf.len),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(pos),
+            RD_KAFKA_V_END);
+        if (kerr != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            break;
+        rd_kafka_poll(cs->prod, 50);
+    }
+    if (kerr) {
+        rd_kafka_headers_destroy(h);
+        snprintf(errstr, errstr_size, "produce to %s: %s", cs->t_ev, rd_kafka_err2str(kerr));
+        err = es_kafka_err(kerr);
+        goto out;
+    }
+    err = ES_ERR_OK;
+    goto out;
+avro_fail:
+    snprintf(errstr, errstr_size, "event envelope: %s", avro_strerror());
+    err = ES_ERR_ENCODE;
+out:
+    es_buf_free(&buf);
+    return err;
+}
+
+/* Decide one command; queue its outcome in cs->pends. */
+static es_err_t handle_command(cs_t *cs, rd_kafka_message_t *m, char *errstr, size_t errstr_size)
+{
+    avro_value_t *v, pl;
+    const char *cmd_id, *agg_id, *type;
+    char why[256];
+    agg_ent_t *a;
+    idem_ent_t *e;
+    es_err_t err;
+
+    if (es_serde_decode(cs->cmd_serde, m->payload, m->len, &v, why, sizeof(why)) ||
+        es_record_string(v, "command_id", &cmd_id, NULL, why, sizeof(why)) ||
+        es_record_string(v, cs->def->id_field, &agg_id, NULL, why, sizeof(why)) ||
+        es_record_payload(v, &pl, &type, why, sizeof(why)) || !es_command_id_valid(cmd_id) ||
+        !es_command_id_valid(agg_id)) {
+        /* No id to answer to: count it, keep it in the audit log, go on. */
+        es_log_warn("command-service", "undecodable command at %s [%d] @%" PRId64 ": %s", cs->t_cmd,
+                    m->partition, m->offset, why);
+        es_counter_add(cs->c_undecodable, 1);
+        return ES_ERR_OK;
+    }
+    pend_t *pd = &cs->pends[cs->npend++];
+    memset(pd, 0, sizeof(*pd));
+    pd->last_ev = -1;
+    es_outcome_t *o = &pd->o;
+    snprintf(o->command_id, sizeof(o->command_id), "%s", cmd_id);
+    snprintf(o->aggregate_id, sizeof(o->aggregate_id), "%s", agg_id);
+    o->has_expected = opt_long(v, "expected_version", &o->expected_version);
+    o->processed_at = now_ms();
+    uint64_t fp = es_command_fingerprint(v);
+
+    if ((err = agg_load(cs, agg_id, &a, errstr, errstr_size)) ||
+        (err = idem_load(cs, agg_id, cmd_id, &e, errstr, errstr_size)))
+        return err;
+    o->actual_version = o->version = a->version;
+    if (e) {
+        if (e->fp == 0 || e->fp == fp) {
+            pd->replay = e; /* the first outcome, nothing new written */
+            es_counter_add(cs->c_replayed, 1);
+        } else {
+            o->status = ES_OUTCOME_IDEMPOTENCY_KEY_REUSED;
+            es_counter_add(cs->c_reused, 1);
+        }
+        return ES_ERR_OK;
+    }
+    if (o->has_expected && o->expected_version != a->version) {
+        o->status = ES_OUTCOME_VERSION_CONFLICT;
+        es_counter_add(cs->c_conflict, 1);
+    } else {
+        es_emitter_reset(cs->em);
+        const char *reason = cs->def->decide(a->state, type, &pl, cs->em);
+        if (reason) {
+            o->status = ES_OUTCOME_REJECTED;
+            snprintf(o->reason, sizeof(o->reason), "%s", reason);
+            char labels[128];
+            snprintf(labels, sizeof(labels), "reason=\"%s\"", o->reason);
+            es_counter_add(es_metrics_counter(cs->metrics, "escqrs_commands_rejected_total",
+                                              "Commands rejected by the aggregate, by reason",
+                                              labels),
+                           1);
+        } else {
+            const char *correlation = opt_string(v, "correlation_id");
+            for (size_t i = 0; i < es_emitter_count(cs->em); i++) {
+                const char *etype;
+                avro_value_t *ev = es_emitter_event(cs->em, i, &etype);
+                int64_t ver = a->version + 1;
+                if ((err = produce_event(cs, agg_id, cmd_id, correlation, ver, etype, ev,
+                                         m->partition, errstr, errstr_size)))
+                    return err;
+                if ((err = cs->def->evolve(a->state, etype, ev, errstr, errstr_size)))
+                    return err; /* a domain bug: its own event does not apply */
+                a->version = ver;
+                a->dirty = true;
+                snprintf(o->events[o->nevents].type, sizeof(o->events[0].type), "%s", etype);
+                o->events[o->nevents++].version = ver;
+                pd->last_ev = (int)cs->nev - 1;
+            }
+            o->status = ES_OUTCOME_ACCEPTED;
+            o->version = a->version;
+            es_counter_add(cs->c_accepted, 1);
+        }
+    }
+    e = idem_insert(cs, agg_id, cmd_id, fp);
+    pd->remember = e;
+    return ES_ERR_OK;
+}
+
+static es_err_t produce_outcome(cs_t *cs, const es_outcome_t *o, char *errstr, size_t errstr_size)
+{
+    es_buf_t buf = {0};
+    es_err_t err;
+    if ((err = es_outcome_to_value(o, &cs->res_value, errstr, errstr_size)) ||
+        (err = es_serde_encode(cs->res_serde, &cs->res_value, &buf, errstr, errstr_size)))
+        goto out;
+    rd_kafka_headers_t *h = rd_kafka_headers_new(1);
+    rd_kafka_header_add(h, "command-id", -1, o->command_id, -1);
+    rd_kafka_resp_err_t kerr;
+    for (;;) {
+        kerr = rd_kafka_producev(cs->prod, RD_KAFKA_V_TOPIC(cs->t_res),
+                                 RD_KAFKA_V_KEY(o->aggregate_id, strlen(o->aggregate_id)),
+                                 RD_KAFKA_V_VALUE(buf.data, buf.len),
+                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h),
+                                 RD_KAFKA_V_END);
+        if (kerr != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            break;
+        rd_kafka_poll(cs->prod, 50);
+    }
+    if (kerr) {
+        rd_kafka_headers_destroy(h);
+        snprintf(errstr, errstr_size, "produce to %s: %s", cs->t_res, rd_kafka_err2str(kerr));
+        err = es_kafka_err(kerr);
+    }
+out:
+    es_buf_free(&buf);
+    return err;
+}
+
+typedef enum { TXN_OK, TXN_ABORT, TXN_FATAL } txn_rc_t;
+
+/* Classify a transactional API error; destroys it. */
+static txn_rc_t txn_error(cs_t *cs, const char *what, rd_kafka_error_t *e)
+{
+    rd_kafka_resp_err_t code = rd_kafka_error_code(e);
+    txn_rc_t rc = rd_kafka_error_is_fatal(e) || code == RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID
+                      ? TXN_FATAL /* fenced: another instance owns our identity */
+                  : rd_kafka_error_txn_requires_abort(e) ? TXN_ABORT
+                                                         : TXN_FATAL;
+    snprintf(cs->fatal_reason, sizeof(cs->fatal_reason), "%s: %s", what, rd_kafka_error_string(e));
+    es_log(rc == TXN_FATAL ? ES_LOG_ERROR : ES_LOG_WARN, "command-service", "%s", cs->fatal_reason);
+    rd_kafka_error_destroy(e);
+    return rc;
+}
+
+/* Rewind the consumer to the committed offsets of the batch's partitions. */
+static void rewind_consumer(cs_t *cs, rd_kafka_topic_partition_list_t *offsets)
+{
+    rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_copy(offsets);
+    if (rd_kafka_committed(cs->cons, tl, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        for (int i = 0; i < tl->cnt; i++)
+            if (tl->elems[i].offset < 0)
+                tl->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
+        rd_kafka_error_t *e = rd_kafka_seek_partitions(cs->cons, tl, 10000);
+        if (e) {
+            es_log_warn("command-service", "rewind: %s", rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+        }
+    } else {
+        es_log_warn("command-service", "rewind: committed offsets not known");
+    }
+    rd_kafka_topic_partition_list_destroy(tl);
+}
+
+static txn_rc_t process_batch(cs_t *cs, rd_kafka_message_t **msgs, size_t n)
+{
+    char errstr[1024];
+    rd_kafka_error_t *e;
+    txn_rc_t rc = TXN_OK;
+    int64_t *next_ev = NULL;
+    int32_t *ev_parts = NULL;
+    size_t nevparts = 0;
+    rd_kafka_topic_partition_list_t *offsets = rd_kafka_topic_partition_list_new((int)n);
+
+    for (size_t i = 0; i < n; i++) {
+        rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_find(
+            offsets, rd_kafka_topic_name(msgs[i]->rkt), msgs[i]->partition);
+        if (!tp)
+            tp = rd_kafka_topic_partition_list_add(offsets, rd_kafka_topic_name(msgs[i]->rkt),
+                                                   msgs[i]->partition);
+        tp->offset = msgs[i]->offset + 1;
+    }
+    cs->npend = cs->nev = 0;
+    cs->deliv_err = RD_KAFKA_RESP_ERR_NO_ERROR;
+    if ((e = rd_kafka_begin_transaction(cs->prod))) {
+        rc = txn_error(cs, "begin_transaction", e);
+        rc = TXN_FATAL; /* nothing was produced; but a producer that cannot begin is broken */
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (handle_command(cs, msgs[i], errstr, sizeof(errstr))) {
+            snprintf(cs->fatal_reason, sizeof(cs->fatal_reason), "command: %s", errstr);
+            es_log_error("command-service", "%s", cs->fatal_reason);
+            rc = TXN_FATAL; /* store or domain failure: never answer from a broken state */
+            goto out;
+        }
+    }
+    /* Events first: their offsets become the outcomes' positions. */
+    if (cs->nev) {
+        rd_kafka_resp_err_t kerr = rd_kafka_flush(cs->prod, 60000);
+        if (kerr || cs->deliv_err) {
+            snprintf(cs->fatal_reason, sizeof(cs->fatal_reason), "event delivery: %s",
+                     rd_kafka_err2str(kerr ? kerr : cs->deliv_err));
+            es_log_warn("command-service", "%s", cs->fatal_reason);
+            rc = rd_kafka_fatal_error(cs->prod, NULL, 0) ? TXN_FATAL : TXN_ABORT;
+            goto done;
+        }
+    }
+    /* The next events-topic offset of every partition this batch wrote to. */
+    next_ev = es_calloc(cs->nev + 1, sizeof(*next_ev));
+    ev_parts = es_calloc(cs->nev + 1, sizeof(*ev_parts));
+    for (size_t i = 0; i < cs->nev; i++) {
+        size_t k;
+        for (k = 0; k < nevparts && ev_parts[k] != cs->evs[i].partition; k++)
+            ;
+        if (k == nevparts) {
+            ev_parts[nevparts++] = cs->evs[i].partition;
+            next_ev[k] = -1;
+        }
+        if (cs->evs[i].offset + 1 > next_ev[k])
+            next_ev[k] = cs->evs[i].offset + 1;
+    }
+    for (size_t i = 0; i < cs->npend; i++) {
+        pend_t *pd = &cs->pends[i];
+        if (pd->last_ev >= 0)
+            snprintf(pd->o.position, sizeof(pd->o.position), "%d:%" PRId64,
+                     (int)cs->evs[pd->last_ev].partition, cs->evs[pd->last_ev].offset);
+        if (pd->remember)
+            pd->remember->o = pd->o;
+        const es_outcome_t *o = pd->replay ? &pd->replay->o : &pd->o;
+        if (produce_outcome(cs, o, errstr, sizeof(errstr))) {
+            snprintf(cs->fatal_reason, sizeof(cs->fatal_reason), "outcome: %s", errstr);
+            rc = TXN_ABORT;
+            goto done;
+        }
+    }
+    /* The group metadata of now: its generation and member id are what fence a zombie. */
+    rd_kafka_consumer_group_metadata_t *cgmd = rd_kafka_consumer_group_metadata(cs->cons);
+    e = rd_kafka_send_offsets_to_transaction(cs->prod, offsets, cgmd, 60000);
+    rd_kafka_consumer_group_metadata_destroy(cgmd);
+    if (e) {
+        rc = txn_error(cs, "send_offsets_to_transaction", e);
+        goto done;
+    }
+    int64_t t0 = now_ms();
+    for (;;) {
+        e = rd_kafka_commit_transaction(cs->prod, 60000);
+        if (!e)
+            break;
+        if (rd_kafka_error_is_retriable(e)) {
+            /* The answer did not arrive: retry the commit, never abort (KAFKA-17754). */
+            es_log_warn("command-service", "commit_transaction: %s; retrying",
+                        rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+            continue;
+        }
+        rc = txn_error(cs, "commit_transaction", e);
+        goto done;
+    }
+    es_histogram_observe(cs->h_commit, (double)(now_ms() - t0) / 1000.0);
+    es_histogram_observe(cs->h_batch, (double)n);
+    /* Committed: the store follows (a crash before this only costs a catch-up). */
+    if (overlay_write(cs, ev_parts, next_ev, nevparts, errstr, sizeof(errstr))) {
+        snprintf(cs->fatal_reason, sizeof(cs->fatal_reason), "store: %s", errstr);
+        es_log_error("command-service", "%s", cs->fatal_reason);
+        rc = TXN_FATAL;
+    }
+    goto out;
+done:
+    if (rc == TXN_ABORT) {
+        es_counter_add(cs->c_aborts, 1);
+        if ((e = rd_kafka_abort_transaction(cs->prod, 60000))) {
+            rc = txn_error(cs, "abort_transaction", e);
+            rc = TXN_FATAL;
+        } else {
+            rewind_consumer(cs, offsets);
+        }
+    }
+out:
+    overlay_clear(cs);
+    free(next_ev);
+    free(ev_parts);
+    rd_kafka_topic_partition_list_destroy(offsets);
+    return rc;
+}
+
+int cs_run(cs_t *cs, volatile sig_atomic_t *stop)
+{
+    rd_kafka_message_t **msgs = es_calloc((size_t)cs->batch_max, sizeof(*msgs));
+    int rc = 0, aborts = 0;
+    cs->stop = stop;
+    while (!*stop && !cs->fatal) {
+        size_t n = 0;
+        int64_t linger_until = 0;
+        int gen = atomic_load(&cs->generation);
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(cs->cons, 100);
+        while (m) {
+            if (m->err) {
+                if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                    es_log_warn("command-service", "consume: %s", rd_kafka_message_errstr(m));
+                if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
+                    cs->fatal = true;
+                    snprintf(cs->fatal_reason, sizeof(cs->fatal_reason), "consumer fatal");
+                }
+                rd_kafka_message_destroy(m);
+            } else {
+                msgs[n++] = m;
+            }
+            if (n == (size_t)cs->batch_max || cs->fatal)
+                break;
+            /* Linger a little once a batch has begun: fuller transactions under load. */
+            if (n && !linger_until)
+                linger_until = now_ms() + cs->linger_ms;
+            int64_t left = n ? linger_until - now_ms() : 0;
+            m = rd_kafka_consumer_poll(cs->cons, left > 0 ? (int)left : 0);
+        }
+        if (n && atomic_load(&cs->generation) != gen) {
+            /* A rebalance happened mid-batch: the new owners start from the committed offsets. */
+            for (size_t i = 0; i < n; i++)
+                rd_kafka_message_destroy(msgs[i]);
+            continue;
+        }
+        if (n && !cs->fatal) {
+            txn_rc_t t = process_batch(cs, msgs, n);
+            if (t == TXN_FATAL)
+                cs->fatal = true;
+            /* Back off while transactions keep failing (broker trouble), not while they work. */
+            aborts = t == TXN_ABORT ? aborts + 1 : 0;
+            if (aborts)
+                usleep((useconds_t)(aborts < 50 ? aborts : 50) * 100 * 1000);
+        }
+        for (size_t i = 0; i < n; i++)
+            rd_kafka_message_destroy(msgs[i]);
+    }
+    if (cs->fatal) {
+        es_log_error("command-service", "stopping after a fatal error: %s", cs->fatal_reason);
+        rc = 1;
+    }
+    atomic_store(&cs->ready, false);
+    free(msgs);
+    return rc;
+}
+
+bool cs_ready(cs_t *cs, char *why, size_t whysz)
+{
+    if (atomic_load(&cs->ready))
+        return true;
+    snprintf(why, whysz, "no partitions of %s assigned and caught up yet", cs->t_cmd);
+    return false;
+}
+
+/* ----------------------------------------------------------------- set-up */
+
+static rd_kafka_t *consumer_new(cs_t *cs, const char *group, bool eof, char *errstr,
+                                size_t errstr_size)
+{
+    rd_kafka_conf_t *c = es_kafka_conf_build(cs->conf, ES_CONF_ROLE_CONSUMER, errstr, errstr_size);
+    if (!c)
+        return NULL;
+    if (rd_kafka_conf_set(c, "group.id", group, errstr, errstr_size) ||
+        rd_kafka_conf_set(c, "enable.partition.eof", eof ? "true" : "false", errstr, errstr_size) ||
+        (!es_conf_get(cs->conf, "kafka.fetch.wait.max.ms") &&
+         rd_kafka_conf_set(c, "fetch.wait.max.ms", "10", errstr, errstr_size))) {
+        rd_kafka_conf_destroy(c);
+        return NULL;
+    }
+    /* Static membership: a restarted instance (same transactional.id) takes its
+     * partitions back at once instead of waiting out the dead member's session. */
+    if (!eof && ((!es_conf_get(cs->conf, "kafka.group.instance.id") &&
+                  rd_kafka_conf_set(c, "group.instance.id", cs->txid, errstr, errstr_size)) ||
+                 (!es_conf_get(cs->conf, "kafka.session.timeout.ms") &&
+                  rd_kafka_conf_set(c, "session.timeout.ms", "10000", errstr, errstr_size)))) {
+        rd_kafka_conf_destroy(c);
+        return NULL;
+    }
+    if (!eof) {
+        rd_kafka_conf_set_rebalance_cb(c, rebalance_cb);
+        rd_kafka_conf_set_opaque(c, cs);
+    }
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, errstr, errstr_size);
+    if (!rk) {
+        rd_kafka_conf_destroy(c);
+        return NULL;
+    }
+    rd_kafka_poll_set_consumer(rk);
+    return rk;
+}
+
+cs_t *cs_new(const es_conf_t *conf, const es_aggregate_def_t *def, es_metrics_t *metrics,
+             char *errstr, size_t errstr_size)
+{
+    cs_t *cs = es_calloc(1, sizeof(*cs));
+    const char *prefix = es_conf_get(conf, "aggregate.prefix");
+    char agg[256], subj[300], host[128] = "localhost";
+    rd_kafka_conf_t *pc = NULL;
+
+    cs->conf = conf;
+    cs->def = def;
+    cs->metrics = metrics;
+    cs->batch_max = (int)es_conf_get_int(conf, "batch.max");
+    cs->linger_ms = (int)es_conf_get_int(conf, "batch.linger.ms");
+    snprintf(agg, sizeof(agg), "%s%s", prefix ? prefix : "", def->name);
+    es_topic_name(agg, ES_TOPIC_COMMANDS, NULL, cs->t_cmd, sizeof(cs->t_cmd));
+    es_topic_name(agg, ES_TOPIC_EVENTS, NULL, cs->t_ev, sizeof(cs->t_ev));
+    es_topic_name(agg, ES_TOPIC_RESULTS, NULL, cs->t_res, sizeof(cs->t_res));
+    snprintf(cs->group, sizeof(cs->group), "%s.command-service", agg);
+    const char *txid = es_conf_get(conf, "transactional.id");
+    if (txid && *txid) {
+        snprintf(cs->txid, sizeof(cs->txid), "%s", txid);
+    } else {
+        gethostname(host, sizeof(host) - 1);
+        snprintf(cs->txid, sizeof(cs->txid), "%s-%s", cs->group, host);
+    }
+    cs->pends = es_calloc((size_t)cs->batch_max, sizeof(*cs->pends));
+    cs->evs = es_calloc((size_t)cs->batch_max * ES_AGG_MAX_EVENTS, sizeof(*cs->evs));
+
+    cs->c_accepted = es_metrics_counter(metrics, "escqrs_commands_accepted_total",
+                                        "Commands accepted (events written)", NULL);
+    cs->c_replayed = es_metrics_counter(metrics, "escqrs_commands_replayed_total",
+                                        "Retried commands answered with their first outcome", NULL);
+    cs->c_conflict = es_metrics_counter(metrics, "escqrs_commands_version_conflict_total",
+                                        "Commands whose If-Match version did not match", NULL);
+    cs->c_reused = es_metrics_counter(metrics, "escqrs_commands_idempotency_key_reused_total",
+                                      "Idempotency keys reused for a different command", NULL);
+    cs->c_undecodable = es_metrics_counter(metrics, "escqrs_commands_undecodable_total",
+                                           "Command records that could not be decoded", NULL);
+    cs->c_aborts = es_metrics_counter(metrics, "escqrs_transactions_aborted_total",
+                                      "Transactions aborted and retried", NULL);
+    cs->h_commit = es_metrics_histogram(metrics, "escqrs_transaction_commit_seconds",
+                                        "Latency of commit_transaction", NULL,
+                                        es_metrics_latency_buckets, es_metrics_latency_nbuckets);
+    static const double batch_bounds[] = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000};
+    cs->h_batch =
+        es_metrics_histogram(metrics, "escqrs_batch_commands", "Commands per transaction", NULL,
+                             batch_bounds, sizeof(batch_bounds) / sizeof(batch_bounds[0]));
+    cs->g_caught_up = es_metrics_gauge(metrics, "escqrs_command_service_caught_up",
+                                       "1 once the assigned partitions are caught up", NULL);
+
+    if (es_conf_get_bool(conf, "topics.create")) {
+        es_topic_spec_t specs[3];
+        es_topic_spec_for(conf, ES_TOPIC_COMMANDS, cs->t_cmd, &specs[0]);
+        es_topic_spec_for(conf, ES_TOPIC_EVENTS, cs->t_ev, &specs[1]);
+        es_topic_spec_for(conf, ES_TOPIC_RESULTS, cs->t_res, &specs[2]);
+        es_admin_t *adm = es_admin_new(conf, errstr, errstr_size);
+        if (!adm)
+            goto fail;
+        es_err_t err = es_admin_create_topics(adm, specs, 3, 30000, errstr, errstr_size);
+        es_admin_destroy(adm);
+        if (err)
+            goto fail;
+    }
+
+    cs->reg =
+        es_registry_new(es_conf_get(conf, "registry.url"),
+                        (int)es_conf_get_int(conf, "registry.timeout.ms"), 5, errstr, errstr_size);
+    if (!cs->reg)
+        goto fail;
+    snprintf(subj, sizeof(subj), "%s-value", cs->t_cmd);
+    if (!(cs->cmd_serde = es_serde_new(cs->reg, subj, es_schema_text(def->commands_schema), true, 0,
+                                       errstr, errstr_size)))
+        goto fail;
+    snprintf(subj, sizeof(subj), "%s-value", cs->t_ev);
+    if (!(cs->ev_serde = es_serde_new(cs->reg, subj, es_schema_text(def->events_schema), true, 0,
+                                      errstr, errstr_size)))
+        goto fail;
+    snprintf(subj, sizeof(subj), "%s-value", cs->t_res);
+    if (!(cs->res_serde = es_serde_new(cs->reg, subj, es_schema_text("command-result"), true, 0,
+                                       errstr, errstr_size)))
+        goto fail;
+    es_serde_new_value(cs->ev_serde, &cs->ev_value);
+    es_serde_new_value(cs->res_serde, &cs->res_value);
+    cs->have_values = true;
+    if (!(cs->em = es_emitter_new(def->events_schema, errstr, errstr_size)))
+        goto fail;
+
+    es_store_opts_t so = {
+        .block_cache_mb = (size_t)es_conf_get_int(conf, "store.block.cache.mb"),
+        .write_buffer_mb = (size_t)es_conf_get_int(conf, "store.write.buffer.mb"),
+        .sync = es_conf_get_bool(conf, "store.sync"),
+    };
+    if (!(cs->store = es_store_open(es_conf_get(conf, "store.path"), &so, errstr, errstr_size)))
+        goto fail;
+
+    /* Transactional producer with delivery reports: they carry the events' offsets. */
+    if (!(pc = es_kafka_conf_build(conf, ES_CONF_ROLE_PRODUCER, errstr, errstr_size)))
+        goto fail;
+    if (rd_kafka_conf_set(pc, "transactional.id", cs->txid, errstr, errstr_size) ||
+        (!es_conf_get(conf, "kafka.transaction.timeout.ms") &&
+         rd_kafka_conf_set(pc, "transaction.timeout.ms", "10000", errstr, errstr_size)) ||
+        (!es_conf_get(conf, "kafka.linger.ms") &&
+         rd_kafka_conf_set(pc, "linger.ms", "1", errstr, errstr_size)))
+        goto fail;
+    rd_kafka_conf_set_dr_msg_cb(pc, dr_cb);
+    rd_kafka_conf_set_opaque(pc, cs);
+    if (!(cs->prod = rd_kafka_new(RD_KAFKA_PRODUCER, pc, errstr, errstr_size)))
+        goto fail;
+    pc = NULL;
+    rd_kafka_error_t *ke = rd_kafka_init_transactions(cs->prod, 60000);
+    if (ke) {
+        snprintf(errstr, errstr_size, "init_transactions(%s): %s", cs->txid,
+                 rd_kafka_error_string(ke));
+        rd_kafka_error_destroy(ke);
+        goto fail;
+    }
+    if (!(cs->catchup = consumer_new(cs, "escqrs-catchup-unused", true, errstr, errstr_size)))
+        goto fail;
+    if (!(cs->cons = consumer_new(cs, cs->group, false, errstr, errstr_size)))
+        goto fail;
+    rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(tl, cs->t_cmd, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t kerr = rd_kafka_subscribe(cs->cons, tl);
+    rd_kafka_topic_partition_list_destroy(tl);
+    if (kerr) {
+        snprintf(errstr, errstr_size, "subscribe %s: %s", cs->t_cmd, rd_kafka_err2str(kerr));
+        goto fail;
+    }
+    es_log_info("command-service", "aggregate %s: %s → %s, %s (group %s, transactional.id %s)",
+                def->name, cs->t_cmd, cs->t_ev, cs->t_res, cs->group, cs->txid);
+    return cs;
+fail:
+    if (pc)
+        rd_kafka_conf_destroy(pc);
+    cs_destroy(cs);
+    return NULL;
+}
+
+void cs_destroy(cs_t *cs)
+{
+    if (!cs)
+        return;
+    if (cs->cons) {
+        rd_kafka_consumer_close(cs->cons);
+        rd_kafka_destroy(cs->cons);
+    }
+    if (cs->catchup) {
+        rd_kafka_consumer_close(cs->catchup);
+        rd_kafka_destroy(cs->catchup);
+    }
+    if (cs->prod)
+        rd_kafka_destroy(cs->prod); /* an open transaction is aborted by the broker */
+    overlay_clear(cs);
+    es_store_close(cs->store);
+    es_emitter_destroy(cs->em);
+    if (cs->have_values) {
+        avro_value_decref(&cs->ev_value);
+        avro_value_decref(&cs->res_value);
+    }
+    es_serde_destroy(cs->cmd_serde);
+    es_serde_destroy(cs->ev_serde);
+    es_serde_destroy(cs->res_serde);
+    es_registry_destroy(cs->reg);
+    free(cs->pends);
+    free(cs->evs);
+    free(cs);
+}

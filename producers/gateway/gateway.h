@@ -1,0 +1,19 @@
+/*
+ * gateway.h — escqrs-gateway internals shared by main.c and gateway.c.
+ */
+#ifndef ESCQRS_GATEWAY_H
+#define ESCQRS_GATEWAY_H
+
+#include "escqrs/conf.h"
+#include "escqrs/http.h"
+#include "escqrs/metrics.h"
+
+typedef struct gw_s gw_t;
+
+/** @brief Producer, serdes and the results reader for the configured aggregates. */
+gw_t *gw_new(const es_conf_t *conf, es_metrics_t *metrics, char *errstr, size_t errstr_size);
+/** @brief Serve the HTTP API (returns the server; stop it before gw_destroy). */
+es_http_server_t *gw_http_start(gw_t *gw, char *errstr, size_t errstr_size);
+void gw_destroy(gw_t *gw);
+
+#endif

@@ -1,0 +1,103 @@
+/*
+ * main.c — escqrs-gateway: the HTTP command API of the write side (see gateway.c).
+ *
+ * Configuration is the table below plus the common and Kafka tables.
+ * SIGINT/SIGTERM stop accepting requests, let the ones in flight finish
+ * (their outcomes still arrive) and exit 0.
+ */
+#include "escqrs/http.h"
+#include "escqrs/kafka.h"
+#include "escqrs/log.h"
+#include "gateway.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static const es_conf_def_t gateway_defs[] = {
+    {.name = "http.listen",
+     .type = ES_CONF_STRING,
+     .defval = "127.0.0.1:8080",
+     .desc = "Address of the command API (port 0 picks a free port)"},
+    {.name = "http.max.body",
+     .type = ES_CONF_INT,
+     .defval = "16384",
+     .min = 64,
+     .max = 16777216,
+     .desc = "Largest request body in bytes; larger ones get 413 payload_too_large"},
+    {.name = "aggregates",
+     .type = ES_CONF_STRING,
+     .defval = "cart,account",
+     .desc = "Comma-separated aggregates whose commands this gateway accepts"},
+    {.name = "aggregate.prefix",
+     .type = ES_CONF_STRING,
+     .defval = "",
+     .desc = "Prefix of aggregate names, so topics are <prefix><agg>.commands (tests, tenants)"},
+    {.name = "registry.url",
+     .type = ES_CONF_STRING,
+     .defval = "http://127.0.0.1:8081/apis/ccompat/v7",
+     .desc = "Confluent-compatible schema registry base URL"},
+    {.name = "registry.timeout.ms",
+     .type = ES_CONF_INT,
+     .defval = "5000",
+     .min = 100,
+     .max = 600000,
+     .desc = "Timeout of one registry request"},
+    {.name = "request.timeout.ms",
+     .type = ES_CONF_INT,
+     .defval = "5000",
+     .min = 10,
+     .max = 600000,
+     .desc = "Longest wait for a command's outcome before answering 504 timeout"},
+    {.name = "topics.create",
+     .type = ES_CONF_BOOL,
+     .defval = "false",
+     .desc = "Create each aggregate's commands, events and results topics at start-up"},
+    {.name = NULL},
+};
+
+static const es_conf_def_t *const tables[] = {es_conf_common_defs, es_kafka_conf_defs, gateway_defs,
+                                              NULL};
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig)
+{
+    stop_signal = sig;
+}
+
+int main(int argc, char **argv, char **envp)
+{
+    char errstr[1024];
+    es_conf_t *conf = es_conf_load_or_exit("escqrs-gateway", tables, &argc, argv, envp);
+    es_metrics_t *metrics = es_metrics_new();
+    es_http_server_t *srv = NULL;
+    gw_t *gw = NULL;
+    int rc = 1;
+
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+
+    gw = gw_new(conf, metrics, errstr, sizeof(errstr));
+    if (!gw) {
+        es_log_error("gateway", "%s", errstr);
+        goto out;
+    }
+    srv = gw_http_start(gw, errstr, sizeof(errstr));
+    if (!srv) {
+        es_log_error("gateway", "http: %s", errstr);
+        goto out;
+    }
+    es_log_info("gateway", "serving on port %d", es_http_server_port(srv));
+    while (!stop_signal)
+        usleep(100 * 1000); /* the signal may land on any thread: poll the flag */
+    es_log_info("gateway", "signal %d: stopping", (int)stop_signal);
+    rc = 0;
+out:
+    es_http_server_stop(srv); /* waits for the handlers in flight */
+    gw_destroy(gw);
+    es_metrics_destroy(metrics);
+    es_conf_destroy(conf);
+    return rc;
+}

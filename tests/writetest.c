@@ -1,0 +1,324 @@
+/*
+ * writetest.c — see writetest.h.  The daemons' stderr goes to files in the
+ * test's directory under /tmp so a failing run can be read afterwards.
+ */
+#include "writetest.h"
+
+#include "escqrs/envelope.h"
+#include "escqrs/record.h"
+#include "escqrs/registry.h"
+#include "escqrs/serde.h"
+#include "testutil.h"
+
+#include <CUnit/CUnit.h>
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <librdkafka/rdkafka.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    socklen_t len = sizeof(a);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd, (struct sockaddr *)&a, sizeof(a));
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+void wt_stack_init(wt_stack_t *st, const char *agg)
+{
+    char u[100];
+    memset(st, 0, sizeof(*st));
+    es_test_unique("wt", u, sizeof(u));
+    snprintf(st->prefix, sizeof(st->prefix), "%s-", u);
+    snprintf(st->dir, sizeof(st->dir), "/tmp/escqrs-%s", u);
+    snprintf(st->agg, sizeof(st->agg), "%s", agg);
+    mkdir(st->dir, 0755);
+    curl_global_init(CURL_GLOBAL_ALL);
+}
+
+static void start(wt_stack_t *st, wt_proc_t *p, bool service, const char *const *sets, size_t nsets)
+{
+    char bin[700], a[16][700];
+    const char *bd = getenv("ESCQRS_BUILD_DIR");
+    char *argv[80];
+    size_t n = 0, k = 0;
+    if (!p->port)
+        p->port = free_port(); /* a restart keeps its port */
+    snprintf(p->log, sizeof(p->log), "%s/%s.log", st->dir, service ? "service" : "gateway");
+    snprintf(bin, sizeof(bin), "%s/producers/%s", bd ? bd : "build",
+             service ? "command-service/escqrs-command-service" : "gateway/escqrs-gateway");
+    argv[n++] = bin;
+    snprintf(a[k++], sizeof(a[0]), "kafka.bootstrap.servers=%s", es_test_bootstrap());
+    snprintf(a[k++], sizeof(a[0]), "registry.url=%s", es_test_registry());
+    snprintf(a[k++], sizeof(a[0]), "http.listen=127.0.0.1:%d", p->port);
+    snprintf(a[k++], sizeof(a[0]), "aggregate.prefix=%s", st->prefix);
+    snprintf(a[k++], sizeof(a[0]), "topics.create=true");
+    if (service) {
+        snprintf(a[k++], sizeof(a[0]), "aggregate=%s", st->agg);
+        snprintf(a[k++], sizeof(a[0]), "store.path=%s/store", st->dir);
+    } else {
+        snprintf(a[k++], sizeof(a[0]), "aggregates=%s", st->agg);
+    }
+    for (size_t i = 0; i < k; i++) {
+        argv[n++] = "--set";
+        argv[n++] = a[i];
+    }
+    for (size_t i = 0; i < nsets && n < 76; i++) {
+        argv[n++] = "--set";
+        argv[n++] = (char *)sets[i];
+    }
+    argv[n] = NULL;
+    fflush(NULL);
+    p->pid = fork();
+    if (p->pid == 0) {
+        int fd = open(p->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 2);
+            close(fd);
+        }
+        execv(bin, argv);
+        _exit(127);
+    }
+    CU_ASSERT_FATAL(p->pid > 0);
+}
+
+void wt_start_service(wt_stack_t *st, const char *const *sets, size_t nsets)
+{
+    start(st, &st->cs, true, sets, nsets);
+}
+
+void wt_start_gateway(wt_stack_t *st, const char *const *sets, size_t nsets)
+{
+    start(st, &st->gw, false, sets, nsets);
+}
+
+void wt_wait_ready(wt_proc_t *p, int timeout_s)
+{
+    for (int i = 0; i < timeout_s * 10; i++) {
+        int st;
+        if (wt_get(p, "/readyz", NULL) == 200)
+            return;
+        if (waitpid(p->pid, &st, WNOHANG) == p->pid) {
+            fprintf(stderr, "daemon exited early; see %s\n", p->log);
+            p->pid = 0;
+            CU_FAIL_FATAL("daemon exited before it was ready");
+        }
+        usleep(100 * 1000);
+    }
+    fprintf(stderr, "not ready after %d s; see %s\n", timeout_s, p->log);
+    CU_FAIL_FATAL("daemon not ready in time");
+}
+
+void wt_kill9(wt_proc_t *p)
+{
+    int st;
+    if (p->pid <= 0)
+        return;
+    kill(p->pid, SIGKILL);
+    waitpid(p->pid, &st, 0);
+    p->pid = 0;
+}
+
+int wt_stop(wt_proc_t *p)
+{
+    int st = 0;
+    if (p->pid <= 0)
+        return -1;
+    kill(p->pid, SIGTERM);
+    for (int i = 0; i < 300; i++) {
+        if (waitpid(p->pid, &st, WNOHANG) == p->pid) {
+            p->pid = 0;
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        }
+        usleep(100 * 1000);
+    }
+    wt_kill9(p);
+    return -1;
+}
+
+void wt_stack_stop(wt_stack_t *st)
+{
+    CU_ASSERT_EQUAL(wt_stop(&st->gw), 0);
+    CU_ASSERT_EQUAL(wt_stop(&st->cs), 0);
+}
+
+typedef struct {
+    char *data;
+    size_t len;
+} sink_t;
+
+static size_t sink_cb(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+    sink_t *s = ud;
+    size_t n = size * nmemb;
+    s->data = realloc(s->data, s->len + n + 1);
+    memcpy(s->data + s->len, ptr, n);
+    s->len += n;
+    s->data[s->len] = '\0';
+    return n;
+}
+
+static int request(int port, const char *method, const char *path, const char *body, size_t len,
+                   const char *idem, const char *if_match, sink_t *out)
+{
+    char url[1024], h[300];
+    long status = 0;
+    struct curl_slist *hdrs = NULL;
+    CURL *c = curl_easy_init();
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 30000L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink_cb);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
+    hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+    hdrs = curl_slist_append(hdrs, "Expect:");
+    if (idem) {
+        snprintf(h, sizeof(h), "Idempotency-Key: %s", idem);
+        hdrs = curl_slist_append(hdrs, h);
+    }
+    if (if_match) {
+        snprintf(h, sizeof(h), "If-Match: %s", if_match);
+        hdrs = curl_slist_append(hdrs, h);
+    }
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    if (!strcmp(method, "POST")) {
+        curl_easy_setopt(c, CURLOPT_POST, 1L);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body ? body : "");
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)len);
+    }
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(hdrs);
+    curl_easy_cleanup(c);
+    return (int)status;
+}
+
+int wt_post(const wt_proc_t *gw, const char *path, const char *body, size_t len, const char *idem,
+            const char *if_match, json_t **out)
+{
+    sink_t s = {0};
+    int status = request(gw->port, "POST", path, body, len, idem, if_match, &s);
+    if (out)
+        *out = s.data ? json_loads(s.data, 0, NULL) : NULL;
+    free(s.data);
+    return status;
+}
+
+int wt_get(const wt_proc_t *p, const char *path, char **raw)
+{
+    sink_t s = {0};
+    int status = request(p->port, "GET", path, NULL, 0, NULL, NULL, &s);
+    if (raw)
+        *raw = s.data;
+    else
+        free(s.data);
+    return status;
+}
+
+static void header(const rd_kafka_message_t *m, const char *name, char *out, size_t outsz)
+{
+    if (es_header_get(m, name, out, outsz))
+        out[0] = '\0';
+}
+
+wt_event_t *wt_read_events(const wt_stack_t *st, size_t *n)
+{
+    char errstr[512], topic[300], subj[320], schema[64];
+    size_t cap = 1024;
+    wt_event_t *evs = calloc(cap, sizeof(*evs));
+    *n = 0;
+    snprintf(topic, sizeof(topic), "%s%s.events", st->prefix, st->agg);
+    snprintf(subj, sizeof(subj), "%s-value", topic);
+    snprintf(schema, sizeof(schema), "%s.events", st->agg);
+    es_registry_t *reg = es_registry_new(es_test_registry(), 5000, 3, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(reg);
+    es_serde_t *serde =
+        es_serde_new(reg, subj, es_schema_text(schema), false, 0, errstr, sizeof(errstr));
+    if (!serde)
+        fprintf(stderr, "serde: %s\n", errstr);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(serde);
+
+    rd_kafka_conf_t *c = rd_kafka_conf_new();
+    rd_kafka_conf_set(c, "bootstrap.servers", es_test_bootstrap(), NULL, 0);
+    rd_kafka_conf_set(c, "group.id", "wt-reader", NULL, 0);
+    rd_kafka_conf_set(c, "isolation.level", "read_committed", NULL, 0);
+    rd_kafka_conf_set(c, "enable.partition.eof", "true", NULL, 0);
+    rd_kafka_conf_set(c, "enable.auto.commit", "false", NULL, 0);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(rk);
+    rd_kafka_poll_set_consumer(rk);
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    CU_ASSERT_EQUAL_FATAL(rd_kafka_metadata(rk, 0, rkt, &md, 10000), 0);
+    int parts = md->topics[0].partition_cnt;
+    rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    CU_ASSERT_FATAL(parts > 0);
+    rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(parts);
+    for (int p = 0; p < parts; p++)
+        rd_kafka_topic_partition_list_add(tl, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_assign(rk, tl);
+    rd_kafka_topic_partition_list_destroy(tl);
+    int eofs = 0, idle = 0;
+    while (eofs < parts && idle < 300) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+        if (!m) {
+            idle++;
+            continue;
+        }
+        idle = 0;
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            eofs++;
+        } else if (!m->err) {
+            avro_value_t *v, pl, f;
+            const char *s, *type;
+            if (*n == cap) {
+                cap *= 2;
+                evs = realloc(evs, cap * sizeof(*evs));
+            }
+            wt_event_t *e = &evs[*n];
+            memset(e, 0, sizeof(*e));
+            CU_ASSERT_EQUAL_FATAL(
+                es_serde_decode(serde, m->payload, m->len, &v, errstr, sizeof(errstr)), ES_ERR_OK);
+            char idf[40];
+            snprintf(idf, sizeof(idf), "%s_id", st->agg);
+            if (!es_record_string(v, idf, &s, NULL, errstr, sizeof(errstr)))
+                snprintf(e->agg_id, sizeof(e->agg_id), "%s", s);
+            if (!es_record_string(v, "command_id", &s, NULL, errstr, sizeof(errstr)))
+                snprintf(e->command_id, sizeof(e->command_id), "%s", s);
+            es_record_long(v, "version", &e->version, errstr, sizeof(errstr));
+            if (!es_record_payload(v, &pl, &type, errstr, sizeof(errstr))) {
+                snprintf(e->type, sizeof(e->type), "%s", type);
+                if (!avro_value_get_by_name(&pl, "amount_cents", &f, NULL))
+                    avro_value_get_long(&f, &e->amount);
+            }
+            e->partition = m->partition;
+            e->offset = m->offset;
+            header(m, "event-type", e->hdr_type, sizeof(e->hdr_type));
+            header(m, "command-id", e->hdr_command, sizeof(e->hdr_command));
+            header(m, "aggregate-version", e->hdr_version, sizeof(e->hdr_version));
+            (*n)++;
+        }
+        rd_kafka_message_destroy(m);
+    }
+    CU_ASSERT_EQUAL(eofs, parts);
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    es_serde_destroy(serde);
+    es_registry_destroy(reg);
+    return evs;
+}
