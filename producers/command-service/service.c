@@ -977,7 +977,9 @@ cs_t *cs_new(const es_conf_t *conf, const es_aggregate_def_t *def, es_metrics_t 
         snprintf(cs->txid, sizeof(cs->txid), "%s", txid);
     } else {
         gethostname(host, sizeof(host) - 1);
-        snprintf(cs->txid, sizeof(cs->txid), "%s-%s", cs->group, host);
+        /* %.100s: a host name longer than that is cut, the id stays unique enough */
+        snprintf(cs->txid, sizeof(cs->txid), "%.*s-%.100s", (int)(sizeof(cs->txid) - 102),
+                 cs->group, host);
     }
     cs->pends = es_calloc((size_t)cs->batch_max, sizeof(*cs->pends));
     cs->evs = es_calloc((size_t)cs->batch_max * ES_AGG_MAX_EVENTS, sizeof(*cs->evs));
