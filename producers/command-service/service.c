@@ -1043,11 +1043,8 @@ cs_t *cs_new(const es_conf_t *conf, const es_aggregate_def_t *def, es_metrics_t 
     if (!(cs->em = es_emitter_new(def->events_schema, errstr, errstr_size)))
         goto fail;
 
-    es_store_opts_t so = {
-        .block_cache_mb = (size_t)es_conf_get_int(conf, "store.block.cache.mb"),
-        .write_buffer_mb = (size_t)es_conf_get_int(conf, "store.write.buffer.mb"),
-        .sync = es_conf_get_bool(conf, "store.sync"),
-    };
+    es_store_opts_t so;
+    es_store_opts_from_conf(conf, &so);
     if (!(cs->store = es_store_open(es_conf_get(conf, "store.path"), &so, errstr, errstr_size)))
         goto fail;
 
