@@ -1,5 +1,5 @@
-# escqrs: one image holding every escqrs program (today the projector and the
-# CLI; the gateway and command service join them when they exist).
+# escqrs: one image holding every escqrs program: escqrs-gateway,
+# escqrs-command-service, escqrs-projector and the escqrs CLI.
 #   docker build -t escqrs:dev .
 # Build stage: Debian 12 with the -dev packages; runtime stage: only the shared
 # libraries the programs link, running as an unprivileged user.
@@ -23,7 +23,9 @@ COPY tests tests
 RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DESCQRS_WERROR=ON \
  && cmake --build /build -j"$(nproc)" \
  && mkdir -p /out \
- && cp /build/cli/escqrs /build/consumers/projector/escqrs-projector /out/
+ && cp /build/cli/escqrs /build/consumers/projector/escqrs-projector \
+       /build/producers/gateway/escqrs-gateway \
+       /build/producers/command-service/escqrs-command-service /out/
 
 FROM debian:12.11-slim AS runtime
 RUN apt-get update \
@@ -40,8 +42,10 @@ USER 10001:10001
 WORKDIR /var/lib/escqrs
 # RocksDB views live here; mount a volume (a PVC per projector replica on Kubernetes).
 VOLUME ["/var/lib/escqrs"]
-# In a container the API must listen on every interface, not loopback.
-ENV ESCQRS_STORE_PATH=/var/lib/escqrs \
-    ESCQRS_HTTP_LISTEN=0.0.0.0:8090
-EXPOSE 8090
-ENTRYPOINT ["/usr/local/bin/escqrs-projector"]
+ENV ESCQRS_STORE_PATH=/var/lib/escqrs
+EXPOSE 8070 8080 8090
+# In a container each program must listen on every interface, not loopback; each
+# has its own port, so it is set per program (Kubernetes sets ESCQRS_HTTP_LISTEN
+# per container).  The projector by default; another program, for example:
+#   docker run escqrs:dev escqrs-gateway --set http.listen=0.0.0.0:8080
+CMD ["escqrs-projector", "--set", "http.listen=0.0.0.0:8090"]

@@ -7,6 +7,7 @@
  */
 #include "cli.h"
 #include "escqrs/kafka.h"
+#include "escqrs/registry.h"
 #include "escqrs/log.h"
 
 #include <stdio.h>
@@ -15,10 +16,6 @@
 extern char **environ;
 
 static const es_conf_def_t cli_conf_defs[] = {
-    {.name = "registry.url",
-     .type = ES_CONF_STRING,
-     .defval = "http://127.0.0.1:8081/apis/ccompat/v7",
-     .desc = "Confluent-compatible schema registry base URL"},
     {.name = "kafka.enable.partition.eof",
      .type = ES_CONF_STRING,
      .defval = "true",
@@ -32,7 +29,7 @@ static const es_conf_def_t cli_conf_defs[] = {
 };
 
 static const es_conf_def_t *const cli_tables[] = {es_conf_common_defs, es_kafka_conf_defs,
-                                                  cli_conf_defs, NULL};
+                                                  es_registry_conf_defs, cli_conf_defs, NULL};
 
 static const struct {
     const char *name;

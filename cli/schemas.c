@@ -193,8 +193,21 @@ int cli_schemas(es_conf_t *conf, int argc, char **argv)
             es_err_t err;
             if (do_register) {
                 int id = 0;
-                err =
-                    es_registry_register(reg, subject, files[i].text, &id, errstr, sizeof(errstr));
+                size_t nver = 0;
+                /*
+                 * An existing event subject gets its level first, so the
+                 * registry judges this very registration by it (a subject
+                 * left at NONE would take anything); a new one gets it after.
+                 */
+                err = is_events
+                          ? es_registry_version_count(reg, subject, &nver, errstr, sizeof(errstr))
+                          : ES_ERR_OK;
+                if (!err && nver > 0)
+                    err = es_registry_set_compatibility(reg, subject, "BACKWARD_TRANSITIVE", errstr,
+                                                        sizeof(errstr));
+                if (!err)
+                    err = es_registry_register(reg, subject, files[i].text, &id, errstr,
+                                               sizeof(errstr));
                 if (!err && is_events)
                     err = es_registry_set_compatibility(reg, subject, "BACKWARD_TRANSITIVE", errstr,
                                                         sizeof(errstr));

@@ -48,6 +48,11 @@ const es_conf_def_t es_kafka_conf_defs[] = {
      .defval = "earliest",
      .desc = "A new reader starts at the beginning of the log",
      .role = ES_CONF_ROLE_CONSUMER},
+    {.name = "aggregate.prefix",
+     .type = ES_CONF_STRING,
+     .defval = "",
+     .desc =
+         "Prefix of aggregate names, so topics are <prefix><agg>.commands etc. (tests, tenants)"},
     {.name = "topics.partitions",
      .type = ES_CONF_INT,
      .defval = "3",

@@ -78,7 +78,7 @@ es_err_t es_record_long(avro_value_t *rec, const char *name, int64_t *v, char *e
     if (err)
         return err;
     if (avro_value_get_type(&f) == AVRO_INT32) {
-        int32_t i;
+        int32_t i = 0;
         avro_value_get_int(&f, &i);
         *v = i;
         return ES_ERR_OK;

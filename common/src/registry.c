@@ -21,6 +21,20 @@
 #include <string.h>
 #include <time.h>
 
+const es_conf_def_t es_registry_conf_defs[] = {
+    {.name = "registry.url",
+     .type = ES_CONF_STRING,
+     .defval = "http://127.0.0.1:8081/apis/ccompat/v7",
+     .desc = "Confluent-compatible schema registry base URL"},
+    {.name = "registry.timeout.ms",
+     .type = ES_CONF_INT,
+     .defval = "5000",
+     .min = 100,
+     .max = 600000,
+     .desc = "Timeout of one registry request"},
+    {.name = NULL},
+};
+
 typedef struct {
     int id;
     avro_schema_t schema;

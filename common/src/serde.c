@@ -392,7 +392,7 @@ static es_err_t writer_for(es_serde_t *serde, int id, writer_entry_t **out, char
         }
     }
     avro_schema_t writer = NULL;
-    if (id == serde->schema_id) {
+    if (id == serde->schema_id && id >= 0) { /* -1 means "not registered", never a record's id */
         writer = serde->reader;
     } else if (!serde->reg) {
         snprintf(errstr, errstr_size, "schema id %d is unknown (expected %d)", id,

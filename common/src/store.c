@@ -39,6 +39,33 @@ struct es_store_iter_s {
     bool started;
 };
 
+const es_conf_def_t es_store_conf_defs[] = {
+    {.name = "store.block.cache.mb",
+     .type = ES_CONF_INT,
+     .defval = "64",
+     .min = 1,
+     .max = 1048576,
+     .desc = "RocksDB block cache shared by every store of the process, in MiB"},
+    {.name = "store.write.buffer.mb",
+     .type = ES_CONF_INT,
+     .defval = "16",
+     .min = 1,
+     .max = 4096,
+     .desc = "RocksDB memtable size per store (at most 2 per store), in MiB"},
+    {.name = "store.sync",
+     .type = ES_CONF_BOOL,
+     .defval = "false",
+     .desc = "fsync every write batch (Kafka is the durable record, so off by default)"},
+    {.name = NULL},
+};
+
+void es_store_opts_from_conf(const es_conf_t *conf, es_store_opts_t *opts)
+{
+    opts->block_cache_mb = (size_t)es_conf_get_int(conf, "store.block.cache.mb");
+    opts->write_buffer_mb = (size_t)es_conf_get_int(conf, "store.write.buffer.mb");
+    opts->sync = es_conf_get_bool(conf, "store.sync");
+}
+
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static rocksdb_cache_t *shared_cache;
 

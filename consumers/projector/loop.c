@@ -1034,9 +1034,7 @@ es_projector_t *pj_new(es_conf_t *conf, char *errstr, size_t errstr_size)
     pj->ready_max_lag = es_conf_get_int(conf, "ready.max.lag");
     pj->batch_max = (int)es_conf_get_int(conf, "batch.max.events");
     pj->wait_max_ms = (int)es_conf_get_int(conf, "query.wait.max.ms");
-    pj->store_opts.block_cache_mb = (size_t)es_conf_get_int(conf, "store.block.cache.mb");
-    pj->store_opts.write_buffer_mb = (size_t)es_conf_get_int(conf, "store.write.buffer.mb");
-    pj->store_opts.sync = es_conf_get_bool(conf, "store.sync");
+    es_store_opts_from_conf(conf, &pj->store_opts);
     pj->metrics = es_metrics_new();
     pj->reg =
         es_registry_new(es_conf_get(conf, "registry.url"),

@@ -10,6 +10,8 @@
 #include "domains.h"
 #include "escqrs/http.h"
 #include "escqrs/kafka.h"
+#include "escqrs/store.h"
+#include "escqrs/registry.h"
 #include "escqrs/log.h"
 #include "service.h"
 
@@ -22,44 +24,14 @@ static const es_conf_def_t service_defs[] = {
      .defval = "cart",
      .choices = "cart|account",
      .desc = "Aggregate type this service decides for (topics <prefix><aggregate>.*)"},
-    {.name = "aggregate.prefix",
-     .type = ES_CONF_STRING,
-     .defval = "",
-     .desc = "Prefix of aggregate names, so topics are <prefix><agg>.commands (tests, tenants)"},
     {.name = "http.listen",
      .type = ES_CONF_STRING,
      .defval = "127.0.0.1:8070",
      .desc = "Address of /healthz, /readyz and /metrics (port 0 picks a free port)"},
-    {.name = "registry.url",
-     .type = ES_CONF_STRING,
-     .defval = "http://127.0.0.1:8081/apis/ccompat/v7",
-     .desc = "Confluent-compatible schema registry base URL"},
-    {.name = "registry.timeout.ms",
-     .type = ES_CONF_INT,
-     .defval = "5000",
-     .min = 100,
-     .max = 600000,
-     .desc = "Timeout of one registry request"},
     {.name = "store.path",
      .type = ES_CONF_STRING,
      .defval = "./data/command-service",
      .desc = "RocksDB aggregate store (a cache of the events topic: safe to delete)"},
-    {.name = "store.block.cache.mb",
-     .type = ES_CONF_INT,
-     .defval = "64",
-     .min = 1,
-     .max = 1048576,
-     .desc = "RocksDB block cache of the aggregate store, in MiB"},
-    {.name = "store.write.buffer.mb",
-     .type = ES_CONF_INT,
-     .defval = "16",
-     .min = 1,
-     .max = 4096,
-     .desc = "RocksDB memtable size (at most 2), in MiB"},
-    {.name = "store.sync",
-     .type = ES_CONF_BOOL,
-     .defval = "false",
-     .desc = "fsync every write batch (Kafka is the durable record, so off by default)"},
     {.name = "batch.max",
      .type = ES_CONF_INT,
      .defval = "500",
@@ -84,8 +56,9 @@ static const es_conf_def_t service_defs[] = {
     {.name = NULL},
 };
 
-static const es_conf_def_t *const tables[] = {es_conf_common_defs, es_kafka_conf_defs, service_defs,
-                                              NULL};
+static const es_conf_def_t *const tables[] = {es_conf_common_defs,   es_kafka_conf_defs,
+                                              es_registry_conf_defs, es_store_conf_defs,
+                                              service_defs,          NULL};
 
 static volatile sig_atomic_t stop_signal;
 

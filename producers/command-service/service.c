@@ -980,7 +980,9 @@ cs_t *cs_new(const es_conf_t *conf, const es_aggregate_def_t *def, es_metrics_t 
         snprintf(cs->txid, sizeof(cs->txid), "%s", txid);
     } else {
         gethostname(host, sizeof(host) - 1);
-        snprintf(cs->txid, sizeof(cs->txid), "%s-%s", cs->group, host);
+        /* %.100s: a host name longer than that is cut, the id stays unique enough */
+        snprintf(cs->txid, sizeof(cs->txid), "%.*s-%.100s", (int)(sizeof(cs->txid) - 102),
+                 cs->group, host);
     }
     cs->pends = es_calloc((size_t)cs->batch_max, sizeof(*cs->pends));
     cs->evs = es_calloc((size_t)cs->batch_max * ES_AGG_MAX_EVENTS, sizeof(*cs->evs));
@@ -1075,11 +1077,8 @@ cs_t *cs_new(const es_conf_t *conf, const es_aggregate_def_t *def, es_metrics_t 
     if (!(cs->em = es_emitter_new(def->events_schema, errstr, errstr_size)))
         goto fail;
 
-    es_store_opts_t so = {
-        .block_cache_mb = (size_t)es_conf_get_int(conf, "store.block.cache.mb"),
-        .write_buffer_mb = (size_t)es_conf_get_int(conf, "store.write.buffer.mb"),
-        .sync = es_conf_get_bool(conf, "store.sync"),
-    };
+    es_store_opts_t so;
+    es_store_opts_from_conf(conf, &so);
     if (!(cs->store = es_store_open(es_conf_get(conf, "store.path"), &so, errstr, errstr_size)))
         goto fail;
 

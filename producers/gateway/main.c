@@ -7,6 +7,7 @@
  */
 #include "escqrs/http.h"
 #include "escqrs/kafka.h"
+#include "escqrs/registry.h"
 #include "escqrs/log.h"
 #include "gateway.h"
 
@@ -29,20 +30,6 @@ static const es_conf_def_t gateway_defs[] = {
      .type = ES_CONF_STRING,
      .defval = "cart,account",
      .desc = "Comma-separated aggregates whose commands this gateway accepts"},
-    {.name = "aggregate.prefix",
-     .type = ES_CONF_STRING,
-     .defval = "",
-     .desc = "Prefix of aggregate names, so topics are <prefix><agg>.commands (tests, tenants)"},
-    {.name = "registry.url",
-     .type = ES_CONF_STRING,
-     .defval = "http://127.0.0.1:8081/apis/ccompat/v7",
-     .desc = "Confluent-compatible schema registry base URL"},
-    {.name = "registry.timeout.ms",
-     .type = ES_CONF_INT,
-     .defval = "5000",
-     .min = 100,
-     .max = 600000,
-     .desc = "Timeout of one registry request"},
     {.name = "request.timeout.ms",
      .type = ES_CONF_INT,
      .defval = "5000",
@@ -56,8 +43,8 @@ static const es_conf_def_t gateway_defs[] = {
     {.name = NULL},
 };
 
-static const es_conf_def_t *const tables[] = {es_conf_common_defs, es_kafka_conf_defs, gateway_defs,
-                                              NULL};
+static const es_conf_def_t *const tables[] = {es_conf_common_defs, es_kafka_conf_defs,
+                                              es_registry_conf_defs, gateway_defs, NULL};
 
 static volatile sig_atomic_t stop_signal;
 

@@ -128,14 +128,15 @@ static void test_v1_and_v2_read_each_other(void)
     es_buf_free(&rec2);
 }
 
-/* Runs `escqrs schemas check --dir DIR --prefix P`; returns its exit code and stderr. */
-static int run_check(const char *dir, const char *pfx, es_buf_t *output)
+/* Runs `escqrs schemas VERB --dir DIR --prefix P`; returns its exit code and output. */
+static int run_schemas(const char *verb, const char *dir, const char *pfx, es_buf_t *output)
 {
     char cmd[2048];
     snprintf(cmd, sizeof(cmd),
-             "'%s/cli/escqrs' --set 'registry.url=%s' --set log.level=error schemas check "
+             "'%s/cli/escqrs' --set 'registry.url=%s' --set log.level=error schemas %s "
              "--dir '%s/tests/data/evolution/%s' --prefix '%s' 2>&1",
-             getenv("ESCQRS_BUILD_DIR"), es_test_registry(), getenv("ESCQRS_SOURCE_DIR"), dir, pfx);
+             getenv("ESCQRS_BUILD_DIR"), es_test_registry(), verb, getenv("ESCQRS_SOURCE_DIR"), dir,
+             pfx);
     FILE *p = popen(cmd, "r");
     char line[1024];
     es_buf_clear(output);
@@ -143,6 +144,11 @@ static int run_check(const char *dir, const char *pfx, es_buf_t *output)
         es_buf_append(output, line, strlen(line));
     int st = p ? pclose(p) : -1;
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int run_check(const char *dir, const char *pfx, es_buf_t *output)
+{
+    return run_schemas("check", dir, pfx, output);
 }
 
 static void test_check_accepts_v2_refuses_v3(void)
@@ -179,6 +185,17 @@ static void test_check_refuses_weak_level(void)
     CU_ASSERT_EQUAL(run_check("v2", pfx, &out), 1);
     printf("\n    weak-level check said: %s", out.data ? out.data : "");
     CU_ASSERT_PTR_NOT_NULL(strstr(out.data ? out.data : "", "not BACKWARD_TRANSITIVE"));
+    /* register sets the level before registering, so v3 is refused, not slipped in */
+    size_t nver = 0;
+    CU_ASSERT_EQUAL(run_schemas("register", "v3", pfx, &out), 1);
+    printf("\n    register v3 said: %s", out.data ? out.data : "");
+    CU_ASSERT_EQUAL(es_registry_version_count(reg, subj, &nver, errstr, sizeof(errstr)), ES_ERR_OK);
+    CU_ASSERT_EQUAL(nver, 1);
+    /* and v2 goes in, after which check is satisfied with the level */
+    CU_ASSERT_EQUAL(run_schemas("register", "v2", pfx, &out), 0);
+    CU_ASSERT_EQUAL(es_registry_version_count(reg, subj, &nver, errstr, sizeof(errstr)), ES_ERR_OK);
+    CU_ASSERT_EQUAL(nver, 2);
+    CU_ASSERT_EQUAL(run_check("v2", pfx, &out), 0);
     es_buf_free(&out);
 }
 

@@ -17,18 +17,15 @@
 static char errstr[512];
 static char *v2_text, *v3_text;
 
-/* A binary file of the source tree into @p b; returns b->data or NULL. */
+/* A file of the source tree into @p b; returns b->data or NULL. */
 static char *slurp_len(const char *rel, es_buf_t *b)
 {
-    char path[1024], chunk[4096];
-    size_t n;
+    char path[1024];
     snprintf(path, sizeof(path), "%s/%s", ESCQRS_SOURCE_DIR, rel);
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
+    if (es_buf_load_file(b, path)) {
+        es_buf_free(b);
         return NULL;
-    while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0)
-        es_buf_append(b, chunk, n);
-    fclose(fp);
+    }
     return b->data;
 }
 

@@ -16,12 +16,16 @@
 #define ESCQRS_REGISTRY_H
 
 #include "escqrs/err.h"
+#include "escqrs/conf.h"
 
 #include <avro.h>
 #include <stdbool.h>
 #include <stddef.h>
 
 typedef struct es_registry_s es_registry_t;
+
+/** @brief Declared `registry.url` and `registry.timeout.ms`; add to a program's tables. */
+extern const es_conf_def_t es_registry_conf_defs[];
 
 /**
  * @param base_url e.g. "http://127.0.0.1:8081/apis/ccompat/v7" (no trailing slash needed)

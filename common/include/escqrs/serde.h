@@ -6,10 +6,13 @@
  * An es_serde_t serves one subject (`<topic>-value`) and one reader schema:
  * encoding writes with the reader schema (registered once at creation when
  * asked), decoding fetches the writer schema by id (cached in the registry
- * client) and resolves it to the reader schema with Avro C's resolved
- * reader, so old records replay under new code and added fields with
- * defaults are invisible to old code.  Values, resolvers and buffers are
- * reused across calls: no per-record schema parsing or allocation growth.
+ * client) and resolves it to the reader schema by the Avro spec's rules,
+ * so old records replay under new code (added fields take their defaults)
+ * and added fields are invisible to old code.  Avro C 1.11.1's resolved
+ * writer/reader cannot do the first ("NIY: Default values"), so records of
+ * another writer schema are read with that schema and copied onto the
+ * reader value (common/src/resolve.c).  Values, resolvers and buffers are
+ * reused across calls: no per-record schema parsing.
  *
  * Hostile input (wrong magic, unknown id, truncated body, negative or huge
  * lengths) returns a specific error and never crashes or allocates without
@@ -46,7 +49,8 @@ typedef struct es_serde_s es_serde_t;
 /**
  * @brief Serde for @p subject reading (and writing) with the schema @p schema_json.
  * @param reg may be NULL for a registry-less serde with a fixed @p schema_id
- *        (unit tests, fuzzing): then only records with that id decode.
+ *        (unit tests, fuzzing): then only records with that id, or an id made
+ *        known with es_serde_add_writer(), decode.
  * @param register_schema register the schema under the subject now and encode
  *        with its id; otherwise look the id up (encoding needs it registered).
  * @param schema_json NULL for writer-schema mode (needs @p reg): every record is

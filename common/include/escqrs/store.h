@@ -21,6 +21,7 @@
 #define ESCQRS_STORE_H
 
 #include "escqrs/err.h"
+#include "escqrs/conf.h"
 #include "escqrs/mem.h"
 
 #include <stdbool.h>
@@ -28,6 +29,16 @@
 #include <stdint.h>
 
 typedef struct es_store_s es_store_t;
+
+/**
+ * @brief Declared `store.block.cache.mb`, `store.write.buffer.mb` and `store.sync`;
+ *        add to a program's tables.  Each program declares its own `store.path`.
+ */
+extern const es_conf_def_t es_store_conf_defs[];
+
+/** @brief es_store_opts_t from the keys of es_store_conf_defs. */
+struct es_store_opts_s;
+void es_store_opts_from_conf(const es_conf_t *conf, struct es_store_opts_s *opts);
 typedef struct es_batch_s es_batch_t;
 typedef struct es_store_iter_s es_store_iter_t;
 
