@@ -2,7 +2,7 @@
  * cli.h — internal interface between the escqrs CLI's dispatcher and its
  * subcommands.  Each subcommand is one function taking the loaded
  * configuration and the arguments after its name; it returns the process
- * exit code (0 ok, 1 failure, 2 usage or configuration error).
+ * exit code (0 ok, 1 failure, 2 usage or configuration error, 3 refused).
  */
 #ifndef ESCQRS_CLI_H
 #define ESCQRS_CLI_H
@@ -12,12 +12,14 @@
 #define CLI_EXIT_OK      0
 #define CLI_EXIT_FAILURE 1
 #define CLI_EXIT_USAGE   2
+#define CLI_EXIT_REFUSED 3 /* send: the gateway refused the command (4xx) */
 
 int cli_topics(es_conf_t *conf, int argc, char **argv);
 int cli_schemas(es_conf_t *conf, int argc, char **argv);
 int cli_export(es_conf_t *conf, int argc, char **argv);
 int cli_tail(es_conf_t *conf, int argc, char **argv);
 int cli_status(es_conf_t *conf, int argc, char **argv);
+int cli_send(es_conf_t *conf, int argc, char **argv);
 int cli_rebuild(es_conf_t *conf, int argc, char **argv);
 
 #endif

@@ -3,7 +3,8 @@
  *
  * Global options (--config, --set, --list-config) are taken out of argv by
  * the configuration system before dispatch, so they may stand anywhere.
- * Exit codes: 0 success, 1 failure, 2 usage or configuration error.
+ * Exit codes: 0 success, 1 failure, 2 usage or configuration error, 3 the
+ * gateway refused the command (send only).
  */
 #include "cli.h"
 #include "escqrs/kafka.h"
@@ -21,6 +22,10 @@ static const es_conf_def_t cli_conf_defs[] = {
      .defval = "true",
      .desc = "export stops at the end of the committed data, which shows as partition EOF",
      .role = ES_CONF_ROLE_CONSUMER},
+    {.name = "gateway.url",
+     .type = ES_CONF_STRING,
+     .defval = "http://127.0.0.1:8080",
+     .desc = "Base URL of the gateway that send posts commands to"},
     {.name = "projector.url",
      .type = ES_CONF_STRING,
      .defval = "http://127.0.0.1:8090",
@@ -38,6 +43,7 @@ static const struct {
 } subcommands[] = {
     {"topics", cli_topics, "create or describe an aggregate's topics"},
     {"schemas", cli_schemas, "check schemas against the registry, or register them"},
+    {"send", cli_send, "send one command through the gateway"},
     {"export", cli_export, "write a topic's records as JSON lines or CSV, then stop"},
     {"tail", cli_tail, "follow a topic's records as JSON lines or CSV"},
     {"status", cli_status, "each projection's position, lag and state"},
@@ -51,7 +57,8 @@ static void usage(FILE *fp)
     for (size_t i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]); i++)
         fprintf(fp, "  %-10s %s\n", subcommands[i].name, subcommands[i].summary);
     fprintf(fp, "\nRun 'escqrs <command> --help' for a command's options.\n"
-                "Exit codes: 0 success, 1 failure, 2 usage or configuration error.\n");
+                "Exit codes: 0 success, 1 failure, 2 usage or configuration error,\n"
+                "3 the command was refused (send).\n");
 }
 
 int main(int argc, char **argv)

@@ -151,16 +151,6 @@ out:
     return err;
 }
 
-static uint64_t fnv1a(uint64_t h, const void *data, size_t len)
-{
-    const unsigned char *p = data;
-    for (size_t i = 0; i < len; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
-}
-
 static uint64_t hash_value(uint64_t h, avro_value_t *v)
 {
     size_t sz = 0;
@@ -169,7 +159,7 @@ static uint64_t hash_value(uint64_t h, avro_value_t *v)
     char *buf = es_malloc(sz ? sz : 1);
     avro_writer_t w = avro_writer_memory(buf, (int64_t)sz);
     if (!avro_value_write(w, v))
-        h = fnv1a(h, buf, sz);
+        h = es_fnv1a64(h, buf, sz);
     avro_writer_free(w);
     free(buf);
     return h;
@@ -177,11 +167,11 @@ static uint64_t hash_value(uint64_t h, avro_value_t *v)
 
 uint64_t es_command_fingerprint(avro_value_t *command)
 {
-    uint64_t h = 0xcbf29ce484222325ULL;
+    uint64_t h = ES_FNV1A64_INIT;
     avro_value_t f;
     if (!avro_value_get_by_name(command, "payload", &f, NULL))
         h = hash_value(h, &f);
-    h = fnv1a(h, "|", 1);
+    h = es_fnv1a64(h, "|", 1);
     if (!avro_value_get_by_name(command, "expected_version", &f, NULL))
         h = hash_value(h, &f);
     return h ? h : 1;

@@ -347,6 +347,14 @@ es_err_t es_http_fetch(const char *method, const char *url, const char *content_
                        const char *body, int timeout_ms, long *status, es_buf_t *resp, char *errstr,
                        size_t errstr_size)
 {
+    return es_http_fetch_with_headers(method, url, content_type, NULL, body, timeout_ms, status,
+                                      resp, errstr, errstr_size);
+}
+
+es_err_t es_http_fetch_with_headers(const char *method, const char *url, const char *content_type,
+                                    const char *const *headers, const char *body, int timeout_ms,
+                                    long *status, es_buf_t *resp, char *errstr, size_t errstr_size)
+{
     char curlerr[CURL_ERROR_SIZE] = "";
     char ctype[256];
     pthread_once(&curl_once, curl_init_once);
@@ -358,6 +366,8 @@ es_err_t es_http_fetch(const char *method, const char *url, const char *content_
     }
     hdrs = curl_slist_append(hdrs, "Accept: application/vnd.schemaregistry.v1+json, "
                                    "application/json, */*");
+    for (size_t i = 0; headers && headers[i]; i++)
+        hdrs = curl_slist_append(hdrs, headers[i]);
     es_buf_clear(resp);
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);

@@ -128,3 +128,13 @@ void es_buf_free(es_buf_t *b)
     b->data = NULL;
     b->len = b->cap = 0;
 }
+
+uint64_t es_fnv1a64(uint64_t h, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}

@@ -1,7 +1,7 @@
 /*
  * api.c — the projector's HTTP API: the hosted projections' queries with
  * `min_position=` (read-your-writes) and `as_of=` (point in time), and the
- * admin endpoints (list, rebuild).
+ * admin endpoints (list, rebuild, digest).
  *
  * A query holds its runner's read lock only while rendering, so a rebuild's
  * swap waits for answers in flight and no answer ever sees a closed store.
@@ -232,6 +232,48 @@ static void admin_rebuild(void *opaque, es_http_req_t *req, es_http_resp_t *resp
     es_http_resp_json(resp, 202, runner_json(r));
 }
 
+/*
+ * GET /admin/projections/{name}/digest: a fingerprint of the live store, so an
+ * operator (and the demo) can check that a rebuild produced the same views.
+ * Views and applied offsets are hashed separately (FNV-1a 64 over each key and
+ * value with their lengths, in key order): equal views at equal offsets mean
+ * byte-identical stores.  Holds the read lock for the scan, like a query.
+ */
+static void admin_digest(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
+{
+    es_projector_t *pj = opaque;
+    const char *name = es_http_req_param(req, 0);
+    pj_runner_t *r = pj_runner_find(pj, name);
+    if (!r) {
+        es_http_resp_error(resp, 404, "not_found", "no projection named %s here", name);
+        return;
+    }
+    uint64_t hash[2] = {ES_FNV1A64_INIT, ES_FNV1A64_INIT}; /* views, offsets */
+    json_int_t count[2] = {0, 0};
+    const char *key, *val;
+    size_t keylen, vallen;
+    pthread_rwlock_rdlock(&r->lock);
+    int generation = r->generation;
+    es_store_iter_t *it = es_store_iter_prefix(r->live, "", 0);
+    while (es_store_iter_next(it, &key, &keylen, &val, &vallen)) {
+        int k = keylen > 0 && key[0] == '\0'; /* the store's own keys: offsets */
+        uint64_t lens[2] = {keylen, vallen};
+        hash[k] = es_fnv1a64(hash[k], lens, sizeof(lens));
+        hash[k] = es_fnv1a64(hash[k], key, keylen);
+        hash[k] = es_fnv1a64(hash[k], val, vallen);
+        count[k]++;
+    }
+    es_store_iter_destroy(it);
+    pthread_rwlock_unlock(&r->lock);
+    char views[17], offsets[17];
+    snprintf(views, sizeof(views), "%016llx", (unsigned long long)hash[0]);
+    snprintf(offsets, sizeof(offsets), "%016llx", (unsigned long long)hash[1]);
+    es_http_resp_json(resp, 200,
+                      json_pack("{s:s, s:i, s:I, s:s, s:I, s:s}", "name", name, "generation",
+                                generation, "view_keys", count[0], "views_fnv1a64", views,
+                                "offset_keys", count[1], "offsets_fnv1a64", offsets));
+}
+
 static bool ready(void *opaque, char *why, size_t whysz)
 {
     es_projector_t *pj = opaque;
@@ -259,7 +301,7 @@ es_http_server_t *pj_http_start(es_projector_t *pj, char *errstr, size_t errstr_
 {
     size_t n = 0;
     for (size_t i = 0; i < pj->nrunners; i++) {
-        for (size_t k = 0; k < pj->runners[i].def->nqueries && n < MAX_ROUTES - 2; k++) {
+        for (size_t k = 0; k < pj->runners[i].def->nqueries && n < MAX_ROUTES - 3; k++) {
             const char *pat = pj->runners[i].def->queries[k].pattern;
             bool dup = false;
             for (size_t j = 0; j < n; j++)
@@ -270,6 +312,7 @@ es_http_server_t *pj_http_start(es_projector_t *pj, char *errstr, size_t errstr_
     }
     routes[n++] = (es_http_route_t){"GET", "/admin/projections", admin_list};
     routes[n++] = (es_http_route_t){"POST", "/admin/projections/{name}/rebuild", admin_rebuild};
+    routes[n++] = (es_http_route_t){"GET", "/admin/projections/{name}/digest", admin_digest};
     es_http_server_conf_t hc = {
         .listen = es_conf_get(pj->conf, "http.listen"),
         .max_body = 4096,

@@ -95,6 +95,11 @@ es_err_t es_http_fetch(const char *method, const char *url, const char *content_
                        const char *body, int timeout_ms, long *status, es_buf_t *resp, char *errstr,
                        size_t errstr_size);
 
+/** @brief es_http_fetch() with extra request @p headers ("Name: value", NULL-terminated). */
+es_err_t es_http_fetch_with_headers(const char *method, const char *url, const char *content_type,
+                                    const char *const *headers, const char *body, int timeout_ms,
+                                    long *status, es_buf_t *resp, char *errstr, size_t errstr_size);
+
 /** @brief Pure route matching, exposed for tests: fills @p params on a match. */
 bool es_http_route_match(const char *pattern, const char *path, char params[][128],
                          size_t *nparams);

@@ -1,6 +1,7 @@
 /**
  * @file mem.h
- * @brief Allocation that never returns NULL, and a growable byte buffer.
+ * @brief Allocation that never returns NULL, a growable byte buffer, and a
+ *        byte hash (FNV-1a, 64 bit) for fingerprints that are not security.
  *
  * Out of memory aborts with a message: there is no NOMEM path to forget.
  */
@@ -8,6 +9,7 @@
 #define ESCQRS_MEM_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 void *es_malloc(size_t size);
 void *es_calloc(size_t nmemb, size_t size);
@@ -34,5 +36,9 @@ void es_buf_clear(es_buf_t *b);
 int es_buf_load_file(es_buf_t *b, const char *path);
 /** @brief Free the storage; the buffer may be reused afterwards. */
 void es_buf_free(es_buf_t *b);
+
+#define ES_FNV1A64_INIT 0xcbf29ce484222325ULL
+/** @brief Fold @p len bytes into FNV-1a hash @p h (start from ES_FNV1A64_INIT). */
+uint64_t es_fnv1a64(uint64_t h, const void *data, size_t len);
 
 #endif

@@ -1,0 +1,183 @@
+/*
+ * send.c — `escqrs send`: one command through the gateway's HTTP API.
+ *
+ *   escqrs send AGGREGATE ID VERB [--field NAME=VALUE]... [--json BODY|-]
+ *                                 [--idempotency-key KEY] [--if-match VERSION]
+ *
+ * The body comes from --field flags, typed by the aggregate's command table
+ * (the same es_command_def_t the gateway validates with, so a typo in a field
+ * name is caught here with the list of valid ones), or verbatim from --json
+ * (`-` reads stdin).  The gateway's answer is printed as one JSON line on
+ * stdout, so scripts can pipe it into jq.  Exit codes: 0 accepted, 1 no
+ * answer or a 5xx (for 503/504 retry with the same --idempotency-key), 2 usage
+ * or configuration error, 3 the command was refused (any 4xx: invalid,
+ * rejected by a rule, version conflict).
+ */
+#include "cli.h"
+#include "domains.h"
+#include "escqrs/command.h"
+#include "escqrs/http.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SEND_USAGE                                                                                 \
+    "usage: escqrs send AGGREGATE ID VERB [--field NAME=VALUE]... [--json BODY|-]\n"               \
+    "                   [--idempotency-key KEY] [--if-match VERSION] [--timeout-ms N]\n"
+
+static void send_help(FILE *fp)
+{
+    fprintf(fp, SEND_USAGE "\n"
+                "Send one command to the gateway at gateway.url and print its answer as one\n"
+                "JSON line. AGGREGATE is cart or account; VERB and fields per aggregate:\n");
+    for (const char *const *name = (const char *const[]){"cart", "account", NULL}; *name; name++) {
+        const es_aggregate_def_t *def = es_domain_find(*name);
+        for (size_t i = 0; i < def->ncommands; i++) {
+            fprintf(fp, "  %-8s %-12s", def->name, def->commands[i].verb);
+            for (const es_field_def_t *f = def->commands[i].fields; f->name; f++)
+                fprintf(fp, " %s=%s", f->name, f->kind == ES_FIELD_INT ? "INT" : "TEXT");
+            fputc('\n', fp);
+        }
+    }
+    fprintf(fp, "\nExample: escqrs send cart c-1 add-item --field sku=apple --field quantity=2 \\\n"
+                "           --field unit_price_cents=150 --idempotency-key demo-1\n"
+                "Exit codes: 0 accepted, 1 no answer or 5xx (retry with the same\n"
+                "--idempotency-key), 2 usage or configuration error, 3 refused (4xx).\n");
+}
+
+/* Adds NAME=VALUE to @p body, typed by the command's field table. */
+static bool add_field(json_t *body, const es_command_def_t *cmd, const char *arg)
+{
+    const char *eq = strchr(arg, '=');
+    if (!eq || eq == arg) {
+        fprintf(stderr, "escqrs send: --field wants NAME=VALUE, got '%s'\n", arg);
+        return false;
+    }
+    size_t namelen = (size_t)(eq - arg);
+    for (const es_field_def_t *f = cmd->fields; f->name; f++) {
+        if (strlen(f->name) != namelen || strncmp(f->name, arg, namelen))
+            continue;
+        if (f->kind == ES_FIELD_STRING)
+            return json_object_set_new(body, f->name, json_string(eq + 1)) == 0;
+        char *end;
+        errno = 0;
+        long long v = strtoll(eq + 1, &end, 10);
+        if (errno || end == eq + 1 || *end) {
+            fprintf(stderr, "escqrs send: field %s wants an integer, got '%s'\n", f->name, eq + 1);
+            return false;
+        }
+        return json_object_set_new(body, f->name, json_integer(v)) == 0;
+    }
+    fprintf(stderr, "escqrs send: %s has no field '%.*s'; its fields:", cmd->verb, (int)namelen,
+            arg);
+    for (const es_field_def_t *f = cmd->fields; f->name; f++)
+        fprintf(stderr, " %s", f->name);
+    fputc('\n', stderr);
+    return false;
+}
+
+static char *read_stdin(void)
+{
+    es_buf_t buf = {0};
+    char chunk[4096];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof(chunk), stdin)) > 0)
+        es_buf_append(&buf, chunk, n);
+    es_buf_append(&buf, "", 1);
+    return (char *)buf.data;
+}
+
+int cli_send(es_conf_t *conf, int argc, char **argv)
+{
+    static const struct option longopts[] = {{"field", required_argument, NULL, 'f'},
+                                             {"json", required_argument, NULL, 'j'},
+                                             {"idempotency-key", required_argument, NULL, 'k'},
+                                             {"if-match", required_argument, NULL, 'm'},
+                                             {"timeout-ms", required_argument, NULL, 't'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {0}};
+    const char *json_arg = NULL, *key = NULL, *if_match = NULL;
+    int timeout_ms = 30000, c, rc = CLI_EXIT_USAGE;
+    json_t *fields = json_array();
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "f:j:k:m:t:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'f': json_array_append_new(fields, json_string(optarg)); break;
+        case 'j': json_arg = optarg; break;
+        case 'k': key = optarg; break;
+        case 'm': if_match = optarg; break;
+        case 't': timeout_ms = atoi(optarg); break;
+        case 'h': send_help(stdout); json_decref(fields); return CLI_EXIT_OK;
+        default: fputs(SEND_USAGE, stderr); json_decref(fields); return CLI_EXIT_USAGE;
+        }
+    }
+    if (argc - optind != 3 || (json_arg && json_array_size(fields)) || timeout_ms <= 0) {
+        fputs(SEND_USAGE "(--json and --field exclude each other)\n", stderr);
+        json_decref(fields);
+        return CLI_EXIT_USAGE;
+    }
+    const char *agg = argv[optind], *id = argv[optind + 1], *verb = argv[optind + 2];
+    const es_aggregate_def_t *def = es_domain_find(agg);
+    const es_command_def_t *cmd = def ? es_command_find(def, verb) : NULL;
+    if (!cmd) {
+        fprintf(stderr, "escqrs send: no command '%s %s' (see escqrs send --help)\n", agg, verb);
+        json_decref(fields);
+        return CLI_EXIT_USAGE;
+    }
+
+    char *body = NULL;
+    if (json_arg) {
+        body = !strcmp(json_arg, "-") ? read_stdin() : strdup(json_arg);
+    } else {
+        json_t *obj = json_object();
+        size_t i;
+        json_t *f;
+        bool ok = true;
+        json_array_foreach(fields, i, f) ok = ok && add_field(obj, cmd, json_string_value(f));
+        body = ok ? json_dumps(obj, JSON_COMPACT) : NULL;
+        json_decref(obj);
+    }
+    json_decref(fields);
+    if (!body)
+        return CLI_EXIT_USAGE;
+
+    char url[1024], keyhdr[256], matchhdr[128], errstr[1024];
+    const char *headers[3] = {NULL};
+    size_t nh = 0;
+    if (key) {
+        snprintf(keyhdr, sizeof(keyhdr), "Idempotency-Key: %s", key);
+        headers[nh++] = keyhdr;
+    }
+    if (if_match) {
+        snprintf(matchhdr, sizeof(matchhdr), "If-Match: %s", if_match);
+        headers[nh++] = matchhdr;
+    }
+    snprintf(url, sizeof(url), "%s/v1/%s/%s/%s", es_conf_get(conf, "gateway.url"), def->collection,
+             id, verb);
+    long status = 0;
+    es_buf_t resp = {0};
+    if (es_http_fetch_with_headers("POST", url, "application/json", headers, body, timeout_ms,
+                                   &status, &resp, errstr, sizeof(errstr))) {
+        fprintf(stderr, "escqrs send: %s\n", errstr);
+        rc = CLI_EXIT_FAILURE;
+    } else {
+        fwrite(resp.data, 1, resp.len, stdout);
+        if (resp.len && resp.data[resp.len - 1] != '\n')
+            fputc('\n', stdout);
+        rc = status == 200                   ? CLI_EXIT_OK
+             : status >= 400 && status < 500 ? CLI_EXIT_REFUSED
+                                             : CLI_EXIT_FAILURE;
+        if (status == 503 || status == 504)
+            fprintf(stderr, "escqrs send: HTTP %ld: outcome unknown, retry with the same "
+                            "--idempotency-key\n",
+                    status);
+    }
+    es_buf_free(&resp);
+    free(body);
+    return rc;
+}
