@@ -31,9 +31,10 @@
 
 static void send_help(FILE *fp)
 {
-    fprintf(fp, SEND_USAGE "\n"
-                "Send one command to the gateway at gateway.url and print its answer as one\n"
-                "JSON line. AGGREGATE is cart or account; VERB and fields per aggregate:\n");
+    fprintf(fp, SEND_USAGE
+            "\n"
+            "Send one command to the gateway at gateway.url and print its answer as one\n"
+            "JSON line. AGGREGATE is cart or account; VERB and fields per aggregate:\n");
     for (const char *const *name = (const char *const[]){"cart", "account", NULL}; *name; name++) {
         const es_aggregate_def_t *def = es_domain_find(*name);
         for (size_t i = 0; i < def->ncommands; i++) {
@@ -107,13 +108,29 @@ int cli_send(es_conf_t *conf, int argc, char **argv)
     optind = 1;
     while ((c = getopt_long(argc, argv, "f:j:k:m:t:h", longopts, NULL)) != -1) {
         switch (c) {
-        case 'f': json_array_append_new(fields, json_string(optarg)); break;
-        case 'j': json_arg = optarg; break;
-        case 'k': key = optarg; break;
-        case 'm': if_match = optarg; break;
-        case 't': timeout_ms = atoi(optarg); break;
-        case 'h': send_help(stdout); json_decref(fields); return CLI_EXIT_OK;
-        default: fputs(SEND_USAGE, stderr); json_decref(fields); return CLI_EXIT_USAGE;
+        case 'f':
+            json_array_append_new(fields, json_string(optarg));
+            break;
+        case 'j':
+            json_arg = optarg;
+            break;
+        case 'k':
+            key = optarg;
+            break;
+        case 'm':
+            if_match = optarg;
+            break;
+        case 't':
+            timeout_ms = atoi(optarg);
+            break;
+        case 'h':
+            send_help(stdout);
+            json_decref(fields);
+            return CLI_EXIT_OK;
+        default:
+            fputs(SEND_USAGE, stderr);
+            json_decref(fields);
+            return CLI_EXIT_USAGE;
         }
     }
     if (argc - optind != 3 || (json_arg && json_array_size(fields)) || timeout_ms <= 0) {
@@ -173,8 +190,9 @@ int cli_send(es_conf_t *conf, int argc, char **argv)
              : status >= 400 && status < 500 ? CLI_EXIT_REFUSED
                                              : CLI_EXIT_FAILURE;
         if (status == 503 || status == 504)
-            fprintf(stderr, "escqrs send: HTTP %ld: outcome unknown, retry with the same "
-                            "--idempotency-key\n",
+            fprintf(stderr,
+                    "escqrs send: HTTP %ld: outcome unknown, retry with the same "
+                    "--idempotency-key\n",
                     status);
     }
     es_buf_free(&resp);

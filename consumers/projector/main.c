@@ -48,17 +48,29 @@ static const es_conf_def_t projector_defs[] = {
      .min = 1,
      .max = 100000,
      .desc = "Most events folded into one RocksDB write batch"},
+    /* librdkafka 2.0 (Debian 12) backs a partition's fetcher off for a fixed
+     * second once the consumer queue exceeds queued.min.messages or
+     * queued.max.messages.kbytes; a consumer slower than its broker then sits
+     * idle most of a replay (1 M events: 8.8 s to catch up, 2 s of it CPU).
+     * The thresholds are set so that draining them takes longer than that
+     * second at the loop's rate; memory stays bounded by the kbytes limit. */
+    {.name = "kafka.queued.min.messages",
+     .type = ES_CONF_STRING,
+     .defval = "1000000",
+     .desc = "Prefetched events per consumer before librdkafka backs off for a second",
+     .role = ES_CONF_ROLE_CONSUMER},
+    {.name = "kafka.queued.max.messages.kbytes",
+     .type = ES_CONF_STRING,
+     .defval = "65536",
+     .desc = "Prefetched KiB per consumer (a rebuild runs two) before librdkafka backs off: "
+             "bounds RSS whatever the topic size",
+     .role = ES_CONF_ROLE_CONSUMER},
     {.name = "query.wait.max.ms",
      .type = ES_CONF_INT,
      .defval = "5000",
      .min = 0,
      .max = 600000,
      .desc = "Longest a query with min_position= waits before answering 504 timeout"},
-    {.name = "kafka.queued.max.messages.kbytes",
-     .type = ES_CONF_STRING,
-     .defval = "16384",
-     .desc = "Prefetch bound per consumer (a rebuild runs two): keeps RSS flat on any topic size",
-     .role = ES_CONF_ROLE_CONSUMER},
     {.name = NULL},
 };
 
