@@ -1,0 +1,285 @@
+// validate.mjs — offline validation of rendered k8s/ overlays (run by
+// scripts/check-k8s, which installs the pinned packages of package.json).
+//
+//   node validate.mjs NAME=rendered.yaml ...
+//
+// Three passes over every object of every rendering; any finding makes the
+// exit status 1 and is printed as "NAME: Kind/name: what".
+//
+// 1. Schema (types, enums, required fields, patterns): each object is built
+//    as its kubernetes-models class and validate()d against the JSON schema
+//    that package compiled from the upstream OpenAPI/CRD schemas:
+//      kubernetes-models                         Kubernetes core/apps/batch/...
+//      @kubernetes-models/strimzi-kafka-operator kafka.strimzi.io/v1 (the
+//                                                Strimzi 0.49/1.0 CRDs)
+//      @kubernetes-models/prometheus-operator    monitoring.coreos.com/v1
+//    An apiVersion/kind none of them knows is an error, not a skip.
+// 2. Unknown fields: those schemas let unknown properties through (the API
+//    server would prune them, or refuse them with strict field validation),
+//    so every object is also type-checked by TypeScript as an object literal
+//    of the package's interface: excess property checks name a misspelt
+//    field.  TypeScript reports one unknown field per object at a time.
+// 3. Cross-references the schemas cannot see: Strimzi resources name an
+//    existing Kafka; an aggregate's topics agree on partitions; ACL topics
+//    exist; Secrets, ConfigMaps, Services, HPA and PDB targets resolve; every
+//    escqrs container is hardened, has a memory limit, a pinned image, and
+//    authenticates as the KafkaUser whose password it reads.
+import fs from "node:fs";
+import path from "node:path";
+import { createRequire } from "node:module";
+import { parseAllDocuments } from "yaml";
+
+const require = createRequire(import.meta.url);
+const ts = require("typescript");
+const here = path.dirname(new URL(import.meta.url).pathname);
+
+let failures = 0;
+const fail = (where, msg) => {
+    failures++;
+    console.log(`${where}: ${msg}`);
+};
+const id = (o) => `${o?.kind}/${o?.metadata?.name}`;
+
+// apiVersion -> module directory of the class for that kind
+function modulePath(apiVersion, kind) {
+    if (!apiVersion || !kind) return null;
+    if (apiVersion.startsWith("kafka.strimzi.io/"))
+        return `@kubernetes-models/strimzi-kafka-operator/${apiVersion}/${kind}`;
+    if (apiVersion.startsWith("monitoring.coreos.com/"))
+        return `@kubernetes-models/prometheus-operator/${apiVersion}/${kind}`;
+    return `kubernetes-models/${apiVersion}/${kind}`;
+}
+
+async function loadClass(mod, kind) {
+    try {
+        const m = await import(mod);
+        return m[kind] ?? null;
+    } catch {
+        return null;
+    }
+}
+
+function schemaPass(name, objs, classes) {
+    for (const o of objs) {
+        const cls = classes.get(`${o.apiVersion} ${o.kind}`);
+        if (!cls) {
+            fail(`${name}: ${id(o)}`, `no schema for apiVersion ${o.apiVersion} kind ${o.kind}`);
+            continue;
+        }
+        try {
+            new cls(o).validate();
+        } catch (e) {
+            for (const line of String(e.message).split(/,\s*(?=data)/))
+                fail(`${name}: ${id(o)}`, line.replace(/^data/, "schema: "));
+        }
+    }
+}
+
+function typePass(renders, classes) {
+    // One .ts file per rendering; line N+2 holds object N.
+    const files = [];
+    const where = new Map();
+    for (const [name, objs] of renders) {
+        const lines = [];
+        const imports = new Set();
+        objs.forEach((o, i) => {
+            const mod = modulePath(o.apiVersion, o.kind);
+            if (!classes.get(`${o.apiVersion} ${o.kind}`)) return;
+            const alias = `T${i}`;
+            imports.add(`import type { I${o.kind} as ${alias} } from "${mod}";`);
+            lines.push(`export const o${i}: ${alias} = ${JSON.stringify(o)};`);
+            where.set(`${name}:${lines.length}`, `${name}: ${id(o)}`);
+        });
+        const file = path.join(here, `rendered-${name}.ts`);
+        fs.writeFileSync(file, [...imports].join("\n") + "\n// objects\n" + lines.join("\n") + "\n");
+        files.push([name, file, imports.size]);
+    }
+    const program = ts.createProgram(
+        files.map((f) => f[1]),
+        {
+            noEmit: true,
+            strict: true,
+            skipLibCheck: true,
+            target: ts.ScriptTarget.ES2022,
+            module: ts.ModuleKind.NodeNext,
+            moduleResolution: ts.ModuleResolutionKind.NodeNext,
+        },
+    );
+    for (const d of ts.getPreEmitDiagnostics(program)) {
+        const msg = ts.flattenDiagnosticMessageText(d.messageText, " ").replace(/\s+/g, " ");
+        if (!d.file) {
+            fail("typescript", msg);
+            continue;
+        }
+        const entry = files.find((f) => path.resolve(f[1]) === path.resolve(d.file.fileName));
+        const { line } = d.file.getLineAndCharacterOfPosition(d.start ?? 0);
+        const objLine = line - entry[2] - 1 + 1; // 1-based index among object lines
+        const loc = where.get(`${entry[0]}:${objLine}`) ?? `${entry[0]}: line ${line + 1}`;
+        // the source text at the diagnostic is the offending property key
+        const at = d.file.text.slice(d.start, d.start + Math.min(d.length ?? 0, 80));
+        fail(loc, `field ${at}: ${msg.slice(0, 300)}`);
+    }
+    for (const f of files) fs.rmSync(f[1], { force: true });
+}
+
+const matches = (sel, labels) =>
+    sel && Object.keys(sel).length > 0 && Object.entries(sel).every(([k, v]) => labels?.[k] === v);
+
+function podTemplate(o) {
+    if (o.kind === "CronJob") return o.spec?.jobTemplate?.spec?.template;
+    return o.spec?.template;
+}
+
+function crossPass(name, objs) {
+    const by = (kind) => objs.filter((o) => o.kind === kind);
+    const names = (kind) => new Set(by(kind).map((o) => o.metadata?.name));
+    const kafkas = names("Kafka");
+    const topics = by("KafkaTopic");
+    const topicNames = new Set(topics.map((t) => t.spec?.topicName ?? t.metadata?.name));
+    const users = names("KafkaUser");
+    const configMaps = names("ConfigMap");
+    const secrets = new Set([...users, ...[...kafkas].map((k) => `${k}-cluster-ca-cert`)]);
+    const workloads = objs.filter((o) => podTemplate(o));
+
+    const seen = new Set();
+    for (const o of objs) {
+        const w = `${name}: ${id(o)}`;
+        if (!o.metadata?.name) fail(w, "no metadata.name");
+        if (seen.has(id(o))) fail(w, "defined twice");
+        seen.add(id(o));
+        if (JSON.stringify(o).includes("set-by-instance"))
+            fail(w, 'a template placeholder "set-by-instance" was not replaced');
+        if (o.apiVersion?.startsWith("kafka.strimzi.io/") && o.kind !== "Kafka") {
+            const c = o.metadata?.labels?.["strimzi.io/cluster"];
+            if (!kafkas.has(c)) fail(w, `label strimzi.io/cluster=${c} names no Kafka in this rendering`);
+        }
+    }
+
+    const parts = new Map();
+    for (const t of topics) {
+        const agg = t.metadata?.labels?.["escqrs.io/aggregate"];
+        if (!agg) continue;
+        parts.set(agg, [...(parts.get(agg) ?? []), [t.metadata.name, t.spec?.partitions]]);
+    }
+    for (const [agg, list] of parts)
+        if (new Set(list.map((x) => x[1])).size > 1)
+            fail(`${name}: aggregate ${agg}`, `topics disagree on partitions: ${list.map((x) => x.join("=")).join(", ")}`);
+
+    for (const u of by("KafkaUser"))
+        for (const acl of u.spec?.authorization?.acls ?? []) {
+            const r = acl.resource ?? {};
+            if (r.type === "topic" && (r.patternType ?? "literal") === "literal" && !topicNames.has(r.name))
+                fail(`${name}: ${id(u)}`, `ACL on topic ${r.name}, which no KafkaTopic declares`);
+        }
+
+    for (const o of workloads) {
+        const w = `${name}: ${id(o)}`;
+        const tpl = podTemplate(o);
+        const spec = tpl.spec ?? {};
+        if (o.spec?.selector?.matchLabels && !matches(o.spec.selector.matchLabels, tpl.metadata?.labels))
+            fail(w, "selector does not match the pod template's labels");
+        if (spec.securityContext?.runAsNonRoot !== true) fail(w, "pod securityContext.runAsNonRoot is not true");
+        if (spec.securityContext?.seccompProfile?.type !== "RuntimeDefault")
+            fail(w, "pod seccompProfile is not RuntimeDefault");
+        for (const v of spec.volumes ?? []) {
+            if (v.secret && !secrets.has(v.secret.secretName))
+                fail(w, `volume ${v.name}: Secret ${v.secret.secretName} is neither a KafkaUser's nor a cluster CA`);
+            if (v.configMap && !configMaps.has(v.configMap.name))
+                fail(w, `volume ${v.name}: no ConfigMap ${v.configMap.name}`);
+        }
+        for (const c of spec.containers ?? []) {
+            const cw = `${w} container ${c.name}`;
+            const sc = c.securityContext ?? {};
+            if (sc.allowPrivilegeEscalation !== false) fail(cw, "allowPrivilegeEscalation is not false");
+            if (sc.readOnlyRootFilesystem !== true) fail(cw, "readOnlyRootFilesystem is not true");
+            if (!(sc.capabilities?.drop ?? []).includes("ALL")) fail(cw, "capabilities do not drop ALL");
+            if (!c.resources?.limits?.memory) fail(cw, "no memory limit");
+            if (!/:[A-Za-z0-9._-]+(@sha256:[0-9a-f]{64})?$/.test(c.image ?? "") || /:latest$/.test(c.image))
+                fail(cw, `image ${c.image} is not pinned to a tag`);
+            for (const e of c.envFrom ?? [])
+                if (e.configMapRef && !configMaps.has(e.configMapRef.name))
+                    fail(cw, `envFrom: no ConfigMap ${e.configMapRef.name}`);
+            const env = Object.fromEntries((c.env ?? []).map((e) => [e.name, e]));
+            for (const e of c.env ?? []) {
+                const ref = e.valueFrom?.secretKeyRef;
+                if (ref && !secrets.has(ref.name))
+                    fail(cw, `env ${e.name}: Secret ${ref.name} is neither a KafkaUser's nor a cluster CA`);
+                const cref = e.valueFrom?.configMapKeyRef;
+                if (cref && !configMaps.has(cref.name)) fail(cw, `env ${e.name}: no ConfigMap ${cref.name}`);
+            }
+            const user = env.ESCQRS_KAFKA_SASL_USERNAME?.value;
+            const pwSecret = env.ESCQRS_KAFKA_SASL_PASSWORD?.valueFrom?.secretKeyRef?.name;
+            if (user || pwSecret) {
+                if (user !== pwSecret) fail(cw, `Kafka username ${user} but password from Secret ${pwSecret}`);
+                if (!users.has(user)) fail(cw, `Kafka username ${user} is no KafkaUser`);
+            }
+        }
+    }
+
+    for (const s of by("Service")) {
+        const w = `${name}: ${id(s)}`;
+        const pods = workloads.filter((o) => matches(s.spec?.selector, podTemplate(o).metadata?.labels));
+        if (!pods.length) fail(w, "selector matches no pod template");
+        for (const p of s.spec?.ports ?? [])
+            if (typeof p.targetPort === "string" &&
+                !pods.some((o) => podTemplate(o).spec.containers.some((c) => (c.ports ?? []).some((cp) => cp.name === p.targetPort))))
+                fail(w, `targetPort ${p.targetPort} is no named container port of its pods`);
+    }
+    for (const o of by("StatefulSet"))
+        if (!names("Service").has(o.spec?.serviceName)) fail(`${name}: ${id(o)}`, `serviceName ${o.spec?.serviceName} is no Service`);
+    for (const h of by("HorizontalPodAutoscaler")) {
+        const t = h.spec?.scaleTargetRef ?? {};
+        if (!objs.some((o) => o.kind === t.kind && o.metadata?.name === t.name))
+            fail(`${name}: ${id(h)}`, `scaleTargetRef ${t.kind}/${t.name} does not exist`);
+    }
+    for (const p of by("PodDisruptionBudget"))
+        if (!workloads.some((o) => matches(p.spec?.selector?.matchLabels, podTemplate(o).metadata?.labels)))
+            fail(`${name}: ${id(p)}`, "selector matches no pod template");
+    for (const m of by("ServiceMonitor")) {
+        const svcs = by("Service").filter((s) => matches(m.spec?.selector?.matchLabels, s.metadata?.labels));
+        if (!svcs.length) fail(`${name}: ${id(m)}`, "selector matches no Service");
+        for (const ep of m.spec?.endpoints ?? [])
+            for (const s of svcs)
+                if (ep.port && !(s.spec?.ports ?? []).some((p) => p.name === ep.port))
+                    fail(`${name}: ${id(m)}`, `Service ${s.metadata.name} has no port named ${ep.port}`);
+    }
+}
+
+const renders = new Map();
+for (const arg of process.argv.slice(2)) {
+    const [name, file] = arg.split("=");
+    const objs = [];
+    for (const doc of parseAllDocuments(fs.readFileSync(file, "utf8"))) {
+        if (doc.errors.length) fail(`${name}`, `YAML: ${doc.errors[0].message}`);
+        const o = doc.toJS();
+        if (o) objs.push(o);
+    }
+    renders.set(name, objs);
+}
+if (!renders.size) {
+    console.error("usage: node validate.mjs NAME=rendered.yaml ...");
+    process.exit(2);
+}
+
+const classes = new Map();
+for (const objs of renders.values())
+    for (const o of objs) {
+        const key = `${o.apiVersion} ${o.kind}`;
+        if (!classes.has(key)) classes.set(key, await loadClass(modulePath(o.apiVersion, o.kind), o.kind));
+    }
+
+let total = 0;
+for (const [name, objs] of renders) {
+    total += objs.length;
+    schemaPass(name, objs, classes);
+    crossPass(name, objs);
+}
+typePass(renders, classes);
+
+const kinds = [...classes.keys()].filter((k) => classes.get(k)).sort();
+console.log(`validate: ${total} objects in ${renders.size} renderings, kinds: ${kinds.map((k) => k.split(" ")[1]).join(", ")}`);
+if (failures) {
+    console.log(`validate: ${failures} problem(s)`);
+    process.exit(1);
+}
+console.log("validate: ok");
