@@ -1,23 +1,23 @@
 /*
  * EndTracker — knows when the application has consumed the topic as it was at start.
  *
- * Main captures each partition's end offset (read_committed: the last stable offset)
- * before starting the streams app. The processor reports every record's partition and
- * offset (context().recordMetadata()); a partition is done once the record at end - 1
- * has been folded, and when the last partition is done the latch opens and main closes
- * the app. Records at or past the captured end are not folded, so the result is the
- * fold of exactly that snapshot, comparable with escqrs's view of the same topic.
+ * Before starting the streams app, main captures each partition's end offset
+ * (read_committed: the last stable offset) and the offset of the last record below it
+ * that a read_committed consumer returns. They differ on topics written with
+ * transactions, as escqrs's command service writes them: a commit marker takes an
+ * offset and is never delivered, and records of aborted transactions are skipped, so
+ * "offset end - 1 was processed" may never happen.
  *
- * When a partition ends in a transaction marker (a transactional producer wrote it) no
- * record ever sits at end - 1; main then falls back to the group's committed offsets
- * (markDoneUpTo), which move past markers. That path waits for a commit, so it is slow
- * under at_least_once (commit.interval.ms 30 s) and only for such topics.
+ * The processor reports every record's partition and offset
+ * (context().recordMetadata()); a partition is done once its last record has been
+ * folded, and when the last partition is done the latch opens and main closes the app.
+ * Records at or past the captured end are not folded, so the result is the fold of
+ * exactly that snapshot, comparable with escqrs's view of the same topic.
  *
  * Thread-safe: stream threads call seen(), main reads the rest.
  */
 package io.escqrs.peer;
 
-import java.util.Map;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -27,6 +27,7 @@ import java.util.concurrent.atomic.LongAdder;
 
 final class EndTracker {
     private final long[] end;
+    private final long[] last;
     private final AtomicIntegerArray done;
     private final AtomicInteger remaining;
     private final CountDownLatch latch = new CountDownLatch(1);
@@ -36,13 +37,17 @@ final class EndTracker {
     private volatile long doneNanos;
     private volatile Throwable failure;
 
-    /** @param end captured end offset of each partition, index = partition number */
-    EndTracker(long[] end) {
+    /**
+     * @param end captured end offset of each partition, index = partition number
+     * @param last offset of the last record to consume in each partition, -1 for none
+     */
+    EndTracker(long[] end, long[] last) {
         this.end = end.clone();
+        this.last = last.clone();
         this.done = new AtomicIntegerArray(end.length);
         int left = 0;
         for (int p = 0; p < end.length; p++) {
-            if (end[p] <= 0)
+            if (last[p] < 0)
                 done.set(p, 1);
             else
                 left++;
@@ -61,16 +66,8 @@ final class EndTracker {
     void seen(int partition, long offset) {
         if (firstNanos.get() == 0)
             firstNanos.compareAndSet(0, System.nanoTime());
-        if (offset >= end[partition] - 1)
+        if (offset >= last[partition])
             markDone(partition);
-    }
-
-    /** Fallback: the group's committed offsets (positions) of some partitions. */
-    void markDoneUpTo(Map<Integer, Long> committed) {
-        committed.forEach((p, off) -> {
-            if (p < end.length && off >= end[p])
-                markDone(p);
-        });
     }
 
     private void markDone(int partition) {

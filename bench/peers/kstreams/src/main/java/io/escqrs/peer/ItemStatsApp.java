@@ -10,7 +10,8 @@
  *
  * How a run goes:
  * 1. An Admin client captures every partition's end offset (read_committed), the
- *    snapshot to consume (see EndTracker).
+ *    snapshot to consume, and a consumer finds the last record below it (see
+ *    EndTracker); this happens before the clock starts.
  * 2. A fresh application.id (unless --app-id) means no committed offsets and
  *    auto.offset.reset=earliest: the app reads from the beginning, like a rebuild.
  * 3. The clock starts just before KafkaStreams.start(), so start-up (group join, store
@@ -50,7 +51,6 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
-import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.HashMap;
 import java.util.List;
@@ -62,16 +62,17 @@ import java.util.UUID;
 import java.util.concurrent.ExecutionException;
 import java.util.stream.Collectors;
 import org.apache.avro.Schema;
-import org.apache.avro.generic.GenericRecord;
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.clients.admin.ListOffsetsOptions;
 import org.apache.kafka.clients.admin.OffsetSpec;
 import org.apache.kafka.clients.admin.TopicDescription;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
-import org.apache.kafka.clients.consumer.OffsetAndMetadata;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.common.IsolationLevel;
 import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.apache.kafka.common.serialization.Serdes;
 import org.apache.kafka.streams.CloseOptions;
 import org.apache.kafka.streams.KafkaStreams;
@@ -153,18 +154,55 @@ public final class ItemStatsApp {
         return 0;
     }
 
-    /** End offsets (read_committed) of every partition of the topic, index = partition. */
-    private long[] endOffsets(Admin admin) throws InterruptedException, ExecutionException {
+    /** Beginning and end offsets (read_committed) of every partition, index = partition. */
+    private long[][] offsets(Admin admin) throws InterruptedException, ExecutionException {
         TopicDescription d = admin.describeTopics(List.of(topic)).allTopicNames().get().get(topic);
-        Map<TopicPartition, OffsetSpec> req = new HashMap<>();
-        d.partitions().forEach(p -> req.put(new TopicPartition(topic, p.partition()),
-                                            OffsetSpec.latest()));
-        var res = admin.listOffsets(req, new ListOffsetsOptions(IsolationLevel.READ_COMMITTED))
-                          .all()
-                          .get();
-        long[] end = new long[d.partitions().size()];
-        res.forEach((tp, info) -> end[tp.partition()] = info.offset());
-        return end;
+        long[][] out = new long[2][d.partitions().size()];
+        OffsetSpec[] specs = {OffsetSpec.earliest(), OffsetSpec.latest()};
+        for (int i = 0; i < 2; i++) {
+            Map<TopicPartition, OffsetSpec> req = new HashMap<>();
+            for (var p : d.partitions())
+                req.put(new TopicPartition(topic, p.partition()), specs[i]);
+            var res = admin.listOffsets(req, new ListOffsetsOptions(IsolationLevel.READ_COMMITTED))
+                              .all()
+                              .get();
+            final long[] row = out[i];
+            res.forEach((tp, info) -> row[tp.partition()] = info.offset());
+        }
+        return out;
+    }
+
+    /**
+     * The offset of the last record a read_committed consumer gets below end in each
+     * partition (-1: none), found by reading the tail in growing windows: see EndTracker.
+     */
+    private long[] lastRecords(long[] begin, long[] end) {
+        Properties c = new Properties();
+        c.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        c.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed");
+        c.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
+        long[] last = new long[end.length];
+        try (KafkaConsumer<byte[], byte[]> cons = new KafkaConsumer<>(
+                     c, new ByteArrayDeserializer(), new ByteArrayDeserializer())) {
+            for (int p = 0; p < end.length; p++) {
+                TopicPartition tp = new TopicPartition(topic, p);
+                last[p] = -1;
+                cons.assign(List.of(tp));
+                for (long window = 64; end[p] > begin[p]; window *= 8) {
+                    long from = Math.max(begin[p], end[p] - window);
+                    cons.seek(tp, from);
+                    while (cons.position(tp) < end[p]) {
+                        for (ConsumerRecord<byte[], byte[]> r : cons.poll(Duration.ofMillis(500))) {
+                            if (r.offset() < end[p])
+                                last[p] = Math.max(last[p], r.offset());
+                        }
+                    }
+                    if (last[p] >= 0 || from == begin[p])
+                        break;
+                }
+            }
+        }
+        return last;
     }
 
     private Topology topology(EndTracker tracker, ConfluentAvroSerde serde, Properties p) {
@@ -267,7 +305,8 @@ public final class ItemStatsApp {
         Properties ap = new Properties();
         ap.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         try (Admin admin = Admin.create(ap)) {
-            EndTracker tracker = new EndTracker(endOffsets(admin));
+            long[][] be = offsets(admin);
+            EndTracker tracker = new EndTracker(be[1], lastRecords(be[0], be[1]));
 
             Properties p = new Properties();
             p.put(StreamsConfig.APPLICATION_ID_CONFIG, appId);
@@ -296,14 +335,11 @@ public final class ItemStatsApp {
             long t0 = System.nanoTime();
             streams.start();
             long deadline = t0 + timeoutS * 1_000_000_000L;
-            int polls = 0;
             while (!tracker.await(200)) {
                 if (System.nanoTime() > deadline) {
                     tracker.fail(new IllegalStateException("timed out after " + timeoutS + " s"));
                     break;
                 }
-                if (++polls % 25 == 0) /* every 5 s: the transaction-marker fallback */
-                    tracker.markDoneUpTo(committed(admin, appId));
             }
             Throwable f = tracker.failure();
             long t1 = tracker.doneNanos();
@@ -339,22 +375,6 @@ public final class ItemStatsApp {
                     topic));
             return 0;
         }
-    }
-
-    /** The group's committed offsets, by partition of our topic (empty if none yet). */
-    private Map<Integer, Long> committed(Admin admin, String group) {
-        Map<Integer, Long> out = new HashMap<>();
-        try {
-            Map<TopicPartition, OffsetAndMetadata> m =
-                    admin.listConsumerGroupOffsets(group).partitionsToOffsetAndMetadata().get();
-            m.forEach((tp, om) -> {
-                if (om != null && tp.topic().equals(topic))
-                    out.put(tp.partition(), om.offset());
-            });
-        } catch (InterruptedException | ExecutionException e) {
-            /* not fatal: the processor's offsets are the main path */
-        }
-        return out;
     }
 
     public static void main(String[] args) throws Exception {
