@@ -342,7 +342,7 @@ public final class ItemStatsApp {
                 }
             }
             Throwable f = tracker.failure();
-            long t1 = tracker.doneNanos();
+            long t1 = Math.max(tracker.doneNanos(), t0); /* an empty topic is done at once */
             if (f == null && dump != null)
                 writeDump(streams);
             long c0 = System.nanoTime();
