@@ -1,0 +1,75 @@
+/*
+ * StoreSerdes — byte layouts of the two state-store values, written by hand (a few
+ * putInt/putLong) because that is the cheapest honest choice: the escqrs fold also
+ * keeps fixed-layout big-endian values (item_stats.c), so neither side pays for a
+ * general-purpose format in its store.
+ *
+ *   sku  -> stats   3 × i64: added, removed, checked_out
+ *   cart -> lines   i32 n, n × (i32 len, UTF-8 sku, i64 quantity), first-added order
+ */
+package io.escqrs.peer;
+
+import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import org.apache.kafka.common.serialization.Deserializer;
+import org.apache.kafka.common.serialization.Serde;
+import org.apache.kafka.common.serialization.Serdes;
+import org.apache.kafka.common.serialization.Serializer;
+
+final class StoreSerdes {
+    private StoreSerdes() {}
+
+    /** added, removed, checked_out of one sku. */
+    static Serde<long[]> stats() {
+        Serializer<long[]> ser = (topic, c) -> {
+            if (c == null)
+                return null;
+            return ByteBuffer.allocate(24).putLong(c[0]).putLong(c[1]).putLong(c[2]).array();
+        };
+        Deserializer<long[]> de = (topic, b) -> {
+            if (b == null)
+                return null;
+            ByteBuffer bb = ByteBuffer.wrap(b);
+            return new long[] {bb.getLong(), bb.getLong(), bb.getLong()};
+        };
+        return Serdes.serdeFrom(ser, de);
+    }
+
+    /** The contents of one open cart: sku -> quantity, in first-added order. */
+    static Serde<LinkedHashMap<String, Long>> cart() {
+        Serializer<LinkedHashMap<String, Long>> ser = (topic, m) -> {
+            if (m == null)
+                return null;
+            byte[][] skus = new byte[m.size()][];
+            int size = 4, i = 0;
+            for (String s : m.keySet()) {
+                skus[i] = s.getBytes(StandardCharsets.UTF_8);
+                size += 4 + skus[i].length + 8;
+                i++;
+            }
+            ByteBuffer bb = ByteBuffer.allocate(size).putInt(m.size());
+            i = 0;
+            for (Map.Entry<String, Long> e : m.entrySet()) {
+                bb.putInt(skus[i].length).put(skus[i]).putLong(e.getValue());
+                i++;
+            }
+            return bb.array();
+        };
+        Deserializer<LinkedHashMap<String, Long>> de = (topic, b) -> {
+            if (b == null)
+                return null;
+            ByteBuffer bb = ByteBuffer.wrap(b);
+            int n = bb.getInt();
+            LinkedHashMap<String, Long> m = new LinkedHashMap<>(Math.max(4, n * 2));
+            for (int i = 0; i < n; i++) {
+                byte[] s = new byte[bb.getInt()];
+                bb.get(s);
+                m.put(new String(s, StandardCharsets.UTF_8), bb.getLong());
+            }
+            return m;
+        };
+        return Serdes.serdeFrom(ser, de);
+    }
+}
