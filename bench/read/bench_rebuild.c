@@ -4,15 +4,23 @@
  *
  *   escqrs-bench-rebuild [--events N] [--partitions P] [--projector PATH]
  *                        [--projection NAME] [--topic-prefix PFX]
+ *                        [--prepare-only] [--produce-raw N]
  *
- * 1. produces N valid cart events (the tests' workload model) to a fresh
- *    `<pfx>.cart.events` (skipped when --topic-prefix names an existing one);
+ * 1. produces N valid cart events (the tests' workload model, with the
+ *    envelope headers the command service writes: 200-250 bytes a record)
+ *    to `<pfx>.cart.events`, unless that topic already holds N records
+ *    (--prepare-only stops here: bench/run prepares its topics once);
  * 2. times `kcat -C -e -o beginning -q -f ''` over the topic (raw consume);
  * 3. starts escqrs-projector (build it without sanitizers) on an empty store
  *    and times the initial build until it is caught up;
  * 4. POSTs a blue/green rebuild and takes its duration from the admin API;
  * 5. samples the projector's RSS every 100 ms throughout and reports the
- *    peak (VmHWM) and the RSS at the end of each phase, to show it is flat.
+ *    peak (VmHWM) and the RSS at the end of each phase, to show it is flat,
+ *    and its CPU seconds (user + system) per million events of each phase.
+ * --produce-raw N instead times the transport's produce ceiling: N records
+ * cycling through 10 000 pre-encoded events (same sizes, same headers, same
+ * producer settings), to `<pfx>.cart.events-raw`.
+ * Every figure is also printed as one `RESULT key=value ...` line for bench/run.
  * Reports events/s of each and the ratios to kcat.  Uses the stack given by
  * ESCQRS_TEST_BOOTSTRAP / ESCQRS_TEST_REGISTRY (default: the test stack).
  */
@@ -20,6 +28,7 @@
 
 #include "escqrs/kafka.h"
 #include "escqrs/registry.h"
+#include "escqrs/envelope.h"
 #include "escqrs/serde.h"
 
 #include <arpa/inet.h>
@@ -68,6 +77,43 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     }
 }
 
+/* A sample of encoded records, replayed by --produce-raw. */
+#define RAW_SAMPLE 10000
+static struct {
+    char key[64];
+    es_buf_t value;
+    rd_kafka_headers_t *headers;
+} raw[RAW_SAMPLE];
+static long raw_n, raw_count;
+
+static void raw_keep(const char *id, const es_buf_t *b, rd_kafka_headers_t *h)
+{
+    snprintf(raw[raw_count].key, sizeof(raw[raw_count].key), "%s", id);
+    es_buf_set(&raw[raw_count].value, b->data, b->len);
+    raw[raw_count].headers = rd_kafka_headers_copy(h);
+    raw_count++;
+}
+
+/* Produce one record; the producer takes @p h (NULL for none). */
+static void send_record(rd_kafka_t *rk, const char *topic, const char *key, size_t keylen,
+                        const void *val, size_t len, rd_kafka_headers_t *h)
+{
+    for (;;) {
+        rd_kafka_resp_err_t e = rd_kafka_producev(
+            rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, keylen),
+            RD_KAFKA_V_VALUE((void *)val, len), RD_KAFKA_V_HEADERS(h),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+        if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            rd_kafka_poll(rk, 10);
+            continue;
+        }
+        if (e)
+            die("produce", rd_kafka_err2str(e));
+        break;
+    }
+    rd_kafka_poll(rk, 0);
+}
+
 static void produce(es_conf_t *conf, const char *topic, long n)
 {
     char err[512], subject[320];
@@ -101,20 +147,17 @@ static void produce(es_conf_t *conf, const char *topic, long n)
         avro_value_t *v = es_sim_next(&sim, g, 0, &id);
         if (es_serde_encode(serde, v, &b, err, sizeof(err)))
             die("encode", err);
-        for (;;) {
-            rd_kafka_resp_err_t e =
-                rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(id, strlen(id)),
-                                  RD_KAFKA_V_VALUE(b.data, b.len),
-                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-            if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-                rd_kafka_poll(rk, 10);
-                continue;
-            }
-            if (e)
-                die("produce", rd_kafka_err2str(e));
-            break;
+        rd_kafka_headers_t *h = NULL;
+        if (es_event_headers_from_value(v, &h, err, sizeof(err)))
+            die("headers", err);
+        if (raw_n > 0) { /* keep a sample of records for the raw produce ceiling */
+            raw_keep(id, &b, h);
+            rd_kafka_headers_destroy(h);
+            if (raw_count == RAW_SAMPLE)
+                break;
+            continue;
         }
-        rd_kafka_poll(rk, 0);
+        send_record(rk, topic, id, strlen(id), b.data, b.len, h);
         if (i % 1000000 == 999999)
             fprintf(stderr, "bench: produced %ld events\n", i + 1);
         if (sim.ncarts > 200000) { /* bound the model's memory */
@@ -124,9 +167,29 @@ static void produce(es_conf_t *conf, const char *topic, long n)
             es_sim_init(&sim, pfx, (uint64_t)i + 1, 256);
         }
     }
+    if (raw_n > 0) { /* the ceiling: replay the sample, nothing else per record */
+        char rawtopic[400];
+        snprintf(rawtopic, sizeof(rawtopic), "%s-raw", topic);
+        long bytes = 0;
+        t0 = now_s();
+        for (long i = 0; i < raw_n; i++) {
+            long k = i % raw_count;
+            bytes += (long)(raw[k].value.len + strlen(raw[k].key));
+            send_record(rk, rawtopic, raw[k].key, strlen(raw[k].key), raw[k].value.data,
+                        raw[k].value.len, rd_kafka_headers_copy(raw[k].headers));
+        }
+        rd_kafka_flush(rk, 120000);
+        double dt = now_s() - t0;
+        printf("raw produce: %ld records in %.1f s (%.0f records/s, %.1f MB/s of keys and "
+               "values)\n",
+               raw_n, dt, (double)raw_n / dt, (double)bytes / dt / 1e6);
+        printf("RESULT phase=produce_raw records=%ld seconds=%.3f records_per_s=%.0f mb_per_s=%.2f\n",
+               raw_n, dt, (double)raw_n / dt, (double)bytes / dt / 1e6);
+    }
     rd_kafka_flush(rk, 120000);
     double dt = now_s() - t0;
-    printf("produce: %ld events in %.1f s (%.0f events/s)\n", n, dt, (double)n / dt);
+    if (raw_n == 0)
+        printf("produce: %ld events in %.1f s (%.0f events/s)\n", n, dt, (double)n / dt);
     rd_kafka_destroy(rk);
     es_buf_free(&b);
     es_sim_free(&sim);
@@ -170,6 +233,62 @@ static long rss_kb(pid_t pid, const char *field)
     }
     fclose(f);
     return v;
+}
+
+/* CPU seconds (user + system) the process has used so far. */
+static double cpu_s(pid_t pid)
+{
+    char path[64], buf[2048];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t len = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[len] = '\0';
+    const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+    unsigned long ut = 0, st = 0;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+        return -1;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* Records in @p topic (sum of high watermarks), or -1 when it does not exist. */
+static long topic_records(es_conf_t *conf, const char *topic)
+{
+    char err[512];
+    es_consumer_t *c = es_consumer_new(conf, NULL, err, sizeof(err));
+    if (!c)
+        die("consumer", err);
+    rd_kafka_t *rk = es_consumer_rk(c);
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    long total = -1;
+    if (rd_kafka_metadata(rk, 0, rkt, &md, 10000) == 0 && md->topic_cnt == 1 &&
+        md->topics[0].err == 0) {
+        total = 0;
+        for (int p = 0; p < md->topics[0].partition_cnt; p++) {
+            int64_t lo, hi;
+            if (rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 10000) == 0)
+                total += (long)hi;
+        }
+    }
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    es_consumer_destroy(c);
+    return total;
+}
+
+static void create_topic(es_conf_t *conf, const char *topic)
+{
+    char err[512];
+    es_admin_t *adm = es_admin_new(conf, err, sizeof(err));
+    es_topic_spec_t spec;
+    es_topic_spec_for(conf, ES_TOPIC_EVENTS, topic, &spec);
+    if (!adm || es_admin_create_topics(adm, &spec, 1, 30000, err, sizeof(err)))
+        die("create topic", err);
+    es_admin_destroy(adm);
 }
 
 static size_t wcb(char *p, size_t s, size_t n, void *ud)
@@ -245,6 +364,16 @@ int main(int argc, char **argv)
     const char *pname = "cart_view";
     char prefix[128] = "";
     char err[512], topic[300], agg[200];
+    bool prepare_only = false;
+
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--prepare-only")) {
+            prepare_only = true;
+            memmove(&argv[i], &argv[i + 1], sizeof(char *) * (size_t)(argc - i));
+            argc--;
+            i--;
+        }
+    }
 
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--events"))
@@ -257,6 +386,10 @@ int main(int argc, char **argv)
             pname = argv[i + 1];
         else if (!strcmp(argv[i], "--topic-prefix"))
             snprintf(prefix, sizeof(prefix), "%s", argv[i + 1]);
+        else if (!strcmp(argv[i], "--produce-raw"))
+            raw_n = strtol(argv[i + 1], NULL, 10);
+        else
+            die("usage", "see the comment at the top of bench/read/bench_rebuild.c");
     }
     const char *bootstrap = env_or("ESCQRS_TEST_BOOTSTRAP", "127.0.0.1:19092");
     es_conf_t *conf = es_conf_new("bench", tables);
@@ -266,21 +399,34 @@ int main(int argc, char **argv)
         es_conf_set(conf, "topics.partitions", np, "bench", err, sizeof(err)))
         die("conf", err);
 
-    bool fresh = !prefix[0];
-    if (fresh)
+    if (!prefix[0])
         snprintf(prefix, sizeof(prefix), "bench-%ld", (long)time(NULL));
     snprintf(agg, sizeof(agg), "%s.cart", prefix);
     es_topic_name(agg, ES_TOPIC_EVENTS, NULL, topic, sizeof(topic));
-    if (fresh) {
-        es_admin_t *adm = es_admin_new(conf, err, sizeof(err));
-        es_topic_spec_t spec;
-        es_topic_spec_for(conf, ES_TOPIC_EVENTS, topic, &spec);
-        if (!adm || es_admin_create_topics(adm, &spec, 1, 30000, err, sizeof(err)))
-            die("create topic", err);
-        es_admin_destroy(adm);
+    if (raw_n > 0) {
+        char rawtopic[400];
+        snprintf(rawtopic, sizeof(rawtopic), "%s-raw", topic);
+        create_topic(conf, rawtopic);
+        produce(conf, topic, RAW_SAMPLE);
+        es_conf_destroy(conf);
+        return 0;
+    }
+    long have = topic_records(conf, topic);
+    if (have < 0) {
+        create_topic(conf, topic);
         produce(conf, topic, n);
+    } else if (have < n) {
+        fprintf(stderr, "bench: %s holds %ld records, fewer than %ld: use another prefix\n", topic,
+                have, n);
+        return 1;
+    } else {
+        n = have;
     }
     printf("topic: %s (%d partitions, %ld events)\n", topic, partitions, n);
+    if (prepare_only) {
+        es_conf_destroy(conf);
+        return 0;
+    }
 
     /* raw consume ceiling */
     char *kcat[] = {"kcat", "-C", "-b", (char *)bootstrap, "-t",
@@ -295,6 +441,7 @@ int main(int argc, char **argv)
         die("kcat", "failed");
     double kcat_rate = (double)n / kcat_s;
     printf("kcat raw consume: %.2f s, %.0f events/s\n", kcat_s, kcat_rate);
+    printf("RESULT phase=kcat events=%ld seconds=%.3f events_per_s=%.0f\n", n, kcat_s, kcat_rate);
 
     /* initial build and a blue/green rebuild */
     char store[300], log[400], a[6][400];
@@ -330,8 +477,10 @@ int main(int argc, char **argv)
             break;
         }
     }
-    printf("projector initial build (%s): %.2f s, %.0f events/s (incl. start-up)\n", pname, build_s,
-           (double)n / build_s);
+    double cpu_build = cpu_s(pp);
+    printf("projector initial build (%s): %.2f s, %.0f events/s (incl. start-up), %.2f CPU s per "
+           "million events\n",
+           pname, build_s, (double)n / build_s, cpu_build * 1e6 / (double)n);
 
     char path[200];
     snprintf(path, sizeof(path), "/admin/projections/%s/rebuild", pname);
@@ -352,6 +501,7 @@ int main(int argc, char **argv)
             break;
     }
     long hwm = rss_kb(pp, "VmHWM");
+    double cpu_rebuild = cpu_s(pp) - cpu_build;
     kill(pp, SIGTERM);
     waitpid(pp, &st, 0);
     double rebuild_rate = (double)events * 1000.0 / (double)dur;
@@ -364,6 +514,12 @@ int main(int argc, char **argv)
            "at end of rebuild %.1f MiB\n",
            (double)hwm / 1024.0, (double)peak / 1024.0, (double)rss_build / 1024.0,
            (double)rss_rebuild / 1024.0);
+    printf("RESULT phase=projector projection=%s events=%ld build_events_per_s=%.0f "
+           "build_cpu_s_per_m=%.2f rebuild_events=%lld rebuild_events_per_s=%.0f "
+           "rebuild_cpu_s_per_m=%.2f peak_rss_mib=%.1f kcat_events_per_s=%.0f\n",
+           pname, n, (double)n / build_s, cpu_build * 1e6 / (double)n, (long long)events,
+           rebuild_rate, cpu_rebuild * 1e6 / (double)(events ? events : 1), (double)hwm / 1024.0,
+           kcat_rate);
     es_conf_destroy(conf);
     return 0;
 }
