@@ -99,10 +99,10 @@ static void send_record(rd_kafka_t *rk, const char *topic, const char *key, size
                         const void *val, size_t len, rd_kafka_headers_t *h)
 {
     for (;;) {
-        rd_kafka_resp_err_t e = rd_kafka_producev(
-            rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, keylen),
-            RD_KAFKA_V_VALUE((void *)val, len), RD_KAFKA_V_HEADERS(h),
-            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+        rd_kafka_resp_err_t e =
+            rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, keylen),
+                              RD_KAFKA_V_VALUE((void *)val, len), RD_KAFKA_V_HEADERS(h),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
         if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
             rd_kafka_poll(rk, 10);
             continue;
@@ -183,8 +183,9 @@ static void produce(es_conf_t *conf, const char *topic, long n)
         printf("raw produce: %ld records in %.1f s (%.0f records/s, %.1f MB/s of keys and "
                "values)\n",
                raw_n, dt, (double)raw_n / dt, (double)bytes / dt / 1e6);
-        printf("RESULT phase=produce_raw records=%ld seconds=%.3f records_per_s=%.0f mb_per_s=%.2f\n",
-               raw_n, dt, (double)raw_n / dt, (double)bytes / dt / 1e6);
+        printf(
+            "RESULT phase=produce_raw records=%ld seconds=%.3f records_per_s=%.0f mb_per_s=%.2f\n",
+            raw_n, dt, (double)raw_n / dt, (double)bytes / dt / 1e6);
     }
     rd_kafka_flush(rk, 120000);
     double dt = now_s() - t0;

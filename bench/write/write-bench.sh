@@ -1,25 +1,30 @@
 #!/usr/bin/env bash
 # write-bench.sh — commands/s and latency of the command path through the gateway.
 #
-# Starts escqrs-command-service (account) and escqrs-gateway against the test
-# stack under a fresh topic prefix, then runs bench/write/write_load at a few load
-# levels: closed loop with 1, 8, 32 and 128 clients (the most the path sustains),
-# then open loop at fixed rates.  Prints one line per level.
+# Starts escqrs-command-service (account), escqrs-gateway and an
+# escqrs-projector (account_balance) against the test stack under a fresh
+# topic prefix, then runs bench/write/write_load:
+#   1. closed loop with 1, 8, 32 and 128 clients: saturation is the best rate;
+#   2. open loop at 25 %, 50 % and 90 % of saturation (64 clients): latency
+#      from the schedule, so queueing counts;
+#   3. open loop at 25 % with a min_position query after every command: the
+#      end-to-end latency from command sent to visible in a view.
+# Prints one `RESULT phase=command ...` line per level (level= names it).
 #
 #   bench/write/write-bench.sh [build-dir]      (needs the test stack running)
 #
 # Environment: BOOTSTRAP, REGISTRY, DURATION (s per level, default 10),
-# RATES (default "250 500 1000"), EXTRA_CS / EXTRA_GW (more --set flags).
+# EXTRA_CS / EXTRA_GW (more --set flags).
 set -euo pipefail
 BUILD=${1:-build}
 BOOTSTRAP=${BOOTSTRAP:-127.0.0.1:19092}
 REGISTRY=${REGISTRY:-http://127.0.0.1:18081/apis/ccompat/v7}
 DURATION=${DURATION:-10}
-RATES=${RATES:-250 500 1000}
 PREFIX="bench-$$-$(date +%s)-"
 DIR=$(mktemp -d /tmp/escqrs-bench.XXXXXX)
 CS_PORT=$((20000 + RANDOM % 5000))
 GW_PORT=$((CS_PORT + 1))
+PJ_PORT=$((CS_PORT + 2))
 common=(--set kafka.bootstrap.servers="$BOOTSTRAP" --set registry.url="$REGISTRY"
         --set aggregate.prefix="$PREFIX" --set topics.create=true)
 
@@ -29,21 +34,40 @@ CS=$!
 "$BUILD"/producers/gateway/escqrs-gateway "${common[@]}" --set aggregates=account \
   --set http.listen=127.0.0.1:$GW_PORT ${EXTRA_GW:-} 2>"$DIR/gw.log" &
 GW=$!
-trap 'kill $GW $CS 2>/dev/null; wait $GW $CS 2>/dev/null || true' EXIT
-for port in $CS_PORT $GW_PORT; do
+PJ=
+trap 'kill $GW $CS $PJ 2>/dev/null; wait $GW $CS $PJ 2>/dev/null || true' EXIT
+wait_ready() {
   for _ in $(seq 1 600); do
-    curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break
+    curl -sf "http://127.0.0.1:$1/readyz" >/dev/null && return 0
     sleep 0.1
   done
-done
+}
+wait_ready $CS_PORT
+wait_ready $GW_PORT
+# after the command service has created the topics
+"$BUILD"/consumers/projector/escqrs-projector "${common[@]:0:6}" --set projections=account_balance \
+  --set store.path="$DIR/projector" --set http.listen=127.0.0.1:$PJ_PORT 2>"$DIR/pj.log" &
+PJ=$!
+wait_ready $PJ_PORT
 echo "# escqrs write path: account deposits via gateway :$GW_PORT, logs in $DIR"
 echo "# $(nproc) cores shared with the broker and registry; ${DURATION}s per level"
 LOAD="$BUILD/bench/write/write_load"
-for c in 1 8 32 128; do
-  "$LOAD" -u "http://127.0.0.1:$GW_PORT" -c "$c" -d "$DURATION" -a 1000 -p acct
+level() { # name write_load-args...
+  local name=$1
+  shift
+  "$LOAD" -u "http://127.0.0.1:$GW_PORT" -d "$DURATION" -a 1000 -p acct "$@" | sed "s/^RESULT /RESULT level=$name /"
+}
+best=0
+for c in ${CLIENTS:-1 8 32 128}; do
+  line=$(level "closed-$c" -c "$c")
+  echo "$line"
+  rate=$(sed -n 's/.* achieved=\([0-9]*\).*/\1/p' <<<"$line")
+  [ "${rate:-0}" -gt "$best" ] && best=$rate
 done
-for r in $RATES; do
-  "$LOAD" -u "http://127.0.0.1:$GW_PORT" -c 64 -d "$DURATION" -r "$r" -a 1000 -p acct
+echo "RESULT level=saturation phase=command_saturation achieved=$best"
+for pct in 25 50 90; do
+  level "open-$pct" -c 64 -r $((best * pct / 100))
 done
+level "e2e-25" -c 64 -r $((best * 25 / 100)) -q "http://127.0.0.1:$PJ_PORT"
 curl -s "http://127.0.0.1:$CS_PORT/metrics" |
   grep -E '^escqrs_(batch_commands|transaction_commit_seconds)_(sum|count)' | sed 's/^/# /'

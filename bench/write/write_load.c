@@ -2,13 +2,18 @@
  * write_load.c — load generator for the command path through escqrs-gateway.
  *
  *   write_load -u http://127.0.0.1:8080 -c 16 -d 10 [-r 5000] [-a 1000] [-p prefix]
+ *              [-q http://127.0.0.1:8090]
  *
  * -c clients (threads, one keep-alive connection each) send deposits to -a
  * accounts (opened first) for -d seconds; -r caps the total rate (commands/s,
  * paced per client: an open-loop schedule, so latency includes queueing when
  * the service falls behind), 0 = as fast as answers come (closed loop).
- * Prints one line: achieved commands/s, p50/p90/p99/max latency in ms, and
- * the count of non-200 answers.  A benchmark, not a test: it asserts nothing.
+ * With -q, every accepted command is followed by a query of its account on
+ * that projector with min_position= the answer's position: the end-to-end
+ * latency from sending the command to seeing it in a view.
+ * Prints one `RESULT phase=command ...` line: achieved commands/s,
+ * p50/p90/p99/p99.9/max latency in ms (and e2e_* with -q), and the count of
+ * non-200 answers.  A benchmark, not a test: it asserts nothing.
  */
 #include <curl/curl.h>
 #include <getopt.h>
@@ -22,14 +27,24 @@
 #include <unistd.h>
 
 typedef struct {
-    int id;
-    double *lat; /* ms */
+    double *v; /* ms */
     size_t n, cap;
+} samples_t;
+
+typedef struct {
+    int id;
+    samples_t lat, e2e;
     size_t errors;
 } client_t;
 
+typedef struct {
+    char data[1024];
+    size_t len;
+} body_t;
+
 static const char *base = "http://127.0.0.1:8080";
 static const char *prefix = "bench";
+static const char *query_base = NULL;
 static int clients = 16, duration = 10, accounts = 1000;
 static double rate = 0;
 static double t_end;
@@ -41,23 +56,47 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static size_t discard(char *p, size_t s, size_t n, void *u)
+static void add_sample(samples_t *s, double ms)
 {
-    (void)p;
-    (void)u;
+    if (s->n == s->cap) {
+        s->cap = s->cap ? s->cap * 2 : 4096;
+        s->v = realloc(s->v, s->cap * sizeof(double));
+    }
+    s->v[s->n++] = ms;
+}
+
+static size_t keep(char *p, size_t s, size_t n, void *u)
+{
+    body_t *b = u;
+    size_t take = s * n < sizeof(b->data) - 1 - b->len ? s * n : sizeof(b->data) - 1 - b->len;
+    memcpy(b->data + b->len, p, take);
+    b->len += take;
+    b->data[b->len] = '\0';
     return s * n;
 }
 
-static long post(CURL *c, const char *path, const char *body)
+/* POST (body) or GET (NULL) @p url; the answer's start lands in @p out. */
+static long request(CURL *c, const char *url, const char *body, body_t *out)
 {
-    char url[512];
     long status = 0;
-    snprintf(url, sizeof(url), "%s%s", base, path);
+    out->len = 0;
+    out->data[0] = '\0';
     curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
+    if (body)
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    else
+        curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
     if (curl_easy_perform(c) == CURLE_OK)
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
     return status;
+}
+
+static long post(CURL *c, const char *path, const char *body, body_t *out)
+{
+    char url[512];
+    snprintf(url, sizeof(url), "%s%s", base, path);
+    return request(c, url, body, out);
 }
 
 static CURL *handle(struct curl_slist *hdrs)
@@ -65,7 +104,7 @@ static CURL *handle(struct curl_slist *hdrs)
     CURL *c = curl_easy_init();
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 30000L);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, keep);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
     return c;
@@ -76,8 +115,9 @@ static void *run(void *arg)
     client_t *cl = arg;
     struct curl_slist *hdrs = curl_slist_append(NULL, "Content-Type: application/json");
     hdrs = curl_slist_append(hdrs, "Expect:");
-    CURL *c = handle(hdrs);
-    char path[256];
+    CURL *c = handle(hdrs), *q = query_base ? handle(NULL) : NULL;
+    char path[256], url[512], pos[64];
+    body_t answer;
     unsigned seed = (unsigned)cl->id * 7919u + 1;
     double interval = rate > 0 ? clients / rate : 0, next = now_s();
     while (now_s() < t_end) {
@@ -88,18 +128,28 @@ static void *run(void *arg)
         }
         double t0 = interval > 0 ? next : now_s(); /* open loop: latency from the schedule */
         next += interval;
-        snprintf(path, sizeof(path), "/v1/accounts/%s-%d/deposit", prefix,
-                 rand_r(&seed) % accounts);
-        long st = post(c, path, "{\"amount_cents\":1}");
+        int account = rand_r(&seed) % accounts;
+        snprintf(path, sizeof(path), "/v1/accounts/%s-%d/deposit", prefix, account);
+        long st = post(c, path, "{\"amount_cents\":1}", &answer);
         if (st != 200)
             cl->errors++;
-        if (cl->n == cl->cap) {
-            cl->cap = cl->cap ? cl->cap * 2 : 4096;
-            cl->lat = realloc(cl->lat, cl->cap * sizeof(double));
+        add_sample(&cl->lat, (now_s() - t0) * 1000.0);
+        const char *p = strstr(answer.data, "\"position\":\"");
+        if (q && st == 200 && p && sscanf(p + 12, "%63[0-9:]", pos) == 1) {
+            snprintf(url, sizeof(url), "%s/v1/accounts/%s-%d?min_position=%s", query_base, prefix,
+                     account, pos);
+            long qst = request(q, url, NULL, &answer);
+            if (qst == 200) {
+                add_sample(&cl->e2e, (now_s() - t0) * 1000.0);
+            } else {
+                if (cl->errors++ == 0)
+                    fprintf(stderr, "write_load: GET %s: HTTP %ld %.200s\n", url, qst, answer.data);
+            }
         }
-        cl->lat[cl->n++] = (now_s() - t0) * 1000.0;
     }
     curl_easy_cleanup(c);
+    if (q)
+        curl_easy_cleanup(q);
     curl_slist_free_all(hdrs);
     return NULL;
 }
@@ -113,7 +163,7 @@ static int cmp(const void *a, const void *b)
 int main(int argc, char **argv)
 {
     int o;
-    while ((o = getopt(argc, argv, "u:c:d:r:a:p:")) != -1) {
+    while ((o = getopt(argc, argv, "u:c:d:r:a:p:q:")) != -1) {
         switch (o) {
         case 'u':
             base = optarg;
@@ -133,10 +183,13 @@ int main(int argc, char **argv)
         case 'p':
             prefix = optarg;
             break;
+        case 'q':
+            query_base = optarg;
+            break;
         default:
             fprintf(stderr,
                     "usage: %s -u URL -c clients -d seconds [-r rate] [-a accounts] "
-                    "[-p id-prefix]\n",
+                    "[-p id-prefix] [-q projector-URL]\n",
                     argv[0]);
             return 2;
         }
@@ -149,9 +202,10 @@ int main(int argc, char **argv)
     struct curl_slist *hdrs = curl_slist_append(NULL, "Content-Type: application/json");
     CURL *c = handle(hdrs);
     char path[256];
+    body_t answer;
     for (int a = 0; a < accounts; a++) {
         snprintf(path, sizeof(path), "/v1/accounts/%s-%d/open", prefix, a);
-        long st = post(c, path, "{\"owner\":\"bench\"}");
+        long st = post(c, path, "{\"owner\":\"bench\"}", &answer);
         if (st != 200 && st != 422) {
             fprintf(stderr, "open %s: HTTP %ld\n", path, st);
             return 1;
@@ -168,27 +222,34 @@ int main(int argc, char **argv)
         cl[i].id = i;
         pthread_create(&th[i], NULL, run, &cl[i]);
     }
-    size_t n = 0, errors = 0;
+    size_t errors = 0;
     for (int i = 0; i < clients; i++) {
         pthread_join(th[i], NULL);
-        n += cl[i].n;
         errors += cl[i].errors;
     }
     double elapsed = now_s() - t0;
-    double *all = malloc((n ? n : 1) * sizeof(double));
-    size_t k = 0;
+    samples_t lat = {0}, e2e = {0};
     for (int i = 0; i < clients; i++) {
-        memcpy(all + k, cl[i].lat, cl[i].n * sizeof(double));
-        k += cl[i].n;
-        free(cl[i].lat);
+        for (size_t k = 0; k < cl[i].lat.n; k++)
+            add_sample(&lat, cl[i].lat.v[k]);
+        for (size_t k = 0; k < cl[i].e2e.n; k++)
+            add_sample(&e2e, cl[i].e2e.v[k]);
+        free(cl[i].lat.v);
+        free(cl[i].e2e.v);
     }
-    qsort(all, n, sizeof(double), cmp);
-#define PCT(p) (n ? all[(size_t)((double)(n - 1) * (p))] : 0.0)
-    printf("clients=%d target_rate=%s%.0f achieved=%.0f cmd/s p50=%.2f p90=%.2f p99=%.2f "
-           "max=%.2f ms non200=%zu n=%zu\n",
-           clients, rate > 0 ? "" : "max/", rate, (double)n / elapsed, PCT(0.50), PCT(0.90),
-           PCT(0.99), n ? all[n - 1] : 0.0, errors, n);
-    free(all);
+    qsort(lat.v, lat.n, sizeof(double), cmp);
+    qsort(e2e.v, e2e.n, sizeof(double), cmp);
+#define PCT(s, p) ((s).n ? (s).v[(size_t)((double)((s).n - 1) * (p))] : 0.0)
+    printf("RESULT phase=command clients=%d target_rate=%.0f achieved=%.0f p50=%.2f p90=%.2f "
+           "p99=%.2f p999=%.2f max=%.2f non200=%zu n=%zu",
+           clients, rate, (double)lat.n / elapsed, PCT(lat, 0.50), PCT(lat, 0.90), PCT(lat, 0.99),
+           PCT(lat, 0.999), lat.n ? lat.v[lat.n - 1] : 0.0, errors, lat.n);
+    if (query_base)
+        printf(" e2e_p50=%.2f e2e_p99=%.2f e2e_p999=%.2f e2e_n=%zu", PCT(e2e, 0.50), PCT(e2e, 0.99),
+               PCT(e2e, 0.999), e2e.n);
+    printf("\n");
+    free(lat.v);
+    free(e2e.v);
     free(cl);
     free(th);
     curl_global_cleanup();
