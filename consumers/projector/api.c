@@ -145,8 +145,7 @@ static void query_handler(void *opaque, es_http_req_t *req, es_http_resp_t *resp
         if (state != PJ_FZ_READY) {
             pthread_rwlock_unlock(&r->lock);
             if (state == PJ_FZ_BUILDING)
-                es_http_resp_error(resp, 409, "conflict", "frozen view %s is still building",
-                                   view);
+                es_http_resp_error(resp, 409, "conflict", "frozen view %s is still building", view);
             else
                 es_http_resp_error(resp, 409, "conflict", "frozen view %s failed: %s", view,
                                    errstr);
@@ -234,8 +233,8 @@ static json_t *runner_json(pj_runner_t *r)
                   "events_per_second", r->rb.rate, "lag", (json_int_t)r->rb.lag, "eta_seconds",
                   r->rb.eta_s, "last_error", r->rb.last_error, "last_duration_ms",
                   (json_int_t)r->rb.last_duration_ms, "last_events", (json_int_t)r->rb.last_events);
-    json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:I, s:o, s:o, s:o}", "name", r->def->name,
-                          "state", r->state == PJ_HALTED ? "halted" : "running", "halt_reason",
+    json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:I, s:o, s:o, s:o}", "name", r->def->name, "state",
+                          r->state == PJ_HALTED ? "halted" : "running", "halt_reason",
                           r->halt_reason, "generation", r->generation, "lag", (json_int_t)lag,
                           "partitions", parts, "rebuild", rb, "frozen", frozen);
     pthread_mutex_unlock(&r->mu);

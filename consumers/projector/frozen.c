@@ -104,9 +104,9 @@ static json_t *offsets_json(pj_runner_t *r, pj_frozen_t *fz)
     json_t *arr = json_array();
     for (size_t t = 0; t < r->ntopics; t++) {
         for (int p = 0; p < r->nparts[t]; p++)
-            json_array_append_new(arr, json_pack("{s:s, s:i, s:I}", "topic", r->topic[t],
-                                                 "partition", p, "offset",
-                                                 (json_int_t)fz->final[t][p]));
+            json_array_append_new(arr,
+                                  json_pack("{s:s, s:i, s:I}", "topic", r->topic[t], "partition", p,
+                                            "offset", (json_int_t)fz->final[t][p]));
     }
     return arr;
 }
@@ -278,8 +278,8 @@ json_t *pj_frozen_json(pj_runner_t *r)
         double rate = elapsed > 0 ? (double)fz->events * 1000.0 / (double)elapsed : 0;
         json_array_append_new(
             arr, json_pack("{s:s, s:I, s:s, s:s, s:I, s:I, s:f, s:f, s:I, s:I, s:s, s:o}", "label",
-                           fz->label, "until_ms", (json_int_t)fz->until_ms, "until", until,
-                           "state", state_name(fz->state), "events", (json_int_t)fz->events, "lag",
+                           fz->label, "until_ms", (json_int_t)fz->until_ms, "until", until, "state",
+                           state_name(fz->state), "events", (json_int_t)fz->events, "lag",
                            (json_int_t)fz->lag, "events_per_second", rate, "eta_seconds",
                            rate > 0 && fz->lag >= 0 ? (double)fz->lag / rate : -1.0, "started_ms",
                            (json_int_t)fz->started_ms, "finished_ms", (json_int_t)fz->finished_ms,

@@ -823,9 +823,8 @@ static void *loop_main(void *arg)
                 rd_kafka_timestamp_type_t tstype;
                 if (l->fz->final[t][m->partition] >= 0)
                     continue; /* this partition of the frozen view is complete */
-                int64_t stop =
-                    es_proj_until_stop(m->offset, rd_kafka_message_timestamp(m, &tstype),
-                                       l->fz->until_ms, l->fz->high[t][m->partition]);
+                int64_t stop = es_proj_until_stop(m->offset, rd_kafka_message_timestamp(m, &tstype),
+                                                  l->fz->until_ms, l->fz->high[t][m->partition]);
                 if (stop >= 0) {
                     frozen_stop_partition(l, t, m->partition, stop);
                     continue;
@@ -863,7 +862,7 @@ static void *loop_main(void *arg)
             if (err) {
                 if (pj->halt_on_error) {
                     loop_halt(l, "poison event %s/%d@%lld: %s: %s", r->topic[t], (int)m->partition,
-                               (long long)m->offset, es_err2name(err), ferr);
+                              (long long)m->offset, es_err2name(err), ferr);
                     halt = true;
                     continue; /* the offset stays before the poison event */
                 }

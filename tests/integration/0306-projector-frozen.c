@@ -174,7 +174,7 @@ static void test_frozen_view(void)
     usleep(100 * 1000);
     int64_t until = now_ms();
     usleep(100 * 1000);
-    produce_carts(700); /* phase B */
+    produce_carts(700);                 /* phase B */
     for (size_t i = 0; i < cart.n; i++) /* the gap separates the phases by timestamp */
         CU_ASSERT_TRUE_FATAL(i < na ? cart.recs[i].ts <= until : cart.recs[i].ts > until);
 

@@ -9,7 +9,8 @@
 #include <stddef.h>
 
 /* Replay one partition's timestamps through the decision like the loop does. */
-static int64_t final_offset(const int64_t *ts, size_t n, int64_t until, int64_t high, size_t *applied)
+static int64_t final_offset(const int64_t *ts, size_t n, int64_t until, int64_t high,
+                            size_t *applied)
 {
     *applied = 0;
     for (size_t o = 0; o < n; o++) {
@@ -23,12 +24,12 @@ static int64_t final_offset(const int64_t *ts, size_t n, int64_t until, int64_t 
 
 static void test_decision(void)
 {
-    CU_ASSERT_EQUAL(es_proj_until_stop(0, 100, 100, 5), -1);  /* equal time belongs */
-    CU_ASSERT_EQUAL(es_proj_until_stop(3, 101, 100, 5), 3);   /* first later record */
-    CU_ASSERT_EQUAL(es_proj_until_stop(5, 50, 100, 5), 5);    /* past the start's end */
+    CU_ASSERT_EQUAL(es_proj_until_stop(0, 100, 100, 5), -1); /* equal time belongs */
+    CU_ASSERT_EQUAL(es_proj_until_stop(3, 101, 100, 5), 3);  /* first later record */
+    CU_ASSERT_EQUAL(es_proj_until_stop(5, 50, 100, 5), 5);   /* past the start's end */
     CU_ASSERT_EQUAL(es_proj_until_stop(9, 50, 100, 5), 5);
-    CU_ASSERT_EQUAL(es_proj_until_stop(2, -1, 100, 5), -1);   /* no timestamp: applied */
-    CU_ASSERT_EQUAL(es_proj_until_stop(0, 1, 0, 0), 0);       /* empty partition */
+    CU_ASSERT_EQUAL(es_proj_until_stop(2, -1, 100, 5), -1); /* no timestamp: applied */
+    CU_ASSERT_EQUAL(es_proj_until_stop(0, 1, 0, 0), 0);     /* empty partition */
 }
 
 static void test_partitions(void)
