@@ -281,6 +281,15 @@ static void test_frozen_view(void)
     struct stat sb;
     CU_ASSERT_NOT_EQUAL(stat(path, &sb), 0);
 
+    /* deleted at once, most likely while it builds: stopped, its directory gone */
+    CU_ASSERT_EQUAL(
+        rt_http(&proc, "POST", "/admin/projections/cart_view/freeze?until=9&label=racing", NULL),
+        202);
+    CU_ASSERT_EQUAL(rt_http(&proc, "DELETE", "/admin/projections/cart_view/frozen/racing", NULL),
+                    200);
+    snprintf(path, sizeof(path), "%s/cart_view/frozen-racing", root);
+    CU_ASSERT_NOT_EQUAL(stat(path, &sb), 0);
+
     /* restart: complete views come back, an incomplete one is deleted */
     CU_ASSERT_EQUAL(rt_proc_stop(&proc), 0);
     snprintf(path, sizeof(path), "%s/cart_view/frozen-broken", root);
