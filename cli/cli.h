@@ -21,5 +21,6 @@ int cli_tail(es_conf_t *conf, int argc, char **argv);
 int cli_status(es_conf_t *conf, int argc, char **argv);
 int cli_send(es_conf_t *conf, int argc, char **argv);
 int cli_rebuild(es_conf_t *conf, int argc, char **argv);
+int cli_freeze(es_conf_t *conf, int argc, char **argv);
 
 #endif

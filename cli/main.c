@@ -48,6 +48,7 @@ static const struct {
     {"tail", cli_tail, "follow a topic's records as JSON lines or CSV"},
     {"status", cli_status, "each projection's position, lag and state"},
     {"rebuild", cli_rebuild, "rebuild a projection from offset 0, with progress"},
+    {"freeze", cli_freeze, "build a read-only view of a projection as of a time"},
 };
 
 static void usage(FILE *fp)

@@ -454,3 +454,14 @@ const char *es_proj_get_str(es_proj_cursor_t *c, size_t *len)
     *len = n;
     return s;
 }
+
+/* ----------------------------------------------------------- frozen views */
+
+int64_t es_proj_until_stop(int64_t offset, int64_t ts_ms, int64_t until_ms, int64_t high)
+{
+    if (offset >= high)
+        return high; /* arrived after the build began: never part of the view */
+    if (ts_ms >= 0 && ts_ms > until_ms)
+        return offset;
+    return -1;
+}

@@ -1,7 +1,8 @@
 /*
  * api.c — the projector's HTTP API: the hosted projections' queries with
- * `min_position=` (read-your-writes) and `as_of=` (point in time), and the
- * admin endpoints (list, rebuild, digest).
+ * `min_position=` (read-your-writes), `as_of=` (point in time) and `view=`
+ * (a frozen view), and the admin endpoints (list, rebuild, digest, freeze,
+ * delete a frozen view).
  *
  * A query holds its runner's read lock only while rendering, so a rebuild's
  * swap waits for answers in flight and no answer ever sees a closed store.
@@ -120,6 +121,44 @@ static void query_handler(void *opaque, es_http_req_t *req, es_http_resp_t *resp
     size_t t = (size_t)qd->aggregate_index;
 
     const char *minpos = es_http_req_query(req, "min_position");
+    const char *view = es_http_req_query(req, "view");
+    if (view) {
+        json_t *body = NULL;
+        if (minpos || es_http_req_query(req, "as_of")) {
+            es_http_resp_error(resp, 400, "invalid_query",
+                               "view= is frozen: min_position and as_of do not apply");
+            return;
+        }
+        pthread_rwlock_rdlock(&r->lock);
+        pj_frozen_t *fz = pj_frozen_find(r, view);
+        pthread_mutex_lock(&r->mu);
+        pj_fz_state_t state = fz ? fz->state : PJ_FZ_FAILED;
+        if (fz)
+            snprintf(errstr, sizeof(errstr), "%s", fz->error);
+        pthread_mutex_unlock(&r->mu);
+        if (!fz) {
+            pthread_rwlock_unlock(&r->lock);
+            es_http_resp_error(resp, 404, "not_found", "%s has no frozen view %s", r->def->name,
+                               view);
+            return;
+        }
+        if (state != PJ_FZ_READY) {
+            pthread_rwlock_unlock(&r->lock);
+            if (state == PJ_FZ_BUILDING)
+                es_http_resp_error(resp, 409, "conflict", "frozen view %s is still building", view);
+            else
+                es_http_resp_error(resp, 409, "conflict", "frozen view %s failed: %s", view,
+                                   errstr);
+            return;
+        }
+        es_proj_backend_t be = pj_store_backend(fz->st);
+        es_proj_reader_t *rd = es_proj_reader_new(&be);
+        int st = qd->handle(rd, &qr, &body, errstr, sizeof(errstr));
+        es_proj_reader_destroy(rd);
+        pthread_rwlock_unlock(&r->lock);
+        answer(resp, st, body, errstr);
+        return;
+    }
     if (minpos) {
         int32_t part;
         int64_t off;
@@ -178,6 +217,7 @@ static void query_handler(void *opaque, es_http_req_t *req, es_http_resp_t *resp
 static json_t *runner_json(pj_runner_t *r)
 {
     json_t *parts = json_array();
+    json_t *frozen = pj_frozen_json(r); /* takes the locks itself */
     int64_t lag = pj_runner_lag(r);
     pthread_mutex_lock(&r->mu);
     for (size_t t = 0; t < r->ntopics; t++) {
@@ -193,10 +233,10 @@ static json_t *runner_json(pj_runner_t *r)
                   "events_per_second", r->rb.rate, "lag", (json_int_t)r->rb.lag, "eta_seconds",
                   r->rb.eta_s, "last_error", r->rb.last_error, "last_duration_ms",
                   (json_int_t)r->rb.last_duration_ms, "last_events", (json_int_t)r->rb.last_events);
-    json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:I, s:o, s:o}", "name", r->def->name, "state",
+    json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:I, s:o, s:o, s:o}", "name", r->def->name, "state",
                           r->state == PJ_HALTED ? "halted" : "running", "halt_reason",
                           r->halt_reason, "generation", r->generation, "lag", (json_int_t)lag,
-                          "partitions", parts, "rebuild", rb);
+                          "partitions", parts, "rebuild", rb, "frozen", frozen);
     pthread_mutex_unlock(&r->mu);
     return o;
 }
@@ -230,6 +270,68 @@ static void admin_rebuild(void *opaque, es_http_req_t *req, es_http_resp_t *resp
         return;
     }
     es_http_resp_json(resp, 202, runner_json(r));
+}
+
+/*
+ * POST /admin/projections/{name}/freeze?until=<ms | RFC 3339>[&label=L]:
+ * start building a frozen view (202 with its label; 409 if the label exists).
+ */
+static void admin_freeze(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
+{
+    es_projector_t *pj = opaque;
+    const char *name = es_http_req_param(req, 0);
+    const char *until = es_http_req_query(req, "until");
+    const char *label = es_http_req_query(req, "label");
+    char errstr[512], deflabel[64], when[40];
+    int64_t until_ms;
+    pj_runner_t *r = pj_runner_find(pj, name);
+    if (!r) {
+        es_http_resp_error(resp, 404, "not_found", "no projection named %s here", name);
+        return;
+    }
+    if (!until || !parse_time(until, &until_ms)) {
+        es_http_resp_error(resp, 400, "invalid_query",
+                           "until= is required: milliseconds since the epoch or RFC 3339");
+        return;
+    }
+    if (!label) {
+        pj_frozen_default_label(until_ms, deflabel, sizeof(deflabel));
+        label = deflabel;
+    }
+    if (!pj_frozen_label_ok(label)) {
+        es_http_resp_error(resp, 400, "invalid_query",
+                           "label must be 1 to 63 of A-Z a-z 0-9 . _ - (not starting with .)");
+        return;
+    }
+    es_err_t err = pj_freeze_start(r, label, until_ms, errstr, sizeof(errstr));
+    if (err == ES_ERR_STATE) {
+        es_http_resp_error(resp, 409, "conflict", "%s", errstr);
+        return;
+    }
+    if (err) {
+        es_http_resp_error(resp, 500, "internal", "%s", errstr);
+        return;
+    }
+    pj_format_time(until_ms, when, sizeof(when));
+    es_http_resp_json(resp, 202,
+                      json_pack("{s:s, s:s, s:I, s:s, s:s}", "name", name, "label", label,
+                                "until_ms", (json_int_t)until_ms, "until", when, "state",
+                                "building"));
+}
+
+/* DELETE /admin/projections/{name}/frozen/{label}: stop its build, drop its store. */
+static void admin_frozen_delete(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
+{
+    es_projector_t *pj = opaque;
+    const char *name = es_http_req_param(req, 0);
+    const char *label = es_http_req_param(req, 1);
+    char errstr[512];
+    pj_runner_t *r = pj_runner_find(pj, name);
+    if (!r || pj_frozen_delete(r, label, errstr, sizeof(errstr))) {
+        es_http_resp_error(resp, 404, "not_found", "no frozen view %s of %s here", label, name);
+        return;
+    }
+    es_http_resp_json(resp, 200, json_pack("{s:s, s:s}", "name", name, "deleted", label));
 }
 
 /*
@@ -301,7 +403,7 @@ es_http_server_t *pj_http_start(es_projector_t *pj, char *errstr, size_t errstr_
 {
     size_t n = 0;
     for (size_t i = 0; i < pj->nrunners; i++) {
-        for (size_t k = 0; k < pj->runners[i].def->nqueries && n < MAX_ROUTES - 3; k++) {
+        for (size_t k = 0; k < pj->runners[i].def->nqueries && n < MAX_ROUTES - 5; k++) {
             const char *pat = pj->runners[i].def->queries[k].pattern;
             bool dup = false;
             for (size_t j = 0; j < n; j++)
@@ -313,6 +415,9 @@ es_http_server_t *pj_http_start(es_projector_t *pj, char *errstr, size_t errstr_
     routes[n++] = (es_http_route_t){"GET", "/admin/projections", admin_list};
     routes[n++] = (es_http_route_t){"POST", "/admin/projections/{name}/rebuild", admin_rebuild};
     routes[n++] = (es_http_route_t){"GET", "/admin/projections/{name}/digest", admin_digest};
+    routes[n++] = (es_http_route_t){"POST", "/admin/projections/{name}/freeze", admin_freeze};
+    routes[n++] = (es_http_route_t){"DELETE", "/admin/projections/{name}/frozen/{label}",
+                                    admin_frozen_delete};
     es_http_server_conf_t hc = {
         .listen = es_conf_get(pj->conf, "http.listen"),
         .max_body = 4096,

@@ -24,6 +24,13 @@
  * lock only while rendering one answer), the CURRENT file is rewritten
  * atomically and the old generation deleted.  The rebuild loop then simply
  * carries on as the live loop.
+ *
+ * Frozen views (frozen.c) use the same loop with a pj_frozen_t attached: it
+ * fills <dir>/frozen-<label>/ from offset 0, stops each partition at the
+ * first record stamped after the freeze time or at the high watermark seen
+ * when it began, then writes the final offsets and the FROZEN marker and
+ * ends.  It never touches the live store, the applied offsets or a rebuild,
+ * and an error fails the frozen view instead of halting the projection.
  */
 #include "projections.h"
 #include "projector.h"
@@ -169,7 +176,8 @@ typedef struct loop_s {
     pj_runner_t *r;
     es_store_t *st;
     int generation;
-    bool rebuild; /* filling a shadow generation */
+    bool rebuild;    /* filling a shadow generation */
+    pj_frozen_t *fz; /* building this frozen view */
     int64_t *next[ES_PROJ_MAX_AGGREGATES];
     es_consumer_t *cons;
     es_serde_t *serde[ES_PROJ_MAX_AGGREGATES];
@@ -459,6 +467,30 @@ static void set_halted(pj_runner_t *r, const char *fmt, ...)
     es_log_error(LOG, "%s: halted: %s", r->def->name, r->halt_reason);
 }
 
+static void loop_halt(loop_t *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A live or rebuild loop halts the projection; a frozen build fails only itself. */
+static void loop_halt(loop_t *l, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (!l->fz) {
+        set_halted(l->r, "%s", msg);
+        return;
+    }
+    pthread_mutex_lock(&l->r->mu);
+    snprintf(l->fz->error, sizeof(l->fz->error), "%s", msg);
+    pthread_mutex_unlock(&l->r->mu);
+    es_log_error(LOG, "%s: frozen view %s failed: %s", l->r->def->name, l->fz->label, msg);
+}
+
+static const char *loop_kind(const loop_t *l)
+{
+    return l->fz ? "frozen" : l->rebuild ? "rebuild" : "live";
+}
+
 /* Publish the loop's offsets as the live applied offsets and commit them to Kafka. */
 static void publish_applied(loop_t *l)
 {
@@ -498,7 +530,7 @@ static int64_t refresh_lag(loop_t *l)
             }
             int64_t lag = hi > l->next[t][p] ? hi - l->next[t][p] : 0;
             total += lag;
-            if (!l->rebuild) {
+            if (!l->rebuild && !l->fz) {
                 pthread_mutex_lock(&r->mu);
                 r->high[t][p] = hi;
                 pthread_mutex_unlock(&r->mu);
@@ -608,6 +640,116 @@ static void rebuild_progress(loop_t *l, int64_t lag, int64_t applied_now, double
     es_gauge_set(r->m_rb_eta, r->rb.eta_s);
 }
 
+/* ------------------------------------------------------- frozen builds */
+
+/* The high watermarks the frozen build stops at (empty partitions are done). */
+static es_err_t frozen_capture(loop_t *l)
+{
+    pj_runner_t *r = l->r;
+    for (size_t t = 0; t < r->ntopics; t++) {
+        for (int p = 0; p < r->nparts[t]; p++) {
+            int64_t lo = -1, hi = -1;
+            rd_kafka_resp_err_t kerr = rd_kafka_query_watermark_offsets(
+                es_consumer_rk(l->cons), r->topic[t], p, &lo, &hi, 10000);
+            if (kerr || hi < 0) {
+                snprintf(l->errstr, sizeof(l->errstr), "watermarks of %s/%d: %s", r->topic[t], p,
+                         rd_kafka_err2str(kerr));
+                return ES_ERR_KAFKA;
+            }
+            pthread_mutex_lock(&r->mu);
+            l->fz->high[t][p] = hi;
+            l->fz->final[t][p] = hi == 0 ? 0 : -1;
+            pthread_mutex_unlock(&r->mu);
+        }
+    }
+    return ES_ERR_OK;
+}
+
+/* Partition @p p of topic @p t of a frozen build ends at @p final. */
+static void frozen_stop_partition(loop_t *l, size_t t, int32_t p, int64_t final)
+{
+    pj_runner_t *r = l->r;
+    pthread_mutex_lock(&r->mu);
+    l->fz->final[t][p] = final;
+    pthread_mutex_unlock(&r->mu);
+    rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(tl, r->topic[t], p);
+    rd_kafka_pause_partitions(es_consumer_rk(l->cons), tl); /* nothing more is read there */
+    rd_kafka_topic_partition_list_destroy(tl);
+}
+
+/*
+ * After a batch: partitions whose next offset (or, when the queue is idle,
+ * the consumer's position: transaction markers are never delivered) reached
+ * the captured high watermark are done.  Returns true when all are.
+ */
+static bool frozen_step(loop_t *l, bool idle)
+{
+    pj_runner_t *r = l->r;
+    pj_frozen_t *fz = l->fz;
+    rd_kafka_topic_partition_list_t *pos = NULL;
+    bool done = true;
+    int64_t lag = 0;
+    if (idle) {
+        pos = rd_kafka_topic_partition_list_new(16);
+        for (size_t t = 0; t < r->ntopics; t++)
+            for (int p = 0; p < r->nparts[t]; p++)
+                rd_kafka_topic_partition_list_add(pos, r->topic[t], p);
+        rd_kafka_position(es_consumer_rk(l->cons), pos);
+    }
+    pthread_mutex_lock(&r->mu);
+    for (size_t t = 0; t < r->ntopics; t++) {
+        for (int p = 0; p < r->nparts[t]; p++) {
+            if (fz->final[t][p] >= 0)
+                continue;
+            int64_t at = l->next[t][p];
+            rd_kafka_topic_partition_t *e =
+                pos ? rd_kafka_topic_partition_list_find(pos, r->topic[t], p) : NULL;
+            if (e && e->offset > at)
+                at = e->offset;
+            if (at >= fz->high[t][p]) {
+                fz->final[t][p] = fz->high[t][p];
+            } else {
+                done = false;
+                lag += fz->high[t][p] - at;
+            }
+        }
+    }
+    fz->lag = lag;
+    pthread_mutex_unlock(&r->mu);
+    if (pos)
+        rd_kafka_topic_partition_list_destroy(pos);
+    return done;
+}
+
+/* Every partition stopped: record the final offsets, then the marker. */
+static es_err_t frozen_finish(loop_t *l, es_batch_t *b)
+{
+    pj_runner_t *r = l->r;
+    pj_frozen_t *fz = l->fz;
+    es_err_t err;
+    es_batch_clear(b);
+    for (size_t t = 0; t < r->ntopics; t++)
+        for (int p = 0; p < r->nparts[t]; p++)
+            es_batch_put_offset(b, r->topic[t], p, fz->final[t][p]);
+    if ((err = es_store_write(l->st, b, l->errstr, sizeof(l->errstr))))
+        return err;
+    es_batch_clear(b);
+    pthread_mutex_lock(&r->mu);
+    fz->finished_ms = pj_now_ms();
+    fz->lag = 0;
+    pthread_mutex_unlock(&r->mu);
+    if ((err = pj_frozen_write_marker(r, fz, l->errstr, sizeof(l->errstr))))
+        return err;
+    pthread_mutex_lock(&r->mu);
+    fz->state = PJ_FZ_READY;
+    pthread_mutex_unlock(&r->mu);
+    es_log_info(LOG, "%s: frozen view %s ready: %lld events up to %lld in %.1f s", r->def->name,
+                fz->label, (long long)fz->events, (long long)fz->until_ms,
+                (double)(fz->finished_ms - fz->started_ms) / 1000.0);
+    return ES_ERR_OK;
+}
+
 static void *loop_main(void *arg)
 {
     loop_t *l = arg;
@@ -620,23 +762,27 @@ static void *loop_main(void *arg)
     rd_kafka_message_t **msgs = es_calloc((size_t)pj->batch_max, sizeof(*msgs));
     rd_kafka_queue_t *q = NULL;
     int64_t last_log = pj_now_ms(), last_tick = pj_now_ms(), since_tick = 0;
-    bool halt = false;
+    bool halt = false, frozen_ready = false;
     bool *touched[ES_PROJ_MAX_AGGREGATES] = {NULL};
 
     /* Kafka or the registry may not be reachable yet (a new topic has no
      * leader for a moment): retry with a backoff instead of dying, so an
      * orchestrator never sees a crash loop; /readyz says why meanwhile. */
     for (int attempt = 1;; attempt++) {
-        if (!load_dlq_seen(l) && !loop_open(l))
+        if (!load_dlq_seen(l) && !loop_open(l) && !(l->fz && frozen_capture(l)))
             break;
         loop_reset(l);
-        if (atomic_load(&pj->stop))
+        if (atomic_load(&pj->stop) || (l->fz && atomic_load(&l->fz->cancel)))
             goto out;
-        if (l->rebuild && attempt >= 10) { /* the live view keeps serving */
+        if ((l->rebuild || l->fz) && attempt >= 10) { /* the live view keeps serving */
             pthread_mutex_lock(&r->mu);
-            snprintf(r->rb.last_error, sizeof(r->rb.last_error), "%s", l->errstr);
+            if (l->fz)
+                snprintf(l->fz->error, sizeof(l->fz->error), "%s", l->errstr);
+            else
+                snprintf(r->rb.last_error, sizeof(r->rb.last_error), "%s", l->errstr);
             pthread_mutex_unlock(&r->mu);
-            es_log_error(LOG, "%s: rebuild cannot start: %s", r->def->name, l->errstr);
+            es_log_error(LOG, "%s: %s loop cannot start: %s", r->def->name, loop_kind(l),
+                         l->errstr);
             goto out;
         }
         es_log_warn(LOG, "%s: cannot start yet (attempt %d): %s", r->def->name, attempt, l->errstr);
@@ -645,11 +791,15 @@ static void *loop_main(void *arg)
     q = rd_kafka_queue_get_consumer(es_consumer_rk(l->cons));
     for (size_t t = 0; t < r->ntopics; t++)
         touched[t] = es_calloc((size_t)r->nparts[t], sizeof(bool));
-    es_log_info(LOG, "%s: %s loop started on generation %d", r->def->name,
-                l->rebuild ? "rebuild" : "live", l->generation);
+    if (l->fz)
+        es_log_info(LOG, "%s: frozen loop started for view %s (until %lld)", r->def->name,
+                    l->fz->label, (long long)l->fz->until_ms);
+    else
+        es_log_info(LOG, "%s: %s loop started on generation %d", r->def->name, loop_kind(l),
+                    l->generation);
 
-    while (!atomic_load(&pj->stop) && !halt) {
-        if (!l->rebuild && atomic_load(&r->live_stop))
+    while (!atomic_load(&pj->stop) && !halt && !(l->fz && atomic_load(&l->fz->cancel))) {
+        if (!l->rebuild && !l->fz && atomic_load(&r->live_stop))
             break; /* a rebuild is taking over */
         ssize_t n = rd_kafka_consume_batch_queue(q, 100, msgs, (size_t)pj->batch_max);
         int64_t t0 = pj_now_ms();
@@ -669,6 +819,17 @@ static void *loop_main(void *arg)
             if (t == SIZE_MAX || m->partition >= r->nparts[t] ||
                 m->offset < l->next[t][m->partition])
                 continue; /* not ours, or already applied */
+            if (l->fz) {
+                rd_kafka_timestamp_type_t tstype;
+                if (l->fz->final[t][m->partition] >= 0)
+                    continue; /* this partition of the frozen view is complete */
+                int64_t stop = es_proj_until_stop(m->offset, rd_kafka_message_timestamp(m, &tstype),
+                                                  l->fz->until_ms, l->fz->high[t][m->partition]);
+                if (stop >= 0) {
+                    frozen_stop_partition(l, t, m->partition, stop);
+                    continue;
+                }
+            }
             avro_value_t *value = NULL;
             char ferr[512] = "";
             es_err_t err = m->payload ? es_serde_decode(l->serde[t], m->payload, m->len, &value,
@@ -694,20 +855,20 @@ static void *loop_main(void *arg)
             }
             if (err == ES_ERR_STORE) {
                 /* our own store failed, not the event: stop without advancing */
-                set_halted(r, "store: %s", ferr);
+                loop_halt(l, "store: %s", ferr);
                 halt = true;
                 continue;
             }
             if (err) {
                 if (pj->halt_on_error) {
-                    set_halted(r, "poison event %s/%d@%lld: %s: %s", r->topic[t], (int)m->partition,
-                               (long long)m->offset, es_err2name(err), ferr);
+                    loop_halt(l, "poison event %s/%d@%lld: %s: %s", r->topic[t], (int)m->partition,
+                              (long long)m->offset, es_err2name(err), ferr);
                     halt = true;
                     continue; /* the offset stays before the poison event */
                 }
                 bool sent = false;
                 if (send_dlq(l, t, m, err, ferr, &sent)) {
-                    set_halted(r, "DLQ produce failed: %s", l->errstr);
+                    loop_halt(l, "DLQ produce failed: %s", l->errstr);
                     halt = true;
                     continue;
                 }
@@ -737,7 +898,7 @@ static void *loop_main(void *arg)
         for (ssize_t i = 0; i < n; i++)
             rd_kafka_message_destroy(msgs[i]);
 
-        if (n <= 0 && !halt)
+        if (n <= 0 && !halt && !l->fz)
             advance_past_markers(l, b);
 
         if (es_batch_count(b) > 0 || es_proj_txn_count(txn) > 0) {
@@ -747,19 +908,23 @@ static void *loop_main(void *arg)
                     es_producer_flush(pj->dlq_producer, 30000, l->errstr, sizeof(l->errstr));
                 pthread_mutex_unlock(&pj->dlq_mu);
                 if (err) {
-                    set_halted(r, "DLQ flush failed: %s", l->errstr);
+                    loop_halt(l, "DLQ flush failed: %s", l->errstr);
                     break; /* nothing of this batch is written: it is replayed */
                 }
             }
             es_proj_txn_foreach(txn, put_batch_cb, b);
             if (es_store_write(l->st, b, l->errstr, sizeof(l->errstr))) {
-                set_halted(r, "store write: %s", l->errstr);
+                loop_halt(l, "store write: %s", l->errstr);
                 break;
             }
             es_proj_txn_clear(txn);
             es_batch_clear(b);
             clock_gettime(CLOCK_MONOTONIC, &z);
-            if (!l->rebuild) {
+            if (l->fz) {
+                pthread_mutex_lock(&r->mu);
+                l->fz->events += applied_now;
+                pthread_mutex_unlock(&r->mu);
+            } else if (!l->rebuild) {
                 publish_applied(l);
                 es_counter_add(r->m_applied, (uint64_t)applied_now);
                 es_counter_add(r->m_dlq, (uint64_t)dlq_now);
@@ -769,6 +934,17 @@ static void *loop_main(void *arg)
             }
         }
         since_tick += applied_now + dlq_now;
+
+        if (l->fz) {
+            if (!halt && frozen_step(l, n <= 0)) {
+                if (frozen_finish(l, b))
+                    loop_halt(l, "finish: %s", l->errstr);
+                else
+                    frozen_ready = true;
+                break;
+            }
+            continue;
+        }
 
         int64_t now = pj_now_ms();
         if (n <= 0 || now - last_tick >= 1000) {
@@ -811,8 +987,19 @@ static void *loop_main(void *arg)
         (void)t0;
     }
 out:
-    es_log_info(LOG, "%s: %s loop stopped", r->def->name, l->rebuild ? "rebuild" : "live");
-    if (l->rebuild) {
+    es_log_info(LOG, "%s: %s loop stopped", r->def->name, loop_kind(l));
+    if (l->fz && !frozen_ready) {
+        /* an unfinished frozen view is dropped; it stays listed as failed */
+        es_store_close(l->st);
+        pj_frozen_remove_dir(l->fz->dir);
+        pthread_mutex_lock(&r->mu);
+        l->fz->st = NULL;
+        l->fz->state = PJ_FZ_FAILED;
+        l->fz->finished_ms = pj_now_ms();
+        if (!l->fz->error[0])
+            snprintf(l->fz->error, sizeof(l->fz->error), "stopped before it was complete");
+        pthread_mutex_unlock(&r->mu);
+    } else if (l->rebuild) {
         /* an unfinished shadow is dropped; the live loop (if stopped) resumes */
         char path[600];
         snprintf(path, sizeof(path), "%s", es_store_path(l->st));
@@ -891,6 +1078,53 @@ es_err_t pj_rebuild_start(pj_runner_t *r, char *errstr, size_t errstr_size)
     es_gauge_set(r->m_rb_active, 1);
     es_log_info(LOG, "%s: rebuild into generation %d started", r->def->name, g);
     return ES_ERR_OK;
+}
+
+es_err_t pj_freeze_start(pj_runner_t *r, const char *label, int64_t until_ms, char *errstr,
+                         size_t errstr_size)
+{
+    es_err_t err = ES_ERR_OK;
+    pthread_rwlock_wrlock(&r->lock);
+    if (pj_frozen_find(r, label)) {
+        snprintf(errstr, errstr_size, "%s already has a frozen view %s", r->def->name, label);
+        err = ES_ERR_STATE;
+        goto out;
+    }
+    if (r->nfrozen == PJ_MAX_FROZEN) {
+        snprintf(errstr, errstr_size, "%s has %d frozen views already: delete one", r->def->name,
+                 PJ_MAX_FROZEN);
+        err = ES_ERR_STATE;
+        goto out;
+    }
+    pj_frozen_t *fz = pj_frozen_new(r, label, until_ms);
+    pj_frozen_remove_dir(fz->dir); /* a leftover of a crash */
+    fz->st = es_store_open(fz->dir, &r->pj->store_opts, errstr, errstr_size);
+    if (!fz->st) {
+        pj_frozen_free(r, fz);
+        err = ES_ERR_STORE;
+        goto out;
+    }
+    loop_t *l = loop_new(r, fz->st, 0, false);
+    l->fz = fz;
+    pthread_mutex_lock(&r->mu);
+    if (pthread_create(&fz->thread, NULL, loop_main, l) != 0) {
+        pthread_mutex_unlock(&r->mu);
+        loop_free(l);
+        es_store_close(fz->st);
+        pj_frozen_remove_dir(fz->dir);
+        pj_frozen_free(r, fz);
+        snprintf(errstr, errstr_size, "cannot start the frozen build thread");
+        err = ES_ERR_STATE;
+        goto out;
+    }
+    fz->thread_valid = true;
+    r->frozen[r->nfrozen++] = fz;
+    pthread_mutex_unlock(&r->mu);
+    es_log_info(LOG, "%s: frozen view %s until %lld started", r->def->name, label,
+                (long long)until_ms);
+out:
+    pthread_rwlock_unlock(&r->lock);
+    return err;
 }
 
 es_err_t pj_wait_applied(pj_runner_t *r, size_t t, int32_t part, int64_t offset, int timeout_ms)
@@ -1004,6 +1238,8 @@ static es_err_t runner_init(es_projector_t *pj, pj_runner_t *r, const es_proj_de
             return err;
     }
     remove_stale_generations(r, r->generation);
+    if ((err = pj_frozen_load(r, errstr, errstr_size)))
+        return err;
     gen_path(r, r->generation, path, sizeof(path));
     r->live = es_store_open(path, &pj->store_opts, errstr, errstr_size);
     if (!r->live)
@@ -1132,6 +1368,7 @@ void pj_destroy(es_projector_t *pj)
             if (lv)
                 pthread_join(lt, NULL);
         }
+        pj_frozen_close_all(r);
         es_store_close(r->live);
         for (size_t t = 0; t < r->ntopics; t++) {
             free(r->applied[t]);

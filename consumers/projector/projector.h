@@ -6,6 +6,9 @@
  * <store.path>/<projection>/, named by the CURRENT file), the consume loop
  * that applies events to it, and at most one rebuild loop filling a shadow
  * generation.  Both loops are the same code (loop.c) on different stores.
+ * A runner also owns its frozen views (frozen.c): stores built by the same
+ * loop from offset 0 up to a timestamp under <dir>/frozen-<label>/, never
+ * swapped in, served read-only with `view=<label>` once complete.
  */
 #ifndef ESCQRS_PROJECTOR_H
 #define ESCQRS_PROJECTOR_H
@@ -42,6 +45,32 @@ typedef struct pj_rebuild_s {
     int64_t last_events;
 } pj_rebuild_t;
 
+#define PJ_MAX_FROZEN 16
+
+typedef enum { PJ_FZ_BUILDING, PJ_FZ_READY, PJ_FZ_FAILED } pj_fz_state_t;
+
+/*
+ * A frozen view: the projection as of `until_ms`.  The runner's array of
+ * them changes only under the runner's write lock (queries hold the read
+ * lock while rendering from `st`); the fields under the runner's mutex.
+ */
+typedef struct pj_frozen_s {
+    char label[64];
+    char dir[600]; /* <runner dir>/frozen-<label> */
+    int64_t until_ms;
+    pj_fz_state_t state;
+    es_store_t *st; /* queried only when READY */
+    int64_t events;
+    int64_t lag; /* records left to the final offsets while building (-1 unknown) */
+    int64_t started_ms, finished_ms;
+    int64_t *high[ES_PROJ_MAX_AGGREGATES];  /* high watermarks when the build began */
+    int64_t *final[ES_PROJ_MAX_AGGREGATES]; /* where each partition stopped, -1 not yet */
+    char error[512];
+    atomic_bool cancel;
+    pthread_t thread;
+    bool thread_valid;
+} pj_frozen_t;
+
 typedef struct pj_runner_s {
     es_projector_t *pj;
     const es_proj_def_t *def;
@@ -67,6 +96,9 @@ typedef struct pj_runner_s {
     bool rb_thread_valid;
     pj_rebuild_t rb;
     atomic_bool live_stop; /* the live loop stops at its next batch boundary */
+
+    pj_frozen_t *frozen[PJ_MAX_FROZEN]; /* see pj_frozen_t for the locking */
+    size_t nfrozen;
 
     es_counter_t *m_applied, *m_dlq;
     es_histogram_t *m_batch;
@@ -105,6 +137,39 @@ int64_t pj_runner_lag(pj_runner_t *r);
 int64_t pj_now_ms(void);
 /** @brief Reader backend over a store (get and prefix scan). */
 es_proj_backend_t pj_store_backend(es_store_t *st);
+
+/**
+ * @brief Start building frozen view @p label of @p r: the projection as of
+ *        @p until_ms (ES_ERR_STATE if the label exists or too many views).
+ */
+es_err_t pj_freeze_start(pj_runner_t *r, const char *label, int64_t until_ms, char *errstr,
+                         size_t errstr_size);
+
+/* frozen.c */
+/** @brief A label is 1..63 of [A-Za-z0-9._-], not starting with '.'. */
+bool pj_frozen_label_ok(const char *label);
+/** @brief Default label of a freeze at @p until_ms: "20261201T052431.123Z" (UTC). */
+void pj_frozen_default_label(int64_t until_ms, char *out, size_t outsz);
+/** @brief New view (state BUILDING, no store), sized for @p r's partitions. */
+pj_frozen_t *pj_frozen_new(pj_runner_t *r, const char *label, int64_t until_ms);
+/** @brief Free @p fz (its store must be closed). */
+void pj_frozen_free(pj_runner_t *r, pj_frozen_t *fz);
+/** @brief The view named @p label (caller holds r->lock), or NULL. */
+pj_frozen_t *pj_frozen_find(pj_runner_t *r, const char *label);
+/** @brief Write the FROZEN marker of a complete view (temporary file, fsync, rename). */
+es_err_t pj_frozen_write_marker(pj_runner_t *r, pj_frozen_t *fz, char *errstr, size_t errstr_size);
+/** @brief Remove a view's directory (marker first, then the RocksDB files). */
+void pj_frozen_remove_dir(const char *dir);
+/** @brief At start-up: re-open complete frozen views, delete incomplete ones. */
+es_err_t pj_frozen_load(pj_runner_t *r, char *errstr, size_t errstr_size);
+/** @brief Stop (if building), close and delete view @p label (ES_ERR_NOT_FOUND). */
+es_err_t pj_frozen_delete(pj_runner_t *r, const char *label, char *errstr, size_t errstr_size);
+/** @brief Stop every view's build and close every store (at shutdown). */
+void pj_frozen_close_all(pj_runner_t *r);
+/** @brief The views of @p r for GET /admin/projections. */
+json_t *pj_frozen_json(pj_runner_t *r);
+/** @brief RFC 3339 UTC with milliseconds. */
+void pj_format_time(int64_t ms, char *out, size_t outsz);
 
 /* api.c */
 es_http_server_t *pj_http_start(es_projector_t *pj, char *errstr, size_t errstr_size);

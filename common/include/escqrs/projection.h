@@ -203,4 +203,23 @@ uint32_t es_proj_get_u32(es_proj_cursor_t *c);
 /** @brief A length-prefixed string (borrowed, not NUL-terminated). */
 const char *es_proj_get_str(es_proj_cursor_t *c, size_t *len);
 
+/* ---------------------------------------------------------- frozen views */
+
+/**
+ * @brief Where a frozen build ("a rebuild that stops at a timestamp") stops
+ *        in one partition, given its next record.
+ *
+ * @param offset   the record's offset
+ * @param ts_ms    its timestamp (CreateTime, ms since the epoch; < 0 unknown)
+ * @param until_ms the freeze time: records with timestamp <= until_ms belong
+ * @param high     the partition's high watermark captured when the build began
+ * @returns -1 to apply the record and go on, else the partition's final
+ *          offset (the record is not applied): @p high for a record at or
+ *          past the high watermark, @p offset for the first record later
+ *          than @p until_ms.  Records after that one are never considered
+ *          (producers' timestamps grow along a partition in practice).  A
+ *          record without a timestamp is applied.
+ */
+int64_t es_proj_until_stop(int64_t offset, int64_t ts_ms, int64_t until_ms, int64_t high);
+
 #endif

@@ -1,0 +1,376 @@
+/*
+ * 0306-projector-frozen.c — frozen views: a rebuild that stops at a time.
+ *
+ * Cart events are produced in two phases with a gap; T is a time inside the
+ * gap.  Frozen views of cart_view and item_stats at T must answer exactly
+ * like an independent in-memory fold of the records stamped <= T (phase A),
+ * while the live views include phase B; the frozen answers do not move when
+ * more events arrive, survive a projector restart (an incomplete frozen
+ * directory is deleted then), and the frozen store holds exactly the fold's
+ * view keys at offsets that end phase A.  Unknown labels answer 404,
+ * view= with as_of= 400; DELETE removes a view.
+ */
+#include "projections.h"
+#include "readtest.h"
+#include "testutil.h"
+
+#include "escqrs/store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static char prefix[128], pfx[200], root[300];
+static rt_topic_t cart;
+static es_sim_t sim;
+static es_evgen_t *cg;
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void produce_carts(int n)
+{
+    const char *id;
+    for (int i = 0; i < n; i++) {
+        avro_value_t *v = es_sim_next(&sim, cg, 0, &id);
+        rt_produce(&cart, id, v);
+    }
+    rt_topic_flush(&cart);
+}
+
+/* The fold of the records stamped <= until (all records when until < 0). */
+static es_proj_memmap_t *fold_until(const es_proj_def_t *def, int64_t until)
+{
+    char err[512];
+    es_proj_memmap_t *m = es_proj_memmap_new();
+    for (size_t i = 0; i < cart.n; i++) {
+        avro_value_t *v = NULL;
+        if (until >= 0 && cart.recs[i].ts > until)
+            continue;
+        if (es_serde_decode(cart.serde, cart.recs[i].value, cart.recs[i].len, &v, err,
+                            sizeof(err)) == ES_ERR_OK)
+            es_evgen_fold(def, m, v, err, sizeof(err));
+    }
+    return m;
+}
+
+static const char *stats_query(void *opaque, const char *name)
+{
+    (void)opaque;
+    return strcmp(name, "top") == 0 ? "1000" : strcmp(name, "by") == 0 ? "added" : NULL;
+}
+
+/* What the projection's own handler answers over the fold @p m. */
+static int render(const es_proj_def_t *def, es_proj_memmap_t *m, const char *id, json_t **out)
+{
+    char err[512];
+    const char *params[1] = {id};
+    es_proj_backend_t be = es_proj_memmap_backend(m);
+    es_proj_reader_t *rd = es_proj_reader_new(&be);
+    es_proj_query_req_t req = {.params = params, .nparams = id ? 1 : 0, .query = stats_query};
+    *out = NULL;
+    int st = def->queries[0].handle(rd, &req, out, err, sizeof(err));
+    es_proj_reader_destroy(rd);
+    return st;
+}
+
+/* Compare every cart's answer and the item stats with the folds; returns differences. */
+static int compare_all(const rt_proc_t *p, const char *view, es_proj_memmap_t *carts,
+                       es_proj_memmap_t *stats)
+{
+    char path[400];
+    int diffs = 0;
+    for (size_t i = 0; i < sim.ncarts; i++) {
+        json_t *got = NULL, *want = NULL;
+        snprintf(path, sizeof(path), "/v1/carts/%s%s%s", sim.carts[i].id, view ? "?view=" : "",
+                 view ? view : "");
+        int gs = rt_http(p, "GET", path, &got);
+        int ws = render(&es_proj_cart_view, carts, sim.carts[i].id, &want);
+        if (gs != ws || (ws == 200 && !json_equal(got, want))) {
+            if (diffs++ < 3)
+                fprintf(stderr, "%s: HTTP %d, fold %d\n", path, gs, ws);
+        }
+        json_decref(got);
+        json_decref(want);
+    }
+    json_t *got = NULL, *want = NULL;
+    snprintf(path, sizeof(path), "/v1/stats/items?top=1000&by=added%s%s", view ? "&view=" : "",
+             view ? view : "");
+    int gs = rt_http(p, "GET", path, &got);
+    int ws = render(&es_proj_item_stats, stats, NULL, &want);
+    if (gs != 200 || ws != 200 || !json_equal(got, want)) {
+        fprintf(stderr, "%s: HTTP %d, fold %d\n", path, gs, ws);
+        diffs++;
+    }
+    json_decref(got);
+    json_decref(want);
+    return diffs;
+}
+
+/* The frozen view's entry in GET /admin/projections (a new reference), or NULL. */
+static json_t *frozen_entry(const rt_proc_t *p, const char *name, const char *label)
+{
+    json_t *b = NULL, *found = NULL;
+    rt_http(p, "GET", "/admin/projections", &b);
+    json_t *arr = json_object_get(b, "projections");
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        json_t *o = json_array_get(arr, i);
+        if (strcmp(json_string_value(json_object_get(o, "name")), name) != 0)
+            continue;
+        json_t *fz = json_object_get(o, "frozen");
+        for (size_t k = 0; k < json_array_size(fz); k++) {
+            json_t *f = json_array_get(fz, k);
+            if (strcmp(json_string_value(json_object_get(f, "label")), label) == 0)
+                found = json_incref(f);
+        }
+    }
+    json_decref(b);
+    return found;
+}
+
+static bool wait_ready(const rt_proc_t *p, const char *name, const char *label, int timeout_ms)
+{
+    for (int w = 0; w < timeout_ms; w += 200) {
+        json_t *f = frozen_entry(p, name, label);
+        const char *st = f ? json_string_value(json_object_get(f, "state")) : NULL;
+        bool ready = st && strcmp(st, "ready") == 0;
+        bool failed = st && strcmp(st, "failed") == 0;
+        json_decref(f);
+        if (ready)
+            return true;
+        if (failed)
+            return false;
+        usleep(200 * 1000);
+    }
+    return false;
+}
+
+static void test_frozen_view(void)
+{
+    rt_proc_t proc = {0};
+    const char *sets[] = {"projections=cart_view,item_stats"};
+    es_conf_t *conf = rt_conf(2);
+    char agg[200], path[700];
+    json_t *b = NULL;
+
+    cg = es_evgen_new("cart.events");
+    es_test_unique("it0306", prefix, sizeof(prefix));
+    snprintf(pfx, sizeof(pfx), "%s.", prefix);
+    snprintf(root, sizeof(root), "/tmp/%s", prefix);
+    mkdir(root, 0755);
+    snprintf(agg, sizeof(agg), "%s.cart", prefix);
+    rt_topic_init(&cart, conf, agg, "cart.events");
+    es_sim_init(&sim, prefix, 306, 60);
+
+    produce_carts(1500); /* phase A */
+    size_t na = cart.n;
+    usleep(100 * 1000);
+    int64_t until = now_ms();
+    usleep(100 * 1000);
+    produce_carts(700);                 /* phase B */
+    for (size_t i = 0; i < cart.n; i++) /* the gap separates the phases by timestamp */
+        CU_ASSERT_TRUE_FATAL(i < na ? cart.recs[i].ts <= until : cart.recs[i].ts > until);
+
+    rt_proc_start(&proc, root, pfx, sets, 1);
+    CU_ASSERT_TRUE_FATAL(rt_wait_up(&proc, 30000));
+    CU_ASSERT_TRUE(rt_wait_caught_up(&proc, "cart_view", 60000));
+    CU_ASSERT_TRUE(rt_wait_caught_up(&proc, "item_stats", 60000));
+
+    snprintf(path, sizeof(path), "/admin/projections/cart_view/freeze?until=%lld&label=audit",
+             (long long)until);
+    CU_ASSERT_EQUAL(rt_http(&proc, "POST", path, &b), 202);
+    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(b, "label")), "audit");
+    json_decref(b);
+    CU_ASSERT_EQUAL(rt_http(&proc, "POST", path, NULL), 409); /* the label exists */
+    /* item_stats with the default label and the time in RFC 3339 */
+    char rfc[64], deflabel[64];
+    time_t s = (time_t)(until / 1000);
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    size_t n = strftime(rfc, sizeof(rfc), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(rfc + n, sizeof(rfc) - n, ".%03dZ", (int)(until % 1000));
+    n = strftime(deflabel, sizeof(deflabel), "%Y%m%dT%H%M%S", &tm);
+    snprintf(deflabel + n, sizeof(deflabel) - n, ".%03dZ", (int)(until % 1000));
+    snprintf(path, sizeof(path), "/admin/projections/item_stats/freeze?until=%s", rfc);
+    CU_ASSERT_EQUAL(rt_http(&proc, "POST", path, &b), 202);
+    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(b, "label")), deflabel);
+    json_decref(b);
+    CU_ASSERT_EQUAL(rt_http(&proc, "POST", "/admin/projections/cart_view/freeze", NULL), 400);
+    CU_ASSERT_TRUE_FATAL(wait_ready(&proc, "cart_view", "audit", 60000));
+    CU_ASSERT_TRUE_FATAL(wait_ready(&proc, "item_stats", deflabel, 60000));
+
+    json_t *f = frozen_entry(&proc, "cart_view", "audit");
+    CU_ASSERT_EQUAL(json_integer_value(json_object_get(f, "events")), (json_int_t)na);
+    CU_ASSERT_EQUAL(json_integer_value(json_object_get(f, "until_ms")), until);
+    json_decref(f);
+
+    es_proj_memmap_t *carts_a = fold_until(&es_proj_cart_view, until);
+    es_proj_memmap_t *stats_a = fold_until(&es_proj_item_stats, until);
+    es_proj_memmap_t *carts_all = fold_until(&es_proj_cart_view, -1);
+    es_proj_memmap_t *stats_all = fold_until(&es_proj_item_stats, -1);
+    int d = 0;
+    for (size_t i = 0; i < sim.ncarts; i++) {
+        json_t *got = NULL, *want = NULL;
+        snprintf(path, sizeof(path), "/v1/carts/%s?view=audit", sim.carts[i].id);
+        int gs = rt_http(&proc, "GET", path, &got);
+        int ws = render(&es_proj_cart_view, carts_a, sim.carts[i].id, &want);
+        d += gs != ws || (ws == 200 && !json_equal(got, want));
+        json_decref(got);
+        json_decref(want);
+    }
+    CU_ASSERT_EQUAL(d, 0);
+    snprintf(path, sizeof(path), "/v1/stats/items?top=1000&by=added&view=%s", deflabel);
+    CU_ASSERT_EQUAL(rt_http(&proc, "GET", path, &b), 200);
+    json_t *want = NULL;
+    CU_ASSERT_EQUAL(render(&es_proj_item_stats, stats_a, NULL, &want), 200);
+    CU_ASSERT_TRUE(json_equal(b, want));
+    json_decref(b);
+    json_decref(want);
+    /* the live views include phase B, and phase B changed something */
+    CU_ASSERT_EQUAL(compare_all(&proc, NULL, carts_all, stats_all), 0);
+    CU_ASSERT_TRUE(compare_all(&proc, NULL, carts_a, stats_a) > 0);
+
+    /* errors */
+    snprintf(path, sizeof(path), "/v1/carts/%s?view=nope", sim.carts[0].id);
+    CU_ASSERT_EQUAL(rt_http(&proc, "GET", path, NULL), 404);
+    snprintf(path, sizeof(path), "/v1/carts/%s?view=audit&as_of=1", sim.carts[0].id);
+    CU_ASSERT_EQUAL(rt_http(&proc, "GET", path, NULL), 400);
+    snprintf(path, sizeof(path), "/v1/carts/%s?view=audit&min_position=0:1", sim.carts[0].id);
+    CU_ASSERT_EQUAL(rt_http(&proc, "GET", path, NULL), 400);
+    CU_ASSERT_EQUAL(rt_http(&proc, "POST", "/admin/projections/nope/freeze?until=1", NULL), 404);
+    CU_ASSERT_EQUAL(
+        rt_http(&proc, "POST", "/admin/projections/cart_view/freeze?until=1&label=../x", NULL),
+        400);
+
+    /* more events: the live view moves, the frozen one does not */
+    produce_carts(300);
+    CU_ASSERT_TRUE(rt_wait_caught_up(&proc, "cart_view", 60000));
+    es_proj_memmap_destroy(carts_all);
+    carts_all = fold_until(&es_proj_cart_view, -1);
+    d = 0;
+    for (size_t i = 0; i < sim.ncarts; i++) {
+        json_t *got = NULL, *w = NULL;
+        snprintf(path, sizeof(path), "/v1/carts/%s?view=audit", sim.carts[i].id);
+        int gs = rt_http(&proc, "GET", path, &got);
+        int ws = render(&es_proj_cart_view, carts_a, sim.carts[i].id, &w);
+        d += gs != ws || (ws == 200 && !json_equal(got, w));
+        json_decref(got);
+        json_decref(w);
+    }
+    CU_ASSERT_EQUAL(d, 0);
+
+    /* a throwaway view, deleted again */
+    CU_ASSERT_EQUAL(
+        rt_http(&proc, "POST", "/admin/projections/cart_view/freeze?until=1&label=gone", NULL),
+        202);
+    CU_ASSERT_TRUE(wait_ready(&proc, "cart_view", "gone", 60000));
+    snprintf(path, sizeof(path), "/v1/carts/%s?view=gone", sim.carts[0].id);
+    CU_ASSERT_EQUAL(rt_http(&proc, "GET", path, NULL), 404); /* nothing before time 1 */
+    CU_ASSERT_EQUAL(rt_http(&proc, "DELETE", "/admin/projections/cart_view/frozen/gone", NULL),
+                    200);
+    CU_ASSERT_EQUAL(rt_http(&proc, "DELETE", "/admin/projections/cart_view/frozen/gone", NULL),
+                    404);
+    snprintf(path, sizeof(path), "%s/cart_view/frozen-gone", root);
+    struct stat sb;
+    CU_ASSERT_NOT_EQUAL(stat(path, &sb), 0);
+
+    /* deleted at once, most likely while it builds: stopped, its directory gone */
+    CU_ASSERT_EQUAL(
+        rt_http(&proc, "POST", "/admin/projections/cart_view/freeze?until=9&label=racing", NULL),
+        202);
+    CU_ASSERT_EQUAL(rt_http(&proc, "DELETE", "/admin/projections/cart_view/frozen/racing", NULL),
+                    200);
+    snprintf(path, sizeof(path), "%s/cart_view/frozen-racing", root);
+    CU_ASSERT_NOT_EQUAL(stat(path, &sb), 0);
+
+    /* restart: complete views come back, an incomplete one is deleted */
+    CU_ASSERT_EQUAL(rt_proc_stop(&proc), 0);
+    snprintf(path, sizeof(path), "%s/cart_view/frozen-broken", root);
+    mkdir(path, 0755);
+    rt_proc_start(&proc, root, pfx, sets, 1);
+    CU_ASSERT_TRUE_FATAL(rt_wait_up(&proc, 30000));
+    CU_ASSERT_NOT_EQUAL(stat(path, &sb), 0);
+    f = frozen_entry(&proc, "cart_view", "audit");
+    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(f, "state")), "ready");
+    json_decref(f);
+    d = 0;
+    for (size_t i = 0; i < sim.ncarts; i++) {
+        json_t *got = NULL, *w = NULL;
+        snprintf(path, sizeof(path), "/v1/carts/%s?view=audit", sim.carts[i].id);
+        int gs = rt_http(&proc, "GET", path, &got);
+        int ws = render(&es_proj_cart_view, carts_a, sim.carts[i].id, &w);
+        d += gs != ws || (ws == 200 && !json_equal(got, w));
+        json_decref(got);
+        json_decref(w);
+    }
+    CU_ASSERT_EQUAL(d, 0);
+    snprintf(path, sizeof(path), "/v1/stats/items?top=1000&by=added&view=%s", deflabel);
+    CU_ASSERT_EQUAL(rt_http(&proc, "GET", path, &b), 200);
+    CU_ASSERT_EQUAL(render(&es_proj_item_stats, stats_a, NULL, &want), 200);
+    CU_ASSERT_TRUE(json_equal(b, want));
+    json_decref(b);
+    json_decref(want);
+    CU_ASSERT_EQUAL(rt_proc_stop(&proc), 0);
+
+    /* the frozen store itself: exactly the fold's view keys, offsets at the end of phase A */
+    char err[256];
+    snprintf(path, sizeof(path), "%s/cart_view/frozen-audit", root);
+    es_store_opts_t so = {.block_cache_mb = 8, .write_buffer_mb = 4};
+    es_store_t *st = es_store_open(path, &so, err, sizeof(err));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+    size_t views = 0, diffs = 0;
+    const char *k, *v;
+    size_t kl, vl;
+    es_proj_backend_t be = es_proj_memmap_backend(carts_a);
+    es_store_iter_t *it = es_store_iter_prefix(st, "", 0);
+    while (es_store_iter_next(it, &k, &kl, &v, &vl)) {
+        es_buf_t w = {0};
+        if (kl > 0 && k[0] == '\0')
+            continue;
+        views++;
+        if (be.get(be.opaque, k, kl, &w, err, sizeof(err)) != ES_ERR_OK || w.len != vl ||
+            memcmp(w.data, v, vl) != 0)
+            diffs++;
+        es_buf_free(&w);
+    }
+    es_store_iter_destroy(it);
+    CU_ASSERT_EQUAL(diffs, 0);
+    CU_ASSERT_EQUAL(views, es_proj_memmap_count(carts_a));
+    int64_t end[2] = {-1, -1}; /* each partition stops at its first phase-B record */
+    for (size_t i = na; i < na + 700; i++) {
+        int32_t p = cart.recs[i].partition;
+        if (end[p] < 0 || cart.recs[i].offset < end[p])
+            end[p] = cart.recs[i].offset;
+    }
+    for (int p = 0; p < 2; p++) {
+        int64_t off = -1;
+        CU_ASSERT_EQUAL(es_store_get_offset(st, cart.name, p, &off, err, sizeof(err)), ES_ERR_OK);
+        CU_ASSERT_EQUAL(off, end[p]);
+    }
+    es_store_close(st);
+
+    es_proj_memmap_destroy(carts_a);
+    es_proj_memmap_destroy(stats_a);
+    es_proj_memmap_destroy(carts_all);
+    es_proj_memmap_destroy(stats_all);
+    es_sim_free(&sim);
+    rt_topic_free(&cart);
+    es_evgen_destroy(cg);
+    es_conf_destroy(conf);
+}
+
+int main(void)
+{
+    static const es_test_case_t cases[] = {
+        {"a frozen view is the projection as of a time", test_frozen_view},
+        {NULL, NULL},
+    };
+    return es_test_run("0306-projector-frozen", cases);
+}
