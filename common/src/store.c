@@ -96,6 +96,13 @@ es_store_t *es_store_open(const char *path, const es_store_opts_t *o, char *errs
     rocksdb_block_based_options_set_block_cache(st->topts,
                                                 get_shared_cache(o ? o->block_cache_mb : 0));
     rocksdb_block_based_options_set_cache_index_and_filter_blocks(st->topts, 1);
+    /* Folds read many keys that do not exist yet (a new cart, a new sku): a
+     * Bloom filter per table and over the memtable answers those without
+     * searching every level. */
+    rocksdb_block_based_options_set_filter_policy(st->topts,
+                                                  rocksdb_filterpolicy_create_bloom_full(10));
+    rocksdb_options_set_memtable_prefix_bloom_size_ratio(st->opts, 0.05);
+    rocksdb_options_set_memtable_whole_key_filtering(st->opts, 1);
     rocksdb_options_set_block_based_table_factory(st->opts, st->topts);
     st->ropts = rocksdb_readoptions_create();
     st->wopts = rocksdb_writeoptions_create();
