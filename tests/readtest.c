@@ -58,6 +58,52 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     tp->recs[i].ts = rd_kafka_message_timestamp(m, &tst);
 }
 
+static rd_kafka_t *topic_producer(rt_topic_t *tp, es_conf_t *conf, const char *txn_id)
+{
+    char err[512];
+    rd_kafka_conf_t *kc = es_kafka_conf_build(conf, ES_CONF_ROLE_PRODUCER, err, sizeof(err));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(kc);
+    rd_kafka_conf_set(kc, "linger.ms", "20", NULL, 0);
+    if (txn_id)
+        CU_ASSERT_EQUAL_FATAL(rd_kafka_conf_set(kc, "transactional.id", txn_id, err, sizeof(err)),
+                              RD_KAFKA_CONF_OK);
+    rd_kafka_conf_set_dr_msg_cb(kc, dr_cb);
+    rd_kafka_conf_set_opaque(kc, tp);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, err, sizeof(err));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(rk);
+    return rk;
+}
+
+void rt_topic_transactional(rt_topic_t *tp, es_conf_t *conf, const char *txn_id)
+{
+    rd_kafka_flush(tp->rk, 10000);
+    rd_kafka_destroy(tp->rk);
+    tp->rk = topic_producer(tp, conf, txn_id);
+    rd_kafka_error_t *e = rd_kafka_init_transactions(tp->rk, 30000);
+    if (e)
+        fprintf(stderr, "init_transactions: %s\n", rd_kafka_error_string(e));
+    CU_ASSERT_PTR_NULL_FATAL(e);
+}
+
+void rt_txn_begin(rt_topic_t *tp)
+{
+    rd_kafka_error_t *e = rd_kafka_begin_transaction(tp->rk);
+    CU_ASSERT_PTR_NULL_FATAL(e);
+    tp->txn_start = tp->n;
+}
+
+void rt_txn_end(rt_topic_t *tp, bool commit)
+{
+    rt_topic_flush(tp);
+    rd_kafka_error_t *e = commit ? rd_kafka_commit_transaction(tp->rk, 30000)
+                                 : rd_kafka_abort_transaction(tp->rk, 30000);
+    if (e)
+        fprintf(stderr, "end transaction: %s\n", rd_kafka_error_string(e));
+    CU_ASSERT_PTR_NULL_FATAL(e);
+    for (size_t i = tp->txn_start; !commit && i < tp->n; i++)
+        tp->recs[i].aborted = true;
+}
+
 void rt_topic_init(rt_topic_t *tp, es_conf_t *conf, const char *agg, const char *schema)
 {
     char err[512], subject[300];
@@ -80,13 +126,7 @@ void rt_topic_init(rt_topic_t *tp, es_conf_t *conf, const char *agg, const char 
         fprintf(stderr, "serde: %s\n", err);
     CU_ASSERT_PTR_NOT_NULL_FATAL(tp->serde);
 
-    rd_kafka_conf_t *kc = es_kafka_conf_build(conf, ES_CONF_ROLE_PRODUCER, err, sizeof(err));
-    CU_ASSERT_PTR_NOT_NULL_FATAL(kc);
-    rd_kafka_conf_set(kc, "linger.ms", "20", NULL, 0);
-    rd_kafka_conf_set_dr_msg_cb(kc, dr_cb);
-    rd_kafka_conf_set_opaque(kc, tp);
-    tp->rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, err, sizeof(err));
-    CU_ASSERT_PTR_NOT_NULL_FATAL(tp->rk);
+    tp->rk = topic_producer(tp, conf, NULL);
 }
 
 void rt_topic_free(rt_topic_t *tp)
@@ -410,7 +450,7 @@ size_t rt_compare_store(const char *store_root, const es_proj_def_t *def, rt_top
     size_t n = 0;
     for (size_t i = 0; i < tp->n; i++) {
         rt_rec_t *r = &tp->recs[i];
-        if (r->partition < 0 || r->offset >= next[r->partition])
+        if (r->partition < 0 || r->offset >= next[r->partition] || r->aborted)
             continue;
         n++;
         if (r->poison)

@@ -26,7 +26,8 @@ typedef struct rt_rec_s {
     int32_t partition;
     int64_t offset;
     int64_t ts;
-    bool poison; /* not decodable on purpose */
+    bool poison;  /* not decodable on purpose */
+    bool aborted; /* in an aborted transaction: read_committed never delivers it */
 } rt_rec_t;
 
 /* A topic being written by a test. */
@@ -37,7 +38,8 @@ typedef struct rt_topic_s {
     es_registry_t *reg;
     rt_rec_t *recs;
     size_t n, cap;
-    void *rk; /* rd_kafka_t */
+    void *rk;         /* rd_kafka_t */
+    size_t txn_start; /* first record of the open transaction */
 } rt_topic_t;
 
 /** @brief Configuration for the test stack (bootstrap, topics.partitions=@p partitions). */
@@ -51,6 +53,11 @@ void rt_produce(rt_topic_t *tp, const char *key, avro_value_t *value);
 void rt_produce_raw(rt_topic_t *tp, const char *key, const void *data, size_t len);
 /** @brief Wait for every delivery; fails the test on any delivery error. */
 void rt_topic_flush(rt_topic_t *tp);
+/** @brief Make @p tp's producer transactional (id @p txn_id), like the command service's. */
+void rt_topic_transactional(rt_topic_t *tp, es_conf_t *conf, const char *txn_id);
+void rt_txn_begin(rt_topic_t *tp);
+/** @brief Commit, or abort and mark the transaction's records aborted. */
+void rt_txn_end(rt_topic_t *tp, bool commit);
 
 /** A projector subprocess. */
 typedef struct rt_proc_s {
