@@ -42,10 +42,11 @@ struct es_store_iter_s {
 const es_conf_def_t es_store_conf_defs[] = {
     {.name = "store.block.cache.mb",
      .type = ES_CONF_INT,
-     .defval = "64",
+     .defval = "256",
      .min = 1,
      .max = 1048576,
-     .desc = "RocksDB block cache shared by every store of the process, in MiB"},
+     .desc = "RocksDB block cache shared by every store of the process, in MiB (a cap: it "
+             "fills only with blocks read)"},
     {.name = "store.write.buffer.mb",
      .type = ES_CONF_INT,
      .defval = "16",
