@@ -9,6 +9,7 @@
 #include "escqrs/log.h"
 #include "escqrs/mem.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,7 +160,22 @@ es_err_t es_kafka_err(rd_kafka_resp_err_t kerr)
 
 struct es_producer_s {
     rd_kafka_t *rk;
+    /* Deliveries that failed: rd_kafka_flush() succeeds once the queue is
+     * empty, delivered or not, so failures are counted here, for good. */
+    atomic_uint failed;
+    char first_failure[256]; /* written by the first failure only (failed 0 -> 1) */
 };
+
+static void producer_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    es_producer_t *prod = opaque;
+    (void)rk;
+    if (!m->err)
+        return;
+    if (atomic_fetch_add(&prod->failed, 1) == 0)
+        snprintf(prod->first_failure, sizeof(prod->first_failure), "delivery to %s [%d]: %s",
+                 rd_kafka_topic_name(m->rkt), (int)m->partition, rd_kafka_err2str(m->err));
+}
 
 es_producer_t *es_producer_new(const es_conf_t *conf, const char *transactional_id, char *errstr,
                                size_t errstr_size)
@@ -174,6 +190,8 @@ es_producer_t *es_producer_new(const es_conf_t *conf, const char *transactional_
         rd_kafka_conf_destroy(rkconf);
         goto fail;
     }
+    rd_kafka_conf_set_dr_msg_cb(rkconf, producer_dr_cb);
+    rd_kafka_conf_set_opaque(rkconf, prod);
     prod->rk = rd_kafka_new(RD_KAFKA_PRODUCER, rkconf, errstr, errstr_size);
     if (!prod->rk) {
         rd_kafka_conf_destroy(rkconf); /* rd_kafka_new keeps it only on success */
@@ -236,6 +254,12 @@ es_err_t es_producer_flush(es_producer_t *prod, int timeout_ms, char *errstr, si
         snprintf(errstr, errstr_size, "flush: %s (%d still queued)", rd_kafka_err2str(kerr),
                  rd_kafka_outq_len(prod->rk));
         return es_kafka_err(kerr);
+    }
+    unsigned failed = atomic_load(&prod->failed);
+    if (failed) {
+        snprintf(errstr, errstr_size, "%u record(s) not delivered since start, first: %s", failed,
+                 prod->first_failure);
+        return ES_ERR_KAFKA;
     }
     return ES_ERR_OK;
 }

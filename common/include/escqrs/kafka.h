@@ -56,7 +56,12 @@ es_err_t es_producer_send(es_producer_t *prod, const char *topic, const void *ke
                           const void *value, size_t valuelen, rd_kafka_headers_t *headers,
                           void *msg_opaque, char *errstr, size_t errstr_size);
 
-/** @brief Wait until every enqueued record is acknowledged, or @p timeout_ms. */
+/**
+ * @brief Wait until every enqueued record is acknowledged, or @p timeout_ms.
+ * @returns ES_ERR_OK only when no record of this producer has ever failed
+ *          delivery: a producer that lost a record is not trusted again (the
+ *          projector halts instead of moving its offsets past a lost DLQ record).
+ */
 es_err_t es_producer_flush(es_producer_t *prod, int timeout_ms, char *errstr, size_t errstr_size);
 
 /** @brief Flush (bounded) and destroy; NULL is a no-op. */
