@@ -250,6 +250,16 @@ static void admin_list(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
     es_http_resp_json(resp, 200, json_pack("{s:o}", "projections", arr));
 }
 
+/* Answers a rebuild or freeze that could not start: 409 while one runs, else 500. */
+static bool start_refused(es_http_resp_t *resp, es_err_t err, const char *errstr)
+{
+    if (err == ES_ERR_STATE)
+        es_http_resp_error(resp, 409, "conflict", "%s", errstr);
+    else if (err)
+        es_http_resp_error(resp, 500, "internal", "%s", errstr);
+    return err != ES_ERR_OK;
+}
+
 static void admin_rebuild(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
 {
     es_projector_t *pj = opaque;
@@ -260,15 +270,8 @@ static void admin_rebuild(void *opaque, es_http_req_t *req, es_http_resp_t *resp
         es_http_resp_error(resp, 404, "not_found", "no projection named %s here", name);
         return;
     }
-    es_err_t err = pj_rebuild_start(r, errstr, sizeof(errstr));
-    if (err == ES_ERR_STATE) {
-        es_http_resp_error(resp, 409, "conflict", "%s", errstr);
+    if (start_refused(resp, pj_rebuild_start(r, errstr, sizeof(errstr)), errstr))
         return;
-    }
-    if (err) {
-        es_http_resp_error(resp, 500, "internal", "%s", errstr);
-        return;
-    }
     es_http_resp_json(resp, 202, runner_json(r));
 }
 
@@ -303,15 +306,8 @@ static void admin_freeze(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
                            "label must be 1 to 63 of A-Z a-z 0-9 . _ - (not starting with .)");
         return;
     }
-    es_err_t err = pj_freeze_start(r, label, until_ms, errstr, sizeof(errstr));
-    if (err == ES_ERR_STATE) {
-        es_http_resp_error(resp, 409, "conflict", "%s", errstr);
+    if (start_refused(resp, pj_freeze_start(r, label, until_ms, errstr, sizeof(errstr)), errstr))
         return;
-    }
-    if (err) {
-        es_http_resp_error(resp, 500, "internal", "%s", errstr);
-        return;
-    }
     pj_format_time(until_ms, when, sizeof(when));
     es_http_resp_json(resp, 202,
                       json_pack("{s:s, s:s, s:I, s:s, s:s}", "name", name, "label", label,

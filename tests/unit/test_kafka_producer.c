@@ -15,12 +15,10 @@ static es_conf_t *mock_conf(void)
     static const es_conf_def_t *const tables[] = {es_conf_common_defs, es_kafka_conf_defs, NULL};
     char err[256];
     es_conf_t *c = es_conf_new("test", tables);
-    CU_ASSERT_EQUAL_FATAL(es_conf_set(c, "kafka.test.mock.num.brokers", "1", "test", err,
-                                      sizeof(err)),
-                          ES_ERR_OK);
-    CU_ASSERT_EQUAL_FATAL(es_conf_set(c, "kafka.message.timeout.ms", "3000", "test", err,
-                                      sizeof(err)),
-                          ES_ERR_OK);
+    CU_ASSERT_EQUAL_FATAL(
+        es_conf_set(c, "kafka.test.mock.num.brokers", "1", "test", err, sizeof(err)), ES_ERR_OK);
+    CU_ASSERT_EQUAL_FATAL(
+        es_conf_set(c, "kafka.message.timeout.ms", "3000", "test", err, sizeof(err)), ES_ERR_OK);
     return c;
 }
 
@@ -40,17 +38,13 @@ static void test_flush_reports_failed_delivery(void)
     CU_ASSERT_EQUAL(es_producer_flush(p, 10000, err, sizeof(err)), ES_ERR_OK);
 
     /* then the broker refuses every produce request for good */
-    rd_kafka_mock_push_request_errors(mc, 0 /* Produce */, 10,
-                                      RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
-                                      RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
-                                      RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
-                                      RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
-                                      RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
-                                      RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
-                                      RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
-                                      RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
-                                      RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
-                                      RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+    rd_kafka_mock_push_request_errors(
+        mc, 0 /* Produce */, 10, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+        RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+        RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+        RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+        RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED, RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+        RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
     CU_ASSERT_EQUAL(es_producer_send(p, "t", "k", 1, "lost", 4, NULL, NULL, err, sizeof(err)),
                     ES_ERR_OK);
     es_err_t e = es_producer_flush(p, 10000, err, sizeof(err));
