@@ -121,7 +121,7 @@ int cli_send(es_conf_t *conf, int argc, char **argv)
             if_match = optarg;
             break;
         case 't':
-            timeout_ms = atoi(optarg);
+            timeout_ms = (int)strtol(optarg, NULL, 10);
             break;
         case 'h':
             send_help(stdout);
