@@ -185,6 +185,16 @@ void rt_produce(rt_topic_t *tp, const char *key, avro_value_t *value)
     es_buf_free(&b);
 }
 
+void rt_produce_sim(rt_topic_t *tp, es_sim_t *sim, es_evgen_t *g, int n)
+{
+    const char *id;
+    for (int i = 0; i < n; i++) {
+        avro_value_t *v = es_sim_next(sim, g, 0, &id);
+        rt_produce(tp, id, v);
+    }
+    rt_topic_flush(tp);
+}
+
 void rt_produce_raw(rt_topic_t *tp, const char *key, const void *data, size_t len)
 {
     produce_bytes(tp, key, data, len, true);

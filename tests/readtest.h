@@ -49,6 +49,8 @@ void rt_topic_init(rt_topic_t *tp, es_conf_t *conf, const char *agg, const char 
 void rt_topic_free(rt_topic_t *tp);
 /** @brief Encode and produce @p value keyed by @p key (recorded; flushed by rt_topic_flush). */
 void rt_produce(rt_topic_t *tp, const char *key, avro_value_t *value);
+/** @brief Produce the next @p n events of workload model @p sim, then flush. */
+void rt_produce_sim(rt_topic_t *tp, es_sim_t *sim, es_evgen_t *g, int n);
 /** @brief Produce raw bytes (poison events). */
 void rt_produce_raw(rt_topic_t *tp, const char *key, const void *data, size_t len);
 /** @brief Wait for every delivery; fails the test on any delivery error. */

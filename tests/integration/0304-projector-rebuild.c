@@ -32,12 +32,7 @@ static es_evgen_t *cg, *ag;
 
 static void produce_carts(int n)
 {
-    const char *id;
-    for (int i = 0; i < n; i++) {
-        avro_value_t *v = es_sim_next(&sim, cg, 0, &id);
-        rt_produce(&cart, id, v);
-    }
-    rt_topic_flush(&cart);
+    rt_produce_sim(&cart, &sim, cg, n);
 }
 
 static int generation(const rt_proc_t *p, const char *name, bool *running)

@@ -37,12 +37,7 @@ static int64_t now_ms(void)
 
 static void produce_carts(int n)
 {
-    const char *id;
-    for (int i = 0; i < n; i++) {
-        avro_value_t *v = es_sim_next(&sim, cg, 0, &id);
-        rt_produce(&cart, id, v);
-    }
-    rt_topic_flush(&cart);
+    rt_produce_sim(&cart, &sim, cg, n);
 }
 
 /* The fold of the records stamped <= until (all records when until < 0). */
