@@ -141,4 +141,50 @@ es_err_t es_admin_topic_config(es_admin_t *adm, const char *topic, const char *k
 es_err_t es_admin_topic_partitions(es_admin_t *adm, const char *topic, int timeout_ms,
                                    int *partitions, char *errstr, size_t errstr_size);
 
+/* ------------------------------------------------------------------- watch */
+
+/**
+ * What a daemon knows of the cluster, for /readyz and for answering quickly:
+ * whether a broker answered lately, and whether consumer groups have members.
+ * A thread of its own asks every `health.interval.ms` with its own handle, so
+ * the answer never waits on, or disturbs, the clients doing the work.
+ */
+typedef struct es_kafka_watch_s es_kafka_watch_t;
+
+typedef enum {
+    ES_GROUP_UNKNOWN, /**< not asked yet, or the broker did not answer */
+    ES_GROUP_EMPTY,   /**< no member: nobody consumes (e.g. no command service runs) */
+    ES_GROUP_ACTIVE,  /**< members, stable or rebalancing */
+} es_group_state_t;
+
+/** @brief `health.*` keys; add to a program's tables when it uses a watch. */
+extern const es_conf_def_t es_kafka_watch_conf_defs[];
+
+/**
+ * @brief Start watching the cluster of @p conf and the @p ngroups consumer
+ *        groups named in @p groups (copied; may be 0).
+ * @returns NULL with @p errstr when no client can be made (a bad `kafka.*`).
+ */
+es_kafka_watch_t *es_kafka_watch_start(const es_conf_t *conf, const char *const *groups,
+                                       size_t ngroups, char *errstr, size_t errstr_size);
+
+/**
+ * @brief Did a broker answer within `health.broker.timeout.ms`?  On false,
+ *        @p why says since when none did.
+ */
+bool es_kafka_watch_broker_ok(es_kafka_watch_t *w, char *why, size_t whysz);
+
+/** @brief The last known state of group @p i (order of es_kafka_watch_start()). */
+es_group_state_t es_kafka_watch_group(es_kafka_watch_t *w, size_t i);
+
+/**
+ * @brief Ask again now and wait (at most @p timeout_ms) until a round that
+ *        began after this call has finished: before acting on a state
+ *        that may be stale (a group that looked empty a second ago).
+ */
+void es_kafka_watch_refresh(es_kafka_watch_t *w, int timeout_ms);
+
+/** @brief Stop the thread and free; NULL is a no-op. */
+void es_kafka_watch_stop(es_kafka_watch_t *w);
+
 #endif

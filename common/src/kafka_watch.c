@@ -1,0 +1,258 @@
+/*
+ * kafka_watch.c — a daemon's view of the cluster for /readyz (see kafka.h).
+ *
+ * Why a thread with its own handle: readiness must tell the truth while the
+ * clients doing the work are stuck (a transaction commit retried against a
+ * dead broker, a consumer inside a rebalance callback), and a readiness
+ * probe must answer at once.  Every `health.interval.ms` the thread sends a
+ * metadata request for no topic (the cheapest request every broker answers)
+ * and, when asked to watch groups, DescribeConsumerGroups; readers only read
+ * the last results under a mutex.  A broker counts as gone when none
+ * answered for `health.broker.timeout.ms`, so one slow answer is not an
+ * outage.
+ */
+#include "escqrs/kafka.h"
+#include "escqrs/log.h"
+#include "escqrs/mem.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+const es_conf_def_t es_kafka_watch_conf_defs[] = {
+    {.name = "health.interval.ms",
+     .type = ES_CONF_INT,
+     .defval = "2000",
+     .min = 100,
+     .max = 60000,
+     .desc = "How often the daemon asks the cluster whether a broker answers (and, for the "
+             "gateway, whether each aggregate's command service group has members)"},
+    {.name = "health.broker.timeout.ms",
+     .type = ES_CONF_INT,
+     .defval = "10000",
+     .min = 500,
+     .max = 600000,
+     .desc = "/readyz answers 503 once no broker has answered for this long"},
+    {.name = NULL},
+};
+
+struct es_kafka_watch_s {
+    rd_kafka_t *rk;
+    pthread_t thr;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool stop, wake, asking; /* asking: a round is under way */
+    unsigned long rounds; /* completed rounds, for es_kafka_watch_refresh() */
+    pthread_cond_t done_cv;
+    int interval_ms, broker_timeout_ms;
+    int64_t started_ms, last_ok_ms; /* monotonic */
+    char last_error[256];
+    char **groups;
+    es_group_state_t *states;
+    size_t ngroups;
+};
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void watch_groups(es_kafka_watch_t *w, int timeout_ms)
+{
+    rd_kafka_queue_t *q = rd_kafka_queue_new(w->rk);
+    rd_kafka_AdminOptions_t *opts =
+        rd_kafka_AdminOptions_new(w->rk, RD_KAFKA_ADMIN_OP_DESCRIBECONSUMERGROUPS);
+    rd_kafka_AdminOptions_set_request_timeout(opts, timeout_ms, NULL, 0);
+    rd_kafka_DescribeConsumerGroups(w->rk, (const char **)w->groups, w->ngroups, opts, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, timeout_ms + 1000);
+    es_group_state_t *states = es_calloc(w->ngroups, sizeof(*states));
+    const rd_kafka_DescribeConsumerGroups_result_t *res =
+        ev ? rd_kafka_event_DescribeConsumerGroups_result(ev) : NULL;
+    if (res && !rd_kafka_event_error(ev)) {
+        size_t n = 0;
+        const rd_kafka_ConsumerGroupDescription_t **gs =
+            rd_kafka_DescribeConsumerGroups_result_groups(res, &n);
+        for (size_t i = 0; i < n; i++) {
+            const char *id = rd_kafka_ConsumerGroupDescription_group_id(gs[i]);
+            for (size_t k = 0; k < w->ngroups; k++) {
+                if (strcmp(id, w->groups[k]))
+                    continue;
+                if (rd_kafka_ConsumerGroupDescription_error(gs[i]))
+                    states[k] = ES_GROUP_UNKNOWN;
+                else if (rd_kafka_ConsumerGroupDescription_member_count(gs[i]) > 0)
+                    states[k] = ES_GROUP_ACTIVE;
+                else
+                    states[k] = ES_GROUP_EMPTY; /* Empty, or Dead: never had a member */
+            }
+        }
+    }
+    pthread_mutex_lock(&w->mu);
+    memcpy(w->states, states, w->ngroups * sizeof(*states));
+    pthread_mutex_unlock(&w->mu);
+    free(states);
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    rd_kafka_AdminOptions_destroy(opts);
+    rd_kafka_queue_destroy(q);
+}
+
+static void *watch_main(void *arg)
+{
+    es_kafka_watch_t *w = arg;
+    pthread_mutex_lock(&w->mu);
+    while (!w->stop) {
+        w->asking = true;
+        pthread_mutex_unlock(&w->mu);
+        const struct rd_kafka_metadata *md = NULL;
+        int timeout = w->interval_ms < 1000 ? 1000 : w->interval_ms;
+        rd_kafka_resp_err_t err = rd_kafka_metadata(w->rk, 0, NULL, &md, timeout);
+        bool ok = !err && md && md->broker_cnt > 0;
+        if (md)
+            rd_kafka_metadata_destroy(md);
+        if (ok && w->ngroups)
+            watch_groups(w, timeout);
+        pthread_mutex_lock(&w->mu);
+        if (ok) {
+            if (w->last_ok_ms && mono_ms() - w->last_ok_ms > w->broker_timeout_ms)
+                es_log_info("kafka", "a broker answers again");
+            w->last_ok_ms = mono_ms();
+        } else {
+            snprintf(w->last_error, sizeof(w->last_error), "%s",
+                     err ? rd_kafka_err2str(err) : "no broker in the metadata");
+            for (size_t k = 0; k < w->ngroups; k++)
+                w->states[k] = ES_GROUP_UNKNOWN;
+        }
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_sec += w->interval_ms / 1000;
+        dl.tv_nsec += (long)(w->interval_ms % 1000) * 1000000L;
+        if (dl.tv_nsec >= 1000000000L) {
+            dl.tv_sec++;
+            dl.tv_nsec -= 1000000000L;
+        }
+        w->rounds++;
+        w->asking = false;
+        pthread_cond_broadcast(&w->done_cv);
+        while (!w->stop && !w->wake && pthread_cond_timedwait(&w->cv, &w->mu, &dl) == 0)
+            ;
+        w->wake = false;
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+es_kafka_watch_t *es_kafka_watch_start(const es_conf_t *conf, const char *const *groups,
+                                       size_t ngroups, char *errstr, size_t errstr_size)
+{
+    es_kafka_watch_t *w = es_calloc(1, sizeof(*w));
+    rd_kafka_conf_t *rkconf = es_kafka_conf_build(conf, ES_CONF_ROLE_ANY, errstr, errstr_size);
+    if (!rkconf)
+        goto fail;
+    /* A watch that cannot reach the broker must not flood the log: the
+     * daemon's own clients report the outage already. */
+    rd_kafka_conf_set_error_cb(rkconf, NULL);
+    rd_kafka_conf_set(rkconf, "log_level", "0", NULL, 0);
+    if (!(w->rk = rd_kafka_new(RD_KAFKA_PRODUCER, rkconf, errstr, errstr_size))) {
+        rd_kafka_conf_destroy(rkconf);
+        goto fail;
+    }
+    w->interval_ms = (int)es_conf_get_int(conf, "health.interval.ms");
+    w->broker_timeout_ms = (int)es_conf_get_int(conf, "health.broker.timeout.ms");
+    if (w->interval_ms <= 0)
+        w->interval_ms = 2000;
+    if (w->broker_timeout_ms <= 0)
+        w->broker_timeout_ms = 10000;
+    w->started_ms = mono_ms();
+    snprintf(w->last_error, sizeof(w->last_error), "no answer yet");
+    w->ngroups = ngroups;
+    w->groups = es_calloc(ngroups + 1, sizeof(*w->groups));
+    w->states = es_calloc(ngroups + 1, sizeof(*w->states));
+    for (size_t i = 0; i < ngroups; i++)
+        w->groups[i] = es_strdup(groups[i]);
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    pthread_cond_init(&w->done_cv, NULL);
+    if (pthread_create(&w->thr, NULL, watch_main, w)) {
+        snprintf(errstr, errstr_size, "cannot start the cluster watch thread");
+        pthread_mutex_destroy(&w->mu);
+        pthread_cond_destroy(&w->cv);
+        pthread_cond_destroy(&w->done_cv);
+        goto fail;
+    }
+    return w;
+fail:
+    if (w->rk)
+        rd_kafka_destroy(w->rk);
+    for (size_t i = 0; w->groups && i < w->ngroups; i++)
+        free(w->groups[i]);
+    free(w->groups);
+    free(w->states);
+    free(w);
+    return NULL;
+}
+
+bool es_kafka_watch_broker_ok(es_kafka_watch_t *w, char *why, size_t whysz)
+{
+    pthread_mutex_lock(&w->mu);
+    int64_t now = mono_ms();
+    int64_t since = w->last_ok_ms ? w->last_ok_ms : w->started_ms;
+    bool ok = w->last_ok_ms ? now - since <= w->broker_timeout_ms : false;
+    if (!ok)
+        snprintf(why, whysz, "no Kafka broker answered for %lld ms (%s)", (long long)(now - since),
+                 w->last_error);
+    pthread_mutex_unlock(&w->mu);
+    return ok;
+}
+
+void es_kafka_watch_refresh(es_kafka_watch_t *w, int timeout_ms)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += timeout_ms / 1000;
+    dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (dl.tv_nsec >= 1000000000L) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&w->mu);
+    /* The round under way may have asked before now: wait for the one after it. */
+    unsigned long want = w->rounds + (w->asking ? 2 : 1);
+    w->wake = true;
+    pthread_cond_signal(&w->cv);
+    while (w->rounds < want && !w->stop &&
+           pthread_cond_timedwait(&w->done_cv, &w->mu, &dl) == 0)
+        ;
+    pthread_mutex_unlock(&w->mu);
+}
+
+es_group_state_t es_kafka_watch_group(es_kafka_watch_t *w, size_t i)
+{
+    pthread_mutex_lock(&w->mu);
+    es_group_state_t st = i < w->ngroups ? w->states[i] : ES_GROUP_UNKNOWN;
+    pthread_mutex_unlock(&w->mu);
+    return st;
+}
+
+void es_kafka_watch_stop(es_kafka_watch_t *w)
+{
+    if (!w)
+        return;
+    pthread_mutex_lock(&w->mu);
+    w->stop = true;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->thr, NULL);
+    rd_kafka_destroy(w->rk);
+    for (size_t i = 0; i < w->ngroups; i++)
+        free(w->groups[i]);
+    free(w->groups);
+    free(w->states);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
+    pthread_cond_destroy(&w->done_cv);
+    free(w);
+}
