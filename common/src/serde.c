@@ -80,8 +80,19 @@ es_err_t es_schema_parse(const char *name, avro_schema_t *schema, char *errstr, 
 es_serde_t *es_serde_new(es_registry_t *reg, const char *subject, const char *schema_json,
                          bool register_schema, int schema_id, char *errstr, size_t errstr_size)
 {
+    es_serde_t *serde = NULL;
+    es_serde_open(reg, subject, schema_json, register_schema, schema_id, &serde, errstr,
+                  errstr_size);
+    return serde;
+}
+
+es_err_t es_serde_open(es_registry_t *reg, const char *subject, const char *schema_json,
+                       bool register_schema, int schema_id, es_serde_t **out, char *errstr,
+                       size_t errstr_size)
+{
     es_serde_t *serde = es_calloc(1, sizeof(*serde));
-    es_err_t err;
+    es_err_t err = ES_ERR_SCHEMA;
+    *out = NULL;
 
     serde->reg = reg;
     serde->subject = es_strdup(subject);
@@ -91,10 +102,12 @@ es_serde_t *es_serde_new(es_registry_t *reg, const char *subject, const char *sc
     if (!schema_json) { /* writer-schema mode: every record read with its own schema */
         if (!reg) {
             snprintf(errstr, errstr_size, "%s: writer-schema mode needs a registry", subject);
+            err = ES_ERR_INVALID_ARG;
             goto fail;
         }
         serde->schema_id = -1;
-        return serde;
+        *out = serde;
+        return ES_ERR_OK;
     }
     if (avro_schema_from_json_length(schema_json, strlen(schema_json), &serde->reader)) {
         snprintf(errstr, errstr_size, "schema for %s: %s", subject, avro_strerror());
@@ -113,12 +126,14 @@ es_serde_t *es_serde_new(es_registry_t *reg, const char *subject, const char *sc
             goto fail;
         }
     }
+    err = ES_ERR_SCHEMA;
     serde->reader_iface = avro_generic_class_from_schema(serde->reader);
     if (!serde->reader_iface || avro_generic_value_new(serde->reader_iface, &serde->reader_value)) {
         snprintf(errstr, errstr_size, "schema for %s: %s", subject, avro_strerror());
         goto fail;
     }
-    return serde;
+    *out = serde;
+    return ES_ERR_OK;
 fail:
     avro_reader_free(serde->areader);
     avro_writer_free(serde->awriter);
@@ -129,7 +144,7 @@ fail:
         avro_schema_decref(serde->reader);
     free(serde->subject);
     free(serde);
-    return NULL;
+    return err;
 }
 
 void es_serde_destroy(es_serde_t *serde)

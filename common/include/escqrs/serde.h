@@ -60,6 +60,14 @@ typedef struct es_serde_s es_serde_t;
  */
 es_serde_t *es_serde_new(es_registry_t *reg, const char *subject, const char *schema_json,
                          bool register_schema, int schema_id, char *errstr, size_t errstr_size);
+/**
+ * @brief es_serde_new() that says why it failed: ES_ERR_REGISTRY_UNAVAILABLE
+ *        (retry later), ES_ERR_INCOMPATIBLE_SCHEMA, ES_ERR_SCHEMA, ...
+ * @param out set to the new serde on ES_ERR_OK, NULL otherwise.
+ */
+es_err_t es_serde_open(es_registry_t *reg, const char *subject, const char *schema_json,
+                       bool register_schema, int schema_id, es_serde_t **out, char *errstr,
+                       size_t errstr_size);
 void es_serde_destroy(es_serde_t *serde);
 
 /**
