@@ -109,6 +109,17 @@ const char *es_log_level_name(es_log_level_t level)
     return level_names[level];
 }
 
+static void emit(es_log_level_t level, const char *component, const char *msg)
+{
+    /* The lock also serialises the default sink's writes. */
+    pthread_mutex_lock(&sink_lock);
+    if (cur_sink)
+        cur_sink(cur_opaque, level, component, msg);
+    else
+        default_sink(NULL, level, component, msg);
+    pthread_mutex_unlock(&sink_lock);
+}
+
 void es_log(es_log_level_t level, const char *component, const char *fmt, ...)
 {
     char msg[2048];
@@ -119,12 +130,40 @@ void es_log(es_log_level_t level, const char *component, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    emit(level, component, msg);
+}
 
-    /* The lock also serialises the default sink's writes. */
-    pthread_mutex_lock(&sink_lock);
-    if (cur_sink)
-        cur_sink(cur_opaque, level, component, msg);
-    else
-        default_sink(NULL, level, component, msg);
-    pthread_mutex_unlock(&sink_lock);
+static long long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void es_log_limited(es_log_limit_t *lim, es_log_level_t level, const char *component,
+                    const char *fmt, ...)
+{
+    char msg[2048];
+    size_t len;
+    va_list ap;
+    int burst = lim->burst > 0 ? lim->burst : 5;
+    long long window = lim->window_ms > 0 ? lim->window_ms : 10000;
+    long long now = mono_ms(), start = atomic_load(&lim->window_start);
+
+    if ((int)level < atomic_load(&cur_level))
+        return;
+    if (now - start >= window && atomic_compare_exchange_strong(&lim->window_start, &start, now))
+        atomic_store(&lim->used, 0); /* a new window (one thread wins the reset) */
+    if (atomic_fetch_add(&lim->used, 1) >= burst) {
+        atomic_fetch_add(&lim->suppressed, 1);
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    int held = atomic_exchange(&lim->suppressed, 0);
+    len = strlen(msg);
+    if (held && len < sizeof(msg))
+        snprintf(msg + len, sizeof(msg) - len, " (%d similar line(s) suppressed)", held);
+    emit(level, component, msg);
 }

@@ -43,6 +43,26 @@ void es_log(es_log_level_t level, const char *component, const char *fmt, ...)
 #define es_log_error(comp, ...) es_log(ES_LOG_ERROR, comp, __VA_ARGS__)
 
 /** @brief Append @p s to @p out as a JSON string body (escaped, without quotes). */
+/**
+ * A log line limit for messages an outsider can cause at will (refused
+ * connections, slow clients, bad credentials): at most `burst` lines per
+ * `window_ms`; the lines held back are counted and reported with the next
+ * line let through.  Zero-initialise; thread-safe (a spin of atomics).
+ */
+typedef struct es_log_limit_s {
+    int burst;                      /**< lines per window (0: 5) */
+    int window_ms;                  /**< (0: 10 000) */
+    _Atomic long long window_start; /**< ms, monotonic */
+    _Atomic int used, suppressed;
+} es_log_limit_t;
+
+/**
+ * @brief es_log() through the limit @p lim: at most lim->burst lines per
+ *        window; a line let through after suppressed ones says how many.
+ */
+void es_log_limited(es_log_limit_t *lim, es_log_level_t level, const char *component,
+                    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
 struct es_buf_s;
 void es_json_escape(struct es_buf_s *out, const char *s);
 
