@@ -96,7 +96,7 @@ static void query_handler(void *opaque, es_http_req_t *req, es_http_resp_t *resp
 {
     es_projector_t *pj = opaque;
     const char *path = es_http_req_path(req);
-    char params[ES_HTTP_MAX_PARAMS][128];
+    char params[ES_HTTP_MAX_PARAMS][ES_HTTP_PARAM_MAX];
     const char *pv[ES_HTTP_MAX_PARAMS];
     size_t np = 0;
     pj_runner_t *r = NULL;
@@ -415,7 +415,6 @@ es_http_server_t *pj_http_start(es_projector_t *pj, char *errstr, size_t errstr_
     routes[n++] = (es_http_route_t){"DELETE", "/admin/projections/{name}/frozen/{label}",
                                     admin_frozen_delete};
     es_http_server_conf_t hc = {
-        .listen = es_conf_get(pj->conf, "http.listen"),
         .max_body = 4096,
         .routes = routes,
         .nroutes = n,
@@ -423,5 +422,6 @@ es_http_server_t *pj_http_start(es_projector_t *pj, char *errstr, size_t errstr_
         .metrics = pj->metrics,
         .ready = ready,
     };
+    es_http_server_conf_from(pj->conf, &hc);
     return es_http_server_start(&hc, errstr, errstr_size);
 }

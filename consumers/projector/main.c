@@ -74,9 +74,9 @@ static const es_conf_def_t projector_defs[] = {
     {.name = NULL},
 };
 
-static const es_conf_def_t *const tables[] = {es_conf_common_defs,   es_kafka_conf_defs,
-                                              es_registry_conf_defs, es_store_conf_defs,
-                                              projector_defs,        NULL};
+static const es_conf_def_t *const tables[] = {
+    es_conf_common_defs, es_kafka_conf_defs, es_kafka_watch_conf_defs, es_registry_conf_defs,
+    es_store_conf_defs,  es_http_conf_defs,  projector_defs,           NULL};
 
 static volatile sig_atomic_t stop_signal;
 

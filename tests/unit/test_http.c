@@ -1,15 +1,27 @@
 /*
  * test_http.c — route matching, and a real server on a free loopback port
  * answering the contract's generic cases: handler JSON, 404, 405, 413,
- * /healthz, /readyz both ways, /metrics.
+ * /healthz, /readyz both ways, /metrics; and what hostile or unlucky
+ * clients do: framing HTTP says to refuse, requests that never finish
+ * arriving, more idle connections than select() could ever watch, a full
+ * handler queue, answers deferred to another thread, a stop while a
+ * request still waits.
  */
 #include "escqrs/http.h"
 #include "escqrs/mem.h"
 #include "testutil.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 static bool is_ready;
 
@@ -68,7 +80,8 @@ static long request(int port, const char *method, const char *path, const char *
 
 static void test_route_match(void)
 {
-    char params[ES_HTTP_MAX_PARAMS][128];
+    char params[ES_HTTP_MAX_PARAMS][ES_HTTP_PARAM_MAX];
+    char path[600], id[300];
     size_t n;
     CU_ASSERT_TRUE(
         es_http_route_match("/v1/carts/{id}/{cmd}", "/v1/carts/c1/add-item", params, &n));
@@ -80,6 +93,325 @@ static void test_route_match(void)
     CU_ASSERT_FALSE(es_http_route_match("/v1/carts/{id}", "/v1/cart/a", params, &n));
     CU_ASSERT_TRUE(es_http_route_match("/admin/projections", "/admin/projections", params, &n));
     CU_ASSERT_EQUAL(n, 0);
+    /* ids of the documented maximum (128) and beyond reach the handler, which judges them */
+    for (size_t len = 127; len <= ES_HTTP_PARAM_MAX; len++) {
+        memset(id, 'a', len);
+        id[len] = '\0';
+        snprintf(path, sizeof(path), "/v1/carts/%s", id);
+        bool matched = es_http_route_match("/v1/carts/{id}", path, params, &n);
+        CU_ASSERT_EQUAL(matched, len < ES_HTTP_PARAM_MAX);
+        if (matched)
+            CU_ASSERT_EQUAL(strlen(params[0]), len);
+    }
+}
+
+/* ------------------------------------------------------ raw-socket clients */
+
+static int connect_to(int port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a))) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Send @p req on a new connection; the status of the answer (0: closed without one). */
+static int raw_request(int port, const char *req, char *answer, size_t answersz, int timeout_ms)
+{
+    int fd = connect_to(port);
+    size_t got = 0;
+    if (fd < 0)
+        return -1;
+    if (send(fd, req, strlen(req), MSG_NOSIGNAL) < 0) {
+        close(fd);
+        return -1;
+    }
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    while (got + 1 < answersz && poll(&pfd, 1, timeout_ms) > 0) {
+        ssize_t n = recv(fd, answer + got, answersz - got - 1, 0);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+        answer[got] = '\0';
+        if (strstr(answer, "\r\n\r\n") && strchr(strstr(answer, "\r\n\r\n"), '}'))
+            break;
+    }
+    answer[got] = '\0';
+    close(fd);
+    int status = 0;
+    if (got > 12)
+        sscanf(answer, "HTTP/1.%*d %d", &status);
+    return status;
+}
+
+/* Milliseconds until the server closes @p fd (or -1 after @p limit_ms). */
+static int ms_until_closed(int fd, int limit_ms)
+{
+    struct timespec t0, t1;
+    char buf[512];
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    for (;;) {
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        int el = (int)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000);
+        if (el > limit_ms)
+            return -1;
+        if (poll(&pfd, 1, limit_ms - el) > 0 && recv(fd, buf, sizeof(buf), 0) <= 0)
+            return el;
+    }
+}
+
+static pthread_mutex_t gate_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
+static bool gate_open;
+
+static void blocking_handler(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
+{
+    (void)opaque;
+    (void)req;
+    pthread_mutex_lock(&gate_mu);
+    while (!gate_open)
+        pthread_cond_wait(&gate_cv, &gate_mu);
+    pthread_mutex_unlock(&gate_mu);
+    es_http_resp_json(resp, 200, json_pack("{s:b}", "waited", 1));
+}
+
+static es_http_deferred_t *parked;
+
+static void deferring_handler(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
+{
+    (void)opaque;
+    (void)resp;
+    pthread_mutex_lock(&gate_mu);
+    parked = es_http_defer(req);
+    pthread_cond_broadcast(&gate_cv);
+    pthread_mutex_unlock(&gate_mu);
+}
+
+static void *answer_parked(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&gate_mu);
+    while (!parked)
+        pthread_cond_wait(&gate_cv, &gate_mu);
+    es_http_deferred_t *d = parked;
+    parked = NULL;
+    pthread_mutex_unlock(&gate_mu);
+    usleep(50 * 1000);
+    es_http_deferred_json(d, 201, json_pack("{s:s}", "from", "another thread"));
+    return NULL;
+}
+
+static es_http_server_t *start_hostile(es_http_limits_t limits, int *port)
+{
+    static const es_http_route_t routes[] = {
+        {"POST", "/v1/carts/{id}/{cmd}", echo_handler},
+        {"GET", "/block", blocking_handler},
+        {"GET", "/defer", deferring_handler},
+    };
+    es_http_server_conf_t conf = {.listen = "127.0.0.1:0",
+                                  .max_body = 1024,
+                                  .routes = routes,
+                                  .nroutes = 3,
+                                  .limits = limits};
+    char errstr[256];
+    es_http_server_t *srv = es_http_server_start(&conf, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(srv);
+    *port = es_http_server_port(srv);
+    return srv;
+}
+
+static void test_framing_refused(void)
+{
+    int port;
+    char ans[2048];
+    es_http_server_t *srv = start_hostile((es_http_limits_t){0}, &port);
+    const char *two_lengths = "POST /v1/carts/c1/add-item HTTP/1.1\r\nHost: x\r\n"
+                              "Content-Length: 2\r\nContent-Length: 7\r\n\r\n{}";
+    CU_ASSERT_EQUAL(raw_request(port, two_lengths, ans, sizeof(ans), 2000), 400);
+    CU_ASSERT_PTR_NOT_NULL(strstr(ans, "more than one Content-Length"));
+    const char *smuggle = "POST /v1/carts/c1/add-item HTTP/1.1\r\nHost: x\r\n"
+                          "Content-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+    CU_ASSERT_EQUAL(raw_request(port, smuggle, ans, sizeof(ans), 2000), 400);
+    const char *gzip = "POST /v1/carts/c1/add-item HTTP/1.1\r\nHost: x\r\n"
+                       "Transfer-Encoding: gzip\r\n\r\n";
+    CU_ASSERT_EQUAL(raw_request(port, gzip, ans, sizeof(ans), 2000), 501);
+    const char *fine = "POST /v1/carts/c1/add-item HTTP/1.1\r\nHost: x\r\n"
+                       "Content-Length: 2\r\n\r\n{}";
+    CU_ASSERT_EQUAL(raw_request(port, fine, ans, sizeof(ans), 2000), 200);
+    const char *chunked = "POST /v1/carts/c1/add-item HTTP/1.1\r\nHost: x\r\n"
+                          "Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n";
+    CU_ASSERT_EQUAL(raw_request(port, chunked, ans, sizeof(ans), 2000), 200);
+    CU_ASSERT_PTR_NOT_NULL(strstr(ans, "\"len\":2"));
+    es_http_server_stop(srv);
+}
+
+static void test_request_deadline(void)
+{
+    int port;
+    es_http_limits_t l = {.request_timeout_ms = 400, .idle_timeout_s = 30};
+    es_http_server_t *srv = start_hostile(l, &port);
+    /* slow headers: a byte every 100 ms never finishes the request */
+    int slow = connect_to(port);
+    const char *hdr = "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaa";
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    bool closed = false;
+    for (size_t i = 0; hdr[i] && !closed; i++) {
+        closed = send(slow, hdr + i, 1, MSG_NOSIGNAL) < 0;
+        usleep(100 * 1000);
+        char b;
+        closed = closed || recv(slow, &b, 1, MSG_DONTWAIT) == 0;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double el = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    CU_ASSERT_TRUE(closed);
+    CU_ASSERT_TRUE(el < 2.0);
+    close(slow);
+    /* a body shorter than its Content-Length */
+    int shortb = connect_to(port);
+    const char *partial = "POST /v1/carts/c1/add-item HTTP/1.1\r\nHost: x\r\n"
+                          "Content-Length: 100\r\n\r\n{\"a\":";
+    send(shortb, partial, strlen(partial), MSG_NOSIGNAL);
+    int ms = ms_until_closed(shortb, 5000);
+    CU_ASSERT_TRUE(ms >= 0 && ms < 2000);
+    close(shortb);
+    /* a chunked body that never ends */
+    int endless = connect_to(port);
+    const char *chunks = "POST /v1/carts/c1/add-item HTTP/1.1\r\nHost: x\r\n"
+                         "Transfer-Encoding: chunked\r\n\r\n1\r\n{\r\n";
+    send(endless, chunks, strlen(chunks), MSG_NOSIGNAL);
+    ms = ms_until_closed(endless, 5000);
+    CU_ASSERT_TRUE(ms >= 0 && ms < 2000);
+    close(endless);
+    /* garbage */
+    int junk = connect_to(port);
+    send(junk, "\x16\x03\x01\x02\x00\x01\x00\x01\xfc", 9, MSG_NOSIGNAL);
+    ms = ms_until_closed(junk, 5000);
+    CU_ASSERT_TRUE(ms >= 0 && ms < 2000);
+    close(junk);
+    es_http_server_stop(srv);
+}
+
+static void test_many_idle_connections(void)
+{
+    enum { IDLE = 1500 }; /* more than FD_SETSIZE (1024): select() could not watch them */
+    int port, fds[IDLE], opened = 0;
+    char ans[2048];
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < 2 * IDLE + 64 && rl.rlim_max >= 2 * IDLE + 64) {
+        rl.rlim_cur = 2 * IDLE + 64;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    es_http_limits_t l = {.max_connections = 5000, .max_per_client = 5000};
+    es_http_server_t *srv = start_hostile(l, &port);
+    for (int i = 0; i < IDLE; i++) {
+        fds[i] = connect_to(port);
+        opened += fds[i] >= 0;
+    }
+    CU_ASSERT_EQUAL(opened, IDLE);
+    CU_ASSERT_EQUAL(
+        raw_request(port, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", ans, sizeof(ans), 2000), 200);
+    CU_ASSERT_EQUAL(raw_request(port,
+                                "POST /v1/carts/c1/add-item HTTP/1.1\r\nHost: x\r\n"
+                                "Content-Length: 2\r\n\r\n{}",
+                                ans, sizeof(ans), 2000),
+                    200);
+    for (int i = 0; i < IDLE; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    es_http_server_stop(srv);
+
+    /* past the per-client limit a connection is closed at once, others still served */
+    l = (es_http_limits_t){.max_connections = 5000, .max_per_client = 10};
+    srv = start_hostile(l, &port);
+    for (int i = 0; i < 10; i++)
+        fds[i] = connect_to(port);
+    int extra = connect_to(port);
+    CU_ASSERT_TRUE(extra < 0 || ms_until_closed(extra, 2000) >= 0);
+    if (extra >= 0)
+        close(extra);
+    for (int i = 0; i < 10; i++)
+        close(fds[i]);
+    usleep(200 * 1000);
+    CU_ASSERT_EQUAL(
+        raw_request(port, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", ans, sizeof(ans), 2000), 200);
+    es_http_server_stop(srv);
+}
+
+static void *get_block(void *arg)
+{
+    char ans[2048];
+    *(int *)arg =
+        raw_request(*(int *)arg, "GET /block HTTP/1.1\r\nHost: x\r\n\r\n", ans, sizeof(ans), 10000);
+    return NULL;
+}
+
+static void test_busy_workers(void)
+{
+    int port, st[3];
+    char ans[2048];
+    pthread_t th[3];
+    es_http_limits_t l = {.workers = 1, .queue_max = 1};
+    es_http_server_t *srv = start_hostile(l, &port);
+    gate_open = false;
+    for (int i = 0; i < 2; i++) { /* one in the worker, one queued */
+        st[i] = port;
+        pthread_create(&th[i], NULL, get_block, &st[i]);
+        usleep(200 * 1000);
+    }
+    /* the queue is full: 503 at once, and health is still answered */
+    CU_ASSERT_EQUAL(
+        raw_request(port, "GET /block HTTP/1.1\r\nHost: x\r\n\r\n", ans, sizeof(ans), 2000), 503);
+    CU_ASSERT_PTR_NOT_NULL(strstr(ans, "Retry-After"));
+    CU_ASSERT_EQUAL(
+        raw_request(port, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", ans, sizeof(ans), 2000), 200);
+    pthread_mutex_lock(&gate_mu);
+    gate_open = true;
+    pthread_cond_broadcast(&gate_cv);
+    pthread_mutex_unlock(&gate_mu);
+    for (int i = 0; i < 2; i++) {
+        pthread_join(th[i], NULL);
+        CU_ASSERT_EQUAL(st[i], 200);
+    }
+    es_http_server_stop(srv);
+}
+
+static void test_deferred(void)
+{
+    int port;
+    char ans[2048];
+    pthread_t th;
+    es_http_limits_t l = {.workers = 1};
+    es_http_server_t *srv = start_hostile(l, &port);
+    pthread_create(&th, NULL, answer_parked, NULL);
+    CU_ASSERT_EQUAL(
+        raw_request(port, "GET /defer HTTP/1.1\r\nHost: x\r\n\r\n", ans, sizeof(ans), 5000), 201);
+    CU_ASSERT_PTR_NOT_NULL(strstr(ans, "another thread"));
+    pthread_join(th, NULL);
+    /* a deferred answer nobody gives: the stop answers 503 and does not abort */
+    int fd = connect_to(port);
+    const char *req = "GET /defer HTTP/1.1\r\nHost: x\r\n\r\n";
+    send(fd, req, strlen(req), MSG_NOSIGNAL);
+    pthread_mutex_lock(&gate_mu);
+    while (!parked)
+        pthread_cond_wait(&gate_cv, &gate_mu);
+    es_http_deferred_t *d = parked;
+    parked = NULL;
+    pthread_mutex_unlock(&gate_mu);
+    es_http_server_stop(srv);
+    ssize_t n = recv(fd, ans, sizeof(ans) - 1, 0);
+    ans[n > 0 ? n : 0] = '\0';
+    CU_ASSERT_PTR_NOT_NULL(strstr(ans, " 503 "));
+    close(fd);
+    (void)d; /* answered by the stop; the server is gone, so it must not be answered again */
 }
 
 static void test_server(void)
@@ -139,6 +471,11 @@ int main(void)
     static const es_test_case_t cases[] = {
         {"route match", test_route_match},
         {"server answers the generic cases", test_server},
+        {"framing HTTP says to refuse is refused", test_framing_refused},
+        {"requests that never finish arriving are cut off", test_request_deadline},
+        {"1500 idle connections, and a per-client limit", test_many_idle_connections},
+        {"a full handler queue answers 503, health still answers", test_busy_workers},
+        {"answers deferred to another thread, and at stop", test_deferred},
         {NULL, NULL},
     };
     int rc = es_test_run("http", cases);

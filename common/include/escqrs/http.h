@@ -1,6 +1,7 @@
 /**
  * @file http.h
- * @brief Embedded HTTP server (libmicrohttpd) with a route table and JSON helpers.
+ * @brief Embedded HTTP server (libmicrohttpd) with a route table and JSON helpers,
+ *        and a one-call HTTP client (libcurl).
  *
  * Every daemon serves its API through this module, and gets `GET /healthz`
  * (process alive), `GET /readyz` (the daemon's ready callback) and
@@ -12,13 +13,23 @@
  * 413 `payload_too_large` (read and discarded, never buffered beyond the cap).
  * Error bodies follow the contract: `{"error": code, "message": text, ...}`.
  *
- * @remark One thread per connection: a handler may block (the gateway waits
- *         for a command's outcome) without stalling other clients.  Handlers
- *         therefore run concurrently and must be thread-safe.
+ * Threads: a few event threads (`http.threads`, epoll) read every
+ * connection and answer the built-in routes themselves, so health checks
+ * and metrics stay answerable whatever the handlers do.  Route handlers run
+ * on a bounded pool of workers (`http.workers`); a handler may block (a
+ * projector query waiting for a position) or hand its answer over with
+ * es_http_defer() and return at once (the gateway waiting for an outcome).
+ * Handlers run concurrently and must be thread-safe.
+ *
+ * Limits against hostile clients (all configurable, `http.*`): connections
+ * in all and per client address, and a deadline for a request's headers and
+ * body (`http.request.timeout.ms`) after which the connection is closed, so
+ * slow or silent clients cannot hold the server.
  */
 #ifndef ESCQRS_HTTP_H
 #define ESCQRS_HTTP_H
 
+#include "escqrs/conf.h"
 #include "escqrs/err.h"
 #include "escqrs/metrics.h"
 
@@ -27,6 +38,7 @@
 #include <stddef.h>
 
 #define ES_HTTP_MAX_PARAMS 8
+#define ES_HTTP_PARAM_MAX  256 /**< bytes of one `{...}` segment, NUL included */
 
 typedef struct es_http_req_s es_http_req_t;
 typedef struct es_http_resp_s es_http_resp_t;
@@ -55,6 +67,24 @@ json_t *es_http_error_body(const char *code, const char *message);
 /** @brief Add a response header (copied). */
 void es_http_resp_header(es_http_resp_t *resp, const char *name, const char *value);
 
+/** An answer given later, from any thread (see es_http_defer()). */
+typedef struct es_http_deferred_s es_http_deferred_t;
+
+/**
+ * @brief From inside a handler: answer this request later.  The handler
+ *        returns without answering; the connection waits, holding no worker,
+ *        until es_http_deferred_json() is called, exactly once, from any
+ *        thread.  The request (@p req, its params and body) stays valid
+ *        until then.
+ * @remark Every deferred request must be answered before
+ *         es_http_server_stop(); one still open after its grace period is
+ *         answered 503 by the server and its handle is void: it must never
+ *         be answered after the stop.
+ */
+es_http_deferred_t *es_http_defer(es_http_req_t *req);
+/** @brief Give a deferred answer; takes the reference to @p body; releases @p d. */
+void es_http_deferred_json(es_http_deferred_t *d, int status, json_t *body);
+
 typedef void(es_http_handler_t)(void *opaque, es_http_req_t *req, es_http_resp_t *resp);
 
 typedef struct es_http_route_s {
@@ -63,6 +93,17 @@ typedef struct es_http_route_s {
     es_http_handler_t *handler;
 } es_http_route_t;
 
+/** Connection and concurrency limits (es_http_server_conf_from() reads `http.*`). */
+typedef struct es_http_limits_s {
+    int threads;              /**< event threads (epoll) */
+    int workers;              /**< handler threads */
+    int queue_max;            /**< requests waiting for a worker before 503 */
+    unsigned max_connections; /**< open connections at most; more are closed at once */
+    unsigned max_per_client;  /**< per client IP address */
+    int request_timeout_ms;   /**< headers and body must arrive within this */
+    int idle_timeout_s;       /**< a connection silent this long is closed */
+} es_http_limits_t;
+
 typedef struct es_http_server_conf_s {
     const char *listen; /**< "host:port"; port 0 picks a free one (see es_http_server_port) */
     size_t max_body;    /**< bytes; larger bodies get 413 */
@@ -70,9 +111,17 @@ typedef struct es_http_server_conf_s {
     size_t nroutes;
     void *opaque;          /**< passed to handlers and to ready() */
     es_metrics_t *metrics; /**< rendered at /metrics (may be NULL) */
-    /** Ready to serve?  On false, @p why says what is missing (503 at /readyz). */
+    /** Ready to serve?  On false, @p why says what is missing (503 at /readyz).
+     *  Called on an event thread: must answer at once. */
     bool (*ready)(void *opaque, char *why, size_t whysz);
+    es_http_limits_t limits; /**< zeroes take the defaults of es_http_conf_defs */
 } es_http_server_conf_t;
+
+/** @brief The `http.*` limits keys; add to the tables of a program that serves HTTP. */
+extern const es_conf_def_t es_http_conf_defs[];
+
+/** @brief Fill @p hc's listen address (key `http.listen`) and limits from @p conf. */
+void es_http_server_conf_from(const es_conf_t *conf, es_http_server_conf_t *hc);
 
 typedef struct es_http_server_s es_http_server_t;
 
@@ -81,7 +130,10 @@ es_http_server_t *es_http_server_start(const es_http_server_conf_t *conf, char *
                                        size_t errstr_size);
 /** @brief The port actually bound. */
 int es_http_server_port(const es_http_server_t *srv);
-/** @brief Stop accepting, wait for handlers, free; NULL is a no-op. */
+/**
+ * @brief Stop accepting, let running handlers finish, answer what still
+ *        waits 503, free; NULL is a no-op.
+ */
 void es_http_server_stop(es_http_server_t *srv);
 
 /**
@@ -101,7 +153,7 @@ es_err_t es_http_fetch_with_headers(const char *method, const char *url, const c
                                     long *status, es_buf_t *resp, char *errstr, size_t errstr_size);
 
 /** @brief Pure route matching, exposed for tests: fills @p params on a match. */
-bool es_http_route_match(const char *pattern, const char *path, char params[][128],
+bool es_http_route_match(const char *pattern, const char *path, char params[][ES_HTTP_PARAM_MAX],
                          size_t *nparams);
 
 #endif
