@@ -3,9 +3,13 @@
  * publishes their events and outcomes, exactly once (see service.c).
  *
  * Configuration is the table below plus the common and Kafka tables.
+ * The health endpoints come up first, so an orchestrator sees a live
+ * process that says why it is not ready while the broker, the registry or
+ * the store are not there yet (service.c retries with a back-off).
  * SIGINT/SIGTERM finish the batch in hand, leave the group and exit 0; a
- * fenced or fatal producer, or a store failure, exits 1 so the orchestrator
- * restarts the process (which then catches up from the log).
+ * fenced or fatal Kafka client is re-created in the process; only an error
+ * no retry can fix (bad configuration, topics that disagree, a schema the
+ * registry refuses) exits non-zero (2).
  */
 #include "domains.h"
 #include "escqrs/http.h"
@@ -56,9 +60,14 @@ static const es_conf_def_t service_defs[] = {
     {.name = NULL},
 };
 
-static const es_conf_def_t *const tables[] = {es_conf_common_defs,   es_kafka_conf_defs,
-                                              es_registry_conf_defs, es_store_conf_defs,
-                                              service_defs,          NULL};
+static const es_conf_def_t *const tables[] = {es_conf_common_defs,
+                                              es_kafka_conf_defs,
+                                              es_kafka_watch_conf_defs,
+                                              es_registry_conf_defs,
+                                              es_store_conf_defs,
+                                              es_http_conf_defs,
+                                              service_defs,
+                                              NULL};
 
 static volatile sig_atomic_t stop_signal;
 
@@ -93,17 +102,16 @@ int main(int argc, char **argv, char **envp)
     cs = cs_new(conf, def, metrics, errstr, sizeof(errstr));
     if (!cs) {
         es_log_error("command-service", "%s", errstr);
+        rc = 2;
         goto out;
     }
     es_http_server_conf_t hc = {
-        .listen = es_conf_get(conf, "http.listen"),
         .max_body = 1024,
-        .routes = NULL,
-        .nroutes = 0,
         .opaque = cs,
         .metrics = metrics,
         .ready = ready,
     };
+    es_http_server_conf_from(conf, &hc);
     srv = es_http_server_start(&hc, errstr, sizeof(errstr));
     if (!srv) {
         es_log_error("command-service", "http: %s", errstr);

@@ -44,6 +44,8 @@
 #include "escqrs/store.h"
 
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +54,10 @@
 #include <unistd.h>
 
 #define NBUCKETS 4096
+
+#define ES_CS_KAFKA_TIMEOUT_MS 30000 /* one Kafka request or transactional step */
+#define ES_CS_BACKOFF_MIN_MS   500   /* first wait before connecting again */
+#define ES_CS_BACKOFF_MAX_MS   30000 /* longest wait between attempts */
 
 typedef struct agg_ent_s {
     struct agg_ent_s *next;
@@ -87,7 +93,7 @@ struct cs_s {
     const es_conf_t *conf;
     const es_aggregate_def_t *def;
     es_metrics_t *metrics;
-    char t_cmd[256], t_ev[256], t_res[256], group[300], txid[400];
+    char agg[256], t_cmd[256], t_ev[256], t_res[256], group[300], txid[400];
     int batch_max, linger_ms;
 
     es_registry_t *reg;
@@ -106,14 +112,21 @@ struct cs_s {
 
     atomic_bool ready;
     atomic_int generation; /* bumped on every rebalance */
-    bool fatal, have_values;
+    bool fatal;            /* re-create the Kafka clients (see recover()) */
+    bool have_values, topics_checked;
     char fatal_reason[1200];
     volatile sig_atomic_t *stop;
+    es_kafka_watch_t *watch; /* is a broker answering? (readiness) */
+    pthread_mutex_t why_mu;  /* guards not_ready */
+    char not_ready[1300];    /* why not ready, for /readyz */
 
-    es_counter_t *c_accepted, *c_replayed, *c_conflict, *c_reused, *c_undecodable, *c_aborts;
+    es_counter_t *c_accepted, *c_replayed, *c_conflict, *c_reused, *c_undecodable, *c_aborts,
+        *c_recoveries;
     es_histogram_t *h_commit, *h_batch;
     es_gauge_t *g_caught_up;
 };
+
+static void set_not_ready(cs_t *cs, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* ------------------------------------------------------------------ overlay */
 
@@ -447,7 +460,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     bool coop = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
     atomic_fetch_add(&cs->generation, 1);
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        atomic_store(&cs->ready, false);
+        set_not_ready(cs, "catching up %d partition(s) of %s", parts->cnt, cs->t_ev);
         for (int i = 0; i < parts->cnt && !cs->fatal; i++) {
             if (catch_up(cs, parts->elems[i].partition, errstr, sizeof(errstr)) && !*cs->stop) {
                 cs->fatal = true;
@@ -462,9 +475,10 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             rd_kafka_assign(rk, parts);
         }
         es_log_info("command-service", "assigned %d partition(s) of %s", parts->cnt, cs->t_cmd);
-        if (!cs->fatal)
+        if (!cs->fatal) {
             atomic_store(&cs->ready, true);
-        es_gauge_set(cs->g_caught_up, 1);
+            es_gauge_set(cs->g_caught_up, 1);
+        }
     } else {
         if (coop) {
             rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
@@ -714,23 +728,41 @@ static txn_rc_t txn_error(cs_t *cs, const char *what, rd_kafka_error_t *e)
     return rc;
 }
 
-/* Rewind the consumer to the committed offsets of the batch's partitions. */
-static void rewind_consumer(cs_t *cs, rd_kafka_topic_partition_list_t *offsets)
+/*
+ * Seek the partitions of @p parts back to the group's committed offsets, so
+ * the commands at and after them are polled, and decided, again.  Without it
+ * the consumer's position stays past commands nobody decided, and the next
+ * commit moves the group past them for good.  false when the committed
+ * offsets or the seek failed: the caller must then re-create the consumer
+ * (a new one starts from the committed offsets by construction).
+ */
+static bool rewind_to_committed(cs_t *cs, const rd_kafka_topic_partition_list_t *parts)
 {
-    rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_copy(offsets);
-    if (rd_kafka_committed(cs->cons, tl, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_copy(parts);
+    rd_kafka_resp_err_t kerr = rd_kafka_committed(cs->cons, tl, ES_CS_KAFKA_TIMEOUT_MS);
+    bool ok = kerr == RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (ok) {
         for (int i = 0; i < tl->cnt; i++)
             if (tl->elems[i].offset < 0)
-                tl->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING;
-        rd_kafka_error_t *e = rd_kafka_seek_partitions(cs->cons, tl, 10000);
+                tl->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING; /* nothing committed yet */
+        rd_kafka_error_t *e = rd_kafka_seek_partitions(cs->cons, tl, ES_CS_KAFKA_TIMEOUT_MS);
         if (e) {
             es_log_warn("command-service", "rewind: %s", rd_kafka_error_string(e));
             rd_kafka_error_destroy(e);
+            ok = false;
         }
+        for (int i = 0; i < tl->cnt && ok; i++)
+            if (tl->elems[i].err) {
+                es_log_warn("command-service", "rewind %s [%d]: %s", tl->elems[i].topic,
+                            tl->elems[i].partition, rd_kafka_err2str(tl->elems[i].err));
+                ok = false;
+            }
     } else {
-        es_log_warn("command-service", "rewind: committed offsets not known");
+        es_log_warn("command-service", "rewind: committed offsets not known: %s",
+                    rd_kafka_err2str(kerr));
     }
     rd_kafka_topic_partition_list_destroy(tl);
+    return ok;
 }
 
 static txn_rc_t process_batch(cs_t *cs, rd_kafka_message_t **msgs, size_t n)
@@ -768,7 +800,7 @@ static txn_rc_t process_batch(cs_t *cs, rd_kafka_message_t **msgs, size_t n)
     }
     /* Events first: their offsets become the outcomes' positions. */
     if (cs->nev) {
-        rd_kafka_resp_err_t kerr = rd_kafka_flush(cs->prod, 60000);
+        rd_kafka_resp_err_t kerr = rd_kafka_flush(cs->prod, ES_CS_KAFKA_TIMEOUT_MS);
         if (kerr || cs->deliv_err) {
             snprintf(cs->fatal_reason, sizeof(cs->fatal_reason), "event delivery: %s",
                      rd_kafka_err2str(kerr ? kerr : cs->deliv_err));
@@ -807,26 +839,39 @@ static txn_rc_t process_batch(cs_t *cs, rd_kafka_message_t **msgs, size_t n)
     }
     /* The group metadata of now: its generation and member id are what fence a zombie. */
     rd_kafka_consumer_group_metadata_t *cgmd = rd_kafka_consumer_group_metadata(cs->cons);
-    e = rd_kafka_send_offsets_to_transaction(cs->prod, offsets, cgmd, 60000);
+    e = rd_kafka_send_offsets_to_transaction(cs->prod, offsets, cgmd, ES_CS_KAFKA_TIMEOUT_MS);
     rd_kafka_consumer_group_metadata_destroy(cgmd);
     if (e) {
         rc = txn_error(cs, "send_offsets_to_transaction", e);
         goto done;
     }
     int64_t t0 = now_ms();
-    for (;;) {
-        e = rd_kafka_commit_transaction(cs->prod, 60000);
+    for (int attempt = 1;; attempt++) {
+        e = rd_kafka_commit_transaction(cs->prod, ES_CS_KAFKA_TIMEOUT_MS);
         if (!e)
             break;
         if (rd_kafka_error_is_retriable(e)) {
             /* The answer did not arrive: retry the commit, never abort (KAFKA-17754). */
-            es_log_warn("command-service", "commit_transaction: %s; retrying",
+            es_log_warn("command-service", "commit_transaction (attempt %d): %s; retrying", attempt,
                         rd_kafka_error_string(e));
+            set_not_ready(cs, "commit of a transaction of %zu command(s) not answered: %s", n,
+                          rd_kafka_error_string(e));
             rd_kafka_error_destroy(e);
+            if (*cs->stop) {
+                /* Stopping: leave the outcome to the next epoch (its init aborts it). */
+                snprintf(cs->fatal_reason, sizeof(cs->fatal_reason),
+                         "stopped while a commit was unanswered");
+                rc = TXN_FATAL;
+                goto out;
+            }
             continue;
         }
         rc = txn_error(cs, "commit_transaction", e);
         goto done;
+    }
+    if (!atomic_load(&cs->ready)) {
+        atomic_store(&cs->ready, true);
+        es_gauge_set(cs->g_caught_up, 1);
     }
     es_histogram_observe(cs->h_commit, (double)(now_ms() - t0) / 1000.0);
     es_histogram_observe(cs->h_batch, (double)n);
@@ -840,11 +885,13 @@ static txn_rc_t process_batch(cs_t *cs, rd_kafka_message_t **msgs, size_t n)
 done:
     if (rc == TXN_ABORT) {
         es_counter_add(cs->c_aborts, 1);
-        if ((e = rd_kafka_abort_transaction(cs->prod, 60000))) {
+        if ((e = rd_kafka_abort_transaction(cs->prod, ES_CS_KAFKA_TIMEOUT_MS))) {
             rc = txn_error(cs, "abort_transaction", e);
             rc = TXN_FATAL;
-        } else {
-            rewind_consumer(cs, offsets);
+        } else if (!rewind_to_committed(cs, offsets)) {
+            snprintf(cs->fatal_reason, sizeof(cs->fatal_reason),
+                     "cannot rewind to the committed offsets after an abort");
+            rc = TXN_FATAL; /* re-created clients start from the committed offsets */
         }
     }
 out:
@@ -855,57 +902,172 @@ out:
     return rc;
 }
 
+/* ----------------------------------------------------------- running state */
+
+/* Not ready, and why: what /readyz says until the service is ready again. */
+static void set_not_ready(cs_t *cs, const char *fmt, ...)
+{
+    va_list ap;
+    atomic_store(&cs->ready, false);
+    pthread_mutex_lock(&cs->why_mu);
+    va_start(ap, fmt);
+    vsnprintf(cs->not_ready, sizeof(cs->not_ready), fmt, ap);
+    va_end(ap);
+    pthread_mutex_unlock(&cs->why_mu);
+    es_gauge_set(cs->g_caught_up, 0);
+}
+
+/* Sleep @p ms unless asked to stop. */
+static void nap(cs_t *cs, int ms)
+{
+    for (int slept = 0; slept < ms && !*cs->stop; slept += 100)
+        usleep(100 * 1000);
+}
+
+/* Errors that time, or another process, can fix: wait and try again. */
+static bool transient(es_err_t err)
+{
+    switch (err) {
+    case ES_ERR_KAFKA:
+    case ES_ERR_KAFKA_FATAL:
+    case ES_ERR_TIMED_OUT:
+    case ES_ERR_REGISTRY:
+    case ES_ERR_REGISTRY_UNAVAILABLE:
+    case ES_ERR_STORE:
+    case ES_ERR_IO:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static void clients_close(cs_t *cs);
+static es_err_t connect_all(cs_t *cs, char *errstr, size_t errstr_size);
+
+/* Poll one batch: the first command, then what arrives within the linger. */
+static size_t poll_batch(cs_t *cs, rd_kafka_message_t **msgs)
+{
+    size_t n = 0;
+    int64_t linger_until = 0;
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(cs->cons, 100);
+    while (m) {
+        if (m->err) {
+            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                es_log_warn("command-service", "consume: %s", rd_kafka_message_errstr(m));
+            if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
+                char reason[512];
+                rd_kafka_fatal_error(cs->cons, reason, sizeof(reason));
+                cs->fatal = true;
+                snprintf(cs->fatal_reason, sizeof(cs->fatal_reason), "consumer: %s", reason);
+            }
+            rd_kafka_message_destroy(m);
+        } else {
+            msgs[n++] = m;
+        }
+        if (n == (size_t)cs->batch_max || cs->fatal)
+            break;
+        /* Linger a little once a batch has begun: fuller transactions under load. */
+        if (n && !linger_until)
+            linger_until = now_ms() + cs->linger_ms;
+        int64_t left = n ? linger_until - now_ms() : 0;
+        m = rd_kafka_consumer_poll(cs->cons, left > 0 ? (int)left : 0);
+    }
+    return n;
+}
+
+/*
+ * A rebalance ran inside one of the polls of this batch.  Commands polled
+ * before it may be of partitions that are no longer ours; commands of
+ * partitions we kept or got were polled past, so the consumer's position is
+ * beyond them.  Deciding none of them and seeking every partition we own now
+ * back to its committed offset gives each command to its current owner, from
+ * the committed position: nothing is skipped, nothing decided twice.
+ */
+static void drop_batch_after_rebalance(cs_t *cs, size_t n)
+{
+    rd_kafka_topic_partition_list_t *owned = NULL;
+    es_log_info("command-service",
+                "a rebalance ran while %zu command(s) were polled: deciding them again from the "
+                "committed offsets",
+                n);
+    if (rd_kafka_assignment(cs->cons, &owned) || !owned) {
+        cs->fatal = true;
+        snprintf(cs->fatal_reason, sizeof(cs->fatal_reason), "assignment unknown after rebalance");
+    } else if (owned->cnt && !rewind_to_committed(cs, owned)) {
+        cs->fatal = true;
+        snprintf(cs->fatal_reason, sizeof(cs->fatal_reason),
+                 "cannot rewind to the committed offsets after a rebalance");
+    }
+    if (owned)
+        rd_kafka_topic_partition_list_destroy(owned);
+}
+
+/*
+ * Re-create every Kafka client after a fatal or fenced client, instead of
+ * exiting: a broker restart can fence a static member or leave the producer
+ * in a state only a new one leaves.  Destroying the producer without abort
+ * is the KAFKA-17754-safe way out of a transaction of unknown outcome; the
+ * new producer's init_transactions fences the old epoch and aborts its open
+ * transaction, and the new consumer starts from the committed offsets.
+ */
+static void recover(cs_t *cs, int *backoff_ms)
+{
+    es_log_error("command-service", "re-creating the Kafka clients in %d ms after: %s", *backoff_ms,
+                 cs->fatal_reason);
+    set_not_ready(cs, "recovering after: %s", cs->fatal_reason);
+    es_counter_add(cs->c_recoveries, 1);
+    clients_close(cs);
+    cs->fatal = false;
+    nap(cs, *backoff_ms);
+    *backoff_ms = *backoff_ms * 2 > ES_CS_BACKOFF_MAX_MS ? ES_CS_BACKOFF_MAX_MS : *backoff_ms * 2;
+}
+
 int cs_run(cs_t *cs, volatile sig_atomic_t *stop)
 {
     rd_kafka_message_t **msgs = es_calloc((size_t)cs->batch_max, sizeof(*msgs));
-    int rc = 0, aborts = 0;
+    int rc = 0, aborts = 0, backoff_ms = ES_CS_BACKOFF_MIN_MS;
+    char errstr[1024];
     cs->stop = stop;
-    while (!*stop && !cs->fatal) {
-        size_t n = 0;
-        int64_t linger_until = 0;
-        int gen = atomic_load(&cs->generation);
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(cs->cons, 100);
-        while (m) {
-            if (m->err) {
-                if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-                    es_log_warn("command-service", "consume: %s", rd_kafka_message_errstr(m));
-                if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
-                    cs->fatal = true;
-                    snprintf(cs->fatal_reason, sizeof(cs->fatal_reason), "consumer fatal");
-                }
-                rd_kafka_message_destroy(m);
-            } else {
-                msgs[n++] = m;
-            }
-            if (n == (size_t)cs->batch_max || cs->fatal)
+    while (!*stop) {
+        if (!cs->prod) {
+            es_err_t err = connect_all(cs, errstr, sizeof(errstr));
+            if (err && !transient(err)) {
+                es_log_error("command-service", "%s", errstr);
+                rc = 2;
                 break;
-            /* Linger a little once a batch has begun: fuller transactions under load. */
-            if (n && !linger_until)
-                linger_until = now_ms() + cs->linger_ms;
-            int64_t left = n ? linger_until - now_ms() : 0;
-            m = rd_kafka_consumer_poll(cs->cons, left > 0 ? (int)left : 0);
+            }
+            if (err) {
+                es_log_warn("command-service", "not ready, retrying in %d ms: %s", backoff_ms,
+                            errstr);
+                set_not_ready(cs, "%s", errstr);
+                clients_close(cs);
+                nap(cs, backoff_ms);
+                backoff_ms =
+                    backoff_ms * 2 > ES_CS_BACKOFF_MAX_MS ? ES_CS_BACKOFF_MAX_MS : backoff_ms * 2;
+                continue;
+            }
         }
-        if (n && atomic_load(&cs->generation) != gen) {
-            /* A rebalance happened mid-batch: the new owners start from the committed offsets. */
-            for (size_t i = 0; i < n; i++)
-                rd_kafka_message_destroy(msgs[i]);
+        if (cs->fatal) {
+            recover(cs, &backoff_ms);
             continue;
         }
-        if (n && !cs->fatal) {
+        int gen = atomic_load(&cs->generation);
+        size_t n = poll_batch(cs, msgs);
+        if (n && atomic_load(&cs->generation) != gen) {
+            drop_batch_after_rebalance(cs, n);
+        } else if (n && !cs->fatal) {
             txn_rc_t t = process_batch(cs, msgs, n);
             if (t == TXN_FATAL)
                 cs->fatal = true;
+            else if (t == TXN_OK)
+                backoff_ms = ES_CS_BACKOFF_MIN_MS;
             /* Back off while transactions keep failing (broker trouble), not while they work. */
             aborts = t == TXN_ABORT ? aborts + 1 : 0;
             if (aborts)
-                usleep((useconds_t)(aborts < 50 ? aborts : 50) * 100 * 1000);
+                nap(cs, (aborts < 50 ? aborts : 50) * 100);
         }
         for (size_t i = 0; i < n; i++)
             rd_kafka_message_destroy(msgs[i]);
-    }
-    if (cs->fatal) {
-        es_log_error("command-service", "stopping after a fatal error: %s", cs->fatal_reason);
-        rc = 1;
     }
     atomic_store(&cs->ready, false);
     free(msgs);
@@ -914,9 +1076,13 @@ int cs_run(cs_t *cs, volatile sig_atomic_t *stop)
 
 bool cs_ready(cs_t *cs, char *why, size_t whysz)
 {
+    if (!es_kafka_watch_broker_ok(cs->watch, why, whysz))
+        return false;
     if (atomic_load(&cs->ready))
         return true;
-    snprintf(why, whysz, "no partitions of %s assigned and caught up yet", cs->t_cmd);
+    pthread_mutex_lock(&cs->why_mu);
+    snprintf(why, whysz, "%s", cs->not_ready);
+    pthread_mutex_unlock(&cs->why_mu);
     return false;
 }
 
@@ -957,24 +1123,195 @@ static rd_kafka_t *consumer_new(cs_t *cs, const char *group, bool eof, char *err
     return rk;
 }
 
+/* Create the topics if asked, and check their partition counts agree. */
+static es_err_t check_topics(cs_t *cs, char *errstr, size_t errstr_size)
+{
+    int pc_cmd = 0, pc_ev = 0, pc_res = 0;
+    es_admin_t *adm = es_admin_new(cs->conf, errstr, errstr_size);
+    es_err_t err = ES_ERR_OK;
+    if (!adm)
+        return ES_ERR_CONF;
+    if (es_conf_get_bool(cs->conf, "topics.create")) {
+        es_topic_spec_t specs[3];
+        es_topic_spec_for(cs->conf, ES_TOPIC_COMMANDS, cs->t_cmd, &specs[0]);
+        es_topic_spec_for(cs->conf, ES_TOPIC_EVENTS, cs->t_ev, &specs[1]);
+        es_topic_spec_for(cs->conf, ES_TOPIC_RESULTS, cs->t_res, &specs[2]);
+        err = es_admin_create_topics(adm, specs, 3, ES_CS_KAFKA_TIMEOUT_MS, errstr, errstr_size);
+    }
+    /* Events go to the partition number of their command: the counts must agree. */
+    if (!err)
+        err = es_admin_topic_partitions(adm, cs->t_cmd, ES_CS_KAFKA_TIMEOUT_MS, &pc_cmd, errstr,
+                                        errstr_size);
+    if (!err)
+        err = es_admin_topic_partitions(adm, cs->t_ev, ES_CS_KAFKA_TIMEOUT_MS, &pc_ev, errstr,
+                                        errstr_size);
+    if (!err)
+        err = es_admin_topic_partitions(adm, cs->t_res, ES_CS_KAFKA_TIMEOUT_MS, &pc_res, errstr,
+                                        errstr_size);
+    es_admin_destroy(adm);
+    if (err == ES_ERR_NOT_FOUND) {
+        snprintf(errstr, errstr_size,
+                 "topics of %s missing: create them (escqrs topics create %s, or "
+                 "topics.create=true)",
+                 cs->agg, cs->agg);
+        return ES_ERR_CONF;
+    }
+    if (!err && pc_cmd != pc_ev) {
+        snprintf(errstr, errstr_size,
+                 "%s has %d partitions but %s has %d: they must be equal (events go to the "
+                 "partition number of their command)",
+                 cs->t_cmd, pc_cmd, cs->t_ev, pc_ev);
+        return ES_ERR_CONF;
+    }
+    return err;
+}
+
+/* The registry's schemas of the three topics, and the values built from them. */
+static es_err_t open_serdes(cs_t *cs, char *errstr, size_t errstr_size)
+{
+    struct {
+        es_serde_t **serde;
+        const char *topic, *schema;
+    } want[] = {
+        {&cs->cmd_serde, cs->t_cmd, cs->def->commands_schema},
+        {&cs->ev_serde, cs->t_ev, cs->def->events_schema},
+        {&cs->res_serde, cs->t_res, "command-result"},
+    };
+    char subj[300];
+    es_err_t err;
+    if (!cs->reg &&
+        !(cs->reg = es_registry_new(es_conf_get(cs->conf, "registry.url"),
+                                    (int)es_conf_get_int(cs->conf, "registry.timeout.ms"), 5,
+                                    errstr, errstr_size)))
+        return ES_ERR_CONF;
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        if (*want[i].serde)
+            continue;
+        snprintf(subj, sizeof(subj), "%s-value", want[i].topic);
+        if ((err = es_serde_open(cs->reg, subj, es_schema_text(want[i].schema), true, 0,
+                                 want[i].serde, errstr, errstr_size)))
+            return err;
+    }
+    if (!cs->em && !(cs->em = es_emitter_new(cs->def->events_schema, errstr, errstr_size)))
+        return ES_ERR_SCHEMA;
+    es_serde_new_value(cs->ev_serde, &cs->ev_value);
+    es_serde_new_value(cs->res_serde, &cs->res_value);
+    cs->have_values = true;
+    return ES_ERR_OK;
+}
+
+/* The transactional producer and the two consumers, subscribed. */
+static es_err_t clients_open(cs_t *cs, char *errstr, size_t errstr_size)
+{
+    rd_kafka_conf_t *pc = es_kafka_conf_build(cs->conf, ES_CONF_ROLE_PRODUCER, errstr, errstr_size);
+    if (!pc)
+        return ES_ERR_CONF;
+    /* Delivery reports carry the events' offsets. */
+    if (rd_kafka_conf_set(pc, "transactional.id", cs->txid, errstr, errstr_size) ||
+        (!es_conf_get(cs->conf, "kafka.transaction.timeout.ms") &&
+         rd_kafka_conf_set(pc, "transaction.timeout.ms", "10000", errstr, errstr_size)) ||
+        (!es_conf_get(cs->conf, "kafka.linger.ms") &&
+         rd_kafka_conf_set(pc, "linger.ms", "1", errstr, errstr_size))) {
+        rd_kafka_conf_destroy(pc);
+        return ES_ERR_CONF;
+    }
+    rd_kafka_conf_set_dr_msg_cb(pc, dr_cb);
+    rd_kafka_conf_set_opaque(pc, cs);
+    rd_kafka_t *prod = rd_kafka_new(RD_KAFKA_PRODUCER, pc, errstr, errstr_size);
+    if (!prod) {
+        rd_kafka_conf_destroy(pc);
+        return ES_ERR_CONF;
+    }
+    rd_kafka_error_t *ke = rd_kafka_init_transactions(prod, ES_CS_KAFKA_TIMEOUT_MS);
+    if (ke) {
+        snprintf(errstr, errstr_size, "init_transactions(%s): %s", cs->txid,
+                 rd_kafka_error_string(ke));
+        rd_kafka_error_destroy(ke);
+        rd_kafka_destroy(prod);
+        return ES_ERR_KAFKA;
+    }
+    cs->prod = prod;
+    if (!(cs->catchup = consumer_new(cs, "escqrs-catchup-unused", true, errstr, errstr_size)) ||
+        !(cs->cons = consumer_new(cs, cs->group, false, errstr, errstr_size)))
+        return ES_ERR_CONF;
+    rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(tl, cs->t_cmd, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t kerr = rd_kafka_subscribe(cs->cons, tl);
+    rd_kafka_topic_partition_list_destroy(tl);
+    if (kerr) {
+        snprintf(errstr, errstr_size, "subscribe %s: %s", cs->t_cmd, rd_kafka_err2str(kerr));
+        return ES_ERR_KAFKA;
+    }
+    set_not_ready(cs, "waiting for partitions of %s (group %s)", cs->t_cmd, cs->group);
+    return ES_ERR_OK;
+}
+
+/* Tear the Kafka clients down without waiting for a broker that may be gone. */
+static void clients_close(cs_t *cs)
+{
+    if (cs->cons)
+        rd_kafka_destroy_flags(cs->cons, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    if (cs->catchup)
+        rd_kafka_destroy_flags(cs->catchup, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    if (cs->prod)
+        rd_kafka_destroy(cs->prod); /* an open transaction is aborted by the next epoch */
+    cs->cons = cs->catchup = cs->prod = NULL;
+    overlay_clear(cs);
+}
+
+/*
+ * Everything the loop needs, each part once: topics, schemas, store, Kafka
+ * clients.  Parts already there are kept, so a retry after a registry or
+ * broker outage picks up where it stopped.
+ */
+static es_err_t connect_all(cs_t *cs, char *errstr, size_t errstr_size)
+{
+    es_err_t err;
+    if (!cs->topics_checked) {
+        set_not_ready(cs, "checking the topics of %s", cs->agg);
+        if ((err = check_topics(cs, errstr, errstr_size)))
+            return err;
+        cs->topics_checked = true;
+    }
+    if (!cs->have_values) {
+        set_not_ready(cs, "registering the schemas of %s", cs->agg);
+        if ((err = open_serdes(cs, errstr, errstr_size)))
+            return err;
+    }
+    if (!cs->store) {
+        es_store_opts_t so;
+        es_store_opts_from_conf(cs->conf, &so);
+        if (!(cs->store =
+                  es_store_open(es_conf_get(cs->conf, "store.path"), &so, errstr, errstr_size)))
+            return ES_ERR_STORE;
+    }
+    set_not_ready(cs, "connecting to Kafka as %s", cs->txid);
+    if ((err = clients_open(cs, errstr, errstr_size)))
+        return err;
+    es_log_info("command-service", "aggregate %s: %s → %s, %s (group %s, transactional.id %s)",
+                cs->def->name, cs->t_cmd, cs->t_ev, cs->t_res, cs->group, cs->txid);
+    return ES_ERR_OK;
+}
+
 cs_t *cs_new(const es_conf_t *conf, const es_aggregate_def_t *def, es_metrics_t *metrics,
              char *errstr, size_t errstr_size)
 {
     cs_t *cs = es_calloc(1, sizeof(*cs));
     const char *prefix = es_conf_get(conf, "aggregate.prefix");
-    char agg[256], subj[300], host[128] = "localhost";
-    rd_kafka_conf_t *pc = NULL;
+    char host[128] = "localhost";
 
     cs->conf = conf;
     cs->def = def;
     cs->metrics = metrics;
+    pthread_mutex_init(&cs->why_mu, NULL);
+    snprintf(cs->not_ready, sizeof(cs->not_ready), "starting");
     cs->batch_max = (int)es_conf_get_int(conf, "batch.max");
     cs->linger_ms = (int)es_conf_get_int(conf, "batch.linger.ms");
-    snprintf(agg, sizeof(agg), "%s%s", prefix ? prefix : "", def->name);
-    es_topic_name(agg, ES_TOPIC_COMMANDS, NULL, cs->t_cmd, sizeof(cs->t_cmd));
-    es_topic_name(agg, ES_TOPIC_EVENTS, NULL, cs->t_ev, sizeof(cs->t_ev));
-    es_topic_name(agg, ES_TOPIC_RESULTS, NULL, cs->t_res, sizeof(cs->t_res));
-    snprintf(cs->group, sizeof(cs->group), "%s.command-service", agg);
+    snprintf(cs->agg, sizeof(cs->agg), "%s%s", prefix ? prefix : "", def->name);
+    es_topic_name(cs->agg, ES_TOPIC_COMMANDS, NULL, cs->t_cmd, sizeof(cs->t_cmd));
+    es_topic_name(cs->agg, ES_TOPIC_EVENTS, NULL, cs->t_ev, sizeof(cs->t_ev));
+    es_topic_name(cs->agg, ES_TOPIC_RESULTS, NULL, cs->t_res, sizeof(cs->t_res));
+    snprintf(cs->group, sizeof(cs->group), "%s.command-service", cs->agg);
     const char *txid = es_conf_get(conf, "transactional.id");
     if (txid && *txid) {
         snprintf(cs->txid, sizeof(cs->txid), "%s", txid);
@@ -999,6 +1336,9 @@ cs_t *cs_new(const es_conf_t *conf, const es_aggregate_def_t *def, es_metrics_t 
                                            "Command records that could not be decoded", NULL);
     cs->c_aborts = es_metrics_counter(metrics, "escqrs_transactions_aborted_total",
                                       "Transactions aborted and retried", NULL);
+    cs->c_recoveries =
+        es_metrics_counter(metrics, "escqrs_command_service_recoveries_total",
+                           "Kafka clients re-created after a fatal or fenced client", NULL);
     cs->h_commit = es_metrics_histogram(metrics, "escqrs_transaction_commit_seconds",
                                         "Latency of commit_transaction", NULL,
                                         es_metrics_latency_buckets, es_metrics_latency_nbuckets);
@@ -1008,121 +1348,11 @@ cs_t *cs_new(const es_conf_t *conf, const es_aggregate_def_t *def, es_metrics_t 
                              batch_bounds, sizeof(batch_bounds) / sizeof(batch_bounds[0]));
     cs->g_caught_up = es_metrics_gauge(metrics, "escqrs_command_service_caught_up",
                                        "1 once the assigned partitions are caught up", NULL);
-
-    if (es_conf_get_bool(conf, "topics.create")) {
-        es_topic_spec_t specs[3];
-        es_topic_spec_for(conf, ES_TOPIC_COMMANDS, cs->t_cmd, &specs[0]);
-        es_topic_spec_for(conf, ES_TOPIC_EVENTS, cs->t_ev, &specs[1]);
-        es_topic_spec_for(conf, ES_TOPIC_RESULTS, cs->t_res, &specs[2]);
-        es_admin_t *adm = es_admin_new(conf, errstr, errstr_size);
-        if (!adm)
-            goto fail;
-        es_err_t err = es_admin_create_topics(adm, specs, 3, 30000, errstr, errstr_size);
-        es_admin_destroy(adm);
-        if (err)
-            goto fail;
+    if (!(cs->watch = es_kafka_watch_start(conf, NULL, 0, errstr, errstr_size))) {
+        cs_destroy(cs);
+        return NULL;
     }
-
-    /* Events go to the partition number of their command: the counts must agree. */
-    {
-        int pc_cmd = 0, pc_ev = 0, pc_res = 0;
-        es_admin_t *adm = es_admin_new(conf, errstr, errstr_size);
-        if (!adm)
-            goto fail;
-        es_err_t err =
-            es_admin_topic_partitions(adm, cs->t_cmd, 30000, &pc_cmd, errstr, errstr_size);
-        if (!err)
-            err = es_admin_topic_partitions(adm, cs->t_ev, 30000, &pc_ev, errstr, errstr_size);
-        if (!err)
-            err = es_admin_topic_partitions(adm, cs->t_res, 30000, &pc_res, errstr, errstr_size);
-        es_admin_destroy(adm);
-        if (err == ES_ERR_NOT_FOUND) {
-            snprintf(errstr, errstr_size,
-                     "topics of %s missing: create them (escqrs topics create %s, or "
-                     "topics.create=true)",
-                     agg, agg);
-            goto fail;
-        }
-        if (err)
-            goto fail;
-        if (pc_cmd != pc_ev) {
-            snprintf(errstr, errstr_size,
-                     "%s has %d partitions but %s has %d: they must be equal (events go to the "
-                     "partition number of their command)",
-                     cs->t_cmd, pc_cmd, cs->t_ev, pc_ev);
-            goto fail;
-        }
-    }
-
-    cs->reg =
-        es_registry_new(es_conf_get(conf, "registry.url"),
-                        (int)es_conf_get_int(conf, "registry.timeout.ms"), 5, errstr, errstr_size);
-    if (!cs->reg)
-        goto fail;
-    snprintf(subj, sizeof(subj), "%s-value", cs->t_cmd);
-    if (!(cs->cmd_serde = es_serde_new(cs->reg, subj, es_schema_text(def->commands_schema), true, 0,
-                                       errstr, errstr_size)))
-        goto fail;
-    snprintf(subj, sizeof(subj), "%s-value", cs->t_ev);
-    if (!(cs->ev_serde = es_serde_new(cs->reg, subj, es_schema_text(def->events_schema), true, 0,
-                                      errstr, errstr_size)))
-        goto fail;
-    snprintf(subj, sizeof(subj), "%s-value", cs->t_res);
-    if (!(cs->res_serde = es_serde_new(cs->reg, subj, es_schema_text("command-result"), true, 0,
-                                       errstr, errstr_size)))
-        goto fail;
-    es_serde_new_value(cs->ev_serde, &cs->ev_value);
-    es_serde_new_value(cs->res_serde, &cs->res_value);
-    cs->have_values = true;
-    if (!(cs->em = es_emitter_new(def->events_schema, errstr, errstr_size)))
-        goto fail;
-
-    es_store_opts_t so;
-    es_store_opts_from_conf(conf, &so);
-    if (!(cs->store = es_store_open(es_conf_get(conf, "store.path"), &so, errstr, errstr_size)))
-        goto fail;
-
-    /* Transactional producer with delivery reports: they carry the events' offsets. */
-    if (!(pc = es_kafka_conf_build(conf, ES_CONF_ROLE_PRODUCER, errstr, errstr_size)))
-        goto fail;
-    if (rd_kafka_conf_set(pc, "transactional.id", cs->txid, errstr, errstr_size) ||
-        (!es_conf_get(conf, "kafka.transaction.timeout.ms") &&
-         rd_kafka_conf_set(pc, "transaction.timeout.ms", "10000", errstr, errstr_size)) ||
-        (!es_conf_get(conf, "kafka.linger.ms") &&
-         rd_kafka_conf_set(pc, "linger.ms", "1", errstr, errstr_size)))
-        goto fail;
-    rd_kafka_conf_set_dr_msg_cb(pc, dr_cb);
-    rd_kafka_conf_set_opaque(pc, cs);
-    if (!(cs->prod = rd_kafka_new(RD_KAFKA_PRODUCER, pc, errstr, errstr_size)))
-        goto fail;
-    pc = NULL;
-    rd_kafka_error_t *ke = rd_kafka_init_transactions(cs->prod, 60000);
-    if (ke) {
-        snprintf(errstr, errstr_size, "init_transactions(%s): %s", cs->txid,
-                 rd_kafka_error_string(ke));
-        rd_kafka_error_destroy(ke);
-        goto fail;
-    }
-    if (!(cs->catchup = consumer_new(cs, "escqrs-catchup-unused", true, errstr, errstr_size)))
-        goto fail;
-    if (!(cs->cons = consumer_new(cs, cs->group, false, errstr, errstr_size)))
-        goto fail;
-    rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(tl, cs->t_cmd, RD_KAFKA_PARTITION_UA);
-    rd_kafka_resp_err_t kerr = rd_kafka_subscribe(cs->cons, tl);
-    rd_kafka_topic_partition_list_destroy(tl);
-    if (kerr) {
-        snprintf(errstr, errstr_size, "subscribe %s: %s", cs->t_cmd, rd_kafka_err2str(kerr));
-        goto fail;
-    }
-    es_log_info("command-service", "aggregate %s: %s → %s, %s (group %s, transactional.id %s)",
-                def->name, cs->t_cmd, cs->t_ev, cs->t_res, cs->group, cs->txid);
     return cs;
-fail:
-    if (pc)
-        rd_kafka_conf_destroy(pc);
-    cs_destroy(cs);
-    return NULL;
 }
 
 void cs_destroy(cs_t *cs)
@@ -1130,16 +1360,12 @@ void cs_destroy(cs_t *cs)
     if (!cs)
         return;
     if (cs->cons) {
-        rd_kafka_consumer_close(cs->cons);
+        rd_kafka_consumer_close(cs->cons); /* a clean stop leaves the group */
         rd_kafka_destroy(cs->cons);
+        cs->cons = NULL;
     }
-    if (cs->catchup) {
-        rd_kafka_consumer_close(cs->catchup);
-        rd_kafka_destroy(cs->catchup);
-    }
-    if (cs->prod)
-        rd_kafka_destroy(cs->prod); /* an open transaction is aborted by the broker */
-    overlay_clear(cs);
+    clients_close(cs);
+    es_kafka_watch_stop(cs->watch);
     es_store_close(cs->store);
     es_emitter_destroy(cs->em);
     if (cs->have_values) {
@@ -1150,6 +1376,7 @@ void cs_destroy(cs_t *cs)
     es_serde_destroy(cs->ev_serde);
     es_serde_destroy(cs->res_serde);
     es_registry_destroy(cs->reg);
+    pthread_mutex_destroy(&cs->why_mu);
     free(cs->pends);
     free(cs->evs);
     free(cs);
