@@ -14,6 +14,8 @@ typedef struct gw_s gw_t;
 gw_t *gw_new(const es_conf_t *conf, es_metrics_t *metrics, char *errstr, size_t errstr_size);
 /** @brief Serve the HTTP API (returns the server; stop it before gw_destroy). */
 es_http_server_t *gw_http_start(gw_t *gw, char *errstr, size_t errstr_size);
+/** @brief Stop reading and answer every request still waiting (before the server stops). */
+void gw_shutdown(gw_t *gw);
 void gw_destroy(gw_t *gw);
 
 #endif

@@ -43,8 +43,13 @@ static const es_conf_def_t gateway_defs[] = {
     {.name = NULL},
 };
 
-static const es_conf_def_t *const tables[] = {es_conf_common_defs, es_kafka_conf_defs,
-                                              es_registry_conf_defs, gateway_defs, NULL};
+static const es_conf_def_t *const tables[] = {es_conf_common_defs,
+                                              es_kafka_conf_defs,
+                                              es_kafka_watch_conf_defs,
+                                              es_registry_conf_defs,
+                                              es_http_conf_defs,
+                                              gateway_defs,
+                                              NULL};
 
 static volatile sig_atomic_t stop_signal;
 
@@ -82,6 +87,7 @@ int main(int argc, char **argv, char **envp)
     es_log_info("gateway", "signal %d: stopping", (int)stop_signal);
     rc = 0;
 out:
+    gw_shutdown(gw);          /* answers the requests still waiting */
     es_http_server_stop(srv); /* waits for the handlers in flight */
     gw_destroy(gw);
     es_metrics_destroy(metrics);
