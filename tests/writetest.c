@@ -4,6 +4,7 @@
  */
 #include "writetest.h"
 
+#include "escqrs/command.h"
 #include "escqrs/envelope.h"
 #include "escqrs/record.h"
 #include "escqrs/registry.h"
@@ -112,7 +113,9 @@ void wt_wait_ready(wt_proc_t *p, int timeout_s)
         if (wt_get(p, "/readyz", NULL) == 200)
             return;
         if (waitpid(p->pid, &st, WNOHANG) == p->pid) {
-            fprintf(stderr, "daemon exited early; see %s\n", p->log);
+            fprintf(stderr, "daemon exited early (%s %d); see %s\n",
+                    WIFEXITED(st) ? "status" : "signal",
+                    WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st), p->log);
             p->pid = 0;
             CU_FAIL_FATAL("daemon exited before it was ready");
         }
@@ -235,15 +238,13 @@ static void header(const rd_kafka_message_t *m, const char *name, char *out, siz
         out[0] = '\0';
 }
 
-wt_event_t *wt_read_events(const wt_stack_t *st, size_t *n)
+/* Read every committed record of @p topic from the beginning, decode it with
+ * the reader schema @p schema and hand it to @p fn. */
+static void read_topic(const char *topic, const char *schema,
+                       void (*fn)(void *ud, const rd_kafka_message_t *m, avro_value_t *v), void *ud)
 {
-    char errstr[512], topic[300], subj[320], schema[64];
-    size_t cap = 1024;
-    wt_event_t *evs = calloc(cap, sizeof(*evs));
-    *n = 0;
-    snprintf(topic, sizeof(topic), "%s%s.events", st->prefix, st->agg);
+    char errstr[512], subj[320];
     snprintf(subj, sizeof(subj), "%s-value", topic);
-    snprintf(schema, sizeof(schema), "%s.events", st->agg);
     es_registry_t *reg = es_registry_new(es_test_registry(), 5000, 3, errstr, sizeof(errstr));
     CU_ASSERT_PTR_NOT_NULL_FATAL(reg);
     es_serde_t *serde =
@@ -284,34 +285,10 @@ wt_event_t *wt_read_events(const wt_stack_t *st, size_t *n)
         if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
             eofs++;
         } else if (!m->err) {
-            avro_value_t *v, pl, f;
-            const char *s, *type;
-            if (*n == cap) {
-                cap *= 2;
-                evs = realloc(evs, cap * sizeof(*evs));
-            }
-            wt_event_t *e = &evs[*n];
-            memset(e, 0, sizeof(*e));
+            avro_value_t *v;
             CU_ASSERT_EQUAL_FATAL(
                 es_serde_decode(serde, m->payload, m->len, &v, errstr, sizeof(errstr)), ES_ERR_OK);
-            char idf[40];
-            snprintf(idf, sizeof(idf), "%s_id", st->agg);
-            if (!es_record_string(v, idf, &s, NULL, errstr, sizeof(errstr)))
-                snprintf(e->agg_id, sizeof(e->agg_id), "%s", s);
-            if (!es_record_string(v, "command_id", &s, NULL, errstr, sizeof(errstr)))
-                snprintf(e->command_id, sizeof(e->command_id), "%s", s);
-            es_record_long(v, "version", &e->version, errstr, sizeof(errstr));
-            if (!es_record_payload(v, &pl, &type, errstr, sizeof(errstr))) {
-                snprintf(e->type, sizeof(e->type), "%s", type);
-                if (!avro_value_get_by_name(&pl, "amount_cents", &f, NULL))
-                    avro_value_get_long(&f, &e->amount);
-            }
-            e->partition = m->partition;
-            e->offset = m->offset;
-            header(m, "event-type", e->hdr_type, sizeof(e->hdr_type));
-            header(m, "command-id", e->hdr_command, sizeof(e->hdr_command));
-            header(m, "aggregate-version", e->hdr_version, sizeof(e->hdr_version));
-            (*n)++;
+            fn(ud, m, v);
         }
         rd_kafka_message_destroy(m);
     }
@@ -320,5 +297,177 @@ wt_event_t *wt_read_events(const wt_stack_t *st, size_t *n)
     rd_kafka_destroy(rk);
     es_serde_destroy(serde);
     es_registry_destroy(reg);
-    return evs;
+}
+
+typedef struct {
+    const wt_stack_t *st;
+    void *items;
+    size_t n, cap, size;
+} collect_t;
+
+static void *collect_next(collect_t *c)
+{
+    if (c->n == c->cap) {
+        c->cap = c->cap ? 2 * c->cap : 1024;
+        c->items = realloc(c->items, c->cap * c->size);
+    }
+    void *it = (char *)c->items + c->n++ * c->size;
+    memset(it, 0, c->size);
+    return it;
+}
+
+static void copy_string(avro_value_t *v, const char *field, char *out, size_t outsz)
+{
+    const char *s;
+    char errstr[128];
+    if (!es_record_string(v, field, &s, NULL, errstr, sizeof(errstr)))
+        snprintf(out, outsz, "%s", s);
+}
+
+static void collect_event(void *ud, const rd_kafka_message_t *m, avro_value_t *v)
+{
+    collect_t *c = ud;
+    wt_event_t *e = collect_next(c);
+    avro_value_t pl, f;
+    const char *type;
+    char errstr[256], idf[40];
+    snprintf(idf, sizeof(idf), "%s_id", c->st->agg);
+    copy_string(v, idf, e->agg_id, sizeof(e->agg_id));
+    copy_string(v, "command_id", e->command_id, sizeof(e->command_id));
+    es_record_long(v, "version", &e->version, errstr, sizeof(errstr));
+    if (!es_record_payload(v, &pl, &type, errstr, sizeof(errstr))) {
+        snprintf(e->type, sizeof(e->type), "%s", type);
+        if (!avro_value_get_by_name(&pl, "amount_cents", &f, NULL))
+            avro_value_get_long(&f, &e->amount);
+    }
+    e->partition = m->partition;
+    e->offset = m->offset;
+    header(m, "event-type", e->hdr_type, sizeof(e->hdr_type));
+    header(m, "command-id", e->hdr_command, sizeof(e->hdr_command));
+    header(m, "aggregate-version", e->hdr_version, sizeof(e->hdr_version));
+}
+
+static void topic_of(const wt_stack_t *st, const char *kind, char *out, size_t outsz)
+{
+    snprintf(out, outsz, "%s%s.%s", st->prefix, st->agg, kind);
+}
+
+wt_event_t *wt_read_events(const wt_stack_t *st, size_t *n)
+{
+    char topic[300], schema[64];
+    collect_t c = {.st = st, .size = sizeof(wt_event_t)};
+    topic_of(st, "events", topic, sizeof(topic));
+    snprintf(schema, sizeof(schema), "%s.events", st->agg);
+    read_topic(topic, schema, collect_event, &c);
+    *n = c.n;
+    return c.items ? c.items : calloc(1, sizeof(wt_event_t));
+}
+
+static void collect_command(void *ud, const rd_kafka_message_t *m, avro_value_t *v)
+{
+    collect_t *c = ud;
+    wt_record_t *r = collect_next(c);
+    char idf[40];
+    snprintf(idf, sizeof(idf), "%s_id", c->st->agg);
+    copy_string(v, "command_id", r->command_id, sizeof(r->command_id));
+    copy_string(v, idf, r->agg_id, sizeof(r->agg_id));
+    r->partition = m->partition;
+    r->offset = m->offset;
+}
+
+static void collect_outcome(void *ud, const rd_kafka_message_t *m, avro_value_t *v)
+{
+    static const char *const names[] = {"ACCEPTED", "REJECTED", "VERSION_CONFLICT",
+                                        "IDEMPOTENCY_KEY_REUSED"};
+    collect_t *c = ud;
+    wt_record_t *r = collect_next(c);
+    es_outcome_t o;
+    char errstr[256];
+    r->partition = m->partition;
+    r->offset = m->offset;
+    if (es_outcome_from_value(v, &o, errstr, sizeof(errstr))) {
+        snprintf(r->status, sizeof(r->status), "UNDECODABLE");
+        return;
+    }
+    snprintf(r->command_id, sizeof(r->command_id), "%s", o.command_id);
+    snprintf(r->agg_id, sizeof(r->agg_id), "%s", o.aggregate_id);
+    snprintf(r->status, sizeof(r->status), "%s",
+             (unsigned)o.status < 4 ? names[o.status] : "UNKNOWN");
+    snprintf(r->reason, sizeof(r->reason), "%s", o.reason);
+}
+
+wt_record_t *wt_read_commands(const wt_stack_t *st, size_t *n)
+{
+    char topic[300], schema[64];
+    collect_t c = {.st = st, .size = sizeof(wt_record_t)};
+    topic_of(st, "commands", topic, sizeof(topic));
+    snprintf(schema, sizeof(schema), "%s.commands", st->agg);
+    read_topic(topic, schema, collect_command, &c);
+    *n = c.n;
+    return c.items ? c.items : calloc(1, sizeof(wt_record_t));
+}
+
+wt_record_t *wt_read_outcomes(const wt_stack_t *st, size_t *n)
+{
+    char topic[300];
+    collect_t c = {.st = st, .size = sizeof(wt_record_t)};
+    topic_of(st, "command-results", topic, sizeof(topic));
+    read_topic(topic, "command-result", collect_outcome, &c);
+    *n = c.n;
+    return c.items ? c.items : calloc(1, sizeof(wt_record_t));
+}
+
+/* Committed offsets of the command service's group against the commands
+ * topic's ends (read_committed high watermarks are the last stable offsets). */
+static bool group_at_end(const wt_stack_t *st, char *why, size_t whysz)
+{
+    char topic[300], group[300], errstr[512];
+    bool at_end = true;
+    topic_of(st, "commands", topic, sizeof(topic));
+    snprintf(group, sizeof(group), "%s%s.command-service", st->prefix, st->agg);
+    rd_kafka_conf_t *c = rd_kafka_conf_new();
+    rd_kafka_conf_set(c, "bootstrap.servers", es_test_bootstrap(), NULL, 0);
+    rd_kafka_conf_set(c, "group.id", group, NULL, 0);
+    rd_kafka_conf_set(c, "isolation.level", "read_committed", NULL, 0);
+    rd_kafka_conf_set(c, "enable.auto.commit", "false", NULL, 0);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(rk);
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    CU_ASSERT_EQUAL_FATAL(rd_kafka_metadata(rk, 0, rkt, &md, 10000), 0);
+    int parts = md->topics[0].partition_cnt;
+    rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(parts);
+    for (int p = 0; p < parts; p++)
+        rd_kafka_topic_partition_list_add(tl, topic, p);
+    rd_kafka_resp_err_t err = rd_kafka_committed(rk, tl, 10000);
+    if (err) {
+        snprintf(why, whysz, "committed offsets of %s: %s", group, rd_kafka_err2str(err));
+        at_end = false;
+    }
+    for (int p = 0; p < parts && at_end; p++) {
+        int64_t lo, hi;
+        if (rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 10000)) {
+            snprintf(why, whysz, "watermarks of %s [%d] unknown", topic, p);
+            at_end = false;
+        } else if (hi > 0 && tl->elems[p].offset < hi) {
+            snprintf(why, whysz, "%s [%d]: committed %lld, end %lld", topic, p,
+                     (long long)tl->elems[p].offset, (long long)hi);
+            at_end = false;
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(tl);
+    rd_kafka_destroy(rk);
+    return at_end;
+}
+
+bool wt_wait_group_at_end(const wt_stack_t *st, int timeout_s, char *why, size_t whysz)
+{
+    for (int i = 0; i < timeout_s * 2; i++) {
+        if (group_at_end(st, why, whysz))
+            return true;
+        usleep(500 * 1000);
+    }
+    return false;
 }

@@ -65,4 +65,25 @@ typedef struct wt_event_s {
 /** @brief Every committed event of the events topic, in partition/offset order. */
 wt_event_t *wt_read_events(const wt_stack_t *st, size_t *n);
 
+/** One record of the commands or results topic read back. */
+typedef struct wt_record_s {
+    char command_id[129];
+    char agg_id[129];
+    char status[32]; /* results only: ACCEPTED, REJECTED, VERSION_CONFLICT, ... */
+    char reason[64]; /* results only */
+    int32_t partition;
+    int64_t offset;
+} wt_record_t;
+
+/** @brief Every committed record of <prefix><agg>.commands (the audit log). */
+wt_record_t *wt_read_commands(const wt_stack_t *st, size_t *n);
+/** @brief Every committed outcome on <prefix><agg>.command-results. */
+wt_record_t *wt_read_outcomes(const wt_stack_t *st, size_t *n);
+/**
+ * @brief Wait until the command service's group has committed the end of
+ *        every partition of the commands topic (nothing left undecided).
+ * @returns false after @p timeout_s with the first lagging partition in @p why.
+ */
+bool wt_wait_group_at_end(const wt_stack_t *st, int timeout_s, char *why, size_t whysz);
+
 #endif
