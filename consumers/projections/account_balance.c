@@ -6,9 +6,11 @@
  * (two's complement), u64 version.  Like cart_view, the fold refuses events
  * the write side never emits (a second AccountOpened, money moving on an
  * account never opened, a withdrawal below zero, a version that does not
- * grow) so they reach the DLQ rather than the view.
+ * grow, a deposit past INT64_MAX cents) so they reach the DLQ rather than
+ * the view.
  */
 #include "projections.h"
+#include "escqrs/util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,8 +87,10 @@ static es_err_t account_balance_fold(int agg_index, const es_proj_event_t *ev, e
                 goto out;
             }
             balance -= amount;
-        } else {
-            balance += amount;
+        } else if (!es_add_i64(balance, amount, &balance)) {
+            snprintf(errstr, errstr_size, "Deposited %lld on account %.*s holding %lld overflows",
+                     (long long)amount, (int)idlen, id, (long long)balance);
+            goto out;
         }
     } else {
         snprintf(errstr, errstr_size, "unknown account event type %s", type);

@@ -12,11 +12,13 @@
  *
  * The fold refuses what the write side never emits — a version that does not
  * grow, a non-positive quantity, removing more than the cart holds, an event
- * after checkout — so a corrupt or duplicated event surfaces as a poison
- * event (DLQ) instead of silently skewing the view.
+ * after checkout, a quantity past INT32_MAX or a total past INT64_MAX — so a corrupt or duplicated
+ * event surfaces as a poison event (DLQ) instead of silently skewing the view.
  */
 #include "projections.h"
+#include "escqrs/util.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,7 +153,11 @@ static es_err_t cart_view_fold(int agg_index, const es_proj_event_t *ev, es_proj
             it->skulen = skulen;
             it->qty = 0;
         }
-        it->qty += qty;
+        if (!es_add_i64(it->qty, qty, &it->qty) || it->qty > INT32_MAX) {
+            snprintf(errstr, errstr_size, "ItemAdded %d × %.*s: the quantity would pass %d", qty,
+                     (int)skulen, sku, INT32_MAX);
+            goto out;
+        }
         it->price = price;
     } else if (strcmp(type, "ItemRemoved") == 0) {
         if ((err = es_record_string(&payload, "sku", &sku, &skulen, errstr, errstr_size)) ||
@@ -180,8 +186,16 @@ static es_err_t cart_view_fold(int agg_index, const es_proj_event_t *ev, es_proj
     }
     cart.version = version;
     cart.total = 0;
-    for (size_t i = 0; i < cart.n; i++)
-        cart.total += cart.items[i].qty * cart.items[i].price;
+    for (size_t i = 0; i < cart.n; i++) {
+        int64_t line;
+        if (!es_mul_i64(cart.items[i].qty, cart.items[i].price, &line) ||
+            !es_add_i64(cart.total, line, &cart.total)) {
+            snprintf(errstr, errstr_size, "cart %.*s: the total passes %lld cents", (int)idlen, id,
+                     (long long)INT64_MAX);
+            err = ES_ERR_STATE;
+            goto out;
+        }
+    }
     cv_encode(&cart, &val);
     es_proj_put(txn, key.data, key.len, val.data, val.len);
     err = ES_ERR_OK;

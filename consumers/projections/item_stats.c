@@ -13,7 +13,9 @@
  * the best N; ties are broken by sku so answers are deterministic.
  */
 #include "projections.h"
+#include "escqrs/util.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,9 +93,13 @@ static es_err_t is_bump(es_proj_txn_t *txn, const char *sku, size_t skulen, int6
     } else if (err != ES_ERR_NOT_FOUND) {
         goto out;
     }
-    c[0] += (uint64_t)add;
-    c[1] += (uint64_t)rem;
-    c[2] += (uint64_t)out_;
+    if (!es_add_u64(c[0], (uint64_t)add, &c[0]) || !es_add_u64(c[1], (uint64_t)rem, &c[1]) ||
+        !es_add_u64(c[2], (uint64_t)out_, &c[2])) {
+        snprintf(errstr, errstr_size, "the counters of %.*s pass %llu", (int)skulen, sku,
+                 (unsigned long long)UINT64_MAX);
+        err = ES_ERR_STATE;
+        goto out;
+    }
     es_buf_clear(&val);
     for (int i = 0; i < 3; i++)
         es_proj_put_u64(&val, c[i]);
@@ -155,7 +161,14 @@ static es_err_t item_stats_fold(int agg_index, const es_proj_event_t *ev, es_pro
             ln->skulen = skulen;
             ln->qty = 0;
         }
-        ln->qty += added ? qty : -qty;
+        if (added && (!es_add_i64(ln->qty, qty, &ln->qty) || ln->qty > INT32_MAX)) {
+            snprintf(errstr, errstr_size, "ItemAdded %d × %.*s: the quantity would pass %d", qty,
+                     (int)skulen, sku, INT32_MAX);
+            err = ES_ERR_STATE;
+            goto out;
+        }
+        if (!added)
+            ln->qty -= qty;
         if (ln->qty == 0) {
             size_t at = (size_t)(ln - cart.lines);
             free(ln->sku);

@@ -2,12 +2,17 @@
  * account.c — the account aggregate: open, deposit, withdraw.
  *
  * Invariants decide() keeps: an account is opened once (account_exists),
- * nothing but opening is accepted before that (account_not_open), and the
- * balance never goes below zero (insufficient_funds).  Because the command
+ * nothing but opening is accepted before that (account_not_open), the
+ * balance never goes below zero (insufficient_funds) and never above
+ * INT64_MAX cents (amount_too_large: a deposit that would not fit is
+ * refused, never wrapped).  evolve() checks the same arithmetic, so an event
+ * that would overflow (forged, or from a buggy writer) is an error, not a
+ * wrapped balance.  Because the command
  * service is the single writer of each aggregate's partition, deciding on
  * the current state is enough: parallel withdrawals cannot both pass.
  */
 #include "domains.h"
+#include "escqrs/util.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -42,6 +47,9 @@ static const char *account_decide(const void *state, const char *type, avro_valu
         return "invalid_command";
     if (!deposit && amount > a->balance_cents)
         return "insufficient_funds";
+    int64_t after;
+    if (deposit && !es_add_i64(a->balance_cents, amount, &after))
+        return "amount_too_large";
     ev = es_emit(out, deposit ? "Deposited" : "Withdrawn");
     avro_value_get_by_name(ev, "amount_cents", &f, NULL);
     avro_value_set_long(&f, amount);
@@ -69,7 +77,15 @@ static es_err_t account_evolve(void *state, const char *type, avro_value_t *ev, 
     }
     if ((err = es_record_long(ev, "amount_cents", &amount, errstr, errstr_size)))
         return err;
-    a->balance_cents += !strcmp(type, "Deposited") ? amount : -amount;
+    int64_t after;
+    bool fits = !strcmp(type, "Deposited") ? es_add_i64(a->balance_cents, amount, &after)
+                                           : es_sub_i64(a->balance_cents, amount, &after);
+    if (amount <= 0 || !fits || after < 0) {
+        snprintf(errstr, errstr_size, "%s of %lld on a balance of %lld does not fit", type,
+                 (long long)amount, (long long)a->balance_cents);
+        return ES_ERR_STATE;
+    }
+    a->balance_cents = after;
     return ES_ERR_OK;
 }
 

@@ -5,9 +5,15 @@
  * (cart_checked_out); only items in the cart, at most as many as it holds,
  * can be removed (item_not_in_cart); an empty cart cannot be checked out
  * (cart_empty).  Adding a sku already in the cart adds to its quantity and
- * takes the newest unit price, as a shop's cart does.  Pure: no I/O.
+ * takes the newest unit price, as a shop's cart does.  A line's quantity
+ * stays within INT32_MAX (quantity_too_large) and the cart's total — the
+ * sum of quantity × unit price — within INT64_MAX cents (amount_too_large):
+ * both are checked when an item is added, so a checkout total always fits
+ * and is never wrapped into the permanent log.  evolve() checks the same
+ * arithmetic.  Pure: no I/O.
  */
 #include "domains.h"
+#include "escqrs/util.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -19,6 +25,35 @@ static int find_item(const cart_state_t *c, const char *sku)
         if (!strcmp(c->items[i].sku, sku))
             return i;
     return -1;
+}
+
+/* The cart's total in cents, false when it does not fit an int64. */
+static bool cart_total(const cart_state_t *c, int64_t *total)
+{
+    int64_t sum = 0, line;
+    for (int i = 0; i < c->nitems; i++)
+        if (!es_mul_i64(c->items[i].quantity, c->items[i].unit_price_cents, &line) ||
+            !es_add_i64(sum, line, &sum))
+            return false;
+    *total = sum;
+    return true;
+}
+
+/* The reason adding @p qty × @p sku at @p price would not fit, or NULL. */
+static const char *check_add(const cart_state_t *c, const char *sku, int32_t qty, int64_t price)
+{
+    int i = find_item(c, sku);
+    int32_t q = qty;
+    int64_t sum = 0, line;
+    if (i >= 0 && !es_add_i32(c->items[i].quantity, qty, &q))
+        return "quantity_too_large";
+    for (int k = 0; k < c->nitems; k++)
+        if (k != i && (!es_mul_i64(c->items[k].quantity, c->items[k].unit_price_cents, &line) ||
+                       !es_add_i64(sum, line, &sum)))
+            return "amount_too_large";
+    if (!es_mul_i64(q, price, &line) || !es_add_i64(sum, line, &sum))
+        return "amount_too_large";
+    return NULL;
 }
 
 static const char *cart_decide(const void *state, const char *type, avro_value_t *cmd,
@@ -40,6 +75,9 @@ static const char *cart_decide(const void *state, const char *type, avro_value_t
             return "invalid_command";
         if (find_item(c, sku) < 0 && c->nitems == CART_MAX_ITEMS)
             return "cart_full";
+        const char *too_large = check_add(c, sku, qty, price);
+        if (too_large)
+            return too_large;
         avro_value_t *ev = es_emit(out, "ItemAdded");
         avro_value_t f;
         avro_value_get_by_name(ev, "sku", &f, NULL);
@@ -68,9 +106,9 @@ static const char *cart_decide(const void *state, const char *type, avro_value_t
     if (!strcmp(type, "Checkout")) {
         if (c->nitems == 0)
             return "cart_empty";
-        int64_t total = 0;
-        for (int i = 0; i < c->nitems; i++)
-            total += (int64_t)c->items[i].quantity * c->items[i].unit_price_cents;
+        int64_t total;
+        if (!cart_total(c, &total))
+            return "amount_too_large"; /* only a state from before the add-time check */
         avro_value_t *ev = es_emit(out, "CartCheckedOut");
         avro_value_t f;
         avro_value_get_by_name(ev, "total_cents", &f, NULL);
@@ -95,16 +133,18 @@ static es_err_t cart_evolve(void *state, const char *type, avro_value_t *ev, cha
             (err = es_record_long(ev, "unit_price_cents", &price, errstr, errstr_size)))
             return err;
         int i = find_item(c, sku);
+        int32_t q = qty;
+        if ((i < 0 && (c->nitems == CART_MAX_ITEMS || strlen(sku) >= CART_SKU_MAX)) || qty <= 0 ||
+            price < 0 || (i >= 0 && !es_add_i32(c->items[i].quantity, qty, &q))) {
+            snprintf(errstr, errstr_size, "ItemAdded %d × %s at %lld does not fit the cart state",
+                     qty, sku, (long long)price);
+            return ES_ERR_STATE;
+        }
         if (i < 0) {
-            if (c->nitems == CART_MAX_ITEMS || strlen(sku) >= CART_SKU_MAX) {
-                snprintf(errstr, errstr_size, "ItemAdded %s does not fit the cart state", sku);
-                return ES_ERR_STATE;
-            }
             i = c->nitems++;
             snprintf(c->items[i].sku, sizeof(c->items[i].sku), "%s", sku);
-            c->items[i].quantity = 0;
         }
-        c->items[i].quantity += qty;
+        c->items[i].quantity = q;
         c->items[i].unit_price_cents = price;
         return ES_ERR_OK;
     }

@@ -1,0 +1,53 @@
+/**
+ * @file util.h
+ * @brief Small helpers with no dependency but the C library: checked integer
+ *        arithmetic, array sizes.
+ *
+ * Layering: this header is the floor of common/; it includes no other escqrs
+ * header and any file, pure or not, may include it.
+ *
+ * Checked arithmetic: money and quantities are int64 (cents) or int32
+ * (pieces) on the wire; a sum that does not fit must be refused with a
+ * reason, never wrapped (a balance of INT64_MAX + 1 cents must not become
+ * negative in the permanent log).  Each helper stores the result and
+ * returns true only when it fits.
+ */
+#ifndef ESCQRS_UTIL_H
+#define ESCQRS_UTIL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define ES_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/** @brief *out = a + b; false (and *out unspecified) when it does not fit an int64. */
+static inline bool es_add_i64(int64_t a, int64_t b, int64_t *out)
+{
+    return !__builtin_add_overflow(a, b, out);
+}
+
+/** @brief *out = a - b; false when it does not fit an int64. */
+static inline bool es_sub_i64(int64_t a, int64_t b, int64_t *out)
+{
+    return !__builtin_sub_overflow(a, b, out);
+}
+
+/** @brief *out = a × b; false when it does not fit an int64. */
+static inline bool es_mul_i64(int64_t a, int64_t b, int64_t *out)
+{
+    return !__builtin_mul_overflow(a, b, out);
+}
+
+/** @brief *out = a + b; false when it does not fit an int32. */
+static inline bool es_add_i32(int32_t a, int32_t b, int32_t *out)
+{
+    return !__builtin_add_overflow(a, b, out);
+}
+
+/** @brief *out = a + b; false when it does not fit a uint64. */
+static inline bool es_add_u64(uint64_t a, uint64_t b, uint64_t *out)
+{
+    return !__builtin_add_overflow(a, b, out);
+}
+
+#endif
