@@ -23,7 +23,16 @@
 //    existing Kafka; an aggregate's topics agree on partitions; ACL topics
 //    exist; Secrets, ConfigMaps, Services, HPA and PDB targets resolve; every
 //    escqrs container is hardened, has a memory limit, a pinned image, and
-//    authenticates as the KafkaUser whose password it reads.
+//    authenticates as the KafkaUser whose password it reads; a rendering that
+//    puts objects in a namespace creates that Namespace (kubectl apply -k on a
+//    fresh cluster fails otherwise).
+// 4. Apicurio Registry on kafkasql storage (registry-kafka.json, next to this
+//    file, lists the topics it writes and the variables that name them): every
+//    topic its container's env names, or leaves at Apicurio's default, is a
+//    KafkaTopic with the settings Apicurio needs, and the registry's KafkaUser
+//    may do there what Apicurio does; its consumer-group prefix is allowed, and
+//    no fixed group id is set.  Neither the broker nor the registry creates a
+//    missing topic: a registry without one fails at its first write.
 import fs from "node:fs";
 import path from "node:path";
 import { createRequire } from "node:module";
@@ -122,6 +131,20 @@ function typePass(renders, classes) {
     for (const f of files) fs.rmSync(f[1], { force: true });
 }
 
+// Does one of the user's ACLs allow `op` on the resource `type`/`name`?  With
+// `asPrefix`, `name` is itself a prefix (group names Apicurio makes up): only a
+// prefix ACL that is a prefix of it covers every name that starts with it.
+function aclAllows(user, type, name, op, asPrefix = false) {
+    return (user?.spec?.authorization?.acls ?? []).some((acl) => {
+        const r = acl.resource ?? {};
+        if (r.type !== type) return false;
+        const prefix = (r.patternType ?? "literal") === "prefix";
+        const hit = prefix ? name.startsWith(r.name ?? "") : !asPrefix && name === r.name;
+        const ops = acl.operations ?? [];
+        return hit && (ops.includes(op) || ops.includes("All"));
+    });
+}
+
 const matches = (sel, labels) =>
     sel && Object.keys(sel).length > 0 && Object.entries(sel).every(([k, v]) => labels?.[k] === v);
 
@@ -216,6 +239,9 @@ function crossPass(name, objs) {
         }
     }
 
+    namespacePass(name, objs);
+    registryPass(name, objs, workloads);
+
     for (const s of by("Service")) {
         const w = `${name}: ${id(s)}`;
         const pods = workloads.filter((o) => matches(s.spec?.selector, podTemplate(o).metadata?.labels));
@@ -243,6 +269,68 @@ function crossPass(name, objs) {
                 if (ep.port && !(s.spec?.ports ?? []).some((p) => p.name === ep.port))
                     fail(`${name}: ${id(m)}`, `Service ${s.metadata.name} has no port named ${ep.port}`);
     }
+}
+
+// Kinds without a namespace that a rendering may hold.
+const clusterScoped = new Set(["Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
+    "PersistentVolume", "StorageClass", "PriorityClass"]);
+
+function namespacePass(name, objs) {
+    const namespaced = objs.filter((o) => !clusterScoped.has(o.kind));
+    const used = new Set(namespaced.map((o) => o.metadata?.namespace).filter(Boolean));
+    if (!used.size) return; // the base: applied into the current namespace
+    const created = new Set(objs.filter((o) => o.kind === "Namespace").map((o) => o.metadata?.name));
+    for (const ns of used)
+        if (!created.has(ns))
+            fail(`${name}: namespace ${ns}`, "objects are put in it but the rendering has no Namespace object for it");
+    for (const o of namespaced)
+        if (!o.metadata?.namespace) fail(`${name}: ${id(o)}`, `no namespace, while others are in ${[...used].join(", ")}`);
+    if (used.size > 1) fail(name, `objects in several namespaces: ${[...used].join(", ")}`);
+}
+
+const registrySpec = JSON.parse(fs.readFileSync(path.join(here, "registry-kafka.json"), "utf8"));
+
+function registryPass(name, objs, workloads) {
+    const topics = new Map(objs.filter((o) => o.kind === "KafkaTopic").map((t) => [t.spec?.topicName ?? t.metadata?.name, t]));
+    const users = new Map(objs.filter((o) => o.kind === "KafkaUser").map((u) => [u.metadata?.name, u]));
+    const apicurio = `Apicurio ${registrySpec.version}`;
+    for (const o of workloads)
+        for (const c of podTemplate(o).spec?.containers ?? []) {
+            const env = Object.fromEntries((c.env ?? []).map((e) => [e.name, e]));
+            if (env.APICURIO_STORAGE_KIND?.value !== "kafkasql") continue;
+            const w = `${name}: ${id(o)} container ${c.name}`;
+            // Its KafkaUser: the one whose Secret it reads (the SASL JAAS line).
+            const userName = (c.env ?? []).map((e) => e.valueFrom?.secretKeyRef?.name).find((n) => users.has(n));
+            const user = users.get(userName);
+            if (!user) fail(w, "kafkasql storage, but the container reads no KafkaUser's Secret");
+            for (const t of registrySpec.topics) {
+                const e = env[t.env];
+                if (e && e.value === undefined) {
+                    fail(w, `${t.env} must be a plain value, so that its topic can be checked`);
+                    continue;
+                }
+                const topic = e ? String(e.value) : t.default;
+                const how = e ? t.env : `${t.env} unset, ${apicurio}'s default`;
+                const kt = topics.get(topic);
+                if (!kt)
+                    fail(w, `topic ${topic} (${how}: ${t.use}) has no KafkaTopic; nothing else creates it`);
+                else
+                    for (const [k, v] of Object.entries(registrySpec.config))
+                        if (String(kt.spec?.config?.[k]) !== String(v))
+                            fail(`${name}: ${id(kt)}`, `config ${k} is ${kt.spec?.config?.[k] ?? "unset"}, ${apicurio} needs ${v} (registry-kafka.json)`);
+                if (user)
+                    for (const op of t.operations)
+                        if (!aclAllows(user, "topic", topic, op))
+                            fail(`${name}: ${id(user)}`, `no ${op} ACL on topic ${topic} (${how}), which the registry needs`);
+            }
+            const g = registrySpec.group;
+            if (env[g.forbidden.env]) fail(w, `${g.forbidden.env} is set: ${g.forbidden.why}`);
+            const prefix = env[g.env]?.value ?? g.default;
+            if (user && !env[g.forbidden.env])
+                for (const op of g.operations)
+                    if (!aclAllows(user, "group", String(prefix), op, true))
+                        fail(`${name}: ${id(user)}`, `no prefix ${op} ACL covering consumer groups ${prefix}<uuid> (${env[g.env] ? g.env : `${g.env} unset, ${apicurio}'s default`})`);
+        }
 }
 
 const renders = new Map();
