@@ -6,12 +6,15 @@
  * shadow) do not double the memory; memtables are capped per store.  WAL is
  * on (atomic batches survive kill -9); fsync per batch is optional because
  * Kafka, not RocksDB, is the durable record — a lost tail is re-applied from
- * the stored offsets.
+ * the stored offsets.  Free space is checked before every open and write
+ * (store.h says why): a statvfs() per batch is about a microsecond.
  */
 #include "escqrs/store.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <rocksdb/c.h>
+#include <sys/statvfs.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +26,8 @@ struct es_store_s {
     rocksdb_readoptions_t *ropts;
     rocksdb_writeoptions_t *wopts;
     char *path;
+    size_t min_free_mb;
+    bool read_only;
 };
 
 struct es_batch_s {
@@ -57,6 +62,14 @@ const es_conf_def_t es_store_conf_defs[] = {
      .type = ES_CONF_BOOL,
      .defval = "false",
      .desc = "fsync every write batch (Kafka is the durable record, so off by default)"},
+    {.name = "store.min.free.mb",
+     .type = ES_CONF_INT,
+     .defval = "256",
+     .min = 0,
+     .max = 1048576,
+     .desc = "Free space a store keeps on its filesystem: below it nothing is written (the "
+             "program waits, says why on /readyz and goes on when space returns); room for "
+             "RocksDB's memtable flushes and compactions.  0 turns the check off"},
     {.name = NULL},
 };
 
@@ -65,6 +78,42 @@ void es_store_opts_from_conf(const es_conf_t *conf, es_store_opts_t *opts)
     opts->block_cache_mb = (size_t)es_conf_get_int(conf, "store.block.cache.mb");
     opts->write_buffer_mb = (size_t)es_conf_get_int(conf, "store.write.buffer.mb");
     opts->sync = es_conf_get_bool(conf, "store.sync");
+    opts->min_free_mb = (size_t)es_conf_get_int(conf, "store.min.free.mb");
+    opts->read_only = false;
+}
+
+int64_t es_store_free_bytes(const char *path)
+{
+    struct statvfs sv;
+    if (statvfs(path, &sv))
+        return -1;
+    return (int64_t)sv.f_bavail * (int64_t)sv.f_frsize;
+}
+
+/* Enough room to write?  The directory of a store not yet created is asked
+ * through its nearest existing parent. */
+static es_err_t check_space(const char *path, size_t min_free_mb, char *errstr,
+                            size_t errstr_size)
+{
+    char dir[1024];
+    if (!min_free_mb)
+        return ES_ERR_OK;
+    snprintf(dir, sizeof(dir), "%s", path);
+    int64_t free_bytes = es_store_free_bytes(dir);
+    while (free_bytes < 0 && errno == ENOENT) {
+        char *slash = strrchr(dir, '/');
+        if (!slash || slash == dir)
+            break;
+        *slash = '\0';
+        free_bytes = es_store_free_bytes(dir);
+    }
+    if (free_bytes < 0 || free_bytes >= (int64_t)min_free_mb * 1024 * 1024)
+        return ES_ERR_OK; /* unknown: let RocksDB say */
+    snprintf(errstr, errstr_size,
+             "No space left on device for the store %s: %lld MiB free, store.min.free.mb=%zu; "
+             "waiting for space",
+             path, (long long)(free_bytes / (1024 * 1024)), min_free_mb);
+    return ES_ERR_NO_SPACE;
 }
 
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -82,11 +131,26 @@ static rocksdb_cache_t *get_shared_cache(size_t mb)
 es_store_t *es_store_open(const char *path, const es_store_opts_t *o, char *errstr,
                           size_t errstr_size)
 {
-    es_store_t *st = es_calloc(1, sizeof(*st));
+    es_store_t *st = NULL;
+    es_store_open_err(path, o, &st, errstr, errstr_size);
+    return st;
+}
+
+es_err_t es_store_open_err(const char *path, const es_store_opts_t *o, es_store_t **out,
+                           char *errstr, size_t errstr_size)
+{
     char *rerr = NULL;
     size_t wbuf = (o && o->write_buffer_mb ? o->write_buffer_mb : 16) * 1024 * 1024;
+    bool ro = o && o->read_only;
+    es_err_t err;
 
+    *out = NULL;
+    if (!ro && (err = check_space(path, o ? o->min_free_mb : 0, errstr, errstr_size)))
+        return err;
+    es_store_t *st = es_calloc(1, sizeof(*st));
     st->path = es_strdup(path);
+    st->min_free_mb = o ? o->min_free_mb : 0;
+    st->read_only = ro;
     st->opts = rocksdb_options_create();
     rocksdb_options_set_create_if_missing(st->opts, 1);
     rocksdb_options_set_write_buffer_size(st->opts, wbuf);
@@ -109,14 +173,17 @@ es_store_t *es_store_open(const char *path, const es_store_opts_t *o, char *errs
     st->wopts = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(st->wopts, o && o->sync);
 
-    st->db = rocksdb_open(st->opts, path, &rerr);
+    st->db = ro ? rocksdb_open_for_read_only(st->opts, path, 0, &rerr)
+                : rocksdb_open(st->opts, path, &rerr);
     if (rerr) {
-        snprintf(errstr, errstr_size, "rocksdb open %s: %s", path, rerr);
+        snprintf(errstr, errstr_size, "rocksdb open %s%s: %s", path, ro ? " (read-only)" : "",
+                 rerr);
         rocksdb_free(rerr);
         es_store_close(st);
-        return NULL;
+        return ES_ERR_STORE;
     }
-    return st;
+    *out = st;
+    return ES_ERR_OK;
 }
 
 void es_store_close(es_store_t *st)
@@ -174,6 +241,13 @@ es_err_t es_store_get(es_store_t *st, const void *key, size_t keylen, es_buf_t *
 es_err_t es_store_write(es_store_t *st, es_batch_t *batch, char *errstr, size_t errstr_size)
 {
     char *rerr = NULL;
+    es_err_t err;
+    if (st->read_only) {
+        snprintf(errstr, errstr_size, "store %s is open read-only", st->path);
+        return ES_ERR_STATE;
+    }
+    if ((err = check_space(st->path, st->min_free_mb, errstr, errstr_size)))
+        return err;
     rocksdb_write(st->db, st->wopts, batch->wb, &rerr);
     if (rerr) {
         snprintf(errstr, errstr_size, "rocksdb write: %s", rerr);

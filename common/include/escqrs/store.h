@@ -14,6 +14,15 @@
  * Keys beginning with byte 0x00 are reserved for escqrs' own records
  * (offsets, metadata); user keys must not start with 0x00.
  *
+ * A full disk: RocksDB, as Debian builds it, aborts the process on an
+ * assertion when a file writer is used again after a failed write (a WAL
+ * append that hit ENOSPC), and its C API cannot resume a database after a
+ * background error.  So a store never lets RocksDB run out of space: it
+ * opens and writes only while `store.min.free.mb` is free on its
+ * filesystem, and answers ES_ERR_NO_SPACE otherwise — writing nothing, so
+ * the same batch can be written once space returns.  A store opened
+ * read-only writes nothing at all, so reads can be served from a full disk.
+ *
  * @remark A store may be read and written from several threads (RocksDB is
  *         thread-safe); a batch belongs to one thread.
  */
@@ -46,11 +55,23 @@ typedef struct es_store_opts_s {
     size_t block_cache_mb;  /**< size of the process-wide shared block cache (first open sets it) */
     size_t write_buffer_mb; /**< memtable size; at most 2 memtables per store */
     bool sync;              /**< fsync each write batch (durability on power loss, slower) */
+    size_t min_free_mb;     /**< refuse to write below this much free space (0: no check) */
+    bool read_only;         /**< open for reading only: writes nothing, not even at open */
 } es_store_opts_t;
 
-/** @brief Open (creating if missing) the store at @p path. */
+/**
+ * @brief Open (creating if missing, unless read-only) the store at @p path.
+ * @param out set to the store on ES_ERR_OK.
+ * @returns ES_ERR_NO_SPACE when less than opts->min_free_mb is free (nothing
+ *          was written), ES_ERR_STORE on other failures.
+ */
+es_err_t es_store_open_err(const char *path, const es_store_opts_t *opts, es_store_t **out,
+                           char *errstr, size_t errstr_size);
+/** @brief es_store_open_err() for callers that need no reason beyond @p errstr. */
 es_store_t *es_store_open(const char *path, const es_store_opts_t *opts, char *errstr,
                           size_t errstr_size);
+/** @brief Bytes free for unprivileged writers on the filesystem of @p path (-1 unknown). */
+int64_t es_store_free_bytes(const char *path);
 /** @brief Close; NULL is a no-op. */
 void es_store_close(es_store_t *st);
 /** @brief Delete the database files at @p path (the store must be closed). */
@@ -61,7 +82,11 @@ const char *es_store_path(const es_store_t *st);
 es_err_t es_store_get(es_store_t *st, const void *key, size_t keylen, es_buf_t *out, char *errstr,
                       size_t errstr_size);
 
-/** @brief Apply @p batch atomically (all or nothing). The batch is not cleared. */
+/**
+ * @brief Apply @p batch atomically (all or nothing). The batch is not cleared.
+ * @returns ES_ERR_NO_SPACE, writing nothing, when less than the store's
+ *          min_free_mb is free on its filesystem (retry the same batch later).
+ */
 es_err_t es_store_write(es_store_t *st, es_batch_t *batch, char *errstr, size_t errstr_size);
 
 /** @brief Next offset to consume for (@p topic, @p partition), or ES_ERR_NOT_FOUND. */
