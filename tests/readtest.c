@@ -380,7 +380,7 @@ bool rt_wait_caught_up(const rt_proc_t *p, const char *name, int timeout_ms)
             json_t *arr = json_object_get(b, "projections");
             for (size_t i = 0; i < json_array_size(arr); i++) {
                 json_t *o = json_array_get(arr, i);
-                if (strcmp(json_string_value(json_object_get(o, "name")), name) != 0)
+                if (!es_test_str_eq(json_string_value(json_object_get(o, "name")), name))
                     continue;
                 json_t *parts = json_object_get(o, "partitions");
                 bool ok = json_array_size(parts) > 0 &&

@@ -6,6 +6,7 @@
 #include <CUnit/Basic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -46,4 +47,35 @@ void es_test_unique(const char *prefix, char *out, size_t outsz)
     clock_gettime(CLOCK_REALTIME, &ts);
     snprintf(out, outsz, "%s-%d-%lld%03ld", prefix, (int)getpid(), (long long)ts.tv_sec,
              ts.tv_nsec / 1000000);
+}
+
+/* ------------------------------------------------------- string checks */
+
+bool es_test_str_eq(const char *a, const char *b)
+{
+    return a && b && strcmp(a, b) == 0;
+}
+
+const char *es_test_or_empty(const char *s)
+{
+    return s ? s : "";
+}
+
+CU_BOOL es_test_assert_str_eq(const char *actual, const char *expected, const char *actual_expr,
+                              const char *expected_expr, unsigned line, const char *file,
+                              CU_BOOL fatal)
+{
+    bool ok = actual == expected || es_test_str_eq(actual, expected);
+    char cond[1024];
+    if (ok) {
+        snprintf(cond, sizeof(cond), "ES_ASSERT_STR_EQ(%s, %s)", actual_expr, expected_expr);
+    } else {
+        snprintf(cond, sizeof(cond), "ES_ASSERT_STR_EQ(%s, %s): got %s%.200s%s, want %s%.200s%s",
+                 actual_expr, expected_expr, actual ? "\"" : "", actual ? actual : "NULL",
+                 actual ? "\"" : "", expected ? "\"" : "", expected ? expected : "NULL",
+                 expected ? "\"" : "");
+        fprintf(stderr, "\n    %s:%u: %s\n", file, line, cond);
+    }
+    /* CUnit copies the condition text into its failure record */
+    return CU_assertImplementation(ok ? CU_TRUE : CU_FALSE, line, cond, file, "", fatal);
 }

@@ -42,7 +42,7 @@ static bool cart_view_progress(const rt_proc_t *p, int64_t *applied, int64_t *hi
         json_t *arr = json_object_get(b, "projections");
         for (size_t i = 0; i < json_array_size(arr); i++) {
             json_t *o = json_array_get(arr, i);
-            if (strcmp(json_string_value(json_object_get(o, "name")), "cart_view") != 0)
+            if (!es_test_str_eq(json_string_value(json_object_get(o, "name")), "cart_view"))
                 continue;
             json_t *parts = json_object_get(o, "partitions");
             ok = true;

@@ -204,7 +204,7 @@ static void test_halt_mode(void)
             break;
         usleep(200 * 1000);
     }
-    CU_ASSERT_STRING_EQUAL(state ? state : "", "halted");
+    ES_ASSERT_STR_EQ(state ? state : "", "halted");
     json_decref(b);
     CU_ASSERT_EQUAL(rt_http(&proc, "GET", "/readyz", NULL), 503);
     usleep(1000 * 1000);

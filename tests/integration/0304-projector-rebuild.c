@@ -43,7 +43,7 @@ static int generation(const rt_proc_t *p, const char *name, bool *running)
     json_t *arr = json_object_get(b, "projections");
     for (size_t i = 0; i < json_array_size(arr); i++) {
         json_t *o = json_array_get(arr, i);
-        if (strcmp(json_string_value(json_object_get(o, "name")), name) == 0) {
+        if (es_test_str_eq(json_string_value(json_object_get(o, "name")), name)) {
             g = (int)json_integer_value(json_object_get(o, "generation"));
             if (running)
                 *running = json_is_true(json_object_get(json_object_get(o, "rebuild"), "running"));

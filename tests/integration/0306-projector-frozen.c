@@ -123,12 +123,12 @@ static json_t *frozen_entry(const rt_proc_t *p, const char *name, const char *la
     json_t *arr = json_object_get(b, "projections");
     for (size_t i = 0; i < json_array_size(arr); i++) {
         json_t *o = json_array_get(arr, i);
-        if (strcmp(json_string_value(json_object_get(o, "name")), name) != 0)
+        if (!es_test_str_eq(json_string_value(json_object_get(o, "name")), name))
             continue;
         json_t *fz = json_object_get(o, "frozen");
         for (size_t k = 0; k < json_array_size(fz); k++) {
             json_t *f = json_array_get(fz, k);
-            if (strcmp(json_string_value(json_object_get(f, "label")), label) == 0)
+            if (es_test_str_eq(json_string_value(json_object_get(f, "label")), label))
                 found = json_incref(f);
         }
     }
@@ -187,7 +187,7 @@ static void test_frozen_view(void)
     snprintf(path, sizeof(path), "/admin/projections/cart_view/freeze?until=%lld&label=audit",
              (long long)until);
     CU_ASSERT_EQUAL(rt_http(&proc, "POST", path, &b), 202);
-    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(b, "label")), "audit");
+    ES_ASSERT_STR_EQ(json_string_value(json_object_get(b, "label")), "audit");
     json_decref(b);
     CU_ASSERT_EQUAL(rt_http(&proc, "POST", path, NULL), 409); /* the label exists */
     /* item_stats with the default label and the time in RFC 3339 */
@@ -201,7 +201,7 @@ static void test_frozen_view(void)
     snprintf(deflabel + n, sizeof(deflabel) - n, ".%03dZ", (int)(until % 1000));
     snprintf(path, sizeof(path), "/admin/projections/item_stats/freeze?until=%s", rfc);
     CU_ASSERT_EQUAL(rt_http(&proc, "POST", path, &b), 202);
-    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(b, "label")), deflabel);
+    ES_ASSERT_STR_EQ(json_string_value(json_object_get(b, "label")), deflabel);
     json_decref(b);
     CU_ASSERT_EQUAL(rt_http(&proc, "POST", "/admin/projections/cart_view/freeze", NULL), 400);
     CU_ASSERT_TRUE_FATAL(wait_ready(&proc, "cart_view", "audit", 60000));
@@ -272,7 +272,7 @@ static void test_frozen_view(void)
     CU_ASSERT_TRUE_FATAL(rt_wait_up(&proc, 30000));
     CU_ASSERT_NOT_EQUAL(stat(path, &sb), 0);
     f = frozen_entry(&proc, "cart_view", "audit");
-    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(f, "state")), "ready");
+    ES_ASSERT_STR_EQ(json_string_value(json_object_get(f, "state")), "ready");
     json_decref(f);
     CU_ASSERT_EQUAL(compare_all(&proc, "audit", carts_a, deflabel, stats_a), 0);
     CU_ASSERT_EQUAL(rt_proc_stop(&proc), 0);

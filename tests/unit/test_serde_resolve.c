@@ -99,20 +99,20 @@ static void check_common_fields(avro_value_t *got)
 {
     avro_value_t f, p;
     int64_t v = 0;
-    CU_ASSERT_STRING_EQUAL(field_str(got, "cart_id"), "c9");
+    ES_ASSERT_STR_EQ(field_str(got, "cart_id"), "c9");
     avro_value_get_by_name(got, "version", &f, NULL);
     avro_value_get_long(&f, &v);
     CU_ASSERT_EQUAL(v, 4);
     avro_value_get_by_name(got, "payload", &f, NULL);
     avro_value_get_current_branch(&f, &p);
-    CU_ASSERT_STRING_EQUAL(avro_schema_name(avro_value_get_schema(&p)), "ItemRemoved");
-    CU_ASSERT_STRING_EQUAL(field_str(&p, "sku"), "SKU-1");
+    ES_ASSERT_STR_EQ(avro_schema_name(avro_value_get_schema(&p)), "ItemRemoved");
+    ES_ASSERT_STR_EQ(field_str(&p, "sku"), "SKU-1");
     avro_value_get_by_name(got, "correlation_id", &f, NULL);
     avro_value_get_current_branch(&f, &p);
     const char *s = NULL;
     size_t sz;
     avro_value_get_string(&p, &s, &sz);
-    CU_ASSERT_STRING_EQUAL(s, "corr-1");
+    ES_ASSERT_STR_EQ(s, "corr-1");
 }
 
 static void test_old_record_new_reader_gets_default(void)
@@ -127,7 +127,7 @@ static void test_old_record_new_reader_gets_default(void)
     for (int i = 0; i < 3; i++) { /* reused writer entry, no leak (ASan) */
         CU_ASSERT_EQUAL_FATAL(es_serde_decode(v2, rec.data, rec.len, &got, errstr, 512), ES_ERR_OK);
         check_common_fields(got);
-        CU_ASSERT_STRING_EQUAL(field_str(got, "channel"), "web");
+        ES_ASSERT_STR_EQ(field_str(got, "channel"), "web");
     }
     es_serde_destroy(v2);
     es_buf_free(&rec);
