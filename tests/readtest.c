@@ -255,25 +255,38 @@ void rt_proc_start(rt_proc_t *p, const char *store, const char *prefix, const ch
         argv[n++] = (char *)sets[i];
     }
     argv[n] = NULL;
-    fflush(NULL);
-    p->pid = fork();
+    /* inherited by the child; set here because the child of a threaded
+     * process may only call async-signal-safe functions before exec */
+    setenv("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0", 0);
+    p->pid = es_test_fork(); /* dies with this test, even by kill -9 */
     if (p->pid == 0) {
         int fd = open(p->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) {
             dup2(fd, 2);
             close(fd);
         }
-        setenv("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0", 0);
         execv(bin, argv);
         _exit(127);
     }
     CU_ASSERT_FATAL(p->pid > 0);
 }
 
+/* @p p's process was reaped: forget it (never signal a reused pid). */
+static void proc_reaped(rt_proc_t *p)
+{
+    es_test_child_reaped(p->pid);
+    p->pid = 0;
+}
+
 bool rt_proc_alive(rt_proc_t *p)
 {
     int st;
-    return p->pid > 0 && waitpid(p->pid, &st, WNOHANG) == 0;
+    if (p->pid <= 0)
+        return false;
+    if (waitpid(p->pid, &st, WNOHANG) == 0)
+        return true;
+    proc_reaped(p);
+    return false;
 }
 
 void rt_proc_kill9(rt_proc_t *p)
@@ -283,7 +296,7 @@ void rt_proc_kill9(rt_proc_t *p)
         return;
     kill(p->pid, SIGKILL);
     waitpid(p->pid, &st, 0);
-    p->pid = 0;
+    proc_reaped(p);
 }
 
 int rt_proc_stop(rt_proc_t *p)
@@ -294,14 +307,14 @@ int rt_proc_stop(rt_proc_t *p)
     kill(p->pid, SIGTERM);
     for (int i = 0; i < 300; i++) {
         if (waitpid(p->pid, &st, WNOHANG) == p->pid) {
-            p->pid = 0;
+            proc_reaped(p);
             return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
         }
         usleep(100 * 1000);
     }
     kill(p->pid, SIGKILL);
     waitpid(p->pid, &st, 0);
-    p->pid = 0;
+    proc_reaped(p);
     return -2;
 }
 

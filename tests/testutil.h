@@ -1,8 +1,9 @@
 /*
  * testutil.h — what every escqrs test shares: a CUnit runner that returns the
  * failure count as the exit code, the addresses of the test stack, unique
- * names so reruns never collide with earlier data on the broker, and string
- * assertions that survive a missing JSON field.
+ * names so reruns never collide with earlier data on the broker, string
+ * assertions that survive a missing JSON field, and child processes that die
+ * with the test that started them.
  */
 #ifndef ESCQRS_TESTUTIL_H
 #define ESCQRS_TESTUTIL_H
@@ -10,6 +11,8 @@
 #include <CUnit/CUnit.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <sys/types.h>
 
 typedef struct {
     const char *name;
@@ -48,5 +51,34 @@ CU_BOOL es_test_assert_str_eq(const char *actual, const char *expected, const ch
 bool es_test_str_eq(const char *a, const char *b);
 /** @brief @p s, or "" when it is NULL (copying a JSON field that may be missing). */
 const char *es_test_or_empty(const char *s);
+
+/* ----------------------------------------------------- child processes */
+
+/**
+ * @brief fork() a child that cannot outlive the test.
+ *
+ * In the child: PR_SET_PDEATHSIG(SIGKILL), so a test killed with -9 takes its
+ * daemons with it, then a check that the parent did not die before that was
+ * set (the getppid() race: the child then exits at once).  In the parent the
+ * pid is remembered; an atexit handler kills (SIGKILL) and reaps every child
+ * still remembered, so a test that ends through a fatal assertion or exit()
+ * leaves nothing running either.
+ *
+ * @returns as fork(): 0 in the child, the pid (or -1) in the parent.
+ * @remark The death signal follows the *thread* that forked: call this from a
+ *         thread that lives as long as the child should (the tests' main thread).
+ */
+pid_t es_test_fork(void);
+/** @brief Forget @p pid after it was reaped (the atexit handler then leaves it alone). */
+void es_test_child_reaped(pid_t pid);
+
+/**
+ * @brief popen(@p cmd, "r") whose shell execs the command (`exec` is prefixed)
+ *        in a child made by es_test_fork(); read with fgets, close with
+ *        es_test_pclose().  NULL on failure.
+ */
+FILE *es_test_popen(const char *cmd, pid_t *pid);
+/** @brief Close the pipe, wait for @p pid; returns its wait status (or -1). */
+int es_test_pclose(FILE *f, pid_t pid);
 
 #endif

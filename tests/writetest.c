@@ -81,8 +81,7 @@ static void start(wt_stack_t *st, wt_proc_t *p, bool service, const char *const 
         argv[n++] = (char *)sets[i];
     }
     argv[n] = NULL;
-    fflush(NULL);
-    p->pid = fork();
+    p->pid = es_test_fork(); /* dies with this test, even by kill -9 */
     if (p->pid == 0) {
         int fd = open(p->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) {
@@ -113,6 +112,7 @@ void wt_wait_ready(wt_proc_t *p, int timeout_s)
             return;
         if (waitpid(p->pid, &st, WNOHANG) == p->pid) {
             fprintf(stderr, "daemon exited early; see %s\n", p->log);
+            es_test_child_reaped(p->pid);
             p->pid = 0;
             CU_FAIL_FATAL("daemon exited before it was ready");
         }
@@ -129,6 +129,7 @@ void wt_kill9(wt_proc_t *p)
         return;
     kill(p->pid, SIGKILL);
     waitpid(p->pid, &st, 0);
+    es_test_child_reaped(p->pid);
     p->pid = 0;
 }
 
@@ -140,6 +141,7 @@ int wt_stop(wt_proc_t *p)
     kill(p->pid, SIGTERM);
     for (int i = 0; i < 300; i++) {
         if (waitpid(p->pid, &st, WNOHANG) == p->pid) {
+            es_test_child_reaped(p->pid);
             p->pid = 0;
             return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
         }

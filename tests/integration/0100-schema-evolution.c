@@ -137,12 +137,13 @@ static int run_schemas(const char *verb, const char *dir, const char *pfx, es_bu
              "--dir '%s/tests/data/evolution/%s' --prefix '%s' 2>&1",
              getenv("ESCQRS_BUILD_DIR"), es_test_registry(), verb, getenv("ESCQRS_SOURCE_DIR"), dir,
              pfx);
-    FILE *p = popen(cmd, "r");
+    pid_t pid = -1;
+    FILE *p = es_test_popen(cmd, &pid); /* the CLI dies with this test */
     char line[1024];
     es_buf_clear(output);
     while (p && fgets(line, sizeof(line), p))
         es_buf_append(output, line, strlen(line));
-    int st = p ? pclose(p) : -1;
+    int st = p ? es_test_pclose(p, pid) : -1;
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 

@@ -125,7 +125,8 @@ static void test_python_reads_our_events(void)
              "/usr/bin/python3 '%s/tests/integration/foreign_reader.py' '%s' '%s' '%s' %d",
              getenv("ESCQRS_SOURCE_DIR") ? getenv("ESCQRS_SOURCE_DIR") : ".", es_test_bootstrap(),
              es_test_registry(), topic, NEVENTS);
-    FILE *p = popen(cmd, "r");
+    pid_t pid = -1;
+    FILE *p = es_test_popen(cmd, &pid); /* the reader dies with this test */
     CU_ASSERT_PTR_NOT_NULL_FATAL(p);
     while (fgets(line, sizeof(line), p)) {
         json_error_t jerr;
@@ -164,7 +165,7 @@ static void test_python_reads_our_events(void)
         json_decref(j);
         got++;
     }
-    int st = pclose(p);
+    int st = es_test_pclose(p, pid);
     if (!WIFEXITED(st) || WEXITSTATUS(st))
         fprintf(stderr, "\n    foreign_reader.py failed (needs python3-confluent-kafka and "
                         "python3-avro: scripts/install-deps)\n");
