@@ -8,7 +8,8 @@
  * Readers that add an optional field (["null", T], default null) — at the
  * envelope's top level, inside a payload record, as an optional record — read
  * old records with the field on the null branch; [T, "null"] defaults are for
- * the first branch.
+ * the first branch; same-named records in two namespaces keep their own
+ * defaults.
  */
 #include "escqrs/serde.h"
 #include "testutil.h"
@@ -457,6 +458,61 @@ static void test_first_branch_default(void)
 }
 
 /*
+ * Two records with the same name in different namespaces (na.Meta, nb.Meta),
+ * each adding a field with its own default: each must get its own.  A reader
+ * field's default is looked up by the record's full name; a bare-name match
+ * is only a fallback for namespaces Avro C did not report.
+ *
+ * Fails today: resolve.c field_default() takes the first record whose bare
+ * name matches, so nb.Meta.x gets na.Meta's default ("A", not "B").
+ */
+static void test_defaults_by_full_name(void)
+{
+    static const char *writer =
+        "{\"type\":\"record\",\"name\":\"R\",\"namespace\":\"n0\",\"fields\":["
+        "{\"name\":\"a\",\"type\":{\"type\":\"record\",\"name\":\"Meta\",\"namespace\":\"na\","
+        "\"fields\":[{\"name\":\"k\",\"type\":\"int\"}]}},"
+        "{\"name\":\"b\",\"type\":{\"type\":\"record\",\"name\":\"Meta\",\"namespace\":\"nb\","
+        "\"fields\":[{\"name\":\"k\",\"type\":\"int\"}]}}]}";
+    static const char *reader =
+        "{\"type\":\"record\",\"name\":\"R\",\"namespace\":\"n0\",\"fields\":["
+        "{\"name\":\"a\",\"type\":{\"type\":\"record\",\"name\":\"Meta\",\"namespace\":\"na\","
+        "\"fields\":[{\"name\":\"k\",\"type\":\"int\"},"
+        "{\"name\":\"x\",\"type\":[\"string\",\"null\"],\"default\":\"A\"}]}},"
+        "{\"name\":\"b\",\"type\":{\"type\":\"record\",\"name\":\"Meta\",\"namespace\":\"nb\","
+        "\"fields\":[{\"name\":\"k\",\"type\":\"int\"},"
+        "{\"name\":\"x\",\"type\":[\"string\",\"null\"],\"default\":\"B\"}]}}]}";
+    es_buf_t rec = {0};
+    avro_value_t v, f, k, *got = NULL;
+    const char *s = NULL;
+    es_serde_t *w = es_serde_new(NULL, "m-value", writer, false, 31, errstr, sizeof(errstr));
+    es_serde_t *r = es_serde_new(NULL, "m-value", reader, false, 32, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(w);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+    es_serde_new_value(w, &v);
+    avro_value_get_by_name(&v, "a", &f, NULL);
+    avro_value_get_by_name(&f, "k", &k, NULL);
+    avro_value_set_int(&k, 1);
+    avro_value_get_by_name(&v, "b", &f, NULL);
+    avro_value_get_by_name(&f, "k", &k, NULL);
+    avro_value_set_int(&k, 2);
+    CU_ASSERT_EQUAL_FATAL(es_serde_encode(w, &v, &rec, errstr, sizeof(errstr)), ES_ERR_OK);
+    avro_value_decref(&v);
+    CU_ASSERT_EQUAL(es_serde_add_writer(r, 31, writer, errstr, sizeof(errstr)), ES_ERR_OK);
+    CU_ASSERT_EQUAL_FATAL(es_serde_decode(r, rec.data, rec.len, &got, errstr, sizeof(errstr)),
+                          ES_ERR_OK);
+    avro_value_get_by_name(got, "a", &f, NULL);
+    CU_ASSERT_EQUAL(union_branch(&f, "x", &s), 0);
+    ES_ASSERT_STR_EQ(s, "A");
+    avro_value_get_by_name(got, "b", &f, NULL);
+    CU_ASSERT_EQUAL(union_branch(&f, "x", &s), 0);
+    ES_ASSERT_STR_EQ(s, "B");
+    es_serde_destroy(w);
+    es_serde_destroy(r);
+    es_buf_free(&rec);
+}
+
+/*
  * The fuzz seeds are golden records: each decodes without error under the
  * fuzz target's set-up (cart.events ids 7 and 8, command-result id 9), so
  * the fuzzer starts from inputs that reach the deepest code.
@@ -519,6 +575,8 @@ int main(void)
          test_optional_field_in_payload},
         {"old record, reader adds [null, record]: null branch", test_optional_record_field},
         {"[T, null] defaults are for the first branch", test_first_branch_default},
+        {"same-named records in two namespaces keep their own defaults",
+         test_defaults_by_full_name},
         {"every fuzz seed is a valid record", test_fuzz_seeds_decode},
         {NULL, NULL},
     };
