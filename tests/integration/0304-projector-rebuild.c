@@ -7,8 +7,9 @@
  * 2. No downtime: while events keep arriving, rebuild all three projections;
  *    a client thread queries without pause and must never see a 5xx or a
  *    refused connection through the rebuild and the swap; afterwards every
- *    store equals an independent fold at its own offsets and the generation
- *    moved on.  Progress shows in /admin/projections and /metrics.
+ *    store answers as the independent model (viewmodel.h, not the folds) of
+ *    the events below its own offsets, and the generation moved on.  Progress shows in
+ * /admin/projections and /metrics.
  */
 #include "projections.h"
 #include "readtest.h"
