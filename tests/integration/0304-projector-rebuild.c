@@ -135,12 +135,17 @@ static void test_rebuild_is_byte_identical(void)
     rt_topic_init(&accounts, conf, agg, "account.events");
     es_sim_init(&sim, prefix, 4242, 150);
     produce_carts(20000);
-    for (int i = 0; i < 300; i++) {
+    int64_t balance[30] = {0};
+    for (int i = 0; i < 300; i++) { /* 30 accounts: opened, then deposits and withdrawals */
         char id[200];
-        snprintf(id, sizeof(id), "%s-acc-%d", prefix, i % 30);
+        int a = i % 30, round = i / 30;
+        bool withdraw = round % 3 == 0 && balance[a] >= i / 2;
+        snprintf(id, sizeof(id), "%s-acc-%d", prefix, a);
         rt_produce(&accounts, id,
-                   i < 30 ? es_evgen_account(ag, id, 1, 0, "AccountOpened", "o", 0)
-                          : es_evgen_account(ag, id, i / 30 + 1, 0, "Deposited", NULL, i));
+                   round == 0 ? es_evgen_account(ag, id, 1, 0, "AccountOpened", "o", 0)
+                   : withdraw ? es_evgen_account(ag, id, round + 1, 0, "Withdrawn", NULL, i / 2)
+                              : es_evgen_account(ag, id, round + 1, 0, "Deposited", NULL, i));
+        balance[a] += round == 0 ? 0 : withdraw ? -(i / 2) : i;
     }
     rt_topic_flush(&accounts);
 
