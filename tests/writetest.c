@@ -237,38 +237,57 @@ static void header(const rd_kafka_message_t *m, const char *name, char *out, siz
         out[0] = '\0';
 }
 
-wt_event_t *wt_read_events(const wt_stack_t *st, size_t *n)
+/* A serde reading <prefix><agg>.<kind> with the built-in schema @p schema. */
+static es_serde_t *topic_serde(const char *topic, const char *schema, es_registry_t **reg)
 {
-    char errstr[512], topic[300], subj[320], schema[64];
-    size_t cap = 1024;
-    wt_event_t *evs = calloc(cap, sizeof(*evs));
-    *n = 0;
-    snprintf(topic, sizeof(topic), "%s%s.events", st->prefix, st->agg);
+    char errstr[512], subj[320];
     snprintf(subj, sizeof(subj), "%s-value", topic);
-    snprintf(schema, sizeof(schema), "%s.events", st->agg);
-    es_registry_t *reg = es_registry_new(es_test_registry(), 5000, 3, errstr, sizeof(errstr));
-    CU_ASSERT_PTR_NOT_NULL_FATAL(reg);
+    *reg = es_registry_new(es_test_registry(), 5000, 3, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(*reg);
     es_serde_t *serde =
-        es_serde_new(reg, subj, es_schema_text(schema), false, 0, errstr, sizeof(errstr));
+        es_serde_new(*reg, subj, es_schema_text(schema), false, 0, errstr, sizeof(errstr));
     if (!serde)
         fprintf(stderr, "serde: %s\n", errstr);
     CU_ASSERT_PTR_NOT_NULL_FATAL(serde);
+    return serde;
+}
 
+/* A consumer of the test stack (not joining any group; @p group only names it). */
+static rd_kafka_t *plain_consumer(const char *group)
+{
+    char errstr[512];
     rd_kafka_conf_t *c = rd_kafka_conf_new();
     rd_kafka_conf_set(c, "bootstrap.servers", es_test_bootstrap(), NULL, 0);
-    rd_kafka_conf_set(c, "group.id", "wt-reader", NULL, 0);
+    rd_kafka_conf_set(c, "group.id", group, NULL, 0);
     rd_kafka_conf_set(c, "isolation.level", "read_committed", NULL, 0);
     rd_kafka_conf_set(c, "enable.partition.eof", "true", NULL, 0);
     rd_kafka_conf_set(c, "enable.auto.commit", "false", NULL, 0);
+    rd_kafka_conf_set(c, "enable.auto.offset.store", "false", NULL, 0);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, errstr, sizeof(errstr));
     CU_ASSERT_PTR_NOT_NULL_FATAL(rk);
     rd_kafka_poll_set_consumer(rk);
+    return rk;
+}
+
+static int partition_count(rd_kafka_t *rk, const char *topic)
+{
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-    CU_ASSERT_EQUAL_FATAL(rd_kafka_metadata(rk, 0, rkt, &md, 10000), 0);
-    int parts = md->topics[0].partition_cnt;
-    rd_kafka_metadata_destroy(md);
+    int parts = 0;
+    if (rd_kafka_metadata(rk, 0, rkt, &md, 10000) == 0 && md->topic_cnt == 1 && !md->topics[0].err)
+        parts = md->topics[0].partition_cnt;
+    if (md)
+        rd_kafka_metadata_destroy(md);
     rd_kafka_topic_destroy(rkt);
+    return parts;
+}
+
+/* Every committed record of @p topic, partition by partition in offset order, to @p cb. */
+static void read_topic(const char *topic, void (*cb)(void *opaque, rd_kafka_message_t *m),
+                       void *opaque)
+{
+    rd_kafka_t *rk = plain_consumer("wt-reader");
+    int parts = partition_count(rk, topic);
     CU_ASSERT_FATAL(parts > 0);
     rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(parts);
     for (int p = 0; p < parts; p++)
@@ -283,44 +302,183 @@ wt_event_t *wt_read_events(const wt_stack_t *st, size_t *n)
             continue;
         }
         idle = 0;
-        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
             eofs++;
-        } else if (!m->err) {
-            avro_value_t *v, pl, f;
-            const char *s, *type;
-            if (*n == cap) {
-                cap *= 2;
-                evs = realloc(evs, cap * sizeof(*evs));
-            }
-            wt_event_t *e = &evs[*n];
-            memset(e, 0, sizeof(*e));
-            CU_ASSERT_EQUAL_FATAL(
-                es_serde_decode(serde, m->payload, m->len, &v, errstr, sizeof(errstr)), ES_ERR_OK);
-            char idf[40];
-            snprintf(idf, sizeof(idf), "%s_id", st->agg);
-            if (!es_record_string(v, idf, &s, NULL, errstr, sizeof(errstr)))
-                snprintf(e->agg_id, sizeof(e->agg_id), "%s", s);
-            if (!es_record_string(v, "command_id", &s, NULL, errstr, sizeof(errstr)))
-                snprintf(e->command_id, sizeof(e->command_id), "%s", s);
-            es_record_long(v, "version", &e->version, errstr, sizeof(errstr));
-            if (!es_record_payload(v, &pl, &type, errstr, sizeof(errstr))) {
-                snprintf(e->type, sizeof(e->type), "%s", type);
-                if (!avro_value_get_by_name(&pl, "amount_cents", &f, NULL))
-                    avro_value_get_long(&f, &e->amount);
-            }
-            e->partition = m->partition;
-            e->offset = m->offset;
-            header(m, "event-type", e->hdr_type, sizeof(e->hdr_type));
-            header(m, "command-id", e->hdr_command, sizeof(e->hdr_command));
-            header(m, "aggregate-version", e->hdr_version, sizeof(e->hdr_version));
-            (*n)++;
-        }
+        else if (!m->err)
+            cb(opaque, m);
         rd_kafka_message_destroy(m);
     }
     CU_ASSERT_EQUAL(eofs, parts);
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
-    es_serde_destroy(serde);
+}
+
+typedef struct {
+    const wt_stack_t *st;
+    es_serde_t *serde;
+    void *items;
+    size_t n, cap, size;
+} reading_t;
+
+static void *next_item(reading_t *r)
+{
+    if (r->n == r->cap) {
+        r->cap = r->cap ? r->cap * 2 : 1024;
+        r->items = realloc(r->items, r->cap * r->size);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(r->items);
+    }
+    void *it = (char *)r->items + r->n++ * r->size;
+    memset(it, 0, r->size);
+    return it;
+}
+
+static void copy_str(avro_value_t *rec, const char *name, char *out, size_t outsz)
+{
+    const char *s;
+    char errstr[256];
+    if (!es_record_string(rec, name, &s, NULL, errstr, sizeof(errstr)))
+        snprintf(out, outsz, "%s", s);
+}
+
+static void event_cb(void *opaque, rd_kafka_message_t *m)
+{
+    reading_t *r = opaque;
+    char errstr[512], idf[40];
+    avro_value_t *v, pl, f;
+    const char *type;
+    wt_event_t *e = next_item(r);
+    CU_ASSERT_EQUAL_FATAL(es_serde_decode(r->serde, m->payload, m->len, &v, errstr, sizeof(errstr)),
+                          ES_ERR_OK);
+    snprintf(idf, sizeof(idf), "%s_id", r->st->agg);
+    copy_str(v, idf, e->agg_id, sizeof(e->agg_id));
+    copy_str(v, "command_id", e->command_id, sizeof(e->command_id));
+    es_record_long(v, "version", &e->version, errstr, sizeof(errstr));
+    if (!es_record_payload(v, &pl, &type, errstr, sizeof(errstr))) {
+        snprintf(e->type, sizeof(e->type), "%s", type);
+        if (!avro_value_get_by_name(&pl, "amount_cents", &f, NULL))
+            avro_value_get_long(&f, &e->amount);
+    }
+    e->partition = m->partition;
+    e->offset = m->offset;
+    header(m, "event-type", e->hdr_type, sizeof(e->hdr_type));
+    header(m, "command-id", e->hdr_command, sizeof(e->hdr_command));
+    header(m, "aggregate-version", e->hdr_version, sizeof(e->hdr_version));
+}
+
+/* <prefix><agg>.<suffix> of @p st. */
+static void stack_topic(const wt_stack_t *st, const char *suffix, char *out, size_t outsz)
+{
+    snprintf(out, outsz, "%s%s.%s", st->prefix, st->agg, suffix);
+}
+
+static void *read_decoded(const wt_stack_t *st, const char *suffix, const char *schema, size_t size,
+                          void (*cb)(void *, rd_kafka_message_t *), size_t *n)
+{
+    char topic[300];
+    es_registry_t *reg = NULL;
+    stack_topic(st, suffix, topic, sizeof(topic));
+    reading_t r = {.st = st, .serde = topic_serde(topic, schema, &reg), .size = size};
+    read_topic(topic, cb, &r);
+    es_serde_destroy(r.serde);
     es_registry_destroy(reg);
-    return evs;
+    *n = r.n;
+    return r.items ? r.items : calloc(1, size);
+}
+
+wt_event_t *wt_read_events(const wt_stack_t *st, size_t *n)
+{
+    char schema[64];
+    snprintf(schema, sizeof(schema), "%s.events", st->agg);
+    return read_decoded(st, "events", schema, sizeof(wt_event_t), event_cb, n);
+}
+
+static void command_cb(void *opaque, rd_kafka_message_t *m)
+{
+    reading_t *r = opaque;
+    char errstr[512], idf[40];
+    avro_value_t *v, pl, f;
+    const char *type;
+    wt_command_t *c = next_item(r);
+    CU_ASSERT_EQUAL_FATAL(es_serde_decode(r->serde, m->payload, m->len, &v, errstr, sizeof(errstr)),
+                          ES_ERR_OK);
+    snprintf(idf, sizeof(idf), "%s_id", r->st->agg);
+    copy_str(v, idf, c->agg_id, sizeof(c->agg_id));
+    copy_str(v, "command_id", c->command_id, sizeof(c->command_id));
+    if (!es_record_payload(v, &pl, &type, errstr, sizeof(errstr))) {
+        snprintf(c->type, sizeof(c->type), "%s", type);
+        if (!avro_value_get_by_name(&pl, "amount_cents", &f, NULL))
+            avro_value_get_long(&f, &c->amount);
+    }
+    c->partition = m->partition;
+    c->offset = m->offset;
+}
+
+wt_command_t *wt_read_commands(const wt_stack_t *st, size_t *n)
+{
+    char schema[64];
+    snprintf(schema, sizeof(schema), "%s.commands", st->agg);
+    return read_decoded(st, "commands", schema, sizeof(wt_command_t), command_cb, n);
+}
+
+static void outcome_cb(void *opaque, rd_kafka_message_t *m)
+{
+    reading_t *r = opaque;
+    char errstr[512];
+    avro_value_t *v, f, br;
+    wt_outcome_t *o = next_item(r);
+    CU_ASSERT_EQUAL_FATAL(es_serde_decode(r->serde, m->payload, m->len, &v, errstr, sizeof(errstr)),
+                          ES_ERR_OK);
+    header(m, "command-id", o->hdr_command, sizeof(o->hdr_command));
+    copy_str(v, "command_id", o->command_id, sizeof(o->command_id));
+    if (!avro_value_get_by_name(v, "status", &f, NULL)) {
+        int sym = -1;
+        avro_value_get_enum(&f, &sym);
+        const char *name = avro_schema_enum_get(avro_value_get_schema(&f), sym);
+        snprintf(o->status, sizeof(o->status), "%s", name ? name : "");
+    }
+    if (!avro_value_get_by_name(v, "reason", &f, NULL) && !avro_value_get_current_branch(&f, &br) &&
+        avro_value_get_type(&br) == AVRO_STRING) {
+        const char *s = NULL;
+        size_t sz;
+        avro_value_get_string(&br, &s, &sz);
+        snprintf(o->reason, sizeof(o->reason), "%s", s ? s : "");
+    }
+    es_record_long(v, "actual_version", &o->actual_version, errstr, sizeof(errstr));
+    es_record_long(v, "version", &o->version, errstr, sizeof(errstr));
+    o->partition = m->partition;
+    o->offset = m->offset;
+}
+
+wt_outcome_t *wt_read_outcomes(const wt_stack_t *st, size_t *n)
+{
+    return read_decoded(st, "command-results", "command-result", sizeof(wt_outcome_t), outcome_cb,
+                        n);
+}
+
+int wt_command_offsets(const wt_stack_t *st, int64_t *committed, int64_t *end, int max)
+{
+    char topic[300], group[300];
+    stack_topic(st, "commands", topic, sizeof(topic));
+    snprintf(group, sizeof(group), "%s%s.command-service", st->prefix, st->agg);
+    /* the service's group id, but never subscribed: rd_kafka_committed only
+     * asks the group coordinator (OffsetFetch), it does not join the group */
+    rd_kafka_t *rk = plain_consumer(group);
+    int parts = partition_count(rk, topic);
+    if (parts > max)
+        parts = max;
+    rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(parts > 0 ? parts : 1);
+    for (int p = 0; p < parts; p++)
+        rd_kafka_topic_partition_list_add(tl, topic, p);
+    rd_kafka_resp_err_t err = rd_kafka_committed(rk, tl, 10000);
+    for (int p = 0; p < parts; p++) {
+        int64_t lo = -1, hi = -1;
+        committed[p] = err || tl->elems[p].err ? -2 : tl->elems[p].offset; /* -1001: none */
+        rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 10000);
+        end[p] = hi;
+    }
+    if (err)
+        fprintf(stderr, "committed offsets of %s: %s\n", group, rd_kafka_err2str(err));
+    rd_kafka_topic_partition_list_destroy(tl);
+    rd_kafka_destroy(rk); /* no consumer_close: it never joined */
+    return parts;
 }
