@@ -8,13 +8,15 @@
 
 #include "escqrs/aggregate.h"
 
+#include "testutil.h"
+
 #include <CUnit/CUnit.h>
 
 /** Assert that @p expr (a dh_run result) rejected the command with @p reason. */
 #define DH_ASSERT_REJECTED(expr, reason)                                                           \
     do {                                                                                           \
         const char *dh_reason_ = (expr);                                                           \
-        CU_ASSERT_STRING_EQUAL(dh_reason_ ? dh_reason_ : "(accepted)", reason);                    \
+        ES_ASSERT_STR_EQ(dh_reason_ ? dh_reason_ : "(accepted)", reason);                          \
     } while (0)
 
 typedef struct {

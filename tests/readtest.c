@@ -3,9 +3,11 @@
  *
  * Records are produced with a plain librdkafka producer whose delivery
  * reports record each record's partition and offset, so a test knows
- * exactly which events lie below any stored offset and can fold them
- * itself, in memory, independently of the projector's Kafka and RocksDB
- * machinery.
+ * exactly which events lie below any stored offset.  Each record also keeps
+ * the plain values of the event it carries, taken from the Avro value before
+ * encoding: the expected views are modelled from what the test wrote, not
+ * from what the projector's serde reads back, and never through a
+ * projection's fold (viewmodel.c).
  */
 #include "readtest.h"
 
@@ -138,6 +140,7 @@ void rt_topic_free(rt_topic_t *tp)
     for (size_t i = 0; i < tp->n; i++) {
         free(tp->recs[i].key);
         free(tp->recs[i].value);
+        free(tp->recs[i].ev);
     }
     free(tp->recs);
     es_serde_destroy(tp->serde);
@@ -146,7 +149,7 @@ void rt_topic_free(rt_topic_t *tp)
 }
 
 static void produce_bytes(rt_topic_t *tp, const char *key, const void *data, size_t len,
-                          bool poison)
+                          bool poison, vm_event_t *ev)
 {
     if (tp->n == tp->cap) {
         tp->cap = tp->cap ? tp->cap * 2 : 1024;
@@ -160,6 +163,7 @@ static void produce_bytes(rt_topic_t *tp, const char *key, const void *data, siz
     r->len = len;
     r->partition = -2; /* not delivered yet */
     r->poison = poison;
+    r->ev = ev;
     for (;;) {
         rd_kafka_resp_err_t e = rd_kafka_producev(
             tp->rk, RD_KAFKA_V_TOPIC(tp->name), RD_KAFKA_V_KEY(r->key, strlen(r->key)),
@@ -180,8 +184,13 @@ void rt_produce(rt_topic_t *tp, const char *key, avro_value_t *value)
 {
     es_buf_t b = {0};
     char err[512];
+    vm_event_t *ev = es_malloc(sizeof(*ev));
+    if (!vm_event_from_value(value, ev)) { /* not a contract event: the model cannot use it */
+        free(ev);
+        ev = NULL;
+    }
     CU_ASSERT_EQUAL_FATAL(es_serde_encode(tp->serde, value, &b, err, sizeof(err)), ES_ERR_OK);
-    produce_bytes(tp, key, b.data, b.len, false);
+    produce_bytes(tp, key, b.data, b.len, false, ev);
     es_buf_free(&b);
 }
 
@@ -197,7 +206,7 @@ void rt_produce_sim(rt_topic_t *tp, es_sim_t *sim, es_evgen_t *g, int n)
 
 void rt_produce_raw(rt_topic_t *tp, const char *key, const void *data, size_t len)
 {
-    produce_bytes(tp, key, data, len, true);
+    produce_bytes(tp, key, data, len, true, NULL);
 }
 
 void rt_topic_flush(rt_topic_t *tp)
@@ -255,25 +264,38 @@ void rt_proc_start(rt_proc_t *p, const char *store, const char *prefix, const ch
         argv[n++] = (char *)sets[i];
     }
     argv[n] = NULL;
-    fflush(NULL);
-    p->pid = fork();
+    /* inherited by the child; set here because the child of a threaded
+     * process may only call async-signal-safe functions before exec */
+    setenv("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0", 0);
+    p->pid = es_test_fork(); /* dies with this test, even by kill -9 */
     if (p->pid == 0) {
         int fd = open(p->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) {
             dup2(fd, 2);
             close(fd);
         }
-        setenv("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0", 0);
         execv(bin, argv);
         _exit(127);
     }
     CU_ASSERT_FATAL(p->pid > 0);
 }
 
+/* @p p's process was reaped: forget it (never signal a reused pid). */
+static void proc_reaped(rt_proc_t *p)
+{
+    es_test_child_reaped(p->pid);
+    p->pid = 0;
+}
+
 bool rt_proc_alive(rt_proc_t *p)
 {
     int st;
-    return p->pid > 0 && waitpid(p->pid, &st, WNOHANG) == 0;
+    if (p->pid <= 0)
+        return false;
+    if (waitpid(p->pid, &st, WNOHANG) == 0)
+        return true;
+    proc_reaped(p);
+    return false;
 }
 
 void rt_proc_kill9(rt_proc_t *p)
@@ -283,7 +305,7 @@ void rt_proc_kill9(rt_proc_t *p)
         return;
     kill(p->pid, SIGKILL);
     waitpid(p->pid, &st, 0);
-    p->pid = 0;
+    proc_reaped(p);
 }
 
 int rt_proc_stop(rt_proc_t *p)
@@ -294,14 +316,14 @@ int rt_proc_stop(rt_proc_t *p)
     kill(p->pid, SIGTERM);
     for (int i = 0; i < 300; i++) {
         if (waitpid(p->pid, &st, WNOHANG) == p->pid) {
-            p->pid = 0;
+            proc_reaped(p);
             return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
         }
         usleep(100 * 1000);
     }
     kill(p->pid, SIGKILL);
     waitpid(p->pid, &st, 0);
-    p->pid = 0;
+    proc_reaped(p);
     return -2;
 }
 
@@ -380,7 +402,7 @@ bool rt_wait_caught_up(const rt_proc_t *p, const char *name, int timeout_ms)
             json_t *arr = json_object_get(b, "projections");
             for (size_t i = 0; i < json_array_size(arr); i++) {
                 json_t *o = json_array_get(arr, i);
-                if (strcmp(json_string_value(json_object_get(o, "name")), name) != 0)
+                if (!es_test_str_eq(json_string_value(json_object_get(o, "name")), name))
                     continue;
                 json_t *parts = json_object_get(o, "partitions");
                 bool ok = json_array_size(parts) > 0 &&
@@ -405,31 +427,71 @@ bool rt_wait_caught_up(const rt_proc_t *p, const char *name, int timeout_ms)
 
 /* --------------------------------------------------------- store checks */
 
+vm_t *rt_model(const rt_topic_t *tp, const int64_t *next, int64_t until_ms, size_t *applied,
+               size_t *refused)
+{
+    vm_t *m = vm_new();
+    size_t n = 0, bad = 0;
+    for (size_t i = 0; i < tp->n; i++) {
+        const rt_rec_t *r = &tp->recs[i];
+        if (r->partition < 0 || r->aborted || (next && r->offset >= next[r->partition]) ||
+            (until_ms >= 0 && r->ts > until_ms))
+            continue;
+        n++;
+        if (r->poison)
+            continue;
+        if (!r->ev || vm_apply(m, r->ev) != 0) {
+            if (bad++ < 3)
+                fprintf(stderr, "  the model refuses record %zu (%d:%lld), not marked poison\n", i,
+                        (int)r->partition, (long long)r->offset);
+        }
+    }
+    *applied = n;
+    *refused = bad;
+    return m;
+}
+
 static bool collect_cb(void *opaque, const char *key, size_t keylen, const char *val, size_t vallen)
 {
     es_proj_memmap_put(opaque, key, keylen, val, vallen);
     return true;
 }
 
-typedef struct {
-    es_store_t *st;
-    size_t diffs, seen;
-} cmp_t;
-
-static bool cmp_cb(void *opaque, const char *key, size_t keylen, const char *val, size_t vallen)
+/* The view keys (not the reserved 0x00 ones) of an open store. */
+static es_proj_memmap_t *store_views(es_store_t *st)
 {
-    cmp_t *c = opaque;
-    es_buf_t got = {0};
-    char err[256];
-    c->seen++;
-    if (es_store_get(c->st, key, keylen, &got, err, sizeof(err)) != ES_ERR_OK ||
-        got.len != vallen || memcmp(got.data, val, vallen) != 0) {
-        if (c->diffs < 5)
-            fprintf(stderr, "store differs at key %.*s\n", (int)keylen, key);
-        c->diffs++;
+    es_proj_memmap_t *views = es_proj_memmap_new();
+    es_store_iter_t *it = es_store_iter_prefix(st, "", 0);
+    const char *k, *v;
+    size_t kl, vl;
+    while (es_store_iter_next(it, &k, &kl, &v, &vl)) {
+        if (kl > 0 && k[0] != '\0')
+            collect_cb(views, k, kl, v, vl);
     }
-    es_buf_free(&got);
-    return true;
+    es_store_iter_destroy(it);
+    return views;
+}
+
+static es_store_t *open_store(const char *dir)
+{
+    char err[512];
+    es_store_opts_t so = {.block_cache_mb = 16, .write_buffer_mb = 4};
+    es_store_t *st = es_store_open(dir, &so, err, sizeof(err));
+    if (!st)
+        fprintf(stderr, "open store %s: %s\n", dir, err);
+    return st;
+}
+
+size_t rt_compare_views(const char *dir, const es_proj_def_t *def, const vm_t *m)
+{
+    es_store_t *st = open_store(dir);
+    if (!st)
+        return SIZE_MAX;
+    es_proj_memmap_t *views = store_views(st);
+    size_t d = vm_compare_views(m, def, views);
+    es_proj_memmap_destroy(views);
+    es_store_close(st);
+    return d;
 }
 
 size_t rt_compare_store(const char *store_root, const es_proj_def_t *def, rt_topic_t *tp,
@@ -445,55 +507,22 @@ size_t rt_compare_store(const char *store_root, const es_proj_def_t *def, rt_top
         fclose(f);
     }
     snprintf(path, sizeof(path), "%s/%s/g%d", store_root, def->name, gen);
-    es_store_opts_t so = {.block_cache_mb = 16, .write_buffer_mb = 4};
-    es_store_t *st = es_store_open(path, &so, err, sizeof(err));
-    if (!st) {
-        fprintf(stderr, "rt_compare_store: %s\n", err);
+    es_store_t *st = open_store(path);
+    if (!st)
         return SIZE_MAX;
-    }
     int64_t next[1024] = {0};
     for (int p = 0; p < tp->partitions && p < 1024; p++) {
         if (es_store_get_offset(st, tp->name, p, &next[p], err, sizeof(err)) != ES_ERR_OK)
             next[p] = 0;
     }
-    es_proj_memmap_t *want = es_proj_memmap_new();
-    size_t n = 0;
-    for (size_t i = 0; i < tp->n; i++) {
-        rt_rec_t *r = &tp->recs[i];
-        if (r->partition < 0 || r->offset >= next[r->partition] || r->aborted)
-            continue;
-        n++;
-        if (r->poison)
-            continue;
-        avro_value_t *v = NULL;
-        if (es_serde_decode(tp->serde, r->value, r->len, &v, err, sizeof(err)) != ES_ERR_OK)
-            continue;
-        es_evgen_fold(def, want, v, err, sizeof(err)); /* refused events change nothing */
-    }
-    *applied = n;
-    /* every expected key has the same bytes in the store ... */
-    cmp_t c = {.st = st};
-    es_proj_backend_t be = es_proj_memmap_backend(want);
-    be.scan(be.opaque, "", 0, cmp_cb, &c, err, sizeof(err));
-    /* ... and the store has no other view key */
-    es_proj_memmap_t *got = es_proj_memmap_new();
-    es_store_iter_t *it = es_store_iter_prefix(st, "", 0);
-    const char *k, *v;
-    size_t kl, vl;
-    while (es_store_iter_next(it, &k, &kl, &v, &vl)) {
-        if (kl > 0 && k[0] != '\0')
-            collect_cb(got, k, kl, v, vl);
-    }
-    es_store_iter_destroy(it);
-    if (es_proj_memmap_count(got) != es_proj_memmap_count(want)) {
-        fprintf(stderr, "store has %zu view keys, the fold %zu\n", es_proj_memmap_count(got),
-                es_proj_memmap_count(want));
-        c.diffs++;
-    }
-    es_proj_memmap_destroy(got);
-    es_proj_memmap_destroy(want);
+    size_t refused = 0;
+    vm_t *m = rt_model(tp, next, -1, applied, &refused);
+    es_proj_memmap_t *views = store_views(st);
     es_store_close(st);
-    return c.diffs;
+    size_t d = vm_compare_views(m, def, views) + refused;
+    es_proj_memmap_destroy(views);
+    vm_destroy(m);
+    return d;
 }
 
 /* ------------------------------------------------------------------ DLQ */

@@ -1,8 +1,9 @@
 /*
  * readtest.h — harness of the read-side integration tests: a stream of
- * contract events produced to a real topic with their positions recorded,
- * escqrs-projector run as a subprocess, HTTP GETs, and an independent
- * in-memory fold compared byte for byte with a projector's RocksDB store.
+ * contract events produced to a real topic with their positions and plain
+ * values recorded, escqrs-projector run as a subprocess, HTTP GETs, and a
+ * projector's RocksDB store compared with the independent model of
+ * viewmodel.h (never with the projection's own fold).
  */
 #ifndef ESCQRS_TEST_READTEST_H
 #define ESCQRS_TEST_READTEST_H
@@ -12,6 +13,7 @@
 #include "escqrs/registry.h"
 #include "escqrs/serde.h"
 #include "eventgen.h"
+#include "viewmodel.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -26,8 +28,9 @@ typedef struct rt_rec_s {
     int32_t partition;
     int64_t offset;
     int64_t ts;
-    bool poison;  /* not decodable on purpose */
-    bool aborted; /* in an aborted transaction: read_committed never delivers it */
+    bool poison;    /* not decodable, or refused by the projections, on purpose */
+    bool aborted;   /* in an aborted transaction: read_committed never delivers it */
+    vm_event_t *ev; /* the event's plain values, taken before encoding; NULL for raw bytes */
 } rt_rec_t;
 
 /* A topic being written by a test. */
@@ -95,10 +98,32 @@ bool rt_wait_up(const rt_proc_t *p, int timeout_ms);
 bool rt_wait_caught_up(const rt_proc_t *p, const char *name, int timeout_ms);
 
 /**
- * @brief Compare the store of projection @p def under @p store_root (closed,
- *        the projector being dead) with an in-memory fold of @p tp's records
- *        below the store's offsets.  Returns the number of differing keys and
- *        sets *applied to the number of records below the offsets.
+ * @brief The model (viewmodel.h) of @p tp's records that a projector must have
+ *        applied: delivered, not aborted, not poison, below @p next[partition]
+ *        (NULL: every partition to its end) and stamped at or before
+ *        @p until_ms (< 0: any time).  Sets *applied to the number of such
+ *        records, poison included (they move the offsets too), and *refused to
+ *        the number of non-poison ones the model refused or could not read (a
+ *        workload the oracle does not cover: callers count it as a failure).
+ */
+vm_t *rt_model(const rt_topic_t *tp, const int64_t *next, int64_t until_ms, size_t *applied,
+               size_t *refused);
+/**
+ * @brief Compare the views of projection @p def in the RocksDB store at @p dir
+ *        (closed by its projector) with model @p m; returns the number of
+ *        differences (SIZE_MAX when the store does not open).
+ */
+size_t rt_compare_views(const char *dir, const es_proj_def_t *def, const vm_t *m);
+/**
+ * @brief Compare the live store of projection @p def under @p store_root
+ *        (closed, the projector being dead) with the model of exactly @p tp's
+ *        records below the offsets stored in that same store: an event lost or
+ *        applied twice, or a fold that computes a view wrongly, is a
+ *        difference.  Every view is read through the projection's query
+ *        handler and compared with the model's answer; the store may hold no
+ *        other view.  Returns the number of differences and sets *applied to
+ *        the number of records below the offsets.  The projection's fold is
+ *        never called.
  */
 size_t rt_compare_store(const char *store_root, const es_proj_def_t *def, rt_topic_t *tp,
                         size_t *applied);

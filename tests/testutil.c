@@ -1,11 +1,25 @@
 /*
  * testutil.c — shared test runner and test-stack helpers (see testutil.h).
+ *
+ * Children: a test that dies (kill -9, a crash, a fatal assertion) must not
+ * leave a projector or command service running against the shared stack —
+ * the next run would share its consumer groups, ports and transactional ids.
+ * The kernel covers kill -9 (PR_SET_PDEATHSIG); the atexit handler covers
+ * every ordinary exit.  The registry is a small fixed array: tests start a
+ * handful of daemons at a time.
  */
 #include "testutil.h"
 
 #include <CUnit/Basic.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -46,4 +60,142 @@ void es_test_unique(const char *prefix, char *out, size_t outsz)
     clock_gettime(CLOCK_REALTIME, &ts);
     snprintf(out, outsz, "%s-%d-%lld%03ld", prefix, (int)getpid(), (long long)ts.tv_sec,
              ts.tv_nsec / 1000000);
+}
+
+/* ------------------------------------------------------- string checks */
+
+bool es_test_str_eq(const char *a, const char *b)
+{
+    return a && b && strcmp(a, b) == 0;
+}
+
+const char *es_test_or_empty(const char *s)
+{
+    return s ? s : "";
+}
+
+CU_BOOL es_test_assert_str_eq(const char *actual, const char *expected, const char *actual_expr,
+                              const char *expected_expr, unsigned line, const char *file,
+                              CU_BOOL fatal)
+{
+    bool ok = actual == expected || es_test_str_eq(actual, expected);
+    char cond[1024];
+    if (ok) {
+        snprintf(cond, sizeof(cond), "ES_ASSERT_STR_EQ(%s, %s)", actual_expr, expected_expr);
+    } else {
+        snprintf(cond, sizeof(cond), "ES_ASSERT_STR_EQ(%s, %s): got %s%.200s%s, want %s%.200s%s",
+                 actual_expr, expected_expr, actual ? "\"" : "", actual ? actual : "NULL",
+                 actual ? "\"" : "", expected ? "\"" : "", expected ? expected : "NULL",
+                 expected ? "\"" : "");
+        fprintf(stderr, "\n    %s:%u: %s\n", file, line, cond);
+    }
+    /* CUnit copies the condition text into its failure record */
+    return CU_assertImplementation(ok ? CU_TRUE : CU_FALSE, line, cond, file, "", fatal);
+}
+
+/* ----------------------------------------------------- child processes */
+
+#define MAX_CHILDREN 64
+
+static pthread_mutex_t children_mu = PTHREAD_MUTEX_INITIALIZER;
+static pid_t children[MAX_CHILDREN];
+static bool atexit_set;
+
+static void kill_children(void)
+{
+    pthread_mutex_lock(&children_mu);
+    for (size_t i = 0; i < MAX_CHILDREN; i++) {
+        if (children[i] <= 0)
+            continue;
+        int st;
+        kill(children[i], SIGKILL);
+        waitpid(children[i], &st, 0);
+        children[i] = 0;
+    }
+    pthread_mutex_unlock(&children_mu);
+}
+
+pid_t es_test_fork(void)
+{
+    pid_t parent = getpid();
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* dies with the parent; if the parent is already gone, go at once */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+            _exit(127);
+        return 0;
+    }
+    if (pid < 0)
+        return pid;
+    pthread_mutex_lock(&children_mu);
+    if (!atexit_set) {
+        atexit(kill_children);
+        atexit_set = true;
+    }
+    size_t i;
+    for (i = 0; i < MAX_CHILDREN && children[i] > 0; i++)
+        ;
+    if (i < MAX_CHILDREN)
+        children[i] = pid;
+    else
+        fprintf(stderr, "es_test_fork: more than %d children; %d is not tracked\n", MAX_CHILDREN,
+                (int)pid);
+    pthread_mutex_unlock(&children_mu);
+    return pid;
+}
+
+void es_test_child_reaped(pid_t pid)
+{
+    pthread_mutex_lock(&children_mu);
+    for (size_t i = 0; i < MAX_CHILDREN; i++) {
+        if (children[i] == pid)
+            children[i] = 0;
+    }
+    pthread_mutex_unlock(&children_mu);
+}
+
+FILE *es_test_popen(const char *cmd, pid_t *pid)
+{
+    int fds[2];
+    size_t n = strlen(cmd) + 6;
+    char *line = malloc(n); /* before fork: the child of a threaded process must not malloc */
+    if (!line || pipe(fds) != 0) {
+        free(line);
+        return NULL;
+    }
+    snprintf(line, n, "exec %s", cmd); /* the command replaces the shell: one process */
+    *pid = es_test_fork();
+    if (*pid == 0) {
+        close(fds[0]);
+        if (fds[1] != STDOUT_FILENO) {
+            dup2(fds[1], STDOUT_FILENO);
+            close(fds[1]);
+        }
+        execl("/bin/sh", "sh", "-c", line, (char *)NULL);
+        _exit(127);
+    }
+    free(line);
+    close(fds[1]);
+    if (*pid < 0) {
+        close(fds[0]);
+        return NULL;
+    }
+    FILE *f = fdopen(fds[0], "r");
+    if (!f)
+        close(fds[0]);
+    return f;
+}
+
+int es_test_pclose(FILE *f, pid_t pid)
+{
+    int st = -1;
+    if (f)
+        fclose(f);
+    if (pid <= 0)
+        return -1;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    es_test_child_reaped(pid);
+    return st;
 }

@@ -1,13 +1,18 @@
 /*
  * testutil.h — what every escqrs test shares: a CUnit runner that returns the
- * failure count as the exit code, the addresses of the test stack, and unique
- * names so reruns never collide with earlier data on the broker.
+ * failure count as the exit code, the addresses of the test stack, unique
+ * names so reruns never collide with earlier data on the broker, string
+ * assertions that survive a missing JSON field, and child processes that die
+ * with the test that started them.
  */
 #ifndef ESCQRS_TESTUTIL_H
 #define ESCQRS_TESTUTIL_H
 
 #include <CUnit/CUnit.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <sys/types.h>
 
 typedef struct {
     const char *name;
@@ -23,5 +28,57 @@ const char *es_test_bootstrap(void);
 const char *es_test_registry(void);
 /** @brief "<prefix>-<pid>-<time>": a name no earlier run used. */
 void es_test_unique(const char *prefix, char *out, size_t outsz);
+
+/* ------------------------------------------------------- string checks */
+
+/**
+ * @brief Assert that string @p actual equals @p expected.  Either may be NULL
+ *        (json_string_value() of a missing field): NULL equals only NULL, and
+ *        a failure names both expressions and prints both values instead of
+ *        crashing in strcmp as CU_ASSERT_STRING_EQUAL does.
+ */
+#define ES_ASSERT_STR_EQ(actual, expected)                                                         \
+    es_test_assert_str_eq((actual), (expected), #actual, #expected, __LINE__, __FILE__, CU_FALSE)
+/** @brief ES_ASSERT_STR_EQ() that ends the test case when it fails. */
+#define ES_ASSERT_STR_EQ_FATAL(actual, expected)                                                   \
+    es_test_assert_str_eq((actual), (expected), #actual, #expected, __LINE__, __FILE__, CU_TRUE)
+
+CU_BOOL es_test_assert_str_eq(const char *actual, const char *expected, const char *actual_expr,
+                              const char *expected_expr, unsigned line, const char *file,
+                              CU_BOOL fatal);
+
+/** @brief @p a and @p b are both non-NULL and equal (for conditions, not assertions). */
+bool es_test_str_eq(const char *a, const char *b);
+/** @brief @p s, or "" when it is NULL (copying a JSON field that may be missing). */
+const char *es_test_or_empty(const char *s);
+
+/* ----------------------------------------------------- child processes */
+
+/**
+ * @brief fork() a child that cannot outlive the test.
+ *
+ * In the child: PR_SET_PDEATHSIG(SIGKILL), so a test killed with -9 takes its
+ * daemons with it, then a check that the parent did not die before that was
+ * set (the getppid() race: the child then exits at once).  In the parent the
+ * pid is remembered; an atexit handler kills (SIGKILL) and reaps every child
+ * still remembered, so a test that ends through a fatal assertion or exit()
+ * leaves nothing running either.
+ *
+ * @returns as fork(): 0 in the child, the pid (or -1) in the parent.
+ * @remark The death signal follows the *thread* that forked: call this from a
+ *         thread that lives as long as the child should (the tests' main thread).
+ */
+pid_t es_test_fork(void);
+/** @brief Forget @p pid after it was reaped (the atexit handler then leaves it alone). */
+void es_test_child_reaped(pid_t pid);
+
+/**
+ * @brief popen(@p cmd, "r") whose shell execs the command (`exec` is prefixed)
+ *        in a child made by es_test_fork(); read with fgets, close with
+ *        es_test_pclose().  NULL on failure.
+ */
+FILE *es_test_popen(const char *cmd, pid_t *pid);
+/** @brief Close the pipe, wait for @p pid; returns its wait status (or -1). */
+int es_test_pclose(FILE *f, pid_t pid);
 
 #endif

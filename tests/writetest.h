@@ -1,8 +1,9 @@
 /*
  * writetest.h — harness of the write-side integration tests: the command
  * service and the gateway run as subprocesses against the test stack under a
- * unique aggregate prefix, an HTTP client that records every answer, and a
- * reader of the whole events topic to check the log against those answers.
+ * unique aggregate prefix, an HTTP client that records every answer, and
+ * readers of the whole events, commands and command-results topics and of the
+ * command service's committed offsets, to check the log against the answers.
  */
 #ifndef ESCQRS_TEST_WRITETEST_H
 #define ESCQRS_TEST_WRITETEST_H
@@ -65,23 +66,46 @@ typedef struct wt_event_s {
 /** @brief Every committed event of the events topic, in partition/offset order. */
 wt_event_t *wt_read_events(const wt_stack_t *st, size_t *n);
 
-/** One record of the commands or results topic read back. */
-typedef struct wt_record_s {
+/** One record of <prefix><agg>.commands (the audit log of every command sent). */
+typedef struct wt_command_s {
     char command_id[129];
     char agg_id[129];
-    char status[32]; /* results only: ACCEPTED, REJECTED, VERSION_CONFLICT, ... */
-    char reason[64]; /* results only */
+    char type[64];  /* payload record name: Deposit, Withdraw, OpenAccount, ... */
+    int64_t amount; /* amount_cents, 0 when none */
     int32_t partition;
     int64_t offset;
-} wt_record_t;
+} wt_command_t;
 
-/** @brief Every committed record of <prefix><agg>.commands (the audit log). */
-wt_record_t *wt_read_commands(const wt_stack_t *st, size_t *n);
-/** @brief Every committed outcome on <prefix><agg>.command-results. */
-wt_record_t *wt_read_outcomes(const wt_stack_t *st, size_t *n);
+/** @brief Every record of the commands topic, in partition/offset order. */
+wt_command_t *wt_read_commands(const wt_stack_t *st, size_t *n);
+
+/** One committed record of <prefix><agg>.command-results. */
+typedef struct wt_outcome_s {
+    char hdr_command[129]; /* the command-id header */
+    char command_id[129];
+    char status[32]; /* ACCEPTED, REJECTED, VERSION_CONFLICT, IDEMPOTENCY_KEY_REUSED */
+    char reason[64]; /* "" when null */
+    int64_t actual_version, version;
+    int32_t partition;
+    int64_t offset;
+} wt_outcome_t;
+
+/** @brief Every committed record of the command-results topic. */
+wt_outcome_t *wt_read_outcomes(const wt_stack_t *st, size_t *n);
+
+/**
+ * @brief The offsets group `<prefix><agg>.command-service` committed on
+ *        `<prefix><agg>.commands` (read without joining the group;
+ *        RD_KAFKA_OFFSET_INVALID when none, -2 when the fetch failed) and the
+ *        topic's end offsets, for at most @p max partitions.
+ * @returns the number of partitions filled in.
+ */
+int wt_command_offsets(const wt_stack_t *st, int64_t *committed, int64_t *end, int max);
+
 /**
  * @brief Wait until the command service's group has committed the end of
- *        every partition of the commands topic (nothing left undecided).
+ *        every partition of the commands topic (nothing left undecided); a
+ *        partition no command went to counts as at its end.
  * @returns false after @p timeout_s with the first lagging partition in @p why.
  */
 bool wt_wait_group_at_end(const wt_stack_t *st, int timeout_s, char *why, size_t whysz);

@@ -133,8 +133,8 @@ static void test_restarts_without_retries(void)
     wt_stack_stop(&st);
 
     size_t ncmd = 0, nout = 0, nev = 0;
-    wt_record_t *cmds = wt_read_commands(&st, &ncmd);
-    wt_record_t *outs = wt_read_outcomes(&st, &nout);
+    wt_command_t *cmds = wt_read_commands(&st, &ncmd);
+    wt_outcome_t *outs = wt_read_outcomes(&st, &nout);
     wt_event_t *evs = wt_read_events(&st, &nev);
     size_t dropped = 0, doubled = 0, not_accepted = 0, missing_event = 0, wrong_event = 0;
     for (size_t i = 0; i < ncmd; i++) {

@@ -90,17 +90,17 @@ static void test_create_topics_with_settings(void)
     CU_ASSERT_EQUAL_FATAL(
         es_admin_topic_config(adm, events, "retention.ms", TIMEOUT, &v, errstr, sizeof(errstr)),
         ES_ERR_OK);
-    CU_ASSERT_STRING_EQUAL(v, "-1");
+    ES_ASSERT_STR_EQ(v, "-1");
     free(v);
     CU_ASSERT_EQUAL_FATAL(
         es_admin_topic_config(adm, events, "cleanup.policy", TIMEOUT, &v, errstr, sizeof(errstr)),
         ES_ERR_OK);
-    CU_ASSERT_STRING_EQUAL(v, "delete");
+    ES_ASSERT_STR_EQ(v, "delete");
     free(v);
     CU_ASSERT_EQUAL_FATAL(
         es_admin_topic_config(adm, results, "retention.ms", TIMEOUT, &v, errstr, sizeof(errstr)),
         ES_ERR_OK);
-    CU_ASSERT_STRING_EQUAL(v, "21600000");
+    ES_ASSERT_STR_EQ(v, "21600000");
     free(v);
     int parts = 0;
     CU_ASSERT_EQUAL(es_admin_topic_partitions(adm, events, TIMEOUT, &parts, errstr, 1024),

@@ -97,8 +97,8 @@ static void test_v1_and_v2_read_each_other(void)
         fprintf(stderr, "decode v1 as v2: %s\n", errstr);
     CU_ASSERT_EQUAL_FATAL(es_serde_decode(v2, rec1.data, rec1.len, &got, errstr, sizeof(errstr)),
                           ES_ERR_OK);
-    CU_ASSERT_STRING_EQUAL(get_str(got, "cart_id"), "cart-v1");
-    CU_ASSERT_STRING_EQUAL(get_str(got, "channel"), "web");
+    ES_ASSERT_STR_EQ(get_str(got, "cart_id"), "cart-v1");
+    ES_ASSERT_STR_EQ(get_str(got, "channel"), "web");
     CU_ASSERT_EQUAL(get_long(got, "version"), 1);
 
     /* new record, old reader (fetched the v2 writer schema by id): field ignored */
@@ -109,7 +109,7 @@ static void test_v1_and_v2_read_each_other(void)
         fprintf(stderr, "decode v2 as v1: %s\n", errstr);
     CU_ASSERT_EQUAL_FATAL(
         es_serde_decode(v1_reader, rec2.data, rec2.len, &got, errstr, sizeof(errstr)), ES_ERR_OK);
-    CU_ASSERT_STRING_EQUAL(get_str(got, "cart_id"), "cart-v2");
+    ES_ASSERT_STR_EQ(get_str(got, "cart_id"), "cart-v2");
     CU_ASSERT_EQUAL(get_long(got, "version"), 2);
     CU_ASSERT_PTR_NULL(get_str(got, "channel"));
     avro_value_t payload, br, sku;
@@ -119,7 +119,7 @@ static void test_v1_and_v2_read_each_other(void)
     size_t sz;
     avro_value_get_by_name(&br, "sku", &sku, NULL);
     avro_value_get_string(&sku, &s, &sz);
-    CU_ASSERT_STRING_EQUAL(s, "SKU-9");
+    ES_ASSERT_STR_EQ(s, "SKU-9");
 
     es_serde_destroy(v1_reader);
     es_serde_destroy(v1);
@@ -137,12 +137,13 @@ static int run_schemas(const char *verb, const char *dir, const char *pfx, es_bu
              "--dir '%s/tests/data/evolution/%s' --prefix '%s' 2>&1",
              getenv("ESCQRS_BUILD_DIR"), es_test_registry(), verb, getenv("ESCQRS_SOURCE_DIR"), dir,
              pfx);
-    FILE *p = popen(cmd, "r");
+    pid_t pid = -1;
+    FILE *p = es_test_popen(cmd, &pid); /* the CLI dies with this test */
     char line[1024];
     es_buf_clear(output);
     while (p && fgets(line, sizeof(line), p))
         es_buf_append(output, line, strlen(line));
-    int st = p ? pclose(p) : -1;
+    int st = p ? es_test_pclose(p, pid) : -1;
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 

@@ -125,7 +125,8 @@ static void test_python_reads_our_events(void)
              "/usr/bin/python3 '%s/tests/integration/foreign_reader.py' '%s' '%s' '%s' %d",
              getenv("ESCQRS_SOURCE_DIR") ? getenv("ESCQRS_SOURCE_DIR") : ".", es_test_bootstrap(),
              es_test_registry(), topic, NEVENTS);
-    FILE *p = popen(cmd, "r");
+    pid_t pid = -1;
+    FILE *p = es_test_popen(cmd, &pid); /* the reader dies with this test */
     CU_ASSERT_PTR_NOT_NULL_FATAL(p);
     while (fgets(line, sizeof(line), p)) {
         json_error_t jerr;
@@ -135,36 +136,36 @@ static void test_python_reads_our_events(void)
         int64_t version = json_integer_value(json_object_get(v, "version"));
         CU_ASSERT_TRUE_FATAL(version >= 1 && version <= NEVENTS);
         sent_t *s = &sent[version - 1];
-        CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "key")), "cart-0101");
+        ES_ASSERT_STR_EQ(json_string_value(json_object_get(j, "key")), "cart-0101");
         CU_ASSERT_EQUAL(json_integer_value(json_object_get(j, "schema_id")), schema_id);
-        CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(v, "event_id")), s->event_id);
-        CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(v, "cart_id")), "cart-0101");
+        ES_ASSERT_STR_EQ(json_string_value(json_object_get(v, "event_id")), s->event_id);
+        ES_ASSERT_STR_EQ(json_string_value(json_object_get(v, "cart_id")), "cart-0101");
         CU_ASSERT_EQUAL(json_integer_value(json_object_get(v, "occurred_at")),
                         1700000000000LL + version - 1);
         json_t *corr = json_object_get(v, "correlation_id");
         if (version == 2) {
-            CU_ASSERT_STRING_EQUAL(json_string_value(corr), "corr-1");
+            ES_ASSERT_STR_EQ(json_string_value(corr), "corr-1");
         } else {
             CU_ASSERT_TRUE(json_is_null(corr));
         }
         json_t *payload = json_object_get(v, "payload");
         if (s->sku) {
-            CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(payload, "sku")), s->sku);
+            ES_ASSERT_STR_EQ(json_string_value(json_object_get(payload, "sku")), s->sku);
             CU_ASSERT_EQUAL(json_integer_value(json_object_get(payload, "quantity")), 2);
         } else {
             CU_ASSERT_EQUAL(json_integer_value(json_object_get(payload, "total_cents")), 500);
         }
-        CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(h, "event-type")), s->type);
-        CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(h, "event-id")), s->event_id);
-        CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(h, "command-id")), "cmd-0101");
+        ES_ASSERT_STR_EQ(json_string_value(json_object_get(h, "event-type")), s->type);
+        ES_ASSERT_STR_EQ(json_string_value(json_object_get(h, "event-id")), s->event_id);
+        ES_ASSERT_STR_EQ(json_string_value(json_object_get(h, "command-id")), "cmd-0101");
         char ver[8];
         snprintf(ver, sizeof(ver), "%d", (int)version);
-        CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(h, "aggregate-version")), ver);
+        ES_ASSERT_STR_EQ(json_string_value(json_object_get(h, "aggregate-version")), ver);
         CU_ASSERT_PTR_NULL(json_object_get(h, "__value_schema_id"));
         json_decref(j);
         got++;
     }
-    int st = pclose(p);
+    int st = es_test_pclose(p, pid);
     if (!WIFEXITED(st) || WEXITSTATUS(st))
         fprintf(stderr, "\n    foreign_reader.py failed (needs python3-confluent-kafka and "
                         "python3-avro: scripts/install-deps)\n");

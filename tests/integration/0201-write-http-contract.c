@@ -46,21 +46,22 @@ static json_t *post(wt_stack_t *st, const char *path, const char *body, const ch
     CU_ASSERT_EQUAL(s->status, want_status);
     CU_ASSERT_PTR_NOT_NULL_FATAL(ans);
     if (want_error) {
-        CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(ans, "error")), want_error);
+        ES_ASSERT_STR_EQ(json_string_value(json_object_get(ans, "error")), want_error);
         CU_ASSERT(json_is_string(json_object_get(ans, "message")));
     }
     if (want_reason)
-        CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(ans, "reason")), want_reason);
+        ES_ASSERT_STR_EQ(json_string_value(json_object_get(ans, "reason")), want_reason);
     if (s->status == 200) {
         json_t *ev = json_array_get(json_object_get(ans, "events"), 0);
         s->expect_event = true;
-        CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(ans, "command_id")), s->key);
+        ES_ASSERT_STR_EQ(json_string_value(json_object_get(ans, "command_id")), s->key);
         CU_ASSERT_EQUAL(json_array_size(json_object_get(ans, "events")), 1);
-        snprintf(s->type, sizeof(s->type), "%s", json_string_value(json_object_get(ev, "type")));
+        snprintf(s->type, sizeof(s->type), "%s",
+                 es_test_or_empty(json_string_value(json_object_get(ev, "type"))));
         s->version = json_integer_value(json_object_get(ans, "version"));
         CU_ASSERT_EQUAL(json_integer_value(json_object_get(ev, "version")), s->version);
         snprintf(s->position, sizeof(s->position), "%s",
-                 json_string_value(json_object_get(ans, "position")));
+                 es_test_or_empty(json_string_value(json_object_get(ans, "position"))));
     }
     return ans;
 }
@@ -92,12 +93,12 @@ static void check_log(wt_stack_t *st)
             char pos[48], ver[24];
             snprintf(pos, sizeof(pos), "%d:%lld", (int)evs[k].partition, (long long)evs[k].offset);
             snprintf(ver, sizeof(ver), "%lld", (long long)evs[k].version);
-            CU_ASSERT_STRING_EQUAL(pos, sent[i].position);
-            CU_ASSERT_STRING_EQUAL(evs[k].type, sent[i].type);
+            ES_ASSERT_STR_EQ(pos, sent[i].position);
+            ES_ASSERT_STR_EQ(evs[k].type, sent[i].type);
             CU_ASSERT_EQUAL(evs[k].version, sent[i].version);
-            CU_ASSERT_STRING_EQUAL(evs[k].hdr_type, evs[k].type);
-            CU_ASSERT_STRING_EQUAL(evs[k].hdr_command, sent[i].key);
-            CU_ASSERT_STRING_EQUAL(evs[k].hdr_version, ver);
+            ES_ASSERT_STR_EQ(evs[k].hdr_type, evs[k].type);
+            ES_ASSERT_STR_EQ(evs[k].hdr_command, sent[i].key);
+            ES_ASSERT_STR_EQ(evs[k].hdr_version, ver);
         }
         if (found != (sent[i].expect_event ? 1u : 0u))
             fprintf(stderr, "command %s (HTTP %d): %zu event(s)\n", sent[i].key, sent[i].status,
@@ -171,12 +172,12 @@ static void test_account_contract(void)
             s->status = 200;
             s->expect_event = true;
             snprintf(s->type, sizeof(s->type), "%s",
-                     json_string_value(json_object_get(ev, "type")));
+                     es_test_or_empty(json_string_value(json_object_get(ev, "type"))));
             s->version = json_integer_value(json_object_get(b, "version"));
             snprintf(s->position, sizeof(s->position), "%s",
-                     json_string_value(json_object_get(b, "position")));
+                     es_test_or_empty(json_string_value(json_object_get(b, "position"))));
         } else {
-            CU_ASSERT_STRING_EQUAL(txt, first);
+            ES_ASSERT_STR_EQ(txt, first);
             free(txt);
         }
         json_decref(b);
@@ -186,8 +187,7 @@ static void test_account_contract(void)
     /* the same key with another body is refused and writes nothing */
     int status = wt_post(&st.gw, path, "{\"amount_cents\":8}", 18, s->key, NULL, &b);
     CU_ASSERT_EQUAL(status, 409);
-    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(b, "error")),
-                           "idempotency_key_reused");
+    ES_ASSERT_STR_EQ(json_string_value(json_object_get(b, "error")), "idempotency_key_reused");
     json_decref(b);
     /* and the account moved on only by the first try: version 6 next */
     snprintf(path2, sizeof(path2), "/v1/accounts/acct-1/withdraw");

@@ -86,7 +86,7 @@ static void test_parallel_withdrawals(void)
                 accepted_sum += a->amount;
             } else {
                 CU_ASSERT_EQUAL(a->status, 422);
-                CU_ASSERT_STRING_EQUAL(a->reason, "insufficient_funds");
+                ES_ASSERT_STR_EQ(a->reason, "insufficient_funds");
                 rejected++;
                 if (a->amount < min_rejected)
                     min_rejected = a->amount;
@@ -116,7 +116,7 @@ static void test_parallel_withdrawals(void)
     size_t withdrawn = 0;
     bool never_negative = true, gapless = true;
     for (size_t k = 0; k < n; k++) {
-        CU_ASSERT_STRING_EQUAL(evs[k].agg_id, "shared");
+        ES_ASSERT_STR_EQ(evs[k].agg_id, "shared");
         gapless &= evs[k].version == ++version;
         if (!strcmp(evs[k].type, "Deposited"))
             balance += evs[k].amount;

@@ -6,9 +6,11 @@
  * of six blindly (often while starting), otherwise as soon as the admin API
  * shows part of the backlog applied (then 0-3 ms later, anywhere in a
  * batch) — then
- * open its stores and compare every view key, byte for byte, with an
- * in-memory fold of exactly the events below the offsets stored in the same
- * store (an event applied twice or lost shows up as a difference; cart_view
+ * open its stores and read every view through the projections' query
+ * handlers: each must answer as the independent model (viewmodel.h, never a
+ * projection's fold) of exactly the events below the offsets stored in the
+ * same store, and the stores may hold no other view (an event applied twice
+ * or lost, or a view folded wrongly, shows up as a difference; cart_view
  * also refuses a repeated version, which would land in the DLQ).  Finally a
  * clean run must catch up, answer every cart, account and the item stats as
  * the workload's own model says, be ready, and have sent nothing to the DLQ.
@@ -42,7 +44,7 @@ static bool cart_view_progress(const rt_proc_t *p, int64_t *applied, int64_t *hi
         json_t *arr = json_object_get(b, "projections");
         for (size_t i = 0; i < json_array_size(arr); i++) {
             json_t *o = json_array_get(arr, i);
-            if (strcmp(json_string_value(json_object_get(o, "name")), "cart_view") != 0)
+            if (!es_test_str_eq(json_string_value(json_object_get(o, "name")), "cart_view"))
                 continue;
             json_t *parts = json_object_get(o, "partitions");
             ok = true;

@@ -78,7 +78,7 @@ static void test_min_position(void)
     CU_ASSERT_EQUAL(rt_http(&proc, "GET", path, &b), 504);
     int64_t waited = now_ms() - t0;
     CU_ASSERT_TRUE(waited >= 700 && waited < 5000);
-    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(b, "error")), "timeout");
+    ES_ASSERT_STR_EQ(json_string_value(json_object_get(b, "error")), "timeout");
     json_decref(b);
     snprintf(path, sizeof(path), "/v1/carts/%s-c1?min_position=banana", prefix);
     CU_ASSERT_EQUAL(rt_http(&proc, "GET", path, &b), 400);
@@ -88,7 +88,7 @@ static void test_min_position(void)
     json_decref(b);
     snprintf(path, sizeof(path), "/v1/carts/%s-nope", prefix);
     CU_ASSERT_EQUAL(rt_http(&proc, "GET", path, &b), 404);
-    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(b, "error")), "not_found");
+    ES_ASSERT_STR_EQ(json_string_value(json_object_get(b, "error")), "not_found");
     json_decref(b);
 
     CU_ASSERT_EQUAL(rt_proc_stop(&proc), 0);

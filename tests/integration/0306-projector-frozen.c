@@ -2,13 +2,15 @@
  * 0306-projector-frozen.c — frozen views: a rebuild that stops at a time.
  *
  * Cart events are produced in two phases with a gap; T is a time inside the
- * gap.  Frozen views of cart_view and item_stats at T must answer exactly
- * like an independent in-memory fold of the records stamped <= T (phase A),
- * while the live views include phase B; the frozen answers do not move when
- * more events arrive, survive a projector restart (an incomplete frozen
- * directory is deleted then), and the frozen store holds exactly the fold's
- * view keys at offsets that end phase A.  Unknown labels answer 404,
- * view= with as_of= 400; DELETE removes a view.
+ * gap.  Frozen views of cart_view and item_stats at T must answer every cart
+ * and the item ranking exactly as the independent model (viewmodel.h, never
+ * the projections' folds) of the records stamped <= T (phase A) says, while
+ * the live views answer as the model of all records; the frozen answers do
+ * not move when more events arrive, survive a projector restart (an
+ * incomplete frozen directory is deleted then), and the frozen stores hold
+ * exactly phase A's views (checked through the projections' query handlers)
+ * at offsets that end phase A.  Unknown labels answer 404, view= with as_of=
+ * 400; DELETE removes a view.
  */
 #include "projections.h"
 #include "readtest.h"
@@ -40,74 +42,45 @@ static void produce_carts(int n)
     rt_produce_sim(&cart, &sim, cg, n);
 }
 
-/* The fold of the records stamped <= until (all records when until < 0). */
-static es_proj_memmap_t *fold_until(const es_proj_def_t *def, int64_t until)
+/* The model of the records stamped <= until (all records when until < 0). */
+static vm_t *model_until(int64_t until)
 {
-    char err[512];
-    es_proj_memmap_t *m = es_proj_memmap_new();
-    for (size_t i = 0; i < cart.n; i++) {
-        avro_value_t *v = NULL;
-        if (until >= 0 && cart.recs[i].ts > until)
-            continue;
-        if (es_serde_decode(cart.serde, cart.recs[i].value, cart.recs[i].len, &v, err,
-                            sizeof(err)) == ES_ERR_OK)
-            es_evgen_fold(def, m, v, err, sizeof(err));
-    }
+    size_t applied = 0, refused = 0;
+    vm_t *m = rt_model(&cart, NULL, until, &applied, &refused);
+    CU_ASSERT_EQUAL(refused, 0);
     return m;
-}
-
-static const char *stats_query(void *opaque, const char *name)
-{
-    (void)opaque;
-    return strcmp(name, "top") == 0 ? "1000" : strcmp(name, "by") == 0 ? "added" : NULL;
-}
-
-/* What the projection's own handler answers over the fold @p m. */
-static int render(const es_proj_def_t *def, es_proj_memmap_t *m, const char *id, json_t **out)
-{
-    char err[512];
-    const char *params[1] = {id};
-    es_proj_backend_t be = es_proj_memmap_backend(m);
-    es_proj_reader_t *rd = es_proj_reader_new(&be);
-    es_proj_query_req_t req = {.params = params, .nparams = id ? 1 : 0, .query = stats_query};
-    *out = NULL;
-    int st = def->queries[0].handle(rd, &req, out, err, sizeof(err));
-    es_proj_reader_destroy(rd);
-    return st;
 }
 
 /*
  * Compare every cart's answer (from frozen view @p carts_view, NULL: live) with
- * fold @p carts, and the item stats (from @p stats_view) with fold @p stats
+ * model @p carts, and the item ranking (from @p stats_view) with model @p stats
  * unless it is NULL; returns the number of differences.
  */
-static int compare_all(const rt_proc_t *p, const char *carts_view, es_proj_memmap_t *carts,
-                       const char *stats_view, es_proj_memmap_t *stats)
+static int compare_all(const rt_proc_t *p, const char *carts_view, const vm_t *carts,
+                       const char *stats_view, const vm_t *stats)
 {
     char path[400];
     int diffs = 0;
     for (size_t i = 0; i < sim.ncarts; i++) {
-        json_t *got = NULL, *want = NULL;
+        json_t *got = NULL, *want = vm_cart_json(carts, sim.carts[i].id);
         snprintf(path, sizeof(path), "/v1/carts/%s%s%s", sim.carts[i].id,
                  carts_view ? "?view=" : "", carts_view ? carts_view : "");
         int gs = rt_http(p, "GET", path, &got);
-        int ws = render(&es_proj_cart_view, carts, sim.carts[i].id, &want);
-        if (gs != ws || (ws == 200 && !json_equal(got, want))) {
+        if (want ? gs != 200 || !json_equal(got, want) : gs != 404) {
             if (diffs++ < 3)
-                fprintf(stderr, "%s: HTTP %d, fold %d\n", path, gs, ws);
+                fprintf(stderr, "%s: HTTP %d, the model %s\n", path, gs, want ? "200" : "404");
         }
         json_decref(got);
         json_decref(want);
     }
     if (!stats)
         return diffs;
-    json_t *got = NULL, *want = NULL;
+    json_t *got = NULL, *want = vm_stats_json(stats, "added", 1000);
     snprintf(path, sizeof(path), "/v1/stats/items?top=1000&by=added%s%s",
              stats_view ? "&view=" : "", stats_view ? stats_view : "");
     int gs = rt_http(p, "GET", path, &got);
-    int ws = render(&es_proj_item_stats, stats, NULL, &want);
-    if (gs != 200 || ws != 200 || !json_equal(got, want)) {
-        fprintf(stderr, "%s: HTTP %d, fold %d\n", path, gs, ws);
+    if (gs != 200 || !json_equal(got, want)) {
+        fprintf(stderr, "%s: HTTP %d, differs from the model\n", path, gs);
         diffs++;
     }
     json_decref(got);
@@ -123,12 +96,12 @@ static json_t *frozen_entry(const rt_proc_t *p, const char *name, const char *la
     json_t *arr = json_object_get(b, "projections");
     for (size_t i = 0; i < json_array_size(arr); i++) {
         json_t *o = json_array_get(arr, i);
-        if (strcmp(json_string_value(json_object_get(o, "name")), name) != 0)
+        if (!es_test_str_eq(json_string_value(json_object_get(o, "name")), name))
             continue;
         json_t *fz = json_object_get(o, "frozen");
         for (size_t k = 0; k < json_array_size(fz); k++) {
             json_t *f = json_array_get(fz, k);
-            if (strcmp(json_string_value(json_object_get(f, "label")), label) == 0)
+            if (es_test_str_eq(json_string_value(json_object_get(f, "label")), label))
                 found = json_incref(f);
         }
     }
@@ -187,7 +160,7 @@ static void test_frozen_view(void)
     snprintf(path, sizeof(path), "/admin/projections/cart_view/freeze?until=%lld&label=audit",
              (long long)until);
     CU_ASSERT_EQUAL(rt_http(&proc, "POST", path, &b), 202);
-    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(b, "label")), "audit");
+    ES_ASSERT_STR_EQ(json_string_value(json_object_get(b, "label")), "audit");
     json_decref(b);
     CU_ASSERT_EQUAL(rt_http(&proc, "POST", path, NULL), 409); /* the label exists */
     /* item_stats with the default label and the time in RFC 3339 */
@@ -201,7 +174,7 @@ static void test_frozen_view(void)
     snprintf(deflabel + n, sizeof(deflabel) - n, ".%03dZ", (int)(until % 1000));
     snprintf(path, sizeof(path), "/admin/projections/item_stats/freeze?until=%s", rfc);
     CU_ASSERT_EQUAL(rt_http(&proc, "POST", path, &b), 202);
-    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(b, "label")), deflabel);
+    ES_ASSERT_STR_EQ(json_string_value(json_object_get(b, "label")), deflabel);
     json_decref(b);
     CU_ASSERT_EQUAL(rt_http(&proc, "POST", "/admin/projections/cart_view/freeze", NULL), 400);
     CU_ASSERT_TRUE_FATAL(wait_ready(&proc, "cart_view", "audit", 60000));
@@ -212,14 +185,11 @@ static void test_frozen_view(void)
     CU_ASSERT_EQUAL(json_integer_value(json_object_get(f, "until_ms")), until);
     json_decref(f);
 
-    es_proj_memmap_t *carts_a = fold_until(&es_proj_cart_view, until);
-    es_proj_memmap_t *stats_a = fold_until(&es_proj_item_stats, until);
-    es_proj_memmap_t *carts_all = fold_until(&es_proj_cart_view, -1);
-    es_proj_memmap_t *stats_all = fold_until(&es_proj_item_stats, -1);
-    CU_ASSERT_EQUAL(compare_all(&proc, "audit", carts_a, deflabel, stats_a), 0);
+    vm_t *model_a = model_until(until), *model_all = model_until(-1);
+    CU_ASSERT_EQUAL(compare_all(&proc, "audit", model_a, deflabel, model_a), 0);
     /* the live views include phase B, and phase B changed something */
-    CU_ASSERT_EQUAL(compare_all(&proc, NULL, carts_all, NULL, stats_all), 0);
-    CU_ASSERT_TRUE(compare_all(&proc, NULL, carts_a, NULL, stats_a) > 0);
+    CU_ASSERT_EQUAL(compare_all(&proc, NULL, model_all, NULL, model_all), 0);
+    CU_ASSERT_TRUE(compare_all(&proc, NULL, model_a, NULL, model_a) > 0);
 
     /* errors */
     snprintf(path, sizeof(path), "/v1/carts/%s?view=nope", sim.carts[0].id);
@@ -236,9 +206,11 @@ static void test_frozen_view(void)
     /* more events: the live view moves, the frozen one does not */
     produce_carts(300);
     CU_ASSERT_TRUE(rt_wait_caught_up(&proc, "cart_view", 60000));
-    es_proj_memmap_destroy(carts_all);
-    carts_all = fold_until(&es_proj_cart_view, -1);
-    CU_ASSERT_EQUAL(compare_all(&proc, "audit", carts_a, NULL, NULL), 0);
+    CU_ASSERT_TRUE(rt_wait_caught_up(&proc, "item_stats", 60000));
+    vm_destroy(model_all);
+    model_all = model_until(-1);
+    CU_ASSERT_EQUAL(compare_all(&proc, "audit", model_a, deflabel, model_a), 0);
+    CU_ASSERT_EQUAL(compare_all(&proc, NULL, model_all, NULL, model_all), 0);
 
     /* a throwaway view, deleted again */
     CU_ASSERT_EQUAL(
@@ -272,35 +244,21 @@ static void test_frozen_view(void)
     CU_ASSERT_TRUE_FATAL(rt_wait_up(&proc, 30000));
     CU_ASSERT_NOT_EQUAL(stat(path, &sb), 0);
     f = frozen_entry(&proc, "cart_view", "audit");
-    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(f, "state")), "ready");
+    ES_ASSERT_STR_EQ(json_string_value(json_object_get(f, "state")), "ready");
     json_decref(f);
-    CU_ASSERT_EQUAL(compare_all(&proc, "audit", carts_a, deflabel, stats_a), 0);
+    CU_ASSERT_EQUAL(compare_all(&proc, "audit", model_a, deflabel, model_a), 0);
     CU_ASSERT_EQUAL(rt_proc_stop(&proc), 0);
 
-    /* the frozen store itself: exactly the fold's view keys, offsets at the end of phase A */
+    /* the frozen stores themselves: exactly phase A's views, offsets at the end of phase A */
     char err[256];
+    snprintf(path, sizeof(path), "%s/cart_view/frozen-audit", root);
+    CU_ASSERT_EQUAL(rt_compare_views(path, &es_proj_cart_view, model_a), 0);
+    snprintf(path, sizeof(path), "%s/item_stats/frozen-%s", root, deflabel);
+    CU_ASSERT_EQUAL(rt_compare_views(path, &es_proj_item_stats, model_a), 0);
     snprintf(path, sizeof(path), "%s/cart_view/frozen-audit", root);
     es_store_opts_t so = {.block_cache_mb = 8, .write_buffer_mb = 4};
     es_store_t *st = es_store_open(path, &so, err, sizeof(err));
     CU_ASSERT_PTR_NOT_NULL_FATAL(st);
-    size_t views = 0, diffs = 0;
-    const char *k, *v;
-    size_t kl, vl;
-    es_proj_backend_t be = es_proj_memmap_backend(carts_a);
-    es_store_iter_t *it = es_store_iter_prefix(st, "", 0);
-    while (es_store_iter_next(it, &k, &kl, &v, &vl)) {
-        es_buf_t w = {0};
-        if (kl > 0 && k[0] == '\0')
-            continue;
-        views++;
-        if (be.get(be.opaque, k, kl, &w, err, sizeof(err)) != ES_ERR_OK || w.len != vl ||
-            memcmp(w.data, v, vl) != 0)
-            diffs++;
-        es_buf_free(&w);
-    }
-    es_store_iter_destroy(it);
-    CU_ASSERT_EQUAL(diffs, 0);
-    CU_ASSERT_EQUAL(views, es_proj_memmap_count(carts_a));
     int64_t end[2] = {-1, -1}; /* each partition stops at its first phase-B record */
     for (size_t i = na; i < na + 700; i++) {
         int32_t p = cart.recs[i].partition;
@@ -314,10 +272,8 @@ static void test_frozen_view(void)
     }
     es_store_close(st);
 
-    es_proj_memmap_destroy(carts_a);
-    es_proj_memmap_destroy(stats_a);
-    es_proj_memmap_destroy(carts_all);
-    es_proj_memmap_destroy(stats_all);
+    vm_destroy(model_a);
+    vm_destroy(model_all);
     es_sim_free(&sim);
     rt_topic_free(&cart);
     es_evgen_destroy(cg);

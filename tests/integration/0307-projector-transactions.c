@@ -5,11 +5,12 @@
  * 30 transactions of 150 cart events over 3 partitions; every third one is
  * aborted and holds only "ghost" carts that no committed event touches.  The
  * projector (read_committed) must apply exactly the committed events: its
- * cart_view and item_stats stores equal an in-memory fold of them byte for
- * byte, no ghost cart is visible, nothing went to the DLQ (aborted records
- * are not poison), and the stored offsets reach the end of every partition
- * although its last record is a transaction marker (lag 0).  A projector
- * killed with -9 halfway and restarted still ends at the same bytes.
+ * cart_view and item_stats stores answer as the independent model
+ * (viewmodel.h) of them and hold no other view, no ghost cart is visible,
+ * nothing went to the DLQ (aborted records are not poison), and the stored
+ * offsets reach the end of every partition although its last record is a
+ * transaction marker (lag 0).  A projector killed with -9 halfway and
+ * restarted still ends at the same views.
  */
 #include "projections.h"
 #include "readtest.h"

@@ -62,10 +62,10 @@ static void test_cart_bodies(void)
     CU_ASSERT_PTR_NULL(parse(&c, &es_domain_cart, "add-item",
                              "{\"sku\":\"A-1\",\"quantity\":2,\"unit_price_cents\":0}"));
     avro_value_get_current_branch(&c.payload, &rec);
-    CU_ASSERT_STRING_EQUAL(avro_schema_name(avro_value_get_schema(&rec)), "AddItem");
+    ES_ASSERT_STR_EQ(avro_schema_name(avro_value_get_schema(&rec)), "AddItem");
     avro_value_get_by_name(&rec, "sku", &f, NULL);
     avro_value_get_string(&f, &s, &len);
-    CU_ASSERT_STRING_EQUAL(s, "A-1");
+    ES_ASSERT_STR_EQ(s, "A-1");
     avro_value_get_by_name(&rec, "quantity", &f, NULL);
     avro_value_get_int(&f, &q);
     CU_ASSERT_EQUAL(q, 2);
@@ -78,52 +78,50 @@ static void test_cart_bodies(void)
     CU_ASSERT_PTR_NULL(parse(&c, &es_domain_cart, "checkout", "{}"));
     CU_ASSERT_PTR_NULL(parse(&c, &es_domain_cart, "checkout", "")); /* empty body is {} */
     avro_value_get_current_branch(&c.payload, &rec);
-    CU_ASSERT_STRING_EQUAL(avro_schema_name(avro_value_get_schema(&rec)), "Checkout");
+    ES_ASSERT_STR_EQ(avro_schema_name(avro_value_get_schema(&rec)), "Checkout");
 
     /* malformed JSON */
-    CU_ASSERT_STRING_EQUAL(parse(&c, &es_domain_cart, "checkout", "{"), "invalid_json");
-    CU_ASSERT_STRING_EQUAL(parse(&c, &es_domain_cart, "add-item", "{\"sku\":\"a\",\"sku\":\"b\"}"),
-                           "invalid_json");
+    ES_ASSERT_STR_EQ(parse(&c, &es_domain_cart, "checkout", "{"), "invalid_json");
+    ES_ASSERT_STR_EQ(parse(&c, &es_domain_cart, "add-item", "{\"sku\":\"a\",\"sku\":\"b\"}"),
+                     "invalid_json");
     /* not an object */
-    CU_ASSERT_STRING_EQUAL(parse(&c, &es_domain_cart, "checkout", "[]"), "invalid_command");
+    ES_ASSERT_STR_EQ(parse(&c, &es_domain_cart, "checkout", "[]"), "invalid_command");
     /* missing fields, wrong types, bounds, unknown fields */
-    CU_ASSERT_STRING_EQUAL(parse(&c, &es_domain_cart, "add-item", "{\"sku\":\"A\",\"quantity\":1}"),
-                           "invalid_command");
-    CU_ASSERT_STRING_EQUAL(parse(&c, &es_domain_cart, "add-item",
-                                 "{\"sku\":\"A\",\"quantity\":\"1\",\"unit_price_cents\":1}"),
-                           "invalid_command");
-    CU_ASSERT_STRING_EQUAL(parse(&c, &es_domain_cart, "add-item",
-                                 "{\"sku\":\"A\",\"quantity\":1.5,\"unit_price_cents\":1}"),
-                           "invalid_command");
-    CU_ASSERT_STRING_EQUAL(parse(&c, &es_domain_cart, "add-item",
-                                 "{\"sku\":\"A\",\"quantity\":0,\"unit_price_cents\":1}"),
-                           "invalid_command");
-    CU_ASSERT_STRING_EQUAL(parse(&c, &es_domain_cart, "add-item",
-                                 "{\"sku\":\"A\",\"quantity\":1,\"unit_price_cents\":-1}"),
-                           "invalid_command");
-    CU_ASSERT_STRING_EQUAL(parse(&c, &es_domain_cart, "add-item",
-                                 "{\"sku\":\"A\",\"quantity\":2147483648,\"unit_price_cents\":1}"),
-                           "invalid_command"); /* beyond the schema's int */
-    CU_ASSERT_STRING_EQUAL(parse(&c, &es_domain_cart, "add-item",
-                                 "{\"sku\":\"\",\"quantity\":1,\"unit_price_cents\":1}"),
-                           "invalid_command");
-    CU_ASSERT_STRING_EQUAL(parse(&c, &es_domain_cart, "add-item",
-                                 "{\"sku\":\"A\\u0000B\",\"quantity\":1,\"unit_price_cents\":1}"),
-                           "invalid_json"); /* jansson refuses NUL in strings */
-    CU_ASSERT_STRING_EQUAL(parse(&c, &es_domain_cart, "add-item",
-                                 "{\"sku\":\"A\",\"quantity\":1,\"unit_price_cents\":1,\"x\":1}"),
-                           "invalid_command");
-    CU_ASSERT_STRING_EQUAL(parse(&c, &es_domain_cart, "checkout", "{\"force\":true}"),
-                           "invalid_command");
-    CU_ASSERT_STRING_EQUAL(
-        parse(&c, &es_domain_cart, "remove-item", "{\"sku\":null,\"quantity\":1}"),
-        "invalid_command");
+    ES_ASSERT_STR_EQ(parse(&c, &es_domain_cart, "add-item", "{\"sku\":\"A\",\"quantity\":1}"),
+                     "invalid_command");
+    ES_ASSERT_STR_EQ(parse(&c, &es_domain_cart, "add-item",
+                           "{\"sku\":\"A\",\"quantity\":\"1\",\"unit_price_cents\":1}"),
+                     "invalid_command");
+    ES_ASSERT_STR_EQ(parse(&c, &es_domain_cart, "add-item",
+                           "{\"sku\":\"A\",\"quantity\":1.5,\"unit_price_cents\":1}"),
+                     "invalid_command");
+    ES_ASSERT_STR_EQ(parse(&c, &es_domain_cart, "add-item",
+                           "{\"sku\":\"A\",\"quantity\":0,\"unit_price_cents\":1}"),
+                     "invalid_command");
+    ES_ASSERT_STR_EQ(parse(&c, &es_domain_cart, "add-item",
+                           "{\"sku\":\"A\",\"quantity\":1,\"unit_price_cents\":-1}"),
+                     "invalid_command");
+    ES_ASSERT_STR_EQ(parse(&c, &es_domain_cart, "add-item",
+                           "{\"sku\":\"A\",\"quantity\":2147483648,\"unit_price_cents\":1}"),
+                     "invalid_command"); /* beyond the schema's int */
+    ES_ASSERT_STR_EQ(parse(&c, &es_domain_cart, "add-item",
+                           "{\"sku\":\"\",\"quantity\":1,\"unit_price_cents\":1}"),
+                     "invalid_command");
+    ES_ASSERT_STR_EQ(parse(&c, &es_domain_cart, "add-item",
+                           "{\"sku\":\"A\\u0000B\",\"quantity\":1,\"unit_price_cents\":1}"),
+                     "invalid_json"); /* jansson refuses NUL in strings */
+    ES_ASSERT_STR_EQ(parse(&c, &es_domain_cart, "add-item",
+                           "{\"sku\":\"A\",\"quantity\":1,\"unit_price_cents\":1,\"x\":1}"),
+                     "invalid_command");
+    ES_ASSERT_STR_EQ(parse(&c, &es_domain_cart, "checkout", "{\"force\":true}"), "invalid_command");
+    ES_ASSERT_STR_EQ(parse(&c, &es_domain_cart, "remove-item", "{\"sku\":null,\"quantity\":1}"),
+                     "invalid_command");
     char longsku[200];
     memset(longsku, 'x', sizeof(longsku));
     longsku[CART_SKU_MAX] = '\0'; /* one byte more than fits */
     char body[400];
     snprintf(body, sizeof(body), "{\"sku\":\"%s\",\"quantity\":1}", longsku);
-    CU_ASSERT_STRING_EQUAL(parse(&c, &es_domain_cart, "remove-item", body), "invalid_command");
+    ES_ASSERT_STR_EQ(parse(&c, &es_domain_cart, "remove-item", body), "invalid_command");
     longsku[CART_SKU_MAX - 1] = '\0';
     snprintf(body, sizeof(body), "{\"sku\":\"%s\",\"quantity\":1}", longsku);
     CU_ASSERT_PTR_NULL(parse(&c, &es_domain_cart, "remove-item", body));
@@ -139,15 +137,15 @@ static void test_account_bodies(void)
     CU_ASSERT_PTR_NULL(parse(&c, &es_domain_account, "deposit", "{\"amount_cents\":100}"));
     CU_ASSERT_PTR_NULL(
         parse(&c, &es_domain_account, "withdraw", "{\"amount_cents\":9223372036854775807}"));
-    CU_ASSERT_STRING_EQUAL(parse(&c, &es_domain_account, "withdraw", "{\"amount_cents\":0}"),
-                           "invalid_command");
-    CU_ASSERT_STRING_EQUAL(parse(&c, &es_domain_account, "deposit", "{\"amount_cents\":true}"),
-                           "invalid_command");
-    CU_ASSERT_STRING_EQUAL(
+    ES_ASSERT_STR_EQ(parse(&c, &es_domain_account, "withdraw", "{\"amount_cents\":0}"),
+                     "invalid_command");
+    ES_ASSERT_STR_EQ(parse(&c, &es_domain_account, "deposit", "{\"amount_cents\":true}"),
+                     "invalid_command");
+    ES_ASSERT_STR_EQ(
         parse(&c, &es_domain_account, "deposit", "{\"amount_cents\":99999999999999999999}"),
         "invalid_json"); /* jansson refuses integers beyond int64 */
-    CU_ASSERT_STRING_EQUAL(parse(&c, &es_domain_account, "open", "{}"), "invalid_command");
-    CU_ASSERT_STRING_EQUAL(parse(&c, &es_domain_account, "open", "\"Ada\""), "invalid_command");
+    ES_ASSERT_STR_EQ(parse(&c, &es_domain_account, "open", "{}"), "invalid_command");
+    ES_ASSERT_STR_EQ(parse(&c, &es_domain_account, "open", "\"Ada\""), "invalid_command");
     cmdv_free(&c);
 }
 
@@ -230,9 +228,9 @@ static void test_outcome_roundtrip_and_http(void)
     json_t *body = NULL;
     CU_ASSERT_EQUAL(es_outcome_http(&back, &body), 200);
     char *txt = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
-    CU_ASSERT_STRING_EQUAL(txt, "{\"aggregate_id\":\"acct-1\",\"command_id\":\"c1\",\"events\":"
-                                "[{\"type\":\"Withdrawn\",\"version\":5}],\"position\":\"2:17\","
-                                "\"version\":5}");
+    ES_ASSERT_STR_EQ(txt, "{\"aggregate_id\":\"acct-1\",\"command_id\":\"c1\",\"events\":"
+                          "[{\"type\":\"Withdrawn\",\"version\":5}],\"position\":\"2:17\","
+                          "\"version\":5}");
     free(txt);
     json_decref(body);
 
@@ -246,11 +244,10 @@ static void test_outcome_roundtrip_and_http(void)
     CU_ASSERT_EQUAL(es_outcome_to_value(&r, &v, errstr, sizeof(errstr)), ES_ERR_OK);
     CU_ASSERT_EQUAL(es_outcome_from_value(&v, &back, errstr, sizeof(errstr)), ES_ERR_OK);
     CU_ASSERT_EQUAL(back.nevents, 0);
-    CU_ASSERT_STRING_EQUAL(back.position, "");
+    ES_ASSERT_STR_EQ(back.position, "");
     CU_ASSERT_EQUAL(es_outcome_http(&back, &body), 422);
-    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(body, "error")), "rejected");
-    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(body, "reason")),
-                           "insufficient_funds");
+    ES_ASSERT_STR_EQ(json_string_value(json_object_get(body, "error")), "rejected");
+    ES_ASSERT_STR_EQ(json_string_value(json_object_get(body, "reason")), "insufficient_funds");
     CU_ASSERT(json_is_string(json_object_get(body, "message")));
     json_decref(body);
 
@@ -265,7 +262,7 @@ static void test_outcome_roundtrip_and_http(void)
     CU_ASSERT_EQUAL(es_outcome_from_value(&v, &back, errstr, sizeof(errstr)), ES_ERR_OK);
     CU_ASSERT(back.has_expected);
     CU_ASSERT_EQUAL(es_outcome_http(&back, &body), 409);
-    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(body, "error")), "version_conflict");
+    ES_ASSERT_STR_EQ(json_string_value(json_object_get(body, "error")), "version_conflict");
     CU_ASSERT_EQUAL(json_integer_value(json_object_get(body, "expected")), 2);
     CU_ASSERT_EQUAL(json_integer_value(json_object_get(body, "actual")), 5);
     json_decref(body);
@@ -273,8 +270,7 @@ static void test_outcome_roundtrip_and_http(void)
     es_outcome_t k = {
         .command_id = "c4", .aggregate_id = "acct-1", .status = ES_OUTCOME_IDEMPOTENCY_KEY_REUSED};
     CU_ASSERT_EQUAL(es_outcome_http(&k, &body), 409);
-    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(body, "error")),
-                           "idempotency_key_reused");
+    ES_ASSERT_STR_EQ(json_string_value(json_object_get(body, "error")), "idempotency_key_reused");
     json_decref(body);
     es_outcome_t ic = {.status = ES_OUTCOME_REJECTED, .reason = "invalid_command"};
     CU_ASSERT_EQUAL(es_outcome_http(&ic, &body), 400);

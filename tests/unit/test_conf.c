@@ -34,10 +34,10 @@ static char errstr[1024];
 static void test_defaults(void)
 {
     es_conf_t *c = es_conf_new("t", tables);
-    CU_ASSERT_STRING_EQUAL(es_conf_get(c, "http.listen"), "127.0.0.1:8080");
+    ES_ASSERT_STR_EQ(es_conf_get(c, "http.listen"), "127.0.0.1:8080");
     CU_ASSERT_EQUAL(es_conf_get_int(c, "batch.size"), 100);
     CU_ASSERT_FALSE(es_conf_get_bool(c, "dry.run"));
-    CU_ASSERT_STRING_EQUAL(es_conf_get(c, "kafka.acks"), "all");
+    ES_ASSERT_STR_EQ(es_conf_get(c, "kafka.acks"), "all");
     CU_ASSERT_PTR_NULL(es_conf_get(c, "kafka.linger.ms"));
     es_conf_destroy(c);
 }
@@ -72,15 +72,15 @@ static void test_precedence(void)
     CU_ASSERT_EQUAL_FATAL(
         es_conf_init_from_args(c, &argc, argv, envp, &list, errstr, sizeof(errstr)), ES_ERR_OK);
     CU_ASSERT_EQUAL(list, ES_CONF_LIST_NONE);
-    CU_ASSERT_EQUAL(es_conf_get_int(c, "batch.size"), 400);         /* flag beats env */
-    CU_ASSERT_STRING_EQUAL(es_conf_get(c, "http.listen"), "env:1"); /* env beats file */
-    CU_ASSERT_STRING_EQUAL(es_conf_get(c, "on.error"), "halt");     /* file beats default */
+    CU_ASSERT_EQUAL(es_conf_get_int(c, "batch.size"), 400);   /* flag beats env */
+    ES_ASSERT_STR_EQ(es_conf_get(c, "http.listen"), "env:1"); /* env beats file */
+    ES_ASSERT_STR_EQ(es_conf_get(c, "on.error"), "halt");     /* file beats default */
     CU_ASSERT_TRUE(es_conf_get_bool(c, "dry.run"));
-    CU_ASSERT_STRING_EQUAL(es_conf_get(c, "kafka.linger.ms"), "7");
-    CU_ASSERT_STRING_EQUAL(es_conf_get(c, "kafka.socket.timeout.ms"), "12345");
+    ES_ASSERT_STR_EQ(es_conf_get(c, "kafka.linger.ms"), "7");
+    ES_ASSERT_STR_EQ(es_conf_get(c, "kafka.socket.timeout.ms"), "12345");
     /* argv keeps only what the program itself must parse */
     CU_ASSERT_EQUAL(argc, 2);
-    CU_ASSERT_STRING_EQUAL(argv[1], "positional");
+    ES_ASSERT_STR_EQ(argv[1], "positional");
     CU_ASSERT_PTR_NULL(argv[2]);
     es_conf_destroy(c);
     unlink(path);

@@ -23,14 +23,14 @@ static void test_open_deposit_withdraw(void)
     dh_init(&h, &es_domain_account);
     account_state_t *a = h.state;
     CU_ASSERT_PTR_NULL(open_acct(&h, "Ada"));
-    CU_ASSERT_STRING_EQUAL(dh_event_type(&h, 0), "AccountOpened");
+    ES_ASSERT_STR_EQ(dh_event_type(&h, 0), "AccountOpened");
     CU_ASSERT_PTR_NULL(money(&h, "Deposit", 1000));
-    CU_ASSERT_STRING_EQUAL(dh_event_type(&h, 0), "Deposited");
+    ES_ASSERT_STR_EQ(dh_event_type(&h, 0), "Deposited");
     CU_ASSERT_PTR_NULL(money(&h, "Withdraw", 400));
-    CU_ASSERT_STRING_EQUAL(dh_event_type(&h, 0), "Withdrawn");
+    ES_ASSERT_STR_EQ(dh_event_type(&h, 0), "Withdrawn");
     CU_ASSERT_EQUAL(dh_event_long(&h, 0, "amount_cents"), 400);
     CU_ASSERT_EQUAL(a->balance_cents, 600);
-    CU_ASSERT_STRING_EQUAL(a->owner, "Ada");
+    ES_ASSERT_STR_EQ(a->owner, "Ada");
     dh_free(&h);
 }
 
@@ -49,7 +49,7 @@ static void test_cannot_open_twice(void)
     dh_init(&h, &es_domain_account);
     CU_ASSERT_PTR_NULL(open_acct(&h, "Ada"));
     DH_ASSERT_REJECTED(open_acct(&h, "Bob"), "account_exists");
-    CU_ASSERT_STRING_EQUAL(((account_state_t *)h.state)->owner, "Ada");
+    ES_ASSERT_STR_EQ(((account_state_t *)h.state)->owner, "Ada");
     dh_free(&h);
 }
 

@@ -34,19 +34,19 @@ static void test_add_remove_checkout(void)
     dh_init(&h, &es_domain_cart);
     cart_state_t *c = h.state;
     CU_ASSERT_PTR_NULL(add(&h, "A", 2, 250));
-    CU_ASSERT_STRING_EQUAL(dh_event_type(&h, 0), "ItemAdded");
+    ES_ASSERT_STR_EQ(dh_event_type(&h, 0), "ItemAdded");
     CU_ASSERT_PTR_NULL(add(&h, "B", 1, 1000));
     CU_ASSERT_PTR_NULL(add(&h, "A", 3, 300)); /* same sku: quantities add, newest price */
     CU_ASSERT_EQUAL(c->nitems, 2);
     CU_ASSERT_EQUAL(c->items[0].quantity, 5);
     CU_ASSERT_EQUAL(c->items[0].unit_price_cents, 300);
     CU_ASSERT_PTR_NULL(removeq(&h, "B", 1)); /* removing all of a sku drops it */
-    CU_ASSERT_STRING_EQUAL(dh_event_type(&h, 0), "ItemRemoved");
+    ES_ASSERT_STR_EQ(dh_event_type(&h, 0), "ItemRemoved");
     CU_ASSERT_EQUAL(c->nitems, 1);
     CU_ASSERT_PTR_NULL(removeq(&h, "A", 1));
     CU_ASSERT_EQUAL(c->items[0].quantity, 4);
     CU_ASSERT_PTR_NULL(checkout(&h));
-    CU_ASSERT_STRING_EQUAL(dh_event_type(&h, 0), "CartCheckedOut");
+    ES_ASSERT_STR_EQ(dh_event_type(&h, 0), "CartCheckedOut");
     CU_ASSERT_EQUAL(dh_event_long(&h, 0, "total_cents"), 4 * 300);
     CU_ASSERT_TRUE(c->checked_out);
     dh_free(&h);

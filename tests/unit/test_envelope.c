@@ -58,11 +58,11 @@ static void check_headers(const char *schema, int branch, const char *type)
     new_event(schema, branch, &serde, &ev);
     CU_ASSERT_EQUAL_FATAL(es_event_headers_from_value(&ev, &h, errstr, sizeof(errstr)), ES_ERR_OK);
     CU_ASSERT_EQUAL(rd_kafka_header_cnt(h), 4);
-    CU_ASSERT_STRING_EQUAL(header(h, "event-type", buf, sizeof(buf)), type);
-    CU_ASSERT_STRING_EQUAL(header(h, "event-id", buf, sizeof(buf)),
-                           "6f1c2a38-0d6f-4a8e-9d3c-1b2a3c4d5e6f");
-    CU_ASSERT_STRING_EQUAL(header(h, "command-id", buf, sizeof(buf)), "cmd-42");
-    CU_ASSERT_STRING_EQUAL(header(h, "aggregate-version", buf, sizeof(buf)), "1234567890123");
+    ES_ASSERT_STR_EQ(header(h, "event-type", buf, sizeof(buf)), type);
+    ES_ASSERT_STR_EQ(header(h, "event-id", buf, sizeof(buf)),
+                     "6f1c2a38-0d6f-4a8e-9d3c-1b2a3c4d5e6f");
+    ES_ASSERT_STR_EQ(header(h, "command-id", buf, sizeof(buf)), "cmd-42");
+    ES_ASSERT_STR_EQ(header(h, "aggregate-version", buf, sizeof(buf)), "1234567890123");
     CU_ASSERT_PTR_NULL(header(h, "__value_schema_id", buf, sizeof(buf)));
     rd_kafka_headers_destroy(h);
     avro_value_decref(&ev);

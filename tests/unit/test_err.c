@@ -8,19 +8,19 @@
 
 static void test_names_and_strings(void)
 {
-    CU_ASSERT_STRING_EQUAL(es_err2name(ES_ERR_OK), "OK");
-    CU_ASSERT_STRING_EQUAL(es_err2name(ES_ERR_NOT_FOUND), "NOT_FOUND");
-    CU_ASSERT_STRING_EQUAL(es_err2str(ES_ERR_NOT_FOUND), "No such item (an answer, not a failure)");
-    CU_ASSERT_STRING_EQUAL(es_err2name((es_err_t)9999), "UNKNOWN");
-    CU_ASSERT_STRING_EQUAL(es_err2str((es_err_t)9999), "Unknown error code");
+    ES_ASSERT_STR_EQ(es_err2name(ES_ERR_OK), "OK");
+    ES_ASSERT_STR_EQ(es_err2name(ES_ERR_NOT_FOUND), "NOT_FOUND");
+    ES_ASSERT_STR_EQ(es_err2str(ES_ERR_NOT_FOUND), "No such item (an answer, not a failure)");
+    ES_ASSERT_STR_EQ(es_err2name((es_err_t)9999), "UNKNOWN");
+    ES_ASSERT_STR_EQ(es_err2str((es_err_t)9999), "Unknown error code");
 }
 
 static void test_every_code_is_described(void)
 {
 #define CHECK(name, val, desc)                                                                     \
     CU_ASSERT_EQUAL((int)ES_ERR_##name, val);                                                      \
-    CU_ASSERT_STRING_EQUAL(es_err2name(ES_ERR_##name), #name);                                     \
-    CU_ASSERT_STRING_EQUAL(es_err2str(ES_ERR_##name), desc);
+    ES_ASSERT_STR_EQ(es_err2name(ES_ERR_##name), #name);                                           \
+    ES_ASSERT_STR_EQ(es_err2str(ES_ERR_##name), desc);
     ES_ERR_LIST(CHECK)
 #undef CHECK
 }

@@ -86,8 +86,8 @@ static void test_route_match(void)
     CU_ASSERT_TRUE(
         es_http_route_match("/v1/carts/{id}/{cmd}", "/v1/carts/c1/add-item", params, &n));
     CU_ASSERT_EQUAL(n, 2);
-    CU_ASSERT_STRING_EQUAL(params[0], "c1");
-    CU_ASSERT_STRING_EQUAL(params[1], "add-item");
+    ES_ASSERT_STR_EQ(params[0], "c1");
+    ES_ASSERT_STR_EQ(params[1], "add-item");
     CU_ASSERT_FALSE(es_http_route_match("/v1/carts/{id}", "/v1/carts/", params, &n));
     CU_ASSERT_FALSE(es_http_route_match("/v1/carts/{id}", "/v1/carts/a/b", params, &n));
     CU_ASSERT_FALSE(es_http_route_match("/v1/carts/{id}", "/v1/cart/a", params, &n));
@@ -435,7 +435,7 @@ static void test_server(void)
     es_buf_t out = {0};
 
     CU_ASSERT_EQUAL(request(port, "POST", "/v1/carts/c9/add-item?x=y", "{\"a\":1}", 7, &out), 200);
-    CU_ASSERT_STRING_EQUAL(
+    ES_ASSERT_STR_EQ(
         out.data, "{\"id\":\"c9\",\"cmd\":\"add-item\",\"len\":7,\"x\":\"y\",\"if_match\":\"7\"}");
     CU_ASSERT_EQUAL(request(port, "GET", "/v1/carts/c9/add-item", NULL, 0, &out), 405);
     CU_ASSERT_PTR_NOT_NULL(strstr(out.data, "\"error\":\"method_not_allowed\""));

@@ -43,7 +43,7 @@ static void test_render(void)
                          "escqrs_latency_seconds_bucket{le=\"+Inf\"} 3\n"
                          "escqrs_latency_seconds_sum 5.0549999999999997\n"
                          "escqrs_latency_seconds_count 3\n";
-    CU_ASSERT_STRING_EQUAL(out.data, expect);
+    ES_ASSERT_STR_EQ(out.data, expect);
     es_buf_free(&out);
     es_metrics_destroy(m);
 }

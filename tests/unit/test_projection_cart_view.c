@@ -69,7 +69,7 @@ static void test_add_remove_checkout(void)
                                   errstr, sizeof(errstr)),
                     ES_ERR_OK);
     CU_ASSERT_EQUAL_FATAL(get_cart(m, "c1", &body), 200);
-    CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(body, "status")), "checked_out");
+    ES_ASSERT_STR_EQ(json_string_value(json_object_get(body, "status")), "checked_out");
     CU_ASSERT_EQUAL(json_integer_value(json_object_get(body, "total_cents")), 480);
     CU_ASSERT_EQUAL(json_integer_value(json_object_get(body, "version")), 5);
     json_decref(body);

@@ -96,7 +96,7 @@ static void test_decode_golden(void)
     avro_value_get_current_branch(&f, &payload);
     avro_value_get_by_name(&payload, "sku", &f, NULL);
     avro_value_get_string(&f, &sku, &sz);
-    CU_ASSERT_STRING_EQUAL(sku, "A");
+    ES_ASSERT_STR_EQ(sku, "A");
     avro_value_get_by_name(&payload, "quantity", &f, NULL);
     avro_value_get_int(&f, &qty);
     CU_ASSERT_EQUAL(qty, 2);

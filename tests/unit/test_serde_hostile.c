@@ -105,7 +105,7 @@ static void test_valid_record_decodes(void)
     avro_value_get_by_index(&f, 1, &item, NULL);
     avro_value_get_by_name(&item, "t", &t, NULL);
     avro_value_get_string(&t, &s, &sz);
-    CU_ASSERT_STRING_EQUAL(s, "yz");
+    ES_ASSERT_STR_EQ(s, "yz");
 }
 
 static void test_enum_index_out_of_range(void)

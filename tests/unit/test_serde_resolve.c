@@ -5,11 +5,17 @@
  * resolution rules are checked here byte for byte, and 0100 only has to show
  * the same against the real registry.  The cart.events v2 (adds a field with
  * a default) and v3 (changes a field's type) files are the ones 0100 uses.
+ * Readers that add an optional field (["null", T], default null) — at the
+ * envelope's top level, inside a payload record, as an optional record — read
+ * old records with the field on the null branch; [T, "null"] defaults are for
+ * the first branch; same-named records in two namespaces keep their own
+ * defaults.
  */
 #include "escqrs/serde.h"
 #include "testutil.h"
 
 #include <dirent.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,20 +105,20 @@ static void check_common_fields(avro_value_t *got)
 {
     avro_value_t f, p;
     int64_t v = 0;
-    CU_ASSERT_STRING_EQUAL(field_str(got, "cart_id"), "c9");
+    ES_ASSERT_STR_EQ(field_str(got, "cart_id"), "c9");
     avro_value_get_by_name(got, "version", &f, NULL);
     avro_value_get_long(&f, &v);
     CU_ASSERT_EQUAL(v, 4);
     avro_value_get_by_name(got, "payload", &f, NULL);
     avro_value_get_current_branch(&f, &p);
-    CU_ASSERT_STRING_EQUAL(avro_schema_name(avro_value_get_schema(&p)), "ItemRemoved");
-    CU_ASSERT_STRING_EQUAL(field_str(&p, "sku"), "SKU-1");
+    ES_ASSERT_STR_EQ(avro_schema_name(avro_value_get_schema(&p)), "ItemRemoved");
+    ES_ASSERT_STR_EQ(field_str(&p, "sku"), "SKU-1");
     avro_value_get_by_name(got, "correlation_id", &f, NULL);
     avro_value_get_current_branch(&f, &p);
     const char *s = NULL;
     size_t sz;
     avro_value_get_string(&p, &s, &sz);
-    CU_ASSERT_STRING_EQUAL(s, "corr-1");
+    ES_ASSERT_STR_EQ(s, "corr-1");
 }
 
 static void test_old_record_new_reader_gets_default(void)
@@ -127,7 +133,7 @@ static void test_old_record_new_reader_gets_default(void)
     for (int i = 0; i < 3; i++) { /* reused writer entry, no leak (ASan) */
         CU_ASSERT_EQUAL_FATAL(es_serde_decode(v2, rec.data, rec.len, &got, errstr, 512), ES_ERR_OK);
         check_common_fields(got);
-        CU_ASSERT_STRING_EQUAL(field_str(got, "channel"), "web");
+        ES_ASSERT_STR_EQ(field_str(got, "channel"), "web");
     }
     es_serde_destroy(v2);
     es_buf_free(&rec);
@@ -247,6 +253,266 @@ static void test_spec_rules(void)
 }
 
 /*
+ * The way the project's own schemas evolve: a reader adds an optional field,
+ * ["null", T] with "default": null, at the envelope's top level and inside a
+ * payload record (a branch of the payload union).  An old record must read
+ * with that field on the null branch (index 0) and every other field intact,
+ * also when the reader value last held a record with the field set (the
+ * serde reuses one reader value across decodes).
+ */
+
+/* cart.events with @p field (JSON) added to the top level or to record @p in. */
+static char *cart_events_plus(const char *field_json, const char *in)
+{
+    json_t *root = json_loads(es_schema_text("cart.events"), 0, NULL);
+    json_t *field = json_loads(field_json, 0, NULL);
+    json_t *fields = json_object_get(root, "fields");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(root);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(field);
+    if (in) {
+        size_t i, k;
+        json_t *f, *br;
+        json_array_foreach(json_object_get(root, "fields"), i, f)
+        {
+            if (!es_test_str_eq(json_string_value(json_object_get(f, "name")), "payload"))
+                continue;
+            json_array_foreach(json_object_get(f, "type"), k, br)
+            {
+                if (es_test_str_eq(json_string_value(json_object_get(br, "name")), in))
+                    fields = json_object_get(br, "fields");
+            }
+        }
+    }
+    json_array_append_new(fields, field);
+    char *text = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    return text;
+}
+
+/* The union field @p name of @p rec: its branch index, and the string on it (or NULL). */
+static int union_branch(avro_value_t *rec, const char *name, const char **str)
+{
+    avro_value_t f, br;
+    int disc = -1;
+    size_t sz;
+    *str = NULL;
+    if (avro_value_get_by_name(rec, name, &f, NULL) || avro_value_get_type(&f) != AVRO_UNION ||
+        avro_value_get_discriminant(&f, &disc) || avro_value_get_current_branch(&f, &br))
+        return -1;
+    if (avro_value_get_type(&br) == AVRO_STRING)
+        avro_value_get_string(&br, str, &sz);
+    else if (avro_value_get_type(&br) != AVRO_NULL)
+        return -2;
+    return disc;
+}
+
+/* The payload record of @p ev. */
+static void payload_of(avro_value_t *ev, avro_value_t *p)
+{
+    avro_value_t f;
+    avro_value_get_by_name(ev, "payload", &f, NULL);
+    avro_value_get_current_branch(&f, p);
+}
+
+/* Encode an event of the reader schema @p reader_json with the added field set to "set". */
+static void encode_new_with_field(const char *reader_json, const char *name, bool in_payload,
+                                  es_buf_t *out)
+{
+    avro_value_t ev, f, br, p;
+    es_serde_t *w =
+        es_serde_new(NULL, "cart.events-value", reader_json, false, 22, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(w);
+    es_serde_new_value(w, &ev);
+    fill_event(&ev, NULL);
+    if (in_payload) {
+        payload_of(&ev, &p);
+        avro_value_get_by_name(&p, name, &f, NULL);
+    } else {
+        avro_value_get_by_name(&ev, name, &f, NULL);
+    }
+    CU_ASSERT_EQUAL(avro_value_set_branch(&f, 1, &br), 0);
+    avro_value_set_string(&br, "set");
+    CU_ASSERT_EQUAL(es_serde_encode(w, &ev, out, errstr, sizeof(errstr)), ES_ERR_OK);
+    avro_value_decref(&ev);
+    es_serde_destroy(w);
+}
+
+static void check_optional_field_added(const char *field_json, const char *name, const char *in)
+{
+    es_buf_t old = {0}, cur = {0};
+    avro_value_t *got = NULL, p;
+    const char *s = NULL;
+    char *reader_json = cart_events_plus(field_json, in);
+    encode_with(es_schema_text("cart.events"), 1, NULL, NULL, &old);
+    encode_new_with_field(reader_json, name, in != NULL, &cur);
+    es_serde_t *r =
+        es_serde_new(NULL, "cart.events-value", reader_json, false, 22, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+    CU_ASSERT_EQUAL(es_serde_add_writer(r, 1, es_schema_text("cart.events"), errstr, 512),
+                    ES_ERR_OK);
+    for (int round = 0; round < 2; round++) {
+        /* a current record first: the reader value holds the field on branch 1 */
+        CU_ASSERT_EQUAL_FATAL(es_serde_decode(r, cur.data, cur.len, &got, errstr, 512), ES_ERR_OK);
+        if (in)
+            payload_of(got, &p);
+        CU_ASSERT_EQUAL(union_branch(in ? &p : got, name, &s), 1);
+        ES_ASSERT_STR_EQ(s, "set");
+        /* then the old record: the field is the null branch, the rest as written */
+        if (es_serde_decode(r, old.data, old.len, &got, errstr, 512) != ES_ERR_OK)
+            fprintf(stderr, "\n    old record under the reader adding %s: %s", name, errstr);
+        CU_ASSERT_EQUAL_FATAL(es_serde_decode(r, old.data, old.len, &got, errstr, 512), ES_ERR_OK);
+        check_common_fields(got);
+        payload_of(got, &p);
+        int32_t q = 0;
+        avro_value_t f;
+        avro_value_get_by_name(&p, "quantity", &f, NULL);
+        avro_value_get_int(&f, &q);
+        CU_ASSERT_EQUAL(q, 3);
+        int disc = union_branch(in ? &p : got, name, &s);
+        if (disc != 0)
+            fprintf(stderr, "\n    %s: branch %d (%s), want 0 (null)", name, disc, s ? s : "");
+        CU_ASSERT_EQUAL(disc, 0);
+        CU_ASSERT_PTR_NULL(s);
+    }
+    es_serde_destroy(r);
+    es_buf_free(&old);
+    es_buf_free(&cur);
+    free(reader_json);
+}
+
+static void test_optional_field_top_level(void)
+{
+    check_optional_field_added(
+        "{\"name\":\"tenant\",\"type\":[\"null\",\"string\"],\"default\":null}", "tenant", NULL);
+}
+
+static void test_optional_field_in_payload(void)
+{
+    check_optional_field_added(
+        "{\"name\":\"note\",\"type\":[\"null\",\"string\"],\"default\":null}", "note",
+        "ItemRemoved");
+}
+
+/* An optional nested record, ["null", {record}] with default null. */
+static void test_optional_record_field(void)
+{
+    es_buf_t old = {0};
+    avro_value_t *got = NULL;
+    const char *s;
+    char *reader_json = cart_events_plus(
+        "{\"name\":\"meta\",\"type\":[\"null\",{\"type\":\"record\",\"name\":\"Meta\","
+        "\"fields\":[{\"name\":\"ip\",\"type\":\"string\"}]}],\"default\":null}",
+        NULL);
+    encode_with(es_schema_text("cart.events"), 1, NULL, NULL, &old);
+    es_serde_t *r =
+        es_serde_new(NULL, "cart.events-value", reader_json, false, 23, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+    CU_ASSERT_EQUAL(es_serde_add_writer(r, 1, es_schema_text("cart.events"), errstr, 512),
+                    ES_ERR_OK);
+    CU_ASSERT_EQUAL_FATAL(es_serde_decode(r, old.data, old.len, &got, errstr, 512), ES_ERR_OK);
+    check_common_fields(got);
+    CU_ASSERT_EQUAL(union_branch(got, "meta", &s), 0);
+    es_serde_destroy(r);
+    es_buf_free(&old);
+    free(reader_json);
+}
+
+/*
+ * The resolver follows the Avro spec's rule that a union's default is for
+ * its first branch (resolve.c set_from_json): [T, "null"] with a default of
+ * type T is read as branch 0 with that value; a null default on such a
+ * union is not a value of its first branch, so the record is refused with
+ * a schema error rather than read onto a guessed branch.
+ */
+static void test_first_branch_default(void)
+{
+    es_buf_t old = {0};
+    avro_value_t *got = NULL;
+    const char *s = NULL;
+    char *reader_json = cart_events_plus(
+        "{\"name\":\"source\",\"type\":[\"string\",\"null\"],\"default\":\"legacy\"}", NULL);
+    encode_with(es_schema_text("cart.events"), 1, NULL, NULL, &old);
+    es_serde_t *r =
+        es_serde_new(NULL, "cart.events-value", reader_json, false, 24, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+    CU_ASSERT_EQUAL(es_serde_add_writer(r, 1, es_schema_text("cart.events"), errstr, 512),
+                    ES_ERR_OK);
+    CU_ASSERT_EQUAL_FATAL(es_serde_decode(r, old.data, old.len, &got, errstr, 512), ES_ERR_OK);
+    check_common_fields(got);
+    CU_ASSERT_EQUAL(union_branch(got, "source", &s), 0);
+    ES_ASSERT_STR_EQ(s, "legacy");
+    es_serde_destroy(r);
+    free(reader_json);
+
+    reader_json = cart_events_plus(
+        "{\"name\":\"source\",\"type\":[\"string\",\"null\"],\"default\":null}", NULL);
+    r = es_serde_new(NULL, "cart.events-value", reader_json, false, 25, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+    CU_ASSERT_EQUAL(es_serde_add_writer(r, 1, es_schema_text("cart.events"), errstr, 512),
+                    ES_ERR_OK);
+    CU_ASSERT_EQUAL(es_serde_decode(r, old.data, old.len, &got, errstr, 512), ES_ERR_SCHEMA);
+    CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "source"));
+    es_serde_destroy(r);
+    es_buf_free(&old);
+    free(reader_json);
+}
+
+/*
+ * Two records with the same name in different namespaces (na.Meta, nb.Meta),
+ * each adding a field with its own default: each must get its own.  A reader
+ * field's default is looked up by the record's full name; a bare-name match
+ * is only a fallback for namespaces Avro C did not report.
+ *
+ * Fails today: resolve.c field_default() takes the first record whose bare
+ * name matches, so nb.Meta.x gets na.Meta's default ("A", not "B").
+ */
+static void test_defaults_by_full_name(void)
+{
+    static const char *writer =
+        "{\"type\":\"record\",\"name\":\"R\",\"namespace\":\"n0\",\"fields\":["
+        "{\"name\":\"a\",\"type\":{\"type\":\"record\",\"name\":\"Meta\",\"namespace\":\"na\","
+        "\"fields\":[{\"name\":\"k\",\"type\":\"int\"}]}},"
+        "{\"name\":\"b\",\"type\":{\"type\":\"record\",\"name\":\"Meta\",\"namespace\":\"nb\","
+        "\"fields\":[{\"name\":\"k\",\"type\":\"int\"}]}}]}";
+    static const char *reader =
+        "{\"type\":\"record\",\"name\":\"R\",\"namespace\":\"n0\",\"fields\":["
+        "{\"name\":\"a\",\"type\":{\"type\":\"record\",\"name\":\"Meta\",\"namespace\":\"na\","
+        "\"fields\":[{\"name\":\"k\",\"type\":\"int\"},"
+        "{\"name\":\"x\",\"type\":[\"string\",\"null\"],\"default\":\"A\"}]}},"
+        "{\"name\":\"b\",\"type\":{\"type\":\"record\",\"name\":\"Meta\",\"namespace\":\"nb\","
+        "\"fields\":[{\"name\":\"k\",\"type\":\"int\"},"
+        "{\"name\":\"x\",\"type\":[\"string\",\"null\"],\"default\":\"B\"}]}}]}";
+    es_buf_t rec = {0};
+    avro_value_t v, f, k, *got = NULL;
+    const char *s = NULL;
+    es_serde_t *w = es_serde_new(NULL, "m-value", writer, false, 31, errstr, sizeof(errstr));
+    es_serde_t *r = es_serde_new(NULL, "m-value", reader, false, 32, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(w);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+    es_serde_new_value(w, &v);
+    avro_value_get_by_name(&v, "a", &f, NULL);
+    avro_value_get_by_name(&f, "k", &k, NULL);
+    avro_value_set_int(&k, 1);
+    avro_value_get_by_name(&v, "b", &f, NULL);
+    avro_value_get_by_name(&f, "k", &k, NULL);
+    avro_value_set_int(&k, 2);
+    CU_ASSERT_EQUAL_FATAL(es_serde_encode(w, &v, &rec, errstr, sizeof(errstr)), ES_ERR_OK);
+    avro_value_decref(&v);
+    CU_ASSERT_EQUAL(es_serde_add_writer(r, 31, writer, errstr, sizeof(errstr)), ES_ERR_OK);
+    CU_ASSERT_EQUAL_FATAL(es_serde_decode(r, rec.data, rec.len, &got, errstr, sizeof(errstr)),
+                          ES_ERR_OK);
+    avro_value_get_by_name(got, "a", &f, NULL);
+    CU_ASSERT_EQUAL(union_branch(&f, "x", &s), 0);
+    ES_ASSERT_STR_EQ(s, "A");
+    avro_value_get_by_name(got, "b", &f, NULL);
+    CU_ASSERT_EQUAL(union_branch(&f, "x", &s), 0);
+    ES_ASSERT_STR_EQ(s, "B");
+    es_serde_destroy(w);
+    es_serde_destroy(r);
+    es_buf_free(&rec);
+}
+
+/*
  * The fuzz seeds are golden records: each decodes without error under the
  * fuzz target's set-up (cart.events ids 7 and 8, command-result id 9), so
  * the fuzzer starts from inputs that reach the deepest code.
@@ -303,6 +569,14 @@ int main(void)
         {"v2 record, v1 reader: added field ignored", test_new_record_old_reader_ignores_field},
         {"v3 record (type changed) is refused", test_incompatible_writer_is_refused},
         {"promotions, enums, unions, defaults", test_spec_rules},
+        {"old record, reader adds [null, T] at the top: null branch",
+         test_optional_field_top_level},
+        {"old record, reader adds [null, T] in a payload record: null branch",
+         test_optional_field_in_payload},
+        {"old record, reader adds [null, record]: null branch", test_optional_record_field},
+        {"[T, null] defaults are for the first branch", test_first_branch_default},
+        {"same-named records in two namespaces keep their own defaults",
+         test_defaults_by_full_name},
         {"every fuzz seed is a valid record", test_fuzz_seeds_decode},
         {NULL, NULL},
     };
