@@ -93,6 +93,25 @@ void es_resolver_destroy(es_resolver_t *r)
     free(r);
 }
 
+/* The default of @p field in record entry @p i, or NULL. */
+static json_t *entry_default(es_resolver_t *r, size_t i, const char *field)
+{
+    size_t j;
+    json_t *f;
+    json_array_foreach(r->records[i].fields, j, f)
+    {
+        if (!strcmp(json_string_value(json_object_get(f, "name")), field))
+            return json_object_get(f, "default");
+    }
+    return NULL;
+}
+
+/*
+ * The default of @p field of @p record in the reader schema: the record with
+ * exactly its full name first; only when none has it, the one with the same
+ * bare name (a namespace Avro C inherited differently).  Taking the first
+ * bare-name match gave nb.Meta the default of na.Meta.
+ */
 static json_t *field_default(es_resolver_t *r, avro_schema_t record, const char *field)
 {
     char full[512];
@@ -102,19 +121,14 @@ static json_t *field_default(es_resolver_t *r, avro_schema_t record, const char 
         snprintf(full, sizeof(full), "%s.%s", ns, name);
     else
         snprintf(full, sizeof(full), "%s", name);
+    for (size_t i = 0; i < r->nrecords; i++)
+        if (!strcmp(r->records[i].fullname, full))
+            return entry_default(r, i, field);
     for (size_t i = 0; i < r->nrecords; i++) {
         const char *rn = r->records[i].fullname;
-        /* match the full name, or the bare name when namespaces were inherited */
         const char *dot = strrchr(rn, '.');
-        if (strcmp(rn, full) && strcmp(dot ? dot + 1 : rn, name))
-            continue;
-        size_t j;
-        json_t *f;
-        json_array_foreach(r->records[i].fields, j, f)
-        {
-            if (!strcmp(json_string_value(json_object_get(f, "name")), field))
-                return json_object_get(f, "default");
-        }
+        if (!strcmp(dot ? dot + 1 : rn, name))
+            return entry_default(r, i, field);
     }
     return NULL;
 }
