@@ -384,10 +384,25 @@ double rt_metric(const rt_proc_t *p, const char *series)
     return v;
 }
 
+/* Up: /healthz answers and no projection is still "starting" (its store open). */
+static bool serving(const rt_proc_t *p)
+{
+    json_t *b = NULL;
+    bool ok = rt_http(p, "GET", "/healthz", NULL) == 200 &&
+              rt_http(p, "GET", "/admin/projections", &b) == 200;
+    json_t *arr = json_object_get(b, "projections");
+    for (size_t i = 0; ok && i < json_array_size(arr); i++) {
+        const char *st = json_string_value(json_object_get(json_array_get(arr, i), "state"));
+        ok = st && strcmp(st, "starting") != 0;
+    }
+    json_decref(b);
+    return ok;
+}
+
 bool rt_wait_up(const rt_proc_t *p, int timeout_ms)
 {
     for (int waited = 0; waited < timeout_ms; waited += 100) {
-        if (rt_http(p, "GET", "/healthz", NULL) == 200)
+        if (serving(p))
             return true;
         usleep(100 * 1000);
     }

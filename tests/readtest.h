@@ -92,7 +92,8 @@ int rt_http(const rt_proc_t *p, const char *method, const char *path, json_t **b
 int rt_http_raw(const rt_proc_t *p, const char *method, const char *path, es_buf_t *out);
 /** @brief Value of the metric line starting with @p series in /metrics (-1 if absent). */
 double rt_metric(const rt_proc_t *p, const char *series);
-/** @brief Wait until the projector answers /healthz (or @p timeout_ms). */
+/** @brief Wait until the projector answers /healthz and every projection has left
+ *         state "starting", i.e. serves queries (or @p timeout_ms). */
 bool rt_wait_up(const rt_proc_t *p, int timeout_ms);
 /** @brief Wait until projection @p name applied everything up to the topics' ends. */
 bool rt_wait_caught_up(const rt_proc_t *p, const char *name, int timeout_ms);

@@ -55,9 +55,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define REAPER_PERIOD_MS   200
-#define STOP_GRACE_MS      5000 /* deferred answers still open at stop get 503 after this */
-#define MAX_RESP_HEADERS   8
+#define REAPER_PERIOD_MS 200
+#define STOP_GRACE_MS    5000 /* deferred answers still open at stop get 503 after this */
+#define MAX_RESP_HEADERS 8
 
 const es_conf_def_t es_http_conf_defs[] = {
     {.name = "http.threads",
@@ -145,7 +145,7 @@ struct es_http_req_s {
     rq_state_t state; /* guarded by srv->mu */
     bool suspended;   /* guarded by srv->mu */
     bool deferred;
-    int refs;         /* guarded by srv->mu */
+    int refs; /* guarded by srv->mu */
     es_http_resp_t resp;
     struct es_http_req_s *next_job;
     struct es_http_req_s *prev_run, *next_run; /* srv->running, while RUNNING */
@@ -839,12 +839,12 @@ es_http_server_t *es_http_server_start(const es_http_server_conf_t *conf, char *
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     srv->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(l->threads > 1 ? l->threads : 0),
-        MHD_OPTION_CONNECTION_LIMIT, l->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        l->max_per_client, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)l->idle_timeout_s,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION,
-        on_connection, srv, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned)(l->threads > 1 ? l->threads : 0), MHD_OPTION_CONNECTION_LIMIT,
+        l->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT, l->max_per_client,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)l->idle_timeout_s, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
+        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
     if (!srv->daemon) {
         snprintf(errstr, errstr_size, "cannot listen on %s (in use, or not a local address?)",
                  conf->listen);
@@ -925,7 +925,7 @@ void es_http_server_stop(es_http_server_t *srv)
     if (!srv)
         return;
     MHD_socket lfd = MHD_quiesce_daemon(srv->daemon); /* accept no more connections */
-    stop_workers(srv);                    /* queued requests get 503 */
+    stop_workers(srv);                                /* queued requests get 503 */
     if (!wait_resumed(srv, STOP_GRACE_MS)) {
         answer_open_requests(srv);
         if (!wait_resumed(srv, STOP_GRACE_MS))

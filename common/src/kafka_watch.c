@@ -44,7 +44,7 @@ struct es_kafka_watch_s {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool stop, wake, asking; /* asking: a round is under way */
-    unsigned long rounds; /* completed rounds, for es_kafka_watch_refresh() */
+    unsigned long rounds;    /* completed rounds, for es_kafka_watch_refresh() */
     pthread_cond_t done_cv;
     int interval_ms, broker_timeout_ms;
     int64_t started_ms, last_ok_ms; /* monotonic */
@@ -223,8 +223,7 @@ void es_kafka_watch_refresh(es_kafka_watch_t *w, int timeout_ms)
     unsigned long want = w->rounds + (w->asking ? 2 : 1);
     w->wake = true;
     pthread_cond_signal(&w->cv);
-    while (w->rounds < want && !w->stop &&
-           pthread_cond_timedwait(&w->done_cv, &w->mu, &dl) == 0)
+    while (w->rounds < want && !w->stop && pthread_cond_timedwait(&w->done_cv, &w->mu, &dl) == 0)
         ;
     pthread_mutex_unlock(&w->mu);
 }

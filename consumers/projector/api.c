@@ -11,6 +11,7 @@
 
 #include "escqrs/log.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,10 +46,11 @@ static bool parse_position(const char *s, int32_t *part, int64_t *off)
 static bool parse_time(const char *s, int64_t *ms)
 {
     char *end;
+    errno = 0;
     long long v = strtoll(s, &end, 10);
     if (end != s && *end == '\0') {
         *ms = v;
-        return v >= 0;
+        return v >= 0 && errno != ERANGE; /* beyond int64 is a bad value, not a time */
     }
     struct tm tm = {0};
     const char *p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
@@ -92,6 +94,31 @@ static void answer(es_http_resp_t *resp, int st, json_t *body, const char *errst
         es_http_resp_json(resp, st, body);
 }
 
+/* A runner not connected yet (no partitions known, no store open) answers 503. */
+static bool runner_up(pj_runner_t *r, es_http_resp_t *resp)
+{
+    char why[1024];
+    if (atomic_load(&r->started))
+        return true;
+    pthread_mutex_lock(&r->mu);
+    snprintf(why, sizeof(why), "%s", r->reason);
+    pthread_mutex_unlock(&r->mu);
+    es_http_resp_error(resp, 503, "unavailable", "%s is starting: %s", r->def->name, why);
+    return false;
+}
+
+/* The runner named by the route's first parameter, started; else answered 404 or 503. */
+static pj_runner_t *admin_runner(es_projector_t *pj, es_http_req_t *req, es_http_resp_t *resp)
+{
+    const char *name = es_http_req_param(req, 0);
+    pj_runner_t *r = pj_runner_find(pj, name);
+    if (!r) {
+        es_http_resp_error(resp, 404, "not_found", "no projection named %s here", name);
+        return NULL;
+    }
+    return runner_up(r, resp) ? r : NULL;
+}
+
 static void query_handler(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
 {
     es_projector_t *pj = opaque;
@@ -115,6 +142,8 @@ static void query_handler(void *opaque, es_http_req_t *req, es_http_resp_t *resp
         es_http_resp_error(resp, 404, "not_found", "no such resource: %s", path);
         return;
     }
+    if (!runner_up(r, resp))
+        return;
     for (size_t i = 0; i < np; i++)
         pv[i] = params[i];
     es_proj_query_req_t qr = {.params = pv, .nparams = np, .query = req_query, .query_opaque = req};
@@ -233,9 +262,10 @@ static json_t *runner_json(pj_runner_t *r)
                   "events_per_second", r->rb.rate, "lag", (json_int_t)r->rb.lag, "eta_seconds",
                   r->rb.eta_s, "last_error", r->rb.last_error, "last_duration_ms",
                   (json_int_t)r->rb.last_duration_ms, "last_events", (json_int_t)r->rb.last_events);
-    json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:I, s:o, s:o, s:o}", "name", r->def->name, "state",
-                          r->state == PJ_HALTED ? "halted" : "running", "halt_reason",
-                          r->halt_reason, "generation", r->generation, "lag", (json_int_t)lag,
+    /* "halt_reason" is the reason of every state but running (kept under its old name) */
+    json_t *o = json_pack("{s:s, s:s, s:s, s:b, s:i, s:I, s:o, s:o, s:o}", "name", r->def->name,
+                          "state", pj_state_name(r->state), "halt_reason", r->reason, "read_only",
+                          r->live_read_only, "generation", r->generation, "lag", (json_int_t)lag,
                           "partitions", parts, "rebuild", rb, "frozen", frozen);
     pthread_mutex_unlock(&r->mu);
     return o;
@@ -255,6 +285,8 @@ static bool start_refused(es_http_resp_t *resp, es_err_t err, const char *errstr
 {
     if (err == ES_ERR_STATE)
         es_http_resp_error(resp, 409, "conflict", "%s", errstr);
+    else if (err == ES_ERR_NO_SPACE)
+        es_http_resp_error(resp, 503, "unavailable", "%s", errstr);
     else if (err)
         es_http_resp_error(resp, 500, "internal", "%s", errstr);
     return err != ES_ERR_OK;
@@ -262,14 +294,10 @@ static bool start_refused(es_http_resp_t *resp, es_err_t err, const char *errstr
 
 static void admin_rebuild(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
 {
-    es_projector_t *pj = opaque;
-    const char *name = es_http_req_param(req, 0);
     char errstr[512];
-    pj_runner_t *r = pj_runner_find(pj, name);
-    if (!r) {
-        es_http_resp_error(resp, 404, "not_found", "no projection named %s here", name);
+    pj_runner_t *r = admin_runner(opaque, req, resp);
+    if (!r)
         return;
-    }
     if (start_refused(resp, pj_rebuild_start(r, errstr, sizeof(errstr)), errstr))
         return;
     es_http_resp_json(resp, 202, runner_json(r));
@@ -287,11 +315,9 @@ static void admin_freeze(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
     const char *label = es_http_req_query(req, "label");
     char errstr[512], deflabel[64], when[40];
     int64_t until_ms;
-    pj_runner_t *r = pj_runner_find(pj, name);
-    if (!r) {
-        es_http_resp_error(resp, 404, "not_found", "no projection named %s here", name);
+    pj_runner_t *r = admin_runner(pj, req, resp);
+    if (!r)
         return;
-    }
     if (!until || !parse_time(until, &until_ms)) {
         es_http_resp_error(resp, 400, "invalid_query",
                            "until= is required: milliseconds since the epoch or RFC 3339");
@@ -323,6 +349,8 @@ static void admin_frozen_delete(void *opaque, es_http_req_t *req, es_http_resp_t
     const char *label = es_http_req_param(req, 1);
     char errstr[512];
     pj_runner_t *r = pj_runner_find(pj, name);
+    if (r && !runner_up(r, resp))
+        return;
     if (!r || pj_frozen_delete(r, label, errstr, sizeof(errstr))) {
         es_http_resp_error(resp, 404, "not_found", "no frozen view %s of %s here", label, name);
         return;
@@ -339,13 +367,10 @@ static void admin_frozen_delete(void *opaque, es_http_req_t *req, es_http_resp_t
  */
 static void admin_digest(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
 {
-    es_projector_t *pj = opaque;
     const char *name = es_http_req_param(req, 0);
-    pj_runner_t *r = pj_runner_find(pj, name);
-    if (!r) {
-        es_http_resp_error(resp, 404, "not_found", "no projection named %s here", name);
+    pj_runner_t *r = admin_runner(opaque, req, resp);
+    if (!r)
         return;
-    }
     uint64_t hash[2] = {ES_FNV1A64_INIT, ES_FNV1A64_INIT}; /* views, offsets */
     json_int_t count[2] = {0, 0};
     const char *key, *val;
@@ -372,15 +397,25 @@ static void admin_digest(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
                                 "offset_keys", count[1], "offsets_fnv1a64", offsets));
 }
 
+/*
+ * Ready while a broker answers and every projection runs with a lag within
+ * ready.max.lag.  A projector that cannot reach the broker cannot know its
+ * lag, so it says not ready (its reads still answer, from what it applied).
+ */
 static bool ready(void *opaque, char *why, size_t whysz)
 {
     es_projector_t *pj = opaque;
+    if (!es_kafka_watch_broker_ok(pj->watch, why, whysz))
+        return false;
     for (size_t i = 0; i < pj->nrunners; i++) {
         pj_runner_t *r = &pj->runners[i];
-        if (r->state == PJ_HALTED) {
-            snprintf(why, whysz, "%s is halted: %s", r->def->name, r->halt_reason);
+        pthread_mutex_lock(&r->mu);
+        pj_state_t state = r->state;
+        if (state != PJ_RUNNING)
+            snprintf(why, whysz, "%s is %s: %s", r->def->name, pj_state_name(state), r->reason);
+        pthread_mutex_unlock(&r->mu);
+        if (state != PJ_RUNNING)
             return false;
-        }
         int64_t lag = pj_runner_lag(r);
         if (lag < 0) {
             snprintf(why, whysz, "%s: high watermarks not known yet", r->def->name);

@@ -25,6 +25,20 @@
  * atomically and the old generation deleted.  The rebuild loop then simply
  * carries on as the live loop.
  *
+ * A rebuild survives a restart: REBUILD names its generation from its start
+ * to the swap, and the store records its offsets like any other, so the
+ * next start opens that generation again and carries on where it stopped
+ * instead of deleting it (a kill -9 at any instant included).
+ *
+ * Nothing a runner needs from outside is required at start-up: the live
+ * loop itself learns the partitions, creates the DLQ topics and opens the
+ * store, retrying while the broker, the registry or disk space is missing
+ * (state "starting" or "waiting", said on /readyz), so the HTTP server is up
+ * first and the process never crash-loops.  On a full disk (a store write
+ * or open refused with ES_ERR_NO_SPACE, see store.h) the live store is
+ * served read-only or kept unwritten, the same batch is written once space
+ * returns, and the loop carries on.
+ *
  * Frozen views (frozen.c) use the same loop with a pj_frozen_t attached: it
  * fills <dir>/frozen-<label>/ from offset 0, stops each partition at the
  * first record stamped after the freeze time or at the high watermark seen
@@ -124,6 +138,48 @@ static es_err_t write_current(const char *dir, int g, char *errstr, size_t errst
     return ES_ERR_OK;
 }
 
+/* REBUILD holds the generation a rebuild fills, from its start to the swap. */
+static int read_rebuild_marker(const char *dir)
+{
+    char path[600], buf[32] = {0};
+    snprintf(path, sizeof(path), "%s/REBUILD", dir);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    long g = strtol(buf, NULL, 10);
+    return g > 0 && g < 1000000000 ? (int)g : 0;
+}
+
+static es_err_t write_rebuild_marker(const char *dir, int g, char *errstr, size_t errstr_size)
+{
+    char tmp[600], path[600];
+    snprintf(tmp, sizeof(tmp), "%s/REBUILD.tmp", dir);
+    snprintf(path, sizeof(path), "%s/REBUILD", dir);
+    FILE *f = fopen(tmp, "w");
+    if (!f || fprintf(f, "%d\n", g) < 0 || fflush(f) != 0 || fsync(fileno(f)) != 0) {
+        snprintf(errstr, errstr_size, "write %s: %s", tmp, strerror(errno));
+        if (f)
+            fclose(f);
+        return ES_ERR_IO;
+    }
+    fclose(f);
+    if (rename(tmp, path) != 0) {
+        snprintf(errstr, errstr_size, "rename %s: %s", tmp, strerror(errno));
+        return ES_ERR_IO;
+    }
+    return ES_ERR_OK;
+}
+
+static void remove_rebuild_marker(const char *dir)
+{
+    char path[600];
+    snprintf(path, sizeof(path), "%s/REBUILD", dir);
+    unlink(path);
+}
+
 static void gen_path(const pj_runner_t *r, int g, char *out, size_t outsz)
 {
     snprintf(out, outsz, "%s/g%d", r->dir, g);
@@ -147,8 +203,8 @@ static es_err_t mkdirs(const char *path, char *errstr, size_t errstr_size)
     return ES_ERR_OK;
 }
 
-/* Remove generations other than `keep` (left over by a crash during a rebuild). */
-static void remove_stale_generations(pj_runner_t *r, int keep)
+/* Remove generations other than `keep` and `resume` (left over by a crash). */
+static void remove_stale_generations(pj_runner_t *r, int keep, int resume)
 {
     DIR *d = opendir(r->dir);
     struct dirent *e;
@@ -160,7 +216,7 @@ static void remove_stale_generations(pj_runner_t *r, int keep)
             continue;
         char *end;
         long g = strtol(e->d_name + 1, &end, 10);
-        if (*end || g == keep)
+        if (*end || g == keep || g == resume)
             continue;
         snprintf(path, sizeof(path), "%s/%s", r->dir, e->d_name);
         if (es_store_destroy_path(path, errstr, sizeof(errstr)) == ES_ERR_OK)
@@ -453,19 +509,47 @@ static es_err_t send_dlq(loop_t *l, size_t t, const rd_kafka_message_t *m, es_er
     return ES_ERR_OK;
 }
 
-static void set_halted(pj_runner_t *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void set_halted(pj_runner_t *r, const char *fmt, ...)
+const char *pj_state_name(pj_state_t state)
 {
+    switch (state) {
+    case PJ_STARTING:
+        return "starting";
+    case PJ_RUNNING:
+        return "running";
+    case PJ_WAITING:
+        return "waiting";
+    default:
+        return "halted";
+    }
+}
+
+static void set_state(pj_runner_t *r, pj_state_t state, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Change the runner's state and reason; the log line only when they change. */
+static void set_state(pj_runner_t *r, pj_state_t state, const char *fmt, ...)
+{
+    char msg[1024];
     va_list ap;
-    pthread_mutex_lock(&r->mu);
-    r->state = PJ_HALTED;
     va_start(ap, fmt);
-    vsnprintf(r->halt_reason, sizeof(r->halt_reason), fmt, ap);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    pthread_mutex_lock(&r->mu);
+    bool changed = r->state != state || strcmp(r->reason, msg) != 0;
+    r->state = state;
+    snprintf(r->reason, sizeof(r->reason), "%s", msg);
     pthread_cond_broadcast(&r->cv);
     pthread_mutex_unlock(&r->mu);
-    es_log_error(LOG, "%s: halted: %s", r->def->name, r->halt_reason);
+    if (!changed)
+        return;
+    if (state == PJ_HALTED)
+        es_log_error(LOG, "%s: halted: %s", r->def->name, msg);
+    else if (state == PJ_RUNNING)
+        es_log_info(LOG, "%s: running", r->def->name);
+    else
+        es_log_warn(LOG, "%s: %s: %s", r->def->name, pj_state_name(state), msg);
 }
+
+#define set_halted(r, ...) set_state((r), PJ_HALTED, __VA_ARGS__)
 
 static void loop_halt(loop_t *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* A live or rebuild loop halts the projection; a frozen build fails only itself. */
@@ -589,6 +673,7 @@ static es_err_t swap_in(loop_t *l)
 
     if ((err = write_current(r->dir, l->generation, l->errstr, sizeof(l->errstr))))
         return err;
+    remove_rebuild_marker(r->dir); /* CURRENT names it now: nothing left to resume */
     pthread_rwlock_wrlock(&r->lock);
     es_store_t *old = r->live;
     r->live = l->st;
@@ -750,20 +835,51 @@ static es_err_t frozen_finish(loop_t *l, es_batch_t *b)
     return ES_ERR_OK;
 }
 
+static bool live_connect(loop_t *l);
+static es_err_t runner_connect(pj_runner_t *r, char *errstr, size_t errstr_size);
+static es_err_t write_batch(loop_t *l, es_batch_t *b);
+static es_err_t rebuild_start(pj_runner_t *r, int g, bool resume, char *errstr, size_t errstr_size);
+
 static void *loop_main(void *arg)
 {
     loop_t *l = arg;
     pj_runner_t *r = l->r;
     es_projector_t *pj = r->pj;
-    es_proj_backend_t be = pj_store_backend(l->st);
-    es_proj_reader_t *rd = es_proj_reader_new(&be);
-    es_proj_txn_t *txn = es_proj_txn_new(rd);
+    es_proj_reader_t *rd = NULL;
+    es_proj_txn_t *txn = NULL;
     es_batch_t *b = es_batch_new();
     rd_kafka_message_t **msgs = es_calloc((size_t)pj->batch_max, sizeof(*msgs));
     rd_kafka_queue_t *q = NULL;
     int64_t last_log = pj_now_ms(), last_tick = pj_now_ms(), since_tick = 0;
     bool halt = false, frozen_ready = false;
     bool *touched[ES_PROJ_MAX_AGGREGATES] = {NULL};
+
+    if (!l->st) { /* the live loop: connect the runner first */
+        if (!live_connect(l))
+            goto out;
+        if (r->live_read_only) { /* a full disk at start-up: wait for space, reads go on */
+            es_log_warn(LOG, "%s: waiting for disk space before folding", r->def->name);
+            while (runner_connect(r, l->errstr, sizeof(l->errstr)) && !atomic_load(&pj->stop)) {
+                set_state(r, PJ_WAITING, "%s", l->errstr);
+                usleep(1000 * 1000);
+            }
+            if (atomic_load(&pj->stop))
+                goto out;
+            l->st = r->live;
+        }
+        set_state(r, PJ_RUNNING, "%s", "");
+        if (r->resume_rebuild) {
+            char why[512];
+            int g = r->resume_rebuild;
+            r->resume_rebuild = 0;
+            if (rebuild_start(r, g, true, why, sizeof(why)))
+                es_log_error(LOG, "%s: cannot resume the rebuild of generation %d: %s",
+                             r->def->name, g, why);
+        }
+    }
+    es_proj_backend_t be = pj_store_backend(l->st);
+    rd = es_proj_reader_new(&be);
+    txn = es_proj_txn_new(rd);
 
     /* Kafka or the registry may not be reachable yet (a new topic has no
      * leader for a moment): retry with a backoff instead of dying, so an
@@ -785,9 +901,15 @@ static void *loop_main(void *arg)
                          l->errstr);
             goto out;
         }
-        es_log_warn(LOG, "%s: cannot start yet (attempt %d): %s", r->def->name, attempt, l->errstr);
+        if (!l->rebuild && !l->fz)
+            set_state(r, PJ_STARTING, "%s", l->errstr); /* reads go on; /readyz says why */
+        if (attempt == 1 || attempt % 15 == 0)
+            es_log_warn(LOG, "%s: cannot start yet (attempt %d): %s", r->def->name, attempt,
+                        l->errstr);
         usleep((useconds_t)(attempt < 10 ? attempt * 200 : 2000) * 1000);
     }
+    if (!l->rebuild && !l->fz)
+        set_state(r, PJ_RUNNING, "%s", "");
     q = rd_kafka_queue_get_consumer(es_consumer_rk(l->cons));
     for (size_t t = 0; t < r->ntopics; t++)
         touched[t] = es_calloc((size_t)r->nparts[t], sizeof(bool));
@@ -920,8 +1042,9 @@ static void *loop_main(void *arg)
                 }
             }
             es_proj_txn_foreach(txn, put_batch_cb, b);
-            if (es_store_write(l->st, b, l->errstr, sizeof(l->errstr))) {
-                loop_halt(l, "store write: %s", l->errstr);
+            if (write_batch(l, b)) {
+                if (!atomic_load(&pj->stop))
+                    loop_halt(l, "store write: %s", l->errstr);
                 break;
             }
             es_proj_txn_clear(txn);
@@ -1006,13 +1129,20 @@ out:
         if (!l->fz->error[0])
             snprintf(l->fz->error, sizeof(l->fz->error), "stopped before it was complete");
         pthread_mutex_unlock(&r->mu);
+    } else if (l->rebuild && atomic_load(&pj->stop)) {
+        /* stopping: the shadow and REBUILD stay, the next start resumes it */
+        es_store_close(l->st);
+        pthread_mutex_lock(&r->mu);
+        r->rb.active = false;
+        pthread_mutex_unlock(&r->mu);
     } else if (l->rebuild) {
-        /* an unfinished shadow is dropped; the live loop (if stopped) resumes */
+        /* a failed shadow is dropped; the live loop (if stopped) resumes */
         char path[600];
         snprintf(path, sizeof(path), "%s", es_store_path(l->st));
         es_store_close(l->st);
         es_store_destroy_path(path, l->errstr, sizeof(l->errstr));
         rmdir(path);
+        remove_rebuild_marker(r->dir);
         pthread_mutex_lock(&r->mu);
         r->rb.active = false;
         pthread_mutex_unlock(&r->mu);
@@ -1024,8 +1154,10 @@ out:
         free(touched[t]);
     free(msgs);
     es_batch_destroy(b);
-    es_proj_txn_destroy(txn);
-    es_proj_reader_destroy(rd);
+    if (txn)
+        es_proj_txn_destroy(txn);
+    if (rd)
+        es_proj_reader_destroy(rd);
     loop_free(l);
     return NULL;
 }
@@ -1044,26 +1176,40 @@ static loop_t *loop_new(pj_runner_t *r, es_store_t *st, int generation, bool reb
 
 es_err_t pj_rebuild_start(pj_runner_t *r, char *errstr, size_t errstr_size)
 {
-    char path[600];
     pthread_mutex_lock(&r->mu);
     if (r->rb.active || r->rb_thread_valid) {
         pthread_mutex_unlock(&r->mu);
         snprintf(errstr, errstr_size, "a rebuild of %s is already running", r->def->name);
         return ES_ERR_STATE;
     }
-    if (r->state == PJ_HALTED) {
+    if (r->state == PJ_HALTED) { /* a rebuild may run while the live loop starts or waits */
         pthread_mutex_unlock(&r->mu);
-        snprintf(errstr, errstr_size, "%s is halted: %s", r->def->name, r->halt_reason);
+        snprintf(errstr, errstr_size, "%s is halted: %s", r->def->name, r->reason);
         return ES_ERR_STATE;
     }
     int g = r->generation + 1;
     pthread_mutex_unlock(&r->mu);
+    return rebuild_start(r, g, false, errstr, errstr_size);
+}
 
+/*
+ * Start the rebuild loop filling generation @p g: from offset 0, or, when
+ * @p resume, from the offsets its store recorded before a restart.
+ */
+static es_err_t rebuild_start(pj_runner_t *r, int g, bool resume, char *errstr, size_t errstr_size)
+{
+    char path[600];
+    es_err_t err;
     gen_path(r, g, path, sizeof(path));
-    es_store_destroy_path(path, errstr, errstr_size); /* a leftover of a crash */
-    es_store_t *st = es_store_open(path, &r->pj->store_opts, errstr, errstr_size);
-    if (!st)
-        return ES_ERR_STORE;
+    if (!resume)
+        es_store_destroy_path(path, errstr, errstr_size); /* a leftover of a crash */
+    if ((err = write_rebuild_marker(r->dir, g, errstr, errstr_size)))
+        return err;
+    es_store_t *st = NULL;
+    if ((err = es_store_open_err(path, &r->pj->store_opts, &st, errstr, errstr_size))) {
+        remove_rebuild_marker(r->dir);
+        return err;
+    }
     loop_t *l = loop_new(r, st, g, true);
     pthread_mutex_lock(&r->mu);
     memset(&r->rb, 0, sizeof(r->rb));
@@ -1072,18 +1218,25 @@ es_err_t pj_rebuild_start(pj_runner_t *r, char *errstr, size_t errstr_size)
     r->rb.started_ms = pj_now_ms();
     r->rb.lag = -1;
     r->rb.eta_s = -1;
+    if (resume)
+        snprintf(r->rb.last_error, sizeof(r->rb.last_error),
+                 "the rebuild of generation %d was interrupted by a restart; resumed from its "
+                 "stored offsets",
+                 g);
     if (pthread_create(&r->rb_thread, NULL, loop_main, l) != 0) {
         r->rb.active = false;
         pthread_mutex_unlock(&r->mu);
         loop_free(l);
         es_store_close(st);
+        remove_rebuild_marker(r->dir);
         snprintf(errstr, errstr_size, "cannot start the rebuild thread");
         return ES_ERR_STATE;
     }
     r->rb_thread_valid = true;
     pthread_mutex_unlock(&r->mu);
     es_gauge_set(r->m_rb_active, 1);
-    es_log_info(LOG, "%s: rebuild into generation %d started", r->def->name, g);
+    es_log_info(LOG, "%s: rebuild into generation %d %s", r->def->name, g,
+                resume ? "resumed after a restart" : "started");
     return ES_ERR_OK;
 }
 
@@ -1158,9 +1311,9 @@ es_err_t pj_wait_applied(pj_runner_t *r, size_t t, int32_t part, int64_t offset,
 
 int64_t pj_runner_lag(pj_runner_t *r)
 {
-    int64_t total = 0;
     pthread_mutex_lock(&r->mu);
-    for (size_t t = 0; t < r->ntopics; t++) {
+    int64_t total = r->connected ? 0 : -1;
+    for (size_t t = 0; t < r->ntopics && total >= 0; t++) {
         for (int p = 0; p < r->nparts[t]; p++) {
             if (r->high[t][p] < 0) {
                 total = -1;
@@ -1184,17 +1337,18 @@ pj_runner_t *pj_runner_find(es_projector_t *pj, const char *name)
     return NULL;
 }
 
-static es_err_t runner_init(es_projector_t *pj, pj_runner_t *r, const es_proj_def_t *def,
-                            rd_kafka_t *rk, char *errstr, size_t errstr_size)
+/* What a runner is without the broker or the disk: names, metrics, locks. */
+static void runner_init(es_projector_t *pj, pj_runner_t *r, const es_proj_def_t *def)
 {
     const char *prefix = es_conf_get(pj->conf, "aggregate.prefix");
     const char *root = es_conf_get(pj->conf, "store.path");
-    char labels[600], agg[200], path[600];
-    es_err_t err;
+    char labels[600], agg[200];
 
     r->pj = pj;
     r->def = def;
     r->ntopics = def->naggregates;
+    r->state = PJ_STARTING;
+    snprintf(r->reason, sizeof(r->reason), "starting");
     pthread_rwlock_init(&r->lock, NULL);
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
@@ -1219,23 +1373,65 @@ static es_err_t runner_init(es_projector_t *pj, pj_runner_t *r, const es_proj_de
         snprintf(agg, sizeof(agg), "%s%s", prefix ? prefix : "", def->aggregates[t]);
         es_topic_name(agg, ES_TOPIC_EVENTS, NULL, r->topic[t], sizeof(r->topic[t]));
         es_topic_name(agg, ES_TOPIC_DLQ, pj->name, r->dlq[t], sizeof(r->dlq[t]));
-        if ((err = partitions_of(rk, r->topic[t], &r->nparts[t], errstr, errstr_size)))
-            return err;
-        if (r->nparts[t] > PJ_MAX_PARTITIONS) {
+    }
+}
+
+/* Partition counts, the per-partition arrays and gauges, the DLQ topics. */
+static es_err_t runner_connect_kafka(pj_runner_t *r, char *errstr, size_t errstr_size)
+{
+    es_projector_t *pj = r->pj;
+    int nparts[ES_PROJ_MAX_AGGREGATES] = {0};
+    char labels[600];
+    es_err_t err = ES_ERR_OK;
+    es_consumer_t *meta = es_consumer_new(pj->conf, NULL, errstr, errstr_size);
+    if (!meta)
+        return ES_ERR_CONF;
+    for (size_t t = 0; t < r->ntopics && !err; t++) {
+        err = partitions_of(es_consumer_rk(meta), r->topic[t], &nparts[t], errstr, errstr_size);
+        if (!err && nparts[t] > PJ_MAX_PARTITIONS) {
             snprintf(errstr, errstr_size, "%s has too many partitions", r->topic[t]);
-            return ES_ERR_STATE;
+            err = ES_ERR_CONF;
         }
-        r->applied[t] = es_calloc((size_t)r->nparts[t], sizeof(int64_t));
-        r->high[t] = es_calloc((size_t)r->nparts[t], sizeof(int64_t));
-        r->m_lag[t] = es_calloc((size_t)r->nparts[t], sizeof(es_gauge_t *));
-        for (int p = 0; p < r->nparts[t]; p++) {
+    }
+    es_consumer_destroy(meta);
+    if (err)
+        return err;
+    /* the DLQ topic exists before anything is sent to it */
+    es_admin_t *adm = es_admin_new(pj->conf, errstr, errstr_size);
+    if (!adm)
+        return ES_ERR_CONF;
+    for (size_t t = 0; t < r->ntopics && !err; t++) {
+        es_topic_spec_t spec;
+        es_topic_spec_for(pj->conf, ES_TOPIC_DLQ, r->dlq[t], &spec);
+        spec.partitions = nparts[t];
+        err = es_admin_create_topics(adm, &spec, 1, 15000, errstr, errstr_size);
+    }
+    es_admin_destroy(adm);
+    if (err)
+        return err;
+    pthread_mutex_lock(&r->mu);
+    for (size_t t = 0; t < r->ntopics; t++) {
+        r->nparts[t] = nparts[t];
+        r->applied[t] = es_calloc((size_t)nparts[t], sizeof(int64_t));
+        r->high[t] = es_calloc((size_t)nparts[t], sizeof(int64_t));
+        r->m_lag[t] = es_calloc((size_t)nparts[t], sizeof(es_gauge_t *));
+        for (int p = 0; p < nparts[t]; p++) {
             r->high[t][p] = -1;
             snprintf(labels, sizeof(labels), "projection=\"%s\",topic=\"%s\",partition=\"%d\"",
-                     def->name, r->topic[t], p);
+                     r->def->name, r->topic[t], p);
             r->m_lag[t][p] = es_metrics_gauge(pj->metrics, "escqrs_projector_lag",
                                               "Events not yet applied, per partition", labels);
         }
     }
+    r->connected = true;
+    pthread_mutex_unlock(&r->mu);
+    return ES_ERR_OK;
+}
+
+/* The store directory: CURRENT, a rebuild to resume, leftovers, frozen views. */
+static es_err_t runner_prepare_dir(pj_runner_t *r, char *errstr, size_t errstr_size)
+{
+    es_err_t err;
     if ((err = mkdirs(r->dir, errstr, errstr_size)))
         return err;
     r->generation = read_current(r->dir);
@@ -1244,30 +1440,151 @@ static es_err_t runner_init(es_projector_t *pj, pj_runner_t *r, const es_proj_de
         if ((err = write_current(r->dir, 1, errstr, errstr_size)))
             return err;
     }
-    remove_stale_generations(r, r->generation);
+    char path[600];
+    struct stat sb;
+    int rb = read_rebuild_marker(r->dir);
+    gen_path(r, rb, path, sizeof(path));
+    r->resume_rebuild = rb > r->generation && stat(path, &sb) == 0 ? rb : 0;
+    if (!r->resume_rebuild)
+        remove_rebuild_marker(r->dir);
+    remove_stale_generations(r, r->generation, r->resume_rebuild);
     if ((err = pj_frozen_load(r, errstr, errstr_size)))
         return err;
-    gen_path(r, r->generation, path, sizeof(path));
-    r->live = es_store_open(path, &pj->store_opts, errstr, errstr_size);
-    if (!r->live)
-        return ES_ERR_STORE;
+    r->dir_ready = true;
+    return ES_ERR_OK;
+}
+
+/* The applied offsets of the live store, for min_position and the lag. */
+static es_err_t load_applied(pj_runner_t *r, es_store_t *st, char *errstr, size_t errstr_size)
+{
     for (size_t t = 0; t < r->ntopics; t++) {
         for (int p = 0; p < r->nparts[t]; p++) {
             int64_t off = 0;
-            err = es_store_get_offset(r->live, r->topic[t], p, &off, errstr, errstr_size);
+            es_err_t err = es_store_get_offset(st, r->topic[t], p, &off, errstr, errstr_size);
             if (err && err != ES_ERR_NOT_FOUND)
                 return err;
+            pthread_mutex_lock(&r->mu);
             r->applied[t][p] = err ? 0 : off;
+            pthread_mutex_unlock(&r->mu);
         }
     }
     return ES_ERR_OK;
 }
 
+/* Make @p st the live store (under the write lock: queries may be reading). */
+static void set_live(pj_runner_t *r, es_store_t *st, bool read_only)
+{
+    pthread_rwlock_wrlock(&r->lock);
+    es_store_t *old = r->live;
+    r->live = st;
+    r->live_read_only = read_only;
+    pthread_rwlock_unlock(&r->lock);
+    es_store_close(old);
+    atomic_store(&r->started, true);
+}
+
+/*
+ * Everything of a runner that needs the broker or the disk, each part once.
+ * ES_ERR_NO_SPACE after opening the store read-only (reads are served) or
+ * with nothing open; the caller retries until ES_ERR_OK.
+ */
+static es_err_t runner_connect(pj_runner_t *r, char *errstr, size_t errstr_size)
+{
+    char path[600];
+    es_err_t err;
+    if (!r->connected && (err = runner_connect_kafka(r, errstr, errstr_size)))
+        return err;
+    if (!r->dir_ready && (err = runner_prepare_dir(r, errstr, errstr_size)))
+        return err;
+    gen_path(r, r->generation, path, sizeof(path));
+    es_store_t *st = NULL;
+    err = es_store_open_err(path, &r->pj->store_opts, &st, errstr, errstr_size);
+    if (err == ES_ERR_NO_SPACE && !r->live) {
+        es_store_opts_t ro = r->pj->store_opts;
+        char why[512];
+        ro.read_only = true;
+        if (!es_store_open_err(path, &ro, &st, why, sizeof(why)) &&
+            !load_applied(r, st, why, sizeof(why))) {
+            set_live(r, st, true); /* serve what is there while space is missing */
+            es_log_warn(LOG, "%s: store opened read-only: %s", r->def->name, errstr);
+        } else {
+            es_store_close(st);
+        }
+        return ES_ERR_NO_SPACE;
+    }
+    if (err)
+        return err;
+    if ((err = load_applied(r, st, errstr, errstr_size))) {
+        es_store_close(st);
+        return err;
+    }
+    set_live(r, st, false);
+    return ES_ERR_OK;
+}
+
+/* The live loop's first job: connect the runner, retrying with a back-off. */
+static bool live_connect(loop_t *l)
+{
+    pj_runner_t *r = l->r;
+    int64_t last_log = 0;
+    for (int attempt = 1; !atomic_load(&r->pj->stop); attempt++) {
+        es_err_t err = runner_connect(r, l->errstr, sizeof(l->errstr));
+        if (!err) {
+            l->st = r->live;
+            l->generation = r->generation;
+            return true;
+        }
+        set_state(r, err == ES_ERR_NO_SPACE ? PJ_WAITING : PJ_STARTING, "%s", l->errstr);
+        if (pj_now_ms() - last_log >= 30000) {
+            es_log_warn(LOG, "%s: cannot start yet (attempt %d, retrying): %s", r->def->name,
+                        attempt, l->errstr);
+            last_log = pj_now_ms();
+        }
+        for (int slept = 0; slept < (attempt < 10 ? attempt * 200 : 2000); slept += 100) {
+            if (atomic_load(&r->pj->stop))
+                return false;
+            usleep(100 * 1000);
+        }
+    }
+    return false;
+}
+
+/*
+ * Write the batch; while the disk is too full, wait and write the same batch
+ * again (nothing of it is written meanwhile, so nothing is lost or doubled).
+ * The live loop's state says so on /readyz; the reads go on.
+ */
+static es_err_t write_batch(loop_t *l, es_batch_t *b)
+{
+    pj_runner_t *r = l->r;
+    bool waited = false;
+    es_err_t err;
+    while ((err = es_store_write(l->st, b, l->errstr, sizeof(l->errstr))) == ES_ERR_NO_SPACE) {
+        if (!waited) {
+            if (!l->rebuild && !l->fz) {
+                set_state(r, PJ_WAITING, "%s", l->errstr);
+            } else {
+                es_log_warn(LOG, "%s: %s loop waits: %s", r->def->name, loop_kind(l), l->errstr);
+                if (l->rebuild) {
+                    pthread_mutex_lock(&r->mu);
+                    snprintf(r->rb.last_error, sizeof(r->rb.last_error), "%s", l->errstr);
+                    pthread_mutex_unlock(&r->mu);
+                }
+            }
+        }
+        waited = true;
+        if (atomic_load(&r->pj->stop) || (l->fz && atomic_load(&l->fz->cancel)))
+            return err;
+        usleep(1000 * 1000);
+    }
+    if (waited && !err && !l->rebuild && !l->fz)
+        set_state(r, PJ_RUNNING, "%s", "");
+    return err;
+}
+
 es_projector_t *pj_new(es_conf_t *conf, char *errstr, size_t errstr_size)
 {
     es_projector_t *pj = es_calloc(1, sizeof(*pj));
-    es_consumer_t *meta = NULL;
-    es_admin_t *adm = NULL;
     char *names = NULL;
 
     pj->conf = conf;
@@ -1287,11 +1604,7 @@ es_projector_t *pj_new(es_conf_t *conf, char *errstr, size_t errstr_size)
     pj->dlq_producer = es_producer_new(conf, NULL, errstr, errstr_size);
     if (!pj->dlq_producer)
         goto fail;
-    meta = es_consumer_new(conf, NULL, errstr, errstr_size);
-    if (!meta)
-        goto fail;
-    adm = es_admin_new(conf, errstr, errstr_size);
-    if (!adm)
+    if (!(pj->watch = es_kafka_watch_start(conf, NULL, 0, errstr, errstr_size)))
         goto fail;
 
     names = es_strdup(es_conf_get(conf, "projections"));
@@ -1308,30 +1621,16 @@ es_projector_t *pj_new(es_conf_t *conf, char *errstr, size_t errstr_size)
         }
         if (pj_runner_find(pj, tok))
             continue;
-        pj_runner_t *r = &pj->runners[pj->nrunners++];
-        if (runner_init(pj, r, def, es_consumer_rk(meta), errstr, errstr_size))
-            goto fail;
-        /* the DLQ topic exists before anything is sent to it */
-        for (size_t t = 0; t < r->ntopics; t++) {
-            es_topic_spec_t spec;
-            es_topic_spec_for(conf, ES_TOPIC_DLQ, r->dlq[t], &spec);
-            spec.partitions = r->nparts[t];
-            if (es_admin_create_topics(adm, &spec, 1, 15000, errstr, errstr_size))
-                goto fail;
-        }
+        runner_init(pj, &pj->runners[pj->nrunners++], def);
     }
     if (!pj->nrunners) {
         snprintf(errstr, errstr_size, "projections: none given");
         goto fail;
     }
     free(names);
-    es_consumer_destroy(meta);
-    es_admin_destroy(adm);
     return pj;
 fail:
     free(names);
-    es_consumer_destroy(meta);
-    es_admin_destroy(adm);
     pj_destroy(pj);
     return NULL;
 }
@@ -1340,7 +1639,7 @@ es_err_t pj_start(es_projector_t *pj, char *errstr, size_t errstr_size)
 {
     for (size_t i = 0; i < pj->nrunners; i++) {
         pj_runner_t *r = &pj->runners[i];
-        loop_t *l = loop_new(r, r->live, r->generation, false);
+        loop_t *l = loop_new(r, NULL, 0, false); /* the loop connects the runner first */
         pthread_mutex_lock(&r->mu);
         if (pthread_create(&r->live_thread, NULL, loop_main, l) != 0) {
             pthread_mutex_unlock(&r->mu);
@@ -1387,6 +1686,7 @@ void pj_destroy(es_projector_t *pj)
         pthread_cond_destroy(&r->cv);
     }
     free(pj->runners);
+    es_kafka_watch_stop(pj->watch);
     es_producer_destroy(pj->dlq_producer);
     es_registry_destroy(pj->reg);
     es_metrics_destroy(pj->metrics);

@@ -28,7 +28,15 @@
 
 typedef struct es_projector_s es_projector_t;
 
-typedef enum { PJ_RUNNING, PJ_HALTED } pj_state_t;
+/*
+ * A runner's state.  STARTING: the broker, the registry or the store is not
+ * there yet (retried; nothing served).  WAITING: running but unable to write
+ * (a full disk), or open read-only until space returns: reads are served,
+ * /readyz is 503, and it goes on by itself.  HALTED: stopped at a poison
+ * event (on_error=halt) or a store failure, until an operator acts.
+ * `reason` says why in every state but RUNNING.
+ */
+typedef enum { PJ_STARTING, PJ_RUNNING, PJ_WAITING, PJ_HALTED } pj_state_t;
 
 /* Progress of a rebuild, for logs, /metrics and GET /admin/projections. */
 typedef struct pj_rebuild_s {
@@ -81,15 +89,20 @@ typedef struct pj_runner_s {
     char dir[512]; /* <store.path>/<name> */
 
     pthread_rwlock_t lock; /* readers of `live` vs. the swap */
-    es_store_t *live;
+    es_store_t *live;      /* NULL until started; read-only while waiting for space */
+    bool live_read_only;
     int generation;
+    atomic_bool started; /* partitions known and a store open: queries may run */
+    bool connected;      /* partitions, arrays and DLQ topics done (live loop only) */
+    bool dir_ready;      /* CURRENT read, leftovers removed, frozen views loaded */
+    int resume_rebuild;  /* generation of a rebuild to resume after a restart, 0: none */
 
     pthread_mutex_t mu;                       /* everything below */
     pthread_cond_t cv;                        /* applied offsets moved */
     int64_t *applied[ES_PROJ_MAX_AGGREGATES]; /* next offsets in the live store */
     int64_t *high[ES_PROJ_MAX_AGGREGATES];    /* high watermarks (-1 unknown) */
     pj_state_t state;
-    char halt_reason[512];
+    char reason[1024]; /* why the state is not RUNNING */
     pthread_t live_thread;
     bool live_thread_valid;
     pthread_t rb_thread;
@@ -109,6 +122,7 @@ typedef struct pj_runner_s {
 struct es_projector_s {
     es_conf_t *conf;
     es_registry_t *reg;
+    es_kafka_watch_t *watch; /* is a broker answering? (readiness) */
     es_metrics_t *metrics;
     es_producer_t *dlq_producer;
     pthread_mutex_t dlq_mu; /* the DLQ producer is shared by loops */
@@ -128,6 +142,8 @@ es_projector_t *pj_new(es_conf_t *conf, char *errstr, size_t errstr_size);
 es_err_t pj_start(es_projector_t *pj, char *errstr, size_t errstr_size);
 void pj_destroy(es_projector_t *pj);
 pj_runner_t *pj_runner_find(es_projector_t *pj, const char *name);
+/** @brief "starting", "running", "waiting" or "halted". */
+const char *pj_state_name(pj_state_t state);
 /** @brief Start a rebuild of @p r from offset 0 (ES_ERR_STATE if one runs). */
 es_err_t pj_rebuild_start(pj_runner_t *r, char *errstr, size_t errstr_size);
 /** @brief Wait until partition @p part of topic @p t has applied @p offset. */

@@ -1,0 +1,262 @@
+/*
+ * 0904-projector-full-disk.c — the projector's store on a filesystem that
+ * fills up: it halts with the reason, keeps serving reads, never aborts,
+ * stops cleanly, starts on a full disk without crash-looping, and carries
+ * on by itself when space returns, with views equal to an independent model.
+ *
+ * The store lives on a tmpfs mounted for the test (the test runs as root,
+ * as CI does; without the privilege it fails, it does not skip).  Phase 1
+ * folds 3 000 cart events; the filesystem is then shrunk to what the store
+ * uses and 2 MiB, below the reserve the store keeps (store.min.free.mb=6:
+ * the moment a growing view or a neighbour takes the volume past it), and
+ * 40 000 more events arrive: the projection must say "waiting ... No space
+ * left" on /readyz
+ * (503) while /healthz answers and a cart of phase 1 is still served, and
+ * the process must stay alive.  The filesystem grows again: the projection
+ * must carry on by itself and apply everything.  It is shrunk again and more
+ * events arrive; the projector is stopped with SIGTERM (exit 0, no abort)
+ * and started on the full filesystem: it must stay up, serve reads, say why
+ * on /readyz, and catch up once it grows.  Every cart is then compared with
+ * the workload model (tests/eventgen.c, not the projection's fold).  Prints
+ * the seconds each recovery took.
+ *
+ * Not covered, and why (docs/operations.md): another process taking the last
+ * free bytes while RocksDB compacts can still trip the assertion of
+ * Debian's RocksDB build; a restart then opens the store read-only and waits.
+ */
+#include "projections.h"
+#include "readtest.h"
+#include "testutil.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#define RESERVE     "6"
+#define RESERVE_MIB 6
+
+static char mounted[320];
+
+/* A failing assertion ends the test early: the filesystem goes anyway. */
+static void unmount_at_exit(void)
+{
+    if (mounted[0])
+        umount2(mounted, MNT_DETACH);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Bytes used on the filesystem of @p path. */
+static long long used_bytes(const char *path)
+{
+    struct statvfs sv;
+    if (statvfs(path, &sv))
+        return -1;
+    return (long long)(sv.f_blocks - sv.f_bfree) * (long long)sv.f_frsize;
+}
+
+/* Resize the tmpfs at @p path to @p mib MiB (remount). */
+static bool resize(const char *path, long long mib)
+{
+    char opts[64];
+    snprintf(opts, sizeof(opts), "size=%lldm", mib);
+    if (mount("tmpfs", path, "tmpfs", MS_REMOUNT, opts)) {
+        fprintf(stderr, "remount %s %s: %s\n", path, opts, strerror(errno));
+        return false;
+    }
+    return true;
+}
+
+/* Shrink to what is used now and @p free_mib MiB. */
+static bool shrink(const char *path, long long free_mib)
+{
+    return resize(path, used_bytes(path) / (1024 * 1024) + 1 + free_mib);
+}
+
+/* /readyz answers @p want (200 or 503) within @p timeout_s; its body in *reason. */
+static bool wait_ready_status(rt_proc_t *p, int want, int timeout_s, char *reason, size_t rsz)
+{
+    for (int i = 0; i < timeout_s * 5; i++) {
+        json_t *b = NULL;
+        int st = rt_http(p, "GET", "/readyz", &b);
+        const char *r = json_string_value(json_object_get(b, "reason"));
+        snprintf(reason, rsz, "%s", r ? r : "");
+        json_decref(b);
+        if (st == want)
+            return true;
+        if (!rt_proc_alive(p))
+            return false;
+        usleep(200 * 1000);
+    }
+    return false;
+}
+
+/* Every record produced is applied: the projector's applied offsets reach the
+ * end of every partition as the producer saw it (its own high watermarks may
+ * be stale while it waits). */
+static bool wait_applied_to_end(rt_proc_t *p, rt_topic_t *tp, int timeout_s)
+{
+    int64_t end[64] = {0};
+    for (size_t i = 0; i < tp->n; i++)
+        if (tp->recs[i].offset + 1 > end[tp->recs[i].partition])
+            end[tp->recs[i].partition] = tp->recs[i].offset + 1;
+    for (int i = 0; i < timeout_s * 5; i++) {
+        json_t *b = NULL;
+        bool done = false;
+        if (rt_http(p, "GET", "/admin/projections", &b) == 200) {
+            json_t *parts =
+                json_object_get(json_array_get(json_object_get(b, "projections"), 0), "partitions");
+            done = json_array_size(parts) == (size_t)tp->partitions;
+            for (size_t k = 0; k < json_array_size(parts); k++) {
+                json_t *pp = json_array_get(parts, k);
+                int part = (int)json_integer_value(json_object_get(pp, "partition"));
+                done = done && part < 64 &&
+                       json_integer_value(json_object_get(pp, "applied")) >= end[part];
+            }
+        }
+        json_decref(b);
+        if (done)
+            return true;
+        usleep(200 * 1000);
+    }
+    return false;
+}
+
+static size_t compare_with_model(rt_proc_t *p, es_sim_t *sim)
+{
+    size_t differ = 0;
+    for (size_t i = 0; i < sim->ncarts; i++) {
+        char path[300];
+        if (sim->carts[i].version == 0)
+            continue; /* created by the model, no event yet: no view */
+        json_t *got = NULL;
+        char *want_text = es_sim_cart_json(sim, i);
+        json_t *want = json_loads(want_text, 0, NULL);
+        snprintf(path, sizeof(path), "/v1/carts/%s", sim->carts[i].id);
+        int st = rt_http(p, "GET", path, &got);
+        if (st != 200 || !json_equal(got, want)) {
+            if (differ < 3) {
+                char *g = got ? json_dumps(got, JSON_COMPACT) : NULL;
+                fprintf(stderr, "cart %s: %d %s, want %s\n", sim->carts[i].id, st, g ? g : "",
+                        want_text);
+                free(g);
+            }
+            differ++;
+        }
+        json_decref(got);
+        json_decref(want);
+        free(want_text);
+    }
+    return differ;
+}
+
+static void test_full_disk(void)
+{
+    char prefix[128], agg[200], root[300], disk[320], pfx[200], reason[1024],
+        path[400], first_cart[400];
+    es_conf_t *conf = rt_conf(3);
+    rt_topic_t cart;
+    es_evgen_t *g = es_evgen_new("cart.events");
+    es_sim_t sim;
+    rt_proc_t proc = {0};
+    const char *sets[] = {"projections=cart_view", "store.write.buffer.mb=1",
+                          "store.block.cache.mb=8", "store.min.free.mb=" RESERVE,
+                          "kafka.queued.max.messages.kbytes=4096"};
+
+    es_test_unique("ft0904", prefix, sizeof(prefix));
+    snprintf(agg, sizeof(agg), "%s.cart", prefix);
+    snprintf(pfx, sizeof(pfx), "%s.", prefix);
+    snprintf(root, sizeof(root), "/tmp/%s", prefix);
+    snprintf(disk, sizeof(disk), "%s/disk", root); /* the store; its log stays outside */
+    mkdir(root, 0755);
+    mkdir(disk, 0755);
+    if (mount("tmpfs", disk, "tmpfs", 0, "size=256m")) {
+        fprintf(stderr, "mount tmpfs on %s: %s (the fault suite needs root)\n", disk,
+                strerror(errno));
+        CU_FAIL_FATAL("cannot mount a small filesystem");
+    }
+    snprintf(mounted, sizeof(mounted), "%s", disk);
+    atexit(unmount_at_exit);
+    snprintf(path, sizeof(path), "%s", disk);
+    rt_topic_init(&cart, conf, agg, "cart.events");
+    es_sim_init(&sim, prefix, 904, 200);
+    rt_produce_sim(&cart, &sim, g, 3000);
+    rt_proc_start(&proc, path, pfx, sets, 5);
+    CU_ASSERT_TRUE_FATAL(wait_applied_to_end(&proc, &cart, 60));
+    snprintf(path, sizeof(path), "/v1/carts/%s", sim.carts[0].id);
+
+    snprintf(first_cart, sizeof(first_cart), "%s", path);
+
+    /* 1: the store fills its filesystem under load */
+    CU_ASSERT_TRUE_FATAL(shrink(disk, RESERVE_MIB / 3));
+    rt_produce_sim(&cart, &sim, g, 40000);
+    bool halted = wait_ready_status(&proc, 503, 90, reason, sizeof(reason));
+    printf("\n  filesystem full (%lld MiB used): /readyz %s: %s\n", used_bytes(disk) >> 20,
+           halted ? "503" : "never 503", reason);
+    CU_ASSERT_TRUE(halted);
+    CU_ASSERT_PTR_NOT_NULL(strstr(reason, "No space left"));
+    sleep(3);
+    CU_ASSERT_TRUE_FATAL(rt_proc_alive(&proc)); /* no abort */
+    CU_ASSERT_EQUAL(rt_http(&proc, "GET", "/healthz", NULL), 200);
+    CU_ASSERT_EQUAL(rt_http(&proc, "GET", first_cart, NULL), 200); /* reads still served */
+
+    /* space returns: it carries on by itself */
+    double t0 = now_s();
+    CU_ASSERT_TRUE_FATAL(resize(disk, 256));
+    bool resumed = wait_applied_to_end(&proc, &cart, 180);
+    double resume_s = now_s() - t0;
+    CU_ASSERT_TRUE(resumed);
+    CU_ASSERT_TRUE(wait_ready_status(&proc, 200, 30, reason, sizeof(reason)));
+    sleep(2); /* RocksDB's own flushes and compactions settle (see docs/operations.md) */
+
+    /* 2: full again; a clean stop, and a start on the full filesystem */
+    CU_ASSERT_TRUE_FATAL(shrink(disk, RESERVE_MIB / 3));
+    rt_produce_sim(&cart, &sim, g, 30000);
+    CU_ASSERT_TRUE(wait_ready_status(&proc, 503, 90, reason, sizeof(reason)));
+    CU_ASSERT_EQUAL(rt_proc_stop(&proc), 0); /* SIGTERM on a full disk: exit 0, no abort */
+    snprintf(path, sizeof(path), "%s", disk);
+    rt_proc_start(&proc, path, pfx, sets, 5);
+    sleep(8);
+    CU_ASSERT_TRUE_FATAL(rt_proc_alive(&proc)); /* no crash loop: it waits */
+    CU_ASSERT_EQUAL(rt_http(&proc, "GET", "/healthz", NULL), 200);
+    CU_ASSERT_TRUE(wait_ready_status(&proc, 503, 5, reason, sizeof(reason)));
+    printf("  started on the full disk: /readyz 503: %s\n", reason);
+    CU_ASSERT_PTR_NOT_NULL(strstr(reason, "No space left"));
+    CU_ASSERT_EQUAL(rt_http(&proc, "GET", first_cart, NULL), 200); /* read-only, served */
+    t0 = now_s();
+    CU_ASSERT_TRUE_FATAL(resize(disk, 256));
+    bool started = wait_applied_to_end(&proc, &cart, 180);
+    double start_s = now_s() - t0;
+    CU_ASSERT_TRUE(started);
+
+    size_t differ = compare_with_model(&proc, &sim);
+    printf("  RESULT full_disk_resume_s=%.1f full_disk_start_s=%.1f carts=%zu differing=%zu\n",
+           resume_s, start_s, sim.ncarts, differ);
+    CU_ASSERT_EQUAL(differ, 0);
+    CU_ASSERT_EQUAL(rt_proc_stop(&proc), 0);
+    es_sim_free(&sim);
+    rt_topic_free(&cart);
+    es_evgen_destroy(g);
+    es_conf_destroy(conf);
+}
+
+int main(void)
+{
+    static const es_test_case_t cases[] = {
+        {"a full disk halts, serves reads, never aborts, resumes", test_full_disk},
+        {NULL, NULL},
+    };
+    return es_test_run("fault-projector-full-disk", cases);
+}
