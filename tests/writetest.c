@@ -133,6 +133,12 @@ void wt_kill9(wt_proc_t *p)
     p->pid = 0;
 }
 
+bool wt_proc_alive(wt_proc_t *p)
+{
+    int st;
+    return p->pid > 0 && waitpid(p->pid, &st, WNOHANG) == 0;
+}
+
 int wt_stop(wt_proc_t *p)
 {
     int st = 0;

@@ -35,6 +35,8 @@ void wt_start_gateway(wt_stack_t *st, const char *const *sets, size_t nsets);
 /** @brief Wait until GET /readyz of @p p answers 200 (fails the test after @p timeout_s). */
 void wt_wait_ready(wt_proc_t *p, int timeout_s);
 void wt_kill9(wt_proc_t *p);
+/** @brief Is the daemon still running (not exited)? */
+bool wt_proc_alive(wt_proc_t *p);
 /** @brief SIGTERM and reap; returns the exit status (or -1). */
 int wt_stop(wt_proc_t *p);
 /** @brief Stop both daemons (SIGTERM) and check they exit 0. */

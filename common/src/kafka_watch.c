@@ -61,43 +61,36 @@ static int64_t mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/*
+ * The state of each watched group, with the classic group listing
+ * (rd_kafka_list_groups: ListGroups and DescribeGroups), not the Admin API's
+ * DescribeConsumerGroups: librdkafka 2.0.2 (and later releases, issues #4605
+ * and #3663) aborts on an assertion (rd_kafka_enq_once_del_source_return)
+ * when a group Admin request meets a broker restart — fault test 0902 saw it.
+ */
 static void watch_groups(es_kafka_watch_t *w, int timeout_ms)
 {
-    rd_kafka_queue_t *q = rd_kafka_queue_new(w->rk);
-    rd_kafka_AdminOptions_t *opts =
-        rd_kafka_AdminOptions_new(w->rk, RD_KAFKA_ADMIN_OP_DESCRIBECONSUMERGROUPS);
-    rd_kafka_AdminOptions_set_request_timeout(opts, timeout_ms, NULL, 0);
-    rd_kafka_DescribeConsumerGroups(w->rk, (const char **)w->groups, w->ngroups, opts, q);
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, timeout_ms + 1000);
     es_group_state_t *states = es_calloc(w->ngroups, sizeof(*states));
-    const rd_kafka_DescribeConsumerGroups_result_t *res =
-        ev ? rd_kafka_event_DescribeConsumerGroups_result(ev) : NULL;
-    if (res && !rd_kafka_event_error(ev)) {
-        size_t n = 0;
-        const rd_kafka_ConsumerGroupDescription_t **gs =
-            rd_kafka_DescribeConsumerGroups_result_groups(res, &n);
-        for (size_t i = 0; i < n; i++) {
-            const char *id = rd_kafka_ConsumerGroupDescription_group_id(gs[i]);
-            for (size_t k = 0; k < w->ngroups; k++) {
-                if (strcmp(id, w->groups[k]))
+    for (size_t k = 0; k < w->ngroups; k++) {
+        const struct rd_kafka_group_list *gl = NULL;
+        rd_kafka_resp_err_t err = rd_kafka_list_groups(w->rk, w->groups[k], &gl, timeout_ms);
+        states[k] = ES_GROUP_UNKNOWN;
+        if (!err && gl) {
+            for (int i = 0; i < gl->group_cnt; i++) {
+                const struct rd_kafka_group_info *gi = &gl->groups[i];
+                if (gi->err || strcmp(gi->group, w->groups[k]))
                     continue;
-                if (rd_kafka_ConsumerGroupDescription_error(gs[i]))
-                    states[k] = ES_GROUP_UNKNOWN;
-                else if (rd_kafka_ConsumerGroupDescription_member_count(gs[i]) > 0)
-                    states[k] = ES_GROUP_ACTIVE;
-                else
-                    states[k] = ES_GROUP_EMPTY; /* Empty, or Dead: never had a member */
+                /* Empty, or Dead (never had a member): nobody consumes */
+                states[k] = gi->member_cnt > 0 ? ES_GROUP_ACTIVE : ES_GROUP_EMPTY;
             }
         }
+        if (gl)
+            rd_kafka_group_list_destroy(gl);
     }
     pthread_mutex_lock(&w->mu);
     memcpy(w->states, states, w->ngroups * sizeof(*states));
     pthread_mutex_unlock(&w->mu);
     free(states);
-    if (ev)
-        rd_kafka_event_destroy(ev);
-    rd_kafka_AdminOptions_destroy(opts);
-    rd_kafka_queue_destroy(q);
 }
 
 static void *watch_main(void *arg)

@@ -164,8 +164,8 @@ static size_t compare_with_model(rt_proc_t *p, es_sim_t *sim)
 
 static void test_full_disk(void)
 {
-    char prefix[128], agg[200], root[300], disk[320], pfx[200], reason[1024],
-        path[400], first_cart[400];
+    char prefix[128], agg[200], root[300], disk[320], pfx[200], reason[1024], path[400],
+        first_cart[400];
     es_conf_t *conf = rt_conf(3);
     rt_topic_t cart;
     es_evgen_t *g = es_evgen_new("cart.events");

@@ -59,8 +59,8 @@ static int64_t pick_amount(void)
 
 static int32_t pick_quantity(void)
 {
-    static const int32_t edges[] = {1, 2, 4, INT32_MAX, INT32_MAX - 1, INT32_MAX / 2,
-                                    INT32_MAX / 2 + 1};
+    static const int32_t edges[] = {
+        1, 2, 4, INT32_MAX, INT32_MAX - 1, INT32_MAX / 2, INT32_MAX / 2 + 1};
     uint64_t r = es_sim_rand(&rng);
     if (r % 2)
         return edges[(r >> 8) % (sizeof(edges) / sizeof(edges[0]))];
@@ -99,11 +99,10 @@ static void test_account_money(void)
     dh_init(&h, &es_domain_account);
     dh_set_string(dh_command(&h, "OpenAccount"), "owner", "ann");
     CU_ASSERT_PTR_NULL_FATAL(dh_run(&h));
-    CU_ASSERT_EQUAL(
-        es_evgen_fold(&es_proj_account_balance, view,
-                      es_evgen_account(g, "a", 1, 1, "AccountOpened", "ann", 0), errstr,
-                      sizeof(errstr)),
-        ES_ERR_OK);
+    CU_ASSERT_EQUAL(es_evgen_fold(&es_proj_account_balance, view,
+                                  es_evgen_account(g, "a", 1, 1, "AccountOpened", "ann", 0), errstr,
+                                  sizeof(errstr)),
+                    ES_ERR_OK);
     for (int i = 0; i < ROUNDS; i++) {
         bool deposit = es_sim_rand(&rng) % 3 != 0;
         int64_t amount = pick_amount();
@@ -120,19 +119,19 @@ static void test_account_money(void)
         balance += deposit ? amount : -amount;
         CU_ASSERT_TRUE(((account_state_t *)h.state)->balance_cents == (int64_t)balance);
         CU_ASSERT_EQUAL(dh_event_long(&h, 0, "amount_cents"), amount);
-        CU_ASSERT_EQUAL(es_evgen_fold(&es_proj_account_balance, view,
-                                      es_evgen_account(g, "a", ++version, 1,
-                                                       deposit ? "Deposited" : "Withdrawn", NULL,
-                                                       amount),
-                                      errstr, sizeof(errstr)),
-                        ES_ERR_OK);
+        CU_ASSERT_EQUAL(
+            es_evgen_fold(&es_proj_account_balance, view,
+                          es_evgen_account(g, "a", ++version, 1,
+                                           deposit ? "Deposited" : "Withdrawn", NULL, amount),
+                          errstr, sizeof(errstr)),
+            ES_ERR_OK);
     }
     json_t *body;
     CU_ASSERT_EQUAL_FATAL(get_json(&es_proj_account_balance, 0, view, "a", &body), 200);
     CU_ASSERT_TRUE(json_integer_value(json_object_get(body, "balance_cents")) == (int64_t)balance);
     json_decref(body);
-    printf("\n  account: %zu accepted, %zu refused, final balance %" PRId64 "\n", accepted,
-           refused, (int64_t)balance);
+    printf("\n  account: %zu accepted, %zu refused, final balance %" PRId64 "\n", accepted, refused,
+           (int64_t)balance);
     CU_ASSERT_TRUE(refused > 0 && accepted > 0);
 
     /* a forged deposit past the top is refused by evolve and by the fold */
@@ -146,9 +145,8 @@ static void test_account_money(void)
         CU_ASSERT_EQUAL(es_domain_account.evolve(h.state, type, &pl, errstr, sizeof(errstr)),
                         ES_ERR_STATE);
         CU_ASSERT_TRUE(st->balance_cents == (int64_t)balance); /* untouched */
-        CU_ASSERT_EQUAL(
-            es_evgen_fold(&es_proj_account_balance, view, ev, errstr, sizeof(errstr)),
-            ES_ERR_STATE);
+        CU_ASSERT_EQUAL(es_evgen_fold(&es_proj_account_balance, view, ev, errstr, sizeof(errstr)),
+                        ES_ERR_STATE);
     }
     es_proj_memmap_destroy(view);
     es_evgen_destroy(g);
@@ -238,7 +236,7 @@ static void test_cart_quantities_and_totals(void)
                 cart_model_t after = m;
                 after.qty[s] += qty;
                 after.price[s] = price;
-                const char *want = after.qty[s] > INT32_MAX         ? "quantity_too_large"
+                const char *want = after.qty[s] > INT32_MAX          ? "quantity_too_large"
                                    : model_total(&after) > INT64_MAX ? "amount_too_large"
                                                                      : NULL;
                 const char *reason = dh_run(&h);
@@ -335,9 +333,9 @@ static void test_reported_cases(void)
         int times;
         const char *second;
     } cases[] = {
-        {1, INT64_MAX, 2, "amount_too_large"},             /* total -2 before */
-        {4, (int64_t)1 << 62, 1, NULL},                    /* checked out for 0 before */
-        {INT32_MAX, 1, 2, "quantity_too_large"},           /* wrapped to -2 before */
+        {1, INT64_MAX, 2, "amount_too_large"},   /* total -2 before */
+        {4, (int64_t)1 << 62, 1, NULL},          /* checked out for 0 before */
+        {INT32_MAX, 1, 2, "quantity_too_large"}, /* wrapped to -2 before */
     };
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
         dh_init(&h, &es_domain_cart);

@@ -1,0 +1,173 @@
+/*
+ * 0902-broker-restart.c — kill -9 the Kafka broker under load and start it
+ * again: nothing acknowledged is lost or doubled, every program says it is
+ * not ready while the broker is gone, and every program is ready again by
+ * itself, without a restart.
+ *
+ * The broker is one of its own (scripts/stack, profile "fault": 127.0.0.1:
+ * 29092), so killing it disturbs no other test; the registry is the test
+ * stack's.  A command service, a gateway and a projector (account_balance)
+ * run against it with health.broker.timeout.ms=3000.  Clients deposit and
+ * withdraw (tests/accountload.c: retrying with the same key, as the
+ * contract says).  After 4 s the broker gets SIGKILL; within the watch's
+ * timeout every /readyz must answer 503; 6 s later the broker starts again
+ * and every /readyz must answer 200 again, the processes never having
+ * exited.  After 6 more seconds of load: the full history check of
+ * accountload (one outcome per command, one event per 200 at its position,
+ * no event for a refusal, the group at the end of the commands topic), and
+ * the projector's balances equal a fold of the log.  Prints the seconds to
+ * not-ready and to ready-again of each program.
+ */
+#include "accountload.h"
+#include "readtest.h"
+#include "testutil.h"
+#include "writetest.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define BROKER   "127.0.0.1:29092"
+#define CLIENTS  6
+#define ACCOUNTS 4
+
+static int stack(const char *verb)
+{
+    char cmd[1200];
+    const char *src = getenv("ESCQRS_SOURCE_DIR");
+    snprintf(cmd, sizeof(cmd), "ESCQRS_STACK_PROFILE=fault '%s/scripts/stack' %s kafka >&2",
+             src ? src : ".", verb);
+    int rc = system(cmd);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+static void stack_down_at_exit(void)
+{
+    stack("down");
+}
+
+typedef struct {
+    const char *name;
+    int port;
+    int64_t not_ready_ms, ready_ms; /* -1 until seen */
+} probe_t;
+
+static int readyz(int port)
+{
+    rt_proc_t p = {.port = port};
+    return rt_http(&p, "GET", "/readyz", NULL);
+}
+
+/* Poll every /readyz until each answered @p want, or @p timeout_ms; record when. */
+static void wait_all(probe_t *pr, size_t n, int want, int64_t since, int timeout_ms, bool ready)
+{
+    for (int64_t t = al_now_ms(); al_now_ms() - t < timeout_ms;) {
+        bool all = true;
+        for (size_t i = 0; i < n; i++) {
+            int64_t *at = ready ? &pr[i].ready_ms : &pr[i].not_ready_ms;
+            if (*at < 0 && readyz(pr[i].port) == want)
+                *at = al_now_ms() - since;
+            all = all && *at >= 0;
+        }
+        if (all)
+            return;
+        usleep(200 * 1000);
+    }
+}
+
+static void test_broker_restart(void)
+{
+    wt_stack_t st;
+    rt_proc_t proj = {0};
+    const char *health[] = {"health.broker.timeout.ms=3000", "health.interval.ms=500",
+                            "request.timeout.ms=3000"};
+    const char *proj_sets[] = {"projections=account_balance", "health.broker.timeout.ms=3000",
+                               "health.interval.ms=500"};
+    char store[600], pfx[200];
+
+    setenv("ESCQRS_TEST_BOOTSTRAP", BROKER, 1); /* every helper below uses this broker */
+    atexit(stack_down_at_exit);
+    CU_ASSERT_EQUAL_FATAL(stack("up"), 0);
+
+    wt_stack_init(&st, "account");
+    wt_start_service(&st, health, 2);
+    wt_start_gateway(&st, health, 3);
+    wt_wait_ready(&st.cs, 90);
+    wt_wait_ready(&st.gw, 90);
+    snprintf(store, sizeof(store), "%s/projector", st.dir);
+    snprintf(pfx, sizeof(pfx), "%s", st.prefix);
+    rt_proc_start(&proj, store, pfx, proj_sets, 3);
+    CU_ASSERT_TRUE_FATAL(rt_wait_up(&proj, 60000));
+    al_load_t *load = al_start(&st, CLIENTS, ACCOUNTS);
+
+    probe_t pr[] = {{"command-service", st.cs.port, -1, -1},
+                    {"gateway", st.gw.port, -1, -1},
+                    {"projector", proj.port, -1, -1}};
+    size_t npr = sizeof(pr) / sizeof(pr[0]);
+    sleep(4);
+    int64_t killed = al_now_ms();
+    CU_ASSERT_EQUAL_FATAL(stack("kill"), 0);
+    wait_all(pr, npr, 503, killed, 15000, false);
+    sleep(6);
+    int64_t restarted = al_now_ms();
+    CU_ASSERT_EQUAL_FATAL(stack("up"), 0);
+    int64_t broker_up = al_now_ms() - restarted;
+    wait_all(pr, npr, 200, restarted, 180000, true);
+    sleep(6);
+    al_stop(load);
+
+    printf("\n  broker down %.1f s, up again %.1f s after its start\n",
+           (double)(restarted - killed) / 1000.0, (double)broker_up / 1000.0);
+    for (size_t i = 0; i < npr; i++) {
+        printf("  RESULT %s not_ready_after_kill_s=%.1f ready_after_broker_start_s=%.1f\n",
+               pr[i].name, (double)pr[i].not_ready_ms / 1000.0, (double)pr[i].ready_ms / 1000.0);
+        CU_ASSERT(pr[i].not_ready_ms >= 0); /* /readyz told the truth while the broker was gone */
+        CU_ASSERT(pr[i].ready_ms >= 0);     /* and recovered without anyone's help */
+    }
+    CU_ASSERT_TRUE(wt_proc_alive(&st.cs));
+    CU_ASSERT_TRUE(wt_proc_alive(&st.gw));
+    CU_ASSERT_TRUE(rt_proc_alive(&proj));
+    int64_t first = -1;
+    size_t after = al_accepted_between(load, restarted, al_now_ms(), &first);
+    printf("  %zu command(s) accepted after the broker came back (first %.1f s after its "
+           "start); %zu in flight at the kill\n",
+           after, first < 0 ? -1.0 : (double)(first - restarted) / 1000.0,
+           al_in_flight_at(load, killed));
+    CU_ASSERT(after > 0);
+
+    size_t ok = al_check(load);
+    CU_ASSERT(ok > 20);
+    /* the projector's view equals the log, folded here */
+    CU_ASSERT_TRUE(rt_wait_caught_up(&proj, "account_balance", 60000));
+    int64_t want[ACCOUNTS];
+    al_log_balances(load, want);
+    size_t differ = 0;
+    for (int a = 0; a < ACCOUNTS; a++) {
+        char path[64];
+        json_t *b = NULL;
+        snprintf(path, sizeof(path), "/v1/accounts/acct-%d", a);
+        int status = rt_http(&proj, "GET", path, &b);
+        int64_t got = json_integer_value(json_object_get(b, "balance_cents"));
+        if (status != 200 || got != want[a]) {
+            fprintf(stderr, "  acct-%d: projector %d %lld, log %lld\n", a, status, (long long)got,
+                    (long long)want[a]);
+            differ++;
+        }
+        json_decref(b);
+    }
+    CU_ASSERT_EQUAL(differ, 0);
+    CU_ASSERT_EQUAL(rt_proc_stop(&proj), 0);
+    wt_stack_stop(&st);
+    al_free(load);
+}
+
+int main(void)
+{
+    static const es_test_case_t cases[] = {
+        {"broker kill -9 and restart under load", test_broker_restart},
+        {NULL, NULL},
+    };
+    return es_test_run("fault-broker-restart", cases);
+}
