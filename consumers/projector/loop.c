@@ -867,8 +867,7 @@ static void *loop_main(void *arg)
                 goto out;
             l->st = r->live;
         }
-        set_state(r, PJ_RUNNING, "%s", "");
-        if (r->resume_rebuild) {
+        if (r->resume_rebuild) { /* before "running": a client that waited sees it */
             char why[512];
             int g = r->resume_rebuild;
             r->resume_rebuild = 0;
@@ -876,6 +875,7 @@ static void *loop_main(void *arg)
                 es_log_error(LOG, "%s: cannot resume the rebuild of generation %d: %s",
                              r->def->name, g, why);
         }
+        set_state(r, PJ_RUNNING, "%s", "");
     }
     es_proj_backend_t be = pj_store_backend(l->st);
     rd = es_proj_reader_new(&be);
@@ -1102,7 +1102,8 @@ static void *loop_main(void *arg)
                     if (valid)
                         pthread_join(lt, NULL);
                 }
-                if (atomic_load(&r->live_stop) && caught_up_to_live(l)) {
+                /* never at shutdown: the next start resumes instead (REBUILD) */
+                if (atomic_load(&r->live_stop) && caught_up_to_live(l) && !atomic_load(&pj->stop)) {
                     if (swap_in(l)) {
                         set_halted(r, "swap: %s", l->errstr);
                         break;
@@ -1660,7 +1661,11 @@ void pj_destroy(es_projector_t *pj)
     atomic_store(&pj->stop, true);
     for (size_t i = 0; i < pj->nrunners; i++) {
         pj_runner_t *r = &pj->runners[i];
-        for (;;) { /* a rebuild may hand the live thread over while we join */
+        /* A rebuild may hand itself over as the live thread while we join (its
+         * swap_in): never join one thread twice. */
+        pthread_t joined[4];
+        size_t njoined = 0;
+        for (;;) {
             pthread_mutex_lock(&r->mu);
             bool rv = r->rb_thread_valid, lv = r->live_thread_valid;
             pthread_t rt = r->rb_thread, lt = r->live_thread;
@@ -1669,10 +1674,18 @@ void pj_destroy(es_projector_t *pj)
             pthread_mutex_unlock(&r->mu);
             if (!rv && !lv)
                 break;
-            if (rv)
+            for (size_t k = 0; k < njoined; k++) {
+                rv = rv && !pthread_equal(rt, joined[k]);
+                lv = lv && !pthread_equal(lt, joined[k]);
+            }
+            if (rv && njoined < 4) {
                 pthread_join(rt, NULL);
-            if (lv)
+                joined[njoined++] = rt;
+            }
+            if (lv && !(rv && pthread_equal(lt, rt)) && njoined < 4) {
                 pthread_join(lt, NULL);
+                joined[njoined++] = lt;
+            }
         }
         pj_frozen_close_all(r);
         es_store_close(r->live);
