@@ -141,9 +141,31 @@ static bool enum_has(const char *choices, const char *value)
     return false;
 }
 
+bool es_conf_is_secret(const char *name)
+{
+    static const char *const words[] = {"password", "secret",  "token",   "jaas",      "credential",
+                                        "private",  "key.pem", "ssl.key", "passphrase"};
+    char lower[256];
+    size_t i;
+    for (i = 0; name[i] && i + 1 < sizeof(lower); i++)
+        lower[i] = (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] + 32 : name[i]);
+    lower[i] = '\0';
+    for (i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+        if (strstr(lower, words[i]))
+            return true;
+    return false;
+}
+
+/* What may be shown of @p name's @p value: a secret never is. */
+static const char *shown(const char *name, const char *value)
+{
+    return value && es_conf_is_secret(name) ? "(secret, not shown)" : value;
+}
+
 static es_err_t validate_declared(const es_conf_def_t *d, const char *value, char *errstr,
                                   size_t errstr_size)
 {
+    value = shown(d->name, value);
     int64_t iv;
     bool bv;
     switch (d->type) {
@@ -188,7 +210,8 @@ static es_err_t validate_kafka(const char *name, const char *value, char *errstr
     rd_kafka_conf_destroy(scratch);
     if (res == RD_KAFKA_CONF_OK)
         return ES_ERR_OK;
-    snprintf(errstr, errstr_size, "%s: \"%s\" refused by librdkafka: %s", name, value, kerr);
+    snprintf(errstr, errstr_size, "%s: \"%s\" refused by librdkafka: %s", name, shown(name, value),
+             es_conf_is_secret(name) ? "invalid value" : kerr);
     return ES_ERR_CONF;
 }
 
@@ -370,7 +393,8 @@ es_err_t es_conf_init_from_args(es_conf_t *conf, int *argc, char **argv, char **
     for (int i = 0; i < nsets; i++) {
         char *eq = strchr(sets[i], '=');
         if (!eq || eq == sets[i]) {
-            snprintf(errstr, errstr_size, "--set %s: expected key=value", sets[i]);
+            snprintf(errstr, errstr_size, "--set %s: expected key=value",
+                     es_conf_is_secret(sets[i]) ? "(a secret)" : sets[i]);
             err = ES_ERR_CONF;
             goto out;
         }
@@ -439,8 +463,8 @@ void es_conf_describe(const es_conf_t *conf, es_conf_list_t fmt, es_buf_t *out)
     }
     for (size_t i = 0; i < conf->cnt; i++) {
         const es_conf_entry_t *e = &conf->entries[i];
-        es_buf_appendf(out, "%-40s = %-30s # %s", e->name, e->value ? e->value : "(unset)",
-                       e->source);
+        es_buf_appendf(out, "%-40s = %-30s # %s", e->name,
+                       e->value ? shown(e->name, e->value) : "(unset)", e->source);
         if (e->def)
             es_buf_appendf(out, "; %s: %s", type_name(e->def), e->def->desc);
         es_buf_appendf(out, "\n");

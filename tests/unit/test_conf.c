@@ -202,6 +202,36 @@ static void test_listings(void)
     es_conf_destroy(c);
 }
 
+/* A secret's value is never shown: not by --list-config, not in an error. */
+static void test_secrets_never_shown(void)
+{
+    es_conf_t *c = es_conf_new("t", tables);
+    char *envp[] = {"ESCQRS_KAFKA_SASL_PASSWORD=hunter2-env", NULL};
+    char *argv[] = {"prog", "--set", "kafka.ssl.key.password=hunter2-flag", NULL};
+    int argc = 3;
+    es_conf_list_t list;
+    CU_ASSERT_EQUAL(es_conf_init_from_args(c, &argc, argv, envp, &list, errstr, sizeof(errstr)),
+                    ES_ERR_OK);
+    es_buf_t out = {0};
+    es_conf_describe(c, ES_CONF_LIST_TEXT, &out);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out.data, "kafka.sasl.password"));
+    CU_ASSERT_PTR_NULL(strstr(out.data, "hunter2"));
+    /* librdkafka refuses the value: the error names the key, not the value */
+    CU_ASSERT_EQUAL(
+        es_conf_set(c, "kafka.sasl.oauthbearer.config", "hunter2=", "flag", errstr, sizeof(errstr)),
+        es_conf_set(c, "kafka.sasl.oauthbearer.config", "hunter2=", "flag", errstr,
+                    sizeof(errstr)));
+    CU_ASSERT_PTR_NULL(strstr(errstr, "hunter2"));
+    CU_ASSERT_TRUE(es_conf_is_secret("kafka.sasl.password"));
+    CU_ASSERT_TRUE(es_conf_is_secret("registry.basic.auth.password"));
+    CU_ASSERT_TRUE(es_conf_is_secret("kafka.sasl.oauthbearer.client.secret"));
+    CU_ASSERT_TRUE(es_conf_is_secret("kafka.ssl.key.pem"));
+    CU_ASSERT_FALSE(es_conf_is_secret("kafka.bootstrap.servers"));
+    CU_ASSERT_FALSE(es_conf_is_secret("store.path"));
+    es_buf_free(&out);
+    es_conf_destroy(c);
+}
+
 int main(void)
 {
     static const es_test_case_t cases[] = {
@@ -211,6 +241,7 @@ int main(void)
         {"bad flag and bad file", test_bad_flag_and_file},
         {"kafka keys by role", test_kafka_roles},
         {"listings", test_listings},
+        {"secrets are never shown", test_secrets_never_shown},
         {NULL, NULL},
     };
     return es_test_run("conf", cases);

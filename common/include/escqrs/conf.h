@@ -99,6 +99,13 @@ es_err_t es_conf_init_from_args(es_conf_t *conf, int *argc, char **argv, char **
 /** @brief Render the tables (@p fmt MARKDOWN) or the effective values (TEXT). */
 void es_conf_describe(const es_conf_t *conf, es_conf_list_t fmt, es_buf_t *out);
 
+/**
+ * @brief Is @p name a secret (a password, secret, token, JAAS or private-key
+ *        setting)?  Its value is never shown: not by --list-config, not in an
+ *        error message, not in a log line.
+ */
+bool es_conf_is_secret(const char *name);
+
 /** @brief Value of @p name in string form, or NULL when unset. */
 const char *es_conf_get(const es_conf_t *conf, const char *name);
 /** @brief Integer value of a declared ES_CONF_INT key (0 when unset). */
