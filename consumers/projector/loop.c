@@ -835,6 +835,35 @@ static es_err_t frozen_finish(loop_t *l, es_batch_t *b)
     return ES_ERR_OK;
 }
 
+/*
+ * A batch met a transient failure (the registry is unreachable): what was
+ * applied before it is written; seek every partition back to the loop's next
+ * offsets so the rest is delivered again, and wait with a back-off.
+ */
+static void retry_later(loop_t *l, int *retries)
+{
+    pj_runner_t *r = l->r;
+    rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(16);
+    for (size_t t = 0; t < r->ntopics; t++)
+        for (int p = 0; p < r->nparts[t]; p++)
+            rd_kafka_topic_partition_list_add(tl, r->topic[t], p)->offset =
+                l->next[t][p] > 0 ? l->next[t][p] : RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_error_t *e = rd_kafka_seek_partitions(es_consumer_rk(l->cons), tl, 10000);
+    if (e) {
+        es_log_warn(LOG, "%s: seek back: %s", r->def->name, rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+    }
+    rd_kafka_topic_partition_list_destroy(tl);
+    if (!l->rebuild && !l->fz)
+        set_state(r, PJ_STARTING, "%s", l->errstr);
+    else if (*retries == 0)
+        es_log_warn(LOG, "%s: %s loop waits: %s", r->def->name, loop_kind(l), l->errstr);
+    (*retries)++;
+    int ms = *retries < 10 ? *retries * 500 : 5000;
+    for (int slept = 0; slept < ms && !atomic_load(&r->pj->stop); slept += 100)
+        usleep(100 * 1000);
+}
+
 static bool live_connect(loop_t *l);
 static es_err_t runner_connect(pj_runner_t *r, char *errstr, size_t errstr_size);
 static es_err_t write_batch(loop_t *l, es_batch_t *b);
@@ -853,6 +882,7 @@ static void *loop_main(void *arg)
     int64_t last_log = pj_now_ms(), last_tick = pj_now_ms(), since_tick = 0;
     bool halt = false, frozen_ready = false;
     bool *touched[ES_PROJ_MAX_AGGREGATES] = {NULL};
+    int retries = 0;
 
     if (!l->st) { /* the live loop: connect the runner first */
         if (!live_connect(l))
@@ -937,9 +967,10 @@ static void *loop_main(void *arg)
         int64_t applied_now = 0, dlq_now = 0;
         bool dlq_sent = false;
 
+        bool retry = false; /* a transient failure: the rest of the batch is read again */
         for (ssize_t i = 0; i < n; i++) {
             rd_kafka_message_t *m = msgs[i];
-            if (halt || m->err) {
+            if (halt || retry || m->err) {
                 if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
                     es_log_warn(LOG, "%s: consume: %s", r->def->name, rd_kafka_message_errstr(m));
                 continue;
@@ -981,6 +1012,12 @@ static void *loop_main(void *arg)
                     es_proj_txn_rollback_event(txn);
                 else
                     es_proj_txn_commit_event(txn);
+            }
+            if (err == ES_ERR_REGISTRY_UNAVAILABLE || err == ES_ERR_REGISTRY) {
+                /* the writer schema cannot be fetched now: not a poison event */
+                snprintf(l->errstr, sizeof(l->errstr), "schema registry: %.480s", ferr);
+                retry = true;
+                continue;
             }
             if (err == ES_ERR_STORE) {
                 /* our own store failed, not the event: stop without advancing */
@@ -1064,6 +1101,14 @@ static void *loop_main(void *arg)
             }
         }
         since_tick += applied_now + dlq_now;
+        if (retry && !halt) {
+            retry_later(l, &retries);
+            continue;
+        }
+        if (retries && !l->rebuild && !l->fz && n > 0) {
+            retries = 0;
+            set_state(r, PJ_RUNNING, "%s", "");
+        }
 
         if (l->fz) {
             if (!halt && frozen_step(l, n <= 0)) {

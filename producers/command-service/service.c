@@ -602,8 +602,15 @@ static es_err_t handle_command(cs_t *cs, rd_kafka_message_t *m, char *errstr, si
     idem_ent_t *e;
     es_err_t err;
 
-    if (es_serde_decode(cs->cmd_serde, m->payload, m->len, &v, why, sizeof(why)) ||
-        es_record_string(v, "command_id", &cmd_id, NULL, why, sizeof(why)) ||
+    es_err_t derr = es_serde_decode(cs->cmd_serde, m->payload, m->len, &v, why, sizeof(why));
+    if (derr == ES_ERR_REGISTRY_UNAVAILABLE || derr == ES_ERR_REGISTRY) {
+        /* Not the command's fault: its writer schema cannot be fetched now.  Deciding
+         * nothing of this batch and trying again later loses nothing. */
+        snprintf(errstr, errstr_size, "command at %s [%d] @%" PRId64 ": %s", cs->t_cmd,
+                 m->partition, m->offset, why);
+        return derr;
+    }
+    if (derr || es_record_string(v, "command_id", &cmd_id, NULL, why, sizeof(why)) ||
         es_record_string(v, cs->def->id_field, &agg_id, NULL, why, sizeof(why)) ||
         es_record_payload(v, &pl, &type, why, sizeof(why)) || !es_command_id_valid(cmd_id) ||
         !es_command_id_valid(agg_id)) {
