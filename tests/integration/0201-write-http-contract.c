@@ -146,6 +146,23 @@ static void test_account_contract(void)
     big[sizeof(big) - 1] = '\0';
     no(&st, path, big, 413, "payload_too_large", NULL);
     no(&st, "/v1/accounts/acct-1/explode", "{}", 404, "unknown_command", NULL);
+    { /* ids of 1..128 characters: 128 works (was 404), 129 is 400 */
+        char id[200], p128[300];
+        memset(id, 'x', 129);
+        id[129] = '\0';
+        snprintf(p128, sizeof(p128), "/v1/accounts/%s/open", id);
+        no(&st, p128, "{\"owner\":\"o\"}", 400, "invalid_command", NULL);
+        id[128] = '\0';
+        snprintf(p128, sizeof(p128), "/v1/accounts/%s/open", id);
+        json_decref(post(&st, p128, "{\"owner\":\"o\"}", NULL, 200, NULL, NULL));
+    }
+    /* money past INT64_MAX is refused with a reason, never wrapped */
+    json_decref(
+        post(&st, "/v1/accounts/acct-max/open", "{\"owner\":\"o\"}", NULL, 200, NULL, NULL));
+    json_decref(post(&st, "/v1/accounts/acct-max/deposit", "{\"amount_cents\":9223372036854775807}",
+                     NULL, 200, NULL, NULL));
+    json_decref(post(&st, "/v1/accounts/acct-max/deposit", "{\"amount_cents\":1}", NULL, 422,
+                     "rejected", "amount_too_large"));
     no(&st, "/v1/carts/c-1/checkout", "{}", 404, "unknown_command", NULL); /* not served here */
     json_decref(post(&st, path, "{\"amount_cents\":5}", "v1", 400, "invalid_command", NULL));
 

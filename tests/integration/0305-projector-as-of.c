@@ -84,6 +84,9 @@ static void test_as_of(void)
     snprintf(path, sizeof(path), "/v1/carts/%s?as_of=yesterday", id);
     CU_ASSERT_EQUAL(rt_http(&proc, "GET", path, &b), 400);
     json_decref(b);
+    snprintf(path, sizeof(path), "/v1/carts/%s?as_of=99999999999999999999", id); /* > int64 */
+    CU_ASSERT_EQUAL(rt_http(&proc, "GET", path, &b), 400);                       /* was 503 */
+    json_decref(b);
 
     CU_ASSERT_EQUAL(rt_proc_stop(&proc), 0);
     rt_topic_free(&cart);
