@@ -7,6 +7,7 @@
  * gateway refused the command (send only).
  */
 #include "cli.h"
+#include "escqrs/http.h"
 #include "escqrs/kafka.h"
 #include "escqrs/registry.h"
 #include "escqrs/log.h"
@@ -26,10 +27,19 @@ static const es_conf_def_t cli_conf_defs[] = {
      .type = ES_CONF_STRING,
      .defval = "http://127.0.0.1:8080",
      .desc = "Base URL of the gateway that send posts commands to"},
-    {.name = "projector.url",
+    {.name = "projector.admin.url",
      .type = ES_CONF_STRING,
-     .defval = "http://127.0.0.1:8090",
-     .desc = "Base URL of the projector whose admin API status and rebuild use"},
+     .defval = "http://127.0.0.1:8091",
+     .desc = "Base URL of the projector's admin listener (status, rebuild, freeze)"},
+    {.name = "token",
+     .type = ES_CONF_STRING,
+     .defval = "",
+     .desc = "Bearer token sent to the gateway and the projector (--token, ESCQRS_TOKEN, or "
+             "ESCQRS_TOKEN_FILE)"},
+    {.name = "tls.ca.file",
+     .type = ES_CONF_STRING,
+     .defval = "",
+     .desc = "CA bundle to check the gateway's and projector's TLS certificates with"},
     {.name = NULL},
 };
 
@@ -49,11 +59,13 @@ static const struct {
     {"status", cli_status, "each projection's position, lag and state"},
     {"rebuild", cli_rebuild, "rebuild a projection from offset 0, with progress"},
     {"freeze", cli_freeze, "build a read-only view of a projection as of a time"},
+    {"auth", cli_auth, "development signing keys and tokens (keygen, token)"},
 };
 
 static void usage(FILE *fp)
 {
-    fprintf(fp, "usage: escqrs [--config FILE] [--set key=value]... <command> [args]\n"
+    fprintf(fp, "usage: escqrs [--config FILE] [--set key=value]... [--token JWT] <command> "
+                "[args]\n"
                 "       escqrs --list-config[=markdown]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]); i++)
         fprintf(fp, "  %-10s %s\n", subcommands[i].name, subcommands[i].summary);
@@ -62,8 +74,25 @@ static void usage(FILE *fp)
                 "3 the command was refused (send).\n");
 }
 
+void cli_http_opts(const es_conf_t *conf, es_http_client_opts_t *opts)
+{
+    const char *token = es_conf_get(conf, "token"), *ca = es_conf_get(conf, "tls.ca.file");
+    memset(opts, 0, sizeof(*opts));
+    opts->bearer_token = token && *token ? token : NULL;
+    opts->ca_file = ca && *ca ? ca : NULL;
+}
+
 int main(int argc, char **argv)
 {
+    /* --token JWT is --set token=JWT (before the subcommand) */
+    static char tokenset[8300];
+    for (int i = 1; i + 1 < argc && argv[i][0] == '-'; i++)
+        if (!strcmp(argv[i], "--token")) {
+            snprintf(tokenset, sizeof(tokenset), "token=%s", argv[i + 1]);
+            argv[i] = "--set";
+            argv[i + 1] = tokenset;
+            break;
+        }
     es_conf_t *conf = es_conf_load_or_exit("escqrs", cli_tables, &argc, argv, environ);
     int rc = CLI_EXIT_USAGE;
 

@@ -28,9 +28,11 @@ static json_t *admin_get(es_conf_t *conf, const char *method, const char *path, 
 {
     char url[1024];
     es_buf_t resp = {0};
-    snprintf(url, sizeof(url), "%s%s", es_conf_get(conf, "projector.url"), path);
-    if (es_http_fetch(method, url, "application/json", NULL, ADMIN_TIMEOUT_MS, status, &resp,
-                      errstr, errstr_size)) {
+    es_http_client_opts_t opts;
+    cli_http_opts(conf, &opts);
+    snprintf(url, sizeof(url), "%s%s", es_conf_get(conf, "projector.admin.url"), path);
+    if (es_http_fetch_opts(method, url, "application/json", NULL, NULL, ADMIN_TIMEOUT_MS, &opts,
+                           status, &resp, errstr, errstr_size)) {
         es_buf_free(&resp);
         return NULL;
     }
@@ -61,7 +63,7 @@ int cli_status(es_conf_t *conf, int argc, char **argv)
     if (argc > 1) {
         bool help = !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h");
         fprintf(help ? stdout : stderr,
-                "usage: escqrs status\n\nEach projection of the projector at projector.url: "
+                "usage: escqrs status\n\nEach projection of the projector at projector.admin.url: "
                 "state, generation, lag\n(events not yet applied), rebuild progress and frozen "
                 "views.\n");
         return help ? CLI_EXIT_OK : CLI_EXIT_USAGE;

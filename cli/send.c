@@ -178,8 +178,10 @@ int cli_send(es_conf_t *conf, int argc, char **argv)
              id, verb);
     long status = 0;
     es_buf_t resp = {0};
-    if (es_http_fetch_with_headers("POST", url, "application/json", headers, body, timeout_ms,
-                                   &status, &resp, errstr, sizeof(errstr))) {
+    es_http_client_opts_t opts;
+    cli_http_opts(conf, &opts);
+    if (es_http_fetch_opts("POST", url, "application/json", headers, body, timeout_ms, &opts,
+                           &status, &resp, errstr, sizeof(errstr))) {
         fprintf(stderr, "escqrs send: %s\n", errstr);
         rc = CLI_EXIT_FAILURE;
     } else {

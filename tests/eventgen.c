@@ -8,6 +8,8 @@
  */
 #include "eventgen.h"
 
+#include "escqrs/record.h"
+
 #include "escqrs/serde.h"
 
 #include <stdio.h>
@@ -93,6 +95,7 @@ static void set_envelope(es_evgen_t *g, const char *idfield, const char *id, int
     avro_value_get_by_name(&g->value, "correlation_id", &f, NULL);
     avro_value_set_branch(&f, 0, &b);
     avro_value_set_null(&b);
+    es_principal_set(&g->value, NULL, NULL); /* null: written with authentication off */
 }
 
 avro_value_t *es_evgen_cart(es_evgen_t *g, const char *cart_id, int64_t version, int64_t ts,

@@ -243,6 +243,7 @@ void rt_proc_start(rt_proc_t *p, const char *store, const char *prefix, const ch
     snprintf(p->store, sizeof(p->store), "%s", store);
     snprintf(p->log, sizeof(p->log), "%s.log", store);
     p->port = rt_free_port();
+    p->admin_port = rt_free_port();
     snprintf(bin, sizeof(bin), "%s/consumers/projector/escqrs-projector", bd ? bd : "build");
     argv[n++] = bin;
     snprintf(a[k], sizeof(a[k]), "kafka.bootstrap.servers=%s", es_test_bootstrap());
@@ -252,6 +253,8 @@ void rt_proc_start(rt_proc_t *p, const char *store, const char *prefix, const ch
     snprintf(a[k], sizeof(a[k]), "store.path=%s", store);
     k++;
     snprintf(a[k], sizeof(a[k]), "http.listen=127.0.0.1:%d", p->port);
+    k++;
+    snprintf(a[k], sizeof(a[k]), "admin.listen=127.0.0.1:%d", p->admin_port);
     k++;
     snprintf(a[k], sizeof(a[k]), "aggregate.prefix=%s", prefix);
     k++;
@@ -340,9 +343,18 @@ int rt_http_raw(const rt_proc_t *p, const char *method, const char *path, es_buf
     char url[1200];
     long code = 0;
     CURL *c = curl_easy_init();
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", p->port, path);
+    /* /admin lives on the admin listener; everything else on the query listener */
+    int port = !strncmp(path, "/admin", 6) && p->admin_port ? p->admin_port : p->port;
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    struct curl_slist *hdrs = NULL;
+    if (p->token) {
+        char h[8300];
+        snprintf(h, sizeof(h), "Authorization: Bearer %s", p->token);
+        hdrs = curl_slist_append(hdrs, h);
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    }
     if (strcmp(method, "POST") == 0)
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_cb);
@@ -352,6 +364,7 @@ int rt_http_raw(const rt_proc_t *p, const char *method, const char *path, es_buf
     if (curl_easy_perform(c) == CURLE_OK)
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
     curl_easy_cleanup(c);
+    curl_slist_free_all(hdrs);
     return (int)code;
 }
 

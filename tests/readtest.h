@@ -67,7 +67,9 @@ void rt_txn_end(rt_topic_t *tp, bool commit);
 /** A projector subprocess. */
 typedef struct rt_proc_s {
     pid_t pid;
-    int port;
+    int port;          /* queries */
+    int admin_port;    /* /admin (rt_http sends /admin paths there) */
+    const char *token; /* bearer token sent with every request, or NULL */
     char store[512];
     char log[600];
 } rt_proc_t;

@@ -10,6 +10,7 @@
  */
 #include "escqrs/command.h"
 #include "escqrs/http.h"
+#include "escqrs/record.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -233,6 +234,7 @@ es_err_t es_outcome_to_value(const es_outcome_t *o, avro_value_t *result, char *
     set_opt_string(result, "position", o->position);
     rc |= avro_value_get_by_name(result, "processed_at", &f, NULL) ||
           avro_value_set_long(&f, o->processed_at);
+    rc |= es_principal_set(result, o->principal, o->principal_client) != ES_ERR_OK;
     if (rc) {
         snprintf(errstr, errstr_size, "CommandResult: %s", avro_strerror());
         return ES_ERR_ENCODE;
@@ -321,6 +323,8 @@ es_err_t es_outcome_from_value(avro_value_t *result, es_outcome_t *o, char *errs
         return ES_ERR_DECODE;
     }
     o->status = (es_outcome_status_t)status;
+    es_principal_get(result, o->principal, sizeof(o->principal), o->principal_client,
+                     sizeof(o->principal_client));
     if (avro_value_get_by_name(result, "events", &f, NULL) ||
         avro_value_get_type(&f) != AVRO_ARRAY || avro_value_get_size(&f, &n) ||
         n > ES_AGG_MAX_EVENTS) {

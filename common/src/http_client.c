@@ -2,7 +2,10 @@
  * http_client.c — one HTTP request with libcurl (es_http_fetch), for the
  * registry client and the CLI.  A fresh easy handle per call: the callers
  * make few requests, and a handle shared between threads would need a lock
- * around every request.  NOSIGNAL, because daemons have threads.
+ * around every request.  NOSIGNAL, because daemons have threads.  TLS is
+ * libcurl's: a CA bundle, a client certificate and key (mutual TLS), basic
+ * or bearer credentials come from es_http_client_opts_t; the credentials
+ * never appear in an error message (libcurl's own do not carry them).
  */
 #include "escqrs/http.h"
 #include "escqrs/mem.h"
@@ -37,8 +40,17 @@ es_err_t es_http_fetch_with_headers(const char *method, const char *url, const c
                                     const char *const *headers, const char *body, int timeout_ms,
                                     long *status, es_buf_t *resp, char *errstr, size_t errstr_size)
 {
+    return es_http_fetch_opts(method, url, content_type, headers, body, timeout_ms, NULL, status,
+                              resp, errstr, errstr_size);
+}
+
+es_err_t es_http_fetch_opts(const char *method, const char *url, const char *content_type,
+                            const char *const *headers, const char *body, int timeout_ms,
+                            const es_http_client_opts_t *o, long *status, es_buf_t *resp,
+                            char *errstr, size_t errstr_size)
+{
     char curlerr[CURL_ERROR_SIZE] = "";
-    char ctype[256];
+    char ctype[256], *bearer = NULL;
     pthread_once(&curl_once, curl_init_once);
     CURL *c = curl_easy_init();
     struct curl_slist *hdrs = NULL;
@@ -50,6 +62,12 @@ es_err_t es_http_fetch_with_headers(const char *method, const char *url, const c
                                    "application/json, */*");
     for (size_t i = 0; headers && headers[i]; i++)
         hdrs = curl_slist_append(hdrs, headers[i]);
+    if (o && o->bearer_token && *o->bearer_token) {
+        size_t n = strlen(o->bearer_token) + 32;
+        bearer = es_malloc(n);
+        snprintf(bearer, n, "Authorization: Bearer %s", o->bearer_token);
+        hdrs = curl_slist_append(hdrs, bearer);
+    }
     es_buf_clear(resp);
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
@@ -59,6 +77,17 @@ es_err_t es_http_fetch_with_headers(const char *method, const char *url, const c
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, curlerr);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, resp);
+    if (o && o->ca_file && *o->ca_file)
+        curl_easy_setopt(c, CURLOPT_CAINFO, o->ca_file);
+    if (o && o->cert_file && *o->cert_file)
+        curl_easy_setopt(c, CURLOPT_SSLCERT, o->cert_file);
+    if (o && o->key_file && *o->key_file)
+        curl_easy_setopt(c, CURLOPT_SSLKEY, o->key_file);
+    if (o && o->basic_user && *o->basic_user) {
+        curl_easy_setopt(c, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
+        curl_easy_setopt(c, CURLOPT_USERNAME, o->basic_user);
+        curl_easy_setopt(c, CURLOPT_PASSWORD, o->basic_password ? o->basic_password : "");
+    }
     if (body)
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
     else if (!strcmp(method, "POST") || !strcmp(method, "PUT"))
@@ -69,6 +98,7 @@ es_err_t es_http_fetch_with_headers(const char *method, const char *url, const c
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
     curl_slist_free_all(hdrs);
     curl_easy_cleanup(c);
+    free(bearer);
     if (cres != CURLE_OK) {
         snprintf(errstr, errstr_size, "%s %s: %s", method, url,
                  curlerr[0] ? curlerr : curl_easy_strerror(cres));

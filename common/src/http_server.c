@@ -31,6 +31,16 @@
  * which it calls before it closes the fd, under the same mutex the reaper
  * holds, so the reaper never touches an fd that was closed or reused.
  *
+ * Who may call: every route names an action; with authentication on
+ * (auth.h) the worker checks the bearer token (401) and the policy (403)
+ * before the handler runs, so no handler can forget it; /healthz and
+ * /readyz are always open, /metrics needs the action "metrics" unless the
+ * listener says it is open (an admin port the network protects).  Refusals
+ * and every admin action go to the access log (component "access",
+ * rate-limited for refusals).  TLS is libmicrohttpd's (GnuTLS); with a
+ * client CA, a client certificate it signed is required (checked with
+ * GnuTLS on the first call of every request).
+ *
  * Lifetime of a request context: one reference for libmicrohttpd (dropped
  * in the COMPLETED notification) and one for whoever answers (a worker, or
  * the holder of an es_http_deferred_t).  Suspended connections must all be
@@ -42,6 +52,7 @@
 #include "escqrs/mem.h"
 
 #include <arpa/inet.h>
+#include <gnutls/gnutls.h>
 #include <microhttpd.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -99,6 +110,18 @@ const es_conf_def_t es_http_conf_defs[] = {
      .max = 3600000,
      .desc = "A request's headers and body must arrive within this (counted from the "
              "connection's start or its previous answer), else the connection is closed"},
+    {.name = "http.tls.cert.file",
+     .type = ES_CONF_STRING,
+     .defval = "",
+     .desc = "PEM certificate (chain) of the HTTP listener; empty: plain HTTP"},
+    {.name = "http.tls.key.file",
+     .type = ES_CONF_STRING,
+     .defval = "",
+     .desc = "PEM private key of http.tls.cert.file"},
+    {.name = "http.tls.client.ca.file",
+     .type = ES_CONF_STRING,
+     .defval = "",
+     .desc = "PEM CA: when set, clients must present a certificate it signed (mutual TLS)"},
     {.name = "http.idle.timeout.s",
      .type = ES_CONF_INT,
      .defval = "30",
@@ -139,6 +162,8 @@ struct es_http_req_s {
     char params[ES_HTTP_MAX_PARAMS][ES_HTTP_PARAM_MAX];
     size_t nparams;
     const es_http_route_t *route;
+    es_principal_t principal;
+    char action[512];
     es_buf_t body;
     size_t body_seen; /* all bytes received, stored or not */
     bool too_large;
@@ -171,10 +196,11 @@ struct es_http_server_s {
     bool reaper_started;
     atomic_bool reaper_stop;
 
-    es_counter_t *c_timed_out, *c_busy;
+    es_counter_t *c_timed_out, *c_busy, *c_denied;
+    char *tls_cert, *tls_key, *tls_ca; /* PEM contents, kept for libmicrohttpd */
 };
 
-static es_log_limit_t limit_mhd, limit_reaper;
+static es_log_limit_t limit_mhd, limit_reaper, limit_denied = {.burst = 20};
 
 static int64_t mono_ms(void)
 {
@@ -208,6 +234,11 @@ const char *es_http_req_query(const es_http_req_t *req, const char *name)
 const char *es_http_req_header(const es_http_req_t *req, const char *name)
 {
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+const es_principal_t *es_http_req_principal(const es_http_req_t *req)
+{
+    return &req->principal;
 }
 
 const char *es_http_req_body(const es_http_req_t *req, size_t *len)
@@ -363,9 +394,78 @@ void es_http_deferred_json(es_http_deferred_t *d, int status, json_t *body)
 
 /* ------------------------------------------------------------------ workers */
 
+/* The route's action with its {names} replaced by the request's parameters. */
+static void fill_action(const es_http_route_t *r, const es_http_req_t *req, char *out, size_t outsz)
+{
+    size_t o = 0;
+    out[0] = '\0';
+    for (const char *a = r->action; a && *a && o + 1 < outsz;) {
+        if (*a != '{') {
+            out[o++] = *a++;
+            continue;
+        }
+        const char *close = strchr(a, '}');
+        if (!close)
+            break;
+        /* the index of this {name} among the pattern's names */
+        size_t idx = 0, namelen = (size_t)(close - a + 1);
+        const char *p = r->pattern;
+        bool found = false;
+        for (; (p = strchr(p, '{')); p++, idx++)
+            if (!strncmp(p, a, namelen)) {
+                found = true;
+                break;
+            }
+        const char *v = found ? es_http_req_param(req, idx) : NULL;
+        for (; v && *v && o + 1 < outsz; v++)
+            out[o++] = *v;
+        a = close + 1;
+    }
+    out[o] = '\0';
+}
+
+/* May the caller run this route?  Answers 401 or 403 itself when not. */
+static bool authorized(es_http_server_t *srv, es_http_req_t *req)
+{
+    char why[512];
+    const es_auth_t *auth = srv->conf.auth;
+    if (!es_auth_enabled(auth)) {
+        es_auth_verify(NULL, NULL, &req->principal, why, sizeof(why));
+        return true;
+    }
+    if (es_auth_verify((es_auth_t *)auth, es_http_req_header(req, "Authorization"), &req->principal,
+                       why, sizeof(why))) {
+        es_http_resp_header(&req->resp, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
+        es_http_resp_error(&req->resp, 401, "unauthorized", "%s", why);
+    } else if (!req->action[0] || !es_auth_allows(auth, &req->principal, req->action)) {
+        es_http_resp_error(&req->resp, 403, "forbidden", "%s may not %s", req->principal.subject,
+                           req->action[0] ? req->action : "call this route");
+    } else {
+        return true;
+    }
+    if (srv->c_denied)
+        es_counter_add(srv->c_denied, 1);
+    es_log_limited(&limit_denied, ES_LOG_WARN, "access", "%d %s %s action=%s sub=%s client=%s: %s",
+                   req->resp.status, req->method, req->path, req->action[0] ? req->action : "-",
+                   req->principal.subject[0] ? req->principal.subject : "-",
+                   req->principal.client_id[0] ? req->principal.client_id : "-",
+                   req->resp.status == 401 ? why : "not permitted");
+    return false;
+}
+
 static void run_handler(es_http_server_t *srv, es_http_req_t *req)
 {
+    fill_action(req->route, req, req->action, sizeof(req->action));
+    if (!authorized(srv, req)) {
+        complete(req);
+        return;
+    }
     req->route->handler(srv->conf.opaque, req, &req->resp);
+    if (!strncmp(req->action, "admin:", 6) && !req->deferred) /* every admin action, who, result */
+        es_log_info("access", "%d %s %s action=%s sub=%s client=%s", req->resp.status, req->method,
+                    req->path, req->action,
+                    req->principal.subject[0] ? req->principal.subject : "-",
+                    req->principal.client_id[0] ? req->principal.client_id : "-");
     if (req->deferred)
         return; /* the holder of the es_http_deferred_t completes it */
     if (!req->resp.status)
@@ -416,7 +516,8 @@ static void builtin_routes(es_http_server_t *srv, es_http_req_t *req, es_http_re
         else
             es_http_resp_json(resp, 503,
                               json_pack("{s:s, s:s}", "status", "not_ready", "reason", why));
-    } else if (!strcmp(req->path, "/metrics") && srv->conf.metrics) {
+    } else if (!strcmp(req->path, "/metrics") && srv->conf.metrics &&
+               (srv->conf.metrics_open || !es_auth_enabled(srv->conf.auth))) {
         es_buf_t out = {0};
         es_metrics_render(srv->conf.metrics, &out);
         es_http_resp_text(resp, 200, "text/plain; version=0.0.4", out.data ? out.data : "",
@@ -425,6 +526,16 @@ static void builtin_routes(es_http_server_t *srv, es_http_req_t *req, es_http_re
     } else {
         *handled = false;
     }
+}
+
+static void metrics_handler(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
+{
+    es_http_server_t *srv = req->srv;
+    es_buf_t out = {0};
+    (void)opaque;
+    es_metrics_render(srv->conf.metrics, &out);
+    es_http_resp_text(resp, 200, "text/plain; version=0.0.4", out.data ? out.data : "", out.len);
+    es_buf_free(&out);
 }
 
 /* Route the request; true when it must go to a worker (req->route set). */
@@ -443,6 +554,11 @@ static bool route(es_http_server_t *srv, es_http_req_t *req)
         builtin_routes(srv, req, resp, &handled);
     if (handled)
         return false;
+    static const es_http_route_t metrics_route = {"GET", "/metrics", metrics_handler, "metrics"};
+    if (!strcmp(req->method, "GET") && !strcmp(req->path, "/metrics") && srv->conf.metrics) {
+        req->route = &metrics_route; /* behind the "metrics" action */
+        return true;
+    }
     for (size_t i = 0; i < srv->conf.nroutes; i++) {
         const es_http_route_t *r = &srv->conf.routes[i];
         if (!es_http_route_match(r->pattern, req->path, req->params, &req->nparams))
@@ -519,6 +635,21 @@ static bool framing_refused(struct MHD_Connection *conn, es_http_resp_t *resp)
     return true;
 }
 
+/* Mutual TLS: did the client present a certificate our client CA signed? */
+static bool client_cert_ok(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    unsigned status = 0;
+    if (!ci || !ci->tls_session)
+        return false;
+    gnutls_session_t session = (gnutls_session_t)ci->tls_session;
+    if (gnutls_certificate_type_get(session) != GNUTLS_CRT_X509)
+        return false;
+    return gnutls_certificate_verify_peers2(session, &status) == 0 && status == 0 &&
+           gnutls_certificate_get_peers(session, &(unsigned){0}) != NULL;
+}
+
 static void sock_set_busy(es_http_server_t *srv, conn_t *sock, bool busy)
 {
     if (!sock)
@@ -549,6 +680,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         req->path = url;
         req->refs = 1; /* libmicrohttpd's, dropped in on_completed */
         *con_cls = req;
+        if (srv->tls_ca && !client_cert_ok(conn)) {
+            es_http_resp_error(&req->resp, 403, "forbidden",
+                               "a client certificate signed by the configured CA is required");
+            req->state = RQ_ANSWERED;
+            sock_set_busy(srv, req->sock, true);
+            return queue_answer(conn, &req->resp, true);
+        }
         if (framing_refused(conn, &req->resp)) {
             req->state = RQ_ANSWERED;
             sock_set_busy(srv, req->sock, true);
@@ -730,6 +868,27 @@ void es_http_server_conf_from(const es_conf_t *conf, es_http_server_conf_t *hc)
     hc->limits.max_per_client = (unsigned)es_conf_get_int(conf, "http.max.connections.per.client");
     hc->limits.request_timeout_ms = (int)es_conf_get_int(conf, "http.request.timeout.ms");
     hc->limits.idle_timeout_s = (int)es_conf_get_int(conf, "http.idle.timeout.s");
+    const char *cert = es_conf_get(conf, "http.tls.cert.file");
+    const char *key = es_conf_get(conf, "http.tls.key.file");
+    const char *ca = es_conf_get(conf, "http.tls.client.ca.file");
+    hc->tls_cert_file = cert && *cert ? cert : NULL;
+    hc->tls_key_file = key && *key ? key : NULL;
+    hc->tls_client_ca_file = ca && *ca ? ca : NULL;
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    es_buf_t b = {0};
+    char chunk[4096];
+    size_t n;
+    if (!f)
+        return NULL;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        es_buf_append(&b, chunk, n);
+    fclose(f);
+    es_buf_append(&b, "", 1);
+    return b.data;
 }
 
 /* Zeroes take the declared defaults, so tests and tools need not set them. */
@@ -827,6 +986,8 @@ es_http_server_t *es_http_server_start(const es_http_server_conf_t *conf, char *
                                          "Requests answered 503 because every worker was busy "
                                          "and the queue full",
                                          NULL);
+        srv->c_denied = es_metrics_counter(conf->metrics, "escqrs_http_denied_total",
+                                           "Requests refused 401 or 403", NULL);
     }
     srv->workers = es_calloc((size_t)l->workers, sizeof(*srv->workers));
     for (int i = 0; i < l->workers; i++) {
@@ -837,14 +998,44 @@ es_http_server_t *es_http_server_start(const es_http_server_conf_t *conf, char *
         srv->nworkers++;
     }
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    if (conf->tls_cert_file || conf->tls_key_file) {
+        srv->tls_cert = conf->tls_cert_file ? slurp(conf->tls_cert_file) : NULL;
+        srv->tls_key = conf->tls_key_file ? slurp(conf->tls_key_file) : NULL;
+        if (!srv->tls_cert || !srv->tls_key) {
+            snprintf(errstr, errstr_size, "%s: cannot read it",
+                     !srv->tls_cert ? "http.tls.cert.file" : "http.tls.key.file");
+            goto fail;
+        }
+        flags |= MHD_USE_TLS;
+    }
+    if (conf->tls_client_ca_file && !(srv->tls_ca = slurp(conf->tls_client_ca_file))) {
+        snprintf(errstr, errstr_size, "http.tls.client.ca.file: cannot read it");
+        goto fail;
+    }
+    if (srv->tls_ca && !(flags & MHD_USE_TLS)) {
+        snprintf(errstr, errstr_size, "http.tls.client.ca.file needs http.tls.cert.file");
+        goto fail;
+    }
+    struct MHD_OptionItem tls_opts[] = {
+        {srv->tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, srv->tls_cert},
+        {srv->tls_key ? MHD_OPTION_HTTPS_MEM_KEY : MHD_OPTION_END, 0, srv->tls_key},
+        {srv->tls_ca ? MHD_OPTION_HTTPS_MEM_TRUST : MHD_OPTION_END, 0, srv->tls_ca},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    /* an END before the last entry ends the array early: compact the used ones */
+    size_t used = 0;
+    for (size_t i = 0; i < 3; i++)
+        if (tls_opts[i].option != MHD_OPTION_END)
+            tls_opts[used++] = tls_opts[i];
+    tls_opts[used] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     srv->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE,
-        (unsigned)(l->threads > 1 ? l->threads : 0), MHD_OPTION_CONNECTION_LIMIT,
-        l->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT, l->max_per_client,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)l->idle_timeout_s, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+        MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(l->threads > 1 ? l->threads : 0),
+        MHD_OPTION_CONNECTION_LIMIT, l->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        l->max_per_client, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)l->idle_timeout_s,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
+        srv, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
     if (!srv->daemon) {
         snprintf(errstr, errstr_size, "cannot listen on %s (in use, or not a local address?)",
                  conf->listen);
@@ -868,6 +1059,9 @@ fail:
     if (srv->daemon)
         MHD_stop_daemon(srv->daemon);
     free(srv->workers);
+    free(srv->tls_cert);
+    free(srv->tls_key);
+    free(srv->tls_ca);
     pthread_mutex_destroy(&srv->mu);
     pthread_cond_destroy(&srv->cv);
     pthread_mutex_destroy(&srv->conn_mu);
@@ -950,6 +1144,9 @@ void es_http_server_stop(es_http_server_t *srv)
     if (srv->nsuspended == 0) {
         pthread_mutex_destroy(&srv->mu);
         pthread_cond_destroy(&srv->cv);
+        free(srv->tls_cert);
+        free(srv->tls_key);
+        free(srv->tls_ca);
         free(srv);
     }
 }

@@ -9,7 +9,9 @@
  */
 #include "escqrs/record.h"
 
+#include <stdbool.h>
 #include <stdio.h>
+#include <string.h>
 
 es_err_t es_record_payload(avro_value_t *value, avro_value_t *payload, const char **type,
                            char *errstr, size_t errstr_size)
@@ -102,4 +104,54 @@ es_err_t es_record_int(avro_value_t *rec, const char *name, int32_t *v, char *er
         return ES_ERR_DECODE;
     }
     return ES_ERR_OK;
+}
+
+es_err_t es_principal_set(avro_value_t *rec, const char *subject, const char *client_id)
+{
+    avro_value_t f, br, field;
+    if (avro_value_get_by_name(rec, "principal", &f, NULL))
+        return ES_ERR_OK; /* an older schema: nothing to record */
+    if (!subject || !*subject)
+        return avro_value_set_branch(&f, 0, &br) || avro_value_set_null(&br) ? ES_ERR_ENCODE
+                                                                             : ES_ERR_OK;
+    if (avro_value_set_branch(&f, 1, &br) || avro_value_get_by_name(&br, "subject", &field, NULL) ||
+        avro_value_set_string(&field, subject) ||
+        avro_value_get_by_name(&br, "client_id", &field, NULL))
+        return ES_ERR_ENCODE;
+    avro_value_t cb;
+    bool has_client = client_id && *client_id;
+    if (avro_value_set_branch(&field, has_client ? 1 : 0, &cb) ||
+        (has_client ? avro_value_set_string(&cb, client_id) : avro_value_set_null(&cb)))
+        return ES_ERR_ENCODE;
+    return ES_ERR_OK;
+}
+
+/* A string of a ["null", "string"] union, or NULL. */
+static const char *opt_str(avro_value_t *u)
+{
+    avro_value_t br;
+    const char *s = NULL;
+    size_t len;
+    if (avro_value_get_type(u) != AVRO_UNION || avro_value_get_current_branch(u, &br) ||
+        avro_value_get_type(&br) != AVRO_STRING || avro_value_get_string(&br, &s, &len))
+        return NULL;
+    return s;
+}
+
+void es_principal_get(avro_value_t *rec, char *subject, size_t subjectsz, char *client_id,
+                      size_t clientsz)
+{
+    avro_value_t f, br, field;
+    const char *s = NULL, *c = NULL;
+    size_t len;
+    if (!avro_value_get_by_name(rec, "principal", &f, NULL) &&
+        avro_value_get_type(&f) == AVRO_UNION && !avro_value_get_current_branch(&f, &br) &&
+        avro_value_get_type(&br) == AVRO_RECORD) {
+        if (!avro_value_get_by_name(&br, "subject", &field, NULL))
+            avro_value_get_string(&field, &s, &len);
+        if (!avro_value_get_by_name(&br, "client_id", &field, NULL))
+            c = opt_str(&field);
+    }
+    snprintf(subject, subjectsz, "%s", s ? s : "");
+    snprintf(client_id, clientsz, "%s", c ? c : "");
 }

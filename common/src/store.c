@@ -92,8 +92,7 @@ int64_t es_store_free_bytes(const char *path)
 
 /* Enough room to write?  The directory of a store not yet created is asked
  * through its nearest existing parent. */
-static es_err_t check_space(const char *path, size_t min_free_mb, char *errstr,
-                            size_t errstr_size)
+static es_err_t check_space(const char *path, size_t min_free_mb, char *errstr, size_t errstr_size)
 {
     char dir[1024];
     if (!min_free_mb)

@@ -17,7 +17,7 @@
 #include <string.h>
 #include <time.h>
 
-#define MAX_ROUTES 32
+#define MAX_ROUTES 32 /* query routes */
 
 static es_http_route_t routes[MAX_ROUTES];
 
@@ -430,25 +430,32 @@ static bool ready(void *opaque, char *why, size_t whysz)
     return true;
 }
 
+/* "query:carts" for "/v1/carts/{id}": the collection is the segment after /v1/. */
+static const char *query_action(const char *pattern, char *out, size_t outsz)
+{
+    const char *c = !strncmp(pattern, "/v1/", 4) ? pattern + 4 : pattern + 1;
+    size_t n = strcspn(c, "/");
+    snprintf(out, outsz, "query:%.*s", (int)n, c);
+    return out;
+}
+
 es_http_server_t *pj_http_start(es_projector_t *pj, char *errstr, size_t errstr_size)
 {
+    static char actions[MAX_ROUTES][128];
     size_t n = 0;
     for (size_t i = 0; i < pj->nrunners; i++) {
-        for (size_t k = 0; k < pj->runners[i].def->nqueries && n < MAX_ROUTES - 5; k++) {
+        for (size_t k = 0; k < pj->runners[i].def->nqueries && n < MAX_ROUTES; k++) {
             const char *pat = pj->runners[i].def->queries[k].pattern;
             bool dup = false;
             for (size_t j = 0; j < n; j++)
                 dup |= strcmp(routes[j].pattern, pat) == 0;
-            if (!dup)
-                routes[n++] = (es_http_route_t){"GET", pat, query_handler};
+            if (!dup) {
+                routes[n] = (es_http_route_t){"GET", pat, query_handler,
+                                              query_action(pat, actions[n], sizeof(actions[n]))};
+                n++;
+            }
         }
     }
-    routes[n++] = (es_http_route_t){"GET", "/admin/projections", admin_list};
-    routes[n++] = (es_http_route_t){"POST", "/admin/projections/{name}/rebuild", admin_rebuild};
-    routes[n++] = (es_http_route_t){"GET", "/admin/projections/{name}/digest", admin_digest};
-    routes[n++] = (es_http_route_t){"POST", "/admin/projections/{name}/freeze", admin_freeze};
-    routes[n++] = (es_http_route_t){"DELETE", "/admin/projections/{name}/frozen/{label}",
-                                    admin_frozen_delete};
     es_http_server_conf_t hc = {
         .max_body = 4096,
         .routes = routes,
@@ -456,7 +463,39 @@ es_http_server_t *pj_http_start(es_projector_t *pj, char *errstr, size_t errstr_
         .opaque = pj,
         .metrics = pj->metrics,
         .ready = ready,
+        .auth = pj->auth,
     };
     es_http_server_conf_from(pj->conf, &hc);
+    return es_http_server_start(&hc, errstr, errstr_size);
+}
+
+/*
+ * The admin listener (admin.listen, loopback by default): the admin routes,
+ * each behind its own admin:<operation> action, and health and metrics
+ * (open: the network, not a token, protects this port).  The query
+ * listener never serves /admin.
+ */
+es_http_server_t *pj_admin_start(es_projector_t *pj, char *errstr, size_t errstr_size)
+{
+    static const es_http_route_t admin_routes[] = {
+        {"GET", "/admin/projections", admin_list, "admin:list"},
+        {"POST", "/admin/projections/{name}/rebuild", admin_rebuild, "admin:rebuild"},
+        {"GET", "/admin/projections/{name}/digest", admin_digest, "admin:digest"},
+        {"POST", "/admin/projections/{name}/freeze", admin_freeze, "admin:freeze"},
+        {"DELETE", "/admin/projections/{name}/frozen/{label}", admin_frozen_delete,
+         "admin:frozen-delete"},
+    };
+    es_http_server_conf_t hc = {
+        .max_body = 4096,
+        .routes = admin_routes,
+        .nroutes = sizeof(admin_routes) / sizeof(admin_routes[0]),
+        .opaque = pj,
+        .metrics = pj->metrics,
+        .ready = ready,
+        .auth = pj->auth,
+        .metrics_open = true,
+    };
+    es_http_server_conf_from(pj->conf, &hc);
+    hc.listen = es_conf_get(pj->conf, "admin.listen");
     return es_http_server_start(&hc, errstr, errstr_size);
 }

@@ -1652,6 +1652,8 @@ es_projector_t *pj_new(es_conf_t *conf, char *errstr, size_t errstr_size)
         goto fail;
     if (!(pj->watch = es_kafka_watch_start(conf, NULL, 0, errstr, errstr_size)))
         goto fail;
+    if (!(pj->auth = es_auth_new(conf, errstr, errstr_size)))
+        goto fail;
 
     names = es_strdup(es_conf_get(conf, "projections"));
     size_t cap = 1;
@@ -1745,6 +1747,7 @@ void pj_destroy(es_projector_t *pj)
     }
     free(pj->runners);
     es_kafka_watch_stop(pj->watch);
+    es_auth_destroy(pj->auth);
     es_producer_destroy(pj->dlq_producer);
     es_registry_destroy(pj->reg);
     es_metrics_destroy(pj->metrics);

@@ -18,7 +18,12 @@ static const es_conf_def_t projector_defs[] = {
     {.name = "http.listen",
      .type = ES_CONF_STRING,
      .defval = "127.0.0.1:8090",
-     .desc = "Address of the query and admin API (port 0 picks a free port)"},
+     .desc = "Address of the query API (port 0 picks a free port)"},
+    {.name = "admin.listen",
+     .type = ES_CONF_STRING,
+     .defval = "127.0.0.1:8091",
+     .desc = "Address of the admin API (/admin: rebuild, freeze, digest, ...), /healthz, "
+             "/readyz and /metrics; keep it off the public network (port 0: a free port)"},
     {.name = "store.path",
      .type = ES_CONF_STRING,
      .defval = "./data/projector",
@@ -75,8 +80,9 @@ static const es_conf_def_t projector_defs[] = {
 };
 
 static const es_conf_def_t *const tables[] = {
-    es_conf_common_defs, es_kafka_conf_defs, es_kafka_watch_conf_defs, es_registry_conf_defs,
-    es_store_conf_defs,  es_http_conf_defs,  projector_defs,           NULL};
+    es_conf_common_defs,   es_kafka_conf_defs, es_kafka_watch_conf_defs,
+    es_registry_conf_defs, es_store_conf_defs, es_http_conf_defs,
+    es_auth_conf_defs,     projector_defs,     NULL};
 
 static volatile sig_atomic_t stop_signal;
 
@@ -90,7 +96,7 @@ int main(int argc, char **argv, char **envp)
     char errstr[1024];
     es_conf_t *conf = es_conf_load_or_exit("escqrs-projector", tables, &argc, argv, envp);
     es_projector_t *pj = NULL;
-    es_http_server_t *srv = NULL;
+    es_http_server_t *srv = NULL, *admin = NULL;
     int rc = 1;
 
     signal(SIGPIPE, SIG_IGN);
@@ -100,6 +106,7 @@ int main(int argc, char **argv, char **envp)
     pj = pj_new(conf, errstr, sizeof(errstr));
     if (!pj) {
         es_log_error("projector", "%s", errstr);
+        rc = 2; /* configuration: a restart does not help */
         goto out;
     }
     srv = pj_http_start(pj, errstr, sizeof(errstr));
@@ -107,17 +114,23 @@ int main(int argc, char **argv, char **envp)
         es_log_error("projector", "http: %s", errstr);
         goto out;
     }
+    admin = pj_admin_start(pj, errstr, sizeof(errstr));
+    if (!admin) {
+        es_log_error("projector", "admin.listen: %s", errstr);
+        goto out;
+    }
     if (pj_start(pj, errstr, sizeof(errstr))) {
         es_log_error("projector", "%s", errstr);
         goto out;
     }
-    es_log_info("projector", "serving on port %d (%zu projection(s))", es_http_server_port(srv),
-                pj->nrunners);
+    es_log_info("projector", "serving on port %d, admin on port %d (%zu projection(s))",
+                es_http_server_port(srv), es_http_server_port(admin), pj->nrunners);
     while (!stop_signal)
         usleep(100 * 1000); /* the signal may land on any thread: poll the flag */
     es_log_info("projector", "signal %d: stopping", (int)stop_signal);
     rc = 0;
 out:
+    es_http_server_stop(admin);
     es_http_server_stop(srv);
     pj_destroy(pj);
     es_conf_destroy(conf);

@@ -13,6 +13,7 @@
 #ifndef ESCQRS_PROJECTOR_H
 #define ESCQRS_PROJECTOR_H
 
+#include "escqrs/auth.h"
 #include "escqrs/conf.h"
 #include "escqrs/http.h"
 #include "escqrs/kafka.h"
@@ -123,6 +124,7 @@ struct es_projector_s {
     es_conf_t *conf;
     es_registry_t *reg;
     es_kafka_watch_t *watch; /* is a broker answering? (readiness) */
+    es_auth_t *auth;         /* who may query and administer */
     es_metrics_t *metrics;
     es_producer_t *dlq_producer;
     pthread_mutex_t dlq_mu; /* the DLQ producer is shared by loops */
@@ -188,7 +190,10 @@ json_t *pj_frozen_json(pj_runner_t *r);
 void pj_format_time(int64_t ms, char *out, size_t outsz);
 
 /* api.c */
+/** @brief The query listener (http.listen): the projections' query routes. */
 es_http_server_t *pj_http_start(es_projector_t *pj, char *errstr, size_t errstr_size);
+/** @brief The admin listener (admin.listen): /admin routes, health and metrics. */
+es_http_server_t *pj_admin_start(es_projector_t *pj, char *errstr, size_t errstr_size);
 
 /* asof.c */
 /** @brief Fold aggregate @p id's events up to @p ts_ms into @p map. */

@@ -378,6 +378,8 @@ static es_err_t catchup_apply(cs_t *cs, rd_kafka_message_t *m, char *errstr, siz
     e->o.version = version;
     snprintf(e->o.position, sizeof(e->o.position), "%d:%" PRId64, (int)m->partition, m->offset);
     e->o.processed_at = occurred;
+    es_principal_get(v, e->o.principal, sizeof(e->o.principal), e->o.principal_client,
+                     sizeof(e->o.principal_client));
     return ES_ERR_OK;
 }
 
@@ -528,9 +530,9 @@ static bool opt_long(avro_value_t *rec, const char *name, int64_t *v)
 
 /* Build, encode and produce event @p i of the emitter for the command. */
 static es_err_t produce_event(cs_t *cs, const char *agg_id, const char *cmd_id,
-                              const char *correlation, int64_t version, const char *type,
-                              avro_value_t *payload, int32_t partition, char *errstr,
-                              size_t errstr_size)
+                              const char *correlation, const es_outcome_t *o, int64_t version,
+                              const char *type, avro_value_t *payload, int32_t partition,
+                              char *errstr, size_t errstr_size)
 {
     avro_value_t *env = &cs->ev_value, f, br, pu;
     char event_id[ES_UUID_STR_LEN];
@@ -548,6 +550,8 @@ static es_err_t produce_event(cs_t *cs, const char *agg_id, const char *cmd_id,
         goto avro_fail;
     if (correlation ? avro_value_set_branch(&f, 1, &br) || avro_value_set_string(&br, correlation)
                     : avro_value_set_branch(&f, 0, &br) || avro_value_set_null(&br))
+        goto avro_fail;
+    if (es_principal_set(env, o->principal, o->principal_client)) /* who sent its command */
         goto avro_fail;
     if (avro_value_get_by_name(env, "payload", &pu, NULL))
         goto avro_fail;
@@ -628,6 +632,8 @@ static es_err_t handle_command(cs_t *cs, rd_kafka_message_t *m, char *errstr, si
     snprintf(o->aggregate_id, sizeof(o->aggregate_id), "%s", agg_id);
     o->has_expected = opt_long(v, "expected_version", &o->expected_version);
     o->processed_at = now_ms();
+    es_principal_get(v, o->principal, sizeof(o->principal), o->principal_client,
+                     sizeof(o->principal_client));
     uint64_t fp = es_command_fingerprint(v);
 
     if ((err = agg_load(cs, agg_id, &a, errstr, errstr_size)) ||
@@ -666,7 +672,7 @@ static es_err_t handle_command(cs_t *cs, rd_kafka_message_t *m, char *errstr, si
                 const char *etype;
                 avro_value_t *ev = es_emitter_event(cs->em, i, &etype);
                 int64_t ver = a->version + 1;
-                if ((err = produce_event(cs, agg_id, cmd_id, correlation, ver, etype, ev,
+                if ((err = produce_event(cs, agg_id, cmd_id, correlation, o, ver, etype, ev,
                                          m->partition, errstr, errstr_size)))
                     return err;
                 if ((err = cs->def->evolve(a->state, etype, ev, errstr, errstr_size)))

@@ -33,6 +33,7 @@
 #include "escqrs/envelope.h"
 #include "escqrs/kafka.h"
 #include "escqrs/log.h"
+#include "escqrs/record.h"
 #include "escqrs/registry.h"
 #include "escqrs/serde.h"
 
@@ -80,6 +81,7 @@ struct gw_s {
     es_serde_t *res_serde; /* results thread only */
     rd_kafka_t *prod, *results;
     es_kafka_watch_t *watch; /* broker reachable? command services there? */
+    es_auth_t *auth;         /* who may send which command */
     pthread_t poll_thr, res_thr;
     bool threads;
     atomic_bool stop, ready;
@@ -459,8 +461,8 @@ static void reply_error(gw_t *gw, es_http_resp_t *resp, int status, const char *
 /* Fill the command envelope and encode it (agg mutex held). */
 static es_err_t build_command(gw_agg_t *ag, const es_command_def_t *cd, const char *cmd_id,
                               const char *agg_id, bool has_expected, int64_t expected,
-                              const char *body, size_t len, es_buf_t *out, const char **code,
-                              char *msg, size_t msgsz)
+                              const es_principal_t *who, const char *body, size_t len,
+                              es_buf_t *out, const char **code, char *msg, size_t msgsz)
 {
     avro_value_t *v = &ag->value, f, br;
     char errstr[512];
@@ -479,6 +481,8 @@ static es_err_t build_command(gw_agg_t *ag, const es_command_def_t *cd, const ch
                        : avro_value_set_branch(&f, 0, &br) || avro_value_set_null(&br));
     rc = rc || avro_value_get_by_name(v, "correlation_id", &f, NULL) ||
          avro_value_set_branch(&f, 0, &br) || avro_value_set_null(&br);
+    /* who sent it: the command service copies it into every event and the outcome */
+    rc = rc || es_principal_set(v, who->subject, who->client_id) != ES_ERR_OK;
     if (rc) {
         *code = "internal";
         snprintf(msg, msgsz, "command envelope: %s", avro_strerror());
@@ -559,8 +563,9 @@ static void command_handler(void *opaque, es_http_req_t *req, es_http_resp_t *re
         has_expected = true;
     }
     pthread_mutex_lock(&ag->mu);
-    es_err_t err = build_command(ag, cd, cmd_id, agg_id, has_expected, expected, body, len, &rec,
-                                 &code, msg, sizeof(msg));
+    es_err_t err =
+        build_command(ag, cd, cmd_id, agg_id, has_expected, expected, es_http_req_principal(req),
+                      body, len, &rec, &code, msg, sizeof(msg));
     pthread_mutex_unlock(&ag->mu);
     if (err) {
         reply_error(gw, resp, err == ES_ERR_INVALID_ARG ? 400 : 500, code, msg);
@@ -635,7 +640,8 @@ static bool gw_ready(void *opaque, char *why, size_t whysz)
 es_http_server_t *gw_http_start(gw_t *gw, char *errstr, size_t errstr_size)
 {
     static const es_http_route_t routes[] = {
-        {"POST", "/v1/{collection}/{id}/{command}", command_handler},
+        {"POST", "/v1/{collection}/{id}/{command}", command_handler,
+         "command:{collection}.{command}"},
     };
     es_http_server_conf_t hc = {
         .max_body = (size_t)es_conf_get_int(gw->conf, "http.max.body"),
@@ -644,6 +650,7 @@ es_http_server_t *gw_http_start(gw_t *gw, char *errstr, size_t errstr_size)
         .opaque = gw,
         .metrics = gw->metrics,
         .ready = gw_ready,
+        .auth = gw->auth,
     };
     es_http_server_conf_from(gw->conf, &hc);
     return es_http_server_start(&hc, errstr, errstr_size);
@@ -701,6 +708,8 @@ gw_t *gw_new(const es_conf_t *conf, es_metrics_t *metrics, char *errstr, size_t 
         goto fail;
     }
     if (!(gw->watch = es_kafka_watch_start(conf, groups, gw->naggs, errstr, errstr_size)))
+        goto fail;
+    if (!(gw->auth = es_auth_new(conf, errstr, errstr_size)))
         goto fail;
 
     if (!(pc = es_kafka_conf_build(conf, ES_CONF_ROLE_PRODUCER, errstr, errstr_size)))
@@ -793,6 +802,7 @@ void gw_destroy(gw_t *gw)
         rd_kafka_destroy(gw->results);
     }
     es_kafka_watch_stop(gw->watch);
+    es_auth_destroy(gw->auth);
     for (size_t i = 0; i < gw->naggs; i++) {
         if (gw->aggs[i].have_value)
             avro_value_decref(&gw->aggs[i].value);

@@ -48,6 +48,7 @@ static const es_conf_def_t *const tables[] = {es_conf_common_defs,
                                               es_kafka_watch_conf_defs,
                                               es_registry_conf_defs,
                                               es_http_conf_defs,
+                                              es_auth_conf_defs,
                                               gateway_defs,
                                               NULL};
 
@@ -74,6 +75,7 @@ int main(int argc, char **argv, char **envp)
     gw = gw_new(conf, metrics, errstr, sizeof(errstr));
     if (!gw) {
         es_log_error("gateway", "%s", errstr);
+        rc = 2; /* configuration: a restart does not help */
         goto out;
     }
     srv = gw_http_start(gw, errstr, sizeof(errstr));

@@ -85,7 +85,8 @@ static const char *script(kind_t k)
                "{\"amount_cents\":1aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     case ENDLESS_CHUNKS:
         return "POST /v1/accounts/a/deposit HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
-               "\r\n1\r\na\r\n1\r\na\r\n1\r\na\r\n1\r\na\r\n1\r\na\r\n1\r\na\r\n1\r\na\r\n1\r\na\r\n";
+               "\r\n1\r\na\r\n1\r\na\r\n1\r\na\r\n1\r\na\r\n1\r\na\r\n1\r\na\r\n1\r\na\r\n1\r\na\r"
+               "\n";
     default:
         return "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage garbage garbage garbage";
     }
@@ -149,8 +150,8 @@ static double normal_deposit(int i)
     char key[200];
     snprintf(key, sizeof(key), "%sn-%d", st.prefix, i);
     double t0 = now_ms();
-    int status = wt_post(&st.gw, "/v1/accounts/normal/deposit", "{\"amount_cents\":5}", 18, key,
-                         NULL, NULL);
+    int status =
+        wt_post(&st.gw, "/v1/accounts/normal/deposit", "{\"amount_cents\":5}", 18, key, NULL, NULL);
     return status == 200 ? now_ms() - t0 : -1;
 }
 

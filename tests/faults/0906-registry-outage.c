@@ -14,6 +14,7 @@
  * answers with its item), the DLQ is empty, /readyz is 200.  Prints how long
  * the projector took to go on after the registry was back.
  */
+#include "escqrs/record.h"
 #include "projections.h"
 #include "readtest.h"
 #include "testutil.h"
@@ -74,6 +75,7 @@ static void fill_v2(avro_value_t *ev, const char *cart)
     avro_value_set_branch(&f, 0, &br);
     avro_value_get_by_name(ev, "channel", &f, NULL);
     avro_value_set_string(&f, "mobile");
+    es_principal_set(ev, NULL, NULL);
     avro_value_get_by_name(ev, "payload", &f, NULL);
     avro_value_set_branch(&f, 0, &payload); /* ItemAdded */
     avro_value_get_by_name(&payload, "sku", &f, NULL);
@@ -88,8 +90,7 @@ static int ready_status(rt_proc_t *p, char *reason, size_t rsz)
 {
     json_t *b = NULL;
     int st = rt_http(p, "GET", "/readyz", &b);
-    snprintf(reason, rsz, "%s",
-             es_test_or_empty(json_string_value(json_object_get(b, "reason"))));
+    snprintf(reason, rsz, "%s", es_test_or_empty(json_string_value(json_object_get(b, "reason"))));
     json_decref(b);
     return st;
 }
@@ -207,8 +208,7 @@ static void test_registry_outage(void)
 int main(void)
 {
     static const es_test_case_t cases[] = {
-        {"new writer schema while the registry is down: waits, not poison",
-         test_registry_outage},
+        {"new writer schema while the registry is down: waits, not poison", test_registry_outage},
         {NULL, NULL},
     };
     return es_test_run("fault-registry-outage", cases);

@@ -8,6 +8,7 @@
  * ignored, and `escqrs schemas check` accepts v2 but refuses v3 with the
  * registry's reason.  Subjects are unique per run.
  */
+#include "escqrs/record.h"
 #include "escqrs/serde.h"
 #include "testutil.h"
 
@@ -35,6 +36,7 @@ static void fill_event(avro_value_t *ev, const char *cart, int64_t version)
     avro_value_set_string(&f, "cmd-1");
     avro_value_get_by_name(ev, "correlation_id", &f, NULL);
     avro_value_set_branch(&f, 0, &br);
+    es_principal_set(ev, "alice", NULL); /* who sent it, kept across versions */
     avro_value_get_by_name(ev, "payload", &f, NULL);
     avro_value_set_branch(&f, 1, &payload); /* ItemRemoved */
     avro_value_get_by_name(&payload, "sku", &f, NULL);

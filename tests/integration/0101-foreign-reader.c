@@ -10,6 +10,7 @@
  */
 #include "escqrs/envelope.h"
 #include "escqrs/kafka.h"
+#include "escqrs/record.h"
 #include "escqrs/serde.h"
 #include "testutil.h"
 
@@ -88,6 +89,7 @@ static void produce_events(int *schema_id)
         avro_value_set_branch(&f, i == 1 ? 1 : 0, &p);
         if (i == 1)
             avro_value_set_string(&p, "corr-1");
+        es_principal_set(&ev, i == 1 ? "alice" : NULL, i == 1 ? "web-app" : NULL);
         avro_value_get_by_name(&ev, "payload", &f, NULL);
         avro_value_set_branch(&f, i, &p);
         if (i < 2) {
@@ -147,6 +149,13 @@ static void test_python_reads_our_events(void)
             ES_ASSERT_STR_EQ(json_string_value(corr), "corr-1");
         } else {
             CU_ASSERT_TRUE(json_is_null(corr));
+        }
+        json_t *who = json_object_get(v, "principal"); /* a nested record, or null */
+        if (version == 2) {
+            ES_ASSERT_STR_EQ(json_string_value(json_object_get(who, "subject")), "alice");
+            ES_ASSERT_STR_EQ(json_string_value(json_object_get(who, "client_id")), "web-app");
+        } else {
+            CU_ASSERT_TRUE(json_is_null(who));
         }
         json_t *payload = json_object_get(v, "payload");
         if (s->sku) {

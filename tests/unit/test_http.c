@@ -211,9 +211,9 @@ static void *answer_parked(void *arg)
 static es_http_server_t *start_hostile(es_http_limits_t limits, int *port)
 {
     static const es_http_route_t routes[] = {
-        {"POST", "/v1/carts/{id}/{cmd}", echo_handler},
-        {"GET", "/block", blocking_handler},
-        {"GET", "/defer", deferring_handler},
+        {"POST", "/v1/carts/{id}/{cmd}", echo_handler, "command:carts.{cmd}"},
+        {"GET", "/block", blocking_handler, "query:block"},
+        {"GET", "/defer", deferring_handler, "query:defer"},
     };
     es_http_server_conf_t conf = {.listen = "127.0.0.1:0",
                                   .max_body = 1024,
@@ -417,7 +417,7 @@ static void test_deferred(void)
 static void test_server(void)
 {
     static const es_http_route_t routes[] = {
-        {"POST", "/v1/carts/{id}/{cmd}", echo_handler},
+        {"POST", "/v1/carts/{id}/{cmd}", echo_handler, "command:carts.{cmd}"},
     };
     es_metrics_t *m = es_metrics_new();
     es_counter_add(es_metrics_counter(m, "escqrs_test_total", "t", NULL), 5);

@@ -88,6 +88,8 @@ typedef struct es_outcome_s {
     } events[ES_AGG_MAX_EVENTS];
     char position[48]; /**< "<partition>:<offset>" of the last event, "" when none */
     int64_t processed_at;
+    char principal[256];        /**< who sent the command (token subject), "" when unknown */
+    char principal_client[256]; /**< the OAuth client it was issued to, "" when none */
 } es_outcome_t;
 
 /** @brief Fill a CommandResult record value from @p o. */

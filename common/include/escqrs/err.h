@@ -35,7 +35,7 @@
     X(DECODE, 44, "Record body cannot be decoded")                                                 \
     X(ENCODE, 45, "Value cannot be encoded")                                                       \
     X(STORE, 50, "RocksDB store error")                                                            \
-    X(NO_SPACE, 51, "Too little free disk space for the store to write; waiting for space")      \
+    X(NO_SPACE, 51, "Too little free disk space for the store to write; waiting for space")        \
     X(HTTP, 60, "HTTP error")                                                                      \
     X(REJECTED, 70, "Command rejected by the aggregate (an answer, not a failure)")                \
     X(VERSION_CONFLICT, 71, "Expected aggregate version does not match")                           \

@@ -29,6 +29,7 @@
 #ifndef ESCQRS_HTTP_H
 #define ESCQRS_HTTP_H
 
+#include "escqrs/auth.h"
 #include "escqrs/conf.h"
 #include "escqrs/err.h"
 #include "escqrs/metrics.h"
@@ -51,6 +52,8 @@ const char *es_http_req_param(const es_http_req_t *req, size_t i);
 const char *es_http_req_query(const es_http_req_t *req, const char *name);
 /** @brief A request header (case-insensitive name), or NULL. */
 const char *es_http_req_header(const es_http_req_t *req, const char *name);
+/** @brief Who sent the request (anonymous when authentication is off). */
+const es_principal_t *es_http_req_principal(const es_http_req_t *req);
 /** @brief The request body (NUL-terminated for convenience) and its length. */
 const char *es_http_req_body(const es_http_req_t *req, size_t *len);
 
@@ -91,6 +94,11 @@ typedef struct es_http_route_s {
     const char *method;  /**< "GET", "POST", ... */
     const char *pattern; /**< "/v1/carts/{id}" */
     es_http_handler_t *handler;
+    /** What a caller must be allowed (auth.h), with the pattern's {names}
+     *  filled in: "command:{collection}.{command}", "query:carts",
+     *  "admin:rebuild".  A route without one is refused when authentication
+     *  is on (default deny). */
+    const char *action;
 } es_http_route_t;
 
 /** Connection and concurrency limits (es_http_server_conf_from() reads `http.*`). */
@@ -115,6 +123,14 @@ typedef struct es_http_server_conf_s {
      *  Called on an event thread: must answer at once. */
     bool (*ready)(void *opaque, char *why, size_t whysz);
     es_http_limits_t limits; /**< zeroes take the defaults of es_http_conf_defs */
+    /** Who may call (NULL or auth.mode=none: everyone).  Not owned. */
+    const es_auth_t *auth;
+    /** /metrics answers without credentials (a listener the network protects,
+     *  such as an admin port); otherwise it needs the action "metrics". */
+    bool metrics_open;
+    /** TLS: PEM certificate and key files (NULL: plain HTTP); a client CA file
+     *  makes a client certificate signed by it mandatory (mutual TLS). */
+    const char *tls_cert_file, *tls_key_file, *tls_client_ca_file;
 } es_http_server_conf_t;
 
 /** @brief The `http.*` limits keys; add to the tables of a program that serves HTTP. */
@@ -146,6 +162,21 @@ void es_http_server_stop(es_http_server_t *srv);
 es_err_t es_http_fetch(const char *method, const char *url, const char *content_type,
                        const char *body, int timeout_ms, long *status, es_buf_t *resp, char *errstr,
                        size_t errstr_size);
+
+/** TLS and credentials of a client request (every field may be NULL). */
+typedef struct es_http_client_opts_s {
+    const char *ca_file;   /**< CA bundle for the server's certificate (NULL: the system's) */
+    const char *cert_file; /**< client certificate, PEM (mutual TLS) */
+    const char *key_file;  /**< its private key, PEM */
+    const char *basic_user, *basic_password; /**< HTTP basic authentication */
+    const char *bearer_token;                /**< Authorization: Bearer <token> */
+} es_http_client_opts_t;
+
+/** @brief es_http_fetch_with_headers() with TLS and credentials @p opts (may be NULL). */
+es_err_t es_http_fetch_opts(const char *method, const char *url, const char *content_type,
+                            const char *const *headers, const char *body, int timeout_ms,
+                            const es_http_client_opts_t *opts, long *status, es_buf_t *resp,
+                            char *errstr, size_t errstr_size);
 
 /** @brief es_http_fetch() with extra request @p headers ("Name: value", NULL-terminated). */
 es_err_t es_http_fetch_with_headers(const char *method, const char *url, const char *content_type,

@@ -28,4 +28,19 @@ es_err_t es_record_long(avro_value_t *rec, const char *name, int64_t *v, char *e
 es_err_t es_record_int(avro_value_t *rec, const char *name, int32_t *v, char *errstr,
                        size_t errstr_size);
 
+/**
+ * @brief Set the `principal` field (["null", Principal]) of envelope record
+ *        @p rec: null when @p subject is NULL or empty, else {subject,
+ *        client_id} (client_id null when NULL or empty).  A record without
+ *        the field (an older schema) is left as it is.
+ */
+es_err_t es_principal_set(avro_value_t *rec, const char *subject, const char *client_id);
+
+/**
+ * @brief Read the `principal` field of @p rec into @p subject and
+ *        @p client_id ("" when null, or when the record has no such field).
+ */
+void es_principal_get(avro_value_t *rec, char *subject, size_t subjectsz, char *client_id,
+                      size_t clientsz);
+
 #endif

@@ -1,0 +1,236 @@
+/*
+ * auth.c — `escqrs auth keygen|token`: development keys and tokens, so the
+ * local stack, the demo and the tests run with authentication on without an
+ * OIDC provider.
+ *
+ *   escqrs auth keygen --dir DIR [--kid KID]
+ *       DIR/signing-key.pem (RSA 2048, private: keep it) and DIR/jwks.json
+ *       (its public key as a JWKS: give it to auth.jwks.file).
+ *   escqrs auth token --key DIR/signing-key.pem --issuer I --audience A
+ *                     --sub S [--kid KID] [--scope "a b"] [--role R]...
+ *                     [--client C] [--ttl SECONDS] [--alg RS256]
+ *       prints a signed JWT (RS256) on stdout.
+ *
+ * In production the tokens come from the OIDC provider; docs/security.md.
+ */
+#include "cli.h"
+
+#include "escqrs/mem.h"
+
+#include <jansson.h>
+#include <jwt.h>
+#include <openssl/bio.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+static void b64url(const unsigned char *in, size_t len, es_buf_t *out)
+{
+    static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    es_buf_clear(out);
+    for (size_t i = 0; i < len; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        if (i + 1 < len)
+            v |= (uint32_t)in[i + 1] << 8;
+        if (i + 2 < len)
+            v |= in[i + 2];
+        char c[4] = {tab[(v >> 18) & 63], tab[(v >> 12) & 63], tab[(v >> 6) & 63], tab[v & 63]};
+        es_buf_append(out, c, i + 2 < len ? 4 : i + 1 < len ? 3 : 2);
+    }
+    es_buf_append(out, "", 1);
+    out->len--;
+}
+
+static bool bn_b64url(EVP_PKEY *pkey, const char *name, es_buf_t *out)
+{
+    BIGNUM *bn = NULL;
+    if (!EVP_PKEY_get_bn_param(pkey, name, &bn))
+        return false;
+    int n = BN_num_bytes(bn);
+    unsigned char *bytes = es_malloc((size_t)n + 1);
+    BN_bn2bin(bn, bytes);
+    b64url(bytes, (size_t)n, out);
+    free(bytes);
+    BN_free(bn);
+    return true;
+}
+
+static int keygen(int argc, char **argv)
+{
+    const char *dir = NULL, *kid = "escqrs-dev-1";
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--dir") && i + 1 < argc)
+            dir = argv[++i];
+        else if (!strcmp(argv[i], "--kid") && i + 1 < argc)
+            kid = argv[++i];
+        else {
+            fprintf(stderr, "usage: escqrs auth keygen --dir DIR [--kid KID]\n");
+            return CLI_EXIT_USAGE;
+        }
+    }
+    if (!dir) {
+        fprintf(stderr, "usage: escqrs auth keygen --dir DIR [--kid KID]\n");
+        return CLI_EXIT_USAGE;
+    }
+    char path[1024];
+    mkdir(dir, 0700);
+    EVP_PKEY *pkey = EVP_RSA_gen(2048);
+    es_buf_t n = {0}, e = {0};
+    int rc = CLI_EXIT_FAILURE;
+    if (!pkey || !bn_b64url(pkey, OSSL_PKEY_PARAM_RSA_N, &n) ||
+        !bn_b64url(pkey, OSSL_PKEY_PARAM_RSA_E, &e)) {
+        fprintf(stderr, "escqrs auth keygen: OpenSSL could not make an RSA key\n");
+        goto out;
+    }
+    snprintf(path, sizeof(path), "%s/signing-key.pem", dir);
+    FILE *f = fopen(path, "w");
+    if (!f || !PEM_write_PrivateKey(f, pkey, NULL, NULL, 0, NULL, NULL)) {
+        fprintf(stderr, "escqrs auth keygen: cannot write %s\n", path);
+        if (f)
+            fclose(f);
+        goto out;
+    }
+    fclose(f);
+    chmod(path, 0600);
+    json_t *jwks = json_pack("{s:[{s:s, s:s, s:s, s:s, s:s, s:s}]}", "keys", "kty", "RSA", "use",
+                             "sig", "alg", "RS256", "kid", kid, "n", n.data, "e", e.data);
+    snprintf(path, sizeof(path), "%s/jwks.json", dir);
+    if (json_dump_file(jwks, path, JSON_INDENT(2))) {
+        fprintf(stderr, "escqrs auth keygen: cannot write %s\n", path);
+        json_decref(jwks);
+        goto out;
+    }
+    json_decref(jwks);
+    printf("%s/signing-key.pem (private) and %s/jwks.json (public, kid %s)\n", dir, dir, kid);
+    rc = CLI_EXIT_OK;
+out:
+    EVP_PKEY_free(pkey);
+    es_buf_free(&n);
+    es_buf_free(&e);
+    return rc;
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    es_buf_t b = {0};
+    char chunk[4096];
+    size_t n;
+    if (!f)
+        return NULL;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        es_buf_append(&b, chunk, n);
+    fclose(f);
+    es_buf_append(&b, "", 1);
+    return b.data;
+}
+
+static int token(int argc, char **argv)
+{
+    const char *key = NULL, *iss = NULL, *aud = NULL, *sub = NULL, *kid = "escqrs-dev-1",
+               *scope = NULL, *client = NULL, *algname = "RS256";
+    const char *roles[16];
+    size_t nroles = 0;
+    long ttl = 3600, nbf_offset = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v)
+            goto usage;
+        if (!strcmp(a, "--key"))
+            key = v;
+        else if (!strcmp(a, "--issuer"))
+            iss = v;
+        else if (!strcmp(a, "--audience"))
+            aud = v;
+        else if (!strcmp(a, "--sub"))
+            sub = v;
+        else if (!strcmp(a, "--kid"))
+            kid = v;
+        else if (!strcmp(a, "--scope"))
+            scope = v;
+        else if (!strcmp(a, "--client"))
+            client = v;
+        else if (!strcmp(a, "--alg"))
+            algname = v;
+        else if (!strcmp(a, "--role") && nroles < 16)
+            roles[nroles++] = v;
+        else if (!strcmp(a, "--ttl"))
+            ttl = strtol(v, NULL, 10);
+        else if (!strcmp(a, "--not-before"))
+            nbf_offset = strtol(v, NULL, 10);
+        else
+            goto usage;
+        i++;
+    }
+    if (!key || !iss || !aud || !sub)
+        goto usage;
+    char *pem = slurp(key);
+    if (!pem) {
+        fprintf(stderr, "escqrs auth token: cannot read %s\n", key);
+        return CLI_EXIT_FAILURE;
+    }
+    jwt_t *jwt = NULL;
+    int rc = CLI_EXIT_FAILURE;
+    long now = (long)time(NULL);
+    jwt_alg_t alg = jwt_str_alg(algname);
+    if (jwt_new(&jwt) || jwt_add_grant(jwt, "iss", iss) || jwt_add_grant(jwt, "aud", aud) ||
+        jwt_add_grant(jwt, "sub", sub) || jwt_add_grant_int(jwt, "iat", now) ||
+        jwt_add_grant_int(jwt, "exp", now + ttl) ||
+        (nbf_offset && jwt_add_grant_int(jwt, "nbf", now + nbf_offset)) ||
+        (scope && jwt_add_grant(jwt, "scope", scope)) ||
+        (client && jwt_add_grant(jwt, "azp", client)) || jwt_add_header(jwt, "kid", kid) ||
+        alg == JWT_ALG_INVAL ||
+        jwt_set_alg(jwt, alg, (const unsigned char *)pem, (int)strlen(pem))) {
+        fprintf(stderr, "escqrs auth token: cannot build the token\n");
+        goto out;
+    }
+    if (nroles) {
+        json_t *arr = json_array();
+        for (size_t i = 0; i < nroles; i++)
+            json_array_append_new(arr, json_string(roles[i]));
+        json_t *obj = json_pack("{s:o}", "roles", arr);
+        char *text = json_dumps(obj, JSON_COMPACT);
+        json_decref(obj);
+        int bad = jwt_add_grants_json(jwt, text);
+        free(text);
+        if (bad) {
+            fprintf(stderr, "escqrs auth token: cannot add the roles\n");
+            goto out;
+        }
+    }
+    char *out = jwt_encode_str(jwt);
+    if (!out) {
+        fprintf(stderr, "escqrs auth token: signing failed (is %s a private key for %s?)\n", key,
+                algname);
+        goto out;
+    }
+    printf("%s\n", out);
+    free(out);
+    rc = CLI_EXIT_OK;
+out:
+    jwt_free(jwt);
+    free(pem);
+    return rc;
+usage:
+    fprintf(stderr, "usage: escqrs auth token --key PEM --issuer I --audience A --sub S\n"
+                    "       [--kid KID] [--scope \"a b\"] [--role R]... [--client C]\n"
+                    "       [--ttl SECONDS] [--not-before SECONDS] [--alg RS256|ES256|...]\n");
+    return CLI_EXIT_USAGE;
+}
+
+int cli_auth(es_conf_t *conf, int argc, char **argv)
+{
+    (void)conf;
+    if (argc >= 2 && !strcmp(argv[1], "keygen"))
+        return keygen(argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "token"))
+        return token(argc - 1, argv + 1);
+    fprintf(stderr, "usage: escqrs auth keygen --dir DIR | escqrs auth token --key PEM ...\n"
+                    "Development keys and tokens (docs/security.md).\n");
+    return argc >= 2 && !strcmp(argv[1], "--help") ? CLI_EXIT_OK : CLI_EXIT_USAGE;
+}
