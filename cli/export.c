@@ -223,7 +223,7 @@ static int export_run(es_conf_t *conf, int argc, char **argv, bool follow)
     }
     /* The end of the committed data shows as a partition EOF (read_committed):
      * kafka.enable.partition.eof defaults to true for the CLI's consumers. */
-    reg = es_registry_new(es_conf_get(conf, "registry.url"), 10000, 3, errstr, sizeof(errstr));
+    reg = es_registry_from_conf(conf, 3, errstr, sizeof(errstr));
     if (!reg || !(serde = es_serde_new(reg, topic, NULL, false, 0, errstr, sizeof(errstr))))
         goto out;
     if (!(cons = es_consumer_new(conf, NULL, errstr, sizeof(errstr))))

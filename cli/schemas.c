@@ -165,8 +165,7 @@ int cli_schemas(es_conf_t *conf, int argc, char **argv)
         return CLI_EXIT_FAILURE;
     }
     size_t na = aggregates(files, n, aggs);
-    es_registry_t *reg =
-        es_registry_new(es_conf_get(conf, "registry.url"), 10000, 3, errstr, sizeof(errstr));
+    es_registry_t *reg = es_registry_from_conf(conf, 3, errstr, sizeof(errstr));
     if (!reg) {
         fprintf(stderr, "escqrs schemas: %s\n", errstr);
         rc = CLI_EXIT_FAILURE;

@@ -124,9 +124,12 @@ int cli_topics(es_conf_t *conf, int argc, char **argv)
         fprintf(stderr, "escqrs topics: %s\n", errstr);
         return CLI_EXIT_FAILURE;
     }
-    int rc = !strcmp(argv[optind], "create")
-                 ? topics_create(conf, adm, argv[optind + 1], dlqs, ndlq)
-                 : topics_describe(adm, argv[optind + 1]);
+    /* <aggregate.prefix><aggregate>, as every daemon names the topics */
+    char agg[256];
+    const char *prefix = es_conf_get(conf, "aggregate.prefix");
+    snprintf(agg, sizeof(agg), "%s%s", prefix ? prefix : "", argv[optind + 1]);
+    int rc = !strcmp(argv[optind], "create") ? topics_create(conf, adm, agg, dlqs, ndlq)
+                                             : topics_describe(adm, agg);
     es_admin_destroy(adm);
     return rc;
 }

@@ -180,9 +180,9 @@ static size_t sink_cb(char *ptr, size_t size, size_t nmemb, void *ud)
 }
 
 static int request(int port, const char *method, const char *path, const char *body, size_t len,
-                   const char *idem, const char *if_match, sink_t *out)
+                   const char *idem, const char *if_match, const char *bearer, sink_t *out)
 {
-    char url[1024], h[300];
+    char url[1024], h[8300];
     long status = 0;
     struct curl_slist *hdrs = NULL;
     CURL *c = curl_easy_init();
@@ -202,7 +202,13 @@ static int request(int port, const char *method, const char *path, const char *b
         snprintf(h, sizeof(h), "If-Match: %s", if_match);
         hdrs = curl_slist_append(hdrs, h);
     }
+    if (bearer) {
+        snprintf(h, sizeof(h), "Authorization: Bearer %s", bearer);
+        hdrs = curl_slist_append(hdrs, h);
+    }
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    if (strcmp(method, "POST") && strcmp(method, "GET"))
+        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
     if (!strcmp(method, "POST")) {
         curl_easy_setopt(c, CURLOPT_POST, 1L);
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body ? body : "");
@@ -219,7 +225,19 @@ int wt_post(const wt_proc_t *gw, const char *path, const char *body, size_t len,
             const char *if_match, json_t **out)
 {
     sink_t s = {0};
-    int status = request(gw->port, "POST", path, body, len, idem, if_match, &s);
+    int status = request(gw->port, "POST", path, body, len, idem, if_match, gw->token, &s);
+    if (out)
+        *out = s.data ? json_loads(s.data, 0, NULL) : NULL;
+    free(s.data);
+    return status;
+}
+
+int wt_call(const wt_proc_t *p, const char *method, const char *path, const char *body,
+            const char *bearer, json_t **out)
+{
+    sink_t s = {0};
+    int status =
+        request(p->port, method, path, body, body ? strlen(body) : 0, NULL, NULL, bearer, &s);
     if (out)
         *out = s.data ? json_loads(s.data, 0, NULL) : NULL;
     free(s.data);
@@ -229,7 +247,7 @@ int wt_post(const wt_proc_t *gw, const char *path, const char *body, size_t len,
 int wt_get(const wt_proc_t *p, const char *path, char **raw)
 {
     sink_t s = {0};
-    int status = request(p->port, "GET", path, NULL, 0, NULL, NULL, &s);
+    int status = request(p->port, "GET", path, NULL, 0, NULL, NULL, p->token, &s);
     if (raw)
         *raw = s.data;
     else
@@ -369,6 +387,8 @@ static void event_cb(void *opaque, rd_kafka_message_t *m)
     header(m, "event-type", e->hdr_type, sizeof(e->hdr_type));
     header(m, "command-id", e->hdr_command, sizeof(e->hdr_command));
     header(m, "aggregate-version", e->hdr_version, sizeof(e->hdr_version));
+    es_principal_get(v, e->principal, sizeof(e->principal), e->principal_client,
+                     sizeof(e->principal_client));
 }
 
 /* <prefix><agg>.<suffix> of @p st. */
@@ -450,6 +470,8 @@ static void outcome_cb(void *opaque, rd_kafka_message_t *m)
         snprintf(o->reason, sizeof(o->reason), "%s", s ? s : "");
     }
     es_record_long(v, "actual_version", &o->actual_version, errstr, sizeof(errstr));
+    es_principal_get(v, o->principal, sizeof(o->principal), o->principal_client,
+                     sizeof(o->principal_client));
     es_record_long(v, "version", &o->version, errstr, sizeof(errstr));
     o->partition = m->partition;
     o->offset = m->offset;

@@ -17,6 +17,7 @@ typedef struct wt_proc_s {
     pid_t pid;
     int port;
     char log[600];
+    const char *token; /* bearer token sent by wt_post and wt_get, or NULL */
 } wt_proc_t;
 
 typedef struct wt_stack_s {
@@ -50,6 +51,12 @@ void wt_stack_stop(wt_stack_t *st);
  */
 int wt_post(const wt_proc_t *gw, const char *path, const char *body, size_t len, const char *idem,
             const char *if_match, json_t **out);
+/**
+ * @brief Any request with an optional bearer token @p bearer (NULL: none, not
+ *        even p->token); @p body may be NULL; *out the parsed answer or NULL.
+ */
+int wt_call(const wt_proc_t *p, const char *method, const char *path, const char *body,
+            const char *bearer, json_t **out);
 /** @brief GET; @p raw (may be NULL) gets the body. */
 int wt_get(const wt_proc_t *p, const char *path, char **raw);
 
@@ -63,6 +70,7 @@ typedef struct wt_event_s {
     int32_t partition;
     int64_t offset;
     char hdr_type[64], hdr_command[129], hdr_version[24];
+    char principal[256], principal_client[256]; /* "" when null */
 } wt_event_t;
 
 /** @brief Every committed event of the events topic, in partition/offset order. */
@@ -90,6 +98,7 @@ typedef struct wt_outcome_s {
     int64_t actual_version, version;
     int32_t partition;
     int64_t offset;
+    char principal[256], principal_client[256]; /* "" when null */
 } wt_outcome_t;
 
 /** @brief Every committed record of the command-results topic. */

@@ -146,8 +146,7 @@ es_policy_t *es_policy_parse(const char *text, char *errstr, size_t errstr_size)
             char *colon = strchr(who, ':');
             r.kind = who[0] == 's' ? (who[1] == 'c' ? WHO_SCOPE : WHO_SUB) : WHO_ROLE;
             if (!colon[1] || strlen(colon + 1) >= sizeof(r.name)) {
-                snprintf(errstr, errstr_size, "policy line %d: \"%s\" names nobody", lineno,
-                         who);
+                snprintf(errstr, errstr_size, "policy line %d: \"%s\" names nobody", lineno, who);
                 goto fail;
             }
             snprintf(r.name, sizeof(r.name), "%s", colon + 1);
@@ -209,12 +208,12 @@ bool es_policy_allows(const es_policy_t *pol, const es_principal_t *p, const cha
         return false;
     for (size_t i = 0; i < pol->n; i++) {
         const rule_t *r = &pol->rules[i];
-        bool applies = r->kind == WHO_ANY ||
-                       (r->kind == WHO_SCOPE && has((char(*)[ES_AUTH_NAME_MAX])p->scopes,
-                                                    p->nscopes, r->name)) ||
-                       (r->kind == WHO_ROLE &&
-                        has((char(*)[ES_AUTH_NAME_MAX])p->roles, p->nroles, r->name)) ||
-                       (r->kind == WHO_SUB && !strcmp(p->subject, r->name));
+        bool applies =
+            r->kind == WHO_ANY ||
+            (r->kind == WHO_SCOPE &&
+             has((char(*)[ES_AUTH_NAME_MAX])p->scopes, p->nscopes, r->name)) ||
+            (r->kind == WHO_ROLE && has((char(*)[ES_AUTH_NAME_MAX])p->roles, p->nroles, r->name)) ||
+            (r->kind == WHO_SUB && !strcmp(p->subject, r->name));
         for (size_t k = 0; applies && k < r->nactions; k++)
             if (pattern_matches(r->actions[k], action))
                 return true;
@@ -302,8 +301,8 @@ es_err_t es_claims_check(const char *payload_json, const es_claims_rules_t *rule
         snprintf(why, whysz, "the token expired");
         goto out;
     }
-    if (nbf && (!json_is_number(nbf) ||
-                (int64_t)json_number_value(nbf) - rules->skew_s > rules->now_s)) {
+    if (nbf &&
+        (!json_is_number(nbf) || (int64_t)json_number_value(nbf) - rules->skew_s > rules->now_s)) {
         snprintf(why, whysz, "the token is not valid yet (nbf)");
         goto out;
     }
@@ -645,7 +644,8 @@ es_auth_t *es_auth_new(const es_conf_t *conf, char *errstr, size_t errstr_size)
             goto fail;
         }
     }
-    const char *file = es_conf_get(conf, "auth.jwks.file"), *url = es_conf_get(conf, "auth.jwks.url");
+    const char *file = es_conf_get(conf, "auth.jwks.file"),
+               *url = es_conf_get(conf, "auth.jwks.url");
     if ((!file || !*file) == (!url || !*url)) {
         snprintf(errstr, errstr_size,
                  "auth.jwks.file or auth.jwks.url: exactly one is required with auth.mode=jwt");

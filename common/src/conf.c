@@ -296,6 +296,48 @@ static void env_name_of(const char *key, char *out, size_t outsz)
     out[o] = '\0';
 }
 
+/* The key an environment variable name (without "=...") sets, or false;
+ * with @p declared_only, a declared key only (no kafka.* pass-through). */
+static bool env_key(const es_conf_t *conf, const char *name, size_t nlen, bool declared_only,
+                    char *key, size_t keysz)
+{
+    /* A declared key (or a kafka.* key set earlier) whose env name matches. */
+    for (size_t i = 0; i < conf->cnt; i++) {
+        char envname[300];
+        env_name_of(conf->entries[i].name, envname, sizeof(envname));
+        if (strlen(envname) == nlen && !strncmp(envname, name, nlen)) {
+            snprintf(key, keysz, "%s", conf->entries[i].name);
+            return true;
+        }
+    }
+    if (!declared_only && nlen > ENV_PREFIX_LEN + 6 &&
+        !strncmp(name + ENV_PREFIX_LEN, "KAFKA_", 6)) {
+        /* librdkafka properties are dotted lower case: KAFKA_SOCKET_TIMEOUT_MS. */
+        size_t k = 0;
+        for (const char *p = name + ENV_PREFIX_LEN; p < name + nlen && k + 1 < keysz; p++)
+            key[k++] = *p == '_' ? '.' : (char)tolower((unsigned char)*p);
+        key[k] = '\0';
+        return true;
+    }
+    return false;
+}
+
+/* The first line of file @p path (a mounted Secret), without its newline. */
+static char *secret_from_file(const char *path, char *errstr, size_t errstr_size)
+{
+    FILE *f = fopen(path, "r");
+    char buf[8192];
+    if (!f) {
+        snprintf(errstr, errstr_size, "cannot read %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    buf[strcspn(buf, "\r\n")] = '\0';
+    return es_strdup(buf);
+}
+
 es_err_t es_conf_load_env(es_conf_t *conf, char **envp, char *errstr, size_t errstr_size)
 {
     for (char **ep = envp; ep && *ep; ep++) {
@@ -305,30 +347,30 @@ es_err_t es_conf_load_env(es_conf_t *conf, char **envp, char *errstr, size_t err
             continue;
         size_t nlen = (size_t)(eq - kv);
         char key[256];
-        const es_conf_entry_t *match = NULL;
+        char *from_file = NULL;
 
-        /* A declared key (or a kafka.* key set earlier) whose env name matches. */
-        for (size_t i = 0; i < conf->cnt && !match; i++) {
-            char envname[300];
-            env_name_of(conf->entries[i].name, envname, sizeof(envname));
-            if (strlen(envname) == nlen && !strncmp(envname, kv, nlen))
-                match = &conf->entries[i];
+        bool file = false;
+        if (!env_key(conf, kv, nlen, true, key, sizeof(key))) {
+            /* ESCQRS_<KEY>_FILE: the value of <key> is in that file (a mounted Secret) */
+            file = nlen > 5 && !strncmp(eq - 5, "_FILE", 5) &&
+                   env_key(conf, kv, nlen - 5, false, key, sizeof(key));
+            if (!file && !env_key(conf, kv, nlen, false, key, sizeof(key))) {
+                es_log_debug("conf", "ignoring environment variable %.*s: not a configuration key",
+                             (int)nlen, kv);
+                continue;
+            }
         }
-        if (match) {
-            snprintf(key, sizeof(key), "%s", match->name);
-        } else if (nlen > ENV_PREFIX_LEN + 6 && !strncmp(kv + ENV_PREFIX_LEN, "KAFKA_", 6)) {
-            /* librdkafka properties are dotted lower case: KAFKA_SOCKET_TIMEOUT_MS. */
-            size_t k = 0;
-            for (const char *p = kv + ENV_PREFIX_LEN; p < eq && k + 1 < sizeof(key); p++)
-                key[k++] = *p == '_' ? '.' : (char)tolower((unsigned char)*p);
-            key[k] = '\0';
-        } else {
-            es_log_debug("conf", "ignoring environment variable %.*s: not a configuration key",
-                         (int)nlen, kv);
-            continue;
+        if (file) {
+            char why[512];
+            if (!(from_file = secret_from_file(eq + 1, why, sizeof(why)))) {
+                snprintf(errstr, errstr_size, "environment %.*s: %s", (int)nlen, kv, why);
+                return ES_ERR_CONF;
+            }
         }
         char detail[512];
-        es_err_t err = es_conf_set(conf, key, eq + 1, "env", detail, sizeof(detail));
+        es_err_t err = es_conf_set(conf, key, from_file ? from_file : eq + 1,
+                                   from_file ? "file" : "env", detail, sizeof(detail));
+        free(from_file);
         if (err) {
             snprintf(errstr, errstr_size, "environment %.*s: %s", (int)nlen, kv, detail);
             return err;

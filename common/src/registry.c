@@ -32,6 +32,31 @@ const es_conf_def_t es_registry_conf_defs[] = {
      .min = 100,
      .max = 600000,
      .desc = "Timeout of one registry request"},
+    {.name = "registry.tls.ca.file",
+     .type = ES_CONF_STRING,
+     .defval = "",
+     .desc = "CA bundle to check an https registry's certificate with (empty: the system's)"},
+    {.name = "registry.tls.cert.file",
+     .type = ES_CONF_STRING,
+     .defval = "",
+     .desc = "Client certificate (PEM) for a registry that asks for one (mutual TLS)"},
+    {.name = "registry.tls.key.file",
+     .type = ES_CONF_STRING,
+     .defval = "",
+     .desc = "Private key (PEM) of registry.tls.cert.file"},
+    {.name = "registry.basic.auth.user",
+     .type = ES_CONF_STRING,
+     .defval = "",
+     .desc = "User for HTTP basic authentication to the registry"},
+    {.name = "registry.basic.auth.password",
+     .type = ES_CONF_STRING,
+     .defval = "",
+     .desc = "Password of registry.basic.auth.user (a secret: ESCQRS_REGISTRY_BASIC_AUTH_PASSWORD "
+             "or ..._FILE)"},
+    {.name = "registry.bearer.token",
+     .type = ES_CONF_STRING,
+     .defval = "",
+     .desc = "Bearer token for the registry (a secret: ESCQRS_REGISTRY_BEARER_TOKEN or ..._FILE)"},
     {.name = NULL},
 };
 
@@ -50,6 +75,7 @@ struct es_registry_s {
     char *base_url;
     int timeout_ms;
     int retries;
+    es_http_client_opts_t http; /* TLS and credentials; strings owned */
     pthread_mutex_t lock;
     id_entry_t *ids;
     size_t nids, capids;
@@ -76,10 +102,40 @@ es_registry_t *es_registry_new(const char *base_url, int timeout_ms, int retries
     return reg;
 }
 
+/* A copy of a configured string, NULL when empty. */
+static const char *conf_copy(const es_conf_t *conf, const char *key)
+{
+    const char *v = es_conf_get(conf, key);
+    return v && *v ? es_strdup(v) : NULL;
+}
+
+es_registry_t *es_registry_from_conf(const es_conf_t *conf, int retries, char *errstr,
+                                     size_t errstr_size)
+{
+    es_registry_t *reg = es_registry_new(es_conf_get(conf, "registry.url"),
+                                         (int)es_conf_get_int(conf, "registry.timeout.ms"), retries,
+                                         errstr, errstr_size);
+    if (!reg)
+        return NULL;
+    reg->http.ca_file = conf_copy(conf, "registry.tls.ca.file");
+    reg->http.cert_file = conf_copy(conf, "registry.tls.cert.file");
+    reg->http.key_file = conf_copy(conf, "registry.tls.key.file");
+    reg->http.basic_user = conf_copy(conf, "registry.basic.auth.user");
+    reg->http.basic_password = conf_copy(conf, "registry.basic.auth.password");
+    reg->http.bearer_token = conf_copy(conf, "registry.bearer.token");
+    return reg;
+}
+
 void es_registry_destroy(es_registry_t *reg)
 {
     if (!reg)
         return;
+    free((char *)reg->http.ca_file);
+    free((char *)reg->http.cert_file);
+    free((char *)reg->http.key_file);
+    free((char *)reg->http.basic_user);
+    free((char *)reg->http.basic_password);
+    free((char *)reg->http.bearer_token);
     for (size_t i = 0; i < reg->nids; i++)
         avro_schema_decref(reg->ids[i].schema);
     for (size_t i = 0; i < reg->nlookups; i++) {
@@ -112,8 +168,8 @@ static es_err_t registry_request_url(es_registry_t *reg, const char *method, con
 {
     for (int attempt = 0;; attempt++) {
         char neterr[512] = "";
-        es_err_t nerr = es_http_fetch(method, url, content_type, body, reg->timeout_ms, status,
-                                      resp, neterr, sizeof(neterr));
+        es_err_t nerr = es_http_fetch_opts(method, url, content_type, NULL, body, reg->timeout_ms,
+                                           &reg->http, status, resp, neterr, sizeof(neterr));
         bool transient = nerr != ES_ERR_OK || *status >= 500;
         if (!transient)
             return ES_ERR_OK;

@@ -1642,9 +1642,7 @@ es_projector_t *pj_new(es_conf_t *conf, char *errstr, size_t errstr_size)
     pj->wait_max_ms = (int)es_conf_get_int(conf, "query.wait.max.ms");
     es_store_opts_from_conf(conf, &pj->store_opts);
     pj->metrics = es_metrics_new();
-    pj->reg =
-        es_registry_new(es_conf_get(conf, "registry.url"),
-                        (int)es_conf_get_int(conf, "registry.timeout.ms"), 3, errstr, errstr_size);
+    pj->reg = es_registry_from_conf(conf, 3, errstr, errstr_size);
     if (!pj->reg)
         goto fail;
     pj->dlq_producer = es_producer_new(conf, NULL, errstr, errstr_size);

@@ -1192,10 +1192,7 @@ static es_err_t open_serdes(cs_t *cs, char *errstr, size_t errstr_size)
     };
     char subj[300];
     es_err_t err;
-    if (!cs->reg &&
-        !(cs->reg = es_registry_new(es_conf_get(cs->conf, "registry.url"),
-                                    (int)es_conf_get_int(cs->conf, "registry.timeout.ms"), 5,
-                                    errstr, errstr_size)))
+    if (!cs->reg && !(cs->reg = es_registry_from_conf(cs->conf, 5, errstr, errstr_size)))
         return ES_ERR_CONF;
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
         if (*want[i].serde)

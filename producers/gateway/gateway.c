@@ -676,9 +676,7 @@ gw_t *gw_new(const es_conf_t *conf, es_metrics_t *metrics, char *errstr, size_t 
     gw->h_latency = es_metrics_histogram(metrics, "escqrs_gateway_request_seconds",
                                          "Time from request to outcome", NULL,
                                          es_metrics_latency_buckets, es_metrics_latency_nbuckets);
-    gw->reg =
-        es_registry_new(es_conf_get(conf, "registry.url"),
-                        (int)es_conf_get_int(conf, "registry.timeout.ms"), 5, errstr, errstr_size);
+    gw->reg = es_registry_from_conf(conf, 5, errstr, errstr_size);
     if (!gw->reg)
         goto fail;
     for (char *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {

@@ -34,6 +34,13 @@ extern const es_conf_def_t es_registry_conf_defs[];
  */
 es_registry_t *es_registry_new(const char *base_url, int timeout_ms, int retries, char *errstr,
                                size_t errstr_size);
+/**
+ * @brief es_registry_new() from the `registry.*` keys of @p conf: URL,
+ *        timeout, TLS (CA, client certificate) and credentials (basic or
+ *        bearer).  The way every program makes its registry client.
+ */
+es_registry_t *es_registry_from_conf(const es_conf_t *conf, int retries, char *errstr,
+                                     size_t errstr_size);
 void es_registry_destroy(es_registry_t *reg);
 
 /** @brief Register @p schema_json under @p subject (idempotent); *id is its global id. */
