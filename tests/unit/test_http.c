@@ -465,6 +465,72 @@ static void test_server(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "not-an-address"));
 }
 
+/* TLS and mutual TLS with certificates made here by openssl(1). */
+static void test_tls(void)
+{
+    char dir[] = "/tmp/escqrs-tls-XXXXXX", cmd[4096], url[256], cert[300], key[300], ca[300],
+         ccert[300], ckey[300];
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+    snprintf(cmd, sizeof(cmd),
+             "cd %s && openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem "
+             "-days 1 -subj /CN=test-ca 2>/dev/null && "
+             "openssl req -newkey rsa:2048 -nodes -keyout srv.key -out srv.csr -subj "
+             "/CN=127.0.0.1 2>/dev/null && printf 'subjectAltName=IP:127.0.0.1\n' > ext && "
+             "openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out srv.pem "
+             "-days 1 -extfile ext 2>/dev/null && "
+             "openssl req -newkey rsa:2048 -nodes -keyout cli.key -out cli.csr -subj /CN=client "
+             "2>/dev/null && openssl x509 -req -in cli.csr -CA ca.pem -CAkey ca.key "
+             "-CAcreateserial -out cli.pem -days 1 2>/dev/null",
+             dir);
+    CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
+    snprintf(cert, sizeof(cert), "%s/srv.pem", dir);
+    snprintf(key, sizeof(key), "%s/srv.key", dir);
+    snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
+    snprintf(ccert, sizeof(ccert), "%s/cli.pem", dir);
+    snprintf(ckey, sizeof(ckey), "%s/cli.key", dir);
+    static const es_http_route_t routes[] = {
+        {"POST", "/v1/carts/{id}/{cmd}", echo_handler, "command:carts.{cmd}"},
+    };
+    for (int mutual = 0; mutual < 2; mutual++) {
+        es_http_server_conf_t conf = {.listen = "127.0.0.1:0",
+                                      .max_body = 1024,
+                                      .routes = routes,
+                                      .nroutes = 1,
+                                      .tls_cert_file = cert,
+                                      .tls_key_file = key,
+                                      .tls_client_ca_file = mutual ? ca : NULL};
+        char errstr[256];
+        es_http_server_t *srv = es_http_server_start(&conf, errstr, sizeof(errstr));
+        CU_ASSERT_PTR_NOT_NULL_FATAL(srv);
+        snprintf(url, sizeof(url), "https://127.0.0.1:%d/v1/carts/c1/add-item",
+                 es_http_server_port(srv));
+        es_buf_t out = {0};
+        long st;
+        es_http_client_opts_t trusted = {.ca_file = ca},
+                              with_cert = {.ca_file = ca, .cert_file = ccert, .key_file = ckey};
+        /* plain HTTP to a TLS port, and an untrusted server certificate: no answer */
+        char plain[256];
+        snprintf(plain, sizeof(plain), "http://127.0.0.1:%d/healthz", es_http_server_port(srv));
+        es_http_fetch_opts("GET", plain, NULL, NULL, NULL, 2000, NULL, &st, &out, errstr,
+                           sizeof(errstr));
+        CU_ASSERT_NOT_EQUAL(st, 200);
+        CU_ASSERT_EQUAL(es_http_fetch_opts("POST", url, "application/json", NULL, "{}", 5000, NULL,
+                                           &st, &out, errstr, sizeof(errstr)),
+                        ES_ERR_HTTP);
+        es_http_fetch_opts("POST", url, "application/json", NULL, "{}", 5000, &trusted, &st, &out,
+                           errstr, sizeof(errstr));
+        CU_ASSERT_EQUAL(st, mutual ? 403 : 200); /* mutual TLS: no client certificate */
+        CU_ASSERT_EQUAL(es_http_fetch_opts("POST", url, "application/json", NULL, "{}", 5000,
+                                           &with_cert, &st, &out, errstr, sizeof(errstr)),
+                        ES_ERR_OK);
+        CU_ASSERT_EQUAL(st, 200);
+        es_buf_free(&out);
+        es_http_server_stop(srv);
+    }
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    CU_ASSERT_EQUAL(system(cmd), 0);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -476,6 +542,7 @@ int main(void)
         {"1500 idle connections, and a per-client limit", test_many_idle_connections},
         {"a full handler queue answers 503, health still answers", test_busy_workers},
         {"answers deferred to another thread, and at stop", test_deferred},
+        {"TLS, and mutual TLS", test_tls},
         {NULL, NULL},
     };
     int rc = es_test_run("http", cases);
