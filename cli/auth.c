@@ -115,21 +115,6 @@ out:
     return rc;
 }
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    es_buf_t b = {0};
-    char chunk[4096];
-    size_t n;
-    if (!f)
-        return NULL;
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        es_buf_append(&b, chunk, n);
-    fclose(f);
-    es_buf_append(&b, "", 1);
-    return b.data;
-}
-
 static int token(int argc, char **argv)
 {
     const char *key = NULL, *iss = NULL, *aud = NULL, *sub = NULL, *kid = "escqrs-dev-1",
@@ -169,7 +154,7 @@ static int token(int argc, char **argv)
     }
     if (!key || !iss || !aud || !sub)
         goto usage;
-    char *pem = slurp(key);
+    char *pem = es_read_file(key);
     if (!pem) {
         fprintf(stderr, "escqrs auth token: cannot read %s\n", key);
         return CLI_EXIT_FAILURE;

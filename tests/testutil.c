@@ -199,3 +199,13 @@ int es_test_pclose(FILE *f, pid_t pid)
     es_test_child_reaped(pid);
     return st;
 }
+
+int es_test_stack(const char *profile, const char *verb, const char *component)
+{
+    char cmd[1200];
+    const char *src = getenv("ESCQRS_SOURCE_DIR");
+    snprintf(cmd, sizeof(cmd), "ESCQRS_STACK_PROFILE=%s '%s/scripts/stack' %s %s >&2", profile,
+             src ? src : ".", verb, component);
+    int rc = system(cmd);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}

@@ -81,4 +81,10 @@ FILE *es_test_popen(const char *cmd, pid_t *pid);
 /** @brief Close the pipe, wait for @p pid; returns its wait status (or -1). */
 int es_test_pclose(FILE *f, pid_t pid);
 
+/**
+ * @brief `scripts/stack VERB COMPONENT` with ESCQRS_STACK_PROFILE=@p profile
+ *        (the fault suite's own broker or registry); its exit status.
+ */
+int es_test_stack(const char *profile, const char *verb, const char *component);
+
 #endif

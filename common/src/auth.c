@@ -17,6 +17,7 @@
 #include "escqrs/http.h"
 #include "escqrs/log.h"
 #include "escqrs/mem.h"
+#include "escqrs/util.h"
 
 #include <jansson.h>
 #include <jwt.h>
@@ -536,22 +537,14 @@ static int64_t now_s(void)
     return (int64_t)time(NULL);
 }
 
+/* The content of @p path (caller frees), or NULL with why. */
 static char *read_file(const char *path, size_t *len, char *errstr, size_t errstr_size)
 {
-    FILE *f = fopen(path, "rb");
-    es_buf_t b = {0};
-    char chunk[4096];
-    size_t n;
-    if (!f) {
+    char *text = es_read_file(path);
+    if (!text)
         snprintf(errstr, errstr_size, "cannot read %s", path);
-        return NULL;
-    }
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        es_buf_append(&b, chunk, n);
-    fclose(f);
-    es_buf_append(&b, "", 1);
-    *len = b.len - 1;
-    return b.data;
+    *len = text ? strlen(text) : 0;
+    return text;
 }
 
 /* Fetch the JWKS URL and swap the keys in; keeps the old keys on failure. */
@@ -588,9 +581,7 @@ static void *refresher_main(void *arg)
     es_auth_t *a = arg;
     pthread_mutex_lock(&a->stop_mu);
     while (!atomic_load(&a->stop)) {
-        struct timespec dl;
-        clock_gettime(CLOCK_REALTIME, &dl);
-        dl.tv_sec += a->refresh_s;
+        struct timespec dl = es_deadline_in_ms((int64_t)a->refresh_s * 1000);
         pthread_cond_timedwait(&a->stop_cv, &a->stop_mu, &dl);
         if (atomic_load(&a->stop))
             break;

@@ -49,6 +49,7 @@
  */
 #include "escqrs/http.h"
 #include "escqrs/log.h"
+#include "escqrs/util.h"
 #include "escqrs/mem.h"
 
 #include <arpa/inet.h>
@@ -201,13 +202,6 @@ struct es_http_server_s {
 };
 
 static es_log_limit_t limit_mhd, limit_reaper, limit_denied = {.burst = 20};
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ------------------------------------------------------------ request API */
 
@@ -657,7 +651,7 @@ static void sock_set_busy(es_http_server_t *srv, conn_t *sock, bool busy)
     pthread_mutex_lock(&srv->conn_mu);
     sock->busy = busy;
     if (!busy)
-        sock->phase_start_ms = mono_ms();
+        sock->phase_start_ms = es_mono_ms();
     pthread_mutex_unlock(&srv->conn_mu);
 }
 
@@ -792,7 +786,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
         conn_t *c = es_calloc(1, sizeof(*c));
         c->fd = ci ? ci->connect_fd : -1;
-        c->phase_start_ms = mono_ms();
+        c->phase_start_ms = es_mono_ms();
         pthread_mutex_lock(&srv->conn_mu);
         c->next = srv->conns;
         if (srv->conns)
@@ -821,7 +815,7 @@ static void *reaper_main(void *arg)
     es_http_server_t *srv = arg;
     while (!atomic_load(&srv->reaper_stop)) {
         usleep(REAPER_PERIOD_MS * 1000);
-        int64_t now = mono_ms();
+        int64_t now = es_mono_ms();
         size_t n = 0;
         pthread_mutex_lock(&srv->conn_mu);
         for (conn_t *c = srv->conns; c; c = c->next) {
@@ -874,21 +868,6 @@ void es_http_server_conf_from(const es_conf_t *conf, es_http_server_conf_t *hc)
     hc->tls_cert_file = cert && *cert ? cert : NULL;
     hc->tls_key_file = key && *key ? key : NULL;
     hc->tls_client_ca_file = ca && *ca ? ca : NULL;
-}
-
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    es_buf_t b = {0};
-    char chunk[4096];
-    size_t n;
-    if (!f)
-        return NULL;
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-        es_buf_append(&b, chunk, n);
-    fclose(f);
-    es_buf_append(&b, "", 1);
-    return b.data;
 }
 
 /* Zeroes take the declared defaults, so tests and tools need not set them. */
@@ -999,8 +978,8 @@ es_http_server_t *es_http_server_start(const es_http_server_conf_t *conf, char *
     }
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (conf->tls_cert_file || conf->tls_key_file) {
-        srv->tls_cert = conf->tls_cert_file ? slurp(conf->tls_cert_file) : NULL;
-        srv->tls_key = conf->tls_key_file ? slurp(conf->tls_key_file) : NULL;
+        srv->tls_cert = conf->tls_cert_file ? es_read_file(conf->tls_cert_file) : NULL;
+        srv->tls_key = conf->tls_key_file ? es_read_file(conf->tls_key_file) : NULL;
         if (!srv->tls_cert || !srv->tls_key) {
             snprintf(errstr, errstr_size, "%s: cannot read it",
                      !srv->tls_cert ? "http.tls.cert.file" : "http.tls.key.file");
@@ -1008,7 +987,7 @@ es_http_server_t *es_http_server_start(const es_http_server_conf_t *conf, char *
         }
         flags |= MHD_USE_TLS;
     }
-    if (conf->tls_client_ca_file && !(srv->tls_ca = slurp(conf->tls_client_ca_file))) {
+    if (conf->tls_client_ca_file && !(srv->tls_ca = es_read_file(conf->tls_client_ca_file))) {
         snprintf(errstr, errstr_size, "http.tls.client.ca.file: cannot read it");
         goto fail;
     }
@@ -1077,14 +1056,7 @@ int es_http_server_port(const es_http_server_t *srv)
 /* Wait (bounded) until every suspended connection has been resumed. */
 static bool wait_resumed(es_http_server_t *srv, int timeout_ms)
 {
-    struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_sec += timeout_ms / 1000;
-    dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (dl.tv_nsec >= 1000000000L) {
-        dl.tv_sec++;
-        dl.tv_nsec -= 1000000000L;
-    }
+    struct timespec dl = es_deadline_in_ms(timeout_ms);
     pthread_mutex_lock(&srv->mu);
     while (srv->nsuspended && pthread_cond_timedwait(&srv->cv, &srv->mu, &dl) == 0)
         ;

@@ -13,6 +13,7 @@
  */
 #include "escqrs/kafka.h"
 #include "escqrs/log.h"
+#include "escqrs/util.h"
 #include "escqrs/mem.h"
 
 #include <pthread.h>
@@ -53,13 +54,6 @@ struct es_kafka_watch_s {
     es_group_state_t *states;
     size_t ngroups;
 };
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /*
  * The state of each watched group, with the classic group listing
@@ -110,23 +104,16 @@ static void *watch_main(void *arg)
             watch_groups(w, timeout);
         pthread_mutex_lock(&w->mu);
         if (ok) {
-            if (w->last_ok_ms && mono_ms() - w->last_ok_ms > w->broker_timeout_ms)
+            if (w->last_ok_ms && es_mono_ms() - w->last_ok_ms > w->broker_timeout_ms)
                 es_log_info("kafka", "a broker answers again");
-            w->last_ok_ms = mono_ms();
+            w->last_ok_ms = es_mono_ms();
         } else {
             snprintf(w->last_error, sizeof(w->last_error), "%s",
                      err ? rd_kafka_err2str(err) : "no broker in the metadata");
             for (size_t k = 0; k < w->ngroups; k++)
                 w->states[k] = ES_GROUP_UNKNOWN;
         }
-        struct timespec dl;
-        clock_gettime(CLOCK_REALTIME, &dl);
-        dl.tv_sec += w->interval_ms / 1000;
-        dl.tv_nsec += (long)(w->interval_ms % 1000) * 1000000L;
-        if (dl.tv_nsec >= 1000000000L) {
-            dl.tv_sec++;
-            dl.tv_nsec -= 1000000000L;
-        }
+        struct timespec dl = es_deadline_in_ms(w->interval_ms);
         w->rounds++;
         w->asking = false;
         pthread_cond_broadcast(&w->done_cv);
@@ -159,7 +146,7 @@ es_kafka_watch_t *es_kafka_watch_start(const es_conf_t *conf, const char *const 
         w->interval_ms = 2000;
     if (w->broker_timeout_ms <= 0)
         w->broker_timeout_ms = 10000;
-    w->started_ms = mono_ms();
+    w->started_ms = es_mono_ms();
     snprintf(w->last_error, sizeof(w->last_error), "no answer yet");
     w->ngroups = ngroups;
     w->groups = es_calloc(ngroups + 1, sizeof(*w->groups));
@@ -191,7 +178,7 @@ fail:
 bool es_kafka_watch_broker_ok(es_kafka_watch_t *w, char *why, size_t whysz)
 {
     pthread_mutex_lock(&w->mu);
-    int64_t now = mono_ms();
+    int64_t now = es_mono_ms();
     int64_t since = w->last_ok_ms ? w->last_ok_ms : w->started_ms;
     bool ok = w->last_ok_ms ? now - since <= w->broker_timeout_ms : false;
     if (!ok)
@@ -203,14 +190,7 @@ bool es_kafka_watch_broker_ok(es_kafka_watch_t *w, char *why, size_t whysz)
 
 void es_kafka_watch_refresh(es_kafka_watch_t *w, int timeout_ms)
 {
-    struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_sec += timeout_ms / 1000;
-    dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (dl.tv_nsec >= 1000000000L) {
-        dl.tv_sec++;
-        dl.tv_nsec -= 1000000000L;
-    }
+    struct timespec dl = es_deadline_in_ms(timeout_ms);
     pthread_mutex_lock(&w->mu);
     /* The round under way may have asked before now: wait for the one after it. */
     unsigned long want = w->rounds + (w->asking ? 2 : 1);

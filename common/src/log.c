@@ -7,6 +7,7 @@
  */
 #include "escqrs/log.h"
 #include "escqrs/mem.h"
+#include "escqrs/util.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -133,13 +134,6 @@ void es_log(es_log_level_t level, const char *component, const char *fmt, ...)
     emit(level, component, msg);
 }
 
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void es_log_limited(es_log_limit_t *lim, es_log_level_t level, const char *component,
                     const char *fmt, ...)
 {
@@ -148,7 +142,7 @@ void es_log_limited(es_log_limit_t *lim, es_log_level_t level, const char *compo
     va_list ap;
     int burst = lim->burst > 0 ? lim->burst : 5;
     long long window = lim->window_ms > 0 ? lim->window_ms : 10000;
-    long long now = mono_ms(), start = atomic_load(&lim->window_start);
+    long long now = es_mono_ms(), start = atomic_load(&lim->window_start);
 
     if ((int)level < atomic_load(&cur_level))
         return;

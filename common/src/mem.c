@@ -138,3 +138,29 @@ uint64_t es_fnv1a64(uint64_t h, const void *data, size_t len)
     }
     return h;
 }
+
+bool es_buf_read_file(es_buf_t *b, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char chunk[8192];
+    size_t n;
+    es_buf_clear(b);
+    if (!f)
+        return false;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+        es_buf_append(b, chunk, n);
+    bool ok = !ferror(f);
+    fclose(f);
+    es_buf_append(b, "", 1); /* the NUL, not counted */
+    b->len--;
+    return ok;
+}
+
+char *es_read_file(const char *path)
+{
+    es_buf_t b = {0};
+    if (es_buf_read_file(&b, path))
+        return b.data;
+    es_buf_free(&b);
+    return NULL;
+}

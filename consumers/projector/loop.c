@@ -50,6 +50,7 @@
 #include "projector.h"
 
 #include "escqrs/log.h"
+#include "escqrs/util.h"
 #include "escqrs/serde.h"
 
 #include <dirent.h>
@@ -103,10 +104,11 @@ es_proj_backend_t pj_store_backend(es_store_t *st)
 
 /* ---------------------------------------------------------- generations */
 
-static int read_current(const char *dir)
+/* The generation number in file @p name of @p dir (CURRENT, REBUILD), 0 when none. */
+static int read_generation_file(const char *dir, const char *name)
 {
     char path[600], buf[32] = {0};
-    snprintf(path, sizeof(path), "%s/CURRENT", dir);
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
     FILE *f = fopen(path, "r");
     if (!f)
         return 0;
@@ -117,12 +119,13 @@ static int read_current(const char *dir)
     return g > 0 && g < 1000000000 ? (int)g : 0;
 }
 
-/* Point CURRENT at generation g: write a temporary file, fsync, rename. */
-static es_err_t write_current(const char *dir, int g, char *errstr, size_t errstr_size)
+/* Write generation @p g into file @p name of @p dir: a temporary file, fsync, rename. */
+static es_err_t write_generation_file(const char *dir, const char *name, int g, char *errstr,
+                                      size_t errstr_size)
 {
     char tmp[600], path[600];
-    snprintf(tmp, sizeof(tmp), "%s/CURRENT.tmp", dir);
-    snprintf(path, sizeof(path), "%s/CURRENT", dir);
+    snprintf(tmp, sizeof(tmp), "%s/%s.tmp", dir, name);
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
     FILE *f = fopen(tmp, "w");
     if (!f || fprintf(f, "%d\n", g) < 0 || fflush(f) != 0 || fsync(fileno(f)) != 0) {
         snprintf(errstr, errstr_size, "write %s: %s", tmp, strerror(errno));
@@ -136,41 +139,28 @@ static es_err_t write_current(const char *dir, int g, char *errstr, size_t errst
         return ES_ERR_IO;
     }
     return ES_ERR_OK;
+}
+
+/* CURRENT names the live generation. */
+static int read_current(const char *dir)
+{
+    return read_generation_file(dir, "CURRENT");
+}
+
+static es_err_t write_current(const char *dir, int g, char *errstr, size_t errstr_size)
+{
+    return write_generation_file(dir, "CURRENT", g, errstr, errstr_size);
 }
 
 /* REBUILD holds the generation a rebuild fills, from its start to the swap. */
 static int read_rebuild_marker(const char *dir)
 {
-    char path[600], buf[32] = {0};
-    snprintf(path, sizeof(path), "%s/REBUILD", dir);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 0;
-    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    long g = strtol(buf, NULL, 10);
-    return g > 0 && g < 1000000000 ? (int)g : 0;
+    return read_generation_file(dir, "REBUILD");
 }
 
 static es_err_t write_rebuild_marker(const char *dir, int g, char *errstr, size_t errstr_size)
 {
-    char tmp[600], path[600];
-    snprintf(tmp, sizeof(tmp), "%s/REBUILD.tmp", dir);
-    snprintf(path, sizeof(path), "%s/REBUILD", dir);
-    FILE *f = fopen(tmp, "w");
-    if (!f || fprintf(f, "%d\n", g) < 0 || fflush(f) != 0 || fsync(fileno(f)) != 0) {
-        snprintf(errstr, errstr_size, "write %s: %s", tmp, strerror(errno));
-        if (f)
-            fclose(f);
-        return ES_ERR_IO;
-    }
-    fclose(f);
-    if (rename(tmp, path) != 0) {
-        snprintf(errstr, errstr_size, "rename %s: %s", tmp, strerror(errno));
-        return ES_ERR_IO;
-    }
-    return ES_ERR_OK;
+    return write_generation_file(dir, "REBUILD", g, errstr, errstr_size);
 }
 
 static void remove_rebuild_marker(const char *dir)
@@ -1335,14 +1325,7 @@ out:
 
 es_err_t pj_wait_applied(pj_runner_t *r, size_t t, int32_t part, int64_t offset, int timeout_ms)
 {
-    struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_sec += timeout_ms / 1000;
-    dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (dl.tv_nsec >= 1000000000L) {
-        dl.tv_sec++;
-        dl.tv_nsec -= 1000000000L;
-    }
+    struct timespec dl = es_deadline_in_ms(timeout_ms);
     pthread_mutex_lock(&r->mu);
     es_err_t err = ES_ERR_OK;
     while (r->applied[t][part] <= offset) {

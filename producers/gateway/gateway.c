@@ -36,6 +36,7 @@
 #include "escqrs/record.h"
 #include "escqrs/registry.h"
 #include "escqrs/serde.h"
+#include "escqrs/util.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -103,13 +104,6 @@ static uint32_t bucket_of(const char *id)
         h *= 16777619u;
     }
     return h % NBUCKETS;
-}
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void set_not_ready(gw_t *gw, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -189,7 +183,7 @@ static bool waiter_finish(gw_t *gw, waiter_t *w, int status, json_t *body, reply
 static void reply(gw_t *gw, reply_t *r)
 {
     count_status(gw, r->status);
-    es_histogram_observe(gw->h_latency, (double)(mono_ms() - r->t0) / 1000.0);
+    es_histogram_observe(gw->h_latency, (double)(es_mono_ms() - r->t0) / 1000.0);
     es_http_deferred_json(r->answer, r->status, r->body);
 }
 
@@ -227,7 +221,7 @@ static void *poll_main(void *arg)
 /* Answer 504 to every waiter whose deadline passed (oldest first). */
 static void expire_waiters(gw_t *gw)
 {
-    int64_t now = mono_ms();
+    int64_t now = es_mono_ms();
     for (;;) {
         reply_t r;
         bool answer = false;
@@ -503,7 +497,7 @@ static void command_handler(void *opaque, es_http_req_t *req, es_http_resp_t *re
                *verb = es_http_req_param(req, 2);
     char msg[512], cmd_id[ES_ID_MAX + 1];
     const char *code;
-    int64_t expected = 0, t0 = mono_ms();
+    int64_t expected = 0, t0 = es_mono_ms();
     bool has_expected = false;
     es_buf_t rec = {0};
     size_t len;
@@ -578,7 +572,7 @@ static void command_handler(void *opaque, es_http_req_t *req, es_http_resp_t *re
     snprintf(w->agg_id, sizeof(w->agg_id), "%s", agg_id);
     w->refs = 2; /* the table's and the delivery report's */
     w->t0 = t0;
-    w->deadline = mono_ms() + gw->timeout_ms;
+    w->deadline = es_mono_ms() + gw->timeout_ms;
     w->answer = es_http_defer(req);
     pthread_mutex_lock(&gw->mu);
     uint32_t b = bucket_of(w->id);

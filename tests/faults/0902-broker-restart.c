@@ -35,12 +35,7 @@
 
 static int stack(const char *verb)
 {
-    char cmd[1200];
-    const char *src = getenv("ESCQRS_SOURCE_DIR");
-    snprintf(cmd, sizeof(cmd), "ESCQRS_STACK_PROFILE=fault '%s/scripts/stack' %s kafka >&2",
-             src ? src : ".", verb);
-    int rc = system(cmd);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+    return es_test_stack("fault", verb, "kafka");
 }
 
 static void stack_down_at_exit(void)

@@ -100,8 +100,8 @@ static char *hs256_with_public_key(void)
     static char t[8192];
     char cmd[1400], path[700];
     snprintf(path, sizeof(path), "%s/public.pem", dir);
-    snprintf(cmd, sizeof(cmd), "openssl rsa -in '%s/keys/signing-key.pem' -pubout -out '%s' 2>/dev/null",
-             dir, path);
+    snprintf(cmd, sizeof(cmd),
+             "openssl rsa -in '%s/keys/signing-key.pem' -pubout -out '%s' 2>/dev/null", dir, path);
     CU_ASSERT_EQUAL(system(cmd), 0);
     FILE *f = fopen(path, "r");
     char pem[4096] = "";
@@ -153,8 +153,10 @@ static void test_auth_matrix(void)
     wt_stack_init(&st, "account");
     snprintf(dir, sizeof(dir), "%s/auth", st.dir);
     mkdir(dir, 0700);
-    snprintf(cmd, sizeof(cmd), "'%s' auth keygen --dir '%s/keys' >/dev/null && '%s' auth keygen "
-             "--dir '%s/other' >/dev/null", cli, dir, cli, dir);
+    snprintf(cmd, sizeof(cmd),
+             "'%s' auth keygen --dir '%s/keys' >/dev/null && '%s' auth keygen "
+             "--dir '%s/other' >/dev/null",
+             cli, dir, cli, dir);
     CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
     snprintf(cmd, sizeof(cmd), "%s/policy", dir);
     FILE *f = fopen(cmd, "w");
@@ -210,9 +212,9 @@ static void test_auth_matrix(void)
     wt_start_gateway(&st, NULL, 0);
     wt_wait_ready(&st.cs, 60);
     wt_wait_ready(&st.gw, 60);
-    CU_ASSERT_EQUAL(wt_post(&st.gw, "/v1/accounts/acct-old/open", "{\"owner\":\"o\"}", 13, NULL,
-                            NULL, NULL),
-                    200);
+    CU_ASSERT_EQUAL(
+        wt_post(&st.gw, "/v1/accounts/acct-old/open", "{\"owner\":\"o\"}", 13, NULL, NULL, NULL),
+        200);
     CU_ASSERT_EQUAL(wt_stop(&st.gw), 0);
     wt_start_gateway(&st, auth_sets, 5);
     wt_wait_ready(&st.gw, 60);
@@ -231,11 +233,11 @@ static void test_auth_matrix(void)
     /* the writer's deposit first, so the queries have something to answer */
     st.gw.token = writer;
     json_t *ans = NULL;
-    CU_ASSERT_EQUAL_FATAL(wt_post(&st.gw, "/v1/accounts/acct-1/open", "{\"owner\":\"o\"}", 13,
-                                  NULL, NULL, NULL),
-                          200);
-    CU_ASSERT_EQUAL_FATAL(wt_post(&st.gw, "/v1/accounts/acct-1/deposit", "{\"amount_cents\":5}",
-                                  18, "dep-1", NULL, &ans),
+    CU_ASSERT_EQUAL_FATAL(
+        wt_post(&st.gw, "/v1/accounts/acct-1/open", "{\"owner\":\"o\"}", 13, NULL, NULL, NULL),
+        200);
+    CU_ASSERT_EQUAL_FATAL(wt_post(&st.gw, "/v1/accounts/acct-1/deposit", "{\"amount_cents\":5}", 18,
+                                  "dep-1", NULL, &ans),
                           200);
     json_decref(ans);
     st.gw.token = NULL;
@@ -253,11 +255,10 @@ static void test_auth_matrix(void)
         {"stats", "GET", 1, "/v1/stats/items?top=3", NULL, "reader", 200},
         {"projector metrics", "GET", 1, "/metrics", NULL, "admin", 200},
         {"admin list", "GET", 2, "/admin/projections", NULL, "admin", 200},
-        {"admin digest", "GET", 2, "/admin/projections/account_balance/digest", NULL, "admin",
-         200},
+        {"admin digest", "GET", 2, "/admin/projections/account_balance/digest", NULL, "admin", 200},
         {"admin rebuild", "POST", 2, "/admin/projections/item_stats/rebuild", NULL, "admin", 202},
-        {"admin freeze", "POST", 2, "/admin/projections/cart_view/freeze?until=1&label=audit",
-         NULL, "admin", 202},
+        {"admin freeze", "POST", 2, "/admin/projections/cart_view/freeze?until=1&label=audit", NULL,
+         "admin", 202},
         {"admin frozen delete", "DELETE", 2, "/admin/projections/cart_view/frozen/audit", NULL,
          "admin", 200},
     };
@@ -278,8 +279,7 @@ static void test_auth_matrix(void)
             tries[nt++] = (try_t){bad[b].what, bad[b].tok, 401, "unauthorized"};
         for (size_t o = 0; o < 4; o++)
             if (others[o] != permitted)
-                tries[nt++] = (try_t){"valid, not permitted", others[o], 403,
-                                                 "forbidden"};
+                tries[nt++] = (try_t){"valid, not permitted", others[o], 403, "forbidden"};
         tries[nt++] = (try_t){"permitted", permitted, r->ok, NULL};
         for (size_t k = 0; k < nt; k++) {
             json_t *b = NULL;
@@ -336,7 +336,8 @@ static void test_auth_matrix(void)
     wt_stack_stop(&st);
 
     /* no secret in any log, nor in --list-config */
-    snprintf(cmd, sizeof(cmd), "cat '%s'/*.log '%s' > '%s/all.log' 2>/dev/null; '%s' --set "
+    snprintf(cmd, sizeof(cmd),
+             "cat '%s'/*.log '%s' > '%s/all.log' 2>/dev/null; '%s' --set "
              "token=%s --list-config >> '%s/all.log'",
              st.dir, proj.log, dir, cli, writer, dir);
     CU_ASSERT_EQUAL(system(cmd), 0);

@@ -103,7 +103,8 @@ static void test_claims(void)
         {"{\"iss\":\"https://idp\",\"aud\":\"other\",\"exp\":1000100,\"sub\":\"a\"}", "audience"},
         {"{\"iss\":\"https://idp\",\"aud\":\"escqrs\",\"sub\":\"a\"}", "expiry"},
         {"{\"iss\":\"https://idp\",\"aud\":\"escqrs\",\"exp\":999939,\"sub\":\"a\"}", "expired"},
-        {"{\"iss\":\"https://idp\",\"aud\":\"escqrs\",\"exp\":1000100,\"nbf\":1000061,\"sub\":\"a\"}",
+        {"{\"iss\":\"https://"
+         "idp\",\"aud\":\"escqrs\",\"exp\":1000100,\"nbf\":1000061,\"sub\":\"a\"}",
          "not valid yet"},
         {"{\"iss\":\"https://idp\",\"aud\":\"escqrs\",\"exp\":1000100}", "subject"},
         {"[1,2]", "not a JSON object"},

@@ -6,6 +6,7 @@
  * encoding the same event must give exactly these bytes, and decoding them
  * must give the event back.  Hostile records each get their specific error.
  */
+#include "escqrs/record.h"
 #include "escqrs/serde.h"
 #include "testutil.h"
 
@@ -17,7 +18,8 @@
 
 /* CartEvent{event_id "00000000-0000-4000-8000-000000000001", cart_id "c1", version 1,
  *           occurred_at 1700000000000, command_id "k1", correlation_id null,
- *           payload ItemAdded{sku "A", quantity 2, unit_price_cents 250}} with schema id 7 */
+ *           payload ItemAdded{sku "A", quantity 2, unit_price_cents 250},
+ *           principal {subject "u1", client_id null}} with schema id 7 */
 static const uint8_t golden[] = {
     0x00, 0x00, 0x00, 0x00, 0x07,                                     /* magic, id 7 */
     0x48, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x2d, 0x30, /* event_id (36) */
@@ -32,6 +34,9 @@ static const uint8_t golden[] = {
     0x02, 0x41,                         /* sku "A" */
     0x04,                               /* quantity 2 */
     0xf4, 0x03,                         /* unit_price_cents 250 */
+    0x02,                               /* principal: branch 1, Principal */
+    0x04, 0x75, 0x31,                   /* subject "u1" */
+    0x00,                               /* client_id: null branch */
 };
 
 static es_serde_t *serde;
@@ -65,6 +70,7 @@ static void build_golden_event(avro_value_t *ev)
     avro_value_set_int(&f, 2);
     avro_value_get_by_name(&payload, "unit_price_cents", &f, NULL);
     avro_value_set_long(&f, 250);
+    es_principal_set(ev, "u1", NULL);
 }
 
 static void test_encode_golden(void)

@@ -8,6 +8,7 @@
 #ifndef ESCQRS_MEM_H
 #define ESCQRS_MEM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,6 +37,14 @@ void es_buf_clear(es_buf_t *b);
 int es_buf_load_file(es_buf_t *b, const char *path);
 /** @brief Free the storage; the buffer may be reused afterwards. */
 void es_buf_free(es_buf_t *b);
+/**
+ * @brief Replace @p b with the whole content of file @p path, NUL-terminated
+ *        (the NUL not counted in b->len).
+ * @returns false (b empty, errno set) when the file cannot be read.
+ */
+bool es_buf_read_file(es_buf_t *b, const char *path);
+/** @brief The whole content of file @p path, NUL-terminated (caller frees), or NULL. */
+char *es_read_file(const char *path);
 
 #define ES_FNV1A64_INIT 0xcbf29ce484222325ULL
 /** @brief Fold @p len bytes into FNV-1a hash @p h (start from ES_FNV1A64_INIT). */

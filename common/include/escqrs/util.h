@@ -1,7 +1,7 @@
 /**
  * @file util.h
  * @brief Small helpers with no dependency but the C library: checked integer
- *        arithmetic, array sizes.
+ *        arithmetic, array sizes, deadlines.
  *
  * Layering: this header is the floor of common/; it includes no other escqrs
  * header and any file, pure or not, may include it.
@@ -17,6 +17,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #define ES_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -48,6 +49,31 @@ static inline bool es_add_i32(int32_t a, int32_t b, int32_t *out)
 static inline bool es_add_u64(uint64_t a, uint64_t b, uint64_t *out)
 {
     return !__builtin_add_overflow(a, b, out);
+}
+
+/**
+ * @brief The CLOCK_REALTIME instant @p ms milliseconds from now, for
+ *        pthread_cond_timedwait() (whose default clock it is).
+ */
+static inline struct timespec es_deadline_in_ms(int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
+/** @brief Milliseconds of CLOCK_MONOTONIC: for durations and timeouts, never dates. */
+static inline int64_t es_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 #endif
