@@ -8,11 +8,13 @@
 #include "escqrs/kafka.h"
 #include "escqrs/log.h"
 #include "escqrs/mem.h"
+#include "escqrs/util.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 const es_conf_def_t es_kafka_conf_defs[] = {
     {.name = "kafka.bootstrap.servers",
@@ -502,6 +504,16 @@ es_err_t es_admin_create_topics(es_admin_t *adm, const es_topic_spec_t *specs, s
             goto out;
         } else {
             es_log_info("admin", "created topic %s", tname);
+            /* The controller answered; the broker's metadata may lag a moment.
+             * Callers look the topic up next, so wait until it is visible. */
+            int have = 0;
+            int64_t until = es_mono_ms() + timeout_ms;
+            while ((err = es_admin_topic_partitions(adm, tname, timeout_ms, &have, errstr,
+                                                    errstr_size)) == ES_ERR_NOT_FOUND &&
+                   es_mono_ms() < until)
+                usleep(100 * 1000);
+            if (err)
+                goto out;
         }
     }
 out:

@@ -247,6 +247,7 @@ static void test_slow_clients(void)
             threads_max = t > threads_max ? t : threads_max;
         }
     }
+    double attack_s = (now_ms() - start) / 1000.0;
     long log_lines = lines_of(st.gw.log) - log_before;
     for (size_t k = 0; k < n; k++)
         if (cs[k].fd >= 0)
@@ -269,6 +270,9 @@ static void test_slow_clients(void)
            held_min, nduring, failed, d50, d99, health_ok, health_total);
     CU_ASSERT(held_min >= (size_t)(ADDRS * PER_ADDR * 9 / 10));
     CU_ASSERT(crowd_open <= 256);
+    /* the request deadline (http.request.timeout.ms, 10 s) cut every slow request */
+    if (attack_s > 12.0)
+        CU_ASSERT(reopened >= (size_t)(ADDRS * PER_ADDR * 9 / 10));
     CU_ASSERT(nduring >= 50);
     CU_ASSERT_EQUAL(failed, 0);
     CU_ASSERT_EQUAL(health_ok, health_total);

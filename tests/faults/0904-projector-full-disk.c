@@ -207,6 +207,7 @@ static void test_full_disk(void)
            halted ? "503" : "never 503", reason);
     CU_ASSERT_TRUE(halted);
     CU_ASSERT_PTR_NOT_NULL(strstr(reason, "No space left"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(reason, " is waiting: ")); /* waiting for space, not halted */
     sleep(3);
     CU_ASSERT_TRUE_FATAL(rt_proc_alive(&proc)); /* no abort */
     CU_ASSERT_EQUAL(rt_http(&proc, "GET", "/healthz", NULL), 200);
@@ -234,6 +235,7 @@ static void test_full_disk(void)
     CU_ASSERT_TRUE(wait_ready_status(&proc, 503, 5, reason, sizeof(reason)));
     printf("  started on the full disk: /readyz 503: %s\n", reason);
     CU_ASSERT_PTR_NOT_NULL(strstr(reason, "No space left"));
+    CU_ASSERT_PTR_NULL(strstr(reason, " is halted: "));
     CU_ASSERT_EQUAL(rt_http(&proc, "GET", first_cart, NULL), 200); /* read-only, served */
     t0 = now_s();
     CU_ASSERT_TRUE_FATAL(resize(disk, 256));

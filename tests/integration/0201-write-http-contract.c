@@ -172,6 +172,12 @@ static void test_account_contract(void)
     CU_ASSERT_EQUAL(json_integer_value(json_object_get(a, "actual")), 3);
     json_decref(a);
     json_decref(post(&st, path, "{\"amount_cents\":5}", "3", 200, NULL, NULL));
+    /* the ETag form, quoted, is the same version (docs/write-side.md) */
+    a = post(&st, path, "{\"amount_cents\":5}", "\"3\"", 409, "version_conflict", NULL);
+    CU_ASSERT_EQUAL(json_integer_value(json_object_get(a, "expected")), 3);
+    CU_ASSERT_EQUAL(json_integer_value(json_object_get(a, "actual")), 4);
+    json_decref(a);
+    json_decref(post(&st, path, "{\"amount_cents\":5}", "\"4\"", 200, NULL, NULL));
 
     /* Idempotency: five tries, one key → five identical answers, one event */
     char *first = NULL;
@@ -199,16 +205,16 @@ static void test_account_contract(void)
         }
         json_decref(b);
     }
-    CU_ASSERT_EQUAL(s->version, 5);
+    CU_ASSERT_EQUAL(s->version, 6);
     free(first);
     /* the same key with another body is refused and writes nothing */
     int status = wt_post(&st.gw, path, "{\"amount_cents\":8}", 18, s->key, NULL, &b);
     CU_ASSERT_EQUAL(status, 409);
     ES_ASSERT_STR_EQ(json_string_value(json_object_get(b, "error")), "idempotency_key_reused");
     json_decref(b);
-    /* and the account moved on only by the first try: version 6 next */
+    /* and the account moved on only by the first try: version 7 next */
     snprintf(path2, sizeof(path2), "/v1/accounts/acct-1/withdraw");
-    ok(&st, path2, "{\"amount_cents\":12}", 6); /* 5 + 7 = 12: all of it */
+    ok(&st, path2, "{\"amount_cents\":17}", 7); /* 5 + 5 + 7 = 17: all of it */
     no(&st, path2, "{\"amount_cents\":1}", 422, "rejected", "insufficient_funds");
 
     char *metrics = NULL;

@@ -313,6 +313,56 @@ static void test_cart_quantities_and_totals(void)
     es_evgen_destroy(g);
 }
 
+/*
+ * Forged cart events (a buggy writer, a hand-produced record): a line that
+ * pushes the cart's total past INT64_MAX, or a quantity past INT32_MAX, is
+ * refused by the cart view's fold, which leaves the stored cart as it was;
+ * evolve refuses the quantity too.
+ */
+static void test_forged_cart_events(void)
+{
+    es_evgen_t *g = es_evgen_new("cart.events");
+    es_proj_memmap_t *cv = es_proj_memmap_new();
+    json_t *body;
+    CU_ASSERT_EQUAL(es_evgen_fold(&es_proj_cart_view, cv,
+                                  es_evgen_cart(g, "f1", 1, 1, "ItemAdded", "a", 1, INT64_MAX),
+                                  errstr, sizeof(errstr)),
+                    ES_ERR_OK);
+    CU_ASSERT_EQUAL(es_evgen_fold(&es_proj_cart_view, cv,
+                                  es_evgen_cart(g, "f1", 2, 1, "ItemAdded", "b", 1, 1), errstr,
+                                  sizeof(errstr)),
+                    ES_ERR_STATE);
+    CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "total"));
+    CU_ASSERT_EQUAL_FATAL(get_json(&es_proj_cart_view, 0, cv, "f1", &body), 200);
+    CU_ASSERT_TRUE(json_integer_value(json_object_get(body, "total_cents")) == INT64_MAX);
+    CU_ASSERT_EQUAL(json_integer_value(json_object_get(body, "version")), 1);
+    json_decref(body);
+
+    dh_t h;
+    dh_init(&h, &es_domain_cart);
+    avro_value_t *full = es_evgen_cart(g, "f2", 1, 1, "ItemAdded", "a", INT32_MAX, 0);
+    avro_value_t pl;
+    const char *type;
+    CU_ASSERT_EQUAL(es_record_payload(full, &pl, &type, errstr, sizeof(errstr)), ES_ERR_OK);
+    CU_ASSERT_EQUAL(es_domain_cart.evolve(h.state, type, &pl, errstr, sizeof(errstr)), ES_ERR_OK);
+    CU_ASSERT_EQUAL(es_evgen_fold(&es_proj_cart_view, cv, full, errstr, sizeof(errstr)), ES_ERR_OK);
+    avro_value_t *more = es_evgen_cart(g, "f2", 2, 1, "ItemAdded", "a", 1, 0);
+    CU_ASSERT_EQUAL(es_record_payload(more, &pl, &type, errstr, sizeof(errstr)), ES_ERR_OK);
+    CU_ASSERT_EQUAL(es_domain_cart.evolve(h.state, type, &pl, errstr, sizeof(errstr)),
+                    ES_ERR_STATE);
+    CU_ASSERT_EQUAL(es_evgen_fold(&es_proj_cart_view, cv, more, errstr, sizeof(errstr)),
+                    ES_ERR_STATE);
+    CU_ASSERT_EQUAL_FATAL(get_json(&es_proj_cart_view, 0, cv, "f2", &body), 200);
+    json_t *items = json_object_get(body, "items");
+    CU_ASSERT_EQUAL(json_array_size(items), 1);
+    CU_ASSERT_TRUE(json_integer_value(json_object_get(json_array_get(items, 0), "quantity")) ==
+                   INT32_MAX);
+    json_decref(body);
+    dh_free(&h);
+    es_proj_memmap_destroy(cv);
+    es_evgen_destroy(g);
+}
+
 /* The reported cases, exactly: each must be refused, not wrapped. */
 static void test_reported_cases(void)
 {
@@ -367,6 +417,7 @@ int main(void)
         {"the reported overflows are refused with a reason", test_reported_cases},
         {"account balances at the edge of int64", test_account_money},
         {"cart quantities and totals at the edge of their types", test_cart_quantities_and_totals},
+        {"forged cart events past the edges are refused", test_forged_cart_events},
         {NULL, NULL},
     };
     return es_test_run("domain-limits", cases);

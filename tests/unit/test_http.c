@@ -242,6 +242,15 @@ static void test_framing_refused(void)
     const char *gzip = "POST /v1/carts/c1/add-item HTTP/1.1\r\nHost: x\r\n"
                        "Transfer-Encoding: gzip\r\n\r\n";
     CU_ASSERT_EQUAL(raw_request(port, gzip, ans, sizeof(ans), 2000), 501);
+    /* more than one Transfer-Encoding: ambiguous between peers, refused */
+    const char *twice = "POST /v1/carts/c1/add-item HTTP/1.1\r\nHost: x\r\n"
+                        "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        "2\r\n{}\r\n0\r\n\r\n";
+    CU_ASSERT_EQUAL(raw_request(port, twice, ans, sizeof(ans), 2000), 501);
+    const char *layered = "POST /v1/carts/c1/add-item HTTP/1.1\r\nHost: x\r\n"
+                          "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"
+                          "2\r\n{}\r\n0\r\n\r\n";
+    CU_ASSERT_EQUAL(raw_request(port, layered, ans, sizeof(ans), 2000), 501);
     const char *fine = "POST /v1/carts/c1/add-item HTTP/1.1\r\nHost: x\r\n"
                        "Content-Length: 2\r\n\r\n{}";
     CU_ASSERT_EQUAL(raw_request(port, fine, ans, sizeof(ans), 2000), 200);

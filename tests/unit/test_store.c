@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static char path[256];
 static char errstr[512];
@@ -86,6 +87,33 @@ static void test_open_error_names_path(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "/proc/escqrs-no-such/db"));
 }
 
+/*
+ * Too little free space refuses the open with ES_ERR_NO_SPACE, also for a
+ * store that does not exist yet (a first start, a new rebuild generation):
+ * the check looks at the nearest existing parent, and nothing is created.
+ */
+static void test_open_refused_without_space(void)
+{
+    es_store_opts_t tight = opts;
+    tight.min_free_mb = (size_t)1 << 40; /* an exabyte: never free */
+    char sub[512], deep[512];
+    snprintf(sub, sizeof(sub), "%s-missing", path);
+    snprintf(deep, sizeof(deep), "%s-missing-a/b/c", path);
+    const char *paths[] = {path, sub, deep};
+    for (size_t i = 0; i < 3; i++) {
+        es_store_t *st = NULL;
+        errstr[0] = 0;
+        CU_ASSERT_EQUAL(es_store_open_err(paths[i], &tight, &st, errstr, sizeof(errstr)),
+                        ES_ERR_NO_SPACE);
+        CU_ASSERT_PTR_NULL(st);
+        CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "No space left"));
+        if (st)
+            es_store_close(st);
+    }
+    CU_ASSERT_NOT_EQUAL(access(sub, F_OK), 0);
+    CU_ASSERT_NOT_EQUAL(access(deep, F_OK), 0);
+}
+
 int main(void)
 {
     es_test_unique("/tmp/escqrs-test-store", path, sizeof(path));
@@ -93,6 +121,7 @@ int main(void)
         {"atomic batch and offsets", test_batch_and_offsets},
         {"prefix iteration and reopen", test_prefix_iteration_and_reopen},
         {"open error names the path", test_open_error_names_path},
+        {"no space: open refused, nothing created", test_open_refused_without_space},
         {NULL, NULL},
     };
     return es_test_run("store", cases);
