@@ -7,7 +7,7 @@
  * gateway refused the command (send only).
  */
 #include "cli.h"
-#include "escqrs/http.h"
+#include "escqrs/http_client.h"
 #include "escqrs/kafka.h"
 #include "escqrs/registry.h"
 #include "escqrs/log.h"

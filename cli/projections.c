@@ -11,7 +11,7 @@
  * Job stay readable).  Exit 1 when the operation fails.
  */
 #include "cli.h"
-#include "escqrs/http.h"
+#include "escqrs/http_client.h"
 
 #include <ctype.h>
 #include <getopt.h>

@@ -15,6 +15,7 @@
 #include "cli.h"
 #include "escqrs/registry.h"
 #include "escqrs/serde.h"
+#include "escqrs/schemas.h"
 
 #include <dirent.h>
 #include <getopt.h>
@@ -184,11 +185,17 @@ int cli_schemas(es_conf_t *conf, int argc, char **argv)
                          !strcmp(strstr(files[i].name, ".events"), ".events");
         size_t nsubj = is_result ? na : 1;
         for (size_t s = 0; s < nsubj; s++) {
-            char subject[256];
-            if (is_result)
-                snprintf(subject, sizeof(subject), "%s%s.command-results-value", prefix, aggs[s]);
-            else
-                snprintf(subject, sizeof(subject), "%s%s-value", prefix, files[i].name);
+            char subject[ES_SUBJECT_MAX];
+            int len = is_result
+                          ? snprintf(subject, sizeof(subject), "%s%s.command-results-value", prefix,
+                                     aggs[s])
+                          : snprintf(subject, sizeof(subject), "%s%s-value", prefix, files[i].name);
+            if (len < 0 || (size_t)len >= sizeof(subject)) {
+                fprintf(stderr, "INVALID %s.avsc: the subject name would pass %d bytes\n",
+                        files[i].name, ES_SUBJECT_MAX - 1);
+                rc = CLI_EXIT_FAILURE;
+                continue;
+            }
             es_err_t err;
             if (do_register) {
                 int id = 0;

@@ -16,7 +16,7 @@
 #include "cli.h"
 #include "domains.h"
 #include "escqrs/command.h"
-#include "escqrs/http.h"
+#include "escqrs/http_client.h"
 
 #include <errno.h>
 #include <getopt.h>

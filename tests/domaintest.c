@@ -3,6 +3,7 @@
  */
 #include "domaintest.h"
 #include "escqrs/serde.h"
+#include "escqrs/schemas.h"
 
 #include <CUnit/CUnit.h>
 #include <stdlib.h>

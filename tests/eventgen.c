@@ -11,6 +11,7 @@
 #include "escqrs/record.h"
 
 #include "escqrs/serde.h"
+#include "escqrs/schemas.h"
 
 #include <stdio.h>
 #include <stdlib.h>

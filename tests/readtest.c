@@ -14,6 +14,7 @@
 #include "escqrs/kafka.h"
 #include "escqrs/registry.h"
 #include "escqrs/store.h"
+#include "escqrs/schemas.h"
 #include "testutil.h"
 
 #include <CUnit/CUnit.h>

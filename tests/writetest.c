@@ -8,6 +8,7 @@
 #include "escqrs/record.h"
 #include "escqrs/registry.h"
 #include "escqrs/serde.h"
+#include "escqrs/schemas.h"
 #include "testutil.h"
 
 #include <CUnit/CUnit.h>

@@ -30,6 +30,7 @@
 #include "escqrs/registry.h"
 #include "escqrs/envelope.h"
 #include "escqrs/serde.h"
+#include "escqrs/schemas.h"
 
 #include <arpa/inet.h>
 #include <curl/curl.h>

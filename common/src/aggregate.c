@@ -6,7 +6,7 @@
  * steady state; an event's type is its branch's record name.
  */
 #include "escqrs/aggregate.h"
-#include "escqrs/serde.h"
+#include "escqrs/schemas.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -14,7 +14,7 @@
  * read-write lock; a failed refresh keeps the old keys.
  */
 #include "escqrs/auth.h"
-#include "escqrs/http.h"
+#include "escqrs/http_client.h"
 #include "escqrs/log.h"
 #include "escqrs/mem.h"
 #include "escqrs/util.h"
@@ -560,7 +560,7 @@ static es_err_t fetch_jwks(es_auth_t *a, char *errstr, size_t errstr_size)
     a->last_fetch_s = now_s();
     pthread_mutex_unlock(&a->fetch_mu);
     if (!err && status != 200) {
-        snprintf(errstr, errstr_size, "GET %s: HTTP %ld", a->jwks_url, status);
+        snprintf(errstr, errstr_size, "GET %.400s: HTTP %ld", a->jwks_url, status);
         err = ES_ERR_HTTP;
     }
     if (!err && !(ks = jwks_parse(body.data, body.len, errstr, errstr_size)))

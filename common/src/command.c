@@ -9,7 +9,7 @@
  * outcomes to status codes lives here and nowhere else.
  */
 #include "escqrs/command.h"
-#include "escqrs/http.h"
+#include "escqrs/contract.h"
 #include "escqrs/record.h"
 
 #include <inttypes.h>

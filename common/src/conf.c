@@ -537,11 +537,6 @@ bool es_conf_get_bool(const es_conf_t *conf, const char *name)
     return bv;
 }
 
-const char *es_conf_program(const es_conf_t *conf)
-{
-    return conf->program;
-}
-
 void es_conf_kafka_foreach(const es_conf_t *conf, es_conf_role_t role,
                            void (*cb)(void *opaque, const char *name, const char *value),
                            void *opaque)

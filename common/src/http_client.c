@@ -7,12 +7,13 @@
  * or bearer credentials come from es_http_client_opts_t; the credentials
  * never appear in an error message (libcurl's own do not carry them).
  */
-#include "escqrs/http.h"
+#include "escqrs/http_client.h"
 #include "escqrs/mem.h"
 
 #include <curl/curl.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;

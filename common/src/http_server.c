@@ -47,7 +47,7 @@
  * resumed before libmicrohttpd's daemon may stop (it aborts otherwise), so
  * es_http_server_stop() answers what is left and waits for the resumes.
  */
-#include "escqrs/http.h"
+#include "escqrs/http_server.h"
 #include "escqrs/log.h"
 #include "escqrs/util.h"
 #include "escqrs/mem.h"
@@ -256,11 +256,6 @@ void es_http_resp_json(es_http_resp_t *resp, int status, json_t *body)
                       text ? strlen(text) : 4);
     free(text);
     json_decref(body);
-}
-
-json_t *es_http_error_body(const char *code, const char *message)
-{
-    return json_pack("{s:s, s:s}", "error", code, "message", message);
 }
 
 void es_http_resp_error(es_http_resp_t *resp, int status, const char *code, const char *fmt, ...)

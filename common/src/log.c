@@ -87,11 +87,6 @@ void es_log_set_level(es_log_level_t level)
     atomic_store(&cur_level, (int)level);
 }
 
-es_log_level_t es_log_get_level(void)
-{
-    return (es_log_level_t)atomic_load(&cur_level);
-}
-
 es_err_t es_log_level_parse(const char *name, es_log_level_t *out)
 {
     for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++) {

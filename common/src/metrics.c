@@ -153,11 +153,6 @@ void es_gauge_set(es_gauge_t *g, double v)
     atomic_store_explicit(&g->value, d2u(v), memory_order_relaxed);
 }
 
-double es_gauge_value(const es_gauge_t *g)
-{
-    return u2d(atomic_load_explicit(&((es_gauge_t *)g)->value, memory_order_relaxed));
-}
-
 void es_histogram_observe(es_histogram_t *h, double v)
 {
     size_t i = 0;

@@ -9,7 +9,7 @@
  * (an incompatible schema, an unknown subject).
  */
 #include "escqrs/registry.h"
-#include "escqrs/http.h"
+#include "escqrs/http_client.h"
 #include "escqrs/log.h"
 #include "escqrs/mem.h"
 

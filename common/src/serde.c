@@ -23,12 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct es_embedded_schema {
-    const char *name;
-    const char *text;
-};
-extern const struct es_embedded_schema es_embedded_schemas[];
-
 #define WALK_MAX_DEPTH       64
 #define ZERO_WIDTH_MAX_ITEMS 65536 /* items that take no bytes (e.g. null) per record */
 
@@ -54,28 +48,6 @@ struct es_serde_s {
     writer_entry_t *writers;
     size_t nwriters, capwriters;
 };
-
-const char *es_schema_text(const char *name)
-{
-    for (const struct es_embedded_schema *s = es_embedded_schemas; s->name; s++)
-        if (!strcmp(s->name, name))
-            return s->text;
-    return NULL;
-}
-
-es_err_t es_schema_parse(const char *name, avro_schema_t *schema, char *errstr, size_t errstr_size)
-{
-    const char *text = es_schema_text(name);
-    if (!text) {
-        snprintf(errstr, errstr_size, "no schema named %s in schemas/", name);
-        return ES_ERR_NOT_FOUND;
-    }
-    if (avro_schema_from_json_length(text, strlen(text), schema)) {
-        snprintf(errstr, errstr_size, "schema %s: %s", name, avro_strerror());
-        return ES_ERR_SCHEMA;
-    }
-    return ES_ERR_OK;
-}
 
 es_serde_t *es_serde_new(es_registry_t *reg, const char *subject, const char *schema_json,
                          bool register_schema, int schema_id, char *errstr, size_t errstr_size)
@@ -414,9 +386,8 @@ static es_err_t writer_for(es_serde_t *serde, int id, writer_entry_t **out, char
                  serde->schema_id);
         return ES_ERR_UNKNOWN_SCHEMA;
     } else {
+        /* ES_ERR_UNKNOWN_SCHEMA when the registry does not know the id */
         es_err_t err = es_registry_schema_by_id(serde->reg, id, &writer, errstr, errstr_size);
-        if (err == ES_ERR_REGISTRY && strstr(errstr, "HTTP 404"))
-            err = ES_ERR_UNKNOWN_SCHEMA;
         if (err)
             return err;
     }

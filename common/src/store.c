@@ -115,6 +115,36 @@ static es_err_t check_space(const char *path, size_t min_free_mb, char *errstr, 
     return ES_ERR_NO_SPACE;
 }
 
+/* 0x00 "meta" 0x00 "format": the layout name and version of the values */
+static const char format_key[] = "\0meta\0format";
+#define FORMAT_KEY_LEN (sizeof(format_key) - 1)
+
+/* The format record must equal o->format; a store without one gets it. */
+static es_err_t check_format(es_store_t *st, const es_store_opts_t *o, char *errstr,
+                             size_t errstr_size)
+{
+    es_buf_t have = {0};
+    es_err_t err = es_store_get(st, format_key, FORMAT_KEY_LEN, &have, errstr, errstr_size);
+    if (err == ES_ERR_NOT_FOUND) {
+        err = ES_ERR_OK;
+        if (!st->read_only) {
+            es_batch_t *b = es_batch_new();
+            es_batch_put(b, format_key, FORMAT_KEY_LEN, o->format, strlen(o->format));
+            err = es_store_write(st, b, errstr, errstr_size);
+            es_batch_destroy(b);
+        }
+    } else if (!err && (have.len != strlen(o->format) || memcmp(have.data, o->format, have.len))) {
+        snprintf(errstr, errstr_size,
+                 "store %s holds format \"%.*s\" but this program reads \"%s\": %s", st->path,
+                 (int)(have.len > 64 ? 64 : have.len), have.data, o->format,
+                 o->format_remedy ? o->format_remedy
+                                  : "rebuild it from the log (move the directory away first)");
+        err = ES_ERR_STORE;
+    }
+    es_buf_free(&have);
+    return err;
+}
+
 static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 static rocksdb_cache_t *shared_cache;
 
@@ -180,6 +210,10 @@ es_err_t es_store_open_err(const char *path, const es_store_opts_t *o, es_store_
         rocksdb_free(rerr);
         es_store_close(st);
         return ES_ERR_STORE;
+    }
+    if (o && o->format && (err = check_format(st, o, errstr, errstr_size))) {
+        es_store_close(st);
+        return err;
     }
     *out = st;
     return ES_ERR_OK;

@@ -11,6 +11,7 @@
 #include "domains.h"
 #include "escqrs/command.h"
 #include "escqrs/serde.h"
+#include "escqrs/schemas.h"
 
 #include <stdint.h>
 #include <stdio.h>

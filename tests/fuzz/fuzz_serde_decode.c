@@ -14,6 +14,7 @@
  * are golden records of those ids (see docs/wire-format.md).
  */
 #include "escqrs/serde.h"
+#include "escqrs/schemas.h"
 
 #include <stdint.h>
 #include <stdio.h>

@@ -12,6 +12,7 @@
 #include "escqrs/kafka.h"
 #include "escqrs/record.h"
 #include "escqrs/serde.h"
+#include "escqrs/schemas.h"
 #include "testutil.h"
 
 #include <jansson.h>

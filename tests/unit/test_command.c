@@ -6,6 +6,7 @@
 #include "domains.h"
 #include "escqrs/command.h"
 #include "escqrs/serde.h"
+#include "escqrs/schemas.h"
 #include "testutil.h"
 
 #include <string.h>

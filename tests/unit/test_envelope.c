@@ -7,6 +7,7 @@
  */
 #include "escqrs/envelope.h"
 #include "escqrs/serde.h"
+#include "escqrs/schemas.h"
 #include "testutil.h"
 
 #include <ctype.h>

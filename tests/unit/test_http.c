@@ -7,7 +7,8 @@
  * handler queue, answers deferred to another thread, a stop while a
  * request still waits.
  */
-#include "escqrs/http.h"
+#include "escqrs/http_client.h"
+#include "escqrs/http_server.h"
 #include "escqrs/mem.h"
 #include "testutil.h"
 

@@ -8,7 +8,7 @@
  * gets, which a real registry cannot be made to do on demand (fail twice,
  * then answer).  What the real registry says is 0100's business.
  */
-#include "escqrs/http.h"
+#include "escqrs/http_server.h"
 #include "escqrs/registry.h"
 #include "escqrs/serde.h"
 #include "testutil.h"

@@ -8,6 +8,7 @@
  */
 #include "escqrs/record.h"
 #include "escqrs/serde.h"
+#include "escqrs/schemas.h"
 #include "testutil.h"
 
 #include <ctype.h>

@@ -13,6 +13,7 @@
  */
 #include "escqrs/record.h"
 #include "escqrs/serde.h"
+#include "escqrs/schemas.h"
 #include "testutil.h"
 
 #include <dirent.h>

@@ -114,6 +114,55 @@ static void test_open_refused_without_space(void)
     CU_ASSERT_NOT_EQUAL(access(deep, F_OK), 0);
 }
 
+/*
+ * A store records the format of its values: the same format opens, another
+ * is refused naming both and the remedy, and a store from before formats
+ * were recorded is taken as the first version.
+ */
+static void test_format_version(void)
+{
+    char fpath[512], legacy[512];
+    es_store_t *st = NULL;
+    es_store_opts_t v1 = opts, v2 = opts;
+    v1.format = "view/1";
+    v2.format = "view/2";
+    v2.format_remedy = "rebuild it: escqrs rebuild view";
+    snprintf(fpath, sizeof(fpath), "%s-format", path);
+    CU_ASSERT_EQUAL_FATAL(es_store_open_err(fpath, &v1, &st, errstr, sizeof(errstr)), ES_ERR_OK);
+    es_store_close(st);
+    CU_ASSERT_EQUAL(es_store_open_err(fpath, &v1, &st, errstr, sizeof(errstr)), ES_ERR_OK);
+    es_store_close(st);
+    st = NULL;
+    CU_ASSERT_EQUAL(es_store_open_err(fpath, &v2, &st, errstr, sizeof(errstr)), ES_ERR_STORE);
+    CU_ASSERT_PTR_NULL(st);
+    CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "\"view/1\""));
+    CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "\"view/2\""));
+    CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "escqrs rebuild view"));
+    es_store_opts_t ro = v2;
+    ro.read_only = true;
+    CU_ASSERT_EQUAL(es_store_open_err(fpath, &ro, &st, errstr, sizeof(errstr)), ES_ERR_STORE);
+
+    /* written without a format: read-only opens it and writes nothing, then
+     * the first writer records its format, which then binds */
+    snprintf(legacy, sizeof(legacy), "%s-legacy", path);
+    st = es_store_open(legacy, &opts, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+    es_batch_t *b = es_batch_new();
+    es_batch_put(b, "k", 1, "v", 1);
+    CU_ASSERT_EQUAL(es_store_write(st, b, errstr, sizeof(errstr)), ES_ERR_OK);
+    es_batch_destroy(b);
+    es_store_close(st);
+    es_store_opts_t ro1 = v1;
+    ro1.read_only = true;
+    CU_ASSERT_EQUAL_FATAL(es_store_open_err(legacy, &ro1, &st, errstr, sizeof(errstr)), ES_ERR_OK);
+    es_store_close(st);
+    CU_ASSERT_EQUAL_FATAL(es_store_open_err(legacy, &v2, &st, errstr, sizeof(errstr)), ES_ERR_OK);
+    es_store_close(st);
+    CU_ASSERT_EQUAL(es_store_open_err(legacy, &v1, &st, errstr, sizeof(errstr)), ES_ERR_STORE);
+    CU_ASSERT_EQUAL(es_store_destroy_path(fpath, errstr, sizeof(errstr)), ES_ERR_OK);
+    CU_ASSERT_EQUAL(es_store_destroy_path(legacy, errstr, sizeof(errstr)), ES_ERR_OK);
+}
+
 int main(void)
 {
     es_test_unique("/tmp/escqrs-test-store", path, sizeof(path));
@@ -122,6 +171,7 @@ int main(void)
         {"prefix iteration and reopen", test_prefix_iteration_and_reopen},
         {"open error names the path", test_open_error_names_path},
         {"no space: open refused, nothing created", test_open_refused_without_space},
+        {"the format of a store is checked at open", test_format_version},
         {NULL, NULL},
     };
     return es_test_run("store", cases);

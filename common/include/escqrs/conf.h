@@ -112,8 +112,6 @@ const char *es_conf_get(const es_conf_t *conf, const char *name);
 int64_t es_conf_get_int(const es_conf_t *conf, const char *name);
 /** @brief Boolean value of a declared ES_CONF_BOOL key (false when unset). */
 bool es_conf_get_bool(const es_conf_t *conf, const char *name);
-/** @brief Name of the program given to es_conf_new(). */
-const char *es_conf_program(const es_conf_t *conf);
 
 /**
  * @brief Call @p cb for every `kafka.` key that has a value and applies to

@@ -29,7 +29,6 @@ typedef void(es_log_sink_t)(void *opaque, es_log_level_t level, const char *comp
 void es_log_set_sink(es_log_sink_t *sink, void *opaque);
 /** @brief Drop messages below @p level. */
 void es_log_set_level(es_log_level_t level);
-es_log_level_t es_log_get_level(void);
 /** @brief Parse "debug"|"info"|"warn"|"error". */
 es_err_t es_log_level_parse(const char *name, es_log_level_t *out);
 const char *es_log_level_name(es_log_level_t level);

@@ -40,7 +40,6 @@ es_histogram_t *es_metrics_histogram(es_metrics_t *m, const char *name, const ch
 void es_counter_add(es_counter_t *c, uint64_t n);
 uint64_t es_counter_value(const es_counter_t *c);
 void es_gauge_set(es_gauge_t *g, double v);
-double es_gauge_value(const es_gauge_t *g);
 void es_histogram_observe(es_histogram_t *h, double v);
 
 /** @brief Default latency buckets in seconds (0.5 ms .. 10 s). */

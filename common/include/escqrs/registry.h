@@ -22,6 +22,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/** Room for a subject: a Kafka topic name (at most 249 bytes), "-value" and NUL. */
+#define ES_SUBJECT_MAX 256
+
 typedef struct es_registry_s es_registry_t;
 
 /** @brief Declared `registry.url` and `registry.timeout.ms`; add to a program's tables. */

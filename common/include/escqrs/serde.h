@@ -27,6 +27,7 @@
 #include "escqrs/err.h"
 #include "escqrs/mem.h"
 #include "escqrs/registry.h"
+#include "escqrs/schemas.h" /* transitional: callers include it themselves */
 
 #include <avro.h>
 #include <stdbool.h>
@@ -34,15 +35,6 @@
 
 #define ES_WIRE_MAGIC       0x00
 #define ES_WIRE_HEADER_SIZE 5
-
-/**
- * @brief The text of schema @p name (e.g. "cart.events") from schemas/, compiled
- *        into the library; NULL when there is no such schema.
- */
-const char *es_schema_text(const char *name);
-
-/** @brief Parse schema @p name (see es_schema_text()); caller owns *schema. */
-es_err_t es_schema_parse(const char *name, avro_schema_t *schema, char *errstr, size_t errstr_size);
 
 typedef struct es_serde_s es_serde_t;
 

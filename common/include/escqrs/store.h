@@ -57,13 +57,25 @@ typedef struct es_store_opts_s {
     bool sync;              /**< fsync each write batch (durability on power loss, slower) */
     size_t min_free_mb;     /**< refuse to write below this much free space (0: no check) */
     bool read_only;         /**< open for reading only: writes nothing, not even at open */
+    /** The layout of the values this program writes, a name and a version
+     *  ("cart_view/1"); NULL: not checked.  See es_store_open_err(). */
+    const char *format;
+    /** What to do when the format differs, for the error (NULL: a generic remedy). */
+    const char *format_remedy;
 } es_store_opts_t;
 
 /**
  * @brief Open (creating if missing, unless read-only) the store at @p path.
+ *
+ * Format: with opts->format set, the store's format record (a reserved key)
+ * must hold that same string.  A new store gets it; a store written before
+ * escqrs recorded formats has none and is taken as the first version (it
+ * gets the record when opened for writing).  Any other value is refused:
+ * the values would be misread, so the store must be rebuilt from the log.
  * @param out set to the store on ES_ERR_OK.
  * @returns ES_ERR_NO_SPACE when less than opts->min_free_mb is free (nothing
- *          was written), ES_ERR_STORE on other failures.
+ *          was written), ES_ERR_STORE on a format mismatch (errstr names both
+ *          formats and the remedy) and on other failures.
  */
 es_err_t es_store_open_err(const char *path, const es_store_opts_t *opts, es_store_t **out,
                            char *errstr, size_t errstr_size);
