@@ -12,8 +12,9 @@ ports); the registry is the test stack's (it keeps schemas in H2, no Kafka).
      `escqrs --config clients/escqrs-admin.conf topics create`;
   2. escqrs-gateway, escqrs-command-service (account) and escqrs-projector (accounts,
      account_balance) each log in as its own user, configured the way k8s does it
-     (ESCQRS_KAFKA_* variables, the password in ESCQRS_KAFKA_SASL_PASSWORD); before the
-     command service runs, the gateway must say so (it may Describe that group);
+     (ESCQRS_KAFKA_* variables; the gateway's password in ESCQRS_KAFKA_SASL_PASSWORD,
+     the others' in a file named by ESCQRS_KAFKA_SASL_PASSWORD_FILE); with the command
+     service's group empty the gateway must say so (it may Describe that group);
   3. end to end: open, deposit, withdraw through the gateway, the balance read back from
      the projector; the broker logged no denial for any program while doing it;
   4. what must be refused, with librdkafka (python confluent-kafka), each printed with
@@ -217,7 +218,7 @@ def watchdog(brokers):
 # ------------------------------------------------------------------ daemons
 
 class Daemon:
-    def __init__(self, name, binary, user, broker, work, sets):
+    def __init__(self, name, binary, user, broker, work, sets, password_file=False):
         self.name, self.user = name, user
         self.port = free_port()
         self.log = os.path.join(work, name + ".log")
@@ -231,8 +232,11 @@ class Daemon:
             "ESCQRS_KAFKA_SASL_MECHANISMS": "SCRAM-SHA-512",
             "ESCQRS_KAFKA_SSL_CA_LOCATION": broker.ca,
             "ESCQRS_KAFKA_SASL_USERNAME": user,
-            "ESCQRS_KAFKA_SASL_PASSWORD": broker.password(user),
         })
+        if password_file:  # a mounted Secret
+            self.env["ESCQRS_KAFKA_SASL_PASSWORD_FILE"] = os.path.join(broker.state, "users", user + ".password")
+        else:  # secretKeyRef, as k8s/base/escqrs does
+            self.env["ESCQRS_KAFKA_SASL_PASSWORD"] = broker.password(user)
         self.env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
         self.proc = None
 
@@ -520,10 +524,12 @@ def secure_pipeline(broker, work, daemons):
                 ["aggregates=account", "topics.create=false", "health.interval.ms=500"])
     cs = Daemon("command-service", "producers/command-service/escqrs-command-service",
                 "escqrs-account-command-service", broker, work,
-                ["aggregate=account", "topics.create=false", "store.path=" + os.path.join(work, "cs")])
+                ["aggregate=account", "topics.create=false", "store.path=" + os.path.join(work, "cs")],
+                password_file=True)
     pj = Daemon("projector", "consumers/projector/escqrs-projector", "escqrs-projector-accounts", broker, work,
                 ["projections=account_balance", "projector.name=accounts",
-                 "store.path=" + os.path.join(work, "pj"), "admin.listen=127.0.0.1:%d" % free_port()])
+                 "store.path=" + os.path.join(work, "pj"), "admin.listen=127.0.0.1:%d" % free_port()],
+                password_file=True)
     daemons += [gw, cs, pj]
     # The gateway reads the command service group's state (Describe on the group):
     # with no member it must say so, not take commands nobody reads.  The group must
