@@ -58,7 +58,7 @@ static size_t load_dir(const char *dir, schema_file_t *out)
         snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
         snprintf(out[n].name, sizeof(out[n].name), "%.*s", (int)(len - 5), de->d_name);
         es_buf_t text = {0};
-        if (es_buf_load_file(&text, path) == 0) {
+        if (es_buf_read_file(&text, path)) {
             out[n].text = text.data; /* ownership moves to out[n] */
             n++;
         } else {

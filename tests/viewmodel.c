@@ -520,16 +520,16 @@ static void diff(vm_scan_t *s, const char *what)
 /* Compare an item_stats open-cart copy ("k/<id>") with the model's. */
 static void check_open_cart(vm_scan_t *s, const char *id, const char *val, size_t vallen)
 {
-    es_proj_cursor_t cur;
+    es_cursor_t cur;
     vm_lines_t got = {0};
-    es_proj_cursor_init(&cur, val, vallen);
-    uint32_t n = es_proj_get_u32(&cur);
+    es_cursor_init(&cur, val, vallen);
+    uint32_t n = es_cursor_be32(&cur);
     for (uint32_t i = 0; i < n && !cur.bad; i++) {
         size_t len = 0;
         char sku[64];
-        const char *p = es_proj_get_str(&cur, &len);
+        const char *p = es_cursor_str(&cur, &len);
         snprintf(sku, sizeof(sku), "%.*s", (int)(len < 63 ? len : 63), p ? p : "");
-        int64_t q = (int64_t)es_proj_get_u64(&cur);
+        int64_t q = (int64_t)es_cursor_be64(&cur);
         if (q != 0) /* a zero line is no line */
             lines_append(&got, sku)->qty += q;
     }

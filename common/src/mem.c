@@ -6,6 +6,7 @@
  * error path that would never be tested.
  */
 #include "escqrs/mem.h"
+#include "escqrs/util.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -100,21 +101,6 @@ void es_buf_appendf(es_buf_t *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
-int es_buf_load_file(es_buf_t *b, const char *path)
-{
-    char chunk[8192];
-    size_t n;
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return -1;
-    es_buf_set(b, "", 0);
-    while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0)
-        es_buf_append(b, chunk, n);
-    int failed = ferror(fp);
-    fclose(fp);
-    return failed ? -1 : 0;
-}
-
 void es_buf_clear(es_buf_t *b)
 {
     b->len = 0;
@@ -163,4 +149,174 @@ char *es_read_file(const char *path)
         return b.data;
     es_buf_free(&b);
     return NULL;
+}
+
+void es_buf_put_be64(es_buf_t *b, uint64_t v)
+{
+    unsigned char x[8];
+    es_be64_put(x, v);
+    es_buf_append(b, x, 8);
+}
+
+void es_buf_put_be32(es_buf_t *b, uint32_t v)
+{
+    unsigned char x[4];
+    es_be32_put(x, v);
+    es_buf_append(b, x, 4);
+}
+
+void es_buf_put_str(es_buf_t *b, const char *s, size_t len)
+{
+    es_buf_put_be32(b, (uint32_t)len);
+    es_buf_append(b, s, len);
+}
+
+void es_cursor_init(es_cursor_t *c, const void *data, size_t len)
+{
+    c->p = data;
+    c->left = len;
+    c->bad = false;
+}
+
+/* The next @p n bytes, or NULL (and the cursor bad) when fewer are left. */
+static const unsigned char *cursor_take(es_cursor_t *c, size_t n)
+{
+    if (c->bad || c->left < n) {
+        c->bad = true;
+        c->left = 0;
+        return NULL;
+    }
+    const unsigned char *p = c->p;
+    c->p += n;
+    c->left -= n;
+    return p;
+}
+
+uint64_t es_cursor_be64(es_cursor_t *c)
+{
+    const unsigned char *p = cursor_take(c, 8);
+    return p ? es_be64_get(p) : 0;
+}
+
+uint32_t es_cursor_be32(es_cursor_t *c)
+{
+    const unsigned char *p = cursor_take(c, 4);
+    return p ? es_be32_get(p) : 0;
+}
+
+const char *es_cursor_str(es_cursor_t *c, size_t *len)
+{
+    uint32_t n = es_cursor_be32(c);
+    const unsigned char *p = c->bad ? NULL : cursor_take(c, n);
+    *len = p ? n : 0;
+    return p ? (const char *)p : "";
+}
+
+/* ------------------------------------------------------------- hash map */
+
+struct es_map_slot_s {
+    char *key; /* NULL: empty slot */
+    size_t keylen;
+    void *val;
+};
+
+static struct es_map_slot_s *map_find(struct es_map_slot_s *slots, size_t cap, const void *key,
+                                      size_t keylen)
+{
+    size_t i = (size_t)es_fnv1a64(ES_FNV1A64_INIT, key, keylen) & (cap - 1);
+    for (;;) {
+        struct es_map_slot_s *s = &slots[i];
+        if (!s->key || (s->keylen == keylen && !memcmp(s->key, key, keylen)))
+            return s;
+        i = (i + 1) & (cap - 1);
+    }
+}
+
+static void map_grow(es_map_t *m)
+{
+    size_t ncap = m->cap ? m->cap * 2 : 64;
+    struct es_map_slot_s *ns = es_calloc(ncap, sizeof(*ns));
+    for (size_t i = 0; i < m->cap; i++)
+        if (m->slots[i].key)
+            *map_find(ns, ncap, m->slots[i].key, m->slots[i].keylen) = m->slots[i];
+    free(m->slots);
+    m->slots = ns;
+    m->cap = ncap;
+}
+
+void *es_map_get(const es_map_t *m, const void *key, size_t keylen, bool *found)
+{
+    struct es_map_slot_s *s = m->cap ? map_find(m->slots, m->cap, key, keylen) : NULL;
+    if (found)
+        *found = s && s->key;
+    return s && s->key ? s->val : NULL;
+}
+
+void **es_map_slot(es_map_t *m, const void *key, size_t keylen, bool *added)
+{
+    if ((m->used + 1) * 4 > m->cap * 3) /* at most 3/4 full: probes stay short */
+        map_grow(m);
+    struct es_map_slot_s *s = map_find(m->slots, m->cap, key, keylen);
+    if (added)
+        *added = !s->key;
+    if (!s->key) {
+        s->key = es_malloc(keylen ? keylen : 1);
+        memcpy(s->key, key, keylen);
+        s->keylen = keylen;
+        s->val = NULL;
+        m->used++;
+    }
+    return &s->val;
+}
+
+void es_map_set(es_map_t *m, const void *key, size_t keylen, void *val)
+{
+    void **slot = es_map_slot(m, key, keylen, NULL);
+    if (*slot && m->free_val)
+        m->free_val(*slot);
+    *slot = val;
+}
+
+bool es_map_next(const es_map_t *m, size_t *pos, const void **key, size_t *keylen, void ***val)
+{
+    for (; *pos < m->cap; (*pos)++) {
+        struct es_map_slot_s *s = &m->slots[*pos];
+        if (s->key) {
+            (*pos)++;
+            *key = s->key;
+            *keylen = s->keylen;
+            *val = &s->val;
+            return true;
+        }
+    }
+    return false;
+}
+
+size_t es_map_count(const es_map_t *m)
+{
+    return m->used;
+}
+
+void es_map_clear(es_map_t *m)
+{
+    if (!m->used)
+        return;
+    for (size_t i = 0; i < m->cap; i++) {
+        struct es_map_slot_s *s = &m->slots[i];
+        if (!s->key)
+            continue;
+        free(s->key);
+        if (s->val && m->free_val)
+            m->free_val(s->val);
+    }
+    memset(m->slots, 0, m->cap * sizeof(*m->slots));
+    m->used = 0;
+}
+
+void es_map_free(es_map_t *m)
+{
+    es_map_clear(m);
+    free(m->slots);
+    m->slots = NULL;
+    m->cap = 0;
 }

@@ -1,15 +1,13 @@
 /*
  * projection.c — the pure half of the projection runtime: transactions that
- * read their own writes, in-memory maps, readers and byte codecs.
+ * read their own writes, in-memory maps and readers.
  *
- * One hash map type (kvmap, open addressing, linear probing) serves three
- * uses: the pending writes of a consumed batch, the writes of the event being
- * folded (a second layer, so a failed fold is dropped without touching the
- * batch), and the in-memory backing of tests and point-in-time folds.  A
- * tombstone (val == NULL) records a delete: in a transaction it hides the
- * base value, in a memory map it means absent.  Ordered output (foreach,
- * scan) sorts at the end instead of keeping a tree: batches are written
- * once and scanned rarely, so O(1) puts matter more.
+ * One hash map (es_map_t, mem.h) of values serves three uses: the pending writes of a consumed
+ * batch, the writes of the event being folded (a second layer, so a failed fold is dropped without
+ * touching the batch), and the in-memory backing of tests and point-in-time folds.  A tombstone
+ * (val == NULL) records a delete: in a transaction it hides the base value, in a memory map it
+ * means absent.  Ordered output (foreach, scan) sorts at the end instead of keeping a tree: batches
+ * are written once and scanned rarely, so O(1) puts matter more.
  */
 #include "escqrs/projection.h"
 
@@ -17,140 +15,51 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ------------------------------------------------------------------ kvmap */
+/* ------------------------------------------------------------- value maps */
 
-typedef struct kv_s {
-    char *key;
+/* A stored value; a map entry whose value is NULL is a tombstone. */
+typedef struct {
+    size_t len;
+    char data[];
+} val_t;
+
+static val_t *val_new(const void *data, size_t len)
+{
+    val_t *v = es_malloc(sizeof(*v) + (len ? len : 1));
+    v->len = len;
+    memcpy(v->data, data, len);
+    return v;
+}
+
+/* Set key to a copy of val (NULL: tombstone). */
+static void vmap_set(es_map_t *m, const void *key, size_t keylen, const void *val, size_t vallen)
+{
+    es_map_set(m, key, keylen, val ? val_new(val, vallen) : NULL);
+}
+
+/* Move every entry of src into dst (later writes win); src is left empty. */
+static void vmap_move(es_map_t *dst, es_map_t *src)
+{
+    size_t pos = 0;
+    const void *key;
     size_t keylen;
-    char *val; /* NULL: tombstone */
-    size_t vallen;
-} kv_t;
-
-typedef struct kvmap_s {
-    kv_t *slots;
-    size_t cap; /* power of two */
-    size_t used;
-} kvmap_t;
-
-static uint64_t kv_hash(const void *key, size_t len)
-{
-    const unsigned char *p = key;
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (size_t i = 0; i < len; i++) {
-        h ^= p[i];
-        h *= 1099511628211ULL;
+    void **val;
+    while (es_map_next(src, &pos, &key, &keylen, &val)) {
+        es_map_set(dst, key, keylen, *val);
+        *val = NULL; /* dst owns it now */
     }
-    return h;
+    es_map_clear(src);
 }
 
-static kv_t *kv_find_slot(kv_t *slots, size_t cap, const void *key, size_t keylen)
-{
-    size_t i = (size_t)kv_hash(key, keylen) & (cap - 1);
-    for (;;) {
-        kv_t *s = &slots[i];
-        if (!s->key || (s->keylen == keylen && memcmp(s->key, key, keylen) == 0))
-            return s;
-        i = (i + 1) & (cap - 1);
-    }
-}
+typedef struct {
+    const char *key;
+    size_t keylen;
+    const val_t *val; /* NULL: tombstone */
+} entry_t;
 
-static void kvmap_grow(kvmap_t *m)
+static int entry_cmp(const void *a, const void *b)
 {
-    size_t ncap = m->cap ? m->cap * 2 : 64;
-    kv_t *ns = es_calloc(ncap, sizeof(*ns));
-    for (size_t i = 0; i < m->cap; i++) {
-        if (m->slots[i].key)
-            *kv_find_slot(ns, ncap, m->slots[i].key, m->slots[i].keylen) = m->slots[i];
-    }
-    free(m->slots);
-    m->slots = ns;
-    m->cap = ncap;
-}
-
-static kv_t *kvmap_lookup(const kvmap_t *m, const void *key, size_t keylen)
-{
-    if (!m->cap)
-        return NULL;
-    kv_t *s = kv_find_slot(m->slots, m->cap, key, keylen);
-    return s->key ? s : NULL;
-}
-
-/* Set key to val (NULL: tombstone). */
-static void kvmap_set(kvmap_t *m, const void *key, size_t keylen, const void *val, size_t vallen)
-{
-    if ((m->used + 1) * 4 > m->cap * 3)
-        kvmap_grow(m);
-    kv_t *s = kv_find_slot(m->slots, m->cap, key, keylen);
-    if (!s->key) {
-        s->key = es_malloc(keylen ? keylen : 1);
-        memcpy(s->key, key, keylen);
-        s->keylen = keylen;
-        m->used++;
-    } else {
-        free(s->val);
-    }
-    if (val) {
-        s->val = es_malloc(vallen ? vallen : 1);
-        memcpy(s->val, val, vallen);
-        s->vallen = vallen;
-    } else {
-        s->val = NULL;
-        s->vallen = 0;
-    }
-}
-
-static void kvmap_clear(kvmap_t *m)
-{
-    for (size_t i = 0; i < m->cap; i++) {
-        free(m->slots[i].key);
-        free(m->slots[i].val);
-    }
-    free(m->slots);
-    m->slots = NULL;
-    m->cap = m->used = 0;
-}
-
-/* Empty the map but keep its slot array (the per-event layer is reused). */
-static void kvmap_reset(kvmap_t *m)
-{
-    if (!m->used)
-        return;
-    for (size_t i = 0; i < m->cap; i++) {
-        free(m->slots[i].key);
-        free(m->slots[i].val);
-    }
-    memset(m->slots, 0, m->cap * sizeof(*m->slots));
-    m->used = 0;
-}
-
-/* Move every entry of src into dst (ownership of keys and values moves too). */
-static void kvmap_move(kvmap_t *dst, kvmap_t *src)
-{
-    for (size_t i = 0; i < src->cap; i++) {
-        kv_t *s = &src->slots[i];
-        if (!s->key)
-            continue;
-        if ((dst->used + 1) * 4 > dst->cap * 3)
-            kvmap_grow(dst);
-        kv_t *d = kv_find_slot(dst->slots, dst->cap, s->key, s->keylen);
-        if (d->key) {
-            free(s->key);
-            free(d->val);
-        } else {
-            d->key = s->key;
-            d->keylen = s->keylen;
-            dst->used++;
-        }
-        d->val = s->val;
-        d->vallen = s->vallen;
-        memset(s, 0, sizeof(*s));
-    }
-    src->used = 0;
-}
-
-static int kv_cmp(const void *a, const void *b)
-{
-    const kv_t *x = *(kv_t *const *)a, *y = *(kv_t *const *)b;
+    const entry_t *x = a, *y = b;
     size_t n = x->keylen < y->keylen ? x->keylen : y->keylen;
     int c = memcmp(x->key, y->key, n);
     if (c)
@@ -159,16 +68,17 @@ static int kv_cmp(const void *a, const void *b)
 }
 
 /* Entries (tombstones included) whose key starts with prefix, sorted. */
-static kv_t **kvmap_sorted(const kvmap_t *m, const void *prefix, size_t prefixlen, size_t *n)
+static entry_t *vmap_sorted(const es_map_t *m, const void *prefix, size_t prefixlen, size_t *n)
 {
-    kv_t **v = es_malloc((m->used ? m->used : 1) * sizeof(*v));
-    size_t k = 0;
-    for (size_t i = 0; i < m->cap; i++) {
-        kv_t *s = &m->slots[i];
-        if (s->key && s->keylen >= prefixlen && memcmp(s->key, prefix, prefixlen) == 0)
-            v[k++] = s;
-    }
-    qsort(v, k, sizeof(*v), kv_cmp);
+    entry_t *v = es_malloc((es_map_count(m) ? es_map_count(m) : 1) * sizeof(*v));
+    size_t k = 0, pos = 0;
+    const void *key;
+    size_t keylen;
+    void **val;
+    while (es_map_next(m, &pos, &key, &keylen, &val))
+        if (keylen >= prefixlen && !memcmp(key, prefix, prefixlen))
+            v[k++] = (entry_t){key, keylen, *val};
+    qsort(v, k, sizeof(*v), entry_cmp);
     *n = k;
     return v;
 }
@@ -208,38 +118,38 @@ es_err_t es_proj_reader_scan(es_proj_reader_t *rd, const void *prefix, size_t pr
 /* ----------------------------------------------------------- memory maps */
 
 struct es_proj_memmap_s {
-    kvmap_t map;
+    es_map_t map;
     size_t live;
 };
 
 es_proj_memmap_t *es_proj_memmap_new(void)
 {
-    return es_calloc(1, sizeof(es_proj_memmap_t));
+    es_proj_memmap_t *m = es_calloc(1, sizeof(es_proj_memmap_t));
+    m->map = (es_map_t)ES_MAP_INIT(free);
+    return m;
 }
 
 void es_proj_memmap_destroy(es_proj_memmap_t *m)
 {
     if (!m)
         return;
-    kvmap_clear(&m->map);
+    es_map_free(&m->map);
     free(m);
 }
 
 void es_proj_memmap_put(es_proj_memmap_t *m, const void *key, size_t keylen, const void *val,
                         size_t vallen)
 {
-    kv_t *s = kvmap_lookup(&m->map, key, keylen);
-    if (!s || !s->val)
+    if (!es_map_get(&m->map, key, keylen, NULL))
         m->live++;
-    kvmap_set(&m->map, key, keylen, val ? val : "", val ? vallen : 0);
+    vmap_set(&m->map, key, keylen, val ? val : "", val ? vallen : 0);
 }
 
 void es_proj_memmap_delete(es_proj_memmap_t *m, const void *key, size_t keylen)
 {
-    kv_t *s = kvmap_lookup(&m->map, key, keylen);
-    if (s && s->val) {
+    if (es_map_get(&m->map, key, keylen, NULL)) {
         m->live--;
-        kvmap_set(&m->map, key, keylen, NULL, 0);
+        vmap_set(&m->map, key, keylen, NULL, 0);
     }
 }
 
@@ -252,10 +162,10 @@ static es_err_t memmap_get(void *opaque, const void *key, size_t keylen, es_buf_
                            char *errstr, size_t errstr_size)
 {
     es_proj_memmap_t *m = opaque;
-    kv_t *s = kvmap_lookup(&m->map, key, keylen);
-    if (!s || !s->val)
+    const val_t *v = es_map_get(&m->map, key, keylen, NULL);
+    if (!v)
         return ES_ERR_NOT_FOUND;
-    es_buf_set(out, s->val, s->vallen);
+    es_buf_set(out, v->data, v->len);
     return ES_ERR_OK;
 }
 
@@ -265,9 +175,9 @@ static es_err_t memmap_scan(void *opaque, const void *prefix, size_t prefixlen,
 {
     es_proj_memmap_t *m = opaque;
     size_t n;
-    kv_t **v = kvmap_sorted(&m->map, prefix, prefixlen, &n);
+    entry_t *v = vmap_sorted(&m->map, prefix, prefixlen, &n);
     for (size_t i = 0; i < n; i++) {
-        if (v[i]->val && !cb(cbopaque, v[i]->key, v[i]->keylen, v[i]->val, v[i]->vallen))
+        if (v[i].val && !cb(cbopaque, v[i].key, v[i].keylen, v[i].val->data, v[i].val->len))
             break;
     }
     free(v);
@@ -284,8 +194,8 @@ es_proj_backend_t es_proj_memmap_backend(es_proj_memmap_t *m)
 
 struct es_proj_txn_s {
     es_proj_reader_t *base;
-    kvmap_t batch; /* committed event scopes */
-    kvmap_t event; /* the event being folded */
+    es_map_t batch; /* committed event scopes */
+    es_map_t event; /* the event being folded */
     bool in_event;
 };
 
@@ -293,6 +203,8 @@ es_proj_txn_t *es_proj_txn_new(es_proj_reader_t *base)
 {
     es_proj_txn_t *txn = es_calloc(1, sizeof(*txn));
     txn->base = base;
+    txn->batch = (es_map_t)ES_MAP_INIT(free);
+    txn->event = (es_map_t)ES_MAP_INIT(free);
     return txn;
 }
 
@@ -300,21 +212,22 @@ void es_proj_txn_destroy(es_proj_txn_t *txn)
 {
     if (!txn)
         return;
-    kvmap_clear(&txn->batch);
-    kvmap_clear(&txn->event);
+    es_map_free(&txn->batch);
+    es_map_free(&txn->event);
     free(txn);
 }
 
 es_err_t es_proj_get(es_proj_txn_t *txn, const void *key, size_t keylen, es_buf_t *out,
                      char *errstr, size_t errstr_size)
 {
-    kv_t *s = kvmap_lookup(&txn->event, key, keylen);
-    if (!s)
-        s = kvmap_lookup(&txn->batch, key, keylen);
-    if (s) {
-        if (!s->val)
+    bool found;
+    const val_t *v = es_map_get(&txn->event, key, keylen, &found);
+    if (!found)
+        v = es_map_get(&txn->batch, key, keylen, &found);
+    if (found) { /* a value, or a tombstone */
+        if (!v)
             return ES_ERR_NOT_FOUND;
-        es_buf_set(out, s->val, s->vallen);
+        es_buf_set(out, v->data, v->len);
         return ES_ERR_OK;
     }
     return es_proj_reader_get(txn->base, key, keylen, out, errstr, errstr_size);
@@ -322,30 +235,30 @@ es_err_t es_proj_get(es_proj_txn_t *txn, const void *key, size_t keylen, es_buf_
 
 void es_proj_put(es_proj_txn_t *txn, const void *key, size_t keylen, const void *val, size_t vallen)
 {
-    kvmap_set(txn->in_event ? &txn->event : &txn->batch, key, keylen, val ? val : "",
-              val ? vallen : 0);
+    vmap_set(txn->in_event ? &txn->event : &txn->batch, key, keylen, val ? val : "",
+             val ? vallen : 0);
 }
 
 void es_proj_delete(es_proj_txn_t *txn, const void *key, size_t keylen)
 {
-    kvmap_set(txn->in_event ? &txn->event : &txn->batch, key, keylen, NULL, 0);
+    vmap_set(txn->in_event ? &txn->event : &txn->batch, key, keylen, NULL, 0);
 }
 
 void es_proj_txn_begin_event(es_proj_txn_t *txn)
 {
-    kvmap_reset(&txn->event);
+    es_map_clear(&txn->event);
     txn->in_event = true;
 }
 
 void es_proj_txn_commit_event(es_proj_txn_t *txn)
 {
-    kvmap_move(&txn->batch, &txn->event);
+    vmap_move(&txn->batch, &txn->event);
     txn->in_event = false;
 }
 
 void es_proj_txn_rollback_event(es_proj_txn_t *txn)
 {
-    kvmap_reset(&txn->event);
+    es_map_clear(&txn->event);
     txn->in_event = false;
 }
 
@@ -355,104 +268,28 @@ void es_proj_txn_foreach(es_proj_txn_t *txn,
                          void *opaque)
 {
     size_t n;
-    kv_t **v = kvmap_sorted(&txn->batch, "", 0, &n);
+    entry_t *v = vmap_sorted(&txn->batch, "", 0, &n);
     for (size_t i = 0; i < n; i++)
-        cb(opaque, v[i]->key, v[i]->keylen, v[i]->val, v[i]->vallen);
+        cb(opaque, v[i].key, v[i].keylen, v[i].val ? v[i].val->data : NULL,
+           v[i].val ? v[i].val->len : 0);
     free(v);
 }
 
 size_t es_proj_txn_count(const es_proj_txn_t *txn)
 {
-    return txn->batch.used;
+    return es_map_count(&txn->batch);
 }
 
 void es_proj_txn_clear(es_proj_txn_t *txn)
 {
-    kvmap_clear(&txn->batch); /* a batch's map may be large: give it back */
-    kvmap_reset(&txn->event);
+    es_map_free(&txn->batch); /* a batch's map may be large: give it back */
+    es_map_clear(&txn->event);
     txn->in_event = false;
 }
 
 json_t *es_proj_bad_request(const char *msg)
 {
     return json_pack("{s:s, s:s}", "error", "invalid_query", "message", msg);
-}
-
-/* ---------------------------------------------------------------- codecs */
-
-void es_proj_put_u64(es_buf_t *b, uint64_t v)
-{
-    unsigned char x[8];
-    for (int i = 0; i < 8; i++)
-        x[i] = (unsigned char)(v >> (56 - 8 * i));
-    es_buf_append(b, x, 8);
-}
-
-void es_proj_put_u32(es_buf_t *b, uint32_t v)
-{
-    unsigned char x[4];
-    for (int i = 0; i < 4; i++)
-        x[i] = (unsigned char)(v >> (24 - 8 * i));
-    es_buf_append(b, x, 4);
-}
-
-void es_proj_put_str(es_buf_t *b, const char *s, size_t len)
-{
-    es_proj_put_u32(b, (uint32_t)len);
-    es_buf_append(b, s, len);
-}
-
-void es_proj_cursor_init(es_proj_cursor_t *c, const void *data, size_t len)
-{
-    c->p = data;
-    c->left = len;
-    c->bad = false;
-}
-
-uint64_t es_proj_get_u64(es_proj_cursor_t *c)
-{
-    if (c->left < 8) {
-        c->bad = true;
-        c->left = 0;
-        return 0;
-    }
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | c->p[i];
-    c->p += 8;
-    c->left -= 8;
-    return v;
-}
-
-uint32_t es_proj_get_u32(es_proj_cursor_t *c)
-{
-    if (c->left < 4) {
-        c->bad = true;
-        c->left = 0;
-        return 0;
-    }
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++)
-        v = v << 8 | c->p[i];
-    c->p += 4;
-    c->left -= 4;
-    return v;
-}
-
-const char *es_proj_get_str(es_proj_cursor_t *c, size_t *len)
-{
-    uint32_t n = es_proj_get_u32(c);
-    if (c->bad || n > c->left) {
-        c->bad = true;
-        c->left = 0;
-        *len = 0;
-        return "";
-    }
-    const char *s = (const char *)c->p;
-    c->p += n;
-    c->left -= n;
-    *len = n;
-    return s;
 }
 
 /* ----------------------------------------------------------- frozen views */

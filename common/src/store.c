@@ -10,6 +10,7 @@
  * (store.h says why): a statvfs() per batch is about a microsecond.
  */
 #include "escqrs/store.h"
+#include "escqrs/util.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -301,11 +302,7 @@ static size_t offset_key(const char *topic, int32_t partition, char *out, size_t
     out[4] = '\0';
     memcpy(out + 5, topic, tlen);
     out[5 + tlen] = '\0';
-    uint32_t p = (uint32_t)partition;
-    out[6 + tlen] = (char)(p >> 24);
-    out[7 + tlen] = (char)(p >> 16);
-    out[8 + tlen] = (char)(p >> 8);
-    out[9 + tlen] = (char)p;
+    es_be32_put(out + 6 + tlen, (uint32_t)partition);
     return 10 + tlen;
 }
 
@@ -322,10 +319,7 @@ es_err_t es_store_get_offset(es_store_t *st, const char *topic, int32_t partitio
                      (int)partition);
             err = ES_ERR_STORE;
         } else {
-            uint64_t v = 0;
-            for (int i = 0; i < 8; i++)
-                v = v << 8 | (uint8_t)val.data[i];
-            *next_offset = (int64_t)v;
+            *next_offset = (int64_t)es_be64_get(val.data);
         }
     }
     es_buf_free(&val);
@@ -405,9 +399,7 @@ void es_batch_put_offset(es_batch_t *batch, const char *topic, int32_t partition
 {
     char key[300], val[8];
     size_t klen = offset_key(topic, partition, key, sizeof(key));
-    uint64_t v = (uint64_t)next_offset;
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        val[i] = (char)(v & 0xff);
+    es_be64_put(val, (uint64_t)next_offset);
     rocksdb_writebatch_put(batch->wb, key, klen, val, 8);
 }
 

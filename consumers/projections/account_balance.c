@@ -40,13 +40,13 @@ static es_err_t account_balance_fold(int agg_index, const es_proj_event_t *ev, e
     ab_key(&key, id, idlen);
     err = es_proj_get(txn, key.data, key.len, &val, errstr, errstr_size);
     if (err == ES_ERR_OK) {
-        es_proj_cursor_t cur;
+        es_cursor_t cur;
         size_t len;
-        es_proj_cursor_init(&cur, val.data, val.len);
-        const char *o = es_proj_get_str(&cur, &len);
+        es_cursor_init(&cur, val.data, val.len);
+        const char *o = es_cursor_str(&cur, &len);
         es_buf_set(&owner_buf, o, len);
-        balance = (int64_t)es_proj_get_u64(&cur);
-        cur_version = (int64_t)es_proj_get_u64(&cur);
+        balance = (int64_t)es_cursor_be64(&cur);
+        cur_version = (int64_t)es_cursor_be64(&cur);
         if (cur.bad) {
             snprintf(errstr, errstr_size, "stored account %.*s is corrupt", (int)idlen, id);
             err = ES_ERR_STORE;
@@ -98,9 +98,9 @@ static es_err_t account_balance_fold(int agg_index, const es_proj_event_t *ev, e
         goto out;
     }
     es_buf_t nv = {0};
-    es_proj_put_str(&nv, owner, ownerlen);
-    es_proj_put_u64(&nv, (uint64_t)balance);
-    es_proj_put_u64(&nv, (uint64_t)version);
+    es_buf_put_str(&nv, owner, ownerlen);
+    es_buf_put_be64(&nv, (uint64_t)balance);
+    es_buf_put_be64(&nv, (uint64_t)version);
     es_proj_put(txn, key.data, key.len, nv.data, nv.len);
     es_buf_free(&nv);
     err = ES_ERR_OK;
@@ -126,12 +126,12 @@ static int account_balance_get(es_proj_reader_t *rd, const es_proj_query_req_t *
     }
     if (err)
         goto out;
-    es_proj_cursor_t cur;
+    es_cursor_t cur;
     size_t len;
-    es_proj_cursor_init(&cur, val.data, val.len);
-    const char *owner = es_proj_get_str(&cur, &len);
-    int64_t balance = (int64_t)es_proj_get_u64(&cur);
-    int64_t version = (int64_t)es_proj_get_u64(&cur);
+    es_cursor_init(&cur, val.data, val.len);
+    const char *owner = es_cursor_str(&cur, &len);
+    int64_t balance = (int64_t)es_cursor_be64(&cur);
+    int64_t version = (int64_t)es_cursor_be64(&cur);
     if (cur.bad) {
         snprintf(errstr, errstr_size, "stored account %s is corrupt", id);
         goto out;

@@ -46,23 +46,23 @@ static void cv_free(cv_cart_t *c)
 
 static bool cv_decode(const es_buf_t *b, cv_cart_t *c)
 {
-    es_proj_cursor_t cur;
+    es_cursor_t cur;
     memset(c, 0, sizeof(*c));
-    es_proj_cursor_init(&cur, b->data, b->len);
-    c->status = es_proj_get_u32(&cur);
-    c->version = (int64_t)es_proj_get_u64(&cur);
-    c->total = (int64_t)es_proj_get_u64(&cur);
-    uint32_t n = es_proj_get_u32(&cur);
+    es_cursor_init(&cur, b->data, b->len);
+    c->status = es_cursor_be32(&cur);
+    c->version = (int64_t)es_cursor_be64(&cur);
+    c->total = (int64_t)es_cursor_be64(&cur);
+    uint32_t n = es_cursor_be32(&cur);
     if (cur.bad || n > cur.left / 20)
         return false;
     c->items = es_calloc(n ? n : 1, sizeof(*c->items));
     for (uint32_t i = 0; i < n; i++) {
         size_t len;
-        const char *s = es_proj_get_str(&cur, &len);
+        const char *s = es_cursor_str(&cur, &len);
         c->items[i].sku = es_strndup(s, len);
         c->items[i].skulen = len;
-        c->items[i].qty = (int64_t)es_proj_get_u64(&cur);
-        c->items[i].price = (int64_t)es_proj_get_u64(&cur);
+        c->items[i].qty = (int64_t)es_cursor_be64(&cur);
+        c->items[i].price = (int64_t)es_cursor_be64(&cur);
         c->n++;
     }
     return !cur.bad;
@@ -71,14 +71,14 @@ static bool cv_decode(const es_buf_t *b, cv_cart_t *c)
 static void cv_encode(const cv_cart_t *c, es_buf_t *b)
 {
     es_buf_clear(b);
-    es_proj_put_u32(b, c->status);
-    es_proj_put_u64(b, (uint64_t)c->version);
-    es_proj_put_u64(b, (uint64_t)c->total);
-    es_proj_put_u32(b, (uint32_t)c->n);
+    es_buf_put_be32(b, c->status);
+    es_buf_put_be64(b, (uint64_t)c->version);
+    es_buf_put_be64(b, (uint64_t)c->total);
+    es_buf_put_be32(b, (uint32_t)c->n);
     for (size_t i = 0; i < c->n; i++) {
-        es_proj_put_str(b, c->items[i].sku, c->items[i].skulen);
-        es_proj_put_u64(b, (uint64_t)c->items[i].qty);
-        es_proj_put_u64(b, (uint64_t)c->items[i].price);
+        es_buf_put_str(b, c->items[i].sku, c->items[i].skulen);
+        es_buf_put_be64(b, (uint64_t)c->items[i].qty);
+        es_buf_put_be64(b, (uint64_t)c->items[i].price);
     }
 }
 

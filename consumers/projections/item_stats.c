@@ -41,19 +41,19 @@ static void is_cart_free(is_cart_t *c)
 
 static bool is_cart_decode(const es_buf_t *b, is_cart_t *c)
 {
-    es_proj_cursor_t cur;
+    es_cursor_t cur;
     memset(c, 0, sizeof(*c));
-    es_proj_cursor_init(&cur, b->data, b->len);
-    uint32_t n = es_proj_get_u32(&cur);
+    es_cursor_init(&cur, b->data, b->len);
+    uint32_t n = es_cursor_be32(&cur);
     if (cur.bad || n > cur.left / 12)
         return false;
     c->lines = es_calloc(n ? n : 1, sizeof(*c->lines));
     for (uint32_t i = 0; i < n; i++) {
         size_t len;
-        const char *s = es_proj_get_str(&cur, &len);
+        const char *s = es_cursor_str(&cur, &len);
         c->lines[i].sku = es_strndup(s, len);
         c->lines[i].skulen = len;
-        c->lines[i].qty = (int64_t)es_proj_get_u64(&cur);
+        c->lines[i].qty = (int64_t)es_cursor_be64(&cur);
         c->n++;
     }
     return !cur.bad;
@@ -62,10 +62,10 @@ static bool is_cart_decode(const es_buf_t *b, is_cart_t *c)
 static void is_cart_encode(const is_cart_t *c, es_buf_t *b)
 {
     es_buf_clear(b);
-    es_proj_put_u32(b, (uint32_t)c->n);
+    es_buf_put_be32(b, (uint32_t)c->n);
     for (size_t i = 0; i < c->n; i++) {
-        es_proj_put_str(b, c->lines[i].sku, c->lines[i].skulen);
-        es_proj_put_u64(b, (uint64_t)c->lines[i].qty);
+        es_buf_put_str(b, c->lines[i].sku, c->lines[i].skulen);
+        es_buf_put_be64(b, (uint64_t)c->lines[i].qty);
     }
 }
 
@@ -81,10 +81,10 @@ static es_err_t is_bump(es_proj_txn_t *txn, const char *sku, size_t skulen, int6
     es_buf_append(&key, sku, skulen);
     err = es_proj_get(txn, key.data, key.len, &val, errstr, errstr_size);
     if (err == ES_ERR_OK) {
-        es_proj_cursor_t cur;
-        es_proj_cursor_init(&cur, val.data, val.len);
+        es_cursor_t cur;
+        es_cursor_init(&cur, val.data, val.len);
         for (int i = 0; i < 3; i++)
-            c[i] = es_proj_get_u64(&cur);
+            c[i] = es_cursor_be64(&cur);
         if (cur.bad) {
             snprintf(errstr, errstr_size, "stored stats of %.*s are corrupt", (int)skulen, sku);
             err = ES_ERR_STORE;
@@ -102,7 +102,7 @@ static es_err_t is_bump(es_proj_txn_t *txn, const char *sku, size_t skulen, int6
     }
     es_buf_clear(&val);
     for (int i = 0; i < 3; i++)
-        es_proj_put_u64(&val, c[i]);
+        es_buf_put_be64(&val, c[i]);
     es_proj_put(txn, key.data, key.len, val.data, val.len);
     err = ES_ERR_OK;
 out:
@@ -225,11 +225,11 @@ static bool is_before(const is_row_t *a, const is_row_t *b, int by)
 static bool is_top_cb(void *opaque, const char *key, size_t keylen, const char *val, size_t vallen)
 {
     is_top_t *t = opaque;
-    es_proj_cursor_t cur;
+    es_cursor_t cur;
     is_row_t r;
-    es_proj_cursor_init(&cur, val, vallen);
+    es_cursor_init(&cur, val, vallen);
     for (int i = 0; i < 3; i++)
-        r.c[i] = es_proj_get_u64(&cur);
+        r.c[i] = es_cursor_be64(&cur);
     if (cur.bad) {
         t->bad = true;
         return false;

@@ -38,7 +38,7 @@ static char *slurp(const char *rel)
     char path[1024];
     es_buf_t b = {0};
     snprintf(path, sizeof(path), "%s/%s", ESCQRS_SOURCE_DIR, rel);
-    if (es_buf_load_file(&b, path)) {
+    if (!es_buf_read_file(&b, path)) {
         es_buf_free(&b);
         return NULL;
     }

@@ -214,7 +214,7 @@ int main(void)
     snprintf(path, sizeof(path), "%s/tests/data/evolution/v2/cart.events.avsc",
              getenv("ESCQRS_SOURCE_DIR") ? getenv("ESCQRS_SOURCE_DIR") : ".");
     es_buf_t text = {0};
-    v2_text = es_buf_load_file(&text, path) == 0 ? text.data : NULL;
+    v2_text = es_buf_read_file(&text, path) ? text.data : NULL;
     reg = es_registry_new(es_test_registry(), 5000, 2, errstr, sizeof(errstr));
     if (!v2_text || !reg) {
         fprintf(stderr, "setup: %s %s\n", path, errstr);

@@ -30,7 +30,7 @@ static char *slurp_len(const char *rel, es_buf_t *b)
 {
     char path[1024];
     snprintf(path, sizeof(path), "%s/%s", ESCQRS_SOURCE_DIR, rel);
-    if (es_buf_load_file(b, path)) {
+    if (!es_buf_read_file(b, path)) {
         es_buf_free(b);
         return NULL;
     }

@@ -1,7 +1,8 @@
 /**
  * @file mem.h
- * @brief Allocation that never returns NULL, a growable byte buffer, and a
- *        byte hash (FNV-1a, 64 bit) for fingerprints that are not security.
+ * @brief Allocation that never returns NULL, a growable byte buffer with
+ *        big-endian encoding and a cursor to decode it, a byte hash (FNV-1a,
+ *        64 bit) for fingerprints that are not security, and one hash map.
  *
  * Out of memory aborts with a message: there is no NOMEM path to forget.
  */
@@ -33,8 +34,6 @@ void es_buf_append(es_buf_t *b, const void *data, size_t len);
 /** @brief Append a printf-formatted string (no NUL counted in len, but data stays terminated). */
 void es_buf_appendf(es_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void es_buf_clear(es_buf_t *b);
-/** @brief Replace the contents with the whole file at @p path. @returns 0, or -1 (errno set). */
-int es_buf_load_file(es_buf_t *b, const char *path);
 /** @brief Free the storage; the buffer may be reused afterwards. */
 void es_buf_free(es_buf_t *b);
 /**
@@ -46,8 +45,69 @@ bool es_buf_read_file(es_buf_t *b, const char *path);
 /** @brief The whole content of file @p path, NUL-terminated (caller frees), or NULL. */
 char *es_read_file(const char *path);
 
+/* Compact, deterministic encodings (stored views, keys): big-endian
+ * integers and u32-length-prefixed strings. */
+void es_buf_put_be64(es_buf_t *b, uint64_t v);
+void es_buf_put_be32(es_buf_t *b, uint32_t v);
+/** @brief A u32 length, then @p len bytes. */
+void es_buf_put_str(es_buf_t *b, const char *s, size_t len);
+
+/** @brief A cursor over an encoded value; any overrun sets `bad` and reads zeroes. */
+typedef struct es_cursor_s {
+    const unsigned char *p;
+    size_t left;
+    bool bad;
+} es_cursor_t;
+
+void es_cursor_init(es_cursor_t *c, const void *data, size_t len);
+uint64_t es_cursor_be64(es_cursor_t *c);
+uint32_t es_cursor_be32(es_cursor_t *c);
+/** @brief A length-prefixed string (borrowed, not NUL-terminated; "" when bad). */
+const char *es_cursor_str(es_cursor_t *c, size_t *len);
+
 #define ES_FNV1A64_INIT 0xcbf29ce484222325ULL
 /** @brief Fold @p len bytes into FNV-1a hash @p h (start from ES_FNV1A64_INIT). */
 uint64_t es_fnv1a64(uint64_t h, const void *data, size_t len);
+
+/**
+ * @brief A hash map from byte strings (copied in) to values the map owns
+ *        (released with @p free_val on replace, clear and destroy; may be
+ *        NULL).  Open addressing with linear probing, FNV-1a; no removal:
+ *        store a NULL value (a tombstone) and es_map_clear() the whole map.
+ *        Zero-initialise with ES_MAP_INIT(free_val) to use.
+ */
+typedef struct es_map_s {
+    struct es_map_slot_s *slots;
+    size_t cap, used; /* cap: 0 or a power of two */
+    void (*free_val)(void *);
+} es_map_t;
+
+#define ES_MAP_INIT(free_fn)                                                                       \
+    {                                                                                              \
+        .slots = NULL, .cap = 0, .used = 0, .free_val = (free_fn)                                  \
+    }
+
+/** @brief The value of @p key, or NULL; *found (may be NULL) says whether it is there. */
+void *es_map_get(const es_map_t *m, const void *key, size_t keylen, bool *found);
+/**
+ * @brief The value slot of @p key, added (holding NULL) when missing.
+ * @param added set (may be NULL) to whether the key was new.  The slot
+ *        stays valid until the next insertion; replacing its value is the
+ *        caller's business (release the old one first).
+ */
+void **es_map_slot(es_map_t *m, const void *key, size_t keylen, bool *added);
+/** @brief Set @p key to @p val, releasing a previous value. */
+void es_map_set(es_map_t *m, const void *key, size_t keylen, void *val);
+/**
+ * @brief Walk the entries: start with *pos = 0; false at the end.
+ * @param val the entry's value slot (the caller may take the value and store NULL).
+ */
+bool es_map_next(const es_map_t *m, size_t *pos, const void **key, size_t *keylen, void ***val);
+/** @brief Number of keys. */
+size_t es_map_count(const es_map_t *m);
+/** @brief Remove every entry, keeping the slot array for reuse. */
+void es_map_clear(es_map_t *m);
+/** @brief Remove every entry and free the slot array; the map may be reused. */
+void es_map_free(es_map_t *m);
 
 #endif

@@ -183,26 +183,6 @@ typedef struct es_proj_def_s {
 /** @brief `{"error": "invalid_query", "message": msg}` for a 400 from a query handler. */
 json_t *es_proj_bad_request(const char *msg);
 
-/* ------------------------------------------------------------ byte codecs */
-
-/** Little helpers for compact, deterministic view encodings. */
-void es_proj_put_u64(es_buf_t *b, uint64_t v);
-void es_proj_put_u32(es_buf_t *b, uint32_t v);
-void es_proj_put_str(es_buf_t *b, const char *s, size_t len);
-
-/** A cursor over an encoded value; any overrun sets `bad`. */
-typedef struct es_proj_cursor_s {
-    const unsigned char *p;
-    size_t left;
-    bool bad;
-} es_proj_cursor_t;
-
-void es_proj_cursor_init(es_proj_cursor_t *c, const void *data, size_t len);
-uint64_t es_proj_get_u64(es_proj_cursor_t *c);
-uint32_t es_proj_get_u32(es_proj_cursor_t *c);
-/** @brief A length-prefixed string (borrowed, not NUL-terminated). */
-const char *es_proj_get_str(es_proj_cursor_t *c, size_t *len);
-
 /* ---------------------------------------------------------- frozen views */
 
 /**

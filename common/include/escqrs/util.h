@@ -1,7 +1,7 @@
 /**
  * @file util.h
  * @brief Small helpers with no dependency but the C library: checked integer
- *        arithmetic, array sizes, deadlines.
+ *        arithmetic, array sizes, big-endian integers, deadlines and clocks.
  *
  * Layering: this header is the floor of common/; it includes no other escqrs
  * header and any file, pure or not, may include it.
@@ -49,6 +49,42 @@ static inline bool es_add_i32(int32_t a, int32_t b, int32_t *out)
 static inline bool es_add_u64(uint64_t a, uint64_t b, uint64_t *out)
 {
     return !__builtin_add_overflow(a, b, out);
+}
+
+/* Big-endian integers: stored keys and values sort and read the same on
+ * every machine (RocksDB compares keys as bytes). */
+
+/** @brief Write @p v at @p p as 8 bytes, most significant first. */
+static inline void es_be64_put(void *p, uint64_t v)
+{
+    unsigned char *b = p;
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        b[i] = (unsigned char)v;
+}
+
+/** @brief Read 8 bytes at @p p, most significant first. */
+static inline uint64_t es_be64_get(const void *p)
+{
+    const unsigned char *b = p;
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | b[i];
+    return v;
+}
+
+/** @brief Write @p v at @p p as 4 bytes, most significant first. */
+static inline void es_be32_put(void *p, uint32_t v)
+{
+    unsigned char *b = p;
+    for (int i = 3; i >= 0; i--, v >>= 8)
+        b[i] = (unsigned char)v;
+}
+
+/** @brief Read 4 bytes at @p p, most significant first. */
+static inline uint32_t es_be32_get(const void *p)
+{
+    const unsigned char *b = p;
+    return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
 }
 
 /**

@@ -1,0 +1,253 @@
+/*
+ * test_util.c — the floor of common/: util.h (checked arithmetic, big-endian
+ * integers, deadlines and clocks) and mem.h (buffer codecs and their cursor,
+ * FNV-1a, the hash map, reading files), each against an independent model
+ * or a known answer, at the edges of its types.
+ */
+#include "escqrs/mem.h"
+#include "escqrs/util.h"
+#include "testutil.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void test_checked_arithmetic(void)
+{
+    int64_t r;
+    int32_t r32;
+    uint64_t ru;
+    CU_ASSERT_TRUE(es_add_i64(INT64_MAX - 1, 1, &r) && r == INT64_MAX);
+    CU_ASSERT_FALSE(es_add_i64(INT64_MAX, 1, &r));
+    CU_ASSERT_FALSE(es_add_i64(INT64_MIN, -1, &r));
+    CU_ASSERT_TRUE(es_sub_i64(0, INT64_MAX, &r) && r == -INT64_MAX);
+    CU_ASSERT_FALSE(es_sub_i64(INT64_MIN, 1, &r));
+    CU_ASSERT_TRUE(es_mul_i64(INT64_MAX / 2, 2, &r) && r == INT64_MAX - 1);
+    CU_ASSERT_FALSE(es_mul_i64(INT64_MAX / 2 + 1, 2, &r));
+    CU_ASSERT_FALSE(es_mul_i64(-1, INT64_MIN, &r));
+    CU_ASSERT_TRUE(es_add_i32(INT32_MAX - 2, 2, &r32) && r32 == INT32_MAX);
+    CU_ASSERT_FALSE(es_add_i32(INT32_MAX, 1, &r32));
+    CU_ASSERT_FALSE(es_add_u64(UINT64_MAX, 1, &ru));
+    CU_ASSERT_EQUAL(ES_ARRAY_SIZE((int[7]){0}), 7);
+}
+
+/* Big-endian by hand: byte i of the encoding is the value shifted by 8*(n-1-i). */
+static void test_big_endian(void)
+{
+    static const uint64_t vals[] = {0, 1, 0xff, 0x100, 0x0102030405060708ULL, INT64_MAX,
+                                    (uint64_t)INT64_MAX + 1, UINT64_MAX};
+    for (size_t k = 0; k < ES_ARRAY_SIZE(vals); k++) {
+        unsigned char b[8];
+        es_be64_put(b, vals[k]);
+        for (int i = 0; i < 8; i++)
+            CU_ASSERT_EQUAL(b[i], (unsigned char)(vals[k] >> (8 * (7 - i))));
+        CU_ASSERT_TRUE(es_be64_get(b) == vals[k]);
+        uint32_t v32 = (uint32_t)vals[k];
+        es_be32_put(b, v32);
+        for (int i = 0; i < 4; i++)
+            CU_ASSERT_EQUAL(b[i], (unsigned char)(v32 >> (8 * (3 - i))));
+        CU_ASSERT_EQUAL(es_be32_get(b), v32);
+    }
+    /* encoded integers sort as bytes the way they sort as numbers */
+    unsigned char a[8], c[8];
+    es_be64_put(a, 255);
+    es_be64_put(c, 256);
+    CU_ASSERT_TRUE(memcmp(a, c, 8) < 0);
+}
+
+static void test_buffer_codecs_and_cursor(void)
+{
+    es_buf_t b = {0};
+    es_buf_put_be64(&b, 0x1122334455667788ULL);
+    es_buf_put_be32(&b, 0xdeadbeef);
+    es_buf_put_str(&b, "sku", 3);
+    es_buf_put_str(&b, "", 0);
+    CU_ASSERT_EQUAL(b.len, 8 + 4 + 4 + 3 + 4);
+    CU_ASSERT_EQUAL((unsigned char)b.data[0], 0x11);
+    es_cursor_t c;
+    size_t n;
+    es_cursor_init(&c, b.data, b.len);
+    CU_ASSERT_TRUE(es_cursor_be64(&c) == 0x1122334455667788ULL);
+    CU_ASSERT_EQUAL(es_cursor_be32(&c), 0xdeadbeef);
+    const char *s = es_cursor_str(&c, &n);
+    CU_ASSERT_TRUE(n == 3 && !memcmp(s, "sku", 3));
+    s = es_cursor_str(&c, &n);
+    CU_ASSERT_EQUAL(n, 0);
+    CU_ASSERT_FALSE(c.bad);
+    CU_ASSERT_EQUAL(c.left, 0);
+    /* past the end: bad, zeroes, and it stays bad */
+    CU_ASSERT_TRUE(es_cursor_be64(&c) == 0);
+    CU_ASSERT_TRUE(c.bad);
+    /* a string whose length passes the bytes left */
+    es_buf_t h = {0};
+    es_buf_put_be32(&h, 1000);
+    es_buf_append(&h, "ab", 2);
+    es_cursor_init(&c, h.data, h.len);
+    s = es_cursor_str(&c, &n);
+    CU_ASSERT_TRUE(c.bad && n == 0 && !strcmp(s, ""));
+    /* truncated integers */
+    for (size_t cut = 0; cut < 8; cut++) {
+        es_cursor_init(&c, b.data, cut);
+        CU_ASSERT_TRUE(es_cursor_be64(&c) == 0 && c.bad);
+    }
+    es_buf_free(&b);
+    es_buf_free(&h);
+}
+
+static void test_fnv1a64(void)
+{
+    /* the published FNV-1a 64 test vectors */
+    CU_ASSERT_TRUE(es_fnv1a64(ES_FNV1A64_INIT, "", 0) == 0xcbf29ce484222325ULL);
+    CU_ASSERT_TRUE(es_fnv1a64(ES_FNV1A64_INIT, "a", 1) == 0xaf63dc4c8601ec8cULL);
+    CU_ASSERT_TRUE(es_fnv1a64(ES_FNV1A64_INIT, "foobar", 6) == 0x85944171f73967e8ULL);
+    /* folding in pieces equals folding at once */
+    CU_ASSERT_TRUE(es_fnv1a64(es_fnv1a64(ES_FNV1A64_INIT, "foo", 3), "bar", 3) ==
+                   es_fnv1a64(ES_FNV1A64_INIT, "foobar", 6));
+}
+
+/* xorshift64: a repeatable sequence with no dependency */
+static uint64_t next_rand(uint64_t *x)
+{
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    return *x;
+}
+
+static int freed;
+static void count_free(void *p)
+{
+    freed++;
+    free(p);
+}
+
+/* Key @p i: "k", a byte 0..2 (NUL included), the number. */
+static size_t map_key(char *key, size_t cap, int i)
+{
+    return (size_t)snprintf(key, cap, "k%c%d", (char)(i % 3), i);
+}
+
+/* The map against a plain array model: 20 000 keys of varied lengths (the
+ * empty key and keys with NUL bytes included), replaced, tombstoned, walked,
+ * cleared and reused. */
+static void test_map_against_model(void)
+{
+    enum { N = 20000 };
+    static int model[N]; /* 0: absent; -1: tombstone; else the value */
+    es_map_t m = ES_MAP_INIT(count_free);
+    uint64_t rng = 42;
+    char key[32];
+    size_t klen;
+    int allocated = 0;
+    freed = 0;
+    for (int round = 0; round < 3 * N; round++) {
+        int i = (int)(next_rand(&rng) % N);
+        klen = map_key(key, sizeof(key), i);
+        uint64_t what = next_rand(&rng) % 4;
+        if (what < 2) {
+            int *v = malloc(sizeof(int));
+            *v = round + 1;
+            allocated++;
+            es_map_set(&m, key, klen, v);
+            model[i] = round + 1;
+        } else if (what == 2) {
+            es_map_set(&m, key, klen, NULL);
+            model[i] = -1;
+        } else {
+            bool found;
+            int *v = es_map_get(&m, key, klen, &found);
+            CU_ASSERT_EQUAL(found, model[i] != 0);
+            CU_ASSERT_EQUAL(v ? *v : (found ? -1 : 0), model[i]);
+        }
+    }
+    size_t present = 0, pos = 0, walked = 0;
+    for (int i = 0; i < N; i++)
+        present += model[i] != 0;
+    CU_ASSERT_EQUAL(es_map_count(&m), present);
+    const void *k;
+    size_t kl;
+    void **val;
+    while (es_map_next(&m, &pos, &k, &kl, &val))
+        walked++;
+    CU_ASSERT_EQUAL(walked, present);
+    for (int i = 0; i < N; i++) {
+        bool found;
+        klen = map_key(key, sizeof(key), i);
+        int *v = es_map_get(&m, key, klen, &found);
+        CU_ASSERT_EQUAL(found, model[i] != 0);
+        if (model[i] > 0)
+            CU_ASSERT_TRUE(v && *v == model[i]);
+    }
+    /* the empty key is a key */
+    es_map_set(&m, "", 0, NULL);
+    bool found;
+    es_map_get(&m, "", 0, &found);
+    CU_ASSERT_TRUE(found);
+    /* clear releases every value once and keeps working */
+    es_map_clear(&m);
+    CU_ASSERT_EQUAL(es_map_count(&m), 0);
+    CU_ASSERT_PTR_NULL(es_map_get(&m, "k\0001", 4, &found));
+    CU_ASSERT_FALSE(found);
+    int *v = malloc(sizeof(int));
+    *v = 5;
+    allocated++;
+    es_map_set(&m, "x", 1, v);
+    CU_ASSERT_EQUAL(*(int *)es_map_get(&m, "x", 1, NULL), 5);
+    es_map_free(&m);
+    /* every value ever stored was released exactly once */
+    CU_ASSERT_EQUAL(freed, allocated);
+}
+
+static void test_deadline_and_clock(void)
+{
+    struct timespec now, d;
+    for (int64_t ms = 0; ms < 2500; ms += 137) {
+        clock_gettime(CLOCK_REALTIME, &now);
+        d = es_deadline_in_ms(ms);
+        CU_ASSERT_TRUE(d.tv_nsec >= 0 && d.tv_nsec < 1000000000L);
+        int64_t diff = ((int64_t)d.tv_sec - now.tv_sec) * 1000 + (d.tv_nsec - now.tv_nsec) / 1000000;
+        CU_ASSERT_TRUE(diff >= ms && diff <= ms + 50);
+    }
+    int64_t a = es_mono_ms();
+    usleep(20 * 1000);
+    int64_t b = es_mono_ms();
+    CU_ASSERT_TRUE(b - a >= 20);
+}
+
+static void test_read_file(void)
+{
+    char path[256];
+    es_test_unique("/tmp/escqrs-test-util", path, sizeof(path));
+    FILE *f = fopen(path, "wb");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fwrite("a\0b", 1, 3, f);
+    fclose(f);
+    es_buf_t b = {0};
+    CU_ASSERT_TRUE(es_buf_read_file(&b, path));
+    CU_ASSERT_TRUE(b.len == 3 && !memcmp(b.data, "a\0b", 3) && b.data[3] == '\0');
+    char *s = es_read_file(path);
+    CU_ASSERT_TRUE(s && !strcmp(s, "a"));
+    free(s);
+    unlink(path);
+    CU_ASSERT_FALSE(es_buf_read_file(&b, path));
+    CU_ASSERT_EQUAL(b.len, 0);
+    CU_ASSERT_PTR_NULL(es_read_file(path));
+    es_buf_free(&b);
+}
+
+int main(void)
+{
+    static const es_test_case_t cases[] = {
+        {"checked arithmetic at the edges of int32, int64, uint64", test_checked_arithmetic},
+        {"big-endian integers, byte by byte", test_big_endian},
+        {"buffer codecs and a cursor that never reads past the end", test_buffer_codecs_and_cursor},
+        {"FNV-1a 64 test vectors", test_fnv1a64},
+        {"the hash map against a model", test_map_against_model},
+        {"deadlines and the monotonic clock", test_deadline_and_clock},
+        {"reading whole files", test_read_file},
+        {NULL, NULL},
+    };
+    return es_test_run("util", cases);
+}
