@@ -100,55 +100,12 @@ static void test_not_an_event(void)
     es_serde_destroy(serde);
 }
 
-static bool is_uuid_v4(const char *s)
-{
-    if (strlen(s) != 36)
-        return false;
-    for (int i = 0; i < 36; i++) {
-        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-        if (dash ? s[i] != '-' : !isxdigit((unsigned char)s[i]) || isupper((unsigned char)s[i]))
-            return false;
-    }
-    return s[14] == '4' && strchr("89ab", s[19]) != NULL;
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp((const char *)a, (const char *)b);
-}
-
-static void test_uuid_v4(void)
-{
-    enum { N = 2000 };
-    static char ids[N][ES_UUID_STR_LEN];
-    for (int i = 0; i < N; i++) {
-        es_uuid_v4(ids[i]);
-        CU_ASSERT_TRUE(is_uuid_v4(ids[i]));
-    }
-    qsort(ids, N, ES_UUID_STR_LEN, cmp_str);
-    int dups = 0;
-    for (int i = 1; i < N; i++)
-        dups += !strcmp(ids[i - 1], ids[i]);
-    CU_ASSERT_EQUAL(dups, 0);
-}
-
-static void test_now_ms(void)
-{
-    int64_t a = es_now_ms();
-    int64_t t = (int64_t)time(NULL) * 1000;
-    int64_t b = es_now_ms();
-    CU_ASSERT_TRUE(b >= a);
-    CU_ASSERT_TRUE(a > t - 2000 && a < t + 2000);
-}
-
 int main(void)
 {
     static const es_test_case_t cases[] = {
         {"headers from a CartEvent value", test_headers_from_cart_event},
         {"headers from an AccountEvent value", test_headers_from_account_event},
         {"a command is not an event", test_not_an_event},
-        {"uuids are canonical v4 and unique", test_uuid_v4},
-        {"now_ms is the wall clock in ms", test_now_ms},
         {NULL, NULL},
     };
     return es_test_run("envelope", cases);

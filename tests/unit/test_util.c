@@ -8,6 +8,7 @@
 #include "escqrs/util.h"
 #include "testutil.h"
 
+#include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,8 +37,8 @@ static void test_checked_arithmetic(void)
 /* Big-endian by hand: byte i of the encoding is the value shifted by 8*(n-1-i). */
 static void test_big_endian(void)
 {
-    static const uint64_t vals[] = {0, 1, 0xff, 0x100, 0x0102030405060708ULL, INT64_MAX,
-                                    (uint64_t)INT64_MAX + 1, UINT64_MAX};
+    static const uint64_t vals[] = {
+        0, 1, 0xff, 0x100, 0x0102030405060708ULL, INT64_MAX, (uint64_t)INT64_MAX + 1, UINT64_MAX};
     for (size_t k = 0; k < ES_ARRAY_SIZE(vals); k++) {
         unsigned char b[8];
         es_be64_put(b, vals[k]);
@@ -207,13 +208,55 @@ static void test_deadline_and_clock(void)
         clock_gettime(CLOCK_REALTIME, &now);
         d = es_deadline_in_ms(ms);
         CU_ASSERT_TRUE(d.tv_nsec >= 0 && d.tv_nsec < 1000000000L);
-        int64_t diff = ((int64_t)d.tv_sec - now.tv_sec) * 1000 + (d.tv_nsec - now.tv_nsec) / 1000000;
+        int64_t diff =
+            ((int64_t)d.tv_sec - now.tv_sec) * 1000 + (d.tv_nsec - now.tv_nsec) / 1000000;
         CU_ASSERT_TRUE(diff >= ms && diff <= ms + 50);
     }
     int64_t a = es_mono_ms();
     usleep(20 * 1000);
     int64_t b = es_mono_ms();
     CU_ASSERT_TRUE(b - a >= 20);
+}
+
+static bool is_uuid_v4(const char *s)
+{
+    if (strlen(s) != 36)
+        return false;
+    for (int i = 0; i < 36; i++) {
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? s[i] != '-' : !isxdigit((unsigned char)s[i]) || isupper((unsigned char)s[i]))
+            return false;
+    }
+    return s[14] == '4' && strchr("89ab", s[19]) != NULL;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp((const char *)a, (const char *)b);
+}
+
+static void test_uuid_v4(void)
+{
+    enum { N = 2000 };
+    static char ids[N][ES_UUID_STR_LEN];
+    for (int i = 0; i < N; i++) {
+        es_uuid_v4(ids[i]);
+        CU_ASSERT_TRUE(is_uuid_v4(ids[i]));
+    }
+    qsort(ids, N, ES_UUID_STR_LEN, cmp_str);
+    int dups = 0;
+    for (int i = 1; i < N; i++)
+        dups += !strcmp(ids[i - 1], ids[i]);
+    CU_ASSERT_EQUAL(dups, 0);
+}
+
+static void test_now_ms(void)
+{
+    int64_t a = es_now_ms();
+    int64_t t = (int64_t)time(NULL) * 1000;
+    int64_t b = es_now_ms();
+    CU_ASSERT_TRUE(b >= a);
+    CU_ASSERT_TRUE(a > t - 2000 && a < t + 2000);
 }
 
 static void test_read_file(void)
@@ -247,6 +290,8 @@ int main(void)
         {"the hash map against a model", test_map_against_model},
         {"deadlines and the monotonic clock", test_deadline_and_clock},
         {"reading whole files", test_read_file},
+        {"uuids are canonical v4 and unique", test_uuid_v4},
+        {"now_ms is the wall clock in ms", test_now_ms},
         {NULL, NULL},
     };
     return es_test_run("util", cases);

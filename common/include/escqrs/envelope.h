@@ -11,19 +11,12 @@
 #define ESCQRS_ENVELOPE_H
 
 #include "escqrs/err.h"
+#include "escqrs/util.h"
 
 #include <avro.h>
 #include <librdkafka/rdkafka.h>
 #include <stddef.h>
 #include <stdint.h>
-
-#define ES_UUID_STR_LEN 37 /* 36 characters and a NUL */
-
-/** @brief A random (version 4) UUID in its canonical text form. */
-void es_uuid_v4(char out[ES_UUID_STR_LEN]);
-
-/** @brief Milliseconds since the Unix epoch (wall clock). */
-int64_t es_now_ms(void);
 
 /** @brief The headers of an event record; the caller owns them (or hands them to produce). */
 rd_kafka_headers_t *es_event_headers(const char *event_type, const char *event_id,
