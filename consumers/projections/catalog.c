@@ -1,5 +1,5 @@
 /*
- * registry.c — the list of shipped projections.  A team adding a projection
+ * catalog.c — the list of shipped projections.  A team adding a projection
  * adds its definition here; the projector finds it by name.
  */
 #include "projections.h"

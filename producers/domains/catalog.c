@@ -1,5 +1,5 @@
 /*
- * registry.c — the shipped aggregates by name.  A team's own aggregate is one
+ * catalog.c — the shipped aggregates by name.  A team's own aggregate is one
  * more line here (and one file beside this one).
  */
 #include "domains.h"
