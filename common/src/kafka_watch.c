@@ -68,7 +68,9 @@ static void watch_groups(es_kafka_watch_t *w, int timeout_ms)
     for (size_t k = 0; k < w->ngroups; k++) {
         const struct rd_kafka_group_list *gl = NULL;
         rd_kafka_resp_err_t err = rd_kafka_list_groups(w->rk, w->groups[k], &gl, timeout_ms);
-        states[k] = ES_GROUP_UNKNOWN;
+        /* An answer that does not list the group: it never had a member (a
+         * fresh deployment whose command service has not started yet). */
+        states[k] = !err && gl ? ES_GROUP_EMPTY : ES_GROUP_UNKNOWN;
         if (!err && gl) {
             for (int i = 0; i < gl->group_cnt; i++) {
                 const struct rd_kafka_group_info *gi = &gl->groups[i];

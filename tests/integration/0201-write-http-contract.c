@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MAX_SENT 256
 
@@ -261,9 +262,43 @@ static void test_cart_contract(void)
     check_log(&st);
 }
 
+/*
+ * A gateway whose aggregate has never had a command service (a fresh
+ * deployment, the service not started yet): not ready, and a command is
+ * refused at once with 503 and never written, instead of waiting for an
+ * outcome nobody will produce.
+ */
+static void test_no_command_service_ever(void)
+{
+    wt_stack_t gst;
+    json_t *b = NULL;
+    char *why = NULL;
+    wt_stack_init(&gst, "account");
+    wt_start_gateway(&gst, NULL, 0);
+    int ready = 0;
+    for (int i = 0; i < 300 && (ready = wt_get(&gst.gw, "/readyz", &why)) != 503; i++) {
+        free(why);
+        why = NULL;
+        usleep(100 * 1000);
+    }
+    CU_ASSERT_EQUAL(ready, 503);
+    CU_ASSERT_PTR_NOT_NULL(why && strstr(why, "no command service"));
+    free(why);
+    int status = wt_post(&gst.gw, "/v1/accounts/a1/open", "{\"owner\":\"o\"}", 13, NULL, NULL, &b);
+    CU_ASSERT_EQUAL(status, 503);
+    ES_ASSERT_STR_EQ(json_string_value(json_object_get(b, "error")), "unavailable");
+    json_decref(b);
+    wt_stack_stop(&gst);
+    size_t ncmd = 0;
+    free(wt_read_commands(&gst, &ncmd));
+    CU_ASSERT_EQUAL(ncmd, 0); /* nothing was written */
+}
+
 int main(void)
 {
     static const es_test_case_t cases[] = {
+        {"a gateway with no command service ever: 503, nothing written",
+         test_no_command_service_ever},
         {"account: rules, validation, If-Match, idempotency, log", test_account_contract},
         {"cart: rules, validation, log", test_cart_contract},
         {NULL, NULL},
