@@ -193,7 +193,8 @@ function checkRendering(name, objs) {
                     for (const r of p.spec?.ingress ?? []) {
                         const hit = !r.ports?.length || r.ports.some((rp) => rp.port === cp.containerPort || rp.port === cp.name);
                         if (!hit) continue;
-                        for (const peer of r.from ?? [{ everyone: true }]) allowed.add(peerName.get(canon(peer)) ?? canon(peer));
+                        if (!r.from?.length) allowed.add("everyone (a rule without `from`)");
+                        for (const peer of r.from ?? []) allowed.add(peerName.get(canon(peer)) ?? canon(peer));
                     }
                 const key = `${appName(tpl)} ${cp.name}`;
                 const want = new Set(ACCESS[key] ?? []);
