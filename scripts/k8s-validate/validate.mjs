@@ -177,7 +177,9 @@ function crossPass(name, objs) {
     const topicNames = new Set(topics.map((t) => t.spec?.topicName ?? t.metadata?.name));
     const users = names("KafkaUser");
     const configMaps = names("ConfigMap");
-    const secrets = new Set([...users, ...[...kafkas].map((k) => `${k}-cluster-ca-cert`)]);
+    // Secrets: the User Operator's and the cluster CA; rendered ones resolve too
+    // (security.mjs refuses any that carries data)
+    const secrets = new Set([...users, ...[...kafkas].map((k) => `${k}-cluster-ca-cert`), ...names("Secret")]);
     const workloads = objs.filter((o) => podTemplate(o));
 
     const seen = new Set();
