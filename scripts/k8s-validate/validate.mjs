@@ -21,7 +21,9 @@
 //    field.  TypeScript reports one unknown field per object at a time.
 // 3. Cross-references the schemas cannot see: Strimzi resources name an
 //    existing Kafka; an aggregate's topics agree on partitions; ACL topics
-//    exist; Secrets, ConfigMaps, Services, HPA and PDB targets resolve; every
+//    exist; Secrets, ConfigMaps, Services, HPA, PDB and PodMonitor targets
+//    resolve (a Secret or ConfigMap the operator creates resolves when
+//    operator-objects.json, next to this file, lists it and the key used); every
 //    escqrs container is hardened, has a memory limit, a pinned image, and
 //    authenticates as the KafkaUser whose password it reads; a rendering that
 //    puts objects in a namespace creates that Namespace (kubectl apply -k on a
@@ -145,6 +147,20 @@ function aclAllows(user, type, name, op, asPrefix = false) {
     });
 }
 
+// Secrets and ConfigMaps the operator creates (not rendered), with their keys.
+const operatorObjects = JSON.parse(fs.readFileSync(path.join(here, "operator-objects.json"), "utf8"));
+// The reason a reference to `kind` `name` (key `key`, if any) does not
+// resolve, or null.  `rendered` holds the names the rendering creates.
+function unresolved(kind, rendered, name, key) {
+    if (rendered.has(name)) return null;
+    const own = (kind === "Secret" ? operatorObjects.secrets : operatorObjects.configMaps)[name];
+    const what = kind === "Secret" ? "neither a KafkaUser's nor a cluster CA" : "not in this rendering";
+    if (!own) return `${kind} ${name} is ${what}, nor in operator-objects.json`;
+    if (key !== undefined && !own.keys.includes(key))
+        return `${kind} ${name} (created by the operator) has no key ${key} in operator-objects.json`;
+    return null;
+}
+
 const matches = (sel, labels) =>
     sel && Object.keys(sel).length > 0 && Object.entries(sel).every(([k, v]) => labels?.[k] === v);
 
@@ -161,7 +177,9 @@ function crossPass(name, objs) {
     const topicNames = new Set(topics.map((t) => t.spec?.topicName ?? t.metadata?.name));
     const users = names("KafkaUser");
     const configMaps = names("ConfigMap");
-    const secrets = new Set([...users, ...[...kafkas].map((k) => `${k}-cluster-ca-cert`)]);
+    // Secrets: the User Operator's and the cluster CA; rendered ones resolve too
+    // (security.mjs refuses any that carries data)
+    const secrets = new Set([...users, ...[...kafkas].map((k) => `${k}-cluster-ca-cert`), ...names("Secret")]);
     const workloads = objs.filter((o) => podTemplate(o));
 
     const seen = new Set();
@@ -205,10 +223,19 @@ function crossPass(name, objs) {
         if (spec.securityContext?.seccompProfile?.type !== "RuntimeDefault")
             fail(w, "pod seccompProfile is not RuntimeDefault");
         for (const v of spec.volumes ?? []) {
-            if (v.secret && !secrets.has(v.secret.secretName))
-                fail(w, `volume ${v.name}: Secret ${v.secret.secretName} is neither a KafkaUser's nor a cluster CA`);
-            if (v.configMap && !configMaps.has(v.configMap.name))
-                fail(w, `volume ${v.name}: no ConfigMap ${v.configMap.name}`);
+            // a volume's own secret/configMap, or a projected volume's sources;
+            // the keys it mounts (all of them without `items`)
+            const keysOf = (ref) => (ref.items?.length ? ref.items.map((i) => i.key) : [undefined]);
+            for (const src of [v, ...(v.projected?.sources ?? [])]) {
+                const refs = [];
+                if (src.secret) refs.push(["Secret", secrets, src.secret.secretName ?? src.secret.name, src.secret]);
+                if (src.configMap) refs.push(["ConfigMap", configMaps, src.configMap.name, src.configMap]);
+                for (const [kind, rendered, refName, ref] of refs)
+                    for (const k of keysOf(ref)) {
+                        const why = unresolved(kind, rendered, refName, k);
+                        if (why) fail(w, `volume ${v.name}: ${why}`);
+                    }
+            }
         }
         for (const c of spec.containers ?? []) {
             const cw = `${w} container ${c.name}`;
@@ -225,10 +252,11 @@ function crossPass(name, objs) {
             const env = Object.fromEntries((c.env ?? []).map((e) => [e.name, e]));
             for (const e of c.env ?? []) {
                 const ref = e.valueFrom?.secretKeyRef;
-                if (ref && !secrets.has(ref.name))
-                    fail(cw, `env ${e.name}: Secret ${ref.name} is neither a KafkaUser's nor a cluster CA`);
+                const why = ref && unresolved("Secret", secrets, ref.name, ref.key);
+                if (why) fail(cw, `env ${e.name}: ${why}`);
                 const cref = e.valueFrom?.configMapKeyRef;
-                if (cref && !configMaps.has(cref.name)) fail(cw, `env ${e.name}: no ConfigMap ${cref.name}`);
+                const cwhy = cref && unresolved("ConfigMap", configMaps, cref.name, cref.key);
+                if (cwhy) fail(cw, `env ${e.name}: ${cwhy}`);
             }
             const user = env.ESCQRS_KAFKA_SASL_USERNAME?.value;
             const pwSecret = env.ESCQRS_KAFKA_SASL_PASSWORD?.valueFrom?.secretKeyRef?.name;
@@ -268,6 +296,19 @@ function crossPass(name, objs) {
             for (const s of svcs)
                 if (ep.port && !(s.spec?.ports ?? []).some((p) => p.name === ep.port))
                     fail(`${name}: ${id(m)}`, `Service ${s.metadata.name} has no port named ${ep.port}`);
+        for (const ep of m.spec?.endpoints ?? []) {
+            const cred = ep.authorization?.credentials;
+            const why = cred && unresolved("Secret", secrets, cred.name, cred.key);
+            if (why) fail(`${name}: ${id(m)}`, `authorization: ${why}`);
+        }
+    }
+    for (const m of by("PodMonitor")) {
+        const pods = workloads.filter((o) => matches(m.spec?.selector?.matchLabels, podTemplate(o).metadata?.labels));
+        if (!pods.length) fail(`${name}: ${id(m)}`, "selector matches no pod template");
+        for (const ep of m.spec?.podMetricsEndpoints ?? [])
+            for (const o of pods)
+                if (ep.port && !podTemplate(o).spec.containers.some((c) => (c.ports ?? []).some((cp) => cp.name === ep.port)))
+                    fail(`${name}: ${id(m)}`, `pods of ${id(o)} have no container port named ${ep.port}`);
     }
 }
 
