@@ -1,0 +1,192 @@
+/*
+ * lock.c — pthread locks that record who holds them (see lock.h).
+ *
+ * Mutex and writer ownership are one atomic word per lock, set after the
+ * lock is taken and cleared before it is released, so only the holder ever
+ * finds its own tag there.  Readers are many, so a reader is recorded on its
+ * own side: a short thread-local list of the read-write locks this thread
+ * reads under (a projector thread holds at most two at once; the list
+ * overflowing is itself a lock error).  pthread_cond_timedwait() releases
+ * and re-takes the mutex, so the owner is cleared around the wait.
+ */
+#include "lock.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#ifdef PJ_LOCK_CHECKS
+#define MAX_READ_HELD 8
+
+static _Thread_local char self_tag;
+static _Thread_local const pj_rwlock_t *read_held[MAX_READ_HELD];
+static _Thread_local size_t nread_held;
+
+static uintptr_t self(void)
+{
+    return (uintptr_t)&self_tag;
+}
+
+static bool reading(const pj_rwlock_t *l)
+{
+    for (size_t i = 0; i < nread_held; i++) {
+        if (read_held[i] == l)
+            return true;
+    }
+    return false;
+}
+#endif
+
+void pj_lock_fail(const char *expect, const char *lock, const char *func, const char *file,
+                  int line)
+{
+    fprintf(stderr, "lock assertion failed: %s must be %s in %s() at %s:%d\n", lock, expect, func,
+            file, line);
+    abort();
+}
+
+bool pj_lock_checks_on(void)
+{
+#ifdef PJ_LOCK_CHECKS
+    return true;
+#else
+    return false;
+#endif
+}
+
+void pj_mutex_init(pj_mutex_t *m)
+{
+    pthread_mutex_init(&m->m, NULL);
+#ifdef PJ_LOCK_CHECKS
+    atomic_init(&m->owner, 0);
+#endif
+}
+
+void pj_mutex_destroy(pj_mutex_t *m)
+{
+    pthread_mutex_destroy(&m->m);
+}
+
+void pj_mutex_lock(pj_mutex_t *m)
+{
+    pthread_mutex_lock(&m->m);
+#ifdef PJ_LOCK_CHECKS
+    atomic_store(&m->owner, self());
+#endif
+}
+
+void pj_mutex_unlock(pj_mutex_t *m)
+{
+#ifdef PJ_LOCK_CHECKS
+    if (atomic_load(&m->owner) != self())
+        pj_lock_fail("held by the thread unlocking it", "mutex", __func__, __FILE__, __LINE__);
+    atomic_store(&m->owner, 0);
+#endif
+    pthread_mutex_unlock(&m->m);
+}
+
+int pj_cond_timedwait(pthread_cond_t *cv, pj_mutex_t *m, const struct timespec *deadline)
+{
+#ifdef PJ_LOCK_CHECKS
+    if (atomic_load(&m->owner) != self())
+        pj_lock_fail("held to wait on its condition", "mutex", __func__, __FILE__, __LINE__);
+    atomic_store(&m->owner, 0);
+#endif
+    int rc = pthread_cond_timedwait(cv, &m->m, deadline);
+#ifdef PJ_LOCK_CHECKS
+    atomic_store(&m->owner, self());
+#endif
+    return rc;
+}
+
+void pj_rwlock_init(pj_rwlock_t *l)
+{
+    pthread_rwlock_init(&l->l, NULL);
+#ifdef PJ_LOCK_CHECKS
+    atomic_init(&l->writer, 0);
+#endif
+}
+
+void pj_rwlock_destroy(pj_rwlock_t *l)
+{
+    pthread_rwlock_destroy(&l->l);
+}
+
+void pj_rwlock_rdlock(pj_rwlock_t *l)
+{
+    pthread_rwlock_rdlock(&l->l);
+#ifdef PJ_LOCK_CHECKS
+    if (nread_held == MAX_READ_HELD)
+        pj_lock_fail("read-locked fewer times at once", "rwlock", __func__, __FILE__, __LINE__);
+    read_held[nread_held++] = l;
+#endif
+}
+
+void pj_rwlock_wrlock(pj_rwlock_t *l)
+{
+    pthread_rwlock_wrlock(&l->l);
+#ifdef PJ_LOCK_CHECKS
+    atomic_store(&l->writer, self());
+#endif
+}
+
+void pj_rwlock_unlock(pj_rwlock_t *l)
+{
+#ifdef PJ_LOCK_CHECKS
+    if (atomic_load(&l->writer) == self()) {
+        atomic_store(&l->writer, 0);
+    } else {
+        size_t i = 0;
+        while (i < nread_held && read_held[i] != l)
+            i++;
+        if (i == nread_held)
+            pj_lock_fail("held by the thread unlocking it", "rwlock", __func__, __FILE__, __LINE__);
+        read_held[i] = read_held[--nread_held];
+    }
+#endif
+    pthread_rwlock_unlock(&l->l);
+}
+
+bool pj_mutex_held(const pj_mutex_t *m)
+{
+#ifdef PJ_LOCK_CHECKS
+    return atomic_load(&m->owner) == self();
+#else
+    return true;
+#endif
+}
+
+bool pj_mutex_free_here(const pj_mutex_t *m)
+{
+#ifdef PJ_LOCK_CHECKS
+    return atomic_load(&m->owner) != self();
+#else
+    return true;
+#endif
+}
+
+bool pj_rwlock_held(const pj_rwlock_t *l)
+{
+#ifdef PJ_LOCK_CHECKS
+    return atomic_load(&l->writer) == self() || reading(l);
+#else
+    return true;
+#endif
+}
+
+bool pj_rwlock_write_held(const pj_rwlock_t *l)
+{
+#ifdef PJ_LOCK_CHECKS
+    return atomic_load(&l->writer) == self();
+#else
+    return true;
+#endif
+}
+
+bool pj_rwlock_free_here(const pj_rwlock_t *l)
+{
+#ifdef PJ_LOCK_CHECKS
+    return atomic_load(&l->writer) != self() && !reading(l);
+#else
+    return true;
+#endif
+}
