@@ -39,8 +39,8 @@ static bool reading(const pj_rwlock_t *l)
 void pj_lock_fail(const char *expect, const char *lock, const char *func, const char *file,
                   int line)
 {
-    fprintf(stderr, "lock assertion failed: %s must be %s in %s() at %s:%d\n", lock, expect, func,
-            file, line);
+    fprintf(stderr, "lock assertion failed: %s %s in %s() at %s:%d\n", lock, expect, func, file,
+            line);
     abort();
 }
 
@@ -78,7 +78,8 @@ void pj_mutex_unlock(pj_mutex_t *m)
 {
 #ifdef PJ_LOCK_CHECKS
     if (atomic_load(&m->owner) != self())
-        pj_lock_fail("held by the thread unlocking it", "mutex", __func__, __FILE__, __LINE__);
+        pj_lock_fail("must be held by the thread unlocking it", "mutex", __func__, __FILE__,
+                     __LINE__);
     atomic_store(&m->owner, 0);
 #endif
     pthread_mutex_unlock(&m->m);
@@ -88,7 +89,8 @@ int pj_cond_timedwait(pthread_cond_t *cv, pj_mutex_t *m, const struct timespec *
 {
 #ifdef PJ_LOCK_CHECKS
     if (atomic_load(&m->owner) != self())
-        pj_lock_fail("held to wait on its condition", "mutex", __func__, __FILE__, __LINE__);
+        pj_lock_fail("must be held to wait on its condition", "mutex", __func__, __FILE__,
+                     __LINE__);
     atomic_store(&m->owner, 0);
 #endif
     int rc = pthread_cond_timedwait(cv, &m->m, deadline);
@@ -116,7 +118,8 @@ void pj_rwlock_rdlock(pj_rwlock_t *l)
     pthread_rwlock_rdlock(&l->l);
 #ifdef PJ_LOCK_CHECKS
     if (nread_held == MAX_READ_HELD)
-        pj_lock_fail("read-locked fewer times at once", "rwlock", __func__, __FILE__, __LINE__);
+        pj_lock_fail("must be read-locked fewer times at once", "rwlock", __func__, __FILE__,
+                     __LINE__);
     read_held[nread_held++] = l;
 #endif
 }
@@ -139,7 +142,8 @@ void pj_rwlock_unlock(pj_rwlock_t *l)
         while (i < nread_held && read_held[i] != l)
             i++;
         if (i == nread_held)
-            pj_lock_fail("held by the thread unlocking it", "rwlock", __func__, __FILE__, __LINE__);
+            pj_lock_fail("must be held by the thread unlocking it", "rwlock", __func__, __FILE__,
+                         __LINE__);
         read_held[i] = read_held[--nread_held];
     }
 #endif

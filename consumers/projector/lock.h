@@ -75,7 +75,7 @@ bool pj_rwlock_free_here(const pj_rwlock_t *l);
 /** @brief The calling thread does not hold @p m.  Always true without checks. */
 bool pj_mutex_free_here(const pj_mutex_t *m);
 
-/** @brief Print "lock assertion failed: ..." to stderr and abort(). */
+/** @brief Print "lock assertion failed: <lock> <expect> in <func>() at <file>:<line>", abort(). */
 _Noreturn void pj_lock_fail(const char *expect, const char *lock, const char *func,
                             const char *file, int line);
 
@@ -87,16 +87,17 @@ _Noreturn void pj_lock_fail(const char *expect, const char *lock, const char *fu
     PJ_LOCK_CHECK_(_Generic((x), pj_mutex_t *: pj_mutex_held, const pj_mutex_t *: pj_mutex_held,  \
                             pj_rwlock_t *: pj_rwlock_held,                                         \
                             const pj_rwlock_t *: pj_rwlock_held)(x),                               \
-                   "held", #x)
+                   "must be held", #x)
 /** @brief Abort if this thread holds @p x (it is about to take it: that would deadlock). */
 #define pj_assert_unlocked(x)                                                                      \
     PJ_LOCK_CHECK_(_Generic((x), pj_mutex_t *: pj_mutex_free_here,                                 \
                             const pj_mutex_t *: pj_mutex_free_here,                                \
                             pj_rwlock_t *: pj_rwlock_free_here,                                    \
                             const pj_rwlock_t *: pj_rwlock_free_here)(x),                          \
-                   "not held", #x)
+                   "must not be held (the function takes it)", #x)
 /** @brief Abort unless this thread holds read-write lock @p l for writing. */
-#define pj_assert_write_locked(l) PJ_LOCK_CHECK_(pj_rwlock_write_held(l), "held for writing", #l)
+#define pj_assert_write_locked(l)                                                                  \
+    PJ_LOCK_CHECK_(pj_rwlock_write_held(l), "must be held for writing", #l)
 #else
 #define pj_assert_locked(x)       ((void)0)
 #define pj_assert_unlocked(x)     ((void)0)

@@ -131,7 +131,7 @@ static void loop_halt(pj_loop_t *l, const char *fmt, ...)
         l->ops->halt(l, msg);
 }
 
-/* Stopping, cancelled (a frozen view deleted) or, between batches, handed over. */
+/* The projector stops, or the loop is cancelled (a frozen view deleted). */
 static bool loop_cancelled(const pj_loop_t *l)
 {
     return atomic_load(&l->r->pj->stop) || (l->cancel && atomic_load(l->cancel));
@@ -396,6 +396,7 @@ void pj_loop_run(pj_loop_t *l)
         pj_loop_end(l);
         return;
     }
+    /* between batches only: a stop, a cancel or a hand-over never splits one */
     while (!loop_cancelled(l) && !l->halted && !(l->handover && atomic_load(l->handover))) {
         pj_batch_t b = {0};
         fold_batch(l, &b);

@@ -290,9 +290,9 @@ es_store_t *pj_runner_live(pj_runner_t *r);
 es_err_t pj_live_start(pj_runner_t *r, char *errstr, size_t errstr_size);
 
 /* rebuild.c */
-/** @brief Start a rebuild of @p r from offset 0 (ES_ERR_STATE if one runs).  Locks: none. */
+/** @brief Start a rebuild of @p r from offset 0 (ES_ERR_STATE if one runs).  Locks: not `mu`. */
 es_err_t pj_rebuild_start(pj_runner_t *r, char *errstr, size_t errstr_size);
-/** @brief Resume the rebuild of generation @p g from its stored offsets.  Locks: none. */
+/** @brief Resume the rebuild of generation @p g from its stored offsets.  Locks: not `mu`. */
 es_err_t pj_rebuild_resume(pj_runner_t *r, int g, char *errstr, size_t errstr_size);
 
 /* offsets.c */

@@ -289,7 +289,6 @@ static es_err_t rebuild_start(pj_runner_t *r, int g, bool resume, char *errstr, 
 
 es_err_t pj_rebuild_start(pj_runner_t *r, char *errstr, size_t errstr_size)
 {
-    pj_assert_unlocked(&r->lock);
     pj_assert_unlocked(&r->mu);
     pj_mutex_lock(&r->mu);
     if (r->rb.active || r->rb_thread_valid) {
@@ -309,7 +308,6 @@ es_err_t pj_rebuild_start(pj_runner_t *r, char *errstr, size_t errstr_size)
 
 es_err_t pj_rebuild_resume(pj_runner_t *r, int g, char *errstr, size_t errstr_size)
 {
-    pj_assert_unlocked(&r->lock);
     pj_assert_unlocked(&r->mu);
     return rebuild_start(r, g, true, errstr, errstr_size);
 }
