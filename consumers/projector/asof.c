@@ -16,6 +16,7 @@
 #include "projector.h"
 
 #include "escqrs/log.h"
+#include "escqrs/schemas.h"
 #include "escqrs/serde.h"
 
 #include <stdio.h>

@@ -18,6 +18,7 @@
 #include "loop.h"
 
 #include "escqrs/log.h"
+#include "escqrs/schemas.h"
 
 #include <stdint.h>
 #include <stdio.h>

@@ -20,7 +20,7 @@
  */
 #include "loop.h"
 
-#include "escqrs/envelope.h"
+#include "escqrs/util.h"
 #include "escqrs/log.h"
 
 #include <stdio.h>

@@ -53,7 +53,7 @@
 
 #include "escqrs/auth.h"
 #include "escqrs/conf.h"
-#include "escqrs/http.h"
+#include "escqrs/http_server.h"
 #include "escqrs/kafka.h"
 #include "escqrs/metrics.h"
 #include "escqrs/projection.h"
