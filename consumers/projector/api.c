@@ -98,7 +98,7 @@ static void answer(es_http_resp_t *resp, int st, json_t *body, const char *errst
 /* A runner not connected yet (no partitions known, no store open) answers 503. */
 static bool runner_up(pj_runner_t *r, es_http_resp_t *resp)
 {
-    char why[1024];
+    char why[PJ_REASON_MAX];
     if (atomic_load(&r->started))
         return true;
     pj_mutex_lock(&r->mu);
@@ -169,7 +169,7 @@ static void answer_frozen(const query_t *q, const char *view, es_http_resp_t *re
 {
     pj_runner_t *r = q->r;
     json_t *body = NULL;
-    char errstr[512] = "";
+    char errstr[PJ_ERRSTR_MAX] = "";
     pj_rwlock_rdlock(&r->lock);
     pj_frozen_t *fz = pj_frozen_find(r, view);
     pj_mutex_lock(&r->mu);
@@ -218,7 +218,7 @@ static bool wait_min_position(const query_t *q, const char *minpos, es_http_resp
 static void answer_as_of(const query_t *q, const char *asof, const char *path, es_http_resp_t *resp)
 {
     json_t *body = NULL;
-    char errstr[512] = "";
+    char errstr[PJ_ERRSTR_MAX] = "";
     int64_t ts;
     if (!parse_time(asof, &ts)) {
         es_http_resp_error(resp, 400, "invalid_query",
@@ -245,7 +245,7 @@ static void answer_as_of(const query_t *q, const char *asof, const char *path, e
 static void answer_live(const query_t *q, es_http_resp_t *resp)
 {
     json_t *body = NULL;
-    char errstr[512] = "";
+    char errstr[PJ_ERRSTR_MAX] = "";
     pj_rwlock_rdlock(&q->r->lock);
     int st = render(q, pj_store_backend(pj_runner_live(q->r)), &body, errstr, sizeof(errstr));
     pj_rwlock_unlock(&q->r->lock);
@@ -333,7 +333,7 @@ static bool start_refused(es_http_resp_t *resp, es_err_t err, const char *errstr
 
 static void admin_rebuild(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
 {
-    char errstr[512];
+    char errstr[PJ_ERRSTR_MAX];
     pj_runner_t *r = admin_runner(opaque, req, resp);
     if (!r)
         return;
@@ -352,7 +352,7 @@ static void admin_freeze(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
     const char *name = es_http_req_param(req, 0);
     const char *until = es_http_req_query(req, "until");
     const char *label = es_http_req_query(req, "label");
-    char errstr[512], deflabel[64], when[40];
+    char errstr[PJ_ERRSTR_MAX], deflabel[PJ_LABEL_MAX], when[PJ_TIME_MAX];
     int64_t until_ms;
     pj_runner_t *r = admin_runner(pj, req, resp);
     if (!r)
@@ -386,7 +386,7 @@ static void admin_frozen_delete(void *opaque, es_http_req_t *req, es_http_resp_t
     es_projector_t *pj = opaque;
     const char *name = es_http_req_param(req, 0);
     const char *label = es_http_req_param(req, 1);
-    char errstr[512];
+    char errstr[PJ_ERRSTR_MAX];
     pj_runner_t *r = pj_runner_find(pj, name);
     if (r && !runner_up(r, resp))
         return;

@@ -80,7 +80,7 @@ es_err_t pj_fold_as_of(pj_runner_t *r, size_t t, const char *id, int64_t ts_ms,
     es_proj_backend_t be = es_proj_memmap_backend(map);
     es_proj_reader_t *rd = es_proj_reader_new(&be);
     es_proj_txn_t *txn = es_proj_txn_new(rd);
-    char subject[300];
+    char subject[PJ_SUBJECT_MAX];
     int64_t lo = 0, hi = 0, stop;
     es_err_t err;
 

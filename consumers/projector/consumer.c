@@ -40,7 +40,7 @@ size_t pj_topic_index(const pj_runner_t *r, const char *topic)
 static es_err_t open_serde(pj_loop_t *l, size_t t)
 {
     pj_runner_t *r = l->r;
-    char subject[300];
+    char subject[PJ_SUBJECT_MAX];
     const char *text = es_schema_text(r->def->schemas[t]);
     if (!text) {
         snprintf(l->errstr, sizeof(l->errstr), "no schema named %s", r->def->schemas[t]);
@@ -74,7 +74,7 @@ static es_err_t stored_offsets(pj_loop_t *l, size_t t, rd_kafka_topic_partition_
 es_err_t pj_consumer_open(pj_loop_t *l)
 {
     pj_runner_t *r = l->r;
-    char group[400];
+    char group[PJ_GROUP_MAX];
     es_err_t err = ES_ERR_OK;
 
     snprintf(group, sizeof(group), "escqrs-projector.%s.%s", r->pj->name, r->def->name);

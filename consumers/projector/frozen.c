@@ -133,7 +133,7 @@ static json_t *offsets_json(pj_runner_t *r, pj_frozen_t *fz)
 /* Write the FROZEN marker of a complete view (temporary file, fsync, rename). */
 static es_err_t write_marker(pj_runner_t *r, pj_frozen_t *fz, char *errstr, size_t errstr_size)
 {
-    char tmp[PJ_PATH_MAX], path[PJ_PATH_MAX], until[40], fin[40];
+    char tmp[PJ_PATH_MAX], path[PJ_PATH_MAX], until[PJ_TIME_MAX], fin[PJ_TIME_MAX];
     pj_format_time(fz->until_ms, until, sizeof(until));
     pj_format_time(fz->finished_ms, fin, sizeof(fin));
     json_t *j = json_pack("{s:s, s:s, s:I, s:s, s:o, s:I, s:I, s:s, s:I}", "projection",
@@ -495,13 +495,7 @@ es_err_t pj_frozen_load(pj_runner_t *r, char *errstr, size_t errstr_size)
 static void stop_build(pj_runner_t *r, pj_frozen_t *fz)
 {
     atomic_store(&fz->cancel, true);
-    pj_mutex_lock(&r->mu);
-    bool valid = fz->thread_valid;
-    pthread_t th = fz->thread;
-    fz->thread_valid = false;
-    pj_mutex_unlock(&r->mu);
-    if (valid)
-        pthread_join(th, NULL);
+    pj_runner_join(r, &fz->thread, &fz->thread_valid);
 }
 
 es_err_t pj_frozen_delete(pj_runner_t *r, const char *label, char *errstr, size_t errstr_size)
@@ -559,7 +553,7 @@ json_t *pj_frozen_json(pj_runner_t *r)
     pj_mutex_lock(&r->mu);
     for (size_t i = 0; i < r->nfrozen; i++) {
         pj_frozen_t *fz = r->frozen[i];
-        char until[40];
+        char until[PJ_TIME_MAX];
         pj_format_time(fz->until_ms, until, sizeof(until));
         int64_t elapsed = (fz->finished_ms ? fz->finished_ms : es_now_ms()) - fz->started_ms;
         double rate = elapsed > 0 ? (double)fz->events * 1000.0 / (double)elapsed : 0;

@@ -89,7 +89,7 @@ static es_err_t create_dlq_topics(pj_runner_t *r, const int *nparts, char *errst
 /* The per-partition arrays and gauges.  Locks: `mu`. */
 static void size_runner_locked(pj_runner_t *r, const int *nparts)
 {
-    char labels[600];
+    char labels[PJ_LABELS_MAX];
     pj_assert_locked(&r->mu);
     for (size_t t = 0; t < r->ntopics; t++) {
         r->nparts[t] = nparts[t];

@@ -8,13 +8,15 @@
  * reads under (a projector thread holds at most two at once; the list
  * overflowing is itself a lock error).  pthread_cond_timedwait() releases
  * and re-takes the mutex, so the owner is cleared around the wait.
+ *
+ * Releasing a lock this thread does not hold aborts in every build: that is
+ * undefined behaviour for pthreads, and the bookkeeping is there anyway.
  */
 #include "lock.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 
-#ifdef PJ_LOCK_CHECKS
 #define MAX_READ_HELD 8
 
 static _Thread_local char self_tag;
@@ -34,7 +36,6 @@ static bool reading(const pj_rwlock_t *l)
     }
     return false;
 }
-#endif
 
 void pj_lock_fail(const char *expect, const char *lock, const char *func, const char *file,
                   int line)
@@ -42,6 +43,14 @@ void pj_lock_fail(const char *expect, const char *lock, const char *func, const 
     fprintf(stderr, "lock assertion failed: %s %s in %s() at %s:%d\n", lock, expect, func, file,
             line);
     abort();
+}
+
+/* Clear owner word @p w of a lock this thread must hold. */
+static void disown(atomic_uintptr_t *w, const char *what, const char *func)
+{
+    if (atomic_load(w) != self())
+        pj_lock_fail(what, "mutex", func, __FILE__, __LINE__);
+    atomic_store(w, 0);
 }
 
 bool pj_lock_checks_on(void)
@@ -56,9 +65,7 @@ bool pj_lock_checks_on(void)
 void pj_mutex_init(pj_mutex_t *m)
 {
     pthread_mutex_init(&m->m, NULL);
-#ifdef PJ_LOCK_CHECKS
     atomic_init(&m->owner, 0);
-#endif
 }
 
 void pj_mutex_destroy(pj_mutex_t *m)
@@ -69,43 +76,27 @@ void pj_mutex_destroy(pj_mutex_t *m)
 void pj_mutex_lock(pj_mutex_t *m)
 {
     pthread_mutex_lock(&m->m);
-#ifdef PJ_LOCK_CHECKS
     atomic_store(&m->owner, self());
-#endif
 }
 
 void pj_mutex_unlock(pj_mutex_t *m)
 {
-#ifdef PJ_LOCK_CHECKS
-    if (atomic_load(&m->owner) != self())
-        pj_lock_fail("must be held by the thread unlocking it", "mutex", __func__, __FILE__,
-                     __LINE__);
-    atomic_store(&m->owner, 0);
-#endif
+    disown(&m->owner, "must be held by the thread unlocking it", __func__);
     pthread_mutex_unlock(&m->m);
 }
 
 int pj_cond_timedwait(pthread_cond_t *cv, pj_mutex_t *m, const struct timespec *deadline)
 {
-#ifdef PJ_LOCK_CHECKS
-    if (atomic_load(&m->owner) != self())
-        pj_lock_fail("must be held to wait on its condition", "mutex", __func__, __FILE__,
-                     __LINE__);
-    atomic_store(&m->owner, 0);
-#endif
+    disown(&m->owner, "must be held to wait on its condition", __func__);
     int rc = pthread_cond_timedwait(cv, &m->m, deadline);
-#ifdef PJ_LOCK_CHECKS
     atomic_store(&m->owner, self());
-#endif
     return rc;
 }
 
 void pj_rwlock_init(pj_rwlock_t *l)
 {
     pthread_rwlock_init(&l->l, NULL);
-#ifdef PJ_LOCK_CHECKS
     atomic_init(&l->writer, 0);
-#endif
 }
 
 void pj_rwlock_destroy(pj_rwlock_t *l)
@@ -116,25 +107,20 @@ void pj_rwlock_destroy(pj_rwlock_t *l)
 void pj_rwlock_rdlock(pj_rwlock_t *l)
 {
     pthread_rwlock_rdlock(&l->l);
-#ifdef PJ_LOCK_CHECKS
     if (nread_held == MAX_READ_HELD)
         pj_lock_fail("must be read-locked fewer times at once", "rwlock", __func__, __FILE__,
                      __LINE__);
     read_held[nread_held++] = l;
-#endif
 }
 
 void pj_rwlock_wrlock(pj_rwlock_t *l)
 {
     pthread_rwlock_wrlock(&l->l);
-#ifdef PJ_LOCK_CHECKS
     atomic_store(&l->writer, self());
-#endif
 }
 
 void pj_rwlock_unlock(pj_rwlock_t *l)
 {
-#ifdef PJ_LOCK_CHECKS
     if (atomic_load(&l->writer) == self()) {
         atomic_store(&l->writer, 0);
     } else {
@@ -146,51 +132,30 @@ void pj_rwlock_unlock(pj_rwlock_t *l)
                          __LINE__);
         read_held[i] = read_held[--nread_held];
     }
-#endif
     pthread_rwlock_unlock(&l->l);
 }
 
 bool pj_mutex_held(const pj_mutex_t *m)
 {
-#ifdef PJ_LOCK_CHECKS
     return atomic_load(&m->owner) == self();
-#else
-    return true;
-#endif
 }
 
 bool pj_mutex_free_here(const pj_mutex_t *m)
 {
-#ifdef PJ_LOCK_CHECKS
-    return atomic_load(&m->owner) != self();
-#else
-    return true;
-#endif
-}
-
-bool pj_rwlock_held(const pj_rwlock_t *l)
-{
-#ifdef PJ_LOCK_CHECKS
-    return atomic_load(&l->writer) == self() || reading(l);
-#else
-    return true;
-#endif
+    return !pj_mutex_held(m);
 }
 
 bool pj_rwlock_write_held(const pj_rwlock_t *l)
 {
-#ifdef PJ_LOCK_CHECKS
     return atomic_load(&l->writer) == self();
-#else
-    return true;
-#endif
+}
+
+bool pj_rwlock_held(const pj_rwlock_t *l)
+{
+    return pj_rwlock_write_held(l) || reading(l);
 }
 
 bool pj_rwlock_free_here(const pj_rwlock_t *l)
 {
-#ifdef PJ_LOCK_CHECKS
-    return atomic_load(&l->writer) != self() && !reading(l);
-#else
-    return true;
-#endif
+    return !pj_rwlock_held(l);
 }

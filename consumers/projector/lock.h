@@ -3,18 +3,22 @@
  *
  * projector.h says which lock guards which field and what each entry point
  * expects to hold.  These wrappers make that checkable, after SQLite's
- * `assert(sqlite3_mutex_held(...))`: with lock checks on, a mutex records
- * the thread holding it and a read-write lock its writer and, per thread,
- * the locks that thread reads under.  An entry point then states its
+ * `assert(sqlite3_mutex_held(...))`: a mutex records the thread holding
+ * it, a read-write lock its writer and, per thread, the locks that thread
+ * reads under.  An entry point then states its
  * precondition as code (`pj_assert_locked(&r->mu)`,
  * `pj_assert_unlocked(&r->lock)`) and a wrong call aborts at once, naming
  * the lock, the function and the line, instead of racing on a field or
  * deadlocking on a lock it already holds.
  *
- * Lock checks are on in every build without NDEBUG (Debug, which `make test`
- * and CI build) and wherever PJ_LOCK_CHECKS is defined (the unit test of the
- * locks builds its own copy of the runtime with it, so it checks in every
- * build type).  Release builds keep plain pthread locks and no bookkeeping.
+ * The bookkeeping is always there (an atomic store per lock and unlock, a
+ * thread-local list for readers: little next to the lock itself) and the
+ * struct layout never depends on the build type; the assertions are
+ * compiled in every build without NDEBUG (Debug, which
+ * `make test` and CI build) and wherever PJ_LOCK_CHECKS is defined (the
+ * unit test of the locks links a copy of the runtime built with it, so it
+ * checks in every build type).  Release builds assert nothing at entry
+ * points; unlocking a lock this thread does not hold aborts in any build.
  *
  * A thread is identified by the address of a thread-local byte: unique among
  * live threads and compared atomically, so asking "do I hold it?" from any
@@ -37,16 +41,12 @@
 
 typedef struct pj_mutex_s {
     pthread_mutex_t m;
-#ifdef PJ_LOCK_CHECKS
     atomic_uintptr_t owner; /* the holder's thread tag, 0 when free */
-#endif
 } pj_mutex_t;
 
 typedef struct pj_rwlock_s {
     pthread_rwlock_t l;
-#ifdef PJ_LOCK_CHECKS
     atomic_uintptr_t writer; /* the writer's thread tag, 0 when none */
-#endif
 } pj_rwlock_t;
 
 void pj_mutex_init(pj_mutex_t *m);
@@ -62,18 +62,18 @@ void pj_rwlock_rdlock(pj_rwlock_t *l);
 void pj_rwlock_wrlock(pj_rwlock_t *l);
 void pj_rwlock_unlock(pj_rwlock_t *l);
 
-/** @brief Lock checks compiled in (the unit test asks before expecting an abort). */
+/** @brief The runtime was built with its assertions (the unit test checks it links one). */
 bool pj_lock_checks_on(void);
-/** @brief The calling thread holds @p m.  Always true without lock checks. */
+/** @brief The calling thread holds @p m. */
 bool pj_mutex_held(const pj_mutex_t *m);
-/** @brief The calling thread holds @p l, for reading or writing.  Always true without checks. */
-bool pj_rwlock_held(const pj_rwlock_t *l);
-/** @brief The calling thread holds @p l for writing.  Always true without checks. */
-bool pj_rwlock_write_held(const pj_rwlock_t *l);
-/** @brief The calling thread holds neither mode of @p l.  Always true without checks. */
-bool pj_rwlock_free_here(const pj_rwlock_t *l);
-/** @brief The calling thread does not hold @p m.  Always true without checks. */
+/** @brief The calling thread does not hold @p m. */
 bool pj_mutex_free_here(const pj_mutex_t *m);
+/** @brief The calling thread holds @p l, for reading or writing. */
+bool pj_rwlock_held(const pj_rwlock_t *l);
+/** @brief The calling thread holds @p l for writing. */
+bool pj_rwlock_write_held(const pj_rwlock_t *l);
+/** @brief The calling thread holds neither mode of @p l. */
+bool pj_rwlock_free_here(const pj_rwlock_t *l);
 
 /** @brief Print "lock assertion failed: <lock> <expect> in <func>() at <file>:<line>", abort(). */
 _Noreturn void pj_lock_fail(const char *expect, const char *lock, const char *func,

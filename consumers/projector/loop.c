@@ -450,7 +450,7 @@ static void live_started(pj_loop_t *l)
     es_log_info(LOG, "%s: live loop started on generation %d", l->r->def->name, l->generation);
 }
 
-static void live_halt(pj_loop_t *l, const char *msg)
+void pj_loop_halt_runner(pj_loop_t *l, const char *msg)
 {
     pj_runner_set_state(l->r, PJ_HALTED, "%s", msg);
 }
@@ -485,7 +485,7 @@ const pj_loop_ops_t pj_live_ops = {
     .kind = "live",
     .start_failed = live_start_failed,
     .started = live_started,
-    .halt = live_halt,
+    .halt = pj_loop_halt_runner,
     .waits = live_waits,
     .running = live_running,
     .written = live_written,

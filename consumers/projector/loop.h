@@ -117,6 +117,8 @@ void pj_loop_end(pj_loop_t *l);
 bool pj_loop_give_up(pj_loop_t *l, int attempt, char *error, size_t errorsz);
 /** @brief The loop goes on in the live mode (a rebuild after its swap). */
 void pj_loop_become_live(pj_loop_t *l);
+/** @brief The `halt` hook of the live and rebuild modes: the runner is HALTED with @p msg. */
+void pj_loop_halt_runner(pj_loop_t *l, const char *msg);
 /** @brief Sleep @p ms in slices, returning early (true) when the projector stops. */
 bool pj_loop_sleep(const pj_runner_t *r, int ms);
 

@@ -74,6 +74,10 @@
 #define PJ_ERRSTR_MAX     512  /* error detail kept by a loop, a rebuild or a frozen view */
 #define PJ_REASON_MAX     1024 /* a runner's state reason */
 #define PJ_LABEL_MAX      64   /* a frozen view's label and its NUL */
+#define PJ_TIME_MAX       40   /* RFC 3339 with milliseconds (pj_format_time) */
+#define PJ_SUBJECT_MAX    300  /* a registry subject: <topic>-value */
+#define PJ_GROUP_MAX      400  /* escqrs-projector.<projector.name>.<projection> */
+#define PJ_LABELS_MAX     600  /* the labels of one metric */
 
 /* ---------------------------------------------------------- timeouts */
 
@@ -282,6 +286,11 @@ const char *pj_state_name(pj_state_t state);
  */
 void pj_runner_set_state(pj_runner_t *r, pj_state_t state, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/**
+ * @brief Join the thread *@p th if *@p valid (both guarded by `mu`), clearing
+ *        *@p valid first so that no one joins it twice.  Locks: none.
+ */
+void pj_runner_join(pj_runner_t *r, pthread_t *th, bool *valid);
 /** @brief The live store.  Locks: the caller holds `lock` (read or write) until done with it. */
 es_store_t *pj_runner_live(pj_runner_t *r);
 

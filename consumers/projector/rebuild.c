@@ -53,11 +53,6 @@ static void rebuild_started(pj_loop_t *l)
     es_log_info(LOG, "%s: rebuild loop started on generation %d", l->r->def->name, l->generation);
 }
 
-static void rebuild_halt(pj_loop_t *l, const char *msg)
-{
-    pj_runner_set_state(l->r, PJ_HALTED, "%s", msg);
-}
-
 /* Waiting never touches the runner's state: the live loop owns it. */
 static void rebuild_waits(pj_loop_t *l, pj_state_t why, bool first)
 {
@@ -94,13 +89,7 @@ static void rebuild_progress(pj_loop_t *l, int64_t lag, int64_t applied_now, dou
 static void stop_live_loop(pj_runner_t *r)
 {
     atomic_store(&r->live_stop, true);
-    pj_mutex_lock(&r->mu);
-    bool valid = r->live_thread_valid;
-    pthread_t lt = r->live_thread;
-    r->live_thread_valid = false;
-    pj_mutex_unlock(&r->mu);
-    if (valid)
-        pthread_join(lt, NULL);
+    pj_runner_join(r, &r->live_thread, &r->live_thread_valid);
 }
 
 /* Step 2: the shadow holds at least what the (stopped) live store holds. */
@@ -223,7 +212,7 @@ static const pj_loop_ops_t rebuild_ops = {
     .kind = "rebuild",
     .start_failed = rebuild_start_failed,
     .started = rebuild_started,
-    .halt = rebuild_halt,
+    .halt = pj_loop_halt_runner,
     .waits = rebuild_waits,
     .tick = rebuild_tick,
     .finish = rebuild_finish,

@@ -38,7 +38,7 @@ pj_runner_t *pj_runner_find(es_projector_t *pj, const char *name)
 
 static void runner_metrics(es_projector_t *pj, pj_runner_t *r)
 {
-    char labels[600];
+    char labels[PJ_LABELS_MAX];
     snprintf(labels, sizeof(labels), "projection=\"%s\"", r->def->name);
     r->m_applied = es_metrics_counter(pj->metrics, "escqrs_projector_events_applied_total",
                                       "Events applied to the live view", labels);
@@ -62,7 +62,7 @@ static void runner_init(es_projector_t *pj, pj_runner_t *r, const es_proj_def_t 
 {
     const char *prefix = es_conf_get(pj->conf, "aggregate.prefix");
     const char *root = es_conf_get(pj->conf, "store.path");
-    char agg[200];
+    char agg[PJ_TOPIC_MAX];
 
     r->pj = pj;
     r->def = def;

@@ -1,5 +1,6 @@
 /*
- * state.c — a runner's state and reason, and its live store pointer.
+ * state.c — a runner's state and reason, its live store pointer, joining
+ * its threads.
  *
  * The state is what operators see (GET /admin/projections, /readyz): it
  * changes under the runner's mutex, broadcasts the runner's condition, and
@@ -7,6 +8,10 @@
  * second does not fill the log.  Which failure leads to which state is the
  * halting rule written in projector.h; the loops apply it through their
  * mode's hooks (loop.h).
+ *
+ * A thread handle is taken (and marked invalid) under the mutex and joined
+ * outside it, so whoever gets it first joins it, exactly once, and the
+ * thread being joined can still take the mutex on its way out.
  */
 #include "projector.h"
 
@@ -54,6 +59,18 @@ void pj_runner_set_state(pj_runner_t *r, pj_state_t state, const char *fmt, ...)
         es_log_info(LOG, "%s: running", r->def->name);
     else
         es_log_warn(LOG, "%s: %s: %s", r->def->name, pj_state_name(state), msg);
+}
+
+void pj_runner_join(pj_runner_t *r, pthread_t *th, bool *valid)
+{
+    pj_assert_unlocked(&r->mu);
+    pj_mutex_lock(&r->mu);
+    bool v = *valid;
+    pthread_t t = *th;
+    *valid = false;
+    pj_mutex_unlock(&r->mu);
+    if (v)
+        pthread_join(t, NULL);
 }
 
 es_store_t *pj_runner_live(pj_runner_t *r)

@@ -85,18 +85,17 @@ static void test_rwlock_owner(void)
 {
     pj_rwlock_t l;
     pj_rwlock_init(&l);
-    CU_ASSERT_TRUE(pj_rwlock_free_here(&l));
-    pj_rwlock_rdlock(&l);
-    CU_ASSERT_TRUE(pj_rwlock_held(&l));
-    CU_ASSERT_FALSE(pj_rwlock_write_held(&l));
-    CU_ASSERT_FALSE(probe_elsewhere(NULL, &l).held);
-    pj_rwlock_unlock(&l);
-    CU_ASSERT_TRUE(pj_rwlock_free_here(&l));
-    pj_rwlock_wrlock(&l);
-    CU_ASSERT_TRUE(pj_rwlock_held(&l));
-    CU_ASSERT_TRUE(pj_rwlock_write_held(&l));
-    CU_ASSERT_FALSE(probe_elsewhere(NULL, &l).held);
-    pj_rwlock_unlock(&l);
+    for (int writing = 0; writing < 2; writing++) {
+        CU_ASSERT_TRUE(pj_rwlock_free_here(&l));
+        if (writing)
+            pj_rwlock_wrlock(&l);
+        else
+            pj_rwlock_rdlock(&l);
+        CU_ASSERT_TRUE(pj_rwlock_held(&l));
+        CU_ASSERT_EQUAL(pj_rwlock_write_held(&l), writing);
+        CU_ASSERT_FALSE(probe_elsewhere(NULL, &l).held); /* held, but not by that thread */
+        pj_rwlock_unlock(&l);
+    }
     CU_ASSERT_FALSE(pj_rwlock_held(&l));
     pj_rwlock_destroy(&l);
 }
