@@ -133,7 +133,7 @@ static json_t *offsets_json(pj_runner_t *r, pj_frozen_t *fz)
 /* Write the FROZEN marker of a complete view (temporary file, fsync, rename). */
 static es_err_t write_marker(pj_runner_t *r, pj_frozen_t *fz, char *errstr, size_t errstr_size)
 {
-    char tmp[PJ_PATH_MAX], path[PJ_PATH_MAX], until[PJ_TIME_MAX], fin[PJ_TIME_MAX];
+    char tmp[PJ_FILE_MAX], path[PJ_FILE_MAX], until[PJ_TIME_MAX], fin[PJ_TIME_MAX];
     pj_format_time(fz->until_ms, until, sizeof(until));
     pj_format_time(fz->finished_ms, fin, sizeof(fin));
     json_t *j = json_pack("{s:s, s:s, s:I, s:s, s:o, s:I, s:I, s:s, s:I}", "projection",
@@ -150,7 +150,8 @@ static es_err_t write_marker(pj_runner_t *r, pj_frozen_t *fz, char *errstr, size
     if (f && fclose(f) != 0)
         bad = 1;
     if (bad || rename(tmp, path) != 0) {
-        snprintf(errstr, errstr_size, "write %s: %s", path, strerror(errno));
+        /* %.400s: the message is bounded by the caller's buffer anyway */
+        snprintf(errstr, errstr_size, "write %.400s: %s", path, strerror(errno));
         return ES_ERR_IO;
     }
     return ES_ERR_OK;
@@ -159,7 +160,7 @@ static es_err_t write_marker(pj_runner_t *r, pj_frozen_t *fz, char *errstr, size
 /* Remove a view's directory (marker first, then the RocksDB files). */
 static void remove_dir(const char *dir)
 {
-    char path[PJ_PATH_MAX], errstr[256];
+    char path[PJ_FILE_MAX], errstr[256];
     snprintf(path, sizeof(path), "%s/FROZEN", dir);
     unlink(path);
     snprintf(path, sizeof(path), "%s/FROZEN.tmp", dir);
@@ -430,7 +431,7 @@ es_err_t pj_freeze_start(pj_runner_t *r, const char *label, int64_t until_ms, ch
 /* Re-open one complete view from its marker; false when it is not complete. */
 static bool load_one(pj_runner_t *r, const char *label, const char *dir)
 {
-    char path[PJ_PATH_MAX], errstr[PJ_ERRSTR_MAX];
+    char path[PJ_FILE_MAX], errstr[PJ_ERRSTR_MAX];
     snprintf(path, sizeof(path), "%s/FROZEN", dir);
     json_t *j = json_load_file(path, 0, NULL);
     if (!j)

@@ -70,7 +70,8 @@
 #define PJ_TOPIC_MAX      249  /* Kafka's longest topic name */
 #define PJ_DIR_MAX        512  /* <store.path>/<projection> */
 #define PJ_VIEW_DIR_MAX   600  /* PJ_DIR_MAX + "/frozen-" + a label */
-#define PJ_PATH_MAX       1100 /* any file under those: frozen-<label>/FROZEN.tmp, g<N>, ... */
+#define PJ_PATH_MAX       1024 /* an entry of PJ_DIR_MAX: g<N>, CURRENT, frozen-<label> */
+#define PJ_FILE_MAX       1100 /* a file in such an entry: frozen-<label>/FROZEN.tmp */
 #define PJ_ERRSTR_MAX     512  /* error detail kept by a loop, a rebuild or a frozen view */
 #define PJ_REASON_MAX     1024 /* a runner's state reason */
 #define PJ_LABEL_MAX      64   /* a frozen view's label and its NUL */
