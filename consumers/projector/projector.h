@@ -27,7 +27,7 @@
  *   dlq.c       dead-letter topics: what is there already, send, flush
  *   gen.c       generation directories, CURRENT and REBUILD files
  *   fold.c      one record into a fold: the event scope, the store reader
- *   state.c     a runner's state and reason (the halting rule below)
+ *   state.c     a runner's state and reason (the halting rule below), joins
  *   lock.c      locks that know their owner (lock.h), for the assertions
  *   api.c       the HTTP query and admin API;  asof.c  as_of queries
  *
@@ -38,7 +38,7 @@
  *   api     -> runner, rebuild, frozen, offsets, asof, fold, state
  *   runner  -> live, frozen
  *   live    -> rebuild, frozen, loop, offsets, gen, state
- *   rebuild -> loop, offsets, gen, state;   frozen -> loop, consumer
+ *   rebuild -> loop, offsets, gen, state;   frozen -> loop, consumer, state
  *   loop    -> offsets, consumer, dlq, fold, state
  *   offsets -> consumer;   asof -> fold;   every file -> lock
  *
@@ -125,7 +125,8 @@ typedef struct es_projector_s es_projector_t;
  *        the event, so the event is neither applied nor sent to the DLQ;
  *      . a poison event (undecodable, unknown schema, refused by the fold)
  *        with on_error=halt;
- *      . a DLQ send or flush fails (the batch is not written: it replays);
+ *      . a DLQ send fails (what the batch handled before it is written) or
+ *        a DLQ flush fails (nothing of the batch is written: it replays);
  *      . a store write fails with anything but ES_ERR_NO_SPACE (unless the
  *        projector is stopping);
  *      . a rebuild's swap fails.
@@ -136,9 +137,9 @@ typedef struct es_projector_s es_projector_t;
  *    WAITING) or at the store's open (read-only meanwhile, WAITING); the
  *    registry unreachable while decoding (the rest of the batch is read
  *    again after a back-off, STARTING); the broker, the registry or the
- *    disk missing at start-up (STARTING).  A rebuild or frozen loop waits
- *    the same way without touching the runner's state, and gives up
- *    starting after PJ_SIDE_START_ATTEMPTS (the live view keeps serving).
+ *    store missing at start-up (STARTING; WAITING when it is disk space).  A rebuild or frozen loop
+ * waits the same way without touching the runner's state, and gives up starting after
+ * PJ_SIDE_START_ATTEMPTS (the live view keeps serving).
  *  - A frozen build never halts the runner: every HALTED cause above fails
  *    only that view (state failed, its directory deleted).
  */
