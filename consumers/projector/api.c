@@ -17,7 +17,8 @@
 #include <string.h>
 #include <time.h>
 
-#define MAX_ROUTES 32 /* query routes */
+#define MAX_ROUTES    32   /* query routes */
+#define HTTP_MAX_BODY 4096 /* neither listener takes a request body beyond this */
 
 static es_http_route_t routes[MAX_ROUTES];
 
@@ -97,12 +98,12 @@ static void answer(es_http_resp_t *resp, int st, json_t *body, const char *errst
 /* A runner not connected yet (no partitions known, no store open) answers 503. */
 static bool runner_up(pj_runner_t *r, es_http_resp_t *resp)
 {
-    char why[1024];
+    char why[PJ_REASON_MAX];
     if (atomic_load(&r->started))
         return true;
-    pthread_mutex_lock(&r->mu);
+    pj_mutex_lock(&r->mu);
     snprintf(why, sizeof(why), "%s", r->reason);
-    pthread_mutex_unlock(&r->mu);
+    pj_mutex_unlock(&r->mu);
     es_http_resp_error(resp, 503, "unavailable", "%s is starting: %s", r->def->name, why);
     return false;
 }
@@ -119,128 +120,166 @@ static pj_runner_t *admin_runner(es_projector_t *pj, es_http_req_t *req, es_http
     return runner_up(r, resp) ? r : NULL;
 }
 
-static void query_handler(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
-{
-    es_projector_t *pj = opaque;
-    const char *path = es_http_req_path(req);
+/* A query: the route that matched, its runner, its parameters. */
+typedef struct query_s {
+    pj_runner_t *r;
+    const es_proj_query_t *qd;
+    size_t t; /* the aggregate topic it reads */
     char params[ES_HTTP_MAX_PARAMS][ES_HTTP_PARAM_MAX];
     const char *pv[ES_HTTP_MAX_PARAMS];
-    size_t np = 0;
-    pj_runner_t *r = NULL;
-    const es_proj_query_t *qd = NULL;
-    char errstr[512] = "";
+    size_t np;
+    es_proj_query_req_t qr; /* points into this struct: never copied */
+} query_t;
 
-    for (size_t i = 0; i < pj->nrunners && !qd; i++) {
-        for (size_t k = 0; k < pj->runners[i].def->nqueries && !qd; k++) {
-            if (es_http_route_match(pj->runners[i].def->queries[k].pattern, path, params, &np)) {
-                r = &pj->runners[i];
-                qd = &r->def->queries[k];
+/* The query route of some runner matching @p path; false when none does. */
+static bool match_query(es_projector_t *pj, const char *path, es_http_req_t *req, query_t *q)
+{
+    q->qd = NULL;
+    for (size_t i = 0; i < pj->nrunners && !q->qd; i++) {
+        for (size_t k = 0; k < pj->runners[i].def->nqueries && !q->qd; k++) {
+            if (es_http_route_match(pj->runners[i].def->queries[k].pattern, path, q->params,
+                                    &q->np)) {
+                q->r = &pj->runners[i];
+                q->qd = &q->r->def->queries[k];
             }
         }
     }
-    if (!qd) {
+    if (!q->qd)
+        return false;
+    for (size_t i = 0; i < q->np; i++)
+        q->pv[i] = q->params[i];
+    q->qr = (es_proj_query_req_t){
+        .params = q->pv, .nparams = q->np, .query = req_query, .query_opaque = req};
+    q->t = (size_t)q->qd->aggregate_index;
+    return true;
+}
+
+/* The projection's own handler over @p be: an HTTP status, *@p body or @p errstr. */
+static int render(const query_t *q, es_proj_backend_t be, json_t **body, char *errstr,
+                  size_t errstr_size)
+{
+    es_proj_reader_t *rd = es_proj_reader_new(&be);
+    int st = q->qd->handle(rd, &q->qr, body, errstr, errstr_size);
+    es_proj_reader_destroy(rd);
+    return st;
+}
+
+/* view=<label>: answer from a frozen view, under the read lock. */
+static void answer_frozen(const query_t *q, const char *view, es_http_resp_t *resp)
+{
+    pj_runner_t *r = q->r;
+    json_t *body = NULL;
+    char errstr[PJ_ERRSTR_MAX] = "";
+    pj_rwlock_rdlock(&r->lock);
+    pj_frozen_t *fz = pj_frozen_find(r, view);
+    pj_mutex_lock(&r->mu);
+    pj_fz_state_t state = fz ? fz->state : PJ_FZ_FAILED;
+    if (fz)
+        snprintf(errstr, sizeof(errstr), "%s", fz->error);
+    pj_mutex_unlock(&r->mu);
+    if (!fz || state != PJ_FZ_READY) {
+        pj_rwlock_unlock(&r->lock);
+        if (!fz)
+            es_http_resp_error(resp, 404, "not_found", "%s has no frozen view %s", r->def->name,
+                               view);
+        else if (state == PJ_FZ_BUILDING)
+            es_http_resp_error(resp, 409, "conflict", "frozen view %s is still building", view);
+        else
+            es_http_resp_error(resp, 409, "conflict", "frozen view %s failed: %s", view, errstr);
+        return;
+    }
+    int st = render(q, pj_store_backend(fz->st), &body, errstr, sizeof(errstr));
+    pj_rwlock_unlock(&r->lock);
+    answer(resp, st, body, errstr);
+}
+
+/* min_position=<partition>:<offset>: wait until applied; false when answered (400, 504). */
+static bool wait_min_position(const query_t *q, const char *minpos, es_http_resp_t *resp)
+{
+    pj_runner_t *r = q->r;
+    int wait_ms = r->pj->wait_max_ms;
+    int32_t part;
+    int64_t off;
+    if (!parse_position(minpos, &part, &off) || part >= r->nparts[q->t]) {
+        es_http_resp_error(resp, 400, "invalid_query",
+                           "min_position must be <partition>:<offset> with partition < %d",
+                           r->nparts[q->t]);
+        return false;
+    }
+    if (pj_wait_applied(r, q->t, part, off, wait_ms) == ES_ERR_TIMED_OUT) {
+        es_http_resp_error(resp, 504, "timeout", "position %s not applied by %s within %d ms",
+                           minpos, r->def->name, wait_ms);
+        return false;
+    }
+    return true;
+}
+
+/* as_of=<time>: fold the aggregate's events up to then into memory and answer from it. */
+static void answer_as_of(const query_t *q, const char *asof, const char *path, es_http_resp_t *resp)
+{
+    json_t *body = NULL;
+    char errstr[PJ_ERRSTR_MAX] = "";
+    int64_t ts;
+    if (!parse_time(asof, &ts)) {
+        es_http_resp_error(resp, 400, "invalid_query",
+                           "as_of must be milliseconds since the epoch or RFC 3339");
+        return;
+    }
+    if (q->qd->aggregate_param < 0 || (size_t)q->qd->aggregate_param >= q->np) {
+        es_http_resp_error(resp, 400, "invalid_query", "as_of applies to one aggregate, not to %s",
+                           path);
+        return;
+    }
+    es_proj_memmap_t *map = es_proj_memmap_new();
+    if (pj_fold_as_of(q->r, q->t, q->pv[q->qd->aggregate_param], ts, map, errstr, sizeof(errstr))) {
+        es_proj_memmap_destroy(map);
+        es_http_resp_error(resp, 503, "unavailable", "as_of: %s", errstr);
+        return;
+    }
+    int st = render(q, es_proj_memmap_backend(map), &body, errstr, sizeof(errstr));
+    es_proj_memmap_destroy(map);
+    answer(resp, st, body, errstr);
+}
+
+/* The live view, under the read lock (a swap waits for the answer). */
+static void answer_live(const query_t *q, es_http_resp_t *resp)
+{
+    json_t *body = NULL;
+    char errstr[PJ_ERRSTR_MAX] = "";
+    pj_rwlock_rdlock(&q->r->lock);
+    int st = render(q, pj_store_backend(pj_runner_live(q->r)), &body, errstr, sizeof(errstr));
+    pj_rwlock_unlock(&q->r->lock);
+    answer(resp, st, body, errstr);
+}
+
+static void query_handler(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
+{
+    const char *path = es_http_req_path(req);
+    query_t q;
+    if (!match_query(opaque, path, req, &q)) {
         es_http_resp_error(resp, 404, "not_found", "no such resource: %s", path);
         return;
     }
-    if (!runner_up(r, resp))
+    if (!runner_up(q.r, resp))
         return;
-    for (size_t i = 0; i < np; i++)
-        pv[i] = params[i];
-    es_proj_query_req_t qr = {.params = pv, .nparams = np, .query = req_query, .query_opaque = req};
-    size_t t = (size_t)qd->aggregate_index;
-
     const char *minpos = es_http_req_query(req, "min_position");
-    const char *view = es_http_req_query(req, "view");
-    if (view) {
-        json_t *body = NULL;
-        if (minpos || es_http_req_query(req, "as_of")) {
-            es_http_resp_error(resp, 400, "invalid_query",
-                               "view= is frozen: min_position and as_of do not apply");
-            return;
-        }
-        pthread_rwlock_rdlock(&r->lock);
-        pj_frozen_t *fz = pj_frozen_find(r, view);
-        pthread_mutex_lock(&r->mu);
-        pj_fz_state_t state = fz ? fz->state : PJ_FZ_FAILED;
-        if (fz)
-            snprintf(errstr, sizeof(errstr), "%s", fz->error);
-        pthread_mutex_unlock(&r->mu);
-        if (!fz) {
-            pthread_rwlock_unlock(&r->lock);
-            es_http_resp_error(resp, 404, "not_found", "%s has no frozen view %s", r->def->name,
-                               view);
-            return;
-        }
-        if (state != PJ_FZ_READY) {
-            pthread_rwlock_unlock(&r->lock);
-            if (state == PJ_FZ_BUILDING)
-                es_http_resp_error(resp, 409, "conflict", "frozen view %s is still building", view);
-            else
-                es_http_resp_error(resp, 409, "conflict", "frozen view %s failed: %s", view,
-                                   errstr);
-            return;
-        }
-        es_proj_backend_t be = pj_store_backend(fz->st);
-        es_proj_reader_t *rd = es_proj_reader_new(&be);
-        int st = qd->handle(rd, &qr, &body, errstr, sizeof(errstr));
-        es_proj_reader_destroy(rd);
-        pthread_rwlock_unlock(&r->lock);
-        answer(resp, st, body, errstr);
-        return;
-    }
-    if (minpos) {
-        int32_t part;
-        int64_t off;
-        if (!parse_position(minpos, &part, &off) || part >= r->nparts[t]) {
-            es_http_resp_error(resp, 400, "invalid_query",
-                               "min_position must be <partition>:<offset> with partition < %d",
-                               r->nparts[t]);
-            return;
-        }
-        if (pj_wait_applied(r, t, part, off, pj->wait_max_ms) == ES_ERR_TIMED_OUT) {
-            es_http_resp_error(resp, 504, "timeout", "position %s not applied by %s within %d ms",
-                               minpos, r->def->name, pj->wait_max_ms);
-            return;
-        }
-    }
-
-    json_t *body = NULL;
-    int st;
     const char *asof = es_http_req_query(req, "as_of");
-    if (asof) {
-        int64_t ts;
-        if (!parse_time(asof, &ts)) {
-            es_http_resp_error(resp, 400, "invalid_query",
-                               "as_of must be milliseconds since the epoch or RFC 3339");
-            return;
-        }
-        if (qd->aggregate_param < 0 || (size_t)qd->aggregate_param >= np) {
-            es_http_resp_error(resp, 400, "invalid_query",
-                               "as_of applies to one aggregate, not to %s", path);
-            return;
-        }
-        es_proj_memmap_t *map = es_proj_memmap_new();
-        if (pj_fold_as_of(r, t, pv[qd->aggregate_param], ts, map, errstr, sizeof(errstr))) {
-            es_proj_memmap_destroy(map);
-            es_http_resp_error(resp, 503, "unavailable", "as_of: %s", errstr);
-            return;
-        }
-        es_proj_backend_t be = es_proj_memmap_backend(map);
-        es_proj_reader_t *rd = es_proj_reader_new(&be);
-        st = qd->handle(rd, &qr, &body, errstr, sizeof(errstr));
-        es_proj_reader_destroy(rd);
-        es_proj_memmap_destroy(map);
-        answer(resp, st, body, errstr);
+    const char *view = es_http_req_query(req, "view");
+    if (view && (minpos || asof)) {
+        es_http_resp_error(resp, 400, "invalid_query",
+                           "view= is frozen: min_position and as_of do not apply");
         return;
     }
-
-    pthread_rwlock_rdlock(&r->lock);
-    es_proj_backend_t be = pj_store_backend(r->live);
-    es_proj_reader_t *rd = es_proj_reader_new(&be);
-    st = qd->handle(rd, &qr, &body, errstr, sizeof(errstr));
-    es_proj_reader_destroy(rd);
-    pthread_rwlock_unlock(&r->lock);
-    answer(resp, st, body, errstr);
+    if (view) {
+        answer_frozen(&q, view, resp);
+        return;
+    }
+    if (minpos && !wait_min_position(&q, minpos, resp))
+        return;
+    if (asof)
+        answer_as_of(&q, asof, path, resp);
+    else
+        answer_live(&q, resp);
 }
 
 static json_t *runner_json(pj_runner_t *r)
@@ -248,7 +287,7 @@ static json_t *runner_json(pj_runner_t *r)
     json_t *parts = json_array();
     json_t *frozen = pj_frozen_json(r); /* takes the locks itself */
     int64_t lag = pj_runner_lag(r);
-    pthread_mutex_lock(&r->mu);
+    pj_mutex_lock(&r->mu);
     for (size_t t = 0; t < r->ntopics; t++) {
         for (int p = 0; p < r->nparts[t]; p++)
             json_array_append_new(parts,
@@ -267,7 +306,7 @@ static json_t *runner_json(pj_runner_t *r)
                           "state", pj_state_name(r->state), "halt_reason", r->reason, "read_only",
                           r->live_read_only, "generation", r->generation, "lag", (json_int_t)lag,
                           "partitions", parts, "rebuild", rb, "frozen", frozen);
-    pthread_mutex_unlock(&r->mu);
+    pj_mutex_unlock(&r->mu);
     return o;
 }
 
@@ -294,7 +333,7 @@ static bool start_refused(es_http_resp_t *resp, es_err_t err, const char *errstr
 
 static void admin_rebuild(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
 {
-    char errstr[512];
+    char errstr[PJ_ERRSTR_MAX];
     pj_runner_t *r = admin_runner(opaque, req, resp);
     if (!r)
         return;
@@ -313,7 +352,7 @@ static void admin_freeze(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
     const char *name = es_http_req_param(req, 0);
     const char *until = es_http_req_query(req, "until");
     const char *label = es_http_req_query(req, "label");
-    char errstr[512], deflabel[64], when[40];
+    char errstr[PJ_ERRSTR_MAX], deflabel[PJ_LABEL_MAX], when[PJ_TIME_MAX];
     int64_t until_ms;
     pj_runner_t *r = admin_runner(pj, req, resp);
     if (!r)
@@ -347,7 +386,7 @@ static void admin_frozen_delete(void *opaque, es_http_req_t *req, es_http_resp_t
     es_projector_t *pj = opaque;
     const char *name = es_http_req_param(req, 0);
     const char *label = es_http_req_param(req, 1);
-    char errstr[512];
+    char errstr[PJ_ERRSTR_MAX];
     pj_runner_t *r = pj_runner_find(pj, name);
     if (r && !runner_up(r, resp))
         return;
@@ -375,9 +414,9 @@ static void admin_digest(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
     json_int_t count[2] = {0, 0};
     const char *key, *val;
     size_t keylen, vallen;
-    pthread_rwlock_rdlock(&r->lock);
+    pj_rwlock_rdlock(&r->lock);
     int generation = r->generation;
-    es_store_iter_t *it = es_store_iter_prefix(r->live, "", 0);
+    es_store_iter_t *it = es_store_iter_prefix(pj_runner_live(r), "", 0);
     while (es_store_iter_next(it, &key, &keylen, &val, &vallen)) {
         int k = keylen > 0 && key[0] == '\0'; /* the store's own keys: offsets */
         uint64_t lens[2] = {keylen, vallen};
@@ -387,7 +426,7 @@ static void admin_digest(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
         count[k]++;
     }
     es_store_iter_destroy(it);
-    pthread_rwlock_unlock(&r->lock);
+    pj_rwlock_unlock(&r->lock);
     char views[17], offsets[17];
     snprintf(views, sizeof(views), "%016llx", (unsigned long long)hash[0]);
     snprintf(offsets, sizeof(offsets), "%016llx", (unsigned long long)hash[1]);
@@ -409,11 +448,11 @@ static bool ready(void *opaque, char *why, size_t whysz)
         return false;
     for (size_t i = 0; i < pj->nrunners; i++) {
         pj_runner_t *r = &pj->runners[i];
-        pthread_mutex_lock(&r->mu);
+        pj_mutex_lock(&r->mu);
         pj_state_t state = r->state;
         if (state != PJ_RUNNING)
             snprintf(why, whysz, "%s is %s: %s", r->def->name, pj_state_name(state), r->reason);
-        pthread_mutex_unlock(&r->mu);
+        pj_mutex_unlock(&r->mu);
         if (state != PJ_RUNNING)
             return false;
         int64_t lag = pj_runner_lag(r);
@@ -457,7 +496,7 @@ es_http_server_t *pj_http_start(es_projector_t *pj, char *errstr, size_t errstr_
         }
     }
     es_http_server_conf_t hc = {
-        .max_body = 4096,
+        .max_body = HTTP_MAX_BODY,
         .routes = routes,
         .nroutes = n,
         .opaque = pj,
@@ -486,7 +525,7 @@ es_http_server_t *pj_admin_start(es_projector_t *pj, char *errstr, size_t errstr
          "admin:frozen-delete"},
     };
     es_http_server_conf_t hc = {
-        .max_body = 4096,
+        .max_body = HTTP_MAX_BODY,
         .routes = admin_routes,
         .nroutes = sizeof(admin_routes) / sizeof(admin_routes[0]),
         .opaque = pj,

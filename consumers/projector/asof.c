@@ -16,6 +16,7 @@
 #include "projector.h"
 
 #include "escqrs/log.h"
+#include "escqrs/schemas.h"
 #include "escqrs/serde.h"
 
 #include <stdio.h>
@@ -79,7 +80,7 @@ es_err_t pj_fold_as_of(pj_runner_t *r, size_t t, const char *id, int64_t ts_ms,
     es_proj_backend_t be = es_proj_memmap_backend(map);
     es_proj_reader_t *rd = es_proj_reader_new(&be);
     es_proj_txn_t *txn = es_proj_txn_new(rd);
-    char subject[300];
+    char subject[PJ_SUBJECT_MAX];
     int64_t lo = 0, hi = 0, stop;
     es_err_t err;
 
@@ -96,14 +97,14 @@ es_err_t pj_fold_as_of(pj_runner_t *r, size_t t, const char *id, int64_t ts_ms,
         goto out;
     }
     rd_kafka_t *rk = es_consumer_rk(c);
-    if (rd_kafka_query_watermark_offsets(rk, r->topic[t], part, &lo, &hi, 10000)) {
+    if (rd_kafka_query_watermark_offsets(rk, r->topic[t], part, &lo, &hi, PJ_METADATA_TIMEOUT_MS)) {
         snprintf(errstr, errstr_size, "watermarks of %s/%d", r->topic[t], (int)part);
         err = ES_ERR_KAFKA;
         goto out;
     }
     tl = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(tl, r->topic[t], part)->offset = ts_ms + 1;
-    if (rd_kafka_offsets_for_times(rk, tl, 10000) || tl->elems[0].err) {
+    if (rd_kafka_offsets_for_times(rk, tl, PJ_METADATA_TIMEOUT_MS) || tl->elems[0].err) {
         snprintf(errstr, errstr_size, "offsets for times of %s/%d", r->topic[t], (int)part);
         err = ES_ERR_KAFKA;
         goto out;
@@ -113,7 +114,7 @@ es_err_t pj_fold_as_of(pj_runner_t *r, size_t t, const char *id, int64_t ts_ms,
     rd_kafka_assign(rk, tl);
     int64_t pos = lo;
     while (pos < stop) {
-        rd_kafka_message_t *m = es_consumer_poll(c, 1000);
+        rd_kafka_message_t *m = es_consumer_poll(c, PJ_ASOF_POLL_MS);
         if (!m) {
             /* only transaction markers may remain below `stop` */
             rd_kafka_position(rk, tl);
@@ -132,20 +133,8 @@ es_err_t pj_fold_as_of(pj_runner_t *r, size_t t, const char *id, int64_t ts_ms,
             memcmp(m->key, id, idlen) == 0 && m->payload) {
             avro_value_t *v = NULL;
             char ferr[256];
-            if (es_serde_decode(serde, m->payload, m->len, &v, ferr, sizeof(ferr)) == ES_ERR_OK) {
-                es_proj_event_t ev = {.topic = r->topic[t],
-                                      .partition = part,
-                                      .offset = m->offset,
-                                      .timestamp_ms = ts,
-                                      .key = m->key,
-                                      .keylen = m->key_len,
-                                      .value = v};
-                es_proj_txn_begin_event(txn);
-                if (r->def->fold((int)t, &ev, txn, ferr, sizeof(ferr)))
-                    es_proj_txn_rollback_event(txn); /* poison: in the DLQ, not in views */
-                else
-                    es_proj_txn_commit_event(txn);
-            }
+            if (es_serde_decode(serde, m->payload, m->len, &v, ferr, sizeof(ferr)) == ES_ERR_OK)
+                pj_fold_record(r, t, m, v, txn, ferr, sizeof(ferr)); /* poison: in the DLQ */
         }
         rd_kafka_message_destroy(m);
     }

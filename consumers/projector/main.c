@@ -126,7 +126,7 @@ int main(int argc, char **argv, char **envp)
     es_log_info("projector", "serving on port %d, admin on port %d (%zu projection(s))",
                 es_http_server_port(srv), es_http_server_port(admin), pj->nrunners);
     while (!stop_signal)
-        usleep(100 * 1000); /* the signal may land on any thread: poll the flag */
+        usleep(PJ_SLEEP_SLICE_MS * 1000); /* the signal may land on any thread: poll the flag */
     es_log_info("projector", "signal %d: stopping", (int)stop_signal);
     rc = 0;
 out:

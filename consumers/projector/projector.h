@@ -4,18 +4,56 @@
  * A projector hosts runners, one per projection.  A runner owns the live
  * RocksDB store of its projection (one "generation" directory under
  * <store.path>/<projection>/, named by the CURRENT file), the consume loop
- * that applies events to it, and at most one rebuild loop filling a shadow
- * generation.  Both loops are the same code (loop.c) on different stores.
- * A runner also owns its frozen views (frozen.c): stores built by the same
- * loop from offset 0 up to a timestamp under <dir>/frozen-<label>/, never
- * swapped in, served read-only with `view=<label>` once complete.
+ * that applies events to it, at most one rebuild loop filling a shadow
+ * generation, and its frozen views (stores built from offset 0 up to a
+ * timestamp under <dir>/frozen-<label>/, never swapped in, served read-only
+ * with `view=<label>` once complete).  The three kinds of loop are one loop
+ * (loop.c) in three modes (live.c, rebuild.c, frozen.c).
+ *
+ * Where to start reading: runner.c (what a projector is made of and how it
+ * starts and stops), then loop.c (the exactly-once argument, top to bottom).
+ *
+ * The files and what each owns (each one's top comment says why it works):
+ *
+ *   runner.c    projector and runner lifecycle: new, start, destroy
+ *   live.c      the live loop's start: connect the runner (partitions, DLQ
+ *               topics, the store), wait for disk space, resume a rebuild
+ *   loop.c      the consume loop: fold a batch, commit a batch, tick; and
+ *               its live mode (loop.h: the modes' interface)
+ *   rebuild.c   the rebuild mode: shadow generation, hand-over, swap
+ *   frozen.c    frozen views: the frozen mode, markers, loading, deleting
+ *   consumer.c  the loop's consumer: assignment at stored offsets, positions
+ *   offsets.c   applied offsets, high watermarks and lag; min_position waits
+ *   dlq.c       dead-letter topics: what is there already, send, flush
+ *   gen.c       generation directories, CURRENT and REBUILD files
+ *   fold.c      one record into a fold: the event scope, the store reader
+ *   state.c     a runner's state and reason (the halting rule below), joins
+ *   lock.c      locks that know their owner (lock.h), for the assertions
+ *   api.c       the HTTP query and admin API;  asof.c  as_of queries
+ *
+ * Layering (a file calls only files listed after it; scripts/code-shape
+ * finds no cycle):
+ *
+ *   main    -> api, runner
+ *   api     -> runner, rebuild, frozen, offsets, asof, fold, state
+ *   runner  -> live, frozen
+ *   live    -> rebuild, frozen, loop, offsets, gen, state
+ *   rebuild -> loop, offsets, gen, state;   frozen -> loop, consumer, state
+ *   loop    -> offsets, consumer, dlq, fold, state
+ *   offsets -> consumer;   asof -> fold;   every file -> lock
+ *
+ * A loop never names its modes: they reach it as a table of hooks
+ * (pj_loop_ops_t in loop.h), so loop.c and the mode files do not call each
+ * other both ways.
  */
 #ifndef ESCQRS_PROJECTOR_H
 #define ESCQRS_PROJECTOR_H
 
+#include "lock.h"
+
 #include "escqrs/auth.h"
 #include "escqrs/conf.h"
-#include "escqrs/http.h"
+#include "escqrs/http_server.h"
 #include "escqrs/kafka.h"
 #include "escqrs/metrics.h"
 #include "escqrs/projection.h"
@@ -25,7 +63,48 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-#define PJ_MAX_PARTITIONS 1024
+/* ------------------------------------------------------------ limits */
+
+#define PJ_MAX_PARTITIONS 1024 /* per topic */
+#define PJ_MAX_FROZEN     16   /* frozen views per runner */
+#define PJ_TOPIC_MAX      249  /* Kafka's longest topic name */
+#define PJ_DIR_MAX        512  /* <store.path>/<projection> */
+#define PJ_VIEW_DIR_MAX   600  /* PJ_DIR_MAX + "/frozen-" + a label */
+#define PJ_PATH_MAX       1024 /* an entry of PJ_DIR_MAX: g<N>, CURRENT, frozen-<label> */
+#define PJ_FILE_MAX       1100 /* a file in such an entry: frozen-<label>/FROZEN.tmp */
+#define PJ_ERRSTR_MAX     512  /* error detail kept by a loop, a rebuild or a frozen view */
+#define PJ_REASON_MAX     1024 /* a runner's state reason */
+#define PJ_LABEL_MAX      64   /* a frozen view's label and its NUL */
+#define PJ_TIME_MAX       40   /* RFC 3339 with milliseconds (pj_format_time) */
+#define PJ_SUBJECT_MAX    300  /* a registry subject: <topic>-value */
+#define PJ_GROUP_MAX      400  /* escqrs-projector.<projector.name>.<projection> */
+#define PJ_LABELS_MAX     600  /* the labels of one metric */
+
+/* ---------------------------------------------------------- timeouts */
+
+#define PJ_METADATA_TIMEOUT_MS  10000 /* metadata, watermark, offsets-for-times, seek */
+#define PJ_WATERMARK_QUICK_MS   2000  /* a high watermark librdkafka has not cached yet (lag) */
+#define PJ_CREATE_TOPIC_MS      15000 /* creating a DLQ topic */
+#define PJ_DLQ_POLL_MS          500   /* reading the DLQ back at a loop's start */
+#define PJ_DLQ_FLUSH_TIMEOUT_MS 30000 /* DLQ records delivered before their batch is written */
+#define PJ_CONSUME_WAIT_MS      100   /* a loop waits this long for a batch's first event */
+#define PJ_TICK_MS              1000  /* lag, gauges and rebuild progress, at most this often */
+#define PJ_REBUILD_LOG_MS       5000  /* a rebuild's progress log line */
+#define PJ_NO_SPACE_RETRY_MS    1000  /* a store write or open refused for space is retried */
+#define PJ_START_LOG_MS         30000 /* "cannot start yet" is logged at most this often */
+#define PJ_SLEEP_SLICE_MS       100   /* sleeps wake this often to see a stop */
+#define PJ_ASOF_POLL_MS         1000  /* as_of: one poll of the partition prefix */
+#define PJ_BACKOFF_RAMP         10    /* back-offs grow linearly for this many attempts */
+#define PJ_START_BACKOFF_MS     200   /* a loop's start, per attempt (2 s at most) */
+#define PJ_RETRY_BACKOFF_MS     500   /* a batch met a registry outage, per retry (5 s at most) */
+#define PJ_SIDE_START_ATTEMPTS  10    /* a rebuild or frozen loop gives up starting after these */
+#define PJ_START_LOG_EVERY      15    /* a loop's start failures logged every so many attempts */
+
+/** @brief Linear back-off: @p attempt × @p step_ms, capped at PJ_BACKOFF_RAMP steps. */
+static inline int pj_backoff_ms(int attempt, int step_ms)
+{
+    return (attempt < PJ_BACKOFF_RAMP ? attempt : PJ_BACKOFF_RAMP) * step_ms;
+}
 
 typedef struct es_projector_s es_projector_t;
 
@@ -33,9 +112,36 @@ typedef struct es_projector_s es_projector_t;
  * A runner's state.  STARTING: the broker, the registry or the store is not
  * there yet (retried; nothing served).  WAITING: running but unable to write
  * (a full disk), or open read-only until space returns: reads are served,
- * /readyz is 503, and it goes on by itself.  HALTED: stopped at a poison
- * event (on_error=halt) or a store failure, until an operator acts.
- * `reason` says why in every state but RUNNING.
+ * /readyz is 503, and it goes on by itself.  HALTED: stopped until an
+ * operator acts (below).  `reason` says why in every state but RUNNING.
+ *
+ * The halting rule — what halts, what waits, what halts only a frozen view:
+ *
+ *  - HALTED (the failing loop ends; its partitions' offsets stay before the
+ *    record it could not handle, so nothing is skipped; the live store is
+ *    still served; /readyz is 503; a rebuild is refused; a restart resumes
+ *    from the stored offsets):
+ *      . a fold returns ES_ERR_STORE: the projector's own store failed, not
+ *        the event, so the event is neither applied nor sent to the DLQ;
+ *      . a poison event (undecodable, unknown schema, refused by the fold)
+ *        with on_error=halt;
+ *      . a DLQ send fails (what the batch handled before it is written) or
+ *        a DLQ flush fails (nothing of the batch is written: it replays);
+ *      . a store write fails with anything but ES_ERR_NO_SPACE (unless the
+ *        projector is stopping);
+ *      . a rebuild's swap fails.
+ *    A rebuild loop that halts sets the runner HALTED too, and its shadow
+ *    generation is dropped.
+ *  - WAITING or STARTING (the loop retries by itself, never halts, never
+ *    crashes): ES_ERR_NO_SPACE on a write (the same batch is written again,
+ *    WAITING) or at the store's open (read-only meanwhile, WAITING); the
+ *    registry unreachable while decoding (the rest of the batch is read
+ *    again after a back-off, STARTING); the broker, the registry or the
+ *    store missing at start-up (STARTING; WAITING when it is disk space).  A rebuild or frozen loop
+ * waits the same way without touching the runner's state, and gives up starting after
+ * PJ_SIDE_START_ATTEMPTS (the live view keeps serving).
+ *  - A frozen build never halts the runner: every HALTED cause above fails
+ *    only that view (state failed, its directory deleted).
  */
 typedef enum { PJ_STARTING, PJ_RUNNING, PJ_WAITING, PJ_HALTED } pj_state_t;
 
@@ -48,24 +154,23 @@ typedef struct pj_rebuild_s {
     double rate;  /* events/s, smoothed */
     int64_t lag;  /* events left to the high watermarks */
     double eta_s; /* lag / rate */
-    char last_error[512];
+    char last_error[PJ_ERRSTR_MAX];
     int64_t finished_ms;
     int64_t last_duration_ms;
     int64_t last_events;
 } pj_rebuild_t;
-
-#define PJ_MAX_FROZEN 16
 
 typedef enum { PJ_FZ_BUILDING, PJ_FZ_READY, PJ_FZ_FAILED } pj_fz_state_t;
 
 /*
  * A frozen view: the projection as of `until_ms`.  The runner's array of
  * them changes only under the runner's write lock (queries hold the read
- * lock while rendering from `st`); the fields under the runner's mutex.
+ * lock while rendering from `st`); the fields under the runner's mutex, but
+ * label, dir and until_ms, which never change.
  */
 typedef struct pj_frozen_s {
-    char label[64];
-    char dir[600]; /* <runner dir>/frozen-<label> */
+    char label[PJ_LABEL_MAX];
+    char dir[PJ_VIEW_DIR_MAX]; /* <runner dir>/frozen-<label> */
     int64_t until_ms;
     pj_fz_state_t state;
     es_store_t *st; /* queried only when READY */
@@ -74,23 +179,42 @@ typedef struct pj_frozen_s {
     int64_t started_ms, finished_ms;
     int64_t *high[ES_PROJ_MAX_AGGREGATES];  /* high watermarks when the build began */
     int64_t *final[ES_PROJ_MAX_AGGREGATES]; /* where each partition stopped, -1 not yet */
-    char error[512];
+    char error[PJ_ERRSTR_MAX];
     atomic_bool cancel;
     pthread_t thread;
     bool thread_valid;
 } pj_frozen_t;
 
+/*
+ * A runner.  Which lock guards what (checked by pj_assert_locked() in debug
+ * and test builds, see lock.h):
+ *
+ *  - set once before `started` and never changed: pj, def, ntopics, topic,
+ *    dlq, dir; nparts once `connected` (written under `mu`).
+ *  - `lock` (read-write): the `live` store pointer and the `frozen` array.
+ *    Queries hold it for reading while rendering one answer; the swap, the
+ *    read-only re-open and adding or removing a frozen view write.
+ *    `generation` and `live_read_only` are written under it once the
+ *    runner has started (before, by the live loop's thread alone).
+ *  - `mu`: everything from `applied` to `rb`, and the fields of each frozen
+ *    view; `cv` is broadcast when the applied offsets or the state move.
+ *  - atomics: `started`, `live_stop`.
+ *  - the live loop's thread only: `dir_ready`, `resume_rebuild`.
+ *
+ * Lock order: `lock` before `mu`; `mu` is never held while waiting for I/O,
+ * Kafka or another thread.
+ */
 typedef struct pj_runner_s {
     es_projector_t *pj;
     const es_proj_def_t *def;
     size_t ntopics;
-    char topic[ES_PROJ_MAX_AGGREGATES][249];
-    char dlq[ES_PROJ_MAX_AGGREGATES][249];
+    char topic[ES_PROJ_MAX_AGGREGATES][PJ_TOPIC_MAX];
+    char dlq[ES_PROJ_MAX_AGGREGATES][PJ_TOPIC_MAX];
     int nparts[ES_PROJ_MAX_AGGREGATES];
-    char dir[512]; /* <store.path>/<name> */
+    char dir[PJ_DIR_MAX]; /* <store.path>/<name> */
 
-    pthread_rwlock_t lock; /* readers of `live` vs. the swap */
-    es_store_t *live;      /* NULL until started; read-only while waiting for space */
+    pj_rwlock_t lock; /* readers of `live` and `frozen` vs. the swap */
+    es_store_t *live; /* NULL until started; read-only while waiting for space */
     bool live_read_only;
     int generation;
     atomic_bool started; /* partitions known and a store open: queries may run */
@@ -98,12 +222,12 @@ typedef struct pj_runner_s {
     bool dir_ready;      /* CURRENT read, leftovers removed, frozen views loaded */
     int resume_rebuild;  /* generation of a rebuild to resume after a restart, 0: none */
 
-    pthread_mutex_t mu;                       /* everything below */
-    pthread_cond_t cv;                        /* applied offsets moved */
+    pj_mutex_t mu;                            /* everything below */
+    pthread_cond_t cv;                        /* applied offsets or the state moved */
     int64_t *applied[ES_PROJ_MAX_AGGREGATES]; /* next offsets in the live store */
     int64_t *high[ES_PROJ_MAX_AGGREGATES];    /* high watermarks (-1 unknown) */
     pj_state_t state;
-    char reason[1024]; /* why the state is not RUNNING */
+    char reason[PJ_REASON_MAX]; /* why the state is not RUNNING */
     pthread_t live_thread;
     bool live_thread_valid;
     pthread_t rb_thread;
@@ -127,7 +251,7 @@ struct es_projector_s {
     es_auth_t *auth;         /* who may query and administer */
     es_metrics_t *metrics;
     es_producer_t *dlq_producer;
-    pthread_mutex_t dlq_mu; /* the DLQ producer is shared by loops */
+    pj_mutex_t dlq_mu; /* the DLQ producer is shared by loops */
     pj_runner_t *runners;
     size_t nrunners;
     atomic_bool stop;
@@ -139,52 +263,103 @@ struct es_projector_s {
     es_store_opts_t store_opts;
 };
 
-/* loop.c */
+/*
+ * Entry points.  "Locks: none" means the caller holds neither `lock` nor
+ * `mu` of the runner (the function takes them); the assertion turns a
+ * self-deadlock into an abort naming the call.
+ */
+
+/* runner.c */
+/** @brief A projector for configuration @p conf (not started).  Locks: none. */
 es_projector_t *pj_new(es_conf_t *conf, char *errstr, size_t errstr_size);
+/** @brief Start every runner's live loop (it connects by itself).  Locks: none. */
 es_err_t pj_start(es_projector_t *pj, char *errstr, size_t errstr_size);
+/** @brief Stop every loop at a batch boundary, close every store, free.  Locks: none. */
 void pj_destroy(es_projector_t *pj);
+/** @brief The runner of projection @p name, or NULL (the array never changes). */
 pj_runner_t *pj_runner_find(es_projector_t *pj, const char *name);
+
+/* state.c */
 /** @brief "starting", "running", "waiting" or "halted". */
 const char *pj_state_name(pj_state_t state);
-/** @brief Start a rebuild of @p r from offset 0 (ES_ERR_STATE if one runs). */
+/**
+ * @brief Set @p r's state and reason, wake waiters; logged only when they
+ *        change.  Locks: none.
+ */
+void pj_runner_set_state(pj_runner_t *r, pj_state_t state, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/**
+ * @brief Join the thread *@p th if *@p valid (both guarded by `mu`), clearing
+ *        *@p valid first so that no one joins it twice.  Locks: none.
+ */
+void pj_runner_join(pj_runner_t *r, pthread_t *th, bool *valid);
+/** @brief The live store.  Locks: the caller holds `lock` (read or write) until done with it. */
+es_store_t *pj_runner_live(pj_runner_t *r);
+
+/* live.c */
+/** @brief Start @p r's live loop: it connects the runner, then folds.  Locks: none. */
+es_err_t pj_live_start(pj_runner_t *r, char *errstr, size_t errstr_size);
+
+/* rebuild.c */
+/** @brief Start a rebuild of @p r from offset 0 (ES_ERR_STATE if one runs).  Locks: not `mu`. */
 es_err_t pj_rebuild_start(pj_runner_t *r, char *errstr, size_t errstr_size);
-/** @brief Wait until partition @p part of topic @p t has applied @p offset. */
+/** @brief Resume the rebuild of generation @p g from its stored offsets.  Locks: not `mu`. */
+es_err_t pj_rebuild_resume(pj_runner_t *r, int g, char *errstr, size_t errstr_size);
+
+/* offsets.c */
+/** @brief Wait until partition @p part of topic @p t has applied @p offset.  Locks: none. */
 es_err_t pj_wait_applied(pj_runner_t *r, size_t t, int32_t part, int64_t offset, int timeout_ms);
-/** @brief Sum of lags over every partition; -1 while a high watermark is unknown. */
+/** @brief Sum of lags over every partition; -1 while a high watermark is unknown.  Locks: none. */
 int64_t pj_runner_lag(pj_runner_t *r);
-int64_t pj_now_ms(void);
+/** @brief Load the applied offsets of live store @p st (at connect).  Locks: none. */
+es_err_t pj_load_applied(pj_runner_t *r, es_store_t *st, char *errstr, size_t errstr_size);
+
+/* gen.c */
+/** @brief <dir>/g<g>: the directory of generation @p g. */
+void pj_gen_path(const pj_runner_t *r, int g, char *out, size_t outsz);
+/**
+ * @brief At start-up, from the live loop: create the directory, read CURRENT
+ *        (generation 1 when none), find a rebuild to resume, remove leftovers.
+ */
+es_err_t pj_gen_prepare(pj_runner_t *r, char *errstr, size_t errstr_size);
+/** @brief CURRENT := @p g (temporary file, fsync, rename). */
+es_err_t pj_gen_write_current(const char *dir, int g, char *errstr, size_t errstr_size);
+/** @brief REBUILD := @p g, the generation a rebuild fills (temporary file, fsync, rename). */
+es_err_t pj_gen_write_rebuild(const char *dir, int g, char *errstr, size_t errstr_size);
+/** @brief Remove REBUILD: nothing to resume. */
+void pj_gen_remove_rebuild(const char *dir);
+
+/* fold.c */
 /** @brief Reader backend over a store (get and prefix scan). */
 es_proj_backend_t pj_store_backend(es_store_t *st);
+/**
+ * @brief Fold decoded record @p m (value @p value) of topic @p t into @p txn
+ *        in its own event scope: a refused event leaves nothing behind.
+ */
+es_err_t pj_fold_record(pj_runner_t *r, size_t t, const rd_kafka_message_t *m, avro_value_t *value,
+                        es_proj_txn_t *txn, char *errstr, size_t errstr_size);
 
+/* frozen.c */
 /**
  * @brief Start building frozen view @p label of @p r: the projection as of
  *        @p until_ms (ES_ERR_STATE if the label exists or too many views).
+ *        Locks: none.
  */
 es_err_t pj_freeze_start(pj_runner_t *r, const char *label, int64_t until_ms, char *errstr,
                          size_t errstr_size);
-
-/* frozen.c */
 /** @brief A label is 1..63 of [A-Za-z0-9._-], not starting with '.'. */
 bool pj_frozen_label_ok(const char *label);
 /** @brief Default label of a freeze at @p until_ms: "20261201T052431.123Z" (UTC). */
 void pj_frozen_default_label(int64_t until_ms, char *out, size_t outsz);
-/** @brief New view (state BUILDING, no store), sized for @p r's partitions. */
-pj_frozen_t *pj_frozen_new(pj_runner_t *r, const char *label, int64_t until_ms);
-/** @brief Free @p fz (its store must be closed). */
-void pj_frozen_free(pj_runner_t *r, pj_frozen_t *fz);
-/** @brief The view named @p label (caller holds r->lock), or NULL. */
+/** @brief The view named @p label, or NULL.  Locks: the caller holds `lock` (read or write). */
 pj_frozen_t *pj_frozen_find(pj_runner_t *r, const char *label);
-/** @brief Write the FROZEN marker of a complete view (temporary file, fsync, rename). */
-es_err_t pj_frozen_write_marker(pj_runner_t *r, pj_frozen_t *fz, char *errstr, size_t errstr_size);
-/** @brief Remove a view's directory (marker first, then the RocksDB files). */
-void pj_frozen_remove_dir(const char *dir);
-/** @brief At start-up: re-open complete frozen views, delete incomplete ones. */
+/** @brief At start-up: re-open complete frozen views, delete incomplete ones.  Locks: none. */
 es_err_t pj_frozen_load(pj_runner_t *r, char *errstr, size_t errstr_size);
-/** @brief Stop (if building), close and delete view @p label (ES_ERR_NOT_FOUND). */
+/** @brief Stop (if building), close and delete view @p label (ES_ERR_NOT_FOUND).  Locks: none. */
 es_err_t pj_frozen_delete(pj_runner_t *r, const char *label, char *errstr, size_t errstr_size);
-/** @brief Stop every view's build and close every store (at shutdown). */
+/** @brief Stop every view's build and close every store (at shutdown).  Locks: none. */
 void pj_frozen_close_all(pj_runner_t *r);
-/** @brief The views of @p r for GET /admin/projections. */
+/** @brief The views of @p r for GET /admin/projections.  Locks: none. */
 json_t *pj_frozen_json(pj_runner_t *r);
 /** @brief RFC 3339 UTC with milliseconds. */
 void pj_format_time(int64_t ms, char *out, size_t outsz);

@@ -1,0 +1,153 @@
+/*
+ * consumer.c — a loop's Kafka consumer.
+ *
+ * Replica mode: every loop assigns every partition of its topics itself
+ * (no consumer group rebalancing; reads scale by adding replicas, each with
+ * a full copy, sharing nothing).  A loop starts each partition at the next
+ * offset stored in *its own store*, never at Kafka's committed offsets: the
+ * store is the one place where views and offsets change together, so
+ * starting anywhere else would skip or repeat events.  The group id is only
+ * a name for the offsets committed after each batch for lag tools.
+ *
+ * The positions and rewinds here are how the loop keeps its next offsets
+ * and the consumer in step: after a transient failure the consumer is sent
+ * back to the next offsets (what it fetched beyond them is delivered again),
+ * and when the queue is idle its position says how far the transaction
+ * markers (never delivered) go.
+ */
+#include "loop.h"
+
+#include "escqrs/log.h"
+#include "escqrs/schemas.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LOG "projector"
+
+size_t pj_topic_index(const pj_runner_t *r, const char *topic)
+{
+    for (size_t t = 0; t < r->ntopics; t++) {
+        if (strcmp(r->topic[t], topic) == 0)
+            return t;
+    }
+    return SIZE_MAX;
+}
+
+/* The reader schema of topic @p t, resolved against the registry. */
+static es_err_t open_serde(pj_loop_t *l, size_t t)
+{
+    pj_runner_t *r = l->r;
+    char subject[PJ_SUBJECT_MAX];
+    const char *text = es_schema_text(r->def->schemas[t]);
+    if (!text) {
+        snprintf(l->errstr, sizeof(l->errstr), "no schema named %s", r->def->schemas[t]);
+        return ES_ERR_SCHEMA;
+    }
+    snprintf(subject, sizeof(subject), "%s-value", r->topic[t]);
+    l->serde[t] = es_serde_new(r->pj->reg, subject, text, false, 0, l->errstr, sizeof(l->errstr));
+    return l->serde[t] ? ES_ERR_OK : ES_ERR_REGISTRY;
+}
+
+/* l->next[t] from the store, and each partition of topic @p t into @p tl there. */
+static es_err_t stored_offsets(pj_loop_t *l, size_t t, rd_kafka_topic_partition_list_t *tl)
+{
+    pj_runner_t *r = l->r;
+    l->next[t] = es_calloc((size_t)r->nparts[t], sizeof(int64_t));
+    for (int p = 0; p < r->nparts[t]; p++) {
+        int64_t off = 0;
+        es_err_t err =
+            es_store_get_offset(l->st, r->topic[t], p, &off, l->errstr, sizeof(l->errstr));
+        if (err == ES_ERR_NOT_FOUND)
+            off = 0;
+        else if (err)
+            return err;
+        l->next[t][p] = off;
+        rd_kafka_topic_partition_list_add(tl, r->topic[t], p)->offset =
+            off > 0 ? off : RD_KAFKA_OFFSET_BEGINNING;
+    }
+    return ES_ERR_OK;
+}
+
+es_err_t pj_consumer_open(pj_loop_t *l)
+{
+    pj_runner_t *r = l->r;
+    char group[PJ_GROUP_MAX];
+    es_err_t err = ES_ERR_OK;
+
+    snprintf(group, sizeof(group), "escqrs-projector.%s.%s", r->pj->name, r->def->name);
+    l->cons = es_consumer_new(r->pj->conf, group, l->errstr, sizeof(l->errstr));
+    if (!l->cons)
+        return ES_ERR_KAFKA;
+    rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(16);
+    for (size_t t = 0; t < r->ntopics && !err; t++) {
+        err = open_serde(l, t);
+        if (!err)
+            err = stored_offsets(l, t, tl);
+    }
+    if (!err) {
+        rd_kafka_resp_err_t kerr = rd_kafka_assign(es_consumer_rk(l->cons), tl);
+        if (kerr) {
+            snprintf(l->errstr, sizeof(l->errstr), "assign: %s", rd_kafka_err2str(kerr));
+            err = ES_ERR_KAFKA;
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(tl);
+    return err;
+}
+
+void pj_consumer_close(pj_loop_t *l)
+{
+    for (size_t t = 0; t < ES_PROJ_MAX_AGGREGATES; t++) {
+        free(l->next[t]);
+        l->next[t] = NULL;
+        es_serde_destroy(l->serde[t]);
+        l->serde[t] = NULL;
+    }
+    es_consumer_destroy(l->cons);
+    l->cons = NULL;
+}
+
+/* Every partition of the loop's topics, at @p next offsets if given. */
+static rd_kafka_topic_partition_list_t *all_partitions(pj_loop_t *l, bool at_next)
+{
+    pj_runner_t *r = l->r;
+    rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(16);
+    for (size_t t = 0; t < r->ntopics; t++) {
+        for (int p = 0; p < r->nparts[t]; p++) {
+            rd_kafka_topic_partition_t *e = rd_kafka_topic_partition_list_add(tl, r->topic[t], p);
+            if (at_next)
+                e->offset = l->next[t][p] > 0 ? l->next[t][p] : RD_KAFKA_OFFSET_BEGINNING;
+        }
+    }
+    return tl;
+}
+
+rd_kafka_topic_partition_list_t *pj_consumer_positions(pj_loop_t *l)
+{
+    rd_kafka_topic_partition_list_t *tl = all_partitions(l, false);
+    rd_kafka_position(es_consumer_rk(l->cons), tl);
+    return tl;
+}
+
+void pj_consumer_rewind(pj_loop_t *l)
+{
+    rd_kafka_topic_partition_list_t *tl = all_partitions(l, true);
+    rd_kafka_error_t *e =
+        rd_kafka_seek_partitions(es_consumer_rk(l->cons), tl, PJ_METADATA_TIMEOUT_MS);
+    if (e) {
+        es_log_warn(LOG, "%s: seek back: %s", l->r->def->name, rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+    }
+    rd_kafka_topic_partition_list_destroy(tl);
+}
+
+void pj_consumer_pause(pj_loop_t *l, size_t t, int32_t p)
+{
+    rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(tl, l->r->topic[t], p);
+    rd_kafka_pause_partitions(es_consumer_rk(l->cons), tl);
+    rd_kafka_topic_partition_list_destroy(tl);
+}

@@ -1,0 +1,60 @@
+/*
+ * fold.c — how a record reaches a projection's fold.
+ *
+ * A fold is pure (projection.h): it reads view state through an
+ * es_proj_txn_t and writes into it.  The runtime backs the transaction's
+ * reads with a store (the live, shadow or frozen one, through
+ * pj_store_backend) or with an in-memory map (as_of), and folds each event
+ * in its own scope: an event the fold refuses leaves nothing behind, so it
+ * can go to the DLQ (or halt the loop) with the batch's other events intact.
+ * The live loop and as_of fold through the same function, so an as_of
+ * answer has exactly the semantics of the live view.
+ */
+#include "projector.h"
+
+static es_err_t st_get(void *opaque, const void *key, size_t keylen, es_buf_t *out, char *errstr,
+                       size_t errstr_size)
+{
+    return es_store_get(opaque, key, keylen, out, errstr, errstr_size);
+}
+
+static es_err_t st_scan(void *opaque, const void *prefix, size_t prefixlen,
+                        bool (*cb)(void *, const char *, size_t, const char *, size_t),
+                        void *cbopaque, char *errstr, size_t errstr_size)
+{
+    es_store_iter_t *it = es_store_iter_prefix(opaque, prefix, prefixlen);
+    const char *k, *v;
+    size_t kl, vl;
+    while (es_store_iter_next(it, &k, &kl, &v, &vl)) {
+        if (!cb(cbopaque, k, kl, v, vl))
+            break;
+    }
+    es_store_iter_destroy(it);
+    return ES_ERR_OK;
+}
+
+es_proj_backend_t pj_store_backend(es_store_t *st)
+{
+    es_proj_backend_t be = {.get = st_get, .scan = st_scan, .opaque = st};
+    return be;
+}
+
+es_err_t pj_fold_record(pj_runner_t *r, size_t t, const rd_kafka_message_t *m, avro_value_t *value,
+                        es_proj_txn_t *txn, char *errstr, size_t errstr_size)
+{
+    rd_kafka_timestamp_type_t tstype;
+    es_proj_event_t ev = {.topic = r->topic[t],
+                          .partition = m->partition,
+                          .offset = m->offset,
+                          .timestamp_ms = rd_kafka_message_timestamp(m, &tstype),
+                          .key = m->key,
+                          .keylen = m->key_len,
+                          .value = value};
+    es_proj_txn_begin_event(txn);
+    es_err_t err = r->def->fold((int)t, &ev, txn, errstr, errstr_size);
+    if (err)
+        es_proj_txn_rollback_event(txn);
+    else
+        es_proj_txn_commit_event(txn);
+    return err;
+}

@@ -1,0 +1,160 @@
+/*
+ * offsets.c — applied offsets, high watermarks and lag.
+ *
+ * `applied` is what the live store holds: the next offset of every
+ * partition, as written in the same RocksDB batch as the views (loop.c).
+ * It is loaded from the store when the store opens, and published by the
+ * live loop only after a batch is written, so a reader that saw offset N
+ * applied (min_position) finds the views of every event below N in the
+ * store it then reads.  The same offsets are committed to Kafka
+ * asynchronously, only so that lag tools and KEDA see progress: nothing
+ * reads them back.
+ *
+ * High watermarks come from librdkafka's cache (fetch responses carry
+ * them), queried only when it has none yet.  Lag is per partition
+ * high - applied, summed; -1 while any high watermark is unknown, so
+ * /readyz never calls a projector ready before it knows.
+ *
+ * When the consumer is idle its position may be past the last applied
+ * record: transaction markers (and aborted records) are never delivered.
+ * That position is stored too, so lag reaches 0 (pj_advance_past_markers).
+ */
+#include "loop.h"
+
+#include "escqrs/util.h"
+
+#include <stdio.h>
+
+void pj_publish_applied(pj_loop_t *l)
+{
+    pj_runner_t *r = l->r;
+    rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(16);
+    pj_assert_unlocked(&r->mu);
+    pj_mutex_lock(&r->mu);
+    for (size_t t = 0; t < r->ntopics; t++) {
+        for (int p = 0; p < r->nparts[t]; p++) {
+            if (l->next[t][p] != r->applied[t][p] && l->next[t][p] > 0)
+                rd_kafka_topic_partition_list_add(tl, r->topic[t], p)->offset = l->next[t][p];
+            r->applied[t][p] = l->next[t][p];
+        }
+    }
+    pthread_cond_broadcast(&r->cv);
+    pj_mutex_unlock(&r->mu);
+    if (tl->cnt)
+        rd_kafka_commit(es_consumer_rk(l->cons), tl, 1); /* async: for lag tools only */
+    rd_kafka_topic_partition_list_destroy(tl);
+}
+
+/* The high watermark of partition @p p of topic @p t, -1 unknown. */
+static int64_t high_watermark(pj_loop_t *l, size_t t, int p)
+{
+    int64_t lo = -1, hi = -1;
+    rd_kafka_t *rk = es_consumer_rk(l->cons);
+    rd_kafka_get_watermark_offsets(rk, l->r->topic[t], p, &lo, &hi);
+    if (hi < 0)
+        rd_kafka_query_watermark_offsets(rk, l->r->topic[t], p, &lo, &hi, PJ_WATERMARK_QUICK_MS);
+    return hi;
+}
+
+int64_t pj_refresh_lag(pj_loop_t *l, bool publish)
+{
+    pj_runner_t *r = l->r;
+    int64_t total = 0;
+    bool unknown = false;
+    for (size_t t = 0; t < r->ntopics; t++) {
+        for (int p = 0; p < r->nparts[t]; p++) {
+            int64_t hi = high_watermark(l, t, p);
+            if (hi < 0) {
+                unknown = true;
+                continue;
+            }
+            int64_t lag = hi > l->next[t][p] ? hi - l->next[t][p] : 0;
+            total += lag;
+            if (publish) {
+                pj_mutex_lock(&r->mu);
+                r->high[t][p] = hi;
+                pj_mutex_unlock(&r->mu);
+                es_gauge_set(r->m_lag[t][p], (double)lag);
+            }
+        }
+    }
+    return unknown ? -1 : total;
+}
+
+bool pj_advance_past_markers(pj_loop_t *l, es_batch_t *b)
+{
+    pj_runner_t *r = l->r;
+    bool moved = false;
+    rd_kafka_topic_partition_list_t *tl = pj_consumer_positions(l);
+    for (int i = 0; i < tl->cnt; i++) {
+        size_t t = pj_topic_index(r, tl->elems[i].topic);
+        int p = tl->elems[i].partition;
+        if (tl->elems[i].offset > l->next[t][p]) {
+            l->next[t][p] = tl->elems[i].offset;
+            es_batch_put_offset(b, r->topic[t], p, l->next[t][p]);
+            moved = true;
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(tl);
+    return moved;
+}
+
+es_err_t pj_load_applied(pj_runner_t *r, es_store_t *st, char *errstr, size_t errstr_size)
+{
+    pj_assert_unlocked(&r->mu);
+    for (size_t t = 0; t < r->ntopics; t++) {
+        for (int p = 0; p < r->nparts[t]; p++) {
+            int64_t off = 0;
+            es_err_t err = es_store_get_offset(st, r->topic[t], p, &off, errstr, errstr_size);
+            if (err && err != ES_ERR_NOT_FOUND)
+                return err;
+            pj_mutex_lock(&r->mu);
+            r->applied[t][p] = err ? 0 : off;
+            pj_mutex_unlock(&r->mu);
+        }
+    }
+    return ES_ERR_OK;
+}
+
+es_err_t pj_wait_applied(pj_runner_t *r, size_t t, int32_t part, int64_t offset, int timeout_ms)
+{
+    struct timespec dl = es_deadline_in_ms(timeout_ms);
+    es_err_t err = ES_ERR_OK;
+    pj_assert_unlocked(&r->mu);
+    pj_mutex_lock(&r->mu);
+    while (r->applied[t][part] <= offset) {
+        if (pj_cond_timedwait(&r->cv, &r->mu, &dl) != 0) {
+            err = r->applied[t][part] > offset ? ES_ERR_OK : ES_ERR_TIMED_OUT;
+            break;
+        }
+    }
+    pj_mutex_unlock(&r->mu);
+    return err;
+}
+
+/* Sum of high - applied; -1 while unknown.  Locks: the caller holds `mu`. */
+static int64_t lag_locked(pj_runner_t *r)
+{
+    pj_assert_locked(&r->mu);
+    if (!r->connected)
+        return -1;
+    int64_t total = 0;
+    for (size_t t = 0; t < r->ntopics; t++) {
+        for (int p = 0; p < r->nparts[t]; p++) {
+            if (r->high[t][p] < 0)
+                return -1;
+            if (r->high[t][p] > r->applied[t][p])
+                total += r->high[t][p] - r->applied[t][p];
+        }
+    }
+    return total;
+}
+
+int64_t pj_runner_lag(pj_runner_t *r)
+{
+    pj_assert_unlocked(&r->mu);
+    pj_mutex_lock(&r->mu);
+    int64_t total = lag_locked(r);
+    pj_mutex_unlock(&r->mu);
+    return total;
+}

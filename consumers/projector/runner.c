@@ -1,0 +1,204 @@
+/*
+ * runner.c — a projector and its runners: what they are made of, how they
+ * start and how they stop.
+ *
+ * pj_new() builds everything that needs neither the broker nor the disk
+ * (configuration, the registry client, the DLQ producer, the broker watch,
+ * metrics, one runner per projection), so a bad configuration stops the
+ * program at once (exit 2) and nothing else does.  pj_start() gives each
+ * runner its live loop, which connects the runner by itself (live.c).
+ *
+ * Stopping: `stop` makes every loop end at its next batch boundary (the
+ * store holds whole batches only: kill -9 is as safe as a clean stop), and
+ * pj_destroy() joins them.  A rebuild hands its thread over as the live
+ * thread when it swaps, possibly while pj_destroy() is joining, so the
+ * thread handles are re-read under the runner's mutex until none is left and
+ * no thread is joined twice.  A running rebuild keeps its shadow and REBUILD
+ * (the next start resumes it); a frozen build is dropped (start it again).
+ */
+#include "projector.h"
+
+#include "projections.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define REGISTRY_RETRIES 3 /* the registry client's own retries per request */
+#define MAX_JOINED       4 /* threads a runner can have had: live, rebuild, their hand-over */
+
+pj_runner_t *pj_runner_find(es_projector_t *pj, const char *name)
+{
+    for (size_t i = 0; i < pj->nrunners; i++) {
+        if (strcmp(pj->runners[i].def->name, name) == 0)
+            return &pj->runners[i];
+    }
+    return NULL;
+}
+
+static void runner_metrics(es_projector_t *pj, pj_runner_t *r)
+{
+    char labels[PJ_LABELS_MAX];
+    snprintf(labels, sizeof(labels), "projection=\"%s\"", r->def->name);
+    r->m_applied = es_metrics_counter(pj->metrics, "escqrs_projector_events_applied_total",
+                                      "Events applied to the live view", labels);
+    r->m_dlq = es_metrics_counter(pj->metrics, "escqrs_projector_dlq_total",
+                                  "Poison events sent to the dead-letter topic", labels);
+    r->m_batch = es_metrics_histogram(pj->metrics, "escqrs_projector_batch_apply_seconds",
+                                      "Time to fold and write one consumed batch", labels,
+                                      es_metrics_latency_buckets, es_metrics_latency_nbuckets);
+    r->m_rb_active = es_metrics_gauge(pj->metrics, "escqrs_projector_rebuild_running",
+                                      "1 while a rebuild runs", labels);
+    r->m_rb_rate = es_metrics_gauge(pj->metrics, "escqrs_projector_rebuild_events_per_second",
+                                    "Rebuild speed", labels);
+    r->m_rb_lag = es_metrics_gauge(pj->metrics, "escqrs_projector_rebuild_lag",
+                                   "Events the rebuild still has to apply", labels);
+    r->m_rb_eta = es_metrics_gauge(pj->metrics, "escqrs_projector_rebuild_eta_seconds",
+                                   "Estimated seconds to the end of the rebuild", labels);
+}
+
+/* What a runner is without the broker or the disk: names, metrics, locks. */
+static void runner_init(es_projector_t *pj, pj_runner_t *r, const es_proj_def_t *def)
+{
+    const char *prefix = es_conf_get(pj->conf, "aggregate.prefix");
+    const char *root = es_conf_get(pj->conf, "store.path");
+    char agg[PJ_TOPIC_MAX];
+
+    r->pj = pj;
+    r->def = def;
+    r->ntopics = def->naggregates;
+    r->state = PJ_STARTING;
+    snprintf(r->reason, sizeof(r->reason), "starting");
+    pj_rwlock_init(&r->lock);
+    pj_mutex_init(&r->mu);
+    pthread_cond_init(&r->cv, NULL);
+    snprintf(r->dir, sizeof(r->dir), "%s/%s", root, def->name);
+    runner_metrics(pj, r);
+    for (size_t t = 0; t < r->ntopics; t++) {
+        snprintf(agg, sizeof(agg), "%s%s", prefix ? prefix : "", def->aggregates[t]);
+        es_topic_name(agg, ES_TOPIC_EVENTS, NULL, r->topic[t], sizeof(r->topic[t]));
+        es_topic_name(agg, ES_TOPIC_DLQ, pj->name, r->dlq[t], sizeof(r->dlq[t]));
+    }
+}
+
+/* One runner per name in `projections` (repeats ignored). */
+static es_err_t add_runners(es_projector_t *pj, char *errstr, size_t errstr_size)
+{
+    char *names = es_strdup(es_conf_get(pj->conf, "projections"));
+    es_err_t err = ES_ERR_OK;
+    size_t cap = 1;
+    for (char *c = names; *c; c++)
+        cap += *c == ',';
+    pj->runners = es_calloc(cap, sizeof(*pj->runners));
+    char *save = NULL;
+    for (char *tok = strtok_r(names, ", ", &save); tok && !err; tok = strtok_r(NULL, ", ", &save)) {
+        const es_proj_def_t *def = es_projections_find(tok);
+        if (!def) {
+            snprintf(errstr, errstr_size, "projections: no projection named \"%s\"", tok);
+            err = ES_ERR_CONF;
+        } else if (!pj_runner_find(pj, tok)) {
+            runner_init(pj, &pj->runners[pj->nrunners++], def);
+        }
+    }
+    if (!err && !pj->nrunners) {
+        snprintf(errstr, errstr_size, "projections: none given");
+        err = ES_ERR_CONF;
+    }
+    free(names);
+    return err;
+}
+
+es_projector_t *pj_new(es_conf_t *conf, char *errstr, size_t errstr_size)
+{
+    es_projector_t *pj = es_calloc(1, sizeof(*pj));
+
+    pj->conf = conf;
+    pj_mutex_init(&pj->dlq_mu);
+    snprintf(pj->name, sizeof(pj->name), "%s", es_conf_get(conf, "projector.name"));
+    pj->halt_on_error = strcmp(es_conf_get(conf, "on_error"), "halt") == 0;
+    pj->ready_max_lag = es_conf_get_int(conf, "ready.max.lag");
+    pj->batch_max = (int)es_conf_get_int(conf, "batch.max.events");
+    pj->wait_max_ms = (int)es_conf_get_int(conf, "query.wait.max.ms");
+    es_store_opts_from_conf(conf, &pj->store_opts);
+    pj->metrics = es_metrics_new();
+    if (!(pj->reg = es_registry_from_conf(conf, REGISTRY_RETRIES, errstr, errstr_size)) ||
+        !(pj->dlq_producer = es_producer_new(conf, NULL, errstr, errstr_size)) ||
+        !(pj->watch = es_kafka_watch_start(conf, NULL, 0, errstr, errstr_size)) ||
+        !(pj->auth = es_auth_new(conf, errstr, errstr_size)) ||
+        add_runners(pj, errstr, errstr_size)) {
+        pj_destroy(pj);
+        return NULL;
+    }
+    return pj;
+}
+
+es_err_t pj_start(es_projector_t *pj, char *errstr, size_t errstr_size)
+{
+    for (size_t i = 0; i < pj->nrunners; i++) {
+        es_err_t err = pj_live_start(&pj->runners[i], errstr, errstr_size);
+        if (err)
+            return err;
+    }
+    return ES_ERR_OK;
+}
+
+/* Join the runner's live and rebuild threads, each once, whatever hands over to what. */
+static void join_loops(pj_runner_t *r)
+{
+    pthread_t joined[MAX_JOINED];
+    size_t njoined = 0;
+    for (;;) {
+        pj_mutex_lock(&r->mu);
+        bool rv = r->rb_thread_valid, lv = r->live_thread_valid;
+        pthread_t rt = r->rb_thread, lt = r->live_thread;
+        r->rb_thread_valid = false;
+        r->live_thread_valid = false;
+        pj_mutex_unlock(&r->mu);
+        if (!rv && !lv)
+            break;
+        for (size_t k = 0; k < njoined; k++) {
+            rv = rv && !pthread_equal(rt, joined[k]);
+            lv = lv && !pthread_equal(lt, joined[k]);
+        }
+        if (rv && njoined < MAX_JOINED) {
+            pthread_join(rt, NULL);
+            joined[njoined++] = rt;
+        }
+        if (lv && !(rv && pthread_equal(lt, rt)) && njoined < MAX_JOINED) {
+            pthread_join(lt, NULL);
+            joined[njoined++] = lt;
+        }
+    }
+}
+
+static void runner_destroy(pj_runner_t *r)
+{
+    join_loops(r);
+    pj_frozen_close_all(r);
+    es_store_close(r->live);
+    for (size_t t = 0; t < r->ntopics; t++) {
+        free(r->applied[t]);
+        free(r->high[t]);
+        free(r->m_lag[t]);
+    }
+    pj_rwlock_destroy(&r->lock);
+    pj_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
+}
+
+void pj_destroy(es_projector_t *pj)
+{
+    if (!pj)
+        return;
+    atomic_store(&pj->stop, true);
+    for (size_t i = 0; i < pj->nrunners; i++)
+        runner_destroy(&pj->runners[i]);
+    free(pj->runners);
+    es_kafka_watch_stop(pj->watch);
+    es_auth_destroy(pj->auth);
+    es_producer_destroy(pj->dlq_producer);
+    es_registry_destroy(pj->reg);
+    es_metrics_destroy(pj->metrics);
+    pj_mutex_destroy(&pj->dlq_mu);
+    free(pj);
+}
