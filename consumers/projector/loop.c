@@ -407,7 +407,7 @@ void pj_loop_run(pj_loop_t *l)
             retry_later(l);
             continue;
         }
-        if (l->retries && b.n > 0 && l->ops->running) {
+        if (l->retries && b.n > 0 && !l->halted && l->ops->running) { /* never over HALTED */
             l->retries = 0;
             l->ops->running(l);
         }
