@@ -49,6 +49,7 @@ H2, no Kafka).
      without ACLs (CN=mallory), each with the broker's "Principal = User:<cn> is Denied"
      line; a client without a certificate; a certificate CN=escqrs-gateway from another
      CA.
+  Last, no user's password and no line of a private key is in any daemon log.
 
 About 2 to 3 minutes on a 2-core machine shared with the test stack.  Every process this test starts stops on every exit: the daemons die with
 it (PR_SET_PDEATHSIG), the brokers are stopped in `finally`, and a watchdog stops them
@@ -59,6 +60,7 @@ Environment: ESCQRS_BUILD_DIR, ESCQRS_SOURCE_DIR, ESCQRS_TEST_REGISTRY.
 """
 import ctypes
 import datetime
+import glob
 import io
 import json
 import os
@@ -575,6 +577,7 @@ def run(work):
         for d in daemons:
             rc = d.stop()
             check(rc == 0, "%s stopped cleanly (exit %s)" % (d.name, rc))
+        no_secrets_in_logs(work, [broker, broker4])
     finally:
         for d in daemons:
             d.stop()
@@ -751,6 +754,28 @@ def kafka4_scram(broker, lib):
               "secure profile runs Kafka 3.9.1, and why k8s/ uses mutual TLS)"
               % (lib, first(errs) if errs else "logged in"))
     results.append(("librdkafka %s SCRAM on Kafka %s" % (lib, KAFKA4), first(errs) if errs else "logged in"))
+
+
+def no_secrets_in_logs(work, brokers):
+    """No user's SCRAM password and no line of a client certificate's private key is in
+    any daemon log of the run."""
+    secrets = []
+    for b in brokers:
+        for f in glob.glob(os.path.join(b.state, "users", "*.password")):
+            with open(f) as fh:
+                secrets.append(fh.read().strip())
+        for f in glob.glob(os.path.join(b.state, "tls", "users", "*", "user.key")):
+            with open(f) as fh:
+                secrets += [line.strip() for line in fh if len(line.strip()) >= 40 and "-----" not in line]
+    logs = sorted(glob.glob(os.path.join(work, "*.log")))
+    hits = []
+    for log in logs:
+        with open(log, errors="replace") as fh:
+            text = fh.read()
+        hits += [os.path.basename(log) for x in secrets if x and x in text]
+    check(secrets and logs and not hits, "no Kafka password or private key line in the daemons' logs "
+          "(%d secrets in %d logs%s)" % (len(secrets), len(logs), ": found in " + ", ".join(sorted(set(hits)))
+                                         if hits else ""))
 
 
 def other_ca_cert(work, cn):
