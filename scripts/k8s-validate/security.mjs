@@ -36,6 +36,25 @@
 //                    key or a JWT, a private key or a password= in its values;
 //                    no command line carries --token or one of those; the
 //                    renderings create no Secret with data.
+//   kafka-mtls       Kafka clients authenticate by mutual TLS, never SASL
+//                    (docs/kafka-security.md: librdkafka 2.0.2 cannot log in
+//                    with SCRAM to the Kafka 4 of Strimzi 0.49+): every
+//                    KafkaUser has authentication tls; every listener of the
+//                    Kafka is tls with authentication tls; every container that
+//                    talks to Kafka (an escqrs daemon, or ESCQRS_KAFKA_BOOTSTRAP_SERVERS
+//                    in its env) sets ESCQRS_KAFKA_SECURITY_PROTOCOL=SSL,
+//                    ESCQRS_KAFKA_SSL_CA_LOCATION to ca.crt of the mounted Secret
+//                    <kafka>-cluster-ca-cert, ESCQRS_KAFKA_SSL_CERTIFICATE_LOCATION
+//                    and ESCQRS_KAFKA_SSL_KEY_LOCATION to user.crt and user.key
+//                    of one mounted KafkaUser Secret, its program's own user
+//                    (escqrs-gateway, escqrs-<aggregate>-command-service,
+//                    escqrs-projector-<projector.name>); the registry on kafkasql
+//                    the same through APICURIO_KAFKA_COMMON_* (user.p12 with
+//                    user.password by secretKeyRef, the cluster CA as PEM
+//                    truststore); their pods carry escqrs.io/kafka-client=true
+//                    (Strimzi's NetworkPolicy); and no SASL is left: no variable
+//                    or ConfigMap key naming SASL, no SASL_* security protocol,
+//                    no secretKeyRef to a KafkaUser's password or sasl.jaas.config.
 import fs from "node:fs";
 import path from "node:path";
 import { parseAllDocuments } from "yaml";
@@ -338,6 +357,111 @@ function checkRendering(name, objs) {
         if (wantsToken(c, port) && !ep.authorization?.credentials?.name)
             fail(`${name}: ${id(m)}`, "metrics-auth", `endpoint ${ep.port} scrapes ${c.name}:${port}, which wants a token for /metrics, without authorization.credentials`);
 
+    // --------------------------------------------------------- kafka-mtls
+    // The Secrets Strimzi writes: a KafkaUser's (by its authentication type) and
+    // each Kafka's cluster CA; none is rendered.
+    const kafkaUsers = new Map(by("KafkaUser").map((u) => [u.metadata.name, u]));
+    const clusterCas = new Set(by("Kafka").map((k) => `${k.metadata.name}-cluster-ca-cert`));
+    const USER_KEYS = { tls: ["ca.crt", "user.crt", "user.key", "user.p12", "user.password"] };
+    const CA_KEYS = ["ca.crt", "ca.p12", "ca.password"];
+    const strimziKey = (src) =>
+        src?.kind === "Secret" &&
+        (clusterCas.has(src.name)
+            ? CA_KEYS.includes(src.key)
+            : (USER_KEYS[kafkaUsers.get(src.name)?.spec?.authentication?.type] ?? []).includes(src.key));
+    for (const u of kafkaUsers.values())
+        if (u.spec?.authentication?.type !== "tls")
+            fail(`${name}: ${id(u)}`, "kafka-mtls", `authentication is ${u.spec?.authentication?.type ?? "unset"}, not tls: ` +
+                "librdkafka 2.0.2 cannot log in with SCRAM to Kafka 4 (scripts/kafka-acls write makes tls users)");
+    for (const k of by("Kafka"))
+        for (const l of k.spec?.kafka?.listeners ?? [])
+            if (l.tls !== true || l.authentication?.type !== "tls")
+                fail(`${name}: ${id(k)}`, "kafka-mtls", `listener ${l.name} (port ${l.port}) is ` +
+                    `${l.tls === true ? "TLS" : "not TLS"} with authentication ${l.authentication?.type ?? "none"}; ` +
+                    "every listener must be tls: true with authentication type tls");
+    // The KafkaUser a program logs in as (the user names of k8s/kafka-acls.yaml).
+    const USER_OF = {
+        "escqrs-gateway": () => "escqrs-gateway",
+        "escqrs-command-service": (env) => `escqrs-${env.get("ESCQRS_AGGREGATE")?.value}-command-service`,
+        "escqrs-projector": (env) => `escqrs-projector-${env.get("ESCQRS_PROJECTOR_NAME")?.value}`,
+    };
+    const SASL = /SASL/i;
+    for (const o of workloads) {
+        const tpl = podTemplate(o);
+        const spec = tpl.spec;
+        const kafkaLabel = tpl.metadata?.labels?.["escqrs.io/kafka-client"] === "true";
+        for (const c of [...(spec.initContainers ?? []), ...(spec.containers ?? [])]) {
+            const w = `${name}: ${id(o)} container ${c.name}`;
+            const env = envOf(c);
+            for (const [k, v] of env) {
+                if (/KAFKA/i.test(k) && SASL.test(k))
+                    fail(w, "kafka-mtls", `env ${k}${v.from ? ` (from ${v.from})` : ""}: SASL is left; Kafka clients use mutual TLS`);
+                if (/SECURITY_PROTOCOL$/.test(k) && SASL.test(String(v.value ?? "")))
+                    fail(w, "kafka-mtls", `env ${k}=${v.value}: SASL is left; Kafka clients use SSL (mutual TLS)`);
+                const ref = v.secretKeyRef;
+                if (ref && kafkaUsers.has(ref.name) && ["password", "sasl.jaas.config"].includes(ref.key))
+                    fail(w, "kafka-mtls", `env ${k} reads the SCRAM ${ref.key} of KafkaUser ${ref.name}; Kafka clients use its certificate`);
+            }
+            const cmd = (c.command ?? [])[0];
+            const escqrs = Object.hasOwn(USER_OF, cmd) || env.has("ESCQRS_KAFKA_BOOTSTRAP_SERVERS");
+            const apicurio = env.has("APICURIO_KAFKASQL_BOOTSTRAP_SERVERS") || env.get("APICURIO_STORAGE_KIND")?.value === "kafkasql";
+            if (!escqrs && !apicurio) continue;
+            if (!kafkaLabel)
+                fail(w, "kafka-mtls", "talks to Kafka but its pods lack escqrs.io/kafka-client=true: Strimzi's NetworkPolicy keeps them out");
+            // a variable naming a file of a mounted Secret: that Secret and key, checked
+            const fileOf = (k, want, what) => {
+                const path = env.get(k)?.value;
+                if (!path) {
+                    fail(w, "kafka-mtls", `no ${k} (${what})`);
+                    return null;
+                }
+                const src = mountedFile(spec, c, path);
+                if (!src || src.kind !== "Secret")
+                    fail(w, "kafka-mtls", `${k}=${path} is no file of a mounted Secret (${what})`);
+                else if (!want(src))
+                    fail(w, "kafka-mtls", `${k}=${path} is key ${src.key} of Secret ${src.name}; want ${what}`);
+                else if (!strimziKey(src))
+                    fail(w, "kafka-mtls", `${k}=${path}: Strimzi writes no key ${src.key} into Secret ${src.name}`);
+                return src;
+            };
+            const isCa = (key) => (src) => clusterCas.has(src.name) && src.key === key;
+            const isUser = (key) => (src) => kafkaUsers.has(src.name) && src.key === key;
+            if (escqrs) {
+                const proto = env.get("ESCQRS_KAFKA_SECURITY_PROTOCOL")?.value;
+                if (proto !== "SSL") fail(w, "kafka-mtls", `ESCQRS_KAFKA_SECURITY_PROTOCOL is ${proto ?? "unset (plaintext)"}, not SSL`);
+                if (!env.has("ESCQRS_KAFKA_BOOTSTRAP_SERVERS")) fail(w, "kafka-mtls", "no ESCQRS_KAFKA_BOOTSTRAP_SERVERS");
+                fileOf("ESCQRS_KAFKA_SSL_CA_LOCATION", isCa("ca.crt"),
+                    `ca.crt of the cluster CA Secret (${[...clusterCas].join(", ")}); a KafkaUser Secret's ca.crt is the clients CA`);
+                const cert = fileOf("ESCQRS_KAFKA_SSL_CERTIFICATE_LOCATION", isUser("user.crt"), "user.crt of a KafkaUser's Secret");
+                const key = fileOf("ESCQRS_KAFKA_SSL_KEY_LOCATION", isUser("user.key"), "user.key of a KafkaUser's Secret");
+                if (cert && key && cert.name !== key.name)
+                    fail(w, "kafka-mtls", `certificate of ${cert.name} but key of ${key.name}`);
+                const want = USER_OF[cmd]?.(env);
+                if (want && cert && kafkaUsers.has(cert.name) && cert.name !== want)
+                    fail(w, "kafka-mtls", `${cmd} logs in as ${cert.name} (the certificate it mounts); its KafkaUser is ${want}`);
+                if (want && !kafkaUsers.has(want)) fail(w, "kafka-mtls", `${cmd}'s KafkaUser ${want} is not in this rendering`);
+            }
+            if (apicurio) {
+                const val = (k) => env.get(`APICURIO_KAFKA_COMMON_${k}`)?.value;
+                if (val("SECURITY_PROTOCOL") !== "SSL")
+                    fail(w, "kafka-mtls", `APICURIO_KAFKA_COMMON_SECURITY_PROTOCOL is ${val("SECURITY_PROTOCOL") ?? "unset (plaintext)"}, not SSL`);
+                if (val("SSL_KEYSTORE_TYPE") !== "PKCS12")
+                    fail(w, "kafka-mtls", `APICURIO_KAFKA_COMMON_SSL_KEYSTORE_TYPE is ${val("SSL_KEYSTORE_TYPE") ?? "unset"}, not PKCS12 (the user Secret's user.p12)`);
+                const store = fileOf("APICURIO_KAFKA_COMMON_SSL_KEYSTORE_LOCATION", isUser("user.p12"), "user.p12 of a KafkaUser's Secret");
+                const pw = env.get("APICURIO_KAFKA_COMMON_SSL_KEYSTORE_PASSWORD")?.secretKeyRef;
+                if (store && !(pw && pw.name === store.name && pw.key === "user.password"))
+                    fail(w, "kafka-mtls", `APICURIO_KAFKA_COMMON_SSL_KEYSTORE_PASSWORD must be a secretKeyRef to ${store.name}, key user.password`);
+                if (val("SSL_TRUSTSTORE_TYPE") !== "PEM")
+                    fail(w, "kafka-mtls", `APICURIO_KAFKA_COMMON_SSL_TRUSTSTORE_TYPE is ${val("SSL_TRUSTSTORE_TYPE") ?? "unset"}, not PEM`);
+                fileOf("APICURIO_KAFKA_COMMON_SSL_TRUSTSTORE_LOCATION", isCa("ca.crt"), "ca.crt of the cluster CA Secret");
+            }
+        }
+    }
+    for (const cm of configMaps.values())
+        for (const [k, v] of Object.entries(cm.data ?? {}))
+            if ((/KAFKA/i.test(k) && SASL.test(k)) || (/SECURITY_PROTOCOL$/.test(k) && SASL.test(String(v))))
+                fail(`${name}: ${id(cm)}`, "kafka-mtls", `key ${k}=${v}: SASL is left; Kafka clients use mutual TLS`);
+
     // ------------------------------------------------------- no-plaintext
     for (const o of workloads) {
         const spec = podTemplate(o).spec;
@@ -399,4 +523,4 @@ if (failures) {
     console.log(`security: ${failures} problem(s)`);
     process.exit(1);
 }
-console.log(`security: ok (${[...renders.keys()].join(", ")}: NetworkPolicies, admin port, rebuild jobs, authentication, secrets)`);
+console.log(`security: ok (${[...renders.keys()].join(", ")}: NetworkPolicies, admin port, rebuild jobs, authentication, secrets, Kafka mutual TLS)`);

@@ -24,8 +24,10 @@
 //    exist; Secrets, ConfigMaps, Services, HPA, PDB and PodMonitor targets
 //    resolve (a Secret or ConfigMap the operator creates resolves when
 //    operator-objects.json, next to this file, lists it and the key used); every
-//    escqrs container is hardened, has a memory limit, a pinned image, and
-//    authenticates as the KafkaUser whose password it reads; a rendering that
+//    escqrs container is hardened, has a memory limit and a pinned image; a key
+//    of a Secret Strimzi writes (a KafkaUser's, by its authentication type, or
+//    <kafka>-cluster-ca-cert) is one Strimzi writes (how each program logs in
+//    to Kafka is security.mjs's check kafka-mtls); a rendering that
 //    puts objects in a namespace creates that Namespace (kubectl apply -k on a
 //    fresh cluster fails otherwise).
 // 4. Apicurio Registry on kafkasql storage (registry-kafka.json, next to this
@@ -149,9 +151,21 @@ function aclAllows(user, type, name, op, asPrefix = false) {
 
 // Secrets and ConfigMaps the operator creates (not rendered), with their keys.
 const operatorObjects = JSON.parse(fs.readFileSync(path.join(here, "operator-objects.json"), "utf8"));
+// Keys of the Secrets Strimzi writes: a KafkaUser's, by its authentication
+// type (Strimzi 0.49 docs, "Configuring user authentication"), and a Kafka's
+// cluster CA certificate <name>-cluster-ca-cert.
+const STRIMZI_USER_KEYS = {
+    tls: ["ca.crt", "user.crt", "user.key", "user.p12", "user.password"],
+    "scram-sha-512": ["password", "sasl.jaas.config"],
+};
+const STRIMZI_CA_KEYS = ["ca.crt", "ca.p12", "ca.password"];
 // The reason a reference to `kind` `name` (key `key`, if any) does not
-// resolve, or null.  `rendered` holds the names the rendering creates.
-function unresolved(kind, rendered, name, key) {
+// resolve, or null.  `rendered` holds the names the rendering creates;
+// `strimzi` (Secrets only) maps the names Strimzi writes to their keys.
+function unresolved(kind, rendered, name, key, strimzi) {
+    const made = strimzi?.get(name);
+    if (made && key !== undefined && !made.keys.includes(key))
+        return `Secret ${name} (${made.what}) has no key ${key}; Strimzi writes ${made.keys.join(", ")}`;
     if (rendered.has(name)) return null;
     const own = (kind === "Secret" ? operatorObjects.secrets : operatorObjects.configMaps)[name];
     const what = kind === "Secret" ? "neither a KafkaUser's nor a cluster CA" : "not in this rendering";
@@ -180,6 +194,13 @@ function crossPass(name, objs) {
     // Secrets: the User Operator's and the cluster CA; rendered ones resolve too
     // (security.mjs refuses any that carries data)
     const secrets = new Set([...users, ...[...kafkas].map((k) => `${k}-cluster-ca-cert`), ...names("Secret")]);
+    const strimzi = new Map([
+        ...by("KafkaUser").map((u) => {
+            const type = u.spec?.authentication?.type;
+            return [u.metadata?.name, { keys: STRIMZI_USER_KEYS[type] ?? [], what: `KafkaUser, authentication ${type}` }];
+        }),
+        ...[...kafkas].map((k) => [`${k}-cluster-ca-cert`, { keys: STRIMZI_CA_KEYS, what: `cluster CA of Kafka ${k}` }]),
+    ]);
     const workloads = objs.filter((o) => podTemplate(o));
 
     const seen = new Set();
@@ -232,7 +253,7 @@ function crossPass(name, objs) {
                 if (src.configMap) refs.push(["ConfigMap", configMaps, src.configMap.name, src.configMap]);
                 for (const [kind, rendered, refName, ref] of refs)
                     for (const k of keysOf(ref)) {
-                        const why = unresolved(kind, rendered, refName, k);
+                        const why = unresolved(kind, rendered, refName, k, strimzi);
                         if (why) fail(w, `volume ${v.name}: ${why}`);
                     }
             }
@@ -249,20 +270,13 @@ function crossPass(name, objs) {
             for (const e of c.envFrom ?? [])
                 if (e.configMapRef && !configMaps.has(e.configMapRef.name))
                     fail(cw, `envFrom: no ConfigMap ${e.configMapRef.name}`);
-            const env = Object.fromEntries((c.env ?? []).map((e) => [e.name, e]));
             for (const e of c.env ?? []) {
                 const ref = e.valueFrom?.secretKeyRef;
-                const why = ref && unresolved("Secret", secrets, ref.name, ref.key);
+                const why = ref && unresolved("Secret", secrets, ref.name, ref.key, strimzi);
                 if (why) fail(cw, `env ${e.name}: ${why}`);
                 const cref = e.valueFrom?.configMapKeyRef;
                 const cwhy = cref && unresolved("ConfigMap", configMaps, cref.name, cref.key);
                 if (cwhy) fail(cw, `env ${e.name}: ${cwhy}`);
-            }
-            const user = env.ESCQRS_KAFKA_SASL_USERNAME?.value;
-            const pwSecret = env.ESCQRS_KAFKA_SASL_PASSWORD?.valueFrom?.secretKeyRef?.name;
-            if (user || pwSecret) {
-                if (user !== pwSecret) fail(cw, `Kafka username ${user} but password from Secret ${pwSecret}`);
-                if (!users.has(user)) fail(cw, `Kafka username ${user} is no KafkaUser`);
             }
         }
     }

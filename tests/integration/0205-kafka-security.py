@@ -2,11 +2,16 @@
 """0205-kafka-security — the pipeline on a secure broker, one principal per program.
 
 The broker is the secure profile of scripts/stack (docs/kafka-security.md): SASL_SSL with
-SCRAM-SHA-512 for clients, TLS from scripts/stack.d/kafka/make-certs, mutual TLS on the
+SCRAM-SHA-512 for clients, a second listener with mutual TLS (a client certificate per
+user from scripts/stack.d/kafka/make-certs, its CN the principal), mutual TLS on the
 controller port, KRaft's StandardAuthorizer with allow.everyone.if.no.acl.found=false,
 and the users and ACLs of k8s/kafka-acls.yaml, the source k8s/base/kafka/users.yaml is
-generated from.  The test runs one of its own (a temporary ESCQRS_STACK_STATE_DIR, free
-ports); the registry is the test stack's (it keeps schemas in H2, no Kafka).
+generated from.  The test runs two of its own, one after the other (a temporary
+ESCQRS_STACK_STATE_DIR each, free ports): Kafka 3.9.1 for SCRAM (parts 1-4), the only
+line Debian's librdkafka can log in to with SCRAM, and the test stack's pinned Kafka 4
+(kafka.version of scripts/stack.d/kafka/pom.xml) for mutual TLS (parts 5-6), the way the
+programs log in on Kubernetes.  The registry is the test stack's (it keeps schemas in
+H2, no Kafka).
 
   1. `scripts/stack up kafka` (profile secure); topics made by the admin user with
      `escqrs --config clients/escqrs-admin.conf topics create`;
@@ -29,12 +34,24 @@ ports); the registry is the test stack's (it keeps schemas in H2, no Kafka).
      each refused, the topic's end offsets and the balance unchanged.  As the control,
      the same record from the command service's principal is accepted and the projector
      applies it: the ACL, not the record, stopped the others;
-  5. the same users on Kafka 4.4.0 (ESCQRS_STACK_KAFKA_VERSION): the Java client logs in
+  5. the same users on Kafka 4 (ESCQRS_STACK_KAFKA_VERSION): the Java client logs in
      (it applied the ACLs), librdkafka with the same password is refused while librdkafka
      is older than 2.6.1 (its SCRAM nonce bug; the reason the secure profile runs 3.9.1),
-     and must log in once it is newer.
+     and must log in once it is newer;
+  6. mutual TLS on that Kafka 4 broker, as k8s/ configures it: the gateway, the account
+     command service and the accounts projector each get only the ESCQRS_KAFKA_* keys of
+     k8s/base/config/common.env (SSL, the CA, its own user.crt and user.key; the mount
+     paths of the Secrets replaced by the stack's files) and run end to end; the broker
+     denies them nothing, so each certificate became the principal its ACLs name (nothing
+     is allowed without an ACL).  Refused: the gateway's certificate writing
+     account.events and joining the command service's group, the projector's writing
+     account.commands (the gateway's right), a certificate of the stack's CA for a user
+     without ACLs (CN=mallory), each with the broker's "Principal = User:<cn> is Denied"
+     line; a client without a certificate; a certificate CN=escqrs-gateway from another
+     CA.
+  Last, no user's password and no line of a private key is in any daemon log.
 
-About 60 s (90 s on a busy machine).  Every process this test starts stops on every exit: the daemons die with
+About 2 to 3 minutes on a 2-core machine shared with the test stack.  Every process this test starts stops on every exit: the daemons die with
 it (PR_SET_PDEATHSIG), the brokers are stopped in `finally`, and a watchdog stops them
 even if the test is killed with SIGKILL (ctest's timeout).
 
@@ -43,6 +60,7 @@ Environment: ESCQRS_BUILD_DIR, ESCQRS_SOURCE_DIR, ESCQRS_TEST_REGISTRY.
 """
 import ctypes
 import datetime
+import glob
 import io
 import json
 import os
@@ -70,6 +88,15 @@ BUILD = os.environ.get("ESCQRS_BUILD_DIR") or os.path.join(SRC, "build")
 REGISTRY = os.environ.get("ESCQRS_TEST_REGISTRY") or "http://127.0.0.1:18081/apis/ccompat/v7"
 STACK = os.path.join(SRC, "scripts", "stack")
 DEADLINE = time.monotonic() + 240  # ctest's TIMEOUT is 300: cleanup always runs
+
+
+def pom_property(name):
+    with open(os.path.join(SRC, "scripts", "stack.d", "kafka", "pom.xml")) as f:
+        m = re.search(r"<%s>([^<]+)</%s>" % (re.escape(name), re.escape(name)), f.read())
+    return m.group(1)
+
+
+KAFKA4 = pom_property("kafka.version")  # the test stack's broker, a Kafka 4 like Strimzi 0.49+ runs
 
 passed = 0
 failed = 0
@@ -124,12 +151,14 @@ class SecureBroker:
     def __init__(self, work, name, version=None):
         self.state = os.path.join(work, name)
         self.port = free_port()
+        self.mtls_port = free_port()
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("ESCQRS_")}
         self.env.update({
             "ESCQRS_STACK_PROFILE": "secure",
             "ESCQRS_STACK_STATE_DIR": self.state,
             "ESCQRS_STACK_KAFKA_PORT": str(self.port),
             "ESCQRS_STACK_CONTROLLER_PORT": str(free_port()),
+            "ESCQRS_STACK_MTLS_PORT": str(self.mtls_port),
             "ESCQRS_STACK_TIMEOUT": "90",
         })
         if version:
@@ -159,10 +188,11 @@ class SecureBroker:
         rc, out = self.stack("down")
         print("     " + " / ".join(out.strip().splitlines()), flush=True)
 
-    def client(self, user, **extra):
-        """librdkafka settings of @p user: the stack's clients/<user>.properties."""
+    def client(self, user, mtls=False, **extra):
+        """librdkafka settings of @p user: the stack's clients/<user>.properties (SCRAM),
+        or with @p mtls clients/<user>.mtls.properties (its client certificate)."""
         conf = {}
-        with open(os.path.join(self.state, "clients", user + ".properties")) as f:
+        with open(os.path.join(self.state, "clients", user + (".mtls" if mtls else "") + ".properties")) as f:
             for line in f:
                 line = line.strip()
                 if line and not line.startswith("#"):
@@ -179,6 +209,17 @@ class SecureBroker:
     @property
     def ca(self):
         return os.path.join(self.state, "tls", "ca.crt")
+
+    def user_dir(self, user):
+        """make-certs' client certificate of @p user: user.crt and user.key, the keys of
+        the Secret Strimzi writes for a KafkaUser with `authentication: type: tls`."""
+        return os.path.join(self.state, "tls", "users", user)
+
+    def make_cert(self, user):
+        """A certificate of the stack's CA for @p user, whether or not it has ACLs."""
+        subprocess.run([os.path.join(SRC, "scripts", "stack.d", "kafka", "make-certs"),
+                        os.path.join(self.state, "tls"), user], check=True, capture_output=True, timeout=60)
+        return self.user_dir(user)
 
     @property
     def log(self):
@@ -217,26 +258,58 @@ def watchdog(brokers):
 
 # ------------------------------------------------------------------ daemons
 
+# Where k8s/base/escqrs mounts the cluster CA (Secret <cluster>-cluster-ca-cert) and the
+# workload's KafkaUser Secret; common.env's paths must be under these.
+K8S_CA_MOUNT = "/etc/kafka-ca/"
+K8S_USER_MOUNT = "/etc/kafka-user/"
+
+
+def k8s_kafka_env(broker, user):
+    """The ESCQRS_KAFKA_* settings of k8s/base/config/common.env for @p user on @p broker's
+    mutual-TLS listener: the bootstrap address is the broker's, the files of the mounted
+    Secrets are the stack's (ca.crt; tls/users/<user>/user.crt and user.key)."""
+    env = {}
+    with open(os.path.join(SRC, "k8s", "base", "config", "common.env")) as f:
+        for line in f:
+            line = line.strip()
+            if not line.startswith("ESCQRS_KAFKA_"):
+                continue
+            k, v = line.split("=", 1)
+            if k == "ESCQRS_KAFKA_BOOTSTRAP_SERVERS":
+                v = "127.0.0.1:%d" % broker.mtls_port
+            elif v.startswith(K8S_CA_MOUNT):
+                v = os.path.join(os.path.dirname(broker.ca), v[len(K8S_CA_MOUNT):])
+            elif v.startswith(K8S_USER_MOUNT):
+                v = os.path.join(broker.user_dir(user), v[len(K8S_USER_MOUNT):])
+            elif v.startswith("/"):
+                raise Abort("k8s/base/config/common.env: %s=%s is in no mount this test knows" % (k, v))
+            env[k] = v
+    return env
+
+
 class Daemon:
-    def __init__(self, name, binary, user, broker, work, sets, password_file=False):
+    def __init__(self, name, binary, user, broker, work, sets, password_file=False, mtls=False):
         self.name, self.user = name, user
         self.port = free_port()
         self.log = os.path.join(work, name + ".log")
         self.cmd = [os.path.join(BUILD, binary), "--set", "http.listen=127.0.0.1:%d" % self.port,
                     "--set", "registry.url=" + REGISTRY] + [a for s in sets for a in ("--set", s)]
-        # as k8s/base/config/common.env and the workload's secretKeyRef set them
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("ESCQRS_")}
-        self.env.update({
-            "ESCQRS_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:%d" % broker.port,
-            "ESCQRS_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
-            "ESCQRS_KAFKA_SASL_MECHANISMS": "SCRAM-SHA-512",
-            "ESCQRS_KAFKA_SSL_CA_LOCATION": broker.ca,
-            "ESCQRS_KAFKA_SASL_USERNAME": user,
-        })
-        if password_file:  # a mounted Secret
-            self.env["ESCQRS_KAFKA_SASL_PASSWORD_FILE"] = os.path.join(broker.state, "users", user + ".password")
-        else:  # secretKeyRef, as k8s/base/escqrs does
-            self.env["ESCQRS_KAFKA_SASL_PASSWORD"] = broker.password(user)
+        if mtls:  # exactly what k8s/ gives a workload: common.env and its mounted Secrets
+            self.env.update(k8s_kafka_env(broker, user))
+        else:  # SCRAM, as k8s/ did before it moved to mutual TLS
+            self.env.update({
+                "ESCQRS_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:%d" % broker.port,
+                "ESCQRS_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+                "ESCQRS_KAFKA_SASL_MECHANISMS": "SCRAM-SHA-512",
+                "ESCQRS_KAFKA_SSL_CA_LOCATION": broker.ca,
+                "ESCQRS_KAFKA_SASL_USERNAME": user,
+            })
+            if password_file:  # a mounted Secret
+                self.env["ESCQRS_KAFKA_SASL_PASSWORD_FILE"] = os.path.join(broker.state, "users",
+                                                                           user + ".password")
+            else:  # a secretKeyRef
+                self.env["ESCQRS_KAFKA_SASL_PASSWORD"] = broker.password(user)
         self.env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
         self.proc = None
 
@@ -297,9 +370,10 @@ def http(method, url, body=None, timeout=10):
         return status, raw
 
 
-def cli(broker, *args):
+def cli(broker, *args, mtls=False):
     cmd = [os.path.join(BUILD, "cli", "escqrs"), "--config",
-           os.path.join(broker.state, "clients", "escqrs-admin.conf"), "--set", "registry.url=" + REGISTRY]
+           os.path.join(broker.state, "clients", "escqrs-admin%s.conf" % (".mtls" if mtls else "")),
+           "--set", "registry.url=" + REGISTRY]
     env = {k: v for k, v in os.environ.items() if not k.startswith("ESCQRS_")}
     r = subprocess.run(cmd + list(args), env=env, capture_output=True, text=True, timeout=60)
     if r.returncode:
@@ -488,8 +562,8 @@ def run(work):
     lib = lib_version()
     print("     librdkafka %s (python confluent-kafka), registry %s" % (lib, REGISTRY), flush=True)
     broker = SecureBroker(work, "stack")
-    broker44 = SecureBroker(work, "stack-4.4.0", version="4.4.0")
-    dog = watchdog([broker, broker44])
+    broker4 = SecureBroker(work, "stack-" + KAFKA4, version=KAFKA4)
+    dog = watchdog([broker, broker4])
     daemons = []
     try:
         secure_pipeline(broker, work, daemons)
@@ -497,12 +571,18 @@ def run(work):
             rc = d.stop()
             check(rc == 0, "%s stopped cleanly (exit %s)" % (d.name, rc))
         broker.down()
-        kafka4_scram(broker44, lib)
+        daemons.clear()
+        kafka4_scram(broker4, lib)
+        mtls_pipeline(broker4, work, daemons)
+        for d in daemons:
+            rc = d.stop()
+            check(rc == 0, "%s stopped cleanly (exit %s)" % (d.name, rc))
+        no_secrets_in_logs(work, [broker, broker4])
     finally:
         for d in daemons:
             d.stop()
         broker.down()
-        broker44.down()
+        broker4.down()
         dog.kill()
         dog.wait()
 
@@ -659,21 +739,135 @@ def secure_pipeline(broker, work, daemons):
 
 
 def kafka4_scram(broker, lib):
-    print("\n== 5. the same users on Kafka 4.4.0 (the pinned broker of the other profiles)", flush=True)
+    print("\n== 5. the same users on Kafka %s (the pinned broker of the other profiles)" % KAFKA4, flush=True)
     broker.up()
     check(re.search(r"\d+ ACLs", broker.up_output) is not None,
-          "the Java client (kafka-clients 4.4.0) logged in as escqrs-admin and applied the ACLs")
+          "the Java client (kafka-clients %s) logged in as escqrs-admin and applied the ACLs" % KAFKA4)
     errs = connect_errors(broker.client("escqrs-admin"))
     fixed = tuple(int(x) for x in lib.split(".")[:3]) >= (2, 6, 1)
     if fixed:
-        check(not errs, "librdkafka %s logs in with SCRAM to Kafka 4.4.0: the secure profile can move to 4.4.0 "
-              "(kafka.secure.version)%s" % (lib, ": " + first(errs) if errs else ""))
+        check(not errs, "librdkafka %s logs in with SCRAM to Kafka %s: the secure profile can move to it "
+              "(kafka.secure.version)%s" % (lib, KAFKA4, ": " + first(errs) if errs else ""))
     else:
         check(errs and errname(errs[0]) == "_AUTHENTICATION",
               "librdkafka %s, same user and password -> %s (its SCRAM nonce bug, fixed in 2.6.1: why the "
-              "secure profile runs Kafka 3.9.1)" % (lib, first(errs) if errs else "logged in"))
-    results.append(("librdkafka %s SCRAM on Kafka 4.4.0" % lib, first(errs) if errs else "logged in"))
-    broker.down()
+              "secure profile runs Kafka 3.9.1, and why k8s/ uses mutual TLS)"
+              % (lib, first(errs) if errs else "logged in"))
+    results.append(("librdkafka %s SCRAM on Kafka %s" % (lib, KAFKA4), first(errs) if errs else "logged in"))
+
+
+def no_secrets_in_logs(work, brokers):
+    """No user's SCRAM password and no line of a client certificate's private key is in
+    any daemon log of the run."""
+    secrets = []
+    for b in brokers:
+        for f in glob.glob(os.path.join(b.state, "users", "*.password")):
+            with open(f) as fh:
+                secrets.append(fh.read().strip())
+        for f in glob.glob(os.path.join(b.state, "tls", "users", "*", "user.key")):
+            with open(f) as fh:
+                secrets += [line.strip() for line in fh if len(line.strip()) >= 40 and "-----" not in line]
+    logs = sorted(glob.glob(os.path.join(work, "*.log")))
+    hits = []
+    for log in logs:
+        with open(log, errors="replace") as fh:
+            text = fh.read()
+        hits += [os.path.basename(log) for x in secrets if x and x in text]
+    check(secrets and logs and not hits, "no Kafka password or private key line in the daemons' logs "
+          "(%d secrets in %d logs%s)" % (len(secrets), len(logs), ": found in " + ", ".join(sorted(set(hits)))
+                                         if hits else ""))
+
+
+def other_ca_cert(work, cn):
+    """A certificate CN=@p cn signed by a CA of its own (not the stack's): what someone
+    without the CA's key can make."""
+    d = os.path.join(work, "other-ca")
+    os.makedirs(d, exist_ok=True)
+    run_ = lambda *a: subprocess.run(list(a), cwd=d, check=True, capture_output=True, timeout=30)
+    run_("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=another CA")
+    run_("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", "user.key", "-out", "user.csr", "-subj", "/CN=" + cn)
+    run_("openssl", "x509", "-req", "-in", "user.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+         "-days", "2", "-out", "user.crt")
+    return d
+
+
+def mtls_pipeline(broker, work, daemons):
+    print("\n== 6. mutual TLS on Kafka %s, as k8s/ configures the programs" % KAFKA4, flush=True)
+    cli(broker, "topics", "create", "account", "--dlq", "accounts", mtls=True)
+    ok("topics of account created as escqrs-admin by its client certificate (escqrs topics create)")
+    env = k8s_kafka_env(broker, "escqrs-gateway")
+    print("     the gateway's Kafka settings (k8s/base/config/common.env, local files): %s"
+          % ", ".join("%s=%s" % (k, v.replace(broker.state, "$STATE")) for k, v in sorted(env.items())), flush=True)
+    check(env.get("ESCQRS_KAFKA_SECURITY_PROTOCOL") == "SSL" and not any("SASL" in k for k in env)
+          and {"ESCQRS_KAFKA_SSL_CERTIFICATE_LOCATION", "ESCQRS_KAFKA_SSL_KEY_LOCATION"} <= set(env),
+          "k8s/base/config/common.env sets SSL with a client certificate and key, no SASL")
+    mark = broker.log_mark()
+    cs = Daemon("command-service-mtls", "producers/command-service/escqrs-command-service",
+                "escqrs-account-command-service", broker, work,
+                ["aggregate=account", "topics.create=false", "store.path=" + os.path.join(work, "cs-mtls")],
+                mtls=True)
+    gw = Daemon("gateway-mtls", "producers/gateway/escqrs-gateway", "escqrs-gateway", broker, work,
+                ["aggregates=account", "topics.create=false", "health.interval.ms=500"], mtls=True)
+    pj = Daemon("projector-mtls", "consumers/projector/escqrs-projector", "escqrs-projector-accounts", broker, work,
+                ["projections=account_balance", "projector.name=accounts",
+                 "store.path=" + os.path.join(work, "pj-mtls"), "admin.listen=127.0.0.1:%d" % free_port()],
+                mtls=True)
+    daemons += [cs, gw, pj]
+    for d in daemons:
+        d.start()
+    for d in daemons:
+        d.wait_ready()
+    ok("command service, gateway and projector ready on Kafka %s, each by its own client certificate" % KAFKA4)
+    pos = None
+    for path, body, want in (("/v1/accounts/m1/open", {"owner": "Grace"}, 1),
+                             ("/v1/accounts/m1/deposit", {"amount_cents": 2500}, 2),
+                             ("/v1/accounts/m1/withdraw", {"amount_cents": 700}, 3)):
+        status, ans = gw.post(path, body)
+        if not check(status == 200 and (ans or {}).get("version") == want,
+                     "mutual TLS: POST %s -> %d version %s position %s"
+                     % (path, status, (ans or {}).get("version"), (ans or {}).get("position"))):
+            raise Abort("the pipeline does not work with mutual TLS:\n" + gw.tail() + cs.tail())
+        pos = ans["position"]
+    status, view = pj.get("/v1/accounts/m1?min_position=" + pos)
+    check(status == 200 and view.get("balance_cents") == 1800 and view.get("version") == 3,
+          "mutual TLS: projector GET /v1/accounts/m1 -> %d %s" % (status, view))
+    results.append(("mutual TLS on Kafka %s: open, deposit, withdraw; balance" % KAFKA4,
+                    "200, 200, 200; balance %s, version %s" % ((view or {}).get("balance_cents"),
+                                                              (view or {}).get("version"))))
+    denials = broker.log_since(mark, r"is Denied operation", wait=0)
+    check(not denials, "the broker denied the programs nothing (%d denial(s)%s): with no ACL nothing is allowed, "
+          "so each certificate was mapped to the principal its ACLs name"
+          % (len(denials), ": " + denials[0][:200] if denials else ""))
+    results.append(("mutual TLS: denials while the programs worked", "%d" % len(denials)))
+
+    gwc = broker.client("escqrs-gateway", mtls=True)
+    refused.mark = broker.log_mark()
+    err, _ = produce(gwc, "account.events")
+    refused(broker, "mutual TLS: gateway's certificate writes account.events", err, "TOPIC_AUTHORIZATION_FAILED",
+            "escqrs-gateway", "(WRITE|DESCRIBE)", "Topic:LITERAL:account.events")
+    err = consume_error(gwc, "account.command-results", "account.command-service", subscribe=True)
+    refused(broker, "mutual TLS: gateway's certificate joins group account.command-service", err,
+            "GROUP_AUTHORIZATION_FAILED", "escqrs-gateway", "READ", "Group:LITERAL:account.command-service")
+    err, _ = produce(broker.client("escqrs-projector-accounts", mtls=True), "account.commands")
+    refused(broker, "mutual TLS: projector's certificate writes account.commands (the gateway's right)", err,
+            "TOPIC_AUTHORIZATION_FAILED", "escqrs-projector-accounts", "(WRITE|DESCRIBE)",
+            "Topic:LITERAL:account.commands")
+    mallory = broker.make_cert("mallory")
+    mc = dict(gwc, **{"ssl.certificate.location": os.path.join(mallory, "user.crt"),
+                      "ssl.key.location": os.path.join(mallory, "user.key")})
+    err, _ = produce(mc, "account.commands")
+    refused(broker, "mutual TLS: a certificate of the stack's CA for CN=mallory (no ACLs) writes account.commands",
+            err, "TOPIC_AUTHORIZATION_FAILED", "mallory", "(WRITE|DESCRIBE)", "Topic:LITERAL:account.commands")
+    nocert = {k: v for k, v in gwc.items() if k not in ("ssl.certificate.location", "ssl.key.location")}
+    connect_refused(broker, "mutual TLS: a client without a certificate", nocert, None,
+                    r"SSL handshake failed|Failed authentication")
+    other = other_ca_cert(work, "escqrs-gateway")
+    connect_refused(broker, "mutual TLS: CN=escqrs-gateway signed by another CA",
+                    dict(gwc, **{"ssl.certificate.location": os.path.join(other, "user.crt"),
+                                 "ssl.key.location": os.path.join(other, "user.key")}),
+                    None, r"SSL handshake failed|Failed authentication")
 
 
 def main():
