@@ -9,7 +9,7 @@
  * copy() resolves unions first (the writer's current branch; the reader's
  * matching branch), then checks once that the writer's type can be read as
  * the reader's — the same type, or one of the spec's promotions — and takes
- * one small step per reader type (copy_number, copy_record, ...), so each
+ * one small step per reader type (copy_number, copy_record, copy_items, ...), so each
  * step only converts and never has to refuse a type.
  */
 #include "resolve.h"
@@ -406,33 +406,22 @@ static es_err_t copy_record(es_resolver_t *r, avro_value_t *src, avro_value_t *d
     return ES_ERR_OK;
 }
 
-static es_err_t copy_array(es_resolver_t *r, avro_value_t *src, avro_value_t *dst, int depth,
+/* An array's items in order, or a map's entries by key. */
+static es_err_t copy_items(es_resolver_t *r, avro_value_t *src, avro_value_t *dst, int depth,
                            char *errstr, size_t errstr_size)
 {
+    bool map = avro_value_get_type(dst) == AVRO_MAP;
     avro_value_t sc, dc;
     es_err_t err;
     size_t n = 0;
     avro_value_get_size(src, &n);
     for (size_t i = 0; i < n; i++) {
-        avro_value_get_by_index(src, i, &sc, NULL);
-        avro_value_append(dst, &dc, NULL);
-        if ((err = copy(r, &sc, &dc, depth + 1, errstr, errstr_size)))
-            return err;
-    }
-    return ES_ERR_OK;
-}
-
-static es_err_t copy_map(es_resolver_t *r, avro_value_t *src, avro_value_t *dst, int depth,
-                         char *errstr, size_t errstr_size)
-{
-    avro_value_t sc, dc;
-    es_err_t err;
-    size_t n = 0;
-    avro_value_get_size(src, &n);
-    for (size_t i = 0; i < n; i++) {
-        const char *key;
-        avro_value_get_by_index(src, i, &sc, &key);
-        avro_value_add(dst, key, &dc, NULL, NULL);
+        const char *key = NULL;
+        avro_value_get_by_index(src, i, &sc, map ? &key : NULL);
+        if (map)
+            avro_value_add(dst, key, &dc, NULL, NULL);
+        else
+            avro_value_append(dst, &dc, NULL);
         if ((err = copy(r, &sc, &dc, depth + 1, errstr, errstr_size)))
             return err;
     }
@@ -482,9 +471,8 @@ static es_err_t copy(es_resolver_t *r, avro_value_t *src, avro_value_t *dst, int
         case AVRO_RECORD:
             return copy_record(r, src, dst, depth, errstr, errstr_size);
         case AVRO_ARRAY:
-            return copy_array(r, src, dst, depth, errstr, errstr_size);
         case AVRO_MAP:
-            return copy_map(r, src, dst, depth, errstr, errstr_size);
+            return copy_items(r, src, dst, depth, errstr, errstr_size);
         default:
             break;
         }

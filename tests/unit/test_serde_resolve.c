@@ -255,6 +255,61 @@ static void test_spec_rules(void)
     es_buf_free(&rec);
 }
 
+/* Arrays and maps are copied item by item, each item promoted like a field. */
+static void test_array_and_map_items(void)
+{
+    static const char *writer =
+        "{\"type\":\"record\",\"name\":\"C\",\"fields\":["
+        "{\"name\":\"a\",\"type\":{\"type\":\"array\",\"items\":\"int\"}},"
+        "{\"name\":\"m\",\"type\":{\"type\":\"map\",\"values\":\"string\"}}]}";
+    static const char *reader =
+        "{\"type\":\"record\",\"name\":\"C\",\"fields\":["
+        "{\"name\":\"m\",\"type\":{\"type\":\"map\",\"values\":\"bytes\"}},"
+        "{\"name\":\"a\",\"type\":{\"type\":\"array\",\"items\":\"double\"}}]}";
+    es_serde_t *w = es_serde_new(NULL, "c-value", writer, false, 31, errstr, sizeof(errstr));
+    es_serde_t *r = es_serde_new(NULL, "c-value", reader, false, 32, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(w);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+    es_buf_t rec = {0};
+    avro_value_t v, f, item, *got = NULL;
+    es_serde_new_value(w, &v);
+    avro_value_get_by_name(&v, "a", &f, NULL);
+    for (int i = 1; i <= 3; i++) {
+        avro_value_append(&f, &item, NULL);
+        avro_value_set_int(&item, i * 10);
+    }
+    avro_value_get_by_name(&v, "m", &f, NULL);
+    avro_value_add(&f, "k1", &item, NULL, NULL);
+    avro_value_set_string(&item, "v1");
+    avro_value_add(&f, "k2", &item, NULL, NULL);
+    avro_value_set_string(&item, "v2");
+    CU_ASSERT_EQUAL_FATAL(es_serde_encode(w, &v, &rec, errstr, sizeof(errstr)), ES_ERR_OK);
+    avro_value_decref(&v);
+    CU_ASSERT_EQUAL(es_serde_add_writer(r, 31, writer, errstr, sizeof(errstr)), ES_ERR_OK);
+    CU_ASSERT_EQUAL_FATAL(es_serde_decode(r, rec.data, rec.len, &got, errstr, sizeof(errstr)),
+                          ES_ERR_OK);
+    size_t n = 0;
+    double d = 0;
+    const void *bytes = NULL;
+    avro_value_get_by_name(got, "a", &f, NULL);
+    avro_value_get_size(&f, &n);
+    CU_ASSERT_EQUAL(n, 3);
+    for (size_t i = 0; i < n; i++) {
+        avro_value_get_by_index(&f, i, &item, NULL);
+        avro_value_get_double(&item, &d);
+        CU_ASSERT_DOUBLE_EQUAL(d, (double)(i + 1) * 10, 1e-9);
+    }
+    avro_value_get_by_name(got, "m", &f, NULL);
+    avro_value_get_size(&f, &n);
+    CU_ASSERT_EQUAL(n, 2);
+    CU_ASSERT_EQUAL_FATAL(avro_value_get_by_name(&f, "k2", &item, NULL), 0);
+    CU_ASSERT_EQUAL(avro_value_get_bytes(&item, &bytes, &n), 0);
+    CU_ASSERT_TRUE(n == 2 && !memcmp(bytes, "v2", 2));
+    es_serde_destroy(w);
+    es_serde_destroy(r);
+    es_buf_free(&rec);
+}
+
 /* A record with one field "f" of @p type. */
 static void one_field_schema(const char *type, char *out, size_t outsz)
 {
@@ -708,6 +763,7 @@ int main(void)
         {"v3 record (type changed) is refused", test_incompatible_writer_is_refused},
         {"promotions, enums, unions, defaults", test_spec_rules},
         {"every primitive writer type against every reader type", test_primitive_matrix},
+        {"array items and map values are promoted one by one", test_array_and_map_items},
         {"old record, reader adds [null, T] at the top: null branch",
          test_optional_field_top_level},
         {"old record, reader adds [null, T] in a payload record: null branch",
