@@ -117,6 +117,14 @@ static es_err_t cv_load(es_proj_txn_t *txn, const es_buf_t *key, const char *id,
     return ES_ERR_OK;
 }
 
+/* The sku and quantity of an ItemAdded or ItemRemoved payload. */
+static es_err_t cv_sku_qty(avro_value_t *payload, const char **sku, size_t *skulen, int32_t *qty,
+                           char *errstr, size_t errstr_size)
+{
+    es_err_t err = es_record_string(payload, "sku", sku, skulen, errstr, errstr_size);
+    return err ? err : es_record_int(payload, "quantity", qty, errstr, errstr_size);
+}
+
 static es_err_t cv_item_added(cv_cart_t *cart, avro_value_t *payload, char *errstr,
                               size_t errstr_size)
 {
@@ -125,8 +133,7 @@ static es_err_t cv_item_added(cv_cart_t *cart, avro_value_t *payload, char *errs
     int32_t qty;
     int64_t price;
     es_err_t err;
-    if ((err = es_record_string(payload, "sku", &sku, &skulen, errstr, errstr_size)) ||
-        (err = es_record_int(payload, "quantity", &qty, errstr, errstr_size)) ||
+    if ((err = cv_sku_qty(payload, &sku, &skulen, &qty, errstr, errstr_size)) ||
         (err = es_record_long(payload, "unit_price_cents", &price, errstr, errstr_size)))
         return err;
     if (qty <= 0 || price < 0) {
@@ -158,8 +165,7 @@ static es_err_t cv_item_removed(cv_cart_t *cart, avro_value_t *payload, char *er
     size_t skulen;
     int32_t qty;
     es_err_t err;
-    if ((err = es_record_string(payload, "sku", &sku, &skulen, errstr, errstr_size)) ||
-        (err = es_record_int(payload, "quantity", &qty, errstr, errstr_size)))
+    if ((err = cv_sku_qty(payload, &sku, &skulen, &qty, errstr, errstr_size)))
         return err;
     cv_item_t *it = cv_find(cart, sku, skulen);
     if (qty <= 0 || !it || it->qty < qty) {
