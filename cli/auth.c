@@ -29,6 +29,12 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#define DEFAULT_KID   "escqrs-dev-1"
+#define RSA_BITS      2048
+#define TTL_DEFAULT_S 3600 /* --ttl: a token lives an hour */
+#define MAX_ROLES     16   /* --role at most this often (one more is a usage error) */
+#define KEY_PATH_MAX  1024
+
 static void b64url(const unsigned char *in, size_t len, es_buf_t *out)
 {
     static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -62,7 +68,7 @@ static bool bn_b64url(EVP_PKEY *pkey, const char *name, es_buf_t *out)
 
 static int keygen(int argc, char **argv)
 {
-    const char *dir = NULL, *kid = "escqrs-dev-1";
+    const char *dir = NULL, *kid = DEFAULT_KID;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--dir") && i + 1 < argc)
             dir = argv[++i];
@@ -77,9 +83,9 @@ static int keygen(int argc, char **argv)
         fprintf(stderr, "usage: escqrs auth keygen --dir DIR [--kid KID]\n");
         return CLI_EXIT_USAGE;
     }
-    char path[1024];
+    char path[KEY_PATH_MAX];
     mkdir(dir, 0700);
-    EVP_PKEY *pkey = EVP_RSA_gen(2048);
+    EVP_PKEY *pkey = EVP_RSA_gen(RSA_BITS);
     es_buf_t n = {0}, e = {0};
     int rc = CLI_EXIT_FAILURE;
     if (!pkey || !bn_b64url(pkey, OSSL_PKEY_PARAM_RSA_N, &n) ||
@@ -117,11 +123,11 @@ out:
 
 static int token(int argc, char **argv)
 {
-    const char *key = NULL, *iss = NULL, *aud = NULL, *sub = NULL, *kid = "escqrs-dev-1",
+    const char *key = NULL, *iss = NULL, *aud = NULL, *sub = NULL, *kid = DEFAULT_KID,
                *scope = NULL, *client = NULL, *algname = "RS256";
-    const char *roles[16];
+    const char *roles[MAX_ROLES];
     size_t nroles = 0;
-    long ttl = 3600, nbf_offset = 0;
+    long ttl = TTL_DEFAULT_S, nbf_offset = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v)
@@ -142,7 +148,7 @@ static int token(int argc, char **argv)
             client = v;
         else if (!strcmp(a, "--alg"))
             algname = v;
-        else if (!strcmp(a, "--role") && nroles < 16)
+        else if (!strcmp(a, "--role") && nroles < MAX_ROLES)
             roles[nroles++] = v;
         else if (!strcmp(a, "--ttl"))
             ttl = strtol(v, NULL, 10);

@@ -3,6 +3,7 @@
  * subcommands.  Each subcommand is one function taking the loaded
  * configuration and the arguments after its name; it returns the process
  * exit code (0 ok, 1 failure, 2 usage or configuration error, 3 refused).
+ * main.c dispatches; common.c holds what subcommands share.
  */
 #ifndef ESCQRS_CLI_H
 #define ESCQRS_CLI_H
@@ -13,6 +14,10 @@
 #define CLI_EXIT_FAILURE 1
 #define CLI_EXIT_USAGE   2
 #define CLI_EXIT_REFUSED 3 /* send: the gateway refused the command (4xx) */
+
+#define CLI_ERRSTR_MAX       1024 /* an error line: a URL and what the server said */
+#define CLI_URL_MAX          1024 /* a request URL: a base URL, a path and a query */
+#define CLI_REGISTRY_RETRIES 3    /* extra attempts of a registry request */
 
 int cli_topics(es_conf_t *conf, int argc, char **argv);
 int cli_schemas(es_conf_t *conf, int argc, char **argv);
@@ -25,7 +30,7 @@ int cli_freeze(es_conf_t *conf, int argc, char **argv);
 int cli_auth(es_conf_t *conf, int argc, char **argv);
 
 struct es_http_client_opts_s;
-/** @brief TLS and bearer token of the CLI's requests (keys `token`, `tls.ca.file`). */
+/** @brief TLS and bearer token of the CLI's requests (keys `token`, `tls.ca.file`); common.c. */
 void cli_http_opts(const es_conf_t *conf, struct es_http_client_opts_s *opts);
 
 #endif

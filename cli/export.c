@@ -24,7 +24,10 @@
 #include <string.h>
 #include <time.h>
 
-#define EXPORT_TIMEOUT_MS 10000
+#define EXPORT_TIMEOUT_MS 10000 /* metadata and offsets-for-times requests */
+#define EXPORT_POLL_MS    500   /* one poll; a signal is noticed within it */
+#define DECODE_ERR_MAX    512   /* why a record did not decode, in its "error" field */
+#define EVENT_TYPE_MAX    128   /* the event-type header in a CSV row */
 
 static volatile sig_atomic_t stop_requested;
 
@@ -99,7 +102,7 @@ static json_t *headers_json(const rd_kafka_message_t *m)
 /* One record to @p out; returns false when its value did not decode. */
 static bool write_record(FILE *out, bool csv, es_serde_t *serde, const rd_kafka_message_t *m)
 {
-    char errstr[512];
+    char errstr[DECODE_ERR_MAX];
     avro_value_t *value = NULL;
     int schema_id = -1;
     rd_kafka_timestamp_type_t tstype;
@@ -128,7 +131,7 @@ static bool write_record(FILE *out, bool csv, es_serde_t *serde, const rd_kafka_
                                       "message", err ? errstr : "value is not JSON"));
     if (csv) {
         char part[16], off[24], tsbuf[24], sid[16];
-        char et[128] = "";
+        char et[EVENT_TYPE_MAX] = "";
         char *hv = json_dumps(json_object_get(rec, value_obj ? "value" : "error"),
                               JSON_COMPACT | JSON_ENCODE_ANY);
         snprintf(part, sizeof(part), "%d", (int)m->partition);
@@ -155,7 +158,15 @@ static bool write_record(FILE *out, bool csv, es_serde_t *serde, const rd_kafka_
     return value_obj != NULL;
 }
 
-static int export_run(es_conf_t *conf, int argc, char **argv, bool follow)
+typedef struct {
+    const char *cmd; /* "export" or "tail" */
+    const char *topic, *output;
+    int64_t from_offset, from_time; /* from_time < 0: start at from_offset */
+    bool csv, follow;
+} export_opts_t;
+
+/* The options into @p o; -1 to go on, else the exit code (usage or help printed). */
+static int export_parse(int argc, char **argv, export_opts_t *o)
 {
     static const struct option longopts[] = {{"topic", required_argument, NULL, 't'},
                                              {"from-offset", required_argument, NULL, 'o'},
@@ -164,88 +175,76 @@ static int export_run(es_conf_t *conf, int argc, char **argv, bool follow)
                                              {"output", required_argument, NULL, 'O'},
                                              {"help", no_argument, NULL, 'h'},
                                              {0}};
-    const char *cmd = follow ? "tail" : "export";
-    const char *topic = NULL, *output = NULL;
-    int64_t from_offset = RD_KAFKA_OFFSET_BEGINNING, from_time = -1;
-    bool csv = false;
-    char errstr[1024];
-    int c, rc = CLI_EXIT_FAILURE;
-    es_registry_t *reg = NULL;
-    es_serde_t *serde = NULL;
-    es_consumer_t *cons = NULL;
-    rd_kafka_topic_partition_list_t *parts = NULL;
-    FILE *out = stdout;
-
+    int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         char *end = NULL;
         switch (c) {
         case 't':
-            topic = optarg;
+            o->topic = optarg;
             break;
         case 'o':
-            from_offset = strtoll(optarg, &end, 10);
-            if (!end || *end || from_offset < 0) {
-                fprintf(stderr, "escqrs %s: --from-offset takes an offset >= 0\n", cmd);
+            o->from_offset = strtoll(optarg, &end, 10);
+            if (!end || *end || o->from_offset < 0) {
+                fprintf(stderr, "escqrs %s: --from-offset takes an offset >= 0\n", o->cmd);
                 return CLI_EXIT_USAGE;
             }
             break;
         case 'T':
-            if (!parse_time(optarg, &from_time)) {
+            if (!parse_time(optarg, &o->from_time)) {
                 fprintf(stderr,
                         "escqrs %s: --from-time takes milliseconds or "
                         "YYYY-MM-DDTHH:MM:SSZ, not %s\n",
-                        cmd, optarg);
+                        o->cmd, optarg);
                 return CLI_EXIT_USAGE;
             }
             break;
         case 'f':
             if (strcmp(optarg, "jsonl") && strcmp(optarg, "csv")) {
-                fprintf(stderr, "escqrs %s: --format is jsonl or csv\n", cmd);
+                fprintf(stderr, "escqrs %s: --format is jsonl or csv\n", o->cmd);
                 return CLI_EXIT_USAGE;
             }
-            csv = !strcmp(optarg, "csv");
+            o->csv = !strcmp(optarg, "csv");
             break;
         case 'O':
-            output = optarg;
+            o->output = optarg;
             break;
         case 'h':
-            export_usage(stdout, cmd);
+            export_usage(stdout, o->cmd);
             return CLI_EXIT_OK;
         default:
-            export_usage(stderr, cmd);
+            export_usage(stderr, o->cmd);
             return CLI_EXIT_USAGE;
         }
     }
-    if (!topic || optind != argc) {
-        export_usage(stderr, cmd);
+    if (!o->topic || optind != argc) {
+        export_usage(stderr, o->cmd);
         return CLI_EXIT_USAGE;
     }
-    /* The end of the committed data shows as a partition EOF (read_committed):
-     * kafka.enable.partition.eof defaults to true for the CLI's consumers. */
-    reg = es_registry_from_conf(conf, 3, errstr, sizeof(errstr));
-    if (!reg || !(serde = es_serde_new(reg, topic, NULL, false, 0, errstr, sizeof(errstr))))
-        goto out;
-    if (!(cons = es_consumer_new(conf, NULL, errstr, sizeof(errstr))))
-        goto out;
+    return -1;
+}
 
-    es_admin_t *adm = es_admin_new(conf, errstr, sizeof(errstr));
-    int nparts = 0;
-    es_err_t err = adm ? es_admin_topic_partitions(adm, topic, EXPORT_TIMEOUT_MS, &nparts, errstr,
-                                                   sizeof(errstr))
+/* Assign every partition of the topic, from the start offset or time; *nparts says how many. */
+static es_err_t export_assign(es_conf_t *conf, es_consumer_t *cons, const export_opts_t *o,
+                              int *nparts, char *errstr, size_t errstr_size)
+{
+    es_admin_t *adm = es_admin_new(conf, errstr, errstr_size);
+    es_err_t err = adm ? es_admin_topic_partitions(adm, o->topic, EXPORT_TIMEOUT_MS, nparts, errstr,
+                                                   errstr_size)
                        : ES_ERR_KAFKA;
     es_admin_destroy(adm);
     if (err)
-        goto out;
-    parts = rd_kafka_topic_partition_list_new(nparts);
-    for (int p = 0; p < nparts; p++)
-        rd_kafka_topic_partition_list_add(parts, topic, p)->offset =
-            from_time >= 0 ? from_time : from_offset;
-    if (from_time >= 0) {
+        return err;
+    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(*nparts);
+    for (int p = 0; p < *nparts; p++)
+        rd_kafka_topic_partition_list_add(parts, o->topic, p)->offset =
+            o->from_time >= 0 ? o->from_time : o->from_offset;
+    if (o->from_time >= 0) {
         rd_kafka_resp_err_t kerr =
             rd_kafka_offsets_for_times(es_consumer_rk(cons), parts, EXPORT_TIMEOUT_MS);
         if (kerr) {
-            snprintf(errstr, sizeof(errstr), "offsets for time: %s", rd_kafka_err2str(kerr));
+            snprintf(errstr, errstr_size, "offsets for time: %s", rd_kafka_err2str(kerr));
+            err = ES_ERR_KAFKA;
             goto out;
         }
         for (int i = 0; i < parts->cnt; i++) /* -1: no record that late: start at the end */
@@ -253,55 +252,96 @@ static int export_run(es_conf_t *conf, int argc, char **argv, bool follow)
                 parts->elems[i].offset = RD_KAFKA_OFFSET_END;
     }
     if (rd_kafka_assign(es_consumer_rk(cons), parts)) {
-        snprintf(errstr, sizeof(errstr), "cannot assign the partitions of %s", topic);
-        goto out;
+        snprintf(errstr, errstr_size, "cannot assign the partitions of %s", o->topic);
+        err = ES_ERR_KAFKA;
     }
-    if (output && !(out = fopen(output, "w"))) {
-        snprintf(errstr, sizeof(errstr), "--output %s: cannot open for writing", output);
-        out = stdout;
-        goto out;
-    }
-    if (csv)
+out:
+    rd_kafka_topic_partition_list_destroy(parts);
+    return err;
+}
+
+/*
+ * Write records until every partition is at its end (export) or a signal
+ * (tail), then the count on stderr.  A topic or partition that does not
+ * exist stops it: ES_ERR_KAFKA with the reason in @p errstr.
+ */
+static es_err_t export_copy(es_consumer_t *cons, es_serde_t *serde, FILE *out,
+                            const export_opts_t *o, int nparts, char *errstr, size_t errstr_size)
+{
+    long records = 0, undecodable = 0;
+    int at_eof = 0;
+    if (o->csv)
         fprintf(out, "topic,partition,offset,timestamp,key,event_type,schema_id,status,value\n");
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
-
-    long records = 0, undecodable = 0;
-    int at_eof = 0;
-    while (!stop_requested && (follow || at_eof < nparts)) {
-        rd_kafka_message_t *m = es_consumer_poll(cons, 500);
+    while (!stop_requested && (o->follow || at_eof < nparts)) {
+        rd_kafka_message_t *m = es_consumer_poll(cons, EXPORT_POLL_MS);
         if (!m)
             continue;
         if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
             at_eof++;
         } else if (m->err) {
-            fprintf(stderr, "escqrs %s: %s\n", cmd, rd_kafka_message_errstr(m));
-            if (m->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
-                m->err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION) {
+            bool gone = m->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+                        m->err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION;
+            if (gone) { /* export_run prints it */
+                snprintf(errstr, errstr_size, "%s", rd_kafka_message_errstr(m));
                 rd_kafka_message_destroy(m);
-                goto out;
+                return ES_ERR_KAFKA;
             }
+            fprintf(stderr, "escqrs %s: %s\n", o->cmd, rd_kafka_message_errstr(m));
         } else {
             records++;
-            undecodable += !write_record(out, csv, serde, m);
-            if (follow)
+            undecodable += !write_record(out, o->csv, serde, m);
+            if (o->follow)
                 fflush(out);
         }
         rd_kafka_message_destroy(m);
     }
     fflush(out);
-    fprintf(stderr, "escqrs %s: %ld records from %s%s", cmd, records, topic,
+    fprintf(stderr, "escqrs %s: %ld records from %s%s", o->cmd, records, o->topic,
             undecodable ? "" : "\n");
     if (undecodable)
         fprintf(stderr, ", %ld did not decode (see their \"error\" field)\n", undecodable);
-    rc = CLI_EXIT_OK;
+    return ES_ERR_OK;
+}
+
+static int export_run(es_conf_t *conf, int argc, char **argv, bool follow)
+{
+    export_opts_t o = {.cmd = follow ? "tail" : "export",
+                       .from_offset = RD_KAFKA_OFFSET_BEGINNING,
+                       .from_time = -1,
+                       .follow = follow};
+    char errstr[CLI_ERRSTR_MAX];
+    int nparts = 0, rc = export_parse(argc, argv, &o);
+    es_registry_t *reg = NULL;
+    es_serde_t *serde = NULL;
+    es_consumer_t *cons = NULL;
+    FILE *out = stdout;
+
+    if (rc >= 0)
+        return rc;
+    rc = CLI_EXIT_FAILURE;
+    /* The end of the committed data shows as a partition EOF (read_committed):
+     * kafka.enable.partition.eof defaults to true for the CLI's consumers. */
+    reg = es_registry_from_conf(conf, CLI_REGISTRY_RETRIES, errstr, sizeof(errstr));
+    if (!reg || !(serde = es_serde_new(reg, o.topic, NULL, false, 0, errstr, sizeof(errstr))))
+        goto out;
+    if (!(cons = es_consumer_new(conf, NULL, errstr, sizeof(errstr))))
+        goto out;
+    if (export_assign(conf, cons, &o, &nparts, errstr, sizeof(errstr)))
+        goto out;
+    if (o.output && !(out = fopen(o.output, "w"))) {
+        snprintf(errstr, sizeof(errstr), "--output %s: cannot open for writing", o.output);
+        out = stdout;
+        goto out;
+    }
+    if (export_copy(cons, serde, out, &o, nparts, errstr, sizeof(errstr)) == ES_ERR_OK)
+        rc = CLI_EXIT_OK;
 out:
     if (rc != CLI_EXIT_OK)
-        fprintf(stderr, "escqrs %s: %s\n", cmd, errstr);
+        fprintf(stderr, "escqrs %s: %s\n", o.cmd, errstr);
     if (out != stdout)
         fclose(out);
-    if (parts)
-        rd_kafka_topic_partition_list_destroy(parts);
     es_consumer_destroy(cons);
     es_serde_destroy(serde);
     es_registry_destroy(reg);

@@ -1,5 +1,7 @@
 /*
- * main.c — the escqrs command line tool: dispatch to subcommands.
+ * main.c — the escqrs command line tool: dispatch to subcommands.  Only
+ * that: what subcommands share is in common.c, so no subcommand calls back
+ * into this file.
  *
  * Global options (--config, --set, --list-config) are taken out of argv by
  * the configuration system before dispatch, so they may stand anywhere.
@@ -7,13 +9,16 @@
  * gateway refused the command (send only).
  */
 #include "cli.h"
-#include "escqrs/http_client.h"
 #include "escqrs/kafka.h"
 #include "escqrs/registry.h"
 #include "escqrs/log.h"
+#include "escqrs/util.h"
 
 #include <stdio.h>
 #include <string.h>
+
+/* "token=" and a bearer token: a JWT of up to 8 KiB (the usual header limit) */
+#define TOKEN_SET_MAX 8300
 
 extern char **environ;
 
@@ -67,25 +72,17 @@ static void usage(FILE *fp)
     fprintf(fp, "usage: escqrs [--config FILE] [--set key=value]... [--token JWT] <command> "
                 "[args]\n"
                 "       escqrs --list-config[=markdown]\n\ncommands:\n");
-    for (size_t i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]); i++)
+    for (size_t i = 0; i < ES_ARRAY_SIZE(subcommands); i++)
         fprintf(fp, "  %-10s %s\n", subcommands[i].name, subcommands[i].summary);
     fprintf(fp, "\nRun 'escqrs <command> --help' for a command's options.\n"
                 "Exit codes: 0 success, 1 failure, 2 usage or configuration error,\n"
                 "3 the command was refused (send).\n");
 }
 
-void cli_http_opts(const es_conf_t *conf, es_http_client_opts_t *opts)
-{
-    const char *token = es_conf_get(conf, "token"), *ca = es_conf_get(conf, "tls.ca.file");
-    memset(opts, 0, sizeof(*opts));
-    opts->bearer_token = token && *token ? token : NULL;
-    opts->ca_file = ca && *ca ? ca : NULL;
-}
-
 int main(int argc, char **argv)
 {
     /* --token JWT is --set token=JWT (before the subcommand) */
-    static char tokenset[8300];
+    static char tokenset[TOKEN_SET_MAX];
     for (int i = 1; i + 1 < argc && argv[i][0] == '-'; i++)
         if (!strcmp(argv[i], "--token")) {
             snprintf(tokenset, sizeof(tokenset), "token=%s", argv[i + 1]);
@@ -101,7 +98,7 @@ int main(int argc, char **argv)
         rc = argc < 2 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
         goto out;
     }
-    for (size_t i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]); i++) {
+    for (size_t i = 0; i < ES_ARRAY_SIZE(subcommands); i++) {
         if (!strcmp(argv[1], subcommands[i].name)) {
             rc = subcommands[i].run(conf, argc - 1, argv + 1);
             goto out;

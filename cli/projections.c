@@ -21,12 +21,18 @@
 #include <time.h>
 #include <unistd.h>
 
-#define ADMIN_TIMEOUT_MS 10000
+#define ADMIN_TIMEOUT_MS 10000 /* one request to the admin API */
+#define FOLLOW_POLL_MS   500   /* how often follow() asks for progress */
+#define FOLLOW_LINE_S    2     /* a progress line at most this often when not on a terminal */
+#define BAR_WIDTH        30    /* characters of the progress bar */
+#define PROGRESS_MAX     128   /* a rebuild's progress in the status table, a view's label */
+#define ADMIN_PATH_MAX   1024  /* an admin API path with its query */
+#define QUERY_VALUE_MAX  256   /* a percent-encoded --until or --label */
 
 static json_t *admin_get(es_conf_t *conf, const char *method, const char *path, long *status,
                          char *errstr, size_t errstr_size)
 {
-    char url[1024];
+    char url[CLI_URL_MAX];
     es_buf_t resp = {0};
     es_http_client_opts_t opts;
     cli_http_opts(conf, &opts);
@@ -58,7 +64,7 @@ static json_t *find_projection(json_t *list, const char *name)
 
 int cli_status(es_conf_t *conf, int argc, char **argv)
 {
-    char errstr[1024];
+    char errstr[CLI_ERRSTR_MAX];
     long status = 0;
     if (argc > 1) {
         bool help = !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h");
@@ -80,7 +86,7 @@ int cli_status(es_conf_t *conf, int argc, char **argv)
     json_array_foreach(json_object_get(list, "projections"), i, p)
     {
         json_t *rb = json_object_get(p, "rebuild");
-        char rbtext[128] = "-";
+        char rbtext[PROGRESS_MAX] = "-";
         if (json_is_true(json_object_get(rb, "running")))
             snprintf(rbtext, sizeof(rbtext), "running: %lld events, %.0f/s, lag %lld",
                      (long long)json_integer_value(json_object_get(rb, "events")),
@@ -113,11 +119,11 @@ static void show_progress(const char *what, bool tty, json_t *pr)
     double eta = json_number_value(json_object_get(pr, "eta_seconds"));
     double frac = events + lag > 0 && lag >= 0 ? (double)events / (double)(events + lag) : 0;
     if (tty) {
-        char bar[31];
-        int filled = (int)(frac * 30);
-        for (int i = 0; i < 30; i++)
+        char bar[BAR_WIDTH + 1];
+        int filled = (int)(frac * BAR_WIDTH);
+        for (int i = 0; i < BAR_WIDTH; i++)
             bar[i] = i < filled ? '#' : '.';
-        bar[30] = '\0';
+        bar[BAR_WIDTH] = '\0';
         printf("\r[%s] %5.1f%%  %lld events  %.0f events/s  lag %lld  ETA %.0fs   ", bar,
                frac * 100, events, rate, lag, eta);
     } else {
@@ -142,11 +148,11 @@ static int follow(es_conf_t *conf, const char *what, const char *name, follow_st
                   void *ctx)
 {
     bool tty = isatty(STDOUT_FILENO);
-    char errstr[1024], msg[1024];
+    char errstr[CLI_ERRSTR_MAX], msg[CLI_ERRSTR_MAX];
     long status = 0;
     time_t last_line = 0;
     for (;;) {
-        usleep(500 * 1000);
+        usleep(FOLLOW_POLL_MS * 1000);
         json_t *list =
             admin_get(conf, "GET", "/admin/projections", &status, errstr, sizeof(errstr));
         json_t *p = list ? find_projection(list, name) : NULL;
@@ -158,7 +164,7 @@ static int follow(es_conf_t *conf, const char *what, const char *name, follow_st
         json_t *progress = NULL;
         msg[0] = '\0';
         follow_t f = step(p, ctx, &progress, msg, sizeof(msg));
-        if (f == FOLLOW_RUNNING && progress && (tty || time(NULL) - last_line >= 2)) {
+        if (f == FOLLOW_RUNNING && progress && (tty || time(NULL) - last_line >= FOLLOW_LINE_S)) {
             show_progress(what, tty, progress);
             last_line = time(NULL);
         } else if (f == FOLLOW_FAILED) {
@@ -204,7 +210,7 @@ int cli_rebuild(es_conf_t *conf, int argc, char **argv)
     static const struct option longopts[] = {
         {"no-wait", no_argument, NULL, 'n'}, {"help", no_argument, NULL, 'h'}, {0}};
     bool wait = true;
-    char errstr[1024], path[512];
+    char errstr[CLI_ERRSTR_MAX], path[ADMIN_PATH_MAX];
     long status = 0;
     int c;
 
@@ -293,7 +299,8 @@ int cli_freeze(es_conf_t *conf, int argc, char **argv)
     static const char usage[] = "usage: escqrs freeze NAME --until TIME [--label L] [--no-wait]\n";
     bool wait = true;
     const char *until = NULL, *label = NULL;
-    char errstr[1024], path[1024], euntil[256], elabel[256] = "";
+    char errstr[CLI_ERRSTR_MAX], path[ADMIN_PATH_MAX], euntil[QUERY_VALUE_MAX],
+        elabel[QUERY_VALUE_MAX] = "";
     long status = 0;
     int c;
 
@@ -334,7 +341,7 @@ int cli_freeze(es_conf_t *conf, int argc, char **argv)
         json_decref(started);
         return CLI_EXIT_FAILURE;
     }
-    char made[128];
+    char made[PROGRESS_MAX];
     snprintf(made, sizeof(made), "%s", json_string_value(json_object_get(started, "label")));
     printf("frozen view %s of %s up to %s started\n", made, name,
            json_string_value(json_object_get(started, "until")));

@@ -16,6 +16,7 @@
 #include "escqrs/registry.h"
 #include "escqrs/serde.h"
 #include "escqrs/schemas.h"
+#include "escqrs/util.h"
 
 #include <dirent.h>
 #include <getopt.h>
@@ -23,10 +24,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_SCHEMAS 64
+#define MAX_SCHEMAS    64
+#define MAX_AGGREGATES 16  /* aggregates found in one folder */
+#define AGG_NAME_MAX   64  /* bytes of an aggregate's name */
+#define SCHEMA_NAME    128 /* bytes of a file name without .avsc */
+#define FILE_PATH_MAX  1024
+#define EVENTS_LEVEL   "BACKWARD_TRANSITIVE" /* what register sets on event subjects */
 
 typedef struct {
-    char name[128]; /* file name without .avsc */
+    char name[SCHEMA_NAME]; /* file name without .avsc */
     char *text;
 } schema_file_t;
 
@@ -54,7 +60,7 @@ static size_t load_dir(const char *dir, schema_file_t *out)
         size_t len = strlen(de->d_name);
         if (len <= 5 || strcmp(de->d_name + len - 5, ".avsc"))
             continue;
-        char path[1024];
+        char path[FILE_PATH_MAX];
         snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
         snprintf(out[n].name, sizeof(out[n].name), "%.*s", (int)(len - 5), de->d_name);
         es_buf_t text = {0};
@@ -74,7 +80,7 @@ static size_t load_builtin(schema_file_t *out)
     static const char *const names[] = {"cart.commands", "cart.events", "account.commands",
                                         "account.events", "command-result"};
     size_t n = 0;
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+    for (size_t i = 0; i < ES_ARRAY_SIZE(names); i++) {
         const char *t = es_schema_text(names[i]);
         if (!t)
             continue;
@@ -86,13 +92,13 @@ static size_t load_builtin(schema_file_t *out)
 }
 
 /* Aggregates are the <agg> of every <agg>.events schema. */
-static size_t aggregates(const schema_file_t *files, size_t n, char aggs[][64])
+static size_t aggregates(const schema_file_t *files, size_t n, char aggs[][AGG_NAME_MAX])
 {
     size_t na = 0;
-    for (size_t i = 0; i < n && na < 16; i++) {
+    for (size_t i = 0; i < n && na < MAX_AGGREGATES; i++) {
         const char *dot = strstr(files[i].name, ".events");
         if (dot && !strcmp(dot, ".events"))
-            snprintf(aggs[na++], 64, "%.*s", (int)(dot - files[i].name), files[i].name);
+            snprintf(aggs[na++], AGG_NAME_MAX, "%.*s", (int)(dot - files[i].name), files[i].name);
     }
     return na;
 }
@@ -126,6 +132,81 @@ static es_err_t check_event_level(es_registry_t *reg, const char *subject, char 
     return ES_ERR_STATE;
 }
 
+/*
+ * Register @p text under @p subject.  An existing event subject gets its
+ * level first, so the registry judges this very registration by it (a
+ * subject left at NONE would take anything); a new one gets it after.
+ */
+static es_err_t register_one(es_registry_t *reg, const char *subject, const char *text,
+                             bool is_events, char *errstr, size_t errstr_size)
+{
+    int id = 0;
+    size_t nver = 0;
+    es_err_t err =
+        is_events ? es_registry_version_count(reg, subject, &nver, errstr, errstr_size) : ES_ERR_OK;
+    if (!err && nver > 0)
+        err = es_registry_set_compatibility(reg, subject, EVENTS_LEVEL, errstr, errstr_size);
+    if (!err)
+        err = es_registry_register(reg, subject, text, &id, errstr, errstr_size);
+    if (!err && is_events)
+        err = es_registry_set_compatibility(reg, subject, EVENTS_LEVEL, errstr, errstr_size);
+    if (!err)
+        printf("registered %s id=%d%s\n", subject, id,
+               is_events ? " compatibility=" EVENTS_LEVEL : "");
+    return err;
+}
+
+/* Is @p text compatible with every version of @p subject (and its level strict enough)? */
+static es_err_t check_one(es_registry_t *reg, const char *subject, const char *text, bool is_events,
+                          char *errstr, size_t errstr_size)
+{
+    es_err_t err = es_registry_check_compatible(reg, subject, text, errstr, errstr_size);
+    if (!err && is_events)
+        err = check_event_level(reg, subject, errstr, errstr_size);
+    if (!err)
+        printf("compatible %s\n", subject);
+    return err;
+}
+
+/* Check or register one schema file under each of its subjects; the exit code. */
+static int schemas_file(es_registry_t *reg, const schema_file_t *file, char aggs[][AGG_NAME_MAX],
+                        size_t na, const char *prefix, bool do_register)
+{
+    char errstr[CLI_ERRSTR_MAX];
+    int rc = CLI_EXIT_OK;
+    avro_schema_t parsed = NULL;
+    if (avro_schema_from_json_length(file->text, strlen(file->text), &parsed)) {
+        fprintf(stderr, "INVALID %s.avsc: %s\n", file->name, avro_strerror());
+        return CLI_EXIT_FAILURE;
+    }
+    avro_schema_decref(parsed);
+    bool is_result = !strcmp(file->name, "command-result");
+    bool is_events =
+        strstr(file->name, ".events") && !strcmp(strstr(file->name, ".events"), ".events");
+    size_t nsubj = is_result ? na : 1;
+    for (size_t s = 0; s < nsubj; s++) {
+        char subject[ES_SUBJECT_MAX];
+        int len = is_result ? snprintf(subject, sizeof(subject), "%s%s.command-results-value",
+                                       prefix, aggs[s])
+                            : snprintf(subject, sizeof(subject), "%s%s-value", prefix, file->name);
+        if (len < 0 || (size_t)len >= sizeof(subject)) {
+            fprintf(stderr, "INVALID %s.avsc: the subject name would pass %d bytes\n", file->name,
+                    ES_SUBJECT_MAX - 1);
+            rc = CLI_EXIT_FAILURE;
+            continue;
+        }
+        es_err_t err =
+            do_register ? register_one(reg, subject, file->text, is_events, errstr, sizeof(errstr))
+                        : check_one(reg, subject, file->text, is_events, errstr, sizeof(errstr));
+        if (err) {
+            fprintf(stderr, "%s %s: %s\n",
+                    err == ES_ERR_INCOMPATIBLE_SCHEMA ? "INCOMPATIBLE" : "ERROR", subject, errstr);
+            rc = CLI_EXIT_FAILURE;
+        }
+    }
+    return rc;
+}
+
 int cli_schemas(es_conf_t *conf, int argc, char **argv)
 {
     static const struct option longopts[] = {{"dir", required_argument, NULL, 'd'},
@@ -134,8 +215,8 @@ int cli_schemas(es_conf_t *conf, int argc, char **argv)
                                              {0}};
     const char *dir = NULL, *prefix = "";
     schema_file_t files[MAX_SCHEMAS];
-    char aggs[16][64];
-    char errstr[1024];
+    char aggs[MAX_AGGREGATES][AGG_NAME_MAX];
+    char errstr[CLI_ERRSTR_MAX];
     int c, rc = CLI_EXIT_OK;
 
     optind = 1;
@@ -166,77 +247,14 @@ int cli_schemas(es_conf_t *conf, int argc, char **argv)
         return CLI_EXIT_FAILURE;
     }
     size_t na = aggregates(files, n, aggs);
-    es_registry_t *reg = es_registry_from_conf(conf, 3, errstr, sizeof(errstr));
+    es_registry_t *reg = es_registry_from_conf(conf, CLI_REGISTRY_RETRIES, errstr, sizeof(errstr));
     if (!reg) {
         fprintf(stderr, "escqrs schemas: %s\n", errstr);
         rc = CLI_EXIT_FAILURE;
-        goto out;
     }
-    for (size_t i = 0; i < n; i++) {
-        avro_schema_t parsed = NULL;
-        if (avro_schema_from_json_length(files[i].text, strlen(files[i].text), &parsed)) {
-            fprintf(stderr, "INVALID %s.avsc: %s\n", files[i].name, avro_strerror());
+    for (size_t i = 0; reg && i < n; i++)
+        if (schemas_file(reg, &files[i], aggs, na, prefix, do_register) != CLI_EXIT_OK)
             rc = CLI_EXIT_FAILURE;
-            continue;
-        }
-        avro_schema_decref(parsed);
-        bool is_result = !strcmp(files[i].name, "command-result");
-        bool is_events = strstr(files[i].name, ".events") &&
-                         !strcmp(strstr(files[i].name, ".events"), ".events");
-        size_t nsubj = is_result ? na : 1;
-        for (size_t s = 0; s < nsubj; s++) {
-            char subject[ES_SUBJECT_MAX];
-            int len = is_result
-                          ? snprintf(subject, sizeof(subject), "%s%s.command-results-value", prefix,
-                                     aggs[s])
-                          : snprintf(subject, sizeof(subject), "%s%s-value", prefix, files[i].name);
-            if (len < 0 || (size_t)len >= sizeof(subject)) {
-                fprintf(stderr, "INVALID %s.avsc: the subject name would pass %d bytes\n",
-                        files[i].name, ES_SUBJECT_MAX - 1);
-                rc = CLI_EXIT_FAILURE;
-                continue;
-            }
-            es_err_t err;
-            if (do_register) {
-                int id = 0;
-                size_t nver = 0;
-                /*
-                 * An existing event subject gets its level first, so the
-                 * registry judges this very registration by it (a subject
-                 * left at NONE would take anything); a new one gets it after.
-                 */
-                err = is_events
-                          ? es_registry_version_count(reg, subject, &nver, errstr, sizeof(errstr))
-                          : ES_ERR_OK;
-                if (!err && nver > 0)
-                    err = es_registry_set_compatibility(reg, subject, "BACKWARD_TRANSITIVE", errstr,
-                                                        sizeof(errstr));
-                if (!err)
-                    err = es_registry_register(reg, subject, files[i].text, &id, errstr,
-                                               sizeof(errstr));
-                if (!err && is_events)
-                    err = es_registry_set_compatibility(reg, subject, "BACKWARD_TRANSITIVE", errstr,
-                                                        sizeof(errstr));
-                if (!err)
-                    printf("registered %s id=%d%s\n", subject, id,
-                           is_events ? " compatibility=BACKWARD_TRANSITIVE" : "");
-            } else {
-                err = es_registry_check_compatible(reg, subject, files[i].text, errstr,
-                                                   sizeof(errstr));
-                if (!err && is_events)
-                    err = check_event_level(reg, subject, errstr, sizeof(errstr));
-                if (!err)
-                    printf("compatible %s\n", subject);
-            }
-            if (err) {
-                fprintf(stderr, "%s %s: %s\n",
-                        err == ES_ERR_INCOMPATIBLE_SCHEMA ? "INCOMPATIBLE" : "ERROR", subject,
-                        errstr);
-                rc = CLI_EXIT_FAILURE;
-            }
-        }
-    }
-out:
     es_registry_destroy(reg);
     for (size_t i = 0; i < n; i++)
         free(files[i].text);

@@ -25,6 +25,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define SEND_TIMEOUT_MS  30000 /* --timeout-ms default: longer than the gateway's own wait (5 s) */
+#define KEY_HEADER_MAX   256   /* "Idempotency-Key: " and the key */
+#define MATCH_HEADER_MAX 128   /* "If-Match: " and a version */
+#define STDIN_CHUNK      4096
+
 #define SEND_USAGE                                                                                 \
     "usage: escqrs send AGGREGATE ID VERB [--field NAME=VALUE]... [--json BODY|-]\n"               \
     "                   [--idempotency-key KEY] [--if-match VERSION] [--timeout-ms N]\n"
@@ -84,7 +89,7 @@ static bool add_field(json_t *body, const es_command_def_t *cmd, const char *arg
 static char *read_stdin(void)
 {
     es_buf_t buf = {0};
-    char chunk[4096];
+    char chunk[STDIN_CHUNK];
     size_t n;
     while ((n = fread(chunk, 1, sizeof(chunk), stdin)) > 0)
         es_buf_append(&buf, chunk, n);
@@ -92,7 +97,15 @@ static char *read_stdin(void)
     return (char *)buf.data;
 }
 
-int cli_send(es_conf_t *conf, int argc, char **argv)
+typedef struct {
+    const char *json_arg, *key, *if_match; /* --json, --idempotency-key, --if-match */
+    int timeout_ms;
+    json_t *fields; /* the --field arguments, in order */
+    const char *agg, *id, *verb;
+} send_opts_t;
+
+/* The options into @p o; -1 to go on, else the exit code (usage or help printed). */
+static int send_parse(int argc, char **argv, send_opts_t *o)
 {
     static const struct option longopts[] = {{"field", required_argument, NULL, 'f'},
                                              {"json", required_argument, NULL, 'j'},
@@ -101,86 +114,82 @@ int cli_send(es_conf_t *conf, int argc, char **argv)
                                              {"timeout-ms", required_argument, NULL, 't'},
                                              {"help", no_argument, NULL, 'h'},
                                              {0}};
-    const char *json_arg = NULL, *key = NULL, *if_match = NULL;
-    int timeout_ms = 30000, c, rc = CLI_EXIT_USAGE;
-    json_t *fields = json_array();
-
+    int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "f:j:k:m:t:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'f':
-            json_array_append_new(fields, json_string(optarg));
+            json_array_append_new(o->fields, json_string(optarg));
             break;
         case 'j':
-            json_arg = optarg;
+            o->json_arg = optarg;
             break;
         case 'k':
-            key = optarg;
+            o->key = optarg;
             break;
         case 'm':
-            if_match = optarg;
+            o->if_match = optarg;
             break;
         case 't':
-            timeout_ms = (int)strtol(optarg, NULL, 10);
+            o->timeout_ms = (int)strtol(optarg, NULL, 10);
             break;
         case 'h':
             send_help(stdout);
-            json_decref(fields);
             return CLI_EXIT_OK;
         default:
             fputs(SEND_USAGE, stderr);
-            json_decref(fields);
             return CLI_EXIT_USAGE;
         }
     }
-    if (argc - optind != 3 || (json_arg && json_array_size(fields)) || timeout_ms <= 0) {
+    if (argc - optind != 3 || (o->json_arg && json_array_size(o->fields)) || o->timeout_ms <= 0) {
         fputs(SEND_USAGE "(--json and --field exclude each other)\n", stderr);
-        json_decref(fields);
         return CLI_EXIT_USAGE;
     }
-    const char *agg = argv[optind], *id = argv[optind + 1], *verb = argv[optind + 2];
-    const es_aggregate_def_t *def = es_domain_find(agg);
-    const es_command_def_t *cmd = def ? es_command_find(def, verb) : NULL;
-    if (!cmd) {
-        fprintf(stderr, "escqrs send: no command '%s %s' (see escqrs send --help)\n", agg, verb);
-        json_decref(fields);
-        return CLI_EXIT_USAGE;
-    }
+    o->agg = argv[optind];
+    o->id = argv[optind + 1];
+    o->verb = argv[optind + 2];
+    return -1;
+}
 
-    char *body = NULL;
-    if (json_arg) {
-        body = !strcmp(json_arg, "-") ? read_stdin() : strdup(json_arg);
-    } else {
-        json_t *obj = json_object();
-        size_t i;
-        json_t *f;
-        bool ok = true;
-        json_array_foreach(fields, i, f) ok = ok && add_field(obj, cmd, json_string_value(f));
-        body = ok ? json_dumps(obj, JSON_COMPACT) : NULL;
-        json_decref(obj);
-    }
-    json_decref(fields);
-    if (!body)
-        return CLI_EXIT_USAGE;
+/* The request body: --json verbatim (or stdin), else the typed --field values; NULL when bad. */
+static char *send_body(const send_opts_t *o, const es_command_def_t *cmd)
+{
+    if (o->json_arg)
+        return !strcmp(o->json_arg, "-") ? read_stdin() : strdup(o->json_arg);
+    json_t *obj = json_object();
+    size_t i;
+    json_t *f;
+    bool ok = true;
+    json_array_foreach(o->fields, i, f) ok = ok && add_field(obj, cmd, json_string_value(f));
+    char *body = ok ? json_dumps(obj, JSON_COMPACT) : NULL;
+    json_decref(obj);
+    return body;
+}
 
-    char url[1024], keyhdr[256], matchhdr[128], errstr[1024];
+/* POST @p body to the gateway and print its answer; the exit code. */
+static int send_post(es_conf_t *conf, const es_aggregate_def_t *def, const send_opts_t *o,
+                     const char *body)
+{
+    char url[CLI_URL_MAX], keyhdr[KEY_HEADER_MAX], matchhdr[MATCH_HEADER_MAX],
+        errstr[CLI_ERRSTR_MAX];
     const char *headers[3] = {NULL};
     size_t nh = 0;
-    if (key) {
-        snprintf(keyhdr, sizeof(keyhdr), "Idempotency-Key: %s", key);
+    int rc;
+    if (o->key) {
+        snprintf(keyhdr, sizeof(keyhdr), "Idempotency-Key: %s", o->key);
         headers[nh++] = keyhdr;
     }
-    if (if_match) {
-        snprintf(matchhdr, sizeof(matchhdr), "If-Match: %s", if_match);
+    if (o->if_match) {
+        snprintf(matchhdr, sizeof(matchhdr), "If-Match: %s", o->if_match);
         headers[nh++] = matchhdr;
     }
     snprintf(url, sizeof(url), "%s/v1/%s/%s/%s", es_conf_get(conf, "gateway.url"), def->collection,
-             id, verb);
+             o->id, o->verb);
     long status = 0;
     es_buf_t resp = {0};
     es_http_client_opts_t opts;
     cli_http_opts(conf, &opts);
-    if (es_http_fetch_opts("POST", url, "application/json", headers, body, timeout_ms, &opts,
+    if (es_http_fetch_opts("POST", url, "application/json", headers, body, o->timeout_ms, &opts,
                            &status, &resp, errstr, sizeof(errstr))) {
         fprintf(stderr, "escqrs send: %s\n", errstr);
         rc = CLI_EXIT_FAILURE;
@@ -198,6 +207,28 @@ int cli_send(es_conf_t *conf, int argc, char **argv)
                     status);
     }
     es_buf_free(&resp);
+    return rc;
+}
+
+int cli_send(es_conf_t *conf, int argc, char **argv)
+{
+    send_opts_t o = {.timeout_ms = SEND_TIMEOUT_MS, .fields = json_array()};
+    char *body = NULL;
+    int rc = send_parse(argc, argv, &o);
+    if (rc >= 0)
+        goto out;
+    rc = CLI_EXIT_USAGE;
+    const es_aggregate_def_t *def = es_domain_find(o.agg);
+    const es_command_def_t *cmd = def ? es_command_find(def, o.verb) : NULL;
+    if (!cmd) {
+        fprintf(stderr, "escqrs send: no command '%s %s' (see escqrs send --help)\n", o.agg,
+                o.verb);
+        goto out;
+    }
+    if ((body = send_body(&o, cmd)))
+        rc = send_post(conf, def, &o, body);
+out:
+    json_decref(o.fields);
     free(body);
     return rc;
 }

@@ -8,13 +8,20 @@
  */
 #include "cli.h"
 #include "escqrs/kafka.h"
+#include "escqrs/util.h"
 
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define ADMIN_TIMEOUT_MS 15000
+#define ADMIN_TIMEOUT_MS 15000 /* one admin request: create, describe */
+#define MAX_DLQ          16    /* --dlq given at most this often */
+#define TOPIC_NAME_MAX   256   /* a topic name, or <prefix><aggregate> */
+#define ERRSTR_MAX       512
+
+/* An aggregate's own topics, in the order they are listed. */
+static const es_topic_kind_t kinds[] = {ES_TOPIC_COMMANDS, ES_TOPIC_EVENTS, ES_TOPIC_RESULTS};
 
 static void topics_usage(FILE *fp)
 {
@@ -28,13 +35,12 @@ static void topics_usage(FILE *fp)
 
 static int topics_describe(es_admin_t *adm, const char *agg)
 {
-    static const es_topic_kind_t kinds[] = {ES_TOPIC_COMMANDS, ES_TOPIC_EVENTS, ES_TOPIC_RESULTS};
     static const char *const keys[] = {"retention.ms", "cleanup.policy", "min.insync.replicas"};
-    char errstr[512];
+    char errstr[ERRSTR_MAX];
     int rc = CLI_EXIT_OK;
 
-    for (size_t k = 0; k < 3; k++) {
-        char name[256];
+    for (size_t k = 0; k < ES_ARRAY_SIZE(kinds); k++) {
+        char name[TOPIC_NAME_MAX];
         int parts = 0;
         es_topic_name(agg, kinds[k], NULL, name, sizeof(name));
         if (es_admin_topic_partitions(adm, name, ADMIN_TIMEOUT_MS, &parts, errstr,
@@ -44,7 +50,7 @@ static int topics_describe(es_admin_t *adm, const char *agg)
             continue;
         }
         printf("%s partitions=%d", name, parts);
-        for (size_t i = 0; i < 3; i++) {
+        for (size_t i = 0; i < ES_ARRAY_SIZE(keys); i++) {
             char *v = NULL;
             if (es_admin_topic_config(adm, name, keys[i], ADMIN_TIMEOUT_MS, &v, errstr,
                                       sizeof(errstr)) == ES_ERR_OK) {
@@ -60,20 +66,19 @@ static int topics_describe(es_admin_t *adm, const char *agg)
 static int topics_create(es_conf_t *conf, es_admin_t *adm, const char *agg, char **dlqs,
                          size_t ndlq)
 {
-    es_topic_spec_t *specs = calloc(3 + ndlq, sizeof(*specs));
-    char errstr[512];
+    es_topic_spec_t *specs = calloc(ES_ARRAY_SIZE(kinds) + ndlq, sizeof(*specs));
+    char errstr[ERRSTR_MAX];
     size_t n = 0;
-    static const es_topic_kind_t kinds[] = {ES_TOPIC_COMMANDS, ES_TOPIC_EVENTS, ES_TOPIC_RESULTS};
 
     if (!specs)
         return CLI_EXIT_FAILURE;
-    for (size_t k = 0; k < 3; k++, n++) {
-        char name[256];
+    for (size_t k = 0; k < ES_ARRAY_SIZE(kinds); k++, n++) {
+        char name[TOPIC_NAME_MAX];
         es_topic_name(agg, kinds[k], NULL, name, sizeof(name));
         es_topic_spec_for(conf, kinds[k], name, &specs[n]);
     }
     for (size_t d = 0; d < ndlq; d++, n++) {
-        char name[256];
+        char name[TOPIC_NAME_MAX];
         es_topic_name(agg, ES_TOPIC_DLQ, dlqs[d], name, sizeof(name));
         es_topic_spec_for(conf, ES_TOPIC_DLQ, name, &specs[n]);
     }
@@ -91,17 +96,17 @@ int cli_topics(es_conf_t *conf, int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"dlq", required_argument, NULL, 'd'}, {"help", no_argument, NULL, 'h'}, {0}};
-    char *dlqs[16];
+    char *dlqs[MAX_DLQ];
     size_t ndlq = 0;
     int c;
-    char errstr[512];
+    char errstr[ERRSTR_MAX];
 
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (c) {
         case 'd':
-            if (ndlq == sizeof(dlqs) / sizeof(dlqs[0])) {
-                fprintf(stderr, "escqrs topics: at most 16 --dlq\n");
+            if (ndlq == ES_ARRAY_SIZE(dlqs)) {
+                fprintf(stderr, "escqrs topics: at most %d --dlq\n", MAX_DLQ);
                 return CLI_EXIT_USAGE;
             }
             dlqs[ndlq++] = optarg;
@@ -125,7 +130,7 @@ int cli_topics(es_conf_t *conf, int argc, char **argv)
         return CLI_EXIT_FAILURE;
     }
     /* <aggregate.prefix><aggregate>, as every daemon names the topics */
-    char agg[256];
+    char agg[TOPIC_NAME_MAX];
     const char *prefix = es_conf_get(conf, "aggregate.prefix");
     snprintf(agg, sizeof(agg), "%s%s", prefix ? prefix : "", argv[optind + 1]);
     int rc = !strcmp(argv[optind], "create") ? topics_create(conf, adm, agg, dlqs, ndlq)

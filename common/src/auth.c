@@ -1,19 +1,26 @@
 /*
- * auth.c — bearer JWTs against a JWKS, and the policy (see auth.h).
+ * auth.c — the authenticator behind auth.h: its configuration, the JWKS it
+ * verifies with (a file, or a URL fetched and refreshed), and the check of
+ * a bearer token.  The pure parts are apart: the policy (auth_policy.c), the
+ * claims (auth_claims.c), and a JWKS document to PEM keys (auth_jwks.c).
  *
  * Order of a verification, each step refusing with a reason for the 401:
  * the header's `alg` must be on the allowlist (RS256/384/512, ES256/384/512:
  * no `none`, no HMAC), the key is chosen by `kid` (or the only key), its
  * type must fit the algorithm, libjwt checks the signature with that key's
- * PEM and must report the same algorithm, then the claims are checked here
- * (es_claims_check: issuer, audience, exp, nbf, sub).  Keys: a JWK is turned
- * into a PEM public key with OpenSSL once, when the JWKS is loaded.  A JWKS
- * given by URL is fetched at start, every `auth.jwks.refresh.s`, and at once
- * (at most every 30 s) when a token names a key id it does not know — how
- * an OIDC provider's key rotation reaches us.  Keys are swapped under a
- * read-write lock; a failed refresh keeps the old keys.
+ * PEM and must report the same algorithm, then the claims are checked
+ * (es_claims_check: issuer, audience, exp, nbf, sub).  The algorithm and the
+ * key are chosen here, before libjwt sees the token, because libjwt 1.10
+ * accepts `alg: none` and HMAC with any key it is given.
+ *
+ * A JWKS given by URL is fetched at start, every `auth.jwks.refresh.s`, and
+ * at once (at most every REFETCH_MIN_S) when a token names a key id it does
+ * not know — how an OIDC provider's key rotation reaches us.  Keys are
+ * swapped under a read-write lock; a failed refresh keeps the old keys.  A
+ * URL that does not answer at start is not fatal: every token is refused
+ * until the refresher loads the keys.
  */
-#include "escqrs/auth.h"
+#include "auth_internal.h"
 #include "escqrs/http_client.h"
 #include "escqrs/log.h"
 #include "escqrs/mem.h"
@@ -21,19 +28,21 @@
 
 #include <jansson.h>
 #include <jwt.h>
-#include <openssl/bio.h>
-#include <openssl/core_names.h>
-#include <openssl/evp.h>
-#include <openssl/param_build.h>
-#include <openssl/pem.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
-#define REFETCH_MIN_S 30 /* an unknown kid fetches the JWKS at most this often */
+#define REFETCH_MIN_S         30    /* an unknown kid fetches the JWKS at most this often */
+#define JWKS_FETCH_TIMEOUT_MS 10000 /* one GET of the JWKS URL */
+#define TOKEN_MAX             16384 /* bytes of a bearer token; longer is not a JWT we issue */
+#define BEARER                "Bearer "
+#define WHY_MAX               512  /* a reason for a refusal or a start-up error */
+#define CONF_STR_MAX          512  /* auth.issuer, auth.audience, a file name */
+#define URL_MAX               1024 /* auth.jwks.url */
 
 const es_conf_def_t es_auth_conf_defs[] = {
     {.name = "auth.mode",
@@ -90,439 +99,15 @@ const es_conf_def_t es_auth_conf_defs[] = {
     {.name = NULL},
 };
 
-/* ---------------------------------------------------------------- policy */
-
-typedef struct {
-    enum { WHO_ANY, WHO_SCOPE, WHO_ROLE, WHO_SUB } kind;
-    char name[ES_AUTH_NAME_MAX];
-    char **actions;
-    size_t nactions;
-} rule_t;
-
-struct es_policy_s {
-    rule_t *rules;
-    size_t n;
-};
-
-void es_policy_destroy(es_policy_t *pol)
-{
-    if (!pol)
-        return;
-    for (size_t i = 0; i < pol->n; i++) {
-        for (size_t k = 0; k < pol->rules[i].nactions; k++)
-            free(pol->rules[i].actions[k]);
-        free(pol->rules[i].actions);
-    }
-    free(pol->rules);
-    free(pol);
-}
-
-static bool action_ok(const char *a)
-{
-    static const char *const kinds[] = {"command:", "query:", "admin:", "metrics", "*"};
-    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
-        if (!strncmp(a, kinds[i], strlen(kinds[i])))
-            return true;
-    return false;
-}
-
-es_policy_t *es_policy_parse(const char *text, char *errstr, size_t errstr_size)
-{
-    es_policy_t *pol = es_calloc(1, sizeof(*pol));
-    char *copy = es_strdup(text), *save = NULL;
-    int lineno = 0;
-    for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        char *hash = strchr(line, '#'), *wsave = NULL;
-        lineno++;
-        if (hash)
-            *hash = '\0';
-        char *who = strtok_r(line, " \t\r", &wsave);
-        if (!who)
-            continue;
-        rule_t r = {0};
-        if (!strcmp(who, "any")) {
-            r.kind = WHO_ANY;
-        } else if (!strncmp(who, "scope:", 6) || !strncmp(who, "role:", 5) ||
-                   !strncmp(who, "sub:", 4)) {
-            char *colon = strchr(who, ':');
-            r.kind = who[0] == 's' ? (who[1] == 'c' ? WHO_SCOPE : WHO_SUB) : WHO_ROLE;
-            if (!colon[1] || strlen(colon + 1) >= sizeof(r.name)) {
-                snprintf(errstr, errstr_size, "policy line %d: \"%s\" names nobody", lineno, who);
-                goto fail;
-            }
-            snprintf(r.name, sizeof(r.name), "%s", colon + 1);
-        } else {
-            snprintf(errstr, errstr_size,
-                     "policy line %d: \"%s\" is not any, scope:<name>, role:<name> or sub:<name>",
-                     lineno, who);
-            goto fail;
-        }
-        for (char *a = strtok_r(NULL, " \t\r", &wsave); a; a = strtok_r(NULL, " \t\r", &wsave)) {
-            if (!action_ok(a)) {
-                snprintf(errstr, errstr_size,
-                         "policy line %d: \"%s\" is not an action (command:, query:, admin:, "
-                         "metrics)",
-                         lineno, a);
-                for (size_t k = 0; k < r.nactions; k++)
-                    free(r.actions[k]);
-                free(r.actions);
-                goto fail;
-            }
-            r.actions = es_realloc(r.actions, (r.nactions + 1) * sizeof(*r.actions));
-            r.actions[r.nactions++] = es_strdup(a);
-        }
-        if (!r.nactions) {
-            snprintf(errstr, errstr_size, "policy line %d: %s is granted no action", lineno, who);
-            goto fail;
-        }
-        pol->rules = es_realloc(pol->rules, (pol->n + 1) * sizeof(*pol->rules));
-        pol->rules[pol->n++] = r;
-    }
-    free(copy);
-    return pol;
-fail:
-    free(copy);
-    es_policy_destroy(pol);
-    return NULL;
-}
-
-/* "command:accounts.*" matches "command:accounts.deposit"; "*" anything. */
-static bool pattern_matches(const char *pat, const char *action)
-{
-    size_t n = strlen(pat);
-    if (n && pat[n - 1] == '*')
-        return !strncmp(pat, action, n - 1);
-    return !strcmp(pat, action);
-}
-
-static bool has(char list[][ES_AUTH_NAME_MAX], size_t n, const char *name)
-{
-    for (size_t i = 0; i < n; i++)
-        if (!strcmp(list[i], name))
-            return true;
-    return false;
-}
-
-bool es_policy_allows(const es_policy_t *pol, const es_principal_t *p, const char *action)
-{
-    if (!p->authenticated)
-        return false;
-    for (size_t i = 0; i < pol->n; i++) {
-        const rule_t *r = &pol->rules[i];
-        bool applies =
-            r->kind == WHO_ANY ||
-            (r->kind == WHO_SCOPE &&
-             has((char(*)[ES_AUTH_NAME_MAX])p->scopes, p->nscopes, r->name)) ||
-            (r->kind == WHO_ROLE && has((char(*)[ES_AUTH_NAME_MAX])p->roles, p->nroles, r->name)) ||
-            (r->kind == WHO_SUB && !strcmp(p->subject, r->name));
-        for (size_t k = 0; applies && k < r->nactions; k++)
-            if (pattern_matches(r->actions[k], action))
-                return true;
-    }
-    return false;
-}
-
-/* ---------------------------------------------------------------- claims */
-
-static void add_name(char list[][ES_AUTH_NAME_MAX], size_t *n, const char *name)
-{
-    if (*n < ES_AUTH_MAX_GRANTS && *name && strlen(name) < ES_AUTH_NAME_MAX)
-        snprintf(list[(*n)++], ES_AUTH_NAME_MAX, "%s", name);
-}
-
-/* A string of space-separated names, or an array of strings. */
-static void add_names(json_t *v, char list[][ES_AUTH_NAME_MAX], size_t *n)
-{
-    if (json_is_string(v)) {
-        char *copy = es_strdup(json_string_value(v)), *save = NULL;
-        for (char *w = strtok_r(copy, " ", &save); w; w = strtok_r(NULL, " ", &save))
-            add_name(list, n, w);
-        free(copy);
-    } else if (json_is_array(v)) {
-        size_t i;
-        json_t *e;
-        json_array_foreach(v, i, e)
-        {
-            if (json_is_string(e))
-                add_name(list, n, json_string_value(e));
-        }
-    }
-}
-
-static json_t *dotted(json_t *obj, const char *path)
-{
-    char *copy = es_strdup(path), *save = NULL;
-    json_t *v = obj;
-    for (char *k = strtok_r(copy, ".", &save); k && v; k = strtok_r(NULL, ".", &save))
-        v = json_object_get(v, k);
-    free(copy);
-    return v;
-}
-
-static bool aud_has(json_t *aud, const char *want)
-{
-    if (json_is_string(aud))
-        return !strcmp(json_string_value(aud), want);
-    size_t i;
-    json_t *e;
-    json_array_foreach(aud, i, e)
-    {
-        if (json_is_string(e) && !strcmp(json_string_value(e), want))
-            return true;
-    }
-    return false;
-}
-
-es_err_t es_claims_check(const char *payload_json, const es_claims_rules_t *rules,
-                         es_principal_t *p, char *why, size_t whysz)
-{
-    json_t *c = json_loads(payload_json, JSON_REJECT_DUPLICATES, NULL);
-    es_err_t err = ES_ERR_INVALID_ARG;
-    memset(p, 0, sizeof(*p));
-    if (!json_is_object(c)) {
-        snprintf(why, whysz, "the token's claims are not a JSON object");
-        goto out;
-    }
-    json_t *iss = json_object_get(c, "iss"), *aud = json_object_get(c, "aud"),
-           *exp = json_object_get(c, "exp"), *nbf = json_object_get(c, "nbf"),
-           *sub = json_object_get(c, "sub");
-    if (!json_is_string(iss) || strcmp(json_string_value(iss), rules->issuer)) {
-        snprintf(why, whysz, "the token was not issued by %s", rules->issuer);
-        goto out;
-    }
-    if (!aud_has(aud, rules->audience)) {
-        snprintf(why, whysz, "the token is not for the audience %s", rules->audience);
-        goto out;
-    }
-    if (!json_is_number(exp)) {
-        snprintf(why, whysz, "the token has no expiry (exp)");
-        goto out;
-    }
-    if ((int64_t)json_number_value(exp) + rules->skew_s < rules->now_s) {
-        snprintf(why, whysz, "the token expired");
-        goto out;
-    }
-    if (nbf &&
-        (!json_is_number(nbf) || (int64_t)json_number_value(nbf) - rules->skew_s > rules->now_s)) {
-        snprintf(why, whysz, "the token is not valid yet (nbf)");
-        goto out;
-    }
-    if (!json_is_string(sub) || !*json_string_value(sub) ||
-        strlen(json_string_value(sub)) >= sizeof(p->subject)) {
-        snprintf(why, whysz, "the token names no subject (sub)");
-        goto out;
-    }
-    snprintf(p->subject, sizeof(p->subject), "%s", json_string_value(sub));
-    json_t *client = json_object_get(c, "azp");
-    if (!json_is_string(client))
-        client = json_object_get(c, "client_id");
-    if (json_is_string(client) && strlen(json_string_value(client)) < sizeof(p->client_id))
-        snprintf(p->client_id, sizeof(p->client_id), "%s", json_string_value(client));
-    add_names(json_object_get(c, "scope"), p->scopes, &p->nscopes);
-    add_names(json_object_get(c, "scp"), p->scopes, &p->nscopes);
-    if (rules->roles_claim && *rules->roles_claim)
-        add_names(dotted(c, rules->roles_claim), p->roles, &p->nroles);
-    p->authenticated = true;
-    err = ES_ERR_OK;
-out:
-    json_decref(c);
-    return err;
-}
-
-/* ------------------------------------------------------------------ keys */
-
-typedef struct {
-    char kid[ES_AUTH_NAME_MAX];
-    bool rsa;
-    int ec_bits; /* 256, 384, 521 for EC keys */
-    char *pem;
-} key_t_;
-
-typedef struct {
-    key_t_ *keys;
-    size_t n;
-} keyset_t;
-
-static void keyset_free(keyset_t *ks)
-{
-    for (size_t i = 0; ks && i < ks->n; i++)
-        free(ks->keys[i].pem);
-    if (ks)
-        free(ks->keys);
-    free(ks);
-}
-
-static int b64url_val(char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    return c == '-' ? 62 : c == '_' ? 63 : -1;
-}
-
-/* base64url without padding (RFC 7515) into @p out; false on a bad character. */
-static bool b64url_decode(const char *in, size_t len, es_buf_t *out)
-{
-    uint32_t acc = 0;
-    int bits = 0;
-    es_buf_clear(out);
-    for (size_t i = 0; i < len; i++) {
-        if (in[i] == '=')
-            break;
-        int v = b64url_val(in[i]);
-        if (v < 0)
-            return false;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            unsigned char b = (unsigned char)(acc >> bits);
-            es_buf_append(out, &b, 1);
-        }
-    }
-    return true;
-}
-
-static bool jwk_bytes(json_t *jwk, const char *field, es_buf_t *out)
-{
-    const char *s = json_string_value(json_object_get(jwk, field));
-    return s && b64url_decode(s, strlen(s), out) && out->len > 0;
-}
-
-/* A PEM SubjectPublicKeyInfo of an RSA or EC JWK, or NULL. */
-static char *jwk_to_pem(json_t *jwk, bool *rsa, int *ec_bits, char *why, size_t whysz)
-{
-    const char *kty = json_string_value(json_object_get(jwk, "kty"));
-    es_buf_t a = {0}, b = {0};
-    OSSL_PARAM_BLD *bld = OSSL_PARAM_BLD_new();
-    OSSL_PARAM *params = NULL;
-    EVP_PKEY_CTX *ctx = NULL;
-    EVP_PKEY *pkey = NULL;
-    BIGNUM *n = NULL, *e = NULL;
-    BIO *bio = NULL;
-    char *pem = NULL;
-    if (kty && !strcmp(kty, "RSA")) {
-        if (!jwk_bytes(jwk, "n", &a) || !jwk_bytes(jwk, "e", &b)) {
-            snprintf(why, whysz, "RSA key without n or e");
-            goto out;
-        }
-        n = BN_bin2bn((const unsigned char *)a.data, (int)a.len, NULL);
-        e = BN_bin2bn((const unsigned char *)b.data, (int)b.len, NULL);
-        OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n);
-        OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e);
-        ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL);
-        *rsa = true;
-    } else if (kty && !strcmp(kty, "EC")) {
-        const char *crv = json_string_value(json_object_get(jwk, "crv"));
-        const char *group = crv && !strcmp(crv, "P-256")   ? "prime256v1"
-                            : crv && !strcmp(crv, "P-384") ? "secp384r1"
-                            : crv && !strcmp(crv, "P-521") ? "secp521r1"
-                                                           : NULL;
-        size_t coord = crv && !strcmp(crv, "P-256") ? 32 : crv && !strcmp(crv, "P-384") ? 48 : 66;
-        if (!group || !jwk_bytes(jwk, "x", &a) || !jwk_bytes(jwk, "y", &b) || a.len != coord ||
-            b.len != coord) {
-            snprintf(why, whysz, "EC key with an unknown curve or bad coordinates");
-            goto out;
-        }
-        es_buf_t pt = {0};
-        unsigned char four = 4; /* uncompressed point */
-        es_buf_append(&pt, &four, 1);
-        es_buf_append(&pt, a.data, a.len);
-        es_buf_append(&pt, b.data, b.len);
-        OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, group, 0);
-        OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, pt.data, pt.len);
-        params = OSSL_PARAM_BLD_to_param(bld);
-        es_buf_free(&pt);
-        ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
-        *rsa = false;
-        *ec_bits = coord == 32 ? 256 : coord == 48 ? 384 : 521;
-    } else {
-        snprintf(why, whysz, "key type %s is not RSA or EC", kty ? kty : "(none)");
-        goto out;
-    }
-    if (!params)
-        params = OSSL_PARAM_BLD_to_param(bld);
-    if (!ctx || !params || EVP_PKEY_fromdata_init(ctx) <= 0 ||
-        EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) <= 0) {
-        snprintf(why, whysz, "OpenSSL refused the key");
-        goto out;
-    }
-    bio = BIO_new(BIO_s_mem());
-    if (PEM_write_bio_PUBKEY(bio, pkey) != 1) {
-        snprintf(why, whysz, "OpenSSL cannot write the key");
-        goto out;
-    }
-    char *data;
-    long len = BIO_get_mem_data(bio, &data);
-    pem = es_strndup(data, (size_t)len);
-out:
-    BIO_free(bio);
-    EVP_PKEY_free(pkey);
-    EVP_PKEY_CTX_free(ctx);
-    OSSL_PARAM_free(params);
-    OSSL_PARAM_BLD_free(bld);
-    BN_free(n);
-    BN_free(e);
-    es_buf_free(&a);
-    es_buf_free(&b);
-    return pem;
-}
-
-/* The keys of a JWKS document; keys for other uses than signing are left out. */
-static keyset_t *jwks_parse(const char *text, size_t len, char *errstr, size_t errstr_size)
-{
-    json_error_t jerr;
-    json_t *doc = json_loadb(text, len, 0, &jerr);
-    json_t *keys = json_object_get(doc, "keys");
-    keyset_t *ks = es_calloc(1, sizeof(*ks));
-    size_t i;
-    json_t *jwk;
-    if (!json_is_array(keys)) {
-        snprintf(errstr, errstr_size, "not a JWKS (no \"keys\" array)%s%s", doc ? "" : ": ",
-                 doc ? "" : jerr.text);
-        goto fail;
-    }
-    json_array_foreach(keys, i, jwk)
-    {
-        const char *use = json_string_value(json_object_get(jwk, "use"));
-        const char *kid = json_string_value(json_object_get(jwk, "kid"));
-        char why[256];
-        key_t_ k = {0};
-        if (use && strcmp(use, "sig"))
-            continue;
-        if (!(k.pem = jwk_to_pem(jwk, &k.rsa, &k.ec_bits, why, sizeof(why)))) {
-            es_log_warn("auth", "JWKS key %s left out: %s", kid ? kid : "(no kid)", why);
-            continue;
-        }
-        snprintf(k.kid, sizeof(k.kid), "%s", kid ? kid : "");
-        ks->keys = es_realloc(ks->keys, (ks->n + 1) * sizeof(*ks->keys));
-        ks->keys[ks->n++] = k;
-    }
-    if (!ks->n) {
-        snprintf(errstr, errstr_size, "the JWKS holds no usable signing key");
-        goto fail;
-    }
-    json_decref(doc);
-    return ks;
-fail:
-    json_decref(doc);
-    keyset_free(ks);
-    return NULL;
-}
-
-/* ------------------------------------------------------------ the object */
-
 struct es_auth_s {
     bool enabled;
-    char issuer[512], audience[512], roles_claim[256], jwks_url[1024], ca_file[512];
+    char issuer[CONF_STR_MAX], audience[CONF_STR_MAX], ca_file[CONF_STR_MAX];
+    char roles_claim[ES_AUTH_NAME_MAX], jwks_url[URL_MAX];
     int skew_s, refresh_s;
     bool alg_ok[JWT_ALG_TERM];
     es_policy_t *policy;
     pthread_rwlock_t lock; /* keys */
-    keyset_t *keys;
+    auth_keyset_t *keys;
     pthread_mutex_t fetch_mu;
     int64_t last_fetch_s;
     pthread_t refresher;
@@ -553,9 +138,9 @@ static es_err_t fetch_jwks(es_auth_t *a, char *errstr, size_t errstr_size)
     es_buf_t body = {0};
     long status = 0;
     es_http_client_opts_t o = {.ca_file = a->ca_file[0] ? a->ca_file : NULL};
-    es_err_t err = es_http_fetch_opts("GET", a->jwks_url, NULL, NULL, NULL, 10000, &o, &status,
-                                      &body, errstr, errstr_size);
-    keyset_t *ks = NULL;
+    es_err_t err = es_http_fetch_opts("GET", a->jwks_url, NULL, NULL, NULL, JWKS_FETCH_TIMEOUT_MS,
+                                      &o, &status, &body, errstr, errstr_size);
+    auth_keyset_t *ks = NULL;
     pthread_mutex_lock(&a->fetch_mu);
     a->last_fetch_s = now_s();
     pthread_mutex_unlock(&a->fetch_mu);
@@ -563,16 +148,16 @@ static es_err_t fetch_jwks(es_auth_t *a, char *errstr, size_t errstr_size)
         snprintf(errstr, errstr_size, "GET %.400s: HTTP %ld", a->jwks_url, status);
         err = ES_ERR_HTTP;
     }
-    if (!err && !(ks = jwks_parse(body.data, body.len, errstr, errstr_size)))
+    if (!err && !(ks = auth_jwks_parse(body.data, body.len, errstr, errstr_size)))
         err = ES_ERR_INVALID_ARG;
     es_buf_free(&body);
     if (err)
         return err;
     pthread_rwlock_wrlock(&a->lock);
-    keyset_t *old = a->keys;
+    auth_keyset_t *old = a->keys;
     a->keys = ks;
     pthread_rwlock_unlock(&a->lock);
-    keyset_free(old);
+    auth_keyset_free(old);
     return ES_ERR_OK;
 }
 
@@ -586,7 +171,7 @@ static void *refresher_main(void *arg)
         if (atomic_load(&a->stop))
             break;
         pthread_mutex_unlock(&a->stop_mu);
-        char errstr[512];
+        char errstr[WHY_MAX];
         if (fetch_jwks(a, errstr, sizeof(errstr)))
             es_log_warn("auth", "JWKS refresh failed, keeping the keys: %s", errstr);
         pthread_mutex_lock(&a->stop_mu);
@@ -616,6 +201,52 @@ static bool parse_algorithms(es_auth_t *a, const char *list, char *errstr, size_
     return ok && any;
 }
 
+/* auth.policy.file into a->policy; false with why. */
+static bool load_policy(es_auth_t *a, const char *path, char *errstr, size_t errstr_size)
+{
+    size_t len;
+    char why[WHY_MAX];
+    char *text = read_file(path, &len, why, sizeof(why));
+    if (!text) {
+        snprintf(errstr, errstr_size, "auth.policy.file: %s", why);
+        return false;
+    }
+    a->policy = es_policy_parse(text, why, sizeof(why));
+    free(text);
+    if (!a->policy) {
+        snprintf(errstr, errstr_size, "auth.policy.file: %s", why);
+        return false;
+    }
+    return true;
+}
+
+/* The keys from auth.jwks.file, or from auth.jwks.url with its refresher; false with why. */
+static bool load_keys(es_auth_t *a, const char *file, const char *url, char *errstr,
+                      size_t errstr_size)
+{
+    size_t len;
+    char why[WHY_MAX];
+    if (file && *file) {
+        char *text = read_file(file, &len, why, sizeof(why));
+        a->keys = text ? auth_jwks_parse(text, len, why, sizeof(why)) : NULL;
+        free(text);
+        if (!a->keys) {
+            snprintf(errstr, errstr_size, "auth.jwks.file: %s", why);
+            return false;
+        }
+        return true;
+    }
+    snprintf(a->jwks_url, sizeof(a->jwks_url), "%s", url);
+    if (fetch_jwks(a, why, sizeof(why))) /* retried by the refresher; denied meanwhile */
+        es_log_warn("auth", "auth.jwks.url: %s (every token is refused until it loads)", why);
+    if (pthread_create(&a->refresher, NULL, refresher_main, a)) {
+        snprintf(errstr, errstr_size, "cannot start the JWKS refresher");
+        return false;
+    }
+    a->refresher_started = true;
+    return true;
+}
+
 es_auth_t *es_auth_new(const es_conf_t *conf, char *errstr, size_t errstr_size)
 {
     es_auth_t *a = es_calloc(1, sizeof(*a));
@@ -628,7 +259,7 @@ es_auth_t *es_auth_new(const es_conf_t *conf, char *errstr, size_t errstr_size)
     if (!a->enabled)
         return a;
     static const char *const required[] = {"auth.issuer", "auth.audience", "auth.policy.file"};
-    for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++) {
+    for (size_t i = 0; i < ES_ARRAY_SIZE(required); i++) {
         const char *v = es_conf_get(conf, required[i]);
         if (!v || !*v) {
             snprintf(errstr, errstr_size, "%s: required with auth.mode=jwt", required[i]);
@@ -651,37 +282,9 @@ es_auth_t *es_auth_new(const es_conf_t *conf, char *errstr, size_t errstr_size)
     a->refresh_s = (int)es_conf_get_int(conf, "auth.jwks.refresh.s");
     if (!parse_algorithms(a, es_conf_get(conf, "auth.algorithms"), errstr, errstr_size))
         goto fail;
-    size_t len;
-    char why[512];
-    char *text = read_file(es_conf_get(conf, "auth.policy.file"), &len, why, sizeof(why));
-    if (!text) {
-        snprintf(errstr, errstr_size, "auth.policy.file: %s", why);
+    if (!load_policy(a, es_conf_get(conf, "auth.policy.file"), errstr, errstr_size) ||
+        !load_keys(a, file, url, errstr, errstr_size))
         goto fail;
-    }
-    a->policy = es_policy_parse(text, why, sizeof(why));
-    free(text);
-    if (!a->policy) {
-        snprintf(errstr, errstr_size, "auth.policy.file: %s", why);
-        goto fail;
-    }
-    if (file && *file) {
-        text = read_file(file, &len, why, sizeof(why));
-        a->keys = text ? jwks_parse(text, len, why, sizeof(why)) : NULL;
-        free(text);
-        if (!a->keys) {
-            snprintf(errstr, errstr_size, "auth.jwks.file: %s", why);
-            goto fail;
-        }
-    } else {
-        snprintf(a->jwks_url, sizeof(a->jwks_url), "%s", url);
-        if (fetch_jwks(a, why, sizeof(why))) /* retried by the refresher; denied meanwhile */
-            es_log_warn("auth", "auth.jwks.url: %s (every token is refused until it loads)", why);
-        if (pthread_create(&a->refresher, NULL, refresher_main, a)) {
-            snprintf(errstr, errstr_size, "cannot start the JWKS refresher");
-            goto fail;
-        }
-        a->refresher_started = true;
-    }
     es_log_info("auth", "bearer JWTs of %s for %s; %s", a->issuer, a->audience,
                 a->jwks_url[0] ? a->jwks_url : file);
     return a;
@@ -702,7 +305,7 @@ void es_auth_destroy(es_auth_t *a)
         pthread_join(a->refresher, NULL);
     }
     es_policy_destroy(a->policy);
-    keyset_free(a->keys);
+    auth_keyset_free(a->keys);
     pthread_rwlock_destroy(&a->lock);
     pthread_mutex_destroy(&a->fetch_mu);
     pthread_mutex_destroy(&a->stop_mu);
@@ -715,15 +318,6 @@ bool es_auth_enabled(const es_auth_t *a)
     return a && a->enabled;
 }
 
-static bool key_fits(const key_t_ *k, jwt_alg_t alg)
-{
-    if (alg >= JWT_ALG_RS256 && alg <= JWT_ALG_RS512)
-        return k->rsa;
-    return !k->rsa && ((alg == JWT_ALG_ES256 && k->ec_bits == 256) ||
-                       (alg == JWT_ALG_ES384 && k->ec_bits == 384) ||
-                       (alg == JWT_ALG_ES512 && k->ec_bits == 521));
-}
-
 /* The PEM of the key @p kid names (a copy), fetching the JWKS again once if unknown. */
 static char *key_for(es_auth_t *a, const char *kid, jwt_alg_t alg, char *why, size_t whysz)
 {
@@ -732,11 +326,11 @@ static char *key_for(es_auth_t *a, const char *kid, jwt_alg_t alg, char *why, si
         bool found = false;
         pthread_rwlock_rdlock(&a->lock);
         for (size_t i = 0; a->keys && i < a->keys->n && !found; i++) {
-            const key_t_ *k = &a->keys->keys[i];
+            const auth_key_t *k = &a->keys->keys[i];
             if (kid ? strcmp(k->kid, kid) != 0 : a->keys->n != 1)
                 continue;
             found = true;
-            if (key_fits(k, alg))
+            if (auth_key_fits(k, alg))
                 pem = es_strdup(k->pem);
             else
                 snprintf(why, whysz, "the token's algorithm does not fit its key");
@@ -750,7 +344,7 @@ static char *key_for(es_auth_t *a, const char *kid, jwt_alg_t alg, char *why, si
         pthread_mutex_lock(&a->fetch_mu);
         bool due = now_s() - a->last_fetch_s >= REFETCH_MIN_S;
         pthread_mutex_unlock(&a->fetch_mu);
-        char err[256];
+        char err[WHY_MAX];
         if (!due || fetch_jwks(a, err, sizeof(err)))
             break;
     }
@@ -766,15 +360,15 @@ es_err_t es_auth_verify(es_auth_t *a, const char *authorization, es_principal_t 
         p->authenticated = true; /* nobody is checked: everyone is let in */
         return ES_ERR_OK;
     }
-    if (!authorization || strncasecmp(authorization, "Bearer ", 7)) {
+    if (!authorization || strncasecmp(authorization, BEARER, strlen(BEARER))) {
         snprintf(why, whysz, "a bearer token is required (Authorization: Bearer <JWT>)");
         return ES_ERR_INVALID_ARG;
     }
-    const char *token = authorization + 7;
+    const char *token = authorization + strlen(BEARER);
     while (*token == ' ')
         token++;
     const char *dot = strchr(token, '.');
-    if (!dot || strlen(token) > 16384) {
+    if (!dot || strlen(token) > TOKEN_MAX) {
         snprintf(why, whysz, "the bearer token is not a JWT");
         return ES_ERR_INVALID_ARG;
     }
@@ -783,7 +377,7 @@ es_err_t es_auth_verify(es_auth_t *a, const char *authorization, es_principal_t 
     char *pem = NULL, *claims = NULL;
     jwt_t *jwt = NULL;
     es_err_t err = ES_ERR_INVALID_ARG;
-    if (!b64url_decode(token, (size_t)(dot - token), &hdr) ||
+    if (!auth_b64url_decode(token, (size_t)(dot - token), &hdr) ||
         !(h = json_loadb(hdr.data ? hdr.data : "", hdr.len, 0, NULL))) {
         snprintf(why, whysz, "the token's header is not base64url JSON");
         goto out;

@@ -5,6 +5,12 @@
  * the record's full name, so a reader-only field's "default" is found in
  * O(fields).  Copying walks the reader value; the writer value is looked up
  * by name.  Errors name the field path so a schema mistake is easy to find.
+ *
+ * copy() resolves unions first (the writer's current branch; the reader's
+ * matching branch), then checks once that the writer's type can be read as
+ * the reader's — the same type, or one of the spec's promotions — and takes
+ * one small step per reader type (copy_number, copy_record, copy_items, ...), so each
+ * step only converts and never has to refuse a type.
  */
 #include "resolve.h"
 #include "escqrs/mem.h"
@@ -15,6 +21,7 @@
 #include <string.h>
 
 #define RESOLVE_MAX_DEPTH 64
+#define FULLNAME_MAX      512 /* a record's namespace.name */
 
 typedef struct {
     char *fullname;
@@ -43,7 +50,7 @@ static void index_schema(es_resolver_t *r, json_t *node, const char *ns)
     if (own_ns)
         ns = own_ns;
     if (type && !strcmp(type, "record") && name) {
-        char full[512];
+        char full[FULLNAME_MAX];
         if (strchr(name, '.') || !ns || !*ns)
             snprintf(full, sizeof(full), "%s", name);
         else
@@ -114,7 +121,7 @@ static json_t *entry_default(es_resolver_t *r, size_t i, const char *field)
  */
 static json_t *field_default(es_resolver_t *r, avro_schema_t record, const char *field)
 {
-    char full[512];
+    char full[FULLNAME_MAX];
     const char *ns = avro_schema_namespace(record);
     const char *name = avro_schema_name(record);
     if (ns && *ns)
@@ -274,12 +281,163 @@ static es_err_t copy_into_union(es_resolver_t *r, avro_value_t *src, avro_value_
     return ES_ERR_SCHEMA;
 }
 
+/* Can a writer value of type @p st be read as reader type @p dt (the same, or promoted)? */
+static bool readable_as(avro_type_t st, avro_type_t dt)
+{
+    return st == dt || promotable(st, dt);
+}
+
+/* The steps below run once the types are known to be readable_as() each other. */
+
+static es_err_t copy_boolean(avro_value_t *src, avro_value_t *dst)
+{
+    int b = 0;
+    avro_value_get_boolean(src, &b);
+    avro_value_set_boolean(dst, b);
+    return ES_ERR_OK;
+}
+
+static es_err_t copy_int(avro_value_t *src, avro_value_t *dst)
+{
+    int32_t v = 0;
+    avro_value_get_int(src, &v);
+    avro_value_set_int(dst, v);
+    return ES_ERR_OK;
+}
+
+/* int, long, float or double into long, float or double (the promotions). */
+static es_err_t copy_number(avro_value_t *src, avro_value_t *dst)
+{
+    avro_type_t st = avro_value_get_type(src), dt = avro_value_get_type(dst);
+    double d = 0;
+    int64_t l = 0;
+    if (st == AVRO_INT32) {
+        int32_t v = 0;
+        avro_value_get_int(src, &v);
+        l = v;
+        d = v;
+    } else if (st == AVRO_INT64) {
+        avro_value_get_long(src, &l);
+        d = (double)l;
+    } else if (st == AVRO_FLOAT) {
+        float f = 0;
+        avro_value_get_float(src, &f);
+        d = f;
+    } else {
+        avro_value_get_double(src, &d);
+    }
+    if (dt == AVRO_INT64)
+        avro_value_set_long(dst, l);
+    else if (dt == AVRO_FLOAT)
+        avro_value_set_float(dst, (float)d);
+    else
+        avro_value_set_double(dst, d);
+    return ES_ERR_OK;
+}
+
+/* string or bytes into string or bytes. */
+static es_err_t copy_text(avro_value_t *src, avro_value_t *dst)
+{
+    const void *p = NULL;
+    size_t n = 0;
+    if (avro_value_get_type(src) == AVRO_STRING) {
+        avro_value_get_string(src, (const char **)&p, &n);
+        n = n ? n - 1 : 0; /* Avro C counts the NUL */
+    } else {
+        avro_value_get_bytes(src, &p, &n);
+    }
+    if (avro_value_get_type(dst) == AVRO_BYTES) {
+        avro_value_set_bytes(dst, (void *)p, n);
+    } else {
+        char *s = es_strndup(p, n);
+        avro_value_set_string_len(dst, s, n + 1);
+        free(s);
+    }
+    return ES_ERR_OK;
+}
+
+static es_err_t copy_fixed(avro_value_t *src, avro_value_t *dst)
+{
+    const void *p;
+    size_t n;
+    avro_value_get_fixed(src, &p, &n);
+    avro_value_set_fixed(dst, (void *)p, n);
+    return ES_ERR_OK;
+}
+
+/* Enums by symbol name. */
+static es_err_t copy_enum(avro_value_t *src, avro_value_t *dst, char *errstr, size_t errstr_size)
+{
+    int sym = 0;
+    avro_value_get_enum(src, &sym);
+    const char *name = avro_schema_enum_get(avro_value_get_schema(src), sym);
+    int dsym = avro_schema_enum_get_by_name(avro_value_get_schema(dst), name);
+    if (dsym < 0) {
+        snprintf(errstr, errstr_size, "enum symbol %s unknown to the reader", name);
+        return ES_ERR_SCHEMA;
+    }
+    avro_value_set_enum(dst, dsym);
+    return ES_ERR_OK;
+}
+
+/* Fields by name: the writer's value, else the reader's default; writer-only fields skipped. */
+static es_err_t copy_record(es_resolver_t *r, avro_value_t *src, avro_value_t *dst, int depth,
+                            char *errstr, size_t errstr_size)
+{
+    avro_value_t sc, dc;
+    es_err_t err;
+    size_t n = 0;
+    avro_value_get_size(dst, &n);
+    for (size_t i = 0; i < n; i++) {
+        const char *name = NULL;
+        avro_value_get_by_index(dst, i, &dc, &name);
+        if (avro_value_get_by_name(src, name, &sc, NULL) == 0) {
+            if ((err = copy(r, &sc, &dc, depth + 1, errstr, errstr_size)))
+                return err;
+            continue;
+        }
+        json_t *def = field_default(r, avro_value_get_schema(dst), name);
+        if (!def || set_from_json(&dc, def, 0)) {
+            snprintf(errstr, errstr_size,
+                     "reader field %s is not in the writer and has no usable default", name);
+            return ES_ERR_SCHEMA;
+        }
+    }
+    return ES_ERR_OK;
+}
+
+/* An array's items in order, or a map's entries by key. */
+static es_err_t copy_items(es_resolver_t *r, avro_value_t *src, avro_value_t *dst, int depth,
+                           char *errstr, size_t errstr_size)
+{
+    bool map = avro_value_get_type(dst) == AVRO_MAP;
+    avro_value_t sc, dc;
+    es_err_t err;
+    size_t n = 0;
+    avro_value_get_size(src, &n);
+    for (size_t i = 0; i < n; i++) {
+        const char *key = NULL;
+        avro_value_get_by_index(src, i, &sc, map ? &key : NULL);
+        if (map)
+            avro_value_add(dst, key, &dc, NULL, NULL);
+        else
+            avro_value_append(dst, &dc, NULL);
+        if ((err = copy(r, &sc, &dc, depth + 1, errstr, errstr_size)))
+            return err;
+    }
+    return ES_ERR_OK;
+}
+
+/*
+ * Copy @p src into @p dst: a writer union by its current branch, a reader
+ * union by the branch that matches, anything else by one step per reader
+ * type once the writer's type is known to be readable as it.
+ */
 static es_err_t copy(es_resolver_t *r, avro_value_t *src, avro_value_t *dst, int depth,
                      char *errstr, size_t errstr_size)
 {
     avro_type_t st = avro_value_get_type(src), dt = avro_value_get_type(dst);
-    avro_value_t sc, dc;
-    es_err_t err;
+    avro_value_t sc;
 
     if (depth > RESOLVE_MAX_DEPTH) {
         snprintf(errstr, errstr_size, "value nested too deep");
@@ -291,154 +449,33 @@ static es_err_t copy(es_resolver_t *r, avro_value_t *src, avro_value_t *dst, int
     }
     if (dt == AVRO_UNION)
         return copy_into_union(r, src, dst, depth, errstr, errstr_size);
-
-    switch (dt) {
-    case AVRO_NULL:
-        if (st == AVRO_NULL)
+    if (readable_as(st, dt)) {
+        switch (dt) {
+        case AVRO_NULL:
             return avro_value_set_null(dst) ? ES_ERR_DECODE : ES_ERR_OK;
-        break;
-    case AVRO_BOOLEAN:
-        if (st == AVRO_BOOLEAN) {
-            int b = 0;
-            avro_value_get_boolean(src, &b);
-            avro_value_set_boolean(dst, b);
-            return ES_ERR_OK;
-        }
-        break;
-    case AVRO_INT32:
-        if (st == AVRO_INT32) {
-            int32_t v = 0;
-            avro_value_get_int(src, &v);
-            avro_value_set_int(dst, v);
-            return ES_ERR_OK;
-        }
-        break;
-    case AVRO_INT64:
-    case AVRO_FLOAT:
-    case AVRO_DOUBLE: {
-        double d = 0;
-        int64_t l = 0;
-        if (st == AVRO_INT32) {
-            int32_t v = 0;
-            avro_value_get_int(src, &v);
-            l = v;
-            d = v;
-        } else if (st == AVRO_INT64) {
-            avro_value_get_long(src, &l);
-            d = (double)l;
-        } else if (st == AVRO_FLOAT && dt != AVRO_INT64) {
-            float f = 0;
-            avro_value_get_float(src, &f);
-            d = f;
-        } else if (st == AVRO_DOUBLE && dt == AVRO_DOUBLE) {
-            avro_value_get_double(src, &d);
-        } else {
+        case AVRO_BOOLEAN:
+            return copy_boolean(src, dst);
+        case AVRO_INT32:
+            return copy_int(src, dst);
+        case AVRO_INT64:
+        case AVRO_FLOAT:
+        case AVRO_DOUBLE:
+            return copy_number(src, dst);
+        case AVRO_STRING:
+        case AVRO_BYTES:
+            return copy_text(src, dst);
+        case AVRO_FIXED:
+            return copy_fixed(src, dst);
+        case AVRO_ENUM:
+            return copy_enum(src, dst, errstr, errstr_size);
+        case AVRO_RECORD:
+            return copy_record(r, src, dst, depth, errstr, errstr_size);
+        case AVRO_ARRAY:
+        case AVRO_MAP:
+            return copy_items(r, src, dst, depth, errstr, errstr_size);
+        default:
             break;
         }
-        if (dt == AVRO_INT64)
-            avro_value_set_long(dst, l);
-        else if (dt == AVRO_FLOAT)
-            avro_value_set_float(dst, (float)d);
-        else
-            avro_value_set_double(dst, d);
-        return ES_ERR_OK;
-    }
-    case AVRO_STRING:
-    case AVRO_BYTES:
-        if (st == AVRO_STRING || st == AVRO_BYTES) {
-            const void *p = NULL;
-            size_t n = 0;
-            if (st == AVRO_STRING) {
-                avro_value_get_string(src, (const char **)&p, &n);
-                n = n ? n - 1 : 0; /* Avro C counts the NUL */
-            } else {
-                avro_value_get_bytes(src, &p, &n);
-            }
-            if (dt == AVRO_BYTES) {
-                avro_value_set_bytes(dst, (void *)p, n);
-            } else {
-                char *s = es_strndup(p, n);
-                avro_value_set_string_len(dst, s, n + 1);
-                free(s);
-            }
-            return ES_ERR_OK;
-        }
-        break;
-    case AVRO_FIXED:
-        if (st == AVRO_FIXED) {
-            const void *p;
-            size_t n;
-            avro_value_get_fixed(src, &p, &n);
-            avro_value_set_fixed(dst, (void *)p, n);
-            return ES_ERR_OK;
-        }
-        break;
-    case AVRO_ENUM:
-        if (st == AVRO_ENUM) {
-            int sym = 0;
-            avro_value_get_enum(src, &sym);
-            const char *name = avro_schema_enum_get(avro_value_get_schema(src), sym);
-            int dsym = avro_schema_enum_get_by_name(avro_value_get_schema(dst), name);
-            if (dsym < 0) {
-                snprintf(errstr, errstr_size, "enum symbol %s unknown to the reader", name);
-                return ES_ERR_SCHEMA;
-            }
-            avro_value_set_enum(dst, dsym);
-            return ES_ERR_OK;
-        }
-        break;
-    case AVRO_RECORD:
-        if (st == AVRO_RECORD) {
-            size_t n = 0;
-            avro_value_get_size(dst, &n);
-            for (size_t i = 0; i < n; i++) {
-                const char *name = NULL;
-                avro_value_get_by_index(dst, i, &dc, &name);
-                if (avro_value_get_by_name(src, name, &sc, NULL) == 0) {
-                    if ((err = copy(r, &sc, &dc, depth + 1, errstr, errstr_size)))
-                        return err;
-                    continue;
-                }
-                json_t *def = field_default(r, avro_value_get_schema(dst), name);
-                if (!def || set_from_json(&dc, def, 0)) {
-                    snprintf(errstr, errstr_size,
-                             "reader field %s is not in the writer and has no usable default",
-                             name);
-                    return ES_ERR_SCHEMA;
-                }
-            }
-            return ES_ERR_OK;
-        }
-        break;
-    case AVRO_ARRAY:
-        if (st == AVRO_ARRAY) {
-            size_t n = 0;
-            avro_value_get_size(src, &n);
-            for (size_t i = 0; i < n; i++) {
-                avro_value_get_by_index(src, i, &sc, NULL);
-                avro_value_append(dst, &dc, NULL);
-                if ((err = copy(r, &sc, &dc, depth + 1, errstr, errstr_size)))
-                    return err;
-            }
-            return ES_ERR_OK;
-        }
-        break;
-    case AVRO_MAP:
-        if (st == AVRO_MAP) {
-            size_t n = 0;
-            avro_value_get_size(src, &n);
-            for (size_t i = 0; i < n; i++) {
-                const char *key;
-                avro_value_get_by_index(src, i, &sc, &key);
-                avro_value_add(dst, key, &dc, NULL, NULL);
-                if ((err = copy(r, &sc, &dc, depth + 1, errstr, errstr_size)))
-                    return err;
-            }
-            return ES_ERR_OK;
-        }
-        break;
-    default:
-        break;
     }
     snprintf(errstr, errstr_size, "writer type %s cannot be read as reader type %s",
              avro_schema_type_name(avro_value_get_schema(src)),

@@ -23,6 +23,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define CV_OPEN           0
+#define CV_CHECKED_OUT    1
+#define CV_ITEM_MIN_BYTES 20 /* an encoded item: u32 sku length, u64 quantity, u64 price */
+
 typedef struct {
     char *sku;
     size_t skulen;
@@ -30,7 +34,7 @@ typedef struct {
 } cv_item_t;
 
 typedef struct {
-    uint32_t status;
+    uint32_t status; /* CV_OPEN or CV_CHECKED_OUT */
     int64_t version, total;
     cv_item_t *items;
     size_t n;
@@ -53,7 +57,7 @@ static bool cv_decode(const es_buf_t *b, cv_cart_t *c)
     c->version = (int64_t)es_cursor_be64(&cur);
     c->total = (int64_t)es_cursor_be64(&cur);
     uint32_t n = es_cursor_be32(&cur);
-    if (cur.bad || n > cur.left / 20)
+    if (cur.bad || n > cur.left / CV_ITEM_MIN_BYTES)
         return false;
     c->items = es_calloc(n ? n : 1, sizeof(*c->items));
     for (uint32_t i = 0; i < n; i++) {
@@ -97,14 +101,128 @@ static cv_item_t *cv_find(cv_cart_t *c, const char *sku, size_t len)
     return NULL;
 }
 
+/* The stored cart under @p key into @p cart; an empty cart when there is none. */
+static es_err_t cv_load(es_proj_txn_t *txn, const es_buf_t *key, const char *id, size_t idlen,
+                        es_buf_t *val, cv_cart_t *cart, char *errstr, size_t errstr_size)
+{
+    es_err_t err = es_proj_get(txn, key->data, key->len, val, errstr, errstr_size);
+    if (err == ES_ERR_NOT_FOUND)
+        return ES_ERR_OK;
+    if (err)
+        return err;
+    if (!cv_decode(val, cart)) {
+        snprintf(errstr, errstr_size, "stored cart %.*s is corrupt", (int)idlen, id);
+        return ES_ERR_STORE;
+    }
+    return ES_ERR_OK;
+}
+
+/* The sku and quantity of an ItemAdded or ItemRemoved payload. */
+static es_err_t cv_sku_qty(avro_value_t *payload, const char **sku, size_t *skulen, int32_t *qty,
+                           char *errstr, size_t errstr_size)
+{
+    es_err_t err = es_record_string(payload, "sku", sku, skulen, errstr, errstr_size);
+    return err ? err : es_record_int(payload, "quantity", qty, errstr, errstr_size);
+}
+
+static es_err_t cv_item_added(cv_cart_t *cart, avro_value_t *payload, char *errstr,
+                              size_t errstr_size)
+{
+    const char *sku;
+    size_t skulen;
+    int32_t qty;
+    int64_t price;
+    es_err_t err;
+    if ((err = cv_sku_qty(payload, &sku, &skulen, &qty, errstr, errstr_size)) ||
+        (err = es_record_long(payload, "unit_price_cents", &price, errstr, errstr_size)))
+        return err;
+    if (qty <= 0 || price < 0) {
+        snprintf(errstr, errstr_size, "ItemAdded with quantity %d, price %lld", qty,
+                 (long long)price);
+        return ES_ERR_STATE;
+    }
+    cv_item_t *it = cv_find(cart, sku, skulen);
+    if (!it) {
+        cart->items = es_realloc(cart->items, (cart->n + 1) * sizeof(*cart->items));
+        it = &cart->items[cart->n++];
+        it->sku = es_strndup(sku, skulen);
+        it->skulen = skulen;
+        it->qty = 0;
+    }
+    if (!es_add_i64(it->qty, qty, &it->qty) || it->qty > INT32_MAX) {
+        snprintf(errstr, errstr_size, "ItemAdded %d × %.*s: the quantity would pass %d", qty,
+                 (int)skulen, sku, INT32_MAX);
+        return ES_ERR_STATE;
+    }
+    it->price = price;
+    return ES_ERR_OK;
+}
+
+static es_err_t cv_item_removed(cv_cart_t *cart, avro_value_t *payload, char *errstr,
+                                size_t errstr_size)
+{
+    const char *sku;
+    size_t skulen;
+    int32_t qty;
+    es_err_t err;
+    if ((err = cv_sku_qty(payload, &sku, &skulen, &qty, errstr, errstr_size)))
+        return err;
+    cv_item_t *it = cv_find(cart, sku, skulen);
+    if (qty <= 0 || !it || it->qty < qty) {
+        snprintf(errstr, errstr_size, "ItemRemoved of %d × %.*s: cart holds %lld", qty, (int)skulen,
+                 sku, it ? (long long)it->qty : 0LL);
+        return ES_ERR_STATE;
+    }
+    it->qty -= qty;
+    if (it->qty == 0) {
+        size_t at = (size_t)(it - cart->items);
+        free(it->sku);
+        memmove(it, it + 1, (cart->n - at - 1) * sizeof(*it));
+        cart->n--;
+    }
+    return ES_ERR_OK;
+}
+
+/* The sum of quantity × unit price over the items, refused past INT64_MAX. */
+static es_err_t cv_total(cv_cart_t *cart, const char *id, size_t idlen, char *errstr,
+                         size_t errstr_size)
+{
+    cart->total = 0;
+    for (size_t i = 0; i < cart->n; i++) {
+        int64_t line;
+        if (!es_mul_i64(cart->items[i].qty, cart->items[i].price, &line) ||
+            !es_add_i64(cart->total, line, &cart->total)) {
+            snprintf(errstr, errstr_size, "cart %.*s: the total passes %lld cents", (int)idlen, id,
+                     (long long)INT64_MAX);
+            return ES_ERR_STATE;
+        }
+    }
+    return ES_ERR_OK;
+}
+
+/* One event of @p type onto @p cart: items, status (the version and total are the caller's). */
+static es_err_t cv_apply(cv_cart_t *cart, const char *type, avro_value_t *payload, char *errstr,
+                         size_t errstr_size)
+{
+    if (strcmp(type, "ItemAdded") == 0)
+        return cv_item_added(cart, payload, errstr, errstr_size);
+    if (strcmp(type, "ItemRemoved") == 0)
+        return cv_item_removed(cart, payload, errstr, errstr_size);
+    if (strcmp(type, "CartCheckedOut") == 0) {
+        cart->status = CV_CHECKED_OUT;
+        return ES_ERR_OK;
+    }
+    snprintf(errstr, errstr_size, "unknown cart event type %s", type);
+    return ES_ERR_DECODE;
+}
+
 static es_err_t cart_view_fold(int agg_index, const es_proj_event_t *ev, es_proj_txn_t *txn,
                                char *errstr, size_t errstr_size)
 {
     avro_value_t payload;
-    const char *type, *id, *sku;
-    size_t idlen, skulen;
-    int64_t version, price;
-    int32_t qty;
+    const char *type, *id;
+    size_t idlen;
+    int64_t version;
     es_buf_t key = {0}, val = {0};
     cv_cart_t cart = {0};
     es_err_t err;
@@ -114,91 +232,25 @@ static es_err_t cart_view_fold(int agg_index, const es_proj_event_t *ev, es_proj
         (err = es_record_long(ev->value, "version", &version, errstr, errstr_size)))
         goto out;
     cv_key(&key, id, idlen);
-    err = es_proj_get(txn, key.data, key.len, &val, errstr, errstr_size);
-    if (err == ES_ERR_OK) {
-        if (!cv_decode(&val, &cart)) {
-            snprintf(errstr, errstr_size, "stored cart %.*s is corrupt", (int)idlen, id);
-            err = ES_ERR_STORE;
-            goto out;
-        }
-    } else if (err != ES_ERR_NOT_FOUND) {
+    if ((err = cv_load(txn, &key, id, idlen, &val, &cart, errstr, errstr_size)))
         goto out;
-    }
     err = ES_ERR_STATE;
     if (version <= cart.version) {
         snprintf(errstr, errstr_size, "cart %.*s: event version %lld not after %lld", (int)idlen,
                  id, (long long)version, (long long)cart.version);
         goto out;
     }
-    if (cart.status == 1) {
+    if (cart.status == CV_CHECKED_OUT) {
         snprintf(errstr, errstr_size, "cart %.*s: %s after checkout", (int)idlen, id, type);
         goto out;
     }
-    if (strcmp(type, "ItemAdded") == 0) {
-        if ((err = es_record_string(&payload, "sku", &sku, &skulen, errstr, errstr_size)) ||
-            (err = es_record_int(&payload, "quantity", &qty, errstr, errstr_size)) ||
-            (err = es_record_long(&payload, "unit_price_cents", &price, errstr, errstr_size)))
-            goto out;
-        err = ES_ERR_STATE;
-        if (qty <= 0 || price < 0) {
-            snprintf(errstr, errstr_size, "ItemAdded with quantity %d, price %lld", qty,
-                     (long long)price);
-            goto out;
-        }
-        cv_item_t *it = cv_find(&cart, sku, skulen);
-        if (!it) {
-            cart.items = es_realloc(cart.items, (cart.n + 1) * sizeof(*cart.items));
-            it = &cart.items[cart.n++];
-            it->sku = es_strndup(sku, skulen);
-            it->skulen = skulen;
-            it->qty = 0;
-        }
-        if (!es_add_i64(it->qty, qty, &it->qty) || it->qty > INT32_MAX) {
-            snprintf(errstr, errstr_size, "ItemAdded %d × %.*s: the quantity would pass %d", qty,
-                     (int)skulen, sku, INT32_MAX);
-            goto out;
-        }
-        it->price = price;
-    } else if (strcmp(type, "ItemRemoved") == 0) {
-        if ((err = es_record_string(&payload, "sku", &sku, &skulen, errstr, errstr_size)) ||
-            (err = es_record_int(&payload, "quantity", &qty, errstr, errstr_size)))
-            goto out;
-        err = ES_ERR_STATE;
-        cv_item_t *it = cv_find(&cart, sku, skulen);
-        if (qty <= 0 || !it || it->qty < qty) {
-            snprintf(errstr, errstr_size, "ItemRemoved of %d × %.*s: cart holds %lld", qty,
-                     (int)skulen, sku, it ? (long long)it->qty : 0LL);
-            goto out;
-        }
-        it->qty -= qty;
-        if (it->qty == 0) {
-            size_t at = (size_t)(it - cart.items);
-            free(it->sku);
-            memmove(it, it + 1, (cart.n - at - 1) * sizeof(*it));
-            cart.n--;
-        }
-    } else if (strcmp(type, "CartCheckedOut") == 0) {
-        cart.status = 1;
-    } else {
-        snprintf(errstr, errstr_size, "unknown cart event type %s", type);
-        err = ES_ERR_DECODE;
+    if ((err = cv_apply(&cart, type, &payload, errstr, errstr_size)))
         goto out;
-    }
     cart.version = version;
-    cart.total = 0;
-    for (size_t i = 0; i < cart.n; i++) {
-        int64_t line;
-        if (!es_mul_i64(cart.items[i].qty, cart.items[i].price, &line) ||
-            !es_add_i64(cart.total, line, &cart.total)) {
-            snprintf(errstr, errstr_size, "cart %.*s: the total passes %lld cents", (int)idlen, id,
-                     (long long)INT64_MAX);
-            err = ES_ERR_STATE;
-            goto out;
-        }
-    }
+    if ((err = cv_total(&cart, id, idlen, errstr, errstr_size)))
+        goto out;
     cv_encode(&cart, &val);
     es_proj_put(txn, key.data, key.len, val.data, val.len);
-    err = ES_ERR_OK;
 out:
     cv_free(&cart);
     es_buf_free(&key);

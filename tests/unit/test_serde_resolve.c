@@ -255,6 +255,196 @@ static void test_spec_rules(void)
     es_buf_free(&rec);
 }
 
+/* Arrays and maps are copied item by item, each item promoted like a field. */
+static void test_array_and_map_items(void)
+{
+    static const char *writer =
+        "{\"type\":\"record\",\"name\":\"C\",\"fields\":["
+        "{\"name\":\"a\",\"type\":{\"type\":\"array\",\"items\":\"int\"}},"
+        "{\"name\":\"m\",\"type\":{\"type\":\"map\",\"values\":\"string\"}}]}";
+    static const char *reader =
+        "{\"type\":\"record\",\"name\":\"C\",\"fields\":["
+        "{\"name\":\"m\",\"type\":{\"type\":\"map\",\"values\":\"bytes\"}},"
+        "{\"name\":\"a\",\"type\":{\"type\":\"array\",\"items\":\"double\"}}]}";
+    es_serde_t *w = es_serde_new(NULL, "c-value", writer, false, 31, errstr, sizeof(errstr));
+    es_serde_t *r = es_serde_new(NULL, "c-value", reader, false, 32, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(w);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+    es_buf_t rec = {0};
+    avro_value_t v, f, item, *got = NULL;
+    es_serde_new_value(w, &v);
+    avro_value_get_by_name(&v, "a", &f, NULL);
+    for (int i = 1; i <= 3; i++) {
+        avro_value_append(&f, &item, NULL);
+        avro_value_set_int(&item, i * 10);
+    }
+    avro_value_get_by_name(&v, "m", &f, NULL);
+    avro_value_add(&f, "k1", &item, NULL, NULL);
+    avro_value_set_string(&item, "v1");
+    avro_value_add(&f, "k2", &item, NULL, NULL);
+    avro_value_set_string(&item, "v2");
+    CU_ASSERT_EQUAL_FATAL(es_serde_encode(w, &v, &rec, errstr, sizeof(errstr)), ES_ERR_OK);
+    avro_value_decref(&v);
+    CU_ASSERT_EQUAL(es_serde_add_writer(r, 31, writer, errstr, sizeof(errstr)), ES_ERR_OK);
+    CU_ASSERT_EQUAL_FATAL(es_serde_decode(r, rec.data, rec.len, &got, errstr, sizeof(errstr)),
+                          ES_ERR_OK);
+    size_t n = 0;
+    double d = 0;
+    const void *bytes = NULL;
+    avro_value_get_by_name(got, "a", &f, NULL);
+    avro_value_get_size(&f, &n);
+    CU_ASSERT_EQUAL(n, 3);
+    for (size_t i = 0; i < n; i++) {
+        avro_value_get_by_index(&f, i, &item, NULL);
+        avro_value_get_double(&item, &d);
+        CU_ASSERT_DOUBLE_EQUAL(d, (double)(i + 1) * 10, 1e-9);
+    }
+    avro_value_get_by_name(got, "m", &f, NULL);
+    avro_value_get_size(&f, &n);
+    CU_ASSERT_EQUAL(n, 2);
+    CU_ASSERT_EQUAL_FATAL(avro_value_get_by_name(&f, "k2", &item, NULL), 0);
+    CU_ASSERT_EQUAL(avro_value_get_bytes(&item, &bytes, &n), 0);
+    CU_ASSERT_TRUE(n == 2 && !memcmp(bytes, "v2", 2));
+    es_serde_destroy(w);
+    es_serde_destroy(r);
+    es_buf_free(&rec);
+}
+
+/* A record with one field "f" of @p type. */
+static void one_field_schema(const char *type, char *out, size_t outsz)
+{
+    snprintf(out, outsz,
+             "{\"type\":\"record\",\"name\":\"M\",\"fields\":[{\"name\":\"f\",\"type\":"
+             "\"%s\"}]}",
+             type);
+}
+
+/* Field "f" of a value of @p type, set to seven in that type. */
+static void set_seven(avro_value_t *rec, avro_type_t type)
+{
+    avro_value_t f;
+    avro_value_get_by_name(rec, "f", &f, NULL);
+    switch (type) {
+    case AVRO_NULL:
+        avro_value_set_null(&f);
+        break;
+    case AVRO_BOOLEAN:
+        avro_value_set_boolean(&f, 1);
+        break;
+    case AVRO_INT32:
+        avro_value_set_int(&f, 7);
+        break;
+    case AVRO_INT64:
+        avro_value_set_long(&f, 7);
+        break;
+    case AVRO_FLOAT:
+        avro_value_set_float(&f, 7.0f);
+        break;
+    case AVRO_DOUBLE:
+        avro_value_set_double(&f, 7.0);
+        break;
+    case AVRO_STRING:
+        avro_value_set_string(&f, "7");
+        break;
+    default:
+        avro_value_set_bytes(&f, "7", 1);
+        break;
+    }
+}
+
+/* Does field "f" of @p rec (of @p type) hold what set_seven() wrote, converted? */
+static bool is_seven(avro_value_t *rec, avro_type_t type)
+{
+    avro_value_t f;
+    int b = 0;
+    int32_t i = 0;
+    int64_t l = 0;
+    float fl = 0;
+    double d = 0;
+    const void *p = NULL;
+    const char *s = NULL;
+    size_t n = 0;
+    avro_value_get_by_name(rec, "f", &f, NULL);
+    if (avro_value_get_type(&f) != type)
+        return false;
+    switch (type) {
+    case AVRO_NULL:
+        return true;
+    case AVRO_BOOLEAN:
+        return !avro_value_get_boolean(&f, &b) && b;
+    case AVRO_INT32:
+        return !avro_value_get_int(&f, &i) && i == 7;
+    case AVRO_INT64:
+        return !avro_value_get_long(&f, &l) && l == 7;
+    case AVRO_FLOAT:
+        return !avro_value_get_float(&f, &fl) && fl == 7.0f;
+    case AVRO_DOUBLE:
+        return !avro_value_get_double(&f, &d) && d == 7.0;
+    case AVRO_STRING:
+        return !avro_value_get_string(&f, &s, &n) && n == 2 && !strcmp(s, "7");
+    default:
+        return !avro_value_get_bytes(&f, &p, &n) && n == 1 && !memcmp(p, "7", 1);
+    }
+}
+
+/*
+ * Every primitive writer type against every primitive reader type: read
+ * when the types are the same or the spec promotes one to the other (int to
+ * long, float, double; long to float, double; float to double; string and
+ * bytes both ways), with the value converted; refused otherwise.
+ */
+static void test_primitive_matrix(void)
+{
+    static const struct {
+        const char *name;
+        avro_type_t type;
+    } types[] = {
+        {"null", AVRO_NULL},     {"boolean", AVRO_BOOLEAN}, {"int", AVRO_INT32},
+        {"long", AVRO_INT64},    {"float", AVRO_FLOAT},     {"double", AVRO_DOUBLE},
+        {"string", AVRO_STRING}, {"bytes", AVRO_BYTES},
+    };
+    static const char *const promotions[] = {"int>long",     "int>float",   "int>double",
+                                             "long>float",   "long>double", "float>double",
+                                             "string>bytes", "bytes>string"};
+    const size_t nt = sizeof(types) / sizeof(types[0]);
+    int id = 100;
+    for (size_t w = 0; w < nt; w++) {
+        for (size_t r = 0; r < nt; r++, id += 2) {
+            char ws[256], rs[256], pair[32];
+            bool readable = w == r;
+            snprintf(pair, sizeof(pair), "%s>%s", types[w].name, types[r].name);
+            for (size_t k = 0; k < sizeof(promotions) / sizeof(promotions[0]); k++)
+                readable = readable || !strcmp(pair, promotions[k]);
+            one_field_schema(types[w].name, ws, sizeof(ws));
+            one_field_schema(types[r].name, rs, sizeof(rs));
+            es_serde_t *ws_ = es_serde_new(NULL, "m-value", ws, false, id, errstr, sizeof(errstr));
+            es_serde_t *rs_ =
+                es_serde_new(NULL, "m-value", rs, false, id + 1, errstr, sizeof(errstr));
+            CU_ASSERT_PTR_NOT_NULL_FATAL(ws_);
+            CU_ASSERT_PTR_NOT_NULL_FATAL(rs_);
+            es_buf_t rec = {0};
+            avro_value_t v, *got = NULL;
+            es_serde_new_value(ws_, &v);
+            set_seven(&v, types[w].type);
+            CU_ASSERT_EQUAL_FATAL(es_serde_encode(ws_, &v, &rec, errstr, sizeof(errstr)),
+                                  ES_ERR_OK);
+            avro_value_decref(&v);
+            CU_ASSERT_EQUAL(es_serde_add_writer(rs_, id, ws, errstr, sizeof(errstr)), ES_ERR_OK);
+            es_err_t err = es_serde_decode(rs_, rec.data, rec.len, &got, errstr, sizeof(errstr));
+            if (readable != (err == ES_ERR_OK) || (readable && !is_seven(got, types[r].type)))
+                fprintf(stderr, "\n    %s: %s", pair, err ? errstr : "read, value wrong");
+            CU_ASSERT_EQUAL(err, readable ? ES_ERR_OK : ES_ERR_SCHEMA);
+            if (readable && !err)
+                CU_ASSERT_TRUE(is_seven(got, types[r].type));
+            if (!readable)
+                CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "cannot be read as"));
+            es_serde_destroy(ws_);
+            es_serde_destroy(rs_);
+            es_buf_free(&rec);
+        }
+    }
+}
+
 /*
  * The way the project's own schemas evolve: a reader adds an optional field,
  * ["null", T] with "default": null, at the envelope's top level and inside a
@@ -572,6 +762,8 @@ int main(void)
         {"v2 record, v1 reader: added field ignored", test_new_record_old_reader_ignores_field},
         {"v3 record (type changed) is refused", test_incompatible_writer_is_refused},
         {"promotions, enums, unions, defaults", test_spec_rules},
+        {"every primitive writer type against every reader type", test_primitive_matrix},
+        {"array items and map values are promoted one by one", test_array_and_map_items},
         {"old record, reader adds [null, T] at the top: null branch",
          test_optional_field_top_level},
         {"old record, reader adds [null, T] in a payload record: null branch",

@@ -1,0 +1,19 @@
+/*
+ * common.c — what several subcommands share: the options of the CLI's HTTP
+ * requests to the gateway and the projector.
+ *
+ * Apart from main.c so that main.c only dispatches: subcommands call in
+ * here, and nothing here calls a subcommand, so the files form no cycle.
+ */
+#include "cli.h"
+#include "escqrs/http_client.h"
+
+#include <string.h>
+
+void cli_http_opts(const es_conf_t *conf, es_http_client_opts_t *opts)
+{
+    const char *token = es_conf_get(conf, "token"), *ca = es_conf_get(conf, "tls.ca.file");
+    memset(opts, 0, sizeof(*opts));
+    opts->bearer_token = token && *token ? token : NULL;
+    opts->ca_file = ca && *ca ? ca : NULL;
+}

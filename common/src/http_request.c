@@ -1,0 +1,210 @@
+/*
+ * http_request.c — what a route handler sees of a request and builds of its
+ * answer (the es_http_req_* and es_http_resp_* calls of http_server.h), the
+ * route patterns, and the states a request goes through.
+ *
+ * States (srv->mu guards them): READING while the event thread takes in the
+ * headers and body; RUNNING from the moment it is queued for a worker,
+ * through the handler, until its answer is given — by the worker, by the
+ * holder of an es_http_deferred_t, or by the server at stop; ANSWERED once
+ * the answer is in resp and the connection is resumed so that its event
+ * thread queues it.  A request leaves RUNNING exactly once: every way out
+ * of it checks the state under the lock, so a deferred answer that comes
+ * after the server answered for it at stop is dropped, not sent twice.  (A
+ * request answered by its event thread — 404, 413, 503 busy — goes from
+ * READING to ANSWERED on that thread alone: no other thread knows it yet.)
+ *
+ * Lifetime of a request context: one reference for libmicrohttpd (dropped
+ * in its COMPLETED notification) and one for whoever answers (a worker, or
+ * the holder of an es_http_deferred_t).  The last reference frees it, so
+ * neither a closed connection nor a late answer touches freed memory.
+ */
+#include "http_internal.h"
+#include "escqrs/mem.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------ request API */
+
+const char *es_http_req_method(const es_http_req_t *req)
+{
+    return req->method;
+}
+
+const char *es_http_req_path(const es_http_req_t *req)
+{
+    return req->path;
+}
+
+const char *es_http_req_param(const es_http_req_t *req, size_t i)
+{
+    return i < req->nparams ? req->params[i] : NULL;
+}
+
+const char *es_http_req_query(const es_http_req_t *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+const char *es_http_req_header(const es_http_req_t *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+const es_principal_t *es_http_req_principal(const es_http_req_t *req)
+{
+    return &req->principal;
+}
+
+const char *es_http_req_body(const es_http_req_t *req, size_t *len)
+{
+    *len = req->body.len;
+    return req->body.data ? req->body.data : "";
+}
+
+void es_http_resp_text(es_http_resp_t *resp, int status, const char *content_type, const char *text,
+                       size_t len)
+{
+    resp->status = status;
+    resp->content_type = content_type;
+    es_buf_set(&resp->body, text, len);
+}
+
+void es_http_resp_json(es_http_resp_t *resp, int status, json_t *body)
+{
+    char *text = json_dumps(body, JSON_COMPACT);
+    es_http_resp_text(resp, status, "application/json", text ? text : "null",
+                      text ? strlen(text) : 4);
+    free(text);
+    json_decref(body);
+}
+
+void es_http_resp_error(es_http_resp_t *resp, int status, const char *code, const char *fmt, ...)
+{
+    char msg[HTTP_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    es_http_resp_json(resp, status, es_http_error_body(code, msg));
+}
+
+void es_http_resp_header(es_http_resp_t *resp, const char *name, const char *value)
+{
+    if (resp->nheaders == HTTP_MAX_RESP_HEADERS)
+        return;
+    resp->hnames[resp->nheaders] = es_strdup(name);
+    resp->hvalues[resp->nheaders] = es_strdup(value);
+    resp->nheaders++;
+}
+
+static void resp_clear(es_http_resp_t *resp)
+{
+    for (size_t i = 0; i < resp->nheaders; i++) {
+        free(resp->hnames[i]);
+        free(resp->hvalues[i]);
+    }
+    es_buf_free(&resp->body);
+    memset(resp, 0, sizeof(*resp));
+}
+
+bool es_http_route_match(const char *pattern, const char *path, char params[][ES_HTTP_PARAM_MAX],
+                         size_t *nparams)
+{
+    const char *p = pattern, *s = path;
+    *nparams = 0;
+    while (*p && *s) {
+        if (*p == '{') {
+            const char *pend = strchr(p, '}');
+            const char *send = strchr(s, '/');
+            size_t len = send ? (size_t)(send - s) : strlen(s);
+            if (!pend || len == 0 || len >= ES_HTTP_PARAM_MAX || *nparams == ES_HTTP_MAX_PARAMS)
+                return false;
+            memcpy(params[*nparams], s, len);
+            params[*nparams][len] = '\0';
+            (*nparams)++;
+            p = pend + 1;
+            s += len;
+        } else if (*p == *s) {
+            p++;
+            s++;
+        } else {
+            return false;
+        }
+    }
+    return *p == '\0' && *s == '\0';
+}
+
+/* --------------------------------------------------------- request states */
+
+void http_req_unref(es_http_req_t *req)
+{
+    if (--req->refs > 0)
+        return;
+    resp_clear(&req->resp);
+    es_buf_free(&req->body);
+    free(req);
+}
+
+void http_req_run(es_http_server_t *srv, es_http_req_t *req)
+{
+    req->state = RQ_RUNNING;
+    req->refs++; /* the answering party's */
+    req->next_run = srv->running;
+    if (srv->running)
+        srv->running->prev_run = req;
+    srv->running = req;
+}
+
+static void running_unlink(es_http_server_t *srv, es_http_req_t *req)
+{
+    if (req->prev_run)
+        req->prev_run->next_run = req->next_run;
+    else
+        srv->running = req->next_run;
+    if (req->next_run)
+        req->next_run->prev_run = req->prev_run;
+    req->prev_run = req->next_run = NULL;
+}
+
+void http_req_answered(es_http_server_t *srv, es_http_req_t *req)
+{
+    req->state = RQ_ANSWERED;
+    running_unlink(srv, req);
+    MHD_resume_connection(req->conn);
+}
+
+void http_req_complete(es_http_req_t *req)
+{
+    es_http_server_t *srv = req->srv;
+    pthread_mutex_lock(&srv->mu);
+    if (req->state == RQ_RUNNING)
+        http_req_answered(srv, req);
+    http_req_unref(req);
+    pthread_mutex_unlock(&srv->mu);
+}
+
+es_http_deferred_t *es_http_defer(es_http_req_t *req)
+{
+    req->deferred = true;
+    return (es_http_deferred_t *)req;
+}
+
+void es_http_deferred_json(es_http_deferred_t *d, int status, json_t *body)
+{
+    es_http_req_t *req = (es_http_req_t *)d;
+    es_http_server_t *srv = req->srv;
+    /* Under the lock: a stopping server may answer a deferred request itself. */
+    pthread_mutex_lock(&srv->mu);
+    if (req->state == RQ_RUNNING) {
+        es_http_resp_json(&req->resp, status, body);
+        http_req_answered(srv, req);
+    } else {
+        json_decref(body);
+    }
+    http_req_unref(req);
+    pthread_mutex_unlock(&srv->mu);
+}
