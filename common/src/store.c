@@ -76,11 +76,11 @@ const es_conf_def_t es_store_conf_defs[] = {
 
 void es_store_opts_from_conf(const es_conf_t *conf, es_store_opts_t *opts)
 {
+    *opts = (es_store_opts_t){0}; /* every field: those added later too */
     opts->block_cache_mb = (size_t)es_conf_get_int(conf, "store.block.cache.mb");
     opts->write_buffer_mb = (size_t)es_conf_get_int(conf, "store.write.buffer.mb");
     opts->sync = es_conf_get_bool(conf, "store.sync");
     opts->min_free_mb = (size_t)es_conf_get_int(conf, "store.min.free.mb");
-    opts->read_only = false;
 }
 
 int64_t es_store_free_bytes(const char *path)

@@ -45,7 +45,7 @@ typedef struct es_store_s es_store_t;
  */
 extern const es_conf_def_t es_store_conf_defs[];
 
-/** @brief es_store_opts_t from the keys of es_store_conf_defs. */
+/** @brief es_store_opts_t from the keys of es_store_conf_defs; every other field zero. */
 struct es_store_opts_s;
 void es_store_opts_from_conf(const es_conf_t *conf, struct es_store_opts_s *opts);
 typedef struct es_batch_s es_batch_t;
