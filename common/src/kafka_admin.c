@@ -88,8 +88,8 @@ es_admin_t *es_admin_new(const es_conf_t *conf, char *errstr, size_t errstr_size
 {
     es_admin_t *adm = es_calloc(1, sizeof(*adm));
     /* ROLE_ANY: an admin handle needs none of the producer defaults (no PID). */
-    adm->rk = es_kafka_handle_new(conf, ES_CONF_ROLE_ANY, RD_KAFKA_PRODUCER, NULL, errstr,
-                                  errstr_size);
+    adm->rk =
+        es_kafka_handle_new(conf, ES_CONF_ROLE_ANY, RD_KAFKA_PRODUCER, NULL, errstr, errstr_size);
     if (!adm->rk) {
         free(adm);
         return NULL;

@@ -29,8 +29,7 @@
 #include <stdio.h>
 
 /* What an error of a transactional call leaves the caller to do; destroys it. */
-static es_txn_rc_t txn_fail(const char *what, rd_kafka_error_t *e, char *errstr,
-                            size_t errstr_size)
+static es_txn_rc_t txn_fail(const char *what, rd_kafka_error_t *e, char *errstr, size_t errstr_size)
 {
     rd_kafka_resp_err_t code = rd_kafka_error_code(e);
     es_txn_rc_t rc = rd_kafka_error_is_fatal(e) || code == RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID
