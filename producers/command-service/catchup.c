@@ -27,10 +27,9 @@
 #define CATCHUP_WRITE_EVERY 2000 /* events applied between store writes: bounded memory */
 
 /* The accepted outcome of the command of an event, completed by it. */
-static es_err_t remember_event(cs_t *cs, rd_kafka_message_t *m, avro_value_t *v,
-                               const char *agg_id, const char *cmd_id, const char *type,
-                               int64_t version, int64_t occurred, char *errstr,
-                               size_t errstr_size)
+static es_err_t remember_event(cs_t *cs, rd_kafka_message_t *m, avro_value_t *v, const char *agg_id,
+                               const char *cmd_id, const char *type, int64_t version,
+                               int64_t occurred, char *errstr, size_t errstr_size)
 {
     idem_ent_t *e;
     es_err_t err;

@@ -217,9 +217,8 @@ es_err_t cs_decide(cs_t *cs, rd_kafka_message_t *m, char *errstr, size_t errstr_
     char why[256] = "";
     agg_ent_t *a;
     idem_ent_t *e;
-    es_err_t err =
-        decode_command(cs, m, &v, &cmd_id, &agg_id, &pl, &type, why, sizeof(why), errstr,
-                       errstr_size);
+    es_err_t err = decode_command(cs, m, &v, &cmd_id, &agg_id, &pl, &type, why, sizeof(why), errstr,
+                                  errstr_size);
     if (err == ES_ERR_REGISTRY_UNAVAILABLE || err == ES_ERR_REGISTRY)
         return err; /* not the command's fault: decide nothing of this batch, try again later */
     if (err) {
