@@ -111,6 +111,69 @@ static rd_kafka_event_t *admin_wait(rd_kafka_queue_t *q, int timeout_ms)
     return rd_kafka_queue_poll(q, timeout_ms + ADMIN_RESULT_GRACE_MS);
 }
 
+/* A topic that exists already: fine when its partition count is the spec's. */
+static es_err_t check_existing(es_admin_t *adm, const es_topic_spec_t *specs, size_t n,
+                               const char *tname, int timeout_ms, char *errstr, size_t errstr_size)
+{
+    int have = 0;
+    const es_topic_spec_t *spec = NULL;
+    for (size_t s = 0; s < n; s++)
+        if (!strcmp(specs[s].name, tname))
+            spec = &specs[s];
+    es_err_t err = es_admin_topic_partitions(adm, tname, timeout_ms, &have, errstr, errstr_size);
+    if (err)
+        return err;
+    if (spec && have != spec->partitions) {
+        snprintf(errstr, errstr_size,
+                 "topic %s exists with %d partitions, not %d: aggregates need the same "
+                 "partition count on every topic",
+                 tname, have, spec->partitions);
+        return ES_ERR_STATE;
+    }
+    es_log_debug("admin", "topic %s exists already", tname);
+    return ES_ERR_OK;
+}
+
+/* A created topic: the controller answered, the broker's metadata may lag a
+ * moment, and callers look the topic up next, so wait until it is visible. */
+static es_err_t wait_visible(es_admin_t *adm, const char *tname, int timeout_ms, char *errstr,
+                             size_t errstr_size)
+{
+    int have = 0;
+    int64_t until = es_mono_ms() + timeout_ms;
+    es_err_t err;
+    es_log_info("admin", "created topic %s", tname);
+    while ((err = es_admin_topic_partitions(adm, tname, timeout_ms, &have, errstr, errstr_size)) ==
+               ES_ERR_NOT_FOUND &&
+           es_mono_ms() < until)
+        usleep(ADMIN_VISIBLE_POLL_MS * 1000);
+    return err;
+}
+
+/* The result of a CreateTopics request, topic by topic. */
+static es_err_t created_topics(es_admin_t *adm, rd_kafka_event_t *ev, const es_topic_spec_t *specs,
+                               size_t n, int timeout_ms, char *errstr, size_t errstr_size)
+{
+    size_t cnt = 0;
+    es_err_t err = ES_ERR_OK;
+    const rd_kafka_topic_result_t **res =
+        rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &cnt);
+    for (size_t i = 0; i < cnt && !err; i++) {
+        rd_kafka_resp_err_t terr = rd_kafka_topic_result_error(res[i]);
+        const char *tname = rd_kafka_topic_result_name(res[i]);
+        if (terr == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+            err = check_existing(adm, specs, n, tname, timeout_ms, errstr, errstr_size);
+        } else if (terr) {
+            snprintf(errstr, errstr_size, "create topic %s: %s", tname,
+                     rd_kafka_topic_result_error_string(res[i]));
+            err = es_kafka_err(terr);
+        } else {
+            err = wait_visible(adm, tname, timeout_ms, errstr, errstr_size);
+        }
+    }
+    return err;
+}
+
 es_err_t es_admin_create_topics(es_admin_t *adm, const es_topic_spec_t *specs, size_t n,
                                 int timeout_ms, char *errstr, size_t errstr_size)
 {
@@ -142,55 +205,11 @@ es_err_t es_admin_create_topics(es_admin_t *adm, const es_topic_spec_t *specs, s
         snprintf(errstr, errstr_size, "create topics: no answer from the cluster in %d ms",
                  timeout_ms);
         err = ES_ERR_TIMED_OUT;
-        goto out;
-    }
-    if (rd_kafka_event_error(ev)) {
+    } else if (rd_kafka_event_error(ev)) {
         snprintf(errstr, errstr_size, "create topics: %s", rd_kafka_event_error_string(ev));
         err = es_kafka_err(rd_kafka_event_error(ev));
-        goto out;
-    }
-    size_t cnt = 0;
-    const rd_kafka_topic_result_t **res =
-        rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &cnt);
-    for (size_t i = 0; i < cnt; i++) {
-        rd_kafka_resp_err_t terr = rd_kafka_topic_result_error(res[i]);
-        const char *tname = rd_kafka_topic_result_name(res[i]);
-        if (terr == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
-            int have = 0;
-            const es_topic_spec_t *spec = NULL;
-            for (size_t s = 0; s < n; s++)
-                if (!strcmp(specs[s].name, tname))
-                    spec = &specs[s];
-            err = es_admin_topic_partitions(adm, tname, timeout_ms, &have, errstr, errstr_size);
-            if (err)
-                goto out;
-            if (spec && have != spec->partitions) {
-                snprintf(errstr, errstr_size,
-                         "topic %s exists with %d partitions, not %d: aggregates need the same "
-                         "partition count on every topic",
-                         tname, have, spec->partitions);
-                err = ES_ERR_STATE;
-                goto out;
-            }
-            es_log_debug("admin", "topic %s exists already", tname);
-        } else if (terr) {
-            snprintf(errstr, errstr_size, "create topic %s: %s", tname,
-                     rd_kafka_topic_result_error_string(res[i]));
-            err = es_kafka_err(terr);
-            goto out;
-        } else {
-            es_log_info("admin", "created topic %s", tname);
-            /* The controller answered; the broker's metadata may lag a moment.
-             * Callers look the topic up next, so wait until it is visible. */
-            int have = 0;
-            int64_t until = es_mono_ms() + timeout_ms;
-            while ((err = es_admin_topic_partitions(adm, tname, timeout_ms, &have, errstr,
-                                                    errstr_size)) == ES_ERR_NOT_FOUND &&
-                   es_mono_ms() < until)
-                usleep(ADMIN_VISIBLE_POLL_MS * 1000);
-            if (err)
-                goto out;
-        }
+    } else {
+        err = created_topics(adm, ev, specs, n, timeout_ms, errstr, errstr_size);
     }
 out:
     if (ev)
