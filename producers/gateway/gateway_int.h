@@ -34,10 +34,10 @@
 #define GW_MAX_AGGS 8
 #define GW_NBUCKETS 4096 /* buckets of the waiter table */
 
-#define GW_BACKOFF_MIN_MS 500   /* first wait before the results thread tries again */
-#define GW_BACKOFF_MAX_MS 30000 /* longest wait between attempts */
-#define GW_NAP_SLICE_MS   100   /* a wait checks the stop flag this often */
-#define GW_REGISTRY_RETRIES 5   /* of one registry request, before the back-off */
+#define GW_BACKOFF_MIN_MS   500   /* first wait before the results thread tries again */
+#define GW_BACKOFF_MAX_MS   30000 /* longest wait between attempts */
+#define GW_NAP_SLICE_MS     100   /* a wait checks the stop flag this often */
+#define GW_REGISTRY_RETRIES 5     /* of one registry request, before the back-off */
 
 typedef struct waiter_s {
     struct waiter_s *next;          /* bucket chain */

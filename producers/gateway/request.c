@@ -178,9 +178,9 @@ static bool encode(gw_t *gw, es_http_req_t *req, es_http_resp_t *resp, command_r
     size_t len;
     const char *body = es_http_req_body(req, &len);
     pthread_mutex_lock(&c->ag->mu);
-    es_err_t err = build_command(c->ag, c->cd, c->cmd_id, c->agg_id, c->has_expected, c->expected,
-                                 es_http_req_principal(req), body, len, &c->rec, &code, msg,
-                                 sizeof(msg));
+    es_err_t err =
+        build_command(c->ag, c->cd, c->cmd_id, c->agg_id, c->has_expected, c->expected,
+                      es_http_req_principal(req), body, len, &c->rec, &code, msg, sizeof(msg));
     pthread_mutex_unlock(&c->ag->mu);
     return err ? reply_error(gw, resp, err == ES_ERR_INVALID_ARG ? 400 : 500, code, msg) : true;
 }

@@ -45,9 +45,9 @@ static bool add_at_end(gw_t *gw, const char *topic, rd_kafka_topic_partition_lis
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
     rd_kafka_resp_err_t kerr = rd_kafka_metadata(rk, 0, rkt, &md, METADATA_TIMEOUT_MS);
     rd_kafka_topic_destroy(rkt);
-    rd_kafka_resp_err_t terr = kerr                   ? kerr
-                               : md->topic_cnt != 1 ? RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC
-                               : md->topics[0].err  ? md->topics[0].err
+    rd_kafka_resp_err_t terr = kerr                               ? kerr
+                               : md->topic_cnt != 1               ? RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC
+                               : md->topics[0].err                ? md->topics[0].err
                                : md->topics[0].partition_cnt == 0 ? RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC
                                                                   : RD_KAFKA_RESP_ERR_NO_ERROR;
     bool ok = !terr;
