@@ -147,7 +147,7 @@ static es_err_t clients_open(cs_t *cs, char *errstr, size_t errstr_size)
     const es_kafka_prop_t group_defaults[] = {
         {"fetch.wait.max.ms", "10"},
         {"group.instance.id", cs->txid}, /* static membership */
-        {"session.timeout.ms", "10000"},
+        {"session.timeout.ms", "10000"}, /* a dead static member is replaced after 10 s */
         {NULL, NULL},
     };
     es_consumer_opts_t catchup = {
