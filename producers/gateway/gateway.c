@@ -89,7 +89,7 @@ es_http_server_t *gw_http_start(gw_t *gw, char *errstr, size_t errstr_size)
 /* ------------------------------------------------------------------ set-up */
 
 /* The aggregates of `aggregates`, and the command-service group of each. */
-static bool add_aggregates(gw_t *gw, char groups[][300], char *errstr, size_t errstr_size)
+static bool add_aggregates(gw_t *gw, char groups[][GW_GROUP_MAX], char *errstr, size_t errstr_size)
 {
     const char *prefix = es_conf_get(gw->conf, "aggregate.prefix");
     char *list = es_strdup(es_conf_get(gw->conf, "aggregates")), *save = NULL;
@@ -113,7 +113,7 @@ static bool add_aggregates(gw_t *gw, char groups[][300], char *errstr, size_t er
         snprintf(ag->name, sizeof(ag->name), "%s%s", prefix ? prefix : "", def->name);
         es_topic_name(ag->name, ES_TOPIC_COMMANDS, NULL, ag->t_cmd, sizeof(ag->t_cmd));
         es_topic_name(ag->name, ES_TOPIC_RESULTS, NULL, ag->t_res, sizeof(ag->t_res));
-        snprintf(groups[gw->naggs], 300, "%s.command-service", ag->name);
+        snprintf(groups[gw->naggs], GW_GROUP_MAX, "%s.command-service", ag->name);
         pthread_mutex_init(&ag->mu, NULL);
         gw->naggs++;
     }
@@ -160,7 +160,7 @@ static bool threads_start(gw_t *gw, char *errstr, size_t errstr_size)
 gw_t *gw_new(const es_conf_t *conf, es_metrics_t *metrics, char *errstr, size_t errstr_size)
 {
     gw_t *gw = es_calloc(1, sizeof(*gw));
-    char group_names[GW_MAX_AGGS][300];
+    char group_names[GW_MAX_AGGS][GW_GROUP_MAX];
     const char *groups[GW_MAX_AGGS];
 
     gw->conf = conf;

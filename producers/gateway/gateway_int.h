@@ -31,8 +31,9 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-#define GW_MAX_AGGS 8
-#define GW_NBUCKETS 4096 /* buckets of the waiter table */
+#define GW_MAX_AGGS  8
+#define GW_NBUCKETS  4096 /* buckets of the waiter table */
+#define GW_GROUP_MAX 300  /* "<prefix><agg>.command-service" */
 
 #define GW_BACKOFF_MIN_MS   500   /* first wait before the results thread tries again */
 #define GW_BACKOFF_MAX_MS   30000 /* longest wait between attempts */
