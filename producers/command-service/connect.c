@@ -36,6 +36,9 @@
 
 #define REGISTRY_RETRIES 5 /* of one registry request, before the loop's back-off */
 
+/* The layout of the store (overlay.c), recorded in it and checked at open. */
+#define STORE_FORMAT "command-service/1"
+
 static const es_kafka_prop_t producer_defaults[] = {
     {"transaction.timeout.ms", "10000"}, /* an abandoned transaction holds readers 10 s */
     {"linger.ms", "1"},
@@ -201,8 +204,10 @@ es_err_t cs_connect(cs_t *cs, char *errstr, size_t errstr_size)
             return err;
     }
     if (!cs->store) {
-        es_store_opts_t so;
+        es_store_opts_t so = {0}; /* fields the configuration does not set stay 0/NULL */
         es_store_opts_from_conf(cs->conf, &so);
+        so.format = STORE_FORMAT;
+        so.format_remedy = "delete the store directory: it is rebuilt from <agg>.events";
         if (!(cs->store =
                   es_store_open(es_conf_get(cs->conf, "store.path"), &so, errstr, errstr_size)))
             return ES_ERR_STORE;
