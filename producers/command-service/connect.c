@@ -275,6 +275,7 @@ cs_t *cs_new(const es_conf_t *conf, const es_aggregate_def_t *def, es_metrics_t 
     cs->conf = conf;
     cs->def = def;
     cs->metrics = metrics;
+    cs_overlay_init(cs);
     pthread_mutex_init(&cs->why_mu, NULL);
     snprintf(cs->not_ready, sizeof(cs->not_ready), "starting");
     cs->batch_max = (int)es_conf_get_int(conf, "batch.max");
@@ -309,6 +310,7 @@ void cs_destroy(cs_t *cs)
     es_serde_destroy(cs->res_serde);
     es_registry_destroy(cs->reg);
     pthread_mutex_destroy(&cs->why_mu);
+    cs_overlay_free(cs);
     free(cs->pends);
     free(cs->evs);
     free(cs);

@@ -23,6 +23,7 @@
 
 #include "escqrs/command.h"
 #include "escqrs/kafka.h"
+#include "escqrs/mem.h"
 #include "escqrs/registry.h"
 #include "escqrs/serde.h"
 #include "escqrs/store.h"
@@ -30,26 +31,19 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-#define CS_NBUCKETS 4096 /* buckets of each overlay hash map */
-
 #define CS_BACKOFF_MIN_MS 500   /* first wait before connecting again */
 #define CS_BACKOFF_MAX_MS 30000 /* longest wait between attempts */
 #define CS_NAP_SLICE_MS   100   /* a wait checks the stop flag this often */
 
 /* An aggregate's state in the overlay: loaded from the store, then evolved. */
 typedef struct agg_ent_s {
-    struct agg_ent_s *next;
-    char id[ES_ID_MAX + 1];
     int64_t version;
     bool dirty; /* changed in this batch: written after the commit */
     void *state;
 } agg_ent_t;
 
-/* A remembered outcome of a command id, keyed "i" id 0x00 cmdid. */
+/* A remembered outcome of a command id. */
 typedef struct idem_ent_s {
-    struct idem_ent_s *next;
-    char key[2 * ES_ID_MAX + 3];
-    size_t keylen;
     uint64_t fp; /* the command's fingerprint; 0 when rebuilt from events */
     bool dirty;
     es_outcome_t o;
@@ -85,8 +79,8 @@ struct cs_s {
     es_consumer_t *cons, *catchup;
     es_producer_t *prod;
 
-    agg_ent_t *aggs[CS_NBUCKETS];
-    idem_ent_t *idems[CS_NBUCKETS];
+    es_map_t aggs;  /* store key "s" id → agg_ent_t */
+    es_map_t idems; /* store key "i" id 0x00 cmdid → idem_ent_t */
     pend_t *pends;
     evpos_t *evs;
     size_t npend, nev;
@@ -112,7 +106,9 @@ void cs_set_not_ready(cs_t *cs, const char *fmt, ...) __attribute__((format(prin
 void cs_set_ready(cs_t *cs);
 
 /* overlay.c */
+void cs_overlay_init(cs_t *cs);
 void cs_overlay_clear(cs_t *cs);
+void cs_overlay_free(cs_t *cs);
 es_err_t cs_agg_load(cs_t *cs, const char *id, agg_ent_t **out, char *errstr, size_t errstr_size);
 es_err_t cs_idem_load(cs_t *cs, const char *agg_id, const char *cmd_id, idem_ent_t **out,
                       char *errstr, size_t errstr_size);
