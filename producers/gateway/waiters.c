@@ -22,14 +22,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint32_t bucket_of(const char *id)
+/* The table chains waiters by bucket (a map without removal would not do:
+ * waiters come and go, and one command id may have several). */
+static size_t bucket_of(const char *id)
 {
-    uint32_t h = 2166136261u; /* FNV-1a */
-    for (; *id; id++) {
-        h ^= (unsigned char)*id;
-        h *= 16777619u;
-    }
-    return h % GW_NBUCKETS;
+    return (size_t)(es_fnv1a64(ES_FNV1A64_INIT, id, strlen(id)) % GW_NBUCKETS);
 }
 
 void gw_count_status(gw_t *gw, int status)
@@ -117,7 +114,7 @@ waiter_t *gw_waiter_add(gw_t *gw, const char *cmd_id, const char *agg_id, int64_
     w->deadline = es_mono_ms() + gw->timeout_ms;
     w->answer = answer;
     pthread_mutex_lock(&gw->mu);
-    uint32_t b = bucket_of(w->id);
+    size_t b = bucket_of(w->id);
     w->next = gw->waiters[b];
     gw->waiters[b] = w;
     w->older = gw->newest;
