@@ -79,8 +79,9 @@ typedef struct {
     int64_t t0;
 } reply_t;
 
-/* End the wait of @p w (gw->mu held) with @p status and @p body (taken). */
-static bool waiter_finish(gw_t *gw, waiter_t *w, int status, json_t *body, reply_t *out)
+/* End the wait of @p w (gw->mu held) with @p status and @p body (taken);
+ * the table's reference is the caller's to drop. */
+static bool waiter_end(gw_t *gw, waiter_t *w, int status, json_t *body, reply_t *out)
 {
     if (w->done) {
         json_decref(body);
@@ -92,6 +93,14 @@ static bool waiter_finish(gw_t *gw, waiter_t *w, int status, json_t *body, reply
     out->status = status;
     out->body = body;
     out->t0 = w->t0;
+    return true;
+}
+
+/* waiter_end(), dropping the table's reference (which may free @p w). */
+static bool waiter_finish(gw_t *gw, waiter_t *w, int status, json_t *body, reply_t *out)
+{
+    if (!waiter_end(gw, w, status, body, out))
+        return false;
     waiter_unref(w); /* the table's reference */
     return true;
 }
@@ -147,8 +156,8 @@ void gw_on_delivery(void *opaque, const rd_kafka_message_t *m)
     if (!w)
         return;
     pthread_mutex_lock(&gw->mu);
-    if (m->err)
-        answer = waiter_finish(gw, w, 503, gw_unavailable(rd_kafka_err2str(m->err)), &r);
+    if (m->err && (answer = waiter_end(gw, w, 503, gw_unavailable(rd_kafka_err2str(m->err)), &r)))
+        w->refs--;   /* the table's: never the last, the delivery report still holds one */
     waiter_unref(w); /* the delivery report's reference */
     pthread_mutex_unlock(&gw->mu);
     if (answer)
