@@ -17,13 +17,11 @@
 #include "kafka_int.h"
 #include "escqrs/log.h"
 #include "escqrs/mem.h"
-#include "escqrs/util.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 const es_conf_def_t es_kafka_conf_defs[] = {
     {.name = "kafka.bootstrap.servers",
