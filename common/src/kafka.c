@@ -1,20 +1,27 @@
 /*
- * kafka.c — producer, consumer and admin wrappers over librdkafka.
+ * kafka.c — every librdkafka handle of escqrs is built here; the producer
+ * and consumer wrappers.
  *
  * Why wrappers at all: every escqrs client must get the same deliberate
- * defaults and the same log routing, and topic settings must have one home.
- * Everything else is left to librdkafka, whose handle stays reachable.
+ * defaults and the same log routing, and a program's own settings (static
+ * membership, a transactional id, a rebalance callback) must be layered on
+ * them the same way everywhere: escqrs' role defaults, the user's `kafka.*`
+ * keys, the properties the caller forces, the caller's defaults for what
+ * the user left alone (es_kafka_handle_new()).  Everything else is left to
+ * librdkafka, whose handle stays reachable.
+ *
+ * Where the rest lives: the transactional batch in kafka_txn.c, topic
+ * settings and the admin client in kafka_admin.c, the readiness watch in
+ * kafka_watch.c; all of them get their handles from here.
  */
-#include "escqrs/kafka.h"
+#include "kafka_int.h"
 #include "escqrs/log.h"
 #include "escqrs/mem.h"
-#include "escqrs/util.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 const es_conf_def_t es_kafka_conf_defs[] = {
     {.name = "kafka.bootstrap.servers",
@@ -158,62 +165,138 @@ es_err_t es_kafka_err(rd_kafka_resp_err_t kerr)
     }
 }
 
-/* ---------------------------------------------------------------- producer */
+/* ------------------------------------------------------------------ handles */
 
-struct es_producer_s {
+static bool set_prop(rd_kafka_conf_t *rkconf, const char *name, const char *value, char *errstr,
+                     size_t errstr_size)
+{
+    return rd_kafka_conf_set(rkconf, name, value, errstr, errstr_size) == RD_KAFKA_CONF_OK;
+}
+
+/* The caller's properties: @p props always, @p defaults where the user set nothing. */
+static bool apply_props(const es_conf_t *conf, rd_kafka_conf_t *rkconf,
+                        const es_kafka_prop_t *props, const es_kafka_prop_t *defaults, char *errstr,
+                        size_t errstr_size)
+{
+    char key[256];
+    for (const es_kafka_prop_t *p = props; p && p->name; p++)
+        if (!set_prop(rkconf, p->name, p->value, errstr, errstr_size))
+            return false;
+    for (const es_kafka_prop_t *p = defaults; p && p->name; p++) {
+        snprintf(key, sizeof(key), "kafka.%s", p->name);
+        if (!es_conf_get(conf, key) && !set_prop(rkconf, p->name, p->value, errstr, errstr_size))
+            return false;
+    }
+    return true;
+}
+
+/* {@p name, @p value} followed by @p list (value NULL: @p list alone); free() it. */
+static es_kafka_prop_t *props_with(const char *name, const char *value, const es_kafka_prop_t *list)
+{
+    size_t n = 0, k = 0;
+    while (list && list[n].name)
+        n++;
+    es_kafka_prop_t *out = es_calloc(n + 2, sizeof(*out));
+    if (value)
+        out[k++] = (es_kafka_prop_t){name, value};
+    for (size_t i = 0; i < n; i++)
+        out[k++] = list[i];
+    return out;
+}
+
+rd_kafka_t *es_kafka_handle_new(const es_conf_t *conf, es_conf_role_t role, rd_kafka_type_t type,
+                                const es_kafka_handle_opts_t *o, char *errstr, size_t errstr_size)
+{
+    static const es_kafka_handle_opts_t none = {0};
+    rd_kafka_conf_t *rkconf = es_kafka_conf_build(conf, role, errstr, errstr_size);
     rd_kafka_t *rk;
-    /* Deliveries that failed: rd_kafka_flush() succeeds once the queue is
-     * empty, delivered or not, so failures are counted here, for good. */
-    atomic_uint failed;
-    char first_failure[256]; /* written by the first failure only (failed 0 -> 1) */
-};
+
+    if (!o)
+        o = &none;
+    if (!rkconf)
+        return NULL;
+    if (!apply_props(conf, rkconf, o->props, o->defaults, errstr, errstr_size)) {
+        rd_kafka_conf_destroy(rkconf);
+        return NULL;
+    }
+    if (o->quiet) {
+        rd_kafka_conf_set_error_cb(rkconf, NULL);
+        rd_kafka_conf_set(rkconf, "log_level", "0", NULL, 0);
+    }
+    if (o->dr_msg_cb)
+        rd_kafka_conf_set_dr_msg_cb(rkconf, o->dr_msg_cb);
+    if (o->rebalance_cb)
+        rd_kafka_conf_set_rebalance_cb(rkconf, o->rebalance_cb);
+    rd_kafka_conf_set_opaque(rkconf, o->opaque);
+    rk = rd_kafka_new(type, rkconf, errstr, errstr_size);
+    if (!rk)
+        rd_kafka_conf_destroy(rkconf); /* rd_kafka_new keeps it only on success */
+    return rk;
+}
+
+/* ---------------------------------------------------------------- producer */
 
 static void producer_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     es_producer_t *prod = opaque;
     (void)rk;
-    if (!m->err)
-        return;
-    if (atomic_fetch_add(&prod->failed, 1) == 0)
-        snprintf(prod->first_failure, sizeof(prod->first_failure), "delivery to %s [%d]: %s",
-                 rd_kafka_topic_name(m->rkt), (int)m->partition, rd_kafka_err2str(m->err));
+    if (m->err) {
+        int none = 0;
+        atomic_compare_exchange_strong(&prod->txn_err, &none, (int)m->err);
+        if (atomic_fetch_add(&prod->failed, 1) == 0)
+            snprintf(prod->first_failure, sizeof(prod->first_failure), "delivery to %s [%d]: %s",
+                     rd_kafka_topic_name(m->rkt), (int)m->partition, rd_kafka_err2str(m->err));
+    }
+    if (prod->on_delivery)
+        prod->on_delivery(prod->opaque, m);
+}
+
+es_producer_t *es_producer_new_opts(const es_conf_t *conf, const es_producer_opts_t *opts,
+                                    char *errstr, size_t errstr_size)
+{
+    es_producer_t *prod = es_calloc(1, sizeof(*prod));
+    es_kafka_prop_t *props = props_with("transactional.id", opts->transactional_id, opts->props);
+    es_kafka_handle_opts_t ho = {
+        .props = props,
+        .defaults = opts->defaults,
+        .dr_msg_cb = producer_dr_cb,
+        .opaque = prod,
+    };
+    prod->rk = es_kafka_handle_new(conf, ES_CONF_ROLE_PRODUCER, RD_KAFKA_PRODUCER, &ho, errstr,
+                                   errstr_size);
+    free(props);
+    if (!prod->rk) {
+        free(prod);
+        return NULL;
+    }
+    prod->txn_timeout_ms = opts->txn_timeout_ms > 0 ? opts->txn_timeout_ms : ES_KAFKA_TIMEOUT_MS;
+    prod->transactional_id = opts->transactional_id ? es_strdup(opts->transactional_id) : NULL;
+    prod->on_delivery = opts->on_delivery;
+    prod->opaque = opts->opaque;
+    return prod;
+}
+
+es_err_t es_producer_init_transactions(es_producer_t *prod, char *errstr, size_t errstr_size)
+{
+    rd_kafka_error_t *kerr = rd_kafka_init_transactions(prod->rk, prod->txn_timeout_ms);
+    if (!kerr)
+        return ES_ERR_OK;
+    snprintf(errstr, errstr_size, "init_transactions(%s): %s",
+             prod->transactional_id ? prod->transactional_id : "", rd_kafka_error_string(kerr));
+    rd_kafka_error_destroy(kerr);
+    return ES_ERR_KAFKA;
 }
 
 es_producer_t *es_producer_new(const es_conf_t *conf, const char *transactional_id, char *errstr,
                                size_t errstr_size)
 {
-    es_producer_t *prod = es_calloc(1, sizeof(*prod));
-    rd_kafka_conf_t *rkconf = es_kafka_conf_build(conf, ES_CONF_ROLE_PRODUCER, errstr, errstr_size);
-
-    if (!rkconf)
-        goto fail;
-    if (transactional_id && rd_kafka_conf_set(rkconf, "transactional.id", transactional_id, errstr,
-                                              errstr_size) != RD_KAFKA_CONF_OK) {
-        rd_kafka_conf_destroy(rkconf);
-        goto fail;
-    }
-    rd_kafka_conf_set_dr_msg_cb(rkconf, producer_dr_cb);
-    rd_kafka_conf_set_opaque(rkconf, prod);
-    prod->rk = rd_kafka_new(RD_KAFKA_PRODUCER, rkconf, errstr, errstr_size);
-    if (!prod->rk) {
-        rd_kafka_conf_destroy(rkconf); /* rd_kafka_new keeps it only on success */
-        goto fail;
-    }
-    if (transactional_id) {
-        rd_kafka_error_t *kerr = rd_kafka_init_transactions(prod->rk, 30000);
-        if (kerr) {
-            snprintf(errstr, errstr_size, "init_transactions(%s): %s", transactional_id,
-                     rd_kafka_error_string(kerr));
-            rd_kafka_error_destroy(kerr);
-            goto fail;
-        }
+    es_producer_opts_t opts = {.transactional_id = transactional_id};
+    es_producer_t *prod = es_producer_new_opts(conf, &opts, errstr, errstr_size);
+    if (prod && transactional_id && es_producer_init_transactions(prod, errstr, errstr_size)) {
+        es_producer_destroy_now(prod);
+        return NULL;
     }
     return prod;
-fail:
-    if (prod->rk)
-        rd_kafka_destroy(prod->rk);
-    free(prod);
-    return NULL;
 }
 
 rd_kafka_t *es_producer_rk(es_producer_t *prod)
@@ -221,32 +304,56 @@ rd_kafka_t *es_producer_rk(es_producer_t *prod)
     return prod->rk;
 }
 
+static rd_kafka_resp_err_t produce_once(es_producer_t *prod, const es_record_t *r)
+{
+    /* Two calls: the RD_KAFKA_V_* list has no optional entries. */
+    if (r->headers)
+        return rd_kafka_producev(
+            prod->rk, RD_KAFKA_V_TOPIC(r->topic), RD_KAFKA_V_PARTITION(r->partition),
+            RD_KAFKA_V_KEY(r->key, r->keylen), RD_KAFKA_V_VALUE((void *)r->value, r->valuelen),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(r->headers),
+            RD_KAFKA_V_OPAQUE(r->msg_opaque), RD_KAFKA_V_END);
+    return rd_kafka_producev(
+        prod->rk, RD_KAFKA_V_TOPIC(r->topic), RD_KAFKA_V_PARTITION(r->partition),
+        RD_KAFKA_V_KEY(r->key, r->keylen), RD_KAFKA_V_VALUE((void *)r->value, r->valuelen),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(r->msg_opaque), RD_KAFKA_V_END);
+}
+
+es_err_t es_producer_send_record(es_producer_t *prod, const es_record_t *rec, es_send_mode_t mode,
+                                 char *errstr, size_t errstr_size)
+{
+    rd_kafka_resp_err_t kerr;
+    /* The one "local queue full" loop: serve delivery reports to make room. */
+    while ((kerr = produce_once(prod, rec)) == RD_KAFKA_RESP_ERR__QUEUE_FULL &&
+           mode == ES_SEND_WAIT)
+        rd_kafka_poll(prod->rk, ES_KAFKA_QUEUE_FULL_POLL_MS);
+    if (kerr) {
+        snprintf(errstr, errstr_size, "produce to %s: %s", rec->topic, rd_kafka_err2str(kerr));
+        return es_kafka_err(kerr);
+    }
+    return ES_ERR_OK;
+}
+
 es_err_t es_producer_send(es_producer_t *prod, const char *topic, const void *key, size_t keylen,
                           const void *value, size_t valuelen, rd_kafka_headers_t *headers,
                           void *msg_opaque, char *errstr, size_t errstr_size)
 {
-    for (;;) {
-        rd_kafka_resp_err_t kerr;
-        if (headers)
-            kerr = rd_kafka_producev(
-                prod->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, keylen),
-                RD_KAFKA_V_VALUE((void *)value, valuelen), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                RD_KAFKA_V_HEADERS(headers), RD_KAFKA_V_OPAQUE(msg_opaque), RD_KAFKA_V_END);
-        else
-            kerr = rd_kafka_producev(prod->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, keylen),
-                                     RD_KAFKA_V_VALUE((void *)value, valuelen),
-                                     RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                     RD_KAFKA_V_OPAQUE(msg_opaque), RD_KAFKA_V_END);
-        if (kerr == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-            rd_kafka_poll(prod->rk, 100); /* serve delivery reports to make room */
-            continue;
-        }
-        if (kerr) {
-            snprintf(errstr, errstr_size, "produce to %s: %s", topic, rd_kafka_err2str(kerr));
-            return es_kafka_err(kerr);
-        }
-        return ES_ERR_OK;
-    }
+    es_record_t rec = {
+        .topic = topic,
+        .partition = RD_KAFKA_PARTITION_UA,
+        .key = key,
+        .keylen = keylen,
+        .value = value,
+        .valuelen = valuelen,
+        .headers = headers,
+        .msg_opaque = msg_opaque,
+    };
+    return es_producer_send_record(prod, &rec, ES_SEND_WAIT, errstr, errstr_size);
+}
+
+void es_producer_poll(es_producer_t *prod, int timeout_ms)
+{
+    rd_kafka_poll(prod->rk, timeout_ms);
 }
 
 es_err_t es_producer_flush(es_producer_t *prod, int timeout_ms, char *errstr, size_t errstr_size)
@@ -266,45 +373,78 @@ es_err_t es_producer_flush(es_producer_t *prod, int timeout_ms, char *errstr, si
     return ES_ERR_OK;
 }
 
+void es_producer_destroy_now(es_producer_t *prod)
+{
+    if (!prod)
+        return;
+    rd_kafka_destroy(prod->rk);
+    free(prod->transactional_id);
+    free(prod);
+}
+
 void es_producer_destroy(es_producer_t *prod)
 {
     if (!prod)
         return;
-    rd_kafka_flush(prod->rk, 5000);
-    rd_kafka_destroy(prod->rk);
-    free(prod);
+    rd_kafka_flush(prod->rk, ES_KAFKA_CLOSE_FLUSH_MS);
+    es_producer_destroy_now(prod);
 }
 
 /* ---------------------------------------------------------------- consumer */
 
-struct es_consumer_s {
-    rd_kafka_t *rk;
-};
+/* Let the caller act on a rebalance (e.g. catch up), then apply it the group's way. */
+static void consumer_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                                  rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    es_consumer_t *cons = opaque;
+    bool coop = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
+    bool assign = err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS;
+    rd_kafka_error_t *e = NULL;
+
+    cons->on_rebalance(cons->opaque, assign, parts);
+    if (assign && coop)
+        e = rd_kafka_incremental_assign(rk, parts);
+    else if (assign)
+        rd_kafka_assign(rk, parts);
+    else if (coop)
+        e = rd_kafka_incremental_unassign(rk, parts);
+    else
+        rd_kafka_assign(rk, NULL);
+    if (e)
+        rd_kafka_error_destroy(e);
+}
+
+es_consumer_t *es_consumer_new_opts(const es_conf_t *conf, const es_consumer_opts_t *opts,
+                                    char *errstr, size_t errstr_size)
+{
+    es_consumer_t *cons = es_calloc(1, sizeof(*cons));
+    /* librdkafka needs a group.id for a consumer handle even when it only assigns. */
+    es_kafka_prop_t *props =
+        props_with("group.id", opts->group_id ? opts->group_id : "escqrs-unused", opts->props);
+    es_kafka_handle_opts_t ho = {
+        .props = props,
+        .defaults = opts->defaults,
+        .rebalance_cb = opts->on_rebalance ? consumer_rebalance_cb : NULL,
+        .opaque = cons,
+    };
+    cons->on_rebalance = opts->on_rebalance;
+    cons->opaque = opts->opaque;
+    cons->rk = es_kafka_handle_new(conf, ES_CONF_ROLE_CONSUMER, RD_KAFKA_CONSUMER, &ho, errstr,
+                                   errstr_size);
+    free(props);
+    if (!cons->rk) {
+        free(cons);
+        return NULL;
+    }
+    rd_kafka_poll_set_consumer(cons->rk);
+    return cons;
+}
 
 es_consumer_t *es_consumer_new(const es_conf_t *conf, const char *group_id, char *errstr,
                                size_t errstr_size)
 {
-    es_consumer_t *cons = es_calloc(1, sizeof(*cons));
-    rd_kafka_conf_t *rkconf = es_kafka_conf_build(conf, ES_CONF_ROLE_CONSUMER, errstr, errstr_size);
-
-    if (!rkconf)
-        goto fail;
-    /* librdkafka needs a group.id for a consumer handle even when it only assigns. */
-    if (rd_kafka_conf_set(rkconf, "group.id", group_id ? group_id : "escqrs-unused", errstr,
-                          errstr_size) != RD_KAFKA_CONF_OK) {
-        rd_kafka_conf_destroy(rkconf);
-        goto fail;
-    }
-    cons->rk = rd_kafka_new(RD_KAFKA_CONSUMER, rkconf, errstr, errstr_size);
-    if (!cons->rk) {
-        rd_kafka_conf_destroy(rkconf);
-        goto fail;
-    }
-    rd_kafka_poll_set_consumer(cons->rk);
-    return cons;
-fail:
-    free(cons);
-    return NULL;
+    es_consumer_opts_t opts = {.group_id = group_id};
+    return es_consumer_new_opts(conf, &opts, errstr, errstr_size);
 }
 
 rd_kafka_t *es_consumer_rk(es_consumer_t *cons)
@@ -332,6 +472,63 @@ rd_kafka_message_t *es_consumer_poll(es_consumer_t *cons, int timeout_ms)
     return rd_kafka_consumer_poll(cons->rk, timeout_ms);
 }
 
+/* Seek @p tl to the committed offsets it was filled with. */
+static es_err_t seek_committed(es_consumer_t *cons, rd_kafka_topic_partition_list_t *tl,
+                               char *errstr, size_t errstr_size)
+{
+    rd_kafka_resp_err_t kerr = rd_kafka_committed(cons->rk, tl, ES_KAFKA_TIMEOUT_MS);
+    if (kerr) {
+        snprintf(errstr, errstr_size, "committed offsets not known: %s", rd_kafka_err2str(kerr));
+        return ES_ERR_KAFKA;
+    }
+    for (int i = 0; i < tl->cnt; i++)
+        if (tl->elems[i].offset < 0)
+            tl->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING; /* nothing committed yet */
+    rd_kafka_error_t *e = rd_kafka_seek_partitions(cons->rk, tl, ES_KAFKA_TIMEOUT_MS);
+    if (e) {
+        snprintf(errstr, errstr_size, "seek: %s", rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+        return ES_ERR_KAFKA;
+    }
+    for (int i = 0; i < tl->cnt; i++)
+        if (tl->elems[i].err) {
+            snprintf(errstr, errstr_size, "seek %s [%d]: %s", tl->elems[i].topic,
+                     (int)tl->elems[i].partition, rd_kafka_err2str(tl->elems[i].err));
+            return ES_ERR_KAFKA;
+        }
+    return ES_ERR_OK;
+}
+
+es_err_t es_consumer_rewind(es_consumer_t *cons, const rd_kafka_topic_partition_list_t *parts,
+                            char *errstr, size_t errstr_size)
+{
+    rd_kafka_topic_partition_list_t *tl = NULL;
+    es_err_t err = ES_ERR_OK;
+    if (parts) {
+        tl = rd_kafka_topic_partition_list_copy(parts);
+    } else {
+        rd_kafka_resp_err_t kerr = rd_kafka_assignment(cons->rk, &tl);
+        if (kerr || !tl) {
+            snprintf(errstr, errstr_size, "assignment unknown: %s", rd_kafka_err2str(kerr));
+            if (tl)
+                rd_kafka_topic_partition_list_destroy(tl);
+            return ES_ERR_KAFKA;
+        }
+    }
+    if (tl->cnt)
+        err = seek_committed(cons, tl, errstr, errstr_size);
+    rd_kafka_topic_partition_list_destroy(tl);
+    return err;
+}
+
+void es_consumer_destroy_now(es_consumer_t *cons)
+{
+    if (!cons)
+        return;
+    rd_kafka_destroy_flags(cons->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    free(cons);
+}
+
 void es_consumer_destroy(es_consumer_t *cons)
 {
     if (!cons)
@@ -339,272 +536,4 @@ void es_consumer_destroy(es_consumer_t *cons)
     rd_kafka_consumer_close(cons->rk);
     rd_kafka_destroy(cons->rk);
     free(cons);
-}
-
-/* ------------------------------------------------------------------- admin */
-
-static void spec_add(es_topic_spec_t *s, const char *name, long long value)
-{
-    s->config_names[s->nconfigs] = name;
-    snprintf(s->config_values[s->nconfigs], sizeof(s->config_values[0]), "%lld", value);
-    s->nconfigs++;
-}
-
-static void spec_add_str(es_topic_spec_t *s, const char *name, const char *value)
-{
-    s->config_names[s->nconfigs] = name;
-    snprintf(s->config_values[s->nconfigs], sizeof(s->config_values[0]), "%s", value);
-    s->nconfigs++;
-}
-
-void es_topic_name(const char *agg, es_topic_kind_t kind, const char *projector, char *out,
-                   size_t outsz)
-{
-    switch (kind) {
-    case ES_TOPIC_COMMANDS:
-        snprintf(out, outsz, "%s.commands", agg);
-        break;
-    case ES_TOPIC_EVENTS:
-        snprintf(out, outsz, "%s.events", agg);
-        break;
-    case ES_TOPIC_RESULTS:
-        snprintf(out, outsz, "%s.command-results", agg);
-        break;
-    case ES_TOPIC_DLQ:
-        snprintf(out, outsz, "%s.events.dlq.%s", agg, projector ? projector : "projector");
-        break;
-    }
-}
-
-void es_topic_spec_for(const es_conf_t *conf, es_topic_kind_t kind, const char *name,
-                       es_topic_spec_t *out)
-{
-    memset(out, 0, sizeof(*out));
-    snprintf(out->name, sizeof(out->name), "%s", name);
-    out->partitions = (int)es_conf_get_int(conf, "topics.partitions");
-    out->replication_factor = (int)es_conf_get_int(conf, "topics.replication.factor");
-    long long min_isr = es_conf_get_int(conf, "topics.min.insync.replicas");
-
-    spec_add_str(out, "cleanup.policy", "delete"); /* never compacted: the log is history */
-    switch (kind) {
-    case ES_TOPIC_COMMANDS:
-    case ES_TOPIC_EVENTS:
-    case ES_TOPIC_DLQ:
-        spec_add(out, "retention.ms", -1);
-        spec_add(out, "min.insync.replicas", min_isr);
-        break;
-    case ES_TOPIC_RESULTS:
-        spec_add(out, "retention.ms", es_conf_get_int(conf, "topics.results.retention.ms"));
-        break;
-    }
-}
-
-struct es_admin_s {
-    rd_kafka_t *rk;
-};
-
-es_admin_t *es_admin_new(const es_conf_t *conf, char *errstr, size_t errstr_size)
-{
-    es_admin_t *adm = es_calloc(1, sizeof(*adm));
-    /* ROLE_ANY: an admin handle needs none of the producer defaults (no PID). */
-    rd_kafka_conf_t *rkconf = es_kafka_conf_build(conf, ES_CONF_ROLE_ANY, errstr, errstr_size);
-    if (!rkconf)
-        goto fail;
-    adm->rk = rd_kafka_new(RD_KAFKA_PRODUCER, rkconf, errstr, errstr_size);
-    if (!adm->rk) {
-        rd_kafka_conf_destroy(rkconf);
-        goto fail;
-    }
-    return adm;
-fail:
-    free(adm);
-    return NULL;
-}
-
-void es_admin_destroy(es_admin_t *adm)
-{
-    if (!adm)
-        return;
-    rd_kafka_destroy(adm->rk);
-    free(adm);
-}
-
-/* Runs one admin request on a private queue and waits for its result event. */
-static rd_kafka_event_t *admin_wait(rd_kafka_queue_t *q, int timeout_ms)
-{
-    return rd_kafka_queue_poll(q, timeout_ms + 1000);
-}
-
-es_err_t es_admin_create_topics(es_admin_t *adm, const es_topic_spec_t *specs, size_t n,
-                                int timeout_ms, char *errstr, size_t errstr_size)
-{
-    rd_kafka_NewTopic_t **nts = es_calloc(n, sizeof(*nts));
-    rd_kafka_queue_t *q = rd_kafka_queue_new(adm->rk);
-    rd_kafka_AdminOptions_t *opts =
-        rd_kafka_AdminOptions_new(adm->rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
-    rd_kafka_event_t *ev = NULL;
-    es_err_t err = ES_ERR_OK;
-    char kerr[256];
-
-    rd_kafka_AdminOptions_set_operation_timeout(opts, timeout_ms, kerr, sizeof(kerr));
-    rd_kafka_AdminOptions_set_request_timeout(opts, timeout_ms, kerr, sizeof(kerr));
-    for (size_t i = 0; i < n; i++) {
-        nts[i] = rd_kafka_NewTopic_new(specs[i].name, specs[i].partitions,
-                                       specs[i].replication_factor, kerr, sizeof(kerr));
-        if (!nts[i]) {
-            snprintf(errstr, errstr_size, "topic %s: %s", specs[i].name, kerr);
-            err = ES_ERR_INVALID_ARG;
-            goto out;
-        }
-        for (size_t c = 0; c < specs[i].nconfigs; c++)
-            rd_kafka_NewTopic_set_config(nts[i], specs[i].config_names[c],
-                                         specs[i].config_values[c]);
-    }
-    rd_kafka_CreateTopics(adm->rk, nts, n, opts, q);
-    ev = admin_wait(q, timeout_ms);
-    if (!ev) {
-        snprintf(errstr, errstr_size, "create topics: no answer from the cluster in %d ms",
-                 timeout_ms);
-        err = ES_ERR_TIMED_OUT;
-        goto out;
-    }
-    if (rd_kafka_event_error(ev)) {
-        snprintf(errstr, errstr_size, "create topics: %s", rd_kafka_event_error_string(ev));
-        err = es_kafka_err(rd_kafka_event_error(ev));
-        goto out;
-    }
-    size_t cnt = 0;
-    const rd_kafka_topic_result_t **res =
-        rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &cnt);
-    for (size_t i = 0; i < cnt; i++) {
-        rd_kafka_resp_err_t terr = rd_kafka_topic_result_error(res[i]);
-        const char *tname = rd_kafka_topic_result_name(res[i]);
-        if (terr == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
-            int have = 0;
-            const es_topic_spec_t *spec = NULL;
-            for (size_t s = 0; s < n; s++)
-                if (!strcmp(specs[s].name, tname))
-                    spec = &specs[s];
-            err = es_admin_topic_partitions(adm, tname, timeout_ms, &have, errstr, errstr_size);
-            if (err)
-                goto out;
-            if (spec && have != spec->partitions) {
-                snprintf(errstr, errstr_size,
-                         "topic %s exists with %d partitions, not %d: aggregates need the same "
-                         "partition count on every topic",
-                         tname, have, spec->partitions);
-                err = ES_ERR_STATE;
-                goto out;
-            }
-            es_log_debug("admin", "topic %s exists already", tname);
-        } else if (terr) {
-            snprintf(errstr, errstr_size, "create topic %s: %s", tname,
-                     rd_kafka_topic_result_error_string(res[i]));
-            err = es_kafka_err(terr);
-            goto out;
-        } else {
-            es_log_info("admin", "created topic %s", tname);
-            /* The controller answered; the broker's metadata may lag a moment.
-             * Callers look the topic up next, so wait until it is visible. */
-            int have = 0;
-            int64_t until = es_mono_ms() + timeout_ms;
-            while ((err = es_admin_topic_partitions(adm, tname, timeout_ms, &have, errstr,
-                                                    errstr_size)) == ES_ERR_NOT_FOUND &&
-                   es_mono_ms() < until)
-                usleep(100 * 1000);
-            if (err)
-                goto out;
-        }
-    }
-out:
-    if (ev)
-        rd_kafka_event_destroy(ev);
-    for (size_t i = 0; i < n; i++)
-        if (nts[i])
-            rd_kafka_NewTopic_destroy(nts[i]);
-    free(nts);
-    rd_kafka_AdminOptions_destroy(opts);
-    rd_kafka_queue_destroy(q);
-    return err;
-}
-
-es_err_t es_admin_topic_config(es_admin_t *adm, const char *topic, const char *key, int timeout_ms,
-                               char **value, char *errstr, size_t errstr_size)
-{
-    rd_kafka_ConfigResource_t *cr = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic);
-    rd_kafka_queue_t *q = rd_kafka_queue_new(adm->rk);
-    rd_kafka_AdminOptions_t *opts =
-        rd_kafka_AdminOptions_new(adm->rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS);
-    rd_kafka_event_t *ev = NULL;
-    es_err_t err = ES_ERR_NOT_FOUND;
-    char kerr[256];
-
-    *value = NULL;
-    rd_kafka_AdminOptions_set_request_timeout(opts, timeout_ms, kerr, sizeof(kerr));
-    rd_kafka_DescribeConfigs(adm->rk, &cr, 1, opts, q);
-    ev = admin_wait(q, timeout_ms);
-    if (!ev) {
-        snprintf(errstr, errstr_size, "describe configs of %s: timed out", topic);
-        err = ES_ERR_TIMED_OUT;
-        goto out;
-    }
-    if (rd_kafka_event_error(ev)) {
-        snprintf(errstr, errstr_size, "describe configs of %s: %s", topic,
-                 rd_kafka_event_error_string(ev));
-        err = es_kafka_err(rd_kafka_event_error(ev));
-        goto out;
-    }
-    size_t nres = 0;
-    const rd_kafka_ConfigResource_t **res =
-        rd_kafka_DescribeConfigs_result_resources(rd_kafka_event_DescribeConfigs_result(ev), &nres);
-    for (size_t i = 0; i < nres; i++) {
-        if (rd_kafka_ConfigResource_error(res[i])) {
-            snprintf(errstr, errstr_size, "describe configs of %s: %s", topic,
-                     rd_kafka_ConfigResource_error_string(res[i]));
-            err = es_kafka_err(rd_kafka_ConfigResource_error(res[i]));
-            goto out;
-        }
-        size_t nentries = 0;
-        const rd_kafka_ConfigEntry_t **entries = rd_kafka_ConfigResource_configs(res[i], &nentries);
-        for (size_t e = 0; e < nentries; e++) {
-            if (!strcmp(rd_kafka_ConfigEntry_name(entries[e]), key)) {
-                const char *v = rd_kafka_ConfigEntry_value(entries[e]);
-                *value = es_strdup(v ? v : "");
-                err = ES_ERR_OK;
-                goto out;
-            }
-        }
-    }
-    snprintf(errstr, errstr_size, "topic %s has no config %s", topic, key);
-out:
-    if (ev)
-        rd_kafka_event_destroy(ev);
-    rd_kafka_ConfigResource_destroy(cr);
-    rd_kafka_AdminOptions_destroy(opts);
-    rd_kafka_queue_destroy(q);
-    return err;
-}
-
-es_err_t es_admin_topic_partitions(es_admin_t *adm, const char *topic, int timeout_ms,
-                                   int *partitions, char *errstr, size_t errstr_size)
-{
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(adm->rk, topic, NULL);
-    const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_resp_err_t kerr = rd_kafka_metadata(adm->rk, 0, rkt, &md, timeout_ms);
-    es_err_t err = ES_ERR_OK;
-
-    if (kerr) {
-        snprintf(errstr, errstr_size, "metadata for %s: %s", topic, rd_kafka_err2str(kerr));
-        err = es_kafka_err(kerr);
-    } else if (md->topic_cnt != 1 || md->topics[0].err) {
-        snprintf(errstr, errstr_size, "topic %s: %s", topic,
-                 md->topic_cnt ? rd_kafka_err2str(md->topics[0].err) : "not in metadata");
-        err = md->topic_cnt ? es_kafka_err(md->topics[0].err) : ES_ERR_NOT_FOUND;
-    } else {
-        *partitions = md->topics[0].partition_cnt;
-    }
-    if (md)
-        rd_kafka_metadata_destroy(md);
-    rd_kafka_topic_destroy(rkt);
-    return err;
 }

@@ -11,7 +11,7 @@
  * answered for `health.broker.timeout.ms`, so one slow answer is not an
  * outage.
  */
-#include "escqrs/kafka.h"
+#include "kafka_int.h"
 #include "escqrs/log.h"
 #include "escqrs/util.h"
 #include "escqrs/mem.h"
@@ -21,6 +21,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+/* Shortest wait for the cluster's answer in a round, however short the interval. */
+#define WATCH_MIN_ANSWER_MS 1000
+/* Used when the configuration gives no positive value (the tables' defaults). */
+#define WATCH_DEFAULT_INTERVAL_MS       2000
+#define WATCH_DEFAULT_BROKER_TIMEOUT_MS 10000
 
 const es_conf_def_t es_kafka_watch_conf_defs[] = {
     {.name = "health.interval.ms",
@@ -97,7 +103,7 @@ static void *watch_main(void *arg)
         w->asking = true;
         pthread_mutex_unlock(&w->mu);
         const struct rd_kafka_metadata *md = NULL;
-        int timeout = w->interval_ms < 1000 ? 1000 : w->interval_ms;
+        int timeout = w->interval_ms < WATCH_MIN_ANSWER_MS ? WATCH_MIN_ANSWER_MS : w->interval_ms;
         rd_kafka_resp_err_t err = rd_kafka_metadata(w->rk, 0, NULL, &md, timeout);
         bool ok = !err && md && md->broker_cnt > 0;
         if (md)
@@ -131,23 +137,18 @@ es_kafka_watch_t *es_kafka_watch_start(const es_conf_t *conf, const char *const 
                                        size_t ngroups, char *errstr, size_t errstr_size)
 {
     es_kafka_watch_t *w = es_calloc(1, sizeof(*w));
-    rd_kafka_conf_t *rkconf = es_kafka_conf_build(conf, ES_CONF_ROLE_ANY, errstr, errstr_size);
-    if (!rkconf)
+    /* A watch that cannot reach the broker must not flood the log (quiet):
+     * the daemon's own clients report the outage already. */
+    es_kafka_handle_opts_t ho = {.quiet = true};
+    if (!(w->rk = es_kafka_handle_new(conf, ES_CONF_ROLE_ANY, RD_KAFKA_PRODUCER, &ho, errstr,
+                                      errstr_size)))
         goto fail;
-    /* A watch that cannot reach the broker must not flood the log: the
-     * daemon's own clients report the outage already. */
-    rd_kafka_conf_set_error_cb(rkconf, NULL);
-    rd_kafka_conf_set(rkconf, "log_level", "0", NULL, 0);
-    if (!(w->rk = rd_kafka_new(RD_KAFKA_PRODUCER, rkconf, errstr, errstr_size))) {
-        rd_kafka_conf_destroy(rkconf);
-        goto fail;
-    }
     w->interval_ms = (int)es_conf_get_int(conf, "health.interval.ms");
     w->broker_timeout_ms = (int)es_conf_get_int(conf, "health.broker.timeout.ms");
     if (w->interval_ms <= 0)
-        w->interval_ms = 2000;
+        w->interval_ms = WATCH_DEFAULT_INTERVAL_MS;
     if (w->broker_timeout_ms <= 0)
-        w->broker_timeout_ms = 10000;
+        w->broker_timeout_ms = WATCH_DEFAULT_BROKER_TIMEOUT_MS;
     w->started_ms = es_mono_ms();
     snprintf(w->last_error, sizeof(w->last_error), "no answer yet");
     w->ngroups = ngroups;

@@ -22,6 +22,9 @@
 #include <signal.h>
 #include <stdlib.h>
 
+/* Largest request body: this listener serves only /healthz, /readyz and /metrics. */
+#define HEALTH_MAX_BODY 1024
+
 static const es_conf_def_t service_defs[] = {
     {.name = "aggregate",
      .type = ES_CONF_ENUM,
@@ -106,7 +109,7 @@ int main(int argc, char **argv, char **envp)
         goto out;
     }
     es_http_server_conf_t hc = {
-        .max_body = 1024,
+        .max_body = HEALTH_MAX_BODY,
         .opaque = cs,
         .metrics = metrics,
         .ready = ready,

@@ -1,5 +1,6 @@
 /*
- * gateway.h — escqrs-gateway internals shared by main.c and gateway.c.
+ * gateway.h — what main.c of escqrs-gateway calls; the files behind it are
+ * listed in gateway_int.h.
  */
 #ifndef ESCQRS_GATEWAY_H
 #define ESCQRS_GATEWAY_H

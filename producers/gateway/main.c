@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#define STOP_POLL_MS 100 /* how often the main thread looks at the stop flag */
+
 static const es_conf_def_t gateway_defs[] = {
     {.name = "http.listen",
      .type = ES_CONF_STRING,
@@ -85,7 +87,7 @@ int main(int argc, char **argv, char **envp)
     }
     es_log_info("gateway", "serving on port %d", es_http_server_port(srv));
     while (!stop_signal)
-        usleep(100 * 1000); /* the signal may land on any thread: poll the flag */
+        usleep(STOP_POLL_MS * 1000); /* the signal may land on any thread: poll the flag */
     es_log_info("gateway", "signal %d: stopping", (int)stop_signal);
     rc = 0;
 out:

@@ -1,18 +1,25 @@
 /**
  * @file kafka.h
- * @brief Thin librdkafka wrappers that take escqrs configuration and logging.
+ * @brief librdkafka wrappers that take escqrs configuration and logging, and
+ *        the transactional batch of the command service.
  *
- * The wrappers own the rd_kafka_t handle and expose it (es_*_rk()) for the
- * parts of librdkafka a runtime needs in full (transactions, assignment);
- * what they add is the configuration — escqrs' deliberate defaults, then the
- * user's `kafka.*` keys verbatim — librdkafka's log routed through es_log, and
- * the topic settings of the architecture in one place (es_topic_spec_for()).
+ * Every Kafka client of a program is built here (common/src/kafka.c), through
+ * one path: escqrs' deliberate defaults, then the user's `kafka.*` keys
+ * verbatim, then the properties the caller forces, then the caller's
+ * defaults for keys the user left alone; librdkafka's log is routed through
+ * es_log.  The handle stays reachable (es_*_rk()) for the parts of
+ * librdkafka a runtime uses in full (assignment, metadata, watermarks), but
+ * is never built elsewhere.  Topic settings of the architecture have one
+ * home (es_topic_spec_for()).
  *
  * Deliberate defaults (documented in docs/configuration.md):
  * producers `enable.idempotence=true`, `acks=all`, `partitioner=murmur2_random`
  * (Java-compatible, so a command and its events share a partition number);
  * consumers `isolation.level=read_committed`, `enable.auto.commit=false`,
  * `auto.offset.reset=earliest`.
+ *
+ * Layering: depends on conf.h, err.h and librdkafka; the write side and the
+ * read side include it, never the other way round.
  */
 #ifndef ESCQRS_KAFKA_H
 #define ESCQRS_KAFKA_H
@@ -21,6 +28,22 @@
 #include "escqrs/err.h"
 
 #include <librdkafka/rdkafka.h>
+#include <stdbool.h>
+
+/**
+ * The longest wait for one Kafka request or transactional step:
+ * init_transactions, send_offsets_to_transaction, one commit attempt, abort,
+ * the flush of a transaction, the committed-offsets lookup of a rewind, a
+ * seek, an admin request of the daemons.  A step that takes longer is
+ * treated as unanswered (a commit is then retried, see es_txn_commit()).
+ */
+#define ES_KAFKA_TIMEOUT_MS 30000
+
+/** How long es_producer_destroy() waits for records still queued. */
+#define ES_KAFKA_CLOSE_FLUSH_MS 5000
+
+/** How long a send waits for delivery reports to make room in a full local queue, per poll. */
+#define ES_KAFKA_QUEUE_FULL_POLL_MS 50
 
 /** @brief Declared `kafka.` defaults and `topics.` settings; add to a program's tables. */
 extern const es_conf_def_t es_kafka_conf_defs[];
@@ -28,6 +51,9 @@ extern const es_conf_def_t es_kafka_conf_defs[];
 /**
  * @brief librdkafka configuration for a client of @p role from @p conf, with
  *        the log routed to es_log.  @returns NULL with @p errstr on failure.
+ * @remark For the clients of tests and benchmarks that need a raw handle;
+ *         programs build their clients with es_producer_new_opts() and
+ *         es_consumer_new_opts().
  */
 rd_kafka_conf_t *es_kafka_conf_build(const es_conf_t *conf, es_conf_role_t role, char *errstr,
                                      size_t errstr_size);
@@ -35,41 +61,229 @@ rd_kafka_conf_t *es_kafka_conf_build(const es_conf_t *conf, es_conf_role_t role,
 /** @brief Translate a librdkafka error code into es_err_t (fatal/fenced → KAFKA_FATAL). */
 es_err_t es_kafka_err(rd_kafka_resp_err_t kerr);
 
+/** @brief One librdkafka property; lists of them end with a NULL name. */
+typedef struct es_kafka_prop_s {
+    const char *name; /**< librdkafka's name, without the `kafka.` prefix */
+    const char *value;
+} es_kafka_prop_t;
+
 /* ---------------------------------------------------------------- producer */
 
 typedef struct es_producer_s es_producer_t;
+typedef struct es_consumer_s es_consumer_t;
 
 /**
- * @brief New producer.  @p transactional_id NULL for a plain idempotent producer;
- *        otherwise the producer is transactional and its transactions are
- *        initialised (fencing older instances with the same id).
+ * @brief Called for every record's delivery report, on the thread that polls
+ *        or flushes the producer.  @p m->_private is the record's msg_opaque;
+ *        on success @p m carries the record's partition and offset.
+ */
+typedef void es_delivery_cb_t(void *opaque, const rd_kafka_message_t *m);
+
+typedef struct es_producer_opts_s {
+    /** NULL: an idempotent producer; otherwise transactional (see es_producer_init_transactions()).
+     */
+    const char *transactional_id;
+    /** Set whatever the user configured (NULL: none). */
+    const es_kafka_prop_t *props;
+    /** Set unless the user configured `kafka.<name>` (NULL: none). */
+    const es_kafka_prop_t *defaults;
+    es_delivery_cb_t *on_delivery; /**< NULL: none */
+    void *opaque;                  /**< for on_delivery */
+    /** Wait of each transactional step; 0 means ES_KAFKA_TIMEOUT_MS (tests shorten it). */
+    int txn_timeout_ms;
+} es_producer_opts_t;
+
+/**
+ * @brief New producer from @p conf and @p opts; contacts no broker.
+ * @returns NULL with @p errstr when librdkafka refuses the configuration.
+ */
+es_producer_t *es_producer_new_opts(const es_conf_t *conf, const es_producer_opts_t *opts,
+                                    char *errstr, size_t errstr_size);
+
+/**
+ * @brief Initialise the transactions of a transactional producer, fencing
+ *        older instances with the same transactional id (and aborting their
+ *        open transaction).  Waits at most ES_KAFKA_TIMEOUT_MS.
+ * @returns ES_ERR_OK, or ES_ERR_KAFKA with @p errstr (the broker did not
+ *          answer in time, or refused): destroy the producer and retry later.
+ */
+es_err_t es_producer_init_transactions(es_producer_t *prod, char *errstr, size_t errstr_size);
+
+/**
+ * @brief New producer with escqrs' defaults: es_producer_new_opts() and, when
+ *        @p transactional_id is not NULL, es_producer_init_transactions().
+ * @returns NULL with @p errstr when either fails.
  */
 es_producer_t *es_producer_new(const es_conf_t *conf, const char *transactional_id, char *errstr,
                                size_t errstr_size);
 rd_kafka_t *es_producer_rk(es_producer_t *prod);
 
+/** One record to produce. */
+typedef struct es_record_s {
+    const char *topic;
+    int32_t partition; /**< RD_KAFKA_PARTITION_UA: the partitioner's choice */
+    const void *key;
+    size_t keylen;
+    const void *value;
+    size_t valuelen;
+    rd_kafka_headers_t *headers; /**< may be NULL; taken on success only */
+    void *msg_opaque;            /**< given to the delivery callback */
+} es_record_t;
+
+/** What a send does while the producer's local queue is full. */
+typedef enum {
+    ES_SEND_WAIT,    /**< poll (serving delivery reports) until there is room */
+    ES_SEND_NO_WAIT, /**< answer ES_ERR_QUEUE_FULL at once: the caller sheds load */
+} es_send_mode_t;
+
 /**
- * @brief Enqueue one record.  @p headers (may be NULL) is taken on success only.
- *        Waits (polling) while the local queue is full.
+ * @brief Enqueue @p rec (key and value are copied).
+ * @returns ES_ERR_OK, ES_ERR_QUEUE_FULL (ES_SEND_NO_WAIT only), or the error
+ *          with @p errstr; @p rec->headers stay the caller's on failure.
+ */
+es_err_t es_producer_send_record(es_producer_t *prod, const es_record_t *rec, es_send_mode_t mode,
+                                 char *errstr, size_t errstr_size);
+
+/**
+ * @brief Enqueue one record to the partitioner's choice of partition.
+ *        @p headers (may be NULL) is taken on success only.  Waits (polling)
+ *        while the local queue is full.
  */
 es_err_t es_producer_send(es_producer_t *prod, const char *topic, const void *key, size_t keylen,
                           const void *value, size_t valuelen, rd_kafka_headers_t *headers,
                           void *msg_opaque, char *errstr, size_t errstr_size);
+
+/** @brief Serve delivery reports for at most @p timeout_ms (a producer's poll thread). */
+void es_producer_poll(es_producer_t *prod, int timeout_ms);
 
 /**
  * @brief Wait until every enqueued record is acknowledged, or @p timeout_ms.
  * @returns ES_ERR_OK only when no record of this producer has ever failed
  *          delivery: a producer that lost a record is not trusted again (the
  *          projector halts instead of moving its offsets past a lost DLQ record).
+ * @remark Not for transactional producers: they use es_txn_flush(), which
+ *         judges one transaction at a time.
  */
 es_err_t es_producer_flush(es_producer_t *prod, int timeout_ms, char *errstr, size_t errstr_size);
 
-/** @brief Flush (bounded) and destroy; NULL is a no-op. */
+/** @brief Flush (at most ES_KAFKA_CLOSE_FLUSH_MS) and destroy; NULL is a no-op. */
 void es_producer_destroy(es_producer_t *prod);
+
+/**
+ * @brief Destroy without flushing or waiting for a broker that may be gone;
+ *        NULL is a no-op.  An open transaction is left to the next instance
+ *        with the same transactional id, whose init_transactions aborts it:
+ *        the only safe way out of a commit of unknown outcome (KAFKA-17754).
+ */
+void es_producer_destroy_now(es_producer_t *prod);
+
+/* ------------------------------------------------------------ transactions */
+
+/*
+ * The transactional batch of an exactly-once consume-transform-produce loop
+ * (the command service):
+ *
+ *   es_txn_begin → es_producer_send_record (to explicit partitions) →
+ *   es_txn_flush (delivery reports give each record's offset) → more sends →
+ *   es_txn_send_offsets (the consumer's group metadata of now) →
+ *   es_txn_commit
+ *
+ * and on ES_TXN_ABORT from any step, es_txn_abort, which also rewinds the
+ * consumer to its committed offsets so the batch is consumed again.  Each
+ * step answers what the caller must do next: a class, not a message to
+ * search.
+ */
+
+/** What a transactional step leaves the caller to do. */
+typedef enum {
+    ES_TXN_OK,    /**< go on */
+    ES_TXN_ABORT, /**< abortable: es_txn_abort(), then process the batch again */
+    /**
+     * Fatal or fenced (including FENCED_INSTANCE_ID, which a broker restart
+     * can cause for a static member), or an error librdkafka does not call
+     * abortable: destroy the clients with es_producer_destroy_now() and
+     * es_consumer_destroy_now() (never abort: the commit's outcome may be
+     * unknown) and create them again.
+     */
+    ES_TXN_FATAL,
+} es_txn_rc_t;
+
+/** @brief begin_transaction; resets the transaction's delivery failures. */
+es_txn_rc_t es_txn_begin(es_producer_t *prod, char *errstr, size_t errstr_size);
+
+/**
+ * @brief Wait until every record of the transaction has its delivery report.
+ * @returns ES_TXN_OK when all were delivered; ES_TXN_ABORT when one failed
+ *          or the flush timed out; ES_TXN_FATAL when the producer is fatal.
+ */
+es_txn_rc_t es_txn_flush(es_producer_t *prod, char *errstr, size_t errstr_size);
+
+/**
+ * @brief send_offsets_to_transaction of @p offsets (the next offset to
+ *        consume of each partition) with the group metadata of @p cons as it
+ *        is now: its member id and generation are what fence a zombie owner
+ *        after a rebalance (KIP-447).
+ */
+es_txn_rc_t es_txn_send_offsets(es_producer_t *prod, es_consumer_t *cons,
+                                const rd_kafka_topic_partition_list_t *offsets, char *errstr,
+                                size_t errstr_size);
+
+/**
+ * @brief Before a commit whose answer did not arrive is tried again:
+ *        @p why is librdkafka's message.  @returns false to stop retrying
+ *        (the process is stopping).
+ */
+typedef bool es_txn_retry_cb_t(void *opaque, int attempt, const char *why);
+
+/**
+ * @brief commit_transaction.  A retriable error (the answer did not arrive)
+ *        is retried, never aborted (KAFKA-17754: an abort after a commit of
+ *        unknown outcome can lose the commit's records or double them).
+ *        @p on_retry (may be NULL) is called before each retry.
+ * @returns ES_TXN_OK once committed; ES_TXN_FATAL when @p on_retry said stop
+ *          (the open transaction is left to the next instance) or the
+ *          producer is fatal or fenced; ES_TXN_ABORT when abortable.
+ */
+es_txn_rc_t es_txn_commit(es_producer_t *prod, es_txn_retry_cb_t *on_retry, void *opaque,
+                          char *errstr, size_t errstr_size);
+
+/**
+ * @brief abort_transaction, then es_consumer_rewind() of @p cons over the
+ *        partitions of @p offsets, so the aborted batch is consumed again.
+ * @returns ES_TXN_OK, or ES_TXN_FATAL when the abort (INVALID_TXN_STATE after
+ *          a broker restart) or the rewind failed: re-created clients start
+ *          from the committed offsets by construction.
+ */
+es_txn_rc_t es_txn_abort(es_producer_t *prod, es_consumer_t *cons,
+                         const rd_kafka_topic_partition_list_t *offsets, char *errstr,
+                         size_t errstr_size);
 
 /* ---------------------------------------------------------------- consumer */
 
-typedef struct es_consumer_s es_consumer_t;
+/**
+ * @brief Called inside a rebalance, before the wrapper applies it (assigns
+ *        @p parts when @p assign, else revokes them; eager or cooperative as
+ *        the group's protocol says).  Work done here — catching a store up to
+ *        the assigned partitions — happens before any of their records is
+ *        polled.
+ */
+typedef void es_rebalance_cb_t(void *opaque, bool assign,
+                               const rd_kafka_topic_partition_list_t *parts);
+
+typedef struct es_consumer_opts_s {
+    /** NULL: a consumer that only assigns partitions manually and never commits. */
+    const char *group_id;
+    /** Set whatever the user configured (NULL: none). */
+    const es_kafka_prop_t *props;
+    /** Set unless the user configured `kafka.<name>` (NULL: none). */
+    const es_kafka_prop_t *defaults;
+    es_rebalance_cb_t *on_rebalance; /**< NULL: librdkafka assigns by itself */
+    void *opaque;                    /**< for on_rebalance */
+} es_consumer_opts_t;
+
+/** @brief New consumer from @p conf and @p opts.  @returns NULL with @p errstr. */
+es_consumer_t *es_consumer_new_opts(const es_conf_t *conf, const es_consumer_opts_t *opts,
+                                    char *errstr, size_t errstr_size);
 
 /**
  * @brief New consumer.  @p group_id may be NULL for a consumer that only
@@ -86,8 +300,27 @@ es_err_t es_consumer_subscribe(es_consumer_t *cons, const char *const *topics, s
 /** @brief Next message or NULL on timeout; destroy it with rd_kafka_message_destroy(). */
 rd_kafka_message_t *es_consumer_poll(es_consumer_t *cons, int timeout_ms);
 
+/**
+ * @brief Seek the partitions of @p parts (NULL: every partition assigned now)
+ *        back to the group's committed offsets (the beginning where nothing
+ *        is committed), so what was polled after them is polled again.
+ * @returns ES_ERR_OK, or ES_ERR_KAFKA with @p errstr when the assignment,
+ *          the committed offsets or the seek failed: the consumer's position
+ *          is then unknown, and only a new consumer (which starts from the
+ *          committed offsets) is safe.
+ */
+es_err_t es_consumer_rewind(es_consumer_t *cons, const rd_kafka_topic_partition_list_t *parts,
+                            char *errstr, size_t errstr_size);
+
 /** @brief Close (leaving the group at once) and destroy; NULL is a no-op. */
 void es_consumer_destroy(es_consumer_t *cons);
+
+/**
+ * @brief Destroy without leaving the group or waiting for a broker that may
+ *        be gone (a static member's partitions stay its own until its
+ *        session times out); NULL is a no-op.
+ */
+void es_consumer_destroy_now(es_consumer_t *cons);
 
 /* ------------------------------------------------------------------- admin */
 

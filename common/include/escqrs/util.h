@@ -143,4 +143,10 @@ static inline void es_uuid_v4(char out[ES_UUID_STR_LEN])
              b[15]);
 }
 
+/** @brief The wait after @p ms in a doubling back-off: twice as long, at most @p max_ms. */
+static inline int es_backoff_next(int ms, int max_ms)
+{
+    return ms > max_ms / 2 ? max_ms : ms * 2;
+}
+
 #endif

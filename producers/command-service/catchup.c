@@ -1,0 +1,198 @@
+/*
+ * catchup.c — on every partition assignment, the store is brought up to the
+ * end of <agg>.events before anything of the partition is decided.
+ *
+ * Why: the store is a cache of the log.  After a crash between a commit and
+ * the store write, after another owner wrote the partition, or with a lost
+ * store, the events topic holds states the store does not.  Reading the
+ * partition (read_committed) from the stored offset to its end rebuilds the
+ * states and the accepted outcomes of the commands whose events it finds,
+ * so a client retry of such a command still gets its first outcome and
+ * writes nothing; a lost store is rebuilt from offset 0.  This runs inside
+ * the rebalance callback, so no command of the partition is polled before
+ * it ends.  A failure marks the clients for re-creation (the new consumer's
+ * assignment catches up again).
+ */
+#include "service_int.h"
+
+#include "escqrs/log.h"
+#include "escqrs/record.h"
+#include "escqrs/util.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#define CATCHUP_POLL_MS     500  /* one poll of the catch-up consumer */
+#define CATCHUP_WRITE_EVERY 2000 /* events applied between store writes: bounded memory */
+
+/* The accepted outcome of the command of an event, completed by it. */
+static es_err_t remember_event(cs_t *cs, rd_kafka_message_t *m, avro_value_t *v, const char *agg_id,
+                               const char *cmd_id, const char *type, int64_t version,
+                               int64_t occurred, char *errstr, size_t errstr_size)
+{
+    idem_ent_t *e;
+    es_err_t err;
+    if ((err = cs_idem_load(cs, agg_id, cmd_id, &e, errstr, errstr_size)))
+        return err;
+    if (!e) {
+        e = cs_idem_insert(cs, agg_id, cmd_id, 0);
+        snprintf(e->o.command_id, sizeof(e->o.command_id), "%s", cmd_id);
+        snprintf(e->o.aggregate_id, sizeof(e->o.aggregate_id), "%s", agg_id);
+        e->o.status = ES_OUTCOME_ACCEPTED;
+        e->o.actual_version = version - 1;
+    } else if (e->o.status != ES_OUTCOME_ACCEPTED || e->o.version >= version ||
+               e->o.nevents == ES_AGG_MAX_EVENTS) {
+        return ES_ERR_OK; /* its outcome already covers this event */
+    }
+    e->dirty = true;
+    snprintf(e->o.events[e->o.nevents].type, sizeof(e->o.events[0].type), "%s", type);
+    e->o.events[e->o.nevents++].version = version;
+    e->o.version = version;
+    snprintf(e->o.position, sizeof(e->o.position), "%d:%" PRId64, (int)m->partition, m->offset);
+    e->o.processed_at = occurred;
+    es_principal_get(v, e->o.principal, sizeof(e->o.principal), e->o.principal_client,
+                     sizeof(e->o.principal_client));
+    return ES_ERR_OK;
+}
+
+/* Apply one committed event to the overlay. */
+static es_err_t catchup_apply(cs_t *cs, rd_kafka_message_t *m, char *errstr, size_t errstr_size)
+{
+    avro_value_t *v, pl;
+    const char *agg_id, *cmd_id, *type;
+    int64_t version = 0, occurred = 0;
+    agg_ent_t *a;
+    es_err_t err;
+    if ((err = es_serde_decode(cs->ev_serde, m->payload, m->len, &v, errstr, errstr_size)) ||
+        (err = es_record_string(v, cs->def->id_field, &agg_id, NULL, errstr, errstr_size)) ||
+        (err = es_record_string(v, "command_id", &cmd_id, NULL, errstr, errstr_size)) ||
+        (err = es_record_long(v, "version", &version, errstr, errstr_size)) ||
+        (err = es_record_long(v, "occurred_at", &occurred, errstr, errstr_size)) ||
+        (err = es_record_payload(v, &pl, &type, errstr, errstr_size)))
+        return err;
+    if (!es_command_id_valid(agg_id) || !es_command_id_valid(cmd_id)) {
+        snprintf(errstr, errstr_size, "event at %d:%" PRId64 " has an invalid id", m->partition,
+                 m->offset);
+        return ES_ERR_DECODE;
+    }
+    if ((err = cs_agg_load(cs, agg_id, &a, errstr, errstr_size)))
+        return err;
+    if (version <= a->version)
+        return ES_ERR_OK; /* already in the stored state */
+    if (version != a->version + 1)
+        es_log_warn("command-service", "aggregate %s: event version %" PRId64 " after %" PRId64,
+                    agg_id, version, a->version);
+    if ((err = cs->def->evolve(a->state, type, &pl, errstr, errstr_size)))
+        return err;
+    a->version = version;
+    a->dirty = true;
+    return remember_event(cs, m, v, agg_id, cmd_id, type, version, occurred, errstr, errstr_size);
+}
+
+/* The next message of the catch-up consumer: NULL at the partition's end or on a failure. */
+static rd_kafka_message_t *catchup_next(cs_t *cs, int32_t p, es_err_t *err, char *errstr,
+                                        size_t errstr_size)
+{
+    for (;;) {
+        if (*cs->stop) {
+            snprintf(errstr, errstr_size, "stopped during catch-up");
+            *err = ES_ERR_STATE;
+            return NULL;
+        }
+        rd_kafka_message_t *m = es_consumer_poll(cs->catchup, CATCHUP_POLL_MS);
+        if (!m)
+            continue;
+        if (!m->err)
+            return m;
+        bool eof = m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF;
+        bool fatal = m->err == RD_KAFKA_RESP_ERR__FATAL;
+        if (!eof)
+            es_log_warn("command-service", "catch-up %s [%d]: %s", cs->t_ev, p,
+                        rd_kafka_message_errstr(m));
+        rd_kafka_message_destroy(m);
+        if (eof)
+            return NULL;
+        if (fatal) {
+            snprintf(errstr, errstr_size, "catch-up consumer failed");
+            *err = ES_ERR_KAFKA_FATAL;
+            return NULL;
+        }
+    }
+}
+
+/* Read partition @p p of <agg>.events from @p start to its end into the store. */
+static es_err_t catchup_read(cs_t *cs, int32_t p, int64_t start, char *errstr, size_t errstr_size)
+{
+    int64_t t0 = es_mono_ms(), next = -1;
+    size_t applied = 0, since_write = 0;
+    es_err_t err = ES_ERR_OK;
+    rd_kafka_message_t *m;
+    cs_overlay_clear(cs);
+    while ((m = catchup_next(cs, p, &err, errstr, errstr_size))) {
+        err = catchup_apply(cs, m, errstr, errstr_size);
+        next = m->offset + 1;
+        rd_kafka_message_destroy(m);
+        if (err)
+            break;
+        applied++;
+        if (++since_write >= CATCHUP_WRITE_EVERY) { /* bounded memory: write as we go */
+            if ((err = cs_overlay_write(cs, &p, &next, 1, errstr, errstr_size)))
+                break;
+            cs_overlay_clear(cs);
+            since_write = 0;
+        }
+    }
+    if (!err && next >= 0)
+        err = cs_overlay_write(cs, &p, &next, 1, errstr, errstr_size);
+    cs_overlay_clear(cs);
+    if (!err)
+        es_log_info("command-service", "caught up %s [%d]: %zu event(s) from %s in %" PRId64 " ms",
+                    cs->t_ev, p, applied, start < 0 ? "the beginning" : "the stored offset",
+                    es_mono_ms() - t0);
+    return err;
+}
+
+/* Bring the store up to the end of <agg>.events partition @p p. */
+static es_err_t catch_up(cs_t *cs, int32_t p, char *errstr, size_t errstr_size)
+{
+    int64_t start = RD_KAFKA_OFFSET_BEGINNING;
+    es_err_t err = es_store_get_offset(cs->store, cs->t_ev, p, &start, errstr, errstr_size);
+    if (err == ES_ERR_NOT_FOUND)
+        start = RD_KAFKA_OFFSET_BEGINNING;
+    else if (err)
+        return err;
+    rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(tl, cs->t_ev, p)->offset = start;
+    rd_kafka_resp_err_t kerr = rd_kafka_assign(es_consumer_rk(cs->catchup), tl);
+    rd_kafka_topic_partition_list_destroy(tl);
+    if (kerr) {
+        snprintf(errstr, errstr_size, "catch-up assign %s [%d]: %s", cs->t_ev, p,
+                 rd_kafka_err2str(kerr));
+        return ES_ERR_KAFKA;
+    }
+    err = catchup_read(cs, p, start, errstr, errstr_size);
+    rd_kafka_assign(es_consumer_rk(cs->catchup), NULL);
+    return err;
+}
+
+void cs_on_rebalance(void *opaque, bool assign, const rd_kafka_topic_partition_list_t *parts)
+{
+    cs_t *cs = opaque;
+    char errstr[512];
+    atomic_fetch_add(&cs->generation, 1); /* a batch polled across this is decided by nobody */
+    if (!assign) {
+        es_log_info("command-service", "revoked %d partition(s) of %s", parts->cnt, cs->t_cmd);
+        return;
+    }
+    cs_set_not_ready(cs, "catching up %d partition(s) of %s", parts->cnt, cs->t_ev);
+    for (int i = 0; i < parts->cnt && !cs->fatal; i++) {
+        if (catch_up(cs, parts->elems[i].partition, errstr, sizeof(errstr)) && !*cs->stop) {
+            cs->fatal = true;
+            snprintf(cs->fatal_reason, sizeof(cs->fatal_reason), "catch-up: %s", errstr);
+        }
+    }
+    es_log_info("command-service", "assigned %d partition(s) of %s", parts->cnt, cs->t_cmd);
+    if (!cs->fatal)
+        cs_set_ready(cs);
+}

@@ -1,0 +1,284 @@
+/*
+ * decide.c — one command of a batch: idempotency, If-Match, decide, and the
+ * events it produces; the outcome record.
+ *
+ * The owner of a partition is the single writer of every aggregate in it,
+ * so deciding on the state in the overlay (the store plus what this batch
+ * already decided) keeps the aggregate's invariants under any concurrency.
+ * Order per command: a known command id answers its first outcome and
+ * writes nothing (the same id with another body or If-Match is
+ * IDEMPOTENCY_KEY_REUSED, not remembered); then If-Match; then decide, and
+ * each event is produced to the command's own partition number of
+ * <agg>.events and applied with evolve before the next, so a command's
+ * events and the commands after it in the batch see the state they make.
+ * A command that cannot be decoded has no id to answer to: it is counted
+ * and left in the audit log.  A registry that cannot give the writer
+ * schema is not the command's fault: the batch is decided later instead.
+ */
+#include "service_int.h"
+
+#include "escqrs/envelope.h"
+#include "escqrs/log.h"
+#include "escqrs/record.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char *opt_string(avro_value_t *rec, const char *name)
+{
+    avro_value_t f, br;
+    const char *s = NULL;
+    size_t len;
+    if (avro_value_get_by_name(rec, name, &f, NULL) || avro_value_get_type(&f) != AVRO_UNION ||
+        avro_value_get_current_branch(&f, &br) || avro_value_get_type(&br) != AVRO_STRING ||
+        avro_value_get_string(&br, &s, &len))
+        return NULL;
+    return s;
+}
+
+static bool opt_long(avro_value_t *rec, const char *name, int64_t *v)
+{
+    avro_value_t f, br;
+    return !avro_value_get_by_name(rec, name, &f, NULL) && avro_value_get_type(&f) == AVRO_UNION &&
+           !avro_value_get_current_branch(&f, &br) && avro_value_get_type(&br) == AVRO_INT64 &&
+           !avro_value_get_long(&br, v);
+}
+
+/* The event envelope of the command around @p payload; false on an Avro error. */
+static bool fill_envelope(cs_t *cs, const char *event_id, const char *agg_id, const char *cmd_id,
+                          const char *correlation, const es_outcome_t *o, int64_t version,
+                          const char *type, avro_value_t *payload)
+{
+    avro_value_t *env = &cs->ev_value, f, br, pu;
+    avro_value_reset(env);
+    if (avro_value_get_by_name(env, "event_id", &f, NULL) || avro_value_set_string(&f, event_id) ||
+        avro_value_get_by_name(env, cs->def->id_field, &f, NULL) ||
+        avro_value_set_string(&f, agg_id) || avro_value_get_by_name(env, "version", &f, NULL) ||
+        avro_value_set_long(&f, version) || avro_value_get_by_name(env, "occurred_at", &f, NULL) ||
+        avro_value_set_long(&f, es_now_ms()) ||
+        avro_value_get_by_name(env, "command_id", &f, NULL) || avro_value_set_string(&f, cmd_id) ||
+        avro_value_get_by_name(env, "correlation_id", &f, NULL))
+        return false;
+    if (correlation ? avro_value_set_branch(&f, 1, &br) || avro_value_set_string(&br, correlation)
+                    : avro_value_set_branch(&f, 0, &br) || avro_value_set_null(&br))
+        return false;
+    if (es_principal_set(env, o->principal, o->principal_client)) /* who sent its command */
+        return false;
+    if (avro_value_get_by_name(env, "payload", &pu, NULL))
+        return false;
+    avro_schema_t us = avro_value_get_schema(&pu);
+    size_t b, nb = avro_schema_union_size(us);
+    for (b = 0; b < nb; b++)
+        if (!strcmp(avro_schema_name(avro_schema_union_branch(us, (int)b)), type))
+            break;
+    return b < nb && !avro_value_set_branch(&pu, (int)b, &br) && !avro_value_copy(&br, payload);
+}
+
+/* Encode and produce one event of the command to partition @p partition. */
+static es_err_t produce_event(cs_t *cs, const char *agg_id, const char *cmd_id,
+                              const char *correlation, const es_outcome_t *o, int64_t version,
+                              const char *type, avro_value_t *payload, int32_t partition,
+                              char *errstr, size_t errstr_size)
+{
+    char event_id[ES_UUID_STR_LEN];
+    es_buf_t buf = {0};
+    es_err_t err;
+    es_uuid_v4(event_id);
+    if (!fill_envelope(cs, event_id, agg_id, cmd_id, correlation, o, version, type, payload)) {
+        snprintf(errstr, errstr_size, "event envelope: %s", avro_strerror());
+        return ES_ERR_ENCODE;
+    }
+    if ((err = es_serde_encode(cs->ev_serde, &cs->ev_value, &buf, errstr, errstr_size)))
+        goto out;
+    evpos_t *pos = &cs->evs[cs->nev++]; /* filled by the delivery report */
+    pos->partition = -1;
+    pos->offset = -1;
+    pos->err = RD_KAFKA_RESP_ERR__IN_PROGRESS;
+    es_record_t rec = {
+        .topic = cs->t_ev,
+        .partition = partition,
+        .key = agg_id,
+        .keylen = strlen(agg_id),
+        .value = buf.data,
+        .valuelen = buf.len,
+        .headers = es_event_headers(type, event_id, cmd_id, version),
+        .msg_opaque = pos,
+    };
+    if ((err = es_producer_send_record(cs->prod, &rec, ES_SEND_WAIT, errstr, errstr_size)))
+        rd_kafka_headers_destroy(rec.headers);
+out:
+    es_buf_free(&buf);
+    return err;
+}
+
+void cs_on_delivery(void *opaque, const rd_kafka_message_t *m)
+{
+    evpos_t *ev = m->_private;
+    (void)opaque;
+    if (ev) { /* an event (outcomes carry no position) */
+        ev->err = m->err;
+        ev->partition = m->partition;
+        ev->offset = m->offset;
+    }
+}
+
+static void count_rejection(cs_t *cs, const char *reason)
+{
+    char labels[128];
+    snprintf(labels, sizeof(labels), "reason=\"%s\"", reason);
+    es_counter_add(es_metrics_counter(cs->metrics, "escqrs_commands_rejected_total",
+                                      "Commands rejected by the aggregate, by reason", labels),
+                   1);
+}
+
+/* Run decide on aggregate @p a; produce and apply its events. */
+static es_err_t decide_one(cs_t *cs, rd_kafka_message_t *m, pend_t *pd, agg_ent_t *a,
+                           avro_value_t *cmd, const char *type, avro_value_t *pl, char *errstr,
+                           size_t errstr_size)
+{
+    es_outcome_t *o = &pd->o;
+    es_err_t err;
+    es_emitter_reset(cs->em);
+    const char *reason = cs->def->decide(a->state, type, pl, cs->em);
+    if (reason) {
+        o->status = ES_OUTCOME_REJECTED;
+        snprintf(o->reason, sizeof(o->reason), "%s", reason);
+        count_rejection(cs, o->reason);
+        return ES_ERR_OK;
+    }
+    const char *correlation = opt_string(cmd, "correlation_id");
+    for (size_t i = 0; i < es_emitter_count(cs->em); i++) {
+        const char *etype;
+        avro_value_t *ev = es_emitter_event(cs->em, i, &etype);
+        int64_t ver = a->version + 1;
+        if ((err = produce_event(cs, o->aggregate_id, o->command_id, correlation, o, ver, etype, ev,
+                                 m->partition, errstr, errstr_size)))
+            return err;
+        if ((err = cs->def->evolve(a->state, etype, ev, errstr, errstr_size)))
+            return err; /* a domain bug: its own event does not apply */
+        a->version = ver;
+        a->dirty = true;
+        snprintf(o->events[o->nevents].type, sizeof(o->events[0].type), "%s", etype);
+        o->events[o->nevents++].version = ver;
+        pd->last_ev = (int)cs->nev - 1;
+    }
+    o->status = ES_OUTCOME_ACCEPTED;
+    o->version = a->version;
+    es_counter_add(cs->c_accepted, 1);
+    return ES_ERR_OK;
+}
+
+/* A new pending outcome for the command @p v, in cs->pends. */
+static pend_t *pend_new(cs_t *cs, avro_value_t *v, const char *cmd_id, const char *agg_id)
+{
+    pend_t *pd = &cs->pends[cs->npend++];
+    memset(pd, 0, sizeof(*pd));
+    pd->last_ev = -1;
+    es_outcome_t *o = &pd->o;
+    snprintf(o->command_id, sizeof(o->command_id), "%s", cmd_id);
+    snprintf(o->aggregate_id, sizeof(o->aggregate_id), "%s", agg_id);
+    o->has_expected = opt_long(v, "expected_version", &o->expected_version);
+    o->processed_at = es_now_ms();
+    es_principal_get(v, o->principal, sizeof(o->principal), o->principal_client,
+                     sizeof(o->principal_client));
+    return pd;
+}
+
+/*
+ * Decode the command of @p m.  ES_ERR_REGISTRY(_UNAVAILABLE) with @p errstr
+ * when its writer schema cannot be fetched now; ES_ERR_DECODE with @p why
+ * when it has no id to answer to.
+ */
+static es_err_t decode_command(cs_t *cs, rd_kafka_message_t *m, avro_value_t **v,
+                               const char **cmd_id, const char **agg_id, avro_value_t *pl,
+                               const char **type, char *why, size_t whysz, char *errstr,
+                               size_t errstr_size)
+{
+    es_err_t derr = es_serde_decode(cs->cmd_serde, m->payload, m->len, v, why, whysz);
+    if (derr == ES_ERR_REGISTRY_UNAVAILABLE || derr == ES_ERR_REGISTRY) {
+        snprintf(errstr, errstr_size, "command at %s [%d] @%" PRId64 ": %s", cs->t_cmd,
+                 m->partition, m->offset, why);
+        return derr;
+    }
+    if (derr || es_record_string(*v, "command_id", cmd_id, NULL, why, whysz) ||
+        es_record_string(*v, cs->def->id_field, agg_id, NULL, why, whysz) ||
+        es_record_payload(*v, pl, type, why, whysz) || !es_command_id_valid(*cmd_id) ||
+        !es_command_id_valid(*agg_id))
+        return ES_ERR_DECODE;
+    return ES_ERR_OK;
+}
+
+/* Decide one command; queue its outcome in cs->pends. */
+es_err_t cs_decide(cs_t *cs, rd_kafka_message_t *m, char *errstr, size_t errstr_size)
+{
+    avro_value_t *v, pl;
+    const char *cmd_id = NULL, *agg_id = NULL, *type;
+    char why[256] = "";
+    agg_ent_t *a;
+    idem_ent_t *e;
+    es_err_t err = decode_command(cs, m, &v, &cmd_id, &agg_id, &pl, &type, why, sizeof(why), errstr,
+                                  errstr_size);
+    if (err == ES_ERR_REGISTRY_UNAVAILABLE || err == ES_ERR_REGISTRY)
+        return err; /* not the command's fault: decide nothing of this batch, try again later */
+    if (err) {
+        /* No id to answer to: count it, keep it in the audit log, go on. */
+        es_log_warn("command-service", "undecodable command at %s [%d] @%" PRId64 ": %s", cs->t_cmd,
+                    m->partition, m->offset, why);
+        es_counter_add(cs->c_undecodable, 1);
+        return ES_ERR_OK;
+    }
+    pend_t *pd = pend_new(cs, v, cmd_id, agg_id);
+    es_outcome_t *o = &pd->o;
+    uint64_t fp = es_command_fingerprint(v);
+    if ((err = cs_agg_load(cs, agg_id, &a, errstr, errstr_size)) ||
+        (err = cs_idem_load(cs, agg_id, cmd_id, &e, errstr, errstr_size)))
+        return err;
+    o->actual_version = o->version = a->version;
+    switch (es_command_precheck(e != NULL, e ? e->fp : 0, fp, o->has_expected, o->expected_version,
+                                a->version)) {
+    case ES_PRECHECK_REPLAY:
+        pd->replay = e; /* the first outcome, nothing new written */
+        es_counter_add(cs->c_replayed, 1);
+        return ES_ERR_OK;
+    case ES_PRECHECK_REUSED:
+        o->status = ES_OUTCOME_IDEMPOTENCY_KEY_REUSED; /* not remembered */
+        es_counter_add(cs->c_reused, 1);
+        return ES_ERR_OK;
+    case ES_PRECHECK_CONFLICT:
+        o->status = ES_OUTCOME_VERSION_CONFLICT;
+        es_counter_add(cs->c_conflict, 1);
+        break;
+    case ES_PRECHECK_DECIDE:
+        if ((err = decide_one(cs, m, pd, a, v, type, &pl, errstr, errstr_size)))
+            return err;
+        break;
+    }
+    pd->remember = cs_idem_insert(cs, agg_id, cmd_id, fp);
+    return ES_ERR_OK;
+}
+
+es_err_t cs_produce_outcome(cs_t *cs, const es_outcome_t *o, char *errstr, size_t errstr_size)
+{
+    es_buf_t buf = {0};
+    es_err_t err;
+    if ((err = es_outcome_to_value(o, &cs->res_value, errstr, errstr_size)) ||
+        (err = es_serde_encode(cs->res_serde, &cs->res_value, &buf, errstr, errstr_size)))
+        goto out;
+    es_record_t rec = {
+        .topic = cs->t_res,
+        .partition = RD_KAFKA_PARTITION_UA,
+        .key = o->aggregate_id,
+        .keylen = strlen(o->aggregate_id),
+        .value = buf.data,
+        .valuelen = buf.len,
+        .headers = rd_kafka_headers_new(1),
+    };
+    /* The gateway skips, without decoding, outcomes no request of its waits for. */
+    rd_kafka_header_add(rec.headers, "command-id", -1, o->command_id, -1);
+    if ((err = es_producer_send_record(cs->prod, &rec, ES_SEND_WAIT, errstr, errstr_size)))
+        rd_kafka_headers_destroy(rec.headers);
+out:
+    es_buf_free(&buf);
+    return err;
+}

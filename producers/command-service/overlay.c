@@ -1,0 +1,208 @@
+/*
+ * overlay.c — the batch's aggregate states and remembered outcomes, in
+ * memory until the transaction commits; the store codec.
+ *
+ * Why an overlay: a batch is decided before it is committed, and an aborted
+ * transaction must leave the store as it was, so the batch's next states
+ * and outcomes live in two hash maps keyed by their store keys (loaded
+ * from the store on first use) and reach RocksDB only after the commit, in one atomic write batch
+ * together with the next events-topic offset of every partition written.
+ * The store therefore never holds a state the log does not: at worst it
+ * lags the log (a crash between commit and write), and the catch-up on
+ * assignment closes the gap.
+ *
+ * Store layout: "s" + id → 8-byte big-endian version + state_encode();
+ * "i" + id + 0x00 + command id → 8-byte big-endian fingerprint + framed
+ * CommandResult (fingerprint 0 when rebuilt from events: the body is not in
+ * the log).  The store records this layout as "command-service/1"
+ * (connect.c): change that name with the layout, and an old store is
+ * refused with the remedy instead of misread.
+ */
+#include "service_int.h"
+
+#include "escqrs/mem.h"
+#include "escqrs/util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void agg_free(void *p)
+{
+    agg_ent_t *a = p;
+    if (a)
+        free(a->state);
+    free(a);
+}
+
+/* The overlay's maps, each entry freed with the map. */
+void cs_overlay_init(cs_t *cs)
+{
+    cs->aggs = (es_map_t)ES_MAP_INIT(agg_free);
+    cs->idems = (es_map_t)ES_MAP_INIT(free);
+}
+
+void cs_overlay_clear(cs_t *cs)
+{
+    es_map_clear(&cs->aggs);
+    es_map_clear(&cs->idems);
+}
+
+void cs_overlay_free(cs_t *cs)
+{
+    es_map_free(&cs->aggs);
+    es_map_free(&cs->idems);
+}
+
+/* "s" + id: the store key of an aggregate's state. */
+static size_t agg_key(char *out, const char *id)
+{
+    size_t n = strlen(id);
+    out[0] = 's';
+    memcpy(out + 1, id, n);
+    return 1 + n;
+}
+
+es_err_t cs_agg_load(cs_t *cs, const char *id, agg_ent_t **out, char *errstr, size_t errstr_size)
+{
+    char key[ES_ID_MAX + 2];
+    size_t keylen = agg_key(key, id);
+    es_buf_t val = {0};
+    if ((*out = es_map_get(&cs->aggs, key, keylen, NULL)))
+        return ES_ERR_OK;
+    agg_ent_t *a = es_calloc(1, sizeof(*a));
+    a->state = es_calloc(1, cs->def->state_size);
+    es_err_t err = es_store_get(cs->store, key, keylen, &val, errstr, errstr_size);
+    if (err == ES_ERR_OK) {
+        if (val.len < 8 || cs->def->state_decode(a->state, val.data + 8, val.len - 8)) {
+            snprintf(errstr, errstr_size, "aggregate %s: stored state does not decode", id);
+            err = ES_ERR_DECODE;
+            goto fail;
+        }
+        a->version = (int64_t)es_be64_get(val.data);
+    } else if (err != ES_ERR_NOT_FOUND) {
+        goto fail;
+    }
+    es_buf_free(&val);
+    es_map_set(&cs->aggs, key, keylen, a);
+    *out = a;
+    return ES_ERR_OK;
+fail:
+    es_buf_free(&val);
+    agg_free(a);
+    return err;
+}
+
+/* "i" + agg_id + 0x00 + cmd_id: the store key of a remembered outcome. */
+static size_t idem_key(char *out, const char *agg_id, const char *cmd_id)
+{
+    size_t a = strlen(agg_id), c = strlen(cmd_id);
+    out[0] = 'i';
+    memcpy(out + 1, agg_id, a);
+    out[1 + a] = '\0';
+    memcpy(out + 2 + a, cmd_id, c);
+    return 2 + a + c;
+}
+
+/* The remembered outcome of (agg_id, cmd_id): *out NULL when there is none. */
+es_err_t cs_idem_load(cs_t *cs, const char *agg_id, const char *cmd_id, idem_ent_t **out,
+                      char *errstr, size_t errstr_size)
+{
+    char key[2 * ES_ID_MAX + 3];
+    size_t keylen = idem_key(key, agg_id, cmd_id);
+    es_buf_t val = {0};
+    avro_value_t *v;
+    if ((*out = es_map_get(&cs->idems, key, keylen, NULL)))
+        return ES_ERR_OK;
+    es_err_t err = es_store_get(cs->store, key, keylen, &val, errstr, errstr_size);
+    if (err == ES_ERR_NOT_FOUND)
+        return ES_ERR_OK;
+    if (err)
+        return err;
+    idem_ent_t *e = es_calloc(1, sizeof(*e));
+    if (val.len < 8 ||
+        (err =
+             es_serde_decode(cs->res_serde, val.data + 8, val.len - 8, &v, errstr, errstr_size)) ||
+        (err = es_outcome_from_value(v, &e->o, errstr, errstr_size))) {
+        es_buf_free(&val);
+        free(e);
+        return err ? err : ES_ERR_DECODE;
+    }
+    e->fp = es_be64_get(val.data);
+    es_buf_free(&val);
+    es_map_set(&cs->idems, key, keylen, e);
+    *out = e;
+    return ES_ERR_OK;
+}
+
+/* Only for a command id the overlay and the store do not know (cs_idem_load said so). */
+idem_ent_t *cs_idem_insert(cs_t *cs, const char *agg_id, const char *cmd_id, uint64_t fp)
+{
+    char key[2 * ES_ID_MAX + 3];
+    size_t keylen = idem_key(key, agg_id, cmd_id);
+    idem_ent_t *e = es_calloc(1, sizeof(*e));
+    e->fp = fp;
+    e->dirty = true;
+    es_map_set(&cs->idems, key, keylen, e);
+    return e;
+}
+
+/* @p be64 (8 bytes, big-endian) then @p val. */
+static void put_record(es_batch_t *batch, const void *key, size_t keylen, uint64_t be64,
+                       const es_buf_t *val)
+{
+    unsigned char be[8];
+    es_buf_t rec = {0};
+    es_be64_put(be, be64);
+    es_buf_append(&rec, be, 8);
+    es_buf_append(&rec, val->data, val->len);
+    es_batch_put(batch, key, keylen, rec.data, rec.len);
+    es_buf_free(&rec);
+}
+
+/* The dirty entries of the overlay into @p batch. */
+static es_err_t dirty_write(cs_t *cs, es_batch_t *batch, es_buf_t *val, char *errstr,
+                            size_t errstr_size)
+{
+    const void *key;
+    size_t keylen, pos = 0;
+    void **slot;
+    es_err_t err;
+    while (es_map_next(&cs->aggs, &pos, &key, &keylen, &slot)) {
+        agg_ent_t *a = *slot;
+        if (!a->dirty)
+            continue;
+        cs->def->state_encode(a->state, val);
+        put_record(batch, key, keylen, (uint64_t)a->version, val);
+        a->dirty = false;
+    }
+    pos = 0;
+    while (es_map_next(&cs->idems, &pos, &key, &keylen, &slot)) {
+        idem_ent_t *e = *slot;
+        if (!e->dirty)
+            continue;
+        if ((err = es_outcome_to_value(&e->o, &cs->res_value, errstr, errstr_size)) ||
+            (err = es_serde_encode(cs->res_serde, &cs->res_value, val, errstr, errstr_size)))
+            return err;
+        put_record(batch, key, keylen, e->fp, val);
+        e->dirty = false;
+    }
+    return ES_ERR_OK;
+}
+
+/* Write every dirty entry of the overlay plus the next events-topic offsets of
+ * partitions @p parts in one atomic batch. */
+es_err_t cs_overlay_write(cs_t *cs, const int32_t *parts, const int64_t *next_offsets,
+                          size_t nparts, char *errstr, size_t errstr_size)
+{
+    es_batch_t *batch = es_batch_new();
+    es_buf_t val = {0};
+    es_err_t err = dirty_write(cs, batch, &val, errstr, errstr_size);
+    for (size_t i = 0; i < nparts && !err; i++)
+        es_batch_put_offset(batch, cs->t_ev, parts[i], next_offsets[i]);
+    if (!err)
+        err = es_store_write(cs->store, batch, errstr, errstr_size);
+    es_batch_destroy(batch);
+    es_buf_free(&val);
+    return err;
+}

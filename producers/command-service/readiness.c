@@ -1,0 +1,44 @@
+/*
+ * readiness.c — what the command service's /readyz says.
+ *
+ * Ready means: a broker answers (the watch's own thread asks, so the answer
+ * is true even while the loop is stuck in a commit retry or a catch-up), and
+ * the loop last reported itself ready — partitions assigned and caught up,
+ * or a transaction committed.  Anything else sets a reason that /readyz
+ * shows (catching up, recovering after a fenced producer, a commit whose
+ * answer is being retried), so an operator reads why without the logs.
+ */
+#include "service_int.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+void cs_set_not_ready(cs_t *cs, const char *fmt, ...)
+{
+    va_list ap;
+    atomic_store(&cs->ready, false);
+    pthread_mutex_lock(&cs->why_mu);
+    va_start(ap, fmt);
+    vsnprintf(cs->not_ready, sizeof(cs->not_ready), fmt, ap);
+    va_end(ap);
+    pthread_mutex_unlock(&cs->why_mu);
+    es_gauge_set(cs->g_caught_up, 0);
+}
+
+void cs_set_ready(cs_t *cs)
+{
+    atomic_store(&cs->ready, true);
+    es_gauge_set(cs->g_caught_up, 1);
+}
+
+bool cs_ready(cs_t *cs, char *why, size_t whysz)
+{
+    if (!es_kafka_watch_broker_ok(cs->watch, why, whysz))
+        return false;
+    if (atomic_load(&cs->ready))
+        return true;
+    pthread_mutex_lock(&cs->why_mu);
+    snprintf(why, whysz, "%s", cs->not_ready);
+    pthread_mutex_unlock(&cs->why_mu);
+    return false;
+}

@@ -1,0 +1,191 @@
+/*
+ * txn.c — one batch of commands is one Kafka transaction.
+ *
+ *   begin → decide each command (its events produced to the command's own
+ *   partition number) → flush, so the delivery reports give every event's
+ *   offset → produce each outcome with the position of its command's last
+ *   event → send the consumed offsets with the group metadata of now →
+ *   commit → write the new states, outcomes and next events-topic offsets
+ *   in one RocksDB batch.
+ *
+ * Why it is exactly once: the events, the outcomes and the consumed offsets
+ * commit or abort together, so a command is either decided and answered
+ * once, or not at all and consumed again.  The offsets carry the consumer's
+ * group generation of the moment (KIP-447), so a zombie owner whose
+ * partitions moved cannot commit.  Until the commit, the batch's states
+ * live in the overlay, so an abort leaves the store untouched; the consumer
+ * is rewound to the committed offsets and the batch decided again from it.
+ * A commit whose answer did not arrive is retried, never aborted
+ * (KAFKA-17754).  The store is written only after the commit, and a crash
+ * before that write costs only a catch-up on the next assignment.
+ *
+ * What each failure leaves: ES_TXN_ABORT (an abortable Kafka error) is
+ * aborted and rewound here; ES_TXN_FATAL (fenced or fatal producer, a
+ * failed abort or rewind, a store or domain failure) asks the caller to
+ * re-create the Kafka clients, never to abort, because a commit's outcome
+ * may be unknown.
+ */
+#include "service_int.h"
+
+#include "escqrs/log.h"
+#include "escqrs/mem.h"
+#include "escqrs/util.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* The next offset to consume of every partition in the batch. */
+static rd_kafka_topic_partition_list_t *consumed_offsets(rd_kafka_message_t **msgs, size_t n)
+{
+    rd_kafka_topic_partition_list_t *offsets = rd_kafka_topic_partition_list_new((int)n);
+    for (size_t i = 0; i < n; i++) {
+        const char *topic = rd_kafka_topic_name(msgs[i]->rkt);
+        rd_kafka_topic_partition_t *tp =
+            rd_kafka_topic_partition_list_find(offsets, topic, msgs[i]->partition);
+        if (!tp)
+            tp = rd_kafka_topic_partition_list_add(offsets, topic, msgs[i]->partition);
+        tp->offset = msgs[i]->offset + 1;
+    }
+    return offsets;
+}
+
+/* Record why the batch failed, log it at @p level and return @p rc. */
+static es_txn_rc_t fail(cs_t *cs, es_txn_rc_t rc, es_log_level_t level, const char *what,
+                        const char *detail)
+{
+    snprintf(cs->fatal_reason, sizeof(cs->fatal_reason), "%s%s", what, detail);
+    es_log(level, "command-service", "%s", cs->fatal_reason);
+    return rc;
+}
+
+/* Decide every command of the batch inside the open transaction. */
+static es_txn_rc_t decide_all(cs_t *cs, rd_kafka_message_t **msgs, size_t n)
+{
+    char errstr[1024];
+    for (size_t i = 0; i < n; i++)
+        if (cs_decide(cs, msgs[i], errstr, sizeof(errstr)))
+            /* store or domain failure: never answer from a broken state */
+            return fail(cs, ES_TXN_FATAL, ES_LOG_ERROR, "command: ", errstr);
+    return ES_TXN_OK;
+}
+
+/* Events first: their offsets become the outcomes' positions. */
+static es_txn_rc_t flush_events(cs_t *cs)
+{
+    char errstr[512];
+    if (!cs->nev)
+        return ES_TXN_OK;
+    es_txn_rc_t rc = es_txn_flush(cs->prod, errstr, sizeof(errstr));
+    return rc ? fail(cs, rc, ES_LOG_WARN, "event ", errstr) : ES_TXN_OK;
+}
+
+/* Every outcome, with the position of its command's last event. */
+static es_txn_rc_t produce_outcomes(cs_t *cs)
+{
+    char errstr[1024];
+    for (size_t i = 0; i < cs->npend; i++) {
+        pend_t *pd = &cs->pends[i];
+        if (pd->last_ev >= 0)
+            snprintf(pd->o.position, sizeof(pd->o.position), "%d:%" PRId64,
+                     (int)cs->evs[pd->last_ev].partition, cs->evs[pd->last_ev].offset);
+        if (pd->remember)
+            pd->remember->o = pd->o;
+        const es_outcome_t *o = pd->replay ? &pd->replay->o : &pd->o;
+        if (cs_produce_outcome(cs, o, errstr, sizeof(errstr))) {
+            snprintf(cs->fatal_reason, sizeof(cs->fatal_reason), "outcome: %s", errstr);
+            return ES_TXN_ABORT;
+        }
+    }
+    return ES_TXN_OK;
+}
+
+typedef struct {
+    cs_t *cs;
+    size_t n;
+} retry_ctx_t;
+
+/* A commit's answer did not arrive: say so on /readyz; keep trying unless stopping. */
+static bool on_commit_retry(void *opaque, int attempt, const char *why)
+{
+    retry_ctx_t *r = opaque;
+    (void)attempt;
+    cs_set_not_ready(r->cs, "commit of a transaction of %zu command(s) not answered: %s", r->n,
+                     why);
+    return !*r->cs->stop; /* stopping: the next epoch's init_transactions ends it */
+}
+
+static es_txn_rc_t commit(cs_t *cs, size_t n)
+{
+    char errstr[512];
+    retry_ctx_t r = {cs, n};
+    int64_t t0 = es_mono_ms();
+    es_txn_rc_t rc = es_txn_commit(cs->prod, on_commit_retry, &r, errstr, sizeof(errstr));
+    if (rc)
+        return fail(cs, rc, rc == ES_TXN_FATAL ? ES_LOG_ERROR : ES_LOG_WARN, "", errstr);
+    if (!atomic_load(&cs->ready))
+        cs_set_ready(cs);
+    es_histogram_observe(cs->h_commit, (double)(es_mono_ms() - t0) / 1000.0);
+    es_histogram_observe(cs->h_batch, (double)n);
+    return ES_TXN_OK;
+}
+
+/* Committed: the store follows (a crash before this only costs a catch-up). */
+static es_txn_rc_t write_store(cs_t *cs)
+{
+    char errstr[1024];
+    /* The next events-topic offset of every partition this batch wrote to. */
+    int64_t *next_ev = es_calloc(cs->nev + 1, sizeof(*next_ev));
+    int32_t *ev_parts = es_calloc(cs->nev + 1, sizeof(*ev_parts));
+    size_t nparts = 0;
+    for (size_t i = 0; i < cs->nev; i++) {
+        size_t k;
+        for (k = 0; k < nparts && ev_parts[k] != cs->evs[i].partition; k++)
+            ;
+        if (k == nparts) {
+            ev_parts[nparts++] = cs->evs[i].partition;
+            next_ev[k] = -1;
+        }
+        if (cs->evs[i].offset + 1 > next_ev[k])
+            next_ev[k] = cs->evs[i].offset + 1;
+    }
+    es_err_t err = cs_overlay_write(cs, ev_parts, next_ev, nparts, errstr, sizeof(errstr));
+    free(next_ev);
+    free(ev_parts);
+    return err ? fail(cs, ES_TXN_FATAL, ES_LOG_ERROR, "store: ", errstr) : ES_TXN_OK;
+}
+
+/* The steps inside the transaction, up to and including the commit. */
+static es_txn_rc_t run_transaction(cs_t *cs, rd_kafka_message_t **msgs, size_t n,
+                                   const rd_kafka_topic_partition_list_t *offsets)
+{
+    char errstr[512];
+    es_txn_rc_t rc;
+    if ((rc = es_txn_begin(cs->prod, errstr, sizeof(errstr)))) {
+        fail(cs, rc, ES_LOG_ERROR, "", errstr);
+        return ES_TXN_FATAL; /* nothing was produced; but a producer that cannot begin is broken */
+    }
+    if ((rc = decide_all(cs, msgs, n)) || (rc = flush_events(cs)) || (rc = produce_outcomes(cs)))
+        return rc;
+    if ((rc = es_txn_send_offsets(cs->prod, cs->cons, offsets, errstr, sizeof(errstr))))
+        return fail(cs, rc, rc == ES_TXN_FATAL ? ES_LOG_ERROR : ES_LOG_WARN, "", errstr);
+    return commit(cs, n);
+}
+
+es_txn_rc_t cs_batch_process(cs_t *cs, rd_kafka_message_t **msgs, size_t n)
+{
+    char errstr[1024];
+    rd_kafka_topic_partition_list_t *offsets = consumed_offsets(msgs, n);
+    cs->npend = cs->nev = 0;
+    es_txn_rc_t rc = run_transaction(cs, msgs, n, offsets);
+    if (rc == ES_TXN_OK) {
+        rc = write_store(cs);
+    } else if (rc == ES_TXN_ABORT) {
+        es_counter_add(cs->c_aborts, 1);
+        if ((rc = es_txn_abort(cs->prod, cs->cons, offsets, errstr, sizeof(errstr))))
+            fail(cs, rc, ES_LOG_ERROR, "", errstr);
+    }
+    cs_overlay_clear(cs);
+    rd_kafka_topic_partition_list_destroy(offsets);
+    return rc;
+}
