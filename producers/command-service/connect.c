@@ -28,6 +28,7 @@
 #include "escqrs/log.h"
 #include "escqrs/mem.h"
 #include "escqrs/util.h"
+#include "escqrs/schemas.h"
 
 #include <stdio.h>
 #include <stdlib.h>

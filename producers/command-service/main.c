@@ -12,7 +12,7 @@
  * registry refuses) exits non-zero (2).
  */
 #include "domains.h"
-#include "escqrs/http.h"
+#include "escqrs/http_server.h"
 #include "escqrs/kafka.h"
 #include "escqrs/store.h"
 #include "escqrs/registry.h"

@@ -6,7 +6,7 @@
 #define ESCQRS_GATEWAY_H
 
 #include "escqrs/conf.h"
-#include "escqrs/http.h"
+#include "escqrs/http_server.h"
 #include "escqrs/metrics.h"
 
 typedef struct gw_s gw_t;

@@ -5,7 +5,7 @@
  * SIGINT/SIGTERM stop accepting requests, let the ones in flight finish
  * (their outcomes still arrive) and exit 0.
  */
-#include "escqrs/http.h"
+#include "escqrs/http_server.h"
 #include "escqrs/kafka.h"
 #include "escqrs/registry.h"
 #include "escqrs/log.h"

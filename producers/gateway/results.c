@@ -19,6 +19,7 @@
 #include "escqrs/envelope.h"
 #include "escqrs/log.h"
 #include "escqrs/util.h"
+#include "escqrs/schemas.h"
 
 #include <stdarg.h>
 #include <stdio.h>

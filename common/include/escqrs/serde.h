@@ -27,7 +27,6 @@
 #include "escqrs/err.h"
 #include "escqrs/mem.h"
 #include "escqrs/registry.h"
-#include "escqrs/schemas.h" /* transitional: callers include it themselves */
 
 #include <avro.h>
 #include <stdbool.h>
