@@ -5,7 +5,8 @@
  * Every fallible call returns an es_err_t; human-readable detail goes to a
  * caller-supplied `char *errstr, size_t errstr_size`.  The list of codes is
  * declared once, below, as an X-macro: it yields the enum, es_err2str(),
- * es_err2name() and the table in docs/errors.md, so no list can drift.
+ * es_err2name() and the table in docs/errors.md (scripts/gen-config-docs
+ * parses the macro), so no list can drift.
  *
  * Answers that are not failures (ES_ERR_NOT_FOUND, ES_ERR_TIMED_OUT when a
  * caller asked to wait, ...) have codes of their own so callers never guess.
@@ -23,7 +24,7 @@
     X(CONF, 11, "Invalid configuration")                                                           \
     X(IO, 12, "Operating system I/O error")                                                        \
     X(KAFKA, 20, "Kafka client error")                                                             \
-    X(KAFKA_FATAL, 21, "Fatal or fenced Kafka producer; the process must restart")                 \
+    X(KAFKA_FATAL, 21, "Fatal or fenced Kafka client; it must be destroyed and created anew")      \
     X(REGISTRY, 30, "Schema registry error")                                                       \
     X(REGISTRY_UNAVAILABLE, 31, "Schema registry unreachable")                                     \
     X(INCOMPATIBLE_SCHEMA, 32, "Schema rejected as incompatible")                                  \
