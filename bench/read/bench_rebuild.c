@@ -446,19 +446,21 @@ int main(int argc, char **argv)
     printf("RESULT phase=kcat events=%ld seconds=%.3f events_per_s=%.0f\n", n, kcat_s, kcat_rate);
 
     /* initial build and a blue/green rebuild */
-    char store[300], log[400], a[6][400];
-    int port = free_port();
+    char store[300], log[400], a[7][400];
+    int port = free_port(); /* the admin listener: /admin lives there only */
     snprintf(store, sizeof(store), "/tmp/%s-store-%ld", prefix, (long)time(NULL)); /* empty */
     snprintf(log, sizeof(log), "%s.log", store);
     snprintf(a[0], sizeof(a[0]), "kafka.bootstrap.servers=%s", bootstrap);
     snprintf(a[1], sizeof(a[1]), "registry.url=%s",
              env_or("ESCQRS_TEST_REGISTRY", "http://127.0.0.1:18081/apis/ccompat/v7"));
     snprintf(a[2], sizeof(a[2]), "store.path=%s", store);
-    snprintf(a[3], sizeof(a[3]), "http.listen=127.0.0.1:%d", port);
+    snprintf(a[3], sizeof(a[3]), "admin.listen=127.0.0.1:%d", port);
     snprintf(a[4], sizeof(a[4]), "aggregate.prefix=%s.", prefix);
     snprintf(a[5], sizeof(a[5]), "projections=%s", pname);
-    char *pargv[] = {(char *)projector, "--set", a[0],    "--set", a[1],    "--set", a[2],
-                     "--set",           a[3],    "--set", a[4],    "--set", a[5],    NULL};
+    snprintf(a[6], sizeof(a[6]), "http.listen=127.0.0.1:0"); /* queries: not used here */
+    char *pargv[] = {
+        (char *)projector, "--set", a[0],    "--set", a[1],    "--set", a[2], "--set", a[3],
+        "--set",           a[4],    "--set", a[5],    "--set", a[6],    NULL};
     t0 = now_s();
     pid_t pp = spawn(pargv, log);
     long peak = 0, rss_build = 0, rss_rebuild = 0;
