@@ -55,18 +55,27 @@ static es_err_t get_field(avro_value_t *rec, const char *name, avro_value_t *f, 
     return ES_ERR_OK;
 }
 
+/* The field @p name when it holds @p type ("a string", ...: @p what in the message). */
+static es_err_t typed_field(avro_value_t *rec, const char *name, avro_type_t type, const char *what,
+                            avro_value_t *f, char *errstr, size_t errstr_size)
+{
+    es_err_t err = get_field(rec, name, f, errstr, errstr_size);
+    if (!err && avro_value_get_type(f) != type) {
+        snprintf(errstr, errstr_size, "field %s is not %s", name, what);
+        err = ES_ERR_DECODE;
+    }
+    return err;
+}
+
 es_err_t es_record_string(avro_value_t *rec, const char *name, const char **s, size_t *len,
                           char *errstr, size_t errstr_size)
 {
     avro_value_t f;
     size_t sz = 0;
-    es_err_t err = get_field(rec, name, &f, errstr, errstr_size);
+    es_err_t err = typed_field(rec, name, AVRO_STRING, "a string", &f, errstr, errstr_size);
     if (err)
         return err;
-    if (avro_value_get_type(&f) != AVRO_STRING || avro_value_get_string(&f, s, &sz) != 0) {
-        snprintf(errstr, errstr_size, "field %s is not a string", name);
-        return ES_ERR_DECODE;
-    }
+    avro_value_get_string(&f, s, &sz);
     if (len)
         *len = sz ? sz - 1 : 0; /* Avro C counts the NUL */
     return ES_ERR_OK;
@@ -76,34 +85,32 @@ es_err_t es_record_long(avro_value_t *rec, const char *name, int64_t *v, char *e
                         size_t errstr_size)
 {
     avro_value_t f;
+    int32_t i = 0;
     es_err_t err = get_field(rec, name, &f, errstr, errstr_size);
     if (err)
         return err;
-    if (avro_value_get_type(&f) == AVRO_INT32) {
-        int32_t i = 0;
+    switch (avro_value_get_type(&f)) {
+    case AVRO_INT64:
+        avro_value_get_long(&f, v);
+        return ES_ERR_OK;
+    case AVRO_INT32: /* an int widens to a long */
         avro_value_get_int(&f, &i);
         *v = i;
         return ES_ERR_OK;
-    }
-    if (avro_value_get_type(&f) != AVRO_INT64 || avro_value_get_long(&f, v) != 0) {
+    default:
         snprintf(errstr, errstr_size, "field %s is not a long", name);
         return ES_ERR_DECODE;
     }
-    return ES_ERR_OK;
 }
 
 es_err_t es_record_int(avro_value_t *rec, const char *name, int32_t *v, char *errstr,
                        size_t errstr_size)
 {
     avro_value_t f;
-    es_err_t err = get_field(rec, name, &f, errstr, errstr_size);
-    if (err)
-        return err;
-    if (avro_value_get_type(&f) != AVRO_INT32 || avro_value_get_int(&f, v) != 0) {
-        snprintf(errstr, errstr_size, "field %s is not an int", name);
-        return ES_ERR_DECODE;
-    }
-    return ES_ERR_OK;
+    es_err_t err = typed_field(rec, name, AVRO_INT32, "an int", &f, errstr, errstr_size);
+    if (!err)
+        avro_value_get_int(&f, v);
+    return err;
 }
 
 es_err_t es_principal_set(avro_value_t *rec, const char *subject, const char *client_id)

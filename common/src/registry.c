@@ -282,34 +282,39 @@ out:
     return err;
 }
 
-es_err_t es_registry_register(es_registry_t *reg, const char *subject, const char *schema_json,
-                              int *id, char *errstr, size_t errstr_size)
+/*
+ * POST the schema to /subjects/<subject><suffix> for its id, through the
+ * look-up cache: "/versions" registers it, "" only looks it up.
+ */
+static es_err_t subject_schema_id(es_registry_t *reg, const char *subject, const char *suffix,
+                                  const char *schema_json, int *id, char *errstr,
+                                  size_t errstr_size)
 {
     char path[512];
     long status;
     if (cache_lookup_get(reg, subject, schema_json, id))
         return ES_ERR_OK;
-    subject_path("/subjects/", subject, "/versions", path, sizeof(path));
+    subject_path("/subjects/", subject, suffix, path, sizeof(path));
     es_err_t err = post_schema_for_id(reg, path, schema_json, id, &status, errstr, errstr_size);
-    if (!err) {
+    if (!err)
         cache_lookup_put(reg, subject, schema_json, *id);
+    return err;
+}
+
+es_err_t es_registry_register(es_registry_t *reg, const char *subject, const char *schema_json,
+                              int *id, char *errstr, size_t errstr_size)
+{
+    es_err_t err =
+        subject_schema_id(reg, subject, "/versions", schema_json, id, errstr, errstr_size);
+    if (!err)
         es_log_info("registry", "schema for %s has id %d", subject, *id);
-    }
     return err;
 }
 
 es_err_t es_registry_lookup(es_registry_t *reg, const char *subject, const char *schema_json,
                             int *id, char *errstr, size_t errstr_size)
 {
-    char path[512];
-    long status;
-    if (cache_lookup_get(reg, subject, schema_json, id))
-        return ES_ERR_OK;
-    subject_path("/subjects/", subject, "", path, sizeof(path));
-    es_err_t err = post_schema_for_id(reg, path, schema_json, id, &status, errstr, errstr_size);
-    if (!err)
-        cache_lookup_put(reg, subject, schema_json, *id);
-    return err;
+    return subject_schema_id(reg, subject, "", schema_json, id, errstr, errstr_size);
 }
 
 es_err_t es_registry_schema_by_id(es_registry_t *reg, int id, avro_schema_t *schema, char *errstr,
