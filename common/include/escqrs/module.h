@@ -49,7 +49,7 @@ typedef const es_module_t *(*es_module_entry_fn)(void);
  */
 #define ES_MODULE_DEFINE(module)                                                                   \
     __attribute__((visibility("default"))) const es_module_t *escqrs_module_v1(void);              \
-    __attribute__((visibility("default"))) const es_module_t *escqrs_module_v1(void)              \
+    __attribute__((visibility("default"))) const es_module_t *escqrs_module_v1(void)               \
     {                                                                                              \
         return &(module);                                                                          \
     }
