@@ -3,19 +3,16 @@
  * common/cmake/embed_schemas.cmake generates from the .avsc files of schemas/.
  */
 #include "escqrs/schemas.h"
+#include "escqrs/module.h"
 
 #include <stdio.h>
 #include <string.h>
 
-struct es_embedded_schema {
-    const char *name;
-    const char *text;
-};
-extern const struct es_embedded_schema es_embedded_schemas[];
+extern const es_module_schema_t es_library_schemas[];
 
 const char *es_schema_text(const char *name)
 {
-    for (const struct es_embedded_schema *s = es_embedded_schemas; s->name; s++)
+    for (const es_module_schema_t *s = es_library_schemas; s->name; s++)
         if (!strcmp(s->name, name))
             return s->text;
     return NULL;
