@@ -28,20 +28,21 @@
 include_guard(GLOBAL)
 include(GNUInstallDirs)
 
-set(_ESCQRS_EMBED_SCRIPT ${CMAKE_CURRENT_LIST_DIR}/embed_schemas.cmake)
-if(NOT DEFINED ESCQRS_MODULES_INSTALL_DIR)
-  set(ESCQRS_MODULES_INSTALL_DIR ${CMAKE_INSTALL_LIBDIR}/escqrs/modules)
-endif()
+# Where modules are installed, under the install prefix (a cache variable, so
+# a team may point it elsewhere).
+set(ESCQRS_MODULES_INSTALL_DIR ${CMAKE_INSTALL_LIBDIR}/escqrs/modules
+    CACHE STRING "Install directory of escqrs domain modules, under the prefix")
 
 # Generate <output> (a C source) holding <symbol>[], the .avsc files given.
 function(escqrs_embed_schemas output symbol)
   set(files ${ARGN})
+  set(script ${CMAKE_CURRENT_FUNCTION_LIST_DIR}/embed_schemas.cmake)
   string(REPLACE ";" "|" joined "${files}")
   add_custom_command(
     OUTPUT ${output}
     COMMAND ${CMAKE_COMMAND} -DOUTPUT=${output} -DSYMBOL=${symbol} "-DFILES=${joined}"
-            -P ${_ESCQRS_EMBED_SCRIPT}
-    DEPENDS ${files} ${_ESCQRS_EMBED_SCRIPT}
+            -P ${script}
+    DEPENDS ${files} ${script}
     COMMENT "Embedding ${symbol}: ${files}"
     VERBATIM)
   # The generated file declares its table just before defining it.

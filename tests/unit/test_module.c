@@ -124,8 +124,7 @@ static void test_default_dir(void)
     es_modules_default_dir(dir, sizeof(dir));
     CU_ASSERT_EQUAL(dir[0], '/');
     const char *tail = "/lib/escqrs/modules";
-    CU_ASSERT_TRUE(strlen(dir) > strlen(tail) &&
-                   !strcmp(dir + strlen(dir) - strlen(tail), tail));
+    CU_ASSERT_TRUE(strlen(dir) > strlen(tail) && !strcmp(dir + strlen(dir) - strlen(tail), tail));
 }
 
 int main(void)
