@@ -25,6 +25,7 @@
 #include "escqrs/mem.h"
 
 #include <dlfcn.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -282,7 +283,10 @@ const char *es_modules_default_dir(char *out, size_t outsz)
         snprintf(out, outsz, "escqrs/modules"); /* not reached with a shared libescqrs */
         return out;
     }
-    snprintf(out, outsz, "%.*s/escqrs/modules", (int)(slash - info.dli_fname), info.dli_fname);
+    /* dli_fname may read "<bin>/../lib/libescqrs.so.1" (RPATH $ORIGIN/../lib): say it plainly */
+    char dir[MODULE_PATH_MAX], real[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%.*s", (int)(slash - info.dli_fname), info.dli_fname);
+    snprintf(out, outsz, "%s/escqrs/modules", realpath(dir, real) ? real : dir);
     return out;
 }
 
