@@ -185,6 +185,22 @@ static bool taken(int kind, const char *name, char *by, size_t bysz)
     return false;
 }
 
+/* An aggregate or projection without a name would end item_name()'s list early. */
+static bool unnamed(const es_module_t *m, const char *who, char *errstr, size_t errstr_size)
+{
+    for (size_t j = 0; m->aggregates && m->aggregates[j]; j++)
+        if (!m->aggregates[j]->name || !*m->aggregates[j]->name) {
+            snprintf(errstr, errstr_size, "%s: aggregate #%zu has no name", who, j + 1);
+            return true;
+        }
+    for (size_t j = 0; m->projections && m->projections[j]; j++)
+        if (!m->projections[j]->name || !*m->projections[j]->name) {
+            snprintf(errstr, errstr_size, "%s: projection #%zu has no name", who, j + 1);
+            return true;
+        }
+    return false;
+}
+
 /* Does @p m clash with itself or with what is registered?  Message into errstr. */
 static bool names_clash(const es_module_t *m, const char *who, char *errstr, size_t errstr_size)
 {
@@ -259,7 +275,7 @@ static es_err_t add(const es_module_t *m, const char *origin, void *handle, char
         snprintf(errstr, errstr_size, "module %s: it has no name", origin);
         return ES_ERR_CONF;
     }
-    if (names_clash(m, who, errstr, errstr_size))
+    if (unnamed(m, who, errstr, errstr_size) || names_clash(m, who, errstr, errstr_size))
         return ES_ERR_CONF;
     size_t naggs = reg.naggs, nprojs = reg.nprojs, nschemas = reg.nschemas;
     registry_add(m, origin, handle);

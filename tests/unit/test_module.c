@@ -114,6 +114,12 @@ static void test_names_taken(void)
     m.projections = twice;
     CU_ASSERT_EQUAL(es_modules_add(&m, "linked-in", errstr, sizeof(errstr)), ES_ERR_CONF);
     ES_ASSERT_STR_EQ(errstr, "module linked-in (test_static): projection twice is defined twice");
+    static const es_aggregate_def_t anon = {.name = NULL};
+    static const es_aggregate_def_t *const anons[] = {&anon, NULL};
+    m.projections = NULL;
+    m.aggregates = anons;
+    CU_ASSERT_EQUAL(es_modules_add(&m, "linked-in", errstr, sizeof(errstr)), ES_ERR_CONF);
+    ES_ASSERT_STR_EQ(errstr, "module linked-in (test_static): aggregate #1 has no name");
     CU_ASSERT_EQUAL(es_modules_count(), before);
     CU_ASSERT_PTR_NULL(es_modules_projection("twice"));
 }
@@ -134,7 +140,7 @@ int main(void)
         {"another SDK major, or a newer minor, is refused", test_other_sdk_versions},
         {"a module file that is not there", test_missing_file},
         {"a good module: its aggregate, projection and schema by name", test_good_module},
-        {"a module, aggregate, projection or schema name taken twice", test_names_taken},
+        {"a name taken twice, or missing", test_names_taken},
         {"the default directory is escqrs/modules beside libescqrs.so", test_default_dir},
         {NULL, NULL},
     };
