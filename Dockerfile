@@ -1,5 +1,8 @@
 # escqrs: one image holding every escqrs program: escqrs-gateway,
-# escqrs-command-service, escqrs-projector and the escqrs CLI.
+# escqrs-command-service, escqrs-projector and the escqrs CLI, with libescqrs.so
+# and the shipped domain modules (cart, account) in /usr/local/lib/escqrs/modules,
+# where the programs look by default (key modules.dir).  A team's module is one
+# more file there (or a mounted directory and modules.dir).
 #   docker build -t escqrs:dev .
 # Build stage: Debian 12 with the -dev packages; runtime stage: only the shared
 # libraries the programs link, running as an unprivileged user.
@@ -20,13 +23,16 @@ COPY producers producers
 COPY consumers consumers
 COPY cli cli
 COPY schemas schemas
+COPY examples examples
+# cmake --install: bin/ (programs, RPATH $ORIGIN/../lib), lib/libescqrs.so*,
+# lib/escqrs/modules/; the SDK headers and CMake package are dropped (no
+# compiler in the runtime image).
 RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DESCQRS_WERROR=ON \
           -DESCQRS_TESTS=OFF -DESCQRS_BENCH=OFF \
  && cmake --build /build -j"$(nproc)" \
- && mkdir -p /out \
- && cp /build/cli/escqrs /build/consumers/projector/escqrs-projector \
-       /build/producers/gateway/escqrs-gateway \
-       /build/producers/command-service/escqrs-command-service /out/
+ && cmake --install /build --prefix /out \
+ && rm -rf /out/include /out/lib/cmake /out/lib/pkgconfig \
+ && test -x /out/bin/escqrs-gateway && test -f /out/lib/escqrs/modules/escqrs-cart.so
 
 FROM debian:12.11-slim AS runtime
 RUN apt-get update \
@@ -39,7 +45,7 @@ RUN apt-get update \
  && useradd --system --uid 10001 --gid escqrs --home-dir /var/lib/escqrs --shell /usr/sbin/nologin escqrs \
  && mkdir -p /var/lib/escqrs \
  && chown escqrs:escqrs /var/lib/escqrs
-COPY --from=build /out/ /usr/local/bin/
+COPY --from=build /out/ /usr/local/
 USER 10001:10001
 WORKDIR /var/lib/escqrs
 # RocksDB views live here; mount a volume (a PVC per projector replica on Kubernetes).

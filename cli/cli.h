@@ -10,6 +10,8 @@
 
 #include "escqrs/conf.h"
 
+#include <stdbool.h>
+
 #define CLI_EXIT_OK      0
 #define CLI_EXIT_FAILURE 1
 #define CLI_EXIT_USAGE   2
@@ -32,5 +34,10 @@ int cli_auth(es_conf_t *conf, int argc, char **argv);
 struct es_http_client_opts_s;
 /** @brief TLS and bearer token of the CLI's requests (keys `token`, `tls.ca.file`); common.c. */
 void cli_http_opts(const es_conf_t *conf, struct es_http_client_opts_s *opts);
+/**
+ * @brief Load the domain modules of `modules` (send and schemas need their
+ *        aggregates and schemas); false with the reason on stderr.  common.c.
+ */
+bool cli_modules_load(const es_conf_t *conf);
 
 #endif

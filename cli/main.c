@@ -12,6 +12,7 @@
 #include "escqrs/kafka.h"
 #include "escqrs/registry.h"
 #include "escqrs/log.h"
+#include "escqrs/modules.h"
 #include "escqrs/util.h"
 
 #include <stdio.h>
@@ -48,8 +49,9 @@ static const es_conf_def_t cli_conf_defs[] = {
     {.name = NULL},
 };
 
-static const es_conf_def_t *const cli_tables[] = {es_conf_common_defs, es_kafka_conf_defs,
-                                                  es_registry_conf_defs, cli_conf_defs, NULL};
+static const es_conf_def_t *const cli_tables[] = {es_conf_common_defs,   es_kafka_conf_defs,
+                                                  es_registry_conf_defs, es_modules_conf_defs,
+                                                  cli_conf_defs,         NULL};
 
 static const struct {
     const char *name;

@@ -10,12 +10,13 @@
  * the registry's reason when one is not, or when an event subject's level is
  * weaker than BACKWARD_TRANSITIVE.  `register` registers them all and
  * sets the event subjects' compatibility level.  Without --dir the schemas
- * compiled into this binary are used, so the CLI checks what the daemons run.
+ * the daemons run are used: every loaded module's (key `modules`) and the
+ * library's own command-result.
  */
 #include "cli.h"
+#include "escqrs/modules.h"
 #include "escqrs/registry.h"
 #include "escqrs/serde.h"
-#include "escqrs/schemas.h"
 #include "escqrs/util.h"
 
 #include <dirent.h>
@@ -45,7 +46,8 @@ static void schemas_usage(FILE *fp)
                 "          event subject's level is weaker than BACKWARD_TRANSITIVE\n"
                 "register  register every schema under its subjects; event subjects get\n"
                 "          compatibility BACKWARD_TRANSITIVE\n"
-                "--dir     read <name>.avsc files from DIR instead of the built-in schemas\n"
+                "--dir     read <name>.avsc files from DIR instead of the loaded modules' schemas\n"
+                "          (key modules) and command-result\n"
                 "--prefix  prepend P to every subject (tests use it for unique subjects)\n");
 }
 
@@ -77,15 +79,11 @@ static size_t load_dir(const char *dir, schema_file_t *out)
 
 static size_t load_builtin(schema_file_t *out)
 {
-    static const char *const names[] = {"cart.commands", "cart.events", "account.commands",
-                                        "account.events", "command-result"};
     size_t n = 0;
-    for (size_t i = 0; i < ES_ARRAY_SIZE(names); i++) {
-        const char *t = es_schema_text(names[i]);
-        if (!t)
-            continue;
-        snprintf(out[n].name, sizeof(out[n].name), "%s", names[i]);
-        out[n].text = es_strdup(t);
+    for (size_t i = 0; i < es_modules_schema_count() && n < MAX_SCHEMAS; i++) {
+        const es_module_schema_t *s = es_modules_schema_at(i);
+        snprintf(out[n].name, sizeof(out[n].name), "%s", s->name);
+        out[n].text = es_strdup(s->text);
         n++;
     }
     return n;
@@ -241,6 +239,8 @@ int cli_schemas(es_conf_t *conf, int argc, char **argv)
         return CLI_EXIT_USAGE;
     }
     bool do_register = !strcmp(argv[optind], "register");
+    if (!dir && !cli_modules_load(conf))
+        return CLI_EXIT_USAGE;
     size_t n = dir ? load_dir(dir, files) : load_builtin(files);
     if (n == 0) {
         fprintf(stderr, "escqrs schemas: no .avsc files in %s\n", dir ? dir : "(built-in)");

@@ -4,6 +4,7 @@
  *   escqrs send AGGREGATE ID VERB [--field NAME=VALUE]... [--json BODY|-]
  *                                 [--idempotency-key KEY] [--if-match VERSION]
  *
+ * AGGREGATE is any aggregate of the loaded domain modules (`modules`).
  * The body comes from --field flags, typed by the aggregate's command table
  * (the same es_command_def_t the gateway validates with, so a typo in a field
  * name is caught here with the list of valid ones), or verbatim from --json
@@ -14,9 +15,9 @@
  * rejected by a rule, version conflict).
  */
 #include "cli.h"
-#include "domains.h"
 #include "escqrs/command.h"
 #include "escqrs/http_client.h"
+#include "escqrs/modules.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -39,9 +40,10 @@ static void send_help(FILE *fp)
     fprintf(fp, SEND_USAGE
             "\n"
             "Send one command to the gateway at gateway.url and print its answer as one\n"
-            "JSON line. AGGREGATE is cart or account; VERB and fields per aggregate:\n");
-    for (const char *const *name = (const char *const[]){"cart", "account", NULL}; *name; name++) {
-        const es_aggregate_def_t *def = es_domain_find(*name);
+            "JSON line. AGGREGATE is one of the loaded modules' aggregates (key\n"
+            "modules); VERB and fields per aggregate:\n");
+    for (size_t a = 0; a < es_modules_aggregate_count(); a++) {
+        const es_aggregate_def_t *def = es_modules_aggregate_at(a);
         for (size_t i = 0; i < def->ncommands; i++) {
             fprintf(fp, "  %-8s %-12s", def->name, def->commands[i].verb);
             for (const es_field_def_t *f = def->commands[i].fields; f->name; f++)
@@ -214,11 +216,11 @@ int cli_send(es_conf_t *conf, int argc, char **argv)
 {
     send_opts_t o = {.timeout_ms = SEND_TIMEOUT_MS, .fields = json_array()};
     char *body = NULL;
-    int rc = send_parse(argc, argv, &o);
+    int rc = cli_modules_load(conf) ? send_parse(argc, argv, &o) : CLI_EXIT_USAGE;
     if (rc >= 0)
         goto out;
     rc = CLI_EXIT_USAGE;
-    const es_aggregate_def_t *def = es_domain_find(o.agg);
+    const es_aggregate_def_t *def = es_modules_aggregate(o.agg);
     const es_command_def_t *cmd = def ? es_command_find(def, o.verb) : NULL;
     if (!cmd) {
         fprintf(stderr, "escqrs send: no command '%s %s' (see escqrs send --help)\n", o.agg,

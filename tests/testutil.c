@@ -9,6 +9,7 @@
  * handful of daemons at a time.
  */
 #include "testutil.h"
+#include "shipped.h"
 
 #include <CUnit/Basic.h>
 #include <errno.h>
@@ -25,6 +26,7 @@
 
 int es_test_run(const char *suite, const es_test_case_t *cases)
 {
+    es_shipped_modules_register();
     if (CU_initialize_registry() != CUE_SUCCESS)
         return 1;
     CU_pSuite s = CU_add_suite(suite, NULL, NULL);

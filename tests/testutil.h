@@ -1,7 +1,8 @@
 /*
  * testutil.h — what every escqrs test shares: a CUnit runner that returns the
  * failure count as the exit code, the addresses of the test stack, unique
- * names so reruns never collide with earlier data on the broker, string
+ * names so reruns never collide with earlier data on the broker, the shipped
+ * domain modules linked in and registered, string
  * assertions that survive a missing JSON field, and child processes that die
  * with the test that started them.
  */
@@ -19,7 +20,11 @@ typedef struct {
     void (*fn)(void);
 } es_test_case_t;
 
-/** @brief Run @p cases (ended by {NULL, NULL}) as one suite; returns the exit code. */
+/**
+ * @brief Run @p cases (ended by {NULL, NULL}) as one suite; returns the exit code.
+ *        The shipped modules (cart, account) are registered first, as the
+ *        programs load them (shipped.h).
+ */
 int es_test_run(const char *suite, const es_test_case_t *cases);
 
 /** @brief Bootstrap servers of the test stack (ESCQRS_TEST_BOOTSTRAP, default 127.0.0.1:19092). */

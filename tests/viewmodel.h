@@ -7,7 +7,7 @@
  * passed 0304 and 0306 that way).
  *
  * Sources of the semantics, in order: ARCHITECTURE.md §6 and docs/projector.md
- * (the query answers), the header comments of consumers/projections/ (item
+ * (the query answers), the header comments of examples/cart/, examples/account/ (item
  * order, unit price, what each projection refuses), and where those are
  * silent the events' meaning (decided below, in viewmodel.c).
  *

@@ -25,6 +25,7 @@
  * ESCQRS_TEST_BOOTSTRAP / ESCQRS_TEST_REGISTRY (default: the test stack).
  */
 #include "eventgen.h"
+#include "shipped.h"
 
 #include "escqrs/kafka.h"
 #include "escqrs/registry.h"
@@ -367,6 +368,8 @@ int main(int argc, char **argv)
     char prefix[128] = "";
     char err[512], topic[300], agg[200];
     bool prepare_only = false;
+
+    es_shipped_modules_register();
 
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--prepare-only")) {

@@ -1,31 +1,25 @@
 /*
- * schemas.c — the schema catalog: look-ups in the table that
- * common/cmake/embed_schemas.cmake generates from the .avsc files of schemas/.
+ * schemas.c — schemas by name: the library's own (command-result) and those
+ * of every loaded module, both held by the module registry (module.c), and
+ * parsed with Avro C.
  */
 #include "escqrs/schemas.h"
+#include "escqrs/modules.h"
 
 #include <stdio.h>
 #include <string.h>
 
-struct es_embedded_schema {
-    const char *name;
-    const char *text;
-};
-extern const struct es_embedded_schema es_embedded_schemas[];
-
 const char *es_schema_text(const char *name)
 {
-    for (const struct es_embedded_schema *s = es_embedded_schemas; s->name; s++)
-        if (!strcmp(s->name, name))
-            return s->text;
-    return NULL;
+    return es_modules_schema_text(name);
 }
 
 es_err_t es_schema_parse(const char *name, avro_schema_t *schema, char *errstr, size_t errstr_size)
 {
     const char *text = es_schema_text(name);
     if (!text) {
-        snprintf(errstr, errstr_size, "no schema named %s in schemas/", name);
+        snprintf(errstr, errstr_size,
+                 "no schema named %s (neither libescqrs nor a loaded module has it)", name);
         return ES_ERR_NOT_FOUND;
     }
     if (avro_schema_from_json_length(text, strlen(text), schema)) {

@@ -1,13 +1,15 @@
 /*
  * main.c — escqrs-projector: hosts projections, serves their queries.
  *
- * Configuration is the table below (plus the common and Kafka tables);
+ * Configuration is the table below (plus the common and Kafka tables); the
+ * projections come from the domain modules loaded at start-up (modules.h);
  * SIGINT/SIGTERM stop the loops at a batch boundary and close the stores.
  * kill -9 is just as safe: the stores hold their own offsets.
  */
 #include "projector.h"
 
 #include "escqrs/log.h"
+#include "escqrs/modules.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -30,8 +32,9 @@ static const es_conf_def_t projector_defs[] = {
      .desc = "Directory of the projections' RocksDB stores (one subdirectory each)"},
     {.name = "projections",
      .type = ES_CONF_STRING,
-     .defval = "cart_view,item_stats,account_balance",
-     .desc = "Comma-separated projections this process hosts"},
+     .defval = "",
+     .desc = "Comma-separated projections this process hosts; empty: every projection of the "
+             "loaded modules"},
     {.name = "projector.name",
      .type = ES_CONF_STRING,
      .defval = "projector",
@@ -79,10 +82,11 @@ static const es_conf_def_t projector_defs[] = {
     {.name = NULL},
 };
 
-static const es_conf_def_t *const tables[] = {
-    es_conf_common_defs,   es_kafka_conf_defs, es_kafka_watch_conf_defs,
-    es_registry_conf_defs, es_store_conf_defs, es_http_conf_defs,
-    es_auth_conf_defs,     projector_defs,     NULL};
+static const es_conf_def_t *const tables[] = {es_conf_common_defs,      es_kafka_conf_defs,
+                                              es_kafka_watch_conf_defs, es_registry_conf_defs,
+                                              es_store_conf_defs,       es_http_conf_defs,
+                                              es_auth_conf_defs,        es_modules_conf_defs,
+                                              projector_defs,           NULL};
 
 static volatile sig_atomic_t stop_signal;
 
@@ -95,6 +99,7 @@ int main(int argc, char **argv, char **envp)
 {
     char errstr[1024];
     es_conf_t *conf = es_conf_load_or_exit("escqrs-projector", tables, &argc, argv, envp);
+    es_modules_load_or_exit(conf, "projector");
     es_projector_t *pj = NULL;
     es_http_server_t *srv = NULL, *admin = NULL;
     int rc = 1;

@@ -18,7 +18,7 @@
  */
 #include "projector.h"
 
-#include "projections.h"
+#include "escqrs/modules.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,27 +81,31 @@ static void runner_init(es_projector_t *pj, pj_runner_t *r, const es_proj_def_t 
     }
 }
 
-/* One runner per name in `projections` (repeats ignored). */
+/* One runner per name in `projections` (repeats ignored); empty: every loaded projection. */
 static es_err_t add_runners(es_projector_t *pj, char *errstr, size_t errstr_size)
 {
     char *names = es_strdup(es_conf_get(pj->conf, "projections"));
     es_err_t err = ES_ERR_OK;
-    size_t cap = 1;
+    size_t cap = 1 + es_modules_projection_count();
     for (char *c = names; *c; c++)
         cap += *c == ',';
     pj->runners = es_calloc(cap, sizeof(*pj->runners));
+    if (!*names)
+        for (size_t i = 0; i < es_modules_projection_count(); i++)
+            runner_init(pj, &pj->runners[pj->nrunners++], es_modules_projection_at(i));
     char *save = NULL;
     for (char *tok = strtok_r(names, ", ", &save); tok && !err; tok = strtok_r(NULL, ", ", &save)) {
-        const es_proj_def_t *def = es_projections_find(tok);
+        const es_proj_def_t *def = es_modules_projection(tok);
         if (!def) {
-            snprintf(errstr, errstr_size, "projections: no projection named \"%s\"", tok);
+            snprintf(errstr, errstr_size,
+                     "projections: no projection named \"%s\" in the loaded modules", tok);
             err = ES_ERR_CONF;
         } else if (!pj_runner_find(pj, tok)) {
             runner_init(pj, &pj->runners[pj->nrunners++], def);
         }
     }
     if (!err && !pj->nrunners) {
-        snprintf(errstr, errstr_size, "projections: none given");
+        snprintf(errstr, errstr_size, "projections: none given, and no loaded module has one");
         err = ES_ERR_CONF;
     }
     free(names);

@@ -2,7 +2,8 @@
  * main.c — escqrs-command-service: decides commands of one aggregate type and
  * publishes their events and outcomes, exactly once (see service.c).
  *
- * Configuration is the table below plus the common and Kafka tables.
+ * Configuration is the table below plus the common and Kafka tables; the
+ * aggregate comes from the domain modules loaded at start-up (modules.h).
  * The health endpoints come up first, so an orchestrator sees a live
  * process that says why it is not ready while the broker, the registry or
  * the store are not there yet (service.c retries with a back-off).
@@ -11,12 +12,12 @@
  * no retry can fix (bad configuration, topics that disagree, a schema the
  * registry refuses) exits non-zero (2).
  */
-#include "domains.h"
 #include "escqrs/http_server.h"
 #include "escqrs/kafka.h"
 #include "escqrs/store.h"
 #include "escqrs/registry.h"
 #include "escqrs/log.h"
+#include "escqrs/modules.h"
 #include "service.h"
 
 #include <signal.h>
@@ -27,10 +28,10 @@
 
 static const es_conf_def_t service_defs[] = {
     {.name = "aggregate",
-     .type = ES_CONF_ENUM,
-     .defval = "cart",
-     .choices = "cart|account",
-     .desc = "Aggregate type this service decides for (topics <prefix><aggregate>.*)"},
+     .type = ES_CONF_STRING,
+     .defval = "",
+     .desc = "Aggregate type this service decides for (topics <prefix><aggregate>.*), one of "
+             "the loaded modules' aggregates; empty: the first one of the first module"},
     {.name = "http.listen",
      .type = ES_CONF_STRING,
      .defval = "127.0.0.1:8070",
@@ -63,14 +64,10 @@ static const es_conf_def_t service_defs[] = {
     {.name = NULL},
 };
 
-static const es_conf_def_t *const tables[] = {es_conf_common_defs,
-                                              es_kafka_conf_defs,
-                                              es_kafka_watch_conf_defs,
-                                              es_registry_conf_defs,
-                                              es_store_conf_defs,
-                                              es_http_conf_defs,
-                                              service_defs,
-                                              NULL};
+static const es_conf_def_t *const tables[] = {
+    es_conf_common_defs,   es_kafka_conf_defs, es_kafka_watch_conf_defs,
+    es_registry_conf_defs, es_store_conf_defs, es_http_conf_defs,
+    es_modules_conf_defs,  service_defs,       NULL};
 
 static volatile sig_atomic_t stop_signal;
 
@@ -97,9 +94,15 @@ int main(int argc, char **argv, char **envp)
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
 
-    const es_aggregate_def_t *def = es_domain_find(es_conf_get(conf, "aggregate"));
+    es_modules_load_or_exit(conf, "command-service");
+    const char *name = es_conf_get(conf, "aggregate");
+    const es_aggregate_def_t *def = *name ? es_modules_aggregate(name) : es_modules_aggregate_at(0);
     if (!def) {
-        es_log_error("command-service", "no aggregate named %s", es_conf_get(conf, "aggregate"));
+        es_log_error("command-service",
+                     "aggregate: no aggregate named \"%s\" in the loaded "
+                     "modules (%s)",
+                     name, es_conf_get(conf, "modules"));
+        rc = 2;
         goto out;
     }
     cs = cs_new(conf, def, metrics, errstr, sizeof(errstr));

@@ -18,8 +18,8 @@
  */
 #include "gateway_int.h"
 
-#include "domains.h"
 #include "escqrs/mem.h"
+#include "escqrs/modules.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,37 +88,47 @@ es_http_server_t *gw_http_start(gw_t *gw, char *errstr, size_t errstr_size)
 
 /* ------------------------------------------------------------------ set-up */
 
-/* The aggregates of `aggregates`, and the command-service group of each. */
-static bool add_aggregates(gw_t *gw, char groups[][GW_GROUP_MAX], char *errstr, size_t errstr_size)
+/* Serve aggregate @p def: its topics and its command-service group. */
+static bool add_aggregate(gw_t *gw, const es_aggregate_def_t *def, char groups[][GW_GROUP_MAX],
+                          char *errstr, size_t errstr_size)
 {
     const char *prefix = es_conf_get(gw->conf, "aggregate.prefix");
+    if (gw->naggs == GW_MAX_AGGS) {
+        snprintf(errstr, errstr_size, "aggregates: at most %d", GW_MAX_AGGS);
+        return false;
+    }
+    gw_agg_t *ag = &gw->aggs[gw->naggs];
+    ag->def = def;
+    snprintf(ag->name, sizeof(ag->name), "%s%s", prefix ? prefix : "", def->name);
+    es_topic_name(ag->name, ES_TOPIC_COMMANDS, NULL, ag->t_cmd, sizeof(ag->t_cmd));
+    es_topic_name(ag->name, ES_TOPIC_RESULTS, NULL, ag->t_res, sizeof(ag->t_res));
+    snprintf(groups[gw->naggs], GW_GROUP_MAX, "%s.command-service", ag->name);
+    pthread_mutex_init(&ag->mu, NULL);
+    gw->naggs++;
+    return true;
+}
+
+/* The aggregates of `aggregates` (empty: every loaded one), and the command-service group of each.
+ */
+static bool add_aggregates(gw_t *gw, char groups[][GW_GROUP_MAX], char *errstr, size_t errstr_size)
+{
     char *list = es_strdup(es_conf_get(gw->conf, "aggregates")), *save = NULL;
     bool ok = true;
-    for (char *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        while (*tok == ' ')
-            tok++;
-        const es_aggregate_def_t *def = es_domain_find(tok);
+    if (!*list)
+        for (size_t i = 0; ok && i < es_modules_aggregate_count(); i++)
+            ok = add_aggregate(gw, es_modules_aggregate_at(i), groups, errstr, errstr_size);
+    for (char *tok = strtok_r(list, ", ", &save); ok && tok; tok = strtok_r(NULL, ", ", &save)) {
+        const es_aggregate_def_t *def = es_modules_aggregate(tok);
         if (!def) {
-            snprintf(errstr, errstr_size, "aggregates: no aggregate named %s", tok);
+            snprintf(errstr, errstr_size, "aggregates: no aggregate named %s in the loaded modules",
+                     tok);
             ok = false;
-            break;
+        } else {
+            ok = add_aggregate(gw, def, groups, errstr, errstr_size);
         }
-        if (gw->naggs == GW_MAX_AGGS) {
-            snprintf(errstr, errstr_size, "aggregates: at most %d", GW_MAX_AGGS);
-            ok = false;
-            break;
-        }
-        gw_agg_t *ag = &gw->aggs[gw->naggs];
-        ag->def = def;
-        snprintf(ag->name, sizeof(ag->name), "%s%s", prefix ? prefix : "", def->name);
-        es_topic_name(ag->name, ES_TOPIC_COMMANDS, NULL, ag->t_cmd, sizeof(ag->t_cmd));
-        es_topic_name(ag->name, ES_TOPIC_RESULTS, NULL, ag->t_res, sizeof(ag->t_res));
-        snprintf(groups[gw->naggs], GW_GROUP_MAX, "%s.command-service", ag->name);
-        pthread_mutex_init(&ag->mu, NULL);
-        gw->naggs++;
     }
     if (ok && gw->naggs == 0) {
-        snprintf(errstr, errstr_size, "aggregates: none configured");
+        snprintf(errstr, errstr_size, "aggregates: none configured, and no loaded module has one");
         ok = false;
     }
     free(list);

@@ -1,7 +1,8 @@
 /*
  * main.c — escqrs-gateway: the HTTP command API of the write side (see gateway.c).
  *
- * Configuration is the table below plus the common and Kafka tables.
+ * Configuration is the table below plus the common and Kafka tables; the
+ * aggregates come from the domain modules loaded at start-up (modules.h).
  * SIGINT/SIGTERM stop accepting requests, let the ones in flight finish
  * (their outcomes still arrive) and exit 0.
  */
@@ -9,6 +10,7 @@
 #include "escqrs/kafka.h"
 #include "escqrs/registry.h"
 #include "escqrs/log.h"
+#include "escqrs/modules.h"
 #include "gateway.h"
 
 #include <signal.h>
@@ -30,8 +32,9 @@ static const es_conf_def_t gateway_defs[] = {
      .desc = "Largest request body in bytes; larger ones get 413 payload_too_large"},
     {.name = "aggregates",
      .type = ES_CONF_STRING,
-     .defval = "cart,account",
-     .desc = "Comma-separated aggregates whose commands this gateway accepts"},
+     .defval = "",
+     .desc = "Comma-separated aggregates whose commands this gateway accepts; empty: every "
+             "aggregate of the loaded modules"},
     {.name = "request.timeout.ms",
      .type = ES_CONF_INT,
      .defval = "5000",
@@ -45,14 +48,10 @@ static const es_conf_def_t gateway_defs[] = {
     {.name = NULL},
 };
 
-static const es_conf_def_t *const tables[] = {es_conf_common_defs,
-                                              es_kafka_conf_defs,
-                                              es_kafka_watch_conf_defs,
-                                              es_registry_conf_defs,
-                                              es_http_conf_defs,
-                                              es_auth_conf_defs,
-                                              gateway_defs,
-                                              NULL};
+static const es_conf_def_t *const tables[] = {
+    es_conf_common_defs,   es_kafka_conf_defs, es_kafka_watch_conf_defs,
+    es_registry_conf_defs, es_http_conf_defs,  es_auth_conf_defs,
+    es_modules_conf_defs,  gateway_defs,       NULL};
 
 static volatile sig_atomic_t stop_signal;
 
@@ -65,6 +64,7 @@ int main(int argc, char **argv, char **envp)
 {
     char errstr[1024];
     es_conf_t *conf = es_conf_load_or_exit("escqrs-gateway", tables, &argc, argv, envp);
+    es_modules_load_or_exit(conf, "gateway");
     es_metrics_t *metrics = es_metrics_new();
     es_http_server_t *srv = NULL;
     gw_t *gw = NULL;

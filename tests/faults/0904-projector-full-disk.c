@@ -24,7 +24,6 @@
  * free bytes while RocksDB compacts can still trip the assertion of
  * Debian's RocksDB build; a restart then opens the store read-only and waits.
  */
-#include "projections.h"
 #include "readtest.h"
 #include "testutil.h"
 

@@ -10,7 +10,6 @@
  * and when the rebuild swaps in, the digest must equal the one before.
  * Then the same with SIGTERM (a clean stop keeps the rebuild too).
  */
-#include "projections.h"
 #include "readtest.h"
 #include "testutil.h"
 

@@ -15,7 +15,6 @@
  * the projector took to go on after the registry was back.
  */
 #include "escqrs/record.h"
-#include "projections.h"
 #include "readtest.h"
 #include "testutil.h"
 

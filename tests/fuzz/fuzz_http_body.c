@@ -8,7 +8,7 @@
  * sanitizer report or leak is a finding; so is a refusal without a message
  * or an accepted body whose payload has no branch.
  */
-#include "domains.h"
+#include "shipped.h"
 #include "escqrs/command.h"
 #include "escqrs/serde.h"
 #include "escqrs/schemas.h"
@@ -34,6 +34,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     char errstr[256];
     const es_aggregate_def_t *defs[2] = {&es_domain_cart, &es_domain_account};
+    es_shipped_modules_register();
     for (int i = 0; i < 2; i++) {
         target_t *t = &targets[i];
         t->def = defs[i];

@@ -13,6 +13,7 @@
  * leak is a finding.  Seeds in corpus/serde/
  * are golden records of those ids (see docs/wire-format.md).
  */
+#include "shipped.h"
 #include "escqrs/serde.h"
 #include "escqrs/schemas.h"
 
@@ -52,6 +53,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     char *v2 = slurp("tests/data/evolution/v2/cart.events.avsc");
     (void)argc;
     (void)argv;
+    es_shipped_modules_register();
     events = es_serde_new(NULL, "cart.events-value", es_schema_text("cart.events"), false, 7,
                           errstr, sizeof(errstr));
     results = es_serde_new(NULL, "cart.command-results-value", es_schema_text("command-result"),

@@ -15,7 +15,8 @@
  * clean run must catch up, answer every cart, account and the item stats as
  * the workload's own model says, be ready, and have sent nothing to the DLQ.
  */
-#include "projections.h"
+#include "account.h"
+#include "cart.h"
 #include "readtest.h"
 #include "testutil.h"
 

@@ -13,7 +13,7 @@
  * the first poison event instead: not ready, state "halted", the process alive, the stored offset
  * just before the poison event.
  */
-#include "projections.h"
+#include "cart.h"
 #include "readtest.h"
 #include "testutil.h"
 

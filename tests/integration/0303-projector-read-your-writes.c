@@ -9,7 +9,6 @@
  * `timeout` after query.wait.max.ms; a malformed one 400; an unknown cart 404
  * `not_found`.
  */
-#include "projections.h"
 #include "readtest.h"
 #include "testutil.h"
 

@@ -11,7 +11,8 @@
  *    the events below its own offsets, and the generation moved on.  Progress shows in
  * /admin/projections and /metrics.
  */
-#include "projections.h"
+#include "account.h"
+#include "cart.h"
 #include "readtest.h"
 #include "testutil.h"
 

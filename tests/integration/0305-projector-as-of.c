@@ -7,7 +7,6 @@
  * formats; before the first event the cart does not exist (404); a query
  * spanning aggregates refuses as_of (400).
  */
-#include "projections.h"
 #include "readtest.h"
 #include "testutil.h"
 

@@ -12,7 +12,7 @@
  * at offsets that end phase A.  Unknown labels answer 404, view= with as_of=
  * 400; DELETE removes a view.
  */
-#include "projections.h"
+#include "cart.h"
 #include "readtest.h"
 #include "testutil.h"
 

@@ -12,7 +12,7 @@
  * transaction marker (lag 0).  A projector killed with -9 halfway and
  * restarted still ends at the same views.
  */
-#include "projections.h"
+#include "cart.h"
 #include "readtest.h"
 #include "testutil.h"
 

@@ -3,7 +3,8 @@
  * CommandResult values to and from outcomes, outcomes to HTTP answers, and
  * fingerprints that tell a retry from a reused Idempotency-Key.
  */
-#include "domains.h"
+#include "account.h"
+#include "cart.h"
 #include "escqrs/command.h"
 #include "escqrs/serde.h"
 #include "escqrs/schemas.h"

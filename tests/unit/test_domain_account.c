@@ -1,7 +1,7 @@
 /*
  * test_domain_account.c — every rule of the account aggregate, decide then evolve.
  */
-#include "domains.h"
+#include "account.h"
 #include "domaintest.h"
 #include "testutil.h"
 

@@ -1,7 +1,7 @@
 /*
  * test_domain_cart.c — every rule of the cart aggregate, decide then evolve.
  */
-#include "domains.h"
+#include "cart.h"
 #include "domaintest.h"
 #include "testutil.h"
 

@@ -13,10 +13,10 @@
  * overflow (forged, or from a buggy writer) must be refused by evolve and
  * by every fold.  The seed is printed; ESCQRS_TEST_SEED repeats a run.
  */
-#include "domains.h"
+#include "account.h"
+#include "cart.h"
 #include "domaintest.h"
 #include "eventgen.h"
-#include "projections.h"
 #include "testutil.h"
 
 #include <inttypes.h>

@@ -3,7 +3,7 @@
  * and the events the fold refuses (they would go to the DLQ).
  */
 #include "eventgen.h"
-#include "projections.h"
+#include "account.h"
 #include "testutil.h"
 
 #include <stdlib.h>

@@ -5,7 +5,7 @@
  * compared with the workload's own independent model.
  */
 #include "eventgen.h"
-#include "projections.h"
+#include "cart.h"
 #include "testutil.h"
 
 #include <stdlib.h>

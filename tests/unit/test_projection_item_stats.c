@@ -3,7 +3,7 @@
  * the random workload's own tally of added, removed and checked-out units.
  */
 #include "eventgen.h"
-#include "projections.h"
+#include "cart.h"
 #include "testutil.h"
 
 #include <stdlib.h>

@@ -9,6 +9,7 @@
 #include "escqrs/record.h"
 #include "escqrs/serde.h"
 #include "escqrs/schemas.h"
+#include "shipped.h"
 #include "testutil.h"
 
 #include <ctype.h>
@@ -228,6 +229,7 @@ static void test_embedded_schemas(void)
 
 int main(void)
 {
+    es_shipped_modules_register(); /* before es_test_run(): the serde below needs cart.events */
     serde = es_serde_new(NULL, "cart.events-value", es_schema_text("cart.events"), false, GOLDEN_ID,
                          errstr, sizeof(errstr));
     if (!serde) {

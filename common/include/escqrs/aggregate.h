@@ -2,9 +2,10 @@
  * @file aggregate.h
  * @brief An aggregate is data plus two pure functions: decide and evolve.
  *
- * A team adds an aggregate by writing one es_aggregate_def_t (in
- * producers/domains/): its name (the topic prefix), the names of its command
- * and event schemas in schemas/, the size of its state, and
+ * A team adds an aggregate by writing one es_aggregate_def_t in a domain
+ * module (module.h; examples/cart/ is one): its name (the topic prefix), the
+ * names of its command and event schemas (carried by the module), the size of
+ * its state, and
  *  - decide(state, command) → events, or a rejection reason;
  *  - evolve(state, event) → state.
  * Both are pure: they see the payload records of commands and events (the

@@ -1,11 +1,12 @@
 /**
  * @file schemas.h
- * @brief The schema catalog: every .avsc file of schemas/, compiled into the library.
+ * @brief Schemas by name: the library's own (command-result) and those of
+ *        every loaded domain module (modules.h), all compiled in.
  *
- * The programs carry their schemas, so they need no path at run time and a
- * binary always registers the schemas it was built with.  The catalog is
- * generated at build time (common/cmake/embed_schemas.cmake); this header
- * depends on Avro C only, so pure modules may use it.
+ * The programs carry their schemas (generated tables: embed_schemas.cmake,
+ * escqrs_add_module), so they need no path at run time and a binary always
+ * registers the schemas it was built with.  This header depends on Avro C
+ * only, so pure code may use it.
  */
 #ifndef ESCQRS_SCHEMAS_H
 #define ESCQRS_SCHEMAS_H
@@ -16,8 +17,8 @@
 #include <stddef.h>
 
 /**
- * @brief The text of schema @p name (e.g. "cart.events") from schemas/;
- *        NULL when there is no such schema.
+ * @brief The text of schema @p name (e.g. "cart.events"): the library's own
+ *        or a loaded module's; NULL when there is no such schema.
  */
 const char *es_schema_text(const char *name);
 

@@ -1,5 +1,5 @@
 /*
- * ItemStatsProcessor — the item_stats fold of consumers/projections/item_stats.c,
+ * ItemStatsProcessor — the item_stats fold of examples/cart/item_stats.c,
  * event for event, as a Kafka Streams Processor API processor over two RocksDB
  * key-value stores:
  *

@@ -12,7 +12,7 @@
  * and is never wrapped into the permanent log.  evolve() checks the same
  * arithmetic.  Pure: no I/O.
  */
-#include "domains.h"
+#include "cart.h"
 #include "escqrs/util.h"
 
 #include <jansson.h>

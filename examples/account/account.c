@@ -11,7 +11,7 @@
  * service is the single writer of each aggregate's partition, deciding on
  * the current state is enough: parallel withdrawals cannot both pass.
  */
-#include "domains.h"
+#include "account.h"
 #include "escqrs/util.h"
 
 #include <jansson.h>

@@ -9,7 +9,7 @@
  * grow, a deposit past INT64_MAX cents) so they reach the DLQ rather than
  * the view.
  */
-#include "projections.h"
+#include "account.h"
 #include "escqrs/util.h"
 
 #include <stdio.h>

@@ -12,7 +12,7 @@
  * Top N scans "s/" (one entry per sku: small next to the event log) keeping
  * the best N; ties are broken by sku so answers are deterministic.
  */
-#include "projections.h"
+#include "cart.h"
 #include "escqrs/util.h"
 
 #include <stdint.h>

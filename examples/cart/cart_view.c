@@ -15,7 +15,7 @@
  * after checkout, a quantity past INT32_MAX or a total past INT64_MAX — so a corrupt or duplicated
  * event surfaces as a poison event (DLQ) instead of silently skewing the view.
  */
-#include "projections.h"
+#include "cart.h"
 #include "escqrs/util.h"
 
 #include <stdint.h>
