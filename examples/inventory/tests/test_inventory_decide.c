@@ -1,0 +1,2 @@
+#include "invtest.h"
+int main(void){return 0;}
