@@ -146,8 +146,7 @@ static const char *inventory_decide(const void *state, const char *type, avro_va
     bool release = !strcmp(type, "Release");
     if (!release && strcmp(type, "Ship"))
         return "unknown_command";
-    if (es_record_string(cmd, "reservation_id", &id, NULL, errstr, sizeof(errstr)) ||
-        !valid_id(id))
+    if (es_record_string(cmd, "reservation_id", &id, NULL, errstr, sizeof(errstr)) || !valid_id(id))
         return "invalid_command";
     const char *reason = check_close(s, id, &at);
     if (reason)
@@ -192,8 +191,7 @@ static es_err_t inventory_evolve(void *state, const char *type, avro_value_t *ev
         return err;
     if (reserved) {
         if (qty <= 0 || !valid_id(id) || find_open(s, id) >= 0 || find_closed(s, id) >= 0 ||
-            s->nopen == INV_MAX_OPEN ||
-            !es_add_i32(s->reserved, qty, &sum) || sum > s->on_hand) {
+            s->nopen == INV_MAX_OPEN || !es_add_i32(s->reserved, qty, &sum) || sum > s->on_hand) {
             snprintf(errstr, errstr_size,
                      "StockReserved %s of %d does not fit (on hand %d, reserved %d, %d open)", id,
                      qty, s->on_hand, s->reserved, s->nopen);
@@ -254,8 +252,8 @@ static bool decode_lists(inventory_state_t *s, json_t *open, json_t *closed)
     {
         const char *id;
         json_int_t qty;
-        if (json_unpack(it, "[s, I]", &id, &qty) || !valid_id(id) || qty <= 0 ||
-            qty > INT32_MAX || find_open(s, id) >= 0 || !es_add_i32(sum, (int32_t)qty, &sum))
+        if (json_unpack(it, "[s, I]", &id, &qty) || !valid_id(id) || qty <= 0 || qty > INT32_MAX ||
+            find_open(s, id) >= 0 || !es_add_i32(sum, (int32_t)qty, &sum))
             return false;
         snprintf(s->open[i].id, sizeof(s->open[i].id), "%s", id);
         s->open[i].quantity = (int32_t)qty;

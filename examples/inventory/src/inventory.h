@@ -53,7 +53,8 @@ typedef struct {
 
 extern const es_aggregate_def_t inventory_aggregate;
 extern const es_proj_def_t inventory_stock_view;
-/* The module's schemas: generated from the .avsc files of schemas/ by the build (see CMakeLists.txt). */
+/* The module's schemas: generated from the .avsc files of schemas/ by the build (see
+ * CMakeLists.txt). */
 extern const es_module_schema_t inventory_schemas[];
 
 #endif

@@ -121,8 +121,7 @@ static es_err_t sv_load(es_proj_txn_t *txn, const es_buf_t *key, const char *id,
     return ES_ERR_OK;
 }
 
-static es_err_t sv_restocked(sv_item_t *it, avro_value_t *payload, char *errstr,
-                             size_t errstr_size)
+static es_err_t sv_restocked(sv_item_t *it, avro_value_t *payload, char *errstr, size_t errstr_size)
 {
     int32_t qty, sum;
     es_err_t err = es_record_int(payload, "quantity", &qty, errstr, errstr_size);

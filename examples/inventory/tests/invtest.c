@@ -64,7 +64,8 @@ avro_schema_t inv_schema(const char *name)
 {
     avro_schema_t schema = NULL;
     for (const es_module_schema_t *s = inventory_schemas; s->name; s++)
-        if (!strcmp(s->name, name) && avro_schema_from_json_length(s->text, strlen(s->text), &schema))
+        if (!strcmp(s->name, name) &&
+            avro_schema_from_json_length(s->text, strlen(s->text), &schema))
             schema = NULL;
     CU_ASSERT_PTR_NOT_NULL_FATAL(schema);
     return schema;

@@ -295,8 +295,8 @@ static const char *m_apply(model_t *m, int op, const char *id, int64_t q, int64_
 /* A quantity for a command: mostly small, often an int32 edge, sometimes invalid. */
 static int32_t pick_qty(uint64_t *rng, bool restock)
 {
-    static const int32_t edges[] = {1, 2, INT32_MAX, INT32_MAX - 1, INT32_MAX / 2, 0, -1,
-                                    INT32_MIN};
+    static const int32_t edges[] = {1, 2,  INT32_MAX, INT32_MAX - 1, INT32_MAX / 2,
+                                    0, -1, INT32_MIN};
     uint64_t r = inv_rand(rng) % 100;
     if (r < (restock ? 20u : 8u))
         return edges[inv_rand(rng) % ES_ARRAY_SIZE(edges)];
@@ -306,10 +306,10 @@ static int32_t pick_qty(uint64_t *rng, bool restock)
 static void test_random_against_model(void)
 {
     static const char *const ops[] = {"restock", "reserve", "release", "ship"};
-    static const char *const reasons[] = {
-        "invalid_command",       "quantity_too_large",    "reservation_exists",
-        "too_many_reservations", "insufficient_stock",    "reservation_not_found",
-        "already_released",      "already_shipped"};
+    static const char *const reasons[] = {"invalid_command",    "quantity_too_large",
+                                          "reservation_exists", "too_many_reservations",
+                                          "insufficient_stock", "reservation_not_found",
+                                          "already_released",   "already_shipped"};
     unsigned long seen[ES_ARRAY_SIZE(reasons)] = {0};
     uint64_t rng = inv_seed("random decide");
     unsigned long long fresh = 0;
@@ -367,8 +367,7 @@ static void test_random_against_model(void)
             if (s->on_hand != m.on_hand || s->reserved != m.reserved ||
                 (size_t)s->nopen != m.nopen) {
                 printf("\n  step %d: state %d/%d/%d, model %lld/%lld/%zu\n", step, s->on_hand,
-                       s->reserved, s->nopen, (long long)m.on_hand, (long long)m.reserved,
-                       m.nopen);
+                       s->reserved, s->nopen, (long long)m.on_hand, (long long)m.reserved, m.nopen);
                 CU_FAIL("state differs from the model");
                 break;
             }

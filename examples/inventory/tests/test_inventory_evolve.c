@@ -92,12 +92,12 @@ static void test_refused_events(void)
 
     /* an unknown event type; a payload without the fields its type needs */
     inv_event(g, "item", 1, "Restocked", NULL, 1);
-    CU_ASSERT_EQUAL(
-        inventory_aggregate.evolve(s, "StockExploded", inv_event_payload(g), errstr, sizeof(errstr)),
-        ES_ERR_DECODE);
-    CU_ASSERT_EQUAL(
-        inventory_aggregate.evolve(s, "StockReserved", inv_event_payload(g), errstr, sizeof(errstr)),
-        ES_ERR_DECODE);
+    CU_ASSERT_EQUAL(inventory_aggregate.evolve(s, "StockExploded", inv_event_payload(g), errstr,
+                                               sizeof(errstr)),
+                    ES_ERR_DECODE);
+    CU_ASSERT_EQUAL(inventory_aggregate.evolve(s, "StockReserved", inv_event_payload(g), errstr,
+                                               sizeof(errstr)),
+                    ES_ERR_DECODE);
     free(s);
     inv_evgen_destroy(g);
 }

@@ -71,12 +71,12 @@ static void test_stored_layout(void)
     CU_ASSERT_EQUAL(fold(m, g, "x", 2, "Restocked", NULL, 9), ES_ERR_OK);
     CU_ASSERT_EQUAL(fold(m, g, "x", 3, "StockReserved", "ab", 5), ES_ERR_OK);
     static const unsigned char want[] = {
-        0, 0, 0, 0, 0, 0, 0, 3, /* version */
-        0, 0, 0, 9,             /* on_hand */
-        0, 0, 0, 5,             /* reserved */
-        0, 0, 0, 1,             /* one open reservation */
-        0, 0, 0, 2, 'a', 'b',   /* its id */
-        0, 0, 0, 5,             /* its quantity */
+        0, 0, 0, 0, 0,   0,   0, 3, /* version */
+        0, 0, 0, 9,                 /* on_hand */
+        0, 0, 0, 5,                 /* reserved */
+        0, 0, 0, 1,                 /* one open reservation */
+        0, 0, 0, 2, 'a', 'b',       /* its id */
+        0, 0, 0, 5,                 /* its quantity */
     };
     es_proj_backend_t be = es_proj_memmap_backend(m);
     es_buf_t val = {0};
@@ -145,7 +145,8 @@ static void test_int_edges(void)
     assert_view(m, "e",
                 "{\"item_id\":\"e\",\"on_hand\":0,\"reserved\":0,\"available\":0,"
                 "\"reservations\":[],\"version\":9223372036854775807}");
-    CU_ASSERT_EQUAL(fold(m, g, "f", 0, "Restocked", NULL, 1), ES_ERR_STATE); /* versions start at 1 */
+    CU_ASSERT_EQUAL(fold(m, g, "f", 0, "Restocked", NULL, 1),
+                    ES_ERR_STATE); /* versions start at 1 */
     CU_ASSERT_EQUAL(fold(m, g, "f", -1, "Restocked", NULL, 1), ES_ERR_STATE);
 
     /* at most INV_MAX_OPEN open reservations, as on the write side */
@@ -220,7 +221,7 @@ static void test_random_streams(void)
         if (r < 25) {
             type = "Restocked";
             qty = inv_rand(&rng) % 10 == 0 ? edges[inv_rand(&rng) % ES_ARRAY_SIZE(edges)]
-                                            : 1 + (int32_t)(inv_rand(&rng) % 100);
+                                           : 1 + (int32_t)(inv_rand(&rng) % 100);
             want_ok = qty > 0 && it->on_hand + qty <= INT32_MAX;
         } else if (r < 60) {
             type = "StockReserved";
