@@ -37,6 +37,9 @@
 //    may do there what Apicurio does; its consumer-group prefix is allowed, and
 //    no fixed group id is set.  Neither the broker nor the registry creates a
 //    missing topic: a registry without one fails at its first write.
+// 5. Domains: every aggregate and projector has all its pieces (topics with
+//    their settings, command service, ACLs of its program and of the gateway,
+//    the gateway's list, DLQ, a rebuild job per projection); see domainPass.
 import fs from "node:fs";
 import path from "node:path";
 import { createRequire } from "node:module";
@@ -283,6 +286,7 @@ function crossPass(name, objs) {
 
     namespacePass(name, objs);
     registryPass(name, objs, workloads);
+    domainPass(name, objs, workloads);
 
     for (const s of by("Service")) {
         const w = `${name}: ${id(s)}`;
@@ -341,6 +345,168 @@ function namespacePass(name, objs) {
     for (const o of namespaced)
         if (!o.metadata?.namespace) fail(`${name}: ${id(o)}`, `no namespace, while others are in ${[...used].join(", ")}`);
     if (used.size > 1) fail(name, `objects in several namespaces: ${[...used].join(", ")}`);
+}
+
+// The settings of es_topic_spec_for() (common/src/kafka.c) per kind of aggregate
+// topic: retention.ms, and whether min.insync.replicas is set.
+const TOPIC_KINDS = {
+    commands: { suffix: ".commands", retention: -1, isr: true },
+    events: { suffix: ".events", retention: -1, isr: true },
+    results: { suffix: ".command-results", retention: 21600000, isr: false },
+    dlq: { suffix: null, retention: -1, isr: true },
+};
+
+// 5. Domains (k8s/components/domain-<name>/, made by scripts/k8s-domain): what a
+//    domain needs, whichever domain it is, so that one rendered by hand or from
+//    a changed template cannot go unnoticed.  Every aggregate with a topic, a
+//    command service or a place in the gateway's list has all three: its topics
+//    (commands, events, command-results, each with its kind's label and the
+//    settings of es_topic_spec_for()), a command service (ESCQRS_AGGREGATE) whose
+//    KafkaUser may do what service.c does, and a place in the gateway's
+//    ESCQRS_AGGREGATES with the gateway's ACLs on its topics and group.  Every
+//    projector has a DLQ topic <agg>.events.dlq.<projector> per aggregate it
+//    reads, its KafkaUser may read the events and use the DLQ, and each of its
+//    projections has a rebuild job that calls it through its headless Service.
+//    Every topic some KafkaUser's ACL covers (no topic nobody may use), and a
+//    program loading a domain module (ESCQRS_MODULES) has ESCQRS_MODULES_DIR and
+//    its modules are in the gateway's list.
+function domainPass(name, objs, workloads) {
+    const by = (kind) => objs.filter((o) => o.kind === kind);
+    const configMaps = new Map(by("ConfigMap").map((c) => [c.metadata?.name, c]));
+    const users = new Map(by("KafkaUser").map((u) => [u.metadata?.name, u]));
+    const topics = new Map(by("KafkaTopic").map((t) => [t.spec?.topicName ?? t.metadata?.name, t]));
+    const list = (v) => String(v ?? "").split(/[\s,]+/).filter(Boolean);
+    // the variables a container sees (plain values; envFrom first, env wins)
+    const envOf = (c) => {
+        const env = new Map();
+        for (const ef of c.envFrom ?? [])
+            for (const [k, v] of Object.entries(configMaps.get(ef.configMapRef?.name)?.data ?? {})) env.set(k, v);
+        for (const e of c.env ?? []) {
+            const cref = e.valueFrom?.configMapKeyRef;
+            if (cref) {
+                const v = configMaps.get(cref.name)?.data?.[cref.key];
+                if (v !== undefined) env.set(e.name, v);
+                else env.delete(e.name);
+            } else if (!e.valueFrom) env.set(e.name, e.value ?? "");
+        }
+        return env;
+    };
+    const programs = [];
+    for (const o of workloads)
+        for (const c of podTemplate(o).spec?.containers ?? [])
+            programs.push({ o, c, cmd: [...(c.command ?? []), ...(c.args ?? [])], env: envOf(c) });
+    const runs = (p, prog) => p.cmd[0] === prog;
+    const must = (where, user, type, res, ops) => {
+        const u = users.get(user);
+        if (!u) return fail(where, `its KafkaUser ${user} is not in this rendering`);
+        for (const op of ops)
+            if (!aclAllows(u, type, res, op)) fail(`${name}: ${id(u)}`, `no ${op} ACL on ${type} ${res}, which ${where.split(": ").pop()} needs`);
+    };
+
+    const gateways = programs.filter((p) => runs(p, "escqrs-gateway"));
+    const services = programs.filter((p) => runs(p, "escqrs-command-service"));
+    const projectors = programs.filter((p) => runs(p, "escqrs-projector"));
+    const aggs = new Set();
+    for (const t of topics.values()) if (t.metadata?.labels?.["escqrs.io/topic-kind"] === "aggregate") aggs.add(t.metadata.labels["escqrs.io/aggregate"]);
+    for (const p of services) aggs.add(p.env.get("ESCQRS_AGGREGATE"));
+    for (const p of gateways) for (const a of list(p.env.get("ESCQRS_AGGREGATES"))) aggs.add(a);
+
+    for (const agg of aggs) {
+        const w = `${name}: aggregate ${agg}`;
+        if (!agg) {
+            fail(name, "a KafkaTopic labelled escqrs.io/topic-kind=aggregate without escqrs.io/aggregate, or a command service without ESCQRS_AGGREGATE");
+            continue;
+        }
+        for (const [kind, spec] of Object.entries(TOPIC_KINDS)) {
+            if (!spec.suffix) continue;
+            const t = topics.get(agg + spec.suffix);
+            if (!t) fail(w, `no KafkaTopic ${agg}${spec.suffix}`);
+        }
+        const svc = services.filter((p) => p.env.get("ESCQRS_AGGREGATE") === agg);
+        if (svc.length !== 1) fail(w, `${svc.length} command services (ESCQRS_AGGREGATE=${agg}); want one`);
+        for (const p of svc) {
+            const sw = `${name}: ${id(p.o)}: the command service of ${agg}`;
+            const user = `escqrs-${agg}-command-service`;
+            must(sw, user, "topic", `${agg}.commands`, ["Read", "Describe"]);
+            must(sw, user, "topic", `${agg}.events`, ["Read", "Write", "Describe"]);
+            must(sw, user, "topic", `${agg}.command-results`, ["Write", "Describe"]);
+            must(sw, user, "group", `${agg}.command-service`, ["Read", "Describe"]);
+            must(sw, user, "transactionalId", `${agg}.command-service-${p.o.metadata?.name}-0`, ["Write", "Describe"]);
+        }
+        if (!gateways.length) continue;
+        for (const p of gateways) {
+            const gw = `${name}: ${id(p.o)}: the gateway`;
+            if (!list(p.env.get("ESCQRS_AGGREGATES")).includes(agg))
+                fail(gw, `ESCQRS_AGGREGATES (${p.env.get("ESCQRS_AGGREGATES")}) lacks ${agg}: its commands would be refused`);
+            must(gw, "escqrs-gateway", "topic", `${agg}.commands`, ["Write", "Describe"]);
+            must(gw, "escqrs-gateway", "topic", `${agg}.command-results`, ["Read", "Describe"]);
+            must(gw, "escqrs-gateway", "group", `${agg}.command-service`, ["Describe"]);
+        }
+    }
+
+    for (const t of topics.values()) {
+        const labels = t.metadata?.labels ?? {};
+        if (labels["escqrs.io/topic-kind"] !== "aggregate") continue;
+        const tw = `${name}: ${id(t)}`;
+        const kind = TOPIC_KINDS[labels["escqrs.io/topic"]];
+        const tname = t.spec?.topicName ?? t.metadata?.name;
+        const agg = labels["escqrs.io/aggregate"];
+        if (!kind) fail(tw, `label escqrs.io/topic=${labels["escqrs.io/topic"]}: one of ${Object.keys(TOPIC_KINDS).join(", ")}`);
+        else if (kind.suffix ? tname !== agg + kind.suffix : !tname.startsWith(`${agg}.events.dlq.`))
+            fail(tw, `named otherwise than its labels say (aggregate ${agg}, topic ${labels["escqrs.io/topic"]})`);
+        else {
+            const cfg = t.spec?.config ?? {};
+            if (Number(cfg["retention.ms"]) !== kind.retention) fail(tw, `retention.ms ${cfg["retention.ms"]}, es_topic_spec_for() gives ${kind.retention}`);
+            if (cfg["cleanup.policy"] !== "delete") fail(tw, `cleanup.policy ${cfg["cleanup.policy"]}, not delete`);
+            if (kind.isr !== Object.hasOwn(cfg, "min.insync.replicas"))
+                fail(tw, kind.isr ? "no min.insync.replicas" : "min.insync.replicas set (es_topic_spec_for() leaves it to the broker on results)");
+        }
+        const covered = [...users.values()].some((u) => ["Read", "Write"].some((op) => aclAllows(u, "topic", tname, op)));
+        if (!covered) fail(tw, "no KafkaUser may read or write it");
+    }
+
+    const dlqs = [...topics.values()].filter((t) => t.metadata?.labels?.["escqrs.io/topic"] === "dlq");
+    const projectorNames = new Set();
+    for (const p of projectors) {
+        const proj = p.env.get("ESCQRS_PROJECTOR_NAME");
+        projectorNames.add(proj);
+        const pw = `${name}: ${id(p.o)}: the projector ${proj}`;
+        const user = `escqrs-projector-${proj}`;
+        const mine = dlqs.filter((t) => (t.spec?.topicName ?? t.metadata.name).endsWith(`.events.dlq.${proj}`));
+        if (!mine.length) fail(pw, `no DLQ topic <agg>.events.dlq.${proj}`);
+        for (const t of mine) {
+            const agg = t.metadata.labels["escqrs.io/aggregate"];
+            must(pw, user, "topic", `${agg}.events`, ["Read", "Describe"]);
+            must(pw, user, "topic", t.spec?.topicName ?? t.metadata.name, ["Read", "Write", "Create", "Describe"]);
+        }
+        must(pw, user, "group", `escqrs-projector.${proj}.x`, ["Read"]);
+        // each projection: a rebuild job calling this projector's pods
+        const headless = by("Service").filter((s) => s.spec?.clusterIP === "None" &&
+            matches(s.spec?.selector, podTemplate(p.o).metadata?.labels)).map((s) => s.metadata.name);
+        for (const proj of list(p.env.get("ESCQRS_PROJECTIONS"))) {
+            const jobs = programs.filter((j) => ["CronJob", "Job"].includes(j.o.kind) && j.env.get("PROJECTION") === proj &&
+                /\bescqrs\b.*\brebuild\b/s.test(j.cmd.join(" ")));
+            if (!jobs.length) fail(pw, `projection ${proj} has no rebuild job (a CronJob with PROJECTION=${proj})`);
+            for (const j of jobs)
+                if (!headless.includes(j.env.get("PROJECTOR_SERVICE")))
+                    fail(`${name}: ${id(j.o)}`, `PROJECTOR_SERVICE ${j.env.get("PROJECTOR_SERVICE")} is not the headless Service of ${id(p.o)} (${headless.join(", ") || "none"}), which hosts ${proj}`);
+        }
+    }
+    for (const t of dlqs) {
+        const proj = (t.spec?.topicName ?? t.metadata.name).split(".events.dlq.")[1];
+        if (!projectorNames.has(proj)) fail(`${name}: ${id(t)}`, `the DLQ of projector ${proj}, which no StatefulSet runs (ESCQRS_PROJECTOR_NAME)`);
+    }
+
+    const gwModules = new Set(gateways.flatMap((p) => list(p.env.get("ESCQRS_MODULES"))));
+    for (const p of programs) {
+        const mods = list(p.env.get("ESCQRS_MODULES"));
+        if (!mods.length) continue;
+        const mw = `${name}: ${id(p.o)} container ${p.c.name}`;
+        if (!p.env.get("ESCQRS_MODULES_DIR")) fail(mw, "loads modules (ESCQRS_MODULES) but has no ESCQRS_MODULES_DIR");
+        if (gateways.length)
+            for (const m of mods)
+                if (!gwModules.has(m)) fail(mw, `loads module ${m}, which the gateway does not (its ESCQRS_MODULES): it could not take that domain's commands`);
+    }
 }
 
 const registrySpec = JSON.parse(fs.readFileSync(path.join(here, "registry-kafka.json"), "utf8"));
