@@ -290,6 +290,14 @@ es_err_t es_modules_add(const es_module_t *module, const char *origin, char *err
     return add(module, origin, NULL, errstr, errstr_size);
 }
 
+es_err_t es_module_register(const es_module_t *module, char *errstr, size_t errstr_size)
+{
+    for (size_t i = 0; i < reg.nmods; i++)
+        if (reg.mods[i].mod == module)
+            return ES_ERR_OK;
+    return add(module, "linked in", NULL, errstr, errstr_size);
+}
+
 const char *es_modules_default_dir(char *out, size_t outsz)
 {
     Dl_info info;

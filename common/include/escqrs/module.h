@@ -37,6 +37,16 @@ typedef struct es_module_s {
     const es_module_schema_t *schemas;           /**< ends with {NULL, NULL} */
 } es_module_t;
 
+/**
+ * @brief Register @p module, linked into this program, as the programs do with
+ *        a module they load: a module's unit tests call it once, so that
+ *        es_emitter_new() and the folds find the module's schemas.  Calling it
+ *        again with the same module does nothing.
+ * @returns ES_ERR_OK, or ES_ERR_CONF when the module is refused (another SDK
+ *          version, a name already taken; the reason in @p errstr).
+ */
+es_err_t es_module_register(const es_module_t *module, char *errstr, size_t errstr_size);
+
 /** The name of the entry point the programs look up in a module's shared object. */
 #define ES_MODULE_ENTRY_SYMBOL "escqrs_module_v1"
 

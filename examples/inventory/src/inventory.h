@@ -56,5 +56,7 @@ extern const es_proj_def_t inventory_stock_view;
 /* The module's schemas: generated from the .avsc files of schemas/ by the build (see
  * CMakeLists.txt). */
 extern const es_module_schema_t inventory_schemas[];
+/* The module (src/module.c); its unit tests register it with es_module_register(). */
+extern const es_module_t inventory_module;
 
 #endif

@@ -78,10 +78,10 @@ void inv_h_init(inv_h_t *h)
     char errstr[256];
     memset(h, 0, sizeof(*h));
     h->state = es_calloc(1, inventory_aggregate.state_size);
-    /* es_emitter_new() finds "inventory.events" in the SDK's schema catalog (schemas.h).  The
-     * STOP-GAP SDK's catalog is generated from this module's schemas; an installed SDK's holds
-     * only the shipped ones, so the module's table must be added to it here once the SDK has a
-     * call for that (the loader does the same for the programs). */
+    /* es_emitter_new() finds "inventory.events" among the registered modules' schemas, as
+     * in the programs that load the module */
+    if (es_module_register(&inventory_module, errstr, sizeof(errstr)))
+        fprintf(stderr, "es_module_register: %s\n", errstr);
     h->em = es_emitter_new(inventory_aggregate.events_schema, errstr, sizeof(errstr));
     if (!h->em)
         fprintf(stderr, "es_emitter_new: %s\n", errstr);

@@ -1,5 +1,5 @@
 /*
- * test_module.c — inventory.so as the stock programs see it: dlopen, the
+ * test_inventory_module.c — escqrs-inventory.so as the stock programs see it: dlopen, the
  * entry point ES_MODULE_ENTRY_SYMBOL, and what it returns (the SDK version it
  * was built with, its name, the NULL-terminated lists, schemas that parse
  * and carry the envelope fields the command service and gateway rely on).
@@ -69,7 +69,7 @@ static void test_entry_point(void)
 int main(void)
 {
     static const inv_case_t cases[] = {
-        {"entry point of inventory.so", test_entry_point},
+        {"entry point of escqrs-inventory.so", test_entry_point},
         {NULL, NULL},
     };
     return inv_test_run("module", cases);
