@@ -51,9 +51,14 @@ static void send_help(FILE *fp)
             fputc('\n', fp);
         }
     }
-    fprintf(fp, "\nExample: escqrs send cart c-1 add-item --field sku=apple --field quantity=2 \\\n"
-                "           --field unit_price_cents=150 --idempotency-key demo-1\n"
-                "Exit codes: 0 accepted, 1 no answer or 5xx (retry with the same\n"
+    const es_aggregate_def_t *ex = es_modules_aggregate_at(0); /* the example: its first verb */
+    if (ex && ex->ncommands) {
+        fprintf(fp, "\nExample: escqrs send %s %s-1 %s", ex->name, ex->name, ex->commands[0].verb);
+        for (const es_field_def_t *f = ex->commands[0].fields; f->name; f++)
+            fprintf(fp, " --field %s=%s", f->name, f->kind == ES_FIELD_INT ? "1" : "x");
+        fprintf(fp, " --idempotency-key demo-1\n");
+    }
+    fprintf(fp, "Exit codes: 0 accepted, 1 no answer or 5xx (retry with the same\n"
                 "--idempotency-key), 2 usage or configuration error, 3 refused (4xx).\n");
 }
 
