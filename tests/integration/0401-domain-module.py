@@ -91,12 +91,12 @@ def free_port():
 
 
 def sanitizer_flags():
-    """The flags of a sanitized escqrs build: a program linking its libescqrs.so must
-    load the sanitizer runtime first, so the team's build gets them too."""
+    """The flags of a sanitized escqrs build: the module of refusals() is compiled by hand
+    (escqrs::escqrs gives them to a CMake project)."""
     with open(os.path.join(BUILD, "CMakeCache.txt")) as f:
         cache = f.read()
     if re.search(r"^ESCQRS_SANITIZE:BOOL=(ON|1|TRUE)$", cache, re.M):
-        return "-fsanitize=address,undefined -fno-omit-frame-pointer"
+        return "-fsanitize=address,undefined"
     return ""
 
 
@@ -119,12 +119,8 @@ def install_sdk(tmp):
 def build_example(tmp, prefix):
     work = os.path.join(tmp, "inventory")
     shutil.copytree(os.path.join(SRC, "examples", "inventory"), work)
-    flags = sanitizer_flags()
     cfg = ["cmake", "-S", work, "-B", os.path.join(work, "build"),
-           "-DCMAKE_PREFIX_PATH=" + prefix, "-DCMAKE_BUILD_TYPE=Debug"]
-    if flags:
-        cfg += ["-DCMAKE_C_FLAGS=" + flags, "-DCMAKE_EXE_LINKER_FLAGS=" + flags,
-                "-DCMAKE_MODULE_LINKER_FLAGS=" + flags]
+           "-DCMAKE_PREFIX_PATH=" + prefix]
     run(cfg, "examples/inventory configured out of tree with find_package(escqrs) only")
     run(["cmake", "--build", os.path.join(work, "build"), "-j2"], "examples/inventory built")
     p = run(["ctest", "--test-dir", os.path.join(work, "build"), "--output-on-failure"],
