@@ -67,6 +67,7 @@ static const struct {
     {"rebuild", cli_rebuild, "rebuild a projection from offset 0, with progress"},
     {"freeze", cli_freeze, "build a read-only view of a projection as of a time"},
     {"auth", cli_auth, "development signing keys and tokens (keygen, token)"},
+    {"modules", cli_modules, "the domain modules the configuration loads, and what they bring"},
 };
 
 static void usage(FILE *fp)
