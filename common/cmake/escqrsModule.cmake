@@ -7,7 +7,9 @@
 #   escqrs_add_module(<name> SOURCES <c files>... SCHEMAS <avsc files>...
 #                     [SCHEMA_TABLE <symbol>])
 #
-# builds the MODULE library escqrs-<name>.so (target escqrs-<name>), compiled
+# builds the MODULE library escqrs-<name>.so (the target is <name>, so
+# target_include_directories(<name> ...) and $<TARGET_FILE:<name>> work; the
+# programs load it as `modules = <name>`), compiled
 # with hidden visibility so the only exported symbol is the entry point that
 # ES_MODULE_DEFINE() marks, and installs it to lib/escqrs/modules under the
 # install prefix.  The .avsc files are embedded into a generated C table
@@ -59,8 +61,8 @@ function(escqrs_add_module name)
   if(NOT arg_SCHEMA_TABLE)
     set(arg_SCHEMA_TABLE ${cname}_schemas)
   endif()
-  set(target escqrs-${name})
-  set(schemas_c ${CMAKE_CURRENT_BINARY_DIR}/${target}-schemas.c)
+  set(target ${name})
+  set(schemas_c ${CMAKE_CURRENT_BINARY_DIR}/escqrs-${name}-schemas.c)
   set(schema_files)
   foreach(f ${arg_SCHEMAS})
     get_filename_component(abs ${f} ABSOLUTE BASE_DIR ${CMAKE_CURRENT_SOURCE_DIR})
@@ -72,6 +74,7 @@ function(escqrs_add_module name)
   target_link_libraries(${target} PRIVATE escqrs::escqrs)
   set_target_properties(${target} PROPERTIES
     PREFIX ""
+    OUTPUT_NAME escqrs-${name}
     C_VISIBILITY_PRESET hidden
     ESCQRS_SCHEMAS_SOURCE ${schemas_c}
     INSTALL_RPATH "$ORIGIN/../..")
