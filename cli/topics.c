@@ -8,6 +8,7 @@
  */
 #include "cli.h"
 #include "escqrs/kafka.h"
+#include "escqrs/mem.h"
 #include "escqrs/util.h"
 
 #include <getopt.h>
@@ -66,7 +67,7 @@ static int topics_describe(es_admin_t *adm, const char *agg)
 static int topics_create(es_conf_t *conf, es_admin_t *adm, const char *agg, char **dlqs,
                          size_t ndlq)
 {
-    es_topic_spec_t *specs = calloc(ES_ARRAY_SIZE(kinds) + ndlq, sizeof(*specs));
+    es_topic_spec_t *specs = es_calloc(ES_ARRAY_SIZE(kinds) + ndlq, sizeof(*specs));
     char errstr[ERRSTR_MAX];
     size_t n = 0;
 

@@ -287,6 +287,10 @@ static json_t *runner_json(pj_runner_t *r)
     json_t *parts = json_array();
     json_t *frozen = pj_frozen_json(r); /* takes the locks itself */
     int64_t lag = pj_runner_lag(r);
+    pj_rwlock_rdlock(&r->lock); /* generation and live_read_only live under `lock` */
+    int generation = r->generation;
+    bool read_only = r->live_read_only;
+    pj_rwlock_unlock(&r->lock);
     pj_mutex_lock(&r->mu);
     for (size_t t = 0; t < r->ntopics; t++) {
         for (int p = 0; p < r->nparts[t]; p++)
@@ -304,8 +308,8 @@ static json_t *runner_json(pj_runner_t *r)
     /* "halt_reason" is the reason of every state but running (kept under its old name) */
     json_t *o = json_pack("{s:s, s:s, s:s, s:b, s:i, s:I, s:o, s:o, s:o}", "name", r->def->name,
                           "state", pj_state_name(r->state), "halt_reason", r->reason, "read_only",
-                          r->live_read_only, "generation", r->generation, "lag", (json_int_t)lag,
-                          "partitions", parts, "rebuild", rb, "frozen", frozen);
+                          read_only, "generation", generation, "lag", (json_int_t)lag, "partitions",
+                          parts, "rebuild", rb, "frozen", frozen);
     pj_mutex_unlock(&r->mu);
     return o;
 }
