@@ -221,18 +221,6 @@ void rt_topic_flush(rt_topic_t *tp)
 
 /* ---------------------------------------------------------- subprocess */
 
-int rt_free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-    socklen_t len = sizeof(a);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd, (struct sockaddr *)&a, sizeof(a));
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 void rt_proc_start(rt_proc_t *p, const char *store, const char *prefix, const char *const *sets,
                    size_t nsets)
 {
@@ -243,8 +231,8 @@ void rt_proc_start(rt_proc_t *p, const char *store, const char *prefix, const ch
 
     snprintf(p->store, sizeof(p->store), "%s", store);
     snprintf(p->log, sizeof(p->log), "%s.log", store);
-    p->port = rt_free_port();
-    p->admin_port = rt_free_port();
+    p->port = es_test_free_port();
+    p->admin_port = es_test_free_port();
     snprintf(bin, sizeof(bin), "%s/consumers/projector/escqrs-projector", bd ? bd : "build");
     argv[n++] = bin;
     snprintf(a[k], sizeof(a[k]), "kafka.bootstrap.servers=%s", es_test_bootstrap());

@@ -74,8 +74,6 @@ typedef struct rt_proc_s {
     char log[600];
 } rt_proc_t;
 
-/** @brief A free TCP port on 127.0.0.1. */
-int rt_free_port(void);
 /**
  * @brief Start escqrs-projector with the test stack and @p nsets extra
  *        `--set k=v` strings; stderr goes to <store>.log.

@@ -13,13 +13,16 @@
 
 #include <CUnit/Basic.h>
 #include <errno.h>
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -42,6 +45,33 @@ int es_test_run(const char *suite, const es_test_case_t *cases)
         return 1;
     }
     return failed ? 1 : 0;
+}
+
+int es_test_free_port(void)
+{
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    static int given[1024];
+    static size_t ngiven;
+    pthread_mutex_lock(&mu);
+    int port = 0;
+    for (int tries = 0; tries < 100 && !port; tries++) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+        socklen_t len = sizeof(a);
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+            getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+            port = ntohs(a.sin_port);
+        if (fd >= 0)
+            close(fd);
+        for (size_t i = 0; port && i < ngiven; i++)
+            if (given[i] == port)
+                port = 0; /* handed out before: the daemon may not be listening yet */
+    }
+    if (port && ngiven < sizeof(given) / sizeof(given[0]))
+        given[ngiven++] = port;
+    pthread_mutex_unlock(&mu);
+    return port;
 }
 
 const char *es_test_bootstrap(void)

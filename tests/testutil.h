@@ -34,6 +34,13 @@ const char *es_test_registry(void);
 /** @brief "<prefix>-<pid>-<time>": a name no earlier run used. */
 void es_test_unique(const char *prefix, char *out, size_t outsz);
 
+/**
+ * @brief A free loopback TCP port for a daemon this test starts.  Never the same port twice in
+ *        one process: two daemons started one after the other (the first not listening yet)
+ *        could otherwise be handed the same free port.
+ */
+int es_test_free_port(void);
+
 /* ------------------------------------------------------- string checks */
 
 /**

@@ -26,18 +26,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-    socklen_t len = sizeof(a);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(fd, (struct sockaddr *)&a, sizeof(a));
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 void wt_stack_init(wt_stack_t *st, const char *agg)
 {
     char u[100];
@@ -57,7 +45,7 @@ static void start(wt_stack_t *st, wt_proc_t *p, bool service, const char *const 
     char *argv[80];
     size_t n = 0, k = 0;
     if (!p->port)
-        p->port = free_port(); /* a restart keeps its port */
+        p->port = es_test_free_port(); /* a restart keeps its port */
     snprintf(p->log, sizeof(p->log), "%s/%s.log", st->dir, service ? "service" : "gateway");
     snprintf(bin, sizeof(bin), "%s/producers/%s", bd ? bd : "build",
              service ? "command-service/escqrs-command-service" : "gateway/escqrs-gateway");

@@ -271,6 +271,13 @@ static bool load_tls(es_http_server_t *srv, unsigned *flags, char *errstr, size_
     return true;
 }
 
+/*
+ * The listening socket gets libmicrohttpd's default, SO_REUSEADDR (a restart
+ * binds at once over connections in TIME_WAIT), never SO_REUSEPORT: with it a
+ * second daemon on the same port started silently and the kernel split the
+ * connections between the two (test 0201 once talked half to a command
+ * service's health listener).  A port in use is an error at start-up.
+ */
 static struct MHD_Daemon *start_daemon(es_http_server_t *srv, const struct sockaddr_in *addr,
                                        unsigned flags)
 {
@@ -294,7 +301,7 @@ static struct MHD_Daemon *start_daemon(es_http_server_t *srv, const struct socka
         MHD_OPTION_CONNECTION_LIMIT, l->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
         l->max_per_client, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)l->idle_timeout_s,
         MHD_OPTION_NOTIFY_COMPLETED, http_on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION,
-        http_on_connection, srv, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+        http_on_connection, srv, MHD_OPTION_END);
 }
 
 es_http_server_t *es_http_server_start(const es_http_server_conf_t *conf, char *errstr,

@@ -84,10 +84,19 @@ def run(cmd, what, cwd=None, env=None, timeout=900):
     return p
 
 
+_ports_given = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port, never the same twice in this run (two daemons started one after
+    the other could otherwise get the same port before the first listens)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _ports_given:
+            _ports_given.add(port)
+            return port
 
 
 def sanitizer_flags():
