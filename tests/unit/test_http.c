@@ -475,6 +475,26 @@ static void test_server(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "not-an-address"));
 }
 
+/* A second server on a port in use is refused: two daemons must never share one port (with
+ * SO_REUSEPORT the kernel split connections between them, and half the requests went astray). */
+static void test_port_in_use(void)
+{
+    int port;
+    es_http_server_t *first = start_hostile((es_http_limits_t){0}, &port);
+    char listen[64], errstr[256];
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+    es_http_server_conf_t conf = {.listen = listen, .max_body = 1024};
+    es_http_server_t *second = es_http_server_start(&conf, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NULL(second);
+    CU_ASSERT_PTR_NOT_NULL(strstr(errstr, listen));
+    if (second)
+        es_http_server_stop(second);
+    es_buf_t out = {0};
+    CU_ASSERT_EQUAL(request(port, "GET", "/healthz", NULL, 0, &out), 200); /* the first serves */
+    es_buf_free(&out);
+    es_http_server_stop(first);
+}
+
 /* TLS and mutual TLS with certificates made here by openssl(1). */
 static void test_tls(void)
 {
@@ -553,6 +573,7 @@ int main(void)
         {"a full handler queue answers 503, health still answers", test_busy_workers},
         {"answers deferred to another thread, and at stop", test_deferred},
         {"TLS, and mutual TLS", test_tls},
+        {"a second server on a port in use is refused", test_port_in_use},
         {NULL, NULL},
     };
     int rc = es_test_run("http", cases);
