@@ -23,12 +23,14 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const es_conf_def_t *const rt_tables[] = {es_conf_common_defs, es_kafka_conf_defs, NULL};
@@ -524,6 +526,11 @@ size_t rt_compare_store(const char *store_root, const es_proj_def_t *def, rt_top
         fclose(f);
     }
     snprintf(path, sizeof(path), "%s/%s/g%d", store_root, def->name, gen);
+    struct stat sb;
+    if (stat(path, &sb) != 0 && errno == ENOENT) { /* killed before it made its store */
+        *applied = 0;                              /* nothing applied: no view, no offset */
+        return 0;
+    }
     es_store_t *st = open_store(path);
     if (!st)
         return SIZE_MAX;
