@@ -133,6 +133,8 @@ int main(int argc, char **argv, char **envp)
     while (!stop_signal)
         usleep(PJ_SLEEP_SLICE_MS * 1000); /* the signal may land on any thread: poll the flag */
     es_log_info("projector", "signal %d: stopping", (int)stop_signal);
+    /* the loops first: a rebuild must not swap in while the listeners drain */
+    atomic_store(&pj->stop, true);
     rc = 0;
 out:
     es_http_server_stop(admin);
