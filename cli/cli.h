@@ -31,6 +31,7 @@ int cli_rebuild(es_conf_t *conf, int argc, char **argv);
 int cli_freeze(es_conf_t *conf, int argc, char **argv);
 int cli_auth(es_conf_t *conf, int argc, char **argv);
 int cli_modules(es_conf_t *conf, int argc, char **argv);
+int cli_history(es_conf_t *conf, int argc, char **argv);
 
 struct es_http_client_opts_s;
 /** @brief TLS and bearer token of the CLI's requests (keys `token`, `tls.ca.file`); common.c. */
@@ -40,5 +41,8 @@ void cli_http_opts(const es_conf_t *conf, struct es_http_client_opts_s *opts);
  *        aggregates and schemas); false with the reason on stderr.  common.c.
  */
 bool cli_modules_load(const es_conf_t *conf);
+
+/** @brief Percent-encode @p s for a URL path segment or query value (RFC 3986 unreserved kept). */
+void cli_url_escape(const char *s, char *out, size_t outsz);
 
 #endif

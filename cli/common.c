@@ -9,6 +9,7 @@
 #include "escqrs/http_client.h"
 #include "escqrs/modules.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -27,4 +28,17 @@ bool cli_modules_load(const es_conf_t *conf)
         return true;
     fprintf(stderr, "escqrs: %s\n", errstr);
     return false;
+}
+
+void cli_url_escape(const char *s, char *out, size_t outsz)
+{
+    size_t n = 0;
+    for (; *s && n + 4 < outsz; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (isalnum(ch) || ch == '-' || ch == '_' || ch == '.' || ch == '~')
+            out[n++] = (char)ch;
+        else
+            n += (size_t)snprintf(out + n, outsz - n, "%%%02X", ch);
+    }
+    out[n] = '\0';
 }

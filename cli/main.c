@@ -37,6 +37,10 @@ static const es_conf_def_t cli_conf_defs[] = {
      .type = ES_CONF_STRING,
      .defval = "http://127.0.0.1:8091",
      .desc = "Base URL of the projector's admin listener (status, rebuild, freeze)"},
+    {.name = "projector.url",
+     .type = ES_CONF_STRING,
+     .defval = "http://127.0.0.1:8090",
+     .desc = "Base URL of the projector's query listener (history)"},
     {.name = "token",
      .type = ES_CONF_STRING,
      .defval = "",
@@ -68,6 +72,7 @@ static const struct {
     {"freeze", cli_freeze, "build a read-only view of a projection as of a time"},
     {"auth", cli_auth, "development signing keys and tokens (keygen, token)"},
     {"modules", cli_modules, "the domain modules the configuration loads, and what they bring"},
+    {"history", cli_history, "one aggregate's events, or the audit of its commands, in order"},
 };
 
 static void usage(FILE *fp)

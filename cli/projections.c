@@ -248,20 +248,6 @@ int cli_rebuild(es_conf_t *conf, int argc, char **argv)
     return follow(conf, "rebuild", name, rebuild_step, &ctx);
 }
 
-/* Percent-encode @p s for a query string (RFC 3339 times carry ':' and '+'). */
-static void query_escape(const char *s, char *out, size_t outsz)
-{
-    size_t n = 0;
-    for (; *s && n + 4 < outsz; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (isalnum(ch) || ch == '-' || ch == '_' || ch == '.' || ch == '~')
-            out[n++] = (char)ch;
-        else
-            n += (size_t)snprintf(out + n, outsz - n, "%%%02X", ch);
-    }
-    out[n] = '\0';
-}
-
 static follow_t freeze_step(json_t *p, void *ctx, json_t **progress, char *msg, size_t msgsz)
 {
     const char *label = ctx;
@@ -329,9 +315,9 @@ int cli_freeze(es_conf_t *conf, int argc, char **argv)
         return CLI_EXIT_USAGE;
     }
     const char *name = argv[optind];
-    query_escape(until, euntil, sizeof(euntil));
+    cli_url_escape(until, euntil, sizeof(euntil));
     if (label)
-        query_escape(label, elabel, sizeof(elabel));
+        cli_url_escape(label, elabel, sizeof(elabel));
     snprintf(path, sizeof(path), "/admin/projections/%s/freeze?until=%s%s%s", name, euntil,
              label ? "&label=" : "", elabel);
     json_t *started = admin_get(conf, "POST", path, &status, errstr, sizeof(errstr));

@@ -46,7 +46,7 @@ void es_policy_destroy(es_policy_t *pol)
 
 static bool action_ok(const char *a)
 {
-    static const char *const kinds[] = {"command:", "query:", "admin:", "metrics", "*"};
+    static const char *const kinds[] = {"command:", "query:", "audit:", "admin:", "metrics", "*"};
     for (size_t i = 0; i < ES_ARRAY_SIZE(kinds); i++)
         if (!strncmp(a, kinds[i], strlen(kinds[i])))
             return true;
@@ -87,8 +87,8 @@ es_policy_t *es_policy_parse(const char *text, char *errstr, size_t errstr_size)
         for (char *a = strtok_r(NULL, " \t\r", &wsave); a; a = strtok_r(NULL, " \t\r", &wsave)) {
             if (!action_ok(a)) {
                 snprintf(errstr, errstr_size,
-                         "policy line %d: \"%s\" is not an action (command:, query:, admin:, "
-                         "metrics)",
+                         "policy line %d: \"%s\" is not an action (command:, query:, audit:, "
+                         "admin:, metrics)",
                          lineno, a);
                 for (size_t k = 0; k < r.nactions; k++)
                     free(r.actions[k]);

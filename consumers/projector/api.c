@@ -473,12 +473,17 @@ static bool ready(void *opaque, char *why, size_t whysz)
     return true;
 }
 
-/* "query:carts" for "/v1/carts/{id}": the collection is the segment after /v1/. */
-static const char *query_action(const char *pattern, char *out, size_t outsz)
+/*
+ * "query:carts" for "/v1/carts/{id}": the collection is the segment after
+ * /v1/.  The command audit says who did what: "audit:carts".
+ */
+static const char *query_action(const es_proj_def_t *def, const char *pattern, char *out,
+                                size_t outsz)
 {
     const char *c = !strncmp(pattern, "/v1/", 4) ? pattern + 4 : pattern + 1;
     size_t n = strcspn(c, "/");
-    snprintf(out, outsz, "query:%.*s", (int)n, c);
+    snprintf(out, outsz, "%s:%.*s", pj_builtin_kind(def) == PJ_BUILTIN_AUDIT ? "audit" : "query",
+             (int)n, c);
     return out;
 }
 
@@ -493,8 +498,9 @@ es_http_server_t *pj_http_start(es_projector_t *pj, char *errstr, size_t errstr_
             for (size_t j = 0; j < n; j++)
                 dup |= strcmp(routes[j].pattern, pat) == 0;
             if (!dup) {
-                routes[n] = (es_http_route_t){"GET", pat, query_handler,
-                                              query_action(pat, actions[n], sizeof(actions[n]))};
+                routes[n] = (es_http_route_t){
+                    "GET", pat, query_handler,
+                    query_action(pj->runners[i].def, pat, actions[n], sizeof(actions[n]))};
                 n++;
             }
         }

@@ -1,17 +1,22 @@
 /*
  * asof.c — point-in-time views of one aggregate (`as_of=` on a query).
  *
- * Decision (see docs/projector.md): no per-aggregate index is kept; the log
- * is re-read.  An aggregate's events all live in one partition (the
- * producers' Java-compatible murmur2 of the id), so the view as of time T is
- * the fold of the records of that partition keyed by the id, from offset 0
- * up to the first offset whose timestamp is after T (Kafka's
- * offsetsForTimes), keeping records whose timestamp is <= T.  The fold runs
- * into an in-memory map and the projection's own query handler renders it,
- * so a point-in-time answer has exactly the shape of a live one.  Events the
- * live view sent to the DLQ are skipped here too.  Cost: one read of the
- * partition prefix per query — fine for audits, and it costs nothing on the
- * hot path (an index would double the writes of every rebuild).
+ * An aggregate's events all live in one partition (the producers'
+ * Java-compatible murmur2 of the id), so the view as of time T is the fold
+ * of the records of that partition keyed by the id, up to the first offset
+ * whose timestamp is after T (Kafka's offsetsForTimes, `stop`), keeping
+ * records whose timestamp is <= T.  The fold runs into an in-memory map and
+ * the projection's own query handler renders it, so a point-in-time answer
+ * has exactly the shape of a live one.  Events the live view sent to the
+ * DLQ are skipped here too (the fold refuses them again).
+ *
+ * Where the events come from (docs/projector.md, "as_of"):
+ *  - the aggregate's history (history.c), when this projector hosts it and
+ *    it has applied the partition up to `stop`: cost proportional to the
+ *    aggregate's own events;
+ *  - otherwise the log: the partition re-read from its start, cost
+ *    proportional to the partition prefix.
+ * escqrs_projector_as_of_total{path=...} counts each.
  */
 #include "projector.h"
 
@@ -61,6 +66,159 @@ int32_t pj_partition_of(const char *key, size_t keylen, int nparts)
                      (uint32_t)nparts);
 }
 
+/* The shared handle for watermarks and offsets-for-times, made at the first as_of. */
+static rd_kafka_t *lookup_rk(es_projector_t *pj, char *errstr, size_t errstr_size)
+{
+    pj_mutex_lock(&pj->lookup_mu);
+    if (!pj->lookup)
+        pj->lookup = es_consumer_new(pj->conf, NULL, errstr, errstr_size);
+    rd_kafka_t *rk = pj->lookup ? es_consumer_rk(pj->lookup) : NULL;
+    pj_mutex_unlock(&pj->lookup_mu);
+    return rk;
+}
+
+/* The partition's low watermark and `stop`: the first offset later than @p ts_ms, else the high. */
+static es_err_t stop_offset(rd_kafka_t *rk, const char *topic, int32_t part, int64_t ts_ms,
+                            int64_t *lo, int64_t *stop, char *errstr, size_t errstr_size)
+{
+    int64_t hi = 0;
+    if (rd_kafka_query_watermark_offsets(rk, topic, part, lo, &hi, PJ_METADATA_TIMEOUT_MS)) {
+        snprintf(errstr, errstr_size, "watermarks of %s/%d", topic, (int)part);
+        return ES_ERR_KAFKA;
+    }
+    rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(tl, topic, part)->offset = ts_ms + 1;
+    es_err_t err = ES_ERR_OK;
+    if (rd_kafka_offsets_for_times(rk, tl, PJ_METADATA_TIMEOUT_MS) || tl->elems[0].err) {
+        snprintf(errstr, errstr_size, "offsets for times of %s/%d", topic, (int)part);
+        err = ES_ERR_KAFKA;
+    } else {
+        *stop = tl->elems[0].offset >= 0 ? tl->elems[0].offset : hi;
+    }
+    rd_kafka_topic_partition_list_destroy(tl);
+    return err;
+}
+
+/* What a fold of one aggregate's events needs, wherever they come from. */
+typedef struct asof_fold_s {
+    pj_runner_t *r;
+    size_t t;
+    es_serde_t *serde; /* the view's reader schema */
+    es_proj_txn_t *txn;
+    const char *id;
+    int64_t ts_ms, stop;
+    es_err_t err; /* the registry failed: the answer would be incomplete */
+    char errstr[PJ_ERRSTR_MAX];
+} asof_fold_t;
+
+/* Fold one record's value if it belongs (before `stop`, not later than T). */
+static void fold_one(asof_fold_t *a, int32_t part, int64_t offset, int64_t ts, const void *raw,
+                     size_t rawlen)
+{
+    if (offset >= a->stop || ts > a->ts_ms || !raw)
+        return;
+    avro_value_t *v = NULL;
+    char ferr[256];
+    es_err_t err = es_serde_decode(a->serde, raw, rawlen, &v, ferr, sizeof(ferr));
+    if (err == ES_ERR_REGISTRY_UNAVAILABLE || err == ES_ERR_REGISTRY) {
+        a->err = err;
+        snprintf(a->errstr, sizeof(a->errstr), "schema registry: %s", ferr);
+        return;
+    }
+    if (err)
+        return; /* poison: in the DLQ */
+    pj_record_t rec = {.ev = {.topic = a->r->topic[a->t],
+                              .partition = part,
+                              .offset = offset,
+                              .timestamp_ms = ts,
+                              .key = a->id,
+                              .keylen = strlen(a->id),
+                              .value = v},
+                       .raw = raw,
+                       .rawlen = rawlen};
+    pj_fold_event(a->r, a->t, &rec, a->txn, ferr, sizeof(ferr)); /* refused: in the DLQ */
+}
+
+static bool history_entry_cb(void *opaque, const char *key, size_t keylen, const char *val,
+                             size_t vallen)
+{
+    asof_fold_t *a = opaque;
+    pj_entry_t e;
+    (void)key;
+    (void)keylen;
+    if (pj_entry_parse(val, vallen, &e)) {
+        if (e.offset >= a->stop)
+            return false; /* versions follow offsets: the rest is later */
+        fold_one(a, e.partition, e.offset, e.timestamp_ms, e.raw, e.rawlen);
+    }
+    return !a->err;
+}
+
+/*
+ * From the aggregate's history: false when it cannot answer (not hosted,
+ * not started, or it has not applied the partition up to `stop` in time).
+ */
+static bool fold_from_history(asof_fold_t *a, int32_t part)
+{
+    pj_runner_t *h = pj_history_runner(a->r->pj, a->r->def->aggregates[a->t]);
+    if (!h || h == a->r || !atomic_load(&h->started) || h->nparts[0] != a->r->nparts[a->t])
+        return false;
+    if (a->stop > 0 &&
+        pj_wait_applied(h, 0, part, a->stop - 1, PJ_ASOF_HISTORY_WAIT_MS) != ES_ERR_OK)
+        return false;
+    es_buf_t prefix = {0};
+    es_buf_set(&prefix, a->id, strlen(a->id));
+    es_buf_append(&prefix, "", 1);
+    pj_rwlock_rdlock(&h->lock);
+    es_proj_backend_t be = pj_store_backend(pj_runner_live(h));
+    es_proj_reader_t *rd = es_proj_reader_new(&be);
+    es_err_t err = es_proj_reader_scan(rd, prefix.data, prefix.len, history_entry_cb, a, a->errstr,
+                                       sizeof(a->errstr));
+    es_proj_reader_destroy(rd);
+    pj_rwlock_unlock(&h->lock);
+    es_buf_free(&prefix);
+    if (err && !a->err)
+        a->err = err;
+    return true;
+}
+
+/* From the log: partition @p part re-read from @p lo up to `stop`. */
+static void fold_from_log(asof_fold_t *a, int32_t part, int64_t lo)
+{
+    size_t idlen = strlen(a->id);
+    es_consumer_t *c = es_consumer_new(a->r->pj->conf, NULL, a->errstr, sizeof(a->errstr));
+    if (!c) {
+        a->err = ES_ERR_KAFKA;
+        return;
+    }
+    rd_kafka_t *rk = es_consumer_rk(c);
+    rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(tl, a->r->topic[a->t], part)->offset =
+        RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_assign(rk, tl);
+    int64_t pos = lo;
+    while (pos < a->stop && !a->err) {
+        rd_kafka_message_t *m = es_consumer_poll(c, PJ_ASOF_POLL_MS);
+        if (!m) {
+            /* only transaction markers may remain below `stop` */
+            rd_kafka_position(rk, tl);
+            if (tl->elems[0].offset >= a->stop)
+                break;
+            continue;
+        }
+        if (!m->err) {
+            pos = m->offset + 1;
+            rd_kafka_timestamp_type_t tst;
+            int64_t ts = rd_kafka_message_timestamp(m, &tst);
+            if (m->key_len == idlen && memcmp(m->key, a->id, idlen) == 0)
+                fold_one(a, m->partition, m->offset, ts, m->payload, m->len);
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_topic_partition_list_destroy(tl);
+    es_consumer_destroy(c);
+}
+
 static void flush_cb(void *opaque, const char *key, size_t keylen, const char *val, size_t vallen)
 {
     if (val)
@@ -72,80 +230,34 @@ static void flush_cb(void *opaque, const char *key, size_t keylen, const char *v
 es_err_t pj_fold_as_of(pj_runner_t *r, size_t t, const char *id, int64_t ts_ms,
                        es_proj_memmap_t *map, char *errstr, size_t errstr_size)
 {
-    size_t idlen = strlen(id);
-    int32_t part = pj_partition_of(id, idlen, r->nparts[t]);
-    es_consumer_t *c = NULL;
-    es_serde_t *serde = NULL;
-    rd_kafka_topic_partition_list_t *tl = NULL;
+    int32_t part = pj_partition_of(id, strlen(id), r->nparts[t]);
     es_proj_backend_t be = es_proj_memmap_backend(map);
     es_proj_reader_t *rd = es_proj_reader_new(&be);
-    es_proj_txn_t *txn = es_proj_txn_new(rd);
+    asof_fold_t a = {.r = r, .t = t, .id = id, .ts_ms = ts_ms, .txn = es_proj_txn_new(rd)};
     char subject[PJ_SUBJECT_MAX];
-    int64_t lo = 0, hi = 0, stop;
-    es_err_t err;
+    int64_t lo = 0;
+    rd_kafka_t *rk;
 
     snprintf(subject, sizeof(subject), "%s-value", r->topic[t]);
-    serde = es_serde_new(r->pj->reg, subject, es_schema_text(r->def->schemas[t]), false, 0, errstr,
-                         errstr_size);
-    if (!serde) {
-        err = ES_ERR_REGISTRY;
-        goto out;
+    if (!(a.serde = es_serde_new(r->pj->reg, subject, es_schema_text(r->def->schemas[t]), false, 0,
+                                 a.errstr, sizeof(a.errstr))))
+        a.err = ES_ERR_REGISTRY;
+    else if (!(rk = lookup_rk(r->pj, a.errstr, sizeof(a.errstr))))
+        a.err = ES_ERR_KAFKA;
+    else
+        a.err = stop_offset(rk, r->topic[t], part, ts_ms, &lo, &a.stop, a.errstr, sizeof(a.errstr));
+    if (!a.err) {
+        bool indexed = fold_from_history(&a, part);
+        if (!indexed)
+            fold_from_log(&a, part, lo);
+        es_counter_add(indexed ? r->pj->m_asof_index : r->pj->m_asof_log, 1);
     }
-    c = es_consumer_new(r->pj->conf, NULL, errstr, errstr_size);
-    if (!c) {
-        err = ES_ERR_KAFKA;
-        goto out;
-    }
-    rd_kafka_t *rk = es_consumer_rk(c);
-    if (rd_kafka_query_watermark_offsets(rk, r->topic[t], part, &lo, &hi, PJ_METADATA_TIMEOUT_MS)) {
-        snprintf(errstr, errstr_size, "watermarks of %s/%d", r->topic[t], (int)part);
-        err = ES_ERR_KAFKA;
-        goto out;
-    }
-    tl = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(tl, r->topic[t], part)->offset = ts_ms + 1;
-    if (rd_kafka_offsets_for_times(rk, tl, PJ_METADATA_TIMEOUT_MS) || tl->elems[0].err) {
-        snprintf(errstr, errstr_size, "offsets for times of %s/%d", r->topic[t], (int)part);
-        err = ES_ERR_KAFKA;
-        goto out;
-    }
-    stop = tl->elems[0].offset >= 0 ? tl->elems[0].offset : hi;
-    tl->elems[0].offset = RD_KAFKA_OFFSET_BEGINNING;
-    rd_kafka_assign(rk, tl);
-    int64_t pos = lo;
-    while (pos < stop) {
-        rd_kafka_message_t *m = es_consumer_poll(c, PJ_ASOF_POLL_MS);
-        if (!m) {
-            /* only transaction markers may remain below `stop` */
-            rd_kafka_position(rk, tl);
-            if (tl->elems[0].offset >= stop)
-                break;
-            continue;
-        }
-        if (m->err) {
-            rd_kafka_message_destroy(m);
-            continue;
-        }
-        pos = m->offset + 1;
-        rd_kafka_timestamp_type_t tst;
-        int64_t ts = rd_kafka_message_timestamp(m, &tst);
-        if (m->offset < stop && ts <= ts_ms && m->key_len == idlen &&
-            memcmp(m->key, id, idlen) == 0 && m->payload) {
-            avro_value_t *v = NULL;
-            char ferr[256];
-            if (es_serde_decode(serde, m->payload, m->len, &v, ferr, sizeof(ferr)) == ES_ERR_OK)
-                pj_fold_record(r, t, m, v, txn, ferr, sizeof(ferr)); /* poison: in the DLQ */
-        }
-        rd_kafka_message_destroy(m);
-    }
-    es_proj_txn_foreach(txn, flush_cb, map);
-    err = ES_ERR_OK;
-out:
-    if (tl)
-        rd_kafka_topic_partition_list_destroy(tl);
-    es_proj_txn_destroy(txn);
+    if (!a.err)
+        es_proj_txn_foreach(a.txn, flush_cb, map);
+    else
+        snprintf(errstr, errstr_size, "%s", a.errstr);
+    es_proj_txn_destroy(a.txn);
     es_proj_reader_destroy(rd);
-    es_consumer_destroy(c);
-    es_serde_destroy(serde);
-    return err;
+    es_serde_destroy(a.serde);
+    return a.err;
 }

@@ -43,15 +43,24 @@ es_err_t pj_fold_record(pj_runner_t *r, size_t t, const rd_kafka_message_t *m, a
                         es_proj_txn_t *txn, char *errstr, size_t errstr_size)
 {
     rd_kafka_timestamp_type_t tstype;
-    es_proj_event_t ev = {.topic = r->topic[t],
-                          .partition = m->partition,
-                          .offset = m->offset,
-                          .timestamp_ms = rd_kafka_message_timestamp(m, &tstype),
-                          .key = m->key,
-                          .keylen = m->key_len,
-                          .value = value};
+    pj_record_t rec = {.ev = {.topic = r->topic[t],
+                              .partition = m->partition,
+                              .offset = m->offset,
+                              .timestamp_ms = rd_kafka_message_timestamp(m, &tstype),
+                              .key = m->key,
+                              .keylen = m->key_len,
+                              .value = value},
+                       .raw = m->payload,
+                       .rawlen = m->len};
+    return pj_fold_event(r, t, &rec, txn, errstr, errstr_size);
+}
+
+es_err_t pj_fold_event(pj_runner_t *r, size_t t, const pj_record_t *rec, es_proj_txn_t *txn,
+                       char *errstr, size_t errstr_size)
+{
     es_proj_txn_begin_event(txn);
-    es_err_t err = r->def->fold((int)t, &ev, txn, errstr, errstr_size);
+    es_err_t err = r->def->fold ? r->def->fold((int)t, &rec->ev, txn, errstr, errstr_size)
+                                : pj_builtin_fold(r->def, rec, txn, errstr, errstr_size);
     if (err)
         es_proj_txn_rollback_event(txn);
     else

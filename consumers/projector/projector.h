@@ -30,17 +30,20 @@
  *   state.c     a runner's state and reason (the halting rule below), joins
  *   lock.c      locks that know their owner (lock.h), for the assertions
  *   api.c       the HTTP query and admin API;  asof.c  as_of queries
+ *   history.c   the built-in projections of every aggregate: its history
+ *               (events by version) and its command audit
  *
  * Layering (a file calls only files listed after it; scripts/code-shape
  * finds no cycle):
  *
  *   main    -> api, runner
- *   api     -> runner, rebuild, frozen, offsets, asof, fold, state
- *   runner  -> live, frozen
+ *   api     -> runner, rebuild, frozen, offsets, asof, fold, state, history
+ *   runner  -> live, frozen, history
  *   live    -> rebuild, frozen, loop, offsets, gen, state
  *   rebuild -> loop, offsets, gen, state;   frozen -> loop, consumer, state
  *   loop    -> offsets, consumer, dlq, fold, state
- *   offsets -> consumer;   asof -> fold;   every file -> lock
+ *   offsets -> consumer;   asof -> fold, history, offsets;   fold -> history
+ *   every file -> lock
  *
  * A loop never names its modes: they reach it as a table of hooks
  * (pj_loop_ops_t in loop.h), so loop.c and the mode files do not call each
@@ -94,11 +97,13 @@
 #define PJ_START_LOG_MS         30000 /* "cannot start yet" is logged at most this often */
 #define PJ_SLEEP_SLICE_MS       100   /* sleeps wake this often to see a stop */
 #define PJ_ASOF_POLL_MS         1000  /* as_of: one poll of the partition prefix */
-#define PJ_BACKOFF_RAMP         10    /* back-offs grow linearly for this many attempts */
-#define PJ_START_BACKOFF_MS     200   /* a loop's start, per attempt (2 s at most) */
-#define PJ_RETRY_BACKOFF_MS     500   /* a batch met a registry outage, per retry (5 s at most) */
-#define PJ_SIDE_START_ATTEMPTS  10    /* a rebuild or frozen loop gives up starting after these */
-#define PJ_START_LOG_EVERY      15    /* a loop's start failures logged every so many attempts */
+#define PJ_ASOF_HISTORY_WAIT_MS 1000  /* as_of waits this long for the history, then reads the log \
+                                       */
+#define PJ_BACKOFF_RAMP        10     /* back-offs grow linearly for this many attempts */
+#define PJ_START_BACKOFF_MS    200    /* a loop's start, per attempt (2 s at most) */
+#define PJ_RETRY_BACKOFF_MS    500    /* a batch met a registry outage, per retry (5 s at most) */
+#define PJ_SIDE_START_ATTEMPTS 10     /* a rebuild or frozen loop gives up starting after these */
+#define PJ_START_LOG_EVERY     15     /* a loop's start failures logged every so many attempts */
 
 /** @brief Linear back-off: @p attempt × @p step_ms, capped at PJ_BACKOFF_RAMP steps. */
 static inline int pj_backoff_ms(int attempt, int step_ms)
@@ -251,7 +256,10 @@ struct es_projector_s {
     es_auth_t *auth;         /* who may query and administer */
     es_metrics_t *metrics;
     es_producer_t *dlq_producer;
-    pj_mutex_t dlq_mu; /* the DLQ producer is shared by loops */
+    pj_mutex_t dlq_mu;     /* the DLQ producer is shared by loops */
+    pj_mutex_t lookup_mu;  /* guards creating `lookup` */
+    es_consumer_t *lookup; /* offsets-for-times of as_of queries, made at the first one */
+    es_counter_t *m_asof_index, *m_asof_log; /* as_of answered from the history, from the log */
     pj_runner_t *runners;
     size_t nrunners;
     atomic_bool stop;
@@ -330,6 +338,13 @@ es_err_t pj_gen_write_rebuild(const char *dir, int g, char *errstr, size_t errst
 void pj_gen_remove_rebuild(const char *dir);
 
 /* fold.c */
+/** One record as the runtime folds it: the event a fold sees, and the record's value bytes. */
+typedef struct pj_record_s {
+    es_proj_event_t ev;
+    const void *raw; /* the record's value as on the wire (built-in folds keep it) */
+    size_t rawlen;
+} pj_record_t;
+
 /** @brief Reader backend over a store (get and prefix scan). */
 es_proj_backend_t pj_store_backend(es_store_t *st);
 /**
@@ -338,6 +353,9 @@ es_proj_backend_t pj_store_backend(es_store_t *st);
  */
 es_err_t pj_fold_record(pj_runner_t *r, size_t t, const rd_kafka_message_t *m, avro_value_t *value,
                         es_proj_txn_t *txn, char *errstr, size_t errstr_size);
+/** @brief pj_fold_record() of a record that is not a Kafka message (as_of from the history). */
+es_err_t pj_fold_event(pj_runner_t *r, size_t t, const pj_record_t *rec, es_proj_txn_t *txn,
+                       char *errstr, size_t errstr_size);
 
 /* frozen.c */
 /**
@@ -369,6 +387,40 @@ void pj_format_time(int64_t ms, char *out, size_t outsz);
 es_http_server_t *pj_http_start(es_projector_t *pj, char *errstr, size_t errstr_size);
 /** @brief The admin listener (admin.listen): /admin routes, health and metrics. */
 es_http_server_t *pj_admin_start(es_projector_t *pj, char *errstr, size_t errstr_size);
+
+/* history.c */
+typedef enum { PJ_BUILTIN_NONE, PJ_BUILTIN_HISTORY, PJ_BUILTIN_AUDIT } pj_builtin_kind_t;
+
+/** An entry of the history or the audit: where its record was, and the record's value. */
+typedef struct pj_entry_s {
+    int32_t partition;
+    int64_t offset;
+    int64_t timestamp_ms;
+    const char *raw; /* borrowed from the stored value */
+    size_t rawlen;
+} pj_entry_t;
+
+/** @brief Define `<agg>_history` and `<agg>_commands` for every loaded aggregate (once). */
+void pj_builtins_define(void);
+size_t pj_builtin_count(void);
+const es_proj_def_t *pj_builtin_at(size_t i);
+/** @brief The built-in projection named @p name, or NULL. */
+const es_proj_def_t *pj_builtin_find(const char *name);
+/** @brief What @p def is: PJ_BUILTIN_NONE for a module's projection. */
+pj_builtin_kind_t pj_builtin_kind(const es_proj_def_t *def);
+/** @brief Fold @p rec into built-in projection @p def (it keeps the record's bytes). */
+es_err_t pj_builtin_fold(const es_proj_def_t *def, const pj_record_t *rec, es_proj_txn_t *txn,
+                         char *errstr, size_t errstr_size);
+/** @brief The runner of @p aggregate's history in @p pj, or NULL when not hosted. */
+pj_runner_t *pj_history_runner(es_projector_t *pj, const char *aggregate);
+/** @brief Entry @p n (version or seq) of aggregate @p id; its bytes live in @p out. */
+es_err_t pj_entry_get(es_proj_reader_t *rd, const char *id, uint64_t n, es_buf_t *out,
+                      pj_entry_t *e, char *errstr, size_t errstr_size);
+/** @brief Parse a stored entry; false when it is not one. */
+bool pj_entry_parse(const char *val, size_t len, pj_entry_t *e);
+/** @brief The decoder queries render entries with (writer-schema mode, over @p reg). */
+es_err_t pj_builtins_open(es_registry_t *reg, char *errstr, size_t errstr_size);
+void pj_builtins_close(void);
 
 /* asof.c */
 /** @brief Fold aggregate @p id's events up to @p ts_ms into @p map. */

@@ -74,31 +74,45 @@ static void runner_init(es_projector_t *pj, pj_runner_t *r, const es_proj_def_t 
     pthread_cond_init(&r->cv, NULL);
     snprintf(r->dir, sizeof(r->dir), "%s/%s", root, def->name);
     runner_metrics(pj, r);
+    /* the audit reads the outcomes; every other projection the events */
+    es_topic_kind_t kind =
+        pj_builtin_kind(def) == PJ_BUILTIN_AUDIT ? ES_TOPIC_RESULTS : ES_TOPIC_EVENTS;
     for (size_t t = 0; t < r->ntopics; t++) {
         snprintf(agg, sizeof(agg), "%s%s", prefix ? prefix : "", def->aggregates[t]);
-        es_topic_name(agg, ES_TOPIC_EVENTS, NULL, r->topic[t], sizeof(r->topic[t]));
+        es_topic_name(agg, kind, NULL, r->topic[t], sizeof(r->topic[t]));
         es_topic_name(agg, ES_TOPIC_DLQ, pj->name, r->dlq[t], sizeof(r->dlq[t]));
     }
 }
 
-/* One runner per name in `projections` (repeats ignored); empty: every loaded projection. */
+/*
+ * One runner per name in `projections` (repeats ignored); empty: every
+ * loaded projection, then every aggregate's history and command audit.
+ */
 static es_err_t add_runners(es_projector_t *pj, char *errstr, size_t errstr_size)
 {
     char *names = es_strdup(es_conf_get(pj->conf, "projections"));
     es_err_t err = ES_ERR_OK;
-    size_t cap = 1 + es_modules_projection_count();
+    pj_builtins_define();
+    size_t cap = 1 + es_modules_projection_count() + pj_builtin_count();
     for (char *c = names; *c; c++)
         cap += *c == ',';
     pj->runners = es_calloc(cap, sizeof(*pj->runners));
-    if (!*names)
+    if (!*names) {
         for (size_t i = 0; i < es_modules_projection_count(); i++)
             runner_init(pj, &pj->runners[pj->nrunners++], es_modules_projection_at(i));
+        for (size_t i = 0; i < pj_builtin_count(); i++)
+            runner_init(pj, &pj->runners[pj->nrunners++], pj_builtin_at(i));
+    }
     char *save = NULL;
     for (char *tok = strtok_r(names, ", ", &save); tok && !err; tok = strtok_r(NULL, ", ", &save)) {
         const es_proj_def_t *def = es_modules_projection(tok);
+        if (!def)
+            def = pj_builtin_find(tok);
         if (!def) {
             snprintf(errstr, errstr_size,
-                     "projections: no projection named \"%s\" in the loaded modules", tok);
+                     "projections: no projection named \"%s\" in the loaded modules, and no "
+                     "<aggregate>_history or <aggregate>_commands of a loaded aggregate",
+                     tok);
             err = ES_ERR_CONF;
         } else if (!pj_runner_find(pj, tok)) {
             runner_init(pj, &pj->runners[pj->nrunners++], def);
@@ -118,6 +132,7 @@ es_projector_t *pj_new(es_conf_t *conf, char *errstr, size_t errstr_size)
 
     pj->conf = conf;
     pj_mutex_init(&pj->dlq_mu);
+    pj_mutex_init(&pj->lookup_mu);
     snprintf(pj->name, sizeof(pj->name), "%s", es_conf_get(conf, "projector.name"));
     pj->halt_on_error = strcmp(es_conf_get(conf, "on_error"), "halt") == 0;
     pj->ready_max_lag = es_conf_get_int(conf, "ready.max.lag");
@@ -125,11 +140,17 @@ es_projector_t *pj_new(es_conf_t *conf, char *errstr, size_t errstr_size)
     pj->wait_max_ms = (int)es_conf_get_int(conf, "query.wait.max.ms");
     es_store_opts_from_conf(conf, &pj->store_opts);
     pj->metrics = es_metrics_new();
+    pj->m_asof_index = es_metrics_counter(pj->metrics, "escqrs_projector_as_of_total",
+                                          "as_of queries answered, by where the events came from",
+                                          "path=\"index\"");
+    pj->m_asof_log =
+        es_metrics_counter(pj->metrics, "escqrs_projector_as_of_total",
+                           "as_of queries answered, by where the events came from", "path=\"log\"");
     if (!(pj->reg = es_registry_from_conf(conf, REGISTRY_RETRIES, errstr, errstr_size)) ||
         !(pj->dlq_producer = es_producer_new(conf, NULL, errstr, errstr_size)) ||
         !(pj->watch = es_kafka_watch_start(conf, NULL, 0, errstr, errstr_size)) ||
         !(pj->auth = es_auth_new(conf, errstr, errstr_size)) ||
-        add_runners(pj, errstr, errstr_size)) {
+        pj_builtins_open(pj->reg, errstr, errstr_size) || add_runners(pj, errstr, errstr_size)) {
         pj_destroy(pj);
         return NULL;
     }
@@ -201,8 +222,11 @@ void pj_destroy(es_projector_t *pj)
     es_kafka_watch_stop(pj->watch);
     es_auth_destroy(pj->auth);
     es_producer_destroy(pj->dlq_producer);
+    es_consumer_destroy(pj->lookup);
+    pj_builtins_close();
     es_registry_destroy(pj->reg);
     es_metrics_destroy(pj->metrics);
     pj_mutex_destroy(&pj->dlq_mu);
+    pj_mutex_destroy(&pj->lookup_mu);
     free(pj);
 }

@@ -29,6 +29,7 @@
 #include "escqrs/registry.h"
 
 #include <avro.h>
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -98,5 +99,12 @@ avro_schema_t es_serde_schema(const es_serde_t *serde);
 
 /** @brief Schema id of a framed record without decoding it (ES_ERR_BAD_MAGIC/TRUNCATED). */
 es_err_t es_wire_schema_id(const void *data, size_t len, int *schema_id);
+
+/**
+ * @brief @p v as plain JSON for people and APIs (avro_json.c): a union is its
+ *        current branch's value, an enum its symbol, bytes and fixed hex.
+ * @returns a new reference.
+ */
+json_t *es_avro_to_json(avro_value_t *v);
 
 #endif
