@@ -80,13 +80,14 @@ const es_conf_def_t es_kafka_conf_defs[] = {
      .defval = "1",
      .min = 1,
      .max = 32,
-     .desc = "min.insync.replicas of the commands, events and DLQ topics (2 in production)"},
+     .desc = "min.insync.replicas of every topic of an aggregate (2 in production)"},
     {.name = "topics.results.retention.ms",
      .type = ES_CONF_INT,
-     .defval = "21600000",
-     .min = 60000,
-     .max = 604800000,
-     .desc = "Retention of <agg>.command-results (outcomes are only waited for briefly)"},
+     .defval = "-1",
+     .min = -1,
+     .max = 315360000000,
+     .desc = "Retention of <agg>.command-results, the source of the command audit "
+             "(<agg>_commands): -1 keeps it as long as the events"},
     {.name = NULL},
 };
 

@@ -72,12 +72,12 @@ void es_topic_spec_for(const es_conf_t *conf, es_topic_kind_t kind, const char *
     case ES_TOPIC_EVENTS:
     case ES_TOPIC_DLQ:
         spec_add(out, "retention.ms", -1);
-        spec_add(out, "min.insync.replicas", min_isr);
         break;
-    case ES_TOPIC_RESULTS:
+    case ES_TOPIC_RESULTS: /* the command audit (docs/write-side.md): forever by default */
         spec_add(out, "retention.ms", es_conf_get_int(conf, "topics.results.retention.ms"));
         break;
     }
+    spec_add(out, "min.insync.replicas", min_isr);
 }
 
 struct es_admin_s {

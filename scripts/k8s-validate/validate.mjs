@@ -352,7 +352,7 @@ function namespacePass(name, objs) {
 const TOPIC_KINDS = {
     commands: { suffix: ".commands", retention: -1, isr: true },
     events: { suffix: ".events", retention: -1, isr: true },
-    results: { suffix: ".command-results", retention: 21600000, isr: false },
+    results: { suffix: ".command-results", retention: -1, isr: true },
     dlq: { suffix: null, retention: -1, isr: true },
 };
 
