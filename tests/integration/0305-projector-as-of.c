@@ -20,8 +20,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define AS_OF_FOLDS 14 /* queries below that fold: 12 events, one RFC 3339, one before the first   \
-                        */
+#define AS_OF_FOLDS                                                                                \
+    14 /* queries below that fold: 12 events, one RFC 3339, one before the first                   \
+        */
 
 static void ask_as_of(rt_proc_t *proc, rt_topic_t *cart, const char *id, const size_t *idx,
                       bool history)

@@ -227,6 +227,77 @@ static void test_embedded_schemas(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(es_schema_text("cart.events"), "\"logicalType\": \"uuid\""));
 }
 
+/* es_avro_to_json: every Avro type as plain JSON (unions unwrapped, enums by symbol). */
+static void test_plain_json(void)
+{
+    static const char *const sch =
+        "{\"type\":\"record\",\"name\":\"All\",\"fields\":["
+        "{\"name\":\"s\",\"type\":\"string\"},{\"name\":\"b\",\"type\":\"bytes\"},"
+        "{\"name\":\"x\",\"type\":{\"type\":\"fixed\",\"name\":\"F2\",\"size\":2}},"
+        "{\"name\":\"i\",\"type\":\"int\"},{\"name\":\"l\",\"type\":\"long\"},"
+        "{\"name\":\"d\",\"type\":\"double\"},{\"name\":\"t\",\"type\":\"boolean\"},"
+        "{\"name\":\"e\",\"type\":{\"type\":\"enum\",\"name\":\"E\",\"symbols\":[\"A\",\"B\"]}},"
+        "{\"name\":\"u0\",\"type\":[\"null\",\"string\"]},{\"name\":\"u1\",\"type\":[\"null\","
+        "\"long\"]},"
+        "{\"name\":\"a\",\"type\":{\"type\":\"array\",\"items\":\"int\"}},"
+        "{\"name\":\"m\",\"type\":{\"type\":\"map\",\"values\":\"string\"}},"
+        "{\"name\":\"r\",\"type\":{\"type\":\"record\",\"name\":\"In\",\"fields\":"
+        "[{\"name\":\"q\",\"type\":\"long\"}]}}]}";
+    avro_schema_t schema;
+    CU_ASSERT_EQUAL_FATAL(avro_schema_from_json_length(sch, strlen(sch), &schema), 0);
+    avro_value_iface_t *iface = avro_generic_class_from_schema(schema);
+    avro_value_t v, f, br, el;
+    avro_generic_value_new(iface, &v);
+    avro_value_get_by_name(&v, "s", &f, NULL);
+    avro_value_set_string(&f, "h\"i");
+    avro_value_get_by_name(&v, "b", &f, NULL);
+    avro_value_set_bytes(&f, "\x00\xff", 2);
+    avro_value_get_by_name(&v, "x", &f, NULL);
+    avro_value_set_fixed(&f, "\x12\xab", 2);
+    avro_value_get_by_name(&v, "i", &f, NULL);
+    avro_value_set_int(&f, INT32_MIN);
+    avro_value_get_by_name(&v, "l", &f, NULL);
+    avro_value_set_long(&f, INT64_MAX);
+    avro_value_get_by_name(&v, "d", &f, NULL);
+    avro_value_set_double(&f, 0.5);
+    avro_value_get_by_name(&v, "t", &f, NULL);
+    avro_value_set_boolean(&f, 1);
+    avro_value_get_by_name(&v, "e", &f, NULL);
+    avro_value_set_enum(&f, 1);
+    avro_value_get_by_name(&v, "u0", &f, NULL);
+    avro_value_set_branch(&f, 0, &br);
+    avro_value_set_null(&br);
+    avro_value_get_by_name(&v, "u1", &f, NULL);
+    avro_value_set_branch(&f, 1, &br);
+    avro_value_set_long(&br, -7);
+    avro_value_get_by_name(&v, "a", &f, NULL);
+    avro_value_append(&f, &el, NULL);
+    avro_value_set_int(&el, 3);
+    avro_value_get_by_name(&v, "m", &f, NULL);
+    avro_value_add(&f, "k", &el, NULL, NULL);
+    avro_value_set_string(&el, "v");
+    avro_value_get_by_name(&v, "r", &f, NULL);
+    avro_value_get_by_name(&f, "q", &el, NULL);
+    avro_value_set_long(&el, 9);
+    json_t *got = es_avro_to_json(&v);
+    json_t *want = json_loads("{\"s\":\"h\\\"i\",\"b\":\"00ff\",\"x\":\"12ab\","
+                              "\"i\":-2147483648,\"l\":9223372036854775807,\"d\":0.5,"
+                              "\"t\":true,\"e\":\"B\",\"u0\":null,\"u1\":-7,\"a\":[3],"
+                              "\"m\":{\"k\":\"v\"},\"r\":{\"q\":9}}",
+                              0, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(want);
+    char *g = json_dumps(got, JSON_COMPACT);
+    CU_ASSERT_TRUE(json_equal(got, want));
+    if (!json_equal(got, want))
+        fprintf(stderr, "got %s\n", g);
+    free(g);
+    json_decref(got);
+    json_decref(want);
+    avro_value_decref(&v);
+    avro_value_iface_decref(iface);
+    avro_schema_decref(schema);
+}
+
 int main(void)
 {
     es_shipped_modules_register(); /* before es_test_run(): the serde below needs cart.events */
@@ -242,6 +313,7 @@ int main(void)
         {"hostile records get specific errors", test_hostile},
         {"docs/wire-format.md shows the golden bytes", test_docs_example_is_golden},
         {"schemas are embedded", test_embedded_schemas},
+        {"values as plain JSON", test_plain_json},
         {NULL, NULL},
     };
     int rc = es_test_run("serde", cases);
