@@ -97,13 +97,14 @@
 #define PJ_START_LOG_MS         30000 /* "cannot start yet" is logged at most this often */
 #define PJ_SLEEP_SLICE_MS       100   /* sleeps wake this often to see a stop */
 #define PJ_ASOF_POLL_MS         1000  /* as_of: one poll of the partition prefix */
-#define PJ_ASOF_HISTORY_WAIT_MS 1000  /* as_of waits this long for the history, then reads the log \
-                                       */
-#define PJ_BACKOFF_RAMP        10     /* back-offs grow linearly for this many attempts */
-#define PJ_START_BACKOFF_MS    200    /* a loop's start, per attempt (2 s at most) */
-#define PJ_RETRY_BACKOFF_MS    500    /* a batch met a registry outage, per retry (5 s at most) */
-#define PJ_SIDE_START_ATTEMPTS 10     /* a rebuild or frozen loop gives up starting after these */
-#define PJ_START_LOG_EVERY     15     /* a loop's start failures logged every so many attempts */
+#define PJ_ASOF_HISTORY_WAIT_MS                                                                    \
+    1000                           /* as_of waits this long for the history, then reads the log    \
+                                    */
+#define PJ_BACKOFF_RAMP        10  /* back-offs grow linearly for this many attempts */
+#define PJ_START_BACKOFF_MS    200 /* a loop's start, per attempt (2 s at most) */
+#define PJ_RETRY_BACKOFF_MS    500 /* a batch met a registry outage, per retry (5 s at most) */
+#define PJ_SIDE_START_ATTEMPTS 10  /* a rebuild or frozen loop gives up starting after these */
+#define PJ_START_LOG_EVERY     15  /* a loop's start failures logged every so many attempts */
 
 /** @brief Linear back-off: @p attempt × @p step_ms, capped at PJ_BACKOFF_RAMP steps. */
 static inline int pj_backoff_ms(int attempt, int step_ms)
