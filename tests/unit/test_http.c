@@ -9,7 +9,9 @@
  */
 #include "escqrs/http_client.h"
 #include "escqrs/http_server.h"
+#include "escqrs/log.h"
 #include "escqrs/mem.h"
+#include "escqrs/trace.h"
 #include "testutil.h"
 
 #include <arpa/inet.h>
@@ -19,6 +21,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -475,6 +478,123 @@ static void test_server(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "not-an-address"));
 }
 
+/* What a handler sees of the trace context, and the log trace of its thread. */
+static void trace_handler(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
+{
+    (void)opaque;
+    es_http_resp_json(resp, 200,
+                      json_pack("{s:s, s:s, s:s, s:s}", "traceparent", es_http_req_traceparent(req),
+                                "tracestate", es_http_req_tracestate(req), "trace_id",
+                                es_http_req_trace_id(req), "log_trace", es_log_trace_get()));
+}
+
+/* The value of response header @p name (lowercase) in @p answer, or "". */
+static void answer_header(const char *answer, const char *name, char *out, size_t outsz)
+{
+    char pat[64];
+    out[0] = '\0';
+    snprintf(pat, sizeof(pat), "\r\n%s: ", name);
+    for (const char *p = answer; *p; p++) {
+        if (strncasecmp(p, pat, strlen(pat)))
+            continue;
+        p += strlen(pat);
+        snprintf(out, outsz, "%.*s", (int)strcspn(p, "\r\n"), p);
+        return;
+    }
+}
+
+/* GET @p path with extra header lines @p hdrs; the answer's traceparent and JSON body. */
+static int traced_get(int port, const char *path, const char *hdrs, char *tp, size_t tpsz,
+                      json_t **body)
+{
+    char req[2048], answer[8192];
+    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\n%sConnection: close\r\n\r\n", path,
+             hdrs);
+    int status = raw_request(port, req, answer, sizeof(answer), 5000);
+    answer_header(answer, "traceparent", tp, tpsz);
+    const char *b = strstr(answer, "\r\n\r\n");
+    *body = b ? json_loads(b + 4, JSON_DISABLE_EOF_CHECK, NULL) : NULL;
+    return status;
+}
+
+/*
+ * Every answer carries a traceparent: the caller's trace continued with a
+ * new span, or a new trace when the header is absent, invalid or repeated;
+ * the handler sees the same span and logs with its trace id; an answer of
+ * the event thread (404) carries one too.
+ */
+static void test_trace_context(void)
+{
+    static const es_http_route_t routes[] = {{"GET", "/trace", trace_handler, "query:trace"}};
+    es_http_server_conf_t conf = {
+        .listen = "127.0.0.1:0", .max_body = 1024, .routes = routes, .nroutes = 1};
+    char errstr[256], tp[128];
+    json_t *b = NULL;
+    es_traceparent_t got;
+    es_http_server_t *srv = es_http_server_start(&conf, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(srv);
+    int port = es_http_server_port(srv);
+
+    CU_ASSERT_EQUAL(
+        traced_get(port, "/trace",
+                   "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+                   "\r\ntracestate: rojo=00f067aa0ba902b7\r\n"
+                   "tracestate: congo=t61rcWkgMzE\r\n",
+                   tp, sizeof(tp), &b),
+        200);
+    CU_ASSERT_TRUE_FATAL(es_traceparent_parse(tp, &got));
+    ES_ASSERT_STR_EQ(got.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+    CU_ASSERT_STRING_NOT_EQUAL(got.parent_id, "00f067aa0ba902b7"); /* our own span */
+    ES_ASSERT_STR_EQ(json_string_value(json_object_get(b, "traceparent")), tp);
+    ES_ASSERT_STR_EQ(json_string_value(json_object_get(b, "tracestate")),
+                     "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"); /* both headers, in order */
+    ES_ASSERT_STR_EQ(json_string_value(json_object_get(b, "log_trace")),
+                     "4bf92f3577b34da6a3ce929d0e0e4736");
+    json_decref(b);
+
+    /* invalid (uppercase): ignored, a new trace, tracestate dropped */
+    CU_ASSERT_EQUAL(
+        traced_get(port, "/trace",
+                   "traceparent: 00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"
+                   "\r\ntracestate: rojo=1\r\n",
+                   tp, sizeof(tp), &b),
+        200);
+    CU_ASSERT_TRUE_FATAL(es_traceparent_parse(tp, &got));
+    CU_ASSERT_STRING_NOT_EQUAL(got.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+    ES_ASSERT_STR_EQ(json_string_value(json_object_get(b, "trace_id")), got.trace_id);
+    ES_ASSERT_STR_EQ(json_string_value(json_object_get(b, "tracestate")), "");
+    json_decref(b);
+
+    /* two traceparent headers: neither is trusted */
+    CU_ASSERT_EQUAL(
+        traced_get(port, "/trace",
+                   "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+                   "\r\ntraceparent: "
+                   "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n",
+                   tp, sizeof(tp), &b),
+        200);
+    CU_ASSERT_TRUE_FATAL(es_traceparent_parse(tp, &got));
+    CU_ASSERT_STRING_NOT_EQUAL(got.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+    CU_ASSERT_STRING_NOT_EQUAL(got.trace_id, "0af7651916cd43dd8448eb211c80319c");
+    json_decref(b);
+
+    /* answers of the event thread, and the worker's log trace is cleared after */
+    CU_ASSERT_EQUAL(
+        traced_get(port, "/nowhere",
+                   "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+                   "\r\n",
+                   tp, sizeof(tp), &b),
+        404);
+    CU_ASSERT_TRUE(es_traceparent_parse(tp, &got) &&
+                   !strcmp(got.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736"));
+    json_decref(b);
+    CU_ASSERT_EQUAL(traced_get(port, "/healthz", "", tp, sizeof(tp), &b), 200);
+    CU_ASSERT_TRUE(es_traceparent_parse(tp, &got));
+    json_decref(b);
+    ES_ASSERT_STR_EQ(es_log_trace_get(), ""); /* this thread never had one */
+    es_http_server_stop(srv);
+}
+
 /* A second server on a port in use is refused: two daemons must never share one port (with
  * SO_REUSEPORT the kernel split connections between them, and half the requests went astray). */
 static void test_port_in_use(void)
@@ -574,6 +694,7 @@ int main(void)
         {"answers deferred to another thread, and at stop", test_deferred},
         {"TLS, and mutual TLS", test_tls},
         {"a second server on a port in use is refused", test_port_in_use},
+        {"trace context: every answer carries a traceparent", test_trace_context},
         {NULL, NULL},
     };
     int rc = es_test_run("http", cases);
