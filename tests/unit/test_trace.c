@@ -8,9 +8,15 @@
  * the limits (512 characters, 32 members, a key once).  A server span keeps
  * the caller's trace id with a new span id, or starts a new trace without
  * tracestate.  Correlation ids: 128 printable bytes yes, 129 or a control
- * byte no.  Log lines carry the thread's trace id.
+ * byte no.  Log lines carry the thread's trace id.  The envelope helpers
+ * skip fields an older schema lacks, and a record of the schema before
+ * trace context reads under the current one with null trace fields.
  */
+#include "escqrs/envelope.h"
 #include "escqrs/log.h"
+#include "escqrs/record.h"
+#include "escqrs/serde.h"
+#include "escqrs/schemas.h"
 #include "escqrs/trace.h"
 #include "escqrs/util.h"
 #include "testutil.h"
@@ -24,6 +30,8 @@
 #define W3C_TP   "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 #define W3C_TP2  "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
 #define TRACE_ID "4bf92f3577b34da6a3ce929d0e0e4736"
+
+static char errstr[512];
 
 static bool tp_ok(const char *s)
 {
@@ -286,6 +294,122 @@ static void test_log_trace(void)
     CU_ASSERT_EQUAL(sink_lines, 2);
 }
 
+/* -------------------------------------------------------------- envelopes */
+
+/*
+ * cart.events with (@p with) or without the trace fields at its end: the
+ * schema after and before they were added, whichever the tree ships.
+ */
+static char *cart_events_schema(bool with)
+{
+    json_t *s = json_loads(es_schema_text("cart.events"), 0, NULL);
+    json_t *fields = json_object_get(s, "fields");
+    for (size_t i = json_array_size(fields); i-- > 0;) {
+        const char *n = json_string_value(json_object_get(json_array_get(fields, i), "name"));
+        if (!strcmp(n, "traceparent") || !strcmp(n, "tracestate"))
+            json_array_remove(fields, i);
+    }
+    for (int i = 0; with && i < 2; i++)
+        json_array_append_new(fields, json_pack("{s:s, s:[s,s], s:n}", "name",
+                                                i ? "tracestate" : "traceparent", "type", "null",
+                                                "string", "default"));
+    char *text = json_dumps(s, JSON_COMPACT);
+    json_decref(s);
+    return text;
+}
+
+static void fill_cart_event(avro_value_t *ev)
+{
+    avro_value_t f, br, p;
+    const char *strs[][2] = {{"event_id", "00000000-0000-4000-8000-000000000009"},
+                             {"cart_id", "c1"},
+                             {"command_id", "k1"}};
+    for (size_t i = 0; i < ES_ARRAY_SIZE(strs); i++) {
+        avro_value_get_by_name(ev, strs[i][0], &f, NULL);
+        avro_value_set_string(&f, strs[i][1]);
+    }
+    avro_value_get_by_name(ev, "version", &f, NULL);
+    avro_value_set_long(&f, 1);
+    avro_value_get_by_name(ev, "occurred_at", &f, NULL);
+    avro_value_set_long(&f, 1700000000000LL);
+    es_principal_set(ev, NULL, NULL);
+    avro_value_get_by_name(ev, "payload", &f, NULL);
+    avro_value_set_branch(&f, 2, &br); /* CartCheckedOut */
+    avro_value_get_by_name(&br, "total_cents", &p, NULL);
+    avro_value_set_long(&p, 5);
+}
+
+static void test_envelope_fields(void)
+{
+    avro_value_t ev, *got;
+    es_buf_t rec = {0};
+    es_trace_fields_t in = {.correlation_id = "order-42",
+                            .traceparent = W3C_TP,
+                            .tracestate = "congo=t61rcWkgMzE"},
+                      out;
+    char *old_text = cart_events_schema(false), *cur_text = cart_events_schema(true);
+    es_serde_t *cur = es_serde_new(NULL, "e", cur_text, false, 1, errstr, sizeof(errstr));
+    es_serde_t *old = es_serde_new(NULL, "e", old_text, false, 2, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(cur);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(old);
+
+    /* the schema with the fields: set and read back */
+    es_serde_new_value(cur, &ev);
+    fill_cart_event(&ev);
+    CU_ASSERT_EQUAL(es_trace_fields_set(&ev, &in), ES_ERR_OK);
+    es_trace_fields_get(&ev, &out);
+    ES_ASSERT_STR_EQ(out.correlation_id, "order-42");
+    ES_ASSERT_STR_EQ(out.traceparent, W3C_TP);
+    ES_ASSERT_STR_EQ(out.tracestate, "congo=t61rcWkgMzE");
+    CU_ASSERT_EQUAL(es_serde_encode(cur, &ev, &rec, errstr, sizeof(errstr)), ES_ERR_OK);
+    /* a forged record's bad values read as "" (never into a header or a log line) */
+    es_opt_string_set(&ev, "traceparent", "00-" TRACE_ID "-0000000000000000-01");
+    es_opt_string_set(&ev, "correlation_id", "a\nb");
+    es_trace_fields_get(&ev, &out);
+    ES_ASSERT_STR_EQ(out.traceparent, "");
+    ES_ASSERT_STR_EQ(out.tracestate, ""); /* only with a valid traceparent */
+    ES_ASSERT_STR_EQ(out.correlation_id, "");
+    avro_value_decref(&ev);
+
+    /* the schema before the fields: setting skips them, reading gives "" */
+    es_serde_new_value(old, &ev);
+    fill_cart_event(&ev);
+    CU_ASSERT_EQUAL(es_trace_fields_set(&ev, &in), ES_ERR_OK);
+    CU_ASSERT_EQUAL(es_opt_long_set(&ev, "issued_at", true, 1), ES_ERR_OK);
+    es_trace_fields_get(&ev, &out);
+    ES_ASSERT_STR_EQ(out.correlation_id, "order-42"); /* that one it always had */
+    ES_ASSERT_STR_EQ(out.traceparent, "");
+    es_buf_free(&rec);
+    CU_ASSERT_EQUAL(es_serde_encode(old, &ev, &rec, errstr, sizeof(errstr)), ES_ERR_OK);
+    avro_value_decref(&ev);
+    /* and its record reads under the current schema with null trace fields */
+    CU_ASSERT_EQUAL(es_serde_add_writer(cur, 2, old_text, errstr, sizeof(errstr)), ES_ERR_OK);
+    CU_ASSERT_EQUAL_FATAL(es_serde_decode(cur, rec.data, rec.len, &got, errstr, sizeof(errstr)),
+                          ES_ERR_OK);
+    CU_ASSERT_PTR_NULL(es_opt_string_get(got, "traceparent"));
+    CU_ASSERT_PTR_NULL(es_opt_string_get(got, "tracestate"));
+    ES_ASSERT_STR_EQ(es_opt_string_get(got, "correlation_id"), "order-42");
+
+    /* headers: the three names, and none for an empty value */
+    rd_kafka_headers_t *h = rd_kafka_headers_new(3);
+    const void *v;
+    size_t len;
+    in.tracestate[0] = '\0';
+    es_trace_headers_add(h, &in);
+    CU_ASSERT_EQUAL(rd_kafka_header_get_last(h, "traceparent", &v, &len), 0);
+    CU_ASSERT_TRUE(len == strlen(W3C_TP) && !memcmp(v, W3C_TP, len));
+    CU_ASSERT_EQUAL(rd_kafka_header_get_last(h, "correlation-id", &v, &len), 0);
+    CU_ASSERT_TRUE(len == 8 && !memcmp(v, "order-42", len));
+    CU_ASSERT_NOT_EQUAL(rd_kafka_header_get_last(h, "tracestate", &v, &len), 0);
+    rd_kafka_headers_destroy(h);
+
+    es_buf_free(&rec);
+    es_serde_destroy(cur);
+    es_serde_destroy(old);
+    free(old_text);
+    free(cur_text);
+}
+
 int main(void)
 {
     static const es_test_case_t cases[] = {
@@ -296,6 +420,7 @@ int main(void)
         {"a server span continues or starts a trace", test_server_span},
         {"correlation ids: 1 to 128 printable bytes", test_correlation_id},
         {"log lines carry the thread's trace id", test_log_trace},
+        {"envelope fields and headers, older schemas", test_envelope_fields},
         {NULL, NULL},
     };
     return es_test_run("trace", cases);
