@@ -503,18 +503,33 @@ static void answer_header(const char *answer, const char *name, char *out, size_
     }
 }
 
-/* GET @p path with extra header lines @p hdrs; the answer's traceparent and JSON body. */
-static int traced_get(int port, const char *path, const char *hdrs, char *tp, size_t tpsz,
-                      json_t **body)
+#define TP_A "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n"
+#define TP_B "traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n"
+#define ID_A "4bf92f3577b34da6a3ce929d0e0e4736"
+
+/*
+ * GET @p path with extra header lines @p hdrs: the status must be @p want
+ * and the answer must carry a valid traceparent, read into @p got; the JSON
+ * body in *body (caller decrefs; NULL when none).
+ */
+static void traced_get(int port, const char *path, const char *hdrs, int want,
+                       es_traceparent_t *got, json_t **body)
 {
-    char req[2048], answer[8192];
+    char req[2048], answer[8192], tp[128];
     snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\n%sConnection: close\r\n\r\n", path,
              hdrs);
-    int status = raw_request(port, req, answer, sizeof(answer), 5000);
-    answer_header(answer, "traceparent", tp, tpsz);
+    CU_ASSERT_EQUAL(raw_request(port, req, answer, sizeof(answer), 5000), want);
+    answer_header(answer, "traceparent", tp, sizeof(tp));
+    CU_ASSERT_TRUE_FATAL(es_traceparent_parse(tp, got));
     const char *b = strstr(answer, "\r\n\r\n");
     *body = b ? json_loads(b + 4, JSON_DISABLE_EOF_CHECK, NULL) : NULL;
-    return status;
+    if (*body && json_object_get(*body, "traceparent")) /* the handler's span is the answer's */
+        ES_ASSERT_STR_EQ(json_string_value(json_object_get(*body, "traceparent")), tp);
+}
+
+static const char *body_str(json_t *b, const char *name)
+{
+    return json_string_value(json_object_get(b, name));
 }
 
 /*
@@ -528,70 +543,46 @@ static void test_trace_context(void)
     static const es_http_route_t routes[] = {{"GET", "/trace", trace_handler, "query:trace"}};
     es_http_server_conf_t conf = {
         .listen = "127.0.0.1:0", .max_body = 1024, .routes = routes, .nroutes = 1};
-    char errstr[256], tp[128];
+    char errstr[256];
     json_t *b = NULL;
     es_traceparent_t got;
     es_http_server_t *srv = es_http_server_start(&conf, errstr, sizeof(errstr));
     CU_ASSERT_PTR_NOT_NULL_FATAL(srv);
     int port = es_http_server_port(srv);
 
-    CU_ASSERT_EQUAL(
-        traced_get(port, "/trace",
-                   "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-                   "\r\ntracestate: rojo=00f067aa0ba902b7\r\n"
-                   "tracestate: congo=t61rcWkgMzE\r\n",
-                   tp, sizeof(tp), &b),
-        200);
-    CU_ASSERT_TRUE_FATAL(es_traceparent_parse(tp, &got));
-    ES_ASSERT_STR_EQ(got.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+    traced_get(port, "/trace",
+               TP_A "tracestate: rojo=00f067aa0ba902b7\r\ntracestate: congo=t61rcWkgMzE\r\n", 200,
+               &got, &b);
+    ES_ASSERT_STR_EQ(got.trace_id, ID_A);
     CU_ASSERT_STRING_NOT_EQUAL(got.parent_id, "00f067aa0ba902b7"); /* our own span */
-    ES_ASSERT_STR_EQ(json_string_value(json_object_get(b, "traceparent")), tp);
-    ES_ASSERT_STR_EQ(json_string_value(json_object_get(b, "tracestate")),
-                     "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"); /* both headers, in order */
-    ES_ASSERT_STR_EQ(json_string_value(json_object_get(b, "log_trace")),
-                     "4bf92f3577b34da6a3ce929d0e0e4736");
+    /* both tracestate headers, in order */
+    ES_ASSERT_STR_EQ(body_str(b, "tracestate"), "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE");
+    ES_ASSERT_STR_EQ(body_str(b, "log_trace"), ID_A);
     json_decref(b);
 
     /* invalid (uppercase): ignored, a new trace, tracestate dropped */
-    CU_ASSERT_EQUAL(
-        traced_get(port, "/trace",
-                   "traceparent: 00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"
-                   "\r\ntracestate: rojo=1\r\n",
-                   tp, sizeof(tp), &b),
-        200);
-    CU_ASSERT_TRUE_FATAL(es_traceparent_parse(tp, &got));
-    CU_ASSERT_STRING_NOT_EQUAL(got.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
-    ES_ASSERT_STR_EQ(json_string_value(json_object_get(b, "trace_id")), got.trace_id);
-    ES_ASSERT_STR_EQ(json_string_value(json_object_get(b, "tracestate")), "");
+    traced_get(port, "/trace",
+               "traceparent: 00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01\r\n"
+               "tracestate: rojo=1\r\n",
+               200, &got, &b);
+    CU_ASSERT_STRING_NOT_EQUAL(got.trace_id, ID_A);
+    ES_ASSERT_STR_EQ(body_str(b, "trace_id"), got.trace_id);
+    ES_ASSERT_STR_EQ(body_str(b, "tracestate"), "");
     json_decref(b);
 
     /* two traceparent headers: neither is trusted */
-    CU_ASSERT_EQUAL(
-        traced_get(port, "/trace",
-                   "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-                   "\r\ntraceparent: "
-                   "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n",
-                   tp, sizeof(tp), &b),
-        200);
-    CU_ASSERT_TRUE_FATAL(es_traceparent_parse(tp, &got));
-    CU_ASSERT_STRING_NOT_EQUAL(got.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+    traced_get(port, "/trace", TP_A TP_B, 200, &got, &b);
+    CU_ASSERT_STRING_NOT_EQUAL(got.trace_id, ID_A);
     CU_ASSERT_STRING_NOT_EQUAL(got.trace_id, "0af7651916cd43dd8448eb211c80319c");
     json_decref(b);
 
-    /* answers of the event thread, and the worker's log trace is cleared after */
-    CU_ASSERT_EQUAL(
-        traced_get(port, "/nowhere",
-                   "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-                   "\r\n",
-                   tp, sizeof(tp), &b),
-        404);
-    CU_ASSERT_TRUE(es_traceparent_parse(tp, &got) &&
-                   !strcmp(got.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736"));
+    /* answers of the event thread; this thread's log trace was never set */
+    traced_get(port, "/nowhere", TP_A, 404, &got, &b);
+    ES_ASSERT_STR_EQ(got.trace_id, ID_A);
     json_decref(b);
-    CU_ASSERT_EQUAL(traced_get(port, "/healthz", "", tp, sizeof(tp), &b), 200);
-    CU_ASSERT_TRUE(es_traceparent_parse(tp, &got));
+    traced_get(port, "/healthz", "", 200, &got, &b);
     json_decref(b);
-    ES_ASSERT_STR_EQ(es_log_trace_get(), ""); /* this thread never had one */
+    ES_ASSERT_STR_EQ(es_log_trace_get(), "");
     es_http_server_stop(srv);
 }
 
