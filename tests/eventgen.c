@@ -8,6 +8,7 @@
  */
 #include "eventgen.h"
 
+#include "escqrs/envelope.h"
 #include "escqrs/record.h"
 
 #include "escqrs/serde.h"
@@ -96,7 +97,9 @@ static void set_envelope(es_evgen_t *g, const char *idfield, const char *id, int
     avro_value_get_by_name(&g->value, "correlation_id", &f, NULL);
     avro_value_set_branch(&f, 0, &b);
     avro_value_set_null(&b);
-    es_principal_set(&g->value, NULL, NULL); /* null: written with authentication off */
+    es_principal_set(&g->value, NULL, NULL);           /* null: written with authentication off */
+    es_opt_string_set(&g->value, "traceparent", NULL); /* null: as before trace context */
+    es_opt_string_set(&g->value, "tracestate", NULL);
 }
 
 avro_value_t *es_evgen_cart(es_evgen_t *g, const char *cart_id, int64_t version, int64_t ts,

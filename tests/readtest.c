@@ -167,11 +167,18 @@ static void produce_bytes(rt_topic_t *tp, const char *key, const void *data, siz
     r->partition = -2; /* not delivered yet */
     r->poison = poison;
     r->ev = ev;
+    /* a request context per record, as the command service writes (the DLQ keeps it) */
+    snprintf(r->traceparent, sizeof(r->traceparent), "00-%032zx-00f067aa0ba902b7-01", tp->n + 1);
     for (;;) {
+        rd_kafka_headers_t *h = rd_kafka_headers_new(2);
+        rd_kafka_header_add(h, "traceparent", -1, r->traceparent, -1);
+        rd_kafka_header_add(h, "correlation-id", -1, r->key, -1);
         rd_kafka_resp_err_t e = rd_kafka_producev(
             tp->rk, RD_KAFKA_V_TOPIC(tp->name), RD_KAFKA_V_KEY(r->key, strlen(r->key)),
-            RD_KAFKA_V_VALUE(r->value, r->len), RD_KAFKA_V_OPAQUE((void *)(uintptr_t)tp->n),
-            RD_KAFKA_V_END);
+            RD_KAFKA_V_VALUE(r->value, r->len), RD_KAFKA_V_HEADERS(h),
+            RD_KAFKA_V_OPAQUE((void *)(uintptr_t)tp->n), RD_KAFKA_V_END);
+        if (e)
+            rd_kafka_headers_destroy(h); /* kept by librdkafka only on success */
         if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
             rd_kafka_poll(tp->rk, 50);
             continue;
@@ -614,6 +621,8 @@ size_t rt_dlq_read(es_conf_t *conf, const char *agg, const char *projector, rt_d
             r->src_offset = strtoll(buf, NULL, 10);
             hdr(h, "error", r->error, sizeof(r->error));
             hdr(h, "projection", r->projection, sizeof(r->projection));
+            hdr(h, "traceparent", r->traceparent, sizeof(r->traceparent));
+            hdr(h, "correlation-id", r->correlation_id, sizeof(r->correlation_id));
             r->len = m->len;
             remaining--;
         }

@@ -28,9 +28,11 @@ typedef struct rt_rec_s {
     int32_t partition;
     int64_t offset;
     int64_t ts;
-    bool poison;    /* not decodable, or refused by the projections, on purpose */
-    bool aborted;   /* in an aborted transaction: read_committed never delivers it */
-    vm_event_t *ev; /* the event's plain values, taken before encoding; NULL for raw bytes */
+    bool poison;          /* not decodable, or refused by the projections, on purpose */
+    bool aborted;         /* in an aborted transaction: read_committed never delivers it */
+    vm_event_t *ev;       /* the event's plain values, taken before encoding; NULL for raw bytes */
+    char traceparent[56]; /* its `traceparent` header (every record has one, and a
+                             `correlation-id` header equal to its key) */
 } rt_rec_t;
 
 /* A topic being written by a test. */
@@ -136,7 +138,8 @@ typedef struct rt_dlq_rec_s {
     int64_t src_offset;
     char error[64];
     char projection[64];
-    size_t len; /* value bytes (the original record) */
+    size_t len;                                /* value bytes (the original record) */
+    char traceparent[64], correlation_id[160]; /* the original's request context headers */
 } rt_dlq_rec_t;
 
 /**

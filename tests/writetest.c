@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -168,8 +169,15 @@ static size_t sink_cb(char *ptr, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
+/* Extra request headers and a sink for the answer's headers (both optional). */
+typedef struct {
+    const char *const *hdrs;
+    sink_t *resp_headers;
+} extra_t;
+
 static int request(int port, const char *method, const char *path, const char *body, size_t len,
-                   const char *idem, const char *if_match, const char *bearer, sink_t *out)
+                   const char *idem, const char *if_match, const char *bearer, const extra_t *x,
+                   sink_t *out)
 {
     char url[1024], h[8300];
     long status = 0;
@@ -195,6 +203,12 @@ static int request(int port, const char *method, const char *path, const char *b
         snprintf(h, sizeof(h), "Authorization: Bearer %s", bearer);
         hdrs = curl_slist_append(hdrs, h);
     }
+    for (size_t i = 0; x && x->hdrs && x->hdrs[i]; i++)
+        hdrs = curl_slist_append(hdrs, x->hdrs[i]);
+    if (x && x->resp_headers) {
+        curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, sink_cb);
+        curl_easy_setopt(c, CURLOPT_HEADERDATA, x->resp_headers);
+    }
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
     if (strcmp(method, "POST") && strcmp(method, "GET"))
         curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
@@ -214,11 +228,41 @@ int wt_post(const wt_proc_t *gw, const char *path, const char *body, size_t len,
             const char *if_match, json_t **out)
 {
     sink_t s = {0};
-    int status = request(gw->port, "POST", path, body, len, idem, if_match, gw->token, &s);
+    int status = request(gw->port, "POST", path, body, len, idem, if_match, gw->token, NULL, &s);
     if (out)
         *out = s.data ? json_loads(s.data, 0, NULL) : NULL;
     free(s.data);
     return status;
+}
+
+int wt_post_with(const wt_proc_t *gw, const char *path, const char *body, const char *const *hdrs,
+                 char **resp_headers, json_t **out)
+{
+    sink_t s = {0}, h = {0};
+    extra_t x = {.hdrs = hdrs, .resp_headers = &h};
+    int status = request(gw->port, "POST", path, body, strlen(body), NULL, NULL, gw->token, &x, &s);
+    if (out)
+        *out = s.data ? json_loads(s.data, 0, NULL) : NULL;
+    free(s.data);
+    if (resp_headers)
+        *resp_headers = h.data ? h.data : calloc(1, 1);
+    else
+        free(h.data);
+    return status;
+}
+
+void wt_header_value(const char *block, const char *name, char *out, size_t outsz)
+{
+    size_t n = strlen(name);
+    out[0] = '\0';
+    for (const char *p = block; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+        if (strncasecmp(p, name, n) || p[n] != ':')
+            continue;
+        p += n + 1;
+        p += strspn(p, " \t");
+        snprintf(out, outsz, "%.*s", (int)strcspn(p, "\r\n"), p);
+        return;
+    }
 }
 
 int wt_call(const wt_proc_t *p, const char *method, const char *path, const char *body,
@@ -226,7 +270,7 @@ int wt_call(const wt_proc_t *p, const char *method, const char *path, const char
 {
     sink_t s = {0};
     int status =
-        request(p->port, method, path, body, body ? strlen(body) : 0, NULL, NULL, bearer, &s);
+        request(p->port, method, path, body, body ? strlen(body) : 0, NULL, NULL, bearer, NULL, &s);
     if (out)
         *out = s.data ? json_loads(s.data, 0, NULL) : NULL;
     free(s.data);
@@ -236,7 +280,7 @@ int wt_call(const wt_proc_t *p, const char *method, const char *path, const char
 int wt_get(const wt_proc_t *p, const char *path, char **raw)
 {
     sink_t s = {0};
-    int status = request(p->port, "GET", path, NULL, 0, NULL, NULL, p->token, &s);
+    int status = request(p->port, "GET", path, NULL, 0, NULL, NULL, p->token, NULL, &s);
     if (raw)
         *raw = s.data;
     else
@@ -248,6 +292,16 @@ static void header(const rd_kafka_message_t *m, const char *name, char *out, siz
 {
     if (es_header_get(m, name, out, outsz))
         out[0] = '\0';
+}
+
+/* The request context of a record: its value fields and its headers. */
+static void read_trace(const rd_kafka_message_t *m, avro_value_t *v, es_trace_fields_t *trace,
+                       es_trace_fields_t *hdr)
+{
+    es_trace_fields_get(v, trace);
+    header(m, "correlation-id", hdr->correlation_id, sizeof(hdr->correlation_id));
+    header(m, "traceparent", hdr->traceparent, sizeof(hdr->traceparent));
+    header(m, "tracestate", hdr->tracestate, sizeof(hdr->tracestate));
 }
 
 /* A serde reading <prefix><agg>.<kind> with the built-in schema @p schema. */
@@ -378,6 +432,7 @@ static void event_cb(void *opaque, rd_kafka_message_t *m)
     header(m, "aggregate-version", e->hdr_version, sizeof(e->hdr_version));
     es_principal_get(v, e->principal, sizeof(e->principal), e->principal_client,
                      sizeof(e->principal_client));
+    read_trace(m, v, &e->trace, &e->hdr_trace);
 }
 
 /* <prefix><agg>.<suffix> of @p st. */
@@ -426,6 +481,8 @@ static void command_cb(void *opaque, rd_kafka_message_t *m)
     }
     c->partition = m->partition;
     c->offset = m->offset;
+    es_record_long(v, "issued_at", &c->issued_at, errstr, sizeof(errstr));
+    read_trace(m, v, &c->trace, &c->hdr_trace);
 }
 
 wt_command_t *wt_read_commands(const wt_stack_t *st, size_t *n)
@@ -464,6 +521,12 @@ static void outcome_cb(void *opaque, rd_kafka_message_t *m)
     es_record_long(v, "version", &o->version, errstr, sizeof(errstr));
     o->partition = m->partition;
     o->offset = m->offset;
+    read_trace(m, v, &o->trace, &o->hdr_trace);
+    const char *ct = es_opt_string_get(v, "command_type");
+    snprintf(o->command_type, sizeof(o->command_type), "%s", ct ? ct : "");
+    if (!avro_value_get_by_name(v, "issued_at", &f, NULL) &&
+        !avro_value_get_current_branch(&f, &br) && avro_value_get_type(&br) == AVRO_INT64)
+        avro_value_get_long(&br, &o->issued_at);
 }
 
 wt_outcome_t *wt_read_outcomes(const wt_stack_t *st, size_t *n)

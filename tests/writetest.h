@@ -8,6 +8,8 @@
 #ifndef ESCQRS_TEST_WRITETEST_H
 #define ESCQRS_TEST_WRITETEST_H
 
+#include "escqrs/envelope.h"
+
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -52,6 +54,16 @@ void wt_stack_stop(wt_stack_t *st);
 int wt_post(const wt_proc_t *gw, const char *path, const char *body, size_t len, const char *idem,
             const char *if_match, json_t **out);
 /**
+ * @brief POST with extra request header lines @p hdrs ("Name: value", NULL
+ *        at the end; may be NULL) and no Idempotency-Key unless given there.
+ * @param resp_headers set to the answer's header block (caller frees; may be NULL).
+ */
+int wt_post_with(const wt_proc_t *gw, const char *path, const char *body, const char *const *hdrs,
+                 char **resp_headers, json_t **out);
+/** @brief The value of header @p name (case-insensitive) in a header block, into @p out ("" when
+ * none). */
+void wt_header_value(const char *block, const char *name, char *out, size_t outsz);
+/**
  * @brief Any request with an optional bearer token @p bearer (NULL: none, not
  *        even p->token); @p body may be NULL; *out the parsed answer or NULL.
  */
@@ -71,6 +83,7 @@ typedef struct wt_event_s {
     int64_t offset;
     char hdr_type[64], hdr_command[129], hdr_version[24];
     char principal[256], principal_client[256]; /* "" when null */
+    es_trace_fields_t trace, hdr_trace;         /* request context: value fields, headers */
 } wt_event_t;
 
 /** @brief Every committed event of the events topic, in partition/offset order. */
@@ -84,6 +97,8 @@ typedef struct wt_command_s {
     int64_t amount; /* amount_cents, 0 when none */
     int32_t partition;
     int64_t offset;
+    int64_t issued_at;
+    es_trace_fields_t trace, hdr_trace; /* request context: value fields, headers */
 } wt_command_t;
 
 /** @brief Every record of the commands topic, in partition/offset order. */
@@ -99,6 +114,9 @@ typedef struct wt_outcome_s {
     int32_t partition;
     int64_t offset;
     char principal[256], principal_client[256]; /* "" when null */
+    es_trace_fields_t trace, hdr_trace;         /* request context: value fields, headers */
+    char command_type[64];                      /* "" when null */
+    int64_t issued_at;                          /* 0 when null */
 } wt_outcome_t;
 
 /** @brief Every committed record of the command-results topic. */

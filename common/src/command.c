@@ -201,6 +201,14 @@ static void set_opt_string(avro_value_t *rec, const char *name, const char *s)
     }
 }
 
+/*
+ * Fields of a newer CommandResult that es_outcome_t does not hold (the
+ * request context, set by the command service after this): null here, so
+ * every field of the record is set, whichever schema version it has.
+ */
+static const char *const context_fields[] = {"correlation_id", "traceparent", "tracestate",
+                                             "command_type", "issued_at"};
+
 es_err_t es_outcome_to_value(const es_outcome_t *o, avro_value_t *result, char *errstr,
                              size_t errstr_size)
 {
@@ -235,6 +243,9 @@ es_err_t es_outcome_to_value(const es_outcome_t *o, avro_value_t *result, char *
     rc |= avro_value_get_by_name(result, "processed_at", &f, NULL) ||
           avro_value_set_long(&f, o->processed_at);
     rc |= es_principal_set(result, o->principal, o->principal_client) != ES_ERR_OK;
+    for (size_t i = 0; !rc && i < sizeof(context_fields) / sizeof(context_fields[0]); i++)
+        if (!avro_value_get_by_name(result, context_fields[i], &f, NULL))
+            rc |= avro_value_set_branch(&f, 0, &br) || avro_value_set_null(&br);
     if (rc) {
         snprintf(errstr, errstr_size, "CommandResult: %s", avro_strerror());
         return ES_ERR_ENCODE;

@@ -19,12 +19,19 @@
  * srv->conn_mu, are only ever held briefly), so health checks and metrics
  * stay answerable whatever the handlers do.
  *
+ * Trace context: the request's span is opened as soon as its headers are
+ * in (http_req_trace_start: the caller's W3C traceparent continued, or a
+ * new trace), so every answer, even a 404 or a 503 of this thread, carries
+ * a `traceparent` header, and the access log line (debug) its trace id.
+ *
  * TLS is libmicrohttpd's (GnuTLS); with a client CA, a client certificate
  * it signed is required (checked with GnuTLS on the first call of every
  * request, before anything else is read).
  */
 #include "http_internal.h"
+#include "escqrs/log.h"
 #include "escqrs/mem.h"
+#include "escqrs/util.h"
 
 #include <gnutls/gnutls.h>
 #include <stdio.h>
@@ -175,14 +182,25 @@ static bool client_cert_ok(struct MHD_Connection *conn)
 
 /* -------------------------------------------------------------- callbacks */
 
-static enum MHD_Result queue_answer(struct MHD_Connection *conn, es_http_resp_t *resp, bool close)
+/*
+ * Queue req->resp, with the request's traceparent: every answer says which
+ * trace it belongs to, errors of the event thread included.  The access log
+ * line (debug) carries the trace id too.
+ */
+static enum MHD_Result queue_answer(struct MHD_Connection *conn, es_http_req_t *req, bool close)
 {
+    es_http_resp_t *resp = &req->resp;
+    es_log_trace_set(req->trace.trace_id);
+    es_log_debug("access", "%d %s %s %lld ms", resp->status, req->method, req->path,
+                 (long long)(es_mono_ms() - req->t0_ms));
+    es_log_trace_set(NULL);
     struct MHD_Response *mresp = MHD_create_response_from_buffer(
         resp->body.len, resp->body.data ? resp->body.data : (void *)"", MHD_RESPMEM_MUST_COPY);
     MHD_add_response_header(mresp, "Content-Type",
                             resp->content_type ? resp->content_type : "application/json");
     for (size_t i = 0; i < resp->nheaders; i++)
         MHD_add_response_header(mresp, resp->hnames[i], resp->hvalues[i]);
+    MHD_add_response_header(mresp, "traceparent", req->trace.traceparent);
     if (close)
         MHD_add_response_header(mresp, "Connection", "close");
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)resp->status, mresp);
@@ -203,6 +221,8 @@ static enum MHD_Result on_headers(es_http_server_t *srv, struct MHD_Connection *
     req->method = method;
     req->path = url;
     req->refs = 1; /* libmicrohttpd's, dropped in http_on_completed */
+    req->t0_ms = es_mono_ms();
+    http_req_trace_start(req);
     *con_cls = req;
     if (srv->tls_ca && !client_cert_ok(conn))
         es_http_resp_error(&req->resp, 403, "forbidden",
@@ -211,7 +231,7 @@ static enum MHD_Result on_headers(es_http_server_t *srv, struct MHD_Connection *
         return MHD_YES;
     req->state = RQ_ANSWERED;
     http_conn_set_busy(srv, req->sock, true);
-    return queue_answer(conn, &req->resp, true);
+    return queue_answer(conn, req, true);
 }
 
 /* A piece of the body: kept up to the cap, then only counted. */
@@ -241,7 +261,7 @@ static enum MHD_Result on_resumed(es_http_server_t *srv, struct MHD_Connection *
         pthread_cond_broadcast(&srv->cv);
     }
     pthread_mutex_unlock(&srv->mu);
-    return queue_answer(conn, &req->resp, false);
+    return queue_answer(conn, req, false);
 }
 
 /* The whole request is in: answer it here, or suspend it and queue it for a worker. */
@@ -251,7 +271,7 @@ static enum MHD_Result on_request_in(es_http_server_t *srv, struct MHD_Connectio
     http_conn_set_busy(srv, req->sock, true); /* the deadline no longer applies to it */
     if (!route(srv, req)) {
         req->state = RQ_ANSWERED;
-        return queue_answer(conn, &req->resp, false);
+        return queue_answer(conn, req, false);
     }
     pthread_mutex_lock(&srv->mu);
     if (srv->stopping || srv->njobs >= (size_t)srv->conf.limits.queue_max) {
@@ -267,7 +287,7 @@ static enum MHD_Result on_request_in(es_http_server_t *srv, struct MHD_Connectio
             es_http_resp_error(&req->resp, 503, "unavailable",
                                "server busy: %zu requests are waiting; retry shortly", waiting);
         es_http_resp_header(&req->resp, "Retry-After", BUSY_RETRY_AFTER_S);
-        return queue_answer(conn, &req->resp, false);
+        return queue_answer(conn, req, false);
     }
     http_req_run(srv, req);
     req->suspended = true;

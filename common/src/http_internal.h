@@ -23,6 +23,7 @@
 #define ESCQRS_HTTP_INTERNAL_H
 
 #include "escqrs/http_server.h"
+#include "escqrs/trace.h"
 
 #include <microhttpd.h>
 #include <pthread.h>
@@ -66,6 +67,8 @@ struct es_http_req_s {
     size_t nparams;
     const es_http_route_t *route;
     es_principal_t principal;
+    es_trace_ctx_t trace; /* this server's span: set with the headers, read by everyone */
+    int64_t t0_ms;        /* monotonic, when the headers were in (the access log) */
     char action[HTTP_ACTION_MAX];
     es_buf_t body;
     size_t body_seen; /* all bytes received, stored or not */
@@ -113,6 +116,8 @@ void http_req_answered(es_http_server_t *srv, es_http_req_t *req);
 void http_req_unref(es_http_req_t *req);
 /* A worker's answer is in req->resp: resume, and drop the worker's reference. */
 void http_req_complete(es_http_req_t *req);
+/* Open the request's span from its traceparent and tracestate headers (event thread). */
+void http_req_trace_start(es_http_req_t *req);
 
 /* ---------------------------------------------- http_worker.c: workers */
 

@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* ------------------------------------------------------------ request API */
 
@@ -57,6 +58,21 @@ const char *es_http_req_header(const es_http_req_t *req, const char *name)
 const es_principal_t *es_http_req_principal(const es_http_req_t *req)
 {
     return &req->principal;
+}
+
+const char *es_http_req_traceparent(const es_http_req_t *req)
+{
+    return req->trace.traceparent;
+}
+
+const char *es_http_req_tracestate(const es_http_req_t *req)
+{
+    return req->trace.tracestate;
+}
+
+const char *es_http_req_trace_id(const es_http_req_t *req)
+{
+    return req->trace.trace_id;
 }
 
 const char *es_http_req_body(const es_http_req_t *req, size_t *len)
@@ -136,6 +152,46 @@ bool es_http_route_match(const char *pattern, const char *path, char params[][ES
         }
     }
     return *p == '\0' && *s == '\0';
+}
+
+/* ---------------------------------------------------------- trace context */
+
+typedef struct {
+    int ntraceparent;
+    const char *traceparent;
+    es_buf_t tracestate; /* every tracestate header, joined with ',' as the spec says */
+    bool tracestate_long;
+} trace_headers_t;
+
+static enum MHD_Result collect_trace(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value)
+{
+    trace_headers_t *th = cls;
+    (void)kind;
+    if (!value)
+        return MHD_YES;
+    if (!strcasecmp(key, "traceparent")) {
+        th->ntraceparent++;
+        th->traceparent = value;
+    } else if (!strcasecmp(key, "tracestate") && !th->tracestate_long) {
+        if (th->tracestate.len)
+            es_buf_append(&th->tracestate, ",", 1);
+        es_buf_append(&th->tracestate, value, strlen(value));
+        /* too long already: dropped whole, whatever comes after */
+        th->tracestate_long = th->tracestate.len > ES_TRACESTATE_MAX;
+    }
+    return MHD_YES;
+}
+
+void http_req_trace_start(es_http_req_t *req)
+{
+    trace_headers_t th = {0};
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, collect_trace, &th);
+    es_buf_append(&th.tracestate, "", 1); /* NUL-terminated */
+    /* several traceparent headers cannot be told apart: none is trusted */
+    es_trace_ctx_start(&req->trace, th.ntraceparent == 1 ? th.traceparent : NULL,
+                       th.tracestate_long ? NULL : (const char *)th.tracestate.data);
+    es_buf_free(&th.tracestate);
 }
 
 /* --------------------------------------------------------- request states */

@@ -97,11 +97,14 @@ static bool authorized(es_http_server_t *srv, es_http_req_t *req)
     return false;
 }
 
+/* The handler runs with the request's trace id on its log lines. */
 static void run_handler(es_http_server_t *srv, es_http_req_t *req)
 {
+    es_log_trace_set(req->trace.trace_id);
     fill_action(req->route, req, req->action, sizeof(req->action));
     if (!authorized(srv, req)) {
         http_req_complete(req);
+        es_log_trace_set(NULL);
         return;
     }
     req->route->handler(srv->conf.opaque, req, &req->resp);
@@ -110,6 +113,7 @@ static void run_handler(es_http_server_t *srv, es_http_req_t *req)
         es_log_info("access", "%d %s %s action=%s sub=%s client=%s", req->resp.status, req->method,
                     req->path, req->action, or_dash(req->principal.subject),
                     or_dash(req->principal.client_id));
+    es_log_trace_set(NULL);
     if (req->deferred)
         return; /* the holder of the es_http_deferred_t completes it */
     if (!req->resp.status)

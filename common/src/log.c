@@ -3,10 +3,13 @@
  *
  * Formatting happens once into a stack buffer, then the sink is called; the
  * default sink serialises lines with a mutex so concurrent threads never
- * interleave half lines on stderr.
+ * interleave half lines on stderr.  The trace id is thread-local: a sink is
+ * called on the thread that logs, so it reads the trace of the work that
+ * thread is doing, with no argument to thread through every call.
  */
 #include "escqrs/log.h"
 #include "escqrs/mem.h"
+#include "escqrs/trace.h"
 #include "escqrs/util.h"
 
 #include <pthread.h>
@@ -24,6 +27,7 @@ static pthread_mutex_t sink_lock = PTHREAD_MUTEX_INITIALIZER;
 static es_log_sink_t *cur_sink;
 static void *cur_opaque;
 static atomic_int cur_level = ES_LOG_INFO;
+static _Thread_local char cur_trace[ES_TRACE_ID_LEN + 1];
 
 void es_json_escape(es_buf_t *out, const char *s)
 {
@@ -67,6 +71,10 @@ static void default_sink(void *opaque, es_log_level_t level, const char *compone
     es_buf_appendf(&line, "{\"ts\":\"%s.%03dZ\",\"level\":\"%s\",\"component\":\"", ts,
                    (int)(tv.tv_usec / 1000), es_log_level_name(level));
     es_json_escape(&line, component);
+    if (cur_trace[0]) {
+        es_buf_append(&line, "\",\"trace_id\":\"", 14);
+        es_json_escape(&line, cur_trace);
+    }
     es_buf_append(&line, "\",\"msg\":\"", 9);
     es_json_escape(&line, msg);
     es_buf_append(&line, "\"}\n", 3);
@@ -80,6 +88,16 @@ void es_log_set_sink(es_log_sink_t *sink, void *opaque)
     cur_sink = sink;
     cur_opaque = opaque;
     pthread_mutex_unlock(&sink_lock);
+}
+
+void es_log_trace_set(const char *trace_id)
+{
+    snprintf(cur_trace, sizeof(cur_trace), "%s", trace_id ? trace_id : "");
+}
+
+const char *es_log_trace_get(void)
+{
+    return cur_trace;
 }
 
 void es_log_set_level(es_log_level_t level)

@@ -2,9 +2,13 @@
  * dlq.c — dead-letter topics: poison events, sent once.
  *
  * Poison events (undecodable, unknown schema, refused by the fold) go to
- * `<agg>.events.dlq.<projector>` with the original key and value and headers
- * naming where they came from (source-topic, -partition, -offset), why
- * (error, error-message) and who sent them (projection, projector).
+ * `<agg>.events.dlq.<projector>` with the original key, value and headers
+ * (event-type, event-id, the request context traceparent, tracestate and
+ * correlation-id, ...: whoever reads the DLQ can still follow the request),
+ * then headers naming where they came from (source-topic, -partition,
+ * -offset), why (error, error-message) and who sent them (projection,
+ * projector).  Those come last, so a reader taking the last value of a name
+ * gets ours even if the original carried the same name.
  *
  * Never twice: a loop starts by reading its DLQ topics up to their high
  * watermarks and remembering the (projection, source position) pairs already
@@ -197,7 +201,10 @@ es_err_t pj_dlq_send(pj_dlq_t *d, size_t t, const rd_kafka_message_t *m, es_err_
         es_buf_free(&dummy);
         return ES_ERR_OK;
     }
-    rd_kafka_headers_t *h = rd_kafka_headers_new(8);
+    rd_kafka_headers_t *orig = NULL;
+    rd_kafka_headers_t *h = rd_kafka_message_headers(m, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR
+                                ? rd_kafka_headers_copy(orig) /* the original's, then ours */
+                                : rd_kafka_headers_new(8);
     add_header(h, "source-topic", "%s", r->topic[t]);
     add_header(h, "source-partition", "%d", (int)m->partition);
     add_header(h, "source-offset", "%lld", (long long)m->offset);

@@ -14,6 +14,14 @@
  * A command that cannot be decoded has no id to answer to: it is counted
  * and left in the audit log.  A registry that cannot give the writer
  * schema is not the command's fault: the batch is decided later instead.
+ *
+ * Request context: the command's correlation id (its command id when it
+ * came without one, Axon's rule, so no event or outcome has it null),
+ * traceparent and tracestate go into every event and the outcome, as value
+ * fields and headers; the outcome also names the command (command_type)
+ * and when the gateway issued it.  While a command is decided, this
+ * thread's log lines carry its trace id, and at debug level one line says
+ * how it ended.
  */
 #include "service_int.h"
 
@@ -25,18 +33,6 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *opt_string(avro_value_t *rec, const char *name)
-{
-    avro_value_t f, br;
-    const char *s = NULL;
-    size_t len;
-    if (avro_value_get_by_name(rec, name, &f, NULL) || avro_value_get_type(&f) != AVRO_UNION ||
-        avro_value_get_current_branch(&f, &br) || avro_value_get_type(&br) != AVRO_STRING ||
-        avro_value_get_string(&br, &s, &len))
-        return NULL;
-    return s;
-}
-
 static bool opt_long(avro_value_t *rec, const char *name, int64_t *v)
 {
     avro_value_t f, br;
@@ -47,7 +43,7 @@ static bool opt_long(avro_value_t *rec, const char *name, int64_t *v)
 
 /* The event envelope of the command around @p payload; false on an Avro error. */
 static bool fill_envelope(cs_t *cs, const char *event_id, const char *agg_id, const char *cmd_id,
-                          const char *correlation, const es_outcome_t *o, int64_t version,
+                          const cmd_ctx_t *ctx, const es_outcome_t *o, int64_t version,
                           const char *type, avro_value_t *payload)
 {
     avro_value_t *env = &cs->ev_value, f, br, pu;
@@ -57,11 +53,9 @@ static bool fill_envelope(cs_t *cs, const char *event_id, const char *agg_id, co
         avro_value_set_string(&f, agg_id) || avro_value_get_by_name(env, "version", &f, NULL) ||
         avro_value_set_long(&f, version) || avro_value_get_by_name(env, "occurred_at", &f, NULL) ||
         avro_value_set_long(&f, es_now_ms()) ||
-        avro_value_get_by_name(env, "command_id", &f, NULL) || avro_value_set_string(&f, cmd_id) ||
-        avro_value_get_by_name(env, "correlation_id", &f, NULL))
+        avro_value_get_by_name(env, "command_id", &f, NULL) || avro_value_set_string(&f, cmd_id))
         return false;
-    if (correlation ? avro_value_set_branch(&f, 1, &br) || avro_value_set_string(&br, correlation)
-                    : avro_value_set_branch(&f, 0, &br) || avro_value_set_null(&br))
+    if (es_trace_fields_set(env, &ctx->trace)) /* the request that caused it */
         return false;
     if (es_principal_set(env, o->principal, o->principal_client)) /* who sent its command */
         return false;
@@ -77,7 +71,7 @@ static bool fill_envelope(cs_t *cs, const char *event_id, const char *agg_id, co
 
 /* Encode and produce one event of the command to partition @p partition. */
 static es_err_t produce_event(cs_t *cs, const char *agg_id, const char *cmd_id,
-                              const char *correlation, const es_outcome_t *o, int64_t version,
+                              const cmd_ctx_t *ctx, const es_outcome_t *o, int64_t version,
                               const char *type, avro_value_t *payload, int32_t partition,
                               char *errstr, size_t errstr_size)
 {
@@ -85,7 +79,7 @@ static es_err_t produce_event(cs_t *cs, const char *agg_id, const char *cmd_id,
     es_buf_t buf = {0};
     es_err_t err;
     es_uuid_v4(event_id);
-    if (!fill_envelope(cs, event_id, agg_id, cmd_id, correlation, o, version, type, payload)) {
+    if (!fill_envelope(cs, event_id, agg_id, cmd_id, ctx, o, version, type, payload)) {
         snprintf(errstr, errstr_size, "event envelope: %s", avro_strerror());
         return ES_ERR_ENCODE;
     }
@@ -105,6 +99,7 @@ static es_err_t produce_event(cs_t *cs, const char *agg_id, const char *cmd_id,
         .headers = es_event_headers(type, event_id, cmd_id, version),
         .msg_opaque = pos,
     };
+    es_trace_headers_add(rec.headers, &ctx->trace);
     if ((err = es_producer_send_record(cs->prod, &rec, ES_SEND_WAIT, errstr, errstr_size)))
         rd_kafka_headers_destroy(rec.headers);
 out:
@@ -134,8 +129,7 @@ static void count_rejection(cs_t *cs, const char *reason)
 
 /* Run decide on aggregate @p a; produce and apply its events. */
 static es_err_t decide_one(cs_t *cs, rd_kafka_message_t *m, pend_t *pd, agg_ent_t *a,
-                           avro_value_t *cmd, const char *type, avro_value_t *pl, char *errstr,
-                           size_t errstr_size)
+                           const char *type, avro_value_t *pl, char *errstr, size_t errstr_size)
 {
     es_outcome_t *o = &pd->o;
     es_err_t err;
@@ -147,12 +141,11 @@ static es_err_t decide_one(cs_t *cs, rd_kafka_message_t *m, pend_t *pd, agg_ent_
         count_rejection(cs, o->reason);
         return ES_ERR_OK;
     }
-    const char *correlation = opt_string(cmd, "correlation_id");
     for (size_t i = 0; i < es_emitter_count(cs->em); i++) {
         const char *etype;
         avro_value_t *ev = es_emitter_event(cs->em, i, &etype);
         int64_t ver = a->version + 1;
-        if ((err = produce_event(cs, o->aggregate_id, o->command_id, correlation, o, ver, etype, ev,
+        if ((err = produce_event(cs, o->aggregate_id, o->command_id, &pd->ctx, o, ver, etype, ev,
                                  m->partition, errstr, errstr_size)))
             return err;
         if ((err = cs->def->evolve(a->state, etype, ev, errstr, errstr_size)))
@@ -169,9 +162,11 @@ static es_err_t decide_one(cs_t *cs, rd_kafka_message_t *m, pend_t *pd, agg_ent_
     return ES_ERR_OK;
 }
 
-/* A new pending outcome for the command @p v, in cs->pends. */
-static pend_t *pend_new(cs_t *cs, avro_value_t *v, const char *cmd_id, const char *agg_id)
+/* A new pending outcome for the command @p v (payload record @p type), in cs->pends. */
+static pend_t *pend_new(cs_t *cs, avro_value_t *v, const char *cmd_id, const char *agg_id,
+                        const char *type)
 {
+    char errstr[128];
     pend_t *pd = &cs->pends[cs->npend++];
     memset(pd, 0, sizeof(*pd));
     pd->last_ev = -1;
@@ -182,6 +177,12 @@ static pend_t *pend_new(cs_t *cs, avro_value_t *v, const char *cmd_id, const cha
     o->processed_at = es_now_ms();
     es_principal_get(v, o->principal, sizeof(o->principal), o->principal_client,
                      sizeof(o->principal_client));
+    cmd_ctx_t *ctx = &pd->ctx;
+    es_trace_fields_get(v, &ctx->trace);
+    if (!ctx->trace.correlation_id[0]) /* a command of an older gateway */
+        snprintf(ctx->trace.correlation_id, sizeof(ctx->trace.correlation_id), "%s", cmd_id);
+    snprintf(ctx->type, sizeof(ctx->type), "%s", type);
+    ctx->has_issued_at = !es_record_long(v, "issued_at", &ctx->issued_at, errstr, sizeof(errstr));
     return pd;
 }
 
@@ -209,27 +210,15 @@ static es_err_t decode_command(cs_t *cs, rd_kafka_message_t *m, avro_value_t **v
     return ES_ERR_OK;
 }
 
-/* Decide one command; queue its outcome in cs->pends. */
-es_err_t cs_decide(cs_t *cs, rd_kafka_message_t *m, char *errstr, size_t errstr_size)
+/* Idempotency, If-Match, decide: the outcome of the decoded command @p v in @p pd. */
+static es_err_t decide_pending(cs_t *cs, rd_kafka_message_t *m, avro_value_t *v, pend_t *pd,
+                               const char *type, avro_value_t *pl, char *errstr, size_t errstr_size)
 {
-    avro_value_t *v, pl;
-    const char *cmd_id = NULL, *agg_id = NULL, *type;
-    char why[256] = "";
     agg_ent_t *a;
     idem_ent_t *e;
-    es_err_t err = decode_command(cs, m, &v, &cmd_id, &agg_id, &pl, &type, why, sizeof(why), errstr,
-                                  errstr_size);
-    if (err == ES_ERR_REGISTRY_UNAVAILABLE || err == ES_ERR_REGISTRY)
-        return err; /* not the command's fault: decide nothing of this batch, try again later */
-    if (err) {
-        /* No id to answer to: count it, keep it in the audit log, go on. */
-        es_log_warn("command-service", "undecodable command at %s [%d] @%" PRId64 ": %s", cs->t_cmd,
-                    m->partition, m->offset, why);
-        es_counter_add(cs->c_undecodable, 1);
-        return ES_ERR_OK;
-    }
-    pend_t *pd = pend_new(cs, v, cmd_id, agg_id);
+    es_err_t err;
     es_outcome_t *o = &pd->o;
+    const char *agg_id = o->aggregate_id, *cmd_id = o->command_id;
     uint64_t fp = es_command_fingerprint(v);
     if ((err = cs_agg_load(cs, agg_id, &a, errstr, errstr_size)) ||
         (err = cs_idem_load(cs, agg_id, cmd_id, &e, errstr, errstr_size)))
@@ -250,7 +239,7 @@ es_err_t cs_decide(cs_t *cs, rd_kafka_message_t *m, char *errstr, size_t errstr_
         es_counter_add(cs->c_conflict, 1);
         break;
     case ES_PRECHECK_DECIDE:
-        if ((err = decide_one(cs, m, pd, a, v, type, &pl, errstr, errstr_size)))
+        if ((err = decide_one(cs, m, pd, a, type, pl, errstr, errstr_size)))
             return err;
         break;
     }
@@ -258,11 +247,61 @@ es_err_t cs_decide(cs_t *cs, rd_kafka_message_t *m, char *errstr, size_t errstr_
     return ES_ERR_OK;
 }
 
-es_err_t cs_produce_outcome(cs_t *cs, const es_outcome_t *o, char *errstr, size_t errstr_size)
+static const char *const status_names[] = {"ACCEPTED", "REJECTED", "VERSION_CONFLICT",
+                                           "IDEMPOTENCY_KEY_REUSED"};
+
+/* Decide one command; queue its outcome in cs->pends. */
+es_err_t cs_decide(cs_t *cs, rd_kafka_message_t *m, char *errstr, size_t errstr_size)
+{
+    avro_value_t *v, pl;
+    const char *cmd_id = NULL, *agg_id = NULL, *type;
+    char why[256] = "", trace_id[ES_TRACE_ID_LEN + 1];
+    es_err_t err = decode_command(cs, m, &v, &cmd_id, &agg_id, &pl, &type, why, sizeof(why), errstr,
+                                  errstr_size);
+    if (err == ES_ERR_REGISTRY_UNAVAILABLE || err == ES_ERR_REGISTRY)
+        return err; /* not the command's fault: decide nothing of this batch, try again later */
+    if (err) {
+        /* No id to answer to: count it, keep it in the audit log, go on. */
+        es_log_warn("command-service", "undecodable command at %s [%d] @%" PRId64 ": %s", cs->t_cmd,
+                    m->partition, m->offset, why);
+        es_counter_add(cs->c_undecodable, 1);
+        return ES_ERR_OK;
+    }
+    pend_t *pd = pend_new(cs, v, cmd_id, agg_id, type);
+    es_trace_id_of(pd->ctx.trace.traceparent, trace_id);
+    es_log_trace_set(trace_id); /* this command's log lines carry its trace */
+    err = decide_pending(cs, m, v, pd, type, &pl, errstr, errstr_size);
+    if (!err) {
+        const es_outcome_t *o = pd->replay ? &pd->replay->o : &pd->o;
+        es_log_debug("command-service", "command %s (%s) for %s: %s%s%s%s", pd->o.command_id,
+                     pd->ctx.type, pd->o.aggregate_id, status_names[o->status],
+                     o->reason[0] ? " " : "", o->reason,
+                     pd->replay ? " (a retry: first outcome)" : "");
+    }
+    es_log_trace_set(NULL);
+    return err;
+}
+
+/* The outcome record's request context: fields a CommandResult schema lacks are skipped. */
+static es_err_t outcome_ctx_set(avro_value_t *res, const cmd_ctx_t *ctx, char *errstr,
+                                size_t errstr_size)
+{
+    if (es_trace_fields_set(res, &ctx->trace) ||
+        es_opt_string_set(res, "command_type", ctx->type) ||
+        es_opt_long_set(res, "issued_at", ctx->has_issued_at, ctx->issued_at)) {
+        snprintf(errstr, errstr_size, "CommandResult context: %s", avro_strerror());
+        return ES_ERR_ENCODE;
+    }
+    return ES_ERR_OK;
+}
+
+es_err_t cs_produce_outcome(cs_t *cs, const es_outcome_t *o, const cmd_ctx_t *ctx, char *errstr,
+                            size_t errstr_size)
 {
     es_buf_t buf = {0};
     es_err_t err;
     if ((err = es_outcome_to_value(o, &cs->res_value, errstr, errstr_size)) ||
+        (err = outcome_ctx_set(&cs->res_value, ctx, errstr, errstr_size)) ||
         (err = es_serde_encode(cs->res_serde, &cs->res_value, &buf, errstr, errstr_size)))
         goto out;
     es_record_t rec = {
@@ -272,10 +311,11 @@ es_err_t cs_produce_outcome(cs_t *cs, const es_outcome_t *o, char *errstr, size_
         .keylen = strlen(o->aggregate_id),
         .value = buf.data,
         .valuelen = buf.len,
-        .headers = rd_kafka_headers_new(1),
+        .headers = rd_kafka_headers_new(4),
     };
     /* The gateway skips, without decoding, outcomes no request of its waits for. */
     rd_kafka_header_add(rec.headers, "command-id", -1, o->command_id, -1);
+    es_trace_headers_add(rec.headers, &ctx->trace);
     if ((err = es_producer_send_record(cs->prod, &rec, ES_SEND_WAIT, errstr, errstr_size)))
         rd_kafka_headers_destroy(rec.headers);
 out:

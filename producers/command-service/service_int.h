@@ -22,6 +22,7 @@
 #include "service.h"
 
 #include "escqrs/command.h"
+#include "escqrs/envelope.h"
 #include "escqrs/kafka.h"
 #include "escqrs/mem.h"
 #include "escqrs/registry.h"
@@ -56,9 +57,18 @@ typedef struct evpos_s {
     rd_kafka_resp_err_t err;
 } evpos_t;
 
+/* What a command carries from its request into its events and its outcome record. */
+typedef struct cmd_ctx_s {
+    es_trace_fields_t trace; /* correlation id (never ""), traceparent, tracestate */
+    char type[64];           /* the payload record's name: the outcome's command_type */
+    bool has_issued_at;
+    int64_t issued_at; /* the gateway's issued_at */
+} cmd_ctx_t;
+
 /* A decided command of the batch, waiting for its outcome to be produced. */
 typedef struct pend_s {
     es_outcome_t o;
+    cmd_ctx_t ctx;
     int last_ev;          /* index in evs, -1 when none */
     idem_ent_t *remember; /* entry to complete with the position */
     idem_ent_t *replay;   /* answer with this entry's outcome */
@@ -121,7 +131,8 @@ void cs_on_rebalance(void *opaque, bool assign, const rd_kafka_topic_partition_l
 
 /* decide.c */
 es_err_t cs_decide(cs_t *cs, rd_kafka_message_t *m, char *errstr, size_t errstr_size);
-es_err_t cs_produce_outcome(cs_t *cs, const es_outcome_t *o, char *errstr, size_t errstr_size);
+es_err_t cs_produce_outcome(cs_t *cs, const es_outcome_t *o, const cmd_ctx_t *ctx, char *errstr,
+                            size_t errstr_size);
 void cs_on_delivery(void *opaque, const rd_kafka_message_t *m);
 
 /* txn.c */

@@ -91,8 +91,9 @@ static es_txn_rc_t produce_outcomes(cs_t *cs)
                      (int)cs->evs[pd->last_ev].partition, cs->evs[pd->last_ev].offset);
         if (pd->remember)
             pd->remember->o = pd->o;
+        /* a retry answers the first outcome, with its own request's context */
         const es_outcome_t *o = pd->replay ? &pd->replay->o : &pd->o;
-        if (cs_produce_outcome(cs, o, errstr, sizeof(errstr))) {
+        if (cs_produce_outcome(cs, o, &pd->ctx, errstr, sizeof(errstr))) {
             snprintf(cs->fatal_reason, sizeof(cs->fatal_reason), "outcome: %s", errstr);
             return ES_TXN_ABORT;
         }

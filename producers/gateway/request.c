@@ -8,14 +8,23 @@
  * (404), whether outcomes are read yet, the aggregate id, whether a broker
  * answers and a command service of the aggregate runs (503 at once: a
  * command nobody will decide must not be written and then time out), the
- * Idempotency-Key and If-Match headers (400), the body (400).  The waiter
- * is registered before the record is produced, so its outcome cannot
- * arrive unseen; the answer comes from the results thread, the delivery
- * report or the deadline (waiters.c).
+ * Idempotency-Key, If-Match and X-Correlation-Id headers (400), the body
+ * (400).  A malformed traceparent is not refused: the W3C spec says to
+ * ignore it and start a new trace, which the HTTP server has done.
+ *
+ * Request context: the command carries the correlation id (X-Correlation-Id,
+ * else the command id, so it is never null), the traceparent of this
+ * gateway's span and the tracestate the caller sent, as value fields and
+ * as headers; the answer carries X-Correlation-Id and traceparent.
+ *
+ * The waiter is registered before the record is produced, so its outcome
+ * cannot arrive unseen; the answer comes from the results thread, the
+ * delivery report or the deadline (waiters.c).
  */
 #include "gateway_int.h"
 
 #include "escqrs/envelope.h"
+#include "escqrs/log.h"
 #include "escqrs/record.h"
 #include "escqrs/util.h"
 
@@ -34,6 +43,7 @@ typedef struct {
     char cmd_id[ES_ID_MAX + 1];
     bool has_expected;
     int64_t expected;
+    es_trace_fields_t trace; /* correlation id, traceparent, tracestate */
     es_buf_t rec;
     int64_t t0;
 } command_req_t;
@@ -75,8 +85,7 @@ static bool reply_error(gw_t *gw, es_http_resp_t *resp, int status, const char *
 }
 
 /* Fill the command envelope and encode it (agg mutex held). */
-static es_err_t build_command(gw_agg_t *ag, const es_command_def_t *cd, const char *cmd_id,
-                              const char *agg_id, bool has_expected, int64_t expected,
+static es_err_t build_command(gw_agg_t *ag, const es_command_def_t *cd, const command_req_t *c,
                               const es_principal_t *who, const char *body, size_t len,
                               es_buf_t *out, const char **code, char *msg, size_t msgsz)
 {
@@ -87,16 +96,18 @@ static es_err_t build_command(gw_agg_t *ag, const es_command_def_t *cd, const ch
     if (avro_value_get_by_name(v, "payload", &f, NULL) ||
         es_command_from_json(cd, body, len, &f, code, msg, msgsz))
         return ES_ERR_INVALID_ARG;
-    int rc = avro_value_get_by_name(v, "command_id", &f, NULL) || avro_value_set_string(&f, cmd_id);
+    int rc =
+        avro_value_get_by_name(v, "command_id", &f, NULL) || avro_value_set_string(&f, c->cmd_id);
     rc = rc || avro_value_get_by_name(v, ag->def->id_field, &f, NULL) ||
-         avro_value_set_string(&f, agg_id);
+         avro_value_set_string(&f, c->agg_id);
     rc = rc || avro_value_get_by_name(v, "issued_at", &f, NULL) ||
          avro_value_set_long(&f, es_now_ms());
     rc = rc || avro_value_get_by_name(v, "expected_version", &f, NULL) ||
-         (has_expected ? avro_value_set_branch(&f, 1, &br) || avro_value_set_long(&br, expected)
-                       : avro_value_set_branch(&f, 0, &br) || avro_value_set_null(&br));
-    rc = rc || avro_value_get_by_name(v, "correlation_id", &f, NULL) ||
-         avro_value_set_branch(&f, 0, &br) || avro_value_set_null(&br);
+         (c->has_expected
+              ? avro_value_set_branch(&f, 1, &br) || avro_value_set_long(&br, c->expected)
+              : avro_value_set_branch(&f, 0, &br) || avro_value_set_null(&br));
+    /* the request context: the command service copies it into events and outcome */
+    rc = rc || es_trace_fields_set(v, &c->trace) != ES_ERR_OK;
     /* who sent it: the command service copies it into every event and the outcome */
     rc = rc || es_principal_set(v, who->subject, who->client_id) != ES_ERR_OK;
     if (rc) {
@@ -151,11 +162,15 @@ static bool answerable(gw_t *gw, es_http_resp_t *resp, command_req_t *c)
     return true;
 }
 
-/* Idempotency-Key (or a new id) and If-Match. */
+/* Idempotency-Key (or a new id), If-Match, X-Correlation-Id (or the command id). */
 static bool read_headers(gw_t *gw, es_http_req_t *req, es_http_resp_t *resp, command_req_t *c)
 {
     const char *key = es_http_req_header(req, "Idempotency-Key");
     const char *im = es_http_req_header(req, "If-Match");
+    const char *corr = es_http_req_header(req, "X-Correlation-Id");
+    if (corr && !es_correlation_id_valid(corr))
+        return reply_error(gw, resp, 400, "invalid_command",
+                           "X-Correlation-Id must be 1 to 128 printable ASCII characters");
     if (key && !es_command_id_valid(key))
         return reply_error(gw, resp, 400, "invalid_command",
                            "Idempotency-Key must be 1 to 128 printable ASCII characters");
@@ -167,6 +182,13 @@ static bool read_headers(gw_t *gw, es_http_req_t *req, es_http_resp_t *resp, com
         return reply_error(gw, resp, 400, "invalid_command",
                            "If-Match must be an aggregate version (a non-negative integer)");
     c->has_expected = im != NULL;
+    /* Axon's rule: without one, the originating message's id correlates */
+    snprintf(c->trace.correlation_id, sizeof(c->trace.correlation_id), "%s",
+             corr ? corr : c->cmd_id);
+    snprintf(c->trace.traceparent, sizeof(c->trace.traceparent), "%s",
+             es_http_req_traceparent(req));
+    snprintf(c->trace.tracestate, sizeof(c->trace.tracestate), "%s", es_http_req_tracestate(req));
+    es_http_resp_header(resp, "X-Correlation-Id", c->trace.correlation_id);
     return true;
 }
 
@@ -178,9 +200,8 @@ static bool encode(gw_t *gw, es_http_req_t *req, es_http_resp_t *resp, command_r
     size_t len;
     const char *body = es_http_req_body(req, &len);
     pthread_mutex_lock(&c->ag->mu);
-    es_err_t err =
-        build_command(c->ag, c->cd, c->cmd_id, c->agg_id, c->has_expected, c->expected,
-                      es_http_req_principal(req), body, len, &c->rec, &code, msg, sizeof(msg));
+    es_err_t err = build_command(c->ag, c->cd, c, es_http_req_principal(req), body, len, &c->rec,
+                                 &code, msg, sizeof(msg));
     pthread_mutex_unlock(&c->ag->mu);
     return err ? reply_error(gw, resp, err == ES_ERR_INVALID_ARG ? 400 : 500, code, msg) : true;
 }
@@ -197,11 +218,16 @@ static void send_command(gw_t *gw, es_http_req_t *req, command_req_t *c)
         .keylen = strlen(c->agg_id),
         .value = c->rec.data,
         .valuelen = c->rec.len,
+        .headers = rd_kafka_headers_new(3),
         .msg_opaque = w,
     };
+    es_trace_headers_add(rec.headers, &c->trace);
+    es_log_debug("gateway", "command %s for %s %s: sent", c->cmd_id, c->ag->def->name, c->agg_id);
     /* A full local queue is load to shed (503), not to wait for. */
-    if (es_producer_send_record(gw->prod, &rec, ES_SEND_NO_WAIT, errstr, sizeof(errstr)))
+    if (es_producer_send_record(gw->prod, &rec, ES_SEND_NO_WAIT, errstr, sizeof(errstr))) {
+        rd_kafka_headers_destroy(rec.headers); /* kept by the producer only on success */
         gw_waiter_fail(gw, w, gw_unavailable(errstr));
+    }
     /* The answer comes from the results thread, the delivery report or the deadline. */
 }
 

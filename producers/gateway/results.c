@@ -83,14 +83,17 @@ static bool results_assign(gw_t *gw)
 
 static void results_handle(gw_t *gw, rd_kafka_message_t *m)
 {
-    char id[ES_ID_MAX + 1], errstr[512];
+    char id[ES_ID_MAX + 1], errstr[512], tp[ES_TRACEPARENT_LEN + 1], trace_id[ES_TRACE_ID_LEN + 1];
     avro_value_t *v;
     es_outcome_t o;
     if (es_header_get(m, "command-id", id, sizeof(id)) || !gw_waiter_wanted(gw, id))
         return;
     if (es_serde_decode(gw->res_serde, m->payload, m->len, &v, errstr, sizeof(errstr)) ||
         es_outcome_from_value(v, &o, errstr, sizeof(errstr))) {
+        es_trace_id_of(es_header_get(m, "traceparent", tp, sizeof(tp)) ? NULL : tp, trace_id);
+        es_log_trace_set(trace_id); /* the line of the request it fails */
         es_log_warn("gateway", "undecodable outcome for %s: %s", id, errstr);
+        es_log_trace_set(NULL);
         return;
     }
     gw_waiters_answer(gw, &o);

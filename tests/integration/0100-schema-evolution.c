@@ -8,6 +8,7 @@
  * ignored, and `escqrs schemas check` accepts v2 but refuses v3 with the
  * registry's reason.  Subjects are unique per run.
  */
+#include "escqrs/envelope.h"
 #include "escqrs/record.h"
 #include "escqrs/serde.h"
 #include "escqrs/schemas.h"
@@ -38,6 +39,10 @@ static void fill_event(avro_value_t *ev, const char *cart, int64_t version)
     avro_value_get_by_name(ev, "correlation_id", &f, NULL);
     avro_value_set_branch(&f, 0, &br);
     es_principal_set(ev, "alice", NULL); /* who sent it, kept across versions */
+    es_opt_string_set(
+        ev, "traceparent",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"); /* in versions that have it */
+    es_opt_string_set(ev, "tracestate", "congo=t61rcWkgMzE");
     avro_value_get_by_name(ev, "payload", &f, NULL);
     avro_value_set_branch(&f, 1, &payload); /* ItemRemoved */
     avro_value_get_by_name(&payload, "sku", &f, NULL);

@@ -21,8 +21,9 @@
 #include <string.h>
 #include <sys/wait.h>
 
-#define NEVENTS 3
-#define TIMEOUT 20000
+#define NEVENTS     3
+#define TIMEOUT     20000
+#define TRACEPARENT "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 static const es_conf_def_t *const tables[] = {es_conf_common_defs, es_kafka_conf_defs, NULL};
 static char errstr[1024], agg[128], topic[160];
@@ -91,6 +92,8 @@ static void produce_events(int *schema_id)
         if (i == 1)
             avro_value_set_string(&p, "corr-1");
         es_principal_set(&ev, i == 1 ? "alice" : NULL, i == 1 ? "web-app" : NULL);
+        es_opt_string_set(&ev, "traceparent", i == 1 ? TRACEPARENT : NULL);
+        es_opt_string_set(&ev, "tracestate", NULL);
         avro_value_get_by_name(&ev, "payload", &f, NULL);
         avro_value_set_branch(&f, i, &p);
         if (i < 2) {
@@ -151,6 +154,12 @@ static void test_python_reads_our_events(void)
         } else {
             CU_ASSERT_TRUE(json_is_null(corr));
         }
+        json_t *tp = json_object_get(v, "traceparent");
+        if (version == 2)
+            ES_ASSERT_STR_EQ(json_string_value(tp), TRACEPARENT);
+        else
+            CU_ASSERT_TRUE(json_is_null(tp));
+        CU_ASSERT_TRUE(json_is_null(json_object_get(v, "tracestate")));
         json_t *who = json_object_get(v, "principal"); /* a nested record, or null */
         if (version == 2) {
             ES_ASSERT_STR_EQ(json_string_value(json_object_get(who, "subject")), "alice");

@@ -7,7 +7,8 @@
  * 10 events the fold refuses (removing an item the cart never held).  The
  * projector is killed with -9 twice while working and restarted: each
  * poison event must still be in the DLQ exactly once per projection, with
- * source-topic/-partition/-offset and error headers, the escqrs_projector_
+ * source-topic/-partition/-offset and error headers after the original's own
+ * (its traceparent and correlation-id kept), the escqrs_projector_
  * dlq_total metric must count them, and the stores must answer as the
  * independent model (viewmodel.h) of the good events.  With on_error=halt the projection stops at
  * the first poison event instead: not ready, state "halted", the process alive, the stored offset
@@ -85,6 +86,9 @@ static void check_dlq(const char *projector, size_t nproj, size_t npoison)
                 hits[strcmp(d[k].projection, "cart_view") == 0 ? 0 : 1]++;
                 CU_ASSERT_EQUAL(d[k].len, cart.recs[i].len);
                 CU_ASSERT_TRUE(d[k].error[0] != '\0');
+                /* the original's headers are kept: the request can still be followed */
+                ES_ASSERT_STR_EQ(d[k].traceparent, cart.recs[i].traceparent);
+                ES_ASSERT_STR_EQ(d[k].correlation_id, cart.recs[i].key);
             }
         }
         found += hits[0] == 1 && hits[1] == (nproj == 2 ? 1 : 0);

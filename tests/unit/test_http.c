@@ -9,7 +9,9 @@
  */
 #include "escqrs/http_client.h"
 #include "escqrs/http_server.h"
+#include "escqrs/log.h"
 #include "escqrs/mem.h"
+#include "escqrs/trace.h"
 #include "testutil.h"
 
 #include <arpa/inet.h>
@@ -19,6 +21,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -475,6 +478,114 @@ static void test_server(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "not-an-address"));
 }
 
+/* What a handler sees of the trace context, and the log trace of its thread. */
+static void trace_handler(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
+{
+    (void)opaque;
+    es_http_resp_json(resp, 200,
+                      json_pack("{s:s, s:s, s:s, s:s}", "traceparent", es_http_req_traceparent(req),
+                                "tracestate", es_http_req_tracestate(req), "trace_id",
+                                es_http_req_trace_id(req), "log_trace", es_log_trace_get()));
+}
+
+/* The value of response header @p name (lowercase) in @p answer, or "". */
+static void answer_header(const char *answer, const char *name, char *out, size_t outsz)
+{
+    char pat[64];
+    out[0] = '\0';
+    snprintf(pat, sizeof(pat), "\r\n%s: ", name);
+    for (const char *p = answer; *p; p++) {
+        if (strncasecmp(p, pat, strlen(pat)))
+            continue;
+        p += strlen(pat);
+        snprintf(out, outsz, "%.*s", (int)strcspn(p, "\r\n"), p);
+        return;
+    }
+}
+
+#define TP_A "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n"
+#define TP_B "traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n"
+#define ID_A "4bf92f3577b34da6a3ce929d0e0e4736"
+
+/*
+ * GET @p path with extra header lines @p hdrs: the status must be @p want
+ * and the answer must carry a valid traceparent, read into @p got; the JSON
+ * body in *body (caller decrefs; NULL when none).
+ */
+static void traced_get(int port, const char *path, const char *hdrs, int want,
+                       es_traceparent_t *got, json_t **body)
+{
+    char req[2048], answer[8192], tp[128];
+    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\n%sConnection: close\r\n\r\n", path,
+             hdrs);
+    CU_ASSERT_EQUAL(raw_request(port, req, answer, sizeof(answer), 5000), want);
+    answer_header(answer, "traceparent", tp, sizeof(tp));
+    CU_ASSERT_TRUE_FATAL(es_traceparent_parse(tp, got));
+    const char *b = strstr(answer, "\r\n\r\n");
+    *body = b ? json_loads(b + 4, JSON_DISABLE_EOF_CHECK, NULL) : NULL;
+    if (*body && json_object_get(*body, "traceparent")) /* the handler's span is the answer's */
+        ES_ASSERT_STR_EQ(json_string_value(json_object_get(*body, "traceparent")), tp);
+}
+
+static const char *body_str(json_t *b, const char *name)
+{
+    return json_string_value(json_object_get(b, name));
+}
+
+/*
+ * Every answer carries a traceparent: the caller's trace continued with a
+ * new span, or a new trace when the header is absent, invalid or repeated;
+ * the handler sees the same span and logs with its trace id; an answer of
+ * the event thread (404) carries one too.
+ */
+static void test_trace_context(void)
+{
+    static const es_http_route_t routes[] = {{"GET", "/trace", trace_handler, "query:trace"}};
+    es_http_server_conf_t conf = {
+        .listen = "127.0.0.1:0", .max_body = 1024, .routes = routes, .nroutes = 1};
+    char errstr[256];
+    json_t *b = NULL;
+    es_traceparent_t got;
+    es_http_server_t *srv = es_http_server_start(&conf, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(srv);
+    int port = es_http_server_port(srv);
+
+    traced_get(port, "/trace",
+               TP_A "tracestate: rojo=00f067aa0ba902b7\r\ntracestate: congo=t61rcWkgMzE\r\n", 200,
+               &got, &b);
+    ES_ASSERT_STR_EQ(got.trace_id, ID_A);
+    CU_ASSERT_STRING_NOT_EQUAL(got.parent_id, "00f067aa0ba902b7"); /* our own span */
+    /* both tracestate headers, in order */
+    ES_ASSERT_STR_EQ(body_str(b, "tracestate"), "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE");
+    ES_ASSERT_STR_EQ(body_str(b, "log_trace"), ID_A);
+    json_decref(b);
+
+    /* invalid (uppercase): ignored, a new trace, tracestate dropped */
+    traced_get(port, "/trace",
+               "traceparent: 00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01\r\n"
+               "tracestate: rojo=1\r\n",
+               200, &got, &b);
+    CU_ASSERT_STRING_NOT_EQUAL(got.trace_id, ID_A);
+    ES_ASSERT_STR_EQ(body_str(b, "trace_id"), got.trace_id);
+    ES_ASSERT_STR_EQ(body_str(b, "tracestate"), "");
+    json_decref(b);
+
+    /* two traceparent headers: neither is trusted */
+    traced_get(port, "/trace", TP_A TP_B, 200, &got, &b);
+    CU_ASSERT_STRING_NOT_EQUAL(got.trace_id, ID_A);
+    CU_ASSERT_STRING_NOT_EQUAL(got.trace_id, "0af7651916cd43dd8448eb211c80319c");
+    json_decref(b);
+
+    /* answers of the event thread; this thread's log trace was never set */
+    traced_get(port, "/nowhere", TP_A, 404, &got, &b);
+    ES_ASSERT_STR_EQ(got.trace_id, ID_A);
+    json_decref(b);
+    traced_get(port, "/healthz", "", 200, &got, &b);
+    json_decref(b);
+    ES_ASSERT_STR_EQ(es_log_trace_get(), "");
+    es_http_server_stop(srv);
+}
+
 /* A second server on a port in use is refused: two daemons must never share one port (with
  * SO_REUSEPORT the kernel split connections between them, and half the requests went astray). */
 static void test_port_in_use(void)
@@ -574,6 +685,7 @@ int main(void)
         {"answers deferred to another thread, and at stop", test_deferred},
         {"TLS, and mutual TLS", test_tls},
         {"a second server on a port in use is refused", test_port_in_use},
+        {"trace context: every answer carries a traceparent", test_trace_context},
         {NULL, NULL},
     };
     int rc = es_test_run("http", cases);

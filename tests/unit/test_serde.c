@@ -19,9 +19,11 @@
 #define GOLDEN_ID 7
 
 /* CartEvent{event_id "00000000-0000-4000-8000-000000000001", cart_id "c1", version 1,
- *           occurred_at 1700000000000, command_id "k1", correlation_id null,
+ *           occurred_at 1700000000000, command_id "k1", correlation_id "k1",
  *           payload ItemAdded{sku "A", quantity 2, unit_price_cents 250},
- *           principal {subject "u1", client_id null}} with schema id 7 */
+ *           principal {subject "u1", client_id null},
+ *           traceparent "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+ *           tracestate null} with schema id 7 */
 static const uint8_t golden[] = {
     0x00, 0x00, 0x00, 0x00, 0x07,                                     /* magic, id 7 */
     0x48, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x30, 0x2d, 0x30, /* event_id (36) */
@@ -31,7 +33,7 @@ static const uint8_t golden[] = {
     0x02,                               /* version 1 */
     0x80, 0xa0, 0xab, 0xfe, 0xf9, 0x62, /* occurred_at 1700000000000 */
     0x04, 0x6b, 0x31,                   /* command_id "k1" */
-    0x00,                               /* correlation_id: null branch */
+    0x02, 0x04, 0x6b, 0x31,             /* correlation_id: branch 1, "k1" */
     0x00,                               /* payload: branch 0, ItemAdded */
     0x02, 0x41,                         /* sku "A" */
     0x04,                               /* quantity 2 */
@@ -39,6 +41,12 @@ static const uint8_t golden[] = {
     0x02,                               /* principal: branch 1, Principal */
     0x04, 0x75, 0x31,                   /* subject "u1" */
     0x00,                               /* client_id: null branch */
+    0x02, 0x6e,                         /* traceparent: branch 1, length 55 */
+    0x30, 0x30, 0x2d, 0x34, 0x62, 0x66, 0x39, 0x32, 0x66, 0x33, 0x35, 0x37, 0x37, 0x62, 0x33,
+    0x34, 0x64, 0x61, 0x36, 0x61, 0x33, 0x63, 0x65, 0x39, 0x32, 0x39, 0x64, 0x30, 0x65, 0x30,
+    0x65, 0x34, 0x37, 0x33, 0x36, 0x2d, 0x30, 0x30, 0x66, 0x30, 0x36, 0x37, 0x61, 0x61, 0x30,
+    0x62, 0x61, 0x39, 0x30, 0x32, 0x62, 0x37, 0x2d, 0x30, 0x31, /* "00-4bf9...-01" */
+    0x00,                                                       /* tracestate: null branch */
 };
 
 static es_serde_t *serde;
@@ -63,8 +71,8 @@ static void build_golden_event(avro_value_t *ev)
     avro_value_set_long(&f, 1700000000000LL);
     set_str(ev, "command_id", "k1");
     avro_value_get_by_name(ev, "correlation_id", &f, NULL);
-    avro_value_set_branch(&f, 0, &branch);
-    avro_value_set_null(&branch);
+    avro_value_set_branch(&f, 1, &branch);
+    avro_value_set_string(&branch, "k1");
     avro_value_get_by_name(ev, "payload", &f, NULL);
     avro_value_set_branch(&f, 0, &payload);
     set_str(&payload, "sku", "A");
@@ -73,6 +81,12 @@ static void build_golden_event(avro_value_t *ev)
     avro_value_get_by_name(&payload, "unit_price_cents", &f, NULL);
     avro_value_set_long(&f, 250);
     es_principal_set(ev, "u1", NULL);
+    avro_value_get_by_name(ev, "traceparent", &f, NULL);
+    avro_value_set_branch(&f, 1, &branch);
+    avro_value_set_string(&branch, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    avro_value_get_by_name(ev, "tracestate", &f, NULL);
+    avro_value_set_branch(&f, 0, &branch);
+    avro_value_set_null(&branch);
 }
 
 static void test_encode_golden(void)
@@ -151,11 +165,12 @@ static void test_hostile(void)
     CU_ASSERT_EQUAL(decode_bytes(huge, sizeof(huge)), ES_ERR_BAD_LENGTH);
     /* length that runs past the end */
     memcpy(b, golden, sizeof(golden));
-    b[5] = 0x7e; /* 63 > bytes left */
+    b[5] = 0xfe; /* 255 (zigzag 0x1fe, two bytes) > bytes left */
+    b[6] = 0x03;
     CU_ASSERT_EQUAL(decode_bytes(b, sizeof(golden)), ES_ERR_TRUNCATED);
     /* union branch out of range for payload */
     memcpy(b, golden, sizeof(golden));
-    b[56] = 0x06; /* branch 3 of 3 */
+    b[59] = 0x06; /* branch 3 of 3 */
     CU_ASSERT_EQUAL(decode_bytes(b, sizeof(golden)), ES_ERR_DECODE);
     /* varint that never ends */
     static const uint8_t endless[] = {0,    0,    0,    0,    GOLDEN_ID, 0xff, 0xff, 0xff, 0xff,

@@ -11,6 +11,7 @@
  * the first branch; same-named records in two namespaces keep their own
  * defaults.
  */
+#include "escqrs/envelope.h"
 #include "escqrs/record.h"
 #include "escqrs/serde.h"
 #include "escqrs/schemas.h"
@@ -78,6 +79,9 @@ static void fill_event(avro_value_t *ev, const char *version_as_text)
     avro_value_set_branch(&f, 1, &br);
     avro_value_set_string(&br, "corr-1");
     es_principal_set(ev, "u1", "app"); /* every version since the principal has it */
+    /* the trace context, in the versions that have it */
+    es_opt_string_set(ev, "traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    es_opt_string_set(ev, "tracestate", NULL);
     avro_value_get_by_name(ev, "payload", &f, NULL);
     avro_value_set_branch(&f, 1, &p);
     set_field_str(&p, "sku", "SKU-1");

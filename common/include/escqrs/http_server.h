@@ -12,6 +12,11 @@
  * 413 `payload_too_large` (read and discarded, never buffered beyond the cap).
  * Error bodies follow the contract: `{"error": code, "message": text, ...}`.
  *
+ * Trace context (trace.h): every request is a span of the caller's W3C
+ * trace (a valid `traceparent` header) or of a new one; every answer
+ * carries the span's `traceparent` header, the handler's log lines its
+ * trace id, and es_http_req_traceparent() gives it to send downstream.
+ *
  * Threads: a few event threads (`http.threads`, epoll) read every
  * connection and answer the built-in routes themselves, so health checks
  * and metrics stay answerable whatever the handlers do.  Route handlers run
@@ -54,6 +59,18 @@ const char *es_http_req_query(const es_http_req_t *req, const char *name);
 const char *es_http_req_header(const es_http_req_t *req, const char *name);
 /** @brief Who sent the request (anonymous when authentication is off). */
 const es_principal_t *es_http_req_principal(const es_http_req_t *req);
+/**
+ * @brief The W3C traceparent of this server's span for the request, to send
+ *        downstream: the caller's trace id when it sent a valid traceparent
+ *        (a new span id), else a new trace.  Every answer carries it in a
+ *        `traceparent` header, and every log line of the handler's thread
+ *        carries its trace id (log.h) while the handler runs.
+ */
+const char *es_http_req_traceparent(const es_http_req_t *req);
+/** @brief The caller's tracestate when kept (trace.h), "" otherwise. */
+const char *es_http_req_tracestate(const es_http_req_t *req);
+/** @brief The trace id of es_http_req_traceparent() (32 hex digits). */
+const char *es_http_req_trace_id(const es_http_req_t *req);
 /** @brief The request body (NUL-terminated for convenience) and its length. */
 const char *es_http_req_body(const es_http_req_t *req, size_t *len);
 

@@ -6,6 +6,9 @@
  * The default sink writes one JSON object per line to stderr
  * (`{"ts":"...","level":"info","component":"conf","msg":"..."}`), which both
  * people and log shippers can read.  Daemons may install their own sink.
+ * A line logged by a thread that works for a traced request also carries
+ * `"trace_id":"<32 hex>"` (es_log_trace_set()), so the lines of one request
+ * can be joined across daemons.
  *
  * @remark The sink and level are process-wide and may be called from any thread;
  *         a sink must therefore be thread-safe (the default one is).
@@ -35,6 +38,18 @@ const char *es_log_level_name(es_log_level_t level);
 
 void es_log(es_log_level_t level, const char *component, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/**
+ * @brief The trace id the calling thread works for: every line it logs from
+ *        now on carries `"trace_id"` with it (the default sink writes it; a
+ *        sink of one's own reads es_log_trace_get()).  NULL or "" clears it.
+ *        At most 32 characters are kept.
+ * @remark Thread-local: set it when a thread starts work for a request and
+ *         clear it when the work is done (a pool thread serves many).
+ */
+void es_log_trace_set(const char *trace_id);
+/** @brief The calling thread's trace id, "" when none. */
+const char *es_log_trace_get(void);
 
 #define es_log_debug(comp, ...) es_log(ES_LOG_DEBUG, comp, __VA_ARGS__)
 #define es_log_info(comp, ...)  es_log(ES_LOG_INFO, comp, __VA_ARGS__)

@@ -268,9 +268,12 @@ avro_value_t *inv_event(inv_evgen_t *g, const char *item_id, int64_t version, co
     avro_value_get_by_name(&g->value, "correlation_id", &f, NULL);
     avro_value_set_branch(&f, 0, &b);
     avro_value_set_null(&b);
-    avro_value_get_by_name(&g->value, "principal", &f, NULL);
-    avro_value_set_branch(&f, 0, &b);
-    avro_value_set_null(&b);
+    static const char *const nulls[] = {"principal", "traceparent", "tracestate"};
+    for (size_t i = 0; i < sizeof(nulls) / sizeof(nulls[0]); i++) {
+        avro_value_get_by_name(&g->value, nulls[i], &f, NULL);
+        avro_value_set_branch(&f, 0, &b);
+        avro_value_set_null(&b);
+    }
     avro_value_get_by_name(&g->value, "payload", &p, NULL);
     avro_schema_t u = avro_value_get_schema(&p);
     for (size_t i = 0; i < avro_schema_union_size(u); i++) {

@@ -44,11 +44,11 @@ static void test_entry_point(void)
 
     /* both schemas, each parses and has the envelope of the shipped ones */
     static const char *const cmd_fields[] = {
-        "command_id",     "item_id", "issued_at", "expected_version",
-        "correlation_id", "payload", "principal", NULL};
-    static const char *const ev_fields[] = {"event_id",    "item_id",    "version",
-                                            "occurred_at", "command_id", "correlation_id",
-                                            "payload",     "principal",  NULL};
+        "command_id", "item_id",   "issued_at",   "expected_version", "correlation_id",
+        "payload",    "principal", "traceparent", "tracestate",       NULL};
+    static const char *const ev_fields[] = {
+        "event_id", "item_id",   "version",     "occurred_at", "command_id", "correlation_id",
+        "payload",  "principal", "traceparent", "tracestate",  NULL};
     size_t n = 0;
     for (const es_module_schema_t *s = m->schemas; s->name; s++, n++) {
         avro_schema_t schema;
