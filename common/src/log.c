@@ -100,6 +100,11 @@ const char *es_log_trace_get(void)
     return cur_trace;
 }
 
+bool es_log_enabled(es_log_level_t level)
+{
+    return (int)level >= atomic_load(&cur_level);
+}
+
 void es_log_set_level(es_log_level_t level)
 {
     atomic_store(&cur_level, (int)level);

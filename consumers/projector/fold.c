@@ -12,6 +12,10 @@
  */
 #include "projector.h"
 
+#include "escqrs/envelope.h"
+#include "escqrs/log.h"
+#include "escqrs/trace.h"
+
 static es_err_t st_get(void *opaque, const void *key, size_t keylen, es_buf_t *out, char *errstr,
                        size_t errstr_size)
 {
@@ -52,7 +56,19 @@ es_err_t pj_fold_record(pj_runner_t *r, size_t t, const rd_kafka_message_t *m, a
                               .value = value},
                        .raw = m->payload,
                        .rawlen = m->len};
-    return pj_fold_event(r, t, &rec, txn, errstr, errstr_size);
+    es_err_t err = pj_fold_event(r, t, &rec, txn, errstr, errstr_size);
+    if (es_log_enabled(ES_LOG_DEBUG)) { /* one line per event, under the event's trace id */
+        char tp[ES_TRACEPARENT_LEN + 8] = "", tid[ES_TRACE_ID_LEN + 1];
+        es_header_get(m, "traceparent", tp, sizeof(tp));
+        es_trace_id_of(tp, tid);
+        es_log_trace_set(tid);
+        es_log_debug("projector", "%s: %s %s/%d@%lld (key %.*s)", r->def->name,
+                     err ? "refused" : "folded", r->topic[t], (int)m->partition,
+                     (long long)m->offset, (int)(m->key_len > 200 ? 200 : m->key_len),
+                     m->key ? (const char *)m->key : "");
+        es_log_trace_set(NULL);
+    }
+    return err;
 }
 
 es_err_t pj_fold_event(pj_runner_t *r, size_t t, const pj_record_t *rec, es_proj_txn_t *txn,

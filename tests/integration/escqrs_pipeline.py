@@ -70,7 +70,11 @@ def http(method, url, body=None, headers=None, timeout=30, raw_body=None):
         req.add_header("Content-Type", "application/json")
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, json.loads(r.read() or b"null"), dict(r.headers)
+            raw = r.read()
+            try:
+                return r.status, json.loads(raw or b"null"), dict(r.headers)
+            except ValueError:  # /metrics and other text
+                return r.status, raw.decode(errors="replace"), dict(r.headers)
     except urllib.error.HTTPError as e:
         raw = e.read()
         try:

@@ -16,6 +16,7 @@
 #ifndef ESCQRS_LOG_H
 #define ESCQRS_LOG_H
 
+#include <stdbool.h>
 #include "escqrs/err.h"
 
 typedef enum {
@@ -30,6 +31,8 @@ typedef void(es_log_sink_t)(void *opaque, es_log_level_t level, const char *comp
 
 /** @brief Install @p sink (NULL restores the default JSON-lines sink on stderr). */
 void es_log_set_sink(es_log_sink_t *sink, void *opaque);
+/** @brief Whether a message of @p level would be logged (to skip building it). */
+bool es_log_enabled(es_log_level_t level);
 /** @brief Drop messages below @p level. */
 void es_log_set_level(es_log_level_t level);
 /** @brief Parse "debug"|"info"|"warn"|"error". */
