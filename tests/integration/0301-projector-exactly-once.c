@@ -129,7 +129,8 @@ static void test_kill9_rounds(void)
     rt_proc_t proc = {0};
     /* small fsync'ed batches: many batch boundaries to die at, and a projector
      * slow enough that most kills land while it is still catching up */
-    const char *sets[] = {"batch.max.events=10", "store.sync=true", "log.level=warn"};
+    const char *sets[] = {"batch.max.events=10", "store.sync=true", "log.level=warn",
+                          "projections=cart_view,item_stats,account_balance"};
     int midstream = 0;
 
     es_test_unique("it0301", prefix, sizeof(prefix));
@@ -157,7 +158,7 @@ static void test_kill9_rounds(void)
         rt_topic_flush(&acct);
         size_t produced_at_kill = cart.n;
 
-        rt_proc_start(&proc, root, agg, sets, 3);
+        rt_proc_start(&proc, root, agg, sets, 4);
         killer_t k = {.proc = &proc,
                       .blind = es_sim_rand(&rng) % 6 == 0,
                       .applied_before = (int64_t)prev_applied[0]};
@@ -195,7 +196,7 @@ static void test_kill9_rounds(void)
     CU_ASSERT_TRUE(midstream >= ROUNDS / 4);
 
     /* a clean run: caught up, answers as the model says, nothing in the DLQ */
-    rt_proc_start(&proc, root, agg, NULL, 0);
+    rt_proc_start(&proc, root, agg, sets + 3, 1); /* the modules' views */
     CU_ASSERT_TRUE_FATAL(rt_wait_up(&proc, 30000));
     CU_ASSERT_TRUE(rt_wait_caught_up(&proc, "cart_view", 120000));
     CU_ASSERT_TRUE(rt_wait_caught_up(&proc, "item_stats", 120000));
