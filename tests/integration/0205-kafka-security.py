@@ -82,6 +82,9 @@ import avro.schema
 import confluent_kafka
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from escqrs_pipeline import free_port  # noqa: E402
+
 SRC = os.environ.get("ESCQRS_SOURCE_DIR") or os.path.abspath(
     os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("ESCQRS_BUILD_DIR") or os.path.join(SRC, "build")
@@ -126,21 +129,6 @@ class Abort(Exception):
 
 def left():
     return DEADLINE - time.monotonic()
-
-
-_ports_given = set()
-
-
-def free_port():
-    """A free loopback port, never the same twice in this run (two daemons started one after
-    the other could otherwise get the same port before the first listens)."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _ports_given:
-            _ports_given.add(port)
-            return port
 
 
 def die_with_parent():

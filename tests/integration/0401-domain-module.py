@@ -42,11 +42,9 @@ import urllib.error
 import urllib.request
 import uuid
 
-SRC = os.environ.get("ESCQRS_SOURCE_DIR") or os.path.abspath(
-    os.path.join(os.path.dirname(__file__), "..", ".."))
-BUILD = os.environ.get("ESCQRS_BUILD_DIR") or os.path.join(SRC, "build-test")
-BOOTSTRAP = os.environ.get("ESCQRS_TEST_BOOTSTRAP") or "127.0.0.1:19092"
-REGISTRY = os.environ.get("ESCQRS_TEST_REGISTRY") or "http://127.0.0.1:18081/apis/ccompat/v7"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from escqrs_pipeline import BOOTSTRAP, BUILD, REGISTRY, SRC, free_port  # noqa: E402
+
 RUN = "it0401-%s-" % uuid.uuid4().hex[:8]
 
 passed = 0
@@ -82,21 +80,6 @@ def run(cmd, what, cwd=None, env=None, timeout=900):
         raise Abort("%s: exit %d: %s" % (what, p.returncode, " ".join(cmd)))
     ok("%s (%.1f s)" % (what, time.monotonic() - t0))
     return p
-
-
-_ports_given = set()
-
-
-def free_port():
-    """A free loopback port, never the same twice in this run (two daemons started one after
-    the other could otherwise get the same port before the first listens)."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _ports_given:
-            _ports_given.add(port)
-            return port
 
 
 def sanitizer_flags():
