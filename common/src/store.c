@@ -369,6 +369,58 @@ void es_store_iter_destroy(es_store_iter_t *it)
     free(it);
 }
 
+/* Fold one entry into digest hash @p h: the lengths, then the bytes. */
+static uint64_t digest_entry(uint64_t h, const char *key, size_t keylen, const char *val,
+                             size_t vallen)
+{
+    uint64_t lens[2] = {keylen, vallen};
+    h = es_fnv1a64(h, lens, sizeof(lens));
+    h = es_fnv1a64(h, key, keylen);
+    return es_fnv1a64(h, val, vallen);
+}
+
+es_err_t es_store_digest(es_store_t *st, es_store_digest_t *d, char *errstr, size_t errstr_size)
+{
+    const char *key, *val;
+    size_t keylen, vallen;
+    char *rerr = NULL;
+    *d = (es_store_digest_t){.views = ES_FNV1A64_INIT, .offsets = ES_FNV1A64_INIT};
+    es_store_iter_t *it = es_store_iter_prefix(st, "", 0);
+    while (es_store_iter_next(it, &key, &keylen, &val, &vallen)) {
+        if (keylen > 0 && key[0] == '\0') { /* the store's own keys */
+            d->offsets = digest_entry(d->offsets, key, keylen, val, vallen);
+            d->offset_keys++;
+        } else {
+            d->views = digest_entry(d->views, key, keylen, val, vallen);
+            d->view_keys++;
+        }
+    }
+    rocksdb_iter_get_error(it->it, &rerr); /* the scan ends early on a corrupt block */
+    es_store_iter_destroy(it);
+    if (rerr) {
+        snprintf(errstr, errstr_size, "rocksdb read of %s: %s", st->path, rerr);
+        rocksdb_free(rerr);
+        return ES_ERR_STORE;
+    }
+    return ES_ERR_OK;
+}
+
+es_err_t es_store_checkpoint(es_store_t *st, const char *dir, char *errstr, size_t errstr_size)
+{
+    char *rerr = NULL;
+    rocksdb_checkpoint_t *cp = rocksdb_checkpoint_object_create(st->db, &rerr);
+    if (!rerr)
+        rocksdb_checkpoint_create(cp, dir, 0, &rerr); /* 0: always flush, no WAL to replay */
+    if (cp)
+        rocksdb_checkpoint_object_destroy(cp);
+    if (rerr) {
+        snprintf(errstr, errstr_size, "rocksdb checkpoint of %s into %s: %s", st->path, dir, rerr);
+        rocksdb_free(rerr);
+        return ES_ERR_STORE;
+    }
+    return ES_ERR_OK;
+}
+
 es_batch_t *es_batch_new(void)
 {
     es_batch_t *b = es_calloc(1, sizeof(*b));

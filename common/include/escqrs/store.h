@@ -112,6 +112,34 @@ bool es_store_iter_next(es_store_iter_t *it, const char **key, size_t *keylen, c
                         size_t *vallen);
 void es_store_iter_destroy(es_store_iter_t *it);
 
+/** Fingerprints of a store's contents, from one snapshot (es_store_digest()). */
+typedef struct es_store_digest_s {
+    uint64_t views;      /**< FNV-1a 64 over every view key and value (first byte not 0x00) */
+    int64_t view_keys;   /**< how many */
+    uint64_t offsets;    /**< the same over the store's own keys: offsets, the format record */
+    int64_t offset_keys; /**< how many */
+} es_store_digest_t;
+
+/**
+ * @brief Fingerprint every key and value of @p st (FNV-1a 64 over each
+ *        key's and value's lengths, then their bytes, in key order), views
+ *        and the store's own keys apart.  Equal digests mean byte-identical
+ *        stores: the projector's digest endpoint and checkpoints use it.
+ * @returns ES_ERR_STORE when RocksDB reports an error while reading (a
+ *          block whose checksum fails, for example): no digest then.
+ */
+es_err_t es_store_digest(es_store_t *st, es_store_digest_t *d, char *errstr, size_t errstr_size);
+
+/**
+ * @brief A consistent copy of @p st in directory @p dir (which must not
+ *        exist): RocksDB's checkpoint, hard links to the table files when
+ *        @p dir is on the same filesystem, after a flush of the memtables.
+ *        It holds exactly the writes of the batches done before it began, so
+ *        the offsets stored in it describe it (store.h's exactly-once rule).
+ *        The copy is an ordinary store: open it with es_store_open_err().
+ */
+es_err_t es_store_checkpoint(es_store_t *st, const char *dir, char *errstr, size_t errstr_size);
+
 es_batch_t *es_batch_new(void);
 void es_batch_destroy(es_batch_t *batch);
 void es_batch_put(es_batch_t *batch, const void *key, size_t keylen, const void *val,
