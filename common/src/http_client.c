@@ -29,6 +29,45 @@ static size_t collect_body(char *p, size_t sz, size_t n, void *ud)
     return sz * n;
 }
 
+/* The request's headers; *bearer holds the Authorization line (free it after). */
+static struct curl_slist *client_headers(const char *content_type, const char *const *headers,
+                                         const es_http_client_opts_t *o, char **bearer)
+{
+    char ctype[256];
+    struct curl_slist *hdrs = NULL;
+    if (content_type) {
+        snprintf(ctype, sizeof(ctype), "Content-Type: %s", content_type);
+        hdrs = curl_slist_append(hdrs, ctype);
+    }
+    hdrs = curl_slist_append(hdrs, "Accept: application/vnd.schemaregistry.v1+json, "
+                                   "application/json, */*");
+    for (size_t i = 0; headers && headers[i]; i++)
+        hdrs = curl_slist_append(hdrs, headers[i]);
+    if (o && o->bearer_token && *o->bearer_token) {
+        size_t n = strlen(o->bearer_token) + 32;
+        *bearer = es_malloc(n);
+        snprintf(*bearer, n, "Authorization: Bearer %s", o->bearer_token);
+        hdrs = curl_slist_append(hdrs, *bearer);
+    }
+    return hdrs;
+}
+
+/* TLS files and basic credentials of @p o (may be NULL). */
+static void client_tls(CURL *c, const es_http_client_opts_t *o)
+{
+    if (o && o->ca_file && *o->ca_file)
+        curl_easy_setopt(c, CURLOPT_CAINFO, o->ca_file);
+    if (o && o->cert_file && *o->cert_file)
+        curl_easy_setopt(c, CURLOPT_SSLCERT, o->cert_file);
+    if (o && o->key_file && *o->key_file)
+        curl_easy_setopt(c, CURLOPT_SSLKEY, o->key_file);
+    if (o && o->basic_user && *o->basic_user) {
+        curl_easy_setopt(c, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
+        curl_easy_setopt(c, CURLOPT_USERNAME, o->basic_user);
+        curl_easy_setopt(c, CURLOPT_PASSWORD, o->basic_password ? o->basic_password : "");
+    }
+}
+
 es_err_t es_http_fetch(const char *method, const char *url, const char *content_type,
                        const char *body, int timeout_ms, long *status, es_buf_t *resp, char *errstr,
                        size_t errstr_size)
@@ -51,24 +90,10 @@ es_err_t es_http_fetch_opts(const char *method, const char *url, const char *con
                             char *errstr, size_t errstr_size)
 {
     char curlerr[CURL_ERROR_SIZE] = "";
-    char ctype[256], *bearer = NULL;
+    char *bearer = NULL;
     pthread_once(&curl_once, curl_init_once);
     CURL *c = curl_easy_init();
-    struct curl_slist *hdrs = NULL;
-    if (content_type) {
-        snprintf(ctype, sizeof(ctype), "Content-Type: %s", content_type);
-        hdrs = curl_slist_append(hdrs, ctype);
-    }
-    hdrs = curl_slist_append(hdrs, "Accept: application/vnd.schemaregistry.v1+json, "
-                                   "application/json, */*");
-    for (size_t i = 0; headers && headers[i]; i++)
-        hdrs = curl_slist_append(hdrs, headers[i]);
-    if (o && o->bearer_token && *o->bearer_token) {
-        size_t n = strlen(o->bearer_token) + 32;
-        bearer = es_malloc(n);
-        snprintf(bearer, n, "Authorization: Bearer %s", o->bearer_token);
-        hdrs = curl_slist_append(hdrs, bearer);
-    }
+    struct curl_slist *hdrs = client_headers(content_type, headers, o, &bearer);
     es_buf_clear(resp);
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
@@ -78,17 +103,7 @@ es_err_t es_http_fetch_opts(const char *method, const char *url, const char *con
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, curlerr);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, resp);
-    if (o && o->ca_file && *o->ca_file)
-        curl_easy_setopt(c, CURLOPT_CAINFO, o->ca_file);
-    if (o && o->cert_file && *o->cert_file)
-        curl_easy_setopt(c, CURLOPT_SSLCERT, o->cert_file);
-    if (o && o->key_file && *o->key_file)
-        curl_easy_setopt(c, CURLOPT_SSLKEY, o->key_file);
-    if (o && o->basic_user && *o->basic_user) {
-        curl_easy_setopt(c, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
-        curl_easy_setopt(c, CURLOPT_USERNAME, o->basic_user);
-        curl_easy_setopt(c, CURLOPT_PASSWORD, o->basic_password ? o->basic_password : "");
-    }
+    client_tls(c, o);
     if (body)
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
     else if (!strcmp(method, "POST") || !strcmp(method, "PUT"))
@@ -107,5 +122,53 @@ es_err_t es_http_fetch_opts(const char *method, const char *url, const char *con
     }
     if (!resp->data)
         es_buf_append(resp, "", 0);
+    return ES_ERR_OK;
+}
+
+/* The answer's status beside each piece of its body, for es_http_fetch_sink(). */
+typedef struct sink_ctx_s {
+    CURL *c;
+    es_http_sink_t *sink;
+    void *opaque;
+} sink_ctx_t;
+
+static size_t to_sink(char *p, size_t sz, size_t n, void *ud)
+{
+    sink_ctx_t *ctx = ud;
+    long status = 0;
+    curl_easy_getinfo(ctx->c, CURLINFO_RESPONSE_CODE, &status);
+    return ctx->sink(ctx->opaque, status, p, sz * n);
+}
+
+es_err_t es_http_fetch_sink(const char *url, const es_http_client_opts_t *o, int stall_ms,
+                            es_http_sink_t *sink, void *opaque, long *status, char *errstr,
+                            size_t errstr_size)
+{
+    char curlerr[CURL_ERROR_SIZE] = "";
+    char *bearer = NULL;
+    pthread_once(&curl_once, curl_init_once);
+    CURL *c = curl_easy_init();
+    sink_ctx_t ctx = {.c = c, .sink = sink, .opaque = opaque};
+    struct curl_slist *hdrs = client_headers(NULL, NULL, o, &bearer);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, curlerr);
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, (long)(stall_ms + 999) / 1000);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, to_sink);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &ctx);
+    client_tls(c, o);
+    CURLcode cres = curl_easy_perform(c);
+    *status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+    curl_slist_free_all(hdrs);
+    curl_easy_cleanup(c);
+    free(bearer);
+    if (cres != CURLE_OK) {
+        snprintf(errstr, errstr_size, "GET %s: %s", url,
+                 curlerr[0] ? curlerr : curl_easy_strerror(cres));
+        return ES_ERR_HTTP;
+    }
     return ES_ERR_OK;
 }

@@ -14,7 +14,10 @@
  *                         handler defers and returns; either way the answer
  *                         ends in state ANSWERED and the connection resumes
  *   event thread          is called again for the resumed connection and
- *                         queues the answer.
+ *                         queues the answer; a streamed body
+ *                         (es_http_resp_stream: a projector's checkpoint)
+ *                         is produced here, a block at a time as the socket
+ *                         drains, from local files only.
  * Nothing here waits for a handler (the locks it takes, srv->mu and
  * srv->conn_mu, are only ever held briefly), so health checks and metrics
  * stay answerable whatever the handlers do.
@@ -40,7 +43,8 @@
 
 #define READY_WHY_MAX      1400 /* the ready callback's reason, in the /readyz body */
 #define METRICS_TYPE       "text/plain; version=0.0.4"
-#define BUSY_RETRY_AFTER_S "1" /* Retry-After of a 503 when every worker is busy */
+#define BUSY_RETRY_AFTER_S "1"          /* Retry-After of a 503 when every worker is busy */
+#define STREAM_BLOCK       (256 * 1024) /* bytes a streamed body is produced in (es_http_resp_stream) */
 
 /* ---------------------------------------------------------------- routing */
 
@@ -182,6 +186,19 @@ static bool client_cert_ok(struct MHD_Connection *conn)
 
 /* -------------------------------------------------------------- callbacks */
 
+/* The body of @p resp for libmicrohttpd: its bytes, or its stream (then owned by the response). */
+static struct MHD_Response *response_of(es_http_resp_t *resp)
+{
+    if (!resp->stream_read)
+        return MHD_create_response_from_buffer(
+            resp->body.len, resp->body.data ? resp->body.data : (void *)"", MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *mresp = MHD_create_response_from_callback(
+        resp->stream_size, STREAM_BLOCK, resp->stream_read, resp->stream_opaque, resp->stream_done);
+    if (mresp) /* else resp_clear() calls stream_done */
+        resp->stream_done = NULL;
+    return mresp;
+}
+
 /*
  * Queue req->resp, with the request's traceparent: every answer says which
  * trace it belongs to, errors of the event thread included.  The access log
@@ -194,8 +211,9 @@ static enum MHD_Result queue_answer(struct MHD_Connection *conn, es_http_req_t *
     es_log_debug("access", "%d %s %s %lld ms", resp->status, req->method, req->path,
                  (long long)(es_mono_ms() - req->t0_ms));
     es_log_trace_set(NULL);
-    struct MHD_Response *mresp = MHD_create_response_from_buffer(
-        resp->body.len, resp->body.data ? resp->body.data : (void *)"", MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *mresp = response_of(resp);
+    if (!mresp)
+        return MHD_NO;
     MHD_add_response_header(mresp, "Content-Type",
                             resp->content_type ? resp->content_type : "application/json");
     for (size_t i = 0; i < resp->nheaders; i++)

@@ -53,6 +53,11 @@ typedef struct conn_s {
 struct es_http_resp_s {
     int status;
     es_buf_t body;
+    /* a streamed body instead (es_http_resp_stream), until libmicrohttpd owns it */
+    es_http_body_reader_t *stream_read;
+    void (*stream_done)(void *opaque);
+    void *stream_opaque;
+    uint64_t stream_size;
     const char *content_type;
     char *hnames[HTTP_MAX_RESP_HEADERS], *hvalues[HTTP_MAX_RESP_HEADERS];
     size_t nheaders;

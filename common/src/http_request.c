@@ -117,8 +117,21 @@ void es_http_resp_header(es_http_resp_t *resp, const char *name, const char *val
     resp->nheaders++;
 }
 
+void es_http_resp_stream(es_http_resp_t *resp, int status, const char *content_type, uint64_t size,
+                         es_http_body_reader_t *read, void (*done)(void *opaque), void *opaque)
+{
+    resp->status = status;
+    resp->content_type = content_type;
+    resp->stream_read = read;
+    resp->stream_done = done;
+    resp->stream_opaque = opaque;
+    resp->stream_size = size;
+}
+
 static void resp_clear(es_http_resp_t *resp)
 {
+    if (resp->stream_done) /* never handed to libmicrohttpd */
+        resp->stream_done(resp->stream_opaque);
     for (size_t i = 0; i < resp->nheaders; i++) {
         free(resp->hnames[i]);
         free(resp->hvalues[i]);

@@ -47,4 +47,23 @@ es_err_t es_http_fetch_with_headers(const char *method, const char *url, const c
                                     const char *const *headers, const char *body, int timeout_ms,
                                     long *status, es_buf_t *resp, char *errstr, size_t errstr_size);
 
+/**
+ * @brief Where es_http_fetch_sink() delivers the answer's body, piece by
+ *        piece, with the answer's HTTP status.  Return @p len to go on,
+ *        anything else to abort the transfer (the call then fails).
+ */
+typedef size_t(es_http_sink_t)(void *opaque, long status, const char *data, size_t len);
+
+/**
+ * @brief A GET whose body goes to @p sink as it arrives (a download larger
+ *        than memory).  No total deadline: the transfer fails when no byte
+ *        came for @p stall_ms.
+ * @returns ES_ERR_OK when the whole answer came (whatever its status),
+ *          ES_ERR_HTTP with curl's reason otherwise (also when @p sink
+ *          aborted: then the sink knows why).
+ */
+es_err_t es_http_fetch_sink(const char *url, const es_http_client_opts_t *opts, int stall_ms,
+                            es_http_sink_t *sink, void *opaque, long *status, char *errstr,
+                            size_t errstr_size);
+
 #endif

@@ -42,6 +42,8 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
 
 #define ES_HTTP_MAX_PARAMS 8
 #define ES_HTTP_PARAM_MAX  256 /**< bytes of one `{...}` segment, NUL included */
@@ -82,6 +84,20 @@ void es_http_resp_text(es_http_resp_t *resp, int status, const char *content_typ
 /** @brief Answer `{"error": code, "message": ...}` (printf-style message). */
 void es_http_resp_error(es_http_resp_t *resp, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/** Produces a streamed body: up to @p max bytes from @p pos into @p buf; how many, -1 on error. */
+typedef ssize_t(es_http_body_reader_t)(void *opaque, uint64_t pos, char *buf, size_t max);
+
+/**
+ * @brief Answer with a body of @p size bytes that @p read produces while it
+ *        is sent (a download larger than memory), in order, a block at a
+ *        time, on the connection's event thread: @p read must not wait on
+ *        anything but local files.  A read error closes the connection (the
+ *        client sees fewer bytes than Content-Length).  @p done(@p opaque)
+ *        is called exactly once: when the body was sent, the client went
+ *        away, or the server stopped.
+ */
+void es_http_resp_stream(es_http_resp_t *resp, int status, const char *content_type, uint64_t size,
+                         es_http_body_reader_t *read, void (*done)(void *opaque), void *opaque);
 /** @brief Add a response header (copied). */
 void es_http_resp_header(es_http_resp_t *resp, const char *name, const char *value);
 
