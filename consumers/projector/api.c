@@ -2,7 +2,7 @@
  * api.c — the projector's HTTP API: the hosted projections' queries with
  * `min_position=` (read-your-writes), `as_of=` (point in time) and `view=`
  * (a frozen view), and the admin endpoints (list, rebuild, digest, freeze,
- * delete a frozen view).
+ * delete a frozen view, checkpoint).
  *
  * A query holds its runner's read lock only while rendering, so a rebuild's
  * swap waits for answers in flight and no answer ever sees a closed store.
@@ -414,30 +414,28 @@ static void admin_digest(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
     pj_runner_t *r = admin_runner(opaque, req, resp);
     if (!r)
         return;
-    uint64_t hash[2] = {ES_FNV1A64_INIT, ES_FNV1A64_INIT}; /* views, offsets */
-    json_int_t count[2] = {0, 0};
-    const char *key, *val;
-    size_t keylen, vallen;
+    es_store_digest_t d;
+    char errstr[PJ_ERRSTR_MAX];
     pj_rwlock_rdlock(&r->lock);
     int generation = r->generation;
-    es_store_iter_t *it = es_store_iter_prefix(pj_runner_live(r), "", 0);
-    while (es_store_iter_next(it, &key, &keylen, &val, &vallen)) {
-        int k = keylen > 0 && key[0] == '\0'; /* the store's own keys: offsets */
-        uint64_t lens[2] = {keylen, vallen};
-        hash[k] = es_fnv1a64(hash[k], lens, sizeof(lens));
-        hash[k] = es_fnv1a64(hash[k], key, keylen);
-        hash[k] = es_fnv1a64(hash[k], val, vallen);
-        count[k]++;
-    }
-    es_store_iter_destroy(it);
+    es_err_t err = es_store_digest(pj_runner_live(r), &d, errstr, sizeof(errstr));
     pj_rwlock_unlock(&r->lock);
-    char views[17], offsets[17];
-    snprintf(views, sizeof(views), "%016llx", (unsigned long long)hash[0]);
-    snprintf(offsets, sizeof(offsets), "%016llx", (unsigned long long)hash[1]);
-    es_http_resp_json(resp, 200,
-                      json_pack("{s:s, s:i, s:I, s:s, s:I, s:s}", "name", name, "generation",
-                                generation, "view_keys", count[0], "views_fnv1a64", views,
-                                "offset_keys", count[1], "offsets_fnv1a64", offsets));
+    if (err) {
+        es_http_resp_error(resp, 500, "internal", "%s", errstr);
+        return;
+    }
+    es_http_resp_json(resp, 200, pj_digest_json(name, generation, &d));
+}
+
+/*
+ * GET /admin/projections/{name}/checkpoint: a consistent copy of the live
+ * store for a new replica (checkpoint.c), streamed as a tar with its manifest.
+ */
+static void admin_checkpoint(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
+{
+    pj_runner_t *r = admin_runner(opaque, req, resp);
+    if (r)
+        pj_checkpoint_serve(r, resp);
 }
 
 /*
@@ -530,6 +528,7 @@ es_http_server_t *pj_admin_start(es_projector_t *pj, char *errstr, size_t errstr
         {"GET", "/admin/projections", admin_list, "admin:list"},
         {"POST", "/admin/projections/{name}/rebuild", admin_rebuild, "admin:rebuild"},
         {"GET", "/admin/projections/{name}/digest", admin_digest, "admin:digest"},
+        {"GET", "/admin/projections/{name}/checkpoint", admin_checkpoint, "admin:checkpoint"},
         {"POST", "/admin/projections/{name}/freeze", admin_freeze, "admin:freeze"},
         {"DELETE", "/admin/projections/{name}/frozen/{label}", admin_frozen_delete,
          "admin:frozen-delete"},

@@ -16,6 +16,7 @@
  */
 #include "projector.h"
 
+#include "escqrs/fs.h"
 #include "escqrs/log.h"
 
 #include <dirent.h>
@@ -49,22 +50,10 @@ static int read_generation_file(const char *dir, const char *name)
 static es_err_t write_generation_file(const char *dir, const char *name, int g, char *errstr,
                                       size_t errstr_size)
 {
-    char tmp[PJ_PATH_MAX], path[PJ_PATH_MAX];
-    snprintf(tmp, sizeof(tmp), "%s/%s.tmp", dir, name);
+    char path[PJ_PATH_MAX], text[32];
     snprintf(path, sizeof(path), "%s/%s", dir, name);
-    FILE *f = fopen(tmp, "w");
-    if (!f || fprintf(f, "%d\n", g) < 0 || fflush(f) != 0 || fsync(fileno(f)) != 0) {
-        snprintf(errstr, errstr_size, "write %s: %s", tmp, strerror(errno));
-        if (f)
-            fclose(f);
-        return ES_ERR_IO;
-    }
-    fclose(f);
-    if (rename(tmp, path) != 0) {
-        snprintf(errstr, errstr_size, "rename %s: %s", tmp, strerror(errno));
-        return ES_ERR_IO;
-    }
-    return ES_ERR_OK;
+    int n = snprintf(text, sizeof(text), "%d\n", g);
+    return es_fs_write_atomic(path, text, (size_t)n, errstr, errstr_size);
 }
 
 es_err_t pj_gen_write_current(const char *dir, int g, char *errstr, size_t errstr_size)
@@ -89,25 +78,8 @@ void pj_gen_path(const pj_runner_t *r, int g, char *out, size_t outsz)
     snprintf(out, outsz, "%s/g%d", r->dir, g);
 }
 
-static es_err_t mkdirs(const char *path, char *errstr, size_t errstr_size)
-{
-    char tmp[PJ_PATH_MAX];
-    snprintf(tmp, sizeof(tmp), "%s", path);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p == '/') {
-            *p = '\0';
-            mkdir(tmp, 0755);
-            *p = '/';
-        }
-    }
-    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) {
-        snprintf(errstr, errstr_size, "mkdir %s: %s", tmp, strerror(errno));
-        return ES_ERR_IO;
-    }
-    return ES_ERR_OK;
-}
-
-/* Remove generations other than `keep` and `resume` (left over by a crash). */
+/* Remove generations other than `keep` and `resume`, checkpoints being
+ * served and clones being installed: all left over by a crash. */
 static void remove_stale_generations(pj_runner_t *r, int keep, int resume)
 {
     DIR *d = opendir(r->dir);
@@ -116,6 +88,12 @@ static void remove_stale_generations(pj_runner_t *r, int keep, int resume)
     if (!d)
         return;
     while ((e = readdir(d))) {
+        if (!strncmp(e->d_name, PJ_CHECKPOINT_PREFIX, strlen(PJ_CHECKPOINT_PREFIX)) ||
+            !strcmp(e->d_name, ES_CKPT_STAGING)) { /* a checkpoint served or a clone, cut short */
+            snprintf(path, sizeof(path), "%s/%s", r->dir, e->d_name);
+            es_fs_remove_flat_dir(path, errstr, sizeof(errstr));
+            continue;
+        }
         if (e->d_name[0] != 'g')
             continue;
         char *end;
@@ -133,7 +111,7 @@ static void remove_stale_generations(pj_runner_t *r, int keep, int resume)
 es_err_t pj_gen_prepare(pj_runner_t *r, char *errstr, size_t errstr_size)
 {
     es_err_t err;
-    if ((err = mkdirs(r->dir, errstr, errstr_size)))
+    if ((err = es_fs_mkdirs(r->dir, errstr, errstr_size)))
         return err;
     r->generation = read_generation_file(r->dir, "CURRENT");
     if (!r->generation) {

@@ -13,6 +13,9 @@
  * instead: its reads are served while the loop waits, and the store is
  * re-opened for writing once space returns.
  *
+ * A new replica with `bootstrap.from` set and no live store clones a peer's
+ * checkpoint first (checkpoint.c), so the loop starts from its offsets.
+ *
  * A rebuild interrupted by a restart (gen.c found REBUILD) is resumed here,
  * after the runner is connected and before it says "running", so a client
  * that waited for "running" sees the rebuild.  Then the thread runs the
@@ -125,6 +128,10 @@ static es_err_t runner_connect_kafka(pj_runner_t *r, char *errstr, size_t errstr
 /* The store directory: CURRENT, a rebuild to resume, leftovers, frozen views. */
 static es_err_t runner_prepare_dir(pj_runner_t *r, char *errstr, size_t errstr_size)
 {
+    if (!r->bootstrapped) { /* a new replica may start from a peer's checkpoint, once */
+        r->bootstrapped = true;
+        pj_checkpoint_bootstrap(r);
+    }
     es_err_t err = pj_gen_prepare(r, errstr, errstr_size);
     if (!err)
         err = pj_frozen_load(r, errstr, errstr_size);

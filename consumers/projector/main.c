@@ -73,6 +73,28 @@ static const es_conf_def_t projector_defs[] = {
      .desc = "Prefetched KiB per consumer (a rebuild runs two) before librdkafka backs off: "
              "bounds RSS whatever the topic size",
      .role = ES_CONF_ROLE_CONSUMER},
+    {.name = "bootstrap.from",
+     .type = ES_CONF_STRING,
+     .defval = "",
+     .desc = "Admin URL of a peer projector (http://host:8091): a projection with no store "
+             "yet starts from the peer's checkpoint and catches up from its offsets instead "
+             "of from offset 0; a refused or failed clone falls back to offset 0 (empty: off)"},
+    {.name = "bootstrap.token",
+     .type = ES_CONF_STRING,
+     .defval = "",
+     .desc = "Bearer token sent to the bootstrap.from peer (a JWT granting admin:checkpoint; "
+             "ESCQRS_BOOTSTRAP_TOKEN_FILE reads it from a file)"},
+    {.name = "bootstrap.tls.ca.file",
+     .type = ES_CONF_STRING,
+     .defval = "",
+     .desc = "CA bundle to check the bootstrap.from peer's TLS certificate with"},
+    {.name = "bootstrap.stall.ms",
+     .type = ES_CONF_INT,
+     .defval = "600000",
+     .min = 1000,
+     .max = 86400000,
+     .desc = "A checkpoint download fails when no byte came for this long (the peer "
+             "fingerprints its copy before the first byte)"},
     {.name = "query.wait.max.ms",
      .type = ES_CONF_INT,
      .defval = "5000",

@@ -30,6 +30,8 @@
  *   state.c     a runner's state and reason (the halting rule below), joins
  *   lock.c      locks that know their owner (lock.h), for the assertions
  *   api.c       the HTTP query and admin API;  asof.c  as_of queries
+ *   checkpoint.c  a projection's checkpoint served to a new replica, and a
+ *               new replica's start from a peer's (bootstrap.from)
  *   history.c   the built-in projections of every aggregate: its history
  *               (events by version) and its command audit
  *
@@ -37,9 +39,11 @@
  * finds no cycle):
  *
  *   main    -> api, runner
- *   api     -> runner, rebuild, frozen, offsets, asof, fold, state, history
+ *   api     -> runner, rebuild, frozen, offsets, asof, fold, state, history,
+ *              checkpoint
  *   runner  -> live, frozen, history
- *   live    -> rebuild, frozen, loop, offsets, gen, state
+ *   live    -> rebuild, frozen, loop, offsets, gen, state, checkpoint
+ *   checkpoint -> state
  *   rebuild -> loop, offsets, gen, state;   frozen -> loop, consumer, state
  *   loop    -> offsets, consumer, dlq, fold, state
  *   offsets -> consumer;   asof -> fold, history, offsets;   fold -> history
@@ -55,6 +59,7 @@
 #include "lock.h"
 
 #include "escqrs/auth.h"
+#include "escqrs/checkpoint.h"
 #include "escqrs/conf.h"
 #include "escqrs/http_server.h"
 #include "escqrs/kafka.h"
@@ -82,6 +87,14 @@
 #define PJ_SUBJECT_MAX    300  /* a registry subject: <topic>-value */
 #define PJ_GROUP_MAX      400  /* escqrs-projector.<projector.name>.<projection> */
 #define PJ_LABELS_MAX     600  /* the labels of one metric */
+
+/* The layout of a projector's stores (the reserved keys, the built-in
+ * projections' entries), recorded in each store's format record and checked
+ * at open and by a clone (checkpoint.c; the value is in escqrs/checkpoint.h,
+ * which `escqrs clone` reads too).  Bump it with any change that makes an
+ * older store or checkpoint unreadable. */
+#define PJ_STORE_FORMAT      ES_PROJECTOR_STORE_FORMAT
+#define PJ_CHECKPOINT_PREFIX "checkpoint-" /* <dir>/checkpoint-<n>: a checkpoint being served */
 
 /* ---------------------------------------------------------- timeouts */
 
@@ -227,6 +240,7 @@ typedef struct pj_runner_s {
     bool connected;      /* partitions, arrays and DLQ topics done (live loop only) */
     bool dir_ready;      /* CURRENT read, leftovers removed, frozen views loaded */
     int resume_rebuild;  /* generation of a rebuild to resume after a restart, 0: none */
+    bool bootstrapped;   /* bootstrap.from was tried (live loop only) */
 
     pj_mutex_t mu;                            /* everything below */
     pthread_cond_t cv;                        /* applied offsets or the state moved */
@@ -388,6 +402,23 @@ void pj_format_time(int64_t ms, char *out, size_t outsz);
 es_http_server_t *pj_http_start(es_projector_t *pj, char *errstr, size_t errstr_size);
 /** @brief The admin listener (admin.listen): /admin routes, health and metrics. */
 es_http_server_t *pj_admin_start(es_projector_t *pj, char *errstr, size_t errstr_size);
+
+/* checkpoint.c */
+/**
+ * @brief Answer GET /admin/projections/{name}/checkpoint: a consistent copy
+ *        of @p r's live store as a tar stream with its manifest
+ *        (escqrs/checkpoint.h).  Locks: none (takes `lock` to copy).
+ */
+void pj_checkpoint_serve(pj_runner_t *r, es_http_resp_t *resp);
+/** @brief The digest of a store as GET .../digest answers it. */
+json_t *pj_digest_json(const char *name, int generation, const es_store_digest_t *d);
+/**
+ * @brief At the live loop's start, before the directory is prepared: with
+ *        `bootstrap.from` set and no live store yet, clone the peer's
+ *        checkpoint as the live generation; a failure is logged and the
+ *        replica builds from offset 0.  Locks: none.
+ */
+void pj_checkpoint_bootstrap(pj_runner_t *r);
 
 /* history.c */
 typedef enum { PJ_BUILTIN_NONE, PJ_BUILTIN_HISTORY, PJ_BUILTIN_AUDIT } pj_builtin_kind_t;

@@ -139,6 +139,9 @@ es_projector_t *pj_new(es_conf_t *conf, char *errstr, size_t errstr_size)
     pj->batch_max = (int)es_conf_get_int(conf, "batch.max.events");
     pj->wait_max_ms = (int)es_conf_get_int(conf, "query.wait.max.ms");
     es_store_opts_from_conf(conf, &pj->store_opts);
+    pj->store_opts.format = PJ_STORE_FORMAT; /* every generation, rebuild and frozen view */
+    pj->store_opts.format_remedy =
+        "rebuild it from the log (move the projection's directory away first)";
     pj->metrics = es_metrics_new();
     pj->m_asof_index = es_metrics_counter(pj->metrics, "escqrs_projector_as_of_total",
                                           "as_of queries answered, by where the events came from",
