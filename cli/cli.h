@@ -32,6 +32,7 @@ int cli_freeze(es_conf_t *conf, int argc, char **argv);
 int cli_auth(es_conf_t *conf, int argc, char **argv);
 int cli_modules(es_conf_t *conf, int argc, char **argv);
 int cli_history(es_conf_t *conf, int argc, char **argv);
+int cli_clone(es_conf_t *conf, int argc, char **argv);
 
 struct es_http_client_opts_s;
 /** @brief TLS and bearer token of the CLI's requests (keys `token`, `tls.ca.file`); common.c. */

@@ -36,7 +36,7 @@ static const es_conf_def_t cli_conf_defs[] = {
     {.name = "projector.admin.url",
      .type = ES_CONF_STRING,
      .defval = "http://127.0.0.1:8091",
-     .desc = "Base URL of the projector's admin listener (status, rebuild, freeze)"},
+     .desc = "Base URL of the projector's admin listener (status, rebuild, freeze, clone)"},
     {.name = "projector.url",
      .type = ES_CONF_STRING,
      .defval = "http://127.0.0.1:8090",
@@ -73,6 +73,7 @@ static const struct {
     {"auth", cli_auth, "development signing keys and tokens (keygen, token)"},
     {"modules", cli_modules, "the domain modules the configuration loads, and what they bring"},
     {"history", cli_history, "one aggregate's events, or the audit of its commands, in order"},
+    {"clone", cli_clone, "a new projector replica's store from a peer's checkpoint"},
 };
 
 static void usage(FILE *fp)
