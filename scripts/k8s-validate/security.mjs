@@ -13,7 +13,8 @@
 //                    NetworkPolicy of type Ingress (else it is open to all).
 //   netpol-access    who may reach which named container port is exactly the
 //                    ACCESS table below: the projector's admin port only from
-//                    the rebuild jobs and Prometheus, the command services'
+//                    the rebuild jobs, Prometheus and the projectors (a new
+//                    replica cloning a peer's checkpoint), the command services'
 //                    health port only from Prometheus, the registry only from
 //                    pods labelled escqrs.io/registry-client, ... ; and every
 //                    pod that talks to the registry carries that label.
@@ -80,13 +81,14 @@ const PEER = {
     },
     escqrsAdmin: { podSelector: { matchLabels: { "app.kubernetes.io/component": "escqrs-admin" } } },
     registryClients: { podSelector: { matchLabels: { "escqrs.io/registry-client": "true" } } },
+    projectors: { podSelector: { matchLabels: { "app.kubernetes.io/name": "projector" } } },
 };
 // "<app.kubernetes.io/name> <container port name>" -> the peers that may
 // connect, exactly.  A container port not listed here may be reached by none.
 const ACCESS = {
     "gateway http": ["apiClients", "prometheus"],
     "projector http": ["apiClients"],
-    "projector admin": ["escqrsAdmin", "prometheus"],
+    "projector admin": ["escqrsAdmin", "prometheus", "projectors"],
     "command-service http": ["prometheus"],
     "registry http": ["registryClients"],
 };
