@@ -256,6 +256,8 @@ static void test_auth_matrix(void)
         {"projector metrics", "GET", 1, "/metrics", NULL, "admin", 200},
         {"admin list", "GET", 2, "/admin/projections", NULL, "admin", 200},
         {"admin digest", "GET", 2, "/admin/projections/account_balance/digest", NULL, "admin", 200},
+        {"admin checkpoint", "GET", 2, "/admin/projections/account_balance/checkpoint", NULL,
+         "admin", 200},
         {"admin rebuild", "POST", 2, "/admin/projections/item_stats/rebuild", NULL, "admin", 202},
         {"admin freeze", "POST", 2, "/admin/projections/cart_view/freeze?until=1&label=audit", NULL,
          "admin", 202},
