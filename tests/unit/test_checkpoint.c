@@ -1,0 +1,201 @@
+/*
+ * test_checkpoint.c — a store's checkpoint on the wire without a broker or
+ * a server: a store's checkpoint streamed (es_ckpt_stream_read) and cloned
+ * back from a file:// URL equals the store (digest, offsets, format); the
+ * stream is a tar the usual tools read; hostile or damaged streams install
+ * nothing (a path in a name, a file the manifest does not list, a cut
+ * stream, another store format, another topic).
+ */
+#include "escqrs/checkpoint.h"
+#include "escqrs/fs.h"
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define FORMAT "unit/1"
+
+static char dir[256], src[300], tarpath[300], errstr[1024];
+static es_store_digest_t digest;
+static es_buf_t stream;
+
+static es_ckpt_expect_t expect(const char *const *topics, size_t n)
+{
+    return (es_ckpt_expect_t){.projection = "v", .format = FORMAT, .topics = topics, .ntopics = n};
+}
+
+/* A store with views and offsets, its checkpoint, and the stream of it in memory. */
+static void make_stream(void)
+{
+    es_store_opts_t so = {.block_cache_mb = 8, .write_buffer_mb = 4, .format = FORMAT};
+    char key[32], cdir[400];
+    es_store_t *st = es_store_open(src, &so, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+    es_batch_t *b = es_batch_new();
+    for (int i = 0; i < 5000; i++) {
+        snprintf(key, sizeof(key), "k%05d", i);
+        es_batch_put(b, key, strlen(key), "value", 5);
+    }
+    es_batch_put_offset(b, "t.events", 0, 4000);
+    es_batch_put_offset(b, "t.events", 1, 1000);
+    CU_ASSERT_EQUAL_FATAL(es_store_write(st, b, errstr, sizeof(errstr)), ES_ERR_OK);
+    es_batch_destroy(b);
+    snprintf(cdir, sizeof(cdir), "%s/copy", dir);
+    CU_ASSERT_EQUAL_FATAL(es_store_checkpoint(st, cdir, errstr, sizeof(errstr)), ES_ERR_OK);
+    CU_ASSERT_EQUAL_FATAL(es_store_digest(st, &digest, errstr, sizeof(errstr)), ES_ERR_OK);
+    CU_ASSERT_EQUAL(digest.view_keys, 5000);
+    CU_ASSERT_EQUAL(digest.offset_keys, 3); /* two offsets and the format record */
+    es_store_close(st);
+
+    es_ckpt_manifest_t m = {.generation = 3, .digest = digest, .noffsets = 2};
+    snprintf(m.projection, sizeof(m.projection), "v");
+    snprintf(m.format, sizeof(m.format), FORMAT);
+    m.offsets = calloc(2, sizeof(*m.offsets));
+    snprintf(m.offsets[0].topic, sizeof(m.offsets[0].topic), "t.events");
+    snprintf(m.offsets[1].topic, sizeof(m.offsets[1].topic), "t.events");
+    m.offsets[0].next = 4000;
+    m.offsets[1].partition = 1;
+    m.offsets[1].next = 1000;
+    CU_ASSERT_EQUAL_FATAL(es_ckpt_manifest_list_files(&m, cdir, errstr, sizeof(errstr)), ES_ERR_OK);
+    es_ckpt_stream_t *s = es_ckpt_stream_new(cdir, &m, true);
+    uint64_t size = es_ckpt_stream_size(s);
+    char buf[777]; /* an odd block size: reads cross every boundary */
+    for (uint64_t pos = 0; pos < size;) {
+        ssize_t n = es_ckpt_stream_read(s, pos, buf, sizeof(buf));
+        CU_ASSERT_FATAL(n > 0);
+        es_buf_append(&stream, buf, (size_t)n);
+        pos += (uint64_t)n;
+    }
+    CU_ASSERT_EQUAL(stream.len, size);
+    CU_ASSERT_EQUAL(size % 512, 0);
+    es_ckpt_stream_destroy(s);
+    struct stat sb;
+    CU_ASSERT_NOT_EQUAL(stat(cdir, &sb), 0); /* removed with the stream */
+    es_ckpt_manifest_clear(&m);
+}
+
+static void save(const char *path, const es_buf_t *b)
+{
+    FILE *f = fopen(path, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    CU_ASSERT_EQUAL(fwrite(b->data, 1, b->len, f), b->len);
+    fclose(f);
+}
+
+/* Clone @p b (saved as a file) into <dir>/<name>; the result. */
+static es_err_t clone_buf(const es_buf_t *b, const char *name, const es_ckpt_expect_t *x)
+{
+    char url[400], target[400];
+    es_ckpt_manifest_t m;
+    save(tarpath, b);
+    snprintf(url, sizeof(url), "file://%s", tarpath);
+    snprintf(target, sizeof(target), "%s/%s", dir, name);
+    es_err_t err = es_ckpt_clone(url, x, NULL, 10000, target, &m, errstr, sizeof(errstr));
+    es_ckpt_manifest_clear(&m);
+    return err;
+}
+
+static bool installed(const char *name)
+{
+    char path[400];
+    struct stat sb;
+    snprintf(path, sizeof(path), "%s/%s/CURRENT", dir, name);
+    return stat(path, &sb) == 0;
+}
+
+static void test_round_trip(void)
+{
+    const char *topics[] = {"t.events"};
+    es_ckpt_expect_t x = expect(topics, 1);
+    char path[400];
+    make_stream(); /* for this test and the next */
+    CU_ASSERT_EQUAL_FATAL(clone_buf(&stream, "ok", &x), ES_ERR_OK);
+    CU_ASSERT_TRUE(installed("ok"));
+    snprintf(path, sizeof(path), "%s/ok/g1", dir);
+    es_store_opts_t so = {.block_cache_mb = 8, .write_buffer_mb = 4, .format = FORMAT};
+    es_store_t *st = es_store_open(path, &so, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+    es_store_digest_t d;
+    int64_t next = 0;
+    CU_ASSERT_EQUAL(es_store_digest(st, &d, errstr, sizeof(errstr)), ES_ERR_OK);
+    CU_ASSERT_EQUAL(memcmp(&d, &digest, sizeof(d)), 0);
+    CU_ASSERT_EQUAL(es_store_get_offset(st, "t.events", 0, &next, errstr, sizeof(errstr)), 0);
+    CU_ASSERT_EQUAL(next, 4000);
+    es_store_close(st);
+    /* a second clone into a directory with a live store */
+    CU_ASSERT_EQUAL(clone_buf(&stream, "ok", &x), ES_ERR_STATE);
+    /* tar reads it: the manifest comes first */
+    char cmd[700], line[256] = "";
+    snprintf(cmd, sizeof(cmd), "tar tf %s | head -1", tarpath);
+    FILE *p = popen(cmd, "r");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    CU_ASSERT_PTR_NOT_NULL(fgets(line, sizeof(line), p));
+    pclose(p);
+    CU_ASSERT_STRING_EQUAL(line, ES_CKPT_MANIFEST_NAME "\n");
+}
+
+static void test_refusals(void)
+{
+    const char *topics[] = {"t.events"}, *other[] = {"u.events"};
+    es_ckpt_expect_t x = expect(topics, 1), y = expect(other, 1);
+    es_ckpt_expect_t z = {.projection = "v", .format = "unit/2", .topics = topics, .ntopics = 1};
+    es_buf_t b = {0};
+
+    CU_ASSERT_FATAL(stream.len > 1536);
+    CU_ASSERT_EQUAL(clone_buf(&stream, "topic", &y), ES_ERR_CONF);
+    CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "u.events"));
+    CU_ASSERT_EQUAL(clone_buf(&stream, "format", &z), ES_ERR_CONF);
+    CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "\"unit/1\""));
+    CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "\"unit/2\""));
+
+    es_buf_set(&b, stream.data, stream.len - 1536); /* cut */
+    CU_ASSERT_EQUAL(clone_buf(&b, "cut", &x), ES_ERR_STORE);
+
+    /* the second entry renamed "../evil" (checksum fixed): never written */
+    es_buf_set(&b, stream.data, stream.len);
+    size_t msize = (size_t)strtoull(b.data + 124, NULL, 8);
+    char *h = b.data + 512 + (msize + 511) / 512 * 512;
+    memset(h, 0, 100);
+    memcpy(h, "../evil", 7);
+    unsigned sum = 0;
+    memset(h + 148, ' ', 8);
+    for (int i = 0; i < 512; i++)
+        sum += (unsigned char)h[i];
+    snprintf(h + 148, 8, "%06o", sum);
+    CU_ASSERT_EQUAL(clone_buf(&b, "evil", &x), ES_ERR_STORE);
+    CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "../evil"));
+    char path[400];
+    struct stat sb;
+    snprintf(path, sizeof(path), "%s/evil/evil", dir); /* clone.tmp/../evil */
+    CU_ASSERT_NOT_EQUAL(stat(path, &sb), 0);
+    /* a header byte flipped: the checksum catches it */
+    es_buf_set(&b, stream.data, stream.len);
+    b.data[10] ^= 1;
+    CU_ASSERT_EQUAL(clone_buf(&b, "header", &x), ES_ERR_STORE);
+    es_buf_free(&b);
+    const char *names[] = {"topic", "format", "cut", "evil", "header"};
+    for (size_t i = 0; i < 5; i++) {
+        CU_ASSERT_FALSE(installed(names[i]));
+        snprintf(path, sizeof(path), "%s/%s/%s", dir, names[i], ES_CKPT_STAGING);
+        CU_ASSERT_NOT_EQUAL(stat(path, &sb), 0); /* staging removed */
+    }
+}
+
+int main(void)
+{
+    es_test_unique("/tmp/escqrs-test-checkpoint", dir, sizeof(dir));
+    es_fs_mkdirs(dir, errstr, sizeof(errstr));
+    snprintf(src, sizeof(src), "%s/src", dir);
+    snprintf(tarpath, sizeof(tarpath), "%s/stream.tar", dir);
+    static const es_test_case_t cases[] = {
+        {"a checkpoint streamed and cloned equals its store", test_round_trip},
+        {"hostile, damaged and foreign streams install nothing", test_refusals},
+        {NULL, NULL},
+    };
+    int rc = es_test_run("checkpoint", cases);
+    es_buf_free(&stream);
+    return rc;
+}
