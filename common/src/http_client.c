@@ -6,6 +6,9 @@
  * libcurl's: a CA bundle, a client certificate and key (mutual TLS), basic
  * or bearer credentials come from es_http_client_opts_t; the credentials
  * never appear in an error message (libcurl's own do not carry them).
+ * es_http_fetch_sink() hands the body to its caller as it arrives (a
+ * projector checkpoint of many GiB), with a stall limit instead of a total
+ * deadline.
  */
 #include "escqrs/http_client.h"
 #include "escqrs/mem.h"

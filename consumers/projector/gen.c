@@ -9,7 +9,9 @@
  *
  * At start-up the directory is tidied: a generation that CURRENT does not
  * name and that is not a rebuild to resume (REBUILD names it and it exists,
- * newer than CURRENT) is a leftover of a crash and is deleted.  The swap
+ * newer than CURRENT) is a leftover of a crash and is deleted, as are a
+ * checkpoint that was being served (checkpoint-<n>/) and a clone that was
+ * being downloaded (clone.tmp/): neither is ever live.  The swap
  * writes CURRENT first and removes REBUILD second: a crash between the two
  * leaves REBUILD naming the live generation, which is then not newer and is
  * not resumed.
