@@ -202,6 +202,15 @@ int cs_run(cs_t *cs, volatile sig_atomic_t *stop)
             recover(cs, &backoff_ms);
             continue;
         }
+        if (cs->nbaseline) { /* between batches: its own transactions (state.c) */
+            es_txn_rc_t t = cs_state_write_baselines(cs);
+            if (t == ES_TXN_FATAL) {
+                cs->fatal = true;
+                continue;
+            }
+            if (t == ES_TXN_ABORT)
+                nap(cs, CS_BACKOFF_MIN_MS); /* aborted: commands go on, it is tried again */
+        }
         int gen = atomic_load(&cs->generation);
         size_t n = poll_batch(cs, msgs);
         if (n)
