@@ -35,9 +35,10 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-#define CS_BACKOFF_MIN_MS 500   /* first wait before connecting again */
-#define CS_BACKOFF_MAX_MS 30000 /* longest wait between attempts */
-#define CS_NAP_SLICE_MS   100   /* a wait checks the stop flag this often */
+#define CS_BACKOFF_MIN_MS    500   /* first wait before connecting again */
+#define CS_BACKOFF_MAX_MS    30000 /* longest wait between attempts */
+#define CS_NAP_SLICE_MS      100   /* a wait checks the stop flag this often */
+#define CS_BASELINE_DEFER_MS 10000 /* a baseline waits for an idle poll at most this long */
 
 /* An aggregate's state in the overlay: loaded from the store, then evolved. */
 typedef struct agg_ent_s {
@@ -109,7 +110,8 @@ struct cs_s {
 
     int32_t *baseline; /* partitions of <agg>.state that need a baseline (state.c) */
     size_t nbaseline;
-    int32_t nparts; /* partition count of the aggregate's topics */
+    int64_t baseline_due_ms; /* written by then even if commands never pause */
+    int32_t nparts;          /* partition count of the aggregate's topics */
 
     atomic_bool ready;
     atomic_int generation; /* bumped on every rebalance */

@@ -318,6 +318,8 @@ void cs_state_need_baseline(cs_t *cs, int32_t p)
     for (size_t i = 0; i < cs->nbaseline; i++)
         if (cs->baseline[i] == p)
             return;
+    if (!cs->nbaseline)
+        cs->baseline_due_ms = es_mono_ms() + CS_BASELINE_DEFER_MS;
     cs->baseline = es_realloc(cs->baseline, (cs->nbaseline + 1) * sizeof(*cs->baseline));
     cs->baseline[cs->nbaseline++] = p;
 }
