@@ -5,6 +5,7 @@
  *   <agg>.commands.avsc  → <agg>.commands-value
  *   <agg>.events.avsc    → <agg>.events-value   (compatibility BACKWARD_TRANSITIVE)
  *   command-result.avsc  → <agg>.command-results-value for every aggregate found
+ *   aggregate-state.avsc → <agg>.state-value for every aggregate found
  * `check` registers nothing: it asks the registry whether each schema is
  * compatible with every registered version of its subjects and exits 1 with
  * the registry's reason when one is not, or when an event subject's level is
@@ -178,15 +179,18 @@ static int schemas_file(es_registry_t *reg, const schema_file_t *file, char aggs
         return CLI_EXIT_FAILURE;
     }
     avro_schema_decref(parsed);
-    bool is_result = !strcmp(file->name, "command-result");
+    /* the library's own schemas: one subject per aggregate */
+    const char *per_agg = !strcmp(file->name, "command-result")    ? ".command-results"
+                          : !strcmp(file->name, "aggregate-state") ? ".state"
+                                                                   : NULL;
     bool is_events =
         strstr(file->name, ".events") && !strcmp(strstr(file->name, ".events"), ".events");
-    size_t nsubj = is_result ? na : 1;
+    size_t nsubj = per_agg ? na : 1;
     for (size_t s = 0; s < nsubj; s++) {
         char subject[ES_SUBJECT_MAX];
-        int len = is_result ? snprintf(subject, sizeof(subject), "%s%s.command-results-value",
-                                       prefix, aggs[s])
-                            : snprintf(subject, sizeof(subject), "%s%s-value", prefix, file->name);
+        int len = per_agg
+                      ? snprintf(subject, sizeof(subject), "%s%s%s-value", prefix, aggs[s], per_agg)
+                      : snprintf(subject, sizeof(subject), "%s%s-value", prefix, file->name);
         if (len < 0 || (size_t)len >= sizeof(subject)) {
             fprintf(stderr, "INVALID %s.avsc: the subject name would pass %d bytes\n", file->name,
                     ES_SUBJECT_MAX - 1);

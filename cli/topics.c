@@ -1,7 +1,7 @@
 /*
  * topics.c — `escqrs topics create|describe <aggregate>`.
  *
- * Creates an aggregate's commands, events and command-results topics (and a
+ * Creates an aggregate's commands, events, command-results and state topics (and a
  * projector's DLQ with --dlq NAME) with the settings of es_topic_spec_for(),
  * so operators and the daemons create topics the same way.  Creating is
  * idempotent: existing topics with the right partition count are fine.
@@ -22,14 +22,16 @@
 #define ERRSTR_MAX       512
 
 /* An aggregate's own topics, in the order they are listed. */
-static const es_topic_kind_t kinds[] = {ES_TOPIC_COMMANDS, ES_TOPIC_EVENTS, ES_TOPIC_RESULTS};
+static const es_topic_kind_t kinds[] = {ES_TOPIC_COMMANDS, ES_TOPIC_EVENTS, ES_TOPIC_RESULTS,
+                                        ES_TOPIC_STATE};
 
 static void topics_usage(FILE *fp)
 {
     fprintf(fp, "usage: escqrs topics create <aggregate> [--dlq PROJECTOR]...\n"
                 "       escqrs topics describe <aggregate>\n\n"
-                "create    create <agg>.commands, <agg>.events, <agg>.command-results (and\n"
-                "          <agg>.events.dlq.PROJECTOR per --dlq) with topics.* settings\n"
+                "create    create <agg>.commands, <agg>.events, <agg>.command-results,\n"
+                "          <agg>.state (and <agg>.events.dlq.PROJECTOR per --dlq) with\n"
+                "          topics.* settings\n"
                 "describe  print partitions, retention.ms, cleanup.policy and\n"
                 "          min.insync.replicas of each of those topics\n");
 }

@@ -462,6 +462,30 @@ wt_event_t *wt_read_events(const wt_stack_t *st, size_t *n)
     return read_decoded(st, "events", schema, sizeof(wt_event_t), event_cb, n);
 }
 
+static void state_cb(void *opaque, rd_kafka_message_t *m)
+{
+    reading_t *r = opaque;
+    char errstr[512];
+    avro_value_t *v, f;
+    size_t n = 0;
+    wt_state_t *s = next_item(r);
+    CU_ASSERT_EQUAL_FATAL(es_serde_decode(r->serde, m->payload, m->len, &v, errstr, sizeof(errstr)),
+                          ES_ERR_OK);
+    copy_str(v, "aggregate_id", s->agg_id, sizeof(s->agg_id));
+    snprintf(s->key, sizeof(s->key), "%.*s", (int)m->key_len, (const char *)m->key);
+    es_record_long(v, "version", &s->version, errstr, sizeof(errstr));
+    es_record_long(v, "events_offset", &s->events_offset, errstr, sizeof(errstr));
+    if (!avro_value_get_by_name(v, "recent", &f, NULL) && !avro_value_get_size(&f, &n))
+        s->nrecent = n;
+    s->partition = m->partition;
+    s->offset = m->offset;
+}
+
+wt_state_t *wt_read_states(const wt_stack_t *st, size_t *n)
+{
+    return read_decoded(st, "state", "aggregate-state", sizeof(wt_state_t), state_cb, n);
+}
+
 static void command_cb(void *opaque, rd_kafka_message_t *m)
 {
     reading_t *r = opaque;

@@ -2,7 +2,7 @@
  * writetest.h — harness of the write-side integration tests: the command
  * service and the gateway run as subprocesses against the test stack under a
  * unique aggregate prefix, an HTTP client that records every answer, and
- * readers of the whole events, commands and command-results topics and of the
+ * readers of the whole events, commands, command-results and state topics and of the
  * command service's committed offsets, to check the log against the answers.
  */
 #ifndef ESCQRS_TEST_WRITETEST_H
@@ -88,6 +88,20 @@ typedef struct wt_event_s {
 
 /** @brief Every committed event of the events topic, in partition/offset order. */
 wt_event_t *wt_read_events(const wt_stack_t *st, size_t *n);
+
+/** One committed record of <prefix><agg>.state (the command service's changelog). */
+typedef struct wt_state_s {
+    char key[130];    /* the record key: the aggregate id, or 0x01 "baseline" */
+    char agg_id[129]; /* "" for a partition's baseline marker */
+    int64_t version;
+    int64_t events_offset;
+    size_t nrecent; /* remembered outcomes it carries */
+    int32_t partition;
+    int64_t offset;
+} wt_state_t;
+
+/** @brief Every committed record of the state topic, in partition/offset order. */
+wt_state_t *wt_read_states(const wt_stack_t *st, size_t *n);
 
 /** One record of <prefix><agg>.commands (the audit log of every command sent). */
 typedef struct wt_command_s {

@@ -24,6 +24,7 @@
  * Reports events/s of each and the ratios to kcat.  Uses the stack given by
  * ESCQRS_TEST_BOOTSTRAP / ESCQRS_TEST_REGISTRY (default: the test stack).
  */
+#include "benchkafka.h"
 #include "eventgen.h"
 #include "shipped.h"
 
@@ -57,18 +58,6 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static const char *env_or(const char *name, const char *def)
-{
-    const char *v = getenv(name);
-    return v && *v ? v : def;
-}
-
-static void die(const char *what, const char *err)
-{
-    fprintf(stderr, "bench: %s: %s\n", what, err);
-    exit(1);
-}
-
 /* ------------------------------------------------------------- produce */
 
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -97,48 +86,13 @@ static void raw_keep(const char *id, const es_buf_t *b, rd_kafka_headers_t *h)
 }
 
 /* Produce one record; the producer takes @p h (NULL for none). */
-static void send_record(rd_kafka_t *rk, const char *topic, const char *key, size_t keylen,
-                        const void *val, size_t len, rd_kafka_headers_t *h)
-{
-    for (;;) {
-        rd_kafka_resp_err_t e =
-            rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, keylen),
-                              RD_KAFKA_V_VALUE((void *)val, len), RD_KAFKA_V_HEADERS(h),
-                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-        if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-            rd_kafka_poll(rk, 10);
-            continue;
-        }
-        if (e)
-            die("produce", rd_kafka_err2str(e));
-        break;
-    }
-    rd_kafka_poll(rk, 0);
-}
 
 static void produce(es_conf_t *conf, const char *topic, long n)
 {
-    char err[512], subject[320];
-    es_registry_t *reg =
-        es_registry_new(env_or("ESCQRS_TEST_REGISTRY", "http://127.0.0.1:18081/apis/ccompat/v7"),
-                        5000, 3, err, sizeof(err));
-    if (!reg)
-        die("registry", err);
-    snprintf(subject, sizeof(subject), "%s-value", topic);
-    es_serde_t *serde =
-        es_serde_new(reg, subject, es_schema_text("cart.events"), true, 0, err, sizeof(err));
-    if (!serde)
-        die("serde", err);
-    rd_kafka_conf_t *kc = es_kafka_conf_build(conf, ES_CONF_ROLE_PRODUCER, err, sizeof(err));
-    if (!kc)
-        die("producer conf", err);
-    rd_kafka_conf_set(kc, "linger.ms", "50", NULL, 0);
-    rd_kafka_conf_set(kc, "batch.size", "1000000", NULL, 0);
-    rd_kafka_conf_set(kc, "queue.buffering.max.messages", "1000000", NULL, 0);
-    rd_kafka_conf_set_dr_msg_cb(kc, dr_cb);
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, err, sizeof(err));
-    if (!rk)
-        die("producer", err);
+    char err[512];
+    es_registry_t *reg = NULL;
+    es_serde_t *serde = bench_serde(topic, "cart.events", &reg);
+    rd_kafka_t *rk = bench_bulk_producer(conf, dr_cb);
     es_evgen_t *g = es_evgen_new("cart.events");
     es_sim_t sim;
     es_sim_init(&sim, "bench", 99, 256);
@@ -148,10 +102,10 @@ static void produce(es_conf_t *conf, const char *topic, long n)
     for (long i = 0; i < n; i++) {
         avro_value_t *v = es_sim_next(&sim, g, 0, &id);
         if (es_serde_encode(serde, v, &b, err, sizeof(err)))
-            die("encode", err);
+            bench_die("encode", err);
         rd_kafka_headers_t *h = NULL;
         if (es_event_headers_from_value(v, &h, err, sizeof(err)))
-            die("headers", err);
+            bench_die("headers", err);
         if (raw_n > 0) { /* keep a sample of records for the raw produce ceiling */
             raw_keep(id, &b, h);
             rd_kafka_headers_destroy(h);
@@ -159,7 +113,7 @@ static void produce(es_conf_t *conf, const char *topic, long n)
                 break;
             continue;
         }
-        send_record(rk, topic, id, strlen(id), b.data, b.len, h);
+        bench_send(rk, topic, id, strlen(id), b.data, b.len, h);
         if (i % 1000000 == 999999)
             fprintf(stderr, "bench: produced %ld events\n", i + 1);
         if (sim.ncarts > 200000) { /* bound the model's memory */
@@ -177,8 +131,8 @@ static void produce(es_conf_t *conf, const char *topic, long n)
         for (long i = 0; i < raw_n; i++) {
             long k = i % raw_count;
             bytes += (long)(raw[k].value.len + strlen(raw[k].key));
-            send_record(rk, rawtopic, raw[k].key, strlen(raw[k].key), raw[k].value.data,
-                        raw[k].value.len, rd_kafka_headers_copy(raw[k].headers));
+            bench_send(rk, rawtopic, raw[k].key, strlen(raw[k].key), raw[k].value.data,
+                       raw[k].value.len, rd_kafka_headers_copy(raw[k].headers));
         }
         rd_kafka_flush(rk, 120000);
         double dt = now_s() - t0;
@@ -262,7 +216,7 @@ static long topic_records(es_conf_t *conf, const char *topic)
     char err[512];
     es_consumer_t *c = es_consumer_new(conf, NULL, err, sizeof(err));
     if (!c)
-        die("consumer", err);
+        bench_die("consumer", err);
     rd_kafka_t *rk = es_consumer_rk(c);
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
@@ -290,7 +244,7 @@ static void create_topic(es_conf_t *conf, const char *topic)
     es_topic_spec_t spec;
     es_topic_spec_for(conf, ES_TOPIC_EVENTS, topic, &spec);
     if (!adm || es_admin_create_topics(adm, &spec, 1, 30000, err, sizeof(err)))
-        die("create topic", err);
+        bench_die("create topic", err);
     es_admin_destroy(adm);
 }
 
@@ -394,15 +348,15 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--produce-raw"))
             raw_n = strtol(argv[i + 1], NULL, 10);
         else
-            die("usage", "see the comment at the top of bench/read/bench_rebuild.c");
+            bench_die("usage", "see the comment at the top of bench/read/bench_rebuild.c");
     }
-    const char *bootstrap = env_or("ESCQRS_TEST_BOOTSTRAP", "127.0.0.1:19092");
+    const char *bootstrap = bench_env_or("ESCQRS_TEST_BOOTSTRAP", "127.0.0.1:19092");
     es_conf_t *conf = es_conf_new("bench", tables);
     char np[16];
     snprintf(np, sizeof(np), "%d", partitions);
     if (es_conf_set(conf, "kafka.bootstrap.servers", bootstrap, "bench", err, sizeof(err)) ||
         es_conf_set(conf, "topics.partitions", np, "bench", err, sizeof(err)))
-        die("conf", err);
+        bench_die("conf", err);
 
     if (!prefix[0])
         snprintf(prefix, sizeof(prefix), "bench-%ld", (long)time(NULL));
@@ -443,7 +397,7 @@ int main(int argc, char **argv)
     waitpid(kp, &st, 0);
     double kcat_s = now_s() - t0;
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-        die("kcat", "failed");
+        bench_die("kcat", "failed");
     double kcat_rate = (double)n / kcat_s;
     printf("kcat raw consume: %.2f s, %.0f events/s\n", kcat_s, kcat_rate);
     printf("RESULT phase=kcat events=%ld seconds=%.3f events_per_s=%.0f\n", n, kcat_s, kcat_rate);
@@ -455,7 +409,7 @@ int main(int argc, char **argv)
     snprintf(log, sizeof(log), "%s.log", store);
     snprintf(a[0], sizeof(a[0]), "kafka.bootstrap.servers=%s", bootstrap);
     snprintf(a[1], sizeof(a[1]), "registry.url=%s",
-             env_or("ESCQRS_TEST_REGISTRY", "http://127.0.0.1:18081/apis/ccompat/v7"));
+             bench_env_or("ESCQRS_TEST_REGISTRY", "http://127.0.0.1:18081/apis/ccompat/v7"));
     snprintf(a[2], sizeof(a[2]), "store.path=%s", store);
     snprintf(a[3], sizeof(a[3]), "admin.listen=127.0.0.1:%d", port);
     snprintf(a[4], sizeof(a[4]), "aggregate.prefix=%s.", prefix);
@@ -472,7 +426,7 @@ int main(int argc, char **argv)
         usleep(100 * 1000);
         long r = rss_kb(pp, "VmRSS");
         if (r < 0)
-            die("projector", "exited; see its log");
+            bench_die("projector", "exited; see its log");
         peak = r > peak ? r : peak;
         json_t *j = http(port, "GET", "/admin/projections");
         json_t *o = projection(j, pname);

@@ -21,6 +21,8 @@
 
 /* How much longer than the request's own timeout an admin result is awaited. */
 #define ADMIN_RESULT_GRACE_MS 1000
+/* How often <agg>.state rolls a segment (only closed segments are compacted). */
+#define ES_STATE_SEGMENT_MS 3600000
 /* How often a created topic is looked up until the broker's metadata shows it. */
 #define ADMIN_VISIBLE_POLL_MS 100
 
@@ -54,6 +56,9 @@ void es_topic_name(const char *agg, es_topic_kind_t kind, const char *projector,
     case ES_TOPIC_DLQ:
         snprintf(out, outsz, "%s.events.dlq.%s", agg, projector ? projector : "projector");
         break;
+    case ES_TOPIC_STATE:
+        snprintf(out, outsz, "%s.state", agg);
+        break;
     }
 }
 
@@ -66,15 +71,25 @@ void es_topic_spec_for(const es_conf_t *conf, es_topic_kind_t kind, const char *
     out->replication_factor = (int)es_conf_get_int(conf, "topics.replication.factor");
     long long min_isr = es_conf_get_int(conf, "topics.min.insync.replicas");
 
-    spec_add_str(out, "cleanup.policy", "delete"); /* never compacted: the log is history */
     switch (kind) {
     case ES_TOPIC_COMMANDS:
     case ES_TOPIC_EVENTS:
     case ES_TOPIC_DLQ:
+        spec_add_str(out, "cleanup.policy", "delete"); /* never compacted: the log is history */
         spec_add(out, "retention.ms", -1);
         break;
     case ES_TOPIC_RESULTS: /* the command audit (docs/write-side.md): forever by default */
+        spec_add_str(out, "cleanup.policy", "delete");
         spec_add(out, "retention.ms", es_conf_get_int(conf, "topics.results.retention.ms"));
+        break;
+    case ES_TOPIC_STATE:
+        /* A changelog, not history: the latest state per aggregate is all a restore
+         * reads, so its size follows the live aggregates, not the events.  Compaction
+         * only cleans closed segments: roll one at least hourly, and clean once a
+         * tenth is superseded, so a restore reads few stale records. */
+        spec_add_str(out, "cleanup.policy", "compact");
+        spec_add(out, "segment.ms", ES_STATE_SEGMENT_MS);
+        spec_add_str(out, "min.cleanable.dirty.ratio", "0.1");
         break;
     }
     spec_add(out, "min.insync.replicas", min_isr);

@@ -4,14 +4,26 @@
  *
  * Why: the store is a cache of the log.  After a crash between a commit and
  * the store write, after another owner wrote the partition, or with a lost
- * store, the events topic holds states the store does not.  Reading the
- * partition (read_committed) from the stored offset to its end rebuilds the
- * states and the accepted outcomes of the commands whose events it finds,
- * so a client retry of such a command still gets its first outcome and
- * writes nothing; a lost store is rebuilt from offset 0.  This runs inside
- * the rebalance callback, so no command of the partition is polled before
- * it ends.  A failure marks the clients for re-creation (the new consumer's
- * assignment catches up again).
+ * store, the events topic holds states the store does not.
+ *
+ * A store that knows nothing of the partition (no stored events offset:
+ * an empty store, a pod rescheduled with an emptyDir) is first restored
+ * from <agg>.state (read_committed, to its end; state.c says why that is
+ * every aggregate as of the last transaction it shows when the partition
+ * has its baseline marker), and then only the events after the largest
+ * events offset the restored states reflect are read: the work follows the
+ * live aggregates, not the length of the history.  Without a marker
+ * (topics older than <agg>.state, `state.restore=false`) the events are
+ * read from offset 0, and the partition is marked for a baseline.
+ *
+ * Reading the events (read_committed) from the stored offset to its end
+ * rebuilds the states and the accepted outcomes of the commands whose
+ * events it finds, so a client retry of such a command still gets its
+ * first outcome and writes nothing.  This runs inside the rebalance
+ * callback, so no command of the partition is polled before it ends; its
+ * length is bounded by `max.poll.interval.ms` (docs/write-side.md,
+ * "State restore").  A failure marks the clients for re-creation (the new
+ * consumer's assignment catches up again).
  */
 #include "service_int.h"
 
@@ -27,9 +39,9 @@
 #define CATCHUP_WRITE_EVERY 2000 /* events applied between store writes: bounded memory */
 
 /* The accepted outcome of the command of an event, completed by it. */
-static es_err_t remember_event(cs_t *cs, rd_kafka_message_t *m, avro_value_t *v, const char *agg_id,
-                               const char *cmd_id, const char *type, int64_t version,
-                               int64_t occurred, char *errstr, size_t errstr_size)
+static es_err_t remember_event(cs_t *cs, rd_kafka_message_t *m, avro_value_t *v, agg_ent_t *a,
+                               const char *agg_id, const char *cmd_id, const char *type,
+                               int64_t version, int64_t occurred, char *errstr, size_t errstr_size)
 {
     idem_ent_t *e;
     es_err_t err;
@@ -53,6 +65,10 @@ static es_err_t remember_event(cs_t *cs, rd_kafka_message_t *m, avro_value_t *v,
     e->o.processed_at = occurred;
     es_principal_get(v, e->o.principal, sizeof(e->o.principal), e->o.principal_client,
                      sizeof(e->o.principal_client));
+    /* The aggregate's next state record carries it too (not while replaying from 0:
+     * the whole history's outcomes are in the store, and encoding them twice is slow). */
+    if (a && cs->catchup_recent)
+        cs_state_remember(cs, a, cmd_id, e->fp, &e->o);
     return ES_ERR_OK;
 }
 
@@ -78,21 +94,26 @@ static es_err_t catchup_apply(cs_t *cs, rd_kafka_message_t *m, char *errstr, siz
     }
     if ((err = cs_agg_load(cs, agg_id, &a, errstr, errstr_size)))
         return err;
-    if (version <= a->version)
-        return ES_ERR_OK; /* already in the stored state */
-    if (version != a->version + 1)
-        es_log_warn("command-service", "aggregate %s: event version %" PRId64 " after %" PRId64,
-                    agg_id, version, a->version);
-    if ((err = cs->def->evolve(a->state, type, &pl, errstr, errstr_size)))
-        return err;
-    a->version = version;
-    a->dirty = true;
-    return remember_event(cs, m, v, agg_id, cmd_id, type, version, occurred, errstr, errstr_size);
+    if (version > a->version) { /* else already in the stored or restored state */
+        if (version != a->version + 1)
+            es_log_warn("command-service", "aggregate %s: event version %" PRId64 " after %" PRId64,
+                        agg_id, version, a->version);
+        if ((err = cs->def->evolve(a->state, type, &pl, errstr, errstr_size)))
+            return err;
+        a->version = version;
+        a->ev_offset = m->offset;
+        a->partition = m->partition;
+        a->dirty = true;
+    }
+    /* Its command's outcome either way: a state restored without it (older than the
+     * outcomes its record carries) still answers a retry of it. */
+    return remember_event(cs, m, v, a, agg_id, cmd_id, type, version, occurred, errstr,
+                          errstr_size);
 }
 
 /* The next message of the catch-up consumer: NULL at the partition's end or on a failure. */
-static rd_kafka_message_t *catchup_next(cs_t *cs, int32_t p, es_err_t *err, char *errstr,
-                                        size_t errstr_size)
+static rd_kafka_message_t *catchup_next(cs_t *cs, const char *topic, int32_t p, es_err_t *err,
+                                        char *errstr, size_t errstr_size)
 {
     for (;;) {
         if (*cs->stop) {
@@ -108,7 +129,7 @@ static rd_kafka_message_t *catchup_next(cs_t *cs, int32_t p, es_err_t *err, char
         bool eof = m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF;
         bool fatal = m->err == RD_KAFKA_RESP_ERR__FATAL;
         if (!eof)
-            es_log_warn("command-service", "catch-up %s [%d]: %s", cs->t_ev, p,
+            es_log_warn("command-service", "catch-up %s [%d]: %s", topic, p,
                         rd_kafka_message_errstr(m));
         rd_kafka_message_destroy(m);
         if (eof)
@@ -122,14 +143,15 @@ static rd_kafka_message_t *catchup_next(cs_t *cs, int32_t p, es_err_t *err, char
 }
 
 /* Read partition @p p of <agg>.events from @p start to its end into the store. */
-static es_err_t catchup_read(cs_t *cs, int32_t p, int64_t start, char *errstr, size_t errstr_size)
+static es_err_t catchup_read(cs_t *cs, int32_t p, int64_t start, const char *from, char *errstr,
+                             size_t errstr_size)
 {
     int64_t t0 = es_mono_ms(), next = -1;
     size_t applied = 0, since_write = 0;
     es_err_t err = ES_ERR_OK;
     rd_kafka_message_t *m;
     cs_overlay_clear(cs);
-    while ((m = catchup_next(cs, p, &err, errstr, errstr_size))) {
+    while ((m = catchup_next(cs, cs->t_ev, p, &err, errstr, errstr_size))) {
         err = catchup_apply(cs, m, errstr, errstr_size);
         next = m->offset + 1;
         rd_kafka_message_destroy(m);
@@ -146,32 +168,128 @@ static es_err_t catchup_read(cs_t *cs, int32_t p, int64_t start, char *errstr, s
     if (!err && next >= 0)
         err = cs_overlay_write(cs, &p, &next, 1, errstr, errstr_size);
     cs_overlay_clear(cs);
+    es_counter_add(cs->c_caught_up_events, (double)applied);
     if (!err)
-        es_log_info("command-service", "caught up %s [%d]: %zu event(s) from %s in %" PRId64 " ms",
-                    cs->t_ev, p, applied, start < 0 ? "the beginning" : "the stored offset",
-                    es_mono_ms() - t0);
+        es_log_info("command-service",
+                    "caught up %s [%d]: %zu event(s) from %s %" PRId64 " in %" PRId64 " ms",
+                    cs->t_ev, p, applied, from, start < 0 ? 0 : start, es_mono_ms() - t0);
     return err;
+}
+
+/* Assign the catch-up consumer to partition @p p of @p topic from @p start. */
+static es_err_t catchup_assign(cs_t *cs, const char *topic, int32_t p, int64_t start, char *errstr,
+                               size_t errstr_size)
+{
+    rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(tl, topic, p)->offset = start;
+    rd_kafka_resp_err_t kerr = rd_kafka_assign(es_consumer_rk(cs->catchup), tl);
+    rd_kafka_topic_partition_list_destroy(tl);
+    if (kerr) {
+        snprintf(errstr, errstr_size, "catch-up assign %s [%d]: %s", topic, p,
+                 rd_kafka_err2str(kerr));
+        return ES_ERR_KAFKA;
+    }
+    return ES_ERR_OK;
+}
+
+typedef struct restore_s {
+    bool marker;     /* the partition's baseline marker was read */
+    int64_t next_ev; /* the first events offset no restored state reflects */
+    size_t nrecords; /* state records applied */
+} restore_t;
+
+/* Apply partition @p p of <agg>.state, from its beginning to its end, to the store. */
+static es_err_t restore_read(cs_t *cs, int32_t p, restore_t *r, char *errstr, size_t errstr_size)
+{
+    es_err_t err = ES_ERR_OK;
+    size_t since_write = 0;
+    rd_kafka_message_t *m;
+    cs_overlay_clear(cs);
+    while ((m = catchup_next(cs, cs->t_state, p, &err, errstr, errstr_size))) {
+        int64_t evoff = -1;
+        bool marker = false;
+        err = m->len ? cs_state_apply(cs, m, &evoff, &marker, errstr, errstr_size) : ES_ERR_OK;
+        rd_kafka_message_destroy(m);
+        if (err)
+            break;
+        r->marker |= marker;
+        /* a state reflects its last event; the marker, the events before its offset */
+        int64_t next = marker ? evoff : evoff + 1;
+        if (next > r->next_ev)
+            r->next_ev = next;
+        r->nrecords += !marker;
+        if (++since_write >= CATCHUP_WRITE_EVERY) { /* bounded memory; no offset yet */
+            if ((err = cs_overlay_write(cs, NULL, NULL, 0, errstr, errstr_size)))
+                break;
+            cs_overlay_clear(cs);
+            since_write = 0;
+        }
+    }
+    return err;
+}
+
+/*
+ * Restore an empty store's partition @p p from <agg>.state.  With the marker,
+ * the store gets the events offset to go on from in the same write as the last
+ * states; without it, what was read is kept (true states) but *start stays at
+ * the beginning of the events.
+ */
+static es_err_t restore(cs_t *cs, int32_t p, int64_t *start, char *errstr, size_t errstr_size)
+{
+    restore_t r = {.next_ev = 0};
+    int64_t t0 = es_mono_ms();
+    es_err_t err =
+        catchup_assign(cs, cs->t_state, p, RD_KAFKA_OFFSET_BEGINNING, errstr, errstr_size);
+    if (!err)
+        err = restore_read(cs, p, &r, errstr, errstr_size);
+    rd_kafka_assign(es_consumer_rk(cs->catchup), NULL);
+    if (!err) {
+        es_batch_t *batch = es_batch_new();
+        if (r.marker)
+            cs_state_baseline_mark(batch, p);
+        err =
+            cs_overlay_write_with(cs, batch, &p, &r.next_ev, r.marker ? 1 : 0, errstr, errstr_size);
+        es_batch_destroy(batch);
+    }
+    cs_overlay_clear(cs);
+    if (err)
+        return err;
+    es_counter_add(cs->c_restored_states, (double)r.nrecords);
+    if (r.marker)
+        *start = r.next_ev;
+    es_log_info("command-service", "restored %s [%d]: %zu state record(s) in %" PRId64 " ms; %s",
+                cs->t_state, p, r.nrecords, es_mono_ms() - t0,
+                r.marker ? "the events after the states follow"
+                         : "no baseline marker: the events are read from offset 0");
+    return ES_ERR_OK;
 }
 
 /* Bring the store up to the end of <agg>.events partition @p p. */
 static es_err_t catch_up(cs_t *cs, int32_t p, char *errstr, size_t errstr_size)
 {
     int64_t start = RD_KAFKA_OFFSET_BEGINNING;
+    const char *from = "the stored offset";
     es_err_t err = es_store_get_offset(cs->store, cs->t_ev, p, &start, errstr, errstr_size);
-    if (err == ES_ERR_NOT_FOUND)
-        start = RD_KAFKA_OFFSET_BEGINNING;
-    else if (err)
+    if (err && err != ES_ERR_NOT_FOUND)
         return err;
-    rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(tl, cs->t_ev, p)->offset = start;
-    rd_kafka_resp_err_t kerr = rd_kafka_assign(es_consumer_rk(cs->catchup), tl);
-    rd_kafka_topic_partition_list_destroy(tl);
-    if (kerr) {
-        snprintf(errstr, errstr_size, "catch-up assign %s [%d]: %s", cs->t_ev, p,
-                 rd_kafka_err2str(kerr));
-        return ES_ERR_KAFKA;
+    cs->catchup_recent = !err; /* a short catch-up: the next state records carry its outcomes */
+    if (err == ES_ERR_NOT_FOUND) {
+        start = RD_KAFKA_OFFSET_BEGINNING;
+        from = "the beginning";
+        if (cs->restore_enabled) {
+            if ((err = restore(cs, p, &start, errstr, errstr_size)))
+                return err;
+            if (start != RD_KAFKA_OFFSET_BEGINNING) {
+                from = "the restored states' offset";
+                cs->catchup_recent = true;
+            }
+        }
     }
-    err = catchup_read(cs, p, start, errstr, errstr_size);
+    if (cs->restore_enabled && !cs_state_has_baseline(cs, p))
+        cs_state_need_baseline(cs, p); /* written from the loop, once caught up (state.c) */
+    if ((err = catchup_assign(cs, cs->t_ev, p, start, errstr, errstr_size)))
+        return err;
+    err = catchup_read(cs, p, start, from, errstr, errstr_size);
     rd_kafka_assign(es_consumer_rk(cs->catchup), NULL);
     return err;
 }
@@ -183,6 +301,7 @@ void cs_on_rebalance(void *opaque, bool assign, const rd_kafka_topic_partition_l
     atomic_fetch_add(&cs->generation, 1); /* a batch polled across this is decided by nobody */
     if (!assign) {
         es_log_info("command-service", "revoked %d partition(s) of %s", parts->cnt, cs->t_cmd);
+        cs->nbaseline = 0; /* baselines are for partitions owned: the next assignment says */
         return;
     }
     cs_set_not_ready(cs, "catching up %d partition(s) of %s", parts->cnt, cs->t_ev);

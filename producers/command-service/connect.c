@@ -20,7 +20,8 @@
  *   its partitions back at once instead of waiting out the dead member's
  *   session; catching up runs in its rebalance callback;
  * - the catch-up consumer only assigns, with end-of-partition events, to
- *   read <agg>.events to its end.
+ *   read <agg>.state and <agg>.events to their ends (read_committed: the
+ *   end is the last stable offset).
  * A key the user sets under `kafka.` always wins over these defaults.
  */
 #include "service_int.h"
@@ -38,7 +39,7 @@
 #define REGISTRY_RETRIES 5 /* of one registry request, before the loop's back-off */
 
 /* The layout of the store (overlay.c), recorded in it and checked at open. */
-#define STORE_FORMAT "command-service/1"
+#define STORE_FORMAT "command-service/2"
 
 static const es_kafka_prop_t producer_defaults[] = {
     {"transaction.timeout.ms", "10000"}, /* an abandoned transaction holds readers 10 s */
@@ -53,17 +54,18 @@ static const es_kafka_prop_t catchup_defaults[] = {{"fetch.wait.max.ms", "10"}, 
 /* Create the topics if asked, and check their partition counts agree. */
 static es_err_t check_topics(cs_t *cs, char *errstr, size_t errstr_size)
 {
-    int pc_cmd = 0, pc_ev = 0, pc_res = 0;
+    int pc_cmd = 0, pc_ev = 0, pc_res = 0, pc_state = 0;
     es_admin_t *adm = es_admin_new(cs->conf, errstr, errstr_size);
     es_err_t err = ES_ERR_OK;
     if (!adm)
         return ES_ERR_CONF;
     if (es_conf_get_bool(cs->conf, "topics.create")) {
-        es_topic_spec_t specs[3];
+        es_topic_spec_t specs[4];
         es_topic_spec_for(cs->conf, ES_TOPIC_COMMANDS, cs->t_cmd, &specs[0]);
         es_topic_spec_for(cs->conf, ES_TOPIC_EVENTS, cs->t_ev, &specs[1]);
         es_topic_spec_for(cs->conf, ES_TOPIC_RESULTS, cs->t_res, &specs[2]);
-        err = es_admin_create_topics(adm, specs, 3, ES_KAFKA_TIMEOUT_MS, errstr, errstr_size);
+        es_topic_spec_for(cs->conf, ES_TOPIC_STATE, cs->t_state, &specs[3]);
+        err = es_admin_create_topics(adm, specs, 4, ES_KAFKA_TIMEOUT_MS, errstr, errstr_size);
     }
     /* Events go to the partition number of their command: the counts must agree. */
     if (!err)
@@ -74,6 +76,9 @@ static es_err_t check_topics(cs_t *cs, char *errstr, size_t errstr_size)
                                         errstr_size);
     if (!err)
         err = es_admin_topic_partitions(adm, cs->t_res, ES_KAFKA_TIMEOUT_MS, &pc_res, errstr,
+                                        errstr_size);
+    if (!err)
+        err = es_admin_topic_partitions(adm, cs->t_state, ES_KAFKA_TIMEOUT_MS, &pc_state, errstr,
                                         errstr_size);
     es_admin_destroy(adm);
     if (err == ES_ERR_NOT_FOUND) {
@@ -90,6 +95,14 @@ static es_err_t check_topics(cs_t *cs, char *errstr, size_t errstr_size)
                  cs->t_cmd, pc_cmd, cs->t_ev, pc_ev);
         return ES_ERR_CONF;
     }
+    if (!err && pc_state != pc_ev) {
+        snprintf(errstr, errstr_size,
+                 "%s has %d partitions but %s has %d: they must be equal (a state goes to the "
+                 "partition number of its events)",
+                 cs->t_state, pc_state, cs->t_ev, pc_ev);
+        return ES_ERR_CONF;
+    }
+    cs->nparts = pc_ev;
     return err;
 }
 
@@ -103,6 +116,7 @@ static es_err_t open_serdes(cs_t *cs, char *errstr, size_t errstr_size)
         {&cs->cmd_serde, cs->t_cmd, cs->def->commands_schema},
         {&cs->ev_serde, cs->t_ev, cs->def->events_schema},
         {&cs->res_serde, cs->t_res, "command-result"},
+        {&cs->state_serde, cs->t_state, "aggregate-state"},
     };
     char subj[300];
     es_err_t err;
@@ -121,6 +135,7 @@ static es_err_t open_serdes(cs_t *cs, char *errstr, size_t errstr_size)
         return ES_ERR_SCHEMA;
     es_serde_new_value(cs->ev_serde, &cs->ev_value);
     es_serde_new_value(cs->res_serde, &cs->res_value);
+    es_serde_new_value(cs->state_serde, &cs->state_value);
     cs->have_values = true;
     return ES_ERR_OK;
 }
@@ -208,7 +223,8 @@ es_err_t cs_connect(cs_t *cs, char *errstr, size_t errstr_size)
         es_store_opts_t so = {0}; /* fields the configuration does not set stay 0/NULL */
         es_store_opts_from_conf(cs->conf, &so);
         so.format = STORE_FORMAT;
-        so.format_remedy = "delete the store directory: it is rebuilt from <agg>.events";
+        so.format_remedy = "delete the store directory: it is restored from <agg>.state and "
+                           "<agg>.events";
         if (!(cs->store =
                   es_store_open(es_conf_get(cs->conf, "store.path"), &so, errstr, errstr_size)))
             return ES_ERR_STORE;
@@ -216,8 +232,8 @@ es_err_t cs_connect(cs_t *cs, char *errstr, size_t errstr_size)
     cs_set_not_ready(cs, "connecting to Kafka as %s", cs->txid);
     if ((err = clients_open(cs, errstr, errstr_size)))
         return err;
-    es_log_info("command-service", "aggregate %s: %s → %s, %s (group %s, transactional.id %s)",
-                cs->def->name, cs->t_cmd, cs->t_ev, cs->t_res, cs->group, cs->txid);
+    es_log_info("command-service", "aggregate %s: %s → %s, %s, %s (group %s, transactional.id %s)",
+                cs->def->name, cs->t_cmd, cs->t_ev, cs->t_res, cs->t_state, cs->group, cs->txid);
     return ES_ERR_OK;
 }
 
@@ -244,6 +260,15 @@ static void register_metrics(cs_t *cs, es_metrics_t *metrics)
                                         es_metrics_latency_buckets, es_metrics_latency_nbuckets);
     cs->h_batch = es_metrics_histogram(metrics, "escqrs_batch_commands", "Commands per transaction",
                                        NULL, batch_bounds, ES_ARRAY_SIZE(batch_bounds));
+    cs->c_caught_up_events =
+        es_metrics_counter(metrics, "escqrs_command_service_catchup_events_total",
+                           "Events of <agg>.events applied to the store on assignment", NULL);
+    cs->c_restored_states =
+        es_metrics_counter(metrics, "escqrs_command_service_restored_states_total",
+                           "Records of <agg>.state applied to an empty store on assignment", NULL);
+    cs->c_baseline_states =
+        es_metrics_counter(metrics, "escqrs_command_service_baseline_states_total",
+                           "State records written by baselines of <agg>.state partitions", NULL);
     cs->g_caught_up = es_metrics_gauge(metrics, "escqrs_command_service_caught_up",
                                        "1 once the assigned partitions are caught up", NULL);
 }
@@ -258,6 +283,7 @@ static void name_things(cs_t *cs)
     es_topic_name(cs->agg, ES_TOPIC_COMMANDS, NULL, cs->t_cmd, sizeof(cs->t_cmd));
     es_topic_name(cs->agg, ES_TOPIC_EVENTS, NULL, cs->t_ev, sizeof(cs->t_ev));
     es_topic_name(cs->agg, ES_TOPIC_RESULTS, NULL, cs->t_res, sizeof(cs->t_res));
+    es_topic_name(cs->agg, ES_TOPIC_STATE, NULL, cs->t_state, sizeof(cs->t_state));
     snprintf(cs->group, sizeof(cs->group), "%s.command-service", cs->agg);
     if (txid && *txid) {
         snprintf(cs->txid, sizeof(cs->txid), "%s", txid);
@@ -281,6 +307,8 @@ cs_t *cs_new(const es_conf_t *conf, const es_aggregate_def_t *def, es_metrics_t 
     snprintf(cs->not_ready, sizeof(cs->not_ready), "starting");
     cs->batch_max = (int)es_conf_get_int(conf, "batch.max");
     cs->linger_ms = (int)es_conf_get_int(conf, "batch.linger.ms");
+    cs->remember_max = (size_t)es_conf_get_int(conf, "state.commands.remembered");
+    cs->restore_enabled = es_conf_get_bool(conf, "state.restore");
     name_things(cs);
     cs->pends = es_calloc((size_t)cs->batch_max, sizeof(*cs->pends));
     cs->evs = es_calloc((size_t)cs->batch_max * ES_AGG_MAX_EVENTS, sizeof(*cs->evs));
@@ -305,14 +333,17 @@ void cs_destroy(cs_t *cs)
     if (cs->have_values) {
         avro_value_decref(&cs->ev_value);
         avro_value_decref(&cs->res_value);
+        avro_value_decref(&cs->state_value);
     }
     es_serde_destroy(cs->cmd_serde);
     es_serde_destroy(cs->ev_serde);
     es_serde_destroy(cs->res_serde);
+    es_serde_destroy(cs->state_serde);
     es_registry_destroy(cs->reg);
     pthread_mutex_destroy(&cs->why_mu);
     cs_overlay_free(cs);
     free(cs->pends);
     free(cs->evs);
+    free(cs->baseline);
     free(cs);
 }

@@ -223,6 +223,8 @@ static es_err_t decide_pending(cs_t *cs, rd_kafka_message_t *m, avro_value_t *v,
     if ((err = cs_agg_load(cs, agg_id, &a, errstr, errstr_size)) ||
         (err = cs_idem_load(cs, agg_id, cmd_id, &e, errstr, errstr_size)))
         return err;
+    pd->agg = a;
+    a->partition = m->partition; /* its events and state record go to this number */
     o->actual_version = o->version = a->version;
     switch (es_command_precheck(e != NULL, e ? e->fp : 0, fp, o->has_expected, o->expected_version,
                                 a->version)) {

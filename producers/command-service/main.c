@@ -39,7 +39,7 @@ static const es_conf_def_t service_defs[] = {
     {.name = "store.path",
      .type = ES_CONF_STRING,
      .defval = "./data/command-service",
-     .desc = "RocksDB aggregate store (a cache of the events topic: safe to delete)"},
+     .desc = "RocksDB aggregate store (a cache of the state and events topics: safe to delete)"},
     {.name = "batch.max",
      .type = ES_CONF_INT,
      .defval = "500",
@@ -57,10 +57,23 @@ static const es_conf_def_t service_defs[] = {
      .defval = "",
      .desc = "Kafka transactional.id; empty: <prefix><agg>.command-service-<hostname> (stable "
              "per pod, so a restart fences and aborts its predecessor at once)"},
+    {.name = "state.restore",
+     .type = ES_CONF_BOOL,
+     .defval = "true",
+     .desc = "On assignment, restore an empty store from <agg>.state and catch up only the "
+             "events after it; false: replay <agg>.events from offset 0 (state records are "
+             "written either way)"},
+    {.name = "state.commands.remembered",
+     .type = ES_CONF_INT,
+     .defval = "32",
+     .min = 0,
+     .max = 1000,
+     .desc = "Last outcomes of each aggregate its <agg>.state record carries: a retry of one of "
+             "them after a restore still gets its first answer"},
     {.name = "topics.create",
      .type = ES_CONF_BOOL,
      .defval = "false",
-     .desc = "Create the aggregate's commands, events and results topics at start-up"},
+     .desc = "Create the aggregate's commands, events, results and state topics at start-up"},
     {.name = NULL},
 };
 

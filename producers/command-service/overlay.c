@@ -11,10 +11,15 @@
  * lags the log (a crash between commit and write), and the catch-up on
  * assignment closes the gap.
  *
- * Store layout: "s" + id → 8-byte big-endian version + state_encode();
+ * Store layout: "s" + id → 8-byte big-endian version, 8-byte offset of its
+ * last event in <agg>.events (-1: none), 4-byte partition (-1: unknown),
+ * 4-byte count and u32-length-prefixed list of the outcomes its state
+ * record carries (command id, 8-byte fingerprint, framed CommandResult,
+ * each u32-length-prefixed; state.c), then state_encode();
  * "i" + id + 0x00 + command id → 8-byte big-endian fingerprint + framed
  * CommandResult (fingerprint 0 when rebuilt from events: the body is not in
- * the log).  The store records this layout as "command-service/1"
+ * the log); "b" + 4-byte partition → the partition of <agg>.state has a
+ * baseline (state.c).  The store records this layout as "command-service/2"
  * (connect.c): change that name with the layout, and an old store is
  * refused with the remedy instead of misread.
  */
@@ -27,18 +32,24 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void agg_free(void *p)
+void cs_agg_free(agg_ent_t *a)
 {
-    agg_ent_t *a = p;
-    if (a)
+    if (a) {
         free(a->state);
+        es_buf_free(&a->recent);
+    }
     free(a);
+}
+
+static void agg_free_cb(void *p)
+{
+    cs_agg_free(p);
 }
 
 /* The overlay's maps, each entry freed with the map. */
 void cs_overlay_init(cs_t *cs)
 {
-    cs->aggs = (es_map_t)ES_MAP_INIT(agg_free);
+    cs->aggs = (es_map_t)ES_MAP_INIT(agg_free_cb);
     cs->idems = (es_map_t)ES_MAP_INIT(free);
 }
 
@@ -63,6 +74,32 @@ static size_t agg_key(char *out, const char *id)
     return 1 + n;
 }
 
+es_err_t cs_agg_decode(cs_t *cs, agg_ent_t *a, const void *val, size_t len)
+{
+    es_cursor_t c;
+    size_t rlen;
+    es_cursor_init(&c, val, len);
+    a->version = (int64_t)es_cursor_be64(&c);
+    a->ev_offset = (int64_t)es_cursor_be64(&c);
+    a->partition = (int32_t)es_cursor_be32(&c);
+    a->nrecent = es_cursor_be32(&c);
+    const char *recent = es_cursor_str(&c, &rlen);
+    if (c.bad)
+        return ES_ERR_DECODE;
+    es_buf_set(&a->recent, recent, rlen);
+    memset(a->state, 0, cs->def->state_size);
+    return cs->def->state_decode(a->state, c.p, c.left) ? ES_ERR_DECODE : ES_ERR_OK;
+}
+
+agg_ent_t *cs_agg_new(cs_t *cs)
+{
+    agg_ent_t *a = es_calloc(1, sizeof(*a));
+    a->state = es_calloc(1, cs->def->state_size);
+    a->ev_offset = -1;
+    a->partition = -1;
+    return a;
+}
+
 es_err_t cs_agg_load(cs_t *cs, const char *id, agg_ent_t **out, char *errstr, size_t errstr_size)
 {
     char key[ES_ID_MAX + 2];
@@ -70,16 +107,14 @@ es_err_t cs_agg_load(cs_t *cs, const char *id, agg_ent_t **out, char *errstr, si
     es_buf_t val = {0};
     if ((*out = es_map_get(&cs->aggs, key, keylen, NULL)))
         return ES_ERR_OK;
-    agg_ent_t *a = es_calloc(1, sizeof(*a));
-    a->state = es_calloc(1, cs->def->state_size);
+    agg_ent_t *a = cs_agg_new(cs);
     es_err_t err = es_store_get(cs->store, key, keylen, &val, errstr, errstr_size);
     if (err == ES_ERR_OK) {
-        if (val.len < 8 || cs->def->state_decode(a->state, val.data + 8, val.len - 8)) {
+        if (cs_agg_decode(cs, a, val.data, val.len)) {
             snprintf(errstr, errstr_size, "aggregate %s: stored state does not decode", id);
             err = ES_ERR_DECODE;
             goto fail;
         }
-        a->version = (int64_t)es_be64_get(val.data);
     } else if (err != ES_ERR_NOT_FOUND) {
         goto fail;
     }
@@ -89,8 +124,14 @@ es_err_t cs_agg_load(cs_t *cs, const char *id, agg_ent_t **out, char *errstr, si
     return ES_ERR_OK;
 fail:
     es_buf_free(&val);
-    agg_free(a);
+    cs_agg_free(a);
     return err;
+}
+
+void cs_agg_replace(cs_t *cs, const char *id, agg_ent_t *a)
+{
+    char key[ES_ID_MAX + 2];
+    es_map_set(&cs->aggs, key, agg_key(key, id), a); /* frees the entry it replaces */
 }
 
 /* "i" + agg_id + 0x00 + cmd_id: the store key of a remembered outcome. */
@@ -172,8 +213,17 @@ static es_err_t dirty_write(cs_t *cs, es_batch_t *batch, es_buf_t *val, char *er
         agg_ent_t *a = *slot;
         if (!a->dirty)
             continue;
-        cs->def->state_encode(a->state, val);
-        put_record(batch, key, keylen, (uint64_t)a->version, val);
+        es_buf_clear(val);
+        es_buf_put_be64(val, (uint64_t)a->version);
+        es_buf_put_be64(val, (uint64_t)a->ev_offset);
+        es_buf_put_be32(val, (uint32_t)a->partition);
+        es_buf_put_be32(val, (uint32_t)a->nrecent);
+        es_buf_put_str(val, a->recent.data, a->recent.len);
+        es_buf_t st = {0};
+        cs->def->state_encode(a->state, &st);
+        es_buf_append(val, st.data, st.len);
+        es_buf_free(&st);
+        es_batch_put(batch, key, keylen, val->data, val->len);
         a->dirty = false;
     }
     pos = 0;
@@ -190,19 +240,26 @@ static es_err_t dirty_write(cs_t *cs, es_batch_t *batch, es_buf_t *val, char *er
     return ES_ERR_OK;
 }
 
-/* Write every dirty entry of the overlay plus the next events-topic offsets of
- * partitions @p parts in one atomic batch. */
-es_err_t cs_overlay_write(cs_t *cs, const int32_t *parts, const int64_t *next_offsets,
-                          size_t nparts, char *errstr, size_t errstr_size)
+es_err_t cs_overlay_write_with(cs_t *cs, es_batch_t *batch, const int32_t *parts,
+                               const int64_t *next_offsets, size_t nparts, char *errstr,
+                               size_t errstr_size)
 {
-    es_batch_t *batch = es_batch_new();
     es_buf_t val = {0};
     es_err_t err = dirty_write(cs, batch, &val, errstr, errstr_size);
     for (size_t i = 0; i < nparts && !err; i++)
         es_batch_put_offset(batch, cs->t_ev, parts[i], next_offsets[i]);
     if (!err)
         err = es_store_write(cs->store, batch, errstr, errstr_size);
-    es_batch_destroy(batch);
     es_buf_free(&val);
+    return err;
+}
+
+es_err_t cs_overlay_write(cs_t *cs, const int32_t *parts, const int64_t *next_offsets,
+                          size_t nparts, char *errstr, size_t errstr_size)
+{
+    es_batch_t *batch = es_batch_new();
+    es_err_t err =
+        cs_overlay_write_with(cs, batch, parts, next_offsets, nparts, errstr, errstr_size);
+    es_batch_destroy(batch);
     return err;
 }

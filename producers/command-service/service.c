@@ -189,6 +189,7 @@ int cs_run(cs_t *cs, volatile sig_atomic_t *stop)
 {
     rd_kafka_message_t **msgs = es_calloc((size_t)cs->batch_max, sizeof(*msgs));
     int rc = 0, aborts = 0, backoff_ms = CS_BACKOFF_MIN_MS;
+    bool idle = false;
     cs->stop = stop;
     while (!*stop) {
         connect_rc_t c = cs->prod ? CONNECTED : ensure_connected(cs, &backoff_ms);
@@ -202,8 +203,21 @@ int cs_run(cs_t *cs, volatile sig_atomic_t *stop)
             recover(cs, &backoff_ms);
             continue;
         }
+        /* Between batches, in transactions of their own (state.c): when no command
+         * waits, so a cold start answers its first command first, or after
+         * BASELINE_DEFER_MS under a load that never pauses. */
+        if (cs->nbaseline && (idle || es_mono_ms() >= cs->baseline_due_ms)) {
+            es_txn_rc_t t = cs_state_write_baselines(cs);
+            if (t == ES_TXN_FATAL) {
+                cs->fatal = true;
+                continue;
+            }
+            if (t == ES_TXN_ABORT)
+                nap(cs, CS_BACKOFF_MIN_MS); /* aborted: commands go on, it is tried again */
+        }
         int gen = atomic_load(&cs->generation);
         size_t n = poll_batch(cs, msgs);
+        idle = n == 0;
         if (n)
             run_batch(cs, msgs, n, gen, &aborts, &backoff_ms);
         for (size_t i = 0; i < n; i++)

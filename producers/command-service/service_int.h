@@ -7,7 +7,10 @@
  *   connect.c    set-up: topics, schemas, store, Kafka clients; cs_new/cs_destroy
  *   txn.c        one batch = one Kafka transaction
  *   decide.c     one command: idempotency, If-Match, decide, produce events
- *   catchup.c    on assignment: the store brought up to the end of the events
+ *   catchup.c    on assignment: the store restored from <agg>.state, then
+ *                brought up to the end of the events
+ *   state.c      the <agg>.state record: written in each transaction, read
+ *                back by a restore, the baseline of a partition
  *   overlay.c    the batch's uncommitted states and outcomes; the store codec
  *   readiness.c  what /readyz says
  *
@@ -32,15 +35,21 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-#define CS_BACKOFF_MIN_MS 500   /* first wait before connecting again */
-#define CS_BACKOFF_MAX_MS 30000 /* longest wait between attempts */
-#define CS_NAP_SLICE_MS   100   /* a wait checks the stop flag this often */
+#define CS_BACKOFF_MIN_MS    500   /* first wait before connecting again */
+#define CS_BACKOFF_MAX_MS    30000 /* longest wait between attempts */
+#define CS_NAP_SLICE_MS      100   /* a wait checks the stop flag this often */
+#define CS_BASELINE_DEFER_MS 10000 /* a baseline waits for an idle poll at most this long */
 
 /* An aggregate's state in the overlay: loaded from the store, then evolved. */
 typedef struct agg_ent_s {
     int64_t version;
-    bool dirty; /* changed in this batch: written after the commit */
+    int64_t ev_offset; /* offset of its last event in <agg>.events; -1: none */
+    int32_t partition; /* its partition number; -1 before anything was written */
+    bool dirty;        /* changed in this batch: written after the commit */
+    bool publish;      /* its <agg>.state record goes into this batch's transaction */
     void *state;
+    es_buf_t recent; /* the outcomes its state record carries (state.c), oldest first */
+    size_t nrecent;
 } agg_ent_t;
 
 /* A remembered outcome of a command id. */
@@ -70,6 +79,7 @@ typedef struct pend_s {
     es_outcome_t o;
     cmd_ctx_t ctx;
     int last_ev;          /* index in evs, -1 when none */
+    agg_ent_t *agg;       /* the command's aggregate (NULL: not loaded) */
     idem_ent_t *remember; /* entry to complete with the position */
     idem_ent_t *replay;   /* answer with this entry's outcome */
 } pend_t;
@@ -78,12 +88,15 @@ struct cs_s {
     const es_conf_t *conf;
     const es_aggregate_def_t *def;
     es_metrics_t *metrics;
-    char agg[256], t_cmd[256], t_ev[256], t_res[256], group[300], txid[400];
+    char agg[256], t_cmd[256], t_ev[256], t_res[256], t_state[256], group[300], txid[400];
     int batch_max, linger_ms;
+    size_t remember_max;  /* outcomes per aggregate in its state record */
+    bool restore_enabled; /* state.restore: restore an empty store from <agg>.state */
+    bool catchup_recent;  /* this catch-up keeps the aggregates' remembered outcomes */
 
     es_registry_t *reg;
-    es_serde_t *cmd_serde, *ev_serde, *res_serde;
-    avro_value_t ev_value, res_value;
+    es_serde_t *cmd_serde, *ev_serde, *res_serde, *state_serde;
+    avro_value_t ev_value, res_value, state_value;
     es_emitter_t *em;
     es_store_t *store;
     es_consumer_t *cons, *catchup;
@@ -94,6 +107,11 @@ struct cs_s {
     pend_t *pends;
     evpos_t *evs;
     size_t npend, nev;
+
+    int32_t *baseline; /* partitions of <agg>.state that need a baseline (state.c) */
+    size_t nbaseline;
+    int64_t baseline_due_ms; /* written by then even if commands never pause */
+    int32_t nparts;          /* partition count of the aggregate's topics */
 
     atomic_bool ready;
     atomic_int generation; /* bumped on every rebalance */
@@ -106,7 +124,7 @@ struct cs_s {
     char not_ready[1300];    /* why not ready, for /readyz */
 
     es_counter_t *c_accepted, *c_replayed, *c_conflict, *c_reused, *c_undecodable, *c_aborts,
-        *c_recoveries;
+        *c_recoveries, *c_caught_up_events, *c_restored_states, *c_baseline_states;
     es_histogram_t *h_commit, *h_batch;
     es_gauge_t *g_caught_up;
 };
@@ -119,12 +137,35 @@ void cs_set_ready(cs_t *cs);
 void cs_overlay_init(cs_t *cs);
 void cs_overlay_clear(cs_t *cs);
 void cs_overlay_free(cs_t *cs);
+agg_ent_t *cs_agg_new(cs_t *cs);
+void cs_agg_free(agg_ent_t *a);
+/* A stored aggregate value (overlay.c's layout) into @p a. */
+es_err_t cs_agg_decode(cs_t *cs, agg_ent_t *a, const void *val, size_t len);
 es_err_t cs_agg_load(cs_t *cs, const char *id, agg_ent_t **out, char *errstr, size_t errstr_size);
+/* Put @p a (now owned by the overlay) in place of aggregate @p id's entry. */
+void cs_agg_replace(cs_t *cs, const char *id, agg_ent_t *a);
 es_err_t cs_idem_load(cs_t *cs, const char *agg_id, const char *cmd_id, idem_ent_t **out,
                       char *errstr, size_t errstr_size);
 idem_ent_t *cs_idem_insert(cs_t *cs, const char *agg_id, const char *cmd_id, uint64_t fp);
+/* Write every dirty entry of the overlay plus the next events-topic offsets of
+ * partitions @p parts in one atomic batch (after what @p batch holds already). */
 es_err_t cs_overlay_write(cs_t *cs, const int32_t *parts, const int64_t *next_offsets,
                           size_t nparts, char *errstr, size_t errstr_size);
+es_err_t cs_overlay_write_with(cs_t *cs, es_batch_t *batch, const int32_t *parts,
+                               const int64_t *next_offsets, size_t nparts, char *errstr,
+                               size_t errstr_size);
+
+/* state.c */
+void cs_state_remember(cs_t *cs, agg_ent_t *a, const char *cmd_id, uint64_t fp,
+                       const es_outcome_t *o);
+es_err_t cs_state_produce(cs_t *cs, char *errstr, size_t errstr_size);
+/* One record of <agg>.state applied to the overlay; *is_marker for a baseline marker. */
+es_err_t cs_state_apply(cs_t *cs, const rd_kafka_message_t *m, int64_t *events_offset,
+                        bool *is_marker, char *errstr, size_t errstr_size);
+bool cs_state_has_baseline(cs_t *cs, int32_t p);
+void cs_state_baseline_mark(es_batch_t *batch, int32_t p);
+void cs_state_need_baseline(cs_t *cs, int32_t p);
+es_txn_rc_t cs_state_write_baselines(cs_t *cs);
 
 /* catchup.c */
 void cs_on_rebalance(void *opaque, bool assign, const rd_kafka_topic_partition_list_t *parts);

@@ -4,12 +4,13 @@
  *   begin → decide each command (its events produced to the command's own
  *   partition number) → flush, so the delivery reports give every event's
  *   offset → produce each outcome with the position of its command's last
- *   event → send the consumed offsets with the group metadata of now →
+ *   event → produce the <agg>.state record of every aggregate the batch
+ *   changed (state.c) → send the consumed offsets with the group metadata of now →
  *   commit → write the new states, outcomes and next events-topic offsets
  *   in one RocksDB batch.
  *
- * Why it is exactly once: the events, the outcomes and the consumed offsets
- * commit or abort together, so a command is either decided and answered
+ * Why it is exactly once: the events, the outcomes, the states and the
+ * consumed offsets commit or abort together, so a command is either decided and answered
  * once, or not at all and consumed again.  The offsets carry the consumer's
  * group generation of the moment (KIP-447), so a zombie owner whose
  * partitions moved cannot commit.  Until the commit, the batch's states
@@ -86,11 +87,17 @@ static es_txn_rc_t produce_outcomes(cs_t *cs)
     char errstr[1024];
     for (size_t i = 0; i < cs->npend; i++) {
         pend_t *pd = &cs->pends[i];
-        if (pd->last_ev >= 0)
+        if (pd->last_ev >= 0) {
             snprintf(pd->o.position, sizeof(pd->o.position), "%d:%" PRId64,
                      (int)cs->evs[pd->last_ev].partition, cs->evs[pd->last_ev].offset);
-        if (pd->remember)
+            pd->agg->ev_offset = cs->evs[pd->last_ev].offset; /* commands in order: the last */
+            pd->agg->publish = true;
+        }
+        if (pd->remember) {
             pd->remember->o = pd->o;
+            cs_state_remember(cs, pd->agg, pd->o.command_id, pd->remember->fp, &pd->o);
+            pd->agg->publish = true;
+        }
         /* a retry answers the first outcome, with its own request's context */
         const es_outcome_t *o = pd->replay ? &pd->replay->o : &pd->o;
         if (cs_produce_outcome(cs, o, &pd->ctx, errstr, sizeof(errstr))) {
@@ -98,6 +105,15 @@ static es_txn_rc_t produce_outcomes(cs_t *cs)
             return ES_TXN_ABORT;
         }
     }
+    return ES_TXN_OK;
+}
+
+/* The state record of every aggregate the batch changed, beside its events (state.c). */
+static es_txn_rc_t produce_states(cs_t *cs)
+{
+    char errstr[1024];
+    if (cs_state_produce(cs, errstr, sizeof(errstr)))
+        return fail(cs, ES_TXN_ABORT, ES_LOG_WARN, "state: ", errstr);
     return ES_TXN_OK;
 }
 
@@ -166,7 +182,8 @@ static es_txn_rc_t run_transaction(cs_t *cs, rd_kafka_message_t **msgs, size_t n
         fail(cs, rc, ES_LOG_ERROR, "", errstr);
         return ES_TXN_FATAL; /* nothing was produced; but a producer that cannot begin is broken */
     }
-    if ((rc = decide_all(cs, msgs, n)) || (rc = flush_events(cs)) || (rc = produce_outcomes(cs)))
+    if ((rc = decide_all(cs, msgs, n)) || (rc = flush_events(cs)) || (rc = produce_outcomes(cs)) ||
+        (rc = produce_states(cs)))
         return rc;
     if ((rc = es_txn_send_offsets(cs->prod, cs->cons, offsets, errstr, sizeof(errstr))))
         return fail(cs, rc, rc == ES_TXN_FATAL ? ES_LOG_ERROR : ES_LOG_WARN, "", errstr);

@@ -131,13 +131,15 @@ static es_err_t create_topics(gw_t *gw, char *errstr, size_t errstr_size)
     es_admin_t *adm = es_admin_new(gw->conf, errstr, errstr_size);
     es_err_t err = adm ? ES_ERR_OK : ES_ERR_CONF;
     for (size_t a = 0; a < gw->naggs && !err; a++) {
-        es_topic_spec_t specs[3];
-        char t_ev[256];
+        es_topic_spec_t specs[4];
+        char t_ev[256], t_state[256];
         es_topic_name(gw->aggs[a].name, ES_TOPIC_EVENTS, NULL, t_ev, sizeof(t_ev));
+        es_topic_name(gw->aggs[a].name, ES_TOPIC_STATE, NULL, t_state, sizeof(t_state));
         es_topic_spec_for(gw->conf, ES_TOPIC_COMMANDS, gw->aggs[a].t_cmd, &specs[0]);
         es_topic_spec_for(gw->conf, ES_TOPIC_EVENTS, t_ev, &specs[1]);
         es_topic_spec_for(gw->conf, ES_TOPIC_RESULTS, gw->aggs[a].t_res, &specs[2]);
-        err = es_admin_create_topics(adm, specs, 3, ES_KAFKA_TIMEOUT_MS, errstr, errstr_size);
+        es_topic_spec_for(gw->conf, ES_TOPIC_STATE, t_state, &specs[3]);
+        err = es_admin_create_topics(adm, specs, 4, ES_KAFKA_TIMEOUT_MS, errstr, errstr_size);
     }
     es_admin_destroy(adm);
     return err;

@@ -348,19 +348,21 @@ function namespacePass(name, objs) {
 }
 
 // The settings of es_topic_spec_for() (common/src/kafka.c) per kind of aggregate
-// topic: retention.ms, and whether min.insync.replicas is set.
+// topic: cleanup.policy, retention.ms (null: not set, a compacted topic), and
+// whether min.insync.replicas is set.
 const TOPIC_KINDS = {
-    commands: { suffix: ".commands", retention: -1, isr: true },
-    events: { suffix: ".events", retention: -1, isr: true },
-    results: { suffix: ".command-results", retention: -1, isr: true },
-    dlq: { suffix: null, retention: -1, isr: true },
+    commands: { suffix: ".commands", policy: "delete", retention: -1, isr: true },
+    events: { suffix: ".events", policy: "delete", retention: -1, isr: true },
+    results: { suffix: ".command-results", policy: "delete", retention: -1, isr: true },
+    state: { suffix: ".state", policy: "compact", retention: null, isr: true },
+    dlq: { suffix: null, policy: "delete", retention: -1, isr: true },
 };
 
 // 5. Domains (k8s/components/domain-<name>/, made by scripts/k8s-domain): what a
 //    domain needs, whichever domain it is, so that one rendered by hand or from
 //    a changed template cannot go unnoticed.  Every aggregate with a topic, a
 //    command service or a place in the gateway's list has all three: its topics
-//    (commands, events, command-results, each with its kind's label and the
+//    (commands, events, command-results, state, each with its kind's label and the
 //    settings of es_topic_spec_for()), a command service (ESCQRS_AGGREGATE) whose
 //    KafkaUser may do what service.c does, and a place in the gateway's
 //    ESCQRS_AGGREGATES with the gateway's ACLs on its topics and group.  Every
@@ -430,6 +432,7 @@ function domainPass(name, objs, workloads) {
             must(sw, user, "topic", `${agg}.commands`, ["Read", "Describe"]);
             must(sw, user, "topic", `${agg}.events`, ["Read", "Write", "Describe"]);
             must(sw, user, "topic", `${agg}.command-results`, ["Write", "Describe"]);
+            must(sw, user, "topic", `${agg}.state`, ["Read", "Write", "Describe"]);
             must(sw, user, "group", `${agg}.command-service`, ["Read", "Describe"]);
             must(sw, user, "transactionalId", `${agg}.command-service-${p.o.metadata?.name}-0`, ["Write", "Describe"]);
         }
@@ -456,8 +459,9 @@ function domainPass(name, objs, workloads) {
             fail(tw, `named otherwise than its labels say (aggregate ${agg}, topic ${labels["escqrs.io/topic"]})`);
         else {
             const cfg = t.spec?.config ?? {};
-            if (Number(cfg["retention.ms"]) !== kind.retention) fail(tw, `retention.ms ${cfg["retention.ms"]}, es_topic_spec_for() gives ${kind.retention}`);
-            if (cfg["cleanup.policy"] !== "delete") fail(tw, `cleanup.policy ${cfg["cleanup.policy"]}, not delete`);
+            if (kind.retention === null ? Object.hasOwn(cfg, "retention.ms") : Number(cfg["retention.ms"]) !== kind.retention)
+                fail(tw, `retention.ms ${cfg["retention.ms"]}, es_topic_spec_for() gives ${kind.retention ?? "none"}`);
+            if (cfg["cleanup.policy"] !== kind.policy) fail(tw, `cleanup.policy ${cfg["cleanup.policy"]}, not ${kind.policy}`);
             if (kind.isr !== Object.hasOwn(cfg, "min.insync.replicas"))
                 fail(tw, kind.isr ? "no min.insync.replicas" : "min.insync.replicas set (es_topic_spec_for() leaves it to the broker on results)");
         }

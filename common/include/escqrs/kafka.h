@@ -329,6 +329,7 @@ typedef enum {
     ES_TOPIC_EVENTS,   /**< <agg>.events: the source of truth, kept forever, never compacted */
     ES_TOPIC_RESULTS,  /**< <agg>.command-results: short retention */
     ES_TOPIC_DLQ,      /**< <agg>.events.dlq.<projector>: kept forever */
+    ES_TOPIC_STATE,    /**< <agg>.state: latest state per aggregate, compacted (write side) */
 } es_topic_kind_t;
 
 #define ES_TOPIC_MAX_CONFIGS 4
@@ -344,8 +345,8 @@ typedef struct es_topic_spec_s {
 
 /**
  * @brief The topic name of @p kind for aggregate @p agg: `<agg>.commands`,
- *        `<agg>.events`, `<agg>.command-results`, `<agg>.events.dlq.<projector>`
- *        (@p projector is only used for ES_TOPIC_DLQ).
+ *        `<agg>.events`, `<agg>.command-results`, `<agg>.events.dlq.<projector>`,
+ *        `<agg>.state` (@p projector is only used for ES_TOPIC_DLQ).
  */
 void es_topic_name(const char *agg, es_topic_kind_t kind, const char *projector, char *out,
                    size_t outsz);

@@ -1,0 +1,460 @@
+/*
+ * state.c — the <agg>.state changelog: one record per aggregate a
+ * transaction changed, written inside that transaction; read back by a
+ * command service whose store is empty instead of <agg>.events.
+ *
+ * Why it can never disagree with the log: the record (key: the aggregate
+ * id; value: AggregateState, schemas/aggregate-state.avsc — the version,
+ * the offset of the aggregate's last event, state_encode() bytes and its
+ * last outcomes) goes to the aggregate's own partition number in the same
+ * Kafka transaction as the events it reflects, so a read_committed reader
+ * sees both or neither.  The owner of a partition is its single writer and
+ * runs one transaction at a time, so within a partition the records and the
+ * events of transaction k all come before those of transaction k+1.  Read
+ * to its end, a state partition therefore holds the state of every
+ * aggregate as of the last transaction it shows, and the largest events
+ * offset among its records is the last event of that transaction: every
+ * event after it belongs to a transaction committed later, and every event
+ * before it is reflected by some record (a transaction that wrote an event
+ * of an aggregate also wrote that aggregate's record).  Aborted
+ * transactions are invisible in both topics alike; a zombie owner's
+ * transaction is fenced by its offsets' group generation (KIP-447), which
+ * is why a baseline sends offsets too although it consumes nothing.
+ *
+ * "Every aggregate" needs a beginning: records exist only for aggregates
+ * changed since the topic existed, so a partition is trusted only once it
+ * holds a baseline marker (key 0x01 "baseline", aggregate_id ""), written after the state
+ * of every aggregate of the partition as the owner's complete store had it
+ * (cs_state_write_baselines()).  A fresh aggregate's baseline is the marker
+ * alone; an aggregate older than this topic gets one after its first
+ * replay.  Without a marker, a restore applies what it read (true states)
+ * and replays the events from offset 0 anyway.
+ *
+ * Idempotency: each record carries the aggregate's last
+ * `state.commands.remembered` outcomes with their fingerprints, so a
+ * client retry after a restore still gets its first answer; older ones are
+ * forgotten by a restore (docs/write-side.md, "Known limits").
+ */
+#include "service_int.h"
+
+#include "escqrs/log.h"
+#include "escqrs/mem.h"
+#include "escqrs/record.h"
+#include "escqrs/util.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BASELINE_CHUNK 5000 /* state records per baseline transaction */
+/* The key of a partition's baseline marker: no aggregate id (those are printable
+ * ASCII), and not empty (a compacted topic refuses a record without a key). */
+#define MARKER_KEY "\001baseline"
+
+/* The first entry of a recent-outcomes list and its size; false at the end. */
+static bool recent_next(es_cursor_t *c, const char **id, size_t *idlen, uint64_t *fp,
+                        const char **res, size_t *reslen)
+{
+    if (!c->left)
+        return false;
+    *id = es_cursor_str(c, idlen);
+    *fp = es_cursor_be64(c);
+    *res = es_cursor_str(c, reslen);
+    return !c->bad;
+}
+
+/* Drop the entry at byte @p at (of @p len bytes) from @p a's list. */
+static void recent_cut(agg_ent_t *a, size_t at, size_t len)
+{
+    memmove(a->recent.data + at, a->recent.data + at + len, a->recent.len - at - len);
+    a->recent.len -= len;
+    a->nrecent--;
+}
+
+/* Append (@p id, @p fp, framed @p res) to @p a's list, replacing an entry of the same id. */
+static void recent_add(cs_t *cs, agg_ent_t *a, const char *id, size_t idlen, uint64_t fp,
+                       const void *res, size_t reslen)
+{
+    es_cursor_t c;
+    const char *eid, *eres;
+    size_t eidlen, ereslen;
+    uint64_t efp;
+    es_cursor_init(&c, a->recent.data, a->recent.len);
+    for (size_t at = 0; recent_next(&c, &eid, &eidlen, &efp, &eres, &ereslen);
+         at = a->recent.len - c.left) {
+        if (eidlen == idlen && !memcmp(eid, id, idlen)) {
+            recent_cut(a, at, a->recent.len - c.left - at);
+            break;
+        }
+    }
+    es_buf_put_str(&a->recent, id, idlen);
+    es_buf_put_be64(&a->recent, fp);
+    es_buf_put_str(&a->recent, res, reslen);
+    a->nrecent++;
+    while (a->nrecent > cs->remember_max) { /* the oldest first */
+        es_cursor_init(&c, a->recent.data, a->recent.len);
+        recent_next(&c, &eid, &eidlen, &efp, &eres, &ereslen);
+        recent_cut(a, 0, a->recent.len - c.left);
+    }
+}
+
+void cs_state_remember(cs_t *cs, agg_ent_t *a, const char *cmd_id, uint64_t fp,
+                       const es_outcome_t *o)
+{
+    char errstr[256];
+    es_buf_t res = {0};
+    if (!cs->remember_max)
+        return;
+    if (es_outcome_to_value(o, &cs->res_value, errstr, sizeof(errstr)) ||
+        es_serde_encode(cs->res_serde, &cs->res_value, &res, errstr, sizeof(errstr))) {
+        /* the outcome was just encoded for the transaction: cannot fail here */
+        es_log_warn("command-service", "outcome of %s not remembered in the state: %s", cmd_id,
+                    errstr);
+    } else {
+        recent_add(cs, a, cmd_id, strlen(cmd_id), fp, res.data, res.len);
+        a->dirty = a->publish = true;
+    }
+    es_buf_free(&res);
+}
+
+/* The AggregateState value of aggregate @p id into cs->state_value. */
+static es_err_t state_value(cs_t *cs, const char *id, const agg_ent_t *a, char *errstr,
+                            size_t errstr_size)
+{
+    avro_value_t *v = &cs->state_value, f, arr, item, g;
+    es_buf_t st = {0};
+    es_cursor_t c;
+    const char *eid, *eres;
+    size_t eidlen, ereslen;
+    uint64_t efp;
+    int bad = 0;
+    avro_value_reset(v);
+    if (a)
+        cs->def->state_encode(a->state, &st);
+    bad |= avro_value_get_by_name(v, "aggregate_id", &f, NULL) || avro_value_set_string(&f, id);
+    bad |= avro_value_get_by_name(v, "version", &f, NULL) ||
+           avro_value_set_long(&f, a ? a->version : 0);
+    bad |= avro_value_get_by_name(v, "events_offset", &f, NULL) ||
+           avro_value_set_long(&f, a ? a->ev_offset : -1);
+    bad |= avro_value_get_by_name(v, "state", &f, NULL) ||
+           avro_value_set_bytes(&f, st.data ? st.data : "", st.len);
+    bad |= avro_value_get_by_name(v, "recent", &arr, NULL);
+    es_cursor_init(&c, a ? a->recent.data : NULL, a ? a->recent.len : 0);
+    while (!bad && recent_next(&c, &eid, &eidlen, &efp, &eres, &ereslen)) {
+        char idz[ES_ID_MAX + 1];
+        snprintf(idz, sizeof(idz), "%.*s", (int)eidlen, eid);
+        bad |= avro_value_append(&arr, &item, NULL) ||
+               avro_value_get_by_name(&item, "command_id", &g, NULL) ||
+               avro_value_set_string(&g, idz) ||
+               avro_value_get_by_name(&item, "fingerprint", &g, NULL) ||
+               avro_value_set_long(&g, (int64_t)efp) ||
+               avro_value_get_by_name(&item, "result", &g, NULL) ||
+               avro_value_set_bytes(&g, (void *)eres, ereslen);
+    }
+    es_buf_free(&st);
+    if (bad) {
+        snprintf(errstr, errstr_size, "AggregateState of %s: %s", id, avro_strerror());
+        return ES_ERR_ENCODE;
+    }
+    return ES_ERR_OK;
+}
+
+/* Produce the state record of aggregate @p id (NULL @p a: the baseline marker, @p marker_off). */
+static es_err_t state_send(cs_t *cs, const char *id, const agg_ent_t *a, int32_t partition,
+                           int64_t marker_off, char *errstr, size_t errstr_size)
+{
+    es_buf_t buf = {0};
+    es_err_t err = state_value(cs, id, a, errstr, errstr_size);
+    if (!err && !a) {
+        avro_value_t f;
+        avro_value_get_by_name(&cs->state_value, "events_offset", &f, NULL);
+        avro_value_set_long(&f, marker_off);
+    }
+    if (!err)
+        err = es_serde_encode(cs->state_serde, &cs->state_value, &buf, errstr, errstr_size);
+    if (!err) {
+        const char *key = a ? id : MARKER_KEY;
+        es_record_t rec = {
+            .topic = cs->t_state,
+            .partition = partition,
+            .key = key,
+            .keylen = strlen(key),
+            .value = buf.data,
+            .valuelen = buf.len,
+        };
+        err = es_producer_send_record(cs->prod, &rec, ES_SEND_WAIT, errstr, errstr_size);
+    }
+    es_buf_free(&buf);
+    return err;
+}
+
+es_err_t cs_state_produce(cs_t *cs, char *errstr, size_t errstr_size)
+{
+    const void *key;
+    size_t keylen, pos = 0;
+    void **slot;
+    es_err_t err;
+    while (es_map_next(&cs->aggs, &pos, &key, &keylen, &slot)) {
+        agg_ent_t *a = *slot;
+        char id[ES_ID_MAX + 1];
+        if (!a || !a->publish)
+            continue;
+        snprintf(id, sizeof(id), "%.*s", (int)(keylen - 1), (const char *)key + 1);
+        if ((err = state_send(cs, id, a, a->partition, 0, errstr, errstr_size)))
+            return err;
+        a->publish = false;
+    }
+    return ES_ERR_OK;
+}
+
+/* The remembered outcomes of a restored record into the overlay (a later record wins). */
+static es_err_t apply_recent(cs_t *cs, const char *agg_id, agg_ent_t *a, avro_value_t *arr,
+                             char *errstr, size_t errstr_size)
+{
+    size_t n = 0;
+    avro_value_get_size(arr, &n);
+    for (size_t i = 0; i < n; i++) {
+        avro_value_t item, g, *ov;
+        const char *cmd_id;
+        const void *res;
+        size_t reslen;
+        int64_t fp = 0;
+        idem_ent_t *e;
+        es_err_t err;
+        if (avro_value_get_by_index(arr, i, &item, NULL) ||
+            (err = es_record_string(&item, "command_id", &cmd_id, NULL, errstr, errstr_size)) ||
+            (err = es_record_long(&item, "fingerprint", &fp, errstr, errstr_size)) ||
+            avro_value_get_by_name(&item, "result", &g, NULL) ||
+            avro_value_get_bytes(&g, &res, &reslen)) {
+            snprintf(errstr, errstr_size, "state of %s: a remembered command does not decode",
+                     agg_id);
+            return ES_ERR_DECODE;
+        }
+        if (!es_command_id_valid(cmd_id))
+            continue;
+        recent_add(cs, a, cmd_id, strlen(cmd_id), (uint64_t)fp, res, reslen);
+        if ((err = cs_idem_load(cs, agg_id, cmd_id, &e, errstr, errstr_size)))
+            return err;
+        if (!e)
+            e = cs_idem_insert(cs, agg_id, cmd_id, (uint64_t)fp);
+        if ((err = es_serde_decode(cs->res_serde, res, reslen, &ov, errstr, errstr_size)) ||
+            (err = es_outcome_from_value(ov, &e->o, errstr, errstr_size)))
+            return err;
+        e->fp = (uint64_t)fp;
+        e->dirty = true;
+    }
+    return ES_ERR_OK;
+}
+
+es_err_t cs_state_apply(cs_t *cs, const rd_kafka_message_t *m, int64_t *events_offset,
+                        bool *is_marker, char *errstr, size_t errstr_size)
+{
+    avro_value_t *v, f, arr;
+    const char *id;
+    const void *st;
+    size_t stlen;
+    int64_t version = 0;
+    agg_ent_t *cur;
+    es_err_t err;
+    if ((err = es_serde_decode(cs->state_serde, m->payload, m->len, &v, errstr, errstr_size)) ||
+        (err = es_record_string(v, "aggregate_id", &id, NULL, errstr, errstr_size)) ||
+        (err = es_record_long(v, "version", &version, errstr, errstr_size)) ||
+        (err = es_record_long(v, "events_offset", events_offset, errstr, errstr_size)))
+        return err;
+    *is_marker = !*id;
+    if (*is_marker)
+        return ES_ERR_OK;
+    if (!es_command_id_valid(id) || avro_value_get_by_name(v, "state", &f, NULL) ||
+        avro_value_get_bytes(&f, &st, &stlen) || avro_value_get_by_name(v, "recent", &arr, NULL)) {
+        snprintf(errstr, errstr_size, "state record at %s [%d] @%" PRId64 " does not decode",
+                 cs->t_state, m->partition, m->offset);
+        return ES_ERR_DECODE;
+    }
+    if ((err = cs_agg_load(cs, id, &cur, errstr, errstr_size)))
+        return err;
+    if (version < cur->version)
+        return ES_ERR_OK; /* the store is ahead (records of one partition only grow) */
+    agg_ent_t *a = cs_agg_new(cs);
+    if (cs->def->state_decode(a->state, st, stlen)) {
+        cs_agg_free(a);
+        snprintf(errstr, errstr_size, "state of %s at %s [%d] @%" PRId64 " does not decode", id,
+                 cs->t_state, m->partition, m->offset);
+        return ES_ERR_DECODE;
+    }
+    a->version = version;
+    a->ev_offset = *events_offset;
+    a->partition = m->partition;
+    a->dirty = true;
+    cs_agg_replace(cs, id, a); /* cur is freed here: a takes its place */
+    return apply_recent(cs, id, a, &arr, errstr, errstr_size);
+}
+
+/* "b" + partition: the store's note that <agg>.state partition p has a baseline. */
+static size_t baseline_key(char *out, int32_t p)
+{
+    out[0] = 'b';
+    es_be32_put(out + 1, (uint32_t)p);
+    return 5;
+}
+
+bool cs_state_has_baseline(cs_t *cs, int32_t p)
+{
+    char key[5], errstr[256];
+    es_buf_t val = {0};
+    es_err_t err = es_store_get(cs->store, key, baseline_key(key, p), &val, errstr, sizeof(errstr));
+    es_buf_free(&val);
+    return err == ES_ERR_OK;
+}
+
+void cs_state_baseline_mark(es_batch_t *batch, int32_t p)
+{
+    char key[5];
+    es_batch_put(batch, key, baseline_key(key, p), "1", 1);
+}
+
+void cs_state_need_baseline(cs_t *cs, int32_t p)
+{
+    for (size_t i = 0; i < cs->nbaseline; i++)
+        if (cs->baseline[i] == p)
+            return;
+    if (!cs->nbaseline)
+        cs->baseline_due_ms = es_mono_ms() + CS_BASELINE_DEFER_MS;
+    cs->baseline = es_realloc(cs->baseline, (cs->nbaseline + 1) * sizeof(*cs->baseline));
+    cs->baseline[cs->nbaseline++] = p;
+}
+
+/* The committed offset of commands partition @p p (its low watermark when none): what a
+ * baseline transaction sends, only so that a zombie's baseline is fenced. */
+static es_err_t fence_offsets(cs_t *cs, int32_t p, rd_kafka_topic_partition_list_t **out,
+                              char *errstr, size_t errstr_size)
+{
+    rd_kafka_t *rk = es_consumer_rk(cs->cons);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_add(l, cs->t_cmd, p);
+    int64_t lo = 0, hi = 0;
+    rd_kafka_resp_err_t kerr = rd_kafka_committed(rk, l, ES_KAFKA_TIMEOUT_MS);
+    if (!kerr && tp->offset < 0) {
+        kerr = rd_kafka_query_watermark_offsets(rk, cs->t_cmd, p, &lo, &hi, ES_KAFKA_TIMEOUT_MS);
+        tp->offset = lo;
+    }
+    if (kerr || tp->err) {
+        snprintf(errstr, errstr_size, "committed offset of %s [%d]: %s", cs->t_cmd, p,
+                 rd_kafka_err2str(kerr ? kerr : tp->err));
+        rd_kafka_topic_partition_list_destroy(l);
+        return ES_ERR_KAFKA;
+    }
+    *out = l;
+    return ES_ERR_OK;
+}
+
+/* Send the fencing offsets and commit the baseline transaction in hand. */
+static es_txn_rc_t baseline_commit(cs_t *cs, const rd_kafka_topic_partition_list_t *fence,
+                                   char *errstr, size_t errstr_size)
+{
+    es_txn_rc_t rc = es_txn_send_offsets(cs->prod, cs->cons, fence, errstr, errstr_size);
+    if (!rc)
+        rc = es_txn_commit(cs->prod, NULL, NULL, errstr, errstr_size);
+    return rc;
+}
+
+/* Every stored aggregate of partition @p p into the open transaction, committing (with
+ * the fencing offsets) every BASELINE_CHUNK records; *n counts them. */
+static es_txn_rc_t baseline_states(cs_t *cs, int32_t p, int gen,
+                                   const rd_kafka_topic_partition_list_t *fence, size_t *n,
+                                   char *errstr, size_t errstr_size)
+{
+    es_store_iter_t *it = es_store_iter_prefix(cs->store, "s", 1);
+    agg_ent_t *a = cs_agg_new(cs);
+    const char *key, *val;
+    size_t keylen, vallen, in_txn = 0;
+    es_txn_rc_t rc = ES_TXN_OK;
+    while (!rc && es_store_iter_next(it, &key, &keylen, &val, &vallen)) {
+        char id[ES_ID_MAX + 1];
+        if (cs_agg_decode(cs, a, val, vallen) || a->partition != p)
+            continue;
+        snprintf(id, sizeof(id), "%.*s", (int)(keylen - 1), key + 1);
+        if (state_send(cs, id, a, p, 0, errstr, errstr_size)) {
+            rc = ES_TXN_ABORT;
+        } else if (++*n, ++in_txn == BASELINE_CHUNK) {
+            in_txn = 0;
+            if (atomic_load(&cs->generation) != gen) { /* the partition may have moved */
+                snprintf(errstr, errstr_size, "a rebalance ran");
+                rc = ES_TXN_ABORT;
+            } else if (!(rc = baseline_commit(cs, fence, errstr, errstr_size))) {
+                rc = es_txn_begin(cs->prod, errstr, errstr_size);
+            }
+        }
+    }
+    cs_agg_free(a);
+    es_store_iter_destroy(it);
+    return rc;
+}
+
+/* The baseline of state partition @p p: every stored aggregate of p, then the marker. */
+static es_txn_rc_t baseline_write(cs_t *cs, int32_t p, int gen, char *errstr, size_t errstr_size)
+{
+    rd_kafka_topic_partition_list_t *fence = NULL;
+    size_t n = 0;
+    int64_t t0 = es_mono_ms(), next_ev = 0;
+    es_txn_rc_t rc;
+    es_err_t err = es_store_get_offset(cs->store, cs->t_ev, p, &next_ev, errstr, errstr_size);
+    if (err == ES_ERR_NOT_FOUND)
+        next_ev = 0; /* no committed event in the partition */
+    else if (err)
+        return ES_TXN_FATAL;
+    if (fence_offsets(cs, p, &fence, errstr, errstr_size))
+        return ES_TXN_FATAL;
+    if ((rc = es_txn_begin(cs->prod, errstr, errstr_size)))
+        goto out;
+    rc = baseline_states(cs, p, gen, fence, &n, errstr, errstr_size);
+    if (!rc && atomic_load(&cs->generation) != gen) {
+        snprintf(errstr, errstr_size, "a rebalance ran");
+        rc = ES_TXN_ABORT;
+    }
+    if (!rc && state_send(cs, "", NULL, p, next_ev, errstr, errstr_size))
+        rc = ES_TXN_ABORT;
+    if (!rc)
+        rc = baseline_commit(cs, fence, errstr, errstr_size);
+    if (rc == ES_TXN_ABORT) {
+        char aerr[512];
+        if (es_txn_abort(cs->prod, cs->cons, fence, aerr, sizeof(aerr)))
+            rc = ES_TXN_FATAL;
+    }
+    if (!rc) {
+        es_counter_add(cs->c_baseline_states, (double)n);
+        es_log_info("command-service",
+                    "baseline of %s [%d]: %zu state record(s) and the marker (events before "
+                    "offset %" PRId64 ") in %" PRId64 " ms",
+                    cs->t_state, p, n, next_ev, es_mono_ms() - t0);
+    }
+out:
+    rd_kafka_topic_partition_list_destroy(fence);
+    return rc;
+}
+
+es_txn_rc_t cs_state_write_baselines(cs_t *cs)
+{
+    char errstr[1024];
+    int gen = atomic_load(&cs->generation);
+    while (cs->nbaseline) {
+        int32_t p = cs->baseline[cs->nbaseline - 1];
+        es_txn_rc_t rc = baseline_write(cs, p, gen, errstr, sizeof(errstr));
+        if (rc) {
+            snprintf(cs->fatal_reason, sizeof(cs->fatal_reason), "baseline of %.200s [%d]: %.900s",
+                     cs->t_state, p, errstr);
+            es_log_warn("command-service", "%s", cs->fatal_reason);
+            return rc; /* the next assignment asks again */
+        }
+        es_batch_t *batch = es_batch_new();
+        cs_state_baseline_mark(batch, p);
+        es_err_t err = es_store_write(cs->store, batch, errstr, sizeof(errstr));
+        es_batch_destroy(batch);
+        if (err) {
+            snprintf(cs->fatal_reason, sizeof(cs->fatal_reason), "store: %.1000s", errstr);
+            return ES_TXN_FATAL;
+        }
+        cs->nbaseline--;
+    }
+    return ES_TXN_OK;
+}
