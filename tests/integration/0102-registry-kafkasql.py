@@ -293,9 +293,10 @@ def expected_subjects(schema_dir):
     for n in names:
         with open(os.path.join(schema_dir, n + ".avsc")) as f:
             text = json.load(f)
-        if n == "command-result":
+        per_aggregate = {"command-result": ".command-results", "aggregate-state": ".state"}
+        if n in per_aggregate:  # the library's own schemas: one subject per aggregate's topic
             for a in aggs:
-                subjects[a + ".command-results-value"] = text
+                subjects[a + per_aggregate[n] + "-value"] = text
         else:
             subjects[n + "-value"] = text
     return subjects
