@@ -7,6 +7,7 @@
  */
 #include "cli.h"
 #include "escqrs/http_client.h"
+#include "escqrs/log.h"
 #include "escqrs/modules.h"
 
 #include <getopt.h>
@@ -43,12 +44,7 @@ static void time_text(json_t *ms, char *out, size_t outsz)
         snprintf(out, outsz, "-");
         return;
     }
-    json_int_t v = json_integer_value(ms);
-    time_t s = (time_t)(v / 1000);
-    struct tm tm;
-    gmtime_r(&s, &tm);
-    size_t n = strftime(out, outsz, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out + n, outsz - n, ".%03dZ", (int)(v % 1000));
+    es_format_utc_ms((int64_t)json_integer_value(ms), false, out, outsz);
 }
 
 static const char *principal_text(json_t *e)

@@ -57,19 +57,27 @@ void es_json_escape(es_buf_t *out, const char *s)
     }
 }
 
+void es_format_utc_ms(int64_t ms, bool compact, char *out, size_t outsz)
+{
+    time_t s = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    size_t n = compact ? strftime(out, outsz, "%Y%m%dT%H%M%S", &tm)
+                       : strftime(out, outsz, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, outsz - n, ".%03dZ", (int)(ms % 1000));
+}
+
 static void default_sink(void *opaque, es_log_level_t level, const char *component, const char *msg)
 {
     (void)opaque;
     struct timeval tv;
-    struct tm tm;
-    char ts[32];
+    char ts[40];
     es_buf_t line = {0};
 
     gettimeofday(&tv, NULL);
-    gmtime_r(&tv.tv_sec, &tm);
-    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-    es_buf_appendf(&line, "{\"ts\":\"%s.%03dZ\",\"level\":\"%s\",\"component\":\"", ts,
-                   (int)(tv.tv_usec / 1000), es_log_level_name(level));
+    es_format_utc_ms((int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000, false, ts, sizeof(ts));
+    es_buf_appendf(&line, "{\"ts\":\"%s\",\"level\":\"%s\",\"component\":\"", ts,
+                   es_log_level_name(level));
     es_json_escape(&line, component);
     if (cur_trace[0]) {
         es_buf_append(&line, "\",\"trace_id\":\"", 14);

@@ -42,20 +42,9 @@
 
 #define LOG "projector"
 
-/* @p ms as UTC, RFC 3339 or compact (no ':', for directory names), then ".mmmZ". */
-static void format_utc_ms(int64_t ms, bool compact, char *out, size_t outsz)
-{
-    time_t s = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&s, &tm);
-    size_t n = compact ? strftime(out, outsz, "%Y%m%dT%H%M%S", &tm)
-                       : strftime(out, outsz, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out + n, outsz - n, ".%03dZ", (int)(ms % 1000));
-}
-
 void pj_format_time(int64_t ms, char *out, size_t outsz)
 {
-    format_utc_ms(ms, false, out, outsz);
+    es_format_utc_ms(ms, false, out, outsz);
 }
 
 bool pj_frozen_label_ok(const char *label)
@@ -74,7 +63,7 @@ bool pj_frozen_label_ok(const char *label)
 
 void pj_frozen_default_label(int64_t until_ms, char *out, size_t outsz)
 {
-    format_utc_ms(until_ms, true, out, outsz);
+    es_format_utc_ms(until_ms, true, out, outsz);
 }
 
 /* New view (state BUILDING, no store), sized for @p r's partitions. */

@@ -32,18 +32,15 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from escqrs_pipeline import BOOTSTRAP, BUILD, REGISTRY, SRC, free_port  # noqa: E402
+from escqrs_pipeline import BOOTSTRAP, BUILD, REGISTRY, SRC, Daemon, free_port  # noqa: E402
+from escqrs_pipeline import http as pipeline_http  # noqa: E402
 
 RUN = "it0401-%s-" % uuid.uuid4().hex[:8]
 
@@ -187,38 +184,10 @@ def refusals(tmp, prefix):
 
 # ------------------------------------------------------------ 4: the pipeline
 
-class Daemon:
-    def __init__(self, name, argv, log):
-        self.name = name
-        self.log = log
-        self.p = subprocess.Popen(argv, stdout=open(log, "w"), stderr=subprocess.STDOUT)
-
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.send_signal(signal.SIGTERM)
-            try:
-                self.p.wait(30)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
-
-
 def http(method, url, body=None, headers=None, timeout=30):
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, json.loads(r.read() or b"null")
-    except urllib.error.HTTPError as e:
-        raw = e.read()
-        try:
-            return e.code, json.loads(raw)
-        except ValueError:
-            return e.code, raw.decode(errors="replace")
-    except (urllib.error.URLError, ConnectionError, socket.timeout):
-        return 0, None
+    """(status, body): the shared client without the answer's headers."""
+    st, answer, _ = pipeline_http(method, url, body, headers, timeout)
+    return st, answer
 
 
 def wait_ready(url, what, seconds=90):

@@ -17,6 +17,8 @@
 #define ESCQRS_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include "escqrs/err.h"
 
 typedef enum {
@@ -31,6 +33,13 @@ typedef void(es_log_sink_t)(void *opaque, es_log_level_t level, const char *comp
 
 /** @brief Install @p sink (NULL restores the default JSON-lines sink on stderr). */
 void es_log_set_sink(es_log_sink_t *sink, void *opaque);
+/**
+ * @brief @p ms since the epoch as UTC with milliseconds: RFC 3339
+ *        ("2026-12-01T05:24:31.123Z"), or with @p compact no ':' or '-'
+ *        ("20261201T052431.123Z", for file names).  The log lines' format.
+ */
+void es_format_utc_ms(int64_t ms, bool compact, char *out, size_t outsz);
+
 /** @brief Whether a message of @p level would be logged (to skip building it). */
 bool es_log_enabled(es_log_level_t level);
 /** @brief Drop messages below @p level. */
