@@ -106,6 +106,7 @@ struct es_http_server_s {
     pthread_t reaper;
     bool reaper_started;
     atomic_bool reaper_stop;
+    atomic_bool refusing; /* stopping: every new connection is closed at accept */
 
     es_counter_t *c_timed_out, *c_busy, *c_denied;
     char *tls_cert, *tls_key, *tls_ca; /* PEM contents, kept for libmicrohttpd */

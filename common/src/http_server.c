@@ -12,7 +12,10 @@
  *
  * Stop: suspended connections must all be resumed before libmicrohttpd's
  * daemon may stop (it aborts otherwise), so es_http_server_stop() accepts
- * no more connections, lets the workers finish (what is still queued gets
+ * no more connections (closed at accept by the accept policy, not by
+ * MHD_quiesce_daemon(): on an epoll daemon with event threads that races
+ * with the threads' own removal of the listen socket and aborts the process,
+ * a defect of libmicrohttpd 0.9.75 that CI hit), lets the workers finish (what is still queued gets
  * 503), waits a grace period for deferred answers, answers what is left 503
  * itself, and waits for the resumes.  If some connection is still suspended
  * after that, the daemon is not stopped and the server object is not freed
@@ -278,6 +281,15 @@ static bool load_tls(es_http_server_t *srv, unsigned *flags, char *errstr, size_
  * connections between the two (test 0201 once talked half to a command
  * service's health listener).  A port in use is an error at start-up.
  */
+/* Accept policy: once the server stops, a new connection is closed at once. */
+static enum MHD_Result http_accept_policy(void *cls, const struct sockaddr *addr, socklen_t len)
+{
+    (void)addr;
+    (void)len;
+    const es_http_server_t *srv = cls;
+    return atomic_load(&srv->refusing) ? MHD_NO : MHD_YES;
+}
+
 static struct MHD_Daemon *start_daemon(es_http_server_t *srv, const struct sockaddr_in *addr,
                                        unsigned flags)
 {
@@ -295,13 +307,14 @@ static struct MHD_Daemon *start_daemon(es_http_server_t *srv, const struct socka
             tls_opts[used++] = tls_opts[i];
     tls_opts[used] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     return MHD_start_daemon(
-        flags, 0, NULL, NULL, http_on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
-        MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_SOCK_ADDR, (const struct sockaddr *)addr,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(l->threads > 1 ? l->threads : 0),
-        MHD_OPTION_CONNECTION_LIMIT, l->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        l->max_per_client, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)l->idle_timeout_s,
-        MHD_OPTION_NOTIFY_COMPLETED, http_on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION,
-        http_on_connection, srv, MHD_OPTION_END);
+        flags, 0, http_accept_policy, srv, http_on_request, srv, MHD_OPTION_EXTERNAL_LOGGER,
+        mhd_logger, NULL, MHD_OPTION_ARRAY, tls_opts, MHD_OPTION_SOCK_ADDR,
+        (const struct sockaddr *)addr, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned)(l->threads > 1 ? l->threads : 0), MHD_OPTION_CONNECTION_LIMIT,
+        l->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT, l->max_per_client,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)l->idle_timeout_s, MHD_OPTION_NOTIFY_COMPLETED,
+        http_on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION, http_on_connection, srv,
+        MHD_OPTION_END);
 }
 
 es_http_server_t *es_http_server_start(const es_http_server_conf_t *conf, char *errstr,
@@ -385,8 +398,8 @@ void es_http_server_stop(es_http_server_t *srv)
 {
     if (!srv)
         return;
-    MHD_socket lfd = MHD_quiesce_daemon(srv->daemon); /* accept no more connections */
-    http_workers_stop(srv);                           /* queued requests get 503 */
+    atomic_store(&srv->refusing, true); /* accept no more connections */
+    http_workers_stop(srv);             /* queued requests get 503 */
     if (!wait_resumed(srv, STOP_GRACE_MS)) {
         answer_open_requests(srv);
         if (!wait_resumed(srv, STOP_GRACE_MS))
@@ -395,8 +408,6 @@ void es_http_server_stop(es_http_server_t *srv)
     http_reaper_stop(srv);
     if (srv->nsuspended == 0) {
         MHD_stop_daemon(srv->daemon); /* it aborts the process with suspended connections */
-        if (lfd != MHD_INVALID_SOCKET)
-            close(lfd); /* ours since the quiesce, closed only after the stop */
     }
     http_conns_free(srv);
     if (srv->nsuspended == 0) {
