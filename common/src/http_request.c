@@ -50,6 +50,42 @@ const char *es_http_req_query(const es_http_req_t *req, const char *name)
     return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
+static void percent_encode(es_buf_t *out, const char *s)
+{
+    static const char digits[] = "0123456789ABCDEF";
+    for (; s && *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+            strchr("-._~:", c)) {
+            es_buf_append(out, s, 1);
+        } else {
+            char esc[3] = {'%', digits[c >> 4], digits[c & 15]};
+            es_buf_append(out, esc, 3);
+        }
+    }
+}
+
+static enum MHD_Result query_arg_cb(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
+{
+    es_buf_t *out = cls;
+    (void)kind;
+    if (out->len)
+        es_buf_append(out, "&", 1);
+    percent_encode(out, key);
+    if (value) {
+        es_buf_append(out, "=", 1);
+        percent_encode(out, value);
+    }
+    return MHD_YES;
+}
+
+void es_http_req_query_string(const es_http_req_t *req, es_buf_t *out)
+{
+    es_buf_clear(out);
+    MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, query_arg_cb, out);
+}
+
 const char *es_http_req_header(const es_http_req_t *req, const char *name)
 {
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);

@@ -197,7 +197,28 @@ struct es_proj_txn_s {
     es_map_t batch; /* committed event scopes */
     es_map_t event; /* the event being folded */
     bool in_event;
+    char prefix[ES_PROJ_PREFIX_MAX]; /* before every key (es_proj_txn_set_prefix) */
+    size_t prefixlen;
+    es_buf_t keybuf; /* prefix + key */
 };
+
+void es_proj_txn_set_prefix(es_proj_txn_t *txn, const void *prefix, size_t len)
+{
+    txn->prefixlen = len < ES_PROJ_PREFIX_MAX ? len : ES_PROJ_PREFIX_MAX;
+    if (txn->prefixlen)
+        memcpy(txn->prefix, prefix, txn->prefixlen);
+}
+
+/* @p key as stored: behind the prefix, if one is set. */
+static const void *txn_key(es_proj_txn_t *txn, const void *key, size_t *keylen)
+{
+    if (!txn->prefixlen)
+        return key;
+    es_buf_set(&txn->keybuf, txn->prefix, txn->prefixlen);
+    es_buf_append(&txn->keybuf, key, *keylen);
+    *keylen = txn->keybuf.len;
+    return txn->keybuf.data;
+}
 
 es_proj_txn_t *es_proj_txn_new(es_proj_reader_t *base)
 {
@@ -214,6 +235,7 @@ void es_proj_txn_destroy(es_proj_txn_t *txn)
         return;
     es_map_free(&txn->batch);
     es_map_free(&txn->event);
+    es_buf_free(&txn->keybuf);
     free(txn);
 }
 
@@ -221,6 +243,7 @@ es_err_t es_proj_get(es_proj_txn_t *txn, const void *key, size_t keylen, es_buf_
                      char *errstr, size_t errstr_size)
 {
     bool found;
+    key = txn_key(txn, key, &keylen);
     const val_t *v = es_map_get(&txn->event, key, keylen, &found);
     if (!found)
         v = es_map_get(&txn->batch, key, keylen, &found);
@@ -235,12 +258,14 @@ es_err_t es_proj_get(es_proj_txn_t *txn, const void *key, size_t keylen, es_buf_
 
 void es_proj_put(es_proj_txn_t *txn, const void *key, size_t keylen, const void *val, size_t vallen)
 {
+    key = txn_key(txn, key, &keylen);
     vmap_set(txn->in_event ? &txn->event : &txn->batch, key, keylen, val ? val : "",
              val ? vallen : 0);
 }
 
 void es_proj_delete(es_proj_txn_t *txn, const void *key, size_t keylen)
 {
+    key = txn_key(txn, key, &keylen);
     vmap_set(txn->in_event ? &txn->event : &txn->batch, key, keylen, NULL, 0);
 }
 

@@ -241,15 +241,72 @@ static void answer_as_of(const query_t *q, const char *asof, const char *path, e
     answer(resp, st, body, errstr);
 }
 
-/* The live view, under the read lock (a swap waits for the answer). */
-static void answer_live(const query_t *q, es_http_resp_t *resp)
+static int render_any(const void *q, es_proj_backend_t be, json_t **body, char *errstr,
+                      size_t errstr_size)
+{
+    return render(q, be, body, errstr, errstr_size);
+}
+
+/*
+ * The live view, under the read lock (a swap waits for the answer).
+ * Partitioned mode: one aggregate's query reads the slice of its partition
+ * (@p part, owned and current here); a query spanning aggregates reads
+ * every partition's slice, merged.
+ */
+static void answer_live(const query_t *q, int32_t part, es_http_resp_t *resp)
 {
     json_t *body = NULL;
     char errstr[PJ_ERRSTR_MAX] = "";
+    pj_slice_t slice;
+    if (q->r->pj->partitioned && q->qd->aggregate_param < 0) {
+        pj_merged_answer(q->r, q->t, render_any, q, resp);
+        return;
+    }
     pj_rwlock_rdlock(&q->r->lock);
-    int st = render(q, pj_store_backend(pj_runner_live(q->r)), &body, errstr, sizeof(errstr));
+    es_proj_backend_t be = q->r->pj->partitioned
+                               ? pj_slice_backend(&slice, pj_runner_live(q->r), q->t, part)
+                               : pj_store_backend(pj_runner_live(q->r));
+    int st = render(q, be, &body, errstr, sizeof(errstr));
     pj_rwlock_unlock(&q->r->lock);
+    if (q->r->pj->partitioned)
+        pj_slice_done(&slice);
     answer(resp, st, body, errstr);
+}
+
+/*
+ * Partitioned mode: the partition a query is about (its aggregate's, else
+ * the one min_position names), or -1 for a query spanning aggregates.
+ */
+static int32_t query_partition(const query_t *q, const char *minpos)
+{
+    int ap = q->qd->aggregate_param;
+    int32_t part;
+    int64_t off;
+    if (ap >= 0 && (size_t)ap < q->np)
+        return pj_partition_of(q->pv[ap], strlen(q->pv[ap]), q->r->nparts[q->t]);
+    if (minpos && parse_position(minpos, &part, &off) && part < q->r->nparts[q->t])
+        return part;
+    return -1;
+}
+
+/* Partitioned mode: true when the query is answered here; else it is forwarded or refused. */
+static bool route_here(const query_t *q, int32_t part, es_http_req_t *req, es_http_resp_t *resp)
+{
+    if (part < 0)
+        return true; /* spans aggregates: merged here */
+    switch (pj_partition_here(q->r, q->t, part)) {
+    case PJ_HERE_OWNED:
+        return true;
+    case PJ_HERE_MOVING:
+        es_http_resp_header(resp, "Retry-After", "1");
+        es_http_resp_error(resp, 503, "moving", "%s/%d is catching up here after a rebalance",
+                           q->r->topic[q->t], (int)part);
+        return false;
+    case PJ_HERE_ELSEWHERE:
+        pj_forward(q->r, q->t, part, req, resp);
+        return false;
+    }
+    return false;
 }
 
 static void query_handler(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
@@ -274,12 +331,15 @@ static void query_handler(void *opaque, es_http_req_t *req, es_http_resp_t *resp
         answer_frozen(&q, view, resp);
         return;
     }
+    int32_t part = q.r->pj->partitioned ? query_partition(&q, minpos) : -1;
+    if (q.r->pj->partitioned && !route_here(&q, part, req, resp))
+        return;
     if (minpos && !wait_min_position(&q, minpos, resp))
         return;
     if (asof)
         answer_as_of(&q, asof, path, resp);
     else
-        answer_live(&q, resp);
+        answer_live(&q, part, resp);
 }
 
 static json_t *runner_json(pj_runner_t *r)
@@ -311,6 +371,9 @@ static json_t *runner_json(pj_runner_t *r)
                           read_only, "generation", generation, "lag", (json_int_t)lag, "partitions",
                           parts, "rebuild", rb, "frozen", frozen);
     pj_mutex_unlock(&r->mu);
+    json_object_set_new(o, "mode", json_string(r->pj->partitioned ? "partitioned" : "replica"));
+    if (r->pj->partitioned)
+        json_object_set_new(o, "owned", pj_owned_json(r)); /* takes `mu` itself */
     return o;
 }
 
@@ -335,11 +398,23 @@ static bool start_refused(es_http_resp_t *resp, es_err_t err, const char *errstr
     return err != ES_ERR_OK;
 }
 
+/* Not built for partitioned mode yet (docs/projector.md): 409, and true. */
+static bool partitioned_refused(const pj_runner_t *r, const char *what, es_http_resp_t *resp)
+{
+    if (!r->pj->partitioned)
+        return false;
+    es_http_resp_error(resp, 409, "conflict",
+                       "%s is not available in partitioned mode: each instance holds only the "
+                       "slices of its partitions (docs/projector.md)",
+                       what);
+    return true;
+}
+
 static void admin_rebuild(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
 {
     char errstr[PJ_ERRSTR_MAX];
     pj_runner_t *r = admin_runner(opaque, req, resp);
-    if (!r)
+    if (!r || partitioned_refused(r, "a rebuild", resp))
         return;
     if (start_refused(resp, pj_rebuild_start(r, errstr, sizeof(errstr)), errstr))
         return;
@@ -359,7 +434,7 @@ static void admin_freeze(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
     char errstr[PJ_ERRSTR_MAX], deflabel[PJ_LABEL_MAX], when[PJ_TIME_MAX];
     int64_t until_ms;
     pj_runner_t *r = admin_runner(pj, req, resp);
-    if (!r)
+    if (!r || partitioned_refused(r, "a frozen view", resp))
         return;
     if (!until || !parse_time(until, &until_ms)) {
         es_http_resp_error(resp, 400, "invalid_query",
@@ -434,8 +509,16 @@ static void admin_digest(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
 static void admin_checkpoint(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
 {
     pj_runner_t *r = admin_runner(opaque, req, resp);
-    if (r)
+    if (r && !partitioned_refused(r, "a checkpoint", resp))
         pj_checkpoint_serve(r, resp);
+}
+
+/* GET /admin/projections/{name}/slice: this instance's slices for a peer's merge (partitions.c). */
+static void admin_slice(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
+{
+    pj_runner_t *r = admin_runner(opaque, req, resp);
+    if (r)
+        pj_slice_serve(r, req, resp);
 }
 
 /*
@@ -529,6 +612,7 @@ es_http_server_t *pj_admin_start(es_projector_t *pj, char *errstr, size_t errstr
         {"POST", "/admin/projections/{name}/rebuild", admin_rebuild, "admin:rebuild"},
         {"GET", "/admin/projections/{name}/digest", admin_digest, "admin:digest"},
         {"GET", "/admin/projections/{name}/checkpoint", admin_checkpoint, "admin:checkpoint"},
+        {"GET", "/admin/projections/{name}/slice", admin_slice, "admin:slice"},
         {"POST", "/admin/projections/{name}/freeze", admin_freeze, "admin:freeze"},
         {"DELETE", "/admin/projections/{name}/frozen/{label}", admin_frozen_delete,
          "admin:frozen-delete"},

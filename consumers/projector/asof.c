@@ -67,7 +67,7 @@ int32_t pj_partition_of(const char *key, size_t keylen, int nparts)
 }
 
 /* The shared handle for watermarks and offsets-for-times, made at the first as_of. */
-static rd_kafka_t *lookup_rk(es_projector_t *pj, char *errstr, size_t errstr_size)
+rd_kafka_t *pj_lookup_rk(es_projector_t *pj, char *errstr, size_t errstr_size)
 {
     pj_mutex_lock(&pj->lookup_mu);
     if (!pj->lookup)
@@ -163,6 +163,8 @@ static bool fold_from_history(asof_fold_t *a, int32_t part)
     pj_runner_t *h = pj_history_runner(a->r->pj, a->r->def->aggregates[a->t]);
     if (!h || h == a->r || !atomic_load(&h->started) || h->nparts[0] != a->r->nparts[a->t])
         return false;
+    if (h->pj->partitioned && pj_partition_here(h, 0, part) != PJ_HERE_OWNED)
+        return false; /* its slice here is not current: the log answers */
     if (a->stop > 0 &&
         pj_wait_applied(h, 0, part, a->stop - 1, PJ_ASOF_HISTORY_WAIT_MS) != ES_ERR_OK)
         return false;
@@ -170,12 +172,16 @@ static bool fold_from_history(asof_fold_t *a, int32_t part)
     es_buf_set(&prefix, a->id, strlen(a->id));
     es_buf_append(&prefix, "", 1);
     pj_rwlock_rdlock(&h->lock);
-    es_proj_backend_t be = pj_store_backend(pj_runner_live(h));
+    pj_slice_t slice;
+    es_proj_backend_t be = h->pj->partitioned ? pj_slice_backend(&slice, pj_runner_live(h), 0, part)
+                                              : pj_store_backend(pj_runner_live(h));
     es_proj_reader_t *rd = es_proj_reader_new(&be);
     es_err_t err = es_proj_reader_scan(rd, prefix.data, prefix.len, history_entry_cb, a, a->errstr,
                                        sizeof(a->errstr));
     es_proj_reader_destroy(rd);
     pj_rwlock_unlock(&h->lock);
+    if (h->pj->partitioned)
+        pj_slice_done(&slice);
     es_buf_free(&prefix);
     if (err && !a->err)
         a->err = err;
@@ -242,7 +248,7 @@ es_err_t pj_fold_as_of(pj_runner_t *r, size_t t, const char *id, int64_t ts_ms,
     if (!(a.serde = es_serde_new(r->pj->reg, subject, es_schema_text(r->def->schemas[t]), false, 0,
                                  a.errstr, sizeof(a.errstr))))
         a.err = ES_ERR_REGISTRY;
-    else if (!(rk = lookup_rk(r->pj, a.errstr, sizeof(a.errstr))))
+    else if (!(rk = pj_lookup_rk(r->pj, a.errstr, sizeof(a.errstr))))
         a.err = ES_ERR_KAFKA;
     else
         a.err = stop_offset(rk, r->topic[t], part, ts_ms, &lo, &a.stop, a.errstr, sizeof(a.errstr));

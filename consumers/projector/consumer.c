@@ -14,6 +14,13 @@
  * back to the next offsets (what it fetched beyond them is delivered again),
  * and when the queue is idle its position says how far the transaction
  * markers (never delivered) go.
+ *
+ * Partitioned mode: the live loop subscribes to the group instead, and its
+ * rebalance callback starts each partition it is given at the next offset
+ * stored for that partition's slice (0 for a partition never folded here),
+ * so a partition that moves is replayed by its new owner, that partition
+ * only (partitions.c).  A batch in hand when partitions are revoked is still
+ * written: the slices it touches stay consistent with their offsets.
  */
 #include "loop.h"
 
@@ -71,14 +78,60 @@ static es_err_t stored_offsets(pj_loop_t *l, size_t t, rd_kafka_topic_partition_
     return ES_ERR_OK;
 }
 
+/* Partitioned mode: the group gives or takes partitions (on the loop's thread). */
+static void on_rebalance(void *opaque, bool assign, rd_kafka_topic_partition_list_t *parts)
+{
+    pj_loop_t *l = opaque;
+    pj_runner_t *r = l->r;
+    for (int i = 0; i < parts->cnt; i++) {
+        rd_kafka_topic_partition_t *e = &parts->elems[i];
+        size_t t = pj_topic_index(r, e->topic);
+        if (t == SIZE_MAX || e->partition >= r->nparts[t])
+            continue;
+        if (assign)
+            e->offset =
+                l->next[t][e->partition] > 0 ? l->next[t][e->partition] : RD_KAFKA_OFFSET_BEGINNING;
+        pj_owned_set(r, t, e->partition, assign);
+        es_log_info(LOG, "%s: partition %s/%d %s%s", r->def->name, e->topic, (int)e->partition,
+                    assign ? "assigned here, from offset " : "revoked",
+                    assign ? (l->next[t][e->partition] > 0 ? "stored" : "0") : "");
+    }
+}
+
+/* Partitioned mode: join the group; partitions come through on_rebalance. */
+static es_err_t subscribe(pj_loop_t *l)
+{
+    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(4);
+    for (size_t t = 0; t < l->r->ntopics; t++)
+        rd_kafka_topic_partition_list_add(topics, l->r->topic[t], RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t kerr = rd_kafka_subscribe(es_consumer_rk(l->cons), topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (kerr) {
+        snprintf(l->errstr, sizeof(l->errstr), "subscribe: %s", rd_kafka_err2str(kerr));
+        return ES_ERR_KAFKA;
+    }
+    return ES_ERR_OK;
+}
+
+static bool loop_partitioned(const pj_loop_t *l)
+{
+    return l->r->pj->partitioned && l->ops == &pj_live_ops;
+}
+
 es_err_t pj_consumer_open(pj_loop_t *l)
 {
     pj_runner_t *r = l->r;
-    char group[PJ_GROUP_MAX];
+    char group[PJ_GROUP_MAX], client_id[3 * PJ_URL_MAX];
     es_err_t err = ES_ERR_OK;
 
     snprintf(group, sizeof(group), "escqrs-projector.%s.%s", r->pj->name, r->def->name);
-    l->cons = es_consumer_new(r->pj->conf, group, l->errstr, sizeof(l->errstr));
+    pj_client_id(r->pj, client_id, sizeof(client_id));
+    es_kafka_prop_t props[] = {{"client.id", client_id}, {NULL, NULL}};
+    es_consumer_opts_t opts = {.group_id = group};
+    if (loop_partitioned(l))
+        opts = (es_consumer_opts_t){
+            .group_id = group, .props = props, .on_rebalance = on_rebalance, .opaque = l};
+    l->cons = es_consumer_new_opts(r->pj->conf, &opts, l->errstr, sizeof(l->errstr));
     if (!l->cons)
         return ES_ERR_KAFKA;
     rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(16);
@@ -87,7 +140,9 @@ es_err_t pj_consumer_open(pj_loop_t *l)
         if (!err)
             err = stored_offsets(l, t, tl);
     }
-    if (!err) {
+    if (!err && loop_partitioned(l)) {
+        err = subscribe(l);
+    } else if (!err) {
         rd_kafka_resp_err_t kerr = rd_kafka_assign(es_consumer_rk(l->cons), tl);
         if (kerr) {
             snprintf(l->errstr, sizeof(l->errstr), "assign: %s", rd_kafka_err2str(kerr));
@@ -110,13 +165,15 @@ void pj_consumer_close(pj_loop_t *l)
     l->cons = NULL;
 }
 
-/* Every partition of the loop's topics, at @p next offsets if given. */
+/* Every partition the loop consumes (partitioned: those owned), at @p next offsets if given. */
 static rd_kafka_topic_partition_list_t *all_partitions(pj_loop_t *l, bool at_next)
 {
     pj_runner_t *r = l->r;
     rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(16);
     for (size_t t = 0; t < r->ntopics; t++) {
         for (int p = 0; p < r->nparts[t]; p++) {
+            if (loop_partitioned(l) && pj_partition_here(r, t, p) == PJ_HERE_ELSEWHERE)
+                continue;
             rd_kafka_topic_partition_t *e = rd_kafka_topic_partition_list_add(tl, r->topic[t], p);
             if (at_next)
                 e->offset = l->next[t][p] > 0 ? l->next[t][p] : RD_KAFKA_OFFSET_BEGINNING;

@@ -107,6 +107,7 @@ static void size_runner_locked(pj_runner_t *r, const int *nparts)
                                               "Events not yet applied, per partition", labels);
         }
     }
+    pj_owned_size_locked(r);
     r->connected = true;
 }
 

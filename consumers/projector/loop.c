@@ -216,6 +216,11 @@ static es_err_t decode_and_fold(pj_loop_t *l, size_t t, const rd_kafka_message_t
         return ES_ERR_DECODE;
     }
     es_err_t err = es_serde_decode(l->serde[t], m->payload, m->len, &value, ferr, ferrsz);
+    if (l->r->pj->partitioned) { /* the partition's slice (partitions.c) */
+        char prefix[PJ_SLICE_PREFIX_LEN];
+        pj_slice_prefix(t, m->partition, prefix);
+        es_proj_txn_set_prefix(l->txn, prefix, sizeof(prefix));
+    }
     return err ? err : pj_fold_record(l->r, t, m, value, l->txn, ferr, ferrsz);
 }
 

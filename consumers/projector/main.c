@@ -95,6 +95,28 @@ static const es_conf_def_t projector_defs[] = {
      .max = 86400000,
      .desc = "A checkpoint download fails when no byte came for this long (the peer "
              "fingerprints its copy before the first byte)"},
+    {.name = "projector.mode",
+     .type = ES_CONF_ENUM,
+     .defval = "replica",
+     .choices = "replica|partitioned",
+     .desc = "replica: every instance folds every partition (reads scale); partitioned: the "
+             "instances share each projection's consumer group, each folds the partitions it "
+             "is given, and any instance answers any query (docs/projector.md)"},
+    {.name = "projector.advertise.url",
+     .type = ES_CONF_STRING,
+     .defval = "",
+     .desc = "Partitioned mode: the query URL peers forward this instance's aggregates' "
+             "queries to (http://host:8090); required there"},
+    {.name = "projector.advertise.admin_url",
+     .type = ES_CONF_STRING,
+     .defval = "",
+     .desc = "Partitioned mode: the admin URL peers read this instance's slices from when "
+             "they merge a view spanning aggregates (http://host:8091); required there"},
+    {.name = "projector.peer.token",
+     .type = ES_CONF_STRING,
+     .defval = "",
+     .desc = "Partitioned mode: Bearer token sent to peers' slice routes (a JWT granting "
+             "admin:slice; empty: none)"},
     {.name = "query.wait.max.ms",
      .type = ES_CONF_INT,
      .defval = "5000",

@@ -15,6 +15,10 @@
  * high - applied, summed; -1 while any high watermark is unknown, so
  * /readyz never calls a projector ready before it knows.
  *
+ * Partitioned mode: lag, commits and watermarks count only the partitions
+ * this instance owns; the first high watermark seen after an assignment is
+ * where the partition becomes current (partitions.c).
+ *
  * When the consumer is idle its position may be past the last applied
  * record: transaction markers (and aborted records) are never delivered.
  * That position is stored too, so lag reaches 0 (pj_advance_past_markers).
@@ -33,7 +37,7 @@ void pj_publish_applied(pj_loop_t *l)
     pj_mutex_lock(&r->mu);
     for (size_t t = 0; t < r->ntopics; t++) {
         for (int p = 0; p < r->nparts[t]; p++) {
-            if (l->next[t][p] != r->applied[t][p] && l->next[t][p] > 0)
+            if (l->next[t][p] != r->applied[t][p] && l->next[t][p] > 0 && r->owned[t][p])
                 rd_kafka_topic_partition_list_add(tl, r->topic[t], p)->offset = l->next[t][p];
             r->applied[t][p] = l->next[t][p];
         }
@@ -63,6 +67,8 @@ int64_t pj_refresh_lag(pj_loop_t *l, bool publish)
     bool unknown = false;
     for (size_t t = 0; t < r->ntopics; t++) {
         for (int p = 0; p < r->nparts[t]; p++) {
+            if (pj_partition_here(r, t, p) == PJ_HERE_ELSEWHERE)
+                continue;
             int64_t hi = high_watermark(l, t, p);
             if (hi < 0) {
                 unknown = true;
@@ -73,6 +79,8 @@ int64_t pj_refresh_lag(pj_loop_t *l, bool publish)
             if (publish) {
                 pj_mutex_lock(&r->mu);
                 r->high[t][p] = hi;
+                if (r->owned_from[t][p] < 0)
+                    r->owned_from[t][p] = hi;
                 pj_mutex_unlock(&r->mu);
                 es_gauge_set(r->m_lag[t][p], (double)lag);
             }
@@ -141,6 +149,8 @@ static int64_t lag_locked(pj_runner_t *r)
     int64_t total = 0;
     for (size_t t = 0; t < r->ntopics; t++) {
         for (int p = 0; p < r->nparts[t]; p++) {
+            if (!r->owned[t][p])
+                continue;
             if (r->high[t][p] < 0)
                 return -1;
             if (r->high[t][p] > r->applied[t][p])

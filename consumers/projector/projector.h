@@ -34,19 +34,22 @@
  *               new replica's start from a peer's (bootstrap.from)
  *   history.c   the built-in projections of every aggregate: its history
  *               (events by version) and its command audit
+ *   partitions.c  partitioned mode: owned partitions, their slices of the
+ *               views, the group's owners, forwarding and merged reads
  *
  * Layering (a file calls only files listed after it; scripts/code-shape
  * finds no cycle):
  *
  *   main    -> api, runner
  *   api     -> runner, rebuild, frozen, offsets, asof, fold, state, history,
- *              checkpoint
+ *              checkpoint, partitions
  *   runner  -> live, frozen, history
  *   live    -> rebuild, frozen, loop, offsets, gen, state, checkpoint
  *   checkpoint -> state
  *   rebuild -> loop, offsets, gen, state;   frozen -> loop, consumer, state
  *   loop    -> offsets, consumer, dlq, fold, state
- *   offsets -> consumer;   asof -> fold, history, offsets;   fold -> history
+ *   offsets -> consumer, partitions;   asof -> fold, history, offsets, partitions
+ *   partitions -> asof (the lookup handle), state;   fold -> history
  *   every file -> lock
  *
  * A loop never names its modes: they reach it as a table of hooks
@@ -87,14 +90,16 @@
 #define PJ_SUBJECT_MAX    300  /* a registry subject: <topic>-value */
 #define PJ_GROUP_MAX      400  /* escqrs-projector.<projector.name>.<projection> */
 #define PJ_LABELS_MAX     600  /* the labels of one metric */
+#define PJ_URL_MAX        1024 /* an advertised URL (partitioned mode) */
 
 /* The layout of a projector's stores (the reserved keys, the built-in
  * projections' entries), recorded in each store's format record and checked
  * at open and by a clone (checkpoint.c; the value is in escqrs/checkpoint.h,
  * which `escqrs clone` reads too).  Bump it with any change that makes an
  * older store or checkpoint unreadable. */
-#define PJ_STORE_FORMAT      ES_PROJECTOR_STORE_FORMAT
-#define PJ_CHECKPOINT_PREFIX "checkpoint-" /* <dir>/checkpoint-<n>: a checkpoint being served */
+#define PJ_STORE_FORMAT             ES_PROJECTOR_STORE_FORMAT
+#define PJ_STORE_FORMAT_PARTITIONED ES_PROJECTOR_STORE_FORMAT "+partitioned" /* slices */
+#define PJ_CHECKPOINT_PREFIX        "checkpoint-" /* <dir>/checkpoint-<n>: a checkpoint being served */
 
 /* ---------------------------------------------------------- timeouts */
 
@@ -126,6 +131,7 @@ static inline int pj_backoff_ms(int attempt, int step_ms)
 }
 
 typedef struct es_projector_s es_projector_t;
+typedef struct pj_owners_s pj_owners_t;
 
 /*
  * A runner's state.  STARTING: the broker, the registry or the store is not
@@ -262,6 +268,12 @@ typedef struct pj_runner_s {
     es_histogram_t *m_batch;
     es_gauge_t **m_lag[ES_PROJ_MAX_AGGREGATES];
     es_gauge_t *m_rb_rate, *m_rb_lag, *m_rb_eta, *m_rb_active;
+
+    /* partitioned mode (partitions.c); in replica mode every partition is owned, from 0 */
+    bool *owned[ES_PROJ_MAX_AGGREGATES]; /* under `mu`: the group gave it to this instance */
+    int64_t *owned_from[ES_PROJ_MAX_AGGREGATES]; /* under `mu`: current once applied reaches it */
+    pthread_mutex_t owners_mu;                   /* `owners`: a cache of the group's assignment */
+    pj_owners_t *owners;
 } pj_runner_t;
 
 struct es_projector_s {
@@ -284,6 +296,11 @@ struct es_projector_s {
     int wait_max_ms;
     char name[128];
     es_store_opts_t store_opts;
+    bool partitioned;                 /* projector.mode=partitioned */
+    char advertise_url[PJ_URL_MAX];   /* where peers forward queries to us */
+    char advertise_admin[PJ_URL_MAX]; /* where peers read our slices */
+    const char *peer_token;           /* Bearer token for peers' slice routes ("" none) */
+    es_counter_t *m_forwarded;        /* queries forwarded to the owner */
 };
 
 /*
@@ -460,5 +477,50 @@ es_err_t pj_fold_as_of(pj_runner_t *r, size_t t, const char *id, int64_t ts_ms,
                        es_proj_memmap_t *map, char *errstr, size_t errstr_size);
 /** @brief Java-compatible partition of @p key (murmur2, like the producers). */
 int32_t pj_partition_of(const char *key, size_t keylen, int nparts);
+/** @brief The projector's shared handle for look-ups (offsets for times, group descriptions). */
+rd_kafka_t *pj_lookup_rk(es_projector_t *pj, char *errstr, size_t errstr_size);
+
+/* partitions.c */
+#define PJ_SLICE_PREFIX_LEN 4
+/** A partition's slice of a store, read with the prefix its keys are stored behind. */
+typedef struct pj_slice_s {
+    es_store_t *st;
+    char prefix[PJ_SLICE_PREFIX_LEN];
+    es_buf_t key;
+} pj_slice_t;
+/** Where partition (t, p) of a runner is folded, seen from this instance. */
+typedef enum { PJ_HERE_OWNED, PJ_HERE_MOVING, PJ_HERE_ELSEWHERE } pj_here_t;
+
+/** @brief The key prefix of the slice of partition @p p of topic @p t (PJ_SLICE_PREFIX_LEN bytes).
+ */
+void pj_slice_prefix(size_t t, int32_t p, char *out);
+/** @brief A reader backend over the slice (t, p) of store @p st; pj_slice_done() after. */
+es_proj_backend_t pj_slice_backend(pj_slice_t *s, es_store_t *st, size_t t, int32_t p);
+void pj_slice_done(pj_slice_t *s);
+/** @brief Size the ownership arrays (every partition owned in replica mode).  Locks: `mu`. */
+void pj_owned_size_locked(pj_runner_t *r);
+/** @brief The rebalance gave (@p owned) or took partition (t, p).  Locks: none. */
+void pj_owned_set(pj_runner_t *r, size_t t, int32_t p, bool owned);
+/** @brief Owned and current, owned but still catching up, or folded elsewhere.  Locks: none. */
+pj_here_t pj_partition_here(pj_runner_t *r, size_t t, int32_t p);
+/** @brief The owned partitions for GET /admin/projections.  Locks: none. */
+json_t *pj_owned_json(pj_runner_t *r);
+/** @brief The client.id of a partitioned live consumer: it names our URLs to the group. */
+void pj_client_id(const es_projector_t *pj, char *out, size_t outsz);
+/** @brief Free the cache of the group's owners (at destroy). */
+void pj_owners_destroy(pj_runner_t *r);
+/** @brief Answer @p req from the owner of (t, p): one hop, with the caller's credentials. */
+void pj_forward(pj_runner_t *r, size_t t, int32_t p, es_http_req_t *req, es_http_resp_t *resp);
+/**
+ * @brief Answer a query spanning aggregates: @p render (called with @p q)
+ *        over a reader merging every partition's slice from its owner.
+ *        Locks: none (takes `lock`).
+ */
+void pj_merged_answer(pj_runner_t *r, size_t t,
+                      int (*render)(const void *q, es_proj_backend_t be, json_t **body,
+                                    char *errstr, size_t errstr_size),
+                      const void *q, es_http_resp_t *resp);
+/** @brief GET /admin/projections/{name}/slice: our current slices' entries for a peer. */
+void pj_slice_serve(pj_runner_t *r, es_http_req_t *req, es_http_resp_t *resp);
 
 #endif

@@ -72,6 +72,7 @@ static void runner_init(es_projector_t *pj, pj_runner_t *r, const es_proj_def_t 
     pj_rwlock_init(&r->lock);
     pj_mutex_init(&r->mu);
     pthread_cond_init(&r->cv, NULL);
+    pthread_mutex_init(&r->owners_mu, NULL);
     snprintf(r->dir, sizeof(r->dir), "%s/%s", root, def->name);
     runner_metrics(pj, r);
     /* the audit reads the outcomes; every other projection the events */
@@ -139,7 +140,14 @@ es_projector_t *pj_new(es_conf_t *conf, char *errstr, size_t errstr_size)
     pj->batch_max = (int)es_conf_get_int(conf, "batch.max.events");
     pj->wait_max_ms = (int)es_conf_get_int(conf, "query.wait.max.ms");
     es_store_opts_from_conf(conf, &pj->store_opts);
-    pj->store_opts.format = PJ_STORE_FORMAT; /* every generation, rebuild and frozen view */
+    pj->partitioned = strcmp(es_conf_get(conf, "projector.mode"), "partitioned") == 0;
+    snprintf(pj->advertise_url, sizeof(pj->advertise_url), "%s",
+             es_conf_get(conf, "projector.advertise.url"));
+    snprintf(pj->advertise_admin, sizeof(pj->advertise_admin), "%s",
+             es_conf_get(conf, "projector.advertise.admin_url"));
+    pj->peer_token = es_conf_get(conf, "projector.peer.token");
+    /* every generation, rebuild and frozen view; a partitioned store keeps slices */
+    pj->store_opts.format = pj->partitioned ? PJ_STORE_FORMAT_PARTITIONED : PJ_STORE_FORMAT;
     pj->store_opts.format_remedy =
         "rebuild it from the log (move the projection's directory away first)";
     pj->metrics = es_metrics_new();
@@ -149,6 +157,25 @@ es_projector_t *pj_new(es_conf_t *conf, char *errstr, size_t errstr_size)
     pj->m_asof_log =
         es_metrics_counter(pj->metrics, "escqrs_projector_as_of_total",
                            "as_of queries answered, by where the events came from", "path=\"log\"");
+    pj->m_forwarded = es_metrics_counter(pj->metrics, "escqrs_projector_forwarded_total",
+                                         "Queries forwarded to the instance owning the partition "
+                                         "(partitioned mode)",
+                                         NULL);
+    if (pj->partitioned && (!*pj->advertise_url || !*pj->advertise_admin)) {
+        snprintf(errstr, errstr_size,
+                 "%s: projector.mode=partitioned needs the URLs peers reach "
+                 "this instance at",
+                 !*pj->advertise_url ? "projector.advertise.url" : "projector.advertise.admin_url");
+        pj_destroy(pj);
+        return NULL;
+    }
+    if (pj->partitioned && *es_conf_get(conf, "bootstrap.from")) {
+        snprintf(errstr, errstr_size,
+                 "bootstrap.from: a checkpoint holds every partition; "
+                 "projector.mode=partitioned replays the partitions it is given instead");
+        pj_destroy(pj);
+        return NULL;
+    }
     if (!(pj->reg = es_registry_from_conf(conf, REGISTRY_RETRIES, errstr, errstr_size)) ||
         !(pj->dlq_producer = es_producer_new(conf, NULL, errstr, errstr_size)) ||
         !(pj->watch = es_kafka_watch_start(conf, NULL, 0, errstr, errstr_size)) ||
@@ -208,7 +235,10 @@ static void runner_destroy(pj_runner_t *r)
         free(r->applied[t]);
         free(r->high[t]);
         free(r->m_lag[t]);
+        free(r->owned[t]);
+        free(r->owned_from[t]);
     }
+    pj_owners_destroy(r);
     pj_rwlock_destroy(&r->lock);
     pj_mutex_destroy(&r->mu);
     pthread_cond_destroy(&r->cv);

@@ -304,6 +304,25 @@ out:
     return status;
 }
 
+/* Partitioned mode: the partial counters of one sku from two partitions add up. */
+static bool item_stats_merge(const char *key, size_t keylen, const char *a, size_t alen,
+                             const char *b, size_t blen, es_buf_t *out)
+{
+    es_cursor_t ca, cb;
+    if (keylen < 2 || memcmp(key, "s/", 2) != 0)
+        return false; /* "k/<cart_id>" belongs to one cart, so to one partition */
+    es_cursor_init(&ca, a, alen);
+    es_cursor_init(&cb, b, blen);
+    es_buf_clear(out);
+    for (int i = 0; i < 3; i++) {
+        uint64_t sum;
+        if (!es_add_u64(es_cursor_be64(&ca), es_cursor_be64(&cb), &sum))
+            return false;
+        es_buf_put_be64(out, sum);
+    }
+    return !ca.bad && !cb.bad;
+}
+
 const es_proj_def_t es_proj_item_stats = {
     .name = "item_stats",
     .aggregates = {"cart"},
@@ -315,4 +334,5 @@ const es_proj_def_t es_proj_item_stats = {
                  .aggregate_param = -1,
                  .aggregate_index = 0}},
     .nqueries = 1,
+    .merge = item_stats_merge,
 };

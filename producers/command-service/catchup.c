@@ -294,7 +294,7 @@ static es_err_t catch_up(cs_t *cs, int32_t p, char *errstr, size_t errstr_size)
     return err;
 }
 
-void cs_on_rebalance(void *opaque, bool assign, const rd_kafka_topic_partition_list_t *parts)
+void cs_on_rebalance(void *opaque, bool assign, rd_kafka_topic_partition_list_t *parts)
 {
     cs_t *cs = opaque;
     char errstr[512];

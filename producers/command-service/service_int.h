@@ -168,7 +168,7 @@ void cs_state_need_baseline(cs_t *cs, int32_t p);
 es_txn_rc_t cs_state_write_baselines(cs_t *cs);
 
 /* catchup.c */
-void cs_on_rebalance(void *opaque, bool assign, const rd_kafka_topic_partition_list_t *parts);
+void cs_on_rebalance(void *opaque, bool assign, rd_kafka_topic_partition_list_t *parts);
 
 /* decide.c */
 es_err_t cs_decide(cs_t *cs, rd_kafka_message_t *m, char *errstr, size_t errstr_size);

@@ -19,7 +19,7 @@ cmake --install "$build" --prefix "$tmp/p" >"$tmp/install.log" 2>&1 || { cat "$t
 for h in kafka.h store.h http_server.h http_client.h registry.h conf.h; do
     [ -e "$tmp/p/include/escqrs/$h" ] && bad "include/escqrs/$h is installed"
 done
-for f in lib/libescqrs.so.1 lib/pkgconfig/escqrs.pc lib/cmake/escqrs/escqrsConfig.cmake \
+for f in lib/libescqrs.so.2 lib/pkgconfig/escqrs.pc lib/cmake/escqrs/escqrsConfig.cmake \
          lib/cmake/escqrs/escqrsConfigVersion.cmake lib/escqrs/modules/escqrs-cart.so \
          lib/escqrs/modules/escqrs-account.so bin/escqrs bin/escqrs-gateway; do
     [ -e "$tmp/p/$f" ] || bad "$f is not installed"
@@ -30,12 +30,12 @@ foreign=$(echo '#include <escqrs/module.h>' |
 [ -z "$foreign" ] || bad "module.h includes $foreign"
 
 cmake -S "$src/tests/data/sdk-module" -B "$tmp/b" -DCMAKE_PREFIX_PATH="$tmp/p" \
-      -DESCQRS_WANT_VERSION=1.0 >"$tmp/conf.log" 2>&1 || { cat "$tmp/conf.log"; bad "configure"; }
+      -DESCQRS_WANT_VERSION=2.0 >"$tmp/conf.log" 2>&1 || { cat "$tmp/conf.log"; bad "configure"; }
 cmake --build "$tmp/b" >"$tmp/build.log" 2>&1 || { cat "$tmp/build.log"; bad "build"; }
 exports=$(nm -D --defined-only "$tmp/b/escqrs-probe.so" 2>/dev/null | awk '{print $3}' | grep -v '^_')
 [ "$exports" = escqrs_module_v1 ] || bad "the module exports: $exports"
 cmake -S "$src/tests/data/sdk-module" -B "$tmp/b2" -DCMAKE_PREFIX_PATH="$tmp/p" \
-      -DESCQRS_WANT_VERSION=2.0 >"$tmp/conf2.log" 2>&1 && bad "find_package(escqrs 2.0) succeeded"
+      -DESCQRS_WANT_VERSION=3.0 >"$tmp/conf2.log" 2>&1 && bad "find_package(escqrs 3.0) succeeded"
 
 help=$("$tmp/p/bin/escqrs" --set log.level=warn --set "modules=cart,account,$tmp/b/escqrs-probe.so" \
        send --help 2>&1) || bad "installed escqrs send --help: $help"

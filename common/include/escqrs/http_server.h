@@ -36,6 +36,7 @@
 #include "escqrs/auth.h"
 #include "escqrs/conf.h"
 #include "escqrs/contract.h"
+#include "escqrs/mem.h"
 #include "escqrs/err.h"
 #include "escqrs/metrics.h"
 
@@ -58,6 +59,8 @@ const char *es_http_req_param(const es_http_req_t *req, size_t i);
 /** @brief A query-string argument, URL-decoded, or NULL. */
 const char *es_http_req_query(const es_http_req_t *req, const char *name);
 /** @brief A request header (case-insensitive name), or NULL. */
+/** @brief The request's query arguments again as "a=b&c=d", percent-encoded, into @p out. */
+void es_http_req_query_string(const es_http_req_t *req, es_buf_t *out);
 const char *es_http_req_header(const es_http_req_t *req, const char *name);
 /** @brief Who sent the request (anonymous when authentication is off). */
 const es_principal_t *es_http_req_principal(const es_http_req_t *req);

@@ -265,10 +265,10 @@ es_txn_rc_t es_txn_abort(es_producer_t *prod, es_consumer_t *cons,
  *        @p parts when @p assign, else revokes them; eager or cooperative as
  *        the group's protocol says).  Work done here — catching a store up to
  *        the assigned partitions — happens before any of their records is
- *        polled.
+ *        polled.  On assign, it may set each partition's offset: where its
+ *        consumption starts (left as it is: the group's committed offset).
  */
-typedef void es_rebalance_cb_t(void *opaque, bool assign,
-                               const rd_kafka_topic_partition_list_t *parts);
+typedef void es_rebalance_cb_t(void *opaque, bool assign, rd_kafka_topic_partition_list_t *parts);
 
 typedef struct es_consumer_opts_s {
     /** NULL: a consumer that only assigns partitions manually and never commits. */

@@ -134,6 +134,16 @@ size_t es_proj_txn_count(const es_proj_txn_t *txn);
 /** @brief Forget every pending write (after the runtime stored them). */
 void es_proj_txn_clear(es_proj_txn_t *txn);
 
+#define ES_PROJ_PREFIX_MAX 8
+
+/**
+ * @brief From now on, prefix every key @p txn reads or writes with @p prefix
+ *        (at most ES_PROJ_PREFIX_MAX bytes; @p len 0: none).  The runtime's
+ *        partitioned mode keeps each partition's slice of a view apart with
+ *        it; a fold never sees the prefix.
+ */
+void es_proj_txn_set_prefix(es_proj_txn_t *txn, const void *prefix, size_t len);
+
 /* ------------------------------------------------------------- definitions */
 
 #define ES_PROJ_MAX_AGGREGATES 4
@@ -178,6 +188,19 @@ typedef struct es_proj_def_s {
                      size_t errstr_size);
     es_proj_query_t queries[ES_PROJ_MAX_QUERIES];
     size_t nqueries;
+    /**
+     * Partitioned mode (docs/projector.md): each instance folds some
+     * partitions, so a view key that several aggregates write (a counter per
+     * sku) has one partial value per partition, and a query spanning
+     * aggregates reads them combined.  Set @p out to the combination of
+     * partial values @p a and @p b of @p key (pure, associative and
+     * commutative); false when they cannot be combined (corrupt, or past the
+     * type's range): the query then fails.  NULL: every key belongs to one
+     * aggregate, so partitions never share one (a second value of a key is
+     * then an error).
+     */
+    bool (*merge)(const char *key, size_t keylen, const char *a, size_t alen, const char *b,
+                  size_t blen, es_buf_t *out);
 } es_proj_def_t;
 
 /** @brief `{"error": "invalid_query", "message": msg}` for a 400 from a query handler. */
