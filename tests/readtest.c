@@ -240,8 +240,10 @@ void rt_proc_start(rt_proc_t *p, const char *store, const char *prefix, const ch
 
     snprintf(p->store, sizeof(p->store), "%s", store);
     snprintf(p->log, sizeof(p->log), "%s.log", store);
-    p->port = es_test_free_port();
-    p->admin_port = es_test_free_port();
+    if (!p->keep_ports) {
+        p->port = es_test_free_port();
+        p->admin_port = es_test_free_port();
+    }
     snprintf(bin, sizeof(bin), "%s/consumers/projector/escqrs-projector", bd ? bd : "build");
     argv[n++] = bin;
     snprintf(a[k], sizeof(a[k]), "kafka.bootstrap.servers=%s", es_test_bootstrap());

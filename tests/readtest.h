@@ -72,6 +72,7 @@ typedef struct rt_proc_s {
     int port;          /* queries */
     int admin_port;    /* /admin (rt_http sends /admin paths there) */
     const char *token; /* bearer token sent with every request, or NULL */
+    bool keep_ports;   /* set: start on port and admin_port as given (advertised URLs) */
     char store[512];
     char log[600];
 } rt_proc_t;
