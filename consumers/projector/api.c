@@ -155,9 +155,10 @@ static bool match_query(es_projector_t *pj, const char *path, es_http_req_t *req
 }
 
 /* The projection's own handler over @p be: an HTTP status, *@p body or @p errstr. */
-static int render(const query_t *q, es_proj_backend_t be, json_t **body, char *errstr,
+static int render(const void *query, es_proj_backend_t be, json_t **body, char *errstr,
                   size_t errstr_size)
 {
+    const query_t *q = query;
     es_proj_reader_t *rd = es_proj_reader_new(&be);
     int st = q->qd->handle(rd, &q->qr, body, errstr, errstr_size);
     es_proj_reader_destroy(rd);
@@ -241,12 +242,6 @@ static void answer_as_of(const query_t *q, const char *asof, const char *path, e
     answer(resp, st, body, errstr);
 }
 
-static int render_any(const void *q, es_proj_backend_t be, json_t **body, char *errstr,
-                      size_t errstr_size)
-{
-    return render(q, be, body, errstr, errstr_size);
-}
-
 /*
  * The live view, under the read lock (a swap waits for the answer).
  * Partitioned mode: one aggregate's query reads the slice of its partition
@@ -259,7 +254,7 @@ static void answer_live(const query_t *q, int32_t part, es_http_resp_t *resp)
     char errstr[PJ_ERRSTR_MAX] = "";
     pj_slice_t slice;
     if (q->r->pj->partitioned && q->qd->aggregate_param < 0) {
-        pj_merged_answer(q->r, q->t, render_any, q, resp);
+        pj_merged_answer(q->r, q->t, render, q, resp);
         return;
     }
     pj_rwlock_rdlock(&q->r->lock);
@@ -289,26 +284,6 @@ static int32_t query_partition(const query_t *q, const char *minpos)
     return -1;
 }
 
-/* Partitioned mode: true when the query is answered here; else it is forwarded or refused. */
-static bool route_here(const query_t *q, int32_t part, es_http_req_t *req, es_http_resp_t *resp)
-{
-    if (part < 0)
-        return true; /* spans aggregates: merged here */
-    switch (pj_partition_here(q->r, q->t, part)) {
-    case PJ_HERE_OWNED:
-        return true;
-    case PJ_HERE_MOVING:
-        es_http_resp_header(resp, "Retry-After", "1");
-        es_http_resp_error(resp, 503, "moving", "%s/%d is catching up here after a rebalance",
-                           q->r->topic[q->t], (int)part);
-        return false;
-    case PJ_HERE_ELSEWHERE:
-        pj_forward(q->r, q->t, part, req, resp);
-        return false;
-    }
-    return false;
-}
-
 static void query_handler(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
 {
     const char *path = es_http_req_path(req);
@@ -332,7 +307,7 @@ static void query_handler(void *opaque, es_http_req_t *req, es_http_resp_t *resp
         return;
     }
     int32_t part = q.r->pj->partitioned ? query_partition(&q, minpos) : -1;
-    if (q.r->pj->partitioned && !route_here(&q, part, req, resp))
+    if (q.r->pj->partitioned && !pj_route_here(q.r, q.t, part, req, resp))
         return;
     if (minpos && !wait_min_position(&q, minpos, resp))
         return;
@@ -398,23 +373,11 @@ static bool start_refused(es_http_resp_t *resp, es_err_t err, const char *errstr
     return err != ES_ERR_OK;
 }
 
-/* Not built for partitioned mode yet (docs/projector.md): 409, and true. */
-static bool partitioned_refused(const pj_runner_t *r, const char *what, es_http_resp_t *resp)
-{
-    if (!r->pj->partitioned)
-        return false;
-    es_http_resp_error(resp, 409, "conflict",
-                       "%s is not available in partitioned mode: each instance holds only the "
-                       "slices of its partitions (docs/projector.md)",
-                       what);
-    return true;
-}
-
 static void admin_rebuild(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
 {
     char errstr[PJ_ERRSTR_MAX];
     pj_runner_t *r = admin_runner(opaque, req, resp);
-    if (!r || partitioned_refused(r, "a rebuild", resp))
+    if (!r || pj_partitioned_refused(r, "a rebuild", resp))
         return;
     if (start_refused(resp, pj_rebuild_start(r, errstr, sizeof(errstr)), errstr))
         return;
@@ -434,7 +397,7 @@ static void admin_freeze(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
     char errstr[PJ_ERRSTR_MAX], deflabel[PJ_LABEL_MAX], when[PJ_TIME_MAX];
     int64_t until_ms;
     pj_runner_t *r = admin_runner(pj, req, resp);
-    if (!r || partitioned_refused(r, "a frozen view", resp))
+    if (!r || pj_partitioned_refused(r, "a frozen view", resp))
         return;
     if (!until || !parse_time(until, &until_ms)) {
         es_http_resp_error(resp, 400, "invalid_query",
@@ -509,7 +472,7 @@ static void admin_digest(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
 static void admin_checkpoint(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
 {
     pj_runner_t *r = admin_runner(opaque, req, resp);
-    if (r && !partitioned_refused(r, "a checkpoint", resp))
+    if (r && !pj_partitioned_refused(r, "a checkpoint", resp))
         pj_checkpoint_serve(r, resp);
 }
 

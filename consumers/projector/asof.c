@@ -66,17 +66,6 @@ int32_t pj_partition_of(const char *key, size_t keylen, int nparts)
                      (uint32_t)nparts);
 }
 
-/* The shared handle for watermarks and offsets-for-times, made at the first as_of. */
-rd_kafka_t *pj_lookup_rk(es_projector_t *pj, char *errstr, size_t errstr_size)
-{
-    pj_mutex_lock(&pj->lookup_mu);
-    if (!pj->lookup)
-        pj->lookup = es_consumer_new(pj->conf, NULL, errstr, errstr_size);
-    rd_kafka_t *rk = pj->lookup ? es_consumer_rk(pj->lookup) : NULL;
-    pj_mutex_unlock(&pj->lookup_mu);
-    return rk;
-}
-
 /* The partition's low watermark and `stop`: the first offset later than @p ts_ms, else the high. */
 static es_err_t stop_offset(rd_kafka_t *rk, const char *topic, int32_t part, int64_t ts_ms,
                             int64_t *lo, int64_t *stop, char *errstr, size_t errstr_size)

@@ -35,7 +35,8 @@
  *   history.c   the built-in projections of every aggregate: its history
  *               (events by version) and its command audit
  *   partitions.c  partitioned mode: owned partitions, their slices of the
- *               views, the group's owners, forwarding and merged reads
+ *               views, merged reads;  peers.c  the group's owners,
+ *               forwarding, peers' slices
  *
  * Layering (a file calls only files listed after it; scripts/code-shape
  * finds no cycle):
@@ -48,8 +49,9 @@
  *   checkpoint -> state
  *   rebuild -> loop, offsets, gen, state;   frozen -> loop, consumer, state
  *   loop    -> offsets, consumer, dlq, fold, state
- *   offsets -> consumer, partitions;   asof -> fold, history, offsets, partitions
- *   partitions -> asof (the lookup handle), state;   fold -> history
+ *   consumer -> partitions;   offsets -> consumer, partitions
+ *   asof -> fold, history, offsets, partitions;   fold -> history
+ *   partitions -> peers, state;   peers -> state
  *   every file -> lock
  *
  * A loop never names its modes: they reach it as a table of hooks
@@ -335,6 +337,8 @@ void pj_runner_set_state(pj_runner_t *r, pj_state_t state, const char *fmt, ...)
 void pj_runner_join(pj_runner_t *r, pthread_t *th, bool *valid);
 /** @brief The live store.  Locks: the caller holds `lock` (read or write) until done with it. */
 es_store_t *pj_runner_live(pj_runner_t *r);
+/** @brief The projector's shared handle for look-ups (offsets for times, group descriptions). */
+rd_kafka_t *pj_lookup_rk(es_projector_t *pj, char *errstr, size_t errstr_size);
 
 /* live.c */
 /** @brief Start @p r's live loop: it connects the runner, then folds.  Locks: none. */
@@ -477,8 +481,6 @@ es_err_t pj_fold_as_of(pj_runner_t *r, size_t t, const char *id, int64_t ts_ms,
                        es_proj_memmap_t *map, char *errstr, size_t errstr_size);
 /** @brief Java-compatible partition of @p key (murmur2, like the producers). */
 int32_t pj_partition_of(const char *key, size_t keylen, int nparts);
-/** @brief The projector's shared handle for look-ups (offsets for times, group descriptions). */
-rd_kafka_t *pj_lookup_rk(es_projector_t *pj, char *errstr, size_t errstr_size);
 
 /* partitions.c */
 #define PJ_SLICE_PREFIX_LEN 4
@@ -505,12 +507,6 @@ void pj_owned_set(pj_runner_t *r, size_t t, int32_t p, bool owned);
 pj_here_t pj_partition_here(pj_runner_t *r, size_t t, int32_t p);
 /** @brief The owned partitions for GET /admin/projections.  Locks: none. */
 json_t *pj_owned_json(pj_runner_t *r);
-/** @brief The client.id of a partitioned live consumer: it names our URLs to the group. */
-void pj_client_id(const es_projector_t *pj, char *out, size_t outsz);
-/** @brief Free the cache of the group's owners (at destroy). */
-void pj_owners_destroy(pj_runner_t *r);
-/** @brief Answer @p req from the owner of (t, p): one hop, with the caller's credentials. */
-void pj_forward(pj_runner_t *r, size_t t, int32_t p, es_http_req_t *req, es_http_resp_t *resp);
 /**
  * @brief Answer a query spanning aggregates: @p render (called with @p q)
  *        over a reader merging every partition's slice from its owner.
@@ -520,7 +516,45 @@ void pj_merged_answer(pj_runner_t *r, size_t t,
                       int (*render)(const void *q, es_proj_backend_t be, json_t **body,
                                     char *errstr, size_t errstr_size),
                       const void *q, es_http_resp_t *resp);
+/**
+ * @brief Partitioned mode: true when a query about partition @p part (-1:
+ *        none, it spans aggregates) of topic @p t is answered here; else it
+ *        is answered: forwarded to the owner, or 503 moving.
+ */
+bool pj_route_here(pj_runner_t *r, size_t t, int32_t part, es_http_req_t *req,
+                   es_http_resp_t *resp);
+/** @brief In partitioned mode, answer 409: @p what is not built there (yet); true then. */
+bool pj_partitioned_refused(const pj_runner_t *r, const char *what, es_http_resp_t *resp);
 /** @brief GET /admin/projections/{name}/slice: our current slices' entries for a peer. */
 void pj_slice_serve(pj_runner_t *r, es_http_req_t *req, es_http_resp_t *resp);
+
+/* peers.c */
+/** One entry of a slice; false stops (the entries cannot be used). */
+typedef bool pj_entry_cb_t(void *opaque, const char *key, size_t keylen, const char *val,
+                           size_t vallen);
+/** @brief The client.id of a partitioned live consumer: it names our URLs to the group. */
+void pj_client_id(const es_projector_t *pj, char *out, size_t outsz);
+/**
+ * @brief The query and admin URLs (PJ_URL_MAX each) of the owner of (t, p),
+ *        from the group (ES_ERR_NOT_FOUND: none now, a rebalance).  Locks: none.
+ */
+es_err_t pj_owner_of(pj_runner_t *r, size_t t, int32_t p, char *url, char *admin, char *errstr,
+                     size_t errstr_size);
+/** @brief Free the cache of the group's owners (at destroy). */
+void pj_owners_destroy(pj_runner_t *r);
+/** @brief Answer @p req from the owner of (t, p): one hop, with the caller's credentials. */
+void pj_forward(pj_runner_t *r, size_t t, int32_t p, es_http_req_t *req, es_http_resp_t *resp);
+/**
+ * @brief The entries of a peer's slices @p parts ("t.p,t.p") under @p key
+ *        (or, @p scan, every key with that prefix), each to @p cb.
+ *        ES_ERR_STATE: the peer does not own them now.
+ */
+es_err_t pj_peer_slice(pj_runner_t *r, const char *admin, const char *parts, bool scan,
+                       const void *key, size_t keylen, pj_entry_cb_t *cb, void *opaque,
+                       char *errstr, size_t errstr_size);
+/** @brief @p data as lowercase hex appended to @p b. */
+void pj_hex_append(es_buf_t *b, const char *data, size_t len);
+/** @brief Hex @p s into @p out; false when it is not hex. */
+bool pj_hex_decode(const char *s, es_buf_t *out);
 
 #endif

@@ -1,6 +1,6 @@
 /*
  * state.c — a runner's state and reason, its live store pointer, joining
- * its threads.
+ * its threads; the projector's shared look-up handle.
  *
  * The state is what operators see (GET /admin/projections, /readyz): it
  * changes under the runner's mutex, broadcasts the runner's condition, and
@@ -77,4 +77,15 @@ es_store_t *pj_runner_live(pj_runner_t *r)
 {
     pj_assert_locked(&r->lock);
     return r->live;
+}
+
+/* The shared handle for watermarks, offsets-for-times and group descriptions, made at first use. */
+rd_kafka_t *pj_lookup_rk(es_projector_t *pj, char *errstr, size_t errstr_size)
+{
+    pj_mutex_lock(&pj->lookup_mu);
+    if (!pj->lookup)
+        pj->lookup = es_consumer_new(pj->conf, NULL, errstr, errstr_size);
+    rd_kafka_t *rk = pj->lookup ? es_consumer_rk(pj->lookup) : NULL;
+    pj_mutex_unlock(&pj->lookup_mu);
+    return rk;
 }

@@ -14,8 +14,10 @@
 //   netpol-access    who may reach which named container port is exactly the
 //                    ACCESS table below: the projector's admin port only from
 //                    the rebuild jobs, Prometheus and the projectors (a new
-//                    replica cloning a peer's checkpoint), the command services'
-//                    health port only from Prometheus, the registry only from
+//                    replica cloning a peer's checkpoint, partitioned pods reading
+//                    slices), the query port from API clients and the projectors
+//                    (a partitioned pod forwards a query to the partition's
+//                    owner), the command services' health port only from Prometheus, the registry only from
 //                    pods labelled escqrs.io/registry-client, ... ; and every
 //                    pod that talks to the registry carries that label.
 //   admin-port       the projector has a container port `admin` on the
@@ -87,7 +89,7 @@ const PEER = {
 // connect, exactly.  A container port not listed here may be reached by none.
 const ACCESS = {
     "gateway http": ["apiClients", "prometheus"],
-    "projector http": ["apiClients"],
+    "projector http": ["apiClients", "projectors"], // partitioned: forwarded to the owner
     "projector admin": ["escqrsAdmin", "prometheus", "projectors"],
     "command-service http": ["prometheus"],
     "registry http": ["registryClients"],

@@ -300,7 +300,7 @@ static void test_partitioned(void)
         CU_ASSERT_PTR_NOT_NULL_FATAL(f);
         CU_ASSERT_PTR_NOT_NULL(fgets(code, sizeof(code), f));
         pclose(f);
-        codes[i] = atoi(code);
+        codes[i] = (int)strtol(code, NULL, 10);
     }
     CU_ASSERT_TRUE((codes[0] == 200 && codes[1] == 503) || (codes[0] == 503 && codes[1] == 200));
     rt_proc_t *other = codes[0] == 503 ? &a : &b;
