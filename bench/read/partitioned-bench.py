@@ -140,16 +140,22 @@ def main():
     ap.add_argument("--topic-prefix", required=True)
     ap.add_argument("--projections", default="cart_view")
     ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--sets", default="replica:1,partitioned:1,partitioned:2",
+                    help="mode:instances,... measured in each run")
     ap.add_argument("--tmp", default=None, help="directory of the stores (default: $TMPDIR)")
     a = ap.parse_args()
     res = {}
     total = topic_events(a)
     with tempfile.TemporaryDirectory(prefix="partitioned-bench-", dir=a.tmp) as tmp:
         for r in range(a.runs):
-            for mode, n in (("replica", 1), ("partitioned", 1), ("partitioned", 2)):
+            for mode, n in ((m, int(k)) for m, k in (x.split(":") for x in a.sets.split(","))):
                 res.setdefault((mode, n), []).append(one_set(a, tmp, r + 1, mode, n, total))
     med = {k: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v))
            for k, v in res.items()}
+    if set(med) != {("replica", 1), ("partitioned", 1), ("partitioned", 2)}:
+        for k, v in sorted(med.items()):
+            print("# median %s x%d: %.1f s, %.2f CPU s/M" % (k + v), flush=True)
+        return
     one, two = med[("partitioned", 1)], med[("partitioned", 2)]
     print("# median: replica 1 instance %.1f s, %.2f CPU s/M; partitioned 1 instance %.1f s, "
           "%.2f CPU s/M; 2 instances %.1f s, %.2f CPU s/M; wall clock 1/2 = %.2fx"
