@@ -21,8 +21,11 @@
  * across the two instances equal the model; the owned sets are disjoint and cover every partition;
  * both forwarded queries.
  *  5. Hostile and edge cases: a forwarded request that lands on a non-owner
- *     again answers 503 moving (one hop), a rebuild is refused with 409, and
- *     as_of of one cart through the non-owner equals the live answer.
+ *     again answers 503 moving (one hop); the owner found by murmur2 of the
+ *     id owns the partition the producer wrote to; min_position through the
+ *     non-owner is waited on by the owner (and its 504 comes back); a rebuild
+ *     is refused with 409; as_of of one cart through the non-owner equals the
+ *     live answer.
  */
 #include "cart.h"
 #include "readtest.h"
@@ -57,6 +60,7 @@ static void start(rt_proc_t *p, const char *store, const char *prefix, const cha
                           "kafka.heartbeat.interval.ms=500",
                           inst,
                           "batch.max.events=50",
+                          "query.wait.max.ms=1000",
                           "log.level=info"};
     rt_proc_start(p, store, prefix, sets, sizeof(sets) / sizeof(sets[0]));
 }
@@ -303,7 +307,26 @@ static void test_partitioned(void)
         codes[i] = (int)strtol(code, NULL, 10);
     }
     CU_ASSERT_TRUE((codes[0] == 200 && codes[1] == 503) || (codes[0] == 503 && codes[1] == 200));
-    rt_proc_t *other = codes[0] == 503 ? &a : &b;
+    rt_proc_t *other = codes[0] == 503 ? &a : &b, *owner = other == &a ? &b : &a;
+    /* the owner by murmur2 of the id is the owner of the partition the producer chose */
+    const rt_rec_t *last = NULL;
+    for (size_t i = 0; i < cart.n; i++) {
+        if (!strcmp(cart.recs[i].key, sim.carts[c0].id))
+            last = &cart.recs[i];
+    }
+    CU_ASSERT_PTR_NOT_NULL_FATAL(last);
+    CU_ASSERT_TRUE((owned(owner, "cart_view", &ca, NULL) >> last->partition) & 1u);
+    /* min_position through the non-owner: waited on by the owner */
+    char mp[400];
+    json_t *mpb = NULL;
+    snprintf(mp, sizeof(mp), "/v1/carts/%s?min_position=%d:%lld", sim.carts[c0].id,
+             (int)last->partition, (long long)last->offset);
+    CU_ASSERT_EQUAL(rt_http(other, "GET", mp, &mpb), 200);
+    CU_ASSERT_EQUAL(json_integer_value(json_object_get(mpb, "version")), sim.carts[c0].version);
+    json_decref(mpb);
+    snprintf(mp, sizeof(mp), "/v1/carts/%s?min_position=%d:%lld", sim.carts[c0].id,
+             (int)last->partition, (long long)last->offset + 1000000);
+    CU_ASSERT_EQUAL(rt_http(other, "GET", mp, NULL), 504); /* the owner's timeout, forwarded */
     CU_ASSERT_EQUAL(rt_http(&a, "POST", "/admin/projections/cart_view/rebuild", NULL), 409);
     json_t *live = NULL, *asof = NULL;
     char path[400];
