@@ -10,8 +10,9 @@
 #   sys        SYS_BUILD, the projector's defaults (queued.min.messages=1000000,
 #              queued.max.messages.kbytes=65536: prefetch past 2.0's 1 s back-off)
 #   new        NEW_BUILD, the same defaults (fetch.queue.backoff.ms stays 1000)
-#   new-small  NEW_BUILD, librdkafka's own queued.min.messages (100000), 8 MiB
-#              prefetch, fetch.queue.backoff.ms=$BACKOFF_MS (default 10)
+#   new-small  NEW_BUILD, librdkafka's own queued.min.messages (100000), a small
+#              prefetch (PREFETCH_KB, default 8192 KiB),
+#              fetch.queue.backoff.ms=$BACKOFF_MS (default 10)
 #   sys-small  SYS_BUILD, the same small prefetch (2.0 has no back-off setting)
 # VARIANTS picks a subset.  Each is one escqrs-bench-rebuild (kcat ceiling with the
 # system's kcat, initial build, blue/green rebuild, CPU s, peak RSS) over
@@ -25,6 +26,7 @@ NEW=${2:?new librdkafka build dir}
 SIZE=${3:-1000000}
 ROUNDS=${ROUNDS:-3}
 BACKOFF_MS=${BACKOFF_MS:-10}
+PREFETCH_KB=${PREFETCH_KB:-8192}
 VARIANTS=${VARIANTS:-sys new new-small sys-small}
 BOOTSTRAP=${ESCQRS_TEST_BOOTSTRAP:-127.0.0.1:19092}
 export ESCQRS_TEST_BOOTSTRAP=$BOOTSTRAP
@@ -32,16 +34,17 @@ export ESCQRS_TEST_REGISTRY=${ESCQRS_TEST_REGISTRY:-http://127.0.0.1:18081/apis/
 topic=bench-$SIZE.cart.events
 newlib=$(ldd "$NEW/consumers/projector/escqrs-projector" | awk '/librdkafka.so/{print $3}')
 
-small=(ESCQRS_KAFKA_QUEUED_MIN_MESSAGES=100000 ESCQRS_KAFKA_QUEUED_MAX_MESSAGES_KBYTES=8192)
+small=(ESCQRS_KAFKA_QUEUED_MIN_MESSAGES=100000 ESCQRS_KAFKA_QUEUED_MAX_MESSAGES_KBYTES=$PREFETCH_KB)
 one() { # variant build env...
-  local v=$1 b=$2
+  local v=$1 b=$2 pk=65536
+  case $v in *-small) pk=$PREFETCH_KB ;; esac
   shift 2
   env "$@" "$b/bench/read/escqrs-bench-rebuild" --events "$SIZE" --topic-prefix "bench-$SIZE" \
     --projector "$b/consumers/projector/escqrs-projector" --projection cart_view 2>&1 |
-    grep '^RESULT' | sed "s/^RESULT /RESULT round=$r variant=$v size=$SIZE /"
+    grep '^RESULT' | sed "s/^RESULT /RESULT round=$r variant=$v size=$SIZE prefetch_kb=$pk /"
 }
 
-echo "# $(date -u +%FT%TZ) SIZE=$SIZE ROUNDS=$ROUNDS BACKOFF_MS=$BACKOFF_MS"
+echo "# $(date -u +%FT%TZ) SIZE=$SIZE ROUNDS=$ROUNDS BACKOFF_MS=$BACKOFF_MS PREFETCH_KB=$PREFETCH_KB"
 echo "# sys: $(ldd "$SYS/consumers/projector/escqrs-projector" | awk '/librdkafka.so/{print $3}')"
 echo "# new: $newlib"
 for r in $(seq 1 "$ROUNDS"); do
