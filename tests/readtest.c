@@ -422,32 +422,37 @@ bool rt_wait_up(const rt_proc_t *p, int timeout_ms)
     return false;
 }
 
+json_t *rt_projection(const rt_proc_t *p, const char *name)
+{
+    json_t *b = NULL, *found = NULL;
+    if (rt_http(p, "GET", "/admin/projections", &b) == 200) {
+        json_t *arr = json_object_get(b, "projections");
+        for (size_t i = 0; i < json_array_size(arr) && !found; i++) {
+            json_t *o = json_array_get(arr, i);
+            if (es_test_str_eq(json_string_value(json_object_get(o, "name")), name))
+                found = json_incref(o);
+        }
+    }
+    json_decref(b);
+    return found;
+}
+
 bool rt_wait_caught_up(const rt_proc_t *p, const char *name, int timeout_ms)
 {
     for (int waited = 0; waited < timeout_ms; waited += 200) {
-        json_t *b = NULL;
-        if (rt_http(p, "GET", "/admin/projections", &b) == 200) {
-            json_t *arr = json_object_get(b, "projections");
-            for (size_t i = 0; i < json_array_size(arr); i++) {
-                json_t *o = json_array_get(arr, i);
-                if (!es_test_str_eq(json_string_value(json_object_get(o, "name")), name))
-                    continue;
-                json_t *parts = json_object_get(o, "partitions");
-                bool ok = json_array_size(parts) > 0 &&
-                          !json_is_true(json_object_get(json_object_get(o, "rebuild"), "running"));
-                for (size_t k = 0; k < json_array_size(parts); k++) {
-                    json_t *pp = json_array_get(parts, k);
-                    json_int_t hi = json_integer_value(json_object_get(pp, "high"));
-                    json_int_t ap = json_integer_value(json_object_get(pp, "applied"));
-                    ok = ok && hi >= 0 && ap >= hi;
-                }
-                if (ok) {
-                    json_decref(b);
-                    return true;
-                }
-            }
+        json_t *o = rt_projection(p, name);
+        json_t *parts = json_object_get(o, "partitions");
+        bool ok = o && json_array_size(parts) > 0 &&
+                  !json_is_true(json_object_get(json_object_get(o, "rebuild"), "running"));
+        for (size_t k = 0; ok && k < json_array_size(parts); k++) {
+            json_t *pp = json_array_get(parts, k);
+            json_int_t hi = json_integer_value(json_object_get(pp, "high"));
+            json_int_t ap = json_integer_value(json_object_get(pp, "applied"));
+            ok = hi >= 0 && ap >= hi;
         }
-        json_decref(b);
+        json_decref(o);
+        if (ok)
+            return true;
         usleep(200 * 1000);
     }
     return false;

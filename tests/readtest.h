@@ -100,6 +100,8 @@ double rt_metric(const rt_proc_t *p, const char *series);
 bool rt_wait_up(const rt_proc_t *p, int timeout_ms);
 /** @brief Wait until projection @p name applied everything up to the topics' ends. */
 bool rt_wait_caught_up(const rt_proc_t *p, const char *name, int timeout_ms);
+/** @brief Projection @p name's object of GET /admin/projections (a new reference), or NULL. */
+json_t *rt_projection(const rt_proc_t *p, const char *name);
 
 /**
  * @brief The model (viewmodel.h) of @p tp's records that a projector must have

@@ -13,13 +13,8 @@
 
 static json_t *hex_json(const void *data, size_t len)
 {
-    static const char digits[] = "0123456789abcdef";
     char *s = es_malloc(2 * len + 1);
-    const unsigned char *b = data;
-    for (size_t i = 0; i < len; i++) {
-        s[2 * i] = digits[b[i] >> 4];
-        s[2 * i + 1] = digits[b[i] & 15];
-    }
+    es_hex_encode(s, data, len);
     json_t *j = json_stringn(s, 2 * len);
     free(s);
     return j;

@@ -171,6 +171,52 @@ void es_buf_put_str(es_buf_t *b, const char *s, size_t len)
     es_buf_append(b, s, len);
 }
 
+void es_hex_encode(char *out, const void *data, size_t len)
+{
+    static const char digits[] = "0123456789abcdef";
+    const unsigned char *b = data;
+    for (size_t i = 0; i < len; i++) {
+        out[2 * i] = digits[b[i] >> 4];
+        out[2 * i + 1] = digits[b[i] & 15];
+    }
+}
+
+void es_buf_put_hex(es_buf_t *b, const void *data, size_t len)
+{
+    es_buf_reserve(b, 2 * len);
+    es_hex_encode(b->data + b->len, data, len);
+    b->len += 2 * len;
+    b->data[b->len] = '\0';
+}
+
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+bool es_hex_decode(const char *s, es_buf_t *out)
+{
+    size_t n = strlen(s);
+    es_buf_clear(out);
+    if (n % 2)
+        return false;
+    es_buf_reserve(out, n / 2);
+    for (size_t i = 0; i < n; i += 2) {
+        int hi = hex_digit(s[i]), lo = hex_digit(s[i + 1]);
+        if (hi < 0 || lo < 0)
+            return false;
+        out->data[out->len++] = (char)(hi << 4 | lo);
+        out->data[out->len] = '\0';
+    }
+    return true;
+}
+
 void es_cursor_init(es_cursor_t *c, const void *data, size_t len)
 {
     c->p = data;

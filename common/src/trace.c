@@ -12,6 +12,8 @@
  * cut in half is worse than none.
  */
 #include "escqrs/trace.h"
+#include "escqrs/mem.h"
+
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -172,7 +174,6 @@ static void random_bytes(uint8_t *b, size_t len)
 /* @p nbytes random bytes as lowercase hex into @p out, never all zeros. */
 static void random_hex(char *out, size_t nbytes)
 {
-    static const char digits[] = "0123456789abcdef";
     uint8_t b[16];
     bool nonzero = false;
     while (!nonzero) {
@@ -180,10 +181,7 @@ static void random_hex(char *out, size_t nbytes)
         for (size_t i = 0; i < nbytes; i++)
             nonzero = nonzero || b[i];
     }
-    for (size_t i = 0; i < nbytes; i++) {
-        out[2 * i] = digits[b[i] >> 4];
-        out[2 * i + 1] = digits[b[i] & 0x0f];
-    }
+    es_hex_encode(out, b, nbytes);
     out[2 * nbytes] = '\0';
 }
 

@@ -109,13 +109,18 @@ void pj_owned_set(pj_runner_t *r, size_t t, int32_t p, bool owned)
     pj_mutex_unlock(&r->mu);
 }
 
+/* An owned partition has applied the high watermark seen after its assignment.  Locks: `mu`. */
+static bool current_locked(const pj_runner_t *r, size_t t, int32_t p)
+{
+    return r->owned_from[t][p] >= 0 && r->applied[t][p] >= r->owned_from[t][p];
+}
+
 pj_here_t pj_partition_here(pj_runner_t *r, size_t t, int32_t p)
 {
     pj_mutex_lock(&r->mu);
     pj_here_t here = PJ_HERE_ELSEWHERE;
     if (r->connected && r->owned[t] && r->owned[t][p])
-        here = r->owned_from[t][p] >= 0 && r->applied[t][p] >= r->owned_from[t][p] ? PJ_HERE_OWNED
-                                                                                   : PJ_HERE_MOVING;
+        here = current_locked(r, t, p) ? PJ_HERE_OWNED : PJ_HERE_MOVING;
     pj_mutex_unlock(&r->mu);
     return here;
 }
@@ -127,10 +132,9 @@ json_t *pj_owned_json(pj_runner_t *r)
     for (size_t t = 0; r->connected && t < r->ntopics; t++) {
         for (int p = 0; p < r->nparts[t]; p++) {
             if (r->owned[t][p])
-                json_array_append_new(
-                    a,
-                    json_pack("{s:s, s:i, s:b}", "topic", r->topic[t], "partition", p, "current",
-                              r->owned_from[t][p] >= 0 && r->applied[t][p] >= r->owned_from[t][p]));
+                json_array_append_new(a, json_pack("{s:s, s:i, s:b}", "topic", r->topic[t],
+                                                   "partition", p, "current",
+                                                   current_locked(r, t, p)));
         }
     }
     pj_mutex_unlock(&r->mu);
@@ -255,7 +259,7 @@ static es_err_t merged_read(merged_t *m, const wanted_t *w, merge_t *mg)
         es_buf_free(&parts);
     }
     if (!err && mg->bad)
-        err = ES_ERR_STATE;
+        err = ES_ERR_DECODE; /* values that cannot be combined: not a move */
     free(admins);
     free(done);
     return err;
@@ -319,9 +323,8 @@ void pj_merged_answer(pj_runner_t *r, size_t t,
     pj_rwlock_unlock(&r->lock);
     if (m.err) { /* the handler saw a failed read: say why, not what it made of it */
         json_decref(body);
-        if (m.err == ES_ERR_STATE && !strstr(m.errstr, "merged")) {
-            es_http_resp_header(resp, "Retry-After", "1");
-            es_http_resp_error(resp, 503, "moving", "%s", m.errstr);
+        if (m.err == ES_ERR_STATE) {
+            pj_answer_moving(resp, "%s", m.errstr);
         } else {
             es_http_resp_error(resp, 503, "unavailable", "%s", m.errstr);
         }
@@ -345,9 +348,8 @@ bool pj_route_here(pj_runner_t *r, size_t t, int32_t part, es_http_req_t *req, e
     case PJ_HERE_OWNED:
         return true;
     case PJ_HERE_MOVING:
-        es_http_resp_header(resp, "Retry-After", "1");
-        es_http_resp_error(resp, 503, "moving", "%s/%d is catching up here after a rebalance",
-                           r->topic[t], (int)part);
+        pj_answer_moving(resp, "%s/%d is catching up here after a rebalance", r->topic[t],
+                         (int)part);
         return false;
     case PJ_HERE_ELSEWHERE:
         pj_forward(r, t, part, req, resp);
@@ -392,8 +394,8 @@ static bool entries_json_cb(void *opaque, const char *key, size_t keylen, const 
                             size_t vallen)
 {
     es_buf_t k = {0}, v = {0};
-    pj_hex_append(&k, key, keylen);
-    pj_hex_append(&v, val, vallen);
+    es_buf_put_hex(&k, key, keylen);
+    es_buf_put_hex(&v, val, vallen);
     json_array_append_new(
         opaque, json_pack("[s#, s#]", k.data ? k.data : "", k.len, v.data ? v.data : "", v.len));
     es_buf_free(&k);
@@ -412,7 +414,7 @@ void pj_slice_serve(pj_runner_t *r, es_http_req_t *req, es_http_resp_t *resp)
         return;
     }
     if (!parse_parts(r, es_http_req_query(req, "parts"), tp, &n, PJ_MAX_PARTITIONS) ||
-        !(key || prefix) || (key && prefix) || !pj_hex_decode(key ? key : prefix, &want)) {
+        !(key || prefix) || (key && prefix) || !es_hex_decode(key ? key : prefix, &want)) {
         es_http_resp_error(resp, 400, "invalid_query",
                            "parts=<topic index>.<partition>,... and key= or prefix= in hex");
         es_buf_free(&want);
@@ -433,7 +435,7 @@ void pj_slice_serve(pj_runner_t *r, es_http_req_t *req, es_http_resp_t *resp)
     }
     pj_rwlock_unlock(&r->lock);
     if (!err && mg.bad)
-        err = ES_ERR_STATE;
+        err = ES_ERR_DECODE;
     if (err) {
         es_http_resp_error(resp, err == ES_ERR_STATE ? 409 : 500,
                            err == ES_ERR_STATE ? "not_owner" : "internal", "%s", mg.errstr);

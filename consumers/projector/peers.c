@@ -14,7 +14,7 @@
  * a forwarded query that meets a non-owner again (the partition moved in
  * between) answers 503 moving instead of hopping on.  A peer's slices are
  * read from its admin listener (GET /admin/projections/{name}/slice) with
- * projector.peer.token; keys and values travel as hex.
+ * projector.peer.token; keys and values travel as hex (mem.h).
  */
 #include "projector.h"
 
@@ -22,6 +22,7 @@
 #include "escqrs/log.h"
 #include "escqrs/util.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -177,24 +178,30 @@ es_err_t pj_owner_of(pj_runner_t *r, size_t t, int32_t p, char *url, char *admin
 
 /* ---------------------------------------------------------------- forward */
 
+void pj_answer_moving(es_http_resp_t *resp, const char *fmt, ...)
+{
+    char msg[PJ_ERRSTR_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    es_http_resp_header(resp, "Retry-After", "1");
+    es_http_resp_error(resp, 503, "moving", "%s", msg);
+}
+
 void pj_forward(pj_runner_t *r, size_t t, int32_t p, es_http_req_t *req, es_http_resp_t *resp)
 {
     char url[PJ_URL_MAX], admin[PJ_URL_MAX], errstr[PJ_ERRSTR_MAX] = "";
     if (es_http_req_header(req, PJ_FORWARDED_HEADER)) { /* one hop: the owner moved meanwhile */
-        es_http_resp_header(resp, "Retry-After", "1");
-        es_http_resp_error(resp, 503, "moving", "%s/%d is not folded here (a rebalance)",
-                           r->topic[t], (int)p);
+        pj_answer_moving(resp, "%s/%d is not folded here (a rebalance)", r->topic[t], (int)p);
         return;
     }
     if (pj_owner_of(r, t, p, url, admin, errstr, sizeof(errstr))) {
-        es_http_resp_header(resp, "Retry-After", "1");
-        es_http_resp_error(resp, 503, "moving", "%s", errstr);
+        pj_answer_moving(resp, "%s", errstr);
         return;
     }
     if (!strcmp(url, r->pj->advertise_url)) { /* the group says us, the loop not yet */
-        es_http_resp_header(resp, "Retry-After", "1");
-        es_http_resp_error(resp, 503, "moving", "%s/%d is being assigned here", r->topic[t],
-                           (int)p);
+        pj_answer_moving(resp, "%s/%d is being assigned here", r->topic[t], (int)p);
         return;
     }
     es_buf_t target = {0}, qs = {0}, body = {0};
@@ -238,44 +245,6 @@ void pj_forward(pj_runner_t *r, size_t t, int32_t p, es_http_req_t *req, es_http
     es_buf_free(&body);
 }
 
-/* ------------------------------------------------------------ hex entries */
-
-void pj_hex_append(es_buf_t *b, const char *data, size_t len)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < len; i++) {
-        char two[2] = {digits[(unsigned char)data[i] >> 4], digits[(unsigned char)data[i] & 15]};
-        es_buf_append(b, two, 2);
-    }
-}
-
-static int hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-bool pj_hex_decode(const char *s, es_buf_t *out)
-{
-    size_t n = strlen(s);
-    es_buf_clear(out);
-    if (n % 2)
-        return false;
-    for (size_t i = 0; i < n; i += 2) {
-        int hi = hex_digit(s[i]), lo = hex_digit(s[i + 1]);
-        if (hi < 0 || lo < 0)
-            return false;
-        char c = (char)(hi << 4 | lo);
-        es_buf_append(out, &c, 1);
-    }
-    return true;
-}
-
 /* ------------------------------------------------------------ peers' slices */
 
 es_err_t pj_peer_slice(pj_runner_t *r, const char *admin, const char *parts, bool scan,
@@ -285,7 +254,7 @@ es_err_t pj_peer_slice(pj_runner_t *r, const char *admin, const char *parts, boo
     es_buf_t url = {0}, resp = {0}, k = {0}, v = {0};
     es_buf_appendf(&url, "%s/admin/projections/%s/slice?parts=%s&%s=", admin, r->def->name, parts,
                    scan ? "prefix" : "key");
-    pj_hex_append(&url, key, keylen);
+    es_buf_put_hex(&url, key, keylen);
     es_buf_append(&url, "", 1);
     char h_auth[PJ_HEADER_MAX];
     const char *headers[2] = {NULL, NULL};
@@ -311,15 +280,15 @@ es_err_t pj_peer_slice(pj_runner_t *r, const char *admin, const char *parts, boo
         json_t *e;
         json_array_foreach(err ? NULL : entries, i, e)
         {
-            if (!pj_hex_decode(json_string_value(json_array_get(e, 0)) ?: "x", &k) ||
-                !pj_hex_decode(json_string_value(json_array_get(e, 1)) ?: "x", &v)) {
+            if (!es_hex_decode(json_string_value(json_array_get(e, 0)) ?: "x", &k) ||
+                !es_hex_decode(json_string_value(json_array_get(e, 1)) ?: "x", &v)) {
                 snprintf(errstr, errstr_size, "slice from %s: a bad entry", admin);
                 err = ES_ERR_HTTP;
                 break;
             }
             if (!cb(opaque, k.data, k.len, v.data, v.len)) {
                 snprintf(errstr, errstr_size, "slice from %s: entries cannot be merged", admin);
-                err = ES_ERR_STATE;
+                err = ES_ERR_DECODE;
                 break;
             }
         }

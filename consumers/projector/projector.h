@@ -542,6 +542,9 @@ es_err_t pj_owner_of(pj_runner_t *r, size_t t, int32_t p, char *url, char *admin
                      size_t errstr_size);
 /** @brief Free the cache of the group's owners (at destroy). */
 void pj_owners_destroy(pj_runner_t *r);
+/** @brief 503 `moving` with Retry-After: a partition changes hands (printf-style reason). */
+void pj_answer_moving(es_http_resp_t *resp, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 /** @brief Answer @p req from the owner of (t, p): one hop, with the caller's credentials. */
 void pj_forward(pj_runner_t *r, size_t t, int32_t p, es_http_req_t *req, es_http_resp_t *resp);
 /**
@@ -552,9 +555,5 @@ void pj_forward(pj_runner_t *r, size_t t, int32_t p, es_http_req_t *req, es_http
 es_err_t pj_peer_slice(pj_runner_t *r, const char *admin, const char *parts, bool scan,
                        const void *key, size_t keylen, pj_entry_cb_t *cb, void *opaque,
                        char *errstr, size_t errstr_size);
-/** @brief @p data as lowercase hex appended to @p b. */
-void pj_hex_append(es_buf_t *b, const char *data, size_t len);
-/** @brief Hex @p s into @p out; false when it is not hex. */
-bool pj_hex_decode(const char *s, es_buf_t *out);
 
 #endif

@@ -38,27 +38,18 @@ static int64_t acct_bal[NACCOUNTS], acct_ver[NACCOUNTS];
 /* Sum of cart_view's applied offsets and high watermarks; false if unknown. */
 static bool cart_view_progress(const rt_proc_t *p, int64_t *applied, int64_t *high)
 {
-    json_t *b = NULL;
-    bool ok = false;
+    json_t *o = rt_projection(p, "cart_view");
+    json_t *parts = json_object_get(o, "partitions");
+    bool ok = o != NULL;
     *applied = *high = 0;
-    if (rt_http(p, "GET", "/admin/projections", &b) == 200) {
-        json_t *arr = json_object_get(b, "projections");
-        for (size_t i = 0; i < json_array_size(arr); i++) {
-            json_t *o = json_array_get(arr, i);
-            if (!es_test_str_eq(json_string_value(json_object_get(o, "name")), "cart_view"))
-                continue;
-            json_t *parts = json_object_get(o, "partitions");
-            ok = true;
-            for (size_t k = 0; k < json_array_size(parts); k++) {
-                json_t *pp = json_array_get(parts, k);
-                *applied += json_integer_value(json_object_get(pp, "applied"));
-                json_int_t h = json_integer_value(json_object_get(pp, "high"));
-                ok = ok && h >= 0;
-                *high += h;
-            }
-        }
+    for (size_t k = 0; k < json_array_size(parts); k++) {
+        json_t *pp = json_array_get(parts, k);
+        *applied += json_integer_value(json_object_get(pp, "applied"));
+        json_int_t h = json_integer_value(json_object_get(pp, "high"));
+        ok = ok && h >= 0;
+        *high += h;
     }
-    json_decref(b);
+    json_decref(o);
     return ok;
 }
 

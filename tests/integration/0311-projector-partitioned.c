@@ -69,34 +69,26 @@ static void start(rt_proc_t *p, const char *store, const char *prefix, const cha
 static unsigned owned(const rt_proc_t *p, const char *name, unsigned *cur, int64_t *applied)
 {
     unsigned bits = 0;
-    json_t *b = NULL;
+    json_t *o = rt_projection(p, name);
     *cur = 0;
     if (applied)
         *applied = 0;
-    if (rt_http(p, "GET", "/admin/projections", &b) == 200) {
-        json_t *arr = json_object_get(b, "projections");
-        for (size_t i = 0; i < json_array_size(arr); i++) {
-            json_t *o = json_array_get(arr, i);
-            if (!es_test_str_eq(json_string_value(json_object_get(o, "name")), name))
-                continue;
-            json_t *own = json_object_get(o, "owned");
-            for (size_t k = 0; k < json_array_size(own); k++) {
-                json_t *e = json_array_get(own, k);
-                int part = (int)json_integer_value(json_object_get(e, "partition"));
-                bits |= 1u << part;
-                if (json_is_true(json_object_get(e, "current")))
-                    *cur |= 1u << part;
-            }
-            json_t *parts = json_object_get(o, "partitions");
-            for (size_t k = 0; applied && k < json_array_size(parts); k++) {
-                json_t *pp = json_array_get(parts, k);
-                int part = (int)json_integer_value(json_object_get(pp, "partition"));
-                if (bits & (1u << part))
-                    *applied += json_integer_value(json_object_get(pp, "applied"));
-            }
-        }
+    json_t *own = json_object_get(o, "owned");
+    for (size_t k = 0; k < json_array_size(own); k++) {
+        json_t *e = json_array_get(own, k);
+        int part = (int)json_integer_value(json_object_get(e, "partition"));
+        bits |= 1u << part;
+        if (json_is_true(json_object_get(e, "current")))
+            *cur |= 1u << part;
     }
-    json_decref(b);
+    json_t *parts = json_object_get(o, "partitions");
+    for (size_t k = 0; applied && k < json_array_size(parts); k++) {
+        json_t *pp = json_array_get(parts, k);
+        int part = (int)json_integer_value(json_object_get(pp, "partition"));
+        if (bits & (1u << part))
+            *applied += json_integer_value(json_object_get(pp, "applied"));
+    }
+    json_decref(o);
     return bits;
 }
 

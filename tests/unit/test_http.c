@@ -397,6 +397,12 @@ static void test_busy_workers(void)
     es_http_server_stop(srv);
 }
 
+static void *stop_server(void *srv)
+{
+    es_http_server_stop(srv);
+    return NULL;
+}
+
 static void test_deferred(void)
 {
     int port;
@@ -419,12 +425,55 @@ static void test_deferred(void)
     es_http_deferred_t *d = parked;
     parked = NULL;
     pthread_mutex_unlock(&gate_mu);
-    es_http_server_stop(srv);
+    /* the stop waits for that answer; a connection made meanwhile is closed at once, unserved */
+    pthread_create(&th, NULL, stop_server, srv);
+    usleep(300 * 1000);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    char late[512];
+    int st = raw_request(port, "GET /defer HTTP/1.1\r\nHost: x\r\n\r\n", late, sizeof(late), 3000);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long took_ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    CU_ASSERT_TRUE(st <= 0); /* refused or closed: never served by a stopping server */
+    CU_ASSERT_TRUE(took_ms < 1500);
+    pthread_join(th, NULL);
     ssize_t n = recv(fd, ans, sizeof(ans) - 1, 0);
     ans[n > 0 ? n : 0] = '\0';
     CU_ASSERT_PTR_NOT_NULL(strstr(ans, " 503 "));
     close(fd);
     (void)d; /* answered by the stop; the server is gone, so it must not be answered again */
+}
+
+static void query_string_handler(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
+{
+    es_buf_t qs = {0};
+    (void)opaque;
+    es_http_req_query_string(req, &qs);
+    es_http_resp_json(resp, 200, json_pack("{s:s}", "qs", qs.data ? qs.data : ""));
+    es_buf_free(&qs);
+}
+
+/* The query string as forwarded (partitioned projectors): every value as it was meant. */
+static void test_query_string(void)
+{
+    static const es_http_route_t routes[] = {{"GET", "/qs", query_string_handler, "query:qs"}};
+    es_http_server_conf_t conf = {
+        .listen = "127.0.0.1:0", .max_body = 1024, .routes = routes, .nroutes = 1};
+    char errstr[256], ans[2048];
+    es_http_server_t *srv = es_http_server_start(&conf, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(srv);
+    int port = es_http_server_port(srv);
+    CU_ASSERT_EQUAL(raw_request(port,
+                                "GET /qs?as_of=2026-12-01T10:00:00%2B01:00&b=x%20y&flag&"
+                                "e=%C3%A9%26%3D HTTP/1.1\r\nHost: x\r\n\r\n",
+                                ans, sizeof(ans), 5000),
+                    200);
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr(ans, "\"qs\":\"as_of=2026-12-01T10:00:00%2B01:00&b=x%20y&flag&e=%C3%A9%26%3D\""));
+    CU_ASSERT_EQUAL(
+        raw_request(port, "GET /qs HTTP/1.1\r\nHost: x\r\n\r\n", ans, sizeof(ans), 5000), 200);
+    CU_ASSERT_PTR_NOT_NULL(strstr(ans, "\"qs\":\"\""));
+    es_http_server_stop(srv);
 }
 
 static void test_server(void)
@@ -683,6 +732,7 @@ int main(void)
         {"1500 idle connections, and a per-client limit", test_many_idle_connections},
         {"a full handler queue answers 503, health still answers", test_busy_workers},
         {"answers deferred to another thread, and at stop", test_deferred},
+        {"the query string again, percent-encoded", test_query_string},
         {"TLS, and mutual TLS", test_tls},
         {"a second server on a port in use is refused", test_port_in_use},
         {"trace context: every answer carries a traceparent", test_trace_context},

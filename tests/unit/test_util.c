@@ -97,6 +97,30 @@ static void test_buffer_codecs_and_cursor(void)
     es_buf_free(&h);
 }
 
+static void test_hex(void)
+{
+    es_buf_t b = {0}, d = {0};
+    unsigned char all[256];
+    for (int i = 0; i < 256; i++)
+        all[i] = (unsigned char)i;
+    es_buf_put_hex(&b, "\x00\x01\xab\xff", 4);
+    ES_ASSERT_STR_EQ(b.data, "0001abff");
+    es_buf_clear(&b);
+    es_buf_put_hex(&b, all, sizeof(all)); /* every byte there and back */
+    CU_ASSERT_EQUAL(b.len, 512);
+    CU_ASSERT_TRUE(es_hex_decode(b.data, &d));
+    CU_ASSERT_TRUE(d.len == 256 && !memcmp(d.data, all, 256));
+    CU_ASSERT_TRUE(es_hex_decode("ABcd", &d));
+    CU_ASSERT_TRUE(d.len == 2 && (unsigned char)d.data[0] == 0xab &&
+                   (unsigned char)d.data[1] == 0xcd);
+    CU_ASSERT_TRUE(es_hex_decode("", &d) && d.len == 0);
+    CU_ASSERT_FALSE(es_hex_decode("abc", &d)); /* odd length */
+    CU_ASSERT_FALSE(es_hex_decode("zz", &d));
+    CU_ASSERT_FALSE(es_hex_decode("0g", &d));
+    es_buf_free(&b);
+    es_buf_free(&d);
+}
+
 static void test_fnv1a64(void)
 {
     /* the published FNV-1a 64 test vectors */
@@ -286,6 +310,7 @@ int main(void)
         {"checked arithmetic at the edges of int32, int64, uint64", test_checked_arithmetic},
         {"big-endian integers, byte by byte", test_big_endian},
         {"buffer codecs and a cursor that never reads past the end", test_buffer_codecs_and_cursor},
+        {"hex there and back, and what is not hex", test_hex},
         {"FNV-1a 64 test vectors", test_fnv1a64},
         {"the hash map against a model", test_map_against_model},
         {"deadlines and the monotonic clock", test_deadline_and_clock},

@@ -51,6 +51,12 @@ void es_buf_put_be64(es_buf_t *b, uint64_t v);
 void es_buf_put_be32(es_buf_t *b, uint32_t v);
 /** @brief A u32 length, then @p len bytes. */
 void es_buf_put_str(es_buf_t *b, const char *s, size_t len);
+/** @brief @p len bytes of @p data as 2 * @p len lowercase hex digits into @p out (no NUL). */
+void es_hex_encode(char *out, const void *data, size_t len);
+/** @brief Append @p data as lowercase hex to @p b. */
+void es_buf_put_hex(es_buf_t *b, const void *data, size_t len);
+/** @brief Set @p out to the bytes of hex string @p s (either case); false when it is not hex. */
+bool es_hex_decode(const char *s, es_buf_t *out);
 
 /** @brief A cursor over an encoded value; any overrun sets `bad` and reads zeroes. */
 typedef struct es_cursor_s {
