@@ -3,8 +3,13 @@
  *
  * The reader schema's JSON is indexed once: every record's fields array by
  * the record's full name, so a reader-only field's "default" is found in
- * O(fields).  Copying walks the reader value; the writer value is looked up
- * by name.  Errors name the field path so a schema mistake is easy to find.
+ * O(fields).  Copying walks the reader value.  Per pair of writer and reader
+ * record schemas a plan is made the first time the pair is met and kept
+ * while the resolver lives: for each reader field the writer's field index,
+ * or the default to fill in.  Without it every record paid a by-name look-up
+ * per field, and Avro C formats an error message for every miss (a quarter
+ * of a replay's CPU over events older than the reader schema, issue 17).
+ * Errors name the field path so a schema mistake is easy to find.
  *
  * copy() resolves unions first (the writer's current branch; the reader's
  * matching branch), then checks once that the writer's type can be read as
@@ -28,10 +33,20 @@ typedef struct {
     json_t *fields; /* borrowed from root */
 } record_index_t;
 
+/* How to fill one reader record from one writer record. */
+typedef struct {
+    avro_schema_t writer, reader; /* held (incref) while the plan is kept */
+    size_t nfields;
+    int *from;         /* per reader field: the writer's field index, or -1 */
+    json_t **defaults; /* per reader field with from == -1: its default, or NULL */
+} record_plan_t;
+
 struct es_resolver_s {
     json_t *root;
     record_index_t *records;
     size_t nrecords, cap;
+    record_plan_t *plans;
+    size_t nplans, capplans;
 };
 
 static void index_schema(es_resolver_t *r, json_t *node, const char *ns)
@@ -96,6 +111,13 @@ void es_resolver_destroy(es_resolver_t *r)
     for (size_t i = 0; i < r->nrecords; i++)
         free(r->records[i].fullname);
     free(r->records);
+    for (size_t i = 0; i < r->nplans; i++) {
+        avro_schema_decref(r->plans[i].writer);
+        avro_schema_decref(r->plans[i].reader);
+        free(r->plans[i].from);
+        free(r->plans[i].defaults);
+    }
+    free(r->plans);
     json_decref(r->root);
     free(r);
 }
@@ -380,24 +402,54 @@ static es_err_t copy_enum(avro_value_t *src, avro_value_t *dst, char *errstr, si
     return ES_ERR_OK;
 }
 
+/* The plan for reading writer record @p ws as reader record @p rs: made once per pair. */
+static const record_plan_t *record_plan(es_resolver_t *r, avro_schema_t ws, avro_schema_t rs)
+{
+    for (size_t i = 0; i < r->nplans; i++)
+        if (r->plans[i].writer == ws && r->plans[i].reader == rs)
+            return &r->plans[i];
+    if (r->nplans == r->capplans) {
+        r->capplans = r->capplans ? r->capplans * 2 : 8;
+        r->plans = es_realloc(r->plans, r->capplans * sizeof(*r->plans));
+    }
+    record_plan_t *p = &r->plans[r->nplans++];
+    p->writer = avro_schema_incref(ws);
+    p->reader = avro_schema_incref(rs);
+    p->nfields = avro_schema_record_size(rs);
+    p->from = es_calloc(p->nfields ? p->nfields : 1, sizeof(*p->from));
+    p->defaults = es_calloc(p->nfields ? p->nfields : 1, sizeof(*p->defaults));
+    for (size_t i = 0; i < p->nfields; i++) {
+        const char *name = avro_schema_record_field_name(rs, (int)i);
+        p->from[i] = -1;
+        for (size_t j = 0; j < avro_schema_record_size(ws); j++)
+            if (!strcmp(avro_schema_record_field_name(ws, (int)j), name)) {
+                p->from[i] = (int)j;
+                break;
+            }
+        if (p->from[i] < 0)
+            p->defaults[i] = field_default(r, rs, name);
+    }
+    return p;
+}
+
 /* Fields by name: the writer's value, else the reader's default; writer-only fields skipped. */
 static es_err_t copy_record(es_resolver_t *r, avro_value_t *src, avro_value_t *dst, int depth,
                             char *errstr, size_t errstr_size)
 {
+    const record_plan_t *plan =
+        record_plan(r, avro_value_get_schema(src), avro_value_get_schema(dst));
     avro_value_t sc, dc;
     es_err_t err;
-    size_t n = 0;
-    avro_value_get_size(dst, &n);
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < plan->nfields; i++) {
         const char *name = NULL;
         avro_value_get_by_index(dst, i, &dc, &name);
-        if (avro_value_get_by_name(src, name, &sc, NULL) == 0) {
+        if (plan->from[i] >= 0) {
+            avro_value_get_by_index(src, (size_t)plan->from[i], &sc, NULL);
             if ((err = copy(r, &sc, &dc, depth + 1, errstr, errstr_size)))
                 return err;
             continue;
         }
-        json_t *def = field_default(r, avro_value_get_schema(dst), name);
-        if (!def || set_from_json(&dc, def, 0)) {
+        if (!plan->defaults[i] || set_from_json(&dc, plan->defaults[i], 0)) {
             snprintf(errstr, errstr_size,
                      "reader field %s is not in the writer and has no usable default", name);
             return ES_ERR_SCHEMA;

@@ -146,6 +146,57 @@ static void test_old_record_new_reader_gets_default(void)
     es_buf_free(&rec);
 }
 
+/* Two writers resolved by one reader, alternately: each pair of record
+ * schemas keeps its own plan (resolve.c), so neither borrows the other's
+ * field positions or defaults. */
+static void encode_r(const char *schema, int id, int a, const char *c, es_buf_t *out)
+{
+    avro_value_t v, f;
+    es_serde_t *w = es_serde_new(NULL, "r-value", schema, false, id, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(w);
+    es_serde_new_value(w, &v);
+    avro_value_get_by_name(&v, "a", &f, NULL);
+    avro_value_set_int(&f, a);
+    if (c)
+        set_field_str(&v, "c", c);
+    CU_ASSERT_EQUAL(es_serde_encode(w, &v, out, errstr, sizeof(errstr)), ES_ERR_OK);
+    avro_value_decref(&v);
+    es_serde_destroy(w);
+}
+
+static void test_two_writers_alternate(void)
+{
+    static const char *only_a = "{\"type\":\"record\",\"name\":\"R\",\"fields\":["
+                                "{\"name\":\"a\",\"type\":\"int\"}]}";
+    static const char *c_then_a = "{\"type\":\"record\",\"name\":\"R\",\"fields\":["
+                                  "{\"name\":\"c\",\"type\":\"string\"},"
+                                  "{\"name\":\"a\",\"type\":\"int\"}]}";
+    static const char *reader = "{\"type\":\"record\",\"name\":\"R\",\"fields\":["
+                                "{\"name\":\"a\",\"type\":\"long\"},"
+                                "{\"name\":\"c\",\"type\":\"string\",\"default\":\"d\"}]}";
+    es_buf_t one = {0}, two = {0};
+    avro_value_t *got = NULL, f;
+    encode_r(only_a, 21, 7, NULL, &one);
+    encode_r(c_then_a, 22, 8, "given", &two);
+    es_serde_t *r = es_serde_new(NULL, "r-value", reader, false, 23, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(r);
+    CU_ASSERT_EQUAL(es_serde_add_writer(r, 21, only_a, errstr, sizeof(errstr)), ES_ERR_OK);
+    CU_ASSERT_EQUAL(es_serde_add_writer(r, 22, c_then_a, errstr, sizeof(errstr)), ES_ERR_OK);
+    for (int i = 0; i < 6; i++) {
+        es_buf_t *rec = i % 2 ? &two : &one;
+        int64_t a = 0;
+        CU_ASSERT_EQUAL_FATAL(es_serde_decode(r, rec->data, rec->len, &got, errstr, 512),
+                              ES_ERR_OK);
+        avro_value_get_by_name(got, "a", &f, NULL);
+        avro_value_get_long(&f, &a);
+        CU_ASSERT_EQUAL(a, i % 2 ? 8 : 7);
+        ES_ASSERT_STR_EQ(field_str(got, "c"), i % 2 ? "given" : "d");
+    }
+    es_serde_destroy(r);
+    es_buf_free(&one);
+    es_buf_free(&two);
+}
+
 static void test_new_record_old_reader_ignores_field(void)
 {
     es_buf_t rec = {0};
@@ -764,6 +815,7 @@ int main(void)
     static const es_test_case_t cases[] = {
         {"v1 record, v2 reader: default filled in", test_old_record_new_reader_gets_default},
         {"v2 record, v1 reader: added field ignored", test_new_record_old_reader_ignores_field},
+        {"two writers alternately: each keeps its own plan", test_two_writers_alternate},
         {"v3 record (type changed) is refused", test_incompatible_writer_is_refused},
         {"promotions, enums, unions, defaults", test_spec_rules},
         {"every primitive writer type against every reader type", test_primitive_matrix},
