@@ -43,7 +43,10 @@ void cli_http_opts(const es_conf_t *conf, struct es_http_client_opts_s *opts);
  */
 bool cli_modules_load(const es_conf_t *conf);
 
-/** @brief Percent-encode @p s for a URL path segment or query value (RFC 3986 unreserved kept). */
-void cli_url_escape(const char *s, char *out, size_t outsz);
+/**
+ * @brief Percent-encode @p s for a URL path segment or query value (RFC 3986 unreserved
+ *        kept); false, never a truncated value, when it does not fit @p outsz.
+ */
+bool cli_url_escape(const char *s, char *out, size_t outsz);
 
 #endif

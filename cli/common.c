@@ -30,15 +30,18 @@ bool cli_modules_load(const es_conf_t *conf)
     return false;
 }
 
-void cli_url_escape(const char *s, char *out, size_t outsz)
+bool cli_url_escape(const char *s, char *out, size_t outsz)
 {
     size_t n = 0;
-    for (; *s && n + 4 < outsz; s++) {
+    for (; *s; s++) {
         unsigned char ch = (unsigned char)*s;
+        if (n + 4 > outsz)
+            return false; /* a truncated value would name something else */
         if (isalnum(ch) || ch == '-' || ch == '_' || ch == '.' || ch == '~')
             out[n++] = (char)ch;
         else
             n += (size_t)snprintf(out + n, outsz - n, "%%%02X", ch);
     }
     out[n] = '\0';
+    return true;
 }

@@ -6,6 +6,7 @@
  * entries); the output is a table or JSON lines, one entry per line.
  */
 #include "cli.h"
+#include "escqrs/command.h"
 #include "escqrs/http_client.h"
 #include "escqrs/log.h"
 #include "escqrs/modules.h"
@@ -18,10 +19,10 @@
 #include <string.h>
 #include <time.h>
 
-#define HISTORY_TIMEOUT_MS 30000 /* one page */
-#define PAGE_SIZE          1000  /* the projector's largest page */
-#define ID_ESCAPED_MAX     600   /* an aggregate id, percent-encoded */
-#define HISTORY_URL_MAX    2048  /* a page request: base URL, collection, id, query */
+#define HISTORY_TIMEOUT_MS 30000               /* one page */
+#define PAGE_SIZE          1000                /* the projector's largest page */
+#define ID_ESCAPED_MAX     (3 * ES_ID_MAX + 1) /* an aggregate id, percent-encoded */
+#define HISTORY_URL_MAX    2048                /* a page request: base URL, collection, id, query */
 
 typedef struct page_spec_s {
     const char *resource; /* "events" or "commands" */
@@ -132,7 +133,10 @@ static int print_pages(es_conf_t *conf, const char *collection, const char *id,
 {
     char eid[ID_ESCAPED_MAX], url[HISTORY_URL_MAX], errstr[CLI_ERRSTR_MAX];
     long long printed = 0;
-    cli_url_escape(id, eid, sizeof(eid));
+    if (strlen(id) > ES_ID_MAX || !cli_url_escape(id, eid, sizeof(eid))) {
+        fprintf(stderr, "escqrs history: an aggregate id has at most %d bytes\n", ES_ID_MAX);
+        return CLI_EXIT_USAGE;
+    }
     if (!jsonl)
         printf("%s\n", spec->header);
     while (from > 0 && (limit < 0 || printed < limit)) {

@@ -315,9 +315,11 @@ int cli_freeze(es_conf_t *conf, int argc, char **argv)
         return CLI_EXIT_USAGE;
     }
     const char *name = argv[optind];
-    cli_url_escape(until, euntil, sizeof(euntil));
-    if (label)
-        cli_url_escape(label, elabel, sizeof(elabel));
+    if (!cli_url_escape(until, euntil, sizeof(euntil)) ||
+        (label && !cli_url_escape(label, elabel, sizeof(elabel)))) {
+        fputs("escqrs projections freeze: --until or --label is too long\n", stderr);
+        return CLI_EXIT_USAGE;
+    }
     snprintf(path, sizeof(path), "/admin/projections/%s/freeze?until=%s%s%s", name, euntil,
              label ? "&label=" : "", elabel);
     json_t *started = admin_get(conf, "POST", path, &status, errstr, sizeof(errstr));

@@ -27,5 +27,20 @@ out=$("$bin" --set log.level=warn --set modules=nosuch send cart c-1 checkout 2>
 rc=$?
 [ "$rc" -eq 2 ] || { echo "FAIL: a missing module: exit $rc, not 2: $out"; fail=1; }
 case "$out" in *"escqrs-nosuch.so"*) ;; *) echo "FAIL: no file name: $out"; fail=1 ;; esac
+# escqrs history: an id past ES_ID_MAX (128 bytes) is refused, never sent truncated
+# (a truncated id names another aggregate); one of 128 bytes that all need
+# percent-encoding still goes out whole (here to a port nobody listens on)
+long=$(printf 'a%.0s' $(seq 1 129))
+out=$("$bin" --set log.level=warn --set projector.url=http://127.0.0.1:1 history cart "$long" 2>&1)
+rc=$?
+[ "$rc" -eq 2 ] || { echo "FAIL: history with a 129-byte id: exit $rc, not 2: $out"; fail=1; }
+case "$out" in *"at most 128 bytes"*) ;; *) echo "FAIL: no length message: $out"; fail=1 ;; esac
+slashes=$(printf '/%.0s' $(seq 1 128))
+out=$("$bin" --set log.level=warn --set projector.url=http://127.0.0.1:1 history cart "$slashes" 2>&1)
+case "$out" in
+*"at most 128 bytes"*) echo "FAIL: a 128-byte id was refused: $out"; fail=1 ;;
+*"%2F%2F"*) ;;
+*) echo "FAIL: the encoded id is not in the error: $out"; fail=1 ;;
+esac
 [ $fail -eq 0 ] && echo "1 passed, 0 failed" || echo "0 passed, 1 failed"
 exit $fail
