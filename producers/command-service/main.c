@@ -51,7 +51,8 @@ static const es_conf_def_t service_defs[] = {
      .defval = "2",
      .min = 0,
      .max = 1000,
-     .desc = "Once a batch has a command, wait up to this long for more before deciding"},
+     .desc = "Under load (the batch before held more than one command), wait up to this long "
+             "for more once a batch has a command; otherwise decide what is queued at once"},
     {.name = "transactional.id",
      .type = ES_CONF_STRING,
      .defval = "",

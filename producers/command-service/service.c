@@ -80,11 +80,18 @@ static void poll_error(cs_t *cs, rd_kafka_message_t *m)
     }
 }
 
-/* Poll one batch: the first command, then what arrives within the linger. */
+/*
+ * Poll one batch: the first command, what is already queued, and, under load,
+ * what arrives within the linger.  Load is the batch before having held more
+ * than one command: a lone client's command is decided at once instead of
+ * waiting out batch.linger.ms for company that never comes (issue 17: the
+ * linger was 2 of the 8 ms of a single client's p50).
+ */
 static size_t poll_batch(cs_t *cs, rd_kafka_message_t **msgs)
 {
     size_t n = 0;
     int64_t linger_until = 0;
+    int linger_ms = cs->last_batch > 1 ? cs->linger_ms : 0;
     rd_kafka_message_t *m = es_consumer_poll(cs->cons, POLL_FIRST_MS);
     while (m) {
         if (m->err) {
@@ -97,10 +104,12 @@ static size_t poll_batch(cs_t *cs, rd_kafka_message_t **msgs)
             break;
         /* Linger a little once a batch has begun: fuller transactions under load. */
         if (n && !linger_until)
-            linger_until = es_mono_ms() + cs->linger_ms;
+            linger_until = es_mono_ms() + linger_ms;
         int64_t left = n ? linger_until - es_mono_ms() : 0;
         m = es_consumer_poll(cs->cons, left > 0 ? (int)left : 0);
     }
+    if (n)
+        cs->last_batch = n;
     return n;
 }
 

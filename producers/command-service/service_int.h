@@ -90,6 +90,7 @@ struct cs_s {
     es_metrics_t *metrics;
     char agg[256], t_cmd[256], t_ev[256], t_res[256], t_state[256], group[300], txid[400];
     int batch_max, linger_ms;
+    size_t last_batch;    /* commands in the batch before: > 1 means load, so linger */
     size_t remember_max;  /* outcomes per aggregate in its state record */
     bool restore_enabled; /* state.restore: restore an empty store from <agg>.state */
     bool catchup_recent;  /* this catch-up keeps the aggregates' remembered outcomes */
