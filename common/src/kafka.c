@@ -12,7 +12,8 @@
  *
  * Where the rest lives: the transactional batch in kafka_txn.c, topic
  * settings and the admin client in kafka_admin.c, the readiness watch in
- * kafka_watch.c; all of them get their handles from here.
+ * kafka_watch.c, reading an assignment to its end in kafka_read.c; all of
+ * them get their handles from here.
  */
 #include "kafka_int.h"
 #include "escqrs/log.h"

@@ -23,7 +23,10 @@
  * callback, so no command of the partition is polled before it ends; its
  * length is bounded by `max.poll.interval.ms` (docs/write-side.md,
  * "State restore").  A failure marks the clients for re-creation (the new
- * consumer's assignment catches up again).
+ * consumer's assignment catches up again); so does a catch-up that gets
+ * neither a record nor the end for `catchup.stall.timeout.ms`, because
+ * librdkafka's fetcher can stop for good after a broker restart and the
+ * end it waits for would never come (es_consumer_next_to_end()).
  */
 #include "service_int.h"
 
@@ -115,31 +118,15 @@ static es_err_t catchup_apply(cs_t *cs, rd_kafka_message_t *m, char *errstr, siz
 static rd_kafka_message_t *catchup_next(cs_t *cs, const char *topic, int32_t p, es_err_t *err,
                                         char *errstr, size_t errstr_size)
 {
-    for (;;) {
-        if (*cs->stop) {
-            snprintf(errstr, errstr_size, "stopped during catch-up");
-            *err = ES_ERR_STATE;
-            return NULL;
-        }
-        rd_kafka_message_t *m = es_consumer_poll(cs->catchup, CATCHUP_POLL_MS);
-        if (!m)
-            continue;
-        if (!m->err)
-            return m;
-        bool eof = m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF;
-        bool fatal = m->err == RD_KAFKA_RESP_ERR__FATAL;
-        if (!eof)
-            es_log_warn("command-service", "catch-up %s [%d]: %s", topic, p,
-                        rd_kafka_message_errstr(m));
-        rd_kafka_message_destroy(m);
-        if (eof)
-            return NULL;
-        if (fatal) {
-            snprintf(errstr, errstr_size, "catch-up consumer failed");
-            *err = ES_ERR_KAFKA_FATAL;
-            return NULL;
-        }
+    rd_kafka_message_t *m = NULL;
+    char why[700];
+    es_err_t e =
+        es_consumer_next_to_end(cs->catchup, cs->stop, cs->catchup_stall_ms, &m, why, sizeof(why));
+    if (e) {
+        snprintf(errstr, errstr_size, "catch-up of %s [%d]: %s", topic, p, why);
+        *err = e;
     }
+    return m;
 }
 
 /* Read partition @p p of <agg>.events from @p start to its end into the store. */

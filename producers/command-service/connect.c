@@ -309,6 +309,7 @@ cs_t *cs_new(const es_conf_t *conf, const es_aggregate_def_t *def, es_metrics_t 
     cs->linger_ms = (int)es_conf_get_int(conf, "batch.linger.ms");
     cs->remember_max = (size_t)es_conf_get_int(conf, "state.commands.remembered");
     cs->restore_enabled = es_conf_get_bool(conf, "state.restore");
+    cs->catchup_stall_ms = (int)es_conf_get_int(conf, "catchup.stall.timeout.ms");
     name_things(cs);
     cs->pends = es_calloc((size_t)cs->batch_max, sizeof(*cs->pends));
     cs->evs = es_calloc((size_t)cs->batch_max * ES_AGG_MAX_EVENTS, sizeof(*cs->evs));

@@ -64,6 +64,14 @@ static const es_conf_def_t service_defs[] = {
      .desc = "On assignment, restore an empty store from <agg>.state and catch up only the "
              "events after it; false: replay <agg>.events from offset 0 (state records are "
              "written either way)"},
+    {.name = "catchup.stall.timeout.ms",
+     .type = ES_CONF_INT,
+     .defval = "30000",
+     .min = 1000,
+     .max = 3600000,
+     .desc = "A catch-up that gets neither a record nor the partition's end for this long "
+             "gives up and the Kafka clients are re-created (a stalled fetcher would otherwise "
+             "keep the partition's commands waiting for ever)"},
     {.name = "state.commands.remembered",
      .type = ES_CONF_INT,
      .defval = "32",

@@ -93,6 +93,7 @@ struct cs_s {
     size_t last_batch;    /* commands in the batch before: > 1 means load, so linger */
     size_t remember_max;  /* outcomes per aggregate in its state record */
     bool restore_enabled; /* state.restore: restore an empty store from <agg>.state */
+    int catchup_stall_ms; /* catchup.stall.timeout.ms: a catch-up without progress gives up */
     bool catchup_recent;  /* this catch-up keeps the aggregates' remembered outcomes */
 
     es_registry_t *reg;

@@ -28,6 +28,7 @@
 #include "escqrs/err.h"
 
 #include <librdkafka/rdkafka.h>
+#include <signal.h>
 #include <stdbool.h>
 
 /**
@@ -299,6 +300,26 @@ es_err_t es_consumer_subscribe(es_consumer_t *cons, const char *const *topics, s
 
 /** @brief Next message or NULL on timeout; destroy it with rd_kafka_message_destroy(). */
 rd_kafka_message_t *es_consumer_poll(es_consumer_t *cons, int timeout_ms);
+
+/**
+ * @brief The next record of a consumer that reads its assignment to the end
+ *        (enable.partition.eof=true), with a stall limit.
+ *
+ * librdkafka's fetcher can stop for good after a broker restart (upstream
+ * issue 5153): no record, no end, no error.  A reader that waits for the
+ * end would wait for ever, so this one gives up after @p stall_ms without
+ * either, and the caller re-creates the consumer (kafka_read.c).
+ *
+ * @returns ES_ERR_OK with @p *out set (destroy it with
+ *          rd_kafka_message_destroy()), ES_ERR_OK with @p *out NULL at the
+ *          end of a partition, ES_ERR_TIMED_OUT after @p stall_ms without
+ *          either (@p errstr names the positions), ES_ERR_KAFKA_FATAL, or
+ *          ES_ERR_STATE once @p *stop is set (@p stop may be NULL).
+ *          Other consumer errors are logged and waited through.
+ */
+es_err_t es_consumer_next_to_end(es_consumer_t *cons, const volatile sig_atomic_t *stop,
+                                 int stall_ms, rd_kafka_message_t **out, char *errstr,
+                                 size_t errstr_size);
 
 /**
  * @brief Seek the partitions of @p parts (NULL: every partition assigned now)

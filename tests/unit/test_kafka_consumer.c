@@ -1,0 +1,146 @@
+/*
+ * test_kafka_consumer.c — es_consumer_next_to_end(): a reader of a
+ * partition to its end gets every record in order and then the end, and
+ * gives up with a message naming the position when neither comes (a
+ * fetcher that stalled must not hold the command service's catch-up for
+ * ever); a stop request ends it at once.
+ * Client-side behaviour, so librdkafka's mock cluster is the broker here:
+ * a broker that is down is a fetcher that gets nothing, the same for the
+ * reader as a fetcher that stopped by itself.
+ */
+#include "escqrs/kafka.h"
+#include "escqrs/util.h"
+#include "testutil.h"
+
+#include <librdkafka/rdkafka_mock.h>
+#include <string.h>
+
+static const es_conf_def_t *const tables[] = {es_conf_common_defs, es_kafka_conf_defs, NULL};
+static const es_kafka_prop_t eof_props[] = {{"enable.partition.eof", "true"}, {NULL, NULL}};
+
+typedef struct {
+    es_conf_t *pconf, *cconf;
+    es_producer_t *prod;
+    rd_kafka_mock_cluster_t *mc;
+    es_consumer_t *cons;
+} fixture_t;
+
+/* A mock cluster with topic "t" (1 partition) holding @p n records, and a reader of it. */
+static void fixture_init(fixture_t *f, int n)
+{
+    char err[512];
+    memset(f, 0, sizeof(*f));
+    f->pconf = es_conf_new("test", tables);
+    CU_ASSERT_EQUAL_FATAL(
+        es_conf_set(f->pconf, "kafka.test.mock.num.brokers", "1", "test", err, sizeof(err)),
+        ES_ERR_OK);
+    f->prod = es_producer_new(f->pconf, NULL, err, sizeof(err));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f->prod);
+    f->mc = rd_kafka_handle_mock_cluster(es_producer_rk(f->prod));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f->mc);
+    CU_ASSERT_EQUAL_FATAL(rd_kafka_mock_topic_create(f->mc, "t", 1, 1),
+                          RD_KAFKA_RESP_ERR_NO_ERROR);
+    for (int i = 0; i < n; i++) {
+        char v[16];
+        snprintf(v, sizeof(v), "v%d", i);
+        CU_ASSERT_EQUAL(es_producer_send(f->prod, "t", "k", 1, v, strlen(v), NULL, NULL, err,
+                                         sizeof(err)),
+                        ES_ERR_OK);
+    }
+    CU_ASSERT_EQUAL_FATAL(es_producer_flush(f->prod, 10000, err, sizeof(err)), ES_ERR_OK);
+
+    f->cconf = es_conf_new("test", tables);
+    CU_ASSERT_EQUAL_FATAL(es_conf_set(f->cconf, "kafka.bootstrap.servers",
+                                      rd_kafka_mock_cluster_bootstraps(f->mc), "test", err,
+                                      sizeof(err)),
+                          ES_ERR_OK);
+    es_consumer_opts_t opts = {.group_id = "reader", .props = eof_props};
+    f->cons = es_consumer_new_opts(f->cconf, &opts, err, sizeof(err));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f->cons);
+}
+
+static void fixture_assign(fixture_t *f)
+{
+    rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(tl, "t", 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    CU_ASSERT_EQUAL(rd_kafka_assign(es_consumer_rk(f->cons), tl), RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_topic_partition_list_destroy(tl);
+}
+
+static void fixture_free(fixture_t *f)
+{
+    es_consumer_destroy_now(f->cons);
+    es_producer_destroy(f->prod);
+    es_conf_destroy(f->cconf);
+    es_conf_destroy(f->pconf);
+}
+
+static void test_records_in_order_then_the_end(void)
+{
+    fixture_t f;
+    char err[1024];
+    fixture_init(&f, 3);
+    fixture_assign(&f);
+    for (int i = 0; i < 3; i++) {
+        rd_kafka_message_t *m = NULL;
+        CU_ASSERT_EQUAL_FATAL(es_consumer_next_to_end(f.cons, NULL, 20000, &m, err, sizeof(err)),
+                              ES_ERR_OK);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+        char want[16];
+        snprintf(want, sizeof(want), "v%d", i);
+        CU_ASSERT_EQUAL(m->offset, i);
+        CU_ASSERT(m->len == strlen(want) && memcmp(m->payload, want, m->len) == 0);
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_message_t *m = (rd_kafka_message_t *)1;
+    CU_ASSERT_EQUAL(es_consumer_next_to_end(f.cons, NULL, 20000, &m, err, sizeof(err)), ES_ERR_OK);
+    CU_ASSERT_PTR_NULL(m); /* the end */
+    fixture_free(&f);
+}
+
+static void test_a_stalled_fetcher_gives_up_naming_the_position(void)
+{
+    fixture_t f;
+    char err[1024];
+    fixture_init(&f, 2);
+    rd_kafka_mock_broker_set_down(f.mc, 1); /* from now on no fetch gets an answer */
+    fixture_assign(&f);
+    rd_kafka_message_t *m = (rd_kafka_message_t *)1;
+    int64_t t0 = es_mono_ms();
+    es_err_t e = es_consumer_next_to_end(f.cons, NULL, 1500, &m, err, sizeof(err));
+    int64_t took = es_mono_ms() - t0;
+    CU_ASSERT_EQUAL(e, ES_ERR_TIMED_OUT);
+    CU_ASSERT_PTR_NULL(m);
+    CU_ASSERT(took >= 1500 && took < 6000);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "stalled"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "t [0] at")); /* the partition and its position */
+    fixture_free(&f);
+}
+
+static void test_stop_ends_it_at_once(void)
+{
+    fixture_t f;
+    char err[1024];
+    volatile sig_atomic_t stop = 1;
+    fixture_init(&f, 1);
+    fixture_assign(&f);
+    rd_kafka_message_t *m = (rd_kafka_message_t *)1;
+    int64_t t0 = es_mono_ms();
+    CU_ASSERT_EQUAL(es_consumer_next_to_end(f.cons, &stop, 60000, &m, err, sizeof(err)),
+                    ES_ERR_STATE);
+    CU_ASSERT_PTR_NULL(m);
+    CU_ASSERT(es_mono_ms() - t0 < 1000);
+    fixture_free(&f);
+}
+
+int main(void)
+{
+    static const es_test_case_t cases[] = {
+        {"records in order, then the end", test_records_in_order_then_the_end},
+        {"a stalled fetcher gives up, naming the position",
+         test_a_stalled_fetcher_gives_up_naming_the_position},
+        {"a stop request ends it at once", test_stop_ends_it_at_once},
+        {NULL, NULL},
+    };
+    return es_test_run("kafka_consumer", cases);
+}
