@@ -15,7 +15,9 @@
 #   bench/write/write-bench.sh [build-dir]      (needs the test stack running)
 #
 # Environment: BOOTSTRAP, REGISTRY, DURATION (s per level, default 10),
-# EXTRA_CS / EXTRA_GW (more --set flags).
+# EXTRA_CS / EXTRA_GW (more --set flags), WRAP_CS / WRAP_GW (a command the
+# daemon runs under, e.g. WRAP_CS="perf record -e cpu-clock -g -o cs.perf --"),
+# CLIENTS (closed-loop levels, default "1 8 32 128"), OPEN_LOOP=0 (closed loop only).
 set -euo pipefail
 BUILD=${1:-build}
 BOOTSTRAP=${BOOTSTRAP:-127.0.0.1:19092}
@@ -29,10 +31,10 @@ PJ_PORT=$((CS_PORT + 2))
 common=(--set kafka.bootstrap.servers="$BOOTSTRAP" --set registry.url="$REGISTRY"
         --set aggregate.prefix="$PREFIX" --set topics.create=true)
 
-"$BUILD"/producers/command-service/escqrs-command-service "${common[@]}" --set aggregate=account \
+${WRAP_CS:-} "$BUILD"/producers/command-service/escqrs-command-service "${common[@]}" --set aggregate=account \
   --set store.path="$DIR/store" --set http.listen=127.0.0.1:$CS_PORT ${EXTRA_CS:-} 2>"$DIR/cs.log" &
 CS=$!
-"$BUILD"/producers/gateway/escqrs-gateway "${common[@]}" --set aggregates=account \
+${WRAP_GW:-} "$BUILD"/producers/gateway/escqrs-gateway "${common[@]}" --set aggregates=account \
   --set http.listen=127.0.0.1:$GW_PORT ${EXTRA_GW:-} 2>"$DIR/gw.log" &
 GW=$!
 PJ=
@@ -66,9 +68,15 @@ for c in ${CLIENTS:-1 8 32 128}; do
   [ "${rate:-0}" -gt "$best" ] && best=$rate
 done
 echo "RESULT level=saturation phase=command_saturation achieved=$best"
-for pct in 25 50 90; do
-  level "open-$pct" -c 128 -r $((best * pct / 100))
-done
-level "e2e-25" -c 128 -r $((best * 25 / 100)) -q "http://127.0.0.1:$PJ_PORT"
+if [ "${OPEN_LOOP:-1}" = 1 ]; then
+  for pct in 25 50 90; do
+    level "open-$pct" -c 128 -r $((best * pct / 100))
+  done
+  level "e2e-25" -c 128 -r $((best * 25 / 100)) -q "http://127.0.0.1:$PJ_PORT"
+fi
+# CPU seconds each daemon used since its start (start-up included; under WRAP_* the wrapper's)
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"; }
+echo "# cpu_s command_service=$(cpu_s $CS) gateway=$(cpu_s $GW) commands=$(
+  curl -s "http://127.0.0.1:$CS_PORT/metrics" | sed -n 's/^escqrs_batch_commands_sum //p')"
 curl -s "http://127.0.0.1:$CS_PORT/metrics" |
   grep -E '^escqrs_(batch_commands|transaction_commit_seconds)_(sum|count)' | sed 's/^/# /'

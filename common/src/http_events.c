@@ -275,8 +275,8 @@ static enum MHD_Result on_resumed(es_http_server_t *srv, struct MHD_Connection *
     bool was_suspended = req->suspended;
     req->suspended = false;
     if (was_suspended) {
-        srv->nsuspended--;
-        pthread_cond_broadcast(&srv->cv);
+        if (--srv->nsuspended == 0)
+            pthread_cond_broadcast(&srv->resumed_cv);
     }
     pthread_mutex_unlock(&srv->mu);
     return queue_answer(conn, req, false);
@@ -348,8 +348,8 @@ void http_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     pthread_mutex_lock(&srv->mu);
     if (req->suspended) { /* closed before its resume was processed */
         req->suspended = false;
-        srv->nsuspended--;
-        pthread_cond_broadcast(&srv->cv);
+        if (--srv->nsuspended == 0)
+            pthread_cond_broadcast(&srv->resumed_cv);
     }
     http_req_unref(req);
     pthread_mutex_unlock(&srv->mu);

@@ -93,7 +93,10 @@ struct es_http_server_s {
     int port;
 
     pthread_mutex_t mu; /* request states, the job queue, counts */
-    pthread_cond_t cv;  /* jobs queued; suspended count changed */
+    pthread_cond_t cv;  /* jobs queued: the workers wait on it */
+    /* the last suspended request ended (stop waits on it); not cv, so that a
+     * resume, once per deferred answer, wakes no idle worker */
+    pthread_cond_t resumed_cv;
     es_http_req_t *jobs_head, *jobs_tail;
     es_http_req_t *running; /* RUNNING requests: queued, in a handler or deferred */
     size_t njobs, nsuspended;

@@ -219,6 +219,7 @@ static es_http_server_t *srv_new(const es_http_server_conf_t *conf)
     fit_fd_limit(&srv->conf.limits);
     pthread_mutex_init(&srv->mu, NULL);
     pthread_cond_init(&srv->cv, NULL);
+    pthread_cond_init(&srv->resumed_cv, NULL);
     pthread_mutex_init(&srv->conn_mu, NULL);
     if (conf->metrics) {
         srv->c_timed_out =
@@ -245,6 +246,7 @@ static void srv_free(es_http_server_t *srv)
     free(srv->tls_ca);
     pthread_mutex_destroy(&srv->mu);
     pthread_cond_destroy(&srv->cv);
+    pthread_cond_destroy(&srv->resumed_cv);
     pthread_mutex_destroy(&srv->conn_mu);
     free(srv);
 }
@@ -366,7 +368,7 @@ static bool wait_resumed(es_http_server_t *srv, int timeout_ms)
 {
     struct timespec dl = es_deadline_in_ms(timeout_ms);
     pthread_mutex_lock(&srv->mu);
-    while (srv->nsuspended && pthread_cond_timedwait(&srv->cv, &srv->mu, &dl) == 0)
+    while (srv->nsuspended && pthread_cond_timedwait(&srv->resumed_cv, &srv->mu, &dl) == 0)
         ;
     bool done = srv->nsuspended == 0;
     pthread_mutex_unlock(&srv->mu);
