@@ -38,14 +38,13 @@ static void fixture_init(fixture_t *f, int n)
     CU_ASSERT_PTR_NOT_NULL_FATAL(f->prod);
     f->mc = rd_kafka_handle_mock_cluster(es_producer_rk(f->prod));
     CU_ASSERT_PTR_NOT_NULL_FATAL(f->mc);
-    CU_ASSERT_EQUAL_FATAL(rd_kafka_mock_topic_create(f->mc, "t", 1, 1),
-                          RD_KAFKA_RESP_ERR_NO_ERROR);
+    CU_ASSERT_EQUAL_FATAL(rd_kafka_mock_topic_create(f->mc, "t", 1, 1), RD_KAFKA_RESP_ERR_NO_ERROR);
     for (int i = 0; i < n; i++) {
         char v[16];
         snprintf(v, sizeof(v), "v%d", i);
-        CU_ASSERT_EQUAL(es_producer_send(f->prod, "t", "k", 1, v, strlen(v), NULL, NULL, err,
-                                         sizeof(err)),
-                        ES_ERR_OK);
+        CU_ASSERT_EQUAL(
+            es_producer_send(f->prod, "t", "k", 1, v, strlen(v), NULL, NULL, err, sizeof(err)),
+            ES_ERR_OK);
     }
     CU_ASSERT_EQUAL_FATAL(es_producer_flush(f->prod, 10000, err, sizeof(err)), ES_ERR_OK);
 
