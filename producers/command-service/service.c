@@ -198,7 +198,7 @@ int cs_run(cs_t *cs, volatile sig_atomic_t *stop)
 {
     rd_kafka_message_t **msgs = es_calloc((size_t)cs->batch_max, sizeof(*msgs));
     int rc = 0, aborts = 0, backoff_ms = CS_BACKOFF_MIN_MS;
-    bool idle = false;
+    bool idle = false, baselining = false;
     cs->stop = stop;
     while (!*stop) {
         connect_rc_t c = cs->prod ? CONNECTED : ensure_connected(cs, &backoff_ms);
@@ -212,11 +212,14 @@ int cs_run(cs_t *cs, volatile sig_atomic_t *stop)
             recover(cs, &backoff_ms);
             continue;
         }
-        /* Between batches, in transactions of their own (state.c): when no command
-         * waits, so a cold start answers its first command first, or after
-         * BASELINE_DEFER_MS under a load that never pauses. */
-        if (cs->nbaseline && (idle || es_mono_ms() >= cs->baseline_due_ms)) {
-            es_txn_rc_t t = cs_state_write_baselines(cs);
+        /* Between batches, in transactions of their own (state.c), one partition's
+         * per turn: begun when no command waits (or after BASELINE_DEFER_MS under a
+         * load that never pauses), then one per turn until all are written, so a
+         * command waits for one baseline at most and a kill soon after a cold start
+         * finds the markers written. */
+        if (cs->nbaseline && (idle || baselining || es_mono_ms() >= cs->baseline_due_ms)) {
+            es_txn_rc_t t = cs_state_write_baseline(cs);
+            baselining = t == ES_TXN_OK && cs->nbaseline;
             if (t == ES_TXN_FATAL) {
                 cs->fatal = true;
                 continue;

@@ -167,7 +167,8 @@ es_err_t cs_state_apply(cs_t *cs, const rd_kafka_message_t *m, int64_t *events_o
 bool cs_state_has_baseline(cs_t *cs, int32_t p);
 void cs_state_baseline_mark(es_batch_t *batch, int32_t p);
 void cs_state_need_baseline(cs_t *cs, int32_t p);
-es_txn_rc_t cs_state_write_baselines(cs_t *cs);
+/* The next partition's baseline, in a transaction of its own (one per call). */
+es_txn_rc_t cs_state_write_baseline(cs_t *cs);
 
 /* catchup.c */
 void cs_on_rebalance(void *opaque, bool assign, rd_kafka_topic_partition_list_t *parts);

@@ -25,7 +25,7 @@
  * changed since the topic existed, so a partition is trusted only once it
  * holds a baseline marker (key 0x01 "baseline", aggregate_id ""), written after the state
  * of every aggregate of the partition as the owner's complete store had it
- * (cs_state_write_baselines()).  A fresh aggregate's baseline is the marker
+ * (cs_state_write_baseline()).  A fresh aggregate's baseline is the marker
  * alone; an aggregate older than this topic gets one after its first
  * replay.  Without a marker, a restore applies what it read (true states)
  * and replays the events from offset 0 anyway.
@@ -433,11 +433,13 @@ out:
     return rc;
 }
 
-es_txn_rc_t cs_state_write_baselines(cs_t *cs)
+es_txn_rc_t cs_state_write_baseline(cs_t *cs)
 {
     char errstr[1024];
     int gen = atomic_load(&cs->generation);
-    while (cs->nbaseline) {
+    /* one partition per call: a command that arrives meanwhile waits for one
+     * baseline transaction, not for every partition's */
+    if (cs->nbaseline) {
         int32_t p = cs->baseline[cs->nbaseline - 1];
         es_txn_rc_t rc = baseline_write(cs, p, gen, errstr, sizeof(errstr));
         if (rc) {
