@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -247,7 +248,10 @@ int main(int argc, char **argv)
     if (query_base)
         printf(" e2e_p50=%.2f e2e_p99=%.2f e2e_p999=%.2f e2e_n=%zu", PCT(e2e, 0.50), PCT(e2e, 0.99),
                PCT(e2e, 0.999), e2e.n);
-    printf("\n");
+    struct rusage ru; /* this load generator's own CPU: a share of the machine too */
+    getrusage(RUSAGE_SELF, &ru);
+    printf(" load_cpu_s=%.2f\n", (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                                     (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
     free(lat.v);
     free(e2e.v);
     free(cl);
