@@ -127,6 +127,22 @@ static rd_kafka_event_t *admin_wait(rd_kafka_queue_t *q, int timeout_ms)
 }
 
 /* A topic that exists already: fine when its partition count is the spec's. */
+/* A topic the controller says exists (created now, or by another client a
+ * moment ago: two programs creating the same topics race): the broker's
+ * metadata may lag, and callers look the topic up next, so wait until it is
+ * visible; *have gets its partition count. */
+static es_err_t wait_visible(es_admin_t *adm, const char *tname, int timeout_ms, int *have,
+                             char *errstr, size_t errstr_size)
+{
+    int64_t until = es_mono_ms() + timeout_ms;
+    es_err_t err;
+    while ((err = es_admin_topic_partitions(adm, tname, timeout_ms, have, errstr, errstr_size)) ==
+               ES_ERR_NOT_FOUND &&
+           es_mono_ms() < until)
+        usleep(ADMIN_VISIBLE_POLL_MS * 1000);
+    return err;
+}
+
 static es_err_t check_existing(es_admin_t *adm, const es_topic_spec_t *specs, size_t n,
                                const char *tname, int timeout_ms, char *errstr, size_t errstr_size)
 {
@@ -135,7 +151,7 @@ static es_err_t check_existing(es_admin_t *adm, const es_topic_spec_t *specs, si
     for (size_t s = 0; s < n; s++)
         if (!strcmp(specs[s].name, tname))
             spec = &specs[s];
-    es_err_t err = es_admin_topic_partitions(adm, tname, timeout_ms, &have, errstr, errstr_size);
+    es_err_t err = wait_visible(adm, tname, timeout_ms, &have, errstr, errstr_size);
     if (err)
         return err;
     if (spec && have != spec->partitions) {
@@ -147,22 +163,6 @@ static es_err_t check_existing(es_admin_t *adm, const es_topic_spec_t *specs, si
     }
     es_log_debug("admin", "topic %s exists already", tname);
     return ES_ERR_OK;
-}
-
-/* A created topic: the controller answered, the broker's metadata may lag a
- * moment, and callers look the topic up next, so wait until it is visible. */
-static es_err_t wait_visible(es_admin_t *adm, const char *tname, int timeout_ms, char *errstr,
-                             size_t errstr_size)
-{
-    int have = 0;
-    int64_t until = es_mono_ms() + timeout_ms;
-    es_err_t err;
-    es_log_info("admin", "created topic %s", tname);
-    while ((err = es_admin_topic_partitions(adm, tname, timeout_ms, &have, errstr, errstr_size)) ==
-               ES_ERR_NOT_FOUND &&
-           es_mono_ms() < until)
-        usleep(ADMIN_VISIBLE_POLL_MS * 1000);
-    return err;
 }
 
 /* The result of a CreateTopics request, topic by topic. */
@@ -183,7 +183,9 @@ static es_err_t created_topics(es_admin_t *adm, rd_kafka_event_t *ev, const es_t
                      rd_kafka_topic_result_error_string(res[i]));
             err = es_kafka_err(terr);
         } else {
-            err = wait_visible(adm, tname, timeout_ms, errstr, errstr_size);
+            int have = 0;
+            es_log_info("admin", "created topic %s", tname);
+            err = wait_visible(adm, tname, timeout_ms, &have, errstr, errstr_size);
         }
     }
     return err;

@@ -164,8 +164,9 @@ static void test_broker_frozen_during_catchup(void)
         int s2 = wt_post(&st.gw, path, "{\"amount_cents\":1}", 18, NULL, want, &ans);
         json_int_t version = json_integer_value(json_object_get(ans, "version"));
         if (s1 != 409 || s2 != 200 || version != EVENTS + 1) {
-            fprintf(stderr, "  acct-%d: stale If-Match %d (want 409), If-Match %s %d version %lld\n",
-                    a, s1, want, s2, (long long)version);
+            fprintf(stderr,
+                    "  acct-%d: stale If-Match %d (want 409), If-Match %s %d version %lld\n", a, s1,
+                    want, s2, (long long)version);
             wrong++;
         }
         json_decref(ans);
