@@ -114,18 +114,15 @@ static es_err_t catchup_apply(cs_t *cs, rd_kafka_message_t *m, char *errstr, siz
                           errstr_size);
 }
 
-/* The next message of the catch-up consumer: NULL at the partition's end or on a failure. */
-static rd_kafka_message_t *catchup_next(cs_t *cs, const char *topic, int32_t p, es_err_t *err,
-                                        char *errstr, size_t errstr_size)
+/* The next message of the catch-up consumer: NULL at the partition's end or on a
+ * failure (@p errstr names the partition and its position when it stalled). */
+static rd_kafka_message_t *catchup_next(cs_t *cs, es_err_t *err, char *errstr, size_t errstr_size)
 {
     rd_kafka_message_t *m = NULL;
-    char why[700];
-    es_err_t e =
-        es_consumer_next_to_end(cs->catchup, cs->stop, cs->catchup_stall_ms, &m, why, sizeof(why));
-    if (e) {
-        snprintf(errstr, errstr_size, "catch-up of %s [%d]: %s", topic, p, why);
+    es_err_t e = es_consumer_next_to_end(cs->catchup, cs->stop, cs->catchup_stall_ms, &m, errstr,
+                                         errstr_size);
+    if (e)
         *err = e;
-    }
     return m;
 }
 
@@ -138,7 +135,7 @@ static es_err_t catchup_read(cs_t *cs, int32_t p, int64_t start, const char *fro
     es_err_t err = ES_ERR_OK;
     rd_kafka_message_t *m;
     cs_overlay_clear(cs);
-    while ((m = catchup_next(cs, cs->t_ev, p, &err, errstr, errstr_size))) {
+    while ((m = catchup_next(cs, &err, errstr, errstr_size))) {
         err = catchup_apply(cs, m, errstr, errstr_size);
         next = m->offset + 1;
         rd_kafka_message_destroy(m);
@@ -192,7 +189,7 @@ static es_err_t restore_read(cs_t *cs, int32_t p, restore_t *r, char *errstr, si
     size_t since_write = 0;
     rd_kafka_message_t *m;
     cs_overlay_clear(cs);
-    while ((m = catchup_next(cs, cs->t_state, p, &err, errstr, errstr_size))) {
+    while ((m = catchup_next(cs, &err, errstr, errstr_size))) {
         int64_t evoff = -1;
         bool marker = false;
         err = m->len ? cs_state_apply(cs, m, &evoff, &marker, errstr, errstr_size) : ES_ERR_OK;

@@ -147,7 +147,7 @@ static void test_broker_frozen_during_catchup(void)
            (double)(es_mono_ms() - resumed) / 1000.0);
     char line[4096]; /* where the freeze fell (not asserted: it depends on timing) */
     if (log_line(st.cs.log, "stalled", NULL, line, sizeof(line)))
-        printf("  stall: %.300s", strstr(line, "catch-up of") ? strstr(line, "catch-up of") : line);
+        printf("  stall: %.300s", strstr(line, "catch-up:") ? strstr(line, "catch-up:") : line);
     wt_start_gateway(&st, NULL, 0);
     wt_wait_ready(&st.gw, 90);
 
