@@ -68,18 +68,21 @@ BROKER=$(cat "$STACK_DIR/kafka.pid" 2>/dev/null || true)
 REG=$(cat "$STACK_DIR/registry.pid" 2>/dev/null || true)
 HZ=$(getconf CLK_TCK)
 ticks() { [ -n "$1" ] && awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-decided() { curl -s "http://127.0.0.1:$CS_PORT/metrics" | awk '/^escqrs_batch_commands_sum /{print $2}'; }
-# wall ms, commands the service decided, then the ticks of each process
+decided() { # commands the service decided, and in how many transactions
+  curl -s "http://127.0.0.1:$CS_PORT/metrics" |
+    awk '/^escqrs_batch_commands_sum /{s=$2} /^escqrs_batch_commands_count /{c=$2} END{print s+0, c+0}'
+}
+# wall ms, commands decided, transactions, then the ticks of each process
 snapshot() { echo "$(date +%s%3N) $(decided) $(ticks $CS) $(ticks $GW) $(ticks $PJ) $(ticks "$BROKER") $(ticks "$REG")"; }
 cpu_per_command() { # name before after result-line
   local load
   load=$(sed -n 's/.* load_cpu_s=\([0-9.]*\).*/\1/p' <<<"$4")
   awk -v b="$2" -v a="$3" -v hz="$HZ" -v load="${load:-0}" -v lv="$1" 'BEGIN {
     split(b, x, " "); split(a, y, " "); split("command_service gateway projector broker registry", k, " ")
-    n = y[2] - x[2]; wall = (y[1] - x[1]) / 1000; if (n <= 0) exit
+    n = y[2] - x[2]; txns = y[3] - x[3]; wall = (y[1] - x[1]) / 1000; if (n <= 0) exit
     out = ""; total = load * 1000 / n
-    for (i = 3; i <= 7; i++) { ms = (y[i] - x[i]) * 1000 / hz / n; total += ms; out = out sprintf(" %s=%.3f", k[i - 2], ms) }
-    printf "# cpu_ms_per_command level=%s commands=%d%s load=%.3f total=%.3f busy_cores=%.2f\n", lv, n, out, load * 1000 / n, total, total * n / 1000 / wall
+    for (i = 4; i <= 8; i++) { ms = (y[i] - x[i]) * 1000 / hz / n; total += ms; out = out sprintf(" %s=%.3f", k[i - 3], ms) }
+    printf "# cpu_ms_per_command level=%s commands=%d per_transaction=%.1f%s load=%.3f total=%.3f busy_cores=%.2f\n", lv, n, (txns > 0 ? n / txns : 0), out, load * 1000 / n, total, total * n / 1000 / wall
   }'
 }
 best=0
