@@ -8,7 +8,10 @@
  * broker restart the fetcher can stop for good without an error (upstream
  * issue 5153; faults.0902 on librdkafka 2.8.0, issue #17), and the end
  * never comes.  So a reader gives up after a stall and its caller re-creates
- * the client, which starts a fetcher anew.
+ * the client, which starts a fetcher anew.  A read_committed reader also
+ * waits for ever behind a hanging transaction (one whose markers the broker
+ * never wrote): no client can fix that, so the message names the position
+ * and the high watermark for the operator.
  */
 #include "kafka_int.h"
 #include "escqrs/log.h"
@@ -16,6 +19,8 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+
+#define WATERMARK_TIMEOUT_MS 1000 /* the broker may be the one that stalled */
 
 /* "<topic> [<p>] at <position>, ..." of @p cons' assignment, for a stall's message. */
 static void describe_positions(es_consumer_t *cons, char *buf, size_t bufsz)
@@ -27,8 +32,12 @@ static void describe_positions(es_consumer_t *cons, char *buf, size_t bufsz)
         return;
     rd_kafka_position(cons->rk, tl);
     for (int i = 0; i < tl->cnt && off < bufsz; i++) {
-        int n = snprintf(buf + off, bufsz - off, "%s%s [%d] at %" PRId64, i ? ", " : "",
-                         tl->elems[i].topic, (int)tl->elems[i].partition, tl->elems[i].offset);
+        int64_t lo = -1, hi = -1; /* the high watermark: records exist up to there */
+        rd_kafka_query_watermark_offsets(cons->rk, tl->elems[i].topic, tl->elems[i].partition, &lo,
+                                         &hi, WATERMARK_TIMEOUT_MS);
+        int n = snprintf(buf + off, bufsz - off,
+                         "%s%s [%d] at %" PRId64 ", high watermark %" PRId64, i ? ", " : "",
+                         tl->elems[i].topic, (int)tl->elems[i].partition, tl->elems[i].offset, hi);
         off += n > 0 ? (size_t)n : 0;
     }
     rd_kafka_topic_partition_list_destroy(tl);
@@ -51,7 +60,8 @@ es_err_t es_consumer_next_to_end(es_consumer_t *cons, const volatile sig_atomic_
             describe_positions(cons, where, sizeof(where));
             snprintf(errstr, errstr_size,
                      "no record and no end of partition for %" PRId64 " ms (%s): the fetcher "
-                     "stalled",
+                     "stalled, or an open transaction holds the last stable offset "
+                     "(docs/operations.md, \"A catch-up that stalls\")",
                      waited, *where ? where : "no assignment");
             return ES_ERR_TIMED_OUT;
         }
