@@ -10,11 +10,8 @@ all: build
 deps:
 	@scripts/install-deps
 
-# librdkafka >= 2.1 is built from Debian 13's source by install-deps (Debian 12 has
-# 2.0.2); scripts/build-librdkafka prints its prefix at once when it is there.
 build: deps
-	@prefix=$$(scripts/build-librdkafka) && \
-	  cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DESCQRS_RDKAFKA_PREFIX=$$prefix >/dev/null
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	@cmake --build $(BUILD) -j$$(nproc)
 
 demo: build

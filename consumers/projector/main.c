@@ -56,28 +56,22 @@ static const es_conf_def_t projector_defs[] = {
      .min = 1,
      .max = 100000,
      .desc = "Most events folded into one RocksDB write batch"},
-    /* The prefetch bounds the projector's RSS whatever the topic size.  Once a
-     * consumer's queue is past either threshold librdkafka stops fetching for
-     * fetch.queue.backoff.ms; 2.0 (Debian 12) always waited a whole second, so
-     * escqrs had to prefetch 64 MiB and 1 M events per consumer (peak RSS
-     * 650-840 MiB) not to sit idle; with 2.1+ a 10 ms back-off keeps the same
-     * rate on 8 MiB (bench/results/2026-12-01-librdkafka.md). */
+    /* librdkafka 2.0 (Debian 12) backs a partition's fetcher off for a fixed
+     * second once the consumer queue exceeds queued.min.messages or
+     * queued.max.messages.kbytes; a consumer slower than its broker then sits
+     * idle most of a replay (1 M events: 8.8 s to catch up, 2 s of it CPU).
+     * The thresholds are set so that draining them takes longer than that
+     * second at the loop's rate; memory stays bounded by the kbytes limit. */
     {.name = "kafka.queued.min.messages",
      .type = ES_CONF_STRING,
-     .defval = "100000",
-     .desc = "Prefetched events per consumer before librdkafka pauses fetching",
+     .defval = "1000000",
+     .desc = "Prefetched events per consumer before librdkafka backs off for a second",
      .role = ES_CONF_ROLE_CONSUMER},
     {.name = "kafka.queued.max.messages.kbytes",
      .type = ES_CONF_STRING,
-     .defval = "8192",
-     .desc = "Prefetched KiB per consumer (a rebuild runs two) before librdkafka pauses "
-             "fetching: bounds RSS whatever the topic size",
-     .role = ES_CONF_ROLE_CONSUMER},
-    {.name = "kafka.fetch.queue.backoff.ms",
-     .type = ES_CONF_STRING,
-     .defval = "10",
-     .desc = "How long librdkafka pauses fetching once the prefetch is full (librdkafka's "
-             "default, 1000, idles a projector that folds slower than the broker serves)",
+     .defval = "65536",
+     .desc = "Prefetched KiB per consumer (a rebuild runs two) before librdkafka backs off: "
+             "bounds RSS whatever the topic size",
      .role = ES_CONF_ROLE_CONSUMER},
     {.name = "bootstrap.from",
      .type = ES_CONF_STRING,

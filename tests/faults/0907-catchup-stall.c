@@ -6,8 +6,8 @@
  * stored, applying no event twice and skipping none.
  *
  * Why: the catch-up waits for each partition's end, and a fetcher that
- * stopped (librdkafka issue 5153; the faults.0902 hang on 2.8.0) would keep
- * the partition's commands waiting for ever.  A frozen broker is the
+ * stopped (librdkafka issue 5153) would keep the partition's commands
+ * waiting for ever.  A frozen broker is the
  * reproducible stand-in: for the reader, no record and no end either.
  *
  * The broker is the fault profile's own (127.0.0.1:29092); the registry is

@@ -137,9 +137,7 @@ def die_with_parent():
 
 
 def lib_version():
-    # Debian 12's python3-confluent-kafka links Debian's librdkafka 2.0.2; escqrs's own
-    # programs link 2.8.0 since issue 17 (scripts/build-librdkafka)
-    return confluent_kafka.libversion()[0]
+    return confluent_kafka.libversion()[0]  # the librdkafka escqrs links too: Debian's
 
 
 # ------------------------------------------------------------------ the secure broker
