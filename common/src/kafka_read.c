@@ -18,8 +18,6 @@
 #include <inttypes.h>
 #include <stdio.h>
 
-#define WATERMARK_TIMEOUT_MS 1000 /* the broker may be the one that stalled */
-
 /* "<topic> [<p>] at <position>, ..." of @p cons' assignment, for a stall's message. */
 static void describe_positions(es_consumer_t *cons, char *buf, size_t bufsz)
 {
@@ -30,9 +28,11 @@ static void describe_positions(es_consumer_t *cons, char *buf, size_t bufsz)
         return;
     rd_kafka_position(cons->rk, tl);
     for (int i = 0; i < tl->cnt && off < bufsz; i++) {
-        int64_t lo = -1, hi = -1; /* the high watermark: records exist up to there */
-        rd_kafka_query_watermark_offsets(cons->rk, tl->elems[i].topic, tl->elems[i].partition, &lo,
-                                         &hi, WATERMARK_TIMEOUT_MS);
+        int64_t lo = -1, hi = -1; /* the high watermark of the last fetch: records exist up to
+                                   * there; asked of the client only, never of the broker, which
+                                   * may be what stalled (librdkafka 2.0.2's query waits for it) */
+        rd_kafka_get_watermark_offsets(cons->rk, tl->elems[i].topic, tl->elems[i].partition, &lo,
+                                       &hi);
         int n = snprintf(buf + off, bufsz - off,
                          "%s%s [%d] at %" PRId64 ", high watermark %" PRId64, i ? ", " : "",
                          tl->elems[i].topic, (int)tl->elems[i].partition, tl->elems[i].offset, hi);
