@@ -129,6 +129,20 @@ bool wt_proc_alive(wt_proc_t *p)
     return p->pid > 0 && waitpid(p->pid, &st, WNOHANG) == 0;
 }
 
+bool wt_log_line(const char *path, const char *a, const char *b, char *line, size_t linesz)
+{
+    char buf[8192];
+    bool found = false;
+    FILE *f = fopen(path, "r");
+    while (f && !found && fgets(buf, sizeof(buf), f))
+        found = strstr(buf, a) && (!b || strstr(buf, b));
+    if (f)
+        fclose(f);
+    if (found && line)
+        snprintf(line, linesz, "%s", buf);
+    return found;
+}
+
 int wt_stop(wt_proc_t *p)
 {
     int st = 0;

@@ -40,6 +40,11 @@ void wt_wait_ready(wt_proc_t *p, int timeout_s);
 void wt_kill9(wt_proc_t *p);
 /** @brief Is the daemon still running (not exited)? */
 bool wt_proc_alive(wt_proc_t *p);
+/**
+ * @brief The first line of the log at @p path holding @p a and (unless NULL)
+ *        @p b, into @p line (may be NULL); false when there is none.
+ */
+bool wt_log_line(const char *path, const char *a, const char *b, char *line, size_t linesz);
 /** @brief SIGTERM and reap; returns the exit status (or -1). */
 int wt_stop(wt_proc_t *p);
 /** @brief Stop both daemons (SIGTERM) and check they exit 0. */

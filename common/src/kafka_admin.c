@@ -126,7 +126,6 @@ static rd_kafka_event_t *admin_wait(rd_kafka_queue_t *q, int timeout_ms)
     return rd_kafka_queue_poll(q, timeout_ms + ADMIN_RESULT_GRACE_MS);
 }
 
-/* A topic that exists already: fine when its partition count is the spec's. */
 /* A topic the controller says exists (created now, or by another client a
  * moment ago: two programs creating the same topics race): the broker's
  * metadata may lag, and callers look the topic up next, so wait until it is
@@ -143,6 +142,7 @@ static es_err_t wait_visible(es_admin_t *adm, const char *tname, int timeout_ms,
     return err;
 }
 
+/* A topic that exists already: fine when its partition count is the spec's. */
 static es_err_t check_existing(es_admin_t *adm, const es_topic_spec_t *specs, size_t n,
                                const char *tname, int timeout_ms, char *errstr, size_t errstr_size)
 {

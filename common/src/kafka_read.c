@@ -6,10 +6,11 @@
  * service's catch-up, which holds the partition's commands meanwhile)
  * trusts librdkafka's fetcher to deliver records or the end.  After a
  * broker restart the fetcher can stop for good without an error (upstream
- * issue 5153), and the end never comes.  So a reader gives up after a stall and its caller
- * re-creates the client, which starts a fetcher anew.  A read_committed reader also waits for ever
- * behind a hanging transaction (one whose markers the broker never wrote): no client can fix that,
- * so the message names the position and the high watermark for the operator.
+ * issue 5153), and the end never comes.  So a reader gives up after a
+ * stall and its caller re-creates the client, which starts a fetcher anew.
+ * A read_committed reader also waits for ever behind a hanging transaction
+ * (one whose markers the broker never wrote): no client can fix that, so
+ * the message names the position and the high watermark for the operator.
  */
 #include "kafka_int.h"
 #include "escqrs/log.h"

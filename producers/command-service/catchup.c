@@ -38,7 +38,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#define CATCHUP_POLL_MS     500  /* one poll of the catch-up consumer */
 #define CATCHUP_WRITE_EVERY 2000 /* events applied between store writes: bounded memory */
 
 /* The accepted outcome of the command of an event, completed by it. */

@@ -57,30 +57,11 @@ static double service_metric(wt_proc_t *p, const char *series)
     return rt_metric(&rp, series);
 }
 
-/* The first line of the log at @p path holding both @p a and @p b, into @p line; false if none. */
-static bool log_line(const char *path, const char *a, const char *b, char *line, size_t linesz)
-{
-    FILE *f = fopen(path, "r");
-    bool found = false;
-    while (f && !found && fgets(line, (int)linesz, f))
-        found = strstr(line, a) && (!b || strstr(line, b));
-    if (f)
-        fclose(f);
-    return found;
-}
-
-static bool log_has(const char *path, const char *what)
-{
-    char line[4096];
-    return log_line(path, what, NULL, line, sizeof(line));
-}
-
 /* Wait (polling every 20 ms, at most @p timeout_ms) for a line holding @p a and @p b. */
 static bool log_wait(const char *path, const char *a, const char *b, int timeout_ms)
 {
-    char line[4096];
     for (int i = 0; i < timeout_ms / 20; i++) {
-        if (log_line(path, a, b, line, sizeof(line)))
+        if (wt_log_line(path, a, b, NULL, 0))
             return true;
         usleep(20 * 1000);
     }
@@ -141,7 +122,7 @@ static void test_broker_frozen_during_catchup(void)
     printf("\n  RESULT catch-up gave up %.1f s after the broker froze (limit %.1f s): %s\n",
            (double)gave_up / 1000.0, STALL_MS / 1000.0, recovered ? "yes" : "NO");
     CU_ASSERT_TRUE(recovered);
-    CU_ASSERT_TRUE(log_has(st.cs.log, "stalled"));
+    CU_ASSERT_TRUE(wt_log_line(st.cs.log, "stalled", NULL, NULL, 0));
     CU_ASSERT_TRUE(wt_proc_alive(&st.cs));
 
     int64_t resumed = es_mono_ms();
@@ -149,7 +130,7 @@ static void test_broker_frozen_during_catchup(void)
     printf("  RESULT ready %.1f s after the broker resumed\n",
            (double)(es_mono_ms() - resumed) / 1000.0);
     char line[4096]; /* where the freeze fell (not asserted: it depends on timing) */
-    if (log_line(st.cs.log, "stalled", NULL, line, sizeof(line)))
+    if (wt_log_line(st.cs.log, "stalled", NULL, line, sizeof(line)))
         printf("  stall: %.300s", strstr(line, "catch-up:") ? strstr(line, "catch-up:") : line);
     wt_start_gateway(&st, NULL, 0);
     wt_wait_ready(&st.gw, 90);

@@ -92,15 +92,9 @@ static const wt_command_t *command_of(const wt_command_t *cs, size_t n, const ch
 /* Does the log file @p path have a line with trace id @p trace_id and @p text? */
 static bool log_has(const char *path, const char *trace_id, const char *text)
 {
-    char line[8192], want[64];
-    bool found = false;
-    FILE *f = fopen(path, "r");
+    char want[64];
     snprintf(want, sizeof(want), "\"trace_id\":\"%s\"", trace_id);
-    while (f && !found && fgets(line, sizeof(line), f))
-        found = strstr(line, want) && strstr(line, text);
-    if (f)
-        fclose(f);
-    return found;
+    return wt_log_line(path, want, text, NULL, 0);
 }
 
 static void test_trace_end_to_end(void)

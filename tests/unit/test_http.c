@@ -444,6 +444,41 @@ static void test_deferred(void)
     (void)d; /* answered by the stop; the server is gone, so it must not be answered again */
 }
 
+/* A deferred answer given while the server stops is delivered, and the stop goes on at
+ * once: nothing waits out the grace period (STOP_GRACE_MS, 5 s) once the last suspended
+ * request is answered. */
+static void test_deferred_answered_during_stop(void)
+{
+    int port;
+    char ans[2048];
+    pthread_t th;
+    es_http_limits_t l = {.workers = 1};
+    es_http_server_t *srv = start_hostile(l, &port);
+    int fd = connect_to(port);
+    const char *req = "GET /defer HTTP/1.1\r\nHost: x\r\n\r\n";
+    send(fd, req, strlen(req), MSG_NOSIGNAL);
+    pthread_mutex_lock(&gate_mu);
+    while (!parked)
+        pthread_cond_wait(&gate_cv, &gate_mu);
+    es_http_deferred_t *d = parked;
+    parked = NULL;
+    pthread_mutex_unlock(&gate_mu);
+    pthread_create(&th, NULL, stop_server, srv);
+    usleep(300 * 1000); /* the stop is waiting for this answer now */
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    es_http_deferred_json(d, 200, json_pack("{s:s}", "from", "the stop's grace"));
+    pthread_join(th, NULL);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    long took_ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    CU_ASSERT_TRUE(took_ms < 2500); /* not the 5 s grace: the last resume woke the stop */
+    ssize_t n = recv(fd, ans, sizeof(ans) - 1, 0);
+    ans[n > 0 ? n : 0] = '\0';
+    CU_ASSERT_PTR_NOT_NULL(strstr(ans, " 200 "));
+    CU_ASSERT_PTR_NOT_NULL(strstr(ans, "the stop's grace"));
+    close(fd);
+}
+
 static void query_string_handler(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
 {
     es_buf_t qs = {0};
@@ -732,6 +767,8 @@ int main(void)
         {"1500 idle connections, and a per-client limit", test_many_idle_connections},
         {"a full handler queue answers 503, health still answers", test_busy_workers},
         {"answers deferred to another thread, and at stop", test_deferred},
+        {"a deferred answer given during a stop ends it at once",
+         test_deferred_answered_during_stop},
         {"the query string again, percent-encoded", test_query_string},
         {"TLS, and mutual TLS", test_tls},
         {"a second server on a port in use is refused", test_port_in_use},
