@@ -403,6 +403,28 @@ static void *stop_server(void *srv)
     return NULL;
 }
 
+/* Send GET /defer on a new connection (*fd) and take its deferred answer once parked. */
+static es_http_deferred_t *park_request(int port, int *fd)
+{
+    const char *req = "GET /defer HTTP/1.1\r\nHost: x\r\n\r\n";
+    *fd = connect_to(port);
+    send(*fd, req, strlen(req), MSG_NOSIGNAL);
+    pthread_mutex_lock(&gate_mu);
+    while (!parked)
+        pthread_cond_wait(&gate_cv, &gate_mu);
+    es_http_deferred_t *d = parked;
+    parked = NULL;
+    pthread_mutex_unlock(&gate_mu);
+    return d;
+}
+
+static long ms_since(const struct timespec *t0)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (t1.tv_sec - t0->tv_sec) * 1000 + (t1.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
 static void test_deferred(void)
 {
     int port;
@@ -416,24 +438,16 @@ static void test_deferred(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(ans, "another thread"));
     pthread_join(th, NULL);
     /* a deferred answer nobody gives: the stop answers 503 and does not abort */
-    int fd = connect_to(port);
-    const char *req = "GET /defer HTTP/1.1\r\nHost: x\r\n\r\n";
-    send(fd, req, strlen(req), MSG_NOSIGNAL);
-    pthread_mutex_lock(&gate_mu);
-    while (!parked)
-        pthread_cond_wait(&gate_cv, &gate_mu);
-    es_http_deferred_t *d = parked;
-    parked = NULL;
-    pthread_mutex_unlock(&gate_mu);
+    int fd;
+    es_http_deferred_t *d = park_request(port, &fd);
     /* the stop waits for that answer; a connection made meanwhile is closed at once, unserved */
     pthread_create(&th, NULL, stop_server, srv);
     usleep(300 * 1000);
-    struct timespec t0, t1;
+    struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     char late[512];
     int st = raw_request(port, "GET /defer HTTP/1.1\r\nHost: x\r\n\r\n", late, sizeof(late), 3000);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    long took_ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    long took_ms = ms_since(&t0);
     CU_ASSERT_TRUE(st <= 0); /* refused or closed: never served by a stopping server */
     CU_ASSERT_TRUE(took_ms < 1500);
     pthread_join(th, NULL);
@@ -454,23 +468,15 @@ static void test_deferred_answered_during_stop(void)
     pthread_t th;
     es_http_limits_t l = {.workers = 1};
     es_http_server_t *srv = start_hostile(l, &port);
-    int fd = connect_to(port);
-    const char *req = "GET /defer HTTP/1.1\r\nHost: x\r\n\r\n";
-    send(fd, req, strlen(req), MSG_NOSIGNAL);
-    pthread_mutex_lock(&gate_mu);
-    while (!parked)
-        pthread_cond_wait(&gate_cv, &gate_mu);
-    es_http_deferred_t *d = parked;
-    parked = NULL;
-    pthread_mutex_unlock(&gate_mu);
+    int fd;
+    es_http_deferred_t *d = park_request(port, &fd);
     pthread_create(&th, NULL, stop_server, srv);
     usleep(300 * 1000); /* the stop is waiting for this answer now */
-    struct timespec t0, t1;
+    struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     es_http_deferred_json(d, 200, json_pack("{s:s}", "from", "the stop's grace"));
     pthread_join(th, NULL);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    long took_ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    long took_ms = ms_since(&t0);
     CU_ASSERT_TRUE(took_ms < 2500); /* not the 5 s grace: the last resume woke the stop */
     ssize_t n = recv(fd, ans, sizeof(ans) - 1, 0);
     ans[n > 0 ? n : 0] = '\0';
