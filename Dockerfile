@@ -4,19 +4,26 @@
 # where the programs look by default (key modules.dir).  A team's module is one
 # more file there (or a mounted directory and modules.dir).
 #   docker build -t escqrs:dev .
-# Build stage: Debian 12 with the -dev packages; runtime stage: only the shared
-# libraries the programs link, running as an unprivileged user.
+# Build stage: Debian 12 with the -dev packages, and librdkafka built from Debian 12's
+# source with its main loop's busy-wait fixed by scripts/build-librdkafka (pinned,
+# checksummed; docs/architecture.md, "librdkafka"); runtime stage: only the shared
+# libraries the programs link (that librdkafka travels in /usr/local/lib), running as
+# an unprivileged user.
 # Checked without a Docker engine by scripts/check-dockerfile (see docs/operations.md).
 
 FROM debian:12.11-slim AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       build-essential cmake pkg-config \
-      librdkafka-dev libavro-dev librocksdb-dev \
+      dpkg-dev python3 libsasl2-dev libzstd-dev liblz4-dev zlib1g-dev \
+      libavro-dev librocksdb-dev \
       libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev \
       libjwt-dev libssl-dev libgnutls28-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
+COPY scripts/build-librdkafka scripts/build-librdkafka
+RUN scripts/build-librdkafka \
+ && rm -rf /var/lib/apt/lists/* .local/cache
 COPY CMakeLists.txt ./
 COPY common common
 COPY producers producers
@@ -28,16 +35,18 @@ COPY examples examples
 # lib/escqrs/modules/; the SDK headers and CMake package are dropped (no
 # compiler in the runtime image).
 RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DESCQRS_WERROR=ON \
-          -DESCQRS_TESTS=OFF -DESCQRS_BENCH=OFF \
+          -DESCQRS_TESTS=OFF -DESCQRS_BENCH=OFF -DESCQRS_RDKAFKA_PREFIX="$(scripts/build-librdkafka)" \
  && cmake --build /build -j"$(nproc)" \
  && cmake --install /build --prefix /out \
+ && cp -a "$(scripts/build-librdkafka)"/lib/librdkafka.so.1 /out/lib/ \
  && rm -rf /out/include /out/lib/cmake /out/lib/pkgconfig \
  && test -x /out/bin/escqrs-gateway && test -f /out/lib/escqrs/modules/escqrs-cart.so
 
 FROM debian:12.11-slim AS runtime
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      librdkafka1 libavro23 librocksdb7.8 libmicrohttpd12 libjansson4 libcurl4 \
+      libsasl2-2 libzstd1 liblz4-1 zlib1g \
+      libavro23 librocksdb7.8 libmicrohttpd12 libjansson4 libcurl4 \
       libjwt0 libssl3 libgnutls30 \
       ca-certificates \
  && rm -rf /var/lib/apt/lists/* \

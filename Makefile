@@ -10,8 +10,11 @@ all: build
 deps:
 	@scripts/install-deps
 
+# librdkafka: Debian 12's source with its main loop's busy-wait fixed, built into .local/
+# by install-deps (scripts/build-librdkafka prints its prefix at once when it is there).
 build: deps
-	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@prefix=$$(scripts/build-librdkafka) && \
+	  cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DESCQRS_RDKAFKA_PREFIX=$$prefix >/dev/null
 	@cmake --build $(BUILD) -j$$(nproc)
 
 demo: build
