@@ -10,7 +10,7 @@ all: build
 deps:
 	@scripts/install-deps
 
-# librdkafka: Debian 12's source with its main loop's busy-wait fixed, built into .local/
+# librdkafka: Debian 12's source with its one-second prefetch pause fixed, built into .local/
 # by install-deps (scripts/build-librdkafka prints its prefix at once when it is there).
 build: deps
 	@prefix=$$(scripts/build-librdkafka) && \

@@ -56,22 +56,22 @@ static const es_conf_def_t projector_defs[] = {
      .min = 1,
      .max = 100000,
      .desc = "Most events folded into one RocksDB write batch"},
-    /* librdkafka 2.0 (Debian 12) backs a partition's fetcher off for a fixed
-     * second once the consumer queue exceeds queued.min.messages or
-     * queued.max.messages.kbytes; a consumer slower than its broker then sits
-     * idle most of a replay (1 M events: 8.8 s to catch up, 2 s of it CPU).
-     * The thresholds are set so that draining them takes longer than that
-     * second at the loop's rate; memory stays bounded by the kbytes limit. */
+    /* The prefetch bounds the projector's RSS whatever the topic size.  Once a
+     * consumer's queue is past either threshold librdkafka stops fetching it;
+     * the librdkafka escqrs builds (scripts/build-librdkafka) looks again after
+     * 10 ms, so 8 MiB keeps a replay's rate (peak RSS 163-191 MiB against
+     * 827-831 with 64 MiB).  Debian's unfixed 2.0.2 waits up to a second
+     * instead, and 8 MiB costs it a third of the rate (docs/architecture.md). */
     {.name = "kafka.queued.min.messages",
      .type = ES_CONF_STRING,
-     .defval = "1000000",
-     .desc = "Prefetched events per consumer before librdkafka backs off for a second",
+     .defval = "100000",
+     .desc = "Prefetched events per consumer before librdkafka pauses fetching",
      .role = ES_CONF_ROLE_CONSUMER},
     {.name = "kafka.queued.max.messages.kbytes",
      .type = ES_CONF_STRING,
-     .defval = "65536",
-     .desc = "Prefetched KiB per consumer (a rebuild runs two) before librdkafka backs off: "
-             "bounds RSS whatever the topic size",
+     .defval = "8192",
+     .desc = "Prefetched KiB per consumer (a rebuild runs two) before librdkafka pauses "
+             "fetching: bounds RSS whatever the topic size",
      .role = ES_CONF_ROLE_CONSUMER},
     {.name = "bootstrap.from",
      .type = ES_CONF_STRING,

@@ -18,6 +18,18 @@
  * no event for a refusal, the group at the end of the commands topic), and
  * the projector's balances equal a fold of the log.  Prints the seconds to
  * not-ready and to ready-again of each program.
+ *
+ * When Kafka itself breaks its word the test cannot judge: a one-node broker
+ * restarted after kill -9 sometimes finishes the commit that was under way
+ * while it is still fenced, logs "Couldn't find leader endpoint for
+ * partitions ... likely deleted" and never writes that commit's markers
+ * (docs/operations.md, "A catch-up that stalls").  The command service then
+ * waits behind the hanging transaction and says so on /readyz, as it must,
+ * and no read_committed reader gets past it.  If a program is still not
+ * ready 180 s after the restart and the broker's log has that line for this
+ * run's topics, the test prints both and exits SKIPPED (77), loudly, instead
+ * of failing on the broker's fault; without that line a program not ready
+ * again is a failure as before.
  */
 #include "accountload.h"
 #include "readtest.h"
@@ -34,6 +46,9 @@
 #define CLIENTS   6
 #define ACCOUNTS  4
 #define AFTER_MIN 20 /* commands sent after the restart that must be accepted */
+#define SKIPPED   77 /* ctest's SKIP_RETURN_CODE for this test (tests/CMakeLists.txt) */
+
+static bool skipped; /* the broker dropped a commit's markers: see the comment above */
 
 static int stack(const char *verb)
 {
@@ -55,6 +70,24 @@ static int readyz(int port)
 {
     rt_proc_t p = {.port = port};
     return rt_http(&p, "GET", "/readyz", NULL);
+}
+
+/* The fault broker's log line saying it dropped the markers of a commit on @p prefix's
+ * topics (NULL when there is none); static storage. */
+static const char *dropped_markers(const char *prefix)
+{
+    static char line[1024];
+    char path[1024];
+    const char *src = getenv("ESCQRS_SOURCE_DIR");
+    snprintf(path, sizeof(path), "%s/.local/stack/fault/logs/kafka.log", src ? src : ".");
+    FILE *f = fopen(path, "r");
+    const char *found = NULL;
+    while (f && !found && fgets(line, sizeof(line), f))
+        if (strstr(line, "likely deleted") && strstr(line, prefix))
+            found = line;
+    if (f)
+        fclose(f);
+    return found;
 }
 
 /* Poll every /readyz until each answered @p want, or @p timeout_ms; record when. */
@@ -112,6 +145,20 @@ static void test_broker_restart(void)
     CU_ASSERT_EQUAL_FATAL(stack("up"), 0);
     int64_t broker_up = al_now_ms() - restarted;
     wait_all(pr, npr, 200, restarted, 180000, true);
+    const char *dropped = pr[0].ready_ms < 0 ? dropped_markers(st.prefix) : NULL;
+    if (dropped) {
+        printf("\n  SKIPPED: the command service is not ready 180 s after the broker's restart,\n"
+               "  and the broker dropped the markers of a committed transaction on this run's\n"
+               "  topics (a hanging transaction no read_committed reader gets past):\n  %s",
+               dropped);
+        fflush(stdout);
+        al_stop(load);
+        al_free(load);
+        rt_proc_stop(&proj);
+        wt_stack_stop(&st);
+        skipped = true;
+        return;
+    }
     /* load goes on until AFTER_MIN commands sent after the restart are
      * accepted (at most 60 s more): progress, not a fixed sleep, is the test */
     int64_t first = -1;
@@ -171,5 +218,6 @@ int main(void)
         {"broker kill -9 and restart under load", test_broker_restart},
         {NULL, NULL},
     };
-    return es_test_run("fault-broker-restart", cases);
+    int rc = es_test_run("fault-broker-restart", cases);
+    return rc == 0 && skipped ? SKIPPED : rc;
 }
