@@ -72,22 +72,14 @@ static int readyz(int port)
     return rt_http(&p, "GET", "/readyz", NULL);
 }
 
-/* The fault broker's log line saying it dropped the markers of a commit on @p prefix's
- * topics (NULL when there is none); static storage. */
-static const char *dropped_markers(const char *prefix)
+/* Whether the fault broker's log says it dropped the markers of a commit on @p prefix's
+ * topics; the line into @p line. */
+static bool dropped_markers(const char *prefix, char *line, size_t linesz)
 {
-    static char line[1024];
     char path[1024];
     const char *src = getenv("ESCQRS_SOURCE_DIR");
     snprintf(path, sizeof(path), "%s/.local/stack/fault/logs/kafka.log", src ? src : ".");
-    FILE *f = fopen(path, "r");
-    const char *found = NULL;
-    while (f && !found && fgets(line, sizeof(line), f))
-        if (strstr(line, "likely deleted") && strstr(line, prefix))
-            found = line;
-    if (f)
-        fclose(f);
-    return found;
+    return wt_log_line(path, "likely deleted", prefix, line, linesz);
 }
 
 /* Poll every /readyz until each answered @p want, or @p timeout_ms; record when. */
@@ -145,8 +137,8 @@ static void test_broker_restart(void)
     CU_ASSERT_EQUAL_FATAL(stack("up"), 0);
     int64_t broker_up = al_now_ms() - restarted;
     wait_all(pr, npr, 200, restarted, 180000, true);
-    const char *dropped = pr[0].ready_ms < 0 ? dropped_markers(st.prefix) : NULL;
-    if (dropped) {
+    char dropped[1024];
+    if (pr[0].ready_ms < 0 && dropped_markers(st.prefix, dropped, sizeof(dropped))) {
         printf("\n  SKIPPED: the command service is not ready 180 s after the broker's restart,\n"
                "  and the broker dropped the markers of a committed transaction on this run's\n"
                "  topics (a hanging transaction no read_committed reader gets past):\n  %s",
