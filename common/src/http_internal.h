@@ -123,6 +123,10 @@ void http_req_run(es_http_server_t *srv, es_http_req_t *req);
 void http_req_answered(es_http_server_t *srv, es_http_req_t *req);
 /* Drop one reference (srv->mu held); the last one frees. */
 void http_req_unref(es_http_req_t *req);
+/* A worker's own reference while it runs the handler (a deferred answer may
+ * be given, sent and let go of before the handler returns); takes srv->mu. */
+void http_req_hold(es_http_req_t *req);
+void http_req_release(es_http_req_t *req);
 /* A worker's answer is in req->resp: resume, and drop the worker's reference. */
 void http_req_complete(es_http_req_t *req);
 /* Open the request's span from its traceparent and tracestate headers (event thread). */

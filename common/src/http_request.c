@@ -17,7 +17,10 @@
  * Lifetime of a request context: one reference for libmicrohttpd (dropped
  * in its COMPLETED notification) and one for whoever answers (a worker, or
  * the holder of an es_http_deferred_t).  The last reference frees it, so
- * neither a closed connection nor a late answer touches freed memory.
+ * neither a closed connection nor a late answer touches freed memory.  A
+ * worker holds one more while it runs the handler: a handler that defers
+ * may see its answer given, sent and the connection closed before it
+ * returns (the gateway answers 503 itself when a command cannot be queued).
  */
 #include "http_internal.h"
 #include "escqrs/mem.h"
@@ -252,6 +255,21 @@ void http_req_unref(es_http_req_t *req)
     resp_clear(&req->resp);
     es_buf_free(&req->body);
     free(req);
+}
+
+void http_req_hold(es_http_req_t *req)
+{
+    pthread_mutex_lock(&req->srv->mu);
+    req->refs++;
+    pthread_mutex_unlock(&req->srv->mu);
+}
+
+void http_req_release(es_http_req_t *req)
+{
+    es_http_server_t *srv = req->srv;
+    pthread_mutex_lock(&srv->mu);
+    http_req_unref(req);
+    pthread_mutex_unlock(&srv->mu);
 }
 
 void http_req_run(es_http_server_t *srv, es_http_req_t *req)

@@ -49,6 +49,7 @@ typedef struct waiter_s {
     bool done;        /* answered: off the table */
     int64_t deadline; /* monotonic ms */
     int64_t t0;
+    uint64_t seq; /* order of registration (gw->mu): outcomes read before it are not its */
     es_http_deferred_t *answer;
 } waiter_t;
 
@@ -82,6 +83,7 @@ struct gw_s {
     pthread_mutex_t mu; /* the waiter table and list */
     waiter_t *waiters[GW_NBUCKETS];
     waiter_t *oldest, *newest;
+    uint64_t waiter_seq; /* the last waiter's seq */
 
     es_histogram_t *h_latency;
 };
@@ -92,8 +94,8 @@ json_t *gw_unavailable(const char *why);
 waiter_t *gw_waiter_add(gw_t *gw, const char *cmd_id, const char *agg_id, int64_t t0,
                         es_http_deferred_t *answer);
 void gw_waiter_fail(gw_t *gw, waiter_t *w, json_t *body);
-bool gw_waiter_wanted(gw_t *gw, const char *cmd_id);
-void gw_waiters_answer(gw_t *gw, const es_outcome_t *o);
+bool gw_waiter_wanted(gw_t *gw, const char *cmd_id, uint64_t *seen);
+void gw_waiters_answer(gw_t *gw, const es_outcome_t *o, uint64_t seen);
 void gw_waiters_expire(gw_t *gw);
 void gw_waiters_finish_all(gw_t *gw);
 void gw_on_delivery(void *opaque, const rd_kafka_message_t *m);

@@ -86,7 +86,8 @@ static void results_handle(gw_t *gw, rd_kafka_message_t *m)
     char id[ES_ID_MAX + 1], errstr[512], tp[ES_TRACEPARENT_LEN + 1], trace_id[ES_TRACE_ID_LEN + 1];
     avro_value_t *v;
     es_outcome_t o;
-    if (es_header_get(m, "command-id", id, sizeof(id)) || !gw_waiter_wanted(gw, id))
+    uint64_t seen; /* the waiters registered before this outcome was read */
+    if (es_header_get(m, "command-id", id, sizeof(id)) || !gw_waiter_wanted(gw, id, &seen))
         return;
     if (es_serde_decode(gw->res_serde, m->payload, m->len, &v, errstr, sizeof(errstr)) ||
         es_outcome_from_value(v, &o, errstr, sizeof(errstr))) {
@@ -96,7 +97,7 @@ static void results_handle(gw_t *gw, rd_kafka_message_t *m)
         es_log_trace_set(NULL);
         return;
     }
-    gw_waiters_answer(gw, &o);
+    gw_waiters_answer(gw, &o, seen);
 }
 
 /* Schemas of every aggregate's commands and of the results (once). */

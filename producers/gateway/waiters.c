@@ -11,6 +11,13 @@
  * go of it (`refs`).  Waiters are kept in deadline order, as every one has
  * the same timeout, so expiring them looks only at the oldest.  Answers are
  * given after gw->mu is released: answering takes locks of its own.
+ *
+ * An outcome answers only the waiters registered before it was read: a
+ * client that retries the moment it has its answer registers again while
+ * that answer's outcome is still being handed out, and the retry — maybe
+ * with another body, which its own outcome refuses 409 — must wait for the
+ * outcome of its own command record (gw_waiter_wanted() notes how far
+ * registration had got, gw_waiters_answer() goes no further).
  */
 #include "gateway_int.h"
 
@@ -123,6 +130,7 @@ waiter_t *gw_waiter_add(gw_t *gw, const char *cmd_id, const char *agg_id, int64_
     w->deadline = es_mono_ms() + gw->timeout_ms;
     w->answer = answer;
     pthread_mutex_lock(&gw->mu);
+    w->seq = ++gw->waiter_seq;
     size_t b = bucket_of(w->id);
     w->next = gw->waiters[b];
     gw->waiters[b] = w;
@@ -164,17 +172,18 @@ void gw_on_delivery(void *opaque, const rd_kafka_message_t *m)
         reply(gw, &r);
 }
 
-bool gw_waiter_wanted(gw_t *gw, const char *cmd_id)
+bool gw_waiter_wanted(gw_t *gw, const char *cmd_id, uint64_t *seen)
 {
     bool wanted = false;
     pthread_mutex_lock(&gw->mu);
+    *seen = gw->waiter_seq;
     for (waiter_t *w = gw->waiters[bucket_of(cmd_id)]; w && !wanted; w = w->next)
         wanted = !strcmp(w->id, cmd_id);
     pthread_mutex_unlock(&gw->mu);
     return wanted;
 }
 
-void gw_waiters_answer(gw_t *gw, const es_outcome_t *o)
+void gw_waiters_answer(gw_t *gw, const es_outcome_t *o, uint64_t seen)
 {
     json_t *body = NULL;
     int status = es_outcome_http(o, &body);
@@ -183,7 +192,8 @@ void gw_waiters_answer(gw_t *gw, const es_outcome_t *o)
         bool answer = false;
         pthread_mutex_lock(&gw->mu);
         waiter_t *w = gw->waiters[bucket_of(o->command_id)];
-        while (w && (strcmp(w->id, o->command_id) || strcmp(w->agg_id, o->aggregate_id)))
+        while (w && (w->seq > seen || strcmp(w->id, o->command_id) ||
+                     strcmp(w->agg_id, o->aggregate_id)))
             w = w->next;
         if (w)
             answer = waiter_finish(gw, w, status, json_deep_copy(body), &r);

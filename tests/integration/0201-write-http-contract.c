@@ -210,6 +210,9 @@ static void test_account_contract(void)
     free(first);
     /* the same key with another body is refused and writes nothing */
     int status = wt_post(&st.gw, path, "{\"amount_cents\":8}", 18, s->key, NULL, &b);
+    if (status != 409)
+        fprintf(stderr, "the same key, another body: %d, wanted 409: %s\n", status,
+                b ? json_dumps(b, JSON_COMPACT) : "(no JSON)");
     CU_ASSERT_EQUAL(status, 409);
     ES_ASSERT_STR_EQ(json_string_value(json_object_get(b, "error")), "idempotency_key_reused");
     json_decref(b);

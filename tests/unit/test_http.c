@@ -212,17 +212,34 @@ static void *answer_parked(void *arg)
     return NULL;
 }
 
+static bool client_done;
+
+/* Defers, answers at once (as the gateway does when a command cannot even be
+ * queued), and returns only after the client has its answer and is gone. */
+static void self_answering_handler(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
+{
+    (void)opaque;
+    (void)resp;
+    es_http_deferred_json(es_http_defer(req), 200, json_pack("{s:s}", "from", "the handler"));
+    pthread_mutex_lock(&gate_mu);
+    while (!client_done)
+        pthread_cond_wait(&gate_cv, &gate_mu);
+    pthread_mutex_unlock(&gate_mu);
+    usleep(200 * 1000); /* the server sees the close and lets go of the request */
+}
+
 static es_http_server_t *start_hostile(es_http_limits_t limits, int *port)
 {
     static const es_http_route_t routes[] = {
         {"POST", "/v1/carts/{id}/{cmd}", echo_handler, "command:carts.{cmd}"},
         {"GET", "/block", blocking_handler, "query:block"},
         {"GET", "/defer", deferring_handler, "query:defer"},
+        {"GET", "/defer-self", self_answering_handler, "query:defer-self"},
     };
     es_http_server_conf_t conf = {.listen = "127.0.0.1:0",
                                   .max_body = 1024,
                                   .routes = routes,
-                                  .nroutes = 3,
+                                  .nroutes = 4,
                                   .limits = limits};
     char errstr[256];
     es_http_server_t *srv = es_http_server_start(&conf, errstr, sizeof(errstr));
@@ -456,6 +473,32 @@ static void test_deferred(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(ans, " 503 "));
     close(fd);
     (void)d; /* answered by the stop; the server is gone, so it must not be answered again */
+}
+
+/* A handler that answers its own deferred request before it returns: the
+ * request may be gone by the time the worker is back from the handler, and
+ * the worker must not look at it then (ASan's heap-use-after-free if it does). */
+static void test_deferred_answered_by_its_handler(void)
+{
+    int port;
+    char ans[2048];
+    es_http_limits_t l = {.workers = 1};
+    es_http_server_t *srv = start_hostile(l, &port);
+    CU_ASSERT_EQUAL(raw_request(port,
+                                "GET /defer-self HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                                ans, sizeof(ans), 5000),
+                    200);
+    CU_ASSERT_PTR_NOT_NULL(strstr(ans, "the handler"));
+    pthread_mutex_lock(&gate_mu);
+    client_done = true;
+    pthread_cond_broadcast(&gate_cv);
+    pthread_mutex_unlock(&gate_mu);
+    usleep(400 * 1000); /* the worker is back */
+    CU_ASSERT_EQUAL(raw_request(port,
+                                "GET /defer-self HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                                ans, sizeof(ans), 5000),
+                    200); /* and serves the next one */
+    es_http_server_stop(srv);
 }
 
 /* A deferred answer given while the server stops is delivered, and the stop goes on at
@@ -773,6 +816,7 @@ int main(void)
         {"1500 idle connections, and a per-client limit", test_many_idle_connections},
         {"a full handler queue answers 503, health still answers", test_busy_workers},
         {"answers deferred to another thread, and at stop", test_deferred},
+        {"a deferred answer given by its own handler", test_deferred_answered_by_its_handler},
         {"a deferred answer given during a stop ends it at once",
          test_deferred_answered_during_stop},
         {"the query string again, percent-encoded", test_query_string},
