@@ -8,6 +8,9 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+#define DELETE_TIMEOUT_MS 60000 /* metadata and the DeleteTopics answer */
 
 void bench_die(const char *what, const char *err)
 {
@@ -71,4 +74,54 @@ void bench_send(rd_kafka_t *rk, const char *topic, const char *key, size_t keyle
         break;
     }
     rd_kafka_poll(rk, 0);
+}
+
+void bench_delete_topics(const es_conf_t *conf, const char *prefix)
+{
+    char err[512];
+    if (strncmp(prefix, "bench-", 6) || strlen(prefix) < 8)
+        bench_die("delete topics", "the prefix must start with \"bench-\" and name a run");
+    rd_kafka_conf_t *kc = es_kafka_conf_build(conf, ES_CONF_ROLE_PRODUCER, err, sizeof(err));
+    if (!kc)
+        bench_die("admin conf", err);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, err, sizeof(err));
+    if (!rk)
+        bench_die("admin", err);
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t kerr = rd_kafka_metadata(rk, 1, NULL, &md, DELETE_TIMEOUT_MS);
+    if (kerr)
+        bench_die("metadata", rd_kafka_err2str(kerr));
+    rd_kafka_DeleteTopic_t **del = calloc((size_t)md->topic_cnt + 1, sizeof(*del));
+    size_t n = 0;
+    for (int i = 0; i < md->topic_cnt; i++)
+        if (!strncmp(md->topics[i].topic, prefix, strlen(prefix)))
+            del[n++] = rd_kafka_DeleteTopic_new(md->topics[i].topic);
+    rd_kafka_metadata_destroy(md);
+    size_t failed = 0;
+    if (n) {
+        rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+        rd_kafka_DeleteTopics(rk, del, n, NULL, q);
+        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, DELETE_TIMEOUT_MS + 5000);
+        const rd_kafka_DeleteTopics_result_t *res =
+            ev ? rd_kafka_event_DeleteTopics_result(ev) : NULL;
+        size_t cnt = 0;
+        const rd_kafka_topic_result_t **tr =
+            res ? rd_kafka_DeleteTopics_result_topics(res, &cnt) : NULL;
+        for (size_t i = 0; i < cnt; i++)
+            if (rd_kafka_topic_result_error(tr[i])) {
+                fprintf(stderr, "bench: delete %s: %s\n", rd_kafka_topic_result_name(tr[i]),
+                        rd_kafka_topic_result_error_string(tr[i]));
+                failed++;
+            }
+        if (!res)
+            failed = n;
+        if (ev)
+            rd_kafka_event_destroy(ev);
+        rd_kafka_queue_destroy(q);
+        rd_kafka_DeleteTopic_destroy_array(del, n);
+    }
+    free(del);
+    rd_kafka_destroy(rk);
+    fprintf(stderr, "bench: deleted %zu topic(s) named %s*%s\n", n - failed, prefix,
+            failed ? " (some failed, above)" : "");
 }

@@ -5,6 +5,8 @@
  *   escqrs-bench-rebuild [--events N] [--partitions P] [--projector PATH]
  *                        [--projection NAME] [--topic-prefix PFX]
  *                        [--prepare-only] [--produce-raw N]
+ *   escqrs-bench-rebuild --delete-topics PFX   (every topic named PFX*; PFX
+ *                        starts with "bench-": a run's clean-up)
  *
  * 1. produces N valid cart events (the tests' workload model, with the
  *    envelope headers the command service writes: 200-250 bytes a record)
@@ -70,6 +72,9 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 
 /* A sample of encoded records, replayed by --produce-raw. */
 #define RAW_SAMPLE 10000
+
+#define TOPIC_WAIT_STEP_S 5   /* between looks at a topic the broker cannot count yet */
+#define TOPIC_WAIT_MAX_S  900 /* a restarted broker loading 10+ GB of logs takes minutes */
 static struct {
     char key[64];
     es_buf_t value;
@@ -211,28 +216,63 @@ static double cpu_s(pid_t pid)
 }
 
 /* Records in @p topic (sum of high watermarks), or -1 when it does not exist. */
-static long topic_records(es_conf_t *conf, const char *topic)
+/* Records in @p topic once: -1 when it does not exist, -2 when the broker
+ * cannot say yet (a partition without a leader or a watermark, as while a
+ * restarted broker loads its logs: counting those as 0 would call a full
+ * topic empty). */
+static long topic_records_once(rd_kafka_t *rk, const char *topic, char *why, size_t whysz)
 {
-    char err[512];
-    es_consumer_t *c = es_consumer_new(conf, NULL, err, sizeof(err));
-    if (!c)
-        bench_die("consumer", err);
-    rd_kafka_t *rk = es_consumer_rk(c);
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-    long total = -1;
-    if (rd_kafka_metadata(rk, 0, rkt, &md, 10000) == 0 && md->topic_cnt == 1 &&
-        md->topics[0].err == 0) {
+    rd_kafka_resp_err_t kerr = rd_kafka_metadata(rk, 0, rkt, &md, 10000);
+    long total = -2;
+    if (kerr) {
+        snprintf(why, whysz, "metadata: %s", rd_kafka_err2str(kerr));
+    } else if (md->topic_cnt != 1 || md->topics[0].err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+        total = -1;
+    } else if (md->topics[0].err) {
+        snprintf(why, whysz, "%s", rd_kafka_err2str(md->topics[0].err));
+    } else {
         total = 0;
-        for (int p = 0; p < md->topics[0].partition_cnt; p++) {
+        for (int p = 0; p < md->topics[0].partition_cnt && total >= 0; p++) {
             int64_t lo, hi;
-            if (rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 10000) == 0)
+            rd_kafka_resp_err_t werr =
+                md->topics[0].partitions[p].leader < 0
+                    ? RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE
+                    : rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 10000);
+            if (werr) {
+                snprintf(why, whysz, "partition %d: %s", p, rd_kafka_err2str(werr));
+                total = -2;
+            } else {
                 total += (long)hi;
+            }
         }
     }
     if (md)
         rd_kafka_metadata_destroy(md);
     rd_kafka_topic_destroy(rkt);
+    return total;
+}
+
+/* Records in @p topic (-1: no such topic), waiting while the broker cannot say. */
+static long topic_records(es_conf_t *conf, const char *topic)
+{
+    char err[1024], why[400] = "";
+    es_consumer_t *c = es_consumer_new(conf, NULL, err, sizeof(err));
+    if (!c)
+        bench_die("consumer", err);
+    long total;
+    for (int waited_s = 0;
+         (total = topic_records_once(es_consumer_rk(c), topic, why, sizeof(why))) == -2;
+         waited_s += TOPIC_WAIT_STEP_S) {
+        if (waited_s >= TOPIC_WAIT_MAX_S) {
+            snprintf(err, sizeof(err), "%s: the broker cannot count it after %d s: %s", topic,
+                     waited_s, why);
+            bench_die("topic", err);
+        }
+        fprintf(stderr, "bench: %s: %s; waiting for the broker (loading its logs?)\n", topic, why);
+        sleep(TOPIC_WAIT_STEP_S);
+    }
     es_consumer_destroy(c);
     return total;
 }
@@ -322,6 +362,7 @@ int main(int argc, char **argv)
     char prefix[128] = "";
     char err[512], topic[300], agg[200];
     bool prepare_only = false;
+    const char *delete_prefix = NULL;
 
     es_shipped_modules_register();
 
@@ -347,6 +388,8 @@ int main(int argc, char **argv)
             snprintf(prefix, sizeof(prefix), "%s", argv[i + 1]);
         else if (!strcmp(argv[i], "--produce-raw"))
             raw_n = strtol(argv[i + 1], NULL, 10);
+        else if (!strcmp(argv[i], "--delete-topics"))
+            delete_prefix = argv[i + 1];
         else
             bench_die("usage", "see the comment at the top of bench/read/bench_rebuild.c");
     }
@@ -358,6 +401,11 @@ int main(int argc, char **argv)
         es_conf_set(conf, "topics.partitions", np, "bench", err, sizeof(err)))
         bench_die("conf", err);
 
+    if (delete_prefix) {
+        bench_delete_topics(conf, delete_prefix);
+        es_conf_destroy(conf);
+        return 0;
+    }
     if (!prefix[0])
         snprintf(prefix, sizeof(prefix), "bench-%ld", (long)time(NULL));
     snprintf(agg, sizeof(agg), "%s.cart", prefix);

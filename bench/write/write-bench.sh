@@ -38,7 +38,14 @@ ${WRAP_GW:-} "$BUILD"/producers/gateway/escqrs-gateway "${common[@]}" --set aggr
   --set http.listen=127.0.0.1:$GW_PORT ${EXTRA_GW:-} 2>"$DIR/gw.log" &
 GW=$!
 PJ=
-trap 'kill $GW $CS $PJ 2>/dev/null; wait $GW $CS $PJ 2>/dev/null || true' EXIT
+# the run's topics go with it: thousands of them slow the test broker down
+cleanup() {
+  kill $GW $CS $PJ 2>/dev/null
+  wait $GW $CS $PJ 2>/dev/null || true
+  ESCQRS_TEST_BOOTSTRAP=$BOOTSTRAP "$BUILD"/bench/read/escqrs-bench-rebuild --delete-topics "$PREFIX" \
+    2>&1 | grep -v '^{' >&2 || true
+}
+trap cleanup EXIT
 wait_ready() {
   for _ in $(seq 1 600); do
     curl -sf "http://127.0.0.1:$1/readyz" >/dev/null && return 0

@@ -24,7 +24,7 @@ typedef struct {
 
 static answer_t answers[MAX_ANSWERS];
 static size_t nanswers;
-static gw_t *retry_gw;          /* set: the first answer registers the retry below */
+static gw_t *retry_gw; /* set: the first answer registers the retry below */
 static char retry_id[64];
 static waiter_t *retry_waiter;
 static es_http_deferred_t *const RETRY = (es_http_deferred_t *)"retry";
