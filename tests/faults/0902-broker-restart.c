@@ -25,11 +25,15 @@
  * partitions ... likely deleted" and never writes that commit's markers
  * (docs/operations.md, "A catch-up that stalls").  The command service then
  * waits behind the hanging transaction and says so on /readyz, as it must,
- * and no read_committed reader gets past it.  If a program is still not
- * ready 180 s after the restart and the broker's log has that line for this
- * run's topics, the test prints both and exits SKIPPED (77), loudly, instead
- * of failing on the broker's fault; without that line a program not ready
- * again is a failure as before.
+ * and no read_committed reader gets past it.  When the broker's log has that
+ * line for this run's topics at the end of the load (the programs ready
+ * again, or 180 s after the restart, then up to 60 s of load), the test
+ * prints it and exits SKIPPED (77), loudly,
+ * instead of failing on the broker's fault: whether the command service got
+ * ready before its catch-up met the hanging transaction or not (both seen,
+ * on Debian's own librdkafka too), the history checks that follow would
+ * wait on it (OffsetFetch answers "unstable" while its offsets are pending).
+ * Without that line a program not ready again is a failure as before.
  */
 #include "accountload.h"
 #include "readtest.h"
@@ -137,20 +141,6 @@ static void test_broker_restart(void)
     CU_ASSERT_EQUAL_FATAL(stack("up"), 0);
     int64_t broker_up = al_now_ms() - restarted;
     wait_all(pr, npr, 200, restarted, 180000, true);
-    char dropped[1024];
-    if (pr[0].ready_ms < 0 && dropped_markers(st.prefix, dropped, sizeof(dropped))) {
-        printf("\n  SKIPPED: the command service is not ready 180 s after the broker's restart,\n"
-               "  and the broker dropped the markers of a committed transaction on this run's\n"
-               "  topics (a hanging transaction no read_committed reader gets past):\n  %s",
-               dropped);
-        fflush(stdout);
-        al_stop(load);
-        al_free(load);
-        rt_proc_stop(&proj);
-        wt_stack_stop(&st);
-        skipped = true;
-        return;
-    }
     /* load goes on until AFTER_MIN commands sent after the restart are
      * accepted (at most 60 s more): progress, not a fixed sleep, is the test */
     int64_t first = -1;
@@ -159,6 +149,21 @@ static void test_broker_restart(void)
         sleep(1);
     sleep(2);
     al_stop(load);
+    char dropped[1024];
+    if (dropped_markers(st.prefix, dropped, sizeof(dropped))) {
+        printf("\n  SKIPPED: the broker dropped the markers of a committed transaction on this\n"
+               "  run's topics (a hanging transaction no read_committed reader gets past); the\n"
+               "  command service %s:\n  %s",
+               pr[0].ready_ms < 0 ? "is not ready 180 s after the restart"
+                                  : "got ready, and then meets it",
+               dropped);
+        fflush(stdout);
+        al_free(load);
+        rt_proc_stop(&proj);
+        wt_stack_stop(&st);
+        skipped = true;
+        return;
+    }
 
     printf("\n  broker down %.1f s, up again %.1f s after its start\n",
            (double)(restarted - killed) / 1000.0, (double)broker_up / 1000.0);
