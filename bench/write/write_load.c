@@ -7,7 +7,11 @@
  * -c clients (threads, one keep-alive connection each) send deposits to -a
  * accounts (opened first) for -d seconds; -r caps the total rate (commands/s,
  * paced per client: an open-loop schedule, so latency includes queueing when
- * the service falls behind), 0 = as fast as answers come (closed loop).
+ * the service falls behind), 0 = as fast as answers come (closed loop).  The
+ * clients' schedules are staggered (client i starts i/clients of an interval
+ * late), so commands arrive evenly at the rate: without it every client
+ * fired at the same instant and "25 % of saturation" was a burst of all the
+ * clients every interval, measured as if it were a steady rate.
  * With -q, every accepted command is followed by a query of its account on
  * that projector with min_position= the answer's position: the end-to-end
  * latency from sending the command to seeing it in a view.
@@ -48,7 +52,7 @@ static const char *prefix = "bench";
 static const char *query_base = NULL;
 static int clients = 16, duration = 10, accounts = 1000;
 static double rate = 0;
-static double t_end;
+static double t_start, t_end;
 
 static double now_s(void)
 {
@@ -120,7 +124,8 @@ static void *run(void *arg)
     char path[256], url[512], pos[64];
     body_t answer;
     unsigned seed = (unsigned)cl->id * 7919u + 1;
-    double interval = rate > 0 ? clients / rate : 0, next = now_s();
+    double interval = rate > 0 ? clients / rate : 0;
+    double next = t_start + interval * cl->id / clients; /* staggered: see the top */
     while (now_s() < t_end) {
         if (interval > 0) {
             double w = next - now_s();
@@ -218,6 +223,7 @@ int main(int argc, char **argv)
     client_t *cl = calloc((size_t)clients, sizeof(*cl));
     pthread_t *th = calloc((size_t)clients, sizeof(*th));
     double t0 = now_s();
+    t_start = t0;
     t_end = t0 + duration;
     for (int i = 0; i < clients; i++) {
         cl[i].id = i;
