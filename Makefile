@@ -10,8 +10,9 @@ all: build
 deps:
 	@scripts/install-deps
 
-# librdkafka: Debian 12's source with its one-second prefetch pause fixed, built into .local/
-# by install-deps (scripts/build-librdkafka prints its prefix at once when it is there).
+# librdkafka: Debian 12's source with its prefetch pause and main-loop busy-wait fixed,
+# built into .local/ by install-deps (scripts/build-librdkafka prints its prefix at once
+# when it is there).
 build: deps
 	@prefix=$$(scripts/build-librdkafka) && \
 	  cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DESCQRS_RDKAFKA_PREFIX=$$prefix >/dev/null

@@ -215,8 +215,7 @@ static double cpu_s(pid_t pid)
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
-/* Records in @p topic (sum of high watermarks), or -1 when it does not exist. */
-/* Records in @p topic once: -1 when it does not exist, -2 when the broker
+/* Records in @p topic (sum of high watermarks) once: -1 when it does not exist, -2 when the broker
  * cannot say yet (a partition without a leader or a watermark, as while a
  * restarted broker loads its logs: counting those as 0 would call a full
  * topic empty). */

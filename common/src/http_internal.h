@@ -117,15 +117,13 @@ struct es_http_server_s {
 
 /* ---------------------------------------------- http_request.c: states */
 
-/* READING → RUNNING (srv->mu held): the answering party's reference is taken. */
+/* READING → RUNNING (srv->mu held): the worker's reference is taken. */
 void http_req_run(es_http_server_t *srv, es_http_req_t *req);
 /* RUNNING → ANSWERED (srv->mu held): the event thread queues resp on resume. */
 void http_req_answered(es_http_server_t *srv, es_http_req_t *req);
 /* Drop one reference (srv->mu held); the last one frees. */
 void http_req_unref(es_http_req_t *req);
-/* A worker's own reference while it runs the handler (a deferred answer may
- * be given, sent and let go of before the handler returns); takes srv->mu. */
-void http_req_hold(es_http_req_t *req);
+/* http_req_unref() under srv->mu: a worker lets go of a request it deferred. */
 void http_req_release(es_http_req_t *req);
 /* A worker's answer is in req->resp: resume, and drop the worker's reference. */
 void http_req_complete(es_http_req_t *req);

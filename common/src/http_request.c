@@ -15,12 +15,13 @@
  * READING to ANSWERED on that thread alone: no other thread knows it yet.)
  *
  * Lifetime of a request context: one reference for libmicrohttpd (dropped
- * in its COMPLETED notification) and one for whoever answers (a worker, or
- * the holder of an es_http_deferred_t).  The last reference frees it, so
- * neither a closed connection nor a late answer touches freed memory.  A
- * worker holds one more while it runs the handler: a handler that defers
- * may see its answer given, sent and the connection closed before it
- * returns (the gateway answers 503 itself when a command cannot be queued).
+ * in its COMPLETED notification), one for the worker that runs it (dropped
+ * when the handler has returned), and one more for the holder of an
+ * es_http_deferred_t (dropped with the answer).  The last reference frees
+ * it, so neither a closed connection nor a late answer touches freed
+ * memory, and a handler that defers may see its answer given, sent and the
+ * connection closed before it returns (the gateway answers 503 itself when
+ * a command cannot be queued) without the worker losing the request.
  */
 #include "http_internal.h"
 #include "escqrs/mem.h"
@@ -257,13 +258,6 @@ void http_req_unref(es_http_req_t *req)
     free(req);
 }
 
-void http_req_hold(es_http_req_t *req)
-{
-    pthread_mutex_lock(&req->srv->mu);
-    req->refs++;
-    pthread_mutex_unlock(&req->srv->mu);
-}
-
 void http_req_release(es_http_req_t *req)
 {
     es_http_server_t *srv = req->srv;
@@ -275,7 +269,7 @@ void http_req_release(es_http_req_t *req)
 void http_req_run(es_http_server_t *srv, es_http_req_t *req)
 {
     req->state = RQ_RUNNING;
-    req->refs++; /* the answering party's */
+    req->refs++; /* the worker's */
     req->next_run = srv->running;
     if (srv->running)
         srv->running->prev_run = req;
@@ -312,7 +306,10 @@ void http_req_complete(es_http_req_t *req)
 
 es_http_deferred_t *es_http_defer(es_http_req_t *req)
 {
+    pthread_mutex_lock(&req->srv->mu);
+    req->refs++; /* the holder's own: the worker keeps its until the handler returns */
     req->deferred = true;
+    pthread_mutex_unlock(&req->srv->mu);
     return (es_http_deferred_t *)req;
 }
 

@@ -107,21 +107,20 @@ static void run_handler(es_http_server_t *srv, es_http_req_t *req)
         es_log_trace_set(NULL);
         return;
     }
-    http_req_hold(req); /* a deferred answer may be given and sent before the handler returns */
     req->route->handler(srv->conf.opaque, req, &req->resp);
-    bool deferred = req->deferred;
     if (!strncmp(req->action, ADMIN_ACTION_PREFIX, strlen(ADMIN_ACTION_PREFIX)) &&
-        !deferred) /* every admin action, who, result */
+        !req->deferred) /* every admin action, who, result */
         es_log_info("access", "%d %s %s action=%s sub=%s client=%s", req->resp.status, req->method,
                     req->path, req->action, or_dash(req->principal.subject),
                     or_dash(req->principal.client_id));
     es_log_trace_set(NULL);
-    if (!deferred) { /* else the holder of the es_http_deferred_t completes it */
-        if (!req->resp.status)
-            es_http_resp_error(&req->resp, 500, "internal", "handler gave no answer");
-        http_req_complete(req);
+    if (req->deferred) {
+        http_req_release(req); /* the holder of the es_http_deferred_t completes it */
+        return;
     }
-    http_req_release(req);
+    if (!req->resp.status)
+        es_http_resp_error(&req->resp, 500, "internal", "handler gave no answer");
+    http_req_complete(req);
 }
 
 void http_jobs_push(es_http_server_t *srv, es_http_req_t *req)

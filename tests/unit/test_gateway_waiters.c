@@ -12,6 +12,7 @@
 #include "testutil.h"
 
 #include <CUnit/CUnit.h>
+#include <stdio.h>
 #include <string.h>
 
 #define MAX_ANSWERS 8
