@@ -501,6 +501,30 @@ static void test_deferred_answered_by_its_handler(void)
     es_http_server_stop(srv);
 }
 
+/* A client that hangs up while its request waits for a deferred answer (a
+ * gateway client giving up on its outcome): the answer that comes later
+ * touches nothing freed, and the server goes on serving. */
+static void test_deferred_client_gone(void)
+{
+    int port, fd;
+    char ans[2048];
+    es_http_limits_t l = {.workers = 1};
+    pthread_mutex_lock(&gate_mu);
+    client_done = true; /* /defer-self below returns at once */
+    pthread_mutex_unlock(&gate_mu);
+    es_http_server_t *srv = start_hostile(l, &port);
+    es_http_deferred_t *d = park_request(port, &fd);
+    close(fd);
+    usleep(200 * 1000); /* the server may see the close now */
+    es_http_deferred_json(d, 200, json_pack("{s:s}", "from", "too late"));
+    usleep(200 * 1000);
+    CU_ASSERT_EQUAL(raw_request(port,
+                                "GET /defer-self HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                                ans, sizeof(ans), 5000),
+                    200);
+    es_http_server_stop(srv);
+}
+
 /* A deferred answer given while the server stops is delivered, and the stop goes on at
  * once: nothing waits out the grace period (STOP_GRACE_MS, 5 s) once the last suspended
  * request is answered. */
@@ -817,6 +841,7 @@ int main(void)
         {"a full handler queue answers 503, health still answers", test_busy_workers},
         {"answers deferred to another thread, and at stop", test_deferred},
         {"a deferred answer given by its own handler", test_deferred_answered_by_its_handler},
+        {"a deferred answer after its client hung up", test_deferred_client_gone},
         {"a deferred answer given during a stop ends it at once",
          test_deferred_answered_during_stop},
         {"the query string again, percent-encoded", test_query_string},
