@@ -30,6 +30,7 @@ typedef struct rt_rec_s {
     int64_t ts;
     bool poison;          /* not decodable, or refused by the projections, on purpose */
     bool aborted;         /* in an aborted transaction: read_committed never delivers it */
+    bool deleted;         /* before its partition's log start (rt_delete_records) */
     vm_event_t *ev;       /* the event's plain values, taken before encoding; NULL for raw bytes */
     char traceparent[56]; /* its `traceparent` header (every record has one, and a
                              `correlation-id` header equal to its key) */
@@ -60,6 +61,9 @@ void rt_produce_sim(rt_topic_t *tp, es_sim_t *sim, es_evgen_t *g, int n);
 void rt_produce_raw(rt_topic_t *tp, const char *key, const void *data, size_t len);
 /** @brief Wait for every delivery; fails the test on any delivery error. */
 void rt_topic_flush(rt_topic_t *tp);
+/* Move each partition p's log start to before[p] (Kafka's DeleteRecords); the
+ * records before it are marked deleted, and no model counts them. */
+void rt_delete_records(rt_topic_t *tp, const int64_t *before);
 /** @brief Make @p tp's producer transactional (id @p txn_id), like the command service's. */
 void rt_topic_transactional(rt_topic_t *tp, es_conf_t *conf, const char *txn_id);
 void rt_txn_begin(rt_topic_t *tp);

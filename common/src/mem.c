@@ -338,6 +338,33 @@ bool es_map_next(const es_map_t *m, size_t *pos, const void **key, size_t *keyle
     return false;
 }
 
+bool es_map_remove(es_map_t *m, const void *key, size_t keylen)
+{
+    if (!m->cap)
+        return false;
+    size_t mask = m->cap - 1;
+    struct es_map_slot_s *s = map_find(m->slots, m->cap, key, keylen);
+    if (!s->key)
+        return false;
+    free(s->key);
+    if (s->val && m->free_val)
+        m->free_val(s->val);
+    /* Close the hole: a later entry of the probe run moves into it when the
+     * hole lies between the entry's home slot and the slot it is in. */
+    size_t hole = (size_t)(s - m->slots);
+    for (size_t j = (hole + 1) & mask; m->slots[j].key; j = (j + 1) & mask) {
+        size_t home =
+            (size_t)es_fnv1a64(ES_FNV1A64_INIT, m->slots[j].key, m->slots[j].keylen) & mask;
+        if (((j - home) & mask) >= ((j - hole) & mask)) {
+            m->slots[hole] = m->slots[j];
+            hole = j;
+        }
+    }
+    m->slots[hole] = (struct es_map_slot_s){0};
+    m->used--;
+    return true;
+}
+
 size_t es_map_count(const es_map_t *m)
 {
     return m->used;

@@ -2,9 +2,9 @@
  * projection.c — the pure half of the projection runtime: transactions that
  * read their own writes, in-memory maps and readers.
  *
- * One hash map (es_map_t, mem.h) of values serves three uses: the pending writes of a consumed
- * batch, the writes of the event being folded (a second layer, so a failed fold is dropped without
- * touching the batch), and the in-memory backing of tests and point-in-time folds.  A tombstone
+ * One hash map (es_map_t, mem.h) of values serves two uses: the pending writes of a consumed batch
+ * (with an undo log per event, so a failed fold is dropped without touching the rest of the
+ * batch), and the in-memory backing of tests and point-in-time folds.  A tombstone
  * (val == NULL) records a delete: in a transaction it hides the base value, in a memory map it
  * means absent.  Ordered output (foreach, scan) sorts at the end instead of keeping a tree: batches
  * are written once and scanned rarely, so O(1) puts matter more.
@@ -35,20 +35,6 @@ static val_t *val_new(const void *data, size_t len)
 static void vmap_set(es_map_t *m, const void *key, size_t keylen, const void *val, size_t vallen)
 {
     es_map_set(m, key, keylen, val ? val_new(val, vallen) : NULL);
-}
-
-/* Move every entry of src into dst (later writes win); src is left empty. */
-static void vmap_move(es_map_t *dst, es_map_t *src)
-{
-    size_t pos = 0;
-    const void *key;
-    size_t keylen;
-    void **val;
-    while (es_map_next(src, &pos, &key, &keylen, &val)) {
-        es_map_set(dst, key, keylen, *val);
-        *val = NULL; /* dst owns it now */
-    }
-    es_map_clear(src);
 }
 
 typedef struct {
@@ -192,11 +178,33 @@ es_proj_backend_t es_proj_memmap_backend(es_proj_memmap_t *m)
 
 /* ---------------------------------------------------------- transactions */
 
+/*
+ * A transaction writes straight into its batch map.  An event's scope is an
+ * undo log: each write in the event records what the key held before it (a
+ * value, a tombstone, or nothing), and the replaced value stays alive until
+ * the event ends.  A rollback walks the log backwards and puts every key
+ * back; a commit only frees the replaced values.  So a get or a put is one
+ * hash lookup, and an event costs no copy (a layer of its own moved every
+ * write into the batch: two more allocations and hashes per write, and a
+ * map to clear per event).  A key written twice in one event has two
+ * entries; walked backwards they restore it in order.
+ */
+typedef struct {
+    size_t keyoff, keylen; /* the key, in undo_keys */
+    bool existed;          /* the key was in the batch before this write */
+    val_t *old;            /* what it held then (NULL: a tombstone, or nothing) */
+} undo_t;
+
+/* A batch map this large is given back at the end of its batch, not kept for the next. */
+#define TXN_KEEP_SLOTS_MAX 65536
+
 struct es_proj_txn_s {
     es_proj_reader_t *base;
-    es_map_t batch; /* committed event scopes */
-    es_map_t event; /* the event being folded */
+    es_map_t batch; /* every write of the batch, the current event's included */
     bool in_event;
+    undo_t *undo; /* the current event's writes, in order */
+    size_t nundo, capundo;
+    es_buf_t undo_keys;
     char prefix[ES_PROJ_PREFIX_MAX]; /* before every key (es_proj_txn_set_prefix) */
     size_t prefixlen;
     es_buf_t keybuf; /* prefix + key */
@@ -225,16 +233,27 @@ es_proj_txn_t *es_proj_txn_new(es_proj_reader_t *base)
     es_proj_txn_t *txn = es_calloc(1, sizeof(*txn));
     txn->base = base;
     txn->batch = (es_map_t)ES_MAP_INIT(free);
-    txn->event = (es_map_t)ES_MAP_INIT(free);
     return txn;
+}
+
+/* Forget the event's log; with @p free_old, free the values its writes replaced. */
+static void undo_reset(es_proj_txn_t *txn, bool free_old)
+{
+    if (free_old)
+        for (size_t i = 0; i < txn->nundo; i++)
+            free(txn->undo[i].old);
+    txn->nundo = 0;
+    es_buf_clear(&txn->undo_keys);
 }
 
 void es_proj_txn_destroy(es_proj_txn_t *txn)
 {
     if (!txn)
         return;
+    es_proj_txn_rollback_event(txn); /* an event left open: its log owns the replaced values */
     es_map_free(&txn->batch);
-    es_map_free(&txn->event);
+    free(txn->undo);
+    es_buf_free(&txn->undo_keys);
     es_buf_free(&txn->keybuf);
     free(txn);
 }
@@ -244,9 +263,7 @@ es_err_t es_proj_get(es_proj_txn_t *txn, const void *key, size_t keylen, es_buf_
 {
     bool found;
     key = txn_key(txn, key, &keylen);
-    const val_t *v = es_map_get(&txn->event, key, keylen, &found);
-    if (!found)
-        v = es_map_get(&txn->batch, key, keylen, &found);
+    const val_t *v = es_map_get(&txn->batch, key, keylen, &found);
     if (found) { /* a value, or a tombstone */
         if (!v)
             return ES_ERR_NOT_FOUND;
@@ -256,34 +273,63 @@ es_err_t es_proj_get(es_proj_txn_t *txn, const void *key, size_t keylen, es_buf_
     return es_proj_reader_get(txn->base, key, keylen, out, errstr, errstr_size);
 }
 
-void es_proj_put(es_proj_txn_t *txn, const void *key, size_t keylen, const void *val, size_t vallen)
+/* Set @p key to @p v (NULL: tombstone); in an event, log what it replaces. */
+static void txn_set(es_proj_txn_t *txn, const void *key, size_t keylen, val_t *v)
 {
     key = txn_key(txn, key, &keylen);
-    vmap_set(txn->in_event ? &txn->event : &txn->batch, key, keylen, val ? val : "",
-             val ? vallen : 0);
+    bool added;
+    void **slot = es_map_slot(&txn->batch, key, keylen, &added);
+    if (!txn->in_event) {
+        free(*slot);
+    } else {
+        if (txn->nundo == txn->capundo) {
+            txn->capundo = txn->capundo ? 2 * txn->capundo : 8;
+            txn->undo = es_realloc(txn->undo, txn->capundo * sizeof(*txn->undo));
+        }
+        txn->undo[txn->nundo++] = (undo_t){
+            .keyoff = txn->undo_keys.len, .keylen = keylen, .existed = !added, .old = *slot};
+        es_buf_append(&txn->undo_keys, key, keylen);
+    }
+    *slot = v;
+}
+
+void es_proj_put(es_proj_txn_t *txn, const void *key, size_t keylen, const void *val, size_t vallen)
+{
+    txn_set(txn, key, keylen, val_new(val ? val : "", val ? vallen : 0));
 }
 
 void es_proj_delete(es_proj_txn_t *txn, const void *key, size_t keylen)
 {
-    key = txn_key(txn, key, &keylen);
-    vmap_set(txn->in_event ? &txn->event : &txn->batch, key, keylen, NULL, 0);
+    txn_set(txn, key, keylen, NULL);
 }
 
 void es_proj_txn_begin_event(es_proj_txn_t *txn)
 {
-    es_map_clear(&txn->event);
+    if (txn->in_event) /* an event left open is dropped, never half-kept */
+        es_proj_txn_rollback_event(txn);
     txn->in_event = true;
 }
 
 void es_proj_txn_commit_event(es_proj_txn_t *txn)
 {
-    vmap_move(&txn->batch, &txn->event);
+    undo_reset(txn, true);
     txn->in_event = false;
 }
 
 void es_proj_txn_rollback_event(es_proj_txn_t *txn)
 {
-    es_map_clear(&txn->event);
+    for (size_t i = txn->nundo; i-- > 0;) {
+        const undo_t *u = &txn->undo[i];
+        const char *key = txn->undo_keys.data + u->keyoff;
+        if (u->existed) {
+            void **slot = es_map_slot(&txn->batch, key, u->keylen, NULL);
+            free(*slot);
+            *slot = u->old;
+        } else {
+            es_map_remove(&txn->batch, key, u->keylen);
+        }
+    }
+    undo_reset(txn, false); /* the replaced values are back in the map */
     txn->in_event = false;
 }
 
@@ -307,9 +353,12 @@ size_t es_proj_txn_count(const es_proj_txn_t *txn)
 
 void es_proj_txn_clear(es_proj_txn_t *txn)
 {
-    es_map_free(&txn->batch); /* a batch's map may be large: give it back */
-    es_map_clear(&txn->event);
-    txn->in_event = false;
+    if (txn->in_event)
+        es_proj_txn_rollback_event(txn);
+    if (txn->batch.cap > TXN_KEEP_SLOTS_MAX)
+        es_map_free(&txn->batch); /* an unusually large batch: give it back */
+    else
+        es_map_clear(&txn->batch); /* the next batch reuses the slots */
 }
 
 json_t *es_proj_bad_request(const char *msg)

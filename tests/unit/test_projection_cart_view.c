@@ -8,6 +8,8 @@
 #include "cart.h"
 #include "testutil.h"
 
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -159,6 +161,140 @@ static void test_txn_reads_own_writes_and_rolls_back(void)
 }
 
 /* A random workload: every cart equals the workload's own model. */
+/* The transaction against a plain array model: 3 000 keys over a base of 1 000,
+ * events of 1-8 writes (puts, deletes, the same key twice, keys only in the
+ * base), committed or rolled back at random, with reads inside the event.
+ * Enough keys that the batch map grows in the middle of events that are then
+ * rolled back.  Afterwards, the batch the runtime would write (foreach) is
+ * exactly the model's, and the base was never touched. */
+enum { TXN_KEYS = 3000, TXN_BASE = 1000 };
+enum { UNTOUCHED = 0, DELETED = -1 }; /* else the value */
+
+static uint64_t txn_rand(uint64_t *x) /* xorshift64 */
+{
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    return *x;
+}
+
+static size_t txn_model_key(char *key, int i)
+{
+    return (size_t)snprintf(key, 16, "k%d", i);
+}
+
+/* What a read of key i must give, by the model. */
+static int txn_model_read(const int *state, int i)
+{
+    if (state[i] == UNTOUCHED)
+        return i < TXN_BASE ? 1000000 + i : DELETED;
+    return state[i];
+}
+
+static int txn_seen;
+static int *txn_foreach_state;
+static void txn_foreach_check(void *opaque, const char *key, size_t keylen, const char *val,
+                              size_t vallen)
+{
+    char num[16] = "";
+    memcpy(num, key + 1, keylen - 1 < sizeof(num) - 1 ? keylen - 1 : sizeof(num) - 1);
+    int i = (int)strtol(num, NULL, 10);
+    txn_seen++;
+    if (!val) {
+        CU_ASSERT_EQUAL(txn_foreach_state[i], DELETED);
+    } else {
+        CU_ASSERT_TRUE(vallen == sizeof(int) &&
+                       memcmp(val, &txn_foreach_state[i], sizeof(int)) == 0);
+    }
+}
+
+static void test_txn_against_model(void)
+{
+    static int state[TXN_KEYS], saved[TXN_KEYS];
+    es_proj_memmap_t *m = es_proj_memmap_new();
+    char key[16];
+    for (int i = 0; i < TXN_BASE; i++) {
+        int v = 1000000 + i;
+        es_proj_memmap_put(m, key, txn_model_key(key, i), &v, sizeof(v));
+    }
+    es_proj_backend_t be = es_proj_memmap_backend(m);
+    es_proj_reader_t *rd = es_proj_reader_new(&be);
+    es_proj_txn_t *txn = es_proj_txn_new(rd);
+    es_buf_t out = {0};
+    uint64_t rng = 7;
+    int value = 1, rolled_back = 0, bad_reads = 0;
+    for (int event = 0; event < 4000; event++) {
+        memcpy(saved, state, sizeof(state));
+        es_proj_txn_begin_event(txn);
+        int writes = 1 + (int)(txn_rand(&rng) % 8);
+        for (int w = 0; w < writes; w++) {
+            /* later events reach further: the map grows during events */
+            int i = (int)(txn_rand(&rng) %
+                          (size_t)(TXN_BASE + event * (TXN_KEYS - TXN_BASE) / 4000 + 1));
+            size_t kl = txn_model_key(key, i);
+            if (txn_rand(&rng) % 4 == 0) {
+                es_proj_delete(txn, key, kl);
+                state[i] = DELETED;
+            } else {
+                int v = value++;
+                es_proj_put(txn, key, kl, &v, sizeof(v));
+                state[i] = v;
+            }
+            if (w % 2) { /* the same key again, in the same event */
+                int v = value++;
+                es_proj_put(txn, key, kl, &v, sizeof(v));
+                state[i] = v;
+            }
+            int j = (int)(txn_rand(&rng) % TXN_KEYS);
+            es_err_t err =
+                es_proj_get(txn, key, txn_model_key(key, j), &out, errstr, sizeof(errstr));
+            int want = txn_model_read(state, j);
+            bad_reads += want == DELETED ? err != ES_ERR_NOT_FOUND
+                                         : err || out.len != sizeof(int) ||
+                                               memcmp(out.data, &want, sizeof(int));
+        }
+        if (txn_rand(&rng) % 3 == 0) {
+            es_proj_txn_rollback_event(txn);
+            memcpy(state, saved, sizeof(state));
+            rolled_back++;
+        } else {
+            es_proj_txn_commit_event(txn);
+        }
+    }
+    CU_ASSERT_EQUAL(bad_reads, 0);
+    CU_ASSERT_TRUE(rolled_back > 1000);
+    for (int i = 0; i < TXN_KEYS; i++) { /* every key reads as the model says */
+        es_err_t err = es_proj_get(txn, key, txn_model_key(key, i), &out, errstr, sizeof(errstr));
+        int want = txn_model_read(state, i);
+        bool right = want == DELETED ? err == ES_ERR_NOT_FOUND
+                                     : err == ES_ERR_OK && out.len == sizeof(int) &&
+                                           memcmp(out.data, &want, sizeof(int)) == 0;
+        CU_ASSERT_TRUE(right);
+    }
+    int touched = 0;
+    for (int i = 0; i < TXN_KEYS; i++)
+        touched += state[i] != UNTOUCHED;
+    CU_ASSERT_EQUAL(es_proj_txn_count(txn), (size_t)touched);
+    txn_seen = 0;
+    txn_foreach_state = state;
+    es_proj_txn_foreach(txn, txn_foreach_check, NULL);
+    CU_ASSERT_EQUAL(txn_seen, touched);
+    CU_ASSERT_EQUAL(es_proj_memmap_count(m), TXN_BASE); /* the base is untouched */
+    /* cleared, the transaction reads the base again and holds nothing */
+    es_proj_txn_clear(txn);
+    CU_ASSERT_EQUAL(es_proj_txn_count(txn), 0);
+    int v0 = 1000000;
+    CU_ASSERT_EQUAL(es_proj_get(txn, "k0", 2, &out, errstr, sizeof(errstr)), ES_ERR_OK);
+    CU_ASSERT_TRUE(out.len == sizeof(int) && memcmp(out.data, &v0, sizeof(int)) == 0);
+    /* an event left open when the transaction goes is dropped, not leaked */
+    es_proj_txn_begin_event(txn);
+    es_proj_put(txn, "k0", 2, "x", 1);
+    es_proj_txn_destroy(txn);
+    es_buf_free(&out);
+    es_proj_reader_destroy(rd);
+    es_proj_memmap_destroy(m);
+}
+
 static void test_random_workload_matches_model(void)
 {
     es_evgen_t *g = es_evgen_new("cart.events");
@@ -207,6 +343,7 @@ int main(void)
         {"add, remove, checkout", test_add_remove_checkout},
         {"refuses impossible events", test_refuses_impossible_events},
         {"txn reads own writes and rolls back", test_txn_reads_own_writes_and_rolls_back},
+        {"txn against a model: rollbacks, rewrites, growth", test_txn_against_model},
         {"random workload matches the model", test_random_workload_matches_model},
         {NULL, NULL},
     };

@@ -155,8 +155,9 @@ static size_t map_key(char *key, size_t cap, int i)
 }
 
 /* The map against a plain array model: 20 000 keys of varied lengths (the
- * empty key and keys with NUL bytes included), replaced, tombstoned, walked,
- * cleared and reused. */
+ * empty key and keys with NUL bytes included), replaced, tombstoned, removed
+ * (the probe runs of the keys left behind must stay intact), walked, cleared
+ * and reused. */
 static void test_map_against_model(void)
 {
     enum { N = 20000 };
@@ -170,7 +171,7 @@ static void test_map_against_model(void)
     for (int round = 0; round < 3 * N; round++) {
         int i = (int)(next_rand(&rng) % N);
         klen = map_key(key, sizeof(key), i);
-        uint64_t what = next_rand(&rng) % 4;
+        uint64_t what = next_rand(&rng) % 5;
         if (what < 2) {
             int *v = malloc(sizeof(int));
             *v = round + 1;
@@ -180,6 +181,9 @@ static void test_map_against_model(void)
         } else if (what == 2) {
             es_map_set(&m, key, klen, NULL);
             model[i] = -1;
+        } else if (what == 3) {
+            CU_ASSERT_EQUAL(es_map_remove(&m, key, klen), model[i] != 0);
+            model[i] = 0;
         } else {
             bool found;
             int *v = es_map_get(&m, key, klen, &found);

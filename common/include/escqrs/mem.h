@@ -78,8 +78,9 @@ uint64_t es_fnv1a64(uint64_t h, const void *data, size_t len);
 /**
  * @brief A hash map from byte strings (copied in) to values the map owns
  *        (released with @p free_val on replace, clear and destroy; may be
- *        NULL).  Open addressing with linear probing, FNV-1a; no removal:
- *        store a NULL value (a tombstone) and es_map_clear() the whole map.
+ *        NULL).  Open addressing with linear probing, FNV-1a.  A NULL value
+ *        is a value (callers use it as a tombstone); es_map_remove() takes a
+ *        key out (backward-shift deletion: no markers left behind).
  *        Zero-initialise with ES_MAP_INIT(free_val) to use.
  */
 typedef struct es_map_s {
@@ -109,6 +110,9 @@ void es_map_set(es_map_t *m, const void *key, size_t keylen, void *val);
  * @param val the entry's value slot (the caller may take the value and store NULL).
  */
 bool es_map_next(const es_map_t *m, size_t *pos, const void **key, size_t *keylen, void ***val);
+/** @brief Remove @p key, releasing its value; false when it was not there.  Slots and
+ *         entries of es_map_next() walks in progress move: restart a walk after it. */
+bool es_map_remove(es_map_t *m, const void *key, size_t keylen);
 /** @brief Number of keys. */
 size_t es_map_count(const es_map_t *m);
 /** @brief Remove every entry, keeping the slot array for reuse. */
