@@ -5,7 +5,8 @@
 # more file there (or a mounted directory and modules.dir).
 #   docker build -t escqrs:dev .
 # Build stage: Debian 12 with the -dev packages, and librdkafka built from Debian 12's
-# source with its prefetch pause and busy-wait fixed by scripts/build-librdkafka (pinned,
+# source with its prefetch pause, busy-wait and 1 ms transaction wait fixed by
+# scripts/build-librdkafka (pinned,
 # checksummed; docs/architecture.md, "librdkafka"); runtime stage: only the shared
 # libraries the programs link (that librdkafka travels in /usr/local/lib), running as
 # an unprivileged user.

@@ -10,7 +10,8 @@ all: build
 deps:
 	@scripts/install-deps
 
-# librdkafka: Debian 12's source with its prefetch pause and main-loop busy-wait fixed,
+# librdkafka: Debian 12's source with its prefetch pause, main-loop busy-wait and
+# transactional 1 ms registration wait fixed,
 # built into .local/ by install-deps (scripts/build-librdkafka prints its prefix at once
 # when it is there).
 build: deps
