@@ -46,9 +46,13 @@ struct es_store_iter_s {
 };
 
 const es_conf_def_t es_store_conf_defs[] = {
+    /* 96, not 256: a store that outgrows the cache (cart_history's index at 10 M
+     * events) fills it, and 256 alone put the projector's peak RSS at 374-415 MiB;
+     * at 96 it was 231 MiB with the same rates (cart_view, item_stats and
+     * cart_history at 10 M events, same run; docs/projector.md, "Benchmark"). */
     {.name = "store.block.cache.mb",
      .type = ES_CONF_INT,
-     .defval = "256",
+     .defval = "96",
      .min = 1,
      .max = 1048576,
      .desc = "RocksDB block cache shared by every store of the process, in MiB (a cap: it "
