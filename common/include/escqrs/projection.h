@@ -123,13 +123,14 @@ void es_proj_txn_rollback_event(es_proj_txn_t *txn);
 
 /**
  * @brief Every pending write (committed event scopes), in key byte order;
- *        @p val is NULL for a delete.
+ *        @p val is NULL for a delete.  Call it between events: an open event's
+ *        writes are in the batch already (its undo log only takes them back).
  */
 void es_proj_txn_foreach(es_proj_txn_t *txn,
                          void (*cb)(void *opaque, const char *key, size_t keylen, const char *val,
                                     size_t vallen),
                          void *opaque);
-/** @brief Number of keys written. */
+/** @brief Number of keys written (between events: an open event's new keys count). */
 size_t es_proj_txn_count(const es_proj_txn_t *txn);
 /** @brief Forget every pending write (after the runtime stored them). */
 void es_proj_txn_clear(es_proj_txn_t *txn);
