@@ -188,8 +188,7 @@ static void fold_from_log(asof_fold_t *a, int32_t part, int64_t lo)
     }
     rd_kafka_t *rk = es_consumer_rk(c);
     rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(tl, a->r->topic[a->t], part)->offset =
-        RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_topic_partition_list_add(tl, a->r->topic[a->t], part)->offset = pj_start_offset(lo);
     rd_kafka_assign(rk, tl);
     int64_t pos = lo;
     while (pos < a->stop && !a->err) {

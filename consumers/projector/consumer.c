@@ -53,7 +53,7 @@ size_t pj_topic_index(const pj_runner_t *r, const char *topic)
  * Should the log no longer start at 0, the broker answers "out of range"
  * and auto.offset.reset (earliest) takes the consumer to its start.
  */
-static int64_t start_offset(int64_t next)
+int64_t pj_start_offset(int64_t next)
 {
     return next > 0 ? next : 0;
 }
@@ -87,7 +87,7 @@ static es_err_t stored_offsets(pj_loop_t *l, size_t t, rd_kafka_topic_partition_
         else if (err)
             return err;
         l->next[t][p] = off;
-        rd_kafka_topic_partition_list_add(tl, r->topic[t], p)->offset = start_offset(off);
+        rd_kafka_topic_partition_list_add(tl, r->topic[t], p)->offset = pj_start_offset(off);
     }
     return ES_ERR_OK;
 }
@@ -103,7 +103,7 @@ static void on_rebalance(void *opaque, bool assign, rd_kafka_topic_partition_lis
         if (t == SIZE_MAX || e->partition >= r->nparts[t])
             continue;
         if (assign)
-            e->offset = start_offset(l->next[t][e->partition]);
+            e->offset = pj_start_offset(l->next[t][e->partition]);
         pj_owned_set(r, t, e->partition, assign);
         es_log_info(LOG, "%s: partition %s/%d %s%s", r->def->name, e->topic, (int)e->partition,
                     assign ? "assigned here, from offset " : "revoked",
@@ -189,7 +189,7 @@ static rd_kafka_topic_partition_list_t *all_partitions(pj_loop_t *l, bool at_nex
                 continue;
             rd_kafka_topic_partition_t *e = rd_kafka_topic_partition_list_add(tl, r->topic[t], p);
             if (at_next)
-                e->offset = start_offset(l->next[t][p]);
+                e->offset = pj_start_offset(l->next[t][p]);
         }
     }
     return tl;

@@ -556,4 +556,8 @@ es_err_t pj_peer_slice(pj_runner_t *r, const char *admin, const char *parts, boo
                        const void *key, size_t keylen, pj_entry_cb_t *cb, void *opaque,
                        char *errstr, size_t errstr_size);
 
+/* Where a consumer starts a partition whose next offset is @p next: the offset itself,
+ * 0 included, never librdkafka's logical beginning (consumer.c says why). */
+int64_t pj_start_offset(int64_t next);
+
 #endif
