@@ -1,38 +1,35 @@
 /*
  * serde.c — Confluent wire format over Avro C, with schema resolution.
  *
- * Decoding is two passes over the body.  First a bounds-checking walk of the
- * bytes against the writer schema: every varint, length, block count, union
- * branch and enum index is checked against the bytes actually present, so
- * hostile input gets a specific error (Debian's Avro C 1.11.1 trusts lengths
- * and can be made to over-read or allocate without bound).  Then Avro C reads
- * the bytes — directly into the reader value when the writer schema is the
- * reader schema, otherwise into a value of the writer schema that resolve.c
- * copies onto the reader's (defaults filled in, unknown fields skipped):
- * Avro C 1.11.1's own resolver cannot fill defaults, see resolve.h.
+ * Decoding is one pass over the body with the writer schema (avro_flat.c):
+ * every varint, length, block count, union branch and enum index is checked
+ * against the bytes actually present, so hostile input gets a specific error
+ * (Debian's Avro C 1.11.1 trusts lengths and can be made to over-read or
+ * allocate without bound), and the values land in a reused arena.  When the
+ * writer schema is the reader schema that value is the result; otherwise
+ * resolve.c copies it onto the reader's generic value (defaults filled in,
+ * unknown fields skipped): Avro C 1.11.1's own resolver cannot fill
+ * defaults, see resolve.h.  Avro C writes (encoding) with generic values.
  *
- * Per writer schema id its value class and value are built once and reused;
- * the reader value, the Avro reader/writer and the encode buffer are reused
- * across calls, so the steady state allocates nothing per record.
+ * Per writer schema id its flat reader is compiled once; the reader value,
+ * the Avro writer and the encode buffer are reused across calls, so the
+ * steady state allocates nothing per record.
  */
 #include "escqrs/serde.h"
 #include "escqrs/log.h"
+#include "avro_flat.h"
 #include "resolve.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define WALK_MAX_DEPTH       64
-#define ZERO_WIDTH_MAX_ITEMS 65536 /* items that take no bytes (e.g. null) per record */
-
 typedef struct {
     int id;
     avro_schema_t writer; /* borrowed from the registry, or our reader */
     bool direct;          /* writer == reader: no resolution needed */
     bool owned;           /* writer added by es_serde_add_writer(): ours to release */
-    avro_value_iface_t *writer_iface;
-    avro_value_t writer_value;
+    es_flat_t *flat;      /* reads records of this writer schema */
 } writer_entry_t;
 
 struct es_serde_s {
@@ -43,7 +40,7 @@ struct es_serde_s {
     avro_value_t reader_value;
     es_resolver_t *resolver;
     int schema_id;
-    avro_reader_t areader;
+    avro_value_t decoded; /* the last record read (a flat value), for writer-schema callers */
     avro_writer_t awriter;
     writer_entry_t *writers;
     size_t nwriters, capwriters;
@@ -69,7 +66,6 @@ es_err_t es_serde_open(es_registry_t *reg, const char *subject, const char *sche
     serde->reg = reg;
     serde->subject = es_strdup(subject);
     serde->schema_id = schema_id;
-    serde->areader = avro_reader_memory("", 0);
     serde->awriter = avro_writer_memory("", 0);
     if (!schema_json) { /* writer-schema mode: every record read with its own schema */
         if (!reg) {
@@ -107,7 +103,6 @@ es_err_t es_serde_open(es_registry_t *reg, const char *subject, const char *sche
     *out = serde;
     return ES_ERR_OK;
 fail:
-    avro_reader_free(serde->areader);
     avro_writer_free(serde->awriter);
     es_resolver_destroy(serde->resolver);
     if (serde->reader_iface)
@@ -125,10 +120,7 @@ void es_serde_destroy(es_serde_t *serde)
         return;
     for (size_t i = 0; i < serde->nwriters; i++) {
         writer_entry_t *w = &serde->writers[i];
-        if (!w->direct) {
-            avro_value_decref(&w->writer_value);
-            avro_value_iface_decref(w->writer_iface);
-        }
+        es_flat_destroy(w->flat);
         if (w->owned)
             avro_schema_decref(w->writer);
     }
@@ -139,7 +131,6 @@ void es_serde_destroy(es_serde_t *serde)
         avro_value_iface_decref(serde->reader_iface);
         avro_schema_decref(serde->reader);
     }
-    avro_reader_free(serde->areader);
     avro_writer_free(serde->awriter);
     free(serde->subject);
     free(serde);
@@ -199,175 +190,9 @@ es_err_t es_wire_schema_id(const void *data, size_t len, int *schema_id)
     return ES_ERR_OK;
 }
 
-/* ------------------------------------------------- bounds-checking walk */
-
-typedef struct {
-    const uint8_t *p;
-    size_t len, pos;
-    uint64_t items;   /* array and map items seen so far in this record */
-    const char *what; /* for the error message */
-} walk_t;
-
-/* A zigzag varint of at most @p max_bytes (5 for int, 10 for long, as Avro C reads them). */
-static es_err_t read_varint_max(walk_t *w, int max_bytes, int64_t *out)
-{
-    uint64_t v = 0;
-    for (int shift = 0; shift < 7 * max_bytes; shift += 7) {
-        if (w->pos >= w->len) {
-            w->what = "varint runs past the end";
-            return ES_ERR_TRUNCATED;
-        }
-        uint8_t b = w->p[w->pos++];
-        v |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80)) {
-            *out = (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
-            return ES_ERR_OK;
-        }
-    }
-    w->what = "varint longer than its type allows";
-    return ES_ERR_DECODE;
-}
-
-static es_err_t read_varint(walk_t *w, int64_t *out)
-{
-    return read_varint_max(w, 10, out);
-}
-
-static es_err_t skip(walk_t *w, int64_t n)
-{
-    if (n < 0 || n > INT32_MAX) {
-        w->what = "negative or oversized length";
-        return ES_ERR_BAD_LENGTH;
-    }
-    if ((uint64_t)n > w->len - w->pos) {
-        w->what = "length runs past the end";
-        return ES_ERR_TRUNCATED;
-    }
-    w->pos += (size_t)n;
-    return ES_ERR_OK;
-}
-
-static es_err_t walk(walk_t *w, avro_schema_t s, int depth);
-
-/* Arrays and maps: blocks of (count, [byte size], items), ended by a count of 0. */
-static es_err_t walk_blocks(walk_t *w, avro_schema_t item, bool is_map, int depth)
-{
-    es_err_t err;
-    for (;;) {
-        int64_t count;
-        if ((err = read_varint(w, &count)))
-            return err;
-        if (count == 0)
-            return ES_ERR_OK;
-        if (count < 0) {
-            int64_t bytes;
-            if (count == INT64_MIN) {
-                w->what = "block count out of range";
-                return ES_ERR_BAD_LENGTH;
-            }
-            count = -count;
-            if ((err = read_varint(w, &bytes)))
-                return err;
-            if (bytes < 0 || (uint64_t)bytes > w->len - w->pos) {
-                w->what = "block byte size is negative or runs past the end";
-                return bytes < 0 ? ES_ERR_BAD_LENGTH : ES_ERR_TRUNCATED;
-            }
-        }
-        /*
-         * Every item takes at least one byte unless its type takes none (null,
-         * an empty record), so a record of n bytes holds at most n items plus
-         * a bounded number of zero-width ones.  Counting across all blocks
-         * keeps many blocks of zero-width items from adding up to an
-         * unbounded number of values for Avro C to allocate.
-         */
-        w->items += (uint64_t)count;
-        if (w->items > (uint64_t)w->len + ZERO_WIDTH_MAX_ITEMS) {
-            w->what = "more array or map items than the record's bytes can hold";
-            return ES_ERR_BAD_LENGTH;
-        }
-        for (int64_t i = 0; i < count; i++) {
-            if (is_map) {
-                int64_t klen;
-                if ((err = read_varint(w, &klen)) || (err = skip(w, klen)))
-                    return err;
-            }
-            if ((err = walk(w, item, depth + 1)))
-                return err;
-        }
-    }
-}
-
-static es_err_t walk(walk_t *w, avro_schema_t s, int depth)
-{
-    int64_t v;
-    es_err_t err;
-    if (depth > WALK_MAX_DEPTH) {
-        w->what = "nesting too deep";
-        return ES_ERR_DECODE;
-    }
-    switch (avro_typeof(s)) {
-    case AVRO_NULL:
-        return ES_ERR_OK;
-    case AVRO_BOOLEAN:
-        return skip(w, 1);
-    case AVRO_INT32:
-        if ((err = read_varint_max(w, 5, &v)))
-            return err;
-        if (v < INT32_MIN || v > INT32_MAX) {
-            w->what = "int out of range";
-            return ES_ERR_DECODE;
-        }
-        return ES_ERR_OK;
-    case AVRO_INT64:
-        return read_varint(w, &v);
-    case AVRO_FLOAT:
-        return skip(w, 4);
-    case AVRO_DOUBLE:
-        return skip(w, 8);
-    case AVRO_STRING:
-    case AVRO_BYTES:
-        if ((err = read_varint(w, &v)))
-            return err;
-        return skip(w, v);
-    case AVRO_FIXED:
-        return skip(w, avro_schema_fixed_size(s));
-    case AVRO_ENUM:
-        if ((err = read_varint(w, &v)))
-            return err;
-        if (v < 0 || v >= avro_schema_enum_number_of_symbols(s)) {
-            w->what = "enum index out of range";
-            return ES_ERR_DECODE;
-        }
-        return ES_ERR_OK;
-    case AVRO_UNION:
-        if ((err = read_varint(w, &v)))
-            return err;
-        if (v < 0 || (size_t)v >= avro_schema_union_size(s)) {
-            w->what = "union branch out of range";
-            return ES_ERR_DECODE;
-        }
-        return walk(w, avro_schema_union_branch(s, (int)v), depth + 1);
-    case AVRO_RECORD:
-        for (size_t i = 0; i < avro_schema_record_size(s); i++)
-            if ((err = walk(w, avro_schema_record_field_get_by_index(s, (int)i), depth + 1)))
-                return err;
-        return ES_ERR_OK;
-    case AVRO_ARRAY:
-        return walk_blocks(w, avro_schema_array_items(s), false, depth);
-    case AVRO_MAP:
-        return walk_blocks(w, avro_schema_map_values(s), true, depth);
-    case AVRO_LINK:
-        return walk(w, avro_schema_link_target(s), depth + 1);
-    default:
-        w->what = "unsupported schema type";
-        return ES_ERR_DECODE;
-    }
-}
-
 /* ---------------------------------------------------------------- decode */
 
-static es_err_t writer_add(es_serde_t *serde, int id, avro_schema_t writer, bool owned,
-                           writer_entry_t **out, char *errstr, size_t errstr_size);
+static writer_entry_t *writer_add(es_serde_t *serde, int id, avro_schema_t writer, bool owned);
 
 static es_err_t writer_for(es_serde_t *serde, int id, writer_entry_t **out, char *errstr,
                            size_t errstr_size)
@@ -391,39 +216,28 @@ static es_err_t writer_for(es_serde_t *serde, int id, writer_entry_t **out, char
         if (err)
             return err;
     }
-    return writer_add(serde, id, writer, false, out, errstr, errstr_size);
+    *out = writer_add(serde, id, writer, false);
+    return ES_ERR_OK;
 }
 
-static es_err_t writer_add(es_serde_t *serde, int id, avro_schema_t writer, bool owned,
-                           writer_entry_t **out, char *errstr, size_t errstr_size)
+static writer_entry_t *writer_add(es_serde_t *serde, int id, avro_schema_t writer, bool owned)
 {
     writer_entry_t w = {.id = id, .writer = writer, .owned = owned};
     w.direct =
         serde->reader && (writer == serde->reader || avro_schema_equal(writer, serde->reader));
-    if (!w.direct) {
-        w.writer_iface = avro_generic_class_from_schema(writer);
-        if (!w.writer_iface || avro_generic_value_new(w.writer_iface, &w.writer_value)) {
-            snprintf(errstr, errstr_size, "%s: writer schema %d: %s", serde->subject, id,
-                     avro_strerror());
-            if (w.writer_iface)
-                avro_value_iface_decref(w.writer_iface);
-            return ES_ERR_SCHEMA;
-        }
-    }
+    w.flat = es_flat_new(writer);
     if (serde->nwriters == serde->capwriters) {
         serde->capwriters = serde->capwriters ? serde->capwriters * 2 : 4;
         serde->writers = es_realloc(serde->writers, serde->capwriters * sizeof(*serde->writers));
     }
     serde->writers[serde->nwriters] = w;
-    *out = &serde->writers[serde->nwriters++];
-    return ES_ERR_OK;
+    return &serde->writers[serde->nwriters++];
 }
 
 es_err_t es_serde_add_writer(es_serde_t *serde, int id, const char *writer_json, char *errstr,
                              size_t errstr_size)
 {
     avro_schema_t writer = NULL;
-    writer_entry_t *w = NULL;
     for (size_t i = 0; i < serde->nwriters; i++) {
         if (serde->writers[i].id == id) {
             snprintf(errstr, errstr_size, "%s: schema id %d is already known", serde->subject, id);
@@ -435,10 +249,8 @@ es_err_t es_serde_add_writer(es_serde_t *serde, int id, const char *writer_json,
                  avro_strerror());
         return ES_ERR_SCHEMA;
     }
-    es_err_t err = writer_add(serde, id, writer, true, &w, errstr, errstr_size);
-    if (err)
-        avro_schema_decref(writer);
-    return err;
+    writer_add(serde, id, writer, true);
+    return ES_ERR_OK;
 }
 
 es_err_t es_serde_decode(es_serde_t *serde, const void *data, size_t len, avro_value_t **out,
@@ -460,40 +272,29 @@ es_err_t es_serde_decode(es_serde_t *serde, const void *data, size_t len, avro_v
     if ((err = writer_for(serde, id, &w, errstr, errstr_size)))
         return err;
 
-    walk_t walker = {.p = (const uint8_t *)data + ES_WIRE_HEADER_SIZE,
-                     .len = len - ES_WIRE_HEADER_SIZE};
-    if ((err = walk(&walker, w->writer, 0))) {
-        snprintf(errstr, errstr_size, "schema id %d: %s at body byte %zu", id, walker.what,
-                 walker.pos);
+    const char *what = NULL;
+    size_t pos = 0, body = len - ES_WIRE_HEADER_SIZE;
+    err = es_flat_read(w->flat, (const uint8_t *)data + ES_WIRE_HEADER_SIZE, body, &serde->decoded,
+                       &what, &pos);
+    if (err) {
+        snprintf(errstr, errstr_size, "schema id %d: %s at body byte %zu", id, what, pos);
         return err;
     }
-    if (walker.pos != walker.len) {
+    if (pos != body) {
         snprintf(errstr, errstr_size, "schema id %d: %zu trailing bytes after the record", id,
-                 walker.len - walker.pos);
+                 body - pos);
         return ES_ERR_DECODE;
     }
-
-    avro_value_t *target = w->direct ? &serde->reader_value : &w->writer_value;
-    if (serde->reader)
-        avro_value_reset(&serde->reader_value);
-    if (!w->direct)
-        avro_value_reset(&w->writer_value);
-    avro_reader_memory_set_source(serde->areader, (const char *)walker.p, (int64_t)walker.len);
-    if (avro_value_read(serde->areader, target)) {
-        snprintf(errstr, errstr_size, "schema id %d: %s", id, avro_strerror());
-        return ES_ERR_DECODE;
-    }
-    if (!serde->reader) { /* writer-schema mode */
-        *out = &w->writer_value;
+    if (w->direct || !serde->reader) { /* the reader's own schema, or writer-schema mode */
+        *out = &serde->decoded;
         return ES_ERR_OK;
     }
-    if (!w->direct) {
-        char detail[256];
-        if ((err = es_resolve_copy(serde->resolver, &w->writer_value, &serde->reader_value, detail,
-                                   sizeof(detail)))) {
-            snprintf(errstr, errstr_size, "schema id %d: %s", id, detail);
-            return err;
-        }
+    char detail[256];
+    avro_value_reset(&serde->reader_value);
+    if ((err = es_resolve_copy(serde->resolver, &serde->decoded, &serde->reader_value, detail,
+                               sizeof(detail)))) {
+        snprintf(errstr, errstr_size, "schema id %d: %s", id, detail);
+        return err;
     }
     *out = &serde->reader_value;
     return ES_ERR_OK;

@@ -2,8 +2,8 @@
  * fuzz_serde_decode.c — libFuzzer target for the record decode path.
  *
  * Feeds arbitrary bytes to es_serde_decode() of three registry-less serdes, so
- * every input exercises the wire header check, the bounds-checking walk,
- * Avro C's read and, for a second writer schema, the resolver:
+ * every input exercises the wire header check, the one-pass checked read,
+ * and, for a second writer schema, the resolver:
  *   - cart.events reader; id 7 is cart.events itself (read directly), id 8
  *     the v2 of tests/data/evolution (adds a field: resolved to the reader);
  *   - the v2 as reader, so id 7 is resolved with the added field's default;
@@ -85,7 +85,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     /*
      * As a body: the first byte picks a known id, the rest follows a valid
-     * header, so mutations spend their effort on the walk, Avro C's read and
+     * header, so mutations spend their effort on the checked read and
      * the resolver rather than on finding the three ids.
      */
     int id = ids[data[0] % 3];

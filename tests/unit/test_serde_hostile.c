@@ -14,7 +14,7 @@
 
 #define ID 9
 
-/* Every container type the walk checks, in one record. */
+/* Every container type the decoder checks, in one record. */
 static const char *const schema_json =
     "{\"type\":\"record\",\"name\":\"H\",\"namespace\":\"io.escqrs.test\",\"fields\":["
     "{\"name\":\"status\",\"type\":{\"type\":\"enum\",\"name\":\"S\",\"symbols\":[\"A\",\"B\"]}},"
