@@ -56,11 +56,18 @@ char *es_strndup(const char *s, size_t n)
     return p;
 }
 
-void es_buf_reserve(es_buf_t *b, size_t extra)
+/* The external definitions of mem.h's inline ones. */
+extern inline void es_buf_reserve(es_buf_t *b, size_t extra);
+extern inline void es_buf_append(es_buf_t *b, const void *data, size_t len);
+extern inline void es_buf_put_be64(es_buf_t *b, uint64_t v);
+extern inline void es_buf_put_be32(es_buf_t *b, uint32_t v);
+extern inline void es_buf_put_str(es_buf_t *b, const char *s, size_t len);
+extern inline const unsigned char *es_cursor_take(es_cursor_t *c, size_t n);
+extern inline uint64_t es_cursor_be64(es_cursor_t *c);
+extern inline uint32_t es_cursor_be32(es_cursor_t *c);
+
+void es_buf_grow(es_buf_t *b, size_t need)
 {
-    size_t need = b->len + extra + 1; /* +1 keeps room for a terminating NUL */
-    if (need <= b->cap)
-        return;
     size_t cap = b->cap ? b->cap : 64;
     while (cap < need)
         cap *= 2;
@@ -72,15 +79,6 @@ void es_buf_set(es_buf_t *b, const void *data, size_t len)
 {
     b->len = 0;
     es_buf_append(b, data, len);
-}
-
-void es_buf_append(es_buf_t *b, const void *data, size_t len)
-{
-    es_buf_reserve(b, len);
-    if (len)
-        memcpy(b->data + b->len, data, len);
-    b->len += len;
-    b->data[b->len] = '\0';
 }
 
 void es_buf_appendf(es_buf_t *b, const char *fmt, ...)
@@ -151,26 +149,6 @@ char *es_read_file(const char *path)
     return NULL;
 }
 
-void es_buf_put_be64(es_buf_t *b, uint64_t v)
-{
-    unsigned char x[8];
-    es_be64_put(x, v);
-    es_buf_append(b, x, 8);
-}
-
-void es_buf_put_be32(es_buf_t *b, uint32_t v)
-{
-    unsigned char x[4];
-    es_be32_put(x, v);
-    es_buf_append(b, x, 4);
-}
-
-void es_buf_put_str(es_buf_t *b, const char *s, size_t len)
-{
-    es_buf_put_be32(b, (uint32_t)len);
-    es_buf_append(b, s, len);
-}
-
 void es_hex_encode(char *out, const void *data, size_t len)
 {
     static const char digits[] = "0123456789abcdef";
@@ -224,36 +202,10 @@ void es_cursor_init(es_cursor_t *c, const void *data, size_t len)
     c->bad = false;
 }
 
-/* The next @p n bytes, or NULL (and the cursor bad) when fewer are left. */
-static const unsigned char *cursor_take(es_cursor_t *c, size_t n)
-{
-    if (c->bad || c->left < n) {
-        c->bad = true;
-        c->left = 0;
-        return NULL;
-    }
-    const unsigned char *p = c->p;
-    c->p += n;
-    c->left -= n;
-    return p;
-}
-
-uint64_t es_cursor_be64(es_cursor_t *c)
-{
-    const unsigned char *p = cursor_take(c, 8);
-    return p ? es_be64_get(p) : 0;
-}
-
-uint32_t es_cursor_be32(es_cursor_t *c)
-{
-    const unsigned char *p = cursor_take(c, 4);
-    return p ? es_be32_get(p) : 0;
-}
-
 const char *es_cursor_str(es_cursor_t *c, size_t *len)
 {
     uint32_t n = es_cursor_be32(c);
-    const unsigned char *p = c->bad ? NULL : cursor_take(c, n);
+    const unsigned char *p = c->bad ? NULL : es_cursor_take(c, n);
     *len = p ? n : 0;
     return p ? (const char *)p : "";
 }

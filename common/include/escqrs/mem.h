@@ -5,6 +5,12 @@
  *        64 bit) for fingerprints that are not security, and one hash map.
  *
  * Out of memory aborts with a message: there is no NOMEM path to forget.
+ *
+ * The buffer's appends and the cursor's reads are C99 inline definitions:
+ * a fold encodes and decodes its view values with them several times per
+ * event, and calls through the shared library's PLT were about 14 % of a
+ * projector's loop (perf).  mem.c emits the external definitions, so
+ * modules built against an older header still link.
  */
 #ifndef ESCQRS_MEM_H
 #define ESCQRS_MEM_H
@@ -12,6 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 void *es_malloc(size_t size);
 void *es_calloc(size_t nmemb, size_t size);
@@ -26,11 +33,26 @@ typedef struct es_buf_s {
     size_t cap;
 } es_buf_t;
 
+/** @brief Grow @p b to hold at least @p need bytes (es_buf_reserve's slow path). */
+void es_buf_grow(es_buf_t *b, size_t need);
+
 /** @brief Make room for at least @p extra more bytes. */
-void es_buf_reserve(es_buf_t *b, size_t extra);
+inline void es_buf_reserve(es_buf_t *b, size_t extra)
+{
+    size_t need = b->len + extra + 1; /* +1 keeps room for a terminating NUL */
+    if (need > b->cap)
+        es_buf_grow(b, need);
+}
 /** @brief Replace the contents with a copy of @p len bytes at @p data. */
 void es_buf_set(es_buf_t *b, const void *data, size_t len);
-void es_buf_append(es_buf_t *b, const void *data, size_t len);
+inline void es_buf_append(es_buf_t *b, const void *data, size_t len)
+{
+    es_buf_reserve(b, len);
+    if (len)
+        memcpy(b->data + b->len, data, len);
+    b->len += len;
+    b->data[b->len] = '\0';
+}
 /** @brief Append a printf-formatted string (no NUL counted in len, but data stays terminated). */
 void es_buf_appendf(es_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void es_buf_clear(es_buf_t *b);
@@ -47,10 +69,28 @@ char *es_read_file(const char *path);
 
 /* Compact, deterministic encodings (stored views, keys): big-endian
  * integers and u32-length-prefixed strings. */
-void es_buf_put_be64(es_buf_t *b, uint64_t v);
-void es_buf_put_be32(es_buf_t *b, uint32_t v);
+inline void es_buf_put_be64(es_buf_t *b, uint64_t v)
+{
+    unsigned char x[8];
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        x[i] = (unsigned char)v;
+    es_buf_append(b, x, 8);
+}
+
+inline void es_buf_put_be32(es_buf_t *b, uint32_t v)
+{
+    unsigned char x[4];
+    for (int i = 3; i >= 0; i--, v >>= 8)
+        x[i] = (unsigned char)v;
+    es_buf_append(b, x, 4);
+}
+
 /** @brief A u32 length, then @p len bytes. */
-void es_buf_put_str(es_buf_t *b, const char *s, size_t len);
+inline void es_buf_put_str(es_buf_t *b, const char *s, size_t len)
+{
+    es_buf_put_be32(b, (uint32_t)len);
+    es_buf_append(b, s, len);
+}
 /** @brief @p len bytes of @p data as 2 * @p len lowercase hex digits into @p out (no NUL). */
 void es_hex_encode(char *out, const void *data, size_t len);
 /** @brief Append @p data as lowercase hex to @p b. */
@@ -66,8 +106,35 @@ typedef struct es_cursor_s {
 } es_cursor_t;
 
 void es_cursor_init(es_cursor_t *c, const void *data, size_t len);
-uint64_t es_cursor_be64(es_cursor_t *c);
-uint32_t es_cursor_be32(es_cursor_t *c);
+
+/** @brief The next @p n bytes, or NULL (and the cursor bad) when fewer are left. */
+inline const unsigned char *es_cursor_take(es_cursor_t *c, size_t n)
+{
+    if (c->bad || c->left < n) {
+        c->bad = true;
+        c->left = 0;
+        return NULL;
+    }
+    const unsigned char *p = c->p;
+    c->p += n;
+    c->left -= n;
+    return p;
+}
+
+inline uint64_t es_cursor_be64(es_cursor_t *c)
+{
+    const unsigned char *p = es_cursor_take(c, 8);
+    uint64_t v = 0;
+    for (int i = 0; p && i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+inline uint32_t es_cursor_be32(es_cursor_t *c)
+{
+    const unsigned char *p = es_cursor_take(c, 4);
+    return p ? (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3] : 0;
+}
 /** @brief A length-prefixed string (borrowed, not NUL-terminated; "" when bad). */
 const char *es_cursor_str(es_cursor_t *c, size_t *len);
 
