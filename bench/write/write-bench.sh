@@ -19,7 +19,8 @@
 # Environment: BOOTSTRAP, REGISTRY, DURATION (s per level, default 10),
 # EXTRA_CS / EXTRA_GW (more --set flags), WRAP_CS / WRAP_GW (a command the
 # daemon runs under, e.g. WRAP_CS="perf record -e cpu-clock -g -o cs.perf --"),
-# CLIENTS (closed-loop levels, default "1 8 32 128 256 512"), OPEN_LOOP=0 (closed loop only).
+# CLIENTS (closed-loop levels, default "1 8 32 128 256 512"), OPEN_LOOP=0 (closed loop only),
+# CS_INSTANCES (command services sharing the commands' partitions, default 1).
 # All the clients come from one address: the gateway's and the projector's
 # per-client connection limit (256 by default, a guard against one peer holding
 # the server) is raised for this run only.
@@ -36,9 +37,22 @@ PJ_PORT=$((CS_PORT + 2))
 common=(--set kafka.bootstrap.servers="$BOOTSTRAP" --set registry.url="$REGISTRY"
         --set aggregate.prefix="$PREFIX" --set topics.create=true)
 
-${WRAP_CS:-} "$BUILD"/producers/command-service/escqrs-command-service "${common[@]}" --set aggregate=account \
-  --set store.path="$DIR/store" --set http.listen=127.0.0.1:$CS_PORT ${EXTRA_CS:-} 2>"$DIR/cs.log" &
-CS=$!
+# CS_INSTANCES command services (default 1) share the commands' partitions as one
+# consumer group, each with its own transactional id, store and port; the first
+# creates the topics.  CS is the first one's pid, CS_ALL every one's.
+CS_INSTANCES=${CS_INSTANCES:-1}
+CS_ALL=()
+CS_PORTS=()
+start_cs() { # instance-number port
+  ${WRAP_CS:-} "$BUILD"/producers/command-service/escqrs-command-service "${common[@]}" \
+    --set aggregate=account --set transactional.id="${PREFIX}account.cs-$1" \
+    --set store.path="$DIR/store-$1" --set http.listen=127.0.0.1:$2 ${EXTRA_CS:-} \
+    2>"$DIR/cs-$1.log" &
+  CS_ALL+=($!)
+  CS_PORTS+=("$2")
+}
+start_cs 0 $CS_PORT
+CS=${CS_ALL[0]}
 one_address=(--set http.max.connections.per.client=2048)
 ${WRAP_GW:-} "$BUILD"/producers/gateway/escqrs-gateway "${common[@]}" --set aggregates=account \
   --set http.listen=127.0.0.1:$GW_PORT "${one_address[@]}" ${EXTRA_GW:-} 2>"$DIR/gw.log" &
@@ -46,8 +60,8 @@ GW=$!
 PJ=
 # the run's topics go with it: thousands of them slow the test broker down
 cleanup() {
-  kill $GW $CS $PJ 2>/dev/null
-  wait $GW $CS $PJ 2>/dev/null || true
+  kill $GW "${CS_ALL[@]}" $PJ 2>/dev/null
+  wait $GW "${CS_ALL[@]}" $PJ 2>/dev/null || true
   ESCQRS_TEST_BOOTSTRAP=$BOOTSTRAP "$BUILD"/bench/read/escqrs-bench-rebuild --delete-topics "$PREFIX" \
     2>&1 | grep -v '^{' >&2 || true
 }
@@ -59,6 +73,10 @@ wait_ready() {
   done
 }
 wait_ready $CS_PORT
+for i in $(seq 1 $((CS_INSTANCES - 1))); do
+  start_cs "$i" $((PJ_PORT + i))
+  wait_ready $((PJ_PORT + i))
+done
 wait_ready $GW_PORT
 # after the command service has created the topics
 "$BUILD"/consumers/projector/escqrs-projector "${common[@]:0:6}" --set projections=account_balance \
@@ -66,7 +84,7 @@ wait_ready $GW_PORT
   2>"$DIR/pj.log" &
 PJ=$!
 wait_ready $PJ_PORT
-echo "# escqrs write path: account deposits via gateway :$GW_PORT, logs in $DIR"
+echo "# escqrs write path: account deposits via gateway :$GW_PORT, $CS_INSTANCES command service(s), logs in $DIR"
 echo "# $(nproc) cores shared with the broker and registry; ${DURATION}s per level"
 LOAD="$BUILD/bench/write/write_load"
 level() { # name write_load-args...
@@ -82,12 +100,18 @@ BROKER=$(cat "$STACK_DIR/kafka.pid" 2>/dev/null || true)
 REG=$(cat "$STACK_DIR/registry.pid" 2>/dev/null || true)
 HZ=$(getconf CLK_TCK)
 ticks() { [ -n "$1" ] && awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-decided() { # commands the service decided, and in how many transactions
-  curl -s "http://127.0.0.1:$CS_PORT/metrics" |
-    awk '/^escqrs_batch_commands_sum /{s=$2} /^escqrs_batch_commands_count /{c=$2} END{print s+0, c+0}'
+cs_metrics() { for port in "${CS_PORTS[@]}"; do curl -s "http://127.0.0.1:$port/metrics"; done; }
+decided() { # commands the services decided, and in how many transactions
+  cs_metrics |
+    awk '/^escqrs_batch_commands_sum /{s+=$2} /^escqrs_batch_commands_count /{c+=$2} END{print s+0, c+0}'
+}
+cs_ticks() {
+  local t=0
+  for pid in "${CS_ALL[@]}"; do t=$((t + $(ticks "$pid"))); done
+  echo $t
 }
 # wall ms, commands decided, transactions, then the ticks of each process
-snapshot() { echo "$(date +%s%3N) $(decided) $(ticks $CS) $(ticks $GW) $(ticks $PJ) $(ticks "$BROKER") $(ticks "$REG")"; }
+snapshot() { echo "$(date +%s%3N) $(decided) $(cs_ticks) $(ticks $GW) $(ticks $PJ) $(ticks "$BROKER") $(ticks "$REG")"; }
 cpu_per_command() { # name before after result-line
   local load
   load=$(sed -n 's/.* load_cpu_s=\([0-9.]*\).*/\1/p' <<<"$4")
@@ -122,7 +146,7 @@ if [ "${OPEN_LOOP:-1}" = 1 ]; then
 fi
 # CPU seconds each daemon used since its start (start-up included; under WRAP_* the wrapper's)
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"; }
-echo "# cpu_s command_service=$(cpu_s $CS) gateway=$(cpu_s $GW) commands=$(
-  curl -s "http://127.0.0.1:$CS_PORT/metrics" | sed -n 's/^escqrs_batch_commands_sum //p')"
-curl -s "http://127.0.0.1:$CS_PORT/metrics" |
+echo "# cpu_s command_service=$(awk -v t="$(cs_ticks)" -v hz="$(getconf CLK_TCK)" 'BEGIN{printf "%.2f", t / hz}') gateway=$(cpu_s $GW) commands=$(
+  cs_metrics | awk '/^escqrs_batch_commands_sum /{s+=$2} END{print s+0}')"
+cs_metrics |
   grep -E '^escqrs_(batch_commands|transaction_commit_seconds)_(sum|count)' | sed 's/^/# /'
