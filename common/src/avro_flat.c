@@ -100,8 +100,8 @@ static flat_node_t *compile(es_flat_t *f, avro_schema_t s)
     case AVRO_ARRAY:
     case AVRO_MAP:
         node->kids = es_malloc(sizeof(*node->kids));
-        node->kids[0] = compile(f, t == AVRO_ARRAY ? avro_schema_array_items(s)
-                                                   : avro_schema_map_values(s));
+        node->kids[0] =
+            compile(f, t == AVRO_ARRAY ? avro_schema_array_items(s) : avro_schema_map_values(s));
         break;
     case AVRO_ENUM:
         node->n = (size_t)avro_schema_enum_number_of_symbols(s);

@@ -26,9 +26,9 @@ typedef struct flat_node_s flat_node_t;
 struct flat_node_s {
     avro_type_t type;
     avro_schema_t schema; /* borrowed */
-    flat_node_t **kids;   /* record fields, union branches, array/map items (kids[0]), link target */
-    const char **names;   /* record field names, borrowed from the schema */
-    size_t n;             /* fields, branches, enum symbols, fixed size */
+    flat_node_t **kids; /* record fields, union branches, array/map items (kids[0]), link target */
+    const char **names; /* record field names, borrowed from the schema */
+    size_t n;           /* fields, branches, enum symbols, fixed size */
 };
 
 /* A value read from a record, in the reader's arena (avro_flat.c). */
@@ -55,7 +55,6 @@ struct flat_val_s {
         } u;
     } v;
 };
-
 
 /** @brief Point @p out at @p v through the read-only interface (avro_flat_value.c). */
 void es_flat_value_set(avro_value_t *out, const flat_val_t *v);

@@ -170,8 +170,8 @@ static uint64_t rnd(void)
 
 static int64_t rnd_long(void)
 {
-    static const int64_t edges[] = {0, 1, -1, 63, -64, 64, INT32_MAX, INT32_MIN, INT64_MAX,
-                                    INT64_MIN};
+    static const int64_t edges[] = {0,  1,         -1,        63,        -64,
+                                    64, INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN};
     return rnd() % 3 ? edges[rnd() % (sizeof(edges) / sizeof(edges[0]))] : (int64_t)rnd();
 }
 
@@ -440,18 +440,18 @@ static void test_large_then_small(void)
 static void small_all(es_buf_t *body, uint8_t b, int nodes)
 {
     es_buf_clear(body);
-    es_buf_append(body, (const char *)&b, 1);                               /* b */
-    es_buf_append(body, "\x00\x00", 2);                                     /* i, l */
+    es_buf_append(body, (const char *)&b, 1);                                    /* b */
+    es_buf_append(body, "\x00\x00", 2);                                          /* i, l */
     es_buf_append(body, "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00", 12); /* f, d */
-    es_buf_append(body, "\x00\x00", 2);                                     /* by, s */
-    es_buf_append(body, "\x01\x02\x03\x04", 4);                             /* fx */
-    es_buf_append(body, "\x00\x00", 2);                                     /* e, u */
+    es_buf_append(body, "\x00\x00", 2);                                          /* by, s */
+    es_buf_append(body, "\x01\x02\x03\x04", 4);                                  /* fx */
+    es_buf_append(body, "\x00\x00", 2);                                          /* e, u */
     es_buf_append(body, "\x00\x00\x00\x00", 4); /* recs, m, grid, mu: empty */
-    for (int i = 0; i < nodes; i++) {            /* list: branch 1, v, next ... */
+    for (int i = 0; i < nodes; i++) {           /* list: branch 1, v, next ... */
         put_long(body, 1);
         put_long(body, i);
     }
-    put_long(body, 0);               /* the last next: null */
+    put_long(body, 0);              /* the last next: null */
     es_buf_append(body, "\x00", 1); /* flags: empty */
 }
 
@@ -485,7 +485,8 @@ static void test_boolean_bytes(void)
         es_err_t err = check_body(&t, (const uint8_t *)body.data, body.len, true);
         CU_ASSERT_EQUAL(err, b <= 1 ? ES_ERR_OK : ES_ERR_DECODE);
         if (b > 1)
-            CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "boolean byte is neither 0 nor 1 at body byte 0"));
+            CU_ASSERT_PTR_NOT_NULL(
+                strstr(errstr, "boolean byte is neither 0 nor 1 at body byte 0"));
     }
     es_buf_free(&body);
     subject_close(&t);
