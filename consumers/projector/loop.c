@@ -470,9 +470,15 @@ static void live_running(pj_loop_t *l)
     pj_runner_set_state(l->r, PJ_RUNNING, "%s", "");
 }
 
+/*
+ * High watermarks first, from the fetches that delivered this batch, then
+ * the applied offsets: a reader never sees a partition applied past its
+ * high watermark, and lag counts what is pending now, not at the last tick.
+ */
 static void live_written(pj_loop_t *l, const pj_batch_t *b)
 {
     pj_runner_t *r = l->r;
+    pj_refresh_lag(l, true);
     pj_publish_applied(l);
     es_counter_add(r->m_applied, (uint64_t)b->applied);
     es_counter_add(r->m_dlq, (uint64_t)b->dlq);

@@ -11,7 +11,9 @@
  * reads them back.
  *
  * High watermarks come from librdkafka's cache (fetch responses carry
- * them), queried only when it has none yet.  Lag is per partition
+ * them), queried only when it has none yet; the live loop refreshes them
+ * after every written batch, before it publishes the batch's offsets, and
+ * once a second when idle.  Lag is per partition
  * high - applied, summed; -1 while any high watermark is unknown, so
  * /readyz never calls a projector ready before it knows.
  *

@@ -1,0 +1,102 @@
+/*
+ * 0313-projector-lag-truth.c — /admin/projections never shows a partition
+ * applied past its high watermark.
+ *
+ * The live loop used to refresh high watermarks once a second while it
+ * published applied offsets after every batch, so for up to a second a
+ * partition read "applied 7, high 1" and lag 0 while events were pending.
+ * Here a caught-up projector gets 25 small bursts of events; between bursts
+ * the admin API is polled every 5 ms until the views hold the burst, and
+ * every answer must have applied <= high on every partition whose high is
+ * known.  The old loop fails this in nearly every burst.
+ */
+#include "readtest.h"
+#include "testutil.h"
+
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define BURSTS     25
+#define BURST_SIZE 20
+
+/* Applied summed over partitions; counts answers with a partition applied past its high. */
+static int64_t poll_once(rt_proc_t *proc, int *behind, int *answers)
+{
+    json_t *pj = rt_projection(proc, "cart_view");
+    int64_t applied = 0;
+    size_t i;
+    json_t *part;
+    if (!pj)
+        return -1;
+    (*answers)++;
+    json_array_foreach(json_object_get(pj, "partitions"), i, part)
+    {
+        json_int_t a = json_integer_value(json_object_get(part, "applied"));
+        json_int_t h = json_integer_value(json_object_get(part, "high"));
+        applied += a;
+        if (h >= 0 && a > h) {
+            if (*behind < 3)
+                printf("\n  partition %zu: applied %lld, high %lld", i, (long long)a,
+                       (long long)h);
+            (*behind)++;
+        }
+    }
+    json_decref(pj);
+    return applied;
+}
+
+static void test_high_never_behind_applied(void)
+{
+    char prefix[128], agg[200], root[300], pfx[200];
+    es_conf_t *conf = rt_conf(3);
+    rt_topic_t cart;
+    es_evgen_t *g = es_evgen_new("cart.events");
+    es_sim_t sim;
+    rt_proc_t proc = {0};
+    const char *sets[] = {"projections=cart_view"};
+    int behind = 0, answers = 0;
+
+    es_test_unique("it0313", prefix, sizeof(prefix));
+    snprintf(agg, sizeof(agg), "%s.cart", prefix);
+    snprintf(pfx, sizeof(pfx), "%s.", prefix);
+    snprintf(root, sizeof(root), "/tmp/%s", prefix);
+    mkdir(root, 0755);
+    rt_topic_init(&cart, conf, agg, "cart.events");
+    es_sim_init(&sim, prefix, 13, 16);
+    rt_produce_sim(&cart, &sim, g, BURST_SIZE);
+    rt_topic_flush(&cart);
+
+    rt_proc_start(&proc, root, pfx, sets, 1);
+    CU_ASSERT_TRUE_FATAL(rt_wait_up(&proc, 30000));
+    CU_ASSERT_TRUE_FATAL(rt_wait_caught_up(&proc, "cart_view", 30000));
+    for (int burst = 0; burst < BURSTS; burst++) {
+        rt_produce_sim(&cart, &sim, g, BURST_SIZE);
+        rt_topic_flush(&cart);
+        int64_t applied = 0;
+        for (int waited = 0; waited < 10000 && applied < (int64_t)cart.n; waited += 5) {
+            applied = poll_once(&proc, &behind, &answers);
+            usleep(5000);
+        }
+        CU_ASSERT_EQUAL(applied, (int64_t)cart.n); /* the burst arrived */
+    }
+    printf("\n  %d answers over %d bursts, %d with a partition applied past its high\n", answers,
+           BURSTS, behind);
+    CU_ASSERT_EQUAL(behind, 0);
+    CU_ASSERT_EQUAL(rt_proc_stop(&proc), 0);
+
+    es_sim_free(&sim);
+    rt_topic_free(&cart);
+    es_evgen_destroy(g);
+    es_conf_destroy(conf);
+}
+
+int main(void)
+{
+    static const es_test_case_t cases[] = {
+        {"a partition is never shown applied past its high watermark",
+         test_high_never_behind_applied},
+        {NULL, NULL},
+    };
+    return es_test_run("0313-projector-lag-truth", cases);
+}
