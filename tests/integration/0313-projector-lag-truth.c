@@ -37,8 +37,7 @@ static int64_t poll_once(rt_proc_t *proc, int *behind, int *answers)
         applied += a;
         if (h >= 0 && a > h) {
             if (*behind < 3)
-                printf("\n  partition %zu: applied %lld, high %lld", i, (long long)a,
-                       (long long)h);
+                printf("\n  partition %zu: applied %lld, high %lld", i, (long long)a, (long long)h);
             (*behind)++;
         }
     }
