@@ -409,18 +409,17 @@ static es_err_t read_val(rd_t *r, const flat_node_t *node, flat_val_t *out, int 
         return ES_ERR_OK;
     case AVRO_INT64:
         return read_varint(r, &out->v.l);
-    case AVRO_FLOAT: {
-        if ((err = take(r, 4, &at)))
-            return err;
-        uint32_t bits = (uint32_t)le_bits(at, 4);
-        memcpy(&out->v.f, &bits, sizeof(out->v.f));
-        return ES_ERR_OK;
-    }
+    case AVRO_FLOAT:
     case AVRO_DOUBLE: {
-        if ((err = take(r, 8, &at)))
+        int n = node->type == AVRO_FLOAT ? 4 : 8;
+        if ((err = take(r, n, &at)))
             return err;
-        uint64_t bits = le_bits(at, 8);
-        memcpy(&out->v.d, &bits, sizeof(out->v.d));
+        uint64_t bits = le_bits(at, n);
+        uint32_t bits32 = (uint32_t)bits;
+        if (n == 4)
+            memcpy(&out->v.f, &bits32, sizeof(out->v.f));
+        else
+            memcpy(&out->v.d, &bits, sizeof(out->v.d));
         return ES_ERR_OK;
     }
     case AVRO_STRING:

@@ -478,7 +478,7 @@ static void live_running(pj_loop_t *l)
 static void live_written(pj_loop_t *l, const pj_batch_t *b)
 {
     pj_runner_t *r = l->r;
-    pj_refresh_lag(l, true);
+    pj_refresh_lag(l, true, false);
     pj_publish_applied(l);
     es_counter_add(r->m_applied, (uint64_t)b->applied);
     es_counter_add(r->m_dlq, (uint64_t)b->dlq);
@@ -488,7 +488,7 @@ static void live_written(pj_loop_t *l, const pj_batch_t *b)
 
 static bool live_tick(pj_loop_t *l, int64_t events, double dt_s)
 {
-    pj_refresh_lag(l, true);
+    pj_refresh_lag(l, true, true);
     return false;
 }
 

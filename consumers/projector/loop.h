@@ -142,8 +142,11 @@ void pj_publish_applied(pj_loop_t *l);
 /**
  * @brief Refresh high watermarks and the total lag (-1 unknown); with
  *        @p publish, into the runner's `high` and lag gauges (the live loop).
+ * @param query ask the broker for a high watermark librdkafka has not cached
+ *        (blocks up to PJ_WATERMARK_QUICK_MS); without it, such a partition
+ *        stays unknown (the per-batch refresh: never a wait on the hot path).
  */
-int64_t pj_refresh_lag(pj_loop_t *l, bool publish);
+int64_t pj_refresh_lag(pj_loop_t *l, bool publish, bool query);
 /** @brief Idle: put the consumer's positions past our offsets into @p b (markers). */
 bool pj_advance_past_markers(pj_loop_t *l, es_batch_t *b);
 

@@ -11,9 +11,9 @@
  * reads them back.
  *
  * High watermarks come from librdkafka's cache (fetch responses carry
- * them), queried only when it has none yet; the live loop refreshes them
- * after every written batch, before it publishes the batch's offsets, and
- * once a second when idle.  Lag is per partition
+ * them); the live loop refreshes them from that cache after every written
+ * batch, before it publishes the batch's offsets, and once a second, when
+ * it also queries the broker for a partition the cache has none of yet.  Lag is per partition
  * high - applied, summed; -1 while any high watermark is unknown, so
  * /readyz never calls a projector ready before it knows.
  *
@@ -51,18 +51,18 @@ void pj_publish_applied(pj_loop_t *l)
     rd_kafka_topic_partition_list_destroy(tl);
 }
 
-/* The high watermark of partition @p p of topic @p t, -1 unknown. */
-static int64_t high_watermark(pj_loop_t *l, size_t t, int p)
+/* The high watermark of partition @p p of topic @p t, -1 unknown; @p query: ask when not cached. */
+static int64_t high_watermark(pj_loop_t *l, size_t t, int p, bool query)
 {
     int64_t lo = -1, hi = -1;
     rd_kafka_t *rk = es_consumer_rk(l->cons);
     rd_kafka_get_watermark_offsets(rk, l->r->topic[t], p, &lo, &hi);
-    if (hi < 0)
+    if (hi < 0 && query)
         rd_kafka_query_watermark_offsets(rk, l->r->topic[t], p, &lo, &hi, PJ_WATERMARK_QUICK_MS);
     return hi;
 }
 
-int64_t pj_refresh_lag(pj_loop_t *l, bool publish)
+int64_t pj_refresh_lag(pj_loop_t *l, bool publish, bool query)
 {
     pj_runner_t *r = l->r;
     int64_t total = 0;
@@ -71,7 +71,7 @@ int64_t pj_refresh_lag(pj_loop_t *l, bool publish)
         for (int p = 0; p < r->nparts[t]; p++) {
             if (pj_partition_here(r, t, p) == PJ_HERE_ELSEWHERE)
                 continue;
-            int64_t hi = high_watermark(l, t, p);
+            int64_t hi = high_watermark(l, t, p, query);
             if (hi < 0) {
                 unknown = true;
                 continue;

@@ -169,7 +169,7 @@ static bool rebuild_tick(pj_loop_t *l, int64_t events, double dt_s)
 {
     pj_runner_t *r = l->r;
     es_projector_t *pj = r->pj;
-    int64_t lag = pj_refresh_lag(l, false);
+    int64_t lag = pj_refresh_lag(l, false, true);
     rebuild_progress(l, lag, events, dt_s);
     int64_t now = es_now_ms();
     if (now - l->log_ms >= PJ_REBUILD_LOG_MS) {
