@@ -483,16 +483,23 @@ static void state_cb(void *opaque, rd_kafka_message_t *m)
     avro_value_t *v, f;
     size_t n = 0;
     wt_state_t *s = next_item(r);
+    const char *key = m->key, *nul = memchr(key, '\0', m->key_len);
+    size_t idlen = nul ? (size_t)(nul - key) : m->key_len;
+    snprintf(s->key, sizeof(s->key), "%.*s", (int)idlen, key);
+    if (nul)
+        snprintf(s->cmd_id, sizeof(s->cmd_id), "%.*s", (int)(m->key_len - idlen - 1), nul + 1);
+    s->partition = m->partition;
+    s->offset = m->offset;
+    s->tombstone = !m->payload;
+    if (s->tombstone)
+        return;
     CU_ASSERT_EQUAL_FATAL(es_serde_decode(r->serde, m->payload, m->len, &v, errstr, sizeof(errstr)),
                           ES_ERR_OK);
     copy_str(v, "aggregate_id", s->agg_id, sizeof(s->agg_id));
-    snprintf(s->key, sizeof(s->key), "%.*s", (int)m->key_len, (const char *)m->key);
     es_record_long(v, "version", &s->version, errstr, sizeof(errstr));
     es_record_long(v, "events_offset", &s->events_offset, errstr, sizeof(errstr));
     if (!avro_value_get_by_name(v, "recent", &f, NULL) && !avro_value_get_size(&f, &n))
         s->nrecent = n;
-    s->partition = m->partition;
-    s->offset = m->offset;
 }
 
 wt_state_t *wt_read_states(const wt_stack_t *st, size_t *n)

@@ -96,7 +96,9 @@ wt_event_t *wt_read_events(const wt_stack_t *st, size_t *n);
 
 /** One committed record of <prefix><agg>.state (the command service's changelog). */
 typedef struct wt_state_s {
-    char key[130];    /* the record key: the aggregate id, or 0x01 "baseline" */
+    char key[130];    /* the record key up to its 0x00: the aggregate id, or 0x01 "baseline" */
+    char cmd_id[130]; /* an outcome record's key after its 0x00: the command id; else "" */
+    bool tombstone;   /* no value: an outcome the window moved past (fields below unset) */
     char agg_id[129]; /* "" for a partition's baseline marker */
     int64_t version;
     int64_t events_offset;

@@ -12,6 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h> /* malloc_trim */
+#endif
 
 static void es_oom(size_t size)
 {
@@ -46,6 +49,13 @@ void *es_realloc(void *ptr, size_t size)
 char *es_strdup(const char *s)
 {
     return es_strndup(s, strlen(s));
+}
+
+void es_mem_release_free(void)
+{
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
 }
 
 char *es_strndup(const char *s, size_t n)

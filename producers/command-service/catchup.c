@@ -67,10 +67,11 @@ static es_err_t remember_event(cs_t *cs, rd_kafka_message_t *m, avro_value_t *v,
     e->o.processed_at = occurred;
     es_principal_get(v, e->o.principal, sizeof(e->o.principal), e->o.principal_client,
                      sizeof(e->o.principal_client));
-    /* The aggregate's next state record carries it too (not while replaying from 0:
-     * the whole history's outcomes are in the store, and encoding them twice is slow). */
-    if (a && cs->catchup_recent)
-        cs_state_remember(cs, a, cmd_id, e->fp, &e->o);
+    /* Its id joins the aggregate's window of remembered outcomes: the owner that
+     * decided it wrote its outcome record, and this one tombstones it once the
+     * window moves past it (state.c). */
+    if (a)
+        cs_state_note_outcome(cs, a, cmd_id);
     return ES_ERR_OK;
 }
 
@@ -255,17 +256,14 @@ static es_err_t catch_up(cs_t *cs, int32_t p, char *errstr, size_t errstr_size)
     es_err_t err = es_store_get_offset(cs->store, cs->t_ev, p, &start, errstr, errstr_size);
     if (err && err != ES_ERR_NOT_FOUND)
         return err;
-    cs->catchup_recent = !err; /* a short catch-up: the next state records carry its outcomes */
     if (err == ES_ERR_NOT_FOUND) {
         start = RD_KAFKA_OFFSET_BEGINNING;
         from = "the beginning";
         if (cs->restore_enabled) {
             if ((err = restore(cs, p, &start, errstr, errstr_size)))
                 return err;
-            if (start != RD_KAFKA_OFFSET_BEGINNING) {
+            if (start != RD_KAFKA_OFFSET_BEGINNING)
                 from = "the restored states' offset";
-                cs->catchup_recent = true;
-            }
         }
     }
     if (cs->restore_enabled && !cs_state_has_baseline(cs, p))

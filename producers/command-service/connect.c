@@ -39,7 +39,7 @@
 #define REGISTRY_RETRIES 5 /* of one registry request, before the loop's back-off */
 
 /* The layout of the store (overlay.c), recorded in it and checked at open. */
-#define STORE_FORMAT "command-service/2"
+#define STORE_FORMAT "command-service/3"
 
 static const es_kafka_prop_t producer_defaults[] = {
     {"transaction.timeout.ms", "10000"}, /* an abandoned transaction holds readers 10 s */

@@ -13,13 +13,13 @@
  *
  * Store layout: "s" + id → 8-byte big-endian version, 8-byte offset of its
  * last event in <agg>.events (-1: none), 4-byte partition (-1: unknown),
- * 4-byte count and u32-length-prefixed list of the outcomes its state
- * record carries (command id, 8-byte fingerprint, framed CommandResult,
- * each u32-length-prefixed; state.c), then state_encode();
+ * 4-byte count and u32-length-prefixed list of the command ids whose
+ * outcome records <agg>.state keeps for it (each u32-length-prefixed,
+ * oldest first; state.c), then state_encode();
  * "i" + id + 0x00 + command id → 8-byte big-endian fingerprint + framed
  * CommandResult (fingerprint 0 when rebuilt from events: the body is not in
  * the log); "b" + 4-byte partition → the partition of <agg>.state has a
- * baseline (state.c).  The store records this layout as "command-service/2"
+ * baseline (state.c).  The store records this layout as "command-service/3"
  * (connect.c): change that name with the layout, and an old store is
  * refused with the remedy instead of misread.
  */
@@ -134,8 +134,7 @@ void cs_agg_replace(cs_t *cs, const char *id, agg_ent_t *a)
     es_map_set(&cs->aggs, key, agg_key(key, id), a); /* frees the entry it replaces */
 }
 
-/* "i" + agg_id + 0x00 + cmd_id: the store key of a remembered outcome. */
-static size_t idem_key(char *out, const char *agg_id, const char *cmd_id)
+size_t cs_idem_key(char *out, const char *agg_id, const char *cmd_id)
 {
     size_t a = strlen(agg_id), c = strlen(cmd_id);
     out[0] = 'i';
@@ -150,7 +149,7 @@ es_err_t cs_idem_load(cs_t *cs, const char *agg_id, const char *cmd_id, idem_ent
                       char *errstr, size_t errstr_size)
 {
     char key[2 * ES_ID_MAX + 3];
-    size_t keylen = idem_key(key, agg_id, cmd_id);
+    size_t keylen = cs_idem_key(key, agg_id, cmd_id);
     es_buf_t val = {0};
     avro_value_t *v;
     if ((*out = es_map_get(&cs->idems, key, keylen, NULL)))
@@ -180,7 +179,7 @@ es_err_t cs_idem_load(cs_t *cs, const char *agg_id, const char *cmd_id, idem_ent
 idem_ent_t *cs_idem_insert(cs_t *cs, const char *agg_id, const char *cmd_id, uint64_t fp)
 {
     char key[2 * ES_ID_MAX + 3];
-    size_t keylen = idem_key(key, agg_id, cmd_id);
+    size_t keylen = cs_idem_key(key, agg_id, cmd_id);
     idem_ent_t *e = es_calloc(1, sizeof(*e));
     e->fp = fp;
     e->dirty = true;

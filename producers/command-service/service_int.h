@@ -48,7 +48,7 @@ typedef struct agg_ent_s {
     bool dirty;        /* changed in this batch: written after the commit */
     bool publish;      /* its <agg>.state record goes into this batch's transaction */
     void *state;
-    es_buf_t recent; /* the outcomes its state record carries (state.c), oldest first */
+    es_buf_t recent; /* ids of its remembered outcomes' records (state.c), oldest first */
     size_t nrecent;
 } agg_ent_t;
 
@@ -91,10 +91,9 @@ struct cs_s {
     char agg[256], t_cmd[256], t_ev[256], t_res[256], t_state[256], group[300], txid[400];
     int batch_max, linger_ms;
     size_t last_batch;    /* commands in the batch before: > 1 means load, so linger */
-    size_t remember_max;  /* outcomes per aggregate in its state record */
+    size_t remember_max;  /* outcome records per aggregate kept in <agg>.state */
     bool restore_enabled; /* state.restore: restore an empty store from <agg>.state */
     int catchup_stall_ms; /* catchup.stall.timeout.ms: a catch-up without progress gives up */
-    bool catchup_recent;  /* this catch-up keeps the aggregates' remembered outcomes */
 
     es_registry_t *reg;
     es_serde_t *cmd_serde, *ev_serde, *res_serde, *state_serde;
@@ -148,6 +147,9 @@ es_err_t cs_agg_load(cs_t *cs, const char *id, agg_ent_t **out, char *errstr, si
 void cs_agg_replace(cs_t *cs, const char *id, agg_ent_t *a);
 es_err_t cs_idem_load(cs_t *cs, const char *agg_id, const char *cmd_id, idem_ent_t **out,
                       char *errstr, size_t errstr_size);
+/* "i" + agg_id + 0x00 + cmd_id into @p out (2 * ES_ID_MAX + 3 bytes): the store key
+ * of a remembered outcome; without the "i", its <agg>.state key.  Returns the length. */
+size_t cs_idem_key(char *out, const char *agg_id, const char *cmd_id);
 idem_ent_t *cs_idem_insert(cs_t *cs, const char *agg_id, const char *cmd_id, uint64_t fp);
 /* Write every dirty entry of the overlay plus the next events-topic offsets of
  * partitions @p parts in one atomic batch (after what @p batch holds already). */
@@ -158,8 +160,12 @@ es_err_t cs_overlay_write_with(cs_t *cs, es_batch_t *batch, const int32_t *parts
                                size_t errstr_size);
 
 /* state.c */
-void cs_state_remember(cs_t *cs, agg_ent_t *a, const char *cmd_id, uint64_t fp,
-                       const es_outcome_t *o);
+/* Produce outcome @p o of aggregate @p a as its <agg>.state outcome record (and a
+ * tombstone for the one it pushes out of the window), inside the open transaction. */
+es_err_t cs_state_publish_outcome(cs_t *cs, agg_ent_t *a, uint64_t fp, const es_outcome_t *o,
+                                  char *errstr, size_t errstr_size);
+/* Add @p cmd_id, whose outcome record another owner wrote, to @p a's window. */
+void cs_state_note_outcome(cs_t *cs, agg_ent_t *a, const char *cmd_id);
 es_err_t cs_state_produce(cs_t *cs, char *errstr, size_t errstr_size);
 /* One record of <agg>.state applied to the overlay; *is_marker for a baseline marker. */
 es_err_t cs_state_apply(cs_t *cs, const rd_kafka_message_t *m, int64_t *events_offset,

@@ -30,10 +30,16 @@
  * replay.  Without a marker, a restore applies what it read (true states)
  * and replays the events from offset 0 anyway.
  *
- * Idempotency: each record carries the aggregate's last
- * `state.commands.remembered` outcomes with their fingerprints, so a
- * client retry after a restore still gets its first answer; older ones are
- * forgotten by a restore (docs/write-side.md, "Known limits").
+ * Idempotency: every remembered outcome is a record of its own in the same
+ * transaction (key: aggregate id 0x00 command id; an AggregateState with
+ * no state bytes whose `recent` holds the outcome and its fingerprint), so
+ * a client retry after a restore still gets its first answer.  Each
+ * aggregate keeps a window of its last `state.commands.remembered`: the
+ * owner lists their ids in its store and writes a tombstone for the one a
+ * new outcome pushes out, so compaction bounds the topic.  Older outcomes
+ * are forgotten by a restore (docs/write-side.md, "Known limits").  Until
+ * issue 17, the aggregate's record carried the whole window: about 10 KB
+ * written to Kafka and to the store for every command of a busy aggregate.
  */
 #include "service_int.h"
 
@@ -52,15 +58,12 @@
  * ASCII), and not empty (a compacted topic refuses a record without a key). */
 #define MARKER_KEY "\001baseline"
 
-/* The first entry of a recent-outcomes list and its size; false at the end. */
-static bool recent_next(es_cursor_t *c, const char **id, size_t *idlen, uint64_t *fp,
-                        const char **res, size_t *reslen)
+/* The next id of an aggregate's list of remembered command ids; false at the end. */
+static bool recent_next(es_cursor_t *c, const char **id, size_t *idlen)
 {
     if (!c->left)
         return false;
     *id = es_cursor_str(c, idlen);
-    *fp = es_cursor_be64(c);
-    *res = es_cursor_str(c, reslen);
     return !c->bad;
 }
 
@@ -72,65 +75,55 @@ static void recent_cut(agg_ent_t *a, size_t at, size_t len)
     a->nrecent--;
 }
 
-/* Append (@p id, @p fp, framed @p res) to @p a's list, replacing an entry of the same id. */
-static void recent_add(cs_t *cs, agg_ent_t *a, const char *id, size_t idlen, uint64_t fp,
-                       const void *res, size_t reslen)
+/* Append @p id to @p a's list (moving it to the end when listed); the oldest past
+ * state.commands.remembered leave it, into @p evicted (length-prefixed) unless NULL. */
+static void recent_add(cs_t *cs, agg_ent_t *a, const char *id, size_t idlen, es_buf_t *evicted)
 {
     es_cursor_t c;
-    const char *eid, *eres;
-    size_t eidlen, ereslen;
-    uint64_t efp;
+    const char *eid = NULL;
+    size_t eidlen = 0;
     es_cursor_init(&c, a->recent.data, a->recent.len);
-    for (size_t at = 0; recent_next(&c, &eid, &eidlen, &efp, &eres, &ereslen);
-         at = a->recent.len - c.left) {
+    for (size_t at = 0; recent_next(&c, &eid, &eidlen); at = a->recent.len - c.left) {
         if (eidlen == idlen && !memcmp(eid, id, idlen)) {
             recent_cut(a, at, a->recent.len - c.left - at);
             break;
         }
     }
     es_buf_put_str(&a->recent, id, idlen);
-    es_buf_put_be64(&a->recent, fp);
-    es_buf_put_str(&a->recent, res, reslen);
     a->nrecent++;
     while (a->nrecent > cs->remember_max) { /* the oldest first */
         es_cursor_init(&c, a->recent.data, a->recent.len);
-        recent_next(&c, &eid, &eidlen, &efp, &eres, &ereslen);
+        recent_next(&c, &eid, &eidlen);
+        if (evicted)
+            es_buf_put_str(evicted, eid, eidlen);
         recent_cut(a, 0, a->recent.len - c.left);
     }
+    a->dirty = true;
 }
 
-void cs_state_remember(cs_t *cs, agg_ent_t *a, const char *cmd_id, uint64_t fp,
-                       const es_outcome_t *o)
+void cs_state_note_outcome(cs_t *cs, agg_ent_t *a, const char *cmd_id)
 {
-    char errstr[256];
-    es_buf_t res = {0};
-    if (!cs->remember_max)
-        return;
-    if (es_outcome_to_value(o, &cs->res_value, errstr, sizeof(errstr)) ||
-        es_serde_encode(cs->res_serde, &cs->res_value, &res, errstr, sizeof(errstr))) {
-        /* the outcome was just encoded for the transaction: cannot fail here */
-        es_log_warn("command-service", "outcome of %s not remembered in the state: %s", cmd_id,
-                    errstr);
-    } else {
-        recent_add(cs, a, cmd_id, strlen(cmd_id), fp, res.data, res.len);
-        a->dirty = a->publish = true;
-    }
-    es_buf_free(&res);
+    if (cs->remember_max)
+        recent_add(cs, a, cmd_id, strlen(cmd_id), NULL);
 }
 
-/* The AggregateState value of aggregate @p id into cs->state_value. */
-static es_err_t state_value(cs_t *cs, const char *id, const agg_ent_t *a, char *errstr,
-                            size_t errstr_size)
+/* One remembered outcome: what an outcome record's `recent` holds. */
+typedef struct {
+    const char *cmd_id;
+    uint64_t fp;
+    const es_buf_t *result; /* framed CommandResult */
+} remembered_t;
+
+/* The AggregateState value of aggregate @p id into cs->state_value: its state, or
+ * (@p item not NULL) the outcome record of @p item with no state bytes. */
+static es_err_t state_value(cs_t *cs, const char *id, const agg_ent_t *a, const remembered_t *item,
+                            char *errstr, size_t errstr_size)
 {
-    avro_value_t *v = &cs->state_value, f, arr, item, g;
+    avro_value_t *v = &cs->state_value, f, arr, it, g;
     es_buf_t st = {0};
-    es_cursor_t c;
-    const char *eid, *eres;
-    size_t eidlen, ereslen;
-    uint64_t efp;
     int bad = 0;
     avro_value_reset(v);
-    if (a)
+    if (a && !item)
         cs->def->state_encode(a->state, &st);
     bad |= avro_value_get_by_name(v, "aggregate_id", &f, NULL) || avro_value_set_string(&f, id);
     bad |= avro_value_get_by_name(v, "version", &f, NULL) ||
@@ -140,18 +133,14 @@ static es_err_t state_value(cs_t *cs, const char *id, const agg_ent_t *a, char *
     bad |= avro_value_get_by_name(v, "state", &f, NULL) ||
            avro_value_set_bytes(&f, st.data ? st.data : "", st.len);
     bad |= avro_value_get_by_name(v, "recent", &arr, NULL);
-    es_cursor_init(&c, a ? a->recent.data : NULL, a ? a->recent.len : 0);
-    while (!bad && recent_next(&c, &eid, &eidlen, &efp, &eres, &ereslen)) {
-        char idz[ES_ID_MAX + 1];
-        snprintf(idz, sizeof(idz), "%.*s", (int)eidlen, eid);
-        bad |= avro_value_append(&arr, &item, NULL) ||
-               avro_value_get_by_name(&item, "command_id", &g, NULL) ||
-               avro_value_set_string(&g, idz) ||
-               avro_value_get_by_name(&item, "fingerprint", &g, NULL) ||
-               avro_value_set_long(&g, (int64_t)efp) ||
-               avro_value_get_by_name(&item, "result", &g, NULL) ||
-               avro_value_set_bytes(&g, (void *)eres, ereslen);
-    }
+    if (item && !bad)
+        bad |= avro_value_append(&arr, &it, NULL) ||
+               avro_value_get_by_name(&it, "command_id", &g, NULL) ||
+               avro_value_set_string(&g, item->cmd_id) ||
+               avro_value_get_by_name(&it, "fingerprint", &g, NULL) ||
+               avro_value_set_long(&g, (int64_t)item->fp) ||
+               avro_value_get_by_name(&it, "result", &g, NULL) ||
+               avro_value_set_bytes(&g, item->result->data, item->result->len);
     es_buf_free(&st);
     if (bad) {
         snprintf(errstr, errstr_size, "AggregateState of %s: %s", id, avro_strerror());
@@ -160,32 +149,76 @@ static es_err_t state_value(cs_t *cs, const char *id, const agg_ent_t *a, char *
     return ES_ERR_OK;
 }
 
-/* Produce the state record of aggregate @p id (NULL @p a: the baseline marker, @p marker_off). */
-static es_err_t state_send(cs_t *cs, const char *id, const agg_ent_t *a, int32_t partition,
-                           int64_t marker_off, char *errstr, size_t errstr_size)
+/* Produce one <agg>.state record with key @p key: aggregate @p id's state, the outcome
+ * @p item of it, the baseline marker (NULL @p a; events offset @p marker_off), or a
+ * tombstone (@p tombstone). */
+static es_err_t state_send(cs_t *cs, const void *key, size_t keylen, const char *id,
+                           const agg_ent_t *a, const remembered_t *item, bool tombstone,
+                           int32_t partition, int64_t marker_off, char *errstr, size_t errstr_size)
 {
     es_buf_t buf = {0};
-    es_err_t err = state_value(cs, id, a, errstr, errstr_size);
-    if (!err && !a) {
+    es_err_t err = tombstone ? ES_ERR_OK : state_value(cs, id, a, item, errstr, errstr_size);
+    if (!err && !a && !tombstone) {
         avro_value_t f;
         avro_value_get_by_name(&cs->state_value, "events_offset", &f, NULL);
         avro_value_set_long(&f, marker_off);
     }
-    if (!err)
+    if (!err && !tombstone)
         err = es_serde_encode(cs->state_serde, &cs->state_value, &buf, errstr, errstr_size);
     if (!err) {
-        const char *key = a ? id : MARKER_KEY;
         es_record_t rec = {
             .topic = cs->t_state,
             .partition = partition,
             .key = key,
-            .keylen = strlen(key),
+            .keylen = keylen,
             .value = buf.data,
             .valuelen = buf.len,
         };
         err = es_producer_send_record(cs->prod, &rec, ES_SEND_WAIT, errstr, errstr_size);
     }
     es_buf_free(&buf);
+    return err;
+}
+
+/* The <agg>.state record of aggregate @p id itself (key: the id). */
+static es_err_t aggregate_send(cs_t *cs, const char *id, const agg_ent_t *a, int32_t partition,
+                               char *errstr, size_t errstr_size)
+{
+    return state_send(cs, id, strlen(id), id, a, NULL, false, partition, 0, errstr, errstr_size);
+}
+
+es_err_t cs_state_publish_outcome(cs_t *cs, agg_ent_t *a, uint64_t fp, const es_outcome_t *o,
+                                  char *errstr, size_t errstr_size)
+{
+    char key[2 * ES_ID_MAX + 3];
+    es_buf_t res = {0}, evicted = {0};
+    es_cursor_t c;
+    const char *eid;
+    size_t eidlen;
+    if (!cs->remember_max)
+        return ES_ERR_OK;
+    const char *agg_id = o->aggregate_id;
+    remembered_t item = {o->command_id, fp, &res};
+    /* the store key of its remembered outcome without the store's "i" */
+    size_t keylen = cs_idem_key(key, agg_id, o->command_id) - 1;
+    es_err_t err = es_outcome_to_value(o, &cs->res_value, errstr, errstr_size);
+    if (!err)
+        err = es_serde_encode(cs->res_serde, &cs->res_value, &res, errstr, errstr_size);
+    if (!err)
+        err = state_send(cs, key + 1, keylen, agg_id, a, &item, false, a->partition, 0, errstr,
+                         errstr_size);
+    if (!err)
+        recent_add(cs, a, o->command_id, strlen(o->command_id), &evicted);
+    es_cursor_init(&c, evicted.data, evicted.len);
+    while (!err && recent_next(&c, &eid, &eidlen)) { /* out of the window: a tombstone */
+        char idz[ES_ID_MAX + 1];
+        snprintf(idz, sizeof(idz), "%.*s", (int)eidlen, eid);
+        keylen = cs_idem_key(key, agg_id, idz) - 1;
+        err = state_send(cs, key + 1, keylen, agg_id, NULL, NULL, true, a->partition, 0, errstr,
+                         errstr_size);
+    }
+    es_buf_free(&res);
+    es_buf_free(&evicted);
     return err;
 }
 
@@ -201,7 +234,7 @@ es_err_t cs_state_produce(cs_t *cs, char *errstr, size_t errstr_size)
         if (!a || !a->publish)
             continue;
         snprintf(id, sizeof(id), "%.*s", (int)(keylen - 1), (const char *)key + 1);
-        if ((err = state_send(cs, id, a, a->partition, 0, errstr, errstr_size)))
+        if ((err = aggregate_send(cs, id, a, a->partition, errstr, errstr_size)))
             return err;
         a->publish = false;
     }
@@ -233,7 +266,7 @@ static es_err_t apply_recent(cs_t *cs, const char *agg_id, agg_ent_t *a, avro_va
         }
         if (!es_command_id_valid(cmd_id))
             continue;
-        recent_add(cs, a, cmd_id, strlen(cmd_id), (uint64_t)fp, res, reslen);
+        cs_state_note_outcome(cs, a, cmd_id);
         if ((err = cs_idem_load(cs, agg_id, cmd_id, &e, errstr, errstr_size)))
             return err;
         if (!e)
@@ -273,6 +306,11 @@ es_err_t cs_state_apply(cs_t *cs, const rd_kafka_message_t *m, int64_t *events_o
     }
     if ((err = cs_agg_load(cs, id, &cur, errstr, errstr_size)))
         return err;
+    if (m->key && memchr(m->key, '\0', m->key_len)) { /* an outcome record: id 0x00 command id */
+        if (cur->partition < 0)
+            cur->partition = m->partition; /* no state yet: only outcomes (rejected commands) */
+        return apply_recent(cs, id, cur, &arr, errstr, errstr_size);
+    }
     if (version < cur->version)
         return ES_ERR_OK; /* the store is ahead (records of one partition only grow) */
     agg_ent_t *a = cs_agg_new(cs);
@@ -286,7 +324,10 @@ es_err_t cs_state_apply(cs_t *cs, const rd_kafka_message_t *m, int64_t *events_o
     a->ev_offset = *events_offset;
     a->partition = m->partition;
     a->dirty = true;
+    es_buf_set(&a->recent, cur->recent.data, cur->recent.len); /* its outcome records' ids */
+    a->nrecent = cur->nrecent;
     cs_agg_replace(cs, id, a); /* cur is freed here: a takes its place */
+    /* a record written before outcome records had their own keys carries them */
     return apply_recent(cs, id, a, &arr, errstr, errstr_size);
 }
 
@@ -374,7 +415,7 @@ static es_txn_rc_t baseline_states(cs_t *cs, int32_t p, int gen,
         if (cs_agg_decode(cs, a, val, vallen) || a->partition != p)
             continue;
         snprintf(id, sizeof(id), "%.*s", (int)(keylen - 1), key + 1);
-        if (state_send(cs, id, a, p, 0, errstr, errstr_size)) {
+        if (aggregate_send(cs, id, a, p, errstr, errstr_size)) {
             rc = ES_TXN_ABORT;
         } else if (++*n, ++in_txn == BASELINE_CHUNK) {
             in_txn = 0;
@@ -412,7 +453,8 @@ static es_txn_rc_t baseline_write(cs_t *cs, int32_t p, int gen, char *errstr, si
         snprintf(errstr, errstr_size, "a rebalance ran");
         rc = ES_TXN_ABORT;
     }
-    if (!rc && state_send(cs, "", NULL, p, next_ev, errstr, errstr_size))
+    if (!rc && state_send(cs, MARKER_KEY, strlen(MARKER_KEY), "", NULL, NULL, false, p, next_ev,
+                          errstr, errstr_size))
         rc = ES_TXN_ABORT;
     if (!rc)
         rc = baseline_commit(cs, fence, errstr, errstr_size);

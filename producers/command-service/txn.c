@@ -95,8 +95,11 @@ static es_txn_rc_t produce_outcomes(cs_t *cs)
         }
         if (pd->remember) {
             pd->remember->o = pd->o;
-            cs_state_remember(cs, pd->agg, pd->o.command_id, pd->remember->fp, &pd->o);
-            pd->agg->publish = true;
+            if (cs_state_publish_outcome(cs, pd->agg, pd->remember->fp, &pd->o, errstr,
+                                         sizeof(errstr))) {
+                snprintf(cs->fatal_reason, sizeof(cs->fatal_reason), "outcome record: %s", errstr);
+                return ES_TXN_ABORT;
+            }
         }
         /* a retry answers the first outcome, with its own request's context */
         const es_outcome_t *o = pd->replay ? &pd->replay->o : &pd->o;

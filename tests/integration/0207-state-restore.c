@@ -17,11 +17,18 @@
  *  - once the load stopped, the state topic agrees with the log: every
  *    partition holds a baseline marker, and the last state record of each
  *    account has the version of its last event and that event's offset, in
- *    the same partition.
+ *    the same partition; every outcome record holds one outcome, only outcome
+ *    records have tombstones, and at most the window of an account's outcome
+ *    records is live.
+ *
+ * And, with one client that sends each command once and retries it once:
+ * a retry after the store was lost gets its first answer (test_retry_after_restore).
  */
 #include "accountload.h"
 #include "testutil.h"
 #include "writetest.h"
+
+#include <jansson.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,16 +69,48 @@ static void check_restored(wt_stack_t *st, int k)
     CU_ASSERT(caught >= 0 && caught * 10 <= (double)nev);
 }
 
-/* The last state record of every account against its events; a marker per partition. */
+/* Is record @p i an outcome record no later record of its key replaced? */
+static bool outcome_live(const wt_state_t *sts, size_t nst, size_t i)
+{
+    if (!sts[i].cmd_id[0] || sts[i].tombstone)
+        return false;
+    for (size_t j = i + 1; j < nst; j++)
+        if (sts[j].partition == sts[i].partition && !strcmp(sts[j].key, sts[i].key) &&
+            !strcmp(sts[j].cmd_id, sts[i].cmd_id))
+            return false;
+    return true;
+}
+
+/* The outcome records of aggregate @p id no later record replaced (compaction keeps them). */
+static size_t live_outcomes(const wt_state_t *sts, size_t nst, const char *id)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < nst; i++)
+        n += !strcmp(sts[i].key, id) && outcome_live(sts, nst, i);
+    return n;
+}
+
+/* The last state record of every account against its events; a marker per partition;
+ * every outcome record one outcome of its key's aggregate, at most the window live. */
 static void check_states(wt_stack_t *st)
 {
-    size_t nst = 0, nev = 0, markers = 0;
+    size_t nst = 0, nev = 0, markers = 0, outcomes = 0, tombstones = 0;
     wt_state_t *sts = wt_read_states(st, &nst);
     wt_event_t *evs = wt_read_events(st, &nev);
     int32_t marked[64] = {0};
     for (size_t i = 0; i < nst; i++) {
-        CU_ASSERT(sts[i].nrecent <= 32);
-        if (!sts[i].agg_id[0] && sts[i].partition < 64 && !marked[sts[i].partition]++)
+        if (sts[i].tombstone) {
+            CU_ASSERT(sts[i].cmd_id[0] != '\0'); /* only outcomes are ever deleted */
+            tombstones++;
+        } else if (sts[i].cmd_id[0]) {
+            CU_ASSERT_EQUAL(sts[i].nrecent, 1);
+            ES_ASSERT_STR_EQ(sts[i].agg_id, sts[i].key);
+            outcomes++;
+        } else {
+            CU_ASSERT_EQUAL(sts[i].nrecent, 0); /* an aggregate's record: its state only */
+        }
+        if (!sts[i].tombstone && !sts[i].agg_id[0] && sts[i].partition < 64 &&
+            !marked[sts[i].partition]++)
             markers++;
     }
     for (int a = 0; a < ACCOUNTS; a++) {
@@ -80,7 +119,7 @@ static void check_states(wt_stack_t *st)
         const wt_event_t *top = NULL;
         snprintf(id, sizeof(id), "acct-%d", a);
         for (size_t i = 0; i < nst; i++)
-            if (!strcmp(sts[i].agg_id, id))
+            if (!strcmp(sts[i].agg_id, id) && !sts[i].cmd_id[0])
                 last = &sts[i]; /* partition/offset order: the last is the latest */
         for (size_t i = 0; i < nev; i++)
             if (!strcmp(evs[i].agg_id, id) && (!top || evs[i].version > top->version))
@@ -91,8 +130,12 @@ static void check_states(wt_stack_t *st)
         CU_ASSERT_EQUAL(last->version, top->version);
         CU_ASSERT_EQUAL(last->events_offset, top->offset);
         CU_ASSERT_EQUAL(last->partition, top->partition);
+        size_t live = live_outcomes(sts, nst, id);
+        CU_ASSERT(live >= 1 && live <= 32); /* state.commands.remembered */
     }
-    printf("  %zu state record(s), %zu baseline marker(s)\n", nst, markers);
+    printf("  %zu state record(s): %zu outcome record(s), %zu tombstone(s), %zu baseline "
+           "marker(s)\n",
+           nst, outcomes, tombstones, markers);
     /* every partition an account lives in has its marker (a fresh topic: written at once) */
     for (size_t i = 0; i < nev; i++)
         CU_ASSERT(evs[i].partition < 64 && marked[evs[i].partition] > 0);
@@ -153,11 +196,116 @@ static void test_restore_under_kill(void)
     al_free(load);
 }
 
+#define WINDOW   8  /* state.commands.remembered of the retry test */
+#define NRETRIED 13 /* commands of its account: open, 8 deposits, a rejection, 3 deposits */
+
+typedef struct {
+    char key[160];
+    const char *path;
+    const char *body;
+    int status;
+    char answer[512]; /* version and position, or the rejection's reason */
+} first_t;
+
+/* The part of an answer a retry must repeat. */
+static void answer_of(json_t *ans, char *out, size_t outsz)
+{
+    json_t *r = json_object_get(ans, "reason");
+    snprintf(out, outsz, "version=%lld position=%s reason=%s",
+             (long long)json_integer_value(json_object_get(ans, "version")),
+             json_string_value(json_object_get(ans, "position"))
+                 ? json_string_value(json_object_get(ans, "position"))
+                 : "-",
+             json_is_string(r) ? json_string_value(r) : "-");
+}
+
+static void send_first(wt_stack_t *st, first_t *c)
+{
+    json_t *ans = NULL;
+    c->status = wt_post(&st->gw, c->path, c->body, strlen(c->body), c->key, NULL, &ans);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ans);
+    answer_of(ans, c->answer, sizeof(c->answer));
+    json_decref(ans);
+}
+
+/*
+ * The guarantee of the outcome records, with a client that retries once and
+ * never again: a retry after the command service lost its store gets its first
+ * answer for every command of the window, the rejection included (decided
+ * again, the withdrawal would now be accepted: the deposits after it cover
+ * it); no new event; and the state topic keeps exactly the window's outcomes
+ * live (the ones before it have tombstones).
+ */
+static void test_retry_after_restore(void)
+{
+    wt_stack_t st;
+    char sets_buf[64], cmd[700];
+    snprintf(sets_buf, sizeof(sets_buf), "state.commands.remembered=%d", WINDOW);
+    const char *sets[] = {sets_buf};
+    first_t c[NRETRIED];
+    wt_stack_init(&st, "account");
+    wt_start_service(&st, sets, 1);
+    wt_start_gateway(&st, NULL, 0);
+    wt_wait_ready(&st.cs, 60);
+    wt_wait_ready(&st.gw, 60);
+    for (int i = 0; i < NRETRIED; i++) {
+        memset(&c[i], 0, sizeof(c[i]));
+        snprintf(c[i].key, sizeof(c[i].key), "%sretry-%d", st.prefix, i);
+        c[i].path = i == 0   ? "/v1/accounts/acct-r/open"
+                    : i == 9 ? "/v1/accounts/acct-r/withdraw"
+                             : "/v1/accounts/acct-r/deposit";
+        c[i].body = i == 0   ? "{\"owner\":\"o\"}"
+                    : i == 9 ? "{\"amount_cents\":1000}"
+                    : i < 9  ? "{\"amount_cents\":1}"
+                             : "{\"amount_cents\":1000}";
+        send_first(&st, &c[i]);
+        CU_ASSERT_EQUAL(c[i].status, i == 9 ? 422 : 200);
+    }
+    size_t nev_before = 0, nst = 0;
+    free(wt_read_events(&st, &nev_before));
+    CU_ASSERT_EQUAL(nev_before, NRETRIED - 1);
+    wt_state_t *sts = wt_read_states(&st, &nst);
+    CU_ASSERT_EQUAL(live_outcomes(sts, nst, "acct-r"), WINDOW);
+    for (size_t i = 0; i < nst; i++) /* the live ones are the window's, the last WINDOW sent */
+        if (outcome_live(sts, nst, i))
+            CU_ASSERT(strtol(strrchr(sts[i].cmd_id, '-') + 1, NULL, 10) >= NRETRIED - WINDOW);
+    free(sts);
+
+    /* the store lost, both daemons restarted: nothing in memory answers for them */
+    wt_kill9(&st.cs);
+    wt_kill9(&st.gw);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s/store'", st.dir);
+    CU_ASSERT_EQUAL(system(cmd), 0);
+    wt_start_service(&st, sets, 1);
+    wt_start_gateway(&st, NULL, 0);
+    wt_wait_ready(&st.cs, 60);
+    wt_wait_ready(&st.gw, 60);
+    char *text = NULL;
+    CU_ASSERT_EQUAL(wt_get(&st.cs, "/metrics", &text), 200);
+    CU_ASSERT(metric(text ? text : "", "escqrs_command_service_restored_states_total") >= 1);
+    free(text);
+    for (int i = NRETRIED - WINDOW; i < NRETRIED; i++) {
+        first_t again = c[i];
+        send_first(&st, &again);
+        if (again.status != c[i].status || strcmp(again.answer, c[i].answer))
+            fprintf(stderr, "retry of %s: %d %s, first %d %s\n", c[i].key, again.status,
+                    again.answer, c[i].status, c[i].answer);
+        CU_ASSERT_EQUAL(again.status, c[i].status);
+        ES_ASSERT_STR_EQ(again.answer, c[i].answer);
+    }
+    size_t nev_after = 0;
+    free(wt_read_events(&st, &nev_after));
+    CU_ASSERT_EQUAL(nev_after, nev_before); /* every retry answered, none decided again */
+    wt_stack_stop(&st);
+}
+
 int main(void)
 {
     static const es_test_case_t cases[] = {
         {"kill -9 under load, store deleted: restored from the state topic, exactly once",
          test_restore_under_kill},
+        {"a retry after the store was lost gets its first answer, a rejection included",
+         test_retry_after_restore},
         {NULL, NULL},
     };
     return es_test_run("state-restore", cases);
