@@ -97,7 +97,8 @@ static es_err_t catchup_apply(cs_t *cs, rd_kafka_message_t *m, char *errstr, siz
     }
     if ((err = cs_agg_load(cs, agg_id, &a, errstr, errstr_size)))
         return err;
-    if (version > a->version) { /* else already in the stored or restored state */
+    bool newer = version > a->version;
+    if (newer) { /* else already in the stored or restored state */
         if (version != a->version + 1)
             es_log_warn("command-service", "aggregate %s: event version %" PRId64 " after %" PRId64,
                         agg_id, version, a->version);
@@ -109,9 +110,12 @@ static es_err_t catchup_apply(cs_t *cs, rd_kafka_message_t *m, char *errstr, siz
         a->dirty = true;
     }
     /* Its command's outcome either way: a state restored without it (older than the
-     * outcomes its record carries) still answers a retry of it. */
-    return remember_event(cs, m, v, a, agg_id, cmd_id, type, version, occurred, errstr,
-                          errstr_size);
+     * outcomes its record carries) still answers a retry of it.  Only a newer event's
+     * joins the window, at its newest end: an older one's outcome is in the window
+     * already or older than all of it (a replay from 0 after a restore that found no
+     * baseline marker would otherwise push the restored window out of order). */
+    return remember_event(cs, m, v, newer ? a : NULL, agg_id, cmd_id, type, version, occurred,
+                          errstr, errstr_size);
 }
 
 /* The next message of the catch-up consumer: NULL at the partition's end or on a

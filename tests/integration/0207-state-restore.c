@@ -19,7 +19,7 @@
  *    account has the version of its last event and that event's offset, in
  *    the same partition; every outcome record holds one outcome, only outcome
  *    records have tombstones, and at most the window of an account's outcome
- *    records is live.
+ *    records is live (plus what a kill may leave outside it: below).
  *
  * And, with one client that sends each command once and retries it once:
  * a retry after the store was lost gets its first answer (test_retry_after_restore).
@@ -130,8 +130,12 @@ static void check_states(wt_stack_t *st)
         CU_ASSERT_EQUAL(last->version, top->version);
         CU_ASSERT_EQUAL(last->events_offset, top->offset);
         CU_ASSERT_EQUAL(last->partition, top->partition);
+        /* state.commands.remembered (32), plus what a kill between a commit and its
+         * store write can leave outside the next owner's window: that batch's rejected
+         * outcomes (docs/write-side.md, "Known limits"); a batch holds at most one
+         * command per client.  Without tombstones it would be every outcome. */
         size_t live = live_outcomes(sts, nst, id);
-        CU_ASSERT(live >= 1 && live <= 32); /* state.commands.remembered */
+        CU_ASSERT(live >= 1 && live <= 32 + KILLS * CLIENTS);
     }
     printf("  %zu state record(s): %zu outcome record(s), %zu tombstone(s), %zu baseline "
            "marker(s)\n",
