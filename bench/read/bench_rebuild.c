@@ -375,8 +375,8 @@ int main(int argc, char **argv)
     }
 
     for (int i = 1; i < argc; i += 2) {
-        if (i + 1 ==
-            argc) /* a flag without its value, or --help: not a benchmark of the defaults */
+        /* a flag without its value, or --help: not a benchmark of the defaults */
+        if (i + 1 == argc)
             bench_die("usage", "see the comment at the top of bench/read/bench_rebuild.c");
         if (!strcmp(argv[i], "--events"))
             n = strtol(argv[i + 1], NULL, 10);

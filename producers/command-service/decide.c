@@ -297,22 +297,22 @@ static es_err_t outcome_ctx_set(avro_value_t *res, const cmd_ctx_t *ctx, char *e
     return ES_ERR_OK;
 }
 
-es_err_t cs_produce_outcome(cs_t *cs, const es_outcome_t *o, const cmd_ctx_t *ctx, char *errstr,
-                            size_t errstr_size)
+es_err_t cs_produce_outcome(cs_t *cs, const es_outcome_t *o, const cmd_ctx_t *ctx, es_buf_t *buf,
+                            char *errstr, size_t errstr_size)
 {
-    es_buf_t buf = {0};
     es_err_t err;
+    es_buf_clear(buf);
     if ((err = es_outcome_to_value(o, &cs->res_value, errstr, errstr_size)) ||
         (err = outcome_ctx_set(&cs->res_value, ctx, errstr, errstr_size)) ||
-        (err = es_serde_encode(cs->res_serde, &cs->res_value, &buf, errstr, errstr_size)))
-        goto out;
+        (err = es_serde_encode(cs->res_serde, &cs->res_value, buf, errstr, errstr_size)))
+        return err;
     es_record_t rec = {
         .topic = cs->t_res,
         .partition = RD_KAFKA_PARTITION_UA,
         .key = o->aggregate_id,
         .keylen = strlen(o->aggregate_id),
-        .value = buf.data,
-        .valuelen = buf.len,
+        .value = buf->data,
+        .valuelen = buf->len,
         .headers = rd_kafka_headers_new(4),
     };
     /* The gateway skips, without decoding, outcomes no request of its waits for. */
@@ -320,7 +320,5 @@ es_err_t cs_produce_outcome(cs_t *cs, const es_outcome_t *o, const cmd_ctx_t *ct
     es_trace_headers_add(rec.headers, &ctx->trace);
     if ((err = es_producer_send_record(cs->prod, &rec, ES_SEND_WAIT, errstr, errstr_size)))
         rd_kafka_headers_destroy(rec.headers);
-out:
-    es_buf_free(&buf);
     return err;
 }

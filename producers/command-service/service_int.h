@@ -160,10 +160,11 @@ es_err_t cs_overlay_write_with(cs_t *cs, es_batch_t *batch, const int32_t *parts
                                size_t errstr_size);
 
 /* state.c */
-/* Produce outcome @p o of aggregate @p a as its <agg>.state outcome record (and a
- * tombstone for the one it pushes out of the window), inside the open transaction. */
+/* Produce outcome @p o of aggregate @p a, framed as @p result, as its <agg>.state
+ * outcome record (and a tombstone for the one it pushes out of the window), inside
+ * the open transaction. */
 es_err_t cs_state_publish_outcome(cs_t *cs, agg_ent_t *a, uint64_t fp, const es_outcome_t *o,
-                                  char *errstr, size_t errstr_size);
+                                  const es_buf_t *result, char *errstr, size_t errstr_size);
 /* Add @p cmd_id, whose outcome record another owner wrote, to @p a's window. */
 void cs_state_note_outcome(cs_t *cs, agg_ent_t *a, const char *cmd_id);
 es_err_t cs_state_produce(cs_t *cs, char *errstr, size_t errstr_size);
@@ -181,8 +182,10 @@ void cs_on_rebalance(void *opaque, bool assign, rd_kafka_topic_partition_list_t 
 
 /* decide.c */
 es_err_t cs_decide(cs_t *cs, rd_kafka_message_t *m, char *errstr, size_t errstr_size);
-es_err_t cs_produce_outcome(cs_t *cs, const es_outcome_t *o, const cmd_ctx_t *ctx, char *errstr,
-                            size_t errstr_size);
+/* Produce outcome @p o to <agg>.command-results with the request's context; its
+ * framed CommandResult stays in @p buf (its outcome record reuses it). */
+es_err_t cs_produce_outcome(cs_t *cs, const es_outcome_t *o, const cmd_ctx_t *ctx, es_buf_t *buf,
+                            char *errstr, size_t errstr_size);
 void cs_on_delivery(void *opaque, const rd_kafka_message_t *m);
 
 /* txn.c */

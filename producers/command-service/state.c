@@ -149,22 +149,15 @@ static es_err_t state_value(cs_t *cs, const char *id, const agg_ent_t *a, const 
     return ES_ERR_OK;
 }
 
-/* Produce one <agg>.state record with key @p key: aggregate @p id's state, the outcome
- * @p item of it, the baseline marker (NULL @p a; events offset @p marker_off), or a
+/* Produce one <agg>.state record under @p key: cs->state_value encoded, or a
  * tombstone (@p tombstone). */
-static es_err_t state_send(cs_t *cs, const void *key, size_t keylen, const char *id,
-                           const agg_ent_t *a, const remembered_t *item, bool tombstone,
-                           int32_t partition, int64_t marker_off, char *errstr, size_t errstr_size)
+static es_err_t state_put(cs_t *cs, const void *key, size_t keylen, int32_t partition,
+                          bool tombstone, char *errstr, size_t errstr_size)
 {
     es_buf_t buf = {0};
-    es_err_t err = tombstone ? ES_ERR_OK : state_value(cs, id, a, item, errstr, errstr_size);
-    if (!err && !a && !tombstone) {
-        avro_value_t f;
-        avro_value_get_by_name(&cs->state_value, "events_offset", &f, NULL);
-        avro_value_set_long(&f, marker_off);
-    }
-    if (!err && !tombstone)
-        err = es_serde_encode(cs->state_serde, &cs->state_value, &buf, errstr, errstr_size);
+    es_err_t err =
+        tombstone ? ES_ERR_OK
+                  : es_serde_encode(cs->state_serde, &cs->state_value, &buf, errstr, errstr_size);
     if (!err) {
         es_record_t rec = {
             .topic = cs->t_state,
@@ -184,29 +177,27 @@ static es_err_t state_send(cs_t *cs, const void *key, size_t keylen, const char 
 static es_err_t aggregate_send(cs_t *cs, const char *id, const agg_ent_t *a, int32_t partition,
                                char *errstr, size_t errstr_size)
 {
-    return state_send(cs, id, strlen(id), id, a, NULL, false, partition, 0, errstr, errstr_size);
+    es_err_t err = state_value(cs, id, a, NULL, errstr, errstr_size);
+    return err ? err : state_put(cs, id, strlen(id), partition, false, errstr, errstr_size);
 }
 
 es_err_t cs_state_publish_outcome(cs_t *cs, agg_ent_t *a, uint64_t fp, const es_outcome_t *o,
-                                  char *errstr, size_t errstr_size)
+                                  const es_buf_t *result, char *errstr, size_t errstr_size)
 {
     char key[2 * ES_ID_MAX + 3];
-    es_buf_t res = {0}, evicted = {0};
+    es_buf_t evicted = {0};
     es_cursor_t c;
     const char *eid;
     size_t eidlen;
     if (!cs->remember_max)
         return ES_ERR_OK;
     const char *agg_id = o->aggregate_id;
-    remembered_t item = {o->command_id, fp, &res};
+    remembered_t item = {o->command_id, fp, result};
     /* the store key of its remembered outcome without the store's "i" */
     size_t keylen = cs_idem_key(key, agg_id, o->command_id) - 1;
-    es_err_t err = es_outcome_to_value(o, &cs->res_value, errstr, errstr_size);
+    es_err_t err = state_value(cs, agg_id, a, &item, errstr, errstr_size);
     if (!err)
-        err = es_serde_encode(cs->res_serde, &cs->res_value, &res, errstr, errstr_size);
-    if (!err)
-        err = state_send(cs, key + 1, keylen, agg_id, a, &item, false, a->partition, 0, errstr,
-                         errstr_size);
+        err = state_put(cs, key + 1, keylen, a->partition, false, errstr, errstr_size);
     if (!err)
         recent_add(cs, a, o->command_id, strlen(o->command_id), &evicted);
     es_cursor_init(&c, evicted.data, evicted.len);
@@ -214,10 +205,8 @@ es_err_t cs_state_publish_outcome(cs_t *cs, agg_ent_t *a, uint64_t fp, const es_
         char idz[ES_ID_MAX + 1];
         snprintf(idz, sizeof(idz), "%.*s", (int)eidlen, eid);
         keylen = cs_idem_key(key, agg_id, idz) - 1;
-        err = state_send(cs, key + 1, keylen, agg_id, NULL, NULL, true, a->partition, 0, errstr,
-                         errstr_size);
+        err = state_put(cs, key + 1, keylen, a->partition, true, errstr, errstr_size);
     }
-    es_buf_free(&res);
     es_buf_free(&evicted);
     return err;
 }
@@ -432,6 +421,18 @@ static es_txn_rc_t baseline_states(cs_t *cs, int32_t p, int gen,
     return rc;
 }
 
+/* The baseline marker of partition @p p: the events before offset @p next_ev are covered. */
+static es_err_t marker_send(cs_t *cs, int32_t p, int64_t next_ev, char *errstr, size_t errstr_size)
+{
+    avro_value_t f;
+    es_err_t err = state_value(cs, "", NULL, NULL, errstr, errstr_size);
+    if (err)
+        return err;
+    avro_value_get_by_name(&cs->state_value, "events_offset", &f, NULL);
+    avro_value_set_long(&f, next_ev);
+    return state_put(cs, MARKER_KEY, strlen(MARKER_KEY), p, false, errstr, errstr_size);
+}
+
 /* The baseline of state partition @p p: every stored aggregate of p, then the marker. */
 static es_txn_rc_t baseline_write(cs_t *cs, int32_t p, int gen, char *errstr, size_t errstr_size)
 {
@@ -453,8 +454,7 @@ static es_txn_rc_t baseline_write(cs_t *cs, int32_t p, int gen, char *errstr, si
         snprintf(errstr, errstr_size, "a rebalance ran");
         rc = ES_TXN_ABORT;
     }
-    if (!rc && state_send(cs, MARKER_KEY, strlen(MARKER_KEY), "", NULL, NULL, false, p, next_ev,
-                          errstr, errstr_size))
+    if (!rc && marker_send(cs, p, next_ev, errstr, errstr_size))
         rc = ES_TXN_ABORT;
     if (!rc)
         rc = baseline_commit(cs, fence, errstr, errstr_size);

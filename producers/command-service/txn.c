@@ -85,7 +85,9 @@ static es_txn_rc_t flush_events(cs_t *cs)
 static es_txn_rc_t produce_outcomes(cs_t *cs)
 {
     char errstr[1024];
-    for (size_t i = 0; i < cs->npend; i++) {
+    es_buf_t result = {0};
+    es_txn_rc_t rc = ES_TXN_OK;
+    for (size_t i = 0; i < cs->npend && !rc; i++) {
         pend_t *pd = &cs->pends[i];
         if (pd->last_ev >= 0) {
             snprintf(pd->o.position, sizeof(pd->o.position), "%d:%" PRId64,
@@ -93,22 +95,22 @@ static es_txn_rc_t produce_outcomes(cs_t *cs)
             pd->agg->ev_offset = cs->evs[pd->last_ev].offset; /* commands in order: the last */
             pd->agg->publish = true;
         }
-        if (pd->remember) {
-            pd->remember->o = pd->o;
-            if (cs_state_publish_outcome(cs, pd->agg, pd->remember->fp, &pd->o, errstr,
-                                         sizeof(errstr))) {
-                snprintf(cs->fatal_reason, sizeof(cs->fatal_reason), "outcome record: %s", errstr);
-                return ES_TXN_ABORT;
-            }
-        }
         /* a retry answers the first outcome, with its own request's context */
         const es_outcome_t *o = pd->replay ? &pd->replay->o : &pd->o;
-        if (cs_produce_outcome(cs, o, &pd->ctx, errstr, sizeof(errstr))) {
+        if (cs_produce_outcome(cs, o, &pd->ctx, &result, errstr, sizeof(errstr))) {
             snprintf(cs->fatal_reason, sizeof(cs->fatal_reason), "outcome: %s", errstr);
-            return ES_TXN_ABORT;
+            rc = ES_TXN_ABORT;
+        } else if (pd->remember) { /* a new outcome (never a retry's): the same bytes */
+            pd->remember->o = pd->o;
+            if (cs_state_publish_outcome(cs, pd->agg, pd->remember->fp, &pd->o, &result, errstr,
+                                         sizeof(errstr))) {
+                snprintf(cs->fatal_reason, sizeof(cs->fatal_reason), "outcome record: %s", errstr);
+                rc = ES_TXN_ABORT;
+            }
         }
     }
-    return ES_TXN_OK;
+    es_buf_free(&result);
+    return rc;
 }
 
 /* The state record of every aggregate the batch changed, beside its events (state.c). */
