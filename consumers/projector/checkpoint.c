@@ -45,7 +45,7 @@ static atomic_uint checkpoint_seq;
 static es_err_t describe_copy(pj_runner_t *r, const char *cdir, int generation,
                               es_ckpt_manifest_t *m, char *errstr, size_t errstr_size)
 {
-    es_store_opts_t so = r->pj->store_opts;
+    es_store_opts_t so = r->store_opts;
     es_store_t *st = NULL;
     so.read_only = true;
     es_err_t err = es_store_open_err(cdir, &so, &st, errstr, errstr_size);

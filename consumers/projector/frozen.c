@@ -370,7 +370,7 @@ static es_err_t freeze_locked(pj_runner_t *r, const char *label, int64_t until_m
     pj_assert_write_locked(&r->lock);
     pj_frozen_t *fz = frozen_new(r, label, until_ms);
     remove_dir(fz->dir); /* a leftover of a crash */
-    fz->st = es_store_open(fz->dir, &r->pj->store_opts, errstr, errstr_size);
+    fz->st = es_store_open(fz->dir, &r->store_opts, errstr, errstr_size);
     if (!fz->st) {
         frozen_free(r, fz);
         return ES_ERR_STORE;
@@ -442,7 +442,7 @@ static bool load_one(pj_runner_t *r, const char *label, const char *dir)
         }
     }
     json_decref(j);
-    fz->st = es_store_open(dir, &r->pj->store_opts, errstr, sizeof(errstr));
+    fz->st = es_store_open(dir, &r->store_opts, errstr, sizeof(errstr));
     fz->state = PJ_FZ_READY;
     pj_rwlock_wrlock(&r->lock);
     bool added = fz->st && frozen_add(r, fz);

@@ -156,7 +156,7 @@ static void set_live(pj_runner_t *r, es_store_t *st, bool read_only)
 /* No space to open for writing: serve the store read-only meanwhile (once). */
 static void open_read_only(pj_runner_t *r, const char *path, const char *why_rw)
 {
-    es_store_opts_t ro = r->pj->store_opts;
+    es_store_opts_t ro = r->store_opts;
     es_store_t *st = NULL;
     char why[PJ_ERRSTR_MAX];
     ro.read_only = true;
@@ -184,7 +184,7 @@ static es_err_t runner_connect(pj_runner_t *r, char *errstr, size_t errstr_size)
         return err;
     pj_gen_path(r, r->generation, path, sizeof(path));
     es_store_t *st = NULL;
-    err = es_store_open_err(path, &r->pj->store_opts, &st, errstr, errstr_size);
+    err = es_store_open_err(path, &r->store_opts, &st, errstr, errstr_size);
     if (err == ES_ERR_NO_SPACE && !r->live) {
         open_read_only(r, path, errstr);
         return ES_ERR_NO_SPACE;

@@ -238,7 +238,8 @@ typedef struct pj_runner_s {
     char topic[ES_PROJ_MAX_AGGREGATES][PJ_TOPIC_MAX];
     char dlq[ES_PROJ_MAX_AGGREGATES][PJ_TOPIC_MAX];
     int nparts[ES_PROJ_MAX_AGGREGATES];
-    char dir[PJ_DIR_MAX]; /* <store.path>/<name> */
+    char dir[PJ_DIR_MAX];       /* <store.path>/<name> */
+    es_store_opts_t store_opts; /* the projector's, write_once for a history or an audit */
 
     pj_rwlock_t lock; /* readers of `live` and `frozen` vs. the swap */
     es_store_t *live; /* NULL until started; read-only while waiting for space */

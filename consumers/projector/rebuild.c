@@ -263,7 +263,7 @@ static es_err_t rebuild_start(pj_runner_t *r, int g, bool resume, char *errstr, 
     if ((err = pj_gen_write_rebuild(r->dir, g, errstr, errstr_size)))
         return err;
     es_store_t *st = NULL;
-    if ((err = es_store_open_err(path, &r->pj->store_opts, &st, errstr, errstr_size))) {
+    if ((err = es_store_open_err(path, &r->store_opts, &st, errstr, errstr_size))) {
         pj_gen_remove_rebuild(r->dir);
         return err;
     }

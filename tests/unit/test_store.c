@@ -1,10 +1,12 @@
 /*
  * test_store.c — RocksDB wrapper: batches are atomic, offsets round-trip,
- * prefix iteration stays inside its prefix, reopen keeps data.
+ * prefix iteration stays inside its prefix, reopen keeps data, a store
+ * written with one compaction style opens with the other.
  */
 #include "escqrs/store.h"
 #include "testutil.h"
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -163,6 +165,93 @@ static void test_format_version(void)
     CU_ASSERT_EQUAL(es_store_destroy_path(legacy, errstr, sizeof(errstr)), ES_ERR_OK);
 }
 
+/* The compaction style RocksDB recorded for the store at @p dir (its newest OPTIONS file). */
+static bool written_universal(const char *dir)
+{
+    char newest[256] = "", file[1024], text[65536];
+    DIR *d = opendir(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(d);
+    for (struct dirent *e; (e = readdir(d));)
+        if (!strncmp(e->d_name, "OPTIONS-", 8) && strcmp(e->d_name, newest) > 0)
+            snprintf(newest, sizeof(newest), "%s", e->d_name);
+    closedir(d);
+    snprintf(file, sizeof(file), "%s/%s", dir, newest);
+    FILE *f = fopen(file, "r");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    size_t n = fread(text, 1, sizeof(text) - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "compaction_style=kCompaction"));
+    return strstr(text, "compaction_style=kCompactionStyleUniversal") != NULL;
+}
+
+/* @p n keys "w<i>" from @p from, 200-byte values, in batches of 1000, scattered over the key space.
+ */
+static void put_scattered(es_store_t *st, int from, int n)
+{
+    char key[32], val[200];
+    memset(val, 'v', sizeof(val));
+    es_batch_t *b = es_batch_new();
+    for (int i = from; i < from + n; i++) {
+        int kl = snprintf(key, sizeof(key), "w%d", (int)(((unsigned)i * 2654435761u) % 1000003u));
+        es_batch_put(b, key, (size_t)kl, val, sizeof(val));
+        if (es_batch_count(b) == 1000) {
+            CU_ASSERT_EQUAL(es_store_write(st, b, errstr, sizeof(errstr)), ES_ERR_OK);
+            es_batch_clear(b);
+        }
+    }
+    CU_ASSERT_EQUAL(es_store_write(st, b, errstr, sizeof(errstr)), ES_ERR_OK);
+    es_batch_destroy(b);
+}
+
+static int count_scattered(es_store_t *st, int n)
+{
+    char key[32];
+    int found = 0;
+    es_buf_t v = {0};
+    for (int i = 0; i < n; i++) {
+        int kl = snprintf(key, sizeof(key), "w%d", (int)(((unsigned)i * 2654435761u) % 1000003u));
+        found += es_store_get(st, key, (size_t)kl, &v, errstr, sizeof(errstr)) == ES_ERR_OK;
+    }
+    es_buf_free(&v);
+    return found;
+}
+
+/*
+ * A history's store compacts by merging sorted runs, a view's level by
+ * level; a store written one way opens and keeps every key the other way
+ * (an upgrade opens histories built before write_once existed).  60 000
+ * keys of 200 bytes in 4 MiB memtables: several flushes, and compactions.
+ */
+static void test_write_once_switches_compaction(void)
+{
+    char dir[512];
+    es_store_opts_t once = opts;
+    once.write_once = true;
+    snprintf(dir, sizeof(dir), "%s-once", path);
+
+    es_store_t *st = es_store_open(dir, &opts, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+    put_scattered(st, 0, 30000);
+    es_store_close(st);
+    CU_ASSERT_FALSE(written_universal(dir));
+
+    st = es_store_open(dir, &once, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+    CU_ASSERT_TRUE(written_universal(dir));
+    CU_ASSERT_EQUAL(count_scattered(st, 30000), 30000);
+    put_scattered(st, 30000, 30000);
+    CU_ASSERT_EQUAL(count_scattered(st, 60000), 60000);
+    es_store_close(st);
+
+    st = es_store_open(dir, &opts, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+    CU_ASSERT_FALSE(written_universal(dir));
+    CU_ASSERT_EQUAL(count_scattered(st, 60000), 60000);
+    es_store_close(st);
+    CU_ASSERT_EQUAL(es_store_destroy_path(dir, errstr, sizeof(errstr)), ES_ERR_OK);
+}
+
 int main(void)
 {
     es_test_unique("/tmp/escqrs-test-store", path, sizeof(path));
@@ -172,6 +261,8 @@ int main(void)
         {"open error names the path", test_open_error_names_path},
         {"no space: open refused, nothing created", test_open_refused_without_space},
         {"the format of a store is checked at open", test_format_version},
+        {"write_once: merged runs, and either style opens the other's store",
+         test_write_once_switches_compaction},
         {NULL, NULL},
     };
     return es_test_run("store", cases);

@@ -57,6 +57,10 @@ typedef struct es_store_opts_s {
     bool sync;              /**< fsync each write batch (durability on power loss, slower) */
     size_t min_free_mb;     /**< refuse to write below this much free space (0: no check) */
     bool read_only;         /**< open for reading only: writes nothing, not even at open */
+    /** Keys are written once and seldom overwritten (a history, an audit):
+     *  compacted by merging sorted runs (universal), not level by level.
+     *  Either way opens a store written with the other. */
+    bool write_once;
     /** The layout of the values this program writes, a name and a version
      *  ("cart_view/1"); NULL: not checked.  See es_store_open_err(). */
     const char *format;
