@@ -185,8 +185,7 @@ static bool written_universal(const char *dir)
     return strstr(text, "compaction_style=kCompactionStyleUniversal") != NULL;
 }
 
-/* @p n keys "w<i>" from @p from, 200-byte values, in batches of 1000, scattered over the key space.
- */
+/* @p n keys "w<i>" from @p from (200-byte values, batches of 1000), scattered over the keys. */
 static void put_scattered(es_store_t *st, int from, int n)
 {
     char key[32], val[200];
