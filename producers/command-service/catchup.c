@@ -71,7 +71,7 @@ static es_err_t remember_event(cs_t *cs, rd_kafka_message_t *m, avro_value_t *v,
      * decided it wrote its outcome record, and this one tombstones it once the
      * window moves past it (state.c). */
     if (a)
-        cs_state_note_outcome(cs, a, cmd_id);
+        cs_state_note_outcome(cs, a, agg_id, cmd_id);
     return ES_ERR_OK;
 }
 

@@ -77,8 +77,10 @@ static const es_conf_def_t service_defs[] = {
      .defval = "32",
      .min = 0,
      .max = 1000,
-     .desc = "Last outcomes of each aggregate kept as records of <agg>.state (older ones get "
-             "tombstones): a retry of one of them after a restore still gets its first answer"},
+     .desc = "Last outcomes of each aggregate remembered, in the store and as records of "
+             "<agg>.state (older ones are deleted and get tombstones): a retry of one of them, "
+             "after a restore too, gets its first answer; 0: the store keeps every outcome and "
+             "<agg>.state none"},
     {.name = "topics.create",
      .type = ES_CONF_BOOL,
      .defval = "false",

@@ -46,11 +46,19 @@ static void agg_free_cb(void *p)
     cs_agg_free(p);
 }
 
+static void idem_free_cb(void *p)
+{
+    idem_ent_t *e = p;
+    if (e)
+        es_buf_free(&e->result);
+    free(e);
+}
+
 /* The overlay's maps, each entry freed with the map. */
 void cs_overlay_init(cs_t *cs)
 {
     cs->aggs = (es_map_t)ES_MAP_INIT(agg_free_cb);
-    cs->idems = (es_map_t)ES_MAP_INIT(free);
+    cs->idems = (es_map_t)ES_MAP_INIT(idem_free_cb);
 }
 
 void cs_overlay_clear(cs_t *cs)
@@ -152,8 +160,11 @@ es_err_t cs_idem_load(cs_t *cs, const char *agg_id, const char *cmd_id, idem_ent
     size_t keylen = cs_idem_key(key, agg_id, cmd_id);
     es_buf_t val = {0};
     avro_value_t *v;
-    if ((*out = es_map_get(&cs->idems, key, keylen, NULL)))
+    if ((*out = es_map_get(&cs->idems, key, keylen, NULL))) {
+        if ((*out)->forget && !(*out)->o.command_id[0]) /* forgotten, never loaded: none */
+            *out = NULL;
         return ES_ERR_OK;
+    }
     es_err_t err = es_store_get(cs->store, key, keylen, &val, errstr, errstr_size);
     if (err == ES_ERR_NOT_FOUND)
         return ES_ERR_OK;
@@ -185,6 +196,24 @@ idem_ent_t *cs_idem_insert(cs_t *cs, const char *agg_id, const char *cmd_id, uin
     e->dirty = true;
     es_map_set(&cs->idems, key, keylen, e);
     return e;
+}
+
+/* An entry the batch loaded keeps answering until the batch ends (the store
+ * deletes it with the batch); a forgotten id the batch never loaded gets an
+ * empty entry, which cs_idem_load() reports as none (and cs_idem_insert()
+ * replaces). */
+void cs_idem_forget(cs_t *cs, const char *agg_id, const char *cmd_id, size_t cmdlen)
+{
+    char id[ES_ID_MAX + 1];
+    char key[2 * ES_ID_MAX + 3];
+    snprintf(id, sizeof(id), "%.*s", (int)cmdlen, cmd_id);
+    size_t keylen = cs_idem_key(key, agg_id, id);
+    void **slot = es_map_slot(&cs->idems, key, keylen, NULL);
+    if (!*slot)
+        *slot = es_calloc(1, sizeof(idem_ent_t));
+    idem_ent_t *e = *slot;
+    e->forget = true;
+    e->dirty = true;
 }
 
 /* @p be64 (8 bytes, big-endian) then @p val. */
@@ -230,6 +259,16 @@ static es_err_t dirty_write(cs_t *cs, es_batch_t *batch, es_buf_t *val, char *er
         idem_ent_t *e = *slot;
         if (!e->dirty)
             continue;
+        if (e->forget) {
+            es_batch_delete(batch, key, keylen);
+            e->dirty = false;
+            continue;
+        }
+        if (e->result.len) { /* the bytes <agg>.command-results has */
+            put_record(batch, key, keylen, e->fp, &e->result);
+            e->dirty = false;
+            continue;
+        }
         if ((err = es_outcome_to_value(&e->o, &cs->res_value, errstr, errstr_size)) ||
             (err = es_serde_encode(cs->res_serde, &cs->res_value, val, errstr, errstr_size)))
             return err;

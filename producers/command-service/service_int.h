@@ -57,6 +57,8 @@ typedef struct idem_ent_s {
     uint64_t fp; /* the command's fingerprint; 0 when rebuilt from events */
     bool dirty;
     es_outcome_t o;
+    es_buf_t result; /* its framed CommandResult as produced; empty: encoded from o */
+    bool forget;     /* out of its aggregate's window: the store deletes it (o may be empty) */
 } idem_ent_t;
 
 /* Where an event of the batch landed (filled by its delivery report). */
@@ -151,6 +153,8 @@ es_err_t cs_idem_load(cs_t *cs, const char *agg_id, const char *cmd_id, idem_ent
  * of a remembered outcome; without the "i", its <agg>.state key.  Returns the length. */
 size_t cs_idem_key(char *out, const char *agg_id, const char *cmd_id);
 idem_ent_t *cs_idem_insert(cs_t *cs, const char *agg_id, const char *cmd_id, uint64_t fp);
+/* @p cmd_id left @p agg_id's window of remembered outcomes: the store forgets it. */
+void cs_idem_forget(cs_t *cs, const char *agg_id, const char *cmd_id, size_t cmdlen);
 /* Write every dirty entry of the overlay plus the next events-topic offsets of
  * partitions @p parts in one atomic batch (after what @p batch holds already). */
 es_err_t cs_overlay_write(cs_t *cs, const int32_t *parts, const int64_t *next_offsets,
@@ -166,7 +170,7 @@ es_err_t cs_overlay_write_with(cs_t *cs, es_batch_t *batch, const int32_t *parts
 es_err_t cs_state_publish_outcome(cs_t *cs, agg_ent_t *a, uint64_t fp, const es_outcome_t *o,
                                   const es_buf_t *result, char *errstr, size_t errstr_size);
 /* Add @p cmd_id, whose outcome record another owner wrote, to @p a's window. */
-void cs_state_note_outcome(cs_t *cs, agg_ent_t *a, const char *cmd_id);
+void cs_state_note_outcome(cs_t *cs, agg_ent_t *a, const char *agg_id, const char *cmd_id);
 es_err_t cs_state_produce(cs_t *cs, char *errstr, size_t errstr_size);
 /* One record of <agg>.state applied to the overlay; *is_marker for a baseline marker. */
 es_err_t cs_state_apply(cs_t *cs, const rd_kafka_message_t *m, int64_t *events_offset,

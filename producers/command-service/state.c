@@ -36,8 +36,10 @@
  * a client retry after a restore still gets its first answer.  Each
  * aggregate keeps a window of its last `state.commands.remembered`: the
  * owner lists their ids in its store and writes a tombstone for the one a
- * new outcome pushes out, so compaction bounds the topic.  Older outcomes
- * are forgotten by a restore (docs/write-side.md, "Known limits").  Until
+ * new outcome pushes out, so compaction bounds the topic, and the store
+ * forgets it in the same write (cs_idem_forget()), so the store is bounded
+ * too: older outcomes are forgotten, with or without a restore
+ * (docs/write-side.md, "Known limits").  Until
  * issue 17, the aggregate's record carried the whole window: about 10 KB
  * written to Kafka and to the store for every command of a busy aggregate.
  */
@@ -75,9 +77,11 @@ static void recent_cut(agg_ent_t *a, size_t at, size_t len)
     a->nrecent--;
 }
 
-/* Append @p id to @p a's list (moving it to the end when listed); the oldest past
- * state.commands.remembered leave it, into @p evicted (length-prefixed) unless NULL. */
-static void recent_add(cs_t *cs, agg_ent_t *a, const char *id, size_t idlen, es_buf_t *evicted)
+/* Append @p id to @p a's (@p agg_id's) list, moving it to the end when listed; the
+ * oldest past state.commands.remembered leave it and the store (cs_idem_forget()),
+ * and go into @p evicted (length-prefixed) unless NULL. */
+static void recent_add(cs_t *cs, agg_ent_t *a, const char *agg_id, const char *id, size_t idlen,
+                       es_buf_t *evicted)
 {
     es_cursor_t c;
     const char *eid = NULL;
@@ -94,6 +98,7 @@ static void recent_add(cs_t *cs, agg_ent_t *a, const char *id, size_t idlen, es_
     while (a->nrecent > cs->remember_max) { /* the oldest first */
         es_cursor_init(&c, a->recent.data, a->recent.len);
         recent_next(&c, &eid, &eidlen);
+        cs_idem_forget(cs, agg_id, eid, eidlen);
         if (evicted)
             es_buf_put_str(evicted, eid, eidlen);
         recent_cut(a, 0, a->recent.len - c.left);
@@ -101,10 +106,10 @@ static void recent_add(cs_t *cs, agg_ent_t *a, const char *id, size_t idlen, es_
     a->dirty = true;
 }
 
-void cs_state_note_outcome(cs_t *cs, agg_ent_t *a, const char *cmd_id)
+void cs_state_note_outcome(cs_t *cs, agg_ent_t *a, const char *agg_id, const char *cmd_id)
 {
     if (cs->remember_max)
-        recent_add(cs, a, cmd_id, strlen(cmd_id), NULL);
+        recent_add(cs, a, agg_id, cmd_id, strlen(cmd_id), NULL);
 }
 
 /* One remembered outcome: what an outcome record's `recent` holds. */
@@ -199,7 +204,7 @@ es_err_t cs_state_publish_outcome(cs_t *cs, agg_ent_t *a, uint64_t fp, const es_
     if (!err)
         err = state_put(cs, key + 1, keylen, a->partition, false, errstr, errstr_size);
     if (!err)
-        recent_add(cs, a, o->command_id, strlen(o->command_id), &evicted);
+        recent_add(cs, a, agg_id, o->command_id, strlen(o->command_id), &evicted);
     es_cursor_init(&c, evicted.data, evicted.len);
     while (!err && recent_next(&c, &eid, &eidlen)) { /* out of the window: a tombstone */
         char idz[ES_ID_MAX + 1];
@@ -255,7 +260,7 @@ static es_err_t apply_recent(cs_t *cs, const char *agg_id, agg_ent_t *a, avro_va
         }
         if (!es_command_id_valid(cmd_id))
             continue;
-        cs_state_note_outcome(cs, a, cmd_id);
+        cs_state_note_outcome(cs, a, agg_id, cmd_id);
         if ((err = cs_idem_load(cs, agg_id, cmd_id, &e, errstr, errstr_size)))
             return err;
         if (!e)

@@ -102,6 +102,7 @@ static es_txn_rc_t produce_outcomes(cs_t *cs)
             rc = ES_TXN_ABORT;
         } else if (pd->remember) { /* a new outcome (never a retry's): the same bytes */
             pd->remember->o = pd->o;
+            es_buf_set(&pd->remember->result, result.data, result.len);
             if (cs_state_publish_outcome(cs, pd->agg, pd->remember->fp, &pd->o, &result, errstr,
                                          sizeof(errstr))) {
                 snprintf(cs->fatal_reason, sizeof(cs->fatal_reason), "outcome record: %s", errstr);
