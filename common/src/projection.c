@@ -200,7 +200,8 @@ typedef struct {
 
 struct es_proj_txn_s {
     es_proj_reader_t *base;
-    es_map_t batch; /* every write of the batch, the current event's included */
+    es_map_t batch;  /* every write of the batch, the current event's included */
+    es_map_t sealed; /* the batch before, until it is stored (es_proj_txn_seal) */
     bool in_event;
     undo_t *undo; /* the current event's writes, in order */
     size_t nundo, capundo;
@@ -233,6 +234,7 @@ es_proj_txn_t *es_proj_txn_new(es_proj_reader_t *base)
     es_proj_txn_t *txn = es_calloc(1, sizeof(*txn));
     txn->base = base;
     txn->batch = (es_map_t)ES_MAP_INIT(free);
+    txn->sealed = (es_map_t)ES_MAP_INIT(free);
     return txn;
 }
 
@@ -252,6 +254,7 @@ void es_proj_txn_destroy(es_proj_txn_t *txn)
         return;
     es_proj_txn_rollback_event(txn); /* an event left open: its log owns the replaced values */
     es_map_free(&txn->batch);
+    es_map_free(&txn->sealed);
     free(txn->undo);
     es_buf_free(&txn->undo_keys);
     es_buf_free(&txn->keybuf);
@@ -264,6 +267,8 @@ es_err_t es_proj_get(es_proj_txn_t *txn, const void *key, size_t keylen, es_buf_
     bool found;
     key = txn_key(txn, key, &keylen);
     const val_t *v = es_map_get(&txn->batch, key, keylen, &found);
+    if (!found && es_map_count(&txn->sealed)) /* written by the batch being stored */
+        v = es_map_get(&txn->sealed, key, keylen, &found);
     if (found) { /* a value, or a tombstone */
         if (!v)
             return ES_ERR_NOT_FOUND;
@@ -351,14 +356,35 @@ size_t es_proj_txn_count(const es_proj_txn_t *txn)
     return es_map_count(&txn->batch);
 }
 
+/* Empty @p m; an unusually large map is given back, a usual one keeps its slots for reuse. */
+static void batch_map_clear(es_map_t *m)
+{
+    if (m->cap > TXN_KEEP_SLOTS_MAX)
+        es_map_free(m);
+    else
+        es_map_clear(m);
+}
+
 void es_proj_txn_clear(es_proj_txn_t *txn)
 {
     if (txn->in_event)
         es_proj_txn_rollback_event(txn);
-    if (txn->batch.cap > TXN_KEEP_SLOTS_MAX)
-        es_map_free(&txn->batch); /* an unusually large batch: give it back */
-    else
-        es_map_clear(&txn->batch); /* the next batch reuses the slots */
+    batch_map_clear(&txn->batch);
+}
+
+void es_proj_txn_seal(es_proj_txn_t *txn)
+{
+    if (txn->in_event)
+        es_proj_txn_rollback_event(txn);
+    batch_map_clear(&txn->sealed); /* empty already, by the contract: keeps nothing stale */
+    es_map_t empty = txn->sealed;  /* its slots serve the next batch */
+    txn->sealed = txn->batch;
+    txn->batch = empty;
+}
+
+void es_proj_txn_release_sealed(es_proj_txn_t *txn)
+{
+    batch_map_clear(&txn->sealed);
 }
 
 json_t *es_proj_bad_request(const char *msg)

@@ -267,7 +267,7 @@ static bool frozen_all_stopped(pj_loop_t *l, bool idle)
         for (int p = 0; p < r->nparts[t]; p++) {
             if (fz->final[t][p] >= 0)
                 continue;
-            int64_t at = l->next[t][p];
+            int64_t at = l->stored[t][p];
             rd_kafka_topic_partition_t *e =
                 pos ? rd_kafka_topic_partition_list_find(pos, r->topic[t], p) : NULL;
             if (e && e->offset > at)

@@ -29,6 +29,13 @@
  *     or stop partitions and finish (frozen); the loop ends at a batch
  *     boundary only, so a stop, a hand-over or a cancel never splits one.
  *
+ * Pipelined (live and rebuild modes): a full batch is written by the
+ * loop's writer thread (writer.c, which says why exactly once holds) while
+ * the loop folds the next; the next batch reads it from the transaction's
+ * sealed map.  settle() waits for the write, moves l->stored (the offsets
+ * the store holds: what modes report and publish), then runs `written` and
+ * tick.  Frozen builds, retries, halts and idle batches are written in line.
+ *
  * A transient failure in the middle of a batch (retry_later) writes what
  * was handled before it, seeks the consumer back to the next offsets and
  * waits with a back-off: what was fetched past it is delivered again.
@@ -86,12 +93,14 @@ void pj_loop_free(pj_loop_t *l)
 {
     if (!l)
         return;
+    pj_writer_stop(&l->writer);
     if (l->queue)
         rd_kafka_queue_destroy(l->queue);
     for (size_t t = 0; t < ES_PROJ_MAX_AGGREGATES; t++)
         free(l->touched[t]);
     free(l->msgs);
     es_batch_destroy(l->batch);
+    es_batch_destroy(l->writing.batch);
     if (l->txn)
         es_proj_txn_destroy(l->txn);
     if (l->rd)
@@ -318,12 +327,11 @@ static void put_batch_cb(void *opaque, const char *key, size_t keylen, const cha
  * Write the batch; while the disk is too full, wait and write the same batch
  * again (nothing of it is written meanwhile, so nothing is lost or doubled).
  */
-static es_err_t write_batch(pj_loop_t *l)
+static es_err_t write_batch(pj_loop_t *l, es_batch_t *batch)
 {
     bool waited = false;
     es_err_t err;
-    while ((err = es_store_write(l->st, l->batch, l->errstr, sizeof(l->errstr))) ==
-           ES_ERR_NO_SPACE) {
+    while ((err = es_store_write(l->st, batch, l->errstr, sizeof(l->errstr))) == ES_ERR_NO_SPACE) {
         if (!waited && l->ops->waits)
             l->ops->waits(l, PJ_WAITING, true);
         waited = true;
@@ -336,28 +344,31 @@ static es_err_t write_batch(pj_loop_t *l)
     return err;
 }
 
-/* DLQ first, then views and offsets in one atomic batch.  true: the loop ends. */
-static bool commit_batch(pj_loop_t *l, pj_batch_t *b)
+/* The batch's offsets are in the store now: what the mode may report. */
+static void note_stored(pj_loop_t *l, int64_t *const *next)
+{
+    for (size_t t = 0; t < l->r->ntopics; t++)
+        memcpy(l->stored[t], next[t], (size_t)l->r->nparts[t] * sizeof(int64_t));
+}
+
+/* DLQ first, then the transaction's writes into l->batch.  true: the loop ends. */
+static bool prepare_batch(pj_loop_t *l, const pj_batch_t *b)
 {
     es_projector_t *pj = l->r->pj;
-    if (es_batch_count(l->batch) == 0 && es_proj_txn_count(l->txn) == 0)
-        return false;
     if (b->dlq_sent && pj_dlq_flush(pj, l->errstr, sizeof(l->errstr))) {
         loop_halt(l, "DLQ flush failed: %s", l->errstr);
         return true; /* nothing of this batch is written: it is replayed */
     }
     es_proj_txn_foreach(l->txn, put_batch_cb, l->batch);
-    if (write_batch(l)) {
-        if (!atomic_load(&pj->stop))
-            loop_halt(l, "store write: %s", l->errstr);
-        return true;
-    }
-    es_proj_txn_clear(l->txn);
-    es_batch_clear(l->batch);
-    b->seconds = mono_s() - b->start_s;
-    if (l->ops->written)
-        l->ops->written(l, b);
     return false;
+}
+
+/* The write failed for good: halt, unless the projector is stopping.  Returns true. */
+static bool write_failed(pj_loop_t *l, const char *why)
+{
+    if (!atomic_load(&l->r->pj->stop))
+        loop_halt(l, "store write: %s", why);
+    return true;
 }
 
 /*
@@ -391,6 +402,80 @@ static bool tick(pj_loop_t *l, const pj_batch_t *b)
     return l->ops->tick && l->ops->tick(l, events, dt);
 }
 
+/* A batch is in the store: counts, retries, the mode's tick.  true: the loop ends. */
+static bool after_batch(pj_loop_t *l, const pj_batch_t *b)
+{
+    l->since_tick += b->applied + b->dlq;
+    if (l->retries && b->n > 0 && !l->halted && l->ops->running) { /* never over HALTED */
+        l->retries = 0;
+        l->ops->running(l);
+    }
+    return tick(l, b);
+}
+
+/* ----------------------------------------------------------- pipelined */
+
+/* May batch @p b be written while the next one is folded? */
+static bool can_pipeline(const pj_loop_t *l, const pj_batch_t *b)
+{
+    return !l->ops->step && b->n > 0 && !b->retry && !l->halted && es_proj_txn_count(l->txn) > 0;
+}
+
+/*
+ * Hand batch @p b over, to the writer thread with @p threaded (the loop folds
+ * on), else to finish_write() in line.  Nothing is pending.  true: the loop ends.
+ */
+static bool hand_batch(pj_loop_t *l, const pj_batch_t *b, bool threaded)
+{
+    if (prepare_batch(l, b))
+        return true;
+    es_proj_txn_seal(l->txn); /* the next folds read it until it is stored */
+    es_batch_t *full = l->batch;
+    l->batch = l->writing.batch ? l->writing.batch : es_batch_new();
+    l->writing.batch = full;
+    l->writing.b = *b;
+    for (size_t t = 0; t < l->r->ntopics; t++)
+        memcpy(l->writing.next[t], l->next[t], (size_t)l->r->nparts[t] * sizeof(int64_t));
+    l->writing.pending = true;
+    l->writing.threaded = threaded && pj_writer_hand(&l->writer, l->st, l->writing.batch);
+    return false;
+}
+
+/* The batch handed over is written (or is, in line, now), then visible.  true: it failed. */
+static bool finish_write(pj_loop_t *l)
+{
+    l->writing.pending = false;
+    es_err_t err = ES_ERR_NO_SPACE; /* not written yet: in line, below */
+    if (l->writing.threaded && (err = pj_writer_wait(&l->writer)) && err != ES_ERR_NO_SPACE)
+        snprintf(l->errstr, sizeof(l->errstr), "%s", l->writer.errstr);
+    if (err == ES_ERR_NO_SPACE) /* nothing of it was written: wait for space, in line */
+        err = write_batch(l, l->writing.batch);
+    if (err)
+        return write_failed(l, l->errstr);
+    es_batch_clear(l->writing.batch);
+    es_proj_txn_release_sealed(l->txn);
+    note_stored(l, l->writing.next);
+    pj_batch_t *b = &l->writing.b;
+    b->seconds = mono_s() - b->start_s; /* until visible */
+    if (l->ops->written)
+        l->ops->written(l, b);
+    return false;
+}
+
+/* Views and offsets in one atomic batch, in line.  true: the loop ends. */
+static bool commit_batch(pj_loop_t *l, const pj_batch_t *b)
+{
+    if (es_batch_count(l->batch) == 0 && es_proj_txn_count(l->txn) == 0)
+        return false;
+    return hand_batch(l, b, false) || finish_write(l);
+}
+
+/* The batch in flight: written, visible, counted and ticked.  true: the loop ends. */
+static bool settle(pj_loop_t *l)
+{
+    return l->writing.pending && (finish_write(l) || after_batch(l, &l->writing.b));
+}
+
 /* -------------------------------------------------------------- the loop */
 
 void pj_loop_run(pj_loop_t *l)
@@ -403,22 +488,29 @@ void pj_loop_run(pj_loop_t *l)
     }
     /* between batches only: a stop, a cancel or a hand-over never splits one */
     while (!loop_cancelled(l) && !l->halted && !(l->handover && atomic_load(l->handover))) {
+        /* nothing queued: the batch in flight becomes visible before the loop waits */
+        if (l->writing.pending && rd_kafka_queue_length(l->queue) == 0 && settle(l))
+            break;
         pj_batch_t b = {0};
         fold_batch(l, &b);
+        if (settle(l)) /* the batch before this one is written first */
+            break;
+        if (can_pipeline(l, &b)) {
+            if (hand_batch(l, &b, true))
+                break;
+            continue;
+        }
         if (commit_batch(l, &b))
             break;
-        l->since_tick += b.applied + b.dlq;
         if (b.retry && !l->halted) {
+            l->since_tick += b.applied + b.dlq;
             retry_later(l);
             continue;
         }
-        if (l->retries && b.n > 0 && !l->halted && l->ops->running) { /* never over HALTED */
-            l->retries = 0;
-            l->ops->running(l);
-        }
-        if (tick(l, &b))
+        if (after_batch(l, &b))
             break;
     }
+    settle(l); /* what is in flight is written (or fails) before the loop ends */
     pj_loop_end(l);
 }
 

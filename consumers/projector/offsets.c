@@ -39,9 +39,9 @@ void pj_publish_applied(pj_loop_t *l)
     pj_mutex_lock(&r->mu);
     for (size_t t = 0; t < r->ntopics; t++) {
         for (int p = 0; p < r->nparts[t]; p++) {
-            if (l->next[t][p] != r->applied[t][p] && l->next[t][p] > 0 && r->owned[t][p])
-                rd_kafka_topic_partition_list_add(tl, r->topic[t], p)->offset = l->next[t][p];
-            r->applied[t][p] = l->next[t][p];
+            if (l->stored[t][p] != r->applied[t][p] && l->stored[t][p] > 0 && r->owned[t][p])
+                rd_kafka_topic_partition_list_add(tl, r->topic[t], p)->offset = l->stored[t][p];
+            r->applied[t][p] = l->stored[t][p];
         }
     }
     pthread_cond_broadcast(&r->cv);
@@ -76,7 +76,7 @@ int64_t pj_refresh_lag(pj_loop_t *l, bool publish, bool query)
                 unknown = true;
                 continue;
             }
-            int64_t lag = hi > l->next[t][p] ? hi - l->next[t][p] : 0;
+            int64_t lag = hi > l->stored[t][p] ? hi - l->stored[t][p] : 0;
             total += lag;
             if (publish) {
                 pj_mutex_lock(&r->mu);

@@ -20,6 +20,7 @@
  *               topics, the store), wait for disk space, resume a rebuild
  *   loop.c      the consume loop: fold a batch, commit a batch, tick; and
  *               its live mode (loop.h: the modes' interface)
+ *   writer.c    a loop's writer thread: a batch written while the next folds
  *   rebuild.c   the rebuild mode: shadow generation, hand-over, swap
  *   frozen.c    frozen views: the frozen mode, markers, loading, deleting
  *   consumer.c  the loop's consumer: assignment at stored offsets, positions
@@ -48,7 +49,7 @@
  *   live    -> rebuild, frozen, loop, offsets, gen, state, checkpoint
  *   checkpoint -> state
  *   rebuild -> loop, offsets, gen, state;   frozen -> loop, consumer, state
- *   loop    -> offsets, consumer, dlq, fold, state
+ *   loop    -> offsets, consumer, dlq, fold, state, writer
  *   consumer -> partitions;   offsets -> consumer, partitions
  *   asof -> fold, history, offsets, partitions;   fold -> history
  *   partitions -> peers, state;   peers -> state

@@ -110,7 +110,7 @@ static bool caught_up_to_live(pj_loop_t *l)
     pj_mutex_lock(&r->mu);
     for (size_t t = 0; t < r->ntopics && ok; t++)
         for (int p = 0; p < r->nparts[t] && ok; p++)
-            ok = l->next[t][p] >= r->applied[t][p];
+            ok = l->stored[t][p] >= r->applied[t][p];
     pj_mutex_unlock(&r->mu);
     return ok;
 }

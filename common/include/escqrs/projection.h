@@ -134,6 +134,15 @@ void es_proj_txn_foreach(es_proj_txn_t *txn,
 size_t es_proj_txn_count(const es_proj_txn_t *txn);
 /** @brief Forget every pending write (after the runtime stored them). */
 void es_proj_txn_clear(es_proj_txn_t *txn);
+/**
+ * @brief The pending writes become the sealed batch, still read by every get,
+ *        and the transaction starts an empty batch: the runtime folds the
+ *        next batch while the sealed one is being stored.  Call it between
+ *        events, after es_proj_txn_foreach(), and only when no batch is sealed.
+ */
+void es_proj_txn_seal(es_proj_txn_t *txn);
+/** @brief Forget the sealed batch (it is in the store now). */
+void es_proj_txn_release_sealed(es_proj_txn_t *txn);
 
 #define ES_PROJ_PREFIX_MAX 8
 
