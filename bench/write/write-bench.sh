@@ -94,7 +94,11 @@ level() { # name write_load-args...
 }
 # Where the machine's CPU goes per command in a closed-loop level: every process of
 # the path, the broker and registry of the stack (STACK_DIR: their pid files) and the
-# load generator itself; busy_cores says how much of the machine they used.
+# load generator itself; busy_cores says how much of the machine they used, and
+# machine_busy_cores how much of it everything used (/proc/stat).  Measured in the middle
+# of the level (from 1 s after its start to 1 s before its end): around the level, the
+# load generator's start-up and the path's drain once answers stop counting added CPU
+# without commands (2 December: the sums came to more than the machine's 2 cores).
 STACK_DIR=${STACK_DIR:-$(cd "$(dirname "$0")/../.." && pwd)/.local/stack/test}
 BROKER=$(cat "$STACK_DIR/kafka.pid" 2>/dev/null || true)
 REG=$(cat "$STACK_DIR/registry.pid" 2>/dev/null || true)
@@ -110,25 +114,36 @@ cs_ticks() {
   for pid in "${CS_ALL[@]}"; do t=$((t + $(ticks "$pid"))); done
   echo $t
 }
-# wall ms, commands decided, transactions, then the ticks of each process
-snapshot() { echo "$(date +%s%3N) $(decided) $(cs_ticks) $(ticks $GW) $(ticks $PJ) $(ticks "$BROKER") $(ticks "$REG")"; }
-cpu_per_command() { # name before after result-line
-  local load
-  load=$(sed -n 's/.* load_cpu_s=\([0-9.]*\).*/\1/p' <<<"$4")
-  awk -v b="$2" -v a="$3" -v hz="$HZ" -v load="${load:-0}" -v lv="$1" 'BEGIN {
-    split(b, x, " "); split(a, y, " "); split("command_service gateway projector broker registry", k, " ")
+# wall ms, commands decided, transactions, the ticks of each process, the load
+# generator's (pid $1), then the machine's busy and all ticks
+snapshot() {
+  echo "$(date +%s%3N) $(decided) $(cs_ticks) $(ticks $GW) $(ticks $PJ) $(ticks "$BROKER") $(ticks "$REG")" \
+    "$(ticks "${1:-}") $(awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat)"
+}
+cpu_per_command() { # name before after
+  awk -v b="$2" -v a="$3" -v hz="$HZ" -v lv="$1" 'BEGIN {
+    split(b, x, " "); split(a, y, " "); split("command_service gateway projector broker registry load", k, " ")
     n = y[2] - x[2]; txns = y[3] - x[3]; wall = (y[1] - x[1]) / 1000; if (n <= 0) exit
-    out = ""; total = load * 1000 / n
-    for (i = 4; i <= 8; i++) { ms = (y[i] - x[i]) * 1000 / hz / n; total += ms; out = out sprintf(" %s=%.3f", k[i - 3], ms) }
-    printf "# cpu_ms_per_command level=%s commands=%d per_transaction=%.1f%s load=%.3f total=%.3f busy_cores=%.2f\n", lv, n, (txns > 0 ? n / txns : 0), out, load * 1000 / n, total, total * n / 1000 / wall
+    out = ""; total = 0
+    for (i = 4; i <= 9; i++) { ms = (y[i] - x[i]) * 1000 / hz / n; total += ms; out = out sprintf(" %s=%.3f", k[i - 3], ms) }
+    machine = (y[11] > x[11]) ? (y[10] - x[10]) / (y[11] - x[11]) * ENVIRON["NPROC"] : 0
+    printf "# cpu_ms_per_command level=%s commands=%d per_transaction=%.1f%s total=%.3f busy_cores=%.2f machine_busy_cores=%.2f\n", lv, n, (txns > 0 ? n / txns : 0), out, total, total * n / 1000 / wall, machine
   }'
 }
+export NPROC=$(nproc)
 best=0
 best_clients=128
 for c in ${CLIENTS:-1 8 32 128 256 512}; do
-  before=$(snapshot)
-  line=$(level "closed-$c" -c "$c")
-  cpu_per_command "closed-$c" "$before" "$(snapshot)" "$line"
+  level "closed-$c" -c "$c" >"$DIR/level.out" &
+  job=$!
+  margin=$((DURATION >= 4 ? 1 : 0))
+  sleep "$margin"
+  before=$(snapshot "$(pgrep -n -x write_load || true)")
+  sleep $((DURATION - 2 * margin))
+  after=$(snapshot "$(pgrep -n -x write_load || true)")
+  wait $job
+  line=$(cat "$DIR/level.out")
+  cpu_per_command "closed-$c" "$before" "$after"
   echo "$line"
   rate=$(sed -n 's/.* achieved=\([0-9]*\).*/\1/p' <<<"$line")
   if [ "${rate:-0}" -gt "$best" ]; then
