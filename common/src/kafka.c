@@ -18,6 +18,7 @@
 #include "kafka_int.h"
 #include "escqrs/log.h"
 #include "escqrs/mem.h"
+#include "escqrs/util.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -472,6 +473,16 @@ es_err_t es_consumer_subscribe(es_consumer_t *cons, const char *const *topics, s
 rd_kafka_message_t *es_consumer_poll(es_consumer_t *cons, int timeout_ms)
 {
     return rd_kafka_consumer_poll(cons->rk, timeout_ms);
+}
+
+double es_message_age_s(const rd_kafka_message_t *m)
+{
+    rd_kafka_timestamp_type_t type;
+    int64_t ts = rd_kafka_message_timestamp(m, &type);
+    if (type != RD_KAFKA_TIMESTAMP_CREATE_TIME || ts < 0)
+        return -1;
+    int64_t age = es_now_ms() - ts;
+    return age > 0 ? (double)age / 1000.0 : 0;
 }
 
 /* Seek @p tl to the committed offsets it was filled with. */

@@ -260,6 +260,10 @@ static void register_metrics(cs_t *cs, es_metrics_t *metrics)
                                         es_metrics_latency_buckets, es_metrics_latency_nbuckets);
     cs->h_batch = es_metrics_histogram(metrics, "escqrs_batch_commands", "Commands per transaction",
                                        NULL, batch_bounds, ES_ARRAY_SIZE(batch_bounds));
+    cs->h_wait = es_metrics_histogram(
+        metrics, "escqrs_command_wait_seconds",
+        "From a command's produce (its record's CreateTime) to its batch being polled", NULL,
+        es_metrics_latency_buckets, es_metrics_latency_nbuckets);
     cs->c_caught_up_events =
         es_metrics_counter(metrics, "escqrs_command_service_catchup_events_total",
                            "Events of <agg>.events applied to the store on assignment", NULL);

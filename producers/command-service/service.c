@@ -98,6 +98,9 @@ static size_t poll_batch(cs_t *cs, rd_kafka_message_t **msgs)
             poll_error(cs, m);
             rd_kafka_message_destroy(m);
         } else {
+            double age = es_message_age_s(m);
+            if (age >= 0)
+                es_histogram_observe(cs->h_wait, age);
             msgs[n++] = m;
         }
         if (n == (size_t)cs->batch_max || cs->fatal)

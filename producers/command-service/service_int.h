@@ -128,7 +128,7 @@ struct cs_s {
 
     es_counter_t *c_accepted, *c_replayed, *c_conflict, *c_reused, *c_undecodable, *c_aborts,
         *c_recoveries, *c_caught_up_events, *c_restored_states, *c_baseline_states;
-    es_histogram_t *h_commit, *h_batch;
+    es_histogram_t *h_commit, *h_batch, *h_wait;
     es_gauge_t *g_caught_up;
 };
 

@@ -182,6 +182,11 @@ gw_t *gw_new(const es_conf_t *conf, es_metrics_t *metrics, char *errstr, size_t 
     gw->h_latency = es_metrics_histogram(metrics, "escqrs_gateway_request_seconds",
                                          "Time from request to outcome", NULL,
                                          es_metrics_latency_buckets, es_metrics_latency_nbuckets);
+    gw->h_outcome_wait = es_metrics_histogram(
+        metrics, "escqrs_gateway_outcome_wait_seconds",
+        "From an outcome's produce (its record's CreateTime, before its commit) to the gateway "
+        "reading it",
+        NULL, es_metrics_latency_buckets, es_metrics_latency_nbuckets);
     if (!(gw->reg = es_registry_from_conf(conf, GW_REGISTRY_RETRIES, errstr, errstr_size)) ||
         !add_aggregates(gw, group_names, errstr, errstr_size))
         goto fail;

@@ -85,7 +85,7 @@ struct gw_s {
     waiter_t *oldest, *newest;
     uint64_t waiter_seq; /* the last waiter's seq */
 
-    es_histogram_t *h_latency;
+    es_histogram_t *h_latency, *h_outcome_wait;
 };
 
 /* waiters.c */

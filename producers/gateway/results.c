@@ -89,6 +89,9 @@ static void results_handle(gw_t *gw, rd_kafka_message_t *m)
     uint64_t seen; /* the waiters registered before this outcome was read */
     if (es_header_get(m, "command-id", id, sizeof(id)) || !gw_waiter_wanted(gw, id, &seen))
         return;
+    double age = es_message_age_s(m);
+    if (age >= 0)
+        es_histogram_observe(gw->h_outcome_wait, age);
     if (es_serde_decode(gw->res_serde, m->payload, m->len, &v, errstr, sizeof(errstr)) ||
         es_outcome_from_value(v, &o, errstr, sizeof(errstr))) {
         es_trace_id_of(es_header_get(m, "traceparent", tp, sizeof(tp)) ? NULL : tp, trace_id);

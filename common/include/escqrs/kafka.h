@@ -300,6 +300,12 @@ es_err_t es_consumer_subscribe(es_consumer_t *cons, const char *const *topics, s
 
 /** @brief Next message or NULL on timeout; destroy it with rd_kafka_message_destroy(). */
 rd_kafka_message_t *es_consumer_poll(es_consumer_t *cons, int timeout_ms);
+/**
+ * @brief Seconds since @p m was produced (its CreateTime), 0 when that is in the future
+ *        (clock skew), -1 when it has none; meaningful across hosts only as far as
+ *        their clocks agree.
+ */
+double es_message_age_s(const rd_kafka_message_t *m);
 
 /**
  * @brief The next record of a consumer that reads its assignment to the end
