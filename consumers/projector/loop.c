@@ -332,23 +332,23 @@ static es_err_t write_batch(pj_loop_t *l, es_batch_t *batch)
     bool waited = false;
     es_err_t err;
     while ((err = es_store_write(l->st, batch, l->errstr, sizeof(l->errstr))) == ES_ERR_NO_SPACE) {
-        if (!waited && l->ops->waits)
+        if (!waited && !l->halted && l->ops->waits) /* a halt stays said */
             l->ops->waits(l, PJ_WAITING, true);
         waited = true;
         if (loop_cancelled(l))
             return err;
         usleep(PJ_NO_SPACE_RETRY_MS * 1000);
     }
-    if (waited && !err && l->ops->running)
+    if (waited && !err && !l->halted && l->ops->running)
         l->ops->running(l);
     return err;
 }
 
-/* The batch's offsets are in the store now: what the mode may report. */
-static void note_stored(pj_loop_t *l, int64_t *const *next)
+/* Every partition's offset of @p src into @p dst (next, stored, the batch in flight). */
+static void copy_offsets(const pj_loop_t *l, int64_t *const *dst, int64_t *const *src)
 {
     for (size_t t = 0; t < l->r->ntopics; t++)
-        memcpy(l->stored[t], next[t], (size_t)l->r->nparts[t] * sizeof(int64_t));
+        memcpy(dst[t], src[t], (size_t)l->r->nparts[t] * sizeof(int64_t));
 }
 
 /* DLQ first, then the transaction's writes into l->batch.  true: the loop ends. */
@@ -434,8 +434,7 @@ static bool hand_batch(pj_loop_t *l, const pj_batch_t *b, bool threaded)
     l->batch = l->writing.batch ? l->writing.batch : es_batch_new();
     l->writing.batch = full;
     l->writing.b = *b;
-    for (size_t t = 0; t < l->r->ntopics; t++)
-        memcpy(l->writing.next[t], l->next[t], (size_t)l->r->nparts[t] * sizeof(int64_t));
+    copy_offsets(l, l->writing.next, l->next);
     l->writing.pending = true;
     l->writing.threaded = threaded && pj_writer_hand(&l->writer, l->st, l->writing.batch);
     return false;
@@ -454,7 +453,7 @@ static bool finish_write(pj_loop_t *l)
         return write_failed(l, l->errstr);
     es_batch_clear(l->writing.batch);
     es_proj_txn_release_sealed(l->txn);
-    note_stored(l, l->writing.next);
+    copy_offsets(l, l->stored, l->writing.next); /* what the mode may report now */
     pj_batch_t *b = &l->writing.b;
     b->seconds = mono_s() - b->start_s; /* until visible */
     if (l->ops->written)

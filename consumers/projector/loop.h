@@ -31,7 +31,7 @@ typedef struct pj_batch_s {
     bool dlq_sent;   /* the DLQ must be flushed before the batch is written */
     bool retry;      /* a transient failure: the rest of the batch is read again */
     double start_s;  /* monotonic seconds when the records were in hand */
-    double seconds;  /* from then to the batch written */
+    double seconds;  /* from then to the batch written and visible (settled, if pipelined) */
 } pj_batch_t;
 
 /*
