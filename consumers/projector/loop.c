@@ -30,10 +30,11 @@
  *     boundary only, so a stop, a hand-over or a cancel never splits one.
  *
  * Pipelined (live and rebuild modes): a full batch is written by the
- * loop's writer thread (common/src/store_writer.c) while the loop folds
- * the next; the next batch reads it from the transaction's sealed map.  settle() waits for the
- * write, moves l->stored (the offsets the store holds: what modes report and publish), then runs
- * `written` and tick.  Frozen builds, retries, halts and idle batches are written in line.
+ * loop's writer thread (writer.c, which says why exactly once holds) while
+ * the loop folds the next; the next batch reads it from the transaction's
+ * sealed map.  settle() waits for the write, moves l->stored (the offsets
+ * the store holds: what modes report and publish), then runs `written` and
+ * tick.  Frozen builds, retries, halts and idle batches are written in line.
  *
  * A transient failure in the middle of a batch (retry_later) writes what
  * was handled before it, seeks the consumer back to the next offsets and
@@ -92,7 +93,7 @@ void pj_loop_free(pj_loop_t *l)
 {
     if (!l)
         return;
-    es_store_writer_destroy(l->writer);
+    pj_writer_stop(&l->writer);
     if (l->queue)
         rd_kafka_queue_destroy(l->queue);
     for (size_t t = 0; t < ES_PROJ_MAX_AGGREGATES; t++)
@@ -435,9 +436,7 @@ static bool hand_batch(pj_loop_t *l, const pj_batch_t *b, bool threaded)
     l->writing.b = *b;
     copy_offsets(l, l->writing.next, l->next);
     l->writing.pending = true;
-    if (threaded && !l->writer)
-        l->writer = es_store_writer_new();
-    l->writing.threaded = threaded && es_store_writer_hand(l->writer, l->st, l->writing.batch);
+    l->writing.threaded = threaded && pj_writer_hand(&l->writer, l->st, l->writing.batch);
     return false;
 }
 
@@ -446,8 +445,8 @@ static bool finish_write(pj_loop_t *l)
 {
     l->writing.pending = false;
     es_err_t err = ES_ERR_NO_SPACE; /* not written yet: in line, below */
-    if (l->writing.threaded)
-        err = es_store_writer_wait(l->writer, l->errstr, sizeof(l->errstr));
+    if (l->writing.threaded && (err = pj_writer_wait(&l->writer)) && err != ES_ERR_NO_SPACE)
+        snprintf(l->errstr, sizeof(l->errstr), "%s", l->writer.errstr);
     if (err == ES_ERR_NO_SPACE) /* nothing of it was written: wait for space, in line */
         err = write_batch(l, l->writing.batch);
     if (err)

@@ -35,6 +35,23 @@ typedef struct pj_batch_s {
 } pj_batch_t;
 
 /*
+ * The loop's writer thread (writer.c): it writes the batch handed to it while
+ * the loop folds the next one.  One thread for the loop's life; `mu` guards
+ * go, done and quit; the rest belongs to the writer between hand and wait.
+ */
+typedef struct pj_writer_s {
+    bool started;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool go, done, quit;
+    es_store_t *st;
+    es_batch_t *batch;
+    es_err_t err;
+    char errstr[PJ_ERRSTR_MAX];
+} pj_writer_t;
+
+/*
  * A mode.  A NULL hook does nothing (and `start_failed` NULL never gives
  * up, `step` NULL never ends the loop).  Every hook runs on the loop's
  * thread, holding no lock.
@@ -96,7 +113,7 @@ struct pj_loop_s {
     bool *touched[ES_PROJ_MAX_AGGREGATES];
     bool halted; /* a halting failure: the loop ends after this batch */
     /* the batch being written while the loop folds the next (loop.c, "Pipelined") */
-    es_store_writer_t *writer; /* created at the first batch handed over */
+    pj_writer_t writer;
     struct {
         bool pending;  /* a batch was handed over and not settled */
         bool threaded; /* ... to the writer (else it was written in line) */
@@ -159,6 +176,15 @@ void pj_publish_applied(pj_loop_t *l);
 int64_t pj_refresh_lag(pj_loop_t *l, bool publish, bool query);
 /** @brief Idle: put the consumer's positions past our offsets into @p b (markers). */
 bool pj_advance_past_markers(pj_loop_t *l, es_batch_t *b);
+
+/* writer.c */
+/** @brief Hand @p batch to @p w to write into @p st; false: no thread to be had, write it in line.
+ */
+bool pj_writer_hand(pj_writer_t *w, es_store_t *st, es_batch_t *batch);
+/** @brief Wait for the batch handed over; its write's result (w->errstr says why). */
+es_err_t pj_writer_wait(pj_writer_t *w);
+/** @brief End the writer thread, if it runs (no batch may be in hand). */
+void pj_writer_stop(pj_writer_t *w);
 
 /* dlq.c */
 /** @brief Read @p r's DLQ topics up to their ends: the positions already sent. */

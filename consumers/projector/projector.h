@@ -20,6 +20,7 @@
  *               topics, the store), wait for disk space, resume a rebuild
  *   loop.c      the consume loop: fold a batch, commit a batch, tick; and
  *               its live mode (loop.h: the modes' interface)
+ *   writer.c    a loop's writer thread: a batch written while the next folds
  *   rebuild.c   the rebuild mode: shadow generation, hand-over, swap
  *   frozen.c    frozen views: the frozen mode, markers, loading, deleting
  *   consumer.c  the loop's consumer: assignment at stored offsets, positions

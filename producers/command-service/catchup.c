@@ -284,10 +284,6 @@ void cs_on_rebalance(void *opaque, bool assign, rd_kafka_topic_partition_list_t 
     cs_t *cs = opaque;
     char errstr[512];
     atomic_fetch_add(&cs->generation, 1); /* a batch polled across this is decided by nobody */
-    if (cs_store_settle(cs, errstr, sizeof(errstr)) && !cs->fatal) { /* the store, complete */
-        cs->fatal = true;
-        snprintf(cs->fatal_reason, sizeof(cs->fatal_reason), "store: %s", errstr);
-    }
     if (!assign) {
         es_log_info("command-service", "revoked %d partition(s) of %s", parts->cnt, cs->t_cmd);
         cs->nbaseline = 0; /* baselines are for partitions owned: the next assignment says */

@@ -197,10 +197,6 @@ static es_err_t clients_open(cs_t *cs, char *errstr, size_t errstr_size)
 /* Tear the Kafka clients down without waiting for a broker that may be gone. */
 void cs_clients_close(cs_t *cs)
 {
-    char errstr[1024];
-    /* a failed write of a committed batch: the catch-up of the next assignment replays it */
-    if (cs_store_settle(cs, errstr, sizeof(errstr)))
-        es_log_error("command-service", "store: %s", errstr);
     es_consumer_destroy_now(cs->cons);
     es_consumer_destroy_now(cs->catchup);
     es_producer_destroy_now(cs->prod); /* an open transaction is aborted by the next epoch */

@@ -11,18 +11,6 @@
  * lags the log (a crash between commit and write), and the catch-up on
  * assignment closes the gap.
  *
- * Pipelined: a committed batch's write goes to a writer thread
- * (common/src/store_writer.c) while the next batch is decided; RocksDB on
- * the main thread was a third of its time at saturation.  Until the write
- * returns, what it puts or deletes is also in `sealed` (key → bytes or a
- * tombstone), and the overlay's loads read that before the store, exactly
- * as they would read the store after the write.  cs_store_settle() waits
- * for it; it runs before the next batch's offsets and commit (txn.c), so a
- * failed write stops the next commit (the clients are re-created and the
- * catch-up replays from the offsets the store holds), and before anything
- * else reads the store: a rebalance's catch-up, a baseline, an idle poll,
- * closing the clients.
- *
  * Store layout: "s" + id → 8-byte big-endian version, 8-byte offset of its
  * last event in <agg>.events (-1: none), 4-byte partition (-1: unknown),
  * 4-byte count and u32-length-prefixed list of the command ids whose
@@ -58,13 +46,6 @@ static void agg_free_cb(void *p)
     cs_agg_free(p);
 }
 
-/* What the batch in flight writes at one key: its bytes, or a delete. */
-typedef struct sealed_s {
-    bool deleted;
-    size_t len;
-    unsigned char data[];
-} sealed_t;
-
 static void idem_free_cb(void *p)
 {
     idem_ent_t *e = p;
@@ -78,8 +59,6 @@ void cs_overlay_init(cs_t *cs)
 {
     cs->aggs = (es_map_t)ES_MAP_INIT(agg_free_cb);
     cs->idems = (es_map_t)ES_MAP_INIT(idem_free_cb);
-    cs->sealed = (es_map_t)ES_MAP_INIT(free);
-    cs->wbatch = es_batch_new();
 }
 
 void cs_overlay_clear(cs_t *cs)
@@ -92,22 +71,6 @@ void cs_overlay_free(cs_t *cs)
 {
     es_map_free(&cs->aggs);
     es_map_free(&cs->idems);
-    es_map_free(&cs->sealed);
-    es_store_writer_destroy(cs->writer); /* settled when the clients closed */
-    es_batch_destroy(cs->wbatch);
-}
-
-/* The value @p key will have once the write in flight is done: the sealed map, then the store. */
-static es_err_t stored_get(cs_t *cs, const void *key, size_t keylen, es_buf_t *val, char *errstr,
-                           size_t errstr_size)
-{
-    const sealed_t *s = es_map_get(&cs->sealed, key, keylen, NULL);
-    if (!s)
-        return es_store_get(cs->store, key, keylen, val, errstr, errstr_size);
-    if (s->deleted)
-        return ES_ERR_NOT_FOUND;
-    es_buf_set(val, s->data, s->len);
-    return ES_ERR_OK;
 }
 
 /* "s" + id: the store key of an aggregate's state. */
@@ -153,7 +116,7 @@ es_err_t cs_agg_load(cs_t *cs, const char *id, agg_ent_t **out, char *errstr, si
     if ((*out = es_map_get(&cs->aggs, key, keylen, NULL)))
         return ES_ERR_OK;
     agg_ent_t *a = cs_agg_new(cs);
-    es_err_t err = stored_get(cs, key, keylen, &val, errstr, errstr_size);
+    es_err_t err = es_store_get(cs->store, key, keylen, &val, errstr, errstr_size);
     if (err == ES_ERR_OK) {
         if (cs_agg_decode(cs, a, val.data, val.len)) {
             snprintf(errstr, errstr_size, "aggregate %s: stored state does not decode", id);
@@ -202,7 +165,7 @@ es_err_t cs_idem_load(cs_t *cs, const char *agg_id, const char *cmd_id, idem_ent
             *out = NULL;
         return ES_ERR_OK;
     }
-    es_err_t err = stored_get(cs, key, keylen, &val, errstr, errstr_size);
+    es_err_t err = es_store_get(cs->store, key, keylen, &val, errstr, errstr_size);
     if (err == ES_ERR_NOT_FOUND)
         return ES_ERR_OK;
     if (err)
@@ -253,40 +216,21 @@ void cs_idem_forget(cs_t *cs, const char *agg_id, const char *cmd_id, size_t cmd
     e->dirty = true;
 }
 
-/* Put (@p val non-NULL) or delete @p key in @p batch; @p seal: in the sealed map too. */
-static void batch_set(cs_t *cs, es_batch_t *batch, bool seal, const void *key, size_t keylen,
-                      const es_buf_t *val)
-{
-    if (val)
-        es_batch_put(batch, key, keylen, val->data, val->len);
-    else
-        es_batch_delete(batch, key, keylen);
-    if (seal) {
-        size_t len = val ? val->len : 0;
-        sealed_t *e = es_malloc(sizeof(*e) + len);
-        e->deleted = !val;
-        e->len = len;
-        if (len)
-            memcpy(e->data, val->data, len);
-        es_map_set(&cs->sealed, key, keylen, e);
-    }
-}
-
 /* @p be64 (8 bytes, big-endian) then @p val. */
-static void put_record(cs_t *cs, es_batch_t *batch, bool seal, const void *key, size_t keylen,
-                       uint64_t be64, const es_buf_t *val)
+static void put_record(es_batch_t *batch, const void *key, size_t keylen, uint64_t be64,
+                       const es_buf_t *val)
 {
     unsigned char be[8];
     es_buf_t rec = {0};
     es_be64_put(be, be64);
     es_buf_append(&rec, be, 8);
     es_buf_append(&rec, val->data, val->len);
-    batch_set(cs, batch, seal, key, keylen, &rec);
+    es_batch_put(batch, key, keylen, rec.data, rec.len);
     es_buf_free(&rec);
 }
 
-/* The dirty entries of the overlay into @p batch (@p seal: and the sealed map). */
-static es_err_t dirty_write(cs_t *cs, es_batch_t *batch, bool seal, es_buf_t *val, char *errstr,
+/* The dirty entries of the overlay into @p batch. */
+static es_err_t dirty_write(cs_t *cs, es_batch_t *batch, es_buf_t *val, char *errstr,
                             size_t errstr_size)
 {
     const void *key;
@@ -307,7 +251,7 @@ static es_err_t dirty_write(cs_t *cs, es_batch_t *batch, bool seal, es_buf_t *va
         cs->def->state_encode(a->state, &st);
         es_buf_append(val, st.data, st.len);
         es_buf_free(&st);
-        batch_set(cs, batch, seal, key, keylen, val);
+        es_batch_put(batch, key, keylen, val->data, val->len);
         a->dirty = false;
     }
     pos = 0;
@@ -316,44 +260,36 @@ static es_err_t dirty_write(cs_t *cs, es_batch_t *batch, bool seal, es_buf_t *va
         if (!e->dirty)
             continue;
         if (e->forget) {
-            batch_set(cs, batch, seal, key, keylen, NULL);
+            es_batch_delete(batch, key, keylen);
             e->dirty = false;
             continue;
         }
         if (e->result.len) { /* the bytes <agg>.command-results has */
-            put_record(cs, batch, seal, key, keylen, e->fp, &e->result);
+            put_record(batch, key, keylen, e->fp, &e->result);
             e->dirty = false;
             continue;
         }
         if ((err = es_outcome_to_value(&e->o, &cs->res_value, errstr, errstr_size)) ||
             (err = es_serde_encode(cs->res_serde, &cs->res_value, val, errstr, errstr_size)))
             return err;
-        put_record(cs, batch, seal, key, keylen, e->fp, val);
+        put_record(batch, key, keylen, e->fp, val);
         e->dirty = false;
     }
     return ES_ERR_OK;
-}
-
-/* Every dirty entry and the next events-topic offsets of @p parts into @p batch. */
-static es_err_t overlay_batch(cs_t *cs, es_batch_t *batch, bool seal, const int32_t *parts,
-                              const int64_t *next_offsets, size_t nparts, char *errstr,
-                              size_t errstr_size)
-{
-    es_buf_t val = {0};
-    es_err_t err = dirty_write(cs, batch, seal, &val, errstr, errstr_size);
-    for (size_t i = 0; i < nparts && !err; i++)
-        es_batch_put_offset(batch, cs->t_ev, parts[i], next_offsets[i]);
-    es_buf_free(&val);
-    return err;
 }
 
 es_err_t cs_overlay_write_with(cs_t *cs, es_batch_t *batch, const int32_t *parts,
                                const int64_t *next_offsets, size_t nparts, char *errstr,
                                size_t errstr_size)
 {
-    es_err_t err =
-        overlay_batch(cs, batch, false, parts, next_offsets, nparts, errstr, errstr_size);
-    return err ? err : es_store_write(cs->store, batch, errstr, errstr_size);
+    es_buf_t val = {0};
+    es_err_t err = dirty_write(cs, batch, &val, errstr, errstr_size);
+    for (size_t i = 0; i < nparts && !err; i++)
+        es_batch_put_offset(batch, cs->t_ev, parts[i], next_offsets[i]);
+    if (!err)
+        err = es_store_write(cs->store, batch, errstr, errstr_size);
+    es_buf_free(&val);
+    return err;
 }
 
 es_err_t cs_overlay_write(cs_t *cs, const int32_t *parts, const int64_t *next_offsets,
@@ -363,34 +299,5 @@ es_err_t cs_overlay_write(cs_t *cs, const int32_t *parts, const int64_t *next_of
     es_err_t err =
         cs_overlay_write_with(cs, batch, parts, next_offsets, nparts, errstr, errstr_size);
     es_batch_destroy(batch);
-    return err;
-}
-
-es_err_t cs_overlay_hand(cs_t *cs, const int32_t *parts, const int64_t *next_offsets, size_t nparts,
-                         char *errstr, size_t errstr_size)
-{
-    es_err_t err =
-        overlay_batch(cs, cs->wbatch, true, parts, next_offsets, nparts, errstr, errstr_size);
-    if (!cs->writer)
-        cs->writer = es_store_writer_new();
-    if (!err && es_store_writer_hand(cs->writer, cs->store, cs->wbatch)) {
-        cs->writing = true;
-        return ES_ERR_OK;
-    }
-    if (!err) /* no thread to be had: in line */
-        err = es_store_write(cs->store, cs->wbatch, errstr, errstr_size);
-    es_batch_clear(cs->wbatch);
-    es_map_clear(&cs->sealed);
-    return err;
-}
-
-es_err_t cs_store_settle(cs_t *cs, char *errstr, size_t errstr_size)
-{
-    if (!cs->writing)
-        return ES_ERR_OK;
-    cs->writing = false;
-    es_err_t err = es_store_writer_wait(cs->writer, errstr, errstr_size);
-    es_batch_clear(cs->wbatch);
-    es_map_clear(&cs->sealed);
     return err;
 }

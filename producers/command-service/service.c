@@ -197,18 +197,6 @@ static void run_batch(cs_t *cs, rd_kafka_message_t **msgs, size_t n, int gen, in
         nap(cs, (*aborts < ABORT_NAP_MAX_STEP ? *aborts : ABORT_NAP_MAX_STEP) * ABORT_NAP_STEP_MS);
 }
 
-/* Nothing to decide: the write in flight reaches the store now.  true: it failed. */
-static bool settle_idle(cs_t *cs)
-{
-    char errstr[1024];
-    if (!cs_store_settle(cs, errstr, sizeof(errstr)))
-        return false;
-    snprintf(cs->fatal_reason, sizeof(cs->fatal_reason), "store: %.1000s", errstr);
-    es_log_error("command-service", "%s", cs->fatal_reason);
-    cs->fatal = true;
-    return true;
-}
-
 int cs_run(cs_t *cs, volatile sig_atomic_t *stop)
 {
     rd_kafka_message_t **msgs = es_calloc((size_t)cs->batch_max, sizeof(*msgs));
@@ -245,8 +233,6 @@ int cs_run(cs_t *cs, volatile sig_atomic_t *stop)
         int gen = atomic_load(&cs->generation);
         size_t n = poll_batch(cs, msgs);
         idle = n == 0;
-        if (idle && settle_idle(cs))
-            continue;
         if (n)
             run_batch(cs, msgs, n, gen, &aborts, &backoff_ms);
         for (size_t i = 0; i < n; i++)

@@ -107,11 +107,6 @@ struct cs_s {
 
     es_map_t aggs;  /* store key "s" id → agg_ent_t */
     es_map_t idems; /* store key "i" id 0x00 cmdid → idem_ent_t */
-    /* the committed batch being written while the next is decided (overlay.c, "Pipelined") */
-    es_store_writer_t *writer;
-    es_batch_t *wbatch; /* handed to the writer */
-    bool writing;       /* handed over, not settled yet */
-    es_map_t sealed;    /* store key → what wbatch writes there (sealed_t), until settled */
     pend_t *pends;
     evpos_t *evs;
     size_t npend, nev;
@@ -167,14 +162,6 @@ es_err_t cs_overlay_write(cs_t *cs, const int32_t *parts, const int64_t *next_of
 es_err_t cs_overlay_write_with(cs_t *cs, es_batch_t *batch, const int32_t *parts,
                                const int64_t *next_offsets, size_t nparts, char *errstr,
                                size_t errstr_size);
-/* The same write of a committed batch, handed to the writer thread: until
- * cs_store_settle() the overlay's loads read it from the sealed map.  Nothing
- * may be in flight.  An error: it failed in line (no thread to be had). */
-es_err_t cs_overlay_hand(cs_t *cs, const int32_t *parts, const int64_t *next_offsets, size_t nparts,
-                         char *errstr, size_t errstr_size);
-/* Wait for the write in flight (if any) and release its sealed map; its result.
- * Everything that reads the store other than the overlay's loads settles first. */
-es_err_t cs_store_settle(cs_t *cs, char *errstr, size_t errstr_size);
 
 /* state.c */
 /* Produce outcome @p o of aggregate @p a, framed as @p result, as its <agg>.state

@@ -484,10 +484,6 @@ es_txn_rc_t cs_state_write_baseline(cs_t *cs)
 {
     char errstr[1024];
     int gen = atomic_load(&cs->generation);
-    if (cs_store_settle(cs, errstr, sizeof(errstr))) { /* the store it reads, complete */
-        snprintf(cs->fatal_reason, sizeof(cs->fatal_reason), "store: %.1000s", errstr);
-        return ES_TXN_FATAL;
-    }
     /* one partition per call: a command that arrives meanwhile waits for one
      * baseline transaction, not for every partition's */
     if (cs->nbaseline) {

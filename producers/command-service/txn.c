@@ -5,10 +5,9 @@
  *   partition number) → flush, so the delivery reports give every event's
  *   offset → produce each outcome with the position of its command's last
  *   event → produce the <agg>.state record of every aggregate the batch
- *   changed (state.c) → wait for the batch before's store write → send the
- *   consumed offsets with the group metadata of now → commit → hand the new
- *   states, outcomes and next events-topic offsets, one RocksDB batch, to
- *   the writer thread while the next batch is decided (overlay.c).
+ *   changed (state.c) → send the consumed offsets with the group metadata of now →
+ *   commit → write the new states, outcomes and next events-topic offsets
+ *   in one RocksDB batch.
  *
  * Why it is exactly once: the events, the outcomes, the states and the
  * consumed offsets commit or abort together, so a command is either decided and answered
@@ -154,8 +153,7 @@ static es_txn_rc_t commit(cs_t *cs, size_t n)
     return ES_TXN_OK;
 }
 
-/* Committed: the store follows, on the writer thread (a crash before it is
- * written only costs a catch-up; overlay.c, "Pipelined"). */
+/* Committed: the store follows (a crash before this only costs a catch-up). */
 static es_txn_rc_t write_store(cs_t *cs)
 {
     char errstr[1024];
@@ -174,7 +172,7 @@ static es_txn_rc_t write_store(cs_t *cs)
         if (cs->evs[i].offset + 1 > next_ev[k])
             next_ev[k] = cs->evs[i].offset + 1;
     }
-    es_err_t err = cs_overlay_hand(cs, ev_parts, next_ev, nparts, errstr, sizeof(errstr));
+    es_err_t err = cs_overlay_write(cs, ev_parts, next_ev, nparts, errstr, sizeof(errstr));
     free(next_ev);
     free(ev_parts);
     return err ? fail(cs, ES_TXN_FATAL, ES_LOG_ERROR, "store: ", errstr) : ES_TXN_OK;
@@ -193,10 +191,6 @@ static es_txn_rc_t run_transaction(cs_t *cs, rd_kafka_message_t **msgs, size_t n
     if ((rc = decide_all(cs, msgs, n)) || (rc = flush_events(cs)) || (rc = produce_outcomes(cs)) ||
         (rc = produce_states(cs)))
         return rc;
-    /* the batch before is in the store before this one can commit: a failed
-     * write must not be passed by a later commit */
-    if (cs_store_settle(cs, errstr, sizeof(errstr)))
-        return fail(cs, ES_TXN_FATAL, ES_LOG_ERROR, "store: ", errstr);
     if ((rc = es_txn_send_offsets(cs->prod, cs->cons, offsets, errstr, sizeof(errstr))))
         return fail(cs, rc, rc == ES_TXN_FATAL ? ES_LOG_ERROR : ES_LOG_WARN, "", errstr);
     return commit(cs, n);

@@ -105,26 +105,6 @@ es_err_t es_store_get(es_store_t *st, const void *key, size_t keylen, es_buf_t *
  */
 es_err_t es_store_write(es_store_t *st, es_batch_t *batch, char *errstr, size_t errstr_size);
 
-/*
- * A writer thread (store_writer.c): es_store_write() of one batch at a time
- * on a thread of its own, while the caller goes on.  Until the wait returns
- * the batch may or may not be in the store: the caller reads what it wrote
- * from its own map and makes nothing visible that depends on it.
- */
-typedef struct es_store_writer_s es_store_writer_t;
-
-/** @brief A writer; its thread starts at the first batch handed over. */
-es_store_writer_t *es_store_writer_new(void);
-/**
- * @brief Start writing @p batch into @p st (the caller keeps both until the wait).
- * @returns false when no thread could be started: write it in line instead.
- */
-bool es_store_writer_hand(es_store_writer_t *w, es_store_t *st, es_batch_t *batch);
-/** @brief Wait for the batch handed over; es_store_write()'s result and its errstr. */
-es_err_t es_store_writer_wait(es_store_writer_t *w, char *errstr, size_t errstr_size);
-/** @brief End the thread and free @p w (NULL: nothing); no batch may be in hand. */
-void es_store_writer_destroy(es_store_writer_t *w);
-
 /** @brief Next offset to consume for (@p topic, @p partition), or ES_ERR_NOT_FOUND. */
 es_err_t es_store_get_offset(es_store_t *st, const char *topic, int32_t partition,
                              int64_t *next_offset, char *errstr, size_t errstr_size);
