@@ -2,7 +2,7 @@
  * write_load.c — load generator for the command path through escqrs-gateway.
  *
  *   write_load -u http://127.0.0.1:8080 -c 16 -d 10 [-r 5000] [-a 1000] [-p prefix]
- *              [-q http://127.0.0.1:8090]
+ *              [-q http://127.0.0.1:8090] [-s started-file]
  *
  * -c clients (threads, one keep-alive connection each) send deposits to -a
  * accounts (opened first) for -d seconds; -r caps the total rate (commands/s,
@@ -20,6 +20,9 @@
  * non-200 answers.  Only 200s count as achieved and have a latency: a
  * refused request (429 past a connection limit, 503) is quick, and counted
  * it once made 512 clients look like 48 692 commands/s.
+ * With -s, the file is created when the timed load starts, after the accounts
+ * are opened (one client, one command each: seconds of a level's start), so
+ * a caller that measures CPU during the load knows when it runs.
  * A benchmark, not a test: it asserts nothing.
  */
 #include <curl/curl.h>
@@ -53,6 +56,7 @@ typedef struct {
 static const char *base = "http://127.0.0.1:8080";
 static const char *prefix = "bench";
 static const char *query_base = NULL;
+static const char *started_file = NULL; /* -s: created when the timed load starts */
 static int clients = 16, duration = 10, accounts = 1000;
 static double rate = 0;
 static double t_start, t_end;
@@ -175,7 +179,7 @@ static int cmp(const void *a, const void *b)
 int main(int argc, char **argv)
 {
     int o;
-    while ((o = getopt(argc, argv, "u:c:d:r:a:p:q:")) != -1) {
+    while ((o = getopt(argc, argv, "u:c:d:r:a:p:q:s:")) != -1) {
         switch (o) {
         case 'u':
             base = optarg;
@@ -198,10 +202,13 @@ int main(int argc, char **argv)
         case 'q':
             query_base = optarg;
             break;
+        case 's':
+            started_file = optarg;
+            break;
         default:
             fprintf(stderr,
                     "usage: %s -u URL -c clients -d seconds [-r rate] [-a accounts] "
-                    "[-p id-prefix] [-q projector-URL]\n",
+                    "[-p id-prefix] [-q projector-URL] [-s started-file]\n",
                     argv[0]);
             return 2;
         }
@@ -228,6 +235,11 @@ int main(int argc, char **argv)
 
     client_t *cl = calloc((size_t)clients, sizeof(*cl));
     pthread_t *th = calloc((size_t)clients, sizeof(*th));
+    if (started_file) {
+        FILE *f = fopen(started_file, "w");
+        if (f)
+            fclose(f);
+    }
     double t0 = now_s();
     t_start = t0;
     t_end = t0 + duration;
