@@ -37,15 +37,17 @@ static int top(es_proj_memmap_t *m, const char *n, const char *by, json_t **out)
     return st;
 }
 
+/* Fold one cart event into m with generator g (both in scope); it must apply. */
+#define FOLD(...)                                                                                  \
+    CU_ASSERT_EQUAL(es_evgen_fold(&es_proj_item_stats, m, es_evgen_cart(g, __VA_ARGS__), errstr,   \
+                                  sizeof(errstr)),                                                 \
+                    ES_ERR_OK)
+
 static void test_counts_and_checkout(void)
 {
     es_evgen_t *g = es_evgen_new("cart.events");
     es_proj_memmap_t *m = es_proj_memmap_new();
     json_t *body;
-#define FOLD(...)                                                                                  \
-    CU_ASSERT_EQUAL(es_evgen_fold(&es_proj_item_stats, m, es_evgen_cart(g, __VA_ARGS__), errstr,   \
-                                  sizeof(errstr)),                                                 \
-                    ES_ERR_OK)
     FOLD("a", 1, 1, "ItemAdded", "x", 3, 10);
     FOLD("a", 2, 1, "ItemAdded", "y", 1, 10);
     FOLD("b", 1, 1, "ItemAdded", "x", 2, 10);
@@ -75,6 +77,48 @@ static void test_counts_and_checkout(void)
     CU_ASSERT_EQUAL(json_integer_value(json_object_get(
                         json_array_get(json_object_get(body, "items"), 1), "removed")),
                     0);
+    json_decref(body);
+    es_proj_memmap_destroy(m);
+    es_evgen_destroy(g);
+}
+
+/*
+ * A cart of more lines than the fold keeps on its stack (16), with skus longer
+ * than its stack keys (128 bytes): every count as the events say.
+ */
+static void test_large_cart_long_skus(void)
+{
+    enum { LINES = 40 };
+    es_evgen_t *g = es_evgen_new("cart.events");
+    es_proj_memmap_t *m = es_proj_memmap_new();
+    static char sku[LINES][300];
+    int version = 1, found = 0;
+    json_t *body;
+    for (int i = 0; i < LINES; i++) {
+        memset(sku[i], 'L', 200);
+        snprintf(i % 10 == 9 ? sku[i] + 200 : sku[i], 100, "big-%02d", i);
+        FOLD("big", version++, 1, "ItemAdded", sku[i], i + 1, 10);
+    }
+    for (int i = 0; i < LINES; i += 3) /* one unit off every third line: line 0 goes */
+        FOLD("big", version++, 1, "ItemRemoved", sku[i], 1, 0);
+    FOLD("big", version++, 1, "CartCheckedOut", NULL, 0, 0);
+    CU_ASSERT_EQUAL_FATAL(top(m, "1000", NULL, &body), 200);
+    json_t *items = json_object_get(body, "items");
+    CU_ASSERT_EQUAL(json_array_size(items), LINES);
+    for (size_t k = 0; k < json_array_size(items); k++) {
+        json_t *it = json_array_get(items, k);
+        for (int i = 0; i < LINES; i++) {
+            if (strcmp(json_string_value(json_object_get(it, "sku")), sku[i]) != 0)
+                continue;
+            int removed = i % 3 == 0;
+            found++;
+            CU_ASSERT_EQUAL(json_integer_value(json_object_get(it, "added")), i + 1);
+            CU_ASSERT_EQUAL(json_integer_value(json_object_get(it, "removed")), removed);
+            CU_ASSERT_EQUAL(json_integer_value(json_object_get(it, "checked_out")),
+                            i + 1 - removed);
+        }
+    }
+    CU_ASSERT_EQUAL(found, LINES);
     json_decref(body);
     es_proj_memmap_destroy(m);
     es_evgen_destroy(g);
@@ -120,6 +164,7 @@ int main(void)
 {
     static const es_test_case_t cases[] = {
         {"counts and checkout", test_counts_and_checkout},
+        {"a cart of 40 lines, some with skus of 206 bytes", test_large_cart_long_skus},
         {"random workload matches the tally", test_random_workload_matches_tally},
         {NULL, NULL},
     };
