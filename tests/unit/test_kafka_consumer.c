@@ -132,6 +132,41 @@ static void test_stop_ends_it_at_once(void)
     fixture_free(&f);
 }
 
+/* A record produced with CreateTime @p ts_ms (the producer's own clock otherwise). */
+static void produce_at(fixture_t *f, int64_t ts_ms)
+{
+    CU_ASSERT_EQUAL(rd_kafka_producev(es_producer_rk(f->prod), RD_KAFKA_V_TOPIC("t"),
+                                      RD_KAFKA_V_VALUE("v", 1),
+                                      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                      RD_KAFKA_V_TIMESTAMP(ts_ms), RD_KAFKA_V_END),
+                    RD_KAFKA_RESP_ERR_NO_ERROR);
+}
+
+/* es_message_age_s: a record's age from its CreateTime; one from the future is 0, not negative. */
+static void test_message_age(void)
+{
+    fixture_t f;
+    char err[1024];
+    fixture_init(&f, 0);
+    int64_t now = es_now_ms();
+    produce_at(&f, now - 5000);    /* produced 5 s ago */
+    produce_at(&f, now + 3600000); /* a producer whose clock is an hour ahead */
+    CU_ASSERT_EQUAL_FATAL(es_producer_flush(f.prod, 10000, err, sizeof(err)), ES_ERR_OK);
+    fixture_assign(&f);
+    double age[2] = {-2, -2};
+    for (int i = 0; i < 2; i++) {
+        rd_kafka_message_t *m = NULL;
+        CU_ASSERT_EQUAL_FATAL(es_consumer_next_to_end(f.cons, NULL, 20000, &m, err, sizeof(err)),
+                              ES_ERR_OK);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+        age[i] = es_message_age_s(m);
+        rd_kafka_message_destroy(m);
+    }
+    CU_ASSERT(age[0] >= 5.0 && age[0] < 60.0);
+    CU_ASSERT_EQUAL(age[1], 0.0);
+    fixture_free(&f);
+}
+
 int main(void)
 {
     static const es_test_case_t cases[] = {
@@ -139,6 +174,7 @@ int main(void)
         {"a stalled fetcher gives up, naming the position",
          test_a_stalled_fetcher_gives_up_naming_the_position},
         {"a stop request ends it at once", test_stop_ends_it_at_once},
+        {"a record's age from its CreateTime, 0 from the future", test_message_age},
         {NULL, NULL},
     };
     return es_test_run("kafka_consumer", cases);
