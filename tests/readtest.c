@@ -408,18 +408,7 @@ int rt_http(const rt_proc_t *p, const char *method, const char *path, json_t **b
 double rt_metric(const rt_proc_t *p, const char *series)
 {
     es_buf_t b = {0};
-    double v = -1;
-    size_t sl = strlen(series);
-    if (rt_http_raw(p, "GET", "/metrics", &b) == 200 && b.data) {
-        for (char *line = b.data; line && *line;) {
-            char *nl = strchr(line, '\n');
-            if (strncmp(line, series, sl) == 0 && line[sl] == ' ') {
-                v = strtod(line + sl + 1, NULL);
-                break;
-            }
-            line = nl ? nl + 1 : NULL;
-        }
-    }
+    double v = rt_http_raw(p, "GET", "/metrics", &b) == 200 ? es_test_metric(b.data, series) : -1;
     es_buf_free(&b);
     return v;
 }

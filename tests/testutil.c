@@ -106,6 +106,18 @@ const char *es_test_or_empty(const char *s)
     return s ? s : "";
 }
 
+double es_test_metric(const char *text, const char *series)
+{
+    size_t sl = strlen(series);
+    for (const char *line = text; line && *line;) {
+        if (strncmp(line, series, sl) == 0 && line[sl] == ' ')
+            return strtod(line + sl + 1, NULL);
+        line = strchr(line, '\n');
+        line = line ? line + 1 : NULL;
+    }
+    return -1;
+}
+
 CU_BOOL es_test_assert_str_eq(const char *actual, const char *expected, const char *actual_expr,
                               const char *expected_expr, unsigned line, const char *file,
                               CU_BOOL fatal)

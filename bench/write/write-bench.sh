@@ -141,7 +141,7 @@ for c in ${CLIENTS:-1 8 32 128 256 512}; do
   level "closed-$c" -c "$c" -s "$DIR/started" >"$DIR/level.out" &
   job=$!
   for _ in $(seq 1200); do # the accounts are opened first: up to 2 minutes
-    [ -e "$DIR/started" ] && break
+    [ -e "$DIR/started" ] || ! kill -0 $job 2>/dev/null && break # started, or failed
     sleep 0.1
   done
   margin=$((DURATION >= 4 ? 1 : 0))

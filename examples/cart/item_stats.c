@@ -166,11 +166,12 @@ static es_err_t item_stats_fold(int agg_index, const es_proj_event_t *ev, es_pro
     const char *type, *id, *sku = NULL;
     size_t idlen, skulen = 0;
     int32_t qty = 0;
-    is_key_t key = {.p = NULL};
+    is_key_t key;
     es_buf_t val = {0}, scratch = {0}; /* the stored cart (its lines point into it), the rest */
     is_cart_t cart;
     es_err_t err;
 
+    key.p = NULL; /* set below (not the whole struct: its stack bytes need no zeroing) */
     is_cart_init(&cart);
     if ((err = es_record_payload(ev->value, &payload, &type, errstr, errstr_size)) ||
         (err = es_record_string(ev->value, "cart_id", &id, &idlen, errstr, errstr_size)))

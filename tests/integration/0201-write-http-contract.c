@@ -111,13 +111,6 @@ static void check_log(wt_stack_t *st)
     free(evs);
 }
 
-/* The value of @p series in the exposition text @p metrics, -1 when it is not there. */
-static double series_value(const char *metrics, const char *series)
-{
-    const char *at = metrics ? strstr(metrics, series) : NULL;
-    size_t n = strlen(series);
-    return at && at[n] == ' ' ? strtod(at + n + 1, NULL) : -1;
-}
 static void test_account_contract(void)
 {
     wt_stack_t st;
@@ -235,10 +228,10 @@ static void test_account_contract(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(metrics, "escqrs_commands_replayed_total 4"));
     CU_ASSERT_PTR_NOT_NULL(strstr(metrics, "escqrs_transaction_commit_seconds_count"));
     /* every command polled and every outcome read had its wait measured */
-    CU_ASSERT_TRUE(series_value(metrics, "escqrs_command_wait_seconds_count") >= 10);
+    CU_ASSERT_TRUE(es_test_metric(metrics, "escqrs_command_wait_seconds_count") >= 10);
     free(metrics);
     CU_ASSERT_EQUAL(wt_get(&st.gw, "/metrics", &metrics), 200);
-    CU_ASSERT_TRUE(series_value(metrics, "escqrs_gateway_outcome_wait_seconds_count") >= 10);
+    CU_ASSERT_TRUE(es_test_metric(metrics, "escqrs_gateway_outcome_wait_seconds_count") >= 10);
     free(metrics);
     CU_ASSERT_EQUAL(wt_get(&st.gw, "/healthz", NULL), 200);
 
