@@ -16,6 +16,7 @@
  * event surfaces as a poison event (DLQ) instead of silently skewing the view.
  */
 #include "cart.h"
+#include "cart_fold.h"
 #include "escqrs/util.h"
 
 #include <stdint.h>
@@ -26,32 +27,26 @@
 #define CV_OPEN           0
 #define CV_CHECKED_OUT    1
 #define CV_ITEM_MIN_BYTES 20 /* an encoded item: u32 sku length, u64 quantity, u64 price */
+#define CV_KEY_PREFIX     "c/"
 
-typedef struct {
-    char *sku;
-    size_t skulen;
-    int64_t qty, price;
-} cv_item_t;
-
+/* A cart as stored; its lines borrow their skus (cart_fold.h). */
 typedef struct {
     uint32_t status; /* CV_OPEN or CV_CHECKED_OUT */
     int64_t version, total;
-    cv_item_t *items;
-    size_t n;
+    cart_lines_t items;
 } cv_cart_t;
 
-static void cv_free(cv_cart_t *c)
+static void cv_init(cv_cart_t *c)
 {
-    for (size_t i = 0; i < c->n; i++)
-        free(c->items[i].sku);
-    free(c->items);
-    memset(c, 0, sizeof(*c));
+    c->status = CV_OPEN;
+    c->version = c->total = 0;
+    cart_lines_init(&c->items);
 }
 
+/* The cart stored in @p b into @p c (initialised); its lines point into @p b. */
 static bool cv_decode(const es_buf_t *b, cv_cart_t *c)
 {
     es_cursor_t cur;
-    memset(c, 0, sizeof(*c));
     es_cursor_init(&cur, b->data, b->len);
     c->status = es_cursor_be32(&cur);
     c->version = (int64_t)es_cursor_be64(&cur);
@@ -59,15 +54,11 @@ static bool cv_decode(const es_buf_t *b, cv_cart_t *c)
     uint32_t n = es_cursor_be32(&cur);
     if (cur.bad || n > cur.left / CV_ITEM_MIN_BYTES)
         return false;
-    c->items = es_calloc(n ? n : 1, sizeof(*c->items));
     for (uint32_t i = 0; i < n; i++) {
-        size_t len;
-        const char *s = es_cursor_str(&cur, &len);
-        c->items[i].sku = es_strndup(s, len);
-        c->items[i].skulen = len;
-        c->items[i].qty = (int64_t)es_cursor_be64(&cur);
-        c->items[i].price = (int64_t)es_cursor_be64(&cur);
-        c->n++;
+        cart_line_t *ln = cart_lines_add(&c->items);
+        ln->sku = es_cursor_str(&cur, &ln->skulen);
+        ln->qty = (int64_t)es_cursor_be64(&cur);
+        ln->price = (int64_t)es_cursor_be64(&cur);
     }
     return !cur.bad;
 }
@@ -78,34 +69,20 @@ static void cv_encode(const cv_cart_t *c, es_buf_t *b)
     es_buf_put_be32(b, c->status);
     es_buf_put_be64(b, (uint64_t)c->version);
     es_buf_put_be64(b, (uint64_t)c->total);
-    es_buf_put_be32(b, (uint32_t)c->n);
-    for (size_t i = 0; i < c->n; i++) {
-        es_buf_put_str(b, c->items[i].sku, c->items[i].skulen);
-        es_buf_put_be64(b, (uint64_t)c->items[i].qty);
-        es_buf_put_be64(b, (uint64_t)c->items[i].price);
+    es_buf_put_be32(b, (uint32_t)c->items.n);
+    for (size_t i = 0; i < c->items.n; i++) {
+        const cart_line_t *ln = &c->items.lines[i];
+        es_buf_put_str(b, ln->sku, ln->skulen);
+        es_buf_put_be64(b, (uint64_t)ln->qty);
+        es_buf_put_be64(b, (uint64_t)ln->price);
     }
-}
-
-static void cv_key(es_buf_t *k, const char *id, size_t idlen)
-{
-    es_buf_set(k, "c/", 2);
-    es_buf_append(k, id, idlen);
-}
-
-static cv_item_t *cv_find(cv_cart_t *c, const char *sku, size_t len)
-{
-    for (size_t i = 0; i < c->n; i++) {
-        if (c->items[i].skulen == len && memcmp(c->items[i].sku, sku, len) == 0)
-            return &c->items[i];
-    }
-    return NULL;
 }
 
 /* The stored cart under @p key into @p cart; an empty cart when there is none. */
-static es_err_t cv_load(es_proj_txn_t *txn, const es_buf_t *key, const char *id, size_t idlen,
+static es_err_t cv_load(es_proj_txn_t *txn, const cart_key_t *key, const char *id, size_t idlen,
                         es_buf_t *val, cv_cart_t *cart, char *errstr, size_t errstr_size)
 {
-    es_err_t err = es_proj_get(txn, key->data, key->len, val, errstr, errstr_size);
+    es_err_t err = es_proj_get(txn, key->p, key->len, val, errstr, errstr_size);
     if (err == ES_ERR_NOT_FOUND)
         return ES_ERR_OK;
     if (err)
@@ -141,13 +118,11 @@ static es_err_t cv_item_added(cv_cart_t *cart, avro_value_t *payload, char *errs
                  (long long)price);
         return ES_ERR_STATE;
     }
-    cv_item_t *it = cv_find(cart, sku, skulen);
+    cart_line_t *it = cart_lines_find(&cart->items, sku, skulen);
     if (!it) {
-        cart->items = es_realloc(cart->items, (cart->n + 1) * sizeof(*cart->items));
-        it = &cart->items[cart->n++];
-        it->sku = es_strndup(sku, skulen);
+        it = cart_lines_add(&cart->items);
+        it->sku = sku; /* the event's: it outlives the fold */
         it->skulen = skulen;
-        it->qty = 0;
     }
     if (!es_add_i64(it->qty, qty, &it->qty) || it->qty > INT32_MAX) {
         snprintf(errstr, errstr_size, "ItemAdded %d × %.*s: the quantity would pass %d", qty,
@@ -167,19 +142,15 @@ static es_err_t cv_item_removed(cv_cart_t *cart, avro_value_t *payload, char *er
     es_err_t err;
     if ((err = cv_sku_qty(payload, &sku, &skulen, &qty, errstr, errstr_size)))
         return err;
-    cv_item_t *it = cv_find(cart, sku, skulen);
+    cart_line_t *it = cart_lines_find(&cart->items, sku, skulen);
     if (qty <= 0 || !it || it->qty < qty) {
         snprintf(errstr, errstr_size, "ItemRemoved of %d × %.*s: cart holds %lld", qty, (int)skulen,
                  sku, it ? (long long)it->qty : 0LL);
         return ES_ERR_STATE;
     }
     it->qty -= qty;
-    if (it->qty == 0) {
-        size_t at = (size_t)(it - cart->items);
-        free(it->sku);
-        memmove(it, it + 1, (cart->n - at - 1) * sizeof(*it));
-        cart->n--;
-    }
+    if (it->qty == 0)
+        cart_lines_remove(&cart->items, it);
     return ES_ERR_OK;
 }
 
@@ -188,9 +159,9 @@ static es_err_t cv_total(cv_cart_t *cart, const char *id, size_t idlen, char *er
                          size_t errstr_size)
 {
     cart->total = 0;
-    for (size_t i = 0; i < cart->n; i++) {
+    for (size_t i = 0; i < cart->items.n; i++) {
         int64_t line;
-        if (!es_mul_i64(cart->items[i].qty, cart->items[i].price, &line) ||
+        if (!es_mul_i64(cart->items.lines[i].qty, cart->items.lines[i].price, &line) ||
             !es_add_i64(cart->total, line, &cart->total)) {
             snprintf(errstr, errstr_size, "cart %.*s: the total passes %lld cents", (int)idlen, id,
                      (long long)INT64_MAX);
@@ -223,15 +194,18 @@ static es_err_t cart_view_fold(int agg_index, const es_proj_event_t *ev, es_proj
     const char *type, *id;
     size_t idlen;
     int64_t version;
-    es_buf_t key = {0}, val = {0};
-    cv_cart_t cart = {0};
+    cart_key_t key;
+    es_buf_t val = {0}, out = {0}; /* the stored cart (its lines point into it), the new one */
+    cv_cart_t cart;
     es_err_t err;
 
+    key.p = NULL; /* set below (not the whole struct: its stack bytes need no zeroing) */
+    cv_init(&cart);
     if ((err = es_record_payload(ev->value, &payload, &type, errstr, errstr_size)) ||
         (err = es_record_string(ev->value, "cart_id", &id, &idlen, errstr, errstr_size)) ||
         (err = es_record_long(ev->value, "version", &version, errstr, errstr_size)))
         goto out;
-    cv_key(&key, id, idlen);
+    cart_key_set(&key, CV_KEY_PREFIX, id, idlen);
     if ((err = cv_load(txn, &key, id, idlen, &val, &cart, errstr, errstr_size)))
         goto out;
     err = ES_ERR_STATE;
@@ -249,12 +223,13 @@ static es_err_t cart_view_fold(int agg_index, const es_proj_event_t *ev, es_proj
     cart.version = version;
     if ((err = cv_total(&cart, id, idlen, errstr, errstr_size)))
         goto out;
-    cv_encode(&cart, &val);
-    es_proj_put(txn, key.data, key.len, val.data, val.len);
+    cv_encode(&cart, &out);
+    es_proj_put(txn, key.p, key.len, out.data, out.len);
 out:
-    cv_free(&cart);
-    es_buf_free(&key);
+    cart_lines_free(&cart.items);
+    cart_key_free(&key);
     es_buf_free(&val);
+    es_buf_free(&out);
     return err;
 }
 
@@ -262,12 +237,14 @@ static int cart_view_get(es_proj_reader_t *rd, const es_proj_query_req_t *req, j
                          char *errstr, size_t errstr_size)
 {
     const char *id = req->params[0];
-    es_buf_t key = {0}, val = {0};
-    cv_cart_t cart = {0};
+    cart_key_t key;
+    es_buf_t val = {0};
+    cv_cart_t cart;
     int status = 500;
 
-    cv_key(&key, id, strlen(id));
-    es_err_t err = es_proj_reader_get(rd, key.data, key.len, &val, errstr, errstr_size);
+    cv_init(&cart);
+    cart_key_set(&key, CV_KEY_PREFIX, id, strlen(id));
+    es_err_t err = es_proj_reader_get(rd, key.p, key.len, &val, errstr, errstr_size);
     if (err == ES_ERR_NOT_FOUND) {
         status = 404;
         goto out;
@@ -279,18 +256,19 @@ static int cart_view_get(es_proj_reader_t *rd, const es_proj_query_req_t *req, j
         goto out;
     }
     json_t *items = json_array();
-    for (size_t i = 0; i < cart.n; i++)
-        json_array_append_new(items, json_pack("{s:s%, s:I, s:I}", "sku", cart.items[i].sku,
-                                               cart.items[i].skulen, "quantity",
-                                               (json_int_t)cart.items[i].qty, "unit_price_cents",
-                                               (json_int_t)cart.items[i].price));
+    for (size_t i = 0; i < cart.items.n; i++) {
+        const cart_line_t *ln = &cart.items.lines[i];
+        json_array_append_new(items, json_pack("{s:s%, s:I, s:I}", "sku", ln->sku, ln->skulen,
+                                               "quantity", (json_int_t)ln->qty, "unit_price_cents",
+                                               (json_int_t)ln->price));
+    }
     *body = json_pack("{s:s, s:s, s:o, s:I, s:I}", "cart_id", id, "status",
                       cart.status ? "checked_out" : "open", "items", items, "total_cents",
                       (json_int_t)cart.total, "version", (json_int_t)cart.version);
     status = 200;
 out:
-    cv_free(&cart);
-    es_buf_free(&key);
+    cart_lines_free(&cart.items);
+    cart_key_free(&key);
     es_buf_free(&val);
     return status;
 }

@@ -13,6 +13,7 @@
  * the best N; ties are broken by sku so answers are deterministic.
  */
 #include "cart.h"
+#include "cart_fold.h"
 #include "escqrs/util.h"
 
 #include <stdint.h>
@@ -20,81 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/*
- * The fold allocates little per event (malloc and free were about a fifth
- * of a rebuild's fold thread): keys are built on the stack, a cart's lines
- * point into the bytes read from the store (or into the event), and its
- * line array is on the stack up to IS_LINES_SMALL lines.
- */
-#define IS_KEY_SMALL   128
-#define IS_LINES_SMALL 16
-
-/* A store key, prefix + name: on the stack, or on the heap when longer. */
-typedef struct {
-    char small[IS_KEY_SMALL];
-    char *p;
-    size_t len;
-} is_key_t;
-
-static void is_key_set(is_key_t *k, const char *prefix, const char *name, size_t namelen)
-{
-    size_t plen = strlen(prefix);
-    k->len = plen + namelen;
-    k->p = k->len <= sizeof(k->small) ? k->small : es_malloc(k->len);
-    memcpy(k->p, prefix, plen);
-    memcpy(k->p + plen, name, namelen);
-}
-
-static void is_key_free(is_key_t *k)
-{
-    if (k->p != k->small)
-        free(k->p);
-}
-
-/* A line's sku points into the stored cart's bytes or into the event. */
-typedef struct {
-    const char *sku;
-    size_t skulen;
-    int64_t qty;
-} is_line_t;
-
-typedef struct {
-    is_line_t small[IS_LINES_SMALL];
-    is_line_t *lines; /* small, or the heap past IS_LINES_SMALL */
-    size_t n, cap;
-} is_cart_t;
-
-static void is_cart_init(is_cart_t *c)
-{
-    c->lines = c->small;
-    c->n = 0;
-    c->cap = IS_LINES_SMALL;
-}
-
-static void is_cart_free(is_cart_t *c)
-{
-    if (c->lines != c->small)
-        free(c->lines);
-    is_cart_init(c);
-}
-
-/* Room for one more line. */
-static is_line_t *is_cart_add(is_cart_t *c)
-{
-    if (c->n == c->cap) {
-        c->cap *= 2;
-        if (c->lines == c->small) {
-            c->lines = es_calloc(c->cap, sizeof(*c->lines));
-            memcpy(c->lines, c->small, c->n * sizeof(*c->lines));
-        } else {
-            c->lines = es_realloc(c->lines, c->cap * sizeof(*c->lines));
-        }
-    }
-    return &c->lines[c->n++];
-}
-
 /* The cart stored in @p b; its lines point into @p b, which must outlive them. */
-static bool is_cart_decode(const es_buf_t *b, is_cart_t *c)
+static bool is_cart_decode(const es_buf_t *b, cart_lines_t *c)
 {
     es_cursor_t cur;
     es_cursor_init(&cur, b->data, b->len);
@@ -102,14 +30,14 @@ static bool is_cart_decode(const es_buf_t *b, is_cart_t *c)
     if (cur.bad || n > cur.left / 12)
         return false;
     for (uint32_t i = 0; i < n; i++) {
-        is_line_t *ln = is_cart_add(c);
+        cart_line_t *ln = cart_lines_add(c);
         ln->sku = es_cursor_str(&cur, &ln->skulen);
         ln->qty = (int64_t)es_cursor_be64(&cur);
     }
     return !cur.bad;
 }
 
-static void is_cart_encode(const is_cart_t *c, es_buf_t *b)
+static void is_cart_encode(const cart_lines_t *c, es_buf_t *b)
 {
     es_buf_clear(b);
     es_buf_put_be32(b, (uint32_t)c->n);
@@ -123,11 +51,11 @@ static void is_cart_encode(const is_cart_t *c, es_buf_t *b)
 static es_err_t is_bump(es_proj_txn_t *txn, const char *sku, size_t skulen, int64_t add,
                         int64_t rem, int64_t out_, es_buf_t *val, char *errstr, size_t errstr_size)
 {
-    is_key_t key;
+    cart_key_t key;
     uint64_t c[3] = {0, 0, 0};
     es_err_t err;
 
-    is_key_set(&key, "s/", sku, skulen);
+    cart_key_set(&key, "s/", sku, skulen);
     err = es_proj_get(txn, key.p, key.len, val, errstr, errstr_size);
     if (err == ES_ERR_OK) {
         es_cursor_t cur;
@@ -155,7 +83,7 @@ static es_err_t is_bump(es_proj_txn_t *txn, const char *sku, size_t skulen, int6
     es_proj_put(txn, key.p, key.len, val->data, val->len);
     err = ES_ERR_OK;
 out:
-    is_key_free(&key);
+    cart_key_free(&key);
     return err;
 }
 
@@ -166,17 +94,17 @@ static es_err_t item_stats_fold(int agg_index, const es_proj_event_t *ev, es_pro
     const char *type, *id, *sku = NULL;
     size_t idlen, skulen = 0;
     int32_t qty = 0;
-    is_key_t key;
+    cart_key_t key;
     es_buf_t val = {0}, scratch = {0}; /* the stored cart (its lines point into it), the rest */
-    is_cart_t cart;
+    cart_lines_t cart;
     es_err_t err;
 
     key.p = NULL; /* set below (not the whole struct: its stack bytes need no zeroing) */
-    is_cart_init(&cart);
+    cart_lines_init(&cart);
     if ((err = es_record_payload(ev->value, &payload, &type, errstr, errstr_size)) ||
         (err = es_record_string(ev->value, "cart_id", &id, &idlen, errstr, errstr_size)))
         goto out;
-    is_key_set(&key, "k/", id, idlen);
+    cart_key_set(&key, "k/", id, idlen);
     err = es_proj_get(txn, key.p, key.len, &val, errstr, errstr_size);
     if (err == ES_ERR_OK) {
         if (!is_cart_decode(&val, &cart)) {
@@ -193,11 +121,7 @@ static es_err_t item_stats_fold(int agg_index, const es_proj_event_t *ev, es_pro
         if ((err = es_record_string(&payload, "sku", &sku, &skulen, errstr, errstr_size)) ||
             (err = es_record_int(&payload, "quantity", &qty, errstr, errstr_size)))
             goto out;
-        is_line_t *ln = NULL;
-        for (size_t i = 0; i < cart.n && !ln; i++) {
-            if (cart.lines[i].skulen == skulen && memcmp(cart.lines[i].sku, sku, skulen) == 0)
-                ln = &cart.lines[i];
-        }
+        cart_line_t *ln = cart_lines_find(&cart, sku, skulen);
         err = ES_ERR_STATE;
         if (qty <= 0 || (!added && (!ln || ln->qty < qty))) {
             snprintf(errstr, errstr_size, "%s of %d × %.*s: cart holds %lld", type, qty,
@@ -205,10 +129,9 @@ static es_err_t item_stats_fold(int agg_index, const es_proj_event_t *ev, es_pro
             goto out;
         }
         if (!ln) {
-            ln = is_cart_add(&cart);
+            ln = cart_lines_add(&cart);
             ln->sku = sku; /* the event's: it outlives the fold */
             ln->skulen = skulen;
-            ln->qty = 0;
         }
         if (added && (!es_add_i64(ln->qty, qty, &ln->qty) || ln->qty > INT32_MAX)) {
             snprintf(errstr, errstr_size, "ItemAdded %d × %.*s: the quantity would pass %d", qty,
@@ -218,11 +141,8 @@ static es_err_t item_stats_fold(int agg_index, const es_proj_event_t *ev, es_pro
         }
         if (!added)
             ln->qty -= qty;
-        if (ln->qty == 0) {
-            size_t at = (size_t)(ln - cart.lines);
-            memmove(ln, ln + 1, (cart.n - at - 1) * sizeof(*ln));
-            cart.n--;
-        }
+        if (ln->qty == 0)
+            cart_lines_remove(&cart, ln);
         if ((err = is_bump(txn, sku, skulen, added ? qty : 0, added ? 0 : qty, 0, &scratch, errstr,
                            errstr_size)))
             goto out;
@@ -242,9 +162,8 @@ static es_err_t item_stats_fold(int agg_index, const es_proj_event_t *ev, es_pro
     }
     err = ES_ERR_OK;
 out:
-    is_cart_free(&cart);
-    if (key.p)
-        is_key_free(&key);
+    cart_lines_free(&cart);
+    cart_key_free(&key);
     es_buf_free(&val);
     es_buf_free(&scratch);
     return err;

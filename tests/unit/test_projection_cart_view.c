@@ -122,6 +122,68 @@ static void test_refuses_impossible_events(void)
     es_evgen_destroy(g);
 }
 
+/*
+ * A cart of more lines than the fold keeps on its stack (16), with skus longer
+ * than its stack keys (128 bytes) and ids past them too: every line, price and
+ * the total as the events say, in the order the lines were first added.
+ */
+static void test_large_cart_long_skus(void)
+{
+    enum { LINES = 40 };
+    es_evgen_t *g = es_evgen_new("cart.events");
+    es_proj_memmap_t *m = es_proj_memmap_new();
+    static char sku[LINES][300];
+    char id[200];
+    int version = 1;
+    long long total = 0;
+    json_t *body;
+
+    memset(id, 'C', 150);
+    snprintf(id + 150, sizeof(id) - 150, "-big");
+    for (int i = 0; i < LINES; i++) {
+        memset(sku[i], 'L', 200);
+        snprintf(i % 10 == 9 ? sku[i] + 200 : sku[i], 100, "big-%02d", i);
+        CU_ASSERT_EQUAL(
+            es_evgen_fold(&es_proj_cart_view, m,
+                          es_evgen_cart(g, id, version++, 1, "ItemAdded", sku[i], i + 2, 100 + i),
+                          errstr, sizeof(errstr)),
+            ES_ERR_OK);
+    }
+    for (int i = 0; i < LINES; i += 3) /* one unit off every third line */
+        CU_ASSERT_EQUAL(
+            es_evgen_fold(&es_proj_cart_view, m,
+                          es_evgen_cart(g, id, version++, 1, "ItemRemoved", sku[i], 1, 0), errstr,
+                          sizeof(errstr)),
+            ES_ERR_OK);
+    for (int i = 0; i < LINES; i += 8) /* lines 0, 8, ... 32 go whole */
+        CU_ASSERT_EQUAL(es_evgen_fold(&es_proj_cart_view, m,
+                                      es_evgen_cart(g, id, version++, 1, "ItemRemoved", sku[i],
+                                                    i + 2 - (i % 3 == 0), 0),
+                                      errstr, sizeof(errstr)),
+                        ES_ERR_OK);
+    CU_ASSERT_EQUAL_FATAL(get_cart(m, id, &body), 200);
+    json_t *items = json_object_get(body, "items");
+    size_t k = 0;
+    for (int i = 0; i < LINES; i++) {
+        if (i % 8 == 0)
+            continue;
+        long long qty = i + 2 - (i % 3 == 0);
+        json_t *it = json_array_get(items, k++);
+        ES_ASSERT_STR_EQ(json_string_value(json_object_get(it, "sku")), sku[i]);
+        CU_ASSERT_EQUAL(json_integer_value(json_object_get(it, "quantity")), qty);
+        CU_ASSERT_EQUAL(json_integer_value(json_object_get(it, "unit_price_cents")), 100 + i);
+        total += qty * (100 + i);
+    }
+    CU_ASSERT_EQUAL(json_array_size(items), k);
+    CU_ASSERT_EQUAL(k, LINES - 5);
+    CU_ASSERT_EQUAL(json_integer_value(json_object_get(body, "total_cents")), total);
+    CU_ASSERT_EQUAL(json_integer_value(json_object_get(body, "version")), version - 1);
+    ES_ASSERT_STR_EQ(json_string_value(json_object_get(body, "cart_id")), id);
+    json_decref(body);
+    es_proj_memmap_destroy(m);
+    es_evgen_destroy(g);
+}
+
 static void test_txn_reads_own_writes_and_rolls_back(void)
 {
     es_proj_memmap_t *m = es_proj_memmap_new();
@@ -411,6 +473,7 @@ int main(void)
     static const es_test_case_t cases[] = {
         {"add, remove, checkout", test_add_remove_checkout},
         {"refuses impossible events", test_refuses_impossible_events},
+        {"a cart of 40 lines, skus of 206 bytes, an id of 154", test_large_cart_long_skus},
         {"txn reads own writes and rolls back", test_txn_reads_own_writes_and_rolls_back},
         {"txn against a model: rollbacks, rewrites, growth", test_txn_against_model},
         {"txn: the sealed batch is read until it is released", test_txn_sealed_batch},
