@@ -18,6 +18,11 @@
  * starts empty each round.  The thread's CPU time of each pass is taken; the
  * report is each module's median ns per event and its ratio to the first.
  * Prints one `RESULT phase=fold ...` line per module.
+ *
+ * What it does not show: the events are Avro C's generic values, not the
+ * projector's flat ones (common/src/avro_flat.c), so field look-ups by name
+ * cost differently here; the store is a hash map, not RocksDB.  Compare
+ * builds of one fold with it, not a fold with the projector's figures.
  */
 #include "eventgen.h"
 
