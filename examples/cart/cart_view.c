@@ -65,7 +65,11 @@ static bool cv_decode(const es_buf_t *b, cv_cart_t *c)
 
 static void cv_encode(const cv_cart_t *c, es_buf_t *b)
 {
+    size_t size = 24; /* status, version, total, n */
+    for (size_t i = 0; i < c->items.n; i++)
+        size += CV_ITEM_MIN_BYTES + c->items.lines[i].skulen;
     es_buf_clear(b);
+    es_buf_reserve(b, size); /* one allocation, not one per doubling */
     es_buf_put_be32(b, c->status);
     es_buf_put_be64(b, (uint64_t)c->version);
     es_buf_put_be64(b, (uint64_t)c->total);

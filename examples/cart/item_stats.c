@@ -21,13 +21,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define IS_LINE_MIN_BYTES 12 /* an encoded line: u32 sku length, u64 quantity */
+
 /* The cart stored in @p b; its lines point into @p b, which must outlive them. */
 static bool is_cart_decode(const es_buf_t *b, cart_lines_t *c)
 {
     es_cursor_t cur;
     es_cursor_init(&cur, b->data, b->len);
     uint32_t n = es_cursor_be32(&cur);
-    if (cur.bad || n > cur.left / 12)
+    if (cur.bad || n > cur.left / IS_LINE_MIN_BYTES)
         return false;
     for (uint32_t i = 0; i < n; i++) {
         cart_line_t *ln = cart_lines_add(c);
@@ -39,7 +41,11 @@ static bool is_cart_decode(const es_buf_t *b, cart_lines_t *c)
 
 static void is_cart_encode(const cart_lines_t *c, es_buf_t *b)
 {
+    size_t size = 4; /* n */
+    for (size_t i = 0; i < c->n; i++)
+        size += IS_LINE_MIN_BYTES + c->lines[i].skulen;
     es_buf_clear(b);
+    es_buf_reserve(b, size); /* one allocation, not one per doubling */
     es_buf_put_be32(b, (uint32_t)c->n);
     for (size_t i = 0; i < c->n; i++) {
         es_buf_put_str(b, c->lines[i].sku, c->lines[i].skulen);
