@@ -8,6 +8,7 @@
  * sanitizer report or leak is a finding; so is a refusal without a message
  * or an accepted body whose payload has no branch.
  */
+#include "avro_tracked.h"
 #include "shipped.h"
 #include "escqrs/command.h"
 #include "escqrs/serde.h"
@@ -30,10 +31,21 @@ typedef struct {
 
 static target_t targets[2];
 
+/* At exit, before avro_tracked.c checks that no Avro allocation is left. */
+static void destroy_targets(void)
+{
+    for (int i = 0; i < 2; i++) {
+        avro_value_decref(&targets[i].cmd);
+        avro_value_iface_decref(targets[i].iface);
+        avro_schema_decref(targets[i].schema);
+    }
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     char errstr[256];
     const es_aggregate_def_t *defs[2] = {&es_domain_cart, &es_domain_account};
+    fuzz_avro_track_start();
     es_shipped_modules_register();
     for (int i = 0; i < 2; i++) {
         target_t *t = &targets[i];
@@ -46,6 +58,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         avro_generic_value_new(t->iface, &t->cmd);
         avro_value_get_by_name(&t->cmd, "payload", &t->payload, NULL);
     }
+    atexit(destroy_targets);
     return 0;
 }
 
