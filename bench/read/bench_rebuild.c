@@ -22,7 +22,11 @@
  * 4. POSTs a blue/green rebuild and takes its duration from the admin API;
  * 5. samples the projector's RSS every 100 ms throughout and reports the
  *    peak (VmHWM) and the RSS at the end of each phase, to show it is flat,
- *    and its CPU seconds (user + system) per million events of each phase.
+ *    and its CPU seconds (user + system) per million events of each phase;
+ * 6. reads the rebuilt store's RocksDB event log (its LOG file) for what the
+ *    background threads did during the rebuild: flushes and their wall time,
+ *    compactions with their CPU time and bytes written (part of the CPU
+ *    above; `rocksdb.stats` is only dumped every 10 minutes).
  * --produce-raw N instead times the transport's produce ceiling: N records
  * cycling through 10 000 pre-encoded events (same sizes, same headers, same
  * producer settings), to `<pfx>.cart.events-raw`.
@@ -42,6 +46,7 @@
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <netinet/in.h>
@@ -344,6 +349,72 @@ static bool caught_up(json_t *o)
     return true;
 }
 
+/* What RocksDB's background threads did for one store, from its own event log. */
+typedef struct {
+    int flushes, compactions;
+    double flush_s;          /* wall time from each flush's start to its end, summed */
+    double compaction_cpu_s; /* as RocksDB counts it */
+    double compaction_out_mb;
+} rocks_work_t;
+
+/*
+ * Read <store>/<projection>/g<N>/LOG of the newest generation N (a rebuild's
+ * shadow store): the EVENT_LOG_v1 lines of its flushes and compactions.
+ * False when there is no such log (the figures then stay 0).
+ */
+static bool rocks_work(const char *store, const char *pname, rocks_work_t *w)
+{
+    char dir[400], path[460];
+    int gen = -1;
+    memset(w, 0, sizeof(*w));
+    snprintf(dir, sizeof(dir), "%s/%s", store, pname);
+    DIR *d = opendir(dir);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        int g;
+        char tail;
+        if (sscanf(e->d_name, "g%d%c", &g, &tail) == 1 && g > gen)
+            gen = g;
+    }
+    if (d)
+        closedir(d);
+    snprintf(path, sizeof(path), "%s/g%d/LOG", dir, gen);
+    es_buf_t log = {0};
+    if (gen < 0 || !es_buf_read_file(&log, path)) {
+        es_buf_free(&log);
+        return false;
+    }
+    es_buf_append(&log, "", 1);
+    json_t *flush_start = json_object(); /* job number -> start, in microseconds */
+    for (char *line = log.data, *next; line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        const char *ev = strstr(line, "EVENT_LOG_v1 ");
+        json_t *j = ev ? json_loads(ev + strlen("EVENT_LOG_v1 "), 0, NULL) : NULL;
+        const char *what = json_string_value(json_object_get(j, "event"));
+        json_int_t t = json_integer_value(json_object_get(j, "time_micros"));
+        char job[32];
+        snprintf(job, sizeof(job), "%lld",
+                 (long long)json_integer_value(json_object_get(j, "job")));
+        if (what && !strcmp(what, "flush_started")) {
+            json_object_set_new(flush_start, job, json_integer(t));
+        } else if (what && !strcmp(what, "flush_finished") && json_object_get(flush_start, job)) {
+            w->flushes++;
+            w->flush_s += (double)(t - json_integer_value(json_object_get(flush_start, job))) / 1e6;
+        } else if (what && !strcmp(what, "compaction_finished")) {
+            w->compactions++;
+            w->compaction_cpu_s +=
+                (double)json_integer_value(json_object_get(j, "compaction_time_cpu_micros")) / 1e6;
+            w->compaction_out_mb +=
+                (double)json_integer_value(json_object_get(j, "total_output_size")) / 1e6;
+        }
+        json_decref(j);
+    }
+    json_decref(flush_start);
+    es_buf_free(&log);
+    return true;
+}
+
 static int free_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -520,6 +591,8 @@ int main(int argc, char **argv)
     }
     long hwm = rss_kb(pp, "VmHWM");
     double cpu_rebuild = cpu_s(pp) - cpu_build;
+    rocks_work_t rw;
+    rocks_work(store, pname, &rw); /* the rebuilt store's, up to the end of the rebuild */
     kill(pp, SIGTERM);
     waitpid(pp, NULL, 0);
     double rebuild_rate = (double)events * 1000.0 / (double)dur;
@@ -532,12 +605,19 @@ int main(int argc, char **argv)
            "at end of rebuild %.1f MiB\n",
            (double)hwm / 1024.0, (double)peak / 1024.0, (double)rss_build / 1024.0,
            (double)rss_rebuild / 1024.0);
+    double per_m = 1e6 / (double)(events ? events : 1);
+    printf("RocksDB in the rebuilt store: %d flushes, %.2f s; %d compactions, %.2f CPU s, %.0f MB "
+           "written (%.2f s per million events in all)\n",
+           rw.flushes, rw.flush_s, rw.compactions, rw.compaction_cpu_s, rw.compaction_out_mb,
+           (rw.flush_s + rw.compaction_cpu_s) * per_m);
     printf("RESULT phase=projector projection=%s events=%ld build_events_per_s=%.0f "
            "build_cpu_s_per_m=%.2f rebuild_events=%lld rebuild_events_per_s=%.0f "
-           "rebuild_cpu_s_per_m=%.2f peak_rss_mib=%.1f kcat_events_per_s=%.0f\n",
+           "rebuild_cpu_s_per_m=%.2f peak_rss_mib=%.1f kcat_events_per_s=%.0f "
+           "rebuild_flush_s_per_m=%.3f rebuild_compaction_cpu_s_per_m=%.3f "
+           "rebuild_compaction_out_mb=%.0f\n",
            pname, n, (double)n / build_s, cpu_build * 1e6 / (double)n, (long long)events,
-           rebuild_rate, cpu_rebuild * 1e6 / (double)(events ? events : 1), (double)hwm / 1024.0,
-           kcat_rate);
+           rebuild_rate, cpu_rebuild * per_m, (double)hwm / 1024.0, kcat_rate, rw.flush_s * per_m,
+           rw.compaction_cpu_s * per_m, rw.compaction_out_mb);
     es_conf_destroy(conf);
     return 0;
 }
