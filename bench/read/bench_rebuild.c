@@ -360,7 +360,7 @@ typedef struct {
 /*
  * Read <store>/<projection>/g<N>/LOG of the newest generation N (a rebuild's
  * shadow store): the EVENT_LOG_v1 lines of its flushes and compactions.
- * False when there is no such log (the figures then stay 0).
+ * False when there is no such log.
  */
 static bool rocks_work(const char *store, const char *pname, rocks_work_t *w)
 {
@@ -392,16 +392,21 @@ static bool rocks_work(const char *store, const char *pname, rocks_work_t *w)
         const char *ev = strstr(line, "EVENT_LOG_v1 ");
         json_t *j = ev ? json_loads(ev + strlen("EVENT_LOG_v1 "), 0, NULL) : NULL;
         const char *what = json_string_value(json_object_get(j, "event"));
+        if (!what) {
+            json_decref(j);
+            continue;
+        }
         json_int_t t = json_integer_value(json_object_get(j, "time_micros"));
         char job[32];
         snprintf(job, sizeof(job), "%lld",
                  (long long)json_integer_value(json_object_get(j, "job")));
-        if (what && !strcmp(what, "flush_started")) {
+        json_t *started = json_object_get(flush_start, job);
+        if (!strcmp(what, "flush_started")) {
             json_object_set_new(flush_start, job, json_integer(t));
-        } else if (what && !strcmp(what, "flush_finished") && json_object_get(flush_start, job)) {
+        } else if (!strcmp(what, "flush_finished") && started) {
             w->flushes++;
-            w->flush_s += (double)(t - json_integer_value(json_object_get(flush_start, job))) / 1e6;
-        } else if (what && !strcmp(what, "compaction_finished")) {
+            w->flush_s += (double)(t - json_integer_value(started)) / 1e6;
+        } else if (!strcmp(what, "compaction_finished")) {
             w->compactions++;
             w->compaction_cpu_s +=
                 (double)json_integer_value(json_object_get(j, "compaction_time_cpu_micros")) / 1e6;
@@ -592,7 +597,7 @@ int main(int argc, char **argv)
     long hwm = rss_kb(pp, "VmHWM");
     double cpu_rebuild = cpu_s(pp) - cpu_build;
     rocks_work_t rw;
-    rocks_work(store, pname, &rw); /* the rebuilt store's, up to the end of the rebuild */
+    bool have_rw = rocks_work(store, pname, &rw); /* the rebuilt store's, to the rebuild's end */
     kill(pp, SIGTERM);
     waitpid(pp, NULL, 0);
     double rebuild_rate = (double)events * 1000.0 / (double)dur;
@@ -606,18 +611,24 @@ int main(int argc, char **argv)
            (double)hwm / 1024.0, (double)peak / 1024.0, (double)rss_build / 1024.0,
            (double)rss_rebuild / 1024.0);
     double per_m = 1e6 / (double)(events ? events : 1);
-    printf("RocksDB in the rebuilt store: %d flushes, %.2f s; %d compactions, %.2f CPU s, %.0f MB "
-           "written (%.2f s per million events in all)\n",
-           rw.flushes, rw.flush_s, rw.compactions, rw.compaction_cpu_s, rw.compaction_out_mb,
-           (rw.flush_s + rw.compaction_cpu_s) * per_m);
+    char rocks[160] = ""; /* the RESULT keys of RocksDB's work; none without its log */
+    if (have_rw) {
+        printf("RocksDB in the rebuilt store: %d flushes, %.2f s; %d compactions, %.2f CPU s, "
+               "%.0f MB written (%.2f s per million events in all)\n",
+               rw.flushes, rw.flush_s, rw.compactions, rw.compaction_cpu_s, rw.compaction_out_mb,
+               (rw.flush_s + rw.compaction_cpu_s) * per_m);
+        snprintf(rocks, sizeof(rocks),
+                 " rebuild_flush_s_per_m=%.3f rebuild_compaction_cpu_s_per_m=%.3f "
+                 "rebuild_compaction_out_mb=%.0f",
+                 rw.flush_s * per_m, rw.compaction_cpu_s * per_m, rw.compaction_out_mb);
+    } else {
+        printf("RocksDB in the rebuilt store: no LOG under %s/%s\n", store, pname);
+    }
     printf("RESULT phase=projector projection=%s events=%ld build_events_per_s=%.0f "
            "build_cpu_s_per_m=%.2f rebuild_events=%lld rebuild_events_per_s=%.0f "
-           "rebuild_cpu_s_per_m=%.2f peak_rss_mib=%.1f kcat_events_per_s=%.0f "
-           "rebuild_flush_s_per_m=%.3f rebuild_compaction_cpu_s_per_m=%.3f "
-           "rebuild_compaction_out_mb=%.0f\n",
+           "rebuild_cpu_s_per_m=%.2f peak_rss_mib=%.1f kcat_events_per_s=%.0f%s\n",
            pname, n, (double)n / build_s, cpu_build * 1e6 / (double)n, (long long)events,
-           rebuild_rate, cpu_rebuild * per_m, (double)hwm / 1024.0, kcat_rate, rw.flush_s * per_m,
-           rw.compaction_cpu_s * per_m, rw.compaction_out_mb);
+           rebuild_rate, cpu_rebuild * per_m, (double)hwm / 1024.0, kcat_rate, rocks);
     es_conf_destroy(conf);
     return 0;
 }

@@ -14,120 +14,61 @@
  * pointed to only 8 bytes inside its block).  Whether it fired depended on
  * stack garbage, so the same code passed or failed from run to run.
  *
- * So every block Avro C allocates is recorded here by its start address (a
- * table reachable from a global, hence scanned by LeakSanitizer) and removed
- * when Avro frees it.  What that hides from the checks between inputs, the
+ * So every block Avro C allocates is recorded here by its start address (in
+ * an es_map reachable from a global, hence scanned by LeakSanitizer) and
+ * removed when Avro frees it.  What that hides from the checks between inputs, the
  * exit check finds exactly: after the target's own teardown every block
  * Avro allocated since fuzz_avro_track_start() must be gone, or the run
- * fails with the count and the bytes left.  A value or schema the code under
+ * fails with the count left.  A value or schema the code under
  * test forgets to release is caught there, whatever lies on the stack.
  */
 #include "avro_tracked.h"
 
+#include "escqrs/mem.h"
+
 #include <avro.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-typedef struct {
-    void *p;
-    size_t size;
-} block_t;
-
-/* Open addressing, linear probing, deletion by backward shift. */
-static block_t *table;
-static size_t cap, live;
-static size_t live_bytes;
-
-static size_t slot_of(const void *p)
-{
-    uintptr_t h = (uintptr_t)p;
-    h ^= h >> 17;
-    h *= 0x9E3779B97F4A7C15ull;
-    return (size_t)(h >> 7) & (cap - 1);
-}
-
-static void put(void *p, size_t size);
-
-static void grow(void)
-{
-    block_t *old = table;
-    size_t oldcap = cap;
-    cap = cap ? cap * 2 : 1024;
-    table = calloc(cap, sizeof(*table));
-    if (!table)
-        abort();
-    live = 0;
-    live_bytes = 0;
-    for (size_t i = 0; i < oldcap; i++)
-        if (old[i].p)
-            put(old[i].p, old[i].size);
-    free(old);
-}
-
-static void put(void *p, size_t size)
-{
-    if ((live + 1) * 2 > cap)
-        grow();
-    size_t i = slot_of(p);
-    while (table[i].p)
-        i = (i + 1) & (cap - 1);
-    table[i] = (block_t){p, size};
-    live++;
-    live_bytes += size;
-}
-
-/* Forget @p; a block allocated before tracking started is not in the table. */
-static void drop(void *p)
-{
-    if (!cap)
-        return;
-    size_t i = slot_of(p);
-    while (table[i].p && table[i].p != p)
-        i = (i + 1) & (cap - 1);
-    if (!table[i].p)
-        return;
-    live--;
-    live_bytes -= table[i].size;
-    table[i].p = NULL;
-    /* shift the entries after it back over the hole they probed past */
-    for (size_t j = (i + 1) & (cap - 1); table[j].p; j = (j + 1) & (cap - 1)) {
-        size_t home = slot_of(table[j].p);
-        if ((j > i && (home <= i || home > j)) || (j < i && home <= i && home > j)) {
-            table[i] = table[j];
-            table[j].p = NULL;
-            i = j;
-        }
-    }
-}
+/*
+ * Block start -> the same pointer: the value slots hold the starts where
+ * LeakSanitizer scans them (the map's own memory comes from malloc, not
+ * from Avro, so it does not track itself).
+ */
+static es_map_t blocks = ES_MAP_INIT(NULL);
 
 static void *tracked_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
     (void)ud;
     (void)osize;
+    /* a block allocated before tracking started is not in the map */
     if (ptr)
-        drop(ptr);
+        es_map_remove(&blocks, &ptr, sizeof(ptr));
     if (nsize == 0) {
         free(ptr);
         return NULL;
     }
     void *q = realloc(ptr, nsize);
-    if (q)
-        put(q, nsize);
-    else if (ptr)
-        put(ptr, osize); /* realloc failed: the old block is still Avro's */
+    if (!q) {
+        if (ptr) /* realloc failed: the old block is still Avro's */
+            es_map_set(&blocks, &ptr, sizeof(ptr), ptr);
+        return NULL;
+    }
+    es_map_set(&blocks, &q, sizeof(q), q);
     return q;
 }
 
 static void check_none_left(void)
 {
+    size_t live = es_map_count(&blocks);
     if (live) {
         fprintf(stderr,
-                "avro_tracked: %zu Avro C allocation(s), %zu bytes, still live after the "
-                "target's teardown: a value, class or schema was not released\n",
-                live, live_bytes);
+                "avro_tracked: %zu Avro C allocation(s) still live after the target's "
+                "teardown: a value, class or schema was not released\n",
+                live);
         abort();
     }
+    es_map_free(&blocks);
 }
 
 void fuzz_avro_track_start(void)
