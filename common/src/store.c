@@ -397,6 +397,21 @@ void es_store_iter_destroy(es_store_iter_t *it)
     free(it);
 }
 
+bool es_store_holds_view_keys(es_store_t *st)
+{
+    es_store_iter_t *it = es_store_iter_prefix(st, "", 0);
+    rocksdb_iter_seek(it->it, "\x01", 1); /* the first key past the store's own */
+    char *rerr = NULL;
+    bool holds = rocksdb_iter_valid(it->it);
+    rocksdb_iter_get_error(it->it, &rerr);
+    if (rerr) { /* cannot tell: say it may */
+        holds = true;
+        rocksdb_free(rerr);
+    }
+    es_store_iter_destroy(it);
+    return holds;
+}
+
 /* Fold one entry into digest hash @p h: the lengths, then the bytes. */
 static uint64_t digest_entry(uint64_t h, const char *key, size_t keylen, const char *val,
                              size_t vallen)

@@ -169,6 +169,10 @@ static bool loop_start(pj_loop_t *l)
     es_proj_backend_t be = pj_store_backend(l->st);
     l->rd = es_proj_reader_new(&be);
     l->txn = es_proj_txn_new(l->rd);
+    /* a store built from offset 0 holds only what this loop folds into it: its
+     * gets of keys the loop never wrote need no store read (projection.h) */
+    if (!es_store_holds_view_keys(l->st))
+        es_proj_txn_base_starts_empty(l->txn);
     for (int attempt = 1; loop_open(l); attempt++) {
         loop_reset(l);
         if (loop_cancelled(l))

@@ -426,6 +426,131 @@ static void test_txn_sealed_batch(void)
     es_proj_memmap_destroy(m);
 }
 
+/* A base that counts its reads: a memory map standing in for the store. */
+typedef struct {
+    es_proj_memmap_t *map;
+    es_proj_backend_t inner;
+    int reads;
+} counted_base_t;
+
+static es_err_t counted_get(void *opaque, const void *key, size_t keylen, es_buf_t *out, char *err,
+                            size_t errsz)
+{
+    counted_base_t *b = opaque;
+    b->reads++;
+    return b->inner.get(b->inner.opaque, key, keylen, out, err, errsz);
+}
+
+static void store_foreach(void *opaque, const char *key, size_t keylen, const char *val,
+                          size_t vallen)
+{
+    if (val)
+        es_proj_memmap_put(opaque, key, keylen, val, vallen);
+    else
+        es_proj_memmap_delete(opaque, key, keylen);
+}
+
+/* The runtime's batch boundary, done in line: hand the batch to the "store", then forget it. */
+static void store_batch(es_proj_txn_t *txn, counted_base_t *b)
+{
+    es_proj_txn_foreach(txn, store_foreach, b->map);
+    es_proj_txn_clear(txn);
+}
+
+/*
+ * A base built from empty by the transaction alone: a key it never handed out
+ * is absent without a read; every key it did hand out is read from the base,
+ * whatever happened to it since (the filter may say "maybe", never "no", for
+ * those); the store's own keys (0x00 first) are always read.
+ */
+static void test_txn_base_starts_empty(void)
+{
+    counted_base_t b = {.map = es_proj_memmap_new()};
+    b.inner = es_proj_memmap_backend(b.map);
+    es_proj_backend_t be = {.get = counted_get, .scan = b.inner.scan, .opaque = &b};
+    es_proj_reader_t *rd = es_proj_reader_new(&be);
+    es_proj_txn_t *txn = es_proj_txn_new(rd);
+    es_proj_txn_base_starts_empty(txn);
+    es_buf_t out = {0};
+    char key[32];
+
+    es_proj_txn_begin_event(txn);
+    CU_ASSERT_STRING_EQUAL(txn_read(txn, "c/1", &out), "-");
+    CU_ASSERT_EQUAL(b.reads, 0); /* never handed out: no read */
+    es_proj_put(txn, "c/1", 3, "v1", 2);
+    es_proj_put(txn, "c/2", 3, "v2", 2);
+    es_proj_txn_commit_event(txn);
+    store_batch(txn, &b);
+    CU_ASSERT_STRING_EQUAL(txn_read(txn, "c/1", &out), "v1"); /* handed out: read */
+    CU_ASSERT_EQUAL(b.reads, 1);
+    CU_ASSERT_STRING_EQUAL(txn_read(txn, "c/3", &out), "-");
+    CU_ASSERT_EQUAL(b.reads, 1);
+
+    /* deleted in a later batch, then written again: each state is read from the base */
+    es_proj_txn_begin_event(txn);
+    es_proj_delete(txn, "c/2", 3);
+    es_proj_txn_commit_event(txn);
+    store_batch(txn, &b);
+    CU_ASSERT_STRING_EQUAL(txn_read(txn, "c/2", &out), "-");
+    CU_ASSERT_EQUAL(b.reads, 2);
+    es_proj_txn_begin_event(txn);
+    es_proj_put(txn, "c/2", 3, "w2", 2);
+    es_proj_txn_commit_event(txn);
+    store_batch(txn, &b);
+    CU_ASSERT_STRING_EQUAL(txn_read(txn, "c/2", &out), "w2");
+
+    /* the store's own keys are always read, handed out or not */
+    es_proj_memmap_put(b.map, "\0off", 4, "7", 1);
+    int before = b.reads;
+    CU_ASSERT_EQUAL(es_proj_get(txn, "\0off", 4, &out, errstr, sizeof(errstr)), ES_ERR_OK);
+    CU_ASSERT_EQUAL(b.reads, before + 1);
+
+    /* many keys over many batches: every one reads back; few absent keys reach the base */
+    for (int batch = 0; batch < 20; batch++) {
+        es_proj_txn_begin_event(txn);
+        for (int i = 0; i < 1000; i++) {
+            int len = snprintf(key, sizeof(key), "k/%d", batch * 1000 + i);
+            es_proj_put(txn, key, (size_t)len, key, (size_t)len);
+        }
+        es_proj_txn_commit_event(txn);
+        store_batch(txn, &b);
+    }
+    int missing = 0;
+    for (int i = 0; i < 20000; i++) {
+        int len = snprintf(key, sizeof(key), "k/%d", i);
+        if (es_proj_get(txn, key, (size_t)len, &out, errstr, sizeof(errstr)) ||
+            out.len != (size_t)len || memcmp(out.data, key, out.len))
+            missing++;
+    }
+    CU_ASSERT_EQUAL(missing, 0);
+    before = b.reads;
+    for (int i = 0; i < 20000; i++) {
+        int len = snprintf(key, sizeof(key), "absent/%d", i);
+        CU_ASSERT_EQUAL(es_proj_get(txn, key, (size_t)len, &out, errstr, sizeof(errstr)),
+                        ES_ERR_NOT_FOUND);
+    }
+    CU_ASSERT(b.reads - before < 200); /* 20 000 keys in 4 MiB: about one false "maybe" in 10^4 */
+
+    /* the promise is the runtime's: a key put behind the transaction's back is not seen */
+    es_proj_memmap_put(b.map, "behind", 6, "x", 1);
+    CU_ASSERT_STRING_EQUAL(txn_read(txn, "behind", &out), "-");
+    es_proj_txn_destroy(txn);
+
+    /* a first batch written without a get (a history): the filter is dropped, all reads go on */
+    txn = es_proj_txn_new(rd);
+    es_proj_txn_base_starts_empty(txn);
+    es_proj_txn_begin_event(txn);
+    es_proj_put(txn, "h/1", 3, "e1", 2);
+    es_proj_txn_commit_event(txn);
+    store_batch(txn, &b);
+    CU_ASSERT_STRING_EQUAL(txn_read(txn, "behind", &out), "x");
+    es_proj_txn_destroy(txn);
+
+    es_buf_free(&out);
+    es_proj_reader_destroy(rd);
+    es_proj_memmap_destroy(b.map);
+}
+
 static void test_random_workload_matches_model(void)
 {
     es_evgen_t *g = es_evgen_new("cart.events");
@@ -477,6 +602,8 @@ int main(void)
         {"txn reads own writes and rolls back", test_txn_reads_own_writes_and_rolls_back},
         {"txn against a model: rollbacks, rewrites, growth", test_txn_against_model},
         {"txn: the sealed batch is read until it is released", test_txn_sealed_batch},
+        {"txn over a base it built from empty: absent keys need no read",
+         test_txn_base_starts_empty},
         {"random workload matches the model", test_random_workload_matches_model},
         {NULL, NULL},
     };

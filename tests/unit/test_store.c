@@ -1,7 +1,8 @@
 /*
  * test_store.c — RocksDB wrapper: batches are atomic, offsets round-trip,
  * prefix iteration stays inside its prefix, reopen keeps data, a store
- * written with one compaction style opens with the other.
+ * written with one compaction style opens with the other, a store tells
+ * whether it holds any view key.
  */
 #include "escqrs/store.h"
 #include "testutil.h"
@@ -251,6 +252,37 @@ static void test_write_once_switches_compaction(void)
     CU_ASSERT_EQUAL(es_store_destroy_path(dir, errstr, sizeof(errstr)), ES_ERR_OK);
 }
 
+/* A store holds view keys once one is written, and none again once it is deleted;
+ * offsets and metadata (0x00 first) are not view keys. */
+static void test_holds_view_keys(void)
+{
+    char dir[300];
+    snprintf(dir, sizeof(dir), "%s-views", path);
+    es_store_t *st = es_store_open(dir, &opts, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+    CU_ASSERT_FALSE(es_store_holds_view_keys(st));
+    es_batch_t *b = es_batch_new();
+    es_batch_put_offset(b, "cart.events", 3, 42);
+    CU_ASSERT_EQUAL(es_store_write(st, b, errstr, sizeof(errstr)), ES_ERR_OK);
+    CU_ASSERT_FALSE(es_store_holds_view_keys(st));
+    es_batch_clear(b);
+    es_batch_put(b, "\x01", 1, "v", 1); /* the smallest view key there is */
+    CU_ASSERT_EQUAL(es_store_write(st, b, errstr, sizeof(errstr)), ES_ERR_OK);
+    CU_ASSERT_TRUE(es_store_holds_view_keys(st));
+    es_batch_clear(b);
+    es_batch_delete(b, "\x01", 1);
+    es_batch_put(b, "\xff\xff", 2, "v", 1);
+    CU_ASSERT_EQUAL(es_store_write(st, b, errstr, sizeof(errstr)), ES_ERR_OK);
+    CU_ASSERT_TRUE(es_store_holds_view_keys(st));
+    es_batch_clear(b);
+    es_batch_delete(b, "\xff\xff", 2);
+    CU_ASSERT_EQUAL(es_store_write(st, b, errstr, sizeof(errstr)), ES_ERR_OK);
+    CU_ASSERT_FALSE(es_store_holds_view_keys(st));
+    es_batch_destroy(b);
+    es_store_close(st);
+    CU_ASSERT_EQUAL(es_store_destroy_path(dir, errstr, sizeof(errstr)), ES_ERR_OK);
+}
+
 int main(void)
 {
     es_test_unique("/tmp/escqrs-test-store", path, sizeof(path));
@@ -262,6 +294,7 @@ int main(void)
         {"the format of a store is checked at open", test_format_version},
         {"write_once: merged runs, and either style opens the other's store",
          test_write_once_switches_compaction},
+        {"view keys: any key but the store's own", test_holds_view_keys},
         {NULL, NULL},
     };
     return es_test_run("store", cases);

@@ -107,6 +107,16 @@ typedef struct es_proj_txn_s es_proj_txn_t;
 es_proj_txn_t *es_proj_txn_new(es_proj_reader_t *base);
 void es_proj_txn_destroy(es_proj_txn_t *txn);
 
+/**
+ * @brief Promise that @p txn's base holds no key yet but the store's own
+ *        (first byte 0x00), and that every key that reaches it from now on is
+ *        one es_proj_txn_foreach() hands out (a store built from offset 0 by
+ *        this transaction alone).  Gets of keys never handed out are then
+ *        answered ES_ERR_NOT_FOUND without reading the base (a Bloom filter of
+ *        the handed keys, up to 4 MiB; dropped once too full to pay).
+ */
+void es_proj_txn_base_starts_empty(es_proj_txn_t *txn);
+
 /** @brief Read @p key as the transaction sees it (own writes first). */
 es_err_t es_proj_get(es_proj_txn_t *txn, const void *key, size_t keylen, es_buf_t *out,
                      char *errstr, size_t errstr_size);

@@ -109,6 +109,12 @@ es_err_t es_store_write(es_store_t *st, es_batch_t *batch, char *errstr, size_t 
 es_err_t es_store_get_offset(es_store_t *st, const char *topic, int32_t partition,
                              int64_t *next_offset, char *errstr, size_t errstr_size);
 
+/**
+ * @brief Whether the store holds any key but its own (first byte 0x00): a
+ *        view's keys.  True when that cannot be read.
+ */
+bool es_store_holds_view_keys(es_store_t *st);
+
 /** @brief Iterate keys starting with @p prefix in byte order (a consistent snapshot). */
 es_store_iter_t *es_store_iter_prefix(es_store_t *st, const void *prefix, size_t prefixlen);
 /** @brief Next entry; pointers valid until the next call. @returns false at the end. */
