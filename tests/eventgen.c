@@ -140,15 +140,6 @@ avro_value_t *es_evgen_account(es_evgen_t *g, const char *account_id, int64_t ve
     return &g->value;
 }
 
-static void flush_cb(void *opaque, const char *key, size_t keylen, const char *val, size_t vallen)
-{
-    es_proj_memmap_t *m = opaque;
-    if (val)
-        es_proj_memmap_put(m, key, keylen, val, vallen);
-    else
-        es_proj_memmap_delete(m, key, keylen);
-}
-
 es_err_t es_evgen_fold(const es_proj_def_t *def, es_proj_memmap_t *map, avro_value_t *value,
                        char *errstr, size_t errstr_size)
 {
@@ -162,7 +153,7 @@ es_err_t es_evgen_fold(const es_proj_def_t *def, es_proj_memmap_t *map, avro_val
         es_proj_txn_rollback_event(txn);
     else
         es_proj_txn_commit_event(txn);
-    es_proj_txn_foreach(txn, flush_cb, map);
+    es_proj_txn_store_into(txn, map);
     es_proj_txn_destroy(txn);
     es_proj_reader_destroy(rd);
     return err;

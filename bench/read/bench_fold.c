@@ -78,14 +78,6 @@ static const es_proj_def_t *load_projection(const char *path, const char *name, 
     return NULL;
 }
 
-static void flush_cb(void *opaque, const char *key, size_t keylen, const char *val, size_t vallen)
-{
-    if (val)
-        es_proj_memmap_put(opaque, key, keylen, val, vallen);
-    else
-        es_proj_memmap_delete(opaque, key, keylen);
-}
-
 /* Fold every event through @p def into an empty store; the thread's CPU seconds. */
 static double fold_pass(const es_proj_def_t *def, avro_value_t *events, size_t n, size_t batch)
 {
@@ -102,7 +94,7 @@ static double fold_pass(const es_proj_def_t *def, avro_value_t *events, size_t n
             die("fold", errstr); /* the workload is valid: a refusal is a bug */
         es_proj_txn_commit_event(txn);
         if ((i + 1) % batch == 0 || i + 1 == n) {
-            es_proj_txn_foreach(txn, flush_cb, store);
+            es_proj_txn_store_into(txn, store);
             es_proj_txn_clear(txn);
         }
     }

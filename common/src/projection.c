@@ -449,6 +449,20 @@ void es_proj_txn_foreach(es_proj_txn_t *txn,
     free(v);
 }
 
+static void memmap_apply_cb(void *opaque, const char *key, size_t keylen, const char *val,
+                            size_t vallen)
+{
+    if (val)
+        es_proj_memmap_put(opaque, key, keylen, val, vallen);
+    else
+        es_proj_memmap_delete(opaque, key, keylen);
+}
+
+void es_proj_txn_store_into(es_proj_txn_t *txn, es_proj_memmap_t *m)
+{
+    es_proj_txn_foreach(txn, memmap_apply_cb, m);
+}
+
 size_t es_proj_txn_count(const es_proj_txn_t *txn)
 {
     return es_map_count(&txn->batch);

@@ -213,14 +213,6 @@ static void fold_from_log(asof_fold_t *a, int32_t part, int64_t lo)
     es_consumer_destroy(c);
 }
 
-static void flush_cb(void *opaque, const char *key, size_t keylen, const char *val, size_t vallen)
-{
-    if (val)
-        es_proj_memmap_put(opaque, key, keylen, val, vallen);
-    else
-        es_proj_memmap_delete(opaque, key, keylen);
-}
-
 es_err_t pj_fold_as_of(pj_runner_t *r, size_t t, const char *id, int64_t ts_ms,
                        es_proj_memmap_t *map, char *errstr, size_t errstr_size)
 {
@@ -247,7 +239,7 @@ es_err_t pj_fold_as_of(pj_runner_t *r, size_t t, const char *id, int64_t ts_ms,
         es_counter_add(indexed ? r->pj->m_asof_index : r->pj->m_asof_log, 1);
     }
     if (!a.err)
-        es_proj_txn_foreach(a.txn, flush_cb, map);
+        es_proj_txn_store_into(a.txn, map);
     else
         snprintf(errstr, errstr_size, "%s", a.errstr);
     es_proj_txn_destroy(a.txn);

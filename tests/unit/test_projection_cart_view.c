@@ -441,19 +441,10 @@ static es_err_t counted_get(void *opaque, const void *key, size_t keylen, es_buf
     return b->inner.get(b->inner.opaque, key, keylen, out, err, errsz);
 }
 
-static void store_foreach(void *opaque, const char *key, size_t keylen, const char *val,
-                          size_t vallen)
-{
-    if (val)
-        es_proj_memmap_put(opaque, key, keylen, val, vallen);
-    else
-        es_proj_memmap_delete(opaque, key, keylen);
-}
-
 /* The runtime's batch boundary, done in line: hand the batch to the "store", then forget it. */
 static void store_batch(es_proj_txn_t *txn, counted_base_t *b)
 {
-    es_proj_txn_foreach(txn, store_foreach, b->map);
+    es_proj_txn_store_into(txn, b->map);
     es_proj_txn_clear(txn);
 }
 

@@ -63,11 +63,6 @@ static es_err_t fold(const es_proj_def_t *def, es_proj_txn_t *txn, const char *i
     return err;
 }
 
-static void flush_cb(void *opaque, const char *key, size_t keylen, const char *val, size_t vallen)
-{
-    es_proj_memmap_put(opaque, key, keylen, val, vallen);
-}
-
 /* Entry @p n of @p id as "<offset>/<raw>", or "none". */
 static const char *entry(es_proj_reader_t *rd, const char *id, uint64_t n, char *out, size_t outsz)
 {
@@ -115,7 +110,7 @@ static void test_history(void)
     memset(big, 'x', sizeof(big));
     CU_ASSERT_EQUAL(fold(def, txn, big, sizeof(big), 1, 18), ES_ERR_DECODE);
     CU_ASSERT_EQUAL(es_proj_txn_count(txn), 4);
-    es_proj_txn_foreach(txn, flush_cb, map);
+    es_proj_txn_store_into(txn, map);
     es_proj_txn_clear(txn);
 
     ES_ASSERT_STR_EQ(entry(rd, "a", 1, buf, sizeof(buf)), "2:10@1010/raw-a-10");
@@ -155,7 +150,7 @@ static void test_audit(void)
         if (batch != 1)
             CU_ASSERT_EQUAL(fold(def, txn, "y", 1, 1, off++), ES_ERR_OK);
         CU_ASSERT_EQUAL(fold(def, txn, "", 0, 1, off++), ES_ERR_DECODE);
-        es_proj_txn_foreach(txn, flush_cb, map);
+        es_proj_txn_store_into(txn, map);
         es_proj_txn_clear(txn);
     }
     ES_ASSERT_STR_EQ(entry(rd, "x", 1, buf, sizeof(buf)), "2:100@1100/raw-x-100");

@@ -140,6 +140,11 @@ void es_proj_txn_foreach(es_proj_txn_t *txn,
                          void (*cb)(void *opaque, const char *key, size_t keylen, const char *val,
                                     size_t vallen),
                          void *opaque);
+/**
+ * @brief es_proj_txn_foreach() into @p m: what the runtime does with a store
+ *        (a point-in-time fold, tests, benchmarks).
+ */
+void es_proj_txn_store_into(es_proj_txn_t *txn, es_proj_memmap_t *m);
 /** @brief Number of keys written (between events: an open event's new keys count). */
 size_t es_proj_txn_count(const es_proj_txn_t *txn);
 /** @brief Forget every pending write (after the runtime stored them). */

@@ -294,15 +294,6 @@ avro_value_t *inv_event_payload(inv_evgen_t *g)
     return &g->payload;
 }
 
-static void flush_cb(void *opaque, const char *key, size_t keylen, const char *val, size_t vallen)
-{
-    es_proj_memmap_t *m = opaque;
-    if (val)
-        es_proj_memmap_put(m, key, keylen, val, vallen);
-    else
-        es_proj_memmap_delete(m, key, keylen);
-}
-
 es_err_t inv_fold(es_proj_memmap_t *map, avro_value_t *value, char *errstr, size_t errstr_size)
 {
     es_proj_backend_t be = es_proj_memmap_backend(map);
@@ -315,7 +306,7 @@ es_err_t inv_fold(es_proj_memmap_t *map, avro_value_t *value, char *errstr, size
         es_proj_txn_rollback_event(txn);
     else
         es_proj_txn_commit_event(txn);
-    es_proj_txn_foreach(txn, flush_cb, map);
+    es_proj_txn_store_into(txn, map);
     es_proj_txn_destroy(txn);
     es_proj_reader_destroy(rd);
     return err;
