@@ -6,8 +6,11 @@
  * shadow) do not double the memory; memtables are capped per store.  WAL is
  * on (atomic batches survive kill -9); fsync per batch is optional because
  * Kafka, not RocksDB, is the durable record — a lost tail is re-applied from
- * the stored offsets.  Free space is checked before every open and write
- * (store.h says why): a statvfs() per batch is about a microsecond.
+ * the stored offsets.  A store nothing reads yet (a rebuild's shadow) may
+ * write without the WAL until es_store_persist(): a batch is one write into
+ * one memtable and memtables flush in order, so a kill -9 loses a tail of
+ * whole batches, offsets included, and a clean close flushes.  Free space is checked before every
+ * open and write (store.h says why): a statvfs() per batch is about a microsecond.
  */
 #include "escqrs/store.h"
 #include "escqrs/util.h"
@@ -29,6 +32,7 @@ struct es_store_s {
     char *path;
     size_t min_free_mb;
     bool read_only;
+    bool wal_off; /* writes skip the WAL until es_store_persist() */
 };
 
 struct es_batch_s {
@@ -243,6 +247,8 @@ es_err_t es_store_open_err(const char *path, const es_store_opts_t *o, es_store_
     st->ropts = rocksdb_readoptions_create();
     st->wopts = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(st->wopts, o && o->sync);
+    st->wal_off = o && o->wal_off && !o->sync && !ro; /* RocksDB syncs only through its WAL */
+    rocksdb_writeoptions_disable_WAL(st->wopts, st->wal_off);
 
     st->db = ro ? rocksdb_open_for_read_only(st->opts, path, 0, &rerr)
                 : rocksdb_open(st->opts, path, &rerr);
@@ -329,6 +335,25 @@ es_err_t es_store_write(es_store_t *st, es_batch_t *batch, char *errstr, size_t 
         rocksdb_free(rerr);
         return ES_ERR_STORE;
     }
+    return ES_ERR_OK;
+}
+
+es_err_t es_store_persist(es_store_t *st, char *errstr, size_t errstr_size)
+{
+    if (!st->wal_off)
+        return ES_ERR_OK;
+    char *rerr = NULL;
+    rocksdb_flushoptions_t *fo = rocksdb_flushoptions_create();
+    rocksdb_flushoptions_set_wait(fo, 1);
+    rocksdb_flush(st->db, fo, &rerr);
+    rocksdb_flushoptions_destroy(fo);
+    if (rerr) {
+        snprintf(errstr, errstr_size, "rocksdb flush of %s: %s", st->path, rerr);
+        rocksdb_free(rerr);
+        return ES_ERR_STORE;
+    }
+    rocksdb_writeoptions_disable_WAL(st->wopts, 0);
+    st->wal_off = false;
     return ES_ERR_OK;
 }
 

@@ -13,7 +13,10 @@
  *  2. the shadow goes on until its next offsets reach those applied
  *     offsets on every partition (caught_up_to_live), so it holds at least
  *     everything the live store did;
- *  3. CURRENT is rewritten (temporary file, fsync, rename), REBUILD removed,
+ *  3. the shadow, written without RocksDB's log (nothing reads it and a
+ *     crash only loses a tail it resumes from), is flushed into its files
+ *     and writes with the log from then on (es_store_persist);
+ *     CURRENT is rewritten (temporary file, fsync, rename), REBUILD removed,
  *     and the store pointer swapped under the runner's write lock: a query
  *     holds the read lock while rendering one answer, so none sees a closed
  *     store; the old generation is closed and deleted;
@@ -135,7 +138,9 @@ static es_err_t swap_in(pj_loop_t *l)
     char oldpath[PJ_PATH_MAX];
     es_err_t err;
 
-    if ((err = pj_gen_write_current(r->dir, l->generation, l->errstr, sizeof(l->errstr))))
+    /* the shadow was written without RocksDB's log: into its files before anyone reads it */
+    if ((err = es_store_persist(l->st, l->errstr, sizeof(l->errstr))) ||
+        (err = pj_gen_write_current(r->dir, l->generation, l->errstr, sizeof(l->errstr))))
         return err;
     pj_gen_remove_rebuild(r->dir); /* CURRENT names it now: nothing left to resume */
     pj_rwlock_wrlock(&r->lock);
@@ -263,7 +268,9 @@ static es_err_t rebuild_start(pj_runner_t *r, int g, bool resume, char *errstr, 
     if ((err = pj_gen_write_rebuild(r->dir, g, errstr, errstr_size)))
         return err;
     es_store_t *st = NULL;
-    if ((err = es_store_open_err(path, &r->store_opts, &st, errstr, errstr_size))) {
+    es_store_opts_t opts = r->store_opts;
+    opts.wal_off = true; /* nothing reads the shadow before the swap persists it */
+    if ((err = es_store_open_err(path, &opts, &st, errstr, errstr_size))) {
         pj_gen_remove_rebuild(r->dir);
         return err;
     }

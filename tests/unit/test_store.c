@@ -2,16 +2,21 @@
  * test_store.c — RocksDB wrapper: batches are atomic, offsets round-trip,
  * prefix iteration stays inside its prefix, reopen keeps data, a store
  * written with one compaction style opens with the other, a store tells
- * whether it holds any view key.
+ * whether it holds any view key, a store written without the WAL keeps what
+ * it persisted and loses only whole batches when its process dies.
  */
 #include "escqrs/store.h"
 #include "testutil.h"
 
 #include <dirent.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+extern char **environ; /* posix_spawn passes it on */
 
 static char path[256];
 static char errstr[512];
@@ -283,8 +288,98 @@ static void test_holds_view_keys(void)
     CU_ASSERT_EQUAL(es_store_destroy_path(dir, errstr, sizeof(errstr)), ES_ERR_OK);
 }
 
-int main(void)
+/* One key and one offset in one batch. */
+static es_err_t put_with_offset(es_store_t *st, const char *key, int64_t offset)
 {
+    es_batch_t *b = es_batch_new();
+    es_batch_put(b, key, strlen(key), "v", 1);
+    es_batch_put_offset(b, "t", 0, offset);
+    es_err_t err = es_store_write(st, b, errstr, sizeof(errstr));
+    es_batch_destroy(b);
+    return err;
+}
+
+/*
+ * The child of test_wal_off: writes into a store opened with wal_off, then
+ * dies without closing it (as kill -9 would: RocksDB's memtables are lost).
+ * "unpersisted": one batch.  "persisted": one batch, es_store_persist, one more.
+ */
+static int wal_off_child(const char *dir, const char *mode)
+{
+    es_store_opts_t o = opts;
+    o.wal_off = true;
+    es_store_t *st = es_store_open(dir, &o, errstr, sizeof(errstr));
+    if (!st || put_with_offset(st, "first", 1))
+        _exit(3);
+    if (!strcmp(mode, "persisted") &&
+        (es_store_persist(st, errstr, sizeof(errstr)) || put_with_offset(st, "second", 2)))
+        _exit(4);
+    _exit(0);
+}
+
+/* What a store holds after its writer died: which keys, and its offset (-1: none). */
+static void after_death(const char *dir, const char *mode, bool *first, bool *second,
+                        int64_t *offset)
+{
+    char exe[512];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    CU_ASSERT_FATAL(n > 0);
+    exe[n] = '\0';
+    char *argv[] = {exe, "--wal-off-child", (char *)dir, (char *)mode, NULL};
+    pid_t pid;
+    int status = 0;
+    CU_ASSERT_EQUAL_FATAL(posix_spawn(&pid, exe, NULL, NULL, argv, environ), 0);
+    CU_ASSERT_EQUAL_FATAL(waitpid(pid, &status, 0), pid);
+    CU_ASSERT_FATAL(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    es_store_t *st = es_store_open(dir, &opts, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+    es_buf_t v = {0};
+    *first = es_store_get(st, "first", 5, &v, errstr, sizeof(errstr)) == ES_ERR_OK;
+    *second = es_store_get(st, "second", 6, &v, errstr, sizeof(errstr)) == ES_ERR_OK;
+    if (es_store_get_offset(st, "t", 0, offset, errstr, sizeof(errstr)))
+        *offset = -1;
+    es_buf_free(&v);
+    es_store_close(st);
+    CU_ASSERT_EQUAL(es_store_destroy_path(dir, errstr, sizeof(errstr)), ES_ERR_OK);
+}
+
+/*
+ * A store written without the WAL: a clean close keeps everything; a death
+ * loses a tail of whole batches (a key and its offset together); once
+ * persisted, what was written is in its files and later writes are logged.
+ */
+static void test_wal_off(void)
+{
+    char dir[300];
+    bool first, second;
+    int64_t offset;
+    snprintf(dir, sizeof(dir), "%s-wal-off", path);
+    es_store_opts_t o = opts;
+    o.wal_off = true;
+    es_store_t *st = es_store_open(dir, &o, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+    CU_ASSERT_EQUAL(put_with_offset(st, "first", 1), ES_ERR_OK);
+    es_store_close(st);
+    st = es_store_open(dir, &opts, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+    CU_ASSERT_EQUAL(es_store_get_offset(st, "t", 0, &offset, errstr, sizeof(errstr)), ES_ERR_OK);
+    CU_ASSERT_EQUAL(offset, 1);
+    es_store_close(st);
+    CU_ASSERT_EQUAL(es_store_destroy_path(dir, errstr, sizeof(errstr)), ES_ERR_OK);
+
+    after_death(dir, "unpersisted", &first, &second, &offset);
+    CU_ASSERT_FALSE(first); /* the batch is lost whole: its offset with it */
+    CU_ASSERT_EQUAL(offset, -1);
+    after_death(dir, "persisted", &first, &second, &offset);
+    CU_ASSERT_TRUE(first);  /* flushed by es_store_persist */
+    CU_ASSERT_TRUE(second); /* written with the log after it */
+    CU_ASSERT_EQUAL(offset, 2);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 4 && !strcmp(argv[1], "--wal-off-child"))
+        return wal_off_child(argv[2], argv[3]);
     es_test_unique("/tmp/escqrs-test-store", path, sizeof(path));
     static const es_test_case_t cases[] = {
         {"atomic batch and offsets", test_batch_and_offsets},
@@ -295,6 +390,7 @@ int main(void)
         {"write_once: merged runs, and either style opens the other's store",
          test_write_once_switches_compaction},
         {"view keys: any key but the store's own", test_holds_view_keys},
+        {"without the WAL: a death loses whole batches, persist keeps them", test_wal_off},
         {NULL, NULL},
     };
     return es_test_run("store", cases);

@@ -66,6 +66,11 @@ typedef struct es_store_opts_s {
     const char *format;
     /** What to do when the format differs, for the error (NULL: a generic remedy). */
     const char *format_remedy;
+    /** Writes skip RocksDB's write-ahead log until es_store_persist() (ignored
+     *  with sync): for a store nothing reads before it is persisted and whose
+     *  writes can all be redone after a crash (a rebuild's shadow).  A kill -9
+     *  loses a tail of whole write batches; a clean close flushes. */
+    bool wal_off;
 } es_store_opts_t;
 
 /**
@@ -104,6 +109,13 @@ es_err_t es_store_get(es_store_t *st, const void *key, size_t keylen, es_buf_t *
  *          min_free_mb is free on its filesystem (retry the same batch later).
  */
 es_err_t es_store_write(es_store_t *st, es_batch_t *batch, char *errstr, size_t errstr_size);
+
+/**
+ * @brief Everything written so far into the store's files (a flush, waited
+ *        for), and the write-ahead log on from now on; nothing to do unless the
+ *        store was opened with wal_off.  No write may run meanwhile.
+ */
+es_err_t es_store_persist(es_store_t *st, char *errstr, size_t errstr_size);
 
 /** @brief Next offset to consume for (@p topic, @p partition), or ES_ERR_NOT_FOUND. */
 es_err_t es_store_get_offset(es_store_t *st, const char *topic, int32_t partition,
