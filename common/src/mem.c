@@ -228,16 +228,22 @@ struct es_map_slot_s {
     void *val;
 };
 
-static struct es_map_slot_s *map_find(struct es_map_slot_s *slots, size_t cap, const void *key,
-                                      size_t keylen)
+static struct es_map_slot_s *map_find_hashed(struct es_map_slot_s *slots, size_t cap,
+                                             const void *key, size_t keylen, uint64_t hash)
 {
-    size_t i = (size_t)es_fnv1a64(ES_FNV1A64_INIT, key, keylen) & (cap - 1);
+    size_t i = (size_t)hash & (cap - 1);
     for (;;) {
         struct es_map_slot_s *s = &slots[i];
         if (!s->key || (s->keylen == keylen && !memcmp(s->key, key, keylen)))
             return s;
         i = (i + 1) & (cap - 1);
     }
+}
+
+static struct es_map_slot_s *map_find(struct es_map_slot_s *slots, size_t cap, const void *key,
+                                      size_t keylen)
+{
+    return map_find_hashed(slots, cap, key, keylen, es_map_hash(key, keylen));
 }
 
 static void map_grow(es_map_t *m)
@@ -254,7 +260,13 @@ static void map_grow(es_map_t *m)
 
 void *es_map_get(const es_map_t *m, const void *key, size_t keylen, bool *found)
 {
-    struct es_map_slot_s *s = m->cap ? map_find(m->slots, m->cap, key, keylen) : NULL;
+    return es_map_get_hashed(m, key, keylen, m->cap ? es_map_hash(key, keylen) : 0, found);
+}
+
+void *es_map_get_hashed(const es_map_t *m, const void *key, size_t keylen, uint64_t hash,
+                        bool *found)
+{
+    struct es_map_slot_s *s = m->cap ? map_find_hashed(m->slots, m->cap, key, keylen, hash) : NULL;
     if (found)
         *found = s && s->key;
     return s && s->key ? s->val : NULL;
@@ -315,8 +327,7 @@ bool es_map_remove(es_map_t *m, const void *key, size_t keylen)
      * hole lies between the entry's home slot and the slot it is in. */
     size_t hole = (size_t)(s - m->slots);
     for (size_t j = (hole + 1) & mask; m->slots[j].key; j = (j + 1) & mask) {
-        size_t home =
-            (size_t)es_fnv1a64(ES_FNV1A64_INIT, m->slots[j].key, m->slots[j].keylen) & mask;
+        size_t home = (size_t)es_map_hash(m->slots[j].key, m->slots[j].keylen) & mask;
         if (((j - home) & mask) >= ((j - hole) & mask)) {
             m->slots[hole] = m->slots[j];
             hole = j;

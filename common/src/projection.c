@@ -209,10 +209,10 @@ typedef struct {
     bool asked;      /* a get has come this far: the filter answers reads */
 } handed_t;
 
-/* FNV-1a, then MurmurHash3's finaliser: FNV alone leaves similar keys' low bits alike. */
-static uint64_t handed_hash(const void *key, size_t keylen)
+/* The key's es_map_hash (FNV-1a), through MurmurHash3's finaliser: FNV alone leaves
+ * similar keys' low bits alike. */
+static uint64_t handed_mix(uint64_t h)
 {
-    uint64_t h = es_fnv1a64(ES_FNV1A64_INIT, key, keylen);
     h ^= h >> 33;
     h *= 0xff51afd7ed558ccdULL;
     h ^= h >> 33;
@@ -232,7 +232,7 @@ static void handed_drop(handed_t *f)
 
 static void handed_add(handed_t *f, const char *key, size_t keylen)
 {
-    uint64_t h = handed_hash(key, keylen);
+    uint64_t h = handed_mix(es_map_hash(key, keylen));
     uint64_t *block = f->words + HANDED_BLOCK(h);
     bool new_bit = false;
     for (int i = 0; i < HANDED_PROBES; i++) {
@@ -245,13 +245,16 @@ static void handed_add(handed_t *f, const char *key, size_t keylen)
         handed_drop(f);
 }
 
-/* False only for a key that was never handed to the base (and is not the store's own). */
-static bool handed_may_hold(handed_t *f, const void *key, size_t keylen)
+/*
+ * False only for a key that was never handed to the base (and is not the
+ * store's own); @p hash is its es_map_hash, computed once for the batch maps too.
+ */
+static bool handed_may_hold(handed_t *f, const void *key, size_t keylen, uint64_t hash)
 {
     f->asked = true;
     if (!f->words || keylen == 0 || ((const char *)key)[0] == '\0')
         return true;
-    uint64_t h = handed_hash(key, keylen);
+    uint64_t h = handed_mix(hash);
     const uint64_t *block = f->words + HANDED_BLOCK(h);
     for (int i = 0; i < HANDED_PROBES; i++) {
         unsigned b = HANDED_BIT(h, i);
@@ -357,16 +360,17 @@ es_err_t es_proj_get(es_proj_txn_t *txn, const void *key, size_t keylen, es_buf_
 {
     bool found;
     key = txn_key(txn, key, &keylen);
-    const val_t *v = es_map_get(&txn->batch, key, keylen, &found);
+    uint64_t hash = es_map_hash(key, keylen); /* one hash for both maps and the filter */
+    const val_t *v = es_map_get_hashed(&txn->batch, key, keylen, hash, &found);
     if (!found && es_map_count(&txn->sealed)) /* written by the batch being stored */
-        v = es_map_get(&txn->sealed, key, keylen, &found);
+        v = es_map_get_hashed(&txn->sealed, key, keylen, hash, &found);
     if (found) { /* a value, or a tombstone */
         if (!v)
             return ES_ERR_NOT_FOUND;
         es_buf_set(out, v->data, v->len);
         return ES_ERR_OK;
     }
-    if (!handed_may_hold(&txn->handed, key, keylen))
+    if (!handed_may_hold(&txn->handed, key, keylen, hash))
         return ES_ERR_NOT_FOUND;
     return es_proj_reader_get(txn->base, key, keylen, out, errstr, errstr_size);
 }

@@ -9,8 +9,9 @@
  * the stored offsets.  A store nothing reads yet (a rebuild's shadow) may
  * write without the WAL until es_store_persist(): a batch is one write into
  * one memtable and memtables flush in order, so a kill -9 loses a tail of
- * whole batches, offsets included, and a clean close flushes.  Free space is checked before every
- * open and write (store.h says why): a statvfs() per batch is about a microsecond.
+ * whole batches, offsets included, and a clean close flushes.  Free space
+ * is checked before every open and write (store.h says why): a statvfs()
+ * per batch is about a microsecond.
  */
 #include "escqrs/store.h"
 #include "escqrs/util.h"

@@ -177,6 +177,14 @@ typedef struct es_map_s {
 
 /** @brief The value of @p key, or NULL; *found (may be NULL) says whether it is there. */
 void *es_map_get(const es_map_t *m, const void *key, size_t keylen, bool *found);
+/** @brief The hash an es_map files @p key under: hash a key once for several look-ups. */
+static inline uint64_t es_map_hash(const void *key, size_t keylen)
+{
+    return es_fnv1a64(ES_FNV1A64_INIT, key, keylen);
+}
+/** @brief es_map_get() with @p hash = es_map_hash(key, keylen) already computed. */
+void *es_map_get_hashed(const es_map_t *m, const void *key, size_t keylen, uint64_t hash,
+                        bool *found);
 /**
  * @brief The value slot of @p key, added (holding NULL) when missing.
  * @param added set (may be NULL) to whether the key was new.  The slot
