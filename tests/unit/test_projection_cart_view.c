@@ -430,6 +430,7 @@ static void test_txn_sealed_batch(void)
 typedef struct {
     es_proj_memmap_t *map;
     es_proj_backend_t inner;
+    es_proj_reader_t *rd; /* reads through counted_get */
     int reads;
 } counted_base_t;
 
@@ -439,6 +440,24 @@ static es_err_t counted_get(void *opaque, const void *key, size_t keylen, es_buf
     counted_base_t *b = opaque;
     b->reads++;
     return b->inner.get(b->inner.opaque, key, keylen, out, err, errsz);
+}
+
+/* An empty counted base, and a transaction over it promised that it starts empty. */
+static es_proj_txn_t *counted_base_open(counted_base_t *b)
+{
+    *b = (counted_base_t){.map = es_proj_memmap_new()};
+    b->inner = es_proj_memmap_backend(b->map);
+    es_proj_backend_t be = {.get = counted_get, .scan = b->inner.scan, .opaque = b};
+    b->rd = es_proj_reader_new(&be);
+    es_proj_txn_t *txn = es_proj_txn_new(b->rd);
+    es_proj_txn_base_starts_empty(txn);
+    return txn;
+}
+
+static void counted_base_close(counted_base_t *b)
+{
+    es_proj_reader_destroy(b->rd);
+    es_proj_memmap_destroy(b->map);
 }
 
 /* The runtime's batch boundary, done in line: hand the batch to the "store", then forget it. */
@@ -456,12 +475,8 @@ static void store_batch(es_proj_txn_t *txn, counted_base_t *b)
  */
 static void test_txn_base_starts_empty(void)
 {
-    counted_base_t b = {.map = es_proj_memmap_new()};
-    b.inner = es_proj_memmap_backend(b.map);
-    es_proj_backend_t be = {.get = counted_get, .scan = b.inner.scan, .opaque = &b};
-    es_proj_reader_t *rd = es_proj_reader_new(&be);
-    es_proj_txn_t *txn = es_proj_txn_new(rd);
-    es_proj_txn_base_starts_empty(txn);
+    counted_base_t b;
+    es_proj_txn_t *txn = counted_base_open(&b);
     es_buf_t out = {0};
     char key[32];
 
@@ -528,7 +543,7 @@ static void test_txn_base_starts_empty(void)
     es_proj_txn_destroy(txn);
 
     /* a first batch written without a get (a history): the filter is dropped, all reads go on */
-    txn = es_proj_txn_new(rd);
+    txn = es_proj_txn_new(b.rd);
     es_proj_txn_base_starts_empty(txn);
     es_proj_txn_begin_event(txn);
     es_proj_put(txn, "h/1", 3, "e1", 2);
@@ -538,8 +553,7 @@ static void test_txn_base_starts_empty(void)
     es_proj_txn_destroy(txn);
 
     es_buf_free(&out);
-    es_proj_reader_destroy(rd);
-    es_proj_memmap_destroy(b.map);
+    counted_base_close(&b);
 }
 
 static void discard_foreach(void *opaque, const char *key, size_t keylen, const char *val,
@@ -557,12 +571,8 @@ static void discard_foreach(void *opaque, const char *key, size_t keylen, const 
  */
 static void test_txn_filter_full(void)
 {
-    counted_base_t b = {.map = es_proj_memmap_new()};
-    b.inner = es_proj_memmap_backend(b.map);
-    es_proj_backend_t be = {.get = counted_get, .scan = b.inner.scan, .opaque = &b};
-    es_proj_reader_t *rd = es_proj_reader_new(&be);
-    es_proj_txn_t *txn = es_proj_txn_new(rd);
-    es_proj_txn_base_starts_empty(txn);
+    counted_base_t b;
+    es_proj_txn_t *txn = counted_base_open(&b);
     es_buf_t out = {0};
     char key[32];
     es_proj_memmap_put(b.map, "behind", 6, "x", 1);
@@ -581,8 +591,7 @@ static void test_txn_filter_full(void)
     CU_ASSERT_STRING_EQUAL(txn_read(txn, "behind", &out), "x"); /* dropped: read again */
     es_proj_txn_destroy(txn);
     es_buf_free(&out);
-    es_proj_reader_destroy(rd);
-    es_proj_memmap_destroy(b.map);
+    counted_base_close(&b);
 }
 
 static void test_random_workload_matches_model(void)
