@@ -66,7 +66,7 @@ static void test_buffer_codecs_and_cursor(void)
     es_buf_put_str(&b, "sku", 3);
     es_buf_put_str(&b, "", 0);
     CU_ASSERT_EQUAL(b.len, 8 + 4 + 4 + 3 + 4);
-    CU_ASSERT_EQUAL((unsigned char)b.data[0], 0x11);
+    CU_ASSERT_EQUAL(memcmp(b.data, "\x11\x22\x33\x44\x55\x66\x77\x88\xde\xad\xbe\xef", 12), 0);
     es_cursor_t c;
     size_t n;
     es_cursor_init(&c, b.data, b.len);

@@ -15,6 +15,7 @@
 #ifndef ESCQRS_MEM_H
 #define ESCQRS_MEM_H
 
+#include <endian.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -85,18 +86,20 @@ char *es_read_file(const char *path);
  * integers and u32-length-prefixed strings. */
 inline void es_buf_put_be64(es_buf_t *b, uint64_t v)
 {
-    unsigned char x[8];
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        x[i] = (unsigned char)v;
-    es_buf_append(b, x, 8);
+    uint64_t be = htobe64(v); /* util.h's es_be64_put, which an extern inline may not call */
+    es_buf_reserve(b, 8);
+    memcpy(b->data + b->len, &be, 8);
+    b->len += 8;
+    b->data[b->len] = '\0';
 }
 
 inline void es_buf_put_be32(es_buf_t *b, uint32_t v)
 {
-    unsigned char x[4];
-    for (int i = 3; i >= 0; i--, v >>= 8)
-        x[i] = (unsigned char)v;
-    es_buf_append(b, x, 4);
+    uint32_t be = htobe32(v);
+    es_buf_reserve(b, 4);
+    memcpy(b->data + b->len, &be, 4);
+    b->len += 4;
+    b->data[b->len] = '\0';
 }
 
 /** @brief A u32 length, then @p len bytes. */
@@ -138,16 +141,19 @@ inline const unsigned char *es_cursor_take(es_cursor_t *c, size_t n)
 inline uint64_t es_cursor_be64(es_cursor_t *c)
 {
     const unsigned char *p = es_cursor_take(c, 8);
-    uint64_t v = 0;
-    for (int i = 0; p && i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
+    uint64_t be = 0;
+    if (p)
+        memcpy(&be, p, 8);
+    return be64toh(be);
 }
 
 inline uint32_t es_cursor_be32(es_cursor_t *c)
 {
     const unsigned char *p = es_cursor_take(c, 4);
-    return p ? (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3] : 0;
+    uint32_t be = 0;
+    if (p)
+        memcpy(&be, p, 4);
+    return be32toh(be);
 }
 /** @brief A length-prefixed string (borrowed, not NUL-terminated; "" when bad). */
 const char *es_cursor_str(es_cursor_t *c, size_t *len);
