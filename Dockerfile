@@ -17,7 +17,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       build-essential cmake pkg-config \
       dpkg-dev python3 libsasl2-dev libzstd-dev liblz4-dev zlib1g-dev \
-      libavro-dev librocksdb-dev \
+      libavro-dev librocksdb-dev libjemalloc-dev \
       libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev \
       libjwt-dev libssl-dev libgnutls28-dev \
  && rm -rf /var/lib/apt/lists/*
@@ -47,7 +47,7 @@ FROM debian:12.11-slim AS runtime
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       libsasl2-2 libzstd1 liblz4-1 zlib1g \
-      libavro23 librocksdb7.8 libmicrohttpd12 libjansson4 libcurl4 \
+      libavro23 librocksdb7.8 libjemalloc2 libmicrohttpd12 libjansson4 libcurl4 \
       libjwt0 libssl3 libgnutls30 \
       ca-certificates \
  && rm -rf /var/lib/apt/lists/* \

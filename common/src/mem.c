@@ -51,8 +51,31 @@ char *es_strdup(const char *s)
     return es_strndup(s, strlen(s));
 }
 
+/* jemalloc's control call, defined when the program links jemalloc (weak: NULL otherwise). */
+extern int mallctl(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen)
+    __attribute__((weak));
+
+const char *es_mem_allocator(char *buf, size_t size)
+{
+    const char *version = NULL;
+    size_t len = sizeof(version);
+    if (mallctl && mallctl("version", &version, &len, NULL, 0) == 0 && version)
+        snprintf(buf, size, "jemalloc %s", version);
+    else
+#if defined(__SANITIZE_ADDRESS__)
+        snprintf(buf, size, "AddressSanitizer's malloc");
+#elif defined(__GLIBC__)
+        snprintf(buf, size, "glibc malloc");
+#else
+        snprintf(buf, size, "the C library's malloc");
+#endif
+    return buf;
+}
+
 void es_mem_release_free(void)
 {
+    if (mallctl)
+        return; /* jemalloc gives pages back on its own decay (its background thread) */
 #ifdef __GLIBC__
     malloc_trim(0);
 #endif

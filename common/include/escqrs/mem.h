@@ -37,9 +37,14 @@ char *es_strndup(const char *s, size_t n);
  * median of 247 MiB over five runs, 196 MiB trimmed once a second, at the same
  * rate (docs/projector.md, "Benchmark").  Walks every arena, taking each
  * one's lock in turn: call it from a timer, not a hot path.  A no-op on other
- * C libraries.
+ * C libraries, and with jemalloc (linked into escqrs-projector), which gives
+ * pages back on its own as they stay unused (docs/projector.md, "Memory
+ * allocator").
  */
 void es_mem_release_free(void);
+
+/** @brief "jemalloc <version>" when the program runs on jemalloc, else the C library's name. */
+const char *es_mem_allocator(char *buf, size_t size);
 
 /** @brief A growable byte buffer; zero-initialise (`es_buf_t b = {0};`) to use. */
 typedef struct es_buf_s {
