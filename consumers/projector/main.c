@@ -23,9 +23,9 @@
  * jemalloc's options, read at its first allocation (MALLOC_CONF in the
  * environment is applied after them).  Its defaults hold freed pages for 10 s
  * in up to 8 arenas: cart_history's replay peaked at 264 MiB.  A background
- * thread giving back pages unused for 1 s keeps it at 206 MiB (glibc with
- * malloc_trim once a second: 205) for a fifth less CPU per event than glibc
- * (docs/projector.md, "Memory allocator").
+ * thread giving back pages unused for 1 s keeps it at 201-206 MiB (glibc with
+ * malloc_trim once a second: 204-205) for a fifth less CPU per event than
+ * glibc (docs/projector.md, "Memory allocator").
  */
 extern const char *malloc_conf;
 const char *malloc_conf = "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0";
