@@ -78,6 +78,17 @@ static void test_buffer_codecs_and_cursor(void)
     CU_ASSERT_EQUAL(n, 0);
     CU_ASSERT_FALSE(c.bad);
     CU_ASSERT_EQUAL(c.left, 0);
+    es_buf_t m = {0}; /* the largest values round-trip through the buffer and the cursor */
+    es_buf_put_be64(&m, UINT64_MAX);
+    es_buf_put_be32(&m, UINT32_MAX);
+    es_buf_put_be64(&m, (uint64_t)INT64_MAX + 1);
+    es_cursor_t mc;
+    es_cursor_init(&mc, m.data, m.len);
+    CU_ASSERT_TRUE(es_cursor_be64(&mc) == UINT64_MAX);
+    CU_ASSERT_TRUE(es_cursor_be32(&mc) == UINT32_MAX);
+    CU_ASSERT_TRUE(es_cursor_be64(&mc) == (uint64_t)INT64_MAX + 1);
+    CU_ASSERT_TRUE((unsigned char)m.data[12] == 0x80 && !mc.bad && mc.left == 0);
+    es_buf_free(&m);
     /* past the end: bad, zeroes, and it stays bad */
     CU_ASSERT_TRUE(es_cursor_be64(&c) == 0);
     CU_ASSERT_TRUE(c.bad);

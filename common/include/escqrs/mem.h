@@ -15,7 +15,8 @@
 #ifndef ESCQRS_MEM_H
 #define ESCQRS_MEM_H
 
-#include <endian.h>
+#include "escqrs/util.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -91,7 +92,7 @@ char *es_read_file(const char *path);
  * integers and u32-length-prefixed strings. */
 inline void es_buf_put_be64(es_buf_t *b, uint64_t v)
 {
-    uint64_t be = htobe64(v); /* util.h's es_be64_put, which an extern inline may not call */
+    uint64_t be = ES_BE64(v);
     es_buf_reserve(b, 8);
     memcpy(b->data + b->len, &be, 8);
     b->len += 8;
@@ -100,7 +101,7 @@ inline void es_buf_put_be64(es_buf_t *b, uint64_t v)
 
 inline void es_buf_put_be32(es_buf_t *b, uint32_t v)
 {
-    uint32_t be = htobe32(v);
+    uint32_t be = ES_BE32(v);
     es_buf_reserve(b, 4);
     memcpy(b->data + b->len, &be, 4);
     b->len += 4;
@@ -149,7 +150,7 @@ inline uint64_t es_cursor_be64(es_cursor_t *c)
     uint64_t be = 0;
     if (p)
         memcpy(&be, p, 8);
-    return be64toh(be);
+    return ES_BE64(be);
 }
 
 inline uint32_t es_cursor_be32(es_cursor_t *c)
@@ -158,7 +159,7 @@ inline uint32_t es_cursor_be32(es_cursor_t *c)
     uint32_t be = 0;
     if (p)
         memcpy(&be, p, 4);
-    return be32toh(be);
+    return ES_BE32(be);
 }
 /** @brief A length-prefixed string (borrowed, not NUL-terminated; "" when bad). */
 const char *es_cursor_str(es_cursor_t *c, size_t *len);

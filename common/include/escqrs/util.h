@@ -16,7 +16,6 @@
 #ifndef ESCQRS_UTIL_H
 #define ESCQRS_UTIL_H
 
-#include <endian.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -63,13 +62,23 @@ static inline bool es_add_u64(uint64_t a, uint64_t b, uint64_t *out)
  * One unaligned load or store and a byte swap each: a loop of byte stores
  * followed by a wider load of the same bytes stalls on store forwarding,
  * and the cart_view fold spent more than half its own time there (perf
- * annotate, issue 17).
+ * annotate, issue 17).  ES_BE64/ES_BE32 swap between the machine's order and
+ * big-endian (either way: a swap is its own inverse); macros over compiler
+ * built-ins, so mem.h's extern inline functions may use them too (C11
+ * 6.7.4p3 forbids those to call a static function such as glibc's htobe64).
  */
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+#define ES_BE64(v) ((uint64_t)(v))
+#define ES_BE32(v) ((uint32_t)(v))
+#else
+#define ES_BE64(v) __builtin_bswap64((uint64_t)(v))
+#define ES_BE32(v) __builtin_bswap32((uint32_t)(v))
+#endif
 
 /** @brief Write @p v at @p p as 8 bytes, most significant first. */
 static inline void es_be64_put(void *p, uint64_t v)
 {
-    v = htobe64(v);
+    v = ES_BE64(v);
     memcpy(p, &v, sizeof(v));
 }
 
@@ -78,13 +87,13 @@ static inline uint64_t es_be64_get(const void *p)
 {
     uint64_t v;
     memcpy(&v, p, sizeof(v));
-    return be64toh(v);
+    return ES_BE64(v);
 }
 
 /** @brief Write @p v at @p p as 4 bytes, most significant first. */
 static inline void es_be32_put(void *p, uint32_t v)
 {
-    v = htobe32(v);
+    v = ES_BE32(v);
     memcpy(p, &v, sizeof(v));
 }
 
@@ -93,7 +102,7 @@ static inline uint32_t es_be32_get(const void *p)
 {
     uint32_t v;
     memcpy(&v, p, sizeof(v));
-    return be32toh(v);
+    return ES_BE32(v);
 }
 
 /**
