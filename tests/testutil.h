@@ -10,8 +10,10 @@
 #define ESCQRS_TESTUTIL_H
 
 #include <CUnit/CUnit.h>
+#include <librdkafka/rdkafka.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
 
@@ -101,5 +103,17 @@ int es_test_pclose(FILE *f, pid_t pid);
  *        (the fault suite's own broker or registry); its exit status.
  */
 int es_test_stack(const char *profile, const char *verb, const char *component);
+
+/** @brief A read_committed consumer of the test stack that joins no group (@p group names it). */
+rd_kafka_t *es_test_consumer(const char *group);
+/** @brief The number of partitions of @p topic, 0 when its metadata cannot be read. */
+int es_test_partition_count(rd_kafka_t *rk, const char *topic);
+/**
+ * @brief What @p group committed on each partition of @p topic (-1001: nothing; -2: the
+ *        query failed) and each partition's end offset, for at most @p max partitions.
+ * @return the partitions of @p topic (at most @p max).
+ */
+int es_test_group_offsets(const char *group, const char *topic, int64_t *committed, int64_t *end,
+                          int max);
 
 #endif

@@ -333,42 +333,12 @@ static es_serde_t *topic_serde(const char *topic, const char *schema, es_registr
     return serde;
 }
 
-/* A consumer of the test stack (not joining any group; @p group only names it). */
-static rd_kafka_t *plain_consumer(const char *group)
-{
-    char errstr[512];
-    rd_kafka_conf_t *c = rd_kafka_conf_new();
-    rd_kafka_conf_set(c, "bootstrap.servers", es_test_bootstrap(), NULL, 0);
-    rd_kafka_conf_set(c, "group.id", group, NULL, 0);
-    rd_kafka_conf_set(c, "isolation.level", "read_committed", NULL, 0);
-    rd_kafka_conf_set(c, "enable.partition.eof", "true", NULL, 0);
-    rd_kafka_conf_set(c, "enable.auto.commit", "false", NULL, 0);
-    rd_kafka_conf_set(c, "enable.auto.offset.store", "false", NULL, 0);
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, errstr, sizeof(errstr));
-    CU_ASSERT_PTR_NOT_NULL_FATAL(rk);
-    rd_kafka_poll_set_consumer(rk);
-    return rk;
-}
-
-static int partition_count(rd_kafka_t *rk, const char *topic)
-{
-    const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-    int parts = 0;
-    if (rd_kafka_metadata(rk, 0, rkt, &md, 10000) == 0 && md->topic_cnt == 1 && !md->topics[0].err)
-        parts = md->topics[0].partition_cnt;
-    if (md)
-        rd_kafka_metadata_destroy(md);
-    rd_kafka_topic_destroy(rkt);
-    return parts;
-}
-
 /* Every committed record of @p topic, partition by partition in offset order, to @p cb. */
 static void read_topic(const char *topic, void (*cb)(void *opaque, rd_kafka_message_t *m),
                        void *opaque)
 {
-    rd_kafka_t *rk = plain_consumer("wt-reader");
-    int parts = partition_count(rk, topic);
+    rd_kafka_t *rk = es_test_consumer("wt-reader");
+    int parts = es_test_partition_count(rk, topic);
     CU_ASSERT_FATAL(parts > 0);
     rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(parts);
     for (int p = 0; p < parts; p++)
@@ -585,27 +555,7 @@ int wt_command_offsets(const wt_stack_t *st, int64_t *committed, int64_t *end, i
     char topic[300], group[300];
     stack_topic(st, "commands", topic, sizeof(topic));
     snprintf(group, sizeof(group), "%s%s.command-service", st->prefix, st->agg);
-    /* the service's group id, but never subscribed: rd_kafka_committed only
-     * asks the group coordinator (OffsetFetch), it does not join the group */
-    rd_kafka_t *rk = plain_consumer(group);
-    int parts = partition_count(rk, topic);
-    if (parts > max)
-        parts = max;
-    rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(parts > 0 ? parts : 1);
-    for (int p = 0; p < parts; p++)
-        rd_kafka_topic_partition_list_add(tl, topic, p);
-    rd_kafka_resp_err_t err = rd_kafka_committed(rk, tl, 10000);
-    for (int p = 0; p < parts; p++) {
-        int64_t lo = -1, hi = -1;
-        committed[p] = err || tl->elems[p].err ? -2 : tl->elems[p].offset; /* -1001: none */
-        rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &hi, 10000);
-        end[p] = hi;
-    }
-    if (err)
-        fprintf(stderr, "committed offsets of %s: %s\n", group, rd_kafka_err2str(err));
-    rd_kafka_topic_partition_list_destroy(tl);
-    rd_kafka_destroy(rk); /* no consumer_close: it never joined */
-    return parts;
+    return es_test_group_offsets(group, topic, committed, end, max);
 }
 
 bool wt_wait_group_at_end(const wt_stack_t *st, int timeout_s, char *why, size_t whysz)

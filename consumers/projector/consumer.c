@@ -79,6 +79,7 @@ static es_err_t stored_offsets(pj_loop_t *l, size_t t, rd_kafka_topic_partition_
     pj_runner_t *r = l->r;
     l->next[t] = es_calloc((size_t)r->nparts[t], sizeof(int64_t));
     l->stored[t] = es_calloc((size_t)r->nparts[t], sizeof(int64_t));
+    l->in_kafka[t] = es_calloc((size_t)r->nparts[t], sizeof(int64_t));
     l->writing.next[t] = es_calloc((size_t)r->nparts[t], sizeof(int64_t));
     for (int p = 0; p < r->nparts[t]; p++) {
         int64_t off = 0;
@@ -89,6 +90,7 @@ static es_err_t stored_offsets(pj_loop_t *l, size_t t, rd_kafka_topic_partition_
         else if (err)
             return err;
         l->next[t][p] = l->stored[t][p] = off;
+        l->in_kafka[t][p] = -1; /* the first commit sends every stored offset */
         rd_kafka_topic_partition_list_add(tl, r->topic[t], p)->offset = pj_start_offset(off);
     }
     return ES_ERR_OK;
@@ -173,8 +175,9 @@ void pj_consumer_close(pj_loop_t *l)
     for (size_t t = 0; t < ES_PROJ_MAX_AGGREGATES; t++) {
         free(l->next[t]);
         free(l->stored[t]);
+        free(l->in_kafka[t]);
         free(l->writing.next[t]);
-        l->next[t] = l->stored[t] = l->writing.next[t] = NULL;
+        l->next[t] = l->stored[t] = l->in_kafka[t] = l->writing.next[t] = NULL;
         es_serde_destroy(l->serde[t]);
         l->serde[t] = NULL;
     }

@@ -23,11 +23,10 @@
  *     from the stored offsets, and the DLQ send is not repeated (step 1).
  *     kill -9 after: all of it exists, offsets included.  A full disk makes
  *     the same batch wait and be written again, never half.  Only then is
- *     the batch published (the live mode's applied offsets, min_position,
- *     the asynchronous commit to Kafka for lag tools).
- *  4. Tick: lag and gauges (live), progress, hand-over and swap (rebuild),
- *     or stop partitions and finish (frozen); the loop ends at a batch
- *     boundary only, so a stop, a hand-over or a cancel never splits one.
+ *     the batch published (the live mode's applied offsets, min_position).
+ *  4. Tick: lag, gauges, the Kafka commit for lag tools (live), progress,
+ *     hand-over and swap (rebuild), or stop partitions and finish (frozen);
+ *     a loop ends at a batch boundary only: a stop, hand-over or cancel never splits one.
  *
  * Pipelined (live and rebuild modes): a full batch is written by the
  * loop's writer thread (writer.c, which says why exactly once holds) while
@@ -584,6 +583,7 @@ static void live_written(pj_loop_t *l, const pj_batch_t *b)
 static bool live_tick(pj_loop_t *l, int64_t events, double dt_s)
 {
     pj_refresh_lag(l, true, true);
+    pj_commit_to_kafka(l); /* what the last batches' rate limit held back */
     return false;
 }
 

@@ -100,9 +100,11 @@ struct pj_loop_s {
     /* the consumer and its set-up (consumer.c) */
     es_consumer_t *cons;
     es_serde_t *serde[ES_PROJ_MAX_AGGREGATES];
-    int64_t *next[ES_PROJ_MAX_AGGREGATES];   /* next offset to fold, per partition */
-    int64_t *stored[ES_PROJ_MAX_AGGREGATES]; /* next offset in the store: what a mode reports */
-    pj_dlq_t *dlq;                           /* source positions already in the DLQ */
+    int64_t *next[ES_PROJ_MAX_AGGREGATES];     /* next offset to fold, per partition */
+    int64_t *stored[ES_PROJ_MAX_AGGREGATES];   /* next offset in the store: what a mode reports */
+    int64_t *in_kafka[ES_PROJ_MAX_AGGREGATES]; /* last committed to Kafka by this loop, -1: none */
+    int64_t kafka_commit_ms;                   /* when (offsets.c, pj_commit_to_kafka) */
+    pj_dlq_t *dlq;                             /* source positions already in the DLQ */
 
     /* the working set of a run (loop.c) */
     es_proj_reader_t *rd;
@@ -164,8 +166,11 @@ void pj_consumer_pause(pj_loop_t *l, size_t t, int32_t p);
 size_t pj_topic_index(const pj_runner_t *r, const char *topic);
 
 /* offsets.c */
-/** @brief Publish the loop's offsets as the live applied offsets; commit them to Kafka. */
+/** @brief Publish the loop's offsets as the live applied offsets; commit them to Kafka when due. */
 void pj_publish_applied(pj_loop_t *l);
+/** @brief Commit to Kafka the live offsets it does not have yet, if PJ_KAFKA_COMMIT_MS have passed.
+ */
+void pj_commit_to_kafka(pj_loop_t *l);
 /**
  * @brief Refresh high watermarks and the total lag (-1 unknown); with
  *        @p publish, into the runner's `high` and lag gauges (the live loop).

@@ -8,7 +8,12 @@
  * applied (min_position) finds the views of every event below N in the
  * store it then reads.  The same offsets are committed to Kafka
  * asynchronously, only so that lag tools and KEDA see progress: nothing
- * reads them back.
+ * reads them back.  At most once every PJ_KAFKA_COMMIT_MS: a commit per
+ * batch was a broker request per command at low load (one of the 19 a
+ * one-command transaction costs the broker; docs/projector.md); the live
+ * loop's tick sends what the last batches left, so Kafka trails the store by
+ * about a second.  A loop's first commit sends every stored offset, so a
+ * commit lost to a crash is made up at the next start.
  *
  * High watermarks come from librdkafka's cache (fetch responses carry
  * them); the live loop refreshes them from that cache after every written
@@ -37,20 +42,37 @@
 void pj_publish_applied(pj_loop_t *l)
 {
     pj_runner_t *r = l->r;
-    rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(16);
     pj_assert_unlocked(&r->mu);
     pj_mutex_lock(&r->mu);
-    for (size_t t = 0; t < r->ntopics; t++) {
-        for (int p = 0; p < r->nparts[t]; p++) {
-            if (l->stored[t][p] != r->applied[t][p] && l->stored[t][p] > 0 && r->owned[t][p])
-                rd_kafka_topic_partition_list_add(tl, r->topic[t], p)->offset = l->stored[t][p];
+    for (size_t t = 0; t < r->ntopics; t++)
+        for (int p = 0; p < r->nparts[t]; p++)
             r->applied[t][p] = l->stored[t][p];
-        }
-    }
     pthread_cond_broadcast(&r->cv);
     pj_mutex_unlock(&r->mu);
-    if (tl->cnt)
+    pj_commit_to_kafka(l);
+}
+
+void pj_commit_to_kafka(pj_loop_t *l)
+{
+    pj_runner_t *r = l->r;
+    int64_t now = es_mono_ms();
+    if (now - l->kafka_commit_ms < PJ_KAFKA_COMMIT_MS)
+        return;
+    rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(16);
+    pj_mutex_lock(&r->mu); /* `owned` moves with the assignment (partitions.c) */
+    for (size_t t = 0; t < r->ntopics; t++) {
+        for (int p = 0; p < r->nparts[t]; p++) {
+            if (l->stored[t][p] != l->in_kafka[t][p] && l->stored[t][p] > 0 && r->owned[t][p]) {
+                rd_kafka_topic_partition_list_add(tl, r->topic[t], p)->offset = l->stored[t][p];
+                l->in_kafka[t][p] = l->stored[t][p];
+            }
+        }
+    }
+    pj_mutex_unlock(&r->mu);
+    if (tl->cnt) {
         rd_kafka_commit(es_consumer_rk(l->cons), tl, 1); /* async: for lag tools only */
+        l->kafka_commit_ms = now;
+    }
     rd_kafka_topic_partition_list_destroy(tl);
 }
 
