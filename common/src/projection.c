@@ -209,17 +209,6 @@ typedef struct {
     bool asked;      /* a get has come this far: the filter answers reads */
 } handed_t;
 
-/* The key's es_map_hash (FNV-1a), through MurmurHash3's finaliser: FNV alone leaves
- * similar keys' low bits alike. */
-static uint64_t handed_mix(uint64_t h)
-{
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdULL;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ULL;
-    return h ^ (h >> 33);
-}
-
 /* The key's block (its low bits) and one bit of it per probe (9 higher bits each). */
 #define HANDED_BLOCK(h)  ((size_t)((h) & (HANDED_BLOCKS - 1)) * 8)
 #define HANDED_BIT(h, i) ((unsigned)((h) >> (24 + 9 * (i))) & 511u)
@@ -232,7 +221,7 @@ static void handed_drop(handed_t *f)
 
 static void handed_add(handed_t *f, const char *key, size_t keylen)
 {
-    uint64_t h = handed_mix(es_map_hash(key, keylen));
+    uint64_t h = es_map_hash(key, keylen);
     uint64_t *block = f->words + HANDED_BLOCK(h);
     bool new_bit = false;
     for (int i = 0; i < HANDED_PROBES; i++) {
@@ -254,7 +243,7 @@ static bool handed_may_hold(handed_t *f, const void *key, size_t keylen, uint64_
     f->asked = true;
     if (!f->words || keylen == 0 || ((const char *)key)[0] == '\0')
         return true;
-    uint64_t h = handed_mix(hash);
+    uint64_t h = hash;
     const uint64_t *block = f->words + HANDED_BLOCK(h);
     for (int i = 0; i < HANDED_PROBES; i++) {
         unsigned b = HANDED_BIT(h, i);

@@ -1,7 +1,7 @@
 /*
  * test_util.c — the floor of common/: util.h (checked arithmetic, big-endian
  * integers, deadlines and clocks) and mem.h (buffer codecs and their cursor,
- * FNV-1a, the hash map, reading files), each against an independent model
+ * FNV-1a, the hash map and its hash, reading files), each against an independent model
  * or a known answer, at the edges of its types.
  */
 #include "escqrs/mem.h"
@@ -141,6 +141,72 @@ static void test_fnv1a64(void)
     /* folding in pieces equals folding at once */
     CU_ASSERT_TRUE(es_fnv1a64(es_fnv1a64(ES_FNV1A64_INIT, "foo", 3), "bar", 3) ==
                    es_fnv1a64(ES_FNV1A64_INIT, "foobar", 6));
+}
+
+/*
+ * The map's hash fills slots as a random function would: 65 536 keys of
+ * one family into 65 536 slots by their low 16 bits leave about 1/e of the
+ * slots empty (36.8 %; at most 40 % here) and no slot with more than 12; and
+ * one bit flipped anywhere in a key flips about half of the low 16 bits
+ * (between 6 and 10 on average).  Families: a counter at the end of a view
+ * key, at its start, in the middle of a 40-byte key, and short keys of 3-7
+ * bytes (the byte-by-byte path).
+ */
+/* Key @p i of family @p f (test_map_hash_spreads); its length. */
+static size_t family_key(char *key, size_t cap, int f, int i)
+{
+    switch (f) {
+    case 0:
+        return (size_t)snprintf(key, cap, "cart_view%c%08d", 0, i);
+    case 1:
+        return (size_t)snprintf(key, cap, "%08d%c.item_stats.counter", i, 0);
+    case 2:
+        return (size_t)snprintf(key, cap, "cart%c-history-%08d-ver-0", 0, i);
+    default: /* 3-7 bytes, distinct (the first two are i's): the byte-by-byte path */
+        memcpy(key, &i, sizeof(i));
+        key[4] = key[5] = key[6] = (char)(i >> 3);
+        return (size_t)(3 + i % 5);
+    }
+}
+
+static void test_map_hash_spreads(void)
+{
+    enum { N = 1 << 16, FAMILIES = 4 };
+    static uint8_t load[N];
+    for (int f = 0; f < FAMILIES; f++) {
+        memset(load, 0, sizeof(load));
+        int empty = 0, most = 0;
+        for (int i = 0; i < N; i++) {
+            char key[64];
+            size_t len = family_key(key, sizeof(key), f, i);
+            uint8_t *slot = &load[es_map_hash(key, len) & (N - 1)];
+            if (*slot < 255)
+                (*slot)++;
+        }
+        for (int i = 0; i < N; i++) {
+            empty += load[i] == 0;
+            most = load[i] > most ? load[i] : most;
+        }
+        if (empty > N * 40 / 100 || most > 12)
+            printf("\n  family %d: %d empty slots, most %d", f, empty, most);
+        CU_ASSERT_TRUE(empty <= N * 40 / 100);
+        CU_ASSERT_TRUE(most <= 12);
+    }
+    char key[40];
+    memcpy(key, "cart_view\0cart-00000000000000000000000042", sizeof(key));
+    for (size_t len = 1; len <= sizeof(key); len++) {
+        uint64_t h = es_map_hash(key, len);
+        int flipped = 0;
+        for (size_t bit = 0; bit < len * 8; bit++) {
+            key[bit / 8] ^= (char)(1 << (bit % 8));
+            flipped += __builtin_popcountll((es_map_hash(key, len) ^ h) & 0xffff);
+            key[bit / 8] ^= (char)(1 << (bit % 8));
+        }
+        double mean = (double)flipped / (double)(len * 8);
+        if (mean < 6 || mean > 10)
+            printf("\n  length %zu: %.2f of 16 low bits flip per input bit", len, mean);
+        CU_ASSERT_TRUE(mean >= 6 && mean <= 10);
+    }
 }
 
 /* xorshift64: a repeatable sequence with no dependency */
@@ -328,6 +394,7 @@ int main(void)
         {"hex there and back, and what is not hex", test_hex},
         {"FNV-1a 64 test vectors", test_fnv1a64},
         {"the hash map against a model", test_map_against_model},
+        {"the map's hash spreads keys over slots, every bit counts", test_map_hash_spreads},
         {"deadlines and the monotonic clock", test_deadline_and_clock},
         {"reading whole files", test_read_file},
         {"uuids are canonical v4 and unique", test_uuid_v4},
