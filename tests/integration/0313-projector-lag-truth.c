@@ -67,8 +67,7 @@ static void test_high_never_behind_applied(void)
     es_test_unique("it0313", prefix, sizeof(prefix));
     snprintf(agg, sizeof(agg), "%s.cart", prefix);
     snprintf(pfx, sizeof(pfx), "%s.", prefix);
-    /* a group of its own: a partitioned projector of an earlier test may still hold the shared one
-     */
+    /* a group of its own: test 0311's partitioned projectors may still hold the shared one */
     snprintf(name_set, sizeof(name_set), "projector.name=%s", prefix);
     snprintf(root, sizeof(root), "/tmp/%s", prefix);
     mkdir(root, 0755);
