@@ -603,14 +603,7 @@ size_t rt_dlq_read(es_conf_t *conf, const char *agg, const char *projector, rt_d
     es_consumer_t *c = es_consumer_new(conf, NULL, err, sizeof(err));
     CU_ASSERT_PTR_NOT_NULL_FATAL(c);
     rd_kafka_t *rk = es_consumer_rk(c);
-    const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-    int nparts = 0;
-    if (rd_kafka_metadata(rk, 0, rkt, &md, 10000) == 0 && md->topic_cnt == 1 && !md->topics[0].err)
-        nparts = md->topics[0].partition_cnt;
-    if (md)
-        rd_kafka_metadata_destroy(md);
-    rd_kafka_topic_destroy(rkt);
+    int nparts = es_test_partition_count(rk, topic);
     rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(nparts + 1);
     int64_t remaining = 0;
     for (int p = 0; p < nparts; p++) {

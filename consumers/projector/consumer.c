@@ -90,7 +90,6 @@ static es_err_t stored_offsets(pj_loop_t *l, size_t t, rd_kafka_topic_partition_
         else if (err)
             return err;
         l->next[t][p] = l->stored[t][p] = off;
-        l->in_kafka[t][p] = -1; /* the first commit sends every stored offset */
         rd_kafka_topic_partition_list_add(tl, r->topic[t], p)->offset = pj_start_offset(off);
     }
     return ES_ERR_OK;

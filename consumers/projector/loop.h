@@ -102,8 +102,8 @@ struct pj_loop_s {
     es_serde_t *serde[ES_PROJ_MAX_AGGREGATES];
     int64_t *next[ES_PROJ_MAX_AGGREGATES];     /* next offset to fold, per partition */
     int64_t *stored[ES_PROJ_MAX_AGGREGATES];   /* next offset in the store: what a mode reports */
-    int64_t *in_kafka[ES_PROJ_MAX_AGGREGATES]; /* last committed to Kafka by this loop, -1: none */
-    int64_t kafka_commit_ms;                   /* when (offsets.c, pj_commit_to_kafka) */
+    int64_t *in_kafka[ES_PROJ_MAX_AGGREGATES]; /* last committed to Kafka by this loop */
+    int64_t kafka_commit_ms, kafka_all_ms;     /* when, and when all (offsets.c) */
     pj_dlq_t *dlq;                             /* source positions already in the DLQ */
 
     /* the working set of a run (loop.c) */

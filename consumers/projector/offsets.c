@@ -12,8 +12,11 @@
  * batch was a broker request per command at low load (one of the 19 a
  * one-command transaction costs the broker; docs/projector.md); the live
  * loop's tick sends what the last batches left, so Kafka trails the store by
- * about a second.  A loop's first commit sends every stored offset, so a
- * commit lost to a crash is made up at the next start.
+ * about a second.  A loop's first commit, and one every
+ * PJ_KAFKA_RECOMMIT_MS, sends every stored offset: a commit lost to a crash
+ * is made up at the next start, and one that failed (the coordinator still
+ * loading after a broker restart, test 0313) within seconds; nothing else
+ * would send offsets that no longer move.
  *
  * High watermarks come from librdkafka's cache (fetch responses carry
  * them); the live loop refreshes them from that cache after every written
@@ -58,11 +61,13 @@ void pj_commit_to_kafka(pj_loop_t *l)
     int64_t now = es_mono_ms();
     if (now - l->kafka_commit_ms < PJ_KAFKA_COMMIT_MS)
         return;
+    bool all = now - l->kafka_all_ms >= PJ_KAFKA_RECOMMIT_MS; /* heals a commit that failed */
     rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(16);
     pj_mutex_lock(&r->mu); /* `owned` moves with the assignment (partitions.c) */
     for (size_t t = 0; t < r->ntopics; t++) {
         for (int p = 0; p < r->nparts[t]; p++) {
-            if (l->stored[t][p] != l->in_kafka[t][p] && l->stored[t][p] > 0 && r->owned[t][p]) {
+            if ((all || l->stored[t][p] != l->in_kafka[t][p]) && l->stored[t][p] > 0 &&
+                r->owned[t][p]) {
                 rd_kafka_topic_partition_list_add(tl, r->topic[t], p)->offset = l->stored[t][p];
                 l->in_kafka[t][p] = l->stored[t][p];
             }
@@ -73,6 +78,8 @@ void pj_commit_to_kafka(pj_loop_t *l)
         rd_kafka_commit(es_consumer_rk(l->cons), tl, 1); /* async: for lag tools only */
         l->kafka_commit_ms = now;
     }
+    if (all)
+        l->kafka_all_ms = now;
     rd_kafka_topic_partition_list_destroy(tl);
 }
 

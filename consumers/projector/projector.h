@@ -114,6 +114,7 @@
 #define PJ_CONSUME_WAIT_MS      100   /* a loop waits this long for a batch's first event */
 #define PJ_TICK_MS              1000  /* lag, gauges and rebuild progress, at most this often */
 #define PJ_KAFKA_COMMIT_MS      1000  /* applied offsets to Kafka (lag tools), at most this often */
+#define PJ_KAFKA_RECOMMIT_MS    5000  /* ... and all of them again this often (a failed commit) */
 #define PJ_REBUILD_LOG_MS       5000  /* a rebuild's progress log line */
 #define PJ_NO_SPACE_RETRY_MS    1000  /* a store write or open refused for space is retried */
 #define PJ_START_LOG_MS         30000 /* "cannot start yet" is logged at most this often */

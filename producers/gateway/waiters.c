@@ -33,7 +33,7 @@
  * waiters come and go, and one command id may have several). */
 static size_t bucket_of(const char *id)
 {
-    return (size_t)(es_fnv1a64(ES_FNV1A64_INIT, id, strlen(id)) % GW_NBUCKETS);
+    return (size_t)(es_map_hash(id, strlen(id)) % GW_NBUCKETS);
 }
 
 void gw_count_status(gw_t *gw, int status)
