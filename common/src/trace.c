@@ -13,12 +13,11 @@
  */
 #include "escqrs/trace.h"
 #include "escqrs/mem.h"
+#include "escqrs/util.h"
 
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
-#include <sys/types.h>
 
 #define TP_VERSION_INVALID 0xff /* the one version the spec forbids */
 #define TS_KEY_MAX         256  /* simple-key, or tenant@system in all */
@@ -160,24 +159,13 @@ bool es_tracestate_valid(const char *s)
 
 /* ------------------------------------------------------------------- ids */
 
-/* @p len bytes of the kernel's CSPRNG (getrandom(2) blocks only until it is seeded). */
-static void random_bytes(uint8_t *b, size_t len)
-{
-    size_t got = 0;
-    while (got < len) {
-        ssize_t n = getrandom(b + got, len - got, 0);
-        if (n > 0)
-            got += (size_t)n;
-    }
-}
-
 /* @p nbytes random bytes as lowercase hex into @p out, never all zeros. */
 static void random_hex(char *out, size_t nbytes)
 {
     uint8_t b[16];
     bool nonzero = false;
     while (!nonzero) {
-        random_bytes(b, nbytes);
+        es_random_bytes(b, nbytes);
         for (size_t i = 0; i < nbytes; i++)
             nonzero = nonzero || b[i];
     }

@@ -1,8 +1,8 @@
 /*
  * test_util.c — the floor of common/: util.h (checked arithmetic, big-endian
  * integers, deadlines and clocks) and mem.h (buffer codecs and their cursor,
- * FNV-1a, the hash map and its hash, reading files), each against an independent model
- * or a known answer, at the edges of its types.
+ * FNV-1a, the hash map and its hash, reading files, random bytes and UUIDs), each against an
+ * independent model or a known answer, at the edges of its types.
  */
 #include "escqrs/mem.h"
 #include "escqrs/util.h"
@@ -10,9 +10,11 @@
 
 #include <ctype.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static void test_checked_arithmetic(void)
@@ -355,6 +357,83 @@ static void test_uuid_v4(void)
     CU_ASSERT_EQUAL(dups, 0);
 }
 
+static int cmp_16(const void *a, const void *b)
+{
+    return memcmp(a, b, 16);
+}
+
+/* Repeated 16-byte chunks in @p n chunks (sorted in place). */
+static int repeated_chunks(uint8_t *chunks, size_t n)
+{
+    qsort(chunks, n, 16, cmp_16);
+    int dups = 0;
+    for (size_t i = 1; i < n; i++)
+        dups += !memcmp(chunks + 16 * (i - 1), chunks + 16 * i, 16);
+    return dups;
+}
+
+static void *draw_chunks(void *arg)
+{
+    uint8_t *out = arg;
+    for (int i = 0; i < 1000; i++)
+        es_random_bytes(out + 16 * i, 16);
+    return NULL;
+}
+
+/*
+ * es_random_bytes hands each byte of the kernel's out once: a stream drawn in
+ * sizes that straddle the per-thread buffer's refills has no repeated 16-byte
+ * chunk and half its bits set; two threads draw nothing in common; and a
+ * forked child does not draw what its parent had buffered (both would issue
+ * the same ids).
+ */
+static void test_random_bytes(void)
+{
+    enum { STREAM = 64 * 1024 };
+    static const size_t sizes[] = {3, 16, 41, 64, 1, 65, 300};
+    uint8_t *stream = es_malloc(STREAM + 300);
+    size_t got = 0;
+    for (size_t i = 0; got < STREAM; i++) {
+        size_t n = sizes[i % ES_ARRAY_SIZE(sizes)];
+        es_random_bytes(stream + got, n);
+        got += n;
+    }
+    size_t bits = 0;
+    for (size_t i = 0; i < STREAM; i++)
+        bits += (size_t)__builtin_popcount(stream[i]);
+    double share = (double)bits / (8.0 * STREAM);
+    CU_ASSERT_TRUE(share > 0.49 && share < 0.51);
+    CU_ASSERT_EQUAL(repeated_chunks(stream, STREAM / 16), 0);
+
+    uint8_t *two = es_malloc(2 * 16 * 1000);
+    pthread_t a, b;
+    pthread_create(&a, NULL, draw_chunks, two);
+    pthread_create(&b, NULL, draw_chunks, two + 16 * 1000);
+    pthread_join(a, NULL);
+    pthread_join(b, NULL);
+    CU_ASSERT_EQUAL(repeated_chunks(two, 2 * 1000), 0);
+
+    uint8_t before[16], mine[16], childs[16] = {0};
+    es_random_bytes(before, sizeof(before)); /* the buffer holds more than this now */
+    int fds[2];
+    CU_ASSERT_FATAL(pipe(fds) == 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        es_random_bytes(childs, sizeof(childs));
+        _exit(write(fds[1], childs, sizeof(childs)) == (ssize_t)sizeof(childs) ? 0 : 1);
+    }
+    es_random_bytes(mine, sizeof(mine));
+    CU_ASSERT_EQUAL(read(fds[0], childs, sizeof(childs)), (ssize_t)sizeof(childs));
+    int status = 0;
+    waitpid(pid, &status, 0);
+    close(fds[0]);
+    close(fds[1]);
+    CU_ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    CU_ASSERT_NOT_EQUAL(memcmp(mine, childs, sizeof(mine)), 0);
+    free(stream);
+    free(two);
+}
+
 static void test_now_ms(void)
 {
     int64_t a = es_now_ms();
@@ -398,6 +477,7 @@ int main(void)
         {"deadlines and the monotonic clock", test_deadline_and_clock},
         {"reading whole files", test_read_file},
         {"uuids are canonical v4 and unique", test_uuid_v4},
+        {"random bytes are handed out once, across threads and forks", test_random_bytes},
         {"now_ms is the wall clock in ms", test_now_ms},
         {NULL, NULL},
     };

@@ -2,7 +2,7 @@
  * @file util.h
  * @brief Small helpers with no dependency but the C library: checked integer
  *        arithmetic, array sizes, big-endian integers, deadlines and clocks,
- *        random UUIDs.
+ *        random bytes and UUIDs.
  *
  * Layering: this header is the floor of common/; it includes no other escqrs
  * header and any file, pure or not, may include it.
@@ -20,7 +20,6 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
 #define ES_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -140,23 +139,12 @@ static inline int64_t es_now_ms(void)
 
 #define ES_UUID_STR_LEN 37 /* 36 characters and a NUL */
 
-/** @brief A random (version 4) UUID in its canonical text form (getrandom(2)). */
-static inline void es_uuid_v4(char out[ES_UUID_STR_LEN])
-{
-    uint8_t b[16];
-    size_t got = 0;
-    while (got < sizeof(b)) {
-        ssize_t n = getrandom(b + got, sizeof(b) - got, 0);
-        if (n > 0)
-            got += (size_t)n;
-    }
-    b[6] = (uint8_t)((b[6] & 0x0f) | 0x40); /* version 4 */
-    b[8] = (uint8_t)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
-    snprintf(out, ES_UUID_STR_LEN,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
-             b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
-             b[15]);
-}
+/** @brief A random (version 4) UUID in its canonical text form (es_random_bytes()). */
+void es_uuid_v4(char out[ES_UUID_STR_LEN]);
+
+/** @brief @p len bytes of the kernel's CSPRNG (getrandom(2)), each handed out once, through a
+ *         per-thread buffer (random.c): for identifiers, not for keys. */
+void es_random_bytes(void *out, size_t len);
 
 /** @brief The wait after @p ms in a doubling back-off: twice as long, at most @p max_ms. */
 static inline int es_backoff_next(int ms, int max_ms)
