@@ -20,7 +20,9 @@
 # EXTRA_CS / EXTRA_GW (more --set flags), WRAP_CS / WRAP_GW (a command the
 # daemon runs under, e.g. WRAP_CS="perf record -e cpu-clock -g -o cs.perf --"),
 # CLIENTS (closed-loop levels, default "1 8 32 128 256 512"), OPEN_LOOP=0 (closed loop only),
-# CS_INSTANCES (command services sharing the commands' partitions, default 1).
+# CS_INSTANCES (command services sharing the commands' partitions, default 1),
+# SATURATION (the rate the open-loop levels take their percentages of, instead of the
+# closed loop's best: for comparing two builds at the same rates).
 # All the clients come from one address: the gateway's and the projector's
 # per-client connection limit (256 by default, a guard against one peer holding
 # the server) is raised for this run only.
@@ -160,6 +162,7 @@ for c in ${CLIENTS:-1 8 32 128 256 512}; do
   fi
 done
 echo "RESULT level=saturation phase=command_saturation achieved=$best clients=$best_clients"
+best=${SATURATION:-$best} # the open-loop levels at a given rate: A/B runs compare like with like
 open_clients=$((best_clients > 128 ? best_clients : 128))
 if [ "${OPEN_LOOP:-1}" = 1 ]; then
   for pct in 25 50 90; do
