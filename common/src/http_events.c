@@ -101,7 +101,8 @@ static bool route(es_http_server_t *srv, es_http_req_t *req)
         builtin_routes(srv, req, resp, &handled);
     if (handled)
         return false;
-    static const es_http_route_t metrics_route = {"GET", "/metrics", metrics_handler, "metrics"};
+    static const es_http_route_t metrics_route = {"GET", "/metrics", metrics_handler, "metrics",
+                                                  false};
     if (!strcmp(req->method, "GET") && !strcmp(req->path, "/metrics") && srv->conf.metrics) {
         req->route = &metrics_route; /* behind the "metrics" action */
         return true;
@@ -194,7 +195,7 @@ static struct MHD_Response *response_of(es_http_resp_t *resp)
             resp->body.len, resp->body.data ? resp->body.data : (void *)"", MHD_RESPMEM_MUST_COPY);
     struct MHD_Response *mresp = MHD_create_response_from_callback(
         resp->stream_size, STREAM_BLOCK, resp->stream_read, resp->stream_opaque, resp->stream_done);
-    if (mresp) /* else resp_clear() calls stream_done */
+    if (mresp) /* else http_resp_clear() calls stream_done */
         resp->stream_done = NULL;
     return mresp;
 }
@@ -282,7 +283,8 @@ static enum MHD_Result on_resumed(es_http_server_t *srv, struct MHD_Connection *
     return queue_answer(conn, req, false);
 }
 
-/* The whole request is in: answer it here, or suspend it and queue it for a worker. */
+/* The whole request is in: answer it here, or suspend it and run its handler (here for a
+ * never_waits route, else on a worker). */
 static enum MHD_Result on_request_in(es_http_server_t *srv, struct MHD_Connection *conn,
                                      es_http_req_t *req)
 {
@@ -310,7 +312,13 @@ static enum MHD_Result on_request_in(es_http_server_t *srv, struct MHD_Connectio
     http_req_run(srv, req);
     req->suspended = true;
     srv->nsuspended++;
-    MHD_suspend_connection(conn);
+    MHD_suspend_connection(conn); /* before the handler: its answer resumes it */
+    if (req->route->never_waits) {
+        pthread_mutex_unlock(&srv->mu);
+        req->on_event_thread = true;
+        http_req_handle(srv, req);
+        return MHD_YES;
+    }
     http_jobs_push(srv, req);
     pthread_mutex_unlock(&srv->mu);
     return MHD_YES;

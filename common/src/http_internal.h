@@ -81,7 +81,9 @@ struct es_http_req_s {
     rq_state_t state; /* guarded by srv->mu */
     bool suspended;   /* guarded by srv->mu */
     bool deferred;
-    int refs; /* guarded by srv->mu */
+    bool on_event_thread; /* its handler runs on the event thread (a never_waits route) */
+    bool to_worker;       /* that handler asked for a worker (es_http_req_to_worker) */
+    int refs;             /* guarded by srv->mu */
     es_http_resp_t resp;
     struct es_http_req_s *next_job;
     struct es_http_req_s *prev_run, *next_run; /* srv->running, while RUNNING */
@@ -121,6 +123,8 @@ struct es_http_server_s {
 void http_req_run(es_http_server_t *srv, es_http_req_t *req);
 /* RUNNING → ANSWERED (srv->mu held): the event thread queues resp on resume. */
 void http_req_answered(es_http_server_t *srv, es_http_req_t *req);
+/* Free what an answer holds and zero it. */
+void http_resp_clear(es_http_resp_t *resp);
 /* Drop one reference (srv->mu held); the last one frees. */
 void http_req_unref(es_http_req_t *req);
 /* http_req_unref() under srv->mu: a worker lets go of a request it deferred. */
@@ -134,6 +138,9 @@ void http_req_trace_start(es_http_req_t *req);
 
 /* Queue a RUNNING request for a worker (srv->mu held). */
 void http_jobs_push(es_http_server_t *srv, es_http_req_t *req);
+/* Authorize and run a RUNNING request's handler, then answer, defer or requeue it (no lock
+ * held): a worker's job, or an event thread's for a never_waits route. */
+void http_req_handle(es_http_server_t *srv, es_http_req_t *req);
 /* Start conf.limits.workers workers; an error names the one that did not start. */
 es_err_t http_workers_start(es_http_server_t *srv, char *errstr, size_t errstr_size);
 /* Set stopping, answer what is queued 503, join the workers. */

@@ -168,7 +168,7 @@ void es_http_resp_stream(es_http_resp_t *resp, int status, const char *content_t
     resp->stream_size = size;
 }
 
-static void resp_clear(es_http_resp_t *resp)
+void http_resp_clear(es_http_resp_t *resp)
 {
     if (resp->stream_done) /* never handed to libmicrohttpd */
         resp->stream_done(resp->stream_opaque);
@@ -253,7 +253,7 @@ void http_req_unref(es_http_req_t *req)
 {
     if (--req->refs > 0)
         return;
-    resp_clear(&req->resp);
+    http_resp_clear(&req->resp);
     es_buf_free(&req->body);
     free(req);
 }

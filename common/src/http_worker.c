@@ -97,8 +97,28 @@ static bool authorized(es_http_server_t *srv, es_http_req_t *req)
     return false;
 }
 
+bool es_http_req_to_worker(es_http_req_t *req)
+{
+    if (!req->on_event_thread)
+        return false;
+    req->to_worker = true;
+    return true;
+}
+
+/* A request whose never_waits handler must wait after all: queue it for a worker. */
+static void requeue(es_http_server_t *srv, es_http_req_t *req)
+{
+    req->on_event_thread = false;
+    req->to_worker = false;
+    http_resp_clear(&req->resp); /* the worker runs the handler again from the start */
+    pthread_mutex_lock(&srv->mu);
+    http_jobs_push(srv, req);
+    pthread_mutex_unlock(&srv->mu);
+    pthread_cond_signal(&srv->cv);
+}
+
 /* The handler runs with the request's trace id on its log lines. */
-static void run_handler(es_http_server_t *srv, es_http_req_t *req)
+void http_req_handle(es_http_server_t *srv, es_http_req_t *req)
 {
     es_log_trace_set(req->trace.trace_id);
     fill_action(req->route, req, req->action, sizeof(req->action));
@@ -108,6 +128,11 @@ static void run_handler(es_http_server_t *srv, es_http_req_t *req)
         return;
     }
     req->route->handler(srv->conf.opaque, req, &req->resp);
+    if (req->to_worker) {
+        es_log_trace_set(NULL);
+        requeue(srv, req);
+        return;
+    }
     if (!strncmp(req->action, ADMIN_ACTION_PREFIX, strlen(ADMIN_ACTION_PREFIX)) &&
         !req->deferred) /* every admin action, who, result */
         es_log_info("access", "%d %s %s action=%s sub=%s client=%s", req->resp.status, req->method,
@@ -154,7 +179,7 @@ static void *worker_main(void *arg)
             es_http_resp_error(&req->resp, 503, "unavailable", "the server is stopping");
             http_req_complete(req);
         } else {
-            run_handler(srv, req);
+            http_req_handle(srv, req);
         }
         pthread_mutex_lock(&srv->mu);
     }

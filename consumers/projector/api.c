@@ -544,7 +544,7 @@ es_http_server_t *pj_http_start(es_projector_t *pj, char *errstr, size_t errstr_
             if (!dup) {
                 routes[n] = (es_http_route_t){
                     "GET", pat, query_handler,
-                    query_action(pj->runners[i].def, pat, actions[n], sizeof(actions[n]))};
+                    query_action(pj->runners[i].def, pat, actions[n], sizeof(actions[n])), false};
                 n++;
             }
         }
@@ -571,14 +571,15 @@ es_http_server_t *pj_http_start(es_projector_t *pj, char *errstr, size_t errstr_
 es_http_server_t *pj_admin_start(es_projector_t *pj, char *errstr, size_t errstr_size)
 {
     static const es_http_route_t admin_routes[] = {
-        {"GET", "/admin/projections", admin_list, "admin:list"},
-        {"POST", "/admin/projections/{name}/rebuild", admin_rebuild, "admin:rebuild"},
-        {"GET", "/admin/projections/{name}/digest", admin_digest, "admin:digest"},
-        {"GET", "/admin/projections/{name}/checkpoint", admin_checkpoint, "admin:checkpoint"},
-        {"GET", "/admin/projections/{name}/slice", admin_slice, "admin:slice"},
-        {"POST", "/admin/projections/{name}/freeze", admin_freeze, "admin:freeze"},
+        {"GET", "/admin/projections", admin_list, "admin:list", false},
+        {"POST", "/admin/projections/{name}/rebuild", admin_rebuild, "admin:rebuild", false},
+        {"GET", "/admin/projections/{name}/digest", admin_digest, "admin:digest", false},
+        {"GET", "/admin/projections/{name}/checkpoint", admin_checkpoint, "admin:checkpoint",
+         false},
+        {"GET", "/admin/projections/{name}/slice", admin_slice, "admin:slice", false},
+        {"POST", "/admin/projections/{name}/freeze", admin_freeze, "admin:freeze", false},
         {"DELETE", "/admin/projections/{name}/frozen/{label}", admin_frozen_delete,
-         "admin:frozen-delete"},
+         "admin:frozen-delete", false},
     };
     es_http_server_conf_t hc = {
         .max_body = HTTP_MAX_BODY,

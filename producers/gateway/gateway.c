@@ -85,8 +85,9 @@ static bool gw_ready(void *opaque, char *why, size_t whysz)
 es_http_server_t *gw_http_start(gw_t *gw, char *errstr, size_t errstr_size)
 {
     static const es_http_route_t routes[] = {
+        /* never waits: it encodes, produces without waiting and defers (request.c) */
         {"POST", "/v1/{collection}/{id}/{command}", gw_command_handler,
-         "command:{collection}.{command}"},
+         "command:{collection}.{command}", .never_waits = true},
     };
     es_http_server_conf_t hc = {
         .max_body = (size_t)es_conf_get_int(gw->conf, "http.max.body"),

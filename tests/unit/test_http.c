@@ -231,10 +231,10 @@ static void self_answering_handler(void *opaque, es_http_req_t *req, es_http_res
 static es_http_server_t *start_hostile(es_http_limits_t limits, int *port)
 {
     static const es_http_route_t routes[] = {
-        {"POST", "/v1/carts/{id}/{cmd}", echo_handler, "command:carts.{cmd}"},
-        {"GET", "/block", blocking_handler, "query:block"},
-        {"GET", "/defer", deferring_handler, "query:defer"},
-        {"GET", "/defer-self", self_answering_handler, "query:defer-self"},
+        {"POST", "/v1/carts/{id}/{cmd}", echo_handler, "command:carts.{cmd}", false},
+        {"GET", "/block", blocking_handler, "query:block", false},
+        {"GET", "/defer", deferring_handler, "query:defer", false},
+        {"GET", "/defer-self", self_answering_handler, "query:defer-self", false},
     };
     es_http_server_conf_t conf = {.listen = "127.0.0.1:0",
                                   .max_body = 1024,
@@ -414,6 +414,81 @@ static void test_busy_workers(void)
     es_http_server_stop(srv);
 }
 
+static int to_worker_passes; /* guarded by gate_mu */
+
+/* A never_waits handler: answers at once, on the event thread. */
+static void inline_handler(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
+{
+    (void)opaque;
+    (void)req;
+    es_http_resp_json(resp, 200, json_pack("{s:s}", "from", "the event thread"));
+}
+
+/* A never_waits handler that finds it must wait: the first pass asks for a worker. */
+static void to_worker_handler(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
+{
+    (void)opaque;
+    pthread_mutex_lock(&gate_mu);
+    int pass = ++to_worker_passes;
+    pthread_mutex_unlock(&gate_mu);
+    if (es_http_req_to_worker(req))
+        return;
+    es_http_resp_json(resp, 200, json_pack("{s:i}", "passes", pass));
+}
+
+static void *get_to_worker(void *arg)
+{
+    char ans[2048];
+    int st = raw_request(*(int *)arg, "GET /to-worker HTTP/1.1\r\nHost: x\r\n\r\n", ans,
+                         sizeof(ans), 10000);
+    *(int *)arg = st == 200 && strstr(ans, "\"passes\":2") ? 200 : st ? st : -1;
+    return NULL;
+}
+
+/*
+ * A never_waits route is answered while the only worker is held by a handler
+ * that blocks (it runs on the event thread); one that asks for a worker runs
+ * again there, once the worker is free, and answers from its second pass.
+ */
+static void test_never_waits_routes(void)
+{
+    static const es_http_route_t routes[] = {
+        {"GET", "/block", blocking_handler, "query:block", false},
+        {"GET", "/inline", inline_handler, "query:inline", .never_waits = true},
+        {"GET", "/to-worker", to_worker_handler, "query:to-worker", .never_waits = true},
+    };
+    es_http_server_conf_t conf = {.listen = "127.0.0.1:0",
+                                  .max_body = 1024,
+                                  .routes = routes,
+                                  .nroutes = 3,
+                                  .limits = {.workers = 1}};
+    char errstr[256], ans[2048];
+    es_http_server_t *srv = es_http_server_start(&conf, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(srv);
+    int port = es_http_server_port(srv), blocked = port, requeued = port;
+    pthread_t th_block, th_requeued;
+    gate_open = false;
+    to_worker_passes = 0;
+    pthread_create(&th_block, NULL, get_block, &blocked);
+    usleep(200 * 1000); /* the worker is in blocking_handler now */
+    CU_ASSERT_EQUAL(
+        raw_request(port, "GET /inline HTTP/1.1\r\nHost: x\r\n\r\n", ans, sizeof(ans), 2000), 200);
+    CU_ASSERT_PTR_NOT_NULL(strstr(ans, "the event thread"));
+    pthread_create(&th_requeued, NULL, get_to_worker, &requeued);
+    usleep(200 * 1000);
+    pthread_mutex_lock(&gate_mu);
+    CU_ASSERT_EQUAL(to_worker_passes, 1); /* its first pass ran; the second waits for the worker */
+    gate_open = true;
+    pthread_cond_broadcast(&gate_cv);
+    pthread_mutex_unlock(&gate_mu);
+    pthread_join(th_block, NULL);
+    pthread_join(th_requeued, NULL);
+    CU_ASSERT_EQUAL(blocked, 200);
+    CU_ASSERT_EQUAL(requeued, 200);
+    CU_ASSERT_EQUAL(to_worker_passes, 2);
+    es_http_server_stop(srv);
+}
+
 static void *stop_server(void *srv)
 {
     es_http_server_stop(srv);
@@ -564,7 +639,8 @@ static void query_string_handler(void *opaque, es_http_req_t *req, es_http_resp_
 /* The query string as forwarded (partitioned projectors): every value as it was meant. */
 static void test_query_string(void)
 {
-    static const es_http_route_t routes[] = {{"GET", "/qs", query_string_handler, "query:qs"}};
+    static const es_http_route_t routes[] = {
+        {"GET", "/qs", query_string_handler, "query:qs", false}};
     es_http_server_conf_t conf = {
         .listen = "127.0.0.1:0", .max_body = 1024, .routes = routes, .nroutes = 1};
     char errstr[256], ans[2048];
@@ -587,7 +663,7 @@ static void test_query_string(void)
 static void test_server(void)
 {
     static const es_http_route_t routes[] = {
-        {"POST", "/v1/carts/{id}/{cmd}", echo_handler, "command:carts.{cmd}"},
+        {"POST", "/v1/carts/{id}/{cmd}", echo_handler, "command:carts.{cmd}", false},
     };
     es_metrics_t *m = es_metrics_new();
     es_counter_add(es_metrics_counter(m, "escqrs_test_total", "t", NULL), 5);
@@ -697,7 +773,8 @@ static const char *body_str(json_t *b, const char *name)
  */
 static void test_trace_context(void)
 {
-    static const es_http_route_t routes[] = {{"GET", "/trace", trace_handler, "query:trace"}};
+    static const es_http_route_t routes[] = {
+        {"GET", "/trace", trace_handler, "query:trace", false}};
     es_http_server_conf_t conf = {
         .listen = "127.0.0.1:0", .max_body = 1024, .routes = routes, .nroutes = 1};
     char errstr[256];
@@ -787,7 +864,7 @@ static void test_tls(void)
     snprintf(ccert, sizeof(ccert), "%s/cli.pem", dir);
     snprintf(ckey, sizeof(ckey), "%s/cli.key", dir);
     static const es_http_route_t routes[] = {
-        {"POST", "/v1/carts/{id}/{cmd}", echo_handler, "command:carts.{cmd}"},
+        {"POST", "/v1/carts/{id}/{cmd}", echo_handler, "command:carts.{cmd}", false},
     };
     for (int mutual = 0; mutual < 2; mutual++) {
         es_http_server_conf_t conf = {.listen = "127.0.0.1:0",
@@ -839,6 +916,8 @@ int main(void)
         {"requests that never finish arriving are cut off", test_request_deadline},
         {"1500 idle connections, and a per-client limit", test_many_idle_connections},
         {"a full handler queue answers 503, health still answers", test_busy_workers},
+        {"a never_waits route runs on the event thread, or asks for a worker",
+         test_never_waits_routes},
         {"answers deferred to another thread, and at stop", test_deferred},
         {"a deferred answer given by its own handler", test_deferred_answered_by_its_handler},
         {"a deferred answer after its client hung up", test_deferred_client_gone},

@@ -217,9 +217,9 @@ static void test_serde_fetches_writer_once(void)
 int main(void)
 {
     static const es_http_route_t routes[] = {
-        {"GET", "/schemas/ids/{id}", schema_by_id, "query:schemas"},
-        {"POST", "/subjects/{s}/versions", register_schema, "query:register"},
-        {"POST", "/compatibility/subjects/{s}/versions", compat, "query:compat"},
+        {"GET", "/schemas/ids/{id}", schema_by_id, "query:schemas", false},
+        {"POST", "/subjects/{s}/versions", register_schema, "query:register", false},
+        {"POST", "/compatibility/subjects/{s}/versions", compat, "query:compat", false},
     };
     es_http_server_conf_t conf = {.listen = "127.0.0.1:0",
                                   .max_body = 1 << 16,

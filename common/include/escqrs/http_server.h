@@ -23,7 +23,11 @@
  * on a bounded pool of workers (`http.workers`); a handler may block (a
  * projector query waiting for a position) or hand its answer over with
  * es_http_defer() and return at once (the gateway waiting for an outcome).
- * Handlers run concurrently and must be thread-safe.
+ * A route whose handler never waits (`never_waits`: it answers or defers
+ * at once) runs on the event thread that read the request instead, without
+ * the hand-off to a worker; should it find it must wait after all, it calls
+ * es_http_req_to_worker() and returns.  Handlers run concurrently and must
+ * be thread-safe.
  *
  * Limits against hostile clients (all configurable, `http.*`): connections
  * in all and per client address, and a deadline for a request's headers and
@@ -122,6 +126,14 @@ es_http_deferred_t *es_http_defer(es_http_req_t *req);
 /** @brief Give a deferred answer; takes the reference to @p body; releases @p d. */
 void es_http_deferred_json(es_http_deferred_t *d, int status, json_t *body);
 
+/**
+ * @brief From inside a `never_waits` handler that finds it must wait (or
+ *        block): run this request again, from the start, on a worker.  The
+ *        handler returns at once without answering.
+ * @return false when the handler already runs on a worker (it may wait).
+ */
+bool es_http_req_to_worker(es_http_req_t *req);
+
 typedef void(es_http_handler_t)(void *opaque, es_http_req_t *req, es_http_resp_t *resp);
 
 typedef struct es_http_route_s {
@@ -133,6 +145,9 @@ typedef struct es_http_route_s {
      *  "admin:rebuild".  A route without one is refused when authentication
      *  is on (default deny). */
     const char *action;
+    /** The handler neither blocks nor waits: it answers, or defers, at once.
+     *  It runs on an event thread (see the top of this file). */
+    bool never_waits;
 } es_http_route_t;
 
 /** Connection and concurrency limits (es_http_server_conf_from() reads `http.*`). */
