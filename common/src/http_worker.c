@@ -112,8 +112,15 @@ static void requeue(es_http_server_t *srv, es_http_req_t *req)
     req->to_worker = false;
     http_resp_clear(&req->resp); /* the worker runs the handler again from the start */
     pthread_mutex_lock(&srv->mu);
-    http_jobs_push(srv, req);
+    bool stopping = srv->stopping; /* the workers may be gone: nobody would run it */
+    if (!stopping)
+        http_jobs_push(srv, req);
     pthread_mutex_unlock(&srv->mu);
+    if (stopping) {
+        es_http_resp_error(&req->resp, 503, "unavailable", "the server is stopping");
+        http_req_complete(req);
+        return;
+    }
     pthread_cond_signal(&srv->cv);
 }
 
