@@ -150,7 +150,7 @@ static long parse_answer(const char *b, size_t n, int *status, size_t *body_off)
         return n >= ANSWER_MAX ? -1 : 0;
     if (strncmp(b, "HTTP/1.", 7) || n < 12)
         return -1;
-    *status = atoi(b + 9);
+    *status = (int)strtol(b + 9, NULL, 10);
     size_t head = (size_t)(end - b) + 4;
     long length = -1;
     for (const char *line = strstr(b, "\r\n") + 2; line < end; line = strstr(line, "\r\n") + 2) {

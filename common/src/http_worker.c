@@ -97,6 +97,13 @@ static bool authorized(es_http_server_t *srv, es_http_req_t *req)
     return false;
 }
 
+/* A RUNNING request no handler will run: the server is stopping. */
+static void answer_stopping(es_http_req_t *req)
+{
+    es_http_resp_error(&req->resp, 503, "unavailable", "the server is stopping");
+    http_req_complete(req);
+}
+
 bool es_http_req_to_worker(es_http_req_t *req)
 {
     if (!req->on_event_thread)
@@ -116,12 +123,10 @@ static void requeue(es_http_server_t *srv, es_http_req_t *req)
     if (!stopping)
         http_jobs_push(srv, req);
     pthread_mutex_unlock(&srv->mu);
-    if (stopping) {
-        es_http_resp_error(&req->resp, 503, "unavailable", "the server is stopping");
-        http_req_complete(req);
-        return;
-    }
-    pthread_cond_signal(&srv->cv);
+    if (stopping)
+        answer_stopping(req);
+    else
+        pthread_cond_signal(&srv->cv);
 }
 
 /* The handler runs with the request's trace id on its log lines. */
@@ -183,8 +188,7 @@ static void *worker_main(void *arg)
         srv->njobs--;
         pthread_mutex_unlock(&srv->mu);
         if (srv->stopping) {
-            es_http_resp_error(&req->resp, 503, "unavailable", "the server is stopping");
-            http_req_complete(req);
+            answer_stopping(req);
         } else {
             http_req_handle(srv, req);
         }

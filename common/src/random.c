@@ -59,7 +59,6 @@ static void kernel_bytes(uint8_t *b, size_t len)
 
 void es_random_bytes(void *out, size_t len)
 {
-    pthread_once(&atfork_once, register_atfork);
     unsigned gen = atomic_load(&fork_gen);
     if (pool.gen != gen) {
         pool.left = 0;
@@ -70,6 +69,8 @@ void es_random_bytes(void *out, size_t len)
         return;
     }
     if (pool.left < len) {
+        /* a buffer exists from here on, so a fork must be seen from here on */
+        pthread_once(&atfork_once, register_atfork);
         kernel_bytes(pool.bytes, ES_RANDOM_POOL);
         pool.left = ES_RANDOM_POOL;
     }
