@@ -43,7 +43,13 @@ static const es_kafka_prop_t producer_defaults[] = {
     {"max.in.flight.requests.per.connection", "1"},
     {NULL, NULL},
 };
-static const es_kafka_prop_t results_defaults[] = {{"fetch.wait.max.ms", "10"}, {NULL, NULL}};
+/*
+ * The outcomes' fetch waits up to 500 ms (Kafka's default): a commit's marker
+ * ends the wait at once (read_committed), so a shorter one only adds empty
+ * fetches, 100 a second with 10 ms on an idle gateway (docs/write-side.md,
+ * "Idle fetches": one client's p50 unchanged).
+ */
+static const es_kafka_prop_t results_defaults[] = {{"fetch.wait.max.ms", "500"}, {NULL, NULL}};
 
 /* The producer's delivery reports: they answer the requests whose command was not written. */
 static void *poll_main(void *arg)
