@@ -18,10 +18,10 @@
  * - the group consumer of <agg>.commands is a static member
  *   (`group.instance.id` = the transactional id): a restarted instance takes
  *   its partitions back at once instead of waiting out the dead member's
- *   session; catching up runs in its rebalance callback; its fetch waits up
- *   to `fetch.wait.max.ms` 500 (Kafka's default) for a command, since a new
- *   command ends the wait at once: 10 ms cost an idle service 100 empty
- *   fetches a second (docs/write-side.md, "Idle fetches");
+ *   session; catching up runs in its rebalance callback; its fetch waits
+ *   librdkafka's default 500 ms, since a new command ends the wait at once
+ *   (10 ms, until 4 December, cost an idle service 100 empty fetches a
+ *   second: docs/write-side.md, "Idle fetches");
  * - the catch-up consumer only assigns, with end-of-partition events, to
  *   read <agg>.state and <agg>.events to their ends (read_committed: the
  *   end is the last stable offset).
@@ -168,7 +168,6 @@ static es_err_t producer_open(cs_t *cs, char *errstr, size_t errstr_size)
 static es_err_t clients_open(cs_t *cs, char *errstr, size_t errstr_size)
 {
     const es_kafka_prop_t group_defaults[] = {
-        {"fetch.wait.max.ms", "500"},    /* a command ends the wait (above) */
         {"group.instance.id", cs->txid}, /* static membership */
         {"session.timeout.ms", "10000"}, /* a dead static member is replaced after 10 s */
         {NULL, NULL},

@@ -43,13 +43,6 @@ static const es_kafka_prop_t producer_defaults[] = {
     {"max.in.flight.requests.per.connection", "1"},
     {NULL, NULL},
 };
-/*
- * The outcomes' fetch waits up to 500 ms (Kafka's default): a commit's marker
- * ends the wait at once (read_committed), so a shorter one only adds empty
- * fetches, 100 a second with 10 ms on an idle gateway (docs/write-side.md,
- * "Idle fetches": one client's p50 unchanged).
- */
-static const es_kafka_prop_t results_defaults[] = {{"fetch.wait.max.ms", "500"}, {NULL, NULL}};
 
 /* The producer's delivery reports: they answer the requests whose command was not written. */
 static void *poll_main(void *arg)
@@ -157,7 +150,13 @@ static bool add_aggregates(gw_t *gw, char groups[][GW_GROUP_MAX], char *errstr, 
     return ok;
 }
 
-/* The idempotent producer of commands and the results consumer (manual assignment). */
+/*
+ * The idempotent producer of commands and the results consumer (manual
+ * assignment).  The outcomes' fetch waits librdkafka's default 500 ms, as
+ * the projector's does: a commit's marker ends the wait at once
+ * (read_committed); 10 ms, set here until 4 December, only added 100 empty
+ * fetches a second on an idle gateway (docs/write-side.md, "Idle fetches").
+ */
 static bool clients_open(gw_t *gw, char *errstr, size_t errstr_size)
 {
     es_producer_opts_t po = {
@@ -167,7 +166,6 @@ static bool clients_open(gw_t *gw, char *errstr, size_t errstr_size)
     };
     es_consumer_opts_t co = {
         .group_id = "escqrs-gateway-unused",
-        .defaults = results_defaults,
     };
     return (gw->prod = es_producer_new_opts(gw->conf, &po, errstr, errstr_size)) &&
            (gw->results = es_consumer_new_opts(gw->conf, &co, errstr, errstr_size));
