@@ -112,6 +112,19 @@ void wt_wait_ready(wt_proc_t *p, int timeout_s)
     CU_FAIL_FATAL("daemon not ready in time");
 }
 
+bool wt_wait_not_ready_because(const wt_proc_t *p, const char *words, int timeout_s)
+{
+    for (int i = 0; i < timeout_s * 10; i++) {
+        char *why = NULL;
+        bool said = wt_get(p, "/readyz", &why) == 503 && why && strstr(why, words);
+        free(why);
+        if (said)
+            return true;
+        usleep(100 * 1000);
+    }
+    return false;
+}
+
 void wt_kill9(wt_proc_t *p)
 {
     int st;

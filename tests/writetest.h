@@ -37,6 +37,12 @@ void wt_start_service(wt_stack_t *st, const char *const *sets, size_t nsets);
 void wt_start_gateway(wt_stack_t *st, const char *const *sets, size_t nsets);
 /** @brief Wait until GET /readyz of @p p answers 200 (fails the test after @p timeout_s). */
 void wt_wait_ready(wt_proc_t *p, int timeout_s);
+/**
+ * @brief Wait until GET /readyz of @p p answers 503 with a reason holding
+ *        @p words (the reasons before it, such as "starting", are passed
+ *        over).  @returns whether it did within @p timeout_s.
+ */
+bool wt_wait_not_ready_because(const wt_proc_t *p, const char *words, int timeout_s);
 void wt_kill9(wt_proc_t *p);
 /** @brief Is the daemon still running (not exited)? */
 bool wt_proc_alive(wt_proc_t *p);

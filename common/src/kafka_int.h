@@ -1,7 +1,8 @@
 /*
  * kafka_int.h — internals of the Kafka wrappers, shared by kafka.c (which
  * builds every librdkafka handle), kafka_txn.c, kafka_admin.c and
- * kafka_watch.c.  Private to libescqrs: programs include escqrs/kafka.h.
+ * kafka_watch.c.  Private to libescqrs (and its unit tests): programs
+ * include escqrs/kafka.h.
  */
 #ifndef ESCQRS_KAFKA_INT_H
 #define ESCQRS_KAFKA_INT_H
@@ -29,6 +30,14 @@ typedef struct es_kafka_handle_opts_s {
  */
 rd_kafka_t *es_kafka_handle_new(const es_conf_t *conf, es_conf_role_t role, rd_kafka_type_t type,
                                 const es_kafka_handle_opts_t *o, char *errstr, size_t errstr_size);
+
+/**
+ * @brief What one rd_kafka_list_groups() answer (@p err, @p gl) says of the
+ *        group @p group, @p last being what was known before (kafka_watch.c).
+ */
+es_group_state_t es_kafka_group_state_from_listing(es_group_state_t last, rd_kafka_resp_err_t err,
+                                                   const struct rd_kafka_group_list *gl,
+                                                   const char *group);
 
 struct es_producer_s {
     rd_kafka_t *rk;

@@ -62,6 +62,36 @@ struct es_kafka_watch_s {
 };
 
 /*
+ * What one listing says of @p group, given what was known before (@p last).
+ * A listing is an answer only when every broker gave one: a group that no
+ * answer lists with a member is then EMPTY (never had one, or all left).  A
+ * member seen in a partial listing (__PARTIAL: some broker did not answer)
+ * is a fact, so ACTIVE.  Anything else (the coordinator still loading its
+ * groups after a broker start, a timeout, a DescribeGroups error for the
+ * group, which librdkafka leaves in its entry only) says nothing new: @p last stands,
+ * UNKNOWN only before the first answer.  Why not UNKNOWN on every failed
+ * look: the gateway writes a command whose group is UNKNOWN, so a gateway
+ * that had just seen no command service would then write commands nobody
+ * decides (integration test 0201 on a broker that had just started did).
+ */
+es_group_state_t es_kafka_group_state_from_listing(es_group_state_t last, rd_kafka_resp_err_t err,
+                                                   const struct rd_kafka_group_list *gl,
+                                                   const char *group)
+{
+    bool described = true; /* no entry of the group has an error of its own */
+    for (int i = 0; gl && i < gl->group_cnt; i++) {
+        const struct rd_kafka_group_info *gi = &gl->groups[i];
+        if (strcmp(gi->group, group))
+            continue;
+        if (!gi->err && gi->member_cnt > 0)
+            return ES_GROUP_ACTIVE;
+        described = described && !gi->err;
+    }
+    /* Empty, Dead (never had a member) or not listed: nobody consumes */
+    return !err && gl && described ? ES_GROUP_EMPTY : last;
+}
+
+/*
  * The state of each watched group, with the classic group listing
  * (rd_kafka_list_groups: ListGroups and DescribeGroups), not the Admin API's
  * DescribeConsumerGroups: librdkafka 2.0.2 (and later releases, issues #4605
@@ -70,29 +100,15 @@ struct es_kafka_watch_s {
  */
 static void watch_groups(es_kafka_watch_t *w, int timeout_ms)
 {
-    es_group_state_t *states = es_calloc(w->ngroups, sizeof(*states));
     for (size_t k = 0; k < w->ngroups; k++) {
         const struct rd_kafka_group_list *gl = NULL;
         rd_kafka_resp_err_t err = rd_kafka_list_groups(w->rk, w->groups[k], &gl, timeout_ms);
-        /* An answer that does not list the group: it never had a member (a
-         * fresh deployment whose command service has not started yet). */
-        states[k] = !err && gl ? ES_GROUP_EMPTY : ES_GROUP_UNKNOWN;
-        if (!err && gl) {
-            for (int i = 0; i < gl->group_cnt; i++) {
-                const struct rd_kafka_group_info *gi = &gl->groups[i];
-                if (gi->err || strcmp(gi->group, w->groups[k]))
-                    continue;
-                /* Empty, or Dead (never had a member): nobody consumes */
-                states[k] = gi->member_cnt > 0 ? ES_GROUP_ACTIVE : ES_GROUP_EMPTY;
-            }
-        }
+        pthread_mutex_lock(&w->mu);
+        w->states[k] = es_kafka_group_state_from_listing(w->states[k], err, gl, w->groups[k]);
+        pthread_mutex_unlock(&w->mu);
         if (gl)
             rd_kafka_group_list_destroy(gl);
     }
-    pthread_mutex_lock(&w->mu);
-    memcpy(w->states, states, w->ngroups * sizeof(*states));
-    pthread_mutex_unlock(&w->mu);
-    free(states);
 }
 
 static void *watch_main(void *arg)
@@ -116,10 +132,10 @@ static void *watch_main(void *arg)
                 es_log_info("kafka", "a broker answers again");
             w->last_ok_ms = es_mono_ms();
         } else {
+            /* the groups keep their last known states: while no broker
+             * answers, es_kafka_watch_broker_ok() speaks for them */
             snprintf(w->last_error, sizeof(w->last_error), "%s",
                      err ? rd_kafka_err2str(err) : "no broker in the metadata");
-            for (size_t k = 0; k < w->ngroups; k++)
-                w->states[k] = ES_GROUP_UNKNOWN;
         }
         struct timespec dl = es_deadline_in_ms(w->interval_ms);
         w->rounds++;

@@ -19,6 +19,14 @@
  * the projector's balances equal a fold of the log.  Prints the seconds to
  * not-ready and to ready-again of each program.
  *
+ * Beside it, a gateway of the cart aggregate, whose command service never
+ * runs, gets a command every 100 ms from before the kill to the end of the
+ * load: each must be refused at once (503) and none written, whatever the
+ * gateway could or could not learn of the cluster meanwhile (a broker that
+ * has just started answers ListGroups "Coordinator load in progress" for a
+ * while; the gateway once took that for "maybe a command service" and wrote
+ * the command, which then timed out).
+ *
  * When Kafka itself breaks its word the test cannot judge: a one-node broker
  * restarted after kill -9 sometimes finishes the commit that was under way
  * while it is still fenced, logs "Couldn't find leader endpoint for
@@ -40,6 +48,8 @@
 #include "testutil.h"
 #include "writetest.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,6 +113,66 @@ static void wait_all(probe_t *pr, size_t n, int want, int64_t since, int timeout
     }
 }
 
+/* The cart gateway with no command service, and its client (see the top). */
+typedef struct {
+    wt_stack_t st;
+    pthread_t thr;
+    atomic_bool stop;
+    size_t sent, refused; /* refused: 503 */
+    int other;            /* the first status that was not 503 */
+    char other_error[64];
+} orphan_t;
+
+static void *orphan_client(void *arg)
+{
+    orphan_t *o = arg;
+    static const char body[] = "{\"sku\":\"A\",\"quantity\":1,\"unit_price_cents\":1}";
+    while (!atomic_load(&o->stop)) {
+        char path[64];
+        json_t *b = NULL;
+        snprintf(path, sizeof(path), "/v1/carts/c-%zu/add-item", o->sent);
+        int status = wt_post(&o->st.gw, path, body, sizeof(body) - 1, NULL, NULL, &b);
+        o->sent++;
+        if (status == 503) {
+            o->refused++;
+        } else if (!o->other) {
+            o->other = status;
+            snprintf(o->other_error, sizeof(o->other_error), "%s",
+                     b ? json_string_value(json_object_get(b, "error")) : "no JSON");
+        }
+        json_decref(b);
+        usleep(100 * 1000);
+    }
+    return NULL;
+}
+
+static void orphan_start(orphan_t *o, const char *const *sets, size_t nsets)
+{
+    memset(o, 0, sizeof(*o));
+    wt_stack_init(&o->st, "cart");
+    wt_start_gateway(&o->st, sets, nsets);
+    CU_ASSERT_TRUE_FATAL(wt_wait_not_ready_because(&o->st.gw, "no command service", 90));
+    CU_ASSERT_EQUAL_FATAL(pthread_create(&o->thr, NULL, orphan_client, o), 0);
+}
+
+static void orphan_check(orphan_t *o)
+{
+    size_t ncmd = 0;
+    atomic_store(&o->stop, true);
+    pthread_join(o->thr, NULL);
+    CU_ASSERT_EQUAL(wt_stop(&o->st.gw), 0);
+    free(wt_read_commands(&o->st, &ncmd));
+    printf("\n  RESULT no-command-service gateway: %zu command(s) sent, %zu refused with 503, "
+           "%zu written\n",
+           o->sent, o->refused, ncmd);
+    if (o->other)
+        printf("  the first answer that was not 503: %d %s\n", o->other, o->other_error);
+    CU_ASSERT(o->sent >=
+              20); /* 100 ms apart (longer while it asks the cluster), for 30 s or more */
+    CU_ASSERT_EQUAL(o->refused, o->sent);
+    CU_ASSERT_EQUAL(ncmd, 0);
+}
+
 static void test_broker_restart(void)
 {
     wt_stack_t st;
@@ -126,6 +196,8 @@ static void test_broker_restart(void)
     snprintf(pfx, sizeof(pfx), "%s", st.prefix);
     rt_proc_start(&proj, store, pfx, proj_sets, 3);
     CU_ASSERT_TRUE_FATAL(rt_wait_up(&proj, 60000));
+    orphan_t orphan;
+    orphan_start(&orphan, health, 3);
     al_load_t *load = al_start(&st, CLIENTS, ACCOUNTS);
 
     probe_t pr[] = {{"command-service", st.cs.port, -1, -1},
@@ -149,6 +221,7 @@ static void test_broker_restart(void)
         sleep(1);
     sleep(2);
     al_stop(load);
+    orphan_check(&orphan);
     char dropped[1024];
     if (dropped_markers(st.prefix, dropped, sizeof(dropped))) {
         printf("\n  SKIPPED: the broker dropped the markers of a committed transaction on this\n"

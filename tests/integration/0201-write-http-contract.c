@@ -280,23 +280,11 @@ static void test_no_command_service_ever(void)
 {
     wt_stack_t gst;
     json_t *b = NULL;
-    char *why = NULL;
     wt_stack_init(&gst, "account");
     wt_start_gateway(&gst, NULL, 0);
-    int ready = 0;
     /* Until the gateway reads its outcomes, /readyz gives other reasons
      * (starting, no broker answered yet, results topics): wait for this one. */
-    for (int i = 0; i < 300; i++) {
-        ready = wt_get(&gst.gw, "/readyz", &why);
-        if (ready == 503 && why && strstr(why, "no command service"))
-            break;
-        free(why);
-        why = NULL;
-        usleep(100 * 1000);
-    }
-    CU_ASSERT_EQUAL(ready, 503);
-    CU_ASSERT_PTR_NOT_NULL(why && strstr(why, "no command service"));
-    free(why);
+    CU_ASSERT_TRUE(wt_wait_not_ready_because(&gst.gw, "no command service", 30));
     int status = wt_post(&gst.gw, "/v1/accounts/a1/open", "{\"owner\":\"o\"}", 13, NULL, NULL, &b);
     CU_ASSERT_EQUAL(status, 503);
     ES_ASSERT_STR_EQ(json_string_value(json_object_get(b, "error")), "unavailable");

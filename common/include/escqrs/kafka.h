@@ -413,7 +413,7 @@ es_err_t es_admin_topic_partitions(es_admin_t *adm, const char *topic, int timeo
 typedef struct es_kafka_watch_s es_kafka_watch_t;
 
 typedef enum {
-    ES_GROUP_UNKNOWN, /**< not asked yet, or the broker did not answer */
+    ES_GROUP_UNKNOWN, /**< no answer yet (a failed look keeps the last answer) */
     ES_GROUP_EMPTY,   /**< no member: nobody consumes (e.g. no command service runs) */
     ES_GROUP_ACTIVE,  /**< members, stable or rebalancing */
 } es_group_state_t;
