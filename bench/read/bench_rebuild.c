@@ -16,7 +16,10 @@
  *    after one untimed pass: the first read of a topic may come from the disk
  *    and every later one (the projector's too) from the page cache, and a
  *    cold ceiling flattered the ratio of whichever projection ran first
- *    (2026-12-03-0939: kcat 0.96 M events/s cold against 1.72-2.41 M warm);
+ *    (2026-12-03-0939: kcat 0.96 M events/s cold against 1.72-2.41 M warm),
+ *    and its CPU seconds (user + system) per million events, to compare
+ *    with the projector's in hours when kcat's rate is a fraction of its
+ *    usual one (4 December: 0.7-1.0 M events/s against 2.2-2.7 M);
  * 3. starts escqrs-projector (build it without sanitizers) on an empty store
  *    and times the initial build until it is caught up;
  * 4. POSTs a blue/green rebuild and takes its duration from the admin API;
@@ -54,6 +57,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -521,19 +525,24 @@ int main(int argc, char **argv)
     char *kcat[] = {"kcat", "-C", "-b", (char *)bootstrap, "-t",
                     topic,  "-e", "-o", "beginning",       "-q",
                     "-f",   "",   NULL};
-    double t0 = 0, kcat_s = 0;
+    double t0 = 0, kcat_s = 0, kcat_cpu_s = 0;
     for (int pass = 0; pass < 2; pass++) { /* the first warms the page cache, untimed */
         int st;
+        struct rusage ru;
         t0 = now_s();
         pid_t kp = spawn(kcat, NULL);
-        waitpid(kp, &st, 0);
+        wait4(kp, &st, 0, &ru);
         kcat_s = now_s() - t0;
+        kcat_cpu_s = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                     (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
         if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
             bench_die("kcat", "failed");
     }
-    double kcat_rate = (double)n / kcat_s;
-    printf("kcat raw consume: %.2f s, %.0f events/s\n", kcat_s, kcat_rate);
-    printf("RESULT phase=kcat events=%ld seconds=%.3f events_per_s=%.0f\n", n, kcat_s, kcat_rate);
+    double kcat_rate = (double)n / kcat_s, kcat_cpu_per_m = kcat_cpu_s * 1e6 / (double)n;
+    printf("kcat raw consume: %.2f s, %.0f events/s, %.2f CPU s per million events\n", kcat_s,
+           kcat_rate, kcat_cpu_per_m);
+    printf("RESULT phase=kcat events=%ld seconds=%.3f events_per_s=%.0f cpu_s_per_m=%.3f\n", n,
+           kcat_s, kcat_rate, kcat_cpu_per_m);
 
     /* initial build and a blue/green rebuild */
     char store[300], log[400], a[7][400];
@@ -626,9 +635,11 @@ int main(int argc, char **argv)
     }
     printf("RESULT phase=projector projection=%s events=%ld build_events_per_s=%.0f "
            "build_cpu_s_per_m=%.2f rebuild_events=%lld rebuild_events_per_s=%.0f "
-           "rebuild_cpu_s_per_m=%.2f peak_rss_mib=%.1f kcat_events_per_s=%.0f%s\n",
+           "rebuild_cpu_s_per_m=%.2f peak_rss_mib=%.1f kcat_events_per_s=%.0f "
+           "kcat_cpu_s_per_m=%.3f%s\n",
            pname, n, (double)n / build_s, cpu_build * 1e6 / (double)n, (long long)events,
-           rebuild_rate, cpu_rebuild * per_m, (double)hwm / 1024.0, kcat_rate, rocks);
+           rebuild_rate, cpu_rebuild * per_m, (double)hwm / 1024.0, kcat_rate, kcat_cpu_per_m,
+           rocks);
     es_conf_destroy(conf);
     return 0;
 }
