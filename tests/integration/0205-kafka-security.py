@@ -609,10 +609,11 @@ def secure_pipeline(broker, work, daemons):
                 password_file=True)
     daemons += [gw, cs, pj]
     # The gateway reads the command service group's state (Describe on the group):
-    # with no member it must say so, not take commands nobody reads.  The group must
-    # exist for that (a group that never had a member or an offset is not listed, and
-    # the gateway then counts it as served): the admin commits offset 0, as a command
-    # service that ran and stopped would have left it.
+    # with no member it must say so, not take commands nobody reads.  A group that
+    # never had a member or an offset is not listed at all, which the gateway also
+    # takes for empty (integration test 0201); here the group exists, so that the
+    # broker lists it to the gateway only through that ACL: the admin commits offset
+    # 0, as a command service that ran and stopped would have left it.
     c = Consumer(dict(broker.client("escqrs-admin"), **{"group.id": "account.command-service"}))
     c.commit(offsets=[TopicPartition("account.commands", p, 0) for p in range(3)], asynchronous=False)
     c.close()
