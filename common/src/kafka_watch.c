@@ -68,8 +68,8 @@ struct es_kafka_watch_s {
  * member seen in a partial listing (__PARTIAL: some broker did not answer)
  * is a fact, so ACTIVE.  Anything else (the coordinator still loading its
  * groups after a broker start, a timeout, a DescribeGroups error for the
- * group, which librdkafka leaves in its entry only) says nothing new: @p last stands,
- * UNKNOWN only before the first answer.  Why not UNKNOWN on every failed
+ * group, which librdkafka leaves in its entry only) says nothing new: @p last
+ * stands, UNKNOWN only before the first answer.  Why not UNKNOWN on every failed
  * look: the gateway writes a command whose group is UNKNOWN, so a gateway
  * that had just seen no command service would then write commands nobody
  * decides (integration test 0201 on a broker that had just started did).

@@ -137,8 +137,11 @@ static void *orphan_client(void *arg)
             o->refused++;
         } else if (!o->other) {
             o->other = status;
+            const char *error = json_string_value(json_object_get(b, "error"));
             snprintf(o->other_error, sizeof(o->other_error), "%s",
-                     b ? json_string_value(json_object_get(b, "error")) : "no JSON");
+                     error ? error
+                     : b   ? "no error field"
+                           : "no JSON");
         }
         json_decref(b);
         usleep(100 * 1000);
@@ -167,8 +170,8 @@ static void orphan_check(orphan_t *o)
            o->sent, o->refused, ncmd);
     if (o->other)
         printf("  the first answer that was not 503: %d %s\n", o->other, o->other_error);
-    CU_ASSERT(o->sent >=
-              20); /* 100 ms apart (longer while it asks the cluster), for 30 s or more */
+    /* 100 ms apart (longer while it asks the cluster), for 30 s or more */
+    CU_ASSERT(o->sent >= 20);
     CU_ASSERT_EQUAL(o->refused, o->sent);
     CU_ASSERT_EQUAL(ncmd, 0);
 }
