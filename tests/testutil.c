@@ -21,7 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/statvfs.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -307,4 +309,65 @@ int es_test_group_offsets(const char *group, const char *topic, int64_t *committ
     rd_kafka_topic_partition_list_destroy(tl);
     rd_kafka_destroy(rk); /* no consumer_close: it never joined */
     return parts;
+}
+
+double es_test_now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static char tmpfs_mounted[8][512];
+
+/* A failing assertion ends the test early: the filesystems go anyway. */
+static void tmpfs_unmount_at_exit(void)
+{
+    for (size_t i = 0; i < 8; i++)
+        if (tmpfs_mounted[i][0])
+            umount2(tmpfs_mounted[i], MNT_DETACH);
+}
+
+void es_test_tmpfs_mount(const char *path, long long mib)
+{
+    static bool registered;
+    char opts[64];
+    size_t slot = 0;
+    while (slot < 8 && tmpfs_mounted[slot][0])
+        slot++;
+    CU_ASSERT_FATAL(slot < 8);
+    snprintf(opts, sizeof(opts), "size=%lldm", mib);
+    if (mount("tmpfs", path, "tmpfs", 0, opts)) {
+        fprintf(stderr, "mount tmpfs on %s: %s (the fault suite needs root)\n", path,
+                strerror(errno));
+        CU_FAIL_FATAL("cannot mount a small filesystem");
+    }
+    snprintf(tmpfs_mounted[slot], sizeof(tmpfs_mounted[slot]), "%s", path);
+    if (!registered)
+        atexit(tmpfs_unmount_at_exit);
+    registered = true;
+}
+
+long long es_test_fs_used_bytes(const char *path)
+{
+    struct statvfs sv;
+    if (statvfs(path, &sv))
+        return -1;
+    return (long long)(sv.f_blocks - sv.f_bfree) * (long long)sv.f_frsize;
+}
+
+bool es_test_tmpfs_resize(const char *path, long long mib)
+{
+    char opts[64];
+    snprintf(opts, sizeof(opts), "size=%lldm", mib);
+    if (mount("tmpfs", path, "tmpfs", MS_REMOUNT, opts)) {
+        fprintf(stderr, "remount %s %s: %s\n", path, opts, strerror(errno));
+        return false;
+    }
+    return true;
+}
+
+bool es_test_tmpfs_shrink(const char *path, long long free_mib)
+{
+    return es_test_tmpfs_resize(path, es_test_fs_used_bytes(path) / (1024 * 1024) + 1 + free_mib);
 }

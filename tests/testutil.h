@@ -89,6 +89,22 @@ pid_t es_test_fork(void);
 /** @brief Forget @p pid after it was reaped (the atexit handler then leaves it alone). */
 void es_test_child_reaped(pid_t pid);
 
+/** @brief Monotonic seconds, for the durations tests print. */
+double es_test_now_s(void);
+
+/**
+ * @brief Mount a tmpfs of @p mib MiB at @p path (an existing directory),
+ *        unmounted at exit whatever ends the test; fails the test (it does
+ *        not skip) without the privilege to mount.
+ */
+void es_test_tmpfs_mount(const char *path, long long mib);
+/** @brief Resize the tmpfs at @p path to @p mib MiB (remount); false on failure (printed). */
+bool es_test_tmpfs_resize(const char *path, long long mib);
+/** @brief Shrink the tmpfs at @p path to what it uses now and @p free_mib MiB. */
+bool es_test_tmpfs_shrink(const char *path, long long free_mib);
+/** @brief Bytes used on the filesystem of @p path (-1 on failure). */
+long long es_test_fs_used_bytes(const char *path);
+
 /**
  * @brief popen(@p cmd, "r") whose shell execs the command (`exec` is prefixed)
  *        in a child made by es_test_fork(); read with fgets, close with

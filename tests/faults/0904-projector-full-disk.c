@@ -27,62 +27,16 @@
 #include "readtest.h"
 #include "testutil.h"
 
-#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mount.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
 #define RESERVE     "6"
 #define RESERVE_MIB 6
-
-static char mounted[320];
-
-/* A failing assertion ends the test early: the filesystem goes anyway. */
-static void unmount_at_exit(void)
-{
-    if (mounted[0])
-        umount2(mounted, MNT_DETACH);
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* Bytes used on the filesystem of @p path. */
-static long long used_bytes(const char *path)
-{
-    struct statvfs sv;
-    if (statvfs(path, &sv))
-        return -1;
-    return (long long)(sv.f_blocks - sv.f_bfree) * (long long)sv.f_frsize;
-}
-
-/* Resize the tmpfs at @p path to @p mib MiB (remount). */
-static bool resize(const char *path, long long mib)
-{
-    char opts[64];
-    snprintf(opts, sizeof(opts), "size=%lldm", mib);
-    if (mount("tmpfs", path, "tmpfs", MS_REMOUNT, opts)) {
-        fprintf(stderr, "remount %s %s: %s\n", path, opts, strerror(errno));
-        return false;
-    }
-    return true;
-}
-
-/* Shrink to what is used now and @p free_mib MiB. */
-static bool shrink(const char *path, long long free_mib)
-{
-    return resize(path, used_bytes(path) / (1024 * 1024) + 1 + free_mib);
-}
 
 /* /readyz answers @p want (200 or 503) within @p timeout_s; its body in *reason. */
 static bool wait_ready_status(rt_proc_t *p, int want, int timeout_s, char *reason, size_t rsz)
@@ -181,13 +135,7 @@ static void test_full_disk(void)
     snprintf(disk, sizeof(disk), "%s/disk", root); /* the store; its log stays outside */
     mkdir(root, 0755);
     mkdir(disk, 0755);
-    if (mount("tmpfs", disk, "tmpfs", 0, "size=256m")) {
-        fprintf(stderr, "mount tmpfs on %s: %s (the fault suite needs root)\n", disk,
-                strerror(errno));
-        CU_FAIL_FATAL("cannot mount a small filesystem");
-    }
-    snprintf(mounted, sizeof(mounted), "%s", disk);
-    atexit(unmount_at_exit);
+    es_test_tmpfs_mount(disk, 256);
     snprintf(path, sizeof(path), "%s", disk);
     rt_topic_init(&cart, conf, agg, "cart.events");
     es_sim_init(&sim, prefix, 904, 200);
@@ -199,11 +147,11 @@ static void test_full_disk(void)
     snprintf(first_cart, sizeof(first_cart), "%s", path);
 
     /* 1: the store fills its filesystem under load */
-    CU_ASSERT_TRUE_FATAL(shrink(disk, RESERVE_MIB / 3));
+    CU_ASSERT_TRUE_FATAL(es_test_tmpfs_shrink(disk, RESERVE_MIB / 3));
     rt_produce_sim(&cart, &sim, g, 40000);
     bool halted = wait_ready_status(&proc, 503, 90, reason, sizeof(reason));
-    printf("\n  filesystem full (%lld MiB used): /readyz %s: %s\n", used_bytes(disk) >> 20,
-           halted ? "503" : "never 503", reason);
+    printf("\n  filesystem full (%lld MiB used): /readyz %s: %s\n",
+           es_test_fs_used_bytes(disk) >> 20, halted ? "503" : "never 503", reason);
     CU_ASSERT_TRUE(halted);
     CU_ASSERT_PTR_NOT_NULL(strstr(reason, "No space left"));
     CU_ASSERT_PTR_NOT_NULL(strstr(reason, " is waiting: ")); /* waiting for space, not halted */
@@ -213,16 +161,16 @@ static void test_full_disk(void)
     CU_ASSERT_EQUAL(rt_http(&proc, "GET", first_cart, NULL), 200); /* reads still served */
 
     /* space returns: it carries on by itself */
-    double t0 = now_s();
-    CU_ASSERT_TRUE_FATAL(resize(disk, 256));
+    double t0 = es_test_now_s();
+    CU_ASSERT_TRUE_FATAL(es_test_tmpfs_resize(disk, 256));
     bool resumed = wait_applied_to_end(&proc, &cart, 180);
-    double resume_s = now_s() - t0;
+    double resume_s = es_test_now_s() - t0;
     CU_ASSERT_TRUE(resumed);
     CU_ASSERT_TRUE(wait_ready_status(&proc, 200, 30, reason, sizeof(reason)));
     sleep(2); /* RocksDB's own flushes and compactions settle (see docs/operations.md) */
 
     /* 2: full again; a clean stop, and a start on the full filesystem */
-    CU_ASSERT_TRUE_FATAL(shrink(disk, RESERVE_MIB / 3));
+    CU_ASSERT_TRUE_FATAL(es_test_tmpfs_shrink(disk, RESERVE_MIB / 3));
     rt_produce_sim(&cart, &sim, g, 30000);
     CU_ASSERT_TRUE(wait_ready_status(&proc, 503, 90, reason, sizeof(reason)));
     CU_ASSERT_EQUAL(rt_proc_stop(&proc), 0); /* SIGTERM on a full disk: exit 0, no abort */
@@ -236,10 +184,10 @@ static void test_full_disk(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(reason, "No space left"));
     CU_ASSERT_PTR_NULL(strstr(reason, " is halted: "));
     CU_ASSERT_EQUAL(rt_http(&proc, "GET", first_cart, NULL), 200); /* read-only, served */
-    t0 = now_s();
-    CU_ASSERT_TRUE_FATAL(resize(disk, 256));
+    t0 = es_test_now_s();
+    CU_ASSERT_TRUE_FATAL(es_test_tmpfs_resize(disk, 256));
     bool started = wait_applied_to_end(&proc, &cart, 180);
-    double start_s = now_s() - t0;
+    double start_s = es_test_now_s() - t0;
     CU_ASSERT_TRUE(started);
 
     size_t differ = compare_with_model(&proc, &sim);

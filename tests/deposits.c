@@ -1,0 +1,173 @@
+/*
+ * deposits.c — see deposits.h.
+ */
+#include "deposits.h"
+
+#include "testutil.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void dp_init(dp_load_t *l, wt_stack_t *st, int accounts, size_t cap)
+{
+    memset(l, 0, sizeof(*l));
+    l->st = st;
+    l->accounts = accounts;
+    l->cap = cap;
+    l->sent = calloc(cap, sizeof(*l->sent));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(l->sent);
+    for (int a = 0; a < accounts; a++) {
+        char path[64];
+        json_t *j = NULL;
+        snprintf(path, sizeof(path), "/v1/accounts/acct-%d/open", a);
+        int status = wt_post(&st->gw, path, "{\"owner\":\"o\"}", 13, NULL, NULL, &j);
+        if (status != 200) {
+            char *text = j ? json_dumps(j, 0) : NULL;
+            fprintf(stderr, "open acct-%d: %d %s\n", a, status, text ? text : "");
+            free(text);
+        }
+        json_decref(j);
+        CU_ASSERT_EQUAL_FATAL(status, 200);
+    }
+}
+
+typedef struct {
+    const wt_stack_t *st;
+    dp_sent_t *s;
+} send_arg_t;
+
+static void *send_one(void *arg)
+{
+    send_arg_t *a = arg;
+    dp_sent_t *s = a->s;
+    char path[96], body[64];
+    snprintf(path, sizeof(path), "/v1/accounts/%s/deposit", s->account);
+    snprintf(body, sizeof(body), "{\"amount_cents\":%lld}", (long long)s->amount);
+    double t0 = es_test_now_s();
+    s->status = wt_post(&a->st->gw, path, body, strlen(body), s->key, NULL, NULL); /* once */
+    s->seconds = es_test_now_s() - t0;
+    return NULL;
+}
+
+dp_sent_t *dp_burst(dp_load_t *l, const char *tag, size_t n)
+{
+    CU_ASSERT_FATAL(l->nsent + n <= l->cap);
+    pthread_t *th = calloc(n, sizeof(*th));
+    send_arg_t *args = calloc(n, sizeof(*args));
+    CU_ASSERT_FATAL(th && args);
+    dp_sent_t *first = &l->sent[l->nsent];
+    for (size_t i = 0; i < n; i++) {
+        dp_sent_t *s = &l->sent[l->nsent++];
+        snprintf(s->key, sizeof(s->key), "%s%s-%zu", l->st->prefix, tag, l->nsent);
+        snprintf(s->account, sizeof(s->account), "acct-%zu", l->nsent % (size_t)l->accounts);
+        s->amount = 100 + (int64_t)l->nsent;
+        args[i] = (send_arg_t){l->st, s};
+        pthread_create(&th[i], NULL, send_one, &args[i]);
+    }
+    for (size_t i = 0; i < n; i++)
+        pthread_join(th[i], NULL);
+    free(th);
+    free(args);
+    return first;
+}
+
+/* Outcomes and events of each command in the log. */
+static void check_commands(const wt_command_t *cmds, size_t ncmd, const wt_outcome_t *outs,
+                           size_t nout, const wt_event_t *evs, size_t nev, dp_check_t *c)
+{
+    for (size_t i = 0; i < ncmd; i++) {
+        size_t o = 0, e = 0;
+        for (size_t k = 0; k < nout; k++)
+            if (!strcmp(outs[k].command_id, cmds[i].command_id)) {
+                o++;
+                if (strcmp(outs[k].status, "ACCEPTED")) {
+                    fprintf(stderr, "command %s: %s %s\n", cmds[i].command_id, outs[k].status,
+                            outs[k].reason);
+                    c->not_accepted++;
+                }
+            }
+        for (size_t k = 0; k < nev; k++)
+            e += !strcmp(evs[k].command_id, cmds[i].command_id);
+        c->dropped += o == 0;
+        c->doubled += o > 1;
+        c->event_count_off += e != 1;
+    }
+}
+
+/* Every deposit sent is in the log once, with its account and amount. */
+static void check_deposits(const dp_load_t *l, const wt_event_t *evs, size_t nev, dp_check_t *c)
+{
+    for (size_t i = 0; i < l->nsent; i++) {
+        const dp_sent_t *s = &l->sent[i];
+        size_t found = 0;
+        for (size_t k = 0; k < nev; k++)
+            if (!strcmp(evs[k].command_id, s->key)) {
+                found++;
+                c->wrong_event += strcmp(evs[k].type, "Deposited") || evs[k].amount != s->amount ||
+                                  strcmp(evs[k].agg_id, s->account);
+            }
+        if (found != 1)
+            fprintf(stderr, "deposit %s (answered %d) has %zu event(s)\n", s->key, s->status,
+                    found);
+        c->event_count_off += found != 1;
+    }
+}
+
+/* Each account's versions are 1..n and its balance the sum of what was sent to it. */
+static void check_balances(const dp_load_t *l, const wt_event_t *evs, size_t nev)
+{
+    for (int a = 0; a < l->accounts; a++) {
+        char id[16];
+        int64_t version = 0, balance = 0, expected = 0;
+        bool gapless = true;
+        snprintf(id, sizeof(id), "acct-%d", a);
+        for (size_t k = 0; k < nev; k++)
+            if (!strcmp(evs[k].agg_id, id)) {
+                gapless &= evs[k].version == ++version;
+                balance += evs[k].amount;
+            }
+        for (size_t i = 0; i < l->nsent; i++)
+            if (!strcmp(l->sent[i].account, id))
+                expected += l->sent[i].amount;
+        if (!gapless || balance != expected)
+            fprintf(stderr, "%s: versions %s, balance %lld, deposits sent %lld\n", id,
+                    gapless ? "1..n" : "with a gap", (long long)balance, (long long)expected);
+        CU_ASSERT(gapless);
+        CU_ASSERT_EQUAL(balance, expected);
+    }
+}
+
+void dp_check(dp_load_t *l, dp_check_t *c)
+{
+    char why[512];
+    memset(c, 0, sizeof(*c));
+    bool at_end = wt_wait_group_at_end(l->st, 60, why, sizeof(why));
+    if (!at_end)
+        fprintf(stderr, "group not at the end of the commands topic: %s\n", why);
+    CU_ASSERT(at_end);
+    size_t ncmd = 0, nout = 0, nev = 0;
+    wt_command_t *cmds = wt_read_commands(l->st, &ncmd);
+    wt_outcome_t *outs = wt_read_outcomes(l->st, &nout);
+    wt_event_t *evs = wt_read_events(l->st, &nev);
+    c->commands = ncmd;
+    check_commands(cmds, ncmd, outs, nout, evs, nev, c);
+    check_deposits(l, evs, nev, c);
+    check_balances(l, evs, nev);
+    CU_ASSERT_EQUAL(ncmd, l->nsent + (size_t)l->accounts);
+    CU_ASSERT_EQUAL(c->dropped, 0);
+    CU_ASSERT_EQUAL(c->doubled, 0);
+    CU_ASSERT_EQUAL(c->not_accepted, 0);
+    CU_ASSERT_EQUAL(c->event_count_off, 0);
+    CU_ASSERT_EQUAL(c->wrong_event, 0);
+    free(cmds);
+    free(outs);
+    free(evs);
+}
+
+void dp_free(dp_load_t *l)
+{
+    free(l->sent);
+    memset(l, 0, sizeof(*l));
+}

@@ -1,0 +1,71 @@
+/*
+ * deposits.h — deposits sent exactly once, and the check of the whole log
+ * against them, for the write side's fault tests (0901, 0908).
+ *
+ * A client that never retries cannot hide a lost command behind a retry:
+ * every deposit is posted once, from a thread of its own, and its answer is
+ * recorded, whatever it is.  Deposits to an opened account cannot be
+ * refused, so afterwards every command in the log must have been accepted
+ * exactly once, answered or not.  The check reads the topics back
+ * (writetest.c); nothing here uses the code under test to compute what it
+ * expects.
+ */
+#ifndef ESCQRS_TEST_DEPOSITS_H
+#define ESCQRS_TEST_DEPOSITS_H
+
+#include "writetest.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/** One deposit, sent once, and its answer. */
+typedef struct dp_sent_s {
+    char key[160]; /* Idempotency-Key, which is the command id */
+    char account[32];
+    int64_t amount;
+    int status;     /* 0 when no answer came */
+    double seconds; /* from sending to the answer */
+} dp_sent_t;
+
+typedef struct dp_load_s {
+    wt_stack_t *st;
+    int accounts; /* "acct-0" ... */
+    dp_sent_t *sent;
+    size_t nsent, cap;
+} dp_load_t;
+
+/**
+ * @brief Open @p accounts accounts through @p st's gateway (each must answer
+ *        200) and get ready to send at most @p cap deposits.
+ */
+void dp_init(dp_load_t *l, wt_stack_t *st, int accounts, size_t cap);
+/**
+ * @brief Post @p n deposits at once (round robin over the accounts, amounts
+ *        100 + their rank), each exactly once; @p tag goes into the keys.
+ * @returns the first of them (the next @p n of l->sent).
+ */
+dp_sent_t *dp_burst(dp_load_t *l, const char *tag, size_t n);
+
+/** What the check counted (each must be 0 but commands). */
+typedef struct dp_check_s {
+    size_t commands;        /* records in <agg>.commands */
+    size_t dropped;         /* commands without an outcome */
+    size_t doubled;         /* commands with more than one */
+    size_t not_accepted;    /* outcomes other than ACCEPTED */
+    size_t event_count_off; /* commands or deposits without exactly one event */
+    size_t wrong_event;     /* a deposit's event of another type, amount or account */
+} dp_check_t;
+
+/**
+ * @brief The history check, once the deposits are sent and the command
+ *        service runs (CUnit assertions): the group commits the end of
+ *        <agg>.commands within 60 s,
+ *        which holds the openings and every deposit sent; every command has
+ *        exactly one outcome, ACCEPTED, and exactly one event; every deposit's
+ *        event is a Deposited of its account and amount; every account's
+ *        versions are 1..n and its balance the sum of the deposits sent to it.
+ */
+void dp_check(dp_load_t *l, dp_check_t *c);
+void dp_free(dp_load_t *l);
+
+#endif
