@@ -42,6 +42,7 @@
 #define POLL_FIRST_MS      100 /* wait for the first command of a batch */
 #define ABORT_NAP_STEP_MS  100 /* back-off per consecutive aborted transaction... */
 #define ABORT_NAP_MAX_STEP 50  /* ...up to this many steps (5 s) */
+#define ABORTS_NOT_READY   3   /* consecutive aborts after which /readyz says so */
 
 /* Sleep @p ms unless asked to stop. */
 static void nap(cs_t *cs, int ms)
@@ -191,8 +192,12 @@ static void run_batch(cs_t *cs, rd_kafka_message_t **msgs, size_t n, int gen, in
         cs->fatal = true;
     else if (t == ES_TXN_OK)
         *backoff_ms = CS_BACKOFF_MIN_MS;
-    /* Back off while transactions keep failing (broker trouble), not while they work. */
+    /* Back off while transactions keep failing (broker trouble, a record the
+     * broker refuses), not while they work; say so once it is not a blip. */
     *aborts = t == ES_TXN_ABORT ? *aborts + 1 : 0;
+    if (*aborts >= ABORTS_NOT_READY)
+        cs_set_not_ready(cs, "%d transactions aborted in a row, the last: %s", *aborts,
+                         cs->fatal_reason);
     if (*aborts)
         nap(cs, (*aborts < ABORT_NAP_MAX_STEP ? *aborts : ABORT_NAP_MAX_STEP) * ABORT_NAP_STEP_MS);
 }

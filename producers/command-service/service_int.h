@@ -193,6 +193,8 @@ es_err_t cs_produce_outcome(cs_t *cs, const es_outcome_t *o, const cmd_ctx_t *ct
 void cs_on_delivery(void *opaque, const rd_kafka_message_t *m);
 
 /* txn.c */
+/* One batch in one transaction: ES_TXN_OK (committed and stored), ES_TXN_ABORT
+ * (aborted and rewound: back off, the batch is polled again) or ES_TXN_FATAL. */
 es_txn_rc_t cs_batch_process(cs_t *cs, rd_kafka_message_t **msgs, size_t n);
 
 /* connect.c */

@@ -206,8 +206,10 @@ es_txn_rc_t cs_batch_process(cs_t *cs, rd_kafka_message_t **msgs, size_t n)
         rc = write_store(cs);
     } else if (rc == ES_TXN_ABORT) {
         es_counter_add(cs->c_aborts, 1);
-        if ((rc = es_txn_abort(cs->prod, cs->cons, offsets, errstr, sizeof(errstr))))
-            fail(cs, rc, ES_LOG_ERROR, "", errstr);
+        /* ES_TXN_ABORT stays the answer when the abort works: the caller backs off */
+        es_txn_rc_t a = es_txn_abort(cs->prod, cs->cons, offsets, errstr, sizeof(errstr));
+        if (a)
+            rc = fail(cs, a, ES_LOG_ERROR, "", errstr);
     }
     cs_overlay_clear(cs);
     rd_kafka_topic_partition_list_destroy(offsets);

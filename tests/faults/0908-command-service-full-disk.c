@@ -119,10 +119,11 @@ static void test_full_disk(void)
     CU_ASSERT_TRUE_FATAL(es_test_tmpfs_shrink(disk, RESERVE_MIB / 3));
     fill_up(disk);
     dp_sent_t *full = dp_burst(&load, "full", WHILE_FULL);
-    size_t ok = count_status(full, WHILE_FULL, 200), unavailable = count_status(full, WHILE_FULL, 503),
+    size_t ok = count_status(full, WHILE_FULL, 200),
+           unavailable = count_status(full, WHILE_FULL, 503),
            timeout = count_status(full, WHILE_FULL, 504);
-    printf("\n  deposits sent while full: %d: %zu answered 200, %zu 503, %zu 504\n", WHILE_FULL,
-           ok, unavailable, timeout);
+    printf("\n  deposits sent while full: %d: %zu answered 200, %zu 503, %zu 504\n", WHILE_FULL, ok,
+           unavailable, timeout);
     CU_ASSERT_EQUAL(ok + unavailable + timeout, WHILE_FULL);
     CU_ASSERT_TRUE(holds_not_ready_for_space(10));
 
