@@ -425,6 +425,17 @@ bool es_store_iter_next(es_store_iter_t *it, const char **key, size_t *keylen, c
     return true;
 }
 
+es_err_t es_store_iter_status(es_store_iter_t *it, char *errstr, size_t errstr_size)
+{
+    char *rerr = NULL;
+    rocksdb_iter_get_error(it->it, &rerr);
+    if (!rerr)
+        return ES_ERR_OK;
+    snprintf(errstr, errstr_size, "reading the store: %s", rerr);
+    rocksdb_free(rerr);
+    return ES_ERR_STORE;
+}
+
 void es_store_iter_destroy(es_store_iter_t *it)
 {
     if (!it)

@@ -206,6 +206,9 @@ void cs_clients_close(cs_t *cs)
     cs->cons = cs->catchup = NULL;
     cs->prod = NULL;
     cs_overlay_clear(cs);
+    /* No revoke runs here (the consumer is not closed): baselines are for partitions
+     * owned and caught up, and the next assignment's catch-ups say which. */
+    cs->nbaseline = 0;
 }
 
 es_err_t cs_connect(cs_t *cs, char *errstr, size_t errstr_size)

@@ -7,6 +7,8 @@
  * or a transaction committed.  Anything else sets a reason that /readyz
  * shows (catching up, recovering after a fenced producer, a commit whose
  * answer is being retried), so an operator reads why without the logs.
+ * Every commit of the service (a batch's, a baseline's) goes through
+ * cs_commit_transaction(), so an unanswered one is said here.
  */
 #include "service_int.h"
 
@@ -41,4 +43,31 @@ bool cs_ready(cs_t *cs, char *why, size_t whysz)
     snprintf(why, whysz, "%s", cs->not_ready);
     pthread_mutex_unlock(&cs->why_mu);
     return false;
+}
+
+typedef struct {
+    cs_t *cs;
+    const char *what;
+    bool retried, was_ready; /* was it ready when the first retry said otherwise? */
+} retry_ctx_t;
+
+/* A commit's answer did not arrive: say so on /readyz; keep trying unless stopping. */
+static bool on_commit_retry(void *opaque, int attempt, const char *why)
+{
+    retry_ctx_t *r = opaque;
+    (void)attempt;
+    if (!r->retried)
+        r->was_ready = atomic_load(&r->cs->ready);
+    r->retried = true;
+    cs_set_not_ready(r->cs, "commit of %s not answered: %s", r->what, why);
+    return !*r->cs->stop; /* stopping: the next epoch's init_transactions ends it */
+}
+
+es_txn_rc_t cs_commit_transaction(cs_t *cs, const char *what, char *errstr, size_t errstr_size)
+{
+    retry_ctx_t r = {cs, what, false, false};
+    es_txn_rc_t rc = es_txn_commit(cs->prod, on_commit_retry, &r, errstr, errstr_size);
+    if (!rc && r.retried && r.was_ready)
+        cs_set_ready(cs);
+    return rc;
 }

@@ -135,6 +135,10 @@ struct cs_s {
 /* readiness.c */
 void cs_set_not_ready(cs_t *cs, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void cs_set_ready(cs_t *cs);
+/* Commit the open transaction (@p what names it): an unanswered commit is retried,
+ * said on /readyz (ready again once it commits, if it was before) and given up
+ * when stopping (ES_TXN_FATAL). */
+es_txn_rc_t cs_commit_transaction(cs_t *cs, const char *what, char *errstr, size_t errstr_size);
 
 /* overlay.c */
 void cs_overlay_init(cs_t *cs);

@@ -389,7 +389,7 @@ static es_txn_rc_t baseline_commit(cs_t *cs, const rd_kafka_topic_partition_list
 {
     es_txn_rc_t rc = es_txn_send_offsets(cs->prod, cs->cons, fence, errstr, errstr_size);
     if (!rc)
-        rc = es_txn_commit(cs->prod, NULL, NULL, errstr, errstr_size);
+        rc = cs_commit_transaction(cs, "a baseline", errstr, errstr_size);
     return rc;
 }
 
@@ -404,12 +404,17 @@ static es_txn_rc_t baseline_states(cs_t *cs, int32_t p, int gen,
     const char *key, *val;
     size_t keylen, vallen, in_txn = 0;
     es_txn_rc_t rc = ES_TXN_OK;
-    while (!rc && es_store_iter_next(it, &key, &keylen, &val, &vallen)) {
+    bool more = true;
+    while (!rc && (more = es_store_iter_next(it, &key, &keylen, &val, &vallen))) {
         char id[ES_ID_MAX + 1];
-        if (cs_agg_decode(cs, a, val, vallen) || a->partition != p)
-            continue;
         snprintf(id, sizeof(id), "%.*s", (int)(keylen - 1), key + 1);
-        if (aggregate_send(cs, id, a, p, errstr, errstr_size)) {
+        if (cs_agg_decode(cs, a, val, vallen)) {
+            /* a marker must not claim what it skipped; the load path halts on it too */
+            snprintf(errstr, errstr_size, "aggregate %s: stored state does not decode", id);
+            rc = ES_TXN_FATAL;
+        } else if (a->partition != p) {
+            continue;
+        } else if (aggregate_send(cs, id, a, p, errstr, errstr_size)) {
             rc = ES_TXN_ABORT;
         } else if (++*n, ++in_txn == BASELINE_CHUNK) {
             in_txn = 0;
@@ -421,6 +426,8 @@ static es_txn_rc_t baseline_states(cs_t *cs, int32_t p, int gen,
             }
         }
     }
+    if (!rc && !more && es_store_iter_status(it, errstr, errstr_size))
+        rc = ES_TXN_FATAL; /* a read error ended the scan: not every aggregate is in */
     cs_agg_free(a);
     es_store_iter_destroy(it);
     return rc;

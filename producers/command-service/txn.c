@@ -123,31 +123,16 @@ static es_txn_rc_t produce_states(cs_t *cs)
     return ES_TXN_OK;
 }
 
-typedef struct {
-    cs_t *cs;
-    size_t n;
-} retry_ctx_t;
-
-/* A commit's answer did not arrive: say so on /readyz; keep trying unless stopping. */
-static bool on_commit_retry(void *opaque, int attempt, const char *why)
-{
-    retry_ctx_t *r = opaque;
-    (void)attempt;
-    cs_set_not_ready(r->cs, "commit of a transaction of %zu command(s) not answered: %s", r->n,
-                     why);
-    return !*r->cs->stop; /* stopping: the next epoch's init_transactions ends it */
-}
-
 static es_txn_rc_t commit(cs_t *cs, size_t n)
 {
-    char errstr[512];
-    retry_ctx_t r = {cs, n};
+    char errstr[512], what[64];
     int64_t t0 = es_mono_ms();
-    es_txn_rc_t rc = es_txn_commit(cs->prod, on_commit_retry, &r, errstr, sizeof(errstr));
+    snprintf(what, sizeof(what), "a transaction of %zu command(s)", n);
+    es_txn_rc_t rc = cs_commit_transaction(cs, what, errstr, sizeof(errstr));
     if (rc)
         return fail(cs, rc, rc == ES_TXN_FATAL ? ES_LOG_ERROR : ES_LOG_WARN, "", errstr);
     if (!atomic_load(&cs->ready))
-        cs_set_ready(cs);
+        cs_set_ready(cs); /* a batch committed: partitions assigned and caught up */
     es_histogram_observe(cs->h_commit, (double)(es_mono_ms() - t0) / 1000.0);
     es_histogram_observe(cs->h_batch, (double)n);
     return ES_TXN_OK;

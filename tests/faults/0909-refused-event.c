@@ -32,7 +32,7 @@
 #include <unistd.h>
 
 #define WINDOW_S        10
-#define MAX_ABORTS      15 /* the back-off alone allows at most 14 in 10 s after the first */
+#define MAX_ABORTS      15        /* the back-off alone allows at most 14 in 10 s after the first */
 #define KAFKA_DEFAULT_B "1048588" /* the broker's default max.message.bytes */
 
 static wt_stack_t st;

@@ -132,6 +132,12 @@ es_store_iter_t *es_store_iter_prefix(es_store_t *st, const void *prefix, size_t
 /** @brief Next entry; pointers valid until the next call. @returns false at the end. */
 bool es_store_iter_next(es_store_iter_t *it, const char **key, size_t *keylen, const char **val,
                         size_t *vallen);
+/**
+ * @brief Why es_store_iter_next() returned false: ES_ERR_OK at the end of the
+ *        prefix, ES_ERR_STORE (with RocksDB's reason) when a read error ended
+ *        the scan early — a caller that promises "every key" must check.
+ */
+es_err_t es_store_iter_status(es_store_iter_t *it, char *errstr, size_t errstr_size);
 void es_store_iter_destroy(es_store_iter_t *it);
 
 /** Fingerprints of a store's contents, from one snapshot (es_store_digest()). */
