@@ -125,6 +125,12 @@ static es_err_t check_space(const char *path, size_t min_free_mb, char *errstr, 
     return ES_ERR_NO_SPACE;
 }
 
+bool es_store_has_room(const char *path, size_t min_free_mb)
+{
+    char errstr[64];
+    return check_space(path, min_free_mb, errstr, sizeof(errstr)) == ES_ERR_OK;
+}
+
 /* 0x00 "meta" 0x00 "format": the layout name and version of the values */
 static const char format_key[] = "\0meta\0format";
 #define FORMAT_KEY_LEN (sizeof(format_key) - 1)

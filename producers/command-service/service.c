@@ -43,12 +43,26 @@
 #define ABORT_NAP_STEP_MS  100 /* back-off per consecutive aborted transaction... */
 #define ABORT_NAP_MAX_STEP 50  /* ...up to this many steps (5 s) */
 #define ABORTS_NOT_READY   3   /* consecutive aborts after which /readyz says so */
+#define SPACE_CHECK_MS     500 /* how often a nap on a full disk asks for space */
 
-/* Sleep @p ms unless asked to stop. */
+/* Has the store's filesystem its reserve (store.min.free.mb)? */
+static bool store_has_room(cs_t *cs)
+{
+    return es_store_has_room(es_conf_get(cs->conf, "store.path"),
+                             (size_t)es_conf_get_int(cs->conf, "store.min.free.mb"));
+}
+
+/* Sleep @p ms unless asked to stop; a nap that began on a full disk ends when
+ * the space is back (the back-off grows to 30 s, an operator's fix should not
+ * wait for it; 0908). */
 static void nap(cs_t *cs, int ms)
 {
-    for (int slept = 0; slept < ms && !*cs->stop; slept += CS_NAP_SLICE_MS)
+    bool short_of_space = !store_has_room(cs);
+    for (int slept = 0; slept < ms && !*cs->stop; slept += CS_NAP_SLICE_MS) {
+        if (short_of_space && slept % SPACE_CHECK_MS == 0 && slept && store_has_room(cs))
+            return;
         usleep(CS_NAP_SLICE_MS * 1000);
+    }
 }
 
 /* Errors that time, or another process, can fix: wait and try again. */

@@ -93,6 +93,12 @@ es_store_t *es_store_open(const char *path, const es_store_opts_t *opts, char *e
                           size_t errstr_size);
 /** @brief Bytes free for unprivileged writers on the filesystem of @p path (-1 unknown). */
 int64_t es_store_free_bytes(const char *path);
+/**
+ * @brief Whether a store at @p path may write: @p min_free_mb MiB free on its
+ *        filesystem (asked through the nearest existing parent), the check a
+ *        write makes.  True when it cannot be told or @p min_free_mb is 0.
+ */
+bool es_store_has_room(const char *path, size_t min_free_mb);
 /** @brief Close; NULL is a no-op. */
 void es_store_close(es_store_t *st);
 /** @brief Delete the database files at @p path (the store must be closed). */
