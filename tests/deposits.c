@@ -10,8 +10,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-void dp_init(dp_load_t *l, wt_stack_t *st, int accounts, size_t cap)
+void dp_start(dp_load_t *l, wt_stack_t *st, const char *const *cs_sets, size_t ncs, int accounts,
+              size_t cap)
 {
+    const char *gw_sets[] = {"request.timeout.ms=3000"};
+    wt_start_service(st, cs_sets, ncs);
+    wt_start_gateway(st, gw_sets, 1);
+    wt_wait_ready(&st->cs, 60);
+    wt_wait_ready(&st->gw, 60);
     memset(l, 0, sizeof(*l));
     l->st = st;
     l->accounts = accounts;

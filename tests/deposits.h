@@ -35,10 +35,15 @@ typedef struct dp_load_s {
 } dp_load_t;
 
 /**
- * @brief Open @p accounts accounts through @p st's gateway (each must answer
- *        200) and get ready to send at most @p cap deposits.
+ * @brief Start @p st's command service (with @p ncs extra `--set`s in
+ *        @p cs_sets) and a gateway whose requests give up after 3 s
+ *        (request.timeout.ms=3000: a command nobody decides is answered 504
+ *        soon), wait until both are ready, open @p accounts accounts (each
+ *        must answer 200) and get ready to send at most @p cap deposits.
+ *        @p st is wt_stack_init()'s, aggregate "account".
  */
-void dp_init(dp_load_t *l, wt_stack_t *st, int accounts, size_t cap);
+void dp_start(dp_load_t *l, wt_stack_t *st, const char *const *cs_sets, size_t ncs, int accounts,
+              size_t cap);
 /**
  * @brief Post @p n deposits at once (round robin over the accounts, amounts
  *        100 + their rank), each exactly once; @p tag goes into the keys.

@@ -38,15 +38,10 @@ static dp_load_t load;
 
 static void test_restarts_without_retries(void)
 {
-    const char *gw_sets[] = {"request.timeout.ms=3000"};
     char cmd[700], tag[16];
     double ready_s[ROUNDS];
     wt_stack_init(&st, "account");
-    wt_start_service(&st, NULL, 0);
-    wt_start_gateway(&st, gw_sets, 1);
-    wt_wait_ready(&st.cs, 60);
-    wt_wait_ready(&st.gw, 60);
-    dp_init(&load, &st, ACCOUNTS, MAX_SENT);
+    dp_start(&load, &st, NULL, 0, ACCOUNTS, MAX_SENT);
 
     size_t answered_while_down = 0, after_ok = 0, slow_or_wrong_while_down = 0;
     for (int r = 0; r < ROUNDS; r++) {

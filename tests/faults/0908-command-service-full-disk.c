@@ -103,7 +103,6 @@ static size_t count_status(const dp_sent_t *d, size_t n, int status)
 
 static void test_full_disk(void)
 {
-    const char *gw_sets[] = {"request.timeout.ms=3000"};
     char disk[600], store_set[700];
     wt_stack_init(&st, "account");
     snprintf(disk, sizeof(disk), "%s/disk", st.dir); /* the store; the logs stay outside */
@@ -111,11 +110,7 @@ static void test_full_disk(void)
     es_test_tmpfs_mount(disk, DISK_MIB);
     snprintf(store_set, sizeof(store_set), "store.path=%s/store", disk);
     const char *cs_sets[] = {store_set, "store.min.free.mb=6"};
-    wt_start_service(&st, cs_sets, 2);
-    wt_start_gateway(&st, gw_sets, 1);
-    wt_wait_ready(&st.cs, 60);
-    wt_wait_ready(&st.gw, 60);
-    dp_init(&load, &st, ACCOUNTS, BEFORE + WHILE_FULL + 2 * AFTER);
+    dp_start(&load, &st, cs_sets, 2, ACCOUNTS, BEFORE + WHILE_FULL + 2 * AFTER);
 
     dp_sent_t *before = dp_burst(&load, "before", BEFORE);
     CU_ASSERT_EQUAL(count_status(before, BEFORE, 200), BEFORE);

@@ -85,13 +85,8 @@ static double aborts_so_far(void)
 
 static void test_refused_event(void)
 {
-    const char *gw_sets[] = {"request.timeout.ms=3000"};
     wt_stack_init(&st, "account");
-    wt_start_service(&st, NULL, 0);
-    wt_start_gateway(&st, gw_sets, 1);
-    wt_wait_ready(&st.cs, 60);
-    wt_wait_ready(&st.gw, 60);
-    dp_init(&load, &st, 1, 2);
+    dp_start(&load, &st, NULL, 0, 1, 2);
 
     CU_ASSERT_TRUE_FATAL(set_max_message_bytes("200"));
     dp_sent_t *refused = dp_burst(&load, "refused", 1);

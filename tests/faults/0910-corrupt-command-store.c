@@ -72,13 +72,8 @@ static void corrupt_store(void)
 
 static void test_corrupt_state(void)
 {
-    const char *gw_sets[] = {"request.timeout.ms=3000"};
     wt_stack_init(&st, "account");
-    wt_start_service(&st, NULL, 0);
-    wt_start_gateway(&st, gw_sets, 1);
-    wt_wait_ready(&st.cs, 60);
-    wt_wait_ready(&st.gw, 60);
-    dp_init(&load, &st, ACCOUNTS, 1);
+    dp_start(&load, &st, NULL, 0, ACCOUNTS, 1);
     size_t before = 0;
     for (int i = 0; i < 60 && (before = markers()) < PARTITIONS; i++)
         sleep(1);
