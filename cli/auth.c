@@ -16,6 +16,7 @@
 #include "cli.h"
 
 #include "escqrs/mem.h"
+#include "escqrs/util.h"
 
 #include <jansson.h>
 #include <jwt.h>
@@ -127,7 +128,7 @@ static int token(int argc, char **argv)
                *scope = NULL, *client = NULL, *algname = "RS256";
     const char *roles[MAX_ROLES];
     size_t nroles = 0;
-    long ttl = TTL_DEFAULT_S, nbf_offset = 0;
+    int64_t ttl = TTL_DEFAULT_S, nbf_offset = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v)
@@ -150,11 +151,14 @@ static int token(int argc, char **argv)
             algname = v;
         else if (!strcmp(a, "--role") && nroles < MAX_ROLES)
             roles[nroles++] = v;
-        else if (!strcmp(a, "--ttl"))
-            ttl = strtol(v, NULL, 10);
-        else if (!strcmp(a, "--not-before"))
-            nbf_offset = strtol(v, NULL, 10);
-        else
+        else if (!strcmp(a, "--ttl") || !strcmp(a, "--not-before")) {
+            bool is_ttl = !strcmp(a, "--ttl");
+            if (!es_parse_i64(v, is_ttl ? 1 : INT32_MIN, INT32_MAX, is_ttl ? &ttl : &nbf_offset)) {
+                fprintf(stderr, "escqrs auth token: %s takes whole seconds%s, got '%s'\n", a,
+                        is_ttl ? " (at least 1)" : "", v);
+                return CLI_EXIT_USAGE;
+            }
+        } else
             goto usage;
         i++;
     }

@@ -15,6 +15,7 @@
 #include "escqrs/kafka.h"
 #include "escqrs/log.h"
 #include "escqrs/serde.h"
+#include "escqrs/util.h"
 
 #include <getopt.h>
 #include <jansson.h>
@@ -59,14 +60,10 @@ static void export_usage(FILE *fp, const char *cmd)
 
 static bool parse_time(const char *s, int64_t *ms)
 {
-    char *end = NULL;
-    long long v = strtoll(s, &end, 10);
-    if (end && *end == '\0' && end != s) {
-        *ms = v;
-        return true;
-    }
+    if (s[strspn(s, "0123456789")] == '\0')
+        return es_parse_i64(s, 0, INT64_MAX, ms);
     struct tm tm = {0};
-    end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    const char *end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
     if (!end || (*end && strcmp(end, "Z")))
         return false;
     *ms = (int64_t)timegm(&tm) * 1000;
@@ -178,14 +175,12 @@ static int export_parse(int argc, char **argv, export_opts_t *o)
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        char *end = NULL;
         switch (c) {
         case 't':
             o->topic = optarg;
             break;
         case 'o':
-            o->from_offset = strtoll(optarg, &end, 10);
-            if (!end || *end || o->from_offset < 0) {
+            if (!es_parse_i64(optarg, 0, INT64_MAX, &o->from_offset)) {
                 fprintf(stderr, "escqrs %s: --from-offset takes an offset >= 0\n", o->cmd);
                 return CLI_EXIT_USAGE;
             }

@@ -10,6 +10,7 @@
 #include "escqrs/http_client.h"
 #include "escqrs/log.h"
 #include "escqrs/modules.h"
+#include "escqrs/util.h"
 
 #include <getopt.h>
 #include <inttypes.h>
@@ -181,8 +182,7 @@ int cli_history(es_conf_t *conf, int argc, char **argv)
         {"from", required_argument, NULL, 'F'}, {"limit", required_argument, NULL, 'l'},
         {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0}};
     bool commands = false, jsonl = false;
-    long long from = 1, limit = -1;
-    char *end;
+    int64_t from = 1, limit = -1;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -196,13 +196,11 @@ int cli_history(es_conf_t *conf, int argc, char **argv)
             jsonl = !strcmp(optarg, "jsonl");
             break;
         case 'F':
-            from = strtoll(optarg, &end, 10);
-            if (*end || end == optarg || from < 1)
+            if (!es_parse_i64(optarg, 1, INT64_MAX, &from))
                 return usage(stderr, CLI_EXIT_USAGE);
             break;
         case 'l':
-            limit = strtoll(optarg, &end, 10);
-            if (*end || end == optarg || limit < 1)
+            if (!es_parse_i64(optarg, 1, INT64_MAX, &limit))
                 return usage(stderr, CLI_EXIT_USAGE);
             break;
         case 'h':

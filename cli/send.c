@@ -18,8 +18,8 @@
 #include "escqrs/command.h"
 #include "escqrs/http_client.h"
 #include "escqrs/modules.h"
+#include "escqrs/util.h"
 
-#include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -76,10 +76,8 @@ static bool add_field(json_t *body, const es_command_def_t *cmd, const char *arg
             continue;
         if (f->kind == ES_FIELD_STRING)
             return json_object_set_new(body, f->name, json_string(eq + 1)) == 0;
-        char *end;
-        errno = 0;
-        long long v = strtoll(eq + 1, &end, 10);
-        if (errno || end == eq + 1 || *end) {
+        int64_t v;
+        if (!es_parse_i64(eq + 1, INT64_MIN, INT64_MAX, &v)) {
             fprintf(stderr, "escqrs send: field %s wants an integer, got '%s'\n", f->name, eq + 1);
             return false;
         }
@@ -124,6 +122,7 @@ static int send_parse(int argc, char **argv, send_opts_t *o)
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "f:j:k:m:t:h", longopts, NULL)) != -1) {
+        int64_t ms;
         switch (c) {
         case 'f':
             json_array_append_new(o->fields, json_string(optarg));
@@ -138,7 +137,12 @@ static int send_parse(int argc, char **argv, send_opts_t *o)
             o->if_match = optarg;
             break;
         case 't':
-            o->timeout_ms = (int)strtol(optarg, NULL, 10);
+            if (!es_parse_i64(optarg, 1, INT32_MAX, &ms)) {
+                fprintf(stderr, "escqrs send: --timeout-ms takes milliseconds >= 1, got '%s'\n",
+                        optarg);
+                return CLI_EXIT_USAGE;
+            }
+            o->timeout_ms = (int)ms;
             break;
         case 'h':
             send_help(stdout);

@@ -10,6 +10,7 @@
  */
 #include "escqrs/conf.h"
 #include "escqrs/log.h"
+#include "escqrs/util.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -97,17 +98,6 @@ void es_conf_destroy(es_conf_t *conf)
     free(conf);
 }
 
-static bool parse_int(const char *s, int64_t *out)
-{
-    char *end = NULL;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end != '\0')
-        return false;
-    *out = (int64_t)v;
-    return true;
-}
-
 static bool parse_bool(const char *s, bool *out)
 {
     static const char *const yes[] = {"true", "1", "yes", "on"};
@@ -172,13 +162,14 @@ static es_err_t validate_declared(const es_conf_def_t *d, const char *value, cha
     case ES_CONF_STRING:
         return ES_ERR_OK;
     case ES_CONF_INT:
-        if (!parse_int(value, &iv)) {
-            snprintf(errstr, errstr_size, "%s: \"%s\" is not an integer", d->name, value);
-            return ES_ERR_CONF;
-        }
-        if (iv < d->min || iv > d->max) {
-            snprintf(errstr, errstr_size, "%s: %s is out of range [%lld..%lld]", d->name, value,
-                     (long long)d->min, (long long)d->max);
+        if (!es_parse_i64(value, d->min, d->max, &iv)) {
+            const char *digits = value + (value[0] == '-');
+            if (*digits && digits[strspn(digits, "0123456789")] == '\0') /* past int64 too */
+                snprintf(errstr, errstr_size, "%s: %s is out of range [%lld..%lld]", d->name, value,
+                         (long long)d->min, (long long)d->max);
+            else
+                snprintf(errstr, errstr_size, "%s: \"%s\" is not an integer (plain decimal)",
+                         d->name, value);
             return ES_ERR_CONF;
         }
         return ES_ERR_OK;
@@ -523,7 +514,7 @@ int64_t es_conf_get_int(const es_conf_t *conf, const char *name)
 {
     const char *v = es_conf_get(conf, name);
     int64_t iv = 0;
-    if (v && !parse_int(v, &iv))
+    if (v && !es_parse_i64(v, INT64_MIN, INT64_MAX, &iv))
         iv = 0;
     return iv;
 }

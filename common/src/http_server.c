@@ -190,10 +190,9 @@ static void fit_fd_limit(es_http_limits_t *l)
 
 /* "host:port" with an IPv4 host; false with why. */
 static bool parse_listen(const char *listen, struct sockaddr_in *addr, char host[HOST_MAX],
-                         long *port, char *errstr, size_t errstr_size)
+                         int64_t *port, char *errstr, size_t errstr_size)
 {
     const char *colon = listen ? strrchr(listen, ':') : NULL;
-    char *end = NULL;
     if (!colon || (size_t)(colon - listen) >= HOST_MAX) {
         snprintf(errstr, errstr_size, "listen address \"%s\" is not host:port",
                  listen ? listen : "");
@@ -201,8 +200,8 @@ static bool parse_listen(const char *listen, struct sockaddr_in *addr, char host
     }
     memcpy(host, listen, (size_t)(colon - listen));
     host[colon - listen] = '\0';
-    *port = strtol(colon + 1, &end, 10);
-    if (*end || *port < 0 || *port > 65535 || inet_pton(AF_INET, host, &addr->sin_addr) != 1) {
+    if (!es_parse_i64(colon + 1, 0, 65535, port) ||
+        inet_pton(AF_INET, host, &addr->sin_addr) != 1) {
         snprintf(errstr, errstr_size, "listen address \"%s\" is not an IPv4 host:port", listen);
         return false;
     }
@@ -324,7 +323,7 @@ es_http_server_t *es_http_server_start(const es_http_server_conf_t *conf, char *
 {
     struct sockaddr_in addr = {.sin_family = AF_INET};
     char host[HOST_MAX];
-    long port;
+    int64_t port;
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
 
     if (!parse_listen(conf->listen, &addr, host, &port, errstr, errstr_size))

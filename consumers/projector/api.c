@@ -10,8 +10,8 @@
 #include "projector.h"
 
 #include "escqrs/log.h"
+#include "escqrs/util.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,29 +30,20 @@ static const char *req_query(void *opaque, const char *name)
 /* "<partition>:<offset>" */
 static bool parse_position(const char *s, int32_t *part, int64_t *off)
 {
-    char *end;
-    long p = strtol(s, &end, 10);
-    if (end == s || *end != ':' || p < 0 || p >= PJ_MAX_PARTITIONS)
-        return false;
-    const char *o = end + 1;
-    long long v = strtoll(o, &end, 10);
-    if (end == o || *end || v < 0)
+    const char *end;
+    int64_t p;
+    if (!es_parse_i64_prefix(s, &end, 0, PJ_MAX_PARTITIONS - 1, &p) || *end != ':' ||
+        !es_parse_i64(end + 1, 0, INT64_MAX, off))
         return false;
     *part = (int32_t)p;
-    *off = v;
     return true;
 }
 
 /* Milliseconds since the epoch, or RFC 3339 ("2026-11-22T10:00:00Z", "+01:00", fractions). */
 static bool parse_time(const char *s, int64_t *ms)
 {
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (end != s && *end == '\0') {
-        *ms = v;
-        return v >= 0 && errno != ERANGE; /* beyond int64 is a bad value, not a time */
-    }
+    if (s[strspn(s, "0123456789")] == '\0') /* beyond int64 is a bad value, not a time */
+        return es_parse_i64(s, 0, INT64_MAX, ms);
     struct tm tm = {0};
     const char *p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
     if (!p)
@@ -70,9 +61,11 @@ static bool parse_time(const char *s, int64_t *ms)
     int64_t offset_s = 0;
     if (*p == 'Z' || *p == 'z') {
         p++;
-    } else if (*p == '+' || *p == '-') {
-        int hh, mm;
-        if (sscanf(p + 1, "%2d:%2d", &hh, &mm) != 2)
+    } else if (*p == '+' || *p == '-') { /* exactly "HH:MM" */
+        int64_t hh, mm;
+        const char *end;
+        if (!es_parse_i64_prefix(p + 1, &end, 0, 23, &hh) || end != p + 3 || *end != ':' ||
+            !es_parse_i64_prefix(p + 4, &end, 0, 59, &mm) || end != p + 6)
             return false;
         offset_s = (hh * 3600 + mm * 60) * (*p == '+' ? 1 : -1);
         p += 6;

@@ -25,6 +25,7 @@
 #include "loop.h"
 
 #include "escqrs/log.h"
+#include "escqrs/util.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -102,14 +103,16 @@ static bool dlq_remember(pj_dlq_t *d, rd_kafka_message_t *m)
 {
     rd_kafka_headers_t *h = NULL;
     char st[PJ_TOPIC_MAX], sp[32], so[32], pn[128], key[DLQ_KEY_MAX];
+    int64_t part, off;
     rd_kafka_message_headers(m, &h);
     /* the DLQ of a topic is shared by the projections reading it */
     if (!header_str(h, "projection", pn, sizeof(pn)) || strcmp(pn, d->r->def->name) != 0 ||
         !header_str(h, "source-topic", st, sizeof(st)) ||
         !header_str(h, "source-partition", sp, sizeof(sp)) ||
-        !header_str(h, "source-offset", so, sizeof(so)))
+        !header_str(h, "source-offset", so, sizeof(so)) || !es_parse_i64(sp, 0, INT32_MAX, &part) ||
+        !es_parse_i64(so, 0, INT64_MAX, &off))
         return false;
-    size_t kl = dlq_key(key, sizeof(key), st, (int32_t)strtol(sp, NULL, 10), strtoll(so, NULL, 10));
+    size_t kl = dlq_key(key, sizeof(key), st, (int32_t)part, off);
     es_proj_memmap_put(d->seen, key, kl, "", 0);
     return true;
 }

@@ -28,8 +28,8 @@
 #include "escqrs/modules.h"
 #include "escqrs/schemas.h"
 #include "escqrs/serde.h"
+#include "escqrs/util.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -176,20 +176,6 @@ es_err_t pj_builtin_fold(const es_proj_def_t *def, const pj_record_t *rec, es_pr
 
 /* --------------------------------------------------------------- queries */
 
-/* "1".."max" in decimal, nothing else. */
-static bool parse_count(const char *s, int64_t max, int64_t *out)
-{
-    if (!s || !*s || strspn(s, "0123456789") != strlen(s) || strlen(s) > 19)
-        return false;
-    errno = 0;
-    char *end;
-    long long v = strtoll(s, &end, 10);
-    if (errno == ERANGE || v < 1 || v > max)
-        return false;
-    *out = v;
-    return true;
-}
-
 /* The trace id of a W3C traceparent "00-<trace id>-<span id>-<flags>", or NULL. */
 static json_t *trace_id_json(json_t *traceparent)
 {
@@ -254,13 +240,13 @@ static int page_query(pj_builtin_kind_t kind, es_proj_reader_t *rd, const es_pro
     const char *id = req->params[0];
     int64_t from = 1, limit = PAGE_DEFAULT;
     char msg[200];
-    if (from_s && !parse_count(from_s, INT64_MAX, &from)) {
+    if (from_s && !es_parse_i64(from_s, 1, INT64_MAX, &from)) {
         snprintf(msg, sizeof(msg), "%s must be an integer from 1 to %lld", from_name,
                  (long long)INT64_MAX);
         *body = es_proj_bad_request(msg);
         return 400;
     }
-    if (limit_s && !parse_count(limit_s, PAGE_MAX, &limit)) {
+    if (limit_s && !es_parse_i64(limit_s, 1, PAGE_MAX, &limit)) {
         snprintf(msg, sizeof(msg), "limit must be an integer from 1 to %d", PAGE_MAX);
         *body = es_proj_bad_request(msg);
         return 400;

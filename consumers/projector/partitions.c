@@ -373,21 +373,19 @@ bool pj_partitioned_refused(const pj_runner_t *r, const char *what, es_http_resp
 
 static bool parse_parts(pj_runner_t *r, const char *s, int32_t *tp, size_t *n, size_t max)
 {
-    *n = 0;
-    while (s && *s && *n < max) {
-        char *end;
-        long t = strtol(s, &end, 10);
-        if (*end != '.' || t < 0 || (size_t)t >= r->ntopics)
-            return false;
-        long p = strtol(end + 1, &end, 10);
-        if (p < 0 || p >= r->nparts[t] || (*end && *end != ','))
+    *n = 0; /* "<topic>.<partition>[,...]": no empty entry, no trailing comma */
+    while (s && *n < max) {
+        const char *end;
+        int64_t t, p;
+        if (!es_parse_i64_prefix(s, &end, 0, (int64_t)r->ntopics - 1, &t) || *end != '.' ||
+            !es_parse_i64_prefix(end + 1, &end, 0, r->nparts[t] - 1, &p) || (*end && *end != ','))
             return false;
         tp[2 * *n] = (int32_t)t;
         tp[2 * *n + 1] = (int32_t)p;
         (*n)++;
-        s = *end ? end + 1 : end;
+        s = *end ? end + 1 : NULL;
     }
-    return *n > 0 && (!s || !*s);
+    return *n > 0 && !s;
 }
 
 static bool entries_json_cb(void *opaque, const char *key, size_t keylen, const char *val,

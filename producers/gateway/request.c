@@ -40,7 +40,6 @@
 #include <string.h>
 
 #define GROUP_REFRESH_MS 3000 /* longest wait for a fresh look at a group that seemed empty */
-#define IF_MATCH_DIGITS  18   /* at most this many digits: always fits an int64 */
 
 /* A request on its way to becoming a command record. */
 typedef struct {
@@ -63,24 +62,13 @@ static gw_agg_t *agg_by_collection(gw_t *gw, const char *collection)
     return NULL;
 }
 
-/* If-Match: a version as digits, optionally quoted as an ETag ("3"). */
+/* If-Match: a version in decimal digits, optionally quoted as an ETag ("3"). */
 static bool parse_if_match(const char *s, int64_t *v)
 {
-    char buf[IF_MATCH_DIGITS + 1];
     size_t n = strlen(s);
-    if (n >= 2 && s[0] == '"' && s[n - 1] == '"') {
-        s++;
-        n -= 2;
-    }
-    if (n == 0 || n > IF_MATCH_DIGITS)
-        return false;
-    memcpy(buf, s, n);
-    buf[n] = '\0';
-    for (size_t i = 0; i < n; i++)
-        if (buf[i] < '0' || buf[i] > '9')
-            return false;
-    *v = strtoll(buf, NULL, 10);
-    return true;
+    bool quoted = n >= 2 && s[0] == '"' && s[n - 1] == '"';
+    const char *end;
+    return es_parse_i64_prefix(s + quoted, &end, 0, INT64_MAX, v) && end == s + n - quoted;
 }
 
 static bool reply_error(gw_t *gw, es_http_resp_t *resp, int status, const char *code,

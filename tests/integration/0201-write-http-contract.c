@@ -12,6 +12,8 @@
 #include "testutil.h"
 #include "writetest.h"
 
+#include "escqrs/util.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -167,7 +169,25 @@ static void test_account_contract(void)
     no(&st, "/v1/carts/c-1/checkout", "{}", 404, "unknown_command", NULL); /* not served here */
     json_decref(post(&st, path, "{\"amount_cents\":5}", "v1", 400, "invalid_command", NULL));
 
-    /* If-Match */
+    /* If-Match: a version in plain decimal, quoted or not, or a bad request; past int64 is
+     * not a version (it was once clamped); the largest int64 is one, of no account yet */
+    static const char *const bad_versions[] = {"99999999999999999999",
+                                               "9223372036854775808",
+                                               "-1",
+                                               "+3",
+                                               "0x3",
+                                               "\"3",
+                                               "3\"",
+                                               "\"\"",
+                                               "3,4",
+                                               "\"-3\""};
+    for (size_t i = 0; i < ES_ARRAY_SIZE(bad_versions); i++)
+        json_decref(
+            post(&st, path, "{\"amount_cents\":5}", bad_versions[i], 400, "invalid_command", NULL));
+    a = post(&st, path, "{\"amount_cents\":5}", "9223372036854775807", 409, "version_conflict",
+             NULL);
+    CU_ASSERT_TRUE(json_integer_value(json_object_get(a, "expected")) == INT64_MAX);
+    json_decref(a);
     a = post(&st, path, "{\"amount_cents\":5}", "2", 409, "version_conflict", NULL);
     CU_ASSERT_EQUAL(json_integer_value(json_object_get(a, "expected")), 2);
     CU_ASSERT_EQUAL(json_integer_value(json_object_get(a, "actual")), 3);

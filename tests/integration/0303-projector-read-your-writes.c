@@ -82,8 +82,33 @@ static void test_min_position(void)
     snprintf(path, sizeof(path), "/v1/carts/%s-c1?min_position=banana", prefix);
     CU_ASSERT_EQUAL(rt_http(&proc, "GET", path, &b), 400);
     json_decref(b);
-    snprintf(path, sizeof(path), "/v1/carts/%s-c1?min_position=99:1", prefix);
-    CU_ASSERT_EQUAL(rt_http(&proc, "GET", path, &b), 400);
+    /* a position that is not "<partition>:<offset>" in plain decimal is a bad request (400):
+     * past int64 it was once read as INT64_MAX and answered 504 after the wait */
+    static const char *const bad[] = {"99:1",
+                                      "0:99999999999999999999",
+                                      "0:%2B5",
+                                      "0:%205",
+                                      "%200:5",
+                                      "-0:5",
+                                      "0:-1",
+                                      "0:5x",
+                                      "0:",
+                                      ":5",
+                                      "0:0x10",
+                                      "4294967296:1",
+                                      "0:9223372036854775808",
+                                      "0::5"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(path, sizeof(path), "/v1/carts/%s-c1?min_position=%s", prefix, bad[i]);
+        int st = rt_http(&proc, "GET", path, &b);
+        if (st != 400)
+            fprintf(stderr, "min_position=%s answered %d\n", bad[i], st);
+        CU_ASSERT_EQUAL(st, 400);
+        json_decref(b);
+    }
+    snprintf(path, sizeof(path), "/v1/carts/%s-c1?min_position=0:9223372036854775807", prefix);
+    CU_ASSERT_EQUAL(rt_http(&proc, "GET", path, &b),
+                    504); /* the largest offset: valid, unreached */
     json_decref(b);
     snprintf(path, sizeof(path), "/v1/carts/%s-nope", prefix);
     CU_ASSERT_EQUAL(rt_http(&proc, "GET", path, &b), 404);

@@ -20,9 +20,50 @@
 #include <time.h>
 #include <unistd.h>
 
-#define AS_OF_FOLDS                                                                                \
-    14 /* queries below that fold: 12 events, one RFC 3339, one before the first                   \
-        */
+/* queries below that fold: 12 events, one RFC 3339 in Z and one at +01:30, one before the first */
+#define AS_OF_FOLDS 15
+
+/* @p ts (ms) as RFC 3339's date and time without zone, on a clock @p east_min minutes east. */
+static void local_time(char *out, size_t cap, int64_t ts, int east_min)
+{
+    time_t s = (time_t)(ts / 1000) + east_min * 60;
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    size_t n = strftime(out, cap, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, cap - n, ".%03d", (int)(ts % 1000));
+}
+
+/*
+ * The instant @p ts (the 6th event's) in RFC 3339: in "Z" and 90 minutes east
+ * ("+01:30") it answers version 6; an offset not exactly "+HH:MM" (hours to
+ * 23, minutes to 59) is a bad value (400), never read past the string's end
+ * (the old reader took "+1:00" and skipped six characters).
+ */
+static void ask_rfc3339(rt_proc_t *proc, const char *id, int64_t ts)
+{
+    static const char *const bad[] = {"%2B1:00",    "%2B24:00", "%2B01:60", "%2B01:00x",
+                                      "%2B01",      "%2B0100",  "-1:30",    "%2B%2B1:00",
+                                      "%2B%201:00", "%2B01:-1", "%2B-1:00", ""};
+    char utc[64], east[64], path[600];
+    json_t *b = NULL;
+    local_time(utc, sizeof(utc), ts, 0);
+    local_time(east, sizeof(east), ts, 90);
+    for (int z = 0; z < 2; z++) {
+        snprintf(path, sizeof(path), "/v1/carts/%s?as_of=%s%s", id, z ? east : utc,
+                 z ? "%2B01:30" : "Z");
+        CU_ASSERT_EQUAL(rt_http(proc, "GET", path, &b), 200);
+        CU_ASSERT_EQUAL(json_integer_value(json_object_get(b, "version")), 6);
+        json_decref(b);
+    }
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(path, sizeof(path), "/v1/carts/%s?as_of=%s%s", id, east, bad[i]);
+        int st = rt_http(proc, "GET", path, &b);
+        if (st != 400)
+            fprintf(stderr, "as_of=%s%s answered %d\n", east, bad[i], st);
+        CU_ASSERT_EQUAL(st, 400);
+        json_decref(b);
+    }
+}
 
 static void ask_as_of(rt_proc_t *proc, rt_topic_t *cart, const char *id, const size_t *idx,
                       bool history)
@@ -38,18 +79,8 @@ static void ask_as_of(rt_proc_t *proc, rt_topic_t *cart, const char *id, const s
         CU_ASSERT_EQUAL(json_integer_value(json_object_get(it0, "quantity")), i + 1);
         CU_ASSERT_EQUAL(json_integer_value(json_object_get(it0, "unit_price_cents")), 100 + i);
         json_decref(b);
-        if (i == 5) { /* the same instant in RFC 3339 */
-            char rfc[64];
-            time_t s = (time_t)(ts / 1000);
-            struct tm tm;
-            gmtime_r(&s, &tm);
-            size_t n = strftime(rfc, sizeof(rfc), "%Y-%m-%dT%H:%M:%S", &tm);
-            snprintf(rfc + n, sizeof(rfc) - n, ".%03dZ", (int)(ts % 1000));
-            snprintf(path, sizeof(path), "/v1/carts/%s?as_of=%s", id, rfc);
-            CU_ASSERT_EQUAL(rt_http(proc, "GET", path, &b), 200);
-            CU_ASSERT_EQUAL(json_integer_value(json_object_get(b, "version")), 6);
-            json_decref(b);
-        }
+        if (i == 5)
+            ask_rfc3339(proc, id, ts);
     }
     json_t *b = NULL;
     snprintf(path, sizeof(path), "/v1/carts/%s?as_of=%lld", id,

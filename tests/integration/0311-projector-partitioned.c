@@ -320,6 +320,21 @@ static void test_partitioned(void)
              (int)last->partition, (long long)last->offset + 1000000);
     CU_ASSERT_EQUAL(rt_http(other, "GET", mp, NULL), 504); /* the owner's timeout, forwarded */
     CU_ASSERT_EQUAL(rt_http(&a, "POST", "/admin/projections/cart_view/rebuild", NULL), 409);
+    /* the peers' slice route: a well-formed ask answers, anything else is a bad request */
+    CU_ASSERT_EQUAL(
+        rt_http(&a, "GET", "/admin/projections/cart_view/slice?parts=0.0&prefix=", NULL), 200);
+    static const char *const bad_parts[] = {
+        "0.0,",   ",0.0", "0.0,,0.1", "0.-1", "-0.0",         "0.%2B1",
+        "0.%201", "1.0",  "0.4",      "0.1x", "4294967296.0", "0.99999999999999999999",
+        ""};
+    for (size_t i = 0; i < sizeof(bad_parts) / sizeof(bad_parts[0]); i++) {
+        snprintf(mp, sizeof(mp),
+                 "/admin/projections/cart_view/slice?parts=%s&prefix=", bad_parts[i]);
+        int st = rt_http(&a, "GET", mp, NULL);
+        if (st != 400)
+            fprintf(stderr, "slice parts=%s answered %d\n", bad_parts[i], st);
+        CU_ASSERT_EQUAL(st, 400);
+    }
     json_t *live = NULL, *asof = NULL;
     char path[400];
     snprintf(path, sizeof(path), "/v1/carts/%s", sim.carts[c0].id);

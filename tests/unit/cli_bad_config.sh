@@ -15,5 +15,20 @@ check kafka.acks "" --set kafka.acks=banana
 check no.such.key "" --set no.such.key=1
 check log.level "" --set log.level=loud
 check topics.partitions ESCQRS_TOPICS_PARTITIONS=0
+check topics.partitions ESCQRS_TOPICS_PARTITIONS=99999999999999999999 # never clamped
+check topics.partitions "ESCQRS_TOPICS_PARTITIONS=+3"
+# a command-line number that is not plain decimal in its range: exit 2 naming the option
+opt() {
+    name=$1; shift
+    out=$("$bin" "$@" 2>&1)
+    rc=$?
+    if [ "$rc" -ne 2 ]; then echo "FAIL: $* exited $rc, not 2: $out"; fail=1; fi
+    case "$out" in *"$name"*) ;; *) echo "FAIL: $* did not name $name: $out"; fail=1 ;; esac
+}
+opt --timeout-ms send account deposit acct-1 --timeout-ms 5x
+opt --timeout-ms send account deposit acct-1 --timeout-ms 0
+opt --ttl auth token --key k --issuer i --audience a --sub s --ttl 99999999999999999999
+opt --not-before auth token --key k --issuer i --audience a --sub s --not-before 1e3
+opt --from-offset export --from-offset -1 cart.events
 [ $fail -eq 0 ] && echo "1 passed, 0 failed" || echo "0 passed, 1 failed"
 exit $fail

@@ -102,6 +102,12 @@ static void test_validation_names_the_key(void)
     expect_set_error("batch.size", "ten", "not an integer");
     expect_set_error("batch.size", "0", "out of range");
     expect_set_error("batch.size", "1001", "out of range");
+    expect_set_error("batch.size", "99999999999999999999", "out of range"); /* never clamped */
+    expect_set_error("batch.size", "-99999999999999999999", "out of range");
+    expect_set_error("batch.size", " 5", "not an integer"); /* no space, sign or hex */
+    expect_set_error("batch.size", "+5", "not an integer");
+    expect_set_error("batch.size", "0x10", "not an integer");
+    expect_set_error("batch.size", "5 ", "not an integer");
     expect_set_error("dry.run", "maybe", "not a boolean");
     expect_set_error("on.error", "ignore", "dlq|halt");
     expect_set_error("kafka.acks", "banana", "banana");

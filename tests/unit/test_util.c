@@ -220,6 +220,92 @@ static uint64_t next_rand(uint64_t *x)
     return *x;
 }
 
+/* The value of @p s by an independent reading: 128-bit, whole string; false if not a number. */
+static bool model_parse(const char *s, bool allow_minus, __int128 *v)
+{
+    bool neg = allow_minus && *s == '-';
+    size_t n = strlen(s + neg);
+    if (n == 0 || n > 30 || strspn(s + neg, "0123456789") != n)
+        return false;
+    *v = 0;
+    for (const char *p = s + neg; *p; p++)
+        *v = *v * 10 + (*p - '0');
+    *v = neg ? -*v : *v;
+    return true;
+}
+
+/*
+ * es_parse_i64: known answers at the edges of int64 and every shape strtoll()
+ * would have taken (spaces, '+', hex, trailing text, clamped overflow), then
+ * 200 000 random strings of digits, signs and junk against a 128-bit model.
+ */
+static void test_parse_i64(void)
+{
+    int64_t v = 42;
+    const char *end;
+    CU_ASSERT_TRUE(es_parse_i64("9223372036854775807", INT64_MIN, INT64_MAX, &v) && v == INT64_MAX);
+    CU_ASSERT_TRUE(es_parse_i64("-9223372036854775808", INT64_MIN, INT64_MAX, &v) &&
+                   v == INT64_MIN);
+    CU_ASSERT_TRUE(es_parse_i64("007", 0, 10, &v) && v == 7);
+    CU_ASSERT_TRUE(es_parse_i64("-0", -1, 1, &v) && v == 0);
+    static const char *const refused[] = {"9223372036854775808",
+                                          "-9223372036854775809",
+                                          "99999999999999999999",
+                                          "",
+                                          "-",
+                                          "+1",
+                                          " 1",
+                                          "1 ",
+                                          "0x10",
+                                          "1e3",
+                                          "1.0",
+                                          "--1",
+                                          "1-",
+                                          "\t1",
+                                          "１"};
+    v = 42;
+    for (size_t i = 0; i < ES_ARRAY_SIZE(refused); i++) {
+        if (es_parse_i64(refused[i], INT64_MIN, INT64_MAX, &v))
+            printf("\n  took '%s' as %" PRId64, refused[i], v);
+        CU_ASSERT_FALSE(es_parse_i64(refused[i], INT64_MIN, INT64_MAX, &v));
+    }
+    CU_ASSERT_EQUAL(v, 42); /* untouched when refused */
+    /* a '-' only where negatives are allowed; the range is inclusive at both ends */
+    CU_ASSERT_FALSE(es_parse_i64("-0", 0, 10, &v));
+    CU_ASSERT_FALSE(es_parse_i64("-1", 0, 10, &v));
+    CU_ASSERT_FALSE(es_parse_i64("11", 0, 10, &v));
+    CU_ASSERT_TRUE(es_parse_i64("10", 0, 10, &v) && v == 10);
+    CU_ASSERT_TRUE(es_parse_i64("-5", -5, -1, &v) && v == -5);
+    CU_ASSERT_FALSE(es_parse_i64("-6", -5, -1, &v));
+    CU_ASSERT_FALSE(es_parse_i64("0", 1, INT64_MAX, &v));
+    /* the prefix form stops after the digits and says where */
+    CU_ASSERT_TRUE(es_parse_i64_prefix("12:34", &end, 0, 99, &v) && v == 12 && *end == ':');
+    CU_ASSERT_FALSE(es_parse_i64_prefix(":34", &end, 0, 99, &v));
+    CU_ASSERT_FALSE(es_parse_i64_prefix("123456789012345678901:0", &end, 0, INT64_MAX, &v));
+    CU_ASSERT_EQUAL(*end, ':'); /* past every digit even when out of range */
+
+    static const char alphabet[] = "0123456789999990-+ x.";
+    uint64_t x = 0x9e3779b97f4a7c15ULL;
+    int agreed = 0;
+    for (int i = 0; i < 200000; i++) {
+        char s[24];
+        size_t n = (size_t)(next_rand(&x) % 22);
+        for (size_t k = 0; k < n; k++)
+            s[k] = alphabet[next_rand(&x) % (sizeof(alphabet) - 1)];
+        s[n] = '\0';
+        int64_t lo = next_rand(&x) % 4 ? INT64_MIN : 0, hi = next_rand(&x) % 4 ? INT64_MAX : 1000;
+        __int128 m;
+        bool want = model_parse(s, lo < 0, &m) && m >= lo && m <= hi;
+        bool got = es_parse_i64(s, lo, hi, &v);
+        if (got != want || (got && v != (int64_t)m))
+            printf("\n  '%s' in [%" PRId64 ", %" PRId64 "]: %s", s, lo, hi,
+                   got ? "taken" : "refused");
+        else
+            agreed++;
+    }
+    CU_ASSERT_EQUAL(agreed, 200000);
+}
+
 static int freed;
 static void count_free(void *p)
 {
@@ -468,6 +554,7 @@ int main(void)
 {
     static const es_test_case_t cases[] = {
         {"checked arithmetic at the edges of int32, int64, uint64", test_checked_arithmetic},
+        {"strict decimal parsing against a 128-bit model", test_parse_i64},
         {"big-endian integers, byte by byte", test_big_endian},
         {"buffer codecs and a cursor that never reads past the end", test_buffer_codecs_and_cursor},
         {"hex there and back, and what is not hex", test_hex},

@@ -1,8 +1,8 @@
 /**
  * @file util.h
  * @brief Small helpers with no dependency but the C library: checked integer
- *        arithmetic, array sizes, big-endian integers, deadlines and clocks,
- *        random bytes and UUIDs.
+ *        arithmetic, strict decimal parsing, array sizes, big-endian integers,
+ *        deadlines and clocks, random bytes and UUIDs.
  *
  * Layering: this header is the floor of common/; it includes no other escqrs
  * header and any file, pure or not, may include it.
@@ -52,6 +52,53 @@ static inline bool es_add_i32(int32_t a, int32_t b, int32_t *out)
 static inline bool es_add_u64(uint64_t a, uint64_t b, uint64_t *out)
 {
     return !__builtin_add_overflow(a, b, out);
+}
+
+/**
+ * @brief Read a decimal integer at the start of @p s: ASCII digits, after a
+ *        '-' only when @p min is negative; nothing before them (no space, no
+ *        '+', no "0x").  *end is set after the last digit read.  False when no
+ *        digit comes first or the value lies outside [@p min, @p max]; a value
+ *        past int64 is out of range, never clamped.  *out is written only
+ *        when true.
+ *
+ * The one home of numbers read from outside: HTTP query strings and headers,
+ * configuration, command lines.  strtoll() skips spaces, takes a '+' and
+ * clamps an overflow to INT64_MAX with only errno to tell, so that
+ * "0:99999999999999999999" read as a position far away instead of a bad one.
+ */
+static inline bool es_parse_i64_prefix(const char *s, const char **end, int64_t min, int64_t max,
+                                       int64_t *out)
+{
+    bool neg = min < 0 && *s == '-';
+    const char *p = s + neg;
+    int64_t v = 0; /* negated while read: -INT64_MIN does not fit */
+    bool fits = true;
+    *end = s;
+    if (*p < '0' || *p > '9')
+        return false;
+    for (; *p >= '0' && *p <= '9'; p++)
+        fits = fits && es_mul_i64(v, 10, &v) && es_sub_i64(v, *p - '0', &v);
+    *end = p;
+    if (!fits || (!neg && v == INT64_MIN))
+        return false;
+    v = neg ? v : -v;
+    if (v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+/** @brief es_parse_i64_prefix() over the whole of @p s: nothing may follow the digits.
+ *         *out is left alone when false (it may hold a default). */
+static inline bool es_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out)
+{
+    const char *end;
+    int64_t v;
+    if (!es_parse_i64_prefix(s, &end, min, max, &v) || *end != '\0')
+        return false;
+    *out = v;
+    return true;
 }
 
 /* Big-endian integers: stored keys and values sort and read the same on
