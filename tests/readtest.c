@@ -648,3 +648,80 @@ size_t rt_dlq_read(es_conf_t *conf, const char *agg, const char *projector, rt_d
     es_consumer_destroy(c);
     return n;
 }
+
+/* /readyz answers @p want (200 or 503) within @p timeout_s; its body in *reason. */
+bool rt_wait_ready_status(rt_proc_t *p, int want, int timeout_s, char *reason, size_t rsz)
+{
+    for (int i = 0; i < timeout_s * 5; i++) {
+        json_t *b = NULL;
+        int st = rt_http(p, "GET", "/readyz", &b);
+        const char *r = json_string_value(json_object_get(b, "reason"));
+        snprintf(reason, rsz, "%s", r ? r : "");
+        json_decref(b);
+        if (st == want)
+            return true;
+        if (!rt_proc_alive(p))
+            return false;
+        usleep(200 * 1000);
+    }
+    return false;
+}
+
+/* Every record produced is applied: the projector's applied offsets reach the
+ * end of every partition as the producer saw it (its own high watermarks may
+ * be stale while it waits). */
+bool rt_wait_applied_to_end(rt_proc_t *p, rt_topic_t *tp, int timeout_s)
+{
+    int64_t end[64] = {0};
+    for (size_t i = 0; i < tp->n; i++)
+        if (tp->recs[i].offset + 1 > end[tp->recs[i].partition])
+            end[tp->recs[i].partition] = tp->recs[i].offset + 1;
+    for (int i = 0; i < timeout_s * 5; i++) {
+        json_t *b = NULL;
+        bool done = false;
+        if (rt_http(p, "GET", "/admin/projections", &b) == 200) {
+            json_t *parts =
+                json_object_get(json_array_get(json_object_get(b, "projections"), 0), "partitions");
+            done = json_array_size(parts) == (size_t)tp->partitions;
+            for (size_t k = 0; k < json_array_size(parts); k++) {
+                json_t *pp = json_array_get(parts, k);
+                int part = (int)json_integer_value(json_object_get(pp, "partition"));
+                done = done && part < 64 &&
+                       json_integer_value(json_object_get(pp, "applied")) >= end[part];
+            }
+        }
+        json_decref(b);
+        if (done)
+            return true;
+        usleep(200 * 1000);
+    }
+    return false;
+}
+
+size_t rt_carts_differing(rt_proc_t *p, es_sim_t *sim)
+{
+    size_t differ = 0;
+    for (size_t i = 0; i < sim->ncarts; i++) {
+        char path[300];
+        if (sim->carts[i].version == 0)
+            continue; /* created by the model, no event yet: no view */
+        json_t *got = NULL;
+        char *want_text = es_sim_cart_json(sim, i);
+        json_t *want = json_loads(want_text, 0, NULL);
+        snprintf(path, sizeof(path), "/v1/carts/%s", sim->carts[i].id);
+        int st = rt_http(p, "GET", path, &got);
+        if (st != 200 || !json_equal(got, want)) {
+            if (differ < 3) {
+                char *g = got ? json_dumps(got, JSON_COMPACT) : NULL;
+                fprintf(stderr, "cart %s: %d %s, want %s\n", sim->carts[i].id, st, g ? g : "",
+                        want_text);
+                free(g);
+            }
+            differ++;
+        }
+        json_decref(got);
+        json_decref(want);
+        free(want_text);
+    }
+    return differ;
+}

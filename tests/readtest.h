@@ -104,6 +104,14 @@ double rt_metric(const rt_proc_t *p, const char *series);
 bool rt_wait_up(const rt_proc_t *p, int timeout_ms);
 /** @brief Wait until projection @p name applied everything up to the topics' ends. */
 bool rt_wait_caught_up(const rt_proc_t *p, const char *name, int timeout_ms);
+/** @brief /readyz answers @p want (200 or 503) within @p timeout_s; its reason in @p reason. */
+bool rt_wait_ready_status(rt_proc_t *p, int want, int timeout_s, char *reason, size_t rsz);
+/** @brief The first projection's applied offsets reach the end of every partition of @p tp as
+ *         its producer saw it, within @p timeout_s. */
+bool rt_wait_applied_to_end(rt_proc_t *p, rt_topic_t *tp, int timeout_s);
+/** @brief How many carts of @p sim's model @p p answers otherwise than the model (GET
+ *         /v1/carts/{id}; the first three are printed). */
+size_t rt_carts_differing(rt_proc_t *p, es_sim_t *sim);
 /** @brief Projection @p name's object of GET /admin/projections (a new reference), or NULL. */
 json_t *rt_projection(const rt_proc_t *p, const char *name);
 

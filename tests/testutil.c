@@ -98,6 +98,42 @@ void es_test_unique(const char *prefix, char *out, size_t outsz)
 
 /* ------------------------------------------------------- string checks */
 
+bool es_test_topic_config(const char *topic, const char *name, const char *value)
+{
+    char errstr[512];
+    bool ok = false;
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", es_test_bootstrap(), errstr, sizeof(errstr));
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+    if (!rk) {
+        fprintf(stderr, "AlterConfigs %s: %s\n", topic, errstr);
+        return false;
+    }
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_ConfigResource_t *cr = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic);
+    rd_kafka_ConfigResource_set_config(cr, name, value);
+    rd_kafka_AlterConfigs(rk, &cr, 1, NULL, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 15000);
+    if (!ev || rd_kafka_event_error(ev)) {
+        fprintf(stderr, "AlterConfigs %s: %s\n", topic,
+                ev ? rd_kafka_event_error_string(ev) : "no answer");
+    } else {
+        size_t n = 0;
+        const rd_kafka_ConfigResource_t **res =
+            rd_kafka_AlterConfigs_result_resources(rd_kafka_event_AlterConfigs_result(ev), &n);
+        ok = n == 1 && !rd_kafka_ConfigResource_error(res[0]);
+        if (!ok)
+            fprintf(stderr, "AlterConfigs %s: %s\n", topic,
+                    n ? rd_kafka_ConfigResource_error_string(res[0]) : "no resource");
+    }
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    rd_kafka_ConfigResource_destroy(cr);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy(rk);
+    return ok;
+}
+
 bool es_test_str_eq(const char *a, const char *b)
 {
     return a && b && strcmp(a, b) == 0;

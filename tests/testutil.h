@@ -31,6 +31,9 @@ int es_test_run(const char *suite, const es_test_case_t *cases);
 
 /** @brief Bootstrap servers of the test stack (ESCQRS_TEST_BOOTSTRAP, default 127.0.0.1:19092). */
 const char *es_test_bootstrap(void);
+/** @brief Set topic config @p name of @p topic to @p value on the test stack (AlterConfigs:
+ *         the topic's other non-default settings go back to their defaults). */
+bool es_test_topic_config(const char *topic, const char *name, const char *value);
 /** @brief ccompat base URL of the test registry (ESCQRS_TEST_REGISTRY). */
 const char *es_test_registry(void);
 /** @brief "<prefix>-<pid>-<time>": a name no earlier run used. */

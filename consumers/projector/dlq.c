@@ -20,7 +20,14 @@
  * live loop sent.  The DLQ of a topic is shared by the projections reading
  * it: the `projection` header tells their records apart.
  *
- * One producer serves every loop of the process, behind dlq_mu.
+ * A failed send or flush is not the end (loop.c): the batch is dropped and
+ * folded again after a back-off, so the DLQ forgets what it sent since its
+ * last good flush (those records may not be there) and the producer that
+ * failed (its failures are counted since its start).  Each loop has its own
+ * producer, made at its first poison event, so one loop's failure is never
+ * another's.  A record whose delivery failed late may have landed anyway
+ * (a timeout after the broker wrote it): it is then in the DLQ twice, the
+ * one duplicate a reader can tell by its source-* headers.
  */
 #include "loop.h"
 
@@ -40,6 +47,9 @@
 struct pj_dlq_s {
     pj_runner_t *r;
     es_proj_memmap_t *seen; /* "topic/partition/offset" of records already in the DLQ */
+    es_producer_t *prod;    /* made at the first send, dropped when a flush fails */
+    char **unflushed;       /* keys put in seen since the last good flush */
+    size_t nunflushed, cap;
 };
 
 static size_t dlq_key(char *out, size_t outsz, const char *topic, int32_t part, int64_t off)
@@ -167,10 +177,24 @@ out:
     return err;
 }
 
+/* Forget the keys sent since the last good flush; with @p forget_sent, out of seen too. */
+static void unflushed_clear(pj_dlq_t *d, bool forget_sent)
+{
+    for (size_t i = 0; i < d->nunflushed; i++) {
+        if (forget_sent)
+            es_proj_memmap_delete(d->seen, d->unflushed[i], strlen(d->unflushed[i]));
+        free(d->unflushed[i]);
+    }
+    d->nunflushed = 0;
+}
+
 void pj_dlq_destroy(pj_dlq_t *d)
 {
     if (!d)
         return;
+    es_producer_destroy(d->prod); /* what a stop left unflushed is folded again at the start */
+    unflushed_clear(d, false);
+    free(d->unflushed);
     es_proj_memmap_destroy(d->seen);
     free(d);
 }
@@ -215,26 +239,35 @@ es_err_t pj_dlq_send(pj_dlq_t *d, size_t t, const rd_kafka_message_t *m, es_err_
     add_header(h, "error-message", "%s", msg);
     add_header(h, "projection", "%s", r->def->name);
     add_header(h, "projector", "%s", r->pj->name);
-    pj_assert_unlocked(&r->pj->dlq_mu);
-    pj_mutex_lock(&r->pj->dlq_mu);
-    es_err_t err = es_producer_send(r->pj->dlq_producer, r->dlq[t], m->key, m->key_len, m->payload,
-                                    m->len, h, NULL, errstr, errstr_size);
-    pj_mutex_unlock(&r->pj->dlq_mu);
+    es_err_t err = ES_ERR_OK;
+    if (!d->prod && !(d->prod = es_producer_new(r->pj->conf, NULL, errstr, errstr_size)))
+        err = ES_ERR_KAFKA;
+    if (!err)
+        err = es_producer_send(d->prod, r->dlq[t], m->key, m->key_len, m->payload, m->len, h, NULL,
+                               errstr, errstr_size);
     if (err) {
         rd_kafka_headers_destroy(h);
         return err;
     }
     es_proj_memmap_put(d->seen, key, kl, "", 0);
+    if (d->nunflushed == d->cap) {
+        d->cap = d->cap ? 2 * d->cap : 16;
+        d->unflushed = es_realloc(d->unflushed, d->cap * sizeof(*d->unflushed));
+    }
+    d->unflushed[d->nunflushed++] = es_strndup(key, kl);
     *sent = true;
     return ES_ERR_OK;
 }
 
-es_err_t pj_dlq_flush(es_projector_t *pj, char *errstr, size_t errstr_size)
+es_err_t pj_dlq_flush(pj_dlq_t *d, char *errstr, size_t errstr_size)
 {
-    pj_assert_unlocked(&pj->dlq_mu);
-    pj_mutex_lock(&pj->dlq_mu);
-    es_err_t err =
-        es_producer_flush(pj->dlq_producer, PJ_DLQ_FLUSH_TIMEOUT_MS, errstr, errstr_size);
-    pj_mutex_unlock(&pj->dlq_mu);
+    if (!d->prod)
+        return ES_ERR_OK;
+    es_err_t err = es_producer_flush(d->prod, PJ_DLQ_FLUSH_TIMEOUT_MS, errstr, errstr_size);
+    unflushed_clear(d, err != ES_ERR_OK);
+    if (err) {
+        es_producer_destroy_now(d->prod);
+        d->prod = NULL;
+    }
     return err;
 }

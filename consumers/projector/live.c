@@ -19,7 +19,8 @@
  * A rebuild interrupted by a restart (gen.c found REBUILD) is resumed here,
  * after the runner is connected and before it says "running", so a client
  * that waited for "running" sees the rebuild.  Then the thread runs the
- * ordinary loop (loop.c) in the live mode.
+ * ordinary loop (loop.c) in the live mode, whose hooks (pj_live_ops, at the
+ * bottom) report to the runner: its state, applied offsets, lag, metrics.
  */
 #include "loop.h"
 
@@ -282,3 +283,62 @@ es_err_t pj_live_start(pj_runner_t *r, char *errstr, size_t errstr_size)
     pj_mutex_unlock(&r->mu);
     return ES_ERR_OK;
 }
+
+/* ------------------------------------------------------------ live mode */
+
+static bool live_start_failed(pj_loop_t *l, int attempt)
+{
+    pj_runner_set_state(l->r, PJ_STARTING, "%s", l->errstr); /* reads go on; /readyz says why */
+    return false;
+}
+
+static void live_started(pj_loop_t *l)
+{
+    pj_runner_set_state(l->r, PJ_RUNNING, "%s", "");
+    es_log_info(LOG, "%s: live loop started on generation %d", l->r->def->name, l->generation);
+}
+
+static void live_waits(pj_loop_t *l, pj_state_t why, bool first)
+{
+    pj_runner_set_state(l->r, why, "%s", l->errstr);
+}
+
+static void live_running(pj_loop_t *l)
+{
+    pj_runner_set_state(l->r, PJ_RUNNING, "%s", "");
+}
+
+/*
+ * High watermarks first, from the fetches that delivered this batch, then
+ * the applied offsets: a reader never sees a partition applied past its
+ * high watermark, and lag counts what is pending now, not at the last tick.
+ */
+static void live_written(pj_loop_t *l, const pj_batch_t *b)
+{
+    pj_runner_t *r = l->r;
+    pj_refresh_lag(l, true, false);
+    pj_publish_applied(l);
+    es_counter_add(r->m_applied, (uint64_t)b->applied);
+    es_counter_add(r->m_dlq, (uint64_t)b->dlq);
+    if (b->n > 0)
+        es_histogram_observe(r->m_batch, b->seconds);
+}
+
+static bool live_tick(pj_loop_t *l, int64_t events, double dt_s)
+{
+    pj_refresh_lag(l, true, true);
+    pj_commit_to_kafka(l); /* what the last batches' rate limit held back */
+    return false;
+}
+
+const pj_loop_ops_t pj_live_ops = {
+    .kind = "live",
+    .start_failed = live_start_failed,
+    .started = live_started,
+    .halt = pj_loop_halt_runner,
+    .waits = live_waits,
+    .running = live_running,
+    .written = live_written,
+    .tick = live_tick,
+    .advance_idle = true,
+};

@@ -17,13 +17,14 @@
  *     is away) leaves next[t][p] before it.  Each touched partition's next
  *     offset goes into the same RocksDB write batch as the view changes.
  *  3. Commit the batch (commit_batch): the DLQ records of the batch are
- *     flushed first, then the view changes and the offsets are written as
- *     one atomic RocksDB batch (WAL on; store.sync adds an fsync).  kill -9
- *     before the write: nothing of the batch exists and it is read again
- *     from the stored offsets, and the DLQ send is not repeated (step 1).
- *     kill -9 after: all of it exists, offsets included.  A full disk makes
- *     the same batch wait and be written again, never half.  Only then is
- *     the batch published (the live mode's applied offsets, min_position).
+ *     flushed first (if they cannot be, dlq_flush_failed drops the batch:
+ *     it is folded again after a back-off), then the view changes and the
+ *     offsets are written as one atomic RocksDB batch (WAL on; store.sync
+ *     adds an fsync).  kill -9 before the write: nothing of the batch exists
+ *     and it is read again from the stored offsets, and the DLQ send is not
+ *     repeated (step 1).  kill -9 after: all of it exists, offsets included.
+ *     A full disk makes the same batch wait and be written again, never
+ *     half.  Then the batch is published (applied offsets, min_position).
  *  4. Tick: lag, gauges, the Kafka commit for lag tools (live), progress,
  *     hand-over and swap (rebuild), or stop partitions and finish (frozen);
  *     a loop ends at a batch boundary only: a stop, hand-over or cancel never splits one.
@@ -35,11 +36,11 @@
  * the store holds: what modes report and publish), then runs `written` and
  * tick.  Frozen builds, retries, halts and idle batches are written in line.
  *
- * A transient failure in the middle of a batch (retry_later) writes what
- * was handled before it, seeks the consumer back to the next offsets and
- * waits with a back-off: what was fetched past it is delivered again.
+ * A transient failure in the middle of a batch (retry_later: the registry
+ * away, a DLQ send refused) writes what was handled before it, seeks the
+ * consumer back to the next offsets and waits with a back-off.
  *
- * The loop knows only the live behaviour (pj_live_ops, at the bottom); a
+ * The loop knows only the live behaviour (pj_live_ops, in live.c); a
  * rebuild or a frozen build is the same loop with other hooks (loop.h).
  * Nothing a loop needs from outside is required at its start: the broker,
  * the registry and the topics are retried with a back-off (state
@@ -257,8 +258,11 @@ static bool handle_failure(pj_loop_t *l, size_t t, const rd_kafka_message_t *m, 
                   (long long)m->offset, es_err2name(err), ferr);
         return false;
     }
-    if (pj_dlq_send(l->dlq, t, m, err, ferr, &sent, l->errstr, sizeof(l->errstr))) {
-        loop_halt(l, "DLQ produce failed: %s", l->errstr);
+    char why[PJ_ERRSTR_MAX / 2];
+    if (pj_dlq_send(l->dlq, t, m, err, ferr, &sent, why, sizeof(why))) {
+        /* the DLQ cannot take it now: not the event's fault, it is folded again later */
+        snprintf(l->errstr, sizeof(l->errstr), "DLQ %s: %s", r->dlq[t], why);
+        b->retry = true;
         return false;
     }
     if (sent) {
@@ -354,16 +358,22 @@ static void copy_offsets(const pj_loop_t *l, int64_t *const *dst, int64_t *const
         memcpy(dst[t], src[t], (size_t)l->r->nparts[t] * sizeof(int64_t));
 }
 
-/* DLQ first, then the transaction's writes into l->batch.  true: the loop ends. */
-static bool prepare_batch(pj_loop_t *l, const pj_batch_t *b)
+/*
+ * The DLQ records of @p b could not be delivered (refused, or the broker gone
+ * past the flush's wait): nothing of the batch is written, its folds are
+ * dropped and the offsets go back to the stored ones (no batch is in flight:
+ * settle() came first), to be folded and sent again.  true: dropped.
+ */
+static bool dlq_flush_failed(pj_loop_t *l, const pj_batch_t *b)
 {
-    es_projector_t *pj = l->r->pj;
-    if (b->dlq_sent && pj_dlq_flush(pj, l->errstr, sizeof(l->errstr))) {
-        loop_halt(l, "DLQ flush failed: %s", l->errstr);
-        return true; /* nothing of this batch is written: it is replayed */
-    }
-    es_proj_txn_foreach(l->txn, put_batch_cb, l->batch);
-    return false;
+    char why[PJ_ERRSTR_MAX / 2];
+    if (!b->dlq_sent || !pj_dlq_flush(l->dlq, why, sizeof(why)))
+        return false;
+    snprintf(l->errstr, sizeof(l->errstr), "DLQ flush failed, the batch is folded again: %s", why);
+    es_log_warn(LOG, "%s: %s", l->r->def->name, l->errstr);
+    es_proj_txn_clear(l->txn);
+    copy_offsets(l, l->next, l->stored);
+    return true;
 }
 
 /* The write failed for good: halt, unless the projector is stopping.  Returns true. */
@@ -426,12 +436,11 @@ static bool can_pipeline(const pj_loop_t *l, const pj_batch_t *b)
 
 /*
  * Hand batch @p b over, to the writer thread with @p threaded (the loop folds
- * on), else to finish_write() in line.  Nothing is pending.  true: the loop ends.
+ * on), else to finish_write() in line.  Nothing is pending.
  */
-static bool hand_batch(pj_loop_t *l, const pj_batch_t *b, bool threaded)
+static void hand_batch(pj_loop_t *l, const pj_batch_t *b, bool threaded)
 {
-    if (prepare_batch(l, b))
-        return true;
+    es_proj_txn_foreach(l->txn, put_batch_cb, l->batch);
     es_proj_txn_seal(l->txn); /* the next folds read it until it is stored */
     es_batch_t *full = l->batch;
     l->batch = l->writing.batch ? l->writing.batch : es_batch_new();
@@ -440,7 +449,6 @@ static bool hand_batch(pj_loop_t *l, const pj_batch_t *b, bool threaded)
     copy_offsets(l, l->writing.next, l->next);
     l->writing.pending = true;
     l->writing.threaded = threaded && pj_writer_hand(&l->writer, l->st, l->writing.batch);
-    return false;
 }
 
 /* The batch handed over is written (or is, in line, now), then visible.  true: it failed. */
@@ -469,7 +477,8 @@ static bool commit_batch(pj_loop_t *l, const pj_batch_t *b)
 {
     if (es_batch_count(l->batch) == 0 && es_proj_txn_count(l->txn) == 0)
         return false;
-    return hand_batch(l, b, false) || finish_write(l);
+    hand_batch(l, b, false);
+    return finish_write(l);
 }
 
 /* The batch in flight: written, visible, counted and ticked.  true: the loop ends. */
@@ -497,9 +506,12 @@ void pj_loop_run(pj_loop_t *l)
         fold_batch(l, &b);
         if (settle(l)) /* the batch before this one is written first */
             break;
+        if (dlq_flush_failed(l, &b)) {
+            retry_later(l);
+            continue;
+        }
         if (can_pipeline(l, &b)) {
-            if (hand_batch(l, &b, true))
-                break;
+            hand_batch(l, &b, true);
             continue;
         }
         if (commit_batch(l, &b))
@@ -535,66 +547,8 @@ bool pj_loop_spawn(pj_loop_t *l, pthread_t *th)
     return pthread_create(th, NULL, loop_thread, l) == 0;
 }
 
-/* ------------------------------------------------------------ live mode */
-
-static bool live_start_failed(pj_loop_t *l, int attempt)
-{
-    pj_runner_set_state(l->r, PJ_STARTING, "%s", l->errstr); /* reads go on; /readyz says why */
-    return false;
-}
-
-static void live_started(pj_loop_t *l)
-{
-    pj_runner_set_state(l->r, PJ_RUNNING, "%s", "");
-    es_log_info(LOG, "%s: live loop started on generation %d", l->r->def->name, l->generation);
-}
-
+/* The live and rebuild modes' halt: the runner is HALTED with the reason. */
 void pj_loop_halt_runner(pj_loop_t *l, const char *msg)
 {
     pj_runner_set_state(l->r, PJ_HALTED, "%s", msg);
 }
-
-static void live_waits(pj_loop_t *l, pj_state_t why, bool first)
-{
-    pj_runner_set_state(l->r, why, "%s", l->errstr);
-}
-
-static void live_running(pj_loop_t *l)
-{
-    pj_runner_set_state(l->r, PJ_RUNNING, "%s", "");
-}
-
-/*
- * High watermarks first, from the fetches that delivered this batch, then
- * the applied offsets: a reader never sees a partition applied past its
- * high watermark, and lag counts what is pending now, not at the last tick.
- */
-static void live_written(pj_loop_t *l, const pj_batch_t *b)
-{
-    pj_runner_t *r = l->r;
-    pj_refresh_lag(l, true, false);
-    pj_publish_applied(l);
-    es_counter_add(r->m_applied, (uint64_t)b->applied);
-    es_counter_add(r->m_dlq, (uint64_t)b->dlq);
-    if (b->n > 0)
-        es_histogram_observe(r->m_batch, b->seconds);
-}
-
-static bool live_tick(pj_loop_t *l, int64_t events, double dt_s)
-{
-    pj_refresh_lag(l, true, true);
-    pj_commit_to_kafka(l); /* what the last batches' rate limit held back */
-    return false;
-}
-
-const pj_loop_ops_t pj_live_ops = {
-    .kind = "live",
-    .start_failed = live_start_failed,
-    .started = live_started,
-    .halt = pj_loop_halt_runner,
-    .waits = live_waits,
-    .running = live_running,
-    .written = live_written,
-    .tick = live_tick,
-    .advance_idle = true,
-};

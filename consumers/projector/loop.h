@@ -198,7 +198,12 @@ void pj_dlq_destroy(pj_dlq_t *d);
 /** @brief Send poison record @p m of topic @p t unless it is there; *@p sent says if it was. */
 es_err_t pj_dlq_send(pj_dlq_t *d, size_t t, const rd_kafka_message_t *m, es_err_t why,
                      const char *msg, bool *sent, char *errstr, size_t errstr_size);
-/** @brief Wait until every DLQ record sent is acknowledged.  Locks: none (takes dlq_mu). */
-es_err_t pj_dlq_flush(es_projector_t *pj, char *errstr, size_t errstr_size);
+/**
+ * @brief Wait until every DLQ record sent is acknowledged.  On failure the
+ *        records sent since the last good flush count as not sent (they are
+ *        sent again when their events are folded again) and the producer is
+ *        dropped (the next send makes a new one).
+ */
+es_err_t pj_dlq_flush(pj_dlq_t *d, char *errstr, size_t errstr_size);
 
 #endif

@@ -121,13 +121,14 @@
 #define PJ_SLEEP_SLICE_MS       100   /* sleeps wake this often to see a stop */
 #define PJ_ASOF_POLL_MS         1000  /* as_of: one poll of the partition prefix */
 #define PJ_ASOF_HISTORY_WAIT_MS                                                                    \
-    1000                           /* as_of waits this long for the history, then reads the log    \
-                                    */
-#define PJ_BACKOFF_RAMP        10  /* back-offs grow linearly for this many attempts */
-#define PJ_START_BACKOFF_MS    200 /* a loop's start, per attempt (2 s at most) */
-#define PJ_RETRY_BACKOFF_MS    500 /* a batch met a registry outage, per retry (5 s at most) */
-#define PJ_SIDE_START_ATTEMPTS 10  /* a rebuild or frozen loop gives up starting after these */
-#define PJ_START_LOG_EVERY     15  /* a loop's start failures logged every so many attempts */
+    1000                        /* as_of waits this long for the history, then reads the log       \
+                                 */
+#define PJ_BACKOFF_RAMP     10  /* back-offs grow linearly for this many attempts */
+#define PJ_START_BACKOFF_MS 200 /* a loop's start, per attempt (2 s at most) */
+#define PJ_RETRY_BACKOFF_MS                                                                        \
+    500 /* a batch met a registry outage or a DLQ refusal, per retry (5 s at most) */
+#define PJ_SIDE_START_ATTEMPTS 10 /* a rebuild or frozen loop gives up starting after these */
+#define PJ_START_LOG_EVERY     15 /* a loop's start failures logged every so many attempts */
 
 /** @brief Linear back-off: @p attempt × @p step_ms, capped at PJ_BACKOFF_RAMP steps. */
 static inline int pj_backoff_ms(int attempt, int step_ms)
@@ -155,9 +156,7 @@ typedef struct pj_owners_s pj_owners_t;
  *        the event, so the event is neither applied nor sent to the DLQ;
  *      . a poison event (undecodable, unknown schema, refused by the fold)
  *        with on_error=halt;
- *      . a DLQ send fails (what the batch handled before it is written) or
- *        a DLQ flush fails (nothing of the batch is written: it replays);
- *      . a store write fails with anything but ES_ERR_NO_SPACE (unless the
+ * *      . a store write fails with anything but ES_ERR_NO_SPACE (unless the
  *        projector is stopping);
  *      . a rebuild's swap fails.
  *    A rebuild loop that halts sets the runner HALTED too, and its shadow
@@ -166,7 +165,10 @@ typedef struct pj_owners_s pj_owners_t;
  *    crashes): ES_ERR_NO_SPACE on a write (the same batch is written again,
  *    WAITING) or at the store's open (read-only meanwhile, WAITING); the
  *    registry unreachable while decoding (the rest of the batch is read
- *    again after a back-off, STARTING); the broker, the registry or the
+ *    again after a back-off, STARTING); a DLQ send that fails (what the
+ *    batch handled before it is written, the rest is read again, STARTING)
+ *    or a DLQ flush that fails (nothing of the batch is written: it is
+ *    folded again and its poison events sent again, STARTING); the broker, the registry or the
  *    store missing at start-up (STARTING; WAITING when it is disk space).  A rebuild or frozen loop
  * waits the same way without touching the runner's state, and gives up starting after
  * PJ_SIDE_START_ATTEMPTS (the live view keeps serving).
@@ -288,8 +290,6 @@ struct es_projector_s {
     es_kafka_watch_t *watch; /* is a broker answering? (readiness) */
     es_auth_t *auth;         /* who may query and administer */
     es_metrics_t *metrics;
-    es_producer_t *dlq_producer;
-    pj_mutex_t dlq_mu;     /* the DLQ producer is shared by loops */
     pj_mutex_t lookup_mu;  /* guards creating `lookup` */
     es_consumer_t *lookup; /* offsets-for-times of as_of queries, made at the first one */
     es_counter_t *m_asof_index, *m_asof_log; /* as_of answered from the history, from the log */

@@ -134,7 +134,6 @@ es_projector_t *pj_new(es_conf_t *conf, char *errstr, size_t errstr_size)
     es_projector_t *pj = es_calloc(1, sizeof(*pj));
 
     pj->conf = conf;
-    pj_mutex_init(&pj->dlq_mu);
     pj_mutex_init(&pj->lookup_mu);
     snprintf(pj->name, sizeof(pj->name), "%s", es_conf_get(conf, "projector.name"));
     pj->halt_on_error = strcmp(es_conf_get(conf, "on_error"), "halt") == 0;
@@ -179,7 +178,6 @@ es_projector_t *pj_new(es_conf_t *conf, char *errstr, size_t errstr_size)
         return NULL;
     }
     if (!(pj->reg = es_registry_from_conf(conf, REGISTRY_RETRIES, errstr, errstr_size)) ||
-        !(pj->dlq_producer = es_producer_new(conf, NULL, errstr, errstr_size)) ||
         !(pj->watch = es_kafka_watch_start(conf, NULL, 0, errstr, errstr_size)) ||
         !(pj->auth = es_auth_new(conf, errstr, errstr_size)) ||
         pj_builtins_open(pj->reg, errstr, errstr_size) || add_runners(pj, errstr, errstr_size)) {
@@ -256,12 +254,10 @@ void pj_destroy(es_projector_t *pj)
     free(pj->runners);
     es_kafka_watch_stop(pj->watch);
     es_auth_destroy(pj->auth);
-    es_producer_destroy(pj->dlq_producer);
     es_consumer_destroy(pj->lookup);
     pj_builtins_close();
     es_registry_destroy(pj->reg);
     es_metrics_destroy(pj->metrics);
-    pj_mutex_destroy(&pj->dlq_mu);
     pj_mutex_destroy(&pj->lookup_mu);
     free(pj);
 }

@@ -38,83 +38,6 @@
 #define RESERVE     "6"
 #define RESERVE_MIB 6
 
-/* /readyz answers @p want (200 or 503) within @p timeout_s; its body in *reason. */
-static bool wait_ready_status(rt_proc_t *p, int want, int timeout_s, char *reason, size_t rsz)
-{
-    for (int i = 0; i < timeout_s * 5; i++) {
-        json_t *b = NULL;
-        int st = rt_http(p, "GET", "/readyz", &b);
-        const char *r = json_string_value(json_object_get(b, "reason"));
-        snprintf(reason, rsz, "%s", r ? r : "");
-        json_decref(b);
-        if (st == want)
-            return true;
-        if (!rt_proc_alive(p))
-            return false;
-        usleep(200 * 1000);
-    }
-    return false;
-}
-
-/* Every record produced is applied: the projector's applied offsets reach the
- * end of every partition as the producer saw it (its own high watermarks may
- * be stale while it waits). */
-static bool wait_applied_to_end(rt_proc_t *p, rt_topic_t *tp, int timeout_s)
-{
-    int64_t end[64] = {0};
-    for (size_t i = 0; i < tp->n; i++)
-        if (tp->recs[i].offset + 1 > end[tp->recs[i].partition])
-            end[tp->recs[i].partition] = tp->recs[i].offset + 1;
-    for (int i = 0; i < timeout_s * 5; i++) {
-        json_t *b = NULL;
-        bool done = false;
-        if (rt_http(p, "GET", "/admin/projections", &b) == 200) {
-            json_t *parts =
-                json_object_get(json_array_get(json_object_get(b, "projections"), 0), "partitions");
-            done = json_array_size(parts) == (size_t)tp->partitions;
-            for (size_t k = 0; k < json_array_size(parts); k++) {
-                json_t *pp = json_array_get(parts, k);
-                int part = (int)json_integer_value(json_object_get(pp, "partition"));
-                done = done && part < 64 &&
-                       json_integer_value(json_object_get(pp, "applied")) >= end[part];
-            }
-        }
-        json_decref(b);
-        if (done)
-            return true;
-        usleep(200 * 1000);
-    }
-    return false;
-}
-
-static size_t compare_with_model(rt_proc_t *p, es_sim_t *sim)
-{
-    size_t differ = 0;
-    for (size_t i = 0; i < sim->ncarts; i++) {
-        char path[300];
-        if (sim->carts[i].version == 0)
-            continue; /* created by the model, no event yet: no view */
-        json_t *got = NULL;
-        char *want_text = es_sim_cart_json(sim, i);
-        json_t *want = json_loads(want_text, 0, NULL);
-        snprintf(path, sizeof(path), "/v1/carts/%s", sim->carts[i].id);
-        int st = rt_http(p, "GET", path, &got);
-        if (st != 200 || !json_equal(got, want)) {
-            if (differ < 3) {
-                char *g = got ? json_dumps(got, JSON_COMPACT) : NULL;
-                fprintf(stderr, "cart %s: %d %s, want %s\n", sim->carts[i].id, st, g ? g : "",
-                        want_text);
-                free(g);
-            }
-            differ++;
-        }
-        json_decref(got);
-        json_decref(want);
-        free(want_text);
-    }
-    return differ;
-}
-
 static void test_full_disk(void)
 {
     char prefix[128], agg[200], root[300], disk[320], pfx[200], reason[1024], path[400],
@@ -141,7 +64,7 @@ static void test_full_disk(void)
     es_sim_init(&sim, prefix, 904, 200);
     rt_produce_sim(&cart, &sim, g, 3000);
     rt_proc_start(&proc, path, pfx, sets, 5);
-    CU_ASSERT_TRUE_FATAL(wait_applied_to_end(&proc, &cart, 60));
+    CU_ASSERT_TRUE_FATAL(rt_wait_applied_to_end(&proc, &cart, 60));
     snprintf(path, sizeof(path), "/v1/carts/%s", sim.carts[0].id);
 
     snprintf(first_cart, sizeof(first_cart), "%s", path);
@@ -149,7 +72,7 @@ static void test_full_disk(void)
     /* 1: the store fills its filesystem under load */
     CU_ASSERT_TRUE_FATAL(es_test_tmpfs_shrink(disk, RESERVE_MIB / 3));
     rt_produce_sim(&cart, &sim, g, 40000);
-    bool halted = wait_ready_status(&proc, 503, 90, reason, sizeof(reason));
+    bool halted = rt_wait_ready_status(&proc, 503, 90, reason, sizeof(reason));
     printf("\n  filesystem full (%lld MiB used): /readyz %s: %s\n",
            es_test_fs_used_bytes(disk) >> 20, halted ? "503" : "never 503", reason);
     CU_ASSERT_TRUE(halted);
@@ -163,34 +86,34 @@ static void test_full_disk(void)
     /* space returns: it carries on by itself */
     double t0 = es_test_now_s();
     CU_ASSERT_TRUE_FATAL(es_test_tmpfs_resize(disk, 256));
-    bool resumed = wait_applied_to_end(&proc, &cart, 180);
+    bool resumed = rt_wait_applied_to_end(&proc, &cart, 180);
     double resume_s = es_test_now_s() - t0;
     CU_ASSERT_TRUE(resumed);
-    CU_ASSERT_TRUE(wait_ready_status(&proc, 200, 30, reason, sizeof(reason)));
+    CU_ASSERT_TRUE(rt_wait_ready_status(&proc, 200, 30, reason, sizeof(reason)));
     sleep(2); /* RocksDB's own flushes and compactions settle (see docs/operations.md) */
 
     /* 2: full again; a clean stop, and a start on the full filesystem */
     CU_ASSERT_TRUE_FATAL(es_test_tmpfs_shrink(disk, RESERVE_MIB / 3));
     rt_produce_sim(&cart, &sim, g, 30000);
-    CU_ASSERT_TRUE(wait_ready_status(&proc, 503, 90, reason, sizeof(reason)));
+    CU_ASSERT_TRUE(rt_wait_ready_status(&proc, 503, 90, reason, sizeof(reason)));
     CU_ASSERT_EQUAL(rt_proc_stop(&proc), 0); /* SIGTERM on a full disk: exit 0, no abort */
     snprintf(path, sizeof(path), "%s", disk);
     rt_proc_start(&proc, path, pfx, sets, 5);
     sleep(8);
     CU_ASSERT_TRUE_FATAL(rt_proc_alive(&proc)); /* no crash loop: it waits */
     CU_ASSERT_EQUAL(rt_http(&proc, "GET", "/healthz", NULL), 200);
-    CU_ASSERT_TRUE(wait_ready_status(&proc, 503, 5, reason, sizeof(reason)));
+    CU_ASSERT_TRUE(rt_wait_ready_status(&proc, 503, 5, reason, sizeof(reason)));
     printf("  started on the full disk: /readyz 503: %s\n", reason);
     CU_ASSERT_PTR_NOT_NULL(strstr(reason, "No space left"));
     CU_ASSERT_PTR_NULL(strstr(reason, " is halted: "));
     CU_ASSERT_EQUAL(rt_http(&proc, "GET", first_cart, NULL), 200); /* read-only, served */
     t0 = es_test_now_s();
     CU_ASSERT_TRUE_FATAL(es_test_tmpfs_resize(disk, 256));
-    bool started = wait_applied_to_end(&proc, &cart, 180);
+    bool started = rt_wait_applied_to_end(&proc, &cart, 180);
     double start_s = es_test_now_s() - t0;
     CU_ASSERT_TRUE(started);
 
-    size_t differ = compare_with_model(&proc, &sim);
+    size_t differ = rt_carts_differing(&proc, &sim);
     printf("  RESULT full_disk_resume_s=%.1f full_disk_start_s=%.1f carts=%zu differing=%zu\n",
            resume_s, start_s, sim.ncarts, differ);
     CU_ASSERT_EQUAL(differ, 0);

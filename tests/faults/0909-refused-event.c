@@ -41,36 +41,9 @@ static dp_load_t load;
 /* Set the events topic's max.message.bytes (a topic of this test only). */
 static bool set_max_message_bytes(const char *value)
 {
-    char topic[200], errstr[512];
-    bool ok = false;
+    char topic[200];
     snprintf(topic, sizeof(topic), "%saccount.events", st.prefix);
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "bootstrap.servers", es_test_bootstrap(), errstr, sizeof(errstr));
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-    CU_ASSERT_PTR_NOT_NULL_FATAL(rk);
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_ConfigResource_t *cr = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, topic);
-    rd_kafka_ConfigResource_set_config(cr, "max.message.bytes", value);
-    rd_kafka_AlterConfigs(rk, &cr, 1, NULL, q);
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 15000);
-    if (!ev || rd_kafka_event_error(ev)) {
-        fprintf(stderr, "AlterConfigs %s: %s\n", topic,
-                ev ? rd_kafka_event_error_string(ev) : "no answer");
-    } else {
-        size_t n = 0;
-        const rd_kafka_ConfigResource_t **res =
-            rd_kafka_AlterConfigs_result_resources(rd_kafka_event_AlterConfigs_result(ev), &n);
-        ok = n == 1 && !rd_kafka_ConfigResource_error(res[0]);
-        if (!ok)
-            fprintf(stderr, "AlterConfigs %s: %s\n", topic,
-                    n ? rd_kafka_ConfigResource_error_string(res[0]) : "no resource");
-    }
-    if (ev)
-        rd_kafka_event_destroy(ev);
-    rd_kafka_ConfigResource_destroy(cr);
-    rd_kafka_queue_destroy(q);
-    rd_kafka_destroy(rk);
-    return ok;
+    return es_test_topic_config(topic, "max.message.bytes", value);
 }
 
 static double aborts_so_far(void)
