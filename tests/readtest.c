@@ -698,7 +698,7 @@ bool rt_wait_applied_to_end(rt_proc_t *p, rt_topic_t *tp, int timeout_s)
     return false;
 }
 
-size_t rt_carts_differing(rt_proc_t *p, es_sim_t *sim)
+size_t rt_carts_differing(rt_proc_t *p, es_sim_t *sim, const char *view)
 {
     size_t differ = 0;
     for (size_t i = 0; i < sim->ncarts; i++) {
@@ -708,7 +708,8 @@ size_t rt_carts_differing(rt_proc_t *p, es_sim_t *sim)
         json_t *got = NULL;
         char *want_text = es_sim_cart_json(sim, i);
         json_t *want = json_loads(want_text, 0, NULL);
-        snprintf(path, sizeof(path), "/v1/carts/%s", sim->carts[i].id);
+        snprintf(path, sizeof(path), "/v1/carts/%s%s%s", sim->carts[i].id, view ? "?view=" : "",
+                 view ? view : "");
         int st = rt_http(p, "GET", path, &got);
         if (st != 200 || !json_equal(got, want)) {
             if (differ < 3) {
@@ -724,4 +725,25 @@ size_t rt_carts_differing(rt_proc_t *p, es_sim_t *sim)
         free(want_text);
     }
     return differ;
+}
+
+/* The frozen view's entry in GET /admin/projections (a new reference), or NULL. */
+json_t *rt_frozen_entry(const rt_proc_t *p, const char *name, const char *label)
+{
+    json_t *b = NULL, *found = NULL;
+    rt_http(p, "GET", "/admin/projections", &b);
+    json_t *arr = json_object_get(b, "projections");
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        json_t *o = json_array_get(arr, i);
+        if (!es_test_str_eq(json_string_value(json_object_get(o, "name")), name))
+            continue;
+        json_t *fz = json_object_get(o, "frozen");
+        for (size_t k = 0; k < json_array_size(fz); k++) {
+            json_t *f = json_array_get(fz, k);
+            if (es_test_str_eq(json_string_value(json_object_get(f, "label")), label))
+                found = json_incref(f);
+        }
+    }
+    json_decref(b);
+    return found;
 }

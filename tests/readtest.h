@@ -110,8 +110,11 @@ bool rt_wait_ready_status(rt_proc_t *p, int want, int timeout_s, char *reason, s
  *         its producer saw it, within @p timeout_s. */
 bool rt_wait_applied_to_end(rt_proc_t *p, rt_topic_t *tp, int timeout_s);
 /** @brief How many carts of @p sim's model @p p answers otherwise than the model (GET
- *         /v1/carts/{id}; the first three are printed). */
-size_t rt_carts_differing(rt_proc_t *p, es_sim_t *sim);
+ *         /v1/carts/{id}, of frozen view @p view unless NULL; the first three are printed). */
+size_t rt_carts_differing(rt_proc_t *p, es_sim_t *sim, const char *view);
+/** @brief Frozen view @p label of projection @p name in GET /admin/projections (a new
+ *         reference), or NULL. */
+json_t *rt_frozen_entry(const rt_proc_t *p, const char *name, const char *label);
 /** @brief Projection @p name's object of GET /admin/projections (a new reference), or NULL. */
 json_t *rt_projection(const rt_proc_t *p, const char *name);
 

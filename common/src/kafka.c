@@ -395,7 +395,14 @@ void es_producer_destroy(es_producer_t *prod)
 
 /* ---------------------------------------------------------------- consumer */
 
-/* Let the caller act on a rebalance (e.g. catch up), then apply it the group's way. */
+/*
+ * Let the caller act on a rebalance (e.g. catch up), then apply it the
+ * group's way.  librdkafka 2.0.2 refuses an assignment only for a caller's
+ * mistake (an invalid start offset, a partition twice, the wrong protocol's
+ * call), and takes one after a fatal error as an unassignment, reporting the
+ * fatal error through the next poll (where the programs act on it): a
+ * refusal is logged as the bug it is.
+ */
 static void consumer_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                                   rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
@@ -403,16 +410,21 @@ static void consumer_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     bool coop = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
     bool assign = err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS;
     rd_kafka_error_t *e = NULL;
+    rd_kafka_resp_err_t aerr = RD_KAFKA_RESP_ERR_NO_ERROR;
 
     cons->on_rebalance(cons->opaque, assign, parts);
     if (assign && coop)
         e = rd_kafka_incremental_assign(rk, parts);
     else if (assign)
-        rd_kafka_assign(rk, parts);
+        aerr = rd_kafka_assign(rk, parts);
     else if (coop)
         e = rd_kafka_incremental_unassign(rk, parts);
     else
-        rd_kafka_assign(rk, NULL);
+        aerr = rd_kafka_assign(rk, NULL);
+    if (e || aerr)
+        es_log_error("kafka", "%s of %d partition(s) refused: %s",
+                     assign ? "assignment" : "revocation", parts->cnt,
+                     e ? rd_kafka_error_string(e) : rd_kafka_err2str(aerr));
     if (e)
         rd_kafka_error_destroy(e);
 }

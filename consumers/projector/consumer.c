@@ -220,10 +220,13 @@ void pj_consumer_rewind(pj_loop_t *l)
     rd_kafka_topic_partition_list_destroy(tl);
 }
 
-void pj_consumer_pause(pj_loop_t *l, size_t t, int32_t p)
+void pj_consumer_pause(pj_loop_t *l, size_t t, int32_t p, bool paused)
 {
     rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(tl, l->r->topic[t], p);
-    rd_kafka_pause_partitions(es_consumer_rk(l->cons), tl);
+    if (paused)
+        rd_kafka_pause_partitions(es_consumer_rk(l->cons), tl);
+    else
+        rd_kafka_resume_partitions(es_consumer_rk(l->cons), tl);
     rd_kafka_topic_partition_list_destroy(tl);
 }

@@ -222,8 +222,31 @@ static bool frozen_admit(pj_loop_t *l, size_t t, const rd_kafka_message_t *m)
     pj_mutex_lock(&r->mu);
     fz->final[t][m->partition] = stop;
     pj_mutex_unlock(&r->mu);
-    pj_consumer_pause(l, t, m->partition); /* nothing more is read there */
+    pj_consumer_pause(l, t, m->partition, true); /* nothing more is read there */
     return false;
+}
+
+/*
+ * The batch was dropped (a DLQ flush failed): a partition whose stop was
+ * found in it is not complete in the store (stored before the stop), so it
+ * is read again from the stored offset and its stop found again.  A stop
+ * past the stored offset only because transaction markers lie between is
+ * found again the same way.
+ */
+static void frozen_dropped(pj_loop_t *l)
+{
+    pj_runner_t *r = l->r;
+    pj_frozen_t *fz = l->mode;
+    for (size_t t = 0; t < r->ntopics; t++) {
+        for (int p = 0; p < r->nparts[t]; p++) {
+            if (fz->final[t][p] < 0 || fz->final[t][p] <= l->stored[t][p])
+                continue;
+            pj_mutex_lock(&r->mu);
+            fz->final[t][p] = -1;
+            pj_mutex_unlock(&r->mu);
+            pj_consumer_pause(l, t, p, false);
+        }
+    }
 }
 
 /* A frozen build fails only itself. */
@@ -355,6 +378,7 @@ static const pj_loop_ops_t frozen_ops = {
     .start_failed = frozen_start_failed,
     .started = frozen_started,
     .admit = frozen_admit,
+    .dropped = frozen_dropped,
     .halt = frozen_halt,
     .waits = frozen_waits,
     .written = frozen_written,

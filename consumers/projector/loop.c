@@ -373,6 +373,8 @@ static bool dlq_flush_failed(pj_loop_t *l, const pj_batch_t *b)
     es_log_warn(LOG, "%s: %s", l->r->def->name, l->errstr);
     es_proj_txn_clear(l->txn);
     copy_offsets(l, l->next, l->stored);
+    if (l->ops->dropped)
+        l->ops->dropped(l);
     return true;
 }
 

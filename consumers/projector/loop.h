@@ -66,6 +66,9 @@ typedef struct pj_loop_ops_s {
     void (*started)(pj_loop_t *l);
     /* May record @p m of topic @p t be folded?  false skips it, offset unmoved. */
     bool (*admit)(pj_loop_t *l, size_t t, const rd_kafka_message_t *m);
+    /* The batch was dropped (its folds undone, `next` back at `stored`): undo what `admit`
+     * decided in it, for it is read again. */
+    void (*dropped)(pj_loop_t *l);
     /* A halting failure (the halting rule in projector.h). */
     void (*halt)(pj_loop_t *l, const char *msg);
     /* The loop waits: @p why PJ_WAITING (no space) or PJ_STARTING (registry); @p first time. */
@@ -160,8 +163,8 @@ void pj_consumer_close(pj_loop_t *l);
 rd_kafka_topic_partition_list_t *pj_consumer_positions(pj_loop_t *l);
 /** @brief Seek every partition back to the loop's next offsets. */
 void pj_consumer_rewind(pj_loop_t *l);
-/** @brief Stop fetching partition @p p of topic @p t. */
-void pj_consumer_pause(pj_loop_t *l, size_t t, int32_t p);
+/** @brief Stop (@p paused) or resume fetching partition @p p of topic @p t. */
+void pj_consumer_pause(pj_loop_t *l, size_t t, int32_t p, bool paused);
 /** @brief The index of @p topic among @p r's topics, SIZE_MAX when none. */
 size_t pj_topic_index(const pj_runner_t *r, const char *topic);
 

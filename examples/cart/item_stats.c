@@ -238,9 +238,8 @@ static int item_stats_top(es_proj_reader_t *rd, const es_proj_query_req_t *req, 
     int status = 500;
 
     if (tops) {
-        char *end;
-        long v = strtol(tops, &end, 10);
-        if (*tops == '\0' || *end != '\0' || v < 1 || v > 1000) {
+        int64_t v;
+        if (!es_parse_i64(tops, 1, 1000, &v)) {
             *body = es_proj_bad_request("top must be an integer in 1..1000");
             return 400;
         }

@@ -113,7 +113,7 @@ static void test_full_disk(void)
     double start_s = es_test_now_s() - t0;
     CU_ASSERT_TRUE(started);
 
-    size_t differ = rt_carts_differing(&proc, &sim);
+    size_t differ = rt_carts_differing(&proc, &sim, NULL);
     printf("  RESULT full_disk_resume_s=%.1f full_disk_start_s=%.1f carts=%zu differing=%zu\n",
            resume_s, start_s, sim.ncarts, differ);
     CU_ASSERT_EQUAL(differ, 0);

@@ -88,31 +88,10 @@ static int compare_all(const rt_proc_t *p, const char *carts_view, const vm_t *c
     return diffs;
 }
 
-/* The frozen view's entry in GET /admin/projections (a new reference), or NULL. */
-static json_t *frozen_entry(const rt_proc_t *p, const char *name, const char *label)
-{
-    json_t *b = NULL, *found = NULL;
-    rt_http(p, "GET", "/admin/projections", &b);
-    json_t *arr = json_object_get(b, "projections");
-    for (size_t i = 0; i < json_array_size(arr); i++) {
-        json_t *o = json_array_get(arr, i);
-        if (!es_test_str_eq(json_string_value(json_object_get(o, "name")), name))
-            continue;
-        json_t *fz = json_object_get(o, "frozen");
-        for (size_t k = 0; k < json_array_size(fz); k++) {
-            json_t *f = json_array_get(fz, k);
-            if (es_test_str_eq(json_string_value(json_object_get(f, "label")), label))
-                found = json_incref(f);
-        }
-    }
-    json_decref(b);
-    return found;
-}
-
 static bool wait_ready(const rt_proc_t *p, const char *name, const char *label, int timeout_ms)
 {
     for (int w = 0; w < timeout_ms; w += 200) {
-        json_t *f = frozen_entry(p, name, label);
+        json_t *f = rt_frozen_entry(p, name, label);
         const char *st = f ? json_string_value(json_object_get(f, "state")) : NULL;
         bool ready = st && strcmp(st, "ready") == 0;
         bool failed = st && strcmp(st, "failed") == 0;
@@ -180,7 +159,7 @@ static void test_frozen_view(void)
     CU_ASSERT_TRUE_FATAL(wait_ready(&proc, "cart_view", "audit", 60000));
     CU_ASSERT_TRUE_FATAL(wait_ready(&proc, "item_stats", deflabel, 60000));
 
-    json_t *f = frozen_entry(&proc, "cart_view", "audit");
+    json_t *f = rt_frozen_entry(&proc, "cart_view", "audit");
     CU_ASSERT_EQUAL(json_integer_value(json_object_get(f, "events")), (json_int_t)na);
     CU_ASSERT_EQUAL(json_integer_value(json_object_get(f, "until_ms")), until);
     json_decref(f);
@@ -243,7 +222,7 @@ static void test_frozen_view(void)
     rt_proc_start(&proc, root, pfx, sets, 1);
     CU_ASSERT_TRUE_FATAL(rt_wait_up(&proc, 30000));
     CU_ASSERT_NOT_EQUAL(stat(path, &sb), 0);
-    f = frozen_entry(&proc, "cart_view", "audit");
+    f = rt_frozen_entry(&proc, "cart_view", "audit");
     ES_ASSERT_STR_EQ(json_string_value(json_object_get(f, "state")), "ready");
     json_decref(f);
     CU_ASSERT_EQUAL(compare_all(&proc, "audit", model_a, deflabel, model_a), 0);
