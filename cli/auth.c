@@ -153,9 +153,9 @@ static int token(int argc, char **argv)
             roles[nroles++] = v;
         else if (!strcmp(a, "--ttl") || !strcmp(a, "--not-before")) {
             bool is_ttl = !strcmp(a, "--ttl");
-            if (!es_parse_i64(v, is_ttl ? 1 : INT32_MIN, INT32_MAX, is_ttl ? &ttl : &nbf_offset)) {
-                fprintf(stderr, "escqrs auth token: %s takes whole seconds%s, got '%s'\n", a,
-                        is_ttl ? " (at least 1)" : "", v);
+            /* a --ttl of 0 or less mints an expired token: tests need one */
+            if (!es_parse_i64(v, INT32_MIN, INT32_MAX, is_ttl ? &ttl : &nbf_offset)) {
+                fprintf(stderr, "escqrs auth token: %s takes whole seconds, got '%s'\n", a, v);
                 return CLI_EXIT_USAGE;
             }
         } else

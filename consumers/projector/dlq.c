@@ -26,8 +26,9 @@
  * failed (its failures are counted since its start).  Each loop has its own
  * producer, made at its first poison event, so one loop's failure is never
  * another's.  A record whose delivery failed late may have landed anyway
- * (a timeout after the broker wrote it): it is then in the DLQ twice, the
- * one duplicate a reader can tell by its source-* headers.
+ * (a timeout after the broker wrote it): it is then in the DLQ once more
+ * for each such failure, copies a reader tells apart by their source-*
+ * headers.
  */
 #include "loop.h"
 
@@ -188,6 +189,14 @@ static void unflushed_clear(pj_dlq_t *d, bool forget_sent)
     d->nunflushed = 0;
 }
 
+/* A send or a flush failed: what was sent since the last good flush may not be there. */
+static void forget_unflushed(pj_dlq_t *d)
+{
+    unflushed_clear(d, true);
+    es_producer_destroy_now(d->prod);
+    d->prod = NULL;
+}
+
 void pj_dlq_destroy(pj_dlq_t *d)
 {
     if (!d)
@@ -247,6 +256,7 @@ es_err_t pj_dlq_send(pj_dlq_t *d, size_t t, const rd_kafka_message_t *m, es_err_
                                errstr, errstr_size);
     if (err) {
         rd_kafka_headers_destroy(h);
+        forget_unflushed(d);
         return err;
     }
     es_proj_memmap_put(d->seen, key, kl, "", 0);
@@ -264,10 +274,9 @@ es_err_t pj_dlq_flush(pj_dlq_t *d, char *errstr, size_t errstr_size)
     if (!d->prod)
         return ES_ERR_OK;
     es_err_t err = es_producer_flush(d->prod, PJ_DLQ_FLUSH_TIMEOUT_MS, errstr, errstr_size);
-    unflushed_clear(d, err != ES_ERR_OK);
-    if (err) {
-        es_producer_destroy_now(d->prod);
-        d->prod = NULL;
-    }
+    if (err)
+        forget_unflushed(d);
+    else
+        unflushed_clear(d, false);
     return err;
 }

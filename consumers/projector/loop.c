@@ -17,7 +17,7 @@
  *     is away) leaves next[t][p] before it.  Each touched partition's next
  *     offset goes into the same RocksDB write batch as the view changes.
  *  3. Commit the batch (commit_batch): the DLQ records of the batch are
- *     flushed first (if they cannot be, dlq_flush_failed drops the batch:
+ *     flushed first (if they cannot be, dlq_failed drops the batch:
  *     it is folded again after a back-off), then the view changes and the
  *     offsets are written as one atomic RocksDB batch (WAL on; store.sync
  *     adds an fsync).  kill -9 before the write: nothing of the batch exists
@@ -37,7 +37,7 @@
  * tick.  Frozen builds, retries, halts and idle batches are written in line.
  *
  * A transient failure in the middle of a batch (retry_later: the registry
- * away, a DLQ send refused) writes what was handled before it, seeks the
+ * away) writes what was handled before it, seeks the
  * consumer back to the next offsets and waits with a back-off.
  *
  * The loop knows only the live behaviour (pj_live_ops, in live.c); a
@@ -260,9 +260,10 @@ static bool handle_failure(pj_loop_t *l, size_t t, const rd_kafka_message_t *m, 
     }
     char why[PJ_ERRSTR_MAX / 2];
     if (pj_dlq_send(l->dlq, t, m, err, ferr, &sent, why, sizeof(why))) {
-        /* the DLQ cannot take it now: not the event's fault, it is folded again later */
-        snprintf(l->errstr, sizeof(l->errstr), "DLQ %s: %s", r->dlq[t], why);
-        b->retry = true;
+        /* the DLQ cannot take it now: not the event's fault, the batch is folded again */
+        snprintf(l->errstr, sizeof(l->errstr), "DLQ send failed, the batch is folded again: %s",
+                 why);
+        b->retry = b->dlq_failed = true;
         return false;
     }
     if (sent) {
@@ -359,19 +360,24 @@ static void copy_offsets(const pj_loop_t *l, int64_t *const *dst, int64_t *const
 }
 
 /*
- * The DLQ records of @p b could not be delivered (refused, or the broker gone
- * past the flush's wait): nothing of the batch is written, its folds are
- * dropped and the offsets go back to the stored ones (no batch is in flight:
- * settle() came first), to be folded and sent again.  true: dropped.
+ * The DLQ records of @p b could not be sent or delivered (refused, or the
+ * broker gone past the flush's wait): nothing of the batch is written, its
+ * folds and its offset records are dropped and the offsets go back to the
+ * stored ones (no batch is in flight: settle() came first), to be folded and
+ * sent again.  true: dropped.
  */
-static bool dlq_flush_failed(pj_loop_t *l, const pj_batch_t *b)
+static bool dlq_failed(pj_loop_t *l, const pj_batch_t *b)
 {
     char why[PJ_ERRSTR_MAX / 2];
-    if (!b->dlq_sent || !pj_dlq_flush(l->dlq, why, sizeof(why)))
-        return false;
-    snprintf(l->errstr, sizeof(l->errstr), "DLQ flush failed, the batch is folded again: %s", why);
+    if (!b->dlq_failed) {
+        if (!b->dlq_sent || !pj_dlq_flush(l->dlq, why, sizeof(why)))
+            return false;
+        snprintf(l->errstr, sizeof(l->errstr), "DLQ flush failed, the batch is folded again: %s",
+                 why);
+    }
     es_log_warn(LOG, "%s: %s", l->r->def->name, l->errstr);
     es_proj_txn_clear(l->txn);
+    es_batch_clear(l->batch); /* the offsets fold_batch put: never written ahead of the views */
     copy_offsets(l, l->next, l->stored);
     if (l->ops->dropped)
         l->ops->dropped(l);
@@ -508,8 +514,9 @@ void pj_loop_run(pj_loop_t *l)
         fold_batch(l, &b);
         if (settle(l)) /* the batch before this one is written first */
             break;
-        if (dlq_flush_failed(l, &b)) {
-            retry_later(l);
+        if (dlq_failed(l, &b)) {
+            if (!l->halted) /* a halt stays said */
+                retry_later(l);
             continue;
         }
         if (can_pipeline(l, &b)) {

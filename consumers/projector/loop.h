@@ -29,6 +29,7 @@ typedef struct pj_batch_s {
     int64_t applied; /* events folded */
     int64_t dlq;     /* poison events sent to the DLQ */
     bool dlq_sent;   /* the DLQ must be flushed before the batch is written */
+    bool dlq_failed; /* a DLQ send failed: the batch is dropped and folded again */
     bool retry;      /* a transient failure: the rest of the batch is read again */
     double start_s;  /* monotonic seconds when the records were in hand */
     double seconds;  /* from then to the batch written and visible (settled, if pipelined) */

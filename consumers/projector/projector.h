@@ -165,11 +165,11 @@ typedef struct pj_owners_s pj_owners_t;
  *    crashes): ES_ERR_NO_SPACE on a write (the same batch is written again,
  *    WAITING) or at the store's open (read-only meanwhile, WAITING); the
  *    registry unreachable while decoding (the rest of the batch is read
- *    again after a back-off, STARTING); a DLQ send that fails (what the
- *    batch handled before it is written, the rest is read again, STARTING)
- *    or a DLQ flush that fails (nothing of the batch is written: it is
- *    folded again and its poison events sent again, STARTING); the broker, the registry or the
- *    store missing at start-up (STARTING; WAITING when it is disk space).  A rebuild or frozen loop
+ *    again after a back-off, STARTING); a DLQ send or flush that fails
+ *    (nothing of the batch is written, its offsets neither: it is folded
+ *    again and its poison events sent again, STARTING); the broker, the
+ *    registry or the store missing at start-up (STARTING; WAITING when it
+ *    is disk space).  A rebuild or frozen loop
  * waits the same way without touching the runner's state, and gives up starting after
  * PJ_SIDE_START_ATTEMPTS (the live view keeps serving).
  *  - A frozen build never halts the runner: every HALTED cause above fails

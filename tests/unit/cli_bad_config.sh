@@ -28,6 +28,7 @@ opt() {
 opt --timeout-ms send account deposit acct-1 --timeout-ms 5x
 opt --timeout-ms send account deposit acct-1 --timeout-ms 0
 opt --ttl auth token --key k --issuer i --audience a --sub s --ttl 99999999999999999999
+opt --ttl auth token --key k --issuer i --audience a --sub s --ttl " 300"
 opt --not-before auth token --key k --issuer i --audience a --sub s --not-before 1e3
 opt --from-offset export --from-offset -1 cart.events
 [ $fail -eq 0 ] && echo "1 passed, 0 failed" || echo "0 passed, 1 failed"
