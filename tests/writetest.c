@@ -419,8 +419,11 @@ static void event_cb(void *opaque, rd_kafka_message_t *m)
     es_record_long(v, "version", &e->version, errstr, sizeof(errstr));
     if (!es_record_payload(v, &pl, &type, errstr, sizeof(errstr))) {
         snprintf(e->type, sizeof(e->type), "%s", type);
+        int32_t q;
         if (!avro_value_get_by_name(&pl, "amount_cents", &f, NULL))
             avro_value_get_long(&f, &e->amount);
+        else if (!avro_value_get_by_name(&pl, "quantity", &f, NULL) && !avro_value_get_int(&f, &q))
+            e->amount = q;
     }
     e->partition = m->partition;
     e->offset = m->offset;

@@ -273,6 +273,7 @@ es_producer_t *es_producer_new_opts(const es_conf_t *conf, const es_producer_opt
         return NULL;
     }
     prod->txn_timeout_ms = opts->txn_timeout_ms > 0 ? opts->txn_timeout_ms : ES_KAFKA_TIMEOUT_MS;
+    prod->max_record_bytes = es_kafka_max_record_bytes(prod->rk);
     prod->transactional_id = opts->transactional_id ? es_strdup(opts->transactional_id) : NULL;
     prod->on_delivery = opts->on_delivery;
     prod->opaque = opts->opaque;

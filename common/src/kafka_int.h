@@ -39,6 +39,9 @@ es_group_state_t es_kafka_group_state_from_listing(es_group_state_t last, rd_kaf
                                                    const struct rd_kafka_group_list *gl,
                                                    const char *group);
 
+/** The producer @p rk's message.max.bytes (kafka_record.c). */
+size_t es_kafka_max_record_bytes(rd_kafka_t *rk);
+
 struct es_producer_s {
     rd_kafka_t *rk;
     /* Deliveries that failed: rd_kafka_flush() succeeds once the queue is
@@ -49,7 +52,8 @@ struct es_producer_s {
      * a transaction begins, so an aborted one does not condemn the next. */
     atomic_int txn_err;
     int txn_timeout_ms;
-    char *transactional_id; /* NULL: not transactional */
+    size_t max_record_bytes; /* its message.max.bytes: librdkafka refuses a larger record */
+    char *transactional_id;  /* NULL: not transactional */
     es_delivery_cb_t *on_delivery;
     void *opaque;
 };

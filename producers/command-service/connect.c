@@ -305,9 +305,27 @@ static void name_things(cs_t *cs)
     }
 }
 
+/* kafka.message.max.bytes leaves room for the service's own records: an outcome
+ * and its <agg>.state copy carry ids, a principal and the trace context (a few
+ * KiB at most), and a smaller limit would refuse them on every retry. */
+static bool record_limit_ok(const es_conf_t *conf, char *errstr, size_t errstr_size)
+{
+    const char *v = es_conf_get(conf, "kafka.message.max.bytes");
+    int64_t n;
+    if (!v || (es_parse_i64(v, 0, INT64_MAX, &n) && n >= CS_RECORD_MIN_BYTES))
+        return true; /* librdkafka's default (1000000) or its own range check */
+    snprintf(errstr, errstr_size,
+             "kafka.message.max.bytes: '%s' is not a number of bytes of at least %d, the "
+             "least the command service's outcome records need",
+             v, CS_RECORD_MIN_BYTES);
+    return false;
+}
+
 cs_t *cs_new(const es_conf_t *conf, const es_aggregate_def_t *def, es_metrics_t *metrics,
              char *errstr, size_t errstr_size)
 {
+    if (!record_limit_ok(conf, errstr, errstr_size))
+        return NULL;
     cs_t *cs = es_calloc(1, sizeof(*cs));
     cs->conf = conf;
     cs->def = def;
@@ -356,5 +374,6 @@ void cs_destroy(cs_t *cs)
     free(cs->pends);
     free(cs->evs);
     free(cs->baseline);
+    free(cs->oversized);
     free(cs);
 }

@@ -7,10 +7,11 @@
  * already decided) keeps the aggregate's invariants under any concurrency.
  * Order per command: a known command id answers its first outcome and
  * writes nothing (the same id with another body or If-Match is
- * IDEMPOTENCY_KEY_REUSED, not remembered); then If-Match; then decide, and
- * each event is produced to the command's own partition number of
- * <agg>.events and applied with evolve before the next, so a command's
- * events and the commands after it in the batch see the state they make.
+ * IDEMPOTENCY_KEY_REUSED, not remembered); then If-Match; then decide; its
+ * events are encoded and checked against the largest record the producer
+ * takes (decide_one()), applied with evolve, then produced to the command's
+ * own partition number of <agg>.events, so the commands after it in the
+ * batch see the state they make.
  * A command that cannot be decoded has no id to answer to: it is counted
  * and left in the audit log.  A registry that cannot give the writer
  * schema is not the command's fault: the batch is decided later instead.
@@ -69,42 +70,59 @@ static bool fill_envelope(cs_t *cs, const char *event_id, const char *agg_id, co
     return b < nb && !avro_value_set_branch(&pu, (int)b, &br) && !avro_value_copy(&br, payload);
 }
 
-/* Encode and produce one event of the command to partition @p partition. */
-static es_err_t produce_event(cs_t *cs, const char *agg_id, const char *cmd_id,
-                              const cmd_ctx_t *ctx, const es_outcome_t *o, int64_t version,
-                              const char *type, avro_value_t *payload, int32_t partition,
-                              char *errstr, size_t errstr_size)
+/* One event of the command, encoded; produced once every event of it is checked. */
+typedef struct {
+    es_buf_t value;
+    es_record_t rec; /* its headers are ours until the send takes them */
+} event_rec_t;
+
+/* Encode one event of the command, for partition @p partition, into @p er. */
+static es_err_t encode_event(cs_t *cs, const char *agg_id, const char *cmd_id, const cmd_ctx_t *ctx,
+                             const es_outcome_t *o, int64_t version, const char *type,
+                             avro_value_t *payload, int32_t partition, event_rec_t *er,
+                             char *errstr, size_t errstr_size)
 {
     char event_id[ES_UUID_STR_LEN];
-    es_buf_t buf = {0};
     es_err_t err;
     es_uuid_v4(event_id);
     if (!fill_envelope(cs, event_id, agg_id, cmd_id, ctx, o, version, type, payload)) {
         snprintf(errstr, errstr_size, "event envelope: %s", avro_strerror());
         return ES_ERR_ENCODE;
     }
-    if ((err = es_serde_encode(cs->ev_serde, &cs->ev_value, &buf, errstr, errstr_size)))
-        goto out;
-    evpos_t *pos = &cs->evs[cs->nev++]; /* filled by the delivery report */
-    pos->partition = -1;
-    pos->offset = -1;
-    pos->err = RD_KAFKA_RESP_ERR__IN_PROGRESS;
-    es_record_t rec = {
+    if ((err = es_serde_encode(cs->ev_serde, &cs->ev_value, &er->value, errstr, errstr_size)))
+        return err;
+    er->rec = (es_record_t){
         .topic = cs->t_ev,
         .partition = partition,
         .key = agg_id,
         .keylen = strlen(agg_id),
-        .value = buf.data,
-        .valuelen = buf.len,
+        .value = er->value.data,
+        .valuelen = er->value.len,
         .headers = es_event_headers(type, event_id, cmd_id, version),
-        .msg_opaque = pos,
     };
-    es_trace_headers_add(rec.headers, &ctx->trace);
-    if ((err = es_producer_send_record(cs->prod, &rec, ES_SEND_WAIT, errstr, errstr_size)))
-        rd_kafka_headers_destroy(rec.headers);
-out:
-    es_buf_free(&buf);
+    es_trace_headers_add(er->rec.headers, &ctx->trace);
+    return ES_ERR_OK;
+}
+
+/* Produce the encoded event @p er; its position comes with the delivery report. */
+static es_err_t produce_event(cs_t *cs, event_rec_t *er, char *errstr, size_t errstr_size)
+{
+    evpos_t *pos = &cs->evs[cs->nev++]; /* filled by the delivery report */
+    pos->partition = -1;
+    pos->offset = -1;
+    pos->err = RD_KAFKA_RESP_ERR__IN_PROGRESS;
+    er->rec.msg_opaque = pos;
+    es_err_t err = es_producer_send_record(cs->prod, &er->rec, ES_SEND_WAIT, errstr, errstr_size);
+    if (!err)
+        er->rec.headers = NULL; /* librdkafka's now */
     return err;
+}
+
+static void event_rec_free(event_rec_t *er)
+{
+    if (er->rec.headers)
+        rd_kafka_headers_destroy(er->rec.headers);
+    es_buf_free(&er->value);
 }
 
 void cs_on_delivery(void *opaque, const rd_kafka_message_t *m)
@@ -127,39 +145,81 @@ static void count_rejection(cs_t *cs, const char *reason)
                    1);
 }
 
-/* Run decide on aggregate @p a; produce and apply its events. */
+static void reject(cs_t *cs, es_outcome_t *o, const char *reason)
+{
+    o->status = ES_OUTCOME_REJECTED;
+    snprintf(o->reason, sizeof(o->reason), "%s", reason);
+    count_rejection(cs, o->reason);
+}
+
+/*
+ * Run decide on aggregate @p a; check, apply and produce its events.  Nothing
+ * of a command goes into the transaction before all of it is known to fit:
+ * an event record over the producer's message.max.bytes (librdkafka refuses
+ * it at once, and would on every retry) rejects the command as
+ * event_too_large; on an aggregate whose state record was once too large
+ * (state.c), the events are applied to a copy of the state first, and a
+ * command that would make the record too large is rejected as
+ * aggregate_too_large, the state as it was.
+ */
 static es_err_t decide_one(cs_t *cs, rd_kafka_message_t *m, pend_t *pd, agg_ent_t *a,
                            const char *type, avro_value_t *pl, char *errstr, size_t errstr_size)
 {
     es_outcome_t *o = &pd->o;
-    es_err_t err;
+    es_err_t err = ES_ERR_OK;
     es_emitter_reset(cs->em);
     const char *reason = cs->def->decide(a->state, type, pl, cs->em);
     if (reason) {
-        o->status = ES_OUTCOME_REJECTED;
-        snprintf(o->reason, sizeof(o->reason), "%s", reason);
-        count_rejection(cs, o->reason);
+        reject(cs, o, reason);
         return ES_ERR_OK;
     }
-    for (size_t i = 0; i < es_emitter_count(cs->em); i++) {
-        const char *etype;
-        avro_value_t *ev = es_emitter_event(cs->em, i, &etype);
-        int64_t ver = a->version + 1;
-        if ((err = produce_event(cs, o->aggregate_id, o->command_id, &pd->ctx, o, ver, etype, ev,
-                                 m->partition, errstr, errstr_size)))
-            return err;
-        if ((err = cs->def->evolve(a->state, etype, ev, errstr, errstr_size)))
-            return err; /* a domain bug: its own event does not apply */
-        a->version = ver;
+    size_t n = es_emitter_count(cs->em), i;
+    event_rec_t ers[ES_AGG_MAX_EVENTS] = {0};
+    const char *etype[ES_AGG_MAX_EVENTS];
+    avro_value_t *ev[ES_AGG_MAX_EVENTS];
+    bool watched = cs_state_watched(cs, o->aggregate_id), fits = true;
+    void *state = watched ? es_malloc(cs->def->state_size) : a->state;
+    if (watched)
+        memcpy(state, a->state, cs->def->state_size); /* states are flat (aggregate.h) */
+    for (i = 0; i < n && !err; i++) {
+        ev[i] = es_emitter_event(cs->em, i, &etype[i]);
+        err = encode_event(cs, o->aggregate_id, o->command_id, &pd->ctx, o,
+                           a->version + 1 + (int64_t)i, etype[i], ev[i], m->partition, &ers[i],
+                           errstr, errstr_size);
+        fits = fits && (err || es_producer_fits(cs->prod, &ers[i].rec));
+    }
+    if (!err && !fits)
+        reject(cs, o, "event_too_large");
+    for (i = 0; i < n && !err && fits; i++) /* a domain bug if its own event does not apply */
+        err = cs->def->evolve(state, etype[i], ev[i], errstr, errstr_size);
+    if (!err && fits && watched) {
+        agg_ent_t after = *a;
+        after.state = state;
+        after.version = a->version + (int64_t)n;
+        if ((fits = cs_state_fits(cs, o->aggregate_id, &after)))
+            memcpy(a->state, state, cs->def->state_size);
+        else
+            reject(cs, o, "aggregate_too_large");
+    }
+    for (i = 0; i < n && !err && fits; i++) {
+        if ((err = produce_event(cs, &ers[i], errstr, errstr_size)))
+            break;
+        a->version++;
         a->dirty = true;
-        snprintf(o->events[o->nevents].type, sizeof(o->events[0].type), "%s", etype);
-        o->events[o->nevents++].version = ver;
+        snprintf(o->events[o->nevents].type, sizeof(o->events[0].type), "%s", etype[i]);
+        o->events[o->nevents++].version = a->version;
         pd->last_ev = (int)cs->nev - 1;
     }
-    o->status = ES_OUTCOME_ACCEPTED;
-    o->version = a->version;
-    es_counter_add(cs->c_accepted, 1);
-    return ES_ERR_OK;
+    if (!err && fits) {
+        o->status = ES_OUTCOME_ACCEPTED;
+        o->version = a->version;
+        es_counter_add(cs->c_accepted, 1);
+    }
+    for (i = 0; i < n; i++)
+        event_rec_free(&ers[i]);
+    if (watched)
+        free(state);
+    return err;
 }
 
 /* A new pending outcome for the command @p v (payload record @p type), in cs->pends. */

@@ -39,6 +39,7 @@
 #define CS_BACKOFF_MAX_MS    30000 /* longest wait between attempts */
 #define CS_NAP_SLICE_MS      100   /* a wait checks the stop flag this often */
 #define CS_BASELINE_DEFER_MS 10000 /* a baseline waits for an idle poll at most this long */
+#define CS_RECORD_MIN_BYTES  16384 /* the least kafka.message.max.bytes it runs with */
 
 /* An aggregate's state in the overlay: loaded from the store, then evolved. */
 typedef struct agg_ent_s {
@@ -111,6 +112,8 @@ struct cs_s {
     evpos_t *evs;
     size_t npend, nev;
 
+    char (*oversized)[ES_ID_MAX + 1]; /* aggregates whose state record was too large (state.c) */
+    size_t noversized, next_oversized;
     int32_t *baseline; /* partitions of <agg>.state that need a baseline (state.c) */
     size_t nbaseline;
     int64_t baseline_due_ms; /* written by then even if commands never pause */
@@ -175,7 +178,13 @@ es_err_t cs_state_publish_outcome(cs_t *cs, agg_ent_t *a, uint64_t fp, const es_
                                   const es_buf_t *result, char *errstr, size_t errstr_size);
 /* Add @p cmd_id, whose outcome record another owner wrote, to @p a's window. */
 void cs_state_note_outcome(cs_t *cs, agg_ent_t *a, const char *agg_id, const char *cmd_id);
+/* Produce the <agg>.state record of every aggregate the batch changed; ES_ERR_INVALID_ARG
+ * when one is larger than the producer takes (it is watched from then on). */
 es_err_t cs_state_produce(cs_t *cs, char *errstr, size_t errstr_size);
+/* Whether aggregate @p id's state record was once too large: check each command. */
+bool cs_state_watched(const cs_t *cs, const char *id);
+/* Whether the state record of @p a (aggregate @p id) would be taken by the producer. */
+bool cs_state_fits(cs_t *cs, const char *id, const agg_ent_t *a);
 /* One record of <agg>.state applied to the overlay; *is_marker for a baseline marker. */
 es_err_t cs_state_apply(cs_t *cs, const rd_kafka_message_t *m, int64_t *events_offset,
                         bool *is_marker, char *errstr, size_t errstr_size);

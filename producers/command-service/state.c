@@ -154,36 +154,108 @@ static es_err_t state_value(cs_t *cs, const char *id, const agg_ent_t *a, const 
     return ES_ERR_OK;
 }
 
+/* One <agg>.state record under @p key: cs->state_value encoded into @p buf, or a
+ * tombstone (@p tombstone). */
+static es_err_t state_record(cs_t *cs, const void *key, size_t keylen, int32_t partition,
+                             bool tombstone, es_buf_t *buf, es_record_t *rec, char *errstr,
+                             size_t errstr_size)
+{
+    es_err_t err =
+        tombstone ? ES_ERR_OK
+                  : es_serde_encode(cs->state_serde, &cs->state_value, buf, errstr, errstr_size);
+    *rec = (es_record_t){
+        .topic = cs->t_state,
+        .partition = partition,
+        .key = key,
+        .keylen = keylen,
+        .value = buf->data,
+        .valuelen = buf->len,
+    };
+    return err;
+}
+
 /* Produce one <agg>.state record under @p key: cs->state_value encoded, or a
  * tombstone (@p tombstone). */
 static es_err_t state_put(cs_t *cs, const void *key, size_t keylen, int32_t partition,
                           bool tombstone, char *errstr, size_t errstr_size)
 {
     es_buf_t buf = {0};
+    es_record_t rec;
     es_err_t err =
-        tombstone ? ES_ERR_OK
-                  : es_serde_encode(cs->state_serde, &cs->state_value, &buf, errstr, errstr_size);
-    if (!err) {
-        es_record_t rec = {
-            .topic = cs->t_state,
-            .partition = partition,
-            .key = key,
-            .keylen = keylen,
-            .value = buf.data,
-            .valuelen = buf.len,
-        };
+        state_record(cs, key, keylen, partition, tombstone, &buf, &rec, errstr, errstr_size);
+    if (!err)
         err = es_producer_send_record(cs->prod, &rec, ES_SEND_WAIT, errstr, errstr_size);
-    }
     es_buf_free(&buf);
     return err;
+}
+
+/*
+ * Aggregates whose state record was once over the producer's message.max.bytes:
+ * librdkafka refuses such a record at once, and every retry of the batch
+ * would too, so the partition would wait for good.  Instead the transaction
+ * is aborted and the aggregate watched (a ring of the last OVERSIZED_MAX):
+ * when the batch is decided again, each of its commands evolves a copy of the
+ * state first, and one that would make the record too large is rejected
+ * (aggregate_too_large, decide.c), the state as before.  Unwatched aggregates
+ * pay nothing.
+ */
+#define OVERSIZED_MAX 256
+
+bool cs_state_watched(const cs_t *cs, const char *id)
+{
+    for (size_t i = 0; i < cs->noversized; i++)
+        if (!strcmp(cs->oversized[i], id))
+            return true;
+    return false;
+}
+
+static void state_watch(cs_t *cs, const char *id)
+{
+    if (cs_state_watched(cs, id))
+        return;
+    if (!cs->oversized)
+        cs->oversized = es_calloc(OVERSIZED_MAX, sizeof(*cs->oversized));
+    size_t slot = cs->noversized < OVERSIZED_MAX ? cs->noversized++ : cs->next_oversized;
+    cs->next_oversized = (slot + 1) % OVERSIZED_MAX;
+    snprintf(cs->oversized[slot], sizeof(cs->oversized[slot]), "%s", id);
+}
+
+bool cs_state_fits(cs_t *cs, const char *id, const agg_ent_t *a)
+{
+    char errstr[256];
+    es_buf_t buf = {0};
+    es_record_t rec;
+    agg_ent_t worst = *a;
+    worst.ev_offset = INT64_MAX; /* its last event's offset is known after the flush only */
+    bool fits = !state_value(cs, id, &worst, NULL, errstr, sizeof(errstr)) &&
+                !state_record(cs, id, strlen(id), a->partition, false, &buf, &rec, errstr,
+                              sizeof(errstr)) &&
+                es_producer_fits(cs->prod, &rec);
+    es_buf_free(&buf);
+    return fits;
 }
 
 /* The <agg>.state record of aggregate @p id itself (key: the id). */
 static es_err_t aggregate_send(cs_t *cs, const char *id, const agg_ent_t *a, int32_t partition,
                                char *errstr, size_t errstr_size)
 {
+    es_buf_t buf = {0};
+    es_record_t rec;
     es_err_t err = state_value(cs, id, a, NULL, errstr, errstr_size);
-    return err ? err : state_put(cs, id, strlen(id), partition, false, errstr, errstr_size);
+    if (!err)
+        err = state_record(cs, id, strlen(id), partition, false, &buf, &rec, errstr, errstr_size);
+    if (!err && !es_producer_fits(cs->prod, &rec)) {
+        state_watch(cs, id);
+        snprintf(errstr, errstr_size,
+                 "the state record of %s (%zu bytes) is over message.max.bytes: the batch is "
+                 "decided again, the command that grows it that far rejected (aggregate_too_large)",
+                 id, es_record_wire_size(&rec));
+        err = ES_ERR_INVALID_ARG;
+    }
+    if (!err)
+        err = es_producer_send_record(cs->prod, &rec, ES_SEND_WAIT, errstr, errstr_size);
+    es_buf_free(&buf);
+    return err;
 }
 
 es_err_t cs_state_publish_outcome(cs_t *cs, agg_ent_t *a, uint64_t fp, const es_outcome_t *o,
@@ -222,17 +294,25 @@ es_err_t cs_state_produce(cs_t *cs, char *errstr, size_t errstr_size)
     size_t keylen, pos = 0;
     void **slot;
     es_err_t err;
+    es_err_t oversized = ES_ERR_OK;
+    char more[512];
     while (es_map_next(&cs->aggs, &pos, &key, &keylen, &slot)) {
         agg_ent_t *a = *slot;
         char id[ES_ID_MAX + 1];
         if (!a || !a->publish)
             continue;
         snprintf(id, sizeof(id), "%.*s", (int)(keylen - 1), (const char *)key + 1);
-        if ((err = aggregate_send(cs, id, a, a->partition, errstr, errstr_size)))
+        err = aggregate_send(cs, id, a, a->partition, oversized ? more : errstr,
+                             oversized ? sizeof(more) : errstr_size);
+        if (err == ES_ERR_INVALID_ARG) { /* too large: watch every such aggregate of the batch */
+            oversized = err;
+            continue;
+        }
+        if (err)
             return err;
         a->publish = false;
     }
-    return ES_ERR_OK;
+    return oversized; /* the batch aborts, to be decided again (aggregate_send()) */
 }
 
 /* The remembered outcomes of a restored record into the overlay (a later record wins). */

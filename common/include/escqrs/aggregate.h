@@ -62,7 +62,8 @@ typedef struct es_aggregate_def_s {
     const char *id_field;        /**< envelope field holding the aggregate id: "cart_id" */
     const char *commands_schema; /**< schema name in schemas/: "cart.commands" */
     const char *events_schema;   /**< "cart.events" */
-    size_t state_size;           /**< bytes of the state struct */
+    /** Bytes of the state struct: flat (no pointers it owns), copied with memcpy. */
+    size_t state_size;
     /**
      * Decide on @p command (the payload record, of type @p command_type) in @p state.
      * @returns NULL when accepted (events emitted into @p out, possibly none), or a

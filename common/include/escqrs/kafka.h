@@ -131,6 +131,20 @@ typedef struct es_record_s {
     void *msg_opaque;            /**< given to the delivery callback */
 } es_record_t;
 
+/**
+ * @brief The size librdkafka counts for @p rec against the producer's
+ *        `message.max.bytes` (rd_kafka_msg_max_wire_size(): the most a v2
+ *        record's framing takes, its key, its value and its serialised headers).
+ */
+size_t es_record_wire_size(const es_record_t *rec);
+
+/**
+ * @brief Whether @p prod would take @p rec: false when es_producer_send_record()
+ *        would answer "message size too large" (MSG_SIZE_TOO_LARGE) at once,
+ *        which no retry changes.
+ */
+bool es_producer_fits(const es_producer_t *prod, const es_record_t *rec);
+
 /** What a send does while the producer's local queue is full. */
 typedef enum {
     ES_SEND_WAIT,    /**< poll (serving delivery reports) until there is room */

@@ -1,0 +1,59 @@
+/*
+ * kafka_record.c — how large a record librdkafka takes: the size it counts
+ * for a record against the producer's message.max.bytes, computed the way
+ * librdkafka 2.0 does (rd_kafka_msg_new0(): rd_kafka_msg_max_wire_size()),
+ * so a caller can refuse a record before anything of its transaction is
+ * produced.  unit.test_kafka_producer holds the two to the byte.
+ */
+#include "kafka_int.h"
+#include "escqrs/util.h"
+
+#include <string.h>
+
+/* The producer's message.max.bytes as librdkafka took it (conf file, default or override). */
+size_t es_kafka_max_record_bytes(rd_kafka_t *rk)
+{
+    char v[32];
+    size_t vsz = sizeof(v);
+    int64_t n = 0;
+    if (rd_kafka_conf_get(rd_kafka_conf(rk), "message.max.bytes", v, &vsz) != RD_KAFKA_CONF_OK ||
+        !es_parse_i64(v, 1, INT32_MAX, &n))
+        n = INT32_MAX; /* cannot happen: librdkafka always has one; then it alone decides */
+    return (size_t)n;
+}
+
+/* Bytes of the zigzag varint of the length @p n (a header's name or value). */
+static size_t length_varint_size(size_t n)
+{
+    size_t k = 1;
+    for (uint64_t z = (uint64_t)n << 1; z >= 0x80; z >>= 7)
+        k++;
+    return k;
+}
+
+/* Bytes of the largest varint of a 32- and a 64-bit integer (RD_UVARINT_ENC_SIZEOF). */
+#define VARINT32_MAX_BYTES (4 + 1 + 4 / 7)
+#define VARINT64_MAX_BYTES (8 + 1 + 8 / 7)
+/* RD_KAFKAP_MESSAGE_V2_MAX_OVERHEAD: length, attributes, timestamp delta,
+ * offset delta, key length, value length, header count. */
+#define RECORD_V2_MAX_OVERHEAD (5 * VARINT32_MAX_BYTES + 1 + VARINT64_MAX_BYTES)
+
+size_t es_record_wire_size(const es_record_t *rec)
+{
+    size_t n = RECORD_V2_MAX_OVERHEAD + rec->keylen + rec->valuelen;
+    const char *name;
+    const void *value;
+    size_t vsize;
+    for (size_t i = 0;
+         rec->headers && !rd_kafka_header_get_all(rec->headers, i, &name, &value, &vsize); i++) {
+        size_t nlen = strlen(name);
+        n += nlen + length_varint_size(nlen) + vsize + length_varint_size(vsize);
+    }
+    return n;
+}
+
+bool es_producer_fits(const es_producer_t *prod, const es_record_t *rec)
+{
+    return es_record_wire_size(rec) <= prod->max_record_bytes;
+}
+
