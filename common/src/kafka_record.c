@@ -56,4 +56,3 @@ bool es_producer_fits(const es_producer_t *prod, const es_record_t *rec)
 {
     return es_record_wire_size(rec) <= prod->max_record_bytes;
 }
-

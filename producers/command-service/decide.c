@@ -14,7 +14,8 @@
  * batch see the state they make.
  * A command that cannot be decoded has no id to answer to: it is counted
  * and left in the audit log.  A registry that cannot give the writer
- * schema is not the command's fault: the batch is decided later instead.
+ * schema is not the command's fault: the transaction is aborted and the
+ * batch decided again after the back-off (txn.c).
  *
  * Request context: the command's correlation id (its command id when it
  * came without one, Axon's rule, so no event or outcome has it null),

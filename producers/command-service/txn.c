@@ -20,8 +20,9 @@
  * (KAFKA-17754).  The store is written only after the commit, and a crash
  * before that write costs only a catch-up on the next assignment.
  *
- * What each failure leaves: ES_TXN_ABORT (an abortable Kafka error) is
- * aborted and rewound here; ES_TXN_FATAL (fenced or fatal producer, a
+ * What each failure leaves: ES_TXN_ABORT (an abortable Kafka error, a
+ * record too large for the producer, a command whose writer schema the
+ * registry cannot give now) is aborted and rewound here; ES_TXN_FATAL (fenced or fatal producer, a
  * failed abort or rewind, a store or domain failure) asks the caller to
  * re-create the Kafka clients, never to abort, because a commit's outcome
  * may be unknown.
@@ -64,10 +65,15 @@ static es_txn_rc_t fail(cs_t *cs, es_txn_rc_t rc, es_log_level_t level, const ch
 static es_txn_rc_t decide_all(cs_t *cs, rd_kafka_message_t **msgs, size_t n)
 {
     char errstr[1024];
-    for (size_t i = 0; i < n; i++)
-        if (cs_decide(cs, msgs[i], errstr, sizeof(errstr)))
-            /* store or domain failure: never answer from a broken state */
+    for (size_t i = 0; i < n; i++) {
+        es_err_t err = cs_decide(cs, msgs[i], errstr, sizeof(errstr));
+        if (err == ES_ERR_REGISTRY || err == ES_ERR_REGISTRY_UNAVAILABLE)
+            /* a command's writer schema the registry cannot give now: the batch
+             * waits for it, aborted and decided again after the back-off (0912) */
+            return fail(cs, ES_TXN_ABORT, ES_LOG_WARN, "command: ", errstr);
+        if (err) /* store or domain failure: never answer from a broken state */
             return fail(cs, ES_TXN_FATAL, ES_LOG_ERROR, "command: ", errstr);
+    }
     return ES_TXN_OK;
 }
 

@@ -69,8 +69,8 @@ static size_t model_state_bytes(const int *items, int n)
     size_t len = strlen("{\"checked_out\":false,\"items\":[]}");
     for (int i = 0; i < n; i++) {
         char one[160];
-        len += (size_t)snprintf(one, sizeof(one), "[\"%*s\",%d,%d]", SKU_LEN, "", QTY_BASE + items[i],
-                                PRICE) +
+        len += (size_t)snprintf(one, sizeof(one), "[\"%*s\",%d,%d]", SKU_LEN, "",
+                                QTY_BASE + items[i], PRICE) +
                (i ? 1 : 0);
     }
     return len;
@@ -175,9 +175,9 @@ static void test_oversized_aggregate(void)
         sku_of(in_cart[0], sku);
         snprintf(body, sizeof(body), "{\"sku\":\"%s\",\"quantity\":%d}", sku,
                  QTY_BASE + in_cart[0]);
-        CU_ASSERT_EQUAL(wt_post(&st.gw, "/v1/carts/" CART "/remove-item", body, strlen(body),
-                                NULL, NULL, NULL),
-                        200);
+        CU_ASSERT_EQUAL(
+            wt_post(&st.gw, "/v1/carts/" CART "/remove-item", body, strlen(body), NULL, NULL, NULL),
+            200);
         commands++;
         memmove(in_cart, in_cart + 1, sizeof(int) * (size_t)--n);
     }
