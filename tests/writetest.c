@@ -251,6 +251,16 @@ static int request(int port, const char *method, const char *path, const char *b
     return (int)status;
 }
 
+double wt_metric(const wt_proc_t *p, const char *series)
+{
+    char *m = NULL;
+    double v = -1;
+    if (wt_get(p, "/metrics", &m) == 200)
+        v = es_test_metric(m, series);
+    free(m);
+    return v;
+}
+
 int wt_post(const wt_proc_t *gw, const char *path, const char *body, size_t len, const char *idem,
             const char *if_match, json_t **out)
 {

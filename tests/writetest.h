@@ -82,6 +82,8 @@ int wt_call(const wt_proc_t *p, const char *method, const char *path, const char
             const char *bearer, json_t **out);
 /** @brief GET; @p raw (may be NULL) gets the body. */
 int wt_get(const wt_proc_t *p, const char *path, char **raw);
+/** @brief The value of @p series (name and labels as printed) in @p p's /metrics; -1 if none. */
+double wt_metric(const wt_proc_t *p, const char *series);
 
 /** One event read back from <prefix><agg>.events. */
 typedef struct wt_event_s {

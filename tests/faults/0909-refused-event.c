@@ -48,12 +48,7 @@ static bool set_max_message_bytes(const char *value)
 
 static double aborts_so_far(void)
 {
-    char *metrics = NULL;
-    double v = -1;
-    if (wt_get(&st.cs, "/metrics", &metrics) == 200)
-        v = es_test_metric(metrics, "escqrs_transactions_aborted_total");
-    free(metrics);
-    return v;
+    return wt_metric(&st.cs, "escqrs_transactions_aborted_total");
 }
 
 static void test_refused_event(void)

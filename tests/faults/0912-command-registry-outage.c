@@ -60,9 +60,9 @@ static char *commands_v2(void)
     json_t *s = json_load_file(path, 0, NULL);
     if (!s)
         return NULL;
-    json_array_append_new(json_object_get(s, "fields"),
-                          json_pack("{s:s, s:[s, s], s:n}", "name", "channel", "type", "null",
-                                    "string", "default"));
+    json_array_append_new(
+        json_object_get(s, "fields"),
+        json_pack("{s:s, s:[s, s], s:n}", "name", "channel", "type", "null", "string", "default"));
     char *text = json_dumps(s, JSON_COMPACT);
     json_decref(s);
     return text;
@@ -79,8 +79,8 @@ static void fill_command(avro_value_t *v, const char *cmd_id, const char *cart)
     avro_value_set_string(&f, cart);
     avro_value_get_by_name(v, "issued_at", &f, NULL);
     avro_value_set_long(&f, (int64_t)time(NULL) * 1000);
-    const char *nulls[] = {"expected_version", "correlation_id", "principal", "traceparent",
-                           "tracestate", "channel"};
+    const char *nulls[] = {"expected_version", "correlation_id", "principal",
+                           "traceparent",      "tracestate",     "channel"};
     for (size_t i = 0; i < sizeof(nulls) / sizeof(nulls[0]); i++) {
         avro_value_get_by_name(v, nulls[i], &f, NULL);
         avro_value_set_branch(&f, 0, &br);
@@ -94,16 +94,6 @@ static void fill_command(avro_value_t *v, const char *cmd_id, const char *cart)
     avro_value_set_int(&f, 2);
     avro_value_get_by_name(&payload, "unit_price_cents", &f, NULL);
     avro_value_set_long(&f, 300);
-}
-
-static double metric(const char *series)
-{
-    char *m = NULL;
-    double v = -1;
-    if (wt_get(&st.cs, "/metrics", &m) == 200)
-        v = es_test_metric(m, series);
-    free(m);
-    return v;
 }
 
 /* Outcomes of this test's commands: how many, and how many of them ACCEPTED once each. */
@@ -154,7 +144,7 @@ static void test_registry_outage(void)
     rd_kafka_conf_set(pc, "enable.idempotence", "true", NULL, 0);
     rd_kafka_t *prod = rd_kafka_new(RD_KAFKA_PRODUCER, pc, errstr, sizeof(errstr));
     CU_ASSERT_PTR_NOT_NULL_FATAL(prod);
-    double recoveries0 = metric("escqrs_command_service_recoveries_total");
+    double recoveries0 = wt_metric(&st.cs, "escqrs_command_service_recoveries_total");
 
     CU_ASSERT_EQUAL_FATAL(stack("kill"), 0);
     for (int i = 0; i < NEW; i++) {
@@ -175,11 +165,11 @@ static void test_registry_outage(void)
 
     bool said = wt_wait_not_ready_because(&st.cs, "registry", 30);
     sleep(WINDOW_S);
-    double recoveries = metric("escqrs_command_service_recoveries_total") - recoveries0;
+    double recoveries = wt_metric(&st.cs, "escqrs_command_service_recoveries_total") - recoveries0;
     char *ready = NULL;
     int rs = wt_get(&st.cs, "/readyz", &ready);
-    printf("\n  registry down: /readyz %d: %s\n  re-created clients: %.0f", rs,
-           ready ? ready : "", recoveries);
+    printf("\n  registry down: /readyz %d: %s\n  re-created clients: %.0f", rs, ready ? ready : "",
+           recoveries);
     free(ready);
     CU_ASSERT_TRUE(said);
     CU_ASSERT_EQUAL(rs, 503);
@@ -200,7 +190,7 @@ static void test_registry_outage(void)
         items += strncmp(evs[i].agg_id, "v2-cart-", 8) == 0 && !strcmp(evs[i].type, "ItemAdded") &&
                  evs[i].amount == 2;
     free(evs);
-    recoveries = metric("escqrs_command_service_recoveries_total") - recoveries0;
+    recoveries = wt_metric(&st.cs, "escqrs_command_service_recoveries_total") - recoveries0;
     wt_wait_ready(&st.cs, 30);
     printf("\n  RESULT commands=%d outcomes=%zu accepted_once=%zu item_events=%zu recoveries=%.0f "
            "registry_start_s=%.1f decided_s_after_registry_start=%.1f",

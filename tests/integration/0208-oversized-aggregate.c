@@ -91,16 +91,6 @@ static const char *reason_of(json_t *ans)
     return r ? r : "";
 }
 
-static double metric(const char *series)
-{
-    char *m = NULL;
-    double v = -1;
-    if (wt_get(&st.cs, "/metrics", &m) == 200)
-        v = es_test_metric(m, series);
-    free(m);
-    return v;
-}
-
 /* A limit below what the service's own records need stops it at start-up. */
 static void test_too_small_limit_refused(void)
 {
@@ -161,7 +151,7 @@ static void test_oversized_aggregate(void)
     wt_start_gateway(&st, NULL, 0);
     wt_wait_ready(&st.cs, 60);
     wt_wait_ready(&st.gw, 60);
-    double aborts0 = metric("escqrs_transactions_aborted_total");
+    double aborts0 = wt_metric(&st.cs, "escqrs_transactions_aborted_total");
 
     int in_cart[MAX_ITEMS], n = 0, commands = 0, adds = 0;
     int refused_at = fill(in_cart, &n, 0, &commands, &adds);
@@ -189,8 +179,9 @@ static void test_oversized_aggregate(void)
     int refused_again = fill(in_cart, &n, MAX_ITEMS, &commands, &adds);
     int64_t versions = adds + 2; /* and the two removals */
 
-    double aborts = metric("escqrs_transactions_aborted_total") - aborts0;
-    double rejected = metric("escqrs_commands_rejected_total{reason=\"aggregate_too_large\"}");
+    double aborts = wt_metric(&st.cs, "escqrs_transactions_aborted_total") - aborts0;
+    double rejected =
+        wt_metric(&st.cs, "escqrs_commands_rejected_total{reason=\"aggregate_too_large\"}");
     printf("\n  aborted transactions %.0f, aggregate_too_large %.0f", aborts, rejected);
     CU_ASSERT_TRUE(aborts <= 1); /* one to learn the aggregate is too large, then none */
     CU_ASSERT_EQUAL(rejected, 2);
