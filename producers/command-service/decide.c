@@ -193,7 +193,7 @@ static es_err_t decide_one(cs_t *cs, rd_kafka_message_t *m, pend_t *pd, agg_ent_
         reject(cs, o, "event_too_large");
     for (i = 0; i < n && !err && fits; i++) /* a domain bug if its own event does not apply */
         err = cs->def->evolve(state, etype[i], ev[i], errstr, errstr_size);
-    if (!err && fits && watched) {
+    if (!err && fits && watched && n) { /* no event: nothing changes, nothing to measure */
         agg_ent_t after = *a;
         after.state = state;
         after.version = a->version + (int64_t)n;
