@@ -43,6 +43,7 @@
 typedef struct waiter_s {
     struct waiter_s *next;          /* bucket chain */
     struct waiter_s *older, *newer; /* deadline order */
+    const struct gw_agg_s *ag;      /* the collection: one key may be sent to two */
     char id[ES_ID_MAX + 1];
     char agg_id[ES_ID_MAX + 1];
     int refs;         /* the table, and the delivery report until it comes (gw->mu) */
@@ -91,11 +92,11 @@ struct gw_s {
 /* waiters.c */
 void gw_count_status(gw_t *gw, int status);
 json_t *gw_unavailable(const char *why);
-waiter_t *gw_waiter_add(gw_t *gw, const char *cmd_id, const char *agg_id, int64_t t0,
-                        es_http_deferred_t *answer);
+waiter_t *gw_waiter_add(gw_t *gw, const gw_agg_t *ag, const char *cmd_id, const char *agg_id,
+                        int64_t t0, es_http_deferred_t *answer);
 void gw_waiter_fail(gw_t *gw, waiter_t *w, json_t *body);
 bool gw_waiter_wanted(gw_t *gw, const char *cmd_id, uint64_t *seen);
-void gw_waiters_answer(gw_t *gw, const es_outcome_t *o, uint64_t seen);
+void gw_waiters_answer(gw_t *gw, const gw_agg_t *ag, const es_outcome_t *o, uint64_t seen);
 void gw_waiters_expire(gw_t *gw);
 void gw_waiters_finish_all(gw_t *gw);
 void gw_on_delivery(void *opaque, const rd_kafka_message_t *m);

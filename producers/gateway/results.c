@@ -81,13 +81,24 @@ static bool results_assign(gw_t *gw)
     return ok;
 }
 
+/* The aggregate whose results topic @p m was read from (NULL: none of ours). */
+static const gw_agg_t *agg_of_results(const gw_t *gw, const rd_kafka_message_t *m)
+{
+    const char *topic = m->rkt ? rd_kafka_topic_name(m->rkt) : "";
+    for (size_t a = 0; a < gw->naggs; a++)
+        if (!strcmp(gw->aggs[a].t_res, topic))
+            return &gw->aggs[a];
+    return NULL;
+}
+
 static void results_handle(gw_t *gw, rd_kafka_message_t *m)
 {
     char id[ES_ID_MAX + 1], errstr[512], tp[ES_TRACEPARENT_LEN + 1], trace_id[ES_TRACE_ID_LEN + 1];
     avro_value_t *v;
     es_outcome_t o;
     uint64_t seen; /* the waiters registered before this outcome was read */
-    if (es_header_get(m, "command-id", id, sizeof(id)) || !gw_waiter_wanted(gw, id, &seen))
+    const gw_agg_t *ag = agg_of_results(gw, m);
+    if (!ag || es_header_get(m, "command-id", id, sizeof(id)) || !gw_waiter_wanted(gw, id, &seen))
         return;
     double age = es_message_age_s(m);
     if (age >= 0)
@@ -100,7 +111,7 @@ static void results_handle(gw_t *gw, rd_kafka_message_t *m)
         es_log_trace_set(NULL);
         return;
     }
-    gw_waiters_answer(gw, &o, seen);
+    gw_waiters_answer(gw, ag, &o, seen);
 }
 
 /* Schemas of every aggregate's commands and of the results (once). */

@@ -12,6 +12,10 @@
  * the same timeout, so expiring them looks only at the oldest.  Answers are
  * given after gw->mu is released: answering takes locks of its own.
  *
+ * An outcome answers the waiters of its command id, aggregate id and
+ * collection (its results topic): a client may use one key, and one
+ * aggregate id, in two collections, and those are two commands.
+ *
  * An outcome answers only the waiters registered before it was read: a
  * client that retries the moment it has its answer registers again while
  * that answer's outcome is still being handed out, and the retry — maybe
@@ -119,10 +123,11 @@ static void reply(gw_t *gw, reply_t *r)
     es_http_deferred_json(r->answer, r->status, r->body);
 }
 
-waiter_t *gw_waiter_add(gw_t *gw, const char *cmd_id, const char *agg_id, int64_t t0,
-                        es_http_deferred_t *answer)
+waiter_t *gw_waiter_add(gw_t *gw, const gw_agg_t *ag, const char *cmd_id, const char *agg_id,
+                        int64_t t0, es_http_deferred_t *answer)
 {
     waiter_t *w = es_calloc(1, sizeof(*w));
+    w->ag = ag;
     snprintf(w->id, sizeof(w->id), "%s", cmd_id);
     snprintf(w->agg_id, sizeof(w->agg_id), "%s", agg_id);
     w->refs = 2; /* the table's and the delivery report's */
@@ -183,7 +188,7 @@ bool gw_waiter_wanted(gw_t *gw, const char *cmd_id, uint64_t *seen)
     return wanted;
 }
 
-void gw_waiters_answer(gw_t *gw, const es_outcome_t *o, uint64_t seen)
+void gw_waiters_answer(gw_t *gw, const gw_agg_t *ag, const es_outcome_t *o, uint64_t seen)
 {
     json_t *body = NULL;
     int status = es_outcome_http(o, &body);
@@ -192,7 +197,7 @@ void gw_waiters_answer(gw_t *gw, const es_outcome_t *o, uint64_t seen)
         bool answer = false;
         pthread_mutex_lock(&gw->mu);
         waiter_t *w = gw->waiters[bucket_of(o->command_id)];
-        while (w && (w->seq > seen || strcmp(w->id, o->command_id) ||
+        while (w && (w->seq > seen || w->ag != ag || strcmp(w->id, o->command_id) ||
                      strcmp(w->agg_id, o->aggregate_id)))
             w = w->next;
         if (w)

@@ -29,6 +29,9 @@ static gw_t *retry_gw; /* set: the first answer registers the retry below */
 static char retry_id[64];
 static waiter_t *retry_waiter;
 static es_http_deferred_t *const RETRY = (es_http_deferred_t *)"retry";
+static gw_agg_t collections[2]; /* only their addresses tell them apart here */
+#define ACCOUNTS (&collections[0])
+#define LEDGERS  (&collections[1])
 
 void __wrap_es_http_deferred_json(es_http_deferred_t *d, int status, json_t *body);
 
@@ -44,7 +47,7 @@ void __wrap_es_http_deferred_json(es_http_deferred_t *d, int status, json_t *bod
     if (retry_gw) { /* the client has its answer and sends the same key again */
         gw_t *gw = retry_gw;
         retry_gw = NULL;
-        retry_waiter = gw_waiter_add(gw, retry_id, "acct-1", 0, RETRY);
+        retry_waiter = gw_waiter_add(gw, ACCOUNTS, retry_id, "acct-1", 0, RETRY);
     }
 }
 
@@ -89,11 +92,16 @@ static void delivered(gw_t *gw, waiter_t *w)
 }
 
 /* The outcome as the results thread hands it out: read, then answered. */
-static void outcome_read(gw_t *gw, const es_outcome_t *o)
+static void outcome_read_from(gw_t *gw, const gw_agg_t *ag, const es_outcome_t *o)
 {
     uint64_t seen;
     if (gw_waiter_wanted(gw, o->command_id, &seen))
-        gw_waiters_answer(gw, o, seen);
+        gw_waiters_answer(gw, ag, o, seen);
+}
+
+static void outcome_read(gw_t *gw, const es_outcome_t *o)
+{
+    outcome_read_from(gw, ACCOUNTS, o);
 }
 
 static void test_retry_registered_while_answering(void)
@@ -102,7 +110,7 @@ static void test_retry_registered_while_answering(void)
     gw_init(&gw);
     es_http_deferred_t *first = (es_http_deferred_t *)"first";
     snprintf(retry_id, sizeof(retry_id), "key-1");
-    waiter_t *w = gw_waiter_add(&gw, "key-1", "acct-1", 0, first);
+    waiter_t *w = gw_waiter_add(&gw, ACCOUNTS, "key-1", "acct-1", 0, first);
     delivered(&gw, w);
     retry_gw = &gw; /* answering the first request sends the retry (another body) */
     es_outcome_t accepted = outcome("key-1", ES_OUTCOME_ACCEPTED);
@@ -128,8 +136,9 @@ static void test_waiting_before_the_outcome_all_answered(void)
     gw_t gw;
     gw_init(&gw);
     es_http_deferred_t *a = (es_http_deferred_t *)"a", *b = (es_http_deferred_t *)"b";
-    waiter_t *wa = gw_waiter_add(&gw, "key-2", "acct-1", 0, a);
-    waiter_t *wb = gw_waiter_add(&gw, "key-2", "acct-1", 0, b); /* the same key, at once */
+    waiter_t *wa = gw_waiter_add(&gw, ACCOUNTS, "key-2", "acct-1", 0, a);
+    waiter_t *wb =
+        gw_waiter_add(&gw, ACCOUNTS, "key-2", "acct-1", 0, b); /* the same key, at once */
     delivered(&gw, wa);
     delivered(&gw, wb);
     es_outcome_t accepted = outcome("key-2", ES_OUTCOME_ACCEPTED);
@@ -139,7 +148,7 @@ static void test_waiting_before_the_outcome_all_answered(void)
     CU_ASSERT_EQUAL(answers[1].status, 200);
     CU_ASSERT(answers[0].to != answers[1].to);
     /* another key's waiter and another aggregate's outcome are not touched */
-    waiter_t *wc = gw_waiter_add(&gw, "key-3", "acct-1", 0, a);
+    waiter_t *wc = gw_waiter_add(&gw, ACCOUNTS, "key-3", "acct-1", 0, a);
     delivered(&gw, wc);
     es_outcome_t other = outcome("key-3", ES_OUTCOME_ACCEPTED);
     snprintf(other.aggregate_id, sizeof(other.aggregate_id), "acct-2");
@@ -158,19 +167,46 @@ static void test_outcome_read_before_registration(void)
     gw_init(&gw);
     uint64_t seen;
     es_http_deferred_t *early = (es_http_deferred_t *)"early", *late = (es_http_deferred_t *)"late";
-    waiter_t *we = gw_waiter_add(&gw, "key-4", "acct-1", 0, early);
+    waiter_t *we = gw_waiter_add(&gw, ACCOUNTS, "key-4", "acct-1", 0, early);
     delivered(&gw, we);
     CU_ASSERT_TRUE(gw_waiter_wanted(&gw, "key-4", &seen)); /* read */
-    waiter_t *wl = gw_waiter_add(&gw, "key-4", "acct-1", 0, late);
+    waiter_t *wl = gw_waiter_add(&gw, ACCOUNTS, "key-4", "acct-1", 0, late);
     delivered(&gw, wl);
     es_outcome_t accepted = outcome("key-4", ES_OUTCOME_ACCEPTED);
-    gw_waiters_answer(&gw, &accepted, seen); /* handed out */
+    gw_waiters_answer(&gw, ACCOUNTS, &accepted, seen); /* handed out */
     CU_ASSERT_EQUAL_FATAL(nanswers, 1);
     CU_ASSERT_PTR_EQUAL(answers[0].to, early);
     gw_fini(&gw);
     CU_ASSERT_EQUAL_FATAL(nanswers, 2);
     CU_ASSERT_PTR_EQUAL(answers[1].to, late);
     CU_ASSERT_EQUAL(answers[1].status, 504);
+}
+
+/* One Idempotency-Key and one aggregate id sent to two collections are two
+ * commands: each request is answered by its own collection's outcome. */
+static void test_same_key_in_two_collections(void)
+{
+    gw_t gw;
+    gw_init(&gw);
+    es_http_deferred_t *acc = (es_http_deferred_t *)"accounts",
+                       *led = (es_http_deferred_t *)"ledgers";
+    waiter_t *wa = gw_waiter_add(&gw, ACCOUNTS, "key-5", "acct-1", 0, acc);
+    waiter_t *wl = gw_waiter_add(&gw, LEDGERS, "key-5", "acct-1", 0, led);
+    delivered(&gw, wa);
+    delivered(&gw, wl);
+    es_outcome_t rejected = outcome("key-5", ES_OUTCOME_REJECTED);
+    snprintf(rejected.reason, sizeof(rejected.reason), "insufficient_funds");
+    outcome_read_from(&gw, LEDGERS, &rejected); /* the ledger's outcome comes first */
+    CU_ASSERT_EQUAL_FATAL(nanswers, 1);
+    CU_ASSERT_PTR_EQUAL(answers[0].to, led);
+    CU_ASSERT_EQUAL(answers[0].status, 422);
+    es_outcome_t accepted = outcome("key-5", ES_OUTCOME_ACCEPTED);
+    outcome_read_from(&gw, ACCOUNTS, &accepted);
+    CU_ASSERT_EQUAL_FATAL(nanswers, 2);
+    CU_ASSERT_PTR_EQUAL(answers[1].to, acc);
+    CU_ASSERT_EQUAL(answers[1].status, 200);
+    gw_fini(&gw);
+    CU_ASSERT_EQUAL(nanswers, 2);
 }
 
 int main(void)
@@ -182,6 +218,8 @@ int main(void)
          test_waiting_before_the_outcome_all_answered},
         {"an outcome read before a request registered never answers it",
          test_outcome_read_before_registration},
+        {"one key and aggregate id in two collections: each answered by its own outcome",
+         test_same_key_in_two_collections},
         {NULL, NULL},
     };
     return es_test_run("gateway-waiters", cases);
