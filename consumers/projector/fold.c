@@ -22,19 +22,28 @@ static es_err_t st_get(void *opaque, const void *key, size_t keylen, es_buf_t *o
     return es_store_get(opaque, key, keylen, out, errstr, errstr_size);
 }
 
+es_err_t pj_store_scan(es_store_t *st, const void *prefix, size_t prefixlen, size_t strip,
+                       bool (*cb)(void *, const char *, size_t, const char *, size_t),
+                       void *cbopaque, char *errstr, size_t errstr_size)
+{
+    es_store_iter_t *it = es_store_iter_prefix(st, prefix, prefixlen);
+    const char *k, *v;
+    size_t kl, vl;
+    bool more;
+    while ((more = es_store_iter_next(it, &k, &kl, &v, &vl)) &&
+           cb(cbopaque, k + strip, kl - strip, v, vl))
+        ;
+    /* an iterator also stops at a block it cannot read: not the end of the keys */
+    es_err_t err = more ? ES_ERR_OK : es_store_iter_status(it, errstr, errstr_size);
+    es_store_iter_destroy(it);
+    return err;
+}
+
 static es_err_t st_scan(void *opaque, const void *prefix, size_t prefixlen,
                         bool (*cb)(void *, const char *, size_t, const char *, size_t),
                         void *cbopaque, char *errstr, size_t errstr_size)
 {
-    es_store_iter_t *it = es_store_iter_prefix(opaque, prefix, prefixlen);
-    const char *k, *v;
-    size_t kl, vl;
-    while (es_store_iter_next(it, &k, &kl, &v, &vl)) {
-        if (!cb(cbopaque, k, kl, v, vl))
-            break;
-    }
-    es_store_iter_destroy(it);
-    return ES_ERR_OK;
+    return pj_store_scan(opaque, prefix, prefixlen, 0, cb, cbopaque, errstr, errstr_size);
 }
 
 es_proj_backend_t pj_store_backend(es_store_t *st)

@@ -63,15 +63,8 @@ static es_err_t slice_scan(void *opaque, const void *prefix, size_t prefixlen,
     pj_slice_t *s = opaque;
     es_buf_set(&s->key, s->prefix, PJ_SLICE_PREFIX_LEN);
     es_buf_append(&s->key, prefix, prefixlen);
-    es_store_iter_t *it = es_store_iter_prefix(s->st, s->key.data, s->key.len);
-    const char *k, *v;
-    size_t kl, vl;
-    while (es_store_iter_next(it, &k, &kl, &v, &vl)) {
-        if (!cb(cbopaque, k + PJ_SLICE_PREFIX_LEN, kl - PJ_SLICE_PREFIX_LEN, v, vl))
-            break;
-    }
-    es_store_iter_destroy(it);
-    return ES_ERR_OK;
+    return pj_store_scan(s->st, s->key.data, s->key.len, PJ_SLICE_PREFIX_LEN, cb, cbopaque, errstr,
+                         errstr_size);
 }
 
 es_proj_backend_t pj_slice_backend(pj_slice_t *s, es_store_t *st, size_t t, int32_t p)

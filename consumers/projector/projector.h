@@ -387,6 +387,12 @@ typedef struct pj_record_s {
 
 /** @brief Reader backend over a store (get and prefix scan). */
 es_proj_backend_t pj_store_backend(es_store_t *st);
+/* Every key of @p st under @p prefix to @p cb (its first @p strip bytes cut),
+ * until @p cb says stop; ES_ERR_STORE when the store could not be read to
+ * the end (a scan must not pass for complete). */
+es_err_t pj_store_scan(es_store_t *st, const void *prefix, size_t prefixlen, size_t strip,
+                       bool (*cb)(void *, const char *, size_t, const char *, size_t),
+                       void *cbopaque, char *errstr, size_t errstr_size);
 /**
  * @brief Fold decoded record @p m (value @p value) of topic @p t into @p txn
  *        in its own event scope: a refused event leaves nothing behind.
