@@ -14,8 +14,15 @@
  * accepts `alg: none` and HMAC with any key it is given.
  *
  * A JWKS given by URL is fetched at start, every `auth.jwks.refresh.s`, and
- * at once (at most every REFETCH_MIN_S) when a token names a key id it does
- * not know — how an OIDC provider's key rotation reaches us.  Keys are
+ * at once (at most every `auth.jwks.refetch.min.s`) when a token names a key
+ * id it does not know — how an OIDC provider's key rotation reaches us.  One
+ * fetch runs at a time: whoever needs keys while one is under way waits for
+ * it instead of starting another.  A caller that must not wait (the HTTP
+ * event thread) is told ES_ERR_WOULD_BLOCK and hands the request to a
+ * worker, so a slow or hostile provider, or tokens with made-up key ids,
+ * never stall the event threads (they used to: each such token fetched the
+ * JWKS on the event thread, for up to JWKS_FETCH_TIMEOUT_MS, and tokens
+ * that came during a slow fetch started fetches of their own).  Keys are
  * swapped under a read-write lock; a failed refresh keeps the old keys.  A
  * URL that does not answer at start is not fatal: every token is refused
  * until the refresher loads the keys.
@@ -36,7 +43,6 @@
 #include <strings.h>
 #include <time.h>
 
-#define REFETCH_MIN_S         30    /* an unknown kid fetches the JWKS at most this often */
 #define JWKS_FETCH_TIMEOUT_MS 10000 /* one GET of the JWKS URL */
 #define TOKEN_MAX             16384 /* bytes of a bearer token; longer is not a JWT we issue */
 #define BEARER                "Bearer "
@@ -65,6 +71,12 @@ const es_conf_def_t es_auth_conf_defs[] = {
      .min = 10,
      .max = 86400,
      .desc = "How often the JWKS URL is fetched again (also at once for an unknown key id)"},
+    {.name = "auth.jwks.refetch.min.s",
+     .type = ES_CONF_INT,
+     .defval = "30",
+     .min = 1,
+     .max = 86400,
+     .desc = "A token with an unknown key id fetches the JWKS URL again at most this often"},
     {.name = "auth.jwks.ca.file",
      .type = ES_CONF_STRING,
      .defval = "",
@@ -108,8 +120,13 @@ struct es_auth_s {
     es_policy_t *policy;
     pthread_rwlock_t lock; /* keys */
     auth_keyset_t *keys;
-    pthread_mutex_t fetch_mu;
-    int64_t last_fetch_s;
+    int refetch_min_s;
+    pthread_mutex_t fetch_mu; /* the fields below */
+    pthread_cond_t fetch_cv;  /* a fetch ended */
+    bool fetching;            /* one fetch at a time */
+    uint64_t fetches;         /* fetches ended */
+    es_err_t fetch_err;       /* how the last one ended */
+    int64_t last_fetch_s;     /* when the last one began */
     pthread_t refresher;
     bool refresher_started;
     atomic_bool stop;
@@ -132,8 +149,8 @@ static char *read_file(const char *path, size_t *len, char *errstr, size_t errst
     return text;
 }
 
-/* Fetch the JWKS URL and swap the keys in; keeps the old keys on failure. */
-static es_err_t fetch_jwks(es_auth_t *a, char *errstr, size_t errstr_size)
+/* GET the JWKS URL and swap the keys in; keeps the old keys on failure. */
+static es_err_t fetch_and_swap(es_auth_t *a, char *errstr, size_t errstr_size)
 {
     es_buf_t body = {0};
     long status = 0;
@@ -141,9 +158,6 @@ static es_err_t fetch_jwks(es_auth_t *a, char *errstr, size_t errstr_size)
     es_err_t err = es_http_fetch_opts("GET", a->jwks_url, NULL, NULL, NULL, JWKS_FETCH_TIMEOUT_MS,
                                       &o, &status, &body, errstr, errstr_size);
     auth_keyset_t *ks = NULL;
-    pthread_mutex_lock(&a->fetch_mu);
-    a->last_fetch_s = now_s();
-    pthread_mutex_unlock(&a->fetch_mu);
     if (!err && status != 200) {
         snprintf(errstr, errstr_size, "GET %.400s: HTTP %ld", a->jwks_url, status);
         err = ES_ERR_HTTP;
@@ -159,6 +173,32 @@ static es_err_t fetch_jwks(es_auth_t *a, char *errstr, size_t errstr_size)
     pthread_rwlock_unlock(&a->lock);
     auth_keyset_free(old);
     return ES_ERR_OK;
+}
+
+/* fetch_and_swap(), one at a time: a fetch under way is waited for, not repeated. */
+static es_err_t fetch_jwks(es_auth_t *a, char *errstr, size_t errstr_size)
+{
+    pthread_mutex_lock(&a->fetch_mu);
+    if (a->fetching) {
+        for (uint64_t n = a->fetches; a->fetches == n;)
+            pthread_cond_wait(&a->fetch_cv, &a->fetch_mu);
+        es_err_t err = a->fetch_err;
+        pthread_mutex_unlock(&a->fetch_mu);
+        if (err)
+            snprintf(errstr, errstr_size, "the JWKS fetch under way failed");
+        return err;
+    }
+    a->fetching = true;
+    a->last_fetch_s = now_s();
+    pthread_mutex_unlock(&a->fetch_mu);
+    es_err_t err = fetch_and_swap(a, errstr, errstr_size);
+    pthread_mutex_lock(&a->fetch_mu);
+    a->fetching = false;
+    a->fetches++;
+    a->fetch_err = err;
+    pthread_cond_broadcast(&a->fetch_cv);
+    pthread_mutex_unlock(&a->fetch_mu);
+    return err;
 }
 
 static void *refresher_main(void *arg)
@@ -252,6 +292,7 @@ es_auth_t *es_auth_new(const es_conf_t *conf, char *errstr, size_t errstr_size)
     es_auth_t *a = es_calloc(1, sizeof(*a));
     pthread_rwlock_init(&a->lock, NULL);
     pthread_mutex_init(&a->fetch_mu, NULL);
+    pthread_cond_init(&a->fetch_cv, NULL);
     pthread_mutex_init(&a->stop_mu, NULL);
     pthread_cond_init(&a->stop_cv, NULL);
     const char *mode = es_conf_get(conf, "auth.mode");
@@ -280,6 +321,7 @@ es_auth_t *es_auth_new(const es_conf_t *conf, char *errstr, size_t errstr_size)
     snprintf(a->ca_file, sizeof(a->ca_file), "%s", ca ? ca : "");
     a->skew_s = (int)es_conf_get_int(conf, "auth.clock.skew.s");
     a->refresh_s = (int)es_conf_get_int(conf, "auth.jwks.refresh.s");
+    a->refetch_min_s = (int)es_conf_get_int(conf, "auth.jwks.refetch.min.s");
     if (!parse_algorithms(a, es_conf_get(conf, "auth.algorithms"), errstr, errstr_size))
         goto fail;
     if (!load_policy(a, es_conf_get(conf, "auth.policy.file"), errstr, errstr_size) ||
@@ -308,6 +350,7 @@ void es_auth_destroy(es_auth_t *a)
     auth_keyset_free(a->keys);
     pthread_rwlock_destroy(&a->lock);
     pthread_mutex_destroy(&a->fetch_mu);
+    pthread_cond_destroy(&a->fetch_cv);
     pthread_mutex_destroy(&a->stop_mu);
     pthread_cond_destroy(&a->stop_cv);
     free(a);
@@ -318,8 +361,11 @@ bool es_auth_enabled(const es_auth_t *a)
     return a && a->enabled;
 }
 
-/* The PEM of the key @p kid names (a copy), fetching the JWKS again once if unknown. */
-static char *key_for(es_auth_t *a, const char *kid, jwt_alg_t alg, char *why, size_t whysz)
+/* The PEM of the key @p kid names (a copy), fetching the JWKS again once if
+ * unknown; NULL with why, *@p would_block set when that fetch needs a wait
+ * and @p may_wait is false. */
+static char *key_for(es_auth_t *a, const char *kid, jwt_alg_t alg, bool may_wait, bool *would_block,
+                     char *why, size_t whysz)
 {
     for (int attempt = 0; attempt < 2; attempt++) {
         char *pem = NULL;
@@ -342,18 +388,24 @@ static char *key_for(es_auth_t *a, const char *kid, jwt_alg_t alg, char *why, si
             break;
         /* an unknown key id: the provider may have rotated its keys */
         pthread_mutex_lock(&a->fetch_mu);
-        bool due = now_s() - a->last_fetch_s >= REFETCH_MIN_S;
+        bool fetch = a->fetching || now_s() - a->last_fetch_s >= a->refetch_min_s;
         pthread_mutex_unlock(&a->fetch_mu);
+        if (fetch && !may_wait) {
+            *would_block = true;
+            snprintf(why, whysz, "the token's key %s is not in the JWKS yet: it is read again",
+                     kid ? kid : "(no kid)");
+            return NULL;
+        }
         char err[WHY_MAX];
-        if (!due || fetch_jwks(a, err, sizeof(err)))
+        if (!fetch || fetch_jwks(a, err, sizeof(err)))
             break;
     }
     snprintf(why, whysz, "the token's key %s is not in the JWKS", kid ? kid : "(no kid)");
     return NULL;
 }
 
-es_err_t es_auth_verify(es_auth_t *a, const char *authorization, es_principal_t *p, char *why,
-                        size_t whysz)
+es_err_t es_auth_verify(es_auth_t *a, const char *authorization, bool may_wait, es_principal_t *p,
+                        char *why, size_t whysz)
 {
     memset(p, 0, sizeof(*p));
     if (!a || !a->enabled) {
@@ -389,8 +441,13 @@ es_err_t es_auth_verify(es_auth_t *a, const char *authorization, es_principal_t 
                  algname ? algname : "(none)");
         goto out;
     }
-    if (!(pem = key_for(a, json_string_value(json_object_get(h, "kid")), alg, why, whysz)))
+    bool would_block = false;
+    if (!(pem = key_for(a, json_string_value(json_object_get(h, "kid")), alg, may_wait,
+                        &would_block, why, whysz))) {
+        if (would_block)
+            err = ES_ERR_WOULD_BLOCK;
         goto out;
+    }
     if (jwt_decode(&jwt, token, (const unsigned char *)pem, (int)strlen(pem)) || !jwt ||
         jwt_get_alg(jwt) != alg) {
         snprintf(why, whysz, "the token's signature does not verify");

@@ -69,17 +69,24 @@ static const char *or_dash(const char *s)
     return s[0] ? s : "-";
 }
 
-/* May the caller run this route?  Answers 401 or 403 itself when not. */
+/* May the caller run this route?  Answers 401 or 403 itself when not, or
+ * sets req->to_worker when the check must wait (a JWKS fetch for an unknown
+ * key id) and this is an event thread. */
 static bool authorized(es_http_server_t *srv, es_http_req_t *req)
 {
     char why[HTTP_MSG_MAX];
     const es_auth_t *auth = srv->conf.auth;
     if (!es_auth_enabled(auth)) {
-        es_auth_verify(NULL, NULL, &req->principal, why, sizeof(why));
+        es_auth_verify(NULL, NULL, true, &req->principal, why, sizeof(why));
         return true;
     }
-    if (es_auth_verify((es_auth_t *)auth, es_http_req_header(req, "Authorization"), &req->principal,
-                       why, sizeof(why))) {
+    es_err_t err = es_auth_verify((es_auth_t *)auth, es_http_req_header(req, "Authorization"),
+                                  !req->on_event_thread, &req->principal, why, sizeof(why));
+    if (err == ES_ERR_WOULD_BLOCK) {
+        req->to_worker = true;
+        return false;
+    }
+    if (err) {
         es_http_resp_header(&req->resp, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
         es_http_resp_error(&req->resp, 401, "unauthorized", "%s", why);
     } else if (!req->action[0] || !es_auth_allows(auth, &req->principal, req->action)) {
@@ -134,12 +141,14 @@ void http_req_handle(es_http_server_t *srv, es_http_req_t *req)
 {
     es_log_trace_set(req->trace.trace_id);
     fill_action(req->route, req, req->action, sizeof(req->action));
-    if (!authorized(srv, req)) {
+    bool allowed = authorized(srv, req);
+    if (!allowed && !req->to_worker) {
         http_req_complete(req);
         es_log_trace_set(NULL);
         return;
     }
-    req->route->handler(srv->conf.opaque, req, &req->resp);
+    if (allowed)
+        req->route->handler(srv->conf.opaque, req, &req->resp);
     if (req->to_worker) {
         es_log_trace_set(NULL);
         requeue(srv, req);

@@ -89,8 +89,7 @@ static void test_whole_scan_counts_every_key(void)
     es_store_t *st = es_store_open(path, &opts, errstr, sizeof(errstr));
     CU_ASSERT_PTR_NOT_NULL_FATAL(st);
     size_t n = 0;
-    CU_ASSERT_EQUAL(pj_store_scan(st, "k/", 2, 2, count_cb, &n, errstr, sizeof(errstr)),
-                    ES_ERR_OK);
+    CU_ASSERT_EQUAL(pj_store_scan(st, "k/", 2, 2, count_cb, &n, errstr, sizeof(errstr)), ES_ERR_OK);
     CU_ASSERT_EQUAL(n, NKEYS);
     es_store_close(st);
 }

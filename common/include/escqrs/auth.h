@@ -74,11 +74,18 @@ bool es_auth_enabled(const es_auth_t *a);
 
 /**
  * @brief Check the value of an Authorization header (NULL when absent).
- * @returns ES_ERR_OK with @p p filled, or ES_ERR_INVALID_ARG with why in
- *          @p why (answer 401).
+ *
+ * A token naming a key id the JWKS URL's keys lack has the JWKS fetched
+ * again (at most every `auth.jwks.refetch.min.s`, one fetch at a time);
+ * that waits for the provider, up to 10 s.
+ * @param may_wait false on a thread that must not wait (an HTTP event
+ *        thread): ES_ERR_WOULD_BLOCK instead of the wait, to ask again
+ *        where waiting is allowed.
+ * @returns ES_ERR_OK with @p p filled, ES_ERR_INVALID_ARG with why in
+ *          @p why (answer 401), or ES_ERR_WOULD_BLOCK.
  */
-es_err_t es_auth_verify(es_auth_t *a, const char *authorization, es_principal_t *p, char *why,
-                        size_t whysz);
+es_err_t es_auth_verify(es_auth_t *a, const char *authorization, bool may_wait, es_principal_t *p,
+                        char *why, size_t whysz);
 
 /** @brief May @p p do @p action?  Always true with authentication off. */
 bool es_auth_allows(const es_auth_t *a, const es_principal_t *p, const char *action);

@@ -20,6 +20,7 @@
     X(NOT_FOUND, 1, "No such item (an answer, not a failure)")                                     \
     X(TIMED_OUT, 2, "The operation did not finish before its deadline")                            \
     X(QUEUE_FULL, 3, "A bounded queue is full; retry later")                                       \
+    X(WOULD_BLOCK, 4, "The answer needs a wait this thread must not make; ask again where it may") \
     X(INVALID_ARG, 10, "Invalid argument")                                                         \
     X(CONF, 11, "Invalid configuration")                                                           \
     X(IO, 12, "Operating system I/O error")                                                        \

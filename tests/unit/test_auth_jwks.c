@@ -1,0 +1,410 @@
+/*
+ * test_auth_jwks.c — a JWKS given by URL (common/src/auth.c): a rotated key
+ * reaches the verifier with one fetch, and nothing a token says makes a
+ * thread that must not wait wait for the provider.
+ *
+ * The provider is a small HTTP server on a thread here that counts its GETs,
+ * answers each after `delay_ms` (a slow provider) and says while it holds
+ * one (`holding`).  Keys and tokens are made with `escqrs auth keygen|token`
+ * (RS256, two key ids).  What would catch a regression:
+ *   - a token of the rotated key on a thread that may not wait is told
+ *     ES_ERR_WOULD_BLOCK and starts no fetch; tokens of a known key, and a
+ *     new-key token on such a thread, are answered while the provider still
+ *     holds the fetch (they used to fetch the JWKS themselves, each);
+ *   - eight threads that may wait, all with the rotated key's token, cause
+ *     one fetch and all verify;
+ *   - a made-up key id right after a fetch costs no fetch at all;
+ *   - through the HTTP server, on a route that runs on the event thread: a
+ *     new key's request is moved to a worker and answered 200 after the
+ *     fetch, while a known key's request is answered during it.
+ */
+#include "escqrs/auth.h"
+#include "escqrs/conf.h"
+#include "escqrs/http_server.h"
+#include "escqrs/mem.h"
+#include "escqrs/util.h"
+#include "testutil.h"
+
+#include <arpa/inet.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define ISSUER   "https://issuer.test"
+#define AUDIENCE "escqrs-test"
+#define REFETCH  "3" /* auth.jwks.refetch.min.s */
+#define NWAITERS 8
+
+static char dir[256], errstr[512];
+
+/* ---------------------------------------------------------- the provider */
+
+static struct {
+    int fd, port;
+    pthread_t thr;
+    atomic_bool stop, holding;
+    atomic_int gets, delay_ms;
+    pthread_mutex_t mu;
+    char *jwks; /* served (mu) */
+} provider;
+
+static void provider_serve(const char *jwks)
+{
+    pthread_mutex_lock(&provider.mu);
+    free(provider.jwks);
+    provider.jwks = es_strdup(jwks);
+    pthread_mutex_unlock(&provider.mu);
+}
+
+static void *provider_main(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&provider.stop)) {
+        struct pollfd pfd = {.fd = provider.fd, .events = POLLIN};
+        if (poll(&pfd, 1, 100) <= 0)
+            continue;
+        int c = accept(provider.fd, NULL, NULL);
+        if (c < 0)
+            continue;
+        char req[4096];
+        size_t n = 0;
+        ssize_t r;
+        while (n < sizeof(req) - 1 && (r = read(c, req + n, sizeof(req) - 1 - n)) > 0) {
+            n += (size_t)r;
+            req[n] = '\0';
+            if (strstr(req, "\r\n\r\n"))
+                break;
+        }
+        atomic_fetch_add(&provider.gets, 1);
+        atomic_store(&provider.holding, true);
+        usleep((useconds_t)atomic_load(&provider.delay_ms) * 1000);
+        pthread_mutex_lock(&provider.mu);
+        char head[256];
+        int hl = snprintf(head, sizeof(head),
+                          "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                          "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                          strlen(provider.jwks));
+        /* a client that gave up is no failure of the provider's */
+        if (send(c, head, (size_t)hl, MSG_NOSIGNAL) == hl)
+            (void)send(c, provider.jwks, strlen(provider.jwks), MSG_NOSIGNAL);
+        pthread_mutex_unlock(&provider.mu);
+        atomic_store(&provider.holding, false);
+        close(c);
+    }
+    return NULL;
+}
+
+static void provider_start(void)
+{
+    atomic_store(&provider.stop, false);
+    atomic_store(&provider.holding, false);
+    atomic_store(&provider.gets, 0);
+    atomic_store(&provider.delay_ms, 0);
+    provider.jwks = NULL;
+    pthread_mutex_init(&provider.mu, NULL);
+    provider.fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof(sa);
+    CU_ASSERT_EQUAL_FATAL(bind(provider.fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    CU_ASSERT_EQUAL_FATAL(listen(provider.fd, 16), 0);
+    getsockname(provider.fd, (struct sockaddr *)&sa, &sl);
+    provider.port = ntohs(sa.sin_port);
+    pthread_create(&provider.thr, NULL, provider_main, NULL);
+}
+
+static void provider_stop(void)
+{
+    atomic_store(&provider.stop, true);
+    pthread_join(provider.thr, NULL);
+    close(provider.fd);
+    free(provider.jwks);
+    pthread_mutex_destroy(&provider.mu);
+}
+
+/* ---------------------------------------------------------- keys, tokens */
+
+static const char *cli(void)
+{
+    return ESCQRS_CLI;
+}
+
+/* The first line `cmd` prints (static). */
+static const char *run(const char *cmd)
+{
+    static char line[8192];
+    FILE *p = popen(cmd, "r");
+    line[0] = '\0';
+    if (p) {
+        if (!fgets(line, sizeof(line), p))
+            line[0] = '\0';
+        pclose(p);
+    }
+    line[strcspn(line, "\n")] = '\0';
+    return line;
+}
+
+/* Key @p kid (once: the tests share them). */
+static void keygen(const char *kid)
+{
+    char cmd[1024];
+    struct stat sb;
+    snprintf(cmd, sizeof(cmd), "%s/%s", dir, kid);
+    if (stat(cmd, &sb) == 0)
+        return;
+    snprintf(cmd, sizeof(cmd), "'%s' auth keygen --dir '%s/%s' --kid %s >/dev/null", cli(), dir,
+             kid, kid);
+    CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
+}
+
+/* "Authorization: Bearer" value of a token signed with key @p kid (caller frees). */
+static char *bearer(const char *kid)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "'%s' auth token --key '%s/%s/signing-key.pem' --kid %s --issuer %s --audience %s "
+             "--sub tester --scope views.read",
+             cli(), dir, kid, kid, ISSUER, AUDIENCE);
+    const char *t = run(cmd);
+    CU_ASSERT_FATAL(strlen(t) > 100);
+    char *b = malloc(strlen(t) + 8);
+    sprintf(b, "Bearer %s", t);
+    return b;
+}
+
+/* The JWKS of the keys named (NULL-terminated), as text (caller frees). */
+static char *jwks_of(const char *const *kids)
+{
+    json_t *all = json_array();
+    for (; *kids; kids++) {
+        char path[512];
+        snprintf(path, sizeof(path), "%s/%s/jwks.json", dir, *kids);
+        json_t *doc = json_load_file(path, 0, NULL);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(doc);
+        json_array_extend(all, json_object_get(doc, "keys"));
+        json_decref(doc);
+    }
+    json_t *doc = json_pack("{s:o}", "keys", all);
+    char *text = json_dumps(doc, 0);
+    json_decref(doc);
+    return text;
+}
+
+static es_auth_t *auth_new(void)
+{
+    static const es_conf_def_t *const tables[] = {es_auth_conf_defs, NULL};
+    char url[128], policy[512];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/jwks", provider.port);
+    snprintf(policy, sizeof(policy), "%s/policy", dir);
+    FILE *f = fopen(policy, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fputs("scope:views.read query:*\n", f);
+    fclose(f);
+    es_conf_t *conf = es_conf_new("t", tables);
+    const char *sets[][2] = {{"auth.mode", "jwt"},          {"auth.jwks.url", url},
+                             {"auth.issuer", ISSUER},       {"auth.audience", AUDIENCE},
+                             {"auth.policy.file", policy},  {"auth.jwks.refetch.min.s", REFETCH},
+                             {"auth.jwks.refresh.s", "3600"}};
+    for (size_t i = 0; i < ES_ARRAY_SIZE(sets); i++)
+        CU_ASSERT_EQUAL_FATAL(es_conf_set(conf, sets[i][0], sets[i][1], "test", errstr,
+                                          sizeof(errstr)),
+                              ES_ERR_OK);
+    es_auth_t *a = es_auth_new(conf, errstr, sizeof(errstr));
+    es_conf_destroy(conf);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+    return a;
+}
+
+/* ---------------------------------------------------------------- tests */
+
+static es_err_t verify(es_auth_t *a, const char *authorization, bool may_wait)
+{
+    es_principal_t p;
+    char why[512];
+    return es_auth_verify(a, authorization, may_wait, &p, why, sizeof(why));
+}
+
+typedef struct {
+    es_auth_t *a;
+    const char *authorization;
+    es_err_t err;
+} waiter_t;
+
+static void *wait_verify(void *arg)
+{
+    waiter_t *w = arg;
+    w->err = verify(w->a, w->authorization, true);
+    return NULL;
+}
+
+static void test_rotation_one_fetch_no_stall(void)
+{
+    static const char *const first[] = {"a", NULL}, *const rotated[] = {"a", "b", NULL};
+    provider_start();
+    keygen("a");
+    keygen("b");
+    char *jwks = jwks_of(first), *tok_a = bearer("a"), *tok_b = bearer("b"),
+         *tok_made_up = bearer("a");
+    provider_serve(jwks);
+    free(jwks);
+    es_auth_t *a = auth_new();
+    CU_ASSERT_EQUAL(atomic_load(&provider.gets), 1); /* the fetch at start */
+    CU_ASSERT_EQUAL(verify(a, tok_a, false), ES_ERR_OK);
+
+    /* the provider rotates, and is slow */
+    jwks = jwks_of(rotated);
+    provider_serve(jwks);
+    free(jwks);
+    atomic_store(&provider.delay_ms, 1500);
+    usleep(3500 * 1000); /* a refetch is due: auth.jwks.refetch.min.s=3 */
+
+    /* a thread that must not wait: told so, and nothing fetched */
+    CU_ASSERT_EQUAL(verify(a, tok_b, false), ES_ERR_WOULD_BLOCK);
+    CU_ASSERT_EQUAL(atomic_load(&provider.gets), 1);
+
+    /* threads that may wait: one fetch for them all */
+    pthread_t thr[NWAITERS];
+    waiter_t w[NWAITERS];
+    for (int i = 0; i < NWAITERS; i++) {
+        w[i] = (waiter_t){.a = a, .authorization = tok_b, .err = ES_ERR_STATE};
+        pthread_create(&thr[i], NULL, wait_verify, &w[i]);
+    }
+    for (int i = 0; i < 500 && !atomic_load(&provider.holding); i++)
+        usleep(10 * 1000);
+    CU_ASSERT_TRUE_FATAL(atomic_load(&provider.holding));
+    /* while the provider holds the fetch, a non-waiting thread is answered */
+    CU_ASSERT_EQUAL(verify(a, tok_a, false), ES_ERR_OK);
+    CU_ASSERT_EQUAL(verify(a, tok_b, false), ES_ERR_WOULD_BLOCK);
+    CU_ASSERT_TRUE(atomic_load(&provider.holding)); /* none of them waited for it */
+    for (int i = 0; i < NWAITERS; i++) {
+        pthread_join(thr[i], NULL);
+        CU_ASSERT_EQUAL(w[i].err, ES_ERR_OK);
+    }
+    printf("\n    JWKS GETs: %d (1 at start, 1 for %d waiting tokens of the rotated key)\n",
+           atomic_load(&provider.gets), NWAITERS);
+    CU_ASSERT_EQUAL(atomic_load(&provider.gets), 2);
+    CU_ASSERT_EQUAL(verify(a, tok_b, false), ES_ERR_OK); /* the new key is known now */
+
+    /* a made-up key id right after a fetch: refused at once, nothing fetched */
+    char *dot = strchr(tok_made_up, '.');
+    static const char hdr[] = "Bearer eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCIsImtpZCI6Inp6eiJ9";
+    char *forged = malloc(strlen(hdr) + strlen(dot) + 1); /* {"alg":"RS256",..,"kid":"zzz"} */
+    sprintf(forged, "%s%s", hdr, dot);
+    CU_ASSERT_EQUAL(verify(a, forged, true), ES_ERR_INVALID_ARG);
+    CU_ASSERT_EQUAL(verify(a, forged, false), ES_ERR_INVALID_ARG);
+    CU_ASSERT_EQUAL(atomic_load(&provider.gets), 2);
+    free(forged);
+    es_auth_destroy(a);
+    free(tok_a);
+    free(tok_b);
+    free(tok_made_up);
+    provider_stop();
+}
+
+/* ------------------------------------------------- through the server */
+
+static void whoami(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
+{
+    (void)opaque;
+    es_http_resp_json(resp, 200, json_pack("{s:s}", "sub", es_http_req_principal(req)->subject));
+}
+
+typedef struct {
+    int port;
+    const char *authorization;
+    int status;
+} get_t;
+
+/* GET /whoami with @p g->authorization: the status, or -1. */
+static void *get_whoami(void *arg)
+{
+    get_t *g = arg;
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)g->port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    char req[8192], ans[4096];
+    int n = snprintf(req, sizeof(req), "GET /whoami HTTP/1.1\r\nHost: x\r\nAuthorization: %s\r\n\r\n",
+                     g->authorization);
+    g->status = -1;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+        send(fd, req, (size_t)n, MSG_NOSIGNAL) == n) {
+        ssize_t r = read(fd, ans, sizeof(ans) - 1);
+        ans[r > 0 ? r : 0] = '\0';
+        if (r > 12 && !strncmp(ans, "HTTP/1.1 ", 9))
+            g->status = atoi(ans + 9);
+    }
+    close(fd);
+    return NULL;
+}
+
+static void test_event_thread_never_fetches(void)
+{
+    static const char *const first[] = {"a", NULL}, *const rotated[] = {"a", "c", NULL};
+    provider_start();
+    keygen("a");
+    keygen("c");
+    char *jwks = jwks_of(first), *tok_a = bearer("a"), *tok_c = bearer("c");
+    provider_serve(jwks);
+    free(jwks);
+    es_auth_t *a = auth_new();
+    static const es_http_route_t routes[] = {
+        {"GET", "/whoami", whoami, "query:whoami", .never_waits = true}};
+    es_http_server_conf_t conf = {.listen = "127.0.0.1:0",
+                                  .max_body = 1024,
+                                  .routes = routes,
+                                  .nroutes = 1,
+                                  .auth = a,
+                                  .limits = {.threads = 1, .workers = 2}};
+    es_http_server_t *srv = es_http_server_start(&conf, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(srv);
+    int port = es_http_server_port(srv);
+    jwks = jwks_of(rotated);
+    provider_serve(jwks);
+    free(jwks);
+    atomic_store(&provider.delay_ms, 1500);
+    usleep(3500 * 1000); /* a refetch is due */
+
+    get_t new_key = {.port = port, .authorization = tok_c};
+    pthread_t thr;
+    pthread_create(&thr, NULL, get_whoami, &new_key);
+    for (int i = 0; i < 500 && !atomic_load(&provider.holding); i++)
+        usleep(10 * 1000);
+    CU_ASSERT_TRUE_FATAL(atomic_load(&provider.holding));
+    get_t known = {.port = port, .authorization = tok_a};
+    get_whoami(&known);
+    CU_ASSERT_EQUAL(known.status, 200);
+    CU_ASSERT_TRUE(atomic_load(&provider.holding)); /* answered during the fetch */
+    pthread_join(thr, NULL);
+    CU_ASSERT_EQUAL(new_key.status, 200);
+    CU_ASSERT_EQUAL(atomic_load(&provider.gets), 2);
+    es_http_server_stop(srv);
+    es_auth_destroy(a);
+    free(tok_a);
+    free(tok_c);
+    provider_stop();
+}
+
+int main(void)
+{
+    es_test_unique("/tmp/escqrs-test-auth-jwks", dir, sizeof(dir));
+    mkdir(dir, 0700);
+    static const es_test_case_t cases[] = {
+        {"a rotated key: one fetch for every waiting token, no wait where none is allowed",
+         test_rotation_one_fetch_no_stall},
+        {"the HTTP server takes a request that must wait for keys off the event thread",
+         test_event_thread_never_fetches},
+        {NULL, NULL},
+    };
+    int rc = es_test_run("auth-jwks", cases);
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    return system(cmd) ? 1 : rc;
+}
