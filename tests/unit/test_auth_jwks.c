@@ -174,8 +174,9 @@ static char *bearer(const char *kid)
              cli(), dir, kid, kid, ISSUER, AUDIENCE);
     const char *t = run(cmd);
     CU_ASSERT_FATAL(strlen(t) > 100);
-    char *b = malloc(strlen(t) + 8);
-    sprintf(b, "Bearer %s", t);
+    size_t n = strlen(t) + 8;
+    char *b = malloc(n);
+    snprintf(b, n, "Bearer %s", t);
     return b;
 }
 
@@ -208,14 +209,13 @@ static es_auth_t *auth_new(void)
     fputs("scope:views.read query:*\n", f);
     fclose(f);
     es_conf_t *conf = es_conf_new("t", tables);
-    const char *sets[][2] = {{"auth.mode", "jwt"},          {"auth.jwks.url", url},
-                             {"auth.issuer", ISSUER},       {"auth.audience", AUDIENCE},
-                             {"auth.policy.file", policy},  {"auth.jwks.refetch.min.s", REFETCH},
+    const char *sets[][2] = {{"auth.mode", "jwt"},           {"auth.jwks.url", url},
+                             {"auth.issuer", ISSUER},        {"auth.audience", AUDIENCE},
+                             {"auth.policy.file", policy},   {"auth.jwks.refetch.min.s", REFETCH},
                              {"auth.jwks.refresh.s", "3600"}};
     for (size_t i = 0; i < ES_ARRAY_SIZE(sets); i++)
-        CU_ASSERT_EQUAL_FATAL(es_conf_set(conf, sets[i][0], sets[i][1], "test", errstr,
-                                          sizeof(errstr)),
-                              ES_ERR_OK);
+        CU_ASSERT_EQUAL_FATAL(
+            es_conf_set(conf, sets[i][0], sets[i][1], "test", errstr, sizeof(errstr)), ES_ERR_OK);
     es_auth_t *a = es_auth_new(conf, errstr, sizeof(errstr));
     es_conf_destroy(conf);
     CU_ASSERT_PTR_NOT_NULL_FATAL(a);
@@ -295,8 +295,9 @@ static void test_rotation_one_fetch_no_stall(void)
     /* a made-up key id right after a fetch: refused at once, nothing fetched */
     char *dot = strchr(tok_made_up, '.');
     static const char hdr[] = "Bearer eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCIsImtpZCI6Inp6eiJ9";
-    char *forged = malloc(strlen(hdr) + strlen(dot) + 1); /* {"alg":"RS256",..,"kid":"zzz"} */
-    sprintf(forged, "%s%s", hdr, dot);
+    size_t n = strlen(hdr) + strlen(dot) + 1;
+    char *forged = malloc(n); /* {"alg":"RS256",..,"kid":"zzz"} */
+    snprintf(forged, n, "%s%s", hdr, dot);
     CU_ASSERT_EQUAL(verify(a, forged, true), ES_ERR_INVALID_ARG);
     CU_ASSERT_EQUAL(verify(a, forged, false), ES_ERR_INVALID_ARG);
     CU_ASSERT_EQUAL(atomic_load(&provider.gets), 2);
@@ -331,15 +332,16 @@ static void *get_whoami(void *arg)
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     char req[8192], ans[4096];
-    int n = snprintf(req, sizeof(req), "GET /whoami HTTP/1.1\r\nHost: x\r\nAuthorization: %s\r\n\r\n",
-                     g->authorization);
+    int n =
+        snprintf(req, sizeof(req), "GET /whoami HTTP/1.1\r\nHost: x\r\nAuthorization: %s\r\n\r\n",
+                 g->authorization);
     g->status = -1;
     if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
         send(fd, req, (size_t)n, MSG_NOSIGNAL) == n) {
         ssize_t r = read(fd, ans, sizeof(ans) - 1);
         ans[r > 0 ? r : 0] = '\0';
         if (r > 12 && !strncmp(ans, "HTTP/1.1 ", 9))
-            g->status = atoi(ans + 9);
+            g->status = (int)strtol(ans + 9, NULL, 10);
     }
     close(fd);
     return NULL;
