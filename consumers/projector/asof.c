@@ -76,7 +76,9 @@ static es_err_t stop_offset(rd_kafka_t *rk, const char *topic, int32_t part, int
         return ES_ERR_KAFKA;
     }
     rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(tl, topic, part)->offset = ts_ms + 1;
+    /* the first record later than ts_ms; INT64_MAX (the largest as_of) is later than all */
+    rd_kafka_topic_partition_list_add(tl, topic, part)->offset =
+        ts_ms < INT64_MAX ? ts_ms + 1 : INT64_MAX;
     es_err_t err = ES_ERR_OK;
     if (rd_kafka_offsets_for_times(rk, tl, PJ_METADATA_TIMEOUT_MS) || tl->elems[0].err) {
         snprintf(errstr, errstr_size, "offsets for times of %s/%d", topic, (int)part);

@@ -96,6 +96,10 @@ static void ask_as_of(rt_proc_t *proc, rt_topic_t *cart, const char *id, const s
     snprintf(path, sizeof(path), "/v1/carts/%s?as_of=yesterday", id);
     CU_ASSERT_EQUAL(rt_http(proc, "GET", path, &b), 400);
     json_decref(b);
+    snprintf(path, sizeof(path), "/v1/carts/%s?as_of=9223372036854775807", id); /* INT64_MAX */
+    CU_ASSERT_EQUAL(rt_http(proc, "GET", path, &b), 200); /* after every event */
+    CU_ASSERT_EQUAL(json_integer_value(json_object_get(b, "version")), 12);
+    json_decref(b);
     snprintf(path, sizeof(path), "/v1/carts/%s?as_of=99999999999999999999", id); /* > int64 */
     CU_ASSERT_EQUAL(rt_http(proc, "GET", path, &b), 400);                        /* was 503 */
     json_decref(b);
