@@ -5,7 +5,7 @@
  * never arrive unseen.  A waiting request holds no thread: its answer is
  * deferred (es_http_defer) and given by whoever ends the wait first — the
  * results thread (the outcome, or 504 once the deadline passed), the
- * delivery report (503 when the command could not be written), or the
+ * delivery report (503 when the command was surely not written), or the
  * shutdown (504).  Each waiter is answered exactly once (`done`, under
  * gw->mu), and freed when both the table and the delivery report have let
  * go of it (`refs`).  Waiters are kept in deadline order, as every one has
@@ -168,8 +168,13 @@ void gw_on_delivery(void *opaque, const rd_kafka_message_t *m)
     bool answer = false;
     if (!w)
         return;
+    /* A record that may have been written (the acknowledgement timed out) may
+     * still be decided: its waiter waits on for the outcome or the deadline
+     * (504, "may or may not be applied"), never 503 "retry", which would
+     * make a client without an Idempotency-Key send the command twice. */
+    bool failed = m->err && rd_kafka_message_status(m) != RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED;
     pthread_mutex_lock(&gw->mu);
-    if (m->err && (answer = waiter_end(gw, w, 503, gw_unavailable(rd_kafka_err2str(m->err)), &r)))
+    if (failed && (answer = waiter_end(gw, w, 503, gw_unavailable(rd_kafka_err2str(m->err)), &r)))
         w->refs--;   /* the table's: never the last, the delivery report still holds one */
     waiter_unref(w); /* the delivery report's reference */
     pthread_mutex_unlock(&gw->mu);

@@ -82,13 +82,34 @@ static es_outcome_t outcome(const char *id, es_outcome_status_t status)
     return o;
 }
 
-/* The delivery report of a waiter's command: it holds a reference until then. */
-static void delivered(gw_t *gw, waiter_t *w)
+/* What the delivery reports below say of their records (librdkafka's
+ * accessor reads its own message struct, which these are not). */
+static rd_kafka_msg_status_t delivery_status = RD_KAFKA_MSG_STATUS_PERSISTED;
+
+rd_kafka_msg_status_t __wrap_rd_kafka_message_status(const rd_kafka_message_t *m);
+
+rd_kafka_msg_status_t __wrap_rd_kafka_message_status(const rd_kafka_message_t *m)
+{
+    (void)m;
+    return delivery_status;
+}
+
+/* The delivery report of a waiter's command, failed with @p err and
+ * @p status: it holds a reference until then. */
+static void delivery_report(gw_t *gw, waiter_t *w, rd_kafka_resp_err_t err,
+                            rd_kafka_msg_status_t status)
 {
     rd_kafka_message_t m;
     memset(&m, 0, sizeof(m));
     m._private = w;
+    m.err = err;
+    delivery_status = status;
     gw_on_delivery(gw, &m);
+}
+
+static void delivered(gw_t *gw, waiter_t *w)
+{
+    delivery_report(gw, w, RD_KAFKA_RESP_ERR_NO_ERROR, RD_KAFKA_MSG_STATUS_PERSISTED);
 }
 
 /* The outcome as the results thread hands it out: read, then answered. */
@@ -209,6 +230,31 @@ static void test_same_key_in_two_collections(void)
     CU_ASSERT_EQUAL(nanswers, 2);
 }
 
+/* A record surely not written is answered 503 at once; one that may have been
+ * written waits on for its outcome: a 503 would have the client send it again. */
+static void test_failed_delivery(void)
+{
+    gw_t gw;
+    gw_init(&gw);
+    es_http_deferred_t *lost = (es_http_deferred_t *)"lost", *maybe = (es_http_deferred_t *)"maybe";
+    waiter_t *wl = gw_waiter_add(&gw, ACCOUNTS, "key-6", "acct-1", 0, lost);
+    waiter_t *wm = gw_waiter_add(&gw, ACCOUNTS, "key-7", "acct-1", 0, maybe);
+    delivery_report(&gw, wl, RD_KAFKA_RESP_ERR__MSG_TIMED_OUT, RD_KAFKA_MSG_STATUS_NOT_PERSISTED);
+    CU_ASSERT_EQUAL_FATAL(nanswers, 1);
+    CU_ASSERT_PTR_EQUAL(answers[0].to, lost);
+    CU_ASSERT_EQUAL(answers[0].status, 503);
+    delivery_report(&gw, wm, RD_KAFKA_RESP_ERR__MSG_TIMED_OUT,
+                    RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED);
+    CU_ASSERT_EQUAL_FATAL(nanswers, 1); /* still waiting */
+    es_outcome_t accepted = outcome("key-7", ES_OUTCOME_ACCEPTED);
+    outcome_read(&gw, &accepted); /* it was written after all, and decided */
+    CU_ASSERT_EQUAL_FATAL(nanswers, 2);
+    CU_ASSERT_PTR_EQUAL(answers[1].to, maybe);
+    CU_ASSERT_EQUAL(answers[1].status, 200);
+    gw_fini(&gw);
+    CU_ASSERT_EQUAL(nanswers, 2);
+}
+
 int main(void)
 {
     static const es_test_case_t cases[] = {
@@ -220,6 +266,8 @@ int main(void)
          test_outcome_read_before_registration},
         {"one key and aggregate id in two collections: each answered by its own outcome",
          test_same_key_in_two_collections},
+        {"a delivery that may have been written waits for its outcome, not 503",
+         test_failed_delivery},
         {NULL, NULL},
     };
     return es_test_run("gateway-waiters", cases);
