@@ -85,6 +85,7 @@ struct gw_s {
     waiter_t *waiters[GW_NBUCKETS];
     waiter_t *oldest, *newest;
     uint64_t waiter_seq; /* the last waiter's seq */
+    bool closed;         /* gw_waiters_finish_all() ran: no waiter is added after it */
 
     es_histogram_t *h_latency, *h_outcome_wait;
 };
@@ -92,6 +93,7 @@ struct gw_s {
 /* waiters.c */
 void gw_count_status(gw_t *gw, int status);
 json_t *gw_unavailable(const char *why);
+/* NULL once gw_waiters_finish_all() ran: @p answer is then answered 503. */
 waiter_t *gw_waiter_add(gw_t *gw, const gw_agg_t *ag, const char *cmd_id, const char *agg_id,
                         int64_t t0, es_http_deferred_t *answer);
 void gw_waiter_fail(gw_t *gw, waiter_t *w, json_t *body);

@@ -213,6 +213,8 @@ static void send_command(gw_t *gw, es_http_req_t *req, command_req_t *c)
 {
     char errstr[512];
     waiter_t *w = gw_waiter_add(gw, c->ag, c->cmd_id, c->agg_id, c->t0, es_http_defer(req));
+    if (!w)
+        return; /* the gateway is stopping: answered 503 */
     es_record_t rec = {
         .topic = c->ag->t_cmd,
         .partition = RD_KAFKA_PARTITION_UA,

@@ -6,7 +6,10 @@
  * deferred (es_http_defer) and given by whoever ends the wait first — the
  * results thread (the outcome, or 504 once the deadline passed), the
  * delivery report (503 when the command was surely not written), or the
- * shutdown (504).  Each waiter is answered exactly once (`done`, under
+ * shutdown (504; a request that comes after it is answered 503 and
+ * written nowhere: it used to wait on a table nobody read any more, its
+ * delivery report served after the HTTP server was gone).  Each waiter is
+ * answered exactly once (`done`, under
  * gw->mu), and freed when both the table and the delivery report have let
  * go of it (`refs`).  Waiters are kept in deadline order, as every one has
  * the same timeout, so expiring them looks only at the oldest.  Answers are
@@ -135,6 +138,16 @@ waiter_t *gw_waiter_add(gw_t *gw, const gw_agg_t *ag, const char *cmd_id, const 
     w->deadline = es_mono_ms() + gw->timeout_ms;
     w->answer = answer;
     pthread_mutex_lock(&gw->mu);
+    if (gw->closed) { /* nobody would answer it, or read its delivery report */
+        pthread_mutex_unlock(&gw->mu);
+        free(w);
+        reply_t r = {.answer = answer,
+                     .status = 503,
+                     .body = gw_unavailable("the gateway is stopping; nothing was written"),
+                     .t0 = t0};
+        reply(gw, &r);
+        return NULL;
+    }
     w->seq = ++gw->waiter_seq;
     size_t b = bucket_of(w->id);
     w->next = gw->waiters[b];
@@ -247,6 +260,9 @@ void gw_waiters_expire(gw_t *gw)
 
 void gw_waiters_finish_all(gw_t *gw)
 {
+    pthread_mutex_lock(&gw->mu);
+    gw->closed = true;
+    pthread_mutex_unlock(&gw->mu);
     time_out_oldest(gw, INT64_MAX,
                     "the gateway is stopping: the command may or may not be applied; retry with "
                     "the same Idempotency-Key");

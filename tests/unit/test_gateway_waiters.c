@@ -255,6 +255,22 @@ static void test_failed_delivery(void)
     CU_ASSERT_EQUAL(nanswers, 2);
 }
 
+/* A request after the shutdown answered its waiters is answered 503 at once,
+ * not left on a table nobody reads any more. */
+static void test_request_after_shutdown(void)
+{
+    gw_t gw;
+    gw_init(&gw);
+    es_http_deferred_t *late = (es_http_deferred_t *)"late";
+    gw_waiters_finish_all(&gw);
+    CU_ASSERT_PTR_NULL(gw_waiter_add(&gw, ACCOUNTS, "key-8", "acct-1", 0, late));
+    CU_ASSERT_EQUAL_FATAL(nanswers, 1);
+    CU_ASSERT_PTR_EQUAL(answers[0].to, late);
+    CU_ASSERT_EQUAL(answers[0].status, 503);
+    CU_ASSERT_PTR_NULL(gw.oldest);
+    gw_fini(&gw);
+}
+
 int main(void)
 {
     static const es_test_case_t cases[] = {
@@ -268,6 +284,8 @@ int main(void)
          test_same_key_in_two_collections},
         {"a delivery that may have been written waits for its outcome, not 503",
          test_failed_delivery},
+        {"a request after the shutdown is answered 503, not left waiting",
+         test_request_after_shutdown},
         {NULL, NULL},
     };
     return es_test_run("gateway-waiters", cases);
