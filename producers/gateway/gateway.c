@@ -54,14 +54,29 @@ static void *poll_main(void *arg)
 }
 
 /*
- * Ready while the outcomes are read and a broker answers.  A served
+ * Ready while the producer works, the outcomes are read and a broker
+ * answers.  A served
  * aggregate without a command service does not make the gateway unready
  * (its commands get 503 at once, the others still work) unless it is the
  * only kind there is: then the gateway can do nothing (docs/operations.md).
  */
+bool gw_producer_failed(gw_t *gw, char *why, size_t whysz)
+{
+    char reason[256] = "";
+    rd_kafka_resp_err_t err =
+        gw && gw->prod ? rd_kafka_fatal_error(es_producer_rk(gw->prod), reason, sizeof(reason))
+                       : RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (err)
+        snprintf(why, whysz, "the Kafka producer failed for good (%s: %s); the gateway stops",
+                 rd_kafka_err2name(err), reason);
+    return err != RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
 static bool gw_ready(void *opaque, char *why, size_t whysz)
 {
     gw_t *gw = opaque;
+    if (gw_producer_failed(gw, why, whysz))
+        return false;
     if (!es_kafka_watch_broker_ok(gw->watch, why, whysz))
         return false;
     if (!atomic_load(&gw->ready)) {

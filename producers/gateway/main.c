@@ -86,8 +86,12 @@ int main(int argc, char **argv, char **envp)
         goto out;
     }
     es_log_info("gateway", "serving on port %d", es_http_server_port(srv));
-    while (!stop_signal)
+    while (!stop_signal && !gw_producer_failed(gw, errstr, sizeof(errstr)))
         usleep(STOP_POLL_MS * 1000); /* the signal may land on any thread: poll the flag */
+    if (!stop_signal) {
+        es_log_error("gateway", "%s", errstr); /* a restart makes a new producer */
+        goto out;
+    }
     es_log_info("gateway", "signal %d: stopping", (int)stop_signal);
     rc = 0;
 out:
