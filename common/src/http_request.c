@@ -54,13 +54,14 @@ const char *es_http_req_query(const es_http_req_t *req, const char *name)
     return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
-static void percent_encode(es_buf_t *out, const char *s)
+/* @p s with every byte but the unreserved ones and those of @p keep escaped. */
+static void percent_encode(es_buf_t *out, const char *s, const char *keep)
 {
     static const char digits[] = "0123456789ABCDEF";
     for (; s && *s; s++) {
         unsigned char c = (unsigned char)*s;
         if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-            strchr("-._~:", c)) {
+            strchr(keep, c)) {
             es_buf_append(out, s, 1);
         } else {
             char esc[3] = {'%', digits[c >> 4], digits[c & 15]};
@@ -76,10 +77,10 @@ static enum MHD_Result query_arg_cb(void *cls, enum MHD_ValueKind kind, const ch
     (void)kind;
     if (out->len)
         es_buf_append(out, "&", 1);
-    percent_encode(out, key);
+    percent_encode(out, key, "-._~:");
     if (value) {
         es_buf_append(out, "=", 1);
-        percent_encode(out, value);
+        percent_encode(out, value, "-._~:");
     }
     return MHD_YES;
 }
@@ -88,6 +89,12 @@ void es_http_req_query_string(const es_http_req_t *req, es_buf_t *out)
 {
     es_buf_clear(out);
     MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, query_arg_cb, out);
+}
+
+void es_http_req_path_encoded(const es_http_req_t *req, es_buf_t *out)
+{
+    es_buf_clear(out);
+    percent_encode(out, es_http_req_path(req), "-._~:/@!$&'()*+,;=");
 }
 
 const char *es_http_req_header(const es_http_req_t *req, const char *name)

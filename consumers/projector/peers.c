@@ -205,7 +205,8 @@ void pj_forward(pj_runner_t *r, size_t t, int32_t p, es_http_req_t *req, es_http
         return;
     }
     es_buf_t target = {0}, qs = {0}, body = {0};
-    es_buf_appendf(&target, "%s%s", url, es_http_req_path(req));
+    es_http_req_path_encoded(req, &qs); /* the id as sent: `a%3Fb` is not the path `a` */
+    es_buf_appendf(&target, "%s%.*s", url, (int)qs.len, qs.data);
     es_http_req_query_string(req, &qs);
     if (qs.len)
         es_buf_appendf(&target, "?%.*s", (int)qs.len, qs.data);

@@ -632,17 +632,26 @@ static void query_string_handler(void *opaque, es_http_req_t *req, es_http_resp_
     es_buf_t qs = {0};
     (void)opaque;
     es_http_req_query_string(req, &qs);
-    es_http_resp_json(resp, 200, json_pack("{s:s}", "qs", qs.data ? qs.data : ""));
+    json_t *body = json_pack("{s:s}", "qs", qs.data ? qs.data : "");
+    if (es_http_req_param(req, 0)) { /* /path/{id}: the id, and the path to send on */
+        es_http_req_path_encoded(req, &qs);
+        json_object_set_new(body, "id", json_string(es_http_req_param(req, 0)));
+        json_object_set_new(body, "path", json_stringn(qs.data, qs.len));
+    }
+    es_http_resp_json(resp, 200, body);
     es_buf_free(&qs);
 }
 
-/* The query string as forwarded (partitioned projectors): every value as it was meant. */
+/* The query string and the path as forwarded (partitioned projectors): every
+ * value as it was meant.  An id holding `?` used to be sent on decoded, so
+ * the next server read `a?b` as the path `a` and the query `b`. */
 static void test_query_string(void)
 {
     static const es_http_route_t routes[] = {
-        {"GET", "/qs", query_string_handler, "query:qs", false}};
+        {"GET", "/qs", query_string_handler, "query:qs", false},
+        {"GET", "/path/{id}", query_string_handler, "query:qs", false}};
     es_http_server_conf_t conf = {
-        .listen = "127.0.0.1:0", .max_body = 1024, .routes = routes, .nroutes = 1};
+        .listen = "127.0.0.1:0", .max_body = 1024, .routes = routes, .nroutes = 2};
     char errstr[256], ans[2048];
     es_http_server_t *srv = es_http_server_start(&conf, errstr, sizeof(errstr));
     CU_ASSERT_PTR_NOT_NULL_FATAL(srv);
@@ -657,6 +666,11 @@ static void test_query_string(void)
     CU_ASSERT_EQUAL(
         raw_request(port, "GET /qs HTTP/1.1\r\nHost: x\r\n\r\n", ans, sizeof(ans), 5000), 200);
     CU_ASSERT_PTR_NOT_NULL(strstr(ans, "\"qs\":\"\""));
+    CU_ASSERT_EQUAL(raw_request(port, "GET /path/a%3Fb%20c%23d%25e+f HTTP/1.1\r\nHost: x\r\n\r\n",
+                                ans, sizeof(ans), 5000),
+                    200);
+    CU_ASSERT_PTR_NOT_NULL(strstr(ans, "\"id\":\"a?b c#d%e+f\""));
+    CU_ASSERT_PTR_NOT_NULL(strstr(ans, "\"path\":\"/path/a%3Fb%20c%23d%25e+f\""));
     es_http_server_stop(srv);
 }
 
@@ -923,7 +937,7 @@ int main(void)
         {"a deferred answer after its client hung up", test_deferred_client_gone},
         {"a deferred answer given during a stop ends it at once",
          test_deferred_answered_during_stop},
-        {"the query string again, percent-encoded", test_query_string},
+        {"the query string and the path again, percent-encoded", test_query_string},
         {"TLS, and mutual TLS", test_tls},
         {"a second server on a port in use is refused", test_port_in_use},
         {"trace context: every answer carries a traceparent", test_trace_context},

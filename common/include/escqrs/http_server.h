@@ -57,7 +57,14 @@ typedef struct es_http_req_s es_http_req_t;
 typedef struct es_http_resp_s es_http_resp_t;
 
 const char *es_http_req_method(const es_http_req_t *req);
+/** @brief The request's path, percent-decoded (as routes match it). */
 const char *es_http_req_path(const es_http_req_t *req);
+/**
+ * @brief The path again as a URL's path, percent-encoded, into @p out: what
+ *        to send on when forwarding (an id holding `?`, `#`, `%` or a space
+ *        must reach the next server as the same id).
+ */
+void es_http_req_path_encoded(const es_http_req_t *req, es_buf_t *out);
 /** @brief The @p i-th `{...}` segment of the matched route (NULL past the end). */
 const char *es_http_req_param(const es_http_req_t *req, size_t i);
 /** @brief A query-string argument, URL-decoded, or NULL. */
