@@ -166,8 +166,11 @@ void gw_waiter_fail(gw_t *gw, waiter_t *w, json_t *body)
 {
     reply_t r;
     pthread_mutex_lock(&gw->mu);
-    w->refs--; /* no delivery report will come */
-    bool answer = waiter_finish(gw, w, 503, body, &r);
+    bool answer = waiter_end(gw, w, 503, body, &r);
+    if (answer)
+        w->refs--;   /* the table's: never the last, the delivery report's is still held */
+    waiter_unref(w); /* the delivery report's: none will come (the last reference when the
+                      * shutdown answered first; it used to be dropped unfreed) */
     pthread_mutex_unlock(&gw->mu);
     if (answer)
         reply(gw, &r);

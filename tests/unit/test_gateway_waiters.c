@@ -271,6 +271,23 @@ static void test_request_after_shutdown(void)
     gw_fini(&gw);
 }
 
+/* A produce that fails after the shutdown answered its waiter: not answered
+ * twice, and freed (LeakSanitizer, in the ASan build, says if not). */
+static void test_produce_fails_after_shutdown(void)
+{
+    gw_t gw;
+    gw_init(&gw);
+    es_http_deferred_t *d = (es_http_deferred_t *)"d";
+    waiter_t *w = gw_waiter_add(&gw, ACCOUNTS, "key-9", "acct-1", 0, d);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(w);
+    gw_waiters_finish_all(&gw); /* the shutdown, between the waiter and the produce */
+    CU_ASSERT_EQUAL_FATAL(nanswers, 1);
+    CU_ASSERT_EQUAL(answers[0].status, 504);
+    gw_waiter_fail(&gw, w, gw_unavailable("queue full"));
+    CU_ASSERT_EQUAL(nanswers, 1);
+    gw_fini(&gw);
+}
+
 int main(void)
 {
     static const es_test_case_t cases[] = {
@@ -286,6 +303,8 @@ int main(void)
          test_failed_delivery},
         {"a request after the shutdown is answered 503, not left waiting",
          test_request_after_shutdown},
+        {"a produce that fails after the shutdown answered its waiter",
+         test_produce_fails_after_shutdown},
         {NULL, NULL},
     };
     return es_test_run("gateway-waiters", cases);
