@@ -309,8 +309,20 @@ es_err_t pj_rebuild_start(pj_runner_t *r, char *errstr, size_t errstr_size)
         return ES_ERR_STATE;
     }
     int g = r->generation + 1;
+    /* claimed before the lock is let go: a second request at the same moment
+     * is refused 409 here, instead of re-making the same generation's REBUILD
+     * marker and store and, refused by the store's lock, deleting the marker
+     * of the rebuild that runs */
+    r->rb.active = true;
+    r->rb.generation = g;
     pj_mutex_unlock(&r->mu);
-    return rebuild_start(r, g, false, errstr, errstr_size);
+    es_err_t err = rebuild_start(r, g, false, errstr, errstr_size);
+    if (err) {
+        pj_mutex_lock(&r->mu);
+        r->rb.active = false;
+        pj_mutex_unlock(&r->mu);
+    }
+    return err;
 }
 
 es_err_t pj_rebuild_resume(pj_runner_t *r, int g, char *errstr, size_t errstr_size)
