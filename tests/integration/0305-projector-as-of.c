@@ -20,8 +20,9 @@
 #include <time.h>
 #include <unistd.h>
 
-/* queries below that fold: 12 events, one RFC 3339 in Z and one at +01:30, one before the first */
-#define AS_OF_FOLDS 15
+/* queries below that fold: 12 events, one RFC 3339 in Z and one at +01:30, one before the
+ * first, one at the largest time (INT64_MAX ms) */
+#define AS_OF_FOLDS 16
 
 /* @p ts (ms) as RFC 3339's date and time without zone, on a clock @p east_min minutes east. */
 static void local_time(char *out, size_t cap, int64_t ts, int east_min)
