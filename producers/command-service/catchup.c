@@ -287,6 +287,7 @@ void cs_on_rebalance(void *opaque, bool assign, rd_kafka_topic_partition_list_t 
     if (!assign) {
         es_log_info("command-service", "revoked %d partition(s) of %s", parts->cnt, cs->t_cmd);
         cs->nbaseline = 0; /* baselines are for partitions owned: the next assignment says */
+        cs->caught_up = false;
         return;
     }
     cs_set_not_ready(cs, "catching up %d partition(s) of %s", parts->cnt, cs->t_ev);
@@ -298,5 +299,5 @@ void cs_on_rebalance(void *opaque, bool assign, rd_kafka_topic_partition_list_t 
     }
     es_log_info("command-service", "assigned %d partition(s) of %s", parts->cnt, cs->t_cmd);
     if (!cs->fatal)
-        cs_set_ready(cs);
+        cs_caught_up(cs);
 }

@@ -4,7 +4,15 @@
  * Ready means: a broker answers (the watch's own thread asks, so the answer
  * is true even while the loop is stuck in a commit retry or a catch-up), and
  * the loop last reported itself ready — partitions assigned and caught up,
- * or a transaction committed.  Anything else sets a reason that /readyz
+ * or a transaction committed.  After the Kafka clients were re-created
+ * for a failure, caught up is not enough: the failure may be one a
+ * reconnection does not cure (a stored state that does not decode fails the
+ * baseline written right after the catch-up), so the service is ready again
+ * only once a turn of its loop has passed with its baselines written and no
+ * failure (cs_turn_passed); /readyz used to say 200 for the moment between
+ * the catch-up and that baseline, again at every recovery (fault test 0910
+ * samples it every 50 ms: 3 of 289 answers were 200).  Anything else sets
+ * a reason that /readyz
  * shows (catching up, recovering after a fenced producer, a commit whose
  * answer is being retried), so an operator reads why without the logs.
  * Every commit of the service (a batch's, a baseline's) goes through
@@ -31,6 +39,24 @@ void cs_set_ready(cs_t *cs)
 {
     atomic_store(&cs->ready, true);
     es_gauge_set(cs->g_caught_up, 1);
+}
+
+void cs_caught_up(cs_t *cs)
+{
+    if (!cs->recovering) {
+        cs_set_ready(cs);
+        return;
+    }
+    cs->caught_up = true; /* the failure may come back at the first turn: not ready yet */
+    cs_set_not_ready(cs, "caught up, recovering after: %s", cs->fatal_reason);
+}
+
+void cs_turn_passed(cs_t *cs)
+{
+    if (!cs->recovering || !cs->caught_up || cs->fatal || cs->nbaseline)
+        return;
+    cs->recovering = cs->caught_up = false;
+    cs_set_ready(cs);
 }
 
 bool cs_ready(cs_t *cs, char *why, size_t whysz)

@@ -163,6 +163,8 @@ static void recover(cs_t *cs, int *backoff_ms)
     es_log_error("command-service", "re-creating the Kafka clients in %d ms after: %s", *backoff_ms,
                  cs->fatal_reason);
     cs_set_not_ready(cs, "recovering after: %s", cs->fatal_reason);
+    cs->recovering = true;
+    cs->caught_up = false;
     es_counter_add(cs->c_recoveries, 1);
     cs_clients_close(cs);
     cs->fatal = false;
@@ -256,6 +258,7 @@ int cs_run(cs_t *cs, volatile sig_atomic_t *stop)
             run_batch(cs, msgs, n, gen, &aborts, &backoff_ms);
         for (size_t i = 0; i < n; i++)
             rd_kafka_message_destroy(msgs[i]);
+        cs_turn_passed(cs);
     }
     atomic_store(&cs->ready, false);
     free(msgs);

@@ -122,6 +122,10 @@ struct cs_s {
     atomic_bool ready;
     atomic_int generation; /* bumped on every rebalance */
     bool fatal;            /* re-create the Kafka clients (service.c) */
+    /* the clients were re-created after a failure: a catch-up alone does not
+     * make the service ready again, a turn of the loop without the failure
+     * does (its baselines written; readiness.c) */
+    bool recovering, caught_up;
     bool have_values, topics_checked;
     char fatal_reason[1200];
     volatile sig_atomic_t *stop;
@@ -138,6 +142,10 @@ struct cs_s {
 /* readiness.c */
 void cs_set_not_ready(cs_t *cs, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void cs_set_ready(cs_t *cs);
+/* Partitions assigned and caught up: ready, unless recovering from a failure. */
+void cs_caught_up(cs_t *cs);
+/* A turn of the loop ended: ready once a recovery's turn passed without its failure. */
+void cs_turn_passed(cs_t *cs);
 /* Commit the open transaction (@p what names it): an unanswered commit is retried,
  * said on /readyz (ready again once it commits, if it was before) and given up
  * when stopping (ES_TXN_FATAL). */

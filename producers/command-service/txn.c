@@ -137,8 +137,9 @@ static es_txn_rc_t commit(cs_t *cs, size_t n)
     es_txn_rc_t rc = cs_commit_transaction(cs, what, errstr, sizeof(errstr));
     if (rc)
         return fail(cs, rc, rc == ES_TXN_FATAL ? ES_LOG_ERROR : ES_LOG_WARN, "", errstr);
-    if (!atomic_load(&cs->ready))
-        cs_set_ready(cs); /* a batch committed: partitions assigned and caught up */
+    if (!atomic_load(&cs->ready) && !cs->recovering)
+        cs_set_ready(cs); /* a batch committed: partitions assigned and caught up (after a
+                           * recovery, the end of the turn says: cs_turn_passed) */
     es_histogram_observe(cs->h_commit, (double)(es_mono_ms() - t0) / 1000.0);
     es_histogram_observe(cs->h_batch, (double)n);
     return ES_TXN_OK;
