@@ -23,7 +23,8 @@
  * never stall the event threads (they used to: each such token fetched the
  * JWKS on the event thread, for up to JWKS_FETCH_TIMEOUT_MS, and tokens
  * that came during a slow fetch started fetches of their own).  Keys are
- * swapped under a read-write lock; a failed refresh keeps the old keys.  A
+ * swapped under a read-write lock; a failed refresh keeps the old keys, and
+ * so does an answer over JWKS_MAX_BYTES (refused as it arrives).  A
  * URL that does not answer at start is not fatal: every token is refused
  * until the refresher loads the keys.
  */
@@ -43,8 +44,9 @@
 #include <strings.h>
 #include <time.h>
 
-#define JWKS_FETCH_TIMEOUT_MS 10000 /* one GET of the JWKS URL */
-#define TOKEN_MAX             16384 /* bytes of a bearer token; longer is not a JWT we issue */
+#define JWKS_FETCH_TIMEOUT_MS 10000   /* one GET of the JWKS URL */
+#define JWKS_MAX_BYTES        1048576 /* a JWKS document (providers' are a few KiB) */
+#define TOKEN_MAX             16384   /* bytes of a bearer token; longer is not a JWT we issue */
 #define BEARER                "Bearer "
 #define WHY_MAX               512  /* a reason for a refusal or a start-up error */
 #define CONF_STR_MAX          512  /* auth.issuer, auth.audience, a file name */
@@ -154,7 +156,8 @@ static es_err_t fetch_and_swap(es_auth_t *a, char *errstr, size_t errstr_size)
 {
     es_buf_t body = {0};
     long status = 0;
-    es_http_client_opts_t o = {.ca_file = a->ca_file[0] ? a->ca_file : NULL};
+    es_http_client_opts_t o = {.ca_file = a->ca_file[0] ? a->ca_file : NULL,
+                               .max_body = JWKS_MAX_BYTES};
     es_err_t err = es_http_fetch_opts("GET", a->jwks_url, NULL, NULL, NULL, JWKS_FETCH_TIMEOUT_MS,
                                       &o, &status, &body, errstr, errstr_size);
     auth_keyset_t *ks = NULL;
@@ -397,8 +400,13 @@ static char *key_for(es_auth_t *a, const char *kid, jwt_alg_t alg, bool may_wait
             return NULL;
         }
         char err[WHY_MAX];
-        if (!fetch || fetch_jwks(a, err, sizeof(err)))
+        if (!fetch)
             break;
+        if (fetch_jwks(a, err, sizeof(err))) {
+            es_log_warn("auth", "JWKS fetch for key id %.64s failed, keeping the keys: %s",
+                        kid ? kid : "(none)", err);
+            break;
+        }
     }
     snprintf(why, whysz, "the token's key %s is not in the JWKS", kid ? kid : "(no kid)");
     return NULL;

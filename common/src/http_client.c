@@ -15,6 +15,7 @@
 
 #include <curl/curl.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,9 +27,21 @@ static void curl_init_once(void)
     curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
+/* The body as it arrives, up to `max` bytes (0: no limit). */
+typedef struct {
+    es_buf_t *buf;
+    size_t max;
+    bool over;
+} collect_t;
+
 static size_t collect_body(char *p, size_t sz, size_t n, void *ud)
 {
-    es_buf_append(ud, p, sz * n);
+    collect_t *col = ud;
+    if (col->max && col->buf->len + sz * n > col->max) {
+        col->over = true;
+        return 0; /* libcurl ends the transfer: CURLE_WRITE_ERROR */
+    }
+    es_buf_append(col->buf, p, sz * n);
     return sz * n;
 }
 
@@ -104,8 +117,9 @@ es_err_t es_http_fetch_opts(const char *method, const char *url, const char *con
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, curlerr);
+    collect_t col = {.buf = resp, .max = o ? o->max_body : 0};
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, resp);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &col);
     client_tls(c, o);
     if (body)
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
@@ -118,6 +132,12 @@ es_err_t es_http_fetch_opts(const char *method, const char *url, const char *con
     curl_slist_free_all(hdrs);
     curl_easy_cleanup(c);
     free(bearer);
+    if (col.over) {
+        snprintf(errstr, errstr_size, "%s %s: the answer is larger than %zu bytes", method, url,
+                 col.max);
+        es_buf_clear(resp);
+        return ES_ERR_HTTP;
+    }
     if (cres != CURLE_OK) {
         snprintf(errstr, errstr_size, "%s %s: %s", method, url,
                  curlerr[0] ? curlerr : curl_easy_strerror(cres));

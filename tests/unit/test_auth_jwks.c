@@ -16,7 +16,9 @@
  *   - a made-up key id right after a fetch costs no fetch at all;
  *   - through the HTTP server, on a route that runs on the event thread: a
  *     new key's request is moved to a worker and answered 200 after the
- *     fetch, while a known key's request is answered during it.
+ *     fetch, while a known key's request is answered during it;
+ *   - a JWKS answer of 2 MiB (valid, with a real new key) is refused and
+ *     the old keys kept.
  */
 #include "escqrs/auth.h"
 #include "escqrs/conf.h"
@@ -309,6 +311,38 @@ static void test_rotation_one_fetch_no_stall(void)
     provider_stop();
 }
 
+/* A provider that answers more than a JWKS could need: refused as it
+ * arrives, the keys kept (it used to be read whole, however large). */
+static void test_oversized_jwks_refused(void)
+{
+    static const char *const first[] = {"a", NULL}, *const rotated[] = {"a", "d", NULL};
+    provider_start();
+    keygen("a");
+    keygen("d");
+    char *jwks = jwks_of(first), *tok_a = bearer("a"), *tok_d = bearer("d");
+    provider_serve(jwks);
+    free(jwks);
+    es_auth_t *a = auth_new();
+    /* the rotated keys, padded to 2 MiB: valid JSON, a real new key */
+    jwks = jwks_of(rotated);
+    size_t pad = 2u << 20, n = strlen(jwks) + pad + 32;
+    char *big = malloc(n);
+    int head = snprintf(big, n, "{\"padding\":\"");
+    memset(big + head, 'x', pad);
+    snprintf(big + head + pad, n - (size_t)head - pad, "\",%s", jwks + 1); /* jwks without its { */
+    provider_serve(big);
+    free(big);
+    free(jwks);
+    usleep(3500 * 1000);                                         /* a refetch is due */
+    CU_ASSERT_EQUAL(verify(a, tok_d, true), ES_ERR_INVALID_ARG); /* the fetch was refused */
+    CU_ASSERT_EQUAL(atomic_load(&provider.gets), 2);
+    CU_ASSERT_EQUAL(verify(a, tok_a, false), ES_ERR_OK); /* the old keys stay */
+    es_auth_destroy(a);
+    free(tok_a);
+    free(tok_d);
+    provider_stop();
+}
+
 /* ------------------------------------------------- through the server */
 
 static void whoami(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
@@ -403,6 +437,8 @@ int main(void)
          test_rotation_one_fetch_no_stall},
         {"the HTTP server takes a request that must wait for keys off the event thread",
          test_event_thread_never_fetches},
+        {"a JWKS answer over 1 MiB is refused as it arrives, the keys kept",
+         test_oversized_jwks_refused},
         {NULL, NULL},
     };
     int rc = es_test_run("auth-jwks", cases);

@@ -34,6 +34,9 @@ typedef struct es_http_client_opts_s {
     const char *key_file;  /**< its private key, PEM */
     const char *basic_user, *basic_password; /**< HTTP basic authentication */
     const char *bearer_token;                /**< Authorization: Bearer <token> */
+    /** Bytes of the answer's body at most; a longer one fails the request
+     *  (ES_ERR_HTTP) as it arrives, before it is all in memory.  0: no limit. */
+    size_t max_body;
 } es_http_client_opts_t;
 
 /** @brief es_http_fetch_with_headers() with TLS and credentials @p opts (may be NULL). */
