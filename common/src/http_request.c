@@ -54,6 +54,9 @@ const char *es_http_req_query(const es_http_req_t *req, const char *name)
     return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
+#define QUERY_KEEP "-._~:"              /* kept as they are in a query's key or value */
+#define PATH_KEEP  "-._~:/@!$&'()*+,;=" /* and in a path: not ?, #, %, a space */
+
 /* @p s with every byte but the unreserved ones and those of @p keep escaped. */
 static void percent_encode(es_buf_t *out, const char *s, const char *keep)
 {
@@ -77,10 +80,10 @@ static enum MHD_Result query_arg_cb(void *cls, enum MHD_ValueKind kind, const ch
     (void)kind;
     if (out->len)
         es_buf_append(out, "&", 1);
-    percent_encode(out, key, "-._~:");
+    percent_encode(out, key, QUERY_KEEP);
     if (value) {
         es_buf_append(out, "=", 1);
-        percent_encode(out, value, "-._~:");
+        percent_encode(out, value, QUERY_KEEP);
     }
     return MHD_YES;
 }
@@ -94,7 +97,7 @@ void es_http_req_query_string(const es_http_req_t *req, es_buf_t *out)
 void es_http_req_path_encoded(const es_http_req_t *req, es_buf_t *out)
 {
     es_buf_clear(out);
-    percent_encode(out, es_http_req_path(req), "-._~:/@!$&'()*+,;=");
+    percent_encode(out, es_http_req_path(req), PATH_KEEP);
 }
 
 const char *es_http_req_header(const es_http_req_t *req, const char *name)

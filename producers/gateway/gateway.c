@@ -53,13 +53,6 @@ static void *poll_main(void *arg)
     return NULL;
 }
 
-/*
- * Ready while the producer works, the outcomes are read and a broker
- * answers.  A served
- * aggregate without a command service does not make the gateway unready
- * (its commands get 503 at once, the others still work) unless it is the
- * only kind there is: then the gateway can do nothing (docs/operations.md).
- */
 bool gw_producer_failed(gw_t *gw, char *why, size_t whysz)
 {
     char reason[256] = "";
@@ -72,6 +65,13 @@ bool gw_producer_failed(gw_t *gw, char *why, size_t whysz)
     return err != RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
+/*
+ * Ready while the producer works, the outcomes are read and a broker
+ * answers.  A served aggregate without a command service does not make the
+ * gateway unready (its commands get 503 at once, the others still work)
+ * unless it is the only kind there is: then the gateway can do nothing
+ * (docs/operations.md).
+ */
 static bool gw_ready(void *opaque, char *why, size_t whysz)
 {
     gw_t *gw = opaque;

@@ -97,8 +97,11 @@ static void results_handle(gw_t *gw, rd_kafka_message_t *m)
     avro_value_t *v;
     es_outcome_t o;
     uint64_t seen; /* the waiters registered before this outcome was read */
+    /* the cheap skip first: most outcomes are for other gateways' requests */
+    if (es_header_get(m, "command-id", id, sizeof(id)) || !gw_waiter_wanted(gw, id, &seen))
+        return;
     const gw_agg_t *ag = agg_of_results(gw, m);
-    if (!ag || es_header_get(m, "command-id", id, sizeof(id)) || !gw_waiter_wanted(gw, id, &seen))
+    if (!ag)
         return;
     double age = es_message_age_s(m);
     if (age >= 0)
