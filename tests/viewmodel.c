@@ -644,7 +644,7 @@ size_t vm_compare_views(const vm_t *m, const es_proj_def_t *def, es_proj_memmap_
     }
     /* nothing in the store that the model lacks */
     es_proj_backend_t be = es_proj_memmap_backend(views);
-    be.scan(be.opaque, "", 0, inventory_cb, &s, err, sizeof(err));
+    be.scan(be.opaque, "", 0, NULL, 0, inventory_cb, &s, err, sizeof(err));
     if (s.nviews != want_views) {
         fprintf(stderr, "  %s: the store holds %zu views, the model %zu\n", def->name, s.nviews,
                 want_views);

@@ -146,6 +146,12 @@ void es_buf_free(es_buf_t *b)
     b->len = b->cap = 0;
 }
 
+int es_bytes_cmp(const void *a, size_t alen, const void *b, size_t blen)
+{
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+    return c ? c : (alen > blen) - (alen < blen);
+}
+
 uint64_t es_fnv1a64(uint64_t h, const void *data, size_t len)
 {
     const unsigned char *p = data;

@@ -46,11 +46,7 @@ typedef struct {
 static int entry_cmp(const void *a, const void *b)
 {
     const entry_t *x = a, *y = b;
-    size_t n = x->keylen < y->keylen ? x->keylen : y->keylen;
-    int c = memcmp(x->key, y->key, n);
-    if (c)
-        return c;
-    return x->keylen < y->keylen ? -1 : x->keylen > y->keylen;
+    return es_bytes_cmp(x->key, x->keylen, y->key, y->keylen);
 }
 
 /* Entries (tombstones included) whose key starts with prefix, sorted. */
@@ -98,7 +94,17 @@ es_err_t es_proj_reader_scan(es_proj_reader_t *rd, const void *prefix, size_t pr
                                         const char *val, size_t vallen),
                              void *opaque, char *errstr, size_t errstr_size)
 {
-    return rd->be.scan(rd->be.opaque, prefix, prefixlen, cb, opaque, errstr, errstr_size);
+    return rd->be.scan(rd->be.opaque, prefix, prefixlen, NULL, 0, cb, opaque, errstr, errstr_size);
+}
+
+es_err_t es_proj_reader_scan_from(es_proj_reader_t *rd, const void *prefix, size_t prefixlen,
+                                  const void *start, size_t startlen,
+                                  bool (*cb)(void *opaque, const char *key, size_t keylen,
+                                             const char *val, size_t vallen),
+                                  void *opaque, char *errstr, size_t errstr_size)
+{
+    return rd->be.scan(rd->be.opaque, prefix, prefixlen, start, startlen, cb, opaque, errstr,
+                       errstr_size);
 }
 
 /* ----------------------------------------------------------- memory maps */
@@ -155,7 +161,8 @@ static es_err_t memmap_get(void *opaque, const void *key, size_t keylen, es_buf_
     return ES_ERR_OK;
 }
 
-static es_err_t memmap_scan(void *opaque, const void *prefix, size_t prefixlen,
+static es_err_t memmap_scan(void *opaque, const void *prefix, size_t prefixlen, const void *start,
+                            size_t startlen,
                             bool (*cb)(void *, const char *, size_t, const char *, size_t),
                             void *cbopaque, char *errstr, size_t errstr_size)
 {
@@ -163,6 +170,8 @@ static es_err_t memmap_scan(void *opaque, const void *prefix, size_t prefixlen,
     size_t n;
     entry_t *v = vmap_sorted(&m->map, prefix, prefixlen, &n);
     for (size_t i = 0; i < n; i++) {
+        if (start && es_bytes_cmp(v[i].key, v[i].keylen, start, startlen) < 0)
+            continue;
         if (v[i].val && !cb(cbopaque, v[i].key, v[i].keylen, v[i].val->data, v[i].val->len))
             break;
     }

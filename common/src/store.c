@@ -47,6 +47,8 @@ struct es_store_iter_s {
     rocksdb_t *db;
     char *prefix;
     size_t prefixlen;
+    char *start; /* where the first es_store_iter_next() seeks: the prefix, or later */
+    size_t startlen;
     bool started;
 };
 
@@ -413,11 +415,22 @@ es_store_iter_t *es_store_iter_prefix(es_store_t *st, const void *prefix, size_t
     return it;
 }
 
+void es_store_iter_start_at(es_store_iter_t *it, const void *key, size_t keylen)
+{
+    free(it->start);
+    it->start = es_strndup(key, keylen);
+    it->startlen = keylen;
+}
+
 bool es_store_iter_next(es_store_iter_t *it, const char **key, size_t *keylen, const char **val,
                         size_t *vallen)
 {
     if (!it->started) {
-        rocksdb_iter_seek(it->it, it->prefix, it->prefixlen);
+        /* a start below the prefix seeks to the prefix: the first key it holds */
+        bool later =
+            it->start && es_bytes_cmp(it->start, it->startlen, it->prefix, it->prefixlen) > 0;
+        rocksdb_iter_seek(it->it, later ? it->start : it->prefix,
+                          later ? it->startlen : it->prefixlen);
         it->started = true;
     } else {
         rocksdb_iter_next(it->it);
@@ -450,6 +463,7 @@ void es_store_iter_destroy(es_store_iter_t *it)
     rocksdb_readoptions_destroy(it->ropts);
     rocksdb_release_snapshot(it->db, it->snap);
     free(it->prefix);
+    free(it->start);
     free(it);
 }
 

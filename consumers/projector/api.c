@@ -224,6 +224,13 @@ static void answer_as_of(const query_t *q, const char *asof, const char *path, e
                            path);
         return;
     }
+    if (pj_builtin_kind(q->r->def) != PJ_BUILTIN_NONE) {
+        es_http_resp_error(resp, 400, "invalid_query",
+                           "as_of does not apply to %s: a history is a record over time already "
+                           "(each entry has its timestamp; page it with from_version or from_seq)",
+                           path);
+        return;
+    }
     es_proj_memmap_t *map = es_proj_memmap_new();
     if (pj_fold_as_of(q->r, q->t, q->pv[q->qd->aggregate_param], ts, map, errstr, sizeof(errstr))) {
         es_proj_memmap_destroy(map);

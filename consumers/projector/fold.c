@@ -22,11 +22,14 @@ static es_err_t st_get(void *opaque, const void *key, size_t keylen, es_buf_t *o
     return es_store_get(opaque, key, keylen, out, errstr, errstr_size);
 }
 
-es_err_t pj_store_scan(es_store_t *st, const void *prefix, size_t prefixlen, size_t strip,
+es_err_t pj_store_scan(es_store_t *st, const void *prefix, size_t prefixlen, const void *start,
+                       size_t startlen, size_t strip,
                        bool (*cb)(void *, const char *, size_t, const char *, size_t),
                        void *cbopaque, char *errstr, size_t errstr_size)
 {
     es_store_iter_t *it = es_store_iter_prefix(st, prefix, prefixlen);
+    if (start)
+        es_store_iter_start_at(it, start, startlen);
     const char *k, *v;
     size_t kl, vl;
     bool more;
@@ -39,11 +42,13 @@ es_err_t pj_store_scan(es_store_t *st, const void *prefix, size_t prefixlen, siz
     return err;
 }
 
-static es_err_t st_scan(void *opaque, const void *prefix, size_t prefixlen,
+static es_err_t st_scan(void *opaque, const void *prefix, size_t prefixlen, const void *start,
+                        size_t startlen,
                         bool (*cb)(void *, const char *, size_t, const char *, size_t),
                         void *cbopaque, char *errstr, size_t errstr_size)
 {
-    return pj_store_scan(opaque, prefix, prefixlen, 0, cb, cbopaque, errstr, errstr_size);
+    return pj_store_scan(opaque, prefix, prefixlen, start, startlen, 0, cb, cbopaque, errstr,
+                         errstr_size);
 }
 
 es_proj_backend_t pj_store_backend(es_store_t *st)

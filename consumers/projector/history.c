@@ -17,10 +17,10 @@
  *   entry    1 format byte, partition (4 bytes), offset and record timestamp
  *            (8 bytes each, big-endian), then the record's value.
  *
- * Keys are dense per aggregate (versions and seqs count from 1), so a page
- * is a run of point reads from its first key, whatever the aggregate's size.
- * An event that went to the DLQ leaves a gap that ends a page early; the
- * next page starts after it.
+ * A page is one seek to its first key and a scan of the aggregate's keys
+ * from there, whatever the aggregate's size.  Versions count from 1, but an
+ * event that went to the DLQ leaves its version out: the scan passes over
+ * the gap, and a page's `next_from_version` is the next version present.
  */
 #include "projector.h"
 
@@ -99,6 +99,74 @@ es_err_t pj_entry_get(es_proj_reader_t *rd, const char *id, uint64_t n, es_buf_t
                  (unsigned long long)n, id);
         return ES_ERR_DECODE;
     }
+    return err;
+}
+
+/* A page's scan: entries counted to the limit, then the next one's number. */
+typedef struct page_walk_s {
+    size_t prefixlen, limit, count;
+    pj_entry_cb cb;
+    void *opaque;
+    uint64_t next;
+    es_err_t err;
+    char *errstr;
+    size_t errstr_size;
+} page_walk_t;
+
+static bool page_walk_cb(void *opaque, const char *key, size_t keylen, const char *val,
+                         size_t vallen)
+{
+    page_walk_t *w = opaque;
+    es_cursor_t c;
+    pj_entry_t e;
+    if (keylen != w->prefixlen + 8)
+        return true; /* the audit's count, <id> 0x00 */
+    es_cursor_init(&c, key + w->prefixlen, 8);
+    uint64_t n = es_cursor_be64(&c);
+    if (w->count == w->limit) {
+        w->next = n;
+        return false;
+    }
+    if (!pj_entry_parse(val, vallen, &e)) {
+        snprintf(w->errstr, w->errstr_size, "history entry %llu: not an entry",
+                 (unsigned long long)n);
+        w->err = ES_ERR_DECODE;
+        return false;
+    }
+    w->count++;
+    return !w->cb || !(w->err = w->cb(w->opaque, n, &e, w->errstr, w->errstr_size));
+}
+
+es_err_t pj_entry_page(es_proj_reader_t *rd, const char *id, uint64_t from, size_t limit,
+                       pj_entry_cb cb, void *opaque, uint64_t *next, char *errstr,
+                       size_t errstr_size)
+{
+    es_buf_t prefix = {0}, start = {0};
+    size_t idlen = strlen(id);
+    page_walk_t w = {
+        .limit = limit, .cb = cb, .opaque = opaque, .errstr = errstr, .errstr_size = errstr_size};
+    es_err_t err = ES_ERR_NOT_FOUND;
+    *next = 0;
+    if (!entry_key(&prefix, id, idlen, false, 0) || !entry_key(&start, id, idlen, true, from))
+        goto out;
+    w.prefixlen = prefix.len;
+    err = es_proj_reader_scan_from(rd, prefix.data, prefix.len, start.data, start.len, page_walk_cb,
+                                   &w, errstr, errstr_size);
+    if (!err)
+        err = w.err;
+    if (!err && w.count == 0 && w.next == 0) {
+        /* nothing from `from` on: 404 only if nothing before it either */
+        page_walk_t first = {.prefixlen = prefix.len, .errstr = errstr, .errstr_size = errstr_size};
+        if (from > 1)
+            err = es_proj_reader_scan(rd, prefix.data, prefix.len, page_walk_cb, &first, errstr,
+                                      errstr_size);
+        if (!err && first.next == 0)
+            err = ES_ERR_NOT_FOUND;
+    }
+    *next = err ? 0 : w.next;
+out:
+    es_buf_free(&prefix);
+    es_buf_free(&start);
     return err;
 }
 
@@ -226,6 +294,25 @@ static json_t *registry_unavailable(const char *detail)
     return json_pack("{s:s, s:s}", "error", "unavailable", "message", msg);
 }
 
+typedef struct page_s {
+    pj_builtin_kind_t kind;
+    json_t *items;
+} page_t;
+
+/* One entry of a page rendered; the decoder is shared, held for one entry at a time. */
+static es_err_t page_entry(void *opaque, uint64_t n, const pj_entry_t *e, char *errstr,
+                           size_t errstr_size)
+{
+    page_t *pg = opaque;
+    es_err_t err;
+    pthread_mutex_lock(&decoder_mu);
+    json_t *o = entry_json(pg->kind, e, n, &err, errstr, errstr_size);
+    pthread_mutex_unlock(&decoder_mu);
+    if (o)
+        json_array_append_new(pg->items, o);
+    return o ? ES_ERR_OK : err;
+}
+
 /*
  * A page of @p kind's entries of the aggregate in the route: `from_version`
  * (history) or `from_seq` (audit), default 1; `limit`, 1 to PAGE_MAX,
@@ -251,44 +338,23 @@ static int page_query(pj_builtin_kind_t kind, es_proj_reader_t *rd, const es_pro
         *body = es_proj_bad_request(msg);
         return 400;
     }
-    es_buf_t buf = {0};
-    pj_entry_t e;
-    es_err_t err;
-    /* 404 for an aggregate that has no entry at all */
-    if ((err = pj_entry_get(rd, id, 1, &buf, &e, errstr, errstr_size))) {
-        es_buf_free(&buf);
-        return err == ES_ERR_NOT_FOUND ? 404 : 500;
-    }
-    json_t *items = json_array();
-    int64_t n = from;
-    int st = 200;
-    pthread_mutex_lock(&decoder_mu);
-    for (; n - from < limit; n++) {
-        if ((err = pj_entry_get(rd, id, (uint64_t)n, &buf, &e, errstr, errstr_size)))
-            break;
-        json_t *o = entry_json(kind, &e, (uint64_t)n, &err, errstr, errstr_size);
-        if (!o)
-            break;
-        json_array_append_new(items, o);
-        if (n == INT64_MAX)
-            break;
-    }
-    pthread_mutex_unlock(&decoder_mu);
-    es_buf_free(&buf);
-    if (err && err != ES_ERR_NOT_FOUND) {
-        json_decref(items);
+    page_t pg = {.kind = kind, .items = json_array()};
+    uint64_t next;
+    es_err_t err = pj_entry_page(rd, id, (uint64_t)from, (size_t)limit, page_entry, &pg, &next,
+                                 errstr, errstr_size);
+    if (err) {
+        json_decref(pg.items);
         if (err == ES_ERR_REGISTRY_UNAVAILABLE || err == ES_ERR_REGISTRY) {
             *body = registry_unavailable(errstr);
             return 503;
         }
-        return 500;
+        return err == ES_ERR_NOT_FOUND ? 404 : 500;
     }
-    bool more = !err && n - from == limit && n < INT64_MAX;
     *body = json_pack("{s:s, s:o, s:o}", "aggregate_id", id,
-                      kind == PJ_BUILTIN_HISTORY ? "events" : "commands", items,
+                      kind == PJ_BUILTIN_HISTORY ? "events" : "commands", pg.items,
                       kind == PJ_BUILTIN_HISTORY ? "next_from_version" : "next_from_seq",
-                      more ? json_integer((json_int_t)n) : json_null());
-    return st;
+                      next ? json_integer((json_int_t)next) : json_null());
+    return 200;
 }
 
 static int history_query(es_proj_reader_t *rd, const es_proj_query_req_t *req, json_t **body,
@@ -319,7 +385,8 @@ static void define(builtin_t *b, const es_aggregate_def_t *agg, pj_builtin_kind_
     b->def.fold = NULL; /* pj_builtin_fold: it needs the record's bytes */
     b->def.queries[0] = (es_proj_query_t){.pattern = b->pattern,
                                           .handle = history ? history_query : audit_query,
-                                          .aggregate_param = -1,
+                                          /* one aggregate's: its partition's owner answers */
+                                          .aggregate_param = 0,
                                           .aggregate_index = 0};
     b->def.nqueries = 1;
 }

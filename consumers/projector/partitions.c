@@ -56,15 +56,23 @@ static es_err_t slice_get(void *opaque, const void *key, size_t keylen, es_buf_t
     return es_store_get(s->st, s->key.data, s->key.len, out, errstr, errstr_size);
 }
 
-static es_err_t slice_scan(void *opaque, const void *prefix, size_t prefixlen,
+static es_err_t slice_scan(void *opaque, const void *prefix, size_t prefixlen, const void *start,
+                           size_t startlen,
                            bool (*cb)(void *, const char *, size_t, const char *, size_t),
                            void *cbopaque, char *errstr, size_t errstr_size)
 {
     pj_slice_t *s = opaque;
+    es_buf_t from = {0};
     es_buf_set(&s->key, s->prefix, PJ_SLICE_PREFIX_LEN);
     es_buf_append(&s->key, prefix, prefixlen);
-    return pj_store_scan(s->st, s->key.data, s->key.len, PJ_SLICE_PREFIX_LEN, cb, cbopaque, errstr,
-                         errstr_size);
+    if (start) {
+        es_buf_set(&from, s->prefix, PJ_SLICE_PREFIX_LEN);
+        es_buf_append(&from, start, startlen);
+    }
+    es_err_t err = pj_store_scan(s->st, s->key.data, s->key.len, from.data, from.len,
+                                 PJ_SLICE_PREFIX_LEN, cb, cbopaque, errstr, errstr_size);
+    es_buf_free(&from);
+    return err;
 }
 
 es_proj_backend_t pj_slice_backend(pj_slice_t *s, es_store_t *st, size_t t, int32_t p)
@@ -185,7 +193,8 @@ static es_err_t merge_local(pj_runner_t *r, size_t t, int32_t p, const wanted_t 
     es_proj_backend_t be = pj_slice_backend(&s, pj_runner_live(r), t, p);
     es_err_t err;
     if (w->scan) {
-        err = be.scan(be.opaque, w->key, w->keylen, merge_cb, mg, mg->errstr, sizeof(mg->errstr));
+        err = be.scan(be.opaque, w->key, w->keylen, NULL, 0, merge_cb, mg, mg->errstr,
+                      sizeof(mg->errstr));
     } else {
         es_buf_t v = {0};
         err = be.get(be.opaque, w->key, w->keylen, &v, mg->errstr, sizeof(mg->errstr));
@@ -287,7 +296,8 @@ static es_err_t merged_get(void *opaque, const void *key, size_t keylen, es_buf_
     return err;
 }
 
-static es_err_t merged_scan(void *opaque, const void *prefix, size_t prefixlen,
+static es_err_t merged_scan(void *opaque, const void *prefix, size_t prefixlen, const void *start,
+                            size_t startlen,
                             bool (*cb)(void *, const char *, size_t, const char *, size_t),
                             void *cbopaque, char *errstr, size_t errstr_size)
 {
@@ -296,7 +306,8 @@ static es_err_t merged_scan(void *opaque, const void *prefix, size_t prefixlen,
     es_err_t err = merged_run(opaque, &w, map, errstr, errstr_size);
     if (!err) {
         es_proj_backend_t be = es_proj_memmap_backend(map);
-        err = be.scan(be.opaque, prefix, prefixlen, cb, cbopaque, errstr, errstr_size);
+        err = be.scan(be.opaque, prefix, prefixlen, start, startlen, cb, cbopaque, errstr,
+                      errstr_size);
     }
     es_proj_memmap_destroy(map);
     return err;
@@ -433,7 +444,7 @@ void pj_slice_serve(pj_runner_t *r, es_http_req_t *req, es_http_resp_t *resp)
     } else {
         json_t *entries = json_array();
         es_proj_backend_t be = es_proj_memmap_backend(mg.map);
-        be.scan(be.opaque, "", 0, entries_json_cb, entries, mg.errstr, sizeof(mg.errstr));
+        be.scan(be.opaque, "", 0, NULL, 0, entries_json_cb, entries, mg.errstr, sizeof(mg.errstr));
         es_http_resp_json(resp, 200, json_pack("{s:o}", "entries", entries));
     }
     es_proj_memmap_destroy(mg.map);

@@ -387,10 +387,11 @@ typedef struct pj_record_s {
 
 /** @brief Reader backend over a store (get and prefix scan). */
 es_proj_backend_t pj_store_backend(es_store_t *st);
-/* Every key of @p st under @p prefix to @p cb (its first @p strip bytes cut),
- * until @p cb says stop; ES_ERR_STORE when the store could not be read to
- * the end (a scan must not pass for complete). */
-es_err_t pj_store_scan(es_store_t *st, const void *prefix, size_t prefixlen, size_t strip,
+/* Every key of @p st under @p prefix (from @p start on, unless NULL) to @p cb
+ * (its first @p strip bytes cut), until @p cb says stop; ES_ERR_STORE when
+ * the store could not be read to the end (a scan must not pass for complete). */
+es_err_t pj_store_scan(es_store_t *st, const void *prefix, size_t prefixlen, const void *start,
+                       size_t startlen, size_t strip,
                        bool (*cb)(void *, const char *, size_t, const char *, size_t),
                        void *cbopaque, char *errstr, size_t errstr_size);
 /**
@@ -481,6 +482,20 @@ es_err_t pj_entry_get(es_proj_reader_t *rd, const char *id, uint64_t n, es_buf_t
                       pj_entry_t *e, char *errstr, size_t errstr_size);
 /** @brief Parse a stored entry; false when it is not one. */
 bool pj_entry_parse(const char *val, size_t len, pj_entry_t *e);
+/** What a page hands each entry to; an error ends the page with it. */
+typedef es_err_t (*pj_entry_cb)(void *opaque, uint64_t n, const pj_entry_t *e, char *errstr,
+                                size_t errstr_size);
+/**
+ * @brief The entries of aggregate @p id numbered @p from and up, at most
+ *        @p limit, to @p cb in order.  A missing number (its event went to
+ *        the DLQ) is passed over, not taken for the end: *next is the number
+ *        of the first entry after the page, 0 when there is none.
+ * @returns ES_ERR_NOT_FOUND when @p id has no entry at all; ES_ERR_DECODE
+ *          for a stored value that is not an entry; @p cb's or the reader's error.
+ */
+es_err_t pj_entry_page(es_proj_reader_t *rd, const char *id, uint64_t from, size_t limit,
+                       pj_entry_cb cb, void *opaque, uint64_t *next, char *errstr,
+                       size_t errstr_size);
 /** @brief The decoder queries render entries with (writer-schema mode, over @p reg). */
 es_err_t pj_builtins_open(es_registry_t *reg, char *errstr, size_t errstr_size);
 void pj_builtins_close(void);

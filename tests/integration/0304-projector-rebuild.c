@@ -181,7 +181,7 @@ static size_t store_diff(es_proj_memmap_t *a, es_proj_memmap_t *b)
     eq_t e = {.other = b};
     char err[64];
     es_proj_backend_t be = es_proj_memmap_backend(a);
-    be.scan(be.opaque, "", 0, eq_cb, &e, err, sizeof(err));
+    be.scan(be.opaque, "", 0, NULL, 0, eq_cb, &e, err, sizeof(err));
     return e.diffs + (es_proj_memmap_count(a) != es_proj_memmap_count(b));
 }
 

@@ -25,7 +25,8 @@
  *     id owns the partition the producer wrote to; min_position through the
  *     non-owner is waited on by the owner (and its 504 comes back); a rebuild
  *     is refused with 409; as_of of one cart through the non-owner equals the
- *     live answer.
+ *     live answer; a cart's history (cart_history) is one aggregate's query,
+ *     answered by the owner alone, every version the model made from either.
  */
 #include "cart.h"
 #include "readtest.h"
@@ -55,7 +56,7 @@ static void start(rt_proc_t *p, const char *store, const char *prefix, const cha
     const char *sets[] = {"projector.mode=partitioned",
                           url,
                           admin,
-                          "projections=cart_view,item_stats",
+                          "projections=cart_view,item_stats,cart_history",
                           "kafka.session.timeout.ms=6000",
                           "kafka.heartbeat.interval.ms=500",
                           inst,
@@ -196,6 +197,48 @@ static void *load(void *arg)
     return NULL;
 }
 
+/* @p path asked of @p p with the hop header set (as a forwarded request): its status. */
+static int hop_code(const rt_proc_t *p, const char *path)
+{
+    char cmd[1200], code[16] = "";
+    snprintf(cmd, sizeof(cmd),
+             "curl -s -o /dev/null -w '%%{http_code}' -H 'X-Escqrs-Forwarded: 1' "
+             "http://127.0.0.1:%d%s",
+             p->port, path);
+    FILE *f = popen(cmd, "r");
+    if (!f)
+        return -1;
+    if (!fgets(code, sizeof(code), f))
+        code[0] = '\0';
+    pclose(f);
+    return (int)strtol(code, NULL, 10);
+}
+
+/*
+ * How many events cart @p id's history holds, asked of @p p once it has
+ * applied @p last, if they are versions 1, 2, ... in order; -1 otherwise.
+ */
+static long long history_versions(const rt_proc_t *p, const char *id, const rt_rec_t *last)
+{
+    char path[400];
+    json_t *body = NULL;
+    snprintf(path, sizeof(path), "/v1/carts/%s/events?limit=1000&min_position=%d:%lld", id,
+             (int)last->partition, (long long)last->offset);
+    long long n = -1;
+    if (rt_http(p, "GET", path, &body) == 200 &&
+        json_is_null(json_object_get(body, "next_from_version"))) {
+        json_t *events = json_object_get(body, "events");
+        n = (long long)json_array_size(events);
+        for (size_t i = 0; i < json_array_size(events); i++) {
+            json_t *v = json_object_get(json_array_get(events, i), "version");
+            if (json_integer_value(v) != (json_int_t)i + 1)
+                n = -1;
+        }
+    }
+    json_decref(body);
+    return n;
+}
+
 static void test_partitioned(void)
 {
     char prefix[128], agg[160], root_a[300], root_b[300];
@@ -285,19 +328,11 @@ static void test_partitioned(void)
         c0++;
     CU_ASSERT_TRUE_FATAL(c0 < sim.ncarts);
     /* with the hop header set, only the owner answers; the other says 503 moving */
+    char path[400];
     int codes[2];
-    for (int i = 0; i < 2; i++) {
-        char cmd[1200], code[16] = "";
-        snprintf(cmd, sizeof(cmd),
-                 "curl -s -o /dev/null -w '%%{http_code}' -H 'X-Escqrs-Forwarded: 1' "
-                 "http://127.0.0.1:%d/v1/carts/%s",
-                 both[i]->port, sim.carts[c0].id);
-        FILE *f = popen(cmd, "r");
-        CU_ASSERT_PTR_NOT_NULL_FATAL(f);
-        CU_ASSERT_PTR_NOT_NULL(fgets(code, sizeof(code), f));
-        pclose(f);
-        codes[i] = (int)strtol(code, NULL, 10);
-    }
+    snprintf(path, sizeof(path), "/v1/carts/%s", sim.carts[c0].id);
+    for (int i = 0; i < 2; i++)
+        codes[i] = hop_code(both[i], path);
     CU_ASSERT_TRUE((codes[0] == 200 && codes[1] == 503) || (codes[0] == 503 && codes[1] == 200));
     rt_proc_t *other = codes[0] == 503 ? &a : &b, *owner = other == &a ? &b : &a;
     /* the owner by murmur2 of the id is the owner of the partition the producer chose */
@@ -335,8 +370,15 @@ static void test_partitioned(void)
             fprintf(stderr, "slice parts=%s answered %d\n", bad_parts[i], st);
         CU_ASSERT_EQUAL(st, 400);
     }
+    /* the cart's history is one aggregate's: its owner answers, not a merge of every slice */
+    snprintf(path, sizeof(path), "/v1/carts/%s/events", sim.carts[c0].id);
+    for (int i = 0; i < 2; i++)
+        codes[i] = hop_code(both[i], path);
+    fprintf(stderr, "the history with the hop header: A %d, B %d\n", codes[0], codes[1]);
+    CU_ASSERT_TRUE((codes[0] == 200 && codes[1] == 503) || (codes[0] == 503 && codes[1] == 200));
+    for (int i = 0; i < 2; i++) /* from either instance, every version the model made */
+        CU_ASSERT_EQUAL(history_versions(both[i], sim.carts[c0].id, last), sim.carts[c0].version);
     json_t *live = NULL, *asof = NULL;
-    char path[400];
     snprintf(path, sizeof(path), "/v1/carts/%s", sim.carts[c0].id);
     CU_ASSERT_EQUAL(rt_http(other, "GET", path, &live), 200);
     snprintf(path, sizeof(path), "/v1/carts/%s?as_of=%lld", sim.carts[c0].id,

@@ -20,7 +20,7 @@ out=$("$bin" --set log.level=warn --set "modules=cart,$major" send cart c-1 chec
 rc=$?
 [ "$rc" -eq 2 ] || { echo "FAIL: a module for another SDK major: exit $rc, not 2: $out"; fail=1; }
 case "$out" in
-*"module $major (test_good) was built against escqrs SDK 3."*"; this program runs SDK 2."*) ;;
+*"module $major (test_good) was built against escqrs SDK 4."*"; this program runs SDK 3."*) ;;
 *) echo "FAIL: no version message: $out"; fail=1 ;;
 esac
 out=$("$bin" --set log.level=warn --set modules=nosuch send cart c-1 checkout 2>&1)

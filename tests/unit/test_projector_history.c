@@ -9,7 +9,11 @@
  * with the same functions the queries and as_of use.  Adversarial cases: an
  * id that is a prefix of another, versions out of range, keys the layout
  * cannot hold, entries that are not entries, an audit spread over several
- * batches (its per-aggregate counter must carry over).
+ * batches (its per-aggregate counter must carry over).  Pages: versions
+ * missing in the middle and at the start (events that went to the DLQ) must
+ * be passed over, never taken for the end of the history, over the three
+ * backings a page is read from (memory, a RocksDB store, a partition's
+ * slice of one).
  */
 #include "projector.h"
 #include "testutil.h"
@@ -17,7 +21,9 @@
 #include "escqrs/modules.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define SCHEMA_JSON                                                                                \
     "{\"type\":\"record\",\"name\":\"ThingEvent\",\"fields\":[{\"name\":\"version\",\"type\":"     \
@@ -167,6 +173,126 @@ static void test_audit(void)
     es_proj_memmap_destroy(map);
 }
 
+/* ------------------------------------------------------------------ pages */
+
+/* Each entry's number appended to the 200-byte string at @p opaque, comma-separated. */
+static es_err_t page_number_cb(void *opaque, uint64_t n, const pj_entry_t *e, char *errstr,
+                               size_t errstr_size)
+{
+    char *out = opaque;
+    size_t len = strlen(out);
+    (void)e, (void)errstr, (void)errstr_size;
+    snprintf(out + len, 200 - len, "%s%llu", len ? "," : "", (unsigned long long)n);
+    return ES_ERR_OK;
+}
+
+/* A page of @p id as "<numbers> next <n>", or "404". */
+static const char *page(es_proj_reader_t *rd, const char *id, uint64_t from, size_t limit,
+                        char *out)
+{
+    char numbers[200] = "", errstr[120];
+    uint64_t next = 99;
+    es_err_t err =
+        pj_entry_page(rd, id, from, limit, page_number_cb, numbers, &next, errstr, sizeof(errstr));
+    if (err == ES_ERR_NOT_FOUND)
+        snprintf(out, 200, "404");
+    else if (err)
+        snprintf(out, 200, "error %d: %s", (int)err, errstr);
+    else
+        snprintf(out, 200, "%s next %llu", numbers, (unsigned long long)next);
+    return out;
+}
+
+static bool copy_cb(void *opaque, const char *key, size_t keylen, const char *val, size_t vallen)
+{
+    void **to = opaque; /* {batch, slice prefix or NULL} */
+    es_buf_t k = {0};
+    if (to[1])
+        es_buf_set(&k, to[1], PJ_SLICE_PREFIX_LEN);
+    es_buf_append(&k, key, keylen);
+    es_batch_put(to[0], k.data, k.len, val, vallen);
+    es_buf_free(&k);
+    return true;
+}
+
+/* The same pages whatever the backing. */
+static void check_pages(es_proj_reader_t *rd, const char *backing)
+{
+    char b[200];
+    printf("\n    pages over %s", backing);
+    ES_ASSERT_STR_EQ(page(rd, "a", 1, 3, b), "1,2,3 next 5"); /* 4 went to the DLQ */
+    ES_ASSERT_STR_EQ(page(rd, "a", 1, 4, b), "1,2,3,5 next 6");
+    ES_ASSERT_STR_EQ(page(rd, "a", 4, 2, b), "5,6 next 7");
+    ES_ASSERT_STR_EQ(page(rd, "a", 5, 3, b), "5,6,7 next 9");
+    ES_ASSERT_STR_EQ(page(rd, "a", 8, 100, b), "9 next 0");
+    ES_ASSERT_STR_EQ(page(rd, "a", 1, 1000, b), "1,2,3,5,6,7,9 next 0");
+    ES_ASSERT_STR_EQ(page(rd, "a", 10, 5, b), " next 0"); /* past the end: empty, not 404 */
+    ES_ASSERT_STR_EQ(page(rd, "a", INT64_MAX, 5, b), " next 0");
+    ES_ASSERT_STR_EQ(page(rd, "ab", 1, 100, b), "1 next 0");  /* not a's */
+    ES_ASSERT_STR_EQ(page(rd, "c", 1, 100, b), "2,3 next 0"); /* version 1 in the DLQ */
+    ES_ASSERT_STR_EQ(page(rd, "c", 1, 1, b), "2 next 3");
+    ES_ASSERT_STR_EQ(page(rd, "c", 5, 1, b), " next 0");
+    ES_ASSERT_STR_EQ(page(rd, "b", 1, 100, b), "404");
+    ES_ASSERT_STR_EQ(page(rd, "b", 7, 100, b), "404");
+    ES_ASSERT_STR_EQ(page(rd, "", 1, 100, b), "404");         /* no key can hold it */
+    ES_ASSERT_STR_EQ(page(rd, "x", 1, 100, b), "1,2 next 0"); /* the audit's count passed over */
+    ES_ASSERT_STR_EQ(page(rd, "x", 2, 100, b), "2 next 0");
+}
+
+static void test_pages(void)
+{
+    const es_proj_def_t *history = pj_builtin_find("thing_history");
+    const es_proj_def_t *audit = pj_builtin_find("thing_commands");
+    es_proj_memmap_t *map = es_proj_memmap_new();
+    es_proj_backend_t be = es_proj_memmap_backend(map);
+    es_proj_reader_t *rd = es_proj_reader_new(&be);
+    es_proj_txn_t *txn = es_proj_txn_new(rd);
+    static const int64_t a_versions[] = {1, 2, 3, 5, 6, 7, 9};
+    for (size_t i = 0; i < sizeof(a_versions) / sizeof(a_versions[0]); i++)
+        CU_ASSERT_EQUAL(fold(history, txn, "a", 1, a_versions[i], 20 + (int64_t)i), ES_ERR_OK);
+    CU_ASSERT_EQUAL(fold(history, txn, "ab", 2, 1, 30), ES_ERR_OK);
+    CU_ASSERT_EQUAL(fold(history, txn, "c", 1, 2, 31), ES_ERR_OK);
+    CU_ASSERT_EQUAL(fold(history, txn, "c", 1, 3, 32), ES_ERR_OK);
+    CU_ASSERT_EQUAL(fold(audit, txn, "x", 1, 1, 33), ES_ERR_OK); /* seq 1, 2 and the count */
+    CU_ASSERT_EQUAL(fold(audit, txn, "x", 1, 1, 34), ES_ERR_OK);
+    es_proj_txn_store_into(txn, map);
+    es_proj_txn_destroy(txn);
+    check_pages(rd, "memory");
+
+    /* a RocksDB store, and a partition's slice of one */
+    char dir[] = "/tmp/test_projector_history.XXXXXX", path[64], errstr[256];
+    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/store", dir);
+    static const es_store_opts_t opts = {.block_cache_mb = 8, .write_buffer_mb = 8};
+    es_store_t *st = es_store_open(path, &opts, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+    char slice_prefix[PJ_SLICE_PREFIX_LEN];
+    pj_slice_prefix(0, 2, slice_prefix);
+    es_batch_t *batch = es_batch_new();
+    void *plain[2] = {batch, NULL}, *sliced[2] = {batch, slice_prefix};
+    es_proj_reader_scan(rd, "", 0, copy_cb, plain, errstr, sizeof(errstr));
+    es_proj_reader_scan(rd, "", 0, copy_cb, sliced, errstr, sizeof(errstr));
+    CU_ASSERT_EQUAL_FATAL(es_store_write(st, batch, errstr, sizeof(errstr)), ES_ERR_OK);
+    es_batch_destroy(batch);
+    es_proj_reader_destroy(rd);
+
+    es_proj_backend_t store_be = pj_store_backend(st);
+    rd = es_proj_reader_new(&store_be);
+    check_pages(rd, "a store");
+    es_proj_reader_destroy(rd);
+    pj_slice_t slice;
+    es_proj_backend_t slice_be = pj_slice_backend(&slice, st, 0, 2);
+    rd = es_proj_reader_new(&slice_be);
+    check_pages(rd, "a slice");
+    es_proj_reader_destroy(rd);
+    pj_slice_done(&slice);
+
+    es_store_close(st);
+    CU_ASSERT_EQUAL(es_store_destroy_path(path, errstr, sizeof(errstr)), ES_ERR_OK);
+    rmdir(dir);
+    es_proj_memmap_destroy(map);
+}
+
 static void test_entry_parse(void)
 {
     pj_entry_t e;
@@ -188,6 +314,7 @@ int main(void)
         {"the history keeps each event under its version", test_history},
         {"the audit numbers each aggregate's outcomes across batches", test_audit},
         {"an entry that is not one is refused", test_entry_parse},
+        {"a page passes over versions that went to the DLQ", test_pages},
         {NULL, NULL},
     };
     static const es_module_t module = {.sdk_version = ES_SDK_VERSION,

@@ -89,7 +89,8 @@ static void test_whole_scan_counts_every_key(void)
     es_store_t *st = es_store_open(path, &opts, errstr, sizeof(errstr));
     CU_ASSERT_PTR_NOT_NULL_FATAL(st);
     size_t n = 0;
-    CU_ASSERT_EQUAL(pj_store_scan(st, "k/", 2, 2, count_cb, &n, errstr, sizeof(errstr)), ES_ERR_OK);
+    CU_ASSERT_EQUAL(pj_store_scan(st, "k/", 2, NULL, 0, 2, count_cb, &n, errstr, sizeof(errstr)),
+                    ES_ERR_OK);
     CU_ASSERT_EQUAL(n, NKEYS);
     es_store_close(st);
 }
@@ -101,7 +102,7 @@ static void test_damaged_block_fails_the_scan(void)
     CU_ASSERT_PTR_NOT_NULL_FATAL(st);
     size_t n = 0;
     errstr[0] = '\0';
-    es_err_t err = pj_store_scan(st, "k/", 2, 2, count_cb, &n, errstr, sizeof(errstr));
+    es_err_t err = pj_store_scan(st, "k/", 2, NULL, 0, 2, count_cb, &n, errstr, sizeof(errstr));
     printf("\n    scanned %zu of %d keys before the damage: %s\n", n, NKEYS, errstr);
     CU_ASSERT_EQUAL(err, ES_ERR_STORE);
     CU_ASSERT(n > 0 && n < NKEYS); /* it did stop in the middle */
@@ -109,7 +110,7 @@ static void test_damaged_block_fails_the_scan(void)
     /* the store's own reader, over the same damage, says the same */
     es_proj_backend_t be = pj_store_backend(st);
     n = 0;
-    CU_ASSERT_EQUAL(be.scan(be.opaque, "k/", 2, count_cb, &n, errstr, sizeof(errstr)),
+    CU_ASSERT_EQUAL(be.scan(be.opaque, "k/", 2, NULL, 0, count_cb, &n, errstr, sizeof(errstr)),
                     ES_ERR_STORE);
     es_store_close(st);
 }

@@ -164,6 +164,9 @@ inline uint32_t es_cursor_be32(es_cursor_t *c)
 /** @brief A length-prefixed string (borrowed, not NUL-terminated; "" when bad). */
 const char *es_cursor_str(es_cursor_t *c, size_t *len);
 
+/** @brief Byte order of two byte strings (a prefix first), as RocksDB orders keys: <0, 0, >0. */
+int es_bytes_cmp(const void *a, size_t alen, const void *b, size_t blen);
+
 #define ES_FNV1A64_INIT 0xcbf29ce484222325ULL
 /** @brief Fold @p len bytes into FNV-1a hash @p h (start from ES_FNV1A64_INIT). */
 uint64_t es_fnv1a64(uint64_t h, const void *data, size_t len);

@@ -67,12 +67,24 @@ es_err_t es_proj_reader_scan(es_proj_reader_t *rd, const void *prefix, size_t pr
                              bool (*cb)(void *opaque, const char *key, size_t keylen,
                                         const char *val, size_t vallen),
                              void *opaque, char *errstr, size_t errstr_size);
+/**
+ * @brief es_proj_reader_scan() from key @p start on (keys before it are
+ *        skipped, without reading them where the backing can seek): a page
+ *        of a long run of keys.  @p start NULL: the prefix's first key.
+ */
+es_err_t es_proj_reader_scan_from(es_proj_reader_t *rd, const void *prefix, size_t prefixlen,
+                                  const void *start, size_t startlen,
+                                  bool (*cb)(void *opaque, const char *key, size_t keylen,
+                                             const char *val, size_t vallen),
+                                  void *opaque, char *errstr, size_t errstr_size);
 
 /** Backing of a reader (the runtime gives a store, tests a memory map). */
 typedef struct es_proj_backend_s {
     es_err_t (*get)(void *opaque, const void *key, size_t keylen, es_buf_t *out, char *errstr,
                     size_t errstr_size);
-    es_err_t (*scan)(void *opaque, const void *prefix, size_t prefixlen,
+    /* keys under @p prefix from @p start on (NULL: from the prefix's first) */
+    es_err_t (*scan)(void *opaque, const void *prefix, size_t prefixlen, const void *start,
+                     size_t startlen,
                      bool (*cb)(void *opaque, const char *key, size_t keylen, const char *val,
                                 size_t vallen),
                      void *cbopaque, char *errstr, size_t errstr_size);
@@ -192,8 +204,10 @@ typedef struct es_proj_query_s {
     int (*handle)(es_proj_reader_t *rd, const es_proj_query_req_t *req, json_t **body, char *errstr,
                   size_t errstr_size);
     /**
-     * Index of the route parameter that is the aggregate id, for `as_of`
-     * (point-in-time) queries; -1 when the query spans aggregates.
+     * Index of the route parameter that is the aggregate id: `as_of`
+     * (point-in-time) queries fold it, and in partitioned mode the owner of
+     * its partition answers; -1 when the query spans aggregates (merged
+     * from every partition's slice).
      */
     int aggregate_param;
     /** Which aggregate (index into es_proj_def_t.aggregates) the id belongs to. */

@@ -135,6 +135,12 @@ bool es_store_holds_view_keys(es_store_t *st);
 
 /** @brief Iterate keys starting with @p prefix in byte order (a consistent snapshot). */
 es_store_iter_t *es_store_iter_prefix(es_store_t *st, const void *prefix, size_t prefixlen);
+/**
+ * @brief Begin at @p key instead of the prefix's first key (keys before it
+ *        are skipped; a key below the prefix begins at the prefix).  Before
+ *        the first es_store_iter_next() only.
+ */
+void es_store_iter_start_at(es_store_iter_t *it, const void *key, size_t keylen);
 /** @brief Next entry; pointers valid until the next call. @returns false at the end. */
 bool es_store_iter_next(es_store_iter_t *it, const char **key, size_t *keylen, const char **val,
                         size_t *vallen);

@@ -15,7 +15,7 @@
 
 #include <stddef.h>
 
-#define ES_SDK_VERSION_MAJOR 2
+#define ES_SDK_VERSION_MAJOR 3
 #define ES_SDK_VERSION_MINOR 0
 #define ES_SDK_VERSION_PATCH 0
 
