@@ -23,6 +23,7 @@
 #include "escqrs/log.h"
 #include "escqrs/schemas.h"
 #include "escqrs/serde.h"
+#include "escqrs/util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -192,17 +193,31 @@ static void fold_from_log(asof_fold_t *a, int32_t part, int64_t lo)
     rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(tl, a->r->topic[a->t], part)->offset = pj_start_offset(lo);
     rd_kafka_assign(rk, tl);
-    int64_t pos = lo;
+    int64_t pos = lo, moved_ms = es_mono_ms();
     while (pos < a->stop && !a->err) {
         rd_kafka_message_t *m = es_consumer_poll(c, PJ_ASOF_POLL_MS);
         if (!m) {
             /* only transaction markers may remain below `stop` */
             rd_kafka_position(rk, tl);
-            if (tl->elems[0].offset >= a->stop)
+            int64_t at = tl->elems[0].offset;
+            if (at >= a->stop)
                 break;
+            if (at > pos) {
+                pos = at;
+                moved_ms = es_mono_ms();
+            } else if (es_mono_ms() - moved_ms >= PJ_ASOF_STALL_MS) {
+                /* the broker went away mid-read: say so, do not hold the worker for ever */
+                a->err = ES_ERR_TIMED_OUT;
+                snprintf(a->errstr, sizeof(a->errstr),
+                         "reading %s/%d from the log: nothing for %d ms at offset %lld of "
+                         "%lld (the broker is not answering)",
+                         a->r->topic[a->t], (int)part, PJ_ASOF_STALL_MS, (long long)pos,
+                         (long long)a->stop);
+            }
             continue;
         }
         if (!m->err) {
+            moved_ms = es_mono_ms();
             pos = m->offset + 1;
             rd_kafka_timestamp_type_t tst;
             int64_t ts = rd_kafka_message_timestamp(m, &tst);

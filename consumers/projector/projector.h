@@ -120,6 +120,7 @@
 #define PJ_START_LOG_MS         30000 /* "cannot start yet" is logged at most this often */
 #define PJ_SLEEP_SLICE_MS       100   /* sleeps wake this often to see a stop */
 #define PJ_ASOF_POLL_MS         1000  /* as_of: one poll of the partition prefix */
+#define PJ_ASOF_STALL_MS        10000 /* as_of: a log read with no record nor move this long: 503 */
 #define PJ_ASOF_HISTORY_WAIT_MS                                                                    \
     1000                        /* as_of waits this long for the history, then reads the log       \
                                  */
