@@ -10,7 +10,9 @@
  * and re-takes the mutex, so the owner is cleared around the wait.
  *
  * Releasing a lock this thread does not hold aborts in every build: that is
- * undefined behaviour for pthreads, and the bookkeeping is there anyway.
+ * undefined behaviour for pthreads, and the bookkeeping is there anyway.  So
+ * does read-locking a read-write lock this thread holds already: the locks
+ * prefer a waiting writer (pj_rwlock_init), which makes that a deadlock.
  */
 #include "lock.h"
 
@@ -95,7 +97,15 @@ int pj_cond_timedwait(pthread_cond_t *cv, pj_mutex_t *m, const struct timespec *
 
 void pj_rwlock_init(pj_rwlock_t *l)
 {
-    pthread_rwlock_init(&l->l, NULL);
+    /* A waiting writer goes before readers that come after it: glibc's default prefers
+     * readers, so queries arriving without a pause kept a rebuild's swap waiting for as
+     * long as they came.  The price: a thread must never read-lock one lock twice (a
+     * writer waiting in between would deadlock it), so pj_rwlock_rdlock() refuses that. */
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&l->l, &attr);
+    pthread_rwlockattr_destroy(&attr);
     atomic_init(&l->writer, 0);
 }
 
@@ -106,6 +116,10 @@ void pj_rwlock_destroy(pj_rwlock_t *l)
 
 void pj_rwlock_rdlock(pj_rwlock_t *l)
 {
+    if (reading(l) || atomic_load(&l->writer) == self())
+        pj_lock_fail("must not be taken again by a thread holding it (a waiting writer goes "
+                     "first: that would deadlock)",
+                     "rwlock", __func__, __FILE__, __LINE__);
     pthread_rwlock_rdlock(&l->l);
     if (nread_held == MAX_READ_HELD)
         pj_lock_fail("must be read-locked fewer times at once", "rwlock", __func__, __FILE__,

@@ -7,7 +7,9 @@
  * make deliberately wrong calls in child processes: entering a function
  * without the lock it needs, or with a lock it is about to take (a
  * self-deadlock).  Each child must die of SIGABRT with a message naming the
- * lock and the function; the same calls made right must not abort.
+ * lock and the function; the same calls made right must not abort.  And a
+ * writer must get a read-write lock that readers never leave free (queries
+ * that come without a pause must not keep a rebuild's swap waiting).
  *
  * Linked with escqrs_projector_checked: the runtime with lock checks on in
  * every build type, so this test checks in a release build too.
@@ -18,6 +20,7 @@
 #include "escqrs/util.h"
 
 #include <signal.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -138,6 +141,62 @@ static void test_cond_wait_owner(void)
     pj_mutex_destroy(&w.m);
 }
 
+/* ------------------------------------------------------ writer first */
+
+#define READERS 4
+
+typedef struct {
+    pj_rwlock_t l;
+    atomic_bool stop;
+} readers_t;
+
+/* Read-locks for 2 ms at a time, again and again: with READERS of them, never all out. */
+static void *reader_thread(void *arg)
+{
+    readers_t *rs = arg;
+    while (!atomic_load(&rs->stop)) {
+        pj_rwlock_rdlock(&rs->l);
+        usleep(2000);
+        pj_rwlock_unlock(&rs->l);
+    }
+    return NULL;
+}
+
+static void *stopper_thread(void *arg)
+{
+    readers_t *rs = arg; /* a writer starved 5 s is starved: the readers stop, and it fails */
+    for (int i = 0; i < 500 && !atomic_load(&rs->stop); i++)
+        usleep(10 * 1000);
+    atomic_store(&rs->stop, true);
+    return NULL;
+}
+
+static void test_writer_not_starved(void)
+{
+    readers_t rs;
+    pthread_t th[READERS], stopper;
+    pj_rwlock_init(&rs.l);
+    atomic_init(&rs.stop, false);
+    for (int i = 0; i < READERS; i++) {
+        CU_ASSERT_FATAL(pthread_create(&th[i], NULL, reader_thread, &rs) == 0);
+        usleep(500); /* staggered: their read locks overlap */
+    }
+    CU_ASSERT_FATAL(pthread_create(&stopper, NULL, stopper_thread, &rs) == 0);
+    usleep(50 * 1000);
+    int64_t t0 = es_mono_ms();
+    pj_rwlock_wrlock(&rs.l);
+    int64_t waited = es_mono_ms() - t0;
+    bool readers_on = !atomic_load(&rs.stop);
+    pj_rwlock_unlock(&rs.l);
+    fprintf(stderr, "\n    the writer waited %lld ms among %d readers", (long long)waited, READERS);
+    CU_ASSERT_TRUE(readers_on); /* it got the lock while the readers still came */
+    atomic_store(&rs.stop, true);
+    for (int i = 0; i < READERS; i++)
+        pthread_join(th[i], NULL);
+    pthread_join(stopper, NULL);
+    pj_rwlock_destroy(&rs.l);
+}
+
 /* ------------------------------------------------------ wrong calls */
 
 /*
@@ -249,6 +308,12 @@ static void set_state_holding_mu(pj_runner_t *r)
     pj_runner_set_state(r, PJ_HALTED, "%s", "store: broken");
 }
 
+static void read_lock_twice(pj_runner_t *r)
+{
+    pj_rwlock_rdlock(&r->lock);
+    pj_rwlock_rdlock(&r->lock); /* a writer waiting in between would deadlock it */
+}
+
 static void unlock_not_held(pj_runner_t *r)
 {
     pj_mutex_unlock(&r->mu);
@@ -267,6 +332,7 @@ static void test_wrong_calls_abort(void)
     expect_abort("pj_runner_set_state holding mu", set_state_holding_mu, "&r->mu",
                  "pj_runner_set_state()");
     expect_abort("unlocking a mutex not held", unlock_not_held, "mutex", "pj_mutex_unlock()");
+    expect_abort("read-locking a lock twice", read_lock_twice, "rwlock", "pj_rwlock_rdlock()");
 }
 
 static void test_right_calls_pass(void)
@@ -278,11 +344,13 @@ static void test_right_calls_pass(void)
 
 int main(void)
 {
-    static const es_test_case_t cases[] = {{"mutex owner", test_mutex_owner},
-                                           {"rwlock owner", test_rwlock_owner},
-                                           {"cond wait keeps the owner", test_cond_wait_owner},
-                                           {"wrong calls abort", test_wrong_calls_abort},
-                                           {"right calls pass", test_right_calls_pass},
-                                           {NULL, NULL}};
+    static const es_test_case_t cases[] = {
+        {"mutex owner", test_mutex_owner},
+        {"rwlock owner", test_rwlock_owner},
+        {"cond wait keeps the owner", test_cond_wait_owner},
+        {"wrong calls abort", test_wrong_calls_abort},
+        {"right calls pass", test_right_calls_pass},
+        {"a writer is not starved by readers", test_writer_not_starved},
+        {NULL, NULL}};
     return es_test_run("projector_locks", cases);
 }
