@@ -175,14 +175,16 @@ static void test_audit(void)
 
 /* ------------------------------------------------------------------ pages */
 
-/* Each entry's number appended to the 200-byte string at @p opaque, comma-separated. */
+#define NUMBERS_MAX 160 /* a page's numbers as text; a page's description fits 200 bytes */
+
+/* Each entry's number appended to the NUMBERS_MAX-byte string at @p opaque, comma-separated. */
 static es_err_t page_number_cb(void *opaque, uint64_t n, const pj_entry_t *e, char *errstr,
                                size_t errstr_size)
 {
     char *out = opaque;
     size_t len = strlen(out);
     (void)e, (void)errstr, (void)errstr_size;
-    snprintf(out + len, 200 - len, "%s%llu", len ? "," : "", (unsigned long long)n);
+    snprintf(out + len, NUMBERS_MAX - len, "%s%llu", len ? "," : "", (unsigned long long)n);
     return ES_ERR_OK;
 }
 
@@ -190,7 +192,7 @@ static es_err_t page_number_cb(void *opaque, uint64_t n, const pj_entry_t *e, ch
 static const char *page(es_proj_reader_t *rd, const char *id, uint64_t from, size_t limit,
                         char *out)
 {
-    char numbers[200] = "", errstr[120];
+    char numbers[NUMBERS_MAX] = "", errstr[120];
     uint64_t next = 99;
     es_err_t err =
         pj_entry_page(rd, id, from, limit, page_number_cb, numbers, &next, errstr, sizeof(errstr));
