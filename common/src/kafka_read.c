@@ -11,6 +11,8 @@
  * A read_committed reader also waits for ever behind a hanging transaction
  * (one whose markers the broker never wrote): no client can fix that, so
  * the message names the position and the high watermark for the operator.
+ * And its end (the last stable offset) is not taken for the end while a
+ * transaction is open after it: those records may still commit.
  */
 #include "kafka_int.h"
 #include "escqrs/log.h"
@@ -40,6 +42,29 @@ static void describe_positions(es_consumer_t *cons, char *buf, size_t bufsz)
         off += n > 0 ? (size_t)n : 0;
     }
     rd_kafka_topic_partition_list_destroy(tl);
+}
+
+/*
+ * Whether end-of-partition @p eof stops short of records: a read_committed
+ * reader's end is the last stable offset, and records after it up to the
+ * high watermark belong to a transaction still open (a previous owner's,
+ * committed but its markers not written yet, or a zombie's).  They may yet
+ * commit, so that end is not the end: the reader waits on, within its stall
+ * limit.  The high watermark is the last fetch's, never asked of the broker.
+ */
+static bool open_transaction(es_consumer_t *cons, const rd_kafka_message_t *eof)
+{
+    int64_t lo = -1, hi = -1;
+    if (!eof->rkt ||
+        rd_kafka_get_watermark_offsets(cons->rk, rd_kafka_topic_name(eof->rkt), eof->partition, &lo,
+                                       &hi) ||
+        hi <= eof->offset)
+        return false;
+    es_log_info("kafka",
+                "reading %s [%d] to its end: waiting for a transaction still open at offset "
+                "%" PRId64 " (high watermark %" PRId64 ")",
+                rd_kafka_topic_name(eof->rkt), (int)eof->partition, eof->offset, hi);
+    return true;
 }
 
 es_err_t es_consumer_next_to_end(es_consumer_t *cons, const volatile sig_atomic_t *stop,
@@ -77,8 +102,9 @@ es_err_t es_consumer_next_to_end(es_consumer_t *cons, const volatile sig_atomic_
             es_log_warn("kafka", "reading %s [%d] to its end: %s",
                         m->rkt ? rd_kafka_topic_name(m->rkt) : "?", (int)m->partition,
                         rd_kafka_message_errstr(m));
+        bool end = kerr == RD_KAFKA_RESP_ERR__PARTITION_EOF && !open_transaction(cons, m);
         rd_kafka_message_destroy(m);
-        if (kerr == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+        if (end)
             return ES_ERR_OK; /* the end: *out stays NULL */
         if (kerr == RD_KAFKA_RESP_ERR__FATAL) {
             snprintf(errstr, errstr_size, "consumer failed while reading to the end");

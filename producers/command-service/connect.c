@@ -374,6 +374,6 @@ void cs_destroy(cs_t *cs)
     free(cs->pends);
     free(cs->evs);
     free(cs->baseline);
-    free(cs->oversized);
+    es_map_free(&cs->oversized);
     free(cs);
 }

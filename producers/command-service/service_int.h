@@ -112,9 +112,8 @@ struct cs_s {
     evpos_t *evs;
     size_t npend, nev;
 
-    char (*oversized)[ES_ID_MAX + 1]; /* aggregates whose state record was too large (state.c) */
-    size_t noversized, next_oversized;
-    int32_t *baseline; /* partitions of <agg>.state that need a baseline (state.c) */
+    es_map_t oversized; /* aggregates whose state record was too large: a set (state.c) */
+    int32_t *baseline;  /* partitions of <agg>.state that need a baseline (state.c) */
     size_t nbaseline;
     int64_t baseline_due_ms; /* written by then even if commands never pause */
     int32_t nparts;          /* partition count of the aggregate's topics */

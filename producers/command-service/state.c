@@ -193,31 +193,27 @@ static es_err_t state_put(cs_t *cs, const void *key, size_t keylen, int32_t part
  * Aggregates whose state record was once over the producer's message.max.bytes:
  * librdkafka refuses such a record at once, and every retry of the batch
  * would too, so the partition would wait for good.  Instead the transaction
- * is aborted and the aggregate watched (a ring of the last OVERSIZED_MAX):
- * when the batch is decided again, each of its commands evolves a copy of the
- * state first, and one that would make the record too large is rejected
- * (aggregate_too_large, decide.c), the state as before.  Unwatched aggregates
- * pay nothing.
+ * is aborted and the aggregate watched: when the batch is decided again,
+ * each of its commands evolves a copy of the state first, and one that would
+ * make the record too large is rejected (aggregate_too_large, decide.c), the
+ * state as before.  Unwatched aggregates pay nothing.
+ *
+ * The watch is a set with no eviction: it holds only aggregates whose state
+ * reached the limit (each at least 16 KiB in the store already), and with a
+ * bound, a batch with more oversized aggregates than the bound pushed its own
+ * first ones out, which went over again on the retry and pushed out the next:
+ * an abort for ever (it was a ring of 256).
  */
-#define OVERSIZED_MAX 256
-
 bool cs_state_watched(const cs_t *cs, const char *id)
 {
-    for (size_t i = 0; i < cs->noversized; i++)
-        if (!strcmp(cs->oversized[i], id))
-            return true;
-    return false;
+    bool found = false;
+    es_map_get(&cs->oversized, id, strlen(id), &found);
+    return found;
 }
 
 static void state_watch(cs_t *cs, const char *id)
 {
-    if (cs_state_watched(cs, id))
-        return;
-    if (!cs->oversized)
-        cs->oversized = es_calloc(OVERSIZED_MAX, sizeof(*cs->oversized));
-    size_t slot = cs->noversized < OVERSIZED_MAX ? cs->noversized++ : cs->next_oversized;
-    cs->next_oversized = (slot + 1) % OVERSIZED_MAX;
-    snprintf(cs->oversized[slot], sizeof(cs->oversized[slot]), "%s", id);
+    es_map_set(&cs->oversized, id, strlen(id), NULL);
 }
 
 bool cs_state_fits(cs_t *cs, const char *id, const agg_ent_t *a)

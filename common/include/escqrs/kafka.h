@@ -328,7 +328,10 @@ double es_message_age_s(const rd_kafka_message_t *m);
  * librdkafka's fetcher can stop for good after a broker restart (upstream
  * issue 5153): no record, no end, no error.  A reader that waits for the
  * end would wait for ever, so this one gives up after @p stall_ms without
- * either, and the caller re-creates the consumer (kafka_read.c).
+ * either, and the caller re-creates the consumer (kafka_read.c).  A
+ * read_committed end that stops short of the high watermark (a transaction
+ * open after it, whose records may still commit) is not the end: it waits
+ * on for the transaction, within the same @p stall_ms.
  *
  * @returns ES_ERR_OK with @p *out set (destroy it with
  *          rd_kafka_message_destroy()), ES_ERR_OK with @p *out NULL at the
