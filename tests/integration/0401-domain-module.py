@@ -169,7 +169,7 @@ def refusals(tmp, prefix):
     have = subprocess.run([os.path.join(prefix, "bin", "escqrs"), "--version"], capture_output=True,
                           text=True)
     for prog in ("escqrs-gateway", "escqrs-command-service", "escqrs-projector", "escqrs"):
-        for so, want in ((bad_version, r"escqrs-future\.so.*3\.0\.0.*2\.0\.0"),
+        for so, want in ((bad_version, r"escqrs-future\.so.*4\.0\.0.*3\.0\.0"),
                          (no_entry, r"escqrs-noentry\.so.*escqrs_module_v1")):
             args = [os.path.join(prefix, "bin", prog), "--set", "modules=" + so]
             if prog == "escqrs":
