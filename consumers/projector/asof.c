@@ -196,35 +196,35 @@ static void fold_from_log(asof_fold_t *a, int32_t part, int64_t lo)
     int64_t pos = lo, moved_ms = es_mono_ms();
     while (pos < a->stop && !a->err) {
         rd_kafka_message_t *m = es_consumer_poll(c, PJ_ASOF_POLL_MS);
-        if (!m) {
-            /* only transaction markers may remain below `stop` */
-            rd_kafka_position(rk, tl);
-            int64_t at = tl->elems[0].offset;
-            if (at >= a->stop)
-                break;
-            if (at > pos) {
-                pos = at;
-                moved_ms = es_mono_ms();
-            } else if (es_mono_ms() - moved_ms >= PJ_ASOF_STALL_MS) {
-                /* the broker went away mid-read: say so, do not hold the worker for ever */
-                a->err = ES_ERR_TIMED_OUT;
-                snprintf(a->errstr, sizeof(a->errstr),
-                         "reading %s/%d from the log: nothing for %d ms at offset %lld of "
-                         "%lld (the broker is not answering)",
-                         a->r->topic[a->t], (int)part, PJ_ASOF_STALL_MS, (long long)pos,
-                         (long long)a->stop);
-            }
-            continue;
-        }
-        if (!m->err) {
+        if (m && !m->err) {
             moved_ms = es_mono_ms();
             pos = m->offset + 1;
             rd_kafka_timestamp_type_t tst;
             int64_t ts = rd_kafka_message_timestamp(m, &tst);
             if (m->key_len == idlen && memcmp(m->key, a->id, idlen) == 0)
                 fold_one(a, m->partition, m->offset, ts, m->payload, m->len);
+            rd_kafka_message_destroy(m);
+            continue;
         }
-        rd_kafka_message_destroy(m);
+        if (m)
+            rd_kafka_message_destroy(m); /* an error event: no progress either */
+        /* only transaction markers may remain below `stop` */
+        rd_kafka_position(rk, tl);
+        int64_t at = tl->elems[0].offset;
+        if (at >= a->stop)
+            break;
+        if (at > pos) {
+            pos = at;
+            moved_ms = es_mono_ms();
+        } else if (es_mono_ms() - moved_ms >= PJ_ASOF_STALL_MS) {
+            /* the broker went away mid-read: say so, do not hold the worker for ever */
+            a->err = ES_ERR_TIMED_OUT;
+            snprintf(a->errstr, sizeof(a->errstr),
+                     "reading %s/%d from the log: nothing for %d ms at offset %lld of %lld "
+                     "(the broker is not answering)",
+                     a->r->topic[a->t], (int)part, PJ_ASOF_STALL_MS, (long long)pos,
+                     (long long)a->stop);
+        }
     }
     rd_kafka_topic_partition_list_destroy(tl);
     es_consumer_destroy(c);

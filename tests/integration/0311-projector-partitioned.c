@@ -94,16 +94,16 @@ static unsigned owned(const rt_proc_t *p, const char *name, unsigned *cur, int64
 }
 
 /*
- * Until the instances in @p ps own every partition of both projections
+ * Until the instances in @p ps own every partition of the three projections
  * between them, each exactly once, each instance some, all current and
  * caught up to @p total events.
  */
 static bool wait_settled(rt_proc_t *const *ps, size_t n, size_t total, int timeout_ms)
 {
-    static const char *names[] = {"cart_view", "item_stats"};
+    static const char *names[] = {"cart_view", "item_stats", "cart_history"};
     for (int waited = 0; waited < timeout_ms; waited += 250) {
         bool ok = true;
-        for (int j = 0; j < 2 && ok; j++) {
+        for (int j = 0; j < 3 && ok; j++) {
             unsigned all = 0, cur = 0;
             int64_t applied = 0;
             for (size_t i = 0; i < n && ok; i++) {
