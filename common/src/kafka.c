@@ -498,7 +498,9 @@ double es_message_age_s(const rd_kafka_message_t *m)
     return age > 0 ? (double)age / 1000.0 : 0;
 }
 
-/* Seek @p tl to the committed offsets it was filled with. */
+/* Seek @p tl to the committed offsets it was filled with.  A partition whose look-up
+ * failed (an error of its own, the call's clear) has no offset either, and taking that
+ * for "nothing committed yet" would seek it to the beginning: nothing is moved then. */
 static es_err_t seek_committed(es_consumer_t *cons, rd_kafka_topic_partition_list_t *tl,
                                char *errstr, size_t errstr_size)
 {
@@ -507,6 +509,12 @@ static es_err_t seek_committed(es_consumer_t *cons, rd_kafka_topic_partition_lis
         snprintf(errstr, errstr_size, "committed offsets not known: %s", rd_kafka_err2str(kerr));
         return ES_ERR_KAFKA;
     }
+    for (int i = 0; i < tl->cnt; i++)
+        if (tl->elems[i].err) {
+            snprintf(errstr, errstr_size, "committed offset of %s [%d]: %s", tl->elems[i].topic,
+                     (int)tl->elems[i].partition, rd_kafka_err2str(tl->elems[i].err));
+            return ES_ERR_KAFKA;
+        }
     for (int i = 0; i < tl->cnt; i++)
         if (tl->elems[i].offset < 0)
             tl->elems[i].offset = RD_KAFKA_OFFSET_BEGINNING; /* nothing committed yet */

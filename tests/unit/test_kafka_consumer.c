@@ -3,7 +3,8 @@
  * partition to its end gets every record in order and then the end, and
  * gives up with a message naming the position when neither comes (a
  * fetcher that stalled must not hold the command service's catch-up for
- * ever); a stop request ends it at once.
+ * ever); a stop request ends it at once.  es_consumer_rewind() moves nothing
+ * when a partition's committed offset cannot be looked up.
  * Client-side behaviour, so librdkafka's mock cluster is the broker here:
  * a broker that is down is a fetcher that gets nothing, the same for the
  * reader as a fetcher that stopped by itself.
@@ -132,6 +133,47 @@ static void test_stop_ends_it_at_once(void)
     fixture_free(&f);
 }
 
+/* es_consumer_rewind: a committed-offset look-up that fails for one partition is an
+ * error that names the look-up, never a seek of that partition to the beginning (the
+ * command service would decide its commands again).  The mock broker answers an error
+ * of a partition alone (the call's own error clear) only for a partition it does not
+ * have, so t [5] stands for it; t [0], looked up with it, is not moved either. */
+static void test_rewind_refuses_a_failed_lookup(void)
+{
+    fixture_t f;
+    char err[1024];
+    fixture_init(&f, 3);
+    fixture_assign(&f);
+    for (int i = 0; i < 3; i++) {
+        rd_kafka_message_t *m = NULL;
+        CU_ASSERT_EQUAL_FATAL(es_consumer_next_to_end(f.cons, NULL, 20000, &m, err, sizeof(err)),
+                              ES_ERR_OK);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(2);
+    rd_kafka_topic_partition_list_add(tl, "t", 0)->offset = 2;
+    CU_ASSERT_EQUAL(rd_kafka_commit(es_consumer_rk(f.cons), tl, 0), RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_topic_partition_list_add(tl, "t", 5);
+    CU_ASSERT_EQUAL(es_consumer_rewind(f.cons, tl, err, sizeof(err)), ES_ERR_KAFKA);
+    printf("\n  RESULT rewind with a failed look-up: %s\n", err);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "committed offset of t [5]"));
+    rd_kafka_message_t *m = NULL;
+    CU_ASSERT_EQUAL(es_consumer_next_to_end(f.cons, NULL, 20000, &m, err, sizeof(err)), ES_ERR_OK);
+    CU_ASSERT_PTR_NULL(m); /* t [0] still at its end */
+    if (m)
+        rd_kafka_message_destroy(m);
+    rd_kafka_topic_partition_list_del(tl, "t", 5);
+    CU_ASSERT_EQUAL(es_consumer_rewind(f.cons, tl, err, sizeof(err)), ES_ERR_OK);
+    CU_ASSERT_EQUAL_FATAL(es_consumer_next_to_end(f.cons, NULL, 20000, &m, err, sizeof(err)),
+                          ES_ERR_OK);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    CU_ASSERT_EQUAL(m->offset, 2); /* the committed offset */
+    rd_kafka_message_destroy(m);
+    rd_kafka_topic_partition_list_destroy(tl);
+    fixture_free(&f);
+}
+
 /* A record produced with CreateTime @p ts_ms (the producer's own clock otherwise). */
 static void produce_at(fixture_t *f, int64_t ts_ms)
 {
@@ -175,6 +217,8 @@ int main(void)
          test_a_stalled_fetcher_gives_up_naming_the_position},
         {"a stop request ends it at once", test_stop_ends_it_at_once},
         {"a record's age from its CreateTime, 0 from the future", test_message_age},
+        {"a failed committed-offset look-up is no rewind to the beginning",
+         test_rewind_refuses_a_failed_lookup},
         {NULL, NULL},
     };
     return es_test_run("kafka_consumer", cases);
