@@ -279,10 +279,75 @@ static es_err_t catch_up(cs_t *cs, int32_t p, char *errstr, size_t errstr_size)
     return err;
 }
 
+/* Whether <agg>.state [p] holds a committed record (*at its offset): a transaction
+ * decided something there. */
+static es_err_t state_has_record(cs_t *cs, int32_t p, int64_t *at, char *errstr, size_t errstr_size)
+{
+    rd_kafka_message_t *m = NULL;
+    es_err_t err =
+        catchup_assign(cs, cs->t_state, p, RD_KAFKA_OFFSET_BEGINNING, errstr, errstr_size);
+    if (!err)
+        m = catchup_next(cs, &err, errstr, errstr_size);
+    rd_kafka_assign(es_consumer_rk(cs->catchup), NULL);
+    *at = m ? m->offset : -1;
+    if (m)
+        rd_kafka_message_destroy(m);
+    return err;
+}
+
+/*
+ * Refuse partitions whose group offsets were lost.  A commands partition
+ * without a committed offset starts from offset 0 (auto.offset.reset=earliest),
+ * right for one nothing was decided on.  But every transaction that writes
+ * <agg>.state [p] (a batch's states and outcomes, a baseline) sends the group's
+ * offset of <agg>.commands [p] with it, so a committed state record beside no
+ * committed offset means the offsets were lost (the group empty past the
+ * broker's offsets.retention.minutes, or reset or deleted by an operator), and
+ * offset 0 would decide again every command older than its aggregate's window.
+ * The service stays not ready, naming the partition and the remedy, and tries
+ * again with each recovery.
+ */
+static es_err_t check_group_offsets(cs_t *cs, const rd_kafka_topic_partition_list_t *parts,
+                                    char *errstr, size_t errstr_size)
+{
+    rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_copy(parts);
+    rd_kafka_resp_err_t kerr =
+        rd_kafka_committed(es_consumer_rk(cs->cons), tl, ES_KAFKA_TIMEOUT_MS);
+    es_err_t err = ES_ERR_OK;
+    for (int i = 0; i < tl->cnt && !err && !kerr; i++) {
+        const rd_kafka_topic_partition_t *tp = &tl->elems[i];
+        int64_t at = -1;
+        if (tp->err) {
+            snprintf(errstr, errstr_size, "committed offset of %s [%d]: %s", cs->t_cmd,
+                     (int)tp->partition, rd_kafka_err2str(tp->err));
+            err = ES_ERR_KAFKA;
+        } else if (tp->offset < 0 &&
+                   !(err = state_has_record(cs, tp->partition, &at, errstr, errstr_size)) &&
+                   at >= 0) {
+            snprintf(errstr, errstr_size,
+                     "group %.120s has no committed offset on %.120s [%d], yet %.120s [%d] holds a "
+                     "decision (offset %" PRId64 "): the group's offsets were lost (expired "
+                     "after the broker's offsets.retention.minutes, or reset); from offset 0 "
+                     "older commands would be decided again. Stop the service, set the group's "
+                     "offset (kafka-consumer-groups.sh --reset-offsets, docs/write-side.md) "
+                     "and start it again",
+                     cs->group, cs->t_cmd, (int)tp->partition, cs->t_state, (int)tp->partition, at);
+            err = ES_ERR_STATE;
+        }
+    }
+    if (kerr) {
+        snprintf(errstr, errstr_size, "committed offsets of %s: %s", cs->t_cmd,
+                 rd_kafka_err2str(kerr));
+        err = ES_ERR_KAFKA;
+    }
+    rd_kafka_topic_partition_list_destroy(tl);
+    return err;
+}
+
 void cs_on_rebalance(void *opaque, bool assign, rd_kafka_topic_partition_list_t *parts)
 {
     cs_t *cs = opaque;
-    char errstr[512];
+    char errstr[1024];
     atomic_fetch_add(&cs->generation, 1); /* a batch polled across this is decided by nobody */
     if (!assign) {
         es_log_info("command-service", "revoked %d partition(s) of %s", parts->cnt, cs->t_cmd);
@@ -291,6 +356,10 @@ void cs_on_rebalance(void *opaque, bool assign, rd_kafka_topic_partition_list_t 
         return;
     }
     cs_set_not_ready(cs, "catching up %d partition(s) of %s", parts->cnt, cs->t_ev);
+    if (check_group_offsets(cs, parts, errstr, sizeof(errstr)) && !*cs->stop) {
+        cs->fatal = true;
+        snprintf(cs->fatal_reason, sizeof(cs->fatal_reason), "%s", errstr);
+    }
     for (int i = 0; i < parts->cnt && !cs->fatal; i++) {
         if (catch_up(cs, parts->elems[i].partition, errstr, sizeof(errstr)) && !*cs->stop) {
             cs->fatal = true;
@@ -298,6 +367,6 @@ void cs_on_rebalance(void *opaque, bool assign, rd_kafka_topic_partition_list_t 
         }
     }
     es_log_info("command-service", "assigned %d partition(s) of %s", parts->cnt, cs->t_cmd);
-    if (!cs->fatal)
+    if (!cs->fatal && !*cs->stop) /* a stop ends a catch-up short of the end */
         cs_caught_up(cs);
 }

@@ -1,0 +1,198 @@
+/*
+ * 0211-lost-group-offsets.c — the command service's group loses its committed
+ * offsets (the broker's offsets.retention.minutes passed while the service
+ * was down, or an operator deleted the group): the service must refuse to
+ * start the commands partitions from offset 0, say why on /readyz, decide
+ * nothing again, and go on once the operator has set the offsets.
+ *
+ * Why: a commands partition without a committed offset starts from offset 0
+ * (auto.offset.reset=earliest).  The service remembers the outcomes of the
+ * last state.commands.remembered commands of each aggregate only, so every
+ * older command would be decided again: an old deposit accepted twice.
+ *
+ * Account a1 is opened and given 5 deposits (each its own Idempotency-Key,
+ * no retries) with state.commands.remembered=2, the service is stopped and
+ * the group deleted (an admin request, retried while the static member's
+ * session lasts).  Started again, /readyz must name the lost offsets within
+ * 90 s and say 200 in none of the samples of the next 5 s, and a1's events in
+ * the log must still be versions 1..6, each once (a service that starts from
+ * offset 0 decides the open again, rejected, and the first 3 deposits,
+ * accepted: versions 7..9).  The operator's remedy follows: the service is
+ * stopped, the group's offsets set to the commands topic's end (what
+ * `kafka-consumer-groups.sh --reset-offsets --to-latest` does), the service
+ * started; it must be ready and accept a deposit at version 7.
+ */
+#include "testutil.h"
+#include "writetest.h"
+
+#include <librdkafka/rdkafka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SAMPLE_MS 5000
+
+static void group_name(const wt_stack_t *st, char *out, size_t outsz)
+{
+    snprintf(out, outsz, "%s%s.command-service", st->prefix, st->agg);
+}
+
+/* Delete the service's group: refused while its static member's session lasts. */
+static bool delete_group(const wt_stack_t *st, int timeout_s)
+{
+    char group[300], errstr[512];
+    group_name(st, group, sizeof(group));
+    rd_kafka_conf_t *c = rd_kafka_conf_new();
+    rd_kafka_conf_set(c, "bootstrap.servers", es_test_bootstrap(), NULL, 0);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(rk);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    bool deleted = false;
+    for (int i = 0; i < timeout_s && !deleted; i++) {
+        rd_kafka_DeleteGroup_t *dg = rd_kafka_DeleteGroup_new(group);
+        rd_kafka_DeleteGroups(rk, &dg, 1, NULL, q);
+        rd_kafka_DeleteGroup_destroy(dg);
+        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 15000);
+        const rd_kafka_DeleteGroups_result_t *res =
+            ev ? rd_kafka_event_DeleteGroups_result(ev) : NULL;
+        size_t n = 0;
+        const rd_kafka_group_result_t **gr =
+            res ? rd_kafka_DeleteGroups_result_groups(res, &n) : NULL;
+        const rd_kafka_error_t *e = n ? rd_kafka_group_result_error(gr[0]) : NULL;
+        deleted = ev && !rd_kafka_event_error(ev) && n == 1 && !e;
+        if (!deleted && i % 5 == 0)
+            fprintf(stderr, "  delete group %s: %s\n", group,
+                    e    ? rd_kafka_error_string(e)
+                    : ev ? rd_kafka_event_error_string(ev)
+                         : "no answer");
+        if (ev)
+            rd_kafka_event_destroy(ev);
+        if (!deleted)
+            sleep(1);
+    }
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy(rk);
+    return deleted;
+}
+
+/* Commit the commands topic's end for the group, as an operator's reset to the latest. */
+static bool commit_ends(const wt_stack_t *st, int timeout_s)
+{
+    char group[300], topic[300];
+    int64_t committed[64], end[64];
+    group_name(st, group, sizeof(group));
+    snprintf(topic, sizeof(topic), "%s%s.commands", st->prefix, st->agg);
+    int parts = wt_command_offsets(st, committed, end, 64);
+    CU_ASSERT_FATAL(parts > 0);
+    rd_kafka_t *rk = es_test_consumer(group); /* never subscribes: a simple commit */
+    rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(parts);
+    for (int p = 0; p < parts; p++)
+        rd_kafka_topic_partition_list_add(tl, topic, p)->offset = end[p];
+    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR__FAIL;
+    for (int i = 0; i < timeout_s && err; i++) /* refused while a member's session lasts */
+        if ((err = rd_kafka_commit(rk, tl, 0)))
+            sleep(1);
+    if (err)
+        fprintf(stderr, "  commit of the ends for %s: %s\n", group, rd_kafka_err2str(err));
+    rd_kafka_topic_partition_list_destroy(tl);
+    rd_kafka_destroy(rk);
+    return !err;
+}
+
+/* a1's events in the log: versions 1..@p last, each once. */
+static void check_a1_versions(const wt_stack_t *st, int last)
+{
+    size_t n = 0, seen = 0;
+    wt_event_t *evs = wt_read_events(st, &n);
+    bool at[16] = {false};
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(evs[i].agg_id, "a1"))
+            continue;
+        seen++;
+        if (evs[i].version >= 1 && evs[i].version <= last && !at[evs[i].version])
+            at[evs[i].version] = true;
+        else
+            fprintf(stderr, "  a1: version %lld again or out of range\n",
+                    (long long)evs[i].version);
+    }
+    printf("  RESULT a1 has %zu event(s) in the log, %d expected\n", seen, last);
+    CU_ASSERT_EQUAL(seen, (size_t)last);
+    for (int v = 1; v <= last; v++)
+        CU_ASSERT_TRUE(at[v]);
+    free(evs);
+}
+
+static int post(const wt_stack_t *st, const char *path, const char *body, const char *key,
+                int64_t *version)
+{
+    json_t *ans = NULL;
+    int status = wt_post(&st->gw, path, body, strlen(body), key, NULL, &ans);
+    if (version)
+        *version = json_integer_value(json_object_get(ans, "version"));
+    json_decref(ans);
+    return status;
+}
+
+static void test_lost_offsets(void)
+{
+    wt_stack_t st;
+    const char *sets[] = {"state.commands.remembered=2"};
+    wt_stack_init(&st, "account");
+    wt_start_service(&st, sets, 1);
+    wt_start_gateway(&st, NULL, 0);
+    wt_wait_ready(&st.cs, 90);
+    wt_wait_ready(&st.gw, 90);
+    CU_ASSERT_EQUAL(post(&st, "/v1/accounts/a1/open", "{\"owner\":\"o\"}", "open-1", NULL), 200);
+    for (int i = 1; i <= 5; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "deposit-%d", i);
+        CU_ASSERT_EQUAL(post(&st, "/v1/accounts/a1/deposit", "{\"amount_cents\":100}", key, NULL),
+                        200);
+    }
+    char why[256] = "";
+    CU_ASSERT_TRUE(wt_wait_group_at_end(&st, 30, why, sizeof(why)));
+    CU_ASSERT_EQUAL(wt_stop(&st.cs), 0);
+
+    CU_ASSERT_TRUE_FATAL(delete_group(&st, 90));
+    int64_t committed[64], end[64];
+    int parts = wt_command_offsets(&st, committed, end, 64);
+    for (int p = 0; p < parts; p++)
+        CU_ASSERT_EQUAL(committed[p], RD_KAFKA_OFFSET_INVALID); /* the offsets are gone */
+
+    wt_start_service(&st, sets, 1);
+    bool said = wt_wait_not_ready_because(&st.cs, "offsets were lost", 90);
+    printf("\n  RESULT /readyz named the lost offsets: %s\n", said ? "yes" : "no");
+    CU_ASSERT_TRUE(said);
+    int ready = 0, asked = 0;
+    for (int64_t t0 = es_mono_ms(); es_mono_ms() - t0 < SAMPLE_MS; asked++) {
+        ready += wt_get(&st.cs, "/readyz", NULL) == 200;
+        usleep(100 * 1000);
+    }
+    printf("  RESULT /readyz with the offsets lost: %d of %d said 200\n", ready, asked);
+    CU_ASSERT_EQUAL(ready, 0);
+    check_a1_versions(&st, 6); /* nothing decided again */
+    CU_ASSERT_EQUAL(wt_stop(&st.cs), 0);
+
+    /* the operator's remedy: the offsets set to the end while the service is down */
+    CU_ASSERT_TRUE_FATAL(commit_ends(&st, 90));
+    wt_start_service(&st, sets, 1);
+    wt_wait_ready(&st.cs, 90);
+    int64_t version = 0;
+    CU_ASSERT_EQUAL(
+        post(&st, "/v1/accounts/a1/deposit", "{\"amount_cents\":100}", "deposit-6", &version), 200);
+    printf("  RESULT after the reset: a deposit at version %lld\n", (long long)version);
+    CU_ASSERT_EQUAL(version, 7);
+    check_a1_versions(&st, 7);
+    wt_stack_stop(&st);
+}
+
+int main(void)
+{
+    static const es_test_case_t cases[] = {
+        {"lost group offsets: refused and named, nothing decided again, the reset goes on",
+         test_lost_offsets},
+        {NULL, NULL},
+    };
+    return es_test_run("0211-lost-group-offsets", cases);
+}
