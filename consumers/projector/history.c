@@ -86,22 +86,6 @@ bool pj_entry_parse(const char *val, size_t len, pj_entry_t *e)
     return true;
 }
 
-es_err_t pj_entry_get(es_proj_reader_t *rd, const char *id, uint64_t n, es_buf_t *out,
-                      pj_entry_t *e, char *errstr, size_t errstr_size)
-{
-    es_buf_t key = {0};
-    es_err_t err = ES_ERR_NOT_FOUND;
-    if (entry_key(&key, id, strlen(id), true, n))
-        err = es_proj_reader_get(rd, key.data, key.len, out, errstr, errstr_size);
-    es_buf_free(&key);
-    if (!err && !pj_entry_parse(out->data, out->len, e)) {
-        snprintf(errstr, errstr_size, "history entry %llu of %s: not an entry",
-                 (unsigned long long)n, id);
-        return ES_ERR_DECODE;
-    }
-    return err;
-}
-
 /* A page's scan: entries counted to the limit, then the next one's number. */
 typedef struct page_walk_s {
     size_t prefixlen, limit, count;

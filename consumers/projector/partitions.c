@@ -218,7 +218,11 @@ typedef struct merged_s {
 
 /*
  * Everything of @p w over every partition of topic m->t, each from its
- * owner, merged into @p mg.  Locks: the caller holds `lock` (read).
+ * owner, merged into @p mg.  Locks: the caller holds none; `lock` is read-held
+ * for each local slice only, never across a peer's request or the owners'
+ * look-up (with a writer waiting on two instances at once, each one's merged
+ * answer holding its lock across a request to the other would hold both until
+ * the requests timed out; a waiting writer goes first, lock.c).
  */
 static es_err_t merged_read(merged_t *m, const wanted_t *w, merge_t *mg)
 {
@@ -232,7 +236,9 @@ static es_err_t merged_read(merged_t *m, const wanted_t *w, merge_t *mg)
         pj_here_t here = pj_partition_here(r, t, p);
         char url[PJ_URL_MAX];
         if (here == PJ_HERE_OWNED) {
+            pj_rwlock_rdlock(&r->lock);
             err = merge_local(r, t, p, w, mg);
+            pj_rwlock_unlock(&r->lock);
             done[p] = true;
         } else if (here == PJ_HERE_MOVING) {
             snprintf(mg->errstr, sizeof(mg->errstr), "%s/%d is moving here", r->topic[t], p);
@@ -322,9 +328,7 @@ void pj_merged_answer(pj_runner_t *r, size_t t,
     es_proj_backend_t be = {.get = merged_get, .scan = merged_scan, .opaque = &m};
     json_t *body = NULL;
     char errstr[PJ_ERRSTR_MAX] = "";
-    pj_rwlock_rdlock(&r->lock);
-    int st = render(q, be, &body, errstr, sizeof(errstr));
-    pj_rwlock_unlock(&r->lock);
+    int st = render(q, be, &body, errstr, sizeof(errstr)); /* locks per local slice */
     if (m.err) { /* the handler saw a failed read: say why, not what it made of it */
         json_decref(body);
         if (m.err == ES_ERR_STATE) {

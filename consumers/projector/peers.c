@@ -152,6 +152,7 @@ static pj_owners_t *owners_read(pj_runner_t *r, char *errstr, size_t errstr_size
 es_err_t pj_owner_of(pj_runner_t *r, size_t t, int32_t p, char *url, char *admin, char *errstr,
                      size_t errstr_size)
 {
+    pj_assert_unlocked(&r->lock); /* a look-up may ask the broker: no swap waits for it */
     pthread_mutex_lock(&r->owners_mu);
     int64_t now = es_now_ms();
     pj_owners_t *o = r->owners;
@@ -192,6 +193,7 @@ void pj_answer_moving(es_http_resp_t *resp, const char *fmt, ...)
 void pj_forward(pj_runner_t *r, size_t t, int32_t p, es_http_req_t *req, es_http_resp_t *resp)
 {
     char url[PJ_URL_MAX], admin[PJ_URL_MAX], errstr[PJ_ERRSTR_MAX] = "";
+    pj_assert_unlocked(&r->lock); /* a request to a peer: no swap waits for it */
     if (es_http_req_header(req, PJ_FORWARDED_HEADER)) { /* one hop: the owner moved meanwhile */
         pj_answer_moving(resp, "%s/%d is not folded here (a rebalance)", r->topic[t], (int)p);
         return;
@@ -253,6 +255,7 @@ es_err_t pj_peer_slice(pj_runner_t *r, const char *admin, const char *parts, boo
                        char *errstr, size_t errstr_size)
 {
     es_buf_t url = {0}, resp = {0}, k = {0}, v = {0};
+    pj_assert_unlocked(&r->lock); /* a request to a peer: no swap waits for it */
     es_buf_appendf(&url, "%s/admin/projections/%s/slice?parts=%s&%s=", admin, r->def->name, parts,
                    scan ? "prefix" : "key");
     es_buf_put_hex(&url, key, keylen);

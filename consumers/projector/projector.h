@@ -478,9 +478,6 @@ es_err_t pj_builtin_fold(const es_proj_def_t *def, const pj_record_t *rec, es_pr
                          char *errstr, size_t errstr_size);
 /** @brief The runner of @p aggregate's history in @p pj, or NULL when not hosted. */
 pj_runner_t *pj_history_runner(es_projector_t *pj, const char *aggregate);
-/** @brief Entry @p n (version or seq) of aggregate @p id; its bytes live in @p out. */
-es_err_t pj_entry_get(es_proj_reader_t *rd, const char *id, uint64_t n, es_buf_t *out,
-                      pj_entry_t *e, char *errstr, size_t errstr_size);
 /** @brief Parse a stored entry; false when it is not one. */
 bool pj_entry_parse(const char *val, size_t len, pj_entry_t *e);
 /** What a page hands each entry to; an error ends the page with it. */
@@ -536,7 +533,8 @@ json_t *pj_owned_json(pj_runner_t *r);
 /**
  * @brief Answer a query spanning aggregates: @p render (called with @p q)
  *        over a reader merging every partition's slice from its owner.
- *        Locks: none (takes `lock`).
+ *        Locks: none (takes `lock` for each local slice, never across a peer's
+ *        request: a swap waiting on two instances would hold both).
  */
 void pj_merged_answer(pj_runner_t *r, size_t t,
                       int (*render)(const void *q, es_proj_backend_t be, json_t **body,
@@ -571,12 +569,14 @@ void pj_owners_destroy(pj_runner_t *r);
 /** @brief 503 `moving` with Retry-After: a partition changes hands (printf-style reason). */
 void pj_answer_moving(es_http_resp_t *resp, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-/** @brief Answer @p req from the owner of (t, p): one hop, with the caller's credentials. */
+/** @brief Answer @p req from the owner of (t, p): one hop, with the caller's credentials.
+ *        Locks: none (no swap waits for a peer). */
 void pj_forward(pj_runner_t *r, size_t t, int32_t p, es_http_req_t *req, es_http_resp_t *resp);
 /**
  * @brief The entries of a peer's slices @p parts ("t.p,t.p") under @p key
  *        (or, @p scan, every key with that prefix), each to @p cb.
- *        ES_ERR_STATE: the peer does not own them now.
+ *        ES_ERR_STATE: the peer does not own them now.  Locks: none (no swap
+ *        waits for a peer).
  */
 es_err_t pj_peer_slice(pj_runner_t *r, const char *admin, const char *parts, bool scan,
                        const void *key, size_t keylen, pj_entry_cb_t *cb, void *opaque,

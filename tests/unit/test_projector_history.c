@@ -70,17 +70,33 @@ static es_err_t fold(const es_proj_def_t *def, es_proj_txn_t *txn, const char *i
 }
 
 /* Entry @p n of @p id as "<offset>/<raw>", or "none". */
+/* What a one-entry page found: the entry numbered n, if that is the first one. */
+typedef struct one_s {
+    uint64_t n;
+    char *out;
+    size_t outsz;
+} one_t;
+
+static es_err_t one_cb(void *opaque, uint64_t n, const pj_entry_t *e, char *errstr,
+                       size_t errstr_size)
+{
+    one_t *o = opaque;
+    (void)errstr;
+    (void)errstr_size;
+    if (n == o->n)
+        snprintf(o->out, o->outsz, "%d:%lld@%lld/%.*s", (int)e->partition, (long long)e->offset,
+                 (long long)e->timestamp_ms, (int)e->rawlen, e->raw);
+    return ES_ERR_OK;
+}
+
+/* Entry @p n of @p id, read as a page of one that starts at it ("none": no such entry). */
 static const char *entry(es_proj_reader_t *rd, const char *id, uint64_t n, char *out, size_t outsz)
 {
-    es_buf_t buf = {0};
-    pj_entry_t e;
+    one_t o = {.n = n, .out = out, .outsz = outsz};
+    uint64_t next = 0;
     char errstr[256];
-    if (pj_entry_get(rd, id, n, &buf, &e, errstr, sizeof(errstr)) == ES_ERR_OK)
-        snprintf(out, outsz, "%d:%lld@%lld/%.*s", (int)e.partition, (long long)e.offset,
-                 (long long)e.timestamp_ms, (int)e.rawlen, e.raw);
-    else
-        snprintf(out, outsz, "none");
-    es_buf_free(&buf);
+    snprintf(out, outsz, "none");
+    pj_entry_page(rd, id, n, 1, one_cb, &o, &next, errstr, sizeof(errstr));
     return out;
 }
 
