@@ -472,6 +472,31 @@ wt_event_t *wt_read_events(const wt_stack_t *st, size_t *n)
     return read_decoded(st, "events", schema, sizeof(wt_event_t), event_cb, n);
 }
 
+void wt_assert_versions(const wt_stack_t *st, const char *agg_id, int64_t last)
+{
+    size_t n = 0, seen = 0;
+    wt_event_t *evs = wt_read_events(st, &n);
+    bool *at = calloc((size_t)last + 1, sizeof(bool));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(at);
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(evs[i].agg_id, agg_id))
+            continue;
+        seen++;
+        if (evs[i].version >= 1 && evs[i].version <= last && !at[evs[i].version])
+            at[evs[i].version] = true;
+        else
+            fprintf(stderr, "  %s: version %lld again or out of range\n", agg_id,
+                    (long long)evs[i].version);
+    }
+    printf("  RESULT %s has %zu event(s) in the log, %lld expected\n", agg_id, seen,
+           (long long)last);
+    CU_ASSERT_EQUAL(seen, (size_t)last);
+    for (int64_t v = 1; v <= last; v++)
+        CU_ASSERT_TRUE(at[v]);
+    free(at);
+    free(evs);
+}
+
 static void state_cb(void *opaque, rd_kafka_message_t *m)
 {
     reading_t *r = opaque;

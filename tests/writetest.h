@@ -101,6 +101,12 @@ typedef struct wt_event_s {
 
 /** @brief Every committed event of the events topic, in partition/offset order. */
 wt_event_t *wt_read_events(const wt_stack_t *st, size_t *n);
+/**
+ * @brief Assert that aggregate @p agg_id's committed events are versions
+ *        1..@p last, each once (a version twice, or past @p last, is named on
+ *        stderr); prints a RESULT line with the count.
+ */
+void wt_assert_versions(const wt_stack_t *st, const char *agg_id, int64_t last);
 
 /** One committed record of <prefix><agg>.state (the command service's changelog). */
 typedef struct wt_state_s {

@@ -246,7 +246,8 @@ static void answer_as_of(const query_t *q, const char *asof, const char *path, e
  * The live view, under the read lock (a swap waits for the answer).
  * Partitioned mode: one aggregate's query reads the slice of its partition
  * (@p part, owned and current here); a query spanning aggregates reads
- * every partition's slice, merged.
+ * every partition's slice, merged (pj_merged_answer() read-locks each local
+ * slice only, never across a peer's request).
  */
 static void answer_live(const query_t *q, int32_t part, es_http_resp_t *resp)
 {

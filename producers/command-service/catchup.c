@@ -16,6 +16,10 @@
  * (topics older than <agg>.state, `state.restore=false`) the events are
  * read from offset 0, and the partition is marked for a baseline.
  *
+ * A store that knows the partition first reads <agg>.state [p] after the
+ * offset it keeps for it (the state tail, state_tail()): another owner's
+ * records, with the rejected outcomes no event carries.
+ *
  * Reading the events (read_committed) from the stored offset to its end
  * rebuilds the states and the accepted outcomes of the commands whose
  * events it finds, so a client retry of such a command still gets its
@@ -181,9 +185,10 @@ static es_err_t catchup_assign(cs_t *cs, const char *topic, int32_t p, int64_t s
 }
 
 typedef struct restore_s {
-    bool marker;     /* the partition's baseline marker was read */
-    int64_t next_ev; /* the first events offset no restored state reflects */
-    size_t nrecords; /* state records applied */
+    bool marker;        /* the partition's baseline marker was read */
+    int64_t next_ev;    /* the first events offset no restored state reflects */
+    int64_t next_state; /* the offset after the last record read, then the partition's end */
+    size_t nrecords;    /* state records applied */
 } restore_t;
 
 /* Apply partition @p p of <agg>.state, from its beginning to its end, to the store. */
@@ -197,6 +202,7 @@ static es_err_t restore_read(cs_t *cs, int32_t p, restore_t *r, char *errstr, si
         int64_t evoff = -1;
         bool marker = false;
         err = m->len ? cs_state_apply(cs, m, &evoff, &marker, errstr, errstr_size) : ES_ERR_OK;
+        r->next_state = m->offset + 1;
         rd_kafka_message_destroy(m);
         if (err)
             break;
@@ -213,6 +219,41 @@ static es_err_t restore_read(cs_t *cs, int32_t p, restore_t *r, char *errstr, si
             since_write = 0;
         }
     }
+    /* the end it reached: records up to the last fetch's high watermark are read
+     * (an end short of it, an open transaction, is waited for: kafka_read.c); what
+     * lies between the last record and it is markers or aborted records */
+    int64_t lo = -1, hi = -1;
+    if (!err &&
+        !rd_kafka_get_watermark_offsets(es_consumer_rk(cs->catchup), cs->t_state, p, &lo, &hi) &&
+        hi > r->next_state)
+        r->next_state = hi;
+    return err;
+}
+
+/*
+ * Read <agg>.state [p] from @p from to its end into the store, with the
+ * baseline note when the marker was read, the offset the next state tail
+ * starts at and (@p marked_events: a restore) the events offset the marker
+ * covers.
+ */
+static es_err_t state_read(cs_t *cs, int32_t p, int64_t from, bool marked_events, restore_t *r,
+                           char *errstr, size_t errstr_size)
+{
+    es_err_t err = catchup_assign(cs, cs->t_state, p, from, errstr, errstr_size);
+    if (!err)
+        err = restore_read(cs, p, r, errstr, errstr_size);
+    rd_kafka_assign(es_consumer_rk(cs->catchup), NULL);
+    if (!err) {
+        es_batch_t *batch = es_batch_new();
+        size_t nev = marked_events && r->marker ? 1 : 0;
+        if (r->marker)
+            cs_state_baseline_mark(batch, p);
+        if (r->next_state >= 0)
+            es_batch_put_offset(batch, cs->t_state, p, r->next_state);
+        err = cs_overlay_write_with(cs, batch, &p, &r->next_ev, nev, errstr, errstr_size);
+        es_batch_destroy(batch);
+    }
+    cs_overlay_clear(cs);
     return err;
 }
 
@@ -224,22 +265,9 @@ static es_err_t restore_read(cs_t *cs, int32_t p, restore_t *r, char *errstr, si
  */
 static es_err_t restore(cs_t *cs, int32_t p, int64_t *start, char *errstr, size_t errstr_size)
 {
-    restore_t r = {.next_ev = 0};
+    restore_t r = {.next_ev = 0, .next_state = -1};
     int64_t t0 = es_mono_ms();
-    es_err_t err =
-        catchup_assign(cs, cs->t_state, p, RD_KAFKA_OFFSET_BEGINNING, errstr, errstr_size);
-    if (!err)
-        err = restore_read(cs, p, &r, errstr, errstr_size);
-    rd_kafka_assign(es_consumer_rk(cs->catchup), NULL);
-    if (!err) {
-        es_batch_t *batch = es_batch_new();
-        if (r.marker)
-            cs_state_baseline_mark(batch, p);
-        err =
-            cs_overlay_write_with(cs, batch, &p, &r.next_ev, r.marker ? 1 : 0, errstr, errstr_size);
-        es_batch_destroy(batch);
-    }
-    cs_overlay_clear(cs);
+    es_err_t err = state_read(cs, p, RD_KAFKA_OFFSET_BEGINNING, true, &r, errstr, errstr_size);
     if (err)
         return err;
     es_counter_add(cs->c_restored_states, (double)r.nrecords);
@@ -252,6 +280,38 @@ static es_err_t restore(cs_t *cs, int32_t p, int64_t *start, char *errstr, size_
     return ES_ERR_OK;
 }
 
+/*
+ * The state tail: the records of <agg>.state [p] after the offset this store
+ * last read or wrote there (the store keeps it with every transaction's
+ * write, baselines', restores' and tails' own).  They are another owner's
+ * (the partition moved away and came back, or came to an older copy of a
+ * store), or this owner's own whose store write a crash or a full disk lost.
+ * Their outcome records hold the rejected and conflicting outcomes, which no
+ * event carries: without them a retry of such a command was decided again
+ * (and could be accepted).  Read before the events: its states are no newer
+ * than the events' end (the same transactions wrote both), and the events
+ * then add what a state lacks.  A store without the offset (written before
+ * it was kept, or a partition it never wrote) reads the partition from its
+ * beginning once, as a restore does.
+ */
+static es_err_t state_tail(cs_t *cs, int32_t p, char *errstr, size_t errstr_size)
+{
+    int64_t from = RD_KAFKA_OFFSET_BEGINNING, t0 = es_mono_ms();
+    es_err_t err = es_store_get_offset(cs->store, cs->t_state, p, &from, errstr, errstr_size);
+    if (err && err != ES_ERR_NOT_FOUND)
+        return err;
+    if (err == ES_ERR_NOT_FOUND)
+        from = RD_KAFKA_OFFSET_BEGINNING;
+    restore_t r = {.next_ev = 0, .next_state = from};
+    err = state_read(cs, p, from, false, &r, errstr, errstr_size);
+    if (!err && r.nrecords)
+        es_log_info("command-service",
+                    "state tail of %s [%d]: %zu record(s) from offset %" PRId64
+                    " that this store had not seen, in %" PRId64 " ms",
+                    cs->t_state, p, r.nrecords, from < 0 ? 0 : from, es_mono_ms() - t0);
+    return err;
+}
+
 /* Bring the store up to the end of <agg>.events partition @p p. */
 static es_err_t catch_up(cs_t *cs, int32_t p, char *errstr, size_t errstr_size)
 {
@@ -259,6 +319,8 @@ static es_err_t catch_up(cs_t *cs, int32_t p, char *errstr, size_t errstr_size)
     const char *from = "the stored offset";
     es_err_t err = es_store_get_offset(cs->store, cs->t_ev, p, &start, errstr, errstr_size);
     if (err && err != ES_ERR_NOT_FOUND)
+        return err;
+    if (!err && cs->restore_enabled && (err = state_tail(cs, p, errstr, errstr_size)))
         return err;
     if (err == ES_ERR_NOT_FOUND) {
         start = RD_KAFKA_OFFSET_BEGINNING;
@@ -302,7 +364,7 @@ static es_err_t state_has_record(cs_t *cs, int32_t p, int64_t *at, char *errstr,
  * <agg>.state [p] (a batch's states and outcomes, a baseline) sends the group's
  * offset of <agg>.commands [p] with it, so a committed state record beside no
  * committed offset means the offsets were lost (the group empty past the
- * broker's offsets.retention.minutes, or reset or deleted by an operator), and
+ * broker's offsets.retention.minutes, or deleted by an operator), and
  * offset 0 would decide again every command older than its aggregate's window.
  * The service stays not ready, naming the partition and the remedy, and tries
  * again with each recovery.
@@ -327,10 +389,10 @@ static es_err_t check_group_offsets(cs_t *cs, const rd_kafka_topic_partition_lis
             snprintf(errstr, errstr_size,
                      "group %.120s has no committed offset on %.120s [%d], yet %.120s [%d] holds a "
                      "decision (offset %" PRId64 "): the group's offsets were lost (expired "
-                     "after the broker's offsets.retention.minutes, or reset); from offset 0 "
+                     "after the broker's offsets.retention.minutes, or deleted); from offset 0 "
                      "older commands would be decided again. Stop the service, set the group's "
-                     "offset (kafka-consumer-groups.sh --reset-offsets, docs/write-side.md) "
-                     "and start it again",
+                     "offsets to the end (kafka-consumer-groups.sh --reset-offsets --to-latest, "
+                     "docs/write-side.md) and start it again",
                      cs->group, cs->t_cmd, (int)tp->partition, cs->t_state, (int)tp->partition, at);
             err = ES_ERR_STATE;
         }

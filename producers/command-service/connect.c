@@ -50,8 +50,13 @@ static const es_kafka_prop_t producer_defaults[] = {
     {NULL, NULL},
 };
 
-static const es_kafka_prop_t group_props[] = {{"enable.partition.eof", "false"}, {NULL, NULL}};
-static const es_kafka_prop_t catchup_props[] = {{"enable.partition.eof", "true"}, {NULL, NULL}};
+/* read_committed whatever kafka.isolation.level says: an aborted transaction's records
+ * are no state, no event and no decision (the catch-up, the state tail, the check of
+ * lost group offsets), and only such a reader asks for stable committed offsets. */
+static const es_kafka_prop_t group_props[] = {
+    {"enable.partition.eof", "false"}, {"isolation.level", "read_committed"}, {NULL, NULL}};
+static const es_kafka_prop_t catchup_props[] = {
+    {"enable.partition.eof", "true"}, {"isolation.level", "read_committed"}, {NULL, NULL}};
 /* Catching up reads to the end: the last fetch there comes back empty after this wait. */
 static const es_kafka_prop_t catchup_defaults[] = {{"fetch.wait.max.ms", "10"}, {NULL, NULL}};
 
@@ -107,6 +112,9 @@ static es_err_t check_topics(cs_t *cs, char *errstr, size_t errstr_size)
         return ES_ERR_CONF;
     }
     cs->nparts = pc_ev;
+    free(cs->state_next);
+    cs->state_next = es_calloc((size_t)(pc_ev > 0 ? pc_ev : 1), sizeof(*cs->state_next));
+    cs_state_offsets_clear(cs);
     return err;
 }
 
@@ -374,6 +382,7 @@ void cs_destroy(cs_t *cs)
     free(cs->pends);
     free(cs->evs);
     free(cs->baseline);
+    free(cs->state_next);
     es_map_free(&cs->oversized);
     free(cs);
 }

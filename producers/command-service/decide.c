@@ -128,9 +128,13 @@ static void event_rec_free(event_rec_t *er)
 
 void cs_on_delivery(void *opaque, const rd_kafka_message_t *m)
 {
+    cs_t *cs = opaque;
     evpos_t *ev = m->_private;
-    (void)opaque;
-    if (ev) { /* an event (outcomes carry no position) */
+    if (ev && m->_private == &cs->state_tag) { /* a state record: where it landed */
+        if (!m->err && m->partition >= 0 && m->partition < cs->nparts &&
+            m->offset + 1 > cs->state_next[m->partition])
+            cs->state_next[m->partition] = m->offset + 1;
+    } else if (ev) { /* an event (outcomes carry no position) */
         ev->err = m->err;
         ev->partition = m->partition;
         ev->offset = m->offset;

@@ -6,7 +6,11 @@
  * transaction must leave the store as it was, so the batch's next states
  * and outcomes live in two hash maps keyed by their store keys (loaded
  * from the store on first use) and reach RocksDB only after the commit, in one atomic write batch
- * together with the next events-topic offset of every partition written.
+ * together with the next events-topic offset of every partition written and
+ * the offset after its last <agg>.state record there (where the next
+ * catch-up's state tail starts: catchup.c; an older store without it reads
+ * the partition's state records from the beginning once, so the layout name
+ * stays).
  * The store therefore never holds a state the log does not: at worst it
  * lags the log (a crash between commit and write), and the catch-up on
  * assignment closes the gap.
@@ -276,6 +280,21 @@ static es_err_t dirty_write(cs_t *cs, es_batch_t *batch, es_buf_t *val, char *er
         e->dirty = false;
     }
     return ES_ERR_OK;
+}
+
+/* The state records' offsets ride with the store write that follows their commit. */
+void cs_state_put_offsets(cs_t *cs, es_batch_t *batch)
+{
+    for (int32_t p = 0; p < cs->nparts; p++)
+        if (cs->state_next[p] >= 0)
+            es_batch_put_offset(batch, cs->t_state, p, cs->state_next[p]);
+    cs_state_offsets_clear(cs);
+}
+
+void cs_state_offsets_clear(cs_t *cs)
+{
+    for (int32_t p = 0; p < cs->nparts; p++)
+        cs->state_next[p] = -1;
 }
 
 es_err_t cs_overlay_write_with(cs_t *cs, es_batch_t *batch, const int32_t *parts,

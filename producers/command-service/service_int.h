@@ -117,6 +117,12 @@ struct cs_s {
     size_t nbaseline;
     int64_t baseline_due_ms; /* written by then even if commands never pause */
     int32_t nparts;          /* partition count of the aggregate's topics */
+    /* per partition, the offset after the last <agg>.state record the open transaction
+     * wrote there (-1: none), from the delivery reports; the store keeps it with the
+     * transaction's write, and a catch-up reads that partition's records from there on
+     * (catchup.c, "the state tail") */
+    int64_t *state_next;
+    char state_tag; /* its address marks a state record's delivery report */
 
     atomic_bool ready;
     atomic_int generation; /* bumped on every rebalance */
@@ -151,6 +157,11 @@ void cs_turn_passed(cs_t *cs);
 es_txn_rc_t cs_commit_transaction(cs_t *cs, const char *what, char *errstr, size_t errstr_size);
 
 /* overlay.c */
+/* The offsets of <agg>.state records the transaction wrote (cs->state_next) into
+ * @p batch, and cleared for the next one. */
+void cs_state_put_offsets(cs_t *cs, es_batch_t *batch);
+/* Forget the state records' offsets of a transaction that did not commit. */
+void cs_state_offsets_clear(cs_t *cs);
 void cs_overlay_init(cs_t *cs);
 void cs_overlay_clear(cs_t *cs);
 void cs_overlay_free(cs_t *cs);

@@ -170,6 +170,7 @@ static es_err_t state_record(cs_t *cs, const void *key, size_t keylen, int32_t p
         .keylen = keylen,
         .value = buf->data,
         .valuelen = buf->len,
+        .msg_opaque = &cs->state_tag, /* its offset comes back in cs->state_next */
     };
     return err;
 }
@@ -535,6 +536,7 @@ static es_txn_rc_t baseline_write(cs_t *cs, int32_t p, int gen, char *errstr, si
         return ES_TXN_FATAL;
     if (fence_offsets(cs, p, &fence, errstr, errstr_size))
         return ES_TXN_FATAL;
+    cs_state_offsets_clear(cs);
     if ((rc = es_txn_begin(cs->prod, errstr, errstr_size)))
         goto out;
     rc = baseline_states(cs, p, gen, fence, &n, errstr, errstr_size);
@@ -580,6 +582,7 @@ es_txn_rc_t cs_state_write_baseline(cs_t *cs)
         }
         es_batch_t *batch = es_batch_new();
         cs_state_baseline_mark(batch, p);
+        cs_state_put_offsets(cs, batch); /* a catch-up reads the partition from after them */
         es_err_t err = es_store_write(cs->store, batch, errstr, sizeof(errstr));
         es_batch_destroy(batch);
         if (err) {

@@ -164,7 +164,11 @@ static es_txn_rc_t write_store(cs_t *cs)
         if (cs->evs[i].offset + 1 > next_ev[k])
             next_ev[k] = cs->evs[i].offset + 1;
     }
-    es_err_t err = cs_overlay_write(cs, ev_parts, next_ev, nparts, errstr, sizeof(errstr));
+    es_batch_t *batch = es_batch_new();
+    cs_state_put_offsets(cs, batch); /* a catch-up reads <agg>.state from after them */
+    es_err_t err =
+        cs_overlay_write_with(cs, batch, ev_parts, next_ev, nparts, errstr, sizeof(errstr));
+    es_batch_destroy(batch);
     free(next_ev);
     free(ev_parts);
     return err ? fail(cs, ES_TXN_FATAL, ES_LOG_ERROR, "store: ", errstr) : ES_TXN_OK;
@@ -193,6 +197,7 @@ es_txn_rc_t cs_batch_process(cs_t *cs, rd_kafka_message_t **msgs, size_t n)
     char errstr[1024];
     rd_kafka_topic_partition_list_t *offsets = consumed_offsets(msgs, n);
     cs->npend = cs->nev = 0;
+    cs_state_offsets_clear(cs); /* an aborted transaction's records are no position */
     es_txn_rc_t rc = run_transaction(cs, msgs, n, offsets);
     if (rc == ES_TXN_OK) {
         rc = write_store(cs);

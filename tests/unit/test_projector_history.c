@@ -69,7 +69,6 @@ static es_err_t fold(const es_proj_def_t *def, es_proj_txn_t *txn, const char *i
     return err;
 }
 
-/* Entry @p n of @p id as "<offset>/<raw>", or "none". */
 /* What a one-entry page found: the entry numbered n, if that is the first one. */
 typedef struct one_s {
     uint64_t n;
@@ -96,7 +95,8 @@ static const char *entry(es_proj_reader_t *rd, const char *id, uint64_t n, char 
     uint64_t next = 0;
     char errstr[256];
     snprintf(out, outsz, "none");
-    pj_entry_page(rd, id, n, 1, one_cb, &o, &next, errstr, sizeof(errstr));
+    es_err_t err = pj_entry_page(rd, id, n, 1, one_cb, &o, &next, errstr, sizeof(errstr));
+    CU_ASSERT(err == ES_ERR_OK || err == ES_ERR_NOT_FOUND);
     return out;
 }
 

@@ -1,0 +1,109 @@
+/*
+ * 0212-outcomes-across-owners.c — a partition moves to another command
+ * service instance and back to the first, whose store is older: a retry of a
+ * command the other instance rejected must get that rejection, not a new
+ * decision.
+ *
+ * Why: a catch-up brought a store up to date from <agg>.events only, and
+ * rejected outcomes are in no event; they are in the other owner's outcome
+ * records in <agg>.state.  The first owner decided the retry again, on a
+ * state that had moved on, and could accept it: one Idempotency-Key, two
+ * answers (422, then 200), and a withdrawal the client was told had failed.
+ * Rolling restarts of a deployment with more than one replica move
+ * partitions this way all the time.
+ *
+ * Instance A (its own store and transactional id) opens account a1 and
+ * deposits 100; A stops and instance B (another store, empty) takes every
+ * partition: it refuses a withdrawal of 500 (insufficient funds, 422) and
+ * accepts a deposit of 1000.  B stops and A starts again on its old store.
+ * The retry of the withdrawal (same key, same body) must answer 422 with the
+ * first reason, and a1's events must be versions 1..3, each once (planted, a
+ * catch-up of the events only: 200 and a fourth event, the withdrawal).
+ */
+#include "testutil.h"
+#include "writetest.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Start @p st's command service as instance @p name and wait until it owns all 3 partitions. */
+static void start_owner(wt_stack_t *st, const char *name)
+{
+    char txid[300];
+    snprintf(txid, sizeof(txid), "transactional.id=%sservice-%s", st->prefix, name);
+    const char *sets[] = {txid};
+    FILE *log = st->cs.log[0] ? fopen(st->cs.log, "w") : NULL; /* the lines below are this run's */
+    if (log)
+        fclose(log);
+    wt_start_service(st, sets, 1);
+    wt_wait_ready(&st->cs, 90);
+    bool all = false; /* the other instance's static member holds its share for 10 s */
+    for (int i = 0; i < 600 && !all; i++) {
+        all = wt_log_line(st->cs.log, "assigned 3 partition(s)", NULL, NULL, 0);
+        if (!all)
+            usleep(100 * 1000);
+    }
+    CU_ASSERT_TRUE_FATAL(all);
+    wt_wait_ready(&st->cs, 90);
+}
+
+static int post(const wt_stack_t *gw, const char *path, const char *body, const char *key,
+                char *reason, size_t reasonsz)
+{
+    json_t *ans = NULL;
+    int status = wt_post(&gw->gw, path, body, strlen(body), key, NULL, &ans);
+    const char *why = json_string_value(json_object_get(ans, "reason"));
+    if (reason)
+        snprintf(reason, reasonsz, "%s", why ? why : "");
+    json_decref(ans);
+    return status;
+}
+
+static void test_rejection_survives_a_move(void)
+{
+    wt_stack_t a, b;
+    char first[128] = "", again[128] = "";
+    const char *withdraw = "{\"amount_cents\":500}";
+    wt_stack_init(&a, "account");
+    b = a; /* the same topics; its own store and log */
+    snprintf(b.dir, sizeof(b.dir), "%.500s/b", a.dir);
+    mkdir(b.dir, 0755);
+    memset(&b.cs, 0, sizeof(b.cs));
+
+    start_owner(&a, "a");
+    wt_start_gateway(&a, NULL, 0);
+    wt_wait_ready(&a.gw, 90);
+    CU_ASSERT_EQUAL(post(&a, "/v1/accounts/a1/open", "{\"owner\":\"o\"}", "open-1", NULL, 0), 200);
+    CU_ASSERT_EQUAL(
+        post(&a, "/v1/accounts/a1/deposit", "{\"amount_cents\":100}", "deposit-1", NULL, 0), 200);
+    CU_ASSERT_EQUAL(wt_stop(&a.cs), 0);
+
+    start_owner(&b, "b");
+    int st = post(&a, "/v1/accounts/a1/withdraw", withdraw, "withdraw-1", first, sizeof(first));
+    printf("\n  RESULT withdrawal of 500 on instance b: %d %s\n", st, first);
+    CU_ASSERT_EQUAL(st, 422);
+    CU_ASSERT_EQUAL(
+        post(&a, "/v1/accounts/a1/deposit", "{\"amount_cents\":1000}", "deposit-2", NULL, 0), 200);
+    CU_ASSERT_EQUAL(wt_stop(&b.cs), 0);
+
+    start_owner(&a, "a");
+    CU_ASSERT_TRUE(wt_log_line(a.cs.log, "state tail of", "record(s)", NULL, 0));
+    st = post(&a, "/v1/accounts/a1/withdraw", withdraw, "withdraw-1", again, sizeof(again));
+    printf("  RESULT its retry on instance a, back on its older store: %d %s\n", st, again);
+    CU_ASSERT_EQUAL(st, 422);
+    CU_ASSERT_STRING_EQUAL(again, first);
+    wt_assert_versions(&a, "a1", 3);
+    wt_stack_stop(&a);
+}
+
+int main(void)
+{
+    static const es_test_case_t cases[] = {
+        {"a rejection another owner decided answers a retry after the partition comes back",
+         test_rejection_survives_a_move},
+        {NULL, NULL},
+    };
+    return es_test_run("0212-outcomes-across-owners", cases);
+}
