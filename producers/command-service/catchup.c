@@ -53,6 +53,9 @@ static es_err_t remember_event(cs_t *cs, rd_kafka_message_t *m, avro_value_t *v,
     es_err_t err;
     if ((err = cs_idem_load(cs, agg_id, cmd_id, &e, errstr, errstr_size)))
         return err;
+    if (!e && !a && cs->remember_max)
+        return ES_ERR_OK; /* older than the state, and not in its window: forgotten there
+                           * (kept, it would be an outcome no window ever forgets) */
     if (!e) {
         e = cs_idem_insert(cs, agg_id, cmd_id, 0);
         snprintf(e->o.command_id, sizeof(e->o.command_id), "%s", cmd_id);
@@ -219,14 +222,8 @@ static es_err_t restore_read(cs_t *cs, int32_t p, restore_t *r, char *errstr, si
             since_write = 0;
         }
     }
-    /* the end it reached: records up to the last fetch's high watermark are read
-     * (an end short of it, an open transaction, is waited for: kafka_read.c); what
-     * lies between the last record and it is markers or aborted records */
-    int64_t lo = -1, hi = -1;
-    if (!err &&
-        !rd_kafka_get_watermark_offsets(es_consumer_rk(cs->catchup), cs->t_state, p, &lo, &hi) &&
-        hi > r->next_state)
-        r->next_state = hi;
+    /* r->next_state: after the last record read, never the high watermark (it may
+     * have moved past a transaction opened since the end was read) */
     return err;
 }
 
@@ -357,8 +354,18 @@ static es_err_t state_has_record(cs_t *cs, int32_t p, int64_t *at, char *errstr,
     return err;
 }
 
+/* The commands offset this store last decided up to on partition @p p (-1: none). */
+static int64_t decided_offset(cs_t *cs, int32_t p)
+{
+    char e[256];
+    int64_t off = -1;
+    if (es_store_get_offset(cs->store, cs->t_cmd, p, &off, e, sizeof(e)))
+        return -1; /* none kept (an older store, another owner's partition): not checked */
+    return off;
+}
+
 /*
- * Refuse partitions whose group offsets were lost.  A commands partition
+ * Refuse partitions whose group offsets were lost or moved back.  A commands partition
  * without a committed offset starts from offset 0 (auto.offset.reset=earliest),
  * right for one nothing was decided on.  But every transaction that writes
  * <agg>.state [p] (a batch's states and outcomes, a baseline) sends the group's
@@ -366,8 +373,11 @@ static es_err_t state_has_record(cs_t *cs, int32_t p, int64_t *at, char *errstr,
  * committed offset means the offsets were lost (the group empty past the
  * broker's offsets.retention.minutes, or deleted by an operator), and
  * offset 0 would decide again every command older than its aggregate's window.
- * The service stays not ready, naming the partition and the remedy, and tries
- * again with each recovery.
+ * The same for a committed offset behind the one this store's last transaction
+ * on the partition committed (kept with its store write): only an operator's
+ * reset moves a group's offset back, and from there the commands up to it
+ * would be decided again.  The service stays not ready, naming the partition
+ * and the remedy, and tries again with each recovery.
  */
 static es_err_t check_group_offsets(cs_t *cs, const rd_kafka_topic_partition_list_t *parts,
                                     char *errstr, size_t errstr_size)
@@ -379,10 +389,21 @@ static es_err_t check_group_offsets(cs_t *cs, const rd_kafka_topic_partition_lis
     for (int i = 0; i < tl->cnt && !err && !kerr; i++) {
         const rd_kafka_topic_partition_t *tp = &tl->elems[i];
         int64_t at = -1;
+        int64_t decided = tp->err ? -1 : decided_offset(cs, tp->partition);
         if (tp->err) {
             snprintf(errstr, errstr_size, "committed offset of %s [%d]: %s", cs->t_cmd,
                      (int)tp->partition, rd_kafka_err2str(tp->err));
             err = ES_ERR_KAFKA;
+        } else if (tp->offset >= 0 && tp->offset < decided) {
+            snprintf(errstr, errstr_size,
+                     "group %.120s's committed offset on %.120s [%d] is %" PRId64
+                     ", behind %" PRId64 ", the end of the last transaction this store "
+                     "decided there: the group's offset was moved back (a reset?); from there "
+                     "commands would be decided again. Stop the service, set the group's "
+                     "offset to %" PRId64 " (kafka-consumer-groups.sh --reset-offsets "
+                     "--to-offset, docs/write-side.md) or to the end, and start it again",
+                     cs->group, cs->t_cmd, (int)tp->partition, tp->offset, decided, decided);
+            err = ES_ERR_STATE;
         } else if (tp->offset < 0 &&
                    !(err = state_has_record(cs, tp->partition, &at, errstr, errstr_size)) &&
                    at >= 0) {

@@ -285,7 +285,9 @@ static es_err_t dirty_write(cs_t *cs, es_batch_t *batch, es_buf_t *val, char *er
 /* The state records' offsets ride with the store write that follows their commit. */
 void cs_state_put_offsets(cs_t *cs, es_batch_t *batch)
 {
-    for (int32_t p = 0; p < cs->nparts; p++)
+    /* with state.restore=false no catch-up reads the tail: an offset moved on then
+     * would skip another owner's records once it is true again */
+    for (int32_t p = 0; p < cs->nparts && cs->restore_enabled; p++)
         if (cs->state_next[p] >= 0)
             es_batch_put_offset(batch, cs->t_state, p, cs->state_next[p]);
     cs_state_offsets_clear(cs);

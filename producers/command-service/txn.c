@@ -145,8 +145,10 @@ static es_txn_rc_t commit(cs_t *cs, size_t n)
     return ES_TXN_OK;
 }
 
-/* Committed: the store follows (a crash before this only costs a catch-up). */
-static es_txn_rc_t write_store(cs_t *cs)
+/* Committed: the store follows (a crash before this only costs a catch-up).  It keeps
+ * the commands offsets the transaction committed too: a group offset found behind them
+ * later was moved back (catchup.c, check_group_offsets). */
+static es_txn_rc_t write_store(cs_t *cs, const rd_kafka_topic_partition_list_t *offsets)
 {
     char errstr[1024];
     /* The next events-topic offset of every partition this batch wrote to. */
@@ -166,6 +168,9 @@ static es_txn_rc_t write_store(cs_t *cs)
     }
     es_batch_t *batch = es_batch_new();
     cs_state_put_offsets(cs, batch); /* a catch-up reads <agg>.state from after them */
+    for (int i = 0; i < offsets->cnt; i++)
+        es_batch_put_offset(batch, cs->t_cmd, offsets->elems[i].partition,
+                            offsets->elems[i].offset);
     es_err_t err =
         cs_overlay_write_with(cs, batch, ev_parts, next_ev, nparts, errstr, sizeof(errstr));
     es_batch_destroy(batch);
@@ -200,7 +205,7 @@ es_txn_rc_t cs_batch_process(cs_t *cs, rd_kafka_message_t **msgs, size_t n)
     cs_state_offsets_clear(cs); /* an aborted transaction's records are no position */
     es_txn_rc_t rc = run_transaction(cs, msgs, n, offsets);
     if (rc == ES_TXN_OK) {
-        rc = write_store(cs);
+        rc = write_store(cs, offsets);
     } else if (rc == ES_TXN_ABORT) {
         es_counter_add(cs->c_aborts, 1);
         /* ES_TXN_ABORT stays the answer when the abort works: the caller backs off */

@@ -20,7 +20,10 @@
  * accepted: versions 7..9).  The operator's remedy follows: the service is
  * stopped, the group's offsets set to the commands topic's end (what
  * `kafka-consumer-groups.sh --reset-offsets --to-latest` does), the service
- * started; it must be ready and accept a deposit at version 7.
+ * started; it must be ready and accept a deposit at version 7.  The same
+ * again with the offsets reset to 0 instead of deleted (what
+ * `--reset-offsets --to-earliest` does): a committed offset behind the one
+ * the store's last transaction committed must be refused alike.
  */
 #include "testutil.h"
 #include "writetest.h"
@@ -77,8 +80,9 @@ static bool delete_group(const wt_stack_t *st, int timeout_s)
     return deleted;
 }
 
-/* Commit the commands topic's end for the group, as an operator's reset to the latest. */
-static bool commit_ends(const wt_stack_t *st, int timeout_s)
+/* Commit the commands topic's end (@p to_end) or offset 0 for the group, as an operator's
+ * reset to the latest or to the earliest does. */
+static bool commit_offsets(const wt_stack_t *st, bool to_end, int timeout_s)
 {
     char group[300], topic[300];
     int64_t committed[64], end[64];
@@ -89,14 +93,14 @@ static bool commit_ends(const wt_stack_t *st, int timeout_s)
     rd_kafka_t *rk = es_test_consumer(group); /* never subscribes: a simple commit */
     rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(parts);
     for (int p = 0; p < parts; p++)
-        rd_kafka_topic_partition_list_add(tl, topic, p)->offset = end[p];
+        rd_kafka_topic_partition_list_add(tl, topic, p)->offset = to_end ? end[p] : 0;
     rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR__FAIL;
     int64_t t0 = es_mono_ms(); /* refused while a member's session lasts */
     while (err && es_mono_ms() - t0 < timeout_s * 1000)
         if ((err = rd_kafka_commit(rk, tl, 0)))
             sleep(1);
     if (err)
-        fprintf(stderr, "  commit of the ends for %s: %s\n", group, rd_kafka_err2str(err));
+        fprintf(stderr, "  commit for %s: %s\n", group, rd_kafka_err2str(err));
     rd_kafka_topic_partition_list_destroy(tl);
     rd_kafka_destroy(rk);
     return !err;
@@ -113,7 +117,13 @@ static int post(const wt_stack_t *st, const char *path, const char *body, const 
     return status;
 }
 
-static void test_lost_offsets(void)
+/*
+ * a1 opened and given 5 deposits; the service stopped and the group's offsets
+ * damaged (@p deleted: the group deleted; else reset to offset 0); started, it
+ * must say @p words on /readyz, never 200, and decide nothing again; the
+ * offsets set to the end, it goes on.
+ */
+static void refused_then_reset(bool deleted, const char *words)
 {
     wt_stack_t st;
     const char *sets[] = {"state.commands.remembered=2"};
@@ -133,37 +143,47 @@ static void test_lost_offsets(void)
     CU_ASSERT_TRUE(wt_wait_group_at_end(&st, 30, why, sizeof(why)));
     CU_ASSERT_EQUAL(wt_stop(&st.cs), 0);
 
-    CU_ASSERT_TRUE_FATAL(delete_group(&st, 90));
+    CU_ASSERT_TRUE_FATAL(deleted ? delete_group(&st, 90) : commit_offsets(&st, false, 90));
     int64_t committed[64], end[64];
     int parts = wt_command_offsets(&st, committed, end, 64);
-    for (int p = 0; p < parts; p++)
-        CU_ASSERT_EQUAL(committed[p], RD_KAFKA_OFFSET_INVALID); /* the offsets are gone */
+    for (int p = 0; p < parts; p++) /* the offsets are gone, or back at 0 */
+        CU_ASSERT_EQUAL(committed[p], deleted ? RD_KAFKA_OFFSET_INVALID : 0);
 
     wt_start_service(&st, sets, 1);
-    bool said = wt_wait_not_ready_because(&st.cs, "offsets were lost", 90);
-    printf("\n  RESULT /readyz named the lost offsets: %s\n", said ? "yes" : "no");
+    bool said = wt_wait_not_ready_because(&st.cs, words, 90);
+    printf("\n  RESULT /readyz said \"%s\": %s\n", words, said ? "yes" : "no");
     CU_ASSERT_TRUE(said);
     int ready = 0, asked = 0;
     for (int64_t t0 = es_mono_ms(); es_mono_ms() - t0 < SAMPLE_MS; asked++) {
         ready += wt_get(&st.cs, "/readyz", NULL) == 200;
         usleep(100 * 1000);
     }
-    printf("  RESULT /readyz with the offsets lost: %d of %d said 200\n", ready, asked);
+    printf("  RESULT /readyz meanwhile: %d of %d said 200\n", ready, asked);
     CU_ASSERT_EQUAL(ready, 0);
     wt_assert_versions(&st, "a1", 6); /* nothing decided again */
     CU_ASSERT_EQUAL(wt_stop(&st.cs), 0);
 
     /* the operator's remedy: the offsets set to the end while the service is down */
-    CU_ASSERT_TRUE_FATAL(commit_ends(&st, 90));
+    CU_ASSERT_TRUE_FATAL(commit_offsets(&st, true, 90));
     wt_start_service(&st, sets, 1);
     wt_wait_ready(&st.cs, 90);
     int64_t version = 0;
     CU_ASSERT_EQUAL(
         post(&st, "/v1/accounts/a1/deposit", "{\"amount_cents\":100}", "deposit-6", &version), 200);
-    printf("  RESULT after the reset: a deposit at version %lld\n", (long long)version);
+    printf("  RESULT after the reset to the end: a deposit at version %lld\n", (long long)version);
     CU_ASSERT_EQUAL(version, 7);
     wt_assert_versions(&st, "a1", 7);
     wt_stack_stop(&st);
+}
+
+static void test_lost_offsets(void)
+{
+    refused_then_reset(true, "offsets were lost");
+}
+
+static void test_offsets_moved_back(void)
+{
+    refused_then_reset(false, "was moved back");
 }
 
 int main(void)
@@ -171,6 +191,8 @@ int main(void)
     static const es_test_case_t cases[] = {
         {"lost group offsets: refused and named, nothing decided again, the reset goes on",
          test_lost_offsets},
+        {"group offsets moved back to 0: refused and named, nothing decided again",
+         test_offsets_moved_back},
         {NULL, NULL},
     };
     return es_test_run("0211-lost-group-offsets", cases);

@@ -24,6 +24,7 @@
 #include "writetest.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -89,7 +90,12 @@ static void test_rejection_survives_a_move(void)
     CU_ASSERT_EQUAL(wt_stop(&b.cs), 0);
 
     start_owner(&a, "a");
-    CU_ASSERT_TRUE(wt_log_line(a.cs.log, "state tail of", "record(s)", NULL, 0));
+    char line[1024] = "";
+    CU_ASSERT_TRUE(wt_log_line(a.cs.log, "state tail of", "record(s)", line, sizeof(line)));
+    const char *from = strstr(line, "from offset ");
+    long long tail_from = from ? strtoll(from + 12, NULL, 10) : -1;
+    printf("  RESULT instance a's state tail began at offset %lld\n", tail_from);
+    CU_ASSERT(tail_from > 0); /* after its own records: the offset its store kept */
     st = post(&a, "/v1/accounts/a1/withdraw", withdraw, "withdraw-1", again, sizeof(again));
     printf("  RESULT its retry on instance a, back on its older store: %d %s\n", st, again);
     CU_ASSERT_EQUAL(st, 422);
