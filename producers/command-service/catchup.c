@@ -46,16 +46,16 @@
 
 /* The accepted outcome of the command of an event, completed by it. */
 static es_err_t remember_event(cs_t *cs, rd_kafka_message_t *m, avro_value_t *v, agg_ent_t *a,
-                               const char *agg_id, const char *cmd_id, const char *type,
-                               int64_t version, int64_t occurred, char *errstr, size_t errstr_size)
+                               bool forgotten, const char *agg_id, const char *cmd_id,
+                               const char *type, int64_t version, int64_t occurred, char *errstr,
+                               size_t errstr_size)
 {
     idem_ent_t *e;
     es_err_t err;
     if ((err = cs_idem_load(cs, agg_id, cmd_id, &e, errstr, errstr_size)))
         return err;
-    if (!e && !a && cs->remember_max)
-        return ES_ERR_OK; /* older than the state, and not in its window: forgotten there
-                           * (kept, it would be an outcome no window ever forgets) */
+    if (!e && forgotten)
+        return ES_ERR_OK; /* its outcome left the window: kept, no window would forget it */
     if (!e) {
         e = cs_idem_insert(cs, agg_id, cmd_id, 0);
         snprintf(e->o.command_id, sizeof(e->o.command_id), "%s", cmd_id);
@@ -116,13 +116,20 @@ static es_err_t catchup_apply(cs_t *cs, rd_kafka_message_t *m, char *errstr, siz
         a->partition = m->partition;
         a->dirty = true;
     }
-    /* Its command's outcome either way: a state restored without it (older than the
-     * outcomes its record carries) still answers a retry of it.  Only a newer event's
-     * joins the window, at its newest end: an older one's outcome is in the window
-     * already or older than all of it (a replay from 0 after a restore that found no
-     * baseline marker would otherwise push the restored window out of order). */
-    return remember_event(cs, m, v, newer ? a : NULL, agg_id, cmd_id, type, version, occurred,
-                          errstr, errstr_size);
+    /* Its command's outcome, unless it left the window: a state restored without it
+     * (older than the outcomes its record carries) still answers a retry of it.  Only a
+     * newer event's joins the window, at its newest end: an older one's outcome is in
+     * the window already or older than all of it (a replay from 0 after a restore that
+     * found no baseline marker would otherwise push the restored window out of order).
+     * An older one not in the store left the window when it is older than the state's
+     * last state.commands.remembered versions (each outcome of the window after it took
+     * a version at least, unless rejected); a newer one may lack its outcome record
+     * (written with state.commands.remembered=0, or before outcome records had keys of
+     * their own) and is kept. */
+    bool forgotten =
+        !newer && cs->remember_max && version <= a->version - (int64_t)cs->remember_max;
+    return remember_event(cs, m, v, newer ? a : NULL, forgotten, agg_id, cmd_id, type, version,
+                          occurred, errstr, errstr_size);
 }
 
 /* The next message of the catch-up consumer: NULL at the partition's end or on a
@@ -190,7 +197,7 @@ static es_err_t catchup_assign(cs_t *cs, const char *topic, int32_t p, int64_t s
 typedef struct restore_s {
     bool marker;        /* the partition's baseline marker was read */
     int64_t next_ev;    /* the first events offset no restored state reflects */
-    int64_t next_state; /* the offset after the last record read, then the partition's end */
+    int64_t next_state; /* the offset after the last record read */
     size_t nrecords;    /* state records applied */
 } restore_t;
 
@@ -354,30 +361,99 @@ static es_err_t state_has_record(cs_t *cs, int32_t p, int64_t *at, char *errstr,
     return err;
 }
 
-/* The commands offset this store last decided up to on partition @p p (-1: none). */
-static int64_t decided_offset(cs_t *cs, int32_t p)
+/*
+ * The commands offset this store's last transaction on partition @p p committed
+ * (*out; -1: none kept, an older store or a partition it never decided on).  One
+ * past the partition's end belongs to an older topic of the same name (deleted
+ * and created again), not to this one: -1 too, said in the log.
+ */
+static es_err_t decided_offset(cs_t *cs, int32_t p, int64_t *out, char *errstr, size_t errstr_size)
 {
-    char e[256];
-    int64_t off = -1;
-    if (es_store_get_offset(cs->store, cs->t_cmd, p, &off, e, sizeof(e)))
-        return -1; /* none kept (an older store, another owner's partition): not checked */
-    return off;
+    int64_t lo = -1, hi = -1;
+    *out = -1;
+    es_err_t err = es_store_get_offset(cs->store, cs->t_cmd, p, out, errstr, errstr_size);
+    if (err == ES_ERR_NOT_FOUND) {
+        *out = -1;
+        return ES_ERR_OK;
+    }
+    if (err)
+        return err;
+    rd_kafka_resp_err_t kerr = rd_kafka_query_watermark_offsets(
+        es_consumer_rk(cs->catchup), cs->t_cmd, p, &lo, &hi, ES_KAFKA_TIMEOUT_MS);
+    if (kerr) {
+        snprintf(errstr, errstr_size, "end of %s [%d]: %s", cs->t_cmd, (int)p,
+                 rd_kafka_err2str(kerr));
+        return ES_ERR_KAFKA;
+    }
+    if (*out > hi) {
+        es_log_warn("command-service",
+                    "%s [%d] ends at %" PRId64 ", before %" PRId64 ", where this store last "
+                    "decided: an older topic of that name; not compared",
+                    cs->t_cmd, (int)p, hi, *out);
+        *out = -1;
+    }
+    return ES_ERR_OK;
+}
+
+/* Why commands partition @p tp must not start (ES_ERR_STATE, @p errstr), or ES_ERR_OK. */
+static es_err_t check_partition(cs_t *cs, const rd_kafka_topic_partition_t *tp, char *errstr,
+                                size_t errstr_size)
+{
+    int32_t p = tp->partition;
+    int64_t decided = -1, at = -1;
+    es_err_t err = ES_ERR_OK;
+    if (tp->err) {
+        snprintf(errstr, errstr_size, "committed offset of %s [%d]: %s", cs->t_cmd, (int)p,
+                 rd_kafka_err2str(tp->err));
+        return ES_ERR_KAFKA;
+    }
+    if (tp->offset >= 0 && !(err = decided_offset(cs, p, &decided, errstr, errstr_size)) &&
+        tp->offset < decided) {
+        snprintf(errstr, errstr_size,
+                 "group %.120s's committed offset on %.120s [%d] is %" PRId64 ", behind %" PRId64
+                 ", where this store's last transaction there ended: the group's offset was "
+                 "moved back (a reset?), and from there commands would be decided again. Stop "
+                 "every instance, set the group's offsets to the end (kafka-consumer-groups.sh "
+                 "--reset-offsets --to-latest; not below %" PRId64 ", docs/write-side.md) and "
+                 "start again",
+                 cs->group, cs->t_cmd, (int)p, tp->offset, decided, decided);
+        return ES_ERR_STATE;
+    }
+    if (tp->offset >= 0 || err)
+        return err;
+    if ((err = decided_offset(cs, p, &decided, errstr, errstr_size)) ||
+        (decided < 0 && ((err = state_has_record(cs, p, &at, errstr, errstr_size)) || at < 0)))
+        return err;
+    char evidence[400];
+    if (decided >= 0)
+        snprintf(evidence, sizeof(evidence), "this store decided up to offset %" PRId64, decided);
+    else
+        snprintf(evidence, sizeof(evidence), "%.120s [%d] holds a decision at offset %" PRId64,
+                 cs->t_state, (int)p, at);
+    snprintf(errstr, errstr_size,
+             "group %.120s has no committed offset on %.120s [%d], yet %s: the group's offsets "
+             "were lost (expired after the broker's offsets.retention.minutes, or deleted); from "
+             "offset 0 older commands would be decided again. Stop every instance, set the "
+             "group's offsets to the end (kafka-consumer-groups.sh --reset-offsets --to-latest, "
+             "docs/write-side.md) and start again",
+             cs->group, cs->t_cmd, (int)p, evidence);
+    return ES_ERR_STATE;
 }
 
 /*
- * Refuse partitions whose group offsets were lost or moved back.  A commands partition
- * without a committed offset starts from offset 0 (auto.offset.reset=earliest),
- * right for one nothing was decided on.  But every transaction that writes
- * <agg>.state [p] (a batch's states and outcomes, a baseline) sends the group's
- * offset of <agg>.commands [p] with it, so a committed state record beside no
- * committed offset means the offsets were lost (the group empty past the
- * broker's offsets.retention.minutes, or deleted by an operator), and
- * offset 0 would decide again every command older than its aggregate's window.
- * The same for a committed offset behind the one this store's last transaction
- * on the partition committed (kept with its store write): only an operator's
- * reset moves a group's offset back, and from there the commands up to it
- * would be decided again.  The service stays not ready, naming the partition
- * and the remedy, and tries again with each recovery.
+ * Refuse partitions whose group offsets were lost or moved back.  A commands
+ * partition without a committed offset starts from offset 0
+ * (auto.offset.reset=earliest), right for one nothing was decided on.  But
+ * every transaction that writes <agg>.state [p] (a batch's states and
+ * outcomes, a baseline) sends the group's offset of <agg>.commands [p] with
+ * it, and the store keeps the offset each of its transactions committed, so a
+ * committed state record, or a kept offset, beside no committed offset means
+ * the offsets were lost (the group empty past the broker's
+ * offsets.retention.minutes, or deleted by an operator): offset 0 would decide
+ * again every command older than its aggregate's window.  The same for a
+ * committed offset behind the kept one: only an operator's reset moves a
+ * group's offset back.  The service stays not ready, naming the partition and
+ * the remedy, and tries again with each recovery.
  */
 static es_err_t check_group_offsets(cs_t *cs, const rd_kafka_topic_partition_list_t *parts,
                                     char *errstr, size_t errstr_size)
@@ -386,38 +462,8 @@ static es_err_t check_group_offsets(cs_t *cs, const rd_kafka_topic_partition_lis
     rd_kafka_resp_err_t kerr =
         rd_kafka_committed(es_consumer_rk(cs->cons), tl, ES_KAFKA_TIMEOUT_MS);
     es_err_t err = ES_ERR_OK;
-    for (int i = 0; i < tl->cnt && !err && !kerr; i++) {
-        const rd_kafka_topic_partition_t *tp = &tl->elems[i];
-        int64_t at = -1;
-        int64_t decided = tp->err ? -1 : decided_offset(cs, tp->partition);
-        if (tp->err) {
-            snprintf(errstr, errstr_size, "committed offset of %s [%d]: %s", cs->t_cmd,
-                     (int)tp->partition, rd_kafka_err2str(tp->err));
-            err = ES_ERR_KAFKA;
-        } else if (tp->offset >= 0 && tp->offset < decided) {
-            snprintf(errstr, errstr_size,
-                     "group %.120s's committed offset on %.120s [%d] is %" PRId64
-                     ", behind %" PRId64 ", the end of the last transaction this store "
-                     "decided there: the group's offset was moved back (a reset?); from there "
-                     "commands would be decided again. Stop the service, set the group's "
-                     "offset to %" PRId64 " (kafka-consumer-groups.sh --reset-offsets "
-                     "--to-offset, docs/write-side.md) or to the end, and start it again",
-                     cs->group, cs->t_cmd, (int)tp->partition, tp->offset, decided, decided);
-            err = ES_ERR_STATE;
-        } else if (tp->offset < 0 &&
-                   !(err = state_has_record(cs, tp->partition, &at, errstr, errstr_size)) &&
-                   at >= 0) {
-            snprintf(errstr, errstr_size,
-                     "group %.120s has no committed offset on %.120s [%d], yet %.120s [%d] holds a "
-                     "decision (offset %" PRId64 "): the group's offsets were lost (expired "
-                     "after the broker's offsets.retention.minutes, or deleted); from offset 0 "
-                     "older commands would be decided again. Stop the service, set the group's "
-                     "offsets to the end (kafka-consumer-groups.sh --reset-offsets --to-latest, "
-                     "docs/write-side.md) and start it again",
-                     cs->group, cs->t_cmd, (int)tp->partition, cs->t_state, (int)tp->partition, at);
-            err = ES_ERR_STATE;
-        }
-    }
+    for (int i = 0; i < tl->cnt && !err && !kerr; i++)
+        err = check_partition(cs, &tl->elems[i], errstr, errstr_size);
     if (kerr) {
         snprintf(errstr, errstr_size, "committed offsets of %s: %s", cs->t_cmd,
                  rd_kafka_err2str(kerr));

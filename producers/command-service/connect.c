@@ -54,7 +54,10 @@ static const es_kafka_prop_t producer_defaults[] = {
  * are no state, no event and no decision (the catch-up, the state tail, the check of
  * lost group offsets), and only such a reader asks for stable committed offsets. */
 static const es_kafka_prop_t group_props[] = {
-    {"enable.partition.eof", "false"}, {"isolation.level", "read_committed"}, {NULL, NULL}};
+    {"enable.partition.eof", "false"},
+    {"isolation.level", "read_committed"},
+    {"enable.auto.commit", "false"}, /* offsets move with transactions only */
+    {NULL, NULL}};
 static const es_kafka_prop_t catchup_props[] = {
     {"enable.partition.eof", "true"}, {"isolation.level", "read_committed"}, {NULL, NULL}};
 /* Catching up reads to the end: the last fetch there comes back empty after this wait. */

@@ -23,7 +23,10 @@
  * started; it must be ready and accept a deposit at version 7.  The same
  * again with the offsets reset to 0 instead of deleted (what
  * `--reset-offsets --to-earliest` does): a committed offset behind the one
- * the store's last transaction committed must be refused alike.
+ * the store's last transaction committed must be refused alike.  And with
+ * <agg>.commands deleted and created again: the group has no offset on the
+ * new topic, refused as lost; set to the new topic's end, the service must go
+ * on (the offsets its store kept belong to the old topic, past the new end).
  */
 #include "testutil.h"
 #include "writetest.h"
@@ -80,6 +83,35 @@ static bool delete_group(const wt_stack_t *st, int timeout_s)
     return deleted;
 }
 
+/* Delete <agg>.commands and wait until the broker no longer lists it (the service
+ * creates it again at start: topics.create=true). */
+static bool delete_commands_topic(const wt_stack_t *st, int timeout_s)
+{
+    char topic[300], errstr[512];
+    snprintf(topic, sizeof(topic), "%s%s.commands", st->prefix, st->agg);
+    rd_kafka_conf_t *c = rd_kafka_conf_new();
+    rd_kafka_conf_set(c, "bootstrap.servers", es_test_bootstrap(), NULL, 0);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(rk);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_DeleteTopic_t *dt = rd_kafka_DeleteTopic_new(topic);
+    rd_kafka_DeleteTopics(rk, &dt, 1, NULL, q);
+    rd_kafka_DeleteTopic_destroy(dt);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 15000);
+    bool asked = ev && !rd_kafka_event_error(ev);
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    bool gone = false;
+    for (int64_t t0 = es_mono_ms(); asked && !gone && es_mono_ms() - t0 < timeout_s * 1000;) {
+        gone = es_test_partition_count(rk, topic) == 0;
+        if (!gone)
+            usleep(200 * 1000);
+    }
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy(rk);
+    return gone;
+}
+
 /* Commit the commands topic's end (@p to_end) or offset 0 for the group, as an operator's
  * reset to the latest or to the earliest does. */
 static bool commit_offsets(const wt_stack_t *st, bool to_end, int timeout_s)
@@ -117,13 +149,15 @@ static int post(const wt_stack_t *st, const char *path, const char *body, const 
     return status;
 }
 
+/* How the group's offsets are damaged while the service is down. */
+typedef enum { GROUP_DELETED, RESET_TO_ZERO, TOPIC_RECREATED } damage_t;
+
 /*
  * a1 opened and given 5 deposits; the service stopped and the group's offsets
- * damaged (@p deleted: the group deleted; else reset to offset 0); started, it
- * must say @p words on /readyz, never 200, and decide nothing again; the
- * offsets set to the end, it goes on.
+ * damaged (@p damage); started, it must say @p words on /readyz, never 200,
+ * and decide nothing again; the offsets set to the end, it goes on.
  */
-static void refused_then_reset(bool deleted, const char *words)
+static void refused_then_reset(damage_t damage, const char *words)
 {
     wt_stack_t st;
     const char *sets[] = {"state.commands.remembered=2"};
@@ -143,11 +177,17 @@ static void refused_then_reset(bool deleted, const char *words)
     CU_ASSERT_TRUE(wt_wait_group_at_end(&st, 30, why, sizeof(why)));
     CU_ASSERT_EQUAL(wt_stop(&st.cs), 0);
 
-    CU_ASSERT_TRUE_FATAL(deleted ? delete_group(&st, 90) : commit_offsets(&st, false, 90));
-    int64_t committed[64], end[64];
-    int parts = wt_command_offsets(&st, committed, end, 64);
-    for (int p = 0; p < parts; p++) /* the offsets are gone, or back at 0 */
-        CU_ASSERT_EQUAL(committed[p], deleted ? RD_KAFKA_OFFSET_INVALID : 0);
+    if (damage == TOPIC_RECREATED) { /* the gateway's producer would hold the old one */
+        CU_ASSERT_EQUAL(wt_stop(&st.gw), 0);
+        CU_ASSERT_TRUE_FATAL(delete_commands_topic(&st, 90));
+    } else {
+        CU_ASSERT_TRUE_FATAL(damage == GROUP_DELETED ? delete_group(&st, 90)
+                                                     : commit_offsets(&st, false, 90));
+        int64_t committed[64], end[64];
+        int parts = wt_command_offsets(&st, committed, end, 64);
+        for (int p = 0; p < parts; p++) /* the offsets are gone, or back at 0 */
+            CU_ASSERT_EQUAL(committed[p], damage == GROUP_DELETED ? RD_KAFKA_OFFSET_INVALID : 0);
+    }
 
     wt_start_service(&st, sets, 1);
     bool said = wt_wait_not_ready_because(&st.cs, words, 90);
@@ -167,6 +207,10 @@ static void refused_then_reset(bool deleted, const char *words)
     CU_ASSERT_TRUE_FATAL(commit_offsets(&st, true, 90));
     wt_start_service(&st, sets, 1);
     wt_wait_ready(&st.cs, 90);
+    if (damage == TOPIC_RECREATED) {
+        wt_start_gateway(&st, NULL, 0);
+        wt_wait_ready(&st.gw, 90);
+    }
     int64_t version = 0;
     CU_ASSERT_EQUAL(
         post(&st, "/v1/accounts/a1/deposit", "{\"amount_cents\":100}", "deposit-6", &version), 200);
@@ -178,12 +222,19 @@ static void refused_then_reset(bool deleted, const char *words)
 
 static void test_lost_offsets(void)
 {
-    refused_then_reset(true, "offsets were lost");
+    refused_then_reset(GROUP_DELETED, "offsets were lost");
 }
 
 static void test_offsets_moved_back(void)
 {
-    refused_then_reset(false, "was moved back");
+    refused_then_reset(RESET_TO_ZERO, "was moved back");
+}
+
+/* The store's kept offsets belong to the old topic: once the offsets are set to the new
+ * topic's end, the service must go on (not take them for a reset behind its own). */
+static void test_commands_topic_recreated(void)
+{
+    refused_then_reset(TOPIC_RECREATED, "offsets were lost");
 }
 
 int main(void)
@@ -193,6 +244,8 @@ int main(void)
          test_lost_offsets},
         {"group offsets moved back to 0: refused and named, nothing decided again",
          test_offsets_moved_back},
+        {"commands topic created again: refused as lost, goes on from the new topic's end",
+         test_commands_topic_recreated},
         {NULL, NULL},
     };
     return es_test_run("0211-lost-group-offsets", cases);
