@@ -122,12 +122,12 @@ static es_err_t catchup_apply(cs_t *cs, rd_kafka_message_t *m, char *errstr, siz
      * the window already or older than all of it (a replay from 0 after a restore that
      * found no baseline marker would otherwise push the restored window out of order).
      * An older one not in the store left the window when it is older than the state's
-     * last state.commands.remembered versions (each outcome of the window after it took
-     * a version at least, unless rejected); a newer one may lack its outcome record
+     * last state.commands.remembered * ES_AGG_MAX_EVENTS versions (a window holds that
+     * many commands, each of at most that many events); a newer one may lack its outcome record
      * (written with state.commands.remembered=0, or before outcome records had keys of
      * their own) and is kept. */
-    bool forgotten =
-        !newer && cs->remember_max && version <= a->version - (int64_t)cs->remember_max;
+    bool forgotten = !newer && cs->remember_max &&
+                     version <= a->version - (int64_t)cs->remember_max * ES_AGG_MAX_EVENTS;
     return remember_event(cs, m, v, newer ? a : NULL, forgotten, agg_id, cmd_id, type, version,
                           occurred, errstr, errstr_size);
 }
@@ -363,11 +363,14 @@ static es_err_t state_has_record(cs_t *cs, int32_t p, int64_t *at, char *errstr,
 
 /*
  * The commands offset this store's last transaction on partition @p p committed
- * (*out; -1: none kept, an older store or a partition it never decided on).  One
- * past the partition's end belongs to an older topic of the same name (deleted
- * and created again), not to this one: -1 too, said in the log.
+ * (*out; -1: none kept, an older store or a partition it never decided on).
+ * Only when it is past the group's @p committed offset is the partition's end
+ * asked for: one past the end belongs to an older topic of the same name
+ * (deleted and created again), not to this one: -1 then, said in the log and
+ * forgotten in the store.
  */
-static es_err_t decided_offset(cs_t *cs, int32_t p, int64_t *out, char *errstr, size_t errstr_size)
+static es_err_t decided_offset(cs_t *cs, int32_t p, int64_t committed, int64_t *out, char *errstr,
+                               size_t errstr_size)
 {
     int64_t lo = -1, hi = -1;
     *out = -1;
@@ -376,8 +379,8 @@ static es_err_t decided_offset(cs_t *cs, int32_t p, int64_t *out, char *errstr, 
         *out = -1;
         return ES_ERR_OK;
     }
-    if (err)
-        return err;
+    if (err || *out < 0 || *out <= committed)
+        return err; /* the usual case: no question, no request to the broker */
     rd_kafka_resp_err_t kerr = rd_kafka_query_watermark_offsets(
         es_consumer_rk(cs->catchup), cs->t_cmd, p, &lo, &hi, ES_KAFKA_TIMEOUT_MS);
     if (kerr) {
@@ -385,14 +388,18 @@ static es_err_t decided_offset(cs_t *cs, int32_t p, int64_t *out, char *errstr, 
                  rd_kafka_err2str(kerr));
         return ES_ERR_KAFKA;
     }
-    if (*out > hi) {
+    if (*out > hi) { /* forgotten: once the new topic grows past it, it would look like ours */
         es_log_warn("command-service",
                     "%s [%d] ends at %" PRId64 ", before %" PRId64 ", where this store last "
-                    "decided: an older topic of that name; not compared",
+                    "decided: an older topic of that name; that offset is forgotten",
                     cs->t_cmd, (int)p, hi, *out);
         *out = -1;
+        es_batch_t *batch = es_batch_new();
+        es_batch_put_offset(batch, cs->t_cmd, p, -1); /* -1: none kept */
+        err = es_store_write(cs->store, batch, errstr, errstr_size);
+        es_batch_destroy(batch);
     }
-    return ES_ERR_OK;
+    return err;
 }
 
 /* Why commands partition @p tp must not start (ES_ERR_STATE, @p errstr), or ES_ERR_OK. */
@@ -407,7 +414,8 @@ static es_err_t check_partition(cs_t *cs, const rd_kafka_topic_partition_t *tp, 
                  rd_kafka_err2str(tp->err));
         return ES_ERR_KAFKA;
     }
-    if (tp->offset >= 0 && !(err = decided_offset(cs, p, &decided, errstr, errstr_size)) &&
+    if (tp->offset >= 0 &&
+        !(err = decided_offset(cs, p, tp->offset, &decided, errstr, errstr_size)) &&
         tp->offset < decided) {
         snprintf(errstr, errstr_size,
                  "group %.120s's committed offset on %.120s [%d] is %" PRId64 ", behind %" PRId64
@@ -421,7 +429,7 @@ static es_err_t check_partition(cs_t *cs, const rd_kafka_topic_partition_t *tp, 
     }
     if (tp->offset >= 0 || err)
         return err;
-    if ((err = decided_offset(cs, p, &decided, errstr, errstr_size)) ||
+    if ((err = decided_offset(cs, p, tp->offset, &decided, errstr, errstr_size)) ||
         (decided < 0 && ((err = state_has_record(cs, p, &at, errstr, errstr_size)) || at < 0)))
         return err;
     char evidence[400];
