@@ -587,7 +587,13 @@ int main(int argc, char **argv)
 
     char path[200];
     snprintf(path, sizeof(path), "/admin/projections/%s/rebuild", pname);
-    json_decref(http(port, "POST", path));
+    json_t *started = http(port, "POST", path);
+    json_t *refused = json_object_get(started, "error");
+    if (!started || refused)
+        bench_die("rebuild refused", refused
+                                         ? json_string_value(json_object_get(started, "message"))
+                                         : "no answer to the POST");
+    json_decref(started);
     json_int_t dur = 0, events = 0;
     for (;;) {
         usleep(100 * 1000);
@@ -599,6 +605,9 @@ int main(int argc, char **argv)
         bool running = json_is_true(json_object_get(rb, "running"));
         dur = json_integer_value(json_object_get(rb, "last_duration_ms"));
         events = json_integer_value(json_object_get(rb, "last_events"));
+        const char *failed = json_string_value(json_object_get(rb, "last_error"));
+        if (!running && failed && *failed)
+            bench_die("rebuild failed", failed);
         json_decref(j);
         if (!running && dur > 0)
             break;
