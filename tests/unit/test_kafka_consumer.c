@@ -75,15 +75,13 @@ static void fixture_free(fixture_t *f)
     es_conf_destroy(f->pconf);
 }
 
-static void test_records_in_order_then_the_end(void)
+/* Read the fixture's @p n records in order: offsets 0.. and values "v0", "v1", ... */
+static void read_records(fixture_t *f, int n)
 {
-    fixture_t f;
     char err[1024];
-    fixture_init(&f, 3);
-    fixture_assign(&f);
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < n; i++) {
         rd_kafka_message_t *m = NULL;
-        CU_ASSERT_EQUAL_FATAL(es_consumer_next_to_end(f.cons, NULL, 20000, &m, err, sizeof(err)),
+        CU_ASSERT_EQUAL_FATAL(es_consumer_next_to_end(f->cons, NULL, 20000, &m, err, sizeof(err)),
                               ES_ERR_OK);
         CU_ASSERT_PTR_NOT_NULL_FATAL(m);
         char want[16];
@@ -92,6 +90,15 @@ static void test_records_in_order_then_the_end(void)
         CU_ASSERT(m->len == strlen(want) && memcmp(m->payload, want, m->len) == 0);
         rd_kafka_message_destroy(m);
     }
+}
+
+static void test_records_in_order_then_the_end(void)
+{
+    fixture_t f;
+    char err[1024];
+    fixture_init(&f, 3);
+    fixture_assign(&f);
+    read_records(&f, 3);
     rd_kafka_message_t *m = (rd_kafka_message_t *)1;
     CU_ASSERT_EQUAL(es_consumer_next_to_end(f.cons, NULL, 20000, &m, err, sizeof(err)), ES_ERR_OK);
     CU_ASSERT_PTR_NULL(m); /* the end */
@@ -144,13 +151,7 @@ static void test_rewind_refuses_a_failed_lookup(void)
     char err[1024];
     fixture_init(&f, 3);
     fixture_assign(&f);
-    for (int i = 0; i < 3; i++) {
-        rd_kafka_message_t *m = NULL;
-        CU_ASSERT_EQUAL_FATAL(es_consumer_next_to_end(f.cons, NULL, 20000, &m, err, sizeof(err)),
-                              ES_ERR_OK);
-        CU_ASSERT_PTR_NOT_NULL_FATAL(m);
-        rd_kafka_message_destroy(m);
-    }
+    read_records(&f, 3);
     rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(2);
     rd_kafka_topic_partition_list_add(tl, "t", 0)->offset = 2;
     CU_ASSERT_EQUAL(rd_kafka_commit(es_consumer_rk(f.cons), tl, 0), RD_KAFKA_RESP_ERR_NO_ERROR);
