@@ -125,6 +125,17 @@ bool wt_wait_not_ready_because(const wt_proc_t *p, const char *words, int timeou
     return false;
 }
 
+int wt_count_ready(const wt_proc_t *p, int ms, int *asked)
+{
+    int ready = 0;
+    *asked = 0;
+    for (int64_t t0 = es_mono_ms(); es_mono_ms() - t0 < ms; ++*asked) {
+        ready += wt_get(p, "/readyz", NULL) == 200;
+        usleep(100 * 1000);
+    }
+    return ready;
+}
+
 void wt_kill9(wt_proc_t *p)
 {
     int st;
@@ -601,12 +612,38 @@ wt_outcome_t *wt_read_outcomes(const wt_stack_t *st, size_t *n)
                         n);
 }
 
+void wt_command_group(const wt_stack_t *st, char *out, size_t outsz)
+{
+    snprintf(out, outsz, "%s%s.command-service", st->prefix, st->agg);
+}
+
 int wt_command_offsets(const wt_stack_t *st, int64_t *committed, int64_t *end, int max)
 {
     char topic[300], group[300];
     stack_topic(st, "commands", topic, sizeof(topic));
-    snprintf(group, sizeof(group), "%s%s.command-service", st->prefix, st->agg);
+    wt_command_group(st, group, sizeof(group));
     return es_test_group_offsets(group, topic, committed, end, max);
+}
+
+bool wt_commit_group_offsets(const wt_stack_t *st, const int64_t *offsets, int n, int timeout_s)
+{
+    char topic[300], group[300];
+    stack_topic(st, "commands", topic, sizeof(topic));
+    wt_command_group(st, group, sizeof(group));
+    rd_kafka_t *rk = es_test_consumer(group); /* never subscribes: a simple commit */
+    rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(n);
+    for (int p = 0; p < n; p++)
+        rd_kafka_topic_partition_list_add(tl, topic, p)->offset = offsets[p];
+    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR__FAIL;
+    int64_t t0 = es_mono_ms(); /* refused while a member's session lasts */
+    while (err && es_mono_ms() - t0 < timeout_s * 1000)
+        if ((err = rd_kafka_commit(rk, tl, 0)))
+            sleep(1);
+    if (err)
+        fprintf(stderr, "  commit for %s: %s\n", group, rd_kafka_err2str(err));
+    rd_kafka_topic_partition_list_destroy(tl);
+    rd_kafka_destroy(rk);
+    return !err;
 }
 
 bool wt_wait_group_at_end(const wt_stack_t *st, int timeout_s, char *why, size_t whysz)

@@ -43,6 +43,8 @@ void wt_wait_ready(wt_proc_t *p, int timeout_s);
  *        over).  @returns whether it did within @p timeout_s.
  */
 bool wt_wait_not_ready_because(const wt_proc_t *p, const char *words, int timeout_s);
+/** @brief How many of the /readyz samples (one each 100 ms for @p ms; *@p asked) said 200. */
+int wt_count_ready(const wt_proc_t *p, int ms, int *asked);
 void wt_kill9(wt_proc_t *p);
 /** @brief Is the daemon still running (not exited)? */
 bool wt_proc_alive(wt_proc_t *p);
@@ -165,6 +167,14 @@ wt_outcome_t *wt_read_outcomes(const wt_stack_t *st, size_t *n);
  * @returns the number of partitions filled in.
  */
 int wt_command_offsets(const wt_stack_t *st, int64_t *committed, int64_t *end, int max);
+/** @brief The command service's consumer group of @p st's aggregate, into @p out. */
+void wt_command_group(const wt_stack_t *st, char *out, size_t outsz);
+/**
+ * @brief Commit @p offsets (partitions 0 .. @p n - 1 of the commands topic) for
+ *        the command service's group, as an operator's reset would; retried
+ *        while a member's session lasts, up to @p timeout_s.
+ */
+bool wt_commit_group_offsets(const wt_stack_t *st, const int64_t *offsets, int n, int timeout_s);
 
 /**
  * @brief Wait until the command service's group has committed the end of

@@ -199,6 +199,7 @@ typedef struct restore_s {
     int64_t next_ev;    /* the first events offset no restored state reflects */
     int64_t next_state; /* the offset after the last record read */
     size_t nrecords;    /* state records applied */
+    int64_t commands;   /* the last record's commands offset (-1: none read) */
 } restore_t;
 
 /* Apply partition @p p of <agg>.state, from its beginning to its end, to the store. */
@@ -213,6 +214,8 @@ static es_err_t restore_read(cs_t *cs, int32_t p, restore_t *r, char *errstr, si
         bool marker = false;
         err = m->len ? cs_state_apply(cs, m, &evoff, &marker, errstr, errstr_size) : ES_ERR_OK;
         r->next_state = m->offset + 1;
+        int64_t commands = cs_commands_offset_of(m); /* tombstones carry it too */
+        r->commands = commands >= 0 ? commands : r->commands;
         rd_kafka_message_destroy(m);
         if (err)
             break;
@@ -237,8 +240,10 @@ static es_err_t restore_read(cs_t *cs, int32_t p, restore_t *r, char *errstr, si
 /*
  * Read <agg>.state [p] from @p from to its end into the store, with the
  * baseline note when the marker was read, the offset the next state tail
- * starts at and (@p marked_events: a restore) the events offset the marker
- * covers.
+ * starts at, the commands offset the last transaction read committed (kept
+ * like the store's own: a group offset behind it was moved back, whichever
+ * owner decided there; check_partition) and (@p marked_events: a restore) the
+ * events offset the marker covers.
  */
 static es_err_t state_read(cs_t *cs, int32_t p, int64_t from, bool marked_events, restore_t *r,
                            char *errstr, size_t errstr_size)
@@ -254,6 +259,8 @@ static es_err_t state_read(cs_t *cs, int32_t p, int64_t from, bool marked_events
             cs_state_baseline_mark(batch, p);
         if (r->next_state >= 0)
             es_batch_put_offset(batch, cs->t_state, p, r->next_state);
+        if (r->commands >= 0)
+            es_batch_put_offset(batch, cs->t_cmd, p, r->commands);
         err = cs_overlay_write_with(cs, batch, &p, &r->next_ev, nev, errstr, errstr_size);
         es_batch_destroy(batch);
     }
@@ -267,9 +274,10 @@ static es_err_t state_read(cs_t *cs, int32_t p, int64_t from, bool marked_events
  * states; without it, what was read is kept (true states) but *start stays at
  * the beginning of the events.
  */
-static es_err_t restore(cs_t *cs, int32_t p, int64_t *start, char *errstr, size_t errstr_size)
+static es_err_t restore(cs_t *cs, int32_t p, int64_t *start, bool *read_commands, char *errstr,
+                        size_t errstr_size)
 {
-    restore_t r = {.next_ev = 0, .next_state = -1};
+    restore_t r = {.next_ev = 0, .next_state = -1, .commands = -1};
     int64_t t0 = es_mono_ms();
     es_err_t err = state_read(cs, p, RD_KAFKA_OFFSET_BEGINNING, true, &r, errstr, errstr_size);
     if (err)
@@ -277,6 +285,7 @@ static es_err_t restore(cs_t *cs, int32_t p, int64_t *start, char *errstr, size_
     es_counter_add(cs->c_restored_states, (double)r.nrecords);
     if (r.marker)
         *start = r.next_ev;
+    *read_commands = r.commands >= 0;
     es_log_info("command-service", "restored %s [%d]: %zu state record(s) in %" PRId64 " ms; %s",
                 cs->t_state, p, r.nrecords, es_mono_ms() - t0,
                 r.marker ? "the events after the states follow"
@@ -298,7 +307,8 @@ static es_err_t restore(cs_t *cs, int32_t p, int64_t *start, char *errstr, size_
  * it was kept, or a partition it never wrote) reads the partition from its
  * beginning once, as a restore does.
  */
-static es_err_t state_tail(cs_t *cs, int32_t p, char *errstr, size_t errstr_size)
+static es_err_t state_tail(cs_t *cs, int32_t p, bool *read_commands, char *errstr,
+                           size_t errstr_size)
 {
     int64_t from = RD_KAFKA_OFFSET_BEGINNING, t0 = es_mono_ms();
     es_err_t err = es_store_get_offset(cs->store, cs->t_state, p, &from, errstr, errstr_size);
@@ -306,8 +316,9 @@ static es_err_t state_tail(cs_t *cs, int32_t p, char *errstr, size_t errstr_size
         return err;
     if (err == ES_ERR_NOT_FOUND)
         from = RD_KAFKA_OFFSET_BEGINNING;
-    restore_t r = {.next_ev = 0, .next_state = from};
+    restore_t r = {.next_ev = 0, .next_state = from, .commands = -1};
     err = state_read(cs, p, from, false, &r, errstr, errstr_size);
+    *read_commands = r.commands >= 0;
     if (!err && r.nrecords)
         es_log_info("command-service",
                     "state tail of %s [%d]: %zu record(s) from offset %" PRId64
@@ -316,26 +327,40 @@ static es_err_t state_tail(cs_t *cs, int32_t p, char *errstr, size_t errstr_size
     return err;
 }
 
-/* Bring the store up to the end of <agg>.events partition @p p. */
-static es_err_t catch_up(cs_t *cs, int32_t p, char *errstr, size_t errstr_size)
+static es_err_t check_partition(cs_t *cs, const rd_kafka_topic_partition_t *tp, char *errstr,
+                                size_t errstr_size);
+
+/*
+ * Bring the store up to the end of <agg>.events partition @p tp, the group's
+ * committed offset in @p tp->offset.  The group's offset is checked again
+ * when the states read named a later transaction's commands offset: another
+ * owner's, which this store never kept (a new replica, a lost store).
+ */
+static es_err_t catch_up(cs_t *cs, const rd_kafka_topic_partition_t *tp, char *errstr,
+                         size_t errstr_size)
 {
+    int32_t p = tp->partition;
     int64_t start = RD_KAFKA_OFFSET_BEGINNING;
     const char *from = "the stored offset";
+    bool read_commands = false;
     es_err_t err = es_store_get_offset(cs->store, cs->t_ev, p, &start, errstr, errstr_size);
     if (err && err != ES_ERR_NOT_FOUND)
         return err;
-    if (!err && cs->restore_enabled && (err = state_tail(cs, p, errstr, errstr_size)))
+    if (!err && cs->restore_enabled &&
+        (err = state_tail(cs, p, &read_commands, errstr, errstr_size)))
         return err;
     if (err == ES_ERR_NOT_FOUND) {
         start = RD_KAFKA_OFFSET_BEGINNING;
         from = "the beginning";
         if (cs->restore_enabled) {
-            if ((err = restore(cs, p, &start, errstr, errstr_size)))
+            if ((err = restore(cs, p, &start, &read_commands, errstr, errstr_size)))
                 return err;
             if (start != RD_KAFKA_OFFSET_BEGINNING)
                 from = "the restored states' offset";
         }
     }
+    if (read_commands && (err = check_partition(cs, tp, errstr, errstr_size)))
+        return err;
     if (cs->restore_enabled && !cs_state_has_baseline(cs, p))
         cs_state_need_baseline(cs, p); /* written from the loop, once caught up (state.c) */
     if ((err = catchup_assign(cs, cs->t_ev, p, start, errstr, errstr_size)))
@@ -419,8 +444,9 @@ static es_err_t check_partition(cs_t *cs, const rd_kafka_topic_partition_t *tp, 
         tp->offset < decided) {
         snprintf(errstr, errstr_size,
                  "group %.120s's committed offset on %.120s [%d] is %" PRId64 ", behind %" PRId64
-                 ", where this store's last transaction there ended: the group's offset was "
-                 "moved back (a reset?), and from there commands would be decided again. Stop "
+                 ", where the last transaction this store knows of there ended: the group's "
+                 "offset was moved back (a reset?), and from there commands would be decided "
+                 "again. Stop "
                  "every instance, set the group's offsets to the end (kafka-consumer-groups.sh "
                  "--reset-offsets --to-latest; not below %" PRId64 ", docs/write-side.md) and "
                  "start again",
@@ -463,10 +489,9 @@ static es_err_t check_partition(cs_t *cs, const rd_kafka_topic_partition_t *tp, 
  * group's offset back.  The service stays not ready, naming the partition and
  * the remedy, and tries again with each recovery.
  */
-static es_err_t check_group_offsets(cs_t *cs, const rd_kafka_topic_partition_list_t *parts,
-                                    char *errstr, size_t errstr_size)
+static es_err_t check_group_offsets(cs_t *cs, rd_kafka_topic_partition_list_t *tl, char *errstr,
+                                    size_t errstr_size)
 {
-    rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_copy(parts);
     rd_kafka_resp_err_t kerr =
         rd_kafka_committed(es_consumer_rk(cs->cons), tl, ES_KAFKA_TIMEOUT_MS);
     es_err_t err = ES_ERR_OK;
@@ -477,7 +502,6 @@ static es_err_t check_group_offsets(cs_t *cs, const rd_kafka_topic_partition_lis
                  rd_kafka_err2str(kerr));
         err = ES_ERR_KAFKA;
     }
-    rd_kafka_topic_partition_list_destroy(tl);
     return err;
 }
 
@@ -493,16 +517,18 @@ void cs_on_rebalance(void *opaque, bool assign, rd_kafka_topic_partition_list_t 
         return;
     }
     cs_set_not_ready(cs, "catching up %d partition(s) of %s", parts->cnt, cs->t_ev);
-    if (check_group_offsets(cs, parts, errstr, sizeof(errstr)) && !*cs->stop) {
+    rd_kafka_topic_partition_list_t *committed = rd_kafka_topic_partition_list_copy(parts);
+    if (check_group_offsets(cs, committed, errstr, sizeof(errstr)) && !*cs->stop) {
         cs->fatal = true;
         snprintf(cs->fatal_reason, sizeof(cs->fatal_reason), "%s", errstr);
     }
-    for (int i = 0; i < parts->cnt && !cs->fatal; i++) {
-        if (catch_up(cs, parts->elems[i].partition, errstr, sizeof(errstr)) && !*cs->stop) {
+    for (int i = 0; i < committed->cnt && !cs->fatal; i++) {
+        if (catch_up(cs, &committed->elems[i], errstr, sizeof(errstr)) && !*cs->stop) {
             cs->fatal = true;
             snprintf(cs->fatal_reason, sizeof(cs->fatal_reason), "catch-up: %s", errstr);
         }
     }
+    rd_kafka_topic_partition_list_destroy(committed);
     es_log_info("command-service", "assigned %d partition(s) of %s", parts->cnt, cs->t_cmd);
     if (!cs->fatal && !*cs->stop) /* a stop ends a catch-up short of the end */
         cs_caught_up(cs);

@@ -26,12 +26,17 @@
  * baseline (state.c).  The store records this layout as "command-service/3"
  * (connect.c): change that name with the layout, and an old store is
  * refused with the remedy instead of misread.
+ *
+ * Also here, with the state records' offsets: the commands offset each state
+ * record carries in its header, what the transaction commits for the group
+ * there (catchup.c compares the last one read with the group's offset).
  */
 #include "service_int.h"
 
 #include "escqrs/mem.h"
 #include "escqrs/util.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -280,6 +285,45 @@ static es_err_t dirty_write(cs_t *cs, es_batch_t *batch, es_buf_t *val, char *er
         e->dirty = false;
     }
     return ES_ERR_OK;
+}
+
+/* The commands offset a state record carries (service_int.h, CS_COMMANDS_OFFSET_HEADER). */
+rd_kafka_headers_t *cs_commands_offset_header(const cs_t *cs, int32_t p)
+{
+    const rd_kafka_topic_partition_list_t *l = cs->txn_offsets;
+    for (int i = 0; l && i < l->cnt; i++) {
+        if (l->elems[i].partition != p || l->elems[i].offset < 0)
+            continue;
+        char v[24];
+        int n = snprintf(v, sizeof(v), "%" PRId64, l->elems[i].offset);
+        rd_kafka_headers_t *h = rd_kafka_headers_new(1);
+        rd_kafka_header_add(h, CS_COMMANDS_OFFSET_HEADER, -1, v, n);
+        return h;
+    }
+    return NULL;
+}
+
+void cs_headers_destroy(rd_kafka_headers_t *h)
+{
+    if (h)
+        rd_kafka_headers_destroy(h);
+}
+
+int64_t cs_commands_offset_of(const rd_kafka_message_t *m)
+{
+    rd_kafka_headers_t *h = NULL;
+    const void *v = NULL;
+    size_t len = 0;
+    char text[24];
+    if (rd_kafka_message_headers(m, &h) ||
+        rd_kafka_header_get_last(h, CS_COMMANDS_OFFSET_HEADER, &v, &len) || !v ||
+        len >= sizeof(text))
+        return -1;
+    memcpy(text, v, len);
+    text[len] = '\0';
+    char *end = NULL;
+    long long off = strtoll(text, &end, 10);
+    return end == text + len && len && off >= 0 ? (int64_t)off : -1;
 }
 
 /* The state records' offsets ride with the store write that follows their commit. */

@@ -123,6 +123,9 @@ struct cs_s {
      * (catchup.c, "the state tail") */
     int64_t *state_next;
     char state_tag; /* its address marks a state record's delivery report */
+    /* the commands offsets the open transaction sends (a batch's, a baseline's fence):
+     * every <agg>.state record carries its partition's (overlay.c, cs_commands_offset_header) */
+    const rd_kafka_topic_partition_list_t *txn_offsets;
 
     atomic_bool ready;
     atomic_int generation; /* bumped on every rebalance */
@@ -162,6 +165,14 @@ es_txn_rc_t cs_commit_transaction(cs_t *cs, const char *what, char *errstr, size
 void cs_state_put_offsets(cs_t *cs, es_batch_t *batch);
 /* Forget the state records' offsets of a transaction that did not commit. */
 void cs_state_offsets_clear(cs_t *cs);
+/* The header of a <agg>.state record of partition @p p: the commands offset the open
+ * transaction commits there (NULL when it sends none).  The last record a catch-up
+ * reads says how far the group's offset got; one committed behind it was moved back. */
+#define CS_COMMANDS_OFFSET_HEADER "commands-offset"
+rd_kafka_headers_t *cs_commands_offset_header(const cs_t *cs, int32_t p);
+void cs_headers_destroy(rd_kafka_headers_t *h); /* NULL: nothing */
+/* The value of that header in @p m (-1: none, a record written before it was). */
+int64_t cs_commands_offset_of(const rd_kafka_message_t *m);
 void cs_overlay_init(cs_t *cs);
 void cs_overlay_clear(cs_t *cs);
 void cs_overlay_free(cs_t *cs);

@@ -39,9 +39,8 @@
  * new outcome pushes out, so compaction bounds the topic, and the store
  * forgets it in the same write (cs_idem_forget()), so the store is bounded
  * too: older outcomes are forgotten, with or without a restore
- * (docs/write-side.md, "Known limits").  Until
- * issue 17, the aggregate's record carried the whole window: about 10 KB
- * written to Kafka and to the store for every command of a busy aggregate.
+ * (docs/write-side.md, "Known limits").  Every record carries the commands
+ * offset its transaction commits (header "commands-offset", catchup.c).
  */
 #include "service_int.h"
 
@@ -155,7 +154,7 @@ static es_err_t state_value(cs_t *cs, const char *id, const agg_ent_t *a, const 
 }
 
 /* One <agg>.state record under @p key: cs->state_value encoded into @p buf, or a
- * tombstone (@p tombstone). */
+ * tombstone (@p tombstone); with the transaction's commands offset (overlay.c). */
 static es_err_t state_record(cs_t *cs, const void *key, size_t keylen, int32_t partition,
                              bool tombstone, es_buf_t *buf, es_record_t *rec, char *errstr,
                              size_t errstr_size)
@@ -170,6 +169,7 @@ static es_err_t state_record(cs_t *cs, const void *key, size_t keylen, int32_t p
         .keylen = keylen,
         .value = buf->data,
         .valuelen = buf->len,
+        .headers = err ? NULL : cs_commands_offset_header(cs, partition),
         .msg_opaque = &cs->state_tag, /* its offset comes back in cs->state_next */
     };
     return err;
@@ -184,8 +184,8 @@ static es_err_t state_put(cs_t *cs, const void *key, size_t keylen, int32_t part
     es_record_t rec;
     es_err_t err =
         state_record(cs, key, keylen, partition, tombstone, &buf, &rec, errstr, errstr_size);
-    if (!err)
-        err = es_producer_send_record(cs->prod, &rec, ES_SEND_WAIT, errstr, errstr_size);
+    if (!err && (err = es_producer_send_record(cs->prod, &rec, ES_SEND_WAIT, errstr, errstr_size)))
+        cs_headers_destroy(rec.headers); /* taken on success only */
     es_buf_free(&buf);
     return err;
 }
@@ -221,13 +221,14 @@ bool cs_state_fits(cs_t *cs, const char *id, const agg_ent_t *a)
 {
     char errstr[256];
     es_buf_t buf = {0};
-    es_record_t rec;
+    es_record_t rec = {0}; /* its headers too, when state_value() fails */
     agg_ent_t worst = *a;
     worst.ev_offset = INT64_MAX; /* its last event's offset is known after the flush only */
     bool fits = !state_value(cs, id, &worst, NULL, errstr, sizeof(errstr)) &&
                 !state_record(cs, id, strlen(id), a->partition, false, &buf, &rec, errstr,
                               sizeof(errstr)) &&
                 es_producer_fits(cs->prod, &rec);
+    cs_headers_destroy(rec.headers);
     es_buf_free(&buf);
     return fits;
 }
@@ -247,10 +248,11 @@ static es_err_t aggregate_send(cs_t *cs, const char *id, const agg_ent_t *a, int
                  "the state record of %s (%zu bytes) is over message.max.bytes: the batch is "
                  "decided again, the command that grows it that far rejected (aggregate_too_large)",
                  id, es_record_wire_size(&rec));
+        cs_headers_destroy(rec.headers);
         err = ES_ERR_INVALID_ARG;
     }
-    if (!err)
-        err = es_producer_send_record(cs->prod, &rec, ES_SEND_WAIT, errstr, errstr_size);
+    if (!err && (err = es_producer_send_record(cs->prod, &rec, ES_SEND_WAIT, errstr, errstr_size)))
+        cs_headers_destroy(rec.headers); /* taken on success only */
     es_buf_free(&buf);
     return err;
 }
@@ -537,6 +539,7 @@ static es_txn_rc_t baseline_write(cs_t *cs, int32_t p, int gen, char *errstr, si
     if (fence_offsets(cs, p, &fence, errstr, errstr_size))
         return ES_TXN_FATAL;
     cs_state_offsets_clear(cs);
+    cs->txn_offsets = fence; /* the marker's and the states' header */
     if ((rc = es_txn_begin(cs->prod, errstr, errstr_size)))
         goto out;
     rc = baseline_states(cs, p, gen, fence, &n, errstr, errstr_size);
@@ -561,6 +564,7 @@ static es_txn_rc_t baseline_write(cs_t *cs, int32_t p, int gen, char *errstr, si
                     cs->t_state, p, n, next_ev, es_mono_ms() - t0);
     }
 out:
+    cs->txn_offsets = NULL;
     rd_kafka_topic_partition_list_destroy(fence);
     return rc;
 }

@@ -203,7 +203,9 @@ es_txn_rc_t cs_batch_process(cs_t *cs, rd_kafka_message_t **msgs, size_t n)
     rd_kafka_topic_partition_list_t *offsets = consumed_offsets(msgs, n);
     cs->npend = cs->nev = 0;
     cs_state_offsets_clear(cs); /* an aborted transaction's records are no position */
+    cs->txn_offsets = offsets;
     es_txn_rc_t rc = run_transaction(cs, msgs, n, offsets);
+    cs->txn_offsets = NULL;
     if (rc == ES_TXN_OK) {
         rc = write_store(cs, offsets);
     } else if (rc == ES_TXN_ABORT) {

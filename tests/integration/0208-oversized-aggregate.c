@@ -16,16 +16,14 @@
  * come at the item the limit decides — by the test's own model of the cart's
  * stored state (examples/cart/cart.c's JSON, its size computed here) and the
  * record's framing (36 bytes, the key, the AggregateState fields around the
- * state bytes): not before the state would exceed the limit with the least
- * framing, not after it exceeded it with the least.  Then: a command on
- * another cart, two items removed from the full cart, the refused item added
- * again (it fits now), and the cart filled again until a refusal, bounded
- * the same way (the aggregate is watched now: checked command by command,
- * without a second abort; the check counts its last event's offset at its
- * largest, so it may refuse up to 9 bytes early).  The log's events of the
- * full cart must be exactly the accepted items (versions 1..n, quantities
- * identifying them), its last state record at the last accepted version,
- * each command one outcome; at most one transaction aborted; /readyz 200.
+ * state bytes, the commands-offset header): not before the state would exceed the limit with the
+ * least framing, not after it exceeded it with the least.  Then: a command on another cart, two
+ * items removed from the full cart, the refused item added again (it fits now), and the cart filled
+ * again until a refusal, bounded the same way (the aggregate is watched now: checked command by
+ * command, without a second abort; the check counts its last event's offset at its largest, so it
+ * may refuse up to 9 bytes early).  The log's events of the full cart must be exactly the accepted
+ * items (versions 1..n, quantities identifying them), its last state record at the last accepted
+ * version, each command one outcome; at most one transaction aborted; /readyz 200.
  */
 #include "testutil.h"
 #include "writetest.h"
@@ -78,11 +76,14 @@ static size_t model_state_bytes(const int *items, int n)
 
 /* The record's framing around the state bytes, least and most: librdkafka's
  * 36, the key, the wire format's 5, the aggregate id, version, offset, the
- * state's length and an empty `recent` array (Avro varints of 1 to 10 bytes). */
+ * state's length and an empty `recent` array (Avro varints of 1 to 10 bytes),
+ * and the header "commands-offset" (two 1-byte lengths, its 15 bytes, a value
+ * of 1 to 19 digits). */
 static size_t framing(bool most)
 {
     size_t id = strlen(CART);
-    return 36 + id + 5 + (1 + id) + (most ? 10 + 10 + 3 : 1 + 1 + 2) + 1;
+    size_t header = 1 + 15 + 1 + (most ? 19 : 1);
+    return 36 + id + 5 + (1 + id) + (most ? 10 + 10 + 3 : 1 + 1 + 2) + 1 + header;
 }
 
 static const char *reason_of(json_t *ans)

@@ -83,11 +83,7 @@ static void test_open_transaction(void)
             usleep(100 * 1000);
     }
     CU_ASSERT_TRUE(waiting);
-    int ready = 0, asked = 0;
-    for (int64_t t0 = es_mono_ms(); es_mono_ms() - t0 < SAMPLE_MS; asked++) {
-        ready += wt_get(&st.cs, "/readyz", NULL) == 200;
-        usleep(100 * 1000);
-    }
+    int asked = 0, ready = wt_count_ready(&st.cs, SAMPLE_MS, &asked);
     printf("\n  RESULT /readyz while a transaction was open on the partition: %d of %d said 200\n",
            ready, asked);
     CU_ASSERT_EQUAL(ready, 0);

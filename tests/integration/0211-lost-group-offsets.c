@@ -27,6 +27,11 @@
  * <agg>.commands deleted and created again: the group has no offset on the
  * new topic, refused as lost; set to the new topic's end, the service must go
  * on (the offsets its store kept belong to the old topic, past the new end).
+ * Last, the reset to 0 again, but the service started on an empty store (a
+ * new replica, a lost volume): it never decided there, so only the commands
+ * offset the last <agg>.state record carries can tell the reset; refused
+ * alike (before it, the restore's states and offset 0 decided deposits 1-3
+ * again).
  */
 #include "testutil.h"
 #include "writetest.h"
@@ -39,16 +44,11 @@
 
 #define SAMPLE_MS 5000
 
-static void group_name(const wt_stack_t *st, char *out, size_t outsz)
-{
-    snprintf(out, outsz, "%s%s.command-service", st->prefix, st->agg);
-}
-
 /* Delete the service's group: refused while its static member's session lasts. */
 static bool delete_group(const wt_stack_t *st, int timeout_s)
 {
     char group[300], errstr[512];
-    group_name(st, group, sizeof(group));
+    wt_command_group(st, group, sizeof(group));
     rd_kafka_conf_t *c = rd_kafka_conf_new();
     rd_kafka_conf_set(c, "bootstrap.servers", es_test_bootstrap(), NULL, 0);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, errstr, sizeof(errstr));
@@ -116,26 +116,10 @@ static bool delete_commands_topic(const wt_stack_t *st, int timeout_s)
  * reset to the latest or to the earliest does. */
 static bool commit_offsets(const wt_stack_t *st, bool to_end, int timeout_s)
 {
-    char group[300], topic[300];
-    int64_t committed[64], end[64];
-    group_name(st, group, sizeof(group));
-    snprintf(topic, sizeof(topic), "%s%s.commands", st->prefix, st->agg);
+    int64_t committed[64], end[64], zero[64] = {0};
     int parts = wt_command_offsets(st, committed, end, 64);
     CU_ASSERT_FATAL(parts > 0);
-    rd_kafka_t *rk = es_test_consumer(group); /* never subscribes: a simple commit */
-    rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(parts);
-    for (int p = 0; p < parts; p++)
-        rd_kafka_topic_partition_list_add(tl, topic, p)->offset = to_end ? end[p] : 0;
-    rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR__FAIL;
-    int64_t t0 = es_mono_ms(); /* refused while a member's session lasts */
-    while (err && es_mono_ms() - t0 < timeout_s * 1000)
-        if ((err = rd_kafka_commit(rk, tl, 0)))
-            sleep(1);
-    if (err)
-        fprintf(stderr, "  commit for %s: %s\n", group, rd_kafka_err2str(err));
-    rd_kafka_topic_partition_list_destroy(tl);
-    rd_kafka_destroy(rk);
-    return !err;
+    return wt_commit_group_offsets(st, to_end ? end : zero, parts, timeout_s);
 }
 
 static int post(const wt_stack_t *st, const char *path, const char *body, const char *key,
@@ -150,7 +134,7 @@ static int post(const wt_stack_t *st, const char *path, const char *body, const 
 }
 
 /* How the group's offsets are damaged while the service is down. */
-typedef enum { GROUP_DELETED, RESET_TO_ZERO, TOPIC_RECREATED } damage_t;
+typedef enum { GROUP_DELETED, RESET_TO_ZERO, TOPIC_RECREATED, RESET_ON_A_NEW_STORE } damage_t;
 
 /*
  * a1 opened and given 5 deposits; the service stopped and the group's offsets
@@ -181,6 +165,11 @@ static void refused_then_reset(damage_t damage, const char *words)
         CU_ASSERT_EQUAL(wt_stop(&st.gw), 0);
         CU_ASSERT_TRUE_FATAL(delete_commands_topic(&st, 90));
     } else {
+        if (damage == RESET_ON_A_NEW_STORE) {
+            char cmd[700];
+            snprintf(cmd, sizeof(cmd), "rm -rf '%s/store'", st.dir);
+            CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
+        }
         CU_ASSERT_TRUE_FATAL(damage == GROUP_DELETED ? delete_group(&st, 90)
                                                      : commit_offsets(&st, false, 90));
         int64_t committed[64], end[64];
@@ -193,11 +182,7 @@ static void refused_then_reset(damage_t damage, const char *words)
     bool said = wt_wait_not_ready_because(&st.cs, words, 90);
     printf("\n  RESULT /readyz said \"%s\": %s\n", words, said ? "yes" : "no");
     CU_ASSERT_TRUE(said);
-    int ready = 0, asked = 0;
-    for (int64_t t0 = es_mono_ms(); es_mono_ms() - t0 < SAMPLE_MS; asked++) {
-        ready += wt_get(&st.cs, "/readyz", NULL) == 200;
-        usleep(100 * 1000);
-    }
+    int asked = 0, ready = wt_count_ready(&st.cs, SAMPLE_MS, &asked);
     printf("  RESULT /readyz meanwhile: %d of %d said 200\n", ready, asked);
     CU_ASSERT_EQUAL(ready, 0);
     wt_assert_versions(&st, "a1", 6); /* nothing decided again */
@@ -230,6 +215,12 @@ static void test_offsets_moved_back(void)
     refused_then_reset(RESET_TO_ZERO, "was moved back");
 }
 
+/* A new replica's store never decided on the partitions: the state records tell. */
+static void test_moved_back_on_a_new_store(void)
+{
+    refused_then_reset(RESET_ON_A_NEW_STORE, "was moved back");
+}
+
 /* The store's kept offsets belong to the old topic: once the offsets are set to the new
  * topic's end, the service must go on (not take them for a reset behind its own). */
 static void test_commands_topic_recreated(void)
@@ -246,6 +237,8 @@ int main(void)
          test_offsets_moved_back},
         {"commands topic created again: refused as lost, goes on from the new topic's end",
          test_commands_topic_recreated},
+        {"group offsets moved back, the service on an empty store: refused all the same",
+         test_moved_back_on_a_new_store},
         {NULL, NULL},
     };
     return es_test_run("0211-lost-group-offsets", cases);
