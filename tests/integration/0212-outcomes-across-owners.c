@@ -81,6 +81,17 @@ static void two_instances(wt_stack_t *a, wt_stack_t *b)
     memset(&b->cs, 0, sizeof(b->cs));
 }
 
+/* Instance A (with @p extra set, unless NULL) and the gateway up; a1 opened, 100 deposited. */
+static void open_a1_on_a(wt_stack_t *a, const char *extra)
+{
+    start_owner(a, "a", extra);
+    wt_start_gateway(a, NULL, 0);
+    wt_wait_ready(&a->gw, 90);
+    CU_ASSERT_EQUAL(post(a, "/v1/accounts/a1/open", "{\"owner\":\"o\"}", "open-1", NULL, 0), 200);
+    CU_ASSERT_EQUAL(
+        post(a, "/v1/accounts/a1/deposit", "{\"amount_cents\":100}", "deposit-1", NULL, 0), 200);
+}
+
 static void test_rejection_survives_a_move(void)
 {
     wt_stack_t a, b;
@@ -88,12 +99,7 @@ static void test_rejection_survives_a_move(void)
     const char *withdraw = "{\"amount_cents\":500}";
     two_instances(&a, &b);
 
-    start_owner(&a, "a", NULL);
-    wt_start_gateway(&a, NULL, 0);
-    wt_wait_ready(&a.gw, 90);
-    CU_ASSERT_EQUAL(post(&a, "/v1/accounts/a1/open", "{\"owner\":\"o\"}", "open-1", NULL, 0), 200);
-    CU_ASSERT_EQUAL(
-        post(&a, "/v1/accounts/a1/deposit", "{\"amount_cents\":100}", "deposit-1", NULL, 0), 200);
+    open_a1_on_a(&a, NULL);
     CU_ASSERT_EQUAL(wt_stop(&a.cs), 0);
 
     start_owner(&b, "b", NULL);
@@ -137,12 +143,7 @@ static void test_reset_behind_another_owner(void)
     char why[256] = "";
     int64_t left[64], end[64];
     two_instances(&a, &b);
-    start_owner(&a, "a", WINDOW);
-    wt_start_gateway(&a, NULL, 0);
-    wt_wait_ready(&a.gw, 90);
-    CU_ASSERT_EQUAL(post(&a, "/v1/accounts/a1/open", "{\"owner\":\"o\"}", "open-1", NULL, 0), 200);
-    CU_ASSERT_EQUAL(
-        post(&a, "/v1/accounts/a1/deposit", "{\"amount_cents\":100}", "deposit-1", NULL, 0), 200);
+    open_a1_on_a(&a, WINDOW);
     CU_ASSERT_TRUE(wt_wait_group_at_end(&a, 30, why, sizeof(why)));
     CU_ASSERT_EQUAL(wt_stop(&a.cs), 0);
     int parts = wt_command_offsets(&a, left, end, 64);
