@@ -667,10 +667,11 @@ bool rt_wait_ready_status(rt_proc_t *p, int want, int timeout_s, char *reason, s
     return false;
 }
 
-/* Every record produced is applied: the projector's applied offsets reach the
- * end of every partition as the producer saw it (its own high watermarks may
- * be stale while it waits). */
-bool rt_wait_applied_to_end(rt_proc_t *p, rt_topic_t *tp, int timeout_s)
+/* Every record produced is applied: projection @p name's (NULL: the first
+ * listed) applied offsets reach the end of every partition as the producer
+ * saw it (the projector's own high watermarks may be stale while it waits:
+ * "applied = high" right after a rebuild's swap, events still to come). */
+bool rt_wait_projection_at_end(rt_proc_t *p, const char *name, rt_topic_t *tp, int timeout_s)
 {
     int64_t end[64] = {0};
     for (size_t i = 0; i < tp->n; i++)
@@ -679,9 +680,15 @@ bool rt_wait_applied_to_end(rt_proc_t *p, rt_topic_t *tp, int timeout_s)
     for (int i = 0; i < timeout_s * 5; i++) {
         json_t *b = NULL;
         bool done = false;
-        if (rt_http(p, "GET", "/admin/projections", &b) == 200) {
-            json_t *parts =
-                json_object_get(json_array_get(json_object_get(b, "projections"), 0), "partitions");
+        if (name) {
+            b = rt_projection(p, name);
+        } else if (rt_http(p, "GET", "/admin/projections", &b) != 200) {
+            json_decref(b);
+            b = NULL;
+        }
+        if (b) {
+            json_t *o = name ? b : json_array_get(json_object_get(b, "projections"), 0);
+            json_t *parts = json_object_get(o, "partitions");
             done = json_array_size(parts) == (size_t)tp->partitions;
             for (size_t k = 0; k < json_array_size(parts); k++) {
                 json_t *pp = json_array_get(parts, k);
@@ -696,6 +703,11 @@ bool rt_wait_applied_to_end(rt_proc_t *p, rt_topic_t *tp, int timeout_s)
         usleep(200 * 1000);
     }
     return false;
+}
+
+bool rt_wait_applied_to_end(rt_proc_t *p, rt_topic_t *tp, int timeout_s)
+{
+    return rt_wait_projection_at_end(p, NULL, tp, timeout_s);
 }
 
 size_t rt_carts_differing(rt_proc_t *p, es_sim_t *sim, const char *view)

@@ -109,6 +109,8 @@ bool rt_wait_ready_status(rt_proc_t *p, int want, int timeout_s, char *reason, s
 /** @brief The first projection's applied offsets reach the end of every partition of @p tp as
  *         its producer saw it, within @p timeout_s. */
 bool rt_wait_applied_to_end(rt_proc_t *p, rt_topic_t *tp, int timeout_s);
+/** @brief The same for projection @p name (NULL: the first listed). */
+bool rt_wait_projection_at_end(rt_proc_t *p, const char *name, rt_topic_t *tp, int timeout_s);
 /** @brief How many carts of @p sim's model @p p answers otherwise than the model (GET
  *         /v1/carts/{id}, of frozen view @p view unless NULL; the first three are printed). */
 size_t rt_carts_differing(rt_proc_t *p, es_sim_t *sim, const char *view);

@@ -318,8 +318,10 @@ static void test_rebuild_without_downtime(void)
     }
     for (int i = 0; i < 3; i++)
         CU_ASSERT_TRUE(wait_generation(&proc, names[i], g0[i] + 1, 180000));
-    for (int i = 0; i < 3; i++)
-        CU_ASSERT_TRUE(rt_wait_caught_up(&proc, names[i], 120000));
+    for (int i = 0; i < 3; i++) /* not rt_wait_caught_up: right after a swap the new live
+                                 * loop's high watermark may be its last fetch's, events still
+                                 * to come (a release build stopped cart_view short: 6 December) */
+        CU_ASSERT_TRUE(rt_wait_projection_at_end(&proc, names[i], i < 2 ? &cart : &accounts, 120));
     /* The finished rebuilds report what they did: a shadow folds every event
      * that was in the log when its rebuild began, and at most every event
      * produced since (those after its swap go to it as the live store).  Until
