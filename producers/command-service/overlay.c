@@ -36,6 +36,7 @@
 #include "escqrs/mem.h"
 #include "escqrs/util.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -311,19 +312,12 @@ void cs_headers_destroy(rd_kafka_headers_t *h)
 
 int64_t cs_commands_offset_of(const rd_kafka_message_t *m)
 {
-    rd_kafka_headers_t *h = NULL;
-    const void *v = NULL;
-    size_t len = 0;
-    char text[24];
-    if (rd_kafka_message_headers(m, &h) ||
-        rd_kafka_header_get_last(h, CS_COMMANDS_OFFSET_HEADER, &v, &len) || !v ||
-        len >= sizeof(text))
+    char text[32], *end = NULL;
+    if (es_header_get(m, CS_COMMANDS_OFFSET_HEADER, text, sizeof(text)) || !text[0])
         return -1;
-    memcpy(text, v, len);
-    text[len] = '\0';
-    char *end = NULL;
+    errno = 0;
     long long off = strtoll(text, &end, 10);
-    return end == text + len && len && off >= 0 ? (int64_t)off : -1;
+    return !*end && !errno && off >= 0 ? (int64_t)off : -1;
 }
 
 /* The state records' offsets ride with the store write that follows their commit. */
