@@ -76,6 +76,7 @@ static void runner_init(es_projector_t *pj, pj_runner_t *r, const es_proj_def_t 
     snprintf(r->dir, sizeof(r->dir), "%s/%s", root, def->name);
     r->store_opts = pj->store_opts;
     r->store_opts.write_once = pj_builtin_kind(def) != PJ_BUILTIN_NONE; /* keys never rewritten */
+    r->store_opts.scans_only = pj_builtin_kind(def) == PJ_BUILTIN_HISTORY; /* pages, as_of: scans */
     runner_metrics(pj, r);
     /* the audit reads the outcomes; every other projection the events */
     es_topic_kind_t kind =

@@ -26,7 +26,10 @@ audit", docs/operations.md, "Tracing").
   6. Frozen views of both as of the second event's time hold exactly what was there then.
   7. The history and the audit survive kill -9 of the projector, and a blue/green rebuild
      of both ends with the same answers and digests.
+  8. The history's store, read by ranges only, builds no Bloom filters; the audit's and
+     the view's, which point reads use, do (their RocksDB OPTIONS files).
 """
+import glob
 import json
 import os
 import re
@@ -320,6 +323,18 @@ def check_survives(p, cart, ev, cm):
     check(ev3 == ev and cm3 == cm, "after the rebuild: the same history and audit")
 
 
+def check_store_filters(tmp):
+    for name, filters in (("cart_history", False), ("cart_commands", True), ("cart_view", True)):
+        files = glob.glob(os.path.join(tmp, "pj", name, "*", "OPTIONS-*"))
+        said = set()
+        for f in files:
+            with open(f) as fh:
+                said |= set(re.findall(r"^\s*filter_policy=(\w+)$", fh.read(), re.M))
+        want = {"bloomfilter"} if filters else {"nullptr"}
+        check(files and said == want, "%s's store: filter_policy %s in %d OPTIONS files, %s wanted"
+              % (name, sorted(said), len(files), sorted(want)))
+
+
 def main():
     prefix = "it0308-%s." % uuid.uuid4().hex[:8]
     cart = "cart-%s" % uuid.uuid4().hex[:8]
@@ -342,6 +357,7 @@ def main():
             check_as_of(p, cart, ev)
             check_frozen(p, cart, ev, cm)
             check_survives(p, cart, ev, cm)
+            check_store_filters(tmp)
         except Abort as e:
             check(False, "aborted: %s" % e)
         except Exception:  # a bug of the test or an answer of the wrong shape: a failure

@@ -171,8 +171,8 @@ static void test_format_version(void)
     CU_ASSERT_EQUAL(es_store_destroy_path(legacy, errstr, sizeof(errstr)), ES_ERR_OK);
 }
 
-/* The compaction style RocksDB recorded for the store at @p dir (its newest OPTIONS file). */
-static bool written_universal(const char *dir)
+/* Whether the newest OPTIONS file RocksDB wrote for the store at @p dir has line @p line. */
+static bool options_say(const char *dir, const char *line)
 {
     char newest[256] = "", file[1024], text[65536];
     DIR *d = opendir(dir);
@@ -187,8 +187,28 @@ static bool written_universal(const char *dir)
     size_t n = fread(text, 1, sizeof(text) - 1, f);
     fclose(f);
     text[n] = '\0';
-    CU_ASSERT_PTR_NOT_NULL(strstr(text, "compaction_style=kCompaction"));
-    return strstr(text, "compaction_style=kCompactionStyleUniversal") != NULL;
+    for (char *at = text; (at = strstr(at, line)); at++)
+        if ((at == text || at[-1] == ' ') && (at[strlen(line)] == '\n'))
+            return true;
+    return false;
+}
+
+/* The compaction style RocksDB recorded for the store at @p dir. */
+static bool written_universal(const char *dir)
+{
+    CU_ASSERT_TRUE(options_say(dir, "compaction_style=kCompactionStyleUniversal") ||
+                   options_say(dir, "compaction_style=kCompactionStyleLevel"));
+    return options_say(dir, "compaction_style=kCompactionStyleUniversal");
+}
+
+/* Whether the store at @p dir builds Bloom filters (tables' and the memtables'). */
+static bool written_with_filters(const char *dir)
+{
+    bool table = options_say(dir, "filter_policy=bloomfilter");
+    bool memtable = !options_say(dir, "memtable_prefix_bloom_size_ratio=0.000000");
+    CU_ASSERT_EQUAL(table, memtable);
+    CU_ASSERT_TRUE(table || options_say(dir, "filter_policy=nullptr"));
+    return table;
 }
 
 /* @p n keys "w<i>" from @p from (200-byte values, batches of 1000), scattered over the keys. */
@@ -223,27 +243,27 @@ static int count_scattered(es_store_t *st, int n)
 }
 
 /*
- * A history's store compacts by merging sorted runs, a view's level by
- * level; a store written one way opens and keeps every key the other way
- * (an upgrade opens histories built before write_once existed).  60 000
- * keys of 200 bytes in 4 MiB memtables: several flushes, and compactions.
+ * A store written with the default options opens with @p other, keeps
+ * every key and takes more, then opens with the default options again and
+ * still holds them all; @p other_written says, from the store's OPTIONS
+ * file, whether it was last opened with @p other.  60 000 keys of 200
+ * bytes in 4 MiB memtables: several flushes, and compactions.
  */
-static void test_write_once_switches_compaction(void)
+static void check_either_way(const char *suffix, const es_store_opts_t *other,
+                             bool (*other_written)(const char *dir))
 {
     char dir[512];
-    es_store_opts_t once = opts;
-    once.write_once = true;
-    snprintf(dir, sizeof(dir), "%s-once", path);
+    snprintf(dir, sizeof(dir), "%s-%s", path, suffix);
 
     es_store_t *st = es_store_open(dir, &opts, errstr, sizeof(errstr));
     CU_ASSERT_PTR_NOT_NULL_FATAL(st);
     put_scattered(st, 0, 30000);
     es_store_close(st);
-    CU_ASSERT_FALSE(written_universal(dir));
+    CU_ASSERT_FALSE(other_written(dir));
 
-    st = es_store_open(dir, &once, errstr, sizeof(errstr));
+    st = es_store_open(dir, other, errstr, sizeof(errstr));
     CU_ASSERT_PTR_NOT_NULL_FATAL(st);
-    CU_ASSERT_TRUE(written_universal(dir));
+    CU_ASSERT_TRUE(other_written(dir));
     CU_ASSERT_EQUAL(count_scattered(st, 30000), 30000);
     put_scattered(st, 30000, 30000);
     CU_ASSERT_EQUAL(count_scattered(st, 60000), 60000);
@@ -251,10 +271,39 @@ static void test_write_once_switches_compaction(void)
 
     st = es_store_open(dir, &opts, errstr, sizeof(errstr));
     CU_ASSERT_PTR_NOT_NULL_FATAL(st);
-    CU_ASSERT_FALSE(written_universal(dir));
+    CU_ASSERT_FALSE(other_written(dir));
     CU_ASSERT_EQUAL(count_scattered(st, 60000), 60000);
     es_store_close(st);
     CU_ASSERT_EQUAL(es_store_destroy_path(dir, errstr, sizeof(errstr)), ES_ERR_OK);
+}
+
+/*
+ * A history's store compacts by merging sorted runs, a view's level by
+ * level; a store written one way opens and keeps every key the other way
+ * (an upgrade opens histories built before write_once existed).
+ */
+static void test_write_once_switches_compaction(void)
+{
+    es_store_opts_t once = opts;
+    once.write_once = true;
+    check_either_way("once", &once, written_universal);
+}
+
+static bool written_without_filters(const char *dir)
+{
+    return !written_with_filters(dir);
+}
+
+/*
+ * A store read by ranges only builds no Bloom filter, and a point read
+ * still finds every key in it; a store written one way reads every key the
+ * other way (an upgrade opens histories built with filters).
+ */
+static void test_scans_only_has_no_filters(void)
+{
+    es_store_opts_t scans = opts;
+    scans.scans_only = true;
+    check_either_way("scans", &scans, written_without_filters);
 }
 
 /* A store holds view keys once one is written, and none again once it is deleted;
@@ -389,6 +438,8 @@ int main(int argc, char **argv)
         {"the format of a store is checked at open", test_format_version},
         {"write_once: merged runs, and either style opens the other's store",
          test_write_once_switches_compaction},
+        {"scans_only: no Bloom filters, and either way reads the other's store",
+         test_scans_only_has_no_filters},
         {"view keys: any key but the store's own", test_holds_view_keys},
         {"without the WAL: a death loses whole batches, persist keeps them", test_wal_off},
         {NULL, NULL},
