@@ -212,14 +212,18 @@ static void set_write_once_compaction(rocksdb_options_t *opts)
  * Folds read many keys that do not exist yet (a new cart, a new sku): a
  * Bloom filter per table and over the memtable answers those without
  * searching every level.  Only point reads use them, and every write pays
- * for them (a hash into the memtable's filter, a filter block built at every
- * flush and merge, cached beside the data), so a store read by ranges only
- * (es_store_opts_t.scans_only: a history) has none.  Measured on
- * cart_history at 5 M events, nine runs of each, alternated: rebuild CPU
- * 3.46 -> 2.87 s per million (medians), peak RSS 185 -> 171 MiB
- * (docs/projector.md, "Benchmark").  Either way opens a store written with
- * the other: a table's filter is used only when the options name one.
+ * (a hash into the memtable's filter, a filter block built at every flush
+ * and merge, cached beside the data), so a store read by ranges only
+ * (es_store_opts_t.scans_only: a history) has none, and 16 KiB blocks: a
+ * scan reads on past its first block anyway, and each block written costs
+ * a compression call (LZ4 clears its 16 KiB table for each), an index entry
+ * and a checksum; a point read would decompress four times as much.
+ * cart_history at 5 M events (docs/projector.md, "Benchmark"): without
+ * filters, rebuild 3.46 -> 2.87 CPU s per million, peak RSS 185 -> 171 MiB;
+ * 16 KiB blocks, 4.30 -> 3.71 s in a slow hour.  Either opens the other's.
  */
+#define SCAN_BLOCK_SIZE (16 * 1024)
+
 static void set_bloom_filters(rocksdb_options_t *opts, rocksdb_block_based_table_options_t *topts)
 {
     rocksdb_block_based_options_set_filter_policy(topts,
@@ -265,7 +269,9 @@ es_err_t es_store_open_err(const char *path, const es_store_opts_t *o, es_store_
     rocksdb_block_based_options_set_block_cache(st->topts,
                                                 get_shared_cache(o ? o->block_cache_mb : 0));
     rocksdb_block_based_options_set_cache_index_and_filter_blocks(st->topts, 1);
-    if (!(o && o->scans_only))
+    if (o && o->scans_only)
+        rocksdb_block_based_options_set_block_size(st->topts, SCAN_BLOCK_SIZE);
+    else
         set_bloom_filters(st->opts, st->topts);
     rocksdb_options_set_block_based_table_factory(st->opts, st->topts);
     st->ropts = rocksdb_readoptions_create();

@@ -26,8 +26,9 @@ audit", docs/operations.md, "Tracing").
   6. Frozen views of both as of the second event's time hold exactly what was there then.
   7. The history and the audit survive kill -9 of the projector, and a blue/green rebuild
      of both ends with the same answers and digests.
-  8. The history's store, read by ranges only, builds no Bloom filters; the audit's and
-     the view's, which point reads use, do (their RocksDB OPTIONS files).
+  8. The history's store, read by ranges only, builds no Bloom filters and writes 16 KiB
+     blocks; the audit's and the view's, which point reads use, keep filters and 4 KiB
+     blocks (their RocksDB OPTIONS files).
 """
 import glob
 import json
@@ -323,15 +324,16 @@ def check_survives(p, cart, ev, cm):
     check(ev3 == ev and cm3 == cm, "after the rebuild: the same history and audit")
 
 
-def check_store_filters(tmp):
-    for name, filters in (("cart_history", False), ("cart_commands", True), ("cart_view", True)):
+def check_store_options(tmp):
+    for name, scans in (("cart_history", True), ("cart_commands", False), ("cart_view", False)):
         files = glob.glob(os.path.join(tmp, "pj", name, "*", "OPTIONS-*"))
         said = set()
         for f in files:
             with open(f) as fh:
-                said |= set(re.findall(r"^\s*filter_policy=(\w+)$", fh.read(), re.M))
-        want = {"bloomfilter"} if filters else {"nullptr"}
-        check(files and said == want, "%s's store: filter_policy %s in %d OPTIONS files, %s wanted"
+                said |= set(re.findall(r"^\s*((?:filter_policy|block_size)=\w+)$", fh.read(), re.M))
+        want = ({"filter_policy=nullptr", "block_size=16384"} if scans else
+                {"filter_policy=bloomfilter", "block_size=4096"})
+        check(files and said == want, "%s's store: %s in %d OPTIONS files, %s wanted"
               % (name, sorted(said), len(files), sorted(want)))
 
 
@@ -357,7 +359,7 @@ def main():
             check_as_of(p, cart, ev)
             check_frozen(p, cart, ev, cm)
             check_survives(p, cart, ev, cm)
-            check_store_filters(tmp)
+            check_store_options(tmp)
         except Abort as e:
             check(False, "aborted: %s" % e)
         except Exception:  # a bug of the test or an answer of the wrong shape: a failure

@@ -201,14 +201,18 @@ static bool written_universal(const char *dir)
     return options_say(dir, "compaction_style=kCompactionStyleUniversal");
 }
 
-/* Whether the store at @p dir builds Bloom filters (tables' and the memtables'). */
-static bool written_with_filters(const char *dir)
+/* Whether the store at @p dir was written for scans: no Bloom filter (tables'
+ * or memtables'), 16 KiB blocks. */
+static bool written_for_scans(const char *dir)
 {
-    bool table = options_say(dir, "filter_policy=bloomfilter");
-    bool memtable = !options_say(dir, "memtable_prefix_bloom_size_ratio=0.000000");
-    CU_ASSERT_EQUAL(table, memtable);
-    CU_ASSERT_TRUE(table || options_say(dir, "filter_policy=nullptr"));
-    return table;
+    bool table_filter = options_say(dir, "filter_policy=bloomfilter");
+    bool memtable_filter = !options_say(dir, "memtable_prefix_bloom_size_ratio=0.000000");
+    bool big_blocks = options_say(dir, "block_size=16384");
+    CU_ASSERT_EQUAL(table_filter, memtable_filter);
+    CU_ASSERT_TRUE(table_filter || options_say(dir, "filter_policy=nullptr"));
+    CU_ASSERT_TRUE(big_blocks || options_say(dir, "block_size=4096"));
+    CU_ASSERT_NOT_EQUAL(table_filter, big_blocks);
+    return !table_filter && big_blocks;
 }
 
 /* @p n keys "w<i>" from @p from (200-byte values, batches of 1000), scattered over the keys. */
@@ -289,21 +293,16 @@ static void test_write_once_switches_compaction(void)
     check_either_way("once", &once, written_universal);
 }
 
-static bool written_without_filters(const char *dir)
-{
-    return !written_with_filters(dir);
-}
-
 /*
- * A store read by ranges only builds no Bloom filter, and a point read
- * still finds every key in it; a store written one way reads every key the
+ * A store read by ranges only builds no Bloom filter and writes 16 KiB
+ * blocks, and a point read still finds every key in it; a store written one way reads every key the
  * other way (an upgrade opens histories built with filters).
  */
 static void test_scans_only_has_no_filters(void)
 {
     es_store_opts_t scans = opts;
     scans.scans_only = true;
-    check_either_way("scans", &scans, written_without_filters);
+    check_either_way("scans", &scans, written_for_scans);
 }
 
 /* A store holds view keys once one is written, and none again once it is deleted;
@@ -438,7 +437,7 @@ int main(int argc, char **argv)
         {"the format of a store is checked at open", test_format_version},
         {"write_once: merged runs, and either style opens the other's store",
          test_write_once_switches_compaction},
-        {"scans_only: no Bloom filters, and either way reads the other's store",
+        {"scans_only: no Bloom filters, big blocks, either way reads the other's store",
          test_scans_only_has_no_filters},
         {"view keys: any key but the store's own", test_holds_view_keys},
         {"without the WAL: a death loses whole batches, persist keeps them", test_wal_off},

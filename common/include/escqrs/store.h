@@ -62,9 +62,9 @@ typedef struct es_store_opts_s {
      *  Either way opens a store written with the other. */
     bool write_once;
     /** Read by key ranges only (a history's pages and as_of's index): no
-     *  Bloom filters, which serve point reads alone and cost every write.  A
-     *  point read still answers, searching every sorted run.  Either way
-     *  opens a store written with the other. */
+     *  Bloom filters, which serve point reads alone and cost every write,
+     *  and 16 KiB blocks.  A point read still answers, searching every
+     *  sorted run.  Either way opens a store written with the other. */
     bool scans_only;
     /** The layout of the values this program writes, a name and a version
      *  ("cart_view/1"); NULL: not checked.  See es_store_open_err(). */
