@@ -295,14 +295,53 @@ static void test_write_once_switches_compaction(void)
 
 /*
  * A store read by ranges only builds no Bloom filter and writes 16 KiB
- * blocks, and a point read still finds every key in it; a store written one way reads every key the
- * other way (an upgrade opens histories built with filters).
+ * blocks, and a point read still finds every key in it; a store written
+ * one way reads every key the other way (an upgrade opens histories built
+ * with filters).  A value far past a block (an event at the broker's
+ * largest record, 1 MiB by default; 2 MiB here) is written and read whole,
+ * by a point read and by a scan, after a flush into a table.
  */
 static void test_scans_only_has_no_filters(void)
 {
     es_store_opts_t scans = opts;
     scans.scans_only = true;
     check_either_way("scans", &scans, written_for_scans);
+
+    char dir[512];
+    size_t big = 2u << 20;
+    char *val = malloc(big);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(val);
+    for (size_t i = 0; i < big; i++)
+        val[i] = (char)(i * 2654435761u >> 24);
+    snprintf(dir, sizeof(dir), "%s-scans-big", path);
+    es_store_t *st = es_store_open(dir, &scans, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+    es_batch_t *b = es_batch_new();
+    es_batch_put(b, "h\0a", 3, "small", 5);
+    es_batch_put(b, "h\0b", 3, val, big);
+    es_batch_put(b, "h\0c", 3, "after", 5);
+    CU_ASSERT_EQUAL(es_store_write(st, b, errstr, sizeof(errstr)), ES_ERR_OK);
+    es_batch_destroy(b);
+    es_store_close(st); /* a clean close flushes the memtable into a table */
+    st = es_store_open(dir, &scans, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+    es_buf_t v = {0};
+    CU_ASSERT_EQUAL(es_store_get(st, "h\0b", 3, &v, errstr, sizeof(errstr)), ES_ERR_OK);
+    CU_ASSERT_TRUE(v.len == big && !memcmp(v.data, val, big));
+    const char *key, *got;
+    size_t keylen, gotlen, n = 0, whole = 0;
+    es_store_iter_t *it = es_store_iter_prefix(st, "h\0", 2);
+    while (es_store_iter_next(it, &key, &keylen, &got, &gotlen)) {
+        n++;
+        whole += gotlen == big && !memcmp(got, val, big);
+    }
+    es_store_iter_destroy(it);
+    CU_ASSERT_EQUAL(n, 3);
+    CU_ASSERT_EQUAL(whole, 1);
+    es_buf_free(&v);
+    free(val);
+    es_store_close(st);
+    CU_ASSERT_EQUAL(es_store_destroy_path(dir, errstr, sizeof(errstr)), ES_ERR_OK);
 }
 
 /* A store holds view keys once one is written, and none again once it is deleted;
