@@ -143,11 +143,13 @@ int es_header_get(const rd_kafka_message_t *msg, const char *name, char *out, si
     rd_kafka_headers_t *h = NULL;
     const void *v;
     size_t len;
-    if (rd_kafka_message_headers(msg, &h) || rd_kafka_header_get_last(h, name, &v, &len))
+    if (outsz)
+        out[0] = '\0';
+    if (rd_kafka_message_headers(msg, &h) || rd_kafka_header_get_last(h, name, &v, &len) ||
+        len >= outsz || (len && memchr(v, '\0', len)))
         return -1;
-    if (len >= outsz)
-        len = outsz - 1;
-    memcpy(out, v, len);
+    if (len) /* a header with a NULL value has length 0 */
+        memcpy(out, v, len);
     out[len] = '\0';
     return 0;
 }

@@ -4,11 +4,13 @@
  * gives up with a message naming the position when neither comes (a
  * fetcher that stalled must not hold the command service's catch-up for
  * ever); a stop request ends it at once.  es_consumer_rewind() moves nothing
- * when a partition's committed offset cannot be looked up.
+ * when a partition's committed offset cannot be looked up.  es_header_get()
+ * gives a record's header whole or not at all.
  * Client-side behaviour, so librdkafka's mock cluster is the broker here:
  * a broker that is down is a fetcher that gets nothing, the same for the
  * reader as a fetcher that stopped by itself.
  */
+#include "escqrs/envelope.h"
 #include "escqrs/kafka.h"
 #include "escqrs/util.h"
 #include "testutil.h"
@@ -210,6 +212,61 @@ static void test_message_age(void)
     fixture_free(&f);
 }
 
+/* Produce one record to "t" with header "h" of @p len bytes of @p value (NULL: no header). */
+static void produce_with_header(fixture_t *f, const char *value, size_t len)
+{
+    char err[512];
+    rd_kafka_headers_t *h = NULL;
+    if (value) {
+        h = rd_kafka_headers_new(1);
+        rd_kafka_header_add(h, "h", -1, value, (ssize_t)len);
+    }
+    CU_ASSERT_EQUAL(es_producer_send(f->prod, "t", "k", 1, "v", 1, h, NULL, err, sizeof(err)),
+                    ES_ERR_OK);
+}
+
+/*
+ * es_header_get gives a value whole or not at all: one longer than the buffer, or with a
+ * NUL byte in it, is no value (the command service reads its commands-offset header with
+ * it: "12345678" cut to "1234", or "5" and NULs read as 5, would be offsets nobody wrote).
+ */
+static void test_header_get_whole_values_only(void)
+{
+    static const struct {
+        const char *value; /* NULL: no such header */
+        size_t len;
+        int rc;
+        const char *got;
+    } cases[] = {
+        {"12345", 5, 0, "12345"}, {"1234567", 7, 0, "1234567"}, /* 7 + NUL: fills the buffer */
+        {"12345678", 8, -1, ""},  {"5\0\0\0", 4, -1, ""},       {"\0", 1, -1, ""}, {"", 0, 0, ""},
+        {NULL, 0, -1, ""},
+    };
+    const size_t n = sizeof(cases) / sizeof(cases[0]);
+    fixture_t f;
+    char err[1024];
+    fixture_init(&f, 0);
+    for (size_t i = 0; i < n; i++)
+        produce_with_header(&f, cases[i].value, cases[i].len);
+    CU_ASSERT_EQUAL_FATAL(es_producer_flush(f.prod, 10000, err, sizeof(err)), ES_ERR_OK);
+    fixture_assign(&f);
+    for (size_t i = 0; i < n; i++) {
+        rd_kafka_message_t *m = NULL;
+        CU_ASSERT_EQUAL_FATAL(es_consumer_next_to_end(f.cons, NULL, 20000, &m, err, sizeof(err)),
+                              ES_ERR_OK);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+        char out[8] = "garbage";
+        int rc = es_header_get(m, "h", out, sizeof(out));
+        if (rc != cases[i].rc || strcmp(out, cases[i].got))
+            fprintf(stderr, "case %zu: rc %d, \"%s\"; wanted %d, \"%s\"\n", i, rc, out, cases[i].rc,
+                    cases[i].got);
+        CU_ASSERT_EQUAL(rc, cases[i].rc);
+        CU_ASSERT_STRING_EQUAL(out, cases[i].got);
+        rd_kafka_message_destroy(m);
+    }
+    fixture_free(&f);
+}
+
 int main(void)
 {
     static const es_test_case_t cases[] = {
@@ -220,6 +277,7 @@ int main(void)
         {"a record's age from its CreateTime, 0 from the future", test_message_age},
         {"a failed committed-offset look-up is no rewind to the beginning",
          test_rewind_refuses_a_failed_lookup},
+        {"a header's value whole or not at all", test_header_get_whole_values_only},
         {NULL, NULL},
     };
     return es_test_run("kafka_consumer", cases);

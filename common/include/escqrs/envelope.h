@@ -45,8 +45,11 @@ es_err_t es_event_headers_from_value(avro_value_t *event, rd_kafka_headers_t **o
                                      size_t errstr_size);
 
 /**
- * @brief Copy header @p name of @p msg into @p out (NUL-terminated, truncated to fit).
- * @returns 0 when found, -1 otherwise.
+ * @brief Copy header @p name of @p msg (its last one) into @p out, NUL-terminated.
+ * @returns 0 when found whole; -1 when absent, longer than @p out holds with its NUL,
+ *          or holding a NUL byte (@p out is then ""). A value cut to fit could read as
+ *          another valid one ("12" of "123"; "5" of "5" and NULs): no value at all is
+ *          what a reader of an offset or an id can trust.
  */
 int es_header_get(const rd_kafka_message_t *msg, const char *name, char *out, size_t outsz);
 
