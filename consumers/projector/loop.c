@@ -60,14 +60,6 @@
 
 #define LOG "projector"
 
-/* Seconds of CLOCK_MONOTONIC with nanoseconds: a batch's duration for the histogram. */
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 pj_loop_t *pj_loop_new(pj_runner_t *r, const pj_loop_ops_t *ops, es_store_t *st, int generation)
 {
     pj_loop_t *l = es_calloc(1, sizeof(*l));
@@ -217,7 +209,7 @@ static void consume(pj_loop_t *l, pj_batch_t *b)
         n += more > 0 ? more : 0;
     }
     b->n = n;
-    b->start_s = mono_s();
+    b->start_s = es_mono_s();
 }
 
 static es_err_t decode_and_fold(pj_loop_t *l, size_t t, const rd_kafka_message_t *m, char *ferr,
@@ -474,7 +466,7 @@ static bool finish_write(pj_loop_t *l)
     es_proj_txn_release_sealed(l->txn);
     copy_offsets(l, l->stored, l->writing.next); /* what the mode may report now */
     pj_batch_t *b = &l->writing.b;
-    b->seconds = mono_s() - b->start_s; /* until visible */
+    b->seconds = es_mono_s() - b->start_s; /* until visible */
     if (l->ops->written)
         l->ops->written(l, b);
     return false;

@@ -277,6 +277,16 @@ static void register_metrics(cs_t *cs, es_metrics_t *metrics)
                                         es_metrics_latency_buckets, es_metrics_latency_nbuckets);
     cs->h_batch = es_metrics_histogram(metrics, "escqrs_batch_commands", "Commands per transaction",
                                        NULL, batch_bounds, ES_ARRAY_SIZE(batch_bounds));
+    static const char *const steps[CS_STEP_COUNT] = {"decide", "events_flush", "outcomes_states",
+                                                     "offsets", "store"};
+    for (int i = 0; i < CS_STEP_COUNT; i++) {
+        char labels[48];
+        snprintf(labels, sizeof(labels), "step=\"%s\"", steps[i]);
+        cs->h_step[i] = es_metrics_histogram(
+            metrics, "escqrs_transaction_step_seconds",
+            "Time of one step of a transaction (the commit: escqrs_transaction_commit_seconds)",
+            labels, es_metrics_latency_buckets, es_metrics_latency_nbuckets);
+    }
     cs->h_wait = es_metrics_histogram(
         metrics, "escqrs_command_wait_seconds",
         "From a command's produce (its record's CreateTime) to its batch being polled", NULL,

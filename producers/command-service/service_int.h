@@ -41,6 +41,16 @@
 #define CS_BASELINE_DEFER_MS 10000 /* a baseline waits for an idle poll at most this long */
 #define CS_RECORD_MIN_BYTES  16384 /* the least kafka.message.max.bytes it runs with */
 
+/* The steps of a transaction timed apart (txn.c), beside its commit's own histogram. */
+typedef enum {
+    CS_STEP_DECIDE,   /* deciding every command, its events produced */
+    CS_STEP_EVENTS,   /* the events' flush: their offsets known */
+    CS_STEP_OUTCOMES, /* producing the outcomes and the states */
+    CS_STEP_OFFSETS,  /* the consumed offsets sent to the transaction */
+    CS_STEP_STORE,    /* the store write after the commit */
+    CS_STEP_COUNT
+} cs_step_t;
+
 /* An aggregate's state in the overlay: loaded from the store, then evolved. */
 typedef struct agg_ent_s {
     int64_t version;
@@ -144,6 +154,7 @@ struct cs_s {
     es_counter_t *c_accepted, *c_replayed, *c_conflict, *c_reused, *c_undecodable, *c_aborts,
         *c_recoveries, *c_caught_up_events, *c_restored_states, *c_baseline_states;
     es_histogram_t *h_commit, *h_batch, *h_wait;
+    es_histogram_t *h_step[CS_STEP_COUNT]; /* escqrs_transaction_step_seconds{step} */
     es_gauge_t *g_caught_up;
 };
 

@@ -180,6 +180,14 @@ static es_txn_rc_t write_store(cs_t *cs, const rd_kafka_topic_partition_list_t *
 }
 
 /* The steps inside the transaction, up to and including the commit. */
+/* The time since @p *t0 goes to step @p step's histogram; @p *t0 moves on to now. */
+static void step_done(cs_t *cs, cs_step_t step, double *t0)
+{
+    double now = es_mono_s();
+    es_histogram_observe(cs->h_step[step], now - *t0);
+    *t0 = now;
+}
+
 static es_txn_rc_t run_transaction(cs_t *cs, rd_kafka_message_t **msgs, size_t n,
                                    const rd_kafka_topic_partition_list_t *offsets)
 {
@@ -189,11 +197,19 @@ static es_txn_rc_t run_transaction(cs_t *cs, rd_kafka_message_t **msgs, size_t n
         fail(cs, rc, ES_LOG_ERROR, "", errstr);
         return ES_TXN_FATAL; /* nothing was produced; but a producer that cannot begin is broken */
     }
-    if ((rc = decide_all(cs, msgs, n)) || (rc = flush_events(cs)) || (rc = produce_outcomes(cs)) ||
-        (rc = produce_states(cs)))
+    double t = es_mono_s();
+    if ((rc = decide_all(cs, msgs, n)))
         return rc;
+    step_done(cs, CS_STEP_DECIDE, &t);
+    if ((rc = flush_events(cs)))
+        return rc;
+    step_done(cs, CS_STEP_EVENTS, &t);
+    if ((rc = produce_outcomes(cs)) || (rc = produce_states(cs)))
+        return rc;
+    step_done(cs, CS_STEP_OUTCOMES, &t);
     if ((rc = es_txn_send_offsets(cs->prod, cs->cons, offsets, errstr, sizeof(errstr))))
         return fail(cs, rc, rc == ES_TXN_FATAL ? ES_LOG_ERROR : ES_LOG_WARN, "", errstr);
+    step_done(cs, CS_STEP_OFFSETS, &t);
     return commit(cs, n);
 }
 
@@ -207,7 +223,9 @@ es_txn_rc_t cs_batch_process(cs_t *cs, rd_kafka_message_t **msgs, size_t n)
     es_txn_rc_t rc = run_transaction(cs, msgs, n, offsets);
     cs->txn_offsets = NULL;
     if (rc == ES_TXN_OK) {
+        double t = es_mono_s();
         rc = write_store(cs, offsets);
+        step_done(cs, CS_STEP_STORE, &t);
     } else if (rc == ES_TXN_ABORT) {
         es_counter_add(cs->c_aborts, 1);
         /* ES_TXN_ABORT stays the answer when the abort works: the caller backs off */

@@ -247,6 +247,21 @@ static void test_account_contract(void)
         strstr(metrics, "escqrs_commands_rejected_total{reason=\"insufficient_funds\"} 3"));
     CU_ASSERT_PTR_NOT_NULL(strstr(metrics, "escqrs_commands_replayed_total 4"));
     CU_ASSERT_PTR_NOT_NULL(strstr(metrics, "escqrs_transaction_commit_seconds_count"));
+    /* every committed transaction had each of its steps timed before its commit, and the
+     * store write after it (the last one's may still run: the answer leaves at the commit) */
+    double commits = es_test_metric(metrics, "escqrs_transaction_commit_seconds_count");
+    CU_ASSERT_TRUE(commits >= 1);
+    static const char *const steps[] = {"decide", "events_flush", "outcomes_states", "offsets",
+                                        "store"};
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+        char name[96];
+        snprintf(name, sizeof(name), "escqrs_transaction_step_seconds_count{step=\"%s\"}",
+                 steps[i]);
+        double n = es_test_metric(metrics, name), least = commits - (i == 4 ? 1 : 0);
+        if (n < least)
+            fprintf(stderr, "%s %g, commits %g\n", name, n, commits);
+        CU_ASSERT_TRUE(n >= least);
+    }
     /* every command polled and every outcome read had its wait measured */
     CU_ASSERT_TRUE(es_test_metric(metrics, "escqrs_command_wait_seconds_count") >= 10);
     free(metrics);

@@ -176,6 +176,14 @@ static inline int64_t es_mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/** @brief Seconds of CLOCK_MONOTONIC with nanoseconds: a short duration for a histogram. */
+static inline double es_mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 /** @brief Milliseconds since the Unix epoch (wall clock): for dates, never durations. */
 static inline int64_t es_now_ms(void)
 {
