@@ -347,13 +347,6 @@ int es_test_group_offsets(const char *group, const char *topic, int64_t *committ
     return parts;
 }
 
-double es_test_now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static char tmpfs_mounted[8][512];
 
 /* A failing assertion ends the test early: the filesystems go anyway. */

@@ -9,6 +9,8 @@
 #ifndef ESCQRS_TESTUTIL_H
 #define ESCQRS_TESTUTIL_H
 
+#include "escqrs/util.h" /* es_mono_s: monotonic seconds, for the durations tests print */
+
 #include <CUnit/CUnit.h>
 #include <librdkafka/rdkafka.h>
 #include <stdbool.h>
@@ -91,9 +93,6 @@ double es_test_metric(const char *text, const char *series);
 pid_t es_test_fork(void);
 /** @brief Forget @p pid after it was reaped (the atexit handler then leaves it alone). */
 void es_test_child_reaped(pid_t pid);
-
-/** @brief Monotonic seconds, for the durations tests print. */
-double es_test_now_s(void);
 
 /**
  * @brief Mount a tmpfs of @p mib MiB at @p path (an existing directory),

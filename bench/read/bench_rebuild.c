@@ -42,6 +42,7 @@
 #include "shipped.h"
 
 #include "escqrs/kafka.h"
+#include "escqrs/util.h"
 #include "escqrs/registry.h"
 #include "escqrs/envelope.h"
 #include "escqrs/serde.h"
@@ -65,13 +66,6 @@
 #include <unistd.h>
 
 static const es_conf_def_t *const tables[] = {es_conf_common_defs, es_kafka_conf_defs, NULL};
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* ------------------------------------------------------------- produce */
 
@@ -116,7 +110,7 @@ static void produce(es_conf_t *conf, const char *topic, long n)
     es_sim_init(&sim, "bench", 99, 256);
     es_buf_t b = {0};
     const char *id;
-    double t0 = now_s();
+    double t0 = es_mono_s();
     for (long i = 0; i < n; i++) {
         avro_value_t *v = es_sim_next(&sim, g, 0, &id);
         if (es_serde_encode(serde, v, &b, err, sizeof(err)))
@@ -145,7 +139,7 @@ static void produce(es_conf_t *conf, const char *topic, long n)
         char rawtopic[400];
         snprintf(rawtopic, sizeof(rawtopic), "%s-raw", topic);
         long bytes = 0;
-        t0 = now_s();
+        t0 = es_mono_s();
         for (long i = 0; i < raw_n; i++) {
             long k = i % raw_count;
             bytes += (long)(raw[k].value.len + strlen(raw[k].key));
@@ -153,7 +147,7 @@ static void produce(es_conf_t *conf, const char *topic, long n)
                        raw[k].value.len, rd_kafka_headers_copy(raw[k].headers));
         }
         rd_kafka_flush(rk, 120000);
-        double dt = now_s() - t0;
+        double dt = es_mono_s() - t0;
         printf("raw produce: %ld records in %.1f s (%.0f records/s, %.1f MB/s of keys and "
                "values)\n",
                raw_n, dt, (double)raw_n / dt, (double)bytes / dt / 1e6);
@@ -162,7 +156,7 @@ static void produce(es_conf_t *conf, const char *topic, long n)
             raw_n, dt, (double)raw_n / dt, (double)bytes / dt / 1e6);
     }
     rd_kafka_flush(rk, 120000);
-    double dt = now_s() - t0;
+    double dt = es_mono_s() - t0;
     if (raw_n == 0)
         printf("produce: %ld events in %.1f s (%.0f events/s)\n", n, dt, (double)n / dt);
     rd_kafka_destroy(rk);
@@ -529,10 +523,10 @@ int main(int argc, char **argv)
     for (int pass = 0; pass < 2; pass++) { /* the first warms the page cache, untimed */
         int st;
         struct rusage ru;
-        t0 = now_s();
+        t0 = es_mono_s();
         pid_t kp = spawn(kcat, NULL);
         wait4(kp, &st, 0, &ru);
-        kcat_s = now_s() - t0;
+        kcat_s = es_mono_s() - t0;
         kcat_cpu_s = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
                      (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
         if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
@@ -560,7 +554,7 @@ int main(int argc, char **argv)
     char *pargv[] = {
         (char *)projector, "--set", a[0],    "--set", a[1],    "--set", a[2], "--set", a[3],
         "--set",           a[4],    "--set", a[5],    "--set", a[6],    NULL};
-    t0 = now_s();
+    t0 = es_mono_s();
     pid_t pp = spawn(pargv, log);
     long peak = 0, rss_build = 0, rss_rebuild = 0;
     double build_s = -1;
@@ -575,7 +569,7 @@ int main(int argc, char **argv)
         bool done = o && caught_up(o);
         json_decref(j);
         if (done) {
-            build_s = now_s() - t0;
+            build_s = es_mono_s() - t0;
             rss_build = r;
             break;
         }

@@ -25,6 +25,7 @@
 
 #include "escqrs/envelope.h"
 #include "escqrs/kafka.h"
+#include "escqrs/util.h"
 #include "escqrs/registry.h"
 #include "escqrs/schemas.h"
 #include "escqrs/serde.h"
@@ -36,13 +37,6 @@
 #include <time.h>
 
 static const es_conf_def_t *const tables[] = {es_conf_common_defs, es_kafka_conf_defs, NULL};
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static long failed;
 
@@ -78,7 +72,7 @@ static void produce(es_conf_t *conf, const char *topic, long n, long accounts)
     rd_kafka_t *rk = bench_bulk_producer(conf, dr_cb);
     es_evgen_t *g = es_evgen_new("account.events");
     es_buf_t b = {0};
-    double t0 = now_s();
+    double t0 = es_mono_s();
     for (long i = 0; i < n; i++) {
         long acct = i % accounts, version = i / accounts + 1;
         snprintf(id, sizeof(id), "acct-%ld", acct);
@@ -94,7 +88,7 @@ static void produce(es_conf_t *conf, const char *topic, long n, long accounts)
             fprintf(stderr, "state-history: produced %ld events\n", i + 1);
     }
     rd_kafka_flush(rk, 300000);
-    double dt = now_s() - t0;
+    double dt = es_mono_s() - t0;
     if (failed)
         bench_die("produce", "some events were not delivered");
     printf("RESULT phase=history events=%ld accounts=%ld seconds=%.1f\n", n, accounts, dt);

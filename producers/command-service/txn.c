@@ -132,7 +132,6 @@ static es_txn_rc_t produce_states(cs_t *cs)
 static es_txn_rc_t commit(cs_t *cs, size_t n)
 {
     char errstr[512], what[64];
-    int64_t t0 = es_mono_ms();
     snprintf(what, sizeof(what), "a transaction of %zu command(s)", n);
     es_txn_rc_t rc = cs_commit_transaction(cs, what, errstr, sizeof(errstr));
     if (rc)
@@ -140,7 +139,6 @@ static es_txn_rc_t commit(cs_t *cs, size_t n)
     if (!atomic_load(&cs->ready) && !cs->recovering)
         cs_set_ready(cs); /* a batch committed: partitions assigned and caught up (after a
                            * recovery, the end of the turn says: cs_turn_passed) */
-    es_histogram_observe(cs->h_commit, (double)(es_mono_ms() - t0) / 1000.0);
     es_histogram_observe(cs->h_batch, (double)n);
     return ES_TXN_OK;
 }
@@ -179,14 +177,15 @@ static es_txn_rc_t write_store(cs_t *cs, const rd_kafka_topic_partition_list_t *
     return err ? fail(cs, ES_TXN_FATAL, ES_LOG_ERROR, "store: ", errstr) : ES_TXN_OK;
 }
 
-/* The steps inside the transaction, up to and including the commit. */
-/* The time since @p *t0 goes to step @p step's histogram; @p *t0 moves on to now. */
-static void step_done(cs_t *cs, cs_step_t step, double *t0)
+/* The time since @p *t0 goes to histogram @p h (a step's, the commit's); @p *t0 moves on. */
+static void step_done(es_histogram_t *h, double *t0)
 {
     double now = es_mono_s();
-    es_histogram_observe(cs->h_step[step], now - *t0);
+    es_histogram_observe(h, now - *t0);
     *t0 = now;
 }
+
+/* The steps inside the transaction, up to and including the commit, each timed. */
 
 static es_txn_rc_t run_transaction(cs_t *cs, rd_kafka_message_t **msgs, size_t n,
                                    const rd_kafka_topic_partition_list_t *offsets)
@@ -200,17 +199,20 @@ static es_txn_rc_t run_transaction(cs_t *cs, rd_kafka_message_t **msgs, size_t n
     double t = es_mono_s();
     if ((rc = decide_all(cs, msgs, n)))
         return rc;
-    step_done(cs, CS_STEP_DECIDE, &t);
+    step_done(cs->h_step[CS_STEP_DECIDE], &t);
     if ((rc = flush_events(cs)))
         return rc;
-    step_done(cs, CS_STEP_EVENTS, &t);
+    step_done(cs->h_step[CS_STEP_EVENTS], &t);
     if ((rc = produce_outcomes(cs)) || (rc = produce_states(cs)))
         return rc;
-    step_done(cs, CS_STEP_OUTCOMES, &t);
+    step_done(cs->h_step[CS_STEP_OUTCOMES], &t);
     if ((rc = es_txn_send_offsets(cs->prod, cs->cons, offsets, errstr, sizeof(errstr))))
         return fail(cs, rc, rc == ES_TXN_FATAL ? ES_LOG_ERROR : ES_LOG_WARN, "", errstr);
-    step_done(cs, CS_STEP_OFFSETS, &t);
-    return commit(cs, n);
+    step_done(cs->h_step[CS_STEP_OFFSETS], &t);
+    if ((rc = commit(cs, n)))
+        return rc;
+    step_done(cs->h_commit, &t);
+    return ES_TXN_OK;
 }
 
 es_txn_rc_t cs_batch_process(cs_t *cs, rd_kafka_message_t **msgs, size_t n)
@@ -225,7 +227,7 @@ es_txn_rc_t cs_batch_process(cs_t *cs, rd_kafka_message_t **msgs, size_t n)
     if (rc == ES_TXN_OK) {
         double t = es_mono_s();
         rc = write_store(cs, offsets);
-        step_done(cs, CS_STEP_STORE, &t);
+        step_done(cs->h_step[CS_STEP_STORE], &t);
     } else if (rc == ES_TXN_ABORT) {
         es_counter_add(cs->c_aborts, 1);
         /* ES_TXN_ABORT stays the answer when the abort works: the caller backs off */

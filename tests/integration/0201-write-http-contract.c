@@ -257,7 +257,8 @@ static void test_account_contract(void)
         char name[96];
         snprintf(name, sizeof(name), "escqrs_transaction_step_seconds_count{step=\"%s\"}",
                  steps[i]);
-        double n = es_test_metric(metrics, name), least = commits - (i == 4 ? 1 : 0);
+        double n = es_test_metric(metrics, name);
+        double least = commits - (strcmp(steps[i], "store") == 0); /* may still run */
         if (n < least)
             fprintf(stderr, "%s %g, commits %g\n", name, n, commits);
         CU_ASSERT_TRUE(n >= least);
