@@ -334,7 +334,8 @@ static es_err_t check_partition(cs_t *cs, const rd_kafka_topic_partition_t *tp, 
  * Bring the store up to the end of <agg>.events partition @p tp, the group's
  * committed offset in @p tp->offset.  The group's offset is checked again
  * when the states read named a later transaction's commands offset: another
- * owner's, which this store never kept (a new replica, a lost store).
+ * owner's, which this store never kept (a new replica, a lost store); a
+ * partition it refuses is left there, not caught up (ES_ERR_OK).
  */
 static es_err_t catch_up(cs_t *cs, const rd_kafka_topic_partition_t *tp, char *errstr,
                          size_t errstr_size)
@@ -359,8 +360,11 @@ static es_err_t catch_up(cs_t *cs, const rd_kafka_topic_partition_t *tp, char *e
                 from = "the restored states' offset";
         }
     }
-    if (read_commands && (err = check_partition(cs, tp, errstr, errstr_size)))
-        return err;
+    if (read_commands && (err = check_partition(cs, tp, errstr, errstr_size))) {
+        if (err == ES_ERR_STATE) /* refused: nothing of it is read or decided */
+            cs_refuse_partition(cs, p, errstr);
+        return err == ES_ERR_STATE ? ES_ERR_OK : err;
+    }
     if (cs->restore_enabled && !cs_state_has_baseline(cs, p))
         cs_state_need_baseline(cs, p); /* written from the loop, once caught up (state.c) */
     if ((err = catchup_assign(cs, cs->t_ev, p, start, errstr, errstr_size)))
@@ -486,22 +490,26 @@ static es_err_t check_partition(cs_t *cs, const rd_kafka_topic_partition_t *tp, 
  * offsets.retention.minutes, or deleted by an operator): offset 0 would decide
  * again every command older than its aggregate's window.  The same for a
  * committed offset behind the kept one: only an operator's reset moves a
- * group's offset back.  The service stays not ready, naming the partition and
- * the remedy, and tries again with each recovery.
+ * group's offset back.  Such a partition is refused (paused, named on
+ * /readyz, readiness.c) and the others go on; a check that could not ask the
+ * broker is a failure of the clients (ES_ERR_KAFKA).
  */
 static es_err_t check_group_offsets(cs_t *cs, rd_kafka_topic_partition_list_t *tl, char *errstr,
                                     size_t errstr_size)
 {
     rd_kafka_resp_err_t kerr =
         rd_kafka_committed(es_consumer_rk(cs->cons), tl, ES_KAFKA_TIMEOUT_MS);
-    es_err_t err = ES_ERR_OK;
-    for (int i = 0; i < tl->cnt && !err && !kerr; i++)
-        err = check_partition(cs, &tl->elems[i], errstr, errstr_size);
     if (kerr) {
         snprintf(errstr, errstr_size, "committed offsets of %s: %s", cs->t_cmd,
                  rd_kafka_err2str(kerr));
-        err = ES_ERR_KAFKA;
+        return ES_ERR_KAFKA;
     }
+    es_err_t err = ES_ERR_OK;
+    for (int i = 0; i < tl->cnt && !err; i++)
+        if ((err = check_partition(cs, &tl->elems[i], errstr, errstr_size)) == ES_ERR_STATE) {
+            cs_refuse_partition(cs, tl->elems[i].partition, errstr);
+            err = ES_ERR_OK;
+        }
     return err;
 }
 
@@ -514,15 +522,20 @@ void cs_on_rebalance(void *opaque, bool assign, rd_kafka_topic_partition_list_t 
         es_log_info("command-service", "revoked %d partition(s) of %s", parts->cnt, cs->t_cmd);
         cs->nbaseline = 0; /* baselines are for partitions owned: the next assignment says */
         cs->caught_up = false;
+        cs_refused_forget(cs, parts);
         return;
     }
     cs_set_not_ready(cs, "catching up %d partition(s) of %s", parts->cnt, cs->t_ev);
     rd_kafka_topic_partition_list_t *committed = rd_kafka_topic_partition_list_copy(parts);
-    if (check_group_offsets(cs, committed, errstr, sizeof(errstr)) && !*cs->stop) {
+    es_err_t err = check_group_offsets(cs, committed, errstr, sizeof(errstr));
+    if (err && !*cs->stop) {
         cs->fatal = true;
         snprintf(cs->fatal_reason, sizeof(cs->fatal_reason), "%s", errstr);
     }
     for (int i = 0; i < committed->cnt && !cs->fatal; i++) {
+        int32_t p = committed->elems[i].partition;
+        if (p >= 0 && p < cs->nparts && cs->refused[p])
+            continue;
         if (catch_up(cs, &committed->elems[i], errstr, sizeof(errstr)) && !*cs->stop) {
             cs->fatal = true;
             snprintf(cs->fatal_reason, sizeof(cs->fatal_reason), "catch-up: %s", errstr);

@@ -117,6 +117,8 @@ static es_err_t check_topics(cs_t *cs, char *errstr, size_t errstr_size)
     cs->nparts = pc_ev;
     free(cs->state_next);
     cs->state_next = es_calloc((size_t)(pc_ev > 0 ? pc_ev : 1), sizeof(*cs->state_next));
+    free(cs->refused);
+    cs->refused = es_calloc((size_t)(pc_ev > 0 ? pc_ev : 1), sizeof(*cs->refused));
     cs_state_offsets_clear(cs);
     return err;
 }
@@ -220,6 +222,7 @@ void cs_clients_close(cs_t *cs)
     /* No revoke runs here (the consumer is not closed): baselines are for partitions
      * owned and caught up, and the next assignment's catch-ups say which. */
     cs->nbaseline = 0;
+    cs_refused_forget(cs, NULL); /* the next consumer's assignment checks them again */
 }
 
 es_err_t cs_connect(cs_t *cs, char *errstr, size_t errstr_size)
@@ -302,6 +305,9 @@ static void register_metrics(cs_t *cs, es_metrics_t *metrics)
                            "State records written by baselines of <agg>.state partitions", NULL);
     cs->g_caught_up = es_metrics_gauge(metrics, "escqrs_command_service_caught_up",
                                        "1 once the assigned partitions are caught up", NULL);
+    cs->g_refused = es_metrics_gauge(
+        metrics, "escqrs_command_service_partitions_refused",
+        "Commands partitions refused because the group's offsets were lost or moved back", NULL);
 }
 
 /* Topic, group and transactional id names of the aggregate. */
@@ -396,6 +402,7 @@ void cs_destroy(cs_t *cs)
     free(cs->evs);
     free(cs->baseline);
     free(cs->state_next);
+    free(cs->refused);
     es_map_free(&cs->oversized);
     free(cs);
 }

@@ -14,11 +14,15 @@
  * samples it every 50 ms: 3 of 289 answers were 200).  Anything else sets
  * a reason that /readyz
  * shows (catching up, recovering after a fenced producer, a commit whose
- * answer is being retried), so an operator reads why without the logs.
+ * answer is being retried), so an operator reads why without the logs.  A
+ * partition refused at its assignment (cs_refuse_partition) keeps /readyz
+ * at 503 while the others are decided.
  * Every commit of the service (a batch's, a baseline's) goes through
  * cs_commit_transaction(), so an unanswered one is said here.
  */
 #include "service_int.h"
+
+#include "escqrs/log.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -63,12 +67,71 @@ bool cs_ready(cs_t *cs, char *why, size_t whysz)
 {
     if (!es_kafka_watch_broker_ok(cs->watch, why, whysz))
         return false;
-    if (atomic_load(&cs->ready))
+    int refused = atomic_load(&cs->nrefused);
+    if (!refused && atomic_load(&cs->ready))
         return true;
     pthread_mutex_lock(&cs->why_mu);
-    snprintf(why, whysz, "%s", cs->not_ready);
+    if (refused)
+        snprintf(why, whysz, "%d partition(s) refused, the others decided: %s", refused,
+                 cs->refused_why);
+    else
+        snprintf(why, whysz, "%s", cs->not_ready);
     pthread_mutex_unlock(&cs->why_mu);
     return false;
+}
+
+/*
+ * A refused partition stays assigned here, paused.  Until 7 December a refusal
+ * re-created the Kafka clients with each back-off: nothing was decided on any
+ * partition, and with several instances the refused partition moved to the
+ * next one, which refused it too, so the group rebalanced every few seconds
+ * until the operator's remedy.  The remedy (docs/write-side.md) stops every
+ * instance anyway, and the next assignment checks the partition again.
+ */
+void cs_refuse_partition(cs_t *cs, int32_t p, const char *why)
+{
+    es_log_error("command-service", "%s [%d] refused, not decided until the next assignment: %s",
+                 cs->t_cmd, (int)p, why);
+    if (p < 0 || p >= cs->nparts || cs->refused[p])
+        return;
+    pthread_mutex_lock(&cs->why_mu);
+    snprintf(cs->refused_why, sizeof(cs->refused_why), "%s", why);
+    pthread_mutex_unlock(&cs->why_mu);
+    cs->refused[p] = true;
+    cs->pause_due = true;
+    es_gauge_set(cs->g_refused, atomic_fetch_add(&cs->nrefused, 1) + 1);
+}
+
+void cs_pause_refused(cs_t *cs)
+{
+    if (!cs->pause_due || !cs->cons)
+        return;
+    cs->pause_due = false;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    for (int32_t p = 0; p < cs->nparts; p++)
+        if (cs->refused[p])
+            rd_kafka_topic_partition_list_add(l, cs->t_cmd, p);
+    rd_kafka_resp_err_t err = rd_kafka_pause_partitions(es_consumer_rk(cs->cons), l);
+    for (int i = 0; i < l->cnt && !err; i++)
+        err = l->elems[i].err;
+    if (err) { /* its commands could be decided: only new clients are safe */
+        cs->fatal = true;
+        snprintf(cs->fatal_reason, sizeof(cs->fatal_reason),
+                 "cannot pause the refused partitions of %s: %s", cs->t_cmd, rd_kafka_err2str(err));
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+void cs_refused_forget(cs_t *cs, const rd_kafka_topic_partition_list_t *parts)
+{
+    for (int32_t p = 0; p < cs->nparts; p++) {
+        if (!cs->refused[p] || (parts && !rd_kafka_topic_partition_list_find(parts, cs->t_cmd, p)))
+            continue;
+        cs->refused[p] = false;
+        es_gauge_set(cs->g_refused, atomic_fetch_sub(&cs->nrefused, 1) - 1);
+    }
+    if (!atomic_load(&cs->nrefused))
+        cs->pause_due = false;
 }
 
 typedef struct {

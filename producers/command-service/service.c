@@ -251,6 +251,9 @@ int cs_run(cs_t *cs, volatile sig_atomic_t *stop)
             if (t == ES_TXN_ABORT)
                 nap(cs, CS_BACKOFF_MIN_MS); /* aborted: commands go on, it is tried again */
         }
+        cs_pause_refused(cs); /* before any poll could give their commands */
+        if (cs->fatal)
+            continue;
         int gen = atomic_load(&cs->generation);
         size_t n = poll_batch(cs, msgs);
         idle = n == 0;

@@ -16,8 +16,8 @@
  *
  * Threads: everything runs on the thread of cs_run() (librdkafka calls the
  * rebalance and delivery callbacks from its polls), except cs_ready(), which
- * the HTTP threads call: it reads only `ready` (atomic), the watch and
- * `not_ready` (under why_mu).
+ * the HTTP threads call: it reads only `ready` and `nrefused` (atomics),
+ * the watch, and `not_ready` and `refused_why` (under why_mu).
  */
 #ifndef ESCQRS_COMMAND_SERVICE_INT_H
 #define ESCQRS_COMMAND_SERVICE_INT_H
@@ -139,7 +139,12 @@ struct cs_s {
 
     atomic_bool ready;
     atomic_int generation; /* bumped on every rebalance */
-    bool fatal;            /* re-create the Kafka clients (service.c) */
+    /* commands partitions refused at assignment (their group offsets lost or moved
+     * back): paused, never decided, while the others go on (readiness.c) */
+    bool *refused;
+    atomic_int nrefused;
+    bool pause_due; /* refused since the last poll: pause them before the next */
+    bool fatal;     /* re-create the Kafka clients (service.c) */
     /* the clients were re-created after a failure: a catch-up alone does not
      * make the service ready again, a turn of the loop without the failure
      * does (its baselines written; readiness.c) */
@@ -148,14 +153,15 @@ struct cs_s {
     char fatal_reason[1200];
     volatile sig_atomic_t *stop;
     es_kafka_watch_t *watch; /* is a broker answering? (readiness) */
-    pthread_mutex_t why_mu;  /* guards not_ready */
+    pthread_mutex_t why_mu;  /* guards not_ready and refused_why */
     char not_ready[1300];    /* why not ready, for /readyz */
+    char refused_why[1300];  /* the last refusal, for /readyz while any stands (why_mu) */
 
     es_counter_t *c_accepted, *c_replayed, *c_conflict, *c_reused, *c_undecodable, *c_aborts,
         *c_recoveries, *c_caught_up_events, *c_restored_states, *c_baseline_states;
     es_histogram_t *h_commit, *h_batch, *h_wait;
     es_histogram_t *h_step[CS_STEP_COUNT]; /* escqrs_transaction_step_seconds{step} */
-    es_gauge_t *g_caught_up;
+    es_gauge_t *g_caught_up, *g_refused;
 };
 
 /* readiness.c */
@@ -165,6 +171,14 @@ void cs_set_ready(cs_t *cs);
 void cs_caught_up(cs_t *cs);
 /* A turn of the loop ended: ready once a recovery's turn passed without its failure. */
 void cs_turn_passed(cs_t *cs);
+/* Refuse commands partition @p p for @p why: it stays assigned (no other instance
+ * would decide it better) but paused, and /readyz says @p why while any is refused. */
+void cs_refuse_partition(cs_t *cs, int32_t p, const char *why);
+/* Pause the partitions refused since the last call (the assignment they came with
+ * is applied after the rebalance callback, so they are paused at the next turn). */
+void cs_pause_refused(cs_t *cs);
+/* Forget the refusals of @p parts (revoked; NULL: all, the consumer is gone). */
+void cs_refused_forget(cs_t *cs, const rd_kafka_topic_partition_list_t *parts);
 /* Commit the open transaction (@p what names it): an unanswered commit is retried,
  * said on /readyz (ready again once it commits, if it was before) and given up
  * when stopping (ES_TXN_FATAL). */

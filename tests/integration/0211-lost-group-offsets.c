@@ -31,7 +31,9 @@
  * new replica, a lost volume): it never decided there, so only the commands
  * offset the last <agg>.state record carries can tell the reset; refused
  * alike (before it, the restore's states and offset 0 decided deposits 1-3
- * again).
+ * again).  And only a1's partition reset to 0: that partition alone is
+ * refused (paused, its gauge 1, the clients never re-created) while an
+ * account on another partition is given a deposit.
  */
 #include "testutil.h"
 #include "writetest.h"
@@ -205,6 +207,97 @@ static void refused_then_reset(damage_t damage, const char *words)
     wt_stack_stop(&st);
 }
 
+/* The partition of aggregate @p agg_id's events (-1: none read). */
+static int32_t partition_of(const wt_stack_t *st, const char *agg_id)
+{
+    size_t n = 0;
+    wt_event_t *ev = wt_read_events(st, &n);
+    int32_t p = -1;
+    for (size_t i = 0; i < n && p < 0; i++)
+        if (!strcmp(ev[i].agg_id, agg_id))
+            p = ev[i].partition;
+    free(ev);
+    return p;
+}
+
+/*
+ * Only a1's partition moved back to 0: it is refused and named, and the
+ * other partitions go on deciding, without the clients re-created (they were
+ * re-created with each back-off, deciding nothing anywhere, and with several
+ * instances the refused partition went round the group).
+ */
+static void test_one_partition_moved_back(void)
+{
+    wt_stack_t st;
+    const char *sets[] = {"state.commands.remembered=2"};
+    wt_stack_init(&st, "account");
+    wt_start_service(&st, sets, 1);
+    wt_start_gateway(&st, NULL, 0);
+    wt_wait_ready(&st.cs, 90);
+    wt_wait_ready(&st.gw, 90);
+    CU_ASSERT_EQUAL(post(&st, "/v1/accounts/a1/open", "{\"owner\":\"o\"}", "open-1", NULL), 200);
+    for (int i = 1; i <= 5; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "deposit-%d", i);
+        CU_ASSERT_EQUAL(post(&st, "/v1/accounts/a1/deposit", "{\"amount_cents\":100}", key, NULL),
+                        200);
+    }
+    char other[16] = "", path[96], why[256] = "";
+    int32_t pa = partition_of(&st, "a1");
+    CU_ASSERT_FATAL(pa >= 0);
+    for (int i = 1; i <= 12 && !*other; i++) { /* an account on another partition */
+        char id[16], key[32];
+        snprintf(id, sizeof(id), "b%d", i);
+        snprintf(path, sizeof(path), "/v1/accounts/%s/open", id);
+        snprintf(key, sizeof(key), "open-%s", id);
+        CU_ASSERT_EQUAL(post(&st, path, "{\"owner\":\"o\"}", key, NULL), 200);
+        if (partition_of(&st, id) != pa)
+            snprintf(other, sizeof(other), "%s", id);
+    }
+    CU_ASSERT_FATAL(*other);
+    CU_ASSERT_TRUE(wt_wait_group_at_end(&st, 30, why, sizeof(why)));
+    CU_ASSERT_EQUAL(wt_stop(&st.cs), 0);
+
+    int64_t committed[64], end[64];
+    int parts = wt_command_offsets(&st, committed, end, 64);
+    CU_ASSERT_FATAL(parts > pa);
+    end[pa] = 0; /* only a1's partition moved back */
+    CU_ASSERT_TRUE_FATAL(wt_commit_group_offsets(&st, end, parts, 90));
+
+    wt_start_service(&st, sets, 1);
+    char words[64];
+    snprintf(words, sizeof(words), ".commands [%d] is 0", (int)pa);
+    bool said = wt_wait_not_ready_because(&st.cs, words, 90);
+    printf("\n  RESULT /readyz named partition %d moved back: %s\n", (int)pa, said ? "yes" : "no");
+    CU_ASSERT_TRUE(said);
+    int64_t version = 0;
+    snprintf(path, sizeof(path), "/v1/accounts/%s/deposit", other);
+    int status = post(&st, path, "{\"amount_cents\":100}", "deposit-other", &version);
+    printf("  RESULT a deposit to %s on another partition: %d, version %lld\n", other, status,
+           (long long)version);
+    CU_ASSERT_EQUAL(status, 200);
+    CU_ASSERT_EQUAL(version, 2);
+    int asked = 0, ready = wt_count_ready(&st.cs, SAMPLE_MS, &asked);
+    double recoveries = wt_metric(&st.cs, "escqrs_command_service_recoveries_total");
+    double refused = wt_metric(&st.cs, "escqrs_command_service_partitions_refused");
+    printf("  RESULT /readyz meanwhile: %d of %d said 200; %g recoveries, %g refused\n", ready,
+           asked, recoveries, refused);
+    CU_ASSERT_EQUAL(ready, 0);
+    CU_ASSERT_EQUAL(recoveries, 0);
+    CU_ASSERT_EQUAL(refused, 1);
+    wt_assert_versions(&st, "a1", 6); /* nothing decided again */
+    CU_ASSERT_EQUAL(wt_stop(&st.cs), 0);
+
+    CU_ASSERT_TRUE_FATAL(commit_offsets(&st, true, 90));
+    wt_start_service(&st, sets, 1);
+    wt_wait_ready(&st.cs, 90);
+    CU_ASSERT_EQUAL(
+        post(&st, "/v1/accounts/a1/deposit", "{\"amount_cents\":100}", "deposit-6", &version), 200);
+    CU_ASSERT_EQUAL(version, 7);
+    wt_assert_versions(&st, "a1", 7);
+    wt_stack_stop(&st);
+}
+
 static void test_lost_offsets(void)
 {
     refused_then_reset(GROUP_DELETED, "offsets were lost");
@@ -239,6 +332,8 @@ int main(void)
          test_commands_topic_recreated},
         {"group offsets moved back, the service on an empty store: refused all the same",
          test_moved_back_on_a_new_store},
+        {"one partition moved back: refused alone, the others decided, no clients re-created",
+         test_one_partition_moved_back},
         {NULL, NULL},
     };
     return es_test_run("0211-lost-group-offsets", cases);
