@@ -33,7 +33,9 @@
  * alike (before it, the restore's states and offset 0 decided deposits 1-3
  * again).  And only a1's partition reset to 0: that partition alone is
  * refused (paused, its gauge 1, the clients never re-created) while an
- * account on another partition is given a deposit.
+ * account on another partition is given a deposit.  In every case the
+ * refusing service leaves the group's offsets of the refused partitions as
+ * the damage left them.
  */
 #include "testutil.h"
 #include "writetest.h"
@@ -135,6 +137,23 @@ static int post(const wt_stack_t *st, const char *path, const char *body, const 
     return status;
 }
 
+/* The service (@p sets) and the gateway started, a1 opened and given 5 deposits. */
+static void start_with_a1(wt_stack_t *st, const char *const *sets)
+{
+    wt_stack_init(st, "account");
+    wt_start_service(st, sets, 1);
+    wt_start_gateway(st, NULL, 0);
+    wt_wait_ready(&st->cs, 90);
+    wt_wait_ready(&st->gw, 90);
+    CU_ASSERT_EQUAL(post(st, "/v1/accounts/a1/open", "{\"owner\":\"o\"}", "open-1", NULL), 200);
+    for (int i = 1; i <= 5; i++) {
+        char key[32];
+        snprintf(key, sizeof(key), "deposit-%d", i);
+        CU_ASSERT_EQUAL(post(st, "/v1/accounts/a1/deposit", "{\"amount_cents\":100}", key, NULL),
+                        200);
+    }
+}
+
 /* How the group's offsets are damaged while the service is down. */
 typedef enum { GROUP_DELETED, RESET_TO_ZERO, TOPIC_RECREATED, RESET_ON_A_NEW_STORE } damage_t;
 
@@ -147,18 +166,7 @@ static void refused_then_reset(damage_t damage, const char *words)
 {
     wt_stack_t st;
     const char *sets[] = {"state.commands.remembered=2"};
-    wt_stack_init(&st, "account");
-    wt_start_service(&st, sets, 1);
-    wt_start_gateway(&st, NULL, 0);
-    wt_wait_ready(&st.cs, 90);
-    wt_wait_ready(&st.gw, 90);
-    CU_ASSERT_EQUAL(post(&st, "/v1/accounts/a1/open", "{\"owner\":\"o\"}", "open-1", NULL), 200);
-    for (int i = 1; i <= 5; i++) {
-        char key[32];
-        snprintf(key, sizeof(key), "deposit-%d", i);
-        CU_ASSERT_EQUAL(post(&st, "/v1/accounts/a1/deposit", "{\"amount_cents\":100}", key, NULL),
-                        200);
-    }
+    start_with_a1(&st, sets);
     char why[256] = "";
     CU_ASSERT_TRUE(wt_wait_group_at_end(&st, 30, why, sizeof(why)));
     CU_ASSERT_EQUAL(wt_stop(&st.cs), 0);
@@ -189,6 +197,15 @@ static void refused_then_reset(damage_t damage, const char *words)
     CU_ASSERT_EQUAL(ready, 0);
     wt_assert_versions(&st, "a1", 6); /* nothing decided again */
     CU_ASSERT_EQUAL(wt_stop(&st.cs), 0);
+    int64_t committed[64], end[64];
+    int parts = wt_command_offsets(&st, committed, end, 64), moved = 0;
+    for (int p = 0; p < parts; p++) /* a refused partition's offset is the operator's */
+        moved +=
+            committed[p] !=
+            (damage == GROUP_DELETED || damage == TOPIC_RECREATED ? RD_KAFKA_OFFSET_INVALID : 0);
+    printf("  RESULT group offsets the refusing service moved: %d of %d\n", moved, parts);
+    CU_ASSERT(parts > 0);
+    CU_ASSERT_EQUAL(moved, 0);
 
     /* the operator's remedy: the offsets set to the end while the service is down */
     CU_ASSERT_TRUE_FATAL(commit_offsets(&st, true, 90));
@@ -230,18 +247,7 @@ static void test_one_partition_moved_back(void)
 {
     wt_stack_t st;
     const char *sets[] = {"state.commands.remembered=2"};
-    wt_stack_init(&st, "account");
-    wt_start_service(&st, sets, 1);
-    wt_start_gateway(&st, NULL, 0);
-    wt_wait_ready(&st.cs, 90);
-    wt_wait_ready(&st.gw, 90);
-    CU_ASSERT_EQUAL(post(&st, "/v1/accounts/a1/open", "{\"owner\":\"o\"}", "open-1", NULL), 200);
-    for (int i = 1; i <= 5; i++) {
-        char key[32];
-        snprintf(key, sizeof(key), "deposit-%d", i);
-        CU_ASSERT_EQUAL(post(&st, "/v1/accounts/a1/deposit", "{\"amount_cents\":100}", key, NULL),
-                        200);
-    }
+    start_with_a1(&st, sets);
     char other[16] = "", path[96], why[256] = "";
     int32_t pa = partition_of(&st, "a1");
     CU_ASSERT_FATAL(pa >= 0);
@@ -287,6 +293,8 @@ static void test_one_partition_moved_back(void)
     CU_ASSERT_EQUAL(refused, 1);
     wt_assert_versions(&st, "a1", 6); /* nothing decided again */
     CU_ASSERT_EQUAL(wt_stop(&st.cs), 0);
+    CU_ASSERT_EQUAL(wt_command_offsets(&st, committed, end, 64), parts);
+    CU_ASSERT_EQUAL(committed[pa], 0); /* the refused partition's offset is the operator's */
 
     CU_ASSERT_TRUE_FATAL(commit_offsets(&st, true, 90));
     wt_start_service(&st, sets, 1);
