@@ -13,8 +13,12 @@
  * has its baseline marker), and then only the events after the largest
  * events offset the restored states reflect are read: the work follows the
  * live aggregates, not the length of the history.  Without a marker
- * (topics older than <agg>.state, `state.restore=false`) the events are
- * read from offset 0, and the partition is marked for a baseline.
+ * (topics older than <agg>.state) the events are read from offset 0, and the
+ * partition is marked for a baseline.  With `state.restore=false` the
+ * decisions are restored all the same (the outcome records and windows: no
+ * event holds a rejection) and the events are read from offset 0, each
+ * restored aggregate's state computed again from its first event by the
+ * module's evolve (a fixed evolve, a state topic not trusted).
  *
  * A store that knows the partition first reads <agg>.state [p] after the
  * offset it keeps for it (the state tail, state_tail()): another owner's
@@ -82,8 +86,10 @@ static es_err_t remember_event(cs_t *cs, rd_kafka_message_t *m, avro_value_t *v,
     return ES_ERR_OK;
 }
 
-/* Apply one committed event to the overlay. */
-static es_err_t catchup_apply(cs_t *cs, rd_kafka_message_t *m, char *errstr, size_t errstr_size)
+/* Apply one committed event to the overlay; @p reevolve: the restored states are
+ * computed again from their first event (state.restore=false, catch_up()). */
+static es_err_t catchup_apply(cs_t *cs, rd_kafka_message_t *m, bool reevolve, char *errstr,
+                              size_t errstr_size)
 {
     avro_value_t *v, pl;
     const char *agg_id, *cmd_id, *type;
@@ -115,6 +121,12 @@ static es_err_t catchup_apply(cs_t *cs, rd_kafka_message_t *m, char *errstr, siz
         a->ev_offset = m->offset;
         a->partition = m->partition;
         a->dirty = true;
+    } else if (reevolve) { /* its version, window and outcomes stay the restored ones */
+        if (version == 1)
+            memset(a->state, 0, cs->def->state_size);
+        if ((err = cs->def->evolve(a->state, type, &pl, errstr, errstr_size)))
+            return err;
+        a->dirty = true;
     }
     /* Its command's outcome, unless it left the window: a state restored without it
      * (older than the outcomes its record carries) still answers a retry of it.  Only a
@@ -144,9 +156,14 @@ static rd_kafka_message_t *catchup_next(cs_t *cs, es_err_t *err, char *errstr, s
     return m;
 }
 
-/* Read partition @p p of <agg>.events from @p start to its end into the store. */
-static es_err_t catchup_read(cs_t *cs, int32_t p, int64_t start, const char *from, char *errstr,
-                             size_t errstr_size)
+/*
+ * Read partition @p p of <agg>.events from @p start to its end into the store.
+ * With @p reevolve the writes along the way carry no events offset: a state
+ * half computed again must never be taken for the one of its version, so a
+ * crash before the end leaves a store without the offset, restored again.
+ */
+static es_err_t catchup_read(cs_t *cs, int32_t p, int64_t start, const char *from, bool reevolve,
+                             char *errstr, size_t errstr_size)
 {
     int64_t t0 = es_mono_ms(), next = -1;
     size_t applied = 0, since_write = 0;
@@ -154,14 +171,14 @@ static es_err_t catchup_read(cs_t *cs, int32_t p, int64_t start, const char *fro
     rd_kafka_message_t *m;
     cs_overlay_clear(cs);
     while ((m = catchup_next(cs, &err, errstr, errstr_size))) {
-        err = catchup_apply(cs, m, errstr, errstr_size);
+        err = catchup_apply(cs, m, reevolve, errstr, errstr_size);
         next = m->offset + 1;
         rd_kafka_message_destroy(m);
         if (err)
             break;
         applied++;
         if (++since_write >= CATCHUP_WRITE_EVERY) { /* bounded memory: write as we go */
-            if ((err = cs_overlay_write(cs, &p, &next, 1, errstr, errstr_size)))
+            if ((err = cs_overlay_write(cs, &p, &next, reevolve ? 0 : 1, errstr, errstr_size)))
                 break;
             cs_overlay_clear(cs);
             since_write = 0;
@@ -188,6 +205,20 @@ static es_err_t catchup_assign(cs_t *cs, const char *topic, int32_t p, int64_t s
     rd_kafka_topic_partition_list_destroy(tl);
     if (kerr) {
         snprintf(errstr, errstr_size, "catch-up assign %s [%d]: %s", topic, p,
+                 rd_kafka_err2str(kerr));
+        return ES_ERR_KAFKA;
+    }
+    return ES_ERR_OK;
+}
+
+/* The first and next offsets of partition @p p of @p topic, asked of the broker. */
+static es_err_t watermarks(cs_t *cs, const char *topic, int32_t p, int64_t *lo, int64_t *hi,
+                           char *errstr, size_t errstr_size)
+{
+    rd_kafka_resp_err_t kerr = rd_kafka_query_watermark_offsets(es_consumer_rk(cs->catchup), topic,
+                                                                p, lo, hi, ES_KAFKA_TIMEOUT_MS);
+    if (kerr) {
+        snprintf(errstr, errstr_size, "offsets of %s [%d]: %s", topic, (int)p,
                  rd_kafka_err2str(kerr));
         return ES_ERR_KAFKA;
     }
@@ -272,24 +303,48 @@ static es_err_t state_read(cs_t *cs, int32_t p, int64_t from, bool marked_events
  * Restore an empty store's partition @p p from <agg>.state.  With the marker,
  * the store gets the events offset to go on from in the same write as the last
  * states; without it, what was read is kept (true states) but *start stays at
- * the beginning of the events.
+ * the beginning of the events.  With state.restore=false the decisions are
+ * restored all the same (outcome records, windows, the commands offset: no
+ * event holds a rejection), but *start stays at the beginning and no events
+ * offset is written: the states are computed again from the events.
  */
 static es_err_t restore(cs_t *cs, int32_t p, int64_t *start, bool *read_commands, char *errstr,
                         size_t errstr_size)
 {
     restore_t r = {.next_ev = 0, .next_state = -1, .commands = -1};
     int64_t t0 = es_mono_ms();
-    es_err_t err = state_read(cs, p, RD_KAFKA_OFFSET_BEGINNING, true, &r, errstr, errstr_size);
+    es_err_t err =
+        state_read(cs, p, RD_KAFKA_OFFSET_BEGINNING, cs->restore_enabled, &r, errstr, errstr_size);
     if (err)
         return err;
     es_counter_add(cs->c_restored_states, (double)r.nrecords);
-    if (r.marker)
+    if (r.marker && cs->restore_enabled)
         *start = r.next_ev;
     *read_commands = r.commands >= 0;
     es_log_info("command-service", "restored %s [%d]: %zu state record(s) in %" PRId64 " ms; %s",
                 cs->t_state, p, r.nrecords, es_mono_ms() - t0,
-                r.marker ? "the events after the states follow"
-                         : "no baseline marker: the events are read from offset 0");
+                !cs->restore_enabled ? "state.restore=false: their states are computed again "
+                                       "from the events from offset 0"
+                : r.marker           ? "the events after the states follow"
+                                     : "no baseline marker: the events are read from offset 0");
+    return ES_ERR_OK;
+}
+
+/* Can the restored states of partition @p p be computed again (*@p reevolve)?  Only
+ * from every aggregate's first event: not when the log no longer starts at 0. */
+static es_err_t can_reevolve(cs_t *cs, int32_t p, bool *reevolve, char *errstr, size_t errstr_size)
+{
+    int64_t lo = -1, hi = -1;
+    es_err_t err = watermarks(cs, cs->t_ev, p, &lo, &hi, errstr, errstr_size);
+    if (err)
+        return err;
+    *reevolve = lo == 0;
+    if (lo > 0)
+        es_log_warn("command-service",
+                    "%s [%d] starts at offset %" PRId64 ", not 0: the states restored from %s "
+                    "are kept as they are (state.restore=false computes them again only from "
+                    "each aggregate's first event)",
+                    cs->t_ev, (int)p, lo, cs->t_state);
     return ES_ERR_OK;
 }
 
@@ -350,15 +405,15 @@ static es_err_t catch_up(cs_t *cs, const rd_kafka_topic_partition_t *tp, char *e
     if (!err && cs->restore_enabled &&
         (err = state_tail(cs, p, &read_commands, errstr, errstr_size)))
         return err;
+    bool reevolve = false;
     if (err == ES_ERR_NOT_FOUND) {
         start = RD_KAFKA_OFFSET_BEGINNING;
         from = "the beginning";
-        if (cs->restore_enabled) {
-            if ((err = restore(cs, p, &start, &read_commands, errstr, errstr_size)))
-                return err;
-            if (start != RD_KAFKA_OFFSET_BEGINNING)
-                from = "the restored states' offset";
-        }
+        if ((err = restore(cs, p, &start, &read_commands, errstr, errstr_size)) ||
+            (!cs->restore_enabled && (err = can_reevolve(cs, p, &reevolve, errstr, errstr_size))))
+            return err;
+        if (start != RD_KAFKA_OFFSET_BEGINNING)
+            from = "the restored states' offset";
     }
     if (read_commands && (err = check_partition(cs, tp, errstr, errstr_size))) {
         if (err == ES_ERR_STATE) /* refused: nothing of it is read or decided */
@@ -369,7 +424,7 @@ static es_err_t catch_up(cs_t *cs, const rd_kafka_topic_partition_t *tp, char *e
         cs_state_need_baseline(cs, p); /* written from the loop, once caught up (state.c) */
     if ((err = catchup_assign(cs, cs->t_ev, p, start, errstr, errstr_size)))
         return err;
-    err = catchup_read(cs, p, start, from, errstr, errstr_size);
+    err = catchup_read(cs, p, start, from, reevolve, errstr, errstr_size);
     rd_kafka_assign(es_consumer_rk(cs->catchup), NULL);
     return err;
 }
@@ -410,13 +465,8 @@ static es_err_t decided_offset(cs_t *cs, int32_t p, int64_t committed, int64_t *
     }
     if (err || *out < 0 || *out <= committed)
         return err; /* the usual case: no question, no request to the broker */
-    rd_kafka_resp_err_t kerr = rd_kafka_query_watermark_offsets(
-        es_consumer_rk(cs->catchup), cs->t_cmd, p, &lo, &hi, ES_KAFKA_TIMEOUT_MS);
-    if (kerr) {
-        snprintf(errstr, errstr_size, "end of %s [%d]: %s", cs->t_cmd, (int)p,
-                 rd_kafka_err2str(kerr));
-        return ES_ERR_KAFKA;
-    }
+    if ((err = watermarks(cs, cs->t_cmd, p, &lo, &hi, errstr, errstr_size)))
+        return err;
     if (*out > hi) { /* forgotten: once the new topic grows past it, it would look like ours */
         es_log_warn("command-service",
                     "%s [%d] ends at %" PRId64 ", before %" PRId64 ", where this store last "

@@ -62,8 +62,9 @@ static const es_conf_def_t service_defs[] = {
      .type = ES_CONF_BOOL,
      .defval = "true",
      .desc = "On assignment, restore an empty store from <agg>.state and catch up only the "
-             "events after it; false: replay <agg>.events from offset 0 (state records are "
-             "written either way)"},
+             "events after it; false: restore the decisions all the same (remembered outcomes, "
+             "rejections included) but compute every state again from <agg>.events from offset "
+             "0 (state records are written either way)"},
     {.name = "catchup.stall.timeout.ms",
      .type = ES_CONF_INT,
      .defval = "30000",

@@ -23,7 +23,9 @@
  *
  * And, with one client that sends each command once and retries it once:
  * a retry after the store was lost gets its first answer (test_retry_after_restore),
- * and the store itself remembers the window's outcomes only.
+ * and the store itself remembers the window's outcomes only; the same with
+ * state.restore=false (test_retry_after_replay), where the states are computed
+ * again from the events: the whole balance can be withdrawn, and no more.
  */
 #include "accountload.h"
 #include "testutil.h"
@@ -235,14 +237,6 @@ static void send_first(wt_stack_t *st, first_t *c)
     json_decref(ans);
 }
 
-/*
- * The guarantee of the outcome records, with a client that retries once and
- * never again: a retry after the command service lost its store gets its first
- * answer for every command of the window, the rejection included (decided
- * again, the withdrawal would now be accepted: the deposits after it cover
- * it); no new event; and the state topic keeps exactly the window's outcomes
- * live (the ones before it have tombstones).
- */
 /* The outcomes the command service's store remembers for @p id ("i" <id> 0x00 <command id>,
  * overlay.c), read from its store while it is stopped. */
 static size_t stored_outcomes(const wt_stack_t *st, const char *id)
@@ -263,15 +257,27 @@ static size_t stored_outcomes(const wt_stack_t *st, const char *id)
     return n;
 }
 
-static void test_retry_after_restore(void)
+/*
+ * The guarantee of the outcome records, with a client that retries once and
+ * never again: a retry after the command service lost its store gets its first
+ * answer for every command of the window, the rejection included (decided
+ * again, the withdrawal would now be accepted: the deposits after it cover
+ * it); no new event; the state topic keeps exactly the window's outcomes
+ * live (the ones before it have tombstones); and the states hold the balance.
+ * @p restore is the service's state.restore: false must answer the retries
+ * alike (it restores the decisions, and computes the states again from the
+ * events); until 7 December it replayed the events only, and the rejected
+ * withdrawal's retry was accepted (200 at version 13, first 422).
+ */
+static void retry_after_lost_store(bool restore)
 {
     wt_stack_t st;
     char sets_buf[64], cmd[700];
     snprintf(sets_buf, sizeof(sets_buf), "state.commands.remembered=%d", WINDOW);
-    const char *sets[] = {sets_buf};
+    const char *sets[] = {sets_buf, restore ? "state.restore=true" : "state.restore=false"};
     first_t c[NRETRIED];
     wt_stack_init(&st, "account");
-    wt_start_service(&st, sets, 1);
+    wt_start_service(&st, sets, 2);
     wt_start_gateway(&st, NULL, 0);
     wt_wait_ready(&st.cs, 60);
     wt_wait_ready(&st.gw, 60);
@@ -305,13 +311,18 @@ static void test_retry_after_restore(void)
     CU_ASSERT_EQUAL(stored_outcomes(&st, "acct-r"), WINDOW); /* the store forgot the rest */
     snprintf(cmd, sizeof(cmd), "rm -rf '%s/store'", st.dir);
     CU_ASSERT_EQUAL(system(cmd), 0);
-    wt_start_service(&st, sets, 1);
+    wt_start_service(&st, sets, 2);
     wt_start_gateway(&st, NULL, 0);
     wt_wait_ready(&st.cs, 60);
     wt_wait_ready(&st.gw, 60);
     char *text = NULL;
     CU_ASSERT_EQUAL(wt_get(&st.cs, "/metrics", &text), 200);
     CU_ASSERT(metric(text ? text : "", "escqrs_command_service_restored_states_total") >= 1);
+    double replayed = metric(text ? text : "", "escqrs_command_service_catchup_events_total");
+    printf("\n  RESULT state.restore=%s: %g event(s) read after the restore\n",
+           restore ? "true" : "false", replayed);
+    if (!restore) /* every event from offset 0, the states computed again */
+        CU_ASSERT(replayed >= (double)nev_before);
     free(text);
     for (int i = NRETRIED - WINDOW; i < NRETRIED; i++) {
         first_t again = c[i];
@@ -325,7 +336,28 @@ static void test_retry_after_restore(void)
     size_t nev_after = 0;
     free(wt_read_events(&st, &nev_after));
     CU_ASSERT_EQUAL(nev_after, nev_before); /* every retry answered, none decided again */
+    /* the balance the states hold: 8 deposits of 1, 3 of 1000 (the withdrawal refused) */
+    first_t all = {.path = "/v1/accounts/acct-r/withdraw", .body = "{\"amount_cents\":3008}"};
+    first_t more = {.path = "/v1/accounts/acct-r/withdraw", .body = "{\"amount_cents\":1}"};
+    snprintf(all.key, sizeof(all.key), "%sall", st.prefix);
+    snprintf(more.key, sizeof(more.key), "%smore", st.prefix);
+    send_first(&st, &all);
+    send_first(&st, &more);
+    printf("  RESULT withdrawals of the whole balance and of 1 more: %d %s, %d %s\n", all.status,
+           all.answer, more.status, more.answer);
+    CU_ASSERT_EQUAL(all.status, 200);
+    CU_ASSERT_EQUAL(more.status, 422);
     wt_stack_stop(&st);
+}
+
+static void test_retry_after_restore(void)
+{
+    retry_after_lost_store(true);
+}
+
+static void test_retry_after_replay(void)
+{
+    retry_after_lost_store(false);
 }
 
 int main(void)
@@ -335,6 +367,8 @@ int main(void)
          test_restore_under_kill},
         {"a retry after the store was lost gets its first answer, a rejection included",
          test_retry_after_restore},
+        {"state.restore=false: the same answers, the states computed again from the events",
+         test_retry_after_replay},
         {NULL, NULL},
     };
     return es_test_run("state-restore", cases);
