@@ -42,7 +42,7 @@ void cs_set_not_ready(cs_t *cs, const char *fmt, ...)
 void cs_set_ready(cs_t *cs)
 {
     atomic_store(&cs->ready, true);
-    es_gauge_set(cs->g_caught_up, 1);
+    es_gauge_set(cs->g_caught_up, atomic_load(&cs->nrefused) ? 0 : 1); /* a refused one is not */
 }
 
 void cs_caught_up(cs_t *cs)

@@ -286,11 +286,14 @@ static void test_one_partition_moved_back(void)
     int asked = 0, ready = wt_count_ready(&st.cs, SAMPLE_MS, &asked);
     double recoveries = wt_metric(&st.cs, "escqrs_command_service_recoveries_total");
     double refused = wt_metric(&st.cs, "escqrs_command_service_partitions_refused");
-    printf("  RESULT /readyz meanwhile: %d of %d said 200; %g recoveries, %g refused\n", ready,
-           asked, recoveries, refused);
+    double caught_up = wt_metric(&st.cs, "escqrs_command_service_caught_up");
+    printf("  RESULT /readyz meanwhile: %d of %d said 200; %g recoveries, %g refused, caught up "
+           "%g\n",
+           ready, asked, recoveries, refused, caught_up);
     CU_ASSERT_EQUAL(ready, 0);
     CU_ASSERT_EQUAL(recoveries, 0);
     CU_ASSERT_EQUAL(refused, 1);
+    CU_ASSERT_EQUAL(caught_up, 0);    /* the refused partition is not */
     wt_assert_versions(&st, "a1", 6); /* nothing decided again */
     CU_ASSERT_EQUAL(wt_stop(&st.cs), 0);
     CU_ASSERT_EQUAL(wt_command_offsets(&st, committed, end, 64), parts);
