@@ -122,14 +122,26 @@ void cs_pause_refused(cs_t *cs)
     rd_kafka_topic_partition_list_destroy(l);
 }
 
+/*
+ * librdkafka 2.0.2 keeps an application's pause of a partition across its
+ * revocation (an unassignment clears only its own pause), so a revoked refused
+ * partition is resumed here: assigned again later, and let through by that
+ * assignment's check, it would otherwise never be fetched.  It is being
+ * revoked, so nothing fetched meanwhile is polled (the generation moved on).
+ */
 void cs_refused_forget(cs_t *cs, const rd_kafka_topic_partition_list_t *parts)
 {
+    rd_kafka_topic_partition_list_t *resume = rd_kafka_topic_partition_list_new(1);
     for (int32_t p = 0; p < cs->nparts; p++) {
         if (!cs->refused[p] || (parts && !rd_kafka_topic_partition_list_find(parts, cs->t_cmd, p)))
             continue;
         cs->refused[p] = false;
         es_gauge_set(cs->g_refused, atomic_fetch_sub(&cs->nrefused, 1) - 1);
+        rd_kafka_topic_partition_list_add(resume, cs->t_cmd, p);
     }
+    if (resume->cnt && parts && cs->cons)
+        rd_kafka_resume_partitions(es_consumer_rk(cs->cons), resume);
+    rd_kafka_topic_partition_list_destroy(resume);
     if (!atomic_load(&cs->nrefused))
         cs->pause_due = false;
 }
