@@ -33,7 +33,8 @@
  * alike (before it, the restore's states and offset 0 decided deposits 1-3
  * again).  And only a1's partition reset to 0: that partition alone is
  * refused (paused, its gauge 1, the clients never re-created) while an
- * account on another partition is given a deposit.  In every case the
+ * account on another partition is given a deposit; a second instance
+ * joins, and one of the two refuses it while the other is ready.  In every case the
  * refusing service leaves the group's offsets of the refused partitions as
  * the damage left them.
  */
@@ -44,6 +45,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define SAMPLE_MS 5000
@@ -238,6 +240,52 @@ static int32_t partition_of(const wt_stack_t *st, const char *agg_id)
 }
 
 /*
+ * A second instance B (its own store and transactional id) joins while a1's
+ * partition is refused: the partitions are shared, and whichever holds a1's
+ * refuses it (one refusal between them, the other instance ready), neither
+ * re-creates its clients (a refusal used to, and the partition went round the
+ * group), and @p other is given another deposit.  B then stops.
+ */
+static void second_instance_joins(wt_stack_t *st, const char *const *sets, const char *other)
+{
+    wt_stack_t b = *st;
+    char txid[300], path[96];
+    snprintf(b.dir, sizeof(b.dir), "%.500s/b", st->dir);
+    mkdir(b.dir, 0755);
+    memset(&b.cs, 0, sizeof(b.cs));
+    snprintf(txid, sizeof(txid), "transactional.id=%sservice-b", st->prefix);
+    const char *bsets[] = {sets[0], txid};
+    wt_start_service(&b, bsets, 2);
+    double refused = -1, recoveries = -1;
+    int ready_a = 0, ready_b = 0, asked = 0;
+    for (int i = 0; i < 120 && (refused != 1 || ready_a + ready_b != 1); i++) {
+        sleep(1); /* until the group shared the partitions and both caught up */
+        refused = wt_metric(&st->cs, "escqrs_command_service_partitions_refused") +
+                  wt_metric(&b.cs, "escqrs_command_service_partitions_refused");
+        ready_a = wt_count_ready(&st->cs, 200, &asked) > 0;
+        ready_b = wt_count_ready(&b.cs, 200, &asked) > 0;
+    }
+    bool shared = wt_log_line(b.cs.log, "assigned", "partition(s) of", NULL, 0) &&
+                  !wt_log_line(b.cs.log, "assigned 0 partition(s)", NULL, NULL, 0);
+    int64_t version = 0;
+    snprintf(path, sizeof(path), "/v1/accounts/%s/deposit", other);
+    int status = post(st, path, "{\"amount_cents\":100}", "deposit-other-2", &version);
+    recoveries = wt_metric(&st->cs, "escqrs_command_service_recoveries_total") +
+                 wt_metric(&b.cs, "escqrs_command_service_recoveries_total");
+    printf("  RESULT two instances: B assigned a share %s; %g refused, ready %d + %d, %g "
+           "recoveries; %s's deposit %d at version %lld\n",
+           shared ? "yes" : "no", refused, ready_a, ready_b, recoveries, other, status,
+           (long long)version);
+    CU_ASSERT_TRUE(shared);
+    CU_ASSERT_EQUAL(refused, 1);
+    CU_ASSERT_EQUAL(ready_a + ready_b, 1);
+    CU_ASSERT_EQUAL(recoveries, 0);
+    CU_ASSERT_EQUAL(status, 200);
+    CU_ASSERT_EQUAL(version, 3);
+    CU_ASSERT_EQUAL(wt_stop(&b.cs), 0);
+}
+
+/*
  * Only a1's partition moved back to 0: it is refused and named, and the
  * other partitions go on deciding, without the clients re-created (they were
  * re-created with each back-off, deciding nothing anywhere, and with several
@@ -293,7 +341,8 @@ static void test_one_partition_moved_back(void)
     CU_ASSERT_EQUAL(ready, 0);
     CU_ASSERT_EQUAL(recoveries, 0);
     CU_ASSERT_EQUAL(refused, 1);
-    CU_ASSERT_EQUAL(caught_up, 0);    /* the refused partition is not */
+    CU_ASSERT_EQUAL(caught_up, 0); /* the refused partition is not */
+    second_instance_joins(&st, sets, other);
     wt_assert_versions(&st, "a1", 6); /* nothing decided again */
     CU_ASSERT_EQUAL(wt_stop(&st.cs), 0);
     CU_ASSERT_EQUAL(wt_command_offsets(&st, committed, end, 64), parts);
