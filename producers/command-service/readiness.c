@@ -81,7 +81,7 @@ bool cs_ready(cs_t *cs, char *why, size_t whysz)
 }
 
 /*
- * A refused partition stays assigned here, paused.  Until 7 December a refusal
+ * A refused partition stays assigned here, paused.  Until 6 December a refusal
  * re-created the Kafka clients with each back-off: nothing was decided on any
  * partition, and with several instances the refused partition moved to the
  * next one, which refused it too, so the group rebalanced every few seconds

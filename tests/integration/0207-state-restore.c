@@ -266,7 +266,7 @@ static size_t stored_outcomes(const wt_stack_t *st, const char *id)
  * live (the ones before it have tombstones); and the states hold the balance.
  * @p restore is the service's state.restore: false must answer the retries
  * alike (it restores the decisions, and computes the states again from the
- * events); until 7 December it replayed the events only, and the rejected
+ * events); until 6 December it replayed the events only, and the rejected
  * withdrawal's retry was accepted (200 at version 13, first 422).
  */
 static void retry_after_lost_store(bool restore)
