@@ -230,26 +230,7 @@ void rt_topic_flush(rt_topic_t *tp)
 
 void rt_delete_records(rt_topic_t *tp, const int64_t *before)
 {
-    rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(tp->partitions);
-    for (int p = 0; p < tp->partitions; p++)
-        rd_kafka_topic_partition_list_add(tl, tp->name, p)->offset = before[p];
-    rd_kafka_DeleteRecords_t *dr = rd_kafka_DeleteRecords_new(tl);
-    rd_kafka_topic_partition_list_destroy(tl);
-    rd_kafka_queue_t *q = rd_kafka_queue_new(tp->rk);
-    rd_kafka_DeleteRecords(tp->rk, &dr, 1, NULL, q);
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 60000);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(ev);
-    CU_ASSERT_EQUAL_FATAL(rd_kafka_event_error(ev), RD_KAFKA_RESP_ERR_NO_ERROR);
-    const rd_kafka_topic_partition_list_t *res =
-        rd_kafka_DeleteRecords_result_offsets(rd_kafka_event_DeleteRecords_result(ev));
-    CU_ASSERT_EQUAL_FATAL(res ? res->cnt : 0, tp->partitions);
-    for (int i = 0; i < res->cnt; i++) { /* the new log start of each partition */
-        CU_ASSERT_EQUAL(res->elems[i].err, RD_KAFKA_RESP_ERR_NO_ERROR);
-        CU_ASSERT_EQUAL(res->elems[i].offset, before[res->elems[i].partition]);
-    }
-    rd_kafka_event_destroy(ev);
-    rd_kafka_DeleteRecords_destroy(dr);
-    rd_kafka_queue_destroy(q);
+    es_test_delete_records(tp->rk, tp->name, before, tp->partitions);
     for (size_t i = 0; i < tp->n; i++)
         if (tp->recs[i].offset < before[tp->recs[i].partition])
             tp->recs[i].deleted = true;

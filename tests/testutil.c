@@ -308,6 +308,31 @@ rd_kafka_t *es_test_consumer(const char *group)
     return rk;
 }
 
+void es_test_delete_records(rd_kafka_t *rk, const char *topic, const int64_t *before,
+                            int partitions)
+{
+    rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(partitions);
+    for (int p = 0; p < partitions; p++)
+        rd_kafka_topic_partition_list_add(tl, topic, p)->offset = before[p];
+    rd_kafka_DeleteRecords_t *dr = rd_kafka_DeleteRecords_new(tl);
+    rd_kafka_topic_partition_list_destroy(tl);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_DeleteRecords(rk, &dr, 1, NULL, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 60000);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ev);
+    CU_ASSERT_EQUAL_FATAL(rd_kafka_event_error(ev), RD_KAFKA_RESP_ERR_NO_ERROR);
+    const rd_kafka_topic_partition_list_t *res =
+        rd_kafka_DeleteRecords_result_offsets(rd_kafka_event_DeleteRecords_result(ev));
+    CU_ASSERT_EQUAL_FATAL(res ? res->cnt : 0, partitions);
+    for (int i = 0; i < res->cnt; i++) { /* the new log start of each partition */
+        CU_ASSERT_EQUAL(res->elems[i].err, RD_KAFKA_RESP_ERR_NO_ERROR);
+        CU_ASSERT_EQUAL(res->elems[i].offset, before[res->elems[i].partition]);
+    }
+    rd_kafka_event_destroy(ev);
+    rd_kafka_DeleteRecords_destroy(dr);
+    rd_kafka_queue_destroy(q);
+}
+
 int es_test_partition_count(rd_kafka_t *rk, const char *topic)
 {
     const struct rd_kafka_metadata *md = NULL;

@@ -127,6 +127,13 @@ rd_kafka_t *es_test_consumer(const char *group);
 /** @brief The number of partitions of @p topic, 0 when its metadata cannot be read. */
 int es_test_partition_count(rd_kafka_t *rk, const char *topic);
 /**
+ * @brief Delete the records of @p topic before @p before[p] in each of its
+ *        @p partitions (0: none), as an operator's DeleteRecords does; asserts
+ *        that each partition's log then starts there.
+ */
+void es_test_delete_records(rd_kafka_t *rk, const char *topic, const int64_t *before,
+                            int partitions);
+/**
  * @brief What @p group committed on each partition of @p topic (-1001: nothing; -2: the
  *        query failed) and each partition's end offset, for at most @p max partitions.
  * @return the partitions of @p topic (at most @p max).

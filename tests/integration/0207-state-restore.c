@@ -25,7 +25,9 @@
  * a retry after the store was lost gets its first answer (test_retry_after_restore),
  * and the store itself remembers the window's outcomes only; the same with
  * state.restore=false (test_retry_after_replay), where the states are computed
- * again from the events: the whole balance can be withdrawn, and no more.
+ * again from the events: the whole balance can be withdrawn, and no more;
+ * and, with the events' first records deleted, the restored states are kept
+ * (test_replay_after_records_deleted).
  */
 #include "accountload.h"
 #include "testutil.h"
@@ -237,6 +239,25 @@ static void send_first(wt_stack_t *st, first_t *c)
     json_decref(ans);
 }
 
+/* Account @p id holds @p cents: withdrawing them is accepted, 1 more is refused. */
+static void assert_balance(wt_stack_t *st, const char *id, int64_t cents)
+{
+    first_t all = {.body = ""}, more = {.body = "{\"amount_cents\":1}"};
+    char path[128], body[64];
+    snprintf(path, sizeof(path), "/v1/accounts/%s/withdraw", id);
+    snprintf(body, sizeof(body), "{\"amount_cents\":%lld}", (long long)cents);
+    all.path = more.path = path;
+    all.body = body;
+    snprintf(all.key, sizeof(all.key), "%s%s-all", st->prefix, id);
+    snprintf(more.key, sizeof(more.key), "%s%s-more", st->prefix, id);
+    send_first(st, &all);
+    send_first(st, &more);
+    printf("  RESULT withdrawals of %s's %lld and of 1 more: %d %s, %d %s\n", id, (long long)cents,
+           all.status, all.answer, more.status, more.answer);
+    CU_ASSERT_EQUAL(all.status, 200);
+    CU_ASSERT_EQUAL(more.status, 422);
+}
+
 /* The outcomes the command service's store remembers for @p id ("i" <id> 0x00 <command id>,
  * overlay.c), read from its store while it is stopped. */
 static size_t stored_outcomes(const wt_stack_t *st, const char *id)
@@ -336,17 +357,7 @@ static void retry_after_lost_store(bool restore)
     size_t nev_after = 0;
     free(wt_read_events(&st, &nev_after));
     CU_ASSERT_EQUAL(nev_after, nev_before); /* every retry answered, none decided again */
-    /* the balance the states hold: 8 deposits of 1, 3 of 1000 (the withdrawal refused) */
-    first_t all = {.path = "/v1/accounts/acct-r/withdraw", .body = "{\"amount_cents\":3008}"};
-    first_t more = {.path = "/v1/accounts/acct-r/withdraw", .body = "{\"amount_cents\":1}"};
-    snprintf(all.key, sizeof(all.key), "%sall", st.prefix);
-    snprintf(more.key, sizeof(more.key), "%smore", st.prefix);
-    send_first(&st, &all);
-    send_first(&st, &more);
-    printf("  RESULT withdrawals of the whole balance and of 1 more: %d %s, %d %s\n", all.status,
-           all.answer, more.status, more.answer);
-    CU_ASSERT_EQUAL(all.status, 200);
-    CU_ASSERT_EQUAL(more.status, 422);
+    assert_balance(&st, "acct-r", 3008);    /* 8 deposits of 1, 3 of 1000, the withdrawal refused */
     wt_stack_stop(&st);
 }
 
@@ -360,6 +371,61 @@ static void test_retry_after_replay(void)
     retry_after_lost_store(false);
 }
 
+/*
+ * state.restore=false where the events' log no longer starts at offset 0 (an
+ * operator's DeleteRecords): an aggregate whose first events are gone cannot
+ * have its state computed again, so the restored state is kept (the log says
+ * why) instead of the remaining events evolved onto it a second time.
+ */
+static void test_replay_after_records_deleted(void)
+{
+    wt_stack_t st;
+    const char *sets[] = {"state.restore=false"};
+    char cmd[700], topic[300];
+    wt_stack_init(&st, "account");
+    wt_start_service(&st, sets, 1);
+    wt_start_gateway(&st, NULL, 0);
+    wt_wait_ready(&st.cs, 60);
+    wt_wait_ready(&st.gw, 60);
+    for (int i = 0; i < 6; i++) { /* opened, then 5 deposits of 1 */
+        first_t c = {.path = i ? "/v1/accounts/acct-d/deposit" : "/v1/accounts/acct-d/open",
+                     .body = i ? "{\"amount_cents\":1}" : "{\"owner\":\"o\"}"};
+        snprintf(c.key, sizeof(c.key), "%sd-%d", st.prefix, i);
+        send_first(&st, &c);
+        CU_ASSERT_EQUAL(c.status, 200);
+    }
+    size_t n = 0;
+    int64_t before[64] = {0};
+    wt_event_t *ev = wt_read_events(&st, &n);
+    int32_t p = -1;
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(ev[i].agg_id, "acct-d") && ev[i].version == 3) {
+            p = ev[i].partition;
+            before[p] = ev[i].offset; /* the open and the first deposit go */
+        }
+    free(ev);
+    CU_ASSERT_FATAL(p >= 0 && p < 64);
+    sleep(1); /* the last batch's store write follows its commit */
+    wt_kill9(&st.cs);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s/store'", st.dir);
+    CU_ASSERT_EQUAL(system(cmd), 0);
+    snprintf(topic, sizeof(topic), "%s%s.events", st.prefix, st.agg);
+    rd_kafka_t *rk = es_test_consumer("0207-delete-records");
+    int parts = es_test_partition_count(rk, topic);
+    CU_ASSERT_FATAL(parts > p && parts <= 64);
+    es_test_delete_records(rk, topic, before, parts);
+    rd_kafka_destroy(rk);
+
+    wt_start_service(&st, sets, 1);
+    wt_wait_ready(&st.cs, 60);
+    bool warned = wt_log_line(st.cs.log, "not 0: the states restored", NULL, NULL, 0);
+    printf("\n  RESULT log from offset %lld: said so %s\n", (long long)before[p],
+           warned ? "yes" : "no");
+    CU_ASSERT_TRUE(warned);
+    assert_balance(&st, "acct-d", 5); /* its 5 deposits of 1, not the last 4 again */
+    wt_stack_stop(&st);
+}
+
 int main(void)
 {
     static const es_test_case_t cases[] = {
@@ -369,6 +435,8 @@ int main(void)
          test_retry_after_restore},
         {"state.restore=false: the same answers, the states computed again from the events",
          test_retry_after_replay},
+        {"state.restore=false on a log that no longer starts at 0: the restored states kept",
+         test_replay_after_records_deleted},
         {NULL, NULL},
     };
     return es_test_run("state-restore", cases);
