@@ -16,6 +16,7 @@
 
 #include "projector.h"
 
+#include "escqrs/handoff.h"
 #include "escqrs/serde.h"
 
 #include <sys/types.h>
@@ -36,16 +37,12 @@ typedef struct pj_batch_s {
 } pj_batch_t;
 
 /*
- * The loop's writer thread (writer.c): it writes the batch handed to it while
- * the loop folds the next one.  One thread for the loop's life; `mu` guards
- * go, done and quit; the rest belongs to the writer between hand and wait.
+ * The loop's writer (writer.c): its thread writes the batch handed to it while
+ * the loop folds the next one.  One thread for the loop's life (a handoff);
+ * the rest belongs to the writer between hand and wait.
  */
 typedef struct pj_writer_s {
-    bool started;
-    pthread_t thread;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool go, done, quit;
+    es_handoff_t *thread; /* NULL until the first batch is handed over */
     es_store_t *st;
     es_batch_t *batch;
     es_err_t err;

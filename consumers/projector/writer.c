@@ -14,84 +14,38 @@
  * is queued the loop settles before it waits for records, so an idle
  * projector publishes at once.
  *
- * One thread for the loop's life, started at the first batch handed over
- * and ended with the loop: a thread per batch paid RocksDB's per-thread
- * set-up on every write and doubled the projector's CPU per event.  The
- * hand-over is a flag under a mutex: the loop hands a batch (go), the writer
- * writes it outside the lock and says done; the loop waits for done before
- * it hands the next one, so at most one batch is in flight and the writer
- * never touches the loop's other state.
+ * One thread for the loop's life (a handoff, handoff.h), started at the
+ * first batch handed over and ended with the loop: a thread per batch paid
+ * RocksDB's per-thread set-up on every write and doubled the projector's CPU
+ * per event.  The loop waits for the write before it hands the next batch,
+ * so at most one batch is in flight and the writer never touches the loop's
+ * other state.
  */
 #include "loop.h"
 
-static void *writer_main(void *arg)
+static void write_job(void *arg)
 {
     pj_writer_t *w = arg;
-    pthread_mutex_lock(&w->mu);
-    for (;;) {
-        while (!w->go && !w->quit)
-            pthread_cond_wait(&w->cv, &w->mu);
-        if (!w->go)
-            break; /* quit, with nothing in hand */
-        pthread_mutex_unlock(&w->mu);
-        w->err = es_store_write(w->st, w->batch, w->errstr, sizeof(w->errstr));
-        pthread_mutex_lock(&w->mu);
-        w->go = false;
-        w->done = true;
-        pthread_cond_broadcast(&w->cv);
-    }
-    pthread_mutex_unlock(&w->mu);
-    return NULL;
-}
-
-static bool writer_start(pj_writer_t *w)
-{
-    if (w->started)
-        return true;
-    pthread_mutex_init(&w->mu, NULL);
-    pthread_cond_init(&w->cv, NULL);
-    w->go = w->done = w->quit = false;
-    w->started = pthread_create(&w->thread, NULL, writer_main, w) == 0;
-    if (!w->started) {
-        pthread_cond_destroy(&w->cv);
-        pthread_mutex_destroy(&w->mu);
-    }
-    return w->started;
+    w->err = es_store_write(w->st, w->batch, w->errstr, sizeof(w->errstr));
 }
 
 bool pj_writer_hand(pj_writer_t *w, es_store_t *st, es_batch_t *batch)
 {
-    if (!writer_start(w))
-        return false;
-    pthread_mutex_lock(&w->mu);
+    if (!w->thread)
+        w->thread = es_handoff_new();
     w->st = st;
     w->batch = batch;
-    w->done = false;
-    w->go = true;
-    pthread_cond_broadcast(&w->cv);
-    pthread_mutex_unlock(&w->mu);
-    return true;
+    return es_handoff_give(w->thread, write_job, w);
 }
 
 es_err_t pj_writer_wait(pj_writer_t *w)
 {
-    pthread_mutex_lock(&w->mu);
-    while (!w->done)
-        pthread_cond_wait(&w->cv, &w->mu);
-    pthread_mutex_unlock(&w->mu);
+    es_handoff_wait(w->thread);
     return w->err;
 }
 
 void pj_writer_stop(pj_writer_t *w)
 {
-    if (!w->started)
-        return;
-    pthread_mutex_lock(&w->mu);
-    w->quit = true;
-    pthread_cond_broadcast(&w->cv);
-    pthread_mutex_unlock(&w->mu);
-    pthread_join(w->thread, NULL);
-    pthread_cond_destroy(&w->cv);
-    pthread_mutex_destroy(&w->mu);
-    w->started = false;
+    es_handoff_destroy(w->thread);
+    w->thread = NULL;
 }

@@ -131,6 +131,8 @@ void cs_pause_refused(cs_t *cs)
  */
 void cs_refused_forget(cs_t *cs, const rd_kafka_topic_partition_list_t *parts)
 {
+    if (!atomic_load(&cs->nrefused)) /* the usual revoke: nothing refused, nothing to resume */
+        return;
     rd_kafka_topic_partition_list_t *resume = rd_kafka_topic_partition_list_new(1);
     for (int32_t p = 0; p < cs->nparts; p++) {
         if (!cs->refused[p] || (parts && !rd_kafka_topic_partition_list_find(parts, cs->t_cmd, p)))

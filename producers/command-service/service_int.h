@@ -27,6 +27,7 @@
 #include "escqrs/command.h"
 #include "escqrs/envelope.h"
 #include "escqrs/kafka.h"
+#include "escqrs/handoff.h"
 #include "escqrs/mem.h"
 #include "escqrs/registry.h"
 #include "escqrs/serde.h"
@@ -46,7 +47,7 @@ typedef enum {
     CS_STEP_DECIDE,   /* deciding every command, its events produced */
     CS_STEP_EVENTS,   /* the events' flush: their offsets known */
     CS_STEP_OUTCOMES, /* producing the outcomes and the states */
-    CS_STEP_OFFSETS,  /* the consumed offsets sent to the transaction */
+    CS_STEP_OFFSETS,  /* the wait for the consumed offsets (sent since the begin) */
     CS_STEP_STORE,    /* the store write after the commit */
     CS_STEP_COUNT
 } cs_step_t;
@@ -136,6 +137,16 @@ struct cs_s {
     /* the commands offsets the open transaction sends (a batch's, a baseline's fence):
      * every <agg>.state record carries its partition's (overlay.c, cs_commands_offset_header) */
     const rd_kafka_topic_partition_list_t *txn_offsets;
+    /* the batch's consumed offsets go to the transaction on a thread of their own while
+     * its events, outcomes and states are produced (txn.c, "The offsets' thread") */
+    es_handoff_t *offsets_thread;
+    struct {
+        es_producer_t *prod;
+        es_consumer_t *cons;
+        const rd_kafka_topic_partition_list_t *offsets;
+        es_txn_rc_t rc;
+        char errstr[512];
+    } offsets_job;
 
     atomic_bool ready;
     atomic_int generation; /* bumped on every rebalance */

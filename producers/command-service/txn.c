@@ -5,9 +5,10 @@
  *   partition number) → flush, so the delivery reports give every event's
  *   offset → produce each outcome with the position of its command's last
  *   event → produce the <agg>.state record of every aggregate the batch
- *   changed (state.c) → send the consumed offsets with the group metadata of now →
- *   commit → write the new states, outcomes and next events-topic offsets
- *   in one RocksDB batch.
+ *   changed (state.c) → commit → write the new states, outcomes and next
+ *   events-topic offsets in one RocksDB batch.  The consumed offsets, with
+ *   the group metadata of the begin, are sent to the transaction on a
+ *   thread of their own from the begin to before the commit (run_transaction).
  *
  * Why it is exactly once: the events, the outcomes, the states and the
  * consumed offsets commit or abort together, so a command is either decided and answered
@@ -185,8 +186,45 @@ static void step_done(es_histogram_t *h, double *t0)
     *t0 = now;
 }
 
-/* The steps inside the transaction, up to and including the commit, each timed. */
+static void send_offsets_job(void *arg)
+{
+    cs_t *cs = arg;
+    cs->offsets_job.rc =
+        es_txn_send_offsets(cs->offsets_job.prod, cs->offsets_job.cons, cs->offsets_job.offsets,
+                            cs->offsets_job.errstr, sizeof(cs->offsets_job.errstr));
+}
 
+/* Decide, then the events, outcomes and states, each step timed. */
+static es_txn_rc_t produce_batch(cs_t *cs, rd_kafka_message_t **msgs, size_t n, double *t)
+{
+    es_txn_rc_t rc;
+    if ((rc = decide_all(cs, msgs, n)))
+        return rc;
+    step_done(cs->h_step[CS_STEP_DECIDE], t);
+    if ((rc = flush_events(cs)))
+        return rc;
+    step_done(cs->h_step[CS_STEP_EVENTS], t);
+    if ((rc = produce_outcomes(cs)) || (rc = produce_states(cs)))
+        return rc;
+    step_done(cs->h_step[CS_STEP_OUTCOMES], t);
+    return ES_TXN_OK;
+}
+
+/*
+ * The steps inside the transaction, up to and including the commit.
+ *
+ * The offsets' thread: send_offsets_to_transaction (AddOffsetsToTxn, then
+ * TxnOffsetCommit: two round trips, a quarter of one client's command) runs
+ * on cs->offsets_thread from the begin, while this thread decides and
+ * produces.  librdkafka serves the one transactional call beside the
+ * produces and the flush.  The group metadata is read at the begin, after
+ * the batch was polled: a rebalance since then leaves it behind, and the
+ * broker refuses the offsets (ILLEGAL_GENERATION, abortable), the safe
+ * direction.  This thread waits for the offsets on every way out, before
+ * any commit, abort or re-creation of the clients: nothing else may use the
+ * producer's transaction while the call runs.  When no thread can be had,
+ * the offsets are sent here, after the states, as before.
+ */
 static es_txn_rc_t run_transaction(cs_t *cs, rd_kafka_message_t **msgs, size_t n,
                                    const rd_kafka_topic_partition_list_t *offsets)
 {
@@ -196,18 +234,22 @@ static es_txn_rc_t run_transaction(cs_t *cs, rd_kafka_message_t **msgs, size_t n
         fail(cs, rc, ES_LOG_ERROR, "", errstr);
         return ES_TXN_FATAL; /* nothing was produced; but a producer that cannot begin is broken */
     }
+    cs->offsets_job.prod = cs->prod;
+    cs->offsets_job.cons = cs->cons;
+    cs->offsets_job.offsets = offsets;
+    bool threaded = es_handoff_give(cs->offsets_thread, send_offsets_job, cs);
     double t = es_mono_s();
-    if ((rc = decide_all(cs, msgs, n)))
+    rc = produce_batch(cs, msgs, n, &t);
+    if (threaded)
+        es_handoff_wait(cs->offsets_thread);
+    else if (!rc)
+        send_offsets_job(cs);
+    es_txn_rc_t offsets_rc = threaded || !rc ? cs->offsets_job.rc : ES_TXN_OK;
+    if (offsets_rc > rc) /* the worse of the two decides: fatal, then abort */
+        return fail(cs, offsets_rc, offsets_rc == ES_TXN_FATAL ? ES_LOG_ERROR : ES_LOG_WARN, "",
+                    cs->offsets_job.errstr);
+    if (rc)
         return rc;
-    step_done(cs->h_step[CS_STEP_DECIDE], &t);
-    if ((rc = flush_events(cs)))
-        return rc;
-    step_done(cs->h_step[CS_STEP_EVENTS], &t);
-    if ((rc = produce_outcomes(cs)) || (rc = produce_states(cs)))
-        return rc;
-    step_done(cs->h_step[CS_STEP_OUTCOMES], &t);
-    if ((rc = es_txn_send_offsets(cs->prod, cs->cons, offsets, errstr, sizeof(errstr))))
-        return fail(cs, rc, rc == ES_TXN_FATAL ? ES_LOG_ERROR : ES_LOG_WARN, "", errstr);
     step_done(cs->h_step[CS_STEP_OFFSETS], &t);
     if ((rc = commit(cs, n)))
         return rc;

@@ -204,12 +204,16 @@ void es_producer_destroy_now(es_producer_t *prod);
  *   es_txn_commit
  *
  * and on ES_TXN_ABORT from any step, es_txn_abort, which also rewinds the
- * consumer to its committed offsets so the batch is consumed again.  Each
+ * consumer to its committed offsets so the batch is consumed again.
+ * es_txn_send_offsets may run on another thread while this one sends and
+ * flushes (librdkafka serves one transactional call beside produces), but
+ * never beside another es_txn_* call: wait for it before the commit or the
+ * abort.  Each
  * step answers what the caller must do next: a class, not a message to
  * search.
  */
 
-/** What a transactional step leaves the caller to do. */
+/** What a transactional step leaves the caller to do; the graver, the larger. */
 typedef enum {
     ES_TXN_OK,    /**< go on */
     ES_TXN_ABORT, /**< abortable: es_txn_abort(), then process the batch again */
