@@ -47,7 +47,7 @@ typedef enum {
     CS_STEP_DECIDE,   /* deciding every command, its events produced */
     CS_STEP_EVENTS,   /* the events' flush: their offsets known */
     CS_STEP_OUTCOMES, /* producing the outcomes and the states */
-    CS_STEP_OFFSETS,  /* the wait for the consumed offsets (sent since the begin) */
+    CS_STEP_OFFSETS,  /* the wait for the consumed offsets (sent since the flush) */
     CS_STEP_STORE,    /* the store write after the commit */
     CS_STEP_COUNT
 } cs_step_t;

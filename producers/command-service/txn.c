@@ -7,8 +7,8 @@
  *   event → produce the <agg>.state record of every aggregate the batch
  *   changed (state.c) → commit → write the new states, outcomes and next
  *   events-topic offsets in one RocksDB batch.  The consumed offsets, with
- *   the group metadata of the begin, are sent to the transaction on a
- *   thread of their own from the begin to before the commit (run_transaction).
+ *   the consumer's group metadata, are sent to the transaction on a thread
+ *   of their own from the events' flush to before the commit (run_transaction).
  *
  * Why it is exactly once: the events, the outcomes, the states and the
  * consumed offsets commit or abort together, so a command is either decided and answered
@@ -194,8 +194,11 @@ static void send_offsets_job(void *arg)
                             cs->offsets_job.errstr, sizeof(cs->offsets_job.errstr));
 }
 
-/* Decide, then the events, outcomes and states, each step timed. */
-static es_txn_rc_t produce_batch(cs_t *cs, rd_kafka_message_t **msgs, size_t n, double *t)
+/* Decide, then the events, outcomes and states, each step timed; the offsets are given
+ * to their thread once the events are flushed (*@p threaded: they were). */
+static es_txn_rc_t produce_batch(cs_t *cs, rd_kafka_message_t **msgs, size_t n,
+                                 const rd_kafka_topic_partition_list_t *offsets, bool *threaded,
+                                 double *t)
 {
     es_txn_rc_t rc;
     if ((rc = decide_all(cs, msgs, n)))
@@ -204,6 +207,10 @@ static es_txn_rc_t produce_batch(cs_t *cs, rd_kafka_message_t **msgs, size_t n, 
     if ((rc = flush_events(cs)))
         return rc;
     step_done(cs->h_step[CS_STEP_EVENTS], t);
+    cs->offsets_job.prod = cs->prod;
+    cs->offsets_job.cons = cs->cons;
+    cs->offsets_job.offsets = offsets;
+    *threaded = es_handoff_give(cs->offsets_thread, send_offsets_job, cs);
     if ((rc = produce_outcomes(cs)) || (rc = produce_states(cs)))
         return rc;
     step_done(cs->h_step[CS_STEP_OUTCOMES], t);
@@ -214,16 +221,23 @@ static es_txn_rc_t produce_batch(cs_t *cs, rd_kafka_message_t **msgs, size_t n, 
  * The steps inside the transaction, up to and including the commit.
  *
  * The offsets' thread: send_offsets_to_transaction (AddOffsetsToTxn, then
- * TxnOffsetCommit: two round trips, a quarter of one client's command) runs
- * on cs->offsets_thread from the begin, while this thread decides and
- * produces.  librdkafka serves the one transactional call beside the
- * produces and the flush.  The group metadata is read at the begin, after
- * the batch was polled: a rebalance since then leaves it behind, and the
- * broker refuses the offsets (ILLEGAL_GENERATION, abortable), the safe
- * direction.  This thread waits for the offsets on every way out, before
- * any commit, abort or re-creation of the clients: nothing else may use the
- * producer's transaction while the call runs.  When no thread can be had,
- * the offsets are sent here, after the states, as before.
+ * TxnOffsetCommit: two round trips, about a quarter of one client's command)
+ * runs on cs->offsets_thread from the events' flush on, while this thread
+ * produces the outcomes and the states; librdkafka serves the one
+ * transactional call beside the produces.  Not from the begin: a
+ * transaction that begins right after the previous commit finds the
+ * coordinator still writing that commit's markers, which refuses
+ * AddOffsetsToTxn (CONCURRENT_TRANSACTIONS), and librdkafka retries it only
+ * after retry.backoff.ms, 100 ms (bench/results/2026-12-06-1148.md: p99 at
+ * 8 clients 113 ms against 35-37 before).  Once the events are flushed their
+ * AddPartitionsToTxn was accepted, so the markers are written (it is
+ * retried after 2 ms until then: scripts/build-librdkafka, fix_txn_concurrent).
+ * The group metadata is read when the call starts: a rebalance since then
+ * leaves it behind, and the broker refuses the offsets (ILLEGAL_GENERATION,
+ * abortable), the safe direction.  This thread waits for the offsets on
+ * every way out, before any commit, abort or re-creation of the clients:
+ * nothing else may use the producer's transaction while the call runs.
+ * When no thread can be had, the offsets are sent here, after the states.
  */
 static es_txn_rc_t run_transaction(cs_t *cs, rd_kafka_message_t **msgs, size_t n,
                                    const rd_kafka_topic_partition_list_t *offsets)
@@ -234,12 +248,9 @@ static es_txn_rc_t run_transaction(cs_t *cs, rd_kafka_message_t **msgs, size_t n
         fail(cs, rc, ES_LOG_ERROR, "", errstr);
         return ES_TXN_FATAL; /* nothing was produced; but a producer that cannot begin is broken */
     }
-    cs->offsets_job.prod = cs->prod;
-    cs->offsets_job.cons = cs->cons;
-    cs->offsets_job.offsets = offsets;
-    bool threaded = es_handoff_give(cs->offsets_thread, send_offsets_job, cs);
+    bool threaded = false;
     double t = es_mono_s();
-    rc = produce_batch(cs, msgs, n, &t);
+    rc = produce_batch(cs, msgs, n, offsets, &threaded, &t);
     if (threaded)
         es_handoff_wait(cs->offsets_thread);
     else if (!rc)

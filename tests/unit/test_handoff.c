@@ -10,10 +10,10 @@
 #include <time.h>
 
 typedef struct {
-    atomic_bool go_on;  /* set by the caller after the give */
-    bool saw_go_on;     /* the job saw it: it ran while the caller went on */
-    pthread_t ran_on;   /* the thread the job ran on */
-    long count;         /* plain, not atomic: the wait must publish it */
+    atomic_bool go_on; /* set by the caller after the give */
+    bool saw_go_on;    /* the job saw it: it ran while the caller went on */
+    pthread_t ran_on;  /* the thread the job ran on */
+    long count;        /* plain, not atomic: the wait must publish it */
 } job_t;
 
 static void waiting_job(void *arg)
