@@ -138,7 +138,7 @@ struct cs_s {
      * every <agg>.state record carries its partition's (overlay.c, cs_commands_offset_header) */
     const rd_kafka_topic_partition_list_t *txn_offsets;
     /* the batch's consumed offsets go to the transaction on a thread of their own while
-     * its events, outcomes and states are produced (txn.c, "The offsets' thread") */
+     * its outcomes and states are produced (txn.c, "The offsets' thread") */
     es_handoff_t *offsets_thread;
     struct {
         es_producer_t *prod;

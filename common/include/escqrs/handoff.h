@@ -5,7 +5,7 @@
  *
  * Users: the projector's writer (a RocksDB batch written while the next one
  * folds) and the command service's offsets (send_offsets_to_transaction
- * while the batch's events and outcomes are produced).
+ * while the batch's outcomes and states are produced).
  *
  * The thread is started at the first job and lives until es_handoff_destroy:
  * a thread per job costs its start (and, for RocksDB, its per-thread set-up)
