@@ -140,10 +140,7 @@ struct cs_s {
     /* the batch's consumed offsets go to the transaction on a thread of their own while
      * its outcomes and states are produced (txn.c, "The offsets' thread") */
     es_handoff_t *offsets_thread;
-    struct {
-        es_producer_t *prod;
-        es_consumer_t *cons;
-        const rd_kafka_topic_partition_list_t *offsets;
+    struct { /* its answer: it sends cs->txn_offsets with cs->prod and cs->cons */
         es_txn_rc_t rc;
         char errstr[512];
     } offsets_job;

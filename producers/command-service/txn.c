@@ -189,15 +189,15 @@ static void step_done(es_histogram_t *h, double *t0)
 static void send_offsets_job(void *arg)
 {
     cs_t *cs = arg;
+    /* cs->prod, cs->cons and cs->txn_offsets stay as they are until the wait */
     cs->offsets_job.rc =
-        es_txn_send_offsets(cs->offsets_job.prod, cs->offsets_job.cons, cs->offsets_job.offsets,
-                            cs->offsets_job.errstr, sizeof(cs->offsets_job.errstr));
+        es_txn_send_offsets(cs->prod, cs->cons, cs->txn_offsets, cs->offsets_job.errstr,
+                            sizeof(cs->offsets_job.errstr));
 }
 
 /* Decide, then the events, outcomes and states, each step timed; the offsets are given
  * to their thread once the events are flushed (*@p threaded: they were). */
-static es_txn_rc_t produce_batch(cs_t *cs, rd_kafka_message_t **msgs, size_t n,
-                                 const rd_kafka_topic_partition_list_t *offsets, bool *threaded,
+static es_txn_rc_t produce_batch(cs_t *cs, rd_kafka_message_t **msgs, size_t n, bool *threaded,
                                  double *t)
 {
     es_txn_rc_t rc;
@@ -207,9 +207,6 @@ static es_txn_rc_t produce_batch(cs_t *cs, rd_kafka_message_t **msgs, size_t n,
     if ((rc = flush_events(cs)))
         return rc;
     step_done(cs->h_step[CS_STEP_EVENTS], t);
-    cs->offsets_job.prod = cs->prod;
-    cs->offsets_job.cons = cs->cons;
-    cs->offsets_job.offsets = offsets;
     *threaded = es_handoff_give(cs->offsets_thread, send_offsets_job, cs);
     if ((rc = produce_outcomes(cs)) || (rc = produce_states(cs)))
         return rc;
@@ -239,8 +236,7 @@ static es_txn_rc_t produce_batch(cs_t *cs, rd_kafka_message_t **msgs, size_t n,
  * nothing else may use the producer's transaction while the call runs.
  * When no thread can be had, the offsets are sent here, after the states.
  */
-static es_txn_rc_t run_transaction(cs_t *cs, rd_kafka_message_t **msgs, size_t n,
-                                   const rd_kafka_topic_partition_list_t *offsets)
+static es_txn_rc_t run_transaction(cs_t *cs, rd_kafka_message_t **msgs, size_t n)
 {
     char errstr[512];
     es_txn_rc_t rc;
@@ -250,7 +246,7 @@ static es_txn_rc_t run_transaction(cs_t *cs, rd_kafka_message_t **msgs, size_t n
     }
     bool threaded = false;
     double t = es_mono_s();
-    rc = produce_batch(cs, msgs, n, offsets, &threaded, &t);
+    rc = produce_batch(cs, msgs, n, &threaded, &t);
     if (threaded)
         es_handoff_wait(cs->offsets_thread);
     else if (!rc)
@@ -275,7 +271,7 @@ es_txn_rc_t cs_batch_process(cs_t *cs, rd_kafka_message_t **msgs, size_t n)
     cs->npend = cs->nev = 0;
     cs_state_offsets_clear(cs); /* an aborted transaction's records are no position */
     cs->txn_offsets = offsets;
-    es_txn_rc_t rc = run_transaction(cs, msgs, n, offsets);
+    es_txn_rc_t rc = run_transaction(cs, msgs, n); /* sends cs->txn_offsets */
     cs->txn_offsets = NULL;
     if (rc == ES_TXN_OK) {
         double t = es_mono_s();
