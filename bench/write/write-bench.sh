@@ -22,7 +22,9 @@
 # CLIENTS (closed-loop levels, default "1 8 32 128 256 512"), OPEN_LOOP=0 (closed loop only),
 # CS_INSTANCES (command services sharing the commands' partitions, default 1),
 # SATURATION (the rate the open-loop levels take their percentages of, instead of the
-# closed loop's best: for comparing two builds at the same rates).
+# closed loop's best: for comparing two builds at the same rates), REFUSED=1 (every
+# command a withdrawal the account refuses, 422: transactions with outcomes and no
+# event; no e2e level).
 # All the clients come from one address: the gateway's and the projector's
 # per-client connection limit (256 by default, a guard against one peer holding
 # the server) is raised for this run only.
@@ -92,7 +94,9 @@ LOAD="$BUILD/bench/write/write_load"
 level() { # name write_load-args...
   local name=$1
   shift
-  "$LOAD" -u "http://127.0.0.1:$GW_PORT" -d "$DURATION" -a 1000 -p acct "$@" | sed "s/^RESULT /RESULT level=$name /"
+  local refused=()
+  [ "${REFUSED:-0}" = 1 ] && refused=(-w)
+  "$LOAD" -u "http://127.0.0.1:$GW_PORT" -d "$DURATION" -a 1000 -p acct "${refused[@]}" "$@" | sed "s/^RESULT /RESULT level=$name /"
 }
 # Where the machine's CPU goes per command in a closed-loop level: every process of
 # the path, the broker and registry of the stack (STACK_DIR: their pid files) and the
@@ -168,7 +172,8 @@ if [ "${OPEN_LOOP:-1}" = 1 ]; then
   for pct in 25 50 90; do
     level "open-$pct" -c $open_clients -r $((best * pct / 100))
   done
-  level "e2e-25" -c $open_clients -r $((best * 25 / 100)) -q "http://127.0.0.1:$PJ_PORT"
+  [ "${REFUSED:-0}" = 1 ] ||
+    level "e2e-25" -c $open_clients -r $((best * 25 / 100)) -q "http://127.0.0.1:$PJ_PORT"
 fi
 # CPU seconds each daemon used since its start (start-up included; under WRAP_* the wrapper's)
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$1/stat"; }

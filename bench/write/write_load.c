@@ -2,7 +2,7 @@
  * write_load.c — load generator for the command path through escqrs-gateway.
  *
  *   write_load -u http://127.0.0.1:8080 -c 16 -d 10 [-r 5000] [-a 1000] [-p prefix]
- *              [-q http://127.0.0.1:8090] [-s started-file]
+ *              [-q http://127.0.0.1:8090] [-s started-file] [-w]
  *
  * -c clients (one keep-alive connection each) send deposits to -a accounts
  * (opened first) for -d seconds; -r caps the total rate (commands/s, paced
@@ -22,6 +22,10 @@
  * refused request (429 past a connection limit, 503) is quick, and counted
  * it once made 512 clients look like 48 692 commands/s.  A connection error
  * or an answer later than 30 s counts as a non-200 too.
+ * With -w, the commands are withdrawals of a cent from the (empty) accounts:
+ * each is decided and refused (422 insufficient_funds), so the command
+ * service's transactions carry outcomes and no event; 422 is then the answer
+ * counted as achieved, with its latency.
  * With -s, the file is created when the timed load starts, after the accounts
  * are opened (one client, one command each: seconds of a level's start), so
  * a caller that measures CPU during the load knows when it runs.
@@ -55,7 +59,7 @@
 #define REQUEST_MAX   512
 #define TIMEOUT_S     30.0 /* an answer later than this is an error */
 #define EVENTS_MAX    256
-#define DEPOSIT_BODY  "{\"amount_cents\":1}"
+#define DEPOSIT_BODY  "{\"amount_cents\":1}" /* a withdrawal's too (-w) */
 #define OPEN_BODY     "{\"owner\":\"bench\"}"
 #define POSITION_FROM "\"position\":\""
 
@@ -99,6 +103,7 @@ static const char *prefix = "bench";
 static const char *started_file = NULL; /* -s: created when the timed load starts */
 static int clients = 16, duration = 10, accounts = 1000;
 static double rate = 0;
+static bool refused_only = false; /* -w: withdrawals from empty accounts, answered 422 */
 static double t_start, t_end;
 static int epfd = -1;
 static endpoint_t gw_ep, pj_ep;
@@ -254,7 +259,8 @@ static void client_start(client_t *cl, double now)
     cl->next += interval;
     cl->account = rand_r(&cl->seed) % accounts;
     char path[256];
-    snprintf(path, sizeof(path), "/v1/accounts/%s-%d/deposit", prefix, cl->account);
+    snprintf(path, sizeof(path), "/v1/accounts/%s-%d/%s", prefix, cl->account,
+             refused_only ? "withdraw" : "deposit");
     format_request(&cl->cmd, path, DEPOSIT_BODY);
     cl->sent = now;
     if (!conn_send(&cl->cmd)) {
@@ -269,7 +275,7 @@ static void answered(conn_t *c, int status, const char *body, bool close_after)
     client_t *cl = c->owner;
     double now = now_s();
     c->busy = false;
-    if (status != 200) {
+    if (status != (refused_only && c == &cl->cmd ? 422 : 200)) {
         client_error(cl, body, c, status);
     } else if (c == &cl->query) {
         add_sample(&cl->e2e, (now - cl->t0) * 1000.0);
@@ -461,7 +467,7 @@ int main(int argc, char **argv)
 {
     const char *base = "http://127.0.0.1:8080", *query_base = NULL;
     int o;
-    while ((o = getopt(argc, argv, "u:c:d:r:a:p:q:s:")) != -1) {
+    while ((o = getopt(argc, argv, "u:c:d:r:a:p:q:s:w")) != -1) {
         switch (o) {
         case 'u':
             base = optarg;
@@ -487,17 +493,20 @@ int main(int argc, char **argv)
         case 's':
             started_file = optarg;
             break;
+        case 'w':
+            refused_only = true;
+            break;
         default:
             fprintf(stderr,
                     "usage: %s -u URL -c clients -d seconds [-r rate] [-a accounts] "
-                    "[-p id-prefix] [-q projector-URL] [-s started-file]\n",
+                    "[-p id-prefix] [-q projector-URL] [-s started-file] [-w]\n",
                     argv[0]);
             return 2;
         }
     }
     with_query = query_base != NULL;
-    if (clients < 1 || duration < 1 || accounts < 1 || !parse_url(base, &gw_ep) ||
-        (with_query && !parse_url(query_base, &pj_ep))) {
+    if (clients < 1 || duration < 1 || accounts < 1 || (refused_only && query_base) ||
+        !parse_url(base, &gw_ep) || (with_query && !parse_url(query_base, &pj_ep))) {
         fprintf(stderr, "write_load: bad arguments (URLs are http://IPv4:port)\n");
         return 2;
     }

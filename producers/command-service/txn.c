@@ -224,11 +224,15 @@ static es_txn_rc_t produce_batch(cs_t *cs, rd_kafka_message_t **msgs, size_t n, 
  * transactional call beside the produces.  Not from the begin: a
  * transaction that begins right after the previous commit finds the
  * coordinator still writing that commit's markers, which refuses
- * AddOffsetsToTxn (CONCURRENT_TRANSACTIONS), and librdkafka retries it only
- * after retry.backoff.ms, 100 ms (bench/results/2026-12-06-1148.md: p99 at
- * 8 clients 113 ms against 35-37 before).  Once the events are flushed their
- * AddPartitionsToTxn was accepted, so the markers are written (it is
- * retried after 2 ms until then: scripts/build-librdkafka, fix_txn_concurrent).
+ * AddOffsetsToTxn (CONCURRENT_TRANSACTIONS): retried after 100 ms by
+ * librdkafka 2.0.2 (bench/results/2026-12-06-1148.md: p99 at 8 clients 113
+ * ms), after 2 ms with our fifth fix (scripts/build-librdkafka), and even so
+ * from the begin one client's p50 was not lower and 13 % of the
+ * transactions at 8 clients were refused (docs/architecture.md, "Measured",
+ * item 5).  Once the events are flushed their AddPartitionsToTxn was
+ * accepted, so the markers are written (it is retried after 2 ms until then:
+ * fix_txn_concurrent); a batch with no event has no such wait, and its
+ * refusal costs milliseconds by the fifth fix.
  * The group metadata is read when the call starts: a rebalance since then
  * leaves it behind, and the broker refuses the offsets (ILLEGAL_GENERATION,
  * abortable), the safe direction.  This thread waits for the offsets on

@@ -5,7 +5,9 @@
  * transaction are the group's committed offsets after the commit; a failed
  * delivery aborts one transaction and not the next; an abort rewinds the
  * consumer to the committed offsets; a commit whose answer does not arrive
- * is retried, and given up only when the caller says stop.
+ * is retried, and given up only when the caller says stop; a refused
+ * AddOffsetsToTxn waits milliseconds, not retry.backoff.ms, when the
+ * coordinator is only busy with the previous commit's markers.
  *
  * The mock broker answers TxnOffsetCommit but stores nothing (librdkafka
  * 2.0.2), so offsets committed in a transaction are checked against the
@@ -18,8 +20,9 @@
 #include <librdkafka/rdkafka_mock.h>
 #include <string.h>
 
-#define TXN_WAIT_MS 2000 /* each transactional step of these tests */
-#define API_ENDTXN  26   /* Kafka protocol ApiKey of EndTxn (the commit's request) */
+#define TXN_WAIT_MS    2000 /* each transactional step of these tests */
+#define API_ENDTXN     26   /* Kafka protocol ApiKey of EndTxn (the commit's request) */
+#define API_ADDOFFSETS 25   /* ApiKey of AddOffsetsToTxn (the offsets' registration) */
 
 typedef struct {
     es_producer_t *prod;
@@ -50,12 +53,16 @@ static void on_delivery(void *opaque, const rd_kafka_message_t *m)
     f->last_offset = m->offset;
 }
 
-/* A transactional producer on a fresh mock cluster, and a group consumer on the same. */
-static void setup(fixture_t *f, const char *txid)
+/* A transactional producer on a fresh mock cluster, its configuration @p key = @p value
+ * too (when not NULL), and a group consumer on the same cluster. */
+static void setup_with(fixture_t *f, const char *txid, const char *key, const char *value)
 {
     char err[512];
     memset(f, 0, sizeof(*f));
     f->pconf = conf_with("kafka.test.mock.num.brokers", "1");
+    if (key)
+        CU_ASSERT_EQUAL_FATAL(es_conf_set(f->pconf, key, value, "test", err, sizeof(err)),
+                              ES_ERR_OK);
     es_producer_opts_t po = {
         .transactional_id = txid,
         .on_delivery = on_delivery,
@@ -72,6 +79,11 @@ static void setup(fixture_t *f, const char *txid)
     f->cconf = conf_with("kafka.bootstrap.servers", rd_kafka_mock_cluster_bootstraps(f->mc));
     f->cons = es_consumer_new(f->cconf, "grp", err, sizeof(err));
     CU_ASSERT_PTR_NOT_NULL_FATAL(f->cons);
+}
+
+static void setup(fixture_t *f, const char *txid)
+{
+    setup_with(f, txid, NULL, NULL);
 }
 
 static void teardown(fixture_t *f)
@@ -261,6 +273,43 @@ static void test_commit_retried_not_aborted(void)
     teardown(&f);
 }
 
+/* One transaction's offsets sent while the broker refuses AddOffsetsToTxn @p refusals times
+ * with @p refusal, on a producer whose retry.backoff.ms is 5 s. */
+static es_txn_rc_t offsets_refused(const char *txid, rd_kafka_resp_err_t refusal, int refusals)
+{
+    fixture_t f;
+    char err[512];
+    setup_with(&f, txid, "kafka.retry.backoff.ms", "5000");
+    rd_kafka_topic_partition_list_t *offs = offsets_of(1, 5);
+    CU_ASSERT_EQUAL(es_txn_begin(f.prod, err, sizeof(err)), ES_TXN_OK);
+    CU_ASSERT_EQUAL(send_to(&f, "ev", 0), ES_ERR_OK);
+    CU_ASSERT_EQUAL(es_txn_flush(f.prod, err, sizeof(err)), ES_TXN_OK);
+    rd_kafka_resp_err_t errs[8];
+    for (int i = 0; i < refusals; i++)
+        errs[i] = refusal;
+    rd_kafka_mock_push_request_errors_array(f.mc, API_ADDOFFSETS, (size_t)refusals, errs);
+    es_txn_rc_t rc = es_txn_send_offsets(f.prod, f.cons, offs, err, sizeof(err));
+    if (rc == ES_TXN_OK)
+        CU_ASSERT_EQUAL(es_txn_commit(f.prod, NULL, NULL, err, sizeof(err)), ES_TXN_OK);
+    rd_kafka_topic_partition_list_destroy(offs);
+    teardown(&f);
+    return rc;
+}
+
+/* scripts/build-librdkafka, fix_txn_offsets_concurrent: CONCURRENT_TRANSACTIONS (the
+ * coordinator still writing the previous commit's markers) is retried after 2, 4, 8, 16 ms,
+ * not after retry.backoff.ms, so five refusals are over within the transaction's 2 s.  Any
+ * other retriable refusal still waits retry.backoff.ms, 5 s here: that call fails, which
+ * shows the 5 s were in force (at librdkafka's default 100 ms both would pass). */
+static void test_offsets_refused_while_markers_written(void)
+{
+    CU_ASSERT_EQUAL(offsets_refused("txn-concurrent", RD_KAFKA_RESP_ERR_CONCURRENT_TRANSACTIONS, 5),
+                    ES_TXN_OK);
+    CU_ASSERT_NOT_EQUAL(
+        offsets_refused("txn-loading", RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS, 1),
+        ES_TXN_OK);
+}
+
 int main(void)
 {
     static const es_test_case_t cases[] = {
@@ -271,6 +320,8 @@ int main(void)
         {"an abort rewinds the consumer to the committed offsets", test_abort_rewinds_to_committed},
         {"an unanswered commit is retried, and given up only when told",
          test_commit_retried_not_aborted},
+        {"a refused AddOffsetsToTxn waits milliseconds while the markers are written",
+         test_offsets_refused_while_markers_written},
         {NULL, NULL},
     };
     return es_test_run("kafka_txn", cases);
