@@ -285,6 +285,7 @@ static es_txn_rc_t offsets_refused(const char *txid, rd_kafka_resp_err_t refusal
     CU_ASSERT_EQUAL(send_to(&f, "ev", 0), ES_ERR_OK);
     CU_ASSERT_EQUAL(es_txn_flush(f.prod, err, sizeof(err)), ES_TXN_OK);
     rd_kafka_resp_err_t errs[8];
+    CU_ASSERT_FATAL(refusals <= (int)(sizeof(errs) / sizeof(errs[0])));
     for (int i = 0; i < refusals; i++)
         errs[i] = refusal;
     rd_kafka_mock_push_request_errors_array(f.mc, API_ADDOFFSETS, (size_t)refusals, errs);
@@ -297,7 +298,7 @@ static es_txn_rc_t offsets_refused(const char *txid, rd_kafka_resp_err_t refusal
 }
 
 /* scripts/build-librdkafka, fix_txn_offsets_concurrent: CONCURRENT_TRANSACTIONS (the
- * coordinator still writing the previous commit's markers) is retried after 2, 4, 8, 16 ms,
+ * coordinator still writing the previous commit's markers) is retried after 2, 4, 8, 16, 20 ms,
  * not after retry.backoff.ms, so five refusals are over within the transaction's 2 s.  Any
  * other retriable refusal still waits retry.backoff.ms, 5 s here: that call fails, which
  * shows the 5 s were in force (at librdkafka's default 100 ms both would pass). */
