@@ -88,7 +88,9 @@ wait_ready $GW_PORT
   2>"$DIR/pj.log" &
 PJ=$!
 wait_ready $PJ_PORT
-echo "# escqrs write path: account deposits via gateway :$GW_PORT, $CS_INSTANCES command service(s), logs in $DIR"
+commands=deposits
+[ "${REFUSED:-0}" = 1 ] && commands="withdrawals the accounts refuse"
+echo "# escqrs write path: account $commands via gateway :$GW_PORT, $CS_INSTANCES command service(s), logs in $DIR"
 echo "# $(nproc) cores shared with the broker and registry; ${DURATION}s per level"
 LOAD="$BUILD/bench/write/write_load"
 level() { # name write_load-args...

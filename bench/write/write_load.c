@@ -59,7 +59,7 @@
 #define REQUEST_MAX   512
 #define TIMEOUT_S     30.0 /* an answer later than this is an error */
 #define EVENTS_MAX    256
-#define DEPOSIT_BODY  "{\"amount_cents\":1}" /* a withdrawal's too (-w) */
+#define ONE_CENT_BODY "{\"amount_cents\":1}" /* a deposit, or a withdrawal (-w) */
 #define OPEN_BODY     "{\"owner\":\"bench\"}"
 #define POSITION_FROM "\"position\":\""
 
@@ -261,7 +261,7 @@ static void client_start(client_t *cl, double now)
     char path[256];
     snprintf(path, sizeof(path), "/v1/accounts/%s-%d/%s", prefix, cl->account,
              refused_only ? "withdraw" : "deposit");
-    format_request(&cl->cmd, path, DEPOSIT_BODY);
+    format_request(&cl->cmd, path, ONE_CENT_BODY);
     cl->sent = now;
     if (!conn_send(&cl->cmd)) {
         client_error(cl, "cannot send", &cl->cmd, 0);
