@@ -277,6 +277,7 @@ es_producer_t *es_producer_new_opts(const es_conf_t *conf, const es_producer_opt
     prod->transactional_id = opts->transactional_id ? es_strdup(opts->transactional_id) : NULL;
     prod->on_delivery = opts->on_delivery;
     prod->opaque = opts->opaque;
+    prod->key_partitioner = es_kafka_key_partitioner(prod->rk);
     return prod;
 }
 

@@ -39,6 +39,14 @@ es_group_state_t es_kafka_group_state_from_listing(es_group_state_t last, rd_kaf
                                                    const struct rd_kafka_group_list *gl,
                                                    const char *group);
 
+/** A librdkafka partitioner function (rd_kafka_msg_partitioner_murmur2 and the like). */
+typedef int32_t es_key_partitioner_t(const rd_kafka_topic_t *rkt, const void *key, size_t keylen,
+                                     int32_t partition_cnt, void *rkt_opaque, void *msg_opaque);
+
+/** librdkafka's function for the partitioner @p rk was configured with, when it places
+ *  a keyed record by its key alone; NULL otherwise (kafka_record.c). */
+es_key_partitioner_t *es_kafka_key_partitioner(rd_kafka_t *rk);
+
 /** The producer @p rk's message.max.bytes (kafka_record.c). */
 size_t es_kafka_max_record_bytes(rd_kafka_t *rk);
 
@@ -56,6 +64,8 @@ struct es_producer_s {
     char *transactional_id;  /* NULL: not transactional */
     es_delivery_cb_t *on_delivery;
     void *opaque;
+    /* librdkafka's partitioner function of kafka.partitioner (NULL: not a keyed one) */
+    es_key_partitioner_t *key_partitioner;
 };
 
 struct es_consumer_s {

@@ -26,6 +26,8 @@
 #include "kafka_int.h"
 #include "escqrs/log.h"
 
+#include <dlfcn.h>
+#include <pthread.h>
 #include <stdio.h>
 
 /* What an error of a transactional call leaves the caller to do; destroys it. */
@@ -46,6 +48,30 @@ es_txn_rc_t es_txn_begin(es_producer_t *prod, char *errstr, size_t errstr_size)
     atomic_store(&prod->txn_err, 0);
     rd_kafka_error_t *e = rd_kafka_begin_transaction(prod->rk);
     return e ? txn_fail("begin_transaction", e, errstr, errstr_size) : ES_TXN_OK;
+}
+
+/* rd_kafka_escqrs_txn_add_partitions(), when the librdkafka loaded has it (dlsym). */
+typedef rd_kafka_error_t *add_partitions_fn(rd_kafka_t *, const rd_kafka_topic_partition_list_t *);
+static add_partitions_fn *add_partitions;
+static pthread_once_t add_partitions_once = PTHREAD_ONCE_INIT;
+
+static void add_partitions_lookup(void)
+{
+    *(void **)&add_partitions = dlsym(RTLD_DEFAULT, "rd_kafka_escqrs_txn_add_partitions");
+}
+
+bool es_txn_add_partitions(es_producer_t *prod, const rd_kafka_topic_partition_list_t *parts)
+{
+    pthread_once(&add_partitions_once, add_partitions_lookup);
+    if (!add_partitions)
+        return false;
+    rd_kafka_error_t *e = add_partitions(prod->rk, parts);
+    if (!e)
+        return true;
+    /* not in a transaction: the produce that follows says so, with its own error */
+    es_log(ES_LOG_DEBUG, "kafka", "partitions not marked ahead: %s", rd_kafka_error_string(e));
+    rd_kafka_error_destroy(e);
+    return false;
 }
 
 es_txn_rc_t es_txn_flush(es_producer_t *prod, char *errstr, size_t errstr_size)

@@ -115,6 +115,7 @@ static es_err_t check_topics(cs_t *cs, char *errstr, size_t errstr_size)
         return ES_ERR_CONF;
     }
     cs->nparts = pc_ev;
+    cs->nparts_res = pc_res;
     free(cs->state_next);
     cs->state_next = es_calloc((size_t)(pc_ev > 0 ? pc_ev : 1), sizeof(*cs->state_next));
     free(cs->refused);

@@ -119,6 +119,30 @@ static es_err_t produce_event(cs_t *cs, event_rec_t *er, char *errstr, size_t er
     return err;
 }
 
+/*
+ * The partitions an accepted command's records go to, marked as the
+ * transaction's before its first event goes: its events' and its state
+ * record's (the command's partition number) and its outcome's (by its key).
+ * The outcome and the state are produced only after the events' flush, and
+ * each partition is registered with the coordinator on its first record, so
+ * they waited for an AddPartitionsToTxn of their own; marked here, the
+ * events' registration takes all three (es_txn_add_partitions: a no-op
+ * without librdkafka's escqrs fix).  Commands with no event mark nothing:
+ * their outcome is produced without a flush before it, and a marked
+ * partition would get markers with no record of the transaction.
+ */
+static void mark_partitions(cs_t *cs, const char *agg_id, int32_t partition)
+{
+    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(3);
+    rd_kafka_topic_partition_list_add(parts, cs->t_ev, partition);
+    rd_kafka_topic_partition_list_add(parts, cs->t_state, partition);
+    int32_t res = es_producer_key_partition(cs->prod, agg_id, strlen(agg_id), cs->nparts_res);
+    if (res >= 0)
+        rd_kafka_topic_partition_list_add(parts, cs->t_res, res);
+    es_txn_add_partitions(cs->prod, parts);
+    rd_kafka_topic_partition_list_destroy(parts);
+}
+
 static void event_rec_free(event_rec_t *er)
 {
     if (er->rec.headers)
@@ -206,6 +230,8 @@ static es_err_t decide_one(cs_t *cs, rd_kafka_message_t *m, pend_t *pd, agg_ent_
         else
             reject(cs, o, "aggregate_too_large");
     }
+    if (!err && fits && n)
+        mark_partitions(cs, o->aggregate_id, m->partition);
     for (i = 0; i < n && !err && fits; i++) {
         if ((err = produce_event(cs, &ers[i], errstr, errstr_size)))
             break;

@@ -7,7 +7,9 @@
  * consumer to the committed offsets; a commit whose answer does not arrive
  * is retried, and given up only when the caller says stop; a refused
  * AddOffsetsToTxn waits milliseconds, not retry.backoff.ms, when the
- * coordinator is only busy with the previous commit's markers.
+ * coordinator is only busy with the previous commit's markers; partitions
+ * marked ahead of their records are registered with the first one's, and a
+ * keyed record goes where es_producer_key_partition() says.
  *
  * The mock broker answers TxnOffsetCommit but stores nothing (librdkafka
  * 2.0.2), so offsets committed in a transaction are checked against the
@@ -23,6 +25,9 @@
 #define TXN_WAIT_MS    2000 /* each transactional step of these tests */
 #define API_ENDTXN     26   /* Kafka protocol ApiKey of EndTxn (the commit's request) */
 #define API_ADDOFFSETS 25   /* ApiKey of AddOffsetsToTxn (the offsets' registration) */
+#define API_ADDPARTS   24   /* ApiKey of AddPartitionsToTxn (a partition's registration) */
+#define MOCK_BROKER    1    /* the id of the mock cluster's one broker */
+#define COUNTED        8    /* requests of one kind a test counts */
 
 typedef struct {
     es_producer_t *prod;
@@ -311,6 +316,72 @@ static void test_offsets_refused_while_markers_written(void)
         ES_TXN_OK);
 }
 
+/* The AddPartitionsToTxn requests of one transaction that writes ev [0], then ev [1], then
+ * a record to cmd by its key, each flushed before the next; with @p mark, those three partitions
+ * were marked at its begin.  Counted with NO_ERROR entries on the mock broker's error stack: each
+ * request takes one.  A transaction before it makes both topics known to the producer (a
+ * partition it does not know yet is left to its first record). */
+static size_t registrations(const char *txid, bool mark)
+{
+    fixture_t f;
+    char err[512];
+    size_t left = 0;
+    setup(&f, txid);
+    CU_ASSERT_EQUAL(es_txn_begin(f.prod, err, sizeof(err)), ES_TXN_OK);
+    CU_ASSERT_EQUAL(send_to(&f, "ev", 2), ES_ERR_OK);
+    CU_ASSERT_EQUAL(send_to(&f, "cmd", 2), ES_ERR_OK);
+    CU_ASSERT_EQUAL(es_txn_commit(f.prod, NULL, NULL, err, sizeof(err)), ES_TXN_OK);
+    CU_ASSERT_EQUAL(es_txn_begin(f.prod, err, sizeof(err)), ES_TXN_OK);
+    rd_kafka_mock_broker_push_request_error_rtts(
+        f.mc, MOCK_BROKER, API_ADDPARTS, COUNTED, RD_KAFKA_RESP_ERR_NO_ERROR, 0,
+        RD_KAFKA_RESP_ERR_NO_ERROR, 0, RD_KAFKA_RESP_ERR_NO_ERROR, 0, RD_KAFKA_RESP_ERR_NO_ERROR, 0,
+        RD_KAFKA_RESP_ERR_NO_ERROR, 0, RD_KAFKA_RESP_ERR_NO_ERROR, 0, RD_KAFKA_RESP_ERR_NO_ERROR, 0,
+        RD_KAFKA_RESP_ERR_NO_ERROR, 0);
+    int32_t keyed = es_producer_key_partition(f.prod, "k", 1, 3); /* send_to()'s key */
+    CU_ASSERT(keyed >= 0 && keyed < 3);
+    if (mark) {
+        rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(3);
+        rd_kafka_topic_partition_list_add(parts, "ev", 0);
+        rd_kafka_topic_partition_list_add(parts, "ev", 1);
+        rd_kafka_topic_partition_list_add(parts, "cmd", keyed);
+        CU_ASSERT_TRUE(es_txn_add_partitions(f.prod, parts));
+        rd_kafka_topic_partition_list_destroy(parts);
+    }
+    CU_ASSERT_EQUAL(send_to(&f, "ev", 0), ES_ERR_OK);
+    CU_ASSERT_EQUAL(es_txn_flush(f.prod, err, sizeof(err)), ES_TXN_OK);
+    CU_ASSERT_EQUAL(send_to(&f, "ev", 1), ES_ERR_OK);
+    CU_ASSERT_EQUAL(es_txn_flush(f.prod, err, sizeof(err)), ES_TXN_OK);
+    CU_ASSERT_EQUAL(send_to(&f, "cmd", RD_KAFKA_PARTITION_UA), ES_ERR_OK);
+    CU_ASSERT_EQUAL(es_txn_flush(f.prod, err, sizeof(err)), ES_TXN_OK);
+    CU_ASSERT_EQUAL(f.last_partition, keyed); /* librdkafka's partitioner put it there */
+    CU_ASSERT_EQUAL(es_txn_commit(f.prod, NULL, NULL, err, sizeof(err)), ES_TXN_OK);
+    CU_ASSERT_EQUAL(rd_kafka_mock_broker_error_stack_cnt(f.mc, MOCK_BROKER, API_ADDPARTS, &left),
+                    RD_KAFKA_RESP_ERR_NO_ERROR);
+    teardown(&f);
+    return COUNTED - left;
+}
+
+/* scripts/build-librdkafka, fix_txn_add_partitions: partitions marked at the begin are
+ * registered together with the first record's, in one AddPartitionsToTxn; unmarked, the
+ * records after the flush need a registration of their own (at least one more). */
+static void test_marked_partitions_registered_at_once(void)
+{
+    CU_ASSERT_EQUAL(registrations("txn-marked", true), 1);
+    CU_ASSERT(registrations("txn-unmarked", false) >= 2);
+}
+
+/* Marking needs an open transaction, as a produce does. */
+static void test_marking_outside_a_transaction(void)
+{
+    fixture_t f;
+    setup(&f, "txn-none");
+    rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(parts, "ev", 0);
+    CU_ASSERT_FALSE(es_txn_add_partitions(f.prod, parts));
+    rd_kafka_topic_partition_list_destroy(parts);
+    teardown(&f);
+}
+
 int main(void)
 {
     static const es_test_case_t cases[] = {
@@ -323,6 +394,9 @@ int main(void)
          test_commit_retried_not_aborted},
         {"a refused AddOffsetsToTxn waits milliseconds while the markers are written",
          test_offsets_refused_while_markers_written},
+        {"partitions marked ahead are registered with the first record's, at once",
+         test_marked_partitions_registered_at_once},
+        {"no partition is marked outside a transaction", test_marking_outside_a_transaction},
         {NULL, NULL},
     };
     return es_test_run("kafka_txn", cases);

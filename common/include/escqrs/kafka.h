@@ -231,6 +231,27 @@ typedef enum {
 es_txn_rc_t es_txn_begin(es_producer_t *prod, char *errstr, size_t errstr_size);
 
 /**
+ * @brief Mark @p parts as part of the open transaction before any record goes
+ *        to them, so the coordinator registers them together, in one
+ *        AddPartitionsToTxn, instead of each on its first record.  Needs
+ *        librdkafka's escqrs fix (scripts/build-librdkafka,
+ *        fix_txn_add_partitions), looked up at run time: without it, or for a
+ *        partition the producer does not know yet, the first record registers
+ *        the partition as before.  Mark only partitions the transaction will
+ *        write to: every marked one gets the commit's markers.
+ * @returns true if the partitions were marked.
+ */
+bool es_txn_add_partitions(es_producer_t *prod, const rd_kafka_topic_partition_list_t *parts);
+
+/**
+ * @brief The partition the producer's partitioner (kafka.partitioner) gives
+ *        @p key in a topic of @p partition_cnt partitions, or -1 when it is
+ *        not a keyed partitioner librdkafka exports.
+ */
+int32_t es_producer_key_partition(const es_producer_t *prod, const void *key, size_t keylen,
+                                  int32_t partition_cnt);
+
+/**
  * @brief Wait until every record of the transaction has its delivery report.
  * @returns ES_TXN_OK when all were delivered; ES_TXN_ABORT when one failed
  *          or the flush timed out; ES_TXN_FATAL when the producer is fatal.
