@@ -370,6 +370,15 @@ static void test_marked_partitions_registered_at_once(void)
     CU_ASSERT(registrations("txn-unmarked", false) >= 2);
 }
 
+/* A partitioner that places a keyed record at random gives no partition to mark. */
+static void test_no_key_partition_for_random(void)
+{
+    fixture_t f;
+    setup_with(&f, "txn-random", "kafka.partitioner", "random");
+    CU_ASSERT_EQUAL(es_producer_key_partition(f.prod, "k", 1, 3), -1);
+    teardown(&f);
+}
+
 /* Marking needs an open transaction, as a produce does. */
 static void test_marking_outside_a_transaction(void)
 {
@@ -397,6 +406,7 @@ int main(void)
         {"partitions marked ahead are registered with the first record's, at once",
          test_marked_partitions_registered_at_once},
         {"no partition is marked outside a transaction", test_marking_outside_a_transaction},
+        {"a random partitioner gives no partition for a key", test_no_key_partition_for_random},
         {NULL, NULL},
     };
     return es_test_run("kafka_txn", cases);
