@@ -128,7 +128,7 @@ struct cs_s {
     size_t nbaseline;
     int64_t baseline_due_ms; /* written by then even if commands never pause */
     int32_t nparts;          /* partition count of the aggregate's topics */
-    int32_t nparts_res;      /* of <agg>.results, which may differ (outcomes go by their key) */
+    int32_t nparts_res;      /* of <agg>.command-results, which may differ (outcomes go by key) */
     /* per partition, the offset after the last <agg>.state record the open transaction
      * wrote there (-1: none), from the delivery reports; the store keeps it with the
      * transaction's write, and a catch-up reads that partition's records from there on

@@ -238,7 +238,9 @@ es_txn_rc_t es_txn_begin(es_producer_t *prod, char *errstr, size_t errstr_size);
  *        fix_txn_add_partitions), looked up at run time: without it, or for a
  *        partition the producer does not know yet, the first record registers
  *        the partition as before.  Mark only partitions the transaction will
- *        write to: every marked one gets the commit's markers.
+ *        write to: every marked one gets the commit's markers (one that no
+ *        record follows, say after its topic grew, costs that and nothing more:
+ *        unit.test_kafka_txn).
  * @returns true if the partitions were marked.
  */
 bool es_txn_add_partitions(es_producer_t *prod, const rd_kafka_topic_partition_list_t *parts);
