@@ -29,42 +29,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* org.apache.kafka.common.utils.Utils.murmur2 */
-static int32_t murmur2(const uint8_t *data, size_t len)
-{
-    const uint32_t m = 0x5bd1e995;
-    uint32_t h = 0x9747b28c ^ (uint32_t)len;
-    size_t len4 = len / 4;
-    for (size_t i = 0; i < len4; i++) {
-        uint32_t k = (uint32_t)data[i * 4] | (uint32_t)data[i * 4 + 1] << 8 |
-                     (uint32_t)data[i * 4 + 2] << 16 | (uint32_t)data[i * 4 + 3] << 24;
-        k *= m;
-        k ^= k >> 24;
-        k *= m;
-        h *= m;
-        h ^= k;
-    }
-    switch (len % 4) {
-    case 3:
-        h ^= (uint32_t)data[(len & ~(size_t)3) + 2] << 16;
-        /* fall through */
-    case 2:
-        h ^= (uint32_t)data[(len & ~(size_t)3) + 1] << 8;
-        /* fall through */
-    case 1:
-        h ^= data[len & ~(size_t)3];
-        h *= m;
-    }
-    h ^= h >> 13;
-    h *= m;
-    h ^= h >> 15;
-    return (int32_t)h;
-}
-
+/* librdkafka's murmur2 partitioner is Java's (Utils.murmur2, positive, modulo the count): the
+ * producers' default, and the one es_producer_key_partition() gives the command service. */
 int32_t pj_partition_of(const char *key, size_t keylen, int nparts)
 {
-    return (int32_t)(((uint32_t)murmur2((const uint8_t *)key, keylen) & 0x7fffffff) %
-                     (uint32_t)nparts);
+    return rd_kafka_msg_partitioner_murmur2(NULL, key, keylen, nparts, NULL, NULL);
 }
 
 /* The partition's low watermark and `stop`: the first offset later than @p ts_ms, else the high. */
