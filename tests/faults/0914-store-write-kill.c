@@ -1,0 +1,151 @@
+/*
+ * 0914-store-write-kill.c — the command service killed between a commit and
+ * its store write, again and again; clients that never retry until the end
+ * of each round, then retry every command of it.
+ *
+ * A transaction's events, outcomes, states and consumed offsets are
+ * committed to Kafka first, and the RocksDB store learns the batch's new
+ * states, remembered outcomes and offsets only in the write after it
+ * (txn.c).  A kill in between leaves a store one transaction behind a log
+ * that has moved on: the commands are consumed (their offsets committed) and
+ * answered, and the next owner must learn what that transaction did from the
+ * log, or it decides the next command on an old version (a version twice)
+ * or, for a client's retry, decides it again (a deposit twice).
+ *
+ * The kill is exact, not a timed guess: an LD_PRELOAD shim around
+ * rocksdb_write (kill_at_write.c), armed by a file, kills the service in the
+ * first store write after arming, before RocksDB sees it.  Each round: arm,
+ * post a burst of deposits at once (each sent once: the first batch commits,
+ * its deposits are answered 200, and its store write kills the service; the
+ * rest get 504), restart the service on the same store, post every deposit of
+ * the burst again with the same key (a retry must repeat the first answer
+ * and write nothing), then a few new ones, which must be 200.  Both settings
+ * of state.restore (a known store reads the <agg>.state tail, or not).
+ *
+ * The check reads the log (deposits.c): every command id has exactly one
+ * event, of the version its 200s named; every account's versions are 1..n
+ * and its balance the sum of the deposits, each counted once.
+ */
+#include "deposits.h"
+#include "testutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define ROUNDS    4
+#define BURST     24
+#define AFTER_UP  5
+#define ACCOUNTS  4
+#define MAX_SENT  (ROUNDS * (2 * BURST + AFTER_UP))
+#define DEATH_S   20 /* the burst's first batch is decided within it */
+
+#ifndef KILL_AT_WRITE_SO
+#error "KILL_AT_WRITE_SO: the shim's path (tests/CMakeLists.txt)"
+#endif
+
+/* Start the command service under the shim (the gateway and the test do not load it). */
+static void start_service(wt_stack_t *st, const char *const *sets, size_t nsets)
+{
+    setenv("LD_PRELOAD", KILL_AT_WRITE_SO, 1);
+    wt_start_service(st, sets, nsets);
+    unsetenv("LD_PRELOAD");
+}
+
+static void kill_rounds(const char *restore)
+{
+    wt_stack_t st;
+    dp_load_t load;
+    char arm[600], tag[16];
+    const char *sets[] = {restore};
+    wt_stack_init(&st, "account");
+    snprintf(arm, sizeof(arm), "%s/kill-at-write", st.dir);
+    setenv("ESCQRS_TEST_KILL_AT_WRITE", arm, 1);
+
+    setenv("LD_PRELOAD", KILL_AT_WRITE_SO, 1); /* dp_start starts the service first */
+    dp_start(&load, &st, sets, 1, ACCOUNTS, MAX_SENT);
+    unsetenv("LD_PRELOAD");
+
+    size_t first_200 = 0, retry_200 = 0, after_ok = 0, retries = 0;
+    for (int r = 0; r < ROUNDS; r++) {
+        FILE *f = fopen(arm, "w");
+        CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+        fclose(f);
+        snprintf(tag, sizeof(tag), "r%d", r);
+        size_t from = load.nsent;
+        dp_sent_t *burst = dp_burst(&load, tag, BURST);
+        size_t answered = 0;
+        for (size_t i = 0; i < BURST; i++)
+            answered += burst[i].status == 200;
+        first_200 += answered;
+        /* the shim fired (it removes the file), and the service died of it */
+        bool died = false;
+        for (int i = 0; i < DEATH_S * 10 && !died; i++) {
+            died = !wt_proc_alive(&st.cs);
+            if (!died)
+                usleep(100 * 1000);
+        }
+        printf("\n  round %d (%s): %zu of %d answered 200 before the kill, service %s, shim %s", r,
+               restore, answered, BURST, died ? "killed" : "ALIVE",
+               access(arm, F_OK) ? "fired" : "NOT FIRED");
+        CU_ASSERT_TRUE_FATAL(died);
+        CU_ASSERT_NOT_EQUAL(access(arm, F_OK), 0);
+        /* the kill came after a commit: that batch's deposits were answered */
+        CU_ASSERT(answered > 0);
+        es_test_child_reaped(st.cs.pid);
+        st.cs.pid = 0;
+
+        start_service(&st, sets, 1);
+        wt_wait_ready(&st.cs, 90);
+        dp_sent_t *again = dp_retry(&load, from, BURST);
+        retries += BURST;
+        for (size_t i = 0; i < BURST; i++) {
+            retry_200 += again[i].status == 200;
+            if (again[i].status != 200)
+                fprintf(stderr, "round %d: the retry of %s answered %d\n", r, again[i].key,
+                        again[i].status);
+            else if (burst[i].status == 200 && again[i].version != burst[i].version)
+                fprintf(stderr, "round %d: %s answered version %lld, its retry %lld\n", r,
+                        burst[i].key, (long long)burst[i].version, (long long)again[i].version);
+            CU_ASSERT(burst[i].status != 200 || again[i].version == burst[i].version);
+        }
+        dp_sent_t *up = dp_burst(&load, tag, AFTER_UP);
+        for (size_t i = 0; i < AFTER_UP; i++)
+            after_ok += up[i].status == 200;
+    }
+    dp_check_t c;
+    dp_check(&load, &c);
+    wt_stack_stop(&st);
+    unsetenv("ESCQRS_TEST_KILL_AT_WRITE");
+    printf("\n  RESULT %s kills=%d answered_before_kill=%zu retries=%zu retries_200=%zu "
+           "after_restart_ok=%zu/%d commands_dropped=%zu commands_doubled=%zu "
+           "events_missing_or_extra=%zu wrong_version=%zu\n",
+           restore, ROUNDS, first_200, retries, retry_200, after_ok, ROUNDS * AFTER_UP, c.dropped,
+           c.doubled, c.event_count_off, c.wrong_version);
+    CU_ASSERT_EQUAL(retry_200, retries);
+    CU_ASSERT_EQUAL(after_ok, (size_t)ROUNDS * AFTER_UP);
+    dp_free(&load);
+}
+
+static void test_kill_at_store_write_restoring(void)
+{
+    kill_rounds("state.restore=true");
+}
+
+static void test_kill_at_store_write_replaying(void)
+{
+    kill_rounds("state.restore=false");
+}
+
+int main(void)
+{
+    static const es_test_case_t cases[] = {
+        {"killed between commit and store write, state.restore=true: nothing decided twice",
+         test_kill_at_store_write_restoring},
+        {"killed between commit and store write, state.restore=false: nothing decided twice",
+         test_kill_at_store_write_replaying},
+        {NULL, NULL},
+    };
+    return es_test_run("fault-store-write-kill", cases);
+}
