@@ -34,12 +34,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#define ROUNDS    4
-#define BURST     24
-#define AFTER_UP  5
-#define ACCOUNTS  4
-#define MAX_SENT  (ROUNDS * (2 * BURST + AFTER_UP))
-#define DEATH_S   20 /* the burst's first batch is decided within it */
+#define ROUNDS   4
+#define BURST    24
+#define AFTER_UP 5
+#define ACCOUNTS 4
+#define MAX_SENT (ROUNDS * (2 * BURST + AFTER_UP))
+#define DEATH_S  20 /* the burst's first batch is decided within it */
 
 #ifndef KILL_AT_WRITE_SO
 #error "KILL_AT_WRITE_SO: the shim's path (tests/CMakeLists.txt)"

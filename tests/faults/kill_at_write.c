@@ -29,9 +29,10 @@ typedef void (*write_fn)(rocksdb_t *, const rocksdb_writeoptions_t *, rocksdb_wr
 void rocksdb_write(rocksdb_t *db, const rocksdb_writeoptions_t *options,
                    rocksdb_writebatch_t *batch, char **errptr);
 
-__attribute__((visibility("default"))) void
-rocksdb_write(rocksdb_t *db, const rocksdb_writeoptions_t *options,
-                   rocksdb_writebatch_t *batch, char **errptr)
+__attribute__((visibility("default"))) void rocksdb_write(rocksdb_t *db,
+                                                          const rocksdb_writeoptions_t *options,
+                                                          rocksdb_writebatch_t *batch,
+                                                          char **errptr)
 {
     const char *arm = getenv("ESCQRS_TEST_KILL_AT_WRITE");
     if (arm && unlink(arm) == 0)

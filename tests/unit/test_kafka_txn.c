@@ -16,6 +16,7 @@
  * real broker (integration tests 0201-0203, fault test 0901); here the
  * group's offsets are committed with a plain OffsetCommit.
  */
+#include "escqrs/command.h"
 #include "escqrs/kafka.h"
 #include "testutil.h"
 
@@ -99,16 +100,22 @@ static void teardown(fixture_t *f)
     es_conf_destroy(f->pconf);
 }
 
-static es_err_t send_to(fixture_t *f, const char *topic, int32_t partition)
+static es_err_t send_keyed(fixture_t *f, const char *topic, int32_t partition, const char *key,
+                           size_t keylen)
 {
     char err[256];
     es_record_t rec = {.topic = topic,
                        .partition = partition,
-                       .key = "k",
-                       .keylen = 1,
+                       .key = key,
+                       .keylen = keylen,
                        .value = "v",
                        .valuelen = 1};
     return es_producer_send_record(f->prod, &rec, ES_SEND_WAIT, err, sizeof(err));
+}
+
+static es_err_t send_to(fixture_t *f, const char *topic, int32_t partition)
+{
+    return send_keyed(f, topic, partition, "k", 1);
 }
 
 /* The group's committed offset of cmd [@p p], or -1000 when unknown. */
@@ -404,6 +411,38 @@ static void test_no_key_partition_for_random(void)
     teardown(&f);
 }
 
+/* Keys of every length from 1 to ES_ID_MAX (an Idempotency-Key's largest, which the
+ * command service hashes to mark its outcome's partition): each lands where
+ * es_producer_key_partition() said, librdkafka's own placement the oracle, and the keys
+ * reach every partition (else a function that named one fixed partition would pass). */
+static void test_key_partition_for_every_id_length(void)
+{
+    fixture_t f;
+    char err[512], key[ES_ID_MAX];
+    size_t wrong = 0, seen[3] = {0};
+    setup(&f, "txn-keys");
+    for (size_t len = 1; len <= ES_ID_MAX; len++) {
+        if (len % 32 == 1) /* a transaction per 32 keys: each well inside TXN_WAIT_MS */
+            CU_ASSERT_EQUAL_FATAL(es_txn_begin(f.prod, err, sizeof(err)), ES_TXN_OK);
+        for (size_t i = 0; i < len; i++) /* printable, as an id must be */
+            key[i] = (char)('!' + (len * 31 + i * 7) % 94);
+        int32_t want = es_producer_key_partition(f.prod, key, len, 3);
+        CU_ASSERT_EQUAL(send_keyed(&f, "cmd", RD_KAFKA_PARTITION_UA, key, len), ES_ERR_OK);
+        CU_ASSERT_EQUAL(es_txn_flush(f.prod, err, sizeof(err)), ES_TXN_OK);
+        if (f.last_partition != want)
+            fprintf(stderr, "a key of %zu bytes: placed in %d, named %d\n", len,
+                    (int)f.last_partition, (int)want);
+        wrong += f.last_partition != want;
+        if (f.last_partition >= 0 && f.last_partition < 3)
+            seen[f.last_partition]++;
+        if (len % 32 == 0)
+            CU_ASSERT_EQUAL(es_txn_commit(f.prod, NULL, NULL, err, sizeof(err)), ES_TXN_OK);
+    }
+    CU_ASSERT_EQUAL(wrong, 0);
+    CU_ASSERT(seen[0] > 0 && seen[1] > 0 && seen[2] > 0);
+    teardown(&f);
+}
+
 /* Marking needs an open transaction, as a produce does. */
 static void test_marking_outside_a_transaction(void)
 {
@@ -432,6 +471,8 @@ int main(void)
          test_marked_partitions_registered_at_once},
         {"no partition is marked outside a transaction", test_marking_outside_a_transaction},
         {"a random partitioner gives no partition for a key", test_no_key_partition_for_random},
+        {"a key of every id length goes where es_producer_key_partition says",
+         test_key_partition_for_every_id_length},
         {"a marked partition no record follows does not stop the commit",
          test_marked_partition_without_records},
         {NULL, NULL},
