@@ -1,7 +1,8 @@
 /*
- * 0914-store-write-kill.c — the command service killed between a commit and
- * its store write, again and again; clients that never retry until the end
- * of each round, then retry every command of it.
+ * 0914-kill-around-commit.c — the command service killed at the two edges of
+ * a commit, again and again: between the commit and its store write, and
+ * just before the commit; clients that never retry until the end of each
+ * round, then retry every command of it.
  *
  * A transaction's events, outcomes, states and consumed offsets are
  * committed to Kafka first, and the RocksDB store learns the batch's new
@@ -12,15 +13,22 @@
  * log, or it decides the next command on an old version (a version twice)
  * or, for a client's retry, decides it again (a deposit twice).
  *
- * The kill is exact, not a timed guess: an LD_PRELOAD shim around
- * rocksdb_write (kill_at_write.c), armed by a file, kills the service in the
- * first store write after arming, before RocksDB sees it.  Each round: arm,
- * post a burst of deposits at once (each sent once: the first batch commits,
- * its deposits are answered 200, and its store write kills the service; the
- * rest get 504), restart the service on the same store, post every deposit of
- * the burst again with the same key (a retry must repeat the first answer
- * and write nothing), then a few new ones, which must be 200.  Both settings
- * of state.restore (a known store reads the <agg>.state tail, or not).
+ * Killed just before the commit, the batch's transaction is left open with
+ * its events, outcomes and states written: no client may be answered from
+ * it (read_committed), the next owner must abort it (its transactional id
+ * fences the old one) and decide those commands again, once.
+ *
+ * The kills are exact, not timed guesses: an LD_PRELOAD shim
+ * (kill_at_call.c), armed by a file, kills the service in the first store
+ * write, or the first commit, after arming, before the library sees it.
+ * Each round: arm, post a burst of deposits at once (each sent once: the
+ * first batch is decided and the kill comes at its commit or its store
+ * write; its deposits are answered 200 only when the commit went), restart
+ * the service on the same store, post every deposit of the burst again with
+ * the same key (a retry must repeat the first answer and write nothing),
+ * then a few new ones, which must be 200.  The store write under both
+ * settings of state.restore (a known store reads the <agg>.state tail, or
+ * not).
  *
  * The check reads the log (deposits.c): every command id has exactly one
  * event, of the version its 200s named; every account's versions are 1..n
@@ -41,29 +49,39 @@
 #define MAX_SENT (ROUNDS * (2 * BURST + AFTER_UP))
 #define DEATH_S  20 /* the burst's first batch is decided within it */
 
-#ifndef KILL_AT_WRITE_SO
-#error "KILL_AT_WRITE_SO: the shim's path (tests/CMakeLists.txt)"
+#ifndef KILL_AT_CALL_SO
+#error "KILL_AT_CALL_SO: the shim's path (tests/CMakeLists.txt)"
 #endif
+
+/* Where the shim kills: its arming variable, and whether that batch was committed. */
+typedef struct {
+    const char *name, *env;
+    bool committed;
+} kill_point_t;
+
+static const kill_point_t AT_STORE_WRITE = {"at the store write", "ESCQRS_TEST_KILL_AT_WRITE",
+                                            true};
+static const kill_point_t AT_COMMIT = {"at the commit", "ESCQRS_TEST_KILL_AT_COMMIT", false};
 
 /* Start the command service under the shim (the gateway and the test do not load it). */
 static void start_service(wt_stack_t *st, const char *const *sets, size_t nsets)
 {
-    setenv("LD_PRELOAD", KILL_AT_WRITE_SO, 1);
+    setenv("LD_PRELOAD", KILL_AT_CALL_SO, 1);
     wt_start_service(st, sets, nsets);
     unsetenv("LD_PRELOAD");
 }
 
-static void kill_rounds(const char *restore)
+static void kill_rounds(const kill_point_t *at, const char *restore)
 {
     wt_stack_t st;
     dp_load_t load;
     char arm[600], tag[16];
     const char *sets[] = {restore};
     wt_stack_init(&st, "account");
-    snprintf(arm, sizeof(arm), "%s/kill-at-write", st.dir);
-    setenv("ESCQRS_TEST_KILL_AT_WRITE", arm, 1);
+    snprintf(arm, sizeof(arm), "%s/kill-armed", st.dir);
+    setenv(at->env, arm, 1);
 
-    setenv("LD_PRELOAD", KILL_AT_WRITE_SO, 1); /* dp_start starts the service first */
+    setenv("LD_PRELOAD", KILL_AT_CALL_SO, 1); /* dp_start starts the service first */
     dp_start(&load, &st, sets, 1, ACCOUNTS, MAX_SENT);
     unsetenv("LD_PRELOAD");
 
@@ -86,13 +104,14 @@ static void kill_rounds(const char *restore)
             if (!died)
                 usleep(100 * 1000);
         }
-        printf("\n  round %d (%s): %zu of %d answered 200 before the kill, service %s, shim %s", r,
-               restore, answered, BURST, died ? "killed" : "ALIVE",
+        printf("\n  round %d (%s, %s): %zu of %d answered 200 before the kill, service %s, shim %s",
+               r, at->name, restore, answered, BURST, died ? "killed" : "ALIVE",
                access(arm, F_OK) ? "fired" : "NOT FIRED");
         CU_ASSERT_TRUE_FATAL(died);
         CU_ASSERT_NOT_EQUAL(access(arm, F_OK), 0);
-        /* the kill came after a commit: that batch's deposits were answered */
-        CU_ASSERT(answered > 0);
+        /* after a commit, that batch's deposits were answered; from an open transaction,
+         * nothing reaches a client */
+        CU_ASSERT(at->committed ? answered > 0 : answered == 0);
         es_test_child_reaped(st.cs.pid);
         st.cs.pid = 0;
 
@@ -117,12 +136,13 @@ static void kill_rounds(const char *restore)
     dp_check_t c;
     dp_check(&load, &c);
     wt_stack_stop(&st);
-    unsetenv("ESCQRS_TEST_KILL_AT_WRITE");
-    printf("\n  RESULT %s kills=%d answered_before_kill=%zu retries=%zu retries_200=%zu "
-           "after_restart_ok=%zu/%d commands_dropped=%zu commands_doubled=%zu "
-           "events_missing_or_extra=%zu wrong_version=%zu\n",
-           restore, ROUNDS, first_200, retries, retry_200, after_ok, ROUNDS * AFTER_UP, c.dropped,
-           c.doubled, c.event_count_off, c.wrong_version);
+    unsetenv(at->env);
+    printf(
+        "\n  RESULT killed=\"%s\" %s kills=%d answered_before_kill=%zu retries=%zu retries_200=%zu "
+        "after_restart_ok=%zu/%d commands_dropped=%zu commands_doubled=%zu "
+        "events_missing_or_extra=%zu wrong_version=%zu\n",
+        at->name, restore, ROUNDS, first_200, retries, retry_200, after_ok, ROUNDS * AFTER_UP,
+        c.dropped, c.doubled, c.event_count_off, c.wrong_version);
     CU_ASSERT_EQUAL(retry_200, retries);
     CU_ASSERT_EQUAL(after_ok, (size_t)ROUNDS * AFTER_UP);
     dp_free(&load);
@@ -130,12 +150,17 @@ static void kill_rounds(const char *restore)
 
 static void test_kill_at_store_write_restoring(void)
 {
-    kill_rounds("state.restore=true");
+    kill_rounds(&AT_STORE_WRITE, "state.restore=true");
 }
 
 static void test_kill_at_store_write_replaying(void)
 {
-    kill_rounds("state.restore=false");
+    kill_rounds(&AT_STORE_WRITE, "state.restore=false");
+}
+
+static void test_kill_at_commit(void)
+{
+    kill_rounds(&AT_COMMIT, "state.restore=true");
 }
 
 int main(void)
@@ -145,7 +170,9 @@ int main(void)
          test_kill_at_store_write_restoring},
         {"killed between commit and store write, state.restore=false: nothing decided twice",
          test_kill_at_store_write_replaying},
+        {"killed just before the commit: nothing answered from it, each command decided once",
+         test_kill_at_commit},
         {NULL, NULL},
     };
-    return es_test_run("fault-store-write-kill", cases);
+    return es_test_run("fault-kill-around-commit", cases);
 }
