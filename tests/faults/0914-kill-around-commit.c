@@ -28,7 +28,9 @@
  * the same key (a retry must repeat the first answer and write nothing),
  * then a few new ones, which must be 200.  The store write under both
  * settings of state.restore (a known store reads the <agg>.state tail, or
- * not).
+ * not), and once with the restart killed too, at its own first store write
+ * (the catch-up's, which writes what the lost write held), before a third
+ * start.
  *
  * The check reads the log (deposits.c): every command id has exactly one
  * event, of the version its 200s named; every account's versions are 1..n
@@ -53,15 +55,44 @@
 #error "KILL_AT_CALL_SO: the shim's path (tests/CMakeLists.txt)"
 #endif
 
-/* Where the shim kills: its arming variable, and whether that batch was committed. */
+/* Where the shim kills: its arming variable, whether that batch was committed, and
+ * whether the restart is killed too, at its first store write (its catch-up's). */
 typedef struct {
     const char *name, *env;
-    bool committed;
+    bool committed, again_at_restart;
 } kill_point_t;
 
-static const kill_point_t AT_STORE_WRITE = {"at the store write", "ESCQRS_TEST_KILL_AT_WRITE",
-                                            true};
-static const kill_point_t AT_COMMIT = {"at the commit", "ESCQRS_TEST_KILL_AT_COMMIT", false};
+static const kill_point_t AT_STORE_WRITE = {"at the store write", "ESCQRS_TEST_KILL_AT_WRITE", true,
+                                            false};
+static const kill_point_t AT_STORE_WRITE_TWICE = {
+    "at the store write, then at the restart's catch-up", "ESCQRS_TEST_KILL_AT_WRITE", true, true};
+static const kill_point_t AT_COMMIT = {"at the commit", "ESCQRS_TEST_KILL_AT_COMMIT", false, false};
+
+static void arm_shim(const char *arm)
+{
+    FILE *f = fopen(arm, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fclose(f);
+}
+
+/* Whether the service died within DEATH_S with the shim fired (it removes the file);
+ * the dead service is reaped. */
+static bool killed_by_shim(wt_stack_t *st, const char *arm)
+{
+    bool died = false;
+    for (int i = 0; i < DEATH_S * 10 && !died; i++) {
+        died = !wt_proc_alive(&st->cs);
+        if (!died)
+            usleep(100 * 1000);
+    }
+    bool fired = access(arm, F_OK) != 0;
+    if (died) {
+        es_test_child_reaped(st->cs.pid);
+        st->cs.pid = 0;
+    }
+    printf(" service %s, shim %s", died ? "killed" : "ALIVE", fired ? "fired" : "NOT FIRED");
+    return died && fired;
+}
 
 /* Start the command service under the shim (the gateway and the test do not load it). */
 static void start_service(wt_stack_t *st, const char *const *sets, size_t nsets)
@@ -87,9 +118,7 @@ static void kill_rounds(const kill_point_t *at, const char *restore)
 
     size_t first_200 = 0, retry_200 = 0, after_ok = 0, retries = 0;
     for (int r = 0; r < ROUNDS; r++) {
-        FILE *f = fopen(arm, "w");
-        CU_ASSERT_PTR_NOT_NULL_FATAL(f);
-        fclose(f);
+        arm_shim(arm);
         snprintf(tag, sizeof(tag), "r%d", r);
         size_t from = load.nsent;
         dp_sent_t *burst = dp_burst(&load, tag, BURST);
@@ -97,23 +126,18 @@ static void kill_rounds(const kill_point_t *at, const char *restore)
         for (size_t i = 0; i < BURST; i++)
             answered += burst[i].status == 200;
         first_200 += answered;
-        /* the shim fired (it removes the file), and the service died of it */
-        bool died = false;
-        for (int i = 0; i < DEATH_S * 10 && !died; i++) {
-            died = !wt_proc_alive(&st.cs);
-            if (!died)
-                usleep(100 * 1000);
-        }
-        printf("\n  round %d (%s, %s): %zu of %d answered 200 before the kill, service %s, shim %s",
-               r, at->name, restore, answered, BURST, died ? "killed" : "ALIVE",
-               access(arm, F_OK) ? "fired" : "NOT FIRED");
-        CU_ASSERT_TRUE_FATAL(died);
-        CU_ASSERT_NOT_EQUAL(access(arm, F_OK), 0);
+        printf("\n  round %d (%s, %s): %zu of %d answered 200 before the kill,", r, at->name,
+               restore, answered, BURST);
+        CU_ASSERT_TRUE_FATAL(killed_by_shim(&st, arm));
         /* after a commit, that batch's deposits were answered; from an open transaction,
          * nothing reaches a client */
         CU_ASSERT(at->committed ? answered > 0 : answered == 0);
-        es_test_child_reaped(st.cs.pid);
-        st.cs.pid = 0;
+        if (at->again_at_restart) { /* its catch-up writes what the killed write lost */
+            arm_shim(arm);
+            start_service(&st, sets, 1);
+            printf("; restarted:");
+            CU_ASSERT_TRUE_FATAL(killed_by_shim(&st, arm));
+        }
 
         start_service(&st, sets, 1);
         wt_wait_ready(&st.cs, 90);
@@ -158,6 +182,11 @@ static void test_kill_at_store_write_replaying(void)
     kill_rounds(&AT_STORE_WRITE, "state.restore=false");
 }
 
+static void test_kill_at_store_write_and_catchup(void)
+{
+    kill_rounds(&AT_STORE_WRITE_TWICE, "state.restore=true");
+}
+
 static void test_kill_at_commit(void)
 {
     kill_rounds(&AT_COMMIT, "state.restore=true");
@@ -170,6 +199,8 @@ int main(void)
          test_kill_at_store_write_restoring},
         {"killed between commit and store write, state.restore=false: nothing decided twice",
          test_kill_at_store_write_replaying},
+        {"killed at the store write, then at the restart's catch-up: nothing decided twice",
+         test_kill_at_store_write_and_catchup},
         {"killed just before the commit: nothing answered from it, each command decided once",
          test_kill_at_commit},
         {NULL, NULL},
