@@ -20,6 +20,24 @@ foreach(f ${avsc_files})
   string(APPEND body "    {\"${name}\", \"${text}\"},\n")
 endforeach()
 string(APPEND body "    {NULL, NULL},\n};\n")
-file(WRITE "${OUTPUT}.tmp" "${body}")
-execute_process(COMMAND ${CMAKE_COMMAND} -E copy_if_different "${OUTPUT}.tmp" "${OUTPUT}")
-file(REMOVE "${OUTPUT}.tmp")
+# Two targets may list the same generated source (a module and the static library its
+# tests link), and a parallel make then runs this twice at once.  Each run writes a
+# temporary file of its own and renames it into place (atomic), so neither compile can
+# read a half-written source: with one shared ".tmp" and a copy, integration.0401 once
+# linked a test against a schema table compiled empty ("undefined reference to
+# inventory_schemas", 6 December).  An unchanged table is left as it is (no rebuild).
+string(RANDOM LENGTH 16 suffix)
+set(tmp "${OUTPUT}.${suffix}.tmp")
+file(WRITE "${tmp}" "${body}")
+set(same FALSE)
+if(EXISTS "${OUTPUT}")
+  file(READ "${OUTPUT}" old)
+  if(old STREQUAL body)
+    set(same TRUE)
+  endif()
+endif()
+if(same)
+  file(REMOVE "${tmp}")
+else()
+  file(RENAME "${tmp}" "${OUTPUT}")
+endif()
