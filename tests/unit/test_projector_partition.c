@@ -33,8 +33,8 @@ static void test_partition_is_javas(void)
         for (size_t c = 0; c < sizeof(counts) / sizeof(counts[0]); c++) {
             const char *key = KAFKA_VECTORS[i].key;
             /* Utils.toPositive: the sign bit cleared */
-            int32_t want = (int32_t)(((uint32_t)KAFKA_VECTORS[i].murmur2 & 0x7fffffffu) %
-                                     (uint32_t)counts[c]);
+            int32_t want =
+                (int32_t)(((uint32_t)KAFKA_VECTORS[i].murmur2 & 0x7fffffffu) % (uint32_t)counts[c]);
             CU_ASSERT_EQUAL(pj_partition_of(key, strlen(key), counts[c]), want);
         }
 }
