@@ -568,9 +568,6 @@ void cs_on_rebalance(void *opaque, bool assign, rd_kafka_topic_partition_list_t 
     cs_t *cs = opaque;
     char errstr[1024];
     atomic_fetch_add(&cs->generation, 1); /* a batch polled across this is decided by nobody */
-    /* the store written up to the last commit, and no entry kept from before: one of a
-     * partition another instance owned meanwhile would be stale (overlay.c) */
-    cs_overlay_clear(cs);
     if (!assign) {
         es_log_info("command-service", "revoked %d partition(s) of %s", parts->cnt, cs->t_cmd);
         cs->nbaseline = 0; /* baselines are for partitions owned: the next assignment says */

@@ -361,7 +361,6 @@ cs_t *cs_new(const es_conf_t *conf, const es_aggregate_def_t *def, es_metrics_t 
     cs_overlay_init(cs);
     pthread_mutex_init(&cs->why_mu, NULL);
     cs->offsets_thread = es_handoff_new();
-    cs->store_thread = es_handoff_new();
     snprintf(cs->not_ready, sizeof(cs->not_ready), "starting");
     cs->batch_max = (int)es_conf_get_int(conf, "batch.max");
     cs->linger_ms = (int)es_conf_get_int(conf, "batch.linger.ms");
@@ -387,7 +386,6 @@ void cs_destroy(cs_t *cs)
     cs->cons = NULL;
     cs_clients_close(cs);
     es_handoff_destroy(cs->offsets_thread); /* idle: every transaction waits for its offsets */
-    es_handoff_destroy(cs->store_thread);   /* idle: closing the clients waited for its write */
     es_kafka_watch_stop(cs->watch);
     es_store_close(cs->store);
     es_emitter_destroy(cs->em);

@@ -27,38 +27,17 @@
  * (connect.c): change that name with the layout, and an old store is
  * refused with the remedy instead of misread.
  *
- * Write-behind: a committed batch's store write (RocksDB's memtable
- * inserts, a fifth of a transaction's time at saturation: issue 17) runs
- * on cs->store_thread while the next batch is decided.  Until it has
- * ended, the store lags the overlay, so:
- * - the entries it holds stay in the overlay (their write_seq is the
- *   write's), clean, and answer the next batch's loads; every other entry
- *   is dropped once the write is given (the write before it has ended, so
- *   the store has them).  A forgotten outcome it deletes reads as none;
- * - the next write waits for it, so writes land in order and one that
- *   failed is never followed by another (the store would hold a later
- *   batch's offsets without the failed one's states): its error is fatal,
- *   and the catch-up after the clients' re-creation closes the gap, as
- *   after a crash before the write;
- * - everything else that reads the store, or drops the overlay, waits for
- *   it first (cs_store_settle: an abort, a rebalance, a baseline, an idle
- *   turn of the loop, closing the clients), and a rebalance drops the
- *   overlay: a carried entry of a partition another instance owned
- *   meanwhile would be stale.
- *
  * Also here, with the state records' offsets: the commands offset each state
  * record carries in its header, what the transaction commits for the group
  * there (catchup.c compares the last one read with the group's offset).
  */
 #include "service_int.h"
 
-#include "escqrs/log.h"
 #include "escqrs/mem.h"
 #include "escqrs/util.h"
 
 #include <errno.h>
 #include <inttypes.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,10 +71,8 @@ void cs_overlay_init(cs_t *cs)
     cs->idems = (es_map_t)ES_MAP_INIT(idem_free_cb);
 }
 
-/* Waits for the store write in flight first: nothing it holds may be dropped before. */
 void cs_overlay_clear(cs_t *cs)
 {
-    cs_store_settled(cs);
     es_map_clear(&cs->aggs);
     es_map_clear(&cs->idems);
 }
@@ -262,8 +239,8 @@ static void put_record(es_batch_t *batch, const void *key, size_t keylen, uint64
     es_buf_free(&rec);
 }
 
-/* The dirty entries of the overlay into @p batch, each marked with write @p seq. */
-static es_err_t dirty_write(cs_t *cs, es_batch_t *batch, es_buf_t *val, uint64_t seq, char *errstr,
+/* The dirty entries of the overlay into @p batch. */
+static es_err_t dirty_write(cs_t *cs, es_batch_t *batch, es_buf_t *val, char *errstr,
                             size_t errstr_size)
 {
     const void *key;
@@ -286,18 +263,14 @@ static es_err_t dirty_write(cs_t *cs, es_batch_t *batch, es_buf_t *val, uint64_t
         es_buf_free(&st);
         es_batch_put(batch, key, keylen, val->data, val->len);
         a->dirty = false;
-        a->write_seq = seq;
     }
     pos = 0;
     while (es_map_next(&cs->idems, &pos, &key, &keylen, &slot)) {
         idem_ent_t *e = *slot;
         if (!e->dirty)
             continue;
-        e->write_seq = seq;
-        if (e->forget) { /* its batch is over: none from now on (cs_idem_load) */
+        if (e->forget) {
             es_batch_delete(batch, key, keylen);
-            memset(&e->o, 0, sizeof(e->o));
-            es_buf_free(&e->result);
             e->dirty = false;
             continue;
         }
@@ -364,28 +337,17 @@ void cs_state_offsets_clear(cs_t *cs)
         cs->state_next[p] = -1;
 }
 
-/* The dirty entries and the events-topic offsets into @p batch, as write @p seq. */
-static es_err_t overlay_put(cs_t *cs, es_batch_t *batch, const int32_t *parts,
-                            const int64_t *next_offsets, size_t nparts, uint64_t seq, char *errstr,
-                            size_t errstr_size)
-{
-    es_buf_t val = {0};
-    es_err_t err = dirty_write(cs, batch, &val, seq, errstr, errstr_size);
-    for (size_t i = 0; i < nparts && !err; i++)
-        es_batch_put_offset(batch, cs->t_ev, parts[i], next_offsets[i]);
-    es_buf_free(&val);
-    return err;
-}
-
 es_err_t cs_overlay_write_with(cs_t *cs, es_batch_t *batch, const int32_t *parts,
                                const int64_t *next_offsets, size_t nparts, char *errstr,
                                size_t errstr_size)
 {
-    es_err_t err = cs_store_settle(cs, errstr, errstr_size);
-    if (!err)
-        err = overlay_put(cs, batch, parts, next_offsets, nparts, 0, errstr, errstr_size);
+    es_buf_t val = {0};
+    es_err_t err = dirty_write(cs, batch, &val, errstr, errstr_size);
+    for (size_t i = 0; i < nparts && !err; i++)
+        es_batch_put_offset(batch, cs->t_ev, parts[i], next_offsets[i]);
     if (!err)
         err = es_store_write(cs->store, batch, errstr, errstr_size);
+    es_buf_free(&val);
     return err;
 }
 
@@ -396,77 +358,5 @@ es_err_t cs_overlay_write(cs_t *cs, const int32_t *parts, const int64_t *next_of
     es_err_t err =
         cs_overlay_write_with(cs, batch, parts, next_offsets, nparts, errstr, errstr_size);
     es_batch_destroy(batch);
-    return err;
-}
-
-static void store_write_job(void *arg)
-{
-    cs_t *cs = arg;
-    cs->store_job.err = es_store_write(cs->store, cs->store_job.batch, cs->store_job.errstr,
-                                       sizeof(cs->store_job.errstr));
-}
-
-es_err_t cs_store_settle(cs_t *cs, char *errstr, size_t errstr_size)
-{
-    if (!cs->store_job.batch)
-        return ES_ERR_OK;
-    es_handoff_wait(cs->store_thread);
-    es_batch_destroy(cs->store_job.batch);
-    cs->store_job.batch = NULL;
-    if (cs->store_job.err)
-        snprintf(errstr, errstr_size, "%s", cs->store_job.errstr);
-    return cs->store_job.err;
-}
-
-bool cs_store_settled(cs_t *cs)
-{
-    char errstr[1024];
-    if (!cs_store_settle(cs, errstr, sizeof(errstr)))
-        return true;
-    cs->fatal = true; /* the store lags the log: the next assignment's catch-up closes it */
-    snprintf(cs->fatal_reason, sizeof(cs->fatal_reason), "store: %s", errstr);
-    es_log_error("command-service", "%s", cs->fatal_reason);
-    return false;
-}
-
-/* Keep only the entries of @p m whose write_seq (at byte @p seq_at of each) is @p seq. */
-static void map_keep_written(es_map_t *m, size_t seq_at, uint64_t seq)
-{
-    es_map_t kept = ES_MAP_INIT(m->free_val);
-    const void *key;
-    size_t keylen, pos = 0;
-    void **slot;
-    while (es_map_next(m, &pos, &key, &keylen, &slot)) {
-        uint64_t s;
-        memcpy(&s, (const char *)*slot + seq_at, sizeof(s));
-        if (s == seq) {
-            es_map_set(&kept, key, keylen, *slot);
-            *slot = NULL; /* the kept map owns it now */
-        }
-    }
-    es_map_free(m);
-    *m = kept;
-}
-
-es_err_t cs_overlay_write_behind(cs_t *cs, es_batch_t *batch, const int32_t *parts,
-                                 const int64_t *next_offsets, size_t nparts, char *errstr,
-                                 size_t errstr_size)
-{
-    uint64_t seq = ++cs->write_seq;
-    es_err_t err = cs_store_settle(cs, errstr, errstr_size);
-    if (!err)
-        err = overlay_put(cs, batch, parts, next_offsets, nparts, seq, errstr, errstr_size);
-    if (err) {
-        es_batch_destroy(batch);
-        return err;
-    }
-    cs->store_job.batch = batch;
-    if (!es_handoff_give(cs->store_thread, store_write_job, cs)) {
-        store_write_job(cs); /* no thread: written here */
-        err = cs_store_settle(cs, errstr, errstr_size);
-    }
-    /* every other entry is in the store: the write before this one has ended */
-    map_keep_written(&cs->aggs, offsetof(agg_ent_t, write_seq), seq);
-    map_keep_written(&cs->idems, offsetof(idem_ent_t, write_seq), seq);
     return err;
 }

@@ -259,8 +259,6 @@ int cs_run(cs_t *cs, volatile sig_atomic_t *stop)
         idle = n == 0;
         if (n)
             run_batch(cs, msgs, n, gen, &aborts, &backoff_ms);
-        else
-            cs_store_settled(cs); /* idle: a failed write is found now, not at the next batch */
         for (size_t i = 0; i < n; i++)
             rd_kafka_message_destroy(msgs[i]);
         cs_turn_passed(cs);

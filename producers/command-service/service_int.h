@@ -48,19 +48,17 @@ typedef enum {
     CS_STEP_EVENTS,   /* the events' flush: their offsets known */
     CS_STEP_OUTCOMES, /* producing the outcomes and the states */
     CS_STEP_OFFSETS,  /* the wait for the consumed offsets (sent since the flush) */
-    CS_STEP_STORE,    /* after the commit: the wait for the batch before's store write, and
-                       * this one's write handed to its thread (overlay.c, "Write-behind") */
+    CS_STEP_STORE,    /* the store write after the commit */
     CS_STEP_COUNT
 } cs_step_t;
 
 /* An aggregate's state in the overlay: loaded from the store, then evolved. */
 typedef struct agg_ent_s {
     int64_t version;
-    int64_t ev_offset;  /* offset of its last event in <agg>.events; -1: none */
-    int32_t partition;  /* its partition number; -1 before anything was written */
-    bool dirty;         /* changed in this batch: written after the commit */
-    bool publish;       /* its <agg>.state record goes into this batch's transaction */
-    uint64_t write_seq; /* the store write that holds it (overlay.c, "Write-behind") */
+    int64_t ev_offset; /* offset of its last event in <agg>.events; -1: none */
+    int32_t partition; /* its partition number; -1 before anything was written */
+    bool dirty;        /* changed in this batch: written after the commit */
+    bool publish;      /* its <agg>.state record goes into this batch's transaction */
     void *state;
     es_buf_t recent; /* ids of its remembered outcomes' records (state.c), oldest first */
     size_t nrecent;
@@ -71,9 +69,8 @@ typedef struct idem_ent_s {
     uint64_t fp; /* the command's fingerprint; 0 when rebuilt from events */
     bool dirty;
     es_outcome_t o;
-    es_buf_t result;    /* its framed CommandResult as produced; empty: encoded from o */
-    bool forget;        /* out of its aggregate's window: the store deletes it (o may be empty) */
-    uint64_t write_seq; /* the store write that holds it (overlay.c, "Write-behind") */
+    es_buf_t result; /* its framed CommandResult as produced; empty: encoded from o */
+    bool forget;     /* out of its aggregate's window: the store deletes it (o may be empty) */
 } idem_ent_t;
 
 /* Where an event of the batch landed (filled by its delivery report). */
@@ -148,16 +145,6 @@ struct cs_s {
         es_txn_rc_t rc;
         char errstr[512];
     } offsets_job;
-    /* a committed batch's store write runs on a thread of its own while the next batch
-     * is decided; the overlay keeps what it holds until it has ended (overlay.c,
-     * "Write-behind") */
-    es_handoff_t *store_thread;
-    struct {
-        es_batch_t *batch; /* in flight (NULL: none); freed by cs_store_settle() */
-        es_err_t err;
-        char errstr[1024];
-    } store_job;
-    uint64_t write_seq; /* the last store write given to the thread */
 
     atomic_bool ready;
     atomic_int generation; /* bumped on every rebalance */
@@ -239,25 +226,12 @@ idem_ent_t *cs_idem_insert(cs_t *cs, const char *agg_id, const char *cmd_id, uin
 /* @p cmd_id left @p agg_id's window of remembered outcomes: the store forgets it. */
 void cs_idem_forget(cs_t *cs, const char *agg_id, const char *cmd_id, size_t cmdlen);
 /* Write every dirty entry of the overlay plus the next events-topic offsets of
- * partitions @p parts in one atomic batch, now (the catch-up's writes). */
+ * partitions @p parts in one atomic batch (after what @p batch holds already). */
 es_err_t cs_overlay_write(cs_t *cs, const int32_t *parts, const int64_t *next_offsets,
                           size_t nparts, char *errstr, size_t errstr_size);
-/* The same after what @p batch holds already (the caller's, still). */
 es_err_t cs_overlay_write_with(cs_t *cs, es_batch_t *batch, const int32_t *parts,
                                const int64_t *next_offsets, size_t nparts, char *errstr,
                                size_t errstr_size);
-/* The same, after a committed batch: @p batch (now owned here) is written on the store
- * thread once the write before it has ended, and the overlay keeps the entries it holds
- * until it has ended too (overlay.c, "Write-behind").  An error is the write before's or
- * this batch's encoding: the store lags the log, the clients must be re-created. */
-es_err_t cs_overlay_write_behind(cs_t *cs, es_batch_t *batch, const int32_t *parts,
-                                 const int64_t *next_offsets, size_t nparts, char *errstr,
-                                 size_t errstr_size);
-/* Wait for the store write in flight, if any: its error (@p errstr says it), or OK.
- * Before anything reads the store other than through the overlay. */
-es_err_t cs_store_settle(cs_t *cs, char *errstr, size_t errstr_size);
-/* cs_store_settle(), a failure marking the clients for re-creation (cs->fatal). */
-bool cs_store_settled(cs_t *cs);
 
 /* state.c */
 /* Produce outcome @p o of aggregate @p a, framed as @p result, as its <agg>.state

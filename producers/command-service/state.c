@@ -576,8 +576,6 @@ es_txn_rc_t cs_state_write_baseline(cs_t *cs)
     /* one partition per call: a command that arrives meanwhile waits for one
      * baseline transaction, not for every partition's */
     if (cs->nbaseline) {
-        if (!cs_store_settled(cs)) /* it reads every stored aggregate */
-            return ES_TXN_FATAL;
         int32_t p = cs->baseline[cs->nbaseline - 1];
         es_txn_rc_t rc = baseline_write(cs, p, gen, errstr, sizeof(errstr));
         if (rc) {

@@ -6,8 +6,7 @@
  *   offset → produce each outcome with the position of its command's last
  *   event → produce the <agg>.state record of every aggregate the batch
  *   changed (state.c) → commit → write the new states, outcomes and next
- *   events-topic offsets in one RocksDB batch, on a thread of its own while
- *   the next batch is decided (overlay.c, "Write-behind").  The consumed offsets, with
+ *   events-topic offsets in one RocksDB batch.  The consumed offsets, with
  *   the consumer's group metadata, are sent to the transaction on a thread
  *   of their own from the events' flush to before the commit (run_transaction).
  *
@@ -145,9 +144,8 @@ static es_txn_rc_t commit(cs_t *cs, size_t n)
     return ES_TXN_OK;
 }
 
-/* Committed: the store follows, written behind while the next batch is decided (a crash
- * before it has ended only costs a catch-up; overlay.c, "Write-behind").  It keeps the
- * commands offsets the transaction committed too: a group offset found behind them
+/* Committed: the store follows (a crash before this only costs a catch-up).  It keeps
+ * the commands offsets the transaction committed too: a group offset found behind them
  * later was moved back (catchup.c, check_group_offsets). */
 static es_txn_rc_t write_store(cs_t *cs, const rd_kafka_topic_partition_list_t *offsets)
 {
@@ -173,7 +171,8 @@ static es_txn_rc_t write_store(cs_t *cs, const rd_kafka_topic_partition_list_t *
         es_batch_put_offset(batch, cs->t_cmd, offsets->elems[i].partition,
                             offsets->elems[i].offset);
     es_err_t err =
-        cs_overlay_write_behind(cs, batch, ev_parts, next_ev, nparts, errstr, sizeof(errstr));
+        cs_overlay_write_with(cs, batch, ev_parts, next_ev, nparts, errstr, sizeof(errstr));
+    es_batch_destroy(batch);
     free(next_ev);
     free(ev_parts);
     return err ? fail(cs, ES_TXN_FATAL, ES_LOG_ERROR, "store: ", errstr) : ES_TXN_OK;
@@ -289,8 +288,7 @@ es_txn_rc_t cs_batch_process(cs_t *cs, rd_kafka_message_t **msgs, size_t n)
         if (a)
             rc = fail(cs, a, ES_LOG_ERROR, "", errstr);
     }
-    if (rc != ES_TXN_OK) /* the batch's changes go (a committed one's stay until written) */
-        cs_overlay_clear(cs);
+    cs_overlay_clear(cs);
     rd_kafka_topic_partition_list_destroy(offsets);
     return rc;
 }

@@ -32,14 +32,6 @@
  * (the catch-up's, which writes what the lost write held), before a third
  * start.
  *
- * The store write runs behind (overlay.c, "Write-behind": the next batch is
- * decided while it is in flight), so the last case slows every store write
- * (the shim's delay) and sends bursts one after another, each retried as
- * soon as it is answered: each next burst, and each retry, is decided while
- * the write of the batch before is in flight.  Deciding on the store instead
- * of on the entries the write holds gives a version twice, and a retry
- * decided again.  Then the slow write is killed too, with one in flight.
- *
  * The check reads the log (deposits.c): every command id has exactly one
  * event, of the version its 200s named; every account's versions are 1..n
  * and its balance the sum of the deposits, each counted once.
@@ -52,15 +44,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#define ROUNDS        4
-#define BURST         24
-#define AFTER_UP      5
-#define ACCOUNTS      4
-#define MAX_SENT      (ROUNDS * (2 * BURST + AFTER_UP) + 2 * SLOW_BURSTS * SLOW_BURST)
-#define DEATH_S       20    /* the burst's first batch is decided within it */
-#define SLOW_WRITE_MS "300" /* each store write's delay in the write-behind case */
-#define SLOW_BURSTS   12
-#define SLOW_BURST    8
+#define ROUNDS   4
+#define BURST    24
+#define AFTER_UP 5
+#define ACCOUNTS 4
+#define MAX_SENT (ROUNDS * (2 * BURST + AFTER_UP))
+#define DEATH_S  20 /* the burst's first batch is decided within it */
 
 #ifndef KILL_AT_CALL_SO
 #error "KILL_AT_CALL_SO: the shim's path (tests/CMakeLists.txt)"
@@ -224,64 +213,6 @@ static void test_kill_at_commit(void)
     kill_rounds(&AT_COMMIT, "state.restore=true");
 }
 
-/* Each burst, and its retry, decided while the write of the batch before is in flight
- * (each write 300 ms, an answer a few ms after its commit); then one such write killed. */
-static void test_write_behind(void)
-{
-    wt_stack_t st;
-    dp_load_t load;
-    char arm[600], tag[16];
-    const char *sets[] = {"state.restore=true"};
-    wt_stack_init(&st, "account");
-    snprintf(arm, sizeof(arm), "%s/kill-armed", st.dir);
-    setenv("ESCQRS_TEST_KILL_AT_WRITE", arm, 1);
-    setenv("ESCQRS_TEST_WRITE_DELAY_MS", SLOW_WRITE_MS, 1);
-    preload_shim();
-    dp_start(&load, &st, sets, 1, ACCOUNTS, MAX_SENT);
-    unsetenv("LD_PRELOAD");
-
-    size_t ok = 0, retry_ok = 0, same_version = 0;
-    double t0 = es_mono_s();
-    for (int b = 0; b < SLOW_BURSTS; b++) {
-        if (b == SLOW_BURSTS - 1)
-            arm_shim(arm); /* the last burst's write dies in flight */
-        snprintf(tag, sizeof(tag), "w%d", b);
-        size_t from = load.nsent;
-        dp_sent_t *burst = dp_burst(&load, tag, SLOW_BURST);
-        if (b == SLOW_BURSTS - 1) {
-            CU_ASSERT_TRUE_FATAL(killed_by_shim(&st, arm));
-            start_service(&st, sets, 1);
-            wt_wait_ready(&st.cs, 90);
-        }
-        dp_sent_t *again = dp_retry(&load, from, SLOW_BURST);
-        for (size_t i = 0; i < SLOW_BURST; i++) {
-            ok += burst[i].status == 200;
-            retry_ok += again[i].status == 200;
-            same_version += burst[i].status == 200 && again[i].version == burst[i].version;
-            if (burst[i].status == 200 && again[i].version != burst[i].version)
-                fprintf(stderr, "burst %d: %s answered version %lld, its retry %lld (%d)\n", b,
-                        burst[i].key, (long long)burst[i].version, (long long)again[i].version,
-                        again[i].status);
-        }
-    }
-    double took = es_mono_s() - t0;
-    dp_check_t c;
-    dp_check(&load, &c);
-    wt_stack_stop(&st);
-    unsetenv("ESCQRS_TEST_KILL_AT_WRITE");
-    unsetenv("ESCQRS_TEST_WRITE_DELAY_MS");
-    printf("\n  RESULT write_behind bursts=%d of %d, each write %s ms, %.1f s: answered_200=%zu "
-           "retries_200=%zu same_version=%zu commands_dropped=%zu commands_doubled=%zu "
-           "events_missing_or_extra=%zu wrong_version=%zu\n",
-           SLOW_BURSTS, SLOW_BURST, SLOW_WRITE_MS, took, ok, retry_ok, same_version, c.dropped,
-           c.doubled, c.event_count_off, c.wrong_version);
-    /* every burst but the killed one is answered; every retry repeats a 200's version */
-    CU_ASSERT(ok >= (size_t)(SLOW_BURSTS - 1) * SLOW_BURST);
-    CU_ASSERT_EQUAL(retry_ok, (size_t)SLOW_BURSTS * SLOW_BURST);
-    CU_ASSERT_EQUAL(same_version, ok);
-    dp_free(&load);
-}
-
 int main(void)
 {
     static const es_test_case_t cases[] = {
@@ -293,9 +224,6 @@ int main(void)
          test_kill_at_store_write_and_catchup},
         {"killed just before the commit: nothing answered from it, each command decided once",
          test_kill_at_commit},
-        {"decided while the store write before is in flight, then that write killed: each "
-         "command once, retries repeat",
-         test_write_behind},
         {NULL, NULL},
     };
     return es_test_run("fault-kill-around-commit", cases);

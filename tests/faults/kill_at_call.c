@@ -13,11 +13,6 @@
  * batch's: its commit (txn.c commit), and the store write that follows the
  * commit (txn.c write_store).  0914 kills at both.  Nothing in the runtime
  * knows of the shim.
- *
- * It also slows the store: with ESCQRS_TEST_WRITE_DELAY_MS set, every
- * rocksdb_write sleeps that long first (after the kill check), so the next
- * batch is decided while a committed batch's write is still in flight
- * (overlay.c, "Write-behind"; 0914's last case).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* RTLD_NEXT */
@@ -50,14 +45,6 @@ static void kill_if_armed(const char *env)
         raise(SIGKILL);
 }
 
-/* Sleep the milliseconds @p env says, if set. */
-static void delay_if_set(const char *env)
-{
-    const char *ms = getenv(env);
-    if (ms && atoi(ms) > 0)
-        usleep((useconds_t)atoi(ms) * 1000);
-}
-
 /* The library's own @p name, behind the shim. */
 static void *next_fn(const char *name)
 {
@@ -73,7 +60,6 @@ __attribute__((visibility("default"))) void rocksdb_write(rocksdb_t *db,
                                                           char **errptr)
 {
     kill_if_armed("ESCQRS_TEST_KILL_AT_WRITE");
-    delay_if_set("ESCQRS_TEST_WRITE_DELAY_MS");
     ((write_fn)next_fn("rocksdb_write"))(db, options, batch, errptr);
 }
 
