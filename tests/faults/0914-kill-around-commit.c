@@ -137,22 +137,31 @@ static void kill_rounds(const kill_point_t *at, const char *restore)
     dp_start(&load, &st, sets, 1, ACCOUNTS, MAX_SENT);
     unsetenv("LD_PRELOAD");
 
-    size_t first_200 = 0, retry_200 = 0, after_ok = 0, retries = 0;
+    size_t first_200 = 0, retry_200 = 0, after_ok = 0, retries = 0, rounds_answered = 0;
     for (int r = 0; r < ROUNDS; r++) {
         arm_shim(arm);
         snprintf(tag, sizeof(tag), "r%d", r);
         size_t from = load.nsent;
         dp_sent_t *burst = dp_burst(&load, tag, BURST);
-        size_t answered = 0;
-        for (size_t i = 0; i < BURST; i++)
+        size_t answered = 0, timed_out = 0;
+        for (size_t i = 0; i < BURST; i++) {
             answered += burst[i].status == 200;
+            timed_out += burst[i].status == 504;
+        }
         first_200 += answered;
-        printf("\n  round %d (%s, %s): %zu of %d answered 200 before the kill,", r, at->name,
-               restore, answered, BURST);
+        printf("\n  round %d (%s, %s): %zu of %d answered 200 before the kill (%zu 504, %zu "
+               "other),",
+               r, at->name, restore, answered, BURST, timed_out, BURST - answered - timed_out);
         CU_ASSERT_TRUE_FATAL(killed_by_shim(&st, arm));
-        /* after a commit, that batch's deposits were answered; from an open transaction,
-         * nothing reaches a client */
-        CU_ASSERT(at->committed ? answered > 0 : answered == 0);
+        /* from an open transaction nothing reaches a client, in every round.  After a
+         * commit that batch's deposits are answered, but not always before the burst's
+         * 3 s: in one round of v49 (7 December) a committed batch of one command was
+         * killed at its store write and its client got no 200 in time (its retry got the
+         * first answer, as every retry must); so the case asserts the kill followed an
+         * answered commit in some round, below */
+        rounds_answered += answered > 0;
+        if (!at->committed)
+            CU_ASSERT_EQUAL(answered, 0);
         if (at->again_at_restart) { /* its catch-up writes what the killed write lost */
             arm_shim(arm);
             start_service(&st, sets, 1);
@@ -188,6 +197,8 @@ static void kill_rounds(const kill_point_t *at, const char *restore)
         "events_missing_or_extra=%zu wrong_version=%zu\n",
         at->name, restore, ROUNDS, first_200, retries, retry_200, after_ok, ROUNDS * AFTER_UP,
         c.dropped, c.doubled, c.event_count_off, c.wrong_version);
+    if (at->committed)
+        CU_ASSERT(rounds_answered > 0);
     CU_ASSERT_EQUAL(retry_200, retries);
     CU_ASSERT_EQUAL(after_ok, (size_t)ROUNDS * AFTER_UP);
     dp_free(&load);
