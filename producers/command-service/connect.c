@@ -306,6 +306,9 @@ static void register_metrics(cs_t *cs, es_metrics_t *metrics)
                            "State records written by baselines of <agg>.state partitions", NULL);
     cs->g_caught_up = es_metrics_gauge(metrics, "escqrs_command_service_caught_up",
                                        "1 once the assigned partitions are caught up", NULL);
+    cs->g_baselines_pending = es_metrics_gauge(
+        metrics, "escqrs_command_service_baselines_pending",
+        "Owned <agg>.state partitions whose baseline is still to be written", NULL);
     cs->g_refused = es_metrics_gauge(
         metrics, "escqrs_command_service_partitions_refused",
         "Commands partitions refused because the group's offsets were lost or moved back", NULL);

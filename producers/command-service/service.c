@@ -262,6 +262,8 @@ int cs_run(cs_t *cs, volatile sig_atomic_t *stop)
         for (size_t i = 0; i < n; i++)
             rd_kafka_message_destroy(msgs[i]);
         cs_turn_passed(cs);
+        /* at the end of a turn: a baseline written and an assignment's new ones counted */
+        es_gauge_set(cs->g_baselines_pending, (double)cs->nbaseline);
     }
     atomic_store(&cs->ready, false);
     free(msgs);

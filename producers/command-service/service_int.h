@@ -170,7 +170,7 @@ struct cs_s {
         *c_recoveries, *c_caught_up_events, *c_restored_states, *c_baseline_states;
     es_histogram_t *h_commit, *h_batch, *h_wait;
     es_histogram_t *h_step[CS_STEP_COUNT]; /* escqrs_transaction_step_seconds{step} */
-    es_gauge_t *g_caught_up, *g_refused;
+    es_gauge_t *g_caught_up, *g_refused, *g_baselines_pending;
 };
 
 /* readiness.c */
