@@ -237,6 +237,28 @@ void es_test_child_reaped(pid_t pid)
     pthread_mutex_unlock(&children_mu);
 }
 
+void es_test_preload(const char *so)
+{
+    static char value[1200];
+    char line[1200], asan[1024] = "";
+    if (!so) {
+        unsetenv("LD_PRELOAD");
+        return;
+    }
+    FILE *maps = fopen("/proc/self/maps", "r");
+    while (maps && !asan[0] && fgets(line, sizeof(line), maps)) {
+        char *path = strchr(line, '/');
+        if (path && strstr(path, "/libasan.so")) {
+            path[strcspn(path, "\n")] = '\0';
+            snprintf(asan, sizeof(asan), "%s", path);
+        }
+    }
+    if (maps)
+        fclose(maps);
+    snprintf(value, sizeof(value), "%s%s%s", asan, asan[0] ? ":" : "", so);
+    setenv("LD_PRELOAD", value, 1);
+}
+
 FILE *es_test_popen(const char *cmd, pid_t *pid)
 {
     int fds[2];

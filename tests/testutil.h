@@ -93,6 +93,13 @@ double es_test_metric(const char *text, const char *series);
 pid_t es_test_fork(void);
 /** @brief Forget @p pid after it was reaped (the atexit handler then leaves it alone). */
 void es_test_child_reaped(pid_t pid);
+/**
+ * @brief LD_PRELOAD @p so (a fault test's shim) in the children started next; NULL: none.
+ *        In a sanitizer build (make test's) AddressSanitizer's runtime must come first in
+ *        the list or the child refuses to start: this test is built the same way, so its
+ *        own libasan goes first.
+ */
+void es_test_preload(const char *so);
 
 /**
  * @brief Mount a tmpfs of @p mib MiB at @p path (an existing directory),

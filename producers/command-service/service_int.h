@@ -141,6 +141,7 @@ struct cs_s {
     /* the batch's consumed offsets go to the transaction on a thread of their own while
      * its outcomes and states are produced (txn.c, "The offsets' thread") */
     es_handoff_t *offsets_thread;
+    bool offsets_unthreaded_said; /* logged once: no thread could be had for them */
     struct { /* its answer: it sends cs->txn_offsets with cs->prod and cs->cons */
         es_txn_rc_t rc;
         char errstr[512];

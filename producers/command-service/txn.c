@@ -208,6 +208,11 @@ static es_txn_rc_t produce_batch(cs_t *cs, rd_kafka_message_t **msgs, size_t n, 
         return rc;
     step_done(cs->h_step[CS_STEP_EVENTS], t);
     *threaded = es_handoff_give(cs->offsets_thread, send_offsets_job, cs);
+    if (!*threaded && !cs->offsets_unthreaded_said) {
+        cs->offsets_unthreaded_said = true;
+        es_log_warn("command-service", "no thread could be created for the transactions' "
+                                       "offsets: sent after the outcomes and states, in line");
+    }
     if ((rc = produce_outcomes(cs)) || (rc = produce_states(cs)))
         return rc;
     step_done(cs->h_step[CS_STEP_OUTCOMES], t);

@@ -114,33 +114,12 @@ static void wait_writes_done(wt_stack_t *st)
     CU_FAIL("the store writes did not catch up with the commits and baselines within 30 s");
 }
 
-/* LD_PRELOAD for the shim.  In a sanitizer build (make test's) the programs link
- * AddressSanitizer's runtime, which must come first in the list or it refuses to start:
- * this test is built the same way, so its own libasan goes first. */
-static void preload_shim(void)
-{
-    static char value[1200];
-    char line[1200], asan[1024] = "";
-    FILE *maps = fopen("/proc/self/maps", "r");
-    while (maps && !asan[0] && fgets(line, sizeof(line), maps)) {
-        char *path = strchr(line, '/');
-        if (path && strstr(path, "/libasan.so")) {
-            path[strcspn(path, "\n")] = '\0';
-            snprintf(asan, sizeof(asan), "%s", path);
-        }
-    }
-    if (maps)
-        fclose(maps);
-    snprintf(value, sizeof(value), "%s%s%s", asan, asan[0] ? ":" : "", KILL_AT_CALL_SO);
-    setenv("LD_PRELOAD", value, 1);
-}
-
 /* Start the command service under the shim (the gateway and the test do not load it). */
 static void start_service(wt_stack_t *st, const char *const *sets, size_t nsets)
 {
-    preload_shim();
+    es_test_preload(KILL_AT_CALL_SO);
     wt_start_service(st, sets, nsets);
-    unsetenv("LD_PRELOAD");
+    es_test_preload(NULL);
 }
 
 static void kill_rounds(const kill_point_t *at, const char *restore)
@@ -153,9 +132,9 @@ static void kill_rounds(const kill_point_t *at, const char *restore)
     snprintf(arm, sizeof(arm), "%s/kill-armed", st.dir);
     setenv(at->env, arm, 1);
 
-    preload_shim(); /* dp_start starts the service first */
+    es_test_preload(KILL_AT_CALL_SO); /* dp_start starts the service first */
     dp_start(&load, &st, sets, 1, ACCOUNTS, MAX_SENT);
-    unsetenv("LD_PRELOAD");
+    es_test_preload(NULL);
 
     size_t first_200 = 0, retry_200 = 0, after_ok = 0, retries = 0;
     for (int r = 0; r < ROUNDS; r++) {
