@@ -14,12 +14,11 @@
  * commit (txn.c write_store).  0914 kills at both.
  *
  * It also refuses threads: while the file ESCQRS_TEST_REFUSE_HANDOFF names
- * exists, pthread_create answers EAGAIN (as at a limit) to es_handoff_give,
- * the start of the command service's offsets thread, and creates
- * "<file>.refused" so the test knows it did (0915).  The caller is found on
- * the call stack, since in a sanitizer build AddressSanitizer's own
- * pthread_create stands between it and the shim; other threads go through.
- * Nothing in the runtime knows of the shim.
+ * exists, pthread_create answers EAGAIN (as at a limit) to es_handoff_give
+ * (the start of the command service's offsets thread, of the projector's
+ * store writer) and creates "<file>.refused" so the test knows it did (0915).  The caller is found
+ * on the call stack, since in a sanitizer build AddressSanitizer's own pthread_create stands
+ * between it and the shim; other threads go through. Nothing in the runtime knows of the shim.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* RTLD_NEXT */
