@@ -145,6 +145,21 @@ static void stopped_store_matches(rt_proc_t *proc, const char *root, rt_topic_t 
     CU_ASSERT_EQUAL(applied, want);
 }
 
+/* A backlog of cart events, then the projector (cart_view, under the shim) started over
+ * @p root and more events while it runs; returns once it applied them all. */
+static void fold_backlog_and_live(rt_proc_t *proc, const char *root, const char *agg,
+                                  rt_topic_t *tp, es_sim_t *sim, es_evgen_t *g)
+{
+    const char *sets[] = {"batch.max.events=200", "log.level=warn", "projections=cart_view"};
+    produce_carts(tp, sim, g);
+    es_test_preload(KILL_AT_CALL_SO);
+    rt_proc_start(proc, root, agg, sets, 3);
+    es_test_preload(NULL);
+    CU_ASSERT_TRUE_FATAL(rt_wait_up(proc, 30000));
+    produce_carts(tp, sim, g);
+    CU_ASSERT_TRUE(rt_wait_projection_at_end(proc, "cart_view", tp, 120));
+}
+
 static void test_projector_writes_in_line(void)
 {
     char prefix[128], agg[160], root[300], arm[600], refused[700];
@@ -153,7 +168,6 @@ static void test_projector_writes_in_line(void)
     es_evgen_t *g = es_evgen_new("cart.events");
     es_sim_t sim;
     rt_proc_t proc = {0};
-    const char *sets[] = {"batch.max.events=200", "log.level=warn", "projections=cart_view"};
     es_test_unique("ft0915", prefix, sizeof(prefix));
     snprintf(agg, sizeof(agg), "%s.cart", prefix);
     rt_topic_init(&cart, conf, agg, "cart.events");
@@ -163,26 +177,14 @@ static void test_projector_writes_in_line(void)
     es_sim_init(&sim, prefix, (uint64_t)getpid() * 2654435761u + 1, 200);
     arm_refusal(root, arm, sizeof(arm), refused, sizeof(refused));
 
-    produce_carts(&cart, &sim, g); /* a backlog, then events while it runs */
-    es_test_preload(KILL_AT_CALL_SO);
-    rt_proc_start(&proc, root, agg, sets, 3);
-    es_test_preload(NULL);
-    CU_ASSERT_TRUE_FATAL(rt_wait_up(&proc, 30000));
-    produce_carts(&cart, &sim, g);
-    CU_ASSERT_TRUE(rt_wait_projection_at_end(&proc, "cart_view", &cart, 120));
+    fold_backlog_and_live(&proc, root, agg, &cart, &sim, g);
     printf("\n  projector, the thread refused: %s", access(refused, F_OK) == 0 ? "yes" : "NO");
     CU_ASSERT_FATAL(access(refused, F_OK) == 0); /* else this case proved nothing */
     stopped_store_matches(&proc, root, &cart, cart.n, "written in line");
 
     unlink(arm);
     unlink(refused);
-    produce_carts(&cart, &sim, g);
-    es_test_preload(KILL_AT_CALL_SO);
-    rt_proc_start(&proc, root, agg, sets, 3);
-    es_test_preload(NULL);
-    CU_ASSERT_TRUE_FATAL(rt_wait_up(&proc, 30000));
-    produce_carts(&cart, &sim, g);
-    CU_ASSERT_TRUE(rt_wait_projection_at_end(&proc, "cart_view", &cart, 120));
+    fold_backlog_and_live(&proc, root, agg, &cart, &sim, g);
     CU_ASSERT(access(refused, F_OK) != 0);
     stopped_store_matches(&proc, root, &cart, cart.n, "then with the thread");
     printf("\n");
