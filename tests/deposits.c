@@ -157,12 +157,22 @@ static void check_deposits(const dp_load_t *l, const wt_event_t *evs, size_t nev
     }
 }
 
+/* The sum of the deposits sent to account @p id, each once. */
+static int64_t sent_to(const dp_load_t *l, const char *id)
+{
+    int64_t sum = 0;
+    for (size_t i = 0; i < l->nsent; i++)
+        if (!l->sent[i].retry && !strcmp(l->sent[i].account, id))
+            sum += l->sent[i].amount;
+    return sum;
+}
+
 /* Each account's versions are 1..n and its balance the sum of what was sent to it. */
 static void check_balances(const dp_load_t *l, const wt_event_t *evs, size_t nev)
 {
     for (int a = 0; a < l->accounts; a++) {
         char id[16];
-        int64_t version = 0, balance = 0, expected = 0;
+        int64_t version = 0, balance = 0;
         bool gapless = true;
         snprintf(id, sizeof(id), "acct-%d", a);
         for (size_t k = 0; k < nev; k++)
@@ -170,9 +180,7 @@ static void check_balances(const dp_load_t *l, const wt_event_t *evs, size_t nev
                 gapless &= evs[k].version == ++version;
                 balance += evs[k].amount;
             }
-        for (size_t i = 0; i < l->nsent; i++)
-            if (!l->sent[i].retry && !strcmp(l->sent[i].account, id))
-                expected += l->sent[i].amount;
+        int64_t expected = sent_to(l, id);
         if (!gapless || balance != expected)
             fprintf(stderr, "%s: versions %s, balance %lld, deposits sent %lld\n", id,
                     gapless ? "1..n" : "with a gap", (long long)balance, (long long)expected);
@@ -207,6 +215,47 @@ void dp_check(dp_load_t *l, dp_check_t *c)
     free(cmds);
     free(outs);
     free(evs);
+}
+
+/* POST @p body to @p path once with Idempotency-Key <prefix><id>-<suffix>; the status, and
+ * the rejection's reason or the version into @p said. */
+static int withdraw(const wt_stack_t *st, const char *id, const char *suffix, int64_t cents,
+                    char *said, size_t saidsz)
+{
+    char path[96], body[64], key[200];
+    json_t *out = NULL;
+    snprintf(path, sizeof(path), "/v1/accounts/%s/withdraw", id);
+    snprintf(body, sizeof(body), "{\"amount_cents\":%lld}", (long long)cents);
+    snprintf(key, sizeof(key), "%s%s-%s", st->prefix, id, suffix);
+    int status = wt_post(&st->gw, path, body, strlen(body), key, NULL, &out);
+    json_t *reason = json_object_get(out, "reason");
+    if (json_is_string(reason))
+        snprintf(said, saidsz, "reason=%s", json_string_value(reason));
+    else
+        snprintf(said, saidsz, "version=%lld",
+                 (long long)json_integer_value(json_object_get(out, "version")));
+    json_decref(out);
+    return status;
+}
+
+void dp_assert_balance(const wt_stack_t *st, const char *id, int64_t cents)
+{
+    char all_said[300], more_said[300];
+    int all = withdraw(st, id, "all", cents, all_said, sizeof(all_said));
+    int more = withdraw(st, id, "more", 1, more_said, sizeof(more_said));
+    printf("  RESULT withdrawals of %s's %lld and of 1 more: %d %s, %d %s\n", id, (long long)cents,
+           all, all_said, more, more_said);
+    CU_ASSERT_EQUAL(all, 200);
+    CU_ASSERT_EQUAL(more, 422);
+}
+
+void dp_assert_balances(const dp_load_t *l)
+{
+    for (int a = 0; a < l->accounts; a++) {
+        char id[16];
+        snprintf(id, sizeof(id), "acct-%d", a);
+        dp_assert_balance(l->st, id, sent_to(l, id));
+    }
 }
 
 void dp_free(dp_load_t *l)

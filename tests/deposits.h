@@ -84,6 +84,18 @@ typedef struct dp_check_s {
  *        the sum of the deposits sent to it, each counted once.
  */
 void dp_check(dp_load_t *l, dp_check_t *c);
+/**
+ * @brief Account @p id of @p st holds @p cents in the command service's
+ *        state (CUnit assertions): withdrawing them is accepted (200),
+ *        withdrawing 1 more is refused (422).  Two commands of their own.
+ */
+void dp_assert_balance(const wt_stack_t *st, const char *id, int64_t cents);
+/**
+ * @brief Every account holds the sum of the deposits sent to it
+ *        (dp_assert_balance()).  After dp_check(), which counts every
+ *        command as a deposit or an opening.
+ */
+void dp_assert_balances(const dp_load_t *l);
 void dp_free(dp_load_t *l);
 
 #endif

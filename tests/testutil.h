@@ -27,7 +27,8 @@ typedef struct {
 /**
  * @brief Run @p cases (ended by {NULL, NULL}) as one suite; returns the exit code.
  *        The shipped modules (cart, account) are registered first, as the
- *        programs load them (shipped.h).
+ *        programs load them (shipped.h).  With ESCQRS_TEST_CASE set, only the
+ *        cases whose name holds it run (none is a failure: "no test ran").
  */
 int es_test_run(const char *suite, const es_test_case_t *cases);
 

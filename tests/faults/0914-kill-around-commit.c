@@ -32,6 +32,15 @@
  * (the catch-up's, which writes what the lost write held), before a third
  * start.
  *
+ * Killed in the middle of a catch-up that computes an empty store's states
+ * again from the events (state.restore=false), after its first store write:
+ * the restart reads the events from offset 0 again, and the account holds
+ * the deposits sent to it, no fewer.
+ *
+ * And the gauge of baselines still to be written, which each round waits to
+ * read 0 before arming, is seen above 0 while the shim holds a cold start's
+ * first baseline at its commit, and at 0 once it is let go.
+ *
  * The check reads the log (deposits.c): every command id has exactly one
  * event, of the version its 200s named; every account's versions are 1..n
  * and its balance the sum of the deposits, each counted once.
@@ -196,6 +205,108 @@ static void kill_rounds(const kill_point_t *at, const char *restore)
     dp_free(&load);
 }
 
+/* Whether the file @p path appears within @p timeout_s. */
+static bool appears(const char *path, int timeout_s)
+{
+    for (int i = 0; i < timeout_s * 100; i++) {
+        if (access(path, F_OK) == 0)
+            return true;
+        usleep(10 * 1000);
+    }
+    return false;
+}
+
+/* The gauge wait_writes_done() relies on, seen above 0: a cold start on new topics owes every
+ * owned <agg>.state partition a baseline (state.c), the shim holds the first commit (a
+ * baseline's, written at the first idle turn), and /metrics is read meanwhile; released, the
+ * baselines are written and the gauge must come down to 0.  A gauge that never left 0 would
+ * let the rounds above arm the shim under a baseline still to be written. */
+static void test_baselines_pending_counted(void)
+{
+    wt_stack_t st;
+    char hold[600], held[620];
+    const char *sets[] = {"state.restore=true"};
+    wt_stack_init(&st, "account");
+    snprintf(hold, sizeof(hold), "%s/hold-commit", st.dir);
+    snprintf(held, sizeof(held), "%s.held", hold);
+    arm_shim(hold);
+    setenv("ESCQRS_TEST_HOLD_AT_COMMIT", hold, 1);
+    start_service(&st, sets, 1);
+    bool was_held = appears(held, 60);
+    double held_pending = wt_metric(&st.cs, "escqrs_command_service_baselines_pending");
+    double baselines_held = wt_metric(&st.cs, "escqrs_command_service_baseline_states_total");
+    unlink(hold);
+    double pending = -1;
+    for (int i = 0; i < 300 && pending != 0; i++) {
+        usleep(100 * 1000);
+        pending = wt_metric(&st.cs, "escqrs_command_service_baselines_pending");
+    }
+    double baselines = wt_metric(&st.cs, "escqrs_command_service_baseline_states_total");
+    CU_ASSERT_EQUAL(wt_stop(&st.cs), 0); /* no gateway was started */
+    unsetenv("ESCQRS_TEST_HOLD_AT_COMMIT");
+    printf("\n  RESULT held=%s pending_while_held=%g baseline_states_while_held=%g "
+           "pending_after=%g baseline_states_after=%g\n",
+           was_held ? "yes" : "no", held_pending, baselines_held, pending, baselines);
+    CU_ASSERT_TRUE(was_held);
+    CU_ASSERT(held_pending >= 1);
+    CU_ASSERT_EQUAL(pending, 0);
+}
+
+/* One account of over 2 000 events (the catch-up writes every 2 000: catchup.c), so its
+ * partition's catch-up writes twice at least, and its events lie on both sides of the first. */
+#define CATCHUP_BURSTS 12
+#define CATCHUP_BURST  200
+
+/*
+ * Killed in the middle of a catch-up that computes the states again (state.restore=false, an
+ * empty store): the first store write of the events' catch-up went (states half computed
+ * again, the account's from its first 2 000 events of 2 401), the second never came.  That
+ * write must carry no events offset, or the restart would take the half-computed state for
+ * the one of its version: it would read on from there, pass over every event at or below the
+ * restored version, and the account would be left without its last ~400 deposits.  So the
+ * restart must catch up from the beginning again, and the account must hold exactly the
+ * deposits sent (withdrawing all of it accepted, 1 cent more refused).
+ */
+static void test_kill_in_catchup_computing_states(void)
+{
+    wt_stack_t st;
+    dp_load_t load;
+    char arm[600], caught_up[200];
+    const char *sets[] = {"state.restore=false"};
+    wt_stack_init(&st, "account");
+    snprintf(arm, sizeof(arm), "%s/kill-in-catchup", st.dir);
+    setenv("ESCQRS_TEST_KILL_IN_CATCHUP", arm, 1);
+    es_test_preload(KILL_AT_CALL_SO);
+    dp_start(&load, &st, sets, 1, 1, CATCHUP_BURSTS * CATCHUP_BURST);
+    es_test_preload(NULL);
+    for (int b = 0; b < CATCHUP_BURSTS; b++)
+        dp_burst(&load, "c", CATCHUP_BURST);
+    size_t events = load.nsent + 1; /* and the opening */
+
+    CU_ASSERT_EQUAL(wt_stop(&st.cs), 0); /* then its store is lost */
+    char cmd[700];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s/store'", st.dir);
+    CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
+    arm_shim(arm);
+    start_service(&st, sets, 1);
+    printf("\n  %zu events, restarted without its store:", events);
+    CU_ASSERT_TRUE_FATAL(killed_by_shim(&st, arm));
+
+    start_service(&st, sets, 1);
+    wt_wait_ready(&st.cs, 90);
+    snprintf(caught_up, sizeof(caught_up), "]: %zu event(s) from the beginning", events);
+    bool from_zero = wt_log_line(st.cs.log, caught_up, NULL, NULL, 0);
+    printf("\n  RESULT killed=\"in the catch-up\" events=%zu restart_read_all_again=%s\n", events,
+           from_zero ? "yes" : "no");
+    CU_ASSERT_TRUE(from_zero);
+    dp_check_t c;
+    dp_check(&load, &c);
+    dp_assert_balances(&load);
+    wt_stack_stop(&st);
+    unsetenv("ESCQRS_TEST_KILL_IN_CATCHUP");
+    dp_free(&load);
+}
+
 static void test_kill_at_store_write_restoring(void)
 {
     kill_rounds(&AT_STORE_WRITE, "state.restore=true");
@@ -227,6 +338,10 @@ int main(void)
          test_kill_at_store_write_and_catchup},
         {"killed just before the commit: nothing answered from it, each command decided once",
          test_kill_at_commit},
+        {"killed in a catch-up that computes the states again: read again from offset 0",
+         test_kill_in_catchup_computing_states},
+        {"a cold start's baselines, held at their commit, are counted as pending until written",
+         test_baselines_pending_counted},
         {NULL, NULL},
     };
     return es_test_run("fault-kill-around-commit", cases);

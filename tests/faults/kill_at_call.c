@@ -13,6 +13,16 @@
  * batch's: its commit (txn.c commit), and the store write that follows the
  * commit (txn.c write_store).  0914 kills at both.
  *
+ * And it kills in the middle of a catch-up: while the file
+ * ESCQRS_TEST_KILL_IN_CATCHUP names exists, the second store write after a
+ * consumer is assigned a partition of an "<agg>.events" topic (the command
+ * service's catch-up, catchup.c, which writes every 2 000 events and at the
+ * end) kills the process: the first of its writes went, the rest did not.
+ *
+ * It also holds a commit: while the file ESCQRS_TEST_HOLD_AT_COMMIT names
+ * exists, rd_kafka_commit_transaction waits before the library sees it, and
+ * "<file>.held" says that one does (0914 reads the service's gauges meanwhile).
+ *
  * It also refuses threads: while the file ESCQRS_TEST_REFUSE_HANDOFF names
  * exists, pthread_create answers EAGAIN (as at a limit) to es_handoff_give
  * (the start of the command service's offsets thread, of the projector's
@@ -27,8 +37,10 @@
 #include <errno.h>
 #include <execinfo.h>
 #include <fcntl.h>
+#include <librdkafka/rdkafka.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,17 +51,18 @@
 typedef struct rocksdb_t rocksdb_t;
 typedef struct rocksdb_writeoptions_t rocksdb_writeoptions_t;
 typedef struct rocksdb_writebatch_t rocksdb_writebatch_t;
-typedef struct rd_kafka_s rd_kafka_t;
-typedef struct rd_kafka_error_s rd_kafka_error_t;
 typedef void (*write_fn)(rocksdb_t *, const rocksdb_writeoptions_t *, rocksdb_writebatch_t *,
                          char **);
 typedef rd_kafka_error_t *(*commit_fn)(rd_kafka_t *, int);
+typedef rd_kafka_resp_err_t (*assign_fn)(rd_kafka_t *, const rd_kafka_topic_partition_list_t *);
 typedef int (*create_fn)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
 
-/* rocksdb/c.h's and rdkafka.h's prototypes, repeated */
+/* rocksdb/c.h's prototype, repeated */
 void rocksdb_write(rocksdb_t *db, const rocksdb_writeoptions_t *options,
                    rocksdb_writebatch_t *batch, char **errptr);
-rd_kafka_error_t *rd_kafka_commit_transaction(rd_kafka_t *rk, int timeout_ms);
+
+/* Store writes since a consumer was last assigned an events partition; -1: none assigned. */
+static atomic_int writes_in_catchup = -1;
 
 /* SIGKILL when the file @p env names exists; one caller removes it and dies. */
 static void kill_if_armed(const char *env)
@@ -57,6 +70,27 @@ static void kill_if_armed(const char *env)
     const char *arm = getenv(env);
     if (arm && unlink(arm) == 0)
         raise(SIGKILL);
+}
+
+/* Create "<arm><suffix>": the test's sign that the shim acted. */
+static void tell_test(const char *arm, const char *suffix)
+{
+    char said[1100];
+    snprintf(said, sizeof(said), "%s%s", arm, suffix);
+    int fd = open(said, O_WRONLY | O_CREAT, 0644);
+    if (fd >= 0)
+        close(fd);
+}
+
+/* While the file @p env names exists, wait, with "<file>.held" created for the test. */
+static void hold_while_armed(const char *env)
+{
+    const char *arm = getenv(env);
+    if (!arm || access(arm, F_OK) != 0)
+        return;
+    tell_test(arm, ".held");
+    while (access(arm, F_OK) == 0)
+        usleep(10 * 1000);
 }
 
 /* The library's own @p name, behind the shim. */
@@ -74,6 +108,8 @@ __attribute__((visibility("default"))) void rocksdb_write(rocksdb_t *db,
                                                           char **errptr)
 {
     kill_if_armed("ESCQRS_TEST_KILL_AT_WRITE");
+    if (atomic_load(&writes_in_catchup) >= 0 && atomic_fetch_add(&writes_in_catchup, 1) == 1)
+        kill_if_armed("ESCQRS_TEST_KILL_IN_CATCHUP");
     ((write_fn)next_fn("rocksdb_write"))(db, options, batch, errptr);
 }
 
@@ -81,7 +117,28 @@ __attribute__((visibility("default"))) rd_kafka_error_t *rd_kafka_commit_transac
                                                                                      int timeout_ms)
 {
     kill_if_armed("ESCQRS_TEST_KILL_AT_COMMIT");
+    hold_while_armed("ESCQRS_TEST_HOLD_AT_COMMIT");
     return ((commit_fn)next_fn("rd_kafka_commit_transaction"))(rk, timeout_ms);
+}
+
+/* Whether @p parts holds a partition of a topic named "*.events". */
+static bool names_events(const rd_kafka_topic_partition_list_t *parts)
+{
+    static const char suffix[] = ".events";
+    for (int i = 0; parts && i < parts->cnt; i++) {
+        size_t n = strlen(parts->elems[i].topic);
+        if (n >= sizeof(suffix) - 1 &&
+            !strcmp(parts->elems[i].topic + n - (sizeof(suffix) - 1), suffix))
+            return true;
+    }
+    return false;
+}
+
+__attribute__((visibility("default"))) rd_kafka_resp_err_t
+rd_kafka_assign(rd_kafka_t *rk, const rd_kafka_topic_partition_list_t *partitions)
+{
+    atomic_store(&writes_in_catchup, names_events(partitions) ? 0 : -1);
+    return ((assign_fn)next_fn("rd_kafka_assign"))(rk, partitions);
 }
 
 /* Whether es_handoff_give is on the call stack (the shim's, ASan's interceptor, then it). */
@@ -104,11 +161,7 @@ __attribute__((visibility("default"))) int pthread_create(pthread_t *restrict t,
 {
     const char *arm = getenv("ESCQRS_TEST_REFUSE_HANDOFF");
     if (arm && access(arm, F_OK) == 0 && called_by_handoff()) {
-        char said[1100];
-        snprintf(said, sizeof(said), "%s.refused", arm);
-        int fd = open(said, O_WRONLY | O_CREAT, 0644);
-        if (fd >= 0)
-            close(fd);
+        tell_test(arm, ".refused");
         return EAGAIN;
     }
     return ((create_fn)next_fn("pthread_create"))(t, a, fn, arg);

@@ -30,6 +30,7 @@
  * (test_replay_after_records_deleted).
  */
 #include "accountload.h"
+#include "deposits.h"
 #include "testutil.h"
 #include "writetest.h"
 
@@ -239,25 +240,6 @@ static void send_first(wt_stack_t *st, first_t *c)
     json_decref(ans);
 }
 
-/* Account @p id holds @p cents: withdrawing them is accepted, 1 more is refused. */
-static void assert_balance(wt_stack_t *st, const char *id, int64_t cents)
-{
-    first_t all = {.body = ""}, more = {.body = "{\"amount_cents\":1}"};
-    char path[128], body[64];
-    snprintf(path, sizeof(path), "/v1/accounts/%s/withdraw", id);
-    snprintf(body, sizeof(body), "{\"amount_cents\":%lld}", (long long)cents);
-    all.path = more.path = path;
-    all.body = body;
-    snprintf(all.key, sizeof(all.key), "%s%s-all", st->prefix, id);
-    snprintf(more.key, sizeof(more.key), "%s%s-more", st->prefix, id);
-    send_first(st, &all);
-    send_first(st, &more);
-    printf("  RESULT withdrawals of %s's %lld and of 1 more: %d %s, %d %s\n", id, (long long)cents,
-           all.status, all.answer, more.status, more.answer);
-    CU_ASSERT_EQUAL(all.status, 200);
-    CU_ASSERT_EQUAL(more.status, 422);
-}
-
 /* The outcomes the command service's store remembers for @p id ("i" <id> 0x00 <command id>,
  * overlay.c), read from its store while it is stopped. */
 static size_t stored_outcomes(const wt_stack_t *st, const char *id)
@@ -357,7 +339,7 @@ static void retry_after_lost_store(bool restore)
     size_t nev_after = 0;
     free(wt_read_events(&st, &nev_after));
     CU_ASSERT_EQUAL(nev_after, nev_before); /* every retry answered, none decided again */
-    assert_balance(&st, "acct-r", 3008);    /* 8 deposits of 1, 3 of 1000, the withdrawal refused */
+    dp_assert_balance(&st, "acct-r", 3008); /* 8 deposits of 1, 3 of 1000, the withdrawal refused */
     wt_stack_stop(&st);
 }
 
@@ -422,7 +404,7 @@ static void test_replay_after_records_deleted(void)
     printf("\n  RESULT log from offset %lld: said so %s\n", (long long)before[p],
            warned ? "yes" : "no");
     CU_ASSERT_TRUE(warned);
-    assert_balance(&st, "acct-d", 5); /* its 5 deposits of 1, not the last 4 again */
+    dp_assert_balance(&st, "acct-d", 5); /* its 5 deposits of 1, not the last 4 again */
     wt_stack_stop(&st);
 }
 
