@@ -24,7 +24,8 @@
 # SATURATION (the rate the open-loop levels take their percentages of, instead of the
 # closed loop's best: for comparing two builds at the same rates), REFUSED=1 (every
 # command a withdrawal the account refuses, 422: transactions with outcomes and no
-# event; no e2e level).
+# event; no e2e level), WARMUP (s of one client before the levels, not reported; default
+# 20, 0: none).
 # All the clients come from one address: the gateway's and the projector's
 # per-client connection limit (256 by default, a guard against one peer holding
 # the server) is raised for this run only.
@@ -142,6 +143,14 @@ cpu_per_command() { # name before after
   }'
 }
 export NPROC=$(nproc)
+# A level of one client first, WARMUP seconds (0: none), reported nowhere: a broker that
+# has just started compiles its transaction paths under the first load.  On a fresh test
+# stack (7 December), four one-client levels back to back: the broker's CPU per command
+# 15.1, 9.0, 6.4, 6.8 ms.  Without it, a run's first level (and an A/B series' first run
+# after a stack restart) measures that warm-up as well.
+if [ "${WARMUP:-20}" -gt 0 ]; then
+  DURATION=${WARMUP:-20} level warm-up -c 1 >/dev/null
+fi
 best=0
 best_clients=128
 for c in ${CLIENTS:-1 8 32 128 256 512}; do
