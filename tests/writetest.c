@@ -185,6 +185,13 @@ int wt_stop(wt_proc_t *p)
     return -1;
 }
 
+bool wt_delete_store(const wt_stack_t *st)
+{
+    char cmd[700];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s/store'", st->dir);
+    return system(cmd) == 0;
+}
+
 void wt_stack_stop(wt_stack_t *st)
 {
     CU_ASSERT_EQUAL(wt_stop(&st->gw), 0);

@@ -55,6 +55,9 @@ bool wt_proc_alive(wt_proc_t *p);
 bool wt_log_line(const char *path, const char *a, const char *b, char *line, size_t linesz);
 /** @brief SIGTERM and reap; returns the exit status (or -1). */
 int wt_stop(wt_proc_t *p);
+/** @brief Delete the command service's store (st->dir/store), as a lost volume does;
+ *         whether that worked.  The service must not be running. */
+bool wt_delete_store(const wt_stack_t *st);
 /** @brief Stop both daemons (SIGTERM) and check they exit 0. */
 void wt_stack_stop(wt_stack_t *st);
 

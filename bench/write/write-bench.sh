@@ -148,8 +148,9 @@ export NPROC=$(nproc)
 # stack (7 December), four one-client levels back to back: the broker's CPU per command
 # 15.1, 9.0, 6.4, 6.8 ms.  Without it, a run's first level (and an A/B series' first run
 # after a stack restart) measures that warm-up as well.
-if [ "${WARMUP:-20}" -gt 0 ]; then
-  DURATION=${WARMUP:-20} level warm-up -c 1 >/dev/null
+WARMUP=${WARMUP:-20}
+if [ "$WARMUP" -gt 0 ]; then
+  DURATION=$WARMUP level warm-up -c 1 >/dev/null
 fi
 best=0
 best_clients=128

@@ -284,9 +284,7 @@ static void test_kill_in_catchup_computing_states(void)
     size_t events = load.nsent + 1; /* and the opening */
 
     CU_ASSERT_EQUAL(wt_stop(&st.cs), 0); /* then its store is lost */
-    char cmd[700];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s/store'", st.dir);
-    CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
+    CU_ASSERT_TRUE_FATAL(wt_delete_store(&st));
     arm_shim(arm);
     start_service(&st, sets, 1);
     printf("\n  %zu events, restarted without its store:", events);

@@ -46,7 +46,6 @@ static void test_crash_under_load(void)
 {
     wt_stack_t st;
     const char *gw_sets[] = {"request.timeout.ms=3000"};
-    char cmd[700];
     wt_stack_init(&st, "account");
     wt_start_service(&st, NULL, 0);
     wt_start_gateway(&st, gw_sets, 1);
@@ -67,8 +66,7 @@ static void test_crash_under_load(void)
     next_stop[0] = al_now_ms();
     killed[1] = al_now_ms();
     wt_kill9(&st.cs); /* 2: the store is lost too */
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s/store'", st.dir);
-    CU_ASSERT_EQUAL(system(cmd), 0);
+    CU_ASSERT_TRUE(wt_delete_store(&st));
     restarted[1] = al_now_ms();
     wt_start_service(&st, NULL, 0);
     wt_wait_ready(&st.cs, 60);

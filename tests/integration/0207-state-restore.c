@@ -160,7 +160,6 @@ static void test_restore_under_kill(void)
     static const bool delete_store[KILLS] = {true, false, true};
     wt_stack_t st;
     const char *gw_sets[] = {"request.timeout.ms=3000"};
-    char cmd[700];
     int64_t restarted[KILLS], ready[KILLS], next_stop[KILLS], killed[KILLS];
     wt_stack_init(&st, "account");
     wt_start_service(&st, NULL, 0);
@@ -172,10 +171,8 @@ static void test_restore_under_kill(void)
     for (int k = 0; k < KILLS; k++) {
         killed[k] = al_now_ms();
         wt_kill9(&st.cs);
-        if (delete_store[k]) {
-            snprintf(cmd, sizeof(cmd), "rm -rf '%s/store'", st.dir);
-            CU_ASSERT_EQUAL(system(cmd), 0);
-        }
+        if (delete_store[k])
+            CU_ASSERT_TRUE(wt_delete_store(&st));
         restarted[k] = al_now_ms();
         wt_start_service(&st, NULL, 0);
         wt_wait_ready(&st.cs, 60);
@@ -275,7 +272,7 @@ static size_t stored_outcomes(const wt_stack_t *st, const char *id)
 static void retry_after_lost_store(bool restore)
 {
     wt_stack_t st;
-    char sets_buf[64], cmd[700];
+    char sets_buf[64];
     snprintf(sets_buf, sizeof(sets_buf), "state.commands.remembered=%d", WINDOW);
     const char *sets[] = {sets_buf, restore ? "state.restore=true" : "state.restore=false"};
     first_t c[NRETRIED];
@@ -312,8 +309,7 @@ static void retry_after_lost_store(bool restore)
     wt_kill9(&st.cs);
     wt_kill9(&st.gw);
     CU_ASSERT_EQUAL(stored_outcomes(&st, "acct-r"), WINDOW); /* the store forgot the rest */
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s/store'", st.dir);
-    CU_ASSERT_EQUAL(system(cmd), 0);
+    CU_ASSERT_TRUE(wt_delete_store(&st));
     wt_start_service(&st, sets, 2);
     wt_start_gateway(&st, NULL, 0);
     wt_wait_ready(&st.cs, 60);
@@ -363,7 +359,7 @@ static void test_replay_after_records_deleted(void)
 {
     wt_stack_t st;
     const char *sets[] = {"state.restore=false"};
-    char cmd[700], topic[300];
+    char topic[300];
     wt_stack_init(&st, "account");
     wt_start_service(&st, sets, 1);
     wt_start_gateway(&st, NULL, 0);
@@ -389,8 +385,7 @@ static void test_replay_after_records_deleted(void)
     CU_ASSERT_FATAL(p >= 0 && p < 64);
     sleep(1); /* the last batch's store write follows its commit */
     wt_kill9(&st.cs);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s/store'", st.dir);
-    CU_ASSERT_EQUAL(system(cmd), 0);
+    CU_ASSERT_TRUE(wt_delete_store(&st));
     snprintf(topic, sizeof(topic), "%s%s.events", st.prefix, st.agg);
     rd_kafka_t *rk = es_test_consumer("0207-delete-records");
     int parts = es_test_partition_count(rk, topic);

@@ -177,11 +177,8 @@ static void refused_then_reset(damage_t damage, const char *words)
         CU_ASSERT_EQUAL(wt_stop(&st.gw), 0);
         CU_ASSERT_TRUE_FATAL(delete_commands_topic(&st, 90));
     } else {
-        if (damage == RESET_ON_A_NEW_STORE) {
-            char cmd[700];
-            snprintf(cmd, sizeof(cmd), "rm -rf '%s/store'", st.dir);
-            CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
-        }
+        if (damage == RESET_ON_A_NEW_STORE)
+            CU_ASSERT_TRUE_FATAL(wt_delete_store(&st));
         CU_ASSERT_TRUE_FATAL(damage == GROUP_DELETED ? delete_group(&st, 90)
                                                      : commit_offsets(&st, false, 90));
         int64_t committed[64], end[64];
