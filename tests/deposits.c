@@ -217,8 +217,8 @@ void dp_check(dp_load_t *l, dp_check_t *c)
     free(evs);
 }
 
-/* POST @p body to @p path once with Idempotency-Key <prefix><id>-<suffix>; the status, and
- * the rejection's reason or the version into @p said. */
+/* Withdraw @p cents from account @p id once, with Idempotency-Key <prefix><id>-<suffix>; the
+ * status, and the rejection's reason or the version into @p said. */
 static int withdraw(const wt_stack_t *st, const char *id, const char *suffix, int64_t cents,
                     char *said, size_t saidsz)
 {
