@@ -355,29 +355,11 @@ typedef struct {
     double compaction_out_mb;
 } rocks_work_t;
 
-/*
- * Read <store>/<projection>/g<N>/LOG of the newest generation N (a rebuild's
- * shadow store): the EVENT_LOG_v1 lines of its flushes and compactions.
- * False when there is no such log.
- */
-static bool rocks_work(const char *store, const char *pname, rocks_work_t *w)
+/* Add the EVENT_LOG_v1 lines of one RocksDB log file at @p path to @p w. */
+static bool add_rocks_log(const char *path, rocks_work_t *w)
 {
-    char dir[400], path[460];
-    int gen = -1;
-    memset(w, 0, sizeof(*w));
-    snprintf(dir, sizeof(dir), "%s/%s", store, pname);
-    DIR *d = opendir(dir);
-    for (struct dirent *e; d && (e = readdir(d));) {
-        int g;
-        char tail;
-        if (sscanf(e->d_name, "g%d%c", &g, &tail) == 1 && g > gen)
-            gen = g;
-    }
-    if (d)
-        closedir(d);
-    snprintf(path, sizeof(path), "%s/g%d/LOG", dir, gen);
     es_buf_t log = {0};
-    if (gen < 0 || !es_buf_read_file(&log, path)) {
+    if (!es_buf_read_file(&log, path)) {
         es_buf_free(&log);
         return false;
     }
@@ -416,6 +398,44 @@ static bool rocks_work(const char *store, const char *pname, rocks_work_t *w)
     json_decref(flush_start);
     es_buf_free(&log);
     return true;
+}
+
+/*
+ * Read the logs of <store>/<projection>/g<N> of the newest generation N (a
+ * rebuild's shadow store): the EVENT_LOG_v1 lines of its flushes and
+ * compactions, from LOG and from every LOG.old.* (RocksDB renames LOG when
+ * a store is opened again, as a shadow written blind is at its swap).
+ * False when there is no log.
+ */
+static bool rocks_work(const char *store, const char *pname, rocks_work_t *w)
+{
+    char dir[400], gdir[420], path[700];
+    int gen = -1;
+    bool found = false;
+    memset(w, 0, sizeof(*w));
+    snprintf(dir, sizeof(dir), "%s/%s", store, pname);
+    DIR *d = opendir(dir);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        int g;
+        char tail;
+        if (sscanf(e->d_name, "g%d%c", &g, &tail) == 1 && g > gen)
+            gen = g;
+    }
+    if (d)
+        closedir(d);
+    if (gen < 0)
+        return false;
+    snprintf(gdir, sizeof(gdir), "%s/g%d", dir, gen);
+    d = opendir(gdir);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (strcmp(e->d_name, "LOG") && strncmp(e->d_name, "LOG.old.", 8))
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", gdir, e->d_name);
+        found |= add_rocks_log(path, w);
+    }
+    if (d)
+        closedir(d);
+    return found;
 }
 
 static int free_port(void)

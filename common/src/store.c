@@ -15,9 +15,9 @@
  */
 #include "escqrs/store.h"
 #include "escqrs/util.h"
+#include "store_tuning.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <rocksdb/c.h>
 #include <sys/statvfs.h>
 #include <stdio.h>
@@ -33,7 +33,9 @@ struct es_store_s {
     char *path;
     size_t min_free_mb;
     bool read_only;
-    bool wal_off; /* writes skip the WAL until es_store_persist() */
+    bool wal_off;         /* writes skip the WAL until es_store_persist() */
+    bool blind_writes;    /* a vector memtable until es_store_persist() */
+    es_store_opts_t conf; /* what it was opened with (format: NULL), to reopen */
 };
 
 struct es_batch_s {
@@ -163,75 +165,6 @@ static es_err_t check_format(es_store_t *st, const es_store_opts_t *o, char *err
     return err;
 }
 
-static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
-static rocksdb_cache_t *shared_cache;
-
-static rocksdb_cache_t *get_shared_cache(size_t mb)
-{
-    pthread_mutex_lock(&cache_lock);
-    if (!shared_cache)
-        shared_cache = rocksdb_cache_create_lru((mb ? mb : 64) * 1024 * 1024);
-    pthread_mutex_unlock(&cache_lock);
-    return shared_cache;
-}
-
-/*
- * A store whose values are rewritten (a view, an aggregate's state) merges
- * its newest flushed tables into the first level once 8 of them have piled
- * up, not RocksDB's 4: each merge rewrites that level whole (keys spread over
- * all of it), so half as many merges write about 40 % less.  Measured on a
- * cart_view rebuild at 10 M events (docs/projector.md, "Benchmark"):
- * compaction 0.18 -> 0.10 CPU s per million events, 162 -> 97 MB written.
- * A read may look in up to 8 such tables, each behind its Bloom filter.
- */
-#define LEVEL0_FILES_TO_COMPACT 8
-
-/*
- * A store whose keys are written once (a history, an audit) never has an old
- * value to drop, so rewriting it level by level buys nothing: merge sorted
- * runs instead (RocksDB's universal compaction), and only when 16 of them
- * have piled up.  The size-amplification trigger (a full merge once the
- * newer runs outgrow the oldest by this much) counts overwritten values,
- * which such a store has almost none of; 1000 % keeps it from rewriting the
- * whole store again and again as it grows.  Measured on cart_history at
- * 10 M events (docs/projector.md, "Benchmark"): 4.0 -> 2.0 CPU s per
- * million events, build 354 k -> 746-766 k events/s.  A store opens with
- * either style whatever the style it was written with.
- */
-static void set_write_once_compaction(rocksdb_options_t *opts)
-{
-    rocksdb_universal_compaction_options_t *u = rocksdb_universal_compaction_options_create();
-    rocksdb_universal_compaction_options_set_max_size_amplification_percent(u, 1000);
-    rocksdb_options_set_compaction_style(opts, rocksdb_universal_compaction);
-    rocksdb_options_set_universal_compaction_options(opts, u); /* copied */
-    rocksdb_universal_compaction_options_destroy(u);
-    rocksdb_options_set_level0_file_num_compaction_trigger(opts, 16);
-}
-
-/*
- * Folds read many keys that do not exist yet (a new cart, a new sku): a
- * Bloom filter per table and over the memtable answers those without
- * searching every level.  Only point reads use them, and every write pays
- * (a hash into the memtable's filter, a filter block built at every flush
- * and merge, cached beside the data), so a store read by ranges only
- * (es_store_opts_t.scans_only: a history) has none, and 16 KiB blocks: a
- * scan reads on past its first block anyway, and each block written costs
- * a compression call (LZ4 clears its 16 KiB table for each), an index entry
- * and a checksum; a point read would decompress four times as much.
- * cart_history at 5 M events (docs/projector.md, "Benchmark"): without
- * filters, rebuild 3.46 -> 2.87 CPU s per million, peak RSS 185 -> 171 MiB;
- * 16 KiB blocks, 4.30 -> 3.71 s in a slow hour.  Either opens the other's.
- */
-#define SCAN_BLOCK_SIZE (16 * 1024)
-
-static void set_bloom_filters(rocksdb_options_t *opts, rocksdb_block_based_table_options_t *topts)
-{
-    rocksdb_block_based_options_set_filter_policy(topts,
-                                                  rocksdb_filterpolicy_create_bloom_full(10));
-    rocksdb_options_set_memtable_prefix_bloom_size_ratio(opts, 0.05);
-    rocksdb_options_set_memtable_whole_key_filtering(opts, 1);
-}
-
 es_store_t *es_store_open(const char *path, const es_store_opts_t *o, char *errstr,
                           size_t errstr_size)
 {
@@ -240,56 +173,56 @@ es_store_t *es_store_open(const char *path, const es_store_opts_t *o, char *errs
     return st;
 }
 
+static void drop_options(es_store_t *st)
+{
+    rocksdb_options_destroy(st->opts);
+    rocksdb_block_based_options_destroy(st->topts);
+    st->opts = NULL;
+    st->topts = NULL;
+}
+
+static es_err_t open_db(es_store_t *st, char *errstr, size_t errstr_size)
+{
+    char *rerr = NULL;
+    st->db = st->read_only ? rocksdb_open_for_read_only(st->opts, st->path, 0, &rerr)
+                           : rocksdb_open(st->opts, st->path, &rerr);
+    if (!rerr)
+        return ES_ERR_OK;
+    snprintf(errstr, errstr_size, "rocksdb open %s%s: %s", st->path,
+             st->read_only ? " (read-only)" : "", rerr);
+    rocksdb_free(rerr);
+    st->db = NULL;
+    return ES_ERR_STORE;
+}
+
 es_err_t es_store_open_err(const char *path, const es_store_opts_t *o, es_store_t **out,
                            char *errstr, size_t errstr_size)
 {
-    char *rerr = NULL;
-    size_t wbuf = (o && o->write_buffer_mb ? o->write_buffer_mb : 16) * 1024 * 1024;
+    static const es_store_opts_t defaults;
     bool ro = o && o->read_only;
     es_err_t err;
 
     *out = NULL;
-    if (!ro && (err = check_space(path, o ? o->min_free_mb : 0, errstr, errstr_size)))
+    if (!o)
+        o = &defaults;
+    if (!ro && (err = check_space(path, o->min_free_mb, errstr, errstr_size)))
         return err;
     es_store_t *st = es_calloc(1, sizeof(*st));
     st->path = es_strdup(path);
-    st->min_free_mb = o ? o->min_free_mb : 0;
+    st->min_free_mb = o->min_free_mb;
     st->read_only = ro;
-    st->opts = rocksdb_options_create();
-    rocksdb_options_set_create_if_missing(st->opts, 1);
-    rocksdb_options_set_write_buffer_size(st->opts, wbuf);
-    rocksdb_options_set_max_write_buffer_number(st->opts, 2);
-    rocksdb_options_set_max_open_files(st->opts, 256);
-    rocksdb_options_set_compression(st->opts, rocksdb_lz4_compression);
-    if (o && o->write_once)
-        set_write_once_compaction(st->opts);
-    else
-        rocksdb_options_set_level0_file_num_compaction_trigger(st->opts, LEVEL0_FILES_TO_COMPACT);
-    st->topts = rocksdb_block_based_options_create();
-    rocksdb_block_based_options_set_block_cache(st->topts,
-                                                get_shared_cache(o ? o->block_cache_mb : 0));
-    rocksdb_block_based_options_set_cache_index_and_filter_blocks(st->topts, 1);
-    if (o && o->scans_only)
-        rocksdb_block_based_options_set_block_size(st->topts, SCAN_BLOCK_SIZE);
-    else
-        set_bloom_filters(st->opts, st->topts);
-    rocksdb_options_set_block_based_table_factory(st->opts, st->topts);
+    st->conf = *o;
+    st->conf.format = st->conf.format_remedy = NULL; /* the caller's strings */
+    st->wal_off = o->wal_off && !o->sync && !ro;     /* RocksDB syncs only through its WAL */
+    st->blind_writes = st->wal_off && o->blind_writes;
+    st->opts = es_store_rocksdb_options(o, st->blind_writes, &st->topts);
     st->ropts = rocksdb_readoptions_create();
     st->wopts = rocksdb_writeoptions_create();
-    rocksdb_writeoptions_set_sync(st->wopts, o && o->sync);
-    st->wal_off = o && o->wal_off && !o->sync && !ro; /* RocksDB syncs only through its WAL */
+    rocksdb_writeoptions_set_sync(st->wopts, o->sync);
     rocksdb_writeoptions_disable_WAL(st->wopts, st->wal_off);
 
-    st->db = ro ? rocksdb_open_for_read_only(st->opts, path, 0, &rerr)
-                : rocksdb_open(st->opts, path, &rerr);
-    if (rerr) {
-        snprintf(errstr, errstr_size, "rocksdb open %s%s: %s", path, ro ? " (read-only)" : "",
-                 rerr);
-        rocksdb_free(rerr);
-        es_store_close(st);
-        return ES_ERR_STORE;
-    }
-    if (o && o->format && (err = check_format(st, o, errstr, errstr_size))) {
+    if ((err = open_db(st, errstr, errstr_size)) ||
+        (o->format && (err = check_format(st, o, errstr, errstr_size)))) {
         es_store_close(st);
         return err;
     }
@@ -305,8 +238,7 @@ void es_store_close(es_store_t *st)
         rocksdb_close(st->db);
     rocksdb_readoptions_destroy(st->ropts);
     rocksdb_writeoptions_destroy(st->wopts);
-    rocksdb_options_destroy(st->opts);
-    rocksdb_block_based_options_destroy(st->topts);
+    drop_options(st);
     free(st->path);
     free(st);
 }
@@ -384,7 +316,15 @@ es_err_t es_store_persist(es_store_t *st, char *errstr, size_t errstr_size)
     }
     rocksdb_writeoptions_disable_WAL(st->wopts, 0);
     st->wal_off = false;
-    return ES_ERR_OK;
+    if (!st->blind_writes)
+        return ES_ERR_OK;
+    /* the memtable is empty now: open again with the skip list, for reads */
+    rocksdb_close(st->db);
+    st->db = NULL;
+    drop_options(st);
+    st->opts = es_store_rocksdb_options(&st->conf, false, &st->topts);
+    st->blind_writes = false;
+    return open_db(st, errstr, errstr_size);
 }
 
 /* 0x00 "off" 0x00 <topic> 0x00 <partition as 4 bytes big-endian> */

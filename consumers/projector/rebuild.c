@@ -15,7 +15,8 @@
  *     everything the live store did;
  *  3. the shadow, written without RocksDB's log (nothing reads it and a
  *     crash only loses a tail it resumes from), is flushed into its files
- *     and writes with the log from then on (es_store_persist);
+ *     and writes with the log from then on (es_store_persist; a history's,
+ *     written blind into a vector memtable, is opened again for reads);
  *     CURRENT is rewritten (temporary file, fsync, rename), REBUILD removed,
  *     and the store pointer swapped under the runner's write lock: a query
  *     holds the read lock while rendering one answer, so none sees a closed

@@ -390,15 +390,17 @@ static es_err_t put_with_offset(es_store_t *st, const char *key, int64_t offset)
  * The child of test_wal_off: writes into a store opened with wal_off, then
  * dies without closing it (as kill -9 would: RocksDB's memtables are lost).
  * "unpersisted": one batch.  "persisted": one batch, es_store_persist, one more.
+ * "persisted-blind": the same, opened with blind_writes (persist opens it again).
  */
 static int wal_off_child(const char *dir, const char *mode)
 {
     es_store_opts_t o = opts;
     o.wal_off = true;
+    o.blind_writes = !strcmp(mode, "persisted-blind");
     es_store_t *st = es_store_open(dir, &o, errstr, sizeof(errstr));
     if (!st || put_with_offset(st, "first", 1))
         _exit(3);
-    if (!strcmp(mode, "persisted") &&
+    if (strcmp(mode, "unpersisted") &&
         (es_store_persist(st, errstr, sizeof(errstr)) || put_with_offset(st, "second", 2)))
         _exit(4);
     _exit(0);
@@ -461,6 +463,67 @@ static void test_wal_off(void)
     CU_ASSERT_TRUE(first);  /* flushed by es_store_persist */
     CU_ASSERT_TRUE(second); /* written with the log after it */
     CU_ASSERT_EQUAL(offset, 2);
+    after_death(dir, "persisted-blind", &first, &second, &offset);
+    CU_ASSERT_TRUE(first);  /* flushed, then opened again */
+    CU_ASSERT_TRUE(second); /* the store opened again still logs */
+    CU_ASSERT_EQUAL(offset, 2);
+}
+
+/* Which memtable RocksDB recorded for the store at @p dir: the vector or the skip list. */
+static bool written_to_vector(const char *dir)
+{
+    bool vector = options_say(dir, "memtable_factory={id=VectorRepFactory;count=0;}");
+    CU_ASSERT_TRUE(vector || options_say(dir, "memtable_factory=SkipListFactory"));
+    return vector;
+}
+
+/* Keys "w..." in the store, counted by one scan (one sort of a vector memtable). */
+static int scan_count(es_store_t *st)
+{
+    const char *key, *val;
+    size_t keylen, vallen;
+    int n = 0;
+    es_store_iter_t *it = es_store_iter_prefix(st, "w", 1);
+    while (es_store_iter_next(it, &key, &keylen, &val, &vallen))
+        n++;
+    es_store_iter_destroy(it);
+    return n;
+}
+
+/*
+ * A store written blind (a history's rebuild) writes into a vector memtable
+ * until it is persisted: tables flushed from it hold every key, a scan
+ * before the persist sees them all, and the persist opens the store again
+ * with the skip list (for the reads that follow), keeping every key and
+ * taking more.  Without wal_off the option changes nothing.
+ */
+static void test_blind_writes(void)
+{
+    char dir[300];
+    snprintf(dir, sizeof(dir), "%s-blind", path);
+    es_store_opts_t o = opts;
+    o.wal_off = true;
+    o.blind_writes = true;
+    es_store_t *st = es_store_open(dir, &o, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+    CU_ASSERT_TRUE(written_to_vector(dir));
+    put_scattered(st, 0, 30000); /* 4 MiB memtables: several flushes */
+    CU_ASSERT_EQUAL(scan_count(st), 30000);
+    CU_ASSERT_EQUAL(es_store_persist(st, errstr, sizeof(errstr)), ES_ERR_OK);
+    CU_ASSERT_FALSE(written_to_vector(dir));
+    CU_ASSERT_EQUAL(count_scattered(st, 30000), 30000);
+    put_scattered(st, 30000, 30000);
+    CU_ASSERT_EQUAL(count_scattered(st, 60000), 60000);
+    CU_ASSERT_EQUAL(scan_count(st), 60000);
+    es_store_close(st);
+    CU_ASSERT_EQUAL(es_store_destroy_path(dir, errstr, sizeof(errstr)), ES_ERR_OK);
+
+    o.wal_off = false;
+    st = es_store_open(dir, &o, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+    CU_ASSERT_FALSE(written_to_vector(dir));
+    es_store_close(st);
+    CU_ASSERT_EQUAL(es_store_destroy_path(dir, errstr, sizeof(errstr)), ES_ERR_OK);
 }
 
 int main(int argc, char **argv)
@@ -480,6 +543,7 @@ int main(int argc, char **argv)
          test_scans_only_has_no_filters},
         {"view keys: any key but the store's own", test_holds_view_keys},
         {"without the WAL: a death loses whole batches, persist keeps them", test_wal_off},
+        {"written blind: a vector memtable until persisted, every key kept", test_blind_writes},
         {NULL, NULL},
     };
     return es_test_run("store", cases);

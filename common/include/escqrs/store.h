@@ -76,6 +76,11 @@ typedef struct es_store_opts_s {
      *  writes can all be redone after a crash (a rebuild's shadow).  A kill -9
      *  loses a tail of whole write batches; a clean close flushes. */
     bool wal_off;
+    /** With wal_off, and until es_store_persist(): the writer never reads
+     *  back what it wrote (a history's fold), so writes go to a memtable that
+     *  appends and is sorted at its flush (store.c says what it saves).  A
+     *  read meanwhile answers, at the cost of sorting the memtable. */
+    bool blind_writes;
 } es_store_opts_t;
 
 /**
@@ -124,7 +129,8 @@ es_err_t es_store_write(es_store_t *st, es_batch_t *batch, char *errstr, size_t 
 /**
  * @brief Everything written so far into the store's files (a flush, waited
  *        for), and the write-ahead log on from now on; nothing to do unless the
- *        store was opened with wal_off.  No write may run meanwhile.
+ *        store was opened with wal_off.  No write or read may run meanwhile
+ *        (a store written blind is opened again).
  */
 es_err_t es_store_persist(es_store_t *st, char *errstr, size_t errstr_size);
 
