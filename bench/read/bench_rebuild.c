@@ -26,10 +26,11 @@
  * 5. samples the projector's RSS every 100 ms throughout and reports the
  *    peak (VmHWM) and the RSS at the end of each phase, to show it is flat,
  *    and its CPU seconds (user + system) per million events of each phase;
- * 6. reads the rebuilt store's RocksDB event log (its LOG file) for what the
+ * 6. reads the rebuilt store's RocksDB event log (LOG, LOG.old.*) for what the
  *    background threads did during the rebuild: flushes and their wall time,
  *    compactions with their CPU time and bytes written (part of the CPU
- *    above; `rocksdb.stats` is only dumped every 10 minutes).
+ *    above; `rocksdb.stats` is only dumped every 10 minutes), then deletes
+ *    the store (ESCQRS_BENCH_KEEP_STORE set: kept) and keeps its log.
  * --produce-raw N instead times the transport's produce ceiling: N records
  * cycling through 10 000 pre-encoded events (same sizes, same headers, same
  * producer settings), to `<pfx>.cart.events-raw`.
@@ -52,6 +53,7 @@
 #include <curl/curl.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <jansson.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -438,6 +440,23 @@ static bool rocks_work(const char *store, const char *pname, rocks_work_t *w)
     return found;
 }
 
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+/* The run's store goes with it (a 10 M-event history is about 370 MB); its log stays. */
+static void remove_store(const char *store)
+{
+    if (getenv("ESCQRS_BENCH_KEEP_STORE"))
+        return;
+    if (nftw(store, remove_entry, 16, FTW_DEPTH | FTW_PHYS))
+        fprintf(stderr, "could not remove the run's store %s\n", store);
+}
+
 static int free_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -663,6 +682,7 @@ int main(int argc, char **argv)
            pname, n, (double)n / build_s, cpu_build * 1e6 / (double)n, (long long)events,
            rebuild_rate, cpu_rebuild * per_m, (double)hwm / 1024.0, kcat_rate, kcat_cpu_per_m,
            rocks);
+    remove_store(store);
     es_conf_destroy(conf);
     return 0;
 }
