@@ -28,7 +28,9 @@ audit", docs/operations.md, "Tracing").
      of both ends with the same answers and digests.
   8. The history's store, read by ranges only, builds no Bloom filters and writes 16 KiB
      blocks; the audit's and the view's, which point reads use, keep filters and 4 KiB
-     blocks (their RocksDB OPTIONS files).
+     blocks (their RocksDB OPTIONS files); after the rebuild every store is open with
+     RocksDB's skip list (the history's shadow, written into a vector memtable, was
+     opened again at its swap).
 """
 import glob
 import json
@@ -335,6 +337,19 @@ def check_store_options(tmp):
                 {"filter_policy=bloomfilter", "block_size=4096"})
         check(files and said == want, "%s's store: %s in %d OPTIONS files, %s wanted"
               % (name, sorted(said), len(files), sorted(want)))
+        # the store open now (the history's was rebuilt into a vector memtable, unread
+        # until its swap) reads through the skip list: its newest OPTIONS file says so
+        newest = {}
+        for f in files:
+            d = os.path.dirname(f)
+            newest[d] = max(newest.get(d, f), f)
+        memtables = {}
+        for f in newest.values():
+            with open(f) as fh:
+                m = re.search(r"^\s*memtable_factory=(.*)$", fh.read(), re.M)
+            memtables[os.path.relpath(f, tmp)] = m.group(1) if m else None
+        check(all(v == "SkipListFactory" for v in memtables.values()),
+              "%s's store opened with the skip list: %s" % (name, memtables))
 
 
 def main():
