@@ -390,17 +390,18 @@ static es_err_t put_with_offset(es_store_t *st, const char *key, int64_t offset)
  * The child of test_wal_off: writes into a store opened with wal_off, then
  * dies without closing it (as kill -9 would: RocksDB's memtables are lost).
  * "unpersisted": one batch.  "persisted": one batch, es_store_persist, one more.
- * "persisted-blind": the same, opened with blind_writes (persist opens it again).
+ * With "-blind" after either, the store is opened with blind_writes (a vector
+ * memtable; the persist opens it again).
  */
 static int wal_off_child(const char *dir, const char *mode)
 {
     es_store_opts_t o = opts;
     o.wal_off = true;
-    o.blind_writes = !strcmp(mode, "persisted-blind");
+    o.blind_writes = strstr(mode, "-blind") != NULL;
     es_store_t *st = es_store_open(dir, &o, errstr, sizeof(errstr));
     if (!st || put_with_offset(st, "first", 1))
         _exit(3);
-    if (strcmp(mode, "unpersisted") &&
+    if (!strncmp(mode, "persisted", 9) &&
         (es_store_persist(st, errstr, sizeof(errstr)) || put_with_offset(st, "second", 2)))
         _exit(4);
     _exit(0);
@@ -463,6 +464,9 @@ static void test_wal_off(void)
     CU_ASSERT_TRUE(first);  /* flushed by es_store_persist */
     CU_ASSERT_TRUE(second); /* written with the log after it */
     CU_ASSERT_EQUAL(offset, 2);
+    after_death(dir, "unpersisted-blind", &first, &second, &offset);
+    CU_ASSERT_FALSE(first); /* lost whole from the vector memtable too */
+    CU_ASSERT_EQUAL(offset, -1);
     after_death(dir, "persisted-blind", &first, &second, &offset);
     CU_ASSERT_TRUE(first);  /* flushed, then opened again */
     CU_ASSERT_TRUE(second); /* the store opened again still logs */
