@@ -77,8 +77,8 @@ static void runner_init(es_projector_t *pj, pj_runner_t *r, const es_proj_def_t 
     r->store_opts = pj->store_opts;
     r->store_opts.write_once = pj_builtin_kind(def) != PJ_BUILTIN_NONE; /* keys never rewritten */
     r->store_opts.scans_only = pj_builtin_kind(def) == PJ_BUILTIN_HISTORY; /* pages, as_of: scans */
-    r->store_opts.blind_writes =
-        r->store_opts.scans_only; /* a rebuild's (wal_off): no fold reads */
+    /* a history's fold never reads its store: its rebuild's shadow (wal_off) is written blind */
+    r->store_opts.blind_writes = pj_builtin_kind(def) == PJ_BUILTIN_HISTORY;
     runner_metrics(pj, r);
     /* the audit reads the outcomes; every other projection the events */
     es_topic_kind_t kind =

@@ -78,7 +78,7 @@ typedef struct es_store_opts_s {
     bool wal_off;
     /** With wal_off, and until es_store_persist(): the writer never reads
      *  back what it wrote (a history's fold), so writes go to a memtable that
-     *  appends and is sorted at its flush (store.c says what it saves).  A
+     *  appends and is sorted at its flush (store_tuning.c says what it saves).  A
      *  read meanwhile answers, at the cost of sorting the memtable. */
     bool blind_writes;
 } es_store_opts_t;
