@@ -18,6 +18,11 @@
  * memtable until its swap opens the store again (store_tuning.c), in 1 MiB
  * memtables so that sorted tables were flushed before each kill; its oracle
  * is the model's versions of every cart, page by page.
+ * And that swap's reopen, through an LD_PRELOAD shim (kill_at_call.c) at the
+ * first open after the persist's flush: kill -9 there (flushed and closed, not
+ * open) resumes and folds nothing again; an open that fails there halts the
+ * projection, with the reason, while the old generation keeps answering, and
+ * the next start serves that generation and rebuilds again from the start.
  */
 #include "readtest.h"
 #include "testutil.h"
@@ -33,6 +38,7 @@ typedef struct {
     int generation;
     bool running;
     long long events;
+    long long last_events; /* folded by the last rebuild that swapped in */
     char last_error[512];
 } rb_t;
 
@@ -46,6 +52,7 @@ static bool rebuild_state(rt_proc_t *p, rb_t *out)
         out->generation = (int)json_integer_value(json_object_get(o, "generation"));
         out->running = json_is_true(json_object_get(rb, "running"));
         out->events = json_integer_value(json_object_get(rb, "events"));
+        out->last_events = json_integer_value(json_object_get(rb, "last_events"));
         snprintf(out->last_error, sizeof(out->last_error), "%s",
                  es_test_or_empty(json_string_value(json_object_get(rb, "last_error"))));
     }
@@ -61,6 +68,7 @@ typedef struct {
     const char *const *sets; /* the projector's --set flags */
     int nsets;
     int tables_at_kill; /* at least this many tables flushed into the shadow before the kill */
+    bool reopens;       /* the swap opens the store again (blind writes: store_tuning.c) */
 } target_t;
 
 /* Tables (*.sst) in the store directory of generation @p gen of @p name under @p store. */
@@ -192,6 +200,115 @@ static void kill_after_swap(rt_proc_t *p, const target_t *t, const char *store, 
     CU_ASSERT_EQUAL(t->differing(p, sim), 0);
 }
 
+/* Restart @p p under the shim with @p env naming @p arm, then arm it and start a rebuild. */
+static int rebuild_under_shim(rt_proc_t *p, const target_t *t, const char *store, const char *pfx,
+                              const char *env, const char *arm)
+{
+    rb_t rb = {0};
+    char path[200];
+    CU_ASSERT_EQUAL(rt_proc_stop(p), 0);
+    setenv(env, arm, 1);
+    es_test_preload(KILL_AT_CALL_SO);
+    rt_proc_start(p, store, pfx, t->sets, t->nsets);
+    es_test_preload(NULL);
+    unsetenv(env);
+    CU_ASSERT_TRUE_FATAL(rt_wait_up(p, 60000));
+    CU_ASSERT_TRUE_FATAL(rt_wait_caught_up(p, t->name, 60000));
+    CU_ASSERT_TRUE_FATAL(rebuild_state(p, &rb));
+    FILE *f = fopen(arm, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fclose(f);
+    snprintf(path, sizeof(path), "/admin/projections/%s/rebuild", t->name);
+    CU_ASSERT_EQUAL_FATAL(rt_http(p, "POST", path, NULL), 202);
+    return rb.generation;
+}
+
+/* Wait for a resumed or new rebuild to swap in generation @p want; then the store must match. */
+static void rebuild_swapped_in(rt_proc_t *p, const target_t *t, int want, const char *want_digest,
+                               es_sim_t *sim, rb_t *rb)
+{
+    for (int i = 0; i < 1200 && rebuild_state(p, rb) && rb->generation != want; i++)
+        usleep(100 * 1000);
+    CU_ASSERT_EQUAL(rb->generation, want);
+    CU_ASSERT_TRUE(rt_wait_caught_up(p, t->name, 60000));
+    char d[80];
+    CU_ASSERT_TRUE(digest(p, t->name, d, sizeof(d)));
+    ES_ASSERT_STR_EQ(d, want_digest);
+    CU_ASSERT_EQUAL(t->differing(p, sim), 0);
+}
+
+/*
+ * kill -9 at the swap's reopen: the shadow is flushed and closed, CURRENT still
+ * names the old generation and REBUILD the new one.  The next start resumes the
+ * rebuild from the flushed shadow's offsets, at the end: it folds nothing again.
+ */
+static void kill_at_reopen(rt_proc_t *p, const target_t *t, const char *store, const char *pfx,
+                           const char *want_digest, es_sim_t *sim)
+{
+    char arm[600];
+    rb_t rb = {0};
+    snprintf(arm, sizeof(arm), "%s.kill-at-reopen", store);
+    int g0 = rebuild_under_shim(p, t, store, pfx, "ESCQRS_TEST_KILL_AT_REOPEN", arm);
+    for (int i = 0; i < 1200 && rt_proc_alive(p); i++)
+        usleep(100 * 1000);
+    bool died = !rt_proc_alive(p), fired = access(arm, F_OK) != 0;
+    printf("  kill -9 at the swap's reopen: projector %s, shim %s, %d table(s) in generation %d\n",
+           died ? "killed" : "ALIVE", fired ? "fired" : "NOT FIRED",
+           tables_in(store, t->name, g0 + 1), g0 + 1);
+    CU_ASSERT_TRUE_FATAL(died && fired);
+    rt_proc_start(p, store, pfx, t->sets, t->nsets);
+    CU_ASSERT_TRUE_FATAL(rt_wait_up(p, 60000));
+    CU_ASSERT_TRUE(rebuild_state(p, &rb));
+    CU_ASSERT_PTR_NOT_NULL(strstr(rb.last_error, "interrupted by a restart"));
+    rebuild_swapped_in(p, t, g0 + 1, want_digest, sim, &rb);
+    printf("  resumed and swapped in: %lld event(s) folded again\n", (long long)rb.last_events);
+    CU_ASSERT_EQUAL(rb.last_events, 0);
+}
+
+/*
+ * The swap's reopen fails: the projection halts and says why, its old
+ * generation keeps answering, /readyz says 503, the shadow is dropped.  The
+ * next start serves the old generation and a new rebuild swaps in.
+ */
+static void fail_at_reopen(rt_proc_t *p, const target_t *t, const char *store, const char *pfx,
+                           const char *want_digest, const char *first_cart, es_sim_t *sim)
+{
+    char arm[600], reason[512] = "", ready[512] = "", path[200];
+    rb_t rb = {0};
+    snprintf(arm, sizeof(arm), "%s.fail-at-reopen", store);
+    int g0 = rebuild_under_shim(p, t, store, pfx, "ESCQRS_TEST_FAIL_AT_REOPEN", arm);
+    for (int i = 0; i < 1200 && !strstr(reason, "halted"); i++) {
+        json_t *o = rt_projection(p, t->name);
+        snprintf(reason, sizeof(reason), "%s: %s",
+                 es_test_or_empty(json_string_value(json_object_get(o, "state"))),
+                 es_test_or_empty(json_string_value(json_object_get(o, "halt_reason"))));
+        json_decref(o);
+        if (!strstr(reason, "halted"))
+            usleep(100 * 1000);
+    }
+    printf("  the swap's reopen refused: \"%s\"\n", reason);
+    CU_ASSERT_TRUE(access(arm, F_OK) != 0); /* the shim fired */
+    CU_ASSERT_PTR_NOT_NULL(strstr(reason, "swap: rocksdb open"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(reason, "refused by the test's shim"));
+    CU_ASSERT_TRUE_FATAL(rt_proc_alive(p));
+    CU_ASSERT_EQUAL(rt_http(p, "GET", first_cart, NULL), 200); /* the old generation answers */
+    CU_ASSERT_TRUE(rt_wait_ready_status(p, 503, 10, ready, sizeof(ready)));
+    CU_ASSERT_TRUE(rebuild_state(p, &rb));
+    CU_ASSERT_EQUAL(rb.generation, g0);
+    CU_ASSERT_FALSE(rb.running);
+    snprintf(path, sizeof(path), "%s/%s/g%d", store, t->name, g0 + 1);
+    CU_ASSERT_NOT_EQUAL(access(path, F_OK), 0); /* the shadow is dropped */
+    snprintf(path, sizeof(path), "/admin/projections/%s/rebuild", t->name);
+    CU_ASSERT_EQUAL(rt_http(p, "POST", path, NULL), 409); /* halted */
+    CU_ASSERT_EQUAL(rt_proc_stop(p), 0);
+
+    rt_proc_start(p, store, pfx, t->sets, t->nsets);
+    CU_ASSERT_TRUE_FATAL(rt_wait_up(p, 60000));
+    rebuild_swapped_in(p, t, g0, want_digest, sim, &rb); /* the old generation, whole */
+    CU_ASSERT_EQUAL_FATAL(rt_http(p, "POST", path, NULL), 202);
+    rebuild_swapped_in(p, t, g0 + 1, want_digest, sim, &rb);
+}
+
 /* Build @p t from 60 000 events, then interrupt its rebuild three ways (above). */
 static void rebuild_kill(const target_t *t)
 {
@@ -226,6 +343,10 @@ static void rebuild_kill(const target_t *t)
     interrupt_and_resume(&proc, t, root, pfx, true, d0, first_cart, &sim);
     kill_after_swap(&proc, t, root, pfx, d0, &sim);
     interrupt_and_resume(&proc, t, root, pfx, false, d0, first_cart, &sim);
+    if (t->reopens) {
+        kill_at_reopen(&proc, t, root, pfx, d0, &sim);
+        fail_at_reopen(&proc, t, root, pfx, d0, first_cart, &sim);
+    }
     CU_ASSERT_EQUAL(rt_proc_stop(&proc), 0);
     es_sim_free(&sim);
     rt_topic_free(&cart);
@@ -236,7 +357,7 @@ static void rebuild_kill(const target_t *t)
 static void test_rebuild_kill(void)
 {
     static const char *const sets[] = {"projections=cart_view", "batch.max.events=500"};
-    static const target_t view = {"cart_view", views_differing, 5000, sets, 2, 0};
+    static const target_t view = {"cart_view", views_differing, 5000, sets, 2, 0, false};
     rebuild_kill(&view);
 }
 
@@ -244,7 +365,7 @@ static void test_history_rebuild_kill(void)
 {
     static const char *const sets[] = {"projections=cart_history", "batch.max.events=500",
                                        "store.write.buffer.mb=1"};
-    static const target_t history = {"cart_history", histories_differing, 20000, sets, 3, 1};
+    static const target_t history = {"cart_history", histories_differing, 20000, sets, 3, 1, true};
     rebuild_kill(&history);
 }
 

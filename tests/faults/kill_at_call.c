@@ -23,6 +23,14 @@
  * exists, rd_kafka_commit_transaction waits before the library sees it, and
  * "<file>.held" says that one does (0914 reads the service's gauges meanwhile).
  *
+ * And it acts at a store's reopen: the first rocksdb_open after a rocksdb_flush
+ * (es_store_persist at a rebuild's swap flushes a store written blind, closes
+ * it, and opens it again: store.c), while the file named by
+ *   ESCQRS_TEST_KILL_AT_REOPEN exists, kills the process (flushed and closed,
+ *                              not opened again), and by
+ *   ESCQRS_TEST_FAIL_AT_REOPEN, answers an error instead of opening (0905).
+ * Every other open (a start's) goes through unchanged.
+ *
  * It also refuses threads: while the file ESCQRS_TEST_REFUSE_HANDOFF names
  * exists, pthread_create answers EAGAIN (as at a limit) to es_handoff_give
  * (the start of the command service's offsets thread, of the projector's
@@ -51,24 +59,39 @@
 typedef struct rocksdb_t rocksdb_t;
 typedef struct rocksdb_writeoptions_t rocksdb_writeoptions_t;
 typedef struct rocksdb_writebatch_t rocksdb_writebatch_t;
+typedef struct rocksdb_options_t rocksdb_options_t;
+typedef struct rocksdb_flushoptions_t rocksdb_flushoptions_t;
+typedef rocksdb_t *(*open_fn)(const rocksdb_options_t *, const char *, char **);
+typedef void (*flush_fn)(rocksdb_t *, const rocksdb_flushoptions_t *, char **);
 typedef void (*write_fn)(rocksdb_t *, const rocksdb_writeoptions_t *, rocksdb_writebatch_t *,
                          char **);
 typedef rd_kafka_error_t *(*commit_fn)(rd_kafka_t *, int);
 typedef rd_kafka_resp_err_t (*assign_fn)(rd_kafka_t *, const rd_kafka_topic_partition_list_t *);
 typedef int (*create_fn)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
 
-/* rocksdb/c.h's prototype, repeated */
+/* rocksdb/c.h's prototypes, repeated */
 void rocksdb_write(rocksdb_t *db, const rocksdb_writeoptions_t *options,
                    rocksdb_writebatch_t *batch, char **errptr);
+rocksdb_t *rocksdb_open(const rocksdb_options_t *options, const char *name, char **errptr);
+void rocksdb_flush(rocksdb_t *db, const rocksdb_flushoptions_t *options, char **errptr);
+
+/* A flush ran since the last open: the next open is a reopen. */
+static atomic_bool flushed;
 
 /* Store writes since a consumer was last assigned an events partition; -1: none assigned. */
 static atomic_int writes_in_catchup = -1;
 
+/* Whether the file @p env names existed: one caller removes it and is told so. */
+static bool fire_if_armed(const char *env)
+{
+    const char *arm = getenv(env);
+    return arm && unlink(arm) == 0;
+}
+
 /* SIGKILL when the file @p env names exists; one caller removes it and dies. */
 static void kill_if_armed(const char *env)
 {
-    const char *arm = getenv(env);
-    if (arm && unlink(arm) == 0)
+    if (fire_if_armed(env))
         raise(SIGKILL);
 }
 
@@ -111,6 +134,27 @@ __attribute__((visibility("default"))) void rocksdb_write(rocksdb_t *db,
     if (atomic_load(&writes_in_catchup) >= 0 && atomic_fetch_add(&writes_in_catchup, 1) == 1)
         kill_if_armed("ESCQRS_TEST_KILL_IN_CATCHUP");
     ((write_fn)next_fn("rocksdb_write"))(db, options, batch, errptr);
+}
+
+__attribute__((visibility("default"))) void
+rocksdb_flush(rocksdb_t *db, const rocksdb_flushoptions_t *options, char **errptr)
+{
+    ((flush_fn)next_fn("rocksdb_flush"))(db, options, errptr);
+    atomic_store(&flushed, true);
+}
+
+__attribute__((visibility("default"))) rocksdb_t *rocksdb_open(const rocksdb_options_t *options,
+                                                               const char *name, char **errptr)
+{
+    if (atomic_exchange(&flushed, false)) {
+        kill_if_armed("ESCQRS_TEST_KILL_AT_REOPEN");
+        if (fire_if_armed("ESCQRS_TEST_FAIL_AT_REOPEN")) {
+            *errptr =
+                strdup("refused by the test's shim (kill_at_call.c)"); /* rocksdb_free frees */
+            return NULL;
+        }
+    }
+    return ((open_fn)next_fn("rocksdb_open"))(options, name, errptr);
 }
 
 __attribute__((visibility("default"))) rd_kafka_error_t *rd_kafka_commit_transaction(rd_kafka_t *rk,
