@@ -253,7 +253,10 @@ static int txn_model_read(const int *state, int i)
     return state[i];
 }
 
-static int txn_seen;
+/* What the foreach callback saw: how many writes, keys handed twice, keys out of byte order. */
+static int txn_seen, txn_twice, txn_unsorted;
+static bool txn_handed[TXN_KEYS];
+static char txn_last[16];
 static int *txn_foreach_state;
 static void txn_foreach_check(void *opaque, const char *key, size_t keylen, const char *val,
                               size_t vallen)
@@ -262,6 +265,12 @@ static void txn_foreach_check(void *opaque, const char *key, size_t keylen, cons
     memcpy(num, key + 1, keylen - 1 < sizeof(num) - 1 ? keylen - 1 : sizeof(num) - 1);
     int i = (int)strtol(num, NULL, 10);
     txn_seen++;
+    txn_twice += txn_handed[i];
+    txn_handed[i] = true;
+    char cur[sizeof(txn_last)];
+    snprintf(cur, sizeof(cur), "%.*s", (int)keylen, key);
+    txn_unsorted += txn_seen > 1 && strcmp(txn_last, cur) >= 0; /* bytes, as unsigned char */
+    memcpy(txn_last, cur, sizeof(cur));
     if (!val) {
         CU_ASSERT_EQUAL(txn_foreach_state[i], DELETED);
     } else {
@@ -337,10 +346,13 @@ static void test_txn_against_model(void)
     for (int i = 0; i < TXN_KEYS; i++)
         touched += state[i] != UNTOUCHED;
     CU_ASSERT_EQUAL(es_proj_txn_count(txn), (size_t)touched);
+    /* every write once, in key byte order (the memtables gain from it: docs/projector.md) */
     txn_seen = 0;
     txn_foreach_state = state;
     es_proj_txn_foreach(txn, txn_foreach_check, NULL);
     CU_ASSERT_EQUAL(txn_seen, touched);
+    CU_ASSERT_EQUAL(txn_twice, 0);
+    CU_ASSERT_EQUAL(txn_unsorted, 0);
     CU_ASSERT_EQUAL(es_proj_memmap_count(m), TXN_BASE); /* the base is untouched */
     /* cleared, the transaction reads the base again and holds nothing */
     es_proj_txn_clear(txn);
