@@ -114,7 +114,8 @@ struct pj_loop_s {
     rd_kafka_message_t **msgs;
     rd_kafka_queue_t *queue;
     bool *touched[ES_PROJ_MAX_AGGREGATES];
-    bool halted; /* a halting failure: the loop ends after this batch */
+    bool halted;     /* a halting failure: the loop ends after this batch */
+    bool keep_store; /* the mode's finish keeps the store for the next start (a failed swap) */
     /* the batch being written while the loop folds the next (loop.c, "Pipelined") */
     pj_writer_t writer;
     struct {

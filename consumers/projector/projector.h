@@ -157,11 +157,13 @@ typedef struct pj_owners_s pj_owners_t;
  *        the event, so the event is neither applied nor sent to the DLQ;
  *      . a poison event (undecodable, unknown schema, refused by the fold)
  *        with on_error=halt;
- * *      . a store write fails with anything but ES_ERR_NO_SPACE (unless the
+ *      . a store write fails with anything but ES_ERR_NO_SPACE (unless the
  *        projector is stopping);
  *      . a rebuild's swap fails.
  *    A rebuild loop that halts sets the runner HALTED too, and its shadow
- *    generation is dropped.
+ *    generation is dropped; but for a failed swap: that shadow holds every
+ *    batch (flushed, or as a kill -9 leaves it), so it and REBUILD stay and
+ *    the next start resumes the rebuild, which swaps at once.
  *  - WAITING or STARTING (the loop retries by itself, never halts, never
  *    crashes): ES_ERR_NO_SPACE on a write (the same batch is written again,
  *    WAITING) or at the store's open (read-only meanwhile, WAITING); the

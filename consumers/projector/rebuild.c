@@ -30,7 +30,9 @@
  * from its stored offsets instead of deleting it (a kill -9 at any instant
  * included; gen.c tidies the directory).  A rebuild that fails or cannot
  * start drops its shadow and REBUILD; the live loop, if it was stopped for
- * the hand-over, has ended, and the runner is halted (projector.h).
+ * the hand-over, has ended, and the runner is halted (projector.h).  A swap
+ * that fails (step 3) halts the runner too but keeps both: the shadow holds
+ * every batch, so the next start resumes it and swaps at once.
  */
 #include "loop.h"
 
@@ -190,7 +192,10 @@ static bool rebuild_tick(pj_loop_t *l, int64_t events, double dt_s)
     /* never at shutdown: the next start resumes instead (REBUILD) */
     if (atomic_load(&r->live_stop) && caught_up_to_live(l) && !atomic_load(&pj->stop)) {
         if (swap_in(l)) {
-            pj_runner_set_state(r, PJ_HALTED, "swap: %s", l->errstr);
+            l->keep_store = true; /* whole, as after a kill -9: the next start resumes it */
+            pj_runner_set_state(r, PJ_HALTED,
+                                "swap: %s (generation %d is kept: a restart resumes its rebuild)",
+                                l->errstr, l->generation);
             return true;
         }
         pj_publish_applied(l);
@@ -202,12 +207,13 @@ static bool rebuild_tick(pj_loop_t *l, int64_t events, double dt_s)
 static void rebuild_finish(pj_loop_t *l)
 {
     pj_runner_t *r = l->r;
-    if (atomic_load(&r->pj->stop)) {
-        /* stopping: the shadow and REBUILD stay, the next start resumes it */
+    if (atomic_load(&r->pj->stop) || l->keep_store) {
+        /* stopping, or the swap failed: the shadow and REBUILD stay, the next start resumes it */
         es_store_close(l->st);
         pj_mutex_lock(&r->mu);
         r->rb.active = false;
         pj_mutex_unlock(&r->mu);
+        es_gauge_set(r->m_rb_active, 0);
         return;
     }
     /* a failed shadow is dropped; a live loop stopped for the hand-over is not

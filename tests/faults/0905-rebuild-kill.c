@@ -22,7 +22,7 @@
  * first open after the persist's flush: kill -9 there (flushed and closed, not
  * open) resumes and folds nothing again; an open that fails there halts the
  * projection, with the reason, while the old generation keeps answering, and
- * the next start serves that generation and rebuilds again from the start.
+ * keeps the shadow: the next start resumes it, folds nothing again and swaps.
  */
 #include "readtest.h"
 #include "testutil.h"
@@ -267,8 +267,9 @@ static void kill_at_reopen(rt_proc_t *p, const target_t *t, const char *store, c
 
 /*
  * The swap's reopen fails: the projection halts and says why, its old
- * generation keeps answering, /readyz says 503, the shadow is dropped.  The
- * next start serves the old generation and a new rebuild swaps in.
+ * generation keeps answering, /readyz says 503, a rebuild is refused, and the
+ * shadow is kept (it holds every batch): the next start resumes its rebuild,
+ * which folds nothing again and swaps.
  */
 static void fail_at_reopen(rt_proc_t *p, const target_t *t, const char *store, const char *pfx,
                            const char *want_digest, const char *first_cart, es_sim_t *sim)
@@ -290,6 +291,7 @@ static void fail_at_reopen(rt_proc_t *p, const target_t *t, const char *store, c
     CU_ASSERT_TRUE(access(arm, F_OK) != 0); /* the shim fired */
     CU_ASSERT_PTR_NOT_NULL(strstr(reason, "swap: rocksdb open"));
     CU_ASSERT_PTR_NOT_NULL(strstr(reason, "refused by the test's shim"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(reason, "a restart resumes its rebuild"));
     CU_ASSERT_TRUE_FATAL(rt_proc_alive(p));
     CU_ASSERT_EQUAL(rt_http(p, "GET", first_cart, NULL), 200); /* the old generation answers */
     CU_ASSERT_TRUE(rt_wait_ready_status(p, 503, 10, ready, sizeof(ready)));
@@ -297,16 +299,19 @@ static void fail_at_reopen(rt_proc_t *p, const target_t *t, const char *store, c
     CU_ASSERT_EQUAL(rb.generation, g0);
     CU_ASSERT_FALSE(rb.running);
     snprintf(path, sizeof(path), "%s/%s/g%d", store, t->name, g0 + 1);
-    CU_ASSERT_NOT_EQUAL(access(path, F_OK), 0); /* the shadow is dropped */
+    CU_ASSERT_EQUAL(access(path, F_OK), 0); /* the shadow is kept */
     snprintf(path, sizeof(path), "/admin/projections/%s/rebuild", t->name);
     CU_ASSERT_EQUAL(rt_http(p, "POST", path, NULL), 409); /* halted */
     CU_ASSERT_EQUAL(rt_proc_stop(p), 0);
 
     rt_proc_start(p, store, pfx, t->sets, t->nsets);
     CU_ASSERT_TRUE_FATAL(rt_wait_up(p, 60000));
-    rebuild_swapped_in(p, t, g0, want_digest, sim, &rb); /* the old generation, whole */
-    CU_ASSERT_EQUAL_FATAL(rt_http(p, "POST", path, NULL), 202);
+    CU_ASSERT_TRUE(rebuild_state(p, &rb));
+    CU_ASSERT_PTR_NOT_NULL(strstr(rb.last_error, "interrupted by a restart"));
     rebuild_swapped_in(p, t, g0 + 1, want_digest, sim, &rb);
+    printf("  restarted: resumed and swapped in, %lld event(s) folded again\n",
+           (long long)rb.last_events);
+    CU_ASSERT_EQUAL(rb.last_events, 0);
 }
 
 /* Build @p t from 60 000 events, then interrupt its rebuild three ways (above). */
