@@ -274,7 +274,7 @@ static void kill_at_reopen(rt_proc_t *p, const target_t *t, const char *store, c
 static void fail_at_reopen(rt_proc_t *p, const target_t *t, const char *store, const char *pfx,
                            const char *want_digest, const char *first_cart, es_sim_t *sim)
 {
-    char arm[600], reason[512] = "", ready[512] = "", path[200];
+    char arm[600], reason[512] = "", ready[512] = "", path[700];
     rb_t rb = {0};
     snprintf(arm, sizeof(arm), "%s.fail-at-reopen", store);
     int g0 = rebuild_under_shim(p, t, store, pfx, "ESCQRS_TEST_FAIL_AT_REOPEN", arm);
