@@ -129,6 +129,20 @@ static bool digest(rt_proc_t *p, const char *name, char *out, size_t outsz)
     return ok;
 }
 
+/* Wait until generation @p want serves (a rebuild swapped it in); then the store must match. */
+static void rebuild_swapped_in(rt_proc_t *p, const target_t *t, int want, const char *want_digest,
+                               es_sim_t *sim, rb_t *rb)
+{
+    for (int i = 0; i < 1200 && rebuild_state(p, rb) && rb->generation != want; i++)
+        usleep(100 * 1000);
+    CU_ASSERT_EQUAL(rb->generation, want);
+    CU_ASSERT_TRUE(rt_wait_caught_up(p, t->name, 60000));
+    char d[80];
+    CU_ASSERT_TRUE(digest(p, t->name, d, sizeof(d)));
+    ES_ASSERT_STR_EQ(d, want_digest);
+    CU_ASSERT_EQUAL(t->differing(p, sim), 0);
+}
+
 /* Start a rebuild, interrupt it (kill -9 or SIGTERM), restart: it resumes and swaps in. */
 static void interrupt_and_resume(rt_proc_t *p, const target_t *t, const char *store,
                                  const char *pfx, bool kill9, const char *want_digest,
@@ -161,14 +175,7 @@ static void interrupt_and_resume(rt_proc_t *p, const target_t *t, const char *st
            rb.running ? "running" : (rb.generation > g0 ? "done" : "gone"), rb.last_error);
     CU_ASSERT_TRUE(rb.running || rb.generation > g0);
     CU_ASSERT_PTR_NOT_NULL(strstr(rb.last_error, "interrupted by a restart"));
-    for (int i = 0; i < 1200 && rebuild_state(p, &rb) && (rb.running || rb.generation == g0); i++)
-        usleep(100 * 1000);
-    CU_ASSERT_EQUAL(rb.generation, g0 + 1);
-    CU_ASSERT_TRUE(rt_wait_caught_up(p, t->name, 60000));
-    char d[80];
-    CU_ASSERT_TRUE(digest(p, t->name, d, sizeof(d)));
-    ES_ASSERT_STR_EQ(d, want_digest);
-    CU_ASSERT_EQUAL(t->differing(p, sim), 0);
+    rebuild_swapped_in(p, t, g0 + 1, want_digest, sim, &rb);
 }
 
 /*
@@ -192,12 +199,7 @@ static void kill_after_swap(rt_proc_t *p, const target_t *t, const char *store, 
     double refolded = rt_metric(p, series);
     printf("  kill -9 after the swap to generation %d: %.0f events folded again\n", g, refolded);
     CU_ASSERT_EQUAL(refolded, 0);
-    CU_ASSERT_TRUE(rebuild_state(p, &rb));
-    CU_ASSERT_EQUAL(rb.generation, g);
-    char d[80];
-    CU_ASSERT_TRUE(digest(p, t->name, d, sizeof(d)));
-    ES_ASSERT_STR_EQ(d, want_digest);
-    CU_ASSERT_EQUAL(t->differing(p, sim), 0);
+    rebuild_swapped_in(p, t, g, want_digest, sim, &rb); /* the same generation, whole */
 }
 
 /* Restart @p p under the shim with @p env naming @p arm, then arm it and start a rebuild. */
@@ -221,20 +223,6 @@ static int rebuild_under_shim(rt_proc_t *p, const target_t *t, const char *store
     snprintf(path, sizeof(path), "/admin/projections/%s/rebuild", t->name);
     CU_ASSERT_EQUAL_FATAL(rt_http(p, "POST", path, NULL), 202);
     return rb.generation;
-}
-
-/* Wait for a resumed or new rebuild to swap in generation @p want; then the store must match. */
-static void rebuild_swapped_in(rt_proc_t *p, const target_t *t, int want, const char *want_digest,
-                               es_sim_t *sim, rb_t *rb)
-{
-    for (int i = 0; i < 1200 && rebuild_state(p, rb) && rb->generation != want; i++)
-        usleep(100 * 1000);
-    CU_ASSERT_EQUAL(rb->generation, want);
-    CU_ASSERT_TRUE(rt_wait_caught_up(p, t->name, 60000));
-    char d[80];
-    CU_ASSERT_TRUE(digest(p, t->name, d, sizeof(d)));
-    ES_ASSERT_STR_EQ(d, want_digest);
-    CU_ASSERT_EQUAL(t->differing(p, sim), 0);
 }
 
 /*
