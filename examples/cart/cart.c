@@ -10,7 +10,9 @@
  * sum of quantity × unit price — within INT64_MAX cents (amount_too_large):
  * both are checked when an item is added, so a checkout total always fits
  * and is never wrapped into the permanent log.  evolve() checks the same
- * arithmetic.  Pure: no I/O.
+ * arithmetic and refuses what decide() never emits (a quantity of 0 or below,
+ * added or removed; a negative price), so a forged event cannot grow a line
+ * by "removing" a negative quantity.  Pure: no I/O.
  */
 #include "cart.h"
 #include "escqrs/util.h"
@@ -153,8 +155,8 @@ static es_err_t cart_evolve(void *state, const char *type, avro_value_t *ev, cha
             (err = es_record_int(ev, "quantity", &qty, errstr, errstr_size)))
             return err;
         int i = find_item(c, sku);
-        if (i < 0 || c->items[i].quantity < qty) {
-            snprintf(errstr, errstr_size, "ItemRemoved %s: more than the cart holds", sku);
+        if (qty <= 0 || i < 0 || c->items[i].quantity < qty) { /* < 0 would grow the line */
+            snprintf(errstr, errstr_size, "ItemRemoved %d × %s: not what the cart holds", qty, sku);
             return ES_ERR_STATE;
         }
         c->items[i].quantity -= qty;

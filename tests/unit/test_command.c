@@ -124,9 +124,17 @@ static void test_cart_bodies(void)
     char body[400];
     snprintf(body, sizeof(body), "{\"sku\":\"%s\",\"quantity\":1}", longsku);
     ES_ASSERT_STR_EQ(parse(&c, &es_domain_cart, "remove-item", body), "invalid_command");
+    snprintf(body, sizeof(body), "{\"sku\":\"%s\",\"quantity\":1,\"unit_price_cents\":1}", longsku);
+    ES_ASSERT_STR_EQ(parse(&c, &es_domain_cart, "add-item", body), "invalid_command");
     longsku[CART_SKU_MAX - 1] = '\0';
+    snprintf(body, sizeof(body), "{\"sku\":\"%s\",\"quantity\":1,\"unit_price_cents\":1}", longsku);
+    CU_ASSERT_PTR_NULL(parse(&c, &es_domain_cart, "add-item", body));
     snprintf(body, sizeof(body), "{\"sku\":\"%s\",\"quantity\":1}", longsku);
     CU_ASSERT_PTR_NULL(parse(&c, &es_domain_cart, "remove-item", body));
+    ES_ASSERT_STR_EQ(parse(&c, &es_domain_cart, "remove-item", "{\"sku\":\"\",\"quantity\":1}"),
+                     "invalid_command");
+    ES_ASSERT_STR_EQ(parse(&c, &es_domain_cart, "remove-item", "{\"sku\":\"A\",\"quantity\":0}"),
+                     "invalid_command");
     CU_ASSERT_PTR_NULL(es_command_find(&es_domain_cart, "explode"));
     cmdv_free(&c);
 }

@@ -363,6 +363,80 @@ static void test_forged_cart_events(void)
     es_evgen_destroy(g);
 }
 
+/* Evolve one forged cart event onto @p h's state; the state must stay as it was when refused. */
+static es_err_t evolve_forged(dh_t *h, es_evgen_t *g, const char *type, const char *sku,
+                              int32_t qty, int64_t price)
+{
+    avro_value_t pl;
+    const char *t;
+    cart_state_t before = *(cart_state_t *)h->state;
+    avro_value_t *ev = es_evgen_cart(g, "f3", 1, 1, type, sku, qty, price);
+    CU_ASSERT_EQUAL_FATAL(es_record_payload(ev, &pl, &t, errstr, sizeof(errstr)), ES_ERR_OK);
+    es_err_t err = es_domain_cart.evolve(h->state, t, &pl, errstr, sizeof(errstr));
+    if (err)
+        CU_ASSERT_EQUAL(memcmp(&before, h->state, sizeof(before)), 0);
+    return err;
+}
+
+/*
+ * Forged events that decide never emits, at each edge evolve guards: a quantity
+ * of 0 or below (added or removed: a negative removal would grow the line, and
+ * INT32_MIN would wrap it), a negative price, a sku one byte too long, a new sku
+ * into a full cart, more removed than held.  Each is refused and leaves the state
+ * as it was; the value just inside each edge is accepted.
+ */
+static void test_forged_cart_edges(void)
+{
+    es_evgen_t *g = es_evgen_new("cart.events");
+    dh_t h;
+    dh_init(&h, &es_domain_cart);
+    cart_state_t *c = h.state;
+    char sku[CART_SKU_MAX + 1];
+    memset(sku, 'x', CART_SKU_MAX);
+    sku[CART_SKU_MAX] = '\0';
+    const int32_t bad_qty[] = {0, -1, INT32_MIN};
+    for (size_t i = 0; i < sizeof(bad_qty) / sizeof(bad_qty[0]); i++)
+        CU_ASSERT_EQUAL(evolve_forged(&h, g, "ItemAdded", "a", bad_qty[i], 1), ES_ERR_STATE);
+    CU_ASSERT_EQUAL(evolve_forged(&h, g, "ItemAdded", "a", 1, -1), ES_ERR_STATE);
+    CU_ASSERT_EQUAL(evolve_forged(&h, g, "ItemAdded", sku, 1, 1), ES_ERR_STATE);
+    sku[CART_SKU_MAX - 1] = '\0';
+    CU_ASSERT_EQUAL(evolve_forged(&h, g, "ItemAdded", sku, 1, 0), ES_ERR_OK);
+    CU_ASSERT_EQUAL(evolve_forged(&h, g, "ItemAdded", "a", 5, 7), ES_ERR_OK);
+    CU_ASSERT_EQUAL_FATAL(c->nitems, 2);
+    for (size_t i = 0; i < sizeof(bad_qty) / sizeof(bad_qty[0]); i++)
+        CU_ASSERT_EQUAL(evolve_forged(&h, g, "ItemRemoved", "a", bad_qty[i], 0), ES_ERR_STATE);
+    CU_ASSERT_EQUAL(evolve_forged(&h, g, "ItemRemoved", "a", 6, 0), ES_ERR_STATE);
+    CU_ASSERT_EQUAL(evolve_forged(&h, g, "ItemRemoved", "b", 1, 0), ES_ERR_STATE);
+    CU_ASSERT_EQUAL(evolve_forged(&h, g, "ItemRemoved", sku, 1, 0), ES_ERR_OK);
+    CU_ASSERT_EQUAL_FATAL(c->nitems, 1); /* the line at 0 dropped, "a" moved up */
+    ES_ASSERT_STR_EQ(c->items[0].sku, "a");
+    CU_ASSERT_EQUAL(c->items[0].quantity, 5);
+    CU_ASSERT_EQUAL(c->items[0].unit_price_cents, 7);
+    CU_ASSERT_EQUAL(evolve_forged(&h, g, "ItemRemoved", "a", 5, 0), ES_ERR_OK);
+    CU_ASSERT_EQUAL(c->nitems, 0);
+    char name[16];
+    for (int i = 0; i < CART_MAX_ITEMS; i++) {
+        snprintf(name, sizeof(name), "s%d", i);
+        CU_ASSERT_EQUAL(evolve_forged(&h, g, "ItemAdded", name, 1, 1), ES_ERR_OK);
+    }
+    CU_ASSERT_EQUAL(evolve_forged(&h, g, "ItemAdded", "one-more", 1, 1), ES_ERR_STATE);
+    CU_ASSERT_EQUAL(evolve_forged(&h, g, "ItemAdded", "s0", 1, 1), ES_ERR_OK);
+    CU_ASSERT_EQUAL(c->items[0].quantity, 2);
+    CU_ASSERT_EQUAL(evolve_forged(&h, g, "ItemRemoved", "s1", 1, 0), ES_ERR_OK); /* a full cart's */
+    CU_ASSERT_EQUAL(evolve_forged(&h, g, "ItemRemoved", "s0", 2, 0), ES_ERR_OK); /* first lines */
+    CU_ASSERT_EQUAL_FATAL(c->nitems, CART_MAX_ITEMS - 2);
+    for (int i = 0; i < CART_MAX_ITEMS - 2; i++) { /* the others in order, nothing past them */
+        snprintf(name, sizeof(name), "s%d", i + 2);
+        ES_ASSERT_STR_EQ(c->items[i].sku, name);
+        CU_ASSERT_EQUAL(c->items[i].quantity, 1);
+    }
+    CU_ASSERT_FALSE(c->checked_out);
+    CU_ASSERT_EQUAL(evolve_forged(&h, g, "CartCheckedOut", NULL, 0, 2), ES_ERR_OK);
+    CU_ASSERT_TRUE(c->checked_out);
+    dh_free(&h);
+    es_evgen_destroy(g);
+}
+
 /* The reported cases, exactly: each must be refused, not wrapped. */
 static void test_reported_cases(void)
 {
@@ -418,6 +492,7 @@ int main(void)
         {"account balances at the edge of int64", test_account_money},
         {"cart quantities and totals at the edge of their types", test_cart_quantities_and_totals},
         {"forged cart events past the edges are refused", test_forged_cart_events},
+        {"forged cart events at every edge evolve guards", test_forged_cart_edges},
         {NULL, NULL},
     };
     return es_test_run("domain-limits", cases);
