@@ -149,6 +149,9 @@ static void test_account_bodies(void)
         parse(&c, &es_domain_account, "withdraw", "{\"amount_cents\":9223372036854775807}"));
     ES_ASSERT_STR_EQ(parse(&c, &es_domain_account, "withdraw", "{\"amount_cents\":0}"),
                      "invalid_command");
+    ES_ASSERT_STR_EQ(parse(&c, &es_domain_account, "deposit", "{\"amount_cents\":0}"),
+                     "invalid_command");
+    CU_ASSERT_PTR_NULL(parse(&c, &es_domain_account, "deposit", "{\"amount_cents\":1}"));
     ES_ASSERT_STR_EQ(parse(&c, &es_domain_account, "deposit", "{\"amount_cents\":true}"),
                      "invalid_command");
     ES_ASSERT_STR_EQ(
@@ -156,6 +159,15 @@ static void test_account_bodies(void)
         "invalid_json"); /* jansson refuses integers beyond int64 */
     ES_ASSERT_STR_EQ(parse(&c, &es_domain_account, "open", "{}"), "invalid_command");
     ES_ASSERT_STR_EQ(parse(&c, &es_domain_account, "open", "\"Ada\""), "invalid_command");
+    ES_ASSERT_STR_EQ(parse(&c, &es_domain_account, "open", "{\"owner\":\"\"}"), "invalid_command");
+    char owner[sizeof(((account_state_t *)0)->owner) + 1], body[300];
+    memset(owner, 'o', sizeof(owner) - 1); /* one byte past what the state holds */
+    owner[sizeof(owner) - 1] = '\0';
+    snprintf(body, sizeof(body), "{\"owner\":\"%s\"}", owner);
+    ES_ASSERT_STR_EQ(parse(&c, &es_domain_account, "open", body), "invalid_command");
+    owner[sizeof(owner) - 2] = '\0';
+    snprintf(body, sizeof(body), "{\"owner\":\"%s\"}", owner);
+    CU_ASSERT_PTR_NULL(parse(&c, &es_domain_account, "open", body));
     cmdv_free(&c);
 }
 

@@ -153,6 +153,58 @@ static void test_account_money(void)
     dh_free(&h);
 }
 
+/* Evolve one forged account event of @p amount; the state must stay as it was when refused. */
+static es_err_t evolve_money(dh_t *h, es_evgen_t *g, const char *type, int64_t amount)
+{
+    avro_value_t pl;
+    const char *t;
+    account_state_t before = *(account_state_t *)h->state;
+    avro_value_t *ev = es_evgen_account(g, "f", 2, 1, type, NULL, amount);
+    CU_ASSERT_EQUAL_FATAL(es_record_payload(ev, &pl, &t, errstr, sizeof(errstr)), ES_ERR_OK);
+    es_err_t err = es_domain_account.evolve(h->state, t, &pl, errstr, sizeof(errstr));
+    if (err)
+        CU_ASSERT_EQUAL(memcmp(&before, h->state, sizeof(before)), 0);
+    return err;
+}
+
+/*
+ * Forged money events at each edge evolve guards: an amount of 0 or below (either
+ * way: a negative withdrawal would be a deposit, INT64_MIN would wrap), a withdrawal
+ * one cent past the balance.  Each is refused and leaves the state as it was; the
+ * value just inside each edge is accepted.
+ */
+static void test_forged_account_edges(void)
+{
+    es_evgen_t *g = es_evgen_new("account.events");
+    dh_t h;
+    dh_init(&h, &es_domain_account);
+    account_state_t *a = h.state;
+    dh_set_string(dh_command(&h, "OpenAccount"), "owner", "o");
+    CU_ASSERT_PTR_NULL_FATAL(dh_run(&h));
+    const int64_t bad[] = {0, -1, INT64_MIN};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        CU_ASSERT_EQUAL(evolve_money(&h, g, "Deposited", bad[i]), ES_ERR_STATE);
+        CU_ASSERT_EQUAL(evolve_money(&h, g, "Withdrawn", bad[i]), ES_ERR_STATE);
+    }
+    CU_ASSERT_EQUAL(evolve_money(&h, g, "Deposited", 10), ES_ERR_OK);
+    CU_ASSERT_EQUAL(evolve_money(&h, g, "Withdrawn", 11), ES_ERR_STATE);
+    CU_ASSERT_EQUAL(evolve_money(&h, g, "Withdrawn", 10), ES_ERR_OK);
+    CU_ASSERT_EQUAL(a->balance_cents, 0);
+    CU_ASSERT_EQUAL(evolve_money(&h, g, "Withdrawn", 1), ES_ERR_STATE);
+    CU_ASSERT_EQUAL(evolve_money(&h, g, "Deposited", INT64_MAX), ES_ERR_OK);
+    CU_ASSERT_TRUE(a->balance_cents == INT64_MAX);
+    avro_value_t pl; /* a type the schema does not have: decode error, named */
+    const char *t;
+    CU_ASSERT_EQUAL(es_record_payload(es_evgen_account(g, "f", 3, 1, "Deposited", NULL, 1), &pl, &t,
+                                      errstr, sizeof(errstr)),
+                    ES_ERR_OK);
+    CU_ASSERT_EQUAL(es_domain_account.evolve(h.state, "Interest", &pl, errstr, sizeof(errstr)),
+                    ES_ERR_DECODE);
+    CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "Interest"));
+    dh_free(&h);
+    es_evgen_destroy(g);
+}
+
 /* ----------------------------------------------------------------- carts */
 
 #define SKUS 4
@@ -433,6 +485,14 @@ static void test_forged_cart_edges(void)
     CU_ASSERT_FALSE(c->checked_out);
     CU_ASSERT_EQUAL(evolve_forged(&h, g, "CartCheckedOut", NULL, 0, 2), ES_ERR_OK);
     CU_ASSERT_TRUE(c->checked_out);
+    avro_value_t pl; /* a type the schema does not have: decode error, named */
+    const char *t;
+    CU_ASSERT_EQUAL(es_record_payload(es_evgen_cart(g, "f3", 2, 1, "CartCheckedOut", NULL, 0, 2),
+                                      &pl, &t, errstr, sizeof(errstr)),
+                    ES_ERR_OK);
+    CU_ASSERT_EQUAL(es_domain_cart.evolve(h.state, "Discount", &pl, errstr, sizeof(errstr)),
+                    ES_ERR_DECODE);
+    CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "Discount"));
     dh_free(&h);
     es_evgen_destroy(g);
 }
@@ -490,6 +550,7 @@ int main(void)
     static const es_test_case_t cases[] = {
         {"the reported overflows are refused with a reason", test_reported_cases},
         {"account balances at the edge of int64", test_account_money},
+        {"forged account events at every edge evolve guards", test_forged_account_edges},
         {"cart quantities and totals at the edge of their types", test_cart_quantities_and_totals},
         {"forged cart events past the edges are refused", test_forged_cart_events},
         {"forged cart events at every edge evolve guards", test_forged_cart_edges},
