@@ -68,6 +68,7 @@ static void test_cart_bodies(void)
     avro_value_get_by_name(&rec, "sku", &f, NULL);
     avro_value_get_string(&f, &s, &len);
     ES_ASSERT_STR_EQ(s, "A-1");
+    CU_ASSERT_EQUAL(len, sizeof("A-1")); /* Avro C's size counts the NUL */
     avro_value_get_by_name(&rec, "quantity", &f, NULL);
     avro_value_get_int(&f, &q);
     CU_ASSERT_EQUAL(q, 2);
@@ -168,6 +169,7 @@ static void test_account_bodies(void)
     owner[sizeof(owner) - 2] = '\0';
     snprintf(body, sizeof(body), "{\"owner\":\"%s\"}", owner);
     CU_ASSERT_PTR_NULL(parse(&c, &es_domain_account, "open", body));
+    CU_ASSERT_PTR_NULL(parse(&c, &es_domain_account, "open", "{\"owner\":\"A\"}")); /* shortest */
     cmdv_free(&c);
 }
 
@@ -177,6 +179,11 @@ static void test_ids(void)
     CU_ASSERT(!es_command_id_valid(""));
     CU_ASSERT(!es_command_id_valid("a b"));
     CU_ASSERT(!es_command_id_valid("\x01"));
+    CU_ASSERT(!es_command_id_valid(NULL));
+    CU_ASSERT(es_command_id_valid("a"));          /* the shortest */
+    CU_ASSERT(es_command_id_valid("!~"));         /* the first and last printable bytes */
+    CU_ASSERT(!es_command_id_valid("a\x7f"));     /* DEL */
+    CU_ASSERT(!es_command_id_valid("a\xc3\xa9")); /* not ASCII */
     char id[ES_ID_MAX + 2];
     memset(id, 'a', sizeof(id));
     id[ES_ID_MAX] = '\0';

@@ -96,11 +96,51 @@ static void test_many_accounts(void)
     es_evgen_destroy(g);
 }
 
+/*
+ * The fold's edges: money of 0 either way is refused, a withdrawal of exactly the
+ * balance is not; the stored key is "a/<id>" as the header documents; a stored value
+ * that does not decode stops the fold (a store error, not a DLQ event) and answers 500.
+ */
+static void test_edges_and_corrupt_store(void)
+{
+    es_evgen_t *g = es_evgen_new("account.events");
+    es_proj_memmap_t *m = es_proj_memmap_new();
+    json_t *body;
+    CU_ASSERT_EQUAL(fold(m, es_evgen_account(g, "acc", 1, 1, "AccountOpened", "ann", 0)),
+                    ES_ERR_OK);
+    CU_ASSERT_EQUAL(fold(m, es_evgen_account(g, "acc", 2, 1, "Deposited", NULL, 0)), ES_ERR_STATE);
+    CU_ASSERT_EQUAL(fold(m, es_evgen_account(g, "acc", 2, 1, "Withdrawn", NULL, 0)), ES_ERR_STATE);
+    CU_ASSERT_EQUAL(fold(m, es_evgen_account(g, "acc", 2, 1, "Deposited", NULL, 10)), ES_ERR_OK);
+    CU_ASSERT_EQUAL(fold(m, es_evgen_account(g, "acc", 3, 1, "Withdrawn", NULL, 10)), ES_ERR_OK);
+    CU_ASSERT_EQUAL_FATAL(get(m, "acc", &body), 200);
+    CU_ASSERT_EQUAL(json_integer_value(json_object_get(body, "balance_cents")), 0);
+    json_decref(body);
+
+    es_proj_backend_t be = es_proj_memmap_backend(m);
+    es_proj_reader_t *rd = es_proj_reader_new(&be);
+    es_buf_t val = {0};
+    CU_ASSERT_EQUAL(es_proj_reader_get(rd, "a/acc", 5, &val, errstr, sizeof(errstr)), ES_ERR_OK);
+    es_buf_free(&val);
+    es_proj_reader_destroy(rd);
+
+    es_proj_memmap_put(m, "a/bad", 5, "\x00\x00\x00\x09o", 5); /* an owner cut short */
+    errstr[0] = '\0';
+    CU_ASSERT_EQUAL(fold(m, es_evgen_account(g, "bad", 2, 1, "Deposited", NULL, 1)), ES_ERR_STORE);
+    CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "corrupt"));
+    errstr[0] = '\0';
+    CU_ASSERT_EQUAL(get(m, "bad", &body), 500);
+    CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "corrupt"));
+    CU_ASSERT_PTR_NULL(body);
+    es_proj_memmap_destroy(m);
+    es_evgen_destroy(g);
+}
+
 int main(void)
 {
     static const es_test_case_t cases[] = {
         {"open, deposit, withdraw", test_open_deposit_withdraw},
         {"many accounts", test_many_accounts},
+        {"edges and a corrupt stored account", test_edges_and_corrupt_store},
         {NULL, NULL},
     };
     return es_test_run("projection_account_balance", cases);
