@@ -230,6 +230,19 @@ static void test_precheck(void)
     CU_ASSERT_EQUAL(es_command_precheck(true, 0, 43, false, 0, 9), ES_PRECHECK_REPLAY);
 }
 
+#define CONTEXT_NULL                                                                               \
+    "\"correlation_id\": null, \"traceparent\": null, \"tracestate\": null, \"command_type\": "    \
+    "null, \"issued_at\": null"
+
+/* The record as other readers of the topic see it (Avro's JSON form), field by field. */
+static void assert_wire(avro_value_t *v, const char *want)
+{
+    char *wire = NULL;
+    CU_ASSERT_EQUAL_FATAL(avro_value_to_json(v, 1, &wire), 0);
+    ES_ASSERT_STR_EQ(wire, want);
+    free(wire);
+}
+
 static void test_outcome_roundtrip_and_http(void)
 {
     char errstr[256];
@@ -253,6 +266,12 @@ static void test_outcome_roundtrip_and_http(void)
     CU_ASSERT_EQUAL(es_outcome_to_value(&o, &v, errstr, sizeof(errstr)), ES_ERR_OK);
     CU_ASSERT_EQUAL(es_outcome_from_value(&v, &back, errstr, sizeof(errstr)), ES_ERR_OK);
     CU_ASSERT_EQUAL(memcmp(&o, &back, sizeof(o)), 0);
+    assert_wire(&v,
+                "{\"command_id\": \"c1\", \"aggregate_id\": \"acct-1\", \"status\": "
+                "\"ACCEPTED\", \"reason\": null, \"expected_version\": null, \"actual_version\": "
+                "4, \"version\": 5, \"events\": [{\"type\": \"Withdrawn\", \"version\": 5}], "
+                "\"position\": {\"string\": \"2:17\"}, \"processed_at\": 1700000000000, "
+                "\"principal\": null, " CONTEXT_NULL "}");
 
     json_t *body = NULL;
     CU_ASSERT_EQUAL(es_outcome_http(&back, &body), 200);
@@ -287,7 +306,15 @@ static void test_outcome_roundtrip_and_http(void)
                        .expected_version = 2,
                        .actual_version = 5,
                        .version = 5};
+    avro_value_t ctx, br; /* the command service sets the context on the value it reuses */
+    avro_value_get_by_name(&v, "correlation_id", &ctx, NULL);
+    avro_value_set_branch(&ctx, 1, &br);
+    avro_value_set_string(&br, "corr-1");
     CU_ASSERT_EQUAL(es_outcome_to_value(&vc, &v, errstr, sizeof(errstr)), ES_ERR_OK);
+    assert_wire(&v, "{\"command_id\": \"c3\", \"aggregate_id\": \"acct-1\", \"status\": "
+                    "\"VERSION_CONFLICT\", \"reason\": null, \"expected_version\": {\"long\": 2}, "
+                    "\"actual_version\": 5, \"version\": 5, \"events\": [], \"position\": null, "
+                    "\"processed_at\": 0, \"principal\": null, " CONTEXT_NULL "}");
     CU_ASSERT_EQUAL(es_outcome_from_value(&v, &back, errstr, sizeof(errstr)), ES_ERR_OK);
     CU_ASSERT(back.has_expected);
     CU_ASSERT_EQUAL(es_outcome_http(&back, &body), 409);
