@@ -123,6 +123,51 @@ static void test_refuses_impossible_events(void)
 }
 
 /*
+ * A stored cart that does not decode (cut short, or claiming more lines than its
+ * bytes can hold) stops the fold with a store error, not a DLQ event, and its query
+ * answers 500; the stored key is "c/<id>" as the header documents.
+ */
+static void test_corrupt_stored_cart(void)
+{
+    es_evgen_t *g = es_evgen_new("cart.events");
+    es_proj_memmap_t *m = es_proj_memmap_new();
+    json_t *body;
+    CU_ASSERT_EQUAL(es_evgen_fold(&es_proj_cart_view, m,
+                                  es_evgen_cart(g, "ok", 1, 1, "ItemAdded", "a", 1, 10), errstr,
+                                  sizeof(errstr)),
+                    ES_ERR_OK);
+    es_proj_backend_t be = es_proj_memmap_backend(m);
+    es_proj_reader_t *rd = es_proj_reader_new(&be);
+    es_buf_t val = {0};
+    CU_ASSERT_EQUAL(es_proj_reader_get(rd, "c/ok", 4, &val, errstr, sizeof(errstr)), ES_ERR_OK);
+    es_proj_reader_destroy(rd);
+
+    /* status, version, total, then n: 2^32 - 1 lines claimed, none there (a decoder that
+     * believed n would try to allocate them all) */
+    static const unsigned char many[24] = {[20] = 0xff, [21] = 0xff, [22] = 0xff, [23] = 0xff};
+    const struct {
+        const void *bytes;
+        size_t len;
+    } bad[] = {{many, sizeof(many)}, {val.data, val.len - 1}};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        es_proj_memmap_put(m, "c/bad", 5, bad[i].bytes, bad[i].len);
+        errstr[0] = '\0';
+        CU_ASSERT_EQUAL(es_evgen_fold(&es_proj_cart_view, m,
+                                      es_evgen_cart(g, "bad", 2, 1, "ItemAdded", "a", 1, 10),
+                                      errstr, sizeof(errstr)),
+                        ES_ERR_STORE);
+        CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "corrupt"));
+        errstr[0] = '\0';
+        CU_ASSERT_EQUAL(get_cart(m, "bad", &body), 500);
+        CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "corrupt"));
+        CU_ASSERT_PTR_NULL(body);
+    }
+    es_buf_free(&val);
+    es_proj_memmap_destroy(m);
+    es_evgen_destroy(g);
+}
+
+/*
  * A cart of more lines than the fold keeps on its stack (16), with skus longer
  * than its stack keys (128 bytes) and ids past them too: every line, price and
  * the total as the events say, in the order the lines were first added.
@@ -653,6 +698,7 @@ int main(void)
     static const es_test_case_t cases[] = {
         {"add, remove, checkout", test_add_remove_checkout},
         {"refuses impossible events", test_refuses_impossible_events},
+        {"a corrupt stored cart: store error, 500", test_corrupt_stored_cart},
         {"a cart of 40 lines, skus of 206 bytes, an id of 154", test_large_cart_long_skus},
         {"txn reads own writes and rolls back", test_txn_reads_own_writes_and_rolls_back},
         {"txn against a model: rollbacks, rewrites, growth", test_txn_against_model},
