@@ -243,6 +243,60 @@ static void assert_wire(avro_value_t *v, const char *want)
     free(wire);
 }
 
+/*
+ * An outcome at the edges of its record: every status, the most events a command may
+ * produce (each one read back, in order, and each one in the HTTP answer), every
+ * string field at its longest; one byte more in a field on the wire is refused.
+ */
+static void test_outcome_edges(void)
+{
+    char errstr[256];
+    avro_schema_t s;
+    CU_ASSERT_EQUAL_FATAL(es_schema_parse("command-result", &s, errstr, sizeof(errstr)), ES_ERR_OK);
+    avro_value_iface_t *iface = avro_generic_class_from_schema(s);
+    avro_value_t v, f, br;
+    avro_generic_value_new(iface, &v);
+    es_outcome_t o, back;
+    for (int st = ES_OUTCOME_ACCEPTED; st <= ES_OUTCOME_IDEMPOTENCY_KEY_REUSED; st++) {
+        memset(&o, 0, sizeof(o));
+        memset(o.command_id, 'c', ES_ID_MAX);
+        memset(o.aggregate_id, 'a', ES_ID_MAX);
+        memset(o.reason, 'r', sizeof(o.reason) - 1);
+        memset(o.position, '9', sizeof(o.position) - 1);
+        o.status = (es_outcome_status_t)st;
+        o.version = INT64_MAX;
+        o.nevents = ES_AGG_MAX_EVENTS;
+        for (size_t i = 0; i < ES_AGG_MAX_EVENTS; i++) {
+            memset(o.events[i].type, 'A' + (int)i, sizeof(o.events[i].type) - 1);
+            o.events[i].version = (int64_t)i + 1;
+        }
+        CU_ASSERT_EQUAL(es_outcome_to_value(&o, &v, errstr, sizeof(errstr)), ES_ERR_OK);
+        CU_ASSERT_EQUAL(es_outcome_from_value(&v, &back, errstr, sizeof(errstr)), ES_ERR_OK);
+        CU_ASSERT_EQUAL(memcmp(&o, &back, sizeof(o)), 0);
+    }
+    json_t *body = NULL;
+    o.status = ES_OUTCOME_ACCEPTED;
+    CU_ASSERT_EQUAL(es_outcome_http(&o, &body), 200);
+    json_t *events = json_object_get(body, "events");
+    CU_ASSERT_EQUAL_FATAL(json_array_size(events), ES_AGG_MAX_EVENTS);
+    for (size_t i = 0; i < ES_AGG_MAX_EVENTS; i++)
+        CU_ASSERT_EQUAL(json_integer_value(json_object_get(json_array_get(events, i), "version")),
+                        (json_int_t)i + 1);
+    json_decref(body);
+
+    char longer[sizeof(o.reason) + 1];
+    memset(longer, 'r', sizeof(longer) - 1);
+    longer[sizeof(longer) - 1] = '\0';
+    avro_value_get_by_name(&v, "reason", &f, NULL);
+    avro_value_set_branch(&f, 1, &br);
+    avro_value_set_string(&br, longer);
+    CU_ASSERT_EQUAL(es_outcome_from_value(&v, &back, errstr, sizeof(errstr)), ES_ERR_DECODE);
+    CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "reason"));
+    avro_value_decref(&v);
+    avro_value_iface_decref(iface);
+    avro_schema_decref(s);
+}
+
 static void test_outcome_roundtrip_and_http(void)
 {
     char errstr[256];
@@ -346,6 +400,7 @@ int main(void)
         {"fingerprint", test_fingerprint},
         {"idempotency and If-Match precheck", test_precheck},
         {"outcome round trip and HTTP", test_outcome_roundtrip_and_http},
+        {"an outcome at the edges of its record", test_outcome_edges},
         {NULL, NULL},
     };
     return es_test_run("command", cases);
