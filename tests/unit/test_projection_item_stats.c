@@ -83,6 +83,50 @@ static void test_counts_and_checkout(void)
 }
 
 /*
+ * A stored value that does not decode stops the fold with a store error, not a DLQ
+ * event: an open cart's copy ("k/<cart_id>") claiming 2^32 - 1 lines, or one line
+ * whose quantity is cut short; a sku's counters ("s/<sku>") cut short, which the
+ * top-N query answers with 500.
+ */
+static void test_corrupt_store(void)
+{
+    es_evgen_t *g = es_evgen_new("cart.events");
+    es_proj_memmap_t *m = es_proj_memmap_new();
+    json_t *body;
+    static const unsigned char many[4] = {0xff, 0xff, 0xff, 0xff};
+    const struct {
+        const void *bytes;
+        size_t len;
+    } bad[] = {{many, sizeof(many)},
+               {"\x00\x00\x00\x01\x00\x00\x00\x01x\x00\x00\x00\x00\x00\x00\x00", 16}};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        es_proj_memmap_put(m, "k/bad", 5, bad[i].bytes, bad[i].len);
+        errstr[0] = '\0';
+        CU_ASSERT_EQUAL(es_evgen_fold(&es_proj_item_stats, m,
+                                      es_evgen_cart(g, "bad", 2, 1, "ItemAdded", "x", 1, 1), errstr,
+                                      sizeof(errstr)),
+                        ES_ERR_STORE);
+        CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "corrupt"));
+    }
+    FOLD("ok", 1, 1, "ItemAdded", "x", 1, 1);
+    CU_ASSERT_EQUAL(top(m, NULL, NULL, &body), 200);
+    json_decref(body);
+    es_proj_memmap_put(m, "s/x", 3, "\x00\x00\x00\x00\x00\x00\x00\x01", 8);
+    errstr[0] = '\0';
+    CU_ASSERT_EQUAL(es_evgen_fold(&es_proj_item_stats, m,
+                                  es_evgen_cart(g, "ok", 2, 1, "ItemAdded", "x", 1, 1), errstr,
+                                  sizeof(errstr)),
+                    ES_ERR_STORE);
+    CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "corrupt"));
+    errstr[0] = '\0';
+    CU_ASSERT_EQUAL(top(m, NULL, NULL, &body), 500);
+    CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "corrupt"));
+    CU_ASSERT_PTR_NULL(body);
+    es_proj_memmap_destroy(m);
+    es_evgen_destroy(g);
+}
+
+/*
  * A cart of more lines than the fold keeps on its stack (16), with skus longer
  * than its stack keys (128 bytes): every count as the events say.
  */
@@ -163,6 +207,7 @@ static void test_random_workload_matches_tally(void)
 int main(void)
 {
     static const es_test_case_t cases[] = {
+        {"a corrupt store: store error, 500", test_corrupt_store},
         {"counts and checkout", test_counts_and_checkout},
         {"a cart of 40 lines, some with skus of 206 bytes", test_large_cart_long_skus},
         {"random workload matches the tally", test_random_workload_matches_tally},
