@@ -153,18 +153,28 @@ static void test_account_money(void)
     dh_free(&h);
 }
 
-/* Evolve one forged account event of @p amount; the state must stay as it was when refused. */
-static es_err_t evolve_money(dh_t *h, es_evgen_t *g, const char *type, int64_t amount)
+/*
+ * Evolve @p h's state with one forged event (a record of the events' envelope); the
+ * state must stay as it was, byte for byte, when evolve refuses it.
+ */
+static es_err_t evolve_forged(dh_t *h, avro_value_t *event)
 {
     avro_value_t pl;
     const char *t;
-    account_state_t before = *(account_state_t *)h->state;
-    avro_value_t *ev = es_evgen_account(g, "f", 2, 1, type, NULL, amount);
-    CU_ASSERT_EQUAL_FATAL(es_record_payload(ev, &pl, &t, errstr, sizeof(errstr)), ES_ERR_OK);
-    es_err_t err = es_domain_account.evolve(h->state, t, &pl, errstr, sizeof(errstr));
+    void *before = es_malloc(h->def->state_size);
+    memcpy(before, h->state, h->def->state_size);
+    CU_ASSERT_EQUAL_FATAL(es_record_payload(event, &pl, &t, errstr, sizeof(errstr)), ES_ERR_OK);
+    es_err_t err = h->def->evolve(h->state, t, &pl, errstr, sizeof(errstr));
     if (err)
-        CU_ASSERT_EQUAL(memcmp(&before, h->state, sizeof(before)), 0);
+        CU_ASSERT_EQUAL(memcmp(before, h->state, h->def->state_size), 0);
+    free(before);
     return err;
+}
+
+/* A forged money event of @p amount onto account "f". */
+static es_err_t evolve_money(dh_t *h, es_evgen_t *g, const char *type, int64_t amount)
+{
+    return evolve_forged(h, es_evgen_account(g, "f", 2, 1, type, NULL, amount));
 }
 
 /*
@@ -415,19 +425,11 @@ static void test_forged_cart_events(void)
     es_evgen_destroy(g);
 }
 
-/* Evolve one forged cart event onto @p h's state; the state must stay as it was when refused. */
-static es_err_t evolve_forged(dh_t *h, es_evgen_t *g, const char *type, const char *sku,
-                              int32_t qty, int64_t price)
+/* A forged cart event onto cart "f3" (evolve_forged). */
+static es_err_t evolve_cart(dh_t *h, es_evgen_t *g, const char *type, const char *sku, int32_t qty,
+                            int64_t price)
 {
-    avro_value_t pl;
-    const char *t;
-    cart_state_t before = *(cart_state_t *)h->state;
-    avro_value_t *ev = es_evgen_cart(g, "f3", 1, 1, type, sku, qty, price);
-    CU_ASSERT_EQUAL_FATAL(es_record_payload(ev, &pl, &t, errstr, sizeof(errstr)), ES_ERR_OK);
-    es_err_t err = es_domain_cart.evolve(h->state, t, &pl, errstr, sizeof(errstr));
-    if (err)
-        CU_ASSERT_EQUAL(memcmp(&before, h->state, sizeof(before)), 0);
-    return err;
+    return evolve_forged(h, es_evgen_cart(g, "f3", 1, 1, type, sku, qty, price));
 }
 
 /*
@@ -448,34 +450,34 @@ static void test_forged_cart_edges(void)
     sku[CART_SKU_MAX] = '\0';
     const int32_t bad_qty[] = {0, -1, INT32_MIN};
     for (size_t i = 0; i < sizeof(bad_qty) / sizeof(bad_qty[0]); i++)
-        CU_ASSERT_EQUAL(evolve_forged(&h, g, "ItemAdded", "a", bad_qty[i], 1), ES_ERR_STATE);
-    CU_ASSERT_EQUAL(evolve_forged(&h, g, "ItemAdded", "a", 1, -1), ES_ERR_STATE);
-    CU_ASSERT_EQUAL(evolve_forged(&h, g, "ItemAdded", sku, 1, 1), ES_ERR_STATE);
+        CU_ASSERT_EQUAL(evolve_cart(&h, g, "ItemAdded", "a", bad_qty[i], 1), ES_ERR_STATE);
+    CU_ASSERT_EQUAL(evolve_cart(&h, g, "ItemAdded", "a", 1, -1), ES_ERR_STATE);
+    CU_ASSERT_EQUAL(evolve_cart(&h, g, "ItemAdded", sku, 1, 1), ES_ERR_STATE);
     sku[CART_SKU_MAX - 1] = '\0';
-    CU_ASSERT_EQUAL(evolve_forged(&h, g, "ItemAdded", sku, 1, 0), ES_ERR_OK);
-    CU_ASSERT_EQUAL(evolve_forged(&h, g, "ItemAdded", "a", 5, 7), ES_ERR_OK);
+    CU_ASSERT_EQUAL(evolve_cart(&h, g, "ItemAdded", sku, 1, 0), ES_ERR_OK);
+    CU_ASSERT_EQUAL(evolve_cart(&h, g, "ItemAdded", "a", 5, 7), ES_ERR_OK);
     CU_ASSERT_EQUAL_FATAL(c->nitems, 2);
     for (size_t i = 0; i < sizeof(bad_qty) / sizeof(bad_qty[0]); i++)
-        CU_ASSERT_EQUAL(evolve_forged(&h, g, "ItemRemoved", "a", bad_qty[i], 0), ES_ERR_STATE);
-    CU_ASSERT_EQUAL(evolve_forged(&h, g, "ItemRemoved", "a", 6, 0), ES_ERR_STATE);
-    CU_ASSERT_EQUAL(evolve_forged(&h, g, "ItemRemoved", "b", 1, 0), ES_ERR_STATE);
-    CU_ASSERT_EQUAL(evolve_forged(&h, g, "ItemRemoved", sku, 1, 0), ES_ERR_OK);
+        CU_ASSERT_EQUAL(evolve_cart(&h, g, "ItemRemoved", "a", bad_qty[i], 0), ES_ERR_STATE);
+    CU_ASSERT_EQUAL(evolve_cart(&h, g, "ItemRemoved", "a", 6, 0), ES_ERR_STATE);
+    CU_ASSERT_EQUAL(evolve_cart(&h, g, "ItemRemoved", "b", 1, 0), ES_ERR_STATE);
+    CU_ASSERT_EQUAL(evolve_cart(&h, g, "ItemRemoved", sku, 1, 0), ES_ERR_OK);
     CU_ASSERT_EQUAL_FATAL(c->nitems, 1); /* the line at 0 dropped, "a" moved up */
     ES_ASSERT_STR_EQ(c->items[0].sku, "a");
     CU_ASSERT_EQUAL(c->items[0].quantity, 5);
     CU_ASSERT_EQUAL(c->items[0].unit_price_cents, 7);
-    CU_ASSERT_EQUAL(evolve_forged(&h, g, "ItemRemoved", "a", 5, 0), ES_ERR_OK);
+    CU_ASSERT_EQUAL(evolve_cart(&h, g, "ItemRemoved", "a", 5, 0), ES_ERR_OK);
     CU_ASSERT_EQUAL(c->nitems, 0);
     char name[16];
     for (int i = 0; i < CART_MAX_ITEMS; i++) {
         snprintf(name, sizeof(name), "s%d", i);
-        CU_ASSERT_EQUAL(evolve_forged(&h, g, "ItemAdded", name, 1, 1), ES_ERR_OK);
+        CU_ASSERT_EQUAL(evolve_cart(&h, g, "ItemAdded", name, 1, 1), ES_ERR_OK);
     }
-    CU_ASSERT_EQUAL(evolve_forged(&h, g, "ItemAdded", "one-more", 1, 1), ES_ERR_STATE);
-    CU_ASSERT_EQUAL(evolve_forged(&h, g, "ItemAdded", "s0", 1, 1), ES_ERR_OK);
+    CU_ASSERT_EQUAL(evolve_cart(&h, g, "ItemAdded", "one-more", 1, 1), ES_ERR_STATE);
+    CU_ASSERT_EQUAL(evolve_cart(&h, g, "ItemAdded", "s0", 1, 1), ES_ERR_OK);
     CU_ASSERT_EQUAL(c->items[0].quantity, 2);
-    CU_ASSERT_EQUAL(evolve_forged(&h, g, "ItemRemoved", "s1", 1, 0), ES_ERR_OK); /* a full cart's */
-    CU_ASSERT_EQUAL(evolve_forged(&h, g, "ItemRemoved", "s0", 2, 0), ES_ERR_OK); /* first lines */
+    CU_ASSERT_EQUAL(evolve_cart(&h, g, "ItemRemoved", "s1", 1, 0), ES_ERR_OK); /* a full cart's */
+    CU_ASSERT_EQUAL(evolve_cart(&h, g, "ItemRemoved", "s0", 2, 0), ES_ERR_OK); /* first lines */
     CU_ASSERT_EQUAL_FATAL(c->nitems, CART_MAX_ITEMS - 2);
     for (int i = 0; i < CART_MAX_ITEMS - 2; i++) { /* the others in order, nothing past them */
         snprintf(name, sizeof(name), "s%d", i + 2);
@@ -483,7 +485,7 @@ static void test_forged_cart_edges(void)
         CU_ASSERT_EQUAL(c->items[i].quantity, 1);
     }
     CU_ASSERT_FALSE(c->checked_out);
-    CU_ASSERT_EQUAL(evolve_forged(&h, g, "CartCheckedOut", NULL, 0, 2), ES_ERR_OK);
+    CU_ASSERT_EQUAL(evolve_cart(&h, g, "CartCheckedOut", NULL, 0, 2), ES_ERR_OK);
     CU_ASSERT_TRUE(c->checked_out);
     avro_value_t pl; /* a type the schema does not have: decode error, named */
     const char *t;

@@ -82,6 +82,15 @@ static void test_counts_and_checkout(void)
     es_evgen_destroy(g);
 }
 
+/* Fold @p event onto a store it finds corrupt: a store error that says so. */
+static void fold_on_corrupt(es_proj_memmap_t *m, avro_value_t *event)
+{
+    errstr[0] = '\0';
+    CU_ASSERT_EQUAL(es_evgen_fold(&es_proj_item_stats, m, event, errstr, sizeof(errstr)),
+                    ES_ERR_STORE);
+    CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "corrupt"));
+}
+
 /*
  * A stored value that does not decode stops the fold with a store error, not a DLQ
  * event: an open cart's copy ("k/<cart_id>") claiming 2^32 - 1 lines, or one line
@@ -101,23 +110,13 @@ static void test_corrupt_store(void)
                {"\x00\x00\x00\x01\x00\x00\x00\x01x\x00\x00\x00\x00\x00\x00\x00", 16}};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         es_proj_memmap_put(m, "k/bad", 5, bad[i].bytes, bad[i].len);
-        errstr[0] = '\0';
-        CU_ASSERT_EQUAL(es_evgen_fold(&es_proj_item_stats, m,
-                                      es_evgen_cart(g, "bad", 2, 1, "ItemAdded", "x", 1, 1), errstr,
-                                      sizeof(errstr)),
-                        ES_ERR_STORE);
-        CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "corrupt"));
+        fold_on_corrupt(m, es_evgen_cart(g, "bad", 2, 1, "ItemAdded", "x", 1, 1));
     }
     FOLD("ok", 1, 1, "ItemAdded", "x", 1, 1);
     CU_ASSERT_EQUAL(top(m, NULL, NULL, &body), 200);
     json_decref(body);
     es_proj_memmap_put(m, "s/x", 3, "\x00\x00\x00\x00\x00\x00\x00\x01", 8);
-    errstr[0] = '\0';
-    CU_ASSERT_EQUAL(es_evgen_fold(&es_proj_item_stats, m,
-                                  es_evgen_cart(g, "ok", 2, 1, "ItemAdded", "x", 1, 1), errstr,
-                                  sizeof(errstr)),
-                    ES_ERR_STORE);
-    CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "corrupt"));
+    fold_on_corrupt(m, es_evgen_cart(g, "ok", 2, 1, "ItemAdded", "x", 1, 1));
     errstr[0] = '\0';
     CU_ASSERT_EQUAL(top(m, NULL, NULL, &body), 500);
     CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "corrupt"));
