@@ -78,6 +78,16 @@ static void test_counts_and_checkout(void)
                         json_array_get(json_object_get(body, "items"), 1), "removed")),
                     0);
     json_decref(body);
+    /* the stored layout the header documents: "s/<sku>" holds three big-endian u64 */
+    static const unsigned char x_counters[24] = {[7] = 5, [15] = 1, [23] = 2};
+    es_proj_backend_t be = es_proj_memmap_backend(m);
+    es_proj_reader_t *rd = es_proj_reader_new(&be);
+    es_buf_t val = {0};
+    CU_ASSERT_EQUAL(es_proj_reader_get(rd, "s/x", 3, &val, errstr, sizeof(errstr)), ES_ERR_OK);
+    CU_ASSERT_EQUAL(val.len, sizeof(x_counters));
+    CU_ASSERT(val.len == sizeof(x_counters) && !memcmp(val.data, x_counters, val.len));
+    es_buf_free(&val);
+    es_proj_reader_destroy(rd);
     es_proj_memmap_destroy(m);
     es_evgen_destroy(g);
 }
