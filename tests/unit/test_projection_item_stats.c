@@ -92,6 +92,69 @@ static void test_counts_and_checkout(void)
     es_evgen_destroy(g);
 }
 
+/* The skus of top-N's answer, comma-separated, into @p out. */
+static void top_skus(es_proj_memmap_t *m, const char *n, char *out, size_t outsz)
+{
+    json_t *body, *row;
+    size_t i;
+    out[0] = '\0';
+    CU_ASSERT_EQUAL_FATAL(top(m, n, NULL, &body), 200);
+    json_array_foreach(json_object_get(body, "items"), i, row)
+    {
+        size_t used = strlen(out);
+        snprintf(out + used, outsz - used, "%s%s", i ? "," : "",
+                 json_string_value(json_object_get(row, "sku")));
+    }
+    json_decref(body);
+}
+
+/*
+ * Top N over more skus than N, folded in no particular order: the best N by count,
+ * ties broken by sku (the answer is deterministic), at every N.  Quantities of 0 are
+ * refused; a checked-out cart's own copy ("k/<cart_id>") is deleted.
+ */
+static void test_top_ties_and_order(void)
+{
+    es_evgen_t *g = es_evgen_new("cart.events");
+    es_proj_memmap_t *m = es_proj_memmap_new();
+    char got[64];
+    const struct {
+        const char *sku;
+        int32_t qty;
+    } adds[] = {{"d", 5}, {"a", 3}, {"c", 5}, {"b", 3}, {"e", 1}, {"f", 9}};
+    for (size_t i = 0; i < sizeof(adds) / sizeof(adds[0]); i++)
+        FOLD("t", (int64_t)i + 1, 1, "ItemAdded", adds[i].sku, adds[i].qty, 1);
+    const char *want[] = {"f", "f,c", "f,c,d", "f,c,d,a", "f,c,d,a,b", "f,c,d,a,b,e"};
+    char n[4];
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        snprintf(n, sizeof(n), "%zu", i + 1);
+        top_skus(m, n, got, sizeof(got));
+        ES_ASSERT_STR_EQ(got, want[i]);
+    }
+    top_skus(m, "1000", got, sizeof(got));
+    ES_ASSERT_STR_EQ(got, "f,c,d,a,b,e");
+
+    CU_ASSERT_EQUAL(es_evgen_fold(&es_proj_item_stats, m,
+                                  es_evgen_cart(g, "t", 7, 1, "ItemAdded", "a", 0, 1), errstr,
+                                  sizeof(errstr)),
+                    ES_ERR_STATE);
+    CU_ASSERT_EQUAL(es_evgen_fold(&es_proj_item_stats, m,
+                                  es_evgen_cart(g, "t", 7, 1, "ItemRemoved", "a", 0, 0), errstr,
+                                  sizeof(errstr)),
+                    ES_ERR_STATE);
+    es_proj_backend_t be = es_proj_memmap_backend(m);
+    es_proj_reader_t *rd = es_proj_reader_new(&be);
+    es_buf_t val = {0};
+    CU_ASSERT_EQUAL(es_proj_reader_get(rd, "k/t", 3, &val, errstr, sizeof(errstr)), ES_ERR_OK);
+    FOLD("t", 7, 1, "CartCheckedOut", NULL, 0, 26);
+    CU_ASSERT_EQUAL(es_proj_reader_get(rd, "k/t", 3, &val, errstr, sizeof(errstr)),
+                    ES_ERR_NOT_FOUND);
+    es_buf_free(&val);
+    es_proj_reader_destroy(rd);
+    es_proj_memmap_destroy(m);
+    es_evgen_destroy(g);
+}
+
 /* Fold @p event onto a store it finds corrupt: a store error that says so. */
 static void fold_on_corrupt(es_proj_memmap_t *m, avro_value_t *event)
 {
@@ -217,6 +280,7 @@ int main(void)
 {
     static const es_test_case_t cases[] = {
         {"a corrupt store: store error, 500", test_corrupt_store},
+        {"top N: ties by sku, more skus than N", test_top_ties_and_order},
         {"counts and checkout", test_counts_and_checkout},
         {"a cart of 40 lines, some with skus of 206 bytes", test_large_cart_long_skus},
         {"random workload matches the tally", test_random_workload_matches_tally},
