@@ -155,6 +155,32 @@ static void test_top_ties_and_order(void)
     es_evgen_destroy(g);
 }
 
+/*
+ * Partitioned mode's merge of one sku's counters from two partitions: each counter
+ * summed; refused for a cart's own copy ("k/": one partition's), for counters cut
+ * short on either side, and for a sum past UINT64_MAX.
+ */
+static void test_merge(void)
+{
+    static const unsigned char a[24] = {[7] = 1, [15] = 2, [23] = 3};
+    static const unsigned char b[24] = {[6] = 1, [15] = 20, [23] = 30}; /* added 256 */
+    static const unsigned char sum[24] = {[6] = 1, [7] = 1, [15] = 22, [23] = 33};
+    unsigned char top[24] = {0};
+    memset(top, 0xff, 8); /* added UINT64_MAX */
+    const char *pa = (const char *)a, *pb = (const char *)b;
+    es_buf_t out = {0};
+    CU_ASSERT_TRUE_FATAL(es_proj_item_stats.merge("s/x", 3, pa, 24, pb, 24, &out));
+    CU_ASSERT(out.len == sizeof(sum) && !memcmp(out.data, sum, sizeof(sum)));
+    CU_ASSERT_TRUE(es_proj_item_stats.merge("s/x", 3, pa, 24, pb, 24, &out)); /* out reused */
+    CU_ASSERT(out.len == sizeof(sum) && !memcmp(out.data, sum, sizeof(sum)));
+    CU_ASSERT_FALSE(es_proj_item_stats.merge("k/c", 3, pa, 24, pb, 24, &out));
+    CU_ASSERT_FALSE(es_proj_item_stats.merge("s", 1, pa, 24, pb, 24, &out));
+    CU_ASSERT_FALSE(es_proj_item_stats.merge("s/x", 3, pa, 23, pb, 24, &out));
+    CU_ASSERT_FALSE(es_proj_item_stats.merge("s/x", 3, pa, 24, pb, 23, &out));
+    CU_ASSERT_FALSE(es_proj_item_stats.merge("s/x", 3, (const char *)top, 24, pa, 24, &out));
+    es_buf_free(&out);
+}
+
 /* Fold @p event onto a store it finds corrupt: a store error that says so. */
 static void fold_on_corrupt(es_proj_memmap_t *m, avro_value_t *event)
 {
@@ -281,6 +307,7 @@ int main(void)
     static const es_test_case_t cases[] = {
         {"a corrupt store: store error, 500", test_corrupt_store},
         {"top N: ties by sku, more skus than N", test_top_ties_and_order},
+        {"partitioned mode: counters merged", test_merge},
         {"counts and checkout", test_counts_and_checkout},
         {"a cart of 40 lines, some with skus of 206 bytes", test_large_cart_long_skus},
         {"random workload matches the tally", test_random_workload_matches_tally},
