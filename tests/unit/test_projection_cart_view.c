@@ -107,6 +107,10 @@ static void test_refuses_impossible_events(void)
                                   sizeof(errstr)),
                     ES_ERR_STATE);
     CU_ASSERT_EQUAL(es_evgen_fold(&es_proj_cart_view, m,
+                                  es_evgen_cart(g, "c2", 2, 1, "ItemRemoved", "a", 0, 0), errstr,
+                                  sizeof(errstr)),
+                    ES_ERR_STATE);
+    CU_ASSERT_EQUAL(es_evgen_fold(&es_proj_cart_view, m,
                                   es_evgen_cart(g, "c2", 2, 1, "CartCheckedOut", NULL, 0, 10),
                                   errstr, sizeof(errstr)),
                     ES_ERR_OK);
