@@ -17,7 +17,10 @@
  * so many small blocks stay linear.  A map key that repeats replaces the
  * earlier value in place, as Avro C's generic map does.  A boolean byte
  * other than 0 or 1 is refused: the spec allows no other, and Avro C (true)
- * and Java (false) would read it differently.
+ * and Java (false) would read it differently.  For the same reason a block
+ * whose byte size is not the bytes its items take is refused: a reader that
+ * skips blocks by their size (Java, projecting a field away) would land
+ * elsewhere than one that reads the items.
  *
  * The values implement Avro C's avro_value_iface_t for reading
  * (avro_flat_value.c).
@@ -45,7 +48,7 @@ struct es_flat_s {
     flat_node_t **nodes; /* every node, for destroy; named ones double as the link table */
     size_t nnodes;
     chunk_t *chunks;
-    size_t nchunks, cur;
+    size_t nchunks;
 };
 
 /* ------------------------------------------------------------------ compile */
@@ -147,20 +150,12 @@ void es_flat_destroy(es_flat_t *f)
 static void *arena_alloc(es_flat_t *f, size_t size)
 {
     size = (size + 7) & ~(size_t)7;
-    chunk_t *c = &f->chunks[f->cur];
+    chunk_t *c = &f->chunks[f->nchunks - 1]; /* a reset leaves one; only the last has room */
     if (size > c->cap - c->used) {
-        if (++f->cur == f->nchunks) {
-            size_t cap = c->cap * 2 > size ? c->cap * 2 : size;
-            f->chunks = es_realloc(f->chunks, (f->nchunks + 1) * sizeof(*f->chunks));
-            f->chunks[f->nchunks++] = (chunk_t){.base = es_malloc(cap), .cap = cap};
-        }
-        c = &f->chunks[f->cur];
-        if (size > c->cap) { /* a chunk kept from before is too small: replace it */
-            free(c->base);
-            c->base = es_malloc(size);
-            c->cap = size;
-        }
-        c->used = 0;
+        size_t cap = c->cap * 2 > size ? c->cap * 2 : size;
+        f->chunks = es_realloc(f->chunks, (f->nchunks + 1) * sizeof(*f->chunks));
+        c = &f->chunks[f->nchunks++];
+        *c = (chunk_t){.base = es_malloc(cap), .cap = cap};
     }
     void *p = c->base + c->used;
     c->used += size;
@@ -181,7 +176,6 @@ static void arena_reset(es_flat_t *f)
         f->chunks[0] = (chunk_t){.base = es_malloc(total), .cap = total};
         f->nchunks = 1;
     }
-    f->cur = 0;
     f->chunks[0].used = 0;
 }
 
@@ -301,11 +295,10 @@ static es_err_t read_blocks(rd_t *r, const flat_node_t *node, flat_val_t *out, i
     es_map_t index = ES_MAP_INIT(NULL);
     es_err_t err = ES_ERR_OK;
     for (;;) {
-        int64_t count;
+        int64_t count, bytes = -1; /* a block's byte size, when it gives one */
         if ((err = read_varint(r, &count)) || count == 0)
             break;
         if (count < 0) {
-            int64_t bytes;
             if (count == INT64_MIN) {
                 r->what = "block count out of range";
                 err = ES_ERR_BAD_LENGTH;
@@ -334,6 +327,7 @@ static es_err_t read_blocks(rd_t *r, const flat_node_t *node, flat_val_t *out, i
             break;
         }
         items_reserve(r, out, (size_t)count, is_map);
+        size_t block_start = r->pos;
         for (int64_t i = 0; i < count && !err; i++) {
             size_t at = out->v.c.n;
             if (is_map) {
@@ -358,6 +352,11 @@ static es_err_t read_blocks(rd_t *r, const flat_node_t *node, flat_val_t *out, i
         }
         if (err)
             break;
+        if (bytes >= 0 && r->pos - block_start != (uint64_t)bytes) {
+            r->what = "block byte size does not match its items";
+            err = ES_ERR_DECODE;
+            break;
+        }
     }
     es_map_free(&index);
     return err;

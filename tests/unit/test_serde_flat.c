@@ -377,6 +377,13 @@ static void test_blocks_and_repeated_keys(void)
         put_str(&b, key);
         put_str(&b, val);
     }
+    /* the first key again, by hash; a key with a NUL inside is the part before it: k1 */
+    put_long(&b, 2);
+    put_str(&b, "k0");
+    put_str(&b, "v40");
+    put_long(&b, 5);
+    es_buf_append(&b, "k1\0zz", 5);
+    put_str(&b, "v41");
     put_long(&b, 0);
     CU_ASSERT_EQUAL_FATAL(check_body(&t, (const uint8_t *)b.data, b.len, true), ES_ERR_OK);
 
@@ -397,6 +404,12 @@ static void test_blocks_and_repeated_keys(void)
     CU_ASSERT_EQUAL_FATAL(avro_value_get_by_name(&f, "k20", &v, NULL), 0);
     avro_value_get_string(&v, &s, &n);
     ES_ASSERT_STR_EQ(s, "v35");
+    CU_ASSERT_EQUAL_FATAL(avro_value_get_by_name(&f, "k0", &v, NULL), 0);
+    avro_value_get_string(&v, &s, &n);
+    ES_ASSERT_STR_EQ(s, "v40");
+    CU_ASSERT_EQUAL_FATAL(avro_value_get_by_name(&f, "k1", &v, NULL), 0);
+    avro_value_get_string(&v, &s, &n);
+    ES_ASSERT_STR_EQ(s, "v41");
     CU_ASSERT_EQUAL(avro_value_get_by_index(&f, 29, &v, &key), 0);
     ES_ASSERT_STR_EQ(key, "k29");
     CU_ASSERT_NOT_EQUAL(avro_value_get_by_index(&f, 30, &v, &key), 0);
@@ -471,6 +484,40 @@ static void test_recursion_depth(void)
 }
 
 /*
+ * Nesting through arrays counts as well: a record whose one field is an array
+ * of itself, one item per level.  Each level is a record, an array and the
+ * link back to the record (three steps of depth), so 21 levels read and 22
+ * are refused where the 22nd item starts; 100 000 levels (a 200 kB body) are
+ * refused at the same byte instead of exhausting the stack.
+ */
+static void test_recursion_through_arrays(void)
+{
+    static const char *const tree_json =
+        "{\"type\":\"record\",\"name\":\"T\",\"namespace\":\"io.escqrs.test\",\"fields\":["
+        "{\"name\":\"kids\",\"type\":{\"type\":\"array\",\"items\":\"T\"}}]}";
+    static const struct {
+        int levels;
+        es_err_t want;
+    } cases[] = {{0, ES_ERR_OK}, {21, ES_ERR_OK}, {22, ES_ERR_DECODE}, {100000, ES_ERR_DECODE}};
+    subject_t t;
+    es_buf_t body = {0};
+    subject_open(&t, tree_json);
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        es_buf_clear(&body);
+        for (int i = 0; i < cases[c].levels; i++)
+            put_long(&body, 1); /* a block of one item: the next level */
+        for (int i = 0; i <= cases[c].levels; i++)
+            put_long(&body, 0); /* each level's array ends */
+        es_err_t err = check_body(&t, (const uint8_t *)body.data, body.len, true);
+        CU_ASSERT_EQUAL(err, cases[c].want);
+        if (cases[c].want)
+            ES_ASSERT_STR_EQ(errstr, "schema id 5: nesting too deep at body byte 22");
+    }
+    es_buf_free(&body);
+    subject_close(&t);
+}
+
+/*
  * The spec's boolean is one byte, 0 or 1.  Avro C keeps any other byte as
  * true and Java reads it as false, so such a record is refused rather than
  * folded one way here and another way by an analyst's tool.
@@ -501,6 +548,7 @@ int main(void)
         {"blocks and repeated keys", test_blocks_and_repeated_keys},
         {"large then small records", test_large_then_small},
         {"recursion depth", test_recursion_depth},
+        {"recursion through arrays", test_recursion_through_arrays},
         {"boolean bytes", test_boolean_bytes},
         {NULL, NULL},
     };
