@@ -55,13 +55,16 @@ json_t *es_ckpt_manifest_json(const es_ckpt_manifest_t *m)
         json_array_append_new(offsets, json_pack("{s:s, s:i, s:I}", "topic", m->offsets[i].topic,
                                                  "partition", (int)m->offsets[i].partition, "next",
                                                  (json_int_t)m->offsets[i].next));
-    for (size_t i = 0; i < m->nfiles; i++)
-        json_array_append_new(files, json_pack("{s:s, s:I}", "name", m->files[i].name, "size",
-                                               (json_int_t)m->files[i].size));
-    return json_pack("{s:i, s:s, s:s, s:i, s:I, s:o, s:o, s:o}", "version", 1, "projection",
-                     m->projection, "format", m->format, "generation", m->generation, "created_ms",
-                     (json_int_t)m->created_ms, "digest", es_ckpt_digest_json(&m->digest),
-                     "offsets", offsets, "files", files);
+    for (size_t i = 0; i < m->nfiles; i++) {
+        char sum[17];
+        hex64(m->files[i].fnv1a64, sum);
+        json_array_append_new(files, json_pack("{s:s, s:I, s:s}", "name", m->files[i].name, "size",
+                                               (json_int_t)m->files[i].size, "fnv1a64", sum));
+    }
+    return json_pack("{s:i, s:s, s:s, s:i, s:I, s:o, s:o, s:o}", "version", ES_CKPT_VERSION,
+                     "projection", m->projection, "format", m->format, "generation", m->generation,
+                     "created_ms", (json_int_t)m->created_ms, "digest",
+                     es_ckpt_digest_json(&m->digest), "offsets", offsets, "files", files);
 }
 
 static bool parse_hex64(json_t *o, const char *key, uint64_t *out)
@@ -112,7 +115,8 @@ static bool parse_files(json_t *arr, es_ckpt_manifest_t *m)
     for (size_t i = 0; i < m->nfiles; i++) {
         json_t *o = json_array_get(arr, i), *sz = json_object_get(o, "size");
         if (!copy_str(o, "name", m->files[i].name, sizeof(m->files[i].name)) ||
-            !json_is_integer(sz) || json_integer_value(sz) < 0)
+            !json_is_integer(sz) || json_integer_value(sz) < 0 ||
+            !parse_hex64(o, "fnv1a64", &m->files[i].fnv1a64))
             return false;
         m->files[i].size = (uint64_t)json_integer_value(sz);
     }
@@ -123,6 +127,8 @@ es_err_t es_ckpt_manifest_parse(const char *text, size_t len, es_ckpt_manifest_t
                                 size_t errstr_size)
 {
     json_error_t jerr;
+    json_int_t version;
+    char why[192];
     const char *bad = NULL;
     *m = (es_ckpt_manifest_t){0};
     json_t *o = json_loadb(text, len, 0, &jerr);
@@ -130,9 +136,13 @@ es_err_t es_ckpt_manifest_parse(const char *text, size_t len, es_ckpt_manifest_t
     json_t *vk = json_object_get(dg, "view_keys"), *ok = json_object_get(dg, "offset_keys");
     if (!o)
         bad = jerr.text;
-    else if (json_integer_value(json_object_get(o, "version")) != 1)
-        bad = "version is not 1";
-    else if (!copy_str(o, "projection", m->projection, sizeof(m->projection)))
+    else if ((version = json_integer_value(json_object_get(o, "version"))) != ES_CKPT_VERSION) {
+        snprintf(why, sizeof(why),
+                 "version %lld, this program reads %d (a peer of another escqrs version: clone "
+                 "from one of this version, or start from offset 0)",
+                 (long long)version, ES_CKPT_VERSION);
+        bad = why;
+    } else if (!copy_str(o, "projection", m->projection, sizeof(m->projection)))
         bad = "projection";
     else if (!copy_str(o, "format", m->format, sizeof(m->format)))
         bad = "format";
@@ -166,6 +176,28 @@ void es_ckpt_manifest_clear(es_ckpt_manifest_t *m)
     *m = (es_ckpt_manifest_t){0};
 }
 
+/* es_fnv1a64() of the @p size bytes of @p path (never written again: a checkpoint's file). */
+static bool file_fnv1a64(const char *path, uint64_t size, uint64_t *out)
+{
+    enum { CHUNK = 1 << 16 };
+    char *buf = es_malloc(CHUNK);
+    uint64_t h = ES_FNV1A64_INIT, done = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    errno = 0;
+    while (fd >= 0 && done < size) {
+        ssize_t n = read(fd, buf, CHUNK);
+        if (n <= 0)
+            break;
+        h = es_fnv1a64(h, buf, (size_t)n);
+        done += (uint64_t)n;
+    }
+    if (fd >= 0)
+        close(fd);
+    free(buf);
+    *out = h;
+    return fd >= 0 && done == size;
+}
+
 es_err_t es_ckpt_manifest_list_files(es_ckpt_manifest_t *m, const char *dir, char *errstr,
                                      size_t errstr_size)
 {
@@ -194,8 +226,14 @@ es_err_t es_ckpt_manifest_list_files(es_ckpt_manifest_t *m, const char *dir, cha
         }
         if (m->nfiles == cap)
             m->files = es_realloc(m->files, (cap *= 2) * sizeof(*m->files));
-        memcpy(m->files[m->nfiles].name, e->d_name, strlen(e->d_name) + 1); /* fits: checked */
-        m->files[m->nfiles++].size = (uint64_t)sb.st_size;
+        es_ckpt_file_t *f = &m->files[m->nfiles++];
+        memcpy(f->name, e->d_name, strlen(e->d_name) + 1); /* fits: checked */
+        f->size = (uint64_t)sb.st_size;
+        if (!file_fnv1a64(path, f->size, &f->fnv1a64)) {
+            snprintf(errstr, errstr_size, "read %s: %s", path, errno ? strerror(errno) : "short");
+            closedir(d);
+            return ES_ERR_IO;
+        }
     }
     closedir(d);
     return ES_ERR_OK;

@@ -15,9 +15,11 @@
  *     prefix's offsets would skip or replay events) — refused as
  *     ES_ERR_CONF, naming both sides;
  *  2. the stream: plain files with plain names (no path, no link), each
- *     listed in the manifest with its size, each once, then the end of the
- *     archive — a hostile or cut stream writes nothing outside the staging
- *     directory and installs nothing;
+ *     listed in the manifest with its size and checksum, each once, then the
+ *     end of the archive — a hostile or cut stream writes nothing outside
+ *     the staging directory and installs nothing; the checksum catches what
+ *     step 3 cannot: a byte RocksDB does not read at open or in a scan (an
+ *     OPTIONS file, a table's padding) would otherwise install unnoticed;
  *  3. the copy: it opens with the expected format record, its offsets are
  *     the manifest's, and es_store_digest() over it equals the manifest's
  *     digest (RocksDB's block checksums are verified by the same scan) — a
@@ -62,6 +64,8 @@ typedef struct unpack_s {
     char name[ES_CKPT_NAME_MAX];
     uint64_t left, pad; /* data and padding bytes of the entry still to come */
     int fd;             /* the file being written, -1 for the manifest */
+    size_t file;        /* its index in the manifest */
+    uint64_t sum;       /* es_fnv1a64() of its bytes so far */
     size_t nentries;
     es_buf_t manifest_text;
     es_ckpt_manifest_t m;
@@ -188,6 +192,8 @@ static size_t on_header(unpack_t *u)
                            "not list with that size (or twice)",
                            u->name);
         u->seen[i] = true;
+        u->file = i;
+        u->sum = ES_FNV1A64_INIT;
         char path[CLONE_PATH];
         snprintf(path, sizeof(path), "%s/%s", u->staging, u->name);
         if ((u->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644)) < 0)
@@ -203,8 +209,10 @@ static size_t on_data(unpack_t *u, const char *p, size_t n)
     size_t take = u->left < n ? (size_t)u->left : n;
     if (take && u->fd < 0) {
         es_buf_append(&u->manifest_text, p, take);
-    } else if (take && write(u->fd, p, take) != (ssize_t)take) {
-        return un_fail(u, ES_ERR_IO, "write %s: %s", u->name, strerror(errno));
+    } else if (take) {
+        if (write(u->fd, p, take) != (ssize_t)take)
+            return un_fail(u, ES_ERR_IO, "write %s: %s", u->name, strerror(errno));
+        u->sum = es_fnv1a64(u->sum, p, take);
     }
     u->left -= take;
     size_t skip = n - take < u->pad ? n - take : (size_t)u->pad;
@@ -213,6 +221,12 @@ static size_t on_data(unpack_t *u, const char *p, size_t n)
         u->state = UN_HEADER;
         if (u->fd >= 0 && (fsync(u->fd) != 0 || close(u->fd) != 0))
             return un_fail(u, ES_ERR_IO, "write %s: %s", u->name, strerror(errno));
+        if (u->fd >= 0 && u->sum != u->m.files[u->file].fnv1a64)
+            return un_fail(u, ES_ERR_STORE,
+                           "the checkpoint stream's file %s has checksum %016llx, its manifest "
+                           "says %016llx: damaged in transfer",
+                           u->name, (unsigned long long)u->sum,
+                           (unsigned long long)u->m.files[u->file].fnv1a64);
         u->fd = -1;
         if (u->nentries == 1 && !check_manifest(u))
             return 0;

@@ -272,6 +272,7 @@ static void test_replica_from_checkpoint(void)
     write_file(bad, &other);
     snprintf(args, sizeof(args), "--from file://%s --projection cart_view --store %s", bad, root_x);
     CU_ASSERT_EQUAL(run_clone(args, out, sizeof(out)), 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "damaged in transfer")); /* the file's checksum */
     snprintf(path, sizeof(path), "%s/cart_view/CURRENT", root_x);
     CU_ASSERT_FALSE(exists(path));
     snprintf(path, sizeof(path), "%s/cart_view/%s", root_x, ES_CKPT_STAGING);

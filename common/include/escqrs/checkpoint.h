@@ -13,10 +13,11 @@
  * format record, the offsets stored in it (the next offset of every
  * partition it reflects), the digest of its contents (es_store_digest(): the
  * same numbers as GET /admin/projections/{name}/digest) and its files with
- * their sizes.  A clone checks it twice: before any file is written (another
- * projection, another format, other topics: refused at once) and after the
- * last one (every file there with its size, the copy opens with the expected
- * format, its offsets and its digest equal the manifest's).  Only then is
+ * their sizes and checksums.  A clone checks it twice: before any file is
+ * written (another projection, another format, other topics: refused at
+ * once) and after the last one (every file there with its size and
+ * checksum, the copy opens with the expected format, its offsets and its
+ * digest equal the manifest's).  Only then is
  * it installed as the live generation.
  *
  * Layering: uses store.h, fs.h and http_client.h; the projector (serving,
@@ -39,6 +40,7 @@
 #define ES_PROJECTOR_STORE_FORMAT "escqrs-projector/1"
 
 #define ES_CKPT_MANIFEST_NAME "escqrs-checkpoint.json" /**< the stream's first entry */
+#define ES_CKPT_VERSION       2 /**< the manifest's layout (2: files carry their checksums) */
 #define ES_CKPT_STAGING       "clone.tmp" /**< a clone being downloaded, in the runner's dir */
 #define ES_CKPT_NAME_MAX      100         /**< a file name in the stream (ustar's field) */
 #define ES_CKPT_TOPIC_MAX     250         /**< a topic name and its NUL */
@@ -59,6 +61,7 @@ typedef struct es_ckpt_offset_s {
 typedef struct es_ckpt_file_s {
     char name[ES_CKPT_NAME_MAX];
     uint64_t size;
+    uint64_t fnv1a64; /**< es_fnv1a64() of its bytes: the digest sees only what RocksDB reads */
 } es_ckpt_file_t;
 
 typedef struct es_ckpt_manifest_s {
@@ -85,7 +88,8 @@ es_err_t es_ckpt_manifest_parse(const char *text, size_t len, es_ckpt_manifest_t
                                 size_t errstr_size);
 /** @brief Free the arrays of @p m and zero it. */
 void es_ckpt_manifest_clear(es_ckpt_manifest_t *m);
-/** @brief Fill m->files with the regular files of @p dir and their sizes. */
+/** @brief Fill m->files with the regular files of @p dir, their sizes and checksums (every
+ *         file is read once). */
 es_err_t es_ckpt_manifest_list_files(es_ckpt_manifest_t *m, const char *dir, char *errstr,
                                      size_t errstr_size);
 
