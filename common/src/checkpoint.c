@@ -130,6 +130,7 @@ es_err_t es_ckpt_manifest_parse(const char *text, size_t len, es_ckpt_manifest_t
     json_int_t version;
     char why[192];
     const char *bad = NULL;
+    es_err_t err = ES_ERR_DECODE;
     *m = (es_ckpt_manifest_t){0};
     json_t *o = json_loadb(text, len, 0, &jerr);
     json_t *dg = json_object_get(o, "digest");
@@ -142,6 +143,7 @@ es_err_t es_ckpt_manifest_parse(const char *text, size_t len, es_ckpt_manifest_t
                  "from one of this version, or start from offset 0)",
                  (long long)version, ES_CKPT_VERSION);
         bad = why;
+        err = ES_ERR_CONF;
     } else if (!copy_str(o, "projection", m->projection, sizeof(m->projection)))
         bad = "projection";
     else if (!copy_str(o, "format", m->format, sizeof(m->format)))
@@ -164,7 +166,7 @@ es_err_t es_ckpt_manifest_parse(const char *text, size_t len, es_ckpt_manifest_t
     if (bad) {
         snprintf(errstr, errstr_size, "checkpoint manifest: %s", bad);
         es_ckpt_manifest_clear(m);
-        return ES_ERR_DECODE;
+        return err;
     }
     return ES_ERR_OK;
 }

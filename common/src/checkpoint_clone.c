@@ -11,9 +11,9 @@
  *
  *  1. the manifest, the stream's first entry, before any file is written:
  *     the projection, the store format and the topics must be this
- *     replica's (another version's values would be misread; another
- *     prefix's offsets would skip or replay events) — refused as
- *     ES_ERR_CONF, naming both sides;
+ *     replica's, and so must the manifest's own version (another version's
+ *     values would be misread; another prefix's offsets would skip or
+ *     replay events) — refused as ES_ERR_CONF, naming both sides;
  *  2. the stream: plain files with plain names (no path, no link), each
  *     listed in the manifest with its size and checksum, each once, then the
  *     end of the archive — a hostile or cut stream writes nothing outside
@@ -116,10 +116,11 @@ static bool has_topic(const es_ckpt_manifest_t *m, const char *topic)
 static size_t check_manifest(unpack_t *u)
 {
     const es_ckpt_expect_t *x = u->expect;
-    if (es_ckpt_manifest_parse(u->manifest_text.data, u->manifest_text.len, &u->m, u->errstr,
-                               sizeof(u->errstr))) {
+    es_err_t err = es_ckpt_manifest_parse(u->manifest_text.data, u->manifest_text.len, &u->m,
+                                          u->errstr, sizeof(u->errstr));
+    if (err) { /* another version is a peer to refuse like another format; garbage is damage */
         u->state = UN_FAILED;
-        u->err = ES_ERR_STORE;
+        u->err = err == ES_ERR_CONF ? ES_ERR_CONF : ES_ERR_STORE;
         return 0;
     }
     u->have_manifest = true;

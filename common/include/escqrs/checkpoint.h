@@ -82,7 +82,8 @@ json_t *es_ckpt_digest_json(const es_store_digest_t *d);
 json_t *es_ckpt_manifest_json(const es_ckpt_manifest_t *m);
 /**
  * @brief Parse manifest @p text; ES_ERR_DECODE naming the field that is
- *        missing or wrong.  Free with es_ckpt_manifest_clear().
+ *        missing or wrong, ES_ERR_CONF for a manifest of another version
+ *        (ES_CKPT_VERSION; both named).  Free with es_ckpt_manifest_clear().
  */
 es_err_t es_ckpt_manifest_parse(const char *text, size_t len, es_ckpt_manifest_t *m, char *errstr,
                                 size_t errstr_size);
