@@ -245,8 +245,16 @@ static void test_block_byte_sizes(void)
     expect_refused(&r, ES_ERR_DECODE, "block byte size does not match its items", 8);
     record_with_sizes(&r, 6, 0);
     expect_refused(&r, ES_ERR_DECODE, "block byte size does not match its items", 8);
+    record_with_sizes(&r, 0, 0); /* 0 is a size like any other */
+    expect_refused(&r, ES_ERR_DECODE, "block byte size does not match its items", 8);
     record_with_sizes(&r, 5, 1); /* the nulls take nothing: they end where they start, byte 16 */
     expect_refused(&r, ES_ERR_DECODE, "block byte size does not match its items", 16);
+    /* a size of every byte after it is not past the end; one more is */
+    size_t rest = body_len(&r) - 3;
+    record_with_sizes(&r, (int64_t)rest, 0);
+    expect_refused(&r, ES_ERR_DECODE, "block byte size does not match its items", 8);
+    record_with_sizes(&r, (int64_t)rest + 1, 0);
+    expect_refused(&r, ES_ERR_TRUNCATED, "block byte size is negative or runs past the end", 3);
 }
 
 static void test_map_keys_and_values(void)
@@ -295,6 +303,22 @@ static void test_zero_width_items_are_bounded(void)
     put_long(&r, 5000);
     put_long(&r, 0);
     CU_ASSERT_EQUAL(decode(&r), ES_ERR_OK);
+    /* the allowance's edge: a body of 7 bytes holds 7 + 65536 nulls, not one more */
+    for (int64_t n = 65543; n <= 65544; n++) {
+        rec_init(&r);
+        put_long(&r, 0);
+        put_long(&r, 0);
+        put_long(&r, 0);
+        put_long(&r, n);
+        put_long(&r, 0);
+        CU_ASSERT_EQUAL_FATAL(body_len(&r), 7);
+        if (n == 65543) {
+            CU_ASSERT_EQUAL(decode(&r), ES_ERR_OK);
+        } else {
+            expect_refused(&r, ES_ERR_BAD_LENGTH,
+                           "more array or map items than the record's bytes can hold", 6);
+        }
+    }
 
     rec_init(&r);
     put_long(&r, 0);
