@@ -231,6 +231,210 @@ static void test_flipped_data_bytes(void)
     es_buf_free(&b);
 }
 
+/* ------------------------------------------------- hand-built hostile streams */
+
+/* One ustar entry: @p name (cut at 100 bytes, no NUL then), type @p type, @p size bytes of
+ * @p data, the header's checksum right, the data padded to a block. */
+static void tar_entry(es_buf_t *b, const char *name, char type, const char *data, size_t size)
+{
+    char h[512] = {0};
+    unsigned sum = 0;
+    memcpy(h, name, strlen(name) < 100 ? strlen(name) : 100);
+    snprintf(h + 100, 8, "%07o", 0644);
+    snprintf(h + 108, 8, "%07o", 0);
+    snprintf(h + 116, 8, "%07o", 0);
+    snprintf(h + 124, 12, "%011llo", (unsigned long long)size);
+    snprintf(h + 136, 12, "%011o", 0);
+    h[156] = type;
+    memcpy(h + 257, "ustar", 6);
+    memcpy(h + 263, "00", 2);
+    memset(h + 148, ' ', 8);
+    for (int i = 0; i < 512; i++)
+        sum += (unsigned char)h[i];
+    snprintf(h + 148, 8, "%06o", sum);
+    es_buf_append(b, h, sizeof(h));
+    es_buf_append(b, data, size);
+    static const char zeros[512];
+    es_buf_append(b, zeros, (512 - size % 512) % 512);
+}
+
+static void tar_end(es_buf_t *b)
+{
+    static const char zeros[1024];
+    es_buf_append(b, zeros, sizeof(zeros));
+}
+
+/* The real stream's entry @p k: its name and data (pointing into the stream). */
+static const char *entry_data(int k, const char **name, size_t *size)
+{
+    const char *h = entry_header(&stream, k);
+    *name = h;
+    *size = (size_t)strtoull(h + 124, NULL, 8);
+    return h + 512;
+}
+
+/* The real manifest, parsed for editing. */
+static json_t *real_manifest(void)
+{
+    const char *name;
+    size_t size;
+    const char *data = entry_data(0, &name, &size);
+    json_t *m = json_loadb(data, size, 0, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    return m;
+}
+
+static void put_manifest(es_buf_t *b, json_t *m, char type)
+{
+    char *text = json_dumps(m, JSON_COMPACT);
+    tar_entry(b, ES_CKPT_MANIFEST_NAME, type, text, strlen(text));
+    free(text);
+}
+
+/* The real files from entry @p from on, as they were (entry 0 is the manifest). */
+static void put_files(es_buf_t *b, int from)
+{
+    const char *name, *data;
+    size_t size;
+    for (int k = from; entry_header(&stream, k); k++) {
+        data = entry_data(k, &name, &size);
+        tar_entry(b, name, '0', data, size);
+    }
+}
+
+/* Clone @p b into <dir>/<name>: refused with @p err, its message naming @p what, nothing
+ * installed and nothing left in the staging directory or beside the target. */
+static void expect_refused(es_buf_t *b, const char *name, es_err_t err, const char *what)
+{
+    const char *topics[] = {"t.events"};
+    es_ckpt_expect_t x = expect(topics, 1);
+    char path[400];
+    struct stat sb;
+    CU_ASSERT_EQUAL(clone_buf(b, name, &x), err);
+    if (!strstr(errstr, what))
+        printf("\n    %s: \"%s\" does not name \"%s\"", name, errstr, what);
+    CU_ASSERT_PTR_NOT_NULL(strstr(errstr, what));
+    CU_ASSERT_FALSE(installed(name));
+    snprintf(path, sizeof(path), "%s/%s/%s", dir, name, ES_CKPT_STAGING);
+    CU_ASSERT_NOT_EQUAL(stat(path, &sb), 0);
+    snprintf(path, sizeof(path), "%s/%s/evil", dir, name);
+    CU_ASSERT_NOT_EQUAL(stat(path, &sb), 0);
+    es_buf_clear(b);
+}
+
+/*
+ * Streams a hostile or broken peer could send, each built entry by entry from the real
+ * checkpoint's files and manifest: every one refused with its reason, nothing installed.
+ */
+static void test_hostile_streams(void)
+{
+    es_buf_t b = {0};
+    const char *name, *data;
+    size_t size;
+    json_t *m;
+
+    /* the well-built copy of the real stream installs: the builder itself is right */
+    m = real_manifest();
+    put_manifest(&b, m, '0');
+    put_files(&b, 1);
+    tar_end(&b);
+    const char *topics[] = {"t.events"};
+    es_ckpt_expect_t x = expect(topics, 1);
+    CU_ASSERT_EQUAL(clone_buf(&b, "rebuilt", &x), ES_ERR_OK);
+    CU_ASSERT_TRUE(installed("rebuilt"));
+    es_buf_clear(&b);
+
+    /* a path the manifest lists too: the name itself is refused */
+    data = entry_data(1, &name, &size);
+    json_t *files = json_object_get(m, "files");
+    json_t *f0 = json_array_get(files, 0);
+    CU_ASSERT_STRING_EQUAL_FATAL(json_string_value(json_object_get(f0, "name")), name);
+    json_object_set_new(f0, "name", json_string("../evil"));
+    put_manifest(&b, m, '0');
+    tar_entry(&b, "../evil", '0', data, size);
+    put_files(&b, 2);
+    tar_end(&b);
+    expect_refused(&b, "path", ES_ERR_STORE, "carries file ../evil");
+    json_object_set_new(f0, "name", json_string(".hidden")); /* a leading dot */
+    put_manifest(&b, m, '0');
+    tar_entry(&b, ".hidden", '0', data, size);
+    put_files(&b, 2);
+    tar_end(&b);
+    expect_refused(&b, "dot", ES_ERR_STORE, "carries file .hidden");
+    json_decref(m);
+
+    /* a symbolic link (type 2), and a name of 100 bytes with no NUL, both listed */
+    m = real_manifest();
+    put_manifest(&b, m, '0');
+    data = entry_data(1, &name, &size);
+    tar_entry(&b, name, '2', data, size);
+    put_files(&b, 2);
+    tar_end(&b);
+    expect_refused(&b, "link", ES_ERR_STORE, "bad tar header");
+    char long_name[101]; /* the manifest lists 99 bytes; the header's field holds 100, no NUL */
+    memset(long_name, 'a', 100);
+    long_name[99] = '\0';
+    f0 = json_array_get(json_object_get(m, "files"), 0);
+    json_object_set_new(f0, "name", json_string(long_name));
+    put_manifest(&b, m, '0');
+    long_name[99] = 'a';
+    long_name[100] = '\0';
+    tar_entry(&b, long_name, '0', data, size);
+    put_files(&b, 2);
+    tar_end(&b);
+    expect_refused(&b, "long", ES_ERR_STORE, "bad tar header");
+    json_decref(m);
+
+    /* a file twice, a file missing, a file of another size than listed */
+    m = real_manifest();
+    put_manifest(&b, m, '0');
+    put_files(&b, 1);
+    tar_entry(&b, name, '0', data, size);
+    tar_end(&b);
+    expect_refused(&b, "twice", ES_ERR_STORE, "or twice");
+    put_manifest(&b, m, '0');
+    put_files(&b, 2);
+    tar_end(&b);
+    expect_refused(&b, "missing", ES_ERR_STORE, "lacks file");
+    put_manifest(&b, m, '0');
+    tar_entry(&b, name, '0', data, size - 1);
+    put_files(&b, 2);
+    tar_end(&b);
+    expect_refused(&b, "size", ES_ERR_STORE, "not list with that size");
+
+    /* the manifest not first, or a link; an entry after the first zero block */
+    put_files(&b, 1);
+    put_manifest(&b, m, '0');
+    tar_end(&b);
+    expect_refused(&b, "order", ES_ERR_STORE, "does not start with " ES_CKPT_MANIFEST_NAME);
+    put_manifest(&b, m, '2');
+    put_files(&b, 1);
+    tar_end(&b);
+    expect_refused(&b, "mlink", ES_ERR_STORE, "bad tar header");
+    put_manifest(&b, m, '0');
+    put_files(&b, 2);
+    es_buf_append(&b, (const char[512]){0}, 512);
+    tar_entry(&b, name, '0', data, size);
+    tar_end(&b);
+    expect_refused(&b, "after-end", ES_ERR_STORE, "bad tar header");
+
+    /* every file, but no end of the archive */
+    put_manifest(&b, m, '0');
+    put_files(&b, 1);
+    expect_refused(&b, "no-end", ES_ERR_STORE, "ended early");
+    json_decref(m);
+
+    /* a manifest past its limit is refused from its header, before it is buffered */
+    char *big = calloc(1, ES_CKPT_MANIFEST_MAX + 1);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(big);
+    memset(big, ' ', ES_CKPT_MANIFEST_MAX + 1);
+    tar_entry(&b, ES_CKPT_MANIFEST_NAME, '0', big, ES_CKPT_MANIFEST_MAX + 1);
+    free(big);
+    tar_end(&b);
+    expect_refused(&b, "big", ES_ERR_STORE, "does not start with " ES_CKPT_MANIFEST_NAME);
+    es_buf_free(&b);
+}
+
 int main(void)
 {
     es_test_unique("/tmp/escqrs-test-checkpoint", dir, sizeof(dir));
@@ -241,9 +445,14 @@ int main(void)
         {"a checkpoint streamed and cloned equals its store", test_round_trip},
         {"hostile, damaged and foreign streams install nothing", test_refusals},
         {"a byte flipped in any file's data installs nothing", test_flipped_data_bytes},
+        {"hand-built hostile streams install nothing", test_hostile_streams},
         {NULL, NULL},
     };
     int rc = es_test_run("checkpoint", cases);
     es_buf_free(&stream);
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir); /* the clones and a 16 MiB stream */
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
     return rc;
 }
