@@ -3,7 +3,9 @@
  *
  * Headers built from a CartEvent and an AccountEvent value carry exactly the
  * four names of the contract with the values of the body; never a
- * `__value_schema_id`.  UUIDs are canonical version-4 text and do not repeat.
+ * `__value_schema_id`.  A value that lacks a field they come from, or has it
+ * of another type, is refused naming the field.  (UUIDs and the clock are
+ * tested in test_util.c.)
  */
 #include "escqrs/envelope.h"
 #include "escqrs/serde.h"
@@ -100,12 +102,87 @@ static void test_not_an_event(void)
     es_serde_destroy(serde);
 }
 
+/* A record of the envelope's fields with @p version_type and @p payload_type, in JSON. */
+static es_serde_t *envelope_like(const char *command_id_type, const char *version_type,
+                                 const char *payload_type)
+{
+    char json[1024];
+    snprintf(json, sizeof(json),
+             "{\"type\":\"record\",\"name\":\"E\",\"namespace\":\"io.escqrs.test\",\"fields\":["
+             "{\"name\":\"event_id\",\"type\":\"string\"},"
+             "{\"name\":\"command_id\",\"type\":%s},"
+             "{\"name\":\"version\",\"type\":%s},"
+             "{\"name\":\"payload\",\"type\":%s}]}",
+             command_id_type, version_type, payload_type);
+    es_serde_t *serde = es_serde_new(NULL, "e", json, false, 1, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(serde);
+    return serde;
+}
+
+#define REC "{\"type\":\"record\",\"name\":\"Done\",\"fields\":[]}"
+
+/*
+ * Each field the headers come from, missing or of the wrong type, is named in the refusal:
+ * a command id that is not a string, a version that is an int, a payload that is a record
+ * rather than a union, a union whose branch is null or not set.
+ */
+static void test_each_field_checked(void)
+{
+    static const struct {
+        const char *command_id, *version, *payload;
+        int branch; /* -1: leave the payload as it is */
+        const char *missing;
+    } cases[] = {
+        {"\"int\"", "\"long\"", "[" REC "]", 0, "command_id (string)"},
+        {"\"string\"", "\"int\"", "[" REC "]", 0, "version (long)"},
+        {"\"string\"", "\"long\"", REC, -1, "payload (a union of records, with a branch set)"},
+        {"\"string\"", "\"long\"", "[\"null\"," REC "]", 0,
+         "payload (a union of records, with a branch set)"},
+        {"\"string\"", "\"long\"", "[" REC "]", -1,
+         "payload (a union of records, with a branch set)"},
+        {"\"string\"", "\"long\"", "[\"null\"," REC "]", 1, NULL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        es_serde_t *serde = envelope_like(cases[i].command_id, cases[i].version, cases[i].payload);
+        avro_value_t ev, f, br;
+        rd_kafka_headers_t *h = NULL;
+        char want[128], buf[64];
+        es_serde_new_value(serde, &ev);
+        set_str(&ev, "event_id", "id-1");
+        avro_value_get_by_name(&ev, "command_id", &f, NULL);
+        if (avro_value_get_type(&f) == AVRO_STRING)
+            avro_value_set_string(&f, "cmd-1");
+        avro_value_get_by_name(&ev, "version", &f, NULL);
+        if (avro_value_get_type(&f) == AVRO_INT64)
+            avro_value_set_long(&f, INT64_MIN);
+        avro_value_get_by_name(&ev, "payload", &f, NULL);
+        if (cases[i].branch >= 0)
+            avro_value_set_branch(&f, cases[i].branch, &br);
+        es_err_t err = es_event_headers_from_value(&ev, &h, errstr, sizeof(errstr));
+        if (cases[i].missing) {
+            snprintf(want, sizeof(want), "event envelope has no %s", cases[i].missing);
+            CU_ASSERT_EQUAL(err, ES_ERR_INVALID_ARG);
+            ES_ASSERT_STR_EQ(errstr, want);
+            CU_ASSERT_PTR_NULL(h);
+        } else { /* the one that is whole: the version at its most negative, all 20 chars */
+            CU_ASSERT_EQUAL_FATAL(err, ES_ERR_OK);
+            ES_ASSERT_STR_EQ(header(h, "aggregate-version", buf, sizeof(buf)),
+                             "-9223372036854775808");
+            ES_ASSERT_STR_EQ(header(h, "event-type", buf, sizeof(buf)), "Done");
+            rd_kafka_headers_destroy(h);
+        }
+        avro_value_decref(&ev);
+        es_serde_destroy(serde);
+    }
+}
+
 int main(void)
 {
     static const es_test_case_t cases[] = {
         {"headers from a CartEvent value", test_headers_from_cart_event},
         {"headers from an AccountEvent value", test_headers_from_account_event},
         {"a command is not an event", test_not_an_event},
+        {"each field the headers come from is checked", test_each_field_checked},
         {NULL, NULL},
     };
     return es_test_run("envelope", cases);
