@@ -184,8 +184,8 @@ static bool file_fnv1a64(const char *path, uint64_t size, uint64_t *out)
     enum { CHUNK = 1 << 16 };
     char *buf = es_malloc(CHUNK);
     uint64_t h = ES_FNV1A64_INIT, done = 0;
+    errno = 0; /* a file shorter than its size sets none */
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    errno = 0;
     while (fd >= 0 && done < size) {
         ssize_t n = read(fd, buf, CHUNK);
         if (n <= 0)

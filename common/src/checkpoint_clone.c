@@ -220,17 +220,22 @@ static size_t on_data(unpack_t *u, const char *p, size_t n)
     u->pad -= skip;
     if (u->left == 0 && u->pad == 0) {
         u->state = UN_HEADER;
-        if (u->fd >= 0 && (fsync(u->fd) != 0 || close(u->fd) != 0))
-            return un_fail(u, ES_ERR_IO, "write %s: %s", u->name, strerror(errno));
-        if (u->fd >= 0 && u->sum != u->m.files[u->file].fnv1a64)
-            return un_fail(u, ES_ERR_STORE,
-                           "the checkpoint stream's file %s has checksum %016llx, its manifest "
-                           "says %016llx: damaged in transfer",
-                           u->name, (unsigned long long)u->sum,
-                           (unsigned long long)u->m.files[u->file].fnv1a64);
-        u->fd = -1;
-        if (u->nentries == 1 && !check_manifest(u))
+        if (u->fd >= 0) { /* closed here whatever happens: download() must not close it again */
+            int fd = u->fd, e = fsync(fd) != 0 ? errno : 0;
+            u->fd = -1;
+            if (close(fd) != 0 && !e)
+                e = errno;
+            if (e)
+                return un_fail(u, ES_ERR_IO, "write %s: %s", u->name, strerror(e));
+            if (u->sum != u->m.files[u->file].fnv1a64)
+                return un_fail(u, ES_ERR_STORE,
+                               "the checkpoint stream's file %s has checksum %016llx, its "
+                               "manifest says %016llx: damaged in transfer",
+                               u->name, (unsigned long long)u->sum,
+                               (unsigned long long)u->m.files[u->file].fnv1a64);
+        } else if (u->nentries == 1 && !check_manifest(u)) {
             return 0;
+        }
     }
     return take + skip;
 }
