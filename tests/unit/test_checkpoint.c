@@ -325,6 +325,8 @@ static void expect_refused(es_buf_t *b, const char *name, es_err_t err, const ch
 /*
  * Streams a hostile or broken peer could send, each built entry by entry from the real
  * checkpoint's files and manifest: every one refused with its reason, nothing installed.
+ * Among them manifests that lie about the copy (an offset, the digest's count or hash),
+ * found only once the copy is opened, and one that reads a topic this replica does not.
  */
 static void test_hostile_streams(void)
 {
@@ -418,7 +420,43 @@ static void test_hostile_streams(void)
     tar_end(&b);
     expect_refused(&b, "after-end", ES_ERR_STORE, "bad tar header");
 
+    /* the manifest's offsets or digest not the copy's: found after the files, in the copy */
+    json_t *off0 = json_array_get(json_object_get(m, "offsets"), 0);
+    json_object_set_new(off0, "next", json_integer(4001));
+    put_manifest(&b, m, '0');
+    put_files(&b, 1);
+    tar_end(&b);
+    expect_refused(&b, "offset", ES_ERR_STORE,
+                   "offset of t.events/0 is 4000, its manifest says 4001");
+    json_object_set_new(off0, "next", json_integer(4000));
+    json_t *dg = json_object_get(m, "digest");
+    json_object_set_new(dg, "view_keys", json_integer(4999));
+    put_manifest(&b, m, '0');
+    put_files(&b, 1);
+    tar_end(&b);
+    expect_refused(&b, "digest", ES_ERR_STORE, "damaged in transfer");
+    json_object_set_new(dg, "view_keys", json_integer(5000));
+    json_object_set_new(dg, "views_fnv1a64", json_string("0123456789abcdef"));
+    put_manifest(&b, m, '0');
+    put_files(&b, 1);
+    tar_end(&b);
+    expect_refused(&b, "digest2", ES_ERR_STORE, "damaged in transfer");
+    json_decref(m);
+
+    /* the manifest reads a topic besides this replica's: refused before any file */
+    m = real_manifest();
+    json_array_append_new(
+        json_object_get(m, "offsets"),
+        json_pack("{s:s, s:i, s:i}", "topic", "u.events", "partition", 0, "next", 7));
+    put_manifest(&b, m, '0');
+    put_files(&b, 1);
+    tar_end(&b);
+    expect_refused(&b, "extra-topic", ES_ERR_CONF,
+                   "the checkpoint reads topic u.events, which this replica does not");
+    json_decref(m);
+
     /* every file, but no end of the archive */
+    m = real_manifest();
     put_manifest(&b, m, '0');
     put_files(&b, 1);
     expect_refused(&b, "no-end", ES_ERR_STORE, "ended early");
