@@ -133,8 +133,10 @@ static bool enum_has(const char *choices, const char *value)
 
 bool es_conf_is_secret(const char *name)
 {
-    static const char *const words[] = {"password", "secret",  "token",   "jaas",      "credential",
-                                        "private",  "key.pem", "ssl.key", "passphrase"};
+    /* the words, and what librdkafka itself redacts (_RK_SENSITIVE in 2.0.2's rdkafka_conf.c) */
+    static const char *const words[] = {
+        "password",   "secret",  "token",   "jaas",          "credential",         "private",
+        "passphrase", "key.pem", "ssl.key", "sasl.username", "oauthbearer.config", "ca.pem"};
     char lower[256];
     size_t i;
     for (i = 0; name[i] && i + 1 < sizeof(lower); i++)

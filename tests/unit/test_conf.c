@@ -230,21 +230,61 @@ static void test_secrets_never_shown(void)
 {
     es_conf_t *c = es_conf_new("t", tables);
     char *envp[] = {"ESCQRS_KAFKA_SASL_PASSWORD=hunter2-env", NULL};
-    char *argv[] = {"prog", "--set", "kafka.ssl.key.password=hunter2-flag", NULL};
-    int argc = 3;
+    char *argv[] = {"prog",
+                    "--set",
+                    "kafka.ssl.key.password=hunter2-flag",
+                    "--set",
+                    "kafka.sasl.oauthbearer.config=principal=hunter2-oauth",
+                    NULL};
+    int argc = 5;
     es_conf_list_t list;
     CU_ASSERT_EQUAL(es_conf_init_from_args(c, &argc, argv, envp, &list, errstr, sizeof(errstr)),
                     ES_ERR_OK);
     es_buf_t out = {0};
     es_conf_describe(c, ES_CONF_LIST_TEXT, &out);
     CU_ASSERT_PTR_NOT_NULL(strstr(out.data, "kafka.sasl.password"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(out.data, "kafka.sasl.oauthbearer.config"));
     CU_ASSERT_PTR_NULL(strstr(out.data, "hunter2"));
-    /* librdkafka refuses the value: the error names the key, not the value */
+    /* librdkafka refuses it (no such property): the error names the key, not the value */
+    errstr[0] = '\0';
     CU_ASSERT_EQUAL(
-        es_conf_set(c, "kafka.sasl.oauthbearer.config", "hunter2=", "flag", errstr, sizeof(errstr)),
-        es_conf_set(c, "kafka.sasl.oauthbearer.config", "hunter2=", "flag", errstr,
-                    sizeof(errstr)));
+        es_conf_set(c, "kafka.sasl.jaas.config", "hunter2-jaas", "flag", errstr, sizeof(errstr)),
+        ES_ERR_CONF);
+    CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "kafka.sasl.jaas.config"));
     CU_ASSERT_PTR_NULL(strstr(errstr, "hunter2"));
+    /* and from the environment, a file and a flag at start-up, the same */
+    static const char *const ways[] = {"env", "file", "flag"};
+    char path[64];
+    snprintf(path, sizeof(path), "/tmp/escqrs-test-conf-secret-%d", (int)getpid());
+    FILE *f = fopen(path, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fputs("kafka.sasl.jaas.config=hunter2-file\n", f);
+    fclose(f);
+    for (size_t w = 0; w < 3; w++) {
+        es_conf_t *c2 = es_conf_new("t", tables);
+        char cfg[96];
+        snprintf(cfg, sizeof(cfg), "--config=%s", path);
+        char *env2[] = {"ESCQRS_KAFKA_SASL_JAAS_CONFIG=hunter2-env", NULL}, *noenv[] = {NULL};
+        char *by_flag[] = {"prog", "--set", "kafka.sasl.jaas.config=hunter2-flag", NULL};
+        char *by_file[] = {"prog", cfg, NULL}, *plain[] = {"prog", NULL};
+        char **args = w == 2 ? by_flag : w == 1 ? by_file : plain;
+        int n = w == 2 ? 3 : w == 1 ? 2 : 1;
+        errstr[0] = '\0';
+        CU_ASSERT_EQUAL(es_conf_init_from_args(c2, &n, args, w == 0 ? env2 : noenv, &list, errstr,
+                                               sizeof(errstr)),
+                        ES_ERR_CONF);
+        if (strstr(errstr, "hunter2") || !strstr(errstr, "sasl.jaas.config"))
+            printf("\n    by %s: %s", ways[w], errstr);
+        CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "sasl.jaas.config"));
+        CU_ASSERT_PTR_NULL(strstr(errstr, "hunter2"));
+        es_conf_destroy(c2);
+    }
+    unlink(path);
+    /* what librdkafka redacts is a secret here too */
+    CU_ASSERT_TRUE(es_conf_is_secret("kafka.sasl.oauthbearer.config"));
+    CU_ASSERT_TRUE(es_conf_is_secret("kafka.sasl.username"));
+    CU_ASSERT_TRUE(es_conf_is_secret("kafka.ssl.key.location"));
+    CU_ASSERT_TRUE(es_conf_is_secret("kafka.ssl.keystore.password"));
     CU_ASSERT_TRUE(es_conf_is_secret("kafka.sasl.password"));
     CU_ASSERT_TRUE(es_conf_is_secret("registry.basic.auth.password"));
     CU_ASSERT_TRUE(es_conf_is_secret("kafka.sasl.oauthbearer.client.secret"));
