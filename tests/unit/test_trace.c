@@ -8,7 +8,8 @@
  * the limits (512 characters, 32 members, a key once).  A server span keeps
  * the caller's trace id with a new span id, or starts a new trace without
  * tracestate.  Correlation ids: 128 printable bytes yes, 129 or a control
- * byte no.  Log lines carry the thread's trace id.  The envelope helpers
+ * byte no.  Log lines carry the thread's trace id; the lines an outsider can
+ * cause are limited per window and count what they held back.  The envelope helpers
  * skip fields an older schema lacks, and a record of the schema before
  * trace context reads under the current one with null trace fields.
  */
@@ -294,6 +295,43 @@ static void test_log_trace(void)
     CU_ASSERT_EQUAL(sink_lines, 2);
 }
 
+/* The lines a limited logger let through, in order. */
+static char limited_lines[64][160];
+static int nlimited;
+
+static void limited_sink(void *opaque, es_log_level_t level, const char *component, const char *msg)
+{
+    (void)opaque;
+    (void)level;
+    (void)component;
+    if (nlimited < 64)
+        snprintf(limited_lines[nlimited], sizeof(limited_lines[0]), "%s", msg);
+    nlimited++;
+}
+
+/*
+ * A line an outsider can cause at will (a refused token, a slow client) is limited: 100
+ * calls in one window let 20 through, in order; once the window has passed, the next line
+ * says how many were held back, and the count starts again.
+ */
+static void test_log_limited(void)
+{
+    es_log_limit_t lim = {.burst = 20, .window_ms = 1000}; /* 100 calls take microseconds */
+    es_log_set_sink(limited_sink, NULL);
+    for (int i = 0; i < 100; i++)
+        es_log_limited(&lim, ES_LOG_WARN, "test", "refused %d", i);
+    CU_ASSERT_EQUAL(nlimited, 20);
+    ES_ASSERT_STR_EQ(limited_lines[0], "refused 0");
+    ES_ASSERT_STR_EQ(limited_lines[19], "refused 19");
+    usleep(1100 * 1000);
+    es_log_limited(&lim, ES_LOG_WARN, "test", "refused %d", 100);
+    CU_ASSERT_EQUAL(nlimited, 21);
+    ES_ASSERT_STR_EQ(limited_lines[20], "refused 100 (80 similar line(s) suppressed)");
+    es_log_limited(&lim, ES_LOG_WARN, "test", "refused %d", 101);
+    ES_ASSERT_STR_EQ(limited_lines[21], "refused 101");
+    es_log_set_sink(NULL, NULL);
+}
+
 /* -------------------------------------------------------------- envelopes */
 
 /*
@@ -420,6 +458,7 @@ int main(void)
         {"a server span continues or starts a trace", test_server_span},
         {"correlation ids: 1 to 128 printable bytes", test_correlation_id},
         {"log lines carry the thread's trace id", test_log_trace},
+        {"lines an outsider can cause are limited", test_log_limited},
         {"envelope fields and headers, older schemas", test_envelope_fields},
         {NULL, NULL},
     };
