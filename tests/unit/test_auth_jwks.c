@@ -428,6 +428,75 @@ static void test_event_thread_never_fetches(void)
     provider_stop();
 }
 
+/*
+ * What auth.mode=jwt refuses at start-up, each naming its key: a missing issuer, audience
+ * or policy file; neither or both JWKS sources; an algorithm that is not RS* or ES* (none
+ * and HMAC above all: an HMAC "key" would be the public key's text); no algorithm; a JWKS
+ * with no usable key.  The same configuration with none of the faults starts.
+ */
+static void test_startup_refusals(void)
+{
+    static const es_conf_def_t *const tables[] = {es_auth_conf_defs, NULL};
+    char jwks[512], empty[512], policy[512];
+    keygen("s");
+    snprintf(jwks, sizeof(jwks), "%s/s/jwks.json", dir);
+    snprintf(empty, sizeof(empty), "%s/empty-jwks.json", dir);
+    snprintf(policy, sizeof(policy), "%s/policy-s", dir);
+    FILE *f = fopen(empty, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fputs("{\"keys\":[]}\n", f);
+    fclose(f);
+    f = fopen(policy, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fputs("scope:views.read query:*\n", f);
+    fclose(f);
+    static const struct {
+        const char *key, *value; /* the fault: this key set so (NULL: unset) */
+        const char *named;       /* what the refusal names; NULL: it starts */
+    } cases[] = {
+        {NULL, NULL, NULL},
+        {"auth.issuer", NULL, "auth.issuer: required with auth.mode=jwt"},
+        {"auth.audience", NULL, "auth.audience: required with auth.mode=jwt"},
+        {"auth.policy.file", NULL, "auth.policy.file: required with auth.mode=jwt"},
+        {"auth.jwks.file", NULL, "auth.jwks.file or auth.jwks.url: exactly one"},
+        {"auth.jwks.url", "http://127.0.0.1:1/jwks",
+         "auth.jwks.file or auth.jwks.url: exactly one"},
+        {"auth.algorithms", "HS256", "auth.algorithms: HS256 is not one of"},
+        {"auth.algorithms", "none", "auth.algorithms: none is not one of"},
+        {"auth.algorithms", "RS256,HS512", "auth.algorithms: HS512 is not one of"},
+        {"auth.algorithms", ",", "auth.algorithms: none given"},
+        {"auth.jwks.file", "EMPTY", "auth.jwks.file"},
+    };
+    for (size_t i = 0; i < ES_ARRAY_SIZE(cases); i++) {
+        const char *sets[][2] = {{"auth.mode", "jwt"},         {"auth.jwks.file", jwks},
+                                 {"auth.issuer", ISSUER},      {"auth.audience", AUDIENCE},
+                                 {"auth.policy.file", policy}, {"auth.algorithms", "RS256,ES256"},
+                                 {"auth.jwks.url", NULL}};
+        es_conf_t *conf = es_conf_new("t", tables);
+        for (size_t k = 0; k < ES_ARRAY_SIZE(sets); k++) {
+            const char *v = sets[k][1];
+            if (cases[i].key && !strcmp(cases[i].key, sets[k][0]))
+                v = cases[i].value && !strcmp(cases[i].value, "EMPTY") ? empty : cases[i].value;
+            if (v)
+                CU_ASSERT_EQUAL_FATAL(
+                    es_conf_set(conf, sets[k][0], v, "test", errstr, sizeof(errstr)), ES_ERR_OK);
+        }
+        errstr[0] = '\0';
+        es_auth_t *a = es_auth_new(conf, errstr, sizeof(errstr));
+        es_conf_destroy(conf);
+        if (!cases[i].named) {
+            CU_ASSERT_PTR_NOT_NULL(a);
+        } else {
+            CU_ASSERT_PTR_NULL(a);
+            if (!strstr(errstr, cases[i].named))
+                printf("\n    %s=%s: \"%s\"", cases[i].key, cases[i].value ? cases[i].value : "",
+                       errstr);
+            CU_ASSERT_PTR_NOT_NULL(strstr(errstr, cases[i].named));
+        }
+        es_auth_destroy(a);
+    }
+}
+
 int main(void)
 {
     es_test_unique("/tmp/escqrs-test-auth-jwks", dir, sizeof(dir));
@@ -439,6 +508,7 @@ int main(void)
          test_event_thread_never_fetches},
         {"a JWKS answer over 1 MiB is refused as it arrives, the keys kept",
          test_oversized_jwks_refused},
+        {"start-up refuses what it must, naming the key", test_startup_refusals},
         {NULL, NULL},
     };
     int rc = es_test_run("auth-jwks", cases);
