@@ -176,6 +176,69 @@ static void test_each_field_checked(void)
     }
 }
 
+/* The branch of union field @p name of @p rec: 0 is null. */
+static int branch_of(avro_value_t *rec, const char *name)
+{
+    avro_value_t f;
+    int disc = -1;
+    avro_value_get_by_name(rec, name, &f, NULL);
+    avro_value_get_discriminant(&f, &disc);
+    return disc;
+}
+
+/*
+ * An optional field set to "" or to nothing is null on the wire, not an empty string or
+ * a 0; set, it is the value.  The trace headers are added only for what is set, each
+ * whole, down to a correlation id of one byte.
+ */
+static void test_optional_fields_and_trace_headers(void)
+{
+    es_serde_t *serde = NULL;
+    avro_value_t ev, f, br;
+    int64_t l = 0;
+    serde = es_serde_new(NULL, "r", es_schema_text("command-result"), false, 1, errstr, 512);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(serde);
+    es_serde_new_value(serde, &ev);
+    CU_ASSERT_EQUAL(es_opt_string_set(&ev, "correlation_id", ""), ES_ERR_OK);
+    CU_ASSERT_EQUAL(branch_of(&ev, "correlation_id"), 0);
+    CU_ASSERT_EQUAL(es_opt_string_set(&ev, "correlation_id", NULL), ES_ERR_OK);
+    CU_ASSERT_EQUAL(branch_of(&ev, "correlation_id"), 0);
+    CU_ASSERT_EQUAL(es_opt_string_set(&ev, "correlation_id", "c"), ES_ERR_OK);
+    CU_ASSERT_EQUAL(branch_of(&ev, "correlation_id"), 1);
+    ES_ASSERT_STR_EQ(es_opt_string_get(&ev, "correlation_id"), "c");
+    CU_ASSERT_EQUAL(es_opt_long_set(&ev, "issued_at", false, 7), ES_ERR_OK);
+    CU_ASSERT_EQUAL(branch_of(&ev, "issued_at"), 0);
+    CU_ASSERT_EQUAL(es_opt_long_set(&ev, "issued_at", true, 0), ES_ERR_OK);
+    CU_ASSERT_EQUAL(branch_of(&ev, "issued_at"), 1);
+    avro_value_get_by_name(&ev, "issued_at", &f, NULL);
+    avro_value_get_current_branch(&f, &br);
+    avro_value_get_long(&br, &l);
+    CU_ASSERT_EQUAL(l, 0);
+    CU_ASSERT_EQUAL(es_opt_long_set(&ev, "no_such_field", true, 1), ES_ERR_OK); /* skipped */
+    avro_value_decref(&ev);
+    es_serde_destroy(serde);
+
+    static const char tp[] = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    es_trace_fields_t all, none;
+    memset(&all, 0, sizeof(all));
+    memset(&none, 0, sizeof(none));
+    snprintf(all.correlation_id, sizeof(all.correlation_id), "%s", "c");
+    snprintf(all.traceparent, sizeof(all.traceparent), "%s", tp);
+    snprintf(all.tracestate, sizeof(all.tracestate), "%s", "congo=t61rcWkgMzE");
+    char buf[128];
+    rd_kafka_headers_t *h = rd_kafka_headers_new(4);
+    es_trace_headers_add(h, &all);
+    CU_ASSERT_EQUAL(rd_kafka_header_cnt(h), 3);
+    ES_ASSERT_STR_EQ(header(h, "traceparent", buf, sizeof(buf)), tp);
+    ES_ASSERT_STR_EQ(header(h, "tracestate", buf, sizeof(buf)), "congo=t61rcWkgMzE");
+    ES_ASSERT_STR_EQ(header(h, "correlation-id", buf, sizeof(buf)), "c");
+    rd_kafka_headers_destroy(h);
+    h = rd_kafka_headers_new(4);
+    es_trace_headers_add(h, &none);
+    CU_ASSERT_EQUAL(rd_kafka_header_cnt(h), 0);
+    rd_kafka_headers_destroy(h);
+}
+
 int main(void)
 {
     static const es_test_case_t cases[] = {
@@ -183,6 +246,7 @@ int main(void)
         {"headers from an AccountEvent value", test_headers_from_account_event},
         {"a command is not an event", test_not_an_event},
         {"each field the headers come from is checked", test_each_field_checked},
+        {"optional fields and trace headers", test_optional_fields_and_trace_headers},
         {NULL, NULL},
     };
     return es_test_run("envelope", cases);
