@@ -443,10 +443,11 @@ static void test_hostile_streams(void)
     expect_refused(&b, "digest2", ES_ERR_STORE, "damaged in transfer");
     json_decref(m);
 
-    /* the manifest reads a topic besides this replica's: refused before any file */
+    /* the manifest reads a topic besides this replica's (listed first): refused before any
+     * file; and a replica of two topics refuses a checkpoint of one */
     m = real_manifest();
-    json_array_append_new(
-        json_object_get(m, "offsets"),
+    json_array_insert_new(
+        json_object_get(m, "offsets"), 0,
         json_pack("{s:s, s:i, s:i}", "topic", "u.events", "partition", 0, "next", 7));
     put_manifest(&b, m, '0');
     put_files(&b, 1);
@@ -454,6 +455,47 @@ static void test_hostile_streams(void)
     expect_refused(&b, "extra-topic", ES_ERR_CONF,
                    "the checkpoint reads topic u.events, which this replica does not");
     json_decref(m);
+    m = real_manifest();
+    put_manifest(&b, m, '0');
+    put_files(&b, 1);
+    tar_end(&b);
+    const char *two[] = {"t.events", "u.events"};
+    es_ckpt_expect_t x2 = expect(two, 2);
+    CU_ASSERT_EQUAL(clone_buf(&b, "fewer-topics", &x2), ES_ERR_CONF);
+    CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "has no offsets of topic u.events"));
+    CU_ASSERT_FALSE(installed("fewer-topics"));
+    es_buf_clear(&b);
+    json_decref(m);
+
+    /*
+     * File names: letters, digits, '.', '_' and '-' only.  A name of every edge of those
+     * ranges installs (RocksDB ignores a file it does not know); a name with the byte just
+     * past any edge is refused.
+     */
+    static const char *const outside[] = {"a/b", "a:b", "a@b", "a[b", "a`b", "a{b", "a b", "a+b"};
+    for (size_t i = 0; i <= ES_ARRAY_SIZE(outside); i++) {
+        const char *extra = i < ES_ARRAY_SIZE(outside) ? outside[i] : "az_AZ-09.x";
+        char target[32];
+        m = real_manifest();
+        json_array_append_new(
+            json_object_get(m, "files"),
+            json_pack("{s:s, s:i, s:s}", "name", extra, "size", 2, "fnv1a64", "08ba5f07b55ec3da"));
+        put_manifest(&b, m, '0');
+        put_files(&b, 1);
+        tar_entry(&b, extra, '0', "hi", 2);
+        tar_end(&b);
+        json_decref(m);
+        snprintf(target, sizeof(target), "name-%zu", i);
+        if (i < ES_ARRAY_SIZE(outside)) {
+            char why[64];
+            snprintf(why, sizeof(why), "carries file %s", extra);
+            expect_refused(&b, target, ES_ERR_STORE, why);
+        } else {
+            CU_ASSERT_EQUAL(clone_buf(&b, target, &x), ES_ERR_OK);
+            CU_ASSERT_TRUE(installed(target));
+            es_buf_clear(&b);
+        }
+    }
 
     /* every file, but no end of the archive */
     m = real_manifest();
