@@ -1,8 +1,9 @@
 #!/bin/sh
 # A program given bad configuration exits 2 with a message naming the key.
-# $1 is the escqrs binary.
+# $1 is the escqrs binary, $2 the command service's.
 set -u
 bin=$1
+cs=$2
 fail=0
 check() {
     key=$1; envset=$2; shift 2
@@ -31,5 +32,14 @@ opt --ttl auth token --key k --issuer i --audience a --sub s --ttl 9999999999999
 opt --ttl auth token --key k --issuer i --audience a --sub s --ttl " 300"
 opt --not-before auth token --key k --issuer i --audience a --sub s --not-before 1e3
 opt --from-offset export --from-offset -1 cart.events
+# the command service: a record limit below what its outcome records need stops it at
+# start-up, before any broker is asked (the bootstrap below answers nothing)
+for v in 16383 1000; do
+    out=$("$cs" --set kafka.bootstrap.servers=127.0.0.1:1 --set kafka.message.max.bytes=$v 2>&1)
+    rc=$?
+    if [ "$rc" -ne 2 ]; then echo "FAIL: command service with max.bytes $v exited $rc, not 2"; fail=1; fi
+    case "$out" in *"kafka.message.max.bytes: '$v' is not a number of bytes of at least 16384"*) ;;
+    *) echo "FAIL: command service with max.bytes $v did not name the key: $out"; fail=1 ;; esac
+done
 [ $fail -eq 0 ] && echo "1 passed, 0 failed" || echo "0 passed, 1 failed"
 exit $fail
