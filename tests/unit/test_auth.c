@@ -6,10 +6,14 @@
  * signature and key choice are tested against real keys and tokens in
  * integration test 0204.
  */
+#include "auth_internal.h"
 #include "escqrs/auth.h"
+#include "escqrs/log.h"
 #include "testutil.h"
 
+#include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static char errstr[512];
@@ -121,11 +125,116 @@ static void test_claims(void)
                     ES_ERR_OK);
 }
 
+/* ----------------------------------------------------- keys and algorithms */
+
+/* Real public keys (made with openssl for this test): RSA 2048, and EC P-256, P-384, P-521. */
+static const char rsa_n[] = "udy1PlMxzJDJqDuvhfQgQRbDKloaoDG255H5axa4ckssEX14zkeMyI_dkt8aqAOs"
+                            "qyc_DB8LbK1a6hdXM4QxBXmN65CH4VAjskk64lcRpJ0FQY6EvcK8jTjoVCR6VY3O"
+                            "Lwxzt470L-0-bW-Nta49-FBlVBY1PS8pYOGQW_I9PoPTOO4TwPnqGglfTPO_-lln"
+                            "7uD54AMJCCQuPBlCsIirNl5pEdL1xTjjoDcQoUG_dLIofhkg-N3rY5T9vwmyVYn8"
+                            "1377EvNNeHv2E0_k4yuzsWh_voS__LiUiQcy0A_dvKz_urnZvOIXnh97wx7PV8sm"
+                            "9Ih324_XU6_vXCTJqECiow";
+#define EC256_X "wAwLPcdDyMfmlwZ-hjBiND2T9RUeLv201wCNXM6Bs54"
+#define EC256_Y "ee-melP-qFctgw5Z0XO60yGOHm11dKhIlyakB5PCzqg"
+#define EC384_X "m6QZSIiy8aUIBJe2pfjcbad_c0R2SVLuGUpCikulNAXs_MxJITZh0UI1vv29niVe"
+#define EC384_Y "_rdKasVYbJjpWScJtw24yswsfxjCTsAYrcL9ExqMf3l-rlGSRGuui9bjLgmRDXhU"
+#define EC521_X                                                                                    \
+    "AOQv7LaW5TO2KgDyCsqd_jqrzKyRcabbWVM8PbipCuhXwR42_xQX8BxGNHui4rpO8NGW7W3tK4hZ3k2ZFhS_0MdL"
+#define EC521_Y                                                                                    \
+    "AA3zfU99TMks8xhYViHgJuY60ZAxl1rqn_APzuPVqp38mt7YE4efArvog8v_AQT3dSGaV39j4Z1M0lu71rMCMe5t"
+
+static char last_line[256];
+
+static void last_line_sink(void *opaque, es_log_level_t level, const char *component,
+                           const char *msg)
+{
+    (void)opaque;
+    (void)level;
+    (void)component;
+    snprintf(last_line, sizeof(last_line), "%s", msg);
+}
+
+static char *jwk_ec(const char *kid, const char *crv, const char *x, const char *y)
+{
+    json_t *k =
+        json_pack("{s:s, s:s, s:s, s:s, s:s}", "kty", "EC", "kid", kid, "crv", crv, "x", x, "y", y);
+    char *text = json_dumps(k, JSON_COMPACT);
+    json_decref(k);
+    return text;
+}
+
+/*
+ * A key fits its algorithm only: an RSA key RS256/384/512 and nothing else, an EC key the
+ * ES algorithm of its own curve only, so a token cannot name a key of another kind or
+ * curve (the key-confusion forgeries).  A JWKS whose EC key has a coordinate a byte short,
+ * or an unknown curve, is refused, naming why.
+ */
+static void test_key_fits_its_algorithm(void)
+{
+    char *e256 = jwk_ec("e256", "P-256", EC256_X, EC256_Y);
+    char *e384 = jwk_ec("e384", "P-384", EC384_X, EC384_Y);
+    char *e521 = jwk_ec("e521", "P-521", EC521_X, EC521_Y);
+    char doc[4096];
+    snprintf(doc, sizeof(doc),
+             "{\"keys\":[{\"kty\":\"RSA\",\"kid\":\"r\",\"n\":\"%s\",\"e\":\"AQAB\"},%s,%s,%s]}",
+             rsa_n, e256, e384, e521);
+    auth_keyset_t *ks = auth_jwks_parse(doc, strlen(doc), errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ks);
+    CU_ASSERT_EQUAL_FATAL(ks->n, 4);
+    static const jwt_alg_t algs[] = {JWT_ALG_NONE,  JWT_ALG_HS256, JWT_ALG_HS384, JWT_ALG_HS512,
+                                     JWT_ALG_RS256, JWT_ALG_RS384, JWT_ALG_RS512, JWT_ALG_ES256,
+                                     JWT_ALG_ES384, JWT_ALG_ES512};
+    /* per key (r, e256, e384, e521): the algorithms that fit, as the index into algs */
+    static const bool fits[4][10] = {
+        {0, 0, 0, 0, 1, 1, 1, 0, 0, 0},
+        {0, 0, 0, 0, 0, 0, 0, 1, 0, 0},
+        {0, 0, 0, 0, 0, 0, 0, 0, 1, 0},
+        {0, 0, 0, 0, 0, 0, 0, 0, 0, 1},
+    };
+    for (size_t k = 0; k < 4; k++) {
+        for (size_t i = 0; i < ES_ARRAY_SIZE(algs); i++) {
+            bool got = auth_key_fits(&ks->keys[k], algs[i]);
+            if (got != fits[k][i])
+                printf("\n    key %s, %s: %s", ks->keys[k].kid, jwt_alg_str(algs[i]),
+                       got ? "fits" : "does not fit");
+            CU_ASSERT_EQUAL(got, fits[k][i]);
+        }
+    }
+    auth_keyset_free(ks);
+
+    /* a P-256 coordinate one byte short (42 characters of base64url are 31 bytes) */
+    char *short_x = jwk_ec("bad", "P-256", "wAwLPcdDyMfmlwZ-hjBiND2T9RUeLv201wCNXM6Bs5", EC256_Y);
+    char *unknown = jwk_ec("bad", "P-192", EC256_X, EC256_Y);
+    char *bad[] = {short_x, unknown};
+    es_log_set_sink(last_line_sink, NULL);
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(doc, sizeof(doc), "{\"keys\":[%s,%s]}", bad[i], e256); /* left out, logged */
+        last_line[0] = '\0';
+        ks = auth_jwks_parse(doc, strlen(doc), errstr, sizeof(errstr));
+        CU_ASSERT_PTR_NOT_NULL_FATAL(ks);
+        CU_ASSERT_EQUAL(ks->n, 1);
+        ES_ASSERT_STR_EQ(ks->keys[0].kid, "e256");
+        auth_keyset_free(ks);
+        ES_ASSERT_STR_EQ(last_line,
+                         "JWKS key bad left out: EC key with an unknown curve or bad coordinates");
+        snprintf(doc, sizeof(doc), "{\"keys\":[%s]}", bad[i]); /* nothing left: refused */
+        CU_ASSERT_PTR_NULL(auth_jwks_parse(doc, strlen(doc), errstr, sizeof(errstr)));
+        ES_ASSERT_STR_EQ(errstr, "the JWKS holds no usable signing key");
+    }
+    es_log_set_sink(NULL, NULL);
+    free(short_x);
+    free(unknown);
+    free(e256);
+    free(e384);
+    free(e521);
+}
+
 int main(void)
 {
     static const es_test_case_t cases[] = {
         {"policy grammar, grants and default deny", test_policy},
         {"claims: issuer, audience, expiry, not-before, subject, roles", test_claims},
+        {"a key fits its own algorithm only", test_key_fits_its_algorithm},
         {NULL, NULL},
     };
     return es_test_run("auth", cases);
