@@ -504,6 +504,23 @@ static void test_hostile_streams(void)
     expect_refused(&b, "no-end", ES_ERR_STORE, "ended early");
     json_decref(m);
 
+    /* a manifest of exactly its limit (the real one, then spaces JSON allows) installs */
+    m = real_manifest();
+    char *text = json_dumps(m, JSON_COMPACT);
+    json_decref(m);
+    char *padded = malloc(ES_CKPT_MANIFEST_MAX);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(padded);
+    memset(padded, ' ', ES_CKPT_MANIFEST_MAX);
+    memcpy(padded, text, strlen(text));
+    free(text);
+    tar_entry(&b, ES_CKPT_MANIFEST_NAME, '0', padded, ES_CKPT_MANIFEST_MAX);
+    free(padded);
+    put_files(&b, 1);
+    tar_end(&b);
+    CU_ASSERT_EQUAL(clone_buf(&b, "at-limit", &x), ES_ERR_OK);
+    CU_ASSERT_TRUE(installed("at-limit"));
+    es_buf_clear(&b);
+
     /* a manifest past its limit is refused from its header, before it is buffered */
     char *big = calloc(1, ES_CKPT_MANIFEST_MAX + 1);
     CU_ASSERT_PTR_NOT_NULL_FATAL(big);
