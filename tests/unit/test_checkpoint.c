@@ -302,6 +302,18 @@ static void put_files(es_buf_t *b, int from)
     }
 }
 
+/* Manifest @p m, then the first file's data sent as @p name of type @p type, then the rest. */
+static void put_first_as(es_buf_t *b, json_t *m, const char *name, char type)
+{
+    const char *real, *data;
+    size_t size;
+    data = entry_data(1, &real, &size);
+    put_manifest(b, m, '0');
+    tar_entry(b, name, type, data, size);
+    put_files(b, 2);
+    tar_end(b);
+}
+
 /* Clone @p b into <dir>/<name>: refused with @p err, its message naming @p what, nothing
  * installed and nothing left in the staging directory or beside the target. */
 static void expect_refused(es_buf_t *b, const char *name, es_err_t err, const char *what)
@@ -352,38 +364,26 @@ static void test_hostile_streams(void)
     json_t *f0 = json_array_get(files, 0);
     CU_ASSERT_STRING_EQUAL_FATAL(json_string_value(json_object_get(f0, "name")), name);
     json_object_set_new(f0, "name", json_string("../evil"));
-    put_manifest(&b, m, '0');
-    tar_entry(&b, "../evil", '0', data, size);
-    put_files(&b, 2);
-    tar_end(&b);
+    put_first_as(&b, m, "../evil", '0');
     expect_refused(&b, "path", ES_ERR_STORE, "carries file ../evil");
     json_object_set_new(f0, "name", json_string(".hidden")); /* a leading dot */
-    put_manifest(&b, m, '0');
-    tar_entry(&b, ".hidden", '0', data, size);
-    put_files(&b, 2);
-    tar_end(&b);
+    put_first_as(&b, m, ".hidden", '0');
     expect_refused(&b, "dot", ES_ERR_STORE, "carries file .hidden");
     json_decref(m);
 
     /* a symbolic link (type 2), and a name of 100 bytes with no NUL, both listed */
     m = real_manifest();
-    put_manifest(&b, m, '0');
     data = entry_data(1, &name, &size);
-    tar_entry(&b, name, '2', data, size);
-    put_files(&b, 2);
-    tar_end(&b);
+    put_first_as(&b, m, name, '2');
     expect_refused(&b, "link", ES_ERR_STORE, "bad tar header");
     char long_name[101]; /* the manifest lists 99 bytes; the header's field holds 100, no NUL */
     memset(long_name, 'a', 100);
     long_name[99] = '\0';
     f0 = json_array_get(json_object_get(m, "files"), 0);
     json_object_set_new(f0, "name", json_string(long_name));
-    put_manifest(&b, m, '0');
     long_name[99] = 'a';
     long_name[100] = '\0';
-    tar_entry(&b, long_name, '0', data, size);
-    put_files(&b, 2);
-    tar_end(&b);
+    put_first_as(&b, m, long_name, '0');
     expect_refused(&b, "long", ES_ERR_STORE, "bad tar header");
     json_decref(m);
 
