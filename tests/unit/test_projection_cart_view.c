@@ -303,6 +303,13 @@ static void test_txn_key_prefix(void)
     CU_ASSERT_TRUE(v.len == 3 && memcmp(v.data, "new", 3) == 0);
     CU_ASSERT_EQUAL(es_proj_reader_get(ord, "k2", 2, &v, errstr, sizeof(errstr)), ES_ERR_NOT_FOUND);
 
+    es_proj_txn_begin_event(txn); /* a delete goes to the prefixed key too */
+    es_proj_delete(txn, "k1", 2);
+    es_proj_txn_commit_event(txn);
+    CU_ASSERT_EQUAL(es_proj_get(txn, "k1", 2, &v, errstr, sizeof(errstr)), ES_ERR_NOT_FOUND);
+    es_proj_txn_set_prefix(txn, NULL, 0);
+    CU_ASSERT_EQUAL(es_proj_get(txn, "k1", 2, &v, errstr, sizeof(errstr)), ES_ERR_OK);
+
     es_proj_txn_set_prefix(txn, long_prefix, 10); /* cut at 8: ABCDEFGH */
     CU_ASSERT_EQUAL(es_proj_get(txn, "k1", 2, &v, errstr, sizeof(errstr)), ES_ERR_OK);
     CU_ASSERT_TRUE(v.len == 3 && memcmp(v.data, "cut", 3) == 0);
@@ -315,6 +322,54 @@ static void test_txn_key_prefix(void)
     es_proj_txn_destroy(txn);
     es_proj_reader_destroy(rd);
     es_proj_memmap_destroy(out);
+    es_proj_memmap_destroy(m);
+}
+
+/*
+ * An event left open (a fold that returned without commit or rollback) is dropped, never
+ * half kept: by the next begin, by a clear, by a seal.  Under the sanitizers a dropped
+ * event's replaced values must be freed once, not leaked.
+ */
+static void test_txn_open_event_never_half_kept(void)
+{
+    es_proj_memmap_t *m = es_proj_memmap_new();
+    es_proj_memmap_put(m, "b", 1, "base", 4);
+    es_proj_backend_t be = es_proj_memmap_backend(m);
+    es_proj_reader_t *rd = es_proj_reader_new(&be);
+    es_proj_txn_t *txn = es_proj_txn_new(rd);
+    es_buf_t v = {0};
+
+    es_proj_txn_begin_event(txn);
+    es_proj_put(txn, "half", 4, "1", 1);
+    es_proj_put(txn, "b", 1, "changed", 7);
+    es_proj_txn_begin_event(txn); /* the first is dropped */
+    es_proj_put(txn, "whole", 5, "2", 1);
+    es_proj_txn_commit_event(txn);
+    CU_ASSERT_EQUAL(es_proj_get(txn, "half", 4, &v, errstr, sizeof(errstr)), ES_ERR_NOT_FOUND);
+    CU_ASSERT_EQUAL(es_proj_get(txn, "b", 1, &v, errstr, sizeof(errstr)), ES_ERR_OK);
+    CU_ASSERT_TRUE(v.len == 4 && memcmp(v.data, "base", 4) == 0);
+    CU_ASSERT_EQUAL(es_proj_txn_count(txn), 1);
+
+    es_proj_txn_begin_event(txn);
+    es_proj_put(txn, "whole", 5, "3", 1); /* replaces a committed value, then ... */
+    es_proj_txn_clear(txn);               /* ... the batch is cleared with the event open */
+    CU_ASSERT_EQUAL(es_proj_txn_count(txn), 0);
+    es_proj_txn_begin_event(txn);
+    es_proj_put(txn, "after", 5, "4", 1);
+    es_proj_txn_commit_event(txn);
+    CU_ASSERT_EQUAL(es_proj_txn_count(txn), 1);
+
+    es_proj_txn_begin_event(txn);
+    es_proj_put(txn, "sealed-half", 11, "5", 1);
+    es_proj_txn_seal(txn); /* the open event is dropped, the committed write sealed */
+    CU_ASSERT_EQUAL(es_proj_get(txn, "sealed-half", 11, &v, errstr, sizeof(errstr)),
+                    ES_ERR_NOT_FOUND);
+    CU_ASSERT_EQUAL(es_proj_get(txn, "after", 5, &v, errstr, sizeof(errstr)), ES_ERR_OK);
+    es_proj_txn_release_sealed(txn);
+
+    es_buf_free(&v);
+    es_proj_txn_destroy(txn);
+    es_proj_reader_destroy(rd);
     es_proj_memmap_destroy(m);
 }
 
@@ -758,6 +813,8 @@ int main(void)
          test_txn_base_starts_empty},
         {"txn: a full key filter is dropped, reads go to the base again", test_txn_filter_full},
         {"txn: a key prefix keeps a slice apart", test_txn_key_prefix},
+        {"txn: an event left open is dropped, never half kept",
+         test_txn_open_event_never_half_kept},
         {"random workload matches the model", test_random_workload_matches_model},
         {NULL, NULL},
     };
