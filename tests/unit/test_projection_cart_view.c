@@ -233,13 +233,34 @@ static void test_large_cart_long_skus(void)
     es_evgen_destroy(g);
 }
 
+/* A transaction over an empty memory base (put the base's keys into m). */
+typedef struct {
+    es_proj_memmap_t *m;
+    es_proj_reader_t *rd;
+    es_proj_txn_t *txn;
+} txn_fix_t;
+
+static txn_fix_t txn_fix_open(void)
+{
+    txn_fix_t f = {.m = es_proj_memmap_new()};
+    es_proj_backend_t be = es_proj_memmap_backend(f.m);
+    f.rd = es_proj_reader_new(&be); /* copies the backend */
+    f.txn = es_proj_txn_new(f.rd);
+    return f;
+}
+
+static void txn_fix_close(txn_fix_t *f)
+{
+    es_proj_txn_destroy(f->txn);
+    es_proj_reader_destroy(f->rd);
+    es_proj_memmap_destroy(f->m);
+}
+
 static void test_txn_reads_own_writes_and_rolls_back(void)
 {
-    es_proj_memmap_t *m = es_proj_memmap_new();
-    es_proj_memmap_put(m, "k1", 2, "base", 4);
-    es_proj_backend_t be = es_proj_memmap_backend(m);
-    es_proj_reader_t *rd = es_proj_reader_new(&be);
-    es_proj_txn_t *txn = es_proj_txn_new(rd);
+    txn_fix_t f = txn_fix_open();
+    es_proj_memmap_put(f.m, "k1", 2, "base", 4);
+    es_proj_txn_t *txn = f.txn;
     es_buf_t v = {0};
 
     es_proj_txn_begin_event(txn);
@@ -262,13 +283,11 @@ static void test_txn_reads_own_writes_and_rolls_back(void)
     CU_ASSERT_EQUAL(es_proj_get(txn, "k1", 2, &v, errstr, sizeof(errstr)), ES_ERR_NOT_FOUND);
     CU_ASSERT_EQUAL(es_proj_txn_count(txn), 1);
     /* the base is untouched until the runtime writes the batch */
-    CU_ASSERT_EQUAL(es_proj_reader_get(rd, "k1", 2, &v, errstr, sizeof(errstr)), ES_ERR_OK);
+    CU_ASSERT_EQUAL(es_proj_reader_get(f.rd, "k1", 2, &v, errstr, sizeof(errstr)), ES_ERR_OK);
     CU_ASSERT_TRUE(v.len == 4 && memcmp(v.data, "base", 4) == 0);
 
     es_buf_free(&v);
-    es_proj_txn_destroy(txn);
-    es_proj_reader_destroy(rd);
-    es_proj_memmap_destroy(m);
+    txn_fix_close(&f);
 }
 
 /*
@@ -280,13 +299,12 @@ static void test_txn_reads_own_writes_and_rolls_back(void)
 static void test_txn_key_prefix(void)
 {
     static const char slice[] = "\x01\x00\x00\x05", long_prefix[] = "ABCDEFGHIJ";
-    es_proj_memmap_t *m = es_proj_memmap_new(), *out = es_proj_memmap_new();
-    es_proj_memmap_put(m, "\x01\x00\x00\x05k1", 6, "slice", 5);
-    es_proj_memmap_put(m, "k1", 2, "plain", 5);
-    es_proj_memmap_put(m, "ABCDEFGHk1", 10, "cut", 3);
-    es_proj_backend_t be = es_proj_memmap_backend(m);
-    es_proj_reader_t *rd = es_proj_reader_new(&be);
-    es_proj_txn_t *txn = es_proj_txn_new(rd);
+    es_proj_memmap_t *out = es_proj_memmap_new();
+    txn_fix_t f = txn_fix_open();
+    es_proj_memmap_put(f.m, "\x01\x00\x00\x05k1", 6, "slice", 5);
+    es_proj_memmap_put(f.m, "k1", 2, "plain", 5);
+    es_proj_memmap_put(f.m, "ABCDEFGHk1", 10, "cut", 3);
+    es_proj_txn_t *txn = f.txn;
     es_buf_t v = {0};
 
     es_proj_txn_set_prefix(txn, slice, 4);
@@ -319,10 +337,8 @@ static void test_txn_key_prefix(void)
 
     es_buf_free(&v);
     es_proj_reader_destroy(ord);
-    es_proj_txn_destroy(txn);
-    es_proj_reader_destroy(rd);
     es_proj_memmap_destroy(out);
-    es_proj_memmap_destroy(m);
+    txn_fix_close(&f);
 }
 
 /*
@@ -332,11 +348,9 @@ static void test_txn_key_prefix(void)
  */
 static void test_txn_open_event_never_half_kept(void)
 {
-    es_proj_memmap_t *m = es_proj_memmap_new();
-    es_proj_memmap_put(m, "b", 1, "base", 4);
-    es_proj_backend_t be = es_proj_memmap_backend(m);
-    es_proj_reader_t *rd = es_proj_reader_new(&be);
-    es_proj_txn_t *txn = es_proj_txn_new(rd);
+    txn_fix_t f = txn_fix_open();
+    es_proj_memmap_put(f.m, "b", 1, "base", 4);
+    es_proj_txn_t *txn = f.txn;
     es_buf_t v = {0};
 
     es_proj_txn_begin_event(txn);
@@ -368,9 +382,7 @@ static void test_txn_open_event_never_half_kept(void)
     es_proj_txn_release_sealed(txn);
 
     es_buf_free(&v);
-    es_proj_txn_destroy(txn);
-    es_proj_reader_destroy(rd);
-    es_proj_memmap_destroy(m);
+    txn_fix_close(&f);
 }
 
 /* A random workload: every cart equals the workload's own model. */
