@@ -14,8 +14,8 @@
  * The model is compared with a projector's store through the projection's
  * own query handlers (the contract's JSON answers), so the encodings of the
  * views stay the projection's business; only item_stats' private copy of
- * each open cart ("k/<cart_id>", documented in item_stats.c) is decoded here,
- * because no query shows it until the cart is checked out.
+ * each cart ("k/<cart_id>", documented in item_stats.c) is decoded here,
+ * because no query shows an open cart's lines or the versions it checks.
  */
 #ifndef ESCQRS_TEST_VIEWMODEL_H
 #define ESCQRS_TEST_VIEWMODEL_H
@@ -84,8 +84,8 @@ json_t *vm_stats_json(const vm_t *m, const char *by, size_t top);
  *        account the model has and each item_stats ranking answer exactly as
  *        the model says through @p def's own query handler, and @p views holds
  *        nothing else (no view of an aggregate the model lacks, no stats of an
- *        unknown sku, item_stats' open-cart copies equal to the model's open
- *        carts).  Differences are printed (the first few).  @returns their count.
+ *        unknown sku, item_stats' copies of carts equal to the model's: lines,
+ *        version and status).  Differences are printed (the first few).  @returns their count.
  */
 size_t vm_compare_views(const vm_t *m, const es_proj_def_t *def, es_proj_memmap_t *views);
 

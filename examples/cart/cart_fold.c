@@ -5,6 +5,7 @@
 #include "cart_fold.h"
 #include "escqrs/mem.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -67,4 +68,20 @@ void cart_lines_remove(cart_lines_t *c, cart_line_t *ln)
     size_t at = (size_t)(ln - c->lines);
     memmove(ln, ln + 1, (c->n - at - 1) * sizeof(*ln));
     c->n--;
+}
+
+es_err_t cart_event_in_order(const char *id, size_t idlen, const char *type, int64_t version,
+                             int64_t last_version, bool checked_out, char *errstr,
+                             size_t errstr_size)
+{
+    if (version <= last_version) {
+        snprintf(errstr, errstr_size, "cart %.*s: event version %lld not after %lld", (int)idlen,
+                 id, (long long)version, (long long)last_version);
+        return ES_ERR_STATE;
+    }
+    if (checked_out) {
+        snprintf(errstr, errstr_size, "cart %.*s: %s after checkout", (int)idlen, id, type);
+        return ES_ERR_STATE;
+    }
+    return ES_ERR_OK;
 }

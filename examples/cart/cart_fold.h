@@ -1,6 +1,7 @@
 /*
  * cart_fold.h — what the cart projections' folds share: store keys built on
- * the stack and a cart's lines that borrow their skus.
+ * the stack, a cart's lines that borrow their skus, and the rule that says
+ * whether an event may apply to a cart at all.
  *
  * Why: malloc and free were about a fifth of a rebuild's fold thread when
  * every event allocated a key, a value, a line array and a copy of every
@@ -13,6 +14,7 @@
 #ifndef ESCQRS_EXAMPLE_CART_FOLD_H
 #define ESCQRS_EXAMPLE_CART_FOLD_H
 
+#include "escqrs/err.h"
 #include "escqrs/util.h"
 
 #include <stdbool.h>
@@ -64,5 +66,17 @@ cart_line_t *cart_lines_find(cart_lines_t *c, const char *sku, size_t skulen);
 
 /** @brief Remove @p ln (a line of @p c), keeping the others' order. */
 void cart_lines_remove(cart_lines_t *c, cart_line_t *ln);
+
+/**
+ * @brief May an event of @p type and @p version apply to cart @p id, last
+ *        folded at @p last_version (0: never) and @p checked_out?  Only a
+ *        version past the last and never after checkout: the write side
+ *        never emits anything else, so an event written to the topic twice
+ *        or forged is refused alike by every cart projection.
+ * @returns ES_ERR_OK, or ES_ERR_STATE with the reason in @p errstr.
+ */
+es_err_t cart_event_in_order(const char *id, size_t idlen, const char *type, int64_t version,
+                             int64_t last_version, bool checked_out, char *errstr,
+                             size_t errstr_size);
 
 #endif

@@ -212,17 +212,9 @@ static es_err_t cart_view_fold(int agg_index, const es_proj_event_t *ev, es_proj
     cart_key_set(&key, CV_KEY_PREFIX, id, idlen);
     if ((err = cv_load(txn, &key, id, idlen, &val, &cart, errstr, errstr_size)))
         goto out;
-    err = ES_ERR_STATE;
-    if (version <= cart.version) {
-        snprintf(errstr, errstr_size, "cart %.*s: event version %lld not after %lld", (int)idlen,
-                 id, (long long)version, (long long)cart.version);
-        goto out;
-    }
-    if (cart.status == CV_CHECKED_OUT) {
-        snprintf(errstr, errstr_size, "cart %.*s: %s after checkout", (int)idlen, id, type);
-        goto out;
-    }
-    if ((err = cv_apply(&cart, type, &payload, errstr, errstr_size)))
+    if ((err = cart_event_in_order(id, idlen, type, version, cart.version,
+                                   cart.status == CV_CHECKED_OUT, errstr, errstr_size)) ||
+        (err = cv_apply(&cart, type, &payload, errstr, errstr_size)))
         goto out;
     cart.version = version;
     if ((err = cv_total(&cart, id, idlen, errstr, errstr_size)))

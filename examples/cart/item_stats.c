@@ -4,11 +4,19 @@
  *
  * Keys:
  *   "s/<sku>"     u64 added, u64 removed, u64 checked_out
- *   "k/<cart_id>" the projection's own copy of each open cart's contents
- *                 (u32 n, n × (str sku, u64 quantity)), needed because a
- *                 CartCheckedOut event names only the total; deleted at
- *                 checkout.  Projections never read each other's stores, so
- *                 item_stats keeps what it needs itself.
+ *   "k/<cart_id>" the projection's own copy of each cart it has seen
+ *                 (u32 n, n × (str sku, u64 quantity), u64 version, u32
+ *                 status: 0 open, 1 checked out), needed because a
+ *                 CartCheckedOut event names only the total; a checked-out
+ *                 cart keeps its version and status, with no lines.
+ *                 Projections never read each other's stores, so item_stats
+ *                 keeps what it needs itself.  A copy written before the
+ *                 version and status were kept ends after its lines: an open
+ *                 cart of version 0.
+ * The fold refuses what cart_view refuses for the same cart (cart_event_in_order(),
+ * cart_fold.h): a version that does not grow and any event after checkout, so an event
+ * written twice to the topic (a replayed dead letter, a mirrored copy) is a
+ * poison event in both views instead of counted twice here.
  * Top N scans "s/" (one entry per sku: small next to the event log) keeping
  * the best N; ties are broken by sku so answers are deterministic.
  */
@@ -22,9 +30,18 @@
 #include <string.h>
 
 #define IS_LINE_MIN_BYTES 12 /* an encoded line: u32 sku length, u64 quantity */
+#define IS_TAIL_BYTES     12 /* u64 version, u32 status */
+#define IS_CHECKED_OUT    1u
 
-/* The cart stored in @p b; its lines point into @p b, which must outlive them. */
-static bool is_cart_decode(const es_buf_t *b, cart_lines_t *c)
+/* A cart as item_stats keeps it; its lines borrow their skus (cart_fold.h). */
+typedef struct {
+    cart_lines_t lines;
+    int64_t version;
+    uint32_t status; /* 0 open, IS_CHECKED_OUT */
+} is_cart_t;
+
+/* The cart stored in @p b into @p c (initialised); its lines point into @p b. */
+static bool is_cart_decode(const es_buf_t *b, is_cart_t *c)
 {
     es_cursor_t cur;
     es_cursor_init(&cur, b->data, b->len);
@@ -32,25 +49,31 @@ static bool is_cart_decode(const es_buf_t *b, cart_lines_t *c)
     if (cur.bad || n > cur.left / IS_LINE_MIN_BYTES)
         return false;
     for (uint32_t i = 0; i < n; i++) {
-        cart_line_t *ln = cart_lines_add(c);
+        cart_line_t *ln = cart_lines_add(&c->lines);
         ln->sku = es_cursor_str(&cur, &ln->skulen);
         ln->qty = (int64_t)es_cursor_be64(&cur);
     }
-    return !cur.bad;
+    if (cur.bad || cur.left == 0) /* cur.left 0: a copy from before versions were kept */
+        return !cur.bad;
+    c->version = (int64_t)es_cursor_be64(&cur);
+    c->status = es_cursor_be32(&cur);
+    return !cur.bad && cur.left == 0 && c->version > 0 && c->status <= IS_CHECKED_OUT;
 }
 
-static void is_cart_encode(const cart_lines_t *c, es_buf_t *b)
+static void is_cart_encode(const is_cart_t *c, es_buf_t *b)
 {
-    size_t size = 4; /* n */
-    for (size_t i = 0; i < c->n; i++)
-        size += IS_LINE_MIN_BYTES + c->lines[i].skulen;
+    size_t size = 4 + IS_TAIL_BYTES; /* n, version, status */
+    for (size_t i = 0; i < c->lines.n; i++)
+        size += IS_LINE_MIN_BYTES + c->lines.lines[i].skulen;
     es_buf_clear(b);
     es_buf_reserve(b, size); /* one allocation, not one per doubling */
-    es_buf_put_be32(b, (uint32_t)c->n);
-    for (size_t i = 0; i < c->n; i++) {
-        es_buf_put_str(b, c->lines[i].sku, c->lines[i].skulen);
-        es_buf_put_be64(b, (uint64_t)c->lines[i].qty);
+    es_buf_put_be32(b, (uint32_t)c->lines.n);
+    for (size_t i = 0; i < c->lines.n; i++) {
+        es_buf_put_str(b, c->lines.lines[i].sku, c->lines.lines[i].skulen);
+        es_buf_put_be64(b, (uint64_t)c->lines.lines[i].qty);
     }
+    es_buf_put_be64(b, (uint64_t)c->version);
+    es_buf_put_be32(b, c->status);
 }
 
 /* Add (added, removed, checked_out) to the counters of one sku; @p val: scratch. */
@@ -93,22 +116,59 @@ out:
     return err;
 }
 
+/* ItemAdded or ItemRemoved onto @p cart and the sku's counters. */
+static es_err_t is_item(is_cart_t *cart, const char *type, avro_value_t *payload,
+                        es_proj_txn_t *txn, es_buf_t *scratch, char *errstr, size_t errstr_size)
+{
+    bool added = type[4] == 'A';
+    const char *sku;
+    size_t skulen;
+    int32_t qty;
+    es_err_t err;
+    if ((err = es_record_string(payload, "sku", &sku, &skulen, errstr, errstr_size)) ||
+        (err = es_record_int(payload, "quantity", &qty, errstr, errstr_size)))
+        return err;
+    cart_line_t *ln = cart_lines_find(&cart->lines, sku, skulen);
+    if (qty <= 0 || (!added && (!ln || ln->qty < qty))) {
+        snprintf(errstr, errstr_size, "%s of %d × %.*s: cart holds %lld", type, qty, (int)skulen,
+                 sku, ln ? (long long)ln->qty : 0LL);
+        return ES_ERR_STATE;
+    }
+    if (!ln) {
+        ln = cart_lines_add(&cart->lines);
+        ln->sku = sku; /* the event's: it outlives the fold */
+        ln->skulen = skulen;
+    }
+    if (added && (!es_add_i64(ln->qty, qty, &ln->qty) || ln->qty > INT32_MAX)) {
+        snprintf(errstr, errstr_size, "ItemAdded %d × %.*s: the quantity would pass %d", qty,
+                 (int)skulen, sku, INT32_MAX);
+        return ES_ERR_STATE;
+    }
+    if (!added)
+        ln->qty -= qty;
+    if (ln->qty == 0)
+        cart_lines_remove(&cart->lines, ln);
+    return is_bump(txn, sku, skulen, added ? qty : 0, added ? 0 : qty, 0, scratch, errstr,
+                   errstr_size);
+}
+
 static es_err_t item_stats_fold(int agg_index, const es_proj_event_t *ev, es_proj_txn_t *txn,
                                 char *errstr, size_t errstr_size)
 {
     avro_value_t payload;
-    const char *type, *id, *sku = NULL;
-    size_t idlen, skulen = 0;
-    int32_t qty = 0;
+    const char *type, *id;
+    size_t idlen;
+    int64_t version;
     cart_key_t key;
     es_buf_t val = {0}, scratch = {0}; /* the stored cart (its lines point into it), the rest */
-    cart_lines_t cart;
+    is_cart_t cart = {.version = 0, .status = 0};
     es_err_t err;
 
     key.p = NULL; /* set below (not the whole struct: its stack bytes need no zeroing) */
-    cart_lines_init(&cart);
+    cart_lines_init(&cart.lines);
     if ((err = es_record_payload(ev->value, &payload, &type, errstr, errstr_size)) ||
-        (err = es_record_string(ev->value, "cart_id", &id, &idlen, errstr, errstr_size)))
+        (err = es_record_string(ev->value, "cart_id", &id, &idlen, errstr, errstr_size)) ||
+        (err = es_record_long(ev->value, "version", &version, errstr, errstr_size)))
         goto out;
     cart_key_set(&key, "k/", id, idlen);
     err = es_proj_get(txn, key.p, key.len, &val, errstr, errstr_size);
@@ -121,54 +181,31 @@ static es_err_t item_stats_fold(int agg_index, const es_proj_event_t *ev, es_pro
     } else if (err != ES_ERR_NOT_FOUND) {
         goto out;
     }
-
+    if ((err = cart_event_in_order(id, idlen, type, version, cart.version,
+                                   cart.status == IS_CHECKED_OUT, errstr, errstr_size)))
+        goto out;
     if (strcmp(type, "ItemAdded") == 0 || strcmp(type, "ItemRemoved") == 0) {
-        bool added = type[4] == 'A';
-        if ((err = es_record_string(&payload, "sku", &sku, &skulen, errstr, errstr_size)) ||
-            (err = es_record_int(&payload, "quantity", &qty, errstr, errstr_size)))
+        if ((err = is_item(&cart, type, &payload, txn, &scratch, errstr, errstr_size)))
             goto out;
-        cart_line_t *ln = cart_lines_find(&cart, sku, skulen);
-        err = ES_ERR_STATE;
-        if (qty <= 0 || (!added && (!ln || ln->qty < qty))) {
-            snprintf(errstr, errstr_size, "%s of %d × %.*s: cart holds %lld", type, qty,
-                     (int)skulen, sku, ln ? (long long)ln->qty : 0LL);
-            goto out;
-        }
-        if (!ln) {
-            ln = cart_lines_add(&cart);
-            ln->sku = sku; /* the event's: it outlives the fold */
-            ln->skulen = skulen;
-        }
-        if (added && (!es_add_i64(ln->qty, qty, &ln->qty) || ln->qty > INT32_MAX)) {
-            snprintf(errstr, errstr_size, "ItemAdded %d × %.*s: the quantity would pass %d", qty,
-                     (int)skulen, sku, INT32_MAX);
-            err = ES_ERR_STATE;
-            goto out;
-        }
-        if (!added)
-            ln->qty -= qty;
-        if (ln->qty == 0)
-            cart_lines_remove(&cart, ln);
-        if ((err = is_bump(txn, sku, skulen, added ? qty : 0, added ? 0 : qty, 0, &scratch, errstr,
-                           errstr_size)))
-            goto out;
-        is_cart_encode(&cart, &scratch);
-        es_proj_put(txn, key.p, key.len, scratch.data, scratch.len);
     } else if (strcmp(type, "CartCheckedOut") == 0) {
-        for (size_t i = 0; i < cart.n; i++) {
-            if ((err = is_bump(txn, cart.lines[i].sku, cart.lines[i].skulen, 0, 0,
-                               cart.lines[i].qty, &scratch, errstr, errstr_size)))
+        for (size_t i = 0; i < cart.lines.n; i++) {
+            if ((err = is_bump(txn, cart.lines.lines[i].sku, cart.lines.lines[i].skulen, 0, 0,
+                               cart.lines.lines[i].qty, &scratch, errstr, errstr_size)))
                 goto out;
         }
-        es_proj_delete(txn, key.p, key.len);
+        cart.lines.n = 0; /* counted: the copy keeps the version and status only */
+        cart.status = IS_CHECKED_OUT;
     } else {
         snprintf(errstr, errstr_size, "unknown cart event type %s", type);
         err = ES_ERR_DECODE;
         goto out;
     }
+    cart.version = version;
+    is_cart_encode(&cart, &scratch);
+    es_proj_put(txn, key.p, key.len, scratch.data, scratch.len);
     err = ES_ERR_OK;
 out:
-    cart_lines_free(&cart);
+    cart_lines_free(&cart.lines);
     cart_key_free(&key);
     es_buf_free(&val);
     es_buf_free(&scratch);

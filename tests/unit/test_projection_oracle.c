@@ -87,23 +87,25 @@ static void test_documented_edge_cases(void)
     CU_ASSERT_TRUE(json_equal(got, want));
     json_decref(got);
     json_decref(want);
-    /* refusals: a version that does not grow (cart_view only: item_stats checks none),
-     * removing more than the cart holds (both), anything after checkout (cart_view) */
+    /* refusals: a version that does not grow, removing more than the cart holds and
+     * anything after checkout (both); a negative unit price (cart_view only) */
     CU_ASSERT_EQUAL(apply_value(m, es_evgen_cart(g, "c", 5, 0, "ItemAdded", "C", 1, 1)),
+                    VM_REFUSED_CART_VIEW | VM_REFUSED_ITEM_STATS);
+    CU_ASSERT_EQUAL(apply_value(m, es_evgen_cart(g, "c", 6, 0, "ItemAdded", "C", 1, -1)),
                     VM_REFUSED_CART_VIEW);
     CU_ASSERT_EQUAL(apply_value(m, es_evgen_cart(g, "c", 7, 0, "ItemRemoved", "A", 2, 0)),
                     VM_REFUSED_CART_VIEW | VM_REFUSED_ITEM_STATS);
     CU_ASSERT_EQUAL(apply_value(m, es_evgen_cart(g, "c", 8, 0, "CartCheckedOut", NULL, 0, 250)), 0);
     CU_ASSERT_EQUAL(apply_value(m, es_evgen_cart(g, "c", 9, 0, "ItemAdded", "A", 1, 1)),
-                    VM_REFUSED_CART_VIEW);
+                    VM_REFUSED_CART_VIEW | VM_REFUSED_ITEM_STATS);
     CU_ASSERT_EQUAL(apply_value(m, es_evgen_cart(g, "d", 1, 0, "ItemRemoved", "A", 1, 0)),
                     VM_REFUSED_CART_VIEW | VM_REFUSED_ITEM_STATS);
     CU_ASSERT_PTR_NULL(vm_cart_json(m, "d"));
-    /* item_stats: C (version 5, refused by cart_view only) counts; the A added after
-     * checkout (refused by cart_view only) is a new open copy, not checked out */
+    /* item_stats: C at version 6 (its price refused by cart_view only) counts; C at
+     * version 5 and the A added after checkout count nowhere */
     want = json_loads("{\"by\":\"checked_out\",\"items\":["
                       "{\"sku\":\"B\",\"added\":3,\"removed\":0,\"checked_out\":3},"
-                      "{\"sku\":\"A\",\"added\":4,\"removed\":2,\"checked_out\":1},"
+                      "{\"sku\":\"A\",\"added\":3,\"removed\":2,\"checked_out\":1},"
                       "{\"sku\":\"C\",\"added\":1,\"removed\":0,\"checked_out\":1}]}",
                       0, NULL);
     got = vm_stats_json(m, "checked_out", 10);

@@ -211,7 +211,7 @@ public final class ItemStatsApp {
                               Stores.persistentKeyValueStore(ItemStatsProcessor.SKU_STORE),
                               Serdes.String(), StoreSerdes.stats())
                         .withCachingEnabled();
-        StoreBuilder<KeyValueStore<String, java.util.LinkedHashMap<String, Long>>> cartStore =
+        StoreBuilder<KeyValueStore<String, StoreSerdes.CartCopy>> cartStore =
                 Stores.keyValueStoreBuilder(
                               Stores.persistentKeyValueStore(ItemStatsProcessor.CART_STORE),
                               Serdes.String(), StoreSerdes.cart())

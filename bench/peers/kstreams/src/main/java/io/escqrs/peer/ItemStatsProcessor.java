@@ -4,20 +4,24 @@
  * key-value stores:
  *
  *   item-stats-skus   sku -> (added, removed, checked_out)
- *   item-stats-carts  cart_id -> the contents of each open cart (sku -> quantity)
+ *   item-stats-carts  cart_id -> each cart seen: its open lines (sku -> quantity),
+ *                     its last version, whether it is checked out
  *
  * The cart store exists for the same reason as escqrs's "k/<cart_id>" keys: a
  * CartCheckedOut event carries only the total, so the quantities checked out come from
- * the cart's own running contents, which are dropped at checkout.
+ * the cart's own running contents, whose lines are dropped at checkout.
  *
  * Same rules as item_stats_fold, so both sides compute identical numbers:
+ * - An event whose version does not grow past the cart's last, or any event after its
+ *   checkout, is refused (an event written to the topic twice is not counted twice).
  * - ItemAdded / ItemRemoved with quantity <= 0, or a removal of more units than the
  *   cart holds (or of a sku it lacks), is refused: nothing changes (escqrs: STATE
  *   error, event to the DLQ). An unknown payload type or an undecodable value is
  *   refused the same way (escqrs: DECODE error). They are counted as poison.
  * - A line whose quantity reaches 0 leaves the cart; an emptied cart stays stored.
- * - CartCheckedOut adds every line's quantity to its sku's checked_out and deletes
- *   the cart; a checkout of an unknown cart changes nothing.
+ * - CartCheckedOut adds every line's quantity to its sku's checked_out and keeps the
+ *   cart's version and status without its lines; a checkout of an unknown cart counts
+ *   nothing.
  * - The cart is the value's cart_id (as escqrs reads it), not the record key.
  *
  * Per-sku totals cross partitions while carts do not. Each task (one per partition)
@@ -29,7 +33,6 @@
  */
 package io.escqrs.peer;
 
-import java.util.LinkedHashMap;
 import java.util.Map;
 import org.apache.avro.generic.GenericRecord;
 import org.apache.kafka.streams.processor.api.Processor;
@@ -45,7 +48,7 @@ final class ItemStatsProcessor implements Processor<String, GenericRecord, Void,
     private final EndTracker tracker;
     private ProcessorContext<Void, Void> context;
     private KeyValueStore<String, long[]> skus;
-    private KeyValueStore<String, LinkedHashMap<String, Long>> carts;
+    private KeyValueStore<String, StoreSerdes.CartCopy> carts;
 
     ItemStatsProcessor(EndTracker tracker) {
         this.tracker = tracker;
@@ -77,14 +80,20 @@ final class ItemStatsProcessor implements Processor<String, GenericRecord, Void,
             return false; /* undecodable: see ConfluentAvroSerde */
         String cartId;
         GenericRecord payload;
+        long version;
         try {
             cartId = ev.get("cart_id").toString();
             payload = (GenericRecord) ev.get("payload");
+            version = (Long) ev.get("version");
         } catch (RuntimeException e) { /* missing field or wrong type */
             return false;
         }
         String type = payload.getSchema().getName();
-        LinkedHashMap<String, Long> cart = carts.get(cartId);
+        StoreSerdes.CartCopy cart = carts.get(cartId);
+        if (cart != null && (version <= cart.version || cart.checkedOut))
+            return false;
+        if (cart == null)
+            cart = new StoreSerdes.CartCopy();
 
         if (type.equals("ItemAdded") || type.equals("ItemRemoved")) {
             boolean added = type.equals("ItemAdded");
@@ -96,26 +105,26 @@ final class ItemStatsProcessor implements Processor<String, GenericRecord, Void,
             } catch (RuntimeException e) {
                 return false;
             }
-            Long have = cart == null ? null : cart.get(sku);
+            Long have = cart.lines.get(sku);
             if (qty <= 0 || (!added && (have == null || have < qty)))
                 return false;
-            if (cart == null)
-                cart = new LinkedHashMap<>();
             long now = (have == null ? 0 : have) + (added ? qty : -qty);
             if (now == 0)
-                cart.remove(sku);
+                cart.lines.remove(sku);
             else
-                cart.put(sku, now);
+                cart.lines.put(sku, now);
             bump(sku, added ? qty : 0, added ? 0 : qty, 0);
+            cart.version = version;
             carts.put(cartId, cart);
             return true;
         }
         if (type.equals("CartCheckedOut")) {
-            if (cart != null) {
-                for (Map.Entry<String, Long> line : cart.entrySet())
-                    bump(line.getKey(), 0, 0, line.getValue());
-                carts.delete(cartId);
-            }
+            for (Map.Entry<String, Long> line : cart.lines.entrySet())
+                bump(line.getKey(), 0, 0, line.getValue());
+            cart.lines.clear();
+            cart.version = version;
+            cart.checkedOut = true;
+            carts.put(cartId, cart);
             return true;
         }
         return false; /* unknown event type */

@@ -5,7 +5,8 @@
  * general-purpose format in its store.
  *
  *   sku  -> stats   3 × i64: added, removed, checked_out
- *   cart -> lines   i32 n, n × (i32 len, UTF-8 sku, i64 quantity), first-added order
+ *   cart -> copy    i32 n, n × (i32 len, UTF-8 sku, i64 quantity) in first-added order,
+ *                   i64 version, i32 status (0 open, 1 checked out)
  */
 package io.escqrs.peer;
 
@@ -37,38 +38,54 @@ final class StoreSerdes {
         return Serdes.serdeFrom(ser, de);
     }
 
-    /** The contents of one open cart: sku -> quantity, in first-added order. */
-    static Serde<LinkedHashMap<String, Long>> cart() {
-        Serializer<LinkedHashMap<String, Long>> ser = (topic, m) -> {
-            if (m == null)
+    /** A cart as the fold keeps it: open lines (sku -> quantity), last version, status. */
+    static final class CartCopy {
+        final LinkedHashMap<String, Long> lines;
+        long version;
+        boolean checkedOut;
+
+        CartCopy() {
+            this(new LinkedHashMap<>());
+        }
+
+        CartCopy(LinkedHashMap<String, Long> lines) {
+            this.lines = lines;
+        }
+    }
+
+    static Serde<CartCopy> cart() {
+        Serializer<CartCopy> ser = (topic, c) -> {
+            if (c == null)
                 return null;
-            byte[][] skus = new byte[m.size()][];
-            int size = 4, i = 0;
-            for (String s : m.keySet()) {
+            byte[][] skus = new byte[c.lines.size()][];
+            int size = 4 + 12, i = 0;
+            for (String s : c.lines.keySet()) {
                 skus[i] = s.getBytes(StandardCharsets.UTF_8);
                 size += 4 + skus[i].length + 8;
                 i++;
             }
-            ByteBuffer bb = ByteBuffer.allocate(size).putInt(m.size());
+            ByteBuffer bb = ByteBuffer.allocate(size).putInt(c.lines.size());
             i = 0;
-            for (Map.Entry<String, Long> e : m.entrySet()) {
+            for (Map.Entry<String, Long> e : c.lines.entrySet()) {
                 bb.putInt(skus[i].length).put(skus[i]).putLong(e.getValue());
                 i++;
             }
-            return bb.array();
+            return bb.putLong(c.version).putInt(c.checkedOut ? 1 : 0).array();
         };
-        Deserializer<LinkedHashMap<String, Long>> de = (topic, b) -> {
+        Deserializer<CartCopy> de = (topic, b) -> {
             if (b == null)
                 return null;
             ByteBuffer bb = ByteBuffer.wrap(b);
             int n = bb.getInt();
-            LinkedHashMap<String, Long> m = new LinkedHashMap<>(Math.max(4, n * 2));
+            CartCopy c = new CartCopy(new LinkedHashMap<>(Math.max(4, n * 2)));
             for (int i = 0; i < n; i++) {
                 byte[] s = new byte[bb.getInt()];
                 bb.get(s);
-                m.put(new String(s, StandardCharsets.UTF_8), bb.getLong());
+                c.lines.put(new String(s, StandardCharsets.UTF_8), bb.getLong());
             }
-            return m;
+            c.version = bb.getLong();
+            c.checkedOut = bb.getInt() == 1;
+            return c;
         };
         return Serdes.serdeFrom(ser, de);
     }
