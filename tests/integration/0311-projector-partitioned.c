@@ -23,10 +23,10 @@
  *  5. Hostile and edge cases: a forwarded request that lands on a non-owner
  *     again answers 503 moving (one hop); the owner found by murmur2 of the
  *     id owns the partition the producer wrote to; min_position through the
- *     non-owner is waited on by the owner (and its 504 comes back); a rebuild
- *     is refused with 409; as_of of one cart through the non-owner equals the
- *     live answer; a cart's history (cart_history) is one aggregate's query,
- *     answered by the owner alone, every version the model made from either.
+ *     non-owner is waited on by the owner (and its 504 comes back); a rebuild,
+ *     a frozen view and a checkpoint are refused with 409; as_of of one cart through the non-owner
+ * equals the live answer; a cart's history (cart_history) is one aggregate's query, answered by the
+ * owner alone, every version the model made from either.
  */
 #include "cart.h"
 #include "readtest.h"
@@ -354,7 +354,19 @@ static void test_partitioned(void)
     snprintf(mp, sizeof(mp), "/v1/carts/%s?min_position=%d:%lld", sim.carts[c0].id,
              (int)last->partition, (long long)last->offset + 1000000);
     CU_ASSERT_EQUAL(rt_http(other, "GET", mp, NULL), 504); /* the owner's timeout, forwarded */
-    CU_ASSERT_EQUAL(rt_http(&a, "POST", "/admin/projections/cart_view/rebuild", NULL), 409);
+    /* nor a rebuild, a frozen view or a checkpoint: each instance holds only its slices */
+    static const char *const whole_store[][2] = {
+        {"POST", "/admin/projections/cart_view/rebuild"},
+        {"POST", "/admin/projections/cart_view/freeze?until=1"},
+        {"GET", "/admin/projections/cart_view/checkpoint"},
+    };
+    for (size_t i = 0; i < sizeof(whole_store) / sizeof(whole_store[0]); i++) {
+        json_t *b = NULL;
+        CU_ASSERT_EQUAL(rt_http(&a, whole_store[i][0], whole_store[i][1], &b), 409);
+        const char *m = json_string_value(json_object_get(b, "message"));
+        CU_ASSERT_TRUE(m && strstr(m, "not available in partitioned mode"));
+        json_decref(b);
+    }
     /* the peers' slice route: a well-formed ask answers, anything else is a bad request */
     CU_ASSERT_EQUAL(
         rt_http(&a, "GET", "/admin/projections/cart_view/slice?parts=0.0&prefix=", NULL), 200);
