@@ -419,6 +419,21 @@ bool rt_wait_up(const rt_proc_t *p, int timeout_ms)
     return false;
 }
 
+bool rt_digest(const rt_proc_t *p, const char *name, char *out, size_t outsz)
+{
+    char path[300];
+    json_t *b = NULL;
+    snprintf(path, sizeof(path), "/admin/projections/%s/digest", name);
+    bool ok = rt_http(p, "GET", path, &b) == 200;
+    snprintf(out, outsz, "%s/%lld %s/%lld",
+             es_test_or_empty(json_string_value(json_object_get(b, "views_fnv1a64"))),
+             (long long)json_integer_value(json_object_get(b, "view_keys")),
+             es_test_or_empty(json_string_value(json_object_get(b, "offsets_fnv1a64"))),
+             (long long)json_integer_value(json_object_get(b, "offset_keys")));
+    json_decref(b);
+    return ok;
+}
+
 json_t *rt_projection(const rt_proc_t *p, const char *name)
 {
     json_t *b = NULL, *found = NULL;

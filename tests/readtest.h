@@ -119,6 +119,12 @@ size_t rt_carts_differing(rt_proc_t *p, es_sim_t *sim, const char *view);
 json_t *rt_frozen_entry(const rt_proc_t *p, const char *name, const char *label);
 /** @brief Projection @p name's object of GET /admin/projections (a new reference), or NULL. */
 json_t *rt_projection(const rt_proc_t *p, const char *name);
+/**
+ * @brief Projection @p name's digest (GET /admin/projections/{name}/digest) as one
+ *        comparable string, "views/view_keys offsets/offset_keys"; false (and a
+ *        string of empty fields) when the projector does not answer 200.
+ */
+bool rt_digest(const rt_proc_t *p, const char *name, char *out, size_t outsz);
 
 /**
  * @brief The model (viewmodel.h) of @p tp's records that a projector must have

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -139,6 +140,12 @@ bool es_test_topic_config(const char *topic, const char *name, const char *value
 bool es_test_str_eq(const char *a, const char *b)
 {
     return a && b && strcmp(a, b) == 0;
+}
+
+bool es_test_exists(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0;
 }
 
 const char *es_test_or_empty(const char *s)

@@ -71,6 +71,8 @@ CU_BOOL es_test_assert_str_eq(const char *actual, const char *expected, const ch
 bool es_test_str_eq(const char *a, const char *b);
 /** @brief @p s, or "" when it is NULL (copying a JSON field that may be missing). */
 const char *es_test_or_empty(const char *s);
+/** @brief Whether @p path names something (a file, a directory, ...). */
+bool es_test_exists(const char *path);
 /** @brief The value of @p series (name and labels, exactly) in Prometheus exposition
  *         text @p text, -1 when no line has it (or @p text is NULL). */
 double es_test_metric(const char *text, const char *series);

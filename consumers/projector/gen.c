@@ -11,7 +11,10 @@
  * name and that is not a rebuild to resume (REBUILD names it and it exists,
  * newer than CURRENT) is a leftover of a crash and is deleted, as are a
  * checkpoint that was being served (checkpoint-<n>/) and a clone that was
- * being downloaded (clone.tmp/): neither is ever live.  The swap
+ * being downloaded (clone.tmp/): neither is ever live.  Without CURRENT no
+ * generation is live, so all of them go: a clone killed after its copy
+ * became g1 and before CURRENT leaves one, which may also be half removed if
+ * a second clone was killed while clearing it (0916).  The swap
  * writes CURRENT first and removes REBUILD second: a crash between the two
  * leaves REBUILD naming the live generation, which is then not newer and is
  * not resumed.
@@ -117,6 +120,9 @@ es_err_t pj_gen_prepare(pj_runner_t *r, char *errstr, size_t errstr_size)
         return err;
     r->generation = read_generation_file(r->dir, "CURRENT");
     if (!r->generation) {
+        /* No live store: a generation here is a clone's copy cut short before its CURRENT
+         * (checkpoint_clone.c), maybe half removed by a later clone's install: never live. */
+        remove_stale_generations(r, 0, 0);
         r->generation = 1;
         if ((err = pj_gen_write_current(r->dir, 1, errstr, errstr_size)))
             return err;

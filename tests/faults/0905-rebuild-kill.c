@@ -116,19 +116,6 @@ static size_t histories_differing(rt_proc_t *p, es_sim_t *sim)
     return differ;
 }
 
-static bool digest(rt_proc_t *p, const char *name, char *out, size_t outsz)
-{
-    char path[200];
-    json_t *b = NULL;
-    snprintf(path, sizeof(path), "/admin/projections/%s/digest", name);
-    bool ok = rt_http(p, "GET", path, &b) == 200;
-    snprintf(out, outsz, "%s/%s",
-             es_test_or_empty(json_string_value(json_object_get(b, "views_fnv1a64"))),
-             es_test_or_empty(json_string_value(json_object_get(b, "offsets_fnv1a64"))));
-    json_decref(b);
-    return ok;
-}
-
 /* Wait until generation @p want serves (a rebuild swapped it in); then the store must match. */
 static void rebuild_swapped_in(rt_proc_t *p, const target_t *t, int want, const char *want_digest,
                                es_sim_t *sim, rb_t *rb)
@@ -138,7 +125,7 @@ static void rebuild_swapped_in(rt_proc_t *p, const target_t *t, int want, const 
     CU_ASSERT_EQUAL(rb->generation, want);
     CU_ASSERT_TRUE(rt_wait_caught_up(p, t->name, 60000));
     char d[80];
-    CU_ASSERT_TRUE(digest(p, t->name, d, sizeof(d)));
+    CU_ASSERT_TRUE(rt_digest(p, t->name, d, sizeof(d)));
     ES_ASSERT_STR_EQ(d, want_digest);
     CU_ASSERT_EQUAL(t->differing(p, sim), 0);
 }
@@ -323,7 +310,7 @@ static void rebuild_kill(const target_t *t)
     rt_proc_start(&proc, root, pfx, t->sets, t->nsets);
     CU_ASSERT_TRUE_FATAL(rt_wait_up(&proc, 60000));
     CU_ASSERT_TRUE_FATAL(rt_wait_caught_up(&proc, t->name, 120000));
-    CU_ASSERT_TRUE_FATAL(digest(&proc, t->name, d0, sizeof(d0)));
+    CU_ASSERT_TRUE_FATAL(rt_digest(&proc, t->name, d0, sizeof(d0)));
     size_t differ = t->differing(&proc, &sim); /* the digest's own oracle */
     printf("\n  initial build of %s: %zu cart(s) differing from the model", t->name, differ);
     CU_ASSERT_EQUAL(differ, 0);

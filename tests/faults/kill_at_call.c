@@ -31,6 +31,13 @@
  *   ESCQRS_TEST_FAIL_AT_REOPEN, answers an error instead of opening (0905).
  * Every other open (a start's) goes through unchanged.
  *
+ * And it kills a clone from a peer's checkpoint (checkpoint_clone.c) part-way:
+ *   ESCQRS_TEST_KILL_IN_CLONE    at the first fsync of a file being
+ *                                downloaded into <dir>/clone.tmp/: one file
+ *                                of the copy is whole, the others are not
+ *   ESCQRS_TEST_KILL_AT_INSTALL  right after the rename of <dir>/clone.tmp
+ *                                to <dir>/g1, before CURRENT is written (0916).
+ *
  * It also refuses threads: while the file ESCQRS_TEST_REFUSE_HANDOFF names
  * exists, pthread_create answers EAGAIN (as at a limit) to es_handoff_give
  * (the start of the command service's offsets thread, of the projector's
@@ -68,6 +75,10 @@ typedef void (*write_fn)(rocksdb_t *, const rocksdb_writeoptions_t *, rocksdb_wr
 typedef rd_kafka_error_t *(*commit_fn)(rd_kafka_t *, int);
 typedef rd_kafka_resp_err_t (*assign_fn)(rd_kafka_t *, const rd_kafka_topic_partition_list_t *);
 typedef int (*create_fn)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
+typedef int (*fsync_fn)(int);
+typedef int (*rename_fn)(const char *, const char *);
+
+#define CLONE_STAGING "clone.tmp" /* ES_CKPT_STAGING (escqrs/checkpoint.h) */
 
 /* rocksdb/c.h's prototypes, repeated */
 void rocksdb_write(rocksdb_t *db, const rocksdb_writeoptions_t *options,
@@ -183,6 +194,35 @@ rd_kafka_assign(rd_kafka_t *rk, const rd_kafka_topic_partition_list_t *partition
 {
     atomic_store(&writes_in_catchup, names_events(partitions) ? 0 : -1);
     return ((assign_fn)next_fn("rd_kafka_assign"))(rk, partitions);
+}
+
+/* Whether descriptor @p fd is a file under a clone's staging directory. */
+static bool in_clone_staging(int fd)
+{
+    char link[64], path[4096];
+    snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, path, sizeof(path) - 1);
+    if (n <= 0)
+        return false;
+    path[n] = '\0';
+    return strstr(path, "/" CLONE_STAGING "/") != NULL;
+}
+
+__attribute__((visibility("default"))) int fsync(int fd)
+{
+    if (getenv("ESCQRS_TEST_KILL_IN_CLONE") && in_clone_staging(fd))
+        kill_if_armed("ESCQRS_TEST_KILL_IN_CLONE");
+    return ((fsync_fn)next_fn("fsync"))(fd);
+}
+
+__attribute__((visibility("default"))) int rename(const char *from, const char *to)
+{
+    static const char staging[] = "/" CLONE_STAGING;
+    int rc = ((rename_fn)next_fn("rename"))(from, to);
+    size_t n = strlen(from);
+    if (rc == 0 && n >= sizeof(staging) - 1 && !strcmp(from + n - (sizeof(staging) - 1), staging))
+        kill_if_armed("ESCQRS_TEST_KILL_AT_INSTALL");
+    return rc;
 }
 
 /* Whether es_handoff_give is on the call stack (the shim's, ASan's interceptor, then it). */

@@ -25,7 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -37,20 +36,6 @@ static es_conf_t *conf;
 static rt_topic_t cart;
 static es_sim_t sim;
 static es_evgen_t *cg;
-
-/* The digest of cart_view on @p p as one comparable string. */
-static void digest_of(const rt_proc_t *p, char *out, size_t outsz)
-{
-    json_t *b = NULL;
-    out[0] = '\0';
-    if (rt_http(p, "GET", "/admin/projections/cart_view/digest", &b) == 200)
-        snprintf(out, outsz, "%s/%lld %s/%lld",
-                 json_string_value(json_object_get(b, "views_fnv1a64")),
-                 (long long)json_integer_value(json_object_get(b, "view_keys")),
-                 json_string_value(json_object_get(b, "offsets_fnv1a64")),
-                 (long long)json_integer_value(json_object_get(b, "offset_keys")));
-    json_decref(b);
-}
 
 /* Wait until cart_view on @p p has applied @p total events (the sum of its offsets). */
 static bool wait_applied(const rt_proc_t *p, int64_t total)
@@ -125,12 +110,6 @@ static int run_clone(const char *args, char *out, size_t outsz)
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-static bool exists(const char *path)
-{
-    struct stat sb;
-    return stat(path, &sb) == 0;
-}
-
 static void test_replica_from_checkpoint(void)
 {
     char root_a[300], root_b[300], root_c[300], root_d[300], path[700], out[8192];
@@ -155,7 +134,7 @@ static void test_replica_from_checkpoint(void)
     rt_proc_start(&a, root_a, pfx, sets, 1);
     CU_ASSERT_TRUE_FATAL(rt_wait_up(&a, 30000));
     CU_ASSERT_TRUE_FATAL(wait_applied(&a, N_BEFORE));
-    digest_of(&a, dig_a, sizeof(dig_a));
+    rt_digest(&a, "cart_view", dig_a, sizeof(dig_a));
     es_buf_t tar = {0};
     CU_ASSERT_EQUAL_FATAL(rt_http_raw(&a, "GET", "/admin/projections/cart_view/checkpoint", &tar),
                           200);
@@ -201,8 +180,8 @@ static void test_replica_from_checkpoint(void)
             b_start, b_applied, N_BEFORE, M_AFTER);
     CU_ASSERT_EQUAL(b_start, 0);
     CU_ASSERT_EQUAL(b_applied, M_AFTER);
-    digest_of(&a, dig_a, sizeof(dig_a));
-    digest_of(&b, dig_b, sizeof(dig_b));
+    rt_digest(&a, "cart_view", dig_a, sizeof(dig_a));
+    rt_digest(&b, "cart_view", dig_b, sizeof(dig_b));
     CU_ASSERT_STRING_EQUAL(dig_a, dig_b);
     /* the digests compare the projector with itself; the model is the test's own */
     size_t b_differ = rt_carts_differing(&b, &sim, NULL);
@@ -219,7 +198,7 @@ static void test_replica_from_checkpoint(void)
                         json_array_get(json_object_get(lst, "projections"), 0), "generation")),
                     2);
     json_decref(lst);
-    digest_of(&a, dig_rebuilt, sizeof(dig_rebuilt));
+    rt_digest(&a, "cart_view", dig_rebuilt, sizeof(dig_rebuilt));
     fprintf(stderr, "digests: A %s, B %s, A rebuilt %s\n", dig_a, dig_b, dig_rebuilt);
     CU_ASSERT_STRING_EQUAL(dig_rebuilt, dig_b);
     CU_ASSERT_EQUAL(rt_proc_stop(&b), 0);
@@ -235,7 +214,7 @@ static void test_replica_from_checkpoint(void)
     CU_ASSERT_TRUE_FATAL(rt_wait_up(&c, 30000));
     CU_ASSERT_TRUE(wait_applied(&c, N_BEFORE + M_AFTER));
     CU_ASSERT_EQUAL(applied_of(&c), M_AFTER);
-    digest_of(&c, dig_c, sizeof(dig_c));
+    rt_digest(&c, "cart_view", dig_c, sizeof(dig_c));
     CU_ASSERT_STRING_EQUAL(dig_c, dig_rebuilt);
     CU_ASSERT_EQUAL(rt_carts_differing(&c, &sim, NULL), 0);
     CU_ASSERT_EQUAL(rt_proc_stop(&c), 0);
@@ -274,9 +253,9 @@ static void test_replica_from_checkpoint(void)
     CU_ASSERT_EQUAL(run_clone(args, out, sizeof(out)), 1);
     CU_ASSERT_PTR_NOT_NULL(strstr(out, "damaged in transfer")); /* the file's checksum */
     snprintf(path, sizeof(path), "%s/cart_view/CURRENT", root_x);
-    CU_ASSERT_FALSE(exists(path));
+    CU_ASSERT_FALSE(es_test_exists(path));
     snprintf(path, sizeof(path), "%s/cart_view/%s", root_x, ES_CKPT_STAGING);
-    CU_ASSERT_FALSE(exists(path));
+    CU_ASSERT_FALSE(es_test_exists(path));
     es_buf_free(&other);
     es_buf_free(&tar);
 
@@ -287,7 +266,7 @@ static void test_replica_from_checkpoint(void)
     CU_ASSERT_TRUE_FATAL(rt_wait_up(&d, 30000));
     CU_ASSERT_TRUE(wait_applied(&d, N_BEFORE + M_AFTER));
     CU_ASSERT_EQUAL(applied_of(&d), N_BEFORE + M_AFTER);
-    digest_of(&d, dig_c, sizeof(dig_c));
+    rt_digest(&d, "cart_view", dig_c, sizeof(dig_c));
     CU_ASSERT_STRING_EQUAL(dig_c, dig_rebuilt);
     CU_ASSERT_EQUAL(rt_proc_stop(&d), 0);
     CU_ASSERT_EQUAL(rt_proc_stop(&a), 0);
