@@ -3,13 +3,14 @@
  * local stack, the demo and the tests run with authentication on without an
  * OIDC provider.
  *
- *   escqrs auth keygen --dir DIR [--kid KID]
- *       DIR/signing-key.pem (RSA 2048, private: keep it) and DIR/jwks.json
- *       (its public key as a JWKS: give it to auth.jwks.file).
+ *   escqrs auth keygen --dir DIR [--kid KID] [--alg RS256|ES256]
+ *       DIR/signing-key.pem (RSA 2048, or EC P-256 for ES256; private: keep
+ *       it) and DIR/jwks.json (its public key as a JWKS: give it to
+ *       auth.jwks.file).
  *   escqrs auth token --key DIR/signing-key.pem --issuer I --audience A
  *                     --sub S [--kid KID] [--scope "a b"] [--role R]...
  *                     [--client C] [--ttl SECONDS] [--alg RS256]
- *       prints a signed JWT (RS256) on stdout.
+ *       prints a signed JWT (RS256; ES256 with an EC P-256 key) on stdout.
  *
  * In production the tokens come from the OIDC provider; docs/security.md.
  */
@@ -32,6 +33,7 @@
 
 #define DEFAULT_KID   "escqrs-dev-1"
 #define RSA_BITS      2048
+#define P256_BYTES    32   /* an EC P-256 coordinate, at its full length in a JWK (RFC 7518) */
 #define TTL_DEFAULT_S 3600 /* --ttl: a token lives an hour */
 #define MAX_ROLES     16   /* --role at most this often (one more is a usage error) */
 #define KEY_PATH_MAX  1024
@@ -53,45 +55,75 @@ static void b64url(const unsigned char *in, size_t len, es_buf_t *out)
     out->len--;
 }
 
-static bool bn_b64url(EVP_PKEY *pkey, const char *name, es_buf_t *out)
+/* Key parameter @p name in base64url: its minimal bytes, or @p width bytes when > 0. */
+static bool bn_b64url(EVP_PKEY *pkey, const char *name, int width, es_buf_t *out)
 {
     BIGNUM *bn = NULL;
     if (!EVP_PKEY_get_bn_param(pkey, name, &bn))
         return false;
-    int n = BN_num_bytes(bn);
+    int n = width > 0 ? width : BN_num_bytes(bn);
     unsigned char *bytes = es_malloc((size_t)n + 1);
-    BN_bn2bin(bn, bytes);
-    b64url(bytes, (size_t)n, out);
+    bool ok = BN_bn2binpad(bn, bytes, n) == n;
+    if (ok)
+        b64url(bytes, (size_t)n, out);
     free(bytes);
     BN_free(bn);
-    return true;
+    return ok;
+}
+
+/* A new signing key for @p alg and its public JWK (kid, alg, use sig); NULL when OpenSSL fails. */
+static EVP_PKEY *new_key(const char *alg, const char *kid, json_t **jwk)
+{
+    es_buf_t a = {0}, b = {0};
+    bool ec = !strcmp(alg, "ES256");
+    EVP_PKEY *pkey = ec ? EVP_EC_gen("P-256") : EVP_RSA_gen(RSA_BITS);
+    if (!pkey ||
+        !bn_b64url(pkey, ec ? OSSL_PKEY_PARAM_EC_PUB_X : OSSL_PKEY_PARAM_RSA_N, ec ? P256_BYTES : 0,
+                   &a) ||
+        !bn_b64url(pkey, ec ? OSSL_PKEY_PARAM_EC_PUB_Y : OSSL_PKEY_PARAM_RSA_E, ec ? P256_BYTES : 0,
+                   &b)) {
+        EVP_PKEY_free(pkey);
+        pkey = NULL;
+    } else if (ec) {
+        *jwk = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "kty", "EC", "use", "sig", "alg",
+                         alg, "kid", kid, "crv", "P-256", "x", a.data, "y", b.data);
+    } else {
+        *jwk = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "kty", "RSA", "use", "sig", "alg", alg,
+                         "kid", kid, "n", a.data, "e", b.data);
+    }
+    es_buf_free(&a);
+    es_buf_free(&b);
+    return pkey;
 }
 
 static int keygen(int argc, char **argv)
 {
-    const char *dir = NULL, *kid = DEFAULT_KID;
+    static const char usage[] = "usage: escqrs auth keygen --dir DIR [--kid KID] "
+                                "[--alg RS256|ES256]\n";
+    const char *dir = NULL, *kid = DEFAULT_KID, *alg = "RS256";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--dir") && i + 1 < argc)
             dir = argv[++i];
         else if (!strcmp(argv[i], "--kid") && i + 1 < argc)
             kid = argv[++i];
+        else if (!strcmp(argv[i], "--alg") && i + 1 < argc)
+            alg = argv[++i];
         else {
-            fprintf(stderr, "usage: escqrs auth keygen --dir DIR [--kid KID]\n");
+            fputs(usage, stderr);
             return CLI_EXIT_USAGE;
         }
     }
-    if (!dir) {
-        fprintf(stderr, "usage: escqrs auth keygen --dir DIR [--kid KID]\n");
+    if (!dir || (strcmp(alg, "RS256") && strcmp(alg, "ES256"))) {
+        fputs(usage, stderr);
         return CLI_EXIT_USAGE;
     }
     char path[KEY_PATH_MAX];
     mkdir(dir, 0700);
-    EVP_PKEY *pkey = EVP_RSA_gen(RSA_BITS);
-    es_buf_t n = {0}, e = {0};
+    json_t *jwk = NULL;
+    EVP_PKEY *pkey = new_key(alg, kid, &jwk);
     int rc = CLI_EXIT_FAILURE;
-    if (!pkey || !bn_b64url(pkey, OSSL_PKEY_PARAM_RSA_N, &n) ||
-        !bn_b64url(pkey, OSSL_PKEY_PARAM_RSA_E, &e)) {
-        fprintf(stderr, "escqrs auth keygen: OpenSSL could not make an RSA key\n");
+    if (!pkey) {
+        fprintf(stderr, "escqrs auth keygen: OpenSSL could not make a key for %s\n", alg);
         goto out;
     }
     snprintf(path, sizeof(path), "%s/signing-key.pem", dir);
@@ -104,8 +136,7 @@ static int keygen(int argc, char **argv)
     }
     fclose(f);
     chmod(path, 0600);
-    json_t *jwks = json_pack("{s:[{s:s, s:s, s:s, s:s, s:s, s:s}]}", "keys", "kty", "RSA", "use",
-                             "sig", "alg", "RS256", "kid", kid, "n", n.data, "e", e.data);
+    json_t *jwks = json_pack("{s:[O]}", "keys", jwk);
     snprintf(path, sizeof(path), "%s/jwks.json", dir);
     if (json_dump_file(jwks, path, JSON_INDENT(2))) {
         fprintf(stderr, "escqrs auth keygen: cannot write %s\n", path);
@@ -113,12 +144,12 @@ static int keygen(int argc, char **argv)
         goto out;
     }
     json_decref(jwks);
-    printf("%s/signing-key.pem (private) and %s/jwks.json (public, kid %s)\n", dir, dir, kid);
+    printf("%s/signing-key.pem (private) and %s/jwks.json (public, kid %s, %s)\n", dir, dir, kid,
+           alg);
     rc = CLI_EXIT_OK;
 out:
+    json_decref(jwk);
     EVP_PKEY_free(pkey);
-    es_buf_free(&n);
-    es_buf_free(&e);
     return rc;
 }
 

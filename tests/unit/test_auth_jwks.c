@@ -153,33 +153,44 @@ static const char *run(const char *cmd)
     return line;
 }
 
-/* Key @p kid (once: the tests share them). */
-static void keygen(const char *kid)
+/* Key @p kid for algorithm @p alg, RS256 or ES256 (once: the tests share them). */
+static void keygen_for(const char *kid, const char *alg)
 {
     char cmd[1024];
     struct stat sb;
     snprintf(cmd, sizeof(cmd), "%s/%s", dir, kid);
     if (stat(cmd, &sb) == 0)
         return;
-    snprintf(cmd, sizeof(cmd), "'%s' auth keygen --dir '%s/%s' --kid %s >/dev/null", cli(), dir,
-             kid, kid);
+    snprintf(cmd, sizeof(cmd), "'%s' auth keygen --dir '%s/%s' --kid %s --alg %s >/dev/null", cli(),
+             dir, kid, kid, alg);
     CU_ASSERT_EQUAL_FATAL(system(cmd), 0);
 }
 
-/* "Authorization: Bearer" value of a token signed with key @p kid (caller frees). */
-static char *bearer(const char *kid)
+static void keygen(const char *kid)
+{
+    keygen_for(kid, "RS256");
+}
+
+/* "Authorization: Bearer" value of a token signed by @p alg with key @p key, naming key id
+ * @p kid (caller frees). */
+static char *bearer_as(const char *key, const char *kid, const char *alg)
 {
     char cmd[1024];
     snprintf(cmd, sizeof(cmd),
-             "'%s' auth token --key '%s/%s/signing-key.pem' --kid %s --issuer %s --audience %s "
-             "--sub tester --scope views.read",
-             cli(), dir, kid, kid, ISSUER, AUDIENCE);
+             "'%s' auth token --key '%s/%s/signing-key.pem' --kid %s --alg %s --issuer %s "
+             "--audience %s --sub tester --scope views.read",
+             cli(), dir, key, kid, alg, ISSUER, AUDIENCE);
     const char *t = run(cmd);
     CU_ASSERT_FATAL(strlen(t) > 100);
     size_t n = strlen(t) + 8;
     char *b = malloc(n);
     snprintf(b, n, "Bearer %s", t);
     return b;
+}
+
+static char *bearer(const char *kid)
+{
+    return bearer_as(kid, kid, "RS256");
 }
 
 /* The JWKS of the keys named (NULL-terminated), as text (caller frees). */
@@ -200,28 +211,45 @@ static char *jwks_of(const char *const *kids)
     return text;
 }
 
-static es_auth_t *auth_new(void)
+/*
+ * A verifier for ISSUER and AUDIENCE with the policy "scope:views.read query:*" and the keys
+ * of @p jwks_key (auth.jwks.url or auth.jwks.file) = @p jwks, plus @p nextra more settings.
+ */
+static es_auth_t *auth_from(const char *jwks_key, const char *jwks, const char *const extra[][2],
+                            size_t nextra)
 {
     static const es_conf_def_t *const tables[] = {es_auth_conf_defs, NULL};
-    char url[128], policy[512];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/jwks", provider.port);
+    char policy[512];
     snprintf(policy, sizeof(policy), "%s/policy", dir);
     FILE *f = fopen(policy, "w");
     CU_ASSERT_PTR_NOT_NULL_FATAL(f);
     fputs("scope:views.read query:*\n", f);
     fclose(f);
     es_conf_t *conf = es_conf_new("t", tables);
-    const char *sets[][2] = {{"auth.mode", "jwt"},           {"auth.jwks.url", url},
-                             {"auth.issuer", ISSUER},        {"auth.audience", AUDIENCE},
-                             {"auth.policy.file", policy},   {"auth.jwks.refetch.min.s", REFETCH},
-                             {"auth.jwks.refresh.s", "3600"}};
-    for (size_t i = 0; i < ES_ARRAY_SIZE(sets); i++)
-        CU_ASSERT_EQUAL_FATAL(
-            es_conf_set(conf, sets[i][0], sets[i][1], "test", errstr, sizeof(errstr)), ES_ERR_OK);
+    const char *sets[][2] = {{"auth.mode", "jwt"},
+                             {jwks_key, jwks},
+                             {"auth.issuer", ISSUER},
+                             {"auth.audience", AUDIENCE},
+                             {"auth.policy.file", policy}};
+    for (size_t i = 0; i < ES_ARRAY_SIZE(sets) + nextra; i++) {
+        const char *const *kv = i < ES_ARRAY_SIZE(sets) ? sets[i] : extra[i - ES_ARRAY_SIZE(sets)];
+        CU_ASSERT_EQUAL_FATAL(es_conf_set(conf, kv[0], kv[1], "test", errstr, sizeof(errstr)),
+                              ES_ERR_OK);
+    }
     es_auth_t *a = es_auth_new(conf, errstr, sizeof(errstr));
     es_conf_destroy(conf);
     CU_ASSERT_PTR_NOT_NULL_FATAL(a);
     return a;
+}
+
+/* The verifier of the tests with the provider: keys by URL, refetched after REFETCH s. */
+static es_auth_t *auth_new(void)
+{
+    static const char *const extra[][2] = {{"auth.jwks.refetch.min.s", REFETCH},
+                                           {"auth.jwks.refresh.s", "3600"}};
+    char url[128];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/jwks", provider.port);
+    return auth_from("auth.jwks.url", url, extra, ES_ARRAY_SIZE(extra));
 }
 
 /* ---------------------------------------------------------------- tests */
@@ -434,6 +462,57 @@ static void test_event_thread_never_fetches(void)
  * and HMAC above all: an HMAC "key" would be the public key's text); no algorithm; a JWKS
  * with no usable key.  The same configuration with none of the faults starts.
  */
+/*
+ * ES256 end to end: keys from `escqrs auth keygen --alg ES256` in the JWKS file beside an
+ * RSA key; a token one of them signs verifies, naming its subject.  Refused: the same
+ * claims signed by another P-256 key that claims the key id (a forgery), an RS256 token
+ * claiming the EC key's id, an ES256 token claiming the RSA key's id (keys of another
+ * kind), and the good token with one character of its signature changed.
+ */
+static void test_es256_end_to_end(void)
+{
+    static const char *const in_jwks[] = {"e1", "r1", NULL};
+    static const char *const extra[][2] = {{"auth.algorithms", "RS256,ES256"}};
+    char jwks_path[512];
+    keygen_for("e1", "ES256");
+    keygen_for("e2", "ES256");
+    keygen("r1");
+    snprintf(jwks_path, sizeof(jwks_path), "%s/es-jwks.json", dir);
+    char *jwks = jwks_of(in_jwks);
+    FILE *f = fopen(jwks_path, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fputs(jwks, f);
+    fclose(f);
+    free(jwks);
+    es_auth_t *a = auth_from("auth.jwks.file", jwks_path, extra, ES_ARRAY_SIZE(extra));
+
+    es_principal_t p;
+    char why[512];
+    char *good = bearer_as("e1", "e1", "ES256");
+    CU_ASSERT_EQUAL(es_auth_verify(a, good, false, &p, why, sizeof(why)), ES_ERR_OK);
+    ES_ASSERT_STR_EQ(p.subject, "tester");
+    CU_ASSERT_TRUE(es_auth_allows(a, &p, "query:cart_view"));
+    char *hostile[] = {
+        bearer_as("e2", "e1", "ES256"), /* another P-256 key claiming e1 */
+        bearer_as("r1", "e1", "RS256"), /* an RSA signature for the EC key */
+        bearer_as("e1", "r1", "ES256"), /* an EC signature for the RSA key */
+        es_strdup(good),
+    };
+    char *sig = strrchr(hostile[3], '.') + 5; /* a character inside the signature */
+    *sig = *sig == 'A' ? 'B' : 'A';
+    for (size_t i = 0; i < ES_ARRAY_SIZE(hostile); i++) {
+        why[0] = '\0';
+        es_err_t err = es_auth_verify(a, hostile[i], false, &p, why, sizeof(why));
+        if (err == ES_ERR_OK)
+            printf("\n    hostile token %zu verified", i);
+        CU_ASSERT_NOT_EQUAL(err, ES_ERR_OK);
+        CU_ASSERT_TRUE(why[0] != '\0');
+        free(hostile[i]);
+    }
+    free(good);
+    es_auth_destroy(a);
+}
+
 static void test_startup_refusals(void)
 {
     static const es_conf_def_t *const tables[] = {es_auth_conf_defs, NULL};
@@ -509,6 +588,8 @@ int main(void)
         {"a JWKS answer over 1 MiB is refused as it arrives, the keys kept",
          test_oversized_jwks_refused},
         {"start-up refuses what it must, naming the key", test_startup_refusals},
+        {"ES256: a P-256 key's token verifies; forgeries and other kinds do not",
+         test_es256_end_to_end},
         {NULL, NULL},
     };
     int rc = es_test_run("auth-jwks", cases);
