@@ -49,25 +49,14 @@ static void export_usage(FILE *fp, const char *cmd)
             "%s\n\n"
             "--from-offset N   start every partition at offset N (default: the beginning)\n"
             "--from-time TIME  start at the first record at or after TIME: milliseconds since\n"
-            "                  the epoch, or UTC as 2026-11-22T10:00:00Z\n"
+            "                  the epoch, or RFC 3339 as 2026-11-22T10:00:00Z or\n"
+            "                  2026-11-22T11:00:00.250+01:00\n"
             "--format          jsonl (default) or csv (value as a JSON column)\n"
             "--output FILE     write to FILE instead of standard output\n"
             "Exit codes: 0 done, 1 failure, 2 usage or configuration error.\n",
             cmd,
             !strcmp(cmd, "tail") ? "tail follows the topic until interrupted (Ctrl-C)."
                                  : "export stops at the end of what is committed.");
-}
-
-static bool parse_time(const char *s, int64_t *ms)
-{
-    if (s[strspn(s, "0123456789")] == '\0')
-        return es_parse_i64(s, 0, INT64_MAX, ms);
-    struct tm tm = {0};
-    const char *end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-    if (!end || (*end && strcmp(end, "Z")))
-        return false;
-    *ms = (int64_t)timegm(&tm) * 1000;
-    return true;
 }
 
 static void csv_field(FILE *out, const char *s, bool last)
@@ -186,10 +175,10 @@ static int export_parse(int argc, char **argv, export_opts_t *o)
             }
             break;
         case 'T':
-            if (!parse_time(optarg, &o->from_time)) {
+            if (!es_parse_time_ms(optarg, &o->from_time)) {
                 fprintf(stderr,
-                        "escqrs %s: --from-time takes milliseconds or "
-                        "YYYY-MM-DDTHH:MM:SSZ, not %s\n",
+                        "escqrs %s: --from-time takes milliseconds or an RFC 3339 time "
+                        "(YYYY-MM-DDTHH:MM:SS[.fff](Z|+HH:MM)), not %s\n",
                         o->cmd, optarg);
                 return CLI_EXIT_USAGE;
             }

@@ -39,45 +39,6 @@ static bool parse_position(const char *s, int32_t *part, int64_t *off)
     return true;
 }
 
-/* Milliseconds since the epoch, or RFC 3339 ("2026-11-22T10:00:00Z", "+01:00", fractions). */
-static bool parse_time(const char *s, int64_t *ms)
-{
-    if (s[strspn(s, "0123456789")] == '\0') /* beyond int64 is a bad value, not a time */
-        return es_parse_i64(s, 0, INT64_MAX, ms);
-    struct tm tm = {0};
-    const char *p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-    if (!p)
-        return false;
-    int64_t frac = 0;
-    if (*p == '.') {
-        int digits = 0;
-        for (p++; *p >= '0' && *p <= '9'; p++, digits++) {
-            if (digits < 3)
-                frac = frac * 10 + (*p - '0');
-        }
-        for (; digits < 3; digits++)
-            frac *= 10;
-    }
-    int64_t offset_s = 0;
-    if (*p == 'Z' || *p == 'z') {
-        p++;
-    } else if (*p == '+' || *p == '-') { /* exactly "HH:MM" */
-        int64_t hh, mm;
-        const char *end;
-        if (!es_parse_i64_prefix(p + 1, &end, 0, 23, &hh) || end != p + 3 || *end != ':' ||
-            !es_parse_i64_prefix(p + 4, &end, 0, 59, &mm) || end != p + 6)
-            return false;
-        offset_s = (hh * 3600 + mm * 60) * (*p == '+' ? 1 : -1);
-        p += 6;
-    } else {
-        return false;
-    }
-    if (*p)
-        return false;
-    *ms = ((int64_t)timegm(&tm) - offset_s) * 1000 + frac;
-    return true;
-}
-
 static void answer(es_http_resp_t *resp, int st, json_t *body, const char *errstr)
 {
     if (st == 404 && !body)
@@ -214,7 +175,7 @@ static void answer_as_of(const query_t *q, const char *asof, const char *path, e
     json_t *body = NULL;
     char errstr[PJ_ERRSTR_MAX] = "";
     int64_t ts;
-    if (!parse_time(asof, &ts)) {
+    if (!es_parse_time_ms(asof, &ts)) {
         es_http_resp_error(resp, 400, "invalid_query",
                            "as_of must be milliseconds since the epoch or RFC 3339");
         return;
@@ -400,7 +361,7 @@ static void admin_freeze(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
     pj_runner_t *r = admin_runner(pj, req, resp);
     if (!r || pj_partitioned_refused(r, "a frozen view", resp))
         return;
-    if (!until || !parse_time(until, &until_ms)) {
+    if (!until || !es_parse_time_ms(until, &until_ms)) {
         es_http_resp_error(resp, 400, "invalid_query",
                            "until= is required: milliseconds since the epoch or RFC 3339");
         return;

@@ -323,6 +323,98 @@ static size_t map_key(char *key, size_t cap, int i)
  * empty key and keys with NUL bytes included), replaced, tombstoned, removed
  * (the probe runs of the keys left behind must stay intact), walked, cleared
  * and reused. */
+/*
+ * Times as users write them (as_of=, until=, --from-time).  Known values (Python's
+ * calendar.timegm), every field's edges, and every day of 1970-2400 at each day of the
+ * month 1-31 against glibc's timegm and gmtime_r as the model: a day the month lacks
+ * (a 30 February, a 29 February of 2100) is refused, where timegm moves it on.
+ */
+static void test_parse_time(void)
+{
+    static const struct {
+        const char *s;
+        int64_t ms;
+    } good[] = {
+        {"0", 0},
+        {"9223372036854775807", INT64_MAX},
+        {"2026-11-22T10:00:00Z", 1795341600000},
+        {"2026-11-22t10:00:00z", 1795341600000},
+        {"2026-11-22T11:00:00.250+01:00", 1795341600250},
+        {"2026-11-22T09:30:00.25-00:30", 1795341600250},
+        {"2024-02-29T23:59:59.9999Z", 1709251199999},
+        {"9999-12-31T23:59:59.999Z", 253402300799999},
+        {"2016-12-31T23:59:60Z", 1483228800000}, /* a leap second: the next minute's first */
+        {"1970-01-01T00:30:00+00:30", 0},
+    };
+    static const char *const bad[] = {
+        "",
+        "-1",
+        "9223372036854775808",
+        "2026-02-29T00:00:00Z",
+        "2100-02-29T00:00:00Z",
+        "2026-02-30T00:00:00Z",
+        "2026-04-31T00:00:00Z",
+        "2026-13-01T00:00:00Z",
+        "2026-00-01T00:00:00Z",
+        "2026-01-00T00:00:00Z",
+        "2026-01-01T24:00:00Z",
+        "2026-01-01T00:60:00Z",
+        "2026-01-01T00:00:61Z",
+        "2026-1-01T00:00:00Z",
+        "2026-01-01T0:00:00Z",
+        "2026-01-01 00:00:00Z",
+        "2026-01-01T00:00:00",
+        "2026-01-01T00:00:00.Z",
+        "2026-01-01T00:00:00+1:00",
+        "2026-01-01T00:00:00+01",
+        "2026-01-01T00:00:00+24:00",
+        "2026-01-01T00:00:00+01:60",
+        "2026-01-01T00:00:00Zx",
+        " 2026-01-01T00:00:00Z",
+        "+2026-01-01T00:00:00Z",
+        "1969-12-31T23:59:59Z",
+        "1970-01-01T00:00:00+00:01",
+        "20260101T000000Z",
+    };
+    for (size_t i = 0; i < ES_ARRAY_SIZE(good); i++) {
+        int64_t ms = -1;
+        bool ok = es_parse_time_ms(good[i].s, &ms);
+        if (!ok || ms != good[i].ms)
+            printf("\n    %s: %s %lld", good[i].s, ok ? "read as" : "refused", (long long)ms);
+        CU_ASSERT_TRUE(ok && ms == good[i].ms);
+    }
+    for (size_t i = 0; i < ES_ARRAY_SIZE(bad); i++) {
+        int64_t ms = -1;
+        bool ok = es_parse_time_ms(bad[i], &ms);
+        if (ok)
+            printf("\n    \"%s\" read as %lld", bad[i], (long long)ms);
+        CU_ASSERT_FALSE(ok);
+    }
+    size_t days = 0, wrong = 0;
+    for (int y = 1970; y <= 2400; y++) {
+        for (int m = 1; m <= 12; m++) {
+            for (int d = 1; d <= 31; d++) {
+                char s[32];
+                struct tm tm = {.tm_year = y - 1900, .tm_mon = m - 1, .tm_mday = d, .tm_hour = 12};
+                time_t t = timegm(&tm);
+                struct tm back;
+                gmtime_r(&t, &back);
+                bool exists = back.tm_mday == d && back.tm_mon == m - 1;
+                int64_t ms = -1;
+                snprintf(s, sizeof(s), "%04d-%02d-%02dT12:00:00Z", y, m, d);
+                bool ok = es_parse_time_ms(s, &ms);
+                days += exists;
+                if (ok != exists || (ok && ms != (int64_t)t * 1000)) {
+                    if (wrong++ < 5)
+                        printf("\n    %s: %s", s, ok ? "read" : "refused");
+                }
+            }
+        }
+    }
+    CU_ASSERT_EQUAL(days, 157420); /* 431 years: 365 * 431 + 105 leap days */
+    CU_ASSERT_EQUAL(wrong, 0);
+}
+
 static void test_map_against_model(void)
 {
     enum { N = 20000 };
@@ -555,6 +647,7 @@ int main(void)
     static const es_test_case_t cases[] = {
         {"checked arithmetic at the edges of int32, int64, uint64", test_checked_arithmetic},
         {"strict decimal parsing against a 128-bit model", test_parse_i64},
+        {"times as users write them, every day of 1970-2400 against timegm", test_parse_time},
         {"big-endian integers, byte by byte", test_big_endian},
         {"buffer codecs and a cursor that never reads past the end", test_buffer_codecs_and_cursor},
         {"hex there and back, and what is not hex", test_hex},

@@ -1,8 +1,8 @@
 /**
  * @file util.h
  * @brief Small helpers with no dependency but the C library: checked integer
- *        arithmetic, strict decimal parsing, array sizes, big-endian integers,
- *        deadlines and clocks, random bytes and UUIDs.
+ *        arithmetic, strict decimal and time parsing, array sizes, big-endian
+ *        integers, deadlines and clocks, random bytes and UUIDs.
  *
  * Layering: this header is the floor of common/; it includes no other escqrs
  * header and any file, pure or not, may include it.
@@ -191,6 +191,15 @@ static inline int64_t es_now_ms(void)
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
+
+/**
+ * @brief A time as users write it: milliseconds since the epoch (digits only,
+ *        up to INT64_MAX), or an RFC 3339 date-time such as
+ *        "2026-11-22T10:00:00Z", "2026-11-22T11:00:00.250+01:00" (every field
+ *        at its width, the day within its month, fractions past milliseconds
+ *        cut).  False for anything else or a time before 1970 (timeparse.c).
+ */
+bool es_parse_time_ms(const char *s, int64_t *ms);
 
 #define ES_UUID_STR_LEN 37 /* 36 characters and a NUL */
 
