@@ -85,6 +85,18 @@ static void metrics_handler(void *opaque, es_http_req_t *req, es_http_resp_t *re
     metrics_render(req->srv, resp);
 }
 
+/* The length of the longest '/'-separated segment of @p path. */
+static size_t longest_segment(const char *path)
+{
+    size_t longest = 0;
+    for (const char *s = path; *s;) {
+        size_t n = strcspn(s, "/");
+        longest = n > longest ? n : longest;
+        s += n + (s[n] == '/');
+    }
+    return longest;
+}
+
 /* Route the request; true when it must go to a worker (req->route set). */
 static bool route(es_http_server_t *srv, es_http_req_t *req)
 {
@@ -118,9 +130,14 @@ static bool route(es_http_server_t *srv, es_http_req_t *req)
         return true;
     }
     req->nparams = 0;
+    size_t longest = longest_segment(req->path);
     if (path_known)
         es_http_resp_error(resp, 405, "method_not_allowed", "%s is not allowed on %s", req->method,
                            req->path);
+    else if (longest >= ES_HTTP_PARAM_MAX) /* no route takes it: say why, not "no such" */
+        es_http_resp_error(resp, 414, "uri_too_long",
+                           "a path segment of %zu bytes exceeds the limit of %d bytes", longest,
+                           ES_HTTP_PARAM_MAX - 1);
     else
         es_http_resp_error(resp, 404, "not_found", "no such resource: %s", req->path);
     return false;

@@ -81,8 +81,8 @@ bool es_parse_time_ms(const char *s, int64_t *ms)
     if (*p)
         return false;
     /* a leap second (:60) is the next minute's first, as POSIX time counts it */
-    int64_t t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec -
-                sign * (oh * 3600 + om * 60);
+    int64_t t =
+        days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - sign * (oh * 3600 + om * 60);
     if (t < 0)
         return false;
     *ms = t * 1000 + frac;

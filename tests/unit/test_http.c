@@ -60,7 +60,7 @@ static size_t collect(char *p, size_t sz, size_t n, void *ud)
 static long request(int port, const char *method, const char *path, const char *body,
                     size_t bodylen, es_buf_t *out)
 {
-    char url[256];
+    char url[1024];
     long code = 0;
     CURL *c = curl_easy_init();
     struct curl_slist *hdrs = curl_slist_append(NULL, "If-Match: 7");
@@ -701,6 +701,16 @@ static void test_server(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(out.data, "\"error\":\"method_not_allowed\""));
     CU_ASSERT_EQUAL(request(port, "GET", "/nowhere", NULL, 0, &out), 404);
     CU_ASSERT_PTR_NOT_NULL(strstr(out.data, "\"error\":\"not_found\""));
+    /* an id past a segment's 255 bytes: no route takes it, and the answer says why */
+    char path[400];
+    for (int len = 255; len <= 256; len++) {
+        snprintf(path, sizeof(path), "/v1/carts/%0*d/add-item", len, 7);
+        int st = request(port, "POST", path, "{}", 2, &out);
+        CU_ASSERT_EQUAL(st, len == 255 ? 200 : 414);
+        if (len == 256)
+            CU_ASSERT_PTR_NOT_NULL(
+                strstr(out.data, "a path segment of 256 bytes exceeds the limit of 255 bytes"));
+    }
 
     static char big[200000];
     memset(big, 'x', sizeof(big));
