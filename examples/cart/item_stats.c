@@ -18,7 +18,10 @@
  * written twice to the topic (a replayed dead letter, a mirrored copy) is a
  * poison event in both views instead of counted twice here.
  * Top N scans "s/" (one entry per sku: small next to the event log) keeping
- * the best N; ties are broken by sku so answers are deterministic.
+ * the best N; ties are broken by sku so answers are deterministic.  A counter
+ * stops at INT64_MAX, not UINT64_MAX: the answer's numbers are JSON integers,
+ * which jansson (and most readers) hold as int64, so a larger one would be
+ * answered negative.
  */
 #include "cart.h"
 #include "cart_fold.h"
@@ -32,6 +35,7 @@
 #define IS_LINE_MIN_BYTES 12 /* an encoded line: u32 sku length, u64 quantity */
 #define IS_TAIL_BYTES     12 /* u64 version, u32 status */
 #define IS_CHECKED_OUT    1u
+#define IS_COUNTER_MAX    ((uint64_t)INT64_MAX) /* the largest JSON integer the answer holds */
 
 /* A cart as item_stats keeps it; its lines borrow their skus (cart_fold.h). */
 typedef struct {
@@ -76,6 +80,12 @@ static void is_cart_encode(const is_cart_t *c, es_buf_t *b)
     es_buf_put_be32(b, c->status);
 }
 
+/* *out = a + b, false past IS_COUNTER_MAX. */
+static bool is_counter_add(uint64_t a, uint64_t b, uint64_t *out)
+{
+    return es_add_u64(a, b, out) && *out <= IS_COUNTER_MAX;
+}
+
 /* Add (added, removed, checked_out) to the counters of one sku; @p val: scratch. */
 static es_err_t is_bump(es_proj_txn_t *txn, const char *sku, size_t skulen, int64_t add,
                         int64_t rem, int64_t out_, es_buf_t *val, char *errstr, size_t errstr_size)
@@ -99,10 +109,11 @@ static es_err_t is_bump(es_proj_txn_t *txn, const char *sku, size_t skulen, int6
     } else if (err != ES_ERR_NOT_FOUND) {
         goto out;
     }
-    if (!es_add_u64(c[0], (uint64_t)add, &c[0]) || !es_add_u64(c[1], (uint64_t)rem, &c[1]) ||
-        !es_add_u64(c[2], (uint64_t)out_, &c[2])) {
+    if (!is_counter_add(c[0], (uint64_t)add, &c[0]) ||
+        !is_counter_add(c[1], (uint64_t)rem, &c[1]) ||
+        !is_counter_add(c[2], (uint64_t)out_, &c[2])) {
         snprintf(errstr, errstr_size, "the counters of %.*s pass %llu", (int)skulen, sku,
-                 (unsigned long long)UINT64_MAX);
+                 (unsigned long long)IS_COUNTER_MAX);
         err = ES_ERR_STATE;
         goto out;
     }
@@ -327,7 +338,7 @@ static bool item_stats_merge(const char *key, size_t keylen, const char *a, size
     es_buf_clear(out);
     for (int i = 0; i < 3; i++) {
         uint64_t sum;
-        if (!es_add_u64(es_cursor_be64(&ca), es_cursor_be64(&cb), &sum))
+        if (!is_counter_add(es_cursor_be64(&ca), es_cursor_be64(&cb), &sum))
             return false;
         es_buf_put_be64(out, sum);
     }

@@ -138,12 +138,49 @@ static void test_duplicates_refused(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "ItemAdded after checkout"));
     counts_of(m, "x", got, sizeof(got));
     ES_ASSERT_STR_EQ(got, "4/1/3");
-    /* a cart emptied by its removals still remembers its version */
+    /* a cart emptied by its removals keeps its version and no line: n 0, version 2, open */
     FOLD("e", 1, 1, "ItemAdded", "y", 2, 10);
     FOLD("e", 2, 1, "ItemRemoved", "y", 2, 0);
     FOLD_AS(ES_ERR_STATE, "e", 1, 1, "ItemAdded", "y", 2, 10);
     counts_of(m, "y", got, sizeof(got));
     ES_ASSERT_STR_EQ(got, "2/2/0");
+    static const unsigned char emptied[16] = {[11] = 2};
+    es_proj_backend_t be = es_proj_memmap_backend(m);
+    es_proj_reader_t *rd = es_proj_reader_new(&be);
+    es_buf_t val = {0};
+    CU_ASSERT_EQUAL(es_proj_reader_get(rd, "k/e", 3, &val, errstr, sizeof(errstr)), ES_ERR_OK);
+    CU_ASSERT(val.len == sizeof(emptied) && !memcmp(val.data, emptied, sizeof(emptied)));
+    es_buf_free(&val);
+    es_proj_reader_destroy(rd);
+    es_proj_memmap_destroy(m);
+    es_evgen_destroy(g);
+}
+
+/*
+ * The types' edges: a cart's line may hold INT32_MAX units and no more (as cart_view and
+ * the write side say), and a sku's counter stops at INT64_MAX, the largest integer of the
+ * JSON answer: the event that would pass either is refused naming the limit and counts
+ * nothing, and the answer shows the counter exactly.
+ */
+static void test_limits(void)
+{
+    es_evgen_t *g = es_evgen_new("cart.events");
+    es_proj_memmap_t *m = es_proj_memmap_new();
+    char got[96];
+    FOLD("l", 1, 1, "ItemAdded", "x", INT32_MAX - 1, 1);
+    FOLD("l", 2, 1, "ItemAdded", "x", 1, 1);
+    FOLD_AS(ES_ERR_STATE, "l", 3, 1, "ItemAdded", "x", 1, 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "the quantity would pass 2147483647"));
+    counts_of(m, "x", got, sizeof(got));
+    ES_ASSERT_STR_EQ(got, "2147483647/0/0");
+    /* an added counter two short of INT64_MAX: 1 more fits, 2 more do not */
+    static const unsigned char near_top[24] = {0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfd};
+    es_proj_memmap_put(m, "s/z", 3, near_top, sizeof(near_top));
+    FOLD("t", 1, 1, "ItemAdded", "z", 1, 1);
+    FOLD_AS(ES_ERR_STATE, "t", 2, 1, "ItemAdded", "z", 2, 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "the counters of z pass 9223372036854775807"));
+    counts_of(m, "z", got, sizeof(got));
+    ES_ASSERT_STR_EQ(got, "9223372036854775806/0/0");
     es_proj_memmap_destroy(m);
     es_evgen_destroy(g);
 }
@@ -232,15 +269,14 @@ static void test_top_ties_and_order(void)
 /*
  * Partitioned mode's merge of one sku's counters from two partitions: each counter
  * summed; refused for a cart's own copy ("k/": one partition's), for counters cut
- * short on either side, and for a sum past UINT64_MAX.
+ * short on either side, and for a sum past INT64_MAX (the answer's largest integer).
  */
 static void test_merge(void)
 {
     static const unsigned char a[24] = {[7] = 1, [15] = 2, [23] = 3};
     static const unsigned char b[24] = {[6] = 1, [15] = 20, [23] = 30}; /* added 256 */
     static const unsigned char sum[24] = {[6] = 1, [7] = 1, [15] = 22, [23] = 33};
-    unsigned char top[24] = {0};
-    memset(top, 0xff, 8); /* added UINT64_MAX */
+    unsigned char top[24] = {0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}; /* INT64_MAX */
     const char *pa = (const char *)a, *pb = (const char *)b;
     es_buf_t out = {0};
     CU_ASSERT_TRUE_FATAL(es_proj_item_stats.merge("s/x", 3, pa, 24, pb, 24, &out));
@@ -252,6 +288,9 @@ static void test_merge(void)
     CU_ASSERT_FALSE(es_proj_item_stats.merge("s/x", 3, pa, 23, pb, 24, &out));
     CU_ASSERT_FALSE(es_proj_item_stats.merge("s/x", 3, pa, 24, pb, 23, &out));
     CU_ASSERT_FALSE(es_proj_item_stats.merge("s/x", 3, (const char *)top, 24, pa, 24, &out));
+    top[7] = 0xfe; /* INT64_MAX - 1, and 1 more: INT64_MAX exactly */
+    CU_ASSERT_TRUE(es_proj_item_stats.merge("s/x", 3, (const char *)top, 24, pa, 24, &out));
+    CU_ASSERT(out.len == 24 && es_be64_get(out.data) == (uint64_t)INT64_MAX);
     es_buf_free(&out);
 }
 
@@ -393,6 +432,7 @@ int main(void)
         {"partitioned mode: counters merged", test_merge},
         {"counts and checkout", test_counts_and_checkout},
         {"an event written twice is counted once", test_duplicates_refused},
+        {"a line at INT32_MAX, counters at INT64_MAX", test_limits},
         {"a copy of a cart from before versions were kept", test_copy_without_version},
         {"a cart of 40 lines, some with skus of 206 bytes", test_large_cart_long_skus},
         {"random workload matches the tally", test_random_workload_matches_tally},
