@@ -162,6 +162,14 @@ static void *arena_alloc(es_flat_t *f, size_t size)
     return p;
 }
 
+size_t es_flat_held(const es_flat_t *f)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < f->nchunks; i++)
+        total += f->chunks[i].cap;
+    return total;
+}
+
 /* Start over; a record that needed several chunks leaves one big enough (up to a cap). */
 static void arena_reset(es_flat_t *f)
 {

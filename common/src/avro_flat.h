@@ -74,4 +74,11 @@ void es_flat_destroy(es_flat_t *f);
 es_err_t es_flat_read(es_flat_t *f, const void *buf, size_t len, avro_value_t *out,
                       const char **what, size_t *pos);
 
+/**
+ * @brief The bytes @p f's arena holds now (its chunks' capacity): after a read,
+ *        at least the 4 KiB it starts with, at most 1 MiB more than the last
+ *        record needed (a reset keeps at most that), whatever came before.
+ */
+size_t es_flat_held(const es_flat_t *f);
+
 #endif

@@ -16,6 +16,7 @@
  * valid records: whenever the decoder accepts mutated bytes, Avro C must
  * read the same value from them.
  */
+#include "avro_flat.h"
 #include "escqrs/serde.h"
 #include "testutil.h"
 
@@ -449,6 +450,60 @@ static void test_large_then_small(void)
     subject_close(&t);
 }
 
+/*
+ * The arena the decoder reads values into is reset at every read, so it holds what the
+ * largest recent record needed, never the sum of all of them: 10 000 small records after
+ * one of 5 000 longs leave it as the big one left it, and after a record that needed
+ * 6 MiB the next small one leaves at most 1 MiB (the reset's cap).  Dropping the reset
+ * survived every other test (scripts/mutate): the projector's memory would have grown
+ * with every event until its reader was destroyed.
+ */
+static void test_arena_bounded(void)
+{
+    avro_schema_t schema;
+    avro_value_t out;
+    const char *what;
+    size_t pos;
+    CU_ASSERT_FATAL(!avro_schema_from_json_length(blocks_json, strlen(blocks_json), &schema));
+    es_flat_t *f = es_flat_new(schema);
+    es_buf_t big = {0}, huge = {0}, small = {0};
+    put_long(&small, 1);
+    put_long(&small, 7);
+    put_long(&small, 0);
+    put_long(&small, 0);
+    for (int n = 0; n < 2; n++) { /* 5 000 longs, then 200 000 */
+        es_buf_t *b = n ? &huge : &big;
+        int count = n ? 200000 : 5000;
+        put_long(b, count);
+        for (int i = 0; i < count; i++)
+            put_long(b, i);
+        put_long(b, 0);
+        put_long(b, 0);
+    }
+    size_t start = es_flat_held(f);
+    CU_ASSERT_EQUAL(es_flat_read(f, big.data, big.len, &out, &what, &pos), ES_ERR_OK);
+    size_t after_big = es_flat_held(f);
+    CU_ASSERT_TRUE(after_big > start);
+    for (int i = 0; i < 10000; i++)
+        CU_ASSERT_EQUAL_FATAL(es_flat_read(f, small.data, small.len, &out, &what, &pos), ES_ERR_OK);
+    size_t after_small = es_flat_held(f);
+    CU_ASSERT_TRUE(after_small <= after_big);
+    CU_ASSERT_EQUAL(es_flat_read(f, huge.data, huge.len, &out, &what, &pos), ES_ERR_OK);
+    size_t after_huge = es_flat_held(f);
+    CU_ASSERT_EQUAL(es_flat_read(f, small.data, small.len, &out, &what, &pos), ES_ERR_OK);
+    size_t then = es_flat_held(f);
+    printf("\n  arena: %zu bytes at first, %zu after 5 000 longs, %zu after 10 000 small "
+           "records, %zu after 200 000 longs, %zu after one more small record",
+           start, after_big, after_small, after_huge, then);
+    CU_ASSERT_TRUE(after_huge > (6u << 20));
+    CU_ASSERT_TRUE(then <= (1u << 20));
+    es_buf_free(&big);
+    es_buf_free(&huge);
+    es_buf_free(&small);
+    es_flat_destroy(f);
+    avro_schema_decref(schema);
+}
+
 /* A record of schema_json with every field at its smallest, boolean byte @p b, @p nodes in list. */
 static void small_all(es_buf_t *body, uint8_t b, int nodes)
 {
@@ -547,6 +602,7 @@ int main(void)
          test_mutations_accepted_only_when_avro_c_agrees},
         {"blocks and repeated keys", test_blocks_and_repeated_keys},
         {"large then small records", test_large_then_small},
+        {"the arena holds what the largest recent record needed, never more", test_arena_bounded},
         {"recursion depth", test_recursion_depth},
         {"recursion through arrays", test_recursion_through_arrays},
         {"boolean bytes", test_boolean_bytes},
