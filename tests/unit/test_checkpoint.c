@@ -11,9 +11,14 @@
 #include "escqrs/fs.h"
 #include "testutil.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -190,6 +195,134 @@ static void test_refusals(void)
         snprintf(path, sizeof(path), "%s/%s/%s", dir, names[i], ES_CKPT_STAGING);
         CU_ASSERT_NOT_EQUAL(stat(path, &sb), 0); /* staging removed */
     }
+}
+
+/* ------------------------------------------------- a peer that sends in pieces */
+
+/*
+ * One HTTP answer on a socket of its own: @p status and @p body, the body written in the
+ * pieces between @p cuts (offsets into it) with a pause after each and TCP_NODELAY, so the
+ * client's reads end where the pieces do, as a real peer's may end anywhere.  file://
+ * hands the clone 16 KiB at a time, multiples of tar's 512-byte blocks: no read ever ended
+ * inside an entry's padding, or right after its data.
+ */
+typedef struct {
+    int fd, port, status;
+    const es_buf_t *body;
+    size_t cuts[256], ncuts;
+    pthread_t thread;
+} pieces_t;
+
+static void *pieces_serve(void *arg)
+{
+    pieces_t *s = arg;
+    int c = accept(s->fd, NULL, NULL);
+    char req[4096];
+    size_t got = 0;
+    while (c >= 0 && got < sizeof(req) - 1) { /* the request's head: until the blank line */
+        ssize_t n = recv(c, req + got, sizeof(req) - 1 - got, 0);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+        req[got] = '\0';
+        if (strstr(req, "\r\n\r\n"))
+            break;
+    }
+    if (c >= 0) {
+        char head[200];
+        int one = 1;
+        setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        int n = snprintf(head, sizeof(head),
+                         "HTTP/1.1 %d X\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+                         s->status, s->body->len);
+        send(c, head, (size_t)n, MSG_NOSIGNAL);
+        size_t from = 0;
+        for (size_t i = 0; i <= s->ncuts; i++) {
+            size_t to = i < s->ncuts ? s->cuts[i] : s->body->len;
+            if (to > from)
+                send(c, s->body->data + from, to - from, MSG_NOSIGNAL);
+            from = to > from ? to : from;
+            usleep(3000);
+        }
+        close(c);
+    }
+    return NULL;
+}
+
+static void pieces_start(pieces_t *s, int status, const es_buf_t *body)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof(a);
+    s->status = status;
+    s->body = body;
+    s->fd = socket(AF_INET, SOCK_STREAM, 0);
+    CU_ASSERT_FATAL(s->fd >= 0 && bind(s->fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+                    listen(s->fd, 1) == 0 && getsockname(s->fd, (struct sockaddr *)&a, &alen) == 0);
+    s->port = ntohs(a.sin_port);
+    CU_ASSERT_FATAL(pthread_create(&s->thread, NULL, pieces_serve, s) == 0);
+}
+
+/* Clone from @p s into <dir>/<name>; the result (the server's thread joined). */
+static es_err_t clone_from(pieces_t *s, const char *name, const es_ckpt_expect_t *x)
+{
+    char url[100], target[400];
+    es_ckpt_manifest_t m;
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/admin/projections/v/checkpoint", s->port);
+    snprintf(target, sizeof(target), "%s/%s", dir, name);
+    es_err_t err = es_ckpt_clone(url, x, NULL, 10000, target, &m, errstr, sizeof(errstr));
+    es_ckpt_manifest_clear(&m);
+    pthread_join(s->thread, NULL);
+    close(s->fd);
+    return err;
+}
+
+/*
+ * Over HTTP, with reads that end at every awkward place of every entry: right after its
+ * header, in the middle of its data, right after its data (its padding still to come), one
+ * byte into its padding, and one byte before the next header.  The clone installs the
+ * store, digest equal.  A peer's refusal (409 and its JSON) is told with the status and
+ * the body; nothing is installed.
+ */
+static void test_pieces_over_http(void)
+{
+    const char *topics[] = {"t.events"};
+    es_ckpt_expect_t x = expect(topics, 1);
+    pieces_t s = {.ncuts = 0};
+    size_t ends_in_padding = 0;
+    for (size_t off = 0; off + 512 <= stream.len && stream.data[off];) {
+        size_t size = (size_t)strtoull(stream.data + off + 124, NULL, 8), data = off + 512;
+        size_t next = data + (size + 511) / 512 * 512;
+        size_t cuts[] = {data, data + size / 2, data + size, data + size + 1, next - 1};
+        for (size_t i = 0; i < ES_ARRAY_SIZE(cuts) && s.ncuts < ES_ARRAY_SIZE(s.cuts); i++) {
+            if (cuts[i] > (s.ncuts ? s.cuts[s.ncuts - 1] : 0) && cuts[i] < next)
+                s.cuts[s.ncuts++] = cuts[i];
+        }
+        ends_in_padding += next > data + size + 1;
+        off = next;
+    }
+    CU_ASSERT_TRUE_FATAL(ends_in_padding >= 2); /* the stream has entries with padding */
+    pieces_start(&s, 200, &stream);
+    CU_ASSERT_EQUAL_FATAL(clone_from(&s, "pieces", &x), ES_ERR_OK);
+    char path[400];
+    snprintf(path, sizeof(path), "%s/pieces/g1", dir);
+    es_store_opts_t so = {.block_cache_mb = 8, .write_buffer_mb = 4, .format = FORMAT};
+    es_store_t *st = es_store_open(path, &so, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(st);
+    es_store_digest_t d;
+    CU_ASSERT_EQUAL(es_store_digest(st, &d, errstr, sizeof(errstr)), ES_ERR_OK);
+    CU_ASSERT_EQUAL(memcmp(&d, &digest, sizeof(d)), 0);
+    es_store_close(st);
+
+    static const char answer[] = "{\"error\":\"conflict\",\"message\":\"not in partitioned mode\"}";
+    es_buf_t refusal = {0};
+    es_buf_set(&refusal, answer, strlen(answer));
+    pieces_t r = {.ncuts = 1, .cuts = {10}};
+    pieces_start(&r, 409, &refusal);
+    CU_ASSERT_EQUAL(clone_from(&r, "refused", &x), ES_ERR_HTTP);
+    CU_ASSERT_PTR_NOT_NULL(strstr(errstr, ": 409 {\"error\":\"conflict\""));
+    CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "not in partitioned mode"));
+    CU_ASSERT_FALSE(installed("refused"));
+    es_buf_free(&refusal);
 }
 
 /* The header of entry @p k (0: the manifest) of tar stream @p b, NULL past the last. */
@@ -543,6 +676,7 @@ int main(void)
         {"hostile, damaged and foreign streams install nothing", test_refusals},
         {"a byte flipped in any file's data installs nothing", test_flipped_data_bytes},
         {"hand-built hostile streams install nothing", test_hostile_streams},
+        {"over HTTP, reads ending anywhere in an entry; a peer's refusal", test_pieces_over_http},
         {NULL, NULL},
     };
     int rc = es_test_run("checkpoint", cases);
