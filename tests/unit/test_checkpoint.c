@@ -277,8 +277,8 @@ static es_err_t clone_from(pieces_t *s, const char *name, const es_ckpt_expect_t
 }
 
 /*
- * Over HTTP, with reads that end at every awkward place of every entry: right after its
- * header, in the middle of its data, right after its data (its padding still to come), one
+ * Over HTTP, with reads that end at every awkward place of every entry: inside its header,
+ * right after it, in the middle of its data, right after its data (its padding still to come), one
  * byte into its padding, and one byte before the next header.  The clone installs the
  * store, digest equal.  A peer's refusal (409 and its JSON) is told with the status and
  * the body; nothing is installed.
@@ -292,7 +292,7 @@ static void test_pieces_over_http(void)
     for (size_t off = 0; off + 512 <= stream.len && stream.data[off];) {
         size_t size = (size_t)strtoull(stream.data + off + 124, NULL, 8), data = off + 512;
         size_t next = data + (size + 511) / 512 * 512;
-        size_t cuts[] = {data, data + size / 2, data + size, data + size + 1, next - 1};
+        size_t cuts[] = {off + 100, data, data + size / 2, data + size, data + size + 1, next - 1};
         for (size_t i = 0; i < ES_ARRAY_SIZE(cuts) && s.ncuts < ES_ARRAY_SIZE(s.cuts); i++) {
             if (cuts[i] > (s.ncuts ? s.cuts[s.ncuts - 1] : 0) && cuts[i] < next)
                 s.cuts[s.ncuts++] = cuts[i];
