@@ -162,6 +162,10 @@ static es_err_t validate_declared(const es_conf_def_t *d, const char *value, cha
     bool bv;
     switch (d->type) {
     case ES_CONF_STRING:
+        if (d->min > 0 && !*value) { /* "" would never work: a broker list, a directory */
+            snprintf(errstr, errstr_size, "%s: must not be empty", d->name);
+            return ES_ERR_CONF;
+        }
         return ES_ERR_OK;
     case ES_CONF_INT:
         if (!es_parse_i64(value, d->min, d->max, &iv)) {
@@ -222,7 +226,7 @@ es_err_t es_conf_set(es_conf_t *conf, const char *name, const char *value, const
                             : validate_declared(e->def, value, errstr, errstr_size);
     if (err)
         return err;
-    if (is_kafka && e && e->def && e->def->type != ES_CONF_STRING) {
+    if (is_kafka && e && e->def && (e->def->type != ES_CONF_STRING || e->def->min > 0)) {
         err = validate_declared(e->def, value, errstr, errstr_size);
         if (err)
             return err;
@@ -492,6 +496,8 @@ void es_conf_describe(const es_conf_t *conf, es_conf_list_t fmt, es_buf_t *out)
                     es_buf_append(out, *c == '|' ? ", " : c, *c == '|' ? 2 : 1);
             else if (d->type == ES_CONF_BOOL)
                 es_buf_appendf(out, "true, false");
+            else if (d->min > 0)
+                es_buf_appendf(out, "not empty");
             es_buf_appendf(out, " | %s%s |\n", d->desc, role_name(d->role));
         }
         return;

@@ -29,6 +29,7 @@ const es_conf_def_t es_kafka_conf_defs[] = {
     {.name = "kafka.bootstrap.servers",
      .type = ES_CONF_STRING,
      .defval = "127.0.0.1:9092",
+     .min = 1,
      .desc = "Kafka brokers to bootstrap from"},
     {.name = "kafka.enable.idempotence",
      .type = ES_CONF_STRING,

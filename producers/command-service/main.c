@@ -39,6 +39,7 @@ static const es_conf_def_t service_defs[] = {
     {.name = "store.path",
      .type = ES_CONF_STRING,
      .defval = "./data/command-service",
+     .min = 1,
      .desc = "RocksDB aggregate store (a cache of the state and events topics: safe to delete)"},
     {.name = "batch.max",
      .type = ES_CONF_INT,

@@ -18,6 +18,9 @@ check log.level "" --set log.level=loud
 check topics.partitions ESCQRS_TOPICS_PARTITIONS=0
 check topics.partitions ESCQRS_TOPICS_PARTITIONS=99999999999999999999 # never clamped
 check topics.partitions "ESCQRS_TOPICS_PARTITIONS=+3"
+# an empty broker list never connects: refused at start-up, by flag and by environment
+check kafka.bootstrap.servers "" --set kafka.bootstrap.servers=
+check kafka.bootstrap.servers ESCQRS_KAFKA_BOOTSTRAP_SERVERS=
 # a command-line number that is not plain decimal in its range: exit 2 naming the option
 opt() {
     name=$1; shift
@@ -41,5 +44,11 @@ for v in 16383 1000; do
     case "$out" in *"kafka.message.max.bytes: '$v' is not a number of bytes of at least 16384"*) ;;
     *) echo "FAIL: command service with max.bytes $v did not name the key: $out"; fail=1 ;; esac
 done
+# an empty store path (it would put the stores under /) stops the command service
+out=$("$cs" --set kafka.bootstrap.servers=127.0.0.1:1 --set store.path= 2>&1)
+rc=$?
+if [ "$rc" -ne 2 ]; then echo "FAIL: command service with store.path= exited $rc, not 2"; fail=1; fi
+case "$out" in *"store.path: must not be empty"*) ;;
+*) echo "FAIL: command service with store.path= did not name the key: $out"; fail=1 ;; esac
 [ $fail -eq 0 ] && echo "1 passed, 0 failed" || echo "0 passed, 1 failed"
 exit $fail

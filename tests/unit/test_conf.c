@@ -19,6 +19,7 @@ static const es_conf_def_t test_defs[] = {
      .max = 1000,
      .desc = "batch"},
     {.name = "dry.run", .type = ES_CONF_BOOL, .defval = "false", .desc = "dry"},
+    {.name = "store.dir", .type = ES_CONF_STRING, .defval = "./d", .min = 1, .desc = "required"},
     {.name = "on.error",
      .type = ES_CONF_ENUM,
      .defval = "dlq",
@@ -112,6 +113,13 @@ static void test_validation_names_the_key(void)
     expect_set_error("on.error", "ignore", "dlq|halt");
     expect_set_error("kafka.acks", "banana", "banana");
     expect_set_error("kafka.no.such.property", "1", "No such configuration property");
+    /* a string that must not be empty (min 1): refused empty, a space is a value */
+    expect_set_error("store.dir", "", "store.dir: must not be empty");
+    expect_set_error("kafka.bootstrap.servers", "", "kafka.bootstrap.servers: must not be empty");
+    es_conf_t *c = es_conf_new("t", tables);
+    CU_ASSERT_EQUAL(es_conf_set(c, "store.dir", " ", "test", errstr, sizeof(errstr)), ES_ERR_OK);
+    CU_ASSERT_EQUAL(es_conf_set(c, "http.listen", "", "test", errstr, sizeof(errstr)), ES_ERR_OK);
+    es_conf_destroy(c);
 }
 
 static void test_bad_flag_and_file(void)

@@ -46,8 +46,8 @@ typedef enum {
 typedef struct es_conf_def_s {
     const char *name; /**< dotted key, e.g. "http.listen"; NULL ends a table */
     es_conf_type_t type;
-    const char *defval;  /**< default in string form; NULL: unset unless given */
-    int64_t min, max;    /**< bounds for ES_CONF_INT (inclusive) */
+    const char *defval; /**< default in string form; NULL: unset unless given */
+    int64_t min, max;   /**< bounds for ES_CONF_INT (inclusive); ES_CONF_STRING: min 1 = required */
     const char *choices; /**< ES_CONF_ENUM: "a|b|c" */
     const char *desc;    /**< one sentence for --list-config and the docs */
     es_conf_role_t role; /**< for declared `kafka.` defaults only */
