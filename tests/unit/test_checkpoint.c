@@ -133,6 +133,29 @@ static void test_round_trip(void)
     es_store_close(st);
     /* a second clone into a directory with a live store */
     CU_ASSERT_EQUAL(clone_buf(&stream, "ok", &x), ES_ERR_STATE);
+    CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "already has a live store (generation 1)"));
+    /* no live store: CURRENT naming a generation that is not there, or no number at all,
+     * and a REBUILD left behind (nothing to resume in a cloned directory) */
+    static const char *const currents[] = {"7\n", "none\n"};
+    for (size_t i = 0; i < ES_ARRAY_SIZE(currents); i++) {
+        char name[32], file[500];
+        snprintf(name, sizeof(name), "stale-%zu", i);
+        snprintf(file, sizeof(file), "%s/%s", dir, name);
+        CU_ASSERT_EQUAL_FATAL(es_fs_mkdirs(file, errstr, sizeof(errstr)), ES_ERR_OK);
+        snprintf(file, sizeof(file), "%s/%s/CURRENT", dir, name);
+        CU_ASSERT_EQUAL(
+            es_fs_write_atomic(file, currents[i], strlen(currents[i]), errstr, sizeof(errstr)),
+            ES_ERR_OK);
+        snprintf(file, sizeof(file), "%s/%s/REBUILD", dir, name);
+        CU_ASSERT_EQUAL(es_fs_write_atomic(file, "2\n", 2, errstr, sizeof(errstr)), ES_ERR_OK);
+        CU_ASSERT_EQUAL(clone_buf(&stream, name, &x), ES_ERR_OK);
+        CU_ASSERT_TRUE(installed(name));
+        CU_ASSERT_FALSE(es_test_exists(file)); /* REBUILD gone */
+        snprintf(file, sizeof(file), "%s/%s/CURRENT", dir, name);
+        char *cur = es_read_file(file);
+        ES_ASSERT_STR_EQ(cur, "1\n");
+        free(cur);
+    }
     /* tar reads it: the manifest comes first */
     char cmd[700], line[256] = "";
     snprintf(cmd, sizeof(cmd), "tar tf %s | head -1", tarpath);
