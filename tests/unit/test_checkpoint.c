@@ -33,12 +33,14 @@ static es_ckpt_expect_t expect(const char *const *topics, size_t n)
     return (es_ckpt_expect_t){.projection = "v", .format = FORMAT, .topics = topics, .ntopics = n};
 }
 
-/* A store with views and offsets, its checkpoint, and the stream of it in memory. */
-static void make_stream(void)
+/* A store of @p format at @p path with views and offsets, its checkpoint's stream into @p out
+ * and its digest into @p d. */
+static void stream_of_store(const char *format, const char *path, es_buf_t *out,
+                            es_store_digest_t *d)
 {
-    es_store_opts_t so = {.block_cache_mb = 8, .write_buffer_mb = 4, .format = FORMAT};
+    es_store_opts_t so = {.block_cache_mb = 8, .write_buffer_mb = 4, .format = format};
     char key[32], cdir[400];
-    es_store_t *st = es_store_open(src, &so, errstr, sizeof(errstr));
+    es_store_t *st = es_store_open(path, &so, errstr, sizeof(errstr));
     CU_ASSERT_PTR_NOT_NULL_FATAL(st);
     es_batch_t *b = es_batch_new();
     for (int i = 0; i < 5000; i++) {
@@ -51,14 +53,14 @@ static void make_stream(void)
     es_batch_destroy(b);
     snprintf(cdir, sizeof(cdir), "%s/copy", dir);
     CU_ASSERT_EQUAL_FATAL(es_store_checkpoint(st, cdir, errstr, sizeof(errstr)), ES_ERR_OK);
-    CU_ASSERT_EQUAL_FATAL(es_store_digest(st, &digest, errstr, sizeof(errstr)), ES_ERR_OK);
-    CU_ASSERT_EQUAL(digest.view_keys, 5000);
-    CU_ASSERT_EQUAL(digest.offset_keys, 3); /* two offsets and the format record */
+    CU_ASSERT_EQUAL_FATAL(es_store_digest(st, d, errstr, sizeof(errstr)), ES_ERR_OK);
+    CU_ASSERT_EQUAL(d->view_keys, 5000);
+    CU_ASSERT_EQUAL(d->offset_keys, 3); /* two offsets and the format record */
     es_store_close(st);
 
-    es_ckpt_manifest_t m = {.generation = 3, .digest = digest, .noffsets = 2};
+    es_ckpt_manifest_t m = {.generation = 3, .digest = *d, .noffsets = 2};
     snprintf(m.projection, sizeof(m.projection), "v");
-    snprintf(m.format, sizeof(m.format), FORMAT);
+    snprintf(m.format, sizeof(m.format), "%s", format);
     m.offsets = calloc(2, sizeof(*m.offsets));
     snprintf(m.offsets[0].topic, sizeof(m.offsets[0].topic), "t.events");
     snprintf(m.offsets[1].topic, sizeof(m.offsets[1].topic), "t.events");
@@ -72,15 +74,21 @@ static void make_stream(void)
     for (uint64_t pos = 0; pos < size;) {
         ssize_t n = es_ckpt_stream_read(s, pos, buf, sizeof(buf));
         CU_ASSERT_FATAL(n > 0);
-        es_buf_append(&stream, buf, (size_t)n);
+        es_buf_append(out, buf, (size_t)n);
         pos += (uint64_t)n;
     }
-    CU_ASSERT_EQUAL(stream.len, size);
+    CU_ASSERT_EQUAL(out->len, size);
     CU_ASSERT_EQUAL(size % 512, 0);
     es_ckpt_stream_destroy(s);
     struct stat sb;
     CU_ASSERT_NOT_EQUAL(stat(cdir, &sb), 0); /* removed with the stream */
     es_ckpt_manifest_clear(&m);
+}
+
+/* The stream of the tests, from a store of FORMAT at <dir>/src. */
+static void make_stream(void)
+{
+    stream_of_store(FORMAT, src, &stream, &digest);
 }
 
 static void save(const char *path, const es_buf_t *b)
@@ -207,12 +215,26 @@ static void test_refusals(void)
     v[strlen("\"version\":")] = '1';
     CU_ASSERT_EQUAL(clone_buf(&b, "version", &x), ES_ERR_CONF);
     CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "version 1, this program reads 2"));
+    /* a store whose own format record is not the manifest's (the manifest rewritten to
+     * claim ours): the copy's open refuses it, naming both */
+    char other_src[400];
+    es_store_digest_t od;
+    snprintf(other_src, sizeof(other_src), "%s/src-other", dir);
+    es_buf_clear(&b);
+    stream_of_store("unit/9", other_src, &b, &od);
+    char *fmt = strstr(b.data + 512, "\"unit/9\"");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(fmt);
+    fmt[6] = '1';
+    CU_ASSERT_EQUAL(clone_buf(&b, "record", &x), ES_ERR_STORE);
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr(errstr, "holds format \"unit/9\" but this program reads \"unit/1\""));
+    CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "the checkpoint does not match its manifest"));
     /* a header byte flipped: the checksum catches it */
     es_buf_set(&b, stream.data, stream.len);
     b.data[10] ^= 1;
     CU_ASSERT_EQUAL(clone_buf(&b, "header", &x), ES_ERR_STORE);
     es_buf_free(&b);
-    const char *names[] = {"topic", "format", "cut", "evil", "version", "header"};
+    const char *names[] = {"topic", "format", "cut", "evil", "version", "record", "header"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         CU_ASSERT_FALSE(installed(names[i]));
         snprintf(path, sizeof(path), "%s/%s/%s", dir, names[i], ES_CKPT_STAGING);
