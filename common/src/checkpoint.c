@@ -67,15 +67,15 @@ json_t *es_ckpt_manifest_json(const es_ckpt_manifest_t *m)
                      es_ckpt_digest_json(&m->digest), "offsets", offsets, "files", files);
 }
 
+/* Exactly 16 hex digits, as hex64() writes them (strtoull alone also took a sign, spaces
+ * and "0x"). */
 static bool parse_hex64(json_t *o, const char *key, uint64_t *out)
 {
     const char *s = json_string_value(json_object_get(o, key));
-    char *end;
-    if (!s || strlen(s) != 16)
+    if (!s || strlen(s) != 16 || strspn(s, "0123456789abcdefABCDEF") != 16)
         return false;
-    errno = 0;
-    *out = strtoull(s, &end, 16);
-    return *end == '\0' && errno == 0;
+    *out = strtoull(s, NULL, 16);
+    return true;
 }
 
 static bool copy_str(json_t *o, const char *key, char *out, size_t outsz)

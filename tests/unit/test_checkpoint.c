@@ -242,6 +242,120 @@ static void test_refusals(void)
     }
 }
 
+/* ------------------------------------------------------ the manifest's fields */
+
+/* A sample manifest with one offset and one file, as JSON (a new reference). */
+static json_t *sample_manifest(void)
+{
+    es_ckpt_offset_t off = {.partition = 2, .next = 40};
+    es_ckpt_file_t file = {.size = 10, .fnv1a64 = 0xabcdef0123456789ULL};
+    snprintf(off.topic, sizeof(off.topic), "t.events");
+    snprintf(file.name, sizeof(file.name), "000009.sst");
+    es_ckpt_manifest_t m = {.generation = 3, .noffsets = 1, .nfiles = 1};
+    m.offsets = &off;
+    m.files = &file;
+    snprintf(m.projection, sizeof(m.projection), "v");
+    snprintf(m.format, sizeof(m.format), FORMAT);
+    return es_ckpt_manifest_json(&m);
+}
+
+/* Parse @p doc (decref'd here); its result. */
+static es_err_t parse_doc(json_t *doc, es_ckpt_manifest_t *m)
+{
+    char *text = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    es_err_t err = es_ckpt_manifest_parse(text, strlen(text), m, errstr, sizeof(errstr));
+    free(text);
+    return err;
+}
+
+/*
+ * Every field of a manifest (the peer's word on the copy) at its edges: accepted at its
+ * largest, refused one past it and in any other type or shape.  The hex digests and
+ * checksums take exactly 16 hex digits: strtoull alone also read a sign, spaces and "0x".
+ */
+static void test_manifest_fields(void)
+{
+    es_ckpt_manifest_t m;
+    char longest[ES_CKPT_TOPIC_MAX + 1];
+    CU_ASSERT_EQUAL_FATAL(parse_doc(sample_manifest(), &m), ES_ERR_OK);
+    CU_ASSERT(m.noffsets == 1 && m.offsets[0].next == 40 && m.offsets[0].partition == 2);
+    CU_ASSERT(m.nfiles == 1 && m.files[0].fnv1a64 == 0xabcdef0123456789ULL);
+    es_ckpt_manifest_clear(&m);
+    static const struct {
+        const char *path; /* "key", "digest.key", "offsets.0.key" or "files.0.key" */
+        const char *json; /* the value, as JSON; "LONG:n" a string of n characters */
+        bool ok;
+    } cases[] = {
+        {"digest.views_fnv1a64", "\"FFFFFFFFFFFFFFFF\"", true},
+        {"digest.views_fnv1a64", "\"-000000000000001\"", false},
+        {"digest.views_fnv1a64", "\" 00000000000001f\"", false},
+        {"digest.views_fnv1a64", "\"+00000000000001f\"", false},
+        {"digest.views_fnv1a64", "\"0x0000000000001f\"", false},
+        {"digest.views_fnv1a64", "\"000000000000001\"", false},
+        {"digest.views_fnv1a64", "\"00000000000000001\"", false},
+        {"digest.offsets_fnv1a64", "\"000000000000000g\"", false},
+        {"digest.view_keys", "\"5\"", false},
+        {"digest.offset_keys", "1.5", false},
+        {"projection", "LONG:127", true},
+        {"projection", "LONG:128", false},
+        {"format", "LONG:128", false},
+        {"format", "7", false},
+        {"offsets.0.topic", "LONG:249", true},
+        {"offsets.0.topic", "LONG:250", false},
+        {"offsets.0.partition", "2147483647", true},
+        {"offsets.0.partition", "2147483648", false},
+        {"offsets.0.partition", "-1", false},
+        {"offsets.0.partition", "\"2\"", false},
+        {"offsets.0.next", "\"40\"", false},
+        {"offsets", "{}", false},
+        {"files.0.name", "LONG:99", true},
+        {"files.0.name", "LONG:100", false},
+        {"files.0.size", "0", true},
+        {"files.0.size", "-1", false},
+        {"files.0.size", "\"10\"", false},
+        {"files.0.fnv1a64", "\"-bcdef0123456789\"", false},
+        {"files", "null", false},
+    };
+    for (size_t i = 0; i < ES_ARRAY_SIZE(cases); i++) {
+        json_t *doc = sample_manifest(), *at = doc, *v;
+        char path[64], *key = path, *dot;
+        snprintf(path, sizeof(path), "%s", cases[i].path);
+        while ((dot = strchr(key, '.'))) { /* walk to the field's object */
+            *dot = '\0';
+            at = json_is_array(at) ? json_array_get(at, (size_t)atoi(key))
+                                   : json_object_get(at, key);
+            key = dot + 1;
+        }
+        if (!strncmp(cases[i].json, "LONG:", 5)) {
+            int n = atoi(cases[i].json + 5);
+            memset(longest, 'a', (size_t)n);
+            longest[n] = '\0';
+            v = json_string(longest);
+        } else {
+            v = json_loads(cases[i].json, JSON_DECODE_ANY, NULL);
+        }
+        CU_ASSERT_PTR_NOT_NULL_FATAL(v);
+        if (json_is_array(at))
+            json_array_set_new(at, (size_t)atoi(key), v);
+        else
+            json_object_set_new(at, key, v);
+        es_err_t err = parse_doc(doc, &m);
+        if ((err == ES_ERR_OK) != cases[i].ok)
+            printf("\n    %s = %s: %s", cases[i].path, cases[i].json, err ? errstr : "accepted");
+        CU_ASSERT_EQUAL(err == ES_ERR_OK, cases[i].ok);
+        es_ckpt_manifest_clear(&m);
+    }
+    /* one offset more than a manifest may hold */
+    json_t *doc = sample_manifest(), *offs = json_object_get(doc, "offsets");
+    json_t *one = json_array_get(offs, 0);
+    for (size_t i = 1; i <= ES_CKPT_MAX_OFFSETS; i++)
+        json_array_append(offs, one);
+    CU_ASSERT_EQUAL(parse_doc(doc, &m), ES_ERR_DECODE);
+    ES_ASSERT_STR_EQ(errstr, "checkpoint manifest: offsets");
+    es_ckpt_manifest_clear(&m);
+}
+
 /* ------------------------------------------------- a peer that sends in pieces */
 
 /*
@@ -722,6 +836,7 @@ int main(void)
         {"a byte flipped in any file's data installs nothing", test_flipped_data_bytes},
         {"hand-built hostile streams install nothing", test_hostile_streams},
         {"over HTTP, reads ending anywhere in an entry; a peer's refusal", test_pieces_over_http},
+        {"every field of a manifest at its edges", test_manifest_fields},
         {NULL, NULL},
     };
     int rc = es_test_run("checkpoint", cases);
