@@ -323,12 +323,12 @@ static void test_manifest_fields(void)
         snprintf(path, sizeof(path), "%s", cases[i].path);
         while ((dot = strchr(key, '.'))) { /* walk to the field's object */
             *dot = '\0';
-            at = json_is_array(at) ? json_array_get(at, (size_t)atoi(key))
+            at = json_is_array(at) ? json_array_get(at, (size_t)strtol(key, NULL, 10))
                                    : json_object_get(at, key);
             key = dot + 1;
         }
         if (!strncmp(cases[i].json, "LONG:", 5)) {
-            int n = atoi(cases[i].json + 5);
+            int n = (int)strtol(cases[i].json + 5, NULL, 10);
             memset(longest, 'a', (size_t)n);
             longest[n] = '\0';
             v = json_string(longest);
@@ -337,7 +337,7 @@ static void test_manifest_fields(void)
         }
         CU_ASSERT_PTR_NOT_NULL_FATAL(v);
         if (json_is_array(at))
-            json_array_set_new(at, (size_t)atoi(key), v);
+            json_array_set_new(at, (size_t)strtol(key, NULL, 10), v);
         else
             json_object_set_new(at, key, v);
         es_err_t err = parse_doc(doc, &m);
