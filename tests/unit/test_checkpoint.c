@@ -356,6 +356,62 @@ static void test_manifest_fields(void)
     es_ckpt_manifest_clear(&m);
 }
 
+/*
+ * The serving side's list of a checkpoint's files: every regular file but RocksDB's info
+ * logs, each with its size and FNV-1a 64 read in 64 KiB pieces (sizes around that edge
+ * and several pieces long, against the hash of the whole file at once); a name of 100
+ * bytes, past ustar's field, refuses the list.
+ */
+static void test_list_files(void)
+{
+    static const size_t sizes[] = {0, 1, 65535, 65536, 65537, 200003};
+    char d[400], path[600];
+    snprintf(d, sizeof(d), "%s/listed", dir);
+    CU_ASSERT_EQUAL_FATAL(es_fs_mkdirs(d, errstr, sizeof(errstr)), ES_ERR_OK);
+    char *bytes = malloc(200003);
+    for (size_t i = 0; i < 200003; i++)
+        bytes[i] = (char)(i * 131 + (i >> 9));
+    es_buf_t b = {0};
+    for (size_t i = 0; i < ES_ARRAY_SIZE(sizes); i++) {
+        snprintf(path, sizeof(path), "%s/f%zu", d, sizes[i]);
+        es_buf_set(&b, bytes, sizes[i]);
+        save(path, &b);
+    }
+    static const char *const skipped[] = {"LOG", "LOG.old.1700000000"};
+    for (size_t i = 0; i < ES_ARRAY_SIZE(skipped); i++) {
+        snprintf(path, sizeof(path), "%s/%s", d, skipped[i]);
+        save(path, &b);
+    }
+    snprintf(path, sizeof(path), "%s/subdir", d);
+    mkdir(path, 0755);
+    es_ckpt_manifest_t m = {0};
+    CU_ASSERT_EQUAL_FATAL(es_ckpt_manifest_list_files(&m, d, errstr, sizeof(errstr)), ES_ERR_OK);
+    CU_ASSERT_EQUAL(m.nfiles, ES_ARRAY_SIZE(sizes));
+    size_t matched = 0;
+    for (size_t k = 0; k < m.nfiles; k++) {
+        for (size_t i = 0; i < ES_ARRAY_SIZE(sizes); i++) {
+            char name[32];
+            snprintf(name, sizeof(name), "f%zu", sizes[i]);
+            if (strcmp(m.files[k].name, name) != 0)
+                continue;
+            matched++;
+            CU_ASSERT_EQUAL(m.files[k].size, sizes[i]);
+            CU_ASSERT_EQUAL(m.files[k].fnv1a64, es_fnv1a64(ES_FNV1A64_INIT, bytes, sizes[i]));
+        }
+    }
+    CU_ASSERT_EQUAL(matched, ES_ARRAY_SIZE(sizes));
+    char name[120];
+    memset(name, 'n', 100);
+    name[100] = '\0';
+    snprintf(path, sizeof(path), "%s/%s", d, name);
+    save(path, &b);
+    CU_ASSERT_EQUAL(es_ckpt_manifest_list_files(&m, d, errstr, sizeof(errstr)), ES_ERR_IO);
+    CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "beyond the stream's limits"));
+    es_ckpt_manifest_clear(&m);
+    es_buf_free(&b);
+    free(bytes);
+}
+
 /* ------------------------------------------------- a peer that sends in pieces */
 
 /*
@@ -837,6 +893,7 @@ int main(void)
         {"hand-built hostile streams install nothing", test_hostile_streams},
         {"over HTTP, reads ending anywhere in an entry; a peer's refusal", test_pieces_over_http},
         {"every field of a manifest at its edges", test_manifest_fields},
+        {"the serving side lists a checkpoint's files with their checksums", test_list_files},
         {NULL, NULL},
     };
     int rc = es_test_run("checkpoint", cases);
