@@ -16,6 +16,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +61,13 @@ const es_conf_def_t es_registry_conf_defs[] = {
     {.name = NULL},
 };
 
+/*
+ * The longest answer read from the registry: a schema of megabytes is already
+ * absurd (Kafka's default record limit keeps Confluent's under 1 MB), and a URL
+ * that points at something else must not fill the heap.
+ */
+#define REGISTRY_MAX_ANSWER ((size_t)8 << 20)
+
 typedef struct {
     int id;
     avro_schema_t schema;
@@ -98,6 +106,7 @@ es_registry_t *es_registry_new(const char *base_url, int timeout_ms, int retries
     reg->base_url = es_strndup(base_url, n);
     reg->timeout_ms = timeout_ms > 0 ? timeout_ms : 5000;
     reg->retries = retries >= 0 ? retries : 0;
+    reg->http.max_body = REGISTRY_MAX_ANSWER;
     pthread_mutex_init(&reg->lock, NULL);
     return reg;
 }
@@ -263,6 +272,13 @@ static es_err_t post_schema_for_id(es_registry_t *reg, const char *path, const c
         if (!json_is_integer(jid)) {
             snprintf(errstr, errstr_size, "schema registry answered without an id: %.200s",
                      resp.data ? resp.data : "");
+            err = ES_ERR_REGISTRY;
+        } else if (json_integer_value(jid) < 0 || json_integer_value(jid) > INT32_MAX) {
+            /* the wire format's id is 4 bytes: a cast would name another schema */
+            snprintf(errstr, errstr_size,
+                     "schema registry answered id %" JSON_INTEGER_FORMAT
+                     ", outside the wire format's 0..%d",
+                     json_integer_value(jid), INT32_MAX);
             err = ES_ERR_REGISTRY;
         } else {
             *id = (int)json_integer_value(jid);

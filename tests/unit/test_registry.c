@@ -25,6 +25,7 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static int id_requests, subject_requests, flaky_failures_left;
 static char base[128], errstr[1024];
 static es_http_server_t *srv;
+static char huge_doc[(9 << 20) + 1]; /* 9 MiB of a JSON string */
 
 static void count(int *counter)
 {
@@ -33,7 +34,10 @@ static void count(int *counter)
     pthread_mutex_unlock(&lock);
 }
 
-/* GET /schemas/ids/{id}: 5 is T, 6 unknown, 13 not Avro, 21 fails twice then is T. */
+/*
+ * GET /schemas/ids/{id}: 5 is T, 6 unknown, 13 not Avro, 21 fails twice then
+ * is T, 34 an answer of 9 MiB.
+ */
 static void schema_by_id(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
 {
     const char *id = es_http_req_param(req, 0);
@@ -50,6 +54,8 @@ static void schema_by_id(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
     }
     if (!strcmp(id, "5") || !strcmp(id, "21"))
         es_http_resp_json(resp, 200, json_pack("{s:s}", "schema", schema_json));
+    else if (!strcmp(id, "34"))
+        es_http_resp_json(resp, 200, json_pack("{s:s}", "schema", huge_doc));
     else if (!strcmp(id, "13"))
         es_http_resp_json(resp, 200, json_pack("{s:s}", "schema", "{\"type\": \"nonsense\"}"));
     else
@@ -57,13 +63,23 @@ static void schema_by_id(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
             resp, 404, json_pack("{s:s,s:i}", "message", "Schema not found", "error_code", 40403));
 }
 
-/* POST /subjects/{s}/versions: "ok-value" → id 5; "bad-value" → 409; "junk-value" → 422. */
+/*
+ * POST /subjects/{s}/versions: "ok-value" → id 5; "bad-value" → 409;
+ * "junk-value" → 422; "wide-id-value", "minus-id-value" and "max-id-value":
+ * ids past 4 bytes, below 0, and the last of 4 bytes.
+ */
 static void register_schema(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
 {
     const char *s = es_http_req_param(req, 0);
     count(&subject_requests);
     if (!strcmp(s, "ok-value"))
         es_http_resp_json(resp, 200, json_pack("{s:i}", "id", 5));
+    else if (!strcmp(s, "wide-id-value")) /* 2^32 + 5: cast to int, it would be 5 */
+        es_http_resp_json(resp, 200, json_pack("{s:I}", "id", (json_int_t)4294967301LL));
+    else if (!strcmp(s, "minus-id-value"))
+        es_http_resp_json(resp, 200, json_pack("{s:I}", "id", (json_int_t)-1));
+    else if (!strcmp(s, "max-id-value"))
+        es_http_resp_json(resp, 200, json_pack("{s:I}", "id", (json_int_t)INT32_MAX));
     else if (!strcmp(s, "bad-value"))
         es_http_resp_json(resp, 409,
                           json_pack("{s:s,s:i}", "message",
@@ -165,6 +181,42 @@ static void test_register_errors_and_cache(void)
     es_registry_destroy(reg);
 }
 
+/* A registry's id outside the wire format's 4 bytes is refused, not cast to another. */
+static void test_register_id_range(void)
+{
+    int id = 0;
+    es_registry_t *reg = es_registry_new(base, 2000, 0, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(reg);
+    CU_ASSERT_EQUAL(es_registry_register(reg, "wide-id-value", schema_json, &id, errstr, 1024),
+                    ES_ERR_REGISTRY);
+    CU_ASSERT_PTR_NOT_NULL(
+        strstr(errstr, "id 4294967301, outside the wire format's 0..2147483647"));
+    CU_ASSERT_EQUAL(es_registry_register(reg, "minus-id-value", schema_json, &id, errstr, 1024),
+                    ES_ERR_REGISTRY);
+    CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "id -1, outside"));
+    subject_requests = 0; /* nothing was cached by the refusal: asked again */
+    CU_ASSERT_EQUAL(es_registry_register(reg, "minus-id-value", schema_json, &id, errstr, 1024),
+                    ES_ERR_REGISTRY);
+    CU_ASSERT_EQUAL(subject_requests, 1);
+    CU_ASSERT_EQUAL(es_registry_register(reg, "max-id-value", schema_json, &id, errstr, 1024),
+                    ES_ERR_OK);
+    CU_ASSERT_EQUAL(id, INT32_MAX);
+    es_registry_destroy(reg);
+}
+
+/* An answer past 8 MiB fails as it arrives: a wrong URL must not fill the heap. */
+static void test_answer_too_large(void)
+{
+    avro_schema_t a = NULL;
+    es_registry_t *reg = es_registry_new(base, 5000, 0, errstr, sizeof(errstr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(reg);
+    CU_ASSERT_EQUAL(es_registry_schema_by_id(reg, 34, &a, errstr, sizeof(errstr)),
+                    ES_ERR_REGISTRY_UNAVAILABLE);
+    CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "the answer is larger than 8388608 bytes"));
+    CU_ASSERT_EQUAL(es_registry_schema_by_id(reg, 5, &a, errstr, sizeof(errstr)), ES_ERR_OK);
+    es_registry_destroy(reg);
+}
+
 static void test_check_compatible(void)
 {
     es_registry_t *reg = es_registry_new(base, 2000, 0, errstr, sizeof(errstr));
@@ -231,11 +283,14 @@ int main(void)
         return 1;
     }
     snprintf(base, sizeof(base), "http://127.0.0.1:%d/", es_http_server_port(srv));
+    memset(huge_doc, 'x', sizeof(huge_doc) - 1);
     static const es_test_case_t cases[] = {
         {"registry down: retried, then unavailable", test_registry_down},
         {"schema by id: fetched once, errors mapped", test_schema_by_id_cached},
         {"transient failures are retried", test_transient_failures_retried},
         {"register: cached, registry's message passed on", test_register_errors_and_cache},
+        {"register: an id outside 4 bytes is refused", test_register_id_range},
+        {"an answer past 8 MiB is refused", test_answer_too_large},
         {"compatibility check passes the reasons on", test_check_compatible},
         {"serde fetches a writer schema once", test_serde_fetches_writer_once},
         {NULL, NULL},
