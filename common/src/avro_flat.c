@@ -174,11 +174,9 @@ size_t es_flat_held(const es_flat_t *f)
 static void arena_reset(es_flat_t *f)
 {
     if (f->nchunks > 1) {
-        size_t total = 0;
-        for (size_t i = 0; i < f->nchunks; i++) {
-            total += f->chunks[i].cap;
+        size_t total = es_flat_held(f);
+        for (size_t i = 0; i < f->nchunks; i++)
             free(f->chunks[i].base);
-        }
         if (total > ARENA_KEEP_MAX)
             total = ARENA_KEEP_MAX;
         f->chunks[0] = (chunk_t){.base = es_malloc(total), .cap = total};
