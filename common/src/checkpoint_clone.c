@@ -211,8 +211,9 @@ static size_t on_data(unpack_t *u, const char *p, size_t n)
     if (take && u->fd < 0) {
         es_buf_append(&u->manifest_text, p, take);
     } else if (take) {
-        if (write(u->fd, p, take) != (ssize_t)take)
-            return un_fail(u, ES_ERR_IO, "write %s: %s", u->name, strerror(errno));
+        int e = es_fs_write_all(u->fd, p, take);
+        if (e)
+            return un_fail(u, ES_ERR_IO, "write %s: %s", u->name, strerror(e));
         u->sum = es_fnv1a64(u->sum, p, take);
     }
     u->left -= take;

@@ -50,6 +50,21 @@ es_err_t es_fs_sync_dir(const char *dir, char *errstr, size_t errstr_size)
     return ES_ERR_OK;
 }
 
+int es_fs_write_all(int fd, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return n < 0 ? errno : EIO; /* 0 for a regular file cannot happen */
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
 es_err_t es_fs_write_atomic(const char *path, const void *data, size_t len, char *errstr,
                             size_t errstr_size)
 {

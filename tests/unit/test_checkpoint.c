@@ -12,6 +12,8 @@
 #include "testutil.h"
 
 #include <arpa/inet.h>
+#include <dlfcn.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -84,6 +86,75 @@ static void stream_of_store(const char *format, const char *path, es_buf_t *out,
     struct stat sb;
     CU_ASSERT_NOT_EQUAL(stat(cdir, &sb), 0); /* removed with the stream */
     es_ckpt_manifest_clear(&m);
+}
+
+/* ------------------------------------------------ faults at the clone's calls */
+
+/*
+ * write(2), fsync(2) and close(2) of a file in a clone's staging directory fail when a
+ * test arms them: this program's definitions come before libc's, the rest of
+ * the program's calls go through to libc untouched.  staging_room is the
+ * bytes such files may still take (-1: no limit), as a filling disk does: a
+ * write past it takes what fits, the next one fails with ENOSPC.
+ */
+static long long staging_room = -1;
+static long long staging_fsync_errno, staging_close_errno;
+
+static bool in_staging(int fd)
+{
+    char link[64], path[1024];
+    snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, path, sizeof(path) - 1);
+    if (n <= 0)
+        return false;
+    path[n] = '\0';
+    return strstr(path, "/" ES_CKPT_STAGING "/") != NULL;
+}
+
+ssize_t write(int fd, const void *data, size_t len)
+{
+    static ssize_t (*real)(int, const void *, size_t);
+    if (!real)
+        *(void **)&real = dlsym(RTLD_NEXT, "write");
+    if (staging_room >= 0 && in_staging(fd)) {
+        if (staging_room == 0) {
+            errno = ENOSPC;
+            return -1;
+        }
+        if ((long long)len > staging_room)
+            len = (size_t)staging_room;
+        ssize_t n = real(fd, data, len);
+        if (n > 0)
+            staging_room -= n;
+        return n;
+    }
+    return real(fd, data, len);
+}
+
+int fsync(int fd)
+{
+    static int (*real)(int);
+    if (!real)
+        *(void **)&real = dlsym(RTLD_NEXT, "fsync");
+    if (staging_fsync_errno && in_staging(fd)) {
+        errno = (int)staging_fsync_errno;
+        return -1;
+    }
+    return real(fd);
+}
+
+/* Linux closes the descriptor even when close(2) reports an error (NFS's EIO). */
+int close(int fd)
+{
+    static int (*real)(int);
+    if (!real)
+        *(void **)&real = dlsym(RTLD_NEXT, "close");
+    if (staging_close_errno && in_staging(fd)) {
+        real(fd);
+        errno = (int)staging_close_errno;
+        return -1;
+    }
+    return real(fd);
 }
 
 /* The stream of the tests, from a store of FORMAT at <dir>/src. */
@@ -644,6 +715,46 @@ static void test_flipped_data_bytes(void)
     es_buf_free(&b);
 }
 
+/*
+ * A disk that fills up while the copy arrives, and one whose fsync or close fails:
+ * the clone fails naming the file and the reason the system gave, leaves
+ * neither its staging directory nor a live store, and the same clone
+ * installs once the disk is well again.
+ */
+/* A clone into <dir>/@p name with *@p fault at @p armed fails with @p reason and leaves
+ * nothing; with *@p fault back at @p off, the same clone installs. */
+static void clone_under_fault(const char *name, long long *fault, long long armed, long long off,
+                              const char *reason)
+{
+    const char *topics[] = {"t.events"};
+    es_ckpt_expect_t x = expect(topics, 1);
+    char staging[400];
+    snprintf(staging, sizeof(staging), "%s/%s/%s", dir, name, ES_CKPT_STAGING);
+    *fault = armed;
+    es_err_t err = clone_buf(&stream, name, &x);
+    *fault = off;
+    CU_ASSERT_EQUAL(err, ES_ERR_IO);
+    CU_ASSERT_PTR_NOT_NULL(strstr(errstr, "write "));
+    CU_ASSERT_PTR_NOT_NULL(strstr(errstr, reason));
+    CU_ASSERT_FALSE(installed(name));
+    CU_ASSERT_FALSE(es_test_exists(staging));
+    CU_ASSERT_EQUAL(clone_buf(&stream, name, &x), ES_ERR_OK);
+    CU_ASSERT_TRUE(installed(name));
+}
+
+static void test_disk_faults(void)
+{
+    /* no room, a byte, a block, half the copy (the files are most of the stream) */
+    const long long rooms[] = {0, 1, 4096, (long long)stream.len / 2};
+    for (size_t i = 0; i < ES_ARRAY_SIZE(rooms); i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "full-%lld", rooms[i]);
+        clone_under_fault(name, &staging_room, rooms[i], -1, ": No space left on device");
+    }
+    clone_under_fault("fsync-eio", &staging_fsync_errno, EIO, 0, ": Input/output error");
+    clone_under_fault("close-eio", &staging_close_errno, EIO, 0, ": Input/output error");
+}
+
 /* ------------------------------------------------- hand-built hostile streams */
 
 /* One ustar entry: @p name (cut at 100 bytes, no NUL then), type @p type, @p size bytes of
@@ -955,6 +1066,7 @@ int main(void)
         {"a checkpoint streamed and cloned equals its store", test_round_trip},
         {"hostile, damaged and foreign streams install nothing", test_refusals},
         {"a byte flipped in any file's data installs nothing", test_flipped_data_bytes},
+        {"a full disk, a failing fsync or close installs nothing", test_disk_faults},
         {"hand-built hostile streams install nothing", test_hostile_streams},
         {"over HTTP, reads ending anywhere in an entry; a peer's refusal", test_pieces_over_http},
         {"every field of a manifest at its edges", test_manifest_fields},

@@ -31,6 +31,14 @@ es_err_t es_fs_write_atomic(const char *path, const void *data, size_t len, char
  */
 es_err_t es_fs_remove_flat_dir(const char *dir, char *errstr, size_t errstr_size);
 
+/**
+ * @brief Write all @p len bytes of @p data to @p fd, writing again after a
+ *        short write or EINTR.  0, or the errno of the write that failed (a
+ *        disk that fills up mid-way takes part of a write, then fails the
+ *        next with ENOSPC: that is the reason to report).
+ */
+int es_fs_write_all(int fd, const void *data, size_t len);
+
 /** @brief fsync directory @p dir (a rename or a new entry in it is then durable). */
 es_err_t es_fs_sync_dir(const char *dir, char *errstr, size_t errstr_size);
 
