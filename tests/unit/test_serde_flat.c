@@ -413,6 +413,9 @@ static void test_blocks_and_repeated_keys(void)
     ES_ASSERT_STR_EQ(s, "v41");
     CU_ASSERT_EQUAL(avro_value_get_by_index(&f, 29, &v, &key), 0);
     ES_ASSERT_STR_EQ(key, "k29");
+    CU_ASSERT_EQUAL(avro_value_get_by_index(&f, 29, &v, NULL), 0); /* no key asked for */
+    avro_value_get_string(&v, &s, &n);
+    ES_ASSERT_STR_EQ(s, "v29");
     CU_ASSERT_NOT_EQUAL(avro_value_get_by_index(&f, 30, &v, &key), 0);
     CU_ASSERT_NOT_EQUAL(avro_value_get_by_name(&f, "k30", &v, NULL), 0);
     CU_ASSERT_NOT_EQUAL(avro_value_get_long(&v, &(int64_t){0}), 0); /* a string is not a long */
