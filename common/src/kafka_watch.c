@@ -6,7 +6,8 @@
  * dead broker, a consumer inside a rebalance callback), and a readiness
  * probe must answer at once.  Every `health.interval.ms` the thread sends a
  * metadata request for no topic (the cheapest request every broker answers)
- * and, when asked to watch groups, DescribeConsumerGroups; readers only read
+ * and, when asked to watch groups, DescribeConsumerGroups, and for topics,
+ * one metadata request each (their partition counts); readers only read
  * the last results under a mutex.  A broker counts as gone when none
  * answered for `health.broker.timeout.ms`, so one slow answer is not an
  * outage.
@@ -59,7 +60,50 @@ struct es_kafka_watch_s {
     char **groups;
     es_group_state_t *states;
     size_t ngroups;
+    char **topics;    /* watched topics (es_kafka_watch_topic) */
+    int *want, *have; /* the counts the program works with; the cluster's (0: unknown) */
+    size_t ntopics;
 };
+
+static void count_changed(char *why, size_t whysz, const char *topic, int have, int want)
+{
+    snprintf(why, whysz,
+             "%s has %d partitions, %d when this process started: partitions were added "
+             "(docs/operations.md, \"Never add partitions\")",
+             topic, have, want);
+}
+
+/* The partition count of each watched topic (one metadata request each). */
+static void watch_topics(es_kafka_watch_t *w, int timeout_ms)
+{
+    for (size_t k = 0;; k++) {
+        char topic[512];
+        pthread_mutex_lock(&w->mu); /* topics may be added between requests */
+        bool more = k < w->ntopics;
+        if (more)
+            snprintf(topic, sizeof(topic), "%s", w->topics[k]);
+        pthread_mutex_unlock(&w->mu);
+        if (!more)
+            return;
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(w->rk, topic, NULL);
+        rd_kafka_resp_err_t err = rd_kafka_metadata(w->rk, 0, rkt, &md, timeout_ms);
+        rd_kafka_topic_destroy(rkt);
+        int cnt =
+            !err && md->topic_cnt == 1 && !md->topics[0].err ? md->topics[0].partition_cnt : 0;
+        if (md)
+            rd_kafka_metadata_destroy(md);
+        pthread_mutex_lock(&w->mu);
+        if (cnt > 0 && cnt != w->have[k] && cnt != w->want[k]) {
+            char why[700];
+            count_changed(why, sizeof(why), topic, cnt, w->want[k]);
+            es_log_error("kafka", "%s", why);
+        }
+        if (cnt > 0)
+            w->have[k] = cnt; /* a failed look keeps the last answer */
+        pthread_mutex_unlock(&w->mu);
+    }
+}
 
 /*
  * What one listing says of @p group, given what was known before (@p last).
@@ -126,6 +170,8 @@ static void *watch_main(void *arg)
             rd_kafka_metadata_destroy(md);
         if (ok && w->ngroups)
             watch_groups(w, timeout);
+        if (ok)
+            watch_topics(w, timeout);
         pthread_mutex_lock(&w->mu);
         if (ok) {
             if (w->last_ok_ms && es_mono_ms() - w->last_ok_ms > w->broker_timeout_ms)
@@ -228,6 +274,49 @@ es_group_state_t es_kafka_watch_group(es_kafka_watch_t *w, size_t i)
     return st;
 }
 
+void es_kafka_watch_topic(es_kafka_watch_t *w, const char *topic, int count)
+{
+    pthread_mutex_lock(&w->mu);
+    size_t i = 0;
+    while (i < w->ntopics && strcmp(w->topics[i], topic))
+        i++;
+    if (i == w->ntopics) {
+        w->topics = es_realloc(w->topics, (i + 1) * sizeof(*w->topics));
+        w->want = es_realloc(w->want, (i + 1) * sizeof(*w->want));
+        w->have = es_realloc(w->have, (i + 1) * sizeof(*w->have));
+        w->topics[i] = es_strdup(topic);
+        w->want[i] = count;
+        w->have[i] = 0;
+        w->ntopics++;
+    }
+    pthread_mutex_unlock(&w->mu);
+}
+
+int es_kafka_watch_topic_partitions(es_kafka_watch_t *w, const char *topic)
+{
+    int cnt = 0;
+    pthread_mutex_lock(&w->mu);
+    for (size_t i = 0; i < w->ntopics && !cnt; i++)
+        if (!strcmp(w->topics[i], topic))
+            cnt = w->have[i];
+    pthread_mutex_unlock(&w->mu);
+    return cnt;
+}
+
+bool es_kafka_watch_topics_ok(es_kafka_watch_t *w, char *why, size_t whysz)
+{
+    bool ok = true;
+    pthread_mutex_lock(&w->mu);
+    for (size_t i = 0; i < w->ntopics && ok; i++) {
+        if (w->have[i] && w->have[i] != w->want[i]) {
+            ok = false;
+            count_changed(why, whysz, w->topics[i], w->have[i], w->want[i]);
+        }
+    }
+    pthread_mutex_unlock(&w->mu);
+    return ok;
+}
+
 void es_kafka_watch_stop(es_kafka_watch_t *w)
 {
     if (!w)
@@ -242,6 +331,11 @@ void es_kafka_watch_stop(es_kafka_watch_t *w)
         free(w->groups[i]);
     free(w->groups);
     free(w->states);
+    for (size_t i = 0; i < w->ntopics; i++)
+        free(w->topics[i]);
+    free(w->topics);
+    free(w->want);
+    free(w->have);
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->cv);
     pthread_cond_destroy(&w->done_cv);

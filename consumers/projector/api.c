@@ -447,15 +447,23 @@ static void admin_slice(void *opaque, es_http_req_t *req, es_http_resp_t *resp)
 }
 
 /*
- * Ready while a broker answers and every projection runs with a lag within
+ * Ready while a broker answers, the events topics have the partitions the
+ * projections were sized for, and every projection runs with a lag within
  * ready.max.lag.  A projector that cannot reach the broker cannot know its
- * lag, so it says not ready (its reads still answer, from what it applied).
+ * lag, so it says not ready (its reads still answer, from what it applied);
+ * one whose topics got partitions added folds none of the new ones until it
+ * starts again, so it says that.
  */
 static bool ready(void *opaque, char *why, size_t whysz)
 {
     es_projector_t *pj = opaque;
     if (!es_kafka_watch_broker_ok(pj->watch, why, whysz))
         return false;
+    if (!es_kafka_watch_topics_ok(pj->watch, why, whysz)) {
+        size_t n = strlen(why);
+        snprintf(why + n, whysz - n, "; the new partitions are folded after a restart");
+        return false;
+    }
     for (size_t i = 0; i < pj->nrunners; i++) {
         pj_runner_t *r = &pj->runners[i];
         pj_mutex_lock(&r->mu);

@@ -124,6 +124,8 @@ static es_err_t runner_connect_kafka(pj_runner_t *r, char *errstr, size_t errstr
     pj_mutex_lock(&r->mu);
     size_runner_locked(r, nparts);
     pj_mutex_unlock(&r->mu);
+    for (size_t t = 0; t < r->ntopics; t++) /* partitions added later: /readyz says so */
+        es_kafka_watch_topic(r->pj->watch, r->topic[t], nparts[t]);
     return ES_ERR_OK;
 }
 

@@ -575,6 +575,8 @@ void cs_on_rebalance(void *opaque, bool assign, rd_kafka_topic_partition_list_t 
         cs_refused_forget(cs, parts);
         return;
     }
+    if (!cs_partitions_known(cs, parts))
+        return; /* the topics are checked again first (connect.c) */
     cs_set_not_ready(cs, "catching up %d partition(s) of %s", parts->cnt, cs->t_ev);
     rd_kafka_topic_partition_list_t *committed = rd_kafka_topic_partition_list_copy(parts);
     es_err_t err = check_group_offsets(cs, committed, errstr, sizeof(errstr));

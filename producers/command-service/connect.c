@@ -320,7 +320,9 @@ static void register_metrics(cs_t *cs, es_metrics_t *metrics)
         "Owned <agg>.state partitions whose baseline is still to be written", NULL);
     cs->g_refused = es_metrics_gauge(
         metrics, "escqrs_command_service_partitions_refused",
-        "Commands partitions refused because the group's offsets were lost or moved back", NULL);
+        "Commands partitions refused: the group's offsets lost or moved back, or a command "
+        "arriving in another partition than its aggregate's events",
+        NULL);
 }
 
 /* Topic, group and transactional id names of the aggregate. */

@@ -314,6 +314,21 @@ static es_err_t decide_pending(cs_t *cs, rd_kafka_message_t *m, avro_value_t *v,
     if ((err = cs_agg_load(cs, agg_id, &a, errstr, errstr_size)) ||
         (err = cs_idem_load(cs, agg_id, cmd_id, &e, errstr, errstr_size)))
         return err;
+    if (m->partition < cs->nparts && cs->refused[m->partition]) { /* left in a fetch */
+        snprintf(errstr, errstr_size, "%s [%d] is refused: %s", cs->t_cmd, (int)m->partition,
+                 "its commands wait for the operator");
+        return ES_ERR_STATE;
+    }
+    if (a->partition >= 0 && a->partition != m->partition) {
+        /* Deciding it here would split the aggregate's history over two partitions. */
+        snprintf(errstr, errstr_size,
+                 "a command for %s arrived in %s [%d], but its events and state are in partition "
+                 "%d: the partition count of the aggregate's topics or the producers' "
+                 "kafka.partitioner changed (docs/operations.md, \"Never add partitions\")",
+                 agg_id, cs->t_cmd, (int)m->partition, (int)a->partition);
+        cs_refuse_partition(cs, m->partition, errstr);
+        return ES_ERR_STATE;
+    }
     pd->agg = a;
     a->partition = m->partition; /* its events and state record go to this number */
     o->actual_version = o->version = a->version;
@@ -397,9 +412,13 @@ es_err_t cs_produce_outcome(cs_t *cs, const es_outcome_t *o, const cmd_ctx_t *ct
         (err = outcome_ctx_set(&cs->res_value, ctx, errstr, errstr_size)) ||
         (err = es_serde_encode(cs->res_serde, &cs->res_value, buf, errstr, errstr_size)))
         return err;
+    /* the partition mark_partitions() added to the transaction, whatever the
+     * producer's metadata says now: the count the service checked */
+    int32_t part = es_producer_key_partition(cs->prod, o->aggregate_id, strlen(o->aggregate_id),
+                                             cs->nparts_res);
     es_record_t rec = {
         .topic = cs->t_res,
-        .partition = RD_KAFKA_PARTITION_UA,
+        .partition = part >= 0 ? part : RD_KAFKA_PARTITION_UA,
         .key = o->aggregate_id,
         .keylen = strlen(o->aggregate_id),
         .value = buf->data,

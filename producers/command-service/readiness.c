@@ -15,8 +15,11 @@
  * a reason that /readyz
  * shows (catching up, recovering after a fenced producer, a commit whose
  * answer is being retried), so an operator reads why without the logs.  A
- * partition refused at its assignment (cs_refuse_partition) keeps /readyz
- * at 503 while the others are decided.
+ * partition refused at its assignment or for a command in another partition
+ * than its aggregate's (cs_refuse_partition) keeps /readyz at 503 while the
+ * others are decided; an assignment past the partition count the topics were
+ * checked with (cs_partitions_known) re-creates the clients after checking
+ * them again.
  * Every commit of the service (a batch's, a baseline's) goes through
  * cs_commit_transaction(), so an unanswered one is said here.
  */
@@ -173,4 +176,19 @@ es_txn_rc_t cs_commit_transaction(cs_t *cs, const char *what, char *errstr, size
     if (!rc && r.retried && r.was_ready)
         cs_set_ready(cs);
     return rc;
+}
+
+bool cs_partitions_known(cs_t *cs, const rd_kafka_topic_partition_list_t *parts)
+{
+    for (int i = 0; i < parts->cnt && !cs->fatal; i++) {
+        if (parts->elems[i].partition < cs->nparts)
+            continue;
+        cs->fatal = true; /* the clients are re-created, after check_topics() */
+        cs->topics_checked = false;
+        snprintf(cs->fatal_reason, sizeof(cs->fatal_reason),
+                 "assigned %s [%d], but the topics had %d partitions when checked: checking them "
+                 "again",
+                 cs->t_cmd, (int)parts->elems[i].partition, cs->nparts);
+    }
+    return !cs->fatal;
 }

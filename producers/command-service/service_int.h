@@ -260,6 +260,13 @@ es_txn_rc_t cs_state_write_baseline(cs_t *cs);
 
 /* catchup.c */
 void cs_on_rebalance(void *opaque, bool assign, rd_kafka_topic_partition_list_t *parts);
+/*
+ * Are all of @p parts below the partition count the topics were checked with?
+ * If not, partitions were added since: cs->fatal is set, and the clients are
+ * re-created after the topics are checked again (counts that now disagree stop
+ * the service, as at a start).
+ */
+bool cs_partitions_known(cs_t *cs, const rd_kafka_topic_partition_list_t *parts);
 
 /* decide.c */
 es_err_t cs_decide(cs_t *cs, rd_kafka_message_t *m, char *errstr, size_t errstr_size);

@@ -72,6 +72,10 @@ static es_txn_rc_t decide_all(cs_t *cs, rd_kafka_message_t **msgs, size_t n)
             /* a command's writer schema the registry cannot give now: the batch
              * waits for it, aborted and decided again after the back-off (0912) */
             return fail(cs, ES_TXN_ABORT, ES_LOG_WARN, "command: ", errstr);
+        int32_t p = msgs[i]->partition;
+        if (err == ES_ERR_STATE && p >= 0 && p < cs->nparts && cs->refused[p])
+            /* refused (decide.c): aborted, then paused; the other partitions go on */
+            return fail(cs, ES_TXN_ABORT, ES_LOG_ERROR, "command: ", errstr);
         if (err) /* store or domain failure: never answer from a broken state */
             return fail(cs, ES_TXN_FATAL, ES_LOG_ERROR, "command: ", errstr);
     }

@@ -61,6 +61,7 @@ typedef struct gw_agg_s {
     avro_value_t value;
     bool have_value;
     pthread_mutex_t mu; /* serde and value */
+    int res_parts;      /* partitions of t_res read (results thread only) */
 } gw_agg_t;
 
 struct gw_s {

@@ -27,6 +27,7 @@
 
 #define METADATA_TIMEOUT_MS 5000 /* results topic metadata and watermarks */
 #define RESULTS_POLL_MS     50   /* one poll; waiters are expired between polls */
+#define RESULTS_FOLLOW_MS   1000 /* how often the results topics' counts are looked at */
 
 void gw_set_not_ready(gw_t *gw, const char *fmt, ...)
 {
@@ -38,9 +39,10 @@ void gw_set_not_ready(gw_t *gw, const char *fmt, ...)
     pthread_mutex_unlock(&gw->why_mu);
 }
 
-/* Add every partition of @p topic to @p tl at its current end. */
-static bool add_at_end(gw_t *gw, const char *topic, rd_kafka_topic_partition_list_t *tl)
+/* Add every partition of @p ag's results topic to @p tl at its current end. */
+static bool add_at_end(gw_t *gw, gw_agg_t *ag, rd_kafka_topic_partition_list_t *tl)
 {
+    const char *topic = ag->t_res;
     rd_kafka_t *rk = es_consumer_rk(gw->results);
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
@@ -63,6 +65,10 @@ static bool add_at_end(gw_t *gw, const char *topic, rd_kafka_topic_partition_lis
         }
         rd_kafka_topic_partition_list_add(tl, topic, p)->offset = hi;
     }
+    if (ok) {
+        ag->res_parts = md->topics[0].partition_cnt;
+        es_kafka_watch_topic(gw->watch, topic, ag->res_parts);
+    }
     if (md)
         rd_kafka_metadata_destroy(md);
     return ok;
@@ -74,11 +80,43 @@ static bool results_assign(gw_t *gw)
     rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(16);
     bool ok = true;
     for (size_t a = 0; a < gw->naggs && ok; a++)
-        ok = add_at_end(gw, gw->aggs[a].t_res, tl);
+        ok = add_at_end(gw, &gw->aggs[a], tl);
     if (ok && rd_kafka_assign(es_consumer_rk(gw->results), tl))
         ok = false;
     rd_kafka_topic_partition_list_destroy(tl);
     return ok;
+}
+
+/*
+ * Partitions added to a results topic are read too, from their start: a
+ * command service that checks its topics again (after an assignment of a
+ * partition it did not know) writes outcomes to them, and a request waits for
+ * each.  Adding partitions is still wrong (the command service refuses the
+ * commands it then gets in another partition than their aggregate's), but no
+ * answer written is missed here.
+ */
+static void results_follow(gw_t *gw)
+{
+    for (size_t a = 0; a < gw->naggs; a++) {
+        gw_agg_t *ag = &gw->aggs[a];
+        int have = es_kafka_watch_topic_partitions(gw->watch, ag->t_res);
+        if (have <= ag->res_parts)
+            continue;
+        rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(have);
+        for (int p = ag->res_parts; p < have; p++)
+            rd_kafka_topic_partition_list_add(tl, ag->t_res, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+        rd_kafka_error_t *e = rd_kafka_incremental_assign(es_consumer_rk(gw->results), tl);
+        if (e) {
+            es_log_error("gateway", "cannot read the partitions added to %s: %s", ag->t_res,
+                         rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+        } else {
+            es_log_warn("gateway", "%s has %d partitions, %d when read first: reading the new ones",
+                        ag->t_res, have, ag->res_parts);
+            ag->res_parts = have;
+        }
+        rd_kafka_topic_partition_list_destroy(tl);
+    }
 }
 
 /* The aggregate whose results topic @p m was read from (NULL: none of ours). */
@@ -199,7 +237,12 @@ void *gw_results_main(void *arg)
         atomic_store(&gw->ready, true);
         es_log_info("gateway", "reading outcomes from %zu results topic(s)", gw->naggs);
     }
+    int64_t followed_ms = es_mono_ms();
     while (!atomic_load(&gw->stop)) {
+        if (es_mono_ms() - followed_ms >= RESULTS_FOLLOW_MS) {
+            results_follow(gw);
+            followed_ms = es_mono_ms();
+        }
         rd_kafka_message_t *m = es_consumer_poll(gw->results, RESULTS_POLL_MS);
         if (m) {
             if (m->err) {

@@ -450,7 +450,8 @@ es_err_t es_admin_topic_partitions(es_admin_t *adm, const char *topic, int timeo
 
 /**
  * What a daemon knows of the cluster, for /readyz and for answering quickly:
- * whether a broker answered lately, and whether consumer groups have members.
+ * whether a broker answered lately, whether consumer groups have members, and
+ * the partition counts of the topics it works with.
  * A thread of its own asks every `health.interval.ms` with its own handle, so
  * the answer never waits on, or disturbs, the clients doing the work.
  */
@@ -488,6 +489,24 @@ es_group_state_t es_kafka_watch_group(es_kafka_watch_t *w, size_t i);
  *        that may be stale (a group that looked empty a second ago).
  */
 void es_kafka_watch_refresh(es_kafka_watch_t *w, int timeout_ms);
+
+/**
+ * @brief Also watch the partition count of @p topic, which this program works
+ *        with @p count partitions of (a topic watched already keeps the count
+ *        it was first given).  Kafka lets an operator add partitions to a
+ *        topic under a running program (docs/operations.md, "Never add
+ *        partitions").
+ */
+void es_kafka_watch_topic(es_kafka_watch_t *w, const char *topic, int count);
+
+/** @brief The partition count of watched @p topic the cluster last gave (0: none yet). */
+int es_kafka_watch_topic_partitions(es_kafka_watch_t *w, const char *topic);
+
+/**
+ * @brief Do the watched topics still have the partition counts given?  On
+ *        false, @p why names the first that does not.
+ */
+bool es_kafka_watch_topics_ok(es_kafka_watch_t *w, char *why, size_t whysz);
 
 /** @brief Stop the thread and free; NULL is a no-op. */
 void es_kafka_watch_stop(es_kafka_watch_t *w);
