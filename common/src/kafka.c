@@ -42,9 +42,13 @@ const es_conf_def_t es_kafka_conf_defs[] = {
      .desc = "Wait for all in-sync replicas before a write counts",
      .role = ES_CONF_ROLE_PRODUCER},
     {.name = "kafka.partitioner",
-     .type = ES_CONF_STRING,
+     .type = ES_CONF_ENUM,
      .defval = "murmur2_random",
-     .desc = "Java-compatible partitioner, so every client puts a key in the same partition",
+     .choices = "murmur2_random|murmur2", /* the two agree on every key: Java's murmur2, which
+                                           * the projector routes queries by (asof.c); any
+                                           * other puts an aggregate where no reader looks */
+     .desc = "Java-compatible partitioner, so every client puts a key in the same partition "
+             "(librdkafka's others place keys where Java clients and the projector do not)",
      .role = ES_CONF_ROLE_PRODUCER},
     {.name = "kafka.isolation.level",
      .type = ES_CONF_ENUM,

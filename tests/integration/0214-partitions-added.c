@@ -107,7 +107,8 @@ static void test_partitions_added(void)
     const char *gw_sets[] = {sets[0], sets[2]};
     wt_start_gateway(&st, gw_sets, 2);
     char line[1024];
-    for (int i = 0; i < 600 && !wt_log_line(st.gw.log, "reading outcomes from", NULL, line, 1024); i++)
+    for (int i = 0; i < 600 && !wt_log_line(st.gw.log, "reading outcomes from", NULL, line, 1024);
+         i++)
         usleep(100 * 1000); /* its topics are there (ready only once a service runs) */
     wt_start_service(&st, sets, 2);
     wt_wait_ready(&st.cs, 60);

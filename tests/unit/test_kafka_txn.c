@@ -402,12 +402,27 @@ static void test_marked_partition_without_records(void)
     teardown(&f);
 }
 
-/* A partitioner that places a keyed record at random gives no partition to mark. */
-static void test_no_key_partition_for_random(void)
+/*
+ * Only Java's murmur2 places keys: librdkafka's other partitioners (random, or
+ * consistent and fnv1a by another hash) would put an aggregate where the
+ * projector's routing (asof.c) and every Java client do not look.
+ */
+static void test_only_java_partitioners(void)
 {
+    static const char *const refused[] = {"random", "consistent",   "consistent_random",
+                                          "fnv1a",  "fnv1a_random", "murmur2-random"};
+    char err[512];
+    es_conf_t *conf = conf_with("kafka.test.mock.num.brokers", "1");
+    for (size_t i = 0; i < ES_ARRAY_SIZE(refused); i++) {
+        CU_ASSERT_EQUAL(es_conf_set(conf, "kafka.partitioner", refused[i], "test", err, 512),
+                        ES_ERR_CONF);
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, "kafka.partitioner"));
+    }
+    es_conf_destroy(conf);
     fixture_t f;
-    setup_with(&f, "txn-random", "kafka.partitioner", "random");
-    CU_ASSERT_EQUAL(es_producer_key_partition(f.prod, "k", 1, 3), -1);
+    setup_with(&f, "txn-murmur2", "kafka.partitioner", "murmur2");
+    CU_ASSERT_EQUAL(es_producer_key_partition(f.prod, "k", 1, 3),
+                    rd_kafka_msg_partitioner_murmur2(NULL, "k", 1, 3, NULL, NULL));
     teardown(&f);
 }
 
@@ -470,7 +485,7 @@ int main(void)
         {"partitions marked ahead are registered with the first record's, at once",
          test_marked_partitions_registered_at_once},
         {"no partition is marked outside a transaction", test_marking_outside_a_transaction},
-        {"a random partitioner gives no partition for a key", test_no_key_partition_for_random},
+        {"only Java's murmur2 partitioners are taken", test_only_java_partitioners},
         {"a key of every id length goes where es_producer_key_partition says",
          test_key_partition_for_every_id_length},
         {"a marked partition no record follows does not stop the commit",
