@@ -461,7 +461,9 @@ static bool ready(void *opaque, char *why, size_t whysz)
         return false;
     if (!es_kafka_watch_topics_ok(pj->watch, why, whysz)) {
         size_t n = strlen(why);
-        snprintf(why + n, whysz - n, "; the new partitions are folded after a restart");
+        snprintf(why + n, whysz - n,
+                 "; the new partitions are folded after a restart, with the projection's DLQ "
+                 "topics raised to the same count");
         return false;
     }
     for (size_t i = 0; i < pj->nrunners; i++) {

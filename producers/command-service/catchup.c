@@ -1,40 +1,36 @@
 /*
- * catchup.c — on every partition assignment, the store is brought up to the
- * end of <agg>.events before anything of the partition is decided.
+ * catchup.c — on every partition assignment, the store is brought up to the end of <agg>.events
+ * before anything of the partition is decided.
  *
- * Why: the store is a cache of the log.  After a crash between a commit and
- * the store write, after another owner wrote the partition, or with a lost
- * store, the events topic holds states the store does not.
+ * Why: the store is a cache of the log.  After a crash between a commit and the store write,
+ * after another owner wrote the partition, or with a lost store, the events topic holds states
+ * the store does not.
  *
- * A store that knows nothing of the partition (no stored events offset:
- * an empty store, a pod rescheduled with an emptyDir) is first restored
- * from <agg>.state (read_committed, to its end; state.c says why that is
- * every aggregate as of the last transaction it shows when the partition
- * has its baseline marker), and then only the events after the largest
- * events offset the restored states reflect are read: the work follows the
- * live aggregates, not the length of the history.  Without a marker
- * (topics older than <agg>.state) the events are read from offset 0, and the
- * partition is marked for a baseline.  With `state.restore=false` the
- * decisions are restored all the same (the outcome records and windows: no
- * event holds a rejection) and the events are read from offset 0, each
- * restored aggregate's state computed again from its first event by the
- * module's evolve (a fixed evolve, a state topic not trusted).
+ * A store that knows nothing of the partition (no stored events offset: an empty store, a pod
+ * rescheduled with an emptyDir) is first restored from <agg>.state (read_committed, to its end;
+ * state.c says why that is every aggregate as of the last transaction it shows when the
+ * partition has its baseline marker), and then only the events after the largest events offset
+ * the restored states reflect are read: the work follows the live aggregates, not the length of
+ * the history.  Without a marker (topics older than <agg>.state) the events are read from
+ * offset 0, and the partition is marked for a baseline.  With `state.restore=false` the
+ * decisions are restored all the same (the outcome records and windows: no event holds a
+ * rejection) and the events are read from offset 0, each restored aggregate's state computed
+ * again from its first event by the module's evolve (a fixed evolve, a state topic not
+ * trusted).
  *
- * A store that knows the partition first reads <agg>.state [p] after the
- * offset it keeps for it (the state tail, state_tail()): another owner's
- * records, with the rejected outcomes no event carries.
+ * A store that knows the partition first reads <agg>.state [p] after the offset it keeps for it
+ * (the state tail, state_tail()): another owner's records, with the rejected outcomes no event
+ * carries.
  *
- * Reading the events (read_committed) from the stored offset to its end
- * rebuilds the states and the accepted outcomes of the commands whose
- * events it finds, so a client retry of such a command still gets its
- * first outcome and writes nothing.  This runs inside the rebalance
- * callback, so no command of the partition is polled before it ends; its
- * length is bounded by `max.poll.interval.ms` (docs/write-side.md,
- * "State restore").  A failure marks the clients for re-creation (the new
- * consumer's assignment catches up again); so does a catch-up that gets
- * neither a record nor the end for `catchup.stall.timeout.ms`, because
- * librdkafka's fetcher can stop for good after a broker restart and the
- * end it waits for would never come (es_consumer_next_to_end()).
+ * Reading the events (read_committed) from the stored offset to its end rebuilds the states and
+ * the accepted outcomes of the commands whose events it finds, so a client retry of such a
+ * command still gets its first outcome and writes nothing.  This runs inside the rebalance
+ * callback, so no command of the partition is polled before it ends; its length is bounded by
+ * `max.poll.interval.ms` (docs/write-side.md, "State restore").  A failure marks the clients
+ * for re-creation (the new consumer's assignment catches up again); so does a catch-up that
+ * gets neither a record nor the end for `catchup.stall.timeout.ms`, because librdkafka's
+ * fetcher can stop for good after a broker restart and the end it waits for would never come
+ * (es_consumer_next_to_end()).
  */
 #include "service_int.h"
 
@@ -118,14 +114,17 @@ static es_err_t catchup_apply(cs_t *cs, rd_kafka_message_t *m, bool reevolve, ch
         if ((err = cs->def->evolve(a->state, type, &pl, errstr, errstr_size)))
             return err;
         a->version = version;
-        a->ev_offset = m->offset;
-        a->partition = m->partition;
-        a->dirty = true;
     } else if (reevolve) { /* its version, window and outcomes stay the restored ones */
         if (version == 1)
             memset(a->state, 0, cs->def->state_size);
         if ((err = cs->def->evolve(a->state, type, &pl, errstr, errstr_size)))
             return err;
+        a->dirty = true;
+    }
+    /* its last event where new topics put it (a migration, operations.md): decided there */
+    if (newer || (version == a->version && a->partition != m->partition)) {
+        a->ev_offset = m->offset;
+        a->partition = m->partition;
         a->dirty = true;
     }
     /* Its command's outcome, unless it left the window: a state restored without it
