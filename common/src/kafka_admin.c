@@ -300,9 +300,15 @@ out:
 es_err_t es_admin_topic_partitions(es_admin_t *adm, const char *topic, int timeout_ms,
                                    int *partitions, char *errstr, size_t errstr_size)
 {
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(adm->rk, topic, NULL);
+    return es_kafka_topic_partitions(adm->rk, topic, timeout_ms, partitions, errstr, errstr_size);
+}
+
+es_err_t es_kafka_topic_partitions(rd_kafka_t *rk, const char *topic, int timeout_ms,
+                                   int *partitions, char *errstr, size_t errstr_size)
+{
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
     const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_resp_err_t kerr = rd_kafka_metadata(adm->rk, 0, rkt, &md, timeout_ms);
+    rd_kafka_resp_err_t kerr = rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms);
     es_err_t err = ES_ERR_OK;
 
     if (kerr) {

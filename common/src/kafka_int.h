@@ -47,6 +47,11 @@ typedef int32_t es_key_partitioner_t(const rd_kafka_topic_t *rkt, const void *ke
  *  a keyed record by its key alone; NULL otherwise (kafka_record.c). */
 es_key_partitioner_t *es_kafka_key_partitioner(rd_kafka_t *rk);
 
+/** The partition count of @p topic, asked of the cluster through handle @p rk
+ *  (kafka_admin.c; es_admin_topic_partitions() and the watch use it). */
+es_err_t es_kafka_topic_partitions(rd_kafka_t *rk, const char *topic, int timeout_ms,
+                                   int *partitions, char *errstr, size_t errstr_size);
+
 /** The producer @p rk's message.max.bytes (kafka_record.c). */
 size_t es_kafka_max_record_bytes(rd_kafka_t *rk);
 

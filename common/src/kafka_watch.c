@@ -85,14 +85,10 @@ static void watch_topics(es_kafka_watch_t *w, int timeout_ms)
         pthread_mutex_unlock(&w->mu);
         if (!more)
             return;
-        const struct rd_kafka_metadata *md = NULL;
-        rd_kafka_topic_t *rkt = rd_kafka_topic_new(w->rk, topic, NULL);
-        rd_kafka_resp_err_t err = rd_kafka_metadata(w->rk, 0, rkt, &md, timeout_ms);
-        rd_kafka_topic_destroy(rkt);
-        int cnt =
-            !err && md->topic_cnt == 1 && !md->topics[0].err ? md->topics[0].partition_cnt : 0;
-        if (md)
-            rd_kafka_metadata_destroy(md);
+        char err[256];
+        int cnt = 0;
+        if (es_kafka_topic_partitions(w->rk, topic, timeout_ms, &cnt, err, sizeof(err)))
+            cnt = 0;
         pthread_mutex_lock(&w->mu);
         if (cnt > 0 && cnt != w->have[k] && cnt != w->want[k]) {
             char why[700];

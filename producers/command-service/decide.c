@@ -310,15 +310,15 @@ static es_err_t decide_pending(cs_t *cs, rd_kafka_message_t *m, avro_value_t *v,
     es_err_t err;
     es_outcome_t *o = &pd->o;
     const char *agg_id = o->aggregate_id, *cmd_id = o->command_id;
-    uint64_t fp = es_command_fingerprint(v);
-    if ((err = cs_agg_load(cs, agg_id, &a, errstr, errstr_size)) ||
-        (err = cs_idem_load(cs, agg_id, cmd_id, &e, errstr, errstr_size)))
-        return err;
     if (m->partition < cs->nparts && cs->refused[m->partition]) { /* left in a fetch */
         snprintf(errstr, errstr_size, "%s [%d] is refused: %s", cs->t_cmd, (int)m->partition,
                  "its commands wait for the operator");
         return ES_ERR_STATE;
     }
+    uint64_t fp = es_command_fingerprint(v);
+    if ((err = cs_agg_load(cs, agg_id, &a, errstr, errstr_size)) ||
+        (err = cs_idem_load(cs, agg_id, cmd_id, &e, errstr, errstr_size)))
+        return err;
     if (a->partition >= 0 && a->partition != m->partition) {
         /* Deciding it here would split the aggregate's history over two partitions. */
         snprintf(errstr, errstr_size,
